@@ -1,0 +1,146 @@
+"""Working calendars for business-time delays ("2 business days", "4 business hours").
+
+Working hours are wall-clock times in the calendar's time zone, so a 9:00-17:00 day stays
+9:00-17:00 local across daylight-saving changes; the lengths of working intervals are measured
+in real (UTC) time. Pure and immutable: safe to share between engines and threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .clock import ensure_utc
+from .errors import InvalidInputError
+
+__all__ = ["WorkingCalendar"]
+
+_MAX_SCAN_DAYS = 3660 * 2
+
+
+class WorkingCalendar:
+    """Working days, working hours and holidays in one time zone.
+
+    ``workdays`` are ISO weekday numbers minus one (Monday = 0 ... Sunday = 6). ``holidays`` are
+    local dates with no work at all.
+    """
+
+    __slots__ = ("_end", "_start", "holidays", "timezone", "workdays", "zone")
+
+    def __init__(
+        self,
+        timezone: str = "UTC",
+        *,
+        workdays: Iterable[int] = (0, 1, 2, 3, 4),
+        start: time = time(9),
+        end: time = time(17),
+        holidays: Iterable[date] = (),
+    ) -> None:
+        try:
+            self.zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidInputError(f"unknown time zone {timezone!r}", field="timezone") from exc
+        self.timezone = timezone
+        days = frozenset(workdays)
+        if not days or not days <= set(range(7)):
+            raise InvalidInputError("workdays must be a non-empty subset of 0..6", field="workdays")
+        if start.tzinfo is not None or end.tzinfo is not None:
+            raise InvalidInputError("start/end are local wall-clock times without tzinfo")
+        if not start < end:
+            raise InvalidInputError("start must be before end", field="start")
+        self.workdays = days
+        self._start = start
+        self._end = end
+        self.holidays = frozenset(holidays)
+
+    @classmethod
+    def from_country(
+        cls,
+        country: str,
+        *,
+        subdiv: str | None = None,
+        years: Iterable[int],
+        timezone: str,
+        **kwargs: object,
+    ) -> WorkingCalendar:
+        """A calendar with a country's public holidays (needs the ``holidays`` extra)."""
+        try:
+            import holidays as holidays_lib
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("install leadflow[holidays] for country calendars") from exc
+        table = holidays_lib.country_holidays(country, subdiv=subdiv, years=list(years))
+        return cls(timezone, holidays=set(table.keys()), **kwargs)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return (
+            f"WorkingCalendar({self.timezone!r}, workdays={sorted(self.workdays)}, "
+            f"start={self._start}, end={self._end}, holidays={len(self.holidays)})"
+        )
+
+    def is_working_day(self, day: date) -> bool:
+        return day.weekday() in self.workdays and day not in self.holidays
+
+    def _local(self, day: date, at: time) -> datetime:
+        # fold=0: a repeated wall time means its first occurrence; a skipped one moves forward
+        # by the gap (zoneinfo's rule), e.g. 02:30 on a spring-forward day is 03:30.
+        return datetime.combine(day, at, tzinfo=self.zone).astimezone(UTC)
+
+    def _window(self, day: date) -> tuple[datetime, datetime]:
+        return self._local(day, self._start), self._local(day, self._end)
+
+    def add_business_hours(self, start: datetime, hours: float) -> datetime:
+        """The moment ``hours`` of working time after ``start``.
+
+        Time outside working hours does not count: Friday 16:00 plus 2 business hours on a
+        9-17 calendar is Monday 10:00. Ending exactly at a day's close returns the close.
+        """
+        moment = ensure_utc(start, "start")
+        remaining = timedelta(hours=hours)
+        if remaining <= timedelta(0):
+            return moment
+        day = moment.astimezone(self.zone).date()
+        for _ in range(_MAX_SCAN_DAYS):
+            if self.is_working_day(day):
+                open_at, close_at = self._window(day)
+                begin = max(open_at, moment)
+                if begin < close_at:
+                    available = close_at - begin
+                    if remaining <= available:
+                        return begin + remaining
+                    remaining -= available
+            day += timedelta(days=1)
+        raise InvalidInputError("no working time found within ten years", field="calendar")
+
+    def add_business_days(self, start: datetime, days: int) -> datetime:
+        """The same local wall-clock time on the ``days``-th working day after ``start``'s date.
+
+        Saturday + 1 business day is Monday (same local time). A wall time that the target day
+        skips (spring-forward) moves forward by the gap; a repeated one takes its first
+        occurrence.
+        """
+        moment = ensure_utc(start, "start")
+        if days <= 0:
+            return moment
+        local = moment.astimezone(self.zone)
+        day = local.date()
+        counted = 0
+        for _ in range(_MAX_SCAN_DAYS):
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                counted += 1
+                if counted == days:
+                    return self._local(day, local.time().replace(tzinfo=None))
+        raise InvalidInputError("no working day found within ten years", field="calendar")
+
+    def next_working_time(self, moment: datetime) -> datetime:
+        """``moment`` if it is inside working hours, else the next opening."""
+        moment = ensure_utc(moment, "moment")
+        day = moment.astimezone(self.zone).date()
+        for _ in range(_MAX_SCAN_DAYS):
+            if self.is_working_day(day):
+                open_at, close_at = self._window(day)
+                if moment < close_at:
+                    return max(open_at, moment)
+            day += timedelta(days=1)
+        raise InvalidInputError("no working time found within ten years", field="calendar")

@@ -1,0 +1,61 @@
+"""Time sources and the one rule about datetimes: aware, and UTC inside."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from .errors import InvalidInputError
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where leadflow reads the current time. Inject one so tests control time."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware."""
+        ...
+
+
+class SystemClock:
+    """The real clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that moves only when told to; for tests and simulations. Thread-safe."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = ensure_utc(start, "start")
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        """Jump to ``when`` (may go backwards, to model clock skew)."""
+        value = ensure_utc(when, "when")
+        with self._lock:
+            self._now = value
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
+        """Move forward by ``delta`` or by ``timedelta(**kwargs)``; return the new time."""
+        step = delta if delta is not None else timedelta(**kwargs)
+        with self._lock:
+            self._now = self._now + step
+            return self._now
+
+
+def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
+    """Return ``value`` converted to UTC; reject naive datetimes, which are ambiguous."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"expected a datetime, got {type(value).__name__}", field=field)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(
+            "naive datetime rejected: give a timezone (e.g. tzinfo=datetime.UTC)", field=field
+        )
+    return value.astimezone(UTC)
