@@ -357,6 +357,8 @@ class ConditionGroup(_Model):
             kind = keys[0]
             body = data[kind]
             if kind == "not":
+                if not isinstance(body, dict):
+                    raise ValueError("'not' takes one condition (an object), not a list")
                 body = [body]
             elif not isinstance(body, list):
                 raise ValueError(f"'{kind}' takes a list of conditions")
