@@ -56,8 +56,9 @@ class ActivityFilter(_Model):
     """Which activities a query selects. All given criteria must hold (AND).
 
     ``state`` needs ``as_of`` for ``pending`` / ``overdue`` (overdue: open and due before
-    ``as_of``; pending: open and not overdue). Date ranges are half-open: ``from <= x < to``.
-    List-valued criteria match any of their values.
+    ``as_of``; pending: open and not overdue). Date ranges are half-open: ``from <= x < to``,
+    and an activity without that date never matches a range on it. List-valued criteria match
+    any of their values.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -147,7 +148,10 @@ class ActivityStatistics(_Model):
     ``mean_time_to_complete`` averages ``completed_date - created_at`` over completed activities.
     ``mean_time_to_first_completion`` averages, per opportunity with a completed activity, the time
     from its earliest ``created_at`` (the lead's first recorded activity, our stand-in for the
-    lead's creation) to its earliest ``completed_date``.
+    lead's creation) to its earliest ``completed_date``. Activities without ``created_at`` are
+    left out of both means. ``by_state`` judges each activity at ``as_of``; ``by_outcome`` counts
+    activities that have an outcome and ``by_assignee`` those that are assigned. The ``by_*``
+    maps hold only non-zero counts, keyed by the enum values / assignee ids.
     """
 
     as_of: UtcDatetime
@@ -165,11 +169,15 @@ class ActivityStatistics(_Model):
 class ActivityRepository(Protocol):
     """Stores activities. Every method is atomic: on error nothing is written.
 
-    Not-found errors are :class:`~leadflow.NotFoundError` (a ``LookupError``).
+    Not-found errors are :class:`~leadflow.NotFoundError` (a ``LookupError``). Datetime
+    arguments must be timezone-aware and every returned datetime is in UTC; a naive datetime or
+    a ``limit`` below 1 is an :class:`~leadflow.InvalidInputError`. Returned activities are
+    copies: changing one never changes what is stored.
     """
 
     def add(self, activity: Activity) -> Activity:
-        """Store a new activity as given (version 1). :class:`DuplicateError` if the id exists."""
+        """Store a new activity as given, with version 1 whatever ``activity.version`` says.
+        :class:`DuplicateError` if the id exists."""
         ...
 
     def get(self, activity_id: str) -> Activity:
@@ -193,7 +201,10 @@ class ActivityRepository(Protocol):
         completed_at: datetime,
         expected_version: int | None = None,
     ) -> Activity:
-        """Mark the activity done. :class:`InvalidStateError` if it already is;
+        """Mark the activity done: sets ``completed_date``, ``outcome``, ``completed_by``,
+        ``updated_at`` (= ``completed_at``), ``updated_by`` (= ``completed_by`` when given) and
+        ``version + 1``; returns the stored copy. :class:`NotFoundError` if there is none;
+        :class:`InvalidStateError` if it is already done (checked before the version);
         :class:`StaleWriteError` if ``expected_version`` is given and differs."""
         ...
 
@@ -225,7 +236,8 @@ class ActivityRepository(Protocol):
         self, as_of: datetime, *, assigned_to: str | None = None, limit: int = 50
     ) -> builtins.list[Activity]:
         """Open activities that are not overdue at ``as_of`` and are scheduled at or before it
-        (or have no scheduled date), soonest due first."""
+        (or have no scheduled date), soonest due first (due_date, activity_id); those without a
+        due date come last, by activity_id."""
         ...
 
     def overdue(
@@ -242,7 +254,8 @@ class ActivityRepository(Protocol):
 
     def timeline(self, opportunity_id: str) -> builtins.list[Activity]:
         """An opportunity's activities in chronological order: each at its completed date when
-        done, else its scheduled date, else its due date, else its creation; ties by id."""
+        done, else its scheduled date, else its due date, else its creation; ties by id. One with
+        none of these dates comes first."""
         ...
 
     def statistics(self, filter: ActivityFilter | None, *, as_of: datetime) -> ActivityStatistics:
@@ -252,11 +265,14 @@ class ActivityRepository(Protocol):
     def last_activity_times(
         self, opportunity_ids: Sequence[str] | None = None
     ) -> dict[str, datetime]:
-        """Per opportunity, the latest of its activities' created and completed dates."""
+        """Per opportunity, the latest of its activities' created and completed dates (all
+        opportunities, or those of ``opportunity_ids``). Opportunities without such a date are
+        absent."""
         ...
 
     def stale_opportunities(self, since: datetime, *, limit: int = 1000) -> builtins.list[str]:
-        """Opportunities whose last activity time is before ``since``, oldest first."""
+        """Opportunities whose last activity time (see :meth:`last_activity_times`) is before
+        ``since``, oldest first (ties by opportunity id)."""
         ...
 
     def purge_completed(self, before: datetime) -> int:
@@ -270,7 +286,8 @@ class RuleRepository(Protocol):
     """Stores follow-up rules."""
 
     def create(self, rule: FollowUpRule) -> FollowUpRule:
-        """Store a new rule (version 1). :class:`DuplicateError` if the id exists."""
+        """Store a new rule with version 1 whatever ``rule.version`` says; returns the stored
+        copy. :class:`DuplicateError` if the id exists."""
         ...
 
     def get(self, rule_id: str) -> FollowUpRule:
@@ -332,11 +349,18 @@ class ScheduledAction(_Model):
 
 @runtime_checkable
 class ScheduledActionStore(Protocol):
-    """Durable delayed actions with leases, retries and parking."""
+    """Durable delayed actions with leases, retries and parking.
+
+    A worker holds an action while it is ``claimed`` with that worker as ``lease_owner``; the
+    lease counts until another worker claims the action after ``lease_expires_at``. Not-found
+    errors are :class:`NotFoundError`; naive datetimes and a ``limit`` below 1 are
+    :class:`InvalidInputError`. Returned actions are copies.
+    """
 
     def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
         """Store ``action`` unless one with its idempotency key exists. Returns the stored
-        action and whether it was newly created."""
+        action and whether it was newly created. :class:`DuplicateError` if its ``action_id``
+        is taken by an action with another key."""
         ...
 
     def get(self, action_id: str) -> ScheduledAction:
@@ -352,32 +376,38 @@ class ScheduledActionStore(Protocol):
         lease: timedelta = timedelta(minutes=5),
     ) -> builtins.list[ScheduledAction]:
         """Atomically claim up to ``limit`` actions that are pending and due (``due_at <= now``)
-        or claimed with an expired lease; each claim sets state ``claimed``, the lease owner
-        and expiry, and increments ``attempts``. Two workers never hold the same action.
-        Oldest due first."""
+        or claimed with an expired lease (``lease_expires_at <= now``); each claim sets state
+        ``claimed``, the lease owner and expiry (``now + lease``), and increments ``attempts``.
+        Two workers never hold the same action. Oldest due first (due_at, action_id).
+        An expired action that already used its last attempt (``attempts >= max_attempts``) is
+        parked instead of claimed, so an action that kills its worker cannot loop forever."""
         ...
 
     def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
-        """Finish a claimed action. :class:`ConflictError` if ``worker`` no longer holds it."""
+        """Finish a claimed action: state ``done``, ``finished_at = now``.
+        :class:`ConflictError` if ``worker`` no longer holds it."""
         ...
 
     def mark_failed(
         self, action_id: str, *, worker: str, now: datetime, error: str, retry_at: datetime
     ) -> ScheduledAction:
-        """Record a failure: back to ``pending`` due at ``retry_at``, or ``parked`` when
-        ``attempts`` reached ``max_attempts``. :class:`ConflictError` if the lease was lost."""
+        """Record a failure in ``last_error``: back to ``pending`` due at ``retry_at``, or
+        ``parked`` when ``attempts`` reached ``max_attempts``. :class:`ConflictError` if the
+        lease was lost."""
         ...
 
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
-        """Make a parked action pending again, due now, with its attempts reset."""
+        """Make a parked action pending again, due now, with its attempts reset.
+        :class:`InvalidStateError` if it is not parked."""
         ...
 
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
-        """Cancel the pending actions of an opportunity; returns how many."""
+        """Cancel the pending actions of an opportunity (claimed ones are left to finish);
+        returns how many."""
         ...
 
     def list(
         self, state: ScheduledActionState | None = None, *, limit: int = 100
     ) -> builtins.list[ScheduledAction]:
-        """Actions in ``state`` (all when None), soonest due first."""
+        """Actions in ``state`` (all when None), soonest due first (due_at, action_id)."""
         ...
