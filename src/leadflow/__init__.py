@@ -5,6 +5,9 @@ The public API is what this module exports; submodules are implementation detail
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from .actions import ActionContext, ActionHandler, HandlerRegistry
 from .calendars import WorkingCalendar
 from .clock import Clock, ManualClock, SystemClock, ensure_utc
 from .conditions import MISSING, Operator, OperatorRegistry
@@ -48,44 +51,163 @@ from .models import (
     canonical_event_type,
     new_id,
 )
+from .ports import (
+    CallbackEventSink,
+    Contact,
+    EventSink,
+    InMemoryOpportunities,
+    Message,
+    Messenger,
+    Notification,
+    Notifier,
+    OpportunityGateway,
+    RecordingEventSink,
+    RecordingMessenger,
+    RecordingNotifier,
+    StaticTeamDirectory,
+    TeamDirectory,
+)
+from .service import (
+    ActionRun,
+    CompletionResult,
+    DueRunReport,
+    HandleResult,
+    LeadFlow,
+    Principal,
+    RetryPolicy,
+    Role,
+    RuleTestResult,
+)
+from .stores.base import (
+    ActivityFilter,
+    ActivityRepository,
+    ActivitySort,
+    ActivityStatistics,
+    Page,
+    RuleRepository,
+    ScheduledAction,
+    ScheduledActionState,
+    ScheduledActionStore,
+)
+from .stores.memory import (
+    InMemoryActivityRepository,
+    InMemoryRuleRepository,
+    InMemoryScheduledActionStore,
+)
+from .stores.support import (
+    AuditLog,
+    CounterStore,
+    InMemoryAuditLog,
+    InMemoryCounterStore,
+    MongoAuditLog,
+    MongoCounterStore,
+    RuleAuditEntry,
+)
+
+if TYPE_CHECKING:
+    from .stores.mongo import (
+        MongoActivityRepository,
+        MongoRuleRepository,
+        MongoScheduledActionStore,
+    )
 
 __version__ = "0.1.0"
+
+_MONGO = {"MongoActivityRepository", "MongoRuleRepository", "MongoScheduledActionStore"}
+
+
+def __getattr__(name: str) -> Any:
+    # The MongoDB backend needs pymongo (the ``mongo`` extra): import it only when asked for.
+    if name in _MONGO:
+        from .stores import mongo
+
+        return getattr(mongo, name)
+    raise AttributeError(f"module 'leadflow' has no attribute {name!r}")
+
 
 __all__ = [
     "MISSING",
     "Action",
+    "ActionContext",
+    "ActionHandler",
+    "ActionRun",
     "Activity",
+    "ActivityFilter",
     "ActivityMetadata",
+    "ActivityRepository",
+    "ActivitySort",
     "ActivityState",
+    "ActivityStatistics",
     "ActivityType",
+    "AuditLog",
+    "CallbackEventSink",
     "CascadeDepthError",
     "Clock",
+    "CompletionResult",
     "Condition",
     "ConditionGroup",
     "ConditionOutcome",
     "ConflictError",
+    "Contact",
+    "CounterStore",
     "Delay",
+    "DueRunReport",
     "DuplicateError",
     "Evaluation",
     "Event",
+    "EventSink",
     "EventType",
     "FollowUpRule",
+    "HandleResult",
     "HandlerError",
+    "HandlerRegistry",
+    "InMemoryActivityRepository",
+    "InMemoryAuditLog",
+    "InMemoryCounterStore",
+    "InMemoryOpportunities",
+    "InMemoryRuleRepository",
+    "InMemoryScheduledActionStore",
     "InvalidInputError",
     "InvalidStateError",
+    "LeadFlow",
     "LeadflowError",
     "ManualClock",
+    "Message",
+    "Messenger",
+    "MongoActivityRepository",
+    "MongoAuditLog",
+    "MongoCounterStore",
+    "MongoRuleRepository",
+    "MongoScheduledActionStore",
     "NotFoundError",
+    "Notification",
+    "Notifier",
     "Operator",
     "OperatorRegistry",
+    "OpportunityGateway",
     "Outcome",
+    "Page",
     "PermissionDeniedError",
     "PlannedAction",
+    "Principal",
+    "RecordingEventSink",
+    "RecordingMessenger",
+    "RecordingNotifier",
+    "RetryPolicy",
+    "Role",
+    "RuleAuditEntry",
     "RuleEngine",
     "RuleExplanation",
+    "RuleRepository",
+    "RuleTestResult",
     "RuleValidationError",
+    "ScheduledAction",
+    "ScheduledActionState",
+    "ScheduledActionStore",
     "StaleWriteError",
+    "StaticTeamDirectory",
     "SystemClock",
+    "TeamDirectory",
     "Trigger",
     "UnsafeQueryError",
     "WorkingCalendar",
