@@ -1,4 +1,5 @@
-"""Evaluate the seed's default follow-up rules on its workflow examples and print the plan.
+"""leadflow's demo: the seed's default rules on its workflow examples, first as the engine's plan,
+then carried out by the LeadFlow service on the embedded (in-memory) store with a simulated clock.
 
 Run: python examples/demo.py
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from leadflow import Event, RuleEngine, default_rules
+from leadflow import Event, LeadFlow, ManualClock, Principal, Role, RuleEngine, default_rules
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -47,7 +48,7 @@ EXAMPLES = [
 ]
 
 
-def main() -> None:
+def plan() -> None:
     engine = RuleEngine(default_rules())
     print(f"{len(engine.rules)} default rules loaded; events at {NOW:%Y-%m-%d %H:%M} UTC\n")
     for title, event_type, payload in EXAMPLES:
@@ -65,6 +66,64 @@ def main() -> None:
         for explanation in skipped:
             print(f"    (not {explanation.rule_name}: {explanation.reason})")
         print()
+
+
+def walkthrough() -> None:
+    """The seed's end-to-end test on the service: website lead, call, callback next day."""
+    clock = ManualClock(NOW)
+    flow = LeadFlow.in_memory(clock=clock, rule_set=default_rules(), reps=["alice", "bob"])
+    flow.opportunities.add("opp-1", owner="alice", email="pat@example.com")
+    alice = Principal("alice", Role.SALES)
+    admin = Principal("admin", Role.ADMIN)
+
+    def say(text: str) -> None:
+        print(f"[{clock.now():%a %H:%M}] {text}")
+
+    print("Service walkthrough (in-memory store, simulated clock)\n")
+    flow.handle(
+        Event(
+            id="crm-1",
+            type="opportunity.created",
+            time=clock.now(),
+            payload={"opportunityId": "opp-1", "customerId": "cust-1", "leadSource": "website"},
+        )
+    )
+    [call] = flow.activities_for_opportunity(alice, "opp-1")
+    say(
+        f"website lead opp-1 arrives -> '{call.subject}' for {call.assigned_to}, "
+        f"scheduled {call.scheduled_date:%H:%M}"
+    )
+    say(f"alice's pending list: {len(flow.pending_activities(alice))} item(s)")
+    clock.advance(hours=1)
+    say(f"alice's pending list: {[a.subject for a in flow.pending_activities(alice)]}")
+    clock.advance(minutes=15)
+    done = flow.complete_activity(alice, call.activity_id, "callback_requested")
+    say(f"alice completes the call: outcome {done.activity.outcome}")
+    for follow_up in flow.activities_for_opportunity(alice, "opp-1")[1:]:
+        say(
+            f"  -> rule '{follow_up.metadata.automation_rule_id}' planned '{follow_up.subject}' "
+            f"for {follow_up.scheduled_date:%a %H:%M}"
+        )
+    again = flow.handle(
+        Event(
+            id="crm-1",
+            type="opportunity.created",
+            time=NOW,
+            payload={"opportunityId": "opp-1", "leadSource": "website"},
+        )
+    )
+    say(f"the CRM redelivers event crm-1: {len(again.duplicates)} duplicate(s), nothing redone")
+    stats = flow.activity_statistics(admin)
+    say(
+        f"statistics: {stats.total} activities, completion rate {stats.completion_rate:.0%}, "
+        f"by state {stats.by_state}"
+    )
+    print(f"\nevents emitted: {flow.events.names()}")  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    plan()
+    walkthrough()
 
 
 if __name__ == "__main__":
