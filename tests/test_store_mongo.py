@@ -7,6 +7,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,11 +41,19 @@ from leadflow.stores.mongo import (
     MongoScheduledActionStore,
     guard_literal,
 )
+from leadflow.testing import (
+    ActivityRepositoryContract,
+    RuleRepositoryContract,
+    ScheduledActionStoreContract,
+    activity_state_machine,
+)
 
 from .helpers import rule
 
 MONGODB_URI = os.environ.get("LEADFLOW_TEST_MONGODB_URI")
 NEEDS_SERVER = "set LEADFLOW_TEST_MONGODB_URI to run against a real MongoDB server"
+# A skip mark (rather than a skip at run time) folds into one summary line.
+on_server = pytest.mark.mongodb_server if MONGODB_URI else pytest.mark.skip(reason=NEEDS_SERVER)
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 
@@ -144,12 +153,9 @@ class RecordingDatabase:
         return RecordingCollection(self.inner[name], self.recorder, self._lock)
 
 
-@pytest.fixture(params=["fake", pytest.param("server", marks=pytest.mark.mongodb_server)])
-def raw_database(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh, empty database: mongomock-ng, or one on the server under test."""
-    if request.param == "fake":
-        yield mongomock_ng.MongoClient()["leadflow"]
-        return
+@contextmanager
+def server_database() -> Iterator[Any]:
+    """A fresh, uniquely named database on the server under test, dropped afterwards."""
     if not MONGODB_URI:
         pytest.skip(NEEDS_SERVER)
     import pymongo
@@ -163,6 +169,16 @@ def raw_database(request: pytest.FixtureRequest) -> Iterator[Any]:
     finally:
         client.drop_database(name)
         client.close()
+
+
+@pytest.fixture(params=["fake", pytest.param("server", marks=on_server)])
+def raw_database(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh, empty database: mongomock-ng, or one on the server under test."""
+    if request.param == "fake":
+        yield mongomock_ng.MongoClient()["leadflow"]
+    else:
+        with server_database() as database:
+            yield database
 
 
 @pytest.fixture
@@ -775,3 +791,81 @@ def test_an_expired_lease_on_the_last_attempt_parks_the_action(
         actions.mark_done("act-k1", worker="w1", now=T0)
     retried = actions.retry("act-k1", now=T0 + timedelta(minutes=3))
     assert (retried.state, retried.attempts) == (ScheduledActionState.PENDING, 0)
+
+
+# --------------------------------------------------------------------------- the shared contract
+
+
+class _OnFake:
+    @pytest.fixture(autouse=True)
+    def _fresh_database(self) -> None:
+        self.database = RecordingDatabase(mongomock_ng.MongoClient()["leadflow"])
+
+
+@on_server
+class _OnServer:
+    @pytest.fixture(autouse=True)
+    def _fresh_database(self) -> Iterator[None]:
+        with server_database() as database:
+            self.database = RecordingDatabase(database)
+            yield
+
+
+class _Activities:
+    database: RecordingDatabase
+
+    def make_repository(self) -> MongoActivityRepository:
+        repo = MongoActivityRepository(self.database)  # type: ignore[arg-type]
+        repo.ensure_indexes()
+        return repo
+
+
+class _Rules:
+    database: RecordingDatabase
+
+    def make_repository(self) -> MongoRuleRepository:
+        repo = MongoRuleRepository(self.database)  # type: ignore[arg-type]
+        repo.ensure_indexes()
+        return repo
+
+
+class _Actions:
+    database: RecordingDatabase
+
+    def make_store(self) -> MongoScheduledActionStore:
+        store = MongoScheduledActionStore(self.database)  # type: ignore[arg-type]
+        store.ensure_indexes()
+        return store
+
+
+class TestActivityContractOnFake(_OnFake, _Activities, ActivityRepositoryContract):
+    pass
+
+
+class TestRuleContractOnFake(_OnFake, _Rules, RuleRepositoryContract):
+    pass
+
+
+class TestScheduledActionContractOnFake(_OnFake, _Actions, ScheduledActionStoreContract):
+    pass
+
+
+class TestActivityContractOnServer(_OnServer, _Activities, ActivityRepositoryContract):
+    pass
+
+
+class TestRuleContractOnServer(_OnServer, _Rules, RuleRepositoryContract):
+    pass
+
+
+class TestScheduledActionContractOnServer(_OnServer, _Actions, ScheduledActionStoreContract):
+    pass
+
+
+def _machine_repository() -> MongoActivityRepository:
+    repo = MongoActivityRepository(mongomock_ng.MongoClient()["machine"])
+    repo.ensure_indexes()
+    return repo
+
+
+TestActivityMachineOnFake = activity_state_machine(_machine_repository)
