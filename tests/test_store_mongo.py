@@ -694,6 +694,24 @@ def test_the_guard_and_the_models_refuse_operator_values(
         actions.cancel_for_opportunity({"$ne": None}, now=T0)  # type: ignore[arg-type]
 
 
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")
+def test_models_broken_after_validation_are_not_stored(
+    activities: MongoActivityRepository, rules: MongoRuleRepository
+) -> None:
+    broken = activity("a1")
+    broken.opportunity_id = {"$ne": None}  # type: ignore[assignment]
+    with pytest.raises(ValidationError):
+        activities.add(broken)
+    with pytest.raises(InvalidInputError, match="activity"):
+        activities.add({"activityId": "a1"})  # type: ignore[arg-type]
+    assert activities.collection.count_documents({}) == 0
+    stored = rules.create(rule("r1"))
+    stored.priority = "high"  # type: ignore[assignment]
+    with pytest.raises(ValidationError):
+        rules.update(stored)
+    assert rules.get("r1").priority == 0
+
+
 def test_bad_arguments_are_invalid_input(activities: MongoActivityRepository) -> None:
     with pytest.raises(InvalidInputError, match="limit"):
         activities.list(limit=1001)

@@ -5,10 +5,10 @@ never creates or closes a client. Documents use the seed's camelCase field names
 BSON dates (millisecond precision, so stored copies are truncated to the millisecond) and always
 come back timezone-aware in UTC, whatever codec options the host's client has.
 
-Two derived fields are stored next to the model's own: ``isOpen`` on activities (``true`` until
-completed), because a partial index cannot select documents by a *missing* ``completedDate``;
-and nothing else. Every value a caller supplies passes :func:`guard_literal` before it reaches a
-filter, so it can never act as a query operator.
+Activities carry one field beyond the model's: ``isOpen`` (``true`` until completed), because a
+partial index cannot select documents by a *missing* ``completedDate``. Every value a caller
+supplies passes :func:`guard_literal` before it reaches a filter, so it can never act as a query
+operator.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.collection import Collection
@@ -33,7 +33,15 @@ from ..errors import (
     StaleWriteError,
     UnsafeQueryError,
 )
-from ..models import ID_RE, Activity, ActivityState, ActivityType, FollowUpRule, Outcome
+from ..models import (
+    ID_RE,
+    Activity,
+    ActivityState,
+    ActivityType,
+    FollowUpRule,
+    Outcome,
+    _Model,
+)
 from .base import (
     ActivityFilter,
     ActivitySort,
@@ -54,6 +62,7 @@ __all__ = [
 ]
 
 Document = dict[str, Any]
+M = TypeVar("M", bound=_Model)
 MongoTarget = Database[Any] | Collection[Any]
 
 _OPEN: Final = "isOpen"
@@ -167,9 +176,24 @@ def _bind(target: MongoTarget, name: str) -> Collection[Document]:
     return cast("Collection[Document]", collection.with_options(codec_options=options))
 
 
-def _activity_document(activity: Activity) -> Document:
-    document: Document = _bson_precision(activity.to_document())
-    document[_OPEN] = activity.completed_date is None
+def _document(model: Any, kind: type[M], field: str, **changes: Any) -> Document:
+    """``model``'s document with ``changes`` (camelCase), re-validated and at BSON precision.
+
+    Models do not validate on assignment, so one may have been broken after it was built;
+    validating here keeps documents that could not be loaded back out of the collection.
+    """
+    if not isinstance(model, kind):
+        raise InvalidInputError(
+            f"expected a {kind.__name__}, got {type(model).__name__}", field=field
+        )
+    document = model.to_document()
+    document.update(changes)
+    return cast(Document, _bson_precision(kind.from_document(document).to_document()))
+
+
+def _activity_document(activity: Any, version: int) -> Document:
+    document = _document(activity, Activity, "activity", version=version)
+    document[_OPEN] = "completedDate" not in document
     return document
 
 
@@ -274,7 +298,10 @@ def _activity_clauses(f: ActivityFilter | None) -> list[Document]:
         outcomes = _enum_values("outcomes", guard_literal("outcomes", f.outcomes), Outcome)
         clauses.append({"outcome": {"$in": outcomes}})
     if f.state is not None:
-        state = ActivityState(guard_literal("state", f.state))
+        try:
+            state = ActivityState(guard_literal("state", f.state))
+        except ValueError as exc:
+            raise InvalidInputError(f"unknown state {f.state!r}", field="state") from exc
         if state is ActivityState.COMPLETED:
             clauses.append({_OPEN: False})
         else:
@@ -408,7 +435,7 @@ class MongoActivityRepository(_MongoStore):
     # -- writes
 
     def add(self, activity: Activity) -> Activity:
-        document = _activity_document(activity.model_copy(update={"version": 1}))
+        document = _activity_document(activity, version=1)
         try:
             self._collection.insert_one(document)
         except DuplicateKeyError as exc:
@@ -416,9 +443,9 @@ class MongoActivityRepository(_MongoStore):
         return _load_activity(document)
 
     def update(self, activity: Activity) -> Activity:
-        activity_id = _id("activity_id", activity.activity_id)
-        version = _version("version", activity.version)
-        document = _activity_document(activity.model_copy(update={"version": version + 1}))
+        version = _version("version", getattr(activity, "version", None))
+        document = _activity_document(activity, version=version + 1)
+        activity_id = _id("activity_id", document["activityId"])
         try:
             result = self._collection.replace_one(
                 {"activityId": activity_id, "version": version}, document
@@ -709,7 +736,7 @@ class MongoRuleRepository(_MongoStore):
         super().__init__(target, collection=collection)
 
     def create(self, rule: FollowUpRule) -> FollowUpRule:
-        document: Document = _bson_precision(rule.model_copy(update={"version": 1}).to_document())
+        document = _document(rule, FollowUpRule, "rule", version=1)
         try:
             self._collection.insert_one(document)
         except DuplicateKeyError as exc:
@@ -731,11 +758,9 @@ class MongoRuleRepository(_MongoStore):
         return [FollowUpRule.from_document(d) for d in cursor]
 
     def update(self, rule: FollowUpRule) -> FollowUpRule:
-        rule_id = _id("rule_id", rule.rule_id)
-        version = _version("version", rule.version)
-        document: Document = _bson_precision(
-            rule.model_copy(update={"version": version + 1}).to_document()
-        )
+        version = _version("version", getattr(rule, "version", None))
+        document = _document(rule, FollowUpRule, "rule", version=version + 1)
+        rule_id = _id("rule_id", document["ruleId"])
         result = self._collection.replace_one({"ruleId": rule_id, "version": version}, document)
         if result.matched_count == 0:
             self.get(rule_id)
@@ -786,11 +811,11 @@ class MongoScheduledActionStore(_MongoStore):
         super().__init__(target, collection=collection)
 
     def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
-        document: Document = _bson_precision(action.to_document())
+        document = _document(action, ScheduledAction, "action")
         try:
             self._collection.insert_one(document)
         except DuplicateKeyError as exc:
-            key = guard_literal("idempotency_key", action.idempotency_key)
+            key = guard_literal("idempotency_key", document["idempotencyKey"])
             existing = self._collection.find_one({"idempotencyKey": key})
             if existing is not None:
                 return ScheduledAction.from_document(existing), False
