@@ -387,8 +387,9 @@ class MongoActivityRepository(_MongoStore):
             name="open_dueDate",
             partialFilterExpression={_OPEN: True},
         ),
-        # Every activity by due date (list sorted by due date). Keyed descending because a
-        # server refuses a second index on the open_dueDate key pattern; it serves both ways.
+        # Every activity by due date (lists sorted by due date). Keyed descending because many
+        # server versions refuse two indexes on one key pattern that differ only in their
+        # partial filter; an index serves its order both ways.
         IndexModel([("dueDate", DESCENDING), ("activityId", DESCENDING)], name="dueDate"),
         IndexModel([("scheduledDate", ASCENDING), ("activityId", ASCENDING)], name="scheduledDate"),
         IndexModel([("createdAt", ASCENDING), ("activityId", ASCENDING)], name="createdAt"),
