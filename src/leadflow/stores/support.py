@@ -107,10 +107,10 @@ class MongoAuditLog:
     """The rule audit trail in a MongoDB collection (indexed by ruleId + at)."""
 
     def __init__(self, database: Any, collection: str = "ruleAudit") -> None:
-        from bson.codec_options import CodecOptions
-
-        self._collection = database[collection].with_options(
-            codec_options=CodecOptions(tz_aware=True, tzinfo=UTC)
+        raw = database[collection]
+        # Extend the host's codec options (UUID representation...) rather than replace them.
+        self._collection = raw.with_options(
+            codec_options=raw.codec_options.with_options(tz_aware=True, tzinfo=UTC)
         )
 
     def ensure_indexes(self) -> None:
