@@ -1,0 +1,1278 @@
+"""In-memory backends for the storage ports: the reference implementation and the test double.
+
+Each store guards its state with one lock, so every method is atomic and, on error, changes
+nothing. Activities are kept as compact immutable tuples (strings shared between rows where
+they repeat) with secondary indexes, so the common queries touch only the rows they return;
+models are built on the way out, so a caller can never change what is stored.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import threading
+from bisect import bisect_left, bisect_right, insort
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from heapq import nlargest, nsmallest
+from itertools import takewhile
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+from ..clock import ensure_utc
+from ..errors import (
+    ConflictError,
+    DuplicateError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    StaleWriteError,
+)
+from ..models import (
+    ID_RE,
+    Activity,
+    ActivityMetadata,
+    ActivityState,
+    ActivityType,
+    FollowUpRule,
+    Outcome,
+)
+from .base import (
+    ActivityFilter,
+    ActivitySort,
+    ActivityStatistics,
+    Page,
+    ScheduledAction,
+    ScheduledActionState,
+    decode_cursor,
+    encode_cursor,
+)
+
+__all__ = [
+    "InMemoryActivityRepository",
+    "InMemoryRuleRepository",
+    "InMemoryScheduledActionStore",
+]
+
+_Key = tuple[Any, ...]
+_MIN = datetime.min.replace(tzinfo=UTC)
+_LIST_MAX = 1000
+# Above this many rows, an assignee's activities are found by walking a date-ordered index
+# (and filtering) rather than by sorting all of the assignee's rows.
+_SCAN_LIMIT = 2000
+# The interner for user ids (created_by, ...) stops growing here, bounding what it retains.
+_USER_INTERN_MAX = 10_000
+
+
+class _SortedKeys:
+    """Unique sorted tuples kept in buckets of at most ``2 * load``.
+
+    A single bisect-maintained list would move up to n pointers on every insert; buckets bound
+    that to one bucket (what ``sortedcontainers.SortedList`` does, without the dependency).
+    """
+
+    def __init__(self, load: int = 500) -> None:
+        self._load = load
+        self._buckets: list[list[_Key]] = []
+        self._maxes: list[_Key] = []
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def add(self, key: _Key) -> None:
+        buckets, maxes = self._buckets, self._maxes
+        if not maxes:
+            buckets.append([key])
+            maxes.append(key)
+            self._len = 1
+            return
+        i = bisect_left(maxes, key)
+        if i == len(maxes):
+            i -= 1
+            bucket = buckets[i]
+            bucket.append(key)
+            maxes[i] = key
+        else:
+            bucket = buckets[i]
+            insort(bucket, key)
+        self._len += 1
+        if len(bucket) > 2 * self._load:
+            upper = bucket[self._load :]
+            del bucket[self._load :]
+            buckets.insert(i + 1, upper)
+            maxes[i] = bucket[-1]
+            maxes.insert(i + 1, upper[-1])
+
+    def discard(self, key: _Key) -> None:
+        buckets, maxes = self._buckets, self._maxes
+        i = bisect_left(maxes, key)
+        if i == len(maxes):
+            return
+        bucket = buckets[i]
+        j = bisect_left(bucket, key)
+        if j == len(bucket) or bucket[j] != key:
+            return
+        del bucket[j]
+        self._len -= 1
+        if not bucket:
+            del buckets[i]
+            del maxes[i]
+        elif j == len(bucket):
+            maxes[i] = bucket[-1]
+
+    def update(self, keys: Iterable[_Key]) -> None:
+        """Add many keys; a large batch rebuilds the buckets in one sort instead of inserting."""
+        new = builtins.list(keys)
+        if len(new) < 64 or len(new) * 8 < self._len:
+            for key in new:
+                self.add(key)
+            return
+        merged = [key for bucket in self._buckets for key in bucket]
+        merged.extend(new)
+        merged.sort()
+        load = self._load
+        self._buckets = [merged[i : i + load] for i in range(0, len(merged), load)]
+        self._maxes = [bucket[-1] for bucket in self._buckets]
+        self._len = len(merged)
+
+    def ascending(self, start: _Key | None = None, *, exclusive: bool = False) -> Iterator[_Key]:
+        """Keys from ``start`` (all when None) upwards; ``exclusive`` skips ``start`` itself."""
+        buckets = self._buckets
+        i = j = 0
+        if start is not None:
+            find = bisect_right if exclusive else bisect_left
+            i = find(self._maxes, start)
+            if i == len(buckets):
+                return
+            j = find(buckets[i], start)
+        while i < len(buckets):
+            yield from buckets[i][j:]
+            i += 1
+            j = 0
+
+    def descending(self, start: _Key | None = None, *, exclusive: bool = False) -> Iterator[_Key]:
+        """Keys from ``start`` (all when None) downwards; ``exclusive`` skips ``start`` itself."""
+        buckets = self._buckets
+        if not buckets:
+            return
+        i = len(buckets) - 1
+        j = len(buckets[i])
+        if start is not None:
+            find = bisect_left if exclusive else bisect_right
+            k = find(self._maxes, start)
+            if k < len(buckets):
+                i = k
+                j = find(buckets[i], start)
+        while i >= 0:
+            yield from reversed(buckets[i][:j])
+            i -= 1
+            j = len(buckets[i]) if i >= 0 else 0
+
+
+# --------------------------------------------------------------------------- activities
+
+
+class _Row(NamedTuple):
+    """One stored activity. Fields up to ``version`` mirror :class:`Activity` in order;
+    ``metadata`` holds the metadata other than the automation rule id (None when empty)."""
+
+    activity_id: str
+    opportunity_id: str
+    customer_id: str | None
+    activity_type: ActivityType
+    subject: str
+    description: str
+    scheduled_date: datetime | None
+    due_date: datetime | None
+    completed_date: datetime | None
+    assigned_to: str | None
+    completed_by: str | None
+    outcome: Outcome | None
+    metadata: dict[str, Any] | None
+    created_by: str | None
+    updated_by: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    version: int
+    rule_id: str | None
+
+
+_ACTIVITY_FIELDS = _Row._fields[: _Row._fields.index("version") + 1]
+_ALL_ACTIVITY_FIELDS = frozenset(_ACTIVITY_FIELDS)
+_DATE_FIELDS = ("scheduled_date", "due_date", "completed_date", "created_at", "updated_at")
+_SCALARS = (str, int, float, bool, type(None))
+_TYPE = itemgetter(_Row._fields.index("activity_type"))
+_OUTCOME = itemgetter(_Row._fields.index("outcome"))
+_ASSIGNEE = itemgetter(_Row._fields.index("assigned_to"))
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _meta_model(meta: dict[str, Any] | None, rule_id: str | None) -> ActivityMetadata:
+    if meta is None:
+        # The common case, built without validation: every value is known to be valid.
+        model = _new(ActivityMetadata)
+        _set(
+            model,
+            "__dict__",
+            {
+                "phone_duration": None,
+                "email_opened": None,
+                "quote_value": None,
+                "automation_rule_id": rule_id,
+            },
+        )
+        _set(model, "__pydantic_fields_set__", set() if rule_id is None else {"automation_rule_id"})
+        _set(model, "__pydantic_extra__", {})
+        _set(model, "__pydantic_private__", None)
+        return model
+    data = {k: v if isinstance(v, _SCALARS) else copy.deepcopy(v) for k, v in meta.items()}
+    if rule_id is not None:
+        data["automation_rule_id"] = rule_id
+    return ActivityMetadata.model_validate(data)
+
+
+def _activity(row: _Row) -> Activity:
+    """A fresh model from a stored row (the row's values were validated on the way in)."""
+    data: dict[str, Any] = dict(zip(_ACTIVITY_FIELDS, row, strict=False))
+    data["metadata"] = _meta_model(row.metadata, row.rule_id)
+    model = _new(Activity)
+    _set(model, "__dict__", data)
+    _set(model, "__pydantic_fields_set__", set(_ALL_ACTIVITY_FIELDS))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
+def _sort_key(row: _Row, index: int) -> _Key:
+    """Rows missing the value first, then by value, then by id (see :class:`ActivitySort`)."""
+    value = row[index]
+    return (value is not None, value if value is not None else _MIN, row.activity_id)
+
+
+def _position(value: datetime | None, activity_id: str) -> _Key:
+    return (value is not None, value if value is not None else _MIN, activity_id)
+
+
+def _check_limit(limit: int, maximum: int | None = None) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInputError(f"must be a positive integer, got {limit!r}", field="limit")
+    if maximum is not None and limit > maximum:
+        raise InvalidInputError(f"must be at most {maximum}, got {limit}", field="limit")
+
+
+def _check_id(value: str | None, field: str) -> None:
+    if value is not None and (not isinstance(value, str) or not ID_RE.match(value)):
+        raise InvalidInputError(f"not a valid id: {value!r}", field=field)
+
+
+def _matcher(f: ActivityFilter, skip: str | None) -> Callable[[_Row], bool] | None:
+    """One predicate for every criterion of ``f`` except ``skip`` (already met by an index)."""
+    checks: list[Callable[[_Row], bool]] = []
+
+    def equals(name: str, value: object) -> None:
+        if value is not None and name != skip:
+            index = _Row._fields.index(name)
+            checks.append(lambda r: r[index] == value)
+
+    equals("opportunity_id", f.opportunity_id)
+    equals("customer_id", f.customer_id)
+    equals("assigned_to", f.assigned_to)
+    equals("rule_id", f.automation_rule_id)
+    if f.activity_types is not None:
+        types = frozenset(f.activity_types)
+        checks.append(lambda r: r.activity_type in types)
+    if f.outcomes is not None:
+        outcomes = frozenset(f.outcomes)
+        checks.append(lambda r: r.outcome in outcomes)
+    if f.state is ActivityState.COMPLETED:
+        checks.append(lambda r: r.completed_date is not None)
+    elif f.state is not None:
+        as_of = f.as_of
+        assert as_of is not None  # ActivityFilter guarantees it
+        overdue = f.state is ActivityState.OVERDUE
+
+        def state(r: _Row) -> bool:
+            if r.completed_date is not None:
+                return False
+            is_overdue = r.due_date is not None and r.due_date < as_of
+            return is_overdue is overdue
+
+        checks.append(state)
+    for name, low, high in (
+        ("created_at", f.created_from, f.created_to),
+        ("due_date", f.due_from, f.due_to),
+        ("scheduled_date", f.scheduled_from, f.scheduled_to),
+        ("completed_date", f.completed_from, f.completed_to),
+    ):
+        if low is not None or high is not None:
+            checks.append(_in_range(_Row._fields.index(name), low, high))
+    if not checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+    return lambda r: all(check(r) for check in checks)
+
+
+def _in_range(index: int, low: datetime | None, high: datetime | None) -> Callable[[_Row], bool]:
+    def check(r: _Row) -> bool:
+        value: Any = r[index]
+        return (
+            value is not None and (low is None or value >= low) and (high is None or value < high)
+        )
+
+    return check
+
+
+class InMemoryActivityRepository:
+    """An :class:`~leadflow.stores.ActivityRepository` held in process memory.
+
+    Indexes: by opportunity, customer, assignee and automation rule; ordered keys over creation
+    time, over open activities by due date and completed ones by completion date; and per
+    opportunity its last activity time. ``overdue``, ``upcoming``, ``for_opportunity`` and
+    created-ordered ``list`` pages cost about the rows they return, not the store's size.
+    """
+
+    # Tuning knobs, class attributes so tests can shrink them to reach every code path.
+    _scan_limit = _SCAN_LIMIT
+    _bucket_load = 500
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, _Row] = {}
+        self._by_opportunity: dict[str, list[str]] = {}
+        self._by_customer: dict[str, list[str]] = {}
+        self._by_assignee: dict[str, set[str]] = {}
+        self._by_rule: dict[str, set[str]] = {}
+        load = self._bucket_load
+        self._created = _SortedKeys(load)  # (has created_at, created_at, id)
+        self._open_due = _SortedKeys(load)  # (due_date, id) of open activities with a due date
+        self._open_undated = _SortedKeys(load)  # (id,) of open activities without one
+        self._completed = _SortedKeys(load)  # (completed_date, id)
+        self._last: dict[str, datetime] = {}  # opportunity -> last activity time
+        self._by_last = _SortedKeys(load)  # (last activity time, opportunity)
+        self._users: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    # ------------------------------------------------------------------ writes
+
+    def add(self, activity: Activity) -> Activity:
+        with self._lock:
+            if activity.activity_id in self._rows:
+                raise DuplicateError(f"activity {activity.activity_id!r} already exists")
+            row = self._to_row(activity, version=1)
+            self._insert(row)
+            self._touch_last(row)
+        return _activity(row)
+
+    def add_many(self, activities: Iterable[Activity]) -> int:
+        """Add many new activities at once (all or none); returns how many.
+
+        For bulk loads: ordered indexes are rebuilt once instead of per row. Raises
+        :class:`DuplicateError` if any id exists or repeats.
+        """
+        with self._lock:
+            rows: list[_Row] = []
+            seen: set[str] = set()
+            for activity in activities:
+                activity_id = activity.activity_id
+                if activity_id in self._rows or activity_id in seen:
+                    raise DuplicateError(f"activity {activity_id!r} already exists")
+                seen.add(activity_id)
+                row = self._to_row(activity, version=1)
+                rows.append(row)
+            created: list[_Key] = []
+            open_due: list[_Key] = []
+            undated: list[_Key] = []
+            completed: list[_Key] = []
+            for row in rows:
+                self._insert(row, ordered=False)
+                created.append(_position(row.created_at, row.activity_id))
+                if row.completed_date is not None:
+                    completed.append((row.completed_date, row.activity_id))
+                elif row.due_date is not None:
+                    open_due.append((row.due_date, row.activity_id))
+                else:
+                    undated.append((row.activity_id,))
+            self._created.update(created)
+            self._open_due.update(open_due)
+            self._open_undated.update(undated)
+            self._completed.update(completed)
+            last: list[_Key] = []
+            for opportunity_id in {row.opportunity_id for row in rows}:
+                old = self._last.get(opportunity_id)
+                new = self._compute_last(opportunity_id)
+                if new != old:
+                    if old is not None:
+                        self._by_last.discard((old, opportunity_id))
+                    if new is not None:
+                        self._last[opportunity_id] = new
+                        last.append((new, opportunity_id))
+            self._by_last.update(last)
+            return len(rows)
+
+    def update(self, activity: Activity) -> Activity:
+        with self._lock:
+            old = self._rows.get(activity.activity_id)
+            if old is None:
+                raise NotFoundError(f"no activity {activity.activity_id!r}")
+            if old.version != activity.version:
+                raise StaleWriteError(
+                    f"activity {activity.activity_id!r} is at version {old.version}, "
+                    f"not {activity.version}: re-read it and apply the change again"
+                )
+            row = self._to_row(activity, version=old.version + 1)
+            self._remove(old)
+            self._insert(row)
+            self._refresh_last(old.opportunity_id)
+            if row.opportunity_id != old.opportunity_id:
+                self._refresh_last(row.opportunity_id)
+        return _activity(row)
+
+    def complete(
+        self,
+        activity_id: str,
+        *,
+        outcome: Outcome | None,
+        completed_by: str | None,
+        completed_at: datetime,
+        expected_version: int | None = None,
+    ) -> Activity:
+        completed_at = ensure_utc(completed_at, "completed_at")
+        if outcome is not None:
+            try:
+                outcome = Outcome(outcome)
+            except ValueError as exc:
+                raise InvalidInputError(f"unknown outcome {outcome!r}", field="outcome") from exc
+        _check_id(completed_by, "completed_by")
+        with self._lock:
+            old = self._rows.get(activity_id)
+            if old is None:
+                raise NotFoundError(f"no activity {activity_id!r}")
+            if old.completed_date is not None:
+                raise InvalidStateError(f"activity {activity_id!r} is already completed")
+            if expected_version is not None and old.version != expected_version:
+                raise StaleWriteError(
+                    f"activity {activity_id!r} is at version {old.version}, not {expected_version}"
+                )
+            user = self._user(completed_by)
+            row = old._replace(
+                completed_date=completed_at,
+                outcome=outcome,
+                completed_by=user,
+                updated_at=completed_at,
+                updated_by=user if user is not None else old.updated_by,
+                version=old.version + 1,
+            )
+            self._remove(old)
+            self._insert(row)
+            self._refresh_last(row.opportunity_id)
+        return _activity(row)
+
+    def delete(self, activity_id: str) -> None:
+        with self._lock:
+            row = self._rows.get(activity_id)
+            if row is None:
+                raise NotFoundError(f"no activity {activity_id!r}")
+            self._remove(row)
+            self._refresh_last(row.opportunity_id)
+
+    def purge_completed(self, before: datetime) -> int:
+        before = ensure_utc(before, "before")
+        with self._lock:
+            doomed: list[str] = []
+            for completed_date, activity_id in self._completed.ascending():
+                if completed_date >= before:
+                    break
+                doomed.append(activity_id)
+            touched: set[str] = set()
+            for activity_id in doomed:
+                row = self._rows[activity_id]
+                self._remove(row)
+                touched.add(row.opportunity_id)
+            for opportunity_id in touched:
+                self._refresh_last(opportunity_id)
+            return len(doomed)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, activity_id: str) -> Activity:
+        with self._lock:
+            row = self._rows.get(activity_id)
+        if row is None:
+            raise NotFoundError(f"no activity {activity_id!r}")
+        return _activity(row)
+
+    def list(
+        self,
+        filter: ActivityFilter | None = None,
+        *,
+        sort: ActivitySort | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Activity]:
+        _check_limit(limit, _LIST_MAX)
+        sort = sort or ActivitySort()
+        f = filter or ActivityFilter()
+        after = None if cursor is None else _position(*decode_cursor(cursor, sort))
+        with self._lock:
+            rows = self._page(f, sort, after, limit + 1)
+        items = [_activity(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(sort, getattr(last, sort.field), last.activity_id)
+        return Page[Activity](items=items, next_cursor=next_cursor)
+
+    def for_opportunity(self, opportunity_id: str) -> builtins.list[Activity]:
+        with self._lock:
+            rows = [self._rows[i] for i in self._by_opportunity.get(opportunity_id, ())]
+        rows.sort(key=_created_key)
+        return [_activity(row) for row in rows]
+
+    def for_customer(self, customer_id: str) -> builtins.list[Activity]:
+        with self._lock:
+            rows = [self._rows[i] for i in self._by_customer.get(customer_id, ())]
+        rows.sort(key=_created_key)
+        return [_activity(row) for row in rows]
+
+    def pending(
+        self, as_of: datetime, *, assigned_to: str | None = None, limit: int = 50
+    ) -> builtins.list[Activity]:
+        as_of = ensure_utc(as_of, "as_of")
+        _check_limit(limit)
+
+        def wanted(r: _Row) -> bool:
+            return (
+                r.completed_date is None
+                and (r.due_date is None or r.due_date >= as_of)
+                and (r.scheduled_date is None or r.scheduled_date <= as_of)
+                and (assigned_to is None or r.assigned_to == assigned_to)
+            )
+
+        with self._lock:
+            mine = self._by_assignee.get(assigned_to, set()) if assigned_to is not None else None
+            if mine is not None and len(mine) <= self._scan_limit:
+                rows = [r for r in map(self._rows.__getitem__, mine) if wanted(r)]
+                rows = nsmallest(limit, rows, key=_pending_key)
+            else:
+                rows = []
+                keys = self._open_due.ascending((as_of,))
+                for key in _chain(keys, self._open_undated.ascending()):
+                    row = self._rows[key[-1]]
+                    if wanted(row):
+                        rows.append(row)
+                        if len(rows) == limit:
+                            break
+        return [_activity(row) for row in rows]
+
+    def overdue(
+        self, as_of: datetime, *, assigned_to: str | None = None, limit: int = 50
+    ) -> builtins.list[Activity]:
+        as_of = ensure_utc(as_of, "as_of")
+        _check_limit(limit)
+        with self._lock:
+            mine = self._by_assignee.get(assigned_to, set()) if assigned_to is not None else None
+            if mine is not None and len(mine) <= self._scan_limit:
+                rows = [
+                    r
+                    for r in map(self._rows.__getitem__, mine)
+                    if r.completed_date is None and r.due_date is not None and r.due_date < as_of
+                ]
+                rows = nsmallest(limit, rows, key=_due_key)
+            else:
+                rows = []
+                for due_date, activity_id in self._open_due.ascending():
+                    if due_date >= as_of:
+                        break
+                    row = self._rows[activity_id]
+                    if assigned_to is None or row.assigned_to == assigned_to:
+                        rows.append(row)
+                        if len(rows) == limit:
+                            break
+        return [_activity(row) for row in rows]
+
+    def upcoming(
+        self, as_of: datetime, within: timedelta, *, limit: int = 1000
+    ) -> builtins.list[Activity]:
+        as_of = ensure_utc(as_of, "as_of")
+        _check_limit(limit)
+        end = as_of + within
+        with self._lock:
+            rows = []
+            for due_date, activity_id in self._open_due.ascending((as_of,)):
+                if due_date >= end:
+                    break
+                rows.append(self._rows[activity_id])
+                if len(rows) == limit:
+                    break
+        return [_activity(row) for row in rows]
+
+    def timeline(self, opportunity_id: str) -> builtins.list[Activity]:
+        with self._lock:
+            rows = [self._rows[i] for i in self._by_opportunity.get(opportunity_id, ())]
+        rows.sort(key=_timeline_key)
+        return [_activity(row) for row in rows]
+
+    def statistics(self, filter: ActivityFilter | None, *, as_of: datetime) -> ActivityStatistics:
+        as_of = ensure_utc(as_of, "as_of")
+        with self._lock:
+            rows = self._select(filter or ActivityFilter())
+        # Rows are immutable, so the arithmetic runs without holding the lock.
+        total = len(rows)
+        by_type = Counter(map(_TYPE, rows))
+        by_outcome = Counter(map(_OUTCOME, rows))
+        by_assignee = Counter(map(_ASSIGNEE, rows))
+        by_outcome.pop(None, None)
+        by_assignee.pop(None, None)
+        done = [r for r in rows if r.completed_date is not None]
+        overdue = sum(
+            1
+            for r in rows
+            if r.completed_date is None and r.due_date is not None and r.due_date < as_of
+        )
+        by_state = {
+            ActivityState.PENDING.value: total - len(done) - overdue,
+            ActivityState.OVERDUE.value: overdue,
+            ActivityState.COMPLETED.value: len(done),
+        }
+        timed = [r for r in done if r.created_at is not None]
+        mean_complete = None
+        if timed:
+            spent = sum((r.completed_date - r.created_at for r in timed), timedelta())  # type: ignore[operator]
+            mean_complete = spent / len(timed)
+        first_created: dict[str, datetime] = {}
+        first_done: dict[str, datetime] = {}
+        for r in rows:
+            created = r.created_at
+            if created is None:
+                continue
+            opportunity_id = r.opportunity_id
+            seen = first_created.get(opportunity_id)
+            if seen is None or created < seen:
+                first_created[opportunity_id] = created
+            finished = r.completed_date
+            if finished is not None:
+                seen = first_done.get(opportunity_id)
+                if seen is None or finished < seen:
+                    first_done[opportunity_id] = finished
+        mean_first = None
+        if first_done:
+            waited = sum(
+                (finished - first_created[o] for o, finished in first_done.items()), timedelta()
+            )
+            mean_first = waited / len(first_done)
+        return ActivityStatistics(
+            as_of=as_of,
+            total=total,
+            by_type={t.value: n for t, n in by_type.items()},
+            by_outcome={o.value: n for o, n in by_outcome.items() if o is not None},
+            by_state={k: n for k, n in by_state.items() if n},
+            by_assignee={a: n for a, n in by_assignee.items() if a is not None},
+            completion_rate=len(done) / total if total else 0.0,
+            mean_time_to_complete=mean_complete,
+            mean_time_to_first_completion=mean_first,
+        )
+
+    def last_activity_times(
+        self, opportunity_ids: Sequence[str] | None = None
+    ) -> dict[str, datetime]:
+        with self._lock:
+            if opportunity_ids is None:
+                return dict(self._last)
+            return {o: self._last[o] for o in opportunity_ids if o in self._last}
+
+    def stale_opportunities(self, since: datetime, *, limit: int = 1000) -> builtins.list[str]:
+        since = ensure_utc(since, "since")
+        _check_limit(limit)
+        found: list[str] = []
+        with self._lock:
+            for last, opportunity_id in self._by_last.ascending():
+                if last >= since or len(found) == limit:
+                    break
+                found.append(opportunity_id)
+        return found
+
+    # ------------------------------------------------------------------ internals
+
+    def _to_row(self, activity: Activity, *, version: int) -> _Row:
+        """Validate what a caller could have broken after validation and build the row.
+
+        Strings that repeat across rows (ids of opportunities, customers, users, rules) are
+        replaced by the copy already stored, and equal datetimes within the row share one
+        object: at a million rows these copies are most of the memory.
+        """
+        if not isinstance(activity, Activity):
+            raise InvalidInputError(
+                f"expected an Activity, got {type(activity).__name__}", field="activity"
+            )
+        dates: dict[datetime, datetime] = {}
+        shared: dict[str, datetime | None] = {}
+        for name in _DATE_FIELDS:
+            value = getattr(activity, name)
+            if value is not None:
+                value = ensure_utc(value, name)
+                value = dates.setdefault(value, value)
+            shared[name] = value
+        meta = activity.metadata
+        rule_id = meta.automation_rule_id
+        rest = meta.model_dump(exclude_none=True, exclude={"automation_rule_id"})
+        opportunity_id = activity.opportunity_id
+        ids = self._by_opportunity.get(opportunity_id)
+        if ids:
+            opportunity_id = self._rows[ids[0]].opportunity_id
+        customer_id = activity.customer_id
+        if customer_id is not None and (ids := self._by_customer.get(customer_id)):
+            customer_id = self._rows[ids[0]].customer_id
+        assigned_to = activity.assigned_to
+        if assigned_to is not None and (members := self._by_assignee.get(assigned_to)):
+            assigned_to = self._rows[next(iter(members))].assigned_to
+        if rule_id is not None and (members := self._by_rule.get(rule_id)):
+            rule_id = self._rows[next(iter(members))].rule_id
+        return _Row(
+            activity_id=activity.activity_id,
+            opportunity_id=opportunity_id,
+            customer_id=customer_id,
+            activity_type=activity.activity_type,
+            subject=activity.subject,
+            description=activity.description,
+            scheduled_date=shared["scheduled_date"],
+            due_date=shared["due_date"],
+            completed_date=shared["completed_date"],
+            assigned_to=assigned_to,
+            completed_by=self._user(activity.completed_by),
+            outcome=activity.outcome,
+            metadata=copy.deepcopy(rest) if rest else None,
+            created_by=self._user(activity.created_by),
+            updated_by=self._user(activity.updated_by),
+            created_at=shared["created_at"],
+            updated_at=shared["updated_at"],
+            version=version,
+            rule_id=rule_id,
+        )
+
+    def _user(self, user: str | None) -> str | None:
+        if user is None:
+            return None
+        known = self._users.get(user)
+        if known is not None:
+            return known
+        if len(self._users) < _USER_INTERN_MAX:
+            self._users[user] = user
+        return user
+
+    def _insert(self, row: _Row, *, ordered: bool = True) -> None:
+        activity_id = row.activity_id
+        self._rows[activity_id] = row
+        self._by_opportunity.setdefault(row.opportunity_id, []).append(activity_id)
+        if row.customer_id is not None:
+            self._by_customer.setdefault(row.customer_id, []).append(activity_id)
+        if row.assigned_to is not None:
+            self._by_assignee.setdefault(row.assigned_to, set()).add(activity_id)
+        if row.rule_id is not None:
+            self._by_rule.setdefault(row.rule_id, set()).add(activity_id)
+        if not ordered:
+            return
+        self._created.add(_position(row.created_at, activity_id))
+        if row.completed_date is not None:
+            self._completed.add((row.completed_date, activity_id))
+        elif row.due_date is not None:
+            self._open_due.add((row.due_date, activity_id))
+        else:
+            self._open_undated.add((activity_id,))
+
+    def _remove(self, row: _Row) -> None:
+        activity_id = row.activity_id
+        del self._rows[activity_id]
+        _unlist(self._by_opportunity, row.opportunity_id, activity_id)
+        if row.customer_id is not None:
+            _unlist(self._by_customer, row.customer_id, activity_id)
+        if row.assigned_to is not None:
+            _unset(self._by_assignee, row.assigned_to, activity_id)
+        if row.rule_id is not None:
+            _unset(self._by_rule, row.rule_id, activity_id)
+        self._created.discard(_position(row.created_at, activity_id))
+        if row.completed_date is not None:
+            self._completed.discard((row.completed_date, activity_id))
+        elif row.due_date is not None:
+            self._open_due.discard((row.due_date, activity_id))
+        else:
+            self._open_undated.discard((activity_id,))
+
+    def _compute_last(self, opportunity_id: str) -> datetime | None:
+        latest: datetime | None = None
+        for activity_id in self._by_opportunity.get(opportunity_id, ()):
+            row = self._rows[activity_id]
+            for value in (row.created_at, row.completed_date):
+                if value is not None and (latest is None or value > latest):
+                    latest = value
+        return latest
+
+    def _set_last(self, opportunity_id: str, new: datetime | None) -> None:
+        old = self._last.get(opportunity_id)
+        if new == old:
+            return
+        if old is not None:
+            self._by_last.discard((old, opportunity_id))
+            del self._last[opportunity_id]
+        if new is not None:
+            self._last[opportunity_id] = new
+            self._by_last.add((new, opportunity_id))
+
+    def _refresh_last(self, opportunity_id: str) -> None:
+        self._set_last(opportunity_id, self._compute_last(opportunity_id))
+
+    def _touch_last(self, row: _Row) -> None:
+        """After adding ``row``: the last time can only move forward, so no rescan."""
+        latest = self._last.get(row.opportunity_id)
+        for value in (row.created_at, row.completed_date):
+            if value is not None and (latest is None or value > latest):
+                latest = value
+        self._set_last(row.opportunity_id, latest)
+
+    def _smallest_index(self, f: ActivityFilter) -> tuple[str, Collection[str]] | None:
+        """The narrowest id index the filter pins, as (criterion, activity ids)."""
+        choices: list[tuple[str, Collection[str], int]] = []
+        for name, value, index in (
+            ("opportunity_id", f.opportunity_id, self._by_opportunity),
+            ("customer_id", f.customer_id, self._by_customer),
+        ):
+            if value is not None:
+                ids = index.get(value, [])
+                choices.append((name, ids, len(ids)))
+        for name, value, sets in (
+            ("assigned_to", f.assigned_to, self._by_assignee),
+            ("rule_id", f.automation_rule_id, self._by_rule),
+        ):
+            if value is not None:
+                members = sets.get(value, set())
+                choices.append((name, members, len(members)))
+        if not choices:
+            return None
+        name, chosen, _ = min(choices, key=lambda choice: choice[2])
+        return name, chosen
+
+    def _ordered_source(self, f: ActivityFilter) -> Iterable[str] | None:
+        """Activity ids from an ordered index that covers the filter's state, if any."""
+        if f.state is ActivityState.OVERDUE:
+            end: tuple[Any, ...] = (f.as_of,)
+            return (key[1] for key in takewhile(end.__gt__, self._open_due.ascending()))
+        if f.state is ActivityState.PENDING:
+            keys = _chain(self._open_due.ascending((f.as_of,)), self._open_undated.ascending())
+            return (key[-1] for key in keys)
+        if f.state is ActivityState.COMPLETED or f.completed_from or f.completed_to:
+            start = (f.completed_from,) if f.completed_from is not None else None
+            keys = self._completed.ascending(start)
+            if f.completed_to is not None:
+                keys = takewhile((f.completed_to,).__gt__, keys)
+            return (key[1] for key in keys)
+        if f.created_from is not None or f.created_to is not None:
+            low = (True, f.created_from) if f.created_from is not None else (True,)
+            keys = self._created.ascending(low)
+            if f.created_to is not None:
+                keys = takewhile((True, f.created_to).__gt__, keys)
+            return (key[2] for key in keys)
+        return None
+
+    def _select(self, f: ActivityFilter) -> builtins.list[_Row]:
+        """Every row matching ``f``, in no particular order."""
+        chosen = self._smallest_index(f)
+        if chosen is not None:
+            skip, ids = chosen
+            rows: Iterable[_Row] = map(self._rows.__getitem__, ids)
+        else:
+            skip = None
+            ordered = self._ordered_source(f)
+            rows = self._rows.values() if ordered is None else map(self._rows.__getitem__, ordered)
+        match = _matcher(f, skip)
+        return builtins.list(rows) if match is None else [r for r in rows if match(r)]
+
+    def _page(
+        self, f: ActivityFilter, sort: ActivitySort, after: _Key | None, count: int
+    ) -> builtins.list[_Row]:
+        """Up to ``count`` matching rows following ``after`` in ``sort`` order."""
+        index = _Row._fields.index(sort.field)
+        chosen = self._smallest_index(f)
+        use_created = sort.field == "created_at" and (
+            chosen is None or len(chosen[1]) > self._scan_limit
+        )
+        if not use_created:
+            rows = self._select(f)
+            if after is not None:
+                if sort.descending:
+                    rows = [r for r in rows if _sort_key(r, index) < after]
+                else:
+                    rows = [r for r in rows if _sort_key(r, index) > after]
+            pick = nlargest if sort.descending else nsmallest
+            return pick(count, rows, key=lambda r: _sort_key(r, index))
+        match = _matcher(f, None)
+        low = (True, f.created_from) if f.created_from is not None else None
+        high = (True, f.created_to) if f.created_to is not None else None
+        if sort.descending:
+            if after is None or (high is not None and after > high):
+                keys = self._created.descending(high, exclusive=True)
+            else:
+                keys = self._created.descending(after, exclusive=True)
+        elif after is None or (low is not None and after < low):
+            keys = self._created.ascending(low)
+        else:
+            keys = self._created.ascending(after, exclusive=True)
+        found: list[_Row] = []
+        for key in keys:
+            if sort.descending:
+                if low is not None and key < low:
+                    break
+            elif high is not None and key >= high:
+                break
+            row = self._rows[key[2]]
+            if match is None or match(row):
+                found.append(row)
+                if len(found) == count:
+                    break
+        return found
+
+
+def _chain(first: Iterator[_Key], second: Iterator[_Key]) -> Iterator[_Key]:
+    yield from first
+    yield from second
+
+
+def _created_key(row: _Row) -> _Key:
+    return _position(row.created_at, row.activity_id)
+
+
+def _due_key(row: _Row) -> _Key:
+    return (row.due_date, row.activity_id)
+
+
+def _pending_key(row: _Row) -> _Key:
+    due = row.due_date
+    return (due is None, due if due is not None else _MIN, row.activity_id)
+
+
+def _timeline_key(row: _Row) -> _Key:
+    when: datetime | None
+    if row.completed_date is not None:
+        when = row.completed_date
+    else:
+        when = row.scheduled_date or row.due_date or row.created_at
+    return _position(when, row.activity_id)
+
+
+def _unlist(index: dict[str, list[str]], key: str, activity_id: str) -> None:
+    ids = index[key]
+    ids.remove(activity_id)
+    if not ids:
+        del index[key]
+
+
+def _unset(index: dict[str, set[str]], key: str, activity_id: str) -> None:
+    members = index[key]
+    members.discard(activity_id)
+    if not members:
+        del index[key]
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _rule_order(rule: FollowUpRule) -> tuple[int, str]:
+    return (-rule.priority, rule.rule_id)
+
+
+class InMemoryRuleRepository:
+    """A :class:`~leadflow.stores.RuleRepository` held in process memory (rules are few, so
+    each one is kept as a private deep copy)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: dict[str, FollowUpRule] = {}
+
+    def create(self, rule: FollowUpRule) -> FollowUpRule:
+        _check_model(rule, FollowUpRule, "rule")
+        with self._lock:
+            if rule.rule_id in self._rules:
+                raise DuplicateError(f"rule {rule.rule_id!r} already exists")
+            stored = rule.model_copy(update={"version": 1}, deep=True)
+            self._rules[stored.rule_id] = stored
+        return stored.model_copy(deep=True)
+
+    def get(self, rule_id: str) -> FollowUpRule:
+        with self._lock:
+            stored = self._rules.get(rule_id)
+        if stored is None:
+            raise NotFoundError(f"no rule {rule_id!r}")
+        return stored.model_copy(deep=True)
+
+    def list(self) -> builtins.list[FollowUpRule]:
+        with self._lock:
+            rules = builtins.list(self._rules.values())
+        return [rule.model_copy(deep=True) for rule in sorted(rules, key=_rule_order)]
+
+    def list_active(self) -> builtins.list[FollowUpRule]:
+        with self._lock:
+            rules = [rule for rule in self._rules.values() if rule.is_active]
+        return [rule.model_copy(deep=True) for rule in sorted(rules, key=_rule_order)]
+
+    def update(self, rule: FollowUpRule) -> FollowUpRule:
+        _check_model(rule, FollowUpRule, "rule")
+        with self._lock:
+            old = self._rules.get(rule.rule_id)
+            if old is None:
+                raise NotFoundError(f"no rule {rule.rule_id!r}")
+            if old.version != rule.version:
+                raise StaleWriteError(
+                    f"rule {rule.rule_id!r} is at version {old.version}, not {rule.version}: "
+                    "re-read it and apply the change again"
+                )
+            stored = rule.model_copy(update={"version": old.version + 1}, deep=True)
+            self._rules[stored.rule_id] = stored
+        return stored.model_copy(deep=True)
+
+    def delete(self, rule_id: str) -> None:
+        with self._lock:
+            if self._rules.pop(rule_id, None) is None:
+                raise NotFoundError(f"no rule {rule_id!r}")
+
+
+def _check_model(value: object, cls: type, field: str) -> None:
+    if not isinstance(value, cls):
+        raise InvalidInputError(
+            f"expected a {cls.__name__}, got {type(value).__name__}", field=field
+        )
+
+
+# --------------------------------------------------------------------------- scheduled actions
+
+
+def _due_position(action: ScheduledAction) -> _Key:
+    return (action.due_at, action.action_id)
+
+
+class InMemoryScheduledActionStore:
+    """A :class:`~leadflow.stores.ScheduledActionStore` held in process memory.
+
+    Pending actions are ordered by due time and claimed ones by lease expiry, so
+    :meth:`claim_due` looks only at actions it can take. Stored actions are private deep
+    copies that are replaced, never changed in place.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._actions: dict[str, ScheduledAction] = {}
+        self._by_key: dict[str, str] = {}
+        self._by_opportunity: dict[str, set[str]] = {}
+        self._pending = _SortedKeys()  # (due_at, action_id)
+        self._leases = _SortedKeys()  # (lease_expires_at, action_id)
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+    def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
+        _check_model(action, ScheduledAction, "action")
+        with self._lock:
+            existing_id = self._by_key.get(action.idempotency_key)
+            if existing_id is not None:
+                return self._actions[existing_id].model_copy(deep=True), False
+            if action.action_id in self._actions:
+                raise DuplicateError(
+                    f"action {action.action_id!r} already exists with another idempotency key"
+                )
+            stored = action.model_copy(deep=True)
+            self._by_key[stored.idempotency_key] = stored.action_id
+            if stored.opportunity_id is not None:
+                self._by_opportunity.setdefault(stored.opportunity_id, set()).add(stored.action_id)
+            self._put(stored)
+        return stored.model_copy(deep=True), True
+
+    def get(self, action_id: str) -> ScheduledAction:
+        with self._lock:
+            stored = self._actions.get(action_id)
+        if stored is None:
+            raise NotFoundError(f"no scheduled action {action_id!r}")
+        return stored.model_copy(deep=True)
+
+    def claim_due(
+        self,
+        now: datetime,
+        *,
+        worker: str,
+        limit: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> builtins.list[ScheduledAction]:
+        now = ensure_utc(now, "now")
+        _check_limit(limit)
+        if not isinstance(worker, str) or not worker:
+            raise InvalidInputError("must be a non-empty string", field="worker")
+        if lease <= timedelta():
+            raise InvalidInputError("must be positive", field="lease")
+        expires = now + lease
+        with self._lock:
+            expired = [
+                self._actions[action_id]
+                for _, action_id in takewhile(lambda key: key[0] <= now, self._leases.ascending())
+            ]
+            candidates: list[ScheduledAction] = []
+            for action in expired:
+                if action.attempts >= action.max_attempts:
+                    self._replace(
+                        action,
+                        state=ScheduledActionState.PARKED,
+                        last_error=(
+                            f"lease of {action.lease_owner!r} expired during the last attempt"
+                        ),
+                        lease_expires_at=None,
+                        updated_at=now,
+                        finished_at=now,
+                    )
+                else:
+                    candidates.append(action)
+            for due_at, action_id in self._pending.ascending():
+                if due_at > now or len(candidates) >= len(expired) + limit:
+                    break
+                candidates.append(self._actions[action_id])
+            chosen = nsmallest(limit, candidates, key=_due_position)
+            claimed = [
+                self._replace(
+                    action,
+                    state=ScheduledActionState.CLAIMED,
+                    lease_owner=worker,
+                    lease_expires_at=expires,
+                    attempts=action.attempts + 1,
+                    updated_at=now,
+                )
+                for action in chosen
+            ]
+        return [action.model_copy(deep=True) for action in claimed]
+
+    def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
+        now = ensure_utc(now, "now")
+        with self._lock:
+            action = self._held(action_id, worker)
+            done = self._replace(
+                action,
+                state=ScheduledActionState.DONE,
+                lease_expires_at=None,
+                updated_at=now,
+                finished_at=now,
+            )
+        return done.model_copy(deep=True)
+
+    def mark_failed(
+        self, action_id: str, *, worker: str, now: datetime, error: str, retry_at: datetime
+    ) -> ScheduledAction:
+        now = ensure_utc(now, "now")
+        retry_at = ensure_utc(retry_at, "retry_at")
+        with self._lock:
+            action = self._held(action_id, worker)
+            if action.attempts >= action.max_attempts:
+                failed = self._replace(
+                    action,
+                    state=ScheduledActionState.PARKED,
+                    last_error=error,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    finished_at=now,
+                )
+            else:
+                failed = self._replace(
+                    action,
+                    state=ScheduledActionState.PENDING,
+                    last_error=error,
+                    due_at=retry_at,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+        return failed.model_copy(deep=True)
+
+    def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
+        now = ensure_utc(now, "now")
+        with self._lock:
+            action = self._actions.get(action_id)
+            if action is None:
+                raise NotFoundError(f"no scheduled action {action_id!r}")
+            if action.state is not ScheduledActionState.PARKED:
+                raise InvalidStateError(
+                    f"action {action_id!r} is {action.state.value}; only parked ones are retried"
+                )
+            retried = self._replace(
+                action,
+                state=ScheduledActionState.PENDING,
+                due_at=now,
+                attempts=0,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+                finished_at=None,
+            )
+        return retried.model_copy(deep=True)
+
+    def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
+        now = ensure_utc(now, "now")
+        with self._lock:
+            pending = [
+                action
+                for action in map(
+                    self._actions.__getitem__, self._by_opportunity.get(opportunity_id, ())
+                )
+                if action.state is ScheduledActionState.PENDING
+            ]
+            for action in pending:
+                self._replace(
+                    action, state=ScheduledActionState.CANCELLED, updated_at=now, finished_at=now
+                )
+            return len(pending)
+
+    def list(
+        self, state: ScheduledActionState | None = None, *, limit: int = 100
+    ) -> builtins.list[ScheduledAction]:
+        _check_limit(limit)
+        with self._lock:
+            if state is ScheduledActionState.PENDING:
+                found = [
+                    self._actions[key[1]]
+                    for key, _ in zip(self._pending.ascending(), range(limit), strict=False)
+                ]
+            else:
+                found = nsmallest(
+                    limit,
+                    (a for a in self._actions.values() if state is None or a.state is state),
+                    key=_due_position,
+                )
+        return [action.model_copy(deep=True) for action in found]
+
+    def _held(self, action_id: str, worker: str) -> ScheduledAction:
+        action = self._actions.get(action_id)
+        if action is None:
+            raise NotFoundError(f"no scheduled action {action_id!r}")
+        if action.state is not ScheduledActionState.CLAIMED or action.lease_owner != worker:
+            raise ConflictError(
+                f"worker {worker!r} does not hold action {action_id!r} "
+                f"(state {action.state.value}, lease owner {action.lease_owner!r})"
+            )
+        return action
+
+    def _replace(self, action: ScheduledAction, **changes: Any) -> ScheduledAction:
+        """Store a changed copy of ``action`` and keep the ordered indexes in step."""
+        self._drop(action)
+        changed = action.model_copy(update=changes)
+        self._put(changed)
+        return changed
+
+    def _put(self, action: ScheduledAction) -> None:
+        self._actions[action.action_id] = action
+        if action.state is ScheduledActionState.PENDING:
+            self._pending.add(_due_position(action))
+        elif action.state is ScheduledActionState.CLAIMED:
+            self._leases.add((action.lease_expires_at or _MIN, action.action_id))
+
+    def _drop(self, action: ScheduledAction) -> None:
+        if action.state is ScheduledActionState.PENDING:
+            self._pending.discard(_due_position(action))
+        elif action.state is ScheduledActionState.CLAIMED:
+            self._leases.discard((action.lease_expires_at or _MIN, action.action_id))
