@@ -1,0 +1,595 @@
+"""leadflow's six jobs on a LeadFlow (in memory and on mongomock) with a controlled clock: what
+each one does, that reminders and stale detections happen once, and a simulated week across
+the spring-forward change running the seed's Example 2 end to end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from leadflow import (
+    Activity,
+    ActivityType,
+    Event,
+    FollowUpRule,
+    HandlerRegistry,
+    LeadFlow,
+    ManualClock,
+    Notification,
+    RetryPolicy,
+    ScheduledActionState,
+    default_rules,
+)
+from leadflow.ports import RecordingEventSink, RecordingNotifier
+from leadflow.scheduling import (
+    JobRun,
+    JobRunner,
+    JobSchedule,
+    JobSettings,
+    LeadflowJobs,
+    stale_event_id,
+)
+from leadflow.stores.jobs import JobStore
+
+from .scheduling_support import JOB_BACKENDS, NY, drive, job_store, ny, utc
+from .service_support import BOB, build_flow
+
+
+@pytest.fixture(params=JOB_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def settings_with(*enabled: str, **overrides: Any) -> JobSettings:
+    """Settings for New York with only the named jobs enabled."""
+    base = JobSettings(timezone="America/New_York", **overrides)
+    schedules = {
+        name: replace(getattr(base, name), enabled=name in enabled) for name in LeadflowJobs.NAMES
+    }
+    return replace(base, **schedules)
+
+
+def setup(
+    backend: str,
+    start: datetime,
+    settings: JobSettings,
+    *,
+    rules: list[FollowUpRule] | None = None,
+    **flow_options: Any,
+) -> tuple[LeadFlow, ManualClock, LeadflowJobs]:
+    clock = ManualClock(start)
+    flow = build_flow(backend, clock=clock, rules=rules or [], **flow_options)
+    return flow, clock, LeadflowJobs(flow, job_store(backend), settings)
+
+
+def activity(activity_id: str, **fields: Any) -> Activity:
+    return Activity.model_validate(
+        {
+            "activityId": activity_id,
+            "opportunityId": fields.pop("opportunity_id", "opp-1"),
+            "activityType": fields.pop("activity_type", ActivityType.CALL),
+            "subject": f"Activity {activity_id}",
+            "assignedTo": fields.pop("assigned_to", "alice"),
+            **fields,
+        }
+    )
+
+
+def sink(flow: LeadFlow) -> RecordingEventSink:
+    assert isinstance(flow.events, RecordingEventSink)
+    return flow.events
+
+
+def notes(flow: LeadFlow, name: str) -> list[dict[str, Any]]:
+    return [payload for event, payload in sink(flow).events if event == name]
+
+
+def sent(flow: LeadFlow, template: str) -> list[Notification]:
+    assert isinstance(flow.notifier, RecordingNotifier)
+    return [n for n in flow.notifier.sent if n.template == template]
+
+
+def rule(rule_id: str, event_type: str, actions: list[dict[str, Any]]) -> FollowUpRule:
+    return FollowUpRule.model_validate(
+        {
+            "ruleId": rule_id,
+            "name": rule_id,
+            "trigger": {"eventType": event_type},
+            "actions": actions,
+        }
+    )
+
+
+# ------------------------------------------------------------------ overdue check
+
+
+def test_overdue_check_notifies_each_assignee_once_with_their_items(backend: str) -> None:
+    flow, _, jobs = setup(backend, ny(2026, 3, 9, 9, 59), settings_with("overdue_check"))
+    for item in [
+        activity("a1", due_date=ny(2026, 3, 9, 8)),
+        activity("a2", due_date=ny(2026, 3, 8, 12)),
+        activity("a3", due_date=ny(2026, 3, 9, 12)),  # not due yet
+        activity("b1", assigned_to="bob", due_date=ny(2026, 3, 9, 9, 30)),
+        activity(
+            "b2",
+            assigned_to="bob",
+            due_date=ny(2026, 3, 9, 8),
+            completed_date=ny(2026, 3, 9, 8, 30),
+        ),
+        activity("u1", assigned_to=None, due_date=ny(2026, 3, 9, 7)),
+    ]:
+        flow.activities.add(item)
+    runner = jobs.runner()
+    run = runner.run_job("overdue_check", ny(2026, 3, 9, 10))
+    assert run is not None
+    assert run.counts == {"overdue": 4, "notifications": 3, "failed": 0, "truncated": 0}
+    payloads = notes(flow, "notification.overdue_activities")
+    assert [(p["assignedTo"], p["count"]) for p in payloads] == [
+        ("alice", 2),
+        ("bob", 1),
+        (None, 1),
+    ]
+    assert [a["activityId"] for a in payloads[0]["activities"]] == [
+        "a2",
+        "a1",
+    ]  # most overdue first
+    assert payloads[0]["key"] == "overdue_activities:2026-03-09T10:00-04:00:alice"
+    assert [n.recipients for n in sent(flow, "overdue_activities")] == [("alice",), ("bob",), ()]
+    # The next hour reports them again (they are still overdue); the same slot never twice.
+    assert runner.run_job("overdue_check", ny(2026, 3, 9, 10, 5)) is None
+    assert runner.run_job("overdue_check", ny(2026, 3, 9, 11)) is not None
+    assert len(notes(flow, "notification.overdue_activities")) == 6
+
+
+def test_notify_false_keeps_notifications_on_the_event_sink_only(backend: str) -> None:
+    settings = settings_with("overdue_check", notify=False)
+    flow, _, jobs = setup(backend, ny(2026, 3, 9, 10), settings)
+    flow.activities.add(activity("a1", due_date=ny(2026, 3, 9, 8)))
+    jobs.runner().run_pending()
+    assert len(notes(flow, "notification.overdue_activities")) == 1
+    assert sent(flow, "overdue_activities") == []
+
+
+# ------------------------------------------------------------------ upcoming reminders
+
+
+def test_each_activity_is_reminded_once_across_overlapping_windows_instances_and_restarts(
+    backend: str,
+) -> None:
+    settings = settings_with("upcoming_reminders", upcoming_window=timedelta(hours=1))
+    flow, clock, jobs = setup(backend, ny(2026, 3, 9, 9, 55), settings)
+    flow.activities.add(activity("a1", due_date=ny(2026, 3, 9, 10, 45)))
+    flow.activities.add(activity("b1", assigned_to="bob", due_date=ny(2026, 3, 9, 12)))
+    runners = [jobs.runner(worker_id="app-1"), jobs.runner(worker_id="app-2")]
+    runs = drive(clock, runners, until=ny(2026, 3, 9, 13))
+    reminders = notes(flow, "notification.upcoming_activities")
+    assert [(p["assignedTo"], p["asOf"].astimezone(NY).strftime("%H:%M")) for p in reminders] == [
+        ("alice", "10:00"),  # 10:45 is inside [10:00, 11:00) and again inside [10:30, 11:30)
+        ("bob", "11:30"),  # windows are half-open: 12:00 is outside [11:00, 12:00)
+    ]
+    assert sum(r.counts["already_reminded"] for r in runs) == 2  # 10:30 and 11:00 saw a1 again
+
+    # A new due date is a new reminder; a restarted instance does not repeat old ones.
+    current = flow.activities.get("a1")
+    flow.activities.update(current.model_copy(update={"due_date": ny(2026, 3, 9, 14, 10)}))
+    restarted = jobs.runner(worker_id="app-1-restarted")
+    drive(clock, [restarted, runners[1]], until=ny(2026, 3, 9, 16))
+    reminders = notes(flow, "notification.upcoming_activities")
+    assert [(p["assignedTo"], p["asOf"].astimezone(NY).strftime("%H:%M")) for p in reminders] == [
+        ("alice", "10:00"),
+        ("bob", "11:30"),
+        ("alice", "13:30"),
+    ]
+    assert [n.recipients for n in sent(flow, "upcoming_activities")] == [
+        ("alice",),
+        ("bob",),
+        ("alice",),
+    ]
+    assert reminders[2]["activities"][0]["dueDate"] == ny(2026, 3, 9, 14, 10)
+
+
+class FlakyNotifier(RecordingNotifier):
+    """Fails the first ``failures`` notifications."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def notify(self, notification: Notification) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("push service unavailable")
+        super().notify(notification)
+
+
+def test_a_reminder_that_could_not_be_sent_is_sent_by_the_next_run(backend: str) -> None:
+    flow, clock, jobs = setup(
+        backend,
+        ny(2026, 3, 9, 10),
+        settings_with("upcoming_reminders", upcoming_window=timedelta(hours=1)),
+        notifier=FlakyNotifier(failures=1),
+    )
+    flow.activities.add(activity("a1", due_date=ny(2026, 3, 9, 10, 50)))
+    runner = jobs.runner()
+    [first] = runner.run_pending()
+    assert first.ok and first.counts["failed"] == 1 and first.counts["reminded"] == 0
+    clock.set(ny(2026, 3, 9, 10, 30))
+    [second] = runner.run_pending()
+    assert second.counts["reminded"] == 1
+    assert [n.key for n in sent(flow, "upcoming_activities")] == [
+        "upcoming_activities:2026-03-09T10:30-04:00:alice"
+    ]
+
+
+# ------------------------------------------------------------------ stale opportunities
+
+
+REENGAGE = rule(
+    "re-engage-stale",
+    "opportunity.stale_detected",
+    [
+        {
+            "actionType": "create_activity",
+            "activityType": "call",
+            "subject": "Re-engage stale lead",
+            "assignTo": "lead_owner",
+        }
+    ],
+)
+
+
+def test_stale_detection_feeds_a_re_engagement_rule_once_per_stale_period(backend: str) -> None:
+    start = ny(2026, 3, 2, 9)
+    flow, clock, jobs = setup(
+        backend, start, settings_with("stale_opportunities"), rules=[REENGAGE]
+    )
+    flow.activities.add(activity("first-call", created_at=start, completed_date=start))
+    runner = jobs.runner()
+    runs = drive(clock, [runner], until=ny(2026, 3, 10, 0))
+
+    # Stale once its last activity is more than 7 days old: first seen by the 12:00 check on
+    # the 9th (the day after the spring-forward change, so 16:00Z).
+    [detected] = notes(flow, "opportunity.stale_detected")
+    assert detected["eventId"] == stale_event_id("opp-1", start)
+    assert detected["lastActivityAt"] == start
+    assert detected["daysSinceLastActivity"] == 7
+    found = [r for r in runs if r.counts["detected"]]
+    assert [r.scheduled_for for r in found] == [utc(2026, 3, 9, 16)]
+    assert found[0].counts["rules_matched"] == 1
+    reengage = [
+        a for a in flow.activities.for_opportunity("opp-1") if a.activity_id != "first-call"
+    ]
+    assert [(a.subject, a.assigned_to, a.created_at) for a in reengage] == [
+        ("Re-engage stale lead", "alice", utc(2026, 3, 9, 16))
+    ]
+    # The activity the rule created starts a new period: nothing more this week.
+    assert sum(r.counts["stale"] for r in runs if r.scheduled_for > utc(2026, 3, 9, 16)) == 0
+
+    # Nobody calls: stale again 7 days after the re-engagement activity, a new event once.
+    runs = drive(clock, [runner], until=ny(2026, 3, 18, 0))
+    second = notes(flow, "opportunity.stale_detected")[1:]
+    assert [p["eventId"] for p in second] == [stale_event_id("opp-1", utc(2026, 3, 9, 16))]
+    assert sum(r.counts["detected"] for r in runs) == 1
+    assert sum(r.counts["already_detected"] for r in runs) >= 3  # later checks: same period
+    # The rule's previous re-engagement call is still open, so it adds no second one.
+    assert len(flow.activities.for_opportunity("opp-1")) == 2
+
+
+def test_re_detecting_the_same_stale_period_does_not_make_the_rules_act_twice(
+    backend: str,
+) -> None:
+    alert = rule(
+        "stale-alert",
+        "opportunity.stale_detected",
+        [{"actionType": "send_notification", "template": "stale_lead"}],
+    )
+    start = ny(2026, 3, 2, 12)
+    flow, _, jobs = setup(backend, start, settings_with("stale_opportunities"), rules=[alert])
+    last = start - timedelta(days=10)
+    flow.activities.add(activity("old", opportunity_id="opp-2", created_at=last))
+    runner = jobs.runner()
+    [run] = runner.run_pending()
+    assert run.counts == {
+        "stale": 1,
+        "detected": 1,
+        "already_detected": 0,
+        "rules_matched": 1,
+        "failed": 0,
+    }
+    later = runner.run_job("stale_opportunities", start + timedelta(hours=6))
+    assert later is not None and later.counts["already_detected"] == 1
+    # Even if the mark is lost (a crash before it was written), the event id is the same, so
+    # the flow recognises the event and the rule does not notify twice.
+    last_seen = flow.activities.last_activity_times(["opp-2"])["opp-2"]
+    jobs.store.unmark(f"stale:opp-2:{last_seen.isoformat()}")
+    again = runner.run_job("stale_opportunities", start + timedelta(hours=12))
+    assert again is not None and again.counts["detected"] == 1
+    assert len(sent(flow, "stale_lead")) == 1
+
+
+# ------------------------------------------------------------------ cleanup
+
+
+def test_cleanup_purges_old_completed_activities_and_keeps_open_ones(backend: str) -> None:
+    now = ny(2026, 3, 9, 2)
+    flow, _, jobs = setup(backend, now, settings_with("cleanup"))
+    flow.activities.add(
+        activity(
+            "done-long-ago",
+            created_at=now - timedelta(days=420),
+            completed_date=now - timedelta(days=400),
+        )
+    )
+    flow.activities.add(
+        activity(
+            "done-recently",
+            created_at=now - timedelta(days=120),
+            completed_date=now - timedelta(days=100),
+        )
+    )
+    flow.activities.add(activity("open-long-ago", created_at=now - timedelta(days=500)))
+    [run] = jobs.runner().run_pending()
+    assert run.counts["purged"] == 1
+    remaining = {a.activity_id for a in flow.activities.for_opportunity("opp-1")}
+    assert remaining == {"done-recently", "open-long-ago"}
+
+
+def test_cleanup_retention_is_configurable(backend: str) -> None:
+    now = ny(2026, 3, 9, 2)
+    settings = settings_with("cleanup", retention=timedelta(days=90))
+    flow, _, jobs = setup(backend, now, settings)
+    flow.activities.add(activity("done", completed_date=now - timedelta(days=100)))
+    [run] = jobs.runner().run_pending()
+    assert run.counts["purged"] == 1
+
+
+# ------------------------------------------------------------------ daily summary
+
+
+def test_daily_summary_counts_yesterday_in_the_business_time_zone(backend: str) -> None:
+    flow, _, jobs = setup(backend, ny(2026, 3, 9, 8), settings_with("daily_summary"))
+    # Yesterday in New York is March 8, the 23-hour spring-forward day: 05:00Z to 04:00Z.
+    for item in [
+        activity("pending", due_date=ny(2026, 3, 10, 9)),
+        activity("overdue", due_date=ny(2026, 3, 8, 9)),
+        activity("just-after-midnight", completed_date=utc(2026, 3, 8, 5, 30)),  # 00:30 EST
+        activity("late-evening", completed_date=utc(2026, 3, 9, 3, 30)),  # 23:30 EDT
+        activity("day-before", completed_date=utc(2026, 3, 8, 4, 30)),  # 23:30 EST, the 7th
+        activity("this-morning", completed_date=utc(2026, 3, 9, 4, 30)),  # 00:30 EDT, the 9th
+        activity("bobs", assigned_to="bob", completed_date=utc(2026, 3, 8, 15)),
+    ]:
+        flow.activities.add(item)
+    [run] = jobs.runner().run_pending()
+    assert run.scheduled_for == utc(2026, 3, 9, 12)
+    assert run.counts == {"users": 2, "notifications": 2, "failed": 0}
+    summaries = {p["userId"]: p for p in notes(flow, "notification.daily_summary")}
+    assert {
+        u: (p["pending"], p["overdue"], p["completedYesterday"]) for u, p in summaries.items()
+    } == {
+        "alice": (1, 1, 2),
+        "bob": (0, 0, 1),
+    }
+    assert summaries["alice"]["date"] == "2026-03-09"
+    assert summaries["alice"]["timezone"] == "America/New_York"
+    assert [n.recipients for n in sent(flow, "daily_summary")] == [("alice",), ("bob",)]
+
+
+# ------------------------------------------------------------------ due actions
+
+
+def test_due_actions_run_when_due_with_retries_and_parking(backend: str) -> None:
+    attempts: list[datetime] = []
+
+    def webhook(ctx: Any) -> str:
+        attempts.append(ctx.now)
+        raise ConnectionError("webhook down")
+
+    handlers = HandlerRegistry.default()
+    handlers.register("call_webhook", webhook)
+    rules = [
+        rule(
+            "quote-check",
+            "estimate.created",
+            [
+                {"actionType": "send_notification", "template": "quote_check", "delay": 2},
+                {"actionType": "call_webhook", "delay": 1},
+            ],
+        )
+    ]
+    start = ny(2026, 3, 9, 9)
+    flow, clock, jobs = setup(
+        backend,
+        start,
+        settings_with("due_actions"),
+        rules=rules,
+        handlers=handlers,
+        retry=RetryPolicy(max_attempts=2, base=timedelta(minutes=5)),
+    )
+    flow.handle(
+        Event(id="q-1", type="estimate.created", time=start, payload={"opportunityId": "opp-2"})
+    )
+    runs = drive(clock, [jobs.runner()], until=start + timedelta(hours=3))
+    busy = [(r.scheduled_for - start, r.counts) for r in runs if r.counts["claimed"]]
+    assert busy == [
+        (
+            timedelta(hours=1),
+            {"batches": 1, "claimed": 1, "succeeded": 0, "failed": 1, "parked": 0},
+        ),
+        (
+            timedelta(hours=1, minutes=5),
+            {"batches": 1, "claimed": 1, "succeeded": 0, "failed": 0, "parked": 1},
+        ),
+        (
+            timedelta(hours=2),
+            {"batches": 1, "claimed": 1, "succeeded": 1, "failed": 0, "parked": 0},
+        ),
+    ]
+    assert attempts == [start + timedelta(hours=1), start + timedelta(hours=1, minutes=5)]
+    assert [n.recipients for n in sent(flow, "quote_check")] == [("bob",)]
+    [parked] = flow.scheduled.list(ScheduledActionState.PARKED)
+    assert parked.action.action_type == "call_webhook"
+
+
+def test_due_actions_drain_in_batches(backend: str) -> None:
+    rules = [
+        rule(
+            "ping",
+            "estimate.created",
+            [{"actionType": "send_notification", "template": "ping", "delay": 1}],
+        )
+    ]
+    start = ny(2026, 3, 9, 9)
+    settings = settings_with("due_actions", due_actions_batch=2)
+    flow, _, jobs = setup(backend, start, settings, rules=rules)
+    for n in range(5):
+        flow.handle(
+            Event(
+                id=f"q-{n}", type="estimate.created", time=start, payload={"opportunityId": "opp-1"}
+            )
+        )
+    run = jobs.runner().run_job("due_actions", start + timedelta(hours=1))
+    assert run is not None
+    assert run.counts == {"batches": 3, "claimed": 5, "succeeded": 5, "failed": 0, "parked": 0}
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_settings_are_validated_and_jobs_follow_them() -> None:
+    settings = JobSettings(
+        timezone="Europe/Paris",
+        daily_summary=JobSchedule("30 7 * * 1-5", grace=timedelta(hours=1)),
+        cleanup=JobSchedule("0 3 * * *", enabled=False),
+    )
+    flow = LeadFlow.in_memory()
+    jobs = {job.name: job for job in LeadflowJobs(flow, _memory_store(), settings).jobs()}
+    assert "cleanup" not in jobs
+    summary = jobs["daily_summary"]
+    assert (summary.cron, summary.zone.key, summary.grace) == (
+        "30 7 * * 1-5",
+        "Europe/Paris",
+        timedelta(hours=1),
+    )
+    with pytest.raises(ValueError, match="timezone"):
+        JobSettings(timezone="Nowhere/Special")
+    with pytest.raises(ValueError, match="stale_after"):
+        JobSettings(stale_after=timedelta(0))
+    with pytest.raises(ValueError, match="overdue_limit"):
+        JobSettings(overdue_limit=0)
+    with pytest.raises(ValueError, match="cron"):
+        JobSchedule("every day at 8")
+
+
+def _memory_store() -> JobStore:
+    return job_store("memory")
+
+
+# ------------------------------------------------------------------ a simulated week
+
+
+def test_a_simulated_week_across_spring_forward_fires_every_job_at_its_local_time() -> None:
+    """Seven days in New York from Thursday 2026-03-05, DST starting Sunday 03-08 at 02:00,
+    with the default rules and the seed's Example 2 (quote follow-up) running through it."""
+    start, end = ny(2026, 3, 5), ny(2026, 3, 12)
+    clock = ManualClock(start)
+    flow = build_flow("memory", clock=clock, rules=default_rules())
+    jobs = LeadflowJobs(flow, job_store("memory"), JobSettings(timezone="America/New_York"))
+    runs: list[JobRun] = []
+    runner = jobs.runner(worker_id="app", on_run=runs.append)
+    old = ny(2025, 3, 1)
+    flow.activities.add(
+        activity("archived", opportunity_id="opp-3", created_at=old, completed_date=old)
+    )
+    flow.activities.add(
+        activity(
+            "last-touch", opportunity_id="opp-4", assigned_to="bob", created_at=ny(2026, 2, 20)
+        )
+    )
+
+    def until(when: datetime) -> None:
+        drive(clock, [runner], until=when)
+        clock.set(when)
+
+    # Example 2, 1-4: a quote is sent Thursday 14:10; the rule schedules a call 48 hours out.
+    until(ny(2026, 3, 5, 14, 10))
+    flow.handle(
+        Event(
+            id="estimate-1",
+            type="estimate.created",
+            time=clock.now(),
+            payload={"opportunityId": "opp-2"},
+        )
+    )
+    [call] = flow.activities.for_opportunity("opp-2")
+    assert (call.scheduled_date, call.due_date, call.assigned_to) == (
+        ny(2026, 3, 7, 14, 10),
+        ny(2026, 3, 8, 15, 10),  # 24 h later: across the change it is 15:10 EDT
+        "bob",
+    )
+    # 8. Bob completes it Monday 09:15, after a night of hourly overdue notifications.
+    until(ny(2026, 3, 9, 9, 15))
+    flow.complete_activity(BOB, call.activity_id, "successful")
+    until(end)
+
+    fired: dict[str, list[datetime]] = {}
+    for run in runs:
+        assert run.ok, run.error
+        fired.setdefault(run.job, []).append(run.scheduled_for)
+
+    def every(step: timedelta) -> list[datetime]:
+        first, last = start.astimezone(UTC), end.astimezone(UTC)  # real time, not wall time
+        return [first + k * step for k in range((last - first) // step)]
+
+    assert fired["due_actions"] == every(timedelta(minutes=1))
+    assert fired["upcoming_reminders"] == every(timedelta(minutes=30))
+    assert fired["overdue_check"] == every(timedelta(hours=1))  # 168 real hours
+    assert [t.strftime("%d %H:%M") for t in fired["daily_summary"]] == [
+        "05 13:00", "06 13:00", "07 13:00", "08 12:00", "09 12:00", "10 12:00", "11 12:00",
+    ]  # fmt: skip
+    assert local(fired["cleanup"]) == [
+        "05 02:00 EST", "06 02:00 EST", "07 02:00 EST",
+        "08 03:00 EDT",  # 02:00 does not exist that night
+        "09 02:00 EDT", "10 02:00 EDT", "11 02:00 EDT",
+    ]  # fmt: skip
+    stale_local = {t.astimezone(NY).strftime("%H:%M") for t in fired["stale_opportunities"]}
+    assert stale_local == {"00:00", "06:00", "12:00", "18:00"}
+    assert len(fired["stale_opportunities"]) == 28
+
+    # 6. One reminder, at the 15:00 EDT run (the call is due 15:10).
+    reminders = notes(flow, "notification.upcoming_activities")
+    assert [(p["assignedTo"], p["asOf"]) for p in reminders] == [("bob", ny(2026, 3, 8, 15))]
+    # 7-8. Overdue from 15:10 EDT: notified every hour from 16:00 until completed at 09:15.
+    overdue = [p["asOf"] for p in notes(flow, "notification.overdue_activities")]
+    assert overdue == [ny(2026, 3, 8, 16) + timedelta(hours=k) for k in range(18)]
+    # The Monday summary saw the overdue call; Tuesday's saw it completed yesterday.
+    summaries = {(p["date"], p["userId"]): p for p in notes(flow, "notification.daily_summary")}
+    assert summaries[("2026-03-09", "bob")]["overdue"] == 1
+    assert summaries[("2026-03-10", "bob")]["completedYesterday"] == 1
+    # The year-old completed activity went at the first cleanup (02:00), after the midnight
+    # stale check had seen its opportunity; each stale opportunity was reported once.
+    cleanup = [r.counts["purged"] for r in runs if r.job == "cleanup"]
+    assert cleanup == [1, 0, 0, 0, 0, 0, 0]
+    stale = Counter(p["opportunityId"] for p in notes(flow, "opportunity.stale_detected"))
+    assert stale == {"opp-3": 1, "opp-4": 1}
+
+
+def local(times: list[datetime]) -> list[str]:
+    return [t.astimezone(NY).strftime("%d %H:%M %Z") for t in times]
+
+
+def test_jobs_register_with_any_scheduler() -> None:
+    registered: list[str] = []
+
+    class HostScheduler:
+        def add_job(self, job: Any) -> None:
+            registered.append(job.name)
+
+    flow = LeadFlow.in_memory()
+    jobs = LeadflowJobs(flow, _memory_store())
+    assert [j.name for j in jobs.register(HostScheduler())] == list(LeadflowJobs.NAMES)
+    assert registered == list(LeadflowJobs.NAMES)
+    assert isinstance(jobs.runner(), JobRunner)
