@@ -293,6 +293,10 @@ class _SlotRunner:
         self._lock = threading.Lock()
         self.last_runs: dict[str, JobRun] = {}
 
+    def latest(self) -> dict[str, JobRun]:
+        with self._lock:
+            return dict(self.last_runs)
+
     def run(self, job: Job, fire: datetime, now: datetime) -> tuple[JobRun | None, SlotClaim]:
         key = job.slot_key(fire)
         claim = self.store.claim_slot(
@@ -454,8 +458,7 @@ class JobRunner:
     @property
     def last_runs(self) -> dict[str, JobRun]:
         """The latest run of each job by this runner (a copy)."""
-        with self._slots._lock:
-            return dict(self._slots.last_runs)
+        return self._slots.latest()
 
     def add_job(self, job: Job) -> None:
         if not isinstance(job, Job):
