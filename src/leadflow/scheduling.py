@@ -226,6 +226,8 @@ class JobContext:
 
 
 class JobStatus(StrEnum):
+    """How a run ended; a failed run is final for its slot (the next slot runs normally)."""
+
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
