@@ -18,6 +18,7 @@ rule data. Operator semantics are documented in ``docs/operators.md``; in short:
 from __future__ import annotations
 
 import math
+import operator as _op
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ __all__ = [
     "Predicate",
     "compile_condition",
     "field_getter",
+    "index_values",
+    "single_key",
 ]
 
 
@@ -103,7 +106,7 @@ def field_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
     def get_path(payload: Mapping[str, Any]) -> Any:
         current: Any = payload
         for names in steps:
-            if isinstance(current, Mapping):
+            if type(current) is dict or isinstance(current, Mapping):
                 for name in names:
                     if name in current:
                         current = current[name]
@@ -120,6 +123,17 @@ def field_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
         return current
 
     return get_path
+
+
+def single_key(path: str) -> tuple[str, str] | None:
+    """For a one-segment path, the two names :func:`field_getter` tries (the same twice when
+    the name has no twin); None for dotted paths and list indexes."""
+    if "." in path:
+        return None
+    names = _spellings(path)
+    if isinstance(names[0], int):
+        return None
+    return (names[0], names[1] if len(names) > 1 else names[0])
 
 
 # --------------------------------------------------------------------------- value semantics
@@ -247,6 +261,9 @@ def _negate(factory: Factory) -> Factory:
     return make
 
 
+_not_equals = _negate(_equals)
+
+
 def _in(expected: list[Any], ignore_case: bool) -> Predicate:
     items = _fold(expected) if ignore_case else expected
     strings = frozenset(x for x in items if isinstance(x, str))
@@ -277,6 +294,9 @@ def _in(expected: list[Any], ignore_case: bool) -> Predicate:
     return member
 
 
+_not_in = _negate(_in)
+
+
 def _contains(expected: Any, ignore_case: bool) -> Predicate:
     needle = _fold(expected) if ignore_case else expected
 
@@ -290,6 +310,9 @@ def _contains(expected: Any, ignore_case: bool) -> Predicate:
         return False
 
     return test
+
+
+_not_contains = _negate(_contains)
 
 
 def _affix(method: str) -> Factory:
@@ -320,6 +343,12 @@ def _ordered(test: Callable[[Any, Any], bool]) -> Factory:
         return other
 
     return make
+
+
+_greater_than = _ordered(_op.gt)
+_greater_or_equal = _ordered(_op.ge)
+_less_than = _ordered(_op.lt)
+_less_or_equal = _ordered(_op.le)
 
 
 def _between(bounds: tuple[Any, Any], ignore_case: bool) -> Predicate:
@@ -403,22 +432,25 @@ def _exists(expected: Any, ignore_case: bool) -> Predicate:
     return lambda a: a is not MISSING and a is not None
 
 
+_not_exists = _negate(_exists)
+
+
 _BUILTINS: tuple[Operator, ...] = (
     Operator("equals", _any_json, _equals, description="strictly equal"),
-    Operator("not_equals", _any_json, _negate(_equals), description="negation of equals"),
+    Operator("not_equals", _any_json, _not_equals, description="negation of equals"),
     Operator("contains", _any_json, _contains, description="substring, or list element"),
-    Operator("not_contains", _any_json, _negate(_contains), description="negation of contains"),
+    Operator("not_contains", _any_json, _not_contains, description="negation of contains"),
     Operator("in", _needs_list, _in, description="value is one of the list"),
-    Operator("not_in", _needs_list, _negate(_in), description="negation of in"),
-    Operator("greater_than", _needs_ordering, _ordered(lambda a, e: a > e)),
-    Operator("greater_or_equal", _needs_ordering, _ordered(lambda a, e: a >= e)),
-    Operator("less_than", _needs_ordering, _ordered(lambda a, e: a < e)),
-    Operator("less_or_equal", _needs_ordering, _ordered(lambda a, e: a <= e)),
+    Operator("not_in", _needs_list, _not_in, description="negation of in"),
+    Operator("greater_than", _needs_ordering, _greater_than),
+    Operator("greater_or_equal", _needs_ordering, _greater_or_equal),
+    Operator("less_than", _needs_ordering, _less_than),
+    Operator("less_or_equal", _needs_ordering, _less_or_equal),
     Operator("between", _needs_bounds, _between, description="low <= value <= high"),
     Operator("starts_with", _needs_string, _affix("startswith")),
     Operator("ends_with", _needs_string, _affix("endswith")),
     Operator("exists", _needs_nothing, _exists, description="present and not null"),
-    Operator("not_exists", _needs_nothing, _negate(_exists), description="missing or null"),
+    Operator("not_exists", _needs_nothing, _not_exists, description="missing or null"),
     Operator(
         "older_than",
         _needs_hours,
@@ -492,10 +524,217 @@ class OperatorRegistry:
         return name in self._operators
 
 
+# --------------------------------------------------------------------------- fused leaves
+#
+# A leaf on a one-segment path with a common built-in operator compiles into one closure that
+# reads the field and tests it (the general form, ``test(get(payload))``, makes three calls).
+# Each closure below reads the field as ``field_getter`` does and returns what the operator's
+# predicate returns for that value: the fused form is an optimisation, never a variant.
+
+_NUMBER = (int, float)
+_SEQUENCE = (list, tuple)
+
+# (first name, its twin, prepared value, ignore_case) -> fused leaf, or None to use the general form
+_Fuser = Callable[[str, str, Any, bool], CompiledCondition | None]
+
+
+def _fuse_equals(first: str, second: str, expected: Any, ignore_case: bool) -> Any:
+    if ignore_case:
+        return None
+    if isinstance(expected, str):
+
+        def equals_string(payload: Mapping[str, Any], now: datetime) -> bool:
+            a = payload.get(first, MISSING)
+            if a is MISSING:
+                a = payload.get(second, MISSING)
+            return a == expected and isinstance(a, str)
+
+        return equals_string
+    if _is_number(expected):
+
+        def equals_number(payload: Mapping[str, Any], now: datetime) -> bool:
+            a = payload.get(first, MISSING)
+            if a is MISSING:
+                a = payload.get(second, MISSING)
+            if a == expected:
+                kind = type(a)
+                return (
+                    kind is int
+                    or kind is float
+                    or (isinstance(a, _NUMBER) and not isinstance(a, bool))
+                )
+            return False
+
+        return equals_number
+    return None
+
+
+def _fuse_not_equals(first: str, second: str, expected: Any, ignore_case: bool) -> Any:
+    if ignore_case:
+        return None
+    if isinstance(expected, str):
+
+        def not_equals_string(payload: Mapping[str, Any], now: datetime) -> bool:
+            a = payload.get(first, MISSING)
+            if a is MISSING:
+                a = payload.get(second, MISSING)
+            return not (a == expected and isinstance(a, str))
+
+        return not_equals_string
+    if _is_number(expected):
+
+        def not_equals_number(payload: Mapping[str, Any], now: datetime) -> bool:
+            a = payload.get(first, MISSING)
+            if a is MISSING:
+                a = payload.get(second, MISSING)
+            return not (a == expected and isinstance(a, _NUMBER) and not isinstance(a, bool))
+
+        return not_equals_number
+    return None
+
+
+def _fuse_in(first: str, second: str, expected: Any, ignore_case: bool) -> Any:
+    if ignore_case or not all(isinstance(x, str) for x in expected):
+        return None
+    strings = frozenset(expected)
+
+    def in_strings(payload: Mapping[str, Any], now: datetime) -> bool:
+        a = payload.get(first, MISSING)
+        if a is MISSING:
+            a = payload.get(second, MISSING)
+        if isinstance(a, str):
+            return a in strings
+        if isinstance(a, _SEQUENCE):
+            for x in a:
+                if isinstance(x, str) and x in strings:
+                    return True
+        return False
+
+    return in_strings
+
+
+def _fuse_contains(first: str, second: str, needle: Any, ignore_case: bool) -> Any:
+    if ignore_case or not isinstance(needle, str):
+        return None
+
+    def contains_string(payload: Mapping[str, Any], now: datetime) -> bool:
+        a = payload.get(first, MISSING)
+        if a is MISSING:
+            a = payload.get(second, MISSING)
+        if isinstance(a, str):
+            return needle in a
+        if isinstance(a, _SEQUENCE):
+            try:
+                if needle not in a:  # a scan in C: no element equals the needle
+                    return False
+            except Exception:  # an element's __eq__ raised: check the strings one by one
+                pass
+            for x in a:
+                if isinstance(x, str) and x == needle:
+                    return True
+        return False
+
+    return contains_string
+
+
+def _fuse_ordered(name: str) -> _Fuser:
+    # One closure per comparison, written out: calling operator.gt & co. would add a call.
+    def fuse(first: str, second: str, expected: Any, ignore_case: bool) -> Any:
+        if not _is_number(expected):
+            return None
+
+        def greater_than(payload: Mapping[str, Any], now: datetime) -> bool:
+            a = payload.get(first, MISSING)
+            if a is MISSING:
+                a = payload.get(second, MISSING)
+            kind = type(a)
+            if kind is int or kind is float or (isinstance(a, _NUMBER) and not isinstance(a, bool)):
+                return a > expected  # type: ignore[no-any-return]
+            return False
+
+        def greater_or_equal(payload: Mapping[str, Any], now: datetime) -> bool:
+            a = payload.get(first, MISSING)
+            if a is MISSING:
+                a = payload.get(second, MISSING)
+            kind = type(a)
+            if kind is int or kind is float or (isinstance(a, _NUMBER) and not isinstance(a, bool)):
+                return a >= expected  # type: ignore[no-any-return]
+            return False
+
+        def less_than(payload: Mapping[str, Any], now: datetime) -> bool:
+            a = payload.get(first, MISSING)
+            if a is MISSING:
+                a = payload.get(second, MISSING)
+            kind = type(a)
+            if kind is int or kind is float or (isinstance(a, _NUMBER) and not isinstance(a, bool)):
+                return a < expected  # type: ignore[no-any-return]
+            return False
+
+        def less_or_equal(payload: Mapping[str, Any], now: datetime) -> bool:
+            a = payload.get(first, MISSING)
+            if a is MISSING:
+                a = payload.get(second, MISSING)
+            kind = type(a)
+            if kind is int or kind is float or (isinstance(a, _NUMBER) and not isinstance(a, bool)):
+                return a <= expected  # type: ignore[no-any-return]
+            return False
+
+        closures: dict[str, CompiledCondition] = {
+            "gt": greater_than,
+            "ge": greater_or_equal,
+            "lt": less_than,
+            "le": less_or_equal,
+        }
+        return closures[name]
+
+    return fuse
+
+
+def _fuse_exists(first: str, second: str, expected: Any, ignore_case: bool) -> Any:
+    def exists(payload: Mapping[str, Any], now: datetime) -> bool:
+        a = payload.get(first, MISSING)
+        if a is MISSING:
+            a = payload.get(second, MISSING)
+        return a is not MISSING and a is not None
+
+    return exists
+
+
+def _fuse_negation(positive: _Fuser) -> _Fuser:
+    def fuse(first: str, second: str, expected: Any, ignore_case: bool) -> Any:
+        test = positive(first, second, expected, ignore_case)
+        if test is None:
+            return None
+        return lambda payload, now: not test(payload, now)
+
+    return fuse
+
+
+# Keyed by the factory's id (factories need not be hashable); the factory is kept to check
+# identity, so an operator registered later never picks up a built-in's fused form.
+_FUSERS: dict[int, tuple[Factory, _Fuser]] = {
+    id(factory): (factory, fuser)
+    for factory, fuser in (
+        (_equals, _fuse_equals),
+        (_not_equals, _fuse_not_equals),
+        (_in, _fuse_in),
+        (_not_in, _fuse_negation(_fuse_in)),
+        (_contains, _fuse_contains),
+        (_not_contains, _fuse_negation(_fuse_contains)),
+        (_greater_than, _fuse_ordered("gt")),
+        (_greater_or_equal, _fuse_ordered("ge")),
+        (_less_than, _fuse_ordered("lt")),
+        (_less_or_equal, _fuse_ordered("le")),
+        (_exists, _fuse_exists),
+        (_not_exists, _fuse_negation(_fuse_exists)),
+    )
+}
+
+
 # --------------------------------------------------------------------------- compilation
 
 
-def _leaf(condition: Condition, registry: OperatorRegistry) -> CompiledCondition:
+def _operator_and_value(condition: Condition, registry: OperatorRegistry) -> tuple[Operator, Any]:
     operator = registry.get(condition.operator)
     if operator is None:
         raise ValueError(
@@ -505,13 +744,56 @@ def _leaf(condition: Condition, registry: OperatorRegistry) -> CompiledCondition
         expected = operator.prepare(condition.value)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"operator {condition.operator!r}: {exc}") from None
+    return operator, expected
+
+
+def _leaf(condition: Condition, registry: OperatorRegistry) -> CompiledCondition:
+    operator, expected = _operator_and_value(condition, registry)
     get = field_getter(condition.field)
     if operator.timed_factory is not None:
         timed = operator.timed_factory(expected, condition.ignore_case)
         return lambda payload, now: timed(get(payload), now)
     assert operator.factory is not None
     test = operator.factory(expected, condition.ignore_case)
+    keys = single_key(condition.field)
+    if keys is None:
+        return lambda payload, now: test(get(payload))
+    first, second = keys
+    entry = _FUSERS.get(id(operator.factory))
+    if entry is not None and entry[0] is operator.factory:
+        fused = entry[1](first, second, expected, condition.ignore_case)
+        if fused is not None:
+            return fused
+    if first == second:
+        return lambda payload, now: test(payload.get(first, MISSING))
     return lambda payload, now: test(get(payload))
+
+
+def index_values(condition: Condition, registry: OperatorRegistry) -> frozenset[str] | None:
+    """The strings that can make ``condition`` hold, for indexing rules by field value.
+
+    Not None only for the built-in ``equals`` with a string and ``in`` with a list of strings,
+    both case-sensitive. The promise: when the condition holds, the field's value ``a`` is either
+    an exact ``str`` in the returned set, or an instance of a ``str`` subclass, a list or a
+    tuple; and when ``a`` is an exact ``str`` in the set, the condition holds.
+    """
+    operator = registry.get(condition.operator)
+    if operator is None or condition.ignore_case or operator.timed_factory is not None:
+        return None
+    if (
+        operator.factory is _equals
+        and operator.prepare is _any_json
+        and isinstance(condition.value, str)
+    ):
+        return frozenset((condition.value,))
+    if (
+        operator.factory is _in
+        and operator.prepare is _needs_list
+        and isinstance(condition.value, list)
+        and all(isinstance(x, str) for x in condition.value)
+    ):
+        return frozenset(condition.value)
+    return None
 
 
 def compile_condition(
@@ -538,7 +820,18 @@ def combine(kind: str, parts: list[CompiledCondition]) -> CompiledCondition:
     if kind == "any":
         if len(parts) == 1:
             return parts[0]
-        return lambda payload, now: any(p(payload, now) for p in parts)
+        if len(parts) == 2:
+            first, second = parts
+            return lambda payload, now: first(payload, now) or second(payload, now)
+        some = tuple(parts)
+
+        def any_of(payload: Mapping[str, Any], now: datetime) -> bool:
+            for part in some:  # noqa: SIM110 - a loop is faster than any() over a generator
+                if part(payload, now):
+                    return True
+            return False
+
+        return any_of
     if not parts:
         return lambda payload, now: True
     if len(parts) == 1:
@@ -546,7 +839,15 @@ def combine(kind: str, parts: list[CompiledCondition]) -> CompiledCondition:
     if len(parts) == 2:
         first, second = parts
         return lambda payload, now: first(payload, now) and second(payload, now)
-    return lambda payload, now: all(p(payload, now) for p in parts)
+    every = tuple(parts)
+
+    def all_of(payload: Mapping[str, Any], now: datetime) -> bool:
+        for part in every:  # noqa: SIM110 - a loop is faster than all() over a generator
+            if not part(payload, now):
+                return False
+        return True
+
+    return all_of
 
 
 def describe(node: ConditionNode) -> str:
