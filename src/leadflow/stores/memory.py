@@ -11,13 +11,13 @@ from __future__ import annotations
 import builtins
 import copy
 import threading
-from bisect import bisect_left, bisect_right, insort
-from collections import Counter
+from bisect import bisect_left, insort
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from heapq import nlargest, nsmallest
-from itertools import takewhile
-from operator import itemgetter
+from itertools import compress, repeat, takewhile
+from operator import itemgetter, lt, sub
 from typing import Any, NamedTuple
 
 from ..clock import ensure_utc
@@ -65,11 +65,41 @@ _SCAN_LIMIT = 2000
 _USER_INTERN_MAX = 10_000
 
 
+class _Top:
+    """Compares above everything, so ``prefix + (_TOP,)`` sorts after every key that starts
+    with ``prefix``: how the ordered indexes say "strictly after this position"."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __le__(self, other: object) -> bool:
+        return other is self
+
+    def __gt__(self, other: object) -> bool:
+        return other is not self
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __hash__(self) -> int:
+        return 0
+
+
+_TOP = _Top()
+
+
 class _SortedKeys:
     """Unique sorted tuples kept in buckets of at most ``2 * load``.
 
     A single bisect-maintained list would move up to n pointers on every insert; buckets bound
     that to one bucket (what ``sortedcontainers.SortedList`` does, without the dependency).
+    Positions (``start``, ``low``, ``high``) may be prefixes of keys: ``(due,)`` stands for
+    every key that starts with ``due``.
     """
 
     def __init__(self, load: int = 500) -> None:
@@ -137,34 +167,51 @@ class _SortedKeys:
         self._maxes = [bucket[-1] for bucket in self._buckets]
         self._len = len(merged)
 
+    def _locate(self, position: _Key) -> tuple[int, int]:
+        """(bucket, offset) of the first key at or after ``position``."""
+        i = bisect_left(self._maxes, position)
+        if i == len(self._buckets):
+            return i, 0
+        return i, bisect_left(self._buckets[i], position)
+
+    def between(self, low: _Key | None, high: _Key | None) -> list[_Key]:
+        """Keys from position ``low`` up to, not including, position ``high`` (None:
+        unbounded), gathered by slicing whole buckets."""
+        buckets = self._buckets
+        i, j = (0, 0) if low is None else self._locate(low)
+        k, m = (len(buckets), 0) if high is None else self._locate(high)
+        if (k, m) <= (i, j):
+            return []
+        if k == i:
+            return buckets[i][j:m]
+        found = buckets[i][j:]
+        for bucket in buckets[i + 1 : k]:
+            found.extend(bucket)
+        if k < len(buckets):
+            found.extend(buckets[k][:m])
+        return found
+
     def ascending(self, start: _Key | None = None, *, exclusive: bool = False) -> Iterator[_Key]:
-        """Keys from ``start`` (all when None) upwards; ``exclusive`` skips ``start`` itself."""
+        """Keys from position ``start`` (all when None) upwards; ``exclusive`` skips the keys
+        at ``start`` itself."""
         buckets = self._buckets
         i = j = 0
         if start is not None:
-            find = bisect_right if exclusive else bisect_left
-            i = find(self._maxes, start)
-            if i == len(buckets):
-                return
-            j = find(buckets[i], start)
+            i, j = self._locate((*start, _TOP) if exclusive else start)
         while i < len(buckets):
             yield from buckets[i][j:]
             i += 1
             j = 0
 
     def descending(self, start: _Key | None = None, *, exclusive: bool = False) -> Iterator[_Key]:
-        """Keys from ``start`` (all when None) downwards; ``exclusive`` skips ``start`` itself."""
+        """Keys from position ``start`` (all when None) downwards; ``exclusive`` skips the keys
+        at ``start`` itself."""
         buckets = self._buckets
-        if not buckets:
-            return
-        i = len(buckets) - 1
-        j = len(buckets[i])
+        i, j = len(buckets), 0
         if start is not None:
-            find = bisect_left if exclusive else bisect_right
-            k = find(self._maxes, start)
-            if k < len(buckets):
-                i = k
-                j = find(buckets[i], start)
+            i, j = self._locate(start if exclusive else (*start, _TOP))
+        if i == len(buckets):
+            i, j = i - 1, len(buckets[i - 1]) if buckets else 0
         while i >= 0:
             yield from reversed(buckets[i][:j])
             i -= 1
@@ -174,14 +221,25 @@ class _SortedKeys:
 # --------------------------------------------------------------------------- activities
 
 
+_Stat = tuple[str, str | None, str | None, bool]
+_Record = tuple[int | None, str, _Stat, int | None, int | None, int | None]
+"""What statistics read of an activity, as plain values (times in microseconds since
+0001-01-01, plus one so that every time is truthy): (created, opportunity_id, stat, due if
+open, completed if created too, microseconds from creation to completion). ``stat`` is (type,
+outcome, assignee, done), one shared tuple per combination. Small, and allocated in creation
+order by bulk loads, so a scan over a creation range reads memory in order."""
+
+
 class _Row(NamedTuple):
-    """One stored activity. Fields up to ``version`` mirror :class:`Activity` in order;
-    ``metadata`` holds the metadata other than the automation rule id (None when empty)."""
+    """One stored activity. Fields up to ``version`` mirror :class:`Activity` in order, but
+    with enums stored as their plain string values (rows then hold no object the garbage
+    collector must track); ``metadata`` holds the metadata other than the automation rule id
+    (None when empty); ``record`` is the activity's :data:`_Record`."""
 
     activity_id: str
     opportunity_id: str
     customer_id: str | None
-    activity_type: ActivityType
+    activity_type: str
     subject: str
     description: str
     scheduled_date: datetime | None
@@ -189,7 +247,7 @@ class _Row(NamedTuple):
     completed_date: datetime | None
     assigned_to: str | None
     completed_by: str | None
-    outcome: Outcome | None
+    outcome: str | None
     metadata: dict[str, Any] | None
     created_by: str | None
     updated_by: str | None
@@ -197,15 +255,24 @@ class _Row(NamedTuple):
     updated_at: datetime | None
     version: int
     rule_id: str | None
+    record: _Record | None
 
 
 _ACTIVITY_FIELDS = _Row._fields[: _Row._fields.index("version") + 1]
 _ALL_ACTIVITY_FIELDS = frozenset(_ACTIVITY_FIELDS)
 _DATE_FIELDS = ("scheduled_date", "due_date", "completed_date", "created_at", "updated_at")
 _SCALARS = (str, int, float, bool, type(None))
-_TYPE = itemgetter(_Row._fields.index("activity_type"))
-_OUTCOME = itemgetter(_Row._fields.index("outcome"))
-_ASSIGNEE = itemgetter(_Row._fields.index("assigned_to"))
+_MICROSECOND = timedelta(microseconds=1)
+_TYPES = {t.value: t for t in ActivityType}
+_OUTCOMES: dict[str | None, Outcome | None] = {o.value: o for o in Outcome}
+_OUTCOMES[None] = None
+_ROW = itemgetter(-1)  # the row at the end of an ordered key
+_CREATED_ROW = itemgetter(3)  # keys of the creation index: (has, created, id, row, record)
+_CREATED_RECORD = itemgetter(4)
+_RECORD = itemgetter(_Row._fields.index("record"))
+_R_CREATED, _R_OPPORTUNITY, _R_STAT, _R_DUE, _R_DONE, _R_SPAN = (itemgetter(i) for i in range(6))
+_R_OPPORTUNITY_CREATED = itemgetter(1, 0)
+_R_OPPORTUNITY_DONE = itemgetter(1, 4)
 _new = object.__new__
 _set = object.__setattr__
 
@@ -237,6 +304,8 @@ def _meta_model(meta: dict[str, Any] | None, rule_id: str | None) -> ActivityMet
 def _activity(row: _Row) -> Activity:
     """A fresh model from a stored row (the row's values were validated on the way in)."""
     data: dict[str, Any] = dict(zip(_ACTIVITY_FIELDS, row, strict=False))
+    data["activity_type"] = _TYPES[row.activity_type]
+    data["outcome"] = _OUTCOMES[row.outcome]
     data["metadata"] = _meta_model(row.metadata, row.rule_id)
     model = _new(Activity)
     _set(model, "__dict__", data)
@@ -268,12 +337,13 @@ def _check_id(value: str | None, field: str) -> None:
         raise InvalidInputError(f"not a valid id: {value!r}", field=field)
 
 
-def _matcher(f: ActivityFilter, skip: str | None) -> Callable[[_Row], bool] | None:
-    """One predicate for every criterion of ``f`` except ``skip`` (already met by an index)."""
+def _matcher(f: ActivityFilter, skip: Collection[str] = ()) -> Callable[[_Row], bool] | None:
+    """One predicate for every criterion of ``f`` except those in ``skip`` (already met by the
+    index the rows came from): field names, or ``state`` / ``created`` / ``completed``."""
     checks: list[Callable[[_Row], bool]] = []
 
     def equals(name: str, value: object) -> None:
-        if value is not None and name != skip:
+        if value is not None and name not in skip:
             index = _Row._fields.index(name)
             checks.append(lambda r: r[index] == value)
 
@@ -282,12 +352,14 @@ def _matcher(f: ActivityFilter, skip: str | None) -> Callable[[_Row], bool] | No
     equals("assigned_to", f.assigned_to)
     equals("rule_id", f.automation_rule_id)
     if f.activity_types is not None:
-        types = frozenset(f.activity_types)
+        types = frozenset(t.value for t in f.activity_types)
         checks.append(lambda r: r.activity_type in types)
     if f.outcomes is not None:
-        outcomes = frozenset(f.outcomes)
+        outcomes = frozenset(o.value for o in f.outcomes)
         checks.append(lambda r: r.outcome in outcomes)
-    if f.state is ActivityState.COMPLETED:
+    if "state" in skip:
+        pass
+    elif f.state is ActivityState.COMPLETED:
         checks.append(lambda r: r.completed_date is not None)
     elif f.state is not None:
         as_of = f.as_of
@@ -307,7 +379,7 @@ def _matcher(f: ActivityFilter, skip: str | None) -> Callable[[_Row], bool] | No
         ("scheduled_date", f.scheduled_from, f.scheduled_to),
         ("completed_date", f.completed_from, f.completed_to),
     ):
-        if low is not None or high is not None:
+        if (low is not None or high is not None) and name.split("_")[0] not in skip:
             checks.append(_in_range(_Row._fields.index(name), low, high))
     if not checks:
         return None
@@ -330,9 +402,10 @@ class InMemoryActivityRepository:
     """An :class:`~leadflow.stores.ActivityRepository` held in process memory.
 
     Indexes: by opportunity, customer, assignee and automation rule; ordered keys over creation
-    time, over open activities by due date and completed ones by completion date; and per
-    opportunity its last activity time. ``overdue``, ``upcoming``, ``for_opportunity`` and
-    created-ordered ``list`` pages cost about the rows they return, not the store's size.
+    time, over open activities by due date and completed ones by completion date (each key
+    ends with the row itself, so a range of keys is a range of rows); and per opportunity its
+    last activity time. ``overdue``, ``upcoming``, ``for_opportunity`` and created-ordered
+    ``list`` pages cost about the rows they return, not the store's size.
     """
 
     # Tuning knobs, class attributes so tests can shrink them to reach every code path.
@@ -347,13 +420,14 @@ class InMemoryActivityRepository:
         self._by_assignee: dict[str, set[str]] = {}
         self._by_rule: dict[str, set[str]] = {}
         load = self._bucket_load
-        self._created = _SortedKeys(load)  # (has created_at, created_at, id)
-        self._open_due = _SortedKeys(load)  # (due_date, id) of open activities with a due date
-        self._open_undated = _SortedKeys(load)  # (id,) of open activities without one
-        self._completed = _SortedKeys(load)  # (completed_date, id)
+        self._created = _SortedKeys(load)  # (has created_at, created_at, id, row)
+        self._open_due = _SortedKeys(load)  # (due_date, id, row) of open, dated activities
+        self._open_undated = _SortedKeys(load)  # (id, row) of open activities without one
+        self._completed = _SortedKeys(load)  # (completed_date, id, row)
         self._last: dict[str, datetime] = {}  # opportunity -> last activity time
         self._by_last = _SortedKeys(load)  # (last activity time, opportunity)
         self._users: dict[str, str] = {}
+        self._stats: dict[_Stat, _Stat] = {}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -378,30 +452,24 @@ class InMemoryActivityRepository:
         with self._lock:
             rows: list[_Row] = []
             seen: set[str] = set()
+            strings: dict[str, str] = {}
             for activity in activities:
                 activity_id = activity.activity_id
                 if activity_id in self._rows or activity_id in seen:
                     raise DuplicateError(f"activity {activity_id!r} already exists")
                 seen.add(activity_id)
-                row = self._to_row(activity, version=1)
-                rows.append(row)
-            created: list[_Key] = []
-            open_due: list[_Key] = []
-            undated: list[_Key] = []
-            completed: list[_Key] = []
+                rows.append(self._to_row(activity, version=1, strings=strings, derive=False))
+            # Records made in creation order lie in memory in that order, which is the
+            # order statistics over a creation range read them in.
+            rows.sort(key=_created_key)
+            rows = [self._derive(row) for row in rows]
+            batches: dict[_SortedKeys, list[_Key]] = {}
             for row in rows:
                 self._insert(row, ordered=False)
-                created.append(_position(row.created_at, row.activity_id))
-                if row.completed_date is not None:
-                    completed.append((row.completed_date, row.activity_id))
-                elif row.due_date is not None:
-                    open_due.append((row.due_date, row.activity_id))
-                else:
-                    undated.append((row.activity_id,))
-            self._created.update(created)
-            self._open_due.update(open_due)
-            self._open_undated.update(undated)
-            self._completed.update(completed)
+                for index, key in self._placements(row):
+                    batches.setdefault(index, []).append(key)
+            for index, keys in batches.items():
+                index.update(keys)
             last: list[_Key] = []
             for opportunity_id in {row.opportunity_id for row in rows}:
                 old = self._last.get(opportunity_id)
@@ -460,13 +528,15 @@ class InMemoryActivityRepository:
                     f"activity {activity_id!r} is at version {old.version}, not {expected_version}"
                 )
             user = self._user(completed_by)
-            row = old._replace(
-                completed_date=completed_at,
-                outcome=outcome,
-                completed_by=user,
-                updated_at=completed_at,
-                updated_by=user if user is not None else old.updated_by,
-                version=old.version + 1,
+            row = self._derive(
+                old._replace(
+                    completed_date=completed_at,
+                    outcome=outcome.value if outcome is not None else None,
+                    completed_by=user,
+                    updated_at=completed_at,
+                    updated_by=user if user is not None else old.updated_by,
+                    version=old.version + 1,
+                )
             )
             self._remove(old)
             self._insert(row)
@@ -484,17 +554,10 @@ class InMemoryActivityRepository:
     def purge_completed(self, before: datetime) -> int:
         before = ensure_utc(before, "before")
         with self._lock:
-            doomed: list[str] = []
-            for completed_date, activity_id in self._completed.ascending():
-                if completed_date >= before:
-                    break
-                doomed.append(activity_id)
-            touched: set[str] = set()
-            for activity_id in doomed:
-                row = self._rows[activity_id]
+            doomed = builtins.list(map(_ROW, self._completed.between(None, (before,))))
+            for row in doomed:
                 self._remove(row)
-                touched.add(row.opportunity_id)
-            for opportunity_id in touched:
+            for opportunity_id in {row.opportunity_id for row in doomed}:
                 self._refresh_last(opportunity_id)
             return len(doomed)
 
@@ -561,9 +624,8 @@ class InMemoryActivityRepository:
                 rows = nsmallest(limit, rows, key=_pending_key)
             else:
                 rows = []
-                keys = self._open_due.ascending((as_of,))
-                for key in _chain(keys, self._open_undated.ascending()):
-                    row = self._rows[key[-1]]
+                keys = _chain(self._open_due.ascending((as_of,)), self._open_undated.ascending())
+                for row in map(_ROW, keys):
                     if wanted(row):
                         rows.append(row)
                         if len(rows) == limit:
@@ -586,10 +648,9 @@ class InMemoryActivityRepository:
                 rows = nsmallest(limit, rows, key=_due_key)
             else:
                 rows = []
-                for due_date, activity_id in self._open_due.ascending():
+                for due_date, _, row in self._open_due.ascending():
                     if due_date >= as_of:
                         break
-                    row = self._rows[activity_id]
                     if assigned_to is None or row.assigned_to == assigned_to:
                         rows.append(row)
                         if len(rows) == limit:
@@ -604,10 +665,10 @@ class InMemoryActivityRepository:
         end = as_of + within
         with self._lock:
             rows = []
-            for due_date, activity_id in self._open_due.ascending((as_of,)):
+            for due_date, _, row in self._open_due.ascending((as_of,)):
                 if due_date >= end:
                     break
-                rows.append(self._rows[activity_id])
+                rows.append(row)
                 if len(rows) == limit:
                     break
         return [_activity(row) for row in rows]
@@ -621,62 +682,8 @@ class InMemoryActivityRepository:
     def statistics(self, filter: ActivityFilter | None, *, as_of: datetime) -> ActivityStatistics:
         as_of = ensure_utc(as_of, "as_of")
         with self._lock:
-            rows = self._select(filter or ActivityFilter())
-        # Rows are immutable, so the arithmetic runs without holding the lock.
-        total = len(rows)
-        by_type = Counter(map(_TYPE, rows))
-        by_outcome = Counter(map(_OUTCOME, rows))
-        by_assignee = Counter(map(_ASSIGNEE, rows))
-        by_outcome.pop(None, None)
-        by_assignee.pop(None, None)
-        done = [r for r in rows if r.completed_date is not None]
-        overdue = sum(
-            1
-            for r in rows
-            if r.completed_date is None and r.due_date is not None and r.due_date < as_of
-        )
-        by_state = {
-            ActivityState.PENDING.value: total - len(done) - overdue,
-            ActivityState.OVERDUE.value: overdue,
-            ActivityState.COMPLETED.value: len(done),
-        }
-        timed = [r for r in done if r.created_at is not None]
-        mean_complete = None
-        if timed:
-            spent = sum((r.completed_date - r.created_at for r in timed), timedelta())  # type: ignore[operator]
-            mean_complete = spent / len(timed)
-        first_created: dict[str, datetime] = {}
-        first_done: dict[str, datetime] = {}
-        for r in rows:
-            created = r.created_at
-            if created is None:
-                continue
-            opportunity_id = r.opportunity_id
-            seen = first_created.get(opportunity_id)
-            if seen is None or created < seen:
-                first_created[opportunity_id] = created
-            finished = r.completed_date
-            if finished is not None:
-                seen = first_done.get(opportunity_id)
-                if seen is None or finished < seen:
-                    first_done[opportunity_id] = finished
-        mean_first = None
-        if first_done:
-            waited = sum(
-                (finished - first_created[o] for o, finished in first_done.items()), timedelta()
-            )
-            mean_first = waited / len(first_done)
-        return ActivityStatistics(
-            as_of=as_of,
-            total=total,
-            by_type={t.value: n for t, n in by_type.items()},
-            by_outcome={o.value: n for o, n in by_outcome.items() if o is not None},
-            by_state={k: n for k, n in by_state.items() if n},
-            by_assignee={a: n for a, n in by_assignee.items() if a is not None},
-            completion_rate=len(done) / total if total else 0.0,
-            mean_time_to_complete=mean_complete,
-            mean_time_to_first_completion=mean_first,
-        )
+            records, created_order = self._select_records(filter or ActivityFilter())
+        return _statistics(records, as_of, created_order=created_order)
 
     def last_activity_times(
         self, opportunity_ids: Sequence[str] | None = None
@@ -699,7 +706,14 @@ class InMemoryActivityRepository:
 
     # ------------------------------------------------------------------ internals
 
-    def _to_row(self, activity: Activity, *, version: int) -> _Row:
+    def _to_row(
+        self,
+        activity: Activity,
+        *,
+        version: int,
+        strings: dict[str, str] | None = None,
+        derive: bool = True,
+    ) -> _Row:
         """Validate what a caller could have broken after validation and build the row.
 
         Strings that repeat across rows (ids of opportunities, customers, users, rules) are
@@ -733,11 +747,20 @@ class InMemoryActivityRepository:
             assigned_to = self._rows[next(iter(members))].assigned_to
         if rule_id is not None and (members := self._by_rule.get(rule_id)):
             rule_id = self._rows[next(iter(members))].rule_id
-        return _Row(
+        if strings is not None:  # a bulk load: share strings within the batch too
+            opportunity_id = strings.setdefault(opportunity_id, opportunity_id)
+            if customer_id is not None:
+                customer_id = strings.setdefault(customer_id, customer_id)
+            if assigned_to is not None:
+                assigned_to = strings.setdefault(assigned_to, assigned_to)
+            if rule_id is not None:
+                rule_id = strings.setdefault(rule_id, rule_id)
+        outcome = activity.outcome
+        row = _Row(
             activity_id=activity.activity_id,
             opportunity_id=opportunity_id,
             customer_id=customer_id,
-            activity_type=activity.activity_type,
+            activity_type=activity.activity_type.value,
             subject=activity.subject,
             description=activity.description,
             scheduled_date=shared["scheduled_date"],
@@ -745,7 +768,7 @@ class InMemoryActivityRepository:
             completed_date=shared["completed_date"],
             assigned_to=assigned_to,
             completed_by=self._user(activity.completed_by),
-            outcome=activity.outcome,
+            outcome=outcome.value if outcome is not None else None,
             metadata=copy.deepcopy(rest) if rest else None,
             created_by=self._user(activity.created_by),
             updated_by=self._user(activity.updated_by),
@@ -753,7 +776,27 @@ class InMemoryActivityRepository:
             updated_at=shared["updated_at"],
             version=version,
             rule_id=rule_id,
+            record=None,
         )
+        return self._derive(row) if derive else row
+
+    def _derive(self, row: _Row) -> _Row:
+        """``row`` with its :data:`_Record` made afresh."""
+        done = row.completed_date is not None
+        stat = (row.activity_type, row.outcome, row.assigned_to, done)
+        if len(self._stats) < _USER_INTERN_MAX:
+            stat = self._stats.setdefault(stat, stat)
+        created = _micros(row.created_at)
+        finished = _micros(row.completed_date) if created is not None else None
+        record = (
+            created,
+            row.opportunity_id,
+            stat,
+            None if done else _micros(row.due_date),
+            finished,
+            finished - created if finished is not None and created is not None else None,
+        )
+        return row._replace(record=record)
 
     def _user(self, user: str | None) -> str | None:
         if user is None:
@@ -765,6 +808,18 @@ class InMemoryActivityRepository:
             self._users[user] = user
         return user
 
+    def _placements(self, row: _Row) -> builtins.list[tuple[_SortedKeys, _Key]]:
+        """The ordered indexes ``row`` belongs in, with its key in each."""
+        activity_id = row.activity_id
+        places = [(self._created, (*_position(row.created_at, activity_id), row, row.record))]
+        if row.completed_date is not None:
+            places.append((self._completed, (row.completed_date, activity_id, row)))
+        elif row.due_date is not None:
+            places.append((self._open_due, (row.due_date, activity_id, row)))
+        else:
+            places.append((self._open_undated, (activity_id, row)))
+        return places
+
     def _insert(self, row: _Row, *, ordered: bool = True) -> None:
         activity_id = row.activity_id
         self._rows[activity_id] = row
@@ -775,15 +830,9 @@ class InMemoryActivityRepository:
             self._by_assignee.setdefault(row.assigned_to, set()).add(activity_id)
         if row.rule_id is not None:
             self._by_rule.setdefault(row.rule_id, set()).add(activity_id)
-        if not ordered:
-            return
-        self._created.add(_position(row.created_at, activity_id))
-        if row.completed_date is not None:
-            self._completed.add((row.completed_date, activity_id))
-        elif row.due_date is not None:
-            self._open_due.add((row.due_date, activity_id))
-        else:
-            self._open_undated.add((activity_id,))
+        if ordered:
+            for index, key in self._placements(row):
+                index.add(key)
 
     def _remove(self, row: _Row) -> None:
         activity_id = row.activity_id
@@ -795,13 +844,8 @@ class InMemoryActivityRepository:
             _unset(self._by_assignee, row.assigned_to, activity_id)
         if row.rule_id is not None:
             _unset(self._by_rule, row.rule_id, activity_id)
-        self._created.discard(_position(row.created_at, activity_id))
-        if row.completed_date is not None:
-            self._completed.discard((row.completed_date, activity_id))
-        elif row.due_date is not None:
-            self._open_due.discard((row.due_date, activity_id))
-        else:
-            self._open_undated.discard((activity_id,))
+        for index, key in self._placements(row):
+            index.discard(key)
 
     def _compute_last(self, opportunity_id: str) -> datetime | None:
         latest: datetime | None = None
@@ -856,40 +900,49 @@ class InMemoryActivityRepository:
         name, chosen, _ = min(choices, key=lambda choice: choice[2])
         return name, chosen
 
-    def _ordered_source(self, f: ActivityFilter) -> Iterable[str] | None:
-        """Activity ids from an ordered index that covers the filter's state, if any."""
+    def _ordered_source(self, f: ActivityFilter) -> tuple[builtins.list[_Row], set[str], bool]:
+        """Rows from the ordered index that covers most of the filter: the rows, the criteria
+        they already meet (see :func:`_matcher`), and whether they come in creation order."""
         if f.state is ActivityState.OVERDUE:
-            end: tuple[Any, ...] = (f.as_of,)
-            return (key[1] for key in takewhile(end.__gt__, self._open_due.ascending()))
+            keys = self._open_due.between(None, (f.as_of,))
+            return builtins.list(map(_ROW, keys)), {"state"}, False
         if f.state is ActivityState.PENDING:
-            keys = _chain(self._open_due.ascending((f.as_of,)), self._open_undated.ascending())
-            return (key[-1] for key in keys)
+            keys = self._open_due.between((f.as_of,), None)
+            keys += self._open_undated.between(None, None)
+            return builtins.list(map(_ROW, keys)), {"state"}, False
         if f.state is ActivityState.COMPLETED or f.completed_from or f.completed_to:
             start = (f.completed_from,) if f.completed_from is not None else None
-            keys = self._completed.ascending(start)
-            if f.completed_to is not None:
-                keys = takewhile((f.completed_to,).__gt__, keys)
-            return (key[1] for key in keys)
-        if f.created_from is not None or f.created_to is not None:
-            low = (True, f.created_from) if f.created_from is not None else (True,)
-            keys = self._created.ascending(low)
-            if f.created_to is not None:
-                keys = takewhile((True, f.created_to).__gt__, keys)
-            return (key[2] for key in keys)
-        return None
+            end = (f.completed_to,) if f.completed_to is not None else None
+            keys = self._completed.between(start, end)
+            return builtins.list(map(_ROW, keys)), {"state", "completed"}, False
+        low, high, _ = _created_bounds(f)
+        keys = self._created.between(low, high)
+        return builtins.list(map(_CREATED_ROW, keys)), {"created"}, True
 
-    def _select(self, f: ActivityFilter) -> builtins.list[_Row]:
-        """Every row matching ``f``, in no particular order."""
+    def _select(self, f: ActivityFilter) -> tuple[builtins.list[_Row], bool]:
+        """Every row matching ``f``, and whether they come in creation order."""
         chosen = self._smallest_index(f)
         if chosen is not None:
-            skip, ids = chosen
-            rows: Iterable[_Row] = map(self._rows.__getitem__, ids)
+            skip = {chosen[0]}
+            rows = builtins.list(map(self._rows.__getitem__, chosen[1]))
+            created_order = False
         else:
-            skip = None
-            ordered = self._ordered_source(f)
-            rows = self._rows.values() if ordered is None else map(self._rows.__getitem__, ordered)
+            rows, skip, created_order = self._ordered_source(f)
         match = _matcher(f, skip)
-        return builtins.list(rows) if match is None else [r for r in rows if match(r)]
+        if match is not None:
+            rows = builtins.list(filter(match, rows))
+        return rows, created_order
+
+    def _select_records(self, f: ActivityFilter) -> tuple[builtins.list[_Record], bool]:
+        """The records of the rows matching ``f``, and whether they come in creation order;
+        straight from the creation index when it answers the whole filter."""
+        if self._smallest_index(f) is None and f.state is None:
+            low, high, _ = _created_bounds(f)
+            if _matcher(f, {"created"}) is None:
+                keys = self._created.between(low, high)
+                return builtins.list(map(_CREATED_RECORD, keys)), True
+        rows, created_order = self._select(f)
+        return builtins.list(map(_RECORD, rows)), created_order
 
     def _page(
         self, f: ActivityFilter, sort: ActivitySort, after: _Key | None, count: int
@@ -901,7 +954,7 @@ class InMemoryActivityRepository:
             chosen is None or len(chosen[1]) > self._scan_limit
         )
         if not use_created:
-            rows = self._select(f)
+            rows, _ = self._select(f)
             if after is not None:
                 if sort.descending:
                     rows = [r for r in rows if _sort_key(r, index) < after]
@@ -909,7 +962,7 @@ class InMemoryActivityRepository:
                     rows = [r for r in rows if _sort_key(r, index) > after]
             pick = nlargest if sort.descending else nsmallest
             return pick(count, rows, key=lambda r: _sort_key(r, index))
-        match = _matcher(f, None)
+        match = _matcher(f)
         low = (True, f.created_from) if f.created_from is not None else None
         high = (True, f.created_to) if f.created_to is not None else None
         if sort.descending:
@@ -928,12 +981,95 @@ class InMemoryActivityRepository:
                     break
             elif high is not None and key >= high:
                 break
-            row = self._rows[key[2]]
+            row = key[3]
             if match is None or match(row):
                 found.append(row)
                 if len(found) == count:
                     break
         return found
+
+
+def _statistics(
+    records: Sequence[_Record], as_of: datetime, *, created_order: bool
+) -> ActivityStatistics:
+    """Aggregates over ``records``, mostly in C-level passes (``map``, ``compress``,
+    ``Counter``) over plain values: a Python loop per activity would dominate the time.
+    Records are immutable, so this runs without the lock. ``created_order`` says the records
+    come sorted by creation time (missing first)."""
+    total = len(records)
+    by_type: Counter[str] = Counter()
+    by_outcome: Counter[str] = Counter()
+    by_assignee: Counter[str] = Counter()
+    done = 0
+    for (kind, outcome, assignee, is_done), n in Counter(map(_R_STAT, records)).items():
+        by_type[kind] += n
+        if outcome is not None:
+            by_outcome[outcome] += n
+        if assignee is not None:
+            by_assignee[assignee] += n
+        if is_done:
+            done += n
+    now = (as_of - _MIN) // _MICROSECOND + 1  # as _micros does
+    overdue = sum(map(lt, filter(None, map(_R_DUE, records)), repeat(now)))
+    by_state = {
+        ActivityState.PENDING.value: total - done - overdue,
+        ActivityState.OVERDUE.value: overdue,
+        ActivityState.COMPLETED.value: done,
+    }
+    timed = builtins.list(compress(records, map(_R_DONE, records)))
+    mean_complete = None
+    if timed:
+        mean_complete = timedelta(microseconds=sum(map(_R_SPAN, timed))) / len(timed)
+    first_created: dict[str, int] = {}
+    if created_order:
+        dated = records
+        if records and records[0][0] is None:
+            dated = builtins.list(compress(records, map(_R_CREATED, records)))
+        # In creation order the first value kept per opportunity is its earliest.
+        keep = first_created.setdefault
+        deque(map(keep, map(_R_OPPORTUNITY, dated), map(_R_CREATED, dated)), 0)
+    else:
+        for opportunity_id, started in map(_R_OPPORTUNITY_CREATED, records):
+            if started is not None:
+                seen = first_created.get(opportunity_id)
+                if seen is None or started < seen:
+                    first_created[opportunity_id] = started
+    first_done: dict[str, int] = {}
+    earliest = first_done.get
+    for opportunity_id, finished in map(_R_OPPORTUNITY_DONE, timed):
+        seen = earliest(opportunity_id)
+        if seen is None or finished < seen:
+            first_done[opportunity_id] = finished
+    mean_first = None
+    if first_done:
+        waited = sum(map(sub, first_done.values(), map(first_created.__getitem__, first_done)))
+        mean_first = timedelta(microseconds=waited) / len(first_done)
+    return ActivityStatistics(
+        as_of=as_of,
+        total=total,
+        by_type=dict(by_type),
+        by_outcome=dict(by_outcome),
+        by_state={state: n for state, n in by_state.items() if n},
+        by_assignee=dict(by_assignee),
+        completion_rate=done / total if total else 0.0,
+        mean_time_to_complete=mean_complete,
+        mean_time_to_first_completion=mean_first,
+    )
+
+
+def _micros(value: datetime | None) -> int | None:
+    """Microseconds since 0001-01-01 plus one (so never 0, which would read as false)."""
+    return None if value is None else (value - _MIN) // _MICROSECOND + 1
+
+
+def _created_bounds(f: ActivityFilter) -> tuple[_Key | None, _Key | None, bool]:
+    """Positions in the creation index for the filter's creation range, and whether there is
+    a range (a range never matches a missing date)."""
+    if f.created_from is None and f.created_to is None:
+        return None, None, False
+    low = (True,) if f.created_from is None else (True, f.created_from)
+    high = None if f.created_to is None else (True, f.created_to)
+    return low, high, True
 
 
 def _chain(first: Iterator[_Key], second: Iterator[_Key]) -> Iterator[_Key]:
