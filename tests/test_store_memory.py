@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadflow import Activity, DuplicateError, Outcome
+from leadflow import Activity, DuplicateError, InvalidInputError, Outcome
 from leadflow.stores.base import (
     ActivityFilter,
     ActivityRepository,
@@ -75,22 +75,29 @@ _OPS = st.lists(
 
 
 @settings(max_examples=150)
-@given(ops=_OPS, start=st.integers(-1, 41), exclusive=st.booleans(), load=st.integers(1, 4))
+@given(
+    ops=_OPS,
+    start=st.integers(-1, 41),
+    stop=st.integers(-1, 41),
+    exclusive=st.booleans(),
+    load=st.integers(1, 4),
+)
 def test_sorted_keys_behaves_like_a_sorted_set(
-    ops: list[tuple[str, int]], start: int, exclusive: bool, load: int
+    ops: list[tuple[str, int]], start: int, stop: int, exclusive: bool, load: int
 ) -> None:
+    """Keys carry a payload after the sort value, as the store's do; positions are prefixes."""
     keys = _SortedKeys(load)
     model: set[int] = set()
     for op, n in ops:
         if op == "add" and n not in model:
-            keys.add((n,))
+            keys.add((n, f"row {n}"))
             model.add(n)
         elif op == "discard":
-            keys.discard((n,))
+            keys.discard((n, f"row {n}"))
             model.discard(n)
         elif op == "update":
             batch = [m for m in range(n, n + 70) if m not in model]
-            keys.update((m,) for m in batch)
+            keys.update((m, f"row {m}") for m in batch)
             model.update(batch)
     ordered = sorted(model)
     assert len(keys) == len(model)
@@ -100,6 +107,11 @@ def test_sorted_keys_behaves_like_a_sorted_set(
     down = [n for n in ordered[::-1] if (n < start if exclusive else n <= start)]
     assert [k[0] for k in keys.ascending((start,), exclusive=exclusive)] == up
     assert [k[0] for k in keys.descending((start,), exclusive=exclusive)] == down
+    assert [k[0] for k in keys.between((start,), (stop,))] == [
+        n for n in ordered if start <= n < stop
+    ]
+    assert [k[0] for k in keys.between(None, (stop,))] == [n for n in ordered if n < stop]
+    assert [k[0] for k in keys.between((start,), None)] == [n for n in ordered if n >= start]
 
 
 # --------------------------------------------------------------------------- memory-specific
@@ -110,19 +122,33 @@ def test_rows_mirror_every_activity_field() -> None:
     assert set(_ACTIVITY_FIELDS) | {"metadata"} == set(Activity.model_fields)
 
 
-def test_repeated_strings_are_stored_once() -> None:
+def test_only_activities_are_stored() -> None:
     repo = InMemoryActivityRepository()
-    for n in range(3):
-        repo.add(
-            make_activity(
-                f"a{n}",
-                opportunity_id="opp-shared",
-                customer_id="cust-shared",
-                assigned_to="rep-shared",
-                created_by="admin-shared",
-                metadata={"automationRuleId": "rule-shared"},
-            )
+    for call in (repo.add, repo.update, lambda a: repo.add_many([a])):
+        with pytest.raises(InvalidInputError):
+            call({"activity_id": "a1"})  # type: ignore[arg-type]
+    assert len(repo) == 0
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_repeated_strings_are_stored_once(bulk: bool) -> None:
+    repo = InMemoryActivityRepository()
+    activities = [
+        make_activity(
+            f"a{n}",
+            opportunity_id="opp-shared",
+            customer_id="cust-shared",
+            assigned_to="rep-shared",
+            created_by="admin-shared",
+            metadata={"automationRuleId": "rule-shared"},
         )
+        for n in range(3)
+    ]
+    if bulk:
+        repo.add_many(activities)
+    else:
+        for activity in activities:
+            repo.add(activity)
     rows = [repo._rows[f"a{n}"] for n in range(3)]
     for field in ("opportunity_id", "customer_id", "assigned_to", "created_by", "rule_id"):
         assert len({id(getattr(row, field)) for row in rows}) == 1, field

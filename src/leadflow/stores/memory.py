@@ -231,10 +231,10 @@ order by bulk loads, so a scan over a creation range reads memory in order."""
 
 
 class _Row(NamedTuple):
-    """One stored activity. Fields up to ``version`` mirror :class:`Activity` in order, but
-    with enums stored as their plain string values (rows then hold no object the garbage
-    collector must track); ``metadata`` holds the metadata other than the automation rule id
-    (None when empty); ``record`` is the activity's :data:`_Record`."""
+    """One stored activity. Fields up to ``version`` mirror :class:`Activity` in order, with
+    enums as their string values (what filters and statistics compare and count);
+    ``metadata`` holds the metadata other than the automation rule id (None when empty);
+    ``record`` is the activity's :data:`_Record`."""
 
     activity_id: str
     opportunity_id: str
@@ -435,6 +435,7 @@ class InMemoryActivityRepository:
     # ------------------------------------------------------------------ writes
 
     def add(self, activity: Activity) -> Activity:
+        _check_model(activity, Activity, "activity")
         with self._lock:
             if activity.activity_id in self._rows:
                 raise DuplicateError(f"activity {activity.activity_id!r} already exists")
@@ -446,14 +447,16 @@ class InMemoryActivityRepository:
     def add_many(self, activities: Iterable[Activity]) -> int:
         """Add many new activities at once (all or none); returns how many.
 
-        For bulk loads: ordered indexes are rebuilt once instead of per row. Raises
-        :class:`DuplicateError` if any id exists or repeats.
+        For bulk loads: the ordered indexes are rebuilt once instead of per row, and the
+        statistics records are laid out in creation order. Raises :class:`DuplicateError` if
+        any id exists or repeats.
         """
         with self._lock:
             rows: list[_Row] = []
             seen: set[str] = set()
             strings: dict[str, str] = {}
             for activity in activities:
+                _check_model(activity, Activity, "activity")
                 activity_id = activity.activity_id
                 if activity_id in self._rows or activity_id in seen:
                     raise DuplicateError(f"activity {activity_id!r} already exists")
@@ -484,6 +487,7 @@ class InMemoryActivityRepository:
             return len(rows)
 
     def update(self, activity: Activity) -> Activity:
+        _check_model(activity, Activity, "activity")
         with self._lock:
             old = self._rows.get(activity.activity_id)
             if old is None:
@@ -714,16 +718,12 @@ class InMemoryActivityRepository:
         strings: dict[str, str] | None = None,
         derive: bool = True,
     ) -> _Row:
-        """Validate what a caller could have broken after validation and build the row.
+        """Check what a caller could have broken after validation and build the row.
 
         Strings that repeat across rows (ids of opportunities, customers, users, rules) are
         replaced by the copy already stored, and equal datetimes within the row share one
         object: at a million rows these copies are most of the memory.
         """
-        if not isinstance(activity, Activity):
-            raise InvalidInputError(
-                f"expected an Activity, got {type(activity).__name__}", field="activity"
-            )
         dates: dict[datetime, datetime] = {}
         shared: dict[str, datetime | None] = {}
         for name in _DATE_FIELDS:
