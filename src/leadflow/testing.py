@@ -1,18 +1,33 @@
 """The storage contract, shipped as pytest test classes so every backend is held to it.
 
-A backend's test module subclasses each contract and says how to make a fresh, empty store::
+A backend's test module subclasses each contract and says how to make a fresh, empty store;
+every test of the contract then runs on that backend::
 
-    from leadflow.testing import ActivityRepositoryContract, activity_state_machine
+    from leadflow.testing import (
+        ActivityRepositoryContract,
+        RuleRepositoryContract,
+        ScheduledActionStoreContract,
+        activity_state_machine,
+    )
 
     class TestMyActivities(ActivityRepositoryContract):
         def make_repository(self) -> ActivityRepository:
             return MyActivityRepository(...)
 
+    class TestMyRules(RuleRepositoryContract):
+        def make_repository(self) -> RuleRepository:
+            return MyRuleRepository(...)
+
+    class TestMyScheduledActions(ScheduledActionStoreContract):
+        def make_store(self) -> ScheduledActionStore:
+            return MyScheduledActionStore(...)
+
+    # Random operations checked against a plain dict; the factory makes an empty repository.
     TestMyActivityMachine = activity_state_machine(MyActivityRepository)
 
-Override the ``repo`` / ``store`` fixture instead when the store needs tearing down. Test data
-uses whole-second UTC times from :data:`BASE_TIME` (never the wall clock), so backends that keep
-milliseconds pass too. Needs the ``testing`` extra (pytest, hypothesis).
+Override the ``repo`` / ``rules`` / ``store`` fixture instead when the store needs tearing
+down. Test data uses whole-second UTC times from :data:`BASE_TIME` (never the wall clock), so
+backends that keep milliseconds pass too. Needs the ``testing`` extra (pytest, hypothesis).
 """
 
 from __future__ import annotations
