@@ -741,6 +741,10 @@ class ActivityRepositoryContract:
             ({"customer_id": "c2", "state": "completed"}, ["f5"]),
             ({"assigned_to": "u1", "activity_types": ("meeting",), "due_from": at()}, ["f3"]),
             ({"automation_rule_id": "rule-1", "state": "completed"}, ["f4"]),
+            ({"assigned_to": "u1", "created_from": at(hours=1)}, ["f3"]),
+            ({"assigned_to": "u2", "created_to": at(hours=4)}, ["f2"]),
+            ({"automation_rule_id": "rule-1", "created_to": at(hours=3)}, ["f1"]),
+            ({"customer_id": "c1", "created_from": at(hours=1)}, ["f2"]),
         ],
     )
     def test_filter(
@@ -751,9 +755,14 @@ class ActivityRepositoryContract:
         expected: list[str],
     ) -> None:
         f = ActivityFilter.model_validate(criteria)
+        matching = [a for a in filtered if _matches(a, f)]
+        assert expected == _ids(_sorted(matching, ActivitySort()))
         assert _ids(repo.list(f).items) == expected
         assert _ids(_all_pages(repo, f)) == expected
-        assert expected == _ids(_sorted([a for a in filtered if _matches(a, f)], ActivitySort()))
+        by_due = ActivitySort(field="due_date", descending=True)
+        assert _ids(repo.list(f, sort=by_due).items) == _ids(_sorted(matching, by_due))
+        as_of = at(days=1)
+        assert repo.statistics(f, as_of=as_of) == reference_statistics(filtered, f, as_of)
 
     # ------------------------------------------------------------------ list: sorting
 
@@ -1211,8 +1220,8 @@ _SORTS = st.builds(ActivitySort, field=st.sampled_from(SORT_FIELDS), descending=
 def activity_state_machine(
     factory: Callable[[], ActivityRepository],
     *,
-    max_examples: int = 40,
-    steps: int = 30,
+    max_examples: int = 100,
+    steps: int = 40,
 ) -> type[unittest.TestCase]:
     """A hypothesis state machine that drives a repository made by ``factory`` (fresh and empty
     on each call) with random writes and queries, checking each answer against a plain dict.
@@ -1374,13 +1383,15 @@ def activity_state_machine(
             expected = _reference_last_times(self.model.values())
             assert self.repo.last_activity_times() == expected
 
-    ActivityRepositoryMachine.TestCase.settings = settings(
+    # Each read of ``.TestCase`` makes a new class: configure the one returned.
+    case = ActivityRepositoryMachine.TestCase
+    case.settings = settings(
         max_examples=max_examples,
         stateful_step_count=steps,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
-    return ActivityRepositoryMachine.TestCase
+    return case
 
 
 # --------------------------------------------------------------------------- rules

@@ -111,6 +111,10 @@ class _SortedKeys:
     def __len__(self) -> int:
         return self._len
 
+    def first(self) -> _Key:
+        """The smallest key (IndexError when empty)."""
+        return self._buckets[0][0]
+
     def add(self, key: _Key) -> None:
         buckets, maxes = self._buckets, self._maxes
         if not maxes:
@@ -216,6 +220,9 @@ class _SortedKeys:
             yield from reversed(buckets[i][:j])
             i -= 1
             j = len(buckets[i]) if i >= 0 else 0
+
+
+_NONE = _SortedKeys()  # stands for an index with nothing in it; never written to
 
 
 # --------------------------------------------------------------------------- activities
@@ -401,11 +408,12 @@ def _in_range(index: int, low: datetime | None, high: datetime | None) -> Callab
 class InMemoryActivityRepository:
     """An :class:`~leadflow.stores.ActivityRepository` held in process memory.
 
-    Indexes: by opportunity, customer, assignee and automation rule; ordered keys over creation
-    time, over open activities by due date and completed ones by completion date (each key
-    ends with the row itself, so a range of keys is a range of rows); and per opportunity its
-    last activity time. ``overdue``, ``upcoming``, ``for_opportunity`` and created-ordered
-    ``list`` pages cost about the rows they return, not the store's size.
+    Indexes: ids by opportunity and by customer (a few rows each); ordered keys over creation
+    time, for all activities and per assignee and per automation rule (the same key objects),
+    over open activities by due date and completed ones by completion date (each key ends with
+    the row, so a range of keys is a range of rows); and per opportunity its last activity
+    time. ``overdue``, ``upcoming``, ``for_opportunity`` and created-ordered ``list`` pages
+    cost about the rows they return, not the store's size.
     """
 
     # Tuning knobs, class attributes so tests can shrink them to reach every code path.
@@ -417,8 +425,8 @@ class InMemoryActivityRepository:
         self._rows: dict[str, _Row] = {}
         self._by_opportunity: dict[str, list[str]] = {}
         self._by_customer: dict[str, list[str]] = {}
-        self._by_assignee: dict[str, set[str]] = {}
-        self._by_rule: dict[str, set[str]] = {}
+        self._by_assignee: dict[str, _SortedKeys] = {}  # creation keys, per assignee
+        self._by_rule: dict[str, _SortedKeys] = {}  # creation keys, per automation rule
         load = self._bucket_load
         self._created = _SortedKeys(load)  # (has created_at, created_at, id, row)
         self._open_due = _SortedKeys(load)  # (due_date, id, row) of open, dated activities
@@ -469,7 +477,7 @@ class InMemoryActivityRepository:
             batches: dict[_SortedKeys, list[_Key]] = {}
             for row in rows:
                 self._insert(row, ordered=False)
-                for index, key in self._placements(row):
+                for index, key in self._placements(row, create=True):
                     batches.setdefault(index, []).append(key)
             for index, keys in batches.items():
                 index.update(keys)
@@ -622,9 +630,9 @@ class InMemoryActivityRepository:
             )
 
         with self._lock:
-            mine = self._by_assignee.get(assigned_to, set()) if assigned_to is not None else None
+            mine = self._by_assignee.get(assigned_to, _NONE) if assigned_to is not None else None
             if mine is not None and len(mine) <= self._scan_limit:
-                rows = [r for r in map(self._rows.__getitem__, mine) if wanted(r)]
+                rows = [r for r in map(_CREATED_ROW, mine.between(None, None)) if wanted(r)]
                 rows = nsmallest(limit, rows, key=_pending_key)
             else:
                 rows = []
@@ -642,11 +650,11 @@ class InMemoryActivityRepository:
         as_of = ensure_utc(as_of, "as_of")
         _check_limit(limit)
         with self._lock:
-            mine = self._by_assignee.get(assigned_to, set()) if assigned_to is not None else None
+            mine = self._by_assignee.get(assigned_to, _NONE) if assigned_to is not None else None
             if mine is not None and len(mine) <= self._scan_limit:
                 rows = [
                     r
-                    for r in map(self._rows.__getitem__, mine)
+                    for r in map(_CREATED_ROW, mine.between(None, None))
                     if r.completed_date is None and r.due_date is not None and r.due_date < as_of
                 ]
                 rows = nsmallest(limit, rows, key=_due_key)
@@ -743,10 +751,10 @@ class InMemoryActivityRepository:
         if customer_id is not None and (ids := self._by_customer.get(customer_id)):
             customer_id = self._rows[ids[0]].customer_id
         assigned_to = activity.assigned_to
-        if assigned_to is not None and (members := self._by_assignee.get(assigned_to)):
-            assigned_to = self._rows[next(iter(members))].assigned_to
-        if rule_id is not None and (members := self._by_rule.get(rule_id)):
-            rule_id = self._rows[next(iter(members))].rule_id
+        if assigned_to is not None and (keys := self._by_assignee.get(assigned_to)):
+            assigned_to = keys.first()[3].assigned_to
+        if rule_id is not None and (keys := self._by_rule.get(rule_id)):
+            rule_id = keys.first()[3].rule_id
         if strings is not None:  # a bulk load: share strings within the batch too
             opportunity_id = strings.setdefault(opportunity_id, opportunity_id)
             if customer_id is not None:
@@ -808,10 +816,21 @@ class InMemoryActivityRepository:
             self._users[user] = user
         return user
 
-    def _placements(self, row: _Row) -> builtins.list[tuple[_SortedKeys, _Key]]:
-        """The ordered indexes ``row`` belongs in, with its key in each."""
+    def _placements(
+        self, row: _Row, *, create: bool = False
+    ) -> builtins.list[tuple[_SortedKeys, _Key]]:
+        """The ordered indexes ``row`` belongs in, with its key in each (``create`` makes
+        missing per-assignee / per-rule indexes)."""
         activity_id = row.activity_id
-        places = [(self._created, (*_position(row.created_at, activity_id), row, row.record))]
+        created = (*_position(row.created_at, activity_id), row, row.record)
+        places = [(self._created, created)]
+        for indexes, value in ((self._by_assignee, row.assigned_to), (self._by_rule, row.rule_id)):
+            if value is not None:
+                index = indexes.get(value)
+                if index is None and create:
+                    index = indexes[value] = _SortedKeys(self._bucket_load)
+                if index is not None:
+                    places.append((index, created))
         if row.completed_date is not None:
             places.append((self._completed, (row.completed_date, activity_id, row)))
         elif row.due_date is not None:
@@ -821,17 +840,14 @@ class InMemoryActivityRepository:
         return places
 
     def _insert(self, row: _Row, *, ordered: bool = True) -> None:
+        """Index ``row``; with ``ordered=False`` the caller adds the ordered keys itself."""
         activity_id = row.activity_id
         self._rows[activity_id] = row
         self._by_opportunity.setdefault(row.opportunity_id, []).append(activity_id)
         if row.customer_id is not None:
             self._by_customer.setdefault(row.customer_id, []).append(activity_id)
-        if row.assigned_to is not None:
-            self._by_assignee.setdefault(row.assigned_to, set()).add(activity_id)
-        if row.rule_id is not None:
-            self._by_rule.setdefault(row.rule_id, set()).add(activity_id)
         if ordered:
-            for index, key in self._placements(row):
+            for index, key in self._placements(row, create=True):
                 index.add(key)
 
     def _remove(self, row: _Row) -> None:
@@ -840,12 +856,11 @@ class InMemoryActivityRepository:
         _unlist(self._by_opportunity, row.opportunity_id, activity_id)
         if row.customer_id is not None:
             _unlist(self._by_customer, row.customer_id, activity_id)
-        if row.assigned_to is not None:
-            _unset(self._by_assignee, row.assigned_to, activity_id)
-        if row.rule_id is not None:
-            _unset(self._by_rule, row.rule_id, activity_id)
         for index, key in self._placements(row):
             index.discard(key)
+        for indexes, value in ((self._by_assignee, row.assigned_to), (self._by_rule, row.rule_id)):
+            if value is not None and not indexes[value]:
+                del indexes[value]
 
     def _compute_last(self, opportunity_id: str) -> datetime | None:
         latest: datetime | None = None
@@ -878,56 +893,57 @@ class InMemoryActivityRepository:
                 latest = value
         self._set_last(row.opportunity_id, latest)
 
-    def _smallest_index(self, f: ActivityFilter) -> tuple[str, Collection[str]] | None:
-        """The narrowest id index the filter pins, as (criterion, activity ids)."""
-        choices: list[tuple[str, Collection[str], int]] = []
-        for name, value, index in (
+    def _narrowest(self, f: ActivityFilter) -> tuple[str, builtins.list[str] | _SortedKeys] | None:
+        """The smallest index that the filter's id criteria pin, as (criterion, index): a
+        list of ids (opportunity, customer) or creation keys (assignee, automation rule)."""
+        choices: list[tuple[str, builtins.list[str] | _SortedKeys]] = []
+        for name, value, lists in (
             ("opportunity_id", f.opportunity_id, self._by_opportunity),
             ("customer_id", f.customer_id, self._by_customer),
         ):
             if value is not None:
-                ids = index.get(value, [])
-                choices.append((name, ids, len(ids)))
-        for name, value, sets in (
+                choices.append((name, lists.get(value, [])))
+        for name, value, ordered in (
             ("assigned_to", f.assigned_to, self._by_assignee),
             ("rule_id", f.automation_rule_id, self._by_rule),
         ):
             if value is not None:
-                members = sets.get(value, set())
-                choices.append((name, members, len(members)))
-        if not choices:
-            return None
-        name, chosen, _ = min(choices, key=lambda choice: choice[2])
-        return name, chosen
+                choices.append((name, ordered.get(value, _NONE)))
+        return min(choices, key=lambda choice: len(choice[1])) if choices else None
 
-    def _ordered_source(self, f: ActivityFilter) -> tuple[builtins.list[_Row], set[str], bool]:
-        """Rows from the ordered index that covers most of the filter: the rows, the criteria
-        they already meet (see :func:`_matcher`), and whether they come in creation order."""
+    def _candidates(
+        self, f: ActivityFilter
+    ) -> tuple[builtins.list[_Row] | None, builtins.list[_Key] | None, set[str], bool]:
+        """A superset of the rows matching ``f`` from the best index: (rows, or creation keys
+        instead; the criteria they already meet, see :func:`_matcher`; whether they come in
+        creation order)."""
+        narrow = self._narrowest(f)
+        if narrow is not None:
+            name, index = narrow
+            if isinstance(index, _SortedKeys):
+                low, high, ranged = _created_bounds(f)
+                return None, index.between(low, high), {name, "created"} if ranged else {name}, True
+            return [self._rows[i] for i in index], None, {name}, False
         if f.state is ActivityState.OVERDUE:
             keys = self._open_due.between(None, (f.as_of,))
-            return builtins.list(map(_ROW, keys)), {"state"}, False
+            return builtins.list(map(_ROW, keys)), None, {"state"}, False
         if f.state is ActivityState.PENDING:
             keys = self._open_due.between((f.as_of,), None)
             keys += self._open_undated.between(None, None)
-            return builtins.list(map(_ROW, keys)), {"state"}, False
+            return builtins.list(map(_ROW, keys)), None, {"state"}, False
         if f.state is ActivityState.COMPLETED or f.completed_from or f.completed_to:
             start = (f.completed_from,) if f.completed_from is not None else None
             end = (f.completed_to,) if f.completed_to is not None else None
             keys = self._completed.between(start, end)
-            return builtins.list(map(_ROW, keys)), {"state", "completed"}, False
+            return builtins.list(map(_ROW, keys)), None, {"state", "completed"}, False
         low, high, _ = _created_bounds(f)
-        keys = self._created.between(low, high)
-        return builtins.list(map(_CREATED_ROW, keys)), {"created"}, True
+        return None, self._created.between(low, high), {"created"}, True
 
     def _select(self, f: ActivityFilter) -> tuple[builtins.list[_Row], bool]:
         """Every row matching ``f``, and whether they come in creation order."""
-        chosen = self._smallest_index(f)
-        if chosen is not None:
-            skip = {chosen[0]}
-            rows = builtins.list(map(self._rows.__getitem__, chosen[1]))
-            created_order = False
-        else:
-            rows, skip, created_order = self._ordered_source(f)
+        rows, keys, skip, created_order = self._candidates(f)
+        if rows is None:
+            rows = builtins.list(map(_CREATED_ROW, keys or ()))
         match = _matcher(f, skip)
         if match is not None:
             rows = builtins.list(filter(match, rows))
@@ -935,25 +951,33 @@ class InMemoryActivityRepository:
 
     def _select_records(self, f: ActivityFilter) -> tuple[builtins.list[_Record], bool]:
         """The records of the rows matching ``f``, and whether they come in creation order;
-        straight from the creation index when it answers the whole filter."""
-        if self._smallest_index(f) is None and f.state is None:
-            low, high, _ = _created_bounds(f)
-            if _matcher(f, {"created"}) is None:
-                keys = self._created.between(low, high)
+        taken straight from creation keys when their index answers the whole filter."""
+        rows, keys, skip, created_order = self._candidates(f)
+        match = _matcher(f, skip)
+        if keys is not None:
+            if match is None:
                 return builtins.list(map(_CREATED_RECORD, keys)), True
-        rows, created_order = self._select(f)
-        return builtins.list(map(_RECORD, rows)), created_order
+            rows = builtins.list(map(_CREATED_ROW, keys))
+        if match is not None:
+            rows = builtins.list(filter(match, rows or ()))
+        return builtins.list(map(_RECORD, rows or ())), created_order
 
     def _page(
         self, f: ActivityFilter, sort: ActivitySort, after: _Key | None, count: int
     ) -> builtins.list[_Row]:
         """Up to ``count`` matching rows following ``after`` in ``sort`` order."""
         index = _Row._fields.index(sort.field)
-        chosen = self._smallest_index(f)
-        use_created = sort.field == "created_at" and (
-            chosen is None or len(chosen[1]) > self._scan_limit
-        )
-        if not use_created:
+        walk: _SortedKeys | None = None
+        skip: set[str] = set()
+        if sort.field == "created_at":
+            narrow = self._narrowest(f)
+            if narrow is None:
+                walk = self._created
+            elif isinstance(narrow[1], _SortedKeys):
+                walk, skip = narrow[1], {narrow[0]}
+            elif len(narrow[1]) > self._scan_limit:
+                walk = self._created
+        if walk is None:
             rows, _ = self._select(f)
             if after is not None:
                 if sort.descending:
@@ -962,18 +986,18 @@ class InMemoryActivityRepository:
                     rows = [r for r in rows if _sort_key(r, index) > after]
             pick = nlargest if sort.descending else nsmallest
             return pick(count, rows, key=lambda r: _sort_key(r, index))
-        match = _matcher(f)
+        match = _matcher(f, skip)
         low = (True, f.created_from) if f.created_from is not None else None
         high = (True, f.created_to) if f.created_to is not None else None
         if sort.descending:
             if after is None or (high is not None and after > high):
-                keys = self._created.descending(high, exclusive=True)
+                keys = walk.descending(high, exclusive=True)
             else:
-                keys = self._created.descending(after, exclusive=True)
+                keys = walk.descending(after, exclusive=True)
         elif after is None or (low is not None and after < low):
-            keys = self._created.ascending(low)
+            keys = walk.ascending(low)
         else:
-            keys = self._created.ascending(after, exclusive=True)
+            keys = walk.ascending(after, exclusive=True)
         found: list[_Row] = []
         for key in keys:
             if sort.descending:
@@ -1103,13 +1127,6 @@ def _unlist(index: dict[str, list[str]], key: str, activity_id: str) -> None:
     ids = index[key]
     ids.remove(activity_id)
     if not ids:
-        del index[key]
-
-
-def _unset(index: dict[str, set[str]], key: str, activity_id: str) -> None:
-    members = index[key]
-    members.discard(activity_id)
-    if not members:
         del index[key]
 
 
