@@ -269,6 +269,8 @@ class Delay(_Model):
     ``business_days`` count working time on the engine's :class:`~leadflow.WorkingCalendar`.
     """
 
+    model_config = ConfigDict(frozen=True)
+
     amount: float = Field(default=0, ge=0)
     unit: DelayUnit = "hours"
 

@@ -1206,6 +1206,30 @@ def _due_position(action: ScheduledAction) -> _Key:
     return (action.due_at, action.action_id)
 
 
+def _plain_copy(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists), much cheaper than ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(v) for v in value]
+    if isinstance(value, str | int | float | bool | datetime) or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
+def _copy_action(action: ScheduledAction) -> ScheduledAction:
+    """A private copy of a scheduled action: the mutable parts (payload, params, extra) are
+    copied, the immutable ones (strings, datetimes, the frozen event and delay) shared."""
+    event, planned = action.event, action.action
+    return action.model_copy(
+        update={
+            "event": event.model_copy(update={"payload": _plain_copy(event.payload)}),
+            "action": planned.model_copy(update={"params": _plain_copy(planned.params)}),
+            "extra": _plain_copy(action.extra),
+        }
+    )
+
+
 class InMemoryScheduledActionStore:
     """A :class:`~leadflow.stores.ScheduledActionStore` held in process memory.
 
@@ -1230,24 +1254,24 @@ class InMemoryScheduledActionStore:
         with self._lock:
             existing_id = self._by_key.get(action.idempotency_key)
             if existing_id is not None:
-                return self._actions[existing_id].model_copy(deep=True), False
+                return _copy_action(self._actions[existing_id]), False
             if action.action_id in self._actions:
                 raise DuplicateError(
                     f"action {action.action_id!r} already exists with another idempotency key"
                 )
-            stored = action.model_copy(deep=True)
+            stored = _copy_action(action)
             self._by_key[stored.idempotency_key] = stored.action_id
             if stored.opportunity_id is not None:
                 self._by_opportunity.setdefault(stored.opportunity_id, set()).add(stored.action_id)
             self._put(stored)
-        return stored.model_copy(deep=True), True
+        return _copy_action(stored), True
 
     def get(self, action_id: str) -> ScheduledAction:
         with self._lock:
             stored = self._actions.get(action_id)
         if stored is None:
             raise NotFoundError(f"no scheduled action {action_id!r}")
-        return stored.model_copy(deep=True)
+        return _copy_action(stored)
 
     def claim_due(
         self,
@@ -1300,7 +1324,7 @@ class InMemoryScheduledActionStore:
                 )
                 for action in chosen
             ]
-        return [action.model_copy(deep=True) for action in claimed]
+        return [_copy_action(action) for action in claimed]
 
     def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
         now = ensure_utc(now, "now")
@@ -1313,7 +1337,7 @@ class InMemoryScheduledActionStore:
                 updated_at=now,
                 finished_at=now,
             )
-        return done.model_copy(deep=True)
+        return _copy_action(done)
 
     def mark_failed(
         self, action_id: str, *, worker: str, now: datetime, error: str, retry_at: datetime
@@ -1341,7 +1365,7 @@ class InMemoryScheduledActionStore:
                     lease_expires_at=None,
                     updated_at=now,
                 )
-        return failed.model_copy(deep=True)
+        return _copy_action(failed)
 
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
         now = ensure_utc(now, "now")
@@ -1363,7 +1387,7 @@ class InMemoryScheduledActionStore:
                 updated_at=now,
                 finished_at=None,
             )
-        return retried.model_copy(deep=True)
+        return _copy_action(retried)
 
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
         now = ensure_utc(now, "now")
@@ -1397,7 +1421,7 @@ class InMemoryScheduledActionStore:
                     (a for a in self._actions.values() if state is None or a.state is state),
                     key=_due_position,
                 )
-        return [action.model_copy(deep=True) for action in found]
+        return [_copy_action(action) for action in found]
 
     def _held(self, action_id: str, worker: str) -> ScheduledAction:
         action = self._actions.get(action_id)
