@@ -13,12 +13,13 @@ handlers key their writes on the idempotency key, so the rerun creates nothing t
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -190,6 +191,11 @@ class RuleTestResult:
     planned: tuple[PlannedAction, ...]
     reason: str
     evaluation: Evaluation
+
+
+@functools.lru_cache(maxsize=1024)
+def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    return field_getter(path)
 
 
 def _key_uuid(key: str) -> str:
@@ -448,7 +454,7 @@ class LeadFlow:
         for node in rule.trigger.conditions:
             text = describe(node)
             if hasattr(node, "field"):
-                actual = field_getter(node.field)(event.payload)
+                actual = _getter(node.field)(event.payload)
                 text += f" (actual: {'missing' if actual is MISSING else repr(actual)})"
             parts.append(text)
         conditions = "; ".join(parts) if parts else "no conditions"

@@ -1206,13 +1206,17 @@ def _due_position(action: ScheduledAction) -> _Key:
     return (action.due_at, action.action_id)
 
 
+_ATOMIC = frozenset({str, int, float, bool, type(None), datetime})
+
+
 def _plain_copy(value: Any) -> Any:
     """A deep copy of JSON-like data (dicts, lists), much cheaper than ``copy.deepcopy``."""
-    if isinstance(value, dict):
-        return {k: _plain_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_copy(v) for v in value]
-    if isinstance(value, str | int | float | bool | datetime) or value is None:
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _ATOMIC else _plain_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMIC else _plain_copy(v) for v in value]
+    if kind in _ATOMIC:
         return value
     return copy.deepcopy(value)
 
