@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import pickle
 import threading
 from bisect import bisect_left, insort
 from collections import Counter, deque
@@ -1207,31 +1206,6 @@ def _due_position(action: ScheduledAction) -> _Key:
     return (action.due_at, action.action_id)
 
 
-_FINAL = frozenset({ScheduledActionState.DONE, ScheduledActionState.CANCELLED})
-
-# A finished (done / cancelled) action is kept as (state, due_at, action_id, pickled action): a
-# tuple of atomic values that the garbage collector does not track, instead of a dozen live
-# objects per action that every full collection would walk.
-_Finished = tuple[ScheduledActionState, datetime, str, bytes]
-_Entry = ScheduledAction | _Finished
-
-
-def _entry_state(entry: _Entry) -> ScheduledActionState:
-    return entry[0] if isinstance(entry, tuple) else entry.state
-
-
-def _entry_position(entry: _Entry) -> _Key:
-    return (entry[1], entry[2]) if isinstance(entry, tuple) else _due_position(entry)
-
-
-def _entry_copy(entry: _Entry) -> ScheduledAction:
-    """A private copy for a caller (unpickling makes a fresh one)."""
-    if isinstance(entry, tuple):
-        action: ScheduledAction = pickle.loads(entry[3])
-        return action
-    return _copy_action(entry)
-
-
 _ATOMIC = frozenset({str, int, float, bool, type(None), datetime})
 
 
@@ -1270,7 +1244,7 @@ class InMemoryScheduledActionStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._actions: dict[str, _Entry] = {}
+        self._actions: dict[str, ScheduledAction] = {}
         self._by_key: dict[str, str] = {}
         self._by_opportunity: dict[str, set[str]] = {}
         self._pending = _SortedKeys()  # (due_at, action_id)
@@ -1284,7 +1258,7 @@ class InMemoryScheduledActionStore:
         with self._lock:
             existing_id = self._by_key.get(action.idempotency_key)
             if existing_id is not None:
-                return _entry_copy(self._actions[existing_id]), False
+                return _copy_action(self._actions[existing_id]), False
             if action.action_id in self._actions:
                 raise DuplicateError(
                     f"action {action.action_id!r} already exists with another idempotency key"
@@ -1299,9 +1273,9 @@ class InMemoryScheduledActionStore:
     def get(self, action_id: str) -> ScheduledAction:
         with self._lock:
             stored = self._actions.get(action_id)
-            if stored is None:
-                raise NotFoundError(f"no scheduled action {action_id!r}")
-            return _entry_copy(stored)
+        if stored is None:
+            raise NotFoundError(f"no scheduled action {action_id!r}")
+        return _copy_action(stored)
 
     def claim_due(
         self,
@@ -1320,7 +1294,7 @@ class InMemoryScheduledActionStore:
         expires = now + lease
         with self._lock:
             expired = [
-                self._model(action_id)
+                self._actions[action_id]
                 for _, action_id in takewhile(lambda key: key[0] <= now, self._leases.ascending())
             ]
             candidates: list[ScheduledAction] = []
@@ -1341,7 +1315,7 @@ class InMemoryScheduledActionStore:
             for due_at, action_id in self._pending.ascending():
                 if due_at > now or len(candidates) >= len(expired) + limit:
                     break
-                candidates.append(self._model(action_id))
+                candidates.append(self._actions[action_id])
             chosen = nsmallest(limit, candidates, key=_due_position)
             claimed = [
                 self._replace(
@@ -1367,7 +1341,7 @@ class InMemoryScheduledActionStore:
                 updated_at=now,
                 finished_at=now,
             )
-        return done  # the store kept a pickled copy: this object is the caller's alone
+        return _copy_action(done)
 
     def mark_failed(
         self, action_id: str, *, worker: str, now: datetime, error: str, retry_at: datetime
@@ -1400,15 +1374,13 @@ class InMemoryScheduledActionStore:
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
         now = ensure_utc(now, "now")
         with self._lock:
-            entry = self._actions.get(action_id)
-            if entry is None:
+            action = self._actions.get(action_id)
+            if action is None:
                 raise NotFoundError(f"no scheduled action {action_id!r}")
-            if isinstance(entry, tuple) or entry.state is not ScheduledActionState.PARKED:
+            if action.state is not ScheduledActionState.PARKED:
                 raise InvalidStateError(
-                    f"action {action_id!r} is {_entry_state(entry).value}; "
-                    "only parked ones are retried"
+                    f"action {action_id!r} is {action.state.value}; only parked ones are retried"
                 )
-            action = entry
             retried = self._replace(
                 action,
                 state=ScheduledActionState.PENDING,
@@ -1425,11 +1397,11 @@ class InMemoryScheduledActionStore:
         now = ensure_utc(now, "now")
         with self._lock:
             pending = [
-                entry
-                for entry in map(
+                action
+                for action in map(
                     self._actions.__getitem__, self._by_opportunity.get(opportunity_id, ())
                 )
-                if not isinstance(entry, tuple) and entry.state is ScheduledActionState.PENDING
+                if action.state is ScheduledActionState.PENDING
             ]
             for action in pending:
                 self._replace(
@@ -1443,43 +1415,28 @@ class InMemoryScheduledActionStore:
         _check_limit(limit)
         with self._lock:
             if state is ScheduledActionState.PENDING:
-                found: builtins.list[_Entry] = [
-                    self._model(key[1])
+                found = [
+                    self._actions[key[1]]
                     for key, _ in zip(self._pending.ascending(), range(limit), strict=False)
                 ]
             else:
                 found = nsmallest(
                     limit,
-                    (
-                        e
-                        for e in self._actions.values()
-                        if state is None or _entry_state(e) is state
-                    ),
-                    key=_entry_position,
+                    (a for a in self._actions.values() if state is None or a.state is state),
+                    key=_due_position,
                 )
-            return [_entry_copy(entry) for entry in found]
-
-    def _model(self, action_id: str) -> ScheduledAction:
-        """An active (pending, claimed or parked) action, as stored."""
-        entry = self._actions[action_id]
-        assert not isinstance(entry, tuple), "finished actions are not in the ordered indexes"
-        return entry
+        return [_copy_action(action) for action in found]
 
     def _held(self, action_id: str, worker: str) -> ScheduledAction:
-        entry = self._actions.get(action_id)
-        if entry is None:
+        action = self._actions.get(action_id)
+        if action is None:
             raise NotFoundError(f"no scheduled action {action_id!r}")
-        if (
-            isinstance(entry, tuple)
-            or entry.state is not ScheduledActionState.CLAIMED
-            or entry.lease_owner != worker
-        ):
-            owner = None if isinstance(entry, tuple) else entry.lease_owner
+        if action.state is not ScheduledActionState.CLAIMED or action.lease_owner != worker:
             raise ConflictError(
                 f"worker {worker!r} does not hold action {action_id!r} "
-                f"(state {_entry_state(entry).value}, lease owner {owner!r})"
+                f"(state {action.state.value}, lease owner {action.lease_owner!r})"
             )
-        return entry
+        return action
 
     def _replace(self, action: ScheduledAction, **changes: Any) -> ScheduledAction:
         """Store a changed copy of ``action`` and keep the ordered indexes in step."""
@@ -1489,10 +1446,6 @@ class InMemoryScheduledActionStore:
         return changed
 
     def _put(self, action: ScheduledAction) -> None:
-        if action.state in _FINAL:
-            blob = pickle.dumps(action, pickle.HIGHEST_PROTOCOL)
-            self._actions[action.action_id] = (action.state, action.due_at, action.action_id, blob)
-            return
         self._actions[action.action_id] = action
         if action.state is ScheduledActionState.PENDING:
             self._pending.add(_due_position(action))
