@@ -18,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from heapq import nlargest, nsmallest
 from itertools import compress, repeat, takewhile
 from operator import itemgetter, lt, sub
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+from pydantic import BaseModel
 
 from ..clock import ensure_utc
 from ..errors import (
@@ -1221,16 +1223,36 @@ def _plain_copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+_set_attr = object.__setattr__
+
+
+def _clone(model: _M, changes: dict[str, Any]) -> _M:
+    """``model.model_copy(update=changes)`` for the flat models here (no private attributes),
+    without the generic ``copy.copy`` calls: this runs several times per action on the hot path."""
+    cls = type(model)
+    clone = cls.__new__(cls)
+    state = model.__dict__.copy()
+    state.update(changes)
+    _set_attr(clone, "__dict__", state)
+    extra = model.__pydantic_extra__
+    _set_attr(clone, "__pydantic_extra__", None if extra is None else dict(extra))
+    _set_attr(clone, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
+    _set_attr(clone, "__pydantic_private__", None)
+    return clone
+
+
 def _copy_action(action: ScheduledAction) -> ScheduledAction:
     """A private copy of a scheduled action: the mutable parts (payload, params, extra) are
     copied, the immutable ones (strings, datetimes, the frozen event and delay) shared."""
     event, planned = action.event, action.action
-    return action.model_copy(
-        update={
-            "event": event.model_copy(update={"payload": _plain_copy(event.payload)}),
-            "action": planned.model_copy(update={"params": _plain_copy(planned.params)}),
+    return _clone(
+        action,
+        {
+            "event": _clone(event, {"payload": _plain_copy(event.payload)}),
+            "action": _clone(planned, {"params": _plain_copy(planned.params)}),
             "extra": _plain_copy(action.extra),
-        }
+        },
     )
 
 
@@ -1441,7 +1463,7 @@ class InMemoryScheduledActionStore:
     def _replace(self, action: ScheduledAction, **changes: Any) -> ScheduledAction:
         """Store a changed copy of ``action`` and keep the ordered indexes in step."""
         self._drop(action)
-        changed = action.model_copy(update=changes)
+        changed = _clone(action, changes)
         self._put(changed)
         return changed
 
