@@ -14,6 +14,7 @@ handlers key their writes on the idempotency key, so the rerun creates nothing t
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import socket
@@ -199,7 +200,8 @@ def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
 
 
 def _key_uuid(key: str) -> str:
-    return str(uuid.uuid5(_KEYS, key))
+    """A short deterministic id for a key (the same key always gives the same id)."""
+    return hashlib.blake2b(key.encode(), digest_size=16, key=_KEYS.bytes).hexdigest()
 
 
 class LeadFlow:
@@ -392,25 +394,31 @@ class LeadFlow:
                 f"limit of {self.max_cascade_depth}: rules keep triggering each other"
             )
         evaluation = self.engine().evaluate(event)
-        now = self.clock.now()
+        now = ensure_utc(self.clock.now(), "clock.now()")
         result = HandleResult(event, [r.rule_id for r in evaluation.matched_rules])
-        log.info(
-            "rules evaluated",
-            extra={
-                "event_id": event.id,
-                "event_type": event.type,
-                "matched_rules": result.matched_rules,
-                "planned_actions": len(evaluation.planned),
-                "depth": depth,
-            },
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "rules evaluated",
+                extra={
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "matched_rules": result.matched_rules,
+                    "planned_actions": len(evaluation.planned),
+                    "depth": depth,
+                },
+            )
         explanations: dict[str, str] = {}
         for planned in evaluation.planned:
             rule = planned.rule
             key = planned.idempotency_key
             run_now = planned.action.action_type == "create_activity" or planned.due_at <= now
             if rule.rule_id not in explanations:
-                explanations[rule.rule_id] = self._why(rule, event)
+                # Only created activities keep the explanation; skip the work otherwise.
+                explanations[rule.rule_id] = (
+                    self._why(rule, event)
+                    if any(a.action_type == "create_activity" for a in rule.actions)
+                    else ""
+                )
             stored, created = self.scheduled.schedule(
                 ScheduledAction(
                     action_id=_key_uuid(key),
@@ -432,7 +440,7 @@ class LeadFlow:
                         "plannedAt": planned.due_at.isoformat(),
                         "ruleName": rule.name,
                         "allowDuplicates": rule.allow_duplicates,
-                        "explanation": explanations[rule.rule_id],
+                        "explanation": explanations[rule.rule_id] or None,
                         "depth": depth,
                     },
                 )
@@ -517,7 +525,8 @@ class LeadFlow:
             # keyed on the idempotency key, so the other run changes nothing.
             log.warning("lease lost before marking an action done", extra=fields)
             state = ScheduledActionState.CLAIMED
-        log.info("action done: %s", note, extra=fields)
+        if log.isEnabledFor(logging.INFO):
+            log.info("action done: %s", note, extra=fields)
         return ActionRun(action.idempotency_key, action_type, True, note, state), ctx
 
     def _deliver_outbox(self, ctx: ActionContext) -> str:
