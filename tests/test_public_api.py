@@ -45,7 +45,7 @@ REQUIRED = {
 
 
 def test_every_exported_name_exists_and_the_required_ones_are_exported() -> None:
-    assert REQUIRED <= set(leadflow.__all__)
+    assert not REQUIRED - set(leadflow.__all__)
     for name in leadflow.__all__:
         assert getattr(leadflow, name) is not None, name
 
