@@ -420,22 +420,15 @@ class LeadFlow:
                     else ""
                 )
             stored, created = self.scheduled.schedule(
-                ScheduledAction(
-                    action_id=_key_uuid(key),
-                    idempotency_key=key,
-                    event=event,
-                    rule_id=rule.rule_id,
-                    action_index=planned.action_index,
-                    action=planned.action,
-                    opportunity_id=event.opportunity_id,
-                    due_at=now if run_now else planned.due_at,
-                    state=ScheduledActionState.CLAIMED if run_now else ScheduledActionState.PENDING,
-                    attempts=1 if run_now else 0,
-                    max_attempts=self.retry.max_attempts,
-                    lease_owner=self.worker_id if run_now else None,
-                    lease_expires_at=now + self.action_lease if run_now else None,
-                    created_at=now,
-                    updated_at=now,
+                self._new_action(
+                    key,
+                    event,
+                    rule.rule_id,
+                    planned.action_index,
+                    planned.action,
+                    due_at=planned.due_at,
+                    now=now,
+                    run_now=run_now,
                     extra={
                         "plannedAt": planned.due_at.isoformat(),
                         "ruleName": rule.name,
@@ -456,6 +449,40 @@ class LeadFlow:
             else:
                 result.scheduled.append(stored)
         return result
+
+    def _new_action(
+        self,
+        key: str,
+        event: Event,
+        rule_id: str,
+        action_index: int,
+        action: Action,
+        *,
+        due_at: datetime,
+        now: datetime,
+        run_now: bool,
+        extra: dict[str, Any],
+    ) -> ScheduledAction:
+        """The stored form of a planned action. One that runs now is stored already claimed by
+        this worker, so a crash before it is done leaves a lease that expires, not a gap."""
+        return ScheduledAction(
+            action_id=_key_uuid(key),
+            idempotency_key=key,
+            event=event,
+            rule_id=rule_id,
+            action_index=action_index,
+            action=action,
+            opportunity_id=event.opportunity_id,
+            due_at=now if run_now else due_at,
+            state=ScheduledActionState.CLAIMED if run_now else ScheduledActionState.PENDING,
+            attempts=1 if run_now else 0,
+            max_attempts=self.retry.max_attempts,
+            lease_owner=self.worker_id if run_now else None,
+            lease_expires_at=now + self.action_lease if run_now else None,
+            created_at=now,
+            updated_at=now,
+            extra=extra,
+        )
 
     def _why(self, rule: FollowUpRule, event: Event) -> str:
         parts = []
@@ -731,22 +758,15 @@ class LeadFlow:
         )
         key = f"{event.id}:{_INTERNAL_RULE}:0"
         outbox, created = self.scheduled.schedule(
-            ScheduledAction(
-                action_id=_key_uuid(key),
-                idempotency_key=key,
-                event=event,
-                rule_id=_INTERNAL_RULE,
-                action_index=0,
-                action=Action(action_type="handle_event"),
-                opportunity_id=activity.opportunity_id,
+            self._new_action(
+                key,
+                event,
+                _INTERNAL_RULE,
+                0,
+                Action(action_type="handle_event"),
                 due_at=now,
-                state=ScheduledActionState.CLAIMED,
-                attempts=1,
-                max_attempts=self.retry.max_attempts,
-                lease_owner=self.worker_id,
-                lease_expires_at=now + self.action_lease,
-                created_at=now,
-                updated_at=now,
+                now=now,
+                run_now=True,
                 extra={"depth": 0, "activityId": activity.activity_id},
             )
         )
