@@ -1227,9 +1227,16 @@ _M = TypeVar("_M", bound=BaseModel)
 _set_attr = object.__setattr__
 
 
-def _clone(model: _M, changes: dict[str, Any]) -> _M:
+_ALL_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _clone(model: _M, changes: dict[str, Any], *, internal: bool = False) -> _M:
     """``model.model_copy(update=changes)`` for the flat models here (no private attributes),
-    without the generic ``copy.copy`` calls: this runs several times per action on the hot path."""
+    without the generic ``copy.copy`` calls: this runs several times per action on the hot path.
+
+    An ``internal`` clone (kept by the store, never handed out, never assigned to) shares one
+    frozen fields-set per class instead of a set of its own: fewer objects for the collector.
+    """
     cls = type(model)
     clone = cls.__new__(cls)
     state = model.__dict__.copy()
@@ -1237,22 +1244,29 @@ def _clone(model: _M, changes: dict[str, Any]) -> _M:
     _set_attr(clone, "__dict__", state)
     extra = model.__pydantic_extra__
     _set_attr(clone, "__pydantic_extra__", None if extra is None else dict(extra))
-    _set_attr(clone, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
+    if internal:
+        fields = _ALL_FIELDS.get(cls)
+        if fields is None:
+            fields = _ALL_FIELDS[cls] = frozenset(cls.model_fields)
+        _set_attr(clone, "__pydantic_fields_set__", fields)
+    else:
+        _set_attr(clone, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
     _set_attr(clone, "__pydantic_private__", None)
     return clone
 
 
-def _copy_action(action: ScheduledAction) -> ScheduledAction:
-    """A private copy of a scheduled action: the mutable parts (payload, params, extra) are
-    copied, the immutable ones (strings, datetimes, the frozen event and delay) shared."""
+def _copy_action(action: ScheduledAction, *, internal: bool = False) -> ScheduledAction:
+    """A copy of a scheduled action: the mutable parts (payload, params, extra) are copied, the
+    immutable ones (strings, datetimes, the frozen delay) shared."""
     event, planned = action.event, action.action
     return _clone(
         action,
         {
-            "event": _clone(event, {"payload": _plain_copy(event.payload)}),
-            "action": _clone(planned, {"params": _plain_copy(planned.params)}),
+            "event": _clone(event, {"payload": _plain_copy(event.payload)}, internal=internal),
+            "action": _clone(planned, {"params": _plain_copy(planned.params)}, internal=internal),
             "extra": _plain_copy(action.extra),
         },
+        internal=internal,
     )
 
 
@@ -1285,7 +1299,7 @@ class InMemoryScheduledActionStore:
                 raise DuplicateError(
                     f"action {action.action_id!r} already exists with another idempotency key"
                 )
-            stored = _copy_action(action)
+            stored = _copy_action(action, internal=True)
             self._by_key[stored.idempotency_key] = stored.action_id
             if stored.opportunity_id is not None:
                 self._by_opportunity.setdefault(stored.opportunity_id, set()).add(stored.action_id)
@@ -1463,7 +1477,7 @@ class InMemoryScheduledActionStore:
     def _replace(self, action: ScheduledAction, **changes: Any) -> ScheduledAction:
         """Store a changed copy of ``action`` and keep the ordered indexes in step."""
         self._drop(action)
-        changed = _clone(action, changes)
+        changed = _clone(action, changes, internal=True)
         self._put(changed)
         return changed
 
