@@ -491,9 +491,8 @@ def test_the_thread_runs_due_jobs_sleeps_until_the_next_slot_and_stops_cleanly()
         assert ran.wait(5)
         assert [r.slot for r in seen] == ["2026-03-02T10:00+00:00"]
     finally:
-        started = time.perf_counter()
+        # The thread sleeps up to 30 s (max_sleep); joining within 5 s shows stop() wakes it.
         assert runner.stop(timeout=5)
-    assert time.perf_counter() - started < 2  # stop does not wait out the sleep
     assert not runner.running
     assert runner.stop()  # stopping a stopped runner is fine
 
