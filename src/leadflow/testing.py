@@ -32,6 +32,7 @@ backends that keep milliseconds pass too. Needs the ``testing`` extra (pytest, h
 
 from __future__ import annotations
 
+import abc
 import threading
 import unittest
 from collections.abc import Callable, Iterable
@@ -314,15 +315,15 @@ def _with_version(a: Activity, version: int) -> Activity:
 # --------------------------------------------------------------------------- activities
 
 
-class ActivityRepositoryContract:
+class ActivityRepositoryContract(abc.ABC):
     """Every test an :class:`~leadflow.stores.ActivityRepository` must pass.
 
     Subclass it (as ``Test...``) and implement :meth:`make_repository`.
     """
 
+    @abc.abstractmethod
     def make_repository(self) -> ActivityRepository:
         """A new, empty repository."""
-        raise NotImplementedError
 
     @pytest.fixture
     def repo(self) -> ActivityRepository:
@@ -1397,15 +1398,15 @@ def activity_state_machine(
 # --------------------------------------------------------------------------- rules
 
 
-class RuleRepositoryContract:
+class RuleRepositoryContract(abc.ABC):
     """Every test a :class:`~leadflow.stores.RuleRepository` must pass.
 
     Subclass it (as ``Test...``) and implement :meth:`make_repository`.
     """
 
+    @abc.abstractmethod
     def make_repository(self) -> RuleRepository:
         """A new, empty repository."""
-        raise NotImplementedError
 
     @pytest.fixture
     def rules(self) -> RuleRepository:
@@ -1519,15 +1520,15 @@ class RuleRepositoryContract:
 # --------------------------------------------------------------------------- scheduled actions
 
 
-class ScheduledActionStoreContract:
+class ScheduledActionStoreContract(abc.ABC):
     """Every test a :class:`~leadflow.stores.ScheduledActionStore` must pass.
 
     Subclass it (as ``Test...``) and implement :meth:`make_store`.
     """
 
+    @abc.abstractmethod
     def make_store(self) -> ScheduledActionStore:
         """A new, empty store."""
-        raise NotImplementedError
 
     @pytest.fixture
     def store(self) -> ScheduledActionStore:
