@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leadflow.models import Activity, ActivityType, Outcome
-from leadflow.stores.base import ActivityFilter
+from leadflow.queries import ActivityFilter
 from leadflow.stores.memory import InMemoryActivityRepository
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from leadflow import ManualClock
+from leadflow.ports import JobStore
 from leadflow.scheduling import Job, JobContext, JobRun, JobRunner
-from leadflow.stores.jobs import InMemoryJobStore, JobStore, MongoJobStore
+from leadflow.stores.memory import InMemoryJobStore
+from leadflow.stores.mongo import MongoJobStore
 
 NY = ZoneInfo("America/New_York")
 JOB_BACKENDS = ["memory", "mongo"]

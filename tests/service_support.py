@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from leadflow import LeadFlow, ManualClock, Principal, Role, default_rules
-from leadflow.ports import InMemoryOpportunities, StaticTeamDirectory
-from leadflow.stores.support import InMemoryAuditLog, InMemoryCounterStore
+from leadflow.adapters import InMemoryOpportunities, StaticTeamDirectory
+from leadflow.stores.memory import InMemoryAuditLog, InMemoryCounterStore
 
 from .helpers import T0
 
@@ -29,10 +29,11 @@ def build_flow(backend: str, *, rules: Any = None, **options: Any) -> LeadFlow:
 
         from leadflow.stores.mongo import (
             MongoActivityRepository,
+            MongoAuditLog,
+            MongoCounterStore,
             MongoRuleRepository,
             MongoScheduledActionStore,
         )
-        from leadflow.stores.support import MongoAuditLog, MongoCounterStore
 
         db = mongomock_ng.MongoClient(tz_aware=True)["leadflow_test"]
         parts: dict[str, Any] = {

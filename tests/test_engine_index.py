@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import leadflow.engine as engine_module
+import leadflow.rules.engine as engine_module
 from leadflow import Event, RuleEngine
 
 from .helpers import T0, rule

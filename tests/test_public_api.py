@@ -23,9 +23,6 @@ REQUIRED = {
     "InMemoryActivityRepository",
     "InMemoryRuleRepository",
     "InMemoryScheduledActionStore",
-    "MongoActivityRepository",
-    "MongoRuleRepository",
-    "MongoScheduledActionStore",
     # issue 4
     "LeadFlow",
     "Principal",

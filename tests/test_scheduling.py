@@ -17,8 +17,11 @@ from hypothesis import strategies as st
 
 from leadflow import DuplicateError, InvalidInputError, InvalidStateError, ManualClock
 from leadflow.errors import NotFoundError
+from leadflow.ports import JobStore
+from leadflow.records import SlotState
 from leadflow.scheduling import Job, JobContext, JobRun, JobRunner, JobStatus, Scheduler
-from leadflow.stores.jobs import InMemoryJobStore, JobStore, MongoJobStore, SlotState
+from leadflow.stores.memory import InMemoryJobStore
+from leadflow.stores.mongo import MongoJobStore
 
 from .scheduling_support import JOB_BACKENDS, NY, drive, job_store, noop_job, ny, recorder, utc
 

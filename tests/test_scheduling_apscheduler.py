@@ -14,16 +14,9 @@ pytest.importorskip("apscheduler")
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from leadflow import InvalidInputError, LeadFlow, ManualClock
-from leadflow.scheduling import (
-    APSchedulerAdapter,
-    Job,
-    JobRun,
-    JobRunner,
-    JobSettings,
-    LeadflowJobs,
-    Scheduler,
-)
-from leadflow.stores.jobs import InMemoryJobStore
+from leadflow.runtime.jobs import JobSettings, LeadflowJobs
+from leadflow.scheduling import APSchedulerAdapter, Job, JobRun, JobRunner, Scheduler
+from leadflow.stores.memory import InMemoryJobStore
 
 from .scheduling_support import NY, noop_job, ny, recorder, utc
 

@@ -24,16 +24,10 @@ from leadflow import (
     ScheduledActionState,
     default_rules,
 )
-from leadflow.ports import RecordingEventSink, RecordingNotifier
-from leadflow.scheduling import (
-    JobRun,
-    JobRunner,
-    JobSchedule,
-    JobSettings,
-    LeadflowJobs,
-    stale_event_id,
-)
-from leadflow.stores.jobs import JobStore
+from leadflow.adapters import RecordingEventSink, RecordingNotifier
+from leadflow.ports import JobStore
+from leadflow.runtime.jobs import JobSchedule, JobSettings, LeadflowJobs, stale_event_id
+from leadflow.scheduling import JobRun, JobRunner
 
 from .scheduling_support import JOB_BACKENDS, NY, drive, job_store, ny, utc
 from .service_support import BOB, build_flow

@@ -499,7 +499,7 @@ def test_event_sinks_blinker_and_pyee_in_a_few_lines(backend: str) -> None:
     import blinker
     import pyee
 
-    from leadflow.ports import CallbackEventSink
+    from leadflow.adapters import CallbackEventSink
 
     seen_blinker: list[Any] = []
     signals = blinker.Namespace()
@@ -523,7 +523,7 @@ def test_event_sinks_blinker_and_pyee_in_a_few_lines(backend: str) -> None:
 
 
 def test_a_failing_sink_does_not_undo_work(backend: str, caplog: pytest.LogCaptureFixture) -> None:
-    from leadflow.ports import CallbackEventSink
+    from leadflow.adapters import CallbackEventSink
 
     def explode(name: str, payload: dict[str, Any]) -> None:
         raise RuntimeError("bus down")

@@ -9,21 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadflow import Activity, DuplicateError, InvalidInputError, Outcome
-from leadflow.stores.base import (
-    ActivityFilter,
-    ActivityRepository,
-    ActivitySort,
-    RuleRepository,
-    ScheduledActionStore,
-)
+from leadflow.ports import ActivityRepository, RuleRepository, ScheduledActionStore
+from leadflow.queries import ActivityFilter, ActivitySort
 from leadflow.stores.memory import (
-    _ACTIVITY_FIELDS,
     InMemoryActivityRepository,
     InMemoryRuleRepository,
     InMemoryScheduledActionStore,
-    _SortedKeys,
 )
-from leadflow.testing import (
+from leadflow.stores.memory.stores import _ACTIVITY_FIELDS, _SortedKeys
+from leadflow.testing.contracts import (
     ActivityRepositoryContract,
     RuleRepositoryContract,
     ScheduledActionStoreContract,

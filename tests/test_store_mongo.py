@@ -29,19 +29,15 @@ from leadflow import (
     StaleWriteError,
     UnsafeQueryError,
 )
-from leadflow.stores.base import (
-    ActivityFilter,
-    ActivitySort,
-    ScheduledAction,
-    ScheduledActionState,
-)
+from leadflow.queries import ActivityFilter, ActivitySort
+from leadflow.records import ScheduledAction, ScheduledActionState
 from leadflow.stores.mongo import (
     MongoActivityRepository,
     MongoRuleRepository,
     MongoScheduledActionStore,
     guard_literal,
 )
-from leadflow.testing import (
+from leadflow.testing.contracts import (
     ActivityRepositoryContract,
     RuleRepositoryContract,
     ScheduledActionStoreContract,

@@ -5,21 +5,15 @@ The public API is what this module exports; submodules are implementation detail
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .actions import ActionContext, ActionHandler, HandlerRegistry
-from .calendars import WorkingCalendar
-from .clock import Clock, ManualClock, SystemClock, ensure_utc
-from .conditions import MISSING, Operator, OperatorRegistry
-from .defaults import default_rules
-from .engine import (
-    ConditionOutcome,
-    Evaluation,
-    PlannedAction,
-    RuleEngine,
-    RuleExplanation,
-    validate_rule,
+from .adapters import (
+    CallbackEventSink,
+    InMemoryOpportunities,
+    RecordingEventSink,
+    RecordingMessenger,
+    RecordingNotifier,
+    StaticTeamDirectory,
 )
+from .clock import Clock, ManualClock, SystemClock, ensure_utc
 from .errors import (
     CascadeDepthError,
     ConflictError,
@@ -52,34 +46,43 @@ from .models import (
     new_id,
 )
 from .ports import (
-    CallbackEventSink,
+    ActivityRepository,
+    AuditLog,
     Contact,
+    CounterStore,
     EventSink,
-    InMemoryOpportunities,
+    JobStore,
     Message,
     Messenger,
     Notification,
     Notifier,
     OpportunityGateway,
-    RecordingEventSink,
-    RecordingMessenger,
-    RecordingNotifier,
-    StaticTeamDirectory,
+    RuleRepository,
+    ScheduledActionStore,
     TeamDirectory,
 )
-from .scheduling import (
-    APSchedulerAdapter,
-    Job,
-    JobContext,
-    JobRun,
-    JobRunner,
-    JobSchedule,
-    JobSettings,
-    JobStatus,
-    LeadflowJobs,
-    Scheduler,
+from .queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
+from .records import (
+    RuleAuditEntry,
+    ScheduledAction,
+    ScheduledActionState,
+    SlotClaim,
+    SlotRecord,
+    SlotState,
 )
-from .service import (
+from .rules.calendar import WorkingCalendar
+from .rules.conditions import MISSING, Operator, OperatorRegistry
+from .rules.defaults import default_rules
+from .rules.engine import (
+    ConditionOutcome,
+    Evaluation,
+    PlannedAction,
+    RuleEngine,
+    RuleExplanation,
+    validate_rule,
+)
+from .runtime.actions import ActionContext, ActionHandler, HandlerRegistry
+from .runtime.flow import (
     ActionRun,
     CompletionResult,
     DueRunReport,
@@ -90,60 +93,18 @@ from .service import (
     Role,
     RuleTestResult,
 )
-from .stores.base import (
-    ActivityFilter,
-    ActivityRepository,
-    ActivitySort,
-    ActivityStatistics,
-    Page,
-    RuleRepository,
-    ScheduledAction,
-    ScheduledActionState,
-    ScheduledActionStore,
-)
-from .stores.jobs import (
-    InMemoryJobStore,
-    JobStore,
-    MongoJobStore,
-    SlotClaim,
-    SlotRecord,
-    SlotState,
-)
+from .runtime.jobs import JobSchedule, JobSettings, LeadflowJobs
+from .scheduling import APSchedulerAdapter, Job, JobContext, JobRun, JobRunner, JobStatus, Scheduler
 from .stores.memory import (
     InMemoryActivityRepository,
+    InMemoryAuditLog,
+    InMemoryCounterStore,
+    InMemoryJobStore,
     InMemoryRuleRepository,
     InMemoryScheduledActionStore,
 )
-from .stores.support import (
-    AuditLog,
-    CounterStore,
-    InMemoryAuditLog,
-    InMemoryCounterStore,
-    MongoAuditLog,
-    MongoCounterStore,
-    RuleAuditEntry,
-)
-
-if TYPE_CHECKING:
-    from .stores.mongo import (
-        MongoActivityRepository,
-        MongoRuleRepository,
-        MongoScheduledActionStore,
-    )
 
 __version__ = "0.1.0"
-
-_MONGO = {"MongoActivityRepository", "MongoRuleRepository", "MongoScheduledActionStore"}
-
-
-def __getattr__(name: str) -> Any:
-    # The MongoDB backend needs pymongo (the ``mongo`` extra): import it only when asked for.
-    if name in _MONGO:
-        from .stores import mongo
-
-        return getattr(mongo, name)
-    raise AttributeError(f"module 'leadflow' has no attribute {name!r}")
-
 
 __all__ = [
     "MISSING",
@@ -205,12 +166,6 @@ __all__ = [
     "ManualClock",
     "Message",
     "Messenger",
-    "MongoActivityRepository",
-    "MongoAuditLog",
-    "MongoCounterStore",
-    "MongoJobStore",
-    "MongoRuleRepository",
-    "MongoScheduledActionStore",
     "NotFoundError",
     "Notification",
     "Notifier",

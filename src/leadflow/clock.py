@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
 
 from .errors import InvalidInputError
+from .ports import Clock
 
-
-@runtime_checkable
-class Clock(Protocol):
-    """Where leadflow reads the current time. Inject one so tests control time."""
-
-    def now(self) -> datetime:
-        """Return the current time, timezone-aware."""
-        ...
+__all__ = ["Clock", "ManualClock", "SystemClock", "ensure_utc"]
 
 
 class SystemClock:

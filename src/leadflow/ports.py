@@ -1,36 +1,61 @@
-"""The ports a host implements, and in-memory versions of each for tests and demos.
+"""Every port leadflow talks through, in one place, with its contract in the docstrings.
 
-leadflow never talks to the outside world directly: in-app notifications, e-mail / SMS, the host's
-opportunities, its sales team and its event bus all sit behind these protocols. Every outgoing
-call carries an idempotency ``key`` so a host can drop the rare duplicate a crash-and-retry
-produces (leadflow's own writes are exactly-once; a send to a foreign system is at-least-once).
+A host (or a backend) implements these :class:`~typing.Protocol` classes; nothing needs to inherit
+from them. The runtime is built from two small frozen bundles, :class:`Storage` (where leadflow
+keeps its state) and :class:`Integrations` (the host's world: notifications, e-mail / SMS,
+opportunities, the sales team, the event bus). Every outgoing call carries an idempotency ``key``
+so a host can drop the rare duplicate a crash-and-retry produces (leadflow's own writes are
+exactly once; a send to a foreign system is at least once).
+
+Every storage port has a contract suite in :mod:`leadflow.testing`; a backend passes it for every
+port it implements.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+import builtins
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import NotFoundError
+from .models import Activity, FollowUpRule, Outcome
+from .queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
+from .records import (
+    RuleAuditEntry,
+    ScheduledAction,
+    ScheduledActionState,
+    SlotClaim,
+    SlotRecord,
+    SlotState,
+)
 
 __all__ = [
-    "CallbackEventSink",
+    "ActivityRepository",
+    "AuditLog",
+    "Clock",
     "Contact",
+    "CounterStore",
     "EventSink",
-    "InMemoryOpportunities",
+    "JobStore",
     "Message",
     "Messenger",
     "Notification",
     "Notifier",
     "OpportunityGateway",
-    "RecordingEventSink",
-    "RecordingMessenger",
-    "RecordingNotifier",
-    "StaticTeamDirectory",
+    "RuleRepository",
+    "ScheduledActionStore",
     "TeamDirectory",
 ]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where leadflow reads the current time. Inject one so tests control time."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,119 +139,303 @@ class EventSink(Protocol):
     def emit(self, name: str, payload: dict[str, Any]) -> None: ...
 
 
-# --------------------------------------------------------------------------- in-memory versions
+# --------------------------------------------------------------------------- storage
 
 
-class RecordingNotifier:
-    """Keeps every notification in ``sent``."""
+@runtime_checkable
+class ActivityRepository(Protocol):
+    """Stores activities. Every method is atomic: on error nothing is written.
 
-    def __init__(self) -> None:
-        self.sent: list[Notification] = []
-        self._lock = threading.Lock()
+    Not-found errors are :class:`~leadflow.NotFoundError` (a ``LookupError``). Datetime
+    arguments must be timezone-aware and every returned datetime is in UTC; a naive datetime or
+    a ``limit`` below 1 is an :class:`~leadflow.InvalidInputError`. Returned activities are
+    copies: changing one never changes what is stored.
+    """
 
-    def notify(self, notification: Notification) -> None:
-        with self._lock:
-            self.sent.append(notification)
+    def add(self, activity: Activity) -> Activity:
+        """Store a new activity as given, with version 1 whatever ``activity.version`` says.
+        :class:`DuplicateError` if the id exists."""
+        ...
 
+    def get(self, activity_id: str) -> Activity:
+        """The activity, or :class:`NotFoundError`."""
+        ...
 
-class RecordingMessenger:
-    """Keeps every message in ``sent``."""
+    def update(self, activity: Activity) -> Activity:
+        """Replace the stored activity if its stored version equals ``activity.version``.
 
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-        self._lock = threading.Lock()
+        Returns the stored copy with ``version + 1``. :class:`StaleWriteError` when the stored
+        version differs (someone else wrote first); :class:`NotFoundError` when it is gone.
+        """
+        ...
 
-    def send(self, message: Message) -> None:
-        with self._lock:
-            self.sent.append(message)
-
-
-class RecordingEventSink:
-    """Keeps every emitted event as ``(name, payload)`` in ``events``."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-
-    def emit(self, name: str, payload: dict[str, Any]) -> None:
-        with self._lock:
-            self.events.append((name, payload))
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return [name for name, _ in self.events]
-
-
-class CallbackEventSink:
-    """Adapts any ``callback(name, payload)`` (blinker's ``send``, pyee's ``emit``...) to a sink."""
-
-    def __init__(self, callback: Callable[[str, dict[str, Any]], object]) -> None:
-        self._callback = callback
-
-    def emit(self, name: str, payload: dict[str, Any]) -> None:
-        self._callback(name, payload)
-
-
-@dataclass
-class _Opportunity:
-    owner: str | None = None
-    status: str = "new"
-    contact: Contact = field(default_factory=Contact)
-
-
-class InMemoryOpportunities:
-    """A tiny opportunity table implementing :class:`OpportunityGateway` (tests, demos)."""
-
-    def __init__(self) -> None:
-        self._rows: dict[str, _Opportunity] = {}
-        self._lock = threading.Lock()
-
-    def add(
+    def complete(
         self,
-        opportunity_id: str,
+        activity_id: str,
         *,
-        owner: str | None = None,
-        status: str = "new",
-        email: str | None = None,
-        phone: str | None = None,
-    ) -> None:
-        with self._lock:
-            self._rows[opportunity_id] = _Opportunity(owner, status, Contact(email, phone))
+        outcome: Outcome | None,
+        completed_by: str | None,
+        completed_at: datetime,
+        expected_version: int | None = None,
+    ) -> Activity:
+        """Mark the activity done: sets ``completed_date``, ``outcome``, ``completed_by``,
+        ``updated_at`` (= ``completed_at``), ``updated_by`` (= ``completed_by`` when given) and
+        ``version + 1``; returns the stored copy. :class:`NotFoundError` if there is none;
+        :class:`InvalidStateError` if it is already done (checked before the version);
+        :class:`StaleWriteError` if ``expected_version`` is given and differs."""
+        ...
 
-    def _row(self, opportunity_id: str) -> _Opportunity:
-        row = self._rows.get(opportunity_id)
-        if row is None:
-            raise NotFoundError(f"opportunity {opportunity_id!r} not found")
-        return row
+    def delete(self, activity_id: str) -> None:
+        """Remove the activity. :class:`NotFoundError` if there is none."""
+        ...
 
-    def owner(self, opportunity_id: str) -> str | None:
-        with self._lock:
-            return self._row(opportunity_id).owner
+    def list(
+        self,
+        filter: ActivityFilter | None = None,
+        *,
+        sort: ActivitySort | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Activity]:
+        """A page of matching activities in ``sort`` order (default: created_at ascending).
+        ``limit`` is 1..1000."""
+        ...
 
-    def contact(self, opportunity_id: str) -> Contact:
-        with self._lock:
-            return self._row(opportunity_id).contact
+    def for_opportunity(self, opportunity_id: str) -> builtins.list[Activity]:
+        """All activities of an opportunity, oldest first (created_at, activity_id)."""
+        ...
 
-    def status(self, opportunity_id: str) -> str:
-        with self._lock:
-            return self._row(opportunity_id).status
+    def for_customer(self, customer_id: str) -> builtins.list[Activity]:
+        """All activities of a customer, oldest first (created_at, activity_id)."""
+        ...
 
-    def update_status(self, opportunity_id: str, status: str, *, actor: str | None) -> str | None:
-        with self._lock:
-            row = self._row(opportunity_id)
-            previous, row.status = row.status, status
-            return previous
+    def pending(
+        self, as_of: datetime, *, assigned_to: str | None = None, limit: int = 50
+    ) -> builtins.list[Activity]:
+        """Open activities that are not overdue at ``as_of`` and are scheduled at or before it
+        (or have no scheduled date), soonest due first (due_date, activity_id); those without a
+        due date come last, by activity_id."""
+        ...
 
-    def assign_owner(self, opportunity_id: str, user_id: str, *, actor: str | None) -> None:
-        with self._lock:
-            self._row(opportunity_id).owner = user_id
+    def overdue(
+        self, as_of: datetime, *, assigned_to: str | None = None, limit: int = 50
+    ) -> builtins.list[Activity]:
+        """Open activities due before ``as_of``, most overdue first (due_date, activity_id)."""
+        ...
+
+    def upcoming(
+        self, as_of: datetime, within: timedelta, *, limit: int = 1000
+    ) -> builtins.list[Activity]:
+        """Open activities due in ``[as_of, as_of + within)``, soonest first."""
+        ...
+
+    def timeline(self, opportunity_id: str) -> builtins.list[Activity]:
+        """An opportunity's activities in chronological order: each at its completed date when
+        done, else its scheduled date, else its due date, else its creation; ties by id. One with
+        none of these dates comes first."""
+        ...
+
+    def statistics(self, filter: ActivityFilter | None, *, as_of: datetime) -> ActivityStatistics:
+        """Aggregates over the activities ``filter`` selects."""
+        ...
+
+    def last_activity_times(
+        self, opportunity_ids: Sequence[str] | None = None
+    ) -> dict[str, datetime]:
+        """Per opportunity, the latest of its activities' created and completed dates (all
+        opportunities, or those of ``opportunity_ids``). Opportunities without such a date are
+        absent."""
+        ...
+
+    def stale_opportunities(self, since: datetime, *, limit: int = 1000) -> builtins.list[str]:
+        """Opportunities whose last activity time (see :meth:`last_activity_times`) is before
+        ``since``, oldest first (ties by opportunity id)."""
+        ...
+
+    def purge_completed(self, before: datetime) -> int:
+        """Delete completed activities whose completed date is before ``before``; open ones are
+        never purged. Returns how many were deleted."""
+        ...
 
 
-class StaticTeamDirectory:
-    """A fixed list of sales reps."""
+@runtime_checkable
+class RuleRepository(Protocol):
+    """Stores follow-up rules."""
 
-    def __init__(self, reps: Sequence[str]) -> None:
-        self._reps = tuple(reps)
+    def create(self, rule: FollowUpRule) -> FollowUpRule:
+        """Store a new rule with version 1 whatever ``rule.version`` says; returns the stored
+        copy. :class:`DuplicateError` if the id exists."""
+        ...
 
-    def sales_reps(self) -> Sequence[str]:
-        return self._reps
+    def get(self, rule_id: str) -> FollowUpRule:
+        """The rule, or :class:`NotFoundError`."""
+        ...
+
+    def list(self) -> builtins.list[FollowUpRule]:
+        """Every rule, in application order (priority descending, then rule_id)."""
+        ...
+
+    def list_active(self) -> builtins.list[FollowUpRule]:
+        """Active rules, in application order."""
+        ...
+
+    def update(self, rule: FollowUpRule) -> FollowUpRule:
+        """Replace the rule if the stored version equals ``rule.version``; returns it with
+        ``version + 1``. :class:`StaleWriteError` / :class:`NotFoundError` otherwise."""
+        ...
+
+    def delete(self, rule_id: str) -> None:
+        """Remove the rule. :class:`NotFoundError` if there is none."""
+        ...
+
+
+@runtime_checkable
+class ScheduledActionStore(Protocol):
+    """Durable delayed actions with leases, retries and parking.
+
+    A worker holds an action while it is ``claimed`` with that worker as ``lease_owner``; the
+    lease counts until another worker claims the action after ``lease_expires_at``. Not-found
+    errors are :class:`NotFoundError`; naive datetimes and a ``limit`` below 1 are
+    :class:`InvalidInputError`. Returned actions are copies.
+    """
+
+    def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
+        """Store ``action`` unless one with its idempotency key exists. Returns the stored
+        action and whether it was newly created. :class:`DuplicateError` if its ``action_id``
+        is taken by an action with another key."""
+        ...
+
+    def get(self, action_id: str) -> ScheduledAction:
+        """The action, or :class:`NotFoundError`."""
+        ...
+
+    def claim_due(
+        self,
+        now: datetime,
+        *,
+        worker: str,
+        limit: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> builtins.list[ScheduledAction]:
+        """Atomically claim up to ``limit`` actions that are pending and due (``due_at <= now``)
+        or claimed with an expired lease (``lease_expires_at <= now``); each claim sets state
+        ``claimed``, the lease owner and expiry (``now + lease``), and increments ``attempts``.
+        Two workers never hold the same action. Oldest due first (due_at, action_id).
+        An expired action that already used its last attempt (``attempts >= max_attempts``) is
+        parked instead of claimed, so an action that kills its worker cannot loop forever."""
+        ...
+
+    def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
+        """Finish a claimed action: state ``done``, ``finished_at = now``.
+        :class:`ConflictError` if ``worker`` no longer holds it."""
+        ...
+
+    def mark_failed(
+        self, action_id: str, *, worker: str, now: datetime, error: str, retry_at: datetime
+    ) -> ScheduledAction:
+        """Record a failure in ``last_error``: back to ``pending`` due at ``retry_at``, or
+        ``parked`` when ``attempts`` reached ``max_attempts``. :class:`ConflictError` if the
+        lease was lost."""
+        ...
+
+    def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
+        """Make a parked action pending again, due now, with its attempts reset.
+        :class:`InvalidStateError` if it is not parked."""
+        ...
+
+    def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
+        """Cancel the pending actions of an opportunity (claimed ones are left to finish);
+        returns how many."""
+        ...
+
+    def list(
+        self, state: ScheduledActionState | None = None, *, limit: int = 100
+    ) -> builtins.list[ScheduledAction]:
+        """Actions in ``state`` (all when None), soonest due first (due_at, action_id)."""
+        ...
+
+
+@runtime_checkable
+class CounterStore(Protocol):
+    """Named counters that only go up."""
+
+    def next(self, name: str) -> int:
+        """Atomically increment counter ``name`` and return its new value (first call: 1)."""
+        ...
+
+
+@runtime_checkable
+class AuditLog(Protocol):
+    """Append-only trail of rule changes."""
+
+    def append(self, entry: RuleAuditEntry) -> None: ...
+
+    def list(self, rule_id: str | None = None) -> builtins.list[RuleAuditEntry]:
+        """Entries (of one rule, or all), oldest first."""
+        ...
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Slot leases and marks shared by every instance that runs leadflow's jobs.
+
+    All methods are atomic. Datetimes must be timezone-aware (else
+    :class:`~leadflow.InvalidInputError`); returned ones are UTC. Keys (job names, slot keys,
+    mark keys) are non-empty strings of at most 400 characters.
+    """
+
+    def claim_slot(
+        self,
+        job: str,
+        slot: str,
+        *,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        expires_at: datetime,
+    ) -> SlotClaim:
+        """Take ``(job, slot)`` for ``worker`` until ``now + lease``.
+
+        Succeeds when the slot is unknown, or when it is ``running`` and its lease expired at or
+        before ``now`` (the holder crashed or overran: ``attempts`` goes up). Fails, changing
+        nothing, when a live lease holds it or it finished. ``expires_at`` is when the record
+        may be forgotten; set on creation only.
+        """
+        ...
+
+    def finish_slot(
+        self,
+        job: str,
+        slot: str,
+        *,
+        token: str,
+        now: datetime,
+        state: SlotState,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> bool:
+        """Record the outcome of the claim ``token``. Returns False, changing nothing, when that
+        claim no longer holds the slot (another worker took it over after the lease expired).
+        ``state`` must be ``succeeded`` or ``failed``."""
+        ...
+
+    def get_slot(self, job: str, slot: str) -> SlotRecord | None:
+        """The slot's record, or None if unknown (or forgotten)."""
+        ...
+
+    def mark(self, key: str, *, now: datetime, expires_at: datetime) -> bool:
+        """Set mark ``key`` until ``expires_at``. True if this call set it; False if it was
+        already set and has not expired (then nothing changes)."""
+        ...
+
+    def is_marked(self, key: str, *, now: datetime) -> bool:
+        """Whether mark ``key`` is set and not expired at ``now``."""
+        ...
+
+    def unmark(self, key: str) -> None:
+        """Remove mark ``key`` (no error if absent): the work it recorded did not happen."""
+        ...
+
+    def purge_expired(self, now: datetime) -> int:
+        """Forget slots and marks that expired at or before ``now``; returns how many."""
+        ...

@@ -1,27 +1,3 @@
-"""Storage ports and backends. Backends with optional dependencies are imported on use."""
-
-from __future__ import annotations
-
-from .base import (
-    ActivityFilter,
-    ActivityRepository,
-    ActivitySort,
-    ActivityStatistics,
-    Page,
-    RuleRepository,
-    ScheduledAction,
-    ScheduledActionState,
-    ScheduledActionStore,
-)
-
-__all__ = [
-    "ActivityFilter",
-    "ActivityRepository",
-    "ActivitySort",
-    "ActivityStatistics",
-    "Page",
-    "RuleRepository",
-    "ScheduledAction",
-    "ScheduledActionState",
-    "ScheduledActionStore",
-]
+"""Storage backends: :mod:`leadflow.stores.memory` (the reference, no dependencies) and
+:mod:`leadflow.stores.mongo` (the ``mongo`` extra). The ports they implement are in
+:mod:`leadflow.ports`; their contracts in :mod:`leadflow.testing`."""

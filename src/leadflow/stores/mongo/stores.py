@@ -23,8 +23,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from ..clock import ensure_utc
-from ..errors import (
+from ...clock import ensure_utc
+from ...errors import (
     ConflictError,
     DuplicateError,
     InvalidInputError,
@@ -33,7 +33,7 @@ from ..errors import (
     StaleWriteError,
     UnsafeQueryError,
 )
-from ..models import (
+from ...models import (
     ID_RE,
     Activity,
     ActivityState,
@@ -42,17 +42,16 @@ from ..models import (
     Outcome,
     _Model,
 )
-from .base import (
+from ...queries import (
     ActivityFilter,
     ActivitySort,
     ActivityStatistics,
     Page,
-    ScheduledAction,
-    ScheduledActionState,
     SortField,
     decode_cursor,
     encode_cursor,
 )
+from ...records import ScheduledAction, ScheduledActionState
 
 __all__ = [
     "MongoActivityRepository",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from .models import FollowUpRule
+from ..models import FollowUpRule
 
 __all__ = ["default_rules"]
 

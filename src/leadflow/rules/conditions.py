@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from pydantic.alias_generators import to_camel, to_snake
 
-from .models import Condition, ConditionGroup, ConditionNode
+from ..models import Condition, ConditionGroup, ConditionNode
 
 __all__ = [
     "MISSING",

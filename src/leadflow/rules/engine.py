@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from .calendars import WorkingCalendar
+from ..errors import RuleValidationError
+from ..models import Action, Condition, ConditionGroup, ConditionNode, Event, FollowUpRule
+from .calendar import WorkingCalendar
 from .conditions import (
     MISSING,
     CompiledCondition,
@@ -27,8 +29,6 @@ from .conditions import (
     index_values,
     single_key,
 )
-from .errors import RuleValidationError
-from .models import Action, Condition, ConditionGroup, ConditionNode, Event, FollowUpRule
 
 __all__ = [
     "ConditionOutcome",

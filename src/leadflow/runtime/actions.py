@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .errors import DuplicateError, InvalidInputError, LeadflowError
-from .models import _ACTION_TYPE_RE, Action, Activity, ActivityMetadata, ActivityType, Event
-from .ports import Message, Notification
-from .stores.base import ScheduledAction
+from ..errors import DuplicateError, InvalidInputError, LeadflowError
+from ..models import _ACTION_TYPE_RE, Action, Activity, ActivityMetadata, ActivityType, Event
+from ..ports import Message, Notification
+from ..records import ScheduledAction
 
 if TYPE_CHECKING:
-    from .service import HandleResult, LeadFlow
+    from .flow import HandleResult, LeadFlow
 
 __all__ = ["ActionContext", "ActionHandler", "HandlerRegistry", "activity_id_for"]
 

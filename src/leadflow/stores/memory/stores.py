@@ -22,8 +22,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
-from ..clock import ensure_utc
-from ..errors import (
+from ...clock import ensure_utc
+from ...errors import (
     ConflictError,
     DuplicateError,
     InvalidInputError,
@@ -31,7 +31,7 @@ from ..errors import (
     NotFoundError,
     StaleWriteError,
 )
-from ..models import (
+from ...models import (
     ID_RE,
     Activity,
     ActivityMetadata,
@@ -40,16 +40,15 @@ from ..models import (
     FollowUpRule,
     Outcome,
 )
-from .base import (
+from ...queries import (
     ActivityFilter,
     ActivitySort,
     ActivityStatistics,
     Page,
-    ScheduledAction,
-    ScheduledActionState,
     decode_cursor,
     encode_cursor,
 )
+from ...records import ScheduledAction, ScheduledActionState
 
 __all__ = [
     "InMemoryActivityRepository",

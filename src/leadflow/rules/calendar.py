@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .clock import ensure_utc
-from .errors import InvalidInputError
+from ..clock import ensure_utc
+from ..errors import InvalidInputError
 
 __all__ = ["WorkingCalendar"]
 

@@ -26,12 +26,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from .actions import ActionContext, HandlerRegistry
-from .calendars import WorkingCalendar
-from .clock import Clock, SystemClock, ensure_utc
-from .conditions import MISSING, OperatorRegistry, describe, field_getter
-from .engine import Evaluation, PlannedAction, RuleEngine, validate_rule
-from .errors import (
+from ..adapters import (
+    InMemoryOpportunities,
+    RecordingEventSink,
+    RecordingMessenger,
+    RecordingNotifier,
+    StaticTeamDirectory,
+)
+from ..clock import Clock, SystemClock, ensure_utc
+from ..errors import (
     CascadeDepthError,
     ConflictError,
     HandlerError,
@@ -41,37 +44,26 @@ from .errors import (
     PermissionDeniedError,
     RuleValidationError,
 )
-from .models import ID_RE, Action, Activity, ActivityState, Event, FollowUpRule, Outcome
-from .ports import (
+from ..models import ID_RE, Action, Activity, ActivityState, Event, FollowUpRule, Outcome
+from ..ports import (
+    ActivityRepository,
+    AuditLog,
+    CounterStore,
     EventSink,
-    InMemoryOpportunities,
     Messenger,
     Notifier,
     OpportunityGateway,
-    RecordingEventSink,
-    RecordingMessenger,
-    RecordingNotifier,
-    StaticTeamDirectory,
+    RuleRepository,
+    ScheduledActionStore,
     TeamDirectory,
 )
-from .stores.base import (
-    ActivityFilter,
-    ActivityRepository,
-    ActivitySort,
-    ActivityStatistics,
-    Page,
-    RuleRepository,
-    ScheduledAction,
-    ScheduledActionState,
-    ScheduledActionStore,
-)
-from .stores.support import (
-    AuditLog,
-    CounterStore,
-    InMemoryAuditLog,
-    InMemoryCounterStore,
-    RuleAuditEntry,
-)
+from ..queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
+from ..records import RuleAuditEntry, ScheduledAction, ScheduledActionState
+from ..rules.calendar import WorkingCalendar
+from ..rules.conditions import MISSING, OperatorRegistry, describe, field_getter
+from ..rules.engine import Evaluation, PlannedAction, RuleEngine, validate_rule
+from ..stores.memory import InMemoryAuditLog, InMemoryCounterStore
+from .actions import ActionContext, HandlerRegistry
 
 __all__ = [
     "ActionRun",
@@ -279,7 +271,7 @@ class LeadFlow:
         ``rule_set`` is stored as given (e.g. ``default_rules()``); ``reps`` fill the team
         directory. Any constructor argument may be passed to replace a part.
         """
-        from .stores.memory import (
+        from ..stores.memory import (
             InMemoryActivityRepository,
             InMemoryRuleRepository,
             InMemoryScheduledActionStore,

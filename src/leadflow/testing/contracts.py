@@ -3,12 +3,7 @@
 A backend's test module subclasses each contract and says how to make a fresh, empty store;
 every test of the contract then runs on that backend::
 
-    from leadflow.testing import (
-        ActivityRepositoryContract,
-        RuleRepositoryContract,
-        ScheduledActionStoreContract,
-        activity_state_machine,
-    )
+
 
     class TestMyActivities(ActivityRepositoryContract):
         def make_repository(self) -> ActivityRepository:
@@ -44,7 +39,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
-from .errors import (
+from ..errors import (
     ConflictError,
     DuplicateError,
     InvalidInputError,
@@ -52,7 +47,7 @@ from .errors import (
     NotFoundError,
     StaleWriteError,
 )
-from .models import (
+from ..models import (
     Action,
     Activity,
     ActivityState,
@@ -62,18 +57,9 @@ from .models import (
     FollowUpRule,
     Outcome,
 )
-from .stores.base import (
-    ActivityFilter,
-    ActivityRepository,
-    ActivitySort,
-    ActivityStatistics,
-    RuleRepository,
-    ScheduledAction,
-    ScheduledActionState,
-    ScheduledActionStore,
-    SortField,
-    encode_cursor,
-)
+from ..ports import ActivityRepository, RuleRepository, ScheduledActionStore
+from ..queries import ActivityFilter, ActivitySort, ActivityStatistics, SortField, encode_cursor
+from ..records import ScheduledAction, ScheduledActionState
 
 __all__ = [
     "BASE_TIME",

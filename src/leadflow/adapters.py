@@ -1,0 +1,137 @@
+"""Ready implementations of the integration ports: recording ones for tests and demos, an
+in-memory opportunity table, a fixed team, and a sink that forwards to any callback (blinker's
+``send``, pyee's ``emit``...)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import NotFoundError
+from .ports import Contact, Message, Notification
+
+__all__ = [
+    "CallbackEventSink",
+    "InMemoryOpportunities",
+    "RecordingEventSink",
+    "RecordingMessenger",
+    "RecordingNotifier",
+    "StaticTeamDirectory",
+]
+
+
+class RecordingNotifier:
+    """Keeps every notification in ``sent``."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notification] = []
+        self._lock = threading.Lock()
+
+    def notify(self, notification: Notification) -> None:
+        with self._lock:
+            self.sent.append(notification)
+
+
+class RecordingMessenger:
+    """Keeps every message in ``sent``."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self._lock = threading.Lock()
+
+    def send(self, message: Message) -> None:
+        with self._lock:
+            self.sent.append(message)
+
+
+class RecordingEventSink:
+    """Keeps every emitted event as ``(name, payload)`` in ``events``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, name: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append((name, payload))
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return [name for name, _ in self.events]
+
+
+class CallbackEventSink:
+    """Adapts any ``callback(name, payload)`` (blinker's ``send``, pyee's ``emit``...) to a sink."""
+
+    def __init__(self, callback: Callable[[str, dict[str, Any]], object]) -> None:
+        self._callback = callback
+
+    def emit(self, name: str, payload: dict[str, Any]) -> None:
+        self._callback(name, payload)
+
+
+@dataclass
+class _Opportunity:
+    owner: str | None = None
+    status: str = "new"
+    contact: Contact = field(default_factory=Contact)
+
+
+class InMemoryOpportunities:
+    """A tiny opportunity table implementing :class:`OpportunityGateway` (tests, demos)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, _Opportunity] = {}
+        self._lock = threading.Lock()
+
+    def add(
+        self,
+        opportunity_id: str,
+        *,
+        owner: str | None = None,
+        status: str = "new",
+        email: str | None = None,
+        phone: str | None = None,
+    ) -> None:
+        with self._lock:
+            self._rows[opportunity_id] = _Opportunity(owner, status, Contact(email, phone))
+
+    def _row(self, opportunity_id: str) -> _Opportunity:
+        row = self._rows.get(opportunity_id)
+        if row is None:
+            raise NotFoundError(f"opportunity {opportunity_id!r} not found")
+        return row
+
+    def owner(self, opportunity_id: str) -> str | None:
+        with self._lock:
+            return self._row(opportunity_id).owner
+
+    def contact(self, opportunity_id: str) -> Contact:
+        with self._lock:
+            return self._row(opportunity_id).contact
+
+    def status(self, opportunity_id: str) -> str:
+        with self._lock:
+            return self._row(opportunity_id).status
+
+    def update_status(self, opportunity_id: str, status: str, *, actor: str | None) -> str | None:
+        with self._lock:
+            row = self._row(opportunity_id)
+            previous, row.status = row.status, status
+            return previous
+
+    def assign_owner(self, opportunity_id: str, user_id: str, *, actor: str | None) -> None:
+        with self._lock:
+            self._row(opportunity_id).owner = user_id
+
+
+class StaticTeamDirectory:
+    """A fixed list of sales reps."""
+
+    def __init__(self, reps: Sequence[str]) -> None:
+        self._reps = tuple(reps)
+
+    def sales_reps(self) -> Sequence[str]:
+        return self._reps

@@ -1,0 +1,455 @@
+"""The seed's periodic jobs bound to a flow: due actions, overdue checks, reminders, stale leads,
+clean-up and daily summaries, configured by :class:`JobSettings`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as clock_time
+from typing import TYPE_CHECKING, Any, Final, cast
+from zoneinfo import ZoneInfo
+
+from ..clock import ensure_utc
+from ..errors import InvalidInputError
+from ..models import Activity, ActivityState, Event
+from ..ports import JobStore, Notification
+from ..queries import ActivityFilter
+from ..scheduling.jobs import (
+    Job,
+    JobContext,
+    JobFunc,
+    JobRun,
+    Scheduler,
+    _count,
+    _cron,
+    _duration,
+    _zone,
+)
+from ..scheduling.runner import JobRunner
+
+if TYPE_CHECKING:
+    from .flow import LeadFlow
+
+__all__ = ["JobSchedule", "JobSettings", "LeadflowJobs", "stale_event_id"]
+
+log = logging.getLogger("leadflow.scheduling")
+
+_REMINDER_KEEP: Final = timedelta(days=1)  # a reminder mark outlives the due date by this much
+_STALE_EVENTS: Final = uuid.UUID("7b1f3c2e-5a60-4f0b-8d9e-57a1e0c0ffee")
+
+
+@dataclass(frozen=True, slots=True)
+class JobSchedule:
+    """When one job runs: ``cron`` in the settings' time zone; ``grace``, how late a missed
+    slot may still run; ``lease``, how long one run may hold its slot before another instance
+    may take it over; ``enabled``, whether it is registered at all."""
+
+    cron: str
+    grace: timedelta = timedelta(minutes=10)
+    lease: timedelta = timedelta(minutes=15)
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cron", _cron(self.cron))
+        _duration(self.grace, "grace", zero=True)
+        _duration(self.lease, "lease")
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings:
+    """Schedules and thresholds of leadflow's jobs; the defaults are the seed's.
+
+    ``timezone`` is where the business is: "daily at 8 AM" means 8 AM there, across
+    daylight-saving changes. Every instance sharing a job store must use the same settings.
+    ``notify`` also sends each notification through the flow's :class:`~leadflow.Notifier`
+    (it always goes to the event sink as ``notification.<name>``).
+    """
+
+    timezone: ZoneInfo | str = "UTC"
+    due_actions: JobSchedule = JobSchedule(
+        "* * * * *", grace=timedelta(minutes=10), lease=timedelta(minutes=10)
+    )
+    overdue_check: JobSchedule = JobSchedule("0 * * * *", grace=timedelta(minutes=30))
+    upcoming_reminders: JobSchedule = JobSchedule("*/30 * * * *", grace=timedelta(minutes=10))
+    stale_opportunities: JobSchedule = JobSchedule(
+        "0 */6 * * *", grace=timedelta(hours=3), lease=timedelta(minutes=30)
+    )
+    cleanup: JobSchedule = JobSchedule(
+        "0 2 * * *", grace=timedelta(hours=12), lease=timedelta(hours=1)
+    )
+    daily_summary: JobSchedule = JobSchedule("0 8 * * *", grace=timedelta(hours=2))
+    due_actions_batch: int = 100
+    due_actions_max_batches: int = 50
+    overdue_limit: int = 5000
+    items_per_notification: int = 50
+    upcoming_window: timedelta = timedelta(minutes=30)
+    upcoming_limit: int = 1000
+    stale_after: timedelta = timedelta(days=7)
+    stale_limit: int = 10_000
+    retention: timedelta = timedelta(days=365)
+    notify: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timezone", _zone(self.timezone))
+        for name in LeadflowJobs.NAMES:
+            if not isinstance(getattr(self, name), JobSchedule):
+                raise InvalidInputError("expected a JobSchedule", field=name)
+        for name in (
+            "due_actions_batch",
+            "due_actions_max_batches",
+            "overdue_limit",
+            "items_per_notification",
+            "upcoming_limit",
+            "stale_limit",
+        ):
+            _count(getattr(self, name), name)
+        for name in ("upcoming_window", "stale_after", "retention"):
+            _duration(getattr(self, name), name)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return cast(ZoneInfo, self.timezone)
+
+
+def _item(activity: Activity) -> dict[str, Any]:
+    return {
+        "activityId": activity.activity_id,
+        "opportunityId": activity.opportunity_id,
+        "customerId": activity.customer_id,
+        "activityType": activity.activity_type.value,
+        "subject": activity.subject,
+        "dueDate": activity.due_date,
+        "assignedTo": activity.assigned_to,
+    }
+
+
+def _by_assignee(activities: Iterable[Activity]) -> dict[str | None, list[Activity]]:
+    """Activities grouped by assignee: assignees in name order, the unassigned last."""
+    groups: dict[str | None, list[Activity]] = {}
+    for activity in activities:
+        groups.setdefault(activity.assigned_to, []).append(activity)
+    return dict(sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or "")))
+
+
+def stale_event_id(opportunity_id: str, last_activity_at: datetime) -> str:
+    """The id of the ``opportunity.stale_detected`` event for one stale period: the same for
+    every detection until the opportunity has a newer activity, so the rules act once."""
+    at = ensure_utc(last_activity_at, "last_activity_at").isoformat()
+    return str(uuid.uuid5(_STALE_EVENTS, f"{opportunity_id}/{at}"))
+
+
+class LeadflowJobs:
+    """The seed's background jobs, bound to one flow and one job store.
+
+    ============================  ==================  =========================================
+    job                           default schedule    what it does
+    ============================  ==================  =========================================
+    ``due_actions``               every minute        :meth:`LeadFlow.run_due` until drained
+    ``overdue_check``             hourly              ``notification.overdue_activities``, one
+                                                      per assignee with their overdue items
+    ``upcoming_reminders``        every 30 minutes    ``notification.upcoming_activities`` for
+                                                      activities due within 30 minutes, each
+                                                      activity (and due date) reminded once
+    ``stale_opportunities``       every 6 hours       ``opportunity.stale_detected`` into the
+                                                      rules, once per stale period
+    ``cleanup``                   daily at 02:00      purge completed activities older than
+                                                      the retention; forget expired job records
+    ``daily_summary``             daily at 08:00      ``notification.daily_summary`` per user
+    ============================  ==================  =========================================
+
+    Each job body returns counts (reported in :class:`JobRun`). A failure on one item (a
+    notifier that raises for one user) is logged and counted as ``failed``; the others go on.
+    """
+
+    NAMES: Final = (
+        "due_actions",
+        "overdue_check",
+        "upcoming_reminders",
+        "stale_opportunities",
+        "cleanup",
+        "daily_summary",
+    )
+
+    def __init__(
+        self, flow: LeadFlow, store: JobStore, settings: JobSettings | None = None
+    ) -> None:
+        self.flow = flow
+        self.store = store
+        self.settings = settings or JobSettings()
+
+    def jobs(self) -> list[Job]:
+        """The enabled jobs, ready to register with any :class:`Scheduler`."""
+        bodies: dict[str, tuple[JobFunc, str]] = {
+            "due_actions": (self.run_due_actions, "Run the scheduled actions that are due"),
+            "overdue_check": (self.check_overdue, "Notify assignees of overdue activities"),
+            "upcoming_reminders": (self.remind_upcoming, "Remind of activities due soon"),
+            "stale_opportunities": (self.detect_stale, "Feed stale opportunities to the rules"),
+            "cleanup": (self.clean_up, "Purge old completed activities"),
+            "daily_summary": (self.send_daily_summaries, "Send each user's daily summary"),
+        }
+        jobs = []
+        for name in self.NAMES:
+            schedule: JobSchedule = getattr(self.settings, name)
+            if not schedule.enabled:
+                continue
+            func, description = bodies[name]
+            jobs.append(
+                Job(
+                    name,
+                    schedule.cron,
+                    func,
+                    timezone=self.settings.zone,
+                    grace=schedule.grace,
+                    lease=schedule.lease,
+                    description=description,
+                )
+            )
+        return jobs
+
+    def register(self, scheduler: Scheduler) -> list[Job]:
+        """Add the enabled jobs to ``scheduler``; returns them."""
+        jobs = self.jobs()
+        for job in jobs:
+            scheduler.add_job(job)
+        return jobs
+
+    def runner(
+        self,
+        *,
+        worker_id: str | None = None,
+        on_run: Callable[[JobRun], object] | None = None,
+        max_sleep: timedelta = timedelta(seconds=60),
+    ) -> JobRunner:
+        """A :class:`JobRunner` on the flow's clock with these jobs registered (not started)."""
+        runner = JobRunner(
+            self.store,
+            clock=self.flow.clock,
+            worker_id=worker_id,
+            on_run=on_run,
+            max_sleep=max_sleep,
+        )
+        self.register(runner)
+        return runner
+
+    # -- the jobs
+
+    def run_due_actions(self, ctx: JobContext) -> dict[str, int]:
+        """Claim and run due actions in batches until a batch comes back short (or the batch
+        limit is reached; the next minute goes on)."""
+        totals = {"batches": 0, "claimed": 0, "succeeded": 0, "failed": 0, "parked": 0}
+        size = self.settings.due_actions_batch
+        for _ in range(self.settings.due_actions_max_batches):
+            report = self.flow.run_due(limit=size, now=ctx.now)
+            totals["batches"] += 1
+            totals["claimed"] += report.claimed
+            totals["succeeded"] += report.succeeded
+            totals["failed"] += report.failed
+            totals["parked"] += report.parked
+            if report.claimed < size:
+                break
+        return totals
+
+    def check_overdue(self, ctx: JobContext) -> dict[str, int]:
+        """One ``overdue_activities`` notification per assignee (unassigned ones together,
+        to no recipient: the host decides), listing up to ``items_per_notification`` items
+        with the full count."""
+        limit = self.settings.overdue_limit
+        overdue = self.flow.activities.overdue(ctx.now, limit=limit)
+        sent = failed = 0
+        for assignee, group in _by_assignee(overdue).items():
+            key = f"overdue_activities:{ctx.slot}:{assignee or '-'}"
+            payload = {
+                "key": key,
+                "assignedTo": assignee,
+                "asOf": ctx.now,
+                "count": len(group),
+                "activities": [_item(a) for a in group[: self.settings.items_per_notification]],
+            }
+            if self._send("overdue_activities", key, assignee, payload, ctx):
+                sent += 1
+            else:
+                failed += 1
+        return {
+            "overdue": len(overdue),
+            "notifications": sent,
+            "failed": failed,
+            "truncated": int(len(overdue) == limit),
+        }
+
+    def remind_upcoming(self, ctx: JobContext) -> dict[str, int]:
+        """Remind each assignee of their activities due in the next ``upcoming_window``.
+
+        Each (activity, due date) is marked in the job store before its reminder goes out, so
+        overlapping windows, restarts and other instances never remind it twice; a changed
+        due date is a new reminder. If sending fails the marks are removed and the next run
+        tries again; a crash between marking and sending loses that reminder (at most once).
+        """
+        window, limit = self.settings.upcoming_window, self.settings.upcoming_limit
+        upcoming = self.flow.activities.upcoming(ctx.now, window, limit=limit)
+        fresh: list[tuple[Activity, str]] = []
+        already = 0
+        for activity in upcoming:
+            if activity.due_date is None:
+                continue
+            mark = f"reminder:{activity.activity_id}:{activity.due_date.isoformat()}"
+            if self.store.mark(mark, now=ctx.now, expires_at=activity.due_date + _REMINDER_KEEP):
+                fresh.append((activity, mark))
+            else:
+                already += 1
+        marks = {activity.activity_id: mark for activity, mark in fresh}
+        sent = reminded = failed = 0
+        for assignee, group in _by_assignee(a for a, _ in fresh).items():
+            key = f"upcoming_activities:{ctx.slot}:{assignee or '-'}"
+            payload = {
+                "key": key,
+                "assignedTo": assignee,
+                "asOf": ctx.now,
+                "count": len(group),
+                "activities": [_item(a) for a in group],
+            }
+            if self._send("upcoming_activities", key, assignee, payload, ctx):
+                sent += 1
+                reminded += len(group)
+            else:
+                failed += len(group)
+                for activity in group:
+                    self.store.unmark(marks[activity.activity_id])
+        return {
+            "upcoming": len(upcoming),
+            "reminded": reminded,
+            "already_reminded": already,
+            "notifications": sent,
+            "failed": failed,
+        }
+
+    def detect_stale(self, ctx: JobContext) -> dict[str, int]:
+        """Feed ``opportunity.stale_detected`` into the rules for each opportunity without
+        activity for ``stale_after``, once per stale period.
+
+        The event id derives from the opportunity and its last activity time, so detecting it
+        again before anything new happens is a no-op for the rules; a mark in the job store
+        skips it altogether and keeps the event-sink copy to one. The rules are fed before the
+        mark is set: a crash in between only makes the next run feed the same event (which the
+        flow recognises) again. A new activity (e.g. one a re-engagement rule creates) starts a
+        new period.
+        """
+        stale_after = self.settings.stale_after
+        activities = self.flow.activities
+        stale = activities.stale_opportunities(
+            ctx.now - stale_after, limit=self.settings.stale_limit
+        )
+        last_times = activities.last_activity_times(stale) if stale else {}
+        detected = already = matched = failed = 0
+        for opportunity_id in stale:
+            last = last_times.get(opportunity_id)
+            if last is None:  # its activities were deleted meanwhile
+                continue
+            mark = f"stale:{opportunity_id}:{last.isoformat()}"
+            if self.store.is_marked(mark, now=ctx.now):
+                already += 1
+                continue
+            payload = {
+                "opportunityId": opportunity_id,
+                "lastActivityAt": last,
+                "staleSince": last + stale_after,
+                "daysSinceLastActivity": (ctx.now - last) // timedelta(days=1),
+            }
+            event = Event(
+                id=stale_event_id(opportunity_id, last),
+                type="opportunity.stale_detected",
+                time=ctx.now,
+                payload=payload,
+                actor=self.flow.system_user,
+            )
+            try:
+                result = self.flow.handle(event)
+            except Exception:
+                log.exception(
+                    "stale opportunity %s could not be handled",
+                    opportunity_id,
+                    extra={"job": ctx.job.name, "slot": ctx.slot, "opportunity_id": opportunity_id},
+                )
+                failed += 1
+                continue
+            self.store.mark(mark, now=ctx.now, expires_at=ctx.now + self.settings.retention)
+            self.flow.emit("opportunity.stale_detected", {"eventId": event.id, **payload})
+            detected += 1
+            matched += bool(result.matched_rules)
+        return {
+            "stale": len(stale),
+            "detected": detected,
+            "already_detected": already,
+            "rules_matched": matched,
+            "failed": failed,
+        }
+
+    def clean_up(self, ctx: JobContext) -> dict[str, int]:
+        """Purge completed activities completed more than ``retention`` ago (open ones always
+        stay) and forget expired job records."""
+        purged = self.flow.activities.purge_completed(ctx.now - self.settings.retention)
+        forgotten = self.store.purge_expired(ctx.now)
+        return {"purged": purged, "job_records_purged": forgotten}
+
+    def send_daily_summaries(self, ctx: JobContext) -> dict[str, int]:
+        """One ``daily_summary`` per user with anything to report: open activities not yet
+        overdue (``pending``), ``overdue`` ones, and those completed yesterday, where
+        "yesterday" is the local calendar day before the slot's, in the settings' time zone."""
+        zone = ctx.job.zone
+        today = ctx.local_time.date()
+        midnight = clock_time(0)
+        day_start = datetime.combine(today, midnight, tzinfo=zone)
+        yesterday_start = datetime.combine(today - timedelta(days=1), midnight, tzinfo=zone)
+        now, activities = ctx.now, self.flow.activities
+
+        def per_user(filter: ActivityFilter) -> dict[str, int]:
+            return activities.statistics(filter, as_of=now).by_assignee
+
+        pending = per_user(ActivityFilter(state=ActivityState.PENDING, as_of=now))
+        overdue = per_user(ActivityFilter(state=ActivityState.OVERDUE, as_of=now))
+        completed = per_user(ActivityFilter(completed_from=yesterday_start, completed_to=day_start))
+        users = sorted(set(pending) | set(overdue) | set(completed))
+        sent = failed = 0
+        for user in users:
+            key = f"daily_summary:{today.isoformat()}:{user}"
+            payload = {
+                "key": key,
+                "userId": user,
+                "date": today.isoformat(),
+                "timezone": zone.key,
+                "asOf": now,
+                "pending": pending.get(user, 0),
+                "overdue": overdue.get(user, 0),
+                "completedYesterday": completed.get(user, 0),
+            }
+            if self._send("daily_summary", key, user, payload, ctx):
+                sent += 1
+            else:
+                failed += 1
+        return {"users": len(users), "notifications": sent, "failed": failed}
+
+    def _send(
+        self,
+        template: str,
+        key: str,
+        recipient: str | None,
+        payload: dict[str, Any],
+        ctx: JobContext,
+    ) -> bool:
+        """Notifier (when enabled), then the event sink. False if the notifier raised."""
+        if self.settings.notify:
+            try:
+                self.flow.notifier.notify(
+                    Notification(key, template, (recipient,) if recipient else (), None, payload)
+                )
+            except Exception:
+                log.exception(
+                    "notifier failed for %s",
+                    key,
+                    extra={"job": ctx.job.name, "slot": ctx.slot, "notification_key": key},
+                )
+                return False
+        self.flow.emit(f"notification.{template}", payload)
+        return True
