@@ -401,8 +401,9 @@ def _cut_at_stop(fired: list[str], stoppers: frozenset[str]) -> list[str]:
 @dataclass
 class Contender:
     name: str
-    run: Callable[[Event], Any]
+    run: Callable[[Any], Any]
     ids: Callable[[Any], list[str]]
+    document: bool = False  # run() takes the event document (a dict), not an Event
 
 
 # --------------------------------------------------------------------------- baseline
@@ -469,6 +470,26 @@ def build_baseline(rules: Sequence[FollowUpRule]) -> Contender:
     return Contender("baseline (dict of lambdas)", run, lambda result: result)
 
 
+def build_baseline_document(rules: Sequence[FollowUpRule]) -> Contender:
+    """The baseline reading the host's document (no validation at all)."""
+    base = build_baseline(rules)
+
+    def run_document(document: dict[str, Any]) -> list[str]:
+        return base.run(_Shim(document["type"], document["payload"]))  # type: ignore[arg-type]
+
+    return Contender("baseline, from the document", run_document, lambda r: r, document=True)
+
+
+class _Shim:
+    """What the baseline reads from an event: ``type`` and ``payload`` (no validation)."""
+
+    __slots__ = ("payload", "type")
+
+    def __init__(self, kind: str, payload: dict[str, Any]) -> None:
+        self.type = kind
+        self.payload = payload
+
+
 # --------------------------------------------------------------------------- leadflow
 
 
@@ -481,6 +502,21 @@ def build_leadflow(rules: Sequence[FollowUpRule]) -> tuple[Contender, Contender]
         lambda ev: [r.rule_id for r in ev.matched_rules],
     )
     return match, evaluate
+
+
+def build_leadflow_document(rules: Sequence[FollowUpRule]) -> tuple[Contender, Contender]:
+    """leadflow from the host's document: validated as Event.model_validate would, then matched
+    (``evaluate(document)``), and the naive way (``evaluate(Event.model_validate(document))``)."""
+    engine = RuleEngine(rules)
+
+    def naive(document: dict[str, Any]) -> Any:
+        return engine.evaluate(Event.model_validate(document))
+
+    ids = lambda ev: [r.rule_id for r in ev.matched_rules]  # noqa: E731
+    return (
+        Contender(DOC_EVALUATE, engine.evaluate, ids, document=True),
+        Contender("leadflow evaluate(Event(doc))", naive, ids, document=True),
+    )
 
 
 # --------------------------------------------------------------------------- peers
@@ -778,7 +814,7 @@ PEERS: list[tuple[str, str, Callable[[Sequence[FollowUpRule], bool], Contender]]
 # --------------------------------------------------------------------------- measurement
 
 
-def per_event_us(run: Callable[[Event], Any], events: Sequence[Event], reps: int) -> float:
+def per_event_us(run: Callable[[Any], Any], events: Sequence[Any], reps: int) -> float:
     """Median over ``reps`` passes of the whole event list, in microseconds per event."""
     samples = []
     for _ in range(reps):
@@ -807,7 +843,7 @@ class Row:
 def agree(reference: list[list[str]], contender: Contender, events: Sequence[Event]) -> str | None:
     """None when ``contender`` matches the reference on every event, else a description."""
     for i, event in enumerate(events):
-        got = contender.ids(contender.run(event))
+        got = contender.ids(contender.run(DOCUMENTS[event.id] if contender.document else event))
         if got != reference[i]:
             return (
                 f"{contender.name} disagrees on event {event.id} ({event.type}, payload "
@@ -835,6 +871,8 @@ def measure_point(
         print(f"   peers run on the first {count:,} events")
     contenders: list[tuple[Contender, int]] = [(baseline, len(events))]
     contenders += [(c, len(events)) for c in build_leadflow(rules)]
+    contenders += [(build_baseline_document(rules), len(events))]
+    contenders += [(c, len(events)) for c in build_leadflow_document(rules)]
     for name, module, build in PEERS:
         try:
             __import__(module)
@@ -847,8 +885,10 @@ def measure_point(
     problems: list[str] = []
     base_us: dict[int, float] = {}  # baseline us/event by number of events
     for contender, n in contenders:
-        subset = events[:n]
+        subset: Sequence[Any] = events[:n]
         problem = agree(reference, contender, subset)  # also warms caches up
+        if contender.document:
+            subset = [DOCUMENTS[e.id] for e in subset]
         if problem is not None:
             print(f"   FAILURE: {problem}")
             problems.append(problem)
@@ -899,6 +939,8 @@ def measure_memory(size: int) -> tuple[int, int]:
 BASELINE = "baseline (dict of lambdas)"
 MATCH = "leadflow match()"
 EVALUATE = "leadflow evaluate()"
+DOC_EVALUATE = "leadflow evaluate(doc)"
+DOCUMENTS: dict[str, dict[str, Any]] = {}  # event id -> the document the host holds
 
 
 def _us(rows: dict[str, Row], name: str, events: int | None = None) -> float:
@@ -935,6 +977,13 @@ def targets(
     ratio = _us(small, MATCH) / _us(small, BASELINE)
     out.append((ev_small <= 5, f"20 rules: evaluate() <= 5 us/event ({ev_small:.2f})"))
     out.append((ratio <= 3, f"20 rules: match() <= 3x the baseline ({ratio:.2f}x)"))
+    doc_ratio = _us(small, DOC_EVALUATE) / _us(small, "baseline, from the document")
+    out.append(
+        (
+            doc_ratio <= 3,
+            f"20 rules: evaluate(document) <= 3x the baseline from the document ({doc_ratio:.2f}x)",
+        )
+    )
     out.append((ev_large <= 100, f"1,000 rules: evaluate() <= 100 us/event ({ev_large:.1f})"))
     # Like for like: the peers report which rules fired, as match() does, with the same
     # dispatch by event type. evaluate() (which also plans actions) and the one-list form of
@@ -980,7 +1029,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"leadflow {__version__}, CPython {platform.python_version()} on "
         f"{platform.system()} {platform.machine()}"
     )
-    events = [Event.model_validate(d) for d in make_event_documents(n_events)]
+    documents = make_event_documents(n_events)
+    DOCUMENTS.update((d["id"], d) for d in documents)
+    events = [Event.model_validate(d) for d in documents]
     small, small_matches, problems = measure_point("20 rules", rule_set(20), events, reps, n_events)
     large, large_matches, more = measure_point(
         "1,000 rules", rule_set(1000), events, reps, peer_events

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from leadflow import Event, LeadFlow, ManualClock, Principal, Role, RuleEngine, default_rules
+from leadflow import (
+    Event,
+    LeadFlow,
+    LeadflowJobs,
+    ManualClock,
+    Operations,
+    Principal,
+    Role,
+    RuleEngine,
+    default_rules,
+)
+from leadflow.adapters import InMemoryOpportunities, RecordingEventSink
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -71,8 +82,12 @@ def plan() -> None:
 def walkthrough() -> None:
     """The seed's end-to-end test on the service: website lead, call, callback next day."""
     clock = ManualClock(NOW)
-    flow = LeadFlow.in_memory(clock=clock, rule_set=default_rules(), reps=["alice", "bob"])
-    flow.opportunities.add("opp-1", owner="alice", email="pat@example.com")
+    flow = LeadFlow.in_memory(clock=clock, rules=default_rules(), reps=["alice", "bob"])
+    opportunities = flow.integrations.opportunities
+    assert isinstance(opportunities, InMemoryOpportunities)
+    opportunities.add("opp-1", owner="alice", email="pat@example.com")
+    ops = Operations(flow)
+    runner = LeadflowJobs(flow).runner()
     alice = Principal("alice", Role.SALES)
     admin = Principal("admin", Role.ADMIN)
 
@@ -88,21 +103,28 @@ def walkthrough() -> None:
             payload={"opportunityId": "opp-1", "customerId": "cust-1", "leadSource": "website"},
         )
     )
-    [call] = flow.activities_for_opportunity(alice, "opp-1")
+    [call] = ops.activities_for_opportunity(alice, "opp-1")
     say(
         f"website lead opp-1 arrives -> '{call.subject}' for {call.assigned_to}, "
-        f"scheduled {call.scheduled_date:%H:%M}"
+        f"due {call.due_date:%H:%M}"
     )
-    say(f"alice's pending list: {len(flow.pending_activities(alice))} item(s)")
-    clock.advance(hours=1)
-    say(f"alice's pending list: {[a.subject for a in flow.pending_activities(alice)]}")
-    clock.advance(minutes=15)
-    done = flow.complete_activity(alice, call.activity_id, "callback_requested")
+    say(f"alice's pending list: {[a.subject for a in ops.pending_activities(alice)]}")
+    events = flow.integrations.events
+    assert isinstance(events, RecordingEventSink)
+    clock.advance(minutes=30)
+    runner.run_pending()
+    reminders = events.names().count("notification.upcoming_activities")
+    say(f"30 minutes before it is due: {reminders} reminder(s) sent")
+    for _ in range(3):  # 10:00, 10:15 (the hourly overdue check runs at 10:00)
+        clock.advance(minutes=15)
+        runner.run_pending()
+    say(f"alice's overdue list: {[a.subject for a in ops.overdue_activities(alice)]}")
+    done = ops.complete_activity(alice, call.activity_id, "callback_requested")
     say(f"alice completes the call: outcome {done.activity.outcome}")
-    for follow_up in flow.activities_for_opportunity(alice, "opp-1")[1:]:
+    for follow_up in ops.activities_for_opportunity(alice, "opp-1")[1:]:
         say(
             f"  -> rule '{follow_up.metadata.automation_rule_id}' planned '{follow_up.subject}' "
-            f"for {follow_up.scheduled_date:%a %H:%M}"
+            f"due {follow_up.due_date:%a %H:%M}"
         )
     again = flow.handle(
         Event(
@@ -113,12 +135,12 @@ def walkthrough() -> None:
         )
     )
     say(f"the CRM redelivers event crm-1: {len(again.duplicates)} duplicate(s), nothing redone")
-    stats = flow.activity_statistics(admin)
+    stats = ops.activity_statistics(admin)
     say(
         f"statistics: {stats.total} activities, completion rate {stats.completion_rate:.0%}, "
         f"by state {stats.by_state}"
     )
-    print(f"\nevents emitted: {flow.events.names()}")  # type: ignore[attr-defined]
+    print(f"\nevents emitted: {events.names()}")
 
 
 def main() -> None:

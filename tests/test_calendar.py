@@ -86,3 +86,49 @@ def test_bad_calendars_are_rejected(kwargs, field):
 def test_naive_start_is_rejected():
     with pytest.raises(InvalidInputError, match="naive"):
         WorkingCalendar().add_business_hours(datetime(2026, 1, 1), 1)
+
+
+# ---------------------------------------------------------------- daylight-saving changes
+
+EVERY_DAY = dict(workdays=range(7))
+
+
+def test_business_days_onto_a_spring_forward_gap_land_after_the_gap():
+    cal = WorkingCalendar("America/New_York", **EVERY_DAY)
+    # Sunday 2026-03-08: 02:00-03:00 does not happen in New York.
+    saturday = ny(2026, 3, 7, 2, 30)  # 07:30 UTC
+    due = cal.add_business_days(saturday, 1)
+    assert due == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 03:30 EDT, after the gap
+    assert (due.astimezone(NY).hour, due.astimezone(NY).minute) == (3, 30)
+
+
+def test_business_days_onto_a_repeated_time_take_the_first_occurrence():
+    cal = WorkingCalendar("America/New_York", **EVERY_DAY)
+    # Sunday 2026-11-01: 01:00-02:00 happens twice (EDT, then EST).
+    saturday = ny(2026, 10, 31, 1, 30)
+    assert cal.add_business_days(saturday, 1) == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    # Starting from the *second* 01:30 of one fall-back day does not carry over to the next:
+    # 2027-11-07 is New York's next fall-back day, 371 days later.
+    second = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+    assert second.astimezone(NY).fold == 1
+    due = cal.add_business_days(second, 371)
+    assert due == datetime(2027, 11, 7, 5, 30, tzinfo=UTC)  # 01:30 EDT, the first occurrence
+    assert due.astimezone(NY).fold == 0
+
+
+def test_an_events_fold_never_lands_before_a_gap():
+    # In London the repeated hour (fall back) and the skipped hour (spring forward) are both
+    # 01:00-02:00, so an event's fold=1 could otherwise pick the offset after the gap.
+    cal = WorkingCalendar("Europe/London", **EVERY_DAY)
+    second = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # the second 01:30 (GMT) on 2026-10-25
+    assert second.astimezone(ZoneInfo("Europe/London")).fold == 1
+    due = cal.add_business_days(second, 154)  # Sunday 2027-03-28, 01:00-02:00 is skipped
+    assert due == datetime(2027, 3, 28, 1, 30, tzinfo=UTC)  # 02:30 BST, after the gap
+
+
+def test_business_hours_on_spring_forward_day_count_real_time():
+    cal = WorkingCalendar("America/New_York", start=time(1), end=time(5), **EVERY_DAY)
+    # On 2026-03-08 the window 01:00-05:00 lasts 3 real hours.
+    start = ny(2026, 3, 8, 1)
+    assert cal.add_business_hours(start, 3) == ny(2026, 3, 8, 5)
+    assert cal.add_business_hours(start, 3.5) == ny(2026, 3, 9, 1, 30)

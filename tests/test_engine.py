@@ -6,13 +6,24 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from leadflow import Event, RuleEngine, RuleValidationError, WorkingCalendar
+from leadflow import (
+    Condition,
+    Event,
+    InvalidInputError,
+    OperatorRegistry,
+    RuleEngine,
+    RuleValidationError,
+    WorkingCalendar,
+)
+from leadflow.limits import Limits
+from leadflow.rules import SEED_EVENT_TYPES, EventTypes, validate_rule
 
 from .helpers import T0, event, rule
+from .rules_support import engine as make_engine
 
 
 def test_rules_are_looked_up_by_event_type():
-    engine = RuleEngine(
+    engine = make_engine(
         [rule("a", event_type="opportunity.created"), rule("b", event_type="estimate.created")]
     )
     assert [r.rule_id for r in engine.match(event(type="quote_sent"))] == ["b"]
@@ -21,13 +32,13 @@ def test_rules_are_looked_up_by_event_type():
 
 
 def test_priority_order_descending_then_rule_id():
-    engine = RuleEngine([rule("b", priority=1), rule("c", priority=5), rule("a", priority=1)])
+    engine = make_engine([rule("b", priority=1), rule("c", priority=5), rule("a", priority=1)])
     assert [r.rule_id for r in engine.match(event())] == ["c", "a", "b"]
     assert [r.rule_id for r in engine.rules] == ["c", "a", "b"]
 
 
 def test_stop_processing_blocks_lower_ranked_rules_only_when_it_matches():
-    engine = RuleEngine(
+    engine = make_engine(
         [
             rule(
                 "top",
@@ -43,19 +54,19 @@ def test_stop_processing_blocks_lower_ranked_rules_only_when_it_matches():
 
 
 def test_inactive_rules_never_apply_but_are_validated():
-    engine = RuleEngine([rule("off", active=False)])
+    engine = make_engine([rule("off", active=False)])
     assert engine.match(event()) == []
     with pytest.raises(RuleValidationError):
-        RuleEngine([rule("off", active=False, conditions=[{"field": "x", "operator": "nope"}])])
+        make_engine([rule("off", active=False, conditions=[{"field": "x", "operator": "nope"}])])
 
 
 def test_duplicate_rule_ids_are_refused():
     with pytest.raises(RuleValidationError, match="share this id"):
-        RuleEngine([rule("a"), rule("a")])
+        make_engine([rule("a"), rule("a")])
 
 
 def test_rules_may_be_given_as_documents():
-    engine = RuleEngine(
+    engine = make_engine(
         [
             {
                 "ruleId": "doc",
@@ -67,11 +78,11 @@ def test_rules_may_be_given_as_documents():
     )
     assert engine.match(event())[0].rule_id == "doc"
     with pytest.raises(ValidationError):
-        RuleEngine([{"ruleId": "doc", "trigger": {}, "actions": []}])
+        make_engine([{"ruleId": "doc", "trigger": {}, "actions": []}])
 
 
 def test_planned_actions_are_due_at_event_time_plus_delay_in_rule_order():
-    engine = RuleEngine(
+    engine = make_engine(
         [
             rule(
                 "r",
@@ -89,20 +100,20 @@ def test_planned_actions_are_due_at_event_time_plus_delay_in_rule_order():
         (1, T0, False),
         (2, T0 + timedelta(minutes=90), True),
     ]
-    assert [p.idempotency_key for p in result.planned] == ["evt-1:r:0", "evt-1:r:1", "evt-1:r:2"]
+    assert [p.idempotency_key for p in result.planned] == ["evt-1/r/0", "evt-1/r/1", "evt-1/r/2"]
     assert [p.action_index for p in result.immediate] == [1]
     assert len(result.delayed) == 2
 
 
 def test_evaluation_reads_no_clock():
-    engine = RuleEngine([rule("r", actions=[{"actionType": "noop", "delay": 1}])])
+    engine = make_engine([rule("r", actions=[{"actionType": "noop", "delay": 1}])])
     long_ago = event(time=T0 - timedelta(days=3650))
     assert engine.evaluate(long_ago).planned[0].due_at == long_ago.time + timedelta(hours=1)
 
 
 def test_business_time_delays_use_the_engine_calendar():
     calendar = WorkingCalendar("America/New_York")
-    engine = RuleEngine(
+    engine = make_engine(
         [
             rule(
                 "r",
@@ -123,7 +134,7 @@ def test_business_time_delays_use_the_engine_calendar():
 
 
 def test_explanations_name_the_failing_condition_and_actual_value():
-    engine = RuleEngine(
+    engine = make_engine(
         [
             rule(
                 "web",
@@ -159,7 +170,7 @@ def test_explanations_name_the_failing_condition_and_actual_value():
 
 
 def test_explanation_of_a_rule_stopped_by_a_higher_one():
-    engine = RuleEngine([rule("top", priority=9, stop=True), rule("next", priority=1)])
+    engine = make_engine([rule("top", priority=9, stop=True), rule("next", priority=1)])
     result = engine.evaluate(event(), explain=True)
     assert result.explanations is not None
     reasons = {e.rule_id: (e.matched, e.reason) for e in result.explanations}
@@ -168,7 +179,7 @@ def test_explanation_of_a_rule_stopped_by_a_higher_one():
 
 
 def test_one_engine_serves_many_threads():
-    engine = RuleEngine(
+    engine = make_engine(
         [
             rule(f"r{i}", conditions=[{"field": "n", "operator": "greater_than", "value": i}])
             for i in range(20)
@@ -188,3 +199,113 @@ def test_one_engine_serves_many_threads():
     for t in threads:
         t.join()
     assert errors == []
+
+
+# ---------------------------------------------------------------- per-engine registries
+
+
+def test_each_engine_has_its_own_operator_registry():
+    first, second = RuleEngine(), RuleEngine()
+    assert first.operators is not second.operators
+    first.operators.register("always", lambda actual, expected: True)
+    assert "always" in first.operators
+    assert "always" not in second.operators
+    assert "always" not in RuleEngine().operators
+    r = rule("r", event_type="opportunity.created")
+    r = r.model_copy(
+        update={
+            "trigger": r.trigger.model_copy(
+                update={"conditions": [Condition(field="x", operator="always")]}
+            )
+        }
+    )
+    assert RuleEngine([r], operators=first.operators).match(event(type="opportunity.created")) == [
+        r
+    ]
+    with pytest.raises(RuleValidationError, match="unknown operator 'always'"):
+        RuleEngine([r])
+
+
+def test_hosts_share_a_registry_by_passing_it():
+    shared = OperatorRegistry.default()
+    a, b = RuleEngine(operators=shared), RuleEngine(operators=shared)
+    shared.register("never", lambda actual, expected: False)
+    assert "never" in a.operators and "never" in b.operators
+
+
+def test_each_engine_has_its_own_event_types():
+    first, second = RuleEngine(), RuleEngine()
+    assert first.event_types is not second.event_types
+    first.event_types.register("invoice.paid")
+    assert "invoice.paid" in first.event_types
+    assert "invoice.paid" not in second.event_types
+    assert set(SEED_EVENT_TYPES) <= set(RuleEngine().event_types.names())
+
+
+def test_unknown_event_type_is_refused_with_a_suggestion():
+    with pytest.raises(RuleValidationError) as info:
+        RuleEngine([rule("typo", event_type="opportunity.craeted")])
+    assert info.value.rule_id == "typo"
+    assert info.value.location == "trigger.eventType"
+    assert "did you mean 'opportunity.created'?" in str(info.value)
+    with pytest.raises(RuleValidationError, match=r"did you mean .opportunity\.created"):
+        validate_rule(rule("typo", event_type="opportunity_create"))
+    with pytest.raises(RuleValidationError, match=r"unknown event type .zzz\.qqq"):
+        RuleEngine([rule("far", event_type="zzz.qqq")])
+    types = EventTypes(["invoice.paid"])
+    assert RuleEngine([rule("ok", event_type="invoice.paid")], event_types=types).rules
+    validate_rule(rule("ok", event_type="invoice.paid"), event_types=types)
+    validate_rule(rule("alias", event_type="quote_sent"))  # the seed's alias is known
+
+
+def test_malformed_event_type_cannot_be_registered():
+    with pytest.raises(InvalidInputError) as info:
+        EventTypes().register("Not A Type")
+    assert info.value.field == "event_type"
+
+
+# ---------------------------------------------------------------- keys, limits, documents
+
+
+def test_idempotency_keys_of_different_triples_never_collide():
+    actions = [{"actionType": "noop"}]
+    one = make_engine([rule("vip", actions=actions)]).evaluate(event(id="E:x")).planned[0]
+    two = make_engine([rule("x:vip", actions=actions)]).evaluate(event(id="E")).planned[0]
+    assert (one.event_id, one.rule_id) != (two.event_id, two.rule_id)
+    assert one.idempotency_key == "E:x/vip/0"
+    assert two.idempotency_key == "E/x:vip/0"
+    assert one.idempotency_key != two.idempotency_key
+
+
+def test_one_event_plans_at_most_the_fan_out_limit():
+    limits = Limits(planned_per_event=5)
+    rules = [rule(f"r{i}", actions=[{"actionType": "noop"}] * 2) for i in range(3)]
+    with pytest.raises(InvalidInputError) as info:
+        make_engine(rules, limits=limits).evaluate(event(id="evt-big"))
+    assert "evt-big" in str(info.value)
+    assert "planned_per_event" in str(info.value)
+    assert len(make_engine(rules[:2], limits=limits).evaluate(event()).planned) == 4
+    with pytest.raises(RuleValidationError, match="more than 1 actions"):
+        make_engine([rules[0]], limits=Limits(planned_per_event=1))
+
+
+def test_evaluate_takes_the_document_a_host_holds():
+    engine = make_engine([rule("r", conditions=[{"field": "x", "operator": "equals", "value": 1}])])
+    document = {"eventId": "e-1", "eventType": "test.event", "occurredAt": T0, "payload": {"x": 1}}
+    for _ in range(2):  # the second time through the lean path
+        from_document = engine.evaluate(dict(document))
+        from_model = engine.evaluate(Event.model_validate(document))
+        assert from_document == from_model
+        assert from_document.event == Event.model_validate(document)
+        assert [p.idempotency_key for p in from_document.planned] == ["e-1/r/0"]
+    assert engine.match({"type": "test.event", "time": "2026-01-05T09:00:00Z", "payload": {"x": 1}})
+    for bad in (
+        {**document, "payload": {"x": float("nan")}},
+        {**document, "payload": {"$where": 1}},
+        {**document, "occurredAt": T0.replace(tzinfo=None)},
+        {**document, "eventId": "a/b"},
+        {**document, "extra": 1},
+        {**document, "id": "e-2"},  # two spellings of one field
+    ):
+        with pytest.raises(ValidationError):
+            engine.evaluate(bad)

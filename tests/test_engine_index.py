@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import leadflow.rules.engine as engine_module
+import leadflow.rules.index as index_module
 from leadflow import Event, RuleEngine
 
 from .helpers import T0, rule
+from .rules_support import engine
 
 
 class Source(StrEnum):
@@ -65,8 +66,8 @@ payloads = st.dictionaries(
 
 
 def _build(specs: list[Any], threshold: int, monkeypatch: pytest.MonkeyPatch) -> RuleEngine:
-    monkeypatch.setattr(engine_module, "_INDEX_MIN_RULES", threshold)
-    return RuleEngine(
+    monkeypatch.setattr(index_module, "_INDEX_MIN_RULES", threshold)
+    return engine(
         [
             rule(f"r{i:02d}", conditions=conds, priority=priority, stop=stop and i % 3 == 0)
             for i, (conds, priority, stop) in enumerate(specs)

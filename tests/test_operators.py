@@ -3,10 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
-from leadflow import OperatorRegistry, RuleEngine, RuleValidationError
+from leadflow import OperatorRegistry, RuleValidationError
 
-from .helpers import T0, holds, rule
+from .helpers import T0, rule
+from .rules_support import engine as make_engine
+from .rules_support import holds
 
 # ---------------------------------------------------------------- equality
 
@@ -167,7 +170,7 @@ def test_older_and_newer_than_use_the_event_time():
 
 
 def test_dotted_paths_and_both_spellings():
-    engine = RuleEngine(
+    engine = make_engine(
         [
             rule(
                 "a",
@@ -209,7 +212,6 @@ def test_dotted_paths_and_both_spellings():
         ({"field": "a", "operator": "between", "value": [1, "z"]}, "one kind"),
         ({"field": "a", "operator": "between", "value": 3}, "[low, high]"),
         ({"field": "a", "operator": "greater_than", "value": [1]}, "number, a string"),
-        ({"field": "a", "operator": "greater_than", "value": float("inf")}, "finite"),
         ({"field": "a", "operator": "starts_with", "value": 3}, "non-empty string"),
         ({"field": "a", "operator": "exists", "value": "yes"}, "takes no value"),
         ({"field": "a", "operator": "older_than", "value": -1}, "non-negative"),
@@ -219,12 +221,17 @@ def test_dotted_paths_and_both_spellings():
 def test_bad_conditions_are_rejected_at_load_naming_rule_and_condition(condition, problem):
     bad = rule("bad-rule", conditions=[{"field": "ok", "operator": "exists"}, {"any": [condition]}])
     with pytest.raises(RuleValidationError) as info:
-        RuleEngine([bad])
+        make_engine([bad])
     message = str(info.value)
     assert "bad-rule" in message
     assert "trigger.conditions[1].any[0]" in message
     assert problem in message
     assert info.value.rule_id == "bad-rule"
+
+
+def test_non_finite_values_are_refused_when_the_rule_is_built():
+    with pytest.raises(ValidationError, match="finite"):
+        rule("r", conditions=[{"field": "a", "operator": "greater_than", "value": float("inf")}])
 
 
 # ---------------------------------------------------------------- pluggable operators
@@ -263,3 +270,38 @@ def test_registering_twice_needs_replace():
     assert holds(1, "equals", 2, operators=registry)
     with pytest.raises(Exception, match="operator"):
         registry.register("Bad Name", lambda a, e: True)
+
+
+# ---------------------------------------------------------------- datetimes in rule values
+
+
+@pytest.mark.parametrize("op", ["greater_than", "greater_or_equal", "less_than", "less_or_equal"])
+def test_naive_datetime_rule_values_are_refused_at_load(op):
+    naive = rule(
+        "naive", conditions=[{"field": "at", "operator": op, "value": "2026-01-05T09:00:00"}]
+    )
+    with pytest.raises(RuleValidationError) as info:
+        make_engine([naive])
+    assert "without a UTC offset" in str(info.value)
+    assert "'2026-01-05T09:00:00+00:00'" in str(info.value)
+    aware = rule(
+        "ok", conditions=[{"field": "at", "operator": op, "value": "2026-01-05T09:00:00Z"}]
+    )
+    assert make_engine([aware]).rules
+
+
+def test_naive_datetime_bounds_of_between_are_refused():
+    naive = rule(
+        "b",
+        conditions=[
+            {
+                "field": "at",
+                "operator": "between",
+                "value": ["2026-01-05T09:00", "2026-01-06T09:00"],
+            }
+        ],
+    )
+    with pytest.raises(RuleValidationError, match="low bound '2026-01-05T09:00' is a datetime"):
+        make_engine([naive])
+    assert holds("2026-01-05T12:00:00+00:00", "between", ["2026-01-05T09:00Z", "2026-01-06T09:00Z"])
+    assert holds("2026-01-03", "between", ["2026-01-01", "2026-01-31"]), "dates compare as text"

@@ -1,6 +1,7 @@
 """The scheduler core on a controlled clock: cron in a time zone across daylight-saving changes,
 slots run once across runners sharing a store (in memory and on mongomock), catch-up within
-grace, failures, crashed lease holders, and the background thread."""
+grace, failures, crashed lease holders, and the background thread. The job stores themselves
+are held to JobStoreContract (tests/test_contracts_*.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 
 import pytest
@@ -514,100 +515,9 @@ def test_the_runner_works_as_a_context_manager_and_can_restart() -> None:
         assert ran.wait(5)
 
 
-# ------------------------------------------------------------------ the job store contract
-
-
-def test_store_claims_a_slot_once_until_its_lease_expires(backend: str) -> None:
-    store = job_store(backend)
-    now = utc(2026, 3, 2, 8)
-    keep = now + timedelta(days=1)
-    lease = timedelta(minutes=5)
-    first = store.claim_slot("job", "s1", worker="a", now=now, lease=lease, expires_at=keep)
-    assert first.acquired and first.record.owner == "a" and first.record.attempts == 1
-    assert first.record.lease_until == now + lease
-    assert first.record.lease_until.tzinfo is UTC and first.record.claimed_at.tzinfo is UTC
-    taken = store.claim_slot(
-        "job", "s1", worker="b", now=now + lease / 2, lease=lease, expires_at=keep
-    )
-    assert not taken.acquired and taken.record.owner == "a"
-    assert store.claim_slot("job", "s2", worker="b", now=now, lease=lease, expires_at=keep).acquired
-    assert store.claim_slot(
-        "other", "s1", worker="b", now=now, lease=lease, expires_at=keep
-    ).acquired
-    over = store.claim_slot("job", "s1", worker="b", now=now + lease, lease=lease, expires_at=keep)
-    assert over.acquired and over.record.attempts == 2 and over.record.token != first.record.token
-    assert not store.finish_slot(
-        "job", "s1", token=first.record.token, now=now, state=SlotState.SUCCEEDED, counts={}
-    )
-    assert store.finish_slot(
-        "job",
-        "s1",
-        token=over.record.token,
-        now=now + lease,
-        state=SlotState.SUCCEEDED,
-        counts={"n": 3},
-    )
-    done = store.claim_slot(
-        "job", "s1", worker="c", now=now + timedelta(hours=5), lease=lease, expires_at=keep
-    )
-    assert not done.acquired and done.record.state is SlotState.SUCCEEDED
-    assert done.record.counts == {"n": 3} and done.record.finished_at == now + lease
-    assert store.get_slot("job", "missing") is None
-
-
-def test_store_marks_are_set_once_until_they_expire_or_are_removed(backend: str) -> None:
-    store = job_store(backend)
-    now = utc(2026, 3, 2, 8)
-    hour = timedelta(hours=1)
-    assert store.mark("reminder:a", now=now, expires_at=now + hour)
-    assert not store.mark("reminder:a", now=now + hour / 2, expires_at=now + 2 * hour)
-    assert store.is_marked("reminder:a", now=now + hour / 2)
-    assert not store.is_marked("reminder:a", now=now + hour)
-    assert store.mark("reminder:a", now=now + hour, expires_at=now + 2 * hour)  # expired: anew
-    store.unmark("reminder:a")
-    store.unmark("reminder:never-set")
-    assert not store.is_marked("reminder:a", now=now)
-    assert store.mark("reminder:a", now=now, expires_at=now + hour)
-
-
-def test_store_forgets_expired_records(backend: str) -> None:
-    store = job_store(backend)
-    now = utc(2026, 3, 2, 8)
-    lease = timedelta(minutes=5)
-    store.claim_slot(
-        "job", "old", worker="a", now=now, lease=lease, expires_at=now + timedelta(hours=1)
-    )
-    store.claim_slot(
-        "job", "new", worker="a", now=now, lease=lease, expires_at=now + timedelta(days=1)
-    )
-    store.mark("old", now=now, expires_at=now + timedelta(hours=1))
-    store.mark("new", now=now, expires_at=now + timedelta(days=1))
-    later = now + timedelta(hours=2)
-    store.purge_expired(later)
-    assert store.get_slot("job", "old") is None and store.get_slot("job", "new") is not None
-    assert not store.is_marked("old", now=now) and store.is_marked("new", now=later)
-
-
-def test_store_rejects_naive_times_and_bad_keys(backend: str) -> None:
-    store = job_store(backend)
-    now = utc(2026, 3, 2, 8)
-    with pytest.raises(InvalidInputError):
-        store.claim_slot(
-            "job",
-            "s",
-            worker="a",
-            now=now.replace(tzinfo=None),
-            lease=timedelta(minutes=1),
-            expires_at=now,
-        )
-    with pytest.raises(InvalidInputError):
-        store.claim_slot("", "s", worker="a", now=now, lease=timedelta(minutes=1), expires_at=now)
-    with pytest.raises(InvalidInputError):
-        store.claim_slot("job", "s", worker="a", now=now, lease=timedelta(0), expires_at=now)
-    with pytest.raises(InvalidInputError):
-        store.mark({"$gt": ""}, now=now, expires_at=now)  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError):
-        store.finish_slot("job", "s", token="t", now=now, state=SlotState.RUNNING, counts={})
+# ------------------------------------------------------------------ the Mongo job store
+# What every job store promises is JobStoreContract (leadflow.testing.contracts), run on both
+# backends by tests/test_contracts_memory.py and tests/test_contracts_mongo.py.
 
 
 def test_mongo_job_store_creates_ttl_indexes() -> None:
@@ -621,7 +531,3 @@ def test_mongo_job_store_creates_ttl_indexes() -> None:
         info = database[name].index_information()
         assert info["expiresAt_ttl"]["expireAfterSeconds"] == 0
     assert "job_claimedAt" in database["slots"].index_information()
-
-
-def test_memory_store_is_a_job_store() -> None:
-    assert isinstance(InMemoryJobStore(), JobStore)

@@ -37,7 +37,7 @@ def test_leadflow_jobs_become_cron_triggered_apscheduler_jobs_in_the_business_zo
     adapter = APSchedulerAdapter(scheduler, InMemoryJobStore())
     assert isinstance(adapter, Scheduler)
     jobs = LeadflowJobs(
-        LeadFlow.in_memory(), InMemoryJobStore(), JobSettings(timezone="America/New_York")
+        LeadFlow.in_memory(), JobSettings(timezone="America/New_York"), store=InMemoryJobStore()
     )
     jobs.register(adapter)
     ids = sorted(job.id for job in scheduler.get_jobs())

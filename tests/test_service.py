@@ -1,6 +1,6 @@
 """The LeadFlow facade end to end, on the in-memory and the mongomock stores, with a controlled
-clock: the seed's workflow examples and its end-to-end automation test, idempotency, crashes,
-retries, cascades, duplicate protection and assignment."""
+clock: idempotency, crashes, retries, cascades, duplicate protection, assignment and event
+sinks. (The seed's workflow examples are in test_runtime_seed.py.)"""
 
 from __future__ import annotations
 
@@ -10,31 +10,40 @@ from typing import Any
 import pytest
 
 from leadflow import (
-    ActivityType,
+    ActionContext,
     CascadeDepthError,
     Event,
-    FollowUpRule,
+    FlowSettings,
     HandlerRegistry,
-    LeadFlow,
     ManualClock,
     Outcome,
     ScheduledActionState,
+    default_rules,
 )
+from leadflow.adapters import CallbackEventSink
 
 from .helpers import T0
-from .service_support import ADMIN, ALICE, BOB, build_flow
-
-BACKENDS = ["memory", "mongo"]
+from .latency import Crash, Tripwire
+from .service_support import (
+    ADMIN,
+    ALICE,
+    BACKENDS,
+    build_flow,
+    clock_of,
+    messenger_of,
+    new_storage,
+    notifier_of,
+    opportunities_of,
+    ops,
+    restarted,
+    rule,
+    sink,
+)
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def clock_of(flow: LeadFlow) -> ManualClock:
-    assert isinstance(flow.clock, ManualClock)
-    return flow.clock
 
 
 def created(opp: str = "opp-1", *, event_id: str = "evt-1", **payload: Any) -> Event:
@@ -46,97 +55,8 @@ def created(opp: str = "opp-1", *, event_id: str = "evt-1", **payload: Any) -> E
     )
 
 
-def rule(
-    rule_id: str, event_type: str, actions: list[dict[str, Any]], **extra: Any
-) -> FollowUpRule:
-    return FollowUpRule.model_validate(
-        {
-            "ruleId": rule_id,
-            "name": rule_id,
-            "trigger": {"eventType": event_type, "conditions": extra.pop("conditions", [])},
-            "actions": actions,
-            **extra,
-        }
-    )
-
-
-# ---------------------------------------------------------------- the seed's examples
-
-
-def test_seed_end_to_end_website_lead_call_then_callback_next_day(backend: str) -> None:
-    flow = build_flow(backend)
-    clock = clock_of(flow)
-
-    # 1-2. A website lead arrives; the host feeds its event.
-    result = flow.handle(created(leadSource="website"))
-    assert result.matched_rules == ["default-website-lead-follow-up"]
-    [call] = flow.activities_for_opportunity(ADMIN, "opp-1")
-    # 3-4. The rule creates the call now, scheduled one hour out, for the lead owner.
-    assert call.activity_type is ActivityType.CALL
-    assert call.subject == "Call new website lead"
-    assert call.scheduled_date == T0 + timedelta(hours=1)
-    assert call.due_date == T0 + timedelta(hours=25)
-    assert call.assigned_to == "alice"
-    assert call.metadata.automation_rule_id == "default-website-lead-follow-up"
-    assert (
-        "leadSource equals 'website' (actual: 'website')"
-        in call.metadata.model_extra["automationExplanation"]
-    )
-    # 5. It shows in Alice's pending list once its hour has come.
-    assert flow.pending_activities(ALICE) == []
-    clock.advance(hours=1)
-    assert [a.activity_id for a in flow.pending_activities(ALICE)] == [call.activity_id]
-    # 6-7. Alice completes it with callback_requested: a follow-up is created for the next day.
-    clock.advance(minutes=20)
-    done = flow.complete_activity(ALICE, call.activity_id, "callback_requested")
-    assert done.activity.outcome is Outcome.CALLBACK_REQUESTED
-    assert done.activity.completed_by == "alice"
-    assert done.follow_up is not None
-    assert done.follow_up.matched_rules == ["default-callback-requested"]
-    follow_ups = [
-        a
-        for a in flow.activities_for_opportunity(ADMIN, "opp-1")
-        if a.activity_id != call.activity_id
-    ]
-    assert [(a.subject, a.scheduled_date, a.assigned_to) for a in follow_ups] == [
-        ("Return customer callback", clock.now() + timedelta(hours=24), "alice")
-    ]
-    names = flow.events.names()  # type: ignore[attr-defined]
-    assert names.count("activity.created") == 2
-    assert "activity.completed" in names
-
-
-def test_seed_example_2_quote_follow_up_pending_then_overdue(backend: str) -> None:
-    flow = build_flow(backend)
-    clock = clock_of(flow)
-    flow.handle(
-        Event(id="q1", type="estimate.created", time=T0, payload={"opportunityId": "opp-2"})
-    )
-    [activity] = flow.activities_for_opportunity(ADMIN, "opp-2")
-    assert activity.subject == "Follow up on quote"
-    assert activity.scheduled_date == T0 + timedelta(hours=48)
-    clock.advance(hours=47)
-    assert flow.pending_activities(BOB) == []
-    clock.advance(hours=1)
-    assert [a.activity_id for a in flow.pending_activities(BOB)] == [activity.activity_id]
-    assert flow.overdue_activities(BOB) == []
-    clock.advance(hours=24, seconds=1)
-    assert flow.pending_activities(BOB) == []
-    assert [a.activity_id for a in flow.overdue_activities(BOB)] == [activity.activity_id]
-
-
-def test_seed_example_3_lost_re_engagement_in_30_days(backend: str) -> None:
-    flow = build_flow(backend)
-    flow.handle(
-        Event(
-            type="opportunity.status_changed",
-            time=T0,
-            payload={"opportunityId": "opp-3", "newStatus": "lost"},
-        )
-    )
-    [activity] = flow.activities_for_opportunity(ADMIN, "opp-3")
-    assert activity.scheduled_date == T0 + timedelta(hours=720)
-    assert activity.subject.startswith("Re-engage")
+def won_rule() -> list[Any]:
+    return [r for r in default_rules() if r.rule_id == "default-won-opportunity"]
 
 
 def test_won_and_urgent_notifications_reach_the_notifier_and_the_sink(backend: str) -> None:
@@ -147,16 +67,16 @@ def test_won_and_urgent_notifications_reach_the_notifier_and_the_sink(backend: s
         )
     )
     flow.handle(created("opp-1", event_id="evt-urgent", priority="urgent", leadSource="website"))
-    sent = flow.notifier.sent  # type: ignore[attr-defined]
+    sent = notifier_of(flow).sent
     assert [(n.template, n.recipients) for n in sent] == [
         ("won_opportunity", ("bob",)),
         ("urgent_lead", ("alice",)),
     ]
-    names = flow.events.names()  # type: ignore[attr-defined]
+    names = sink(flow).names()
     assert "notification.won_opportunity" in names
     assert "notification.urgent_lead" in names
     # the urgent rule stops the website rule: one call, not two
-    calls = flow.activities_for_opportunity(ADMIN, "opp-1")
+    calls = flow.storage.activities.for_opportunity("opp-1")
     assert [a.subject for a in calls] == ["Call urgent lead now"]
 
 
@@ -169,32 +89,30 @@ def test_handling_the_same_event_twice_creates_nothing_twice(backend: str) -> No
     second = flow.handle(created(leadSource="referral"))
     assert len(first.executed) == 2 and first.duplicates == []
     assert second.executed == [] and len(second.duplicates) == 2
-    assert len(flow.activities_for_opportunity(ADMIN, "opp-1")) == 1
-    assert len(flow.notifier.sent) == 1  # type: ignore[attr-defined]
-
-
-class Crash(BaseException):
-    """Stands for the process dying: not an Exception, so nothing catches it."""
+    assert len(flow.storage.activities.for_opportunity("opp-1")) == 1
+    assert len(notifier_of(flow).sent) == 1
 
 
 def test_crash_between_storing_and_executing_runs_the_action_once_later(backend: str) -> None:
     handlers = HandlerRegistry.default()
-    real = handlers.get("create_activity")
-    assert real is not None
+    spec = handlers.get("create_activity")
+    assert spec is not None
     crashes = {"left": 1}
 
-    def crashing(ctx: Any) -> Any:
+    def crashing(ctx: ActionContext) -> str | None:
         if crashes["left"]:
             crashes["left"] -= 1
             raise Crash
-        return real(ctx)
+        return spec.handler(ctx)
 
-    handlers.register("create_activity", crashing, replace=True)
+    handlers.register(
+        "create_activity", crashing, params=spec.params, eager=spec.eager, replace=True
+    )
     flow = build_flow(backend, handlers=handlers)
     clock = clock_of(flow)
     with pytest.raises(Crash):
         flow.handle(created(leadSource="website"))
-    assert flow.activities_for_opportunity(ADMIN, "opp-1") == []
+    assert flow.storage.activities.for_opportunity("opp-1") == []
     # The host redelivers the event: the action is stored, so nothing is done twice...
     again = flow.handle(created(leadSource="website"))
     assert again.executed == [] and len(again.duplicates) == 1
@@ -203,32 +121,29 @@ def test_crash_between_storing_and_executing_runs_the_action_once_later(backend:
     clock.advance(minutes=5)
     report = flow.run_due()
     assert (report.claimed, report.succeeded) == (1, 1)
-    assert len(flow.activities_for_opportunity(ADMIN, "opp-1")) == 1
+    assert len(flow.storage.activities.for_opportunity("opp-1")) == 1
     clock.advance(minutes=10)
     assert flow.run_due().claimed == 0
 
 
 def test_crash_after_the_write_but_before_marking_done_creates_one_activity(backend: str) -> None:
-    flow = build_flow(backend)
-    clock = clock_of(flow)
-    real_add = flow.activities.add
+    storage = new_storage(backend)
     calls = {"n": 0}
 
-    def add_then_die(activity: Any) -> Any:
-        stored = real_add(activity)
+    def die_once(name: str, args: Any, kwargs: Any) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise Crash
-        return stored
 
-    flow.activities.add = add_then_die  # type: ignore[method-assign]
+    wired = Tripwire(storage.activities, after={"add": die_once})
+    flow = build_flow(backend, storage=storage, activities=wired)
     with pytest.raises(Crash):
         flow.handle(created(leadSource="website"))
-    clock.advance(minutes=6)
+    clock_of(flow).advance(minutes=6)
     report = flow.run_due()
     assert report.succeeded == 1
     assert report.runs[0].note is not None and "already created" in report.runs[0].note
-    assert len(flow.activities_for_opportunity(ADMIN, "opp-1")) == 1
+    assert len(flow.storage.activities.for_opportunity("opp-1")) == 1
 
 
 def test_a_handler_failing_three_times_then_succeeding_is_retried_with_backoff(
@@ -237,7 +152,7 @@ def test_a_handler_failing_three_times_then_succeeding_is_retried_with_backoff(
     handlers = HandlerRegistry.default()
     attempts: list[Any] = []
 
-    def flaky(ctx: Any) -> str:
+    def flaky(ctx: ActionContext) -> str:
         attempts.append(ctx.now)
         if len(attempts) <= 3:
             raise RuntimeError("CRM is down")
@@ -264,7 +179,7 @@ def test_a_handler_failing_three_times_then_succeeding_is_retried_with_backoff(
         timedelta(seconds=90),
         timedelta(seconds=210),
     ]
-    [action] = flow.scheduled.list(ScheduledActionState.DONE)
+    [action] = flow.storage.scheduled.list(ScheduledActionState.DONE)
     assert action.attempts == 4
     assert action.last_error == "RuntimeError: CRM is down"
 
@@ -273,7 +188,7 @@ def test_a_handler_that_always_fails_is_parked_and_can_be_retried_by_an_admin(ba
     handlers = HandlerRegistry.default()
     fail = {"on": True}
 
-    def broken(ctx: Any) -> str:
+    def broken(ctx: ActionContext) -> str:
         if fail["on"]:
             raise RuntimeError("boom")
         return "fixed"
@@ -284,18 +199,21 @@ def test_a_handler_that_always_fails_is_parked_and_can_be_retried_by_an_admin(ba
         handlers=handlers,
         rules=[rule("b", "opportunity.created", [{"actionType": "broken"}])],
     )
+    admin = ops(flow)
     clock = clock_of(flow)
     flow.handle(created())
     for _ in range(10):
         clock.advance(hours=1)
         flow.run_due()
-    [parked] = flow.list_parked_actions(ADMIN)
+    [parked] = admin.list_parked_actions(ADMIN)
     assert parked.attempts == 5 and parked.last_error == "RuntimeError: boom"
-    assert "action.parked" in flow.events.names()  # type: ignore[attr-defined]
+    assert "action.parked" in sink(flow).names()
     fail["on"] = False
-    flow.retry_action(ADMIN, parked.action_id)
+    admin.retry_action(ADMIN, parked.action_id)
     assert flow.run_due().succeeded == 1
-    assert flow.list_parked_actions(ADMIN) == []
+    assert admin.list_parked_actions(ADMIN) == []
+    [entry] = admin.audit_trail(ADMIN, "action", parked.action_id)
+    assert (entry.change, entry.actor) == ("retried", ADMIN.user_id)
 
 
 def test_delayed_non_activity_actions_wait_in_the_store_until_due(backend: str) -> None:
@@ -316,7 +234,7 @@ def test_delayed_non_activity_actions_wait_in_the_store_until_due(backend: str) 
     assert flow.run_due().claimed == 0
     clock.advance(minutes=1)
     assert flow.run_due().succeeded == 1
-    [message] = flow.messenger.sent  # type: ignore[attr-defined]
+    [message] = messenger_of(flow).sent
     assert (message.channel, message.to, message.template) == (
         "email",
         "opp-1@example.com",
@@ -338,20 +256,16 @@ def test_update_status_cascades_into_the_rules(backend: str) -> None:
                 [{"actionType": "update_status", "params": {"status": "won"}}],
                 conditions=[{"field": "temperature", "operator": "equals", "value": "hot"}],
             ),
-            *[
-                r
-                for r in __import__("leadflow").default_rules()
-                if r.rule_id == "default-won-opportunity"
-            ],
+            *won_rule(),
         ],
     )
     result = flow.handle(created("opp-2", temperature="hot"))
-    assert flow.opportunities.status("opp-2") == "won"  # type: ignore[attr-defined]
+    assert opportunities_of(flow).status("opp-2") == "won"
     [cascade] = result.cascades
     assert cascade.event.type == "opportunity.status_changed"
     assert cascade.event.payload["oldStatus"] == "new"
     assert cascade.matched_rules == ["default-won-opportunity"]
-    assert [a.subject for a in flow.activities_for_opportunity(ADMIN, "opp-2")] == [
+    assert [a.subject for a in flow.storage.activities.for_opportunity("opp-2")] == [
         "Job kickoff call"
     ]
 
@@ -371,7 +285,7 @@ def test_a_rule_loop_is_stopped_by_the_depth_limit_keeping_what_was_done(
         [{"actionType": "update_status", "params": {"status": "ping"}}],
         conditions=[{"field": "newStatus", "operator": "equals", "value": "pong"}],
     )
-    flow = build_flow(backend, rules=[ping, pong], max_cascade_depth=3)
+    flow = build_flow(backend, rules=[ping, pong], settings=FlowSettings(max_cascade_depth=3))
     with caplog.at_level("ERROR", logger="leadflow"):
         result = flow.handle(
             Event(
@@ -385,8 +299,8 @@ def test_a_rule_loop_is_stopped_by_the_depth_limit_keeping_what_was_done(
     assert "beyond the limit of 3" in str(errors[0])
     assert any("cascade stopped" in r.message for r in caplog.records)
     # levels 0..3 each flipped the status once; every action was recorded as done
-    assert flow.opportunities.status("opp-1") == "ping"  # type: ignore[attr-defined]
-    done = flow.scheduled.list(ScheduledActionState.DONE)
+    assert opportunities_of(flow).status("opp-1") == "ping"
+    done = flow.storage.scheduled.list(ScheduledActionState.DONE)
     assert len(done) == 4
 
 
@@ -398,11 +312,12 @@ def test_a_rule_does_not_open_a_second_activity_while_its_first_is_open(backend:
     flow.handle(created(event_id="e1", leadSource="website"))
     second = flow.handle(created(event_id="e2", leadSource="website"))
     assert second.executed[0].note is not None and second.executed[0].note.startswith("skipped")
-    [first] = flow.activities_for_opportunity(ADMIN, "opp-1")
+    [first] = flow.storage.activities.for_opportunity("opp-1")
+    assert first.open_key is not None
     clock_of(flow).advance(hours=2)
-    flow.complete_activity(ALICE, first.activity_id, "no_answer")
+    ops(flow).complete_activity(ALICE, first.activity_id, Outcome.NO_ANSWER)
     flow.handle(created(event_id="e3", leadSource="website"))
-    assert len(flow.activities_for_opportunity(ADMIN, "opp-1")) == 2
+    assert len(flow.storage.activities.for_opportunity("opp-1")) == 2
 
 
 def test_allow_duplicates_lets_a_rule_open_more(backend: str) -> None:
@@ -415,7 +330,9 @@ def test_allow_duplicates_lets_a_rule_open_more(backend: str) -> None:
     flow = build_flow(backend, rules=[many])
     flow.handle(created(event_id="e1"))
     flow.handle(created(event_id="e2"))
-    assert len(flow.activities_for_opportunity(ADMIN, "opp-1")) == 2
+    activities = flow.storage.activities.for_opportunity("opp-1")
+    assert len(activities) == 2
+    assert [a.open_key for a in activities] == [None, None]
 
 
 def test_round_robin_is_fair_and_survives_a_restart(backend: str) -> None:
@@ -425,27 +342,16 @@ def test_round_robin_is_fair_and_survives_a_restart(backend: str) -> None:
         [{"actionType": "create_activity", "subject": "Call", "assignTo": "round_robin"}],
     )
     flow = build_flow(backend, rules=[rr])
+    gateway = opportunities_of(flow)
     for i in range(4):
-        flow.opportunities.add(f"new-{i}")  # type: ignore[attr-defined]
+        gateway.add(f"new-{i}")
         flow.handle(created(f"new-{i}", event_id=f"e{i}"))
     # a new instance (a restart) sharing the same stores continues the rotation
-    restarted = LeadFlow(
-        activities=flow.activities,
-        rules=flow.rules,
-        scheduled=flow.scheduled,
-        counters=flow.counters,
-        audit=flow.audit,
-        notifier=flow.notifier,
-        messenger=flow.messenger,
-        opportunities=flow.opportunities,
-        team=flow.team,
-        events=flow.events,
-        clock=flow.clock,
-    )
+    again = restarted(flow)
     for i in range(4, 6):
-        flow.opportunities.add(f"new-{i}")  # type: ignore[attr-defined]
-        restarted.handle(created(f"new-{i}", event_id=f"e{i}"))
-    owners = [flow.activities_for_opportunity(ADMIN, f"new-{i}")[0].assigned_to for i in range(6)]
+        gateway.add(f"new-{i}")
+        again.handle(created(f"new-{i}", event_id=f"e{i}"))
+    owners = [flow.storage.activities.for_opportunity(f"new-{i}")[0].assigned_to for i in range(6)]
     assert owners == ["alice", "bob", "carol", "alice", "bob", "carol"]
 
 
@@ -462,18 +368,17 @@ def test_least_loaded_and_fixed_user_assignment(backend: str) -> None:
         [{"actionType": "create_activity", "subject": "Check", "assignTo": "carol"}],
     )
     flow = build_flow(backend, rules=[least, fixed])
-    flow.create_activity(
-        ADMIN,
-        {"opportunityId": "opp-1", "activityType": "call", "subject": "a", "assignedTo": "alice"},
-    )
-    flow.create_activity(
-        ADMIN,
-        {"opportunityId": "opp-1", "activityType": "call", "subject": "b", "assignedTo": "carol"},
-    )
+    admin = ops(flow)
+    for subject, user in (("a", "alice"), ("b", "carol")):
+        admin.create_activity(
+            ADMIN,
+            {"opportunityId": "opp-1", "activityType": "call", "subject": subject,
+             "assignedTo": user},
+        )  # fmt: skip
     flow.handle(created("opp-2", event_id="l1"))
-    assert flow.activities_for_opportunity(ADMIN, "opp-2")[0].assigned_to == "bob"
+    assert flow.storage.activities.for_opportunity("opp-2")[0].assigned_to == "bob"
     flow.handle(Event(type="estimate.created", time=T0, payload={"opportunityId": "opp-3"}))
-    assert flow.activities_for_opportunity(ADMIN, "opp-3")[0].assigned_to == "carol"
+    assert flow.storage.activities.for_opportunity("opp-3")[0].assigned_to == "carol"
 
 
 def test_assign_sales_rep_changes_the_owner(backend: str) -> None:
@@ -484,8 +389,8 @@ def test_assign_sales_rep_changes_the_owner(backend: str) -> None:
     )
     flow = build_flow(backend, rules=[assign])
     flow.handle(created("opp-4"))
-    assert flow.opportunities.owner("opp-4") == "alice"
-    assert "opportunity.assigned" in flow.events.names()  # type: ignore[attr-defined]
+    assert opportunities_of(flow).owner("opp-4") == "alice"
+    assert "opportunity.assigned" in sink(flow).names()
 
 
 def test_an_action_needing_an_opportunity_fails_clearly_without_one(backend: str) -> None:
@@ -493,13 +398,16 @@ def test_an_action_needing_an_opportunity_fails_clearly_without_one(backend: str
     result = flow.handle(Event(type="estimate.created", time=T0, payload={}))
     [run] = result.executed
     assert not run.ok and run.note is not None and "needs an opportunity" in run.note
+    assert run.permanent and run.state is ScheduledActionState.PARKED
+    assert any("needs an opportunity" in str(e) for e in result.all_errors())
+
+
+# ---------------------------------------------------------------- event sinks
 
 
 def test_event_sinks_blinker_and_pyee_in_a_few_lines(backend: str) -> None:
     import blinker
     import pyee
-
-    from leadflow.adapters import CallbackEventSink
 
     seen_blinker: list[Any] = []
     signals = blinker.Namespace()
@@ -515,16 +423,15 @@ def test_event_sinks_blinker_and_pyee_in_a_few_lines(backend: str) -> None:
     emitter.on("activity.created", seen_pyee.append)
     pyee_sink = CallbackEventSink(emitter.emit)
 
-    for sink in (blinker_sink, pyee_sink):
-        flow = build_flow(backend, events=sink)
+    for events in (blinker_sink, pyee_sink):
+        flow = build_flow(backend, events=events)
         flow.handle(created(leadSource="website"))
     assert [p["subject"] for p in seen_blinker] == ["Call new website lead"]
     assert [p["subject"] for p in seen_pyee] == ["Call new website lead"]
+    assert seen_pyee[0]["ruleId"] == "default-website-lead-follow-up"
 
 
 def test_a_failing_sink_does_not_undo_work(backend: str, caplog: pytest.LogCaptureFixture) -> None:
-    from leadflow.adapters import CallbackEventSink
-
     def explode(name: str, payload: dict[str, Any]) -> None:
         raise RuntimeError("bus down")
 
@@ -532,5 +439,15 @@ def test_a_failing_sink_does_not_undo_work(backend: str, caplog: pytest.LogCaptu
     with caplog.at_level("ERROR", logger="leadflow"):
         result = flow.handle(created(leadSource="website"))
     assert result.executed[0].ok
-    assert len(flow.activities_for_opportunity(ADMIN, "opp-1")) == 1
+    assert len(flow.storage.activities.for_opportunity("opp-1")) == 1
     assert any("event sink failed" in r.message for r in caplog.records)
+
+
+def test_a_flow_refuses_what_is_not_its_parts() -> None:
+    flow = build_flow("memory")
+    with pytest.raises(TypeError, match="storage"):
+        type(flow)(flow.integrations, flow.integrations)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="integrations"):
+        type(flow)(flow.storage, flow.storage)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        type(flow).in_memory(clock=ManualClock(T0), rule_set=[])  # type: ignore[call-arg]

@@ -1,244 +1,100 @@
-"""The in-memory backend against the storage contract, plus what only it promises."""
+"""What only the in-memory backend promises (the shared contracts run in
+tests/test_contracts_memory.py): thread safety under mixed load, the open-key race, reads that
+never visit other people's activities, and stored state the garbage collector need not scan."""
 
 from __future__ import annotations
 
+import gc
 import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from leadflow import Activity, DuplicateError, InvalidInputError, Outcome
-from leadflow.ports import ActivityRepository, RuleRepository, ScheduledActionStore
-from leadflow.queries import ActivityFilter, ActivitySort
+from leadflow import Activity, InvalidInputError, OpenActivityExistsError, Outcome
+from leadflow.ports import Storage
+from leadflow.queries import ActivityFilter
+from leadflow.records import ScheduledActionState
+from leadflow.stores import memory
 from leadflow.stores.memory import (
     InMemoryActivityRepository,
-    InMemoryRuleRepository,
     InMemoryScheduledActionStore,
+    memory_storage,
 )
-from leadflow.stores.memory.stores import _ACTIVITY_FIELDS, _SortedKeys
-from leadflow.testing.contracts import (
-    ActivityRepositoryContract,
-    RuleRepositoryContract,
-    ScheduledActionStoreContract,
-    activity_state_machine,
-    at,
-    make_activity,
-)
+from leadflow.testing.contracts import at, make_activity, make_scheduled_action
 
 
-class TestInMemoryActivityRepository(ActivityRepositoryContract):
-    def make_repository(self) -> ActivityRepository:
-        return InMemoryActivityRepository()
-
-
-class TestInMemoryRuleRepository(RuleRepositoryContract):
-    def make_repository(self) -> RuleRepository:
-        return InMemoryRuleRepository()
-
-
-class TestInMemoryScheduledActionStore(ScheduledActionStoreContract):
-    def make_store(self) -> ScheduledActionStore:
-        return InMemoryScheduledActionStore()
-
-
-TestInMemoryActivityStateMachine = activity_state_machine(InMemoryActivityRepository)
-
-
-class _TinyKnobs(InMemoryActivityRepository):
-    """Two-key buckets and no small-set shortcut: small data then takes the paths that big
-    data takes (bucket splits, walking the ordered indexes with a filter)."""
-
-    _scan_limit = 0
-    _bucket_load = 2
-
-
-class TestTinyKnobsActivityRepository(ActivityRepositoryContract):
-    def make_repository(self) -> ActivityRepository:
-        return _TinyKnobs()
-
-
-TestTinyKnobsStateMachine = activity_state_machine(_TinyKnobs)
-
-
-# --------------------------------------------------------------------------- the sorted index
-
-_OPS = st.lists(
-    st.tuples(st.sampled_from(["add", "discard", "update"]), st.integers(0, 40)), max_size=80
-)
-
-
-@settings(max_examples=150)
-@given(
-    ops=_OPS,
-    start=st.integers(-1, 41),
-    stop=st.integers(-1, 41),
-    exclusive=st.booleans(),
-    load=st.integers(1, 4),
-)
-def test_sorted_keys_behaves_like_a_sorted_set(
-    ops: list[tuple[str, int]], start: int, stop: int, exclusive: bool, load: int
-) -> None:
-    """Keys carry a payload after the sort value, as the store's do; positions are prefixes."""
-    keys = _SortedKeys(load)
-    model: set[int] = set()
-    for op, n in ops:
-        if op == "add" and n not in model:
-            keys.add((n, f"row {n}"))
-            model.add(n)
-        elif op == "discard":
-            keys.discard((n, f"row {n}"))
-            model.discard(n)
-        elif op == "update":
-            batch = [m for m in range(n, n + 70) if m not in model]
-            keys.update((m, f"row {m}") for m in batch)
-            model.update(batch)
-    ordered = sorted(model)
-    assert len(keys) == len(model)
-    assert [k[0] for k in keys.ascending()] == ordered
-    assert [k[0] for k in keys.descending()] == ordered[::-1]
-    up = [n for n in ordered if (n > start if exclusive else n >= start)]
-    down = [n for n in ordered[::-1] if (n < start if exclusive else n <= start)]
-    assert [k[0] for k in keys.ascending((start,), exclusive=exclusive)] == up
-    assert [k[0] for k in keys.descending((start,), exclusive=exclusive)] == down
-    assert [k[0] for k in keys.between((start,), (stop,))] == [
-        n for n in ordered if start <= n < stop
-    ]
-    assert [k[0] for k in keys.between(None, (stop,))] == [n for n in ordered if n < stop]
-    assert [k[0] for k in keys.between((start,), None)] == [n for n in ordered if n >= start]
-
-
-# --------------------------------------------------------------------------- memory-specific
-
-
-def test_rows_mirror_every_activity_field() -> None:
-    """A field added to Activity must be stored too, or the store would drop it silently."""
-    assert set(_ACTIVITY_FIELDS) | {"metadata"} == set(Activity.model_fields)
-
-
-def test_only_activities_are_stored() -> None:
-    repo = InMemoryActivityRepository()
-    for call in (repo.add, repo.update, lambda a: repo.add_many([a])):
-        with pytest.raises(InvalidInputError):
-            call({"activity_id": "a1"})  # type: ignore[arg-type]
-    assert len(repo) == 0
-
-
-@pytest.mark.parametrize("bulk", [False, True])
-def test_repeated_strings_are_stored_once(bulk: bool) -> None:
-    repo = InMemoryActivityRepository()
-    activities = [
-        make_activity(
-            f"a{n}",
-            opportunity_id="opp-shared",
-            customer_id="cust-shared",
-            assigned_to="rep-shared",
-            created_by="admin-shared",
-            metadata={"automationRuleId": "rule-shared"},
-        )
-        for n in range(3)
-    ]
-    if bulk:
-        repo.add_many(activities)
-    else:
-        for activity in activities:
-            repo.add(activity)
-    rows = [repo._rows[f"a{n}"] for n in range(3)]
-    for field in ("opportunity_id", "customer_id", "assigned_to", "created_by", "rule_id"):
-        assert len({id(getattr(row, field)) for row in rows}) == 1, field
-
-
-def test_add_many_matches_adding_one_by_one() -> None:
-    activities = [
-        make_activity(
-            f"a{n:03d}",
-            opportunity_id=f"opp-{n % 7}",
-            assigned_to=f"u{n % 3}",
-            created_at=at(minutes=n * 7 % 300),
-            due_date=at(hours=n % 50) if n % 4 else None,
-            completed_date=at(hours=n % 30) if n % 5 == 0 else None,
-        )
-        for n in range(300)
-    ]
-    one_by_one = InMemoryActivityRepository()
-    for activity in activities:
-        one_by_one.add(activity)
-    bulk = InMemoryActivityRepository()
-    assert bulk.add_many(activities[:100]) == 100
-    assert bulk.add_many(activities[100:]) == 200
-    for repo in (one_by_one, bulk):
-        assert len(repo) == 300
-    assert bulk.overdue(at(hours=40), limit=500) == one_by_one.overdue(at(hours=40), limit=500)
-    assert bulk.pending(at(hours=20), limit=500) == one_by_one.pending(at(hours=20), limit=500)
-    assert bulk.last_activity_times() == one_by_one.last_activity_times()
-    assert bulk.stale_opportunities(at(days=9)) == one_by_one.stale_opportunities(at(days=9))
-    for sort in (ActivitySort(), ActivitySort(field="completed_date", descending=True)):
-        assert bulk.list(sort=sort, limit=1000) == one_by_one.list(sort=sort, limit=1000)
-
-
-def test_add_many_is_all_or_nothing() -> None:
-    repo = InMemoryActivityRepository()
-    repo.add(make_activity("taken"))
-    with pytest.raises(DuplicateError):
-        repo.add_many([make_activity("new-1"), make_activity("taken")])
-    with pytest.raises(DuplicateError):
-        repo.add_many([make_activity("new-1"), make_activity("new-1")])
-    assert len(repo) == 1
-    assert [a.activity_id for a in repo.for_opportunity("opp-1")] == ["taken"]
-
-
-def test_threads_writing_and_reading_at_once_leave_consistent_indexes() -> None:
-    repo = InMemoryActivityRepository()
+def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
+    """Run ``work(n)`` in ``count`` threads started together; the errors they raised."""
     errors: list[BaseException] = []
-    barrier = threading.Barrier(6)
+    barrier = threading.Barrier(count)
 
-    def writer(worker: int) -> None:
+    def run(n: int) -> None:
         try:
             barrier.wait()
-            for n in range(150):
-                activity_id = f"w{worker}-{n:03d}"
-                repo.add(
-                    make_activity(
-                        activity_id,
-                        opportunity_id=f"opp-{n % 5}",
-                        assigned_to=f"u{worker}",
-                        created_at=at(minutes=n),
-                        due_date=at(minutes=n + 30),
-                    )
-                )
-                if n % 3 == 0:
-                    repo.complete(
-                        activity_id,
-                        outcome=Outcome.SUCCESSFUL,
-                        completed_by=f"u{worker}",
-                        completed_at=at(minutes=n + 1),
-                    )
-                elif n % 3 == 1:
-                    current = repo.get(activity_id)
-                    repo.update(current.model_copy(update={"due_date": at(minutes=n + 90)}))
-                if n % 10 == 9:
-                    repo.delete(activity_id)
-        except BaseException as exc:  # surfaced in the main thread below
+            work(n)
+        except BaseException as exc:  # surfaced by the caller
             errors.append(exc)
 
-    def reader() -> None:
-        try:
-            barrier.wait()
-            for n in range(150):
-                repo.overdue(at(minutes=n), limit=20)
-                repo.list(ActivityFilter(opportunity_id=f"opp-{n % 5}"), limit=20)
-                repo.statistics(None, as_of=at(minutes=n))
-                repo.stale_opportunities(at(minutes=n))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    threads += [threading.Thread(target=reader) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_memory_storage_builds_every_store() -> None:
+    storage = memory_storage()
+    assert isinstance(storage, Storage)
+    assert isinstance(storage.activities, InMemoryActivityRepository)
+    assert isinstance(storage.scheduled, InMemoryScheduledActionStore)
+    assert memory_storage().activities is not storage.activities
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def test_threads_writing_and_reading_at_once_leave_consistent_indexes() -> None:
+    repo = InMemoryActivityRepository()
+
+    def work(worker: int) -> None:
+        if worker >= 4:  # readers
+            for n in range(150):
+                repo.overdue(at(minutes=n), limit=20)
+                repo.list(ActivityFilter(opportunity_id=f"opp-{n % 5}"), limit=20)
+                repo.for_opportunity(f"opp-{n % 5}", assigned_to="u1")
+                repo.statistics(None, as_of=at(minutes=n))
+                repo.stale_opportunities(at(minutes=n))
+            return
+        for n in range(150):
+            activity_id = f"w{worker}-{n:03d}"
+            repo.add(
+                make_activity(
+                    activity_id,
+                    opportunity_id=f"opp-{n % 5}",
+                    assigned_to=f"u{worker}",
+                    created_at=at(minutes=n),
+                    due_date=at(minutes=n + 30),
+                )
+            )
+            if n % 3 == 0:
+                repo.complete(
+                    activity_id,
+                    outcome=Outcome.SUCCESSFUL,
+                    completed_by=f"u{worker}",
+                    completed_at=at(minutes=n + 1),
+                )
+            elif n % 3 == 1:
+                current = repo.get(activity_id)
+                repo.update(current.model_copy(update={"due_date": at(minutes=n + 90)}))
+            if n % 10 == 9:
+                repo.delete(activity_id)
+
+    assert _run_threads(6, work) == []
     everything = repo.list(limit=1000).items
     assert len(everything) == len(repo) == 4 * 135
     by_opportunity = sorted(
@@ -248,6 +104,192 @@ def test_threads_writing_and_reading_at_once_leave_consistent_indexes() -> None:
     open_ones = [a for a in everything if a.completed_date is None]
     overdue = repo.overdue(at(days=1), limit=1000)
     assert sorted(a.activity_id for a in overdue) == sorted(a.activity_id for a in open_ones)
+    mine = repo.overdue(at(days=1), assigned_to="u2", limit=1000)
+    assert {a.activity_id for a in mine} == {
+        a.activity_id for a in open_ones if a.assigned_to == "u2"
+    }
     stats = repo.statistics(None, as_of=at(days=1))
     assert stats.total == len(everything)
     assert stats.by_state["completed"] == len(everything) - len(open_ones)
+
+
+def test_one_open_key_has_exactly_one_winner_among_many_threads() -> None:
+    repo = InMemoryActivityRepository()
+    won: list[str] = []
+    refused: list[int] = []
+
+    def work(n: int) -> None:
+        for attempt in range(20):
+            try:
+                repo.add(make_activity(f"a{n}-{attempt}", open_key="opp-1|rule-1"))
+                won.append(f"a{n}-{attempt}")
+            except OpenActivityExistsError:
+                refused.append(n)
+
+    assert _run_threads(8, work) == []
+    assert len(won) == 1
+    assert len(refused) == 8 * 20 - 1
+    assert [a.activity_id for a in repo.for_opportunity("opp-1")] == won
+
+
+def test_an_open_key_is_freed_by_completion_and_kept_by_update() -> None:
+    repo = InMemoryActivityRepository()
+    first = repo.add(make_activity("a1", open_key="k"))
+    changed = repo.update(first.model_copy(update={"subject": "new", "open_key": "other"}))
+    assert changed.open_key == "k"  # update keeps the stored key
+    with pytest.raises(OpenActivityExistsError):
+        repo.add(make_activity("a2", open_key="k"))
+    repo.complete("a1", outcome=None, completed_by=None, completed_at=at(hours=1))
+    repo.add(make_activity("a2", open_key="k"))
+    reopened = repo.get("a1").model_copy(
+        update={"completed_date": None, "outcome": None, "completed_by": None}
+    )
+    with pytest.raises(OpenActivityExistsError):  # a2 holds the key now
+        repo.update(reopened)
+    assert repo.get("a1").completed_date == at(hours=1)
+
+
+# --------------------------------------------------------------------------- scoped reads
+
+
+class _CountingDict(dict[str, Any]):
+    """A dict that counts item reads: how many stored rows a query looked at."""
+
+    reads = 0
+
+    def __getitem__(self, key: str) -> Any:
+        _CountingDict.reads += 1
+        return super().__getitem__(key)
+
+
+def test_reads_scoped_to_an_assignee_never_visit_the_others_activities() -> None:
+    repo = InMemoryActivityRepository()
+    repo.add(make_activity("mine", assigned_to="rep-1", due_date=at(hours=1)))
+    for n in range(300):
+        repo.add(make_activity(f"other-{n:03d}", assigned_to="rep-2", due_date=at(hours=1)))
+    repo._rows = _CountingDict(repo._rows)
+    _CountingDict.reads = 0
+    for read in (repo.for_opportunity, repo.timeline):
+        assert [a.activity_id for a in read("opp-1", assigned_to="rep-1")] == ["mine"]
+    assert [a.activity_id for a in repo.overdue(at(days=1), assigned_to="rep-1")] == ["mine"]
+    assert [a.activity_id for a in repo.pending(at(), assigned_to="rep-1")] == ["mine"]
+    page = repo.list(ActivityFilter(opportunity_id="opp-1", assigned_to="rep-1"))
+    assert [a.activity_id for a in page.items] == ["mine"]
+    assert repo.statistics(ActivityFilter(assigned_to="rep-1"), as_of=at()).total == 1
+    assert _CountingDict.reads <= 6  # one row per query, never the 300 others
+
+
+# --------------------------------------------------------------------------- input
+
+
+def test_a_model_changed_after_validation_is_refused_and_nothing_is_written() -> None:
+    repo = InMemoryActivityRepository()
+    activity = make_activity("a1")
+    activity.created_at = datetime(2026, 1, 5, 9)  # naive: pydantic does not check assignment
+    with pytest.raises(ValidationError):
+        repo.add(activity)
+    with pytest.raises(InvalidInputError):
+        repo.add({"activity_id": "a1"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        repo.list({"opportunityId": "opp-1"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        repo.statistics({"opportunityId": "opp-1"}, as_of=at())  # type: ignore[arg-type]
+    assert len(repo) == 0
+
+
+def test_the_store_writes_no_pydantic_internals() -> None:
+    """The reference store builds models through pydantic's validating API only."""
+    for path in Path(memory.__file__).parent.glob("*.py"):
+        source = path.read_text()
+        for banned in ("__setattr__", "__pydantic_", "model_construct", "__dict__"):
+            assert banned not in source, (path.name, banned)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _tracked_after(build: Callable[[], object]) -> int:
+    """How many more objects the garbage collector tracks once ``build`` ran."""
+    gc.collect()
+    before = len(gc.get_objects())
+    kept = build()
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    del kept
+    return grown
+
+
+def test_stored_activities_are_invisible_to_the_garbage_collector() -> None:
+    def build() -> object:
+        repo = InMemoryActivityRepository()
+        for n in range(1000):
+            repo.add(
+                make_activity(
+                    f"a{n:04d}",
+                    opportunity_id=f"opp-{n % 50}",
+                    assigned_to=f"rep-{n % 7}",
+                    due_date=at(hours=n % 40),
+                    metadata={"automationRuleId": "rule-1"},
+                )
+            )
+        return repo
+
+    assert _tracked_after(build) < 200  # the indexes' own lists, not one object per activity
+
+
+def test_finished_scheduled_actions_are_compact() -> None:
+    def build() -> object:
+        store = InMemoryScheduledActionStore()
+        for n in range(500):
+            store.schedule(make_scheduled_action(f"k{n}", opportunity_id=f"opp-{n}"))
+        for action in store.claim_due(at(), worker="w", limit=500):
+            store.mark_done(action.action_id, worker="w", now=at(minutes=1))
+        return store
+
+    assert _tracked_after(build) < 100
+    store = InMemoryScheduledActionStore()
+    action = make_scheduled_action(
+        "k1",
+        event={
+            "id": "e1",
+            "type": "opportunity.created",
+            "time": at(),
+            "payload": {"when": at(hours=2)},
+        },
+    )
+    store.schedule(action)
+    (claimed,) = store.claim_due(at(), worker="w")
+    done = store.mark_done(claimed.action_id, worker="w", now=at(minutes=1))
+    assert store.get(action.action_id) == done
+    assert store.get(action.action_id).event.payload == {"when": at(hours=2)}  # exact
+    assert store.list(ScheduledActionState.DONE) == [done]
+    assert store.purge_finished(at(minutes=2)) == 1
+    assert len(store) == 0
+
+
+def test_an_activity_round_trips_through_its_row() -> None:
+    """Every Activity field is kept: a field added to the model must reach the row."""
+    full: dict[str, Any] = {
+        "activity_id": "a1",
+        "opportunity_id": "o1",
+        "customer_id": "c1",
+        "activity_type": "quote_sent",
+        "subject": "s",
+        "description": "d",
+        "scheduled_date": at(),
+        "due_date": at(hours=1),
+        "completed_date": at(hours=2),
+        "assigned_to": "u1",
+        "completed_by": "u2",
+        "outcome": "converted",
+        "metadata": {"automationRuleId": "r1", "quoteValue": 3.5, "extra": {"deep": [1]}},
+        "open_key": "k",
+        "created_by": "u3",
+        "updated_by": "u4",
+        "created_at": at(minutes=-5),
+        "updated_at": at(hours=2),
+        "version": 1,
+    }
+    assert set(full) == set(Activity.model_fields)
+    activity = Activity.model_validate(full)
+    assert InMemoryActivityRepository().add(activity) == activity

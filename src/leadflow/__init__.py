@@ -1,19 +1,16 @@
 """leadflow: lead activity tracking and follow-up automation, embeddable in any Python service.
 
-The public API is what this module exports; submodules are implementation details.
+The public API is what this module exports (pinned by a test); the rest lives in submodules a
+host imports when it needs them: the ports to implement (:mod:`leadflow.ports`), the backends
+(:mod:`leadflow.stores.memory`, :mod:`leadflow.stores.mongo`), ready adapters
+(:mod:`leadflow.adapters`), the contracts and fakes for tests (:mod:`leadflow.testing`), the
+generic scheduler (:mod:`leadflow.scheduling`). ``import leadflow`` loads no driver.
 """
 
 from __future__ import annotations
 
-from .adapters import (
-    CallbackEventSink,
-    InMemoryOpportunities,
-    RecordingEventSink,
-    RecordingMessenger,
-    RecordingNotifier,
-    StaticTeamDirectory,
-)
-from .clock import Clock, ManualClock, SystemClock, ensure_utc
+from .access import Operations, Policy, Principal, Role
+from .clock import ManualClock, SystemClock
 from .errors import (
     CascadeDepthError,
     ConflictError,
@@ -23,9 +20,13 @@ from .errors import (
     InvalidStateError,
     LeadflowError,
     NotFoundError,
+    OpenActivityExistsError,
+    PermanentError,
     PermissionDeniedError,
     RuleValidationError,
     StaleWriteError,
+    StorageError,
+    UnavailableError,
     UnsafeQueryError,
 )
 from .models import (
@@ -42,170 +43,83 @@ from .models import (
     FollowUpRule,
     Outcome,
     Trigger,
-    canonical_event_type,
-    new_id,
 )
-from .ports import (
-    ActivityRepository,
-    AuditLog,
-    Contact,
-    CounterStore,
-    EventSink,
-    JobStore,
-    Message,
-    Messenger,
-    Notification,
-    Notifier,
-    OpportunityGateway,
-    RuleRepository,
-    ScheduledActionStore,
-    TeamDirectory,
-)
+from .ports import Integrations, Storage
 from .queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
-from .records import (
-    RuleAuditEntry,
-    ScheduledAction,
-    ScheduledActionState,
-    SlotClaim,
-    SlotRecord,
-    SlotState,
-)
-from .rules.calendar import WorkingCalendar
-from .rules.conditions import MISSING, Operator, OperatorRegistry
-from .rules.defaults import default_rules
-from .rules.engine import (
-    ConditionOutcome,
-    Evaluation,
-    PlannedAction,
-    RuleEngine,
-    RuleExplanation,
-    validate_rule,
-)
-from .runtime.actions import ActionContext, ActionHandler, HandlerRegistry
-from .runtime.flow import (
-    ActionRun,
-    CompletionResult,
-    DueRunReport,
+from .records import ScheduledAction, ScheduledActionState
+from .rules import EventTypes, OperatorRegistry, RuleEngine, WorkingCalendar, default_rules
+from .runtime import (
+    ActionContext,
+    FlowSettings,
     HandleResult,
+    HandlerRegistry,
+    JobSettings,
     LeadFlow,
-    Principal,
+    LeadflowJobs,
     RetryPolicy,
-    Role,
-    RuleTestResult,
 )
-from .runtime.jobs import JobSchedule, JobSettings, LeadflowJobs
-from .scheduling import APSchedulerAdapter, Job, JobContext, JobRun, JobRunner, JobStatus, Scheduler
-from .stores.memory import (
-    InMemoryActivityRepository,
-    InMemoryAuditLog,
-    InMemoryCounterStore,
-    InMemoryJobStore,
-    InMemoryRuleRepository,
-    InMemoryScheduledActionStore,
-)
+from .scheduling import JobRunner, Scheduler
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "MISSING",
-    "APSchedulerAdapter",
     "Action",
     "ActionContext",
-    "ActionHandler",
-    "ActionRun",
     "Activity",
     "ActivityFilter",
     "ActivityMetadata",
-    "ActivityRepository",
     "ActivitySort",
     "ActivityState",
     "ActivityStatistics",
     "ActivityType",
-    "AuditLog",
-    "CallbackEventSink",
     "CascadeDepthError",
-    "Clock",
-    "CompletionResult",
     "Condition",
     "ConditionGroup",
-    "ConditionOutcome",
     "ConflictError",
-    "Contact",
-    "CounterStore",
     "Delay",
-    "DueRunReport",
     "DuplicateError",
-    "Evaluation",
     "Event",
-    "EventSink",
     "EventType",
+    "EventTypes",
+    "FlowSettings",
     "FollowUpRule",
     "HandleResult",
     "HandlerError",
     "HandlerRegistry",
-    "InMemoryActivityRepository",
-    "InMemoryAuditLog",
-    "InMemoryCounterStore",
-    "InMemoryJobStore",
-    "InMemoryOpportunities",
-    "InMemoryRuleRepository",
-    "InMemoryScheduledActionStore",
+    "Integrations",
     "InvalidInputError",
     "InvalidStateError",
-    "Job",
-    "JobContext",
-    "JobRun",
     "JobRunner",
-    "JobSchedule",
     "JobSettings",
-    "JobStatus",
-    "JobStore",
     "LeadFlow",
     "LeadflowError",
     "LeadflowJobs",
     "ManualClock",
-    "Message",
-    "Messenger",
     "NotFoundError",
-    "Notification",
-    "Notifier",
-    "Operator",
+    "OpenActivityExistsError",
+    "Operations",
     "OperatorRegistry",
-    "OpportunityGateway",
     "Outcome",
     "Page",
+    "PermanentError",
     "PermissionDeniedError",
-    "PlannedAction",
+    "Policy",
     "Principal",
-    "RecordingEventSink",
-    "RecordingMessenger",
-    "RecordingNotifier",
     "RetryPolicy",
     "Role",
-    "RuleAuditEntry",
     "RuleEngine",
-    "RuleExplanation",
-    "RuleRepository",
-    "RuleTestResult",
     "RuleValidationError",
     "ScheduledAction",
     "ScheduledActionState",
-    "ScheduledActionStore",
     "Scheduler",
-    "SlotClaim",
-    "SlotRecord",
-    "SlotState",
     "StaleWriteError",
-    "StaticTeamDirectory",
+    "Storage",
+    "StorageError",
     "SystemClock",
-    "TeamDirectory",
     "Trigger",
+    "UnavailableError",
     "UnsafeQueryError",
     "WorkingCalendar",
     "__version__",
-    "canonical_event_type",
     "default_rules",
-    "ensure_utc",
-    "new_id",
-    "validate_rule",
 ]

@@ -10,10 +10,14 @@ Every error a caller can act on derives from :class:`LeadflowError`::
      ├── ConflictError                         the write collides with the stored state
      │    ├── StaleWriteError                  optimistic concurrency: the version moved on
      │    ├── DuplicateError                   the id is taken
+     │    ├── OpenActivityExistsError          another open activity holds the same open key
      │    └── InvalidStateError                e.g. completing an activity twice
      ├── PermissionDeniedError (PermissionError)  the principal's role does not allow the operation
      ├── CascadeDepthError                     rules keep triggering each other
-     └── HandlerError                          an action handler failed (wraps the cause)
+     ├── HandlerError                          an action handler failed (wraps the cause)
+     │    └── PermanentError                   retrying cannot help: park the action at once
+     └── StorageError                          the backend failed (wraps the driver's error)
+          └── UnavailableError                 the backend cannot be reached; retry later
 
 pydantic's ``ValidationError`` is raised as is for malformed models; it names the field too.
 """
@@ -64,6 +68,11 @@ class DuplicateError(ConflictError):
     """An object with this id already exists."""
 
 
+class OpenActivityExistsError(ConflictError):
+    """Another open (not completed) activity holds the same ``open_key``: at most one open
+    activity per key (e.g. one open automated follow-up per opportunity and rule)."""
+
+
 class InvalidStateError(ConflictError):
     """The object's state does not allow the operation (e.g. completing a completed activity)."""
 
@@ -78,3 +87,22 @@ class CascadeDepthError(LeadflowError):
 
 class HandlerError(LeadflowError):
     """An action handler raised; the original exception is the ``__cause__``."""
+
+
+class PermanentError(HandlerError):
+    """Raised by an action handler when retrying cannot help (an unknown opportunity, params
+    that make no sense): the action is parked at once with this message as the reason.
+
+    Handlers raising :class:`InvalidInputError` or :class:`NotFoundError` are treated the same
+    way; any other exception is transient and retried with backoff.
+    """
+
+
+class StorageError(LeadflowError):
+    """The storage backend failed in a way leadflow cannot describe better; the driver's
+    exception is the ``__cause__``."""
+
+
+class UnavailableError(StorageError):
+    """The storage backend cannot be reached (connection lost, server restarting, timeout).
+    Nothing was written, or the write is safe to repeat; retry later."""

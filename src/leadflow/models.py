@@ -1,23 +1,37 @@
 """The domain model: activities, follow-up rules, events (pydantic v2).
 
-Documents use the seed's camelCase names (``activityId``, ``dueDate``...) so existing MongoDB
-data loads as is; Python code uses snake_case. Both spellings are accepted on input; ``to_document``
-writes camelCase. Every datetime is timezone-aware and normalised to UTC; naive ones are rejected.
+One spelling per concept: documents use the seed's camelCase names (``activityId``,
+``dueDate``, ``eventType``, ``occurredAt``...) so existing MongoDB data loads as is; Python code
+uses snake_case attributes. Input may use either (but not both for one field); ``to_document``
+always writes camelCase.
+
+What is accepted is bounded by :data:`leadflow.limits.DEFAULT_LIMITS`, the same for every
+backend, and checked before pydantic recurses into the input, so bad input of any shape or
+depth is a ``ValidationError`` naming the field (never a ``RecursionError``, ``OverflowError``
+or ``TypeError``):
+
+- Every datetime is timezone-aware, normalised to UTC and within ``[earliest, latest]``; naive
+  ones are refused.
+- Free-form documents (``Event.payload``, ``Activity.metadata``, ``Condition.value``,
+  ``Action.params``) hold JSON-like values only; see :mod:`leadflow.documents` for the rules
+  (value types, keys, 64-bit integers, finite floats, nesting, size). In a rule the condition
+  values and action params together stay within ``document_bytes``.
+- Condition groups nest at most ``condition_depth`` deep, a rule holds at most
+  ``conditions_per_rule`` condition nodes and every list in a condition value at most
+  ``operator_values`` items.
+- Text is valid Unicode (no lone surrogates); integers fit in a signed 64-bit integer; floats
+  are finite.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
+    AliasChoices,
     ConfigDict,
     Discriminator,
     Field,
@@ -28,6 +42,22 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from . import limits as _limits
+from .documents import as_document, check_condition_tree, check_document, json_size
+from .fields import ID_RE as ID_RE  # re-exported: other modules import it from here
+from .fields import (
+    EventType,
+    EventTypeName,
+    FieldPath,
+    Id,
+    Int64,
+    Text,
+    UtcDatetime,
+    _Model,
+    canonical_event_type,
+    new_id,
+)
 
 __all__ = [
     "Action",
@@ -48,45 +78,6 @@ __all__ = [
     "canonical_event_type",
     "new_id",
 ]
-
-
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-"""An aware datetime, stored in UTC. Naive input fails validation ("should have timezone info")."""
-
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$"
-Id = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
-"""An identifier: 1-128 characters of letters, digits and ``_ . : @ -``, not starting with a
-symbol. ObjectId hex strings, UUIDs and e-mail-style user ids all fit; ``$`` never does."""
-
-ID_RE = re.compile(_ID_PATTERN)
-
-
-def new_id() -> str:
-    """A fresh random identifier (UUID4 text)."""
-    return str(uuid.uuid4())
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        extra="forbid",
-        str_strip_whitespace=True,
-    )
-
-    def to_document(self) -> dict[str, Any]:
-        """The JSON-compatible camelCase document (datetimes stay datetime objects)."""
-        return self.model_dump(by_alias=True, exclude_none=True)
-
-    @classmethod
-    def from_document(cls, document: dict[str, Any]) -> Self:
-        """Load a stored document (camelCase or snake_case keys; ``_id`` is ignored)."""
-        return cls.model_validate({k: v for k, v in document.items() if k != "_id"})
 
 
 # --------------------------------------------------------------------------- enumerations
@@ -127,77 +118,37 @@ class ActivityState(StrEnum):
     COMPLETED = "completed"
 
 
-class EventType(StrEnum):
-    """Event types leadflow knows by name; any other dotted lower-case name is accepted too."""
-
-    OPPORTUNITY_CREATED = "opportunity.created"
-    OPPORTUNITY_STATUS_CHANGED = "opportunity.status_changed"
-    ESTIMATE_CREATED = "estimate.created"
-    ACTIVITY_CREATED = "activity.created"
-    ACTIVITY_COMPLETED = "activity.completed"
-    OPPORTUNITY_STALE_DETECTED = "opportunity.stale_detected"
-
-
-# The seed names some events two ways; the dotted form is canonical.
-_EVENT_ALIASES: dict[str, str] = {
-    "opportunity_created": EventType.OPPORTUNITY_CREATED,
-    "status_changed": EventType.OPPORTUNITY_STATUS_CHANGED,
-    "opportunity_status_changed": EventType.OPPORTUNITY_STATUS_CHANGED,
-    "quote_sent": EventType.ESTIMATE_CREATED,
-    "estimate_created": EventType.ESTIMATE_CREATED,
-    "activity_created": EventType.ACTIVITY_CREATED,
-    "activity_completed": EventType.ACTIVITY_COMPLETED,
-    "stale_detected": EventType.OPPORTUNITY_STALE_DETECTED,
-    "opportunity_stale_detected": EventType.OPPORTUNITY_STALE_DETECTED,
-}
-_EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
-
-
-def canonical_event_type(name: str) -> str:
-    """Return the canonical (dotted) spelling of an event type.
-
-    ``quote_sent`` -> ``estimate.created``, ``status_changed`` -> ``opportunity.status_changed``,
-    ``opportunity_created`` -> ``opportunity.created``; other names must be lower-case words
-    joined by dots or underscores and are kept as given.
-    """
-    if not isinstance(name, str):
-        raise ValueError(f"event type must be a string, got {type(name).__name__}")
-    key = name.strip()
-    alias = _EVENT_ALIASES.get(key)
-    if alias is not None:
-        return str(alias)
-    if len(key) > 100 or not _EVENT_TYPE_RE.match(key):
-        raise ValueError(
-            f"invalid event type {name!r}: use lower-case words joined by '.' or '_' "
-            "(e.g. 'opportunity.created')"
-        )
-    return key
-
-
-EventTypeName = Annotated[str, AfterValidator(canonical_event_type)]
-
-
 # --------------------------------------------------------------------------- activities
 
 
 class ActivityMetadata(_Model):
-    """The seed's activity metadata; free extra keys are kept as given."""
+    """The seed's activity metadata; free extra keys are kept as given.
+
+    The whole metadata (the seed's keys and the extra ones) is a free-form document: keys and
+    values follow :func:`leadflow.documents.check_document`, within ``document_depth`` and
+    ``document_bytes``.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     phone_duration: float | None = Field(default=None, ge=0, description="seconds")
     email_opened: bool | None = None
     quote_value: float | None = Field(default=None, ge=0)
-    automation_rule_id: str | None = None
+    automation_rule_id: Text | None = Field(default=None, max_length=128)
 
-    @model_validator(mode="after")
-    def _safe_extra_keys(self) -> Self:
-        for key in self.model_extra or {}:
-            if not key or key.startswith("$") or "." in key or "\x00" in key:
-                raise ValueError(
-                    f"metadata key {key!r} must not be empty, start with '$' or hold '.'"
-                )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _json_like(cls, data: Any) -> Any:
+        return as_document(data, "metadata")
+
+    @model_serializer(mode="wrap")
+    def _keep_null_extras(self, handler: Any) -> Any:
+        # ``exclude_none`` drops unset seed fields; an extra key given as null is data.
+        data = handler(self)
+        for key, value in (self.model_extra or {}).items():
+            if value is None:
+                data.setdefault(key, None)
+        return data
 
 
 class Activity(_Model):
@@ -207,8 +158,8 @@ class Activity(_Model):
     opportunity_id: Id
     customer_id: Id | None = None
     activity_type: ActivityType
-    subject: str = Field(min_length=1, max_length=500)
-    description: str = Field(default="", max_length=20_000)
+    subject: Text = Field(min_length=1, max_length=500)
+    description: Text = Field(default="", max_length=20_000)
 
     scheduled_date: UtcDatetime | None = None
     due_date: UtcDatetime | None = None
@@ -219,12 +170,16 @@ class Activity(_Model):
     outcome: Outcome | None = None
 
     metadata: ActivityMetadata = Field(default_factory=ActivityMetadata)
+    open_key: Annotated[Text, StringConstraints(min_length=1, max_length=400)] | None = Field(
+        default=None,
+        description="at most one open activity holds a given key (set by automation)",
+    )
 
     created_by: Id | None = None
     updated_by: Id | None = None
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
-    version: int = Field(default=1, ge=1, description="optimistic-concurrency counter")
+    version: Int64 = Field(default=1, ge=1, description="optimistic-concurrency counter")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -314,37 +269,39 @@ class Delay(_Model):
         return timedelta(seconds=self.amount * _UNIT_SECONDS[self.unit])
 
 
-_FIELD_SEGMENT_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
-
-
-def _check_field_path(path: str) -> str:
-    segments = path.split(".")
-    if len(segments) > 10:
-        raise ValueError(f"field path {path!r} is deeper than 10 levels")
-    for segment in segments:
-        if not _FIELD_SEGMENT_RE.match(segment):
-            raise ValueError(
-                f"bad field path {path!r}: each dotted segment must be a name "
-                "(letters, digits, '_', not starting with a digit) or a list index"
-            )
-    return path
-
-
 class Condition(_Model):
     """One test on the event: ``field`` (dotted path), ``operator`` (a registered name), ``value``.
 
-    Whether the operator exists and accepts ``value`` is checked when a
-    :class:`~leadflow.RuleEngine` (with its operator registry) loads the rule.
+    ``value`` is a free-form document (see the module docstring) in which every list holds at
+    most ``operator_values`` items. Whether the operator exists and accepts ``value`` is checked
+    when a :class:`~leadflow.RuleEngine` (with its operator registry) loads the rule.
     """
 
-    field: Annotated[str, AfterValidator(_check_field_path)]
+    field: FieldPath
     operator: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     value: Any = None
     ignore_case: bool = False
 
+    @field_validator("value", mode="before")
+    @classmethod
+    def _json_like(cls, value: Any) -> Any:
+        check_document(value, "value", max_list=_limits.DEFAULT_LIMITS.operator_values)
+        return value
+
+
+def _conditions_of(data: Any) -> Any:
+    """The raw ``conditions`` of a trigger given as a mapping (either spelling) or a model."""
+    if isinstance(data, dict):
+        return data.get("conditions")
+    return getattr(data, "conditions", None)
+
 
 class ConditionGroup(_Model):
-    """``{"all": [...]}``, ``{"any": [...]}`` or ``{"not": condition}``; groups nest."""
+    """``{"all": [...]}``, ``{"any": [...]}`` or ``{"not": condition}``; groups nest, at most
+    ``condition_depth`` deep (checked on the raw input, before pydantic recurses).
+
+    Input may also be ``{"kind": "all", "conditions": [...]}`` (the attribute form); the
+    document (``to_document``) is always the keyed form."""
 
     kind: Literal["all", "any", "not"]
     conditions: list[ConditionNode]
@@ -352,6 +309,8 @@ class ConditionGroup(_Model):
     @model_validator(mode="before")
     @classmethod
     def _from_keyed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_condition_tree([data], "conditions")
         if isinstance(data, dict) and "kind" not in data:
             keys = [k for k in ("all", "any", "not") if k in data]
             if len(keys) != 1 or len(data) != 1:
@@ -397,13 +356,22 @@ ConditionNode = Annotated[
 
 
 class Trigger(_Model):
-    """When a rule applies: an event type and conditions (a flat list means all must hold)."""
+    """When a rule applies: an event type and conditions (a flat list means all must hold).
+
+    At most 100 top-level conditions and ``conditions_per_rule`` nodes in all."""
 
     event_type: EventTypeName
     conditions: list[ConditionNode] = Field(default_factory=list, max_length=100)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        check_condition_tree(_conditions_of(data), "conditions")
+        return data
+
 
 _ACTION_TYPE_RE = r"^[a-z][a-z0-9_]{0,63}$"
+_SEED_SETTINGS = ("activity_type", "subject", "description", "assign_to", "template")
 
 
 class Action(_Model):
@@ -411,35 +379,53 @@ class Action(_Model):
 
     Built-in types: ``create_activity``, ``send_notification``, ``update_status``,
     ``assign_sales_rep``, ``send_email``, ``send_sms``; integrators may register more.
-    ``assign_to`` is ``lead_owner``, ``round_robin``, ``least_loaded`` or a user id.
+    The seed's fields (``activityType``, ``subject``, ``description``, ``assignTo``,
+    ``template``) and the free-form ``params`` document are the action's settings; which of
+    them an action type needs is declared by its handler's params model, which validates
+    :meth:`settings` when a rule is loaded (this model checks only their shape).
     """
 
     action_type: Annotated[str, StringConstraints(pattern=_ACTION_TYPE_RE)]
     delay: Delay = Field(default_factory=Delay)
     activity_type: ActivityType | None = None
-    subject: str | None = Field(default=None, max_length=500)
-    description: str | None = Field(default=None, max_length=20_000)
+    subject: Text | None = Field(default=None, max_length=500)
+    description: Text | None = Field(default=None, max_length=20_000)
     assign_to: Id | None = None
-    template: str | None = Field(default=None, max_length=200)
+    template: Text | None = Field(default=None, max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _required_per_type(self) -> Self:
-        need: dict[str, tuple[str, ...]] = {
-            "create_activity": ("subject",),
-            "send_notification": ("template",),
-            "send_email": ("template",),
-            "send_sms": ("template",),
-            "assign_sales_rep": ("assign_to",),
-        }
-        for name in need.get(self.action_type, ()):
-            if getattr(self, name) in (None, ""):
-                raise ValueError(f"{self.action_type} needs {to_camel(name)}")
-        if self.action_type == "update_status":
-            status = self.params.get("status")
-            if not isinstance(status, str) or not status:
-                raise ValueError("update_status needs params.status (the new status)")
-        return self
+    @field_validator("params", mode="before")
+    @classmethod
+    def _json_like(cls, params: Any) -> Any:
+        return as_document(params, "params")
+
+    def settings(self) -> dict[str, Any]:
+        """The action's settings as one camelCase mapping, for a handler's params model.
+
+        The seed's fields that are set (``activityType`` as its string value, ``subject``,
+        ``description``, ``assignTo``, ``template``) merged with a copy of ``params``; a key
+        in ``params`` wins over the seed field of the same name. ``actionType`` and ``delay``
+        are not settings. The mapping is new on every call (changing it changes nothing).
+        """
+        out: dict[str, Any] = {}
+        for name in _SEED_SETTINGS:
+            value = getattr(self, name)
+            if value is not None:
+                out[to_camel(name)] = value.value if isinstance(value, ActivityType) else value
+        out.update(self.params)
+        return out
+
+
+def _free_form_parts(rule: FollowUpRule) -> list[Any]:
+    parts: list[Any] = [action.params for action in rule.actions]
+    stack: list[Any] = list(rule.trigger.conditions)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ConditionGroup):
+            stack.extend(node.conditions)
+        else:
+            parts.append(node.value)
+    return parts
 
 
 class FollowUpRule(_Model):
@@ -448,12 +434,13 @@ class FollowUpRule(_Model):
     Rules apply in descending ``priority``; ties go to the smaller ``rule_id``. A matching rule
     with ``stop_processing`` keeps lower-ranked rules from applying to the same event.
     ``allow_duplicates`` lets the rule open another automated activity for an opportunity that
-    still has an open one from this rule (off by default).
+    still has an open one from this rule (off by default). The condition values and action
+    params of one rule together take at most ``document_bytes`` as JSON.
     """
 
     rule_id: Id = Field(default_factory=new_id)
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=2000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text = Field(default="", max_length=2000)
     trigger: Trigger
     actions: list[Action] = Field(min_length=1, max_length=20)
     is_active: bool = True
@@ -465,7 +452,21 @@ class FollowUpRule(_Model):
     updated_by: Id | None = None
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
-    version: int = Field(default=1, ge=1)
+    version: Int64 = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _total_size(self) -> Self:
+        limit = _limits.DEFAULT_LIMITS.document_bytes
+        parts = _free_form_parts(self)
+        if sum(check_document(part, "rule") for part in parts) <= limit:  # cheap upper bounds
+            return self
+        size = sum(json_size(part) for part in parts)
+        if size > limit:
+            raise ValueError(
+                f"condition values and action params take {size} bytes as JSON; "
+                f"at most {limit} per rule"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- events
@@ -474,26 +475,34 @@ class FollowUpRule(_Model):
 class Event(_Model):
     """Something that happened, fed to the rules.
 
-    ``payload`` holds the fields rules look at (the opportunity, activity or estimate), in
-    camelCase or snake_case. Give ``id`` yourself when the event may be delivered twice:
-    leadflow uses it to make handling idempotent.
+    Its document is ``{"eventId", "eventType", "occurredAt", "payload", "actor"}`` (what
+    ``to_document`` writes); input may also say ``id``, ``type`` and ``time``, the Python
+    attribute names (one spelling per field: giving both is an error). ``payload`` holds the
+    fields rules look at (the opportunity, activity or estimate), in camelCase or snake_case;
+    it is a free-form document (see the module docstring). Give the id yourself when the event
+    may be delivered twice: leadflow uses it to make handling idempotent.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    id: Id = Field(default_factory=new_id)
-    type: EventTypeName
-    time: UtcDatetime
+    id: Id = Field(
+        default_factory=new_id,
+        validation_alias=AliasChoices("eventId", "id"),
+        serialization_alias="eventId",
+    )
+    type: EventTypeName = Field(
+        validation_alias=AliasChoices("eventType", "type"), serialization_alias="eventType"
+    )
+    time: UtcDatetime = Field(
+        validation_alias=AliasChoices("occurredAt", "time"), serialization_alias="occurredAt"
+    )
     payload: dict[str, Any] = Field(default_factory=dict)
     actor: Id | None = None
 
-    @field_validator("payload")
+    @field_validator("payload", mode="before")
     @classmethod
-    def _payload_keys(cls, payload: dict[str, Any]) -> dict[str, Any]:
-        for key in payload:
-            if not isinstance(key, str):
-                raise ValueError("payload keys must be strings")
-        return payload
+    def _json_like(cls, payload: Any) -> Any:
+        return as_document(payload, "payload")
 
     def get(self, *names: str) -> Any:
         """The first payload value present under any of ``names`` (e.g. camel and snake)."""

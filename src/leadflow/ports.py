@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from .models import Activity, FollowUpRule, Outcome
 from .queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
 from .records import (
-    RuleAuditEntry,
+    AuditEntry,
     ScheduledAction,
     ScheduledActionState,
     SlotClaim,
@@ -37,6 +37,7 @@ __all__ = [
     "Contact",
     "CounterStore",
     "EventSink",
+    "Integrations",
     "JobStore",
     "Message",
     "Messenger",
@@ -45,6 +46,7 @@ __all__ = [
     "OpportunityGateway",
     "RuleRepository",
     "ScheduledActionStore",
+    "Storage",
     "TeamDirectory",
 ]
 
@@ -154,7 +156,14 @@ class ActivityRepository(Protocol):
 
     def add(self, activity: Activity) -> Activity:
         """Store a new activity as given, with version 1 whatever ``activity.version`` says.
-        :class:`DuplicateError` if the id exists."""
+
+        :class:`DuplicateError` if the id exists. When ``activity.open_key`` is set and another
+        activity that is not completed holds the same key, :class:`OpenActivityExistsError`
+        (the id is checked first), whether the new activity is open or already completed. The
+        check and the insert are one atomic step: of two concurrent adds of open activities with
+        one key, exactly one succeeds. Completing or deleting the holder frees the key;
+        ``update`` keeps it (it cannot be changed).
+        """
         ...
 
     def get(self, activity_id: str) -> Activity:
@@ -201,12 +210,19 @@ class ActivityRepository(Protocol):
         ``limit`` is 1..1000."""
         ...
 
-    def for_opportunity(self, opportunity_id: str) -> builtins.list[Activity]:
-        """All activities of an opportunity, oldest first (created_at, activity_id)."""
+    def for_opportunity(
+        self, opportunity_id: str, *, assigned_to: str | None = None
+    ) -> builtins.list[Activity]:
+        """All activities of an opportunity (only those assigned to ``assigned_to`` when given),
+        oldest first (created_at, activity_id). The scope is part of the query: the cost does
+        not grow with the activities it leaves out."""
         ...
 
-    def for_customer(self, customer_id: str) -> builtins.list[Activity]:
-        """All activities of a customer, oldest first (created_at, activity_id)."""
+    def for_customer(
+        self, customer_id: str, *, assigned_to: str | None = None
+    ) -> builtins.list[Activity]:
+        """All activities of a customer (only ``assigned_to``'s when given), oldest first
+        (created_at, activity_id)."""
         ...
 
     def pending(
@@ -229,10 +245,13 @@ class ActivityRepository(Protocol):
         """Open activities due in ``[as_of, as_of + within)``, soonest first."""
         ...
 
-    def timeline(self, opportunity_id: str) -> builtins.list[Activity]:
+    def timeline(
+        self, opportunity_id: str, *, assigned_to: str | None = None
+    ) -> builtins.list[Activity]:
         """An opportunity's activities in chronological order: each at its completed date when
         done, else its scheduled date, else its due date, else its creation; ties by id. One with
-        none of these dates comes first."""
+        none of these dates comes first. ``assigned_to`` scopes the query as in
+        :meth:`for_opportunity`."""
         ...
 
     def statistics(self, filter: ActivityFilter | None, *, as_of: datetime) -> ActivityStatistics:
@@ -331,11 +350,19 @@ class ScheduledActionStore(Protocol):
         ...
 
     def mark_failed(
-        self, action_id: str, *, worker: str, now: datetime, error: str, retry_at: datetime
+        self,
+        action_id: str,
+        *,
+        worker: str,
+        now: datetime,
+        error: str,
+        retry_at: datetime,
+        permanent: bool = False,
     ) -> ScheduledAction:
         """Record a failure in ``last_error``: back to ``pending`` due at ``retry_at``, or
-        ``parked`` when ``attempts`` reached ``max_attempts``. :class:`ConflictError` if the
-        lease was lost."""
+        ``parked`` (``finished_at`` stays None) when ``attempts`` reached ``max_attempts`` or
+        ``permanent`` is true (retrying cannot help). :class:`ConflictError` if the lease was
+        lost."""
         ...
 
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
@@ -344,8 +371,20 @@ class ScheduledActionStore(Protocol):
         ...
 
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
-        """Cancel the pending actions of an opportunity (claimed ones are left to finish);
-        returns how many."""
+        """Cancel the pending actions of an opportunity (claimed ones are left to finish): state
+        ``cancelled``, ``finished_at = now``. Returns how many."""
+        ...
+
+    def cancel_for_rule(self, rule_id: str, *, now: datetime) -> builtins.list[ScheduledAction]:
+        """Cancel the pending actions a rule planned (claimed ones are left to finish): state
+        ``cancelled``, ``finished_at = now``. Returns the cancelled actions, soonest due first."""
+        ...
+
+    def purge_finished(self, before: datetime, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` finished actions (``done`` or ``cancelled``) whose
+        ``finished_at`` is before ``before``; pending, claimed and parked ones are never purged.
+        Returns how many were deleted. A purged key may be scheduled again (keep finished
+        actions longer than an event may be redelivered)."""
         ...
 
     def list(
@@ -366,12 +405,17 @@ class CounterStore(Protocol):
 
 @runtime_checkable
 class AuditLog(Protocol):
-    """Append-only trail of rule changes."""
+    """Append-only trail of the changes people make: who, when, what before and after."""
 
-    def append(self, entry: RuleAuditEntry) -> None: ...
+    def append(self, entry: AuditEntry) -> None:
+        """Store ``entry`` as given (a copy)."""
+        ...
 
-    def list(self, rule_id: str | None = None) -> builtins.list[RuleAuditEntry]:
-        """Entries (of one rule, or all), oldest first."""
+    def list(
+        self, subject: str | None = None, subject_id: str | None = None
+    ) -> builtins.list[AuditEntry]:
+        """Entries of one kind of subject (``rule``, ``activity``, ``action``) and/or one subject
+        id, or all; oldest first (by ``at``, then insertion)."""
         ...
 
 
@@ -439,3 +483,30 @@ class JobStore(Protocol):
     def purge_expired(self, now: datetime) -> int:
         """Forget slots and marks that expired at or before ``now``; returns how many."""
         ...
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """Where leadflow keeps its state: one backend's stores, built by its wiring helper
+    (:func:`leadflow.stores.memory.memory_storage`, :func:`leadflow.stores.mongo.mongo_storage`)."""
+
+    activities: ActivityRepository
+    rules: RuleRepository
+    scheduled: ScheduledActionStore
+    counters: CounterStore
+    audit: AuditLog
+    jobs: JobStore
+
+
+@dataclass(frozen=True, slots=True)
+class Integrations:
+    """The host's world as leadflow sees it."""
+
+    notifier: Notifier
+    messenger: Messenger
+    opportunities: OpportunityGateway
+    team: TeamDirectory
+    events: EventSink

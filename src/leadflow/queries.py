@@ -6,12 +6,23 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timedelta
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel, to_snake
 
+from .documents import check_datetime
 from .errors import InvalidInputError
-from .models import ActivityState, ActivityType, Id, Outcome, UtcDatetime, _Model
+from .fields import Id, UtcDatetime, _Model
+from .models import ActivityState, ActivityType, Outcome
 
 __all__ = [
     "ActivityFilter",
@@ -26,6 +37,7 @@ __all__ = [
 T = TypeVar("T")
 
 SortField = Literal["created_at", "updated_at", "due_date", "scheduled_date", "completed_date"]
+"""The attribute names an activity list sorts by (documents say ``createdAt``, ``dueDate``...)."""
 
 
 class ActivityFilter(_Model):
@@ -34,7 +46,8 @@ class ActivityFilter(_Model):
     ``state`` needs ``as_of`` for ``pending`` / ``overdue`` (overdue: open and due before
     ``as_of``; pending: open and not overdue). Date ranges are half-open: ``from <= x < to``,
     and an activity without that date never matches a range on it. List-valued criteria match
-    any of their values.
+    any of their values (at most 100 each). Keys are camelCase (``assignedTo``, ``dueFrom``,
+    ``asOf``) or the snake_case attribute names; every datetime is aware and within the limits.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -42,8 +55,8 @@ class ActivityFilter(_Model):
     opportunity_id: Id | None = None
     customer_id: Id | None = None
     assigned_to: Id | None = None
-    activity_types: tuple[ActivityType, ...] | None = None
-    outcomes: tuple[Outcome, ...] | None = None
+    activity_types: tuple[ActivityType, ...] | None = Field(default=None, max_length=100)
+    outcomes: tuple[Outcome, ...] | None = Field(default=None, max_length=100)
     state: ActivityState | None = None
     as_of: UtcDatetime | None = None
     created_from: UtcDatetime | None = None
@@ -70,6 +83,11 @@ class ActivityFilter(_Model):
 class ActivitySort(_Model):
     """Sort order for activity lists; ties are broken by ``activity_id`` in the same direction.
 
+    ``field`` takes the document spelling (``dueDate``) or the attribute name (``due_date``);
+    the model holds the attribute name (``sort.field == "due_date"``, what ``getattr`` on an
+    :class:`~leadflow.Activity` takes) and its document (``to_document``) says ``dueDate``,
+    like every other leadflow document.
+
     Activities without the sort field (e.g. no due date) sort before all others ascending and
     after all others descending (MongoDB's order for missing values).
     """
@@ -78,6 +96,28 @@ class ActivitySort(_Model):
 
     field: SortField = "created_at"
     descending: bool = False
+
+    @field_validator("field", mode="before")
+    @classmethod
+    def _attribute_name(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # pydantic refuses it, naming the type
+        if value in _SORT_DOCUMENT_NAMES:
+            return to_snake(value)
+        if value not in _SORT_ATTRIBUTE_NAMES:
+            raise ValueError(
+                f"sort field must be one of {', '.join(sorted(_SORT_DOCUMENT_NAMES))} "
+                "(or the snake_case names)"
+            )
+        return value
+
+    @field_serializer("field")
+    def _document_name(self, value: str, info: SerializationInfo) -> str:
+        return to_camel(value) if info.by_alias else value
+
+
+_SORT_ATTRIBUTE_NAMES = frozenset(get_args(SortField))
+_SORT_DOCUMENT_NAMES = frozenset(to_camel(name) for name in _SORT_ATTRIBUTE_NAMES)
 
 
 class Page(BaseModel, Generic[T]):
@@ -108,8 +148,10 @@ def decode_cursor(cursor: str, sort: ActivitySort) -> tuple[datetime | None, str
             raise InvalidInputError("cursor was made for another sort order", field="cursor")
         value = datetime.fromisoformat(raw["v"]) if raw["v"] is not None else None
         activity_id = raw["i"]
-        if not isinstance(activity_id, str) or (value is not None and value.tzinfo is None):
+        if not isinstance(activity_id, str):
             raise ValueError
+        if value is not None:
+            check_datetime(value, "cursor")
     except InvalidInputError:
         raise
     except Exception as exc:

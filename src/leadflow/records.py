@@ -6,14 +6,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from .models import Action, Event, Id, UtcDatetime, _Model, new_id
+from .documents import as_document
+from .fields import Id, Int64, UtcDatetime, _Model
+from .models import Action, Event, new_id
 
 __all__ = [
-    "RuleAuditEntry",
+    "FINISHED_STATES",
+    "ActionKind",
+    "AuditEntry",
+    "DuplicatePolicy",
     "ScheduledAction",
     "ScheduledActionState",
     "SlotClaim",
@@ -24,8 +29,8 @@ __all__ = [
 
 class ScheduledActionState(StrEnum):
     """Life of a scheduled action: ``pending`` -> ``claimed`` -> ``done``; a failure goes back
-    to ``pending`` (later) or, after the last attempt, to ``parked``; ``cancelled`` if its
-    opportunity's pending actions were cancelled."""
+    to ``pending`` (later) or, after the last attempt or a permanent error, to ``parked``;
+    ``cancelled`` when its opportunity's or its rule's pending actions were cancelled."""
 
     PENDING = "pending"
     CLAIMED = "claimed"
@@ -34,39 +39,108 @@ class ScheduledActionState(StrEnum):
     CANCELLED = "cancelled"
 
 
+FINISHED_STATES = frozenset({ScheduledActionState.DONE, ScheduledActionState.CANCELLED})
+"""States a retention purge may delete (parked actions wait for a person and are kept)."""
+
+
+class ActionKind(StrEnum):
+    """What a scheduled action does when it runs.
+
+    ``rule``: one action a rule planned (``rule_id``, ``action_index`` and ``action`` say which).
+    ``delivery``: an outbox entry that feeds ``event`` into the rules once the write it was
+    stored before has happened (a completion: ``activity_id`` names the activity).
+    """
+
+    RULE = "rule"
+    DELIVERY = "delivery"
+
+
+class DuplicatePolicy(StrEnum):
+    """What a ``create_activity`` action does while the opportunity still has an open activity
+    from the same rule: ``skip`` it (the default) or ``allow`` another one."""
+
+    SKIP = "skip"
+    ALLOW = "allow"
+
+
 class ScheduledAction(_Model):
-    """A planned action stored until it is due, then carried out exactly once in effect."""
+    """A planned action stored until it is due, then carried out exactly once in effect.
+
+    ``planned_at`` is when the rule planned it for (event time + delay); ``due_at`` is when it
+    may next run (the same, or a retry time). ``depth`` is the cascade level of the event that
+    planned it. A ``delivery`` has no rule or action.
+    """
 
     action_id: Id = Field(default_factory=new_id)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=400)]
+    kind: ActionKind = ActionKind.RULE
     event: Event
-    rule_id: Id
-    action_index: int = Field(ge=0)
-    action: Action
+    rule_id: Id | None = None
+    rule_name: str | None = Field(default=None, max_length=200)
+    action_index: Int64 = Field(default=0, ge=0)
+    action: Action | None = None
     opportunity_id: Id | None = None
+    activity_id: Id | None = None
+    planned_at: UtcDatetime
+    depth: int = Field(default=0, ge=0, le=100)
+    duplicates: DuplicatePolicy = DuplicatePolicy.SKIP
+    explanation: str | None = Field(default=None, max_length=20_000)
     due_at: UtcDatetime
     state: ScheduledActionState = ScheduledActionState.PENDING
-    attempts: int = Field(default=0, ge=0)
+    attempts: Int64 = Field(default=0, ge=0)
     max_attempts: int = Field(default=5, ge=1, le=100)
-    last_error: str | None = None
+    last_error: str | None = Field(default=None, max_length=2000)
     lease_owner: str | None = None
     lease_expires_at: UtcDatetime | None = None
     created_at: UtcDatetime
     updated_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _planned_defaults_to_due(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "planned_at" not in data and "plannedAt" not in data:
+            due = data.get("due_at", data.get("dueAt"))
+            if due is not None:
+                data = {**data, "planned_at": due}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Self:
+        if self.kind is ActionKind.RULE and (self.rule_id is None or self.action is None):
+            raise ValueError("a rule action needs ruleId and action")
+        if self.kind is ActionKind.DELIVERY and self.action is not None:
+            raise ValueError("a delivery carries an event, not an action")
+        return self
+
+    @property
+    def action_type(self) -> str:
+        """The action's type, or ``deliver_event`` for a delivery (for logs and reports)."""
+        return self.action.action_type if self.action is not None else "deliver_event"
 
 
-class RuleAuditEntry(_Model):
-    """One change to a rule: who, when, what it was before and after (documents)."""
+class AuditEntry(_Model):
+    """One change made through leadflow: who (``actor``), when (``at``), to what (``subject``
+    and ``subject_id``), the kind of ``change``, and the document before and after.
+
+    Subjects: ``rule`` (created / updated / deleted), ``activity`` (created / completed /
+    deleted, when done by a person) and ``action`` (retried / cancelled scheduled actions).
+    """
 
     entry_id: Id = Field(default_factory=new_id)
-    rule_id: Id
-    change: Literal["created", "updated", "deleted"]
+    subject: Literal["rule", "activity", "action"]
+    subject_id: Id
+    change: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,39}$")]
     actor: Id
     at: UtcDatetime
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+    note: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("before", "after", mode="before")
+    @classmethod
+    def _documents(cls, value: Any, info: ValidationInfo) -> Any:
+        return None if value is None else as_document(value, str(info.field_name))
 
 
 class SlotState(StrEnum):

@@ -1,10 +1,16 @@
 """Pure decision code: operators, compiled conditions, the rule engine, the working calendar and
-the seed's default rules. No I/O, no clock, no globals; nothing here imports the runtime."""
+the seed's default rules. No I/O, no clock, no globals; nothing here imports the runtime.
+
+Modules: ``operators`` (OperatorRegistry and the built-ins), ``fields`` (field paths,
+``MISSING``), ``compiler`` (conditions into predicates), ``index`` (rules by field value),
+``events`` (the known event types), ``intake`` (reading event documents), ``engine``
+(RuleEngine), ``calendar`` (WorkingCalendar), ``defaults`` (the seed's rules).
+"""
 
 from __future__ import annotations
 
 from .calendar import WorkingCalendar
-from .conditions import MISSING, Operator, OperatorRegistry
+from .compiler import describe
 from .defaults import default_rules
 from .engine import (
     ConditionOutcome,
@@ -14,11 +20,16 @@ from .engine import (
     RuleExplanation,
     validate_rule,
 )
+from .events import SEED_EVENT_TYPES, EventTypes
+from .fields import MISSING, field_getter
+from .operators import Operator, OperatorRegistry
 
 __all__ = [
     "MISSING",
+    "SEED_EVENT_TYPES",
     "ConditionOutcome",
     "Evaluation",
+    "EventTypes",
     "Operator",
     "OperatorRegistry",
     "PlannedAction",
@@ -26,5 +37,7 @@ __all__ = [
     "RuleExplanation",
     "WorkingCalendar",
     "default_rules",
+    "describe",
+    "field_getter",
     "validate_rule",
 ]

@@ -3,6 +3,12 @@
 Working hours are wall-clock times in the calendar's time zone, so a 9:00-17:00 day stays
 9:00-17:00 local across daylight-saving changes; the lengths of working intervals are measured
 in real (UTC) time. Pure and immutable: safe to share between engines and threads.
+
+Daylight-saving changes, one rule everywhere: a local wall time that a day skips (spring
+forward: 02:30 in New York on 2026-03-08) means the instant the gap ends plus the skipped
+minutes, i.e. 03:30 local, after the gap; a wall time that a day repeats (fall back: 01:30 on
+2026-11-01) means its *first* occurrence (the earlier, daylight-time instant). This holds whatever
+the ``fold`` of the datetime given: the event's own fold never carries over to the target day.
 """
 
 from __future__ import annotations
@@ -11,12 +17,20 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..clock import ensure_utc
 from ..errors import InvalidInputError
 
 __all__ = ["WorkingCalendar"]
 
 _MAX_SCAN_DAYS = 3660 * 2
+
+
+def ensure_utc(value: datetime, field: str) -> datetime:
+    """``value`` in UTC; :class:`~leadflow.InvalidInputError` for a naive or non-datetime."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"expected a datetime, got {type(value).__name__}", field=field)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError("naive datetime: give a time zone (UTC inside)", field=field)
+    return value.astimezone(UTC)
 
 
 class WorkingCalendar:
@@ -82,18 +96,23 @@ class WorkingCalendar:
         return day.weekday() in self.workdays and day not in self.holidays
 
     def _local(self, day: date, at: time) -> datetime:
-        # fold=0: a repeated wall time means its first occurrence; a skipped one moves forward
-        # by the gap (zoneinfo's rule), e.g. 02:30 on a spring-forward day is 03:30.
-        return datetime.combine(day, at, tzinfo=self.zone).astimezone(UTC)
+        """The UTC instant of wall time ``at`` on ``day``. fold=0, always: a repeated wall time
+        means its first occurrence, and a skipped one is read with the offset in force before
+        the gap, which lands after it (02:30 on a spring-forward day is 03:30)."""
+        wall = datetime.combine(day, at.replace(tzinfo=None, fold=0), tzinfo=self.zone)
+        return wall.astimezone(UTC)
 
     def _window(self, day: date) -> tuple[datetime, datetime]:
         return self._local(day, self._start), self._local(day, self._end)
 
     def add_business_hours(self, start: datetime, hours: float) -> datetime:
-        """The moment ``hours`` of working time after ``start``.
+        """The moment ``hours`` of working time after ``start`` (in UTC).
 
         Time outside working hours does not count: Friday 16:00 plus 2 business hours on a
         9-17 calendar is Monday 10:00. Ending exactly at a day's close returns the close.
+        Working time is real elapsed time, so a window that contains a daylight-saving change
+        is an hour shorter or longer. Raises :class:`~leadflow.InvalidInputError` when the hours
+        cannot be found within ten years.
         """
         moment = ensure_utc(start, "start")
         remaining = timedelta(hours=hours)
@@ -116,8 +135,10 @@ class WorkingCalendar:
         """The same local wall-clock time on the ``days``-th working day after ``start``'s date.
 
         Saturday + 1 business day is Monday (same local time). A wall time that the target day
-        skips (spring-forward) moves forward by the gap; a repeated one takes its first
-        occurrence.
+        skips (spring forward) moves forward by the gap (02:30 -> 03:30 in New York); one it
+        repeats (fall back) takes its first occurrence, even when ``start`` was itself the
+        second occurrence of a repeated time. ``days <= 0`` returns ``start`` (in UTC). Raises
+        :class:`~leadflow.InvalidInputError` when no working day comes within ten years.
         """
         moment = ensure_utc(start, "start")
         if days <= 0:

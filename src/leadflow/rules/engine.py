@@ -6,29 +6,26 @@ derive from the event's time), no shared mutable state, so one engine serves man
 Order: the rules for an event type apply in descending ``priority``; equal priorities go by
 ascending ``rule_id``. When a matching rule has ``stop_processing``, the rules after it in that
 order do not apply. Actions of a rule are planned in the order the rule lists them.
+
+Each engine owns its :class:`~leadflow.OperatorRegistry` and :class:`~leadflow.rules.EventTypes`
+(fresh ones unless given), so configuring one engine never changes another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from operator import itemgetter
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from ..errors import RuleValidationError
+from ..errors import InvalidInputError, RuleValidationError
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import Action, Condition, ConditionGroup, ConditionNode, Event, FollowUpRule
 from .calendar import WorkingCalendar
-from .conditions import (
-    MISSING,
-    CompiledCondition,
-    OperatorRegistry,
-    compile_condition,
-    describe,
-    field_getter,
-    index_values,
-    single_key,
-)
+from .compiler import compile_condition, describe
+from .events import EventTypes
+from .index import Bucket, CompiledRule, Entry, Plan
+from .intake import EventFields, read_event
+from .operators import MISSING, OperatorRegistry, field_getter
 
 __all__ = [
     "ConditionOutcome",
@@ -56,8 +53,13 @@ class PlannedAction(NamedTuple):
 
     @property
     def idempotency_key(self) -> str:
-        """Identifies this action of this rule for this event: carrying it out twice is a no-op."""
-        return f"{self.event_id}:{self.rule.rule_id}:{self.action_index}"
+        """Identifies this action of this rule for this event: carrying it out twice is a no-op.
+
+        ``"<event id>/<rule id>/<action index>"``. Ids never contain ``/`` (they match
+        ``^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$``), so two different triples never share a key:
+        event ``E:x`` with rule ``vip`` and event ``E`` with rule ``x:vip`` get different keys.
+        """
+        return f"{self.event_id}/{self.rule.rule_id}/{self.action_index}"
 
 
 class ConditionOutcome(NamedTuple):
@@ -81,234 +83,182 @@ class RuleExplanation(NamedTuple):
     conditions: tuple[ConditionOutcome, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Evaluation:
-    """The engine's answer for one event."""
+    """The engine's answer for one event: the rules that applied and the actions they plan.
 
-    event: Event
-    matched_rules: tuple[FollowUpRule, ...]
-    planned: tuple[PlannedAction, ...]
-    explanations: tuple[RuleExplanation, ...] | None = field(default=None)
+    Read-only by contract. ``event`` is the :class:`~leadflow.Event` evaluated; when the engine
+    was given a document it is built on first access (equal to ``Event.model_validate`` of it).
+    """
+
+    __slots__ = ("_event", "_fields", "explanations", "matched_rules", "planned")
+
+    def __init__(
+        self,
+        event: Event | EventFields,
+        matched_rules: tuple[FollowUpRule, ...],
+        planned: tuple[PlannedAction, ...],
+        explanations: tuple[RuleExplanation, ...] | None = None,
+    ) -> None:
+        if isinstance(event, Event):
+            self._event: Event | None = event
+            self._fields: EventFields | None = None
+        else:
+            self._event = event.model
+            self._fields = event
+        self.matched_rules = matched_rules
+        self.planned = planned
+        self.explanations = explanations
+
+    @property
+    def event(self) -> Event:
+        if self._event is None:
+            assert self._fields is not None
+            self._event = self._fields.event()
+        return self._event
+
+    @property
+    def event_id(self) -> str:
+        """The event's id (without building the event)."""
+        return self._event.id if self._event is not None else self.__fields().id
+
+    def __fields(self) -> EventFields:
+        if self._fields is None:
+            self._fields = read_event(self.event)
+        return self._fields
 
     @property
     def immediate(self) -> tuple[PlannedAction, ...]:
+        """The planned actions due at the event's time."""
         return tuple(p for p in self.planned if not p.delayed)
 
     @property
     def delayed(self) -> tuple[PlannedAction, ...]:
+        """The planned actions due later."""
         return tuple(p for p in self.planned if p.delayed)
+
+    def _key(self) -> tuple[Any, ...]:
+        fields = self.__fields()
+        return (
+            fields.id,
+            fields.type,
+            fields.time,
+            fields.payload,
+            fields.actor,
+            self.matched_rules,
+            self.planned,
+            self.explanations,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Evaluation):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Evaluation(event_id={self.event_id!r}, matched_rules="
+            f"{[r.rule_id for r in self.matched_rules]!r}, planned={len(self.planned)})"
+        )
 
 
 def _sort_key(rule: FollowUpRule) -> tuple[int, str]:
     return (-rule.priority, rule.rule_id)
 
 
-# An action plan: (index, action, fixed delay or None when the delay is business time, whether
-# the fixed delay is non-zero).
-_Plan = tuple[int, Action, timedelta | None, bool]
-
-# What the hot loops read for one rule: (conditions that must all hold, the rule, its
-# stop_processing flag, its action plans).
-_Entry = tuple[tuple[CompiledCondition, ...], FollowUpRule, bool, tuple[_Plan, ...]]
-
 _new_planned: Callable[[type[PlannedAction], tuple[Any, ...]], PlannedAction] = tuple.__new__
 """``PlannedAction(*fields)`` without the Python-level ``__new__`` of the named tuple."""
 
 
-@dataclass(frozen=True, slots=True)
-class _CompiledRule:
-    rule: FollowUpRule
-    tests: tuple[CompiledCondition, ...]  # one per top-level condition: all must hold
-    plans: tuple[_Plan, ...]
-    stop: bool
-
-    @property
-    def entry(self) -> _Entry:
-        return (self.tests, self.rule, self.stop, self.plans)
+# A moment every calendar is asked to plan from when a rule loads (a Monday).
+_PROBE = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
 
-def _compile_rule(rule: FollowUpRule, operators: OperatorRegistry) -> _CompiledRule:
+def _compile_rule(
+    rule: FollowUpRule,
+    operators: OperatorRegistry,
+    event_types: EventTypes,
+    limits: Limits,
+    calendar: WorkingCalendar | None,
+) -> CompiledRule:
+    problem = event_types.problem(rule.trigger.event_type)
+    if problem is not None:
+        raise RuleValidationError(rule.rule_id, "trigger.eventType", problem)
     parts = []
+    budget = [limits.conditions_per_rule]
     for i, node in enumerate(rule.trigger.conditions):
         try:
-            parts.append(compile_condition(node, operators, f"trigger.conditions[{i}]"))
+            compiled = compile_condition(
+                node, operators, f"trigger.conditions[{i}]", limits=limits, budget=budget
+            )
         except ValueError as exc:
             location, _, problem = str(exc).partition(": ")
             raise RuleValidationError(rule.rule_id, location, problem) from None
-    plans: list[_Plan] = []
+        parts.append(compiled)
+    plans: list[Plan] = []
     for i, action in enumerate(rule.actions):
-        fixed = None if action.delay.is_business_time else action.delay.as_timedelta()
-        plans.append((i, action, fixed, bool(fixed)))
-    return _CompiledRule(rule, tuple(parts), tuple(plans), rule.stop_processing)
-
-
-def validate_rule(rule: FollowUpRule, operators: OperatorRegistry | None = None) -> None:
-    """Check that ``rule`` would load: every operator known, every value acceptable.
-
-    Raises :class:`~leadflow.RuleValidationError` naming the rule, the condition and the problem.
-    """
-    _compile_rule(rule, operators or _DEFAULT_OPERATORS)
-
-
-_DEFAULT_OPERATORS = OperatorRegistry.default()
-
-# Buckets with fewer rules than this are scanned in full: an index would cost more than it saves.
-_INDEX_MIN_RULES = 4
-# Fields other than the main one are indexed only in buckets of at least this many rules.
-_SECONDARY_MIN_RULES = 12
-
-_STR_OR_SEQUENCE = (str, list, tuple)
-
-# One secondary indexed field: (first name, twin name, getter for dotted paths or None,
-# exact string value -> candidate codes, codes of every rule filed under this field).
-_Group = tuple[
-    str, str, Callable[[Mapping[str, Any]], Any] | None, dict[str, tuple[int, ...]], tuple[int, ...]
-]
-
-
-class _Bucket:
-    """The active rules of one event type, in application order, with an optional index.
-
-    The index files a rule whose top-level conditions include a case-sensitive ``equals`` with
-    a string (or ``in`` with strings) on some field under those strings; the rule is tested only
-    when the event's field holds one of them. A bucket has a main field (the one that files the
-    most rules) and, when large, secondary fields; rules filed under neither are always tested.
-
-    For the main field the candidates are laid out in advance for every string: the entries to
-    test, in order. Secondary fields add candidates at run time, merged by position. A
-    candidate is coded ``2 * position + 1`` when the lookup proved its filed condition (only its
-    other conditions are tested) and ``2 * position`` when all its conditions must be tested,
-    which happens when the field holds a ``str`` subclass, a list or a tuple. Either way the
-    order of the entries is the order of the rules, as without the index.
-    """
-
-    __slots__ = (
-        "by_value",
-        "choices",
-        "default",
-        "entries",
-        "fallback",
-        "first",
-        "getter",
-        "groups",
-        "indexed",
-        "second",
-    )
-
-    def __init__(self, rules: list[_CompiledRule], operators: OperatorRegistry) -> None:
-        self.entries: tuple[_Entry, ...] = tuple(c.entry for c in rules)
-        self.indexed = False
-        if len(rules) < _INDEX_MIN_RULES:
-            return
-        # Every indexable top-level condition of every rule: position -> [(path, values, i)].
-        options: list[list[tuple[str, frozenset[str], int]]] = []
-        counts: dict[str, int] = {}
-        for compiled in rules:
-            found = []
-            for i, node in enumerate(compiled.rule.trigger.conditions):
-                if isinstance(node, Condition):
-                    values = index_values(node, operators)
-                    if values is not None:
-                        found.append((node.field, values, i))
-            options.append(found)
-            for path in {path for path, _, _ in found}:
-                counts[path] = counts.get(path, 0) + 1
-        if not counts:
-            return
-        main = max(counts, key=lambda path: counts[path])  # first seen wins ties
-        secondary = len(rules) >= _SECONDARY_MIN_RULES
-
-        choices: list[_Entry] = []
-        plain: list[int] = []  # codes tested for every event
-        main_table: dict[str, list[int]] = {}
-        main_every: list[int] = []
-        tables: dict[str, dict[str, list[int]]] = {}
-        every: dict[str, list[int]] = {}
-        for position, (compiled, found) in enumerate(zip(rules, options, strict=True)):
-            full = compiled.entry
-            choices.append(full)
-            usable = [f for f in found if f[0] == main] or (found if secondary else [])
-            if not usable:
-                choices.append(full)  # never looked up
-                plain.append(2 * position)
-                continue
-            path, values, i = min(usable, key=lambda f: len(f[1]))
-            rest = compiled.tests[:i] + compiled.tests[i + 1 :]
-            choices.append((rest, compiled.rule, compiled.stop, compiled.plans))
-            table = main_table if path == main else tables.setdefault(path, {})
-            for value in values:
-                table.setdefault(value, []).append(2 * position + 1)
-            (main_every if path == main else every.setdefault(path, [])).append(2 * position)
-
-        self.choices = tuple(choices)
-        self.first, self.second, self.getter = _reader(main)
-        self.groups: tuple[_Group, ...] = tuple(
-            (*_reader(path), {v: tuple(c) for v, c in table.items()}, tuple(every[path]))
-            for path, table in tables.items()
+        if action.delay.is_business_time:
+            if calendar is not None:
+                try:
+                    _business_due(calendar, _PROBE, action)
+                except InvalidInputError as exc:
+                    where = f"actions[{i}].delay"
+                    raise RuleValidationError(rule.rule_id, where, str(exc)) from None
+            plans.append((i, action, None, True))
+        else:
+            fixed = action.delay.as_timedelta()
+            plans.append((i, action, fixed, bool(fixed)))
+    if len(plans) > limits.planned_per_event:
+        raise RuleValidationError(
+            rule.rule_id, "actions", f"more than {limits.planned_per_event} actions"
         )
-        # With secondary fields the main lookup yields codes to merge; without, entries.
-        lay_out = self._codes if self.groups else self._entries
-        self.by_value = {v: lay_out(plain + codes) for v, codes in main_table.items()}
-        self.default = lay_out(plain)
-        self.fallback = lay_out(plain + main_every)
-        self.indexed = True
-
-    def _codes(self, codes: list[int]) -> tuple[Any, ...]:
-        return tuple(sorted(codes))
-
-    def _entries(self, codes: list[int]) -> tuple[Any, ...]:
-        return tuple(self.choices[code] for code in sorted(codes))
-
-    def select(self, payload: Mapping[str, Any]) -> Sequence[_Entry]:
-        """The entries to test for ``payload``, in application order (needs ``indexed``)."""
-        if self.getter is None:
-            value = payload.get(self.first, MISSING)
-            if value is MISSING:
-                value = payload.get(self.second, MISSING)
-        else:
-            value = self.getter(payload)
-        if type(value) is str:
-            picked = self.by_value.get(value, self.default)
-        elif isinstance(value, _STR_OR_SEQUENCE):
-            picked = self.fallback
-        else:
-            picked = self.default
-        if not self.groups:
-            return picked
-        codes = list(picked)
-        for first, second, getter, table, every in self.groups:
-            if getter is None:
-                value = payload.get(first, MISSING)
-                if value is MISSING:
-                    value = payload.get(second, MISSING)
-            else:
-                value = getter(payload)
-            if type(value) is str:
-                hit = table.get(value)
-                if hit is not None:
-                    codes += hit
-            elif isinstance(value, _STR_OR_SEQUENCE):
-                codes += every
-        codes.sort()
-        if len(codes) > 1:
-            return itemgetter(*codes)(self.choices)  # type: ignore[no-any-return]
-        return [self.choices[code] for code in codes]
+    return CompiledRule(rule, tuple(parts), tuple(plans), rule.stop_processing)
 
 
-def _reader(path: str) -> tuple[str, str, Callable[[Mapping[str, Any]], Any] | None]:
-    """How the index reads a field: the two names of a one-segment path, else a getter."""
-    keys = single_key(path)
-    if keys is not None:
-        return (keys[0], keys[1], None)
-    return ("", "", field_getter(path))
+def _business_due(calendar: WorkingCalendar, now: datetime, action: Action) -> datetime:
+    delay = action.delay
+    if delay.unit == "business_days":
+        return calendar.add_business_days(now, int(delay.amount))
+    return calendar.add_business_hours(now, delay.amount)
+
+
+def validate_rule(
+    rule: FollowUpRule,
+    operators: OperatorRegistry | None = None,
+    *,
+    event_types: EventTypes | None = None,
+    calendar: WorkingCalendar | None = None,
+    limits: Limits | None = None,
+) -> None:
+    """Check that ``rule`` would load into an engine built with the same arguments.
+
+    Every operator known and every value acceptable (``operators`` defaults to the built-ins),
+    the trigger's event type known (``event_types`` defaults to the seed's), the limits kept,
+    and, when ``calendar`` is given, every business-time delay plannable on it. Raises
+    :class:`~leadflow.RuleValidationError` naming the rule, where in it, and the problem.
+    """
+    _compile_rule(
+        rule,
+        operators if operators is not None else OperatorRegistry.default(),
+        event_types if event_types is not None else EventTypes(),
+        limits if limits is not None else DEFAULT_LIMITS,
+        calendar,
+    )
 
 
 class RuleEngine:
     """Compiles a rule set once; evaluates events against it.
 
-    ``operators`` defaults to the built-ins; ``calendar`` (for business-time delays) defaults to
-    Monday-Friday 9:00-17:00 UTC. Inactive rules are validated but never apply. Raises
-    :class:`~leadflow.RuleValidationError` for a rule that cannot load, and for duplicate ids.
+    ``operators`` defaults to a fresh registry of the built-ins and ``event_types`` to a fresh
+    registry of the seed's event types (both reachable as attributes; pass the same objects to
+    several engines to share them). ``calendar`` (for business-time delays) defaults to
+    Monday-Friday 9:00-17:00 UTC; ``limits`` to :data:`~leadflow.limits.DEFAULT_LIMITS`.
+    Inactive rules are validated but never apply.
+
+    Raises :class:`~leadflow.RuleValidationError` for a rule that cannot load (unknown operator
+    or event type, a bad value, a limit exceeded, a business delay the calendar cannot plan)
+    and for duplicate ids; pydantic's ``ValidationError`` for a malformed rule document.
     """
 
     def __init__(
@@ -316,10 +266,14 @@ class RuleEngine:
         rules: Iterable[FollowUpRule | Mapping[str, Any]] = (),
         *,
         operators: OperatorRegistry | None = None,
+        event_types: EventTypes | None = None,
         calendar: WorkingCalendar | None = None,
+        limits: Limits | None = None,
     ) -> None:
-        self.operators = operators if operators is not None else _DEFAULT_OPERATORS
+        self.operators = operators if operators is not None else OperatorRegistry.default()
+        self.event_types = event_types if event_types is not None else EventTypes()
         self.calendar = calendar if calendar is not None else WorkingCalendar()
+        self.limits = limits if limits is not None else DEFAULT_LIMITS
         loaded: dict[str, FollowUpRule] = {}
         for item in rules:
             rule = item if isinstance(item, FollowUpRule) else FollowUpRule.model_validate(item)
@@ -327,13 +281,18 @@ class RuleEngine:
                 raise RuleValidationError(rule.rule_id, "ruleId", "two rules share this id")
             loaded[rule.rule_id] = rule
         ordered = sorted(loaded.values(), key=_sort_key)
-        buckets: dict[str, list[_CompiledRule]] = {}
+        buckets: dict[str, list[CompiledRule]] = {}
         for rule in ordered:
-            compiled = _compile_rule(rule, self.operators)
+            compiled = _compile_rule(
+                rule, self.operators, self.event_types, self.limits, self.calendar
+            )
             if rule.is_active:
                 buckets.setdefault(rule.trigger.event_type, []).append(compiled)
         self._rules = tuple(ordered)
-        self._by_type = {k: _Bucket(v, self.operators) for k, v in buckets.items()}
+        self._by_type = {k: Bucket(v, self.operators) for k, v in buckets.items()}
+        self._earliest = self.limits.earliest
+        self._latest = self.limits.latest
+        self._max_planned = self.limits.planned_per_event
 
     @property
     def rules(self) -> tuple[FollowUpRule, ...]:
@@ -345,15 +304,37 @@ class RuleEngine:
         bucket = self._by_type.get(event_type)
         return () if bucket is None else tuple(entry[1] for entry in bucket.entries)
 
-    def match(self, event: Event) -> list[FollowUpRule]:
-        """The rules that apply to ``event``, in order (``stop_processing`` honoured)."""
-        matched: list[FollowUpRule] = []
-        bucket = self._by_type.get(event.type)
+    def _read(self, event: Event | Mapping[str, Any]) -> EventFields:
+        fields = read_event(event)
+        if not self._earliest <= fields.time <= self._latest:
+            raise InvalidInputError(
+                f"event time {fields.time.isoformat()} is outside "
+                f"{self._earliest.date()}..{self._latest.date()}",
+                field="time",
+            )
+        return fields
+
+    def _entries(self, kind: str, payload: Mapping[str, Any]) -> Sequence[Entry]:
+        bucket = self._by_type.get(kind)
         if bucket is None:
-            return matched
-        payload, now = event.payload, event.time
-        entries = bucket.select(payload) if bucket.indexed else bucket.entries
-        for tests, rule, stop, _ in entries:
+            return ()
+        return bucket.select(payload) if bucket.indexed else bucket.entries
+
+    def match(self, event: Event | Mapping[str, Any]) -> list[FollowUpRule]:
+        """The rules that apply to ``event``, in order (``stop_processing`` honoured).
+
+        ``event`` is an :class:`~leadflow.Event` or its document (validated as the model does:
+        pydantic's ``ValidationError`` for a bad one).
+        """
+        if type(event) is Event:  # the model was validated when built: read it as it is
+            payload, now, kind = event.payload, event.time, event.type
+            if not self._earliest <= now <= self._latest:
+                self._read(event)  # raises
+        else:
+            fields = self._read(event)
+            payload, now, kind = fields.payload, fields.time, fields.type
+        matched: list[FollowUpRule] = []
+        for tests, rule, stop, _ in self._entries(kind, payload):
             for test in tests:
                 if not test(payload, now):
                     break
@@ -363,23 +344,31 @@ class RuleEngine:
                     break
         return matched
 
-    def evaluate(self, event: Event, *, explain: bool = False) -> Evaluation:
+    def evaluate(self, event: Event | Mapping[str, Any], *, explain: bool = False) -> Evaluation:
         """Match ``event`` and plan the actions of every rule that applies.
 
-        Each planned action is due at the event's time plus its delay. With ``explain=True``
-        the result also says, for every active rule, why it matched or which condition failed
-        with what actual value.
+        ``event`` is an :class:`~leadflow.Event` or its document, e.g. the dict a host received
+        (validated exactly as ``Event.model_validate`` would: pydantic's ``ValidationError`` for
+        a bad one). Each planned action is due at the event's time plus its delay. With
+        ``explain=True`` the result also says, for every active rule, why it matched or which
+        condition failed with what actual value.
+
+        Raises :class:`~leadflow.InvalidInputError` naming the event when it would plan more
+        than ``limits.planned_per_event`` actions (nothing is planned for it), or when its time
+        lies outside ``limits.earliest`` .. ``limits.latest``.
         """
-        payload, now, event_id = event.payload, event.time, event.id
+        fields: Event | EventFields
+        if type(event) is Event:  # the model was validated when built: read it as it is
+            fields = event
+            if not self._earliest <= event.time <= self._latest:
+                self._read(event)  # raises
+        else:
+            fields = self._read(event)
+        payload, now, event_id = fields.payload, fields.time, fields.id
         matched: list[FollowUpRule] = []
         planned: list[PlannedAction] = []
-        bucket = self._by_type.get(event.type)
-        if bucket is None:
-            entries: Sequence[_Entry] = ()
-        else:
-            entries = bucket.select(payload) if bucket.indexed else bucket.entries
         plan = planned.append
-        for tests, rule, stop, plans in entries:
+        for tests, rule, stop, plans in self._entries(fields.type, payload):
             for test in tests:
                 if not test(payload, now):
                     break
@@ -387,25 +376,30 @@ class RuleEngine:
                 matched.append(rule)
                 for index, action, fixed, delayed in plans:
                     if fixed is None:
-                        due = self._business_due(now, action)
+                        due = _business_due(self.calendar, now, action)
                         delayed = due > now
                     else:
                         due = now + fixed if delayed else now
                     plan(_new_planned(PlannedAction, (rule, index, action, due, event_id, delayed)))
                 if stop:
                     break
-        explanations = self._explain(event, matched) if explain else None
-        return Evaluation(event, tuple(matched), tuple(planned), explanations)
-
-    def _business_due(self, now: datetime, action: Action) -> datetime:
-        delay = action.delay
-        if delay.unit == "business_days":
-            return self.calendar.add_business_days(now, int(delay.amount))
-        return self.calendar.add_business_hours(now, delay.amount)
+        if len(planned) > self._max_planned:
+            raise InvalidInputError(
+                f"event {event_id!r} would plan {len(planned)} actions, more than the limit of "
+                f"{self._max_planned} (limits.planned_per_event); nothing was planned",
+                field="event",
+            )
+        if explain:
+            read = fields if isinstance(fields, EventFields) else read_event(fields)
+            explanations = self._explain(read, matched)
+            return Evaluation(fields, tuple(matched), tuple(planned), explanations)
+        return Evaluation(fields, tuple(matched), tuple(planned))
 
     # ----------------------------------------------------------------- explanations
 
-    def _explain(self, event: Event, matched: list[FollowUpRule]) -> tuple[RuleExplanation, ...]:
+    def _explain(
+        self, event: EventFields, matched: list[FollowUpRule]
+    ) -> tuple[RuleExplanation, ...]:
         matched_ids = {r.rule_id for r in matched}
         bucket = self._by_type.get(event.type)
         stopper: FollowUpRule | None = None
@@ -450,11 +444,12 @@ class RuleEngine:
         return tuple(out)
 
     def _explain_node(
-        self, node: ConditionNode, event: Event, location: str, out: list[ConditionOutcome]
+        self, node: ConditionNode, event: EventFields, location: str, out: list[ConditionOutcome]
     ) -> bool:
         if isinstance(node, Condition):
             actual = field_getter(node.field)(event.payload)
-            passed = compile_condition(node, self.operators, location)(event.payload, event.time)
+            test = compile_condition(node, self.operators, location, limits=self.limits)
+            passed = test(event.payload, event.time)
             out.append(ConditionOutcome(location, describe(node), node.field, actual, passed))
             return passed
         assert isinstance(node, ConditionGroup)

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from .actions import ActionContext, ActionHandler, HandlerRegistry
+from .actions import HandlerRegistry, HandlerSpec
+from .context import ActionContext, ActionHandler
 from .flow import LeadFlow
 from .jobs import JobSchedule, JobSettings, LeadflowJobs
+from .results import (
+    ActionRun,
+    CompletionResult,
+    DueRunReport,
+    HandleResult,
+    RuleChange,
+    RuleTestResult,
+)
+from .settings import FlowSettings, PendingPolicy, RetryPolicy
 
 __all__ = [
     "ActionContext",
     "ActionHandler",
+    "ActionRun",
+    "CompletionResult",
+    "DueRunReport",
+    "FlowSettings",
+    "HandleResult",
     "HandlerRegistry",
+    "HandlerSpec",
     "JobSchedule",
     "JobSettings",
     "LeadFlow",
     "LeadflowJobs",
+    "PendingPolicy",
+    "RetryPolicy",
+    "RuleChange",
+    "RuleTestResult",
 ]

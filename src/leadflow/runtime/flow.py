@@ -1,30 +1,29 @@
-"""The ``LeadFlow`` facade: events in, follow-ups out, exactly once, behind role-based access.
+"""The ``LeadFlow`` facade: events in, follow-ups out, exactly once in effect.
 
-Host applications build one ``LeadFlow`` from its parts (stores, ports, handlers, clock), feed it
-their domain events with :meth:`LeadFlow.handle`, call :meth:`LeadFlow.run_due` periodically (or
-let the scheduler do it), and serve their users through the role-checked operations.
+A host builds one ``LeadFlow`` from a :class:`~leadflow.ports.Storage` and its
+:class:`~leadflow.ports.Integrations`, feeds it domain events with :meth:`LeadFlow.handle`, calls
+:meth:`LeadFlow.run_due` periodically (or lets the jobs do it), and serves its users through the
+role-checked operations of :mod:`leadflow.access`, which sit on top of this class.
 
 Exactly once in effect: every planned action is first stored under its idempotency key (event,
 rule, action index); an action that runs now is stored already claimed by this worker, then run,
 then marked done. Handling an event again finds the keys and does nothing; a crash between the
-steps leaves a claimed action whose lease expires, and :meth:`LeadFlow.run_due` runs it again;
-handlers key their writes on the idempotency key, so the rerun creates nothing twice.
+steps leaves a claimed action whose lease expires, and :meth:`run_due` runs it again; handlers
+key their writes on the idempotency key, so the rerun creates nothing twice. Completions go
+through an outbox entry stored before the write (see :func:`~.planning.delivery_action`).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from ..adapters import (
     InMemoryOpportunities,
@@ -33,266 +32,121 @@ from ..adapters import (
     RecordingNotifier,
     StaticTeamDirectory,
 )
-from ..clock import Clock, SystemClock, ensure_utc
+from ..clock import SystemClock, ensure_utc
 from ..errors import (
     CascadeDepthError,
     ConflictError,
     HandlerError,
-    InvalidInputError,
     LeadflowError,
     NotFoundError,
-    PermissionDeniedError,
-    RuleValidationError,
+    PermanentError,
+    StorageError,
 )
-from ..models import ID_RE, Action, Activity, ActivityState, Event, FollowUpRule, Outcome
-from ..ports import (
-    ActivityRepository,
-    AuditLog,
-    CounterStore,
-    EventSink,
-    Messenger,
-    Notifier,
-    OpportunityGateway,
-    RuleRepository,
-    ScheduledActionStore,
-    TeamDirectory,
-)
-from ..queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
-from ..records import RuleAuditEntry, ScheduledAction, ScheduledActionState
+from ..models import Activity, Event, FollowUpRule, Outcome
+from ..ports import Clock, Integrations, Storage
+from ..records import ActionKind, ScheduledAction, ScheduledActionState
+from ..rules import EventTypes, OperatorRegistry, RuleEngine
 from ..rules.calendar import WorkingCalendar
-from ..rules.conditions import MISSING, OperatorRegistry, describe, field_getter
-from ..rules.engine import Evaluation, PlannedAction, RuleEngine, validate_rule
-from ..stores.memory import InMemoryAuditLog, InMemoryCounterStore
-from .actions import ActionContext, HandlerRegistry
+from ..rules.engine import Evaluation, PlannedAction
+from .actions import HandlerRegistry
+from .context import ActionContext
+from .explain import why
+from .planning import completed_event, delivery_action, is_permanent, rule_action
+from .results import ActionRun, CompletionResult, DueRunReport, HandleResult
+from .rulebook import RuleBook
+from .rules_admin import RulesAdmin
+from .settings import FlowSettings
 
-__all__ = [
-    "ActionRun",
-    "CompletionResult",
-    "DueRunReport",
-    "HandleResult",
-    "LeadFlow",
-    "Principal",
-    "RetryPolicy",
-    "Role",
-    "RuleTestResult",
-]
+__all__ = ["LeadFlow"]
 
 log = logging.getLogger("leadflow")
 
-_KEYS = uuid.UUID("0c5b8f36-61a4-4e0a-b3f2-6f0c0ffee000")
-_INTERNAL_RULE = "leadflow-internal"
-
-
-class Role(StrEnum):
-    """The seed's roles."""
-
-    SUPER_ADMIN = "super_admin"
-    ADMIN = "admin"
-    DISPATCHER = "dispatcher"
-    SALES = "sales"
-
-
-_ADMINS = frozenset({Role.SUPER_ADMIN, Role.ADMIN})
-_READ_ALL = _ADMINS | {Role.DISPATCHER}
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: a user id and a role (the host authenticates; leadflow authorises)."""
-
-    user_id: str
-    role: Role
-
-    def __post_init__(self) -> None:
-        _checked_id(self.user_id, "user_id")
-        if not isinstance(self.role, Role):
-            raise InvalidInputError(f"unknown role {self.role!r}", field="role")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff: ``base * factor ** (attempt - 1)``, capped at ``cap``; an action is
-    parked after ``max_attempts`` failed attempts."""
-
-    max_attempts: int = 5
-    base: timedelta = timedelta(seconds=30)
-    factor: float = 2.0
-    cap: timedelta = timedelta(hours=1)
-
-    def delay_after(self, attempt: int) -> timedelta:
-        return min(self.cap, self.base * (self.factor ** max(attempt - 1, 0)))
-
-
-@dataclass(slots=True)
-class ActionRun:
-    """One execution attempt of an action."""
-
-    idempotency_key: str
-    action_type: str
-    ok: bool
-    note: str | None
-    state: ScheduledActionState
-
-
-@dataclass(slots=True)
-class HandleResult:
-    """What handling one event did. ``duplicates`` lists idempotency keys that were already
-    stored (the event, or part of it, had been handled); ``errors`` holds non-fatal problems such
-    as a cascade stopped by the depth limit."""
-
-    event: Event
-    matched_rules: list[str]
-    executed: list[ActionRun] = field(default_factory=list)
-    scheduled: list[ScheduledAction] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    cascades: list[HandleResult] = field(default_factory=list)
-    errors: list[LeadflowError] = field(default_factory=list)
-
-    def all_errors(self) -> list[LeadflowError]:
-        """Errors of this event and of every cascade it caused."""
-        found = list(self.errors)
-        for child in self.cascades:
-            found.extend(child.all_errors())
-        return found
-
-
-@dataclass(slots=True)
-class DueRunReport:
-    """What one :meth:`LeadFlow.run_due` pass did."""
-
-    claimed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    parked: int = 0
-    runs: list[ActionRun] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class CompletionResult:
-    """A completed activity and what its ``activity.completed`` event set off."""
-
-    activity: Activity
-    follow_up: HandleResult | None
-
-
-@dataclass(frozen=True, slots=True)
-class RuleTestResult:
-    """A dry run of one rule against sample data: nothing was written."""
-
-    rule: FollowUpRule
-    matched: bool
-    planned: tuple[PlannedAction, ...]
-    reason: str
-    evaluation: Evaluation
-
-
-@functools.lru_cache(maxsize=1024)
-def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
-    return field_getter(path)
-
-
-def _key_uuid(key: str) -> str:
-    """A short deterministic id for a key (the same key always gives the same id)."""
-    return hashlib.blake2b(key.encode(), digest_size=16, key=_KEYS.bytes).hexdigest()
-
 
 class LeadFlow:
-    """The facade host applications call. Build it explicitly; nothing is global.
+    """Events in, follow-ups out. Build it explicitly; nothing is global.
 
-    ``due_window`` is how long after its scheduled time an automated activity is due (an action
-    may say otherwise with ``params.dueWithinHours``). ``rules_refresh`` bounds how long a
-    compiled rule set is reused before the rule store is read again (changes made through this
-    instance apply at once; this matters when several instances share a store).
+    ``storage`` and ``integrations`` are the two port bundles; ``handlers`` (default: the
+    built-ins), ``operators`` (default: a fresh built-in registry), ``calendar`` (business-time
+    delays) and ``settings`` (retries, due grace, leases, retention...) are optional.
     """
 
     def __init__(
         self,
+        storage: Storage,
+        integrations: Integrations,
         *,
-        activities: ActivityRepository,
-        rules: RuleRepository,
-        scheduled: ScheduledActionStore,
-        counters: CounterStore,
-        audit: AuditLog,
-        notifier: Notifier,
-        messenger: Messenger,
-        opportunities: OpportunityGateway,
-        team: TeamDirectory,
-        events: EventSink,
         clock: Clock | None = None,
         handlers: HandlerRegistry | None = None,
         operators: OperatorRegistry | None = None,
+        event_types: EventTypes | Iterable[str] | None = None,
         calendar: WorkingCalendar | None = None,
-        retry: RetryPolicy | None = None,
-        max_cascade_depth: int = 5,
-        due_window: timedelta = timedelta(hours=24),
-        action_lease: timedelta = timedelta(minutes=5),
-        rules_refresh: timedelta = timedelta(seconds=30),
-        worker_id: str | None = None,
-        system_user: str = "leadflow",
+        settings: FlowSettings | None = None,
     ) -> None:
-        self.activities = activities
-        self.rules = rules
-        self.scheduled = scheduled
-        self.counters = counters
-        self.audit = audit
-        self.notifier = notifier
-        self.messenger = messenger
-        self.opportunities = opportunities
-        self.team = team
-        self.events = events
+        if not isinstance(storage, Storage):
+            raise TypeError("storage must be a leadflow.ports.Storage bundle")
+        if not isinstance(integrations, Integrations):
+            raise TypeError("integrations must be a leadflow.ports.Integrations bundle")
+        self.storage = storage
+        self.integrations = integrations
         self.clock: Clock = clock or SystemClock()
-        self.handlers = handlers or HandlerRegistry.default()
-        self.operators = operators or OperatorRegistry.default()
-        self.calendar = calendar or WorkingCalendar()
-        self.retry = retry or RetryPolicy()
-        if max_cascade_depth < 0:
-            raise InvalidInputError("must be >= 0", field="max_cascade_depth")
-        self.max_cascade_depth = max_cascade_depth
-        self.due_window = due_window
-        self.action_lease = action_lease
-        self.rules_refresh = rules_refresh
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.system_user = system_user
-        self._engine: RuleEngine | None = None
-        self._engine_loaded_at: datetime | None = None
-        self._engine_lock = threading.Lock()
+        self.handlers = handlers if handlers is not None else HandlerRegistry.default()
+        self.settings = settings or FlowSettings()
+        self.worker_id = (
+            self.settings.worker_id
+            or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self.rulebook = RuleBook(
+            storage.rules,
+            clock=self.clock,
+            operators=operators if operators is not None else OperatorRegistry.default(),
+            event_types=event_types
+            if isinstance(event_types, EventTypes)
+            else EventTypes(event_types or ()),
+            handlers=self.handlers,
+            calendar=calendar or WorkingCalendar(),
+            refresh=self.settings.rules_refresh,
+        )
+        self.rules = RulesAdmin(self)
 
     @classmethod
     def in_memory(
         cls,
         *,
         clock: Clock | None = None,
-        rule_set: Iterable[FollowUpRule] = (),
+        rules: Iterable[FollowUpRule] = (),
         reps: Sequence[str] = (),
-        **options: Any,
+        handlers: HandlerRegistry | None = None,
+        operators: OperatorRegistry | None = None,
+        event_types: EventTypes | Iterable[str] | None = None,
+        calendar: WorkingCalendar | None = None,
+        settings: FlowSettings | None = None,
+        storage: Storage | None = None,
     ) -> LeadFlow:
-        """A flow on in-memory stores and recording ports (tests, demos, prototypes).
+        """A flow on in-memory stores (or the given ``storage``) and recording integrations:
+        tests, demos, prototypes. ``rules`` are stored as given (e.g. ``default_rules()``);
+        ``reps`` fill the team directory."""
+        if storage is None:
+            from ..stores.memory import memory_storage
 
-        ``rule_set`` is stored as given (e.g. ``default_rules()``); ``reps`` fill the team
-        directory. Any constructor argument may be passed to replace a part.
-        """
-        from ..stores.memory import (
-            InMemoryActivityRepository,
-            InMemoryRuleRepository,
-            InMemoryScheduledActionStore,
+            storage = memory_storage()
+        flow = cls(
+            storage,
+            Integrations(
+                notifier=RecordingNotifier(),
+                messenger=RecordingMessenger(),
+                opportunities=InMemoryOpportunities(),
+                team=StaticTeamDirectory(reps),
+                events=RecordingEventSink(),
+            ),
+            clock=clock,
+            handlers=handlers,
+            operators=operators,
+            event_types=event_types,
+            calendar=calendar,
+            settings=settings,
         )
-
-        parts: dict[str, Any] = {
-            "activities": InMemoryActivityRepository(),
-            "rules": InMemoryRuleRepository(),
-            "scheduled": InMemoryScheduledActionStore(),
-            "counters": InMemoryCounterStore(),
-            "audit": InMemoryAuditLog(),
-            "notifier": RecordingNotifier(),
-            "messenger": RecordingMessenger(),
-            "opportunities": InMemoryOpportunities(),
-            "team": StaticTeamDirectory(reps),
-            "events": RecordingEventSink(),
-        }
-        parts.update(options)
-        flow = cls(clock=clock, **parts)
-        for rule in rule_set:
-            flow.rules.create(rule)
+        for rule in rules:
+            flow.storage.rules.create(rule)
         return flow
 
     # ------------------------------------------------------------------ plumbing
@@ -301,93 +155,63 @@ class LeadFlow:
         """Send one of leadflow's own events to the sink; a failing sink is logged, not raised
         (the work it reports is already done)."""
         try:
-            self.events.emit(name, payload)
+            self.integrations.events.emit(name, payload)
         except Exception:
             log.exception("event sink failed", extra={"leadflow_event": name})
 
     def engine(self) -> RuleEngine:
-        """The compiled active rules, reloaded after ``rules_refresh`` or a local rule change.
-        A stored rule that does not load here (e.g. an operator this instance lacks) is logged
-        and left out; the others still apply."""
-        now = self.clock.now()
-        with self._engine_lock:
-            loaded = self._engine_loaded_at
-            if self._engine is None or loaded is None or abs(now - loaded) >= self.rules_refresh:
-                usable = []
-                for rule in self.rules.list_active():
-                    try:
-                        self._check_rule(rule)
-                    except RuleValidationError as exc:
-                        log.error("rule skipped: %s", exc, extra={"rule_id": rule.rule_id})
-                        continue
-                    usable.append(rule)
-                self._engine = RuleEngine(usable, operators=self.operators, calendar=self.calendar)
-                self._engine_loaded_at = now
-            return self._engine
+        """The compiled active rules (see :class:`~.rulebook.RuleBook`)."""
+        return self.rulebook.engine()
 
-    def _invalidate_rules(self) -> None:
-        with self._engine_lock:
-            self._engine = None
-
-    def _check_rule(self, rule: FollowUpRule) -> None:
-        validate_rule(rule, self.operators)
-        for i, action in enumerate(rule.actions):
-            if action.action_type not in self.handlers:
-                raise RuleValidationError(
-                    rule.rule_id,
-                    f"actions[{i}].actionType",
-                    f"no handler is registered for {action.action_type!r}",
-                )
-
-    def activity_event_payload(self, activity: Activity, **extra: Any) -> dict[str, Any]:
-        """An activity as an event payload (camelCase document plus ``extra``)."""
-        return {**activity.to_document(), **extra}
-
-    def open_activity_counts(self, users: Sequence[str]) -> dict[str, int]:
-        """Open (not completed) activities per user, for least-loaded assignment."""
-        now = self.clock.now()
-        counts: dict[str, int] = {}
-        for user in users:
-            stats = self.activities.statistics(ActivityFilter(assigned_to=user), as_of=now)
-            counts[user] = stats.total - stats.by_state.get(ActivityState.COMPLETED.value, 0)
-        return counts
+    def now(self) -> datetime:
+        return ensure_utc(self.clock.now(), "clock.now()")
 
     # ------------------------------------------------------------------ events
 
     def handle(self, event: Event | Mapping[str, Any]) -> HandleResult:
         """Evaluate the active rules for ``event`` and carry out what they plan.
 
-        Actions due now (and every ``create_activity``, which creates its activity now with
-        future scheduled / due dates) run at once; later ones are stored and run by
-        :meth:`run_due`. Handling the same event (same ``id``) again does nothing twice.
+        Actions due now and actions whose handler is eager (``create_activity``) run at once;
+        later ones are stored and run by :meth:`run_due`. Handling the same event (same ``id``)
+        again does nothing twice. A rule whose actions cannot be planned for this event is
+        reported in ``errors`` and the other rules still apply.
         """
         if not isinstance(event, Event):
             event = Event.model_validate(event)
         return self._handle(event, 0)
 
-    def cascade(self, event: Event, ctx: ActionContext) -> None:
-        """Feed an event caused by an action back into the rules, one level deeper."""
+    def _evaluate(self, event: Event, errors: list[LeadflowError]) -> Evaluation:
+        engine = self.engine()
         try:
-            result = self._handle(event, ctx.depth + 1)
-        except CascadeDepthError as exc:
-            log.error(
-                "cascade stopped: %s",
-                exc,
-                extra={"event_id": event.id, "event_type": event.type, "depth": ctx.depth + 1},
-            )
-            ctx.errors.append(exc)
-            return
-        ctx.cascades.append(result)
+            return engine.evaluate(event)
+        except (ArithmeticError, ValueError, LeadflowError) as exc:
+            # One rule's plan failed (e.g. a delay beyond the calendar): isolate it.
+            log.error("evaluation failed, retrying rule by rule: %s", exc)
+        matched: list[FollowUpRule] = []
+        planned: list[PlannedAction] = []
+        for rule in engine.rules_for(event.type):
+            single = self.rulebook.compile([rule])
+            try:
+                part = single.evaluate(event)
+            except (ArithmeticError, ValueError, LeadflowError) as exc:
+                errors.append(HandlerError(f"rule {rule.rule_id!r} could not be planned: {exc}"))
+                continue
+            matched.extend(part.matched_rules)
+            planned.extend(part.planned)
+            if part.matched_rules and rule.stop_processing:
+                break
+        return Evaluation(event, tuple(matched), tuple(planned))
 
     def _handle(self, event: Event, depth: int) -> HandleResult:
-        if depth > self.max_cascade_depth:
+        if depth > self.settings.max_cascade_depth:
             raise CascadeDepthError(
                 f"event {event.id} ({event.type}) would be cascade level {depth}, beyond the "
-                f"limit of {self.max_cascade_depth}: rules keep triggering each other"
+                f"limit of {self.settings.max_cascade_depth}: rules keep triggering each other"
             )
-        evaluation = self.engine().evaluate(event)
-        now = ensure_utc(self.clock.now(), "clock.now()")
-        result = HandleResult(event, [r.rule_id for r in evaluation.matched_rules])
+        errors: list[LeadflowError] = []
+        evaluation = self._evaluate(event, errors)
+        now = self.now()
+        result = HandleResult(event, [r.rule_id for r in evaluation.matched_rules], errors=errors)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "rules evaluated",
@@ -401,143 +225,99 @@ class LeadFlow:
             )
         explanations: dict[str, str] = {}
         for planned in evaluation.planned:
+            spec = self.handlers.get(planned.action.action_type)
+            eager = spec is not None and spec.eager
+            run_now = eager or planned.due_at <= now
             rule = planned.rule
-            key = planned.idempotency_key
-            run_now = planned.action.action_type == "create_activity" or planned.due_at <= now
-            if rule.rule_id not in explanations:
-                # Only created activities keep the explanation; skip the work otherwise.
-                explanations[rule.rule_id] = (
-                    self._why(rule, event)
-                    if any(a.action_type == "create_activity" for a in rule.actions)
-                    else ""
-                )
-            stored, created = self.scheduled.schedule(
-                self._new_action(
-                    key,
+            if eager and rule.rule_id not in explanations:
+                # Only handlers that keep an explanation (eager ones: created activities) pay.
+                explanations[rule.rule_id] = why(rule, event)
+            try:
+                planned_action = rule_action(
+                    planned,
                     event,
-                    rule.rule_id,
-                    planned.action_index,
-                    planned.action,
-                    due_at=planned.due_at,
-                    now=now,
+                    depth=depth,
+                    explanation=explanations.get(rule.rule_id) if eager else None,
                     run_now=run_now,
-                    extra={
-                        "plannedAt": planned.due_at.isoformat(),
-                        "ruleName": rule.name,
-                        "allowDuplicates": rule.allow_duplicates,
-                        "explanation": explanations[rule.rule_id] or None,
-                        "depth": depth,
-                    },
+                    now=now,
+                    worker=self.worker_id,
+                    lease=self.settings.action_lease,
+                    max_attempts=self.settings.retry.max_attempts,
                 )
-            )
+            except ValidationError as exc:  # e.g. a due time beyond the datetime limits
+                problem = exc.errors()[0]
+                result.errors.append(
+                    HandlerError(
+                        f"rule {rule.rule_id!r} action {planned.action_index} could not be "
+                        f"planned: {'.'.join(map(str, problem['loc']))}: {problem['msg']}"
+                    )
+                )
+                continue
+            stored, created = self.storage.scheduled.schedule(planned_action)
             if not created:
-                result.duplicates.append(key)
+                result.duplicates.append(stored.idempotency_key)
                 continue
             if run_now:
-                run, ctx = self._execute(stored, depth)
+                run, ctx = self._execute(stored)
                 result.executed.append(run)
                 result.errors.extend(ctx.errors)
                 result.cascades.extend(ctx.cascades)
+                if not run.ok:
+                    result.errors.append(_failure(run))
             else:
                 result.scheduled.append(stored)
         return result
 
-    def _new_action(
-        self,
-        key: str,
-        event: Event,
-        rule_id: str,
-        action_index: int,
-        action: Action,
-        *,
-        due_at: datetime,
-        now: datetime,
-        run_now: bool,
-        extra: dict[str, Any],
-    ) -> ScheduledAction:
-        """The stored form of a planned action. One that runs now is stored already claimed by
-        this worker, so a crash before it is done leaves a lease that expires, not a gap."""
-        return ScheduledAction(
-            action_id=_key_uuid(key),
-            idempotency_key=key,
-            event=event,
-            rule_id=rule_id,
-            action_index=action_index,
-            action=action,
-            opportunity_id=event.opportunity_id,
-            due_at=now if run_now else due_at,
-            state=ScheduledActionState.CLAIMED if run_now else ScheduledActionState.PENDING,
-            attempts=1 if run_now else 0,
-            max_attempts=self.retry.max_attempts,
-            lease_owner=self.worker_id if run_now else None,
-            lease_expires_at=now + self.action_lease if run_now else None,
-            created_at=now,
-            updated_at=now,
-            extra=extra,
-        )
+    def _cascade(self, event: Event, ctx: ActionContext) -> None:
+        try:
+            result = self._handle(event, ctx.depth + 1)
+        except CascadeDepthError as exc:
+            log.error(
+                "cascade stopped: %s",
+                exc,
+                extra={"event_id": event.id, "event_type": event.type, "depth": ctx.depth + 1},
+            )
+            ctx.errors.append(exc)
+            return
+        ctx.cascades.append(result)
 
-    def _why(self, rule: FollowUpRule, event: Event) -> str:
-        parts = []
-        for node in rule.trigger.conditions:
-            text = describe(node)
-            if hasattr(node, "field"):
-                actual = _getter(node.field)(event.payload)
-                text += f" (actual: {'missing' if actual is MISSING else repr(actual)})"
-            parts.append(text)
-        conditions = "; ".join(parts) if parts else "no conditions"
-        return f"rule {rule.name!r} matched {event.type} {event.id}: {conditions}"
+    # ------------------------------------------------------------------ running actions
 
-    def _execute(self, action: ScheduledAction, depth: int) -> tuple[ActionRun, ActionContext]:
-        now = self.clock.now()
-        ctx = ActionContext(self, action, now, depth)
-        action_type = action.action.action_type
-        handler = (
-            self._deliver_outbox
-            if action.rule_id == _INTERNAL_RULE
-            else self.handlers.get(action_type)
-        )
+    def _context(self, action: ScheduledAction, params: Any, now: datetime) -> ActionContext:
+        return ActionContext(
+            action, params, now, self.storage, self.integrations, self.settings,
+            self.emit, self._cascade,
+        )  # fmt: skip
+
+    def _execute(self, action: ScheduledAction) -> tuple[ActionRun, ActionContext]:
+        now = self.now()
+        ctx = self._context(action, None, now)
         fields = {
             "action_id": action.action_id,
             "idempotency_key": action.idempotency_key,
-            "action_type": action_type,
+            "action_type": action.action_type,
             "rule_id": action.rule_id,
             "attempt": action.attempts,
         }
+        note: str | None
         try:
-            if handler is None:
-                raise HandlerError(f"no handler is registered for action type {action_type!r}")
-            note = handler(ctx)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            retry_at = now + self.retry.delay_after(action.attempts)
-            try:
-                updated = self.scheduled.mark_failed(
-                    action.action_id, worker=self.worker_id, now=now, error=error, retry_at=retry_at
-                )
-                state = updated.state
-            except ConflictError:
-                log.warning("lease lost before recording a failure", extra=fields)
-                state = ScheduledActionState.CLAIMED
-            if state is ScheduledActionState.PARKED:
-                log.error(
-                    "action parked after %s attempts: %s", action.attempts, error, extra=fields
-                )
-                self.emit(
-                    "action.parked",
-                    {
-                        "actionId": action.action_id,
-                        "idempotencyKey": action.idempotency_key,
-                        "ruleId": action.rule_id,
-                        "error": error,
-                    },
-                )
+            if action.kind is ActionKind.DELIVERY:
+                note = self._deliver(ctx)
             else:
-                log.warning(
-                    "action failed, retry at %s: %s", retry_at.isoformat(), error, extra=fields
-                )
-            return ActionRun(action.idempotency_key, action_type, False, error, state), ctx
+                assert action.action is not None
+                spec = self.handlers.get(action.action.action_type)
+                if spec is None:
+                    raise PermanentError(
+                        f"no handler is registered for action type {action.action_type!r}"
+                    )
+                ctx.params = spec.parse(action.action)
+                note = spec.handler(ctx)
+        except Exception as exc:
+            return self._failed(action, ctx, exc, now, fields), ctx
         try:
-            self.scheduled.mark_done(action.action_id, worker=self.worker_id, now=self.clock.now())
+            self.storage.scheduled.mark_done(
+                action.action_id, worker=self.worker_id, now=self.now()
+            )
             state = ScheduledActionState.DONE
         except ConflictError:
             # Took longer than the lease and another worker took over; the handler's effect is
@@ -546,32 +326,74 @@ class LeadFlow:
             state = ScheduledActionState.CLAIMED
         if log.isEnabledFor(logging.INFO):
             log.info("action done: %s", note, extra=fields)
-        return ActionRun(action.idempotency_key, action_type, True, note, state), ctx
+        return ActionRun(action.idempotency_key, action.action_type, True, note, state), ctx
 
-    def _deliver_outbox(self, ctx: ActionContext) -> str:
-        """Deliver an event stored before the write that causes it (a completion): if the write
-        never happened, there is nothing to deliver."""
-        activity_id = ctx.scheduled.extra.get("activityId")
-        if isinstance(activity_id, str):
+    def _failed(
+        self,
+        action: ScheduledAction,
+        ctx: ActionContext,
+        exc: Exception,
+        now: datetime,
+        fields: dict[str, Any],
+    ) -> ActionRun:
+        permanent = is_permanent(exc)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        retry_at = now + self.settings.retry.delay_after(action.attempts)
+        try:
+            updated = self.storage.scheduled.mark_failed(
+                action.action_id,
+                worker=self.worker_id,
+                now=now,
+                error=error,
+                retry_at=retry_at,
+                permanent=permanent,
+            )
+            state = updated.state
+        except ConflictError:
+            log.warning("lease lost before recording a failure", extra=fields)
+            state = ScheduledActionState.CLAIMED
+        if state is ScheduledActionState.PARKED:
+            log.error("action parked after %s attempt(s): %s", action.attempts, error, extra=fields)
+            self.emit(
+                "action.parked",
+                {
+                    "actionId": action.action_id,
+                    "idempotencyKey": action.idempotency_key,
+                    "ruleId": action.rule_id,
+                    "error": error,
+                    "permanent": permanent,
+                },
+            )
+        else:
+            log.warning("action failed, retry at %s: %s", retry_at.isoformat(), error, extra=fields)
+        return ActionRun(action.idempotency_key, action.action_type, False, error, state, permanent)
+
+    def _deliver(self, ctx: ActionContext) -> str:
+        """Deliver an outbox entry: feed the completion of ``activity_id`` into the rules if the
+        write it was stored before really happened (the event is rebuilt from what is stored)."""
+        activity_id = ctx.scheduled.activity_id
+        event = ctx.event
+        if activity_id is not None:
             try:
-                activity = self.activities.get(activity_id)
+                activity = self.storage.activities.get(activity_id)
             except NotFoundError:
                 return "activity is gone; nothing to deliver"
             if activity.completed_date is None:
                 return "activity was not completed; nothing to deliver"
-        ctx.cascades.append(self._handle(ctx.event, ctx.depth))
-        return f"delivered {ctx.event.type} {ctx.event.id}"
+            event = completed_event(activity, activity_payload(activity))
+        ctx.cascades.append(self._handle(event, ctx.depth))
+        return f"delivered {event.type} {event.id}"
 
     def run_due(self, *, limit: int = 100, now: datetime | None = None) -> DueRunReport:
         """Claim and run the stored actions that are due (and those whose worker's lease
         expired). Safe to call from many instances at once: each action is claimed by one."""
-        when = ensure_utc(now, "now") if now is not None else self.clock.now()
+        when = ensure_utc(now, "now") if now is not None else self.now()
         report = DueRunReport()
-        for action in self.scheduled.claim_due(
-            when, worker=self.worker_id, limit=limit, lease=self.action_lease
+        for action in self.storage.scheduled.claim_due(
+            when, worker=self.worker_id, limit=limit, lease=self.settings.action_lease
         ):
             report.claimed += 1
-            run, _ = self._execute(action, int(action.extra.get("depth", 0)))
+            run, _ = self._execute(action)
             report.runs.append(run)
             if run.ok:
                 report.succeeded += 1
@@ -581,428 +403,121 @@ class LeadFlow:
                 report.failed += 1
         return report
 
-    # ------------------------------------------------------------------ access control
-
-    @staticmethod
-    def _require(principal: Principal, roles: frozenset[Role], what: str) -> None:
-        if principal.role not in roles:
-            raise PermissionDeniedError(f"role {principal.role.value!r} may not {what}")
-
-    @staticmethod
-    def _sees(principal: Principal, activity: Activity) -> bool:
-        return principal.role in _READ_ALL or activity.assigned_to == principal.user_id
-
-    def _scoped(self, principal: Principal, filter: ActivityFilter | None) -> ActivityFilter | None:
-        """The filter narrowed to what the principal may read; None when nothing can match."""
-        filter = filter or ActivityFilter()
-        if principal.role in _READ_ALL:
-            return filter
-        if filter.assigned_to not in (None, principal.user_id):
-            return None
-        return filter.model_copy(update={"assigned_to": principal.user_id})
-
-    def _visible(self, principal: Principal, activity_id: str) -> Activity:
-        try:
-            activity: Activity | None = self.activities.get(_checked_id(activity_id, "activity_id"))
-        except NotFoundError:
-            activity = None
-        if activity is None or not self._sees(principal, activity):
-            # The same answer whether it is missing or someone else's: existence stays private.
-            raise NotFoundError(f"activity {activity_id!r} not found")
-        return activity
+    def purge_finished(self, now: datetime | None = None) -> int:
+        """Delete finished scheduled actions older than ``settings.retention``."""
+        when = ensure_utc(now, "now") if now is not None else self.now()
+        return self.storage.scheduled.purge_finished(when - self.settings.retention)
 
     # ------------------------------------------------------------------ activities
 
-    def create_activity(self, principal: Principal, data: Activity | Mapping[str, Any]) -> Activity:
-        """Record an activity (sales: only for themselves). One created already completed
-        (a logged call) also sets off ``activity.completed``."""
-        self._require(principal, _READ_ALL | {Role.SALES}, "create activities")
-        raw = data.model_dump() if isinstance(data, Activity) else dict(data)
-        now = self.clock.now()
-        assignee = raw.get("assigned_to", raw.get("assignedTo"))
-        if principal.role is Role.SALES:
-            if assignee not in (None, principal.user_id):
-                raise PermissionDeniedError(
-                    "sales may only create activities assigned to themselves"
-                )
-            raw.pop("assignedTo", None)
-            raw["assigned_to"] = principal.user_id
-        for key in (
-            "created_by",
-            "createdBy",
-            "updated_by",
-            "updatedBy",
-            "created_at",
-            "createdAt",
-            "updated_at",
-            "updatedAt",
-            "version",
-        ):
-            raw.pop(key, None)
-        activity = Activity.model_validate(
-            {
-                **raw,
-                "created_by": principal.user_id,
-                "updated_by": principal.user_id,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        stored = self.activities.add(activity)
-        log.info(
-            "activity created",
-            extra={"activity_id": stored.activity_id, "actor": principal.user_id},
-        )
-        self.emit("activity.created", self.activity_event_payload(stored))
-        if stored.completed_date is not None:
-            self.emit("activity.completed", self.activity_event_payload(stored))
-            self.handle(self._completed_event(stored))
+    def record_activity(self, activity: Activity) -> Activity:
+        """Store an activity a person recorded. One recorded already completed (a logged call)
+        also sets off ``activity.completed``, through the outbox."""
+        if activity.completed_date is None:
+            stored = self.storage.activities.add(activity)
+            self.emit("activity.created", activity_payload(stored))
+            return stored
+        stored, _ = self._with_delivery(activity, lambda: self.storage.activities.add(activity))
+        self.emit("activity.created", activity_payload(stored))
         return stored
-
-    def get_activity(self, principal: Principal, activity_id: str) -> Activity:
-        """One activity; another user's activity is "not found" for sales."""
-        return self._visible(principal, activity_id)
-
-    def list_activities(
-        self,
-        principal: Principal,
-        filter: ActivityFilter | Mapping[str, Any] | None = None,
-        *,
-        sort: ActivitySort | Mapping[str, Any] | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page[Activity]:
-        """A page of activities matching ``filter`` (sales: their own only)."""
-        scoped = self._scoped(principal, _as(ActivityFilter, filter))
-        if scoped is None:
-            return Page[Activity](items=[])
-        return self.activities.list(
-            scoped, sort=_as(ActivitySort, sort), limit=limit, cursor=cursor
-        )
-
-    def activities_for_opportunity(
-        self, principal: Principal, opportunity_id: str
-    ) -> list[Activity]:
-        items = self.activities.for_opportunity(_checked_id(opportunity_id, "opportunity_id"))
-        return [a for a in items if self._sees(principal, a)]
-
-    def activities_for_customer(self, principal: Principal, customer_id: str) -> list[Activity]:
-        items = self.activities.for_customer(_checked_id(customer_id, "customer_id"))
-        return [a for a in items if self._sees(principal, a)]
-
-    def pending_activities(
-        self, principal: Principal, *, assigned_to: str | None = None, limit: int = 50
-    ) -> list[Activity]:
-        """Open activities whose time has come and that are not overdue (sales: their own)."""
-        user = self._assignee_scope(principal, assigned_to)
-        return self.activities.pending(self.clock.now(), assigned_to=user, limit=limit)
-
-    def overdue_activities(
-        self, principal: Principal, *, assigned_to: str | None = None, limit: int = 50
-    ) -> list[Activity]:
-        """Open activities past their due date (sales: their own)."""
-        user = self._assignee_scope(principal, assigned_to)
-        return self.activities.overdue(self.clock.now(), assigned_to=user, limit=limit)
-
-    def _assignee_scope(self, principal: Principal, assigned_to: str | None) -> str | None:
-        if assigned_to is not None:
-            _checked_id(assigned_to, "assigned_to")
-        if principal.role in _READ_ALL:
-            return assigned_to
-        if assigned_to not in (None, principal.user_id):
-            raise PermissionDeniedError("sales may only list their own activities")
-        return principal.user_id
-
-    def activity_statistics(
-        self, principal: Principal, filter: ActivityFilter | Mapping[str, Any] | None = None
-    ) -> ActivityStatistics:
-        """Counts, completion rate and timings (sales: over their own activities)."""
-        now = self.clock.now()
-        scoped = self._scoped(principal, _as(ActivityFilter, filter))
-        if scoped is None:
-            raise PermissionDeniedError("sales may only see statistics of their own activities")
-        return self.activities.statistics(scoped, as_of=now)
-
-    def activity_timeline(self, principal: Principal, opportunity_id: str) -> list[Activity]:
-        """An opportunity's activities in chronological order (sales: their own)."""
-        items = self.activities.timeline(_checked_id(opportunity_id, "opportunity_id"))
-        return [a for a in items if self._sees(principal, a)]
 
     def complete_activity(
         self,
-        principal: Principal,
         activity_id: str,
-        outcome: Outcome | str | None = None,
         *,
+        outcome: Outcome | None,
+        completed_by: str | None,
         expected_version: int | None = None,
     ) -> CompletionResult:
-        """Mark an activity done (admins: any; sales: their own) and feed
-        ``activity.completed`` into the rules (seed, Example 1, step 7)."""
-        self._require(principal, _ADMINS | {Role.SALES}, "complete activities")
-        activity = self._visible(principal, activity_id)
-        parsed = _outcome(outcome)
-        now = self.clock.now()
-        # Outbox first: if we crash after completing, run_due still delivers the event.
-        event = self._completed_event(
-            activity.model_copy(
-                update={"completed_date": now, "outcome": parsed, "completed_by": principal.user_id}
-            )
+        """Mark an activity done and feed ``activity.completed`` into the rules (seed, Example 1,
+        step 7). Every way the completion can fail (not found, already completed, a stale or bad
+        version, a concurrent completion, a crash) leaves the follow-up deliverable exactly once.
+        """
+        activity = self.storage.activities.get(activity_id)
+        now = self.now()
+        planned = activity.model_copy(
+            update={"completed_date": now, "outcome": outcome, "completed_by": completed_by}
         )
-        key = f"{event.id}:{_INTERNAL_RULE}:0"
-        outbox, created = self.scheduled.schedule(
-            self._new_action(
-                key,
-                event,
-                _INTERNAL_RULE,
-                0,
-                Action(action_type="handle_event"),
-                due_at=now,
-                now=now,
-                run_now=True,
-                extra={"depth": 0, "activityId": activity.activity_id},
-            )
-        )
-        try:
-            done = self.activities.complete(
+
+        def write() -> Activity:
+            return self.storage.activities.complete(
                 activity.activity_id,
-                outcome=parsed,
-                completed_by=principal.user_id,
+                outcome=outcome,
+                completed_by=completed_by,
                 completed_at=now,
                 expected_version=expected_version,
             )
-        except LeadflowError:
-            if created:  # nothing happened: retire the outbox entry we just wrote
-                self.scheduled.mark_done(outbox.action_id, worker=self.worker_id, now=now)
-            raise
+
+        done, follow_up = self._with_delivery(planned, write)
         log.info(
             "activity completed",
-            extra={"activity_id": done.activity_id, "outcome": parsed, "actor": principal.user_id},
+            extra={"activity_id": done.activity_id, "outcome": outcome, "actor": completed_by},
         )
-        self.emit("activity.completed", self.activity_event_payload(done))
-        follow_up = None
-        if created:
-            _, ctx = self._execute(outbox, 0)
-            follow_up = ctx.cascades[0] if ctx.cascades else None
         return CompletionResult(done, follow_up)
 
-    def _completed_event(self, activity: Activity) -> Event:
-        return Event(
-            id=_key_uuid(f"activity.completed/{activity.activity_id}"),
-            type="activity.completed",
-            time=activity.completed_date or self.clock.now(),
-            payload=self.activity_event_payload(activity),
-            actor=activity.completed_by,
+    def _with_delivery(
+        self, activity: Activity, write: Callable[[], Activity]
+    ) -> tuple[Activity, HandleResult | None]:
+        """Store an outbox entry, do ``write`` (which completes ``activity``), then deliver
+        ``activity.completed``. If the write fails the entry is retired (it belongs to this
+        attempt only) when the store refused it; when the outcome is unknown (a storage error,
+        a crash), ``run_due`` delivers it once the lease expires, and only if the write
+        happened."""
+        now = self.now()
+        outbox = delivery_action(
+            completed_event(activity, activity_payload(activity)),
+            activity,
+            attempt=uuid.uuid4().hex[:16],
+            now=now,
+            worker=self.worker_id,
+            lease=self.settings.action_lease,
+            max_attempts=self.settings.retry.max_attempts,
         )
+        self.storage.scheduled.schedule(outbox)
+        try:
+            done = write()
+        except BaseException as exc:
+            if isinstance(exc, LeadflowError) and not isinstance(exc, StorageError):
+                # A refusal (stale, already done, not found, bad input): nothing was written.
+                try:
+                    self.storage.scheduled.mark_done(
+                        outbox.action_id, worker=self.worker_id, now=now
+                    )
+                except LeadflowError:
+                    log.warning("could not retire an outbox entry; run_due will", exc_info=True)
+            # Otherwise the write may have happened (a reply lost after it): the entry stays
+            # claimed and run_due delivers it once the lease expires, if the activity is done.
+            raise
+        self.emit("activity.completed", activity_payload(done))
+        run, ctx = self._execute(outbox)
+        follow_up = ctx.cascades[0] if ctx.cascades else None
+        if follow_up is not None and not run.ok:
+            follow_up.errors.append(_failure(run))
+        return done, follow_up
 
-    def delete_activity(self, principal: Principal, activity_id: str) -> None:
-        """Remove an activity (admins only, as in the seed)."""
-        self._require(principal, _ADMINS, "delete activities")
-        self.activities.delete(_checked_id(activity_id, "activity_id"))
-        log.info("activity deleted", extra={"activity_id": activity_id, "actor": principal.user_id})
-        self.emit("activity.deleted", {"activityId": activity_id, "deletedBy": principal.user_id})
-
-    # ------------------------------------------------------------------ rules
-
-    def create_rule(
-        self, principal: Principal, data: FollowUpRule | Mapping[str, Any]
-    ) -> FollowUpRule:
-        """Store a new rule after checking that it loads here (operators, values, handlers)."""
-        self._require(principal, _ADMINS, "create rules")
-        now = self.clock.now()
-        raw = data.to_document() if isinstance(data, FollowUpRule) else dict(data)
-        rule = FollowUpRule.model_validate(
-            {
-                **_without_audit(raw),
-                "createdBy": principal.user_id,
-                "updatedBy": principal.user_id,
-                "createdAt": now,
-                "updatedAt": now,
-            }
-        )
-        self._check_rule(rule)
-        stored = self.rules.create(rule)
-        self._audit(principal, stored.rule_id, "created", None, stored, now)
-        return stored
-
-    def update_rule(
-        self,
-        principal: Principal,
-        rule_id: str,
-        changes: Mapping[str, Any],
-        *,
-        expected_version: int | None = None,
-    ) -> FollowUpRule:
-        """Apply ``changes`` (camelCase or snake_case fields) to a rule. With
-        ``expected_version``, a rule changed meanwhile raises :class:`StaleWriteError`."""
-        self._require(principal, _ADMINS, "change rules")
-        current = self.rules.get(_checked_id(rule_id, "rule_id"))
-        now = self.clock.now()
-        merged = {**current.model_dump(), **_snake(changes)}
-        merged.update(
-            rule_id=current.rule_id,
-            version=expected_version if expected_version is not None else current.version,
-            created_by=current.created_by,
-            created_at=current.created_at,
-            updated_by=principal.user_id,
-            updated_at=now,
-        )
-        rule = FollowUpRule.model_validate(merged)
-        self._check_rule(rule)
-        stored = self.rules.update(rule)
-        self._audit(principal, stored.rule_id, "updated", current, stored, now)
-        return stored
-
-    def delete_rule(self, principal: Principal, rule_id: str) -> None:
-        self._require(principal, _ADMINS, "delete rules")
-        current = self.rules.get(_checked_id(rule_id, "rule_id"))
-        self.rules.delete(current.rule_id)
-        self._audit(principal, current.rule_id, "deleted", current, None, self.clock.now())
-
-    def get_rule(self, principal: Principal, rule_id: str) -> FollowUpRule:
-        self._require(principal, _READ_ALL, "read rules")
-        return self.rules.get(_checked_id(rule_id, "rule_id"))
-
-    def list_rules(self, principal: Principal) -> list[FollowUpRule]:
-        self._require(principal, _READ_ALL, "read rules")
-        return self.rules.list()
-
-    def list_active_rules(self, principal: Principal) -> list[FollowUpRule]:
-        self._require(principal, _READ_ALL, "read rules")
-        return self.rules.list_active()
-
-    def rule_audit_trail(
-        self, principal: Principal, rule_id: str | None = None
-    ) -> list[RuleAuditEntry]:
-        """Who changed which rule when, with the rule before and after."""
-        self._require(principal, _ADMINS, "read the rule audit trail")
-        return self.audit.list(None if rule_id is None else _checked_id(rule_id, "rule_id"))
-
-    def test_rule(
-        self,
-        principal: Principal,
-        rule: str | FollowUpRule | Mapping[str, Any],
-        sample: Event | Mapping[str, Any],
-    ) -> RuleTestResult:
-        """Dry run (the seed's test mode): would this rule (stored, or given) match ``sample``,
-        what would it plan, and why. Writes nothing and runs no action."""
-        self._require(principal, _ADMINS, "test rules")
-        if isinstance(rule, str):
-            candidate = self.rules.get(_checked_id(rule, "rule_id"))
-        elif isinstance(rule, FollowUpRule):
-            candidate = rule
-        else:
-            candidate = FollowUpRule.model_validate(rule)
-        candidate = candidate.model_copy(update={"is_active": True})
-        self._check_rule(candidate)
-        if not isinstance(sample, Event):
-            data = dict(sample)
-            data.setdefault("time", self.clock.now())
-            sample = Event.model_validate(data)
-        engine = RuleEngine([candidate], operators=self.operators, calendar=self.calendar)
-        evaluation = engine.evaluate(sample, explain=True)
-        explanation = (evaluation.explanations or ())[0]
-        return RuleTestResult(
-            candidate, explanation.matched, evaluation.planned, explanation.reason, evaluation
-        )
-
-    def _audit(
-        self,
-        principal: Principal,
-        rule_id: str,
-        change: str,
-        before: FollowUpRule | None,
-        after: FollowUpRule | None,
-        now: datetime,
-    ) -> None:
-        self._invalidate_rules()
-        entry = RuleAuditEntry.model_validate(
-            {
-                "ruleId": rule_id,
-                "change": change,
-                "actor": principal.user_id,
-                "at": now,
-                "before": before.to_document() if before else None,
-                "after": after.to_document() if after else None,
-            }
-        )
-        self.audit.append(entry)
-        log.info("rule %s", change, extra={"rule_id": rule_id, "actor": principal.user_id})
-        self.emit(f"rule.{change}", {"ruleId": rule_id, "actor": principal.user_id})
+    def delete_activity(self, activity_id: str, *, actor: str | None) -> Activity:
+        """Remove an activity; returns what was deleted."""
+        activity = self.storage.activities.get(activity_id)
+        self.storage.activities.delete(activity_id)
+        log.info("activity deleted", extra={"activity_id": activity_id, "actor": actor})
+        self.emit("activity.deleted", {"activityId": activity_id, "deletedBy": actor})
+        return activity
 
     # ------------------------------------------------------------------ parked actions
 
-    def list_parked_actions(
-        self, principal: Principal, *, limit: int = 100
-    ) -> list[ScheduledAction]:
-        """Actions that failed every attempt and wait for a person."""
-        self._require(principal, _ADMINS, "see parked actions")
-        return self.scheduled.list(ScheduledActionState.PARKED, limit=limit)
-
-    def retry_action(self, principal: Principal, action_id: str) -> ScheduledAction:
+    def retry_parked(self, action_id: str) -> ScheduledAction:
         """Put a parked action back in the queue, due now, with fresh attempts."""
-        self._require(principal, _ADMINS, "retry actions")
-        return self.scheduled.retry(_checked_id(action_id, "action_id"), now=self.clock.now())
+        return self.storage.scheduled.retry(action_id, now=self.now())
 
 
-# ---------------------------------------------------------------------- helpers
+def activity_payload(activity: Activity) -> dict[str, Any]:
+    """An activity as an event payload: its camelCase document."""
+    return activity.to_document()
 
 
-def _checked_id(value: object, field: str) -> str:
-    """Refuse anything but a well-formed id (no dicts, no ``$`` operators) before it reaches a
-    store."""
-    if not isinstance(value, str) or not ID_RE.match(value):
-        raise InvalidInputError(f"invalid id {value!r}", field=field)
-    return value
-
-
-def _as(model: Any, value: Any) -> Any:
-    if value is None or isinstance(value, model):
-        return value
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(f"expected a {model.__name__} or a mapping", field=model.__name__)
-    return model.model_validate(dict(value))
-
-
-def _outcome(value: Outcome | str | None) -> Outcome | None:
-    if value is None or isinstance(value, Outcome):
-        return value
-    try:
-        return Outcome(value)
-    except ValueError:
-        raise InvalidInputError(
-            f"unknown outcome {value!r} (one of {', '.join(o.value for o in Outcome)})",
-            field="outcome",
-        ) from None
-
-
-_AUDIT_FIELDS = {
-    "createdBy",
-    "created_by",
-    "updatedBy",
-    "updated_by",
-    "createdAt",
-    "created_at",
-    "updatedAt",
-    "updated_at",
-    "version",
-}
-
-
-def _without_audit(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in raw.items() if k not in _AUDIT_FIELDS}
-
-
-def _snake(changes: Mapping[str, Any]) -> dict[str, Any]:
-    from pydantic.alias_generators import to_snake
-
-    if not isinstance(changes, Mapping):
-        raise InvalidInputError("changes must be a mapping of rule fields", field="changes")
-    out: dict[str, Any] = {}
-    for key, value in changes.items():
-        name = to_snake(str(key))
-        if name in {"rule_id", "version", "created_by", "created_at", "updated_by", "updated_at"}:
-            raise InvalidInputError("this field cannot be changed", field=str(key))
-        if name not in FollowUpRule.model_fields:
-            raise InvalidInputError("unknown rule field", field=str(key))
-        out[name] = value
-    return out
+def _failure(run: ActionRun) -> HandlerError:
+    what = "parked" if run.state is ScheduledActionState.PARKED else "will be retried"
+    error = HandlerError(
+        f"action {run.action_type} ({run.idempotency_key}) failed, {what}: {run.note}"
+    )
+    return error

@@ -37,6 +37,7 @@ __all__ = ["JobSchedule", "JobSettings", "LeadflowJobs", "stale_event_id"]
 
 log = logging.getLogger("leadflow.scheduling")
 
+_MARGIN: Final = timedelta(milliseconds=1)  # a backend may keep times to the millisecond only
 _REMINDER_KEEP: Final = timedelta(days=1)  # a reminder mark outlives the due date by this much
 _STALE_EVENTS: Final = uuid.UUID("7b1f3c2e-5a60-4f0b-8d9e-57a1e0c0ffee")
 
@@ -85,7 +86,7 @@ class JobSettings:
     due_actions_max_batches: int = 50
     overdue_limit: int = 5000
     items_per_notification: int = 50
-    upcoming_window: timedelta = timedelta(minutes=30)
+    reminder_lead: timedelta = timedelta(minutes=30)
     upcoming_limit: int = 1000
     stale_after: timedelta = timedelta(days=7)
     stale_limit: int = 10_000
@@ -106,7 +107,7 @@ class JobSettings:
             "stale_limit",
         ):
             _count(getattr(self, name), name)
-        for name in ("upcoming_window", "stale_after", "retention"):
+        for name in ("reminder_lead", "stale_after", "retention"):
             _duration(getattr(self, name), name)
 
     @property
@@ -174,10 +175,18 @@ class LeadflowJobs:
     )
 
     def __init__(
-        self, flow: LeadFlow, store: JobStore, settings: JobSettings | None = None
+        self,
+        flow: LeadFlow,
+        settings: JobSettings | None = None,
+        *,
+        store: JobStore | None = None,
     ) -> None:
+        if settings is not None and not isinstance(settings, JobSettings):
+            raise InvalidInputError(
+                "expected JobSettings (pass a job store as store=)", field="settings"
+            )
         self.flow = flow
-        self.store = store
+        self.store = store if store is not None else flow.storage.jobs
         self.settings = settings or JobSettings()
 
     def jobs(self) -> list[Job]:
@@ -257,13 +266,13 @@ class LeadflowJobs:
         to no recipient: the host decides), listing up to ``items_per_notification`` items
         with the full count."""
         limit = self.settings.overdue_limit
-        overdue = self.flow.activities.overdue(ctx.now, limit=limit)
+        overdue = self.flow.storage.activities.overdue(ctx.now, limit=limit)
         sent = failed = 0
         for assignee, group in _by_assignee(overdue).items():
             key = f"overdue_activities:{ctx.slot}:{assignee or '-'}"
             payload = {
                 "key": key,
-                "assignedTo": assignee,
+                "recipients": [assignee] if assignee else [],
                 "asOf": ctx.now,
                 "count": len(group),
                 "activities": [_item(a) for a in group[: self.settings.items_per_notification]],
@@ -280,15 +289,24 @@ class LeadflowJobs:
         }
 
     def remind_upcoming(self, ctx: JobContext) -> dict[str, int]:
-        """Remind each assignee of their activities due in the next ``upcoming_window``.
+        """Remind each assignee of their activities due within ``reminder_lead`` (30 minutes:
+        the seed's "30 minutes before due"), strictly before their due time.
 
         Each (activity, due date) is marked in the job store before its reminder goes out, so
         overlapping windows, restarts and other instances never remind it twice; a changed
         due date is a new reminder. If sending fails the marks are removed and the next run
         tries again; a crash between marking and sending loses that reminder (at most once).
         """
-        window, limit = self.settings.upcoming_window, self.settings.upcoming_limit
-        upcoming = self.flow.activities.upcoming(ctx.now, window, limit=limit)
+        window, limit = self.settings.reminder_lead, self.settings.upcoming_limit
+        # Due in (now, now + lead]: reminded ahead of time, never at the due time itself. The
+        # bounds are applied here: a store keeping milliseconds (BSON) rounds a query's bounds.
+        upcoming = [
+            activity
+            for activity in self.flow.storage.activities.upcoming(
+                ctx.now, window + _MARGIN, limit=limit
+            )
+            if activity.due_date is not None and ctx.now < activity.due_date <= ctx.now + window
+        ]
         fresh: list[tuple[Activity, str]] = []
         already = 0
         for activity in upcoming:
@@ -305,7 +323,7 @@ class LeadflowJobs:
             key = f"upcoming_activities:{ctx.slot}:{assignee or '-'}"
             payload = {
                 "key": key,
-                "assignedTo": assignee,
+                "recipients": [assignee] if assignee else [],
                 "asOf": ctx.now,
                 "count": len(group),
                 "activities": [_item(a) for a in group],
@@ -337,7 +355,7 @@ class LeadflowJobs:
         new period.
         """
         stale_after = self.settings.stale_after
-        activities = self.flow.activities
+        activities = self.flow.storage.activities
         stale = activities.stale_opportunities(
             ctx.now - stale_after, limit=self.settings.stale_limit
         )
@@ -362,7 +380,7 @@ class LeadflowJobs:
                 type="opportunity.stale_detected",
                 time=ctx.now,
                 payload=payload,
-                actor=self.flow.system_user,
+                actor=self.flow.settings.system_user,
             )
             try:
                 result = self.flow.handle(event)
@@ -389,9 +407,10 @@ class LeadflowJobs:
     def clean_up(self, ctx: JobContext) -> dict[str, int]:
         """Purge completed activities completed more than ``retention`` ago (open ones always
         stay) and forget expired job records."""
-        purged = self.flow.activities.purge_completed(ctx.now - self.settings.retention)
+        purged = self.flow.storage.activities.purge_completed(ctx.now - self.settings.retention)
+        actions = self.flow.purge_finished(ctx.now)
         forgotten = self.store.purge_expired(ctx.now)
-        return {"purged": purged, "job_records_purged": forgotten}
+        return {"purged": purged, "actions_purged": actions, "job_records_purged": forgotten}
 
     def send_daily_summaries(self, ctx: JobContext) -> dict[str, int]:
         """One ``daily_summary`` per user with anything to report: open activities not yet
@@ -402,7 +421,7 @@ class LeadflowJobs:
         midnight = clock_time(0)
         day_start = datetime.combine(today, midnight, tzinfo=zone)
         yesterday_start = datetime.combine(today - timedelta(days=1), midnight, tzinfo=zone)
-        now, activities = ctx.now, self.flow.activities
+        now, activities = ctx.now, self.flow.storage.activities
 
         def per_user(filter: ActivityFilter) -> dict[str, int]:
             return activities.statistics(filter, as_of=now).by_assignee
@@ -416,7 +435,7 @@ class LeadflowJobs:
             key = f"daily_summary:{today.isoformat()}:{user}"
             payload = {
                 "key": key,
-                "userId": user,
+                "recipients": [user],
                 "date": today.isoformat(),
                 "timezone": zone.key,
                 "asOf": now,
@@ -441,7 +460,7 @@ class LeadflowJobs:
         """Notifier (when enabled), then the event sink. False if the notifier raised."""
         if self.settings.notify:
             try:
-                self.flow.notifier.notify(
+                self.flow.integrations.notifier.notify(
                     Notification(key, template, (recipient,) if recipient else (), None, payload)
                 )
             except Exception:

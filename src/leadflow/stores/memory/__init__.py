@@ -1,8 +1,16 @@
-"""The in-memory backend: every storage port, thread-safe, for tests, demos and one process."""
+"""The in-memory backend: every storage port, thread-safe, for tests, demos and one process.
+
+It is the reference implementation: each store is one class guarded by one lock, with
+``sortedcontainers`` indexes, and states the contract of its port by doing exactly what the
+docstrings in :mod:`leadflow.ports` say. :func:`memory_storage` builds all six.
+"""
 
 from __future__ import annotations
 
-from .stores import InMemoryActivityRepository, InMemoryRuleRepository, InMemoryScheduledActionStore
+from ...ports import Storage
+from .activities import InMemoryActivityRepository
+from .rules import InMemoryRuleRepository
+from .scheduled import InMemoryScheduledActionStore
 from .support import InMemoryAuditLog, InMemoryCounterStore, InMemoryJobStore
 
 __all__ = [
@@ -12,4 +20,18 @@ __all__ = [
     "InMemoryJobStore",
     "InMemoryRuleRepository",
     "InMemoryScheduledActionStore",
+    "memory_storage",
 ]
+
+
+def memory_storage() -> Storage:
+    """A :class:`~leadflow.ports.Storage` of new, empty in-memory stores (activities, rules,
+    scheduled actions, counters, audit log, job slots)."""
+    return Storage(
+        activities=InMemoryActivityRepository(),
+        rules=InMemoryRuleRepository(),
+        scheduled=InMemoryScheduledActionStore(),
+        counters=InMemoryCounterStore(),
+        audit=InMemoryAuditLog(),
+        jobs=InMemoryJobStore(),
+    )

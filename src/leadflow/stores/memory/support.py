@@ -11,13 +11,16 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from ...clock import ensure_utc
-from ...records import RuleAuditEntry, SlotClaim, SlotRecord, SlotState
+from ...records import AuditEntry, SlotClaim, SlotRecord, SlotState
 from ..checks import checked_counts, checked_final, checked_key, checked_lease
+from .arguments import check_model
 
 __all__ = ["InMemoryAuditLog", "InMemoryCounterStore", "InMemoryJobStore"]
 
 
 class InMemoryCounterStore:
+    """:class:`~leadflow.ports.CounterStore` in a dict under a lock."""
+
     def __init__(self) -> None:
         self._values: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -30,21 +33,29 @@ class InMemoryCounterStore:
 
 
 class InMemoryAuditLog:
+    """:class:`~leadflow.ports.AuditLog` in a list under a lock; entries are validated copies,
+    listed oldest first (a stable sort by ``at`` keeps insertion order among equal times)."""
+
     def __init__(self) -> None:
-        self._entries: list[RuleAuditEntry] = []
+        self._entries: list[AuditEntry] = []
         self._lock = threading.Lock()
 
-    def append(self, entry: RuleAuditEntry) -> None:
+    def append(self, entry: AuditEntry) -> None:
+        checked = check_model(entry, AuditEntry, "entry")
         with self._lock:
-            self._entries.append(entry.model_copy(deep=True))
+            self._entries.append(checked)
 
-    def list(self, rule_id: str | None = None) -> builtins.list[RuleAuditEntry]:
+    def list(
+        self, subject: str | None = None, subject_id: str | None = None
+    ) -> builtins.list[AuditEntry]:
         with self._lock:
-            return [
-                e.model_copy(deep=True)
+            found = [
+                e
                 for e in self._entries
-                if rule_id is None or e.rule_id == rule_id
+                if (subject is None or e.subject == subject)
+                and (subject_id is None or e.subject_id == subject_id)
             ]
+        return [e.model_copy(deep=True) for e in sorted(found, key=lambda e: e.at)]
 
 
 class InMemoryJobStore:

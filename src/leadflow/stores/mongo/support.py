@@ -6,64 +6,87 @@ import builtins
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Final, get_args
 
-from ...clock import ensure_utc
-from ...errors import InvalidInputError
-from ...records import RuleAuditEntry, SlotClaim, SlotRecord, SlotState
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from ...errors import InvalidInputError, StorageError
+from ...records import AuditEntry, SlotClaim, SlotRecord, SlotState
 from ..checks import checked_counts, checked_final, checked_key, checked_lease
+from .common import MongoStore, MongoTarget, bind, later, when
+from .driver import driver_errors, translated
 
 __all__ = ["MongoAuditLog", "MongoCounterStore", "MongoJobStore"]
 
+_SUBJECTS: Final = get_args(AuditEntry.model_fields["subject"].annotation)
 
-class MongoCounterStore:
-    """Counters in a MongoDB collection (``find_one_and_update`` with ``$inc``, upsert)."""
 
-    def __init__(self, database: Any, collection: str = "leadflowCounters") -> None:
-        self._collection = database[collection]
+class MongoCounterStore(MongoStore):
+    """Counters in a MongoDB collection: one document per name, ``$inc`` with upsert."""
 
+    DEFAULT_COLLECTION = "leadflowCounters"
+    INDEXES = ()  # every query is by _id
+
+    def __init__(self, target: MongoTarget, collection: str = DEFAULT_COLLECTION) -> None:
+        super().__init__(target, collection=collection)
+
+    @translated("name")
     def next(self, name: str) -> int:
-        from pymongo import ReturnDocument
-
         document = self._collection.find_one_and_update(
-            {"_id": str(name)},
+            {"_id": checked_key(name, "name")},
             {"$inc": {"value": 1}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        if document is None:  # an upsert with ReturnDocument.AFTER always returns one
+            raise StorageError(f"counter {name!r} was not returned by the server")
         return int(document["value"])
 
 
-class MongoAuditLog:
-    """The rule audit trail in a MongoDB collection (indexed by ruleId + at)."""
+class MongoAuditLog(MongoStore):
+    """:class:`~leadflow.ports.AuditLog` in a MongoDB collection, one document per entry.
 
-    def __init__(self, database: Any, collection: str = "ruleAudit") -> None:
-        raw = database[collection]
-        # Extend the host's codec options (UUID representation...) rather than replace them.
-        self._collection = raw.with_options(
-            codec_options=raw.codec_options.with_options(tz_aware=True, tzinfo=UTC)
-        )
+    Entries of one subject kind or of one subject id are read through their own index, in
+    order of ``at`` then ``_id`` (the driver's ObjectId: insertion order within one process).
+    """
 
-    def ensure_indexes(self) -> None:
-        self._collection.create_index([("ruleId", 1), ("at", 1)])
-        self._collection.create_index([("at", 1)])
+    DEFAULT_COLLECTION = "leadflowAudit"
+    INDEXES = (
+        IndexModel(
+            [("subject", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)], name="subject_at"
+        ),
+        IndexModel(
+            [("subjectId", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)], name="subjectId_at"
+        ),
+        IndexModel([("at", ASCENDING), ("_id", ASCENDING)], name="at"),
+    )
+    _ORDER: ClassVar[list[tuple[str, int]]] = [("at", ASCENDING), ("_id", ASCENDING)]
 
-    def append(self, entry: RuleAuditEntry) -> None:
-        self._collection.insert_one(entry.to_document())
+    def __init__(self, target: MongoTarget, collection: str = DEFAULT_COLLECTION) -> None:
+        super().__init__(target, collection=collection)
 
-    def list(self, rule_id: str | None = None) -> builtins.list[RuleAuditEntry]:
-        query: dict[str, Any] = {} if rule_id is None else {"ruleId": str(rule_id)}
-        cursor = self._collection.find(query).sort([("at", 1), ("_id", 1)])
-        return [RuleAuditEntry.from_document(doc) for doc in cursor]
+    @translated("entry")
+    def append(self, entry: AuditEntry) -> None:
+        if not isinstance(entry, AuditEntry):
+            raise InvalidInputError(
+                f"expected an AuditEntry, got {type(entry).__name__}", field="entry"
+            )
+        self._collection.insert_one(AuditEntry.from_document(entry.to_document()).to_document())
 
-
-def _ms(value: datetime) -> datetime:
-    """``value`` at BSON precision (whole milliseconds), as the database will return it."""
-    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
-
-
-def _when(value: datetime, field: str) -> datetime:
-    return _ms(ensure_utc(value, field))
+    @translated("subject")
+    def list(
+        self, subject: str | None = None, subject_id: str | None = None
+    ) -> builtins.list[AuditEntry]:
+        query: dict[str, Any] = {}
+        if subject is not None:
+            if subject not in _SUBJECTS:
+                raise InvalidInputError(f"expected one of {_SUBJECTS}", field="subject")
+            query["subject"] = subject
+        if subject_id is not None:
+            query["subjectId"] = checked_key(subject_id, "subject_id")
+        cursor = self._collection.find(query, sort=self._ORDER)
+        return [AuditEntry.from_document(doc) for doc in cursor]
 
 
 def _record(document: Mapping[str, Any]) -> SlotRecord:
@@ -88,8 +111,12 @@ def _record(document: Mapping[str, Any]) -> SlotRecord:
     )
 
 
+def _slot_id(job: str, slot: str) -> str:
+    return f"{checked_key(job, 'job')}|{checked_key(slot, 'slot')}"
+
+
 class MongoJobStore:
-    """:class:`JobStore` on two MongoDB collections (pymongo, the ``mongo`` extra).
+    """:class:`~leadflow.ports.JobStore` on two MongoDB collections.
 
     Slots: one document per (job, slot) with ``_id`` ``"<job>|<slot>"``. A claim is one
     ``find_one_and_update`` with ``upsert``: it matches only a running slot whose lease
@@ -101,22 +128,18 @@ class MongoJobStore:
     :meth:`ensure_indexes` at start-up.
     """
 
+    DEFAULT_SLOTS: ClassVar[str] = "leadflowJobSlots"
+    DEFAULT_MARKS: ClassVar[str] = "leadflowJobMarks"
+
     def __init__(
         self,
         database: Any,
         *,
-        slots_collection: str = "leadflowJobSlots",
-        marks_collection: str = "leadflowJobMarks",
+        slots_collection: str = DEFAULT_SLOTS,
+        marks_collection: str = DEFAULT_MARKS,
     ) -> None:
-        from bson.codec_options import CodecOptions
-
-        options = CodecOptions(document_class=dict, tz_aware=True, tzinfo=UTC)
-        self._slots = database[checked_key(slots_collection, "slots_collection")].with_options(
-            codec_options=options
-        )
-        self._marks = database[checked_key(marks_collection, "marks_collection")].with_options(
-            codec_options=options
-        )
+        self._slots = bind(database, checked_key(slots_collection, "slots_collection"))
+        self._marks = bind(database, checked_key(marks_collection, "marks_collection"))
 
     def ensure_indexes(self, *, ttl: bool = True) -> list[str]:
         """Create the indexes (idempotent); returns their names.
@@ -125,18 +148,18 @@ class MongoJobStore:
         clock, so a simulation whose clock is not the wall clock must purge with
         :meth:`purge_expired` instead (the cleanup job does).
         """
-        from pymongo import ASCENDING, DESCENDING, IndexModel
-
         expiry = [
             IndexModel([("expiresAt", ASCENDING)], name="expiresAt_ttl", expireAfterSeconds=0)
         ]
         if not ttl:
             expiry = [IndexModel([("expiresAt", ASCENDING)], name="expiresAt")]
         history = IndexModel([("job", ASCENDING), ("claimedAt", DESCENDING)], name="job_claimedAt")
-        names = list(self._slots.create_indexes([*expiry, history]))
-        names += self._marks.create_indexes(expiry)
+        with driver_errors("indexes"):
+            names = list(self._slots.create_indexes([*expiry, history]))
+            names += self._marks.create_indexes(expiry)
         return names
 
+    @translated("slot")
     def claim_slot(
         self,
         job: str,
@@ -147,14 +170,11 @@ class MongoJobStore:
         lease: timedelta,
         expires_at: datetime,
     ) -> SlotClaim:
-        from pymongo import ReturnDocument
-        from pymongo.errors import DuplicateKeyError
-
-        ident = f"{checked_key(job, 'job')}|{checked_key(slot, 'slot')}"
+        ident = _slot_id(job, slot)
         owner = checked_key(worker, "worker")
-        now = _when(now, "now")
-        until = _ms(now + checked_lease(lease))
-        expires = _when(expires_at, "expires_at")
+        now = when("now", now)
+        until = later("lease", now, checked_lease(lease))
+        expires = when("expires_at", expires_at)
         token = uuid.uuid4().hex
         for _ in range(3):
             try:
@@ -188,6 +208,7 @@ class MongoJobStore:
             field="expires_at",
         )
 
+    @translated("counts")
     def finish_slot(
         self,
         job: str,
@@ -199,13 +220,18 @@ class MongoJobStore:
         counts: Mapping[str, int],
         error: str | None = None,
     ) -> bool:
-        ident = f"{checked_key(job, 'job')}|{checked_key(slot, 'slot')}"
+        if error is not None and not isinstance(error, str):
+            raise InvalidInputError("expected a string or None", field="error")
         result = self._slots.update_one(
-            {"_id": ident, "token": checked_key(token, "token"), "state": SlotState.RUNNING.value},
+            {
+                "_id": _slot_id(job, slot),
+                "token": checked_key(token, "token"),
+                "state": SlotState.RUNNING.value,
+            },
             {
                 "$set": {
                     "state": checked_final(state).value,
-                    "finishedAt": _when(now, "now"),
+                    "finishedAt": when("now", now),
                     "counts": checked_counts(counts),
                     "error": error,
                 }
@@ -213,36 +239,37 @@ class MongoJobStore:
         )
         return bool(result.matched_count == 1)
 
+    @translated("slot")
     def get_slot(self, job: str, slot: str) -> SlotRecord | None:
-        document = self._slots.find_one(
-            {"_id": f"{checked_key(job, 'job')}|{checked_key(slot, 'slot')}"}
-        )
+        document = self._slots.find_one({"_id": _slot_id(job, slot)})
         return None if document is None else _record(document)
 
+    @translated("key")
     def mark(self, key: str, *, now: datetime, expires_at: datetime) -> bool:
-        from pymongo.errors import DuplicateKeyError
-
         key = checked_key(key, "key")
-        now = _when(now, "now")
+        now = when("now", now)
         try:
             self._marks.find_one_and_update(
                 {"_id": key, "expiresAt": {"$lte": now}},
-                {"$set": {"expiresAt": _when(expires_at, "expires_at"), "markedAt": now}},
+                {"$set": {"expiresAt": when("expires_at", expires_at), "markedAt": now}},
                 upsert=True,
             )
         except DuplicateKeyError:
             return False
         return True
 
+    @translated("key")
     def is_marked(self, key: str, *, now: datetime) -> bool:
-        query = {"_id": checked_key(key, "key"), "expiresAt": {"$gt": _when(now, "now")}}
+        query = {"_id": checked_key(key, "key"), "expiresAt": {"$gt": when("now", now)}}
         return self._marks.find_one(query, {"_id": 1}) is not None
 
+    @translated("key")
     def unmark(self, key: str) -> None:
         self._marks.delete_one({"_id": checked_key(key, "key")})
 
+    @translated("now")
     def purge_expired(self, now: datetime) -> int:
-        query = {"expiresAt": {"$lte": _when(now, "now")}}
+        query = {"expiresAt": {"$lte": when("now", now)}}
         slots = self._slots.delete_many(query).deleted_count
         marks = self._marks.delete_many(query).deleted_count
         return int(slots) + int(marks)

@@ -1,0 +1,454 @@
+"""Role-checked operations for a host's web app: the seed's 18 endpoints as methods, on top of
+the runtime (which knows nothing of principals).
+
+Who may do what is a table, :data:`DEFAULT_POLICY` (operation -> roles); a host passes its own
+:class:`Policy` to change it. Beyond the table, fields are guarded the same way for every role:
+
+* audit fields (``createdBy``, ``updatedBy``, ``createdAt``, ``updatedAt``, ``version``) and
+  ``completedBy`` come from the principal and the clock; a caller giving them is refused;
+* automation fields (``openKey``, ``metadata.automationRuleId`` / ``automationRuleName`` /
+  ``automationExplanation`` / ``eventId``) are set only by automation;
+* ids leadflow derives start with ``auto-``; a caller may not choose such an id (in any letter
+  case), and only roles that may choose ids (``activity.choose_id``) choose one at all (for
+  others, an existing id would reveal that the activity exists);
+* a sales user works only on what is theirs: activities assigned to them, on opportunities they
+  own (an unknown opportunity is refused exactly like another rep's); another user's activity
+  is "not found", exactly like a missing one, and reads are scoped in the query itself.
+
+Field names are accepted in either spelling (``assignedTo`` / ``assigned_to``, also inside
+``metadata``): the guards apply to both. A completion completes the version that was checked
+(an activity reassigned meanwhile is a :class:`StaleWriteError`, never completed in another's
+name), and one refused before the write (already completed, stale version) writes nothing.
+
+Every change a person makes is written to the audit log: rule created / updated / deleted (with
+the actions cancelled), activity created / completed / deleted, parked action retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ..errors import (
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    PermissionDeniedError,
+    StaleWriteError,
+)
+from ..models import Activity, FollowUpRule, Outcome
+from ..queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
+from ..records import AuditEntry, ScheduledAction, ScheduledActionState
+from ..runtime.flow import LeadFlow
+from ..runtime.planning import AUTOMATION_PREFIX
+from ..runtime.results import CompletionResult, RuleChange, RuleTestResult
+from ..runtime.settings import PendingPolicy
+from .inputs import (
+    RULE_FIXED,
+    as_model,
+    checked_id,
+    document_of,
+    limit_of,
+    metadata_of,
+    outcome_of,
+    rule_changes,
+)
+from .policy import DEFAULT_POLICY, Policy, Principal
+
+__all__ = ["Operations"]
+
+_AUDIT_FIELDS: Final = frozenset(
+    {"createdBy", "updatedBy", "createdAt", "updatedAt", "version", "completedBy"}
+)
+
+
+class Operations:
+    """The operations people call, each checked against the principal's role.
+
+    Built on a :class:`~leadflow.LeadFlow`: ``Operations(flow)``, or ``Operations(flow, policy)``.
+    """
+
+    def __init__(self, flow: LeadFlow, policy: Policy = DEFAULT_POLICY) -> None:
+        if not isinstance(flow, LeadFlow):
+            raise TypeError("flow must be a leadflow.LeadFlow")
+        if not isinstance(policy, Policy):
+            raise TypeError("policy must be a leadflow.Policy")
+        self.flow = flow
+        self.policy = policy
+
+    # ------------------------------------------------------------------ helpers
+
+    def _audit(
+        self,
+        principal: Principal,
+        subject: str,
+        subject_id: str,
+        change: str,
+        before: Any = None,
+        after: Any = None,
+        note: str | None = None,
+    ) -> None:
+        self.flow.storage.audit.append(
+            AuditEntry.model_validate(
+                {
+                    "subject": subject,
+                    "subjectId": subject_id,
+                    "change": change,
+                    "actor": principal.user_id,
+                    "at": self.flow.now(),
+                    "before": before.to_document() if before is not None else None,
+                    "after": after.to_document() if after is not None else None,
+                    "note": note,
+                }
+            )
+        )
+
+    def _reads_all(self, principal: Principal) -> bool:
+        return self.policy.allows(principal, "activity.read_all")
+
+    def _scope(self, principal: Principal) -> str | None:
+        """None for roles that read everything, else the user whose activities they may see."""
+        return None if self._reads_all(principal) else principal.user_id
+
+    def _visible(self, principal: Principal, activity_id: object) -> Activity:
+        try:
+            activity = self.flow.storage.activities.get(checked_id(activity_id, "activity_id"))
+        except NotFoundError:
+            activity = None
+        scope = self._scope(principal)
+        if activity is None or (scope is not None and activity.assigned_to != scope):
+            # The same answer whether it is missing or someone else's.
+            raise NotFoundError(f"activity {activity_id!r} not found")
+        return activity
+
+    def _scoped(self, principal: Principal, filter: Any) -> ActivityFilter | None:
+        """The filter narrowed to what the principal may read; None when nothing can match."""
+        parsed: ActivityFilter = as_model(ActivityFilter, filter, "filter") or ActivityFilter()
+        scope = self._scope(principal)
+        if scope is None:
+            return parsed
+        if parsed.assigned_to not in (None, scope):
+            return None
+        return parsed.model_copy(update={"assigned_to": scope})
+
+    # ------------------------------------------------------------------ activities
+
+    def create_activity(self, principal: Principal, data: Activity | Mapping[str, Any]) -> Activity:
+        """Record an activity. Sales: assigned to themselves, on an opportunity they own. One
+        recorded already completed (a logged call) also sets off ``activity.completed``."""
+        self.policy.require(principal, "activity.create")
+        raw = document_of(data, "activity")
+        for key in _AUDIT_FIELDS | {"openKey"}:
+            if key in raw:
+                raise InvalidInputError("set by leadflow, not by the caller", field=key)
+        if "metadata" in raw:
+            raw["metadata"] = metadata_of(raw["metadata"])
+        if "activityId" in raw:
+            if not self.policy.allows(principal, "activity.choose_id"):
+                raise PermissionDeniedError(
+                    f"role {principal.role.value!r} may not choose activity ids"
+                )
+            if str(raw["activityId"]).lower().startswith(AUTOMATION_PREFIX):
+                raise InvalidInputError(
+                    f"ids starting with {AUTOMATION_PREFIX!r} are reserved for automation",
+                    field="activityId",
+                )
+        assignee = raw.get("assignedTo")
+        if assignee not in (None, principal.user_id):
+            self.policy.require(principal, "activity.create_for_others")
+        if assignee is None and not self.policy.allows(principal, "activity.create_for_others"):
+            raw["assignedTo"] = principal.user_id
+        now = self.flow.now()
+        stamped = {
+            **raw,
+            "createdBy": principal.user_id,
+            "updatedBy": principal.user_id,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        if raw.get("completedDate") is not None:
+            stamped["completedBy"] = principal.user_id
+        activity = Activity.model_validate(stamped)
+        if not self.policy.allows(principal, "activity.create_for_others"):
+            try:
+                owner = self.flow.integrations.opportunities.owner(activity.opportunity_id)
+            except NotFoundError:
+                owner = None  # the same answer as for another rep's opportunity
+            if owner != principal.user_id:
+                raise PermissionDeniedError("sales may only record activities on their own leads")
+        stored = self.flow.record_activity(activity)
+        self._audit(principal, "activity", stored.activity_id, "created", after=stored)
+        return stored
+
+    def get_activity(self, principal: Principal, activity_id: str) -> Activity:
+        """One activity; another user's activity is "not found" for sales."""
+        self.policy.require(principal, "activity.read")
+        return self._visible(principal, activity_id)
+
+    def list_activities(
+        self,
+        principal: Principal,
+        filter: ActivityFilter | Mapping[str, Any] | None = None,
+        *,
+        sort: ActivitySort | Mapping[str, Any] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Activity]:
+        """A page of activities matching ``filter`` (sales: their own only)."""
+        self.policy.require(principal, "activity.read")
+        scoped = self._scoped(principal, filter)
+        parsed_sort = as_model(ActivitySort, sort, "sort")
+        limit = limit_of(limit)
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidInputError("expected a string", field="cursor")
+        if scoped is None:
+            return Page[Activity](items=[])
+        return self.flow.storage.activities.list(
+            scoped, sort=parsed_sort, limit=limit, cursor=cursor
+        )
+
+    def activities_for_opportunity(
+        self, principal: Principal, opportunity_id: str
+    ) -> list[Activity]:
+        self.policy.require(principal, "activity.read")
+        return self.flow.storage.activities.for_opportunity(
+            checked_id(opportunity_id, "opportunity_id"), assigned_to=self._scope(principal)
+        )
+
+    def activities_for_customer(self, principal: Principal, customer_id: str) -> list[Activity]:
+        self.policy.require(principal, "activity.read")
+        return self.flow.storage.activities.for_customer(
+            checked_id(customer_id, "customer_id"), assigned_to=self._scope(principal)
+        )
+
+    def activity_timeline(self, principal: Principal, opportunity_id: str) -> list[Activity]:
+        """An opportunity's activities in chronological order (sales: their own)."""
+        self.policy.require(principal, "activity.read")
+        return self.flow.storage.activities.timeline(
+            checked_id(opportunity_id, "opportunity_id"), assigned_to=self._scope(principal)
+        )
+
+    def pending_activities(
+        self, principal: Principal, *, assigned_to: str | None = None, limit: int = 50
+    ) -> list[Activity]:
+        """Open activities whose time has come and that are not overdue (sales: their own)."""
+        user = self._assignee(principal, assigned_to)
+        return self.flow.storage.activities.pending(
+            self.flow.now(), assigned_to=user, limit=limit_of(limit)
+        )
+
+    def overdue_activities(
+        self, principal: Principal, *, assigned_to: str | None = None, limit: int = 50
+    ) -> list[Activity]:
+        """Open activities past their due date (sales: their own)."""
+        user = self._assignee(principal, assigned_to)
+        return self.flow.storage.activities.overdue(
+            self.flow.now(), assigned_to=user, limit=limit_of(limit)
+        )
+
+    def _assignee(self, principal: Principal, assigned_to: str | None) -> str | None:
+        self.policy.require(principal, "activity.read")
+        if assigned_to is not None:
+            checked_id(assigned_to, "assigned_to")
+        scope = self._scope(principal)
+        if scope is None:
+            return assigned_to
+        if assigned_to not in (None, scope):
+            raise PermissionDeniedError("sales may only list their own activities")
+        return scope
+
+    def activity_statistics(
+        self, principal: Principal, filter: ActivityFilter | Mapping[str, Any] | None = None
+    ) -> ActivityStatistics:
+        """Counts, completion rate and timings (sales: over their own activities)."""
+        self.policy.require(principal, "activity.statistics")
+        parsed: ActivityFilter = as_model(ActivityFilter, filter, "filter") or ActivityFilter()
+        if not self.policy.allows(principal, "activity.statistics_all"):
+            if parsed.assigned_to not in (None, principal.user_id):
+                raise PermissionDeniedError("sales may only see statistics of their own activities")
+            parsed = parsed.model_copy(update={"assigned_to": principal.user_id})
+        return self.flow.storage.activities.statistics(parsed, as_of=self.flow.now())
+
+    def complete_activity(
+        self,
+        principal: Principal,
+        activity_id: str,
+        outcome: Outcome | str | None = None,
+        *,
+        expected_version: int | None = None,
+    ) -> CompletionResult:
+        """Mark an activity done (admins: any; sales: their own) and feed
+        ``activity.completed`` into the rules (seed, Example 1, step 7).
+
+        ``completedBy`` is the principal. :class:`NotFoundError` for a missing activity or one
+        the principal may not complete (the same message); :class:`InvalidStateError` if it is
+        already completed; :class:`StaleWriteError` if ``expected_version`` is not the stored
+        version, or the activity changed between the check and the write."""
+        self.policy.require(principal, "activity.complete")
+        parsed = outcome_of(outcome)
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise InvalidInputError("expected an integer", field="expected_version")
+        activity = self._visible(principal, activity_id)
+        if activity.assigned_to != principal.user_id and not self.policy.allows(
+            principal, "activity.complete_any"
+        ):
+            raise NotFoundError(f"activity {activity_id!r} not found")
+        # Refused here, before the runtime stores its outbox entry, so the refusal writes nothing.
+        if activity.completed_date is not None:
+            raise InvalidStateError(f"activity {activity.activity_id!r} is already completed")
+        if expected_version is not None and expected_version != activity.version:
+            raise StaleWriteError(
+                f"activity {activity.activity_id!r} is at version {activity.version}, "
+                f"not {expected_version}"
+            )
+        # Complete the version that was checked: if the activity changed meanwhile (e.g. it was
+        # reassigned), the store refuses with StaleWriteError instead of completing it.
+        result = self.flow.complete_activity(
+            activity.activity_id,
+            outcome=parsed,
+            completed_by=principal.user_id,
+            expected_version=activity.version,
+        )
+        self._audit(
+            principal, "activity", activity.activity_id, "completed", activity, result.activity
+        )
+        return result
+
+    def delete_activity(self, principal: Principal, activity_id: str) -> None:
+        """Remove an activity (admins only, as in the seed)."""
+        self.policy.require(principal, "activity.delete")
+        deleted = self.flow.delete_activity(
+            checked_id(activity_id, "activity_id"), actor=principal.user_id
+        )
+        self._audit(principal, "activity", deleted.activity_id, "deleted", before=deleted)
+
+    # ------------------------------------------------------------------ rules
+
+    def create_rule(
+        self, principal: Principal, data: FollowUpRule | Mapping[str, Any]
+    ) -> FollowUpRule:
+        """Store a new rule after checking that it loads here (operators, values, handlers)."""
+        self.policy.require(principal, "rule.write")
+        raw = document_of(data, "rule")
+        now = self.flow.now()
+        raw = {k: v for k, v in raw.items() if k not in RULE_FIXED - {"ruleId"}}
+        rule = FollowUpRule.model_validate(
+            {**raw, "createdBy": principal.user_id, "updatedBy": principal.user_id,
+             "createdAt": now, "updatedAt": now}
+        )  # fmt: skip
+        stored = self.flow.rules.create(rule)
+        self._audit(principal, "rule", stored.rule_id, "created", after=stored)
+        return stored
+
+    def update_rule(
+        self,
+        principal: Principal,
+        rule_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+        pending: PendingPolicy | None = None,
+    ) -> RuleChange:
+        """Apply ``changes`` (camelCase or snake_case fields) to a rule. With
+        ``expected_version``, a rule changed meanwhile raises :class:`StaleWriteError`.
+        ``pending`` (default ``cancel``) decides what happens to the rule's pending delayed
+        actions; the result lists the cancelled ones."""
+        self.policy.require(principal, "rule.write")
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise InvalidInputError("expected an integer", field="expected_version")
+        current = self.flow.storage.rules.get(checked_id(rule_id, "rule_id"))
+        merged = {**current.to_document(), **rule_changes(changes)}
+        merged.update(
+            version=expected_version if expected_version is not None else current.version,
+            updatedBy=principal.user_id,
+            updatedAt=self.flow.now(),
+        )
+        change = self.flow.rules.replace(FollowUpRule.model_validate(merged), pending=pending)
+        self._audit_rule_change(principal, "updated", current, change)
+        return change
+
+    def delete_rule(
+        self, principal: Principal, rule_id: str, *, pending: PendingPolicy | None = None
+    ) -> RuleChange:
+        """Delete a rule; ``pending`` as in :meth:`update_rule`."""
+        self.policy.require(principal, "rule.write")
+        current = self.flow.storage.rules.get(checked_id(rule_id, "rule_id"))
+        change = self.flow.rules.delete(current.rule_id, actor=principal.user_id, pending=pending)
+        self._audit_rule_change(principal, "deleted", current, change)
+        return change
+
+    def _audit_rule_change(
+        self, principal: Principal, what: str, before: FollowUpRule, change: RuleChange
+    ) -> None:
+        note = None
+        if change.cancelled:
+            ids = ", ".join(a.action_id for a in change.cancelled[:50])
+            note = f"cancelled {len(change.cancelled)} pending action(s): {ids}"
+        self._audit(principal, "rule", before.rule_id, what, before, change.rule, note)
+        for action in change.cancelled:
+            self._audit(principal, "action", action.action_id, "cancelled", after=action)
+
+    def get_rule(self, principal: Principal, rule_id: str) -> FollowUpRule:
+        self.policy.require(principal, "rule.read")
+        return self.flow.storage.rules.get(checked_id(rule_id, "rule_id"))
+
+    def list_rules(self, principal: Principal) -> list[FollowUpRule]:
+        self.policy.require(principal, "rule.read")
+        return self.flow.storage.rules.list()
+
+    def list_active_rules(self, principal: Principal) -> list[FollowUpRule]:
+        self.policy.require(principal, "rule.read")
+        return self.flow.storage.rules.list_active()
+
+    def test_rule(
+        self,
+        principal: Principal,
+        rule: str | FollowUpRule | Mapping[str, Any],
+        sample: Any,
+    ) -> RuleTestResult:
+        """Dry run (the seed's test mode): would this rule (stored, or given) match ``sample``,
+        what would it plan, and why. Writes nothing and runs no action."""
+        self.policy.require(principal, "rule.test")
+        if isinstance(rule, str):
+            candidate = self.flow.storage.rules.get(checked_id(rule, "rule_id"))
+        elif isinstance(rule, FollowUpRule):
+            candidate = rule
+        else:
+            candidate = FollowUpRule.model_validate(document_of(rule, "rule"))
+        return self.flow.rules.dry_run(candidate, sample)
+
+    # ------------------------------------------------------------------ actions and audit
+
+    def list_parked_actions(
+        self, principal: Principal, *, limit: int = 100
+    ) -> list[ScheduledAction]:
+        """Actions that failed for good and wait for a person (with the reason)."""
+        self.policy.require(principal, "action.read_parked")
+        return self.flow.storage.scheduled.list(ScheduledActionState.PARKED, limit=limit_of(limit))
+
+    def retry_action(self, principal: Principal, action_id: str) -> ScheduledAction:
+        """Put a parked action back in the queue, due now, with fresh attempts."""
+        self.policy.require(principal, "action.retry")
+        before = self.flow.storage.scheduled.get(checked_id(action_id, "action_id"))
+        retried = self.flow.retry_parked(before.action_id)
+        self._audit(principal, "action", retried.action_id, "retried", before, retried)
+        return retried
+
+    def audit_trail(
+        self,
+        principal: Principal,
+        subject: str | None = None,
+        subject_id: str | None = None,
+    ) -> list[AuditEntry]:
+        """Who changed what when, with the document before and after; filter by subject
+        (``rule``, ``activity``, ``action``) and id."""
+        self.policy.require(principal, "audit.read")
+        if subject is not None and subject not in ("rule", "activity", "action"):
+            raise InvalidInputError("one of rule, activity, action", field="subject")
+        if subject_id is not None:
+            checked_id(subject_id, "subject_id")
+        return self.flow.storage.audit.list(subject, subject_id)

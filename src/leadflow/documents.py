@@ -1,0 +1,335 @@
+"""Checks the models run on raw input before pydantic recurses into it.
+
+Free-form documents (an event's ``payload``, an activity's extra ``metadata``, a condition's
+``value``, an action's ``params``) hold only JSON-like values, so that every backend stores
+exactly what the in-memory store accepts:
+
+- ``str`` (valid Unicode: no lone surrogates), ``int`` within a signed 64-bit integer, finite
+  ``float``, ``bool``, ``None``, ``list`` and ``dict``; and timezone-aware ``datetime`` within
+  :attr:`Limits.earliest <leadflow.limits.Limits.earliest>` and ``latest``. Nothing else: no
+  tuples, sets, bytes, ``Decimal`` or naive datetimes.
+- dict keys are non-empty strings without NUL, not starting with ``$`` and without ``.``.
+- nesting at most ``document_depth`` levels (the document itself is level 1), size as compact
+  JSON (UTF-8, datetimes as ISO text) at most ``document_bytes``; optionally every list at most
+  ``max_list`` items.
+
+Every check is iterative (no recursion, whatever the input's depth) and raises
+:class:`~leadflow.InvalidInputError` naming the offending place (``payload.customer.tags[3]``);
+inside a pydantic validator that becomes a ``ValidationError`` for the field.
+
+:func:`check_condition_tree` bounds the nesting of ``all`` / ``any`` / ``not`` condition groups
+and the number of condition nodes of a rule, on the raw input, before pydantic builds it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from . import limits as _limits
+from .errors import InvalidInputError
+
+__all__ = [
+    "as_document",
+    "check_condition_tree",
+    "check_datetime",
+    "check_document",
+    "check_key",
+    "json_size",
+]
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    """``payload.customer.tags[3]``; a key that is not a plain name is quoted: ``a['b.c']``."""
+    parts: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif not parts:
+            parts.append(part)
+        elif part.isidentifier() and len(part) <= 80:
+            parts.append(f".{part}")
+        else:
+            parts.append(f"[{part[:80]!r}]")
+    return "".join(parts)
+
+
+def as_document(value: Any, field: str, *, max_list: int | None = None) -> Any:
+    """``value`` checked by :func:`check_document` when it is a mapping (a copy as a ``dict``
+    if it is another kind of mapping); anything else is returned as is, for pydantic to judge.
+    For ``mode="before"`` validators."""
+    if isinstance(value, Mapping):
+        if type(value) is not dict:
+            value = dict(value)
+        check_document(value, field, max_list=max_list)
+    return value
+
+
+def _valid_text(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_key(key: object, field: str) -> str:
+    """``key`` if it may name a document field; else :class:`InvalidInputError` at ``field``."""
+    if not isinstance(key, str):
+        raise InvalidInputError(f"keys must be strings, got {type(key).__name__}", field=field)
+    if not key or key[0] == "$" or "." in key or "\x00" in key:
+        raise InvalidInputError(
+            f"key {key[:80]!r} must be non-empty, not start with '$' and hold no '.' or NUL",
+            field=field,
+        )
+    if not _valid_text(key):
+        raise InvalidInputError("key is not valid Unicode (lone surrogate)", field=field)
+    return key
+
+
+def _scalar_bound(value: object, path: tuple[str | int, ...]) -> int:
+    """What a scalar adds to a size bound beyond ``_PER_ITEM`` (its characters, for text), or
+    :class:`InvalidInputError` if it is not allowed."""
+    if isinstance(value, str):
+        if not _valid_text(value):
+            raise InvalidInputError(
+                "text is not valid Unicode (lone surrogate)", field=_where(path)
+            )
+        return _PER_CHAR * len(value)
+    if value is None or value is True or value is False:
+        return 0
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise InvalidInputError(
+                "integer does not fit in a signed 64-bit integer", field=_where(path)
+            )
+        return 0
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(
+                "number must be finite (no NaN or infinity)", field=_where(path)
+            )
+        return 0
+    if isinstance(value, datetime):
+        check_datetime(value, _where(path))
+        return 0
+    raise InvalidInputError(
+        f"unsupported value of type {type(value).__name__}: use text, a number, true/false, "
+        "null, a list, an object or an aware datetime",
+        field=_where(path),
+    )
+
+
+def check_datetime(value: datetime, field: str | None) -> None:
+    """Refuse a naive datetime or one outside ``[earliest, latest]``: InvalidInputError."""
+    limits = _limits.DEFAULT_LIMITS
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError("datetime must be timezone-aware", field=field)
+    try:
+        within = limits.earliest <= value <= limits.latest
+    except (OverflowError, ValueError):
+        within = False
+    if not within:
+        raise InvalidInputError(
+            f"datetime must be between {limits.earliest.isoformat()} and "
+            f"{limits.latest.isoformat()}",
+            field=field,
+        )
+
+
+def check_document(value: Any, field: str, *, max_list: int | None = None) -> int:
+    """Check that ``value`` is a storable JSON-like document (see the module docstring).
+
+    Returns an upper bound on its size as compact JSON (exact when the cheap bound exceeds the
+    limit), so a caller can bound the sum of several documents. Raises
+    :class:`InvalidInputError` naming the offending place, starting with ``field``. Never
+    recurses; the work is proportional to the size of ``value``.
+    """
+    limits = _limits.DEFAULT_LIMITS
+    bound = _lean_bound(value, limits.document_depth, max_list)
+    if bound is None:  # something to report, or unusual: the detailed walk says what
+        bound = _detailed_bound(value, field, limits.document_depth, max_list)
+    if bound > limits.document_bytes:
+        size = json_size(value)
+        if size > limits.document_bytes:
+            raise InvalidInputError(
+                f"document of {size} bytes as JSON; at most {limits.document_bytes} allowed",
+                field=field,
+            )
+        return size
+    return bound
+
+
+# Upper bound per item (key quotes, colon, comma, and any scalar but a string), per character of
+# a key or string (the longest escape, ``\u0000``) and per container.
+_PER_ITEM, _PER_CHAR, _PER_CONTAINER = 48, 6, 2
+_ATOMS = frozenset({bool, float, type(None)})
+
+
+def _lean_bound(value: Any, max_depth: int, max_list: int | None) -> int | None:
+    """A size bound for the plain documents hosts send, or ``None`` for anything else (an
+    error, or a value the detailed walk must look at: a datetime, a subclass, odd text)."""
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return None
+    chars = items = containers = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        container, depth = pop()
+        if depth > max_depth:
+            return None
+        containers += 1
+        items += len(container)
+        if type(container) is dict:
+            try:
+                keys = "".join(container)  # all the keys at C speed; TypeError if one is not str
+            except TypeError:
+                return None
+            if (
+                not keys.isascii()
+                or "." in keys
+                or "$" in keys
+                or "\x00" in keys
+                or "" in container
+            ):
+                return None
+            chars += len(keys)
+            values = container.values()
+        else:
+            if max_list is not None and len(container) > max_list:
+                return None
+            values = container
+        for item in values:
+            kind = type(item)
+            if kind is str:
+                if not item.isascii():
+                    return None
+                chars += len(item)
+            elif kind is int:
+                if not _INT_MIN <= item <= _INT_MAX:
+                    return None
+            elif kind is dict or kind is list:
+                push((item, depth + 1))
+            elif kind not in _ATOMS or (kind is float and item - item != 0.0):  # NaN, inf
+                return None
+    return _PER_CHAR * chars + _PER_ITEM * items + _PER_CONTAINER * containers
+
+
+def _detailed_bound(value: Any, field: str, max_depth: int, max_list: int | None) -> int:
+    """:func:`check_document`'s walk that names what it refuses; returns a size bound."""
+    if not isinstance(value, dict | list):
+        return _PER_ITEM + _scalar_bound(value, (field,))
+    size = 0
+    # Each entry: a container, its depth (the document is level 1) and its path.
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, 1, (field,))]
+    while stack:
+        container, depth, path = stack.pop()
+        if depth > max_depth:
+            raise InvalidInputError(f"nested deeper than {max_depth} levels", field=_where(path))
+        items: Iterable[tuple[Any, Any]]
+        if isinstance(container, dict):
+            size += _PER_CONTAINER
+            for key in container:
+                check_key(key, _where((*path, str(key))))
+                size += _PER_CHAR * len(key)
+            items = container.items()
+        else:
+            if max_list is not None and len(container) > max_list:
+                raise InvalidInputError(
+                    f"list of {len(container)} items; at most {max_list} allowed",
+                    field=_where(path),
+                )
+            size += _PER_CONTAINER
+            items = enumerate(container)
+        for key, item in items:
+            size += _PER_ITEM
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1, (*path, key)))
+            else:
+                size += _scalar_bound(item, (*path, key))
+    return size
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON-like: {type(value).__name__}")
+
+
+def json_size(value: Any) -> int:
+    """The size in bytes of ``value`` as compact UTF-8 JSON (datetimes as ISO text).
+
+    Only for values :func:`check_document` accepted (bounded depth)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_iso)
+    return len(text.encode("utf-8"))
+
+
+def _children(node: Any) -> list[Any] | None:
+    """The child nodes of a condition group (raw dict or model), ``None`` for a leaf."""
+    if type(node) is dict:
+        if "kind" in node:
+            bodies = [node.get("conditions")]
+        elif "all" in node or "any" in node or "not" in node:
+            bodies = [node[key] for key in ("all", "any", "not") if key in node]
+        else:
+            return None
+    elif isinstance(node, dict):
+        return _children(dict(node))
+    elif getattr(node, "kind", None) in ("all", "any", "not"):  # a ConditionGroup
+        bodies = [getattr(node, "conditions", None)]
+    else:
+        return None
+    children: list[Any] = []
+    for body in bodies:
+        if isinstance(body, list):
+            children.extend(body)
+        elif isinstance(body, dict):
+            children.append(body)
+    return children
+
+
+def check_condition_tree(nodes: object, field: str, *, depth: int = 0) -> None:
+    """Bound a list of condition nodes (raw dicts or models) before pydantic builds them.
+
+    ``depth`` is the number of groups the list already sits in. Raises ``ValueError`` naming
+    ``field`` when groups nest deeper than ``condition_depth`` or the nodes number more than
+    ``conditions_per_rule``. Input of another shape passes: pydantic reports it.
+    """
+    if not isinstance(nodes, list):
+        return
+    limits = _limits.DEFAULT_LIMITS
+    max_depth, max_nodes = limits.condition_depth, limits.conditions_per_rule
+    if len(nodes) > max_nodes:
+        raise InvalidInputError(
+            f"more than {max_nodes} conditions (leaves and groups) in one rule", field=field
+        )
+    count = 0
+    stack: list[tuple[Any, int]] = [(node, depth) for node in nodes]
+    while stack:
+        node, level = stack.pop()
+        count += 1
+        if count > max_nodes:
+            raise InvalidInputError(
+                f"more than {max_nodes} conditions (leaves and groups) in one rule", field=field
+            )
+        children = _children(node)
+        if children is None:
+            continue
+        if level + 1 > max_depth:
+            raise InvalidInputError(
+                f"condition groups nested deeper than {max_depth} levels", field=field
+            )
+        if count + len(stack) + len(children) > max_nodes:
+            raise InvalidInputError(
+                f"more than {max_nodes} conditions (leaves and groups) in one rule", field=field
+            )
+        stack.extend((child, level + 1) for child in children)

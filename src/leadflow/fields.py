@@ -1,0 +1,170 @@
+"""The field types and the base model every leadflow model shares.
+
+``UtcDatetime`` (aware, UTC, within the limits), ``Text`` (valid Unicode), ``Int64``, ``Id``,
+``FieldPath`` (a dotted path into a document), ``EventTypeName`` (an event type in its canonical
+spelling) and ``_Model`` (camelCase documents, snake_case attributes, unknown keys refused).
+:mod:`leadflow.models` re-exports the public names.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from .documents import check_datetime
+from .errors import InvalidInputError
+
+__all__ = [
+    "ID_RE",
+    "EventType",
+    "EventTypeName",
+    "FieldPath",
+    "Id",
+    "Int64",
+    "Text",
+    "UtcDatetime",
+    "canonical_event_type",
+    "new_id",
+]
+
+
+def _to_utc(value: datetime) -> datetime:
+    check_datetime(value, None)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""An aware datetime within ``[DEFAULT_LIMITS.earliest, DEFAULT_LIMITS.latest]``, stored in UTC.
+Naive input fails validation ("should have timezone info"), so does one out of range."""
+
+
+def _valid_unicode(value: str) -> str:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+"""Text every backend stores as is: valid Unicode, no lone surrogates."""
+
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""An integer that fits in a signed 64-bit integer (what MongoDB and SQL store)."""
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$"
+Id = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
+"""An identifier: 1-128 characters of letters, digits and ``_ . : @ -``, not starting with a
+symbol. ObjectId hex strings, UUIDs and e-mail-style user ids all fit; ``$`` never does."""
+
+ID_RE = re.compile(_ID_PATTERN)
+
+
+def new_id() -> str:
+    """A fresh random identifier (UUID4 text)."""
+    return str(uuid.uuid4())
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+        str_strip_whitespace=True,
+        allow_inf_nan=False,
+    )
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON-compatible camelCase document (datetimes stay datetime objects)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Self:
+        """Load a stored document (camelCase or snake_case keys; ``_id`` is ignored).
+
+        Raises pydantic's ``ValidationError`` for anything else, a non-mapping included."""
+        if not isinstance(document, Mapping):
+            return cls.model_validate(document)  # refused by pydantic, naming the type
+        return cls.model_validate({k: v for k, v in document.items() if k != "_id"})
+
+
+class EventType(StrEnum):
+    """Event types leadflow knows by name; any other dotted lower-case name is accepted too."""
+
+    OPPORTUNITY_CREATED = "opportunity.created"
+    OPPORTUNITY_STATUS_CHANGED = "opportunity.status_changed"
+    ESTIMATE_CREATED = "estimate.created"
+    ACTIVITY_CREATED = "activity.created"
+    ACTIVITY_COMPLETED = "activity.completed"
+    OPPORTUNITY_STALE_DETECTED = "opportunity.stale_detected"
+
+
+# The seed names some events two ways; the dotted form is canonical.
+_EVENT_ALIASES: dict[str, str] = {
+    "opportunity_created": EventType.OPPORTUNITY_CREATED,
+    "status_changed": EventType.OPPORTUNITY_STATUS_CHANGED,
+    "opportunity_status_changed": EventType.OPPORTUNITY_STATUS_CHANGED,
+    "quote_sent": EventType.ESTIMATE_CREATED,
+    "estimate_created": EventType.ESTIMATE_CREATED,
+    "activity_created": EventType.ACTIVITY_CREATED,
+    "activity_completed": EventType.ACTIVITY_COMPLETED,
+    "stale_detected": EventType.OPPORTUNITY_STALE_DETECTED,
+    "opportunity_stale_detected": EventType.OPPORTUNITY_STALE_DETECTED,
+}
+_EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+
+def canonical_event_type(name: str) -> str:
+    """Return the canonical (dotted) spelling of an event type.
+
+    ``quote_sent`` -> ``estimate.created``, ``status_changed`` -> ``opportunity.status_changed``,
+    ``opportunity_created`` -> ``opportunity.created``; other names must be lower-case words
+    joined by dots or underscores and are kept as given.
+    """
+    if not isinstance(name, str):
+        raise InvalidInputError(
+            f"event type must be a string, got {type(name).__name__}", field="eventType"
+        )
+    key = name.strip()
+    alias = _EVENT_ALIASES.get(key)
+    if alias is not None:
+        return str(alias)
+    if len(key) > 100 or not _EVENT_TYPE_RE.match(key):
+        raise InvalidInputError(
+            f"invalid event type {name[:120]!r}: use lower-case words joined by '.' or '_' "
+            "(e.g. 'opportunity.created')",
+            field="eventType",
+        )
+    return key
+
+
+EventTypeName = Annotated[str, AfterValidator(canonical_event_type)]
+
+
+_FIELD_SEGMENT_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
+
+
+def check_field_path(path: str) -> str:
+    segments = path.split(".")
+    if len(segments) > 10:
+        raise ValueError(f"field path {path!r} is deeper than 10 levels")
+    for segment in segments:
+        if not _FIELD_SEGMENT_RE.match(segment):
+            raise ValueError(
+                f"bad field path {path!r}: each dotted segment must be a name "
+                "(letters, digits, '_', not starting with a digit) or a list index"
+            )
+    return path
+
+
+FieldPath = Annotated[str, AfterValidator(check_field_path)]
+"""A dotted path into a document: at most 10 segments, each a name or a list index."""

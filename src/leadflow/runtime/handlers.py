@@ -1,0 +1,248 @@
+"""The built-in action types, each with the params model it is registered with.
+
+=====================  =====================================================================
+``create_activity``    an activity for the opportunity, due at the event's time plus the delay
+                       (eager: created when the event is handled, so it is on the rep's list
+                       and reminded before it is due)
+``send_notification``  an in-app notification through the host's notifier
+``update_status``      the opportunity's status; a change feeds ``opportunity.status_changed``
+                       back into the rules
+``assign_sales_rep``   the opportunity's owner
+``send_email``         an e-mail to the opportunity's contact through the host's messenger
+``send_sms``           an SMS, likewise
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from ..errors import DuplicateError, InvalidInputError, OpenActivityExistsError
+from ..fields import Id
+from ..models import Activity, ActivityMetadata, ActivityType, Event
+from ..ports import Message, Notification
+from ..records import DuplicatePolicy
+from .assignment import resolve_assignee
+from .context import ActionContext
+from .planning import activity_id_for, open_key_for
+
+__all__ = [
+    "BUILTINS",
+    "AssignParams",
+    "CreateActivityParams",
+    "MessageParams",
+    "NotificationParams",
+    "UpdateStatusParams",
+]
+
+_CASCADES: Final = uuid.UUID("5d3c1f0e-7a51-4d1b-9b8e-1eadf1000001")
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid"
+    )
+
+
+class CreateActivityParams(_Params):
+    """``subject`` (required), ``activityType`` (default ``follow_up``), ``description``,
+    ``assignTo`` (a strategy or a user id) and ``dueWithinHours`` (a grace window after the
+    planned time; default: the flow's ``due_grace``)."""
+
+    subject: str = Field(min_length=1, max_length=500)
+    activity_type: ActivityType = ActivityType.FOLLOW_UP
+    description: str = Field(default="", max_length=20_000)
+    assign_to: Id | None = None
+    due_within_hours: float | None = Field(default=None, ge=0, le=24 * 366)
+
+
+class NotificationParams(_Params):
+    """``template`` (required) and ``assignTo`` (who receives it; default: the opportunity's
+    owner). Any other setting is passed to the template as data."""
+
+    model_config = ConfigDict(extra="allow")
+
+    template: str = Field(min_length=1, max_length=200)
+    assign_to: Id | None = None
+
+
+class UpdateStatusParams(_Params):
+    """``status``: the opportunity's new status."""
+
+    status: str = Field(min_length=1, max_length=100)
+
+
+class AssignParams(_Params):
+    """``assignTo``: a strategy or a user id."""
+
+    assign_to: Id
+
+
+class MessageParams(_Params):
+    """``template`` (required); any other setting is passed to the template as data."""
+
+    model_config = ConfigDict(extra="allow")
+
+    template: str = Field(min_length=1, max_length=200)
+
+
+def _reference(ctx: ActionContext) -> dict[str, Any]:
+    return {
+        "eventId": ctx.event.id,
+        "eventType": ctx.event.type,
+        "ruleId": ctx.rule_id,
+        "opportunityId": ctx.scheduled.opportunity_id,
+        "idempotencyKey": ctx.idempotency_key,
+    }
+
+
+def create_activity(ctx: ActionContext) -> str:
+    """Create the activity: due at the planned time (plus any grace window), scheduled at the
+    event's time, assigned by ``assignTo``. Skipped while this rule's previous automated activity
+    for the opportunity is still open (unless the rule allows duplicates): the store refuses a
+    second open activity with the same open key, atomically."""
+    params: CreateActivityParams = ctx.params
+    opportunity_id = ctx.opportunity_id()
+    activity_id = activity_id_for(ctx.idempotency_key)
+    grace = (
+        timedelta(hours=params.due_within_hours)
+        if params.due_within_hours is not None
+        else ctx.settings.due_grace
+    )
+    due = ctx.planned_at + grace
+    customer = ctx.event.get("customerId", "customer_id")
+    rule_id = ctx.rule_id
+    exclusive = ctx.scheduled.duplicates is DuplicatePolicy.SKIP and rule_id is not None
+    activity = Activity(
+        activity_id=activity_id,
+        opportunity_id=opportunity_id,
+        customer_id=customer if isinstance(customer, str) else None,
+        activity_type=params.activity_type,
+        subject=params.subject,
+        description=params.description,
+        scheduled_date=min(ctx.event.time, due),
+        due_date=due,
+        assigned_to=resolve_assignee(ctx, params.assign_to),
+        metadata=ActivityMetadata.model_validate(
+            {
+                "automationRuleId": rule_id,
+                "automationRuleName": ctx.scheduled.rule_name,
+                "automationExplanation": ctx.scheduled.explanation,
+                "eventId": ctx.event.id,
+            }
+        ),
+        open_key=open_key_for(opportunity_id, rule_id) if exclusive and rule_id else None,
+        created_by=ctx.settings.system_user,
+        updated_by=ctx.settings.system_user,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    try:
+        stored = ctx.storage.activities.add(activity)
+    except DuplicateError:
+        return f"activity {activity_id} already created"
+    except OpenActivityExistsError:
+        return "skipped: an activity of this rule is still open for the opportunity"
+    ctx.emit("activity.created", {**stored.to_document(), "ruleId": rule_id})
+    return f"created activity {activity_id}"
+
+
+def send_notification(ctx: ActionContext) -> str:
+    """An in-app notification through the host's notifier, and ``notification.<template>`` on
+    the event sink (e.g. ``notification.urgent_lead``) with its ``recipients``."""
+    params: NotificationParams = ctx.params
+    recipients: tuple[str, ...] = ()
+    if params.assign_to is not None:
+        who = resolve_assignee(ctx, params.assign_to)
+        recipients = (who,) if who else ()
+    elif ctx.scheduled.opportunity_id is not None:
+        owner = ctx.integrations.opportunities.owner(ctx.scheduled.opportunity_id)
+        recipients = (owner,) if owner else ()
+    data = {**_reference(ctx), **(params.model_extra or {}), "event": dict(ctx.event.payload)}
+    ctx.integrations.notifier.notify(
+        Notification(
+            ctx.idempotency_key, params.template, recipients, ctx.scheduled.opportunity_id, data
+        )
+    )
+    ctx.emit(f"notification.{params.template}", {**_reference(ctx), "recipients": list(recipients)})
+    return f"notified {len(recipients)} recipient(s) with {params.template}"
+
+
+def update_status(ctx: ActionContext) -> str:
+    """Change the opportunity's status; a real change is fed back into the rules as
+    ``opportunity.status_changed`` (one cascade level deeper)."""
+    params: UpdateStatusParams = ctx.params
+    opportunity_id = ctx.opportunity_id()
+    actor = ctx.settings.system_user
+    previous = ctx.integrations.opportunities.update_status(
+        opportunity_id, params.status, actor=actor
+    )
+    if previous == params.status:
+        return f"status already {params.status}"
+    ctx.cascade(
+        Event(
+            id=str(uuid.uuid5(_CASCADES, ctx.idempotency_key + "/status")),
+            type="opportunity.status_changed",
+            time=ctx.now,
+            payload={
+                **ctx.event.payload,
+                "opportunityId": opportunity_id,
+                "oldStatus": previous,
+                "newStatus": params.status,
+            },
+            actor=actor,
+        )
+    )
+    return f"status {previous} -> {params.status}"
+
+
+def assign_sales_rep(ctx: ActionContext) -> str:
+    """Make the chosen rep the opportunity's owner."""
+    params: AssignParams = ctx.params
+    opportunity_id = ctx.opportunity_id()
+    rep = resolve_assignee(ctx, params.assign_to)
+    if rep is None:
+        raise InvalidInputError("nobody to assign", field="assignTo")
+    ctx.integrations.opportunities.assign_owner(opportunity_id, rep, actor=ctx.settings.system_user)
+    ctx.emit("opportunity.assigned", {**_reference(ctx), "recipients": [rep], "assignedTo": rep})
+    return f"assigned {rep}"
+
+
+def _message(ctx: ActionContext, channel: str) -> str:
+    params: MessageParams = ctx.params
+    contact = ctx.integrations.opportunities.contact(ctx.opportunity_id())
+    to = contact.email if channel == "email" else contact.phone
+    if not to:
+        raise InvalidInputError(f"the opportunity has no {channel} contact", field="contact")
+    data = {**_reference(ctx), **(params.model_extra or {}), "event": dict(ctx.event.payload)}
+    ctx.integrations.messenger.send(
+        Message(ctx.idempotency_key, channel, to, params.template, data)
+    )
+    return f"sent {channel} {params.template}"
+
+
+def send_email(ctx: ActionContext) -> str:
+    """An e-mail to the opportunity's contact through the host's messenger."""
+    return _message(ctx, "email")
+
+
+def send_sms(ctx: ActionContext) -> str:
+    """An SMS to the opportunity's contact through the host's messenger."""
+    return _message(ctx, "sms")
+
+
+BUILTINS: Final[tuple[tuple[str, Any, type[BaseModel], bool], ...]] = (
+    ("create_activity", create_activity, CreateActivityParams, True),
+    ("send_notification", send_notification, NotificationParams, False),
+    ("update_status", update_status, UpdateStatusParams, False),
+    ("assign_sales_rep", assign_sales_rep, AssignParams, False),
+    ("send_email", send_email, MessageParams, False),
+    ("send_sms", send_sms, MessageParams, False),
+)
+"""The built-in action types: (type, handler, params model, eager), registered by
+:meth:`HandlerRegistry.default`."""

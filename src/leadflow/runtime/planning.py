@@ -1,0 +1,155 @@
+"""Pure decisions of the runtime, shared by any facade (sync today, async later): ids and keys,
+the stored form of a planned action, and what a failure means. No I/O, no clock."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timedelta
+from typing import Final
+
+from pydantic import ValidationError
+
+from ..errors import InvalidInputError, NotFoundError, PermanentError
+from ..models import Activity, Event
+from ..records import ActionKind, DuplicatePolicy, ScheduledAction, ScheduledActionState
+from ..rules.engine import PlannedAction
+
+__all__ = [
+    "AUTOMATION_PREFIX",
+    "action_id_for",
+    "activity_id_for",
+    "completed_event",
+    "delivery_action",
+    "is_permanent",
+    "open_key_for",
+    "rule_action",
+]
+
+_KEYS: Final = uuid.UUID("0c5b8f36-61a4-4e0a-b3f2-6f0c0ffee000").bytes
+_ACTIVITY_IDS: Final = uuid.UUID("5d3c1f0e-7a51-4d1b-9b8e-1eadf1000000")
+
+AUTOMATION_PREFIX: Final = "auto-"
+"""Ids leadflow derives start with this; ids chosen by callers may not, so the two never meet."""
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16, key=_KEYS).hexdigest()
+
+
+def action_id_for(key: str) -> str:
+    """The stored action's id for an idempotency key (the same key always gives the same id)."""
+    return _digest(key)
+
+
+def activity_id_for(idempotency_key: str) -> str:
+    """The id of the activity an action creates: derived from its key, so a rerun finds it; in
+    the automation namespace, so no caller-chosen id can pre-empt it."""
+    return AUTOMATION_PREFIX + str(uuid.uuid5(_ACTIVITY_IDS, idempotency_key))
+
+
+def open_key_for(opportunity_id: str, rule_id: str) -> str:
+    """The open key of a rule's automated activity on an opportunity: the store keeps at most
+    one open activity per key. Ids cannot hold '/', so the pair is unambiguous."""
+    return f"rule/{opportunity_id}/{rule_id}"
+
+
+def completed_event_id(activity_id: str) -> str:
+    """One ``activity.completed`` event per activity (an activity completes once)."""
+    return _digest(f"activity.completed/{activity_id}")
+
+
+def completed_event(activity: Activity, payload: dict[str, object]) -> Event:
+    """The ``activity.completed`` event of a completed activity."""
+    assert activity.completed_date is not None
+    return Event(
+        id=completed_event_id(activity.activity_id),
+        type="activity.completed",
+        time=activity.completed_date,
+        payload=payload,
+        actor=activity.completed_by,
+    )
+
+
+def rule_action(
+    planned: PlannedAction,
+    event: Event,
+    *,
+    depth: int,
+    explanation: str | None,
+    run_now: bool,
+    now: datetime,
+    worker: str,
+    lease: timedelta,
+    max_attempts: int,
+) -> ScheduledAction:
+    """The stored form of a planned action. One that runs now is stored already claimed by
+    ``worker``, so a crash before it is done leaves a lease that expires, not a gap."""
+    rule = planned.rule
+    key = planned.idempotency_key
+    return ScheduledAction(
+        action_id=action_id_for(key),
+        idempotency_key=key,
+        kind=ActionKind.RULE,
+        event=event,
+        rule_id=rule.rule_id,
+        rule_name=rule.name,
+        action_index=planned.action_index,
+        action=planned.action,
+        opportunity_id=event.opportunity_id,
+        planned_at=planned.due_at,
+        depth=depth,
+        duplicates=DuplicatePolicy.ALLOW if rule.allow_duplicates else DuplicatePolicy.SKIP,
+        explanation=explanation,
+        due_at=now if run_now else planned.due_at,
+        state=ScheduledActionState.CLAIMED if run_now else ScheduledActionState.PENDING,
+        attempts=1 if run_now else 0,
+        max_attempts=max_attempts,
+        lease_owner=worker if run_now else None,
+        lease_expires_at=now + lease if run_now else None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def delivery_action(
+    event: Event,
+    activity: Activity,
+    *,
+    attempt: str,
+    now: datetime,
+    worker: str,
+    lease: timedelta,
+    max_attempts: int,
+) -> ScheduledAction:
+    """An outbox entry stored (claimed by ``worker``) before the write that causes ``event``.
+
+    Each attempt has its own key: an attempt that fails retires only its own entry, so it can
+    never swallow the delivery of a later successful attempt; two deliveries of one event are
+    harmless because the event id is derived from the activity and the rules' actions are keyed
+    on it.
+    """
+    key = f"deliver/{activity.activity_id}/{attempt}"
+    return ScheduledAction(
+        action_id=action_id_for(key),
+        idempotency_key=key,
+        kind=ActionKind.DELIVERY,
+        event=event,
+        opportunity_id=activity.opportunity_id,
+        activity_id=activity.activity_id,
+        planned_at=now,
+        due_at=now,
+        state=ScheduledActionState.CLAIMED,
+        attempts=1,
+        max_attempts=max_attempts,
+        lease_owner=worker,
+        lease_expires_at=now + lease,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether retrying cannot help: a :class:`PermanentError`, bad input (invalid params, no
+    opportunity on the event) or something that does not exist (an unknown opportunity)."""
+    return isinstance(error, PermanentError | InvalidInputError | NotFoundError | ValidationError)

@@ -1,0 +1,86 @@
+"""The runtime's policies as data: retries, cascades, due times, leases, retention.
+
+Every value has a documented default; a host passes its own :class:`FlowSettings` to
+:class:`~leadflow.LeadFlow`. Nothing here does anything: the runtime reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from ..errors import InvalidInputError
+
+__all__ = ["FlowSettings", "PendingPolicy", "RetryPolicy"]
+
+PendingPolicy = Literal["cancel", "keep"]
+"""What happens to a rule's pending delayed actions when the rule is changed or deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff for transient failures: ``base * factor ** (attempt - 1)``, capped at
+    ``cap``; an action is parked after ``max_attempts`` failed attempts. A permanent failure (a
+    :class:`~leadflow.PermanentError`, an unknown opportunity, invalid params) is parked at once."""
+
+    max_attempts: int = 5
+    base: timedelta = timedelta(seconds=30)
+    factor: float = 2.0
+    cap: timedelta = timedelta(hours=1)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or not 1 <= self.max_attempts <= 100:
+            raise InvalidInputError("must be an integer in 1..100", field="max_attempts")
+        if self.base <= timedelta(0) or self.cap < self.base or self.factor < 1:
+            raise InvalidInputError("need 0 < base <= cap and factor >= 1", field="retry")
+
+    def delay_after(self, attempt: int) -> timedelta:
+        """How long to wait after failed attempt number ``attempt`` (1-based)."""
+        exponent = min(max(attempt - 1, 0), 64)
+        return min(self.cap, self.base * min(self.factor**exponent, 2**40))
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    """How a :class:`~leadflow.LeadFlow` behaves.
+
+    ``due_grace``: an automated activity is due at the event's time plus the action's delay
+    (the seed's timing: the website lead's call is due one hour after the lead); a grace window
+    moves the due date that much later (an action may set ``dueWithinHours`` itself).
+    ``max_cascade_depth``: how many times events caused by actions may feed the rules in a row.
+    ``action_lease``: how long a worker holds an action it runs before another may retake it.
+    ``rules_refresh``: how long a compiled rule set is reused before the rule store is read
+    again (changes made through this instance apply at once).
+    ``retention``: how long finished (done or cancelled) scheduled actions are kept before the
+    clean-up job purges them; keep it longer than an event may be redelivered.
+    ``pending_on_rule_change``: what a rule change or deletion does to the rule's pending
+    delayed actions unless the caller says otherwise: ``cancel`` (the default: an edited rule's
+    old plans no longer hold) or ``keep``.
+    ``system_user``: the id recorded as creator of automated activities.
+    ``worker_id``: this instance's name in leases (default: host, pid and a random suffix).
+    """
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    due_grace: timedelta = timedelta(0)
+    max_cascade_depth: int = 5
+    action_lease: timedelta = timedelta(minutes=5)
+    rules_refresh: timedelta = timedelta(seconds=30)
+    retention: timedelta = timedelta(days=30)
+    pending_on_rule_change: PendingPolicy = "cancel"
+    system_user: str = "leadflow"
+    worker_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retry, RetryPolicy):
+            raise InvalidInputError("expected a RetryPolicy", field="retry")
+        if not isinstance(self.max_cascade_depth, int) or not 0 <= self.max_cascade_depth <= 50:
+            raise InvalidInputError("must be an integer in 0..50", field="max_cascade_depth")
+        for name in ("due_grace", "action_lease", "rules_refresh", "retention"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta) or value < timedelta(0):
+                raise InvalidInputError("must be a non-negative timedelta", field=name)
+        if self.action_lease <= timedelta(0):
+            raise InvalidInputError("must be positive", field="action_lease")
+        if self.pending_on_rule_change not in ("cancel", "keep"):
+            raise InvalidInputError("must be 'cancel' or 'keep'", field="pending_on_rule_change")

@@ -1,0 +1,81 @@
+"""Follow-up rules in MongoDB: :class:`~leadflow.ports.RuleRepository` on one collection."""
+
+from __future__ import annotations
+
+import builtins
+from typing import ClassVar
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from ...errors import DuplicateError, NotFoundError, StaleWriteError
+from ...models import FollowUpRule
+from .common import MongoStore, MongoTarget, checked_document, valid_id, valid_version
+from .driver import translated
+
+__all__ = ["MongoRuleRepository"]
+
+
+class MongoRuleRepository(MongoStore):
+    """:class:`~leadflow.ports.RuleRepository` on a MongoDB collection."""
+
+    DEFAULT_COLLECTION = "followUpRules"
+    INDEXES = (
+        IndexModel([("ruleId", ASCENDING)], name="ruleId_unique", unique=True),
+        # list_active: the seed's isActive + priority, in application order.
+        IndexModel(
+            [("isActive", ASCENDING), ("priority", DESCENDING), ("ruleId", ASCENDING)],
+            name="isActive_priority",
+        ),
+        # list: every rule in application order.
+        IndexModel([("priority", DESCENDING), ("ruleId", ASCENDING)], name="priority"),
+    )
+    _ORDER: ClassVar[list[tuple[str, int]]] = [("priority", DESCENDING), ("ruleId", ASCENDING)]
+
+    def __init__(self, target: MongoTarget, *, collection: str = DEFAULT_COLLECTION) -> None:
+        super().__init__(target, collection=collection)
+
+    @translated("rule")
+    def create(self, rule: FollowUpRule) -> FollowUpRule:
+        document = checked_document(rule, FollowUpRule, "rule", version=1)
+        try:
+            self._collection.insert_one(document)
+        except DuplicateKeyError as exc:
+            raise DuplicateError(f"rule {document['ruleId']!r} already exists") from exc
+        return FollowUpRule.from_document(document)
+
+    @translated("rule_id")
+    def get(self, rule_id: str) -> FollowUpRule:
+        rule_id = valid_id("rule_id", rule_id)
+        document = self._collection.find_one({"ruleId": rule_id})
+        if document is None:
+            raise NotFoundError(f"no rule {rule_id!r}")
+        return FollowUpRule.from_document(document)
+
+    @translated("rules")
+    def list(self) -> builtins.list[FollowUpRule]:
+        return [FollowUpRule.from_document(d) for d in self._collection.find({}, sort=self._ORDER)]
+
+    @translated("rules")
+    def list_active(self) -> builtins.list[FollowUpRule]:
+        cursor = self._collection.find({"isActive": True}, sort=self._ORDER)
+        return [FollowUpRule.from_document(d) for d in cursor]
+
+    @translated("rule")
+    def update(self, rule: FollowUpRule) -> FollowUpRule:
+        version = valid_version("version", getattr(rule, "version", None))
+        document = checked_document(rule, FollowUpRule, "rule", version=version + 1)
+        rule_id = valid_id("rule_id", document["ruleId"])
+        result = self._collection.replace_one({"ruleId": rule_id, "version": version}, document)
+        if result.matched_count == 0:
+            self.get(rule_id)
+            raise StaleWriteError(
+                f"rule {rule_id!r} changed since version {version}; re-read and retry"
+            )
+        return FollowUpRule.from_document(document)
+
+    @translated("rule_id")
+    def delete(self, rule_id: str) -> None:
+        rule_id = valid_id("rule_id", rule_id)
+        if self._collection.delete_one({"ruleId": rule_id}).deleted_count == 0:
+            raise NotFoundError(f"no rule {rule_id!r}")

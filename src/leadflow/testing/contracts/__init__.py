@@ -1,0 +1,102 @@
+"""The storage contracts, shipped as pytest test classes so that every backend is held to them.
+
+One contract per storage port of :mod:`leadflow.ports`:
+
+- :class:`ActivityRepositoryContract` (:class:`~leadflow.ports.ActivityRepository`):
+  versions, atomic open keys, every filter / sort / page size, reads scoped to an assignee,
+  follow-up queries, statistics, staleness, purge;
+- :class:`RuleRepositoryContract` (:class:`~leadflow.ports.RuleRepository`);
+- :class:`ScheduledActionStoreContract` (:class:`~leadflow.ports.ScheduledActionStore`): the
+  typed round trip, idempotent scheduling, leases, retries, parking, cancelling, purging;
+- :class:`CounterStoreContract` (:class:`~leadflow.ports.CounterStore`), atomic under threads;
+- :class:`AuditLogContract` (:class:`~leadflow.ports.AuditLog`);
+- :class:`JobStoreContract` (:class:`~leadflow.ports.JobStore`): slot leases and tokens,
+  finishing, marks, expiry;
+- :func:`activity_state_machine`: random operations on an activity repository, every answer
+  checked against a plain dict.
+
+**One convention.** Each contract is an abstract class with one factory,
+``make_store(self) -> <Port>`` (a new, empty store), and one pytest fixture, ``store``, that
+calls it; every test takes ``store``. Subclass a contract under a ``Test...`` name and
+implement ``make_store`` (see :mod:`leadflow.testing` for a whole backend). When a store
+needs tearing down, override the fixture::
+
+    class TestMyActivities(ActivityRepositoryContract):
+        def make_store(self) -> ActivityRepository:
+            return MyActivityRepository(connect())
+
+        @pytest.fixture
+        def store(self) -> Iterator[ActivityRepository]:
+            repository = self.make_store()
+            yield repository
+            repository.close()
+
+**Time.** Test data uses whole-second UTC times from :data:`BASE_TIME` (a Monday in January
+2026) and never reads the wall clock, so backends that keep milliseconds pass too. Times are
+in the past: a store that expires records by the wall clock (a MongoDB TTL index) must be
+built without that for the contract.
+
+**Threads.** Some tests call one store from eight threads at once (concurrent updates, open
+keys, claims, counters, marks): a store must be safe to share between threads, as the
+runtime shares it, and must make each documented atomic step atomic.
+
+**Cursors.** :meth:`~leadflow.ports.ActivityRepository.list` pages with opaque cursors that
+mark a position, not a row. :func:`leadflow.queries.encode_cursor` (``sort``, the sort
+field's value, the activity id) makes the cursor for the position after that row and
+:func:`leadflow.queries.decode_cursor` reads one back, raising
+:class:`~leadflow.InvalidInputError` for a malformed cursor or one made for another sort
+order. A backend uses them for its ``next_cursor`` and must accept any cursor they make: the
+contract pages from a position no stored row has.
+
+**Data and reference semantics.** :func:`make_activity`, :func:`make_rule`,
+:func:`make_scheduled_action`, :func:`make_delivery` and :func:`make_audit_entry` build valid
+records; :func:`at` shifts :data:`BASE_TIME`; :func:`reference_statistics` computes what
+:meth:`~leadflow.ports.ActivityRepository.statistics` must return. A backend's own tests may
+use them too.
+
+Needs the ``testing`` extra (pytest, hypothesis).
+"""
+
+from __future__ import annotations
+
+from . import _rewrite  # noqa: F401  (first: registers the modules below for rewriting)
+from .activities import ActivityRepositoryContract
+from .activity_listing import ActivityListingTests
+from .activity_reports import ActivityReportTests
+from .data import (
+    BASE_TIME,
+    at,
+    make_activity,
+    make_audit_entry,
+    make_delivery,
+    make_rule,
+    make_scheduled_action,
+)
+from .jobs import JobStoreContract
+from .machine import activity_state_machine
+from .reference import reference_statistics
+from .rules import RuleRepositoryContract
+from .scheduled import ScheduledActionStoreContract
+from .scheduled_cleanup import ScheduledActionCleanupTests
+from .support import AuditLogContract, CounterStoreContract
+
+__all__ = [
+    "BASE_TIME",
+    "ActivityListingTests",
+    "ActivityReportTests",
+    "ActivityRepositoryContract",
+    "AuditLogContract",
+    "CounterStoreContract",
+    "JobStoreContract",
+    "RuleRepositoryContract",
+    "ScheduledActionCleanupTests",
+    "ScheduledActionStoreContract",
+    "activity_state_machine",
+    "at",
+    "make_activity",
+    "make_audit_entry",
+    "make_delivery",
+    "make_rule",
+    "make_scheduled_action",
+    "reference_statistics",
+]

@@ -1,0 +1,62 @@
+"""Every shipped contract on the in-memory stores."""
+
+from __future__ import annotations
+
+from leadflow.ports import (
+    ActivityRepository,
+    AuditLog,
+    CounterStore,
+    JobStore,
+    RuleRepository,
+    ScheduledActionStore,
+)
+from leadflow.stores.memory import (
+    InMemoryActivityRepository,
+    InMemoryAuditLog,
+    InMemoryCounterStore,
+    InMemoryJobStore,
+    InMemoryRuleRepository,
+    InMemoryScheduledActionStore,
+)
+from leadflow.testing.contracts import (
+    ActivityRepositoryContract,
+    AuditLogContract,
+    CounterStoreContract,
+    JobStoreContract,
+    RuleRepositoryContract,
+    ScheduledActionStoreContract,
+    activity_state_machine,
+)
+
+
+class TestInMemoryActivityRepository(ActivityRepositoryContract):
+    def make_store(self) -> ActivityRepository:
+        return InMemoryActivityRepository()
+
+
+class TestInMemoryRuleRepository(RuleRepositoryContract):
+    def make_store(self) -> RuleRepository:
+        return InMemoryRuleRepository()
+
+
+class TestInMemoryScheduledActionStore(ScheduledActionStoreContract):
+    def make_store(self) -> ScheduledActionStore:
+        return InMemoryScheduledActionStore()
+
+
+class TestInMemoryCounterStore(CounterStoreContract):
+    def make_store(self) -> CounterStore:
+        return InMemoryCounterStore()
+
+
+class TestInMemoryAuditLog(AuditLogContract):
+    def make_store(self) -> AuditLog:
+        return InMemoryAuditLog()
+
+
+class TestInMemoryJobStore(JobStoreContract):
+    def make_store(self) -> JobStore:
+        return InMemoryJobStore()
+
+
+TestInMemoryActivityStateMachine = activity_state_machine(InMemoryActivityRepository)
