@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from . import limits as _limits
@@ -85,12 +85,13 @@ def check_key(key: object, field: str) -> str:
     """``key`` if it may name a document field; else :class:`InvalidInputError` at ``field``."""
     if not isinstance(key, str):
         raise InvalidInputError(f"keys must be strings, got {type(key).__name__}", field=field)
-    if not key or key[0] == "$" or "." in key or "\x00" in key:
+    text = str.__str__(key)  # its characters, whatever a str subclass overrides
+    if not text or text[0] == "$" or "." in text or "\x00" in text:
         raise InvalidInputError(
-            f"key {key[:80]!r} must be non-empty, not start with '$' and hold no '.' or NUL",
+            f"key {text[:80]!r} must be non-empty, not start with '$' and hold no '.' or NUL",
             field=field,
         )
-    if not _valid_text(key):
+    if not _valid_text(text):
         raise InvalidInputError("key is not valid Unicode (lone surrogate)", field=field)
     return key
 
@@ -154,7 +155,7 @@ def check_document(value: Any, field: str, *, max_list: int | None = None) -> in
     recurses; the work is proportional to the size of ``value``.
     """
     limits = _limits.DEFAULT_LIMITS
-    bound = _lean_bound(value, limits.document_depth, max_list)
+    bound = _lean_bound(value, limits, max_list)
     if bound is None:  # something to report, or unusual: the detailed walk says what
         bound = _detailed_bound(value, field, limits.document_depth, max_list)
     if bound > limits.document_bytes:
@@ -169,58 +170,103 @@ def check_document(value: Any, field: str, *, max_list: int | None = None) -> in
 
 
 # Upper bound per item (key quotes, colon, comma, and any scalar but a string), per character of
-# a key or string (the longest escape, ``\u0000``) and per container.
+# a key or string (the longest escape, ``\u0000``; at most 4 bytes as UTF-8) and per container.
 _PER_ITEM, _PER_CHAR, _PER_CONTAINER = 48, 6, 2
-_ATOMS = frozenset({bool, float, type(None)})
 
 
-def _lean_bound(value: Any, max_depth: int, max_list: int | None) -> int | None:
-    """A size bound for the plain documents hosts send, or ``None`` for anything else (an
-    error, or a value the detailed walk must look at: a datetime, a subclass, odd text)."""
-    kind = type(value)
-    if kind is not dict and kind is not list:
+def _lean_bound(value: Any, limits: _limits.Limits, max_list: int | None) -> int | None:
+    """The fast path of :func:`check_document`: the same size bound as the detailed walk when
+    ``value`` passes every check, ``None`` when it may not (the detailed walk then decides and
+    names the problem). Never wrong the other way: a value it accepts, the walk accepts.
+
+    One pass, level by level (so the depth needs no per-container bookkeeping), with the
+    per-character work done in C on joined text:
+
+    * every key of a level goes into one ``"\\x00".join`` per dict (``TypeError``: a key that is
+      not a ``str``), and all of them into one string with NUL between keys. No key holds NUL
+      iff that string holds exactly one NUL fewer than there are keys; then a key is empty iff
+      NUL sits at an end or twice in a row, a key starts with ``$`` iff ``$`` opens the string
+      or follows a NUL, and ``.`` is simply searched for;
+    * the keys and every exact-``str`` value are joined once: ASCII text is valid, other text
+      is valid iff it encodes as UTF-8 (a lone surrogate never encodes, joined or not);
+    * other values by exact type: ``int`` in the signed 64-bit range, ``float`` finite (``x - x``
+      is ``0.0`` only for finite ``x``), ``bool`` and ``None``, aware ``datetime`` in UTC within
+      the limits; ``dict`` and ``list`` go one level down. Anything else (a subclass, a tuple,
+      another time zone) returns ``None``.
+    """
+    if type(value) is not dict and type(value) is not list:
         return None
-    chars = items = containers = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        container, depth = pop()
+    texts: list[str] = []  # the keys of each dict, then every text value, joined at the end
+    key_blocks: list[str] = []
+    add_text, add_keys = texts.append, key_blocks.append
+    keys = items = containers = 0
+    int_min, int_max = _INT_MIN, _INT_MAX
+    max_depth, earliest, latest = limits.document_depth, limits.earliest, limits.latest
+    level: list[Any] = [value]
+    depth = 1
+    while level:
         if depth > max_depth:
             return None
-        containers += 1
-        items += len(container)
-        if type(container) is dict:
-            try:
-                keys = "".join(container)  # all the keys at C speed; TypeError if one is not str
-            except TypeError:
-                return None
-            if (
-                not keys.isascii()
-                or "." in keys
-                or "$" in keys
-                or "\x00" in keys
-                or "" in container
-            ):
-                return None
-            chars += len(keys)
-            values = container.values()
-        else:
-            if max_list is not None and len(container) > max_list:
-                return None
-            values = container
-        for item in values:
-            kind = type(item)
-            if kind is str:
-                if not item.isascii():
+        below: list[Any] = []
+        down = below.append
+        for container in level:
+            size = len(container)
+            containers += 1
+            items += size
+            if type(container) is dict:
+                if size:
+                    try:
+                        block = "\x00".join(container)
+                    except TypeError:
+                        return None
+                    add_keys(block)
+                    keys += size
+                values: Iterable[Any] = container.values()
+            else:
+                if max_list is not None and size > max_list:
                     return None
-                chars += len(item)
-            elif kind is int:
-                if not _INT_MIN <= item <= _INT_MAX:
+                values = container
+            for item in values:
+                kind = type(item)
+                if kind is str:
+                    add_text(item)
+                elif kind is int:
+                    if not int_min <= item <= int_max:
+                        return None
+                elif kind is dict or kind is list:
+                    down(item)
+                elif kind is float:
+                    if item - item != 0.0:  # NaN or infinite
+                        return None
+                elif kind is bool or item is None:
+                    continue
+                elif kind is datetime:
+                    if item.tzinfo is not UTC or not earliest <= item <= latest:
+                        return None
+                else:
                     return None
-            elif kind is dict or kind is list:
-                push((item, depth + 1))
-            elif kind not in _ATOMS or (kind is float and item - item != 0.0):  # NaN, inf
-                return None
+        level = below
+        depth += 1
+    if keys:
+        joined = "\x00".join(key_blocks)
+        if (
+            joined.count("\x00") != keys - 1
+            or "." in joined
+            or not joined  # the one key is empty
+            or joined[0] in "\x00$"
+            or joined[-1] == "\x00"
+            or "\x00\x00" in joined
+            or "\x00$" in joined
+        ):
+            return None
+        add_text(joined)
+    text = "".join(texts)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    chars = len(text) - keys + 1 if keys else len(text)  # less the NULs between keys
     return _PER_CHAR * chars + _PER_ITEM * items + _PER_CONTAINER * containers
 
 
@@ -240,7 +286,7 @@ def _detailed_bound(value: Any, field: str, max_depth: int, max_list: int | None
             size += _PER_CONTAINER
             for key in container:
                 check_key(key, _where((*path, str(key))))
-                size += _PER_CHAR * len(key)
+                size += _PER_CHAR * str.__len__(key)
             items = container.items()
         else:
             if max_list is not None and len(container) > max_list:

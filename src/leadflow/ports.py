@@ -17,7 +17,7 @@ import builtins
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .models import Activity, FollowUpRule, Outcome
 from .queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
@@ -29,6 +29,9 @@ from .records import (
     SlotRecord,
     SlotState,
 )
+
+if TYPE_CHECKING:  # a type only: the scheduling package sits above the ports
+    from .scheduling.jobs import Job
 
 __all__ = [
     "ActivityRepository",
@@ -46,6 +49,7 @@ __all__ = [
     "OpportunityGateway",
     "RuleRepository",
     "ScheduledActionStore",
+    "Scheduler",
     "Storage",
     "TeamDirectory",
 ]
@@ -482,6 +486,21 @@ class JobStore(Protocol):
 
     def purge_expired(self, now: datetime) -> int:
         """Forget slots and marks that expired at or before ``now``; returns how many."""
+        ...
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """Where leadflow's jobs are registered so that something runs them at their times.
+
+    An implementation calls, at each of the job's cron times (in ``job.timezone``), the
+    slot-leased run (:meth:`JobRunner.run_job`), which makes every slot run once across all
+    instances sharing a job store, whatever the scheduler does in each process.
+    """
+
+    def add_job(self, job: Job) -> None:
+        """Run ``job`` at its scheduled times from now on. :class:`DuplicateError` if a job
+        with its name is registered already."""
         ...
 
 

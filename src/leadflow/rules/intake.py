@@ -25,7 +25,7 @@ lean path switches itself off (every document goes to the model) until it is tau
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timezone
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -76,7 +76,7 @@ _SPELLINGS = {
 }
 _KEYS = frozenset(_SPELLINGS)
 _KNOWN_VALIDATORS = frozenset({"_json_like"})
-_ID = re.compile(ID_RE.pattern.removeprefix("^").removesuffix("$"))
+_id_match = re.compile(ID_RE.pattern.removeprefix("^").removesuffix("$")).fullmatch
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 _EARLIEST, _LATEST = DEFAULT_LIMITS.earliest, DEFAULT_LIMITS.latest
 _ZONES = (timezone, ZoneInfo)
@@ -107,19 +107,23 @@ def read_event(document: Event | Mapping[str, Any]) -> EventFields:
     Raises pydantic's ``ValidationError`` (naming the field) exactly when
     ``Event.model_validate(document)`` does; the fields returned equal that model's.
     """
-    if isinstance(document, Event):
-        return EventFields(
-            document.id,
-            document.type,
-            document.time,
-            document.payload,
-            document.actor,
-            frozenset(document.model_fields_set),
-            document,
+    if type(document) is dict and _LEAN:
+        fields = _lean(document)
+        if fields is not None:
+            return fields
+    elif isinstance(document, Event):
+        return _new_fields(
+            EventFields,
+            (
+                document.id,
+                document.type,
+                document.time,
+                document.payload,
+                document.actor,
+                frozenset(document.model_fields_set),
+                document,
+            ),
         )
-    fields = _lean(document) if _LEAN and type(document) is dict else None
-    if fields is not None:
-        return fields
     model = Event.model_validate(document)
     if type(document) is dict:
         raw = document.get("eventType", document.get("type"))
@@ -128,45 +132,75 @@ def read_event(document: Event | Mapping[str, Any]) -> EventFields:
     return read_event(model)
 
 
-def _lean(document: dict[str, Any]) -> EventFields | None:
-    if not document.keys() <= _KEYS:
+_new_fields: Callable[[type[EventFields], tuple[Any, ...]], EventFields] = tuple.__new__
+"""``EventFields(*fields)`` without the Python-level ``__new__`` of the named tuple."""
+
+# A document's keys, in its order -> where each field is: (key of id, of type, of time, of
+# payload, of actor; None when absent) and the fields set. Only shapes the lean path reads.
+_Shape = tuple[str | None, str, str, str | None, str | None, frozenset[str]]
+_SHAPES: dict[tuple[str, ...], _Shape | None] = {}
+_SHAPES_MAX = 256
+
+
+def _shape(keys: tuple[str, ...]) -> _Shape | None:
+    """Where the fields of a document with these keys are, or None when the model must judge
+    it (an unknown key, two spellings of one field, no type or no time)."""
+    where: dict[str, str] = {}
+    for key in keys:
+        name = _SPELLINGS.get(key) if type(key) is str else None
+        if name is None or name in where:
+            return None
+        where[name] = key
+    if "type" not in where or "time" not in where:
         return None
-    got: dict[str, Any] = {}
-    for key, value in document.items():
-        name = _SPELLINGS[key]
-        if name in got:
-            return None  # two spellings of one field: the model says what is wrong
-        got[name] = value
-    raw = got.get("type")
+    get = where.get
+    return (get("id"), where["type"], where["time"], get("payload"), get("actor"), frozenset(where))
+
+
+def _lean(document: dict[str, Any]) -> EventFields | None:
+    keys = tuple(document)
+    try:
+        shape = _SHAPES[keys]
+    except KeyError:
+        shape = _shape(keys)
+        if len(_SHAPES) < _SHAPES_MAX:
+            _SHAPES[keys] = shape
+    except TypeError:  # an unhashable key: the model says what is wrong
+        return None
+    if shape is None:
+        return None
+    id_key, type_key, time_key, payload_key, actor_key, fields_set = shape
+    raw = document[type_key]
     kind = _TYPES.get(raw) if type(raw) is str else None
     if kind is None:
         return None
-    when = _time(got.get("time"))
-    if when is None:
-        return None
-    payload = got.get("payload", _ABSENT)
-    if payload is _ABSENT:
-        payload = {}
-    elif type(payload) is not dict:
-        return None
+    when = document[time_key]
+    if type(when) is not datetime or when.tzinfo is not UTC or not _EARLIEST <= when <= _LATEST:
+        when = _time(when)
+        if when is None:
+            return None
+    if payload_key is None:
+        payload: dict[str, Any] = {}
     else:
+        payload = document[payload_key]
+        if type(payload) is not dict:
+            return None
         try:
             check_document(payload, "payload")
         except InvalidInputError:
             return None
-        payload = dict(payload)
-    ident = got.get("id", _ABSENT)
-    if ident is _ABSENT:
+        payload = payload.copy()
+    if id_key is None:
         ident = new_id()
-    elif type(ident) is not str or _ID.fullmatch(ident) is None:
+    else:
+        ident = document[id_key]
+        if type(ident) is not str or _id_match(ident) is None:
+            return None
+    actor = None if actor_key is None else document[actor_key]
+    if actor is not None and (type(actor) is not str or _id_match(actor) is None):
         return None
-    actor = got.get("actor")
-    if actor is not None and (type(actor) is not str or _ID.fullmatch(actor) is None):
-        return None
-    return EventFields(ident, kind, when, payload, actor, frozenset(got), None)
+    return _new_fields(EventFields, (ident, kind, when, payload, actor, fields_set, None))
 
-
-_ABSENT: Any = object()
 
 
 def _time(value: Any) -> datetime | None:

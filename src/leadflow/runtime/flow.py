@@ -37,6 +37,7 @@ from ..errors import (
     CascadeDepthError,
     ConflictError,
     HandlerError,
+    InvalidInputError,
     LeadflowError,
     NotFoundError,
     PermanentError,
@@ -47,7 +48,6 @@ from ..ports import Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction, ScheduledActionState
 from ..rules import EventTypes, OperatorRegistry, RuleEngine
 from ..rules.calendar import WorkingCalendar
-from ..rules.engine import Evaluation, PlannedAction
 from .actions import HandlerRegistry
 from .context import ActionContext
 from .explain import why
@@ -180,28 +180,6 @@ class LeadFlow:
             event = Event.model_validate(event)
         return self._handle(event, 0)
 
-    def _evaluate(self, event: Event, errors: list[LeadflowError]) -> Evaluation:
-        engine = self.engine()
-        try:
-            return engine.evaluate(event)
-        except (ArithmeticError, ValueError, LeadflowError) as exc:
-            # One rule's plan failed (e.g. a delay beyond the calendar): isolate it.
-            log.error("evaluation failed, retrying rule by rule: %s", exc)
-        matched: list[FollowUpRule] = []
-        planned: list[PlannedAction] = []
-        for rule in engine.rules_for(event.type):
-            single = self.rulebook.compile([rule])
-            try:
-                part = single.evaluate(event)
-            except (ArithmeticError, ValueError, LeadflowError) as exc:
-                errors.append(HandlerError(f"rule {rule.rule_id!r} could not be planned: {exc}"))
-                continue
-            matched.extend(part.matched_rules)
-            planned.extend(part.planned)
-            if part.matched_rules and rule.stop_processing:
-                break
-        return Evaluation(event, tuple(matched), tuple(planned))
-
     def _handle(self, event: Event, depth: int) -> HandleResult:
         if depth > self.settings.max_cascade_depth:
             raise CascadeDepthError(
@@ -209,7 +187,7 @@ class LeadFlow:
                 f"limit of {self.settings.max_cascade_depth}: rules keep triggering each other"
             )
         errors: list[LeadflowError] = []
-        evaluation = self._evaluate(event, errors)
+        evaluation = self.rulebook.evaluate(event, errors)
         now = self.now()
         result = HandleResult(event, [r.rule_id for r in evaluation.matched_rules], errors=errors)
         if log.isEnabledFor(logging.INFO):
@@ -263,7 +241,7 @@ class LeadFlow:
                 result.errors.extend(ctx.errors)
                 result.cascades.extend(ctx.cascades)
                 if not run.ok:
-                    result.errors.append(_failure(run))
+                    result.errors.append(run.error())
             else:
                 result.scheduled.append(stored)
         return result
@@ -425,7 +403,7 @@ class LeadFlow:
         self,
         activity_id: str,
         *,
-        outcome: Outcome | None,
+        outcome: Outcome | str | None,
         completed_by: str | None,
         expected_version: int | None = None,
     ) -> CompletionResult:
@@ -433,6 +411,10 @@ class LeadFlow:
         step 7). Every way the completion can fail (not found, already completed, a stale or bad
         version, a concurrent completion, a crash) leaves the follow-up deliverable exactly once.
         """
+        if outcome is not None and not isinstance(outcome, Outcome):
+            if outcome not in Outcome._value2member_map_:
+                raise InvalidInputError(f"unknown outcome {str(outcome)[:80]!r}", field="outcome")
+            outcome = Outcome(outcome)
         activity = self.storage.activities.get(activity_id)
         now = self.now()
         planned = activity.model_copy(
@@ -492,7 +474,7 @@ class LeadFlow:
         run, ctx = self._execute(outbox)
         follow_up = ctx.cascades[0] if ctx.cascades else None
         if follow_up is not None and not run.ok:
-            follow_up.errors.append(_failure(run))
+            follow_up.errors.append(run.error())
         return done, follow_up
 
     def delete_activity(self, activity_id: str, *, actor: str | None) -> Activity:
@@ -513,11 +495,3 @@ class LeadFlow:
 def activity_payload(activity: Activity) -> dict[str, Any]:
     """An activity as an event payload: its camelCase document."""
     return activity.to_document()
-
-
-def _failure(run: ActionRun) -> HandlerError:
-    what = "parked" if run.state is ScheduledActionState.PARKED else "will be retried"
-    error = HandlerError(
-        f"action {run.action_type} ({run.idempotency_key}) failed, {what}: {run.note}"
-    )
-    return error

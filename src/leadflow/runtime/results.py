@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import LeadflowError
+from ..errors import HandlerError, LeadflowError
 from ..models import Activity, Event, FollowUpRule
 from ..records import ScheduledAction, ScheduledActionState
 from ..rules.engine import Evaluation, PlannedAction
@@ -31,6 +31,13 @@ class ActionRun:
     note: str | None
     state: ScheduledActionState
     permanent: bool = False
+
+    def error(self) -> HandlerError:
+        """A failed run as the error ``HandleResult.errors`` reports."""
+        what = "parked" if self.state is ScheduledActionState.PARKED else "will be retried"
+        return HandlerError(
+            f"action {self.action_type} ({self.idempotency_key}) failed, {what}: {self.note}"
+        )
 
 
 @dataclass(slots=True)

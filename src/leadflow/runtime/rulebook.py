@@ -8,12 +8,12 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..errors import RuleValidationError
-from ..models import FollowUpRule
+from ..errors import HandlerError, InvalidInputError, LeadflowError, RuleValidationError
+from ..models import Event, FollowUpRule
 from ..ports import Clock, RuleRepository
 from ..rules import EventTypes, OperatorRegistry
 from ..rules.calendar import WorkingCalendar
-from ..rules.engine import RuleEngine, validate_rule
+from ..rules.engine import Evaluation, PlannedAction, RuleEngine, validate_rule
 from .actions import HandlerRegistry
 
 __all__ = ["RuleBook"]
@@ -99,6 +99,35 @@ class RuleBook:
             return engine
         finally:
             self._compiling.release()
+
+    def evaluate(self, event: Event, errors: list[LeadflowError]) -> Evaluation:
+        """The compiled rules' plan for ``event``. If planning fails for one rule (a delay the
+        calendar cannot plan from this event's time, say), the rules are planned one by one so
+        the others still apply, and the failing ones are reported in ``errors``. An event the
+        engine refuses as a whole (:class:`InvalidInputError`: beyond the fan-out limit, a time
+        outside the limits) is raised."""
+        engine = self.engine()
+        try:
+            return engine.evaluate(event)
+        except InvalidInputError as exc:
+            if exc.field in ("event", "time"):  # the event itself is refused
+                raise
+            log.error("evaluation failed, planning rule by rule: %s", exc)
+        except (ArithmeticError, ValueError, LeadflowError) as exc:
+            log.error("evaluation failed, planning rule by rule: %s", exc)
+        matched: list[FollowUpRule] = []
+        planned: list[PlannedAction] = []
+        for rule in engine.rules_for(event.type):
+            try:
+                part = self.compile([rule]).evaluate(event)
+            except (ArithmeticError, ValueError, LeadflowError) as exc:
+                errors.append(HandlerError(f"rule {rule.rule_id!r} could not be planned: {exc}"))
+                continue
+            matched.extend(part.matched_rules)
+            planned.extend(part.planned)
+            if part.matched_rules and rule.stop_processing:
+                break
+        return Evaluation(event, tuple(matched), tuple(planned))
 
     def compile(self, rules: list[FollowUpRule]) -> RuleEngine:
         """An engine on this flow's operators, event types and calendar."""

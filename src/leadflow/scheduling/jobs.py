@@ -22,13 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final, Protocol, cast, runtime_checkable
+from typing import Final, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 from ..clock import ensure_utc
 from ..errors import InvalidInputError
+from ..ports import Scheduler
 
 __all__ = ["Job", "JobContext", "JobFunc", "JobRun", "JobStatus", "Scheduler"]
 
@@ -224,21 +225,6 @@ class JobRun:
     def lateness(self) -> timedelta:
         """How long after its scheduled time the run started."""
         return self.started_at - self.scheduled_for
-
-
-@runtime_checkable
-class Scheduler(Protocol):
-    """Where leadflow's jobs are registered so that something runs them at their times.
-
-    An implementation calls, at each of the job's cron times (in ``job.timezone``), the
-    slot-leased run (:meth:`JobRunner.run_job`), which makes every slot run once across all
-    instances sharing a job store, whatever the scheduler does in each process.
-    """
-
-    def add_job(self, job: Job) -> None:
-        """Run ``job`` at its scheduled times from now on. :class:`DuplicateError` if a job
-        with its name is registered already."""
-        ...
 
 
 # --------------------------------------------------------------------------- running a slot
