@@ -125,6 +125,45 @@ def test_one_rule_failing_to_plan_for_an_event_does_not_lose_the_others(backend:
     assert flow.handle(created("e-2", at=T0)).matched_rules == ["first", "stuck", "last"]
 
 
+def test_the_fan_out_limit_is_not_bypassed_by_rule_by_rule_planning(backend: str) -> None:
+    # Three rules of two actions each plan six actions; with a limit of five the event is
+    # refused as a whole, and planning rule by rule (the isolation fallback) must not let
+    # the actions through one rule at a time.
+    from leadflow.limits import Limits
+    from leadflow.rules import RuleEngine
+
+    flow = build_flow(backend, rules=[])
+    for name in ("a", "b", "c"):
+        flow.rules.create(
+            FollowUpRule.model_validate(
+                {
+                    "ruleId": name,
+                    "name": name,
+                    "trigger": {"eventType": "opportunity.created"},
+                    "actions": [
+                        {"actionType": "send_notification", "template": f"{name}1"},
+                        {"actionType": "send_notification", "template": f"{name}2"},
+                    ],
+                }
+            )
+        )
+    book = flow.rulebook
+    small = Limits(planned_per_event=5)
+    book.compile = lambda rules: RuleEngine(  # type: ignore[method-assign]
+        rules,
+        operators=book.operators,
+        event_types=book.event_types,
+        calendar=book.calendar,
+        limits=small,
+    )
+    book.invalidate()
+    with pytest.raises(InvalidInputError) as caught:
+        flow.handle(created())
+    assert caught.value.field == "event"
+    assert flow.storage.scheduled.list() == []
+    assert templates(flow) == []
+
+
 # ------------------------------------------------------------------ changing a rule
 
 

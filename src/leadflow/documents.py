@@ -175,99 +175,135 @@ _PER_ITEM, _PER_CHAR, _PER_CONTAINER = 48, 6, 2
 
 
 def _lean_bound(value: Any, limits: _limits.Limits, max_list: int | None) -> int | None:
-    """The fast path of :func:`check_document`: the same size bound as the detailed walk when
-    ``value`` passes every check, ``None`` when it may not (the detailed walk then decides and
-    names the problem). Never wrong the other way: a value it accepts, the walk accepts.
+    """The fast path of :func:`check_document`: the detailed walk's size bound when ``value``
+    passes every check, ``None`` when it may not (the detailed walk then decides and names the
+    problem). Never wrong the other way: what it accepts, the detailed walk accepts with the same
+    bound (``tests/test_documents_fast.py`` holds the two to each other).
 
-    One pass, level by level (so the depth needs no per-container bookkeeping), with the
-    per-character work done in C on joined text:
+    One pass over the values, a level of containers at a time with their child containers
+    done inline (so an event payload, two levels deep, is one loop and its inner loops), and
+    the per-character work done in C on joined text:
 
-    * every key of a level goes into one ``"\\x00".join`` per dict (``TypeError``: a key that is
-      not a ``str``), and all of them into one string with NUL between keys. No key holds NUL
-      iff that string holds exactly one NUL fewer than there are keys; then a key is empty iff
-      NUL sits at an end or twice in a row, a key starts with ``$`` iff ``$`` opens the string
-      or follows a NUL, and ``.`` is simply searched for;
+    * every key goes into one list, joined with ``.`` (``TypeError``: a key that is not a
+      ``str``). ``.`` may not occur in a key, so no key holds one iff the joined text holds
+      exactly one ``.`` fewer than there are keys; then a key is empty iff ``.`` opens or ends
+      the text or two follow each other, and a key starts with ``$`` iff ``$`` opens the text
+      or follows a ``.``; NUL is searched for. A joined text found valid is remembered
+      (:data:`_VALID_KEYS`, bounded), since a host's documents repeat their keys;
     * the keys and every exact-``str`` value are joined once: ASCII text is valid, other text
       is valid iff it encodes as UTF-8 (a lone surrogate never encodes, joined or not);
     * other values by exact type: ``int`` in the signed 64-bit range, ``float`` finite (``x - x``
-      is ``0.0`` only for finite ``x``), ``bool`` and ``None``, aware ``datetime`` in UTC within
-      the limits; ``dict`` and ``list`` go one level down. Anything else (a subclass, a tuple,
-      another time zone) returns ``None``.
+      is ``0.0`` only for finite ``x``), ``bool``, ``None``, a ``datetime`` in UTC within the
+      limits; ``dict`` and ``list`` go one level down. Anything else (a subclass, a tuple,
+      another time zone) gives ``None``.
     """
-    if type(value) is not dict and type(value) is not list:
+    if type(value) is dict:
+        keys = list(value)
+    elif type(value) is list:
+        keys = []
+    else:
         return None
-    texts: list[str] = []  # the keys of each dict, then every text value, joined at the end
-    key_blocks: list[str] = []
-    add_text, add_keys = texts.append, key_blocks.append
-    keys = items = containers = 0
+    texts: list[str] = []  # every text value, then the joined keys
+    add = texts.append
     int_min, int_max = _INT_MIN, _INT_MAX
     max_depth, earliest, latest = limits.document_depth, limits.earliest, limits.latest
+    items = containers = 0
     level: list[Any] = [value]
-    depth = 1
+    depth = 1  # the level of the containers in ``level``; their child containers: depth + 1
     while level:
         if depth > max_depth:
             return None
-        below: list[Any] = []
+        below: list[Any] = []  # grandchildren: the next level
         down = below.append
         for container in level:
-            size = len(container)
             containers += 1
-            items += size
+            items += len(container)
             if type(container) is dict:
-                if size:
-                    try:
-                        block = "\x00".join(container)
-                    except TypeError:
-                        return None
-                    add_keys(block)
-                    keys += size
-                values: Iterable[Any] = container.values()
-            else:
-                if max_list is not None and size > max_list:
-                    return None
-                values = container
-            for item in values:
+                container = container.values()
+            elif max_list is not None and len(container) > max_list:
+                return None
+            for item in container:
                 kind = type(item)
                 if kind is str:
-                    add_text(item)
+                    add(item)
                 elif kind is int:
                     if not int_min <= item <= int_max:
                         return None
-                elif kind is dict or kind is list:
-                    down(item)
                 elif kind is float:
                     if item - item != 0.0:  # NaN or infinite
                         return None
-                elif kind is bool or item is None:
-                    continue
+                elif kind is dict or kind is list:
+                    if depth >= max_depth:
+                        return None
+                    containers += 1
+                    items += len(item)
+                    if kind is dict:
+                        keys += item
+                        item = item.values()
+                    elif max_list is not None and len(item) > max_list:
+                        return None
+                    for inner in item:
+                        kind = type(inner)
+                        if kind is str:
+                            add(inner)
+                        elif kind is int:
+                            if not int_min <= inner <= int_max:
+                                return None
+                        elif kind is float:
+                            if inner - inner != 0.0:
+                                return None
+                        elif kind is dict:
+                            keys += inner
+                            down(inner)
+                        elif kind is list:
+                            down(inner)
+                        elif kind is datetime:
+                            if inner.tzinfo is not UTC or not earliest <= inner <= latest:
+                                return None
+                        elif kind is not bool and inner is not None:
+                            return None
                 elif kind is datetime:
                     if item.tzinfo is not UTC or not earliest <= item <= latest:
                         return None
-                else:
+                elif kind is not bool and item is not None:
                     return None
         level = below
-        depth += 1
-    if keys:
-        joined = "\x00".join(key_blocks)
-        if (
-            joined.count("\x00") != keys - 1
-            or "." in joined
-            or not joined  # the one key is empty
-            or joined[0] in "\x00$"
-            or joined[-1] == "\x00"
-            or "\x00\x00" in joined
-            or "\x00$" in joined
-        ):
+        depth += 2
+    separators = len(keys) - 1
+    if separators >= 0:
+        try:
+            joined = ".".join(keys)
+        except TypeError:
             return None
-        add_text(joined)
+        if joined.count(".") != separators:
+            return None
+        if joined not in _VALID_KEYS:
+            if (
+                not joined
+                or joined[0] in ".$"
+                or joined[-1] == "."
+                or ".." in joined
+                or ".$" in joined
+                or "\x00" in joined
+            ):
+                return None
+            if len(_VALID_KEYS) < _VALID_KEYS_MAX and len(joined) <= _VALID_KEYS_CHARS:
+                _VALID_KEYS.add(joined)
+        add(joined)
     text = "".join(texts)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             return None
-    chars = len(text) - keys + 1 if keys else len(text)  # less the NULs between keys
+    chars = len(text) - separators if separators > 0 else len(text)
     return _PER_CHAR * chars + _PER_ITEM * items + _PER_CONTAINER * containers
+
+
+_VALID_KEYS: set[str] = set()
+"""Joined key texts (see :func:`_lean_bound`) already found valid: a pure function of the text,
+so remembering it is safe; at most ``_VALID_KEYS_MAX`` texts of ``_VALID_KEYS_CHARS``."""
+_VALID_KEYS_MAX, _VALID_KEYS_CHARS = 1024, 2048
 
 
 def _detailed_bound(value: Any, field: str, max_depth: int, max_list: int | None) -> int:

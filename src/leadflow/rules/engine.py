@@ -13,7 +13,7 @@ Each engine owns its :class:`~leadflow.OperatorRegistry` and :class:`~leadflow.r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -23,7 +23,7 @@ from ..models import Action, Condition, ConditionGroup, ConditionNode, Event, Fo
 from .calendar import WorkingCalendar
 from .compiler import compile_condition, describe
 from .events import EventTypes
-from .index import Bucket, CompiledRule, Entry, Plan
+from .index import Bucket, CompiledRule, Plan
 from .intake import EventFields, read_event
 from .operators import MISSING, OperatorRegistry, field_getter
 
@@ -99,12 +99,12 @@ class Evaluation:
         planned: tuple[PlannedAction, ...],
         explanations: tuple[RuleExplanation, ...] | None = None,
     ) -> None:
-        if isinstance(event, Event):
-            self._event: Event | None = event
-            self._fields: EventFields | None = None
+        if type(event) is EventFields:
+            self._event: Event | None = event.model
+            self._fields: EventFields | None = event
         else:
-            self._event = event.model
-            self._fields = event
+            self._event = event  # type: ignore[assignment]
+            self._fields = None
         self.matched_rules = matched_rules
         self.planned = planned
         self.explanations = explanations
@@ -314,12 +314,6 @@ class RuleEngine:
             )
         return fields
 
-    def _entries(self, kind: str, payload: Mapping[str, Any]) -> Sequence[Entry]:
-        bucket = self._by_type.get(kind)
-        if bucket is None:
-            return ()
-        return bucket.select(payload) if bucket.indexed else bucket.entries
-
     def match(self, event: Event | Mapping[str, Any]) -> list[FollowUpRule]:
         """The rules that apply to ``event``, in order (``stop_processing`` honoured).
 
@@ -328,13 +322,15 @@ class RuleEngine:
         """
         if type(event) is Event:  # the model was validated when built: read it as it is
             payload, now, kind = event.payload, event.time, event.type
-            if not self._earliest <= now <= self._latest:
-                self._read(event)  # raises
         else:
-            fields = self._read(event)
-            payload, now, kind = fields.payload, fields.time, fields.type
+            _, kind, now, payload, _, _, _ = read_event(event)
+        if not self._earliest <= now <= self._latest:
+            self._read(event)  # raises
         matched: list[FollowUpRule] = []
-        for tests, rule, stop, _ in self._entries(kind, payload):
+        bucket = self._by_type.get(kind)
+        if bucket is None:
+            return matched
+        for tests, rule, stop, _ in bucket.select(payload) if bucket.indexed else bucket.entries:
             for test in tests:
                 if not test(payload, now):
                     break
@@ -357,43 +353,48 @@ class RuleEngine:
         than ``limits.planned_per_event`` actions (nothing is planned for it), or when its time
         lies outside ``limits.earliest`` .. ``limits.latest``.
         """
-        fields: Event | EventFields
+        source: Event | EventFields
         if type(event) is Event:  # the model was validated when built: read it as it is
-            fields = event
-            if not self._earliest <= event.time <= self._latest:
-                self._read(event)  # raises
+            source = event
+            event_id, kind, now, payload = event.id, event.type, event.time, event.payload
         else:
-            fields = self._read(event)
-        payload, now, event_id = fields.payload, fields.time, fields.id
+            source = read_event(event)
+            event_id, kind, now, payload, _, _, _ = source
+        if not self._earliest <= now <= self._latest:
+            self._read(event)  # raises
         matched: list[FollowUpRule] = []
         planned: list[PlannedAction] = []
-        plan = planned.append
-        for tests, rule, stop, plans in self._entries(fields.type, payload):
-            for test in tests:
-                if not test(payload, now):
-                    break
-            else:
-                matched.append(rule)
-                for index, action, fixed, delayed in plans:
-                    if fixed is None:
-                        due = _business_due(self.calendar, now, action)
-                        delayed = due > now
-                    else:
-                        due = now + fixed if delayed else now
-                    plan(_new_planned(PlannedAction, (rule, index, action, due, event_id, delayed)))
-                if stop:
-                    break
-        if len(planned) > self._max_planned:
-            raise InvalidInputError(
-                f"event {event_id!r} would plan {len(planned)} actions, more than the limit of "
-                f"{self._max_planned} (limits.planned_per_event); nothing was planned",
-                field="event",
-            )
+        bucket = self._by_type.get(kind)
+        if bucket is not None:
+            plan, new = planned.append, _new_planned
+            for tests, rule, stop, plans in (
+                bucket.select(payload) if bucket.indexed else bucket.entries
+            ):
+                for test in tests:
+                    if not test(payload, now):
+                        break
+                else:
+                    matched.append(rule)
+                    for index, action, fixed, delayed in plans:
+                        if fixed is None:
+                            due = _business_due(self.calendar, now, action)
+                            delayed = due > now
+                        else:
+                            due = now + fixed if delayed else now
+                        plan(new(PlannedAction, (rule, index, action, due, event_id, delayed)))
+                    if stop:
+                        break
+            if len(planned) > self._max_planned:
+                raise InvalidInputError(
+                    f"event {event_id!r} would plan {len(planned)} actions, more than the limit "
+                    f"of {self._max_planned} (limits.planned_per_event); nothing was planned",
+                    field="event",
+                )
         if explain:
-            read = fields if isinstance(fields, EventFields) else read_event(fields)
+            read = source if isinstance(source, EventFields) else read_event(source)
             explanations = self._explain(read, matched)
-            return Evaluation(fields, tuple(matched), tuple(planned), explanations)
-        return Evaluation(fields, tuple(matched), tuple(planned))
+            return Evaluation(source, tuple(matched), tuple(planned), explanations)
+        return Evaluation(source, tuple(matched), tuple(planned))
 
     # ----------------------------------------------------------------- explanations
 

@@ -202,7 +202,6 @@ def _lean(document: dict[str, Any]) -> EventFields | None:
     return _new_fields(EventFields, (ident, kind, when, payload, actor, fields_set, None))
 
 
-
 def _time(value: Any) -> datetime | None:
     when: datetime
     if type(value) is datetime:

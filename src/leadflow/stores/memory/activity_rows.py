@@ -1,8 +1,9 @@
 """How the in-memory activity repository keeps an activity: a plain tuple of atomic values.
 
 A row holds the fields of :class:`~leadflow.Activity` in :data:`COLUMNS` order, enums as their
-string values, the automation rule id in a column of its own and any other metadata as a dict
-(None when there is none, as for most activities). Why tuples: CPython's garbage collector
+string values, the automation rule id in a column of its own and any other metadata pickled
+into bytes (None when there is none): a dict in a row would keep the row, and every index key
+holding it, tracked by the garbage collector. Why tuples: CPython's garbage collector
 stops tracking a tuple that holds only strings, numbers, datetimes and None once a collection
 has seen it, so a million stored activities add next to nothing to its full passes (issue 9
 measured 1.6 s pauses when every activity was a pydantic model). Rows are replaced, never
@@ -17,7 +18,7 @@ indexes, the predicate of a filter and the statistics.
 
 from __future__ import annotations
 
-import copy
+import pickle
 import sys
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -65,7 +66,7 @@ COLUMNS = (
     "updated_at",
     "version",
     "automation_rule_id",  # metadata.automation_rule_id
-    "metadata",  # the other metadata, or None
+    "metadata",  # the other metadata (pickled), or None
 )
 (
     ID,
@@ -126,7 +127,7 @@ def row_from_activity(a: Activity, *, version: int, open_key: str | None) -> Row
         a.updated_at,
         version,
         _shared(rule_id),
-        other or None,
+        pickle.dumps(other, protocol=pickle.HIGHEST_PROTOCOL) if other else None,
     )
 
 
@@ -134,7 +135,7 @@ def activity_from_row(row: Row) -> Activity:
     """A new :class:`Activity` from a row, validated as any input is (about 5 us): the caller
     gets an object of its own, and nothing it does to it reaches the row."""
     data: dict[str, Any] = dict(zip(COLUMNS[:RULE], row, strict=False))
-    metadata = {} if row[METADATA] is None else copy.deepcopy(row[METADATA])
+    metadata = {} if row[METADATA] is None else pickle.loads(row[METADATA])
     metadata["automation_rule_id"] = row[RULE]
     data["metadata"] = metadata
     return Activity.model_validate(data)

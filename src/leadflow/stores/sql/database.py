@@ -1,0 +1,171 @@
+"""One database as the SQL stores use it: the engine, the tables, and how a store method gets a
+connection in a read or a write transaction on either engine.
+
+**PostgreSQL** (psycopg 3): every method is one transaction at READ COMMITTED, the default;
+the atomic steps are single statements (``UPDATE ... WHERE version = ...``, ``INSERT ... ON
+CONFLICT``, ``FOR UPDATE SKIP LOCKED`` claims), which that level makes safe.
+
+**SQLite**: a write runs in ``BEGIN IMMEDIATE``, which takes the database's write lock at once,
+so a transaction never finds after reading that it may not write; another process holding the
+lock is waited for up to the connection's busy timeout (pysqlite's ``timeout``: 5 s by default,
+30 s on engines built here from a URL), after which the call fails with
+:class:`~leadflow.UnavailableError`. Within one process, writers queue on a lock first rather
+than spin in SQLite's busy handler. An in-memory database is one connection shared by every
+store (a ``StaticPool``), so every call, read or write, takes that lock.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, Final
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.pool import StaticPool
+
+from ...errors import InvalidInputError
+from .errors import sql_errors
+from .tables import DEFAULT_PREFIX, Tables, build_tables
+
+__all__ = ["SqlDatabase", "engine_from_url"]
+
+_SCHEMA: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DIALECTS: Final = ("sqlite", "postgresql")
+SQLITE_BUSY_TIMEOUT: Final = 30.0
+"""Seconds a connection made here from a ``sqlite:`` URL waits for another writer."""
+
+
+def _in_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or "mode=memory" in str(url.query.get("mode", ""))
+
+
+def engine_from_url(url: str | URL) -> Engine:
+    """An engine for ``url`` set up for leadflow: an in-memory SQLite database is one shared
+    connection (``StaticPool``) usable from every thread; a SQLite file gets WAL journaling
+    (readers do not wait for the writer) and a 30 s busy timeout; other URLs get SQLAlchemy's
+    defaults (a ``QueuePool``)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed)
+    if _in_memory(parsed):
+        return create_engine(
+            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+
+    @event.listens_for(engine, "connect")
+    def _wal(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+class SqlDatabase:
+    """The engine and the tables every SQL store of one :class:`~leadflow.ports.Storage` shares.
+
+    ``target`` is an SQLAlchemy ``Engine`` (the host's: leadflow never disposes it) or a URL
+    (``sqlite:///path.db``, ``sqlite://`` in memory, ``postgresql+psycopg://...``), for which
+    an engine is made with :func:`engine_from_url` and disposed by :meth:`close`. ``schema``
+    (PostgreSQL only) names the schema the tables live in.
+    """
+
+    def __init__(
+        self,
+        target: Engine | str | URL,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        schema: str | None = None,
+    ) -> None:
+        if isinstance(target, Engine):
+            engine, owned = target, False
+        elif isinstance(target, str | URL):
+            with sql_errors("url"):
+                try:
+                    engine = engine_from_url(target)
+                except ValueError as error:  # ArgumentError: a malformed URL
+                    raise InvalidInputError(str(error), field="url") from error
+            owned = True
+        else:
+            raise InvalidInputError(
+                f"expected an SQLAlchemy Engine or a URL, got {type(target).__name__}",
+                field="engine_or_url",
+            )
+        self.engine: Engine = engine
+        self.owns_engine: bool = owned
+        self.dialect: str = engine.dialect.name
+        if self.dialect not in _DIALECTS:
+            raise InvalidInputError(
+                f"unsupported database {self.dialect!r}; expected SQLite or PostgreSQL",
+                field="engine_or_url",
+            )
+        if schema is not None:
+            if self.dialect != "postgresql":
+                raise InvalidInputError("a schema is for PostgreSQL only", field="schema")
+            if not isinstance(schema, str) or not _SCHEMA.match(schema):
+                raise InvalidInputError(
+                    "expected at most 63 lower-case letters, digits or '_'", field="schema"
+                )
+        self.tables: Tables = build_tables(prefix, schema)
+        self.shared = self.dialect == "sqlite" and _in_memory(engine.url)
+        if self.shared and not isinstance(engine.pool, StaticPool):
+            raise InvalidInputError(
+                "an in-memory SQLite engine needs poolclass=StaticPool (and "
+                "check_same_thread=False), else each connection sees another empty database",
+                field="engine_or_url",
+            )
+        self._lock = threading.RLock()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def close(self) -> None:
+        """Dispose the engine if it was made here from a URL; a host's engine is left alone."""
+        if self.owns_engine:
+            self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed when the block ends without error
+        and rolled back otherwise."""
+        if self.dialect != "sqlite":
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._lock, self.engine.connect() as connection:
+            _begin_immediate(connection)
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reading (its transaction, if any, is rolled back at the end)."""
+        guard: AbstractContextManager[Any] = self._lock if self.shared else nullcontext()
+        with guard, self.engine.connect() as connection:
+            yield connection
+
+
+def _begin_immediate(connection: Connection) -> None:
+    """Start SQLite's write transaction on ``connection``.
+
+    pysqlite (in its default mode) begins no transaction before our first statement, so
+    ``BEGIN IMMEDIATE`` can be issued as is. An engine configured with SQLAlchemy's recipe (a
+    ``begin`` event that emits ``BEGIN``) has already begun a deferred, still empty
+    transaction: that one is ended first.
+    """
+    connection.begin()
+    raw: Any = connection.connection.dbapi_connection
+    if getattr(raw, "in_transaction", False):
+        connection.exec_driver_sql("COMMIT")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

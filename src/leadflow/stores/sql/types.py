@@ -1,0 +1,127 @@
+"""Column types that behave the same on SQLite and PostgreSQL.
+
+- :class:`UtcDateTime`: an aware datetime in, an aware UTC datetime out. PostgreSQL keeps a
+  ``timestamptz``; SQLite, which has no date type, keeps integer microseconds since the Unix
+  epoch, which sort and compare like the times they stand for (and so serve range queries and
+  indexes). Naive datetimes are refused before anything is written.
+- :class:`Document`: a free-form document (an event payload, metadata, action params) as
+  ``JSONB`` on PostgreSQL and ``JSON`` on SQLite. Documents may hold aware datetimes (see
+  :mod:`leadflow.documents`); JSON has none, so each is written as ``{"$dt": "<ISO 8601>"}``
+  and read back as a UTC datetime. Document keys never start with ``$``, so the tag cannot be
+  confused with data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from ...clock import ensure_utc
+
+__all__ = ["EPOCH", "Document", "UtcDateTime", "decode_document", "encode_document", "micros"]
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_TAG: Final = "$dt"
+
+
+def micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime (exact)."""
+    return (value - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes: ``timestamptz`` on PostgreSQL, integer microseconds on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        utc = ensure_utc(value, "datetime")
+        return micros(utc) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return from_micros(int(value))
+
+
+def encode_document(value: Any) -> Any:
+    """``value`` with every datetime replaced by its tag (a new structure; iterative)."""
+    if isinstance(value, datetime):
+        return {_TAG: value.astimezone(UTC).isoformat()}
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        source, target = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in items:
+            if isinstance(item, datetime):
+                converted: Any = {_TAG: item.astimezone(UTC).isoformat()}
+            elif isinstance(item, dict | list):
+                converted = {} if isinstance(item, dict) else []
+                stack.append((item, converted))
+            else:
+                converted = item
+            if isinstance(target, dict):
+                target[key] = converted
+            else:
+                target.append(converted)
+    return root
+
+
+def _decoded(item: Any) -> Any:
+    if isinstance(item, dict) and len(item) == 1 and _TAG in item:
+        return datetime.fromisoformat(item[_TAG]).astimezone(UTC)
+    return item
+
+
+def decode_document(value: Any) -> Any:
+    """The inverse of :func:`encode_document`, in place on a freshly decoded JSON value."""
+    value = _decoded(value)
+    stack = [value] if isinstance(value, dict | list) else []
+    while stack:
+        node = stack.pop()
+        keys = list(node) if isinstance(node, dict) else range(len(node))
+        for key in keys:
+            item = _decoded(node[key])
+            node[key] = item
+            if isinstance(item, dict | list):
+                stack.append(item)
+    return value
+
+
+class Document(TypeDecorator[Any]):
+    """A JSON document (``JSONB`` on PostgreSQL) whose datetimes survive the round trip."""
+
+    impl = JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(JSON(none_as_null=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else encode_document(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else decode_document(value)
