@@ -212,10 +212,10 @@ class Worker:
         )
         return LeadFlow.in_memory(storage=self.storage(), handlers=handlers, settings=settings)
 
-    def failed(self, exc: Exception) -> None:
+    def failed(self, exc: Exception, phase: str) -> None:
         self.errors += 1
         self.unavailable += isinstance(exc, UnavailableError)
-        self.log.write("error", **describe(exc))
+        self.log.write("error", phase=phase, **describe(exc))
 
     def stopping(self) -> bool:
         return os.path.exists(self.config["stop"])
@@ -236,7 +236,7 @@ class Worker:
                     result = flow.handle(event)
                     break
                 except Exception as exc:
-                    self.failed(exc)
+                    self.failed(exc, "handle")
                     time.sleep(0.05)
             executed += len(result.executed)
             duplicates += len(result.duplicates)
@@ -259,7 +259,7 @@ class Worker:
             try:
                 report = flow.run_due(limit=limit, now=when)
             except Exception as exc:
-                self.failed(exc)
+                self.failed(exc, "run_due")
                 down = True
                 time.sleep(poll)
                 continue

@@ -17,6 +17,12 @@ Every check is iterative (no recursion, whatever the input's depth) and raises
 :class:`~leadflow.InvalidInputError` naming the offending place (``payload.customer.tags[3]``);
 inside a pydantic validator that becomes a ``ValidationError`` for the field.
 
+:func:`check_document` first runs a single pass written for what hosts send (exact ``dict``,
+``list``, ``str``, ``int``, ``float``, ``bool``, ``None`` and UTC datetimes, the text checks
+done in C on joined strings); it only ever accepts, and when it is not sure (an error to name,
+a subclass, another time zone) the detailed walk decides. ``tests/test_documents_fast.py``
+holds the two to each other.
+
 :func:`check_condition_tree` bounds the nesting of ``all`` / ``any`` / ``not`` condition groups
 and the number of condition nodes of a rule, on the raw input, before pydantic builds it.
 """
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -178,11 +184,12 @@ def _lean_bound(value: Any, limits: _limits.Limits, max_list: int | None) -> int
     """The fast path of :func:`check_document`: the detailed walk's size bound when ``value``
     passes every check, ``None`` when it may not (the detailed walk then decides and names the
     problem). Never wrong the other way: what it accepts, the detailed walk accepts with the same
-    bound (``tests/test_documents_fast.py`` holds the two to each other).
+    bound (``tests/test_documents_fast.py`` holds the two to each other, and shows that on
+    plain JSON-like input it accepts exactly what the walk accepts).
 
-    One pass over the values, a level of containers at a time with their child containers
-    done inline (so an event payload, two levels deep, is one loop and its inner loops), and
-    the per-character work done in C on joined text:
+    One pass over the values, written for the shape of an event payload: the document's items
+    in one loop, the items of its child containers in an inner loop (level 2), anything deeper
+    in :func:`_deep_bound`. The per-character work is done in C on joined text:
 
     * every key goes into one list, joined with ``.`` (``TypeError``: a key that is not a
       ``str``). ``.`` may not occur in a key, so no key holds one iff the joined text holds
@@ -199,76 +206,71 @@ def _lean_bound(value: Any, limits: _limits.Limits, max_list: int | None) -> int
     """
     if type(value) is dict:
         keys = list(value)
+        top: Iterable[Any] = value.values()
     elif type(value) is list:
+        if max_list is not None and len(value) > max_list:
+            return None
         keys = []
+        top = value
     else:
         return None
     texts: list[str] = []  # every text value, then the joined keys
     add = texts.append
     int_min, int_max = _INT_MIN, _INT_MAX
-    max_depth, earliest, latest = limits.document_depth, limits.earliest, limits.latest
-    items = containers = 0
-    level: list[Any] = [value]
-    depth = 1  # the level of the containers in ``level``; their child containers: depth + 1
-    while level:
-        if depth > max_depth:
-            return None
-        below: list[Any] = []  # grandchildren: the next level
-        down = below.append
-        for container in level:
-            containers += 1
-            items += len(container)
-            if type(container) is dict:
-                container = container.values()
-            elif max_list is not None and len(container) > max_list:
+    items, containers = len(value), 1
+    nested = limits.document_depth >= 2
+    deep: list[Any] | None = None  # the containers at level 3
+    for item in top:
+        kind = type(item)
+        if kind is str:
+            add(item)
+        elif kind is int:
+            if not int_min <= item <= int_max:
                 return None
-            for item in container:
-                kind = type(item)
+        elif kind is float:
+            if item - item != 0.0:  # NaN or infinite
+                return None
+        elif kind is dict or kind is list:
+            if not nested:
+                return None
+            containers += 1
+            items += len(item)
+            if kind is dict:
+                keys += item
+                item = item.values()
+            elif max_list is not None and len(item) > max_list:
+                return None
+            for inner in item:
+                kind = type(inner)
                 if kind is str:
-                    add(item)
+                    add(inner)
                 elif kind is int:
-                    if not int_min <= item <= int_max:
+                    if not int_min <= inner <= int_max:
                         return None
                 elif kind is float:
-                    if item - item != 0.0:  # NaN or infinite
+                    if inner - inner != 0.0:
                         return None
                 elif kind is dict or kind is list:
-                    if depth >= max_depth:
-                        return None
-                    containers += 1
-                    items += len(item)
-                    if kind is dict:
-                        keys += item
-                        item = item.values()
-                    elif max_list is not None and len(item) > max_list:
-                        return None
-                    for inner in item:
-                        kind = type(inner)
-                        if kind is str:
-                            add(inner)
-                        elif kind is int:
-                            if not int_min <= inner <= int_max:
-                                return None
-                        elif kind is float:
-                            if inner - inner != 0.0:
-                                return None
-                        elif kind is dict:
-                            keys += inner
-                            down(inner)
-                        elif kind is list:
-                            down(inner)
-                        elif kind is datetime:
-                            if inner.tzinfo is not UTC or not earliest <= inner <= latest:
-                                return None
-                        elif kind is not bool and inner is not None:
-                            return None
+                    if deep is None:
+                        deep = [inner]
+                    else:
+                        deep.append(inner)
                 elif kind is datetime:
-                    if item.tzinfo is not UTC or not earliest <= item <= latest:
+                    if inner.tzinfo is not UTC or not limits.earliest <= inner <= limits.latest:
                         return None
-                elif kind is not bool and item is not None:
+                elif kind is not bool and inner is not None:
                     return None
-        level = below
-        depth += 2
+        elif kind is datetime:
+            if item.tzinfo is not UTC or not limits.earliest <= item <= limits.latest:
+                return None
+        elif kind is not bool and item is not None:
+            return None
+    if deep is not None:
+        counted = _deep_bound(deep, limits, max_list, keys, add)
+        if counted is None:
+            return None
+        items += counted[0]
+        containers += counted[1]
     separators = len(keys) - 1
     if separators >= 0:
         try:
@@ -298,6 +300,50 @@ def _lean_bound(value: Any, limits: _limits.Limits, max_list: int | None) -> int
             return None
     chars = len(text) - separators if separators > 0 else len(text)
     return _PER_CHAR * chars + _PER_ITEM * items + _PER_CONTAINER * containers
+
+
+def _deep_bound(
+    level: list[Any],
+    limits: _limits.Limits,
+    max_list: int | None,
+    keys: list[str],
+    add: Callable[[str], None],
+) -> tuple[int, int] | None:
+    """:func:`_lean_bound` below level 2: the containers of ``level`` (level 3) and everything
+    under them. Adds their keys to ``keys`` and their text values through ``add``; returns
+    how many items and containers it saw, or ``None`` as :func:`_lean_bound` does."""
+    int_min, int_max = _INT_MIN, _INT_MAX
+    items = containers = 0
+    stack = [(container, 3) for container in level]
+    while stack:
+        container, depth = stack.pop()
+        if depth > limits.document_depth:
+            return None
+        containers += 1
+        items += len(container)
+        if type(container) is dict:
+            keys += container
+            container = container.values()
+        elif max_list is not None and len(container) > max_list:
+            return None
+        for item in container:
+            kind = type(item)
+            if kind is str:
+                add(item)
+            elif kind is int:
+                if not int_min <= item <= int_max:
+                    return None
+            elif kind is float:
+                if item - item != 0.0:
+                    return None
+            elif kind is dict or kind is list:
+                stack.append((item, depth + 1))
+            elif kind is datetime:
+                if item.tzinfo is not UTC or not limits.earliest <= item <= limits.latest:
+                    return None
+            elif kind is not bool and item is not None:
+                return None
+    return items, containers
 
 
 _VALID_KEYS: set[str] = set()

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from . import limits as _limits
 from .documents import check_datetime
 from .errors import InvalidInputError
 
@@ -36,6 +37,10 @@ __all__ = [
 
 
 def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:  # the common case inside leadflow: already UTC, just the bounds
+        limits = _limits.DEFAULT_LIMITS
+        if limits.earliest <= value <= limits.latest:
+            return value
     check_datetime(value, None)
     return value.astimezone(UTC)
 

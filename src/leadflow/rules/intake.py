@@ -8,14 +8,16 @@ document it is not sure about (another type, an unusual value, anything invalid)
 raises. What it accepts, conservatively:
 
 * a ``dict`` whose keys are among the model's spellings (``eventId``/``id``,
-  ``eventType``/``type``, ``occurredAt``/``time``, ``payload``, ``actor``), one per field;
+  ``eventType``/``type``, ``occurredAt``/``time``, ``payload``, ``actor``), one per field (each
+  tuple of keys is worked out once and remembered, in a small bounded table);
 * ``id`` / ``actor``: a ``str`` matching the id pattern (no surrounding spaces), ``actor`` may be
   None; a missing ``id`` gets a fresh one, as the model's default does;
 * ``type``: a spelling already seen to canonicalise (a small bounded cache filled from the model);
 * ``time``: an aware ``datetime`` (converted to UTC) or an ISO-8601 string with seconds and an
   offset (``2026-03-02T08:00:00Z``), within ``DEFAULT_LIMITS.earliest`` / ``latest``;
 * ``payload``: a ``dict`` that passes :func:`leadflow.documents.check_document`, the very check
-  the model runs. The payload is copied, as the model copies it.
+  the model runs (its single-pass fast path, then the detailed walk when that is unsure). The
+  payload is copied, as the model copies it.
 
 ``tests/test_properties.py`` holds :func:`read_event` to ``Event.model_validate`` on random,
 hostile documents. If :class:`~leadflow.Event` grows a validator this module does not know, the
@@ -30,7 +32,8 @@ from datetime import UTC, datetime, timezone
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from ..documents import check_document
+from .. import limits as _limits
+from ..documents import _lean_bound, check_document
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_LIMITS
 from ..models import ID_RE, Event, new_id
@@ -169,6 +172,13 @@ def _lean(document: dict[str, Any]) -> EventFields | None:
         return None
     if shape is None:
         return None
+    try:
+        return _read(document, shape)
+    except KeyError:  # a key equal to a field's spelling but not found by it: the model judges
+        return None
+
+
+def _read(document: dict[str, Any], shape: _Shape) -> EventFields | None:
     id_key, type_key, time_key, payload_key, actor_key, fields_set = shape
     raw = document[type_key]
     kind = _TYPES.get(raw) if type(raw) is str else None
@@ -185,10 +195,13 @@ def _lean(document: dict[str, Any]) -> EventFields | None:
         payload = document[payload_key]
         if type(payload) is not dict:
             return None
-        try:
-            check_document(payload, "payload")
-        except InvalidInputError:
-            return None
+        limits = _limits.DEFAULT_LIMITS
+        bound = _lean_bound(payload, limits, None)  # check_document's own fast path
+        if bound is None or bound > limits.document_bytes:
+            try:
+                check_document(payload, "payload")
+            except InvalidInputError:
+                return None
         payload = payload.copy()
     if id_key is None:
         ident = new_id()

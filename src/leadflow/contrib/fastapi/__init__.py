@@ -11,6 +11,7 @@ operations, the error mapping, and the rule format's JSON Schema.
 
 from __future__ import annotations
 
+from ...runtime.schema import rule_schema
 from .errors import (
     ERROR_RESPONSES,
     ErrorBody,
@@ -21,7 +22,6 @@ from .errors import (
     status_of,
 )
 from .routes import PrincipalDependency, events_router, router
-from .schema import rule_schema
 
 __all__ = [
     "ERROR_RESPONSES",

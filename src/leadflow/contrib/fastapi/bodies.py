@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -23,7 +23,6 @@ from ...models import (
     Outcome,
     Trigger,
 )
-from ...queries import SortField
 from ...records import ScheduledAction, ScheduledActionState
 from ...rules.fields import MISSING
 from ...runtime.results import ActionRun, HandleResult, RuleChange, RuleTestResult
@@ -127,11 +126,26 @@ class StatisticsQuery(_FilterFields):
     """The statistics' filter (query parameters; all given criteria must hold)."""
 
 
+SortName = Literal[
+    "createdAt",
+    "updatedAt",
+    "dueDate",
+    "scheduledDate",
+    "completedDate",
+    "created_at",
+    "updated_at",
+    "due_date",
+    "scheduled_date",
+    "completed_date",
+]
+"""What a list sorts by (either spelling); ties are broken by the activity id."""
+
+
 class ActivityListQuery(_FilterFields):
     """The list's filter, sort order and page (query parameters). Ranges are half-open
     (``from <= x < to``); list-valued criteria repeat the parameter."""
 
-    sort: SortField | None = Field(default=None, description="e.g. dueDate or due_date")
+    sort: SortName | None = None
     descending: bool = False
     limit: int = Field(default=50, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=2000)

@@ -34,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 
 from ...errors import (
     ConflictError,
@@ -50,6 +51,7 @@ __all__ = [
     "ErrorItem",
     "LeadflowRoute",
     "NotAuthenticatedError",
+    "error_body",
     "error_response",
     "status_of",
 ]
@@ -115,6 +117,11 @@ def _field(loc: Sequence[str | int]) -> str | None:
     return ".".join(str(p) for p in parts) or None
 
 
+def _wire_name(field: str) -> str:
+    """A library field name as the wire spells it (``activity_id`` -> ``activityId``)."""
+    return ".".join(to_camel(part) if "_" in part else part for part in field.split("."))
+
+
 def error_body(exc: BaseException) -> ErrorBody:
     """The body for ``exc`` (see :class:`ErrorBody`)."""
     name = type(exc).__name__
@@ -126,9 +133,9 @@ def error_body(exc: BaseException) -> ErrorBody:
         )
         return ErrorBody(detail=items, error=name, field=_field(items[0].loc) if items else None)
     if isinstance(exc, InvalidInputError):
-        loc: list[str | int] = [exc.field] if exc.field else []
-        item = ErrorItem(loc=loc, msg=str(exc), type="invalid_input")
-        return ErrorBody(detail=[item], error=name, field=exc.field)
+        field = _wire_name(exc.field) if exc.field else None
+        item = ErrorItem(loc=[field] if field else [], msg=str(exc), type="invalid_input")
+        return ErrorBody(detail=[item], error=name, field=field)
     if isinstance(exc, NotAuthenticatedError):
         return ErrorBody(detail="not authenticated", error=name)
     if status_of(exc) == 500:
@@ -178,15 +185,15 @@ class LeadflowRoute(APIRoute):
         return mapped
 
 
-def _described(status: int, description: str) -> dict[str, Any]:
+def _described(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 
 
 ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    401: _described(401, "no principal: the caller is not authenticated"),
-    403: _described(403, "the principal's role may not perform the operation"),
-    404: _described(404, "not found, or not visible to the principal"),
-    409: _described(409, "conflicts with the stored state (version, duplicate, state)"),
-    422: _described(422, "invalid input; `field` names it"),
+    401: _described("no principal: the caller is not authenticated"),
+    403: _described("the principal's role may not perform the operation"),
+    404: _described("not found, or not visible to the principal"),
+    409: _described("conflicts with the stored state (version, duplicate, state)"),
+    422: _described("invalid input; `field` names it"),
 }
 """The error answers every route documents in OpenAPI."""

@@ -22,6 +22,7 @@ from ...models import Activity, FollowUpRule
 from ...queries import ActivityStatistics
 from ...records import AuditEntry, ScheduledAction
 from ...runtime.flow import LeadFlow
+from ...runtime.schema import rule_schema
 from .bodies import (
     ActivityCreate,
     ActivityListQuery,
@@ -41,7 +42,6 @@ from .bodies import (
     StatisticsQuery,
 )
 from .errors import ERROR_RESPONSES, LeadflowRoute, NotAuthenticatedError
-from .schema import rule_schema
 
 __all__ = ["PrincipalDependency", "events_router", "router"]
 
@@ -338,9 +338,7 @@ def events_router(
     mounts it behind its own service authentication (a separate dependency) or does not mount
     it and calls ``flow.handle`` in process.
     """
-    flow = source.flow if isinstance(source, Operations) else source
-    if not isinstance(flow, LeadFlow):
-        raise TypeError("expected leadflow Operations or a LeadFlow")
+    ops = _operations(source)
     allowed = frozenset(Role(r) for r in roles)
     api = APIRouter(
         prefix=prefix, tags=["leadflow"], route_class=LeadflowRoute, responses=dict(ERROR_RESPONSES)
@@ -351,6 +349,6 @@ def events_router(
     def post_event(body: EventIn, who: Principal = Depends(current)) -> Any:
         if who.role not in allowed:
             raise PermissionDeniedError(f"role {who.role.value!r} may not post events")
-        return HandleOut.of(flow.handle(body.document(flow.now())))
+        return HandleOut.of(ops.flow.handle(body.document(ops.flow.now())))
 
     return api

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, exc, make_url
 from sqlalchemy.pool import StaticPool
 
 from ...errors import InvalidInputError
@@ -89,7 +89,7 @@ class SqlDatabase:
             with sql_errors("url"):
                 try:
                     engine = engine_from_url(target)
-                except ValueError as error:  # ArgumentError: a malformed URL
+                except exc.ArgumentError as error:  # a malformed URL, an unknown driver
                     raise InvalidInputError(str(error), field="url") from error
             owned = True
         else:

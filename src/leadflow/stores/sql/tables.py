@@ -33,12 +33,9 @@ from sqlalchemy import (
 from ...errors import InvalidInputError
 from .types import Document, UtcDateTime
 
-__all__ = ["DEFAULT_PREFIX", "LIVE_STATES", "Tables", "build_tables", "checked_prefix"]
+__all__ = ["DEFAULT_PREFIX", "Tables", "build_tables", "checked_prefix"]
 
 DEFAULT_PREFIX: Final = "leadflow_"
-LIVE_STATES: Final = ("pending", "claimed")
-"""Scheduled-action states :meth:`claim_due` may take an action from."""
-FINISHED: Final = ("done", "cancelled")
 _PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,29}$|^$")
 _ID = 128
 _KEY = 400
@@ -216,25 +213,15 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
         schema=schema,
     )
     c = table.c
-    live = c.state.in_(LIVE_STATES)
-    # claim_due: live actions by due date (claimed ones are few: those in flight).
-    Index(f"{name}_live_due", c.due_at, c.action_id, postgresql_where=live, sqlite_where=live)
-    # claim_due parks expired leases of actions that used their last attempt.
+    # The seed's state/due index: claim_due (pending and due, oldest first) and list(state).
+    Index(f"{name}_state_due", c.state, c.due_at, c.action_id)
+    # claim_due: expired leases (to reclaim, or to park after the last attempt).
     claimed = c.state == "claimed"
     Index(f"{name}_leases", c.lease_expires_at, postgresql_where=claimed, sqlite_where=claimed)
-    # The seed's state/due index: list(state).
-    Index(f"{name}_state_due", c.state, c.due_at, c.action_id)
     Index(f"{name}_due", c.due_at, c.action_id)  # list()
     Index(f"{name}_opportunity_state", c.opportunity_id, c.state)  # cancel_for_opportunity
     Index(f"{name}_rule_state_due", c.rule_id, c.state, c.due_at, c.action_id)  # cancel_for_rule
-    finished = c.state.in_(FINISHED)
-    Index(  # purge_finished
-        f"{name}_finished",
-        c.finished_at,
-        c.action_id,
-        postgresql_where=finished,
-        sqlite_where=finished,
-    )
+    Index(f"{name}_state_finished", c.state, c.finished_at)  # purge_finished
     return table
 
 

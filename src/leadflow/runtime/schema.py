@@ -13,10 +13,9 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from ...access import Operations
-from ...fields import ID_RE
-from ...rules import OperatorRegistry
-from ...runtime.flow import LeadFlow
+from ..fields import ID_RE
+from ..rules import OperatorRegistry
+from .flow import LeadFlow
 
 __all__ = ["SCHEMA_DIALECT", "rule_schema"]
 
@@ -52,11 +51,12 @@ _DELAY: Final = {
 }
 
 
-def _flow_of(source: LeadFlow | Operations) -> LeadFlow:
-    if isinstance(source, Operations):
-        return source.flow
-    if isinstance(source, LeadFlow):
-        return source
+def _flow_of(source: object) -> LeadFlow:
+    # Accepts anything that is a flow or holds one as ``.flow`` (the access layer's Operations),
+    # without importing the layer above.
+    flow = source if isinstance(source, LeadFlow) else getattr(source, "flow", None)
+    if isinstance(flow, LeadFlow):
+        return flow
     raise TypeError("expected a leadflow LeadFlow or Operations")
 
 
@@ -128,7 +128,7 @@ def _action(
     return schema
 
 
-def rule_schema(source: LeadFlow | Operations) -> dict[str, Any]:
+def rule_schema(source: object) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a follow-up rule document for this flow.
 
     It lists the flow's operators (with their descriptions), its known event types and one

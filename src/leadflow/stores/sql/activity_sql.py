@@ -1,0 +1,268 @@
+"""What the SQL activity repository builds its statements from: an activity's row values and
+back, filter criteria as SQL, date orders with missing dates first, keyset positions, and the
+statistics as aggregates computed by the database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Numeric,
+    Select,
+    Table,
+    and_,
+    case,
+    cast,
+    extract,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
+
+from ...errors import InvalidInputError
+from ...models import Activity, ActivityMetadata, ActivityState, ActivityType, Outcome
+from ...queries import ActivityFilter, ActivityStatistics
+from .types import UtcDateTime
+
+__all__ = [
+    "activity_from_row",
+    "activity_values",
+    "ascending",
+    "descending",
+    "filter_clauses",
+    "later_of",
+    "statistics",
+]
+
+_COLUMNS = (
+    "activity_id",
+    "opportunity_id",
+    "customer_id",
+    "activity_type",
+    "subject",
+    "description",
+    "scheduled_date",
+    "due_date",
+    "completed_date",
+    "assigned_to",
+    "completed_by",
+    "outcome",
+    "open_key",
+    "created_by",
+    "updated_by",
+    "created_at",
+    "updated_at",
+    "version",
+)
+
+
+def activity_values(a: Activity, *, version: int) -> dict[str, Any]:
+    """The row of ``a`` (a validated copy the caller no longer holds), at ``version``."""
+    values = {name: getattr(a, name) for name in _COLUMNS}
+    values["activity_type"] = a.activity_type.value
+    values["outcome"] = None if a.outcome is None else a.outcome.value
+    values["version"] = version
+    values["automation_rule_id"] = a.metadata.automation_rule_id
+    values["meta"] = a.metadata.to_document()
+    return values
+
+
+def activity_from_row(row: Mapping[Any, Any]) -> Activity:
+    """A new, validated :class:`Activity` from a row (its metadata parsed afresh from JSON, so
+    nothing is shared with another answer)."""
+    data = {name: row[name] for name in _COLUMNS}
+    data["metadata"] = ActivityMetadata.model_validate(row["meta"])
+    return Activity.model_validate(data)
+
+
+# --------------------------------------------------------------------------- orders
+
+
+def ascending(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """``column`` ascending with NULLs first (SQLite's default; PostgreSQL is told)."""
+    return column.asc() if dialect == "sqlite" else column.asc().nulls_first()
+
+
+def descending(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """``column`` descending with NULLs last (SQLite's default; PostgreSQL is told)."""
+    return column.desc() if dialect == "sqlite" else column.desc().nulls_last()
+
+
+def later_of(first: ColumnElement[Any], second: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The later of two optional times (NULL only when both are), typed as a time."""
+    expression = case(
+        (second.is_(None), first),
+        (first.is_(None), second),
+        (first >= second, first),
+        else_=second,
+    )
+    return type_coerce(expression, UtcDateTime())
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _enum_values(
+    values: Sequence[Any], kind: type[ActivityType | Outcome], field: str
+) -> list[str]:
+    try:
+        return [kind(value).value for value in values]
+    except ValueError as error:
+        raise InvalidInputError(str(error), field=field) from error
+
+
+def filter_clauses(t: Table, f: ActivityFilter) -> list[ColumnElement[bool]]:
+    """Every criterion of ``f`` as a SQL condition on the activities table ``t``."""
+    c = t.c
+    clauses: list[ColumnElement[bool]] = []
+    for value, column in (
+        (f.opportunity_id, c.opportunity_id),
+        (f.customer_id, c.customer_id),
+        (f.assigned_to, c.assigned_to),
+        (f.automation_rule_id, c.automation_rule_id),
+    ):
+        if value is not None:
+            clauses.append(column == value)
+    if f.activity_types is not None:
+        types = _enum_values(f.activity_types, ActivityType, "activity_types")
+        clauses.append(c.activity_type.in_(types))
+    if f.outcomes is not None:
+        clauses.append(c.outcome.in_(_enum_values(f.outcomes, Outcome, "outcomes")))
+    if f.state is ActivityState.COMPLETED:
+        clauses.append(c.completed_date.is_not(None))
+    elif f.state is not None:
+        if f.as_of is None:
+            raise InvalidInputError("pending and overdue need as_of", field="as_of")
+        clauses.append(c.completed_date.is_(None))
+        if f.state is ActivityState.OVERDUE:
+            clauses.append(c.due_date < f.as_of)
+        else:
+            clauses.append(or_(c.due_date.is_(None), c.due_date >= f.as_of))
+    for column, low, high in (
+        (c.created_at, f.created_from, f.created_to),
+        (c.due_date, f.due_from, f.due_to),
+        (c.scheduled_date, f.scheduled_from, f.scheduled_to),
+        (c.completed_date, f.completed_from, f.completed_to),
+    ):
+        if low is not None:
+            clauses.append(column >= low)
+        if high is not None:
+            clauses.append(column < high)
+    return clauses
+
+
+def after_position(
+    t: Table, field: str, value: datetime | None, activity_id: str, descending_: bool
+) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """The rows after the keyset position (``value``, ``activity_id``) in ``field`` order, as
+    (condition on the dated rows, condition on the undated rows). Undated rows come first
+    ascending and last descending; either condition may be always false."""
+    column, ident = t.c[field], t.c.activity_id
+    nothing = false()
+    if not descending_:
+        if value is None:
+            return true(), ident > activity_id
+        later = or_(column > value, and_(column == value, ident > activity_id))
+        return and_(column >= value, later), nothing
+    if value is None:
+        return nothing, ident < activity_id
+    earlier = or_(column < value, and_(column == value, ident < activity_id))
+    return and_(column <= value, earlier), true()
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _span(later: ColumnElement[Any], earlier: ColumnElement[Any], dialect: str) -> Any:
+    """``later - earlier`` in microseconds (exact: integers on SQLite, numeric on PostgreSQL)."""
+    if dialect == "sqlite":  # both are integer microseconds there
+        return type_coerce(later, Integer()) - type_coerce(earlier, Integer())
+    return cast(extract("epoch", later - earlier) * 1_000_000, Numeric)
+
+
+def _mean(total: Any, count: Any) -> timedelta | None:
+    if not count:
+        return None
+    micros = int(Decimal(total)) if not isinstance(total, int) else total
+    return timedelta(microseconds=micros) / int(count)
+
+
+def statistics(
+    connection: Connection, t: Table, clauses: list[ColumnElement[bool]], as_of: datetime
+) -> ActivityStatistics:
+    """:class:`ActivityStatistics` of the rows matching ``clauses``, in two statements: the
+    counts (one ``GROUP BY`` per breakdown, as one ``UNION ALL``) and the two means."""
+    dialect = connection.dialect.name
+    c = t.c
+    where = and_(true(), *clauses)
+    state = case(
+        (c.completed_date.is_not(None), literal_column("'completed'")),
+        (c.due_date < as_of, literal_column("'overdue'")),
+        else_=literal_column("'pending'"),
+    )
+    # A subquery, so that the CASE (and its bound time) is written once for SELECT and GROUP BY.
+    states = select(state.label("state")).where(where).subquery()
+    parts: list[Select[Any]] = [
+        select(literal_column("'type'").label("kind"), c.activity_type.label("key"), func.count())
+        .where(where)
+        .group_by(c.activity_type),
+        select(literal_column("'outcome'"), c.outcome, func.count())
+        .where(where, c.outcome.is_not(None))
+        .group_by(c.outcome),
+        select(literal_column("'assignee'"), c.assigned_to, func.count())
+        .where(where, c.assigned_to.is_not(None))
+        .group_by(c.assigned_to),
+        select(literal_column("'state'"), states.c.state, func.count()).group_by(states.c.state),
+    ]
+    counts: dict[str, dict[str, int]] = {"type": {}, "outcome": {}, "assignee": {}, "state": {}}
+    for kind, key, number in connection.execute(union_all(*parts)):
+        counts[str(kind)][str(key)] = int(number)
+    done = and_(where, c.completed_date.is_not(None), c.created_at.is_not(None))
+    dated = and_(where, c.created_at.is_not(None))
+    firsts = (
+        select(
+            func.min(c.created_at).label("created"),
+            func.min(c.completed_date).label("completed"),
+        )
+        .where(dated)
+        .group_by(c.opportunity_id)
+        .subquery()
+    )
+    spans = select(
+        select(func.sum(_span(c.completed_date, c.created_at, dialect)))
+        .where(done)
+        .scalar_subquery(),
+        select(func.count()).where(done).scalar_subquery(),
+        select(func.sum(_span(firsts.c.completed, firsts.c.created, dialect)))
+        .where(firsts.c.completed.is_not(None))
+        .scalar_subquery(),
+        select(func.count())
+        .select_from(firsts)
+        .where(firsts.c.completed.is_not(None))
+        .scalar_subquery(),
+    )
+    total_complete, n_complete, total_first, n_first = connection.execute(spans).one()
+    total = sum(counts["type"].values())
+    completed = counts["state"].get(ActivityState.COMPLETED.value, 0)
+    return ActivityStatistics(
+        as_of=as_of,
+        total=total,
+        by_type=counts["type"],
+        by_outcome=counts["outcome"],
+        by_state=counts["state"],
+        by_assignee=counts["assignee"],
+        completion_rate=completed / total if total else 0.0,
+        mean_time_to_complete=_mean(total_complete, n_complete),
+        mean_time_to_first_completion=_mean(total_first, n_first),
+    )

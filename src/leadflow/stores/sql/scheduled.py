@@ -1,0 +1,385 @@
+"""Scheduled actions in SQL: :class:`~leadflow.ports.ScheduledActionStore` on one table.
+
+The lifecycle fields (state, due time, attempts, lease, error, times) are columns that single
+statements change; what never changes after scheduling (the event and the rule's action) is
+kept as JSON documents.
+
+**Claims.** :meth:`SqlScheduledActionStore.claim_due` is one transaction of two statements:
+the first parks expired leases of actions that used their last attempt, the second claims a
+batch, ``UPDATE ... WHERE action_id IN (SELECT ... ORDER BY due_at, action_id LIMIT n FOR
+UPDATE SKIP LOCKED) RETURNING ...``. On PostgreSQL ``SKIP LOCKED`` lets concurrent workers
+take disjoint batches without waiting for each other; on SQLite the write transaction
+(``BEGIN IMMEDIATE``) serializes claimers. Both read the partial index of live actions
+(pending or claimed) in due order, so a claim costs about the batch it takes.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    case,
+    delete,
+    exc,
+    literal,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ...clock import ensure_utc
+from ...errors import (
+    ConflictError,
+    DuplicateError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+)
+from ...records import ScheduledAction, ScheduledActionState
+from ..checks import checked_lease
+from ..memory.arguments import check_limit, check_model, check_type
+from .database import SqlDatabase
+from .errors import translated
+from .types import UtcDateTime
+
+__all__ = ["SqlScheduledActionStore"]
+
+_State = ScheduledActionState
+_MAX_ERROR: Final = 2000
+_STATE: Final[dict[_State, ColumnElement[str]]] = {
+    state: literal_column(f"'{state.value}'") for state in _State
+}
+"""States as SQL literals: a partial index applies only when the query repeats its terms."""
+_COPIED: Final = (
+    "action_id",
+    "idempotency_key",
+    "rule_id",
+    "rule_name",
+    "action_index",
+    "opportunity_id",
+    "activity_id",
+    "planned_at",
+    "depth",
+    "explanation",
+    "due_at",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "lease_owner",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+    "finished_at",
+)
+
+
+def _values(action: ScheduledAction) -> dict[str, Any]:
+    values = {name: getattr(action, name) for name in _COPIED}
+    values["kind"] = action.kind.value
+    values["duplicates"] = action.duplicates.value
+    values["state"] = action.state.value
+    values["event"] = action.event.to_document()
+    values["action"] = None if action.action is None else action.action.to_document()
+    return values
+
+
+def _load(row: Mapping[Any, Any]) -> ScheduledAction:
+    data = {name: row[name] for name in _COPIED}
+    data.update(
+        kind=row["kind"],
+        duplicates=row["duplicates"],
+        state=row["state"],
+        event=row["event"],
+        action=row["action"],
+    )
+    return ScheduledAction.model_validate(data)
+
+
+def _check_worker(worker: object) -> str:
+    if not isinstance(worker, str) or not worker:
+        raise InvalidInputError("must be a non-empty string", field="worker")
+    return worker
+
+
+class SqlScheduledActionStore:
+    """:class:`~leadflow.ports.ScheduledActionStore` on the ``<prefix>scheduled_actions``
+    table of ``database``."""
+
+    def __init__(self, database: SqlDatabase) -> None:
+        self._db = database
+        self._t = database.tables.scheduled
+        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+
+    def _state_is(self, state: _State) -> ColumnElement[bool]:
+        return self._t.c.state == _STATE[state]
+
+    @translated("action")
+    def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
+        """One ``INSERT ... ON CONFLICT (idempotency_key) DO NOTHING``; the stored action is
+        read only when the key was taken."""
+        checked = check_model(action, ScheduledAction, "action")
+        c = self._t.c
+        statement = (
+            self._insert(self._t)
+            .values(_values(checked))
+            .on_conflict_do_nothing(index_elements=[c.idempotency_key])
+            .returning(c.action_id)
+        )
+        try:
+            with self._db.write() as connection:
+                if connection.execute(statement).first() is not None:
+                    return _load(_values(checked)), True
+                existing = (
+                    connection.execute(
+                        select(self._t).where(c.idempotency_key == checked.idempotency_key)
+                    )
+                    .mappings()
+                    .first()
+                )
+        except exc.IntegrityError as error:  # the action id is taken (by another key)
+            raise DuplicateError(
+                f"action {checked.action_id!r} already exists with another idempotency key"
+            ) from error
+        if existing is None:  # purged between the two statements: schedule it anew
+            return self.schedule(checked)
+        return _load(existing), False
+
+    def _one(self, connection: Connection, action_id: str) -> Mapping[Any, Any]:
+        row = (
+            connection.execute(select(self._t).where(self._t.c.action_id == action_id))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise NotFoundError(f"no scheduled action {action_id!r}")
+        return row
+
+    @translated("action_id")
+    def get(self, action_id: str) -> ScheduledAction:
+        with self._db.read() as connection:
+            return _load(self._one(connection, action_id))
+
+    @translated("now")
+    def claim_due(
+        self,
+        now: datetime,
+        *,
+        worker: str,
+        limit: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> builtins.list[ScheduledAction]:
+        now = ensure_utc(now, "now")
+        check_limit(limit)
+        _check_worker(worker)
+        try:
+            until = now + checked_lease(lease)
+        except OverflowError as error:
+            raise InvalidInputError("now + lease is out of range", field="lease") from error
+        t, c = self._t, self._t.c
+        claimed = self._state_is(_State.CLAIMED)
+        expired = and_(claimed, c.lease_expires_at <= now)
+        # An action whose worker died on its last attempt is parked, not handed out again.
+        exhausted = (
+            select(c.action_id)
+            .where(expired, c.attempts >= c.max_attempts)
+            .with_for_update(skip_locked=True)
+        )
+        park = (
+            update(t)
+            .where(c.action_id.in_(exhausted.scalar_subquery()))
+            .values(
+                state=_State.PARKED.value,
+                last_error=literal("lease of '") + c.lease_owner + "' ran out on the last attempt",
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+        # The oldest due pending actions and the oldest expired leases (each arm an index
+        # range in order, locked with SKIP LOCKED on PostgreSQL), then the oldest of both.
+        arms = [
+            select(c.action_id, c.due_at)
+            .where(condition)
+            .order_by(c.due_at, c.action_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .subquery()
+            for condition in (
+                and_(self._state_is(_State.PENDING), c.due_at <= now),
+                and_(expired, c.attempts < c.max_attempts),
+            )
+        ]
+        both = union_all(*(select(arm.c.action_id, arm.c.due_at) for arm in arms)).subquery()
+        due = select(both.c.action_id).order_by(both.c.due_at, both.c.action_id).limit(limit)
+        claim = (
+            update(t)
+            .where(c.action_id.in_(due.scalar_subquery()))
+            .values(
+                state=_State.CLAIMED.value,
+                lease_owner=worker,
+                lease_expires_at=until,
+                attempts=c.attempts + 1,
+                updated_at=now,
+            )
+            .returning(*t.c)
+        )
+        with self._db.write() as connection:
+            connection.execute(park)
+            rows = connection.execute(claim).mappings().all()
+        actions = [_load(row) for row in rows]
+        actions.sort(key=lambda a: (a.due_at, a.action_id))
+        return actions
+
+    def _finish(self, action_id: str, worker: str, changes: Mapping[str, Any]) -> ScheduledAction:
+        """Apply ``changes`` if ``worker`` holds the action; :class:`ConflictError` if not."""
+        c = self._t.c
+        statement = (
+            update(self._t)
+            .where(
+                c.action_id == action_id, self._state_is(_State.CLAIMED), c.lease_owner == worker
+            )
+            .values(changes)
+            .returning(*self._t.c)
+        )
+        with self._db.write() as connection:
+            row = connection.execute(statement).mappings().first()
+            if row is None:
+                current = self._one(connection, action_id)
+                raise ConflictError(
+                    f"worker {worker!r} does not hold action {action_id!r} "
+                    f"(state {current['state']}, lease owner {current['lease_owner']!r})"
+                )
+        return _load(row)
+
+    @translated("action_id")
+    def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
+        now = ensure_utc(now, "now")
+        _check_worker(worker)
+        changes = {
+            "state": _State.DONE.value,
+            "finished_at": now,
+            "updated_at": now,
+            "lease_expires_at": None,
+        }
+        return self._finish(action_id, worker, changes)
+
+    @translated("error")
+    def mark_failed(
+        self,
+        action_id: str,
+        *,
+        worker: str,
+        now: datetime,
+        error: str,
+        retry_at: datetime,
+        permanent: bool = False,
+    ) -> ScheduledAction:
+        """See the port; ``error`` is kept to its first 2,000 characters. One statement: the
+        choice between retrying and parking is a ``CASE`` on the stored attempts."""
+        now = ensure_utc(now, "now")
+        retry_at = ensure_utc(retry_at, "retry_at")
+        _check_worker(worker)
+        message = check_type(error, str, "error")
+        assert message is not None
+        if not isinstance(permanent, bool):
+            raise InvalidInputError("expected a bool", field="permanent")
+        c = self._t.c
+        parks = literal(True) if permanent else c.attempts >= c.max_attempts
+        changes = {
+            "last_error": message[:_MAX_ERROR],
+            "updated_at": now,
+            "lease_expires_at": None,
+            "state": case((parks, _State.PARKED.value), else_=_State.PENDING.value),
+            "due_at": case((parks, c.due_at), else_=literal(retry_at, UtcDateTime())),
+            "lease_owner": case((parks, c.lease_owner), else_=None),
+        }
+        return self._finish(action_id, worker, changes)
+
+    @translated("action_id")
+    def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
+        now = ensure_utc(now, "now")
+        c = self._t.c
+        statement = (
+            update(self._t)
+            .where(c.action_id == action_id, self._state_is(_State.PARKED))
+            .values(
+                state=_State.PENDING.value,
+                due_at=now,
+                attempts=0,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+                finished_at=None,
+            )
+            .returning(*self._t.c)
+        )
+        with self._db.write() as connection:
+            row = connection.execute(statement).mappings().first()
+            if row is None:
+                state = self._one(connection, action_id)["state"]
+                raise InvalidStateError(
+                    f"action {action_id!r} is {state}; only parked ones are retried"
+                )
+        return _load(row)
+
+    def _cancel(self, owner: ColumnElement[bool], now: datetime) -> Any:
+        return (
+            update(self._t)
+            .where(owner, self._state_is(_State.PENDING))
+            .values(state=_State.CANCELLED.value, finished_at=now, updated_at=now)
+        )
+
+    @translated("opportunity_id")
+    def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
+        now = ensure_utc(now, "now")
+        statement = self._cancel(self._t.c.opportunity_id == opportunity_id, now)
+        with self._db.write() as connection:
+            return int(connection.execute(statement).rowcount)
+
+    @translated("rule_id")
+    def cancel_for_rule(self, rule_id: str, *, now: datetime) -> builtins.list[ScheduledAction]:
+        """One ``UPDATE ... RETURNING``: an action a worker claims meanwhile is left to finish
+        and never reported as cancelled."""
+        now = ensure_utc(now, "now")
+        statement = self._cancel(self._t.c.rule_id == rule_id, now).returning(*self._t.c)
+        with self._db.write() as connection:
+            rows = connection.execute(statement).mappings().all()
+        cancelled = [_load(row) for row in rows]
+        cancelled.sort(key=lambda a: (a.due_at, a.action_id))
+        return cancelled
+
+    @translated("before")
+    def purge_finished(self, before: datetime, *, limit: int = 10_000) -> int:
+        cutoff = ensure_utc(before, "before")
+        check_limit(limit)
+        c = self._t.c
+        finished = c.state.in_([_STATE[_State.DONE], _STATE[_State.CANCELLED]])
+        doomed = select(c.action_id).where(finished, c.finished_at < cutoff).limit(limit)
+        statement = delete(self._t).where(c.action_id.in_(doomed.scalar_subquery()))
+        with self._db.write() as connection:
+            return int(connection.execute(statement).rowcount)
+
+    @translated("state")
+    def list(
+        self, state: ScheduledActionState | None = None, *, limit: int = 100
+    ) -> builtins.list[ScheduledAction]:
+        check_limit(limit)
+        c = self._t.c
+        statement: Select[Any] = select(self._t).order_by(c.due_at, c.action_id).limit(limit)
+        if state is not None:
+            try:
+                wanted = _State(state)
+            except ValueError as error:
+                raise InvalidInputError(f"unknown state {state!r}", field="state") from error
+            statement = statement.where(self._state_is(wanted))
+        with self._db.read() as connection:
+            rows = connection.execute(statement).mappings().all()
+        return [_load(row) for row in rows]

@@ -1,0 +1,175 @@
+"""Every shipped contract on the SQL stores: SQLite in memory and in a file always, PostgreSQL
+when ``LEADFLOW_TEST_POSTGRES_URL`` is set (each test in a schema of its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leadflow.ports import (
+    ActivityRepository,
+    AuditLog,
+    CounterStore,
+    JobStore,
+    RuleRepository,
+    ScheduledActionStore,
+)
+from leadflow.stores.sql import SqlStorage, sql_storage
+from leadflow.testing.contracts import (
+    ActivityRepositoryContract,
+    AuditLogContract,
+    CounterStoreContract,
+    JobStoreContract,
+    RuleRepositoryContract,
+    ScheduledActionStoreContract,
+    activity_state_machine,
+)
+
+from .sql_support import fresh_storage, on_postgres
+
+
+class _Database:
+    kind: str
+    storage: SqlStorage
+
+    @pytest.fixture(autouse=True)
+    def _fresh_database(self, tmp_path: Path) -> Iterator[None]:
+        with fresh_storage(self.kind, tmp_path) as storage:
+            self.storage = storage
+            yield
+
+
+class _Memory(_Database):
+    kind = "sqlite-memory"
+
+
+class _File(_Database):
+    kind = "sqlite-file"
+
+
+@on_postgres
+class _Postgres(_Database):
+    kind = "postgres"
+
+
+class _Activities:
+    storage: SqlStorage
+
+    def make_store(self) -> ActivityRepository:
+        return self.storage.activities
+
+
+class _Rules:
+    storage: SqlStorage
+
+    def make_store(self) -> RuleRepository:
+        return self.storage.rules
+
+
+class _Actions:
+    storage: SqlStorage
+
+    def make_store(self) -> ScheduledActionStore:
+        return self.storage.scheduled
+
+
+class _Counters:
+    storage: SqlStorage
+
+    def make_store(self) -> CounterStore:
+        return self.storage.counters
+
+
+class _Audit:
+    storage: SqlStorage
+
+    def make_store(self) -> AuditLog:
+        return self.storage.audit
+
+
+class _Jobs:
+    storage: SqlStorage
+
+    def make_store(self) -> JobStore:
+        return self.storage.jobs
+
+
+class TestActivityContractOnSqliteMemory(_Memory, _Activities, ActivityRepositoryContract):
+    pass
+
+
+class TestRuleContractOnSqliteMemory(_Memory, _Rules, RuleRepositoryContract):
+    pass
+
+
+class TestScheduledActionContractOnSqliteMemory(_Memory, _Actions, ScheduledActionStoreContract):
+    pass
+
+
+class TestCounterContractOnSqliteMemory(_Memory, _Counters, CounterStoreContract):
+    pass
+
+
+class TestAuditContractOnSqliteMemory(_Memory, _Audit, AuditLogContract):
+    pass
+
+
+class TestJobContractOnSqliteMemory(_Memory, _Jobs, JobStoreContract):
+    pass
+
+
+class TestActivityContractOnSqliteFile(_File, _Activities, ActivityRepositoryContract):
+    pass
+
+
+class TestRuleContractOnSqliteFile(_File, _Rules, RuleRepositoryContract):
+    pass
+
+
+class TestScheduledActionContractOnSqliteFile(_File, _Actions, ScheduledActionStoreContract):
+    pass
+
+
+class TestCounterContractOnSqliteFile(_File, _Counters, CounterStoreContract):
+    pass
+
+
+class TestAuditContractOnSqliteFile(_File, _Audit, AuditLogContract):
+    pass
+
+
+class TestJobContractOnSqliteFile(_File, _Jobs, JobStoreContract):
+    pass
+
+
+class TestActivityContractOnPostgres(_Postgres, _Activities, ActivityRepositoryContract):
+    pass
+
+
+class TestRuleContractOnPostgres(_Postgres, _Rules, RuleRepositoryContract):
+    pass
+
+
+class TestScheduledActionContractOnPostgres(_Postgres, _Actions, ScheduledActionStoreContract):
+    pass
+
+
+class TestCounterContractOnPostgres(_Postgres, _Counters, CounterStoreContract):
+    pass
+
+
+class TestAuditContractOnPostgres(_Postgres, _Audit, AuditLogContract):
+    pass
+
+
+class TestJobContractOnPostgres(_Postgres, _Jobs, JobStoreContract):
+    pass
+
+
+def _machine_repository() -> ActivityRepository:
+    return sql_storage("sqlite://").activities
+
+
+TestActivityMachineOnSqliteMemory = activity_state_machine(_machine_repository, max_examples=40)
