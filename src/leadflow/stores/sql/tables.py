@@ -155,9 +155,24 @@ def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
     # list(assigned_to=...) and list(automation_rule_id=...) in creation order.
     Index(f"{name}_assignee_created", c.assigned_to, c.created_at, c.activity_id)
     Index(f"{name}_rule_created", c.automation_rule_id, c.created_at, c.activity_id)
-    # list() sorted by each date; completed_date also serves purge_completed.
-    for column in ("created_at", "updated_at", "due_date", "scheduled_date", "completed_date"):
+    # list() sorted by each date. SQLite's planner knows no index sizes (until ANALYZE) and
+    # prefers an equality to a range: were `completed_date IS NULL` an equality on a full index,
+    # or the due-date index as good an order as the partial one above, it would read those
+    # for the open-activity queries instead of the (much smaller) partial indexes.
+    for column in ("created_at", "updated_at", "scheduled_date"):
         Index(f"{name}_{column}", c[column], c.activity_id)
+    Index(f"{name}_due_date", c.due_date)
+    # Completed activities by completion (ranges, list order, purge_completed); open ones by
+    # id (the undated part of a list sorted by completion).
+    is_done = c.completed_date.is_not(None)
+    Index(
+        f"{name}_completed_date",
+        c.completed_date,
+        c.activity_id,
+        postgresql_where=is_done,
+        sqlite_where=is_done,
+    )
+    Index(f"{name}_open", c.activity_id, postgresql_where=is_open, sqlite_where=is_open)
     return table
 
 
