@@ -130,6 +130,23 @@ def describe(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def recovery_times(logs: list[dict[str, Any]], outages: list[tuple[float, float]]) -> list[Any]:
+    """Per restart: seconds from the server accepting connections again to the last worker's
+    first successful ``run_due`` (workers that saw no error in that outage are not counted)."""
+    out: list[Any] = []
+    bounds = [*(down for down, _ in outages[1:]), float("inf")]
+    for (down, up), until in zip(outages, bounds, strict=True):
+        back = []
+        for worker in {e["worker"] for e in logs}:
+            mine = [e for e in logs if e["worker"] == worker and down <= e["t"] < until]
+            if any(e["ev"] == "error" for e in mine):
+                first = [e["t"] for e in mine if e["ev"] == "recovered"]
+                back.append(min(first) - up if first else None)
+        known = [b for b in back if b is not None]
+        out.append(round(max(known), 2) if known and len(known) == len(back) else back)
+    return out
+
+
 # --------------------------------------------------------------------------- the worker
 
 

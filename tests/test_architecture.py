@@ -30,6 +30,8 @@ LAYERS: dict[str, int] = {
     "stores": 4,
     "scheduling": 4,
     "runtime": 5,
+    "lint": 6,
+    "simulate": 6,
     "access": 6,
     "testing": 7,
     "contrib": 7,

@@ -283,7 +283,7 @@ def test_each_refusal_is_the_detailed_walks_error(value: Any, field: str, messag
     assert message in str(refusal.value)
 
 
-@pytest.mark.parametrize("max_depth", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("max_depth", [0, 1, 2, 3, 4, 5])
 @pytest.mark.parametrize("as_list", [False, True])
 def test_depth_is_bounded_exactly_on_the_fast_path(max_depth: int, as_list: bool) -> None:
     small = replace(SMALL, document_depth=max_depth)

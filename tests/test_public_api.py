@@ -95,7 +95,7 @@ def test_import_is_light_and_side_effect_free() -> None:
     code = (
         "import sys, leadflow; "
         "heavy = [m for m in ('pymongo', 'apscheduler', 'holidays', 'pytest', 'hypothesis', "
-        "'sqlalchemy', 'fastapi', 'celery', 'sortedcontainers') "
+        "'sqlalchemy', 'fastapi', 'celery', 'sortedcontainers', 'click', 'rich', 'typer') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

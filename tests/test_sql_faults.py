@@ -13,8 +13,9 @@ two runs of an action share an attempt number (two workers never held it at once
 ran again after a ``mark_done`` returned; every exception that escaped leadflow is one of its
 own. It prints the figures (re-runs, unavailable errors, recovery times).
 
-PostgreSQL variants need ``LEADFLOW_TEST_POSTGRES_URL``; the chaos test also needs
-``LEADFLOW_TEST_POSTGRES_CLUSTER`` (a cluster made by ``tests/pgcluster.py``, which it restarts).
+PostgreSQL variants need ``LEADFLOW_TEST_POSTGRES_URL``; the chaos test needs
+``LEADFLOW_TEST_POSTGRES_CLUSTER`` (a cluster made by ``tests/pgcluster.py``): with its binaries it
+makes a cluster of its own to restart, so the suite's server and its pooled connections live on.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from .fault_worker import (  # noqa: E402
     effects_engine,
     read_effects,
     read_log,
+    recovery_times,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,12 +64,13 @@ CLUSTER = os.environ.get(pgcluster.CLUSTER_ENV)
 NEEDS_PG = f"set {pgcluster.URL_ENV} to run against PostgreSQL (see tests/pgcluster.py)"
 NEEDS_CLUSTER = (
     f"set {pgcluster.CLUSTER_ENV} to a cluster made by `tests/pgcluster.py start` (the chaos test "
-    "restarts it)"
+    "makes and restarts a cluster of its own with its binaries)"
 )
 BACKENDS = [
     pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=NEEDS_PG)),
     "sqlite",
 ]
+LIVE = (ScheduledActionState.PENDING, ScheduledActionState.CLAIMED)
 DRAIN_TIMEOUT = 240.0  # a guard against hanging forever, not a timing assertion
 
 
@@ -195,12 +198,15 @@ class Workers:
             if name != except_ and proc.poll() is not None:
                 raise AssertionError(f"worker {name} exited ({proc.returncode}):\n{self.outputs()}")
 
-    def wait_for(self, name: str, ev: str) -> dict[str, Any]:
+    def wait_for(self, name: str, ev: str, *, block: bool = True) -> dict[str, Any] | None:
+        """The first ``ev`` line of worker ``name`` (None if none yet and not ``block``)."""
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while True:
             found = [e for e in self.log(name) if e["ev"] == ev]
             if found:
                 return found[0]
+            if not block:
+                return None
             self.check_alive()
             assert time.monotonic() < deadline, f"{name} never logged {ev}:\n{self.outputs()}"
             time.sleep(0.02)
@@ -240,18 +246,20 @@ def state_counts(storage: Storage, limit: int) -> dict[str, int]:
     }
 
 
-def wait_drained(storage: Storage, effects: sa.Engine, expected: int, run: Workers) -> float:
-    """Wait until every action has an effect and none is pending or claimed; returns when
-    (monotonic). Errors while the server restarts are retried."""
+def wait_drained(
+    storage: Storage, effects: sa.Engine, expected: int, run: Workers, *, handled: bool = False
+) -> float:
+    """Wait until no action is pending or claimed any more (the checks then find out whether
+    each took effect once), and with ``handled`` until every worker handled its events;
+    returns when (monotonic). Errors while the server restarts are retried."""
     deadline = time.monotonic() + DRAIN_TIMEOUT
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            if (
-                count_effects(effects) == expected
-                and not storage.scheduled.list(ScheduledActionState.PENDING, limit=1)
-                and not storage.scheduled.list(ScheduledActionState.CLAIMED, limit=1)
-            ):
+            live: list[list[Any]] = [storage.scheduled.list(state, limit=1) for state in LIVE]
+            if handled:
+                live.append([n for n in run.procs if not run.wait_for(n, "handled", block=False)])
+            if not any(live):
                 return time.monotonic()
         except (UnavailableError, sa.exc.OperationalError) as exc:  # a restart: try again
             last = exc
@@ -286,7 +294,8 @@ def check_exactly_once(
         if entry["ev"] == "run":
             attempts[entry["key"]].append((int(entry["attempt"]), entry["worker"]))
         elif entry["ev"] == "done":
-            done_at[entry["key"]] = max(done_at.get(entry["key"], 0), int(entry["attempt"]))
+            first = done_at.get(entry["key"], int(entry["attempt"]))
+            done_at[entry["key"]] = min(first, int(entry["attempt"]))
     shared = {k: v for k, v in attempts.items() if len({a for a, _ in v}) != len(v)}
     assert not shared, f"two runs of one claim (attempt) of an action: {list(shared.items())[:5]}"
     after_done = {
@@ -335,6 +344,7 @@ def test_worker_killed_mid_batch_loses_and_doubles_nothing(
     started = time.monotonic()
     workers.go()
     victim = workers.wait_for("w0", "mid-batch")
+    assert victim is not None
     os.kill(int(victim["pid"]), signal.SIGKILL)
     killed = time.monotonic()
     assert workers.procs["w0"].wait(timeout=60) == -signal.SIGKILL
@@ -390,7 +400,7 @@ def test_two_instances_handle_one_event_stream(
         )
     started = time.monotonic()
     workers.go()
-    drained = wait_drained(storage, effects, 2 * count, workers)
+    drained = wait_drained(storage, effects, 2 * count, workers, handled=True)
     codes = workers.finish()
     assert set(codes.values()) == {0}, workers.outputs()
 
@@ -413,14 +423,27 @@ def test_two_instances_handle_one_event_stream(
     )
 
 
-@pytest.mark.skipif(not PG_URL, reason=NEEDS_PG)
-@pytest.mark.skipif(not CLUSTER, reason=NEEDS_CLUSTER)
-@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+@pytest.fixture
+def chaos(tmp_path: Path) -> Iterator[tuple[pgcluster.Cluster, Workers]]:
+    """A cluster of its own, made with the binaries of the one the suite runs on (whose other
+    tests keep their pooled connections), destroyed afterwards; workers on it."""
+    if not CLUSTER:
+        pytest.skip(NEEDS_CLUSTER)
+    cluster = pgcluster.create(bindir=pgcluster.load(CLUSTER).bindir)
+    running = Workers(Target(cluster.url, cluster.url), tmp_path)
+    try:
+        create_effects_table(effects_engine(cluster.url))
+        yield cluster, running
+    finally:
+        running.kill_all()
+        pgcluster.destroy(cluster)
+
+
 def test_postgres_restarts_while_workers_run(
-    target: Target, workers: Workers, capsys: pytest.CaptureFixture[str]
+    chaos: tuple[pgcluster.Cluster, Workers], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert CLUSTER is not None
-    cluster = pgcluster.load(CLUSTER)
+    cluster, workers = chaos
+    target = workers.target
     seed = int(os.environ.get("LEADFLOW_CHAOS_SEED", random.randrange(1_000_000)))
     rng = random.Random(seed)
     restarts = int(os.environ.get("LEADFLOW_CHAOS_RESTARTS", "3"))
@@ -470,20 +493,3 @@ def test_postgres_restarts_while_workers_run(
             "drained_after_last_restart_s": round(drained - last_up, 1),
         },
     )
-
-
-def recovery_times(logs: list[dict[str, Any]], outages: list[tuple[float, float]]) -> list[Any]:
-    """Per restart: seconds from the server accepting connections again to the last worker's
-    first successful ``run_due`` (workers that saw no error in that outage are not counted)."""
-    out: list[Any] = []
-    bounds = [*(down for down, _ in outages[1:]), float("inf")]
-    for (down, up), until in zip(outages, bounds, strict=True):
-        back = []
-        for worker in {e["worker"] for e in logs}:
-            mine = [e for e in logs if e["worker"] == worker and down <= e["t"] < until]
-            if any(e["ev"] == "error" for e in mine):
-                first = [e["t"] for e in mine if e["ev"] == "recovered"]
-                back.append(min(first) - up if first else None)
-        known = [b for b in back if b is not None]
-        out.append(round(max(known), 2) if known and len(known) == len(back) else back)
-    return out

@@ -218,6 +218,8 @@ def _lean_bound(value: Any, limits: _limits.Limits, max_list: int | None) -> int
     add = texts.append
     int_min, int_max = _INT_MIN, _INT_MAX
     items, containers = len(value), 1
+    if limits.document_depth < 1:
+        return None
     nested = limits.document_depth >= 2
     deep: list[Any] | None = None  # the containers at level 3
     for item in top:

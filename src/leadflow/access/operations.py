@@ -327,9 +327,12 @@ class Operations:
     # ------------------------------------------------------------------ rules
 
     def create_rule(
-        self, principal: Principal, data: FollowUpRule | Mapping[str, Any]
+        self, principal: Principal, data: FollowUpRule | Mapping[str, Any], *, force: bool = False
     ) -> FollowUpRule:
-        """Store a new rule after checking that it loads here (operators, values, handlers)."""
+        """Store a new rule after checking that it loads here (operators, values, handlers).
+        An active rule is also linted with the stored ones (:mod:`leadflow.lint`): a lint
+        error concerning it raises :class:`RuleValidationError` (the first one) unless
+        ``force``."""
         self.policy.require(principal, "rule.write")
         raw = document_of(data, "rule")
         now = self.flow.now()
@@ -338,6 +341,8 @@ class Operations:
             {**raw, "createdBy": principal.user_id, "updatedBy": principal.user_id,
              "createdAt": now, "updatedAt": now}
         )  # fmt: skip
+        if not force:
+            self._lint_gate(rule)
         stored = self.flow.rules.create(rule)
         self._audit(principal, "rule", stored.rule_id, "created", after=stored)
         return stored
@@ -350,11 +355,14 @@ class Operations:
         *,
         expected_version: int | None = None,
         pending: PendingPolicy | None = None,
+        force: bool = False,
     ) -> RuleChange:
         """Apply ``changes`` (camelCase or snake_case fields) to a rule. With
         ``expected_version``, a rule changed meanwhile raises :class:`StaleWriteError`.
         ``pending`` (default ``cancel``) decides what happens to the rule's pending delayed
-        actions; the result lists the cancelled ones."""
+        actions; the result lists the cancelled ones. A lint error concerning the changed rule
+        (if active) raises :class:`RuleValidationError` unless ``force``, as in
+        :meth:`create_rule`."""
         self.policy.require(principal, "rule.write")
         if expected_version is not None and (
             isinstance(expected_version, bool) or not isinstance(expected_version, int)
@@ -367,9 +375,18 @@ class Operations:
             updatedBy=principal.user_id,
             updatedAt=self.flow.now(),
         )
-        change = self.flow.rules.replace(FollowUpRule.model_validate(merged), pending=pending)
+        candidate = FollowUpRule.model_validate(merged)
+        if not force:
+            self._lint_gate(candidate)
+        change = self.flow.rules.replace(candidate, pending=pending)
         self._audit_rule_change(principal, "updated", current, change)
         return change
+
+    def _lint_gate(self, rule: FollowUpRule) -> None:
+        from ..lint import check_activation, raise_on_errors
+
+        self.flow.rules.check(rule)  # what cannot load at all is reported as before
+        raise_on_errors(check_activation(rule, self.flow.storage.rules.list(), flow=self.flow))
 
     def delete_rule(
         self, principal: Principal, rule_id: str, *, pending: PendingPolicy | None = None

@@ -17,7 +17,7 @@ parked after the last attempt.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,9 @@ class HandlerSpec:
     handler: ActionHandler
     params: type[BaseModel] | None = None
     eager: bool = False
+    causes: tuple[str, ...] = ()
+    """The event types running this handler may feed back into the rules (for lint's cycle
+    check), e.g. ``("opportunity.status_changed",)`` for ``update_status``."""
 
     def parse(self, action: Action) -> Any:
         """The action's settings validated by the params model (None without one).
@@ -61,8 +64,8 @@ class HandlerRegistry:
     def default(cls) -> HandlerRegistry:
         """A fresh registry with the built-in action types."""
         registry = cls()
-        for action_type, handler, params, eager in BUILTINS:
-            registry.register(action_type, handler, params=params, eager=eager)
+        for action_type, handler, params, eager, causes in BUILTINS:
+            registry.register(action_type, handler, params=params, eager=eager, causes=causes)
         return registry
 
     def register(
@@ -73,11 +76,14 @@ class HandlerRegistry:
         params: type[BaseModel] | None = None,
         eager: bool = False,
         replace: bool = False,
+        causes: Iterable[str] = (),
     ) -> None:
         """Handle ``action_type`` with ``handler``. ``params`` validates each action's settings
         (``Action.settings()``) when a rule is loaded; ``eager`` runs the handler when the event
-        is handled even if the action is delayed. :class:`InvalidInputError` for a malformed
-        type name or a taken one (unless ``replace``)."""
+        is handled even if the action is delayed; ``causes`` names the event types the handler
+        may feed back into the rules (lint draws its cycle graph from them).
+        :class:`InvalidInputError` for a malformed type name or a taken one (unless
+        ``replace``), or a ``causes`` that is not a list of strings."""
         if not isinstance(action_type, str) or not _ACTION_TYPE_RE.match(action_type):
             raise InvalidInputError(
                 f"invalid action type {action_type!r}: use lower_snake_case", field="action_type"
@@ -90,7 +96,11 @@ class HandlerRegistry:
             raise InvalidInputError(
                 f"a handler for {action_type!r} exists (pass replace=True)", field="action_type"
             )
-        self._specs[action_type] = HandlerSpec(action_type, handler, params, bool(eager))
+        if isinstance(causes, str) or not all(isinstance(c, str) for c in causes):
+            raise InvalidInputError("causes must be a list of event types", field="causes")
+        self._specs[action_type] = HandlerSpec(
+            action_type, handler, params, bool(eager), tuple(causes)
+        )
 
     def get(self, action_type: str) -> HandlerSpec | None:
         return self._specs.get(action_type)

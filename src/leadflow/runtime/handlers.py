@@ -236,13 +236,15 @@ def send_sms(ctx: ActionContext) -> str:
     return _message(ctx, "sms")
 
 
-BUILTINS: Final[tuple[tuple[str, Any, type[BaseModel], bool], ...]] = (
-    ("create_activity", create_activity, CreateActivityParams, True),
-    ("send_notification", send_notification, NotificationParams, False),
-    ("update_status", update_status, UpdateStatusParams, False),
-    ("assign_sales_rep", assign_sales_rep, AssignParams, False),
-    ("send_email", send_email, MessageParams, False),
-    ("send_sms", send_sms, MessageParams, False),
+BUILTINS: Final[tuple[tuple[str, Any, type[BaseModel], bool, tuple[str, ...]], ...]] = (
+    ("create_activity", create_activity, CreateActivityParams, True, ("activity.created",)),
+    ("send_notification", send_notification, NotificationParams, False, ()),
+    ("update_status", update_status, UpdateStatusParams, False, ("opportunity.status_changed",)),
+    ("assign_sales_rep", assign_sales_rep, AssignParams, False, ()),
+    ("send_email", send_email, MessageParams, False, ()),
+    ("send_sms", send_sms, MessageParams, False, ()),
 )
-"""The built-in action types: (type, handler, params model, eager), registered by
-:meth:`HandlerRegistry.default`."""
+"""The built-in action types: (type, handler, params model, eager, causes), registered by
+:meth:`HandlerRegistry.default`. ``causes``: the event types running the handler may feed back
+into the rules (``activity.created`` goes to the event sink; a host that routes it back into
+:meth:`LeadFlow.handle` closes that loop)."""

@@ -1,0 +1,52 @@
+"""The ``leadflow`` command line (the ``cli`` extra: click and rich).
+
+=========================  ==============================================================
+``leadflow demo``          a sales team over 30 simulated days, on a SQLite file
+``leadflow rules ...``     ``validate FILE``, ``test FILE --event JSON``, ``schema``
+``leadflow db ...``        ``init`` / ``upgrade --url URL``: schema, indexes, default rules
+``leadflow worker``        due actions and periodic jobs until SIGTERM
+``leadflow jobs ...``      ``list``, ``run NAME --url URL``: one job once (cron)
+=========================  ==============================================================
+
+Every command has ``--help``; an error is one line on stderr and a non-zero exit code (1: the
+command failed, 2: the command line was wrong). ``python -m leadflow.cli`` works too.
+Importing :mod:`leadflow` never imports this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from ._base import LeadflowGroup
+from .db import db
+from .demo import demo
+from .rules import rules
+from .worker import jobs, worker
+
+__all__ = ["cli", "main"]
+
+
+@click.group(
+    "leadflow", cls=LeadflowGroup, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.version_option(package_name="leadflow", prog_name="leadflow")
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """leadflow: lead activity tracking and follow-up automation.
+
+    Start with 'leadflow demo'.
+    """
+    ctx.obj = {"debug": debug}
+
+
+for command in (demo, rules, db, worker, jobs):
+    cli.add_command(command)
+
+
+def main(args: Sequence[str] | None = None, *, prog_name: str = "leadflow") -> Any:
+    """Run the command line (the console script's entry point); exits the process."""
+    return cli.main(args=list(args) if args is not None else None, prog_name=prog_name)

@@ -1,0 +1,345 @@
+"""The ``leadflow`` command line, run as a user runs it: a subprocess, exit codes, stdout and
+one-line errors on stderr. The demo has its own file (test_cli_demo.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from leadflow import Event, FollowUpRule, LeadFlow, ManualClock, ScheduledActionState
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, check: int | None = 0
+) -> subprocess.CompletedProcess[str]:
+    """``python -m leadflow.cli ARGS`` with the test's interpreter; asserts the exit code
+    unless ``check`` is None."""
+    env = {**os.environ, "COLUMNS": "100"}
+    env.pop("LEADFLOW_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "leadflow.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+    if check is not None:
+        assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
+    return done
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single line an error printed on stderr."""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert ": error: " in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- the basics
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        (),
+        ("demo",),
+        ("rules",),
+        ("rules", "validate"),
+        ("rules", "test"),
+        ("rules", "schema"),
+        ("db",),
+        ("db", "init"),
+        ("db", "upgrade"),
+        ("worker",),
+        ("jobs",),
+        ("jobs", "list"),
+        ("jobs", "run"),
+    ],
+    ids=lambda c: " ".join(c) or "leadflow",
+)
+def test_every_command_has_help(command: tuple[str, ...]) -> None:
+    from leadflow.cli import cli
+
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: leadflow" in result.output
+
+
+def test_the_console_script_and_the_module_both_run() -> None:
+    assert "leadflow" in run_cli("--version").stdout
+    script = Path(sys.executable).with_name("leadflow")
+    if script.exists():  # installed with the cli extra's console script
+        done = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+        assert done.returncode == 0 and "demo" in done.stdout
+
+
+def test_a_wrong_command_line_is_one_line_and_exit_2() -> None:
+    line = one_error_line(run_cli("rules", "validate", check=2))
+    assert line.startswith("leadflow rules validate: error: Missing argument 'FILE'")
+    line = one_error_line(run_cli("demo", "--days", "0", check=2))
+    assert "--days" in line
+    one_error_line(run_cli("nope", check=2))
+
+
+def test_importing_leadflow_loads_no_cli_library() -> None:
+    code = (
+        "import sys, leadflow; print([m for m in ('click', 'rich', 'typer') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- rules
+
+WEBSITE_RULE: dict[str, Any] = {
+    "ruleId": "web-call",
+    "name": "Call website leads",
+    "trigger": {
+        "eventType": "opportunity.created",
+        "conditions": [{"field": "leadSource", "operator": "equals", "value": "website"}],
+    },
+    "actions": [
+        {
+            "actionType": "create_activity",
+            "delay": 1,
+            "activityType": "call",
+            "subject": "Call new website lead",
+            "assignTo": "lead_owner",
+        },
+        {"actionType": "send_notification", "delay": 2, "template": "nudge"},
+    ],
+}
+
+
+def _write(path: Path, data: Any) -> str:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+def test_rules_validate_accepts_valid_rules(tmp_path: Path) -> None:
+    one = _write(tmp_path / "one.json", WEBSITE_RULE)
+    assert "1 rule(s), all valid" in run_cli("rules", "validate", one).stdout
+    many = _write(tmp_path / "many.json", [WEBSITE_RULE, {**WEBSITE_RULE, "ruleId": "other"}])
+    assert "2 rule(s), all valid" in run_cli("rules", "validate", many).stdout
+
+
+def test_rules_validate_locates_every_problem(tmp_path: Path) -> None:
+    bad_operator = json.loads(json.dumps(WEBSITE_RULE))
+    bad_operator["ruleId"] = "bad-op"
+    bad_operator["trigger"]["conditions"][0]["operator"] = "equalz"
+    bad_delay = {**WEBSITE_RULE, "ruleId": "bad-delay"}
+    bad_delay["actions"] = [{"actionType": "send_notification", "delay": -3, "template": "x"}]
+    unknown_action = {**WEBSITE_RULE, "ruleId": "bad-type", "actions": [{"actionType": "fly"}]}
+    twin = {**WEBSITE_RULE}
+    path = _write(
+        tmp_path / "rules.json", [WEBSITE_RULE, bad_operator, bad_delay, unknown_action, twin]
+    )
+    done = run_cli("rules", "validate", path, check=1)
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 4, done.stdout
+    assert lines[0].startswith(f"{path}: rule 'bad-op': [1].trigger.conditions[0]")
+    assert "unknown operator 'equalz'" in lines[0]
+    assert lines[1].startswith(f"{path}: rule 'bad-delay': [2].actions[0].delay")
+    assert lines[2].startswith(f"{path}: rule 'bad-type': [3].actions[0].actionType")
+    assert "fly" in lines[2]
+    assert lines[3].startswith(f"{path}: rule 'web-call': [4].ruleId: the same id as rule #1")
+    assert "4 of 5 rule(s)" in one_error_line(done)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "No such file"),
+        ("{not json", "invalid JSON at line 1"),
+        ("42", "expected a rule object or a list"),
+    ],
+)
+def test_rules_validate_reports_an_unreadable_file_in_one_line(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    path = tmp_path / "rules.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    line = one_error_line(run_cli("rules", "validate", str(path), check=1))
+    assert problem in line and str(path) in line
+
+
+def test_rules_test_explains_a_match_with_due_times(tmp_path: Path) -> None:
+    path = _write(tmp_path / "rule.json", WEBSITE_RULE)
+    event = {
+        "type": "opportunity.created",
+        "time": "2026-03-02T09:00:00Z",
+        "payload": {"opportunityId": "o1", "leadSource": "website"},
+    }
+    out = run_cli("rules", "test", path, "--event", json.dumps(event)).stdout
+    assert "rule 'web-call' (Call website leads): matched" in out
+    assert "[yes] leadSource equals 'website' (saw 'website')" in out
+    assert "plans create_activity 'Call new website lead': due 2026-03-02T10:00:00+00:00" in out
+    assert "plans send_notification 'nudge': due 2026-03-02T11:00:00+00:00" in out
+
+
+def test_rules_test_explains_a_miss_and_refuses_bad_input(tmp_path: Path) -> None:
+    path = _write(tmp_path / "rule.json", WEBSITE_RULE)
+    event = {"type": "opportunity.created", "payload": {"leadSource": "phone"}}
+    out = run_cli("rules", "test", path, "--event", json.dumps(event)).stdout
+    assert "did not match" in out and "(saw 'phone')" in out and "plans" not in out
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event), encoding="utf-8")
+    assert "did not match" in run_cli("rules", "test", path, "--event", f"@{event_file}").stdout
+    assert "invalid JSON" in one_error_line(run_cli("rules", "test", path, "--event", "{", check=1))
+    line = one_error_line(run_cli("rules", "test", path, "--event", '{"payload": {}}', check=1))
+    assert "eventType: Field required" in line  # the missing field is named
+    line = one_error_line(run_cli("rules", "test", path, "--event", "{}", "--rule", "x", check=1))
+    assert "no rule 'x'" in line
+
+
+def test_rules_schema_prints_the_json_schema() -> None:
+    schema = json.loads(run_cli("rules", "schema").stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(WEBSITE_RULE, schema)
+
+
+# ---------------------------------------------------------------------------- db and jobs
+
+
+def test_db_init_twice_changes_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    first = run_cli("db", "init", "--url", url).stdout
+    assert "schema: revision (none) -> " in first and "added the 8 default rules" in first
+    second = run_cli("db", "init", "--url", url).stdout
+    assert "schema: at revision" in second and "none added" in second
+    assert "already" in run_cli("db", "upgrade", "--url", url).stdout
+    from leadflow.stores.sql import sql_storage
+
+    storage = sql_storage(url, create=False)
+    try:
+        assert len(storage.rules.list()) == 8
+    finally:
+        storage.close()
+
+
+def test_db_upgrade_creates_and_a_bare_path_is_a_sqlite_file(tmp_path: Path) -> None:
+    out = run_cli("db", "upgrade", "--url", "lf.sqlite", cwd=tmp_path).stdout
+    assert "schema: revision (none) -> " in out and "rules" not in out
+    assert (tmp_path / "lf.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("memory", "nothing to create"), ("redis://x", "unsupported URL scheme 'redis'")],
+)
+def test_db_refuses_urls_it_cannot_use(url: str, problem: str) -> None:
+    assert problem in one_error_line(run_cli("db", "init", "--url", url, check=1))
+
+
+def test_db_init_on_mongodb_with_mongomock(monkeypatch: pytest.MonkeyPatch) -> None:
+    mongomock = pytest.importorskip("mongomock_ng")
+    from leadflow.cli import cli, stores
+
+    client = mongomock.MongoClient(tz_aware=True)
+    monkeypatch.setattr(stores, "_mongo_database", lambda url: (client["crm"], lambda: None))
+    runner = CliRunner()
+    first = runner.invoke(cli, ["db", "init", "--url", "mongodb://localhost/crm"])
+    assert first.exit_code == 0, first.output
+    assert "indexes" in first.output and "added the 8 default rules" in first.output
+    indexes = client["crm"]["leadActivities"].index_information()
+    second = runner.invoke(cli, ["db", "init", "--url", "mongodb://localhost/crm"])
+    assert second.exit_code == 0 and "none added" in second.output
+    assert client["crm"]["leadActivities"].index_information() == indexes
+    assert client["crm"]["followUpRules"].count_documents({}) == 8
+
+
+def test_the_worker_needs_an_up_to_date_schema(tmp_path: Path) -> None:
+    line = one_error_line(run_cli("worker", "--url", str(tmp_path / "new.sqlite"), check=1))
+    assert "leadflow db upgrade" in line
+
+
+def test_jobs_run_runs_one_job_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    run_cli("db", "init", "--url", url)
+    at = ("--at", "2026-03-02T02:05:00+00:00", "--log-level", "error")
+    out = run_cli("jobs", "run", "cleanup", "--url", url, *at).stdout
+    assert out.startswith("job cleanup ran slot 2026-03-02T02:00") and "purged=0" in out
+    assert "nothing ran" in run_cli("jobs", "run", "cleanup", "--url", url, *at).stdout
+    late = ("--at", "2026-03-02T15:00:00+00:00", "--log-level", "error")
+    assert "nothing ran" in run_cli("jobs", "run", "daily_summary", "--url", url, *late).stdout
+    line = one_error_line(run_cli("jobs", "run", "cleanup", "--url", url, "--at", "x", check=2))
+    assert "--at" in line
+    assert "'nope'" in one_error_line(run_cli("jobs", "run", "nope", "--url", url, check=2))
+    assert "daily_summary" in run_cli("jobs", "list").stdout
+
+
+# ---------------------------------------------------------------------------- the worker
+
+
+def _nudge_rule() -> FollowUpRule:
+    return FollowUpRule.model_validate(
+        {
+            "ruleId": "nudge",
+            "name": "Nudge the owner",
+            "trigger": {"eventType": "opportunity.created"},
+            "actions": [{"actionType": "send_notification", "delay": 1, "template": "nudge"}],
+        }
+    )
+
+
+def test_the_worker_runs_due_actions_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    from leadflow.cli.integrations import log_integrations
+    from leadflow.stores.sql import sql_storage
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    run_cli("db", "init", "--url", url, "--no-rules")
+    storage = sql_storage(url, create=False)
+    try:
+        clock = ManualClock(datetime.now(UTC) - timedelta(hours=3))
+        flow = LeadFlow(storage, log_integrations(), clock=clock)
+        flow.rules.create(_nudge_rule())
+        result = flow.handle(
+            Event(type="opportunity.created", time=clock.now(), payload={"opportunityId": "o1"})
+        )
+        [action] = result.scheduled  # due two hours ago, waiting for a worker
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "leadflow.cli", "worker", "--url", url],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
+            state = ScheduledActionState.PENDING
+            while time.monotonic() < deadline and worker.poll() is None:
+                state = storage.scheduled.get(action.action_id).state
+                if state is ScheduledActionState.DONE:
+                    break
+                time.sleep(0.1)
+            assert state is ScheduledActionState.DONE
+            worker.send_signal(signal.SIGTERM)
+            code = worker.wait(timeout=120)
+            _, stderr = worker.communicate()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        assert code == 0, stderr
+        assert "notification nudge to nobody" in stderr
+        assert "received SIGTERM: stopping" in stderr and "stopped cleanly" in stderr
+        assert storage.scheduled.list(ScheduledActionState.CLAIMED) == []
+    finally:
+        storage.close()
