@@ -159,6 +159,44 @@ def test_two_storages_on_one_file_claim_disjoint_actions(tmp_path: Path) -> None
         storage.close()
 
 
+@on_postgres
+def test_two_instances_scheduling_one_key_at_once_see_one_stored_action() -> None:
+    """Two instances (two engines, as two processes have) handling one event race on the same
+    idempotency key, and so on the same derived action id: one stores it, the other gets it
+    back as already stored, never an error (the race can hit the primary key before the key's
+    own unique index)."""
+    from sqlalchemy import create_engine
+
+    with postgres_schema() as (engine, schema):
+        other = create_engine(engine.url)
+        first, second = sql_storage(engine, schema=schema), sql_storage(other, schema=schema)
+        results: list[object] = []
+        try:
+            for n in range(300):
+                barrier = threading.Barrier(2)
+                action = make_scheduled_action(f"race-{n}")
+
+                def race(store: Any, action: Any = action, barrier: Any = barrier) -> None:
+                    barrier.wait()
+                    try:
+                        results.append(store.scheduled.schedule(action)[1])
+                    except Exception as error:  # reported below
+                        results.append(error)
+
+                threads = [threading.Thread(target=race, args=(s,)) for s in (first, second)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+        finally:
+            first.close()
+            second.close()
+            other.dispose()
+        errors = [r for r in results if isinstance(r, Exception)]
+        assert errors == []
+        assert sorted(results, key=bool) == [False] * 300 + [True] * 300  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- migrations
 
 

@@ -76,15 +76,27 @@ def lint(
                 name = rid if isinstance(rid, str) else f"#{index + 1}"
                 for error in exc.errors():
                     findings.append(
-                        Finding("error", name, _located(error), "invalid-rule", error["msg"],
-                                "see the rule format in docs/rules.md")
-                    )  # fmt: skip
+                        Finding(
+                            "error",
+                            name,
+                            _located(error),
+                            "invalid-rule",
+                            error["msg"],
+                            "see the rule format in docs/rules.md",
+                        )
+                    )
                 continue
         if rule.rule_id in seen:
             findings.append(
-                Finding("error", rule.rule_id, "ruleId", "duplicate-id",
-                        "two rules share this id", "give each rule its own ruleId")
-            )  # fmt: skip
+                Finding(
+                    "error",
+                    rule.rule_id,
+                    "ruleId",
+                    "duplicate-id",
+                    "two rules share this id",
+                    "give each rule its own ruleId",
+                )
+            )
             continue
         seen.add(rule.rule_id)
         loaded.append(rule)
@@ -102,7 +114,9 @@ def lint(
         rule.trigger.event_type: scalar_fields(schemas.get(rule.trigger.event_type))
         for rule in loaded
     }
-    findings.extend(relation_findings(loaded, operators, scalar))
+    broken = {f.rule_id for f in findings if f.severity == "error"}
+    sound = [r for r in loaded if r.rule_id not in broken]  # no noise about broken rules
+    findings.extend(relation_findings(sound, operators, scalar))
     findings.extend(cycle_findings(loaded, handlers, operators))
     return sort_findings(findings)
 
@@ -155,4 +169,3 @@ def check_activation(
     others = [r for r in stored if r.rule_id != rule.rule_id and r.is_active]
     findings = lint([*others, rule], flow=flow)
     return [f for f in findings if f.severity == "error" and _concerns(f, rule.rule_id)]
-

@@ -124,19 +124,26 @@ def _condition_findings(
             continue
         if node.operator not in operators:
             yield Finding(
-                "error", rid, f"{where}.operator", "unknown-operator",
+                "error",
+                rid,
+                f"{where}.operator",
+                "unknown-operator",
                 f"unknown operator {node.operator!r}",
                 f"known: {', '.join(operators.names())}; or register it on the registry",
-            )  # fmt: skip
+            )
             continue
         try:
             compile_condition(node, operators, where)
         except ValueError as exc:
             problem = str(exc).partition(": ")[2] or str(exc)
             yield Finding(
-                "error", rid, f"{where}.value", "bad-value", problem,
+                "error",
+                rid,
+                f"{where}.value",
+                "bad-value",
+                problem,
                 f"see what operator {node.operator!r} accepts in docs/rules.md",
-            )  # fmt: skip
+            )
             continue
         reason = never_holds(node, operators)
         if reason is not None and (".any[" in where or ".not[" in where):
@@ -153,9 +160,13 @@ def _condition_findings(
             hint += f" (or declare the field in the payload schema of {schema.event_type})"
             severity: Severity = "error" if schema.strict else "warning"
             yield Finding(
-                severity, rid, f"{where}.field", "unknown-field",
-                f"{schema.event_type} payloads have no field {node.field!r}", hint,
-            )  # fmt: skip
+                severity,
+                rid,
+                f"{where}.field",
+                "unknown-field",
+                f"{schema.event_type} payloads have no field {node.field!r}",
+                hint,
+            )
             continue
         yield from _type_findings(rid, where, node, found[1], found[0])
 
@@ -184,10 +195,13 @@ def _never_matches(
     reason = dead(top)
     if reason is not None:
         yield Finding(
-            "error", rule.rule_id, "trigger.conditions", "never-matches",
+            "error",
+            rule.rule_id,
+            "trigger.conditions",
+            "never-matches",
             f"the rule can never match: {reason}",
             "fix the conditions, or delete the rule",
-        )  # fmt: skip
+        )
 
 
 def _action_findings(rule: FollowUpRule, handlers: HandlerRegistry) -> Iterator[Finding]:
@@ -195,10 +209,13 @@ def _action_findings(rule: FollowUpRule, handlers: HandlerRegistry) -> Iterator[
         spec = handlers.get(action.action_type)
         if spec is None:
             yield Finding(
-                "error", rule.rule_id, f"actions[{i}].actionType", "unknown-action",
+                "error",
+                rule.rule_id,
+                f"actions[{i}].actionType",
+                "unknown-action",
                 f"no handler is registered for {action.action_type!r}",
                 f"known: {', '.join(handlers)}",
-            )  # fmt: skip
+            )
             continue
         try:
             spec.parse(action)
@@ -206,10 +223,14 @@ def _action_findings(rule: FollowUpRule, handlers: HandlerRegistry) -> Iterator[
             for error in exc.errors():
                 where = ".".join(str(part) for part in error["loc"]) or "params"
                 yield Finding(
-                    "error", rule.rule_id, f"actions[{i}].{where}", "bad-params", error["msg"],
+                    "error",
+                    rule.rule_id,
+                    f"actions[{i}].{where}",
+                    "bad-params",
+                    error["msg"],
                     f"{action.action_type} takes the settings of "
                     f"{spec.params.__name__ if spec.params else 'no params model'}",
-                )  # fmt: skip
+                )
 
 
 def check_rule(
@@ -229,9 +250,13 @@ def check_rule(
         suggestion = event_types.closest(rule.trigger.event_type)
         out.append(
             Finding(
-                "error", rid, "trigger.eventType", "unknown-event-type", problem,
+                "error",
+                rid,
+                "trigger.eventType",
+                "unknown-event-type",
+                problem,
                 f"use {suggestion!r}" if suggestion else "register the type on EventTypes",
-            )  # fmt: skip
+            )
         )
     out.extend(_condition_findings(rule, operators, schema))
     out.extend(_never_matches(rule, operators, scalar_fields(schema)))

@@ -110,8 +110,8 @@ def find_cycles(edges: Sequence[CauseEdge], limit: int = MAX_CYCLES) -> list[lis
     out: dict[str, list[CauseEdge]] = {}
     nodes = sorted({e.source for e in edges})
     outgoing: dict[str, list[CauseEdge]] = {}
-    for edge in sorted(edges, key=lambda e: (e.source, e.action_index, e.event_type, e.target)):
-        outgoing.setdefault(edge.source, []).append(edge)
+    for each in sorted(edges, key=lambda e: (e.source, e.action_index, e.event_type, e.target)):
+        outgoing.setdefault(each.source, []).append(each)
     for start in nodes:
         # Only cycles whose smallest node is ``start``: each cycle is found from one start.
         stack: list[tuple[str, Iterator[CauseEdge]]] = [(start, iter(outgoing.get(start, ())))]
@@ -154,13 +154,20 @@ def cycle_findings(
     for cycle in cycles:
         first = cycle[0]
         yield Finding(
-            "error", first.source, f"actions[{first.action_index}]", "cycle",
+            "error",
+            first.source,
+            f"actions[{first.action_index}]",
+            "cycle",
             f"rules can trigger each other in a loop: {describe_cycle(cycle)}",
             "add a condition that the caused event cannot meet (e.g. on newStatus or ruleId), "
             "or remove the action that closes the loop",
-        )  # fmt: skip
+        )
     if len(cycles) >= MAX_CYCLES:
         yield Finding(
-            "warning", None, "", "too-many-cycles",
-            f"more than {MAX_CYCLES} cycles; only the first {MAX_CYCLES} are reported", "",
-        )  # fmt: skip
+            "warning",
+            None,
+            "",
+            "too-many-cycles",
+            f"more than {MAX_CYCLES} cycles; only the first {MAX_CYCLES} are reported",
+            "",
+        )

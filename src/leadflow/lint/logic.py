@@ -18,17 +18,35 @@ from ..models import Condition, ConditionGroup, ConditionNode
 from ..rules import OperatorRegistry
 from ..rules.compiler import compile_condition, describe
 
-__all__ = ["Leaf", "canonical_json", "contradiction", "conjunction", "field_key", "implies", "never_holds"]
+__all__ = [
+    "Leaf",
+    "canonical_json",
+    "conjunction",
+    "contradiction",
+    "field_key",
+    "implies",
+    "never_holds",
+]
 
 Leaf = Condition
 
 _PRESENCE = frozenset(
     {
-        "equals", "in", "contains", "starts_with", "ends_with", "greater_than",
-        "greater_or_equal", "less_than", "less_or_equal", "between", "exists",
-        "older_than", "newer_than",
+        "equals",
+        "in",
+        "contains",
+        "starts_with",
+        "ends_with",
+        "greater_than",
+        "greater_or_equal",
+        "less_than",
+        "less_or_equal",
+        "between",
+        "exists",
+        "older_than",
+        "newer_than",
     }
-)  # fmt: skip
+)
 """Built-in operators that never hold for a missing or null field (``equals None`` aside)."""
 _ORDERING = {"greater_than", "greater_or_equal", "less_than", "less_or_equal", "between"}
 _TIMED = {"older_than", "newer_than"}
@@ -129,7 +147,10 @@ def never_holds(leaf: Condition, operators: OperatorRegistry) -> str | None:
 
 
 def contradiction(
-    leaves: Sequence[Condition], operators: OperatorRegistry, *, scalar: frozenset[str] = frozenset()
+    leaves: Sequence[Condition],
+    operators: OperatorRegistry,
+    *,
+    scalar: frozenset[str] = frozenset(),
 ) -> str | None:
     """Why the conjunction of ``leaves`` can never hold, or None when it may (or we cannot
     tell). ``scalar`` names the field keys known never to hold a list (from a payload schema),
@@ -162,7 +183,9 @@ def _field_contradiction(
     absent = [leaf for leaf in group if leaf.operator == "not_exists"]
     if absent:
         for leaf in group:
-            if leaf.operator in _PRESENCE and not (leaf.operator == "equals" and leaf.value is None):
+            if leaf.operator in _PRESENCE and not (
+                leaf.operator == "equals" and leaf.value is None
+            ):
                 return f"{describe(absent[0])} and {describe(leaf)} cannot both hold"
     ordering = [leaf for leaf in group if leaf.operator in _ORDERING]
     if ordering:
@@ -250,13 +273,9 @@ def _interval_within(inner: Condition, outer: Condition, operators: OperatorRegi
         return False
     if k1 != k2 or k1 == "string":
         return False
-    if lo2 is not None:
-        if lo1 is None or lo1 < lo2 or (lo1 == lo2 and lo1_inc and not lo2_inc):
-            return False
-    if hi2 is not None:
-        if hi1 is None or hi1 > hi2 or (hi1 == hi2 and hi1_inc and not hi2_inc):
-            return False
-    return True
+    if lo2 is not None and (lo1 is None or lo1 < lo2 or (lo1 == lo2 and lo1_inc and not lo2_inc)):
+        return False
+    return hi2 is None or not (hi1 is None or hi1 > hi2 or (hi1 == hi2 and hi1_inc and not hi2_inc))
 
 
 def _same(a: Condition, b: Condition) -> bool:
@@ -284,4 +303,3 @@ def implies(
 def canonical_json(value: Any) -> str:
     """A stable text form of a JSON-like value (keys sorted), for comparing rule parts."""
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-

@@ -51,11 +51,14 @@ def relation_findings(
             twin = seen.get(signature)
             if twin is not None:
                 yield Finding(
-                    "error", rule.rule_id, "", "duplicate-rule",
+                    "error",
+                    rule.rule_id,
+                    "",
+                    "duplicate-rule",
                     f"rule {rule.rule_id!r} repeats rule {twin.rule_id!r} (same trigger and "
                     "actions): every event would be handled twice",
                     f"delete one of them, or deactivate {rule.rule_id!r}",
-                )  # fmt: skip
+                )
                 continue
             seen[signature] = rule
             premises = conjunction(rule.trigger.conditions)
@@ -64,12 +67,15 @@ def relation_findings(
                     implies(premises, c, operators) for c in higher.trigger.conditions
                 ):
                     yield Finding(
-                        "error", rule.rule_id, "priority", "shadowed",
+                        "error",
+                        rule.rule_id,
+                        "priority",
+                        "shadowed",
                         f"rule {higher.rule_id!r} (priority {higher.priority}, stops "
                         f"processing) matches every event this rule matches: it never applies",
                         f"give {rule.rule_id!r} a priority above {higher.priority}, narrow "
                         f"{higher.rule_id!r}, or drop its stopProcessing",
-                    )  # fmt: skip
+                    )
                     break
             yield from _same_follow_up(group[:index], rule, operators, fields)
 
@@ -90,11 +96,14 @@ def _same_follow_up(
         if common and not blocked and contradiction(both, operators, scalar=fields) is None:
             kind, subject = sorted(common)[0]
             yield Finding(
-                "warning", rule.rule_id, "actions", "same-follow-up",
+                "warning",
+                rule.rule_id,
+                "actions",
+                "same-follow-up",
                 f"rule {rule.rule_id!r} and rule {higher.rule_id!r} can match one event and "
                 f"both open a {kind} {subject!r}: the rep gets it twice",
                 f"make their conditions exclusive, or set stopProcessing on {higher.rule_id!r}",
-            )  # fmt: skip
+            )
             return
         if higher.stop_processing and not higher.trigger.conditions:
             blocked = True

@@ -179,9 +179,7 @@ _ACTIVITY: dict[str, FieldSpec] = {
 
 SEED_PAYLOAD_SCHEMAS: tuple[PayloadSchema, ...] = (
     PayloadSchema("opportunity.created", _OPPORTUNITY),
-    PayloadSchema(
-        "opportunity.status_changed", {**_OPPORTUNITY, "oldStatus": _S, "newStatus": _S}
-    ),
+    PayloadSchema("opportunity.status_changed", {**_OPPORTUNITY, "oldStatus": _S, "newStatus": _S}),
     PayloadSchema(
         "estimate.created",
         {

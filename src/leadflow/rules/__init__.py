@@ -4,7 +4,8 @@ the seed's default rules. No I/O, no clock, no globals; nothing here imports the
 Modules: ``operators`` (OperatorRegistry and the built-ins), ``fields`` (field paths,
 ``MISSING``), ``compiler`` (conditions into predicates), ``index`` (rules by field value),
 ``events`` (the known event types), ``intake`` (reading event documents), ``engine``
-(RuleEngine), ``calendar`` (WorkingCalendar), ``defaults`` (the seed's rules).
+(RuleEngine), ``explain`` (the one explanation format), ``calendar``
+(WorkingCalendar), ``defaults`` (the seed's rules).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from .engine import (
     PlannedAction,
     RuleEngine,
     RuleExplanation,
+    explain,
     validate_rule,
 )
 from .events import SEED_EVENT_TYPES, EventTypes
+from .explain import DueExplanation, EventExplanation, render_rule
 from .fields import MISSING, field_getter
 from .operators import Operator, OperatorRegistry
 
@@ -28,7 +31,9 @@ __all__ = [
     "MISSING",
     "SEED_EVENT_TYPES",
     "ConditionOutcome",
+    "DueExplanation",
     "Evaluation",
+    "EventExplanation",
     "EventTypes",
     "Operator",
     "OperatorRegistry",
@@ -38,6 +43,8 @@ __all__ = [
     "WorkingCalendar",
     "default_rules",
     "describe",
+    "explain",
     "field_getter",
+    "render_rule",
     "validate_rule",
 ]

@@ -19,20 +19,31 @@ from typing import Any, NamedTuple
 
 from ..errors import InvalidInputError, RuleValidationError
 from ..limits import DEFAULT_LIMITS, Limits
-from ..models import Action, Condition, ConditionGroup, ConditionNode, Event, FollowUpRule
+from ..models import Action, Condition, Event, FollowUpRule
 from .calendar import WorkingCalendar
 from .compiler import compile_condition, describe
 from .events import EventTypes
+from .explain import (
+    ConditionOutcome,
+    DueExplanation,
+    EventExplanation,
+    RuleExplainer,
+    RuleExplanation,
+    explain_due,
+    show,
+)
 from .index import Bucket, CompiledRule, Plan
 from .intake import EventFields, read_event
-from .operators import MISSING, OperatorRegistry, field_getter
+from .operators import OperatorRegistry
 
 __all__ = [
     "ConditionOutcome",
     "Evaluation",
+    "EventExplanation",
     "PlannedAction",
     "RuleEngine",
     "RuleExplanation",
+    "explain",
     "validate_rule",
 ]
 
@@ -60,27 +71,6 @@ class PlannedAction(NamedTuple):
         event ``E:x`` with rule ``vip`` and event ``E`` with rule ``x:vip`` get different keys.
         """
         return f"{self.event_id}/{self.rule.rule_id}/{self.action_index}"
-
-
-class ConditionOutcome(NamedTuple):
-    """How one leaf condition fared, for explanations."""
-
-    location: str
-    condition: str
-    field: str
-    actual: Any
-    passed: bool
-
-
-class RuleExplanation(NamedTuple):
-    """Why a rule did or did not apply to an event."""
-
-    rule_id: str
-    rule_name: str
-    priority: int
-    matched: bool
-    reason: str
-    conditions: tuple[ConditionOutcome, ...]
 
 
 class Evaluation:
@@ -293,6 +283,7 @@ class RuleEngine:
         self._earliest = self.limits.earliest
         self._latest = self.limits.latest
         self._max_planned = self.limits.planned_per_event
+        self._explainers: dict[str, RuleExplainer] = {}
 
     @property
     def rules(self) -> tuple[FollowUpRule, ...]:
@@ -392,47 +383,71 @@ class RuleEngine:
                 )
         if explain:
             read = source if isinstance(source, EventFields) else read_event(source)
-            explanations = self._explain(read, matched)
+            explanations = self._explain(read, matched, planned)
             return Evaluation(source, tuple(matched), tuple(planned), explanations)
         return Evaluation(source, tuple(matched), tuple(planned))
 
     # ----------------------------------------------------------------- explanations
 
+    def explain(self, event: Event | Mapping[str, Any]) -> EventExplanation:
+        """``evaluate(event, explain=True)`` in the one explanation format (see
+        :mod:`leadflow.rules.explain`): every rule, why it applied or not, every condition
+        node's truth value with the values compared, and how each due time was computed."""
+        evaluation = self.evaluate(event, explain=True)
+        fields = read_event(evaluation.event)
+        return EventExplanation(fields.id, fields.type, fields.time, evaluation.explanations or ())
+
+    def _explainer(self, rule: FollowUpRule) -> RuleExplainer:
+        explainer = self._explainers.get(rule.rule_id)
+        if explainer is None or explainer.rule is not rule:
+            explainer = RuleExplainer(rule, self.operators, self.limits)
+            self._explainers[rule.rule_id] = explainer
+        return explainer
+
     def _explain(
-        self, event: EventFields, matched: list[FollowUpRule]
+        self, event: EventFields, matched: list[FollowUpRule], planned: list[PlannedAction]
     ) -> tuple[RuleExplanation, ...]:
         matched_ids = {r.rule_id for r in matched}
+        dues: dict[str, list[DueExplanation]] = {}
+        for p in planned:
+            dues.setdefault(p.rule.rule_id, []).append(
+                explain_due(p.action_index, p.action, event.time, p.due_at, self.calendar)
+            )
         bucket = self._by_type.get(event.type)
         stopper: FollowUpRule | None = None
         out: list[RuleExplanation] = []
+        payload, now = event.payload, event.time
         for _, rule, stop, _ in () if bucket is None else bucket.entries:
-            outcomes: list[ConditionOutcome] = []
-            failed_top: tuple[int, ConditionNode, int] | None = None
-            for i, node in enumerate(rule.trigger.conditions):
-                first_leaf = len(outcomes)
-                if not self._explain_node(node, event, f"trigger.conditions[{i}]", outcomes):
-                    failed_top = failed_top or (i, node, first_leaf)
-            if rule.rule_id in matched_ids:
-                reason = "matched" if outcomes else "matched (no conditions)"
-            elif failed_top is None:
+            failed, leaves, tree = self._explainer(rule).run(payload, now)
+            stopped_by: str | None = None
+            is_match = rule.rule_id in matched_ids
+            if is_match:
+                reason = "matched" if tree else "matched (no conditions)"
+            elif failed is None:
                 assert stopper is not None
+                stopped_by = stopper.rule_id
                 reason = f"conditions hold, but rule {stopper.rule_id!r} stopped processing"
             else:
-                i, node, first_leaf = failed_top
-                reason = f"trigger.conditions[{i}] failed: {describe(node)}"
+                node = rule.trigger.conditions[failed]
+                reason = f"trigger.conditions[{failed}] failed: {describe(node)}"
                 if isinstance(node, Condition):
-                    reason += f" (actual: {_show(outcomes[first_leaf].actual)})"
+                    first = next(o for o in leaves if o.location == f"trigger.conditions[{failed}]")
+                    reason += f" (actual: {show(first.actual)})"
             out.append(
                 RuleExplanation(
                     rule.rule_id,
                     rule.name,
                     rule.priority,
-                    rule.rule_id in matched_ids,
+                    is_match,
                     reason,
-                    tuple(outcomes),
+                    leaves,
+                    tree,
+                    stopped_by,
+                    tuple(dues.get(rule.rule_id, ())),
+                    stop,
                 )
             )
-            if stopper is None and stop and rule.rule_id in matched_ids:
+            if stopper is None and stop and is_match:
                 stopper = rule
         for rule in self._rules:
             if rule.trigger.event_type != event.type or not rule.is_active:
@@ -444,24 +459,13 @@ class RuleEngine:
                 out.append(RuleExplanation(rule.rule_id, rule.name, rule.priority, False, why, ()))
         return tuple(out)
 
-    def _explain_node(
-        self, node: ConditionNode, event: EventFields, location: str, out: list[ConditionOutcome]
-    ) -> bool:
-        if isinstance(node, Condition):
-            actual = field_getter(node.field)(event.payload)
-            test = compile_condition(node, self.operators, location, limits=self.limits)
-            passed = test(event.payload, event.time)
-            out.append(ConditionOutcome(location, describe(node), node.field, actual, passed))
-            return passed
-        assert isinstance(node, ConditionGroup)
-        results = [
-            self._explain_node(child, event, f"{location}.{node.kind}[{i}]", out)
-            for i, child in enumerate(node.conditions)
-        ]
-        if node.kind == "not":
-            return not results[0]
-        return any(results) if node.kind == "any" else all(results)
 
-
-def _show(value: Any) -> str:
-    return "missing" if value is MISSING else repr(value)
+def explain(
+    rules: Iterable[FollowUpRule | Mapping[str, Any]] | RuleEngine,
+    event: Event | Mapping[str, Any],
+    **engine_options: Any,
+) -> EventExplanation:
+    """Explain ``event`` against ``rules`` (an engine, or rules loaded into a new engine with
+    ``engine_options``): see :meth:`RuleEngine.explain`."""
+    engine = rules if isinstance(rules, RuleEngine) else RuleEngine(rules, **engine_options)
+    return engine.explain(event)

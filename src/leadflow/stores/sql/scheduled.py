@@ -27,7 +27,6 @@ from sqlalchemy import (
     and_,
     case,
     delete,
-    exc,
     literal,
     literal_column,
     select,
@@ -124,34 +123,39 @@ class SqlScheduledActionStore:
 
     @translated("action")
     def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
-        """One ``INSERT ... ON CONFLICT (idempotency_key) DO NOTHING``; the stored action is
-        read only when the key was taken."""
+        """One ``INSERT ... ON CONFLICT DO NOTHING`` (any unique constraint: the key, or the id
+        derived from it, which two instances racing on one key both carry); the stored action
+        is read only when nothing was inserted."""
         checked = check_model(action, ScheduledAction, "action")
         c = self._t.c
         statement = (
             self._insert(self._t)
             .values(_values(checked))
-            .on_conflict_do_nothing(index_elements=[c.idempotency_key])
+            .on_conflict_do_nothing()
             .returning(c.action_id)
         )
-        try:
-            with self._db.write() as connection:
-                if connection.execute(statement).first() is not None:
-                    return _load(_values(checked)), True
-                existing = (
-                    connection.execute(
-                        select(self._t).where(c.idempotency_key == checked.idempotency_key)
-                    )
-                    .mappings()
-                    .first()
+        taken = None
+        with self._db.write() as connection:
+            if connection.execute(statement).first() is not None:
+                return _load(_values(checked)), True
+            existing = (
+                connection.execute(
+                    select(self._t).where(c.idempotency_key == checked.idempotency_key)
                 )
-        except exc.IntegrityError as error:  # the action id is taken (by another key)
+                .mappings()
+                .first()
+            )
+            if existing is None:
+                taken = connection.execute(
+                    select(c.idempotency_key).where(c.action_id == checked.action_id)
+                ).first()
+        if existing is not None:
+            return _load(existing), False
+        if taken is not None:  # the id is held by an action with another key
             raise DuplicateError(
                 f"action {checked.action_id!r} already exists with another idempotency key"
-            ) from error
-        if existing is None:  # purged between the two statements: schedule it anew
-            return self.schedule(checked)
-        return _load(existing), False
+            )
+        return self.schedule(checked)  # purged between the two statements: schedule it anew
 
     def _one(self, connection: Connection, action_id: str) -> Mapping[Any, Any]:
         row = (
