@@ -284,6 +284,7 @@ class RuleEngine:
         self._latest = self.limits.latest
         self._max_planned = self.limits.planned_per_event
         self._explainers: dict[str, RuleExplainer] = {}
+        self._others: dict[str, tuple[RuleExplanation, ...]] = {}
 
     @property
     def rules(self) -> tuple[FollowUpRule, ...]:
@@ -428,11 +429,7 @@ class RuleEngine:
                 stopped_by = stopper.rule_id
                 reason = f"conditions hold, but rule {stopper.rule_id!r} stopped processing"
             else:
-                node = rule.trigger.conditions[failed]
-                reason = f"trigger.conditions[{failed}] failed: {describe(node)}"
-                if isinstance(node, Condition):
-                    first = next(o for o in leaves if o.location == f"trigger.conditions[{failed}]")
-                    reason += f" (actual: {show(first.actual)})"
+                reason = failed
             out.append(
                 RuleExplanation(
                     rule.rule_id,
@@ -449,15 +446,26 @@ class RuleEngine:
             )
             if stopper is None and stop and is_match:
                 stopper = rule
-        for rule in self._rules:
-            if rule.trigger.event_type != event.type or not rule.is_active:
-                why = (
-                    "inactive"
-                    if not rule.is_active
-                    else f"listens to {rule.trigger.event_type!r}, not {event.type!r}"
-                )
-                out.append(RuleExplanation(rule.rule_id, rule.name, rule.priority, False, why, ()))
-        return tuple(out)
+        return (*out, *self._not_listening(event.type))
+
+    def _not_listening(self, event_type: str) -> tuple[RuleExplanation, ...]:
+        """The explanations of the rules that never see ``event_type`` (the same for every
+        event of the type: built once)."""
+        cached = self._others.get(event_type)
+        if cached is None:
+            rows = []
+            for rule in self._rules:
+                if rule.trigger.event_type != event_type or not rule.is_active:
+                    why = (
+                        "inactive"
+                        if not rule.is_active
+                        else f"listens to {rule.trigger.event_type!r}, not {event_type!r}"
+                    )
+                    rows.append(
+                        RuleExplanation(rule.rule_id, rule.name, rule.priority, False, why, ())
+                    )
+            cached = self._others[event_type] = tuple(rows)
+        return cached
 
 
 def explain(

@@ -242,14 +242,19 @@ class RuleExplainer:
 
     def run(
         self, payload: Mapping[str, Any], now: datetime
-    ) -> tuple[int | None, tuple[ConditionOutcome, ...], tuple[ConditionOutcome, ...]]:
-        """(index of the first top-level condition that failed or None, leaves, tree)."""
+    ) -> tuple[str | None, tuple[ConditionOutcome, ...], tuple[ConditionOutcome, ...]]:
+        """(None when every top-level condition held, else why the first one failed; the
+        leaves; the whole tree, pre-order)."""
         tree: list[ConditionOutcome] = []
         leaves: list[ConditionOutcome] = []
-        failed: int | None = None
-        for i, node in enumerate(self._nodes):
+        failed: str | None = None
+        for node in self._nodes:
+            slot = len(tree)
             if not _run(node, payload, now, tree, leaves) and failed is None:
-                failed = i
+                top = tree[slot]
+                failed = f"{top.location} failed: {top.condition}"
+                if top.kind == "condition":
+                    failed += f" (actual: {show(top.actual)})"
         return failed, tuple(leaves), tuple(tree)
 
 

@@ -44,8 +44,13 @@ _CASCADES: Final = uuid.UUID("5d3c1f0e-7a51-4d1b-9b8e-1eadf1000001")
 
 
 class _Params(BaseModel):
+    # Frozen: the runtime reuses one parsed value per rule action (see LeadFlow._params).
     model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid"
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+        frozen=True,
     )
 
 

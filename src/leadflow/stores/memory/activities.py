@@ -135,7 +135,9 @@ class InMemoryActivityRepository:
             self._check_open_key(checked.open_key, checked.activity_id)
             row = row_from_activity(checked, version=1, open_key=checked.open_key)
             self._insert(row)
-        return activity_from_row(row)
+        # The store keeps the row (atomic values), not ``checked``: a validated copy the caller
+        # never held, so it is handed out as is rather than built again from the row.
+        return checked if checked.version == 1 else checked.model_copy(update={"version": 1})
 
     def update(self, activity: Activity) -> Activity:
         """See the port. The stored ``open_key`` is kept whatever ``activity`` says; reopening

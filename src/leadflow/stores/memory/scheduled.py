@@ -157,7 +157,9 @@ class InMemoryScheduledActionStore:
             done = self._change(
                 action, state=_State.DONE, lease_expires_at=None, updated_at=now, finished_at=now
             )
-        return _copy(done)
+        # A finished action is kept only as bytes: nothing in the store refers to ``done`` (or
+        # to the live copy it was made from), so it is the caller's own object already.
+        return done
 
     def mark_failed(
         self,
