@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_workload import make_event_documents, rule_set  # noqa: E402
+from engine_workload import make_event_documents, rule_set
 
-from leadflow import RuleEngine  # noqa: E402
+from leadflow import RuleEngine
 
 TARGET = 2.0
 CHUNK = 250
@@ -42,7 +42,16 @@ def check(engine: RuleEngine, events: list[dict[str, Any]]) -> None:
             raise SystemExit(f"explain changed the answer for {document['id']}")
         listening = len(engine.rules_for(document["type"]))
         rows = [e for e in explained.explanations or () if e.tree or e.reason != "inactive"]
-        if len([e for e in rows if e.rule_id in {r.rule_id for r in engine.rules_for(document["type"])}]) != listening:  # noqa: E501
+        if (
+            len(
+                [
+                    e
+                    for e in rows
+                    if e.rule_id in {r.rule_id for r in engine.rules_for(document["type"])}
+                ]
+            )
+            != listening
+        ):
             raise SystemExit(f"not every rule explained for {document['id']}")
 
 

@@ -83,7 +83,8 @@ def test_stopped_rules_say_by_whom() -> None:
 def test_due_times_explain_calendar_holidays_and_dst() -> None:
     calendar = WorkingCalendar("America/New_York", holidays=[date(2026, 3, 9)])
     actions = [
-        {"actionType": "create_activity", "subject": "a", "delay": {"amount": 2, "unit": "business_days"}},
+        {"actionType": "create_activity", "subject": "a",
+         "delay": {"amount": 2, "unit": "business_days"}},
         {"actionType": "create_activity", "subject": "b", "delay": 48},
         {"actionType": "send_notification", "template": "t"},
     ]  # fmt: skip

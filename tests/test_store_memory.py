@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from leadflow import Activity, InvalidInputError, OpenActivityExistsError, Outcome
@@ -293,3 +295,62 @@ def test_an_activity_round_trips_through_its_row() -> None:
     assert set(full) == set(Activity.model_fields)
     activity = Activity.model_validate(full)
     assert InMemoryActivityRepository().add(activity) == activity
+
+
+# --------------------------------------------------------------------------- the chunked index
+
+_KEYS = st.tuples(st.integers(0, 40), st.sampled_from(["a", "b", "c"]))
+_BOUND = st.none() | st.tuples(st.integers(-1, 41)) | _KEYS
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    load=st.integers(2, 6),
+    ops=st.lists(st.tuples(st.sampled_from(["add", "remove"]), _KEYS), max_size=150),
+    ranges=st.lists(
+        st.tuples(_BOUND, _BOUND, st.booleans(), st.booleans(), st.booleans()), max_size=6
+    ),
+)
+def test_the_chunked_index_behaves_like_a_sorted_list(
+    load: int,
+    ops: list[tuple[str, tuple[int, str]]],
+    ranges: list[tuple[Any, Any, bool, bool, bool]],
+) -> None:
+    from sortedcontainers import SortedList
+
+    from leadflow.stores.memory.chunks import ChunkedIndex
+
+    reference: SortedList[tuple[int, str]] = SortedList()
+    index: ChunkedIndex[tuple[int, str]] = ChunkedIndex(load=load)
+    for op, key in ops:
+        if op == "add":
+            reference.add(key)
+            index.add(key)
+        else:
+            missing = key not in reference
+            if missing:
+                with pytest.raises(ValueError):
+                    index.remove(key)
+            else:
+                reference.remove(key)
+                index.remove(key)
+        assert list(index) == list(reference) and len(index) == len(reference)
+    for low, high, low_in, high_in, reverse in ranges:
+        expected = reference.irange(low, high, inclusive=(low_in, high_in), reverse=reverse)
+        got = index.irange(low, high, inclusive=(low_in, high_in), reverse=reverse)
+        assert list(got) == list(expected)
+
+
+def test_a_big_index_adds_almost_nothing_for_the_collector_to_walk() -> None:
+    import gc
+
+    from leadflow.stores.memory.chunks import ChunkedIndex
+
+    index: ChunkedIndex[tuple[int, str]] = ChunkedIndex()
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(50_000):
+        index.add(((n * 7919) % 50_000, f"id-{n}"))
+    gc.collect()
+    added = len(gc.get_objects()) - before
+    assert added < 50_000 / 100  # the chunks are untracked tuples; only the two lists remain

@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 
 from ..errors import InvalidInputError, RuleValidationError
 from ..limits import DEFAULT_LIMITS, Limits
-from ..models import Action, Condition, Event, FollowUpRule
+from ..models import Action, Event, FollowUpRule
 from .calendar import WorkingCalendar
-from .compiler import compile_condition, describe
+from .compiler import compile_condition
 from .events import EventTypes
 from .explain import (
     ConditionOutcome,
@@ -30,7 +30,6 @@ from .explain import (
     RuleExplainer,
     RuleExplanation,
     explain_due,
-    show,
 )
 from .index import Bucket, CompiledRule, Plan
 from .intake import EventFields, read_event

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _MAX_LISTED_DAYS = 14
+_NO_SHIFT = timedelta(0)
 
 
 class ConditionOutcome(NamedTuple):
@@ -301,7 +302,21 @@ def _run(
 # --------------------------------------------------------------------------- due times
 
 
+_CALENDAR_TEXTS: dict[int, tuple[WorkingCalendar, str]] = {}
+
+
 def _calendar_text(calendar: WorkingCalendar) -> str:
+    cached = _CALENDAR_TEXTS.get(id(calendar))
+    if cached is not None and cached[0] is calendar:
+        return cached[1]
+    if len(_CALENDAR_TEXTS) > 256:
+        _CALENDAR_TEXTS.clear()
+    text = _describe_calendar(calendar)
+    _CALENDAR_TEXTS[id(calendar)] = (calendar, text)  # holds the calendar: its id stays unique
+    return text
+
+
+def _describe_calendar(calendar: WorkingCalendar) -> str:
     names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     days = ",".join(names[d] for d in sorted(calendar.workdays))
     hours = f"{calendar._start.strftime('%H:%M')}-{calendar._end.strftime('%H:%M')}"
@@ -327,7 +342,10 @@ def explain_due(
     """How ``due_at`` follows from ``start`` and the action's delay on ``calendar``."""
     business = action.delay.is_business_time
     zone = calendar.zone
-    shift = due_at.astimezone(zone).utcoffset() - start.astimezone(zone).utcoffset()  # type: ignore[operator]
+    if calendar.timezone == "UTC" or due_at == start:
+        shift = _NO_SHIFT
+    else:
+        shift = due_at.astimezone(zone).utcoffset() - start.astimezone(zone).utcoffset()  # type: ignore[operator]
     skipped: list[date] = []
     holidays: list[date] = []
     if business and due_at > start:

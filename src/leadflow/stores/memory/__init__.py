@@ -1,8 +1,9 @@
 """The in-memory backend: every storage port, thread-safe, for tests, demos and one process.
 
-It is the reference implementation: each store is one class guarded by one lock, with
-``sortedcontainers`` indexes, and states the contract of its port by doing exactly what the
-docstrings in :mod:`leadflow.ports` say. :func:`memory_storage` builds all six.
+It is the reference implementation: each store is one class guarded by one lock, with sorted
+indexes (:class:`~.chunks.ChunkedIndex`, held to ``sortedcontainers.SortedList`` by a property
+test), and states the contract of its port by doing exactly what the docstrings in
+:mod:`leadflow.ports` say. :func:`memory_storage` builds all six.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The in-memory :class:`~leadflow.ports.ActivityRepository`: the reference implementation.
 
 Activities are kept as rows (plain tuples, see :mod:`.activity_rows`) in a dict by id, and every
-query is answered from an ordered index (a ``sortedcontainers.SortedList`` of key tuples ending
+query is answered from an ordered index (a :class:`~.chunks.ChunkedIndex` of key tuples ending
 with the activity id) so it costs about the rows it returns, not the size of the store.
 One lock guards everything: each method is atomic and, on error, writes nothing. Models are
 validated on the way in (a caller may have changed one since it was built) and built afresh on
@@ -17,8 +17,6 @@ from datetime import datetime, timedelta
 from heapq import nlargest, nsmallest
 from itertools import chain, islice
 from typing import Any, TypeAlias
-
-from sortedcontainers import SortedList
 
 from ...clock import ensure_utc
 from ...errors import (
@@ -66,11 +64,12 @@ from .activity_rows import (
     when,
 )
 from .arguments import check_id, check_limit, check_model, check_type
+from .chunks import ChunkedIndex
 
 __all__ = ["InMemoryActivityRepository"]
 
 _Key = tuple[Any, ...]
-_Index: TypeAlias = "SortedList[_Key]"  # keys in order; each ends with an activity id
+_Index: TypeAlias = "ChunkedIndex[_Key]"  # keys in order; each ends with an activity id
 _LIST_MAX = 1000
 
 
@@ -109,18 +108,18 @@ class InMemoryActivityRepository:
         self._lock = threading.Lock()
         self._rows: dict[str, Row] = {}
         self._open_keys: dict[str, str] = {}
-        self._created: _Index = SortedList()
-        self._by_assignee: _Index = SortedList()
-        self._by_rule: _Index = SortedList()
-        self._by_opportunity: _Index = SortedList()
-        self._by_customer: _Index = SortedList()
-        self._open_due: _Index = SortedList()
-        self._open_undated: _Index = SortedList()
-        self._open_due_by_assignee: _Index = SortedList()
-        self._open_undated_by_assignee: _Index = SortedList()
-        self._completed: _Index = SortedList()
+        self._created: _Index = ChunkedIndex()
+        self._by_assignee: _Index = ChunkedIndex()
+        self._by_rule: _Index = ChunkedIndex()
+        self._by_opportunity: _Index = ChunkedIndex()
+        self._by_customer: _Index = ChunkedIndex()
+        self._open_due: _Index = ChunkedIndex()
+        self._open_undated: _Index = ChunkedIndex()
+        self._open_due_by_assignee: _Index = ChunkedIndex()
+        self._open_undated_by_assignee: _Index = ChunkedIndex()
+        self._completed: _Index = ChunkedIndex()
         self._last: dict[str, datetime] = {}
-        self._by_last: _Index = SortedList()
+        self._by_last: _Index = ChunkedIndex()
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -24,8 +24,6 @@ from heapq import nsmallest
 from itertools import islice, takewhile
 from typing import Any
 
-from sortedcontainers import SortedList
-
 from ...clock import ensure_utc
 from ...errors import (
     ConflictError,
@@ -37,6 +35,7 @@ from ...errors import (
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
 from ..checks import checked_lease
 from .arguments import check_limit, check_model, check_type
+from .chunks import ChunkedIndex
 
 __all__ = ["InMemoryScheduledActionStore"]
 
@@ -68,7 +67,7 @@ class InMemoryScheduledActionStore:
     """A :class:`~leadflow.ports.ScheduledActionStore` held in process memory.
 
     Indexes: ``_pending`` (due_at, id) and ``_leases`` (lease_expires_at, id) as
-    ``SortedList``s, so :meth:`claim_due` looks only at actions it can take; the pending action
+    ``ChunkedIndex``es, so :meth:`claim_due` looks only at actions it can take; the pending action
     ids of each opportunity and of each rule (what the cancel methods touch); ``_by_finish``
     (finished_at, id) for :meth:`purge_finished`; the idempotency keys of every stored action.
     """
@@ -78,9 +77,9 @@ class InMemoryScheduledActionStore:
         self._live: dict[str, ScheduledAction] = {}
         self._finished: dict[str, _Finished] = {}
         self._by_key: dict[str, str] = {}
-        self._pending: SortedList[tuple[datetime, str]] = SortedList()
-        self._leases: SortedList[tuple[datetime, str]] = SortedList()
-        self._by_finish: SortedList[tuple[datetime, str]] = SortedList()
+        self._pending: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._leases: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._by_finish: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
         self._pending_by_opportunity: dict[str, set[str]] = {}
         self._pending_by_rule: dict[str, set[str]] = {}
 

@@ -1,0 +1,119 @@
+"""Two rule sets over one history, side by side: the difference rule by rule, with examples."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .report import SimulationReport
+
+__all__ = ["Comparison", "RuleDifference"]
+
+EXAMPLES = 3
+"""Example events kept per rule difference."""
+
+
+@dataclass(slots=True)
+class RuleDifference:
+    """One rule's figures under the current (``before``) and the other (``after``) rule set,
+    and up to :data:`EXAMPLES` events it matched under one and not (as often) the other:
+    ``(event id, times matched before, times matched after)``."""
+
+    rule_id: str
+    matched: tuple[int, int] = (0, 0)
+    activities: tuple[int, int] = (0, 0)
+    notifications: tuple[int, int] = (0, 0)
+    pending_at_end: tuple[int, int] = (0, 0)
+    examples: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        pairs = (self.matched, self.activities, self.notifications, self.pending_at_end)
+        return any(a != b for a, b in pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ruleId": self.rule_id,
+            "matched": list(self.matched),
+            "activities": list(self.activities),
+            "notifications": list(self.notifications),
+            "pendingAtEnd": list(self.pending_at_end),
+            "examples": [{"eventId": e, "before": a, "after": b} for e, a, b in self.examples],
+        }
+
+
+@dataclass(slots=True)
+class Comparison:
+    """``before`` and ``after`` reports and the rules whose figures differ (sorted by id)."""
+
+    before: SimulationReport
+    after: SimulationReport
+    rules: list[RuleDifference]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "differences": [r.to_dict() for r in self.rules],
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_text(self) -> str:
+        b, a = self.before, self.after
+        lines = [
+            f"replayed {b.events} event(s); activities {b.activities} -> {a.activities}, "
+            f"notifications {b.notifications} -> {a.notifications}, pending at the end "
+            f"{sum(b.pending_at_end.values())} -> {sum(a.pending_at_end.values())}",
+        ]
+        if b.busiest != a.busiest:
+            lines.append(f"busiest rep-day: {b.busiest} -> {a.busiest}")
+        if not self.rules:
+            lines.append("no rule behaves differently")
+        for diff in self.rules:
+            parts = []
+            for name in ("matched", "activities", "notifications", "pending_at_end"):
+                before, after = getattr(diff, name)
+                if before != after:
+                    parts.append(
+                        f"{name.replace('_', ' ')} {before} -> {after} ({after - before:+d})"
+                    )
+            lines.append(f"rule {diff.rule_id!r}: " + ", ".join(parts))
+            for event_id, before_n, after_n in diff.examples:
+                lines.append(f"    e.g. event {event_id}: matched {before_n} -> {after_n} time(s)")
+        return "\n".join(lines) + "\n"
+
+
+def differences(
+    before: SimulationReport,
+    after: SimulationReport,
+    examples: dict[str, list[tuple[str, int, int]]],
+) -> list[RuleDifference]:
+    """The rules (of either report) whose figures differ, with their examples."""
+    ids: set[str] = set()
+    for report in (before, after):
+        for table in (
+            report.matched_per_rule,
+            report.activities_per_rule,
+            report.notifications_per_rule,
+            report.pending_at_end,
+        ):
+            ids.update(table)
+    out = []
+    for rule_id in sorted(ids):
+        diff = RuleDifference(
+            rule_id,
+            (before.matched_per_rule.get(rule_id, 0), after.matched_per_rule.get(rule_id, 0)),
+            (before.activities_per_rule.get(rule_id, 0), after.activities_per_rule.get(rule_id, 0)),
+            (
+                before.notifications_per_rule.get(rule_id, 0),
+                after.notifications_per_rule.get(rule_id, 0),
+            ),
+            (before.pending_at_end.get(rule_id, 0), after.pending_at_end.get(rule_id, 0)),
+            examples.get(rule_id, []),
+        )
+        if diff.changed or diff.examples:
+            out.append(diff)
+    return out

@@ -1,0 +1,248 @@
+"""The backtest: held to the real runtime on a small history, and its reports."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadflow import FollowUpRule, LeadFlow, ManualClock
+from leadflow.records import ScheduledActionState
+from leadflow.rules import default_rules
+from leadflow.simulate import SimulationSettings, compare, render_html, simulate
+
+START = datetime(2026, 3, 2, 8, tzinfo=UTC)
+REPS = ("alice", "bob", "carol")
+
+
+def rule(
+    rid: str, event_type: str, conditions: list[Any], actions: list[Any], **kw: Any
+) -> dict[str, Any]:
+    trigger = {"eventType": event_type, "conditions": conditions}
+    return {"ruleId": rid, "name": rid, "trigger": trigger, "actions": actions, **kw}
+
+
+def when(field: str, value: Any, op: str = "equals") -> list[dict[str, Any]]:
+    return [{"field": field, "operator": op, "value": value}]
+
+
+def activity(subject: str, assign: str, delay: int, **kw: Any) -> dict[str, Any]:
+    return {"actionType": "create_activity", "subject": subject, "assignTo": assign,
+            "delay": delay, **kw}  # fmt: skip
+
+
+def notify(template: str, delay: int = 0) -> dict[str, Any]:
+    return {"actionType": "send_notification", "template": template, "delay": delay}
+
+
+def set_status(status: str) -> dict[str, Any]:
+    return {"actionType": "update_status", "params": {"status": status}}
+
+
+EXTRA: list[Any] = [
+    rule("rr-email", "opportunity.created", when("leadSource", "phone"),
+         [activity("E-mail", "round_robin", 3, activityType="email"), notify("later", 30)]),
+    rule("big-quote", "estimate.created", when("amount", 5000, "greater_than"),
+         [set_status("negotiating"), notify("big_quote")], priority=45),
+    rule("least", "opportunity.status_changed", when("newStatus", "qualified"),
+         [activity("Qualify", "least_loaded", 2)]),
+]  # fmt: skip
+
+
+def history(count: int = 400, seed: int = 3) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    events: list[dict[str, Any]] = []
+    opportunities: list[str] = []
+    time = START
+    for n in range(count):
+        time += timedelta(minutes=rng.randint(5, 90))
+        kind = rng.choices(["created", "status", "estimate"], [4, 3, 3])[0]
+        if kind == "created" or not opportunities:
+            opp = f"opp-{len(opportunities)}"
+            opportunities.append(opp)
+            payload: dict[str, Any] = {
+                "opportunityId": opp,
+                "status": "new",
+                "assignedTo": rng.choice(REPS),
+                "leadSource": rng.choice(["website", "referral", "phone", "social"]),
+                "priority": rng.choice(["low", "high", "urgent"]),
+            }
+            events.append(
+                {
+                    "id": f"e{n}",
+                    "type": "opportunity.created",
+                    "time": time.isoformat(),
+                    "payload": payload,
+                }
+            )
+        elif kind == "status":
+            opp = rng.choice(opportunities)
+            status = rng.choice(["qualified", "won", "lost", "negotiating"])
+            payload = {"opportunityId": opp, "newStatus": status}
+            events.append(
+                {
+                    "id": f"e{n}",
+                    "type": "opportunity.status_changed",
+                    "time": time.isoformat(),
+                    "payload": payload,
+                }
+            )
+        else:
+            payload = {
+                "opportunityId": rng.choice(opportunities),
+                "amount": rng.choice([100, 9000]),
+            }
+            events.append(
+                {
+                    "id": f"e{n}",
+                    "type": "estimate.created",
+                    "time": time.isoformat(),
+                    "payload": payload,
+                }
+            )
+    return events  # fmt: skip
+
+
+def replay_for_real(rules: list[Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    clock = ManualClock(START)
+    models = [FollowUpRule.model_validate(r) if isinstance(r, dict) else r for r in rules]
+    flow = LeadFlow.in_memory(clock=clock, rules=models, reps=list(REPS))
+    gateway: Any = flow.integrations.opportunities
+    statuses: dict[str, str] = {}
+    for event in events:
+        at = datetime.fromisoformat(event["time"])
+        clock.set(at)
+        while flow.run_due(now=at, limit=1000).claimed:
+            pass
+        payload = event["payload"]
+        if event["type"] == "opportunity.created":
+            gateway.add(payload["opportunityId"], owner=payload["assignedTo"], status="new")
+        elif event["type"] == "opportunity.status_changed":  # the host changed it
+            gateway.update_status(payload["opportunityId"], payload["newStatus"], actor="host")
+        statuses[payload["opportunityId"]] = payload.get("newStatus", "new")
+        flow.handle(event)
+    activities = [
+        a for opp in {e["payload"]["opportunityId"] for e in events}
+        for a in flow.storage.activities.for_opportunity(opp)
+    ]  # fmt: skip
+    notifier: Any = flow.integrations.notifier
+    pending = flow.storage.scheduled.list(ScheduledActionState.PENDING, limit=10_000)
+    return {
+        "per_rule": Counter(a.metadata.automation_rule_id for a in activities),
+        "per_rep": Counter(a.assigned_to for a in activities),
+        "per_day": Counter(a.due_date.date().isoformat() for a in activities if a.due_date),
+        "templates": Counter(n.template for n in notifier.sent),
+        "pending": Counter(p.rule_id for p in pending),
+    }
+
+
+def test_the_backtest_agrees_with_the_runtime() -> None:
+    rules: list[Any] = [*default_rules(), *EXTRA]
+    events = history()
+    real = replay_for_real(rules, events)
+    report = simulate(rules, events, settings=SimulationSettings(reps=REPS, stale_every=None))
+    assert report.activities_per_rule == dict(real["per_rule"])
+    assert report.activities_per_rep == dict(real["per_rep"])
+    assert report.activities_per_day == dict(real["per_day"])
+    assert report.notifications_per_template == dict(real["templates"])
+    assert report.pending_at_end == dict(real["pending"])
+    assert report.activities > 100 and report.duplicates_skipped and report.status_changes
+    assert report.max_cascade_depth == 1 and sum(report.pending_at_end.values()) > 0
+
+
+def test_deterministic_and_json(tmp_path: Path) -> None:
+    rules: list[Any] = [*default_rules(), *EXTRA]
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in history(200)) + "\n\n")
+    settings = SimulationSettings(reps=REPS)
+    first = simulate(rules, path, settings=settings)
+    second = simulate(rules, history(200), settings=settings)
+    assert first.to_json() == second.to_json()
+    data = json.loads(first.to_json())
+    assert data["events"] == 200 and data["busiest"]["count"] == max(
+        n for days in first.workload.values() for n in days.values()
+    )
+    assert "busiest rep-day" in first.to_text()
+
+
+def test_refused_parked_and_cascades_stopped() -> None:
+    loop = [
+        rule("a", "opportunity.status_changed", when("newStatus", "x"), [set_status("y")]),
+        rule("b", "opportunity.status_changed", when("newStatus", "y"), [set_status("x")]),
+        rule("c", "estimate.created", [], [{"actionType": "create_activity", "subject": "s"}]),
+    ]  # fmt: skip
+    events = [
+        {"id": "1", "type": "opportunity.status_changed", "time": START.isoformat(),
+         "payload": {"opportunityId": "o", "newStatus": "x"}},
+        {"id": "2", "type": "estimate.created", "time": START.isoformat(), "payload": {}},
+        {"id": "3", "type": "estimate.created", "time": "2026-01-01T00:00:00+00:00", "payload": {}},
+        {"id": "4", "type": "estimate.created"},
+    ]  # fmt: skip
+    report = simulate(loop, events)
+    assert report.max_cascade_depth == 5 and report.cascades_stopped == 1
+    assert report.parked == {"create_activity: the event has no opportunityId": 1}
+    assert report.events == 2 and report.events_refused == 2
+    assert "out of time order" in report.refused_examples[0]
+
+
+def test_stale_opportunities_feed_the_rules() -> None:
+    stale = rule("stale", "opportunity.stale_detected", [],
+                 [{"actionType": "create_activity", "subject": "Revive"}])  # fmt: skip
+    website: list[Any] = [
+        r for r in default_rules() if r.rule_id == "default-website-lead-follow-up"
+    ]
+    events = [
+        {"id": "1", "type": "opportunity.created", "time": START.isoformat(),
+         "payload": {"opportunityId": "o", "leadSource": "website", "assignedTo": "alice"}},
+        {"id": "2", "type": "estimate.created", "time": (START + timedelta(days=20)).isoformat(),
+         "payload": {"opportunityId": "o"}},
+    ]  # fmt: skip
+    report = simulate([*website, stale], events)
+    # the website activity is still open: one stale detection, whose activity opens a new period
+    assert report.stale_detected == 2
+    assert report.activities_per_rule == {"default-website-lead-follow-up": 1, "stale": 1}
+    assert report.duplicates_skipped == {"stale": 1}
+
+
+def test_compare_shows_differences_with_examples() -> None:
+    rules: list[Any] = [*default_rules(), *EXTRA]
+    without = [r for r in rules if not (isinstance(r, dict) and r["ruleId"] == "big-quote")]
+    comparison = compare(rules, without, history(200), settings=SimulationSettings(reps=REPS))
+    by_rule = {d.rule_id: d for d in comparison.rules}
+    big = by_rule["big-quote"]
+    assert big.matched[0] > 0 and big.matched[1] == 0 and len(big.examples) == 3
+    assert all(before == 1 and after == 0 for _, before, after in big.examples)
+    assert "default-negotiating-weekly" in by_rule  # fed by big-quote's status changes
+    assert "rule 'big-quote': matched" in comparison.to_text()
+    assert (
+        json.loads(comparison.to_json())["differences"][0]["ruleId"] == comparison.rules[0].rule_id
+    )
+    same = compare(rules, rules, history(50), settings=SimulationSettings(reps=REPS))
+    assert same.rules == [] and "no rule behaves differently" in same.to_text()
+
+
+def test_the_html_report_is_self_contained() -> None:
+    rules: list[Any] = [*default_rules(), *EXTRA]
+    events = history(200)
+    report = simulate(rules, events, settings=SimulationSettings(reps=REPS))
+    page = render_html(
+        report, compare(rules, default_rules(), events, settings=SimulationSettings(reps=REPS))
+    )
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "</html>" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in page and "<script" not in page
+    rep, day, count = report.busiest or ("", "", 0)
+    assert f"<title>{rep} {day}: {count}</title>" in page
+
+
+def test_a_bad_history_line_is_named() -> None:
+    with pytest.raises(Exception, match="line 2 is not JSON"):
+        simulate(
+            default_rules(),
+            ['{"id": "1", "type": "estimate.created", "time": "2026-03-02T08:00:00+00:00"}', "{"],
+        )
