@@ -2,7 +2,8 @@
 
 =========================  ==============================================================
 ``leadflow demo``          a sales team over 30 simulated days, on a SQLite file
-``leadflow rules ...``     ``validate FILE``, ``test FILE --event JSON``, ``schema``
+``leadflow rules ...``     ``validate FILE``, ``lint FILE``, ``test FILE --event JSON``, ``schema``
+``leadflow simulate``      replay an event history through rules (``--compare`` two sets)
 ``leadflow db ...``        ``init`` / ``upgrade --url URL``: schema, indexes, default rules
 ``leadflow worker``        due actions and periodic jobs until SIGTERM
 ``leadflow jobs ...``      ``list``, ``run NAME --url URL``: one job once (cron)
@@ -24,6 +25,7 @@ from ._base import LeadflowGroup
 from .db import db
 from .demo import demo
 from .rules import rules
+from .simulate import simulate_command
 from .worker import jobs, worker
 
 __all__ = ["cli", "main"]
@@ -43,7 +45,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (demo, rules, db, worker, jobs):
+for command in (demo, rules, simulate_command, db, worker, jobs):
     cli.add_command(command)
 
 

@@ -199,3 +199,23 @@ def schema(indent: int) -> None:
     from ..runtime.schema import rule_schema
 
     click.echo(json.dumps(rule_schema(_flow()), indent=indent or None, sort_keys=False))
+
+
+@rules.command("lint", cls=LeadflowCommand)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
+def lint_command(file: str, as_json: bool, strict: bool) -> None:
+    """Lint the rule set in FILE before it goes live: unknown events and fields, rules that can
+    never match or are shadowed, duplicates, loops between rules. Exits 1 on errors (and on
+    warnings with --strict), for CI."""
+    from ..lint import exit_status, lint, load_rule_documents, render_json, render_text
+
+    try:
+        findings = lint(load_rule_documents(file), flow=_flow())
+    except (LeadflowError, ValidationError, OSError) as exc:
+        fail(f"{file}: {one_line(exc)}")
+    click.echo(render_json(findings) if as_json else render_text(findings), nl=False)
+    status = exit_status(findings, strict=strict)
+    if status:
+        raise SystemExit(status)

@@ -210,7 +210,9 @@ class LeadFlow:
             rule = planned.rule
             if eager and rule.rule_id not in explanations:
                 # Only handlers that keep an explanation (eager ones: created activities) pay.
-                explanations[rule.rule_id] = why(rule, event)
+                explanations[rule.rule_id] = why(
+                    rule, event, operators=self.rulebook.operators, calendar=self.rulebook.calendar
+                )
             try:
                 planned_action = rule_action(
                     planned,

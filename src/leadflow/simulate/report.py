@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 __all__ = ["SimulationReport"]
 
 
@@ -57,14 +59,15 @@ class SimulationReport:
         return sum(self.notifications_per_template.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data (every mapping with sorted keys)."""
+        """The report as JSON-ready data: camelCase keys like every document leadflow writes,
+        every mapping with sorted keys."""
 
         def ordered(value: Any) -> Any:
             if isinstance(value, dict):
                 return {k: ordered(value[k]) for k in sorted(value)}
             return value
 
-        data = {name: ordered(getattr(self, name)) for name in self.__slots__}
+        data = {to_camel(name): ordered(getattr(self, name)) for name in self.__slots__}
         data["busiest"] = (
             None
             if self.busiest is None
