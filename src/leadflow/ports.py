@@ -510,7 +510,8 @@ class Scheduler(Protocol):
 @dataclass(frozen=True, slots=True)
 class Storage:
     """Where leadflow keeps its state: one backend's stores, built by its wiring helper
-    (:func:`leadflow.stores.memory.memory_storage`, :func:`leadflow.stores.mongo.mongo_storage`)."""
+    (:func:`leadflow.stores.memory.memory_storage`, :func:`leadflow.stores.sql.sql_storage`,
+    :func:`leadflow.stores.mongo.mongo_storage`)."""
 
     activities: ActivityRepository
     rules: RuleRepository
