@@ -20,6 +20,7 @@ import gc
 import random
 import statistics
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,8 +102,13 @@ def twenty_rules() -> list[FollowUpRule]:
 
 def make_events(count: int, opportunities: int, seed: int = 7) -> list[dict[str, Any]]:
     """Events as a host holds them: plain mappings (camelCase document form)."""
+    return list(iter_events(count, opportunities, seed))
+
+
+def iter_events(count: int, opportunities: int, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """The same events one at a time, as a host receives them (a long run does not keep its
+    whole input alive for the collector to walk)."""
     rng = random.Random(seed)
-    events: list[dict[str, Any]] = []
     for n in range(count):
         opp = f"opp-{rng.randrange(opportunities)}"
         payload: dict[str, Any] = {
@@ -120,15 +126,12 @@ def make_events(count: int, opportunities: int, seed: int = 7) -> list[dict[str,
             kind, payload["estimateValue"] = "estimate.created", rng.randint(100, 30000)
         else:
             kind, payload["outcome"] = "activity.completed", rng.choice(OUTCOMES)
-        events.append(
-            {
-                "eventId": f"e{n}",
-                "eventType": kind,
-                "occurredAt": (T0 + timedelta(seconds=5 * n)).isoformat(),
-                "payload": payload,
-            }
-        )
-    return events
+        yield {
+            "eventId": f"e{n}",
+            "eventType": kind,
+            "occurredAt": (T0 + timedelta(seconds=5 * n)).isoformat(),
+            "payload": payload,
+        }
 
 
 class Counting:
@@ -309,7 +312,7 @@ def growth(preload: int, count: int, freeze: bool) -> None:
         else:
             pauses.append(time.perf_counter() - mark[0])
 
-    events = make_events(count, opportunities, seed=11)
+    events = iter_events(count, opportunities, seed=11)
     flow.engine()
     gc.collect()
     if freeze:
