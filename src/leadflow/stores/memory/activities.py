@@ -1,6 +1,7 @@
 """The in-memory :class:`~leadflow.ports.ActivityRepository`: the reference implementation.
 
-Activities are kept as rows (plain tuples, see :mod:`.activity_rows`) in a dict by id, and every
+Activities are kept as rows (plain tuples, see :mod:`.activity_rows`) by id (a
+:class:`~.chunks.ChunkedMap`), and every
 query is answered from an ordered index (a :class:`~.chunks.ChunkedIndex` of key tuples ending
 with the activity id) so it costs about the rows it returns, not the size of the store.
 One lock guards everything: each method is atomic and, on error, writes nothing. Models are
@@ -64,7 +65,7 @@ from .activity_rows import (
     when,
 )
 from .arguments import check_id, check_limit, check_model, check_type
-from .chunks import ChunkedIndex
+from .chunks import ChunkedIndex, ChunkedMap
 
 __all__ = ["InMemoryActivityRepository"]
 
@@ -106,7 +107,7 @@ class InMemoryActivityRepository:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[str, Row] = {}
+        self._rows: ChunkedMap[Row] = ChunkedMap()
         self._open_keys: dict[str, str] = {}
         self._created: _Index = ChunkedIndex()
         self._by_assignee: _Index = ChunkedIndex()

@@ -21,7 +21,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
-__all__ = ["ChunkedIndex"]
+__all__ = ["ChunkedIndex", "ChunkedMap"]
 
 K = TypeVar("K")
 
@@ -124,3 +124,90 @@ class ChunkedIndex(Generic[K]):
         if reverse:
             return (key for part in reversed(parts) for key in reversed(part))
         return (key for part in parts for key in part)
+
+
+V = TypeVar("V")
+
+
+class ChunkedMap(Generic[V]):
+    """A map from string keys to values, kept as sorted ``(key, value)`` pairs in a
+    :class:`ChunkedIndex`: the collector does not walk it.
+
+    A plain dict of rows would do the same job in O(1), but CPython re-tracks a dict as soon as a
+    new (still tracked) tuple is stored in it and only untracks it again in a full collection, so
+    every full collection would walk a million entries. Lookups here cost a binary search.
+    Offers the dict operations the stores use: ``get``, ``in``, ``[]``, assignment, ``pop``,
+    ``del``, ``len``, ``items``.
+    """
+
+    __slots__ = ("_index",)
+
+    def __init__(self) -> None:
+        self._index: ChunkedIndex[tuple[str, V]] = ChunkedIndex()
+
+    def _pair(self, key: str) -> tuple[str, V] | None:
+        for pair in self._index.irange((key,), (key, _AFTER)):
+            return pair
+        return None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        pair = self._pair(key)
+        return default if pair is None else pair[1]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._pair(key) is not None
+
+    def __getitem__(self, key: str) -> V:
+        pair = self._pair(key)
+        if pair is None:
+            raise KeyError(key)
+        return pair[1]
+
+    def __setitem__(self, key: str, value: V) -> None:
+        pair = self._pair(key)
+        if pair is not None:
+            self._index.remove(pair)
+        self._index.add((key, value))
+
+    def pop(self, key: str) -> V:
+        pair = self._pair(key)
+        if pair is None:
+            raise KeyError(key)
+        self._index.remove(pair)
+        return pair[1]
+
+    def __delitem__(self, key: str) -> None:
+        self.pop(key)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def items(self) -> Iterator[tuple[str, V]]:
+        return iter(self._index)
+
+
+class _After:
+    """Greater than any value: ``(key, _AFTER)`` bounds every pair whose key is ``key``."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __gt__(self, other: object) -> bool:
+        return True
+
+    def __le__(self, other: object) -> bool:
+        return self is other
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return 0
+
+
+_AFTER = _After()

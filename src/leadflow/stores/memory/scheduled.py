@@ -35,7 +35,7 @@ from ...errors import (
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
 from ..checks import checked_lease
 from .arguments import check_limit, check_model, check_type
-from .chunks import ChunkedIndex
+from .chunks import ChunkedIndex, ChunkedMap
 
 __all__ = ["InMemoryScheduledActionStore"]
 
@@ -75,7 +75,7 @@ class InMemoryScheduledActionStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: dict[str, ScheduledAction] = {}
-        self._finished: dict[str, _Finished] = {}
+        self._finished: ChunkedMap[_Finished] = ChunkedMap()
         self._by_key: dict[str, str] = {}
         self._pending: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
         self._leases: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
