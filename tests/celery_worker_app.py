@@ -53,7 +53,13 @@ def make_app(broker: str, *, visibility_timeout: float = 3600.0) -> Celery:
         accept_content=["json"],
         task_ignore_result=True,
         worker_prefetch_multiplier=4,
-        broker_transport_options={"visibility_timeout": visibility_timeout},
+        # A dead worker's unacknowledged messages come back after the visibility timeout, at
+        # the next sweep: one a second here (kombu's default is a scan every 100 s).
+        broker_transport_options={
+            "visibility_timeout": visibility_timeout,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
@@ -76,7 +82,12 @@ class Worker:
     def effect(self, ctx: ActionContext) -> str:
         scheduled = ctx.scheduled
         if self.bench:
-            self.log.write("start", due=scheduled.due_at.timestamp(), at=time.time())
+            self.log.write(
+                "start",
+                key=scheduled.idempotency_key,
+                due=scheduled.due_at.timestamp(),
+                at=time.time(),
+            )
             return "bench"
         self.log.write("run", key=scheduled.idempotency_key, attempt=scheduled.attempts)
         if self.effect_sleep:

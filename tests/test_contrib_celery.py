@@ -273,7 +273,8 @@ def test_events_through_four_workers_one_killed(
         },
     )
     with capsys.disabled():
-        print(f"\n[celery] kill one of four ({target.url.split(':')[0]}): {json.dumps(figures)}")
+        backend = target.url.split(":")[0].split("+")[0]
+        print(f"\n[celery] kill one of four ({backend}): {json.dumps(figures)}")
 
 
 @pytest.mark.parametrize("target", BACKENDS, indirect=True)

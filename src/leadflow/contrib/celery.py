@@ -100,6 +100,18 @@ class LeadflowTasks:
         self._runner: JobRunner | None = None
 
         retry_on = (UnavailableError, StorageError)
+
+        # Plain functions (Celery binds the task instance as the first argument of a function,
+        # not of a bound method).
+        def handle_event(task: Any, document: Mapping[str, Any]) -> dict[str, Any]:
+            return self._handle_event(task, document)
+
+        def run_due(task: Any) -> dict[str, int]:
+            return self._run_due(task)
+
+        def run_job(task: Any, name: str) -> dict[str, Any] | None:
+            return self._run_job(task, name)
+
         self.handle_event: Any = app.task(
             name=f"{prefix}.handle_event",
             bind=True,
@@ -110,7 +122,7 @@ class LeadflowTasks:
             retry_backoff=True,
             retry_backoff_max=60,
             max_retries=max_retries,
-        )(self._handle_event)
+        )(handle_event)
         self.run_due: Any = app.task(
             name=f"{prefix}.run_due",
             bind=True,
@@ -119,12 +131,12 @@ class LeadflowTasks:
             retry_backoff=True,
             retry_backoff_max=60,
             max_retries=max_retries,
-        )(self._run_due)
+        )(run_due)
         self.run_job: Any = app.task(
             name=f"{prefix}.run_job",
             bind=True,
             ignore_result=True,
-        )(self._run_job)
+        )(run_job)
 
     # ------------------------------------------------------------------ the per-process flow
 
