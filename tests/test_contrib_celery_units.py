@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -187,3 +188,15 @@ def test_install_refuses_bad_settings(kwargs: dict[str, Any], field: str) -> Non
     with pytest.raises(InvalidInputError) as caught:
         install(eager_app(), Host().flow, **kwargs)
     assert caught.value.field == field
+
+
+def test_tasks_belong_to_the_app_they_were_installed_on() -> None:
+    first, second = Host(), Host()
+    install(eager_app(), first.flow)
+    other = eager_app()
+    tasks = install(other, second.flow)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no task of the first app leaks into the second
+        assert "leadflow.handle_event" in other.tasks  # finalizes the app
+    tasks.handle_event.delay(event(1))
+    assert (first.builds, second.builds) == (0, 1)

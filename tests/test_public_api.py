@@ -95,7 +95,8 @@ def test_import_is_light_and_side_effect_free() -> None:
     code = (
         "import sys, leadflow; "
         "heavy = [m for m in ('pymongo', 'apscheduler', 'holidays', 'pytest', 'hypothesis', "
-        "'sqlalchemy', 'fastapi', 'celery', 'sortedcontainers', 'click', 'rich', 'typer') "
+        "'sqlalchemy', 'fastapi', 'celery', 'sortedcontainers', 'click', 'rich', 'typer', "
+        "'prometheus_client', 'kombu', 'redis') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -114,6 +114,7 @@ class LeadflowTasks:
 
         self.handle_event: Any = app.task(
             name=f"{prefix}.handle_event",
+            shared=False,  # this app only, not every app finalized later
             bind=True,
             acks_late=True,
             reject_on_worker_lost=True,
@@ -125,6 +126,7 @@ class LeadflowTasks:
         )(handle_event)
         self.run_due: Any = app.task(
             name=f"{prefix}.run_due",
+            shared=False,
             bind=True,
             ignore_result=True,
             autoretry_for=retry_on,
@@ -134,6 +136,7 @@ class LeadflowTasks:
         )(run_due)
         self.run_job: Any = app.task(
             name=f"{prefix}.run_job",
+            shared=False,
             bind=True,
             ignore_result=True,
         )(run_job)
