@@ -17,7 +17,7 @@ parked after the last attempt.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,7 @@ class HandlerRegistry:
 
     def __init__(self, specs: Mapping[str, HandlerSpec] | None = None) -> None:
         self._specs: dict[str, HandlerSpec] = dict(specs or {})
+        self._parsed: dict[tuple[Hashable, str], tuple[Action, Any]] = {}
 
     @classmethod
     def default(cls) -> HandlerRegistry:
@@ -101,6 +102,22 @@ class HandlerRegistry:
         self._specs[action_type] = HandlerSpec(
             action_type, handler, params, bool(eager), tuple(causes)
         )
+
+    def parse(self, spec: HandlerSpec, action: Action, *, key: Hashable) -> Any:
+        """``spec.parse(action)``, reused for the same ``key`` (e.g. rule id and action index)
+        while the action is unchanged (compared by value) when the params model is frozen: a
+        hot rule's settings are not validated again on every run."""
+        frozen = spec.params is not None and spec.params.model_config.get("frozen", False)
+        slot = (key, spec.action_type)
+        cached = self._parsed.get(slot) if frozen else None
+        if cached is not None and cached[0] == action:
+            return cached[1]
+        params = spec.parse(action)
+        if frozen:
+            if len(self._parsed) > 10_000:
+                self._parsed.clear()
+            self._parsed[slot] = (action, params)
+        return params
 
     def get(self, action_type: str) -> HandlerSpec | None:
         return self._specs.get(action_type)

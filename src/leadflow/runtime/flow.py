@@ -43,12 +43,12 @@ from ..errors import (
     PermanentError,
     StorageError,
 )
-from ..models import Action, Activity, Event, FollowUpRule, Outcome
+from ..models import Activity, Event, FollowUpRule, Outcome
 from ..ports import Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction, ScheduledActionState
 from ..rules import EventTypes, OperatorRegistry, RuleEngine
 from ..rules.calendar import WorkingCalendar
-from .actions import HandlerRegistry, HandlerSpec
+from .actions import HandlerRegistry
 from .context import ActionContext
 from .explain import why
 from .planning import completed_event, delivery_action, is_permanent, rule_action
@@ -107,7 +107,6 @@ class LeadFlow:
             refresh=self.settings.rules_refresh,
         )
         self.rules = RulesAdmin(self)
-        self._params_cache: dict[tuple[str | None, int, str], tuple[Action, Any]] = {}
 
     @classmethod
     def in_memory(
@@ -291,7 +290,9 @@ class LeadFlow:
                     raise PermanentError(
                         f"no handler is registered for action type {action.action_type!r}"
                     )
-                ctx.params = self._params(spec, action)
+                ctx.params = self.handlers.parse(
+                    spec, action.action, key=(action.rule_id, action.action_index)
+                )
                 note = spec.handler(ctx)
         except Exception as exc:
             return self._failed(action, ctx, exc, now, fields), ctx
@@ -308,22 +309,6 @@ class LeadFlow:
         if log.isEnabledFor(logging.INFO):
             log.info("action done: %s", note, extra=fields)
         return ActionRun(action.idempotency_key, action.action_type, True, note, state), ctx
-
-    def _params(self, spec: HandlerSpec, action: ScheduledAction) -> Any:
-        """The action's validated params. A frozen params model's value is reused while the
-        rule's action is unchanged (compared by value), so a hot rule is not re-parsed per run."""
-        assert action.action is not None
-        frozen = spec.params is not None and spec.params.model_config.get("frozen", False)
-        key = (action.rule_id, action.action_index, spec.action_type)
-        cached = self._params_cache.get(key) if frozen else None
-        if cached is not None and cached[0] == action.action:
-            return cached[1]
-        params = spec.parse(action.action)
-        if frozen:
-            if len(self._params_cache) > 10_000:
-                self._params_cache.clear()
-            self._params_cache[key] = (action.action, params)
-        return params
 
     def _failed(
         self,

@@ -1,27 +1,16 @@
-"""Every port leadflow talks through, in one place, with its contract in the docstrings.
-
-A host (or a backend) implements these :class:`~typing.Protocol` classes; nothing needs to inherit
-from them. The runtime is built from two small frozen bundles, :class:`Storage` (where leadflow
-keeps its state) and :class:`Integrations` (the host's world: notifications, e-mail / SMS,
-opportunities, the sales team, the event bus). Every outgoing call carries an idempotency ``key``
-so a host can drop the rare duplicate a crash-and-retry produces (leadflow's own writes are
-exactly once; a send to a foreign system is at least once).
-
-Every storage port has a contract suite in :mod:`leadflow.testing`; a backend passes it for every
-port it implements.
-"""
+"""The storage ports: what a backend implements (contracts in the docstrings; the shipped
+contract suites are in :mod:`leadflow.testing.contracts`)."""
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from .models import Activity, FollowUpRule, Outcome
-from .queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
-from .records import (
+from ..models import Activity, FollowUpRule, Outcome
+from ..queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
+from ..records import (
     AuditEntry,
     ScheduledAction,
     ScheduledActionState,
@@ -30,122 +19,14 @@ from .records import (
     SlotState,
 )
 
-if TYPE_CHECKING:  # a type only: the scheduling package sits above the ports
-    from .scheduling.jobs import Job
-
 __all__ = [
     "ActivityRepository",
     "AuditLog",
-    "Clock",
-    "Contact",
     "CounterStore",
-    "EventSink",
-    "Integrations",
     "JobStore",
-    "Message",
-    "Messenger",
-    "Notification",
-    "Notifier",
-    "OpportunityGateway",
     "RuleRepository",
     "ScheduledActionStore",
-    "Scheduler",
-    "Storage",
-    "TeamDirectory",
 ]
-
-
-@runtime_checkable
-class Clock(Protocol):
-    """Where leadflow reads the current time. Inject one so tests control time."""
-
-    def now(self) -> datetime:
-        """Return the current time, timezone-aware."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """An in-app notification. ``recipients`` may be empty: the host decides (e.g. the team)."""
-
-    key: str
-    template: str
-    recipients: tuple[str, ...]
-    opportunity_id: str | None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """An e-mail or SMS to send through the host's provider."""
-
-    key: str
-    channel: str  # "email" or "sms"
-    to: str
-    template: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """How to reach an opportunity's customer."""
-
-    email: str | None = None
-    phone: str | None = None
-
-
-@runtime_checkable
-class Notifier(Protocol):
-    """Delivers in-app notifications."""
-
-    def notify(self, notification: Notification) -> None: ...
-
-
-@runtime_checkable
-class Messenger(Protocol):
-    """Sends e-mail and SMS (SendGrid, SES, Twilio... in the host)."""
-
-    def send(self, message: Message) -> None: ...
-
-
-@runtime_checkable
-class OpportunityGateway(Protocol):
-    """The host's opportunities: leadflow reads owners and contacts and changes status/owner."""
-
-    def owner(self, opportunity_id: str) -> str | None:
-        """The opportunity's owner (sales rep), or None. :class:`NotFoundError` if unknown."""
-        ...
-
-    def contact(self, opportunity_id: str) -> Contact:
-        """The customer's e-mail and phone. :class:`NotFoundError` if unknown."""
-        ...
-
-    def update_status(self, opportunity_id: str, status: str, *, actor: str | None) -> str | None:
-        """Set the status; return the previous one. Setting the current status is a no-op."""
-        ...
-
-    def assign_owner(self, opportunity_id: str, user_id: str, *, actor: str | None) -> None:
-        """Make ``user_id`` the owner."""
-        ...
-
-
-@runtime_checkable
-class TeamDirectory(Protocol):
-    """Who can be assigned work."""
-
-    def sales_reps(self) -> Sequence[str]:
-        """The reps eligible for round-robin / least-loaded assignment, in a stable order."""
-        ...
-
-
-@runtime_checkable
-class EventSink(Protocol):
-    """Receives leadflow's own events (``activity.created``, ``notification.urgent_lead``...)."""
-
-    def emit(self, name: str, payload: dict[str, Any]) -> None: ...
-
-
-# --------------------------------------------------------------------------- storage
 
 
 @runtime_checkable
@@ -487,46 +368,3 @@ class JobStore(Protocol):
     def purge_expired(self, now: datetime) -> int:
         """Forget slots and marks that expired at or before ``now``; returns how many."""
         ...
-
-
-@runtime_checkable
-class Scheduler(Protocol):
-    """Where leadflow's jobs are registered so that something runs them at their times.
-
-    An implementation calls, at each of the job's cron times (in ``job.timezone``), the
-    slot-leased run (:meth:`JobRunner.run_job`), which makes every slot run once across all
-    instances sharing a job store, whatever the scheduler does in each process.
-    """
-
-    def add_job(self, job: Job) -> None:
-        """Run ``job`` at its scheduled times from now on. :class:`DuplicateError` if a job
-        with its name is registered already."""
-        ...
-
-
-# --------------------------------------------------------------------------- bundles
-
-
-@dataclass(frozen=True, slots=True)
-class Storage:
-    """Where leadflow keeps its state: one backend's stores, built by its wiring helper
-    (:func:`leadflow.stores.memory.memory_storage`, :func:`leadflow.stores.sql.sql_storage`,
-    :func:`leadflow.stores.mongo.mongo_storage`)."""
-
-    activities: ActivityRepository
-    rules: RuleRepository
-    scheduled: ScheduledActionStore
-    counters: CounterStore
-    audit: AuditLog
-    jobs: JobStore
-
-
-@dataclass(frozen=True, slots=True)
-class Integrations:
-    """The host's world as leadflow sees it."""
-
-    notifier: Notifier
-    messenger: Messenger
-    opportunities: OpportunityGateway
-    team: TeamDirectory
-    events: EventSink

@@ -1,0 +1,96 @@
+"""Every port leadflow talks through, in one place, with its contract in the docstrings.
+
+A host (or a backend) implements these :class:`~typing.Protocol` classes; nothing needs to inherit
+from them. The runtime is built from two small frozen bundles, :class:`Storage` (where leadflow
+keeps its state) and :class:`Integrations` (the host's world: notifications, e-mail / SMS,
+opportunities, the sales team, the event bus). Every outgoing call carries an idempotency ``key``
+so a host can drop the rare duplicate a crash-and-retry produces (leadflow's own writes are
+exactly once; a send to a foreign system is at least once).
+
+Every storage port has a contract suite in :mod:`leadflow.testing`; a backend passes it for every
+port it implements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from .integrations import (
+    Contact,
+    EventSink,
+    Message,
+    Messenger,
+    Notification,
+    Notifier,
+    OpportunityGateway,
+    Scheduler,
+    TeamDirectory,
+)
+from .storage import (
+    ActivityRepository,
+    AuditLog,
+    CounterStore,
+    JobStore,
+    RuleRepository,
+    ScheduledActionStore,
+)
+
+__all__ = [
+    "ActivityRepository",
+    "AuditLog",
+    "Clock",
+    "Contact",
+    "CounterStore",
+    "EventSink",
+    "Integrations",
+    "JobStore",
+    "Message",
+    "Messenger",
+    "Notification",
+    "Notifier",
+    "OpportunityGateway",
+    "RuleRepository",
+    "ScheduledActionStore",
+    "Scheduler",
+    "Storage",
+    "TeamDirectory",
+]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where leadflow reads the current time. Inject one so tests control time."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware."""
+        ...
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """Where leadflow keeps its state: one backend's stores, built by its wiring helper
+    (:func:`leadflow.stores.memory.memory_storage`, :func:`leadflow.stores.sql.sql_storage`,
+    :func:`leadflow.stores.mongo.mongo_storage`)."""
+
+    activities: ActivityRepository
+    rules: RuleRepository
+    scheduled: ScheduledActionStore
+    counters: CounterStore
+    audit: AuditLog
+    jobs: JobStore
+
+
+@dataclass(frozen=True, slots=True)
+class Integrations:
+    """The host's world as leadflow sees it."""
+
+    notifier: Notifier
+    messenger: Messenger
+    opportunities: OpportunityGateway
+    team: TeamDirectory
+    events: EventSink
