@@ -123,7 +123,8 @@ class LeadFlow:
         storage: Storage | None = None,
     ) -> LeadFlow:
         """A flow on in-memory stores (or the given ``storage``) and recording integrations:
-        tests, demos, prototypes. ``rules`` are stored as given (e.g. ``default_rules()``);
+        tests, demos, prototypes. ``rules`` are checked and stored through
+        :attr:`rules` (e.g. ``default_rules()``);
         ``reps`` fill the team directory."""
         if storage is None:
             from ..stores.memory import memory_storage
@@ -146,7 +147,7 @@ class LeadFlow:
             settings=settings,
         )
         for rule in rules:
-            flow.storage.rules.create(rule)
+            flow.rules.create(rule)
         return flow
 
     # ------------------------------------------------------------------ plumbing
