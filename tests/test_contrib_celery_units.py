@@ -157,8 +157,14 @@ def test_run_job_runs_each_slot_once() -> None:
     assert first is not None and first["status"] == "succeeded"
     assert again is None  # the slot was taken: a doubled beat does no harm
     assert sample(metrics, "leadflow_job_runs_total", job="cleanup", status="succeeded") == 1
-    assert sample(metrics, "leadflow_job_skips_total", job="cleanup") == 1
+    assert sample(metrics, "leadflow_job_skips_total", job="cleanup", reason="taken") == 1
     assert sample(metrics, "leadflow_job_lateness_seconds_count", job="cleanup") == 1
+    finished = sample(metrics, "leadflow_job_last_success_timestamp_seconds", job="cleanup")
+    assert finished == pytest.approx(datetime(2026, 3, 2, 2, 0, 30, tzinfo=UTC).timestamp(), abs=1)
+    clock.advance(timedelta(hours=13))  # beyond the 12-hour grace: the 02:00 slot was missed
+    assert tasks.run_job.delay("cleanup").get() is None
+    assert sample(metrics, "leadflow_job_skips_total", job="cleanup", reason="late") == 1
+    assert sample(metrics, "leadflow_job_skips_total", job="cleanup", reason="taken") == 1
 
 
 def test_beat_schedule_entries() -> None:

@@ -4,6 +4,7 @@ validated when the rule is loaded (issue 8)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -196,6 +197,52 @@ def test_changing_a_rule_cancels_its_pending_actions_by_default(backend: str) ->
     flow.handle(created("e-new"))
     run_later(flow)
     assert templates(flow).count("nudge") == 1
+
+
+class UpdateThenHandle:
+    """The rule store of a flow, where another instance handles an event with the new rule
+    right after a rule update is stored and before the changing flow cancels old plans."""
+
+    def __init__(self, inner: Any, handle_meanwhile: Any) -> None:
+        self._inner = inner
+        self._handle_meanwhile = handle_meanwhile
+
+    def update(self, rule: FollowUpRule) -> FollowUpRule:
+        stored = self._inner.update(rule)
+        self._handle_meanwhile()
+        return stored
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_change_keeps_what_the_new_version_planned_meanwhile(backend: str) -> None:
+    flow, nudge = pending_flow(backend)
+    storage = flow.storage
+
+    def other_instance_handles() -> None:  # a fresh instance reads the new version
+        other = build_flow(backend, rules=(), storage=storage, clock=clock_of(flow))
+        other.handle(created("e-meanwhile", "opp-4"))
+
+    changing = build_flow(
+        backend,
+        rules=(),
+        clock=clock_of(flow),
+        storage=dataclasses.replace(
+            storage, rules=UpdateThenHandle(storage.rules, other_instance_handles)
+        ),
+    )
+    change = changing.rules.replace(nudge.model_copy(update={"name": "nudge v2"}))
+    assert change.rule is not None
+    assert len(change.cancelled) == 3  # only the three the old version planned
+    assert {a.rule_version for a in change.cancelled} == {nudge.version}
+    fresh = [a for a in storage.scheduled.list(State.PENDING) if a.event.id == "e-meanwhile"]
+    assert {(a.rule_id, a.rule_version) for a in fresh} == {
+        ("nudge", change.rule.version),
+        ("other", storage.rules.get("other").version),
+    }
+    run_later(flow)
+    assert sorted(templates(flow)) == ["nudge"] + ["other"] * 4
 
 
 def test_changing_a_rule_with_keep_lets_its_pending_actions_run(backend: str) -> None:

@@ -108,6 +108,7 @@ def test_the_other_collections_indexes(storage: Storage, raw_database: Any) -> N
         "actionId_unique": [("actionId", 1)],
         "idempotencyKey_unique": [("idempotencyKey", 1)],
         "state_dueAt": [("state", 1), ("dueAt", 1), ("actionId", 1)],
+        "partition_state_dueAt": [("partition", 1), ("state", 1), ("dueAt", 1), ("actionId", 1)],
         "dueAt": [("dueAt", 1), ("actionId", 1)],
         "opportunityId_state": [("opportunityId", 1), ("state", 1)],
         "ruleId_state_dueAt": [("ruleId", 1), ("state", 1), ("dueAt", 1), ("actionId", 1)],

@@ -24,6 +24,8 @@ class Limits:
     ``document_depth``: nesting of dicts / lists in an event payload, activity metadata or a
     condition value. ``document_bytes``: their size as compact JSON.
     ``planned_per_event``: actions one event may plan across all matching rules.
+    ``partitions``: how many partitions (shards) scheduled actions may be spread over; a
+    partition number is in ``0 .. partitions - 1`` (read once, when leadflow is imported).
     ``earliest`` / ``latest``: the datetimes leadflow accepts anywhere, inclusive (so that adding
     a delay or converting a time zone can never overflow); a time computed from them (a due
     date) must land within them too.
@@ -42,6 +44,7 @@ class Limits:
     document_depth: int = 32
     document_bytes: int = 1_000_000
     planned_per_event: int = 200
+    partitions: int = 1024
     earliest: datetime = datetime(1900, 1, 1, tzinfo=UTC)
     latest: datetime = datetime(2999, 12, 31, tzinfo=UTC)
 

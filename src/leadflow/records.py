@@ -12,6 +12,7 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator, 
 
 from .documents import as_document
 from .fields import Id, Int64, UtcDatetime, _Model
+from .limits import DEFAULT_LIMITS
 from .models import Action, Event, new_id
 
 __all__ = [
@@ -68,7 +69,12 @@ class ScheduledAction(_Model):
 
     ``planned_at`` is when the rule planned it for (event time + delay); ``due_at`` is when it
     may next run (the same, or a retry time). ``depth`` is the cascade level of the event that
-    planned it. A ``delivery`` has no rule or action.
+    planned it. ``rule_version`` is the version of the rule that planned it (None for a
+    delivery, and for actions stored before versions were recorded). A ``delivery`` has no
+    rule or action. ``partition`` says which partition
+    (shard) of the scheduled actions it belongs to: workers may be pinned to one partition
+    (:meth:`~leadflow.ports.ScheduledActionStore.claim_due`); the runtime derives it from the
+    opportunity id (:func:`leadflow.runtime.planning.partition_for`), 0 with one partition.
     """
 
     action_id: Id = Field(default_factory=new_id)
@@ -77,10 +83,12 @@ class ScheduledAction(_Model):
     event: Event
     rule_id: Id | None = None
     rule_name: str | None = Field(default=None, max_length=200)
+    rule_version: Int64 | None = Field(default=None, ge=1)
     action_index: Int64 = Field(default=0, ge=0)
     action: Action | None = None
     opportunity_id: Id | None = None
     activity_id: Id | None = None
+    partition: int = Field(default=0, ge=0, lt=DEFAULT_LIMITS.partitions)
     planned_at: UtcDatetime
     depth: int = Field(default=0, ge=0, le=100)
     duplicates: DuplicatePolicy = DuplicatePolicy.SKIP

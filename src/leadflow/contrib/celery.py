@@ -14,12 +14,19 @@
   message finds them and does nothing again. The task acknowledges its message only once it
   returned (``acks_late``) and a message whose worker died is delivered again
   (``reject_on_worker_lost``): an event is not lost with its worker.
-- ``leadflow.run_due()``: claims one batch of due actions with its lease
+- ``leadflow.run_due(partition=None)``: claims one batch of due actions with its lease
   (:meth:`LeadFlow.run_due`), runs it, and queues itself again while batches come back full.
   Leadflow's store stays the only authority for delays: nothing is put in the broker with a long
   ETA or countdown.
 - ``leadflow.run_job(name)``: :meth:`JobRunner.run_job`, the slot-leased run of one of
   :class:`LeadflowJobs`; several beats, or a doubled one, run each slot once.
+
+**Partitions.** With ``install(..., partitions=n)`` (``n`` > 1, the flows' own
+``FlowSettings.partitions``), each ``run_due`` carries a partition and goes to that partition's
+queue, :meth:`LeadflowTasks.due_queue` (``<queue>.due.<p>``): a worker started with
+``-Q <queue>.due.<p>`` is pinned to partition ``p`` and its claims carry the partition (the shard
+key of a sharded table or collection). ``beat_schedule()`` has one ``run_due`` entry per
+partition and a full batch re-queues itself to its own partition's queue.
 
 The :class:`LeadFlow` is built once per worker process by the host's factory, on the first task
 that needs it (again after a fork). Importing this module imports Celery, but nothing connects
@@ -36,6 +43,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import InvalidInputError, StorageError, UnavailableError
+from ..limits import DEFAULT_LIMITS
 from ..runtime.flow import LeadFlow
 from ..runtime.jobs import JobSettings, LeadflowJobs
 from ..runtime.results import DueRunReport, HandleResult
@@ -85,9 +93,11 @@ class LeadflowTasks:
         job_settings: JobSettings | None,
         metrics: object | None,
         max_retries: int,
+        partitions: int = 1,
     ) -> None:
         self.app = app
         self.queue = queue
+        self.partitions = partitions
         self.batch = batch
         self.prefix = prefix
         self.job_settings = job_settings or JobSettings()
@@ -106,8 +116,8 @@ class LeadflowTasks:
         def handle_event(task: Any, document: Mapping[str, Any]) -> dict[str, Any]:
             return self._handle_event(task, document)
 
-        def run_due(task: Any) -> dict[str, int]:
-            return self._run_due(task)
+        def run_due(task: Any, partition: int | None = None) -> dict[str, int]:
+            return self._run_due(task, partition)
 
         def run_job(task: Any, name: str) -> dict[str, Any] | None:
             return self._run_job(task, name)
@@ -155,6 +165,13 @@ class LeadflowTasks:
                 built = self._flow_factory()
                 if not isinstance(built, LeadFlow):
                     raise TypeError("the flow factory must return a leadflow.LeadFlow")
+                if built.settings.partitions != self.partitions:
+                    raise InvalidInputError(
+                        f"the flow has {built.settings.partitions} partition(s) but the tasks "
+                        f"were installed with partitions={self.partitions}: a partition "
+                        "without a queue would never run",
+                        field="partitions",
+                    )
                 self._flow, self._pid, self._runner = built, pid, None
                 log.info("leadflow built for this worker", extra={"worker_id": built.worker_id})
             assert self._flow is not None
@@ -182,22 +199,30 @@ class LeadflowTasks:
         log.info("event handled", extra={"task_id": task.request.id, **summary})
         return summary
 
-    def _run_due(self, task: Any) -> dict[str, int]:
-        report = self.flow().run_due(limit=self.batch)
+    def _run_due(self, task: Any, partition: int | None) -> dict[str, int]:
+        report = self.flow().run_due(limit=self.batch, partition=partition)
         self._observer.call("observe_due", report, self.batch)
         summary = _due_summary(report)
+        if partition is not None:
+            summary["partition"] = partition
         if report.claimed >= self.batch:
             # A full batch: there is probably more. The next batch is its own task, so a
             # warm shutdown waits for one batch at most and other tasks get their turn.
-            task.apply_async(queue=self.queue)
+            self._send_due(partition)
             summary["requeued"] = 1
         if report.claimed:
             log.info("due actions run", extra={"task_id": task.request.id, **summary})
         return summary
 
     def _run_job(self, task: Any, name: str) -> dict[str, Any] | None:
-        run = self.runner().run_job(name)
-        self._observer.call("observe_job", name, run)
+        runner = self.runner()
+        job = runner.jobs.get(name)
+        now = self.flow().now()
+        # Beyond its grace the latest slot is missed (no beat asked in time); else a skip
+        # means another worker or beat has the slot.
+        late = job is not None and now - job.latest_at_or_before(now) > job.grace
+        run = runner.run_job(name, now)
+        self._observer.call("observe_job", name, run, "late" if late else "taken")
         if run is None:
             return None
         return {
@@ -210,9 +235,41 @@ class LeadflowTasks:
 
     # ------------------------------------------------------------------ helpers for the host
 
-    def kick(self) -> Any:
-        """Queue one ``run_due`` (e.g. after a burst of scheduling); returns the AsyncResult."""
-        return self.run_due.apply_async(queue=self.queue)
+    def due_queue(self, partition: int | None) -> str:
+        """The queue ``run_due`` of ``partition`` is sent to: ``<queue>.due.<partition>`` with
+        several partitions, else the main queue. :class:`InvalidInputError` for a partition
+        outside ``0 .. partitions - 1``."""
+        if self.partitions == 1 or partition is None:
+            return self.queue
+        if isinstance(partition, bool) or not isinstance(partition, int):
+            raise InvalidInputError("expected an integer", field="partition")
+        if not 0 <= partition < self.partitions:
+            raise InvalidInputError(f"must be in 0..{self.partitions - 1}", field="partition")
+        return f"{self.queue}.due.{partition}"
+
+    def due_queues(self) -> list[str]:
+        """Every queue ``run_due`` is sent to (one per partition)."""
+        if self.partitions == 1:
+            return [self.queue]
+        return [self.due_queue(p) for p in range(self.partitions)]
+
+    def _send_due(self, partition: int | None) -> Any:
+        if partition is None:
+            return self.run_due.apply_async(queue=self.queue)
+        return self.run_due.apply_async(
+            kwargs={"partition": partition}, queue=self.due_queue(partition)
+        )
+
+    def kick(self, partition: int | None = None) -> list[Any]:
+        """Queue ``run_due`` (e.g. after a burst of scheduling): for ``partition``, or one per
+        partition when None (a single unpinned one with one partition). Returns the
+        AsyncResults."""
+        if partition is not None:
+            self.due_queue(partition)  # checks it
+            return [self._send_due(partition)]
+        if self.partitions == 1:
+            return [self._send_due(None)]
+        return [self._send_due(p) for p in range(self.partitions)]
 
     def send_event(self, document: Mapping[str, Any]) -> Any:
         """Queue ``handle_event`` for one event document (JSON-able: use
@@ -259,11 +316,20 @@ class LeadflowTasks:
                 "options": {"queue": self.queue, "expires": every.total_seconds()},
             }
         if due_every is not None:
-            entries[f"{self.prefix}.run_due"] = {
-                "task": f"{self.prefix}.run_due",
-                "schedule": due_every.total_seconds(),
-                "options": {"queue": self.queue, "expires": max(due_every.total_seconds(), 1.0)},
-            }
+            expires = max(due_every.total_seconds(), 1.0)
+            if self.partitions == 1:
+                entries[f"{self.prefix}.run_due"] = {
+                    "task": f"{self.prefix}.run_due",
+                    "schedule": due_every.total_seconds(),
+                    "options": {"queue": self.queue, "expires": expires},
+                }
+            for p in range(self.partitions if self.partitions > 1 else 0):
+                entries[f"{self.prefix}.run_due.{p}"] = {
+                    "task": f"{self.prefix}.run_due",
+                    "schedule": due_every.total_seconds(),
+                    "kwargs": {"partition": p},
+                    "options": {"queue": self.due_queue(p), "expires": expires},
+                }
         return entries
 
 
@@ -278,6 +344,7 @@ def install(
     job_settings: JobSettings | None = None,
     metrics: object | None = None,
     max_retries: int = 20,
+    partitions: int = 1,
 ) -> LeadflowTasks:
     """Register leadflow's tasks on ``app`` (a :class:`celery.Celery`); returns them.
 
@@ -289,12 +356,23 @@ def install(
     of each handled event, due run and job run (``observe_handle``, ``observe_due``,
     ``observe_job``: see :mod:`leadflow.contrib.prometheus`). Storage outages
     (:class:`UnavailableError`, :class:`StorageError`) are retried with backoff, at most
-    ``max_retries`` times. Raises :class:`InvalidInputError` for a bad ``batch`` / ``queue``.
+    ``max_retries`` times. ``partitions`` must equal the flows' ``FlowSettings.partitions``
+    (checked when a worker builds its flow): with more than one, ``run_due`` is sent per
+    partition to :meth:`LeadflowTasks.due_queue`. Raises :class:`InvalidInputError` for a bad
+    ``batch`` / ``queue`` / ``partitions``.
     """
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InvalidInputError("must be a positive integer", field="batch")
     if not isinstance(queue, str) or not queue:
         raise InvalidInputError("must be a non-empty string", field="queue")
+    if (
+        isinstance(partitions, bool)
+        or not isinstance(partitions, int)
+        or not 1 <= partitions <= DEFAULT_LIMITS.partitions
+    ):
+        raise InvalidInputError(
+            f"must be an integer in 1..{DEFAULT_LIMITS.partitions}", field="partitions"
+        )
     if not callable(flow_factory):
         raise InvalidInputError("must be a callable returning a LeadFlow", field="flow_factory")
     return LeadflowTasks(
@@ -307,6 +385,7 @@ def install(
         job_settings=job_settings,
         metrics=metrics,
         max_retries=max_retries,
+        partitions=partitions,
     )
 
 

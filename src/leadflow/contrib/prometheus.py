@@ -39,14 +39,14 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..ports import ScheduledActionStore, Storage
 from ..records import ScheduledAction, ScheduledActionState
 from ..runtime.results import DueRunReport, HandleResult
-from ..scheduling.jobs import JobRun
+from ..scheduling.jobs import JobRun, JobStatus
 
 __all__ = ["LeadflowMetrics", "MeteredScheduledActions"]
 
@@ -90,7 +90,15 @@ class LeadflowMetrics:
         )
         self.job_skips = Counter(
             "job_skips",
-            "run_job calls that ran nothing (slot taken, or beyond its grace)",
+            "run_job calls that ran nothing: reason taken (another worker has the slot) or "
+            "late (called beyond the slot's grace: a missed slot)",
+            ["job", "reason"],
+            namespace=namespace,
+            registry=reg,
+        )
+        self.job_last_success = Gauge(
+            "job_last_success_timestamp_seconds",
+            "When this process last finished a run of the job successfully (Unix time)",
             ["job"],
             namespace=namespace,
             registry=reg,
@@ -122,13 +130,18 @@ class LeadflowMetrics:
         full = batch is not None and report.claimed >= batch
         self.due_batches.labels("true" if full else "false").inc()
 
-    def observe_job(self, name: str, run: JobRun | None) -> None:
-        """Count one ``run_job`` call: a run by status, or a skip when nothing ran."""
+    def observe_job(self, name: str, run: JobRun | None, reason: str = "taken") -> None:
+        """Count one ``run_job`` call: a run by status (a success also sets the job's
+        last-success time), or a skip when nothing ran, with its ``reason`` (``taken`` or
+        ``late``)."""
         if run is None:
-            self.job_skips.labels(name).inc()
+            self.job_skips.labels(name, reason).inc()
             return
         self.job_runs.labels(run.job, run.status.value).inc()
         self.job_lateness.labels(run.job).observe(max(run.lateness.total_seconds(), 0.0))
+        if run.status is JobStatus.SUCCEEDED:
+            finished = run.started_at + run.duration
+            self.job_last_success.labels(run.job).set(finished.timestamp())
 
     def observe_action(self, action: ScheduledAction) -> None:
         """Count an action that reached ``done``, ``pending`` again (failed) or ``parked``."""

@@ -220,13 +220,19 @@ class ScheduledActionStore(Protocol):
         worker: str,
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
+        partition: int | None = None,
     ) -> builtins.list[ScheduledAction]:
         """Atomically claim up to ``limit`` actions that are pending and due (``due_at <= now``)
         or claimed with an expired lease (``lease_expires_at <= now``); each claim sets state
         ``claimed``, the lease owner and expiry (``now + lease``), and increments ``attempts``.
         Two workers never hold the same action. Oldest due first (due_at, action_id).
         An expired action that already used its last attempt (``attempts >= max_attempts``) is
-        parked instead of claimed, so an action that kills its worker cannot loop forever."""
+        parked instead of claimed, so an action that kills its worker cannot loop forever.
+
+        ``partition``: None claims from every partition; a number claims (and parks) only
+        actions of that partition, and the store's query carries it (the shard key of a
+        sharded table or collection). :class:`InvalidInputError` unless it is an ``int`` in
+        ``0 .. DEFAULT_LIMITS.partitions - 1``."""
         ...
 
     def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
@@ -260,9 +266,14 @@ class ScheduledActionStore(Protocol):
         ``cancelled``, ``finished_at = now``. Returns how many."""
         ...
 
-    def cancel_for_rule(self, rule_id: str, *, now: datetime) -> builtins.list[ScheduledAction]:
+    def cancel_for_rule(
+        self, rule_id: str, *, now: datetime, below_version: int | None = None
+    ) -> builtins.list[ScheduledAction]:
         """Cancel the pending actions a rule planned (claimed ones are left to finish): state
-        ``cancelled``, ``finished_at = now``. Returns the cancelled actions, soonest due first."""
+        ``cancelled``, ``finished_at = now``. With ``below_version``, only those planned by an
+        older version of the rule (``rule_version`` below it, or unknown): what a version
+        planned after the change is kept. Returns the cancelled actions, soonest due first.
+        :class:`InvalidInputError` unless ``below_version`` is None or a positive ``int``."""
         ...
 
     def purge_finished(self, before: datetime, *, limit: int = 10_000) -> int:

@@ -224,6 +224,7 @@ class LeadFlow:
                     worker=self.worker_id,
                     lease=self.settings.action_lease,
                     max_attempts=self.settings.retry.max_attempts,
+                    partitions=self.settings.partitions,
                 )
             except ValidationError as exc:  # e.g. a due time beyond the datetime limits
                 problem = exc.errors()[0]
@@ -367,13 +368,22 @@ class LeadFlow:
         ctx.cascades.append(self._handle(event, ctx.depth))
         return f"delivered {event.type} {event.id}"
 
-    def run_due(self, *, limit: int = 100, now: datetime | None = None) -> DueRunReport:
+    def run_due(
+        self, *, limit: int = 100, now: datetime | None = None, partition: int | None = None
+    ) -> DueRunReport:
         """Claim and run the stored actions that are due (and those whose worker's lease
-        expired). Safe to call from many instances at once: each action is claimed by one."""
+        expired). Safe to call from many instances at once: each action is claimed by one.
+        ``partition`` pins this call to one partition (``0 .. settings.partitions - 1``, else
+        :class:`InvalidInputError`); None takes from every partition."""
         when = ensure_utc(now, "now") if now is not None else self.now()
+        partition = self.settings.checked_partition(partition)
         report = DueRunReport()
         for action in self.storage.scheduled.claim_due(
-            when, worker=self.worker_id, limit=limit, lease=self.settings.action_lease
+            when,
+            worker=self.worker_id,
+            limit=limit,
+            lease=self.settings.action_lease,
+            partition=partition,
         ):
             report.claimed += 1
             run, _ = self._execute(action)
@@ -459,6 +469,7 @@ class LeadFlow:
             worker=self.worker_id,
             lease=self.settings.action_lease,
             max_attempts=self.settings.retry.max_attempts,
+            partitions=self.settings.partitions,
         )
         self.storage.scheduled.schedule(outbox)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+import zlib
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -23,6 +24,7 @@ __all__ = [
     "delivery_action",
     "is_permanent",
     "open_key_for",
+    "partition_for",
     "rule_action",
 ]
 
@@ -54,6 +56,17 @@ def open_key_for(opportunity_id: str, rule_id: str) -> str:
     return f"rule/{opportunity_id}/{rule_id}"
 
 
+def partition_for(key: str, partitions: int) -> int:
+    """The partition (``0 .. partitions - 1``) of the scheduled actions keyed by ``key`` (an
+    opportunity id, or an event id for an event without one): CRC-32 of its UTF-8 bytes modulo
+    ``partitions``. Stable across processes, hosts and Python versions (unlike ``hash()``), so
+    every instance puts an opportunity's actions in the same partition; changing ``partitions``
+    moves keys between partitions (see ``FlowSettings.partitions``)."""
+    if partitions == 1:
+        return 0
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
+
+
 def completed_event_id(activity_id: str) -> str:
     """One ``activity.completed`` event per activity (an activity completes once)."""
     return _digest(f"activity.completed/{activity_id}")
@@ -82,9 +95,11 @@ def rule_action(
     worker: str,
     lease: timedelta,
     max_attempts: int,
+    partitions: int = 1,
 ) -> ScheduledAction:
     """The stored form of a planned action. One that runs now is stored already claimed by
-    ``worker``, so a crash before it is done leaves a lease that expires, not a gap."""
+    ``worker``, so a crash before it is done leaves a lease that expires, not a gap. Its
+    partition comes from the event's opportunity (or the event itself)."""
     rule = planned.rule
     key = planned.idempotency_key
     return ScheduledAction(
@@ -94,9 +109,11 @@ def rule_action(
         event=event,
         rule_id=rule.rule_id,
         rule_name=rule.name,
+        rule_version=rule.version,
         action_index=planned.action_index,
         action=planned.action,
         opportunity_id=event.opportunity_id,
+        partition=partition_for(event.opportunity_id or event.id, partitions),
         planned_at=planned.due_at,
         depth=depth,
         duplicates=DuplicatePolicy.ALLOW if rule.allow_duplicates else DuplicatePolicy.SKIP,
@@ -121,6 +138,7 @@ def delivery_action(
     worker: str,
     lease: timedelta,
     max_attempts: int,
+    partitions: int = 1,
 ) -> ScheduledAction:
     """An outbox entry stored (claimed by ``worker``) before the write that causes ``event``.
 
@@ -137,6 +155,7 @@ def delivery_action(
         event=event,
         opportunity_id=activity.opportunity_id,
         activity_id=activity.activity_id,
+        partition=partition_for(activity.opportunity_id, partitions),
         planned_at=now,
         due_at=now,
         state=ScheduledActionState.CLAIMED,

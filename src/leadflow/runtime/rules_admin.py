@@ -49,7 +49,9 @@ class RulesAdmin:
         self.check(rule)
         stored = self._flow.storage.rules.update(rule)
         self._flow.rulebook.invalidate()
-        cancelled = self._settle(stored.rule_id, policy)
+        # Only what older versions planned: a handle() that already planned with the new
+        # version (here or on another instance) keeps its actions.
+        cancelled = self._settle(stored.rule_id, policy, below_version=stored.version)
         self._flow.emit(
             "rule.updated",
             {"ruleId": stored.rule_id, "actor": stored.updated_by, "cancelled": len(cancelled)},
@@ -75,10 +77,14 @@ class RulesAdmin:
             raise InvalidInputError("must be 'cancel' or 'keep'", field="pending")
         return policy
 
-    def _settle(self, rule_id: str, policy: PendingPolicy) -> tuple[ScheduledAction, ...]:
+    def _settle(
+        self, rule_id: str, policy: PendingPolicy, *, below_version: int | None = None
+    ) -> tuple[ScheduledAction, ...]:
         if policy == "keep":
             return ()
-        cancelled = self._flow.storage.scheduled.cancel_for_rule(rule_id, now=self._flow.now())
+        cancelled = self._flow.storage.scheduled.cancel_for_rule(
+            rule_id, now=self._flow.now(), below_version=below_version
+        )
         if cancelled:
             log.info(
                 "cancelled %s pending action(s) of a changed rule",

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Literal
 
 from ..errors import InvalidInputError
+from ..limits import DEFAULT_LIMITS
 
 __all__ = ["FlowSettings", "PendingPolicy", "RetryPolicy"]
 
@@ -57,6 +58,11 @@ class FlowSettings:
     ``pending_on_rule_change``: what a rule change or deletion does to the rule's pending
     delayed actions unless the caller says otherwise: ``cancel`` (the default: an edited rule's
     old plans no longer hold) or ``keep``.
+    ``partitions``: how many partitions (shards) scheduled actions are spread over, by a
+    stable hash of their opportunity id (1, the default: one partition). Workers may then be
+    pinned to a partition (``run_due(partition=p)``); ``run_due()`` without one still takes
+    from all. Every instance must use the same count; changing it moves future actions only,
+    so drain the old partitions with an unpinned ``run_due()`` after a change.
     ``system_user``: the id recorded as creator of automated activities.
     ``worker_id``: this instance's name in leases (default: host, pid and a random suffix).
     """
@@ -68,6 +74,7 @@ class FlowSettings:
     rules_refresh: timedelta = timedelta(seconds=30)
     retention: timedelta = timedelta(days=30)
     pending_on_rule_change: PendingPolicy = "cancel"
+    partitions: int = 1
     system_user: str = "leadflow"
     worker_id: str | None = None
 
@@ -82,5 +89,28 @@ class FlowSettings:
                 raise InvalidInputError("must be a non-negative timedelta", field=name)
         if self.action_lease <= timedelta(0):
             raise InvalidInputError("must be positive", field="action_lease")
+        if (
+            isinstance(self.partitions, bool)
+            or not isinstance(self.partitions, int)
+            or not 1 <= self.partitions <= DEFAULT_LIMITS.partitions
+        ):
+            raise InvalidInputError(
+                f"must be an integer in 1..{DEFAULT_LIMITS.partitions}", field="partitions"
+            )
         if self.pending_on_rule_change not in ("cancel", "keep"):
             raise InvalidInputError("must be 'cancel' or 'keep'", field="pending_on_rule_change")
+
+    def checked_partition(self, partition: object) -> int | None:
+        """``partition`` if it is None (every partition) or one of this flow's partitions
+        (``0 .. partitions - 1``); :class:`InvalidInputError` (field ``partition``) if not."""
+        if partition is None:
+            return None
+        if (
+            isinstance(partition, bool)
+            or not isinstance(partition, int)
+            or not 0 <= partition < self.partitions
+        ):
+            raise InvalidInputError(
+                f"must be None or an integer in 0..{self.partitions - 1}", field="partition"
+            )
+        return partition

@@ -1,4 +1,4 @@
-"""Argument checks shared by the job-store backends (the same refusals on every backend)."""
+"""Argument checks shared by the store backends (the same refusals on every backend)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Final
 
 from ..errors import InvalidInputError
+from ..limits import DEFAULT_LIMITS
 from ..records import SlotState
 
 MAX_KEY: Final = 400
@@ -23,6 +24,28 @@ def checked_key(value: object, field: str) -> str:
 def checked_lease(value: object) -> timedelta:
     if not isinstance(value, timedelta) or value <= timedelta(0):
         raise InvalidInputError("must be a positive timedelta", field="lease")
+    return value
+
+
+def checked_partition(value: object) -> int | None:
+    """``value`` if it is None (every partition) or an ``int`` partition number within
+    :attr:`~leadflow.limits.Limits.partitions`; :class:`InvalidInputError` (``partition``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError("expected an integer or None", field="partition")
+    if not 0 <= value < DEFAULT_LIMITS.partitions:
+        raise InvalidInputError(f"must be in 0..{DEFAULT_LIMITS.partitions - 1}", field="partition")
+    return value
+
+
+def checked_version(value: object, field: str) -> int | None:
+    """``value`` if it is None or a positive ``int`` (a rule version); else
+    :class:`InvalidInputError` naming ``field``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
+        raise InvalidInputError("expected a positive integer or None", field=field)
     return value
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import builtins
 import pickle
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from heapq import nsmallest
+from heapq import merge, nsmallest
 from itertools import islice, takewhile
 from typing import Any
 
@@ -33,7 +34,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
-from ..checks import checked_lease
+from ..checks import checked_lease, checked_partition, checked_version
 from .arguments import check_limit, check_model, check_type
 from .chunks import ChunkedIndex, ChunkedMap
 
@@ -42,6 +43,9 @@ __all__ = ["InMemoryScheduledActionStore"]
 _State = ScheduledActionState
 _MAX_ERROR = 2000  # ScheduledAction.last_error's limit
 
+
+_Key = tuple[datetime, str]
+"""An index key: (time, action id)."""
 
 _Finished = tuple[datetime, str, str, bytes]
 """A finished action: (due_at, state, idempotency key, pickled action). A plain tuple of atomic
@@ -67,7 +71,9 @@ class InMemoryScheduledActionStore:
     """A :class:`~leadflow.ports.ScheduledActionStore` held in process memory.
 
     Indexes: ``_pending`` (due_at, id) and ``_leases`` (lease_expires_at, id) as
-    ``ChunkedIndex``es, so :meth:`claim_due` looks only at actions it can take; the pending action
+    ``ChunkedIndex``es, one of each per partition, so :meth:`claim_due` looks only at actions it
+    can take (in the partition it was asked for; across all of them, merged in order, when it
+    was asked for none); the pending action
     ids of each opportunity and of each rule (what the cancel methods touch); ``_by_finish``
     (finished_at, id) for :meth:`purge_finished`; the idempotency keys of every stored action.
     """
@@ -77,8 +83,8 @@ class InMemoryScheduledActionStore:
         self._live: dict[str, ScheduledAction] = {}
         self._finished: ChunkedMap[_Finished] = ChunkedMap()
         self._by_key: dict[str, str] = {}
-        self._pending: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
-        self._leases: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._pending: dict[int, ChunkedIndex[_Key]] = {}
+        self._leases: dict[int, ChunkedIndex[_Key]] = {}
         self._by_finish: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
         self._pending_by_opportunity: dict[str, set[str]] = {}
         self._pending_by_rule: dict[str, set[str]] = {}
@@ -113,14 +119,16 @@ class InMemoryScheduledActionStore:
         worker: str,
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
+        partition: int | None = None,
     ) -> builtins.list[ScheduledAction]:
         now = ensure_utc(now, "now")
         check_limit(limit)
         _check_worker(worker)
         expires = now + checked_lease(lease)
+        partition = checked_partition(partition)
         with self._lock:
             candidates: list[ScheduledAction] = []
-            leases = takewhile(lambda key: key[0] <= now, self._leases)
+            leases = takewhile(lambda key: key[0] <= now, self._ordered(self._leases, partition))
             expired = [self._live[action_id] for _, action_id in leases]
             for action in expired:
                 if action.attempts >= action.max_attempts:
@@ -133,7 +141,7 @@ class InMemoryScheduledActionStore:
                     )
                 else:
                     candidates.append(action)
-            due = takewhile(lambda key: key[0] <= now, self._pending)
+            due = takewhile(lambda key: key[0] <= now, self._ordered(self._pending, partition))
             candidates += [self._live[action_id] for _, action_id in islice(due, limit)]
             chosen = nsmallest(limit, candidates, key=lambda a: (a.due_at, a.action_id))
             claimed = [
@@ -220,10 +228,17 @@ class InMemoryScheduledActionStore:
                 self._cancel(self._live[action_id], now)
         return len(ids)
 
-    def cancel_for_rule(self, rule_id: str, *, now: datetime) -> builtins.list[ScheduledAction]:
+    def cancel_for_rule(
+        self, rule_id: str, *, now: datetime, below_version: int | None = None
+    ) -> builtins.list[ScheduledAction]:
         now = ensure_utc(now, "now")
+        below = checked_version(below_version, "below_version")
         with self._lock:
-            pending = [self._live[i] for i in self._pending_by_rule.get(rule_id, ())]
+            pending = [
+                action
+                for action in (self._live[i] for i in self._pending_by_rule.get(rule_id, ()))
+                if below is None or action.rule_version is None or action.rule_version < below
+            ]
             pending.sort(key=lambda a: (a.due_at, a.action_id))
             cancelled = [self._cancel(action, now) for action in pending]
         return [_copy(action) for action in cancelled]
@@ -250,7 +265,7 @@ class InMemoryScheduledActionStore:
                 raise InvalidInputError(f"unknown state {state!r}", field="state") from exc
         with self._lock:
             if state is _State.PENDING:
-                ids = [i for _, i in islice(self._pending, limit)]
+                ids = [i for _, i in islice(self._ordered(self._pending, None), limit)]
                 return [_copy(self._live[i]) for i in ids]
             keys: list[tuple[datetime, str]] = []
             if state is None or state not in FINISHED_STATES:
@@ -268,6 +283,20 @@ class InMemoryScheduledActionStore:
             return [self._get(i) for _, i in nsmallest(limit, keys)]
 
     # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _ordered(indexes: dict[int, ChunkedIndex[_Key]], partition: int | None) -> Iterator[_Key]:
+        """The keys of one partition's index, or of all of them merged, in order."""
+        if partition is not None:
+            return iter(indexes.get(partition, ()))
+        return merge(*indexes.values())
+
+    @staticmethod
+    def _index(indexes: dict[int, ChunkedIndex[_Key]], partition: int) -> ChunkedIndex[_Key]:
+        index = indexes.get(partition)
+        if index is None:
+            index = indexes[partition] = ChunkedIndex()
+        return index
 
     def _get(self, action_id: str) -> ScheduledAction:
         live = self._live.get(action_id)
@@ -318,7 +347,7 @@ class InMemoryScheduledActionStore:
             return
         self._live[action_id] = action
         if action.state is _State.PENDING:
-            self._pending.add((action.due_at, action_id))
+            self._index(self._pending, action.partition).add((action.due_at, action_id))
             for index, owner in (
                 (self._pending_by_opportunity, action.opportunity_id),
                 (self._pending_by_rule, action.rule_id),
@@ -327,14 +356,14 @@ class InMemoryScheduledActionStore:
                     index.setdefault(owner, set()).add(action_id)
         elif action.state is _State.CLAIMED:
             assert action.lease_expires_at is not None
-            self._leases.add((action.lease_expires_at, action_id))
+            self._index(self._leases, action.partition).add((action.lease_expires_at, action_id))
 
     def _drop(self, action: ScheduledAction) -> None:
         """Take the live ``action`` out of every index (it is about to be replaced)."""
         action_id = action.action_id
         del self._live[action_id]
         if action.state is _State.PENDING:
-            self._pending.remove((action.due_at, action_id))
+            self._pending[action.partition].remove((action.due_at, action_id))
             for index, owner in (
                 (self._pending_by_opportunity, action.opportunity_id),
                 (self._pending_by_rule, action.rule_id),
@@ -345,4 +374,4 @@ class InMemoryScheduledActionStore:
                         del index[owner]
         elif action.state is _State.CLAIMED:
             assert action.lease_expires_at is not None
-            self._leases.remove((action.lease_expires_at, action_id))
+            self._leases[action.partition].remove((action.lease_expires_at, action_id))

@@ -24,6 +24,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
+from ..checks import checked_partition, checked_version
 from .common import (
     Document,
     MongoStore,
@@ -66,6 +67,17 @@ class MongoScheduledActionStore(MongoStore):
         IndexModel(
             [("state", ASCENDING), ("dueAt", ASCENDING), ("actionId", ASCENDING)],
             name="state_dueAt",
+        ),
+        # claim_due(partition=p): one partition's due actions (the partition leads, as a
+        # shard key must in a sharded collection's claims).
+        IndexModel(
+            [
+                ("partition", ASCENDING),
+                ("state", ASCENDING),
+                ("dueAt", ASCENDING),
+                ("actionId", ASCENDING),
+            ],
+            name="partition_state_dueAt",
         ),
         IndexModel([("dueAt", ASCENDING), ("actionId", ASCENDING)], name="dueAt"),
         IndexModel(
@@ -125,19 +137,30 @@ class MongoScheduledActionStore(MongoStore):
         worker: str,
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
+        partition: int | None = None,
     ) -> builtins.list[ScheduledAction]:
+        """See the port. With a ``partition``, every filter carries ``partition`` (documents
+        stored before the field existed count as partition 0)."""
         now = when("now", now)
         worker = valid_text("worker", worker)
         limit = valid_limit(limit)
         until = later("lease", now, lease)
-        expired = {"state": _CLAIMED, "leaseExpiresAt": {"$lte": now}}
+        partition = checked_partition(partition)
+        scope: Document = {}
+        if partition is not None:
+            scope = {"partition": {"$in": [0, None]} if partition == 0 else partition}
+        expired = {**scope, "state": _CLAIMED, "leaseExpiresAt": {"$lte": now}}
         # An action whose worker died on its last attempt is parked, not handed out again.
         self._collection.update_many(
             {**expired, **_EXHAUSTED},
             {"$set": {"state": _PARKED, "updatedAt": now}, "$unset": _NO_LEASE},
         )
         claimable = {
-            "$or": [{"state": _PENDING, "dueAt": {"$lte": now}}, {**expired, **_ATTEMPTS_LEFT}]
+            **scope,
+            "$or": [
+                {"state": _PENDING, "dueAt": {"$lte": now}},
+                {"state": _CLAIMED, "leaseExpiresAt": {"$lte": now}, **_ATTEMPTS_LEFT},
+            ],
         }
         claim = {
             "$set": {
@@ -251,17 +274,23 @@ class MongoScheduledActionStore(MongoStore):
         return int(result.modified_count)
 
     @translated("rule_id")
-    def cancel_for_rule(self, rule_id: str, *, now: datetime) -> builtins.list[ScheduledAction]:
+    def cancel_for_rule(
+        self, rule_id: str, *, now: datetime, below_version: int | None = None
+    ) -> builtins.list[ScheduledAction]:
         """One ``find_one_and_update`` per action, soonest due first: each cancels an action
         that is still pending at that moment, so one a worker claims meanwhile is left to
         finish and never reported as cancelled. Cost: one round trip per cancelled action."""
         rule_id = valid_id("rule_id", rule_id)
         now = when("now", now)
+        below = checked_version(below_version, "below_version")
+        query: Document = {"ruleId": rule_id, "state": _PENDING}
+        if below is not None:  # older versions, or none recorded (null matches a missing field)
+            query["$or"] = [{"ruleVersion": {"$lt": below}}, {"ruleVersion": None}]
         cancel = {"$set": {"state": _CANCELLED, "finishedAt": now, "updatedAt": now}}
         cancelled: builtins.list[ScheduledAction] = []
         while True:
             document = self._collection.find_one_and_update(
-                {"ruleId": rule_id, "state": _PENDING},
+                query,
                 cancel,
                 sort=self._ORDER,
                 return_document=ReturnDocument.AFTER,

@@ -29,7 +29,9 @@ from sqlalchemy import (
     delete,
     literal,
     literal_column,
+    or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -44,7 +46,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import ScheduledAction, ScheduledActionState
-from ..checks import checked_lease
+from ..checks import checked_lease, checked_partition, checked_version
 from ..memory.arguments import check_limit, check_model, check_type
 from .database import SqlDatabase
 from .errors import translated
@@ -63,9 +65,11 @@ _COPIED: Final = (
     "idempotency_key",
     "rule_id",
     "rule_name",
+    "rule_version",
     "action_index",
     "opportunity_id",
     "activity_id",
+    "partition",
     "planned_at",
     "depth",
     "explanation",
@@ -180,17 +184,22 @@ class SqlScheduledActionStore:
         worker: str,
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
+        partition: int | None = None,
     ) -> builtins.list[ScheduledAction]:
+        """See the port. With a ``partition`` every statement filters on the ``partition``
+        column (the distribution column of a sharded table, so each one stays on its shard)."""
         now = ensure_utc(now, "now")
         check_limit(limit)
         _check_worker(worker)
+        partition = checked_partition(partition)
         try:
             until = now + checked_lease(lease)
         except OverflowError as error:
             raise InvalidInputError("now + lease is out of range", field="lease") from error
         t, c = self._t, self._t.c
+        scope = true() if partition is None else c.partition == partition
         claimed = self._state_is(_State.CLAIMED)
-        expired = and_(claimed, c.lease_expires_at <= now)
+        expired = and_(scope, claimed, c.lease_expires_at <= now)
         # An action whose worker died on its last attempt is parked, not handed out again.
         exhausted = (
             select(c.action_id)
@@ -217,7 +226,7 @@ class SqlScheduledActionStore:
             .with_for_update(skip_locked=True)
             .subquery()
             for condition in (
-                and_(self._state_is(_State.PENDING), c.due_at <= now),
+                and_(scope, self._state_is(_State.PENDING), c.due_at <= now),
                 and_(expired, c.attempts < c.max_attempts),
             )
         ]
@@ -349,11 +358,18 @@ class SqlScheduledActionStore:
             return int(connection.execute(statement).rowcount)
 
     @translated("rule_id")
-    def cancel_for_rule(self, rule_id: str, *, now: datetime) -> builtins.list[ScheduledAction]:
+    def cancel_for_rule(
+        self, rule_id: str, *, now: datetime, below_version: int | None = None
+    ) -> builtins.list[ScheduledAction]:
         """One ``UPDATE ... RETURNING``: an action a worker claims meanwhile is left to finish
         and never reported as cancelled."""
         now = ensure_utc(now, "now")
-        statement = self._cancel(self._t.c.rule_id == rule_id, now).returning(*self._t.c)
+        below = checked_version(below_version, "below_version")
+        c = self._t.c
+        owner = c.rule_id == rule_id
+        if below is not None:
+            owner = and_(owner, or_(c.rule_version.is_(None), c.rule_version < below))
+        statement = self._cancel(owner, now).returning(*self._t.c)
         with self._db.write() as connection:
             rows = connection.execute(statement).mappings().all()
         cancelled = [_load(row) for row in rows]

@@ -64,13 +64,14 @@ def current_revision(database: SqlDatabase) -> str | None:
         return _current(connection, database)
 
 
-def migrate(database: SqlDatabase) -> str:
-    """Bring ``database``'s tables (its prefix and schema) to the newest revision; returns it.
+def migrate(database: SqlDatabase, revision: str = "head") -> str:
+    """Bring ``database``'s tables (its prefix and schema) to ``revision`` (default: the newest
+    one; an older one only upgrades, for staged roll-outs and tests); returns it.
 
-    Idempotent: at the newest revision already, only the version is read. On PostgreSQL the
+    Idempotent: at that revision already, only the version is read. On PostgreSQL the
     schema is created when missing. Driver failures are :class:`~leadflow.StorageError` (or
     :class:`~leadflow.UnavailableError`)."""
-    head = head_revision()
+    head = head_revision() if revision == "head" else revision
     if current_revision(database) == head:
         return head
     tables = database.tables
@@ -83,7 +84,7 @@ def migrate(database: SqlDatabase) -> str:
         config = _config()
         config.attributes["connection"] = connection
         config.attributes["tables"] = tables
-        command.upgrade(config, "head")
+        command.upgrade(config, head)
     return head
 
 

@@ -204,9 +204,11 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
         Column("kind", String(16), nullable=False),
         _id("rule_id"),
         Column("rule_name", String(200)),
+        Column("rule_version", BigInteger),
         Column("action_index", BigInteger, nullable=False),
         _id("opportunity_id"),
         _id("activity_id"),
+        Column("partition", Integer, nullable=False, server_default="0"),
         Column("planned_at", UtcDateTime, nullable=False),
         Column("depth", Integer, nullable=False),
         Column("duplicates", String(16), nullable=False),
@@ -230,6 +232,8 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
     c = table.c
     # The seed's state/due index: claim_due (pending and due, oldest first) and list(state).
     Index(f"{name}_state_due", c.state, c.due_at, c.action_id)
+    # claim_due(partition=p): the same, within one partition (revision 0002).
+    Index(f"{name}_partition_state_due", c.partition, c.state, c.due_at, c.action_id)
     # claim_due: expired leases (to reclaim, or to park after the last attempt).
     claimed = c.state == "claimed"
     Index(f"{name}_leases", c.lease_expires_at, postgresql_where=claimed, sqlite_where=claimed)

@@ -21,15 +21,19 @@ from ...ports import ScheduledActionStore
 from ...records import ActionKind, DuplicatePolicy, ScheduledActionState
 from .data import BASE_TIME, assert_utc, at, make_delivery, make_scheduled_action
 from .scheduled_cleanup import ScheduledActionCleanupTests
+from .scheduled_partitions import ScheduledActionPartitionTests
 
 __all__ = ["ScheduledActionStoreContract"]
 
 
-class ScheduledActionStoreContract(ScheduledActionCleanupTests, abc.ABC):
+class ScheduledActionStoreContract(
+    ScheduledActionCleanupTests, ScheduledActionPartitionTests, abc.ABC
+):
     """Every test a :class:`~leadflow.ports.ScheduledActionStore` must pass.
 
     Subclass it (as ``Test...``) and implement :meth:`make_store`; the cancel and purge tests
-    come from :class:`ScheduledActionCleanupTests`.
+    come from :class:`ScheduledActionCleanupTests`, the partition tests from
+    :class:`ScheduledActionPartitionTests`.
     """
 
     @abc.abstractmethod

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ...errors import NotFoundError
+from ...errors import InvalidInputError, NotFoundError
 from ...ports import ScheduledActionStore
 from ...records import ScheduledAction, ScheduledActionState
 from .data import at, make_delivery, make_scheduled_action
@@ -110,6 +110,25 @@ class ScheduledActionCleanupTests:
         # Cancelled actions are never claimed; the busy one is reclaimed once its lease ends.
         claimed = store.claim_due(at(days=1), worker="w2")
         assert _action_ids(claimed) == ["sa-busy", "sa-delivery", "sa-rule-2"]
+
+    def test_cancel_for_rule_below_a_version_keeps_newer_plans(
+        self, store: ScheduledActionStore
+    ) -> None:
+        for version in (None, 1, 2, 3, 4):
+            key = f"v{version}"
+            store.schedule(make_scheduled_action(key, rule_version=version, due_at=at(hours=1)))
+        assert store.get("sa-v3").rule_version == 3
+        cancelled = store.cancel_for_rule("rule-1", now=at(minutes=1), below_version=3)
+        assert sorted(_action_ids(cancelled)) == ["sa-v1", "sa-v2", "sa-vNone"]
+        assert [store.get(f"sa-v{v}").state for v in (3, 4)] == [PENDING, PENDING]
+        assert store.cancel_for_rule("rule-1", now=at(minutes=2), below_version=3) == []
+        for bad in (0, -1, True, "3", 1.5):
+            with pytest.raises(InvalidInputError) as caught:
+                store.cancel_for_rule("rule-1", now=at(minutes=2), below_version=bad)  # type: ignore[arg-type]
+            assert caught.value.field == "below_version"
+        assert store.get("sa-v3").state is PENDING
+        remaining = store.cancel_for_rule("rule-1", now=at(minutes=3))  # no version: every one
+        assert sorted(_action_ids(remaining)) == ["sa-v3", "sa-v4"]
 
     def test_cancelled_actions_returned_are_copies(self, store: ScheduledActionStore) -> None:
         store.schedule(make_scheduled_action("k1"))

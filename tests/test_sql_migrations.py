@@ -1,0 +1,71 @@
+"""Revision 0002 (partitions) on a database made by revision 0001 with actions in it: the
+column is added with 0 for every existing action, which a claim pinned to partition 0 then
+takes; on SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from leadflow.stores.sql import SqlStorage, current_revision, head_revision, migrate, sql_storage
+from leadflow.stores.sql.migrations.schema_0001 import build_tables as build_tables_0001
+from leadflow.stores.sql.scheduled import _values
+from leadflow.testing.contracts import at, make_scheduled_action
+
+from .sql_support import on_postgres, postgres_schema
+
+
+@pytest.fixture(params=["sqlite-file", pytest.param("postgres", marks=on_postgres)])
+def at_0001(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStorage]:
+    """Stores on a database migrated to revision 0001 only."""
+    if request.param == "sqlite-file":
+        storage = sql_storage(f"sqlite:///{tmp_path / 'old.db'}", create=False)
+        try:
+            yield storage
+        finally:
+            storage.close()
+        return
+    with postgres_schema() as (engine, schema):
+        storage = sql_storage(engine, schema=schema, create=False)
+        try:
+            yield storage
+        finally:
+            storage.close()
+
+
+def test_0002_adds_partitions_to_existing_actions(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    assert migrate(database, "0001") == "0001"
+    old = build_tables_0001(database.tables.prefix, database.tables.schema).scheduled
+    with database.engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
+    assert "partition" not in columns
+    rows = []
+    for n in range(3):
+        values = _values(make_scheduled_action(f"old-{n}", due_at=at(minutes=-n)))
+        del values["partition"]
+        rows.append(values)
+    with database.write() as connection:
+        connection.execute(old.insert(), rows)
+
+    assert migrate(database) == head_revision() == "0002"
+    assert current_revision(database) == "0002"
+    assert migrate(database) == "0002"  # again: nothing to do
+    stored = at_0001.scheduled.list()
+    assert [(a.action_id, a.partition) for a in stored] == [
+        ("sa-old-2", 0),
+        ("sa-old-1", 0),
+        ("sa-old-0", 0),
+    ]
+    claimed = at_0001.scheduled.claim_due(at(), worker="w1", partition=0)
+    assert len(claimed) == 3
+    new = make_scheduled_action("new", partition=5)
+    at_0001.scheduled.schedule(new)
+    assert at_0001.scheduled.get("sa-new").partition == 5
+    assert at_0001.scheduled.claim_due(at(), worker="w2", partition=4) == []
+    assert [a.action_id for a in at_0001.scheduled.claim_due(at(), worker="w2", partition=5)] == [
+        "sa-new"
+    ]
