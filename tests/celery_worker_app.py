@@ -7,11 +7,14 @@ stores its effect keyed on the idempotency key (an upsert counting re-applicatio
 ``run`` line; ``mark_done`` logs ``done`` (tests/fault_worker.py's ``DoneLogging``). With
 ``kill_after`` the worker logs ``mid-batch`` after that many effects and waits to be killed;
 ``effect_sleep`` makes each effect slow (the SIGTERM test). ``ready`` is logged when the worker
-consumes, ``shutdown`` when it stops. ``bench`` logs ``start`` lines (due time, start time)
+consumes, ``shutdown`` when it stops. ``partitions`` (default 1) is the flow's
+``FlowSettings.partitions`` and ``install``'s ``partitions``; ``run`` lines carry the action's
+partition. With ``log_tasks`` each task that ran logs a ``task`` line (its name, kwargs, start
+time ``started`` and result). ``bench`` logs ``start`` lines (due time, start time)
 without the effects table, for benchmarks/bench_celery.py.
 
 Config keys: name, url, effects_url, log, broker, queue, batch, lease, visibility_timeout,
-kill_after, effect_sleep, bench.
+kill_after, effect_sleep, bench, partitions, log_tasks.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Worker:
         self.effects = None if self.bench else effects_engine(str(config["effects_url"]))
         self.kill_after: int | None = config.get("kill_after")
         self.effect_sleep = float(config.get("effect_sleep", 0.0))
+        self.partitions = int(config.get("partitions", 1))
         self.runs = 0
 
     def effect(self, ctx: ActionContext) -> str:
@@ -89,7 +93,12 @@ class Worker:
                 at=time.time(),
             )
             return "bench"
-        self.log.write("run", key=scheduled.idempotency_key, attempt=scheduled.attempts)
+        self.log.write(
+            "run",
+            key=scheduled.idempotency_key,
+            attempt=scheduled.attempts,
+            partition=scheduled.partition,
+        )
         if self.effect_sleep:
             time.sleep(self.effect_sleep)
         assert self.effects is not None
@@ -128,6 +137,7 @@ class Worker:
             action_lease=timedelta(seconds=float(self.config.get("lease", 5.0))),
             retry=RetryPolicy(max_attempts=100, base=retry, cap=retry * 4),
             worker_id=f"{self.name}:{os.getpid()}",
+            partitions=self.partitions,
         )
         return LeadFlow.in_memory(storage=storage, handlers=handlers, settings=settings)
 
@@ -146,6 +156,8 @@ if _config:
         _worker.flow,
         queue=str(_config.get("queue", "leadflow")),
         batch=int(_config.get("batch", 100)),
+        # (passed only when set, so the app still loads where install() has no partitions)
+        **({"partitions": _worker.partitions} if _worker.partitions != 1 else {}),
     )
 
     @signals.worker_ready.connect  # type: ignore[untyped-decorator]
@@ -157,3 +169,22 @@ if _config:
     @signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
     def _shutdown(**_: Any) -> None:
         _worker.log.write("shutdown", runs=_worker.runs)
+
+    if _config.get("log_tasks"):
+        _started: dict[str, float] = {}
+
+        @signals.task_prerun.connect  # type: ignore[untyped-decorator]
+        def _prerun(task_id: str, **_: Any) -> None:
+            _started[task_id] = time.time()
+
+        @signals.task_postrun.connect  # type: ignore[untyped-decorator]
+        def _postrun(
+            task_id: str, task: Any, kwargs: Any = None, retval: Any = None, **_: Any
+        ) -> None:
+            _worker.log.write(
+                "task",
+                name=task.name,
+                kwargs=kwargs or {},
+                started=_started.pop(task_id, None),
+                result=retval if isinstance(retval, dict) else repr(retval),
+            )

@@ -18,6 +18,7 @@ ROOT = Path(leadflow.__file__).parent
 LAYERS: dict[str, int] = {
     "errors": 0,
     "limits": 0,
+    "activity_models": 1,
     "documents": 1,
     "fields": 1,
     "models": 1,

@@ -26,7 +26,7 @@ prometheus_client = pytest.importorskip("prometheus_client", reason="needs the m
 from leadflow.contrib.celery import LeadflowTasks, install  # noqa: E402
 from leadflow.contrib.prometheus import LeadflowMetrics  # noqa: E402
 
-from .test_sql_faults import schedule  # noqa: E402
+from .process_support import schedule  # noqa: E402
 
 ACTION = "fault_effect"
 

@@ -20,157 +20,80 @@ makes a cluster of its own to restart, so the suite's server and its pooled conn
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from leadflow import Action, Event, FollowUpRule, ScheduledAction, ScheduledActionState
+from leadflow import FollowUpRule
 from leadflow.errors import UnavailableError
 from leadflow.ports import Storage
 
 from . import pgcluster
 
 # Skip (not fail) where the sql extra (SQLAlchemy) is not installed.
-sql_stores = pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
-import sqlalchemy as sa  # noqa: E402
+pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
+import sqlalchemy as sa
 
-from .fault_worker import (  # noqa: E402
+from .fault_worker import (
     ACTION_TYPE,
     count_effects,
     create_effects_table,
     effects_engine,
     read_effects,
-    read_log,
     recovery_times,
 )
+from .process_support import (
+    BACKENDS,
+    Processes,
+    Target,
+    check_exactly_once,
+    fresh_target,
+    report,
+    schedule,  # tests/test_contrib_celery_units.py imports it from here
+    state_counts,
+    wait_until_drained,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "fault_worker.py"
-PG_URL = os.environ.get(pgcluster.URL_ENV)
 CLUSTER = os.environ.get(pgcluster.CLUSTER_ENV)
-NEEDS_PG = f"set {pgcluster.URL_ENV} to run against PostgreSQL (see tests/pgcluster.py)"
 NEEDS_CLUSTER = (
     f"set {pgcluster.CLUSTER_ENV} to a cluster made by `tests/pgcluster.py start` (the chaos test "
     "makes and restarts a cluster of its own with its binaries)"
 )
-BACKENDS = [
-    pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=NEEDS_PG)),
-    "sqlite",
-]
-LIVE = (ScheduledActionState.PENDING, ScheduledActionState.CLAIMED)
 DRAIN_TIMEOUT = 240.0  # a guard against hanging forever, not a timing assertion
-
-
-# --------------------------------------------------------------------------- databases
-
-
-@dataclass
-class Target:
-    url: str
-    effects_url: str
-
-    def storage(self) -> Storage:
-        target: Any = self.url
-        if not self.url.startswith("sqlite"):
-            target = sa.create_engine(self.url, pool_pre_ping=True)
-        storage: Storage = sql_stores.sql_storage(target)
-        return storage
 
 
 @pytest.fixture
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     """A fresh, empty database: a new database on the PostgreSQL server (dropped afterwards)
     or a SQLite file; the effects table is created (on SQLite, in a file of its own)."""
-    if request.param == "sqlite":
-        found = Target(f"sqlite:///{tmp_path / 'leadflow.db'}", f"sqlite:///{tmp_path / 'fx.db'}")
-        create_effects_table(effects_engine(found.effects_url))
+    with fresh_target(request.param, tmp_path, "leadflow_fault") as found:
         yield found
-        return
-    assert PG_URL is not None
-    name = f"leadflow_fault_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    create_effects_table(effects_engine(url))
-    try:
-        yield Target(url, url)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
-def schedule(storage: Storage, due: list[datetime], prefix: str) -> set[str]:
-    """Store one ``fault_effect`` action per due time; returns their idempotency keys."""
-    created = datetime.now(UTC)
-    keys = set()
-    for i, at in enumerate(due):
-        key = f"{prefix}/{i:05d}"
-        event = Event(id=f"{prefix}-{i:05d}", type="opportunity.created", time=at, payload={"n": i})
-        action = ScheduledAction(
-            idempotency_key=key,
-            event=event,
-            rule_id="fault",
-            rule_name="fault",
-            action=Action.model_validate({"actionType": ACTION_TYPE}),
-            planned_at=at,
-            due_at=at,
-            created_at=created,
-            max_attempts=100,
-        )
-        _, new = storage.scheduled.schedule(action)
-        assert new, key
-        keys.add(key)
-    return keys
+class Workers(Processes):
+    """tests/fault_worker.py processes on one target, released together by a go file and
+    stopped by a stop file."""
 
-
-# --------------------------------------------------------------------------- processes
-
-
-class Workers:
-    """Worker processes on one target, their configs and logs in ``tmp_path``."""
+    timeout = DRAIN_TIMEOUT
 
     def __init__(self, target: Target, tmp_path: Path) -> None:
-        self.target = target
-        self.dir = tmp_path
+        super().__init__(target, tmp_path)
         self.stop_file = tmp_path / "stop"
         self.go_file = tmp_path / "go"
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def spawn(self, name: str, **config: Any) -> None:
-        settings = {
-            "name": name,
-            "url": self.target.url,
-            "effects_url": self.target.effects_url,
-            "log": str(self.dir / f"{name}.log"),
-            "stop": str(self.stop_file),
-            "go": str(self.go_file),
-            **config,
-        }
-        path = self.dir / f"{name}.json"
-        path.write_text(json.dumps(settings), encoding="utf-8")
-        with open(self.dir / f"{name}.out", "wb") as out:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, str(WORKER), str(path)],
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        path = self.write_config(name, stop=str(self.stop_file), go=str(self.go_file), **config)
+        self.start(name, [sys.executable, str(WORKER), str(path)])
 
     def go(self) -> None:
         """Release the workers together (once each has built its flow)."""
@@ -181,37 +104,6 @@ class Workers:
                 pytest.fail(f"workers not ready:\n{self.outputs()}")
             time.sleep(0.05)
         self.go_file.touch()
-
-    def log(self, name: str) -> list[dict[str, Any]]:
-        return read_log(self.dir / f"{name}.log")
-
-    def logs(self) -> list[dict[str, Any]]:
-        return [dict(e, worker=n) for n in self.procs for e in self.log(n)]
-
-    def outputs(self) -> str:
-        return "\n".join(
-            f"--- {n}: {(self.dir / f'{n}.out').read_text(errors='replace')[-2000:]}"
-            for n in self.procs
-        )
-
-    def check_alive(self, *, except_: str | None = None) -> None:
-        for name, proc in self.procs.items():
-            if name != except_ and proc.poll() is not None:
-                raise AssertionError(f"worker {name} exited ({proc.returncode}):\n{self.outputs()}")
-
-    def wait_for(self, name: str, ev: str, *, block: bool = True) -> dict[str, Any] | None:
-        """The first ``ev`` line of worker ``name`` (None if none yet and not ``block``)."""
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while True:
-            found = [e for e in self.log(name) if e["ev"] == ev]
-            if found:
-                return found[0]
-            if not block:
-                return None
-            self.check_alive()
-            if time.monotonic() >= deadline:  # a hang guard, not a timing check
-                pytest.fail(f"{name} never logged {ev}:\n{self.outputs()}")
-            time.sleep(0.02)
 
     def finish(self) -> dict[str, int]:
         """Stop the workers; their exit codes."""
@@ -225,12 +117,6 @@ class Workers:
                 codes[name] = proc.wait()
         return codes
 
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
 
 @pytest.fixture
 def workers(target: Target, tmp_path: Path) -> Iterator[Workers]:
@@ -241,93 +127,29 @@ def workers(target: Target, tmp_path: Path) -> Iterator[Workers]:
         running.kill_all()
 
 
-def state_counts(storage: Storage, limit: int) -> dict[str, int]:
-    return {
-        state.value: len(storage.scheduled.list(state, limit=limit))
-        for state in ScheduledActionState
-    }
-
-
 def wait_drained(
     storage: Storage, effects: sa.Engine, expected: int, run: Workers, *, handled: bool = False
 ) -> float:
     """Wait until no action is pending or claimed any more (the checks then find out whether
     each took effect once), and with ``handled`` until every worker handled its events;
     returns when (monotonic). Errors while the server restarts are retried."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            live: list[list[Any]] = [storage.scheduled.list(state, limit=1) for state in LIVE]
-            if handled:
-                live.append([n for n in run.procs if not run.wait_for(n, "handled", block=False)])
-            if not any(live):
-                return time.monotonic()
-        except (UnavailableError, sa.exc.OperationalError) as exc:  # a restart: try again
-            last = exc
-        time.sleep(0.25)
-    raise AssertionError(
-        f"not drained after {DRAIN_TIMEOUT:.0f} s: {count_effects(effects)} of {expected} "
-        f"effects, states {state_counts(storage, expected + 10)}, last error {last!r}\n"
-        f"{run.outputs()}"
+
+    def ready() -> bool:
+        return not handled or all(run.wait_for(n, "handled", block=False) for n in run.procs)
+
+    def describe() -> str:
+        return (
+            f"{count_effects(effects)} of {expected} effects, "
+            f"states {state_counts(storage, expected + 10)}\n{run.outputs()}"
+        )
+
+    return wait_until_drained(
+        storage,
+        timeout=DRAIN_TIMEOUT,
+        describe=describe,
+        ready=ready,
+        retry_on=(UnavailableError, sa.exc.OperationalError),
     )
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def check_exactly_once(
-    storage: Storage, effects: sa.Engine, keys: set[str], logs: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Assert exactly once in effect and in the store; return the figures."""
-    stored = read_effects(effects)
-    missing, extra = keys - set(stored), set(stored) - keys
-    assert not missing and not extra, (
-        f"{len(missing)} effect(s) lost (e.g. {sorted(missing)[:5]}), "
-        f"{len(extra)} unexpected (e.g. {sorted(extra)[:5]})"
-    )
-    done = storage.scheduled.list(ScheduledActionState.DONE, limit=len(keys) + 10)
-    assert {a.idempotency_key for a in done} == keys, state_counts(storage, len(keys) + 10)
-    assert len(done) == len(keys)
-
-    attempts: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    done_at: dict[str, int] = {}
-    for entry in logs:
-        if entry["ev"] == "run":
-            attempts[entry["key"]].append((int(entry["attempt"]), entry["worker"]))
-        elif entry["ev"] == "done":
-            first = done_at.get(entry["key"], int(entry["attempt"]))
-            done_at[entry["key"]] = min(first, int(entry["attempt"]))
-    shared = {k: v for k, v in attempts.items() if len({a for a, _ in v}) != len(v)}
-    assert not shared, f"two runs of one claim (attempt) of an action: {list(shared.items())[:5]}"
-    after_done = {
-        k: (done_at[k], v) for k, v in attempts.items() if k in done_at and max(v)[0] > done_at[k]
-    }
-    assert not after_done, f"ran again after mark_done: {list(after_done.items())[:5]}"
-
-    errors = [e for e in logs if e["ev"] == "error"]
-    foreign = [e for e in errors if not e["leadflow"]]
-    assert not foreign, f"raw driver exceptions escaped leadflow: {foreign[:5]}"
-    runs = sum(len(v) for v in attempts.values())
-    return {
-        "actions": len(keys),
-        "handler_runs": runs,
-        "reruns": runs - len(keys),
-        "retaken": sum(1 for v in attempts.values() if max(v)[0] > 1),
-        "effect_reapplied": sum(applied for _, _, applied in stored.values()) - len(stored),
-        "errors": len(errors),
-        "unavailable": sum(1 for e in errors if e["unavailable"]),
-        "error_types": sorted({e["type"] for e in errors}),
-    }
-
-
-def dialect(target: Target) -> str:
-    return target.url.split(":")[0].split("+")[0]
-
-
-def report(capsys: pytest.CaptureFixture[str], name: str, figures: dict[str, Any]) -> None:
-    with capsys.disabled():
-        print(f"\n[faults] {name}: {json.dumps(figures, default=str)}")
 
 
 # --------------------------------------------------------------------------- the tests
@@ -345,11 +167,10 @@ def test_worker_killed_mid_batch_loses_and_doubles_nothing(
         workers.spawn(f"w{n}", lease=2.0, limit=20, kill_after=25 if n == 0 else None)
     started = time.monotonic()
     workers.go()
-    victim = workers.wait_for("w0", "mid-batch")
-    assert victim is not None
-    os.kill(int(victim["pid"]), signal.SIGKILL)
+    victim = workers.line("w0", "mid-batch")
+    assert int(victim["pid"]) == workers.procs["w0"].pid
+    assert workers.signal("w0", signal.SIGKILL) == -signal.SIGKILL
     killed = time.monotonic()
-    assert workers.procs["w0"].wait(timeout=60) == -signal.SIGKILL
     drained = wait_drained(storage, effects, len(keys), workers)
     codes = workers.finish()
     assert all(code == 0 for name, code in codes.items() if name != "w0"), workers.outputs()
@@ -362,7 +183,8 @@ def test_worker_killed_mid_batch_loses_and_doubles_nothing(
     assert any(e["ev"] == "done" and e["key"] == victim["key"] for e in logs)
     report(
         capsys,
-        f"sigkill/{dialect(target)}",
+        "faults",
+        f"sigkill/{target.dialect}",
         {
             **figures,
             "seconds": round(drained - started, 1),
@@ -420,7 +242,8 @@ def test_two_instances_handle_one_event_stream(
         assert executed == count
     report(
         capsys,
-        f"two-instances/{dialect(target)}",
+        "faults",
+        f"two-instances/{target.dialect}",
         {**figures, "executed_in_handle": executed, "seconds": round(drained - started, 1)},
     )
 
@@ -486,6 +309,7 @@ def test_postgres_restarts_while_workers_run(
     assert figures["unavailable"] > 0, "no worker saw the server go away"
     report(
         capsys,
+        "faults",
         "chaos/postgresql",
         {
             **figures,

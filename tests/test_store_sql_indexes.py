@@ -116,6 +116,7 @@ def _workload(storage: SqlStorage) -> None:
     claimed = sched.claim_due(at(hours=1), worker="w1", limit=3, lease=timedelta(minutes=1))
     sched.claim_due(at(hours=1), worker="w9", limit=3, partition=0)  # pinned to one partition
     sched.mark_done(claimed[0].action_id, worker="w1", now=at(hours=1))
+    sched.mark_done_many([claimed[0].action_id, "sa-k0150"], worker="w1", now=at(hours=1))
     sched.mark_failed(
         claimed[1].action_id, worker="w1", now=at(hours=1), error="x", retry_at=at(hours=2)
     )

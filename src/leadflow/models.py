@@ -1,5 +1,10 @@
 """The domain model: activities, follow-up rules, events (pydantic v2).
 
+This module holds the rule models (:class:`FollowUpRule`, its :class:`Trigger`, conditions,
+:class:`Action` and :class:`Delay`) and :class:`Event`; the activity models (:class:`Activity`,
+:class:`ActivityMetadata` and the enumerations) live in :mod:`leadflow.activity_models` and are
+re-exported here, so ``leadflow.models`` offers every model. The rules below hold for all.
+
 One spelling per concept: documents use the seed's camelCase names (``activityId``,
 ``dueDate``, ``eventType``, ``occurredAt``...) so existing MongoDB data loads as is; Python code
 uses snake_case attributes. Input may use either (but not both for one field); ``to_document``
@@ -26,8 +31,7 @@ or ``TypeError``):
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -44,6 +48,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from . import limits as _limits
+from .activity_models import Activity, ActivityMetadata, ActivityState, ActivityType, Outcome
 from .documents import as_document, check_condition_tree, check_document, json_size
 from .fields import ID_RE as ID_RE  # re-exported: other modules import it from here
 from .fields import (
@@ -78,136 +83,6 @@ __all__ = [
     "canonical_event_type",
     "new_id",
 ]
-
-
-# --------------------------------------------------------------------------- enumerations
-
-
-class ActivityType(StrEnum):
-    """The seed's activity types."""
-
-    CALL = "call"
-    EMAIL = "email"
-    MEETING = "meeting"
-    QUOTE_SENT = "quote_sent"
-    FOLLOW_UP = "follow_up"
-    NOTE = "note"
-    STATUS_CHANGE = "status_change"
-
-
-class Outcome(StrEnum):
-    """The seed's activity outcomes."""
-
-    SUCCESSFUL = "successful"
-    NO_ANSWER = "no_answer"
-    VOICEMAIL = "voicemail"
-    CALLBACK_REQUESTED = "callback_requested"
-    NOT_INTERESTED = "not_interested"
-    CONVERTED = "converted"
-
-
-class ActivityState(StrEnum):
-    """Where an activity stands at a given time.
-
-    ``completed`` once it has a completed date; otherwise ``overdue`` when its due date has
-    passed, else ``pending``.
-    """
-
-    PENDING = "pending"
-    OVERDUE = "overdue"
-    COMPLETED = "completed"
-
-
-# --------------------------------------------------------------------------- activities
-
-
-class ActivityMetadata(_Model):
-    """The seed's activity metadata; free extra keys are kept as given.
-
-    The whole metadata (the seed's keys and the extra ones) is a free-form document: keys and
-    values follow :func:`leadflow.documents.check_document`, within ``document_depth`` and
-    ``document_bytes``.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    phone_duration: float | None = Field(default=None, ge=0, description="seconds")
-    email_opened: bool | None = None
-    quote_value: float | None = Field(default=None, ge=0)
-    automation_rule_id: Text | None = Field(default=None, max_length=128)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _json_like(cls, data: Any) -> Any:
-        return as_document(data, "metadata")
-
-    @model_serializer(mode="wrap")
-    def _keep_null_extras(self, handler: Any) -> Any:
-        # ``exclude_none`` drops unset seed fields; an extra key given as null is data.
-        data = handler(self)
-        for key, value in (self.model_extra or {}).items():
-            if value is None:
-                data.setdefault(key, None)
-        return data
-
-
-class Activity(_Model):
-    """A customer interaction or a planned follow-up (the seed's LeadActivity)."""
-
-    activity_id: Id = Field(default_factory=new_id)
-    opportunity_id: Id
-    customer_id: Id | None = None
-    activity_type: ActivityType
-    subject: Text = Field(min_length=1, max_length=500)
-    description: Text = Field(default="", max_length=20_000)
-
-    scheduled_date: UtcDatetime | None = None
-    due_date: UtcDatetime | None = None
-    completed_date: UtcDatetime | None = None
-
-    assigned_to: Id | None = None
-    completed_by: Id | None = None
-    outcome: Outcome | None = None
-
-    metadata: ActivityMetadata = Field(default_factory=ActivityMetadata)
-    open_key: Annotated[Text, StringConstraints(min_length=1, max_length=400)] | None = Field(
-        default=None,
-        description="at most one open activity holds a given key (set by automation)",
-    )
-
-    created_by: Id | None = None
-    updated_by: Id | None = None
-    created_at: UtcDatetime | None = None
-    updated_at: UtcDatetime | None = None
-    version: Int64 = Field(default=1, ge=1, description="optimistic-concurrency counter")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if (
-            self.scheduled_date is not None
-            and self.due_date is not None
-            and self.due_date < self.scheduled_date
-        ):
-            raise ValueError("dueDate must not be before scheduledDate")
-        if self.outcome is not None and self.completed_date is None:
-            raise ValueError(
-                "outcome requires completedDate (an outcome is recorded on completion)"
-            )
-        if self.completed_by is not None and self.completed_date is None:
-            raise ValueError("completedBy requires completedDate")
-        return self
-
-    @property
-    def is_completed(self) -> bool:
-        return self.completed_date is not None
-
-    def state(self, now: datetime) -> ActivityState:
-        """``completed``, else ``overdue`` if the due date is before ``now``, else ``pending``."""
-        if self.completed_date is not None:
-            return ActivityState.COMPLETED
-        if self.due_date is not None and self.due_date < now:
-            return ActivityState.OVERDUE
-        return ActivityState.PENDING
 
 
 # --------------------------------------------------------------------------- rules

@@ -189,6 +189,14 @@ class MeteredScheduledActions:
         self._metrics.observe_action(done)
         return done
 
+    def mark_done_many(
+        self, action_ids: Any, *, worker: str, now: datetime
+    ) -> list[ScheduledAction]:
+        done = self._inner.mark_done_many(action_ids, worker=worker, now=now)
+        for action in done:
+            self._metrics.observe_action(action)
+        return done
+
     def mark_failed(self, action_id: str, **kwargs: Any) -> ScheduledAction:
         updated = self._inner.mark_failed(action_id, **kwargs)
         self._metrics.observe_action(updated)

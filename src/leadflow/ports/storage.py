@@ -240,6 +240,15 @@ class ScheduledActionStore(Protocol):
         :class:`ConflictError` if ``worker`` no longer holds it."""
         ...
 
+    def mark_done_many(
+        self, action_ids: Sequence[str], *, worker: str, now: datetime
+    ) -> builtins.list[ScheduledAction]:
+        """Finish, in one atomic step, those of ``action_ids`` (at most 1,000) that ``worker``
+        still holds, as :meth:`mark_done` does; the others (finished, taken over after the
+        lease ran out, unknown) are left as they are. Returns the actions marked done, in the
+        order given: a caller compares it with what it asked for."""
+        ...
+
     def mark_failed(
         self,
         action_id: str,

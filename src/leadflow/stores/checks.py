@@ -8,9 +8,12 @@ from typing import Final
 
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_LIMITS
+from ..models import ID_RE
 from ..records import SlotState
 
 MAX_KEY: Final = 400
+MAX_BATCH: Final = 1000
+"""The most action ids one ``mark_done_many`` call takes."""
 
 
 def checked_key(value: object, field: str) -> str:
@@ -47,6 +50,19 @@ def checked_version(value: object, field: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
         raise InvalidInputError("expected a positive integer or None", field=field)
     return value
+
+
+def checked_ids(values: object, field: str) -> list[str]:
+    """``values`` (a list or tuple of ids, at most :data:`MAX_BATCH`) without repeats, in
+    order; else :class:`InvalidInputError` naming ``field``."""
+    if not isinstance(values, list | tuple):
+        raise InvalidInputError("expected a list of ids", field=field)
+    if len(values) > MAX_BATCH:
+        raise InvalidInputError(f"at most {MAX_BATCH} ids", field=field)
+    for value in values:
+        if not isinstance(value, str) or not ID_RE.match(value):
+            raise InvalidInputError(f"not a valid id: {value!r}", field=field)
+    return list(dict.fromkeys(values))
 
 
 def checked_final(state: object) -> SlotState:

@@ -1,9 +1,10 @@
 """The in-memory :class:`~leadflow.ports.ActivityRepository`: the reference implementation.
 
 Activities are kept as rows (plain tuples, see :mod:`.activity_rows`) by id (a
-:class:`~.chunks.ChunkedMap`), and every
-query is answered from an ordered index (a :class:`~.chunks.ChunkedIndex` of key tuples ending
-with the activity id) so it costs about the rows it returns, not the size of the store.
+:class:`~.chunks.ChunkedMap`), and every query is answered from an ordered index (a
+:class:`~.chunks.ChunkedIndex` of key tuples ending with the activity id) so it costs about the
+rows it returns, not the size of the store. This module keeps the indexes; which index answers
+a filter (the query plans) is in :mod:`.activity_queries`, a mixin of the repository.
 One lock guards everything: each method is atomic and, on error, writes nothing. Models are
 validated on the way in (a caller may have changed one since it was built) and built afresh on
 the way out, so a caller never shares an object with the store.
@@ -13,11 +14,9 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from heapq import nlargest, nsmallest
 from itertools import chain, islice
-from typing import Any, TypeAlias
 
 from ...clock import ensure_utc
 from ...errors import (
@@ -28,7 +27,7 @@ from ...errors import (
     OpenActivityExistsError,
     StaleWriteError,
 )
-from ...models import Activity, ActivityState, Outcome
+from ...models import Activity, Outcome
 from ...queries import (
     ActivityFilter,
     ActivitySort,
@@ -37,6 +36,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
+from .activity_queries import ActivityQueryPlans, Index, Key, key_after, with_prefix
 from .activity_rows import (
     ASSIGNED,
     COLUMNS,
@@ -57,9 +57,7 @@ from .activity_rows import (
     Row,
     activity_from_row,
     created_key,
-    predicate,
     row_from_activity,
-    sort_key,
     statistics_of,
     timeline_key,
     when,
@@ -69,24 +67,10 @@ from .chunks import ChunkedIndex, ChunkedMap
 
 __all__ = ["InMemoryActivityRepository"]
 
-_Key = tuple[Any, ...]
-_Index: TypeAlias = "ChunkedIndex[_Key]"  # keys in order; each ends with an activity id
 _LIST_MAX = 1000
 
 
-def _after(prefix: _Key) -> _Key:
-    """The smallest key after every key that starts with ``prefix`` (whose last item is a
-    string): ``s + "\\0"`` is the smallest string greater than ``s`` and every string that
-    starts with it."""
-    return (*prefix[:-1], prefix[-1] + "\x00")
-
-
-def _with_prefix(index: _Index, prefix: _Key) -> Iterator[_Key]:
-    """The keys of ``index`` that start with ``prefix``, in order."""
-    return index.irange(prefix, _after(prefix), inclusive=(True, False))
-
-
-class InMemoryActivityRepository:
+class InMemoryActivityRepository(ActivityQueryPlans):
     """An :class:`~leadflow.ports.ActivityRepository` held in process memory.
 
     Ordered indexes: keys are tuples that end with the activity id and then the row itself, so
@@ -109,18 +93,18 @@ class InMemoryActivityRepository:
         self._lock = threading.Lock()
         self._rows: ChunkedMap[Row] = ChunkedMap()
         self._open_keys: dict[str, str] = {}
-        self._created: _Index = ChunkedIndex()
-        self._by_assignee: _Index = ChunkedIndex()
-        self._by_rule: _Index = ChunkedIndex()
-        self._by_opportunity: _Index = ChunkedIndex()
-        self._by_customer: _Index = ChunkedIndex()
-        self._open_due: _Index = ChunkedIndex()
-        self._open_undated: _Index = ChunkedIndex()
-        self._open_due_by_assignee: _Index = ChunkedIndex()
-        self._open_undated_by_assignee: _Index = ChunkedIndex()
-        self._completed: _Index = ChunkedIndex()
+        self._created: Index = ChunkedIndex()
+        self._by_assignee: Index = ChunkedIndex()
+        self._by_rule: Index = ChunkedIndex()
+        self._by_opportunity: Index = ChunkedIndex()
+        self._by_customer: Index = ChunkedIndex()
+        self._open_due: Index = ChunkedIndex()
+        self._open_undated: Index = ChunkedIndex()
+        self._open_due_by_assignee: Index = ChunkedIndex()
+        self._open_undated_by_assignee: Index = ChunkedIndex()
+        self._completed: Index = ChunkedIndex()
         self._last: dict[str, datetime] = {}
-        self._by_last: _Index = ChunkedIndex()
+        self._by_last: Index = ChunkedIndex()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -277,14 +261,14 @@ class InMemoryActivityRepository:
         check_limit(limit)
         check_type(assigned_to, str, "assigned_to", optional=True)
         with self._lock:
-            keys: Iterable[_Key]
+            keys: Iterable[Key]
             if assigned_to is None:
                 keys = chain(self._open_due.irange((as_of,)), self._open_undated)
             else:
                 dated = self._open_due_by_assignee.irange(
-                    (assigned_to, as_of), _after((assigned_to,)), inclusive=(True, False)
+                    (assigned_to, as_of), key_after((assigned_to,)), inclusive=(True, False)
                 )
-                keys = chain(dated, _with_prefix(self._open_undated_by_assignee, (assigned_to,)))
+                keys = chain(dated, with_prefix(self._open_undated_by_assignee, (assigned_to,)))
             rows = (key[-1] for key in keys)
             started = (row for row in rows if row[SCHEDULED] is None or row[SCHEDULED] <= as_of)
             found = builtins.list(islice(started, limit))
@@ -349,7 +333,7 @@ class InMemoryActivityRepository:
 
     # ------------------------------------------------------------------ indexes
 
-    def _index_keys(self, row: Row) -> builtins.list[tuple[_Index, _Key]]:
+    def _index_keys(self, row: Row) -> builtins.list[tuple[Index, Key]]:
         """Every ordered index ``row`` belongs in, with its key there."""
         activity_id, assignee = row[ID], row[ASSIGNED]
         created = (*when(row[CREATED]), activity_id, row)
@@ -409,7 +393,7 @@ class InMemoryActivityRepository:
         """Recompute the opportunity's last activity time from its own rows."""
         times = [
             moment
-            for key in _with_prefix(self._by_opportunity, (opportunity_id,))
+            for key in with_prefix(self._by_opportunity, (opportunity_id,))
             for moment in (key[-1][CREATED], key[-1][COMPLETED])
             if moment is not None
         ]
@@ -426,112 +410,14 @@ class InMemoryActivityRepository:
             self._last[opportunity_id] = new
             self._by_last.add((new, opportunity_id))
 
-    # ------------------------------------------------------------------ query plans
+    # ------------------------------------------------------------------ scoped reads
 
     def _scoped(
-        self, index: _Index, owner_id: str, assigned_to: str | None, field: str
+        self, index: Index, owner_id: str, assigned_to: str | None, field: str
     ) -> builtins.list[Row]:
         """The rows of one opportunity or customer (only ``assigned_to``'s when given)."""
         check_type(owner_id, str, field)
         check_type(assigned_to, str, "assigned_to", optional=True)
         prefix = (owner_id,) if assigned_to is None else (owner_id, assigned_to)
         with self._lock:
-            return [key[-1] for key in _with_prefix(index, prefix)]
-
-    def _created_walk(self, f: ActivityFilter) -> tuple[_Index, _Key, set[str]]:
-        """An index in creation order after a prefix that ``f`` pins, with the criteria the
-        prefix answers; the creation range is answered by the walk's bounds."""
-        if f.opportunity_id is not None and f.assigned_to is not None:
-            prefix: _Key = (f.opportunity_id, f.assigned_to)
-            return self._by_opportunity, prefix, {"opportunity", "assignee", "created"}
-        if f.customer_id is not None and f.assigned_to is not None:
-            prefix = (f.customer_id, f.assigned_to)
-            return self._by_customer, prefix, {"customer", "assignee", "created"}
-        if f.assigned_to is not None:
-            return self._by_assignee, (f.assigned_to,), {"assignee", "created"}
-        if f.automation_rule_id is not None:
-            return self._by_rule, (f.automation_rule_id,), {"rule", "created"}
-        return self._created, (), {"created"}
-
-    def _walk(
-        self,
-        index: _Index,
-        prefix: _Key,
-        f: ActivityFilter,
-        after: _Key | None = None,
-        descending: bool = False,
-    ) -> Iterator[_Key]:
-        """Keys ``prefix + (has, created, id)`` in ``f``'s creation range, strictly after the
-        position ``after`` (has, created, id) in the walk's direction."""
-        low: _Key | None = None
-        if f.created_from is not None:
-            low = (True, f.created_from)
-        elif f.created_to is not None:
-            low = (True,)  # a range never matches a missing date
-        high: _Key | None = None if f.created_to is None else (True, f.created_to)
-        if descending and after is not None and (high is None or after < high):
-            high = after  # the upper bound is exclusive, as "strictly after" needs
-        skip = None
-        if not descending and after is not None and (low is None or after >= low):
-            low, skip = after, after[-1]  # an inclusive lower bound: skip that id's key
-        start = prefix + low if low is not None else (prefix or None)
-        end = prefix + high if high is not None else (_after(prefix) if prefix else None)
-        keys = index.irange(start, end, inclusive=(True, False), reverse=descending)
-        return keys if skip is None else (key for key in keys if key[-2] != skip)
-
-    def _page(
-        self, f: ActivityFilter, sort: ActivitySort, after: _Key | None, count: int
-    ) -> builtins.list[Row]:
-        """Up to ``count`` matching rows after the position ``after`` in ``sort`` order."""
-        pinned_by_opportunity = f.opportunity_id is not None or f.customer_id is not None
-        if sort.field == "created_at" and not (pinned_by_opportunity and f.assigned_to is None):
-            # Walk an index already in this order, stopping once the page is full.
-            index, prefix, answered = self._created_walk(f)
-            match = predicate(f, answered)
-            keys = self._walk(index, prefix, f, after, sort.descending)
-            walked = (key[-1] for key in keys)
-            return builtins.list(islice(filter(match, walked) if match else walked, count))
-        # Otherwise gather the (few) matching rows and sort them.
-        column = COLUMNS.index(sort.field)
-        rows, _ = self._select(f)
-        if after is not None:
-            if sort.descending:
-                rows = [row for row in rows if sort_key(row, column) < after]
-            else:
-                rows = [row for row in rows if sort_key(row, column) > after]
-        pick = nlargest if sort.descending else nsmallest
-        return pick(count, rows, key=lambda row: sort_key(row, column))
-
-    def _select(self, f: ActivityFilter) -> tuple[builtins.list[Row], bool]:
-        """Every row matching ``f``, taken from the narrowest index the filter pins, and
-        whether they come in creation order."""
-        answered: set[str]
-        keys: Iterable[_Key]
-        if f.opportunity_id is not None or f.customer_id is not None:
-            index = self._by_opportunity if f.opportunity_id is not None else self._by_customer
-            owner = f.opportunity_id if f.opportunity_id is not None else f.customer_id
-            name = "opportunity" if f.opportunity_id is not None else "customer"
-            prefix: _Key = (owner,) if f.assigned_to is None else (owner, f.assigned_to)
-            keys = _with_prefix(index, prefix)
-            answered = {name} if f.assigned_to is None else {name, "assignee"}
-        elif f.assigned_to is not None or f.automation_rule_id is not None:
-            index, prefix, answered = self._created_walk(f)
-            keys = self._walk(index, prefix, f)
-        elif f.state is ActivityState.OVERDUE:
-            keys = self._open_due.irange(None, (f.as_of,), inclusive=(True, False))
-            answered = {"state"}
-        elif f.state is ActivityState.PENDING:
-            keys = chain(self._open_due.irange((f.as_of,)), self._open_undated)
-            answered = {"state"}
-        elif f.state is ActivityState.COMPLETED or f.completed_from or f.completed_to:
-            low = None if f.completed_from is None else (f.completed_from,)
-            high = None if f.completed_to is None else (f.completed_to,)
-            keys = self._completed.irange(low, high, inclusive=(True, False))
-            answered = {"state", "completed"}
-        else:
-            keys = self._walk(self._created, (), f)
-            answered = {"created"}
-        rows = [key[-1] for key in keys]
-        match = predicate(f, answered)
-        created_order = "created" in answered
-        return (rows if match is None else builtins.list(filter(match, rows))), created_order
+            return [key[-1] for key in with_prefix(index, prefix)]

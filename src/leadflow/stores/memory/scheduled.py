@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 import pickle
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from heapq import merge, nsmallest
 from itertools import islice, takewhile
@@ -34,7 +34,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
-from ..checks import checked_lease, checked_partition, checked_version
+from ..checks import checked_ids, checked_lease, checked_partition, checked_version
 from .arguments import check_limit, check_model, check_type
 from .chunks import ChunkedIndex, ChunkedMap
 
@@ -166,6 +166,33 @@ class InMemoryScheduledActionStore:
             )
         # A finished action is kept only as bytes: nothing in the store refers to ``done`` (or
         # to the live copy it was made from), so it is the caller's own object already.
+        return done
+
+    def mark_done_many(
+        self, action_ids: Sequence[str], *, worker: str, now: datetime
+    ) -> builtins.list[ScheduledAction]:
+        ids = checked_ids(action_ids, "action_ids")
+        _check_worker(worker)
+        now = ensure_utc(now, "now")
+        done: list[ScheduledAction] = []
+        with self._lock:
+            for action_id in ids:
+                action = self._live.get(action_id)
+                if (
+                    action is None
+                    or action.state is not _State.CLAIMED
+                    or action.lease_owner != worker
+                ):
+                    continue
+                done.append(
+                    self._change(
+                        action,
+                        state=_State.DONE,
+                        lease_expires_at=None,
+                        updated_at=now,
+                        finished_at=now,
+                    )
+                )
         return done
 
     def mark_failed(

@@ -10,6 +10,7 @@ the typed :class:`~leadflow.records.ScheduledAction` in camelCase (``kind``, ``p
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
@@ -24,7 +25,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
-from ..checks import checked_partition, checked_version
+from ..checks import checked_ids, checked_partition, checked_version
 from .common import (
     Document,
     MongoStore,
@@ -214,6 +215,29 @@ class MongoScheduledActionStore(MongoStore):
             action_id,
             worker,
         )
+
+    @translated("action_ids")
+    def mark_done_many(
+        self, action_ids: Sequence[str], *, worker: str, now: datetime
+    ) -> builtins.list[ScheduledAction]:
+        """Two round trips: one ``update_many`` over the held ones, then one ``find`` of what
+        it finished (finished at ``now`` by ``worker``: finished states are final, and a
+        worker id finishes an action at one time only once)."""
+        ids = checked_ids(action_ids, "action_ids")
+        worker = valid_text("worker", worker)
+        now = when("now", now)
+        if not ids:
+            return []
+        done = {"state": ScheduledActionState.DONE.value, "finishedAt": now, "updatedAt": now}
+        self._collection.update_many(
+            {"actionId": {"$in": ids}, "state": _CLAIMED, "leaseOwner": worker},
+            {"$set": {**done, "leaseOwner": worker}, "$unset": {"leaseExpiresAt": ""}},
+        )
+        found = self._collection.find({"actionId": {"$in": ids}, **done, "leaseOwner": worker})
+        order = {action_id: n for n, action_id in enumerate(ids)}
+        finished = [_load(document) for document in found]
+        finished.sort(key=lambda a: order[a.action_id])
+        return finished
 
     @translated("error")
     def mark_failed(

@@ -16,7 +16,7 @@ take disjoint batches without waiting for each other; on SQLite the write transa
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -46,7 +46,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import ScheduledAction, ScheduledActionState
-from ..checks import checked_lease, checked_partition, checked_version
+from ..checks import checked_ids, checked_lease, checked_partition, checked_version
 from ..memory.arguments import check_limit, check_model, check_type
 from .database import SqlDatabase
 from .errors import translated
@@ -283,6 +283,36 @@ class SqlScheduledActionStore:
             "lease_expires_at": None,
         }
         return self._finish(action_id, worker, changes)
+
+    @translated("action_ids")
+    def mark_done_many(
+        self, action_ids: Sequence[str], *, worker: str, now: datetime
+    ) -> builtins.list[ScheduledAction]:
+        """One ``UPDATE ... WHERE action_id IN (...) AND state = 'claimed' AND lease_owner = ...
+        RETURNING``: one transaction for a whole batch."""
+        ids = checked_ids(action_ids, "action_ids")
+        _check_worker(worker)
+        now = ensure_utc(now, "now")
+        if not ids:
+            return []
+        c = self._t.c
+        statement = (
+            update(self._t)
+            .where(c.action_id.in_(ids), self._state_is(_State.CLAIMED), c.lease_owner == worker)
+            .values(
+                state=_State.DONE.value,
+                finished_at=now,
+                updated_at=now,
+                lease_expires_at=None,
+            )
+            .returning(*self._t.c)
+        )
+        with self._db.write() as connection:
+            rows = connection.execute(statement).mappings().all()
+        order = {action_id: n for n, action_id in enumerate(ids)}
+        done = [_load(row) for row in rows]
+        done.sort(key=lambda a: order[a.action_id])
+        return done
 
     @translated("error")
     def mark_failed(

@@ -222,6 +222,51 @@ class ScheduledActionStoreContract(
         with pytest.raises(NotFoundError):
             store.mark_done("ghost", worker="w1", now=at())
 
+    def test_mark_done_many_finishes_only_what_the_worker_holds(
+        self, store: ScheduledActionStore
+    ) -> None:
+        for n in range(5):
+            store.schedule(make_scheduled_action(f"k{n}", due_at=at(minutes=n)))
+        claimed = store.claim_due(at(minutes=2), worker="w1")
+        assert [a.action_id for a in claimed] == ["sa-k0", "sa-k1", "sa-k2"]
+        store.mark_done("sa-k1", worker="w1", now=at(minutes=3))
+        before = {a.action_id: a for a in store.list()}
+        assert store.mark_done_many(["sa-k0", "sa-k2"], worker="w2", now=at(minutes=4)) == []
+        asked = ["sa-k2", "sa-k0", "sa-k1", "sa-k3", "ghost", "sa-k2"]
+        done = store.mark_done_many(asked, worker="w1", now=at(minutes=4))
+        assert [a.action_id for a in done] == ["sa-k2", "sa-k0"]  # in the order asked
+        for action in done:
+            assert (action.state, action.finished_at, action.lease_expires_at) == (
+                ScheduledActionState.DONE,
+                at(minutes=4),
+                None,
+            )
+            assert store.get(action.action_id) == action
+        assert store.get("sa-k1") == before["sa-k1"]  # finished before: left alone
+        assert store.get("sa-k3") == before["sa-k3"]  # pending: left alone
+        assert store.mark_done_many([], worker="w1", now=at(minutes=5)) == []
+        assert store.claim_due(at(hours=1), worker="w3") != []  # k3 and k4 still claimable
+
+    @pytest.mark.parametrize(
+        ("ids", "worker", "now"),
+        [
+            ("sa-k0", "w1", None),  # a string is not a list of ids
+            ([{"$ne": None}], "w1", None),
+            (["sa-k0", 7], "w1", None),
+            (["x"] * 1001, "w1", None),
+            (["sa-k0"], "", None),
+            (["sa-k0"], "w1", datetime(2026, 3, 2, 9, 0)),  # naive
+        ],
+    )
+    def test_mark_done_many_refuses_bad_input_and_changes_nothing(
+        self, store: ScheduledActionStore, ids: object, worker: str, now: datetime | None
+    ) -> None:
+        store.schedule(make_scheduled_action("k0"))
+        (held,) = store.claim_due(at(), worker="w1")
+        with pytest.raises(InvalidInputError):
+            store.mark_done_many(ids, worker=worker, now=now or at(minutes=1))  # type: ignore[arg-type]
+        assert store.get("sa-k0") == held
+
     def test_failures_retry_then_park(self, store: ScheduledActionStore) -> None:
         store.schedule(make_scheduled_action("k1", max_attempts=3))
         now = at()
