@@ -167,6 +167,7 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "scheduled.get": lambda s: s.scheduled.get("a"),
     "scheduled.claim_due": lambda s: s.scheduled.claim_due(T0, worker="w"),
     "scheduled.mark_done": lambda s: s.scheduled.mark_done("a", worker="w", now=T0),
+    "scheduled.mark_done_many": lambda s: s.scheduled.mark_done_many(["a"], worker="w", now=T0),
     "scheduled.mark_failed": lambda s: s.scheduled.mark_failed(
         "a", worker="w", now=T0, error="e", retry_at=T0
     ),
