@@ -1,5 +1,5 @@
 """Celery workers running leadflow's due actions (issue 12): throughput and due-to-start latency
-for 1, 2 and 4 workers, at a steady load and at a burst.
+for 1, 2 and 4 workers, at a steady load and at a burst, and the catch-up after downtime.
 
 A throwaway redis-server (tests/redis_server.py) is the broker; ``celery worker`` processes
 (tests/celery_worker_app.py in bench mode, solo pool, one process each) run
@@ -8,184 +8,200 @@ A throwaway redis-server (tests/redis_server.py) is the broker; ``celery worker`
 The bench process plays Celery beat: it sends ``run_due`` every ``--tick`` seconds (the
 ``beat_schedule()`` default is 1 s); a ``run_due`` that comes back full queues the next batch.
 
-- steady: ``--rate`` actions/s come due for ``--seconds`` seconds;
-- burst: ``--burst`` actions all due at the same instant (what a fleet finds after downtime).
+- steady + burst (default): ``--rate`` actions/s come due for ``--seconds`` seconds, then
+  ``--burst`` actions all due at the same instant;
+- catch-up (``--downtime SECONDS``): the fleet was stopped for that long while ``--backlog-rate``
+  actions/s came due (loaded with due times spread evenly over the past ``--downtime``
+  seconds); new work keeps coming due at the same rate (inserted by a feeder thread a second
+  ahead of its due time) while the restarted fleet drains the backlog, and for ``--settle``
+  seconds after. Reported: the time until the backlog is drained and until new arrivals start
+  within 1 s of their due time again, the drain rate, the latency of the backlog and of the new
+  arrivals, and whether the start order follows the due order (oldest due first).
 
-The handler of each action logs its due time and the time it started; latency is start minus due
-time (one clock: same machine). Checked: every action started exactly once (by key) and the store
-holds them all ``done``; a wrong answer exits 2. Nothing is asserted on time.
+Actions are loaded with Core executemany in chunks (the loading time is reported apart). The
+handler of each action logs its due time and the time it started; latency is start minus due
+time (one clock: same machine). Checked: every action started exactly once (by key: the
+duplicate count must be 0) and the store holds them all ``done``; a wrong answer exits 2.
+Nothing is asserted on time.
 
     python benchmarks/bench_celery.py [--workers 1,2,4] [--rate 100] [--seconds 10]
                                       [--burst 5000] [--batch 100] [--tick 1.0]
+    python benchmarks/bench_celery.py --downtime 3600 --backlog-rate 20 [--settle 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from celery_support import (
+    Beat,
+    Feeder,
+    Fleet,
+    Loader,
+    analyze,
+    bench_database,
+    check,
+    clear,
+    latency,
+    load_average,
+    open_storage,
+    order,
+    states,
+)
+from tests import redis_server  # importable: celery_support put the repository on sys.path
+from tests.celery_worker_app import make_app
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests import redis_server  # noqa: E402
-from tests.celery_worker_app import CONFIG_ENV, make_app  # noqa: E402
-from tests.fault_worker import ACTION_TYPE, read_log  # noqa: E402
-
-from leadflow import Action, Event, ScheduledAction, ScheduledActionState  # noqa: E402
-from leadflow.stores.sql import SqlStorage, sql_storage  # noqa: E402
-from leadflow.stores.sql.scheduled import _values as scheduled_row  # noqa: E402
-
-URL_ENVS = ("LEADFLOW_BENCH_POSTGRES_URL", "LEADFLOW_TEST_POSTGRES_URL")
-
-
-def insert(storage: SqlStorage, due: list[datetime], prefix: str) -> None:
-    """One action per due time, loaded with Core executemany through the store's table."""
-    now = datetime.now(UTC)
-    rows = []
-    for i, at in enumerate(due):
-        event = Event(id=f"{prefix}-{i:06d}", type="opportunity.created", time=at, payload={})
-        action = ScheduledAction(
-            idempotency_key=f"{prefix}/{i:06d}",
-            event=event,
-            rule_id="bench",
-            rule_name="bench",
-            action=Action.model_validate({"actionType": ACTION_TYPE}),
-            planned_at=at,
-            due_at=at,
-            created_at=now,
-        )
-        rows.append(scheduled_row(action))
-    table = storage.database.tables.scheduled
-    with storage.database.write() as connection:
-        for start in range(0, len(rows), 2000):
-            connection.execute(table.insert(), rows[start : start + 2000])
+DEADLINE = 1800.0  # seconds a run may take before the bench gives up
+FRESH_LAG = 1.0  # new arrivals are served again once they start within this many seconds
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def spread(start: datetime, n: int, rate: float) -> list[datetime]:
+    return [start + timedelta(seconds=i / rate) for i in range(n)]
 
 
-def worker_command(queue: str, name: str) -> list[str]:
-    return [
-        sys.executable, "-m", "celery", "-A", "tests.celery_worker_app", "worker",
-        "-P", "solo", "-Q", queue, "-n", f"{name}@%h", "-l", "WARNING",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
-class Fleet:
-    def __init__(self, url: str, broker: str, workdir: Path, n: int, batch: int) -> None:
-        self.dir = workdir
-        self.queue = f"bench-{uuid.uuid4().hex[:8]}"
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs = [workdir / f"w{i}.log" for i in range(n)]
-        for i in range(n):
-            config = {
-                "name": f"w{i}",
-                "url": url,
-                "log": str(self.logs[i]),
-                "broker": broker,
-                "queue": self.queue,
-                "batch": batch,
-                "lease": 60.0,
-                "bench": True,
-            }
-            path = workdir / f"w{i}.json"
-            path.write_text(json.dumps(config), encoding="utf-8")
-            out = open(workdir / f"w{i}.out", "wb")  # noqa: SIM115 (closed with the process)
-            self.procs.append(
-                subprocess.Popen(
-                    worker_command(self.queue, f"w{i}"),
-                    cwd=ROOT,
-                    env={**os.environ, CONFIG_ENV: str(path)},
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        deadline = time.monotonic() + 120
-        while not all(any(e["ev"] == "ready" for e in read_log(p)) for p in self.logs):
-            if any(p.poll() is not None for p in self.procs) or time.monotonic() > deadline:
-                raise SystemExit(f"a worker did not start; see {workdir}")
-            time.sleep(0.05)
-
-    def starts(self) -> list[dict[str, Any]]:
-        return [e for p in self.logs for e in read_log(p) if e["ev"] == "start"]
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def run(url: str, broker: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
-    storage = sql_storage(sa.create_engine(url) if not url.startswith("sqlite") else url)
-    assert isinstance(storage, SqlStorage)
-    with storage.database.write() as connection:
-        connection.execute(storage.database.tables.scheduled.delete())
+def run_mixed(url: str, broker: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Steady load, then the burst, on one fleet."""
+    storage = open_storage(url)
+    clear(storage)
+    loader = Loader(storage)
     app = make_app(broker)
+    steady_n = int(args.rate * args.seconds)
+    expected = steady_n + args.burst
+    out: dict[str, Any] = {"scenario": "steady+burst", "workers": workers}
     with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
         fleet = Fleet(url, broker, Path(tmp), workers, args.batch)
         try:
-            lead = 3.0  # seconds before the first steady action comes due
-            begin = datetime.now(UTC) + timedelta(seconds=lead)
-            steady_n = int(args.rate * args.seconds)
-            steady = [begin + timedelta(seconds=i / args.rate) for i in range(steady_n)]
-            burst_at = begin + timedelta(seconds=args.seconds + 3)
-            insert(storage, steady, f"steady{workers}")
-            insert(storage, [burst_at] * args.burst, f"burst{workers}")
-            expected = steady_n + args.burst
-            deadline = time.monotonic() + 600
-            while True:
-                app.send_task("leadflow.run_due", queue=fleet.queue)
-                time.sleep(args.tick)
-                if datetime.now(UTC) > burst_at and len(fleet.starts()) >= expected:
-                    break
+            out["workers_ready_s"] = round(fleet.started_in, 1)
+            out["load_before"] = load_average()
+            # The burst is due after the steady phase; its rows go in first, while their due
+            # time is still ahead: allow ``--load-rate`` rows/s for loading them.
+            lead = 3.0
+            burst_at = now() + timedelta(
+                seconds=args.burst / args.load_rate + 2 * lead + args.seconds
+            )
+            load_s = loader.insert(
+                [f"burst-{i:07d}" for i in range(args.burst)], [burst_at] * args.burst
+            )
+            analyze(storage)
+            begin = burst_at - timedelta(seconds=args.seconds + lead)
+            load_s += loader.insert(
+                [f"steady-{i:07d}" for i in range(steady_n)], spread(begin, steady_n, args.rate)
+            )
+            out["load_s"] = round(load_s, 1)
+            if now() > begin - timedelta(seconds=0.5):
+                raise SystemExit("loading took too long: lower --load-rate")
+            fleet.progress = time.monotonic()  # the loading was no stall
+            beat = Beat(app, fleet.queue, args.tick)
+            deadline = fleet.progress + DEADLINE
+            while fleet.started() < expected or now() < burst_at:
+                beat.tick()
+                fleet.poll()
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"not drained: {len(fleet.starts())} of {expected}")
+                    raise SystemExit(f"not drained: {fleet.started()} of {expected}")
             time.sleep(1.0)
-            starts = fleet.starts()
+            fleet.poll()
+            out["load_after"] = load_average()
         finally:
             fleet.stop()
             app.close()
-    done = storage.scheduled.list(ScheduledActionState.DONE, limit=expected + 10)
-    counts = Counter(e["key"] for e in starts)
-    if len(counts) != expected or len(starts) != expected or len(done) != expected:
-        print(f"WRONG: {len(starts)} starts of {len(counts)} keys, {len(done)} done, {expected}")
-        sys.exit(2)
-    out: dict[str, Any] = {"workers": workers}
-    for name, rows in (
-        ("steady", [e for e in starts if e["due"] < burst_at.timestamp() - 0.5]),
-        ("burst", [e for e in starts if e["due"] >= burst_at.timestamp() - 0.5]),
-    ):
-        lat = [e["at"] - e["due"] for e in rows]
+    starts = fleet.tail.starts
+    out["duplicates"] = check(starts, expected, states(storage))
+    for name in ("steady", "burst"):
+        rows = [e for e in starts if e["key"].startswith(name)]
+        if not rows:
+            continue
         span = max(e["at"] for e in rows) - min(e["due"] for e in rows)
-        out[name] = {
-            "actions": len(rows),
-            "per_s": round(len(rows) / span, 1),
-            "p50": round(statistics.median(lat), 3),
-            "p99": round(pct(lat, 0.99), 3),
-            "max": round(max(lat), 3),
-        }
+        out[name] = {"actions": len(rows), "per_s": round(len(rows) / span, 1), **latency(rows)}
+    storage.database.engine.dispose()
+    return out
+
+
+def run_catchup(url: str, broker: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """A backlog of ``--downtime`` seconds of work, new work arriving, the fleet restarted."""
+    storage = open_storage(url)
+    clear(storage)
+    loader = Loader(storage)
+    app = make_app(broker)
+    rate = args.backlog_rate
+    backlog_n = int(args.downtime * rate)
+    out: dict[str, Any] = {"scenario": "catch-up", "workers": workers, "backlog": backlog_n}
+    with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
+        fleet = Fleet(url, broker, Path(tmp), workers, args.batch)
+        feeder: Feeder | None = None
+        try:
+            out["workers_ready_s"] = round(fleet.started_in, 1)
+            # The workers idle until the first run_due: the fleet is "down" until then.
+            t0 = now()
+            keys = [f"backlog-{i:07d}" for i in range(backlog_n)]
+            backlog_due = spread(t0 - timedelta(seconds=args.downtime), backlog_n, rate)
+            out["load_s"] = round(loader.insert(keys, backlog_due), 1)
+            analyze(storage)
+            feeder = Feeder(loader, "fresh", t0, rate)
+            feeder.start()
+            while feeder.count == 0 and feeder.is_alive():
+                time.sleep(0.05)
+            out["load_before"] = load_average()
+            started = time.time()  # the fleet resumes: everything due before is backlog
+            fleet.progress = time.monotonic()  # the loading was no stall
+            beat = Beat(app, fleet.queue, args.tick)
+            deadline = fleet.progress + DEADLINE
+            drained_at: float | None = None
+            fed: int | None = None
+            while fed is None or fleet.started() < backlog_n + fed:
+                beat.tick()
+                fleet.poll()
+                if drained_at is None:
+                    if sum(e["due"] < started for e in fleet.tail.starts) >= backlog_n + int(
+                        (started - t0.timestamp()) * rate
+                    ):
+                        drained_at = time.time()
+                elif fed is None and time.time() > drained_at + args.settle:
+                    fed = feeder.halt()
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"not drained: {fleet.started()} started")
+            out["load_after"] = load_average()
+        finally:
+            if feeder is not None and feeder.is_alive():
+                feeder.halt()
+            fleet.stop()
+            app.close()
+    starts = fleet.tail.starts
+    assert fed is not None
+    out["fed_after_restart"] = fed
+    out["duplicates"] = check(starts, backlog_n + fed, states(storage))
+    backlog = [e for e in starts if e["due"] < started]
+    fresh = sorted((e for e in starts if e["due"] >= started), key=lambda e: e["due"])
+    last_backlog = max(e["at"] for e in backlog)
+    # Recovered: the first new arrival that started within FRESH_LAG of its due time (those
+    # due earlier waited behind the backlog, served oldest due first).
+    recovered = next((e["due"] for e in fresh if e["at"] - e["due"] < FRESH_LAG), None)
+    if recovered is None:
+        raise SystemExit("new arrivals never started within 1 s: raise --settle")
+    late = [e for e in fresh if e["due"] < recovered]
+    out["backlog_actions"] = len(backlog)
+    out["drained_in_s"] = round(last_backlog - started, 1)
+    out["drain_per_s"] = round(len(backlog) / (last_backlog - started), 1)
+    out["all_starts_per_s_while_draining"] = round(
+        sum(e["at"] <= last_backlog for e in starts) / (last_backlog - started), 1
+    )
+    out["lag_under_1s_after_s"] = round(recovered - started, 1)
+    out["backlog_latency"] = latency(backlog)
+    out["fresh_before_lag_under_1s"] = {"actions": len(late), **latency(late)}
+    after = [e for e in fresh if e["due"] >= recovered]
+    out["fresh_from_then_on"] = {"actions": len(after), **latency(after)}
+    out["order"] = order(backlog, args.batch * workers)
+    storage.database.engine.dispose()
     return out
 
 
@@ -197,31 +213,22 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--tick", type=float, default=1.0)
+    parser.add_argument("--load-rate", type=float, default=3000.0, help="rows/s allowed to load")
+    parser.add_argument("--downtime", type=float, help="seconds: run the catch-up scenario")
+    parser.add_argument("--backlog-rate", type=float, default=20.0, help="actions/s (catch-up)")
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds after the drain")
     parser.add_argument("--sqlite", action="store_true", help="use a SQLite file")
     args = parser.parse_args()
 
-    pg = next((os.environ[e] for e in URL_ENVS if os.environ.get(e)), None)
-    admin = None
-    tmp = tempfile.mkdtemp(prefix="bench-celery-db-")
-    if pg and not args.sqlite:
-        name = f"leadflow_bench_celery_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(pg, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.make_url(pg).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp}/leadflow.db"
+    run = run_catchup if args.downtime else run_mixed
     server = redis_server.start()
-    print(f"backend {url.split(':')[0]}, broker {server.url}, {vars(args)}")
     try:
-        for n in [int(w) for w in args.workers.split(",")]:
-            result = run(url, server.url, n, args)
-            print(json.dumps(result), flush=True)
+        with bench_database(args.sqlite) as url:
+            print(f"backend {url.split(':')[0]}, broker {server.url}, {vars(args)}", flush=True)
+            for n in [int(w) for w in args.workers.split(",")]:
+                print(json.dumps(run(url, server.url, n, args)), flush=True)
     finally:
         redis_server.stop(server.root)
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     return 0
 
 
