@@ -52,7 +52,8 @@ def pg_schema(url: str) -> Iterator[tuple[sa.Engine, str]]:
 class Trips:
     """Statements and transactions on an engine, by SQLAlchemy event listeners. On PostgreSQL
     psycopg sends BEGIN before a transaction's first statement and COMMIT or ROLLBACK at its
-    end, so the round trips are ``statements + 2 * transactions``."""
+    end, so the round trips are ``statements + 2 * transactions``; a statement on a connection
+    in autocommit is in no transaction (psycopg sends neither, checked with a libpq trace)."""
 
     def __init__(self, engine: sa.Engine, keep: bool = False) -> None:
         self.statements = self.transactions = 0
@@ -69,7 +70,8 @@ class Trips:
         if self.keep:
             self.seen.append((statement, params))
         self.kinds[" ".join(statement.split())[:72]] += 1
-        if not conn.info.get("bench_tx"):
+        autocommit = getattr(conn.connection.dbapi_connection, "autocommit", False) is True
+        if not autocommit and not conn.info.get("bench_tx"):
             conn.info["bench_tx"] = True
             self.transactions += 1
 

@@ -151,7 +151,8 @@ def recovery_times(logs: list[dict[str, Any]], outages: list[tuple[float, float]
 
 
 class DoneLogging:
-    """A scheduled-action store that logs every ``mark_done`` that returned (the test checks
+    """A scheduled-action store that logs every ``mark_done`` (and each action a
+    ``mark_done_many`` finished) that returned (the test checks
     that no action runs again after it was marked done)."""
 
     def __init__(self, inner: ScheduledActionStore, log: Log) -> None:
@@ -161,6 +162,14 @@ class DoneLogging:
     def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
         done = self._inner.mark_done(action_id, worker=worker, now=now)
         self._log.write("done", key=done.idempotency_key, attempt=done.attempts)
+        return done
+
+    def mark_done_many(
+        self, action_ids: Any, *, worker: str, now: datetime
+    ) -> list[ScheduledAction]:
+        done = self._inner.mark_done_many(action_ids, worker=worker, now=now)
+        for action in done:
+            self._log.write("done", key=action.idempotency_key, attempt=action.attempts)
         return done
 
     def __getattr__(self, name: str) -> Any:

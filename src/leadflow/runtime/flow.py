@@ -11,15 +11,19 @@ then marked done. Handling an event again finds the keys and does nothing; a cra
 steps leaves a claimed action whose lease expires, and :meth:`run_due` runs it again; handlers
 key their writes on the idempotency key, so the rerun creates nothing twice. Completions go
 through an outbox entry stored before the write (see :func:`~.planning.delivery_action`).
+:meth:`run_due` marks the successes of a batch done together, in one store call (and at the
+latest when half the lease has passed): a crash in between reruns at most that batch, which
+the keys make harmless.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,22 +41,21 @@ from ..errors import (
     CascadeDepthError,
     ConflictError,
     HandlerError,
-    InvalidInputError,
     LeadflowError,
     NotFoundError,
     PermanentError,
-    StorageError,
 )
-from ..models import Activity, Event, FollowUpRule, Outcome
+from ..models import Event, FollowUpRule
 from ..ports import Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction, ScheduledActionState
 from ..rules import EventTypes, OperatorRegistry, RuleEngine
 from ..rules.calendar import WorkingCalendar
 from .actions import HandlerRegistry
+from .activity_writes import ActivityWrites, activity_payload
 from .context import ActionContext
 from .explain import why
-from .planning import completed_event, delivery_action, is_permanent, rule_action
-from .results import ActionRun, CompletionResult, DueRunReport, HandleResult
+from .planning import completed_event, is_permanent, rule_action
+from .results import ActionRun, DueRunReport, HandleResult
 from .rulebook import RuleBook
 from .rules_admin import RulesAdmin
 from .settings import FlowSettings
@@ -62,7 +65,7 @@ __all__ = ["LeadFlow"]
 log = logging.getLogger("leadflow")
 
 
-class LeadFlow:
+class LeadFlow(ActivityWrites):
     """Events in, follow-ups out. Build it explicitly; nothing is global.
 
     ``storage`` and ``integrations`` are the two port bundles; ``handlers`` (default: the
@@ -271,7 +274,11 @@ class LeadFlow:
             self.emit, self._cascade,
         )  # fmt: skip
 
-    def _execute(self, action: ScheduledAction) -> tuple[ActionRun, ActionContext]:
+    def _execute(
+        self, action: ScheduledAction, *, defer_done: bool = False
+    ) -> tuple[ActionRun, ActionContext]:
+        """Run one claimed action and record the outcome. With ``defer_done`` a success is not
+        marked done here: the caller acknowledges it with others (:meth:`run_due`)."""
         now = self.now()
         ctx = self._context(action, None, now)
         fields = {
@@ -298,11 +305,12 @@ class LeadFlow:
                 note = spec.handler(ctx)
         except Exception as exc:
             return self._failed(action, ctx, exc, now, fields), ctx
+        state = ScheduledActionState.DONE
         try:
-            self.storage.scheduled.mark_done(
-                action.action_id, worker=self.worker_id, now=self.now()
-            )
-            state = ScheduledActionState.DONE
+            if not defer_done:
+                self.storage.scheduled.mark_done(
+                    action.action_id, worker=self.worker_id, now=self.now()
+                )
         except ConflictError:
             # Took longer than the lease and another worker took over; the handler's effect is
             # keyed on the idempotency key, so the other run changes nothing.
@@ -378,136 +386,61 @@ class LeadFlow:
         when = ensure_utc(now, "now") if now is not None else self.now()
         partition = self.settings.checked_partition(partition)
         report = DueRunReport()
-        for action in self.storage.scheduled.claim_due(
-            when,
-            worker=self.worker_id,
-            limit=limit,
-            lease=self.settings.action_lease,
-            partition=partition,
-        ):
+        lease = self.settings.action_lease
+        claimed = self.storage.scheduled.claim_due(
+            when, worker=self.worker_id, limit=limit, lease=lease, partition=partition
+        )
+        # Successes are acknowledged together (one store call per batch); once half the lease
+        # has passed (the claims all expire together), each one at once.
+        unacked: dict[str, int] = {}
+        flush_at = when + lease / 2
+        for action in claimed:
             report.claimed += 1
-            run, _ = self._execute(action)
-            report.runs.append(run)
+            run, _ = self._execute(action, defer_done=True)
             if run.ok:
+                unacked[action.action_id] = len(report.runs)
                 report.succeeded += 1
             elif run.state is ScheduledActionState.PARKED:
                 report.parked += 1
             else:
                 report.failed += 1
+            report.runs.append(run)
+            if unacked and self.now() >= flush_at:
+                self._acknowledge(unacked, report)
+        self._acknowledge(unacked, report)
         return report
+
+    def _acknowledge(self, unacked: dict[str, int], report: DueRunReport) -> None:
+        """Mark the actions in ``unacked`` (id -> index of their run in ``report``) done in
+        one store call; one whose lease was lost meanwhile is reported ``claimed``: another
+        worker reruns it, and its effects are keyed on its idempotency key."""
+        if not unacked:
+            return
+        done = self.storage.scheduled.mark_done_many(
+            list(unacked), worker=self.worker_id, now=self.now()
+        )
+        for action in done:
+            del unacked[action.action_id]
+        for action_id, index in unacked.items():
+            log.warning(
+                "lease lost before marking an action done",
+                extra={
+                    "action_id": action_id,
+                    "idempotency_key": report.runs[index].idempotency_key,
+                },
+            )
+            report.runs[index] = dataclasses.replace(
+                report.runs[index], state=ScheduledActionState.CLAIMED
+            )
+        unacked.clear()
 
     def purge_finished(self, now: datetime | None = None) -> int:
         """Delete finished scheduled actions older than ``settings.retention``."""
         when = ensure_utc(now, "now") if now is not None else self.now()
         return self.storage.scheduled.purge_finished(when - self.settings.retention)
 
-    # ------------------------------------------------------------------ activities
-
-    def record_activity(self, activity: Activity) -> Activity:
-        """Store an activity a person recorded. One recorded already completed (a logged call)
-        also sets off ``activity.completed``, through the outbox."""
-        if activity.completed_date is None:
-            stored = self.storage.activities.add(activity)
-            self.emit("activity.created", activity_payload(stored))
-            return stored
-        stored, _ = self._with_delivery(activity, lambda: self.storage.activities.add(activity))
-        self.emit("activity.created", activity_payload(stored))
-        return stored
-
-    def complete_activity(
-        self,
-        activity_id: str,
-        *,
-        outcome: Outcome | str | None,
-        completed_by: str | None,
-        expected_version: int | None = None,
-    ) -> CompletionResult:
-        """Mark an activity done and feed ``activity.completed`` into the rules (seed, Example 1,
-        step 7). Every way the completion can fail (not found, already completed, a stale or bad
-        version, a concurrent completion, a crash) leaves the follow-up deliverable exactly once.
-        """
-        if outcome is not None and not isinstance(outcome, Outcome):
-            if outcome not in Outcome._value2member_map_:
-                raise InvalidInputError(f"unknown outcome {str(outcome)[:80]!r}", field="outcome")
-            outcome = Outcome(outcome)
-        activity = self.storage.activities.get(activity_id)
-        now = self.now()
-        planned = activity.model_copy(
-            update={"completed_date": now, "outcome": outcome, "completed_by": completed_by}
-        )
-
-        def write() -> Activity:
-            return self.storage.activities.complete(
-                activity.activity_id,
-                outcome=outcome,
-                completed_by=completed_by,
-                completed_at=now,
-                expected_version=expected_version,
-            )
-
-        done, follow_up = self._with_delivery(planned, write)
-        log.info(
-            "activity completed",
-            extra={"activity_id": done.activity_id, "outcome": outcome, "actor": completed_by},
-        )
-        return CompletionResult(done, follow_up)
-
-    def _with_delivery(
-        self, activity: Activity, write: Callable[[], Activity]
-    ) -> tuple[Activity, HandleResult | None]:
-        """Store an outbox entry, do ``write`` (which completes ``activity``), then deliver
-        ``activity.completed``. If the write fails the entry is retired (it belongs to this
-        attempt only) when the store refused it; when the outcome is unknown (a storage error,
-        a crash), ``run_due`` delivers it once the lease expires, and only if the write
-        happened."""
-        now = self.now()
-        outbox = delivery_action(
-            completed_event(activity, activity_payload(activity)),
-            activity,
-            attempt=uuid.uuid4().hex[:16],
-            now=now,
-            worker=self.worker_id,
-            lease=self.settings.action_lease,
-            max_attempts=self.settings.retry.max_attempts,
-            partitions=self.settings.partitions,
-        )
-        self.storage.scheduled.schedule(outbox)
-        try:
-            done = write()
-        except BaseException as exc:
-            if isinstance(exc, LeadflowError) and not isinstance(exc, StorageError):
-                # A refusal (stale, already done, not found, bad input): nothing was written.
-                try:
-                    self.storage.scheduled.mark_done(
-                        outbox.action_id, worker=self.worker_id, now=now
-                    )
-                except LeadflowError:
-                    log.warning("could not retire an outbox entry; run_due will", exc_info=True)
-            # Otherwise the write may have happened (a reply lost after it): the entry stays
-            # claimed and run_due delivers it once the lease expires, if the activity is done.
-            raise
-        self.emit("activity.completed", activity_payload(done))
-        run, ctx = self._execute(outbox)
-        follow_up = ctx.cascades[0] if ctx.cascades else None
-        if follow_up is not None and not run.ok:
-            follow_up.errors.append(run.error())
-        return done, follow_up
-
-    def delete_activity(self, activity_id: str, *, actor: str | None) -> Activity:
-        """Remove an activity; returns what was deleted."""
-        activity = self.storage.activities.get(activity_id)
-        self.storage.activities.delete(activity_id)
-        log.info("activity deleted", extra={"activity_id": activity_id, "actor": actor})
-        self.emit("activity.deleted", {"activityId": activity_id, "deletedBy": actor})
-        return activity
-
     # ------------------------------------------------------------------ parked actions
 
     def retry_parked(self, action_id: str) -> ScheduledAction:
         """Put a parked action back in the queue, due now, with fresh attempts."""
         return self.storage.scheduled.retry(action_id, now=self.now())
-
-
-def activity_payload(activity: Activity) -> dict[str, Any]:
-    """An activity as an event payload: its camelCase document."""
-    return activity.to_document()

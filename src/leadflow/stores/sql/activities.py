@@ -92,12 +92,13 @@ class SqlActivityRepository:
         t = self._t
         with sql_errors("activity"):
             try:
-                with self._db.write() as connection:
-                    if checked.open_key is not None and checked.completed_date is not None:
+                held = checked.open_key if checked.completed_date is not None else None
+                with self._db.write(atomic=held is not None) as connection:
+                    if held is not None:
                         # A completed activity holds no key but may not take one an open
                         # activity holds; checking first orders this add before any open one
                         # racing with it.
-                        self._refuse_if_held(connection, checked.activity_id, checked.open_key)
+                        self._refuse_if_held(connection, checked.activity_id, held)
                     connection.execute(insert(t).values(values))
             except exc.IntegrityError as error:
                 raise self._collision(checked.activity_id, error) from error
@@ -146,7 +147,7 @@ class SqlActivityRepository:
             .returning(*self._t.c)
         )
         try:
-            with self._db.write() as connection:
+            with self._db.write(atomic=False) as connection:
                 row = connection.execute(statement).mappings().first()
                 if row is None:
                     current = self._version_of(connection, checked.activity_id)
@@ -205,7 +206,7 @@ class SqlActivityRepository:
         if expected_version is not None:
             conditions.append(c.version == expected_version)
         statement = update(self._t).where(*conditions).values(changes).returning(*self._t.c)
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             row = connection.execute(statement).mappings().first()
             if row is None:
                 found = connection.execute(
@@ -223,7 +224,7 @@ class SqlActivityRepository:
 
     @translated("activity_id")
     def delete(self, activity_id: str) -> None:
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             result = connection.execute(delete(self._t).where(self._t.c.activity_id == activity_id))
         if result.rowcount == 0:
             raise NotFoundError(f"no activity {activity_id!r}")
@@ -231,7 +232,7 @@ class SqlActivityRepository:
     @translated("before")
     def purge_completed(self, before: datetime) -> int:
         cutoff = ensure_utc(before, "before")
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             result = connection.execute(delete(self._t).where(self._t.c.completed_date < cutoff))
         return int(result.rowcount)
 

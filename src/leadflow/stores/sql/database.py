@@ -1,9 +1,15 @@
 """One database as the SQL stores use it: the engine, the tables, and how a store method gets a
 connection in a read or a write transaction on either engine.
 
-**PostgreSQL** (psycopg 3): every method is one transaction at READ COMMITTED, the default;
-the atomic steps are single statements (``UPDATE ... WHERE version = ...``, ``INSERT ... ON
-CONFLICT``, ``FOR UPDATE SKIP LOCKED`` claims), which that level makes safe.
+**PostgreSQL** (psycopg 3): the atomic steps are single statements (``UPDATE ... WHERE version
+= ...``, ``INSERT ... ON CONFLICT``, ``FOR UPDATE SKIP LOCKED`` claims), which READ COMMITTED
+makes safe. A method whose statements need no transaction around them (reads, and writes whose
+statements each stand on their own: :meth:`SqlDatabase.write` with ``atomic=False``) runs on a
+connection in autocommit (``isolation_level="AUTOCOMMIT"``, switched on the client, reset when
+the connection goes back to the pool): one round trip per statement instead of BEGIN,
+statement, COMMIT. At READ COMMITTED every statement takes its own snapshot anyway, so a
+transaction around such statements would add round trips and nothing else. The rest (an add
+that checks an open key first, job slots, migrations) run in one transaction.
 
 **SQLite**: a write runs in ``BEGIN IMMEDIATE``, which takes the database's write lock at once,
 so a transaction never finds after reading that it may not write; another process holding the
@@ -132,10 +138,16 @@ class SqlDatabase:
             self.engine.dispose()
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, *, atomic: bool = True) -> Iterator[Connection]:
         """A connection in a write transaction, committed when the block ends without error
-        and rolled back otherwise."""
+        and rolled back otherwise. ``atomic=False``: the block's statements each stand on
+        their own (each is atomic, none depends on another's being undone); on PostgreSQL
+        they then run in autocommit. SQLite always takes its write lock (``BEGIN IMMEDIATE``)."""
         if self.dialect != "sqlite":
+            if not atomic:
+                with self.engine.connect() as connection:
+                    yield connection.execution_options(isolation_level="AUTOCOMMIT")
+                return
             with self.engine.begin() as connection:
                 yield connection
             return
@@ -150,7 +162,12 @@ class SqlDatabase:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection for reading (its transaction, if any, is rolled back at the end)."""
+        """A connection for reading (autocommit on PostgreSQL; on SQLite its transaction, if
+        any, is rolled back at the end)."""
+        if self.dialect != "sqlite":
+            with self.engine.connect() as connection:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+            return
         guard: AbstractContextManager[Any] = self._lock if self.shared else nullcontext()
         with guard, self.engine.connect() as connection:
             yield connection

@@ -50,7 +50,7 @@ class SqlRuleRepository:
         values = _values(checked, 1)
         with sql_errors("rule"):
             try:
-                with self._db.write() as connection:
+                with self._db.write(atomic=False) as connection:
                     connection.execute(insert(self._t).values(values))
             except exc.IntegrityError as error:
                 raise DuplicateError(f"rule {checked.rule_id!r} already exists") from error
@@ -91,7 +91,7 @@ class SqlRuleRepository:
             .where(c.rule_id == checked.rule_id, c.version == checked.version)
             .values(values)
         )
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             if connection.execute(statement).rowcount == 0:
                 found = connection.execute(select(c.version).where(c.rule_id == checked.rule_id))
                 if found.first() is None:
@@ -105,7 +105,7 @@ class SqlRuleRepository:
     @translated("rule_id")
     def delete(self, rule_id: str) -> None:
         check_id(rule_id, "rule_id")
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             result = connection.execute(delete(self._t).where(self._t.c.rule_id == rule_id))
         if result.rowcount == 0:
             raise NotFoundError(f"no rule {rule_id!r}")

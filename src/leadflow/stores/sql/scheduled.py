@@ -139,7 +139,7 @@ class SqlScheduledActionStore:
             .returning(c.action_id)
         )
         taken = None
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             if connection.execute(statement).first() is not None:
                 return _load(_values(checked)), True
             existing = (
@@ -244,7 +244,7 @@ class SqlScheduledActionStore:
             )
             .returning(*t.c)
         )
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             connection.execute(park)
             rows = connection.execute(claim).mappings().all()
         actions = [_load(row) for row in rows]
@@ -262,7 +262,7 @@ class SqlScheduledActionStore:
             .values(changes)
             .returning(*self._t.c)
         )
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             row = connection.execute(statement).mappings().first()
             if row is None:
                 current = self._one(connection, action_id)
@@ -307,7 +307,7 @@ class SqlScheduledActionStore:
             )
             .returning(*self._t.c)
         )
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             rows = connection.execute(statement).mappings().all()
         order = {action_id: n for n, action_id in enumerate(ids)}
         done = [_load(row) for row in rows]
@@ -364,7 +364,7 @@ class SqlScheduledActionStore:
             )
             .returning(*self._t.c)
         )
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             row = connection.execute(statement).mappings().first()
             if row is None:
                 state = self._one(connection, action_id)["state"]
@@ -384,7 +384,7 @@ class SqlScheduledActionStore:
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
         now = ensure_utc(now, "now")
         statement = self._cancel(self._t.c.opportunity_id == opportunity_id, now)
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             return int(connection.execute(statement).rowcount)
 
     @translated("rule_id")
@@ -400,7 +400,7 @@ class SqlScheduledActionStore:
         if below is not None:
             owner = and_(owner, or_(c.rule_version.is_(None), c.rule_version < below))
         statement = self._cancel(owner, now).returning(*self._t.c)
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             rows = connection.execute(statement).mappings().all()
         cancelled = [_load(row) for row in rows]
         cancelled.sort(key=lambda a: (a.due_at, a.action_id))
@@ -414,7 +414,7 @@ class SqlScheduledActionStore:
         finished = c.state.in_([_STATE[_State.DONE], _STATE[_State.CANCELLED]])
         doomed = select(c.action_id).where(finished, c.finished_at < cutoff).limit(limit)
         statement = delete(self._t).where(c.action_id.in_(doomed.scalar_subquery()))
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             return int(connection.execute(statement).rowcount)
 
     @translated("state")

@@ -47,7 +47,7 @@ class SqlCounterStore:
             .on_conflict_do_update(index_elements=[c.name], set_={"value": c.value + 1})
             .returning(c.value)
         )
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             value = connection.execute(statement).scalar_one()
         return int(value)
 
@@ -77,7 +77,7 @@ class SqlAuditLog:
     @translated("entry")
     def append(self, entry: AuditEntry) -> None:
         checked = check_model(entry, AuditEntry, "entry")
-        with self._db.write() as connection:
+        with self._db.write(atomic=False) as connection:
             connection.execute(insert(self._t).values(_entry_values(checked)))
 
     @translated("subject")
