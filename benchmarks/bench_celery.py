@@ -49,6 +49,8 @@ from celery_support import (
     bench_database,
     check,
     clear,
+    cores_used,
+    cpu_seconds,
     latency,
     load_average,
     open_storage,
@@ -104,11 +106,19 @@ def run_mixed(url: str, broker: str, workers: int, args: argparse.Namespace) -> 
             fleet.progress = time.monotonic()  # the loading was no stall
             beat = Beat(app, fleet.queue, args.tick)
             deadline = fleet.progress + DEADLINE
+            phases = [(time.monotonic(), cpu_seconds())]  # steady from here, burst from its due
             while fleet.started() < expected or now() < burst_at:
                 beat.tick()
                 fleet.poll()
+                if len(phases) == 1 and now() >= burst_at:
+                    phases.append((time.monotonic(), cpu_seconds()))
                 if time.monotonic() > deadline:
                     raise SystemExit(f"not drained: {fleet.started()} of {expected}")
+            phases.append((time.monotonic(), cpu_seconds()))
+            for label, (t0, c0), (t1, c1) in zip(
+                ("steady_cores", "burst_cores"), phases, phases[1:], strict=False
+            ):
+                out[label] = cores_used(c0, c1, t1 - t0)
             time.sleep(1.0)
             fleet.poll()
             out["load_after"] = load_average()

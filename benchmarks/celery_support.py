@@ -370,3 +370,37 @@ def check(starts: list[dict[str, Any]], expected: int, store: dict[str, int]) ->
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system, seconds) used so far by PostgreSQL's processes (``postgres``),
+    by Celery worker processes and by Redis, read from /proc (Linux); processes that ended
+    meanwhile are not counted, so read it around a phase during which they all live."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"postgres": 0.0, "workers": 0.0, "redis": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            raw = (entry / "cmdline").read_bytes()
+            command = raw.replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if name == "postgres":
+            totals["postgres"] += used
+        elif "celery" in command and " worker " in command:
+            totals["workers"] += used
+        elif name.startswith("redis-server"):
+            totals["redis"] += used
+    return totals
+
+
+def cores_used(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """Average cores each kind of process used between two :func:`cpu_seconds` readings."""
+    return {k: round((after[k] - before[k]) / seconds, 2) for k in before}
