@@ -74,11 +74,11 @@ def eager_app() -> Any:
 
 
 def setup(
-    batch: int = 100, clock: Clock | None = None
+    batch: int = 100, clock: Clock | None = None, batch_time: timedelta = timedelta(seconds=1)
 ) -> tuple[Host, LeadflowTasks, LeadflowMetrics]:
     metrics = LeadflowMetrics(prometheus_client.CollectorRegistry())
     host = Host(metrics, clock)
-    tasks = install(eager_app(), host.flow, batch=batch, metrics=metrics)
+    tasks = install(eager_app(), host.flow, batch=batch, metrics=metrics, batch_time=batch_time)
     return host, tasks, metrics
 
 
@@ -124,8 +124,28 @@ def test_handle_event_twice_takes_effect_once_and_is_counted() -> None:
     assert sample(metrics, "leadflow_actions_total", action_type=ACTION, outcome="done") == 1
 
 
-def test_run_due_requeues_itself_while_batches_come_back_full() -> None:
+def test_run_due_goes_on_while_batches_come_back_full_within_its_time() -> None:
     host, tasks, metrics = setup(batch=10)
+    tasks.flow()
+    keys = schedule(host.storage, [datetime.now(UTC) - timedelta(seconds=5)] * 25, "due")
+    summary = tasks.run_due.delay().get()
+    assert (summary["batches"], summary["claimed"], summary["requeued"]) == (3, 25, 0)
+    assert sorted(host.effects) == sorted(keys)
+    assert sample(metrics, "leadflow_due_batches_total", full="true") == 2
+    assert sample(metrics, "leadflow_due_batches_total", full="false") == 1
+
+
+def test_a_stopping_worker_requeues_after_the_batch_in_hand() -> None:
+    host, tasks, _ = setup(batch=10)
+    tasks.flow()
+    schedule(host.storage, [datetime.now(UTC) - timedelta(seconds=5)] * 25, "due")
+    tasks.stopping()  # what Celery's worker_shutting_down signal calls
+    summary = tasks.run_due.apply(args=()).get()  # eager: each re-queued task runs one batch
+    assert (summary["batches"], summary["claimed"], summary["requeued"]) == (1, 10, 1)
+
+
+def test_run_due_requeues_itself_while_batches_come_back_full() -> None:
+    host, tasks, metrics = setup(batch=10, batch_time=timedelta(0))
     tasks.flow()
     keys = schedule(host.storage, [datetime.now(UTC) - timedelta(seconds=5)] * 25, "due")
     summary = tasks.run_due.delay().get()

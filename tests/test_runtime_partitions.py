@@ -146,13 +146,17 @@ def test_flow_settings_refuse_bad_partition_counts(partitions: object) -> None:
 # ---------------------------------------------------------------------- Celery (eager mode)
 
 
-def celery_tasks(host: Host, partitions: int, batch: int = 100) -> Any:
+def celery_tasks(
+    host: Host, partitions: int, batch: int = 100, batch_time: timedelta = timedelta(seconds=1)
+) -> Any:
     celery = pytest.importorskip("celery", reason="needs the celery extra")
     from leadflow.contrib.celery import install
 
     app = celery.Celery("leadflow-partitions", broker="memory://")
     app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    return install(app, host.flow, partitions=partitions, batch=batch, queue="lf")
+    return install(
+        app, host.flow, partitions=partitions, batch=batch, queue="lf", batch_time=batch_time
+    )
 
 
 def recording(tasks: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
@@ -187,7 +191,7 @@ def test_beat_routes_each_partitions_run_due_to_its_queue() -> None:
 
 def test_a_full_batch_requeues_to_its_own_partition(monkeypatch: pytest.MonkeyPatch) -> None:
     host = Host(partitions=2)
-    tasks = celery_tasks(host, partitions=2, batch=5)
+    tasks = celery_tasks(host, partitions=2, batch=5, batch_time=timedelta(0))  # a task a batch
     flow = tasks.flow()
     opportunities = [f"opp-{n}" for n in range(60)]
     for opportunity in opportunities:

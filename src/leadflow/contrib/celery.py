@@ -14,8 +14,11 @@
   message finds them and does nothing again. The task acknowledges its message only once it
   returned (``acks_late``) and a message whose worker died is delivered again
   (``reject_on_worker_lost``): an event is not lost with its worker.
-- ``leadflow.run_due(partition=None)``: claims one batch of due actions with its lease
-  (:meth:`LeadFlow.run_due`), runs it, and queues itself again while batches come back full.
+- ``leadflow.run_due(partition=None)``: claims a batch of due actions with its lease
+  (:meth:`LeadFlow.run_due`), runs it, and goes on with the next while batches come back full,
+  for up to ``batch_time`` (one second by default), then queues itself again: a backlog costs
+  one broker message per second of work rather than one per batch, and a warm shutdown (which
+  stops the loop after the batch in hand) waits for one batch at most.
   Leadflow's store stays the only authority for delays: nothing is put in the broker with a long
   ETA or countdown.
 - ``leadflow.run_job(name)``: :meth:`JobRunner.run_job`, the slot-leased run of one of
@@ -38,6 +41,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -94,8 +98,11 @@ class LeadflowTasks:
         metrics: object | None,
         max_retries: int,
         partitions: int = 1,
+        batch_time: timedelta = timedelta(seconds=1),
     ) -> None:
         self.app = app
+        self.batch_time = batch_time
+        self._stopping = threading.Event()
         self.queue = queue
         self.partitions = partitions
         self.batch = batch
@@ -199,17 +206,29 @@ class LeadflowTasks:
         log.info("event handled", extra={"task_id": task.request.id, **summary})
         return summary
 
+    def stopping(self) -> None:
+        """Tell the running ``run_due`` loops to stop after their batch in hand (connected to
+        Celery's ``worker_shutting_down`` signal by :func:`install`)."""
+        self._stopping.set()
+
     def _run_due(self, task: Any, partition: int | None) -> dict[str, int]:
-        report = self.flow().run_due(limit=self.batch, partition=partition)
-        self._observer.call("observe_due", report, self.batch)
-        summary = _due_summary(report)
+        flow = self.flow()
+        deadline = time.monotonic() + self.batch_time.total_seconds()
+        summary = _due_summary(None)
+        while True:
+            report = flow.run_due(limit=self.batch, partition=partition)
+            self._observer.call("observe_due", report, self.batch)
+            _add(summary, report)
+            if report.claimed < self.batch:
+                break  # drained
+            if self._stopping.is_set() or time.monotonic() >= deadline:
+                # A full batch and the time is up: there is probably more. The rest is its own
+                # task, so a warm shutdown waits for one batch and other tasks get their turn.
+                self._send_due(partition)
+                summary["requeued"] = 1
+                break
         if partition is not None:
             summary["partition"] = partition
-        if report.claimed >= self.batch:
-            # A full batch: there is probably more. The next batch is its own task, so a
-            # warm shutdown waits for one batch at most and other tasks get their turn.
-            self._send_due(partition)
-            summary["requeued"] = 1
         if report.claimed:
             log.info("due actions run", extra={"task_id": task.request.id, **summary})
         return summary
@@ -345,13 +364,16 @@ def install(
     metrics: object | None = None,
     max_retries: int = 20,
     partitions: int = 1,
+    batch_time: timedelta = timedelta(seconds=1),
 ) -> LeadflowTasks:
     """Register leadflow's tasks on ``app`` (a :class:`celery.Celery`); returns them.
 
     ``flow_factory`` builds the :class:`LeadFlow` of one worker process; it is called lazily,
     once per process. ``queue`` is where :meth:`LeadflowTasks.kick`, ``send_event``, the
     re-queued ``run_due`` and the beat entries send (start workers with ``-Q <queue>``);
-    ``batch`` is how many due actions one ``run_due`` claims. ``jobs_factory`` builds the
+    ``batch`` is how many due actions one ``run_due`` claims at a time, and ``batch_time`` how
+    long one ``run_due`` task goes on claiming full batches before it re-queues itself (zero:
+    one batch per task). ``jobs_factory`` builds the
     :class:`LeadflowJobs` (default: ``LeadflowJobs(flow, job_settings)``). ``metrics`` is told
     of each handled event, due run and job run (``observe_handle``, ``observe_due``,
     ``observe_job``: see :mod:`leadflow.contrib.prometheus`). Storage outages
@@ -373,9 +395,11 @@ def install(
         raise InvalidInputError(
             f"must be an integer in 1..{DEFAULT_LIMITS.partitions}", field="partitions"
         )
+    if not isinstance(batch_time, timedelta) or batch_time < timedelta(0):
+        raise InvalidInputError("must be a non-negative timedelta", field="batch_time")
     if not callable(flow_factory):
         raise InvalidInputError("must be a callable returning a LeadFlow", field="flow_factory")
-    return LeadflowTasks(
+    tasks = LeadflowTasks(
         app,
         flow_factory,
         queue=queue,
@@ -386,7 +410,12 @@ def install(
         metrics=metrics,
         max_retries=max_retries,
         partitions=partitions,
+        batch_time=batch_time,
     )
+    from celery import signals  # type: ignore[import-untyped]  # the host has Celery already
+
+    signals.worker_shutting_down.connect(lambda **_: tasks.stopping(), weak=False)
+    return tasks
 
 
 def _handle_summary(result: HandleResult) -> dict[str, Any]:
@@ -401,11 +430,15 @@ def _handle_summary(result: HandleResult) -> dict[str, Any]:
     }
 
 
-def _due_summary(report: DueRunReport) -> dict[str, int]:
-    return {
-        "claimed": report.claimed,
-        "succeeded": report.succeeded,
-        "failed": report.failed,
-        "parked": report.parked,
-        "requeued": 0,
-    }
+def _due_summary(report: DueRunReport | None) -> dict[str, int]:
+    summary = {"batches": 0, "claimed": 0, "succeeded": 0, "failed": 0, "parked": 0}
+    if report is not None:
+        _add(summary, report)
+    summary["requeued"] = 0
+    return summary
+
+
+def _add(summary: dict[str, int], report: DueRunReport) -> None:
+    summary["batches"] += 1
+    for name in ("claimed", "succeeded", "failed", "parked"):
+        summary[name] += getattr(report, name)
