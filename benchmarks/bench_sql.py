@@ -402,6 +402,9 @@ def main() -> int:
         help="PostgreSQL sessions with synchronous_commit=off (PGOPTIONS), to see the fsync cost",
     )
     parser.add_argument("--sqlite-max", type=int, default=100_000, help="largest SQLite load")
+    parser.add_argument(
+        "--actions", type=int, default=None, help="run_due: actions due (default 5,000)"
+    )
     args = parser.parse_args()
     parts = set(args.only or ["run_due", "handle", "queries"])
     quick = args.quick
@@ -411,7 +414,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             if "run_due" in parts:
-                part_run_due(args.url, 2_000 if quick else 5_000, 1 if quick else 3, 100, Path(tmp))
+                actions = args.actions or (2_000 if quick else 5_000)
+                part_run_due(args.url, actions, 1 if quick else 3, 100, Path(tmp))
             if "handle" in parts:
                 part_handle(args.url, 300 if quick else 1_000, 1 if quick else 3, Path(tmp))
             if "queries" in parts:
