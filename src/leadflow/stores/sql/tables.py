@@ -230,10 +230,28 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
         schema=schema,
     )
     c = table.c
-    # The seed's state/due index: claim_due (pending and due, oldest first) and list(state).
+    # The seed's state/due index: list(state).
     Index(f"{name}_state_due", c.state, c.due_at, c.action_id)
-    # claim_due(partition=p): the same, within one partition (revision 0002).
-    Index(f"{name}_partition_state_due", c.partition, c.state, c.due_at, c.action_id)
+    # claim_due: the pending actions in due order, and within one partition (revision 0002).
+    # Partial, so that a claim never steps over finished rows: after ANALYZE has seen a backlog
+    # all pending, PostgreSQL would otherwise read the due-order index below and filter on the
+    # state, stepping over every row the drain finished so far (each claim slower than the last).
+    pending = c.state == "pending"
+    Index(
+        f"{name}_pending_due",
+        c.due_at,
+        c.action_id,
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
+    Index(
+        f"{name}_partition_pending_due",
+        c.partition,
+        c.due_at,
+        c.action_id,
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
     # claim_due: expired leases (to reclaim, or to park after the last attempt).
     claimed = c.state == "claimed"
     Index(f"{name}_leases", c.lease_expires_at, postgresql_where=claimed, sqlite_where=claimed)

@@ -1,5 +1,6 @@
 """Partitions of the scheduled actions: a ``partition`` column (0 for every existing action)
-and the index a claim pinned to one partition reads; the ``rule_version`` that planned an
+and partial indexes of the pending actions in due order (all of them, and per partition) that
+claims read; the ``rule_version`` that planned an
 action (unknown, NULL, for existing ones), which a rule change's cancellation compares.
 
 Revision ID: 0002
@@ -25,17 +26,25 @@ def upgrade(*, prefix: str, schema: str | None) -> None:
         schema=schema,
     )
     op.add_column(table, sa.Column("rule_version", sa.BigInteger(), nullable=True), schema=schema)
-    op.create_index(
-        f"{table}_partition_state_due",
-        table,
-        ["partition", "state", "due_at", "action_id"],
-        schema=schema,
-    )
+    pending = sa.text("state = 'pending'")
+    for name, columns in (
+        ("pending_due", ["due_at", "action_id"]),
+        ("partition_pending_due", ["partition", "due_at", "action_id"]),
+    ):
+        op.create_index(
+            f"{table}_{name}",
+            table,
+            columns,
+            schema=schema,
+            postgresql_where=pending,
+            sqlite_where=pending,
+        )
 
 
 def downgrade(*, prefix: str, schema: str | None) -> None:
     table = f"{prefix}scheduled_actions"
-    op.drop_index(f"{table}_partition_state_due", table_name=table, schema=schema)
+    for name in ("pending_due", "partition_pending_due"):
+        op.drop_index(f"{table}_{name}", table_name=table, schema=schema)
     with op.batch_alter_table(table, schema=schema) as batch:
         batch.drop_column("partition")
         batch.drop_column("rule_version")
