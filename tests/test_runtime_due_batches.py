@@ -145,3 +145,26 @@ def test_a_lease_lost_meanwhile_is_reported_claimed_and_not_marked_done() -> Non
     assert by_key[other.idempotency_key] is State.CLAIMED
     assert other.state is State.CLAIMED and other.lease_owner == "other"
     assert list(by_key.values()).count(State.DONE) == 9
+
+
+def test_an_interrupted_batch_still_acknowledges_what_succeeded() -> None:
+    calls: list[str] = []
+
+    def effect(ctx: ActionContext) -> str:
+        calls.append(ctx.scheduled.action_id)
+        if len(calls) == 6:
+            raise KeyboardInterrupt  # not an Exception: it stops the batch
+        return "ok"
+
+    flow, counting = build(effect)
+    try:
+        flow.run_due()
+    except KeyboardInterrupt:
+        pass
+    else:  # pragma: no cover - the test needs the interruption
+        raise AssertionError("run_due swallowed the interruption")
+    states = {a.action_id: a.state for a in flow.storage.scheduled.list()}
+    assert counting.batches == [5]
+    assert [states[i] for i in calls[:5]] == [State.DONE] * 5  # acknowledged, not rerun
+    assert states[calls[5]] is State.CLAIMED  # its lease expires; another worker reruns it
+    assert sum(1 for st in states.values() if st is State.CLAIMED) == 5  # it, and 4 not run

@@ -394,19 +394,28 @@ class LeadFlow(ActivityWrites):
         # has passed (the claims all expire together), each one at once.
         unacked: dict[str, int] = {}
         flush_at = when + lease / 2
-        for action in claimed:
-            report.claimed += 1
-            run, _ = self._execute(action, defer_done=True)
-            if run.ok:
-                unacked[action.action_id] = len(report.runs)
-                report.succeeded += 1
-            elif run.state is ScheduledActionState.PARKED:
-                report.parked += 1
-            else:
-                report.failed += 1
-            report.runs.append(run)
-            if unacked and self.now() >= flush_at:
+        try:
+            for action in claimed:
+                report.claimed += 1
+                run, _ = self._execute(action, defer_done=True)
+                if run.ok:
+                    unacked[action.action_id] = len(report.runs)
+                    report.succeeded += 1
+                elif run.state is ScheduledActionState.PARKED:
+                    report.parked += 1
+                else:
+                    report.failed += 1
+                report.runs.append(run)
+                if unacked and self.now() >= flush_at:
+                    self._acknowledge(unacked, report)
+        except BaseException:
+            # Interrupted (a storage failure, KeyboardInterrupt...): what already succeeded is
+            # still acknowledged if the store lets it, so that it does not run again.
+            try:
                 self._acknowledge(unacked, report)
+            except Exception:
+                log.warning("could not acknowledge the batch's successes", exc_info=True)
+            raise
         self._acknowledge(unacked, report)
         return report
 
