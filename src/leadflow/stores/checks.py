@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Final
 
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_LIMITS
 from ..models import ID_RE
-from ..records import SlotState
+from ..records import ScheduledAction, SlotState
 
 MAX_KEY: Final = 400
 MAX_BATCH: Final = 1000
@@ -63,6 +63,12 @@ def checked_ids(values: object, field: str) -> list[str]:
         if not isinstance(value, str) or not ID_RE.match(value):
             raise InvalidInputError(f"not a valid id: {value!r}", field=field)
     return list(dict.fromkeys(values))
+
+
+def in_order(actions: Iterable[ScheduledAction], ids: list[str]) -> list[ScheduledAction]:
+    """``actions`` (some of those ``ids`` name) in the order of ``ids``."""
+    order = {action_id: n for n, action_id in enumerate(ids)}
+    return sorted(actions, key=lambda action: order[action.action_id])
 
 
 def checked_final(state: object) -> SlotState:

@@ -25,7 +25,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
-from ..checks import checked_ids, checked_partition, checked_version
+from ..checks import checked_ids, checked_partition, checked_version, in_order
 from .common import (
     Document,
     MongoStore,
@@ -234,10 +234,7 @@ class MongoScheduledActionStore(MongoStore):
             {"$set": {**done, "leaseOwner": worker}, "$unset": {"leaseExpiresAt": ""}},
         )
         found = self._collection.find({"actionId": {"$in": ids}, **done, "leaseOwner": worker})
-        order = {action_id: n for n, action_id in enumerate(ids)}
-        finished = [_load(document) for document in found]
-        finished.sort(key=lambda a: order[a.action_id])
-        return finished
+        return in_order(map(_load, found), ids)
 
     @translated("error")
     def mark_failed(

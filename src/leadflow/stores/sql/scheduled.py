@@ -46,7 +46,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import ScheduledAction, ScheduledActionState
-from ..checks import checked_ids, checked_lease, checked_partition, checked_version
+from ..checks import checked_ids, checked_lease, checked_partition, checked_version, in_order
 from ..memory.arguments import check_limit, check_model, check_type
 from .database import SqlDatabase
 from .errors import translated
@@ -309,10 +309,7 @@ class SqlScheduledActionStore:
         )
         with self._db.write(atomic=False) as connection:
             rows = connection.execute(statement).mappings().all()
-        order = {action_id: n for n, action_id in enumerate(ids)}
-        done = [_load(row) for row in rows]
-        done.sort(key=lambda a: order[a.action_id])
-        return done
+        return in_order(map(_load, rows), ids)
 
     @translated("error")
     def mark_failed(
