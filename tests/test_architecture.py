@@ -1,6 +1,7 @@
 """The package's shape, checked: layers only import downwards and no module imports itself back.
 
-Every import counts (also those inside functions), except those under ``if TYPE_CHECKING:``.
+Every import counts: those inside functions and those under ``if TYPE_CHECKING:`` too (a type
+that must be imported from above, or in a circle, is a sign the code is in the wrong place).
 """
 
 from __future__ import annotations
@@ -48,25 +49,14 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _imports(path: Path) -> set[str]:
-    """The leadflow modules ``path`` imports (resolved, without TYPE_CHECKING blocks)."""
+    """The leadflow modules ``path`` imports (resolved, TYPE_CHECKING blocks included)."""
     tree = ast.parse(path.read_text("utf-8"))
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("leadflow"))
         elif isinstance(node, ast.ImportFrom):

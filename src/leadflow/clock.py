@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from .errors import InvalidInputError
+from .fields import ensure_utc
 from .ports import Clock
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "ensure_utc"]
@@ -41,14 +41,3 @@ class ManualClock:
         with self._lock:
             self._now = self._now + step
             return self._now
-
-
-def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
-    """Return ``value`` converted to UTC; reject naive datetimes, which are ambiguous."""
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"expected a datetime, got {type(value).__name__}", field=field)
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(
-            "naive datetime rejected: give a timezone (e.g. tzinfo=datetime.UTC)", field=field
-        )
-    return value.astimezone(UTC)

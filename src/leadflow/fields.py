@@ -32,6 +32,7 @@ __all__ = [
     "Text",
     "UtcDatetime",
     "canonical_event_type",
+    "ensure_utc",
     "new_id",
 ]
 
@@ -173,3 +174,14 @@ def check_field_path(path: str) -> str:
 
 FieldPath = Annotated[str, AfterValidator(check_field_path)]
 """A dotted path into a document: at most 10 segments, each a name or a list index."""
+
+
+def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
+    """Return ``value`` converted to UTC; reject naive datetimes, which are ambiguous."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"expected a datetime, got {type(value).__name__}", field=field)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(
+            "naive datetime rejected: give a timezone (e.g. tzinfo=datetime.UTC)", field=field
+        )
+    return value.astimezone(UTC)

@@ -27,8 +27,10 @@ the actions cancelled), activity created / completed / deleted, parked action re
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
+from ..clock import ensure_utc
 from ..errors import (
     InvalidInputError,
     InvalidStateError,
@@ -73,8 +75,36 @@ class Operations:
             raise TypeError("flow must be a leadflow.LeadFlow")
         if not isinstance(policy, Policy):
             raise TypeError("policy must be a leadflow.Policy")
-        self.flow = flow
         self.policy = policy
+        self.flow = flow
+
+    @property
+    def flow(self) -> LeadFlow:
+        """The flow served (hosts and the HTTP routes read its clock and feed it events).
+        Setting it rebinds the operations to another flow's parts."""
+        return self._flow
+
+    @flow.setter
+    def flow(self, flow: LeadFlow) -> None:
+        if not isinstance(flow, LeadFlow):
+            raise TypeError("flow must be a leadflow.LeadFlow")
+        # The collaborators the operations use, taken once: nothing below reaches through the
+        # flow.
+        self._flow = flow
+        self._clock = flow.clock
+        self._activities = flow.storage.activities
+        self._rule_store = flow.storage.rules
+        self._scheduled = flow.storage.scheduled
+        self._audit_log = flow.storage.audit
+        self._opportunities = flow.integrations.opportunities
+        self._writes = flow.activity_writes
+        self._admin = flow.rules
+        self._executor = flow.executor
+        self._book = flow.rulebook
+        self._handlers = flow.handlers
+
+    def _now(self) -> datetime:
+        return ensure_utc(self._clock.now(), "clock.now()")
 
     # ------------------------------------------------------------------ helpers
 
@@ -88,14 +118,14 @@ class Operations:
         after: Any = None,
         note: str | None = None,
     ) -> None:
-        self.flow.storage.audit.append(
+        self._audit_log.append(
             AuditEntry.model_validate(
                 {
                     "subject": subject,
                     "subjectId": subject_id,
                     "change": change,
                     "actor": principal.user_id,
-                    "at": self.flow.now(),
+                    "at": self._now(),
                     "before": before.to_document() if before is not None else None,
                     "after": after.to_document() if after is not None else None,
                     "note": note,
@@ -112,7 +142,7 @@ class Operations:
 
     def _visible(self, principal: Principal, activity_id: object) -> Activity:
         try:
-            activity = self.flow.storage.activities.get(checked_id(activity_id, "activity_id"))
+            activity = self._activities.get(checked_id(activity_id, "activity_id"))
         except NotFoundError:
             activity = None
         scope = self._scope(principal)
@@ -158,7 +188,7 @@ class Operations:
             self.policy.require(principal, "activity.create_for_others")
         if assignee is None and not self.policy.allows(principal, "activity.create_for_others"):
             raw["assignedTo"] = principal.user_id
-        now = self.flow.now()
+        now = self._now()
         stamped = {
             **raw,
             "createdBy": principal.user_id,
@@ -171,12 +201,12 @@ class Operations:
         activity = Activity.model_validate(stamped)
         if not self.policy.allows(principal, "activity.create_for_others"):
             try:
-                owner = self.flow.integrations.opportunities.owner(activity.opportunity_id)
+                owner = self._opportunities.owner(activity.opportunity_id)
             except NotFoundError:
                 owner = None  # the same answer as for another rep's opportunity
             if owner != principal.user_id:
                 raise PermissionDeniedError("sales may only record activities on their own leads")
-        stored = self.flow.record_activity(activity)
+        stored = self._writes.record(activity)
         self._audit(principal, "activity", stored.activity_id, "created", after=stored)
         return stored
 
@@ -203,28 +233,26 @@ class Operations:
             raise InvalidInputError("expected a string", field="cursor")
         if scoped is None:
             return Page[Activity](items=[])
-        return self.flow.storage.activities.list(
-            scoped, sort=parsed_sort, limit=limit, cursor=cursor
-        )
+        return self._activities.list(scoped, sort=parsed_sort, limit=limit, cursor=cursor)
 
     def activities_for_opportunity(
         self, principal: Principal, opportunity_id: str
     ) -> list[Activity]:
         self.policy.require(principal, "activity.read")
-        return self.flow.storage.activities.for_opportunity(
+        return self._activities.for_opportunity(
             checked_id(opportunity_id, "opportunity_id"), assigned_to=self._scope(principal)
         )
 
     def activities_for_customer(self, principal: Principal, customer_id: str) -> list[Activity]:
         self.policy.require(principal, "activity.read")
-        return self.flow.storage.activities.for_customer(
+        return self._activities.for_customer(
             checked_id(customer_id, "customer_id"), assigned_to=self._scope(principal)
         )
 
     def activity_timeline(self, principal: Principal, opportunity_id: str) -> list[Activity]:
         """An opportunity's activities in chronological order (sales: their own)."""
         self.policy.require(principal, "activity.read")
-        return self.flow.storage.activities.timeline(
+        return self._activities.timeline(
             checked_id(opportunity_id, "opportunity_id"), assigned_to=self._scope(principal)
         )
 
@@ -233,18 +261,14 @@ class Operations:
     ) -> list[Activity]:
         """Open activities whose time has come and that are not overdue (sales: their own)."""
         user = self._assignee(principal, assigned_to)
-        return self.flow.storage.activities.pending(
-            self.flow.now(), assigned_to=user, limit=limit_of(limit)
-        )
+        return self._activities.pending(self._now(), assigned_to=user, limit=limit_of(limit))
 
     def overdue_activities(
         self, principal: Principal, *, assigned_to: str | None = None, limit: int = 50
     ) -> list[Activity]:
         """Open activities past their due date (sales: their own)."""
         user = self._assignee(principal, assigned_to)
-        return self.flow.storage.activities.overdue(
-            self.flow.now(), assigned_to=user, limit=limit_of(limit)
-        )
+        return self._activities.overdue(self._now(), assigned_to=user, limit=limit_of(limit))
 
     def _assignee(self, principal: Principal, assigned_to: str | None) -> str | None:
         self.policy.require(principal, "activity.read")
@@ -267,7 +291,7 @@ class Operations:
             if parsed.assigned_to not in (None, principal.user_id):
                 raise PermissionDeniedError("sales may only see statistics of their own activities")
             parsed = parsed.model_copy(update={"assigned_to": principal.user_id})
-        return self.flow.storage.activities.statistics(parsed, as_of=self.flow.now())
+        return self._activities.statistics(parsed, as_of=self._now())
 
     def complete_activity(
         self,
@@ -305,7 +329,7 @@ class Operations:
             )
         # Complete the version that was checked: if the activity changed meanwhile (e.g. it was
         # reassigned), the store refuses with StaleWriteError instead of completing it.
-        result = self.flow.complete_activity(
+        result = self._writes.complete(
             activity.activity_id,
             outcome=parsed,
             completed_by=principal.user_id,
@@ -319,7 +343,7 @@ class Operations:
     def delete_activity(self, principal: Principal, activity_id: str) -> None:
         """Remove an activity (admins only, as in the seed)."""
         self.policy.require(principal, "activity.delete")
-        deleted = self.flow.delete_activity(
+        deleted = self._writes.delete(
             checked_id(activity_id, "activity_id"), actor=principal.user_id
         )
         self._audit(principal, "activity", deleted.activity_id, "deleted", before=deleted)
@@ -335,7 +359,7 @@ class Operations:
         ``force``."""
         self.policy.require(principal, "rule.write")
         raw = document_of(data, "rule")
-        now = self.flow.now()
+        now = self._now()
         raw = {k: v for k, v in raw.items() if k not in RULE_FIXED - {"ruleId"}}
         rule = FollowUpRule.model_validate(
             {**raw, "createdBy": principal.user_id, "updatedBy": principal.user_id,
@@ -343,7 +367,7 @@ class Operations:
         )  # fmt: skip
         if not force:
             self._lint_gate(rule)
-        stored = self.flow.rules.create(rule)
+        stored = self._admin.create(rule)
         self._audit(principal, "rule", stored.rule_id, "created", after=stored)
         return stored
 
@@ -368,33 +392,42 @@ class Operations:
             isinstance(expected_version, bool) or not isinstance(expected_version, int)
         ):
             raise InvalidInputError("expected an integer", field="expected_version")
-        current = self.flow.storage.rules.get(checked_id(rule_id, "rule_id"))
+        current = self._rule_store.get(checked_id(rule_id, "rule_id"))
         merged = {**current.to_document(), **rule_changes(changes)}
         merged.update(
             version=expected_version if expected_version is not None else current.version,
             updatedBy=principal.user_id,
-            updatedAt=self.flow.now(),
+            updatedAt=self._now(),
         )
         candidate = FollowUpRule.model_validate(merged)
         if not force:
             self._lint_gate(candidate)
-        change = self.flow.rules.replace(candidate, pending=pending)
+        change = self._admin.replace(candidate, pending=pending)
         self._audit_rule_change(principal, "updated", current, change)
         return change
 
     def _lint_gate(self, rule: FollowUpRule) -> None:
         from ..lint import check_activation, raise_on_errors
 
-        self.flow.rules.check(rule)  # what cannot load at all is reported as before
-        raise_on_errors(check_activation(rule, self.flow.storage.rules.list(), flow=self.flow))
+        self._admin.check(rule)  # what cannot load at all is reported as before
+        raise_on_errors(
+            check_activation(
+                rule,
+                self._rule_store.list(),
+                operators=self._book.operators,
+                handlers=self._handlers,
+                event_types=self._book.event_types,
+                calendar=self._book.calendar,
+            )
+        )
 
     def delete_rule(
         self, principal: Principal, rule_id: str, *, pending: PendingPolicy | None = None
     ) -> RuleChange:
         """Delete a rule; ``pending`` as in :meth:`update_rule`."""
         self.policy.require(principal, "rule.write")
-        current = self.flow.storage.rules.get(checked_id(rule_id, "rule_id"))
-        change = self.flow.rules.delete(current.rule_id, actor=principal.user_id, pending=pending)
+        current = self._rule_store.get(checked_id(rule_id, "rule_id"))
+        change = self._admin.delete(current.rule_id, actor=principal.user_id, pending=pending)
         self._audit_rule_change(principal, "deleted", current, change)
         return change
 
@@ -411,15 +444,15 @@ class Operations:
 
     def get_rule(self, principal: Principal, rule_id: str) -> FollowUpRule:
         self.policy.require(principal, "rule.read")
-        return self.flow.storage.rules.get(checked_id(rule_id, "rule_id"))
+        return self._rule_store.get(checked_id(rule_id, "rule_id"))
 
     def list_rules(self, principal: Principal) -> list[FollowUpRule]:
         self.policy.require(principal, "rule.read")
-        return self.flow.storage.rules.list()
+        return self._rule_store.list()
 
     def list_active_rules(self, principal: Principal) -> list[FollowUpRule]:
         self.policy.require(principal, "rule.read")
-        return self.flow.storage.rules.list_active()
+        return self._rule_store.list_active()
 
     def test_rule(
         self,
@@ -431,12 +464,12 @@ class Operations:
         what would it plan, and why. Writes nothing and runs no action."""
         self.policy.require(principal, "rule.test")
         if isinstance(rule, str):
-            candidate = self.flow.storage.rules.get(checked_id(rule, "rule_id"))
+            candidate = self._rule_store.get(checked_id(rule, "rule_id"))
         elif isinstance(rule, FollowUpRule):
             candidate = rule
         else:
             candidate = FollowUpRule.model_validate(document_of(rule, "rule"))
-        return self.flow.rules.dry_run(candidate, sample)
+        return self._admin.dry_run(candidate, sample)
 
     # ------------------------------------------------------------------ actions and audit
 
@@ -445,13 +478,13 @@ class Operations:
     ) -> list[ScheduledAction]:
         """Actions that failed for good and wait for a person (with the reason)."""
         self.policy.require(principal, "action.read_parked")
-        return self.flow.storage.scheduled.list(ScheduledActionState.PARKED, limit=limit_of(limit))
+        return self._scheduled.list(ScheduledActionState.PARKED, limit=limit_of(limit))
 
     def retry_action(self, principal: Principal, action_id: str) -> ScheduledAction:
         """Put a parked action back in the queue, due now, with fresh attempts."""
         self.policy.require(principal, "action.retry")
-        before = self.flow.storage.scheduled.get(checked_id(action_id, "action_id"))
-        retried = self.flow.retry_parked(before.action_id)
+        before = self._scheduled.get(checked_id(action_id, "action_id"))
+        retried = self._executor.retry_parked(before.action_id)
         self._audit(principal, "action", retried.action_id, "retried", before, retried)
         return retried
 
@@ -468,4 +501,4 @@ class Operations:
             raise InvalidInputError("one of rule, activity, action", field="subject")
         if subject_id is not None:
             checked_id(subject_id, "subject_id")
-        return self.flow.storage.audit.list(subject, subject_id)
+        return self._audit_log.list(subject, subject_id)

@@ -31,11 +31,11 @@ from ..adapters import (
 from ..clock import ManualClock
 from ..models import Activity, ActivityState, Event
 from ..ports import Contact, Integrations, Storage
+from ..ports.periodic import JobRun
 from ..queries import ActivityFilter
 from ..records import ScheduledAction, ScheduledActionState
 from ..rules import default_rules
 from ..runtime import FlowSettings, LeadFlow, LeadflowJobs
-from ..scheduling.jobs import JobRun
 
 __all__ = ["REPS", "START", "DayReport", "DemoOpportunities", "DemoReport", "RepLine", "Simulation"]
 

@@ -11,8 +11,8 @@ from types import FrameType
 
 import click
 
+from ..ports.periodic import JobRun, JobStatus
 from ..runtime import JobSettings, LeadflowJobs
-from ..scheduling.jobs import JobRun, JobStatus
 from ._base import LeadflowCommand, LeadflowGroup, fail, logs
 from .integrations import build_flow
 from .options import store_options

@@ -44,9 +44,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..ports import ScheduledActionStore, Storage
+from ..ports.periodic import JobRun, JobStatus
 from ..records import ScheduledAction, ScheduledActionState
 from ..runtime.results import DueRunReport, HandleResult
-from ..scheduling.jobs import JobRun, JobStatus
 
 __all__ = ["LeadflowMetrics", "MeteredScheduledActions"]
 

@@ -158,14 +158,28 @@ def _concerns(finding: Finding, rule_id: str) -> bool:
 
 
 def check_activation(
-    rule: FollowUpRule, stored: Iterable[FollowUpRule], *, flow: LeadFlow | None = None
+    rule: FollowUpRule,
+    stored: Iterable[FollowUpRule],
+    *,
+    flow: LeadFlow | None = None,
+    operators: OperatorRegistry | None = None,
+    handlers: HandlerRegistry | None = None,
+    event_types: EventTypes | None = None,
+    calendar: WorkingCalendar | None = None,
 ) -> list[Finding]:
     """Lint the rule set that would be active once ``rule`` is stored (``stored`` with
     ``rule`` added or replacing the rule of the same id) and return the errors that concern
     ``rule`` (its own, and those naming it: shadowing, duplicates, cycles through it). An
-    inactive ``rule`` activates nothing: no findings."""
+    inactive ``rule`` activates nothing: no findings. The registries as in :func:`lint`."""
     if not rule.is_active:
         return []
     others = [r for r in stored if r.rule_id != rule.rule_id and r.is_active]
-    findings = lint([*others, rule], flow=flow)
+    findings = lint(
+        [*others, rule],
+        flow=flow,
+        operators=operators,
+        handlers=handlers,
+        event_types=event_types,
+        calendar=calendar,
+    )
     return [f for f in findings if f.severity == "error" and _concerns(f, rule.rule_id)]

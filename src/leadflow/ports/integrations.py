@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:  # a type only: the scheduling package sits above the ports
-    from ..scheduling.jobs import Job
+from .periodic import Job
 
 __all__ = [
     "Contact",

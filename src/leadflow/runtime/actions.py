@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import InvalidInputError, RuleValidationError
+from ..errors import InvalidInputError, PermanentError, RuleValidationError
 from ..models import Action, FollowUpRule
 from .context import ActionContext, ActionHandler
 from .handlers import BUILTINS
@@ -121,6 +121,19 @@ class HandlerRegistry:
 
     def get(self, action_type: str) -> HandlerSpec | None:
         return self._specs.get(action_type)
+
+    def run(self, ctx: ActionContext) -> str | None:
+        """Run a rule's action (the executor's runner for ``ActionKind.RULE``): its handler
+        with its params validated (once per rule action while unchanged). No handler for the
+        type is a :class:`PermanentError` (parked at once, with the reason)."""
+        action = ctx.scheduled.action
+        assert action is not None, "a rule action carries its action"
+        spec = self._specs.get(action.action_type)
+        if spec is None:
+            raise PermanentError(f"no handler is registered for action type {action.action_type!r}")
+        key = (ctx.scheduled.rule_id, ctx.scheduled.action_index)
+        ctx.params = self.parse(spec, action, key=key)
+        return spec.handler(ctx)
 
     def __contains__(self, action_type: object) -> bool:
         return action_type in self._specs

@@ -15,19 +15,18 @@ from zoneinfo import ZoneInfo
 from ..clock import ensure_utc
 from ..errors import InvalidInputError
 from ..models import Activity, ActivityState, Event
-from ..ports import JobStore, Notification
-from ..queries import ActivityFilter
-from ..scheduling.jobs import (
+from ..ports import JobStore, Notification, Scheduler
+from ..ports.periodic import (
     Job,
     JobContext,
     JobFunc,
     JobRun,
-    Scheduler,
     _count,
     _cron,
     _duration,
     _zone,
 )
+from ..queries import ActivityFilter
 from ..scheduling.runner import JobRunner
 
 if TYPE_CHECKING:

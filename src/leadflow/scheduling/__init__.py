@@ -3,8 +3,9 @@ APScheduler adapter. leadflow's own jobs are in :mod:`leadflow.runtime.jobs`."""
 
 from __future__ import annotations
 
+from ..ports import Scheduler
+from ..ports.periodic import Job, JobContext, JobFunc, JobRun, JobStatus
 from .apscheduler import APSchedulerAdapter
-from .jobs import Job, JobContext, JobFunc, JobRun, JobStatus, Scheduler
 from .runner import JobRunner
 
 __all__ = [

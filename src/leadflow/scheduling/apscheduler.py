@@ -12,7 +12,7 @@ from croniter import croniter
 from ..clock import Clock
 from ..errors import InvalidInputError
 from ..ports import JobStore
-from .jobs import Job, JobRun
+from ..ports.periodic import Job, JobRun
 from .runner import JobRunner
 
 __all__ = ["APSchedulerAdapter"]

@@ -17,8 +17,8 @@ from typing import Any, Final
 from ..clock import Clock, SystemClock, ensure_utc
 from ..errors import DuplicateError, InvalidInputError, InvalidStateError, NotFoundError
 from ..ports import JobStore
+from ..ports.periodic import Job, JobContext, JobRun, JobStatus, _duration
 from ..records import SlotClaim, SlotState
-from .jobs import Job, JobContext, JobRun, JobStatus, _duration
 
 __all__ = ["JobRunner"]
 

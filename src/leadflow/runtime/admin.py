@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
+from ..clock import ensure_utc
 from ..errors import InvalidInputError
 from ..models import Event, FollowUpRule
+from ..ports import Clock, RuleRepository, ScheduledActionStore
 from ..records import ScheduledAction
+from .emitter import Emitter
 from .results import RuleChange, RuleTestResult
-from .settings import PendingPolicy
-
-if TYPE_CHECKING:
-    from .flow import LeadFlow
+from .rulebook import RuleBook
+from .settings import FlowSettings, PendingPolicy
 
 __all__ = ["RulesAdmin"]
 
@@ -26,19 +28,36 @@ class RulesAdmin:
     """``flow.rules``: create, replace, delete and dry-run rules (no role checks: see
     :mod:`leadflow.access` for the operations people call)."""
 
-    def __init__(self, flow: LeadFlow) -> None:
-        self._flow = flow
+    def __init__(
+        self,
+        *,
+        rulebook: RuleBook,
+        rules: RuleRepository,
+        scheduled: ScheduledActionStore,
+        settings: FlowSettings,
+        clock: Clock,
+        emit: Emitter,
+    ) -> None:
+        self._rulebook = rulebook
+        self._rules = rules
+        self._scheduled = scheduled
+        self._settings = settings
+        self._clock = clock
+        self._emit = emit
+
+    def _now(self) -> datetime:
+        return ensure_utc(self._clock.now(), "clock.now()")
 
     def check(self, rule: FollowUpRule) -> None:
         """:class:`RuleValidationError` if this flow could not carry the rule out."""
-        self._flow.rulebook.check(rule)
+        self._rulebook.check(rule)
 
     def create(self, rule: FollowUpRule) -> FollowUpRule:
         """Check and store a new rule; it applies at once on this instance."""
         self.check(rule)
-        stored = self._flow.storage.rules.create(rule)
-        self._flow.rulebook.invalidate()
-        self._flow.emit("rule.created", {"ruleId": stored.rule_id, "actor": stored.created_by})
+        stored = self._rules.create(rule)
+        self._rulebook.invalidate()
+        self._emit("rule.created", {"ruleId": stored.rule_id, "actor": stored.created_by})
         return stored
 
     def replace(self, rule: FollowUpRule, *, pending: PendingPolicy | None = None) -> RuleChange:
@@ -47,12 +66,12 @@ class RulesAdmin:
         actions; the cancelled ones are returned."""
         policy = self._policy(pending)
         self.check(rule)
-        stored = self._flow.storage.rules.update(rule)
-        self._flow.rulebook.invalidate()
+        stored = self._rules.update(rule)
+        self._rulebook.invalidate()
         # Only what older versions planned: a handle() that already planned with the new
         # version (here or on another instance) keeps its actions.
         cancelled = self._settle(stored.rule_id, policy, below_version=stored.version)
-        self._flow.emit(
+        self._emit(
             "rule.updated",
             {"ruleId": stored.rule_id, "actor": stored.updated_by, "cancelled": len(cancelled)},
         )
@@ -63,16 +82,14 @@ class RulesAdmin:
     ) -> RuleChange:
         """Delete a rule; ``pending`` as in :meth:`replace`."""
         policy = self._policy(pending)
-        self._flow.storage.rules.delete(rule_id)
-        self._flow.rulebook.invalidate()
+        self._rules.delete(rule_id)
+        self._rulebook.invalidate()
         cancelled = self._settle(rule_id, policy)
-        self._flow.emit(
-            "rule.deleted", {"ruleId": rule_id, "actor": actor, "cancelled": len(cancelled)}
-        )
+        self._emit("rule.deleted", {"ruleId": rule_id, "actor": actor, "cancelled": len(cancelled)})
         return RuleChange(None, cancelled)
 
     def _policy(self, pending: PendingPolicy | None) -> PendingPolicy:
-        policy = self._flow.settings.pending_on_rule_change if pending is None else pending
+        policy = self._settings.pending_on_rule_change if pending is None else pending
         if policy not in ("cancel", "keep"):
             raise InvalidInputError("must be 'cancel' or 'keep'", field="pending")
         return policy
@@ -82,8 +99,8 @@ class RulesAdmin:
     ) -> tuple[ScheduledAction, ...]:
         if policy == "keep":
             return ()
-        cancelled = self._flow.storage.scheduled.cancel_for_rule(
-            rule_id, now=self._flow.now(), below_version=below_version
+        cancelled = self._scheduled.cancel_for_rule(
+            rule_id, now=self._now(), below_version=below_version
         )
         if cancelled:
             log.info(
@@ -103,9 +120,9 @@ class RulesAdmin:
                 raise InvalidInputError("expected an event or a mapping", field="sample")
             data = dict(sample)
             if not any(k in data for k in ("time", "occurredAt")):
-                data["time"] = self._flow.now()
+                data["time"] = self._now()
             sample = Event.model_validate(data)
-        engine = self._flow.rulebook.compile([candidate])
+        engine = self._rulebook.compile([candidate])
         evaluation = engine.evaluate(sample, explain=True)
         explanation = (evaluation.explanations or ())[0]
         return RuleTestResult(

@@ -1,12 +1,13 @@
-"""Periodic jobs: leadflow's background work on cron schedules in the business's time zone, each
-scheduled run done once however many app instances run the scheduler.
+"""Periodic jobs as values (what the :class:`~leadflow.ports.Scheduler` port takes): leadflow's
+background work on cron schedules in the business's time zone, each scheduled run done once
+however many app instances run the scheduler.
 
 From the bottom up:
 
 * :class:`Job`: a name, a cron expression read in a time zone, a function, a grace period. One
   scheduled time of a job is a **slot**, named by its local date-time (``2026-03-09T08:00``), so
   a wall-clock time that a daylight-saving change repeats is still one slot.
-* a :class:`~leadflow.stores.jobs.JobStore` leases each slot to one worker at a time and
+* a :class:`~leadflow.ports.JobStore` leases each slot to one worker at a time and
   remembers it finished, so several processes sharing the store run it once.
 * :class:`Scheduler` is what jobs are registered with: :class:`JobRunner` (built in:
   :meth:`JobRunner.run_pending` for tests and simulations, a background thread for apps),
@@ -27,11 +28,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from ..clock import ensure_utc
 from ..errors import InvalidInputError
-from ..ports import Scheduler
+from ..fields import ensure_utc
 
-__all__ = ["Job", "JobContext", "JobFunc", "JobRun", "JobStatus", "Scheduler"]
+__all__ = ["Job", "JobContext", "JobFunc", "JobRun", "JobStatus"]
 
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
 _MACROS: Final = {

@@ -1,0 +1,241 @@
+"""The executor: one loop for everything stored in the scheduled-action store.
+
+It runs one claimed action (:meth:`Executor.execute`), records the outcome (done; a failure
+retried with backoff or parked with the reason) and drains what is due (:meth:`Executor.run_due`,
+acknowledging a batch's successes together). What an action *does* is not its business: each
+:class:`~leadflow.records.ActionKind` has a runner registered with :meth:`Executor.register_kind`
+(a rule's action goes to the handler registry, an outbox delivery to the outbox), and the
+executor never looks at a kind or an action type by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ..clock import ensure_utc
+from ..errors import ConflictError, PermanentError
+from ..models import Event
+from ..ports import Clock, Integrations, Storage
+from ..records import ActionKind, ScheduledAction, ScheduledActionState
+from .context import ActionContext
+from .emitter import Emitter
+from .planning import is_permanent
+from .results import ActionRun, DueRunReport
+from .settings import FlowSettings
+
+__all__ = ["Cascade", "Executor", "KindRunner"]
+
+log = logging.getLogger("leadflow")
+
+KindRunner = Callable[[ActionContext], "str | None"]
+"""Runs one claimed action of a kind; returns a short note, raises to fail the attempt."""
+
+Cascade = Callable[[Event, ActionContext], None]
+"""Feeds an event an action caused back into the rules (see :meth:`ActionContext.cascade`)."""
+
+
+def _no_cascade(event: Event, ctx: ActionContext) -> None:  # pragma: no cover - wiring error
+    raise RuntimeError("this executor has no planner to cascade into (Executor.cascade_to)")
+
+
+class Executor:
+    """Claims, runs and acknowledges stored actions for one worker.
+
+    Built from explicit parts: the stores and integrations handlers see (through their
+    :class:`ActionContext`), the settings (leases, retries), the clock, the worker's id and the
+    emitter for leadflow's own events. Kinds are registered; :meth:`cascade_to` connects the
+    planner that cascaded events go to.
+    """
+
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        integrations: Integrations,
+        settings: FlowSettings,
+        clock: Clock,
+        worker_id: str,
+        emit: Emitter,
+    ) -> None:
+        self._storage = storage
+        self._scheduled = storage.scheduled
+        self._integrations = integrations
+        self._settings = settings
+        self._clock = clock
+        self.worker_id = worker_id
+        self._emit = emit
+        self._kinds: dict[ActionKind, KindRunner] = {}
+        self._cascade: Cascade = _no_cascade
+
+    def register_kind(self, kind: ActionKind, runner: KindRunner) -> None:
+        """Run the actions of ``kind`` with ``runner`` (replacing any runner before)."""
+        self._kinds[ActionKind(kind)] = runner
+
+    def cascade_to(self, cascade: Cascade) -> None:
+        """Where :meth:`ActionContext.cascade` sends the events actions cause."""
+        self._cascade = cascade
+
+    def now(self) -> datetime:
+        return ensure_utc(self._clock.now(), "clock.now()")
+
+    # ------------------------------------------------------------------ one action
+
+    def context(self, action: ScheduledAction, now: datetime) -> ActionContext:
+        """The narrow context a runner (and a handler) sees for ``action``."""
+        return ActionContext(
+            action, None, now, self._storage, self._integrations, self._settings,
+            self._emit, self._cascade,
+        )  # fmt: skip
+
+    def execute(
+        self, action: ScheduledAction, *, defer_done: bool = False
+    ) -> tuple[ActionRun, ActionContext]:
+        """Run one claimed action and record the outcome. With ``defer_done`` a success is not
+        marked done here: the caller acknowledges it with others (:meth:`run_due`)."""
+        now = self.now()
+        ctx = self.context(action, now)
+        try:
+            runner = self._kinds.get(action.kind)
+            if runner is None:
+                raise PermanentError(f"no runner is registered for kind {action.kind.value!r}")
+            note = runner(ctx)
+        except Exception as exc:
+            return self._failed(action, exc, now), ctx
+        state = ScheduledActionState.DONE
+        if not defer_done:
+            try:
+                self._scheduled.mark_done(action.action_id, worker=self.worker_id, now=self.now())
+            except ConflictError:
+                # Took longer than the lease and another worker took over; the handler's effect
+                # is keyed on the idempotency key, so the other run changes nothing.
+                log.warning("lease lost before marking an action done", extra=_fields(action))
+                state = ScheduledActionState.CLAIMED
+        if log.isEnabledFor(logging.INFO):
+            log.info("action done: %s", note, extra=_fields(action))
+        return ActionRun(action.idempotency_key, action.action_type, True, note, state), ctx
+
+    def _failed(self, action: ScheduledAction, exc: Exception, now: datetime) -> ActionRun:
+        permanent = is_permanent(exc)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        retry_at = now + self._settings.retry.delay_after(action.attempts)
+        fields = _fields(action)
+        try:
+            updated = self._scheduled.mark_failed(
+                action.action_id,
+                worker=self.worker_id,
+                now=now,
+                error=error,
+                retry_at=retry_at,
+                permanent=permanent,
+            )
+            state = updated.state
+        except ConflictError:
+            log.warning("lease lost before recording a failure", extra=fields)
+            state = ScheduledActionState.CLAIMED
+        if state is ScheduledActionState.PARKED:
+            log.error("action parked after %s attempt(s): %s", action.attempts, error, extra=fields)
+            self._emit(
+                "action.parked",
+                {
+                    "actionId": action.action_id,
+                    "idempotencyKey": action.idempotency_key,
+                    "ruleId": action.rule_id,
+                    "error": error,
+                    "permanent": permanent,
+                },
+            )
+        else:
+            log.warning("action failed, retry at %s: %s", retry_at.isoformat(), error, extra=fields)
+        return ActionRun(action.idempotency_key, action.action_type, False, error, state, permanent)
+
+    # ------------------------------------------------------------------ what is due
+
+    def run_due(
+        self, *, limit: int = 100, now: datetime | None = None, partition: int | None = None
+    ) -> DueRunReport:
+        """Claim and run the stored actions that are due (and those whose worker's lease
+        expired). Safe to call from many instances at once: each action is claimed by one.
+        ``partition`` pins this call to one partition (``0 .. settings.partitions - 1``, else
+        :class:`InvalidInputError`); None takes from every partition."""
+        when = ensure_utc(now, "now") if now is not None else self.now()
+        partition = self._settings.checked_partition(partition)
+        report = DueRunReport()
+        lease = self._settings.action_lease
+        claimed = self._scheduled.claim_due(
+            when, worker=self.worker_id, limit=limit, lease=lease, partition=partition
+        )
+        # Successes are acknowledged together (one store call per batch); once half the lease
+        # has passed (the claims all expire together), each one at once.
+        unacked: dict[str, int] = {}
+        flush_at = when + lease / 2
+        try:
+            for action in claimed:
+                report.claimed += 1
+                run, _ = self.execute(action, defer_done=True)
+                if run.ok:
+                    unacked[action.action_id] = len(report.runs)
+                    report.succeeded += 1
+                elif run.state is ScheduledActionState.PARKED:
+                    report.parked += 1
+                else:
+                    report.failed += 1
+                report.runs.append(run)
+                if unacked and self.now() >= flush_at:
+                    self._acknowledge(unacked, report)
+        except BaseException:
+            # Interrupted (a storage failure, KeyboardInterrupt...): what already succeeded is
+            # still acknowledged if the store lets it, so that it does not run again.
+            try:
+                self._acknowledge(unacked, report)
+            except Exception:
+                log.warning("could not acknowledge the batch's successes", exc_info=True)
+            raise
+        self._acknowledge(unacked, report)
+        return report
+
+    def _acknowledge(self, unacked: dict[str, int], report: DueRunReport) -> None:
+        """Mark the actions in ``unacked`` (id -> index of their run in ``report``) done in
+        one store call; one whose lease was lost meanwhile is reported ``claimed``: another
+        worker reruns it, and its effects are keyed on its idempotency key."""
+        if not unacked:
+            return
+        done = self._scheduled.mark_done_many(list(unacked), worker=self.worker_id, now=self.now())
+        for action in done:
+            del unacked[action.action_id]
+        for action_id, index in unacked.items():
+            log.warning(
+                "lease lost before marking an action done",
+                extra={
+                    "action_id": action_id,
+                    "idempotency_key": report.runs[index].idempotency_key,
+                },
+            )
+            report.runs[index] = dataclasses.replace(
+                report.runs[index], state=ScheduledActionState.CLAIMED
+            )
+        unacked.clear()
+
+    # ------------------------------------------------------------------ upkeep
+
+    def purge_finished(self, now: datetime | None = None) -> int:
+        """Delete finished scheduled actions older than ``settings.retention``."""
+        when = ensure_utc(now, "now") if now is not None else self.now()
+        return self._scheduled.purge_finished(when - self._settings.retention)
+
+    def retry_parked(self, action_id: str) -> ScheduledAction:
+        """Put a parked action back in the queue, due now, with fresh attempts."""
+        return self._scheduled.retry(action_id, now=self.now())
+
+
+def _fields(action: ScheduledAction) -> dict[str, Any]:
+    return {
+        "action_id": action.action_id,
+        "idempotency_key": action.idempotency_key,
+        "action_type": action.action_type,
+        "rule_id": action.rule_id,
+        "attempt": action.attempts,
+    }
