@@ -9,7 +9,7 @@ from typing import Any
 from leadflow import Event, LeadFlow, RuleEngine
 from leadflow.access.operations import Operations
 from leadflow.rules import MISSING, WorkingCalendar, default_rules, explain, render_rule
-from leadflow.runtime.explain import why
+from leadflow.runtime.explain import render_why
 
 from .access_support import SUPER
 
@@ -118,9 +118,12 @@ def test_the_activity_keeps_the_same_format() -> None:
     [activity] = flow.storage.activities.for_opportunity("o1")
     stored = activity.metadata.model_extra["automationExplanation"]  # type: ignore[index]
     website = next(r for r in default_rules() if r.rule_id == "default-website-lead-follow-up")
-    assert stored == why(
-        website, Event.model_validate(event(leadSource="website", opportunityId="o1"))
-    )
+    sample = Event.model_validate(event(leadSource="website", opportunityId="o1"))
+    engine = RuleEngine([website])
+    assert stored == render_why(sample, engine.explain_match(engine.evaluate(sample), website))
+    # The same text as the engine's own explanation of the event.
+    [explained] = [e for e in engine.evaluate(sample, explain=True).explanations or () if e.matched]
+    assert stored.endswith(render_rule(explained))
     assert stored.startswith("event opportunity.created e1 at 2026-03-06T21:30:00+00:00\n")
     assert "[yes] trigger.conditions[0]: leadSource equals 'website' (actual: 'website')" in stored
     assert "due: actions[0] create_activity due 2026-03-06T22:30:00+00:00" in stored

@@ -44,6 +44,7 @@ __all__ = [
     "check_datetime",
     "check_document",
     "check_key",
+    "copy_document",
     "json_size",
 ]
 
@@ -463,3 +464,15 @@ def check_condition_tree(nodes: object, field: str, *, depth: int = 0) -> None:
                 f"more than {max_nodes} conditions (leaves and groups) in one rule", field=field
             )
         stack.extend((child, level + 1) for child in children)
+
+
+def copy_document(value: Any) -> Any:
+    """A copy of a checked document sharing no ``dict`` or ``list`` with it (every other value
+    a document may hold is immutable). For documents already checked by
+    :func:`check_document`, whose nesting is bounded by ``document_depth``."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_document(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_document(item) for item in value]
+    return value

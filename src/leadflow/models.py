@@ -258,7 +258,12 @@ class Action(_Model):
     ``template``) and the free-form ``params`` document are the action's settings; which of
     them an action type needs is declared by its handler's params model, which validates
     :meth:`settings` when a rule is loaded (this model checks only their shape).
+
+    Immutable (change one with ``model_copy(update=...)``); ``params`` is a plain ``dict``
+    that belongs to the action: stores copy it on the way in and out.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     action_type: Annotated[str, StringConstraints(pattern=_ACTION_TYPE_RE)]
     delay: Delay = Field(default_factory=Delay)

@@ -8,7 +8,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .documents import as_document
 from .fields import Id, Int64, UtcDatetime, _Model
@@ -75,7 +82,14 @@ class ScheduledAction(_Model):
     (shard) of the scheduled actions it belongs to: workers may be pinned to one partition
     (:meth:`~leadflow.ports.ScheduledActionStore.claim_due`); the runtime derives it from the
     opportunity id (:func:`leadflow.runtime.planning.partition_for`), 0 with one partition.
+
+    Immutable, like its ``event`` and ``action``: a stage of its life is a new value
+    (``model_copy(update=...)``), so one that was validated once stays valid. The free-form
+    documents inside (the event's ``payload``, the action's ``params``) are plain dicts: stores
+    check and copy them on the way in and copy them on the way out.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     action_id: Id = Field(default_factory=new_id)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=400)]

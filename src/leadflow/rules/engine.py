@@ -397,6 +397,37 @@ class RuleEngine:
         fields = read_event(evaluation.event)
         return EventExplanation(fields.id, fields.type, fields.time, evaluation.explanations or ())
 
+    def explain_match(self, evaluation: Evaluation, rule: FollowUpRule) -> RuleExplanation:
+        """Why ``rule`` (one of ``evaluation.matched_rules``) applied to the evaluation's event:
+        every condition node's truth value with the values compared, and how each of its
+        planned actions' due time was computed, from the evaluation's own plan (the due times
+        are the engine's, not computed a second time). Only the conditions are evaluated again,
+        with this engine's operators; an operator that fails gives the conditions without
+        values."""
+        event = evaluation.event  # an Event or its EventFields: both name time and payload
+        dues = tuple(
+            explain_due(p.action_index, p.action, event.time, p.due_at, self.calendar)
+            for p in evaluation.planned
+            if p.rule.rule_id == rule.rule_id
+        )
+        try:
+            _, leaves, tree = self._explainer(rule).run(event.payload, event.time)
+        except ValueError:
+            leaves = tree = ()
+        reason = "matched" if rule.trigger.conditions else "matched (no conditions)"
+        return RuleExplanation(
+            rule.rule_id,
+            rule.name,
+            rule.priority,
+            True,
+            reason,
+            leaves,
+            tree,
+            None,
+            dues,
+            rule.stop_processing,
+        )
+
     def _explainer(self, rule: FollowUpRule) -> RuleExplainer:
         explainer = self._explainers.get(rule.rule_id)
         if explainer is None or explainer.rule is not rule:

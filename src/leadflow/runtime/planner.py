@@ -20,7 +20,7 @@ from ..ports import Clock, ScheduledActionStore
 from .actions import HandlerRegistry
 from .context import ActionContext
 from .executor import Executor
-from .explain import why
+from .explain import render_why
 from .planning import rule_action
 from .results import HandleResult
 from .rulebook import RuleBook
@@ -84,10 +84,8 @@ class Planner:
             rule = planned.rule
             if eager and rule.rule_id not in explanations:
                 # Only handlers that keep an explanation (eager ones: created activities) pay.
-                book = self._rulebook
-                explanations[rule.rule_id] = why(
-                    rule, event, operators=book.operators, calendar=book.calendar
-                )
+                explained = self._rulebook.engine().explain_match(evaluation, rule)
+                explanations[rule.rule_id] = render_why(event, explained)
             try:
                 stored_form = rule_action(
                     planned,

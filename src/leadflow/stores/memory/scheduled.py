@@ -26,6 +26,7 @@ from itertools import islice, takewhile
 from typing import Any
 
 from ...clock import ensure_utc
+from ...documents import check_document, copy_document
 from ...errors import (
     ConflictError,
     DuplicateError,
@@ -35,7 +36,7 @@ from ...errors import (
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
 from ..checks import checked_ids, checked_lease, checked_partition, checked_version
-from .arguments import check_limit, check_model, check_type
+from .arguments import check_limit, check_type
 from .chunks import ChunkedIndex, ChunkedMap
 
 __all__ = ["InMemoryScheduledActionStore"]
@@ -52,9 +53,33 @@ _Finished = tuple[datetime, str, str, bytes]
 values, which the garbage collector stops tracking (a NamedTuple it would keep tracking)."""
 
 
-def _copy(action: ScheduledAction) -> ScheduledAction:
-    """A new, validated object equal to ``action``, sharing nothing mutable with it."""
-    return ScheduledAction.model_validate(action.model_dump())
+def _copy(action: ScheduledAction, *, check: bool = False) -> ScheduledAction:
+    """An action equal to ``action`` sharing nothing mutable with it. Actions, their events and
+    actions are immutable and were validated when built; what may still change under them is
+    the free-form documents (the event's payload, the action's params), which are copied (and,
+    with ``check``, for an action from outside, checked again first: a caller may have changed
+    them since)."""
+    event, planned = action.event, action.action
+    payload = event.payload
+    if check:
+        check_document(payload, "event.payload")
+    update: dict[str, Any] = {"event": event.model_copy(update={"payload": copy_document(payload)})}
+    if planned is not None:
+        params = planned.params
+        if check:
+            check_document(params, "action.params")
+        update["action"] = planned.model_copy(update={"params": copy_document(params)})
+    return action.model_copy(update=update)
+
+
+def _checked(action: object) -> ScheduledAction:
+    """The store's own copy of an action from outside (:class:`InvalidInputError` if it is no
+    ``ScheduledAction``)."""
+    if not isinstance(action, ScheduledAction):
+        raise InvalidInputError(
+            f"expected a ScheduledAction, got {type(action).__name__}", field="action"
+        )
+    return _copy(action, check=True)
 
 
 def _thaw(finished: _Finished) -> ScheduledAction:
@@ -95,7 +120,7 @@ class InMemoryScheduledActionStore:
     # ------------------------------------------------------------------ port
 
     def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
-        checked = check_model(action, ScheduledAction, "action")
+        checked = _checked(action)
         with self._lock:
             existing = self._by_key.get(checked.idempotency_key)
             if existing is not None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 from ...errors import (
     ConflictError,
@@ -369,6 +370,8 @@ class ScheduledActionStoreContract(
         assert (claimed.state, claimed.lease_owner) == (ScheduledActionState.CLAIMED, "w1")
 
     def test_returned_actions_are_copies(self, store: ScheduledActionStore) -> None:
+        """Actions are immutable values; the documents inside them (the event's payload, the
+        action's params) are the caller's own copies, in and out."""
         original = make_scheduled_action(
             "k1",
             action={"action_type": "send_notification", "template": "t", "params": {"n": ["x"]}},
@@ -378,16 +381,21 @@ class ScheduledActionStoreContract(
         for action in (stored, store.get("sa-k1"), store.list()[0]):
             assert action.action is not None
             action.action.params["n"].append("changed")
-            action.action.template = "changed"
             action.event.payload["tags"].append("changed")
-            action.attempts = 99
-            action.explanation = "changed"
-            action.planned_at = at(days=9)
+            for target, name, value in (
+                (action, "attempts", 99),
+                (action, "explanation", "changed"),
+                (action, "planned_at", at(days=9)),
+                (action.action, "template", "changed"),
+                (action.event, "payload", {}),
+            ):
+                with pytest.raises(ValidationError):
+                    setattr(target, name, value)
         assert store.get("sa-k1") == original
         (claimed,) = store.claim_due(at(), worker="w1")
-        claimed.lease_owner = "w2"
         with pytest.raises(ConflictError):
             store.mark_done("sa-k1", worker="w2", now=at())
+        assert claimed.lease_owner == "w1"
         assert original.action is not None
         original.action.params["n"].append("after")
         original.event.payload["tags"].append("after")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from ...errors import InvalidInputError, NotFoundError
 from ...ports import ScheduledActionStore
@@ -133,7 +134,8 @@ class ScheduledActionCleanupTests:
     def test_cancelled_actions_returned_are_copies(self, store: ScheduledActionStore) -> None:
         store.schedule(make_scheduled_action("k1"))
         (cancelled,) = store.cancel_for_rule("rule-1", now=at(minutes=1))
-        cancelled.state = PENDING
+        with pytest.raises(ValidationError):
+            cancelled.state = PENDING
         cancelled.event.payload["tags"].append("changed")
         stored = store.get("sa-k1")
         assert stored.state is CANCELLED and stored.event.payload["tags"] == ["web"]
