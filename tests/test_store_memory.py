@@ -201,9 +201,13 @@ def test_reads_scoped_to_an_assignee_never_visit_the_others_activities() -> None
 def test_a_model_changed_after_validation_is_refused_and_nothing_is_written() -> None:
     repo = InMemoryActivityRepository()
     activity = make_activity("a1")
-    activity.created_at = datetime(2026, 1, 5, 9)  # naive: pydantic does not check assignment
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError):  # activities are immutable: no naive time sneaks in
+        activity.created_at = datetime(2026, 1, 5, 9)
+    assert activity.metadata.model_extra is not None
+    activity.metadata.model_extra["bad"] = {1, 2}  # a document changed in place after the check
+    with pytest.raises(InvalidInputError):
         repo.add(activity)
+    assert len(repo) == 0
     with pytest.raises(InvalidInputError):
         repo.add({"activity_id": "a1"})  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):

@@ -68,7 +68,7 @@ class ActivityMetadata(_Model):
     ``document_bytes``.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     phone_duration: float | None = Field(default=None, ge=0, description="seconds")
     email_opened: bool | None = None
@@ -91,7 +91,14 @@ class ActivityMetadata(_Model):
 
 
 class Activity(_Model):
-    """A customer interaction or a planned follow-up (the seed's LeadActivity)."""
+    """A customer interaction or a planned follow-up (the seed's LeadActivity).
+
+    Immutable, like its ``metadata``: a change is a new value (``model_copy(update=...)``), so
+    an activity validated once stays valid. The extra metadata keys may hold documents (dicts,
+    lists) that belong to the caller; stores check them on the way in and never share them.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     activity_id: Id = Field(default_factory=new_id)
     opportunity_id: Id

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from itertools import chain, islice
 
 from ...clock import ensure_utc
+from ...documents import check_document
 from ...errors import (
     DuplicateError,
     InvalidInputError,
@@ -62,12 +63,26 @@ from .activity_rows import (
     timeline_key,
     when,
 )
-from .arguments import check_id, check_limit, check_model, check_type
+from .arguments import check_id, check_limit, check_type
 from .chunks import ChunkedIndex, ChunkedMap
 
 __all__ = ["InMemoryActivityRepository"]
 
 _LIST_MAX = 1000
+
+
+def _checked(activity: object) -> Activity:
+    """An activity from outside, checked: activities are immutable and were validated when
+    built; what may have changed since is a document in their extra metadata (a dict the caller
+    still holds), so the metadata document is checked again. The store keeps a row of its own
+    (:func:`~.activity_rows.row_from_activity`), never the caller's object."""
+    if not isinstance(activity, Activity):
+        raise InvalidInputError(
+            f"expected an Activity, got {type(activity).__name__}", field="activity"
+        )
+    if activity.metadata.model_extra:
+        check_document(activity.metadata.model_dump(exclude_none=True), "metadata")
+    return activity
 
 
 class InMemoryActivityRepository(ActivityQueryPlans):
@@ -112,7 +127,7 @@ class InMemoryActivityRepository(ActivityQueryPlans):
     # ------------------------------------------------------------------ writes
 
     def add(self, activity: Activity) -> Activity:
-        checked = check_model(activity, Activity, "activity")
+        checked = _checked(activity)
         with self._lock:
             if checked.activity_id in self._rows:
                 raise DuplicateError(f"activity {checked.activity_id!r} already exists")
@@ -127,7 +142,7 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         """See the port. The stored ``open_key`` is kept whatever ``activity`` says; reopening
         an activity (clearing its completed date) whose key another open activity holds now is
         an :class:`OpenActivityExistsError`."""
-        checked = check_model(activity, Activity, "activity")
+        checked = _checked(activity)
         with self._lock:
             old = self._rows.get(checked.activity_id)
             if old is None:

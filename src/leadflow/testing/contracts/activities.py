@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 from ...errors import (
     ConflictError,
@@ -154,11 +155,15 @@ class ActivityRepositoryContract(ActivityListingTests, ActivityReportTests, abc.
             store.overdue(at(days=1))[0],
             store.upcoming(BASE_TIME, timedelta(days=1))[0],
         ]:
-            got.subject = "changed"
-            got.due_date = at(days=9)
+            for target, name, value in (
+                (got, "subject", "changed"),
+                (got, "due_date", at(days=9)),
+                (got.metadata, "quote_value", 5),
+            ):
+                with pytest.raises(ValidationError):  # activities are immutable values
+                    setattr(target, name, value)
             assert got.metadata.model_extra is not None
             got.metadata.model_extra["tags"].append("changed")
-            got.metadata.quote_value = 5
         assert store.get("a1") == original
         assert ids(store.overdue(at(days=1))) == ["a1"]
 
@@ -167,7 +172,8 @@ class ActivityRepositoryContract(ActivityListingTests, ActivityReportTests, abc.
     ) -> None:
         activity = make_activity("a1", metadata={"tags": ["x"]})
         store.add(activity)
-        activity.subject = "changed"
+        with pytest.raises(ValidationError):
+            activity.subject = "changed"
         assert activity.metadata.model_extra is not None
         activity.metadata.model_extra["tags"].append("y")
         stored = store.get("a1")
