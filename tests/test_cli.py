@@ -87,6 +87,15 @@ def test_the_console_script_and_the_module_both_run() -> None:
         assert done.returncode == 0 and "demo" in done.stdout
 
 
+@pytest.mark.parametrize("command", [(), ("db",), ("rules",), ("jobs",)], ids=repr)
+def test_a_group_without_a_command_prints_its_help_and_exits_0(
+    command: tuple[str, ...],
+) -> None:
+    done = run_cli(*command)
+    assert done.stdout.startswith(f"Usage: {' '.join(('leadflow', *command))} ")
+    assert "Commands:" in done.stdout and done.stderr == ""
+
+
 def test_a_wrong_command_line_is_one_line_and_exit_2() -> None:
     line = one_error_line(run_cli("rules", "validate", check=2))
     assert line.startswith("leadflow rules validate: error: Missing argument 'FILE'")
