@@ -352,3 +352,37 @@ def test_the_worker_runs_due_actions_and_stops_cleanly_on_sigterm(tmp_path: Path
         assert storage.scheduled.list(ScheduledActionState.CLAIMED) == []
     finally:
         storage.close()
+
+
+def test_the_worker_logs_each_job_run_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In-process, with the log records captured: every job run is one record (the job
+    runner's), not one more from the command."""
+    import logging
+    import threading
+
+    from leadflow.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "init", "--url", url, "--no-rules"]).exit_code == 0
+
+    def ran(name: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith(f"job {name} ran slot")]
+
+    def stop_once_cleanup_ran() -> None:
+        deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
+        while time.monotonic() < deadline and not ran("cleanup"):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # the worker's own handler catches it
+
+    caplog.set_level(logging.INFO, logger="leadflow")
+    stopper = threading.Thread(target=stop_once_cleanup_ran, daemon=True)
+    stopper.start()
+    result = runner.invoke(cli, ["worker", "--url", url])
+    stopper.join(timeout=5)
+    assert result.exit_code == 0, result.output
+    assert len(ran("due_actions")) == 1, [r.getMessage() for r in caplog.records]
+    assert len(ran("cleanup")) == 1
+    assert any("stopped cleanly" in r.getMessage() for r in caplog.records)

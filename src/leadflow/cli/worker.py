@@ -109,10 +109,9 @@ def worker(
             opened(url, create=False, prefix=prefix, schema=schema) as store,
         ):
             flow = build_flow(store.storage, app=app, reps=reps)
-            runner = LeadflowJobs(flow, settings).runner(
-                on_run=lambda run: log.info("%s", _describe(run)),
-                max_sleep=timedelta(seconds=30),
-            )
+            # The job runner logs each run itself (leadflow.scheduling): logging it here too
+            # printed every run twice.
+            runner = LeadflowJobs(flow, settings).runner(max_sleep=timedelta(seconds=30))
             runner.start()
             log.info(
                 "worker %s started on %s: jobs %s",
