@@ -386,3 +386,32 @@ def test_the_worker_logs_each_job_run_once(
     assert len(ran("due_actions")) == 1, [r.getMessage() for r in caplog.records]
     assert len(ran("cleanup")) == 1
     assert any("stopped cleanly" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+POSTGRES_URL = os.environ.get("LEADFLOW_TEST_POSTGRES_URL")
+on_postgres = pytest.mark.skipif(
+    POSTGRES_URL is None, reason="set LEADFLOW_TEST_POSTGRES_URL to run against PostgreSQL"
+)
+
+
+def _plain_postgres_url() -> str:
+    """The test server's URL as a hosting provider writes it: postgres://, no driver."""
+    from sqlalchemy import make_url
+
+    assert POSTGRES_URL is not None
+    url = make_url(POSTGRES_URL).set(drivername="postgres")
+    return url.render_as_string(hide_password=False)
+
+
+@on_postgres
+def test_db_init_takes_a_plain_postgres_url() -> None:
+    from .sql_support import postgres_schema
+
+    with postgres_schema() as (_engine, schema):
+        url = _plain_postgres_url()
+        out = run_cli("db", "init", "--url", url, "--schema", schema).stdout
+        assert "schema: revision (none) -> " in out and "added the 8 default rules" in out
+        postgresql = url.replace("postgres://", "postgresql://", 1)
+        assert "already" in run_cli("db", "upgrade", "--url", postgresql, "--schema", schema).stdout

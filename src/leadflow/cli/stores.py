@@ -3,7 +3,8 @@
 =====================================  ==================================================
 ``sqlite:///path/to/file.sqlite``      a SQLite file (the ``sql`` extra)
 ``path/to/file.sqlite``                the same: a bare path is a SQLite file
-``postgresql+psycopg://user@host/db``  PostgreSQL (the ``sql`` extra)
+``postgresql+psycopg://user@host/db``  PostgreSQL (the ``sql`` extra); ``postgres://`` and
+                                       ``postgresql://`` too (psycopg 3)
 ``mongodb://host/db``                  MongoDB, database ``db`` (default ``leadflow``;
                                        the ``mongo`` extra)
 ``memory``                             in memory, gone when the command ends
