@@ -274,8 +274,26 @@ def test_db_init_on_mongodb_with_mongomock(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_the_worker_needs_an_up_to_date_schema(tmp_path: Path) -> None:
-    line = one_error_line(run_cli("worker", "--url", str(tmp_path / "new.sqlite"), check=1))
+    (tmp_path / "empty.sqlite").touch()  # a SQLite file without leadflow's tables
+    line = one_error_line(run_cli("worker", "--url", str(tmp_path / "empty.sqlite"), check=1))
     assert "leadflow db upgrade" in line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("worker",), ("jobs", "run", "cleanup")],
+    ids=lambda c: " ".join(c),
+)
+@pytest.mark.parametrize("as_url", [True, False], ids=["sqlite-url", "bare-path"])
+def test_commands_that_use_a_database_never_create_one(
+    tmp_path: Path, command: tuple[str, ...], as_url: bool
+) -> None:
+    missing = tmp_path / "typo.sqlite"
+    url = f"sqlite:///{missing}" if as_url else str(missing)
+    line = one_error_line(run_cli(*command, "--url", url, check=1))
+    assert f"no SQLite database at {missing}" in line
+    assert "leadflow db init" in line
+    assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
 def test_jobs_run_runs_one_job_once(tmp_path: Path) -> None:
