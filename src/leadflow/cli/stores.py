@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from ..ports import Storage
 from ._base import fail
 
-__all__ = ["SQL_SCHEMES", "OpenStore", "Target", "open_store", "parse_target"]
+__all__ = ["SQL_SCHEMES", "OpenStore", "Target", "mongo_database", "open_store", "parse_target"]
 
 SQL_SCHEMES: Final = ("sqlite", "postgresql", "postgres")
 MONGO_SCHEMES: Final = ("mongodb", "mongodb+srv")
@@ -89,6 +89,12 @@ def parse_target(url: str) -> Target:
         f"unsupported URL scheme {scheme!r}: use sqlite:///FILE, postgresql+psycopg://..., "
         "mongodb://... or memory"
     )
+
+
+def mongo_database(url: str) -> tuple[Any, Callable[[], object]]:
+    """The database a mongodb:// URL names and how to close its client (through
+    :func:`_mongo_database`, which tests replace)."""
+    return _mongo_database(url)
 
 
 def _mongo_database(url: str) -> tuple[Any, Callable[[], object]]:
