@@ -169,6 +169,34 @@ def test_rules_validate_locates_every_problem(tmp_path: Path) -> None:
     assert "4 of 5 rule(s)" in one_error_line(done)
 
 
+def test_rules_validate_shows_every_problem_of_a_rule(tmp_path: Path) -> None:
+    """Not only the first one, as a flow loading the rule would stop at: fixing a file should
+    not take one run per mistake."""
+    broken = json.loads(json.dumps(WEBSITE_RULE))
+    broken["ruleId"] = "many-mistakes"
+    broken["trigger"]["conditions"] = [
+        {"field": "leadSource", "operator": "equalz", "value": "website"},
+        {"field": "amount", "operator": "in", "value": 3},
+    ]
+    broken["actions"] = [
+        {"actionType": "fly"},
+        {"actionType": "send_notification", "delay": 1},  # no template
+    ]
+    path = _write(tmp_path / "rules.json", [WEBSITE_RULE, broken])
+    done = run_cli("rules", "validate", path, check=1)
+    lines = done.stdout.strip().splitlines()
+    where = [line.split(": ")[2] for line in lines]
+    assert all(line.startswith(f"{path}: rule 'many-mistakes': ") for line in lines), lines
+    assert where == [
+        "[1].trigger.conditions[0].operator",
+        "[1].trigger.conditions[1].value",
+        "[1].actions[0].actionType",
+        "[1].actions[1].template",
+    ], lines
+    assert "unknown operator 'equalz'" in lines[0] and "'fly'" in lines[2]
+    assert "1 of 2 rule(s)" in one_error_line(done)
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
