@@ -61,6 +61,8 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         ("rules", "validate"),
         ("rules", "test"),
         ("rules", "schema"),
+        ("rules", "lint"),
+        ("simulate",),
         ("db",),
         ("db", "init"),
         ("db", "upgrade"),
