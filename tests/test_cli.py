@@ -463,3 +463,73 @@ def test_db_init_takes_a_plain_postgres_url() -> None:
         assert "schema: revision (none) -> " in out and "added the 8 default rules" in out
         postgresql = url.replace("postgres://", "postgresql://", 1)
         assert "already" in run_cli("db", "upgrade", "--url", postgresql, "--schema", schema).stdout
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_the_worker_serves_prometheus_metrics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--metrics-port: the worker's endpoint answers a scrape with leadflow's metrics."""
+    import logging
+    import re
+    import threading
+    import urllib.request
+
+    pytest.importorskip("prometheus_client")
+    from leadflow.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "init", "--url", url, "--no-rules"]).exit_code == 0
+    scraped: list[str] = []
+
+    def messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records]
+
+    def scrape_then_stop() -> None:
+        try:
+            deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
+            while time.monotonic() < deadline and not any(
+                m.startswith("job cleanup ran") for m in messages()
+            ):
+                time.sleep(0.05)
+            [address] = [m.split()[-1] for m in messages() if m.startswith("metrics at ")]
+            port = address.rsplit(":", 1)[1].split("/")[0]
+            local = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(local, timeout=30) as response:
+                scraped.append(response.read().decode("utf-8"))
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    caplog.set_level(logging.INFO, logger="leadflow")
+    scraper = threading.Thread(target=scrape_then_stop, daemon=True)
+    scraper.start()
+    result = runner.invoke(cli, ["worker", "--url", url, "--metrics-port", "0"])
+    scraper.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    [body] = scraped
+    assert re.search(
+        r'^leadflow_job_runs_total\{job="cleanup",status="succeeded"\} 1\.0$', body, re.M
+    )
+    assert re.search(r"^leadflow_parked_actions 0\.0$", body, re.M)
+    assert "leadflow_due_action_lag_seconds_bucket" in body
+    assert "process_cpu_seconds_total" in body or "python_info" in body
+
+
+def test_worker_metrics_without_the_extra_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadflow.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "init", "--url", url, "--no-rules"]).exit_code == 0
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    result = runner.invoke(cli, ["worker", "--url", url, "--metrics-port", "9464"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "leadflow worker: error: --metrics-port needs the metrics extra: "
+        "pip install 'leadflow[metrics]'"
+    )
