@@ -41,6 +41,7 @@ TABLES = {
     "audit",
     "job_slots",
     "job_marks",
+    "stamps",
     "alembic_version",
 }
 
