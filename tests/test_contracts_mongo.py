@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import mongomock_ng
 import pytest
 
+from leadflow.ports import RuleRepository
 from leadflow.stores.mongo import (
     MongoActivityRepository,
     MongoAuditLog,
@@ -60,6 +61,9 @@ class _Rules:
         store = MongoRuleRepository(self.database)  # type: ignore[arg-type]
         store.ensure_indexes()
         return store
+
+    def open_again(self, store: RuleRepository) -> MongoRuleRepository:
+        return MongoRuleRepository(self.database)  # type: ignore[arg-type]
 
 
 class _Actions:

@@ -16,7 +16,7 @@ from leadflow.ports import (
     RuleRepository,
     ScheduledActionStore,
 )
-from leadflow.stores.sql import SqlStorage, sql_storage
+from leadflow.stores.sql import SqlDatabase, SqlRuleRepository, SqlStorage, sql_storage
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
     AuditLogContract,
@@ -33,12 +33,29 @@ from .sql_support import fresh_storage, on_postgres
 class _Database:
     kind: str
     storage: SqlStorage
+    others: list[SqlDatabase]
 
     @pytest.fixture(autouse=True)
     def _fresh_database(self, tmp_path: Path) -> Iterator[None]:
+        self.others = []
         with fresh_storage(self.kind, tmp_path) as storage:
             self.storage = storage
-            yield
+            try:
+                yield
+            finally:
+                for other in self.others:
+                    other.close()
+
+    def reopened(self) -> SqlDatabase:
+        """Another database object on the same tables: its own engine on a file, the shared
+        server engine on PostgreSQL (an in-memory database has only one connection)."""
+        database = self.storage.database
+        if self.kind == "sqlite-memory":
+            return database
+        target = database.engine.url if self.kind == "sqlite-file" else database.engine
+        other = SqlDatabase(target, prefix=database.tables.prefix, schema=database.tables.schema)
+        self.others.append(other)
+        return other
 
 
 class _Memory(_Database):
@@ -61,11 +78,12 @@ class _Activities:
         return self.storage.activities
 
 
-class _Rules:
-    storage: SqlStorage
-
+class _Rules(_Database):
     def make_store(self) -> RuleRepository:
         return self.storage.rules
+
+    def open_again(self, store: RuleRepository) -> RuleRepository:
+        return SqlRuleRepository(self.reopened())
 
 
 class _Actions:

@@ -1,6 +1,7 @@
-"""Revision 0002 (partitions) on a database made by revision 0001 with actions in it: the
-column is added with 0 for every existing action, which a claim pinned to partition 0 then
-takes; on SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
+"""Revisions on databases made by the previous ones, with data in them: 0002 (partitions) adds
+the column with 0 for every existing action, which a claim pinned to partition 0 then takes;
+0003 (change stamps) adds the rule stamp beside existing rules, which writes then bump. On
+SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from leadflow.stores.sql import SqlStorage, current_revision, head_revision, migrate, sql_storage
+from leadflow.stores.sql import (
+    SqlDatabase,
+    SqlRuleRepository,
+    SqlStorage,
+    current_revision,
+    head_revision,
+    migrate,
+    sql_storage,
+)
 from leadflow.stores.sql.migrations.schema_0001 import build_tables as build_tables_0001
+from leadflow.stores.sql.rules import _values as rule_values
 from leadflow.stores.sql.scheduled import _values
-from leadflow.testing.contracts import at, make_scheduled_action
+from leadflow.testing.contracts import at, make_rule, make_scheduled_action
 
 from .sql_support import on_postgres, postgres_schema
 
@@ -51,9 +61,9 @@ def test_0002_adds_partitions_to_existing_actions(at_0001: SqlStorage) -> None:
     with database.write() as connection:
         connection.execute(old.insert(), rows)
 
-    assert migrate(database) == head_revision() == "0002"
+    assert migrate(database, "0002") == "0002"
     assert current_revision(database) == "0002"
-    assert migrate(database) == "0002"  # again: nothing to do
+    assert migrate(database, "0002") == "0002"  # again: nothing to do
     stored = at_0001.scheduled.list()
     assert [(a.action_id, a.partition) for a in stored] == [
         ("sa-old-2", 0),
@@ -69,3 +79,30 @@ def test_0002_adds_partitions_to_existing_actions(at_0001: SqlStorage) -> None:
     assert [a.action_id for a in at_0001.scheduled.claim_due(at(), worker="w2", partition=5)] == [
         "sa-new"
     ]
+
+
+def test_0003_adds_the_rule_stamp_beside_existing_rules(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    assert migrate(database, "0002") == "0002"
+    assert database.tables.stamps.name not in inspect(database.engine).get_table_names(
+        schema=database.tables.schema
+    )
+    old = build_tables_0001(database.tables.prefix, database.tables.schema).rules
+    with database.write() as connection:
+        connection.execute(old.insert(), [rule_values(make_rule(f"r{n}"), 1) for n in range(3)])
+
+    assert migrate(database) == head_revision() == "0003"
+    assert current_revision(database) == "0003"
+    assert migrate(database) == "0003"  # again: nothing to do
+    rules = at_0001.rules
+    assert [r.rule_id for r in rules.list()] == ["r0", "r1", "r2"]
+    first = rules.stamp()
+    assert first == 1
+    rules.update(rules.get("r1"))
+    rules.delete("r2")
+    rules.create(make_rule("r3"))
+    assert rules.stamp() == first + 3
+    other = SqlDatabase(
+        database.engine, prefix=database.tables.prefix, schema=database.tables.schema
+    )
+    assert SqlRuleRepository(other).stamp() == first + 3

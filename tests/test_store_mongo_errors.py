@@ -163,6 +163,7 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "rules.list_active": lambda s: s.rules.list_active(),
     "rules.update": lambda s: s.rules.update(rule("r1")),
     "rules.delete": lambda s: s.rules.delete("r1"),
+    "rules.stamp": lambda s: s.rules.stamp(),
     "scheduled.schedule": lambda s: s.scheduled.schedule(scheduled("k")),
     "scheduled.get": lambda s: s.scheduled.get("a"),
     "scheduled.claim_due": lambda s: s.scheduled.claim_due(T0, worker="w"),

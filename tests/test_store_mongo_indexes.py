@@ -255,6 +255,7 @@ def _exercise_the_rest(storage: Storage) -> None:
     rules.list()
     rules.list_active()
     rules.delete("r2")
+    rules.stamp()
 
     actions.schedule(scheduled("k1"))
     actions.schedule(scheduled("k1"))
@@ -301,7 +302,7 @@ def test_every_query_is_served_by_an_index(database: RecordingDatabase) -> None:
     _exercise_the_rest(storage)
     indexes = {
         name: list(database.inner[name].index_information().values())
-        for name in DEFAULT_COLLECTIONS.values()
+        for name in [*DEFAULT_COLLECTIONS.values(), "followUpRulesStamp"]  # + the rule stamp
     }
     operations = {op for _, op, _, _ in database.recorder.queries}
     assert {"find", "find_one", "find_one_and_update", "replace_one", "aggregate"} <= operations

@@ -48,6 +48,7 @@ TABLES = {
     "audit",
     "job_slots",
     "job_marks",
+    "stamps",
     "alembic_version",
 }
 

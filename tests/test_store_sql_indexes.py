@@ -108,6 +108,7 @@ def _workload(storage: SqlStorage) -> None:
     rules.list()
     rules.list_active()
     rules.delete("r1")
+    rules.stamp()
 
     sched = storage.scheduled
     sched.schedule(make_scheduled_action("k0001"))  # the key exists

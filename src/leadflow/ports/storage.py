@@ -164,7 +164,8 @@ class ActivityRepository(Protocol):
 
 @runtime_checkable
 class RuleRepository(Protocol):
-    """Stores follow-up rules."""
+    """Stores follow-up rules, and a change stamp of the whole set (:meth:`stamp`) that lets
+    a runtime keep its compiled rules until something changed."""
 
     def create(self, rule: FollowUpRule) -> FollowUpRule:
         """Store a new rule with version 1 whatever ``rule.version`` says; returns the stored
@@ -190,6 +191,20 @@ class RuleRepository(Protocol):
 
     def delete(self, rule_id: str) -> None:
         """Remove the rule. :class:`NotFoundError` if there is none."""
+        ...
+
+    def stamp(self) -> int:
+        """The rule set's change stamp: a cheap way to tell whether any rule changed.
+
+        It changes whenever a rule is created, updated or deleted through *any* repository
+        object or process sharing the stored rules, and only then: reads and refused writes
+        (duplicate, stale, not found) leave it as it was. Reading it costs at most one indexed
+        read. The shipped stores count changes (it only grows; concurrent writes of different
+        rules each count). A change to the stamp must never become visible before the rule
+        write it counts (together with it, or after it): then a reader that reads the stamp
+        *before* listing the rules never pairs an old rule set with the new stamp. Callers
+        compare stamps for equality only.
+        """
         ...
 
 

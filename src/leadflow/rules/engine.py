@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..errors import InvalidInputError, RuleValidationError
@@ -42,6 +43,7 @@ __all__ = [
     "PlannedAction",
     "RuleEngine",
     "RuleExplanation",
+    "compile_rule",
     "explain",
     "validate_rule",
 ]
@@ -205,6 +207,19 @@ def _compile_rule(
     return CompiledRule(rule, tuple(parts), tuple(plans), rule.stop_processing)
 
 
+def compile_rule(
+    rule: FollowUpRule,
+    operators: OperatorRegistry,
+    event_types: EventTypes,
+    calendar: WorkingCalendar,
+    limits: Limits = DEFAULT_LIMITS,
+) -> CompiledRule:
+    """``rule`` checked (as :func:`validate_rule` does) and compiled for an engine built with
+    the same arguments, which takes it through ``RuleEngine(..., reuse=...)`` instead of
+    compiling the rule again. :class:`~leadflow.RuleValidationError` if it cannot load."""
+    return _compile_rule(rule, operators, event_types, limits, calendar)
+
+
 def _business_due(calendar: WorkingCalendar, now: datetime, action: Action) -> datetime:
     delay = action.delay
     if delay.unit == "business_days":
@@ -248,6 +263,11 @@ class RuleEngine:
     Raises :class:`~leadflow.RuleValidationError` for a rule that cannot load (unknown operator
     or event type, a bad value, a limit exceeded, a business delay the calendar cannot plan)
     and for duplicate ids; pydantic's ``ValidationError`` for a malformed rule document.
+
+    ``reuse`` maps rule ids to rules compiled before (:func:`compile_rule`, or
+    :attr:`compiled` of an earlier engine) with the same operators, event types, calendar and
+    limits: a rule given as the very object such a piece was compiled from is taken as it is,
+    not compiled again (how a runtime recompiles only the rules that changed).
     """
 
     def __init__(
@@ -258,6 +278,7 @@ class RuleEngine:
         event_types: EventTypes | None = None,
         calendar: WorkingCalendar | None = None,
         limits: Limits | None = None,
+        reuse: Mapping[str, CompiledRule] | None = None,
     ) -> None:
         self.operators = operators if operators is not None else OperatorRegistry.default()
         self.event_types = event_types if event_types is not None else EventTypes()
@@ -271,13 +292,18 @@ class RuleEngine:
             loaded[rule.rule_id] = rule
         ordered = sorted(loaded.values(), key=_sort_key)
         buckets: dict[str, list[CompiledRule]] = {}
+        pieces: dict[str, CompiledRule] = {}
         for rule in ordered:
-            compiled = _compile_rule(
-                rule, self.operators, self.event_types, self.limits, self.calendar
-            )
+            compiled = reuse.get(rule.rule_id) if reuse else None
+            if compiled is None or compiled.rule is not rule:
+                compiled = _compile_rule(
+                    rule, self.operators, self.event_types, self.limits, self.calendar
+                )
+            pieces[rule.rule_id] = compiled
             if rule.is_active:
                 buckets.setdefault(rule.trigger.event_type, []).append(compiled)
         self._rules = tuple(ordered)
+        self._pieces = pieces
         self._by_type = {k: Bucket(v, self.operators) for k, v in buckets.items()}
         self._earliest = self.limits.earliest
         self._latest = self.limits.latest
@@ -289,6 +315,11 @@ class RuleEngine:
     def rules(self) -> tuple[FollowUpRule, ...]:
         """Every loaded rule (active or not), in application order."""
         return self._rules
+
+    @property
+    def compiled(self) -> Mapping[str, CompiledRule]:
+        """Every loaded rule compiled, by rule id (to pass as ``reuse`` to a later engine)."""
+        return MappingProxyType(self._pieces)
 
     def rules_for(self, event_type: str) -> tuple[FollowUpRule, ...]:
         """The active rules listening to ``event_type``, in application order."""

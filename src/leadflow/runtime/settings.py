@@ -51,8 +51,11 @@ class FlowSettings:
     moves the due date that much later (an action may set ``dueWithinHours`` itself).
     ``max_cascade_depth``: how many times events caused by actions may feed the rules in a row.
     ``action_lease``: how long a worker holds an action it runs before another may retake it.
-    ``rules_refresh``: how long a compiled rule set is reused before the rule store is read
-    again (changes made through this instance apply at once).
+    ``rules_refresh``: how much wall time (``time.monotonic``, never the flow's clock) may pass
+    between two reads of the rule store's change stamp; the compiled rules are kept until the
+    stamp moves, and then only the changed rules are compiled again. A change made through
+    another instance or process applies within this time; one made through this instance
+    applies at once. ``timedelta(0)`` reads the stamp at every event.
     ``retention``: how long finished (done or cancelled) scheduled actions are kept before the
     clean-up job purges them; keep it longer than an event may be redelivered.
     ``pending_on_rule_change``: what a rule change or deletion does to the rule's pending

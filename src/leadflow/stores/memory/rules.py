@@ -19,11 +19,12 @@ def _application_order(rule: FollowUpRule) -> tuple[int, str]:
 
 class InMemoryRuleRepository:
     """A :class:`~leadflow.ports.RuleRepository` held in process memory; one lock, every
-    method atomic, returned rules are deep copies."""
+    method atomic, returned rules are deep copies. The change stamp counts the writes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: dict[str, FollowUpRule] = {}
+        self._stamp = 0
 
     def create(self, rule: FollowUpRule) -> FollowUpRule:
         checked = check_model(rule, FollowUpRule, "rule")
@@ -32,6 +33,7 @@ class InMemoryRuleRepository:
                 raise DuplicateError(f"rule {checked.rule_id!r} already exists")
             stored = checked.model_copy(update={"version": 1})
             self._rules[stored.rule_id] = stored
+            self._stamp += 1
         return stored.model_copy(deep=True)
 
     def get(self, rule_id: str) -> FollowUpRule:
@@ -62,9 +64,16 @@ class InMemoryRuleRepository:
                 )
             stored = checked.model_copy(update={"version": old.version + 1})
             self._rules[stored.rule_id] = stored
+            self._stamp += 1
         return stored.model_copy(deep=True)
 
     def delete(self, rule_id: str) -> None:
         with self._lock:
             if self._rules.pop(rule_id, None) is None:
                 raise NotFoundError(f"no rule {rule_id!r}")
+            self._stamp += 1
+
+    def stamp(self) -> int:
+        """How many rule writes this repository has made (see the port)."""
+        with self._lock:
+            return self._stamp

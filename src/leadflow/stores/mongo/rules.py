@@ -1,4 +1,13 @@
-"""Follow-up rules in MongoDB: :class:`~leadflow.ports.RuleRepository` on one collection."""
+"""Follow-up rules in MongoDB: :class:`~leadflow.ports.RuleRepository` on one collection, and
+its change stamp in a second one.
+
+The stamp is one document (``{_id: "rules", value: n}``) in ``<rules collection>Stamp``, bumped
+with ``$inc`` (upsert) after every write that changed a rule, so it never moves before the rule
+it counts is visible; concurrent writers each add their own 1. Without a multi-document
+transaction the bump is a second operation: a process that dies between a rule write and its
+bump leaves the stamp behind until the next rule change (processes that start later still load
+the new rule).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +15,29 @@ import builtins
 from typing import ClassVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from ...errors import DuplicateError, NotFoundError, StaleWriteError
 from ...models import FollowUpRule
-from .common import MongoStore, MongoTarget, checked_document, valid_id, valid_version
+from .common import (
+    Document,
+    MongoStore,
+    MongoTarget,
+    bind,
+    checked_document,
+    valid_id,
+    valid_version,
+)
 from .driver import translated
 
 __all__ = ["MongoRuleRepository"]
 
 
 class MongoRuleRepository(MongoStore):
-    """:class:`~leadflow.ports.RuleRepository` on a MongoDB collection."""
+    """:class:`~leadflow.ports.RuleRepository` on a MongoDB collection; the change stamp is
+    kept in the collection ``stamp_collection`` (default: the rules collection's name followed
+    by ``Stamp``, e.g. ``followUpRulesStamp``) of the same database."""
 
     DEFAULT_COLLECTION = "followUpRules"
     INDEXES = (
@@ -32,8 +52,34 @@ class MongoRuleRepository(MongoStore):
     )
     _ORDER: ClassVar[list[tuple[str, int]]] = [("priority", DESCENDING), ("ruleId", ASCENDING)]
 
-    def __init__(self, target: MongoTarget, *, collection: str = DEFAULT_COLLECTION) -> None:
+    _STAMP: ClassVar[dict[str, str]] = {"_id": "rules"}
+
+    def __init__(
+        self,
+        target: MongoTarget,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        stamp_collection: str | None = None,
+    ) -> None:
         super().__init__(target, collection=collection)
+        # A collection given as the target: the stamp goes to its database.
+        database = target.database if hasattr(type(target), "find_one") else target
+        name = stamp_collection or f"{self._collection.name}Stamp"
+        self._stamps: Collection[Document] = bind(database, name)
+
+    @property
+    def stamp_collection(self) -> Collection[Document]:
+        """The collection holding the change stamp (for host-side maintenance)."""
+        return self._stamps
+
+    def _bump(self) -> None:
+        self._stamps.update_one(self._STAMP, {"$inc": {"value": 1}}, upsert=True)
+
+    @translated("rules")
+    def stamp(self) -> int:
+        """The stamp document's count (0 before the first write): one read by ``_id``."""
+        document = self._stamps.find_one(self._STAMP)
+        return 0 if document is None else int(document["value"])
 
     @translated("rule")
     def create(self, rule: FollowUpRule) -> FollowUpRule:
@@ -42,6 +88,7 @@ class MongoRuleRepository(MongoStore):
             self._collection.insert_one(document)
         except DuplicateKeyError as exc:
             raise DuplicateError(f"rule {document['ruleId']!r} already exists") from exc
+        self._bump()
         return FollowUpRule.from_document(document)
 
     @translated("rule_id")
@@ -72,6 +119,7 @@ class MongoRuleRepository(MongoStore):
             raise StaleWriteError(
                 f"rule {rule_id!r} changed since version {version}; re-read and retry"
             )
+        self._bump()
         return FollowUpRule.from_document(document)
 
     @translated("rule_id")
@@ -79,3 +127,4 @@ class MongoRuleRepository(MongoStore):
         rule_id = valid_id("rule_id", rule_id)
         if self._collection.delete_one({"ruleId": rule_id}).deleted_count == 0:
             raise NotFoundError(f"no rule {rule_id!r}")
+        self._bump()

@@ -67,6 +67,7 @@ class Tables:
     audit: Table
     job_slots: Table
     job_marks: Table
+    stamps: Table
 
     @property
     def version_table(self) -> str:
@@ -302,6 +303,19 @@ def _counters(metadata: MetaData, name: str, schema: str | None) -> Table:
     )
 
 
+def _stamps(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # Change stamps (revision 0003): one row per stamped set, ``rules`` bumped in the same
+    # transaction as every rule write; read by primary key.
+    return Table(
+        name,
+        metadata,
+        Column("name", String(64), nullable=False),
+        Column("value", BigInteger, nullable=False),
+        PrimaryKeyConstraint("name", name=f"{name}_pkey"),
+        schema=schema,
+    )
+
+
 def _job_slots(metadata: MetaData, name: str, schema: str | None) -> Table:
     table = Table(
         name,
@@ -342,7 +356,8 @@ def _job_marks(metadata: MetaData, name: str, schema: str | None) -> Table:
 def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:
     """The backend's tables named ``<prefix>activities``, ``<prefix>rules``,
     ``<prefix>scheduled_actions``, ``<prefix>counters``, ``<prefix>audit``,
-    ``<prefix>job_slots`` and ``<prefix>job_marks`` (in ``schema`` when given)."""
+    ``<prefix>job_slots``, ``<prefix>job_marks`` and ``<prefix>stamps`` (in ``schema`` when
+    given)."""
     prefix = checked_prefix(prefix)
     metadata = MetaData(schema=schema)
     return Tables(
@@ -356,4 +371,5 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         audit=_audit(metadata, f"{prefix}audit", schema),
         job_slots=_job_slots(metadata, f"{prefix}job_slots", schema),
         job_marks=_job_marks(metadata, f"{prefix}job_marks", schema),
+        stamps=_stamps(metadata, f"{prefix}stamps", schema),
     )

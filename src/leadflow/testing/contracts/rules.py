@@ -1,4 +1,5 @@
-"""The rule contract: create, read in application order, optimistic updates, delete, copies."""
+"""The rule contract: create, read in application order, optimistic updates, delete, copies,
+and the change stamp."""
 
 from __future__ import annotations
 
@@ -17,12 +18,19 @@ __all__ = ["RuleRepositoryContract"]
 class RuleRepositoryContract(abc.ABC):
     """Every test a :class:`~leadflow.ports.RuleRepository` must pass.
 
-    Subclass it (as ``Test...``) and implement :meth:`make_store`.
+    Subclass it (as ``Test...``) and implement :meth:`make_store`; override
+    :meth:`open_again` when the backend can open a second repository object on the same stored
+    rules (as another process would), so the stamp is checked across objects too.
     """
 
     @abc.abstractmethod
     def make_store(self) -> RuleRepository:
         """A new, empty repository."""
+
+    def open_again(self, store: RuleRepository) -> RuleRepository | None:
+        """Another repository object on the rules ``store`` holds (None: the backend has no
+        such thing, e.g. process memory; the test that needs one is skipped)."""
+        return None
 
     @pytest.fixture
     def store(self) -> RuleRepository:
@@ -131,3 +139,54 @@ class RuleRepositoryContract(abc.ABC):
         assert store.get("r1") == original
         original.name = "changed after create"
         assert store.get("r1").name == "rule r1"
+
+    def test_stamp_changes_on_every_write(self, store: RuleRepository) -> None:
+        stamps = [store.stamp()]
+        store.create(make_rule("r1"))
+        stamps.append(store.stamp())
+        store.create(make_rule("r2"))
+        stamps.append(store.stamp())
+        store.update(store.get("r1").model_copy(update={"priority": 7}))
+        stamps.append(store.stamp())
+        store.update(store.get("r1").model_copy(update={"is_active": False}))
+        stamps.append(store.stamp())
+        store.delete("r2")
+        stamps.append(store.stamp())
+        store.create(make_rule("r2"))  # the same id and version as before: still a change
+        stamps.append(store.stamp())
+        assert len(set(stamps)) == len(stamps), stamps
+
+    def test_stamp_ignores_reads_and_refused_writes(self, store: RuleRepository) -> None:
+        store.create(make_rule("r1"))
+        first = store.get("r1")
+        store.update(first)
+        before = store.stamp()
+        store.get("r1")
+        store.list()
+        store.list_active()
+        with pytest.raises(DuplicateError):
+            store.create(make_rule("r1"))
+        with pytest.raises(StaleWriteError):
+            store.update(first.model_copy(update={"name": "late"}))
+        with pytest.raises(NotFoundError):
+            store.update(make_rule("ghost"))
+        with pytest.raises(NotFoundError):
+            store.delete("ghost")
+        assert store.stamp() == before
+        assert store.stamp() == before  # reading it changes nothing either
+
+    def test_stamp_is_shared_by_every_object_on_the_store(self, store: RuleRepository) -> None:
+        other = self.open_again(store)
+        if other is None:
+            pytest.skip("the backend cannot open a second repository on the same rules")
+        assert other.stamp() == store.stamp()
+        before = store.stamp()
+        other.create(make_rule("r1"))
+        assert store.stamp() != before
+        assert store.stamp() == other.stamp()
+        seen = store.stamp()
+        store.update(store.get("r1"))
+        assert other.stamp() != seen
+        seen = other.stamp()
+        other.delete("r1")
+        assert store.stamp() != seen
