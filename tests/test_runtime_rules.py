@@ -25,6 +25,7 @@ from leadflow import (
     ScheduledActionState,
     WorkingCalendar,
 )
+from leadflow.lint import lint
 
 from .helpers import T0
 from .service_support import (
@@ -344,10 +345,10 @@ def test_an_integrator_handler_gets_validated_params_and_a_narrow_context(backen
 @pytest.mark.parametrize(
     ("params", "location"),
     [
-        ({}, "actions[1].endpoint"),
-        ({"endpoint": ""}, "actions[1].endpoint"),
-        ({"endpoint": "x", "retries": 9}, "actions[1].retries"),
-        ({"endpoint": "x", "verbose": True}, "actions[1].verbose"),
+        ({}, "actions[1].params.endpoint"),
+        ({"endpoint": ""}, "actions[1].params.endpoint"),
+        ({"endpoint": "x", "retries": 9}, "actions[1].params.retries"),
+        ({"endpoint": "x", "verbose": True}, "actions[1].params.verbose"),
     ],
 )
 def test_invalid_params_are_refused_when_the_rule_is_loaded(
@@ -467,3 +468,53 @@ def test_an_activity_created_after_another_action_of_its_rule_keeps_its_explanat
     [call] = flow.storage.activities.for_opportunity("opp-1")
     explanation = (call.metadata.model_extra or {}).get("automationExplanation")
     assert explanation is not None and "opportunityId equals 'opp-1'" in explanation
+
+
+class _WebhookParams(BaseModel):
+    url: str
+    headers: dict[str, str] = {}
+
+
+def _webhook(ctx: ActionContext[_WebhookParams]) -> str:
+    return f"posted to {ctx.params.url}"
+
+
+@pytest.mark.parametrize(
+    ("action", "where"),
+    [
+        ({"actionType": "call_webhook"}, "actions[0].params.url"),
+        (
+            {"actionType": "call_webhook", "params": {"url": "u", "headers": {"a": 1}}},
+            "actions[0].params.headers.a",
+        ),
+        ({"actionType": "send_notification"}, "actions[0].template"),
+        ({"actionType": "create_activity", "subject": ""}, "actions[0].subject"),
+    ],
+)
+def test_a_refused_setting_is_named_where_it_lives_in_the_rule(
+    action: dict[str, Any], where: str
+) -> None:
+    """A setting the handler's params model refuses is reported at its place in the rule
+    document: the seed's fields at the action, everything else under ``params``; the same
+    spelling from the runtime (RuleValidationError) and from lint."""
+    handlers = HandlerRegistry.default()
+    handlers.register("call_webhook", _webhook, params=_WebhookParams)
+    flow = LeadFlow.in_memory(clock=ManualClock(T0), handlers=handlers)
+    candidate = rule("r", "opportunity.created", [action])
+    with pytest.raises(RuleValidationError) as caught:
+        flow.rules.create(candidate)
+    assert caught.value.field == where
+    findings = [f for f in lint([candidate], flow=flow) if f.code == "bad-params"]
+    assert findings and findings[0].location == where
+    assert flow.storage.rules.list() == []
+
+
+def test_a_typed_handler_gets_its_params_model() -> None:
+    handlers = HandlerRegistry.default()
+    handlers.register("call_webhook", _webhook, params=_WebhookParams)
+    flow = LeadFlow.in_memory(clock=ManualClock(T0), handlers=handlers)
+    flow.rules.create(
+        rule("r", "opportunity.created", [{"actionType": "call_webhook", "params": {"url": "u"}}])
+    )
+    [run] = flow.handle(created()).executed
+    assert (run.ok, run.note) == (True, "posted to u")

@@ -12,6 +12,7 @@ from ..errors import RuleValidationError
 from ..models import Condition, ConditionGroup, ConditionNode, FollowUpRule
 from ..rules import EventTypes, OperatorRegistry, WorkingCalendar, validate_rule
 from ..rules.compiler import compile_condition, describe
+from ..runtime.actions import settings_location
 from .findings import Finding, Severity
 from .logic import conjunction, contradiction, field_key, never_holds
 from .schemas import FieldSpec, PayloadSchema
@@ -229,11 +230,10 @@ def _action_findings(rule: FollowUpRule, handlers: HandlerRegistry) -> Iterator[
             spec.parse(action)
         except ValidationError as exc:
             for error in exc.errors():
-                where = ".".join(str(part) for part in error["loc"]) or "params"
                 yield Finding(
                     "error",
                     rule.rule_id,
-                    f"actions[{i}].{where}",
+                    settings_location(i, error["loc"]),
                     "bad-params",
                     error["msg"],
                     f"{action.action_type} takes the settings of "

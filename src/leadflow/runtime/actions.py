@@ -17,9 +17,9 @@ parked after the last attempt.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,9 +28,43 @@ from ..models import Action, FollowUpRule
 from .context import ActionContext, ActionHandler
 from .handlers import BUILTINS
 
-__all__ = ["ActionContext", "ActionHandler", "HandlerRegistry", "HandlerSpec"]
+__all__ = [
+    "ActionContext",
+    "ActionHandler",
+    "HandlerRegistry",
+    "HandlerSpec",
+    "settings_location",
+]
 
 _ACTION_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_SEED_SETTINGS = {
+    "activityType": "activityType",
+    "activity_type": "activityType",
+    "subject": "subject",
+    "description": "description",
+    "assignTo": "assignTo",
+    "assign_to": "assignTo",
+    "template": "template",
+}
+
+
+def settings_location(index: int, loc: tuple[int | str, ...]) -> str:
+    """Where a setting a params model refused lives in the rule document, in the one spelling
+    every check uses: ``actions[0].subject`` for the seed's fields (``activityType``,
+    ``subject``, ``description``, ``assignTo``, ``template``), ``actions[0].params.url`` for
+    the others, list items as ``[2]``."""
+    where = f"actions[{index}]"
+    if not loc:
+        return where + ".params"
+    head, rest = loc[0], loc[1:]
+    seed = _SEED_SETTINGS.get(head) if isinstance(head, str) else None
+    where += f".{seed}" if seed is not None else f".params.{head}"
+    for part in rest:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return where
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +102,30 @@ class HandlerRegistry:
         for action_type, handler, params, eager, causes in BUILTINS:
             registry.register(action_type, handler, params=params, eager=eager, causes=causes)
         return registry
+
+    @overload
+    def register(
+        self,
+        action_type: str,
+        handler: Callable[[ActionContext[_M]], str | None],
+        *,
+        params: type[_M],
+        eager: bool = False,
+        replace: bool = False,
+        causes: Iterable[str] = (),
+    ) -> None: ...
+
+    @overload
+    def register(
+        self,
+        action_type: str,
+        handler: Callable[[ActionContext[None]], str | None],
+        *,
+        params: None = None,
+        eager: bool = False,
+        replace: bool = False,
+        causes: Iterable[str] = (),
+    ) -> None: ...
 
     def register(
         self,
@@ -122,7 +180,7 @@ class HandlerRegistry:
     def get(self, action_type: str) -> HandlerSpec | None:
         return self._specs.get(action_type)
 
-    def run(self, ctx: ActionContext) -> str | None:
+    def run(self, ctx: ActionContext[Any]) -> str | None:
         """Run a rule's action (the executor's runner for ``ActionKind.RULE``): its handler
         with its params validated (once per rule action while unchanged). No handler for the
         type is a :class:`PermanentError` (parked at once, with the reason)."""
@@ -157,7 +215,6 @@ class HandlerRegistry:
                 spec.parse(action)
             except ValidationError as exc:
                 first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"]) or "params"
                 raise RuleValidationError(
-                    rule.rule_id, f"actions[{i}].{where}", first["msg"]
+                    rule.rule_id, settings_location(i, first["loc"]), first["msg"]
                 ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from ..errors import InvalidInputError
 from ..models import ActivityState
@@ -26,7 +27,7 @@ def open_activity_counts(storage: Storage, users: Sequence[str], now: datetime) 
     return counts
 
 
-def resolve_assignee(ctx: ActionContext, strategy: str | None) -> str | None:
+def resolve_assignee(ctx: ActionContext[Any], strategy: str | None) -> str | None:
     """The user ``strategy`` picks for this action (None when there is no strategy).
 
     ``lead_owner``: the opportunity's owner from the host's gateway. ``round_robin``: the team's

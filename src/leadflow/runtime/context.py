@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import InvalidInputError, LeadflowError
 from ..models import Action, Event
@@ -18,24 +18,31 @@ from .settings import FlowSettings
 if TYPE_CHECKING:
     from .results import HandleResult
 
-__all__ = ["ActionContext", "ActionHandler"]
+__all__ = ["ActionContext", "ActionHandler", "P"]
+
+P = TypeVar("P")
+"""The params model a handler is registered with (``None`` without one)."""
 
 
 @dataclass(slots=True)
-class ActionContext:
+class ActionContext(Generic[P]):
     """What a handler gets: the stored action and its validated ``params``, the time, the
     stores and the host's integrations, the settings, and two ways back into leadflow:
     :meth:`emit` (one of leadflow's own events to the host's sink) and :meth:`cascade` (feed an
-    event the action caused back into the rules, one level deeper)."""
+    event the action caused back into the rules, one level deeper).
+
+    Generic in the params model, so a type checker checks handler code:
+    ``def post(ctx: ActionContext[SlackParams]) -> str`` registered with
+    ``params=SlackParams`` sees ``ctx.params.channel`` as a ``str``."""
 
     scheduled: ScheduledAction
-    params: Any
+    params: P
     now: datetime
     storage: Storage
     integrations: Integrations
     settings: FlowSettings
     _emit: Callable[[str, dict[str, Any]], None]
-    _cascade: Callable[[Event, ActionContext], None]
+    _cascade: Callable[[Event, ActionContext[Any]], None]
     errors: list[LeadflowError] = field(default_factory=list)
     cascades: list[HandleResult] = field(default_factory=list)
 
@@ -86,4 +93,5 @@ class ActionContext:
         return value
 
 
-ActionHandler = Callable[[ActionContext], "str | None"]
+ActionHandler = Callable[[ActionContext[Any]], "str | None"]
+"""A registered handler, whatever its params model."""

@@ -31,14 +31,14 @@ __all__ = ["Cascade", "Executor", "KindRunner"]
 
 log = logging.getLogger("leadflow")
 
-KindRunner = Callable[[ActionContext], "str | None"]
+KindRunner = Callable[[ActionContext[Any]], "str | None"]
 """Runs one claimed action of a kind; returns a short note, raises to fail the attempt."""
 
-Cascade = Callable[[Event, ActionContext], None]
+Cascade = Callable[[Event, ActionContext[Any]], None]
 """Feeds an event an action caused back into the rules (see :meth:`ActionContext.cascade`)."""
 
 
-def _no_cascade(event: Event, ctx: ActionContext) -> None:  # pragma: no cover - wiring error
+def _no_cascade(event: Event, ctx: ActionContext[Any]) -> None:  # pragma: no cover - wiring error
     raise RuntimeError("this executor has no planner to cascade into (Executor.cascade_to)")
 
 
@@ -84,7 +84,7 @@ class Executor:
 
     # ------------------------------------------------------------------ one action
 
-    def context(self, action: ScheduledAction, now: datetime) -> ActionContext:
+    def context(self, action: ScheduledAction, now: datetime) -> ActionContext[Any]:
         """The narrow context a runner (and a handler) sees for ``action``."""
         return ActionContext(
             action, None, now, self._storage, self._integrations, self._settings,
@@ -93,7 +93,7 @@ class Executor:
 
     def execute(
         self, action: ScheduledAction, *, defer_done: bool = False
-    ) -> tuple[ActionRun, ActionContext]:
+    ) -> tuple[ActionRun, ActionContext[Any]]:
         """Run one claimed action and record the outcome. With ``defer_done`` a success is not
         marked done here: the caller acknowledges it with others (:meth:`run_due`)."""
         now = self.now()

@@ -96,7 +96,7 @@ class MessageParams(_Params):
     template: str = Field(min_length=1, max_length=200)
 
 
-def _reference(ctx: ActionContext) -> dict[str, Any]:
+def _reference(ctx: ActionContext[Any]) -> dict[str, Any]:
     return {
         "eventId": ctx.event.id,
         "eventType": ctx.event.type,
@@ -106,12 +106,12 @@ def _reference(ctx: ActionContext) -> dict[str, Any]:
     }
 
 
-def create_activity(ctx: ActionContext) -> str:
+def create_activity(ctx: ActionContext[CreateActivityParams]) -> str:
     """Create the activity: due at the planned time (plus any grace window), scheduled at the
     event's time, assigned by ``assignTo``. Skipped while this rule's previous automated activity
     for the opportunity is still open (unless the rule allows duplicates): the store refuses a
     second open activity with the same open key, atomically."""
-    params: CreateActivityParams = ctx.params
+    params = ctx.params
     opportunity_id = ctx.opportunity_id()
     activity_id = activity_id_for(ctx.idempotency_key)
     grace = (
@@ -157,10 +157,10 @@ def create_activity(ctx: ActionContext) -> str:
     return f"created activity {activity_id}"
 
 
-def send_notification(ctx: ActionContext) -> str:
+def send_notification(ctx: ActionContext[NotificationParams]) -> str:
     """An in-app notification through the host's notifier, and ``notification.<template>`` on
     the event sink (e.g. ``notification.urgent_lead``) with its ``recipients``."""
-    params: NotificationParams = ctx.params
+    params = ctx.params
     recipients: tuple[str, ...] = ()
     if params.assign_to is not None:
         who = resolve_assignee(ctx, params.assign_to)
@@ -178,10 +178,10 @@ def send_notification(ctx: ActionContext) -> str:
     return f"notified {len(recipients)} recipient(s) with {params.template}"
 
 
-def update_status(ctx: ActionContext) -> str:
+def update_status(ctx: ActionContext[UpdateStatusParams]) -> str:
     """Change the opportunity's status; a real change is fed back into the rules as
     ``opportunity.status_changed`` (one cascade level deeper)."""
-    params: UpdateStatusParams = ctx.params
+    params = ctx.params
     opportunity_id = ctx.opportunity_id()
     actor = ctx.settings.system_user
     previous = ctx.integrations.opportunities.update_status(
@@ -206,9 +206,9 @@ def update_status(ctx: ActionContext) -> str:
     return f"status {previous} -> {params.status}"
 
 
-def assign_sales_rep(ctx: ActionContext) -> str:
+def assign_sales_rep(ctx: ActionContext[AssignParams]) -> str:
     """Make the chosen rep the opportunity's owner."""
-    params: AssignParams = ctx.params
+    params = ctx.params
     opportunity_id = ctx.opportunity_id()
     rep = resolve_assignee(ctx, params.assign_to)
     if rep is None:
@@ -218,8 +218,8 @@ def assign_sales_rep(ctx: ActionContext) -> str:
     return f"assigned {rep}"
 
 
-def _message(ctx: ActionContext, channel: str) -> str:
-    params: MessageParams = ctx.params
+def _message(ctx: ActionContext[MessageParams], channel: str) -> str:
+    params = ctx.params
     contact = ctx.integrations.opportunities.contact(ctx.opportunity_id())
     to = contact.email if channel == "email" else contact.phone
     if not to:
@@ -231,12 +231,12 @@ def _message(ctx: ActionContext, channel: str) -> str:
     return f"sent {channel} {params.template}"
 
 
-def send_email(ctx: ActionContext) -> str:
+def send_email(ctx: ActionContext[MessageParams]) -> str:
     """An e-mail to the opportunity's contact through the host's messenger."""
     return _message(ctx, "email")
 
 
-def send_sms(ctx: ActionContext) -> str:
+def send_sms(ctx: ActionContext[MessageParams]) -> str:
     """An SMS to the opportunity's contact through the host's messenger."""
     return _message(ctx, "sms")
 

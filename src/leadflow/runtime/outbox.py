@@ -108,7 +108,7 @@ class Outbox:
 
         return done, deliver_now
 
-    def deliver(self, ctx: ActionContext) -> str:
+    def deliver(self, ctx: ActionContext[Any]) -> str:
         """Deliver an outbox entry: feed the completion of ``activity_id`` into the rules if the
         write it was stored before really happened (the event is rebuilt from what is stored)."""
         activity_id = ctx.scheduled.activity_id

@@ -10,6 +10,7 @@ cascade level deeper, up to ``FlowSettings.max_cascade_depth``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -123,7 +124,7 @@ class Planner:
                 result.scheduled.append(stored)
         return result
 
-    def cascade(self, event: Event, ctx: ActionContext) -> None:
+    def cascade(self, event: Event, ctx: ActionContext[Any]) -> None:
         """Handle an event an action caused, one level below the action's own; a depth-limit
         stop is logged and lands in the action's ``ctx.errors``."""
         try:
