@@ -61,6 +61,8 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         ("rules", "validate"),
         ("rules", "test"),
         ("rules", "schema"),
+        ("rules", "lint"),
+        ("simulate",),
         ("db",),
         ("db", "init"),
         ("db", "upgrade"),
@@ -85,6 +87,15 @@ def test_the_console_script_and_the_module_both_run() -> None:
     if script.exists():  # installed with the cli extra's console script
         done = subprocess.run([str(script), "--help"], capture_output=True, text=True)
         assert done.returncode == 0 and "demo" in done.stdout
+
+
+@pytest.mark.parametrize("command", [(), ("db",), ("rules",), ("jobs",)], ids=repr)
+def test_a_group_without_a_command_prints_its_help_and_exits_0(
+    command: tuple[str, ...],
+) -> None:
+    done = run_cli(*command)
+    assert done.stdout.startswith(f"Usage: {' '.join(('leadflow', *command))} ")
+    assert "Commands:" in done.stdout and done.stderr == ""
 
 
 def test_a_wrong_command_line_is_one_line_and_exit_2() -> None:
@@ -158,6 +169,34 @@ def test_rules_validate_locates_every_problem(tmp_path: Path) -> None:
     assert "fly" in lines[2]
     assert lines[3].startswith(f"{path}: rule 'web-call': [4].ruleId: the same id as rule #1")
     assert "4 of 5 rule(s)" in one_error_line(done)
+
+
+def test_rules_validate_shows_every_problem_of_a_rule(tmp_path: Path) -> None:
+    """Not only the first one, as a flow loading the rule would stop at: fixing a file should
+    not take one run per mistake."""
+    broken = json.loads(json.dumps(WEBSITE_RULE))
+    broken["ruleId"] = "many-mistakes"
+    broken["trigger"]["conditions"] = [
+        {"field": "leadSource", "operator": "equalz", "value": "website"},
+        {"field": "amount", "operator": "in", "value": 3},
+    ]
+    broken["actions"] = [
+        {"actionType": "fly"},
+        {"actionType": "send_notification", "delay": 1},  # no template
+    ]
+    path = _write(tmp_path / "rules.json", [WEBSITE_RULE, broken])
+    done = run_cli("rules", "validate", path, check=1)
+    lines = done.stdout.strip().splitlines()
+    where = [line.split(": ")[2] for line in lines]
+    assert all(line.startswith(f"{path}: rule 'many-mistakes': ") for line in lines), lines
+    assert where == [
+        "[1].trigger.conditions[0].operator",
+        "[1].trigger.conditions[1].value",
+        "[1].actions[0].actionType",
+        "[1].actions[1].template",
+    ], lines
+    assert "unknown operator 'equalz'" in lines[0] and "'fly'" in lines[2]
+    assert "1 of 2 rule(s)" in one_error_line(done)
 
 
 @pytest.mark.parametrize(
@@ -265,8 +304,26 @@ def test_db_init_on_mongodb_with_mongomock(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_the_worker_needs_an_up_to_date_schema(tmp_path: Path) -> None:
-    line = one_error_line(run_cli("worker", "--url", str(tmp_path / "new.sqlite"), check=1))
+    (tmp_path / "empty.sqlite").touch()  # a SQLite file without leadflow's tables
+    line = one_error_line(run_cli("worker", "--url", str(tmp_path / "empty.sqlite"), check=1))
     assert "leadflow db upgrade" in line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("worker",), ("jobs", "run", "cleanup")],
+    ids=lambda c: " ".join(c),
+)
+@pytest.mark.parametrize("as_url", [True, False], ids=["sqlite-url", "bare-path"])
+def test_commands_that_use_a_database_never_create_one(
+    tmp_path: Path, command: tuple[str, ...], as_url: bool
+) -> None:
+    missing = tmp_path / "typo.sqlite"
+    url = f"sqlite:///{missing}" if as_url else str(missing)
+    line = one_error_line(run_cli(*command, "--url", url, check=1))
+    assert f"no SQLite database at {missing}" in line
+    assert "leadflow db init" in line
+    assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
 def test_jobs_run_runs_one_job_once(tmp_path: Path) -> None:
@@ -343,3 +400,136 @@ def test_the_worker_runs_due_actions_and_stops_cleanly_on_sigterm(tmp_path: Path
         assert storage.scheduled.list(ScheduledActionState.CLAIMED) == []
     finally:
         storage.close()
+
+
+def test_the_worker_logs_each_job_run_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In-process, with the log records captured: every job run is one record (the job
+    runner's), not one more from the command."""
+    import logging
+    import threading
+
+    from leadflow.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "init", "--url", url, "--no-rules"]).exit_code == 0
+
+    def ran(name: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith(f"job {name} ran slot")]
+
+    def stop_once_cleanup_ran() -> None:
+        deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
+        while time.monotonic() < deadline and not ran("cleanup"):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # the worker's own handler catches it
+
+    caplog.set_level(logging.INFO, logger="leadflow")
+    stopper = threading.Thread(target=stop_once_cleanup_ran, daemon=True)
+    stopper.start()
+    result = runner.invoke(cli, ["worker", "--url", url])
+    stopper.join(timeout=5)
+    assert result.exit_code == 0, result.output
+    assert len(ran("due_actions")) == 1, [r.getMessage() for r in caplog.records]
+    assert len(ran("cleanup")) == 1
+    assert any("stopped cleanly" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+POSTGRES_URL = os.environ.get("LEADFLOW_TEST_POSTGRES_URL")
+on_postgres = pytest.mark.skipif(
+    POSTGRES_URL is None, reason="set LEADFLOW_TEST_POSTGRES_URL to run against PostgreSQL"
+)
+
+
+def _plain_postgres_url() -> str:
+    """The test server's URL as a hosting provider writes it: postgres://, no driver."""
+    from sqlalchemy import make_url
+
+    assert POSTGRES_URL is not None
+    url = make_url(POSTGRES_URL).set(drivername="postgres")
+    return url.render_as_string(hide_password=False)
+
+
+@on_postgres
+def test_db_init_takes_a_plain_postgres_url() -> None:
+    from .sql_support import postgres_schema
+
+    with postgres_schema() as (_engine, schema):
+        url = _plain_postgres_url()
+        out = run_cli("db", "init", "--url", url, "--schema", schema).stdout
+        assert "schema: revision (none) -> " in out and "added the 8 default rules" in out
+        postgresql = url.replace("postgres://", "postgresql://", 1)
+        assert "already" in run_cli("db", "upgrade", "--url", postgresql, "--schema", schema).stdout
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_the_worker_serves_prometheus_metrics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--metrics-port: the worker's endpoint answers a scrape with leadflow's metrics."""
+    import logging
+    import re
+    import threading
+    import urllib.request
+
+    pytest.importorskip("prometheus_client")
+    from leadflow.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "init", "--url", url, "--no-rules"]).exit_code == 0
+    scraped: list[str] = []
+
+    def messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records]
+
+    def scrape_then_stop() -> None:
+        try:
+            deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
+            while time.monotonic() < deadline and not any(
+                m.startswith("job cleanup ran") for m in messages()
+            ):
+                time.sleep(0.05)
+            [address] = [m.split()[-1] for m in messages() if m.startswith("metrics at ")]
+            port = address.rsplit(":", 1)[1].split("/")[0]
+            local = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(local, timeout=30) as response:
+                scraped.append(response.read().decode("utf-8"))
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    caplog.set_level(logging.INFO, logger="leadflow")
+    scraper = threading.Thread(target=scrape_then_stop, daemon=True)
+    scraper.start()
+    result = runner.invoke(cli, ["worker", "--url", url, "--metrics-port", "0"])
+    scraper.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    [body] = scraped
+    assert re.search(
+        r'^leadflow_job_runs_total\{job="cleanup",status="succeeded"\} 1\.0$', body, re.M
+    )
+    assert re.search(r"^leadflow_parked_actions 0\.0$", body, re.M)
+    assert "leadflow_due_action_lag_seconds_bucket" in body
+    assert "process_cpu_seconds_total" in body or "python_info" in body
+
+
+def test_worker_metrics_without_the_extra_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadflow.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "init", "--url", url, "--no-rules"]).exit_code == 0
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    result = runner.invoke(cli, ["worker", "--url", url, "--metrics-port", "9464"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "leadflow worker: error: --metrics-port needs the metrics extra: "
+        "pip install 'leadflow[metrics]'"
+    )

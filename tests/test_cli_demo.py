@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.test_cli import ROOT, one_error_line, run_cli
+import pytest
+
+from tests.test_cli import POSTGRES_URL, ROOT, on_postgres, one_error_line, run_cli
 
 
 def _days(out: str) -> str:
@@ -53,11 +58,84 @@ def test_the_memory_store_and_the_deterministic_story_agree(tmp_path: Path) -> N
     )
 
 
-def test_fresh_refuses_to_wipe_a_server_store() -> None:
+def _story(out: str) -> str:
+    return out[out.index("\nDays ") :]
+
+
+@contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A database of its own on the test server (the demo's tables go in its public schema),
+    dropped afterwards."""
+    from sqlalchemy import create_engine, make_url, text
+
+    assert POSTGRES_URL is not None
+    name = f"lf_demo_{uuid.uuid4().hex[:10]}"
+    server = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            url = make_url(POSTGRES_URL).set(database=name)
+            yield url.render_as_string(hide_password=False)
+        finally:
+            with server.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        server.dispose()
+
+
+@on_postgres
+def test_fresh_on_postgresql_drops_only_the_demos_tables() -> None:
+    from sqlalchemy import create_engine, inspect, text
+
+    with _postgres_database() as url:
+        run_cli("db", "init", "--url", url)  # a real deployment's tables, next to the demo's
+        engine = create_engine(url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text("CREATE TABLE crm_contacts (id int)"))
+            first = run_cli("demo", "--days", "3", "--seed", "3", "--url", url).stdout
+            assert "A fresh store" in first
+            second = run_cli("demo", "--days", "3", "--seed", "3", "--url", url).stdout
+            assert _days(second) == "4-6"  # without --fresh it goes on
+            again = run_cli("demo", "--days", "3", "--seed", "3", "--url", url, "--fresh").stdout
+            assert _story(again) == _story(first)  # started over
+            names = set(inspect(engine).get_table_names())
+            assert "crm_contacts" in names and "leadflow_activities" in names
+            assert "leadflow_demo_activities" in names
+            with engine.connect() as connection:
+                rules = connection.execute(text("SELECT count(*) FROM leadflow_rules")).scalar()
+            assert rules == 8  # leadflow's own tables were left alone
+        finally:
+            engine.dispose()
+
+
+def test_fresh_on_mongodb_drops_only_the_demos_collections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mongomock = pytest.importorskip("mongomock_ng")
+    from click.testing import CliRunner
+
+    from leadflow.cli import cli, stores
+
+    client = mongomock.MongoClient(tz_aware=True)
+    monkeypatch.setattr(stores, "_mongo_database", lambda url: (client["crm"], lambda: None))
+    client["crm"]["leadActivities"].insert_one({"activityId": "a-real-one"})
+    runner = CliRunner()
+    args = ["demo", "--days", "2", "--url", "mongodb://localhost/crm"]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(cli, [*args, "--fresh"])
+    assert again.exit_code == 0, again.output
+    assert _story(again.output) == _story(first.output)
+    assert client["crm"]["leadActivities"].count_documents({}) == 1  # not the demo's
+
+
+def test_fresh_on_an_unreachable_server_is_one_line() -> None:
     line = one_error_line(
         run_cli("demo", "--fresh", "--url", "postgresql+psycopg://nobody@127.0.0.1:1/x", check=1)
     )
-    assert "--fresh only deletes a SQLite file" in line
+    assert "leadflow demo: error:" in line
 
 
 def test_the_example_script_runs_the_demo(tmp_path: Path) -> None:

@@ -76,6 +76,28 @@ def test_simulate_reports_and_writes_html(tmp_path: Path) -> None:
     assert again.output == result.output  # deterministic
 
 
+def test_simulate_shows_why_events_were_refused_and_fails_when_all_were(
+    tmp_path: Path,
+) -> None:
+    rules = _rules(tmp_path / "rules.json", [r.to_document() for r in default_rules()])
+    wrong = tmp_path / "wrong.jsonl"  # a history in some other format: nothing is an event
+    wrong.write_text(
+        "".join(json.dumps({"name": "lead", "at": f"2026-03-02T09:0{n}"}) + "\n" for n in range(3)),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["simulate", rules, str(wrong)])
+    assert result.exit_code == 1, result.output
+    assert "events refused, per reason:" in result.stdout
+    assert "3  " in result.stdout  # the three share one reason, counted together
+    assert "every one of the 3 event(s)" in result.stderr
+    mixed = tmp_path / "mixed.jsonl"
+    good = Path(_history(tmp_path / "good.jsonl", 2)).read_text(encoding="utf-8")
+    mixed.write_text(good + wrong.read_text(encoding="utf-8"), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["simulate", rules, str(mixed)])
+    assert result.exit_code == 0, result.output  # some were replayed: a report, with reasons
+    assert "(3 refused)" in result.stdout and "events refused, per reason:" in result.stdout
+
+
 def test_simulate_compares_two_rule_sets(tmp_path: Path) -> None:
     rules = [r.to_document() for r in default_rules()]
     fewer = [r for r in rules if r["ruleId"] != "default-website-lead-follow-up"]

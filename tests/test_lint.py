@@ -128,6 +128,21 @@ def test_unknown_fields_event_types_and_kinds() -> None:
     assert by_rule["enum"].code == "unknown-value" and "callback_requested" in by_rule["enum"].hint
 
 
+def test_hints_are_readable_without_the_source_tree() -> None:
+    """pip users have no docs/ folder: a hint says what to do inline, never 'see docs/x.md'."""
+    findings = lint(
+        [
+            rule("bad-in", conditions=[{"field": "amount", "operator": "in", "value": 3}]),
+            {"ruleId": "no-name", "trigger": {"eventType": "opportunity.created"}},
+        ]
+    )
+    by_code = {f.code: f for f in findings}
+    assert set(by_code) >= {"bad-value", "invalid-rule"}, findings
+    assert all("docs/" not in f.hint for f in findings), [f.hint for f in findings]
+    assert "value is one of the list" in by_code["bad-value"].hint  # what 'in' does
+    assert "leadflow rules schema" in by_code["invalid-rule"].hint
+
+
 def test_a_host_schema_can_be_strict() -> None:
     schemas = PayloadSchemas()
     schemas.register("ticket.opened", {"severity": "integer", "queue": "string"}, strict=True)

@@ -196,7 +196,7 @@ def test_a_transient_error_is_retried_with_backoff_then_parked(backend: str) -> 
     assert flow.run_due().claimed == 0 and len(calls) == 4
     # A person puts it back: it runs again at once, with fresh attempts.
     retried = flow.retry_parked(parked.action_id)
-    assert (retried.state, retried.attempts) == (State.PENDING, 0)
+    assert (retried.state, retried.attempts, retried.last_error) == (State.PENDING, 0, None)
     assert flow.run_due().claimed == 1 and len(calls) == 5
 
 

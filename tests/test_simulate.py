@@ -190,6 +190,25 @@ def test_refused_parked_and_cascades_stopped() -> None:
     assert "out of time order" in report.refused_examples[0]
 
 
+def test_refused_events_are_counted_per_reason_with_a_cap() -> None:
+    late = {"type": "estimate.created", "time": "2025-01-01T00:00:00+00:00", "payload": {}}
+    events: list[dict[str, object]] = [
+        {"type": "estimate.created", "time": START.isoformat(), "payload": {}},
+        *({"type": "estimate.created"} for _ in range(3)),  # no time
+        *(late for _ in range(2)),
+        *({"type": "estimate.created", "time": f"not a time {n}"} for n in range(40)),
+    ]
+    report = simulate([], events)
+    assert report.events == 1 and report.events_refused == 45
+    reasons = report.refused_per_reason
+    assert reasons["time: out of time order"] == 2
+    assert sum(reasons.values()) == 45
+    assert len(reasons) <= 21  # 20 reasons at most, the rest counted together
+    text = report.to_text()
+    assert "events refused, per reason:" in text
+    assert "2  time: out of time order" in text
+
+
 def test_stale_opportunities_feed_the_rules() -> None:
     stale = rule("stale", "opportunity.stale_detected", [],
                  [{"actionType": "create_activity", "subject": "Revive"}])  # fmt: skip

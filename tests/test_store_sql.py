@@ -31,7 +31,14 @@ from leadflow.stores.sql import (
 )
 from leadflow.testing.contracts import at, make_activity, make_rule, make_scheduled_action
 
-from .sql_support import fresh_storage, kind_params, on_postgres, postgres_engine, postgres_schema
+from .sql_support import (
+    POSTGRES_URL,
+    fresh_storage,
+    kind_params,
+    on_postgres,
+    postgres_engine,
+    postgres_schema,
+)
 
 TABLES = {
     "activities",
@@ -107,6 +114,46 @@ def test_bad_targets_are_refused(tmp_path: Path) -> None:
         sql_storage("not a url")
     with pytest.raises(InvalidInputError):  # each connection would see its own empty database
         sql_storage(create_engine("sqlite://"))
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://u:p@db.example/crm", "postgresql+psycopg"),
+        ("postgresql://u:p@db.example/crm", "postgresql+psycopg"),
+        ("postgres+psycopg://u@db.example/crm", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@db.example/crm", "postgresql+psycopg"),
+        ("sqlite:///x.db", "sqlite"),
+    ],
+)
+def test_plain_postgres_urls_use_the_psycopg_driver(url: str, driver: str) -> None:
+    """The URLs hosting providers hand out (postgres://, postgresql://) get psycopg 3, the
+    driver the sql extra installs, instead of a plugin or import error."""
+    from leadflow.stores.sql import engine_from_url
+
+    engine = engine_from_url(url)  # no connection is made
+    try:
+        assert engine.url.drivername == driver
+        assert engine.url.database == ("crm" if driver != "sqlite" else "x.db")
+    finally:
+        engine.dispose()
+
+
+@on_postgres
+def test_sql_storage_opens_a_postgres_url() -> None:
+    from sqlalchemy import make_url
+
+    assert POSTGRES_URL is not None
+    plain = make_url(POSTGRES_URL).set(drivername="postgres")
+    with postgres_schema() as (_engine, schema):
+        url = plain.render_as_string(hide_password=False)
+        assert url.startswith("postgres://")
+        storage = sql_storage(url, schema=schema)
+        try:
+            storage.activities.add(make_activity("a1"))
+            assert storage.activities.get("a1").activity_id == "a1"
+        finally:
+            storage.close()
 
 
 def test_an_engine_passed_in_is_never_disposed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -129,6 +129,14 @@ class LeadflowGroup(click.Group):
     command_class = LeadflowCommand
     group_class = type  # sub-groups are LeadflowGroups too
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """A group given no command shows its help on stdout and exits 0: asking what there
+        is is not an error."""
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
     def main(
         self,
         args: Sequence[str] | None = None,

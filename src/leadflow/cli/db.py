@@ -48,7 +48,9 @@ def _revision_before(url: str, prefix: str | None, schema: str | None) -> str | 
         return None
     from ..stores.sql import current_revision
 
-    with opened(url, create=False, prefix=prefix, schema=schema, check=False) as store:
+    with opened(
+        url, create=False, prefix=prefix, schema=schema, check=False, must_exist=False
+    ) as store:
         revision: Any = current_revision(store.handle)
         return revision if isinstance(revision, str) else None
 

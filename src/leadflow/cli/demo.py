@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import stores
 from ._base import LeadflowCommand, fail, logs
 from .simulation import REPS, DayReport, DemoReport, Simulation
-from .stores import OpenStore, open_store, parse_target
+from .stores import OpenStore, Target, open_store, parse_target
 
 __all__ = ["DEFAULT_STORE", "demo"]
 
@@ -31,6 +32,37 @@ MONGO_PREFIX: Final = "demo_"
 def _remove_sqlite(path: str) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(path + suffix).unlink(missing_ok=True)
+
+
+def _drop_demo_data(target: Target) -> None:
+    """``--fresh`` on a server: drop the demo's own tables (``leadflow_demo_*`` and its
+    Alembic version table) or collections (``demo_*``), and nothing else; the next open
+    creates them again."""
+    if target.kind == "sql":
+        try:
+            from sqlalchemy import MetaData, Table
+
+            from ..stores.sql import SqlDatabase, sql_errors
+        except ImportError:
+            fail("SQL stores need the sql extra: pip install 'leadflow[sql]'")
+        database = SqlDatabase(target.url, prefix=SQL_PREFIX)
+        try:
+            tables = database.tables
+            version = Table(tables.version_table, MetaData(schema=tables.schema))
+            with sql_errors("url"), database.engine.begin() as connection:
+                tables.metadata.drop_all(connection, checkfirst=True)
+                version.drop(connection, checkfirst=True)
+        finally:
+            database.close()
+        return
+    from ..stores.mongo import DEFAULT_COLLECTIONS
+
+    mongo, close = stores.mongo_database(target.url)
+    try:
+        for name in DEFAULT_COLLECTIONS.values():
+            mongo.drop_collection(MONGO_PREFIX + name)
+    finally:
+        close()
 
 
 def _open(url: str | None, fresh: bool, out: Console) -> OpenStore:
@@ -47,10 +79,7 @@ def _open(url: str | None, fresh: bool, out: Console) -> OpenStore:
         elif target.sqlite_path is not None:
             _remove_sqlite(target.sqlite_path)
         else:
-            fail(
-                "--fresh only deletes a SQLite file; drop the demo's tables or collections "
-                f"(prefix {SQL_PREFIX!r} / {MONGO_PREFIX!r}) yourself"
-            )
+            _drop_demo_data(target)
     prefix = MONGO_PREFIX if target.kind == "mongo" else SQL_PREFIX
     return open_store(target.url, prefix=prefix, relaxed_sqlite=True)
 
@@ -172,7 +201,12 @@ def render(report: DemoReport, store: str, seed: int, out: Console) -> None:
     "postgresql+psycopg://..., mongodb://... or memory. The demo's tables are prefixed "
     f"{SQL_PREFIX!r}.",
 )
-@click.option("--fresh", is_flag=True, help="Delete the demo's SQLite file first: start over.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start over: delete the demo's SQLite file, or drop the demo's own tables / "
+    "collections on PostgreSQL or MongoDB (nothing else is touched).",
+)
 def demo(seed: int, days: int, url: str | None, fresh: bool) -> None:
     """Simulate a small sales team for 30 days and show what leadflow did.
 

@@ -61,6 +61,38 @@ def _path(parts: tuple[int | str, ...], index: int, many: bool) -> str:
     return text
 
 
+_LOAD_ERRORS = frozenset(
+    {"unknown-event-type", "unknown-operator", "bad-value", "unknown-action", "bad-params"}
+)
+"""The lint codes of problems that make a flow refuse a rule (not lint's opinions)."""
+
+
+def _every_load_problem(
+    rule: FollowUpRule, flow: LeadFlow, refused: RuleValidationError
+) -> list[tuple[str, str]]:
+    """Every reason ``flow`` refuses ``rule`` as (location, problem), not only the first one
+    the flow stops at (``refused``): the single-rule lint checks, kept to what loading
+    refuses, plus ``refused`` itself when they miss it (a limit, a calendar delay)."""
+    from ..lint.checks import check_rule
+
+    findings = check_rule(
+        rule,
+        operators=flow.rulebook.operators,
+        event_types=flow.rulebook.event_types,
+        handlers=flow.handlers,
+        schema=None,
+        calendar=flow.rulebook.calendar,
+    )
+    found = [
+        (f.location or "rule", f.message + (f" ({f.hint})" if f.code.startswith("unknown") else ""))
+        for f in findings
+        if f.severity == "error" and (f.code in _LOAD_ERRORS or f.code == "invalid-rule")
+    ]
+    path = refused.location.split(" ", 1)[0]  # "trigger.conditions[0] (field 'x')"
+    covered = any(where.startswith(path) or path.startswith(where) for where, _ in found)
+    return found if covered else [*found, (refused.location, refused.problem)]
+
+
 def problems_in(path: str, documents: list[Any], flow: LeadFlow) -> tuple[list[str], int]:
     """Located problems (``FILE: rule 'x': PATH: problem``) and the number of valid rules."""
     many = len(documents) != 1
@@ -80,7 +112,8 @@ def problems_in(path: str, documents: list[Any], flow: LeadFlow) -> tuple[list[s
             flow.rules.check(rule)
         except RuleValidationError as exc:
             base = f"[{index}]" if many else "$"
-            problems.append(f"{path}: {name}: {base}.{exc.location}: {exc.problem}")
+            for location, problem in _every_load_problem(rule, flow, exc):
+                problems.append(f"{path}: {name}: {base}.{location}: {problem}")
             continue
         except LeadflowError as exc:
             problems.append(f"{path}: {name}: {one_line(exc)}")
@@ -106,8 +139,8 @@ def rules() -> None:
 def validate(file: str) -> None:
     """Check the rules in FILE (JSON: one rule or a list).
 
-    Prints one line per problem: the file, the rule, where in it (a JSON path) and what is
-    wrong. Exits 1 if any rule is invalid.
+    Prints one line per problem, every problem of every rule: the file, the rule, where in it
+    (a JSON path) and what is wrong. Exits 1 if any rule is invalid.
     """
     documents = load_documents(file)
     problems, valid = problems_in(file, documents, _flow())

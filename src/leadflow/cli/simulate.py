@@ -38,8 +38,9 @@ def simulate_command(
 ) -> None:
     """Replay HISTORY (JSON Lines, one event per line) through the rules in RULES_FILE on a
     simulated clock and report what would have happened: activities per rule, rep and day,
-    notifications, actions pending and parked, cascade depth, the busiest rep-day.
-    Deterministic."""
+    notifications, actions pending and parked, cascade depth, the busiest rep-day, and the
+    events refused (counted per reason). Deterministic. Exits 1 when every event was refused
+    (or the input cannot be read), 2 on a wrong command line."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from ..lint import load_rule_documents
@@ -82,3 +83,8 @@ def simulate_command(
     shown = comparison if comparison is not None else report
     click.echo(shown.to_json() if as_json else shown.to_text())
     sys.stdout.flush()
+    if report.events == 0 and report.events_refused:
+        fail(
+            f"every one of the {report.events_refused} event(s) in {history} was refused, so "
+            "nothing was replayed (the reasons are in the report)"
+        )

@@ -3,7 +3,8 @@
 =====================================  ==================================================
 ``sqlite:///path/to/file.sqlite``      a SQLite file (the ``sql`` extra)
 ``path/to/file.sqlite``                the same: a bare path is a SQLite file
-``postgresql+psycopg://user@host/db``  PostgreSQL (the ``sql`` extra)
+``postgresql+psycopg://user@host/db``  PostgreSQL (the ``sql`` extra); ``postgres://`` and
+                                       ``postgresql://`` too (psycopg 3)
 ``mongodb://host/db``                  MongoDB, database ``db`` (default ``leadflow``;
                                        the ``mongo`` extra)
 ``memory``                             in memory, gone when the command ends
@@ -15,13 +16,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from ..ports import Storage
 from ._base import fail
 
-__all__ = ["SQL_SCHEMES", "OpenStore", "Target", "open_store", "parse_target"]
+__all__ = ["SQL_SCHEMES", "OpenStore", "Target", "mongo_database", "open_store", "parse_target"]
 
 SQL_SCHEMES: Final = ("sqlite", "postgresql", "postgres")
 MONGO_SCHEMES: Final = ("mongodb", "mongodb+srv")
@@ -89,6 +91,12 @@ def parse_target(url: str) -> Target:
     )
 
 
+def mongo_database(url: str) -> tuple[Any, Callable[[], object]]:
+    """The database a mongodb:// URL names and how to close its client (through
+    :func:`_mongo_database`, which tests replace)."""
+    return _mongo_database(url)
+
+
 def _mongo_database(url: str) -> tuple[Any, Callable[[], object]]:
     """The database a mongodb:// URL names (default ``leadflow``) and how to close its
     client. Tests replace this function to use mongomock."""
@@ -129,6 +137,19 @@ def _check_revision(store: OpenStore) -> None:
         )
 
 
+def _require_sqlite_file(target: Target) -> None:
+    """Refuse a SQLite path with no file: opening it would create an empty database (a typo in
+    the path would then look like a store without tables)."""
+    path = (target.sqlite_path or "").split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    if not Path(path).exists():
+        fail(
+            f"no SQLite database at {path}: create it with 'leadflow db init --url "
+            f"{target.shown}' (or check the path)"
+        )
+
+
 def open_store(
     url: str,
     *,
@@ -137,6 +158,7 @@ def open_store(
     schema: str | None = None,
     relaxed_sqlite: bool = False,
     check: bool = True,
+    must_exist: bool | None = None,
 ) -> OpenStore:
     """Open the store at ``url``. ``create`` brings a SQL schema to the newest revision and
     creates MongoDB's indexes (both idempotent); ``prefix`` starts table / collection names
@@ -144,9 +166,13 @@ def open_store(
     ``PRAGMA synchronous=NORMAL`` on a SQLite file (WAL: a crash of the process loses nothing,
     a power cut may lose the last commits; the demo's choice, ten times fewer fsyncs). Without
     ``create``, a SQL schema that is not at the newest revision is a :class:`CliError` naming
-    the command that fixes it (unless ``check`` is off). Missing extras and bad URLs
+    the command that fixes it (unless ``check`` is off). ``must_exist`` (default: not
+    ``create``) refuses a SQLite path with no file instead of creating an empty one: only
+    commands that create the schema may create the database. Missing extras and bad URLs
     are :class:`CliError`; database failures are leadflow's ``StorageError``."""
     target = parse_target(url)
+    if target.kind == "sql" and (not create if must_exist is None else must_exist):
+        _require_sqlite_file(target)
     if target.kind == "memory":
         from ..stores.memory import memory_storage
 
@@ -200,6 +226,7 @@ def opened(
     schema: str | None = None,
     relaxed_sqlite: bool = False,
     check: bool = True,
+    must_exist: bool | None = None,
 ) -> Iterator[OpenStore]:
     """:func:`open_store` as a context manager that closes the store."""
     store = open_store(
@@ -209,6 +236,7 @@ def opened(
         schema=schema,
         relaxed_sqlite=relaxed_sqlite,
         check=check,
+        must_exist=must_exist,
     )
     try:
         yield store

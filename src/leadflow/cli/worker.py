@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -15,6 +16,7 @@ from ..ports.periodic import JobRun, JobStatus
 from ..runtime import JobSettings, LeadflowJobs
 from ._base import LeadflowCommand, LeadflowGroup, fail, logs
 from .integrations import build_flow
+from .metrics import serve_metrics
 from .options import store_options
 from .stores import opened
 
@@ -77,6 +79,19 @@ def _describe(run: JobRun) -> str:
     show_default=True,
     help="Seconds to let a running job finish after SIGTERM / Ctrl-C.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (the metrics extra); 0 takes "
+    "a free port (logged).",
+)
+@click.option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    help="The address the metrics endpoint listens on.",
+)
 def worker(
     url: str,
     prefix: str | None,
@@ -86,6 +101,8 @@ def worker(
     timezone: str,
     log_level: str,
     stop_timeout: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run due actions and the periodic jobs until SIGTERM or Ctrl-C.
 
@@ -93,7 +110,8 @@ def worker(
     stale leads every 6 hours, the clean-up at 02:00 and summaries at 08:00 (local time in
     --timezone). Run as many workers as you like on one store: each slot and each action runs
     once. On SIGTERM the worker lets the running job finish (claimed actions are done or
-    released), then exits 0.
+    released), then exits 0. --metrics-port serves Prometheus metrics: action outcomes, due
+    lag, job runs, parked actions.
     """
     settings = JobSettings(timezone=timezone)
     stop = threading.Event()
@@ -107,11 +125,19 @@ def worker(
         with (
             logs(_level(log_level)),
             opened(url, create=False, prefix=prefix, schema=schema) as store,
+            contextlib.ExitStack() as stack,
         ):
-            flow = build_flow(store.storage, app=app, reps=reps)
+            storage, on_run = store.storage, None
+            if metrics_port is not None:
+                served = stack.enter_context(
+                    serve_metrics(store.storage, metrics_port, host=metrics_host)
+                )
+                storage, on_run = served.storage, served.on_run
+            flow = build_flow(storage, app=app, reps=reps)
+            # The job runner logs each run itself (leadflow.scheduling): logging it here too
+            # printed every run twice.
             runner = LeadflowJobs(flow, settings).runner(
-                on_run=lambda run: log.info("%s", _describe(run)),
-                max_sleep=timedelta(seconds=30),
+                on_run=on_run, max_sleep=timedelta(seconds=30)
             )
             runner.start()
             log.info(

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["check_activation", "first_error", "lint", "load_rule_documents", "raise_on_errors"]
 
 
+_FORMAT_HINT = (
+    "the rule format's JSON Schema says what goes where: 'leadflow rules schema' prints it, "
+    "leadflow.runtime.schema.rule_schema(flow) returns it"
+)
+
+
 def _located(error: Mapping[str, Any]) -> str:
     text = ""
     for part in error["loc"]:
@@ -82,7 +88,7 @@ def lint(
                             _located(error),
                             "invalid-rule",
                             error["msg"],
-                            "see the rule format in docs/rules.md",
+                            _FORMAT_HINT,
                         )
                     )
                 continue

@@ -115,6 +115,14 @@ def _type_findings(
             )
 
 
+def _operator_hint(name: str, operators: OperatorRegistry) -> str:
+    """What the operator does, inline (a pip install has no docs folder to point at)."""
+    operator = operators.get(name)
+    if operator is not None and operator.description:
+        return f"operator {name!r}: {operator.description}"
+    return f"give operator {name!r} a value of the kind it compares with"
+
+
 def _condition_findings(
     rule: FollowUpRule, operators: OperatorRegistry, schema: PayloadSchema | None
 ) -> Iterator[Finding]:
@@ -142,7 +150,7 @@ def _condition_findings(
                 f"{where}.value",
                 "bad-value",
                 problem,
-                f"see what operator {node.operator!r} accepts in docs/rules.md",
+                _operator_hint(node.operator, operators),
             )
             continue
         reason = never_holds(node, operators)

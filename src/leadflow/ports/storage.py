@@ -266,7 +266,8 @@ class ScheduledActionStore(Protocol):
         ...
 
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
-        """Make a parked action pending again, due now, with its attempts reset.
+        """Make a parked action pending again, due now, with its attempts reset and its
+        ``last_error`` cleared (the failure that parked it is history, in the audit log).
         :class:`InvalidStateError` if it is not parked."""
         ...
 

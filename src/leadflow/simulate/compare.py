@@ -68,6 +68,10 @@ class Comparison:
             f"notifications {b.notifications} -> {a.notifications}, pending at the end "
             f"{sum(b.pending_at_end.values())} -> {sum(a.pending_at_end.values())}",
         ]
+        if b.events_refused:  # the same history: the same events refused on both sides
+            lines.append(f"{b.events_refused} event(s) refused, per reason:")
+            for reason, count in sorted(b.refused_per_reason.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {count:>8}  {reason}")
         if b.busiest != a.busiest:
             lines.append(f"busiest rep-day: {b.busiest} -> {a.busiest}")
         if not self.rules:

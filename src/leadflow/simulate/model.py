@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -35,6 +35,23 @@ from ..models import Action, FollowUpRule
 from ..rules import PlannedAction, RuleEngine
 from ..rules.intake import read_event
 from .report import SimulationReport
+
+MAX_REFUSAL_REASONS: Final = 20
+"""Distinct reasons a report counts refused events under; later ones go to OTHER_REASONS."""
+OTHER_REASONS: Final = "(other reasons)"
+
+
+def refusal_reason(exc: Exception) -> str:
+    """Why an event was refused, in one line without the event's own values, so that events
+    refused for one reason count together: a pydantic error names its first field."""
+    if isinstance(exc, ValidationError):
+        problems = exc.errors()
+        first = problems[0]
+        where = ".".join(str(part) for part in first["loc"]) or exc.title
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"{where}: {first['msg']}{more}"[:200]
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
 
 __all__ = ["SimulationSettings", "Simulator"]
 
@@ -194,6 +211,11 @@ class Simulator:
 
     def _refuse(self, document: Mapping[str, Any], exc: Exception) -> None:
         self.report.events_refused += 1
+        reasons = self.report.refused_per_reason
+        reason = refusal_reason(exc)
+        if reason not in reasons and len(reasons) >= MAX_REFUSAL_REASONS:
+            reason = OTHER_REASONS
+        reasons[reason] = reasons.get(reason, 0) + 1
         if len(self.report.refused_examples) < 5:
             ident = (
                 document.get("eventId", document.get("id"))

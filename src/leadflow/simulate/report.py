@@ -19,15 +19,19 @@ def _top(counts: dict[str, int], limit: int) -> list[tuple[str, int]]:
 class SimulationReport:
     """What replaying a history through a rule set would have done.
 
-    Counts are plain dicts (keys sorted in :meth:`to_dict`). ``workload`` is activities per rep
-    per day (the day each activity is due, in the report's time zone; ``"(unassigned)"`` for no
-    assignee). ``busiest`` is ``(rep, day, count)`` of the busiest rep-day, or None.
+    Counts are plain dicts (keys sorted in :meth:`to_dict`). ``refused_per_reason`` counts the
+    events that could not be replayed by why (at most 20 reasons, then ``"(other reasons)"``);
+    ``refused_examples`` keeps the first five with their event ids. ``workload`` is activities
+    per rep per day (the day each activity is due, in the report's time zone;
+    ``"(unassigned)"`` for no assignee). ``busiest`` is ``(rep, day, count)`` of the busiest
+    rep-day, or None.
     """
 
     start: str | None = None
     end: str | None = None
     events: int = 0
     events_refused: int = 0
+    refused_per_reason: dict[str, int] = field(default_factory=dict)
     refused_examples: list[str] = field(default_factory=list)
     matched_per_rule: dict[str, int] = field(default_factory=dict)
     activities_per_rule: dict[str, int] = field(default_factory=dict)
@@ -97,6 +101,7 @@ class SimulationReport:
             rep, day, count = self.busiest
             lines.append(f"busiest rep-day: {rep} on {day} with {count} activities due")
         tables = [
+            ("events refused, per reason", self.refused_per_reason),
             ("rules matched", self.matched_per_rule),
             ("activities per rule", self.activities_per_rule),
             ("activities per rep", self.activities_per_rep),

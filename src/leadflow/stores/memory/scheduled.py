@@ -244,6 +244,7 @@ class InMemoryScheduledActionStore:
                 lease_expires_at=None,
                 updated_at=now,
                 finished_at=None,
+                last_error=None,
             )
         return _copy(retried)
 

@@ -276,7 +276,10 @@ class MongoScheduledActionStore(MongoStore):
         now = when("now", now)
         document = self._collection.find_one_and_update(
             {"actionId": action_id, "state": _PARKED},
-            {"$set": {"state": _PENDING, "dueAt": now, "attempts": 0, "updatedAt": now}},
+            {
+                "$set": {"state": _PENDING, "dueAt": now, "attempts": 0, "updatedAt": now},
+                "$unset": {**_NO_LEASE, "lastError": "", "finishedAt": ""},
+            },
             return_document=ReturnDocument.AFTER,
         )
         if document is None:

@@ -73,8 +73,8 @@ def sql_storage(
     - ``engine_or_url``: the host's SQLAlchemy ``Engine`` (never disposed here), or a URL:
       ``sqlite:///leadflow.db`` (a file, WAL journaling, 30 s busy timeout), ``sqlite://``
       (in memory: one connection shared by every store and thread), or
-      ``postgresql+psycopg://user@host/db``. An engine made from a URL is disposed by
-      :meth:`SqlStorage.close`.
+      ``postgresql+psycopg://user@host/db`` (``postgres://`` and ``postgresql://`` mean the
+      same: psycopg 3). An engine made from a URL is disposed by :meth:`SqlStorage.close`.
     - ``prefix`` starts every table and index name (``leadflow_activities``...): at most 30
       lower-case letters, digits or ``_``; ``schema`` (PostgreSQL only) is the schema the
       tables live in, created when missing.

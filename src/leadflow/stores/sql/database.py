@@ -35,7 +35,7 @@ from ...errors import InvalidInputError
 from .errors import sql_errors
 from .tables import DEFAULT_PREFIX, Tables, build_tables
 
-__all__ = ["SqlDatabase", "engine_from_url"]
+__all__ = ["SqlDatabase", "engine_from_url", "with_driver"]
 
 _SCHEMA: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DIALECTS: Final = ("sqlite", "postgresql")
@@ -48,12 +48,25 @@ def _in_memory(url: URL) -> bool:
     return database in ("", ":memory:") or "mode=memory" in str(url.query.get("mode", ""))
 
 
+def with_driver(url: str | URL) -> URL:
+    """``url`` parsed, with PostgreSQL on psycopg 3 (the driver the ``sql`` extra installs)
+    when it names no driver: ``postgres://`` (what hosting providers hand out) and
+    ``postgresql://`` (SQLAlchemy's default driver, psycopg2, is not installed) become
+    ``postgresql+psycopg://``; ``postgres+DRIVER://`` becomes ``postgresql+DRIVER://``."""
+    parsed = make_url(url)
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername=f"postgresql+{driver or 'psycopg'}")
+    return parsed
+
+
 def engine_from_url(url: str | URL) -> Engine:
     """An engine for ``url`` set up for leadflow: an in-memory SQLite database is one shared
     connection (``StaticPool``) usable from every thread; a SQLite file gets WAL journaling
     (readers do not wait for the writer) and a 30 s busy timeout; other URLs get SQLAlchemy's
-    defaults (a ``QueuePool``)."""
-    parsed = make_url(url)
+    defaults (a ``QueuePool``). ``postgres://`` and ``postgresql://`` use psycopg 3
+    (:func:`with_driver`)."""
+    parsed = with_driver(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed)
     if _in_memory(parsed):

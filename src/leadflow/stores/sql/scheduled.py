@@ -358,6 +358,7 @@ class SqlScheduledActionStore:
                 lease_expires_at=None,
                 updated_at=now,
                 finished_at=None,
+                last_error=None,
             )
             .returning(*self._t.c)
         )

@@ -309,9 +309,14 @@ class ScheduledActionStoreContract(
         store.schedule(make_scheduled_action("k1", max_attempts=1))
         store.claim_due(at(), worker="w1")
         store.mark_failed("sa-k1", worker="w1", now=at(), error="boom", retry_at=at(hours=1))
+        assert store.get("sa-k1").last_error == "boom"
         retried = store.retry("sa-k1", now=at(days=1))
         assert retried.state is ScheduledActionState.PENDING
         assert (retried.due_at, retried.attempts) == (at(days=1), 0)
+        # a fresh start: the old failure no longer describes the action
+        assert retried.last_error is None
+        assert (retried.lease_owner, retried.lease_expires_at) == (None, None)
+        assert store.get("sa-k1").last_error is None
         (claimed,) = store.claim_due(at(days=1), worker="w2")
         assert claimed.attempts == 1
         with pytest.raises(InvalidStateError):
