@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ports import Storage
-from ..scheduling.jobs import JobRun
+from ..ports.periodic import JobRun
 from ._base import fail
 
 __all__ = ["WorkerMetrics", "serve_metrics"]
