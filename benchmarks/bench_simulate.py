@@ -7,7 +7,9 @@ priority, status), 25% status changes, 15% ``estimate.created`` and 20% ``activi
 benchmark (the 8 defaults and 12 variants, groups included) plus the defaults' delays, so
 activities, notifications, delayed actions, duplicates skipped and stale detections all occur.
 Timed: ``leadflow.simulate.simulate(rules, path)`` from reading the file to the finished report
-(one run; the garbage collector on). The report's totals are printed so a run can be checked
+(one run; the garbage collector on): every event goes through the real ``LeadFlow`` on memory
+storage, delayed actions run at their due times and the stale-opportunity job at its slots, so
+the rate is the runtime's. The report's totals are printed so a run can be checked
 against another (the simulation is deterministic).
 
     python benchmarks/bench_simulate.py             # 1,000,000 events

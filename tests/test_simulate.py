@@ -1,20 +1,19 @@
-"""The backtest: held to the real runtime on a small history, and its reports."""
+"""The backtest (the real runtime replaying a history) and its reports."""
 
 from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from leadflow import FollowUpRule, LeadFlow, ManualClock
-from leadflow.records import ScheduledActionState
+from leadflow import HandlerRegistry
 from leadflow.rules import default_rules
-from leadflow.simulate import SimulationSettings, compare, render_html, simulate
+from leadflow.runtime import ActionContext
+from leadflow.simulate import SimulationSettings, Simulator, compare, render_html, simulate
 
 START = datetime(2026, 3, 2, 8, tzinfo=UTC)
 REPS = ("alice", "bob", "carol")
@@ -108,53 +107,6 @@ def history(count: int = 400, seed: int = 3) -> list[dict[str, Any]]:
     return events  # fmt: skip
 
 
-def replay_for_real(rules: list[Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-    clock = ManualClock(START)
-    models = [FollowUpRule.model_validate(r) if isinstance(r, dict) else r for r in rules]
-    flow = LeadFlow.in_memory(clock=clock, rules=models, reps=list(REPS))
-    gateway: Any = flow.integrations.opportunities
-    statuses: dict[str, str] = {}
-    for event in events:
-        at = datetime.fromisoformat(event["time"])
-        clock.set(at)
-        while flow.run_due(now=at, limit=1000).claimed:
-            pass
-        payload = event["payload"]
-        if event["type"] == "opportunity.created":
-            gateway.add(payload["opportunityId"], owner=payload["assignedTo"], status="new")
-        elif event["type"] == "opportunity.status_changed":  # the host changed it
-            gateway.update_status(payload["opportunityId"], payload["newStatus"], actor="host")
-        statuses[payload["opportunityId"]] = payload.get("newStatus", "new")
-        flow.handle(event)
-    activities = [
-        a for opp in {e["payload"]["opportunityId"] for e in events}
-        for a in flow.storage.activities.for_opportunity(opp)
-    ]  # fmt: skip
-    notifier: Any = flow.integrations.notifier
-    pending = flow.storage.scheduled.list(ScheduledActionState.PENDING, limit=10_000)
-    return {
-        "per_rule": Counter(a.metadata.automation_rule_id for a in activities),
-        "per_rep": Counter(a.assigned_to for a in activities),
-        "per_day": Counter(a.due_date.date().isoformat() for a in activities if a.due_date),
-        "templates": Counter(n.template for n in notifier.sent),
-        "pending": Counter(p.rule_id for p in pending),
-    }
-
-
-def test_the_backtest_agrees_with_the_runtime() -> None:
-    rules: list[Any] = [*default_rules(), *EXTRA]
-    events = history()
-    real = replay_for_real(rules, events)
-    report = simulate(rules, events, settings=SimulationSettings(reps=REPS, stale_every=None))
-    assert report.activities_per_rule == dict(real["per_rule"])
-    assert report.activities_per_rep == dict(real["per_rep"])
-    assert report.activities_per_day == dict(real["per_day"])
-    assert report.notifications_per_template == dict(real["templates"])
-    assert report.pending_at_end == dict(real["pending"])
-    assert report.activities > 100 and report.duplicates_skipped and report.status_changes
-    assert report.max_cascade_depth == 1 and sum(report.pending_at_end.values()) > 0
-
-
 def test_deterministic_and_json(tmp_path: Path) -> None:
     rules: list[Any] = [*default_rules(), *EXTRA]
     path = tmp_path / "history.jsonl"
@@ -185,7 +137,10 @@ def test_refused_parked_and_cascades_stopped() -> None:
     ]  # fmt: skip
     report = simulate(loop, events)
     assert report.max_cascade_depth == 5 and report.cascades_stopped == 1
-    assert report.parked == {"create_activity: the event has no opportunityId": 1}
+    assert report.parked == {  # the runtime's reason
+        "payload.opportunityId: create_activity needs an opportunity, the event has no "
+        "opportunityId": 1
+    }
     assert report.events == 2 and report.events_refused == 2
     assert "out of time order" in report.refused_examples[0]
 
@@ -265,3 +220,53 @@ def test_a_bad_history_line_is_named() -> None:
             default_rules(),
             ['{"id": "1", "type": "estimate.created", "time": "2026-03-02T08:00:00+00:00"}', "{"],
         )
+
+
+def test_host_handlers_run_at_their_due_times_in_the_real_runtime(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The host's own handler runs (delayed: when its time comes on the history's clock), and
+    a delayed status change cascades then; the report is what the runtime stored."""
+    seen: list[tuple[str | None, datetime]] = []
+
+    def webhook(ctx: ActionContext) -> str:
+        seen.append((ctx.scheduled.opportunity_id, ctx.now))
+        return "posted"
+
+    registry = HandlerRegistry.default()
+    registry.register("post_webhook", webhook)
+    rules = [
+        rule("hook", "opportunity.created", [], [{"actionType": "post_webhook", "delay": 2}]),
+        rule("later", "estimate.created", [],
+             [{"actionType": "update_status", "delay": 24, "params": {"status": "quoted"}}]),
+        rule("quoted", "opportunity.status_changed", when("newStatus", "quoted"),
+             [activity("Chase the quote", "lead_owner", 1)]),
+        rule("broken", "estimate.created", [], [{"actionType": "send_sms", "delay": 1,
+                                                 "template": "t"}]),
+    ]  # fmt: skip
+    events = [
+        {"id": "1", "type": "opportunity.created", "time": START.isoformat(),
+         "payload": {"opportunityId": "o", "assignedTo": "bob", "phone": ""}},
+        {"id": "2", "type": "estimate.created", "time": (START + timedelta(hours=1)).isoformat(),
+         "payload": {"opportunityId": "o"}},
+        {"id": "3", "type": "estimate.created", "time": (START + timedelta(days=3)).isoformat(),
+         "payload": {"opportunityId": "p"}},
+    ]  # fmt: skip
+    simulator = Simulator(rules, handlers=registry, settings=SimulationSettings(stale_every=None))
+    for event in events:
+        simulator.feed(event)
+    report = simulator.finish(START + timedelta(days=3, hours=2))
+    assert seen == [("o", START + timedelta(hours=2))]
+    assert report.other_actions == {"post_webhook": 1}
+    # update_status ran a day after o's estimate; the cascade's activity is due an hour later
+    assert report.status_changes == 1 and report.max_cascade_depth == 1
+    assert report.activities_per_rule == {"quoted": 1}
+    assert report.workload == {"bob": {"2026-03-03": 1}}
+    [chase] = simulator.flow.storage.activities.for_opportunity("o")
+    assert chase.due_date == START + timedelta(days=1, hours=2)
+    # o's phone was recorded empty: the runtime parks its SMS and says why; p has no contact
+    # recorded, so its SMS goes to the placeholder
+    assert report.parked == {"send_sms: contact: the opportunity has no sms contact": 1}
+    assert report.messages == {"sms": 1}
+    assert report.pending_at_end == {"later": 1}  # p's status change is due after the end
+    assert not [r for r in caplog.records if r.name.startswith("leadflow")]

@@ -36,11 +36,11 @@ def simulate_command(
     as_json: bool,
     html_out: str | None,
 ) -> None:
-    """Replay HISTORY (JSON Lines, one event per line) through the rules in RULES_FILE on a
-    simulated clock and report what would have happened: activities per rule, rep and day,
-    notifications, actions pending and parked, cascade depth, the busiest rep-day, and the
-    events refused (counted per reason). Deterministic. Exits 1 when every event was refused
-    (or the input cannot be read), 2 on a wrong command line."""
+    """Replay HISTORY (JSON Lines, one event per line) through the rules in RULES_FILE, in the
+    real runtime on a clock that follows the history, and report what would have happened:
+    activities per rule, rep and day, notifications, actions pending and parked, cascade depth,
+    the busiest rep-day, and the events refused (counted per reason). Deterministic. Exits 1
+    when every event was refused (or the input cannot be read), 2 on a wrong command line."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from ..lint import load_rule_documents

@@ -1,7 +1,7 @@
 """Backtest a rule set against a recorded event history: ``leadflow.simulate.simulate(rules,
-history)`` replays it on a simulated clock and reports what would have happened;
-:func:`compare` runs two rule sets side by side. See docs/simulate.md and
-:mod:`leadflow.simulate.model` for what is modelled.
+history)`` replays it through the real :class:`~leadflow.LeadFlow` (memory storage, a manual clock
+that follows the history, recording integrations) and reports what happened; :func:`compare`
+runs two rule sets side by side. See docs/simulate.md and :mod:`leadflow.simulate.driver`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..models import FollowUpRule
-from ..rules import EventTypes, OperatorRegistry, RuleEngine, WorkingCalendar
+from ..rules import EventTypes, OperatorRegistry, WorkingCalendar
 from .compare import EXAMPLES, Comparison, RuleDifference, differences
+from .driver import SimulationSettings, Simulator
 from .history import read_history
 from .html import render_html, workload_svg
-from .model import SimulationSettings, Simulator
 from .report import SimulationReport
+from .world import HistoryOpportunities, RecordedCall, RecordingHandler
 
 if TYPE_CHECKING:
     from ..runtime.actions import HandlerRegistry
 
 __all__ = [
     "Comparison",
+    "HistoryOpportunities",
+    "RecordedCall",
+    "RecordingHandler",
     "RuleDifference",
     "SimulationReport",
     "SimulationSettings",
@@ -47,22 +51,14 @@ def _simulator(
     event_types: EventTypes | None,
     calendar: WorkingCalendar | None,
 ) -> Simulator:
-    if handlers is None:
-        from ..runtime.actions import HandlerRegistry
-
-        handlers = HandlerRegistry.default()
-    engine = RuleEngine(
-        [
-            r
-            for r in (
-                FollowUpRule.model_validate(x) if isinstance(x, Mapping) else x for x in rules
-            )
-        ],
+    return Simulator(
+        rules,
+        settings=settings,
+        handlers=handlers,
         operators=operators,
         event_types=event_types,
         calendar=calendar,
     )
-    return Simulator(engine, handlers, settings or SimulationSettings())
 
 
 def simulate(
@@ -80,9 +76,11 @@ def simulate(
     """Replay ``history`` (a JSON Lines path, an open file, or an iterable of lines or event
     documents, in time order) through ``rules`` and report what would have happened.
 
-    Nothing is stored and no handler runs (see :mod:`leadflow.simulate.model`). ``until``
-    runs the actions due up to that time after the last event (default: the last event's
-    time; later ones are reported as pending). ``progress(events_done)`` is called every
+    The real runtime does the work: a :class:`~leadflow.LeadFlow` on fresh memory storage,
+    with ``handlers`` (default: the built-ins; a host passes its own registry, with
+    :class:`RecordingHandler` standing in for handlers with side effects). ``until`` runs the
+    actions due up to that time after the last event (default: the last event's time; later
+    ones are reported as pending). ``progress(events_done)`` is called every
     10,000 events. Deterministic. Raises :class:`~leadflow.RuleValidationError` for a rule
     that does not load and :class:`~leadflow.InvalidInputError` for a history line that is
     not JSON; an event that is not valid (or out of time order) is counted as refused.

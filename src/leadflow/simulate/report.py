@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-__all__ = ["SimulationReport"]
+__all__ = ["SimulationReport", "refusal_reason"]
+
+MAX_REFUSAL_REASONS: Final = 20
+"""Distinct reasons a report counts refused events (or parked actions) under; later ones go to
+OTHER_REASONS."""
+OTHER_REASONS: Final = "(other reasons)"
+
+
+def refusal_reason(exc: Exception) -> str:
+    """Why an event was refused, in one line without the event's own values, so that events
+    refused for one reason count together: a pydantic error names its first field."""
+    if isinstance(exc, ValidationError):
+        problems = exc.errors()
+        first = problems[0]
+        where = ".".join(str(part) for part in first["loc"]) or exc.title
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"{where}: {first['msg']}{more}"[:200]
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _top(counts: dict[str, int], limit: int) -> list[tuple[str, int]]:

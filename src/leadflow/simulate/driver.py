@@ -1,0 +1,398 @@
+"""The backtest's driver: the real :class:`~leadflow.LeadFlow` on memory storage and a
+:class:`~leadflow.ManualClock` that follows the recorded history.
+
+For each recorded event the clock moves to its time; on the way, every stored action falls due
+and runs at its own due time (``run_due`` with the clock there) and the periodic jobs the
+backtest keeps (the stale-opportunity job) run at their slots through a
+:class:`~leadflow.scheduling.JobRunner`; then the event is handled (``flow.handle``). The facts
+the history records feed the integrations first (:class:`~.world.HistoryOpportunities`), and a
+recorded ``activity.completed`` completes the opportunity's oldest open automated activity in
+the store before it is handled as recorded. The report is read from what the runtime stored
+(activities, pending and parked actions) and recorded (notifier, messenger, event sink, the
+gateway's changes, the handlers it ran).
+
+Deterministic: the same rules and history give the same report (the clock is the history's,
+ids derive from idempotency keys, the worker id is fixed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from ..adapters import RecordingMessenger, RecordingNotifier, StaticTeamDirectory
+from ..clock import ManualClock
+from ..errors import InvalidInputError, LeadflowError, NotFoundError
+from ..models import Activity, Event, FollowUpRule, Outcome
+from ..ports import Integrations
+from ..records import ScheduledActionState
+from ..rules import EventTypes, OperatorRegistry, WorkingCalendar
+from ..runtime import FlowSettings, HandleResult, HandlerRegistry, LeadFlow, LeadflowJobs
+from ..runtime.jobs import JobSchedule, JobSettings
+from ..scheduling import JobRunner
+from .report import MAX_REFUSAL_REASONS, OTHER_REASONS, SimulationReport, refusal_reason
+from .world import CountingEventSink, HistoryOpportunities, Observations, watched
+
+__all__ = ["SimulationSettings", "Simulator"]
+
+WORKER: Final = "backtest"
+BATCH: Final = 500
+_START: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_OFF: Final = JobSchedule("0 0 1 1 *", enabled=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationSettings:
+    """``reps``: the team (the team directory, for ``round_robin`` / ``least_loaded``);
+    ``timezone``: the zone of the report's days; ``due_grace``, ``max_cascade_depth``: the
+    flow's ``FlowSettings``; ``stale_after`` / ``stale_every``: the stale-opportunity job
+    (``stale_every`` a whole number of minutes dividing an hour, or of hours dividing a day;
+    ``None`` switches it off)."""
+
+    reps: tuple[str, ...] = ()
+    timezone: tzinfo = UTC
+    due_grace: timedelta = timedelta(0)
+    max_cascade_depth: int = 5
+    stale_after: timedelta = timedelta(days=7)
+    stale_every: timedelta | None = timedelta(hours=6)
+
+
+def _cron(every: timedelta) -> str:
+    """``every`` as a cron expression in UTC (slots at whole multiples of it since midnight)."""
+    minutes, rest = divmod(every, timedelta(minutes=1))
+    if not rest and minutes >= 1:
+        if minutes < 60 and 60 % minutes == 0:
+            return f"*/{minutes} * * * *"
+        hours, left = divmod(minutes, 60)
+        if not left and 24 % hours == 0:
+            return f"0 */{hours} * * *"
+    raise InvalidInputError(
+        "must be whole minutes dividing an hour or whole hours dividing a day",
+        field="stale_every",
+    )
+
+
+class _Quiet(logging.Filter):
+    """Drops the runtime's log records made by a thread while it runs a backtest: a backtest's
+    parked actions and stopped cascades are in its report, not news for the host's alerts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.local, "depth", 0)
+
+
+_QUIET: Final = _Quiet()
+_QUIET_LOGGERS: Final = ("leadflow", "leadflow.scheduling")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    for name in _QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
+    local = _QUIET.local
+    local.depth = getattr(local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        local.depth -= 1
+
+
+class _Flow(LeadFlow):
+    """The real flow; handling an event also notes the rules it matched at its own level (the
+    levels below are noted by the watched handlers that caused them)."""
+
+    seen: Observations
+
+    def handle(self, event: Event | Mapping[str, Any]) -> HandleResult:
+        result = super().handle(event)
+        self.seen.matched_rules(result.matched_rules, 0)
+        return result
+
+
+class Simulator:
+    """Replays events one by one through a real flow (:meth:`feed`) and reports
+    (:meth:`finish`). ``flow``, ``clock``, ``notifier``, ``messenger`` and ``opportunities``
+    are there to look at afterwards. See the module docstring."""
+
+    def __init__(
+        self,
+        rules: Iterable[FollowUpRule | Mapping[str, Any]],
+        *,
+        settings: SimulationSettings | None = None,
+        handlers: HandlerRegistry | None = None,
+        operators: OperatorRegistry | None = None,
+        event_types: EventTypes | None = None,
+        calendar: WorkingCalendar | None = None,
+    ) -> None:
+        from ..stores.memory import memory_storage
+
+        self.settings = settings = settings or SimulationSettings()
+        self.report = SimulationReport()
+        self.seen = Observations()
+        self.clock = ManualClock(_START)
+        self.notifier = RecordingNotifier()
+        self.messenger = RecordingMessenger()
+        self.opportunities = HistoryOpportunities()
+        self.events = CountingEventSink()
+        flow = _Flow(
+            memory_storage(),
+            Integrations(
+                notifier=self.notifier,
+                messenger=self.messenger,
+                opportunities=self.opportunities,
+                team=StaticTeamDirectory(settings.reps),
+                events=self.events,
+            ),
+            clock=self.clock,
+            handlers=watched(
+                handlers if handlers is not None else HandlerRegistry.default(), self.seen
+            ),
+            operators=operators,
+            event_types=event_types,
+            calendar=calendar,
+            settings=FlowSettings(
+                due_grace=settings.due_grace,
+                max_cascade_depth=settings.max_cascade_depth,
+                rules_refresh=timedelta(days=365_000),  # the rules change only here
+                worker_id=WORKER,
+            ),
+        )
+        flow.seen = self.seen
+        self.flow: LeadFlow = flow
+        for rule in rules:
+            flow.rules.create(
+                FollowUpRule.model_validate(rule) if isinstance(rule, Mapping) else rule
+            )
+        self.runner: JobRunner | None = None
+        if settings.stale_every is not None:
+            jobs = JobSettings(
+                due_actions=_OFF,
+                overdue_check=_OFF,
+                upcoming_reminders=_OFF,
+                cleanup=_OFF,
+                daily_summary=_OFF,
+                stale_opportunities=JobSchedule(
+                    _cron(settings.stale_every), grace=timedelta(0), lease=timedelta(hours=1)
+                ),
+                stale_after=settings.stale_after,
+            )
+            self.runner = LeadflowJobs(flow, jobs).runner(worker_id=WORKER)
+        self.now: datetime | None = None
+        self.matched_now: dict[str, int] = {}
+        """Rules matched for the last event fed (its cascades included): for comparisons."""
+
+    # ------------------------------------------------------------------ time
+
+    def advance(self, until: datetime) -> None:
+        """Move the clock to ``until``, running on the way every stored action at its due time
+        and every job slot at its time (in time order; a slot before the actions due with it)."""
+        with _quiet():
+            self._advance(until)
+
+    def _advance(self, until: datetime) -> None:
+        scheduled = self.flow.storage.scheduled
+        runner = self.runner
+        clock = self.clock
+        while True:
+            head = scheduled.list(ScheduledActionState.PENDING, limit=1)
+            due = head[0].due_at if head else None
+            tick = runner.next_run_time() if runner is not None else None
+            if tick is not None and tick <= until and (due is None or tick <= due):
+                clock.set(tick)
+                runner.run_pending()  # type: ignore[union-attr]
+                continue
+            if due is None or due > until:
+                break
+            at = max(due, clock.now())
+            clock.set(at)
+            while self.flow.run_due(limit=BATCH, now=at).claimed == BATCH:
+                pass
+        clock.set(until)
+        self.now = until
+
+    # ------------------------------------------------------------------ events
+
+    def feed(self, document: Mapping[str, Any]) -> None:
+        """Replay one recorded event (an event document). Events must come in time order;
+        one that does not, or that is not a valid event, is counted as refused."""
+        report = self.report
+        self.matched_now = {}
+        if isinstance(document, Mapping) and "eventId" not in document and "id" not in document:
+            document = {**document, "id": f"event-{report.events + report.events_refused + 1}"}
+        try:
+            event = Event.model_validate(document)
+        except (ValidationError, LeadflowError, ValueError, TypeError) as exc:
+            self._refuse(document, exc)
+            return
+        time = event.time
+        if self.now is not None and time < self.now:
+            self._refuse(document, InvalidInputError("out of time order", field="time"))
+            return
+        if report.start is None:
+            report.start = time.isoformat()
+            self.clock.set(time)
+            self.now = time
+        report.end = time.isoformat()
+        report.events += 1
+        with _quiet():
+            self._replay(document, event)
+
+    def _replay(self, document: Mapping[str, Any], event: Event) -> None:
+        self._advance(event.time)
+        opportunity = self.opportunities.record(event.type, event.payload)
+        if opportunity is not None and event.type == "activity.completed":
+            self._complete(opportunity, event)
+        current = self.seen.current = Counter()
+        try:
+            self.flow.handle(event)
+        except (ValidationError, LeadflowError) as exc:
+            self._refuse(document, exc)
+        finally:
+            self.seen.current = None
+        self.matched_now = dict(current)
+
+    def _refuse(self, document: Any, exc: Exception) -> None:
+        report = self.report
+        report.events_refused += 1
+        reasons = report.refused_per_reason
+        reason = refusal_reason(exc)
+        if reason not in reasons and len(reasons) >= MAX_REFUSAL_REASONS:
+            reason = OTHER_REASONS
+        reasons[reason] = reasons.get(reason, 0) + 1
+        if len(report.refused_examples) < 5:
+            ident = (
+                document.get("eventId", document.get("id"))
+                if isinstance(document, Mapping)
+                else None
+            )
+            report.refused_examples.append(f"{ident}: {exc}"[:300])
+
+    def _complete(self, opportunity: str, event: Event) -> None:
+        """Complete the opportunity's oldest open automated activity, as recorded."""
+        activities = self.flow.storage.activities
+        for activity in activities.for_opportunity(opportunity):
+            automated = activity.metadata is not None and activity.metadata.automation_rule_id
+            if activity.completed_date is None and automated:
+                recorded = event.payload.get("outcome")
+                known = isinstance(recorded, str) and recorded in Outcome._value2member_map_
+                outcome = Outcome(recorded) if known and isinstance(recorded, str) else None
+                by = event.payload.get("completedBy", event.actor)
+                try:
+                    activities.complete(
+                        activity.activity_id,
+                        outcome=outcome,
+                        completed_by=by if isinstance(by, str) else None,
+                        completed_at=event.time,
+                    )
+                except (NotFoundError, InvalidInputError):
+                    continue
+                self.report.completions_matched += 1
+                return
+
+    # ------------------------------------------------------------------ the end
+
+    def finish(self, until: datetime | None = None) -> SimulationReport:
+        """Run what falls due up to ``until`` (default: the last event's time) and read the
+        report from the stores and the recordings."""
+        report, seen = self.report, self.seen
+        if self.now is not None:
+            with _quiet():
+                self._advance(max(until, self.now) if until is not None else self.now)
+        report.matched_per_rule = dict(seen.matched)
+        report.max_cascade_depth = seen.max_depth
+        report.cascades_stopped = seen.cascades_stopped
+        self._read_activities()
+        for notification in self.notifier.sent:
+            _count(report.notifications_per_template, notification.template)
+            rule_id = notification.data.get("ruleId")
+            if isinstance(rule_id, str):
+                _count(report.notifications_per_rule, rule_id)
+        for message in self.messenger.sent:
+            _count(report.messages, message.channel)
+        builtin = HandlerRegistry.default()
+        report.other_actions = {k: n for k, n in seen.runs.items() if k not in builtin}
+        report.status_changes = self.opportunities.status_changes
+        report.assignments = self.opportunities.assignments
+        report.stale_detected = self.events.counts["opportunity.stale_detected"]
+        scheduled = self.flow.storage.scheduled
+        for action in _all(scheduled.list, ScheduledActionState.PENDING):
+            if action.rule_id is not None:
+                _count(report.pending_at_end, action.rule_id)
+        for action in _all(scheduled.list, ScheduledActionState.PARKED):
+            # The runtime's reason without the exception's class name, under the action type.
+            error = action.last_error or "parked"
+            text = error.partition(": ")[2] or error
+            kind = action.action_type
+            key = (text if kind in text else f"{kind}: {text}")[:200]
+            if key not in report.parked and len(report.parked) >= MAX_REFUSAL_REASONS:
+                key = OTHER_REASONS
+            _count(report.parked, key)
+        cells = [
+            (-count, rep, day)
+            for rep, days in report.workload.items()
+            for day, count in days.items()
+        ]
+        if cells:
+            count, rep, day = min(cells)  # the most; ties: the first rep, then the first day
+            report.busiest = (rep, day, -count)
+        return report
+
+    def _read_activities(self) -> None:
+        report = self.report
+        zone = self.settings.timezone
+        created: Counter[str] = Counter()
+        cursor: str | None = None
+        while True:
+            page = self.flow.storage.activities.list(None, limit=1000, cursor=cursor)
+            for activity in page.items:
+                self._tally(activity, zone, created)
+            cursor = page.next_cursor
+            if cursor is None or not page.items:
+                break
+        for rule_id, runs in self.seen.created_runs.items():
+            skipped = runs - created[rule_id]
+            if skipped > 0:
+                report.duplicates_skipped[rule_id] = skipped
+
+    def _tally(self, activity: Activity, zone: tzinfo, created: Counter[str]) -> None:
+        report = self.report
+        rule_id = activity.metadata.automation_rule_id if activity.metadata else None
+        if activity.completed_date is None:
+            report.open_activities_at_end += 1
+        if rule_id is None:
+            return
+        created[rule_id] += 1
+        rep = activity.assigned_to if activity.assigned_to is not None else "(unassigned)"
+        due = activity.due_date or activity.created_at
+        day = due.astimezone(zone).date().isoformat() if due is not None else "(no date)"
+        _count(report.activities_per_rule, rule_id)
+        _count(report.activities_per_rep, rep)
+        _count(report.activities_per_day, day)
+        _count(report.workload.setdefault(rep, {}), day)
+
+
+def _count(table: dict[str, int], key: str, n: int = 1) -> None:
+    table[key] = table.get(key, 0) + n
+
+
+def _all(listing: Any, state: ScheduledActionState) -> list[Any]:
+    """Every action in ``state`` (the store lists soonest due first, up to a limit)."""
+    limit = 10_000
+    while True:
+        found: list[Any] = listing(state, limit=limit)
+        if len(found) < limit:
+            return found
+        limit *= 4
