@@ -112,7 +112,7 @@ class RecordingHandler:
 
     calls: list[RecordedCall] = field(default_factory=list)
 
-    def __call__(self, ctx: ActionContext) -> str:
+    def __call__(self, ctx: ActionContext[Any]) -> str:
         self.calls.append(
             RecordedCall(
                 ctx.scheduled.action_type,
@@ -163,9 +163,9 @@ def watched(registry: HandlerRegistry, seen: Observations) -> HandlerRegistry:
 
 
 def _wrap(
-    handler: Callable[[ActionContext], str | None], action_type: str, seen: Observations
-) -> Callable[[ActionContext], str | None]:
-    def run(ctx: ActionContext) -> str | None:
+    handler: Callable[[ActionContext[Any]], str | None], action_type: str, seen: Observations
+) -> Callable[[ActionContext[Any]], str | None]:
+    def run(ctx: ActionContext[Any]) -> str | None:
         try:
             note = handler(ctx)
         finally:
