@@ -101,7 +101,6 @@ class Operations:
         self._admin = flow.rules
         self._executor = flow.executor
         self._book = flow.rulebook
-        self._handlers = flow.handlers
 
     def _now(self) -> datetime:
         return ensure_utc(self._clock.now(), "clock.now()")
@@ -411,14 +410,7 @@ class Operations:
 
         self._admin.check(rule)  # what cannot load at all is reported as before
         raise_on_errors(
-            check_activation(
-                rule,
-                self._rule_store.list(),
-                operators=self._book.operators,
-                handlers=self._handlers,
-                event_types=self._book.event_types,
-                calendar=self._book.calendar,
-            )
+            check_activation(rule, self._rule_store.list(), vocabulary=self._book.vocabulary)
         )
 
     def delete_rule(

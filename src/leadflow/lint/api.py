@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from ..errors import InvalidInputError, RuleValidationError
 from ..models import FollowUpRule
-from ..rules import EventTypes, OperatorRegistry, WorkingCalendar
+from ..rules import EventTypes, OperatorRegistry, Vocabulary, WorkingCalendar
+from ..runtime.actions import HandlerRegistry
 from .checks import check_rule, scalar_fields
 from .cycles import cycle_findings
 from .findings import Finding, sort_findings
@@ -19,7 +20,6 @@ from .relations import relation_findings
 from .schemas import PayloadSchemas
 
 if TYPE_CHECKING:
-    from ..runtime.actions import HandlerRegistry
     from ..runtime.flow import LeadFlow
 
 __all__ = ["check_activation", "first_error", "lint", "load_rule_documents", "raise_on_errors"]
@@ -47,23 +47,26 @@ def lint(
     event_types: EventTypes | None = None,
     payload_schemas: PayloadSchemas | None = None,
     calendar: WorkingCalendar | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> list[Finding]:
     """Every finding about ``rules`` (models or rule documents), errors first.
 
-    The registries come from ``flow`` when given (its operators, handlers, event types and
-    calendar), else from the arguments, else the built-ins; ``payload_schemas`` defaults to
+    The registries come from the arguments, else from ``vocabulary`` (its operators, action
+    types when they are a :class:`~leadflow.HandlerRegistry`, event types and calendar), else
+    from ``flow`` (``flow.vocabulary``), else the built-ins; ``payload_schemas`` defaults to
     the seed's (:data:`~leadflow.lint.schemas.SEED_PAYLOAD_SCHEMAS`). A document that is not a
     valid rule gives ``invalid-rule`` errors (one per problem) and is left out of the checks
     between rules. Pure: reads the arguments, changes nothing. See docs/lint.md for the codes.
     """
-    if flow is not None:
-        operators = operators or flow.rulebook.operators
-        handlers = handlers or flow.handlers
-        event_types = event_types or flow.rulebook.event_types
-        calendar = calendar or flow.rulebook.calendar
+    if vocabulary is None and flow is not None:
+        vocabulary = flow.vocabulary
+    if vocabulary is not None:
+        operators = operators or vocabulary.operators
+        if handlers is None and isinstance(vocabulary.actions, HandlerRegistry):
+            handlers = vocabulary.actions
+        event_types = event_types or vocabulary.event_types
+        calendar = calendar or vocabulary.calendar
     if handlers is None:
-        from ..runtime.actions import HandlerRegistry
-
         handlers = HandlerRegistry.default()
     operators = operators if operators is not None else OperatorRegistry.default()
     event_types = event_types if event_types is not None else EventTypes()
@@ -172,6 +175,7 @@ def check_activation(
     handlers: HandlerRegistry | None = None,
     event_types: EventTypes | None = None,
     calendar: WorkingCalendar | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> list[Finding]:
     """Lint the rule set that would be active once ``rule`` is stored (``stored`` with
     ``rule`` added or replacing the rule of the same id) and return the errors that concern
@@ -187,5 +191,6 @@ def check_activation(
         handlers=handlers,
         event_types=event_types,
         calendar=calendar,
+        vocabulary=vocabulary,
     )
     return [f for f in findings if f.severity == "error" and _concerns(f, rule.rule_id)]

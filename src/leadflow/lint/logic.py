@@ -72,12 +72,9 @@ def conjunction(nodes: Iterable[ConditionNode]) -> list[Condition]:
     return out
 
 
-_BUILTIN = OperatorRegistry.default()
-
-
 def _is_builtin(leaf: Condition, operators: OperatorRegistry) -> bool:
     """Only the built-in operators (not a host's replacement) are reasoned about."""
-    default = _BUILTIN.get(leaf.operator)
+    default = OperatorRegistry.builtin(leaf.operator)
     return default is not None and operators.get(leaf.operator) is default
 
 

@@ -5,7 +5,8 @@ Modules: ``operators`` (OperatorRegistry and the built-ins), ``fields`` (field p
 ``MISSING``), ``compiler`` (conditions into predicates), ``index`` (rules by field value),
 ``events`` (the known event types), ``intake`` (reading event documents), ``engine``
 (RuleEngine), ``explain`` (the one explanation format), ``calendar``
-(WorkingCalendar), ``defaults`` (the seed's rules).
+(WorkingCalendar), ``vocabulary`` (all of the above that rules are written in, as one value:
+``Vocabulary``), ``defaults`` (the seed's rules).
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from .events import SEED_EVENT_TYPES, EventTypes
 from .explain import DueExplanation, EventExplanation, render_rule
 from .fields import MISSING, field_getter
 from .operators import Operator, OperatorRegistry
+from .vocabulary import ActionCatalog, ActionDeclaration, Vocabulary
 
 __all__ = [
     "MISSING",
     "SEED_EVENT_TYPES",
+    "ActionCatalog",
+    "ActionDeclaration",
     "ConditionOutcome",
     "DueExplanation",
     "Evaluation",
@@ -40,6 +44,7 @@ __all__ = [
     "PlannedAction",
     "RuleEngine",
     "RuleExplanation",
+    "Vocabulary",
     "WorkingCalendar",
     "default_rules",
     "describe",

@@ -40,7 +40,7 @@ class WorkingCalendar:
     local dates with no work at all.
     """
 
-    __slots__ = ("_end", "_start", "holidays", "timezone", "workdays", "zone")
+    __slots__ = ("_end", "_start", "_text", "holidays", "timezone", "workdays", "zone")
 
     def __init__(
         self,
@@ -67,6 +67,19 @@ class WorkingCalendar:
         self._start = start
         self._end = end
         self.holidays = frozenset(holidays)
+        self._text: str | None = None
+
+    def describe(self) -> str:
+        """``Europe/Paris Mon,Tue,Wed,Thu,Fri 09:00-17:00, 2 holiday(s)``: what explanations
+        say of the calendar (computed once)."""
+        text = self._text
+        if text is None:
+            names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+            days = ",".join(names[d] for d in sorted(self.workdays))
+            hours = f"{self._start.strftime('%H:%M')}-{self._end.strftime('%H:%M')}"
+            extra = f", {len(self.holidays)} holiday(s)" if self.holidays else ""
+            text = self._text = f"{self.timezone} {days} {hours}{extra}"
+        return text
 
     @classmethod
     def from_country(

@@ -238,10 +238,10 @@ def _fuse_negation(positive: _Fuser) -> _Fuser:
     return fuse
 
 
-# Keyed by the factory's id (factories need not be hashable); the factory is kept to check
-# identity, so an operator registered later never picks up a built-in's fused form.
-_FUSERS: dict[int, tuple[Factory, _Fuser]] = {
-    id(factory): (factory, fuser)
+# The built-in factories' fused forms, keyed by the factory function itself: an operator
+# registered later (another factory) never picks up a built-in's fused form.
+_FUSERS: dict[Factory, _Fuser] = {
+    factory: fuser
     for factory, fuser in (
         (_equals, _fuse_equals),
         (_not_equals, _fuse_not_equals),
@@ -260,6 +260,13 @@ _FUSERS: dict[int, tuple[Factory, _Fuser]] = {
 
 
 # --------------------------------------------------------------------------- compilation
+
+
+def _fuser(factory: Factory) -> _Fuser | None:
+    try:
+        return _FUSERS.get(factory)
+    except TypeError:  # a host's factory need not be hashable
+        return None
 
 
 def _operator_and_value(condition: Condition, registry: OperatorRegistry) -> tuple[Operator, Any]:
@@ -287,9 +294,9 @@ def _leaf(condition: Condition, registry: OperatorRegistry, fused: bool) -> Comp
     if keys is None:
         return lambda payload, now: test(get(payload))
     first, second = keys
-    entry = _FUSERS.get(id(operator.factory)) if fused else None
-    if entry is not None and entry[0] is operator.factory:
-        fast = entry[1](first, second, expected, condition.ignore_case)
+    fuser = _fuser(operator.factory) if fused else None
+    if fuser is not None:
+        fast = fuser(first, second, expected, condition.ignore_case)
         if fast is not None:
             return fast
     if first == second:

@@ -35,6 +35,7 @@ from .explain import (
 from .index import Bucket, CompiledRule, Plan
 from .intake import EventFields, read_event
 from .operators import OperatorRegistry
+from .vocabulary import Vocabulary
 
 __all__ = [
     "ConditionOutcome",
@@ -234,14 +235,21 @@ def validate_rule(
     event_types: EventTypes | None = None,
     calendar: WorkingCalendar | None = None,
     limits: Limits | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> None:
     """Check that ``rule`` would load into an engine built with the same arguments.
 
     Every operator known and every value acceptable (``operators`` defaults to the built-ins),
     the trigger's event type known (``event_types`` defaults to the seed's), the limits kept,
-    and, when ``calendar`` is given, every business-time delay plannable on it. Raises
+    and, when ``calendar`` is given, every business-time delay plannable on it. A
+    ``vocabulary`` gives the four at once (an explicit argument still wins). Raises
     :class:`~leadflow.RuleValidationError` naming the rule, where in it, and the problem.
     """
+    if vocabulary is not None:
+        operators = operators if operators is not None else vocabulary.operators
+        event_types = event_types if event_types is not None else vocabulary.event_types
+        calendar = calendar if calendar is not None else vocabulary.calendar
+        limits = limits if limits is not None else vocabulary.limits
     _compile_rule(
         rule,
         operators if operators is not None else OperatorRegistry.default(),
@@ -264,6 +272,9 @@ class RuleEngine:
     or event type, a bad value, a limit exceeded, a business delay the calendar cannot plan)
     and for duplicate ids; pydantic's ``ValidationError`` for a malformed rule document.
 
+    ``vocabulary`` (:class:`~leadflow.rules.vocabulary.Vocabulary`) gives the operators, event
+    types, calendar and limits as one value; an explicit argument still wins.
+
     ``reuse`` maps rule ids to rules compiled before (:func:`compile_rule`, or
     :attr:`compiled` of an earlier engine) with the same operators, event types, calendar and
     limits: a rule given as the very object such a piece was compiled from is taken as it is,
@@ -279,7 +290,13 @@ class RuleEngine:
         calendar: WorkingCalendar | None = None,
         limits: Limits | None = None,
         reuse: Mapping[str, CompiledRule] | None = None,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
+        if vocabulary is not None:  # one value for the four; an explicit part still wins
+            operators = operators if operators is not None else vocabulary.operators
+            event_types = event_types if event_types is not None else vocabulary.event_types
+            calendar = calendar if calendar is not None else vocabulary.calendar
+            limits = limits if limits is not None else vocabulary.limits
         self.operators = operators if operators is not None else OperatorRegistry.default()
         self.event_types = event_types if event_types is not None else EventTypes()
         self.calendar = calendar if calendar is not None else WorkingCalendar()
@@ -427,6 +444,11 @@ class RuleEngine:
         evaluation = self.evaluate(event, explain=True)
         fields = read_event(evaluation.event)
         return EventExplanation(fields.id, fields.type, fields.time, evaluation.explanations or ())
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The operators, event types, calendar and limits this engine was built with."""
+        return Vocabulary(self.operators, self.event_types, self.calendar, None, self.limits)
 
     def explain_match(self, evaluation: Evaluation, rule: FollowUpRule) -> RuleExplanation:
         """Why ``rule`` (one of ``evaluation.matched_rules``) applied to the evaluation's event:

@@ -302,28 +302,6 @@ def _run(
 # --------------------------------------------------------------------------- due times
 
 
-_CALENDAR_TEXTS: dict[int, tuple[WorkingCalendar, str]] = {}
-
-
-def _calendar_text(calendar: WorkingCalendar) -> str:
-    cached = _CALENDAR_TEXTS.get(id(calendar))
-    if cached is not None and cached[0] is calendar:
-        return cached[1]
-    if len(_CALENDAR_TEXTS) > 256:
-        _CALENDAR_TEXTS.clear()
-    text = _describe_calendar(calendar)
-    _CALENDAR_TEXTS[id(calendar)] = (calendar, text)  # holds the calendar: its id stays unique
-    return text
-
-
-def _describe_calendar(calendar: WorkingCalendar) -> str:
-    names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-    days = ",".join(names[d] for d in sorted(calendar.workdays))
-    hours = f"{calendar._start.strftime('%H:%M')}-{calendar._end.strftime('%H:%M')}"
-    extra = f", {len(calendar.holidays)} holiday(s)" if calendar.holidays else ""
-    return f"{calendar.timezone} {days} {hours}{extra}"
-
-
 def _delay_text(action: Action) -> str:
     delay = action.delay
     if delay.amount == 0:
@@ -364,7 +342,7 @@ def explain_due(
         start,
         due_at,
         business,
-        _calendar_text(calendar),
+        calendar.describe(),
         tuple(skipped),
         tuple(holidays),
         shift,

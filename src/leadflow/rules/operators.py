@@ -399,6 +399,7 @@ _BUILTINS: tuple[Operator, ...] = (
         description="a datetime at most N hours before the event (or after it)",
     ),
 )
+_BUILTINS_BY_NAME: dict[str, Operator] = {operator.name: operator for operator in _BUILTINS}
 
 
 class OperatorRegistry:
@@ -420,6 +421,12 @@ class OperatorRegistry:
     def default(cls) -> OperatorRegistry:
         """A new registry holding the built-in operators."""
         return cls(_BUILTINS)
+
+    @staticmethod
+    def builtin(name: str) -> Operator | None:
+        """The built-in operator ``name`` (the very object :meth:`default` registers), or
+        None: a registry's operator is the built-in one iff it is this object."""
+        return _BUILTINS_BY_NAME.get(name)
 
     def register(
         self,

@@ -50,6 +50,7 @@ from ..ports import Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction
 from ..rules import EventTypes, OperatorRegistry, RuleEngine
 from ..rules.calendar import WorkingCalendar
+from ..rules.vocabulary import Vocabulary
 from .actions import HandlerRegistry
 from .activity_writes import ActivityWrites
 from .admin import RulesAdmin
@@ -197,6 +198,13 @@ class LeadFlow:
     def engine(self) -> RuleEngine:
         """The compiled active rules (see :class:`~.rulebook.RuleBook`)."""
         return self.rulebook.engine()
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """What this flow's rules are written in: its operators, event types, action types
+        (the handlers), calendar and limits, as one value (lint, the JSON Schema, explanations
+        and backtests take it)."""
+        return self.rulebook.vocabulary
 
     def now(self) -> datetime:
         return ensure_utc(self.clock.now(), "clock.now()")

@@ -27,6 +27,7 @@ from ..rules import EventTypes, OperatorRegistry
 from ..rules.calendar import WorkingCalendar
 from ..rules.engine import Evaluation, PlannedAction, RuleEngine, compile_rule, validate_rule
 from ..rules.index import CompiledRule
+from ..rules.vocabulary import Vocabulary
 from .actions import HandlerRegistry
 
 __all__ = ["RuleBook"]
@@ -91,6 +92,15 @@ class RuleBook:
         self.stamp_checks = 0
         self.reloads = 0
         self.compiled_rules = 0
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """What this rule book's rules are written in, as one value: its operators, event
+        types, handlers (the action types), calendar and limits. Lint, the JSON Schema and
+        explanations take it (``flow.vocabulary``)."""
+        return Vocabulary(
+            self.operators, self.event_types, self.calendar, self.handlers, self.limits
+        )
 
     def invalidate(self) -> None:
         """Reload on next use (a rule was changed through this instance); rules that did not

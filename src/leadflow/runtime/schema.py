@@ -14,7 +14,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from ..fields import ID_RE
-from ..rules import OperatorRegistry
+from ..rules import OperatorRegistry, Vocabulary
 from .flow import LeadFlow
 
 __all__ = ["SCHEMA_DIALECT", "rule_schema"]
@@ -51,13 +51,15 @@ _DELAY: Final = {
 }
 
 
-def _flow_of(source: object) -> LeadFlow:
-    # Accepts anything that is a flow or holds one as ``.flow`` (the access layer's Operations),
-    # without importing the layer above.
+def _vocabulary_of(source: object) -> Vocabulary:
+    # A vocabulary, a flow, or anything holding a flow as ``.flow`` (the access layer's
+    # Operations), without importing the layer above.
+    if isinstance(source, Vocabulary):
+        return source
     flow = source if isinstance(source, LeadFlow) else getattr(source, "flow", None)
     if isinstance(flow, LeadFlow):
-        return flow
-    raise TypeError("expected a leadflow LeadFlow or Operations")
+        return flow.vocabulary
+    raise TypeError("expected a leadflow Vocabulary, LeadFlow or Operations")
 
 
 def _operator(operators: OperatorRegistry, name: str) -> dict[str, Any]:
@@ -129,9 +131,10 @@ def _action(
 
 
 def rule_schema(source: object) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a follow-up rule document for this flow.
+    """The JSON Schema (draft 2020-12) of a follow-up rule document for a vocabulary (a
+    :class:`~leadflow.rules.Vocabulary`, or a flow's or an ``Operations``' ``flow.vocabulary``).
 
-    It lists the flow's operators (with their descriptions), its known event types and one
+    It lists the vocabulary's operators (with their descriptions), its known event types and one
     shape per registered action type: the seed's settings (``subject``, ``template``...) at the
     top level where the handler's params model declares them, the other settings under
     ``params``, each with the model's types, bounds and required fields. Aliases of event
@@ -142,8 +145,8 @@ def rule_schema(source: object) -> dict[str, Any]:
     of the wrong kind, a delay the calendar cannot plan): the flow's own check is the
     authority; the schema is what an editor can check as you type.
     """
-    flow = _flow_of(source)
-    operators = flow.rulebook.operators
+    vocabulary = _vocabulary_of(source)
+    operators = vocabulary.operators
     defs: dict[str, Any] = {
         "delay": copy.deepcopy(_DELAY),
         "condition": {
@@ -171,7 +174,7 @@ def rule_schema(source: object) -> dict[str, Any]:
         "trigger": {
             "type": "object",
             "properties": {
-                "eventType": {"enum": flow.rulebook.event_types.names()},
+                "eventType": {"enum": vocabulary.event_types.names()},
                 "conditions": {
                     "type": "array",
                     "maxItems": 100,
@@ -184,8 +187,9 @@ def rule_schema(source: object) -> dict[str, Any]:
         },
     }
     actions = []
-    for action_type in flow.handlers:
-        spec = flow.handlers.get(action_type)
+    catalog = vocabulary.action_types()
+    for action_type in catalog:
+        spec = catalog.get(action_type)
         assert spec is not None
         defs[f"action.{action_type}"] = _action(action_type, spec.params, spec.eager, defs)
         actions.append({"$ref": f"#/$defs/action.{action_type}"})
