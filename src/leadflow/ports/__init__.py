@@ -8,7 +8,8 @@ so a host can drop the rare duplicate a crash-and-retry produces (leadflow's own
 exactly once; a send to a foreign system is at least once).
 
 Every storage port has a contract suite in :mod:`leadflow.testing`; a backend passes it for every
-port it implements.
+port it implements. The integration ports and :class:`Clock` have one each too, for a host's
+adapters.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ class Clock(Protocol):
     """Where leadflow reads the current time. Inject one so tests control time."""
 
     def now(self) -> datetime:
-        """Return the current time, timezone-aware."""
+        """Return the current time, timezone-aware and in UTC (a naive time is refused with
+        :class:`~leadflow.InvalidInputError`). Called from many threads; reads in a row
+        never go backwards."""
         ...
 
 

@@ -1,5 +1,6 @@
-"""Testing support: recording fakes of the integration ports, and the contract suite every
-storage backend is held to.
+"""Testing support: recording fakes of the integration ports, the contract suite every
+storage backend is held to, and one contract per integration port for a host's adapters
+(``docs/integrations.md``).
 
 The fakes (:class:`RecordingNotifier`, :class:`RecordingMessenger`,
 :class:`RecordingEventSink`, :class:`InMemoryOpportunities`, :class:`StaticTeamDirectory`)
@@ -107,10 +108,17 @@ _CONTRACTS = frozenset(
         "BASE_TIME",
         "ActivityRepositoryContract",
         "AuditLogContract",
+        "ClockContract",
         "CounterStoreContract",
+        "EventSinkContract",
         "JobStoreContract",
+        "MessengerContract",
+        "NotifierContract",
+        "OpportunityGatewayContract",
         "RuleRepositoryContract",
         "ScheduledActionStoreContract",
+        "SchedulerContract",
+        "TeamDirectoryContract",
         "activity_state_machine",
         "at",
         "make_activity",
@@ -136,15 +144,22 @@ __all__ = [
     "BASE_TIME",
     "ActivityRepositoryContract",
     "AuditLogContract",
+    "ClockContract",
     "CounterStoreContract",
+    "EventSinkContract",
     "InMemoryOpportunities",
     "JobStoreContract",
+    "MessengerContract",
+    "NotifierContract",
+    "OpportunityGatewayContract",
     "RecordingEventSink",
     "RecordingMessenger",
     "RecordingNotifier",
     "RuleRepositoryContract",
     "ScheduledActionStoreContract",
+    "SchedulerContract",
     "StaticTeamDirectory",
+    "TeamDirectoryContract",
     "activity_state_machine",
     "at",
     "make_activity",

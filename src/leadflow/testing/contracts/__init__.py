@@ -15,6 +15,12 @@ One contract per storage port of :mod:`leadflow.ports`:
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
   checked against a plain dict.
 
+And one per integration port, for a host's adapters (:mod:`.integrations`, the same shape with
+a hook or two to seed the host's system and read back what reached it):
+:class:`OpportunityGatewayContract`, :class:`TeamDirectoryContract`, :class:`NotifierContract`,
+:class:`MessengerContract`, :class:`EventSinkContract`, :class:`ClockContract` and
+:class:`SchedulerContract` (see ``docs/integrations.md``).
+
 **One convention.** Each contract is an abstract class with one factory,
 ``make_store(self) -> <Port>`` (a new, empty store), and one pytest fixture, ``store``, that
 calls it; every test takes ``store``. Subclass a contract under a ``Test...`` name and
@@ -72,6 +78,15 @@ from .data import (
     make_rule,
     make_scheduled_action,
 )
+from .integrations import (
+    ClockContract,
+    EventSinkContract,
+    MessengerContract,
+    NotifierContract,
+    OpportunityGatewayContract,
+    SchedulerContract,
+    TeamDirectoryContract,
+)
 from .jobs import JobStoreContract
 from .machine import activity_state_machine
 from .reference import reference_statistics
@@ -86,11 +101,18 @@ __all__ = [
     "ActivityReportTests",
     "ActivityRepositoryContract",
     "AuditLogContract",
+    "ClockContract",
     "CounterStoreContract",
+    "EventSinkContract",
     "JobStoreContract",
+    "MessengerContract",
+    "NotifierContract",
+    "OpportunityGatewayContract",
     "RuleRepositoryContract",
     "ScheduledActionCleanupTests",
     "ScheduledActionStoreContract",
+    "SchedulerContract",
+    "TeamDirectoryContract",
     "activity_state_machine",
     "at",
     "make_activity",

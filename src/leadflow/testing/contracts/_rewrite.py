@@ -16,6 +16,7 @@ pytest.register_assert_rewrite(
             "activity_listing",
             "activity_reports",
             "data",
+            "integrations",
             "jobs",
             "machine",
             "reference",
