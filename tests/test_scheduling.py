@@ -531,3 +531,15 @@ def test_mongo_job_store_creates_ttl_indexes() -> None:
         info = database[name].index_information()
         assert info["expiresAt_ttl"]["expireAfterSeconds"] == 0
     assert "job_claimedAt" in database["slots"].index_information()
+
+
+def test_a_clock_giving_naive_times_is_refused_before_any_slot_is_computed() -> None:
+    class NaiveClock:
+        def now(self) -> datetime:
+            return datetime(2026, 3, 2, 9, 0)
+
+    runner = JobRunner(InMemoryJobStore(), clock=NaiveClock())
+    runner.add_job(noop_job("tick", "* * * * *"))
+    with pytest.raises(InvalidInputError) as caught:
+        runner.run_pending()
+    assert caught.value.field == "clock.now()"

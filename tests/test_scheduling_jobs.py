@@ -501,3 +501,19 @@ def test_jobs_register_with_any_scheduler() -> None:
     assert [j.name for j in jobs.register(HostScheduler())] == list(LeadflowJobs.NAMES)
     assert registered == list(LeadflowJobs.NAMES)
     assert isinstance(jobs.runner(), JobRunner)
+
+
+def test_what_the_notifier_does_to_its_data_never_reaches_the_event_sink() -> None:
+    flow, _, jobs = setup("memory", ny(2026, 3, 9, 9, 59), settings_with("overdue_check"))
+    flow.storage.activities.add(activity("a1", due_date=ny(2026, 3, 9, 8)))
+    original = notifier_of(flow).notify
+
+    def scribbling(notification: Notification) -> None:
+        original(notification)
+        notification.data["count"] = -1  # a host's notifier that edits what it is given
+        notification.data.pop("activities")
+
+    notifier_of(flow).notify = scribbling  # type: ignore[method-assign]
+    assert jobs.runner().run_job("overdue_check", ny(2026, 3, 9, 10)) is not None
+    [payload] = notes(flow, "notification.overdue_activities")
+    assert payload["count"] == 1 and [a["activityId"] for a in payload["activities"]] == ["a1"]

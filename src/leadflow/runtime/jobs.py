@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from zoneinfo import ZoneInfo
 
 from ..clock import ensure_utc
+from ..documents import copy_document
 from ..errors import InvalidInputError
 from ..models import Activity, ActivityState, Event
 from ..ports import JobStore, Notification, Scheduler
@@ -459,8 +460,15 @@ class LeadflowJobs:
         """Notifier (when enabled), then the event sink. False if the notifier raised."""
         if self.settings.notify:
             try:
+                # The notifier gets its own copy: what it does to it never reaches the sink.
                 self.flow.integrations.notifier.notify(
-                    Notification(key, template, (recipient,) if recipient else (), None, payload)
+                    Notification(
+                        key,
+                        template,
+                        (recipient,) if recipient else (),
+                        None,
+                        copy_document(payload),
+                    )
                 )
             except Exception:
                 log.exception(

@@ -191,6 +191,11 @@ class JobRunner:
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _now(self) -> datetime:
+        """The clock's time in UTC (:class:`InvalidInputError` for a clock giving naive
+        times: every slot is computed from it)."""
+        return ensure_utc(self._clock.now(), "clock.now()")
+
     @property
     def worker_id(self) -> str:
         return self._slots.worker_id
@@ -238,7 +243,7 @@ class JobRunner:
         runs: list[JobRun] = []
         with self._lock:
             for job in list(self._jobs.values()):
-                run = self._check(job, fixed if fixed is not None else self._clock.now())
+                run = self._check(job, fixed if fixed is not None else self._now())
                 if run is not None:
                     runs.append(run)
         return runs
@@ -290,7 +295,7 @@ class JobRunner:
             job = self._jobs.get(name)
         if job is None:
             raise NotFoundError(f"no job named {name!r} is registered")
-        when = ensure_utc(now, "now") if now is not None else self._clock.now()
+        when = ensure_utc(now, "now") if now is not None else self._now()
         fire = job.latest_at_or_before(when)
         if when - fire > job.grace:
             log.warning(
@@ -310,7 +315,7 @@ class JobRunner:
             times: list[datetime] = []
             for state in self._states.values():
                 if state.next_fire is None:
-                    return self._clock.now()
+                    return self._now()
                 times.append(state.next_fire)
                 if state.retry_at is not None:
                     times.append(state.retry_at)
@@ -380,7 +385,7 @@ class JobRunner:
         wake = self.next_run_time()
         if wake is None:
             return limit
-        return min(limit, max(0.0, (wake - self._clock.now()).total_seconds()))
+        return min(limit, max(0.0, (wake - self._now()).total_seconds()))
 
 
 # --------------------------------------------------------------------------- APScheduler 3
