@@ -23,6 +23,7 @@ pytest.register_assert_rewrite(
             "scheduled",
             "scheduled_cleanup",
             "support",
+            "units",
         )
     )
 )
