@@ -56,6 +56,7 @@ __all__ = ["SqlScheduledActionStore"]
 
 _State = ScheduledActionState
 _MAX_ERROR: Final = 2000
+_MAX_BATCH: Final = 1000
 _STATE: Final[dict[_State, ColumnElement[str]]] = {
     state: literal_column(f"'{state.value}'") for state in _State
 }
@@ -160,6 +161,42 @@ class SqlScheduledActionStore:
                 f"action {checked.action_id!r} already exists with another idempotency key"
             )
         return self.schedule(checked)  # purged between the two statements: schedule it anew
+
+    @translated("actions")
+    def schedule_many(self, actions: Sequence[ScheduledAction]) -> builtins.list[bool]:
+        """:class:`~leadflow.ports.BatchScheduling`: one multi-row ``INSERT ... ON CONFLICT DO
+        NOTHING RETURNING idempotency_key`` (SQLAlchemy's "insertmanyvalues"), in one
+        transaction (the unit of work's inside one)."""
+        if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
+            raise InvalidInputError("expected a list of scheduled actions", field="actions")
+        if len(actions) > _MAX_BATCH:
+            raise InvalidInputError(f"at most {_MAX_BATCH:,} actions at once", field="actions")
+        rows: builtins.list[dict[str, Any]] = []
+        keys: set[str] = set()
+        ids: set[str] = set()
+        first: builtins.list[bool] = []
+        for action in actions:
+            checked = check_model(action, ScheduledAction, "actions")
+            fresh = checked.idempotency_key not in keys and checked.action_id not in ids
+            first.append(fresh)
+            if fresh:
+                keys.add(checked.idempotency_key)
+                ids.add(checked.action_id)
+                rows.append(_values(checked))
+        if not rows:
+            return first
+        c = self._t.c
+        statement = (
+            self._insert(self._t)
+            .on_conflict_do_nothing()
+            .returning(c.idempotency_key, sort_by_parameter_order=False)
+        )
+        with self._db.write() as connection:
+            created = {row[0] for row in connection.execute(statement, rows)}
+        return [
+            fresh and action.idempotency_key in created
+            for fresh, action in zip(first, actions, strict=True)
+        ]
 
     def _one(self, connection: Connection, action_id: str) -> Mapping[Any, Any]:
         row = (
