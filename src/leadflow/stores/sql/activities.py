@@ -79,7 +79,11 @@ class SqlActivityRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
         self._t = database.tables.activities
-        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        dialect_insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        # Built once, run with parameters: SQLAlchemy caches its compiled form.
+        self._add = (
+            dialect_insert(self._t).on_conflict_do_nothing().returning(self._t.c.activity_id)
+        )
         self._open_key_names = {
             f"{self._t.name}_open_key",  # PostgreSQL names the index
             f"{self._t.name}.open_key",  # SQLite names the column
@@ -94,10 +98,6 @@ class SqlActivityRepository:
         unit of work's transaction usable."""
         checked = check_model(activity, Activity, "activity")
         values = activity_values(checked, version=1)
-        t = self._t
-        statement = (
-            self._insert(t).values(values).on_conflict_do_nothing().returning(t.c.activity_id)
-        )
         with sql_errors("activity"):
             held = checked.open_key if checked.completed_date is not None else None
             try:
@@ -108,7 +108,7 @@ class SqlActivityRepository:
                             # activity holds; checking first orders this add before any open
                             # one racing with it.
                             self._refuse_if_held(connection, checked.activity_id, held)
-                        if connection.execute(statement).first() is not None:
+                        if connection.execute(self._add, values).first() is not None:
                             return activity_from_row(values)
                         if self._exists(connection, checked.activity_id):
                             raise DuplicateError(f"activity {checked.activity_id!r} already exists")

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     case,
     delete,
     literal,
@@ -122,6 +123,24 @@ class SqlScheduledActionStore:
         self._db = database
         self._t = database.tables.scheduled
         self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        c = self._t.c
+        # Built once, run with parameters: SQLAlchemy caches their compiled form.
+        self._add = self._insert(self._t).on_conflict_do_nothing().returning(c.action_id)
+        self._done_many = (
+            update(self._t)
+            .where(
+                c.action_id.in_(bindparam("ids", expanding=True)),
+                self._state_is(_State.CLAIMED),
+                c.lease_owner == bindparam("worker"),
+            )
+            .values(
+                state=_State.DONE.value,
+                finished_at=bindparam("now", type_=UtcDateTime()),
+                updated_at=bindparam("now", type_=UtcDateTime()),
+                lease_expires_at=None,
+            )
+            .returning(*self._t.c)
+        )
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
         return self._t.c.state == _STATE[state]
@@ -133,16 +152,10 @@ class SqlScheduledActionStore:
         is read only when nothing was inserted."""
         checked = check_model(action, ScheduledAction, "action")
         c = self._t.c
-        statement = (
-            self._insert(self._t)
-            .values(_values(checked))
-            .on_conflict_do_nothing()
-            .returning(c.action_id)
-        )
         taken = None
         with self._db.write(atomic=False) as connection:
-            if connection.execute(statement).first() is not None:
-                return _load(_values(checked)), True
+            if connection.execute(self._add, _values(checked)).first() is not None:
+                return checked, True  # an immutable value: what is stored
             existing = (
                 connection.execute(
                     select(self._t).where(c.idempotency_key == checked.idempotency_key)
@@ -332,20 +345,9 @@ class SqlScheduledActionStore:
         now = ensure_utc(now, "now")
         if not ids:
             return []
-        c = self._t.c
-        statement = (
-            update(self._t)
-            .where(c.action_id.in_(ids), self._state_is(_State.CLAIMED), c.lease_owner == worker)
-            .values(
-                state=_State.DONE.value,
-                finished_at=now,
-                updated_at=now,
-                lease_expires_at=None,
-            )
-            .returning(*self._t.c)
-        )
         with self._db.write(atomic=False) as connection:
-            rows = connection.execute(statement).mappings().all()
+            parameters = {"ids": ids, "worker": worker, "now": now}
+            rows = connection.execute(self._done_many, parameters).mappings().all()
         return in_order(map(_load, rows), ids)
 
     @translated("error")
