@@ -9,6 +9,7 @@ from leadflow.ports import (
     JobStore,
     RuleRepository,
     ScheduledActionStore,
+    Storage,
 )
 from leadflow.stores.memory import (
     InMemoryActivityRepository,
@@ -17,6 +18,7 @@ from leadflow.stores.memory import (
     InMemoryJobStore,
     InMemoryRuleRepository,
     InMemoryScheduledActionStore,
+    memory_storage,
 )
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
@@ -25,6 +27,7 @@ from leadflow.testing.contracts import (
     JobStoreContract,
     RuleRepositoryContract,
     ScheduledActionStoreContract,
+    UnitOfWorkContract,
     activity_state_machine,
 )
 
@@ -60,3 +63,8 @@ class TestInMemoryJobStore(JobStoreContract):
 
 
 TestInMemoryActivityStateMachine = activity_state_machine(InMemoryActivityRepository)
+
+
+class TestInMemoryUnitOfWork(UnitOfWorkContract):
+    def make_storage(self) -> Storage:
+        return memory_storage()

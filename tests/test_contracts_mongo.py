@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import mongomock_ng
 import pytest
 
-from leadflow.ports import RuleRepository
+from leadflow.ports import RuleRepository, Storage
 from leadflow.stores.mongo import (
     MongoActivityRepository,
     MongoAuditLog,
@@ -16,6 +16,7 @@ from leadflow.stores.mongo import (
     MongoJobStore,
     MongoRuleRepository,
     MongoScheduledActionStore,
+    mongo_storage,
 )
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
@@ -24,6 +25,7 @@ from leadflow.testing.contracts import (
     JobStoreContract,
     RuleRepositoryContract,
     ScheduledActionStoreContract,
+    UnitOfWorkContract,
     activity_state_machine,
 )
 
@@ -147,6 +149,11 @@ class TestAuditContractOnServer(_OnServer, _Audit, AuditLogContract):
 
 class TestJobContractOnServer(_OnServer, _Jobs, JobStoreContract):
     pass
+
+
+class TestUnitOfWorkContractOnFake(UnitOfWorkContract):
+    def make_storage(self) -> Storage:
+        return mongo_storage(mongomock_ng.MongoClient()["units"])
 
 
 def _machine_repository() -> MongoActivityRepository:

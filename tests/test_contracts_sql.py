@@ -24,6 +24,7 @@ from leadflow.testing.contracts import (
     JobStoreContract,
     RuleRepositoryContract,
     ScheduledActionStoreContract,
+    UnitOfWorkContract,
     activity_state_machine,
 )
 
@@ -183,6 +184,25 @@ class TestAuditContractOnPostgres(_Postgres, _Audit, AuditLogContract):
 
 
 class TestJobContractOnPostgres(_Postgres, _Jobs, JobStoreContract):
+    pass
+
+
+class _Units:
+    storage: SqlStorage
+
+    def make_storage(self) -> SqlStorage:
+        return self.storage
+
+
+class TestUnitOfWorkContractOnSqliteMemory(_Memory, _Units, UnitOfWorkContract):
+    pass
+
+
+class TestUnitOfWorkContractOnSqliteFile(_File, _Units, UnitOfWorkContract):
+    pass
+
+
+class TestUnitOfWorkContractOnPostgres(_Postgres, _Units, UnitOfWorkContract):
     pass
 
 

@@ -14,7 +14,7 @@ adapters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -32,15 +32,19 @@ from .integrations import (
 from .storage import (
     ActivityRepository,
     AuditLog,
+    BatchScheduling,
     CounterStore,
     JobStore,
     RuleRepository,
     ScheduledActionStore,
+    SeparateSteps,
+    UnitOfWork,
 )
 
 __all__ = [
     "ActivityRepository",
     "AuditLog",
+    "BatchScheduling",
     "Clock",
     "Contact",
     "CounterStore",
@@ -55,8 +59,10 @@ __all__ = [
     "RuleRepository",
     "ScheduledActionStore",
     "Scheduler",
+    "SeparateSteps",
     "Storage",
     "TeamDirectory",
+    "UnitOfWork",
 ]
 
 
@@ -78,7 +84,12 @@ class Clock(Protocol):
 class Storage:
     """Where leadflow keeps its state: one backend's stores, built by its wiring helper
     (:func:`leadflow.stores.memory.memory_storage`, :func:`leadflow.stores.sql.sql_storage`,
-    :func:`leadflow.stores.mongo.mongo_storage`)."""
+    :func:`leadflow.stores.mongo.mongo_storage`).
+
+    ``unit_of_work`` groups store calls into one atomic step where the backend can (see
+    :class:`~leadflow.ports.storage.UnitOfWork`): the SQL stores share one transaction in
+    ``with storage.unit_of_work():`` and commit once; the default, :class:`SeparateSteps`
+    (memory, MongoDB), groups nothing."""
 
     activities: ActivityRepository
     rules: RuleRepository
@@ -86,6 +97,7 @@ class Storage:
     counters: CounterStore
     audit: AuditLog
     jobs: JobStore
+    unit_of_work: UnitOfWork = field(default_factory=SeparateSteps, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ contract suites are in :mod:`leadflow.testing.contracts`)."""
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -22,10 +23,13 @@ from ..records import (
 __all__ = [
     "ActivityRepository",
     "AuditLog",
+    "BatchScheduling",
     "CounterStore",
     "JobStore",
     "RuleRepository",
     "ScheduledActionStore",
+    "SeparateSteps",
+    "UnitOfWork",
 ]
 
 
@@ -316,6 +320,20 @@ class ScheduledActionStore(Protocol):
 
 
 @runtime_checkable
+class BatchScheduling(Protocol):
+    """What a :class:`ScheduledActionStore` may add to store many actions in one step (the SQL
+    store does: one multi-row ``INSERT ... ON CONFLICT DO NOTHING``). Optional: the runtime
+    calls :meth:`ScheduledActionStore.schedule` for each action of a store without it."""
+
+    def schedule_many(self, actions: Sequence[ScheduledAction]) -> builtins.list[bool]:
+        """Store each of ``actions`` (at most 1,000) unless one with its idempotency key (or
+        its ``action_id``) exists or comes earlier in ``actions``, in one atomic step. Returns,
+        in the order given, whether each was newly created. Unlike :meth:`schedule`, an action
+        whose id another key holds is reported not created, not raised."""
+        ...
+
+
+@runtime_checkable
 class CounterStore(Protocol):
     """Named counters that only go up."""
 
@@ -404,3 +422,64 @@ class JobStore(Protocol):
     def purge_expired(self, now: datetime) -> int:
         """Forget slots and marks that expired at or before ``now``; returns how many."""
         ...
+
+
+@runtime_checkable
+class UnitOfWork(Protocol):
+    """Groups the store calls made inside ``with storage.unit_of_work():`` into one atomic step,
+    where the backend can.
+
+    ``atomic`` says which: when true (the SQL stores), every write of the block is committed
+    together when the block ends without an exception and none is when it raises (or the
+    process dies first); reads inside see the block's own writes; the stores of one
+    :class:`~leadflow.ports.Storage` share the block's transaction. The block runs on the
+    calling thread's context (a ``contextvars`` variable): other threads, and blocks opened on
+    them, are not part of it. A block opened inside another joins it (the outermost commits).
+    When false (``SeparateSteps``: the memory and MongoDB stores), the block groups nothing:
+    each call stays its own atomic step, visible at once, and a failure keeps what the calls
+    before it wrote. The runtime is correct either way (its writes are keyed by idempotency
+    keys and leased, see :mod:`leadflow.runtime.flow`); an atomic unit only saves commits and
+    leaves nothing half-written.
+
+    The contract suite is :class:`~leadflow.testing.contracts.UnitOfWorkContract`.
+    """
+
+    @property
+    def atomic(self) -> bool:
+        """Whether a block's writes are committed together (see above)."""
+        ...
+
+    @property
+    def active(self) -> bool:
+        """Whether the calling context is inside a block (always false when not ``atomic``)."""
+        ...
+
+    def __call__(self) -> AbstractContextManager[None]:
+        """A block: ``with storage.unit_of_work(): ...``."""
+        ...
+
+
+class SeparateSteps:
+    """The :class:`UnitOfWork` of a backend whose calls cannot share a transaction: a block
+    groups nothing (``atomic`` is false) and each store call stays its own atomic step."""
+
+    __slots__ = ()
+
+    @property
+    def atomic(self) -> bool:
+        return False
+
+    @property
+    def active(self) -> bool:
+        return False
+
+    def __call__(self) -> AbstractContextManager[None]:
+        return _nothing()
+
+    def __repr__(self) -> str:
+        return "SeparateSteps()"
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield

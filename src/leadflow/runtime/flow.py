@@ -37,6 +37,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..adapters import (
     InMemoryOpportunities,
     RecordingEventSink,
@@ -45,6 +47,7 @@ from ..adapters import (
     StaticTeamDirectory,
 )
 from ..clock import SystemClock, ensure_utc
+from ..errors import InvalidInputError, LeadflowError
 from ..models import Activity, Event, FollowUpRule, Outcome
 from ..ports import Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction
@@ -65,6 +68,20 @@ from .settings import FlowSettings
 __all__ = ["LeadFlow"]
 
 log = logging.getLogger("leadflow")
+
+
+def _event(item: object) -> Event:
+    """``item`` as an event, or :class:`InvalidInputError` saying why it is not one."""
+    if not isinstance(item, Mapping):
+        raise InvalidInputError(
+            f"expected an Event or a mapping, got {type(item).__name__}", field="event"
+        )
+    try:
+        return Event.model_validate(item)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(map(str, problem["loc"])) or "event"
+        raise InvalidInputError(problem["msg"], field=where) from error
 
 
 class LeadFlow:
@@ -127,6 +144,8 @@ class LeadFlow:
             executor=self.executor,
             settings=self.settings,
             clock=self.clock,
+            units=storage.unit_of_work,
+            emit=self.emit,
         )
         self.outbox = Outbox(
             activities=storage.activities,
@@ -220,6 +239,38 @@ class LeadFlow:
         if not isinstance(event, Event):
             event = Event.model_validate(event)
         return self.planner.handle(event)
+
+    def handle_many(
+        self, events: Iterable[Event | Mapping[str, Any]]
+    ) -> list[HandleResult | LeadflowError]:
+        """Handle a batch of events (an import, a backfill, a stream consumer's poll) as
+        :meth:`handle` would one by one, in far fewer statements and commits.
+
+        Returns one entry per event, in order: its :class:`HandleResult`, or the error that
+        refused it, in which case nothing of that event was written and the others still
+        apply. Every event is validated first: one that is not a valid event (a mapping
+        ``Event`` refuses, anything else) is an :class:`~leadflow.InvalidInputError` in its
+        slot. The same event twice (in one batch or across batches) is handled once: the
+        second finds its keys (``duplicates``).
+
+        On SQL the events go 500 per unit of work: their actions stored with one multi-row
+        ``INSERT ... ON CONFLICT DO NOTHING``, the successes marked done with one ``UPDATE``,
+        one commit; a store failure rolls the chunk back and its events are handled one by one
+        (see :class:`~.planner.Planner`). A storage that is unreachable
+        (:class:`~leadflow.UnavailableError`) stops the call: the chunks before it are
+        committed, and handling the whole batch again is harmless."""
+        if isinstance(events, str | bytes | Mapping):
+            raise InvalidInputError("expected an iterable of events", field="events")
+        refused: dict[int, LeadflowError] = {}
+        valid: list[Event] = []
+        count = 0
+        for count, item in enumerate(events, 1):
+            try:
+                valid.append(item if isinstance(item, Event) else _event(item))
+            except InvalidInputError as error:
+                refused[count - 1] = error
+        handled = iter(self.planner.handle_many(valid))
+        return [refused[i] if i in refused else next(handled) for i in range(count)]
 
     def run_due(
         self, *, limit: int = 100, now: datetime | None = None, partition: int | None = None

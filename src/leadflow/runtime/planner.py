@@ -5,36 +5,82 @@ under its idempotency key (event, rule, action index) and hands the ones that ru
 already, or an eager handler's) to the executor, already claimed by this worker. Handling an
 event again finds the keys and plans nothing twice. Events the actions cause come back here one
 cascade level deeper, up to ``FlowSettings.max_cascade_depth``.
+
+**One commit per event.** On a storage whose unit of work is atomic (SQL), one event's planning
+and the actions it runs now are one unit of work: its writes (the stored actions, the handlers'
+writes, the done marks, its cascades) are committed together, and the successes are marked
+done with one ``mark_done_many`` at its end. A crash or an error before the commit leaves
+nothing of the event: the host, which got no result, hands it in again. leadflow's own events
+(``activity.created``...) wait for the commit (:meth:`Emitter.held`). The host's integrations
+(notifier, messenger, opportunities) are called inside the unit: if it is then rolled back,
+they were called for nothing, and handling the event again calls them again with the same
+idempotency key, which they drop as a duplicate (the at-least-once of every foreign call,
+unchanged). When a store call fails inside the unit (PostgreSQL can then only roll it back),
+the event is handled again step by step, each store call committing on its own as before, so
+a failing action is still recorded (retried or parked) and reported.
+
+:meth:`Planner.handle_many` does the same for a batch: the events of a chunk are planned, their
+actions stored with one ``schedule_many`` (where the store offers it), the run-now ones run in
+event order, and the chunk is one unit of work.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
 
 from pydantic import ValidationError
 
 from ..clock import ensure_utc
-from ..errors import CascadeDepthError, HandlerError, LeadflowError
+from ..errors import CascadeDepthError, HandlerError, LeadflowError, UnavailableError
 from ..models import Event
-from ..ports import Clock, ScheduledActionStore
+from ..ports import BatchScheduling, Clock, ScheduledActionStore, UnitOfWork
+from ..records import ScheduledAction, ScheduledActionState
 from .actions import HandlerRegistry
 from .context import ActionContext
+from .emitter import Emitter
 from .executor import Executor
 from .explain import render_why
 from .planning import rule_action
-from .results import HandleResult
+from .results import ActionRun, HandleResult
 from .rulebook import RuleBook
 from .settings import FlowSettings
 
-__all__ = ["Planner"]
+__all__ = ["BATCH_CHUNK", "Planner"]
 
 log = logging.getLogger("leadflow")
+
+BATCH_CHUNK: Final = 500
+"""Events :meth:`Planner.handle_many` handles in one unit of work (one commit)."""
+_ACK_MAX: Final = 1000  # ids per mark_done_many
+
+
+class _Planned:
+    """One event's plan: its result so far and its actions in their stored form."""
+
+    __slots__ = ("_planning_errors", "actions", "result", "run_now")
+
+    def __init__(self, result: HandleResult) -> None:
+        self.result = result
+        self._planning_errors: list[LeadflowError] = []
+        self.actions: list[ScheduledAction] = []
+        self.run_now: list[bool] = []
+
+    def again(self) -> _Planned:
+        """The same plan with a fresh result (what a rolled-back attempt reported is void; the
+        planning errors are kept)."""
+        r = self.result
+        fresh = _Planned(HandleResult(r.event, r.matched_rules, errors=self._planning_errors))
+        fresh.actions, fresh.run_now = self.actions, self.run_now
+        return fresh
 
 
 class Planner:
     """Plans and stores what the rules say for each event; runs what is due now through the
-    ``executor``. Knows no principals and no handler code (only whether a handler is eager)."""
+    ``executor``. Knows no principals and no handler code (only whether a handler is eager).
+    ``units`` is the storage's unit of work; ``emit`` the emitter whose events wait for it."""
 
     def __init__(
         self,
@@ -45,51 +91,106 @@ class Planner:
         executor: Executor,
         settings: FlowSettings,
         clock: Clock,
+        units: UnitOfWork,
+        emit: Emitter,
     ) -> None:
         self._rulebook = rulebook
         self._scheduled = scheduled
+        self._batch = scheduled if isinstance(scheduled, BatchScheduling) else None
         self._handlers = handlers
         self._executor = executor
         self._settings = settings
         self._clock = clock
+        self._units = units
+        self._emit = emit
+
+    # ------------------------------------------------------------------ one event
 
     def handle(self, event: Event, depth: int = 0) -> HandleResult:
         """Plan, store and (when due now) run what the active rules plan for ``event`` at
-        cascade level ``depth``. :class:`CascadeDepthError` beyond the settings' limit."""
+        cascade level ``depth``, in one unit of work when the storage's is atomic (see the
+        module's docstring). :class:`CascadeDepthError` beyond the settings' limit."""
         if depth > self._settings.max_cascade_depth:
             raise CascadeDepthError(
                 f"event {event.id} ({event.type}) would be cascade level {depth}, beyond the "
                 f"limit of {self._settings.max_cascade_depth}: rules keep triggering each other"
             )
+        return self._commit(self._plan(event, depth))
+
+    def _commit(self, planned: _Planned) -> HandleResult:
+        """Store and run ``planned`` in one unit of work where the storage has atomic ones."""
+        units = self._units
+        if not planned.actions:
+            return planned.result
+        if not units.atomic:
+            return self._store(planned, batched=False)
+        if units.active:  # a cascade, or the host's own unit: joined, its owner commits
+            return self._store(planned, batched=True)
+        try:
+            with self._emit.held(), units():
+                return self._store(planned, batched=True)
+        except UnavailableError:
+            raise
+        except LeadflowError as error:
+            # A store call failed in the unit, which was rolled back: store and run the plan
+            # again with each store call on its own (as a storage without units does).
+            event = planned.result.event
+            log.warning(
+                "unit of work rolled back (%s); handling the event step by step",
+                error,
+                extra={"event_id": event.id, "event_type": event.type},
+            )
+            return self._store(planned.again(), batched=False)
+
+    def _store(self, planned: _Planned, *, batched: bool) -> HandleResult:
+        """Store ``planned``'s actions and run the run-now ones; with ``batched`` their
+        successes are marked done together at the end."""
+        done: list[tuple[str, HandleResult, int]] = []
+        for action, run_now in zip(planned.actions, planned.run_now, strict=True):
+            stored, created = self._scheduled.schedule(action)
+            if not created:
+                planned.result.duplicates.append(stored.idempotency_key)
+            elif run_now:
+                self._run(stored, planned.result, done if batched else None)
+            else:
+                planned.result.scheduled.append(stored)
+        self._acknowledge(done)
+        return planned.result
+
+    def _plan(self, event: Event, depth: int) -> _Planned:
+        """What the rules plan for ``event``: the stored forms of its actions (a rule that
+        cannot be planned is reported in the result's errors)."""
         errors: list[LeadflowError] = []
         evaluation = self._rulebook.evaluate(event, errors)
-        now = ensure_utc(self._clock.now(), "clock.now()")
-        result = HandleResult(event, [r.rule_id for r in evaluation.matched_rules], errors=errors)
+        now = self._now()
+        planned = _Planned(
+            HandleResult(event, [r.rule_id for r in evaluation.matched_rules], errors=errors)
+        )
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "rules evaluated",
                 extra={
                     "event_id": event.id,
                     "event_type": event.type,
-                    "matched_rules": result.matched_rules,
+                    "matched_rules": planned.result.matched_rules,
                     "planned_actions": len(evaluation.planned),
                     "depth": depth,
                 },
             )
         settings = self._settings
         explanations: dict[str, str] = {}
-        for planned in evaluation.planned:
-            spec = self._handlers.get(planned.action.action_type)
+        for action in evaluation.planned:
+            spec = self._handlers.get(action.action.action_type)
             eager = spec is not None and spec.eager
-            run_now = eager or planned.due_at <= now
-            rule = planned.rule
+            run_now = eager or action.due_at <= now
+            rule = action.rule
             if eager and rule.rule_id not in explanations:
                 # Only handlers that keep an explanation (eager ones: created activities) pay.
                 explained = self._rulebook.engine().explain_match(evaluation, rule)
                 explanations[rule.rule_id] = render_why(event, explained)
             try:
                 stored_form = rule_action(
-                    planned,
+                    action,
                     event,
                     depth=depth,
                     explanation=explanations.get(rule.rule_id) if eager else None,
@@ -102,27 +203,140 @@ class Planner:
                 )
             except ValidationError as exc:  # e.g. a due time beyond the datetime limits
                 problem = exc.errors()[0]
-                result.errors.append(
+                planned.result.errors.append(
                     HandlerError(
-                        f"rule {rule.rule_id!r} action {planned.action_index} could not be "
+                        f"rule {rule.rule_id!r} action {action.action_index} could not be "
                         f"planned: {'.'.join(map(str, problem['loc']))}: {problem['msg']}"
                     )
                 )
                 continue
-            stored, created = self._scheduled.schedule(stored_form)
-            if not created:
-                result.duplicates.append(stored.idempotency_key)
+            planned.actions.append(stored_form)
+            planned.run_now.append(run_now)
+        planned._planning_errors = list(planned.result.errors)
+        return planned
+
+    def _run(
+        self,
+        stored: ScheduledAction,
+        result: HandleResult,
+        done: list[tuple[str, HandleResult, int]] | None,
+    ) -> None:
+        """Run a stored, claimed action; with ``done``, a success is marked done later with the
+        others (``done`` gets its id, its result and its run's index)."""
+        run, ctx = self._executor.execute(stored, defer_done=done is not None)
+        result.executed.append(run)
+        result.errors.extend(ctx.errors)
+        result.cascades.extend(ctx.cascades)
+        if not run.ok:
+            result.errors.append(run.error())
+        elif done is not None:
+            done.append((stored.action_id, result, len(result.executed) - 1))
+
+    def _acknowledge(self, done: list[tuple[str, HandleResult, int]]) -> None:
+        """Mark the successes in ``done`` done, 1,000 per store call; one whose lease was lost
+        meanwhile is reported ``claimed`` (another worker reruns it, harmlessly)."""
+        worker = self._executor.worker_id
+        for start in range(0, len(done), _ACK_MAX):
+            part = done[start : start + _ACK_MAX]
+            marked = self._scheduled.mark_done_many(
+                [action_id for action_id, _, _ in part], worker=worker, now=self._now()
+            )
+            if len(marked) == len(part):
                 continue
-            if run_now:
-                run, ctx = self._executor.execute(stored)
-                result.executed.append(run)
-                result.errors.extend(ctx.errors)
-                result.cascades.extend(ctx.cascades)
-                if not run.ok:
-                    result.errors.append(run.error())
-            else:
-                result.scheduled.append(stored)
-        return result
+            kept = {action.action_id for action in marked}
+            for action_id, result, index in part:
+                if action_id not in kept:
+                    log.warning(
+                        "lease lost before marking an action done",
+                        extra={"action_id": action_id},
+                    )
+                    run = result.executed[index]
+                    result.executed[index] = ActionRun(
+                        run.idempotency_key,
+                        run.action_type,
+                        run.ok,
+                        run.note,
+                        ScheduledActionState.CLAIMED,
+                        run.permanent,
+                    )
+
+    # ------------------------------------------------------------------ many events
+
+    def handle_many(
+        self, events: Sequence[Event], *, chunk: int = BATCH_CHUNK
+    ) -> list[HandleResult | LeadflowError]:
+        """Handle ``events`` in order, as :meth:`handle` would one by one, ``chunk`` events per
+        unit of work: one entry per event, its result or the error that stopped it (then
+        nothing of that event was written; the others still apply).
+
+        Within a chunk the events are planned first, their actions stored together (one
+        ``schedule_many`` when the store offers it), then the run-now actions run in event
+        order and the successes are marked done together. When a store call fails in the
+        chunk's unit, it is rolled back and each of its events is handled on its own
+        (:meth:`handle`), so one event's failure never keeps or half-writes another's."""
+        results: list[HandleResult | LeadflowError] = []
+        for start in range(0, len(events), chunk):
+            part = events[start : start + chunk]
+            results.extend(self._chunk(part))
+        return results
+
+    def _chunk(self, events: Sequence[Event]) -> list[HandleResult | LeadflowError]:
+        plans = [self._plan(event, 0) for event in events]
+        units = self._units
+        if not any(plan.actions for plan in plans):
+            return [plan.result for plan in plans]
+        if units.active:  # the host's own unit: joined, its owner commits
+            return self._batched(plans)
+        if units.atomic:
+            try:
+                with self._emit.held(), units():
+                    return self._batched(plans)
+            except UnavailableError:
+                raise
+            except LeadflowError as error:
+                log.warning(
+                    "unit of work of %d events rolled back (%s); handling them one by one",
+                    len(plans),
+                    error,
+                )
+                plans = [plan.again() for plan in plans]
+        results: list[HandleResult | LeadflowError] = []
+        for plan in plans:
+            try:
+                results.append(self._commit(plan))
+            except UnavailableError:
+                raise
+            except LeadflowError as error:
+                results.append(error)
+        return results
+
+    def _batched(self, plans: list[_Planned]) -> list[HandleResult | LeadflowError]:
+        actions = [action for plan in plans for action in plan.actions]
+        created = self._schedule_all(actions)
+        done: list[tuple[str, HandleResult, int]] = []
+        n = 0
+        for plan in plans:
+            result = plan.result
+            for action, run_now in zip(plan.actions, plan.run_now, strict=True):
+                if not created[n]:
+                    result.duplicates.append(action.idempotency_key)
+                elif run_now:
+                    self._run(action, result, done)
+                else:
+                    result.scheduled.append(action)
+                n += 1
+        self._acknowledge(done)
+        return [plan.result for plan in plans]
+
+    def _schedule_all(self, actions: list[ScheduledAction]) -> list[bool]:
+        if self._batch is None:
+            return [self._scheduled.schedule(action)[1] for action in actions]
+        created: list[bool] = []
+        for start in range(0, len(actions), _ACK_MAX):
+            created += self._batch.schedule_many(actions[start : start + _ACK_MAX])
+        return created
+
+    # ------------------------------------------------------------------ cascades
 
     def cascade(self, event: Event, ctx: ActionContext[Any]) -> None:
         """Handle an event an action caused, one level below the action's own; a depth-limit
@@ -138,3 +352,6 @@ class Planner:
             ctx.errors.append(exc)
             return
         ctx.cascades.append(result)
+
+    def _now(self) -> datetime:
+        return ensure_utc(self._clock.now(), "clock.now()")

@@ -18,7 +18,7 @@ from sqlalchemy import URL, Engine
 
 from ...ports import Storage
 from .activities import SqlActivityRepository
-from .database import SqlDatabase, engine_from_url
+from .database import SqlDatabase, SqlUnitOfWork, engine_from_url
 from .errors import sql_errors
 from .rules import SqlRuleRepository
 from .scheduled import SqlScheduledActionStore
@@ -36,6 +36,7 @@ __all__ = [
     "SqlRuleRepository",
     "SqlScheduledActionStore",
     "SqlStorage",
+    "SqlUnitOfWork",
     "Tables",
     "build_tables",
     "current_revision",
@@ -101,4 +102,5 @@ def sql_storage(
         audit=SqlAuditLog(database),
         jobs=SqlJobStore(database),
         database=database,
+        unit_of_work=SqlUnitOfWork(database),
     )

@@ -22,12 +22,12 @@ from sqlalchemy import (
     delete,
     exc,
     func,
-    insert,
     or_,
     select,
     true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ...clock import ensure_utc
 from ...errors import (
@@ -79,6 +79,11 @@ class SqlActivityRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
         self._t = database.tables.activities
+        dialect_insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        # Built once, run with parameters: SQLAlchemy caches its compiled form.
+        self._add = (
+            dialect_insert(self._t).on_conflict_do_nothing().returning(self._t.c.activity_id)
+        )
         self._open_key_names = {
             f"{self._t.name}_open_key",  # PostgreSQL names the index
             f"{self._t.name}.open_key",  # SQLite names the column
@@ -87,27 +92,45 @@ class SqlActivityRepository:
     # ------------------------------------------------------------------ writes
 
     def add(self, activity: Activity) -> Activity:
+        """See the port. One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (any unique
+        index: the id, or the open key of an open activity); only when it inserts nothing is
+        the reason read. A refused add writes nothing and fails no statement, so it leaves a
+        unit of work's transaction usable."""
         checked = check_model(activity, Activity, "activity")
         values = activity_values(checked, version=1)
-        t = self._t
         with sql_errors("activity"):
+            held = checked.open_key if checked.completed_date is not None else None
             try:
-                held = checked.open_key if checked.completed_date is not None else None
-                with self._db.write(atomic=held is not None) as connection:
-                    if held is not None:
-                        # A completed activity holds no key but may not take one an open
-                        # activity holds; checking first orders this add before any open one
-                        # racing with it.
-                        self._refuse_if_held(connection, checked.activity_id, held)
-                    connection.execute(insert(t).values(values))
-            except exc.IntegrityError as error:
+                for _ in range(3):
+                    with self._db.write(atomic=held is not None) as connection:
+                        if held is not None:
+                            # A completed activity holds no key but may not take one an open
+                            # activity holds; checking first orders this add before any open
+                            # one racing with it.
+                            self._refuse_if_held(connection, checked.activity_id, held)
+                        if connection.execute(self._add, values).first() is not None:
+                            return activity_from_row(values)
+                        if self._exists(connection, checked.activity_id):
+                            raise DuplicateError(f"activity {checked.activity_id!r} already exists")
+                        if checked.open_key is not None and self._held(
+                            connection, checked.open_key
+                        ):
+                            raise OpenActivityExistsError(
+                                "another open activity holds the open key of activity "
+                                f"{checked.activity_id!r}"
+                            )
+                    # What refused it was deleted or completed in between: try again.
+            except exc.IntegrityError as error:  # a constraint ON CONFLICT does not cover
                 raise self._collision(checked.activity_id, error) from error
-        return activity_from_row(values)
+        raise DuplicateError(f"activity {checked.activity_id!r} kept colliding while added")
 
-    def _refuse_if_held(self, connection: Connection, activity_id: str, key: str) -> None:
+    def _held(self, connection: Connection, key: str) -> bool:
         c = self._t.c
         held = select(c.activity_id).where(c.open_key == key, c.completed_date.is_(None)).limit(1)
-        if connection.execute(held).first() is None:
+        return connection.execute(held).first() is not None
+
+    def _refuse_if_held(self, connection: Connection, activity_id: str, key: str) -> None:
+        if not self._held(connection, key):
             return
         if self._exists(connection, activity_id):
             raise DuplicateError(f"activity {activity_id!r} already exists")

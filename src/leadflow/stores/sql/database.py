@@ -18,6 +18,15 @@ lock is waited for up to the connection's busy timeout (pysqlite's ``timeout``: 
 :class:`~leadflow.UnavailableError`. Within one process, writers queue on a lock first rather
 than spin in SQLite's busy handler. An in-memory database is one connection shared by every
 store (a ``StaticPool``), so every call, read or write, takes that lock.
+
+**A unit of work** (:meth:`SqlDatabase.unit`, the storage's ``unit_of_work``) is one
+connection in one transaction (``BEGIN IMMEDIATE`` on SQLite, under the process's write lock)
+that every :meth:`~SqlDatabase.write` and :meth:`~SqlDatabase.read` of the calling context
+(a ``contextvars`` variable) uses until the block ends: committed once when it ends without an
+exception, rolled back otherwise. Inside it ``atomic=False`` changes nothing: the statements
+run in the unit's transaction. After a statement failed inside a unit, PostgreSQL can only
+roll the transaction back: a caller that catches a store error inside a unit must not expect
+to go on writing in it (the runtime's planner handles the event again step by step instead).
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextvars import ContextVar
 from typing import Any, Final
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, exc, make_url
@@ -35,7 +45,7 @@ from ...errors import InvalidInputError
 from .errors import sql_errors
 from .tables import DEFAULT_PREFIX, Tables, build_tables
 
-__all__ = ["SqlDatabase", "engine_from_url", "with_driver"]
+__all__ = ["SqlDatabase", "SqlUnitOfWork", "engine_from_url", "with_driver"]
 
 _SCHEMA: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DIALECTS: Final = ("sqlite", "postgresql")
@@ -140,10 +150,44 @@ class SqlDatabase:
                 field="engine_or_url",
             )
         self._lock = threading.RLock()
+        self._unit: ContextVar[Connection | None] = ContextVar(
+            f"leadflow_unit_{id(self)}", default=None
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    @property
+    def in_unit(self) -> bool:
+        """Whether the calling context is inside a unit of work on this database."""
+        return self._unit.get() is not None
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """One transaction for every store call of the block (see the module's docstring);
+        a block inside another joins it. A failed commit is a :class:`~leadflow.StorageError`
+        (:class:`~leadflow.UnavailableError` when the connection was lost: then whether it
+        committed is unknown)."""
+        if self._unit.get() is not None:
+            yield
+            return
+        guard: AbstractContextManager[Any] = self._lock if self.is_sqlite else nullcontext()
+        with guard, sql_errors("unit_of_work"), self.engine.connect() as connection:
+            if self.is_sqlite:
+                _begin_immediate(connection)
+            else:
+                connection.begin()
+            token = self._unit.set(connection)
+            try:
+                yield
+            except BaseException:
+                self._unit.reset(token)
+                with suppress(exc.SQLAlchemyError):  # the connection is gone: so is the work
+                    connection.rollback()
+                raise
+            self._unit.reset(token)
+            connection.commit()
 
     def close(self) -> None:
         """Dispose the engine if it was made here from a URL; a host's engine is left alone."""
@@ -155,7 +199,12 @@ class SqlDatabase:
         """A connection in a write transaction, committed when the block ends without error
         and rolled back otherwise. ``atomic=False``: the block's statements each stand on
         their own (each is atomic, none depends on another's being undone); on PostgreSQL
-        they then run in autocommit. SQLite always takes its write lock (``BEGIN IMMEDIATE``)."""
+        they then run in autocommit. SQLite always takes its write lock (``BEGIN IMMEDIATE``).
+        Inside a unit of work: the unit's connection and transaction."""
+        unit = self._unit.get()
+        if unit is not None:
+            yield unit
+            return
         if self.dialect != "sqlite":
             if not atomic:
                 with self.engine.connect() as connection:
@@ -176,7 +225,12 @@ class SqlDatabase:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reading (autocommit on PostgreSQL; on SQLite its transaction, if
-        any, is rolled back at the end)."""
+        any, is rolled back at the end). Inside a unit of work: the unit's connection, which
+        sees the unit's writes."""
+        unit = self._unit.get()
+        if unit is not None:
+            yield unit
+            return
         if self.dialect != "sqlite":
             with self.engine.connect() as connection:
                 yield connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -184,6 +238,31 @@ class SqlDatabase:
         guard: AbstractContextManager[Any] = self._lock if self.shared else nullcontext()
         with guard, self.engine.connect() as connection:
             yield connection
+
+
+class SqlUnitOfWork:
+    """The :class:`~leadflow.ports.storage.UnitOfWork` of the SQL stores (``atomic``): every
+    store call of ``with storage.unit_of_work():`` runs in one transaction of ``database``,
+    committed once (see :meth:`SqlDatabase.unit`)."""
+
+    __slots__ = ("database",)
+
+    def __init__(self, database: SqlDatabase) -> None:
+        self.database = database
+
+    @property
+    def atomic(self) -> bool:
+        return True
+
+    @property
+    def active(self) -> bool:
+        return self.database.in_unit
+
+    def __call__(self) -> AbstractContextManager[None]:
+        return self.database.unit()
+
+    def __repr__(self) -> str:
+        return f"SqlUnitOfWork({self.database.engine.url!r})"
 
 
 def _begin_immediate(connection: Connection) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     case,
     delete,
     literal,
@@ -56,6 +57,7 @@ __all__ = ["SqlScheduledActionStore"]
 
 _State = ScheduledActionState
 _MAX_ERROR: Final = 2000
+_MAX_BATCH: Final = 1000
 _STATE: Final[dict[_State, ColumnElement[str]]] = {
     state: literal_column(f"'{state.value}'") for state in _State
 }
@@ -121,6 +123,24 @@ class SqlScheduledActionStore:
         self._db = database
         self._t = database.tables.scheduled
         self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        c = self._t.c
+        # Built once, run with parameters: SQLAlchemy caches their compiled form.
+        self._add = self._insert(self._t).on_conflict_do_nothing().returning(c.action_id)
+        self._done_many = (
+            update(self._t)
+            .where(
+                c.action_id.in_(bindparam("ids", expanding=True)),
+                self._state_is(_State.CLAIMED),
+                c.lease_owner == bindparam("worker"),
+            )
+            .values(
+                state=_State.DONE.value,
+                finished_at=bindparam("now", type_=UtcDateTime()),
+                updated_at=bindparam("now", type_=UtcDateTime()),
+                lease_expires_at=None,
+            )
+            .returning(*self._t.c)
+        )
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
         return self._t.c.state == _STATE[state]
@@ -132,16 +152,10 @@ class SqlScheduledActionStore:
         is read only when nothing was inserted."""
         checked = check_model(action, ScheduledAction, "action")
         c = self._t.c
-        statement = (
-            self._insert(self._t)
-            .values(_values(checked))
-            .on_conflict_do_nothing()
-            .returning(c.action_id)
-        )
         taken = None
         with self._db.write(atomic=False) as connection:
-            if connection.execute(statement).first() is not None:
-                return _load(_values(checked)), True
+            if connection.execute(self._add, _values(checked)).first() is not None:
+                return checked, True  # an immutable value: what is stored
             existing = (
                 connection.execute(
                     select(self._t).where(c.idempotency_key == checked.idempotency_key)
@@ -160,6 +174,42 @@ class SqlScheduledActionStore:
                 f"action {checked.action_id!r} already exists with another idempotency key"
             )
         return self.schedule(checked)  # purged between the two statements: schedule it anew
+
+    @translated("actions")
+    def schedule_many(self, actions: Sequence[ScheduledAction]) -> builtins.list[bool]:
+        """:class:`~leadflow.ports.BatchScheduling`: one multi-row ``INSERT ... ON CONFLICT DO
+        NOTHING RETURNING idempotency_key`` (SQLAlchemy's "insertmanyvalues"), in one
+        transaction (the unit of work's inside one)."""
+        if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
+            raise InvalidInputError("expected a list of scheduled actions", field="actions")
+        if len(actions) > _MAX_BATCH:
+            raise InvalidInputError(f"at most {_MAX_BATCH:,} actions at once", field="actions")
+        rows: builtins.list[dict[str, Any]] = []
+        keys: set[str] = set()
+        ids: set[str] = set()
+        first: builtins.list[bool] = []
+        for action in actions:
+            checked = check_model(action, ScheduledAction, "actions")
+            fresh = checked.idempotency_key not in keys and checked.action_id not in ids
+            first.append(fresh)
+            if fresh:
+                keys.add(checked.idempotency_key)
+                ids.add(checked.action_id)
+                rows.append(_values(checked))
+        if not rows:
+            return first
+        c = self._t.c
+        statement = (
+            self._insert(self._t)
+            .on_conflict_do_nothing()
+            .returning(c.idempotency_key, sort_by_parameter_order=False)
+        )
+        with self._db.write() as connection:
+            created = {row[0] for row in connection.execute(statement, rows)}
+        return [
+            fresh and action.idempotency_key in created
+            for fresh, action in zip(first, actions, strict=True)
+        ]
 
     def _one(self, connection: Connection, action_id: str) -> Mapping[Any, Any]:
         row = (
@@ -295,20 +345,9 @@ class SqlScheduledActionStore:
         now = ensure_utc(now, "now")
         if not ids:
             return []
-        c = self._t.c
-        statement = (
-            update(self._t)
-            .where(c.action_id.in_(ids), self._state_is(_State.CLAIMED), c.lease_owner == worker)
-            .values(
-                state=_State.DONE.value,
-                finished_at=now,
-                updated_at=now,
-                lease_expires_at=None,
-            )
-            .returning(*self._t.c)
-        )
         with self._db.write(atomic=False) as connection:
-            rows = connection.execute(statement).mappings().all()
+            parameters = {"ids": ids, "worker": worker, "now": now}
+            rows = connection.execute(self._done_many, parameters).mappings().all()
         return in_order(map(_load, rows), ids)
 
     @translated("error")

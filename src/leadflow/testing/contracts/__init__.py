@@ -10,6 +10,9 @@ One contract per storage port of :mod:`leadflow.ports`:
   typed round trip, idempotent scheduling, leases, retries, parking, cancelling, purging;
 - :class:`CounterStoreContract` (:class:`~leadflow.ports.CounterStore`), atomic under threads;
 - :class:`AuditLogContract` (:class:`~leadflow.ports.AuditLog`);
+- :class:`UnitOfWorkContract` (:class:`~leadflow.ports.storage.UnitOfWork`, a whole
+  :class:`~leadflow.ports.Storage` from ``make_storage``): an atomic unit commits a block's
+  writes together or none, reads inside see them; a unit that is not atomic groups nothing;
 - :class:`JobStoreContract` (:class:`~leadflow.ports.JobStore`): slot leases and tokens,
   finishing, marks, expiry;
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
@@ -94,6 +97,7 @@ from .rules import RuleRepositoryContract
 from .scheduled import ScheduledActionStoreContract
 from .scheduled_cleanup import ScheduledActionCleanupTests
 from .support import AuditLogContract, CounterStoreContract
+from .units import UnitOfWorkContract
 
 __all__ = [
     "BASE_TIME",
@@ -113,6 +117,7 @@ __all__ = [
     "ScheduledActionStoreContract",
     "SchedulerContract",
     "TeamDirectoryContract",
+    "UnitOfWorkContract",
     "activity_state_machine",
     "at",
     "make_activity",

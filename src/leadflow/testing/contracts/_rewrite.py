@@ -24,6 +24,7 @@ pytest.register_assert_rewrite(
             "scheduled",
             "scheduled_cleanup",
             "support",
+            "units",
         )
     )
 )

@@ -1,0 +1,355 @@
+"""``handle`` and ``handle_many`` on PostgreSQL and a SQLite file against floors measured in the
+same run (issue 17):
+
+- ``handle``, one event at a time, against one ``INSERT`` + ``COMMIT`` per event straight
+  through the driver (psycopg 3 / sqlite3) on the same database;
+- ``handle_many`` (chunks of 500 events), against an ``executemany`` of 500 rows + ``COMMIT``,
+  per event.
+
+The workload: one rule on ``opportunity.created`` with two actions that run now, a
+``create_activity`` (duplicates allowed: every event creates one) and a ``send_notification``;
+events as mappings, each for a new opportunity. Floors and leadflow alternate in one process,
+repetition after repetition, and the medians are printed with wall and process (CPU) times,
+ratios, and per event and per action: statements, commits (SQLAlchemy's commit events plus the
+write statements run in autocommit on PostgreSQL) and PostgreSQL round trips (statements +
+BEGIN + COMMIT of each transaction). Checked while timing: every event's activity is stored,
+every action ran and is done, nothing failed (a wrong answer exits 2). Nothing is asserted on
+time.
+
+Run: python benchmarks/bench_handle_sql.py [--events 2000] [--reps 5] [--url postgresql+psycopg://...]
+(the URL may come from LEADFLOW_BENCH_POSTGRES_URL; without one PostgreSQL is skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from leadflow import FlowSettings, FollowUpRule, HandleResult, Integrations, LeadFlow, ManualClock
+from leadflow.adapters import InMemoryOpportunities, StaticTeamDirectory
+from leadflow.stores.sql import SqlStorage, sql_storage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_service import T0, Counting
+from bench_sql_queries import URL_ENV, Bad
+
+CHUNK = 500
+ACTIONS = 2  # per event, both run now
+RULE = FollowUpRule.model_validate(
+    {
+        "ruleId": "welcome",
+        "name": "welcome",
+        "allowDuplicates": True,
+        "trigger": {"eventType": "opportunity.created", "conditions": []},
+        "actions": [
+            {"actionType": "create_activity", "subject": "Call the lead", "assignTo": "alice"},
+            {"actionType": "send_notification", "template": "new_lead", "assignTo": "bob"},
+        ],
+    }
+)
+
+
+def events(tag: str, count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "eventId": f"{tag}-{n}",
+            "eventType": "opportunity.created",
+            "occurredAt": T0.isoformat(),
+            "payload": {"opportunityId": f"{tag}-opp-{n}", "customerId": f"c-{n}"},
+        }
+        for n in range(count)
+    ]
+
+
+class Counts:
+    """Statements, commits and transactions on an engine (see the module's docstring)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.statements = self.commits = self.transactions = 0
+        sa.event.listen(engine, "before_cursor_execute", self._statement)
+        sa.event.listen(engine, "commit", self._commit)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        self.statements += 1
+        raw = getattr(cursor, "connection", None)
+        if getattr(raw, "autocommit", False) is True:
+            if not statement.lstrip().upper().startswith("SELECT"):
+                self.commits += 1
+        elif not conn.info.get("bench_tx"):
+            conn.info["bench_tx"] = True
+            self.transactions += 1
+
+    def _commit(self, conn: Any) -> None:
+        self.commits += 1
+        conn.info["bench_tx"] = False
+
+    def reset(self) -> None:
+        self.statements = self.commits = self.transactions = 0
+
+    def close(self) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._statement)
+        sa.event.remove(self.engine, "commit", self._commit)
+
+
+def make_flow(storage: SqlStorage) -> LeadFlow:
+    counting = Counting()
+    flow = LeadFlow(
+        storage,
+        Integrations(
+            notifier=counting,
+            messenger=counting,
+            opportunities=InMemoryOpportunities(),
+            team=StaticTeamDirectory(["alice", "bob"]),
+            events=counting,
+        ),
+        clock=ManualClock(T0 + timedelta(seconds=1)),
+        settings=FlowSettings(rules_refresh=timedelta(days=365)),
+    )
+    if not storage.rules.list():
+        flow.rules.create(RULE)
+    flow.engine()
+    return flow
+
+
+def check(storage: SqlStorage, results: list[Any], batch: list[dict[str, Any]]) -> None:
+    for item in results:
+        if not isinstance(item, HandleResult):
+            raise Bad(f"an event was refused: {item!r}")
+        if len(item.executed) != ACTIONS or not all(run.ok for run in item.executed):
+            raise Bad(f"event {item.event.id}: {item.executed} {item.all_errors()}")
+    c = storage.database.tables.activities.c
+    ids = [e["payload"]["opportunityId"] for e in batch]
+    with storage.database.engine.connect() as connection:
+        stored = connection.execute(
+            sa.select(sa.func.count()).where(c.opportunity_id.in_(ids))
+        ).scalar_one()
+        t = storage.database.tables.scheduled
+        done = connection.execute(
+            sa.select(sa.func.count()).where(t.c.opportunity_id.in_(ids), t.c.state == "done")
+        ).scalar_one()
+    if stored != len(batch) or done != ACTIONS * len(batch):
+        raise Bad(f"{stored} activities, {done} done actions for {len(batch)} events")
+
+
+Timing = tuple[float, float]  # wall, process seconds
+
+
+def timed(work: Callable[[], Any]) -> tuple[Any, Timing]:
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = work()
+    return out, (time.perf_counter() - wall, time.process_time() - cpu)
+
+
+# --------------------------------------------------------------------------- floors
+
+
+def pg_floor(dsn: str, rows: int, *, batch: int) -> Timing:
+    """One INSERT + COMMIT per row (``batch=1``), or ``executemany`` of ``batch`` rows + COMMIT,
+    through psycopg on a fresh table (a text key and a jsonb document, like a stored action)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    table = f"floor_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn) as conn:
+        conn.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, doc jsonb NOT NULL)")
+        conn.commit()
+        data = [(f"r{n}", Jsonb({"n": n, "subject": "Call the lead"})) for n in range(rows)]
+        sql = f"INSERT INTO {table} (id, doc) VALUES (%s, %s)"
+        try:
+
+            def run() -> None:
+                with conn.cursor() as cursor:
+                    for start in range(0, rows, batch):
+                        if batch == 1:
+                            cursor.execute(sql, data[start])
+                        else:
+                            cursor.executemany(sql, data[start : start + batch])
+                        conn.commit()
+
+            _, timing = timed(run)
+        finally:
+            conn.execute(f"DROP TABLE {table}")
+            conn.commit()
+    return timing
+
+
+def sqlite_floor(path: Path, rows: int, *, batch: int) -> Timing:
+    conn = sqlite3.connect(path, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    table = f"floor_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+    conn.commit()
+    data = [(f"r{n}", f'{{"n": {n}, "subject": "Call the lead"}}') for n in range(rows)]
+    sql = f"INSERT INTO {table} (id, doc) VALUES (?, ?)"
+
+    def run() -> None:
+        for start in range(0, rows, batch):
+            if batch == 1:
+                conn.execute(sql, data[start])
+            else:
+                conn.executemany(sql, data[start : start + batch])
+            conn.commit()
+
+    try:
+        _, timing = timed(run)
+    finally:
+        conn.execute(f"DROP TABLE {table}")
+        conn.commit()
+        conn.close()
+    return timing
+
+
+# --------------------------------------------------------------------------- leadflow
+
+
+def run_handle(flow: LeadFlow, storage: SqlStorage, counts: Counts, batch: list[Any]) -> Timing:
+    counts.reset()
+    results, timing = timed(lambda: [flow.handle(e) for e in batch])
+    check(storage, results, batch)
+    return timing
+
+
+def run_many(flow: LeadFlow, storage: SqlStorage, counts: Counts, batch: list[Any]) -> Timing:
+    counts.reset()
+    results, timing = timed(lambda: flow.handle_many(batch))
+    check(storage, results, batch)
+    return timing
+
+
+def per(counts: Counts, n: int, postgres: bool) -> str:
+    s, c, t = counts.statements / n, counts.commits / n, counts.transactions / n
+    text = f"{s:.3f} statements, {c:.3f} commits"
+    if postgres:
+        text += f", {s + 2 * t:.3f} round trips"
+    return text
+
+
+def report(counts: Counts, n: int, postgres: bool) -> str:
+    return f"per event {per(counts, n, postgres)}; per action {per(counts, n * ACTIONS, postgres)}"
+
+
+def compare(
+    name: str,
+    floor: Callable[[int], Timing],
+    storage: SqlStorage,
+    n: int,
+    reps: int,
+    postgres: bool,
+) -> None:
+    flow = make_flow(storage)
+    counts = Counts(storage.database.engine)
+    try:
+        run_handle(flow, storage, counts, events("warm", 50))  # connect, compile, warm caches
+        samples: dict[str, list[Timing]] = {k: [] for k in ("f1", "handle", "f500", "many")}
+        last: dict[str, str] = {}
+        for rep in range(reps):
+            samples["f1"].append(floor(1))
+            samples["handle"].append(run_handle(flow, storage, counts, events(f"h{rep}", n)))
+            last["handle"] = report(counts, n, postgres)
+            samples["f500"].append(floor(CHUNK))
+            samples["many"].append(run_many(flow, storage, counts, events(f"m{rep}", n)))
+            last["many"] = report(counts, n, postgres)
+    finally:
+        counts.close()
+
+    def median(key: str) -> tuple[float, float]:
+        walls = statistics.median(w for w, _ in samples[key]) / n
+        cpus = statistics.median(c for _, c in samples[key]) / n
+        return walls, cpus
+
+    print(f"\n{name}: {n:,} events per run, median of {reps}")
+    for label, key, base in (
+        ("floor: INSERT + COMMIT per event", "f1", None),
+        ("handle", "handle", "f1"),
+        (f"floor: executemany {CHUNK} + COMMIT, per event", "f500", None),
+        ("handle_many", "many", "f500"),
+    ):
+        wall, cpu = median(key)
+        line = f"  {label:<46}{1 / wall:>10,.0f} events/s  {wall * 1e6:>8.1f} us"
+        line += f"  cpu {cpu * 1e6:>7.1f} us"
+        if base is not None:
+            line += f"  {wall / median(base)[0]:>5.2f}x the floor"
+        print(line)
+        if key in last:
+            print(f"    {last[key]}")
+
+
+@contextmanager
+def pg_storage(url: str) -> Iterator[SqlStorage]:
+    engine = sa.create_engine(url, pool_size=4)
+    schema = f"lf_bench_{uuid.uuid4().hex[:8]}"
+    storage = sql_storage(engine, schema=schema)
+    try:
+        yield storage
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", default=os.environ.get(URL_ENV), help="PostgreSQL URL")
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", choices=["postgresql", "sqlite"], action="append")
+    args = parser.parse_args()
+    parts = set(args.only or ["postgresql", "sqlite"])
+    n, reps = args.events, args.reps
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    try:
+        if "postgresql" in parts:
+            if args.url is None:
+                print(f"PostgreSQL skipped: no server URL (--url or {URL_ENV})")
+            else:
+                dsn = sa.make_url(args.url).set(drivername="postgresql")
+                plain = dsn.render_as_string(hide_password=False)
+                with pg_storage(args.url) as storage:
+                    compare(
+                        "PostgreSQL",
+                        lambda b: pg_floor(plain, n, batch=b),
+                        storage,
+                        n,
+                        reps,
+                        True,
+                    )
+        if "sqlite" in parts:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "bench.db"
+                storage = sql_storage(f"sqlite:///{path}")
+                try:
+                    floor_path = Path(tmp) / "floor.db"
+                    compare(
+                        "SQLite file (WAL)",
+                        lambda b: sqlite_floor(floor_path, n, batch=b),
+                        storage,
+                        n,
+                        reps,
+                        False,
+                    )
+                finally:
+                    storage.close()
+    except Bad as error:
+        print(f"WRONG ANSWER: {error}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
