@@ -26,8 +26,9 @@ class Emitter:
 
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
+        # One variable per emitter (its name is only a label).
         self._held: ContextVar[list[tuple[str, dict[str, Any]]] | None] = ContextVar(
-            f"leadflow_emitted_{id(self)}", default=None
+            "leadflow_emitted", default=None
         )
 
     def __call__(self, name: str, payload: dict[str, Any]) -> None:

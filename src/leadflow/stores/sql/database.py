@@ -150,9 +150,8 @@ class SqlDatabase:
                 field="engine_or_url",
             )
         self._lock = threading.RLock()
-        self._unit: ContextVar[Connection | None] = ContextVar(
-            f"leadflow_unit_{id(self)}", default=None
-        )
+        # One variable per database object (its name is only a label).
+        self._unit: ContextVar[Connection | None] = ContextVar("leadflow_unit", default=None)
 
     @property
     def is_sqlite(self) -> bool:
