@@ -184,4 +184,7 @@ def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
         raise InvalidInputError(
             "naive datetime rejected: give a timezone (e.g. tzinfo=datetime.UTC)", field=field
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # within hours of the calendar's ends: no UTC datetime exists
+        raise InvalidInputError("datetime out of range", field=field) from None
