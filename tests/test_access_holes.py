@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from leadflow import FollowUpRule, InvalidInputError, ManualClock, RuleEngine
+from leadflow import FollowUpRule, InvalidInputError, ManualClock, Principal, Role, RuleEngine
+from leadflow.access import Policy
 from leadflow.fields import ensure_utc
 from leadflow.rules import validate_rule
 
 from .access_support import SUPER, build_world, snapshot
+from .helpers import T0
 
 # --------------------------------------------------------------------------- dates at the ends
 
@@ -96,3 +99,156 @@ def test_datetimes_without_a_utc_twin_are_invalid_input(when: datetime) -> None:
         ManualClock(when)
     with pytest.raises(InvalidInputError):
         _world().flow.storage.activities.pending(when)
+
+
+# --------------------------------------------------------------------------- str subclasses
+
+
+class Unhashable(str):
+    """A ``str`` that cannot be a dict key or a set member (like ``bson.code.Code``)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _code(text: str) -> str:
+    from bson.code import Code
+
+    return Code(text)
+
+
+_SUBCLASSES = [Unhashable, _code]
+
+
+def _same_or_documented(call: Any, plain_result: Any = None) -> Any:
+    """``call()``'s result, or the documented error it raised; never a ``TypeError``."""
+    from leadflow import LeadflowError
+
+    try:
+        return call()
+    except (LeadflowError, ValidationError) as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("wrap", _SUBCLASSES)
+def test_str_subclasses_are_plain_text_to_operations(wrap: Any) -> None:
+    world = build_world()
+    ops, flow = world.ops, world.flow
+    w = wrap
+    calls = {
+        "get_activity": lambda: ops.get_activity(SUPER, w("act-alice")).activity_id,
+        "complete_activity": lambda: (
+            ops.complete_activity(SUPER, w("act-alice"), w("successful")).activity.outcome
+        ),
+        "list_activities": lambda: [
+            a.activity_id
+            for a in ops.list_activities(
+                SUPER, {"assignedTo": w("alice")}, sort={"field": w("dueDate")}
+            ).items
+        ],
+        "update_rule": lambda: ops.update_rule(SUPER, w("delayed"), {"name": w("Later")}).rule.name,
+        "test_rule": lambda: (
+            ops.test_rule(
+                SUPER,
+                w("delayed"),
+                {
+                    "type": "estimate.created",
+                    "time": T0,
+                    "payload": {"opportunityId": w("opp-bob")},
+                },
+            ).matched
+        ),
+        "retry_action": lambda: ops.retry_action(SUPER, w(world.parked_id)).state.value,
+        "audit_trail": lambda: len(ops.audit_trail(SUPER, w("rule"), w("delayed"))),
+        "policy": lambda: sorted(
+            Policy().with_overrides(activity__complete=[w("admin")]).table["activity.complete"]
+        ),
+        "principal": lambda: {Principal(w("alice"), Role.SALES): 1} and "hashable",
+        "create_rule": lambda: (
+            ops.create_rule(
+                SUPER,
+                {
+                    "ruleId": "subclass",
+                    "name": "in",
+                    "trigger": {
+                        "eventType": "opportunity.created",
+                        "conditions": [{"field": "source", "operator": "in", "value": [w("web")]}],
+                    },
+                    "actions": [{"actionType": "send_notification", "template": "t"}],
+                },
+            ).rule_id
+        ),
+        "handle": lambda: (
+            flow.handle(
+                {
+                    "type": "opportunity.created",
+                    "time": T0,
+                    "payload": {"opportunityId": w("opp-alice"), "source": w("web")},
+                }
+            ).matched_rules
+        ),
+        "evaluate": lambda: [
+            r.rule_id
+            for r in flow.rulebook.engine()
+            .evaluate(
+                {
+                    "type": "opportunity.created",
+                    "time": T0,
+                    "payload": {"opportunityId": "opp-alice", "source": w("web"), "tags": [w("a")]},
+                }
+            )
+            .matched_rules
+        ],
+    }
+    for name, call in calls.items():
+        result = _same_or_documented(call)
+        assert not isinstance(result, type) or name == "principal", (name, result)
+    assert "subclass" in calls["evaluate"]()
+    stored = flow.storage.rules.get("subclass").trigger.conditions[0]
+    assert type(stored.value[0]) is str  # type: ignore[union-attr]
+
+
+def _storage(backend: str) -> Any:
+    if backend == "memory":
+        from leadflow.stores.memory import memory_storage
+
+        return memory_storage()
+    if backend == "mongo":
+        import mongomock_ng
+
+        from leadflow.stores.mongo import mongo_storage
+
+        return mongo_storage(mongomock_ng.MongoClient(tz_aware=True)["subclass"])
+    from leadflow.stores.sql import sql_storage
+
+    return sql_storage("sqlite://")
+
+
+@pytest.mark.parametrize("backend", ["memory", "mongo", "sqlite"])
+@pytest.mark.parametrize("wrap", _SUBCLASSES)
+def test_str_subclasses_are_plain_text_to_stores(wrap: Any, backend: str) -> None:
+    w = wrap
+    storage = _storage(backend)
+    calls = {
+        "activities.get": lambda: storage.activities.get(w("a")),
+        "activities.last_activity_times": lambda: storage.activities.last_activity_times([w("a")]),
+        "rules.get": lambda: storage.rules.get(w("a")),
+        "rules.delete": lambda: storage.rules.delete(w("a")),
+        "scheduled.get": lambda: storage.scheduled.get(w("a")),
+        "scheduled.retry": lambda: storage.scheduled.retry(w("a"), now=T0),
+        "scheduled.mark_done": lambda: storage.scheduled.mark_done(w("a"), worker=w("w"), now=T0),
+        "scheduled.mark_done_many": lambda: storage.scheduled.mark_done_many(
+            [w("a")], worker=w("w"), now=T0
+        ),
+        "scheduled.cancel_for_opportunity": lambda: storage.scheduled.cancel_for_opportunity(
+            w("a"), now=T0
+        ),
+        "scheduled.cancel_for_rule": lambda: storage.scheduled.cancel_for_rule(w("a"), now=T0),
+        "counters.next": lambda: storage.counters.next(w("a")),
+        "jobs.get_slot": lambda: storage.jobs.get_slot(w("j"), w("s")),
+    }
+    for name, call in calls.items():
+        try:
+            _same_or_documented(call)
+        except TypeError as exc:
+            pytest.fail(f"{backend} {name}: {exc!r}")
+    assert storage.counters.next("a") == 2

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from ..clock import ensure_utc
+from ..documents import plain
 from ..errors import (
     InvalidInputError,
     InvalidStateError,
@@ -231,6 +232,7 @@ class Operations:
         limit = limit_of(limit)
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidInputError("expected a string", field="cursor")
+        cursor = plain(cursor)
         if scoped is None:
             return Page[Activity](items=[])
         return self._activities.list(scoped, sort=parsed_sort, limit=limit, cursor=cursor)
@@ -273,7 +275,7 @@ class Operations:
     def _assignee(self, principal: Principal, assigned_to: str | None) -> str | None:
         self.policy.require(principal, "activity.read")
         if assigned_to is not None:
-            checked_id(assigned_to, "assigned_to")
+            assigned_to = checked_id(assigned_to, "assigned_to")
         scope = self._scope(principal)
         if scope is None:
             return assigned_to
@@ -497,8 +499,9 @@ class Operations:
         """Who changed what when, with the document before and after; filter by subject
         (``rule``, ``activity``, ``action``) and id."""
         self.policy.require(principal, "audit.read")
+        subject = plain(subject)
         if subject is not None and subject not in ("rule", "activity", "action"):
             raise InvalidInputError("one of rule, activity, action", field="subject")
         if subject_id is not None:
-            checked_id(subject_id, "subject_id")
+            subject_id = checked_id(subject_id, "subject_id")
         return self._audit_log.list(subject, subject_id)
