@@ -3,7 +3,10 @@ could pass through the public entry points, and the documented answer it now get
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +14,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from leadflow import FollowUpRule, InvalidInputError, ManualClock, Principal, Role, RuleEngine
+from leadflow import (
+    Activity,
+    DuplicateError,
+    FollowUpRule,
+    InvalidInputError,
+    InvalidStateError,
+    ManualClock,
+    Principal,
+    Role,
+    RuleEngine,
+    StaleWriteError,
+)
 from leadflow.access import Policy
 from leadflow.fields import ensure_utc
 from leadflow.rules import validate_rule
 
-from .access_support import SUPER, build_world, snapshot
+from .access_support import ADMIN, SUPER, build_world, snapshot
 from .helpers import T0
+from .sql_support import fresh_storage, kind_params
 
 # --------------------------------------------------------------------------- dates at the ends
 
@@ -252,3 +267,54 @@ def test_str_subclasses_are_plain_text_to_stores(wrap: Any, backend: str) -> Non
         except TypeError as exc:
             pytest.fail(f"{backend} {name}: {exc!r}")
     assert storage.counters.next("a") == 2
+
+
+# --------------------------------------------------------------------------- refusals write nothing
+
+
+@contextmanager
+def _world_on(backend: str, tmp_path: Path) -> Iterator[Any]:
+    if backend in ("memory", "mongo"):
+        yield build_world(backend, parked=False)
+        return
+    with fresh_storage(backend, tmp_path) as storage:
+        yield build_world(storage=storage, parked=False)
+
+
+_REFUSING_BACKENDS = ["memory", "mongo", *kind_params()]
+
+
+@pytest.mark.parametrize("backend", _REFUSING_BACKENDS)
+def test_refused_writes_leave_no_outbox_entry(backend: str, tmp_path: Path) -> None:
+    with _world_on(backend, tmp_path) as world:
+        ops, flow = world.ops, world.flow
+        before = snapshot(flow)
+        taken = {
+            "activityId": "act-alice",
+            "opportunityId": "opp-alice",
+            "activityType": "call",
+            "subject": "logged call",
+            "assignedTo": "alice",
+            "dueDate": T0,
+            "completedDate": T0,
+        }
+        with pytest.raises(DuplicateError):
+            ops.create_activity(ADMIN, taken)
+        assert snapshot(flow) == before
+        with pytest.raises(DuplicateError):
+            flow.record_activity(Activity.model_validate(taken))
+        assert snapshot(flow) == before
+        with pytest.raises(StaleWriteError):
+            flow.complete_activity(
+                "act-alice", outcome=None, completed_by="alice", expected_version=7
+            )
+        with pytest.raises(InvalidInputError):
+            flow.complete_activity(
+                "act-alice", outcome=None, completed_by="alice", expected_version="1"
+            )
+        assert snapshot(flow) == before
+        flow.complete_activity("act-alice", outcome=None, completed_by="alice")
+        done = snapshot(flow)
+        with pytest.raises(InvalidStateError):
+            flow.complete_activity("act-alice", outcome=None, completed_by="alice")
+        assert snapshot(flow) == done
