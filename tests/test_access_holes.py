@@ -30,7 +30,7 @@ from leadflow.access import Policy
 from leadflow.fields import ensure_utc
 from leadflow.rules import validate_rule
 
-from .access_support import ADMIN, SUPER, build_world, snapshot
+from .access_support import ADMIN, DISPATCHER, SUPER, build_world, snapshot
 from .helpers import T0
 from .sql_support import fresh_storage, kind_params
 
@@ -318,3 +318,40 @@ def test_refused_writes_leave_no_outbox_entry(backend: str, tmp_path: Path) -> N
         with pytest.raises(InvalidStateError):
             flow.complete_activity("act-alice", outcome=None, completed_by="alice")
         assert snapshot(flow) == done
+
+
+# --------------------------------------------------------------------------- reserved ids
+
+_SPACE = st.text(
+    st.sampled_from(
+        [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\u3000", "\u00a0", "\u2003", "\u2028"]
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=_SPACE,
+    after=st.one_of(st.just(""), _SPACE),
+    prefix=st.sampled_from(["auto-", "AUTO-", "Auto-"]),
+    who=st.sampled_from([ADMIN, DISPATCHER]),
+)
+def test_staff_cannot_claim_automation_ids_behind_whitespace(
+    before: str, after: str, prefix: str, who: Principal
+) -> None:
+    world = _world()
+    snap = snapshot(world.flow)
+    document = {
+        "activityId": f"{before}{prefix}x1{after}",
+        "opportunityId": "opp-alice",
+        "activityType": "note",
+        "subject": "s",
+        "assignedTo": "alice",
+    }
+    with pytest.raises((InvalidInputError, ValidationError)) as caught:
+        world.ops.create_activity(who, document)
+    if isinstance(caught.value, InvalidInputError):
+        assert caught.value.field == "activityId"
+    assert snapshot(world.flow) == snap

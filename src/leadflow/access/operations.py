@@ -9,8 +9,9 @@ Who may do what is a table, :data:`DEFAULT_POLICY` (operation -> roles); a host 
 * automation fields (``openKey``, ``metadata.automationRuleId`` / ``automationRuleName`` /
   ``automationExplanation`` / ``eventId``) are set only by automation;
 * ids leadflow derives start with ``auto-``; a caller may not choose such an id (in any letter
-  case), and only roles that may choose ids (``activity.choose_id``) choose one at all (for
-  others, an existing id would reveal that the activity exists);
+  case; checked on the id as stored, after validation strips surrounding whitespace), and
+  only roles that may choose ids (``activity.choose_id``) choose one at all (for others, an
+  existing id would reveal that the activity exists);
 * a sales user works only on what is theirs: activities assigned to them, on opportunities they
   own (an unknown opportunity is refused exactly like another rep's); another user's activity
   is "not found", exactly like a missing one, and reads are scoped in the query itself.
@@ -179,11 +180,6 @@ class Operations:
                 raise PermissionDeniedError(
                     f"role {principal.role.value!r} may not choose activity ids"
                 )
-            if str(raw["activityId"]).lower().startswith(AUTOMATION_PREFIX):
-                raise InvalidInputError(
-                    f"ids starting with {AUTOMATION_PREFIX!r} are reserved for automation",
-                    field="activityId",
-                )
         assignee = raw.get("assignedTo")
         if assignee not in (None, principal.user_id):
             self.policy.require(principal, "activity.create_for_others")
@@ -200,6 +196,13 @@ class Operations:
         if raw.get("completedDate") is not None:
             stamped["completedBy"] = principal.user_id
         activity = Activity.model_validate(stamped)
+        # Checked on the id as stored: validation strips surrounding whitespace (" auto-..."
+        # would otherwise claim the id automation derives).
+        if "activityId" in raw and activity.activity_id.lower().startswith(AUTOMATION_PREFIX):
+            raise InvalidInputError(
+                f"ids starting with {AUTOMATION_PREFIX!r} are reserved for automation",
+                field="activityId",
+            )
         if not self.policy.allows(principal, "activity.create_for_others"):
             try:
                 owner = self._opportunities.owner(activity.opportunity_id)
