@@ -21,6 +21,7 @@ from leadflow import (
     InvalidInputError,
     InvalidStateError,
     ManualClock,
+    NotFoundError,
     Principal,
     Role,
     RuleEngine,
@@ -30,7 +31,15 @@ from leadflow.access import Policy
 from leadflow.fields import ensure_utc
 from leadflow.rules import validate_rule
 
-from .access_support import ADMIN, DISPATCHER, SUPER, build_world, snapshot
+from .access_support import (
+    ADMIN,
+    ALICE,
+    DISPATCHER,
+    SUPER,
+    build_world,
+    proxied_storage,
+    snapshot,
+)
 from .helpers import T0
 from .sql_support import fresh_storage, kind_params
 
@@ -355,3 +364,32 @@ def test_staff_cannot_claim_automation_ids_behind_whitespace(
     if isinstance(caught.value, InvalidInputError):
         assert caught.value.field == "activityId"
     assert snapshot(world.flow) == snap
+
+
+# --------------------------------------------------------------------------- the same work
+
+
+def test_a_colleagues_activity_and_a_missing_one_cost_the_same_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not wall time (noisy): the store calls made and the activities built on each path."""
+    storage, proxies = proxied_storage(activities="activities")
+    world = build_world(storage=storage, parked=False)
+    built: list[str] = []
+    validate = Activity.model_validate.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(cls.__name__)
+        return validate(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Activity, "model_validate", classmethod(counting))
+    work: dict[str, tuple[Any, ...]] = {}
+    for name, activity_id in (("colleague", "act-bob"), ("missing", "act-nobody")):
+        proxies["activities"].calls.clear()
+        built.clear()
+        with pytest.raises(NotFoundError) as caught:
+            world.ops.get_activity(ALICE, activity_id)
+        calls = [(n, len(a), sorted(k)) for n, a, k in proxies["activities"].calls]
+        work[name] = (calls, list(built), str(caught.value).replace(activity_id, "ID"))
+    assert work["colleague"] == work["missing"]
+    assert work["colleague"][0] == [("get", 1, [])] and work["colleague"][1] == ["Activity"]

@@ -28,7 +28,7 @@ the actions cancelled), activity created / completed / deleted, parked action re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from ..clock import ensure_utc
@@ -60,6 +60,24 @@ from .inputs import (
 from .policy import DEFAULT_POLICY, Policy, Principal
 
 __all__ = ["Operations"]
+
+_STAND_IN: Final = Activity.model_validate(
+    {
+        "activityId": "not-found",
+        "opportunityId": "not-found",
+        "customerId": "not-found",
+        "activityType": "call",
+        "subject": "not found",
+        "dueDate": datetime(2000, 1, 1, tzinfo=UTC),
+        "assignedTo": "not-found",
+        "createdBy": "not-found",
+        "updatedBy": "not-found",
+        "createdAt": datetime(2000, 1, 1, tzinfo=UTC),
+        "updatedAt": datetime(2000, 1, 1, tzinfo=UTC),
+    }
+).model_dump()
+"""What :meth:`Operations._visible` builds for a missing activity (a typical activity's
+shape), so that a missing id costs what another user's activity costs."""
 
 _AUDIT_FIELDS: Final = frozenset(
     {"createdBy", "updatedBy", "createdAt", "updatedAt", "version", "completedBy"}
@@ -143,14 +161,19 @@ class Operations:
         return None if self._reads_all(principal) else principal.user_id
 
     def _visible(self, principal: Principal, activity_id: object) -> Activity:
-        try:
-            activity = self._activities.get(checked_id(activity_id, "activity_id"))
-        except NotFoundError:
-            activity = None
+        """The activity, or :class:`NotFoundError`: the same answer, after the same work,
+        whether it is missing or someone else's (one store read, one activity built, one
+        comparison), so neither the message nor the time tells them apart."""
+        checked = checked_id(activity_id, "activity_id")
         scope = self._scope(principal)
-        if activity is None or (scope is not None and activity.assigned_to != scope):
-            # The same answer whether it is missing or someone else's.
-            raise NotFoundError(f"activity {activity_id!r} not found")
+        missing = False
+        try:
+            activity = self._activities.get(checked)
+        except NotFoundError:
+            # Build an activity as the store would have: the work of the other path.
+            activity, missing = Activity.model_validate(_STAND_IN), True
+        if missing | (scope is not None and activity.assigned_to != scope):
+            raise NotFoundError(f"activity {checked!r} not found")
         return activity
 
     def _scoped(self, principal: Principal, filter: Any) -> ActivityFilter | None:
@@ -175,11 +198,10 @@ class Operations:
                 raise InvalidInputError("set by leadflow, not by the caller", field=key)
         if "metadata" in raw:
             raw["metadata"] = metadata_of(raw["metadata"])
-        if "activityId" in raw:
-            if not self.policy.allows(principal, "activity.choose_id"):
-                raise PermissionDeniedError(
-                    f"role {principal.role.value!r} may not choose activity ids"
-                )
+        if "activityId" in raw and not self.policy.allows(principal, "activity.choose_id"):
+            raise PermissionDeniedError(
+                f"role {principal.role.value!r} may not choose activity ids"
+            )
         assignee = raw.get("assignedTo")
         if assignee not in (None, principal.user_id):
             self.policy.require(principal, "activity.create_for_others")
