@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from leadflow import (
     Activity,
     DuplicateError,
+    Event,
     FollowUpRule,
     InvalidInputError,
     InvalidStateError,
@@ -393,3 +394,37 @@ def test_a_colleagues_activity_and_a_missing_one_cost_the_same_work(
         work[name] = (calls, list(built), str(caught.value).replace(activity_id, "ID"))
     assert work["colleague"] == work["missing"]
     assert work["colleague"][0] == [("get", 1, [])] and work["colleague"][1] == ["Activity"]
+
+
+# --------------------------------------------------------------------------- NUL characters
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    where=st.sampled_from(["subject", "description", "metadata", "metadata-list"]),
+    text=st.text(max_size=5).map(lambda t: t[:2] + "\x00" + t[2:]),
+)
+def test_nul_in_any_text_is_refused_by_the_model_on_every_backend(where: str, text: str) -> None:
+    document: dict[str, Any] = {
+        "opportunityId": "opp-alice",
+        "activityType": "note",
+        "subject": "s",
+        "assignedTo": "alice",
+    }
+    if where == "metadata":
+        document["metadata"] = {"note": text}
+    elif where == "metadata-list":
+        document["metadata"] = {"notes": [{"deep": [text]}]}
+    else:
+        document[where] = text
+    world = _world()
+    before = snapshot(world.flow)
+    with pytest.raises((ValidationError, InvalidInputError)):
+        world.ops.create_activity(ADMIN, document)
+    assert snapshot(world.flow) == before
+    with pytest.raises((ValidationError, InvalidInputError)):
+        Event.model_validate({"type": "x.y", "time": T0, "payload": {"k": [text]}})
+    with pytest.raises((ValidationError, InvalidInputError)):
+        FollowUpRule.model_validate({**_rule("equals", text), "name": "n"})
+    with pytest.raises((ValidationError, InvalidInputError)):
+        FollowUpRule.model_validate({**_rule("exists", None), "description": text})

@@ -4,10 +4,10 @@ Free-form documents (an event's ``payload``, an activity's extra ``metadata``, a
 ``value``, an action's ``params``) hold only JSON-like values, so that every backend stores
 exactly what the in-memory store accepts:
 
-- ``str`` (valid Unicode: no lone surrogates), ``int`` within a signed 64-bit integer, finite
-  ``float``, ``bool``, ``None``, ``list`` and ``dict``; and timezone-aware ``datetime`` within
-  :attr:`Limits.earliest <leadflow.limits.Limits.earliest>` and ``latest``. Nothing else: no
-  tuples, sets, bytes, ``Decimal`` or naive datetimes.
+- ``str`` (valid Unicode: no lone surrogates; no NUL character), ``int`` within a signed
+  64-bit integer, finite ``float``, ``bool``, ``None``, ``list`` and ``dict``; and
+  timezone-aware ``datetime`` within :attr:`Limits.earliest <leadflow.limits.Limits.earliest>`
+  and ``latest``. Nothing else: no tuples, sets, bytes, ``Decimal`` or naive datetimes.
 - dict keys are non-empty strings without NUL, not starting with ``$`` and without ``.``.
 - nesting at most ``document_depth`` levels (the document itself is level 1), size as compact
   JSON (UTF-8, datetimes as ISO text) at most ``document_bytes``; optionally every list at most
@@ -147,6 +147,11 @@ def _scalar_bound(value: object, path: tuple[str | int, ...]) -> int:
         if not _valid_text(value):
             raise InvalidInputError(
                 "text is not valid Unicode (lone surrogate)", field=_where(path)
+            )
+        if "\x00" in value:
+            raise InvalidInputError(
+                "text may not hold a NUL character (PostgreSQL cannot store one)",
+                field=_where(path),
             )
         return _PER_CHAR * len(value)
     if value is None or value is True or value is False:
@@ -333,6 +338,8 @@ def _lean_bound(value: Any, limits: _limits.Limits, max_list: int | None) -> int
                 _VALID_KEYS.add(joined)
         add(joined)
     text = "".join(texts)
+    if "\x00" in text:
+        return None
     if not text.isascii():
         try:
             text.encode("utf-8")

@@ -24,8 +24,8 @@ or ``TypeError``):
 - Condition groups nest at most ``condition_depth`` deep, a rule holds at most
   ``conditions_per_rule`` condition nodes and every list in a condition value at most
   ``operator_values`` items.
-- Text is valid Unicode (no lone surrogates); integers fit in a signed 64-bit integer; floats
-  are finite.
+- Text is valid Unicode (no lone surrogates) without NUL characters (PostgreSQL stores none);
+  integers fit in a signed 64-bit integer; floats are finite.
 """
 
 from __future__ import annotations
