@@ -28,7 +28,7 @@ from leadflow import (
     RuleEngine,
     StaleWriteError,
 )
-from leadflow.access import Policy
+from leadflow.access import Operations, Policy
 from leadflow.fields import ensure_utc
 from leadflow.rules import validate_rule
 
@@ -428,3 +428,45 @@ def test_nul_in_any_text_is_refused_by_the_model_on_every_backend(where: str, te
         FollowUpRule.model_validate({**_rule("equals", text), "name": "n"})
     with pytest.raises((ValidationError, InvalidInputError)):
         FollowUpRule.model_validate({**_rule("exists", None), "description": text})
+
+
+# --------------------------------------------------------------------------- due after latest
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    hours_before=st.integers(1, 400),  # within a lease of the end the runtime cannot run any
+    delay=st.sampled_from([0, 1, 24, 48, 240, {"amount": 3, "unit": "days"}]),
+)
+def test_one_outcome_for_a_due_date_after_the_limits(hours_before: int, delay: Any) -> None:
+    from leadflow import LeadFlow
+    from leadflow.limits import DEFAULT_LIMITS
+
+    latest = DEFAULT_LIMITS.latest
+    when = latest - timedelta(hours=hours_before)
+    document = {
+        "ruleId": "late",
+        "name": "late",
+        "trigger": {"eventType": "estimate.created"},
+        "actions": [{"actionType": "send_notification", "template": "t", "delay": delay}],
+    }
+    rule = FollowUpRule.model_validate(document)
+    past = when + rule.actions[0].delay.as_timedelta() > latest
+    event = {"type": "estimate.created", "time": when, "payload": {"opportunityId": "o"}}
+    flow = LeadFlow.in_memory(clock=ManualClock(when), rules=[rule])
+    ops = Operations(flow)
+    if past:
+        with pytest.raises(InvalidInputError):
+            RuleEngine([rule]).evaluate(event)
+        with pytest.raises(InvalidInputError):
+            ops.test_rule(SUPER, "late", event)
+        result = flow.handle(event)
+        assert [e for e in result.errors if "after limits.latest" in str(e)]
+        assert not result.scheduled and not result.executed
+        assert flow.storage.scheduled.list() == []
+    else:
+        [planned] = RuleEngine([rule]).evaluate(event).planned
+        assert ops.test_rule(SUPER, "late", event).planned[0].due_at == planned.due_at
+        result = flow.handle(event)  # planned (sending may fail: there is no opportunity "o")
+        assert result.matched_rules == ["late"]
+        assert not [e for e in result.errors if "could not be planned" in str(e)]
