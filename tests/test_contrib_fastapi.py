@@ -343,6 +343,23 @@ def test_create_activity_conflicts_and_reserved_ids(api: Api) -> None:
            "RequestValidationError")  # fmt: skip
 
 
+@pytest.mark.parametrize("space", [" ", "\t", "\n", "\u3000", "\u00a0", " \r\n"])
+def test_reserved_ids_behind_whitespace_are_refused(api: Api, space: str) -> None:
+    doc = {"opportunityId": "opp-alice", "activityType": "note", "subject": "s"}
+    for who in (ADMIN, DISPATCHER):
+        for activity_id in (f"{space}auto-1", f"{space}AUTO-2{space}"):
+            answer = api.call(
+                "POST", "/api/lead-activities", who, json={**doc, "activityId": activity_id}
+            )
+            assert answer.status_code == 422, answer.text  # the body's id pattern, or the check
+            assert answer.json()["field"] == "activityId"
+    assert not [
+        a
+        for a in api.world.flow.storage.activities.list(limit=1000).items
+        if a.activity_id.lower() in ("auto-1", "auto-2")
+    ]
+
+
 def test_list_filters_sorts_and_pages(api: Api) -> None:
     first = api.call(
         "GET",

@@ -112,6 +112,14 @@ BAD_RULES: list[tuple[dict[str, Any], int, str, str | None]] = [
     ({**NEW_RULE, "ruleId": "delayed"}, 409, "DuplicateError", None),
     ({**NEW_RULE, "trigger": {"eventType": "Not An Event"}}, 422, "RequestValidationError",
      "trigger.eventType"),
+    # Datetimes within hours of the calendar's ends: no UTC datetime exists for them.
+    ({**NEW_RULE, "trigger": {"eventType": "estimate.created", "conditions": [
+        {"field": "x", "operator": "greater_than", "value": "0001-01-01T00:30:00+01:00"}]}},
+     422, "RuleValidationError", "trigger.conditions[0]"),
+    ({**NEW_RULE, "trigger": {"eventType": "estimate.created", "conditions": [
+        {"field": "x", "operator": "between",
+         "value": ["2026-01-01T00:00:00Z", "9999-12-31T23:30:00-01:00"]}]}},
+     422, "RuleValidationError", "trigger.conditions[0]"),
 ]  # fmt: skip
 
 

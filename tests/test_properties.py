@@ -39,7 +39,7 @@ rule_scalars = (
     | st.booleans()
     | st.integers(min_value=-(10**12), max_value=10**12)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(st.characters(codec="utf-8"), max_size=8)
+    | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8)
 )
 rule_values = st.recursive(
     rule_scalars,
@@ -52,9 +52,16 @@ aware = st.datetimes(
 )
 anything = json_values | aware | aware.map(lambda d: d.isoformat())
 finite_numbers = st.integers(-1000, 1000) | st.floats(-1e6, 1e6, allow_nan=False)
-ordering_values = finite_numbers | st.text(max_size=5).filter(lambda t: not t[:1].isdigit()) | aware
+ordering_values = (
+    finite_numbers
+    | st.text(max_size=5).filter(lambda t: not t[:1].isdigit() and "\x00" not in t)
+    | aware
+)
 nan_free = st.recursive(
-    st.none() | st.booleans() | finite_numbers | st.text(st.characters(codec="utf-8"), max_size=8),
+    st.none()
+    | st.booleans()
+    | finite_numbers
+    | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8),
     lambda c: st.lists(c, max_size=4) | st.dictionaries(keys, c, max_size=4),
     max_leaves=8,
 )
@@ -130,8 +137,12 @@ OPERATOR_VALUES = {
     "less_than": ordering_values,
     "less_or_equal": ordering_values,
     "between": st.tuples(finite_numbers, finite_numbers).map(lambda t: sorted(t)),
-    "starts_with": st.text(st.characters(codec="utf-8"), min_size=1, max_size=4),
-    "ends_with": st.text(st.characters(codec="utf-8"), min_size=1, max_size=4),
+    "starts_with": st.text(
+        st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=4
+    ),
+    "ends_with": st.text(
+        st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=4
+    ),
     "exists": st.none(),
     "not_exists": st.none(),
     "older_than": st.integers(0, 10_000),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from pydantic import ValidationError
 from sqlalchemy import create_engine, exc, inspect, text
 from sqlalchemy.pool import StaticPool
 
@@ -424,6 +425,9 @@ def test_postgres_terminated_connections_are_unavailable_then_reconnect() -> Non
 def test_postgres_refuses_a_nul_character_as_bad_input() -> None:
     with postgres_schema() as (engine, schema):
         storage = sql_storage(engine, schema=schema)
-        with pytest.raises(InvalidInputError):
-            storage.activities.add(make_activity("a1", description="nul \x00 here"))
+        with pytest.raises(ValidationError):  # refused by the model, on every backend
+            make_activity("a1", description="nul \x00 here")
+        smuggled = make_activity("a1").model_copy(update={"description": "nul \x00 here"})
+        with pytest.raises((InvalidInputError, ValidationError)):
+            storage.activities.add(smuggled)
         assert storage.activities.list().items == []

@@ -4,10 +4,10 @@ Free-form documents (an event's ``payload``, an activity's extra ``metadata``, a
 ``value``, an action's ``params``) hold only JSON-like values, so that every backend stores
 exactly what the in-memory store accepts:
 
-- ``str`` (valid Unicode: no lone surrogates), ``int`` within a signed 64-bit integer, finite
-  ``float``, ``bool``, ``None``, ``list`` and ``dict``; and timezone-aware ``datetime`` within
-  :attr:`Limits.earliest <leadflow.limits.Limits.earliest>` and ``latest``. Nothing else: no
-  tuples, sets, bytes, ``Decimal`` or naive datetimes.
+- ``str`` (valid Unicode: no lone surrogates; no NUL character), ``int`` within a signed
+  64-bit integer, finite ``float``, ``bool``, ``None``, ``list`` and ``dict``; and
+  timezone-aware ``datetime`` within :attr:`Limits.earliest <leadflow.limits.Limits.earliest>`
+  and ``latest``. Nothing else: no tuples, sets, bytes, ``Decimal`` or naive datetimes.
 - dict keys are non-empty strings without NUL, not starting with ``$`` and without ``.``.
 - nesting at most ``document_depth`` levels (the document itself is level 1), size as compact
   JSON (UTF-8, datetimes as ISO text) at most ``document_bytes``; optionally every list at most
@@ -33,7 +33,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from . import limits as _limits
 from .errors import InvalidInputError
@@ -46,8 +46,11 @@ __all__ = [
     "check_key",
     "copy_document",
     "json_size",
+    "plain",
+    "plain_document",
 ]
 
+_T = TypeVar("_T")
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
 
@@ -67,15 +70,49 @@ def _where(path: tuple[str | int, ...]) -> str:
     return "".join(parts)
 
 
+def plain(value: _T) -> _T:
+    """``value`` as an exact ``str`` (its characters) if it is a ``str`` subclass; anything else
+    as is. A subclass may be unhashable (``bson.code.Code``, one setting ``__hash__ = None``), or
+    mean something else to a driver: leadflow keeps only its text."""
+    if type(value) is str or not isinstance(value, str):
+        return value
+    return cast(_T, str.__str__(value))
+
+
 def as_document(value: Any, field: str, *, max_list: int | None = None) -> Any:
     """``value`` checked by :func:`check_document` when it is a mapping (a copy as a ``dict``
-    if it is another kind of mapping); anything else is returned as is, for pydantic to judge.
+    if it is another kind of mapping, with ``str`` subclasses made plain text: see
+    :func:`plain_document`); anything else is returned as is, for pydantic to judge.
     For ``mode="before"`` validators."""
     if isinstance(value, Mapping):
         if type(value) is not dict:
             value = dict(value)
-        check_document(value, field, max_list=max_list)
+        return plain_document(value, field, max_list=max_list)
     return value
+
+
+def plain_document(value: Any, field: str, *, max_list: int | None = None) -> Any:
+    """``value`` checked by :func:`check_document`; returned as is when it holds only exact
+    ``dict``, ``list`` and ``str`` (the common case, decided by the fast path), else as a copy in
+    which every ``str`` subclass (key or value) is an exact ``str`` and every ``dict`` / ``list``
+    subclass a ``dict`` / ``list``."""
+    limits = _limits.DEFAULT_LIMITS
+    bound = _lean_bound(value, limits, max_list)
+    if bound is not None:
+        if bound > limits.document_bytes:
+            check_document(value, field, max_list=max_list)  # the exact size decides
+        return value
+    check_document(value, field, max_list=max_list)
+    return _plain_copy(value)
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of a checked document (bounded depth) with plain ``str`` / ``dict`` / ``list``."""
+    if isinstance(value, dict):
+        return {plain(key): _plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(item) for item in value]
+    return plain(value)
 
 
 def _valid_text(text: str) -> bool:
@@ -110,6 +147,11 @@ def _scalar_bound(value: object, path: tuple[str | int, ...]) -> int:
         if not _valid_text(value):
             raise InvalidInputError(
                 "text is not valid Unicode (lone surrogate)", field=_where(path)
+            )
+        if "\x00" in value:
+            raise InvalidInputError(
+                "text may not hold a NUL character (PostgreSQL cannot store one)",
+                field=_where(path),
             )
         return _PER_CHAR * len(value)
     if value is None or value is True or value is False:
@@ -296,6 +338,8 @@ def _lean_bound(value: Any, limits: _limits.Limits, max_list: int | None) -> int
                 _VALID_KEYS.add(joined)
         add(joined)
     text = "".join(texts)
+    if "\x00" in text:
+        return None
     if not text.isascii():
         try:
             text.encode("utf-8")

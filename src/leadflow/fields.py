@@ -52,6 +52,8 @@ Naive input fails validation ("should have timezone info"), so does one out of r
 
 
 def _valid_unicode(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text may not hold a NUL character (PostgreSQL cannot store one)")
     if not value.isascii():
         try:
             value.encode("utf-8")
@@ -61,7 +63,7 @@ def _valid_unicode(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
-"""Text every backend stores as is: valid Unicode, no lone surrogates."""
+"""Text every backend stores as is: valid Unicode, no lone surrogates, no NUL character."""
 
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 """An integer that fits in a signed 64-bit integer (what MongoDB and SQL store)."""
@@ -184,4 +186,7 @@ def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
         raise InvalidInputError(
             "naive datetime rejected: give a timezone (e.g. tzinfo=datetime.UTC)", field=field
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # within hours of the calendar's ends: no UTC datetime exists
+        raise InvalidInputError("datetime out of range", field=field) from None

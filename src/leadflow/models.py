@@ -24,8 +24,8 @@ or ``TypeError``):
 - Condition groups nest at most ``condition_depth`` deep, a rule holds at most
   ``conditions_per_rule`` condition nodes and every list in a condition value at most
   ``operator_values`` items.
-- Text is valid Unicode (no lone surrogates); integers fit in a signed 64-bit integer; floats
-  are finite.
+- Text is valid Unicode (no lone surrogates) without NUL characters (PostgreSQL stores none);
+  integers fit in a signed 64-bit integer; floats are finite.
 """
 
 from __future__ import annotations
@@ -49,7 +49,13 @@ from pydantic.alias_generators import to_camel
 
 from . import limits as _limits
 from .activity_models import Activity, ActivityMetadata, ActivityState, ActivityType, Outcome
-from .documents import as_document, check_condition_tree, check_document, json_size
+from .documents import (
+    as_document,
+    check_condition_tree,
+    check_document,
+    json_size,
+    plain_document,
+)
 from .fields import ID_RE as ID_RE  # re-exported: other modules import it from here
 from .fields import (
     EventType,
@@ -160,8 +166,7 @@ class Condition(_Model):
     @field_validator("value", mode="before")
     @classmethod
     def _json_like(cls, value: Any) -> Any:
-        check_document(value, "value", max_list=_limits.DEFAULT_LIMITS.operator_values)
-        return value
+        return plain_document(value, "value", max_list=_limits.DEFAULT_LIMITS.operator_values)
 
 
 def _conditions_of(data: Any) -> Any:

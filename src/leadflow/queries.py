@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel, to_snake
 
-from .documents import check_datetime
+from .documents import check_datetime, plain
 from .errors import InvalidInputError
 from .fields import Id, UtcDatetime, _Model
 from .models import ActivityState, ActivityType, Outcome
@@ -102,6 +102,7 @@ class ActivitySort(_Model):
     def _attribute_name(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value  # pydantic refuses it, naming the type
+        value = plain(value)
         if value in _SORT_DOCUMENT_NAMES:
             return to_snake(value)
         if value not in _SORT_ATTRIBUTE_NAMES:

@@ -10,6 +10,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
+from ..documents import plain
 from ..errors import InvalidInputError
 from ..models import ID_RE, FollowUpRule, Outcome
 
@@ -26,7 +27,7 @@ def checked_id(value: object, field: str) -> str:
     store."""
     if not isinstance(value, str) or not ID_RE.match(value):
         raise InvalidInputError(f"invalid id {str(value)[:80]!r}", field=field)
-    return value
+    return plain(value)
 
 
 def limit_of(value: object) -> int:
@@ -90,6 +91,7 @@ def rule_changes(changes: object) -> dict[str, Any]:
 def outcome_of(value: object) -> Outcome | None:
     if value is None or isinstance(value, Outcome):
         return value
+    value = plain(value)
     if isinstance(value, str) and value in Outcome._value2member_map_:
         return Outcome(value)
     raise InvalidInputError(

@@ -9,8 +9,9 @@ Who may do what is a table, :data:`DEFAULT_POLICY` (operation -> roles); a host 
 * automation fields (``openKey``, ``metadata.automationRuleId`` / ``automationRuleName`` /
   ``automationExplanation`` / ``eventId``) are set only by automation;
 * ids leadflow derives start with ``auto-``; a caller may not choose such an id (in any letter
-  case), and only roles that may choose ids (``activity.choose_id``) choose one at all (for
-  others, an existing id would reveal that the activity exists);
+  case; checked on the id as stored, after validation strips surrounding whitespace), and
+  only roles that may choose ids (``activity.choose_id``) choose one at all (for others, an
+  existing id would reveal that the activity exists);
 * a sales user works only on what is theirs: activities assigned to them, on opportunities they
   own (an unknown opportunity is refused exactly like another rep's); another user's activity
   is "not found", exactly like a missing one, and reads are scoped in the query itself.
@@ -27,10 +28,11 @@ the actions cancelled), activity created / completed / deleted, parked action re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from ..clock import ensure_utc
+from ..documents import plain
 from ..errors import (
     InvalidInputError,
     InvalidStateError,
@@ -58,6 +60,24 @@ from .inputs import (
 from .policy import DEFAULT_POLICY, Policy, Principal
 
 __all__ = ["Operations"]
+
+_STAND_IN: Final = Activity.model_validate(
+    {
+        "activityId": "not-found",
+        "opportunityId": "not-found",
+        "customerId": "not-found",
+        "activityType": "call",
+        "subject": "not found",
+        "dueDate": datetime(2000, 1, 1, tzinfo=UTC),
+        "assignedTo": "not-found",
+        "createdBy": "not-found",
+        "updatedBy": "not-found",
+        "createdAt": datetime(2000, 1, 1, tzinfo=UTC),
+        "updatedAt": datetime(2000, 1, 1, tzinfo=UTC),
+    }
+).model_dump()
+"""What :meth:`Operations._visible` builds for a missing activity (a typical activity's
+shape), so that a missing id costs what another user's activity costs."""
 
 _AUDIT_FIELDS: Final = frozenset(
     {"createdBy", "updatedBy", "createdAt", "updatedAt", "version", "completedBy"}
@@ -140,14 +160,19 @@ class Operations:
         return None if self._reads_all(principal) else principal.user_id
 
     def _visible(self, principal: Principal, activity_id: object) -> Activity:
-        try:
-            activity = self._activities.get(checked_id(activity_id, "activity_id"))
-        except NotFoundError:
-            activity = None
+        """The activity, or :class:`NotFoundError`: the same answer, after the same work,
+        whether it is missing or someone else's (one store read, one activity built, one
+        comparison), so neither the message nor the time tells them apart."""
+        checked = checked_id(activity_id, "activity_id")
         scope = self._scope(principal)
-        if activity is None or (scope is not None and activity.assigned_to != scope):
-            # The same answer whether it is missing or someone else's.
-            raise NotFoundError(f"activity {activity_id!r} not found")
+        missing = False
+        try:
+            activity = self._activities.get(checked)
+        except NotFoundError:
+            # Build an activity as the store would have: the work of the other path.
+            activity, missing = Activity.model_validate(_STAND_IN), True
+        if missing | (scope is not None and activity.assigned_to != scope):
+            raise NotFoundError(f"activity {checked!r} not found")
         return activity
 
     def _scoped(self, principal: Principal, filter: Any) -> ActivityFilter | None:
@@ -172,16 +197,10 @@ class Operations:
                 raise InvalidInputError("set by leadflow, not by the caller", field=key)
         if "metadata" in raw:
             raw["metadata"] = metadata_of(raw["metadata"])
-        if "activityId" in raw:
-            if not self.policy.allows(principal, "activity.choose_id"):
-                raise PermissionDeniedError(
-                    f"role {principal.role.value!r} may not choose activity ids"
-                )
-            if str(raw["activityId"]).lower().startswith(AUTOMATION_PREFIX):
-                raise InvalidInputError(
-                    f"ids starting with {AUTOMATION_PREFIX!r} are reserved for automation",
-                    field="activityId",
-                )
+        if "activityId" in raw and not self.policy.allows(principal, "activity.choose_id"):
+            raise PermissionDeniedError(
+                f"role {principal.role.value!r} may not choose activity ids"
+            )
         assignee = raw.get("assignedTo")
         if assignee not in (None, principal.user_id):
             self.policy.require(principal, "activity.create_for_others")
@@ -198,6 +217,13 @@ class Operations:
         if raw.get("completedDate") is not None:
             stamped["completedBy"] = principal.user_id
         activity = Activity.model_validate(stamped)
+        # Checked on the id as stored: validation strips surrounding whitespace (" auto-..."
+        # would otherwise claim the id automation derives).
+        if "activityId" in raw and activity.activity_id.lower().startswith(AUTOMATION_PREFIX):
+            raise InvalidInputError(
+                f"ids starting with {AUTOMATION_PREFIX!r} are reserved for automation",
+                field="activityId",
+            )
         if not self.policy.allows(principal, "activity.create_for_others"):
             try:
                 owner = self._opportunities.owner(activity.opportunity_id)
@@ -230,6 +256,7 @@ class Operations:
         limit = limit_of(limit)
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidInputError("expected a string", field="cursor")
+        cursor = plain(cursor)
         if scoped is None:
             return Page[Activity](items=[])
         return self._activities.list(scoped, sort=parsed_sort, limit=limit, cursor=cursor)
@@ -272,7 +299,7 @@ class Operations:
     def _assignee(self, principal: Principal, assigned_to: str | None) -> str | None:
         self.policy.require(principal, "activity.read")
         if assigned_to is not None:
-            checked_id(assigned_to, "assigned_to")
+            assigned_to = checked_id(assigned_to, "assigned_to")
         scope = self._scope(principal)
         if scope is None:
             return assigned_to
@@ -489,8 +516,9 @@ class Operations:
         """Who changed what when, with the document before and after; filter by subject
         (``rule``, ``activity``, ``action``) and id."""
         self.policy.require(principal, "audit.read")
+        subject = plain(subject)
         if subject is not None and subject not in ("rule", "activity", "action"):
             raise InvalidInputError("one of rule, activity, action", field="subject")
         if subject_id is not None:
-            checked_id(subject_id, "subject_id")
+            subject_id = checked_id(subject_id, "subject_id")
         return self._audit_log.list(subject, subject_id)

@@ -9,6 +9,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from ..documents import plain
 from ..errors import InvalidInputError, PermissionDeniedError
 from ..models import ID_RE
 
@@ -34,6 +35,7 @@ class Principal:
     def __post_init__(self) -> None:
         if not isinstance(self.user_id, str) or not ID_RE.match(self.user_id):
             raise InvalidInputError(f"invalid id {str(self.user_id)[:80]!r}", field="user_id")
+        object.__setattr__(self, "user_id", plain(self.user_id))
         if not isinstance(self.role, Role):
             raise InvalidInputError(f"unknown role {self.role!r}", field="role")
 
@@ -121,7 +123,7 @@ def _roles(roles: object, operation: str) -> frozenset[Role]:
     if isinstance(roles, str | bytes) or not isinstance(roles, Iterable):
         raise InvalidInputError("expected a set of roles", field=operation)
     out: set[Role] = set()
-    for role in roles:
+    for role in map(plain, roles):
         if isinstance(role, Role):
             out.add(role)
         elif isinstance(role, str) and role in Role._value2member_map_:

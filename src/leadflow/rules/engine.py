@@ -390,7 +390,10 @@ class RuleEngine:
 
         Raises :class:`~leadflow.InvalidInputError` naming the event when it would plan more
         than ``limits.planned_per_event`` actions (nothing is planned for it), or when its time
-        lies outside ``limits.earliest`` .. ``limits.latest``.
+        lies outside ``limits.earliest`` .. ``limits.latest``; naming ``delay`` when an action
+        would be due after ``limits.latest`` (nothing is planned: :meth:`LeadFlow.handle
+        <leadflow.LeadFlow.handle>` reports that rule in its errors and plans the others, and a
+        dry run raises the same error).
         """
         source: Event | EventFields
         if type(event) is Event:  # the model was validated when built: read it as it is
@@ -405,7 +408,7 @@ class RuleEngine:
         planned: list[PlannedAction] = []
         bucket = self._by_type.get(kind)
         if bucket is not None:
-            plan, new = planned.append, _new_planned
+            plan, new, latest = planned.append, _new_planned, self._latest
             for tests, rule, stop, plans in (
                 bucket.select(payload) if bucket.indexed else bucket.entries
             ):
@@ -420,6 +423,13 @@ class RuleEngine:
                             delayed = due > now
                         else:
                             due = now + fixed if delayed else now
+                        if due > latest:
+                            raise InvalidInputError(
+                                f"rule {rule.rule_id!r} action {index} would be due at "
+                                f"{due.isoformat()}, after limits.latest "
+                                f"({latest.isoformat()}); nothing was planned",
+                                field="delay",
+                            )
                         plan(new(PlannedAction, (rule, index, action, due, event_id, delayed)))
                     if stop:
                         break

@@ -197,7 +197,9 @@ def _read(document: dict[str, Any], shape: _Shape) -> EventFields | None:
             return None
         limits = _limits.DEFAULT_LIMITS
         bound = _lean_bound(payload, limits, None)  # check_document's own fast path
-        if bound is None or bound > limits.document_bytes:
+        if bound is None:  # something unusual (a str subclass, say): the model decides
+            return None
+        if bound > limits.document_bytes:
             try:
                 check_document(payload, "payload")
             except InvalidInputError:

@@ -11,7 +11,8 @@ rule data. In short:
 * Ordering compares numbers with numbers, strings with strings, datetimes with datetimes (an
   ISO-8601 string with an offset counts as a datetime when the rule's value is one); any other
   pair is simply false. A rule value that looks like a datetime without an offset
-  (``"2026-01-05T09:00:00"``) is refused when the rule loads: it would compare as text.
+  (``"2026-01-05T09:00:00"``) is refused when the rule loads: it would compare as text; so is
+  one outside :attr:`Limits.earliest <leadflow.limits.Limits.earliest>` .. ``latest``.
 * Strings compare case-sensitively unless the condition sets ``ignoreCase``.
 * No built-in operator raises on any JSON-like value.
 
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..documents import check_datetime
+from ..errors import InvalidInputError
 from ..models import Condition
 from .fields import MISSING, field_getter, single_key
 
@@ -132,6 +135,12 @@ def _ordering_operand(value: Any, where: str) -> Any:
         return value
     parsed = _parse_aware(value)
     if parsed is not None:
+        # Within the limits every datetime is held to (and so convertible to UTC: one a few
+        # hours from the calendar's ends is not).
+        try:
+            check_datetime(parsed, None)
+        except InvalidInputError as exc:
+            raise ValueError(f"{where} {str(value)[:40]!r}: {exc}") from None
         return parsed.astimezone(UTC)
     if isinstance(value, str):
         if _looks_naive(value):

@@ -12,7 +12,13 @@ import logging
 from datetime import datetime
 
 from ..clock import ensure_utc
-from ..errors import InvalidInputError
+from ..errors import (
+    DuplicateError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    StaleWriteError,
+)
 from ..models import Activity, Outcome
 from ..ports import ActivityRepository, Clock
 from .emitter import Emitter
@@ -45,6 +51,15 @@ class ActivityWrites:
             stored = self._activities.add(activity)
             self._emit("activity.created", activity_payload(stored))
             return stored
+        # Refused here when the id is taken, before the outbox entry is stored, so the refusal
+        # writes nothing (only a concurrent record of the same id, refused by the store, leaves
+        # its retired entry behind).
+        try:
+            self._activities.get(activity.activity_id)
+        except NotFoundError:
+            pass
+        else:
+            raise DuplicateError(f"activity {activity.activity_id!r} already exists")
         stored, deliver = self._outbox.around(activity, lambda: self._activities.add(activity))
         self._emit("activity.completed", activity_payload(stored))
         deliver()
@@ -67,7 +82,21 @@ class ActivityWrites:
             if outcome not in Outcome._value2member_map_:
                 raise InvalidInputError(f"unknown outcome {str(outcome)[:80]!r}", field="outcome")
             outcome = Outcome(outcome)
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise InvalidInputError("must be an integer", field="expected_version")
         activity = self._activities.get(activity_id)
+        # What the store would refuse is refused before the outbox entry is stored: a refusal
+        # writes nothing (only a concurrent change, refused by the store, leaves its retired
+        # entry behind).
+        if activity.completed_date is not None:
+            raise InvalidStateError(f"activity {activity.activity_id!r} is already completed")
+        if expected_version is not None and expected_version != activity.version:
+            raise StaleWriteError(
+                f"activity {activity.activity_id!r} is at version {activity.version}, "
+                f"not {expected_version}"
+            )
         now = self._now()
         planned = activity.model_copy(
             update={"completed_date": now, "outcome": outcome, "completed_by": completed_by}

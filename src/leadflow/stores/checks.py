@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Final
 
+from ..documents import plain
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_LIMITS
 from ..models import ID_RE
@@ -21,7 +22,7 @@ def checked_key(value: object, field: str) -> str:
         raise InvalidInputError(
             f"expected a non-empty string of at most {MAX_KEY} characters", field=field
         )
-    return value
+    return plain(value)
 
 
 def checked_lease(value: object) -> timedelta:
@@ -62,7 +63,7 @@ def checked_ids(values: object, field: str) -> list[str]:
     for value in values:
         if not isinstance(value, str) or not ID_RE.match(value):
             raise InvalidInputError(f"not a valid id: {value!r}", field=field)
-    return list(dict.fromkeys(values))
+    return list(dict.fromkeys(map(plain, values)))
 
 
 def in_order(actions: Iterable[ScheduledAction], ids: list[str]) -> list[ScheduledAction]:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from itertools import chain, islice
 
 from ...clock import ensure_utc
-from ...documents import check_document
+from ...documents import check_document, plain
 from ...errors import (
     DuplicateError,
     InvalidInputError,
@@ -337,7 +337,7 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         with self._lock:
             if opportunity_ids is None:
                 return dict(self._last)
-            return {o: self._last[o] for o in opportunity_ids if o in self._last}
+            return {o: self._last[o] for o in map(plain, opportunity_ids) if o in self._last}
 
     def stale_opportunities(self, since: datetime, *, limit: int = 1000) -> builtins.list[str]:
         since = ensure_utc(since, "since")

@@ -26,7 +26,7 @@ from itertools import islice, takewhile
 from typing import Any
 
 from ...clock import ensure_utc
-from ...documents import check_document, copy_document
+from ...documents import check_document, copy_document, plain
 from ...errors import (
     ConflictError,
     DuplicateError,
@@ -135,7 +135,7 @@ class InMemoryScheduledActionStore:
 
     def get(self, action_id: str) -> ScheduledAction:
         with self._lock:
-            return self._get(action_id)
+            return self._get(plain(action_id))
 
     def claim_due(
         self,
@@ -250,7 +250,7 @@ class InMemoryScheduledActionStore:
         return _copy(failed)
 
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
-        now = ensure_utc(now, "now")
+        now, action_id = ensure_utc(now, "now"), plain(action_id)
         with self._lock:
             action = self._live.get(action_id)
             if action is None or action.state is not _State.PARKED:
@@ -276,7 +276,7 @@ class InMemoryScheduledActionStore:
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
         now = ensure_utc(now, "now")
         with self._lock:
-            ids = builtins.list(self._pending_by_opportunity.get(opportunity_id, ()))
+            ids = builtins.list(self._pending_by_opportunity.get(plain(opportunity_id), ()))
             for action_id in ids:
                 self._cancel(self._live[action_id], now)
         return len(ids)
@@ -289,7 +289,7 @@ class InMemoryScheduledActionStore:
         with self._lock:
             pending = [
                 action
-                for action in (self._live[i] for i in self._pending_by_rule.get(rule_id, ()))
+                for action in (self._live[i] for i in self._pending_by_rule.get(plain(rule_id), ()))
                 if below is None or action.rule_version is None or action.rule_version < below
             ]
             pending.sort(key=lambda a: (a.due_at, a.action_id))
@@ -361,6 +361,7 @@ class InMemoryScheduledActionStore:
         return _thaw(finished)
 
     def _held(self, action_id: str, worker: str) -> ScheduledAction:
+        action_id = plain(action_id)
         action = self._live.get(action_id)
         if action is None:
             if action_id not in self._finished:

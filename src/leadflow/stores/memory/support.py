@@ -27,6 +27,7 @@ class InMemoryCounterStore:
 
     def next(self, name: str) -> int:
         with self._lock:
+            name = checked_key(name, "name")
             value = self._values.get(name, 0) + 1
             self._values[name] = value
             return value

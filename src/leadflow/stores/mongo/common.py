@@ -21,6 +21,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from ...clock import ensure_utc
+from ...documents import plain
 from ...errors import InvalidInputError, UnsafeQueryError
 from ...fields import ID_RE, _Model
 from ...models import ActivityType, Outcome
@@ -79,14 +80,14 @@ def valid_id(field: str, value: Any) -> str:
             "expected an id: 1-128 letters, digits or '_ . : @ -', not starting with a symbol",
             field=field,
         )
-    return value
+    return plain(value)  # a str subclass (bson.code.Code...) would be encoded as another type
 
 
 def valid_text(field: str, value: Any) -> str:
     guard_literal(field, value)
     if not isinstance(value, str) or not value:
         raise InvalidInputError("expected a non-empty string", field=field)
-    return value
+    return plain(value)
 
 
 def when(field: str, value: Any) -> datetime:
