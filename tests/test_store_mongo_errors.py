@@ -372,9 +372,11 @@ def test_the_guard_and_the_models_refuse_operator_values(storage: Storage) -> No
 
 @pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")
 def test_models_broken_after_validation_are_not_stored(storage: Storage) -> None:
-    broken = activity("a1")
-    broken.opportunity_id = {"$ne": None}  # type: ignore[assignment]
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError):  # records are immutable: no assignment after the check
+        activity("a1").opportunity_id = {"$ne": None}  # type: ignore[assignment]
+    # model_copy(update=...) does not validate: an operator smuggled in that way is refused too.
+    broken = activity("a1").model_copy(update={"opportunity_id": {"$ne": None}})
+    with pytest.raises((ValidationError, InvalidInputError)):
         storage.activities.add(broken)
     with pytest.raises(InvalidInputError, match="activity"):
         storage.activities.add({"activityId": "a1"})  # type: ignore[arg-type]
