@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -344,3 +346,50 @@ def test_documents_that_are_not_mappings_are_validation_errors(model, document):
 def test_rule_needs_an_action():
     with pytest.raises(ValidationError, match="actions"):
         FollowUpRule(name="r", trigger={"event_type": "opportunity.created"}, actions=[])
+
+
+@pytest.mark.parametrize(
+    ("build", "update"),
+    [
+        (
+            lambda: Activity(
+                activity_id="a1",
+                opportunity_id="o1",
+                activity_type="call",
+                subject="s",
+                created_at=datetime(2026, 1, 5, tzinfo=UTC),
+            ),
+            {"created_at": datetime(2026, 1, 5)},  # naive
+        ),
+        (
+            lambda: Activity(
+                activity_id="a1",
+                opportunity_id="o1",
+                activity_type="call",
+                subject="s",
+                created_at=datetime(2026, 1, 5, tzinfo=UTC),
+            ),
+            {"opportunity_id": {"$ne": None}},
+        ),
+        (
+            lambda: Event(type="opportunity.created", time=datetime(2026, 1, 5, tzinfo=UTC)),
+            {"payload": {"$where": "1"}},
+        ),
+        (
+            lambda: Action(action_type="send_notification", template="t"),
+            {"params": {"x": {1, 2}}},
+        ),
+    ],
+)
+def test_a_record_changed_with_model_copy_is_validated_again(
+    build: Callable[[], Any], update: dict[str, Any]
+) -> None:
+    """Records are immutable, and ``model_copy(update=...)`` validates the changed record: no
+    bad value reaches a store through the back door pydantic's own ``model_copy`` leaves."""
+    record = build()
+    with pytest.raises(ValidationError):
+        record.model_copy(update=update)
+    field = next(iter(update))
+    with pytest.raises(ValidationError):
+        setattr(record, field, update[field])
+    assert record.model_copy(update={}) == record

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Self
 from pydantic import ConfigDict, Field, StringConstraints, model_serializer, model_validator
 
 from .documents import as_document
-from .fields import Id, Int64, Text, UtcDatetime, _Model, new_id
+from .fields import Id, Int64, Text, UtcDatetime, _Record, new_id
 
 __all__ = ["Activity", "ActivityMetadata", "ActivityState", "ActivityType", "Outcome"]
 
@@ -60,7 +60,7 @@ class ActivityState(StrEnum):
 # --------------------------------------------------------------------------- activities
 
 
-class ActivityMetadata(_Model):
+class ActivityMetadata(_Record):
     """The seed's activity metadata; free extra keys are kept as given.
 
     The whole metadata (the seed's keys and the extra ones) is a free-form document: keys and
@@ -68,7 +68,7 @@ class ActivityMetadata(_Model):
     ``document_bytes``.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow")
 
     phone_duration: float | None = Field(default=None, ge=0, description="seconds")
     email_opened: bool | None = None
@@ -90,7 +90,7 @@ class ActivityMetadata(_Model):
         return data
 
 
-class Activity(_Model):
+class Activity(_Record):
     """A customer interaction or a planned follow-up (the seed's LeadActivity).
 
     Immutable, like its ``metadata``: a change is a new value (``model_copy(update=...)``), so

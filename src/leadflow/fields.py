@@ -105,6 +105,32 @@ class _Model(BaseModel):
         return cls.model_validate({k: v for k, v in document.items() if k != "_id"})
 
 
+class _Record(_Model):
+    """An immutable record (an activity, a scheduled action, an event...): validated when built
+    and never changed in place, so one that was validated once stays valid.
+
+    :meth:`model_copy` with ``update`` validates the changed record like a new one (pydantic's
+    own ``model_copy`` takes the update unchecked: a naive datetime or an operator dict would
+    slip through). leadflow's own code changing a record with values it made (a store's state
+    transitions) uses :meth:`_evolve`, which skips that check."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        if not update:
+            return super().model_copy(deep=deep)
+        data = {**self.__dict__, **(self.__pydantic_extra__ or {}), **update}
+        changed = type(self).model_validate(data)
+        # As pydantic's own copy: the fields set are the original's and the updated ones.
+        fields_set = self.model_fields_set | (update.keys() & type(self).model_fields.keys())
+        object.__setattr__(changed, "__pydantic_fields_set__", fields_set)
+        return changed.model_copy(deep=True) if deep else changed
+
+    def _evolve(self, **changes: Any) -> Self:
+        """A changed copy, unchecked: only for values leadflow itself made and checked."""
+        return super().model_copy(update=changes)
+
+
 class EventType(StrEnum):
     """Event types leadflow knows by name; any other dotted lower-case name is accepted too."""
 

@@ -66,6 +66,7 @@ from .fields import (
     Text,
     UtcDatetime,
     _Model,
+    _Record,
     canonical_event_type,
     new_id,
 )
@@ -254,7 +255,7 @@ _ACTION_TYPE_RE = r"^[a-z][a-z0-9_]{0,63}$"
 _SEED_SETTINGS = ("activity_type", "subject", "description", "assign_to", "template")
 
 
-class Action(_Model):
+class Action(_Record):
     """One thing a rule does, now or after ``delay``.
 
     Built-in types: ``create_activity``, ``send_notification``, ``update_status``,
@@ -357,7 +358,7 @@ class FollowUpRule(_Model):
 # --------------------------------------------------------------------------- events
 
 
-class Event(_Model):
+class Event(_Record):
     """Something that happened, fed to the rules.
 
     Its document is ``{"eventId", "eventType", "occurredAt", "payload", "actor"}`` (what

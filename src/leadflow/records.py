@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from .documents import as_document
-from .fields import Id, Int64, UtcDatetime, _Model
+from .fields import Id, Int64, UtcDatetime, _Model, _Record
 from .limits import DEFAULT_LIMITS
 from .models import Action, Event, new_id
 
@@ -71,7 +71,7 @@ class DuplicatePolicy(StrEnum):
     ALLOW = "allow"
 
 
-class ScheduledAction(_Model):
+class ScheduledAction(_Record):
     """A planned action stored until it is due, then carried out exactly once in effect.
 
     ``planned_at`` is when the rule planned it for (event time + delay); ``due_at`` is when it

@@ -136,7 +136,7 @@ class InMemoryActivityRepository(ActivityQueryPlans):
             self._insert(row)
         # The store keeps the row (atomic values), not ``checked``: a validated copy the caller
         # never held, so it is handed out as is rather than built again from the row.
-        return checked if checked.version == 1 else checked.model_copy(update={"version": 1})
+        return checked if checked.version == 1 else checked._evolve(version=1)
 
     def update(self, activity: Activity) -> Activity:
         """See the port. The stored ``open_key`` is kept whatever ``activity`` says; reopening

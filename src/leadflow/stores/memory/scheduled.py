@@ -63,13 +63,13 @@ def _copy(action: ScheduledAction, *, check: bool = False) -> ScheduledAction:
     payload = event.payload
     if check:
         check_document(payload, "event.payload")
-    update: dict[str, Any] = {"event": event.model_copy(update={"payload": copy_document(payload)})}
+    update: dict[str, Any] = {"event": event._evolve(payload=copy_document(payload))}
     if planned is not None:
         params = planned.params
         if check:
             check_document(params, "action.params")
-        update["action"] = planned.model_copy(update={"params": copy_document(params)})
-    return action.model_copy(update=update)
+        update["action"] = planned._evolve(params=copy_document(params))
+    return action._evolve(**update)
 
 
 def _checked(action: object) -> ScheduledAction:
@@ -382,7 +382,7 @@ class InMemoryScheduledActionStore:
         """Store a changed copy of the live ``action``, keeping the indexes in step. The
         changes are values this module made (checked times, states, counters)."""
         self._drop(action)
-        changed = action.model_copy(update=changes)
+        changed = action._evolve(**changes)
         self._put(changed)
         return changed
 
