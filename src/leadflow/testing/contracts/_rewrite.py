@@ -22,6 +22,8 @@ pytest.register_assert_rewrite(
             "rules",
             "scheduled",
             "scheduled_cleanup",
+            "scheduled_partitions",
+            "scheduled_types",
             "support",
         )
     )
