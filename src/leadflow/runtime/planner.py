@@ -80,7 +80,10 @@ class Planner:
         for planned in evaluation.planned:
             spec = self._handlers.get(planned.action.action_type)
             eager = spec is not None and spec.eager
-            run_now = eager or planned.due_at <= now
+            # A type this worker holds (does not run) waits, pending, for one that runs it.
+            run_now = (eager or planned.due_at <= now) and self._handlers.runs(
+                planned.action.action_type
+            )
             rule = planned.rule
             if eager and rule.rule_id not in explanations:
                 # Only handlers that keep an explanation (eager ones: created activities) pay.
