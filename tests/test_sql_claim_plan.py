@@ -70,7 +70,10 @@ def test_a_long_drain_does_not_step_over_finished_rows(
     rows = [
         _values(
             make_scheduled_action(
-                f"k{n:05d}", due_at=at(), partition=3, **({"action": other} if other and n % 2 else {})
+                f"k{n:05d}",
+                due_at=at(),
+                partition=3,
+                **({"action": other} if other and n % 2 else {}),
             )
         )
         for n in range(BACKLOG * (2 if other else 1))
