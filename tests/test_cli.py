@@ -355,12 +355,58 @@ def _nudge_rule() -> FollowUpRule:
     )
 
 
-def test_the_worker_runs_due_actions_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+class _Worker:
+    """``leadflow worker`` in a process of its own, its stderr read line by line as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        import threading
+
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "leadflow.cli", "worker", *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str) -> bool:
+        deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if text in self.stderr:
+                return True
+            time.sleep(0.05)
+        return text in self.stderr
+
+    def stop(self) -> int:
+        try:
+            self.process.send_signal(signal.SIGTERM)
+            code = self.process.wait(timeout=120)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=30)
+        return code
+
+
+def _nudge_due(url: str) -> str:
+    """Store the nudge rule and a notification it planned, due two hours ago; its id."""
     from leadflow.cli.integrations import log_integrations
     from leadflow.stores.sql import sql_storage
 
-    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
-    run_cli("db", "init", "--url", url, "--no-rules")
     storage = sql_storage(url, create=False)
     try:
         clock = ManualClock(datetime.now(UTC) - timedelta(hours=3))
@@ -370,34 +416,83 @@ def test_the_worker_runs_due_actions_and_stops_cleanly_on_sigterm(tmp_path: Path
             Event(type="opportunity.created", time=clock.now(), payload={"opportunityId": "o1"})
         )
         [action] = result.scheduled  # due two hours ago, waiting for a worker
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "leadflow.cli", "worker", "--url", url],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        return action.action_id
+    finally:
+        storage.close()
+
+
+def test_the_worker_runs_due_actions_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    from leadflow.stores.sql import sql_storage
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    run_cli("db", "init", "--url", url, "--no-rules")
+    action_id = _nudge_due(url)
+    storage = sql_storage(url, create=False)
+    try:
+        worker = _Worker("--url", url, "--app", "tests.cli_app:build")
         try:
             deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
             state = ScheduledActionState.PENDING
-            while time.monotonic() < deadline and worker.poll() is None:
-                state = storage.scheduled.get(action.action_id).state
+            while time.monotonic() < deadline and worker.process.poll() is None:
+                state = storage.scheduled.get(action_id).state
                 if state is ScheduledActionState.DONE:
                     break
                 time.sleep(0.1)
             assert state is ScheduledActionState.DONE
-            worker.send_signal(signal.SIGTERM)
-            code = worker.wait(timeout=120)
-            _, stderr = worker.communicate()
         finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
+            code = worker.stop()
+        stderr = worker.stderr
         assert code == 0, stderr
-        assert "notification nudge to nobody" in stderr
+        assert "app notified nudge" in stderr
+        assert "does not run" not in stderr  # the app runs every type its rules use
         assert "received SIGTERM: stopping" in stderr and "stopped cleanly" in stderr
         assert storage.scheduled.list(ScheduledActionState.CLAIMED) == []
+    finally:
+        storage.close()
+
+
+def test_a_worker_without_app_leaves_notifications_pending_and_says_so(tmp_path: Path) -> None:
+    """Without --app, notifications would only be logged: the worker does not claim them, warns
+    at start-up about the rules that plan them, and its metrics count them as unhandled; a
+    worker with the host's --app then delivers them."""
+    import re
+    import urllib.request
+
+    pytest.importorskip("prometheus_client")
+    from leadflow.stores.sql import sql_storage
+
+    url = f"sqlite:///{tmp_path / 'lf.sqlite'}"
+    run_cli("db", "init", "--url", url, "--no-rules")
+    action_id = _nudge_due(url)
+    storage = sql_storage(url, create=False)
+    try:
+        worker = _Worker("--url", url, "--metrics-port", "0")
+        try:
+            assert worker.wait_for("job due_actions ran"), worker.stderr
+            [address] = re.findall(r"metrics at (\S+)", worker.stderr)
+            port = address.rsplit(":", 1)[1].split("/")[0]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as got:
+                body = got.read().decode("utf-8")
+        finally:
+            code = worker.stop()
+        assert code == 0, worker.stderr
+        [warning] = [line for line in worker.lines if "does not run" in line]
+        assert "WARNING" in warning and "send_notification" in warning and "nudge" in warning
+        pending = storage.scheduled.get(action_id)
+        assert (pending.state, pending.attempts) == (ScheduledActionState.PENDING, 0)
+        assert "notification nudge" not in worker.stderr  # nothing was only logged
+        assert re.search(
+            r'^leadflow_unhandled_due_actions\{action_type="send_notification"\} 1\.0$',
+            body,
+            re.M,
+        ), body
+
+        real = _Worker("--url", url, "--app", "tests.cli_app:build")
+        try:
+            assert real.wait_for("app notified nudge"), real.stderr
+        finally:
+            assert real.stop() == 0, real.stderr
+        assert storage.scheduled.get(action_id).state is ScheduledActionState.DONE
     finally:
         storage.close()
 

@@ -1,11 +1,14 @@
 """Arbitrary JSON into the arguments issue 12 added (``claim_due(partition=)``,
 ``mark_done_many(action_ids)``, ``cancel_for_rule(below_version=)``, ``LeadFlow.run_due(
-partition=)``, the Celery tasks' ``due_queue`` / ``kick``): only documented errors, naming the
-field, and nothing written. The stores hold pending actions in several partitions, none due at
-the time the calls use, so even a valid call changes nothing and returns nothing."""
+partition=)``, the Celery tasks' ``due_queue`` / ``kick``) and issue 19's claim filter
+(``claim_due(action_types=)``, ``LeadFlow.run_due(action_types=)``): only documented errors,
+naming the field, and nothing written. The stores hold pending actions in several partitions,
+none due at the time the calls use, so even a valid call changes nothing and returns
+nothing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -79,6 +82,52 @@ def test_claim_due_partition(storage: Storage, partition: Any) -> None:
         assert error.field == "partition" and not valid_partition(partition)
     else:
         assert valid_partition(partition) and claimed == []
+    assert snapshot(storage.scheduled) == before
+
+
+def valid_action_types(value: object) -> bool:
+    return value is None or (
+        isinstance(value, list)
+        and len(value) <= 200
+        and all(isinstance(v, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,63}", v) for v in value)
+    )
+
+
+ACTION_TYPES = VALUE | st.lists(
+    st.sampled_from(["send_email", "crm_sync", "", "Send", "a\n", "$in", "x" * 70, 3, None]),
+    max_size=4,
+)
+
+
+@FUZZ
+@given(action_types=ACTION_TYPES)
+def test_claim_due_action_types(storage: Storage, action_types: Any) -> None:
+    before = snapshot(storage.scheduled)
+    try:
+        claimed = storage.scheduled.claim_due(EARLY, worker="w", action_types=action_types)
+    except InvalidInputError as error:
+        assert error.field == "action_types" and not valid_action_types(action_types)
+    else:
+        assert valid_action_types(action_types) and claimed == []
+    assert snapshot(storage.scheduled) == before
+
+
+@FUZZ
+@given(action_types=ACTION_TYPES)
+def test_run_due_action_types(action_types: Any) -> None:
+    storage = memory_storage()
+    flow = LeadFlow.in_memory(storage=storage)
+    for n in range(4):
+        storage.scheduled.schedule(make_scheduled_action(f"k{n}"))
+    before = snapshot(storage.scheduled)
+    try:
+        report = flow.run_due(action_types=action_types, now=EARLY)
+    except InvalidInputError as error:
+        assert error.field == "action_types"
+        assert not valid_action_types(action_types) or not set(action_types) <= set(flow.handlers)
+    else:
+        assert action_types is None or set(action_types) <= set(flow.handlers)
+        assert report.claimed == 0
     assert snapshot(storage.scheduled) == before
 
 

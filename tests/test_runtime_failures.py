@@ -153,13 +153,29 @@ def test_an_unknown_opportunity_is_parked_at_once(backend: str) -> None:
     assert "opp-nobody-knows" in parked.last_error
 
 
-def test_a_handler_without_a_registration_is_parked_at_once(backend: str) -> None:
+def test_an_instance_without_the_handler_leaves_the_action_to_one_that_has_it(
+    backend: str,
+) -> None:
     flow = flow_with(backend, lambda ctx: "ok", delay=1)
     flow.handle(created())
-    # A second instance without that handler (an older deployment) picks up the action.
+    # A second instance without that handler (an older deployment) does not claim the action
+    # (issue 19: it used to claim it and park it, "no handler is registered").
     other = LeadFlow(flow.storage, flow.integrations, clock=flow.clock)
     clock_of(flow).advance(hours=1)
-    report = other.run_due()
+    assert other.run_due().claimed == 0
+    [pending] = flow.storage.scheduled.list(State.PENDING)
+    assert pending.attempts == 0
+    assert flow.run_due().succeeded == 1
+
+
+def test_a_handler_without_a_registration_is_parked_at_once_when_claimed_anyway(
+    backend: str,
+) -> None:
+    flow = flow_with(backend, lambda ctx: "ok", delay=1)
+    flow.handle(created())
+    other = LeadFlow(flow.storage, flow.integrations, clock=flow.clock)
+    clock_of(flow).advance(hours=1)
+    report = other.executor.run_due(action_types=None)  # the executor's claim: any type
     assert report.parked == 1
     [parked] = flow.storage.scheduled.list(State.PARKED)
     assert parked.attempts == 1 and "no handler" in (parked.last_error or "")

@@ -2,7 +2,8 @@
 seen a backlog that was all pending, the planner could read the due-order index and filter on
 the state, which makes each claim of a long drain slower than the last. The pending actions
 have partial indexes of their own; this reads the plan of the store's claim statement after
-half a backlog was drained."""
+half a backlog was drained: unfiltered, pinned to a partition, and filtered on action types
+(with as many actions of another type due: the type index keeps the claim off those too)."""
 
 from __future__ import annotations
 
@@ -55,14 +56,27 @@ def _claim_plans(storage: SqlStorage, **claim: Any) -> list[str]:
     return [str(row[0]) for row in plan]
 
 
-@pytest.mark.parametrize("claim", [{}, {"partition": 3}])
+FILTERED = {"action_types": ["send_notification", "create_activity"]}
+
+
+@pytest.mark.parametrize("claim", [{}, {"partition": 3}, FILTERED])
 def test_a_long_drain_does_not_step_over_finished_rows(
     storage: SqlStorage, claim: dict[str, Any]
 ) -> None:
     table = storage.database.tables.scheduled
+    # With a filter, every other action is of a type the claims do not take (crm_sync): they
+    # must not step over those either.
+    other = {"action_type": "crm_sync"} if claim is FILTERED else {}
     rows = [
-        _values(make_scheduled_action(f"k{n:05d}", due_at=at(), partition=3))
-        for n in range(BACKLOG)
+        _values(
+            make_scheduled_action(
+                f"k{n:05d}",
+                due_at=at(),
+                partition=3,
+                **({"action": other} if other and n % 2 else {}),
+            )
+        )
+        for n in range(BACKLOG * (2 if other else 1))
     ]
     with storage.database.write() as connection:
         connection.execute(table.insert(), rows)
@@ -82,4 +96,5 @@ def test_a_long_drain_does_not_step_over_finished_rows(
     # The expired-lease arm filters the actions claimed right now (the probe's 100); the
     # pending arm must not read the 2,000 finished ones.
     assert max((int(m.group(1)) for m in removed if m), default=0) <= 100, "\n".join(plan)
-    assert any("pending_due" in line for line in plan), "\n".join(plan)
+    index = "type_pending_due" if claim is FILTERED else "pending_due"
+    assert any(index in line for line in plan), "\n".join(plan)

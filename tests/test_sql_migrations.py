@@ -1,6 +1,7 @@
 """Revisions on databases made by the previous ones, with data in them: 0002 (partitions) adds
 the column with 0 for every existing action, which a claim pinned to partition 0 then takes;
-0003 (change stamps) adds the rule stamp beside existing rules, which writes then bump. On
+0003 (change stamps) adds the rule stamp beside existing rules, which writes then bump; 0004
+(claim filters) indexes existing pending actions by type, which filtered claims then take. On
 SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from leadflow.stores.sql import (
     SqlDatabase,
@@ -23,7 +24,7 @@ from leadflow.stores.sql import (
 from leadflow.stores.sql.migrations.schema_0001 import build_tables as build_tables_0001
 from leadflow.stores.sql.rules import _values as rule_values
 from leadflow.stores.sql.scheduled import _values
-from leadflow.testing.contracts import at, make_rule, make_scheduled_action
+from leadflow.testing.contracts import at, make_delivery, make_rule, make_scheduled_action
 
 from .sql_support import on_postgres, postgres_schema
 
@@ -91,9 +92,9 @@ def test_0003_adds_the_rule_stamp_beside_existing_rules(at_0001: SqlStorage) -> 
     with database.write() as connection:
         connection.execute(old.insert(), [rule_values(make_rule(f"r{n}"), 1) for n in range(3)])
 
-    assert migrate(database) == head_revision() == "0003"
+    assert migrate(database, "0003") == "0003"
     assert current_revision(database) == "0003"
-    assert migrate(database) == "0003"  # again: nothing to do
+    assert migrate(database, "0003") == "0003"  # again: nothing to do
     rules = at_0001.rules
     assert [r.rule_id for r in rules.list()] == ["r0", "r1", "r2"]
     first = rules.stamp()
@@ -106,3 +107,29 @@ def test_0003_adds_the_rule_stamp_beside_existing_rules(at_0001: SqlStorage) -> 
         database.engine, prefix=database.tables.prefix, schema=database.tables.schema
     )
     assert SqlRuleRepository(other).stamp() == first + 3
+
+
+def test_0004_indexes_existing_actions_by_type(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    assert migrate(database, "0003") == "0003"
+    table = database.tables.scheduled
+    rows = [
+        _values(make_scheduled_action("old-mail", action={"action_type": "send_email"})),
+        _values(make_scheduled_action("old-note", due_at=at(minutes=-1))),
+        _values(make_delivery("old-delivery", due_at=at(minutes=1))),
+    ]
+    with database.write() as connection:
+        connection.execute(table.insert(), rows)
+    assert migrate(database) == head_revision() == "0004"
+    with database.engine.connect() as connection:
+        if database.dialect == "sqlite":  # SQLAlchemy's inspector leaves expression indexes out
+            found = connection.execute(text("SELECT name FROM sqlite_master WHERE type='index'"))
+            names = {row[0] for row in found}
+        else:
+            indexes = inspect(connection).get_indexes(table.name, schema=table.schema)
+            names = {index["name"] for index in indexes}
+    assert f"{table.name}_type_pending_due" in names
+    claimed = at_0001.scheduled.claim_due(at(hours=1), worker="w1", action_types=["send_email"])
+    assert [a.action_id for a in claimed] == ["sa-old-mail", "sa-old-delivery"]
+    (rest,) = at_0001.scheduled.claim_due(at(hours=1), worker="w2")
+    assert rest.action_id == "sa-old-note"

@@ -11,7 +11,6 @@ OpenAPI at ``/docs``; the periodic jobs run in the app's process unless ``LEADFL
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from leadflow import (
-    DuplicateError,
     LeadFlow,
     LeadflowJobs,
     PermissionDeniedError,
@@ -125,9 +123,7 @@ def build_flow(
         clock=clock,
     )
     if settings.seed_default_rules and not flow.storage.rules.list():
-        for rule in default_rules():
-            with contextlib.suppress(DuplicateError):  # another instance stored it first
-                flow.rules.create(rule)
+        flow.rules.ensure_defaults(default_rules())  # race-safe across instances
     return flow
 
 

@@ -75,8 +75,16 @@ def init(url: str, prefix: str | None, schema: str | None, no_rules: bool) -> No
             click.echo(f"rules: the store holds {len(existing)} rule(s); none added")
             return
         flow = LeadFlow(store.storage, log_integrations())
-        added = [flow.rules.create(rule) for rule in default_rules()]
-        click.echo(f"rules: added the {len(added)} default rules")
+        # Race-safe: another `db init` (or replica) seeding at the same time is no error.
+        defaults = default_rules()
+        added = flow.rules.ensure_defaults(defaults)
+        if len(added) == len(defaults):
+            click.echo(f"rules: added the {len(added)} default rules")
+        else:
+            click.echo(
+                f"rules: added {len(added)} of the {len(defaults)} default rules (the others "
+                "were added at the same time by another process)"
+            )
 
 
 @db.command("upgrade", cls=LeadflowCommand)

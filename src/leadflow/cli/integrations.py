@@ -2,6 +2,12 @@
 notifications and messages are logged (nothing is delivered), the opportunity gateway knows no
 owners or contacts, and the team is the ``--rep`` list.
 
+Such a worker runs no action whose effect would only be logged: its handler registry holds
+:data:`LOGGED_ACTION_TYPES` (:meth:`HandlerRegistry.hold`), so it still plans them (the rules
+that use them apply as usual) but never claims or runs them; they stay pending for a worker
+started with the host's ``--app``. It runs ``create_activity`` (its effect is in the store)
+and the outbox deliveries.
+
 A real deployment passes ``--app module:factory`` (see :func:`load_app`) so that notifications
 reach people and ``lead_owner`` finds the owner.
 """
@@ -11,15 +17,25 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from ..ports import Contact, Integrations, Message, Notification, Storage
-from ..runtime import LeadFlow
+from ..runtime import HandlerRegistry, LeadFlow
 from ._base import fail
 
-__all__ = ["build_flow", "load_app", "log_integrations"]
+__all__ = ["LOGGED_ACTION_TYPES", "build_flow", "load_app", "log_integrations"]
 
 log = logging.getLogger("leadflow.cli")
+
+LOGGED_ACTION_TYPES: Final = (
+    "send_notification",
+    "send_email",
+    "send_sms",
+    "update_status",
+    "assign_sales_rep",
+)
+"""The built-in action types whose effect goes through an integration that, without ``--app``,
+only logs (notifier, messenger, opportunity gateway): held, not run, by such a worker."""
 
 
 class _LogNotifier:
@@ -95,9 +111,12 @@ def load_app(spec: str) -> Any:
 
 def build_flow(storage: Storage, *, app: str | None, reps: Sequence[str]) -> LeadFlow:
     """The flow a worker runs: ``app`` (``module:factory``, called with the opened storage, or
-    ``module:flow``, a LeadFlow) or one on ``storage`` with :func:`log_integrations`."""
+    ``module:flow``, a LeadFlow) or one on ``storage`` with :func:`log_integrations`, holding
+    :data:`LOGGED_ACTION_TYPES` (see the module's docstring)."""
     if app is None:
-        return LeadFlow(storage, log_integrations(reps))
+        handlers = HandlerRegistry.default()
+        handlers.hold(*LOGGED_ACTION_TYPES)
+        return LeadFlow(storage, log_integrations(reps), handlers=handlers)
     target = load_app(app)
     flow = target if isinstance(target, LeadFlow) else None
     if flow is None and callable(target):

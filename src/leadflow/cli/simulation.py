@@ -203,8 +203,7 @@ class Simulation:
         report = self.report
         report.earlier_activities = self._total()
         if not self.storage.rules.list():
-            for rule in default_rules():
-                self.flow.rules.create(rule)
+            self.flow.rules.ensure_defaults(default_rules())
         for index in range(days):
             day = self.storage.counters.next(DAY_COUNTER) - 1
             date = START + timedelta(days=day)

@@ -13,7 +13,7 @@ from types import FrameType
 import click
 
 from ..ports.periodic import JobRun, JobStatus
-from ..runtime import JobSettings, LeadflowJobs
+from ..runtime import JobSettings, LeadFlow, LeadflowJobs, unrun_rule_types
 from ._base import LeadflowCommand, LeadflowGroup, fail, logs
 from .integrations import build_flow
 from .metrics import serve_metrics
@@ -55,7 +55,9 @@ def _app_options(func: click.decorators.FC) -> click.decorators.FC:
         "--app",
         default=None,
         help="module:factory, called with the opened storage and returning the host's "
-        "LeadFlow (its notifier, gateway, handlers). Without it notifications are only logged.",
+        "LeadFlow (its notifier, gateway, handlers). Without it the worker runs only "
+        "create_activity and outbox deliveries: notifications, messages, status changes and "
+        "assignments stay pending for a worker with --app.",
     )(func)
 
 
@@ -67,6 +69,25 @@ def _describe(run: JobRun) -> str:
         f"job {run.job} {status} slot {run.slot} in {run.duration.total_seconds():.3f} s "
         f"{counts}{error}"
     )
+
+
+def _warn_unrun(flow: LeadFlow) -> None:
+    """Log a warning for each action type of a stored active rule that this worker does not
+    run: no handler here (the host's --app has it), or held (its integration only logs)."""
+    unrun = unrun_rule_types(flow.storage.rules, flow.handlers.runnable())
+    for action_type, rule_ids in unrun.items():
+        why = (
+            "its integration only logs without --app"
+            if action_type in flow.handlers
+            else "no handler is registered here"
+        )
+        log.warning(
+            "this worker does not run %s actions (%s), which rule(s) %s plan: they stay "
+            "pending for a worker that runs them (start one with the host's --app)",
+            action_type,
+            why,
+            ", ".join(rule_ids),
+        )
 
 
 @click.command("worker", cls=LeadflowCommand)
@@ -127,13 +148,17 @@ def worker(
             opened(url, create=False, prefix=prefix, schema=schema) as store,
             contextlib.ExitStack() as stack,
         ):
-            storage, on_run = store.storage, None
+            storage, on_run, served = store.storage, None, None
             if metrics_port is not None:
                 served = stack.enter_context(
                     serve_metrics(store.storage, metrics_port, host=metrics_host)
                 )
                 storage, on_run = served.storage, served.on_run
             flow = build_flow(storage, app=app, reps=reps)
+            _warn_unrun(flow)
+            if served is not None:
+                runnable = flow.handlers.runnable()
+                served.metrics.track_unhandled(flow.storage, runnable, clock=flow.clock)
             # The job runner logs each run itself (leadflow.scheduling): logging it here too
             # printed every run twice.
             runner = LeadflowJobs(flow, settings).runner(

@@ -29,13 +29,15 @@ name                                        type       labels
 ``leadflow_job_skips_total``                counter    ``job`` (slot taken, not due, late)
 ``leadflow_job_lateness_seconds``           histogram  ``job``
 ``leadflow_parked_actions``                 gauge      (after :meth:`track_parked`)
+``leadflow_unhandled_due_actions``          gauge      ``action_type`` (after
+                                                       :meth:`track_unhandled`)
 ==========================================  =========  ===================================
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -43,9 +45,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..ports import ScheduledActionStore, Storage
+from ..clock import SystemClock
+from ..ports import Clock, ScheduledActionStore, Storage
 from ..ports.periodic import JobRun, JobStatus
 from ..records import ScheduledAction, ScheduledActionState
+from ..runtime.health import unhandled_action_types
 from ..runtime.results import DueRunReport, HandleResult
 
 __all__ = ["LeadflowMetrics", "MeteredScheduledActions"]
@@ -169,6 +173,29 @@ class LeadflowMetrics:
         self.registry.register(collector)
         return collector
 
+    def track_unhandled(
+        self,
+        storage: Storage,
+        runnable: Collection[str],
+        *,
+        clock: Clock | None = None,
+        limit: int = 1000,
+    ) -> Collector:
+        """Register a gauge ``<namespace>_unhandled_due_actions`` with an ``action_type``
+        label: the pending actions due by now of each type not in ``runnable`` (this worker's
+        ``flow.handlers.runnable()``), counted at each scrape among the ``limit`` due soonest
+        (:func:`leadflow.runtime.unhandled_action_types`). A value that stays above zero means
+        no running worker handles that type. Returns the collector."""
+        collector = _UnhandledCollector(
+            storage.scheduled,
+            frozenset(runnable),
+            clock or SystemClock(),
+            f"{self._namespace}_unhandled_due_actions",
+            limit,
+        )
+        self.registry.register(collector)
+        return collector
+
 
 class MeteredScheduledActions:
     """A :class:`~leadflow.ports.ScheduledActionStore` that reports to :class:`LeadflowMetrics`
@@ -219,3 +246,33 @@ class _ParkedCollector(Collector):
             f"Parked scheduled actions (counted up to {self._limit})",
             value=len(parked),
         )
+
+
+class _UnhandledCollector(Collector):
+    def __init__(
+        self,
+        store: ScheduledActionStore,
+        runnable: frozenset[str],
+        clock: Clock,
+        name: str,
+        limit: int,
+    ) -> None:
+        self._store = store
+        self._runnable = runnable
+        self._clock = clock
+        self._name = name
+        self._limit = limit
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = unhandled_action_types(
+            self._store, self._runnable, now=self._clock.now(), limit=self._limit
+        )
+        family = GaugeMetricFamily(
+            self._name,
+            "Due pending actions of types this worker does not run (among the "
+            f"{self._limit} due soonest)",
+            labels=["action_type"],
+        )
+        for action_type, count in counts.items():
+            family.add_metric([action_type], count)
+        yield family

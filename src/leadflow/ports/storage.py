@@ -4,7 +4,7 @@ contract suites are in :mod:`leadflow.testing.contracts`)."""
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -240,6 +240,7 @@ class ScheduledActionStore(Protocol):
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
         partition: int | None = None,
+        action_types: Collection[str] | None = None,
     ) -> builtins.list[ScheduledAction]:
         """Atomically claim up to ``limit`` actions that are pending and due (``due_at <= now``)
         or claimed with an expired lease (``lease_expires_at <= now``); each claim sets state
@@ -251,7 +252,15 @@ class ScheduledActionStore(Protocol):
         ``partition``: None claims from every partition; a number claims (and parks) only
         actions of that partition, and the store's query carries it (the shard key of a
         sharded table or collection). :class:`InvalidInputError` unless it is an ``int`` in
-        ``0 .. DEFAULT_LIMITS.partitions - 1``."""
+        ``0 .. DEFAULT_LIMITS.partitions - 1``.
+
+        ``action_types``: None claims actions of any type; a collection (list, tuple, set) of
+        action type names claims only rule actions of those types, plus every delivery (an
+        outbox entry has no action type, and any runtime runs it): a worker claims only what
+        its handlers can run, and actions of other types stay pending, in due order, for a
+        worker that has them. Expired leases of other types are neither reclaimed nor parked.
+        :class:`InvalidInputError` (``action_types``) unless it is None or such a collection
+        of at most 200 lower_snake_case names; an empty one claims deliveries only."""
         ...
 
     def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .actions import HandlerRegistry, HandlerSpec
 from .context import ActionContext, ActionHandler
 from .flow import LeadFlow
+from .health import unhandled_action_types, unrun_rule_types
 from .jobs import JobSchedule, JobSettings, LeadflowJobs
 from .results import (
     ActionRun,
@@ -34,4 +35,6 @@ __all__ = [
     "RetryPolicy",
     "RuleChange",
     "RuleTestResult",
+    "unhandled_action_types",
+    "unrun_rule_types",
 ]

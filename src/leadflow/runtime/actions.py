@@ -93,6 +93,7 @@ class HandlerRegistry:
 
     def __init__(self, specs: Mapping[str, HandlerSpec] | None = None) -> None:
         self._specs: dict[str, HandlerSpec] = dict(specs or {})
+        self._held: set[str] = set()
         self._parsed: dict[tuple[Hashable, str], tuple[Action, Any]] = {}
 
     @classmethod
@@ -161,6 +162,29 @@ class HandlerRegistry:
             action_type, handler, params, bool(eager), tuple(causes)
         )
 
+    def hold(self, *action_types: str) -> None:
+        """Keep these registered types for planning (rules using them are checked and plan
+        their actions as before) but do not run them here: a flow on this registry stores
+        their actions pending even when due now, and its :meth:`~leadflow.LeadFlow.run_due`
+        does not claim them, so they wait for a worker whose registry runs them. For a worker
+        that lacks the integrations a handler needs (``leadflow worker`` without ``--app``).
+        :class:`InvalidInputError` for a type with no handler here."""
+        for action_type in action_types:
+            if action_type not in self._specs:
+                raise InvalidInputError(
+                    f"no handler is registered for {action_type!r}", field="action_types"
+                )
+        self._held.update(action_types)
+
+    def runs(self, action_type: str) -> bool:
+        """Whether this registry runs ``action_type`` (registered and not held)."""
+        return action_type in self._specs and action_type not in self._held
+
+    def runnable(self) -> frozenset[str]:
+        """The action types this registry runs: every registered type not held (see
+        :meth:`hold`). What a flow's :meth:`~leadflow.LeadFlow.run_due` claims by default."""
+        return frozenset(self._specs.keys() - self._held)
+
     def parse(self, spec: HandlerSpec, action: Action, *, key: Hashable) -> Any:
         """``spec.parse(action)``, reused for the same ``key`` (e.g. rule id and action index)
         while the action is unchanged (compared by value) when the params model is frozen: a
@@ -189,6 +213,8 @@ class HandlerRegistry:
         spec = self._specs.get(action.action_type)
         if spec is None:
             raise PermanentError(f"no handler is registered for action type {action.action_type!r}")
+        if action.action_type in self._held:
+            raise PermanentError(f"action type {action.action_type!r} is held: not run here")
         key = (ctx.scheduled.rule_id, ctx.scheduled.action_index)
         ctx.params = self.parse(spec, action, key=key)
         return spec.handler(ctx)

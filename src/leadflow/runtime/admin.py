@@ -5,15 +5,16 @@ actions (cancel or keep, ``FlowSettings.pending_on_rule_change`` by default)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from ..clock import ensure_utc
-from ..errors import InvalidInputError
+from ..errors import DuplicateError, InvalidInputError
 from ..models import Event, FollowUpRule
 from ..ports import Clock, RuleRepository, ScheduledActionStore
 from ..records import ScheduledAction
+from ..rules import default_rules
 from .emitter import Emitter
 from .results import RuleChange, RuleTestResult
 from .rulebook import RuleBook
@@ -59,6 +60,35 @@ class RulesAdmin:
         self._rulebook.invalidate()
         self._emit("rule.created", {"ruleId": stored.rule_id, "actor": stored.created_by})
         return stored
+
+    def ensure_defaults(self, rules: Iterable[FollowUpRule] | None = None) -> list[FollowUpRule]:
+        """Store each of ``rules`` (default: :func:`~leadflow.default_rules`) whose id is not
+        stored yet, and return the ones this call created (the others were there already).
+
+        Race-safe: any number of processes may call it at once on one store (replicas
+        seeding at start-up): a rule another caller created meanwhile
+        (:class:`DuplicateError`) counts as there, so each rule is created once and no call
+        fails for it. A stored rule is never changed (an admin's edits stay), and a default
+        an admin deleted comes back at the next call: switch a default off with
+        ``isActive: false`` instead of deleting it. Each rule is checked as :meth:`create`
+        checks it."""
+        wanted = list(default_rules() if rules is None else rules)
+        stored = {rule.rule_id for rule in self._rules.list()}
+        created: list[FollowUpRule] = []
+        for rule in wanted:
+            if rule.rule_id in stored:
+                continue
+            try:
+                created.append(self.create(rule))
+            except DuplicateError:
+                continue  # created by another caller since the list was read
+        if created:
+            log.info(
+                "added %s default rule(s)",
+                len(created),
+                extra={"rule_ids": [rule.rule_id for rule in created]},
+            )
+        return created
 
     def replace(self, rule: FollowUpRule, *, pending: PendingPolicy | None = None) -> RuleChange:
         """Check and store a changed rule (optimistic: ``rule.version`` must be the stored one).

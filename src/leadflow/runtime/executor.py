@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -155,18 +155,30 @@ class Executor:
     # ------------------------------------------------------------------ what is due
 
     def run_due(
-        self, *, limit: int = 100, now: datetime | None = None, partition: int | None = None
+        self,
+        *,
+        limit: int = 100,
+        now: datetime | None = None,
+        partition: int | None = None,
+        action_types: Collection[str] | None = None,
     ) -> DueRunReport:
         """Claim and run the stored actions that are due (and those whose worker's lease
         expired). Safe to call from many instances at once: each action is claimed by one.
         ``partition`` pins this call to one partition (``0 .. settings.partitions - 1``, else
-        :class:`InvalidInputError`); None takes from every partition."""
+        :class:`InvalidInputError`); None takes from every partition. ``action_types`` is the
+        store's claim filter (None: any type; see
+        :meth:`~leadflow.ports.ScheduledActionStore.claim_due`)."""
         when = ensure_utc(now, "now") if now is not None else self.now()
         partition = self._settings.checked_partition(partition)
         report = DueRunReport()
         lease = self._settings.action_lease
         claimed = self._scheduled.claim_due(
-            when, worker=self.worker_id, limit=limit, lease=lease, partition=partition
+            when,
+            worker=self.worker_id,
+            limit=limit,
+            lease=lease,
+            partition=partition,
+            action_types=action_types,
         )
         # Successes are acknowledged together (one store call per batch); once half the lease
         # has passed (the claims all expire together), each one at once.

@@ -33,7 +33,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +54,7 @@ from ..records import ActionKind, ScheduledAction
 from ..rules import EventTypes, OperatorRegistry, RuleEngine
 from ..rules.calendar import WorkingCalendar
 from ..rules.vocabulary import Vocabulary
+from ..stores.checks import checked_action_types
 from .actions import HandlerRegistry
 from .activity_writes import ActivityWrites
 from .admin import RulesAdmin
@@ -273,10 +274,30 @@ class LeadFlow:
         return [refused[i] if i in refused else next(handled) for i in range(count)]
 
     def run_due(
-        self, *, limit: int = 100, now: datetime | None = None, partition: int | None = None
+        self,
+        *,
+        limit: int = 100,
+        now: datetime | None = None,
+        partition: int | None = None,
+        action_types: Collection[str] | None = None,
     ) -> DueRunReport:
-        """Claim and run the stored actions that are due (see :meth:`Executor.run_due`)."""
-        return self.executor.run_due(limit=limit, now=now, partition=partition)
+        """Claim and run the stored actions that are due (see :meth:`Executor.run_due`).
+
+        Only what this flow can run is claimed: rule actions of the types its handlers run
+        (:meth:`HandlerRegistry.runnable`), and outbox deliveries; actions of other types stay
+        pending for a worker that has their handlers. ``action_types`` narrows that further
+        (e.g. a worker for e-mail only); a type this flow does not run is
+        :class:`InvalidInputError`."""
+        runnable = self.handlers.runnable()
+        wanted = checked_action_types(action_types)
+        if wanted is None:
+            wanted = runnable
+        elif not wanted <= runnable:
+            raise InvalidInputError(
+                f"this flow does not run {', '.join(sorted(wanted - runnable))}",
+                field="action_types",
+            )
+        return self.executor.run_due(limit=limit, now=now, partition=partition, action_types=wanted)
 
     def purge_finished(self, now: datetime | None = None) -> int:
         """Delete finished scheduled actions older than ``settings.retention``."""

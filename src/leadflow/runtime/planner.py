@@ -182,7 +182,10 @@ class Planner:
         for action in evaluation.planned:
             spec = self._handlers.get(action.action.action_type)
             eager = spec is not None and spec.eager
-            run_now = eager or action.due_at <= now
+            # A type this worker holds (does not run) waits, pending, for one that runs it.
+            run_now = (eager or action.due_at <= now) and self._handlers.runs(
+                action.action.action_type
+            )
             rule = action.rule
             if eager and rule.rule_id not in explanations:
                 # Only handlers that keep an explanation (eager ones: created activities) pay.

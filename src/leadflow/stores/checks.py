@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Final
@@ -9,12 +10,15 @@ from typing import Final
 from ..documents import plain
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_LIMITS
-from ..models import ID_RE
+from ..models import _ACTION_TYPE_RE, ID_RE
 from ..records import ScheduledAction, SlotState
 
 MAX_KEY: Final = 400
 MAX_BATCH: Final = 1000
 """The most action ids one ``mark_done_many`` call takes."""
+MAX_ACTION_TYPES: Final = 200
+"""The most action types one ``claim_due(action_types=...)`` filter names."""
+_ACTION_TYPE: Final = re.compile(_ACTION_TYPE_RE)
 
 
 def checked_key(value: object, field: str) -> str:
@@ -41,6 +45,25 @@ def checked_partition(value: object) -> int | None:
     if not 0 <= value < DEFAULT_LIMITS.partitions:
         raise InvalidInputError(f"must be in 0..{DEFAULT_LIMITS.partitions - 1}", field="partition")
     return value
+
+
+def checked_action_types(value: object) -> frozenset[str] | None:
+    """``value`` as a set of action types if it is None (any type) or a list, tuple, set or
+    frozenset of at most :data:`MAX_ACTION_TYPES` action type names (lower_snake_case, as
+    :class:`~leadflow.models.Action` allows); else :class:`InvalidInputError` naming
+    ``action_types``. An empty one is allowed (deliveries only)."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise InvalidInputError(
+            "expected a list or set of action types, or None", field="action_types"
+        )
+    if len(value) > MAX_ACTION_TYPES:
+        raise InvalidInputError(f"at most {MAX_ACTION_TYPES} action types", field="action_types")
+    for item in value:
+        if not isinstance(item, str) or not _ACTION_TYPE.fullmatch(item):
+            raise InvalidInputError(f"not an action type: {item!r}", field="action_types")
+    return frozenset(value)
 
 
 def checked_version(value: object, field: str) -> int | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 import pickle
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from heapq import merge, nsmallest
 from itertools import islice, takewhile
@@ -35,7 +35,13 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
-from ..checks import checked_ids, checked_lease, checked_partition, checked_version
+from ..checks import (
+    checked_action_types,
+    checked_ids,
+    checked_lease,
+    checked_partition,
+    checked_version,
+)
 from .arguments import check_limit, check_type
 from .chunks import ChunkedIndex, ChunkedMap
 
@@ -84,6 +90,18 @@ def _checked(action: object) -> ScheduledAction:
 
 def _thaw(finished: _Finished) -> ScheduledAction:
     return ScheduledAction.model_validate(pickle.loads(finished[3]))
+
+
+def _of_types(
+    actions: Iterable[ScheduledAction], types: frozenset[str] | None
+) -> Iterator[ScheduledAction]:
+    """The ``actions`` a claim filtered on ``types`` may take, lazily, in the given order: all
+    of them without a filter; else the rule actions of those types and every delivery."""
+    if types is None:
+        return iter(actions)
+    return (
+        action for action in actions if action.action is None or action.action.action_type in types
+    )
 
 
 def _check_worker(worker: object) -> str:
@@ -145,16 +163,20 @@ class InMemoryScheduledActionStore:
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
         partition: int | None = None,
+        action_types: Collection[str] | None = None,
     ) -> builtins.list[ScheduledAction]:
+        """See the port. With ``action_types`` the due-order walk steps over the actions of
+        other types (their count is what it costs)."""
         now = ensure_utc(now, "now")
         check_limit(limit)
         _check_worker(worker)
         expires = now + checked_lease(lease)
         partition = checked_partition(partition)
+        types = checked_action_types(action_types)
         with self._lock:
             candidates: list[ScheduledAction] = []
             leases = takewhile(lambda key: key[0] <= now, self._ordered(self._leases, partition))
-            expired = [self._live[action_id] for _, action_id in leases]
+            expired = [*_of_types((self._live[action_id] for _, action_id in leases), types)]
             for action in expired:
                 if action.attempts >= action.max_attempts:
                     self._change(
@@ -167,7 +189,8 @@ class InMemoryScheduledActionStore:
                 else:
                     candidates.append(action)
             due = takewhile(lambda key: key[0] <= now, self._ordered(self._pending, partition))
-            candidates += [self._live[action_id] for _, action_id in islice(due, limit)]
+            pending = _of_types((self._live[action_id] for _, action_id in due), types)
+            candidates += islice(pending, limit)
             chosen = nsmallest(limit, candidates, key=lambda a: (a.due_at, a.action_id))
             claimed = [
                 self._change(

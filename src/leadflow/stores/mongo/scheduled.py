@@ -10,7 +10,7 @@ the typed :class:`~leadflow.records.ScheduledAction` in camelCase (``kind``, ``p
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
@@ -24,8 +24,14 @@ from ...errors import (
     InvalidStateError,
     NotFoundError,
 )
-from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
-from ..checks import checked_ids, checked_partition, checked_version, in_order
+from ...records import FINISHED_STATES, ActionKind, ScheduledAction, ScheduledActionState
+from ..checks import (
+    checked_action_types,
+    checked_ids,
+    checked_partition,
+    checked_version,
+    in_order,
+)
 from .common import (
     Document,
     MongoStore,
@@ -139,17 +145,30 @@ class MongoScheduledActionStore(MongoStore):
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
         partition: int | None = None,
+        action_types: Collection[str] | None = None,
     ) -> builtins.list[ScheduledAction]:
         """See the port. With a ``partition``, every filter carries ``partition`` (documents
-        stored before the field existed count as partition 0)."""
+        stored before the field existed count as partition 0). With ``action_types``, every
+        filter also asks for a delivery or one of those ``action.actionType``s (the server
+        walks the due-order index and steps over the due actions of other types)."""
         now = when("now", now)
         worker = valid_text("worker", worker)
         limit = valid_limit(limit)
         until = later("lease", now, lease)
         partition = checked_partition(partition)
+        types = checked_action_types(action_types)
         scope: Document = {}
         if partition is not None:
             scope = {"partition": {"$in": [0, None]} if partition == 0 else partition}
+        if types is not None:
+            scope["$and"] = [
+                {
+                    "$or": [
+                        {"kind": ActionKind.DELIVERY.value},
+                        {"action.actionType": {"$in": sorted(types)}},
+                    ]
+                }
+            ]
         expired = {**scope, "state": _CLAIMED, "leaseExpiresAt": {"$lte": now}}
         # An action whose worker died on its last attempt is parked, not handed out again.
         self._collection.update_many(

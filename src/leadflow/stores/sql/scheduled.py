@@ -10,13 +10,15 @@ batch, ``UPDATE ... WHERE action_id IN (SELECT ... ORDER BY due_at, action_id LI
 UPDATE SKIP LOCKED) RETURNING ...``. On PostgreSQL ``SKIP LOCKED`` lets concurrent workers
 take disjoint batches without waiting for each other; on SQLite the write transaction
 (``BEGIN IMMEDIATE``) serializes claimers. Both read the partial index of live actions
-(pending or claimed) in due order, so a claim costs about the batch it takes.
+(pending or claimed) in due order, so a claim costs about the batch it takes. A claim filtered
+on action types reads one range per type (and one for deliveries) of the pending actions'
+type index (revision 0004) instead, so other types' backlog costs it nothing.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -47,11 +49,18 @@ from ...errors import (
     NotFoundError,
 )
 from ...records import ScheduledAction, ScheduledActionState
-from ..checks import checked_ids, checked_lease, checked_partition, checked_version, in_order
+from ..checks import (
+    checked_action_types,
+    checked_ids,
+    checked_lease,
+    checked_partition,
+    checked_version,
+    in_order,
+)
 from ..memory.arguments import check_limit, check_model, check_type
 from .database import SqlDatabase
 from .errors import translated
-from .types import UtcDateTime
+from .types import ActionTypeOf, UtcDateTime
 
 __all__ = ["SqlScheduledActionStore"]
 
@@ -235,13 +244,19 @@ class SqlScheduledActionStore:
         limit: int = 100,
         lease: timedelta = timedelta(minutes=5),
         partition: int | None = None,
+        action_types: Collection[str] | None = None,
     ) -> builtins.list[ScheduledAction]:
         """See the port. With a ``partition`` every statement filters on the ``partition``
-        column (the distribution column of a sharded table, so each one stays on its shard)."""
+        column (the distribution column of a sharded table, so each one stays on its shard).
+        With ``action_types`` the pending actions are claimed by type (the type read from the
+        ``action`` document; deliveries, which have none, always pass): one range of the
+        type index per type, so actions of other types cost nothing; a claim pinned to a
+        partition as well steps over the other partitions' actions of its types."""
         now = ensure_utc(now, "now")
         check_limit(limit)
         _check_worker(worker)
         partition = checked_partition(partition)
+        types = checked_action_types(action_types)
         try:
             until = now + checked_lease(lease)
         except OverflowError as error:
@@ -250,6 +265,8 @@ class SqlScheduledActionStore:
         scope = true() if partition is None else c.partition == partition
         claimed = self._state_is(_State.CLAIMED)
         expired = and_(scope, claimed, c.lease_expires_at <= now)
+        if types is not None:
+            expired = and_(expired, self._of_types(types))
         # An action whose worker died on its last attempt is parked, not handed out again.
         exhausted = (
             select(c.action_id)
@@ -267,7 +284,18 @@ class SqlScheduledActionStore:
             )
         )
         # The oldest due pending actions and the oldest expired leases (each arm an index
-        # range in order, locked with SKIP LOCKED on PostgreSQL), then the oldest of both.
+        # range in order, locked with SKIP LOCKED on PostgreSQL), then the oldest of all. With
+        # a type filter, the pending actions are one arm per type and one for the deliveries
+        # (a NULL type), each a range of the type index.
+        pending = and_(scope, self._state_is(_State.PENDING), c.due_at <= now)
+        if types is None:
+            pending_arms = [pending]
+        else:
+            action_type = ActionTypeOf(c.action)
+            pending_arms = [
+                and_(pending, action_type.is_(None)),
+                *(and_(pending, action_type == name) for name in sorted(types)),
+            ]
         arms = [
             select(c.action_id, c.due_at)
             .where(condition)
@@ -275,10 +303,7 @@ class SqlScheduledActionStore:
             .limit(limit)
             .with_for_update(skip_locked=True)
             .subquery()
-            for condition in (
-                and_(scope, self._state_is(_State.PENDING), c.due_at <= now),
-                and_(expired, c.attempts < c.max_attempts),
-            )
+            for condition in (*pending_arms, and_(expired, c.attempts < c.max_attempts))
         ]
         both = union_all(*(select(arm.c.action_id, arm.c.due_at) for arm in arms)).subquery()
         due = select(both.c.action_id).order_by(both.c.due_at, both.c.action_id).limit(limit)
@@ -300,6 +325,11 @@ class SqlScheduledActionStore:
         actions = [_load(row) for row in rows]
         actions.sort(key=lambda a: (a.due_at, a.action_id))
         return actions
+
+    def _of_types(self, types: frozenset[str]) -> ColumnElement[bool]:
+        """A delivery (no action type), or a rule action whose type is one of ``types``."""
+        action_type = ActionTypeOf(self._t.c.action)
+        return or_(action_type.is_(None), action_type.in_(sorted(types)))
 
     def _finish(self, action_id: str, worker: str, changes: Mapping[str, Any]) -> ScheduledAction:
         """Apply ``changes`` if ``worker`` holds the action; :class:`ConflictError` if not."""

@@ -6,14 +6,19 @@ revision; running it again changes nothing. :func:`migrate` does the same for a
 live in :mod:`leadflow.stores.sql.migrations` (``versions/``); Alembic's version table is
 ``<prefix>alembic_version``, next to the tables.
 
-Concurrent upgrades are safe: on PostgreSQL the migration transaction first takes an advisory
-lock named after the schema and prefix (DDL is transactional there, so a failed upgrade leaves
-nothing half done); on SQLite it runs inside ``BEGIN IMMEDIATE``.
+Concurrent upgrades are serialized, and the migration runs once: on PostgreSQL the migration
+transaction first takes a transaction-scoped advisory lock (``pg_advisory_xact_lock``) named
+after the schema and prefix (DDL is transactional there, so a failed upgrade leaves nothing
+half done); on SQLite it runs inside ``BEGIN IMMEDIATE``, the database's write lock, which the
+others wait for (the busy timeout). Under the lock the revision is read again: a process that
+waited while another migrated finds the newest revision and changes nothing. The process that
+migrates logs ``schema migrated from <revision> to <revision>`` (INFO, ``leadflow.sql``).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import zlib
 from pathlib import Path
 from typing import Final
@@ -31,6 +36,8 @@ from .tables import DEFAULT_PREFIX
 __all__ = ["MIGRATIONS", "current_revision", "head_revision", "migrate", "upgrade"]
 
 MIGRATIONS: Final = Path(__file__).with_name("migrations")
+
+log = logging.getLogger("leadflow.sql")
 
 
 def _config() -> Config:
@@ -81,10 +88,20 @@ def migrate(database: SqlDatabase, revision: str = "head") -> str:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             if tables.schema is not None:
                 connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{tables.schema}"'))
+        # Under the lock: another process may have migrated while this one waited for it.
+        current = _current(connection, database)
+        if current == head:
+            return head
         config = _config()
         config.attributes["connection"] = connection
         config.attributes["tables"] = tables
         command.upgrade(config, head)
+    log.info(
+        "schema migrated from %s to %s",
+        current or "(none)",
+        head,
+        extra={"schema": tables.schema, "prefix": tables.prefix},
+    )
     return head
 
 

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 
 from ...errors import InvalidInputError
-from .types import Document, UtcDateTime
+from .types import ActionTypeOf, Document, UtcDateTime
 
 __all__ = ["DEFAULT_PREFIX", "Tables", "build_tables", "checked_prefix"]
 
@@ -248,6 +248,16 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
     Index(
         f"{name}_partition_pending_due",
         c.partition,
+        c.due_at,
+        c.action_id,
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
+    # claim_due(action_types=...): each type's pending actions in due order, and the
+    # deliveries' (a NULL type), one index range per type (revision 0004).
+    Index(
+        f"{name}_type_pending_due",
+        ActionTypeOf(c.action),
         c.due_at,
         c.action_id,
         postgresql_where=pending,

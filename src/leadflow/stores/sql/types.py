@@ -16,13 +16,24 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from ...clock import ensure_utc
 
-__all__ = ["EPOCH", "Document", "UtcDateTime", "decode_document", "encode_document", "micros"]
+__all__ = [
+    "EPOCH",
+    "ActionTypeOf",
+    "Document",
+    "UtcDateTime",
+    "decode_document",
+    "encode_document",
+    "micros",
+]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TAG: Final = "$dt"
@@ -125,3 +136,27 @@ class Document(TypeDecorator[Any]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         return None if value is None else decode_document(value)
+
+
+class ActionTypeOf(FunctionElement[str]):
+    """``ActionTypeOf(action_column)``: the ``actionType`` of a scheduled action's ``action``
+    document, NULL for a delivery (which has none). Written the same way in the claim's
+    statements and in the index they read (``action ->> 'actionType'`` on PostgreSQL,
+    ``json_extract(action, '$.actionType')`` on SQLite): a database uses an index on an
+    expression only for the same expression."""
+
+    type = Text()
+    name = "action_type_of"
+    inherit_cache = True
+
+
+@compiles(ActionTypeOf, "postgresql")
+def _action_type_postgresql(element: ActionTypeOf, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = element.clauses
+    return f"({compiler.process(column, **kw)} ->> 'actionType')"
+
+
+@compiles(ActionTypeOf, "sqlite")
+def _action_type_sqlite(element: ActionTypeOf, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = element.clauses
+    return f"json_extract({compiler.process(column, **kw)}, '$.actionType')"

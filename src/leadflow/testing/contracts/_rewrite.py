@@ -23,6 +23,8 @@ pytest.register_assert_rewrite(
             "rules",
             "scheduled",
             "scheduled_cleanup",
+            "scheduled_partitions",
+            "scheduled_types",
             "support",
             "units",
         )

@@ -23,18 +23,23 @@ from ...records import ActionKind, DuplicatePolicy, ScheduledActionState
 from .data import BASE_TIME, assert_utc, at, make_delivery, make_scheduled_action
 from .scheduled_cleanup import ScheduledActionCleanupTests
 from .scheduled_partitions import ScheduledActionPartitionTests
+from .scheduled_types import ScheduledActionTypeFilterTests
 
 __all__ = ["ScheduledActionStoreContract"]
 
 
 class ScheduledActionStoreContract(
-    ScheduledActionCleanupTests, ScheduledActionPartitionTests, abc.ABC
+    ScheduledActionCleanupTests,
+    ScheduledActionPartitionTests,
+    ScheduledActionTypeFilterTests,
+    abc.ABC,
 ):
     """Every test a :class:`~leadflow.ports.ScheduledActionStore` must pass.
 
     Subclass it (as ``Test...``) and implement :meth:`make_store`; the cancel and purge tests
     come from :class:`ScheduledActionCleanupTests`, the partition tests from
-    :class:`ScheduledActionPartitionTests`.
+    :class:`ScheduledActionPartitionTests`, the claim filter's from
+    :class:`ScheduledActionTypeFilterTests`.
     """
 
     @abc.abstractmethod
