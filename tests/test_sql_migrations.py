@@ -1,7 +1,8 @@
 """Revisions on databases made by the previous ones, with data in them: 0002 (partitions) adds
 the column with 0 for every existing action, which a claim pinned to partition 0 then takes;
-0003 (change stamps) adds the rule stamp beside existing rules, which writes then bump. On
-SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
+0003 (change stamps) adds the rule stamp beside existing rules, which writes then bump; 0004
+(job values) adds the table a job keeps its cursor in. On SQLite and, with
+``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -91,9 +92,9 @@ def test_0003_adds_the_rule_stamp_beside_existing_rules(at_0001: SqlStorage) -> 
     with database.write() as connection:
         connection.execute(old.insert(), [rule_values(make_rule(f"r{n}"), 1) for n in range(3)])
 
-    assert migrate(database) == head_revision() == "0003"
+    assert migrate(database, "0003") == "0003"
     assert current_revision(database) == "0003"
-    assert migrate(database) == "0003"  # again: nothing to do
+    assert migrate(database, "0003") == "0003"  # again: nothing to do
     rules = at_0001.rules
     assert [r.rule_id for r in rules.list()] == ["r0", "r1", "r2"]
     first = rules.stamp()
@@ -106,3 +107,16 @@ def test_0003_adds_the_rule_stamp_beside_existing_rules(at_0001: SqlStorage) -> 
         database.engine, prefix=database.tables.prefix, schema=database.tables.schema
     )
     assert SqlRuleRepository(other).stamp() == first + 3
+
+
+def test_0004_adds_the_job_values(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    assert migrate(database, "0003") == "0003"
+    names = inspect(database.engine).get_table_names(schema=database.tables.schema)
+    assert database.tables.job_values.name not in names
+    assert migrate(database) == head_revision() == "0004"
+    assert migrate(database) == "0004"  # again: nothing to do
+    jobs = at_0001.jobs
+    assert jobs.get_value("cursor:stale") is None
+    assert jobs.set_value("cursor:stale", "x", expected=None)
+    assert jobs.get_value("cursor:stale") == "x"

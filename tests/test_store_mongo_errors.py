@@ -155,7 +155,9 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "activities.timeline": lambda s: s.activities.timeline("o"),
     "activities.statistics": lambda s: s.activities.statistics(None, as_of=T0),
     "activities.last_activity_times": lambda s: s.activities.last_activity_times(),
-    "activities.stale_opportunities": lambda s: s.activities.stale_opportunities(T0),
+    "activities.stale_opportunities": lambda s: s.activities.stale_opportunities(
+        T0, after=(T0, "o")
+    ),
     "activities.purge_completed": lambda s: s.activities.purge_completed(T0),
     "rules.create": lambda s: s.rules.create(rule("r1")),
     "rules.get": lambda s: s.rules.get("r1"),
@@ -190,6 +192,8 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "jobs.mark": lambda s: s.jobs.mark("k", now=T0, expires_at=T0),
     "jobs.is_marked": lambda s: s.jobs.is_marked("k", now=T0),
     "jobs.unmark": lambda s: s.jobs.unmark("k"),
+    "jobs.get_value": lambda s: s.jobs.get_value("k"),
+    "jobs.set_value": lambda s: s.jobs.set_value("k", "v", expected=None),
     "jobs.purge_expired": lambda s: s.jobs.purge_expired(T0),
 }
 
