@@ -179,6 +179,7 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "scheduled.cancel_for_rule": lambda s: s.scheduled.cancel_for_rule("r", now=T0),
     "scheduled.purge_finished": lambda s: s.scheduled.purge_finished(T0),
     "scheduled.list": lambda s: s.scheduled.list(),
+    "scheduled.next_due": lambda s: s.scheduled.next_due(),
     "counters.next": lambda s: s.counters.next("n"),
     "audit.append": lambda s: s.audit.append(audit("e1")),
     "audit.list": lambda s: s.audit.list("rule"),

@@ -277,6 +277,8 @@ def _exercise_the_rest(storage: Storage) -> None:
     actions.purge_finished(T0 + timedelta(seconds=1))
     actions.list()
     actions.list(ScheduledActionState.PENDING)
+    actions.next_due()
+    actions.next_due(partition=2)
 
     storage.counters.next("n")
     storage.audit.append(audit("e1"))

@@ -131,6 +131,8 @@ def _workload(storage: SqlStorage) -> None:
     sched.purge_finished(at(hours=2), limit=10)
     sched.list(limit=5)
     sched.list(ScheduledActionState.PENDING, limit=5)
+    sched.next_due()
+    sched.next_due(partition=3)
 
     storage.counters.next("n")
     storage.audit.append(make_audit_entry("e1"))

@@ -328,6 +328,12 @@ class ScheduledActionStore(Protocol):
         """Actions in ``state`` (all when None), soonest due first (due_at, action_id)."""
         ...
 
+    def next_due(self, *, partition: int | None = None) -> datetime | None:
+        """The earliest ``due_at`` of a pending action (of ``partition`` when given, checked as
+        in :meth:`claim_due`), or None when none is pending: when the next :meth:`claim_due`
+        can find work, short of a claimed action whose lease runs out. One index read."""
+        ...
+
 
 @runtime_checkable
 class CounterStore(Protocol):
