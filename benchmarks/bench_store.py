@@ -138,7 +138,7 @@ class Reference:
         self.pending = [i for _, _, i in nsmallest(50, pending)]
         self.first_page = [i for _, _, i in nsmallest(50, created)]
         since = NOW - timedelta(days=30)
-        self.stale = [o for t, o in sorted((t, o) for o, t in last.items()) if t < since][:1000]
+        self.stale = sorted((t, o) for o, t in last.items() if t < since)[:1000]
         for rows in self.by_opportunity.values():
             rows.sort()
 

@@ -27,6 +27,7 @@ from leadflow.adapters import RecordingNotifier
 from leadflow.ports import JobStore, Notification
 from leadflow.runtime.jobs import JobSchedule, JobSettings, LeadflowJobs, stale_event_id
 from leadflow.scheduling import JobRunner
+from leadflow.stores.sql import sql_storage
 
 from .scheduling_support import JOB_BACKENDS, NY, drive, job_store, ny, utc
 from .service_support import build_flow, notifier_of, payloads
@@ -271,13 +272,14 @@ def test_stale_detection_feeds_a_re_engagement_rule_once_per_stale_period(backen
     second = notes(flow, "opportunity.stale_detected")[1:]
     assert [p["eventId"] for p in second] == [stale_event_id("opp-1", utc(2026, 3, 9, 16))]
     assert sum(r.counts["detected"] for r in runs) == 1
-    assert sum(r.counts["already_detected"] for r in runs) >= 3  # later checks: same period
+    # Later checks do not even look at it again: the cursor is past its period.
+    assert sum(r.counts["stale"] for r in runs) == 1
     # The rule's previous re-engagement call is still open, so it adds no second one.
     assert len(flow.storage.activities.for_opportunity("opp-1")) == 2
 
 
-def test_re_detecting_the_same_stale_period_does_not_make_the_rules_act_twice(
-    backend: str,
+def test_a_crash_before_the_mark_does_not_make_the_rules_act_twice(
+    backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alert = rule(
         "stale-alert",
@@ -289,23 +291,111 @@ def test_re_detecting_the_same_stale_period_does_not_make_the_rules_act_twice(
     last = start - timedelta(days=10)
     flow.storage.activities.add(activity("old", opportunity_id="opp-2", created_at=last))
     runner = jobs.runner()
-    [run] = runner.run_pending()
-    assert run.counts == {
+
+    def crash(*_: object, **__: object) -> bool:
+        raise RuntimeError("the process died after feeding the rules")
+
+    monkeypatch.setattr(jobs.store, "mark", crash)
+    [crashed] = runner.run_pending()
+    assert crashed.error is not None and "died" in crashed.error
+    assert len(sent(flow, "stale_lead")) == 1  # the rules acted before the crash
+    monkeypatch.undo()
+    # The cursor did not move: the next run feeds the same event, which the flow recognises.
+    again = runner.run_job("stale_opportunities", start + timedelta(hours=6))
+    assert again is not None
+    assert again.counts == {
         "stale": 1,
         "detected": 1,
         "already_detected": 0,
         "rules_matched": 1,
         "failed": 0,
+        "truncated": 0,
     }
-    later = runner.run_job("stale_opportunities", start + timedelta(hours=6))
-    assert later is not None and later.counts["already_detected"] == 1
-    # Even if the mark is lost (a crash before it was written), the event id is the same, so
-    # the flow recognises the event and the rule does not notify twice.
-    last_seen = flow.storage.activities.last_activity_times(["opp-2"])["opp-2"]
-    jobs.store.unmark(f"stale:opp-2:{last_seen.isoformat()}")
-    again = runner.run_job("stale_opportunities", start + timedelta(hours=12))
-    assert again is not None and again.counts["detected"] == 1
     assert len(sent(flow, "stale_lead")) == 1
+    assert [p["opportunityId"] for p in notes(flow, "opportunity.stale_detected")] == ["opp-2"]
+    later = runner.run_job("stale_opportunities", start + timedelta(hours=12))
+    assert later is not None and later.counts["stale"] == 0
+
+
+@pytest.mark.parametrize("store", [*JOB_BACKENDS, "sqlite"])
+def test_a_newly_stale_opportunity_is_seen_behind_more_than_stale_limit_old_ones(
+    store: str,
+) -> None:
+    """Three opportunities long stale and detected, two a run (``stale_limit``): one that
+    becomes stale afterwards is detected at the next run, which looks at it alone; an
+    instance started afresh on the same stores goes on from there."""
+    start = ny(2026, 3, 2, 12)
+    settings = settings_with("stale_opportunities", stale_limit=2)
+    storage = sql_storage("sqlite://") if store == "sqlite" else None
+    clock = ManualClock(start)
+    flow = build_flow("memory" if storage else store, clock=clock, rules=[], storage=storage)
+    jobs = LeadflowJobs(flow, settings, store=None if storage else job_store(store))
+    for n in (1, 2, 3):
+        flow.storage.activities.add(
+            activity(
+                f"old-{n}", opportunity_id=f"opp-{n}", created_at=start - timedelta(days=30 + n)
+            )
+        )
+    flow.storage.activities.add(
+        activity("recent", opportunity_id="opp-4", created_at=start - timedelta(days=6))
+    )
+    runner = jobs.runner(worker_id="a")
+    first = runner.run_job("stale_opportunities", start)
+    second = runner.run_job("stale_opportunities", start + timedelta(hours=6))
+    assert first is not None and second is not None
+    detected = [p["opportunityId"] for p in notes(flow, "opportunity.stale_detected")]
+    assert detected == ["opp-3", "opp-2", "opp-1"]
+    assert (first.counts["detected"], first.counts.get("truncated")) == (2, 1)
+    assert (second.counts["detected"], second.counts.get("truncated")) == (1, 0)
+    # opp-4 is stale from start + 1 day; a new instance (a restart, or another replica) runs.
+    other = LeadflowJobs(flow, settings, store=jobs.store).runner(worker_id="b")
+    third = other.run_job("stale_opportunities", start + timedelta(days=1, hours=6))
+    assert third is not None
+    assert third.counts == {
+        "stale": 1,
+        "detected": 1,
+        "already_detected": 0,
+        "rules_matched": 0,
+        "failed": 0,
+        "truncated": 0,
+    }
+    detected = [p["opportunityId"] for p in notes(flow, "opportunity.stale_detected")]
+    assert detected == ["opp-3", "opp-2", "opp-1", "opp-4"]
+    if storage is not None:
+        storage.close()
+
+
+def test_an_opportunity_whose_event_failed_is_retried_at_the_next_run(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = ny(2026, 3, 2, 12)
+    flow, _, jobs = setup(backend, start, settings_with("stale_opportunities"))
+    for n in (1, 2, 3):
+        flow.storage.activities.add(
+            activity(
+                f"old-{n}", opportunity_id=f"opp-{n}", created_at=start - timedelta(days=9 + n)
+            )
+        )
+    handle = flow.handle
+
+    def failing(event: Event, *args: Any, **kwargs: Any) -> Any:
+        if event.payload["opportunityId"] == "opp-2":
+            raise RuntimeError("the database went away")
+        return handle(event, *args, **kwargs)
+
+    monkeypatch.setattr(flow, "handle", failing)
+    runner = jobs.runner()
+    first = runner.run_job("stale_opportunities", start)
+    assert first is not None
+    assert (first.counts["detected"], first.counts["failed"]) == (2, 1)
+    monkeypatch.undo()
+    second = runner.run_job("stale_opportunities", start + timedelta(hours=6))
+    assert second is not None
+    assert (second.counts["stale"], second.counts["detected"], second.counts["failed"]) == (1, 1, 0)
+    detected = [p["opportunityId"] for p in notes(flow, "opportunity.stale_detected")]
+    assert detected == ["opp-3", "opp-1", "opp-2"]
+    third = runner.run_job("stale_opportunities", start + timedelta(hours=12))
+    assert third is not None and third.counts["stale"] == 0
 
 
 # ------------------------------------------------------------------ cleanup

@@ -1,8 +1,9 @@
 """Revisions on databases made by the previous ones, with data in them: 0002 (partitions) adds
 the column with 0 for every existing action, which a claim pinned to partition 0 then takes;
 0003 (change stamps) adds the rule stamp beside existing rules, which writes then bump; 0004
-(claim filters) indexes existing pending actions by type, which filtered claims then take. On
-SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
+(claim filters) indexes existing pending actions by type, which filtered claims then take; 0005
+(job values) adds the table a job keeps its cursor in. On SQLite and, with
+``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -120,7 +121,7 @@ def test_0004_indexes_existing_actions_by_type(at_0001: SqlStorage) -> None:
     ]
     with database.write() as connection:
         connection.execute(table.insert(), rows)
-    assert migrate(database) == head_revision() == "0004"
+    assert migrate(database, "0004") == "0004"
     with database.engine.connect() as connection:
         if database.dialect == "sqlite":  # SQLAlchemy's inspector leaves expression indexes out
             found = connection.execute(text("SELECT name FROM sqlite_master WHERE type='index'"))
@@ -133,3 +134,16 @@ def test_0004_indexes_existing_actions_by_type(at_0001: SqlStorage) -> None:
     assert [a.action_id for a in claimed] == ["sa-old-mail", "sa-old-delivery"]
     (rest,) = at_0001.scheduled.claim_due(at(hours=1), worker="w2")
     assert rest.action_id == "sa-old-note"
+
+
+def test_0005_adds_the_job_values(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    assert migrate(database, "0004") == "0004"
+    names = inspect(database.engine).get_table_names(schema=database.tables.schema)
+    assert database.tables.job_values.name not in names
+    assert migrate(database) == head_revision() == "0005"
+    assert migrate(database) == "0005"  # again: nothing to do
+    jobs = at_0001.jobs
+    assert jobs.get_value("cursor:stale") is None
+    assert jobs.set_value("cursor:stale", "x", expected=None)
+    assert jobs.get_value("cursor:stale") == "x"

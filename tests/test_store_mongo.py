@@ -76,6 +76,7 @@ def test_one_line_builds_every_store_with_its_indexes(raw_database: Any) -> None
     assert indexed["leadActivities"] >= {"activityId_unique", "openKeyHeld_unique"}
     assert indexed["leadflowJobMarks"] == {"expiresAt_ttl"}
     assert indexed["leadflowCounters"] == set()  # every query is by _id
+    assert indexed["leadflowJobValues"] == set()
     storage.counters.next("x")
     assert raw_database.client.list_database_names() is not None  # the client stays open
 

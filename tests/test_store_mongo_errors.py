@@ -155,7 +155,9 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "activities.timeline": lambda s: s.activities.timeline("o"),
     "activities.statistics": lambda s: s.activities.statistics(None, as_of=T0),
     "activities.last_activity_times": lambda s: s.activities.last_activity_times(),
-    "activities.stale_opportunities": lambda s: s.activities.stale_opportunities(T0),
+    "activities.stale_opportunities": lambda s: s.activities.stale_opportunities(
+        T0, after=(T0, "o")
+    ),
     "activities.purge_completed": lambda s: s.activities.purge_completed(T0),
     "rules.create": lambda s: s.rules.create(rule("r1")),
     "rules.get": lambda s: s.rules.get("r1"),
@@ -177,6 +179,7 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "scheduled.cancel_for_rule": lambda s: s.scheduled.cancel_for_rule("r", now=T0),
     "scheduled.purge_finished": lambda s: s.scheduled.purge_finished(T0),
     "scheduled.list": lambda s: s.scheduled.list(),
+    "scheduled.next_due": lambda s: s.scheduled.next_due(),
     "counters.next": lambda s: s.counters.next("n"),
     "audit.append": lambda s: s.audit.append(audit("e1")),
     "audit.list": lambda s: s.audit.list("rule"),
@@ -190,6 +193,8 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "jobs.mark": lambda s: s.jobs.mark("k", now=T0, expires_at=T0),
     "jobs.is_marked": lambda s: s.jobs.is_marked("k", now=T0),
     "jobs.unmark": lambda s: s.jobs.unmark("k"),
+    "jobs.get_value": lambda s: s.jobs.get_value("k"),
+    "jobs.set_value": lambda s: s.jobs.set_value("k", "v", expected=None),
     "jobs.purge_expired": lambda s: s.jobs.purge_expired(T0),
 }
 

@@ -241,6 +241,7 @@ def _exercise_activities(activities: MongoActivityRepository) -> None:
         activities.overdue(as_of, assigned_to=assignee)
     activities.upcoming(T0, timedelta(days=3))
     activities.last_activity_times(["opp-1", "opp-2"])
+    activities.stale_opportunities(T0 + timedelta(days=9), after=(T0, "opp-1"))
     for f in filters[1:4]:
         activities.statistics(f, as_of=as_of)
     activities.purge_completed(T0 + timedelta(seconds=1))
@@ -276,6 +277,8 @@ def _exercise_the_rest(storage: Storage) -> None:
     actions.purge_finished(T0 + timedelta(seconds=1))
     actions.list()
     actions.list(ScheduledActionState.PENDING)
+    actions.next_due()
+    actions.next_due(partition=2)
 
     storage.counters.next("n")
     storage.audit.append(audit("e1"))
@@ -293,6 +296,9 @@ def _exercise_the_rest(storage: Storage) -> None:
     jobs.is_marked("m", now=T0)
     jobs.unmark("m")
     jobs.purge_expired(T0)
+    jobs.set_value("v", "1", expected=None)
+    jobs.set_value("v", "2", expected="1")
+    jobs.get_value("v")
 
 
 def test_every_query_is_served_by_an_index(database: RecordingDatabase) -> None:

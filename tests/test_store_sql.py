@@ -50,6 +50,7 @@ TABLES = {
     "job_slots",
     "job_marks",
     "stamps",
+    "job_values",
     "alembic_version",
 }
 

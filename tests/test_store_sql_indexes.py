@@ -100,6 +100,7 @@ def _workload(storage: SqlStorage) -> None:
     acts.last_activity_times(["opp-1", "opp-2"])
     acts.last_activity_times()
     acts.stale_opportunities(at(days=5))
+    acts.stale_opportunities(at(days=5), after=(at(hours=100), "opp-9"))
     acts.purge_completed(at(hours=20))
 
     rules = storage.rules
@@ -130,6 +131,8 @@ def _workload(storage: SqlStorage) -> None:
     sched.purge_finished(at(hours=2), limit=10)
     sched.list(limit=5)
     sched.list(ScheduledActionState.PENDING, limit=5)
+    sched.next_due()
+    sched.next_due(partition=3)
 
     storage.counters.next("n")
     storage.audit.append(make_audit_entry("e1"))
@@ -155,6 +158,9 @@ def _workload(storage: SqlStorage) -> None:
     jobs.is_marked("m", now=at())
     jobs.unmark("m")
     jobs.purge_expired(at(days=2))
+    jobs.set_value("v", "1", expected=None)
+    jobs.set_value("v", "2", expected="1")
+    jobs.get_value("v")
 
 
 @pytest.fixture(params=[p for p in kind_params() if "memory" not in str(p)])

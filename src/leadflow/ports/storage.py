@@ -155,9 +155,23 @@ class ActivityRepository(Protocol):
         absent."""
         ...
 
-    def stale_opportunities(self, since: datetime, *, limit: int = 1000) -> builtins.list[str]:
+    def stale_opportunities(
+        self,
+        since: datetime,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[tuple[datetime, str]]:
         """Opportunities whose last activity time (see :meth:`last_activity_times`) is before
-        ``since``, oldest first (ties by opportunity id)."""
+        ``since``, as ``(last activity time, opportunity id)`` keys in that order (oldest
+        first, ties by id).
+
+        ``after`` is a key of an earlier answer: only keys after it come back, so a caller can
+        walk the stale opportunities in pages, or keep its place between runs and see only
+        those that became stale since. With ``after``, the cost follows the activities dated
+        from ``after``'s time up to ``since`` (whose opportunities are the candidates), not the
+        table. :class:`InvalidInputError` unless ``after`` is None or a (timezone-aware
+        datetime, string) pair."""
         ...
 
     def purge_completed(self, before: datetime) -> int:
@@ -327,6 +341,12 @@ class ScheduledActionStore(Protocol):
         """Actions in ``state`` (all when None), soonest due first (due_at, action_id)."""
         ...
 
+    def next_due(self, *, partition: int | None = None) -> datetime | None:
+        """The earliest ``due_at`` of a pending action (of ``partition`` when given, checked as
+        in :meth:`claim_due`), or None when none is pending: when the next :meth:`claim_due`
+        can find work, short of a claimed action whose lease runs out. One index read."""
+        ...
+
 
 @runtime_checkable
 class BatchScheduling(Protocol):
@@ -369,11 +389,11 @@ class AuditLog(Protocol):
 
 @runtime_checkable
 class JobStore(Protocol):
-    """Slot leases and marks shared by every instance that runs leadflow's jobs.
+    """Slot leases, marks and values shared by every instance that runs leadflow's jobs.
 
     All methods are atomic. Datetimes must be timezone-aware (else
     :class:`~leadflow.InvalidInputError`); returned ones are UTC. Keys (job names, slot keys,
-    mark keys) are non-empty strings of at most 400 characters.
+    mark and value keys) are non-empty strings of at most 400 characters.
     """
 
     def claim_slot(
@@ -428,8 +448,21 @@ class JobStore(Protocol):
         """Remove mark ``key`` (no error if absent): the work it recorded did not happen."""
         ...
 
+    def get_value(self, key: str) -> str | None:
+        """The value stored under ``key``, or None if there is none."""
+        ...
+
+    def set_value(self, key: str, value: str, *, expected: str | None) -> bool:
+        """Store ``value`` under ``key`` if the stored value is ``expected`` (None: no value
+        yet), in one atomic step: a compare-and-set, so of two instances that read the same
+        value only the first write lands. True if it was stored; False, changing nothing,
+        otherwise. Values (at most 4,000 characters) never expire: a job keeps its place in
+        them (the stale-opportunity job's cursor)."""
+        ...
+
     def purge_expired(self, now: datetime) -> int:
-        """Forget slots and marks that expired at or before ``now``; returns how many."""
+        """Forget slots and marks that expired at or before ``now``; returns how many (values
+        are kept)."""
         ...
 
 

@@ -3,6 +3,7 @@ clean-up and daily summaries, configured by :class:`JobSettings`."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ log = logging.getLogger("leadflow.scheduling")
 _MARGIN: Final = timedelta(milliseconds=1)  # a backend may keep times to the millisecond only
 _REMINDER_KEEP: Final = timedelta(days=1)  # a reminder mark outlives the due date by this much
 _STALE_EVENTS: Final = uuid.UUID("7b1f3c2e-5a60-4f0b-8d9e-57a1e0c0ffee")
+_RETRY_KEEP: Final = 100  # stale opportunities whose event failed, retried at the next run
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,31 @@ def _by_assignee(activities: Iterable[Activity]) -> dict[str | None, list[Activi
     for activity in activities:
         groups.setdefault(activity.assigned_to, []).append(activity)
     return dict(sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or "")))
+
+
+def _cursor(
+    value: str | None,
+) -> tuple[tuple[datetime, str] | None, list[tuple[datetime, str]]]:
+    """The stale job's stored cursor: its position and the keys to retry."""
+    if value is None:
+        return None, []
+    document = json.loads(value)
+
+    def key(item: list[str]) -> tuple[datetime, str]:
+        return datetime.fromisoformat(item[0]), item[1]
+
+    after = document.get("after")
+    return (None if after is None else key(after)), [key(i) for i in document.get("retry", [])]
+
+
+def _cursor_value(after: tuple[datetime, str] | None, retry: list[tuple[datetime, str]]) -> str:
+    def item(key: tuple[datetime, str]) -> list[str]:
+        return [ensure_utc(key[0], "after").isoformat(), key[1]]
+
+    return json.dumps(
+        {"after": None if after is None else item(after), "retry": [item(k) for k in retry]},
+        separators=(",", ":"),
+    )
 
 
 def stale_event_id(opportunity_id: str, last_activity_at: datetime) -> str:
@@ -347,62 +374,100 @@ class LeadflowJobs:
         """Feed ``opportunity.stale_detected`` into the rules for each opportunity without
         activity for ``stale_after``, once per stale period.
 
-        The event id derives from the opportunity and its last activity time, so detecting it
-        again before anything new happens is a no-op for the rules; a mark in the job store
-        skips it altogether and keeps the event-sink copy to one. The rules are fed before the
-        mark is set: a crash in between only makes the next run feed the same event (which the
-        flow recognises) again. A new activity (e.g. one a re-engagement rule creates) starts a
-        new period.
+        The job walks the stale opportunities in (last activity time, opportunity id) order
+        from a cursor it keeps in the job store (value ``cursor:<job name>``): each run sees
+        those that became stale since the previous run, up to ``stale_limit`` of them (the rest
+        the next run), at a cost that follows them, not every opportunity ever stale. A new
+        activity moves an opportunity past the cursor: a new period, detected when it is stale
+        again. The cursor moves by compare-and-set at the end of a run: a run that overran its
+        lease while another instance took over writes nothing. (An opportunity whose last time
+        moves back behind the cursor, when its latest activity is deleted or one is recorded
+        with a date older than ``stale_after``, is not detected until its next activity.)
+
+        The event id derives from the opportunity and its last activity time, so feeding it
+        again is a no-op for the rules; a mark in the job store skips it altogether and keeps
+        the event-sink copy to one. The rules are fed before the mark is set and the cursor
+        moves last: a crash in between only makes the next run feed the same events (which the
+        flow recognises) again. An opportunity whose event fails is retried at the next run
+        (up to 100 kept with the cursor; past that, the cursor stops before the next failure).
         """
-        stale_after = self.settings.stale_after
+        key = f"cursor:{ctx.job.name}"
+        stored = self.store.get_value(key)
+        after, retry = _cursor(stored)
         activities = self.flow.storage.activities
+        counts = dict.fromkeys(("detected", "already_detected", "rules_matched", "failed"), 0)
+        failed: list[tuple[datetime, str]] = []
+        if retry:
+            current = activities.last_activity_times([o for _, o in retry])
+            for last, opportunity_id in retry:
+                if current.get(opportunity_id) == last and not self._feed(
+                    ctx, last, opportunity_id, counts
+                ):
+                    failed.append((last, opportunity_id))
+        limit = self.settings.stale_limit
         stale = activities.stale_opportunities(
-            ctx.now - stale_after, limit=self.settings.stale_limit
+            ctx.now - self.settings.stale_after, after=after, limit=limit
         )
-        last_times = activities.last_activity_times(stale) if stale else {}
-        detected = already = matched = failed = 0
-        for opportunity_id in stale:
-            last = last_times.get(opportunity_id)
-            if last is None:  # its activities were deleted meanwhile
-                continue
-            mark = f"stale:{opportunity_id}:{last.isoformat()}"
-            if self.store.is_marked(mark, now=ctx.now):
-                already += 1
-                continue
-            payload = {
-                "opportunityId": opportunity_id,
-                "lastActivityAt": last,
-                "staleSince": last + stale_after,
-                "daysSinceLastActivity": (ctx.now - last) // timedelta(days=1),
-            }
-            event = Event(
-                id=stale_event_id(opportunity_id, last),
-                type="opportunity.stale_detected",
-                time=ctx.now,
-                payload=payload,
-                actor=self.flow.settings.system_user,
+        position = after
+        for last, opportunity_id in stale:
+            if not self._feed(ctx, last, opportunity_id, counts):
+                if len(failed) >= _RETRY_KEEP:
+                    break
+                failed.append((last, opportunity_id))
+            position = (last, opportunity_id)
+        value = _cursor_value(position, failed)
+        if value != (stored or _cursor_value(None, [])) and not self.store.set_value(
+            key, value, expected=stored
+        ):
+            log.warning(
+                "the stale-opportunity cursor moved during this run (another instance took the "
+                "slot over); this run's position is dropped",
+                extra={"job": ctx.job.name, "slot": ctx.slot},
             )
-            try:
-                result = self.flow.handle(event)
-            except Exception:
-                log.exception(
-                    "stale opportunity %s could not be handled",
-                    opportunity_id,
-                    extra={"job": ctx.job.name, "slot": ctx.slot, "opportunity_id": opportunity_id},
-                )
-                failed += 1
-                continue
-            self.store.mark(mark, now=ctx.now, expires_at=ctx.now + self.settings.retention)
-            self.flow.emit("opportunity.stale_detected", {"eventId": event.id, **payload})
-            detected += 1
-            matched += bool(result.matched_rules)
         return {
-            "stale": len(stale),
-            "detected": detected,
-            "already_detected": already,
-            "rules_matched": matched,
-            "failed": failed,
+            "stale": len(stale) + len(retry),
+            **counts,
+            "truncated": int(len(stale) == limit),
         }
+
+    def _feed(
+        self, ctx: JobContext, last: datetime, opportunity_id: str, counts: dict[str, int]
+    ) -> bool:
+        """One stale opportunity into the rules, unless its mark says it was; False if the
+        flow failed to handle it (logged)."""
+        mark = f"stale:{opportunity_id}:{last.isoformat()}"
+        if self.store.is_marked(mark, now=ctx.now):
+            counts["already_detected"] += 1
+            return True
+        stale_after = self.settings.stale_after
+        payload = {
+            "opportunityId": opportunity_id,
+            "lastActivityAt": last,
+            "staleSince": last + stale_after,
+            "daysSinceLastActivity": (ctx.now - last) // timedelta(days=1),
+        }
+        event = Event(
+            id=stale_event_id(opportunity_id, last),
+            type="opportunity.stale_detected",
+            time=ctx.now,
+            payload=payload,
+            actor=self.flow.settings.system_user,
+        )
+        try:
+            result = self.flow.handle(event)
+        except Exception:
+            log.exception(
+                "stale opportunity %s could not be handled",
+                opportunity_id,
+                extra={"job": ctx.job.name, "slot": ctx.slot, "opportunity_id": opportunity_id},
+            )
+            counts["failed"] += 1
+            return False
+        self.store.mark(mark, now=ctx.now, expires_at=ctx.now + self.settings.retention)
+        self.flow.emit("opportunity.stale_detected", {"eventId": event.id, **payload})
+        counts["detected"] += 1
+        counts["rules_matched"] += bool(result.matched_rules)
+        return True
 
     def clean_up(self, ctx: JobContext) -> dict[str, int]:
         """Purge completed activities completed more than ``retention`` ago (open ones always

@@ -207,8 +207,7 @@ class Simulator:
         runner = self.runner
         clock = self.clock
         while True:
-            head = scheduled.list(ScheduledActionState.PENDING, limit=1)
-            due = head[0].due_at if head else None
+            due = scheduled.next_due()
             tick = runner.next_run_time() if runner is not None else None
             if tick is not None and tick <= until and (due is None or tick <= due):
                 clock.set(tick)

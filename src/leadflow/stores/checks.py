@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
+from ..clock import ensure_utc
 from ..documents import plain
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_LIMITS
@@ -14,6 +15,8 @@ from ..models import _ACTION_TYPE_RE, ID_RE
 from ..records import ScheduledAction, SlotState
 
 MAX_KEY: Final = 400
+MAX_VALUE: Final = 4000
+"""The longest value a job store keeps (``JobStore.set_value``)."""
 MAX_BATCH: Final = 1000
 """The most action ids one ``mark_done_many`` call takes."""
 MAX_ACTION_TYPES: Final = 200
@@ -27,6 +30,22 @@ def checked_key(value: object, field: str) -> str:
             f"expected a non-empty string of at most {MAX_KEY} characters", field=field
         )
     return plain(value)
+
+
+def checked_value(value: object, field: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_VALUE:
+        raise InvalidInputError(f"expected a string of at most {MAX_VALUE} characters", field=field)
+    return value
+
+
+def checked_after(value: object) -> tuple[datetime, str] | None:
+    """A ``stale_opportunities`` cursor: None or a (timezone-aware datetime, string) pair;
+    the time comes back in UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, tuple) or len(value) != 2 or not isinstance(value[1], str):
+        raise InvalidInputError("expected a (datetime, opportunity id) pair", field="after")
+    return ensure_utc(value[0], "after"), value[1]
 
 
 def checked_lease(value: object) -> timedelta:

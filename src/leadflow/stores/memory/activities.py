@@ -37,6 +37,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
+from ..checks import checked_after
 from .activity_queries import ActivityQueryPlans, Index, Key, key_after, with_prefix
 from .activity_rows import (
     ASSIGNED,
@@ -339,12 +340,19 @@ class InMemoryActivityRepository(ActivityQueryPlans):
                 return dict(self._last)
             return {o: self._last[o] for o in map(plain, opportunity_ids) if o in self._last}
 
-    def stale_opportunities(self, since: datetime, *, limit: int = 1000) -> builtins.list[str]:
+    def stale_opportunities(
+        self,
+        since: datetime,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[tuple[datetime, str]]:
         since = ensure_utc(since, "since")
+        after = checked_after(after)
         check_limit(limit)
         with self._lock:
-            keys = self._by_last.irange(None, (since,), inclusive=(True, False))
-            return [opportunity_id for _, opportunity_id in islice(keys, limit)]
+            keys = self._by_last.irange(after, (since,), inclusive=(False, False))
+            return [(last, opportunity_id) for last, opportunity_id in islice(keys, limit)]
 
     # ------------------------------------------------------------------ indexes
 

@@ -46,6 +46,10 @@ class ChunkedIndex(Generic[K]):
         for chunk in list(self._chunks):
             yield from chunk
 
+    def first(self) -> K | None:
+        """The smallest key, or None when empty."""
+        return self._chunks[0][0] if self._chunks else None
+
     def add(self, key: K) -> None:
         """Insert ``key`` after any equal keys."""
         chunks, maxes = self._chunks, self._maxes

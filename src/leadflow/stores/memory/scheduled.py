@@ -358,6 +358,14 @@ class InMemoryScheduledActionStore:
                 ]
             return [self._get(i) for _, i in nsmallest(limit, keys)]
 
+    def next_due(self, *, partition: int | None = None) -> datetime | None:
+        partition = checked_partition(partition)
+        with self._lock:
+            pending = self._pending
+            indexes = pending.values() if partition is None else [pending.get(partition)]
+            firsts = [key[0] for key in (i.first() for i in indexes if i is not None) if key]
+            return min(firsts, default=None)
+
     # ------------------------------------------------------------------ internals
 
     @staticmethod

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from ...clock import ensure_utc
 from ...records import AuditEntry, SlotClaim, SlotRecord, SlotState
-from ..checks import checked_counts, checked_final, checked_key, checked_lease
+from ..checks import checked_counts, checked_final, checked_key, checked_lease, checked_value
 from .arguments import check_model
 
 __all__ = ["InMemoryAuditLog", "InMemoryCounterStore", "InMemoryJobStore"]
@@ -60,12 +60,13 @@ class InMemoryAuditLog:
 
 
 class InMemoryJobStore:
-    """:class:`JobStore` in a dict under a lock: for one process (several runners or threads
+    """:class:`JobStore` in dicts under a lock: for one process (several runners or threads
     sharing it), tests and demos. Expired entries are dropped as time passes."""
 
     def __init__(self) -> None:
         self._slots: dict[tuple[str, str], SlotRecord] = {}
         self._marks: dict[str, datetime] = {}
+        self._values: dict[str, str] = {}
         # (expires_at, kind, key): popped lazily; an entry is stale if the stored expiry moved.
         self._expiry: list[tuple[datetime, str, str, str]] = []
         self._lock = threading.Lock()
@@ -164,6 +165,21 @@ class InMemoryJobStore:
     def unmark(self, key: str) -> None:
         with self._lock:
             self._marks.pop(checked_key(key, "key"), None)
+
+    def get_value(self, key: str) -> str | None:
+        key = checked_key(key, "key")
+        with self._lock:
+            return self._values.get(key)
+
+    def set_value(self, key: str, value: str, *, expected: str | None) -> bool:
+        key, value = checked_key(key, "key"), checked_value(value, "value")
+        if expected is not None:
+            checked_value(expected, "expected")
+        with self._lock:
+            if self._values.get(key) != expected:
+                return False
+            self._values[key] = value
+            return True
 
     def purge_expired(self, now: datetime) -> int:
         now = ensure_utc(now, "now")

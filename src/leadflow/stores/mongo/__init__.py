@@ -43,6 +43,7 @@ DEFAULT_COLLECTIONS: Final[Mapping[str, str]] = {
     "audit": MongoAuditLog.DEFAULT_COLLECTION,
     "job_slots": MongoJobStore.DEFAULT_SLOTS,
     "job_marks": MongoJobStore.DEFAULT_MARKS,
+    "job_values": MongoJobStore.DEFAULT_VALUES,
 }
 """The collection each store uses unless :func:`mongo_storage` is told otherwise."""
 
@@ -97,7 +98,10 @@ def mongo_storage(
     counters = MongoCounterStore(database, names["counters"])
     audit = MongoAuditLog(database, names["audit"])
     jobs = MongoJobStore(
-        database, slots_collection=names["job_slots"], marks_collection=names["job_marks"]
+        database,
+        slots_collection=names["job_slots"],
+        marks_collection=names["job_marks"],
+        values_collection=names["job_values"],
     )
     if ensure_indexes:
         for store in (activities, rules, scheduled, counters, audit):

@@ -34,6 +34,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
+from ..checks import checked_after
 from .common import (
     Document,
     MongoStore,
@@ -483,11 +484,48 @@ class MongoActivityRepository(MongoStore):
         return {str(row["_id"]): row["at"].astimezone(UTC) for row in rows}
 
     @translated("since")
-    def stale_opportunities(self, since: datetime, *, limit: int = 1000) -> builtins.list[str]:
+    def stale_opportunities(
+        self,
+        since: datetime,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[tuple[datetime, str]]:
+        """Grouped per opportunity; with ``after``, only the opportunities with an activity
+        created or completed from ``after``'s time up to ``since`` (found by the two date
+        indexes) are grouped: an opportunity whose last time lies there has such an
+        activity."""
+        until = when("since", since)
+        cursor = checked_after(after)
+        limit = valid_limit(limit)
+        match: Document = {}
+        stale: Document = {"at": {"$lt": until}}
+        if cursor is not None:
+            start, opportunity = when("after", cursor[0]), cursor[1]
+            window = {"$gte": start, "$lt": until}
+            candidates = self._collection.aggregate(
+                [
+                    {"$match": {"$or": [{"createdAt": window}, {"completedDate": window}]}},
+                    {"$group": {"_id": "$opportunityId"}},
+                ]
+            )
+            ids = sorted(str(row["_id"]) for row in candidates)
+            if not ids:
+                return []
+            match = {"opportunityId": {"$in": ids}}
+            stale = {
+                "$and": [
+                    stale,
+                    {"$or": [{"at": {"$gt": start}}, {"at": start, "_id": {"$gt": opportunity}}]},
+                ]
+            }
         pipeline = [
-            *last_times_pipeline({}),
-            {"$match": {"at": {"$lt": when("since", since)}}},
+            *last_times_pipeline(match),
+            {"$match": stale},
             {"$sort": {"at": ASCENDING, "_id": ASCENDING}},
-            {"$limit": valid_limit(limit)},
+            {"$limit": limit},
         ]
-        return [str(row["_id"]) for row in self._collection.aggregate(pipeline)]
+        return [
+            (row["at"].astimezone(UTC), str(row["_id"]))
+            for row in self._collection.aggregate(pipeline)
+        ]

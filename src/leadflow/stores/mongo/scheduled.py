@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -361,6 +361,17 @@ class MongoScheduledActionStore(MongoStore):
             )
             deleted += int(result.deleted_count)
         return deleted
+
+    @translated("partition")
+    def next_due(self, *, partition: int | None = None) -> datetime | None:
+        """The first pending action in due order (the ``state_dueAt`` index, or the
+        partition's)."""
+        partition = checked_partition(partition)
+        query: Document = {"state": _PENDING}
+        if partition is not None:
+            query = {"partition": {"$in": [0, None]} if partition == 0 else partition, **query}
+        document = self._collection.find_one(query, {"dueAt": 1}, sort=self._ORDER)
+        return None if document is None else document["dueAt"].astimezone(UTC)
 
     @translated("state")
     def list(

@@ -13,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ...errors import InvalidInputError, StorageError
 from ...records import AuditEntry, SlotClaim, SlotRecord, SlotState
-from ..checks import checked_counts, checked_final, checked_key, checked_lease
+from ..checks import checked_counts, checked_final, checked_key, checked_lease, checked_value
 from .common import MongoStore, MongoTarget, bind, later, when
 from .driver import driver_errors, translated
 
@@ -116,7 +116,7 @@ def _slot_id(job: str, slot: str) -> str:
 
 
 class MongoJobStore:
-    """:class:`~leadflow.ports.JobStore` on two MongoDB collections.
+    """:class:`~leadflow.ports.JobStore` on three MongoDB collections.
 
     Slots: one document per (job, slot) with ``_id`` ``"<job>|<slot>"``. A claim is one
     ``find_one_and_update`` with ``upsert``: it matches only a running slot whose lease
@@ -124,12 +124,14 @@ class MongoJobStore:
     and does not match, the insert collides on ``_id`` and the claim fails. Marks: one
     document per key, set the same way. Both collections have a TTL index on ``expiresAt``;
     reads also compare ``expiresAt`` because the server's TTL monitor runs only about once a
-    minute. The host owns the connection: pass a pymongo ``Database``; call
+    minute. Values: one document per key (``_id``), never expired, set by compare-and-set.
+    The host owns the connection: pass a pymongo ``Database``; call
     :meth:`ensure_indexes` at start-up.
     """
 
     DEFAULT_SLOTS: ClassVar[str] = "leadflowJobSlots"
     DEFAULT_MARKS: ClassVar[str] = "leadflowJobMarks"
+    DEFAULT_VALUES: ClassVar[str] = "leadflowJobValues"
 
     def __init__(
         self,
@@ -137,9 +139,11 @@ class MongoJobStore:
         *,
         slots_collection: str = DEFAULT_SLOTS,
         marks_collection: str = DEFAULT_MARKS,
+        values_collection: str = DEFAULT_VALUES,
     ) -> None:
         self._slots = bind(database, checked_key(slots_collection, "slots_collection"))
         self._marks = bind(database, checked_key(marks_collection, "marks_collection"))
+        self._values = bind(database, checked_key(values_collection, "values_collection"))
 
     def ensure_indexes(self, *, ttl: bool = True) -> list[str]:
         """Create the indexes (idempotent); returns their names.
@@ -266,6 +270,27 @@ class MongoJobStore:
     @translated("key")
     def unmark(self, key: str) -> None:
         self._marks.delete_one({"_id": checked_key(key, "key")})
+
+    @translated("key")
+    def get_value(self, key: str) -> str | None:
+        document = self._values.find_one({"_id": checked_key(key, "key")})
+        return None if document is None else str(document["value"])
+
+    @translated("value")
+    def set_value(self, key: str, value: str, *, expected: str | None) -> bool:
+        """An insert that collides on ``_id`` (``expected`` None), else an update matching the
+        expected value."""
+        key, value = checked_key(key, "key"), checked_value(value, "value")
+        if expected is None:
+            try:
+                self._values.insert_one({"_id": key, "value": value})
+            except DuplicateKeyError:
+                return False
+            return True
+        result = self._values.update_one(
+            {"_id": key, "value": checked_value(expected, "expected")}, {"$set": {"value": value}}
+        )
+        return bool(result.matched_count == 1)
 
     @translated("now")
     def purge_expired(self, now: datetime) -> int:

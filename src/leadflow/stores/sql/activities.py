@@ -25,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,6 +48,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
+from ..checks import checked_after
 from ..memory.arguments import check_id, check_limit, check_model, check_type
 from .activity_sql import (
     activity_from_row,
@@ -465,19 +467,48 @@ class SqlActivityRepository:
         return found
 
     @translated("since")
-    def stale_opportunities(self, since: datetime, *, limit: int = 1000) -> builtins.list[str]:
-        """One ``GROUP BY`` over the opportunity index (which covers the two dates): its cost
-        grows with the table, as any "last time per opportunity" question does without a
-        summary table."""
+    def stale_opportunities(
+        self,
+        since: datetime,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[tuple[datetime, str]]:
+        """One ``GROUP BY`` over the opportunity index (which covers the two dates). Without
+        ``after`` it groups every opportunity, as any "last time per opportunity" question does
+        without a summary table; with ``after``, only those with an activity created or
+        completed from ``after``'s time up to ``since`` (read by the two date indexes): an
+        opportunity whose last time lies there has such an activity."""
         since = ensure_utc(since, "since")
+        after = checked_after(after)
         check_limit(limit)
-        times = self._last_times().subquery()
+        c = self._t.c
+        grouped = self._last_times()
+        if after is not None:
+            start = after[0]
+            grouped = grouped.where(
+                c.opportunity_id.in_(
+                    union(
+                        select(c.opportunity_id).where(c.created_at >= start, c.created_at < since),
+                        select(c.opportunity_id).where(
+                            c.completed_date >= start, c.completed_date < since
+                        ),
+                    )
+                )
+            )
+        times = grouped.subquery()
         last = later_of(times.c.created, times.c.completed)
+        conditions = [last.is_not(None), last < since]
+        if after is not None:
+            start, opportunity = after
+            conditions.append(
+                or_(last > start, and_(last == start, times.c.opportunity_id > opportunity))
+            )
         statement = (
-            select(times.c.opportunity_id)
-            .where(and_(last.is_not(None), last < since))
+            select(last, times.c.opportunity_id)
+            .where(*conditions)
             .order_by(last, times.c.opportunity_id)
             .limit(limit)
         )
         with self._db.read() as connection:
-            return [str(row[0]) for row in connection.execute(statement)]
+            return [(row[0], str(row[1])) for row in connection.execute(statement)]

@@ -485,6 +485,22 @@ class SqlScheduledActionStore:
             return int(connection.execute(statement).rowcount)
 
     @translated("state")
+    @translated("partition")
+    def next_due(self, *, partition: int | None = None) -> datetime | None:
+        """The first row of the pending actions' due-order index (its partition's)."""
+        partition = checked_partition(partition)
+        c = self._t.c
+        scope = true() if partition is None else c.partition == partition
+        statement = (
+            select(c.due_at)
+            .where(scope, self._state_is(_State.PENDING))
+            .order_by(c.due_at, c.action_id)
+            .limit(1)
+        )
+        with self._db.read() as connection:
+            due: datetime | None = connection.execute(statement).scalar()
+        return due
+
     def list(
         self, state: ScheduledActionState | None = None, *, limit: int = 100
     ) -> builtins.list[ScheduledAction]:

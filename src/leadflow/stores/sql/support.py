@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...clock import ensure_utc
 from ...errors import InvalidInputError, StorageError
 from ...records import AuditEntry, SlotClaim, SlotRecord, SlotState
-from ..checks import checked_counts, checked_final, checked_key, checked_lease
+from ..checks import checked_counts, checked_final, checked_key, checked_lease, checked_value
 from ..memory.arguments import check_model
 from .database import SqlDatabase
 from .errors import translated
@@ -117,16 +117,18 @@ def _record(row: Mapping[Any, Any]) -> SlotRecord:
 
 
 class SqlJobStore:
-    """:class:`~leadflow.ports.JobStore` on two tables (slots keyed by job and slot; marks by
-    key). A claim is at most three statements in one transaction, each atomic on its own:
-    ``INSERT ... ON CONFLICT DO NOTHING`` (an unknown slot), else an ``UPDATE`` that matches
-    only a running slot whose lease expired, else a read of whoever holds it. A mark is one
-    upsert whose update applies only to an expired mark."""
+    """:class:`~leadflow.ports.JobStore` on three tables (slots keyed by job and slot;
+    marks and values by key). A claim is at most three statements in one transaction, each
+    atomic on its own: ``INSERT ... ON CONFLICT DO NOTHING`` (an unknown slot), else an
+    ``UPDATE`` that matches only a running slot whose lease expired, else a read of whoever
+    holds it. A mark is one upsert whose update applies only to an expired mark; a value is
+    one compare-and-set."""
 
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
         self._slots = database.tables.job_slots
         self._marks = database.tables.job_marks
+        self._values = database.tables.job_values
         self._insert = _insert_for(database)
 
     @translated("slot")
@@ -257,6 +259,37 @@ class SqlJobStore:
         statement = delete(self._marks).where(self._marks.c.key == checked_key(key, "key"))
         with self._db.write() as connection:
             connection.execute(statement)
+
+    @translated("key")
+    def get_value(self, key: str) -> str | None:
+        c = self._values.c
+        statement = select(c.value).where(c.key == checked_key(key, "key"))
+        with self._db.read() as connection:
+            row = connection.execute(statement).first()
+        return None if row is None else str(row[0])
+
+    @translated("value")
+    def set_value(self, key: str, value: str, *, expected: str | None) -> bool:
+        """One statement: an insert that does nothing on a conflict (``expected`` None), else
+        an update that matches only the expected value."""
+        key, value = checked_key(key, "key"), checked_value(value, "value")
+        c = self._values.c
+        if expected is None:
+            statement: Any = (
+                self._insert(self._values)
+                .values(key=key, value=value)
+                .on_conflict_do_nothing(index_elements=[c.key])
+                .returning(c.key)
+            )
+        else:
+            statement = (
+                update(self._values)
+                .where(c.key == key, c.value == checked_value(expected, "expected"))
+                .values(value=value)
+                .returning(c.key)
+            )
+        with self._db.write() as connection:
+            return connection.execute(statement).first() is not None
 
     @translated("now")
     def purge_expired(self, now: datetime) -> int:

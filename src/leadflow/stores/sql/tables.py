@@ -68,6 +68,7 @@ class Tables:
     job_slots: Table
     job_marks: Table
     stamps: Table
+    job_values: Table
 
     @property
     def version_table(self) -> str:
@@ -363,11 +364,24 @@ def _job_marks(metadata: MetaData, name: str, schema: str | None) -> Table:
     return table
 
 
+def _job_values(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # A job's small durable values (revision 0005), e.g. the stale job's cursor; read and
+    # compare-and-set by primary key.
+    return Table(
+        name,
+        metadata,
+        Column("key", String(_KEY), nullable=False),
+        Column("value", Text, nullable=False),
+        PrimaryKeyConstraint("key", name=f"{name}_pkey"),
+        schema=schema,
+    )
+
+
 def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:
     """The backend's tables named ``<prefix>activities``, ``<prefix>rules``,
     ``<prefix>scheduled_actions``, ``<prefix>counters``, ``<prefix>audit``,
-    ``<prefix>job_slots``, ``<prefix>job_marks`` and ``<prefix>stamps`` (in ``schema`` when
-    given)."""
+    ``<prefix>job_slots``, ``<prefix>job_marks``, ``<prefix>stamps`` and ``<prefix>job_values``
+    (in ``schema`` when given)."""
     prefix = checked_prefix(prefix)
     metadata = MetaData(schema=schema)
     return Tables(
@@ -382,4 +396,5 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         job_slots=_job_slots(metadata, f"{prefix}job_slots", schema),
         job_marks=_job_marks(metadata, f"{prefix}job_marks", schema),
         stamps=_stamps(metadata, f"{prefix}stamps", schema),
+        job_values=_job_values(metadata, f"{prefix}job_values", schema),
     )

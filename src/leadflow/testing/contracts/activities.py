@@ -7,6 +7,7 @@ import abc
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -349,6 +350,7 @@ class ActivityRepositoryContract(ActivityListingTests, ActivityReportTests, abc.
             lambda: store.upcoming(naive, timedelta(hours=1)),
             lambda: store.statistics(None, as_of=naive),
             lambda: store.stale_opportunities(naive),
+            lambda: store.stale_opportunities(BASE_TIME, after=(naive, "A")),
             lambda: store.purge_completed(naive),
         ]
         for call in calls:
@@ -369,6 +371,13 @@ class ActivityRepositoryContract(ActivityListingTests, ActivityReportTests, abc.
             with pytest.raises(InvalidInputError):
                 call()
         assert store.list(limit=1000).items == []
+
+    def test_a_stale_cursor_must_be_a_time_and_an_id(self, store: ActivityRepository) -> None:
+        store.add(make_activity("a1", created_at=BASE_TIME))
+        bad: list[Any] = [BASE_TIME, (BASE_TIME,), ("A", BASE_TIME), (BASE_TIME, 1), "A"]
+        for value in bad:
+            with pytest.raises(InvalidInputError):
+                store.stale_opportunities(at(days=1), after=value)
 
     # ------------------------------------------------------------------ open keys
 

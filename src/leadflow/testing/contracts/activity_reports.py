@@ -371,12 +371,48 @@ class ActivityReportTests:
         store.add(
             make_activity("e1", opportunity_id="E", created_at=at(), completed_date=at(days=3))
         )
-        assert store.stale_opportunities(at(days=2)) == ["B", "A", "C"]
-        assert store.stale_opportunities(at(days=1)) == ["B"]
-        assert store.stale_opportunities(at(days=4), limit=2) == ["B", "A"]
+        a, b, c, e = (at(days=1), "A"), (at(), "B"), (at(days=1), "C"), (at(days=3), "E")
+        assert store.stale_opportunities(at(days=2)) == [b, a, c]
+        assert store.stale_opportunities(at(days=1)) == [b]
+        assert store.stale_opportunities(at(days=4), limit=2) == [b, a]
         assert store.stale_opportunities(BASE_TIME) == []
         store.add(make_activity("b2", opportunity_id="B", created_at=at(days=6)))
-        assert store.stale_opportunities(at(days=4)) == ["A", "C", "E"]
+        assert store.stale_opportunities(at(days=4)) == [a, c, e]
+
+    def test_stale_opportunities_after_a_key(self, store: ActivityRepository) -> None:
+        """Walking from a key: only later keys, pages that join up, and an opportunity with a
+        new activity comes back at its new key."""
+        for n, opportunity in enumerate("ABCD"):
+            store.add(make_activity(f"{opportunity}1", opportunity_id=opportunity, created_at=at()))
+            store.add(
+                make_activity(f"{opportunity}2", opportunity_id=opportunity, created_at=at(hours=n))
+            )
+        # Completed inside the window after being created long before it.
+        store.add(
+            make_activity(
+                "E1", opportunity_id="E", created_at=at(days=-9), completed_date=at(hours=2)
+            )
+        )
+        keys = [(at(), "A"), (at(hours=1), "B"), (at(hours=2), "C"), (at(hours=2), "E")]
+        keys.append((at(hours=3), "D"))
+        since = at(days=1)
+        assert store.stale_opportunities(since) == keys
+        for n, key in enumerate(keys):
+            assert store.stale_opportunities(since, after=key) == keys[n + 1 :]
+        first = store.stale_opportunities(since, limit=2)
+        assert first + store.stale_opportunities(since, after=first[-1], limit=9) == keys
+        # Between two keys of one time, and before every key.
+        assert store.stale_opportunities(since, after=(at(hours=2), "D")) == keys[3:]
+        assert store.stale_opportunities(since, after=(at(days=-30), "")) == keys
+        assert store.stale_opportunities(at(hours=2), after=keys[0]) == keys[1:2]
+        # A's new activity moves it past the others; C's completion moves it too.
+        store.add(make_activity("A3", opportunity_id="A", created_at=at(hours=5)))
+        store.complete("C2", outcome=None, completed_by=None, completed_at=at(hours=4))
+        assert store.stale_opportunities(since, after=keys[-1]) == [
+            (at(hours=4), "C"),
+            (at(hours=5), "A"),
+        ]
+        assert store.stale_opportunities(at(hours=5), after=keys[-1]) == [(at(hours=4), "C")]
 
     def test_purge_completed(self, store: ActivityRepository) -> None:
         store.add(make_activity("old-done", created_at=at(), completed_date=at(days=1)))

@@ -1,4 +1,5 @@
-"""The job-store contract: slot leases and claim tokens, finishing a claim, marks, expiry."""
+"""The job-store contract: slot leases and claim tokens, finishing a claim, marks, values and
+expiry."""
 
 from __future__ import annotations
 
@@ -225,6 +226,39 @@ class JobStoreContract(abc.ABC):
     def _marker(self, store: JobStore, key: str) -> Callable[[int], bool]:
         return lambda n: store.mark(key, now=at(), expires_at=at(hours=1))
 
+    # ------------------------------------------------------------------ values
+
+    def test_a_value_is_set_by_compare_and_set(self, store: JobStore) -> None:
+        assert store.get_value("cursor:a") is None
+        assert not store.set_value("cursor:a", "1", expected="0")  # nothing stored yet
+        assert store.get_value("cursor:a") is None
+        assert store.set_value("cursor:a", "1", expected=None)
+        assert not store.set_value("cursor:a", "2", expected=None)  # it exists now
+        assert not store.set_value("cursor:a", "2", expected="0")
+        assert store.get_value("cursor:a") == "1"
+        assert store.set_value("cursor:a", "2", expected="1")
+        assert store.set_value("cursor:a", "", expected="2")
+        assert store.get_value("cursor:a") == ""
+        assert store.get_value("cursor:b") is None
+        long = "v" * 4000
+        assert store.set_value("cursor:b", long, expected=None)
+        assert store.get_value("cursor:b") == long
+
+    def test_values_outlive_the_purge(self, store: JobStore) -> None:
+        assert store.set_value("cursor:a", "1", expected=None)
+        store.purge_expired(at(days=10_000))
+        assert store.get_value("cursor:a") == "1"
+
+    def test_concurrent_sets_of_one_value_have_one_winner(self, store: JobStore) -> None:
+        store.set_value("cursor:r", "0", expected=None)
+        for round_ in range(3):
+            results = race(8, self._setter(store, str(round_), str(round_ + 1)))
+            assert sorted(str(r) for r in results) == ["False"] * 7 + ["True"], results
+            assert store.get_value("cursor:r") == str(round_ + 1)
+
+    def _setter(self, store: JobStore, expected: str, value: str) -> Callable[[int], bool]:
+        return lambda n: store.set_value("cursor:r", value, expected=expected)
+
     # ------------------------------------------------------------------ expiry
 
     def test_purge_expired_forgets_slots_and_marks(self, store: JobStore) -> None:
@@ -287,12 +321,20 @@ class JobStoreContract(abc.ABC):
             lambda: store.mark("k", now=now, expires_at=naive),
             lambda: store.is_marked("k", now=naive),
             lambda: store.purge_expired(naive),
+            lambda: store.set_value("", "v", expected=None),
+            lambda: store.set_value("k" * 401, "v", expected=None),
+            lambda: store.set_value("k", "v" * 4001, expected=None),
+            lambda: store.set_value("k", 1, expected=None),  # type: ignore[arg-type]
+            lambda: store.set_value({"$gt": ""}, "v", expected=None),  # type: ignore[arg-type]
+            lambda: store.set_value("k", "v", expected={"$ne": ""}),  # type: ignore[arg-type]
+            lambda: store.get_value({"$gt": ""}),  # type: ignore[arg-type]
         ]
         for n, call in enumerate(calls):
             with pytest.raises(InvalidInputError):
                 call()
             assert store.get_slot("job", "s") is None, n
             assert not store.is_marked("k", now=now), n
+            assert store.get_value("k") is None, n
         # The longest keys are fine.
         long = "x" * 400
         assert self._claim(store, long, "a", now, job=long)[0]

@@ -294,7 +294,9 @@ def activity_state_machine(
         def staleness(self, since: datetime) -> None:
             last = reference_last_times(self.model.values())
             stale = sorted((t, o) for o, t in last.items() if t < since)
-            assert self.store.stale_opportunities(since) == [o for _, o in stale]
+            assert self.store.stale_opportunities(since) == stale
+            for n, key in enumerate(stale[:3]):
+                assert self.store.stale_opportunities(since, after=key) == stale[n + 1 :]
 
         @invariant()
         def last_times_agree(self) -> None:

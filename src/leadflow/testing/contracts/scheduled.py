@@ -352,6 +352,22 @@ class ScheduledActionStoreContract(
         assert [a.action_id for a in store.list(ScheduledActionState.CLAIMED)] == ["sa-d"]
         assert store.list(ScheduledActionState.DONE) == []
 
+    def test_next_due_is_the_earliest_pending_due_time(self, store: ScheduledActionStore) -> None:
+        assert store.next_due() is None
+        store.schedule(make_scheduled_action("c", due_at=at(hours=2)))
+        store.schedule(make_scheduled_action("b", due_at=at(hours=1)))
+        store.schedule(make_scheduled_action("a", due_at=at(minutes=-5)))
+        assert store.next_due() == at(minutes=-5)
+        assert_utc(store.next_due())
+        [claimed] = store.claim_due(at(), worker="w1", lease=timedelta(minutes=1))
+        assert store.next_due() == at(hours=1)  # a claimed action is not pending
+        store.mark_failed(
+            claimed.action_id, worker="w1", now=at(), error="x", retry_at=at(minutes=30)
+        )
+        assert store.next_due() == at(minutes=30)  # pending again, due at its retry
+        store.cancel_for_opportunity("opp-1", now=at())
+        assert store.next_due() is None
+
     def test_arguments_are_checked(self, store: ScheduledActionStore) -> None:
         store.schedule(make_scheduled_action("k1"))
         naive = datetime(2026, 1, 5, 9)

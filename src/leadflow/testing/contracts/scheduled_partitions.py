@@ -62,6 +62,19 @@ class ScheduledActionPartitionTests:
         assert store.claim_due(later, worker="w3", partition=2) == []
         assert store.get("sa-k-b").state is ScheduledActionState.PARKED
 
+    def test_next_due_of_one_partition(self, store: ScheduledActionStore) -> None:
+        for n in range(6):
+            store.schedule(make_scheduled_action(f"k{n}", partition=n % 3, due_at=at(minutes=n)))
+        assert [store.next_due(partition=p) for p in (0, 1, 2, 7)] == [
+            at(),
+            at(minutes=1),
+            at(minutes=2),
+            None,
+        ]
+        store.claim_due(at(minutes=9), worker="w1", partition=1)
+        assert store.next_due(partition=1) is None
+        assert store.next_due() == at()
+
     @pytest.mark.parametrize(
         "partition", [-1, DEFAULT_LIMITS.partitions, "1", 1.0, True, [0], 2**70]
     )
@@ -71,6 +84,9 @@ class ScheduledActionPartitionTests:
         store.schedule(make_scheduled_action("k1"))
         with pytest.raises(InvalidInputError) as caught:
             store.claim_due(at(), worker="w1", partition=partition)  # type: ignore[arg-type]
+        assert caught.value.field == "partition"
+        with pytest.raises(InvalidInputError) as caught:
+            store.next_due(partition=partition)  # type: ignore[arg-type]
         assert caught.value.field == "partition"
         assert store.get("sa-k1").state is ScheduledActionState.PENDING
 
