@@ -6,15 +6,17 @@ database with one extra action type, ``fault_effect`` (as in tests/fault_worker.
 stores its effect keyed on the idempotency key (an upsert counting re-applications) and logs a
 ``run`` line; ``mark_done`` logs ``done`` (tests/fault_worker.py's ``DoneLogging``). With
 ``kill_after`` the worker logs ``mid-batch`` after that many effects and waits to be killed;
-``effect_sleep`` makes each effect slow (the SIGTERM test). ``ready`` is logged when the worker
-consumes, ``shutdown`` when it stops. ``partitions`` (default 1) is the flow's
+with ``hold_first`` the first effect waits until the worker is shutting down, then logs
+``released`` (the SIGTERM test: the signal lands in the middle of a batch, whatever the
+machine's speed). ``ready`` is logged
+when the worker consumes, ``shutdown`` when it stops. ``partitions`` (default 1) is the flow's
 ``FlowSettings.partitions`` and ``install``'s ``partitions``; ``run`` lines carry the action's
 partition. With ``log_tasks`` each task that ran logs a ``task`` line (its name, kwargs, start
 time ``started`` and result). ``bench`` logs ``start`` lines (due time, start time)
 without the effects table, for benchmarks/bench_celery.py.
 
 Config keys: name, url, effects_url, log, broker, queue, batch, lease, visibility_timeout,
-kill_after, effect_sleep, bench, partitions, log_tasks.
+kill_after, hold_first, bench, partitions, log_tasks.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ class Worker:
         self.bench = bool(config.get("bench"))
         self.effects = None if self.bench else effects_engine(str(config["effects_url"]))
         self.kill_after: int | None = config.get("kill_after")
-        self.effect_sleep = float(config.get("effect_sleep", 0.0))
+        self.hold_first = bool(config.get("hold_first"))
+        self.shutting_down = False  # set by Celery's worker_shutting_down (SIGTERM)
         self.partitions = int(config.get("partitions", 1))
         self.runs = 0
 
@@ -99,8 +102,13 @@ class Worker:
             attempt=scheduled.attempts,
             partition=scheduled.partition,
         )
-        if self.effect_sleep:
-            time.sleep(self.effect_sleep)
+        if self.hold_first and self.runs == 0:
+            # Celery's SIGTERM handler runs between two of these sleeps (this is its main
+            # thread) and sets shutting_down; a hang guard, KILL_WAIT, bounds the wait.
+            deadline = time.monotonic() + KILL_WAIT
+            while not self.shutting_down and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.log.write("released", shutting_down=self.shutting_down)
         assert self.effects is not None
         with self.effects.begin() as conn:
             conn.execute(
@@ -165,6 +173,10 @@ if _config:
         assert tasks is not None
         tasks.flow()  # build it now: the first task's latency is not the factory's
         _worker.log.write("ready", pid=os.getpid(), at=datetime.now(UTC).isoformat())
+
+    @signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]
+    def _shutting_down(**_: Any) -> None:
+        _worker.shutting_down = True
 
     @signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
     def _shutdown(**_: Any) -> None:

@@ -38,6 +38,7 @@ from leadflow.stores.sql import sql_storage
 
 from . import pgcluster, redis_server
 from .fault_worker import ACTION_TYPE, create_effects_table, effects_engine, read_effects, read_log
+from .suite import FIGURES
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get(pgcluster.URL_ENV)
@@ -389,7 +390,8 @@ def check_exactly_once(
     }
 
 
-def report(capsys: pytest.CaptureFixture[str], tag: str, name: str, figures: Any) -> None:
-    """Print ``[tag] name: figures`` past pytest's capture."""
-    with capsys.disabled():
-        print(f"\n[{tag}] {name}: {json.dumps(figures, default=str)}")
+def report(request: pytest.FixtureRequest, tag: str, name: str, figures: Any) -> None:
+    """Keep ``[tag] name: figures`` with the test's report: tests/conftest.py prints every test's
+    figures at the end of the run (also with ``-n``, whose test processes print nothing)."""
+    line = f"[{tag}] {name}: {json.dumps(figures, default=str)}"
+    request.node.user_properties.append((FIGURES, line))

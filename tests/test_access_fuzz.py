@@ -23,6 +23,7 @@ from leadflow import ActivityType, EventType, LeadflowError, Outcome, Principal
 from leadflow.rules import OperatorRegistry
 
 from .access_support import EVERYONE, World, build_world, snapshot
+from .suite import examples
 
 SCALARS = (
     st.none()
@@ -300,7 +301,7 @@ def _attempt(world: World, name: str, call: Callable[[], Any]) -> None:
 
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

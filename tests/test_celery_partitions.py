@@ -168,7 +168,7 @@ def due_tasks(workers: CeleryWorkers, name: str) -> list[dict[str, Any]]:
 
 
 def test_each_partition_runs_on_its_own_worker(
-    workers: CeleryWorkers, capsys: pytest.CaptureFixture[str]
+    workers: CeleryWorkers, request: pytest.FixtureRequest
 ) -> None:
     partitions, count = 3, 300
     target = workers.target
@@ -219,7 +219,7 @@ def test_each_partition_runs_on_its_own_worker(
         assert sum(e["result"]["claimed"] for e in ran) == len(runs[f"p{p}"])
         batches[f"p{p}"] = len(ran)
     report(
-        capsys,
+        request,
         "celery-partitions",
         "three pinned workers",
         {
@@ -233,7 +233,7 @@ def test_each_partition_runs_on_its_own_worker(
 
 
 def test_a_stopped_partition_waits_for_its_own_worker(
-    workers: CeleryWorkers, capsys: pytest.CaptureFixture[str]
+    workers: CeleryWorkers, request: pytest.FixtureRequest
 ) -> None:
     partitions, count = 2, 240
     target = workers.target
@@ -311,7 +311,7 @@ def test_a_stopped_partition_waits_for_its_own_worker(
     assert victim["key"] in {e["key"] for e in runs["p1b"]}
     assert read_effects(effects)[victim["key"]][2] == 2  # applied by p1, again by p1b: one row
     report(
-        capsys,
+        request,
         "celery-partitions",
         "partition 1's worker killed",
         {

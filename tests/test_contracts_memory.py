@@ -31,6 +31,8 @@ from leadflow.testing.contracts import (
     activity_state_machine,
 )
 
+from .suite import examples
+
 
 class TestInMemoryActivityRepository(ActivityRepositoryContract):
     def make_store(self) -> ActivityRepository:
@@ -62,7 +64,9 @@ class TestInMemoryJobStore(JobStoreContract):
         return InMemoryJobStore()
 
 
-TestInMemoryActivityStateMachine = activity_state_machine(InMemoryActivityRepository)
+TestInMemoryActivityStateMachine = activity_state_machine(
+    InMemoryActivityRepository, max_examples=examples(100)
+)
 
 
 class TestInMemoryUnitOfWork(UnitOfWorkContract):

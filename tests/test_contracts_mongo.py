@@ -30,6 +30,7 @@ from leadflow.testing.contracts import (
 )
 
 from .mongo_support import RecordingDatabase, on_server, server_database
+from .suite import examples
 
 
 class _OnFake:
@@ -162,4 +163,4 @@ def _machine_repository() -> MongoActivityRepository:
     return store
 
 
-TestActivityMachineOnFake = activity_state_machine(_machine_repository)
+TestActivityMachineOnFake = activity_state_machine(_machine_repository, max_examples=examples(100))

@@ -29,6 +29,7 @@ from leadflow.testing.contracts import (
 )
 
 from .sql_support import fresh_storage, on_postgres
+from .suite import examples
 
 
 class _Database:
@@ -210,4 +211,6 @@ def _machine_repository() -> ActivityRepository:
     return sql_storage("sqlite://").activities
 
 
-TestActivityMachineOnSqliteMemory = activity_state_machine(_machine_repository, max_examples=40)
+TestActivityMachineOnSqliteMemory = activity_state_machine(
+    _machine_repository, max_examples=examples(40)
+)

@@ -7,15 +7,15 @@
   stored, its message unacknowledged, its batch claimed): every effect exactly once, none lost.
   Each event plans two ``fault_effect`` actions: one run at once by ``handle_event``, one due
   three seconds later and run by ``run_due``. ``LEADFLOW_TEST_CELERY_EVENTS`` sets the count on
-  PostgreSQL (default 2,000 to keep a local run short; CI runs the issue's 20,000: `.ci/run`
-  sets it) and ``LEADFLOW_TEST_CELERY_SQLITE_EVENTS`` on SQLite (default 600).
+  PostgreSQL (default 2,000 to keep a local run short; CI runs the issue's 20,000) and
+  ``LEADFLOW_TEST_CELERY_SQLITE_EVENTS`` on SQLite (default 200; CI runs 600): `.ci/run` sets
+  both (tests/suite.py).
 - A worker stopped with SIGTERM in the middle of a batch finishes the batch before exiting:
   none of its claims is left for a lease to expire.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -30,6 +30,7 @@ from leadflow import Event, FollowUpRule, ScheduledActionState
 pytest.importorskip("celery", reason="needs the celery extra")
 pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
 
+from . import suite
 from .fault_worker import ACTION_TYPE, count_effects, effects_engine, read_effects
 from .process_support import (
     BACKENDS,
@@ -75,13 +76,13 @@ def workers(target: Target, broker: str, tmp_path: Path) -> Iterator[CeleryWorke
 
 def event_count(target: Target) -> int:
     if target.url.startswith("postgresql"):
-        return int(os.environ.get("LEADFLOW_TEST_CELERY_EVENTS", 2000))
-    return int(os.environ.get("LEADFLOW_TEST_CELERY_SQLITE_EVENTS", 600))
+        return suite.count("LEADFLOW_TEST_CELERY_EVENTS", 2000)
+    return suite.count("LEADFLOW_TEST_CELERY_SQLITE_EVENTS", 200)
 
 
 @pytest.mark.parametrize("target", BACKENDS, indirect=True)
 def test_events_through_four_workers_one_killed(
-    target: Target, workers: CeleryWorkers, capsys: pytest.CaptureFixture[str]
+    target: Target, workers: CeleryWorkers, request: pytest.FixtureRequest
 ) -> None:
     storage = target.storage()
     effects = effects_engine(target.effects_url)
@@ -147,22 +148,24 @@ def test_events_through_four_workers_one_killed(
             n: sum(1 for e in workers.log(n) if e["ev"] == "run") for n in sorted(workers.procs)
         },
     )
-    report(capsys, "celery", f"kill one of four ({target.dialect})", figures)
+    report(request, "celery", f"kill one of four ({target.dialect})", figures)
 
 
 @pytest.mark.parametrize("target", BACKENDS, indirect=True)
 def test_sigterm_finishes_the_claimed_batch(
-    target: Target, workers: CeleryWorkers, capsys: pytest.CaptureFixture[str]
+    target: Target, workers: CeleryWorkers, request: pytest.FixtureRequest
 ) -> None:
     storage = target.storage()
     keys = schedule(storage, [datetime.now(UTC) - timedelta(seconds=1)] * 30, "term")
     # A long lease: were the batch left claimed, nothing would take it over during the test.
-    workers.spawn("w0", batch=10, lease=600.0, effect_sleep=0.2)
+    # The first effect holds its batch until the SIGTERM arrived (hold_first).
+    workers.spawn("w0", batch=10, lease=600.0, hold_first=True)
     workers.wait_ready()
     workers.kick()
     first = workers.line("w0", "run")
     code = workers.signal("w0", signal.SIGTERM, timeout=DRAIN_TIMEOUT)
     assert code == 0, workers.outputs()
+    assert workers.line("w0", "released", except_="w0")["shutting_down"], workers.outputs()
 
     counts = state_counts(storage, 100)
     assert counts["claimed"] == 0, f"claims left for their lease to expire: {counts}"
@@ -171,4 +174,4 @@ def test_sigterm_finishes_the_claimed_batch(
     assert len(runs) == 10 == len(done), (len(runs), counts)  # the whole batch, nothing more
     assert counts["pending"] == len(keys) - 10
     assert any(e["ev"] == "shutdown" for e in workers.log("w0"))
-    report(capsys, "celery", "SIGTERM mid-batch", {"first_run": first["key"], "states": counts})
+    report(request, "celery", "SIGTERM mid-batch", {"first_run": first["key"], "states": counts})

@@ -34,9 +34,11 @@ from leadflow import documents, limits
 from leadflow.documents import _detailed_bound, _lean_bound, check_document, json_size
 from leadflow.errors import InvalidInputError
 
+from .suite import examples
+
 SMALL = replace(limits.DEFAULT_LIMITS, document_depth=4, document_bytes=400)
 PROPERTY = settings(
-    max_examples=300,
+    max_examples=examples(300),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

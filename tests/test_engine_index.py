@@ -16,6 +16,7 @@ from leadflow import Event, RuleEngine
 
 from .helpers import T0, rule
 from .rules_support import engine
+from .suite import examples
 
 
 class Source(StrEnum):
@@ -75,7 +76,7 @@ def _build(specs: list[Any], threshold: int, monkeypatch: pytest.MonkeyPatch) ->
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(specs=rule_sets, events=st.lists(payloads, min_size=1, max_size=5))
 def test_indexed_and_unindexed_engines_agree(specs: list[Any], events: list[Any]) -> None:
     with pytest.MonkeyPatch.context() as mp:

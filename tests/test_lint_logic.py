@@ -15,6 +15,8 @@ from leadflow.models import Condition
 from leadflow.rules import OperatorRegistry
 from leadflow.rules.compiler import compile_condition
 
+from .suite import examples
+
 OPS = OperatorRegistry.default()
 NOW = datetime(2026, 1, 5, tzinfo=UTC)
 VALUES: list[Any] = [None, True, 0, 1, 5, 5.5, 10, -3, "a", "b", "A", "", ["a"], ["a", "b"], []]
@@ -58,7 +60,7 @@ def _payloads() -> list[dict[str, Any]]:
     return [{}, *({"f": v} for v in POOL)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(LEAF, min_size=1, max_size=3))
 def test_contradictions_are_never_satisfiable(leaves: list[Condition]) -> None:
     if contradiction(leaves, OPS) is None:
@@ -67,7 +69,7 @@ def test_contradictions_are_never_satisfiable(leaves: list[Condition]) -> None:
         assert not all(_holds(leaf, payload) for leaf in leaves), (leaves, payload)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(LEAF, min_size=1, max_size=2), LEAF)
 def test_implications_hold(premises: list[Condition], conclusion: Condition) -> None:
     if not implies(premises, conclusion, OPS):

@@ -35,9 +35,13 @@ from leadflow.models import (
 )
 from leadflow.queries import ActivityFilter, ActivitySort, decode_cursor, encode_cursor
 
+from .suite import examples
+
 LIMITS = DEFAULT_LIMITS
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # --------------------------------------------------------------------------- strategies
 

@@ -26,11 +26,14 @@ from leadflow.stores.mongo import mongo_storage
 from leadflow.stores.sql import sql_storage
 from leadflow.testing.contracts import at, make_scheduled_action
 
+from .suite import examples
 from .test_access_fuzz import VALUE
 
 EARLY = at(days=-1)  # before every stored action is due
 FUZZ = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 

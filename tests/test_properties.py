@@ -17,6 +17,7 @@ from leadflow.rules.intake import read_event
 
 from .helpers import T0, rule
 from .rules_support import engine, holds
+from .suite import examples
 
 scalars = (
     st.none()
@@ -67,7 +68,7 @@ nan_free = st.recursive(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(actual=anything, expected=rule_values, missing=st.booleans(), ignore_case=st.booleans())
 def test_not_equals_is_the_negation_of_equals(
     actual: Any, expected: Any, missing: bool, ignore_case: bool
@@ -77,7 +78,7 @@ def test_not_equals_is_the_negation_of_equals(
     assert eq is not ne
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(actual=anything, values=st.lists(rule_values, max_size=5), missing=st.booleans())
 def test_in_and_not_in_complement_each_other(actual: Any, values: list[Any], missing: bool):
     assert holds(actual, "in", values, missing=missing) is not holds(
@@ -85,7 +86,7 @@ def test_in_and_not_in_complement_each_other(actual: Any, values: list[Any], mis
     )
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(actual=anything, needle=rule_scalars, missing=st.booleans())
 def test_contains_and_not_contains_complement_each_other(actual: Any, needle: Any, missing: bool):
     assert holds(actual, "contains", needle, missing=missing) is not holds(
@@ -93,7 +94,7 @@ def test_contains_and_not_contains_complement_each_other(actual: Any, needle: An
     )
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(actual=anything, missing=st.booleans())
 def test_exists_and_not_exists_complement_each_other(actual: Any, missing: bool):
     assert holds(actual, "exists", missing=missing) is not holds(
@@ -101,13 +102,13 @@ def test_exists_and_not_exists_complement_each_other(actual: Any, missing: bool)
     )
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(value=nan_free)
 def test_equals_is_reflexive_on_json_without_nan(value: Any):
     assert holds(value, "equals", value)
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(a=finite_numbers, e=finite_numbers)
 def test_number_ordering_agrees_with_python(a: float, e: float):
     assert holds(a, "greater_than", e) is (a > e)
@@ -117,7 +118,7 @@ def test_number_ordering_agrees_with_python(a: float, e: float):
     assert holds(a, "less_or_equal", e) is not holds(a, "greater_than", e)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(a=finite_numbers, low=finite_numbers, high=finite_numbers)
 def test_between_is_the_conjunction_of_bounds(a: float, low: float, high: float):
     low, high = min(low, high), max(low, high)
@@ -150,7 +151,7 @@ OPERATOR_VALUES = {
 }
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     data=st.data(),
     operator=st.sampled_from(sorted(OPERATOR_VALUES)),
@@ -192,7 +193,7 @@ def _engine(specs: list[tuple[int, bool, str, str]], *, reverse: bool = False) -
     return engine(rules[::-1] if reverse else rules)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(specs=rule_specs, x=st.sampled_from(["a", "b", "c", None]))
 def test_evaluation_is_deterministic_and_ordered_by_priority(specs, x):
     engine = _engine(specs)
@@ -220,7 +221,7 @@ def test_evaluation_is_deterministic_and_ordered_by_priority(specs, x):
         assert planned.due_at == T0 + timedelta(hours=planned.action.delay.amount)
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(specs=rule_specs, x=st.sampled_from(["a", "b", None]))
 def test_explanations_agree_with_matches(specs, x):
     engine = _engine(specs)
@@ -283,7 +284,7 @@ condition_trees = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(tree=condition_trees, payloads=st.lists(differential_payloads, min_size=1, max_size=4))
 def test_fused_and_general_compilations_agree(tree: Any, payloads: list[Any]):
     registry = OperatorRegistry.default()
@@ -342,7 +343,7 @@ event_documents = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(document=event_documents)
 def test_reading_a_document_is_event_model_validate(document: dict[str, Any]):
     for _ in range(2):  # the first read teaches the lean path the event type's spelling

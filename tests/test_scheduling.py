@@ -25,6 +25,7 @@ from leadflow.stores.memory import InMemoryJobStore
 from leadflow.stores.mongo import MongoJobStore
 
 from .scheduling_support import JOB_BACKENDS, NY, drive, job_store, noop_job, ny, recorder, utc
+from .suite import examples
 
 
 @pytest.fixture(params=JOB_BACKENDS)
@@ -101,7 +102,7 @@ def test_the_runner_runs_a_repeated_fixed_time_once_and_every_real_hour_of_a_lon
 _TRANSITIONS = [utc(2026, 3, 8, 7), utc(2026, 11, 1, 6)]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     cron=st.sampled_from(["* * * * *", "0 * * * *", "*/30 * * * *", "30 1 * * *", "0 2 * * *"]),
     transition=st.sampled_from(_TRANSITIONS),

@@ -4,9 +4,15 @@ stores its effect keyed on the idempotency key and counts how often it was appli
 
 - A worker is SIGKILLed in the middle of a batch (its effect stored, its batch claimed): every
   one of 2,000 actions takes effect exactly once, on PostgreSQL and on a SQLite file.
-- Chaos: PostgreSQL is restarted (immediate shutdown) at random 5-40 s intervals while four
-  workers run 5,000 delayed actions: workers see ``UnavailableError`` and recover; exactly once.
-- Two instances handle the same event stream at once: every event's actions run once.
+- Chaos: PostgreSQL is restarted (immediate shutdown) at random 5-40 s intervals, 3 times, while
+  four workers run 5,000 delayed actions: workers see ``UnavailableError`` and recover; exactly
+  once.
+- Two instances handle the same stream of 400 events at once: every event's actions run once.
+
+Those are the scales CI runs (`.ci/run` sets them); a local run defaults to smaller ones, the
+same checks (tests/suite.py): ``LEADFLOW_TEST_FAULT_ACTIONS`` (the SIGKILL test, default 500),
+``LEADFLOW_CHAOS_RESTARTS`` and ``LEADFLOW_CHAOS_ACTIONS`` (default 1 restart, 1,000 actions;
+``LEADFLOW_CHAOS_SEED`` replays a run's intervals), ``LEADFLOW_TEST_FAULT_EVENTS`` (default 100).
 
 After each run the test checks, besides the effects: every action is ``done`` in the store; no
 two runs of an action share an attempt number (two workers never held it at once); no action
@@ -37,7 +43,7 @@ from leadflow import FollowUpRule
 from leadflow.errors import UnavailableError
 from leadflow.ports import Storage
 
-from . import pgcluster
+from . import pgcluster, suite
 
 # Skip (not fail) where the sql extra (SQLAlchemy) is not installed.
 pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
@@ -70,6 +76,11 @@ NEEDS_CLUSTER = (
     "makes and restarts a cluster of its own with its binaries)"
 )
 DRAIN_TIMEOUT = 240.0  # a guard against hanging forever, not a timing assertion
+# The scales (CI's in .ci/run; see the module's docstring).
+KILL_ACTIONS = suite.count("LEADFLOW_TEST_FAULT_ACTIONS", 500)
+STREAM_EVENTS = suite.count("LEADFLOW_TEST_FAULT_EVENTS", 100)
+CHAOS_RESTARTS = suite.count("LEADFLOW_CHAOS_RESTARTS", 1)
+CHAOS_ACTIONS = suite.count("LEADFLOW_CHAOS_ACTIONS", 1000)
 
 
 @pytest.fixture
@@ -157,12 +168,12 @@ def wait_drained(
 
 @pytest.mark.parametrize("target", BACKENDS, indirect=True)
 def test_worker_killed_mid_batch_loses_and_doubles_nothing(
-    target: Target, workers: Workers, capsys: pytest.CaptureFixture[str]
+    target: Target, workers: Workers, request: pytest.FixtureRequest
 ) -> None:
     storage = target.storage()
     effects = effects_engine(target.effects_url)
     now = datetime.now(UTC)
-    keys = schedule(storage, [now - timedelta(seconds=1)] * 2000, "kill")
+    keys = schedule(storage, [now - timedelta(seconds=1)] * KILL_ACTIONS, "kill")
     for n in range(4):
         workers.spawn(f"w{n}", lease=2.0, limit=20, kill_after=25 if n == 0 else None)
     started = time.monotonic()
@@ -182,7 +193,7 @@ def test_worker_killed_mid_batch_loses_and_doubles_nothing(
     assert read_effects(effects)[victim["key"]][2] >= 2
     assert any(e["ev"] == "done" and e["key"] == victim["key"] for e in logs)
     report(
-        capsys,
+        request,
         "faults",
         f"sigkill/{target.dialect}",
         {
@@ -195,7 +206,7 @@ def test_worker_killed_mid_batch_loses_and_doubles_nothing(
 
 @pytest.mark.parametrize("target", BACKENDS, indirect=True)
 def test_two_instances_handle_one_event_stream(
-    target: Target, workers: Workers, capsys: pytest.CaptureFixture[str]
+    target: Target, workers: Workers, request: pytest.FixtureRequest
 ) -> None:
     storage = target.storage()
     effects = effects_engine(target.effects_url)
@@ -212,7 +223,7 @@ def test_two_instances_handle_one_event_stream(
             }
         )
     )
-    count = 400
+    count = STREAM_EVENTS
     at = datetime.now(UTC) - timedelta(minutes=1)
     for n in range(2):
         workers.spawn(
@@ -241,7 +252,7 @@ def test_two_instances_handle_one_event_stream(
     if not figures["errors"]:  # a retried handle() leaves its action to run_due
         assert executed == count
     report(
-        capsys,
+        request,
         "faults",
         f"two-instances/{target.dialect}",
         {**figures, "executed_in_handle": executed, "seconds": round(drained - started, 1)},
@@ -265,20 +276,19 @@ def chaos(tmp_path: Path) -> Iterator[tuple[pgcluster.Cluster, Workers]]:
 
 
 def test_postgres_restarts_while_workers_run(
-    chaos: tuple[pgcluster.Cluster, Workers], capsys: pytest.CaptureFixture[str]
+    chaos: tuple[pgcluster.Cluster, Workers], request: pytest.FixtureRequest
 ) -> None:
     cluster, workers = chaos
     target = workers.target
     seed = int(os.environ.get("LEADFLOW_CHAOS_SEED", random.randrange(1_000_000)))
     rng = random.Random(seed)
-    restarts = int(os.environ.get("LEADFLOW_CHAOS_RESTARTS", "3"))
-    intervals = [rng.uniform(5, 40) for _ in range(restarts)]
+    intervals = [rng.uniform(5, 40) for _ in range(CHAOS_RESTARTS)]
     storage = target.storage()
     effects = effects_engine(target.effects_url)
     # Due times spread over the whole chaos window (plus a little after the last restart).
     window = sum(intervals) + 5
     begin = datetime.now(UTC) + timedelta(seconds=15)  # scheduling takes a few seconds
-    due = [begin + timedelta(seconds=window * i / 5000) for i in range(5000)]
+    due = [begin + timedelta(seconds=window * i / CHAOS_ACTIONS) for i in range(CHAOS_ACTIONS)]
     keys = schedule(storage, due, "chaos")
     for n in range(4):
         workers.spawn(f"w{n}", lease=3.0, limit=20, retry_base=0.2)
@@ -308,7 +318,7 @@ def test_postgres_restarts_while_workers_run(
     )
     assert figures["unavailable"] > 0, "no worker saw the server go away"
     report(
-        capsys,
+        request,
         "faults",
         "chaos/postgresql",
         {

@@ -28,6 +28,8 @@ from leadflow.stores.memory import (
 )
 from leadflow.testing.contracts import at, make_activity, make_scheduled_action
 
+from .suite import examples
+
 
 def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
     """Run ``work(n)`` in ``count`` threads started together; the errors they raised."""
@@ -322,7 +324,7 @@ _KEYS = st.tuples(st.integers(0, 40), st.sampled_from(["a", "b", "c"]))
 _BOUND = st.none() | st.tuples(st.integers(-1, 41)) | _KEYS
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     load=st.integers(2, 6),
     ops=st.lists(st.tuples(st.sampled_from(["add", "remove"]), _KEYS), max_size=150),
@@ -375,7 +377,7 @@ def test_a_big_index_adds_almost_nothing_for_the_collector_to_walk() -> None:
     assert added < 50_000 / 100  # the chunks are untracked tuples; only the two lists remain
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     ops=st.lists(
         st.tuples(
