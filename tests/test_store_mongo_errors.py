@@ -409,3 +409,21 @@ def test_bad_arguments_are_invalid_input(storage: Storage) -> None:
         with pytest.raises(InvalidInputError) as caught:
             call()
         assert caught.value.field == field
+
+
+def test_dollar_strings_in_counter_audit_and_job_stores_are_data(storage: Storage) -> None:
+    """The counter, audit and job stores take strings only and use them as ``_id`` or equality
+    values, where MongoDB reads a ``$`` string as data: it names its own record and matches
+    nothing else (docs/mongodb.md, "Injection")."""
+    assert storage.counters.next("plain") == 1
+    assert storage.counters.next("$where") == 1
+    assert storage.counters.next("$where") == 2
+    assert storage.counters.next("plain") == 2
+    assert storage.audit.list("activity", "$ne") == []
+    assert storage.jobs.set_value("$gt", "a", expected=None)
+    assert storage.jobs.get_value("$gt") == "a" and storage.jobs.get_value("x") is None
+    for mapping in ({"$ne": None}, {"$gt": ""}):
+        with pytest.raises(InvalidInputError):
+            storage.counters.next(mapping)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError):
+            storage.jobs.is_marked(mapping, now=T0)  # type: ignore[arg-type]
