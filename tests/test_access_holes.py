@@ -23,6 +23,7 @@ from leadflow import (
     InvalidStateError,
     ManualClock,
     NotFoundError,
+    PermissionDeniedError,
     Principal,
     Role,
     RuleEngine,
@@ -470,3 +471,66 @@ def test_one_outcome_for_a_due_date_after_the_limits(hours_before: int, delay: A
         result = flow.handle(event)  # planned (sending may fail: there is no opportunity "o")
         assert result.matched_rules == ["late"]
         assert not [e for e in result.errors if "could not be planned" in str(e)]
+
+
+# ------------------------------------------------------------- recorded completions: who, when
+
+LOGGED_CALL = {
+    "opportunityId": "opp-alice",
+    "activityType": "call",
+    "subject": "logged call",
+    "outcome": "callback_requested",
+}
+
+
+def test_recording_a_completed_activity_takes_the_permission_to_complete() -> None:
+    """A dispatcher may record activities but not complete them: recording one already
+    completed (which sets off follow-ups for the rep) is refused the same way, and writes
+    nothing; an admin may (they may complete anyone's)."""
+    world = build_world(parked=False)
+    before = snapshot(world.flow)
+    logged = {**LOGGED_CALL, "assignedTo": "alice", "completedDate": T0}
+    with pytest.raises(PermissionDeniedError):
+        world.ops.create_activity(DISPATCHER, logged)
+    assert snapshot(world.flow) == before
+    planned = {k: v for k, v in LOGGED_CALL.items() if k != "outcome"}
+    world.ops.create_activity(DISPATCHER, {**planned, "assignedTo": "alice"})  # open: fine
+    created = world.ops.create_activity(ADMIN, logged)
+    assert created.completed_by == "admin-1"
+
+
+@pytest.mark.parametrize(
+    ("offset", "allowed"),
+    [
+        (timedelta(hours=-23), True),
+        (timedelta(days=-30), False),
+        (timedelta(days=-1, seconds=-1), False),
+        (timedelta(minutes=4), True),
+        (timedelta(hours=1), False),
+    ],
+)
+def test_a_recorded_completion_is_dated_within_the_policy_bound(
+    offset: timedelta, allowed: bool
+) -> None:
+    world = build_world(parked=False)
+    before = snapshot(world.flow)
+    logged = {**LOGGED_CALL, "completedDate": world.flow.now() + offset}
+    if allowed:
+        assert world.ops.create_activity(ALICE, logged).completed_by == "alice"
+        return
+    with pytest.raises(InvalidInputError) as caught:
+        world.ops.create_activity(ALICE, logged)
+    assert caught.value.field == "completedDate"
+    assert snapshot(world.flow) == before
+
+
+def test_the_backdating_bound_is_a_policy_setting() -> None:
+    lenient = Policy(max_backdate=timedelta(days=40))
+    assert lenient.with_overrides(audit__read=["admin"]).max_backdate == timedelta(days=40)
+    world = build_world(parked=False, policy=lenient)
+    logged = {**LOGGED_CALL, "completedDate": world.flow.now() - timedelta(days=30)}
+    assert world.ops.create_activity(ALICE, logged).completed_date is not None
+    for bad in (timedelta(days=-1), "P1D", 86400):
+        with pytest.raises(InvalidInputError) as caught:
+            Policy(max_backdate=bad)  # type: ignore[arg-type]
+        assert caught.value.field == "max_backdate"

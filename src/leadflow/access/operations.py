@@ -28,7 +28,7 @@ the actions cancelled), activity created / completed / deleted, parked action re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ..clock import ensure_utc
@@ -78,6 +78,9 @@ _STAND_IN: Final = Activity.model_validate(
 ).model_dump()
 """What :meth:`Operations._visible` builds for a missing activity (a typical activity's
 shape), so that a missing id costs what another user's activity costs."""
+
+_CLOCK_SKEW: Final = timedelta(minutes=5)
+"""How far in the future a recorded completion may be dated (clocks disagree a little)."""
 
 _AUDIT_FIELDS: Final = frozenset(
     {"createdBy", "updatedBy", "createdAt", "updatedAt", "version", "completedBy"}
@@ -214,9 +217,17 @@ class Operations:
             "createdAt": now,
             "updatedAt": now,
         }
-        if raw.get("completedDate") is not None:
+        completed = raw.get("completedDate") is not None
+        if completed:
+            # Recording a completed activity is completing it: the same permission, and the
+            # permission to complete another's when it is assigned to someone else.
+            self.policy.require(principal, "activity.complete")
+            if raw.get("assignedTo") != principal.user_id:
+                self.policy.require(principal, "activity.complete_any")
             stamped["completedBy"] = principal.user_id
         activity = Activity.model_validate(stamped)
+        if activity.completed_date is not None:
+            self._check_completion_date(activity.completed_date, now)
         # Checked on the id as stored: validation strips surrounding whitespace (" auto-..."
         # would otherwise claim the id automation derives).
         if "activityId" in raw and activity.activity_id.lower().startswith(AUTOMATION_PREFIX):
@@ -234,6 +245,19 @@ class Operations:
         stored = self._writes.record(activity)
         self._audit(principal, "activity", stored.activity_id, "created", after=stored)
         return stored
+
+    def _check_completion_date(self, completed: datetime, now: datetime) -> None:
+        earliest = now - self.policy.max_backdate
+        if completed < earliest:
+            raise InvalidInputError(
+                f"a completion may be dated at most {self.policy.max_backdate} before now "
+                "(Policy.max_backdate): earlier would set off follow-ups overdue on arrival",
+                field="completedDate",
+            )
+        if completed > now + _CLOCK_SKEW:
+            raise InvalidInputError(
+                "a completion cannot be dated in the future", field="completedDate"
+            )
 
     def get_activity(self, principal: Principal, activity_id: str) -> Activity:
         """One activity; another user's activity is "not found" for sales."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
@@ -70,11 +71,25 @@ _DEFAULT_TABLE: Final[dict[str, frozenset[Role]]] = {
 @dataclass(frozen=True)
 class Policy:
     """Which roles may perform each operation. Unknown operation names are refused, so a typo
-    in an override cannot silently open (or close) anything."""
+    in an override cannot silently open (or close) anything.
+
+    ``max_backdate`` bounds how far in the past a person may date a completion they record (an
+    activity created already completed: a logged call): a completion dated earlier would set
+    off follow-ups overdue on arrival. Default one day; a completion dated in the future (beyond
+    five minutes of clock skew) is refused too."""
 
     table: Mapping[str, frozenset[Role]] = field(default_factory=lambda: dict(_DEFAULT_TABLE))
+    max_backdate: timedelta = timedelta(days=1)
 
     def __post_init__(self) -> None:
+        if (
+            not isinstance(self.max_backdate, timedelta)
+            or self.max_backdate < timedelta(0)
+            or self.max_backdate > timedelta(days=3660)
+        ):
+            raise InvalidInputError(
+                "expected a duration between 0 and 3,660 days", field="max_backdate"
+            )
         if not isinstance(self.table, Mapping):
             raise InvalidInputError("expected a mapping of operation -> roles", field="table")
         unknown = set(self.table) - set(_DEFAULT_TABLE)
@@ -97,7 +112,7 @@ class Policy:
         for name, roles in changes.items():
             operation = name.replace("__", ".")
             table[operation] = _roles(roles, operation)
-        return Policy(table)
+        return Policy(table, max_backdate=self.max_backdate)
 
     def allows(self, principal: Principal, operation: str) -> bool:
         """Whether ``principal``'s role may perform ``operation``. :class:`InvalidInputError` for
