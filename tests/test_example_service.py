@@ -308,3 +308,32 @@ def test_tokens_expire() -> None:
     answer = service.client.get("/api/lead-activities",
                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     assert answer.status_code == 401 and "expired" in answer.json()["detail"]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_metrics_are_served_for_prometheus(service: Service) -> None:
+    """``/metrics``: leadflow's counters move as the service works (an action run by the
+    rules is counted by type and outcome), with the process's own metrics beside them."""
+    admin = service.as_("admin-1", "admin")
+    assert admin.put("/api/opportunities/opp-1", json={"owner": "alice"}).status_code == 204
+    event = {
+        "eventType": "opportunity.created",
+        "occurredAt": T0.isoformat(),
+        "payload": {"opportunityId": "opp-1", "leadSource": "website"},
+    }
+    assert admin.post("/api/events", json=event).status_code in (200, 201)
+    page = service.client.get("/metrics")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain")
+    text = page.text
+    assert 'leadflow_actions_total{action_type="create_activity",outcome="done"} 1.0' in text
+    assert "leadflow_parked_actions" in text and "process_cpu_seconds_total" in text
+
+
+def test_metrics_can_be_turned_off() -> None:
+    settings = ServiceSettings.from_env({"LEADFLOW_JWT_SECRET": SECRET, "LEADFLOW_METRICS": "0"})
+    assert settings.metrics is False
+    app = create_app(settings, clock=ManualClock(T0))
+    assert TestClient(app).get("/metrics").status_code == 404

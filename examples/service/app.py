@@ -5,8 +5,9 @@ Run it (from the repository root)::
     LEADFLOW_JWT_SECRET=$(python -c "import secrets; print(secrets.token_hex(32))") \
         uvicorn --factory examples.service.app:create_app --port 8000
 
-OpenAPI at ``/docs``; the periodic jobs run in the app's process unless ``LEADFLOW_WORKER=off``
-(then run ``python -m examples.service.worker``).
+OpenAPI at ``/docs``; Prometheus metrics at ``/metrics`` (``LEADFLOW_METRICS=0`` to turn off); the
+periodic jobs run in the app's process unless ``LEADFLOW_WORKER=off`` (then run
+``python -m examples.service.worker``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path
+from fastapi import APIRouter, Depends, FastAPI, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -36,6 +37,7 @@ from leadflow.contrib.fastapi import (
     router,
 )
 from leadflow.ports import Clock, Integrations, Message, Notification
+from leadflow.ports.periodic import JobRun
 
 from .auth import principal_dependency
 from .settings import ServiceSettings
@@ -109,16 +111,51 @@ def _crm_router(opportunities: InMemoryOpportunities, current: Any, prefix: str)
     return api
 
 
+class ServiceMetrics:
+    """Prometheus metrics at ``/metrics`` (a registry of the app's own): leadflow's (actions
+    by type and outcome, due-action lag, parked actions, job runs and last successes) and the
+    process's (CPU, memory, open files)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import (
+            CollectorRegistry,
+            GCCollector,
+            PlatformCollector,
+            ProcessCollector,
+        )
+
+        from leadflow.contrib.prometheus import LeadflowMetrics
+
+        self.registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self.leadflow = LeadflowMetrics(self.registry)
+
+    def on_run(self, run: JobRun) -> None:
+        self.leadflow.observe_job(run.job, run)
+
+    def scrape(self) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 def build_flow(
     settings: ServiceSettings,
     *,
     clock: Clock | None = None,
     integrations: Integrations | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> LeadFlow:
-    """The flow on the store ``settings.db_url`` names, with the seed's default rules stored
-    once (several instances starting together store them once)."""
+    """The flow on the store ``settings.db_url`` names (counted by ``metrics`` when given),
+    with the seed's default rules stored once (several instances starting together store them
+    once)."""
+    storage = storage_from_url(settings.db_url)
+    if metrics is not None:
+        metrics.leadflow.track_parked(storage)
+        storage = metrics.leadflow.instrument(storage)
     flow = LeadFlow(
-        storage_from_url(settings.db_url),
+        storage,
         integrations or default_integrations(settings.reps),
         clock=clock,
     )
@@ -137,12 +174,14 @@ def create_app(
     ``integrations`` are for tests and hosts. ``app.state.flow`` is the flow; while the app
     runs, ``app.state.jobs`` is the job runner (None with ``worker="off"``)."""
     settings = settings or ServiceSettings.from_env()
-    flow = build_flow(settings, clock=clock, integrations=integrations)
+    metrics = ServiceMetrics() if settings.metrics else None
+    flow = build_flow(settings, clock=clock, integrations=integrations, metrics=metrics)
     current = principal_dependency(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runner = LeadflowJobs(flow).runner() if settings.worker == "inline" else None
+        on_run = metrics.on_run if metrics is not None else None
+        runner = LeadflowJobs(flow).runner(on_run=on_run) if settings.worker == "inline" else None
         app.state.jobs = runner
         if runner is not None:
             runner.start()
@@ -159,4 +198,9 @@ def create_app(
     app.include_router(events_router(flow, principal=current, prefix=settings.prefix))
     if isinstance(flow.integrations.opportunities, InMemoryOpportunities):
         app.include_router(_crm_router(flow.integrations.opportunities, current, settings.prefix))
+    if metrics is not None:
+        app.state.metrics = metrics
+        app.add_api_route(
+            "/metrics", metrics.scrape, methods=["GET"], include_in_schema=False, tags=["ops"]
+        )
     return app

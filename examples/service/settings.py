@@ -22,7 +22,8 @@ class ServiceSettings:
     ``rate_limit``: per user, in the ``limits`` notation; ``rate_limit_storage``: ``memory://``
     for one process, ``redis://host:6379`` when several share the limit. ``worker``:
     ``inline`` runs the periodic jobs (and due actions) in the app's process, ``off`` leaves
-    them to ``python -m examples.service.worker``.
+    them to ``python -m examples.service.worker``. ``metrics``: serve Prometheus metrics at
+    ``/metrics`` (the ``metrics`` extra: prometheus-client).
     """
 
     jwt_secret: str = field(repr=False)
@@ -36,6 +37,7 @@ class ServiceSettings:
     reps: tuple[str, ...] = ()
     seed_default_rules: bool = True
     prefix: str = "/api"
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         if self.jwt_algorithm.startswith("HS") and len(self.jwt_secret.encode()) < 32:
@@ -48,7 +50,8 @@ class ServiceSettings:
         """Settings from ``LEADFLOW_JWT_SECRET`` (required), ``LEADFLOW_DB_URL``,
         ``LEADFLOW_JWT_ALGORITHM``, ``LEADFLOW_JWT_AUDIENCE``, ``LEADFLOW_JWT_ISSUER``,
         ``LEADFLOW_RATE_LIMIT``, ``LEADFLOW_RATE_LIMIT_STORAGE``, ``LEADFLOW_WORKER``,
-        ``LEADFLOW_REPS`` (comma-separated user ids), ``LEADFLOW_SEED_RULES`` (``0`` to skip)."""
+        ``LEADFLOW_REPS`` (comma-separated user ids), ``LEADFLOW_SEED_RULES`` (``0`` to skip),
+        ``LEADFLOW_METRICS`` (``0``: no ``/metrics``)."""
         env = os.environ if env is None else env
         secret = env.get("LEADFLOW_JWT_SECRET")
         if not secret:
@@ -65,4 +68,5 @@ class ServiceSettings:
             worker="off" if worker == "off" else "inline",
             reps=tuple(r.strip() for r in env.get("LEADFLOW_REPS", "").split(",") if r.strip()),
             seed_default_rules=env.get("LEADFLOW_SEED_RULES", "1") != "0",
+            metrics=env.get("LEADFLOW_METRICS", "1") != "0",
         )
