@@ -110,7 +110,10 @@ def test_events_through_four_workers_one_killed(
     for i in range(count):
         at = datetime.now(UTC)
         event = Event(
-            id=f"ev-{i:05d}", type="opportunity.created", time=at, payload={"opportunityId": i}
+            id=f"ev-{i:05d}",
+            type="opportunity.created",
+            time=at,
+            payload={"opportunityId": f"opp-{i}"},
         )
         workers.send_event(event.to_document())
         if i % 200 == 0:

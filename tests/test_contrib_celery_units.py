@@ -89,7 +89,9 @@ def sample(metrics: LeadflowMetrics, name: str, **labels: str) -> float:
 
 def event(n: int) -> dict[str, Any]:
     at = datetime.now(UTC)
-    return Event(id=f"ev-{n}", type="opportunity.created", time=at, payload={}).to_document()
+    return Event(
+        id=f"ev-{n}", type="opportunity.created", time=at, payload={"opportunityId": f"opp-{n}"}
+    ).to_document()
 
 
 def test_importing_leadflow_imports_neither_celery_nor_prometheus() -> None:

@@ -71,18 +71,26 @@ __all__ = ["LeadFlow"]
 log = logging.getLogger("leadflow")
 
 
-def _event(item: object) -> Event:
+def _event(item: object, now: datetime) -> Event:
     """``item`` as an event, or :class:`InvalidInputError` saying why it is not one."""
     if not isinstance(item, Mapping):
         raise InvalidInputError(
             f"expected an Event or a mapping, got {type(item).__name__}", field="event"
         )
     try:
-        return Event.model_validate(item)
+        return Event.model_validate(_timed(item, now))
     except ValidationError as error:
         problem = error.errors()[0]
         where = ".".join(map(str, problem["loc"])) or "event"
         raise InvalidInputError(problem["msg"], field=where) from error
+
+
+def _timed(item: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
+    """An event document without a time happened now (the one envelope of every entry point:
+    Python, HTTP, the command line)."""
+    if "time" in item or "occurredAt" in item:
+        return item
+    return {**item, "time": now}
 
 
 class LeadFlow:
@@ -238,8 +246,26 @@ class LeadFlow:
         reported in ``errors`` and the other rules still apply.
         """
         if not isinstance(event, Event):
+            if isinstance(event, Mapping):
+                event = _timed(event, self.now())
             event = Event.model_validate(event)
-        return self.planner.handle(event)
+        return self.planner.handle(self.admit(event))
+
+    def admit(self, event: Event) -> Event:
+        """``event`` if this flow takes it, else :class:`InvalidInputError` naming the field:
+        its type must be known (a seed type or one registered with ``event_types``; with the
+        closest known name when it is not) unless ``settings.unknown_event_types`` is
+        ``accept``, and an ``opportunity.*`` event must name its opportunity
+        (``payload.opportunityId``): its actions would be parked later for want of one."""
+        if self.settings.unknown_event_types == "refuse":
+            problem = self.rulebook.event_types.problem(event.type)
+            if problem is not None:
+                raise InvalidInputError(problem, field="type")
+        if event.type.startswith("opportunity.") and event.opportunity_id is None:
+            raise InvalidInputError(
+                f"a {event.type} event needs the opportunity's id", field="payload.opportunityId"
+            )
+        return event
 
     def handle_many(
         self, events: Iterable[Event | Mapping[str, Any]]
@@ -264,10 +290,11 @@ class LeadFlow:
             raise InvalidInputError("expected an iterable of events", field="events")
         refused: dict[int, LeadflowError] = {}
         valid: list[Event] = []
+        now = self.now()
         count = 0
         for count, item in enumerate(events, 1):
             try:
-                valid.append(item if isinstance(item, Event) else _event(item))
+                valid.append(self.admit(item if isinstance(item, Event) else _event(item, now)))
             except InvalidInputError as error:
                 refused[count - 1] = error
         handled = iter(self.planner.handle_many(valid))

@@ -16,6 +16,7 @@ from ..limits import DEFAULT_LIMITS
 __all__ = ["FlowSettings", "PendingPolicy", "RetryPolicy"]
 
 PendingPolicy = Literal["cancel", "keep"]
+UnknownEvents = Literal["refuse", "accept"]
 """What happens to a rule's pending delayed actions when the rule is changed or deleted."""
 
 
@@ -68,6 +69,11 @@ class FlowSettings:
     so drain the old partitions with an unpinned ``run_due()`` after a change.
     ``system_user``: the id recorded as creator of automated activities.
     ``worker_id``: this instance's name in leases (default: host, pid and a random suffix).
+    ``unknown_event_types``: what ``handle`` does with an event whose type the flow does not
+    know (not a seed type, not registered with ``event_types``): ``refuse`` (the default:
+    :class:`InvalidInputError` naming ``type`` with the closest known name, since a misspelled
+    type would match nothing, silently) or ``accept`` (for hosts that pass every event of their
+    bus through; such an event simply matches no rule).
     """
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -80,6 +86,7 @@ class FlowSettings:
     partitions: int = 1
     system_user: str = "leadflow"
     worker_id: str | None = None
+    unknown_event_types: UnknownEvents = "refuse"
 
     def __post_init__(self) -> None:
         if not isinstance(self.retry, RetryPolicy):
@@ -102,6 +109,8 @@ class FlowSettings:
             )
         if self.pending_on_rule_change not in ("cancel", "keep"):
             raise InvalidInputError("must be 'cancel' or 'keep'", field="pending_on_rule_change")
+        if self.unknown_event_types not in ("refuse", "accept"):
+            raise InvalidInputError("must be 'refuse' or 'accept'", field="unknown_event_types")
 
     def checked_partition(self, partition: object) -> int | None:
         """``partition`` if it is None (every partition) or one of this flow's partitions

@@ -10,7 +10,7 @@ import math
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from ...fields import Id, UtcDatetime
@@ -205,11 +205,20 @@ class PendingQuery(_Wire):
 
 class EventIn(_Wire):
     """An event: ``eventType`` and ``payload``; ``eventId`` makes a redelivery harmless;
-    ``occurredAt`` defaults to now."""
+    ``occurredAt`` defaults to now. The envelope is the one ``LeadFlow.handle`` takes: ``type``,
+    ``id`` and ``time`` are accepted for ``eventType``, ``eventId`` and ``occurredAt``."""
 
-    event_id: Id | None = None
-    event_type: str = Field(min_length=1, max_length=100)
-    occurred_at: UtcDatetime | None = None
+    event_id: Id | None = Field(
+        default=None, validation_alias=AliasChoices("eventId", "event_id", "id")
+    )
+    event_type: str = Field(
+        min_length=1,
+        max_length=100,
+        validation_alias=AliasChoices("eventType", "event_type", "type"),
+    )
+    occurred_at: UtcDatetime | None = Field(
+        default=None, validation_alias=AliasChoices("occurredAt", "occurred_at", "time")
+    )
     payload: dict[str, Any] = Field(default_factory=dict)
     actor: Id | None = None
 
