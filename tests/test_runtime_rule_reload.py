@@ -227,19 +227,23 @@ def test_a_reload_recompiles_only_the_rules_that_changed(views: tuple[Storage, S
     assert book.reloads == 5
 
 
-def test_a_refused_rule_loads_once_its_handler_is_registered(
+def test_a_rule_for_another_workers_handler_loads_and_recompiles_when_it_registers(
     views: tuple[Storage, Storage],
 ) -> None:
+    """A stored rule whose action type has no handler here still loads (its actions are
+    planned for a worker that runs them); registering the handler here recompiles it."""
     one, _ = views
     one.rules.create(notify("a"))
     one.rules.create(rule("b", "opportunity.created", [{"actionType": "ping"}]))
     ticks = Ticks()
     handlers = HandlerRegistry.default()
     book = book_on(one.rules, monotonic=ticks, handlers=handlers)
-    assert [r.rule_id for r in book.engine().rules] == ["a"]
+    assert [r.rule_id for r in book.engine().rules] == ["a", "b"]
+    compiled = book.compiled_rules
     handlers.register("ping", lambda context: None)
     ticks.now += 31
     assert [r.rule_id for r in book.engine().rules] == ["a", "b"]  # no rule changed, yet
+    assert book.compiled_rules > compiled  # the registry changed: compiled again
 
 
 def test_a_store_without_a_stamp_is_reloaded_at_every_check() -> None:

@@ -87,10 +87,9 @@ def test_a_business_delay_the_calendar_cannot_plan_is_refused_when_created() -> 
     "broken",
     [
         notify("b-operator", "x", conditions=[{"field": "a", "operator": "nope", "value": 1}]),
-        rule("b-type", "opportunity.created", [{"actionType": "no_such_handler"}]),
         rule("b-params", "opportunity.created", [{"actionType": "create_activity"}]),
     ],
-    ids=["unknown-operator", "unknown-action-type", "bad-params"],
+    ids=["unknown-operator", "bad-params"],
 )
 def test_a_broken_stored_rule_is_skipped_and_the_others_act(
     backend: str, broken: FollowUpRule, caplog: pytest.LogCaptureFixture
@@ -518,3 +517,25 @@ def test_a_typed_handler_gets_its_params_model() -> None:
     )
     [run] = flow.handle(created()).executed
     assert (run.ok, run.note) == (True, "posted to u")
+
+
+def test_a_stored_rule_for_another_workers_handler_plans_its_actions_for_that_worker(
+    backend: str,
+) -> None:
+    """Nothing is lost on a worker without a host's handler (e.g. one delivering a completion):
+    the rule still plans its action, stored pending; this worker neither runs nor claims it,
+    and a worker with the handler runs it."""
+    flow = build_flow(backend, rules=[notify("good", "one")])
+    host = HandlerRegistry.default()
+    host.register("call_crm", lambda ctx: "called")
+    admin = LeadFlow(flow.storage, flow.integrations, clock=flow.clock, handlers=host)
+    admin.rules.create(rule("crm", "opportunity.created", [{"actionType": "call_crm"}]))
+    result = flow.handle(created())
+    assert sorted(result.matched_rules) == ["crm", "good"]
+    [held] = result.scheduled
+    assert (held.action_type, held.state) == ("call_crm", State.PENDING)
+    assert flow.run_due(now=T0 + timedelta(hours=1)).claimed == 0
+    report = LeadFlow(flow.storage, flow.integrations, clock=flow.clock, handlers=host).run_due(
+        now=T0 + timedelta(hours=1)
+    )
+    assert [run.note for run in report.runs] == ["called"]

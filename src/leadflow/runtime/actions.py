@@ -225,12 +225,18 @@ class HandlerRegistry:
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._specs))
 
-    def check(self, rule: FollowUpRule) -> None:
+    def check(self, rule: FollowUpRule, *, unknown_types: bool = False) -> None:
         """Refuse a rule whose actions have no handler here or whose settings the handler's
-        params model rejects (:class:`RuleValidationError` naming the action and field)."""
+        params model rejects (:class:`RuleValidationError` naming the action and field).
+        With ``unknown_types`` an action type with no handler here passes (its settings are
+        another worker's to check): how a flow loads stored rules, so that a worker without a
+        host's handlers still plans their actions (pending, for a worker that runs them)
+        instead of dropping them."""
         for i, action in enumerate(rule.actions):
             spec = self._specs.get(action.action_type)
             if spec is None:
+                if unknown_types:
+                    continue
                 raise RuleValidationError(
                     rule.rule_id,
                     f"actions[{i}].actionType",

@@ -182,7 +182,7 @@ class RuleBook:
                     piece = compile_rule(
                         rule, self.operators, self.event_types, self.calendar, self.limits
                     )
-                    self.handlers.check(rule)
+                    self.handlers.check(rule, unknown_types=True)
                 except RuleValidationError as exc:
                     log.error("rule skipped: %s", exc, extra={"rule_id": rule.rule_id})
                     continue
