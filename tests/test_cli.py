@@ -514,24 +514,36 @@ def test_the_worker_logs_each_job_run_once(
     def ran(name: str) -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.getMessage().startswith(f"job {name} ran slot")]
 
-    def stop_once_cleanup_ran() -> None:
+    def started() -> bool:
+        return any(" started on " in r.getMessage() for r in caplog.records)
+
+    def stop_once_due_actions_ran() -> None:
+        # due_actions (every minute, 10 minutes' grace) runs at start at any hour; the daily
+        # jobs run at start only within their grace, so the test does not wait for them.
         deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
-        while time.monotonic() < deadline and not ran("cleanup"):
+        while time.monotonic() < deadline and not (ran("due_actions") and started()):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGTERM)  # the worker's own handler catches it
 
     caplog.set_level(logging.INFO, logger="leadflow")
-    stopper = threading.Thread(target=stop_once_cleanup_ran, daemon=True)
+    stopper = threading.Thread(target=stop_once_due_actions_ran, daemon=True)
     stopper.start()
     result = runner.invoke(cli, ["worker", "--url", url])
     stopper.join(timeout=5)
     assert result.exit_code == 0, result.output
-    # Each run is one record: no slot of a job is logged twice (a slow machine may run the
-    # frequent due_actions job more than once before cleanup has run).
-    for name in ("due_actions", "cleanup"):
+    # Each run is one record: no slot of any job is logged twice (a slow machine may run the
+    # frequent due_actions job more than once before the worker is stopped).
+    assert ran("due_actions")
+    for name in (
+        "due_actions",
+        "overdue_check",
+        "upcoming_reminders",
+        "stale_opportunities",
+        "cleanup",
+        "daily_summary",
+    ):
         slots = [r.getMessage().split(" ")[4] for r in ran(name)]  # "job N ran slot S in..."
-        assert slots and len(slots) == len(set(slots)), [r.getMessage() for r in ran(name)]
-    assert len(ran("cleanup")) == 1
+        assert len(slots) == len(set(slots)), [r.getMessage() for r in ran(name)]
     assert any("stopped cleanly" in r.getMessage() for r in caplog.records)
 
 
@@ -587,18 +599,29 @@ def test_the_worker_serves_prometheus_metrics(
     def messages() -> list[str]:
         return [r.getMessage() for r in caplog.records]
 
+    # due_actions runs at start at any hour (the daily jobs only within their grace); its
+    # counter is bumped just after its log record, so the scrape is repeated until it shows.
+    counted = re.compile(
+        r'^leadflow_job_runs_total\{job="due_actions",status="succeeded"\} [1-9]', re.M
+    )
+
     def scrape_then_stop() -> None:
         try:
             deadline = time.monotonic() + 120  # a bound on a hung worker, not a timing test
             while time.monotonic() < deadline and not any(
-                m.startswith("job cleanup ran") for m in messages()
+                m.startswith("metrics at ") for m in messages()
             ):
                 time.sleep(0.05)
             [address] = [m.split()[-1] for m in messages() if m.startswith("metrics at ")]
             port = address.rsplit(":", 1)[1].split("/")[0]
             local = f"http://127.0.0.1:{port}/metrics"
-            with urllib.request.urlopen(local, timeout=30) as response:
-                scraped.append(response.read().decode("utf-8"))
+            while True:
+                with urllib.request.urlopen(local, timeout=30) as response:
+                    body = response.read().decode("utf-8")
+                if counted.search(body) or time.monotonic() > deadline:
+                    scraped.append(body)
+                    break
+                time.sleep(0.05)
         finally:
             os.kill(os.getpid(), signal.SIGTERM)
 
@@ -609,9 +632,7 @@ def test_the_worker_serves_prometheus_metrics(
     scraper.join(timeout=30)
     assert result.exit_code == 0, result.output
     [body] = scraped
-    assert re.search(
-        r'^leadflow_job_runs_total\{job="cleanup",status="succeeded"\} 1\.0$', body, re.M
-    )
+    assert counted.search(body), body
     assert re.search(r"^leadflow_parked_actions 0\.0$", body, re.M)
     assert "leadflow_due_action_lag_seconds_bucket" in body
     assert "process_cpu_seconds_total" in body or "python_info" in body
