@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "models": 1,
     "queries": 1,
     "records": 1,
+    "sequences": 1,
     "ports": 2,
     "clock": 2,
     "adapters": 2,

@@ -57,10 +57,14 @@ class ActionKind(StrEnum):
     ``rule``: one action a rule planned (``rule_id``, ``action_index`` and ``action`` say which).
     ``delivery``: an outbox entry that feeds ``event`` into the rules once the write it was
     stored before has happened (a completion: ``activity_id`` names the activity).
+    ``step``: one visit of a sequence enrollment (``enrollment_id``, ``step_id``; ``rule_id``
+    and ``rule_version`` name the sequence and its version, ``action_index`` is the visit);
+    ``action`` is the step's action, or None for a timer (a wait's end, a wait's timeout).
     """
 
     RULE = "rule"
     DELIVERY = "delivery"
+    STEP = "step"
 
 
 class DuplicatePolicy(StrEnum):
@@ -102,6 +106,8 @@ class ScheduledAction(_Record):
     action: Action | None = None
     opportunity_id: Id | None = None
     activity_id: Id | None = None
+    enrollment_id: Id | None = None
+    step_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     partition: int = Field(default=0, ge=0, lt=DEFAULT_LIMITS.partitions)
     planned_at: UtcDatetime
     depth: int = Field(default=0, ge=0, le=100)
@@ -133,12 +139,19 @@ class ScheduledAction(_Record):
             raise ValueError("a rule action needs ruleId and action")
         if self.kind is ActionKind.DELIVERY and self.action is not None:
             raise ValueError("a delivery carries an event, not an action")
+        if self.kind is ActionKind.STEP and (
+            self.enrollment_id is None or self.step_id is None or self.rule_id is None
+        ):
+            raise ValueError("a sequence step needs enrollmentId, stepId and ruleId (sequence)")
         return self
 
     @property
     def action_type(self) -> str:
-        """The action's type, or ``deliver_event`` for a delivery (for logs and reports)."""
-        return self.action.action_type if self.action is not None else "deliver_event"
+        """The action's type, ``deliver_event`` for a delivery, ``sequence_timer`` for a
+        sequence's timer (for logs and reports)."""
+        if self.action is not None:
+            return self.action.action_type
+        return "sequence_timer" if self.kind is ActionKind.STEP else "deliver_event"
 
 
 class AuditEntry(_Model):

@@ -29,6 +29,7 @@ from .integrations import (
     Scheduler,
     TeamDirectory,
 )
+from .sequences import EnrollmentStore, SequenceRepository
 from .storage import (
     ActivityRepository,
     AuditLog,
@@ -48,6 +49,7 @@ __all__ = [
     "Clock",
     "Contact",
     "CounterStore",
+    "EnrollmentStore",
     "EventSink",
     "Integrations",
     "JobStore",
@@ -60,6 +62,7 @@ __all__ = [
     "ScheduledActionStore",
     "Scheduler",
     "SeparateSteps",
+    "SequenceRepository",
     "Storage",
     "TeamDirectory",
     "UnitOfWork",
@@ -89,7 +92,9 @@ class Storage:
     ``unit_of_work`` groups store calls into one atomic step where the backend can (see
     :class:`~leadflow.ports.storage.UnitOfWork`): the SQL stores share one transaction in
     ``with storage.unit_of_work():`` and commit once; the default, :class:`SeparateSteps`
-    (memory, MongoDB), groups nothing."""
+    (memory, MongoDB), groups nothing. ``sequences`` and ``enrollments`` hold sequence
+    definitions and enrollments; every shipped backend provides them (a hand-built storage
+    without them runs rules only)."""
 
     activities: ActivityRepository
     rules: RuleRepository
@@ -98,6 +103,8 @@ class Storage:
     audit: AuditLog
     jobs: JobStore
     unit_of_work: UnitOfWork = field(default_factory=SeparateSteps, kw_only=True)
+    sequences: SequenceRepository | None = field(default=None, kw_only=True)
+    enrollments: EnrollmentStore | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,10 +65,13 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Contact:
-    """How to reach an opportunity's customer."""
+    """How to reach an opportunity's customer; ``timezone`` (an IANA name such as
+    ``Europe/Paris``) is where the customer is, for sequences' send windows and "09:00 local"
+    waits (None: the sequence's or the business's zone)."""
 
     email: str | None = None
     phone: str | None = None
+    timezone: str | None = None
 
 
 @runtime_checkable

@@ -12,22 +12,25 @@ from ...ports import Storage
 from .activities import InMemoryActivityRepository
 from .rules import InMemoryRuleRepository
 from .scheduled import InMemoryScheduledActionStore
+from .sequences import InMemoryEnrollmentStore, InMemorySequenceRepository
 from .support import InMemoryAuditLog, InMemoryCounterStore, InMemoryJobStore
 
 __all__ = [
     "InMemoryActivityRepository",
     "InMemoryAuditLog",
     "InMemoryCounterStore",
+    "InMemoryEnrollmentStore",
     "InMemoryJobStore",
     "InMemoryRuleRepository",
     "InMemoryScheduledActionStore",
+    "InMemorySequenceRepository",
     "memory_storage",
 ]
 
 
 def memory_storage() -> Storage:
     """A :class:`~leadflow.ports.Storage` of new, empty in-memory stores (activities, rules,
-    scheduled actions, counters, audit log, job slots)."""
+    scheduled actions, counters, audit log, job slots, sequences, enrollments)."""
     return Storage(
         activities=InMemoryActivityRepository(),
         rules=InMemoryRuleRepository(),
@@ -35,4 +38,6 @@ def memory_storage() -> Storage:
         counters=InMemoryCounterStore(),
         audit=InMemoryAuditLog(),
         jobs=InMemoryJobStore(),
+        sequences=InMemorySequenceRepository(),
+        enrollments=InMemoryEnrollmentStore(),
     )

@@ -1,0 +1,99 @@
+"""The sequence ports: where sequence definitions and enrollments are kept (contracts in the
+docstrings; the shipped suites are :mod:`leadflow.testing.contracts.sequences`)."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Protocol, runtime_checkable
+
+from ..sequences.definition import SequenceDefinition, SequenceStatus
+from ..sequences.enrollment import Enrollment, EnrollmentState
+
+__all__ = ["EnrollmentStore", "SequenceRepository"]
+
+
+@runtime_checkable
+class SequenceRepository(Protocol):
+    """Stores sequence definitions, every version of each, and a change stamp.
+
+    A sequence's *current* version is its highest one; older versions stay readable for the
+    enrollments still on them. Not-found errors are :class:`~leadflow.NotFoundError`.
+    Returned definitions are copies."""
+
+    def add(self, definition: SequenceDefinition) -> SequenceDefinition:
+        """Store ``definition`` as version ``definition.version`` of its sequence.
+        :class:`~leadflow.DuplicateError` if that version exists; :class:`~leadflow.
+        StaleWriteError` unless it is exactly one above the highest stored (1 for a new
+        sequence): two admins publishing at once do not both win."""
+        ...
+
+    def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
+        """One version (the current one when ``version`` is None)."""
+        ...
+
+    def versions(self, sequence_id: str) -> builtins.list[SequenceDefinition]:
+        """Every stored version of a sequence, oldest first (empty if unknown)."""
+        ...
+
+    def list(self) -> builtins.list[SequenceDefinition]:
+        """The current version of every sequence, by ``sequence_id``."""
+        ...
+
+    def set_status(
+        self, sequence_id: str, version: int, status: SequenceStatus
+    ) -> SequenceDefinition:
+        """Set the status of one stored version (pause, resume, archive, publish) and return
+        it; :class:`~leadflow.NotFoundError` if that version is not stored."""
+        ...
+
+    def stamp(self) -> int:
+        """A change stamp of the whole set, as :meth:`RuleRepository.stamp
+        <leadflow.ports.RuleRepository.stamp>`: it changes with every write (``add``,
+        ``set_status``) by any process, never before the write is visible, and only then."""
+        ...
+
+
+@runtime_checkable
+class EnrollmentStore(Protocol):
+    """Enrollments of opportunities in sequences.
+
+    Every write is atomic and checked: :meth:`enroll` keeps at most one *active* enrollment
+    per sequence and opportunity (two concurrent entries store one), and :meth:`update` is a
+    compare-and-set on ``revision``. Returned enrollments are copies."""
+
+    def enroll(self, enrollment: Enrollment) -> tuple[Enrollment, bool]:
+        """Store ``enrollment`` (state ``active``, revision 1) unless one with its
+        ``enrollment_id`` exists, or the opportunity already has an active enrollment in the
+        same sequence (any version): then that one is returned with False. Returns the stored
+        enrollment and True when it was created. :class:`~leadflow.InvalidInputError` unless
+        the state is ``active``."""
+        ...
+
+    def get(self, enrollment_id: str) -> Enrollment:
+        """The enrollment, or :class:`~leadflow.NotFoundError`."""
+        ...
+
+    def update(self, enrollment: Enrollment) -> Enrollment:
+        """Replace the stored enrollment if its ``revision`` equals ``enrollment.revision``;
+        returns it with ``revision + 1``. :class:`~leadflow.StaleWriteError` if another write
+        came first, :class:`~leadflow.NotFoundError` if there is none,
+        :class:`~leadflow.InvalidStateError` when an ended enrollment would become active
+        again or its sequence or opportunity would change (its version may: an enrollment
+        moved to a new version of its sequence)."""
+        ...
+
+    def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:
+        """The active enrollments of an opportunity, oldest first (``enrolled_at``, id)."""
+        ...
+
+    def list(
+        self,
+        *,
+        sequence_id: str | None = None,
+        opportunity_id: str | None = None,
+        state: EnrollmentState | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Enrollment]:
+        """Enrollments matching every filter given, oldest first (``enrolled_at``, id), at
+        most ``limit`` (1 .. 10,000, else :class:`~leadflow.InvalidInputError`)."""
+        ...

@@ -1,0 +1,212 @@
+"""The in-memory :class:`~leadflow.ports.SequenceRepository` and
+:class:`~leadflow.ports.EnrollmentStore`: plain dicts under one lock each, records kept as
+validated immutable copies."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from enum import StrEnum
+from typing import TypeVar
+
+from ...documents import plain
+from ...errors import (
+    DuplicateError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    StaleWriteError,
+)
+from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
+from .arguments import check_id, check_limit, check_model
+
+__all__ = ["InMemoryEnrollmentStore", "InMemorySequenceRepository"]
+
+
+class InMemorySequenceRepository:
+    """Every version of every sequence in process memory (see the port)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._versions: dict[str, dict[int, SequenceDefinition]] = {}
+        self._stamp = 0
+
+    def add(self, definition: SequenceDefinition) -> SequenceDefinition:
+        checked = check_model(definition, SequenceDefinition, "definition")
+        with self._lock:
+            versions = self._versions.setdefault(checked.sequence_id, {})
+            if checked.version in versions:
+                raise DuplicateError(
+                    f"sequence {checked.sequence_id!r} version {checked.version} already exists"
+                )
+            highest = max(versions, default=0)
+            if checked.version != highest + 1:
+                if not versions:
+                    del self._versions[checked.sequence_id]
+                raise StaleWriteError(
+                    f"sequence {checked.sequence_id!r} is at version {highest}: the next "
+                    f"version is {highest + 1}, not {checked.version}"
+                )
+            versions[checked.version] = checked
+            self._stamp += 1
+        return checked
+
+    def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
+        sequence_id = plain(sequence_id)
+        check_id(sequence_id, "sequence_id")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise InvalidInputError(f"expected an int, got {version!r}", field="version")
+        with self._lock:
+            versions = self._versions.get(sequence_id)
+            if not versions:
+                raise NotFoundError(f"no sequence {sequence_id!r}")
+            found = versions.get(max(versions) if version is None else version)
+        if found is None:
+            raise NotFoundError(f"sequence {sequence_id!r} has no version {version}")
+        return found
+
+    def versions(self, sequence_id: str) -> builtins.list[SequenceDefinition]:
+        sequence_id = plain(sequence_id)
+        check_id(sequence_id, "sequence_id")
+        with self._lock:
+            versions = self._versions.get(sequence_id, {})
+            return [versions[v] for v in sorted(versions)]
+
+    def list(self) -> builtins.list[SequenceDefinition]:
+        with self._lock:
+            return [self._versions[sid][max(self._versions[sid])] for sid in sorted(self._versions)]
+
+    def set_status(
+        self, sequence_id: str, version: int, status: SequenceStatus
+    ) -> SequenceDefinition:
+        status = _enum(SequenceStatus, status, "status")
+        stored = self.get(sequence_id, version)
+        with self._lock:
+            changed = stored.model_copy(update={"status": status})
+            self._versions[stored.sequence_id][stored.version] = changed
+            self._stamp += 1
+        return changed
+
+    def stamp(self) -> int:
+        with self._lock:
+            return self._stamp
+
+
+class InMemoryEnrollmentStore:
+    """Enrollments in process memory (see the port): a dict by id and, per sequence and
+    opportunity, the id of the active one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, Enrollment] = {}
+        self._active: dict[tuple[str, str], str] = {}
+        self._by_opportunity: dict[str, builtins.list[str]] = {}
+
+    def enroll(self, enrollment: Enrollment) -> tuple[Enrollment, bool]:
+        checked = check_model(enrollment, Enrollment, "enrollment")
+        if checked.state is not EnrollmentState.ACTIVE:
+            raise InvalidInputError("a new enrollment is active", field="state")
+        key = (checked.sequence_id, checked.opportunity_id)
+        with self._lock:
+            existing = self._by_id.get(checked.enrollment_id)
+            if existing is None and key in self._active:
+                existing = self._by_id[self._active[key]]
+            if existing is not None:
+                return existing, False
+            stored = checked._evolve(revision=1)
+            self._by_id[stored.enrollment_id] = stored
+            self._active[key] = stored.enrollment_id
+            self._by_opportunity.setdefault(stored.opportunity_id, []).append(stored.enrollment_id)
+        return stored, True
+
+    def get(self, enrollment_id: str) -> Enrollment:
+        enrollment_id = plain(enrollment_id)
+        check_id(enrollment_id, "enrollment_id")
+        with self._lock:
+            found = self._by_id.get(enrollment_id)
+        if found is None:
+            raise NotFoundError(f"no enrollment {enrollment_id!r}")
+        return found
+
+    def update(self, enrollment: Enrollment) -> Enrollment:
+        checked = check_model(enrollment, Enrollment, "enrollment")
+        with self._lock:
+            old = self._by_id.get(checked.enrollment_id)
+            if old is None:
+                raise NotFoundError(f"no enrollment {checked.enrollment_id!r}")
+            _check_change(old, checked)
+            stored = checked._evolve(revision=old.revision + 1)
+            self._by_id[stored.enrollment_id] = stored
+            if not stored.active:
+                key = (stored.sequence_id, stored.opportunity_id)
+                if self._active.get(key) == stored.enrollment_id:
+                    del self._active[key]
+        return stored
+
+    def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:
+        opportunity_id = plain(opportunity_id)
+        check_id(opportunity_id, "opportunity_id")
+        with self._lock:
+            found = [self._by_id[i] for i in self._by_opportunity.get(opportunity_id, ())]
+        return sorted((e for e in found if e.active), key=_order)
+
+    def list(
+        self,
+        *,
+        sequence_id: str | None = None,
+        opportunity_id: str | None = None,
+        state: EnrollmentState | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Enrollment]:
+        sequence_id, opportunity_id = plain(sequence_id), plain(opportunity_id)
+        check_id(sequence_id, "sequence_id", optional=True)
+        check_id(opportunity_id, "opportunity_id", optional=True)
+        wanted = None if state is None else _enum(EnrollmentState, state, "state")
+        limit = check_limit(limit, 10_000)
+        with self._lock:
+            if opportunity_id is not None:
+                pool = [self._by_id[i] for i in self._by_opportunity.get(opportunity_id, ())]
+            else:
+                pool = builtins.list(self._by_id.values())
+        found = [
+            e
+            for e in pool
+            if (sequence_id is None or e.sequence_id == sequence_id)
+            and (wanted is None or e.state is wanted)
+        ]
+        return sorted(found, key=_order)[:limit]
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _enum(cls: type[_E], value: object, field: str) -> _E:
+    """``value`` as a member of ``cls``, else :class:`InvalidInputError` naming ``field``."""
+    if isinstance(value, str):
+        try:
+            return cls(plain(value))
+        except ValueError:
+            pass
+    allowed = ", ".join(m.value for m in cls)
+    raise InvalidInputError(f"expected one of {allowed}, got {value!r}", field=field)
+
+
+def _order(enrollment: Enrollment) -> tuple[object, str]:
+    return (enrollment.enrolled_at, enrollment.enrollment_id)
+
+
+def _check_change(old: Enrollment, new: Enrollment) -> None:
+    """What no update may do (the same refusals on every backend)."""
+    if old.revision != new.revision:
+        raise StaleWriteError(
+            f"enrollment {old.enrollment_id!r} is at revision {old.revision}, not "
+            f"{new.revision}: re-read it"
+        )
+    for name in ("sequence_id", "opportunity_id"):
+        if getattr(old, name) != getattr(new, name):
+            raise InvalidStateError(f"an enrollment's {name} cannot change")
+    if not old.active and new.active:
+        raise InvalidStateError(
+            f"enrollment {old.enrollment_id!r} has ended ({old.state.value}): it cannot "
+            "become active again"
+        )
