@@ -94,9 +94,12 @@ class InMemoryOpportunities:
         status: str = "new",
         email: str | None = None,
         phone: str | None = None,
+        timezone: str | None = None,
     ) -> None:
         with self._lock:
-            self._rows[opportunity_id] = _Opportunity(owner, status, Contact(email, phone))
+            self._rows[opportunity_id] = _Opportunity(
+                owner, status, Contact(email, phone, timezone)
+            )
 
     def _row(self, opportunity_id: str) -> _Opportunity:
         row = self._rows.get(opportunity_id)
@@ -115,6 +118,12 @@ class InMemoryOpportunities:
     def status(self, opportunity_id: str) -> str:
         with self._lock:
             return self._row(opportunity_id).status
+
+    def fields(self, opportunity_id: str) -> dict[str, Any]:
+        """What sequences' branches read as ``opportunity.*``: status and owner."""
+        with self._lock:
+            row = self._row(opportunity_id)
+            return {"status": row.status, "owner": row.owner}
 
     def update_status(self, opportunity_id: str, status: str, *, actor: str | None) -> str | None:
         with self._lock:

@@ -17,7 +17,7 @@ Each port has a contract suite in :mod:`leadflow.testing.contracts`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -126,6 +126,16 @@ class OpportunityGateway(Protocol):
         """Make ``user_id`` the owner (:meth:`owner` returns it from now on).
         :class:`NotFoundError` if unknown."""
         ...
+
+
+@runtime_checkable
+class OpportunityFields(Protocol):
+    """What an :class:`OpportunityGateway` may add for sequences: the opportunity's fields
+    that branch conditions read as ``opportunity.<field>`` (e.g. ``status``, ``owner``,
+    ``amount``), as a JSON-like mapping. Optional: without it branches see ``owner`` only.
+    :class:`NotFoundError` if the opportunity is unknown."""
+
+    def fields(self, opportunity_id: str) -> Mapping[str, Any]: ...
 
 
 @runtime_checkable

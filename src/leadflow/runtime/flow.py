@@ -47,7 +47,7 @@ from ..adapters import (
     StaticTeamDirectory,
 )
 from ..clock import SystemClock, ensure_utc
-from ..errors import InvalidInputError, LeadflowError
+from ..errors import InvalidInputError, InvalidStateError, LeadflowError
 from ..models import Activity, Event, FollowUpRule, Outcome
 from ..ports import Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction
@@ -64,6 +64,8 @@ from .outbox import Outbox
 from .planner import Planner
 from .results import CompletionResult, DueRunReport, HandleResult
 from .rulebook import RuleBook
+from .sequence_admin import SequencesAdmin
+from .sequencer import Sequencer
 from .settings import FlowSettings
 
 __all__ = ["LeadFlow"]
@@ -146,6 +148,19 @@ class LeadFlow:
             worker_id=self.worker_id,
             emit=self.emit,
         )
+        self.sequencer: Sequencer | None = None
+        if storage.sequences is not None and storage.enrollments is not None:
+            self.sequencer = Sequencer(
+                sequences=storage.sequences,
+                enrollments=storage.enrollments,
+                scheduled=storage.scheduled,
+                opportunities=integrations.opportunities,
+                vocabulary=lambda: self.vocabulary,
+                run=self.handlers.run,
+                settings=self.settings,
+                clock=self.clock,
+                emit=self.emit,
+            )
         self.planner = Planner(
             rulebook=self.rulebook,
             scheduled=storage.scheduled,
@@ -155,6 +170,7 @@ class LeadFlow:
             clock=self.clock,
             units=storage.unit_of_work,
             emit=self.emit,
+            sequencer=self.sequencer,
         )
         self.outbox = Outbox(
             activities=storage.activities,
@@ -166,10 +182,13 @@ class LeadFlow:
         )
         self.executor.register_kind(ActionKind.RULE, self.handlers.run)
         self.executor.register_kind(ActionKind.DELIVERY, self.outbox.deliver)
+        if self.sequencer is not None:
+            self.executor.register_kind(ActionKind.STEP, self.sequencer.run_step)
         self.executor.cascade_to(self.planner.cascade)
         self.activity_writes = ActivityWrites(
             activities=storage.activities, outbox=self.outbox, emit=self.emit, clock=self.clock
         )
+        self._sequences_admin: SequencesAdmin | None = None
         self.rules = RulesAdmin(
             rulebook=self.rulebook,
             rules=storage.rules,
@@ -178,6 +197,24 @@ class LeadFlow:
             clock=self.clock,
             emit=self.emit,
         )
+
+    @property
+    def sequences(self) -> SequencesAdmin:
+        """Sequence administration (publish, pause, resume, archive, enroll, unenroll);
+        :class:`~leadflow.errors.InvalidStateError` when the storage keeps no sequences."""
+        if self.sequencer is None:
+            raise InvalidStateError(
+                "this flow's storage keeps no sequences (Storage.sequences and "
+                "Storage.enrollments are None)"
+            )
+        if self._sequences_admin is None:
+            self._sequences_admin = SequencesAdmin(
+                sequencer=self.sequencer,
+                handlers=self.handlers,
+                settings=self.settings,
+                clock=self.clock,
+            )
+        return self._sequences_admin
 
     @classmethod
     def in_memory(

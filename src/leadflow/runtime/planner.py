@@ -46,6 +46,7 @@ from .explain import render_why
 from .planning import rule_action
 from .results import ActionRun, HandleResult
 from .rulebook import RuleBook
+from .sequencer import Sequencer
 from .settings import FlowSettings
 
 __all__ = ["BATCH_CHUNK", "Planner"]
@@ -93,6 +94,7 @@ class Planner:
         clock: Clock,
         units: UnitOfWork,
         emit: Emitter,
+        sequencer: Sequencer | None = None,
     ) -> None:
         self._rulebook = rulebook
         self._scheduled = scheduled
@@ -103,6 +105,7 @@ class Planner:
         self._clock = clock
         self._units = units
         self._emit = emit
+        self._sequencer = sequencer
 
     # ------------------------------------------------------------------ one event
 
@@ -120,7 +123,7 @@ class Planner:
     def _commit(self, planned: _Planned) -> HandleResult:
         """Store and run ``planned`` in one unit of work where the storage has atomic ones."""
         units = self._units
-        if not planned.actions:
+        if not planned.actions and not self._listens(planned):
             return planned.result
         if not units.atomic:
             return self._store(planned, batched=False)
@@ -154,8 +157,29 @@ class Planner:
                 self._run(stored, planned.result, done if batched else None)
             else:
                 planned.result.scheduled.append(stored)
+        self._sequence(planned, batched=batched)
         self._acknowledge(done)
         return planned.result
+
+    def _listens(self, planned: _Planned) -> bool:
+        return self._sequencer is not None and self._sequencer.listens(planned.result.event)
+
+    def _sequence(self, planned: _Planned, *, batched: bool) -> None:
+        """What the event does to sequences (entries, goals, waits), after its rules' actions.
+        In a unit of work a failure rolls the unit back (the event is handled again step by
+        step); step by step it is reported in the result's errors."""
+        if not self._listens(planned):
+            return
+        assert self._sequencer is not None
+        try:
+            planned.result.sequences.extend(self._sequencer.on_event(planned.result.event))
+        except UnavailableError:
+            raise
+        except LeadflowError as error:
+            if batched:
+                raise
+            log.error("sequences could not take the event: %s", error)
+            planned.result.errors.append(error)
 
     def _plan(self, event: Event, depth: int) -> _Planned:
         """What the rules plan for ``event``: the stored forms of its actions (a rule that
@@ -286,7 +310,7 @@ class Planner:
     def _chunk(self, events: Sequence[Event]) -> list[HandleResult | LeadflowError]:
         plans = [self._plan(event, 0) for event in events]
         units = self._units
-        if not any(plan.actions for plan in plans):
+        if not any(plan.actions or self._listens(plan) for plan in plans):
             return [plan.result for plan in plans]
         if units.active:  # the host's own unit: joined, its owner commits
             return self._batched(plans)
@@ -328,6 +352,7 @@ class Planner:
                 else:
                     result.scheduled.append(action)
                 n += 1
+            self._sequence(plan, batched=True)
         self._acknowledge(done)
         return [plan.result for plan in plans]
 

@@ -16,6 +16,7 @@ __all__ = [
     "HandleResult",
     "RuleChange",
     "RuleTestResult",
+    "SequenceOutcome",
 ]
 
 
@@ -40,6 +41,19 @@ class ActionRun:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SequenceOutcome:
+    """What an event did to one sequence: ``what`` is ``enrolled``, ``reentered`` (an
+    enrollment ended and a new one started), ``already_enrolled``, ``not_reenrolled`` (the
+    sequence never enrolls an opportunity twice), ``goal_reached`` or ``matched`` (a wait for
+    an event moved on); ``detail`` names the goal or the step."""
+
+    sequence_id: str
+    enrollment_id: str
+    what: str
+    detail: str = ""
+
+
 @dataclass(slots=True)
 class HandleResult:
     """What handling one event did.
@@ -47,6 +61,7 @@ class HandleResult:
     ``duplicates`` lists idempotency keys that were already stored (the event, or part of it,
     had been handled); ``errors`` holds every problem: a failed action (retried later or
     parked), a rule that could not be planned, a cascade stopped by the depth limit.
+    ``sequences`` says what the event did to sequences (enrollments, goals, waits).
     """
 
     event: Event
@@ -56,6 +71,7 @@ class HandleResult:
     duplicates: list[str] = field(default_factory=list)
     cascades: list[HandleResult] = field(default_factory=list)
     errors: list[LeadflowError] = field(default_factory=list)
+    sequences: list[SequenceOutcome] = field(default_factory=list)
 
     def all_errors(self) -> list[LeadflowError]:
         """Errors of this event and of every cascade it caused."""

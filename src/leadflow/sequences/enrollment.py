@@ -58,7 +58,8 @@ class Enrollment(_Record):
 
     ``step_id``/``visit``: where it stands (visit 0, no step: just enrolled); ``sending``: the
     action step of this visit has begun (a goal stored later does not stop it; one stored
-    before does); ``waiting_for``: the event type a ``wait_for_event`` step waits for;
+    before does); ``held``: its visit came due while the sequence was paused (it runs when the
+    sequence is resumed); ``waiting_for``: the event type a ``wait_for_event`` step waits for;
     ``variants``: the split variants taken (split step id -> variant name); ``context``: the
     entry event's payload (``entry``) and the latest matched event's (``event``), what branch
     conditions read; ``history``: the step records, oldest first (at most 200).
@@ -74,6 +75,7 @@ class Enrollment(_Record):
     visit: Int64 = Field(default=0, ge=0)
     step_id: str | None = Field(default=None, max_length=64)
     sending: bool = False
+    held: bool = False
     waiting_for: EventTypeName | None = None
     variants: dict[str, str] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,333 @@
+"""``flow.sequences``: publish, pause, resume and archive sequences; enroll and unenroll
+opportunities by hand. No role checks here (see :mod:`leadflow.access`)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..clock import ensure_utc
+from ..errors import InvalidInputError, InvalidStateError, NotFoundError
+from ..models import Event
+from ..ports import Clock
+from ..records import ActionKind, DuplicatePolicy, ScheduledAction, ScheduledActionState
+from ..rules.sequencing import SequenceProgram
+from ..sequences import (
+    ActionStep,
+    Enrollment,
+    EnrollmentState,
+    Reenrollment,
+    SequenceDefinition,
+    SequenceStatus,
+)
+from .actions import HandlerRegistry
+from .planning import action_id_for, partition_for
+from .results import SequenceOutcome
+from .sequencer import Sequencer, enrollment_id_for
+from .settings import FlowSettings
+
+__all__ = ["EnrollmentReport", "InFlight", "SequencesAdmin"]
+
+
+class InFlight(StrEnum):
+    """What publishing a new version does to enrollments on older versions: ``keep`` them on
+    the version they started (the default), ``move`` them to the new version at the same step
+    id (those whose step is gone end), or ``end`` them."""
+
+    KEEP = "keep"
+    MOVE = "move"
+    END = "end"
+
+
+@dataclass(slots=True)
+class EnrollmentReport:
+    """What a (bulk) enrollment did, or would do with ``dry_run``: per opportunity, the
+    outcome (``enrolled``, ``already_enrolled``, ``not_reenrolled``; ``would_enroll`` in a dry
+    run)."""
+
+    sequence_id: str
+    dry_run: bool
+    outcomes: dict[str, SequenceOutcome] = field(default_factory=dict)
+
+    @property
+    def entering(self) -> int:
+        """How many opportunities entered (or would)."""
+        return sum(
+            o.what in ("enrolled", "reentered", "would_enroll") for o in self.outcomes.values()
+        )
+
+
+class SequencesAdmin:
+    """Sequence administration through a flow: every definition is compiled against the
+    flow's vocabulary and its action steps' settings checked by their handlers before it is
+    stored."""
+
+    def __init__(
+        self,
+        *,
+        sequencer: Sequencer,
+        handlers: HandlerRegistry,
+        settings: FlowSettings,
+        clock: Clock,
+    ) -> None:
+        self._sequencer = sequencer
+        self._repository = sequencer.sequences
+        self._enrollments = sequencer.enrollments
+        self._handlers = handlers
+        self._settings = settings
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return ensure_utc(self._clock.now(), "clock.now()")
+
+    # ------------------------------------------------------------------ definitions
+
+    def check(self, definition: SequenceDefinition) -> SequenceProgram:
+        """Compile ``definition`` for this flow; :class:`InvalidInputError` naming the step
+        and field when a condition, an action type or an action's settings are refused."""
+        if not isinstance(definition, SequenceDefinition):
+            raise InvalidInputError(
+                f"expected a SequenceDefinition, got {type(definition).__name__}",
+                field="definition",
+            )
+        program = SequenceProgram(definition, self._sequencer.programs.vocabulary())
+        for i, step in enumerate(definition.steps):
+            if not isinstance(step, ActionStep):
+                continue
+            where = f"steps[{i}] ({step.id}).action"
+            spec = self._handlers.get(step.action.action_type)
+            if spec is None:
+                known = ", ".join(self._handlers)
+                raise InvalidInputError(
+                    f"no handler for action type {step.action.action_type!r} (known: {known})",
+                    field=f"{where}.actionType",
+                )
+            try:
+                spec.parse(step.action)
+            except ValidationError as exc:
+                problem = exc.errors()[0]
+                loc = ".".join(str(p) for p in problem["loc"])
+                raise InvalidInputError(
+                    f"{problem['msg']}", field=f"{where}.params.{loc}" if loc else where
+                ) from None
+        return program
+
+    def publish(
+        self,
+        definition: SequenceDefinition | Mapping[str, Any],
+        *,
+        actor: str | None = None,
+        in_flight: InFlight | str = InFlight.KEEP,
+        status: SequenceStatus = SequenceStatus.ACTIVE,
+    ) -> SequenceDefinition:
+        """Store ``definition`` as its sequence's next version (1 for a new one), ``active``
+        unless ``status`` says otherwise (``draft``), and apply ``in_flight`` to enrollments on
+        older versions. Returns the stored version."""
+        if isinstance(definition, Mapping):
+            definition = SequenceDefinition.model_validate(definition)
+        policy = InFlight(in_flight)
+        existing = self._repository.versions(definition.sequence_id)
+        version = existing[-1].version + 1 if existing else 1
+        now = self._now()
+        candidate = definition.model_copy(
+            update={
+                "version": version,
+                "status": SequenceStatus(status),
+                "created_by": actor or definition.created_by,
+                "created_at": definition.created_at or now,
+                "updated_at": now,
+            }
+        )
+        self.check(candidate)
+        stored = self._repository.add(candidate)
+        self._sequencer.programs.invalidate()
+        if existing and stored.status is SequenceStatus.ACTIVE and policy is not InFlight.KEEP:
+            self._in_flight(stored, policy)
+        return stored
+
+    def _in_flight(self, new: SequenceDefinition, policy: InFlight) -> None:
+        step_ids = {step.id for step in new.steps}
+        for enrollment in self._active(new.sequence_id):
+            if enrollment.sequence_version == new.version:
+                continue
+            if policy is InFlight.MOVE and (
+                enrollment.step_id is None or enrollment.step_id in step_ids
+            ):
+                self._move(enrollment, new.version)
+            else:
+                why = "moved to" if policy is InFlight.MOVE else "ended by"
+                self._sequencer.end(
+                    enrollment, EnrollmentState.ENDED, f"version {new.version} published ({why})"
+                )
+
+    def _move(self, enrollment: Enrollment, version: int) -> None:
+        try:
+            self._enrollments.update(
+                enrollment._evolve(sequence_version=version, updated_at=self._now())
+            )
+        except (InvalidStateError, NotFoundError):
+            return
+        except Exception:  # a stale read: the next publish or the step itself sorts it out
+            raise
+
+    def _active(self, sequence_id: str) -> builtins.list[Enrollment]:
+        return self._enrollments.list(
+            sequence_id=sequence_id, state=EnrollmentState.ACTIVE, limit=10_000
+        )
+
+    def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
+        return self._repository.get(sequence_id, version)
+
+    def list(self) -> builtins.list[SequenceDefinition]:
+        return self._repository.list()
+
+    def _set(self, sequence_id: str, status: SequenceStatus) -> SequenceDefinition:
+        current = self._repository.get(sequence_id)
+        changed = self._repository.set_status(sequence_id, current.version, status)
+        self._sequencer.programs.invalidate()
+        return changed
+
+    def pause(self, sequence_id: str) -> SequenceDefinition:
+        """No new entries; due steps are held (they run, late and once, after :meth:`resume`)."""
+        current = self._repository.get(sequence_id)
+        if current.status is not SequenceStatus.ACTIVE:
+            raise InvalidStateError(f"sequence {sequence_id!r} is {current.status.value}")
+        return self._set(sequence_id, SequenceStatus.PAUSED)
+
+    def resume(self, sequence_id: str) -> SequenceDefinition:
+        """Entries again, and every step held while paused is due now."""
+        current = self._repository.get(sequence_id)
+        if current.status is not SequenceStatus.PAUSED:
+            raise InvalidStateError(f"sequence {sequence_id!r} is {current.status.value}")
+        changed = self._set(sequence_id, SequenceStatus.ACTIVE)
+        now = self._now()
+        for enrollment in self._active(sequence_id):
+            if enrollment.held:
+                self._release(enrollment, now)
+        return changed
+
+    def _release(self, enrollment: Enrollment, now: datetime) -> None:
+        """Store the held visit again, due now (keyed on the revision that held it, so two
+        resumes store it once), then clear ``held``."""
+        sequencer = self._sequencer
+        program = sequencer.programs.get(enrollment.sequence_id, enrollment.sequence_version)
+        assert enrollment.step_id is not None
+        step = program.definition.step(enrollment.step_id)
+        key = f"seq:{enrollment.enrollment_id}:{enrollment.visit}:r{enrollment.revision}"
+        event = Event(
+            type="sequence.resumed",
+            id=f"resume-{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+            time=now,
+            payload={"opportunityId": enrollment.opportunity_id},
+        )
+        sequencer.scheduled.schedule(
+            ScheduledAction(
+                action_id=action_id_for(key),
+                idempotency_key=key,
+                kind=ActionKind.STEP,
+                event=event,
+                rule_id=enrollment.sequence_id,
+                rule_name=program.definition.name,
+                rule_version=enrollment.sequence_version,
+                action_index=enrollment.visit,
+                action=step.action if isinstance(step, ActionStep) else None,
+                opportunity_id=enrollment.opportunity_id,
+                enrollment_id=enrollment.enrollment_id,
+                step_id=enrollment.step_id,
+                partition=partition_for(enrollment.opportunity_id, self._settings.partitions),
+                duplicates=DuplicatePolicy.ALLOW,
+                explanation=f"held while the sequence was paused; resumed at {now.isoformat()}",
+                planned_at=now,
+                due_at=now,
+                state=ScheduledActionState.PENDING,
+                max_attempts=self._settings.retry.max_attempts,
+                created_at=now,
+            )
+        )
+        with contextlib.suppress(InvalidStateError):
+            self._enrollments.update(enrollment._evolve(held=False, updated_at=now))
+
+    def archive(self, sequence_id: str) -> SequenceDefinition:
+        """Retire the sequence: no entries, and its active enrollments end."""
+        changed = self._set(sequence_id, SequenceStatus.ARCHIVED)
+        for enrollment in self._active(sequence_id):
+            self._sequencer.end(enrollment, EnrollmentState.ENDED, "sequence archived")
+        return changed
+
+    # ------------------------------------------------------------------ enrollments
+
+    def enroll(
+        self,
+        sequence_id: str,
+        opportunity_ids: Iterable[str],
+        *,
+        actor: str | None = None,
+        dry_run: bool = False,
+    ) -> EnrollmentReport:
+        """Enroll existing opportunities by hand (the re-enrollment policy applies); with
+        ``dry_run`` nothing is written and the report says who would enter."""
+        definition = self._repository.get(sequence_id)
+        if definition.status is not SequenceStatus.ACTIVE:
+            raise InvalidStateError(
+                f"sequence {sequence_id!r} is {definition.status.value}: it enrolls nobody"
+            )
+        ids = list(dict.fromkeys(opportunity_ids))
+        if len(ids) > 10_000:
+            raise InvalidInputError("at most 10,000 opportunities at once", field="opportunityIds")
+        program = self._sequencer.programs.get(sequence_id, definition.version)
+        report = EnrollmentReport(sequence_id, dry_run)
+        batch = uuid.uuid4().hex
+        now = self._now()
+        for opportunity_id in ids:
+            event = Event(
+                type="sequence.enrollment_requested",
+                id=f"manual-{batch[:16]}-{hashlib.sha256(opportunity_id.encode()).hexdigest()[:24]}",
+                time=now,
+                payload={"opportunityId": opportunity_id, "sequenceId": sequence_id,
+                         "enrolledBy": actor},
+            )  # fmt: skip
+            if dry_run:
+                report.outcomes[opportunity_id] = self._would(definition, opportunity_id)
+                continue
+            report.outcomes[opportunity_id] = self._sequencer.enroll(
+                program, opportunity_id, event, enrollment_id_for(sequence_id, event.id),
+                actor=actor,
+            )  # fmt: skip
+        return report
+
+    def _would(self, definition: SequenceDefinition, opportunity_id: str) -> SequenceOutcome:
+        sid = definition.sequence_id
+        earlier = self._enrollments.list(
+            sequence_id=sid, opportunity_id=opportunity_id, limit=10_000
+        )
+        active = [e for e in earlier if e.active]
+        if active and definition.reenrollment is not Reenrollment.EVERY_ENTRY:
+            return SequenceOutcome(sid, active[0].enrollment_id, "already_enrolled")
+        if earlier and definition.reenrollment is Reenrollment.NEVER:
+            return SequenceOutcome(sid, earlier[0].enrollment_id, "not_reenrolled")
+        return SequenceOutcome(sid, "", "would_enroll")
+
+    def unenroll(self, enrollment_id: str, *, actor: str | None = None) -> Enrollment:
+        """End an enrollment by hand; its pending step is skipped when it comes due."""
+        enrollment = self._enrollments.get(enrollment_id)
+        ended = self._sequencer.end(
+            enrollment, EnrollmentState.UNENROLLED, f"unenrolled by {actor or 'the system'}"
+        )
+        if ended is None:
+            raise InvalidStateError(
+                f"enrollment {enrollment_id!r} has ended already ({enrollment.state.value})"
+            )
+        return ended
+
+    def enrollments(self, opportunity_id: str) -> builtins.list[Enrollment]:
+        """Every enrollment of an opportunity, oldest first, each with its step history."""
+        return self._enrollments.list(opportunity_id=opportunity_id, limit=10_000)

@@ -1,0 +1,581 @@
+"""The sequencer: sequences on the runtime's own machinery.
+
+Each visit of an enrollment is one stored action of kind ``step`` in the scheduled-action
+store (leases, partitions, retries, parking, as any action), keyed on the enrollment and the
+visit number: ``seq:<enrollment>:<visit>``. What it does when it runs (the executor's runner
+for the kind, :meth:`Sequencer.run_step`): an ``action`` step runs its handler; a timer (a
+``wait``'s end, a ``wait_for_event``'s timeout) moves the enrollment on.
+
+**Moving on** (:meth:`Sequencer._advance`): the pure interpreter
+(:class:`~leadflow.rules.sequencing.SequenceProgram`) says where the enrollment stops next;
+that visit's action is stored *first* and the enrollment record is then moved to it by
+compare-and-set on its ``revision``. The first stored action of a visit wins: a timer and a
+matching event racing for the same visit both find the one stored first, so the enrollment
+goes one way. A crash between the two writes leaves a stored visit that the rerun (lease
+expiry) finds again.
+
+**Goals against steps** are settled by the order of the compare-and-sets on the enrollment
+record: an action step first marks the enrollment ``sending`` (a compare-and-set) and only
+then calls its handler; a goal ends the enrollment (a compare-and-set). If the goal's write
+comes first, the step finds the enrollment ended and sends nothing (and is never retried);
+if the step's comes first, its send began before the goal was stored, and it completes. On
+SQL the goal's write and the event are one unit of work, so "stored" means committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..clock import ensure_utc
+from ..errors import LeadflowError, NotFoundError, PermanentError, StaleWriteError
+from ..models import Event
+from ..ports import (
+    Clock,
+    EnrollmentStore,
+    OpportunityFields,
+    OpportunityGateway,
+    ScheduledActionStore,
+    SequenceRepository,
+)
+from ..records import ActionKind, DuplicatePolicy, ScheduledAction, ScheduledActionState
+from ..rules.sequencing import Hop, SequenceProgram, Stop
+from ..rules.vocabulary import Vocabulary
+from ..sequences import (
+    ActionStep,
+    BranchStep,
+    Enrollment,
+    EnrollmentState,
+    Reenrollment,
+    SequenceDefinition,
+    SequenceStatus,
+    StepRecord,
+    WaitForEventStep,
+)
+from ..sequences.enrollment import HISTORY_LIMIT
+from .context import ActionContext
+from .emitter import Emitter
+from .planning import action_id_for, partition_for
+from .results import SequenceOutcome
+from .settings import FlowSettings
+
+__all__ = ["SequenceOutcome", "Sequencer", "enrollment_id_for"]
+
+log = logging.getLogger("leadflow")
+
+_CAS_TRIES: Final = 20
+_RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
+
+
+def enrollment_id_for(sequence_id: str, cause: str) -> str:
+    """The enrollment an entry makes: one per sequence and entry event (``cause``), so
+    handling the event again enrolls nobody twice."""
+    digest = hashlib.sha256(f"{sequence_id}\x00{cause}".encode()).hexdigest()[:32]
+    return f"enr-{digest}"
+
+
+def step_key(enrollment_id: str, visit: int) -> str:
+    """The idempotency key of an enrollment's visit: one stored action per visit."""
+    return f"seq:{enrollment_id}:{visit}"
+
+
+class _Programs:
+    """Compiled sequence versions: the current ones (reloaded when the repository's stamp
+    moves, read at most every ``refresh`` of wall time) and older ones on demand."""
+
+    def __init__(
+        self,
+        repository: SequenceRepository,
+        vocabulary: Callable[[], Vocabulary],
+        refresh: timedelta,
+    ) -> None:
+        self._repository = repository
+        self.vocabulary = vocabulary
+        self._refresh = refresh.total_seconds()
+        self._check_at = float("-inf")
+        self._stamp: int | None = None
+        self._compiled: dict[tuple[str, int], SequenceProgram] = {}
+        self.current: dict[str, SequenceProgram] = {}
+        self.listening: frozenset[str] = frozenset()
+
+    def invalidate(self) -> None:
+        self._check_at = float("-inf")
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now < self._check_at:
+            return
+        self._check_at = now + self._refresh
+        stamp = self._repository.stamp()
+        if stamp == self._stamp:
+            return
+        vocabulary = self.vocabulary()
+        current: dict[str, SequenceProgram] = {}
+        for definition in self._repository.list():
+            if definition.status in _RUNNING:
+                current[definition.sequence_id] = self._compile(definition, vocabulary)
+        self.current = current
+        self.listening = frozenset(t for p in current.values() for t in p.event_types())
+        self._stamp = stamp
+
+    def _compile(self, definition: SequenceDefinition, vocabulary: Vocabulary) -> SequenceProgram:
+        key = (definition.sequence_id, definition.version)
+        program = self._compiled.get(key)
+        if program is None or program.definition != definition:
+            program = SequenceProgram(definition, vocabulary)
+            if len(self._compiled) > 1000:
+                self._compiled.clear()
+            self._compiled[key] = program
+        return program
+
+    def get(self, sequence_id: str, version: int) -> SequenceProgram:
+        program = self.current.get(sequence_id)
+        if program is not None and program.definition.version == version:
+            return program
+        program = self._compiled.get((sequence_id, version))
+        if program is None:
+            definition = self._repository.get(sequence_id, version)
+            program = self._compile(definition, self.vocabulary())
+        return program
+
+
+class Sequencer:
+    """Enrolls, moves and ends enrollments; runs their steps (see the module docstring).
+
+    Built from explicit parts: the sequence and enrollment stores, the scheduled-action store
+    (where every visit is stored), the gateway (the recipient's time zone and owner for
+    branches), the vocabulary the flow's rules use, settings, clock and emitter. ``run`` is
+    the handler registry's runner for an action step's handler."""
+
+    def __init__(
+        self,
+        *,
+        sequences: SequenceRepository,
+        enrollments: EnrollmentStore,
+        scheduled: ScheduledActionStore,
+        opportunities: OpportunityGateway,
+        vocabulary: Callable[[], Vocabulary],
+        run: Callable[[ActionContext[Any]], str | None],
+        settings: FlowSettings,
+        clock: Clock,
+        emit: Emitter,
+    ) -> None:
+        self.sequences = sequences
+        self.enrollments = enrollments
+        self.scheduled = scheduled
+        self._opportunities = opportunities
+        self._run_handler = run
+        self._settings = settings
+        self._clock = clock
+        self._emit = emit
+        self.programs = _Programs(sequences, vocabulary, settings.rules_refresh)
+
+    def now(self) -> datetime:
+        return ensure_utc(self._clock.now(), "clock.now()")
+
+    # ------------------------------------------------------------------ events
+
+    def listens(self, event: Event) -> bool:
+        """Whether ``event`` may enroll, end or move an enrollment (cheap: a set lookup)."""
+        self.programs.refresh()
+        return event.type in self.programs.listening and event.opportunity_id is not None
+
+    def on_event(self, event: Event) -> list[SequenceOutcome]:
+        """Goals and waits of the opportunity's active enrollments first (a goal ends the
+        enrollment; a matching event moves a wait on), then entries."""
+        if not self.listens(event):
+            return []
+        opportunity_id = event.opportunity_id
+        assert opportunity_id is not None
+        outcomes: list[SequenceOutcome] = []
+        for enrollment in self.enrollments.active_for(opportunity_id):
+            outcome = self._react(enrollment, event)
+            if outcome is not None:
+                outcomes.append(outcome)
+        for program in list(self.programs.current.values()):
+            if program.definition.status is SequenceStatus.ACTIVE and program.enters(event):
+                outcomes.append(self._enter(program, event, opportunity_id))
+        return outcomes
+
+    def _react(self, enrollment: Enrollment, event: Event) -> SequenceOutcome | None:
+        program = self.programs.get(enrollment.sequence_id, enrollment.sequence_version)
+        goal = program.goal_reached(event)
+        if goal is not None:
+            ended = self.end(
+                enrollment, EnrollmentState.GOAL_REACHED, f"goal {goal!r}", goal=goal, event=event
+            )
+            if ended is not None:
+                return SequenceOutcome(enrollment.sequence_id, enrollment.enrollment_id,
+                                       "goal_reached", goal)  # fmt: skip
+            return None
+        step_id = enrollment.step_id
+        if (
+            enrollment.waiting_for == event.type
+            and step_id is not None
+            and program.wait_matches(step_id, event)
+        ):
+            moved = self._advance(enrollment, program, event, cause=event, outcome="matched")
+            if moved:
+                return SequenceOutcome(enrollment.sequence_id, enrollment.enrollment_id,
+                                       "matched", step_id)  # fmt: skip
+        return None
+
+    def _enter(
+        self, program: SequenceProgram, event: Event, opportunity_id: str
+    ) -> SequenceOutcome:
+        definition = program.definition
+        sequence_id = definition.sequence_id
+        enrollment_id = enrollment_id_for(sequence_id, event.id)
+        return self.enroll(program, opportunity_id, event, enrollment_id)
+
+    def enroll(
+        self,
+        program: SequenceProgram,
+        opportunity_id: str,
+        event: Event,
+        enrollment_id: str,
+        *,
+        actor: str | None = None,
+    ) -> SequenceOutcome:
+        """Enroll ``opportunity_id`` as the sequence's re-enrollment policy allows, and store
+        its first visit."""
+        definition = program.definition
+        sequence_id = definition.sequence_id
+        policy = definition.reenrollment
+        if policy is Reenrollment.NEVER:
+            earlier = self.enrollments.list(
+                sequence_id=sequence_id, opportunity_id=opportunity_id, limit=1
+            )
+            if earlier and earlier[0].enrollment_id != enrollment_id:
+                what = "already_enrolled" if earlier[0].active else "not_reenrolled"
+                return SequenceOutcome(sequence_id, earlier[0].enrollment_id, what)
+        now = self.now()
+        new = Enrollment(
+            enrollment_id=enrollment_id,
+            sequence_id=sequence_id,
+            sequence_version=definition.version,
+            opportunity_id=opportunity_id,
+            context={"entry": dict(event.payload)},
+            entry_event_id=event.id,
+            enrolled_by=actor,
+            enrolled_at=now,
+            updated_at=now,
+        )
+        stored, created = self.enrollments.enroll(new)
+        what = "enrolled"
+        if not created and stored.enrollment_id != enrollment_id:
+            if policy is not Reenrollment.EVERY_ENTRY:
+                return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
+            self.end(stored, EnrollmentState.ENDED, f"re-entered ({event.type} {event.id})")
+            stored, created = self.enrollments.enroll(new)
+            what = "reentered"
+        if not created:  # this event enrolled it before (handled again): carry on from there
+            if stored.visit == 0 and stored.active:
+                self._advance(stored, program, event, cause=event, outcome="enrolled")
+            return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
+        self._emit("sequence.enrolled", _payload(stored, {"eventId": event.id, "by": actor}))
+        self._advance(stored, program, event, cause=event, outcome="enrolled")
+        return SequenceOutcome(sequence_id, stored.enrollment_id, what)
+
+    # ------------------------------------------------------------------ moving on
+
+    def _zone(self, opportunity_id: str, program: SequenceProgram) -> ZoneInfo:
+        name: str | None = None
+        try:
+            name = self._opportunities.contact(opportunity_id).timezone
+        except (LeadflowError, AttributeError):
+            name = None
+        for candidate in (name, program.definition.timezone):
+            if candidate:
+                try:
+                    return ZoneInfo(candidate)
+                except (ZoneInfoNotFoundError, ValueError):
+                    log.warning("unknown time zone %r for %s", candidate, opportunity_id)
+        return program.vocabulary.calendar.zone
+
+    def _context(
+        self, enrollment: Enrollment, program: SequenceProgram, event: Event | None
+    ) -> dict[str, Any]:
+        context = dict(enrollment.context)
+        if event is not None and event.id != enrollment.entry_event_id:
+            context["event"] = dict(event.payload)
+        if any(isinstance(s, BranchStep) for s in program.definition.steps):
+            opportunity: dict[str, Any] = {}
+            gateway = self._opportunities
+            try:
+                if isinstance(gateway, OpportunityFields):
+                    opportunity.update(gateway.fields(enrollment.opportunity_id))
+                opportunity.setdefault(
+                    "owner", self._opportunities.owner(enrollment.opportunity_id)
+                )
+            except LeadflowError as exc:
+                log.warning("opportunity fields unavailable: %s", exc)
+            context["opportunity"] = opportunity
+        return context
+
+    def _advance(
+        self,
+        enrollment: Enrollment,
+        program: SequenceProgram,
+        trigger: Event | None,
+        *,
+        cause: Event,
+        outcome: str,
+    ) -> bool:
+        """Store the enrollment's next visit, then move the record to it (compare-and-set,
+        retried on a stale read while the enrollment still stands where it did). False when
+        another writer moved or ended it first."""
+        now = self.now()
+        context = self._context(enrollment, program, trigger)
+        zone = self._zone(enrollment.opportunity_id, program)
+        if enrollment.visit == 0 or enrollment.step_id is None:
+            stop = program.start(
+                enrollment_id=enrollment.enrollment_id, now=now, context=context, zone=zone
+            )
+        else:
+            stop = program.after(
+                enrollment.step_id, outcome, enrollment_id=enrollment.enrollment_id, now=now,
+                context=context, zone=zone,
+            )  # fmt: skip
+        visit = enrollment.visit + 1
+        stored: ScheduledAction | None = None
+        if not stop.ended:
+            stored = self._store_visit(enrollment, program, stop, visit, cause, now)
+        current = enrollment
+        for _ in range(_CAS_TRIES):
+            if not current.active or current.visit != enrollment.visit:
+                return False
+            try:
+                self._moved(current, program, stop, stored, visit, outcome, context, now)
+                return True
+            except StaleWriteError:
+                current = self.enrollments.get(enrollment.enrollment_id)
+        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+    def _store_visit(
+        self,
+        enrollment: Enrollment,
+        program: SequenceProgram,
+        stop: Stop,
+        visit: int,
+        cause: Event,
+        now: datetime,
+    ) -> ScheduledAction:
+        assert stop.step_id is not None and stop.due_at is not None
+        step = program.definition.step(stop.step_id)
+        key = step_key(enrollment.enrollment_id, visit)
+        settings = self._settings
+        action = ScheduledAction.model_construct(
+            action_id=action_id_for(key),
+            idempotency_key=key,
+            kind=ActionKind.STEP,
+            event=cause,
+            rule_id=enrollment.sequence_id,
+            rule_name=program.definition.name,
+            rule_version=enrollment.sequence_version,
+            action_index=visit,
+            action=step.action if isinstance(step, ActionStep) else None,
+            opportunity_id=enrollment.opportunity_id,
+            activity_id=None,
+            enrollment_id=enrollment.enrollment_id,
+            step_id=stop.step_id,
+            partition=partition_for(enrollment.opportunity_id, settings.partitions),
+            planned_at=stop.due_at,
+            depth=0,
+            duplicates=DuplicatePolicy.ALLOW,
+            explanation=_explanation(program.definition, stop)[:20_000],
+            due_at=stop.due_at,
+            state=ScheduledActionState.PENDING,
+            attempts=0,
+            max_attempts=settings.retry.max_attempts,
+            last_error=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            created_at=now,
+            updated_at=None,
+            finished_at=None,
+        )
+        stored, _ = self.scheduled.schedule(action)
+        return stored
+
+    def _moved(
+        self,
+        current: Enrollment,
+        program: SequenceProgram,
+        stop: Stop,
+        stored: ScheduledAction | None,
+        visit: int,
+        outcome: str,
+        context: Mapping[str, Any],
+        now: datetime,
+    ) -> Enrollment:
+        version = current.sequence_version
+        records = [
+            StepRecord(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
+                       outcome=h.outcome, why=h.why[:2000], version=version)
+            for h in _hops(stop, stored)
+        ]  # fmt: skip
+        new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
+        if stored is None:
+            reason = stop.end_reason or "completed"
+            records.append(
+                StepRecord(visit=visit, step_id=stop.hops[-1].step_id if stop.hops else "-",
+                           kind="end", at=now, outcome="completed", why=stop.why, version=version)
+            )  # fmt: skip
+            changed = current._evolve(
+                state=EnrollmentState.COMPLETED, end_reason=reason, visit=visit, step_id=None,
+                sending=False, waiting_for=None, ended_at=now, updated_at=now,
+                variants={**current.variants, **stop.variants}, context=new_context,
+                history=_capped(current.history, records),
+            )  # fmt: skip
+            updated = self.enrollments.update(changed)
+            self._emit("sequence.completed", _payload(updated, {"reason": reason}))
+            return updated
+        assert stored.step_id is not None
+        step = program.definition.step(stored.step_id)
+        waiting = step.event_type if isinstance(step, WaitForEventStep) else None
+        why = stop.why if stored.step_id == stop.step_id else "stored first by another writer"
+        records.append(
+            StepRecord(visit=visit, step_id=stored.step_id or "-", kind=step.kind, at=now,
+                       outcome="scheduled", why=f"after {outcome}: {why}", version=version)
+        )  # fmt: skip
+        variants = current.variants
+        if stored.step_id == stop.step_id:
+            variants = {**variants, **stop.variants}
+        changed = current._evolve(
+            visit=visit, step_id=stored.step_id, sending=False, waiting_for=waiting,
+            variants=variants, context=new_context, updated_at=now,
+            history=_capped(current.history, records),
+        )  # fmt: skip
+        return self.enrollments.update(changed)
+
+    def end(
+        self,
+        enrollment: Enrollment,
+        state: EnrollmentState,
+        reason: str,
+        *,
+        goal: str | None = None,
+        event: Event | None = None,
+    ) -> Enrollment | None:
+        """End an active enrollment (compare-and-set, retried on a stale read); None when it
+        had ended already. Its pending visit is skipped when it comes due."""
+        current = enrollment
+        now = self.now()
+        for _ in range(_CAS_TRIES):
+            if not current.active:
+                return None
+            record = StepRecord(
+                visit=current.visit, step_id=current.step_id or "-", kind="end", at=now,
+                outcome=state.value, why=reason[:2000], version=current.sequence_version,
+            )  # fmt: skip
+            changed = current._evolve(
+                state=state, end_reason=reason[:500], goal=goal, ended_at=now, updated_at=now,
+                waiting_for=None, history=_capped(current.history, [record]),
+            )  # fmt: skip
+            try:
+                updated = self.enrollments.update(changed)
+            except StaleWriteError:
+                current = self.enrollments.get(enrollment.enrollment_id)
+                continue
+            extra: dict[str, Any] = {"reason": reason, "state": state.value}
+            if goal is not None:
+                extra["goal"] = goal
+            if event is not None:
+                extra["eventId"] = event.id
+            self._emit(f"sequence.{state.value}", _payload(updated, extra))
+            return updated
+        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+    # ------------------------------------------------------------------ running a visit
+
+    def run_step(self, ctx: ActionContext[Any]) -> str | None:
+        """The executor's runner for ``step`` actions (see the module docstring)."""
+        action = ctx.scheduled
+        assert action.enrollment_id is not None and action.step_id is not None
+        try:
+            enrollment = self.enrollments.get(action.enrollment_id)
+        except NotFoundError:
+            return f"skipped: enrollment {action.enrollment_id} is gone"
+        if not enrollment.active:
+            return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
+        if enrollment.visit != action.action_index or enrollment.step_id != action.step_id:
+            return f"skipped: enrollment moved on to visit {enrollment.visit}"
+        try:
+            program = self.programs.get(enrollment.sequence_id, enrollment.sequence_version)
+        except NotFoundError as exc:
+            raise PermanentError(f"sequence version not found: {exc}") from None
+        self.programs.refresh()
+        current = self.programs.current.get(enrollment.sequence_id)
+        if current is not None and current.definition.status is SequenceStatus.PAUSED:
+            return self._hold(enrollment)
+        step = program.definition.step(action.step_id)
+        if isinstance(step, ActionStep):
+            begun = self._begin_send(enrollment, action)
+            if begun is None:
+                return "skipped: the enrollment ended before the send began"
+            note = self._run_handler(ctx)
+            self._advance(begun, program, None, cause=action.event, outcome="done")
+            return note
+        outcome = "timed_out" if isinstance(step, WaitForEventStep) else "done"
+        moved = self._advance(enrollment, program, None, cause=action.event, outcome=outcome)
+        return f"{step.kind} {step.id}: {outcome}" if moved else "skipped: moved on meanwhile"
+
+    def _hold(self, enrollment: Enrollment) -> str:
+        """The sequence is paused: mark the visit held (resuming stores it again, due then)."""
+        try:
+            self.enrollments.update(enrollment._evolve(held=True, updated_at=self.now()))
+        except StaleWriteError:
+            current = self.enrollments.get(enrollment.enrollment_id)
+            if current.active and current.visit == enrollment.visit and not current.held:
+                raise
+        return "held: the sequence is paused (it runs when the sequence is resumed)"
+
+    def _begin_send(self, enrollment: Enrollment, action: ScheduledAction) -> Enrollment | None:
+        """Mark the visit's send begun (compare-and-set); None when the enrollment ended or
+        moved on first (a goal stored before the send began wins)."""
+        current = enrollment
+        for _ in range(_CAS_TRIES):
+            if not current.active or current.visit != action.action_index:
+                return None
+            if current.sending:
+                return current  # a rerun after a crash: the send began before
+            try:
+                return self.enrollments.update(current._evolve(sending=True, updated_at=self.now()))
+            except StaleWriteError:
+                current = self.enrollments.get(enrollment.enrollment_id)
+        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+
+def _hops(stop: Stop, stored: ScheduledAction | None) -> Iterable[Hop]:
+    if stored is not None and stored.step_id != stop.step_id:
+        return ()  # another writer's walk won: its hops are not this one's to record
+    return [h for h in stop.hops if h.kind != "exit"]
+
+
+def _capped(history: list[StepRecord], more: list[StepRecord]) -> list[StepRecord]:
+    joined = [*history, *more]
+    return joined[-HISTORY_LIMIT:]
+
+
+def _explanation(definition: SequenceDefinition, stop: Stop) -> str:
+    path = " -> ".join(f"{h.step_id} ({h.why})" for h in stop.hops)
+    head = f"sequence {definition.name!r} v{definition.version}, step {stop.step_id}"
+    return f"{head}: {stop.why}" + (f"; via {path}" if path else "")
+
+
+def _payload(enrollment: Enrollment, extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "enrollmentId": enrollment.enrollment_id,
+        "sequenceId": enrollment.sequence_id,
+        "sequenceVersion": enrollment.sequence_version,
+        "opportunityId": enrollment.opportunity_id,
+        "visit": enrollment.visit,
+        "stepId": enrollment.step_id,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
