@@ -130,7 +130,15 @@ def test_events_through_four_workers_one_killed(
             f"{count_effects(effects)} of {expected} effects, "
             f"states {state_counts(storage, expected + 10)}\n{workers.outputs()}"
         ),
-        ready=lambda: count_effects(effects) >= expected,
+        # Both the effects and the store: the killed worker's event may have applied its
+        # effects (at least once, a foreign write) in a unit of work that was then rolled
+        # back; its task is delivered again after the visibility timeout and must be planned
+        # and done before the count is read.
+        ready=lambda: (
+            count_effects(effects) >= expected
+            and len(storage.scheduled.list(ScheduledActionState.DONE, limit=expected + 10))
+            >= expected
+        ),
         check=lambda: workers.check_alive(except_="w0"),
         tick=workers.kick,
         interval=0.5,
