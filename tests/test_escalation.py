@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from leadflow import Activity, ActivityType, InvalidInputError, LeadFlow, ManualClock
+from leadflow.lint import lint
 from leadflow.ports import Notification, Storage
 from leadflow.ports.periodic import JobContext
 from leadflow.rules import EventTypes
@@ -358,3 +359,22 @@ def test_activity_overdue_is_a_known_event_type() -> None:
     assert "activity.overdue" in EventTypes()
     flow = LeadFlow.in_memory(rules=[TO_MANAGER])
     assert "activity.overdue" in flow.vocabulary.event_types.names()
+
+
+def test_lint_knows_the_escalation_payload() -> None:
+    assert lint([TO_MANAGER]) == []
+    typo = rule(
+        "typo",
+        "activity.overdue",
+        [{"actionType": "send_notification", "template": "x"}],
+        conditions=[{"field": "treshold", "operator": "equals", "value": 24}],
+    )
+    kind = rule(
+        "kind",
+        "activity.overdue",
+        [{"actionType": "send_notification", "template": "x"}],
+        conditions=[{"field": "threshold", "operator": "equals", "value": "24"}],
+    )
+    found = {f.rule_id: f for f in lint([typo, kind]) if f.code != "same-follow-up"}
+    assert found["typo"].code == "unknown-field" and "'threshold'" in found["typo"].hint
+    assert found["kind"].code == "type-mismatch"
