@@ -124,7 +124,18 @@ def test_overdue_check_notifies_each_assignee_once_with_their_items(backend: str
     runner = jobs.runner()
     run = runner.run_job("overdue_check", ny(2026, 3, 9, 10))
     assert run is not None
-    assert run.counts == {"overdue": 4, "notifications": 3, "failed": 0, "truncated": 0}
+    assert run.counts == {
+        "overdue": 4,
+        "notifications": 3,
+        "failed": 0,
+        "truncated": 0,
+        # a1, a2 and u1 are more than an hour overdue (b1 only 30 minutes): escalated.
+        "escalated": 3,
+        "already_escalated": 0,
+        "escalations_matched": 0,
+        "escalations_failed": 0,
+        "escalations_truncated": 0,
+    }
     payloads = notes(flow, "notification.overdue_activities")
     assert [(recipient(p), p["count"]) for p in payloads] == [
         ("alice", 2),

@@ -139,6 +139,7 @@ class EventType(StrEnum):
     ESTIMATE_CREATED = "estimate.created"
     ACTIVITY_CREATED = "activity.created"
     ACTIVITY_COMPLETED = "activity.completed"
+    ACTIVITY_OVERDUE = "activity.overdue"
     OPPORTUNITY_STALE_DETECTED = "opportunity.stale_detected"
 
 

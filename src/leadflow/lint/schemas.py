@@ -199,6 +199,23 @@ SEED_PAYLOAD_SCHEMAS: tuple[PayloadSchema, ...] = (
     PayloadSchema("activity.created", _ACTIVITY),
     PayloadSchema("activity.completed", _ACTIVITY),
     PayloadSchema(
+        "activity.overdue",
+        {
+            "activityId": _S,
+            "opportunityId": _S,
+            "customerId": _S,
+            "activityType": _ACTIVITY["activityType"],
+            "subject": _S,
+            "assignedTo": _S,
+            "dueDate": _T,
+            "threshold": _N,
+            "level": _I,
+            "overdueFor": _N,
+            "overdueSeconds": _I,
+            "asOf": _T,
+        },
+    ),
+    PayloadSchema(
         "opportunity.stale_detected",
         {
             "opportunityId": _S,

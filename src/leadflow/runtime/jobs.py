@@ -6,35 +6,32 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import time as clock_time
-from typing import TYPE_CHECKING, Any, Final, cast
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, Final
 
 from ..clock import ensure_utc
-from ..documents import copy_document
 from ..errors import InvalidInputError
 from ..models import Activity, ActivityState, Event
-from ..ports import JobStore, Notification, Scheduler
-from ..ports.periodic import (
-    Job,
-    JobContext,
-    JobFunc,
-    JobRun,
-    _count,
-    _cron,
-    _duration,
-    _zone,
-)
+from ..ports import JobStore, Scheduler
+from ..ports.periodic import Job, JobContext, JobFunc, JobRun
 from ..queries import ActivityFilter
 from ..scheduling.runner import JobRunner
+from .escalation import OverdueCheck, overdue_event_id
+from .job_settings import JOB_NAMES, JobSchedule, JobSettings
+from .notices import activity_item, by_assignee, send_notice
 
 if TYPE_CHECKING:
     from .flow import LeadFlow
 
-__all__ = ["JobSchedule", "JobSettings", "LeadflowJobs", "stale_event_id"]
+__all__ = [
+    "JobSchedule",
+    "JobSettings",
+    "LeadflowJobs",
+    "overdue_event_id",
+    "stale_event_id",
+]
 
 log = logging.getLogger("leadflow.scheduling")
 
@@ -42,99 +39,6 @@ _MARGIN: Final = timedelta(milliseconds=1)  # a backend may keep times to the mi
 _REMINDER_KEEP: Final = timedelta(days=1)  # a reminder mark outlives the due date by this much
 _STALE_EVENTS: Final = uuid.UUID("7b1f3c2e-5a60-4f0b-8d9e-57a1e0c0ffee")
 _RETRY_KEEP: Final = 100  # stale opportunities whose event failed, retried at the next run
-
-
-@dataclass(frozen=True, slots=True)
-class JobSchedule:
-    """When one job runs: ``cron`` in the settings' time zone; ``grace``, how late a missed
-    slot may still run; ``lease``, how long one run may hold its slot before another instance
-    may take it over; ``enabled``, whether it is registered at all."""
-
-    cron: str
-    grace: timedelta = timedelta(minutes=10)
-    lease: timedelta = timedelta(minutes=15)
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cron", _cron(self.cron))
-        _duration(self.grace, "grace", zero=True)
-        _duration(self.lease, "lease")
-
-
-@dataclass(frozen=True, slots=True)
-class JobSettings:
-    """Schedules and thresholds of leadflow's jobs; the defaults are the seed's.
-
-    ``timezone`` is where the business is: "daily at 8 AM" means 8 AM there, across
-    daylight-saving changes. Every instance sharing a job store must use the same settings.
-    ``notify`` also sends each notification through the flow's :class:`~leadflow.Notifier`
-    (it always goes to the event sink as ``notification.<name>``).
-    """
-
-    timezone: ZoneInfo | str = "UTC"
-    due_actions: JobSchedule = JobSchedule(
-        "* * * * *", grace=timedelta(minutes=10), lease=timedelta(minutes=10)
-    )
-    overdue_check: JobSchedule = JobSchedule("0 * * * *", grace=timedelta(minutes=30))
-    upcoming_reminders: JobSchedule = JobSchedule("*/30 * * * *", grace=timedelta(minutes=10))
-    stale_opportunities: JobSchedule = JobSchedule(
-        "0 */6 * * *", grace=timedelta(hours=3), lease=timedelta(minutes=30)
-    )
-    cleanup: JobSchedule = JobSchedule(
-        "0 2 * * *", grace=timedelta(hours=12), lease=timedelta(hours=1)
-    )
-    daily_summary: JobSchedule = JobSchedule("0 8 * * *", grace=timedelta(hours=2))
-    due_actions_batch: int = 100
-    due_actions_max_batches: int = 50
-    overdue_limit: int = 5000
-    items_per_notification: int = 50
-    reminder_lead: timedelta = timedelta(minutes=30)
-    upcoming_limit: int = 1000
-    stale_after: timedelta = timedelta(days=7)
-    stale_limit: int = 10_000
-    retention: timedelta = timedelta(days=365)
-    notify: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "timezone", _zone(self.timezone))
-        for name in LeadflowJobs.NAMES:
-            if not isinstance(getattr(self, name), JobSchedule):
-                raise InvalidInputError("expected a JobSchedule", field=name)
-        for name in (
-            "due_actions_batch",
-            "due_actions_max_batches",
-            "overdue_limit",
-            "items_per_notification",
-            "upcoming_limit",
-            "stale_limit",
-        ):
-            _count(getattr(self, name), name)
-        for name in ("reminder_lead", "stale_after", "retention"):
-            _duration(getattr(self, name), name)
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return cast(ZoneInfo, self.timezone)
-
-
-def _item(activity: Activity) -> dict[str, Any]:
-    return {
-        "activityId": activity.activity_id,
-        "opportunityId": activity.opportunity_id,
-        "customerId": activity.customer_id,
-        "activityType": activity.activity_type.value,
-        "subject": activity.subject,
-        "dueDate": activity.due_date,
-        "assignedTo": activity.assigned_to,
-    }
-
-
-def _by_assignee(activities: Iterable[Activity]) -> dict[str | None, list[Activity]]:
-    """Activities grouped by assignee: assignees in name order, the unassigned last."""
-    groups: dict[str | None, list[Activity]] = {}
-    for activity in activities:
-        groups.setdefault(activity.assigned_to, []).append(activity)
-    return dict(sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or "")))
 
 
 def _cursor(
@@ -177,7 +81,9 @@ class LeadflowJobs:
     ============================  ==================  =========================================
     ``due_actions``               every minute        :meth:`LeadFlow.run_due` until drained
     ``overdue_check``             hourly              ``notification.overdue_activities``, one
-                                                      per assignee with their overdue items
+                                                      per assignee with their overdue items;
+                                                      ``activity.overdue`` into the rules once
+                                                      per activity and threshold (1 h, 24 h)
     ``upcoming_reminders``        every 30 minutes    ``notification.upcoming_activities`` for
                                                       activities due within 30 minutes, each
                                                       activity (and due date) reminded once
@@ -192,14 +98,7 @@ class LeadflowJobs:
     notifier that raises for one user) is logged and counted as ``failed``; the others go on.
     """
 
-    NAMES: Final = (
-        "due_actions",
-        "overdue_check",
-        "upcoming_reminders",
-        "stale_opportunities",
-        "cleanup",
-        "daily_summary",
-    )
+    NAMES: Final = JOB_NAMES
 
     def __init__(
         self,
@@ -215,12 +114,13 @@ class LeadflowJobs:
         self.flow = flow
         self.store = store if store is not None else flow.storage.jobs
         self.settings = settings or JobSettings()
+        self.overdue = OverdueCheck(flow, self.store, self.settings)
 
     def jobs(self) -> list[Job]:
         """The enabled jobs, ready to register with any :class:`Scheduler`."""
         bodies: dict[str, tuple[JobFunc, str]] = {
             "due_actions": (self.run_due_actions, "Run the scheduled actions that are due"),
-            "overdue_check": (self.check_overdue, "Notify assignees of overdue activities"),
+            "overdue_check": (self.check_overdue, "Notify of and escalate overdue activities"),
             "upcoming_reminders": (self.remind_upcoming, "Remind of activities due soon"),
             "stale_opportunities": (self.detect_stale, "Feed stale opportunities to the rules"),
             "cleanup": (self.clean_up, "Purge old completed activities"),
@@ -289,31 +189,10 @@ class LeadflowJobs:
         return totals
 
     def check_overdue(self, ctx: JobContext) -> dict[str, int]:
-        """One ``overdue_activities`` notification per assignee (unassigned ones together,
-        to no recipient: the host decides), listing up to ``items_per_notification`` items
-        with the full count."""
-        limit = self.settings.overdue_limit
-        overdue = self.flow.storage.activities.overdue(ctx.now, limit=limit)
-        sent = failed = 0
-        for assignee, group in _by_assignee(overdue).items():
-            key = f"overdue_activities:{ctx.slot}:{assignee or '-'}"
-            payload = {
-                "key": key,
-                "recipients": [assignee] if assignee else [],
-                "asOf": ctx.now,
-                "count": len(group),
-                "activities": [_item(a) for a in group[: self.settings.items_per_notification]],
-            }
-            if self._send("overdue_activities", key, assignee, payload, ctx):
-                sent += 1
-            else:
-                failed += 1
-        return {
-            "overdue": len(overdue),
-            "notifications": sent,
-            "failed": failed,
-            "truncated": int(len(overdue) == limit),
-        }
+        """One ``overdue_activities`` notification per assignee, then each open activity past
+        a threshold of ``overdue_thresholds`` escalated once as ``activity.overdue`` into the
+        rules and to the event sink (see :mod:`leadflow.runtime.escalation`)."""
+        return self.overdue.run(ctx)
 
     def remind_upcoming(self, ctx: JobContext) -> dict[str, int]:
         """Remind each assignee of their activities due within ``reminder_lead`` (30 minutes:
@@ -346,14 +225,14 @@ class LeadflowJobs:
                 already += 1
         marks = {activity.activity_id: mark for activity, mark in fresh}
         sent = reminded = failed = 0
-        for assignee, group in _by_assignee(a for a, _ in fresh).items():
+        for assignee, group in by_assignee(a for a, _ in fresh).items():
             key = f"upcoming_activities:{ctx.slot}:{assignee or '-'}"
             payload = {
                 "key": key,
                 "recipients": [assignee] if assignee else [],
                 "asOf": ctx.now,
                 "count": len(group),
-                "activities": [_item(a) for a in group],
+                "activities": [activity_item(a) for a in group],
             }
             if self._send("upcoming_activities", key, assignee, payload, ctx):
                 sent += 1
@@ -523,24 +402,6 @@ class LeadflowJobs:
         ctx: JobContext,
     ) -> bool:
         """Notifier (when enabled), then the event sink. False if the notifier raised."""
-        if self.settings.notify:
-            try:
-                # The notifier gets its own copy: what it does to it never reaches the sink.
-                self.flow.integrations.notifier.notify(
-                    Notification(
-                        key,
-                        template,
-                        (recipient,) if recipient else (),
-                        None,
-                        copy_document(payload),
-                    )
-                )
-            except Exception:
-                log.exception(
-                    "notifier failed for %s",
-                    key,
-                    extra={"job": ctx.job.name, "slot": ctx.slot, "notification_key": key},
-                )
-                return False
-        self.flow.emit(f"notification.{template}", payload)
-        return True
+        return send_notice(
+            self.flow, template, key, recipient, payload, ctx, notify=self.settings.notify
+        )
