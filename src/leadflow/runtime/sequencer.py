@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -62,6 +61,7 @@ from .context import ActionContext
 from .emitter import Emitter
 from .planning import action_id_for, partition_for
 from .results import SequenceOutcome
+from .sequence_programs import Programs
 from .settings import FlowSettings
 
 __all__ = ["SequenceOutcome", "Sequencer", "enrollment_id_for"]
@@ -82,66 +82,6 @@ def enrollment_id_for(sequence_id: str, cause: str) -> str:
 def step_key(enrollment_id: str, visit: int) -> str:
     """The idempotency key of an enrollment's visit: one stored action per visit."""
     return f"seq:{enrollment_id}:{visit}"
-
-
-class _Programs:
-    """Compiled sequence versions: the current ones (reloaded when the repository's stamp
-    moves, read at most every ``refresh`` of wall time) and older ones on demand."""
-
-    def __init__(
-        self,
-        repository: SequenceRepository,
-        vocabulary: Callable[[], Vocabulary],
-        refresh: timedelta,
-    ) -> None:
-        self._repository = repository
-        self.vocabulary = vocabulary
-        self._refresh = refresh.total_seconds()
-        self._check_at = float("-inf")
-        self._stamp: int | None = None
-        self._compiled: dict[tuple[str, int], SequenceProgram] = {}
-        self.current: dict[str, SequenceProgram] = {}
-        self.listening: frozenset[str] = frozenset()
-
-    def invalidate(self) -> None:
-        self._check_at = float("-inf")
-
-    def refresh(self) -> None:
-        now = time.monotonic()
-        if now < self._check_at:
-            return
-        self._check_at = now + self._refresh
-        stamp = self._repository.stamp()
-        if stamp == self._stamp:
-            return
-        vocabulary = self.vocabulary()
-        current: dict[str, SequenceProgram] = {}
-        for definition in self._repository.list():
-            if definition.status in _RUNNING:
-                current[definition.sequence_id] = self._compile(definition, vocabulary)
-        self.current = current
-        self.listening = frozenset(t for p in current.values() for t in p.event_types())
-        self._stamp = stamp
-
-    def _compile(self, definition: SequenceDefinition, vocabulary: Vocabulary) -> SequenceProgram:
-        key = (definition.sequence_id, definition.version)
-        program = self._compiled.get(key)
-        if program is None or program.definition != definition:
-            program = SequenceProgram(definition, vocabulary)
-            if len(self._compiled) > 1000:
-                self._compiled.clear()
-            self._compiled[key] = program
-        return program
-
-    def get(self, sequence_id: str, version: int) -> SequenceProgram:
-        program = self.current.get(sequence_id)
-        if program is not None and program.definition.version == version:
-            return program
-        program = self._compiled.get((sequence_id, version))
-        if program is None:
-            definition = self._repository.get(sequence_id, version)
-            program = self._compile(definition, self.vocabulary())
-        return program
 
 
 class Sequencer:
@@ -173,7 +113,7 @@ class Sequencer:
         self._settings = settings
         self._clock = clock
         self._emit = emit
-        self.programs = _Programs(sequences, vocabulary, settings.rules_refresh)
+        self.programs = Programs(sequences, vocabulary, settings.rules_refresh)
 
     def now(self) -> datetime:
         return ensure_utc(self._clock.now(), "clock.now()")
