@@ -1,0 +1,176 @@
+"""What sequences cost on the runtime, against plain rule actions measured in the same run,
+interleaved (issue 18's targets: entering a sequence and storing its first step costs at most
+twice a plain rule action in ``handle``; ``run_due`` on sequence steps within 20% of plain
+actions).
+
+``handle``: events as a host holds them (plain mappings, validated in the timed region), one
+per new opportunity, on in-memory stores. Plain: one rule plans a ``send_email`` an hour later.
+Sequence: its entry matches, the opportunity is enrolled and its first visit (a one-hour wait)
+stored. The floor: the rule engine alone on the same events.
+
+``run_due``: N due ``send_email`` actions run and acknowledged. Plain: a rule's delayed
+actions. Sequence: N enrollments at an ``action`` step (each run also moves the enrollment on:
+the next visit stored, the enrollment updated by compare-and-set).
+
+What was done is checked after each timed run (counts of stored actions, enrollments and
+messages). Run: python benchmarks/bench_sequences.py [--quick] [--backend memory|sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from leadflow import FollowUpRule, LeadFlow, ManualClock
+from leadflow.adapters import InMemoryOpportunities, RecordingMessenger
+from leadflow.ports import Storage
+from leadflow.records import ActionKind
+from leadflow.sequences import SequenceDefinition
+
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+RULE = FollowUpRule.model_validate(
+    {
+        "ruleId": "plain",
+        "name": "plain",
+        "trigger": {"eventType": "opportunity.created"},
+        "actions": [{"actionType": "send_email", "template": "hello", "delay": 1}],
+    }
+)
+
+
+def sequence(first_wait: bool) -> SequenceDefinition:
+    steps: list[dict[str, Any]] = [
+        {"id": "send", "kind": "action", "action": {"actionType": "send_email", "template": "hello"}},
+        {"id": "later", "kind": "wait", "delay": 24},
+    ]
+    if first_wait:
+        steps.insert(0, {"id": "hour", "kind": "wait", "delay": 1})
+    return SequenceDefinition.model_validate(
+        {"sequenceId": "seq", "name": "seq", "entry": {"eventType": "opportunity.created"},
+         "steps": steps}
+    )  # fmt: skip
+
+
+def events(n: int, tag: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "opportunity.created",
+            "id": f"{tag}-{i}",
+            "time": (T0 + timedelta(seconds=i)).isoformat(),
+            "payload": {"opportunityId": f"{tag}-o{i}", "customerId": "c"},
+        }
+        for i in range(n)
+    ]
+
+
+def storage_for(backend: str, directory: Path, name: str) -> Storage:
+    if backend == "memory":
+        from leadflow.stores.memory import memory_storage
+
+        return memory_storage()
+    from leadflow.stores.sql import sql_storage
+
+    return sql_storage(f"sqlite:///{directory / name}.db", create=True)
+
+
+def build(
+    backend: str, directory: Path, name: str, *, plain: bool, first_wait: bool, docs: list[Any]
+) -> LeadFlow:
+    clock = ManualClock(T0)
+    flow = LeadFlow.in_memory(clock=clock, storage=storage_for(backend, directory, name))
+    gateway = flow.integrations.opportunities
+    assert isinstance(gateway, InMemoryOpportunities)
+    for doc in docs:
+        gateway.add(doc["payload"]["opportunityId"], owner="alice", email="lead@example.com")
+    if plain:
+        flow.rules.create(RULE)
+    else:
+        flow.sequences.publish(sequence(first_wait))
+    return flow
+
+
+def timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def bench_handle(backend: str, n: int, reps: int, directory: Path) -> dict[str, float]:
+    plain_t: list[float] = []
+    seq_t: list[float] = []
+    engine_t: list[float] = []
+    for rep in range(reps):
+        docs = events(n, f"h{rep}")
+        plain = build(backend, directory, f"hp{rep}", plain=True, first_wait=True, docs=docs)
+        seq = build(backend, directory, f"hs{rep}", plain=False, first_wait=True, docs=docs)
+        engine = plain.engine()
+        engine_t.append(timed(lambda: [engine.evaluate(d) for d in docs]) / n)
+        plain_t.append(timed(lambda: [plain.handle(d) for d in docs]) / n)
+        seq_t.append(timed(lambda: [seq.handle(d) for d in docs]) / n)
+        assert len(plain.storage.scheduled.list(limit=n + 1)) == n
+        stored = seq.storage.scheduled.list(limit=n + 1)
+        assert len(stored) == n and all(a.kind is ActionKind.STEP for a in stored)
+        assert seq.storage.enrollments is not None
+        assert len(seq.storage.enrollments.list(limit=n + 1)) == n
+    p, s, e = (statistics.median(x) * 1e6 for x in (plain_t, seq_t, engine_t))
+    return {"plain_us": p, "sequence_us": s, "engine_us": e, "ratio": s / p}
+
+
+def bench_run_due(backend: str, n: int, reps: int, directory: Path) -> dict[str, float]:
+    plain_t: list[float] = []
+    seq_t: list[float] = []
+    for rep in range(reps):
+        docs = events(n, f"r{rep}")
+        plain = build(backend, directory, f"rp{rep}", plain=True, first_wait=False, docs=docs)
+        seq = build(backend, directory, f"rs{rep}", plain=False, first_wait=False, docs=docs)
+        for flow in (plain, seq):
+            flow.handle_many(docs)
+            assert isinstance(flow.clock, ManualClock)
+            flow.clock.set(T0 + timedelta(hours=2))
+
+        def drain(flow: LeadFlow) -> Callable[[], None]:
+            def run() -> None:
+                while flow.run_due(limit=500).claimed:
+                    pass
+
+            return run
+
+        plain_t.append(timed(drain(plain)) / n)
+        seq_t.append(timed(drain(seq)) / n)
+        for flow in (plain, seq):
+            messenger = flow.integrations.messenger
+            assert isinstance(messenger, RecordingMessenger) and len(messenger.sent) == n
+    p, s = (statistics.median(x) * 1e6 for x in (plain_t, seq_t))
+    return {"plain_us": p, "sequence_us": s, "ratio": s / p}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--backend", choices=["memory", "sqlite"], default="memory")
+    args = parser.parse_args()
+    n, reps = (500, 3) if args.quick else (3000, 7)
+    with tempfile.TemporaryDirectory() as tmp:
+        handle = bench_handle(args.backend, n, reps, Path(tmp))
+        due = bench_run_due(args.backend, n, reps, Path(tmp))
+    print(f"backend {args.backend}, {n} events x {reps} interleaved runs (medians per event)")
+    print(
+        f"handle:  plain rule {handle['plain_us']:.0f} us, sequence entry "
+        f"{handle['sequence_us']:.0f} us, ratio {handle['ratio']:.2f} (target <= 2); "
+        f"engine alone {handle['engine_us']:.1f} us"
+    )
+    print(
+        f"run_due: plain action {due['plain_us']:.0f} us, sequence step "
+        f"{due['sequence_us']:.0f} us, ratio {due['ratio']:.2f} (target <= 1.2)"
+    )
+
+
+if __name__ == "__main__":
+    main()
