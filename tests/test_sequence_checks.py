@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -261,14 +261,77 @@ sequence_documents = st.one_of(
 )
 
 
+@st.composite
+def mutated_examples(draw: st.DrawFn) -> Any:
+    """The example with a few of its parts replaced: most load, so the checks see them."""
+    doc = example()
+    names = st.sampled_from(
+        ["activity.completed", "email.replied", "email.replyed", "quote_sent", "x.y"]
+    )
+    leaf = st.fixed_dictionaries(
+        {
+            "field": st.sampled_from(["outcome", "newStatus", "activityType", "leadsource"]),
+            "operator": st.sampled_from(["equals", "in", "between", "exists", "equalz"]),
+            "value": st.one_of(
+                st.sampled_from(["won", "call", "no_answer", 3]),
+                st.lists(st.sampled_from(["a", "won", 1]), max_size=3),
+            ),
+        }
+    )
+    plain = st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.fixed_dictionaries({"all": st.lists(inner, max_size=2)}),
+            st.fixed_dictionaries({"any": st.lists(inner, max_size=2)}),
+            st.fixed_dictionaries({"not": inner}),
+        ),
+        max_leaves=4,
+    )
+    conditions = st.lists(st.one_of(plain, condition_nodes), max_size=2)
+    for _ in range(draw(st.integers(1, 4))):
+        part = draw(st.sampled_from(["entry", "goal", "wait", "branch", "action", "delay"]))
+        if part == "entry":
+            doc["entry"] = {"eventType": draw(names), "conditions": draw(conditions)}
+        elif part == "goal":
+            goal = draw(st.sampled_from(doc["goals"]))
+            goal.update(eventType=draw(names), conditions=draw(conditions))
+        elif part == "wait":
+            step = doc["steps"][draw(st.sampled_from([1, 6]))]
+            step.update(eventType=draw(names), conditions=draw(conditions))
+        elif part == "branch":
+            fields = st.sampled_from(
+                ["event.outcome", "entry.leadSource", "outcome", "opportunity"]
+            )
+            when = [
+                {**leaf, "field": draw(fields)} if "field" in leaf else leaf
+                for leaf in draw(st.lists(plain, min_size=1, max_size=2))
+            ]
+            doc["steps"][2]["cases"][0]["when"] = when
+        elif part == "action":
+            step = doc["steps"][draw(st.sampled_from([0, 5, 7]))]
+            step["action"] = {
+                "actionType": draw(st.sampled_from(["send_email", "create_activity", "fax"])),
+                **draw(
+                    st.dictionaries(st.sampled_from(["template", "subject"]), st.text(max_size=3))
+                ),
+                "params": draw(st.dictionaries(keys, json_values, max_size=2)),
+            }
+        else:
+            unit = draw(st.sampled_from(["hours", "business_hours", "business_days"]))
+            doc["steps"][6]["timeout"] = {"amount": draw(st.integers(0, 4000)), "unit": unit}
+    return doc
+
+
 @settings(max_examples=examples(300), deadline=None)
-@given(sequence_documents)
+@given(st.one_of(sequence_documents, mutated_examples(), mutated_examples()))
 def test_arbitrary_documents_raise_only_documented_errors(document: Any) -> None:
     try:
         loaded = SequenceDefinition.model_validate(document)
     except ValidationError:
+        event("refused by the model")
         return
     problems = sequence_problems(loaded, VOCABULARY)
+    event("loaded, with problems" if problems else "loaded, no problem")
     try:
         check_sequence(loaded, VOCABULARY)
     except InvalidInputError as exc:
