@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -41,30 +40,22 @@ from ..rules.compiler import describe
 from ..rules.sequence_checks import condition_nodes, sequence_problems, step_location
 from ..runtime.actions import HandlerRegistry
 from ..sequences.definition import (
-    ActionStep,
     BranchStep,
     SequenceDefinition,
-    SequenceStatus,
     SplitStep,
     WaitForEventStep,
-    WaitStep,
     successors,
 )
 from .checks import _type_findings, scalar_fields
 from .findings import Finding, Severity, sort_findings
 from .logic import conjunction, contradiction, implies, never_holds
 from .schemas import PayloadSchema, PayloadSchemas
+from .sequence_overlaps import MESSAGE_ACTIONS, overlap_findings
 
 if TYPE_CHECKING:
     from ..runtime.flow import LeadFlow
 
 __all__ = ["MESSAGE_ACTIONS", "invalid_findings", "lint_sequences"]
-
-MESSAGE_ACTIONS = frozenset({"send_email", "send_sms", "send_notification"})
-"""The action types that message someone (for the ``messages-at-once`` check)."""
-
-_AT_ONCE = timedelta(minutes=30)
-"""Waits shorter than this do not separate two messages (``messages-at-once``)."""
 
 _OPPORTUNITY_FIELDS = ("status", "owner")
 
@@ -381,69 +372,6 @@ class _Linter:
                 yield from self.split(index, step)
 
 
-# --------------------------------------------------------------------------- between sequences
-
-
-def _first_messages(definition: SequenceDefinition) -> list[tuple[int, ActionStep]]:
-    """The message action steps reached from the first step with no wait in between."""
-    steps = definition.steps
-    index = {step.id: i for i, step in enumerate(steps)}
-    out: list[tuple[int, ActionStep]] = []
-    seen: set[str] = set()
-    todo = [steps[0].id]
-    while todo:
-        step_id = todo.pop()
-        if step_id in seen:
-            continue
-        seen.add(step_id)
-        i = index[step_id]
-        step = steps[i]
-        if isinstance(step, WaitForEventStep):
-            continue
-        if isinstance(step, WaitStep):
-            short = step.delay is not None and not step.delay.is_business_time
-            if not (short and step.delay is not None and step.delay.as_timedelta() < _AT_ONCE):
-                continue
-        if isinstance(step, ActionStep) and step.action.action_type in MESSAGE_ACTIONS:
-            out.append((i, step))
-        todo.extend(n for n in successors(steps, i) if n is not None)
-    return sorted(out, key=lambda pair: pair[0])
-
-
-def _overlaps(
-    definitions: Sequence[SequenceDefinition], operators: OperatorRegistry
-) -> Iterator[Finding]:
-    live = [
-        d for d in definitions if d.entry is not None and d.status not in (SequenceStatus.ARCHIVED,)
-    ]
-    first = {d.sequence_id: _first_messages(d) for d in live}
-    for b, later in enumerate(live):
-        mine = first[later.sequence_id]
-        if not mine:
-            continue
-        for earlier in live[:b]:
-            theirs = first[earlier.sequence_id]
-            assert later.entry is not None and earlier.entry is not None
-            if not theirs or later.entry.event_type != earlier.entry.event_type:
-                continue
-            both = conjunction([*later.entry.conditions, *earlier.entry.conditions])
-            if contradiction(both, operators) is not None:
-                continue
-            index, step = mine[0]
-            other_index, other = theirs[0]
-            yield Finding(
-                "warning",
-                later.sequence_id,
-                f"{step_location(index, step)}.action",
-                "messages-at-once",
-                f"sequence {later.sequence_id!r} and sequence {earlier.sequence_id!r} can "
-                f"enroll on the same {later.entry.event_type} event and both message the "
-                f"contact at once ({step.action.action_type} here, "
-                f"{other.action.action_type} at {step_location(other_index, other)} there)",
-                "make their entry conditions exclusive, or put a wait before one message",
-            )
-
-
 # --------------------------------------------------------------------------- the entry point
 
 
@@ -506,5 +434,5 @@ def lint_sequences(
                 Finding("error", sid, problem.location, problem.code, problem.problem, problem.hint)
             )
         findings.extend(_Linter(definition, vocab.operators, schemas).run())
-    findings.extend(_overlaps(loaded, vocab.operators))
+    findings.extend(overlap_findings(loaded, vocab.operators))
     return sort_findings(findings)
