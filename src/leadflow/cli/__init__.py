@@ -3,6 +3,7 @@
 =========================  ==============================================================
 ``leadflow demo``          a sales team over 30 simulated days, on a SQLite file
 ``leadflow rules ...``     ``validate FILE``, ``lint FILE``, ``test FILE --event JSON``, ``schema``
+``leadflow sequences ...`` ``validate FILE...``, ``lint FILE...``, ``schema``
 ``leadflow simulate``      replay an event history through rules (``--compare`` two sets)
 ``leadflow db ...``        ``init`` / ``upgrade --url URL``: schema, indexes, default rules
 ``leadflow worker``        due actions and periodic jobs until SIGTERM
@@ -25,6 +26,7 @@ from ._base import LeadflowGroup
 from .db import db
 from .demo import demo
 from .rules import rules
+from .sequences import sequences
 from .simulate import simulate_command
 from .worker import jobs, worker
 
@@ -45,7 +47,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (demo, rules, simulate_command, db, worker, jobs):
+for command in (demo, rules, sequences, simulate_command, db, worker, jobs):
     cli.add_command(command)
 
 

@@ -6,7 +6,8 @@ Modules: ``operators`` (OperatorRegistry and the built-ins), ``fields`` (field p
 ``events`` (the known event types), ``intake`` (reading event documents), ``engine``
 (RuleEngine), ``explain`` (the one explanation format), ``calendar``
 (WorkingCalendar), ``vocabulary`` (all of the above that rules are written in, as one value:
-``Vocabulary``), ``defaults`` (the seed's rules).
+``Vocabulary``), ``sequence_checks`` (a sequence definition checked against a vocabulary:
+:func:`check_sequence`), ``defaults`` (the seed's rules and the example sequence).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .events import SEED_EVENT_TYPES, EventTypes
 from .explain import DueExplanation, EventExplanation, render_rule
 from .fields import MISSING, field_getter
 from .operators import Operator, OperatorRegistry
+from .sequence_checks import SequenceProblem, check_sequence, sequence_problems
 from .vocabulary import ActionCatalog, ActionDeclaration, Vocabulary
 
 __all__ = [
@@ -44,12 +46,15 @@ __all__ = [
     "PlannedAction",
     "RuleEngine",
     "RuleExplanation",
+    "SequenceProblem",
     "Vocabulary",
     "WorkingCalendar",
+    "check_sequence",
     "default_rules",
     "describe",
     "explain",
     "field_getter",
     "render_rule",
+    "sequence_problems",
     "validate_rule",
 ]
