@@ -13,13 +13,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..clock import ensure_utc
 from ..errors import InvalidInputError, InvalidStateError, NotFoundError
 from ..models import Event
 from ..ports import Clock
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction, ScheduledActionState
+from ..rules.sequence_checks import check_sequence
 from ..rules.sequencing import SequenceProgram
 from ..sequences import (
     ActionStep,
@@ -99,27 +98,9 @@ class SequencesAdmin:
                 f"expected a SequenceDefinition, got {type(definition).__name__}",
                 field="definition",
             )
-        program = SequenceProgram(definition, self._sequencer.programs.vocabulary())
-        for i, step in enumerate(definition.steps):
-            if not isinstance(step, ActionStep):
-                continue
-            where = f"steps[{i}] ({step.id}).action"
-            spec = self._handlers.get(step.action.action_type)
-            if spec is None:
-                known = ", ".join(self._handlers)
-                raise InvalidInputError(
-                    f"no handler for action type {step.action.action_type!r} (known: {known})",
-                    field=f"{where}.actionType",
-                )
-            try:
-                spec.parse(step.action)
-            except ValidationError as exc:
-                problem = exc.errors()[0]
-                loc = ".".join(str(p) for p in problem["loc"])
-                raise InvalidInputError(
-                    f"{problem['msg']}", field=f"{where}.params.{loc}" if loc else where
-                ) from None
-        return program
+        vocabulary = self._sequencer.programs.vocabulary()
+        check_sequence(definition, vocabulary)
+        return SequenceProgram(definition, vocabulary)
 
     def publish(
         self,

@@ -19,7 +19,7 @@ After an ``action``, a ``wait`` or a matched ``wait_for_event`` the enrollment g
 step in the list; past the last step it is completed. Every structural check (unknown step
 references, duplicate ids, loops that never wait, a window that never opens) is made when the
 model is built; operators and handler settings are checked against a vocabulary when the
-sequence is loaded (:func:`leadflow.sequences.check_sequence`).
+sequence is loaded (:func:`leadflow.rules.check_sequence`).
 """
 
 from __future__ import annotations
