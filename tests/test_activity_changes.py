@@ -33,7 +33,6 @@ from .access_support import (
     BOB,
     DISPATCHER,
     SUPER,
-    World,
     build_world,
     proxied_storage,
     run_threads,
@@ -214,12 +213,14 @@ def test_reschedule_refuses_the_past_and_naive_times() -> None:
 # --------------------------------------------------------------------------- into the rules
 
 RULES = [
-    FollowUpRule.model_validate({
-        "ruleId": f"on-{name}",
-        "name": f"react to {name}",
-        "trigger": {"eventType": f"activity.{name}"},
-        "actions": [{"actionType": "send_notification", "template": f"{name}_notice"}],
-    })
+    FollowUpRule.model_validate(
+        {
+            "ruleId": f"on-{name}",
+            "name": f"react to {name}",
+            "trigger": {"eventType": f"activity.{name}"},
+            "actions": [{"actionType": "send_notification", "template": f"{name}_notice"}],
+        }
+    )
     for name in ("rescheduled", "reassigned", "updated", "cancelled")
 ]
 
@@ -296,8 +297,7 @@ BODY = (
             "dueDate": st.sampled_from(["2026-02-01T09:00:00Z", "2026-02-01T09:00:00", "x"])
             | VALUE,
             "duration": st.sampled_from(["PT2H", "P1D", "-PT1H", 0, 7200, "P900D"]) | VALUE,
-            "until": st.sampled_from(["2026-01-06T09:00:00+01:00", "2020-01-01T00:00:00Z"])
-            | VALUE,
+            "until": st.sampled_from(["2026-01-06T09:00:00+01:00", "2020-01-01T00:00:00Z"]) | VALUE,
             "assignedTo": st.sampled_from(["carol", "bob", "$ne", ""]) | VALUE,
             "subject": st.text(max_size=5) | VALUE,
             "description": st.text(max_size=5) | VALUE,
