@@ -4,8 +4,7 @@ the column with 0 for every existing action, which a claim pinned to partition 0
 (claim filters) indexes existing pending actions by type, which filtered claims then take; 0005
 (job values) adds the table a job keeps its cursor in; 0006 (cancelled activities) adds the
 cancellation columns beside existing activities and lets a cancelled one free its open key. On
-SQLite and, with
-``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
+SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
 
 from __future__ import annotations
 
