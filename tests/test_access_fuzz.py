@@ -11,7 +11,7 @@ past the first check."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from leadflow import ActivityType, EventType, LeadflowError, Outcome, Principal
 from leadflow.rules import OperatorRegistry
 
 from .access_support import EVERYONE, World, build_world, snapshot
+from .helpers import T0
 from .suite import examples
 
 SCALARS = (
@@ -258,6 +259,21 @@ ENTRIES: dict[str, Entry] = {
         p, d(ID), d(OUTCOME), expected_version=d(VERSION)
     ),
     "delete_activity": lambda w, p, d: w.ops.delete_activity(p, d(ID)),
+    "reschedule_activity": lambda w, p, d: w.ops.reschedule_activity(
+        p, d(ID), d(FUTURE), expected_version=d(VERSION)
+    ),
+    "snooze_activity": lambda w, p, d: w.ops.snooze_activity(
+        p, d(ID), duration=d(DURATION), until=d(st.none() | FUTURE), expected_version=d(VERSION)
+    ),
+    "reassign_activity": lambda w, p, d: w.ops.reassign_activity(
+        p, d(ID), d(ID), expected_version=d(VERSION)
+    ),
+    "edit_activity": lambda w, p, d: w.ops.edit_activity(
+        p, d(ID), d(EDITS), expected_version=d(VERSION)
+    ),
+    "cancel_activity": lambda w, p, d: w.ops.cancel_activity(
+        p, d(ID), reason=d(st.none() | st.text(max_size=20) | VALUE), expected_version=d(VERSION)
+    ),
     "create_rule": lambda w, p, d: w.ops.create_rule(p, d(RULE)),
     "update_rule": lambda w, p, d: w.ops.update_rule(
         p, d(ID), d(CHANGES), expected_version=d(VERSION), pending=d(PENDING)
@@ -277,10 +293,29 @@ ENTRIES: dict[str, Entry] = {
 }
 
 
+FUTURE = mostly(
+    st.timedeltas(min_value=timedelta(minutes=-5), max_value=timedelta(days=400)).map(
+        lambda delta: T0 + delta
+    )
+)
+DURATION = st.none() | mostly(
+    st.timedeltas(min_value=timedelta(seconds=-5), max_value=timedelta(days=400))
+)
+EDITS = mostly(
+    st.dictionaries(
+        st.sampled_from(["subject", "description", "priority", "notes", "due_date"]),
+        st.sampled_from(["low", "urgent", "", "x", None]) | st.text(max_size=8) | VALUE,
+        max_size=3,
+    )
+)
+
+
 def test_every_operation_is_fuzzed() -> None:
     from leadflow.access import Operations
 
-    public = {n for n, v in vars(Operations).items() if callable(v) and not n.startswith("_")}
+    public = {
+        n for n in dir(Operations) if callable(getattr(Operations, n)) and not n.startswith("_")
+    }
     assert public == set(ENTRIES)
 
 

@@ -5,6 +5,7 @@ a policy that turns every answer round; host overrides; refused overrides."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,11 @@ PINNED = {
     "activity.complete": {S, A, R},
     "activity.complete_any": {S, A},
     "activity.delete": {S, A},
+    "activity.update": {S, A, D, R},
+    "activity.update_any": {S, A, D},
+    "activity.reassign": {S, A, D},
+    "activity.cancel": {S, A, D, R},
+    "activity.cancel_any": {S, A, D},
     "activity.statistics": {S, A, D, R},
     "activity.statistics_all": {S, A, D},
     "rule.read": {S, A, D},
@@ -34,6 +40,7 @@ PINNED = {
     "audit.read": {S, A},
 }
 """The default matrix, written out: changing DEFAULT_POLICY must change this test too."""
+DAY = timedelta(days=1)
 
 NEW_RULE = {
     "ruleId": "matrix-rule",
@@ -79,6 +86,26 @@ CALLS: dict[str, tuple[str, Call]] = {
         "activity.complete",
         lambda w, p: w.ops.complete_activity(p, f"act-{p.user_id}", "successful"),
     ),
+    "reschedule_activity": (
+        "activity.update",
+        lambda w, p: w.ops.reschedule_activity(p, f"act-{p.user_id}", w.clock.now() + DAY),
+    ),
+    "snooze_activity": (
+        "activity.update",
+        lambda w, p: w.ops.snooze_activity(p, f"act-{p.user_id}", duration=DAY),
+    ),
+    "edit_activity": (
+        "activity.update",
+        lambda w, p: w.ops.edit_activity(p, f"act-{p.user_id}", {"priority": "high"}),
+    ),
+    "reassign_activity": (
+        "activity.reassign",
+        lambda w, p: w.ops.reassign_activity(p, f"act-{p.user_id}", "carol"),
+    ),
+    "cancel_activity": (
+        "activity.cancel",
+        lambda w, p: w.ops.cancel_activity(p, f"act-{p.user_id}"),
+    ),
     "delete_activity": (
         "activity.delete",
         lambda w, p: w.ops.delete_activity(p, f"act-{p.user_id}"),
@@ -111,8 +138,8 @@ def test_the_default_table_is_pinned() -> None:
 def test_every_public_method_is_in_the_matrix() -> None:
     public = {
         name
-        for name, value in vars(Operations).items()
-        if callable(value) and not name.startswith("_")
+        for name in dir(Operations)
+        if callable(getattr(Operations, name)) and not name.startswith("_")
     }
     assert public == set(CALLS)
     assert {op for op, _ in CALLS.values()} <= set(OPERATIONS)

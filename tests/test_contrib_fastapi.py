@@ -152,6 +152,47 @@ ROUTES: dict[str, tuple[str, int, Request]] = {
             {"json": {"outcome": "successful"}},
         ),
     ),
+    "reschedule_activity": (
+        "activity.update",
+        200,
+        lambda w, p: (
+            "PATCH",
+            f"/api/lead-activities/act-{_own(p)}/reschedule",
+            {"json": {"dueDate": "2026-02-01T09:00:00Z", "expectedVersion": 1}},
+        ),
+    ),
+    "snooze_activity": (
+        "activity.update",
+        200,
+        lambda w, p: (
+            "PATCH",
+            f"/api/lead-activities/act-{_own(p)}/snooze",
+            {"json": {"duration": "PT2H"}},
+        ),
+    ),
+    "reassign_activity": (
+        "activity.reassign",
+        200,
+        lambda w, p: (
+            "PATCH",
+            f"/api/lead-activities/act-{_own(p)}/reassign",
+            {"json": {"assignedTo": "carol"}},
+        ),
+    ),
+    "cancel_activity": (
+        "activity.cancel",
+        200,
+        lambda w, p: ("PATCH", f"/api/lead-activities/act-{_own(p)}/cancel", {}),
+    ),
+    "edit_activity": (
+        "activity.update",
+        200,
+        lambda w, p: (
+            "PATCH",
+            f"/api/lead-activities/act-{_own(p)}",
+            {"json": {"subject": "new subject", "priority": "urgent"}},
+        ),
+    ),
     "delete_activity": (
         "activity.delete",
         204,

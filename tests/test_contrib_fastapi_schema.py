@@ -49,6 +49,11 @@ SEED_ENDPOINTS = {
     ("POST", "/api/follow-up-rules/{ruleId}/test"),
 }
 EXTRA_ENDPOINTS = {
+    ("PATCH", "/api/lead-activities/{activityId}/reschedule"),
+    ("PATCH", "/api/lead-activities/{activityId}/snooze"),
+    ("PATCH", "/api/lead-activities/{activityId}/reassign"),
+    ("PATCH", "/api/lead-activities/{activityId}/cancel"),
+    ("PATCH", "/api/lead-activities/{activityId}"),
     ("GET", "/api/follow-up-rules/schema"),
     ("GET", "/api/scheduled-actions/parked"),
     ("POST", "/api/scheduled-actions/{actionId}/retry"),
@@ -213,11 +218,16 @@ def test_openapi_lists_the_seed_endpoints_with_models_and_errors(
                 }, (method, path, code)
     schemas = openapi["components"]["schemas"]
     assert "ActivityCreate" in schemas and "CompletionOut" in schemas
+    for name in ("RescheduleIn", "SnoozeIn", "ReassignIn", "CancelIn", "ActivityEdit", "ChangeOut"):
+        assert name in schemas, name
+    assert set(schemas["ActivityEdit"]["properties"]) == {
+        "subject", "description", "priority", "expectedVersion"
+    }  # fmt: skip
 
 
 def test_request_models_follow_the_library_models() -> None:
     guarded = {"open_key", "created_by", "updated_by", "created_at", "updated_at", "version",
-               "completed_by"}  # fmt: skip
+               "completed_by", "cancelled_at", "cancelled_by", "cancel_reason"}  # fmt: skip
     assert set(ActivityCreate.model_fields) == set(Activity.model_fields) - guarded
     fixed = {"rule_id", "version", "created_by", "updated_by", "created_at", "updated_at"}
     assert set(RulePatch.model_fields) == set(FollowUpRule.model_fields) - fixed

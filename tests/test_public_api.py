@@ -12,6 +12,7 @@ PUBLIC = {
     "ActivityFilter",
     "ActivityMetadata",
     "ActivitySort",
+    "ActivityPriority",
     "ActivityState",
     "ActivityStatistics",
     "ActivityType",

@@ -2,8 +2,9 @@
 the column with 0 for every existing action, which a claim pinned to partition 0 then takes;
 0003 (change stamps) adds the rule stamp beside existing rules, which writes then bump; 0004
 (claim filters) indexes existing pending actions by type, which filtered claims then take; 0005
-(job values) adds the table a job keeps its cursor in. On SQLite and, with
-``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
+(job values) adds the table a job keeps its cursor in; 0006 (cancelled activities) adds the
+cancellation columns beside existing activities and lets a cancelled one free its open key. On
+SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from leadflow import ActivityState, OpenActivityExistsError
 from leadflow.stores.sql import (
     SqlDatabase,
     SqlRuleRepository,
@@ -22,10 +24,17 @@ from leadflow.stores.sql import (
     migrate,
     sql_storage,
 )
+from leadflow.stores.sql.activity_sql import activity_values
 from leadflow.stores.sql.migrations.schema_0001 import build_tables as build_tables_0001
 from leadflow.stores.sql.rules import _values as rule_values
 from leadflow.stores.sql.scheduled import _values
-from leadflow.testing.contracts import at, make_delivery, make_rule, make_scheduled_action
+from leadflow.testing.contracts import (
+    at,
+    make_activity,
+    make_delivery,
+    make_rule,
+    make_scheduled_action,
+)
 
 from .sql_support import on_postgres, postgres_schema
 
@@ -141,9 +150,31 @@ def test_0005_adds_the_job_values(at_0001: SqlStorage) -> None:
     assert migrate(database, "0004") == "0004"
     names = inspect(database.engine).get_table_names(schema=database.tables.schema)
     assert database.tables.job_values.name not in names
-    assert migrate(database) == head_revision() == "0005"
-    assert migrate(database) == "0005"  # again: nothing to do
+    assert migrate(database, "0005") == "0005"
+    assert migrate(database, "0005") == "0005"  # again: nothing to do
     jobs = at_0001.jobs
     assert jobs.get_value("cursor:stale") is None
     assert jobs.set_value("cursor:stale", "x", expected=None)
     assert jobs.get_value("cursor:stale") == "x"
+
+
+def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    assert migrate(database, "0005") == "0005"
+    old = build_tables_0001(database.tables.prefix, database.tables.schema).activities
+    values = activity_values(make_activity("old", open_key="k"), version=1)
+    for column in ("cancelled_at", "cancelled_by", "cancel_reason"):
+        del values[column]
+    with database.engine.begin() as connection:
+        connection.execute(old.insert().values(values))
+        columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
+    assert "cancelled_at" not in columns
+    assert migrate(database) == head_revision() == "0006"
+    activities = at_0001.activities
+    found = activities.get("old")
+    assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
+    with pytest.raises(OpenActivityExistsError):
+        activities.add(make_activity("new", open_key="k"))
+    activities.update(found.model_copy(update={"cancelled_at": at(hours=1)}))
+    assert activities.add(make_activity("new", open_key="k")).open_key == "k"
+    assert [a.activity_id for a in activities.pending(at())] == ["new"]

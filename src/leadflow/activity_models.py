@@ -16,7 +16,14 @@ from pydantic import ConfigDict, Field, StringConstraints, model_serializer, mod
 from .documents import as_document
 from .fields import Id, Int64, Text, UtcDatetime, _Record, new_id
 
-__all__ = ["Activity", "ActivityMetadata", "ActivityState", "ActivityType", "Outcome"]
+__all__ = [
+    "Activity",
+    "ActivityMetadata",
+    "ActivityPriority",
+    "ActivityState",
+    "ActivityType",
+    "Outcome",
+]
 
 
 # --------------------------------------------------------------------------- enumerations
@@ -48,13 +55,24 @@ class Outcome(StrEnum):
 class ActivityState(StrEnum):
     """Where an activity stands at a given time.
 
-    ``completed`` once it has a completed date; otherwise ``overdue`` when its due date has
-    passed, else ``pending``.
+    ``completed`` once it has a completed date; ``cancelled`` once it has a cancelled date (it
+    stays in the timeline but is no longer work: never pending nor overdue); otherwise
+    ``overdue`` when its due date has passed, else ``pending``.
     """
 
     PENDING = "pending"
     OVERDUE = "overdue"
     COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ActivityPriority(StrEnum):
+    """How urgent a person rates an activity (``metadata.priority``)."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
 
 
 # --------------------------------------------------------------------------- activities
@@ -74,6 +92,7 @@ class ActivityMetadata(_Record):
     email_opened: bool | None = None
     quote_value: float | None = Field(default=None, ge=0)
     automation_rule_id: Text | None = Field(default=None, max_length=128)
+    priority: ActivityPriority | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -115,6 +134,12 @@ class Activity(_Record):
     completed_by: Id | None = None
     outcome: Outcome | None = None
 
+    cancelled_at: UtcDatetime | None = Field(
+        default=None, description="set when a person cancelled it (kept in the timeline)"
+    )
+    cancelled_by: Id | None = None
+    cancel_reason: Text | None = Field(default=None, max_length=1000)
+
     metadata: ActivityMetadata = Field(default_factory=ActivityMetadata)
     open_key: Annotated[Text, StringConstraints(min_length=1, max_length=400)] | None = Field(
         default=None,
@@ -141,16 +166,34 @@ class Activity(_Record):
             )
         if self.completed_by is not None and self.completed_date is None:
             raise ValueError("completedBy requires completedDate")
+        if self.cancelled_at is not None and self.completed_date is not None:
+            raise ValueError("an activity is either completed or cancelled, not both")
+        if self.cancelled_at is None and (
+            self.cancelled_by is not None or self.cancel_reason is not None
+        ):
+            raise ValueError("cancelledBy and cancelReason require cancelledAt")
         return self
 
     @property
     def is_completed(self) -> bool:
         return self.completed_date is not None
 
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+    @property
+    def is_open(self) -> bool:
+        """Neither completed nor cancelled: still work to do."""
+        return self.completed_date is None and self.cancelled_at is None
+
     def state(self, now: datetime) -> ActivityState:
-        """``completed``, else ``overdue`` if the due date is before ``now``, else ``pending``."""
+        """``completed``, ``cancelled``, else ``overdue`` if the due date is before ``now``, else
+        ``pending``."""
         if self.completed_date is not None:
             return ActivityState.COMPLETED
+        if self.cancelled_at is not None:
+            return ActivityState.CANCELLED
         if self.due_date is not None and self.due_date < now:
             return ActivityState.OVERDUE
         return ActivityState.PENDING

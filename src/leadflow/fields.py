@@ -141,6 +141,10 @@ class EventType(StrEnum):
     ACTIVITY_COMPLETED = "activity.completed"
     ACTIVITY_OVERDUE = "activity.overdue"
     OPPORTUNITY_STALE_DETECTED = "opportunity.stale_detected"
+    ACTIVITY_RESCHEDULED = "activity.rescheduled"
+    ACTIVITY_REASSIGNED = "activity.reassigned"
+    ACTIVITY_UPDATED = "activity.updated"
+    ACTIVITY_CANCELLED = "activity.cancelled"
 
 
 # The seed names some events two ways; the dotted form is canonical.

@@ -48,7 +48,14 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from . import limits as _limits
-from .activity_models import Activity, ActivityMetadata, ActivityState, ActivityType, Outcome
+from .activity_models import (
+    Activity,
+    ActivityMetadata,
+    ActivityPriority,
+    ActivityState,
+    ActivityType,
+    Outcome,
+)
 from .documents import (
     as_document,
     check_condition_tree,
@@ -75,6 +82,7 @@ __all__ = [
     "Action",
     "Activity",
     "ActivityMetadata",
+    "ActivityPriority",
     "ActivityState",
     "ActivityType",
     "Condition",

@@ -22,7 +22,9 @@ Field names are accepted in either spelling (``assignedTo`` / ``assigned_to``, a
 name), and one refused before the write (already completed, stale version) writes nothing.
 
 Every change a person makes is written to the audit log: rule created / updated / deleted (with
-the actions cancelled), activity created / completed / deleted, parked action retried.
+the actions cancelled), activity created / completed / rescheduled / snoozed / reassigned /
+edited / cancelled / deleted, parked action retried. The changes of an open activity are in
+:mod:`.activity_changes`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from ..runtime.flow import LeadFlow
 from ..runtime.planning import AUTOMATION_PREFIX
 from ..runtime.results import CompletionResult, RuleChange, RuleTestResult
 from ..runtime.settings import PendingPolicy
+from .activity_changes import ActivityChangeOperations
 from .inputs import (
     RULE_FIXED,
     as_model,
@@ -84,11 +87,14 @@ _CLOCK_SKEW: Final = timedelta(minutes=5)
 
 _AUDIT_FIELDS: Final = frozenset(
     {"createdBy", "updatedBy", "createdAt", "updatedAt", "version", "completedBy"}
+    | {"cancelledAt", "cancelledBy", "cancelReason"}  # set by cancel_activity only
 )
 
 
-class Operations:
-    """The operations people call, each checked against the principal's role.
+class Operations(ActivityChangeOperations):
+    """The operations people call, each checked against the principal's role. The changes of
+    an open activity (reschedule, snooze, reassign, edit, cancel) come from
+    :class:`~.activity_changes.ActivityChangeOperations`.
 
     Built on a :class:`~leadflow.LeadFlow`: ``Operations(flow)``, or ``Operations(flow, policy)``.
     """
@@ -372,6 +378,8 @@ class Operations:
         # Refused here, before the runtime stores its outbox entry, so the refusal writes nothing.
         if activity.completed_date is not None:
             raise InvalidStateError(f"activity {activity.activity_id!r} is already completed")
+        if activity.cancelled_at is not None:
+            raise InvalidStateError(f"activity {activity.activity_id!r} is cancelled")
         if expected_version is not None and expected_version != activity.version:
             raise StaleWriteError(
                 f"activity {activity.activity_id!r} is at version {activity.version}, "

@@ -54,6 +54,13 @@ _DEFAULT_TABLE: Final[dict[str, frozenset[Role]]] = {
     "activity.read_all": _STAFF,
     "activity.complete": _ADMINS | {Role.SALES},  # sales: their own only
     "activity.complete_any": _ADMINS,
+    # reschedule, snooze, edit: sales their own only; update_any: anyone's (dispatching)
+    "activity.update": _EVERYONE,
+    "activity.update_any": _STAFF,
+    # hand an activity to someone (and, with update_any, another's): not sales by default
+    "activity.reassign": _STAFF,
+    "activity.cancel": _EVERYONE,  # sales: their own only
+    "activity.cancel_any": _STAFF,
     "activity.delete": _ADMINS,
     "activity.statistics": _EVERYONE,  # sales: over their own only
     "activity.statistics_all": _STAFF,

@@ -20,8 +20,10 @@ __all__ = ["SEED_EVENT_TYPES", "EventTypes"]
 
 SEED_EVENT_TYPES: tuple[str, ...] = tuple(str(member) for member in EventType)
 """The types every registry starts with: the seed's five event types, ``activity.created``
-(which leadflow itself emits when it opens an activity) and ``activity.overdue`` (which the
-``overdue_check`` job feeds into the rules when an open activity is past a threshold)."""
+(which leadflow itself emits when it opens an activity), ``activity.overdue`` (which the
+``overdue_check`` job feeds into the rules when an open activity is past a threshold) and the
+changes a person makes to an activity (``activity.rescheduled``, ``activity.reassigned``,
+``activity.updated``, ``activity.cancelled``), which leadflow feeds into the rules."""
 
 # The seed's second spellings, used only to suggest a canonical name for a near miss.
 _ALIASES: tuple[str, ...] = (

@@ -1,8 +1,10 @@
-"""What a person does to activities through a flow: record, complete, delete.
+"""What a person does to activities through a flow: record, complete, change (reschedule,
+reassign, edit, cancel), delete.
 
 A completion (or an activity recorded already completed) sets off ``activity.completed`` through
 the completion :class:`~.outbox.Outbox`, so the follow-up is delivered exactly once whatever
-fails. :class:`ActivityWrites` is built from explicit parts: the activity store, the outbox, the
+fails; a change sets off its event (``activity.rescheduled``...) the same way.
+:class:`ActivityWrites` is built from explicit parts: the activity store, the outbox, the
 emitter and the clock.
 """
 
@@ -23,7 +25,8 @@ from ..models import Activity, Outcome
 from ..ports import ActivityRepository, Clock
 from .emitter import Emitter
 from .outbox import Outbox, activity_payload
-from .results import CompletionResult
+from .planning import change_event
+from .results import ChangeResult, CompletionResult
 
 __all__ = ["ActivityWrites", "activity_payload"]
 
@@ -92,6 +95,8 @@ class ActivityWrites:
         # entry behind).
         if activity.completed_date is not None:
             raise InvalidStateError(f"activity {activity.activity_id!r} is already completed")
+        if activity.cancelled_at is not None:
+            raise InvalidStateError(f"activity {activity.activity_id!r} is cancelled")
         if expected_version is not None and expected_version != activity.version:
             raise StaleWriteError(
                 f"activity {activity.activity_id!r} is at version {activity.version}, "
@@ -119,6 +124,35 @@ class ActivityWrites:
             extra={"activity_id": done.activity_id, "outcome": outcome, "actor": completed_by},
         )
         return CompletionResult(done, follow_up)
+
+    def change(
+        self,
+        changed: Activity,
+        event_type: str,
+        *,
+        previous: dict[str, object],
+        actor: str | None,
+        reason: str | None = None,
+    ) -> ChangeResult:
+        """Store ``changed`` (an activity as read, with the change applied; its ``version`` is
+        the one read, so a write in between is a :class:`StaleWriteError` and nothing is
+        written) and feed ``event_type`` into the rules through the outbox: exactly once,
+        whatever fails. ``previous`` holds the changed fields' values before (camelCase)."""
+        now = self._now()
+        planned = changed._evolve(version=changed.version + 1)
+        event = change_event(
+            event_type, planned, previous=previous, actor=actor, time=now, reason=reason
+        )
+        stored, deliver = self._outbox.around(
+            planned, lambda: self._activities.update(changed), event=event
+        )
+        self._emit(event_type, dict(event.payload))
+        follow_up = deliver()
+        log.info(
+            "activity changed",
+            extra={"activity_id": stored.activity_id, "change": event_type, "actor": actor},
+        )
+        return ChangeResult(stored, event, follow_up)
 
     def delete(self, activity_id: str, *, actor: str | None) -> Activity:
         """Remove an activity; returns what was deleted."""

@@ -1,4 +1,5 @@
-"""The completion outbox: ``activity.completed`` delivered exactly once whatever fails.
+"""The completion outbox: ``activity.completed`` (and the change events of an activity,
+``activity.rescheduled``...) delivered exactly once whatever fails.
 
 Before a write that completes an activity, an outbox entry (a scheduled action of kind
 ``delivery``, claimed by this worker) is stored (:func:`~.planning.delivery_action`); after the
@@ -63,11 +64,12 @@ class Outbox:
         return ensure_utc(self._clock.now(), "clock.now()")
 
     def around(
-        self, activity: Activity, write: Callable[[], Activity]
+        self, activity: Activity, write: Callable[[], Activity], *, event: Event | None = None
     ) -> tuple[Activity, Callable[[], HandleResult | None]]:
-        """Store an outbox entry for ``activity``'s completion, then do ``write`` (which
-        completes it). Returns what ``write`` returned and a function that delivers the entry
-        now (call it after telling the host about the write).
+        """Store an outbox entry for ``activity``'s completion (or for ``event``, a change a
+        person made to it: see :func:`~.planning.change_event`), then do ``write`` (which
+        completes or changes it). Returns what ``write`` returned and a function that delivers
+        the entry now (call it after telling the host about the write).
 
         If the write fails the entry is retired (it belongs to this attempt only) when the
         store refused it; when the outcome is unknown (a storage error, a crash), ``run_due``
@@ -76,7 +78,7 @@ class Outbox:
         settings = self._settings
         worker = self._executor.worker_id
         entry = delivery_action(
-            completed_event(activity, activity_payload(activity)),
+            event if event is not None else completed_event(activity, activity_payload(activity)),
             activity,
             attempt=uuid.uuid4().hex[:16],
             now=now,
@@ -110,7 +112,9 @@ class Outbox:
 
     def deliver(self, ctx: ActionContext[Any]) -> str:
         """Deliver an outbox entry: feed the completion of ``activity_id`` into the rules if the
-        write it was stored before really happened (the event is rebuilt from what is stored)."""
+        write it was stored before really happened (the event is rebuilt from what is stored).
+        A change event (``activity.rescheduled``...) is delivered as stored, if the activity
+        reached the version the change wrote (``payload.version``)."""
         activity_id = ctx.scheduled.activity_id
         event = ctx.event
         if activity_id is not None:
@@ -118,8 +122,13 @@ class Outbox:
                 activity = self._activities.get(activity_id)
             except NotFoundError:
                 return "activity is gone; nothing to deliver"
-            if activity.completed_date is None:
+            if event.type != "activity.completed":
+                written = event.payload.get("version")
+                if not isinstance(written, int) or activity.version < written:
+                    return "activity was not changed; nothing to deliver"
+            elif activity.completed_date is None:
                 return "activity was not completed; nothing to deliver"
-            event = completed_event(activity, activity_payload(activity))
+            else:
+                event = completed_event(activity, activity_payload(activity))
         ctx.cascades.append(self._handle(event, ctx.depth))
         return f"delivered {event.type} {event.id}"

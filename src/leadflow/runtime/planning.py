@@ -20,6 +20,7 @@ __all__ = [
     "AUTOMATION_PREFIX",
     "action_id_for",
     "activity_id_for",
+    "change_event",
     "completed_event",
     "delivery_action",
     "is_permanent",
@@ -81,6 +82,36 @@ def completed_event(activity: Activity, payload: dict[str, object]) -> Event:
         time=activity.completed_date,
         payload=payload,
         actor=activity.completed_by,
+    )
+
+
+def change_event(
+    event_type: str,
+    activity: Activity,
+    *,
+    previous: dict[str, object],
+    actor: str | None,
+    time: datetime,
+    reason: str | None = None,
+) -> Event:
+    """The event of a change a person made to an activity (``activity.rescheduled``,
+    ``activity.reassigned``, ``activity.updated``, ``activity.cancelled``): its payload is the
+    changed activity's document (``version`` the one the change wrote), ``previous`` the
+    changed fields' values before, ``changedBy`` and, when given, ``reason``. Its id is derived
+    from the type, the activity and the version written: one event per change."""
+    payload: dict[str, object] = {
+        **activity.to_document(),
+        "previous": previous,
+        "changedBy": actor,
+    }
+    if reason is not None:
+        payload["reason"] = reason
+    return Event(
+        id=_digest(f"{event_type}/{activity.activity_id}/{activity.version}"),
+        type=event_type,
+        time=time,
+        payload=payload,
+        actor=actor,
     )
 
 

@@ -11,6 +11,7 @@ from ..rules.engine import Evaluation, PlannedAction
 
 __all__ = [
     "ActionRun",
+    "ChangeResult",
     "CompletionResult",
     "DueRunReport",
     "HandleResult",
@@ -98,6 +99,17 @@ class CompletionResult:
     delivery failed and will be retried by ``run_due``)."""
 
     activity: Activity
+    follow_up: HandleResult | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """A changed activity (rescheduled, snoozed, reassigned, edited, cancelled), the event the
+    change set off (``activity.rescheduled``...) and what the rules did with it (None when the
+    delivery failed and will be retried by ``run_due``)."""
+
+    activity: Activity
+    event: Event
     follow_up: HandleResult | None
 
 

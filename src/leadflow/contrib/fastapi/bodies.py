@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -17,6 +17,7 @@ from ...fields import Id, UtcDatetime
 from ...models import (
     Action,
     Activity,
+    ActivityPriority,
     ActivityState,
     ActivityType,
     FollowUpRule,
@@ -25,15 +26,18 @@ from ...models import (
 )
 from ...records import ScheduledAction, ScheduledActionState
 from ...rules.fields import MISSING
-from ...runtime.results import ActionRun, HandleResult, RuleChange, RuleTestResult
+from ...runtime.results import ActionRun, ChangeResult, HandleResult, RuleChange, RuleTestResult
 from ...runtime.settings import PendingPolicy
 
 __all__ = [
     "ActionRunOut",
     "ActivityCreate",
+    "ActivityEdit",
     "ActivityListQuery",
     "ActivityPage",
     "AuditQuery",
+    "CancelIn",
+    "ChangeOut",
     "CompletionIn",
     "CompletionOut",
     "ConditionOut",
@@ -43,11 +47,14 @@ __all__ = [
     "ParkedQuery",
     "PendingQuery",
     "PlannedOut",
+    "ReassignIn",
+    "RescheduleIn",
     "RuleChangeOut",
     "RulePatch",
     "RuleTestOut",
     "RuleWriteQuery",
     "ScheduledOut",
+    "SnoozeIn",
     "StatisticsQuery",
 ]
 
@@ -168,6 +175,54 @@ class CompletionIn(_Wire):
 
     outcome: Outcome | None = None
     expected_version: int | None = Field(default=None, ge=1)
+
+
+class _Versioned(_Wire):
+    expected_version: int | None = Field(
+        default=None, ge=1, description="the version the caller saw: 409 if the activity moved on"
+    )
+
+
+class RescheduleIn(_Versioned):
+    """A new due date: timezone-aware, not in the past, not before the scheduled date."""
+
+    due_date: UtcDatetime
+
+
+class SnoozeIn(_Versioned):
+    """Move the due date later: by ``duration`` (ISO 8601, e.g. ``PT2H``, or seconds; from the
+    due date, or from now when that is past), or to ``until``. Exactly one of the two."""
+
+    duration: timedelta | None = Field(default=None, gt=timedelta(0), le=timedelta(days=366))
+    until: UtcDatetime | None = None
+
+
+class ReassignIn(_Versioned):
+    """Who the activity goes to."""
+
+    assigned_to: Id
+
+
+class ActivityEdit(_Versioned):
+    """The fields to change (those sent; ``priority: null`` clears it)."""
+
+    subject: str | None = Field(default=None, min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=20_000, description="the notes")
+    priority: ActivityPriority | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent (a null subject or description is refused by the operation)."""
+        return {
+            name: getattr(self, name)
+            for name in ("subject", "description", "priority")
+            if name in self.model_fields_set
+        }
+
+
+class CancelIn(_Versioned):
+    """Why (optional)."""
+
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class RulePatch(_Wire):
@@ -320,6 +375,27 @@ class CompletionOut(_Wire):
 
     activity: Activity
     follow_up: HandleOut | None
+
+
+class ChangeOut(_Wire):
+    """The changed activity, the event the change set off (``activity.rescheduled``,
+    ``activity.reassigned``, ``activity.updated``, ``activity.cancelled``) and what the rules did
+    with it (null when the delivery failed and will be retried)."""
+
+    activity: Activity
+    event_type: str
+    event_id: str
+    follow_up: HandleOut | None
+
+    @classmethod
+    def of(cls, result: ChangeResult) -> ChangeOut:
+        follow_up = HandleOut.of(result.follow_up) if result.follow_up is not None else None
+        return cls(
+            activity=result.activity,
+            event_type=result.event.type,
+            event_id=result.event.id,
+            follow_up=follow_up,
+        )
 
 
 class RuleChangeOut(_Wire):

@@ -25,9 +25,12 @@ from ...runtime.flow import LeadFlow
 from ...runtime.schema import rule_schema
 from .bodies import (
     ActivityCreate,
+    ActivityEdit,
     ActivityListQuery,
     ActivityPage,
     AuditQuery,
+    CancelIn,
+    ChangeOut,
     CompletionIn,
     CompletionOut,
     EventIn,
@@ -35,10 +38,13 @@ from .bodies import (
     LimitQuery,
     ParkedQuery,
     PendingQuery,
+    ReassignIn,
+    RescheduleIn,
     RuleChangeOut,
     RulePatch,
     RuleTestOut,
     RuleWriteQuery,
+    SnoozeIn,
     StatisticsQuery,
 )
 from .errors import ERROR_RESPONSES, LeadflowRoute, NotAuthenticatedError
@@ -90,8 +96,8 @@ def router(
     tags: Iterable[str] = ("leadflow",),
 ) -> APIRouter:
     """An ``APIRouter`` with the seed's endpoints (11 under ``/lead-activities``, 7 under
-    ``/follow-up-rules``), the rule schema, parked actions and the audit trail, under
-    ``prefix``.
+    ``/follow-up-rules``), the changes of an open activity (reschedule, snooze, reassign,
+    cancel, edit), the rule schema, parked actions and the audit trail, under ``prefix``.
 
     ``source`` is an :class:`~leadflow.access.Operations` (with the host's policy) or a
     :class:`~leadflow.LeadFlow` (the default policy). ``principal`` is the host's dependency
@@ -211,6 +217,8 @@ def _activity_routes(api: APIRouter, ops: Operations, current: Callable[..., Pri
         follow_up = HandleOut.of(result.follow_up) if result.follow_up is not None else None
         return CompletionOut(activity=result.activity, follow_up=follow_up)
 
+    _change_routes(api, ops, current)
+
     @api.delete(
         f"{base}/{{activityId}}",
         status_code=204,
@@ -219,6 +227,67 @@ def _activity_routes(api: APIRouter, ops: Operations, current: Callable[..., Pri
     )
     def delete_activity(activity_id: ActivityIdPath, who: Principal = Depends(current)) -> None:
         ops.delete_activity(who, activity_id)
+
+
+def _change_routes(api: APIRouter, ops: Operations, current: Callable[..., Principal]) -> None:
+    """The changes of an open activity: each answers the changed activity and its event."""
+    base = f"/{_ACTIVITIES}/{{activityId}}"
+    opts: dict[str, Any] = {"response_model": ChangeOut, "response_model_exclude_none": True}
+
+    @api.patch(f"{base}/reschedule", summary="Reschedule (new due date)", **opts)
+    def reschedule_activity(
+        activity_id: ActivityIdPath, body: RescheduleIn, who: Principal = Depends(current)
+    ) -> Any:
+        return ChangeOut.of(
+            ops.reschedule_activity(
+                who, activity_id, body.due_date, expected_version=body.expected_version
+            )
+        )
+
+    @api.patch(f"{base}/snooze", summary="Snooze (due date later)", **opts)
+    def snooze_activity(
+        activity_id: ActivityIdPath, body: SnoozeIn, who: Principal = Depends(current)
+    ) -> Any:
+        return ChangeOut.of(
+            ops.snooze_activity(
+                who,
+                activity_id,
+                duration=body.duration,
+                until=body.until,
+                expected_version=body.expected_version,
+            )
+        )
+
+    @api.patch(f"{base}/reassign", summary="Reassign", **opts)
+    def reassign_activity(
+        activity_id: ActivityIdPath, body: ReassignIn, who: Principal = Depends(current)
+    ) -> Any:
+        return ChangeOut.of(
+            ops.reassign_activity(
+                who, activity_id, body.assigned_to, expected_version=body.expected_version
+            )
+        )
+
+    @api.patch(f"{base}/cancel", summary="Cancel (kept in the timeline)", **opts)
+    def cancel_activity(
+        activity_id: ActivityIdPath, body: CancelIn | None = None, who: Principal = Depends(current)
+    ) -> Any:
+        body = body or CancelIn()
+        return ChangeOut.of(
+            ops.cancel_activity(
+                who, activity_id, reason=body.reason, expected_version=body.expected_version
+            )
+        )
+
+    @api.patch(base, summary="Edit subject, description, priority", **opts)
+    def edit_activity(
+        activity_id: ActivityIdPath, body: ActivityEdit, who: Principal = Depends(current)
+    ) -> Any:
+        return ChangeOut.of(
+            ops.edit_activity(
+                who, activity_id, body.changes(), expected_version=body.expected_version
+            )
+        )
 
 
 def _rule_routes(api: APIRouter, ops: Operations, current: Callable[..., Principal]) -> None:

@@ -41,6 +41,7 @@ from ..checks import checked_after
 from .activity_queries import ActivityQueryPlans, Index, Key, key_after, with_prefix
 from .activity_rows import (
     ASSIGNED,
+    CANCELLED,
     COLUMNS,
     COMPLETED,
     COMPLETED_BY,
@@ -98,11 +99,13 @@ class InMemoryActivityRepository(ActivityQueryPlans):
     - ``_by_opportunity`` / ``_by_customer``: (opportunity or customer, assignee or "",
       created, id): an opportunity's activities, or one assignee's share of them, without
       touching anyone else's.
-    - ``_open_due`` (due, id) and ``_open_undated`` (id,): open activities; the ``_by_assignee``
-      variants prefix the assignee: overdue, pending and upcoming pages.
+    - ``_open_due`` (due, id) and ``_open_undated`` (id,): open activities (neither completed
+      nor cancelled); the ``_by_assignee`` variants prefix the assignee: overdue, pending and
+      upcoming pages.
     - ``_completed``: (completed, id): retention purges, completion ranges.
     - ``_by_last``: (last activity time, opportunity), with ``_last`` by opportunity.
-    - ``_open_keys``: open key -> id of the open activity holding it.
+    - ``_open_keys``: open key -> id of the open activity holding it (completing or cancelling
+      it frees the key).
     """
 
     def __init__(self) -> None:
@@ -153,7 +156,8 @@ class InMemoryActivityRepository(ActivityQueryPlans):
                     f"activity {checked.activity_id!r} is at version {old[VERSION]}, "
                     f"not {checked.version}: re-read it and apply the change again"
                 )
-            if old[COMPLETED] is not None and checked.completed_date is None:
+            was_open = old[COMPLETED] is None and old[CANCELLED] is None
+            if not was_open and checked.is_open:
                 self._check_open_key(old[OPEN_KEY], checked.activity_id)
             row = row_from_activity(checked, version=old[VERSION] + 1, open_key=old[OPEN_KEY])
             self._replace(old, row)
@@ -185,6 +189,8 @@ class InMemoryActivityRepository(ActivityQueryPlans):
                 raise NotFoundError(f"no activity {activity_id!r}")
             if old[COMPLETED] is not None:
                 raise InvalidStateError(f"activity {activity_id!r} is already completed")
+            if old[CANCELLED] is not None:
+                raise InvalidStateError(f"activity {activity_id!r} is cancelled")
             if expected_version is not None and old[VERSION] != expected_version:
                 raise StaleWriteError(
                     f"activity {activity_id!r} is at version {old[VERSION]}, not {expected_version}"
@@ -372,6 +378,8 @@ class InMemoryActivityRepository(ActivityQueryPlans):
             keys.append((self._by_rule, (row[RULE], *created)))
         if row[COMPLETED] is not None:
             keys.append((self._completed, (row[COMPLETED], activity_id, row)))
+        elif row[CANCELLED] is not None:
+            pass  # neither done nor to do: only in the indexes above
         elif row[DUE] is not None:
             keys.append((self._open_due, (row[DUE], activity_id, row)))
             if assignee is not None:
@@ -393,7 +401,7 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         self._rows[row[ID]] = row
         for index, key in self._index_keys(row):
             index.add(key)
-        if row[OPEN_KEY] is not None and row[COMPLETED] is None:
+        if row[OPEN_KEY] is not None and row[COMPLETED] is None and row[CANCELLED] is None:
             self._open_keys[row[OPEN_KEY]] = row[ID]
         latest = max((t for t in (row[CREATED], row[COMPLETED]) if t is not None), default=None)
         old = self._last.get(row[OPPORTUNITY])

@@ -1,10 +1,11 @@
 """Activities in MongoDB: :class:`~leadflow.ports.ActivityRepository` on one collection.
 
-Documents carry two fields beyond the model's: ``isOpen`` (``true`` until completed), because a
-partial index cannot select documents by a *missing* ``completedDate``; and ``openKeyHeld``, the
-``openKey`` of an open activity (absent once completed). A unique sparse index on
-``openKeyHeld`` makes the server itself refuse a second open activity with the same key, so two
-concurrent adds can never both succeed; completing an activity unsets it, freeing the key.
+Documents carry two fields beyond the model's: ``isOpen`` (``true`` until completed or
+cancelled), because a partial index cannot select documents by a *missing* ``completedDate``;
+and ``openKeyHeld``, the ``openKey`` of an open activity (absent once completed or cancelled). A
+unique sparse index on ``openKeyHeld`` makes the server itself refuse a second open activity
+with the same key, so two concurrent adds can never both succeed; completing or cancelling an
+activity unsets it, freeing the key.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ _BY_DUE: Final = [("dueDate", ASCENDING), ("activityId", ASCENDING)]
 
 def _activity_document(activity: Any, version: int) -> Document:
     document = checked_document(activity, Activity, "activity", version=version)
-    document[OPEN] = "completedDate" not in document
+    document[OPEN] = "completedDate" not in document and "cancelledAt" not in document
     if document[OPEN] and _OPEN_KEY in document:
         document[_HELD] = document[_OPEN_KEY]
     return document
@@ -286,6 +287,8 @@ class MongoActivityRepository(MongoStore):
             if document is not None:
                 return _load(document)
             current = self._require(activity_id)
+            if current.get("cancelledAt") is not None:
+                raise InvalidStateError(f"activity {activity_id!r} is cancelled")
             if not current.get(OPEN, "completedDate" not in current):
                 raise InvalidStateError(f"activity {activity_id!r} is already completed")
             if expected_version is not None and current.get("version") != expected_version:
@@ -445,7 +448,9 @@ class MongoActivityRepository(MongoStore):
     @translated("filter")
     def statistics(self, filter: ActivityFilter | None, *, as_of: datetime) -> ActivityStatistics:
         as_of = when("as_of", as_of)
-        pipeline = statistics_pipeline(conjoin(activity_clauses(filter)), as_of)
+        # Cancelled activities are left out: they are no work, done or to do.
+        clauses = [*activity_clauses(filter), {"cancelledAt": None}]
+        pipeline = statistics_pipeline(conjoin(clauses), as_of)
         facets = next(iter(self._collection.aggregate(pipeline)))
         by_state = counts(facets["byState"])
         by_type = counts(facets["byType"])

@@ -102,7 +102,9 @@ def activity_clauses(f: ActivityFilter | None) -> list[Document]:
         except ValueError as exc:
             raise InvalidInputError(f"unknown state {f.state!r}", field="state") from exc
         if state is ActivityState.COMPLETED:
-            clauses.append({OPEN: False})
+            clauses.append({OPEN: False, "completedDate": {"$ne": None}})
+        elif state is ActivityState.CANCELLED:
+            clauses.append({OPEN: False, "cancelledAt": {"$ne": None}})
         else:
             as_of = when("as_of", f.as_of)
             clauses.append({OPEN: True})

@@ -3,8 +3,9 @@
 Each method is one transaction; the writes are single statements where the contract needs an
 atomic step (a version-checked ``UPDATE ... RETURNING``, a completion that only lands on an
 open activity). "At most one open activity per open key" is a unique partial index on
-``open_key WHERE completed_date IS NULL``: the database itself refuses the second of two
-concurrent adds, and completing or deleting the holder frees the key.
+``open_key WHERE completed_date IS NULL AND cancelled_at IS NULL``: the database itself refuses
+the second of two concurrent adds, and completing, cancelling or deleting the holder frees the
+key. Open means neither completed nor cancelled: the work lists leave cancelled ones out.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class SqlActivityRepository:
         checked = check_model(activity, Activity, "activity")
         values = activity_values(checked, version=1)
         with sql_errors("activity"):
-            held = checked.open_key if checked.completed_date is not None else None
+            held = checked.open_key if not checked.is_open else None
             try:
                 for _ in range(3):
                     with self._db.write(atomic=held is not None) as connection:
@@ -128,7 +129,11 @@ class SqlActivityRepository:
 
     def _held(self, connection: Connection, key: str) -> bool:
         c = self._t.c
-        held = select(c.activity_id).where(c.open_key == key, c.completed_date.is_(None)).limit(1)
+        held = (
+            select(c.activity_id)
+            .where(c.open_key == key, c.completed_date.is_(None), c.cancelled_at.is_(None))
+            .limit(1)
+        )
         return connection.execute(held).first() is not None
 
     def _refuse_if_held(self, connection: Connection, activity_id: str, key: str) -> None:
@@ -227,7 +232,11 @@ class SqlActivityRepository:
         }
         if completed_by is not None:
             changes["updated_by"] = completed_by
-        conditions = [c.activity_id == activity_id, c.completed_date.is_(None)]
+        conditions = [
+            c.activity_id == activity_id,
+            c.completed_date.is_(None),
+            c.cancelled_at.is_(None),
+        ]
         if expected_version is not None:
             conditions.append(c.version == expected_version)
         statement = update(self._t).where(*conditions).values(changes).returning(*self._t.c)
@@ -235,12 +244,16 @@ class SqlActivityRepository:
             row = connection.execute(statement).mappings().first()
             if row is None:
                 found = connection.execute(
-                    select(c.completed_date, c.version).where(c.activity_id == activity_id)
+                    select(c.completed_date, c.cancelled_at, c.version).where(
+                        c.activity_id == activity_id
+                    )
                 ).first()
                 if found is None:
                     raise NotFoundError(f"no activity {activity_id!r}")
                 if found.completed_date is not None:
                     raise InvalidStateError(f"activity {activity_id!r} is already completed")
+                if found.cancelled_at is not None:
+                    raise InvalidStateError(f"activity {activity_id!r} is cancelled")
                 raise StaleWriteError(
                     f"activity {activity_id!r} is at version {found.version}, "
                     f"not {expected_version}"
@@ -362,7 +375,10 @@ class SqlActivityRepository:
 
     def _open(self, assigned_to: object) -> builtins.list[ColumnElement[bool]]:
         check_type(assigned_to, str, "assigned_to", optional=True)
-        clauses: builtins.list[ColumnElement[bool]] = [self._t.c.completed_date.is_(None)]
+        clauses: builtins.list[ColumnElement[bool]] = [
+            self._t.c.completed_date.is_(None),
+            self._t.c.cancelled_at.is_(None),
+        ]
         if assigned_to is not None:
             clauses.append(self._t.c.assigned_to == assigned_to)
         return clauses

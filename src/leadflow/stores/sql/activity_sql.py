@@ -64,6 +64,9 @@ _COLUMNS = (
     "created_at",
     "updated_at",
     "version",
+    "cancelled_at",
+    "cancelled_by",
+    "cancel_reason",
 )
 
 
@@ -141,10 +144,13 @@ def filter_clauses(t: Table, f: ActivityFilter) -> list[ColumnElement[bool]]:
         clauses.append(c.outcome.in_(_enum_values(f.outcomes, Outcome, "outcomes")))
     if f.state is ActivityState.COMPLETED:
         clauses.append(c.completed_date.is_not(None))
+    elif f.state is ActivityState.CANCELLED:
+        clauses.append(c.cancelled_at.is_not(None))
     elif f.state is not None:
         if f.as_of is None:
             raise InvalidInputError("pending and overdue need as_of", field="as_of")
         clauses.append(c.completed_date.is_(None))
+        clauses.append(c.cancelled_at.is_(None))
         if f.state is ActivityState.OVERDUE:
             clauses.append(c.due_date < f.as_of)
         else:
@@ -202,10 +208,11 @@ def statistics(
     connection: Connection, t: Table, clauses: list[ColumnElement[bool]], as_of: datetime
 ) -> ActivityStatistics:
     """:class:`ActivityStatistics` of the rows matching ``clauses``, in two statements: the
-    counts (one ``GROUP BY`` per breakdown, as one ``UNION ALL``) and the two means."""
+    counts (one ``GROUP BY`` per breakdown, as one ``UNION ALL``) and the two means. Cancelled
+    activities are left out: they are no work, done or to do."""
     dialect = connection.dialect.name
     c = t.c
-    where = and_(true(), *clauses)
+    where = and_(true(), *clauses, c.cancelled_at.is_(None))
     state = case(
         (c.completed_date.is_not(None), literal_column("'completed'")),
         (c.due_date < as_of, literal_column("'overdue'")),

@@ -6,7 +6,8 @@ PostgreSQL the tables may live in a schema the host chooses. Index names repeat 
 because PostgreSQL keeps index names per schema, not per table.
 
 Each index serves named queries (see the comments and ``docs/sql.md`` for the plans). Partial
-indexes keep open activities (``completed_date IS NULL``) and live scheduled actions apart from
+indexes keep open activities (``completed_date IS NULL``; a cancelled one stays there, the
+queries leave it out) and live scheduled actions apart from
 the history that grows forever, so the work lists cost what they return.
 """
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
 )
 
 from ...errors import InvalidInputError
@@ -102,6 +104,9 @@ def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
         Column("created_at", UtcDateTime),
         Column("updated_at", UtcDateTime),
         Column("version", BigInteger, nullable=False),
+        Column("cancelled_at", UtcDateTime),
+        _id("cancelled_by"),
+        Column("cancel_reason", Text),
         _id("automation_rule_id"),  # metadata.automationRuleId, for its index
         Column("meta", Document, nullable=False),  # the whole metadata document
         PrimaryKeyConstraint("activity_id", name=f"{name}_pkey"),
@@ -110,12 +115,14 @@ def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
     c = table.c
     is_open = c.completed_date.is_(None)
     # At most one open activity per open key: the atomic duplicate protection of `add`.
+    # Completing or cancelling the holder frees the key.
+    holds_key = and_(c.completed_date.is_(None), c.cancelled_at.is_(None))
     Index(
         f"{name}_open_key",
         c.open_key,
         unique=True,
-        postgresql_where=is_open,
-        sqlite_where=is_open,
+        postgresql_where=holds_key,
+        sqlite_where=holds_key,
     )
     # The seed's compound index: one opportunity's activities by type (statistics).
     Index(f"{name}_opportunity_type", c.opportunity_id, c.activity_type)

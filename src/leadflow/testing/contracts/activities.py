@@ -1,5 +1,6 @@
 """The activity contract: writes (add, update, complete, delete), the open-key uniqueness the
-automation relies on, copies, UTC and argument checks; listing and reports are mixed in."""
+automation relies on, copies, UTC and argument checks; listing, reports and cancelled
+activities are mixed in."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ...errors import (
 from ...models import Activity, ActivityState, ActivityType, Outcome
 from ...ports import ActivityRepository
 from ...queries import ActivityFilter
+from .activity_cancellation import ActivityCancellationTests
 from .activity_listing import ActivityListingTests
 from .activity_reports import ActivityReportTests
 from .data import (
@@ -45,7 +47,9 @@ def _adder(store: ActivityRepository, prefix: str, open_key: str) -> Callable[[i
     return lambda n: store.add(make_activity(f"{prefix}{n}", open_key=open_key))
 
 
-class ActivityRepositoryContract(ActivityListingTests, ActivityReportTests, abc.ABC):
+class ActivityRepositoryContract(
+    ActivityListingTests, ActivityReportTests, ActivityCancellationTests, abc.ABC
+):
     """Every test an :class:`~leadflow.ports.ActivityRepository` must pass.
 
     Subclass it (as ``Test...``) and implement :meth:`make_store`; the listing and reporting
