@@ -211,6 +211,19 @@ def test_completing_an_activity_before_a_threshold_stops_its_escalation(
     assert to_manager(flow) == []
 
 
+def test_a_cancelled_activity_never_escalates(storage: Storage) -> None:
+    flow, jobs = setup(storage)
+    flow.storage.activities.add(activity("a", START))
+    assert escalations(run(jobs, START + 2 * HOUR)) == (1, 0)
+    stored = flow.storage.activities.get("a")
+    flow.storage.activities.update(
+        stored.model_copy(update={"cancelled_at": START + 3 * HOUR, "cancelled_by": "alice"})
+    )
+    assert escalations(run(jobs, START + 30 * HOUR)) == (0, 0)
+    assert overdue_events(flow) == [("a", 1)]
+    assert to_manager(flow) == []
+
+
 def test_a_rescheduled_activity_missed_again_escalates_again(storage: Storage) -> None:
     flow, jobs = setup(storage)
     flow.storage.activities.add(activity("a", START))
