@@ -105,6 +105,9 @@ class _Model(BaseModel):
         return cls.model_validate({k: v for k, v in document.items() if k != "_id"})
 
 
+_set = object.__setattr__
+
+
 class _Record(_Model):
     """An immutable record (an activity, a scheduled action, an event...): validated when built
     and never changed in place, so one that was validated once stays valid.
@@ -127,8 +130,20 @@ class _Record(_Model):
         return changed.model_copy(deep=True) if deep else changed
 
     def _evolve(self, **changes: Any) -> Self:
-        """A changed copy, unchecked: only for values leadflow itself made and checked."""
-        return super().model_copy(update=changes)
+        """A changed copy, unchecked: only for values leadflow itself made and checked.
+
+        What pydantic's ``model_copy(update=...)`` does for these models (no extra fields, no
+        private attributes), without its general-purpose copying: the runtime and the memory
+        stores make several per action."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        state = self.__dict__.copy()
+        state.update(changes)
+        _set(new, "__dict__", state)
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())
+        _set(new, "__pydantic_private__", None)
+        return new
 
 
 class EventType(StrEnum):

@@ -42,7 +42,7 @@ from ..ports import (
     ScheduledActionStore,
     SequenceRepository,
 )
-from ..records import ActionKind, DuplicatePolicy, ScheduledAction, ScheduledActionState
+from ..records import ActionKind, DuplicatePolicy, ScheduledAction
 from ..rules.sequencing import Hop, SequenceProgram, Stop
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
@@ -310,7 +310,7 @@ class Sequencer:
         step = program.definition.step(stop.step_id)
         key = step_key(enrollment.enrollment_id, visit)
         settings = self._settings
-        action = ScheduledAction.model_construct(
+        action = ScheduledAction(  # validated: cheaper than model_construct's defaults walk
             action_id=action_id_for(key),
             idempotency_key=key,
             kind=ActionKind.STEP,
@@ -321,24 +321,15 @@ class Sequencer:
             action_index=visit,
             action=step.action if isinstance(step, ActionStep) else None,
             opportunity_id=enrollment.opportunity_id,
-            activity_id=None,
             enrollment_id=enrollment.enrollment_id,
             step_id=stop.step_id,
             partition=partition_for(enrollment.opportunity_id, settings.partitions),
             planned_at=stop.due_at,
-            depth=0,
             duplicates=DuplicatePolicy.ALLOW,
             explanation=_explanation(program.definition, stop)[:20_000],
             due_at=stop.due_at,
-            state=ScheduledActionState.PENDING,
-            attempts=0,
             max_attempts=settings.retry.max_attempts,
-            last_error=None,
-            lease_owner=None,
-            lease_expires_at=None,
             created_at=now,
-            updated_at=None,
-            finished_at=None,
         )
         stored, _ = self.scheduled.schedule(action)
         return stored

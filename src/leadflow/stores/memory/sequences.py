@@ -9,7 +9,7 @@ import threading
 from enum import StrEnum
 from typing import TypeVar
 
-from ...documents import plain
+from ...documents import check_document, copy_document, plain
 from ...errors import (
     DuplicateError,
     InvalidInputError,
@@ -17,7 +17,14 @@ from ...errors import (
     NotFoundError,
     StaleWriteError,
 )
-from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
+from ...sequences import (
+    Enrollment,
+    EnrollmentState,
+    SequenceDefinition,
+    SequenceStatus,
+    StepRecord,
+)
+from ...sequences.enrollment import HISTORY_LIMIT
 from .arguments import check_id, check_limit, check_model
 
 __all__ = ["InMemoryEnrollmentStore", "InMemorySequenceRepository"]
@@ -103,7 +110,7 @@ class InMemoryEnrollmentStore:
         self._by_opportunity: dict[str, builtins.list[str]] = {}
 
     def enroll(self, enrollment: Enrollment) -> tuple[Enrollment, bool]:
-        checked = check_model(enrollment, Enrollment, "enrollment")
+        checked = _checked(enrollment)
         if checked.state is not EnrollmentState.ACTIVE:
             raise InvalidInputError("a new enrollment is active", field="state")
         key = (checked.sequence_id, checked.opportunity_id)
@@ -112,7 +119,7 @@ class InMemoryEnrollmentStore:
             if existing is None and key in self._active:
                 existing = self._by_id[self._active[key]]
             if existing is not None:
-                return existing, False
+                return _out(existing), False
             stored = checked._evolve(revision=1)
             self._by_id[stored.enrollment_id] = stored
             self._active[key] = stored.enrollment_id
@@ -126,10 +133,10 @@ class InMemoryEnrollmentStore:
             found = self._by_id.get(enrollment_id)
         if found is None:
             raise NotFoundError(f"no enrollment {enrollment_id!r}")
-        return found
+        return _out(found)
 
     def update(self, enrollment: Enrollment) -> Enrollment:
-        checked = check_model(enrollment, Enrollment, "enrollment")
+        checked = _checked(enrollment)
         with self._lock:
             old = self._by_id.get(checked.enrollment_id)
             if old is None:
@@ -141,14 +148,14 @@ class InMemoryEnrollmentStore:
                 key = (stored.sequence_id, stored.opportunity_id)
                 if self._active.get(key) == stored.enrollment_id:
                     del self._active[key]
-        return stored
+        return _out(stored)
 
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:
         opportunity_id = plain(opportunity_id)
         check_id(opportunity_id, "opportunity_id")
         with self._lock:
             found = [self._by_id[i] for i in self._by_opportunity.get(opportunity_id, ())]
-        return sorted((e for e in found if e.active), key=_order)
+        return [_out(e) for e in sorted((e for e in found if e.active), key=_order)]
 
     def list(
         self,
@@ -174,7 +181,7 @@ class InMemoryEnrollmentStore:
             if (sequence_id is None or e.sequence_id == sequence_id)
             and (wanted is None or e.state is wanted)
         ]
-        return sorted(found, key=_order)[:limit]
+        return [_out(e) for e in sorted(found, key=_order)[:limit]]
 
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -189,6 +196,41 @@ def _enum(cls: type[_E], value: object, field: str) -> _E:
             pass
     allowed = ", ".join(m.value for m in cls)
     raise InvalidInputError(f"expected one of {allowed}, got {value!r}", field=field)
+
+
+def _checked(enrollment: object) -> Enrollment:
+    """A private copy of an enrollment from outside. The record is immutable and was validated
+    when built; what a caller may have changed since is inside its containers (the context
+    document, the variants, the history list), which are checked and copied."""
+    if not isinstance(enrollment, Enrollment):
+        raise InvalidInputError(
+            f"expected an Enrollment, got {type(enrollment).__name__}", field="enrollment"
+        )
+    check_document(enrollment.context, "context")
+    variants = enrollment.variants
+    if (
+        not isinstance(variants, dict)
+        or len(variants) > 100
+        or not all(type(k) is str and type(v) is str for k, v in variants.items())
+    ):
+        raise InvalidInputError("split decisions: at most 100, step id -> name", field="variants")
+    history = enrollment.history
+    if (
+        not isinstance(history, list)
+        or len(history) > HISTORY_LIMIT
+        or not all(isinstance(record, StepRecord) for record in history)
+    ):
+        raise InvalidInputError(f"at most {HISTORY_LIMIT} step records", field="history")
+    return _out(enrollment)
+
+
+def _out(enrollment: Enrollment) -> Enrollment:
+    """A copy sharing no container with the stored record."""
+    return enrollment._evolve(
+        context=copy_document(enrollment.context),
+        variants=dict(enrollment.variants),
+        history=list(enrollment.history),
+    )
 
 
 def _order(enrollment: Enrollment) -> tuple[object, str]:
