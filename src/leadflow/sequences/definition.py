@@ -328,9 +328,9 @@ Step = Annotated[
     Discriminator(_step_kind),
 ]
 
-WAITING_KINDS = frozenset({"action", "wait", "wait_for_event"})
-"""Kinds where an enrollment stops (time passes, or a handler runs); the others are decided
-at once, so a loop through them alone would never end."""
+WAITING_KINDS = frozenset({"wait", "wait_for_event"})
+"""Kinds where time passes. Every other kind takes no time (an ``action`` runs as soon as it
+is reached), so a loop without one of these would never end (or send without end)."""
 
 
 def targets(step: Any) -> list[tuple[str, str]]:
@@ -421,9 +421,7 @@ class SequenceDefinition(_Model):
                     raise ValueError(f"steps[{i}] ({step.id}).{field}: no step has id {target!r}")
         loop = _loop_without_wait(self.steps)
         if loop is not None:
-            raise ValueError(
-                "steps: a loop with no wait or action never ends: " + " -> ".join(loop)
-            )
+            raise ValueError("steps: a loop with no wait never ends: " + " -> ".join(loop))
         return self
 
     def step(self, step_id: str) -> Any:
@@ -441,7 +439,7 @@ class SequenceDefinition(_Model):
 
 
 def _loop_without_wait(steps: list[Any]) -> list[str] | None:
-    """A cycle through decide-at-once steps only (branch, split, goto), or None."""
+    """A cycle through steps that take no time (every kind but the waits), or None."""
     index = {step.id: i for i, step in enumerate(steps)}
     instant = {step.id for step in steps if step.kind not in WAITING_KINDS}
     state: dict[str, int] = {}  # 1: on the path, 2: done
