@@ -1,6 +1,7 @@
 """The in-memory :class:`~leadflow.ports.SequenceRepository` and
 :class:`~leadflow.ports.EnrollmentStore`: plain dicts under one lock each, records kept as
-validated immutable copies."""
+validated private copies and handed out as copies (a definition is mutable, and an
+enrollment's documents are plain dicts and lists)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class InMemorySequenceRepository:
                 )
             versions[checked.version] = checked
             self._stamp += 1
-        return checked
+        return checked.model_copy(deep=True)
 
     def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
         sequence_id = plain(sequence_id)
@@ -63,18 +64,19 @@ class InMemorySequenceRepository:
             found = versions.get(max(versions) if version is None else version)
         if found is None:
             raise NotFoundError(f"sequence {sequence_id!r} has no version {version}")
-        return found
+        return found.model_copy(deep=True)
 
     def versions(self, sequence_id: str) -> builtins.list[SequenceDefinition]:
         sequence_id = plain(sequence_id)
         check_id(sequence_id, "sequence_id")
         with self._lock:
             versions = self._versions.get(sequence_id, {})
-            return [versions[v] for v in sorted(versions)]
+            return [versions[v].model_copy(deep=True) for v in sorted(versions)]
 
     def list(self) -> builtins.list[SequenceDefinition]:
         with self._lock:
-            return [self._versions[sid][max(self._versions[sid])] for sid in sorted(self._versions)]
+            current = [versions[max(versions)] for _, versions in sorted(self._versions.items())]
+        return [definition.model_copy(deep=True) for definition in current]
 
     def set_status(
         self, sequence_id: str, version: int, status: SequenceStatus
@@ -85,7 +87,7 @@ class InMemorySequenceRepository:
             changed = stored.model_copy(update={"status": status})
             self._versions[stored.sequence_id][stored.version] = changed
             self._stamp += 1
-        return changed
+        return changed.model_copy(deep=True)
 
     def stamp(self) -> int:
         with self._lock:
@@ -112,12 +114,12 @@ class InMemoryEnrollmentStore:
             if existing is None and key in self._active:
                 existing = self._by_id[self._active[key]]
             if existing is not None:
-                return existing, False
+                return _copy(existing), False
             stored = checked._evolve(revision=1)
             self._by_id[stored.enrollment_id] = stored
             self._active[key] = stored.enrollment_id
             self._by_opportunity.setdefault(stored.opportunity_id, []).append(stored.enrollment_id)
-        return stored, True
+        return _copy(stored), True
 
     def get(self, enrollment_id: str) -> Enrollment:
         enrollment_id = plain(enrollment_id)
@@ -126,7 +128,7 @@ class InMemoryEnrollmentStore:
             found = self._by_id.get(enrollment_id)
         if found is None:
             raise NotFoundError(f"no enrollment {enrollment_id!r}")
-        return found
+        return _copy(found)
 
     def update(self, enrollment: Enrollment) -> Enrollment:
         checked = check_model(enrollment, Enrollment, "enrollment")
@@ -141,14 +143,14 @@ class InMemoryEnrollmentStore:
                 key = (stored.sequence_id, stored.opportunity_id)
                 if self._active.get(key) == stored.enrollment_id:
                     del self._active[key]
-        return stored
+        return _copy(stored)
 
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:
         opportunity_id = plain(opportunity_id)
         check_id(opportunity_id, "opportunity_id")
         with self._lock:
             found = [self._by_id[i] for i in self._by_opportunity.get(opportunity_id, ())]
-        return sorted((e for e in found if e.active), key=_order)
+        return [_copy(e) for e in sorted((e for e in found if e.active), key=_order)]
 
     def list(
         self,
@@ -174,7 +176,7 @@ class InMemoryEnrollmentStore:
             if (sequence_id is None or e.sequence_id == sequence_id)
             and (wanted is None or e.state is wanted)
         ]
-        return sorted(found, key=_order)[:limit]
+        return [_copy(e) for e in sorted(found, key=_order)[:limit]]
 
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -189,6 +191,11 @@ def _enum(cls: type[_E], value: object, field: str) -> _E:
             pass
     allowed = ", ".join(m.value for m in cls)
     raise InvalidInputError(f"expected one of {allowed}, got {value!r}", field=field)
+
+
+def _copy(enrollment: Enrollment) -> Enrollment:
+    """A copy sharing no dict or list with the stored enrollment."""
+    return enrollment.model_copy(deep=True)
 
 
 def _order(enrollment: Enrollment) -> tuple[object, str]:
