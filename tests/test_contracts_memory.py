@@ -6,27 +6,33 @@ from leadflow.ports import (
     ActivityRepository,
     AuditLog,
     CounterStore,
+    EnrollmentStore,
     JobStore,
     RuleRepository,
     ScheduledActionStore,
+    SequenceRepository,
     Storage,
 )
 from leadflow.stores.memory import (
     InMemoryActivityRepository,
     InMemoryAuditLog,
     InMemoryCounterStore,
+    InMemoryEnrollmentStore,
     InMemoryJobStore,
     InMemoryRuleRepository,
     InMemoryScheduledActionStore,
+    InMemorySequenceRepository,
     memory_storage,
 )
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
     AuditLogContract,
     CounterStoreContract,
+    EnrollmentStoreContract,
     JobStoreContract,
     RuleRepositoryContract,
     ScheduledActionStoreContract,
+    SequenceRepositoryContract,
     UnitOfWorkContract,
     activity_state_machine,
 )
@@ -72,3 +78,13 @@ TestInMemoryActivityStateMachine = activity_state_machine(
 class TestInMemoryUnitOfWork(UnitOfWorkContract):
     def make_storage(self) -> Storage:
         return memory_storage()
+
+
+class TestInMemorySequenceRepository(SequenceRepositoryContract):
+    def make_store(self) -> SequenceRepository:
+        return InMemorySequenceRepository()
+
+
+class TestInMemoryEnrollmentStore(EnrollmentStoreContract):
+    def make_store(self) -> EnrollmentStore:
+        return InMemoryEnrollmentStore()

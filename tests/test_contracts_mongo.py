@@ -8,23 +8,27 @@ from collections.abc import Iterator
 import mongomock_ng
 import pytest
 
-from leadflow.ports import RuleRepository, Storage
+from leadflow.ports import RuleRepository, SequenceRepository, Storage
 from leadflow.stores.mongo import (
     MongoActivityRepository,
     MongoAuditLog,
     MongoCounterStore,
+    MongoEnrollmentStore,
     MongoJobStore,
     MongoRuleRepository,
     MongoScheduledActionStore,
+    MongoSequenceRepository,
     mongo_storage,
 )
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
     AuditLogContract,
     CounterStoreContract,
+    EnrollmentStoreContract,
     JobStoreContract,
     RuleRepositoryContract,
     ScheduledActionStoreContract,
+    SequenceRepositoryContract,
     UnitOfWorkContract,
     activity_state_machine,
 )
@@ -102,6 +106,43 @@ class _Jobs:
         # The contract's clock is not the server's (its times are in the past): no TTL index.
         store.ensure_indexes(ttl=False)
         return store
+
+
+class _Sequences:
+    database: RecordingDatabase
+
+    def make_store(self) -> MongoSequenceRepository:
+        store = MongoSequenceRepository(self.database)  # type: ignore[arg-type]
+        store.ensure_indexes()
+        return store
+
+    def open_again(self, store: SequenceRepository) -> MongoSequenceRepository:
+        return MongoSequenceRepository(self.database)  # type: ignore[arg-type]
+
+
+class _Enrollments:
+    database: RecordingDatabase
+
+    def make_store(self) -> MongoEnrollmentStore:
+        store = MongoEnrollmentStore(self.database)  # type: ignore[arg-type]
+        store.ensure_indexes()
+        return store
+
+
+class TestSequenceContractOnFake(_OnFake, _Sequences, SequenceRepositoryContract):
+    pass
+
+
+class TestEnrollmentContractOnFake(_OnFake, _Enrollments, EnrollmentStoreContract):
+    pass
+
+
+class TestSequenceContractOnServer(_OnServer, _Sequences, SequenceRepositoryContract):
+    pass
+
+
+class TestEnrollmentContractOnServer(_OnServer, _Enrollments, EnrollmentStoreContract):
+    pass
 
 
 class TestActivityContractOnFake(_OnFake, _Activities, ActivityRepositoryContract):

@@ -12,18 +12,28 @@ from leadflow.ports import (
     ActivityRepository,
     AuditLog,
     CounterStore,
+    EnrollmentStore,
     JobStore,
     RuleRepository,
     ScheduledActionStore,
+    SequenceRepository,
 )
-from leadflow.stores.sql import SqlDatabase, SqlRuleRepository, SqlStorage, sql_storage
+from leadflow.stores.sql import (
+    SqlDatabase,
+    SqlRuleRepository,
+    SqlSequenceRepository,
+    SqlStorage,
+    sql_storage,
+)
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
     AuditLogContract,
     CounterStoreContract,
+    EnrollmentStoreContract,
     JobStoreContract,
     RuleRepositoryContract,
     ScheduledActionStoreContract,
+    SequenceRepositoryContract,
     UnitOfWorkContract,
     activity_state_machine,
 )
@@ -185,6 +195,47 @@ class TestAuditContractOnPostgres(_Postgres, _Audit, AuditLogContract):
 
 
 class TestJobContractOnPostgres(_Postgres, _Jobs, JobStoreContract):
+    pass
+
+
+class _Sequences(_Database):
+    def make_store(self) -> SequenceRepository:
+        assert self.storage.sequences is not None
+        return self.storage.sequences
+
+    def open_again(self, store: SequenceRepository) -> SequenceRepository:
+        return SqlSequenceRepository(self.reopened())
+
+
+class _Enrollments:
+    storage: SqlStorage
+
+    def make_store(self) -> EnrollmentStore:
+        assert self.storage.enrollments is not None
+        return self.storage.enrollments
+
+
+class TestSequenceContractOnSqliteMemory(_Memory, _Sequences, SequenceRepositoryContract):
+    pass
+
+
+class TestSequenceContractOnSqliteFile(_File, _Sequences, SequenceRepositoryContract):
+    pass
+
+
+class TestSequenceContractOnPostgres(_Postgres, _Sequences, SequenceRepositoryContract):
+    pass
+
+
+class TestEnrollmentContractOnSqliteMemory(_Memory, _Enrollments, EnrollmentStoreContract):
+    pass
+
+
+class TestEnrollmentContractOnSqliteFile(_File, _Enrollments, EnrollmentStoreContract):
+    pass
+
+
+class TestEnrollmentContractOnPostgres(_Postgres, _Enrollments, EnrollmentStoreContract):
     pass
 
 

@@ -228,3 +228,23 @@ def test_tasks_belong_to_the_app_they_were_installed_on() -> None:
         assert "leadflow.handle_event" in other.tasks  # finalizes the app
     tasks.handle_event.delay(event(1))
     assert (first.builds, second.builds) == (0, 1)
+
+
+def test_instrument_keeps_every_store_sequences_included() -> None:
+    from leadflow.stores.sql import SqlStorage, sql_storage
+
+    metrics = LeadflowMetrics(prometheus_client.CollectorRegistry())
+    memory = memory_storage()
+    sql = sql_storage("sqlite://")
+    try:
+        for storage in (memory, sql):
+            instrumented = metrics.instrument(storage)
+            assert type(instrumented) is type(storage)
+            assert instrumented.scheduled is not storage.scheduled
+            for name in ("activities", "rules", "counters", "audit", "jobs", "unit_of_work"):
+                assert getattr(instrumented, name) is getattr(storage, name)
+            assert instrumented.sequences is storage.sequences is not None
+            assert instrumented.enrollments is storage.enrollments is not None
+        assert isinstance(metrics.instrument(sql), SqlStorage)
+    finally:
+        sql.close()

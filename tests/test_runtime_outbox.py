@@ -284,9 +284,11 @@ def dying_flow(flow: LeadFlow, when: str) -> LeadFlow:
     """A second instance on ``flow``'s stores whose process dies right ``when`` ("before" or
     "after") the completion is written: nothing it does after that reaches any store."""
     real = flow.storage
+    stores = ("activities", "rules", "scheduled", "counters", "audit", "jobs")
     proxies: dict[str, Any] = {
         name: Dying(getattr(real, name))
-        for name in ("activities", "rules", "scheduled", "counters", "audit", "jobs")
+        for name in (*stores, "sequences", "enrollments")
+        if getattr(real, name) is not None
     }
 
     def die(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -3,8 +3,11 @@ the column with 0 for every existing action, which a claim pinned to partition 0
 0003 (change stamps) adds the rule stamp beside existing rules, which writes then bump; 0004
 (claim filters) indexes existing pending actions by type, which filtered claims then take; 0005
 (job values) adds the table a job keeps its cursor in; 0006 (cancelled activities) adds the
-cancellation columns beside existing activities and lets a cancelled one free its open key. On
-SQLite and, with ``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
+cancellation columns beside existing activities and lets a cancelled one free its open key;
+0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
+existing actions (NULL). The stores are today's, which read the columns of every later
+revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
+``LEADFLOW_TEST_POSTGRES_URL``, on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,9 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import inspect, text
 
 from leadflow import ActivityState, OpenActivityExistsError
+from leadflow.records import ScheduledAction
+from leadflow.sequences import EnrollmentState
 from leadflow.stores.sql import (
     SqlDatabase,
     SqlRuleRepository,
@@ -27,16 +33,25 @@ from leadflow.stores.sql import (
 from leadflow.stores.sql.activity_sql import activity_values
 from leadflow.stores.sql.migrations.schema_0001 import build_tables as build_tables_0001
 from leadflow.stores.sql.rules import _values as rule_values
-from leadflow.stores.sql.scheduled import _values
+from leadflow.stores.sql.scheduled import _values as action_values
 from leadflow.testing.contracts import (
     at,
     make_activity,
     make_delivery,
+    make_enrollment,
     make_rule,
     make_scheduled_action,
+    make_sequence,
 )
 
 from .sql_support import on_postgres, postgres_schema
+
+
+def _values(action: ScheduledAction) -> dict[str, object]:
+    """An action's row as the revisions before 0006 stored it (no enrollment or step)."""
+    values = action_values(action)
+    del values["enrollment_id"], values["step_id"]
+    return values
 
 
 @pytest.fixture(params=["sqlite-file", pytest.param("postgres", marks=on_postgres)])
@@ -75,6 +90,7 @@ def test_0002_adds_partitions_to_existing_actions(at_0001: SqlStorage) -> None:
     assert migrate(database, "0002") == "0002"
     assert current_revision(database) == "0002"
     assert migrate(database, "0002") == "0002"  # again: nothing to do
+    migrate(database)
     stored = at_0001.scheduled.list()
     assert [(a.action_id, a.partition) for a in stored] == [
         ("sa-old-2", 0),
@@ -123,13 +139,16 @@ def test_0004_indexes_existing_actions_by_type(at_0001: SqlStorage) -> None:
     database = at_0001.database
     assert migrate(database, "0003") == "0003"
     table = database.tables.scheduled
+    old = build_tables_0001(database.tables.prefix, database.tables.schema).scheduled
+    old.append_column(sa.Column("partition", sa.Integer(), nullable=False))
+    old.append_column(sa.Column("rule_version", sa.BigInteger()))
     rows = [
         _values(make_scheduled_action("old-mail", action={"action_type": "send_email"})),
         _values(make_scheduled_action("old-note", due_at=at(minutes=-1))),
         _values(make_delivery("old-delivery", due_at=at(minutes=1))),
     ]
     with database.write() as connection:
-        connection.execute(table.insert(), rows)
+        connection.execute(old.insert(), rows)
     assert migrate(database, "0004") == "0004"
     with database.engine.connect() as connection:
         if database.dialect == "sqlite":  # SQLAlchemy's inspector leaves expression indexes out
@@ -139,6 +158,7 @@ def test_0004_indexes_existing_actions_by_type(at_0001: SqlStorage) -> None:
             indexes = inspect(connection).get_indexes(table.name, schema=table.schema)
             names = {index["name"] for index in indexes}
     assert f"{table.name}_type_pending_due" in names
+    migrate(database)
     claimed = at_0001.scheduled.claim_due(at(hours=1), worker="w1", action_types=["send_email"])
     assert [a.action_id for a in claimed] == ["sa-old-mail", "sa-old-delivery"]
     (rest,) = at_0001.scheduled.claim_due(at(hours=1), worker="w2")
@@ -169,7 +189,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0006"
+    assert migrate(database) == head_revision() == "0007"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -178,3 +198,35 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
     activities.update(found.model_copy(update={"cancelled_at": at(hours=1)}))
     assert activities.add(make_activity("new", open_key="k")).open_key == "k"
     assert [a.activity_id for a in activities.pending(at())] == ["new"]
+
+
+def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    assert migrate(database, "0006") == "0006"
+    names = set(inspect(database.engine).get_table_names(schema=database.tables.schema))
+    assert database.tables.sequences.name not in names
+    assert database.tables.enrollments.name not in names
+    old = build_tables_0001(database.tables.prefix, database.tables.schema).scheduled
+    old.append_column(sa.Column("partition", sa.Integer(), nullable=False))
+    old.append_column(sa.Column("rule_version", sa.BigInteger()))
+    with database.write() as connection:
+        connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
+
+    assert migrate(database) == head_revision() == "0007"
+    assert migrate(database) == "0007"  # again: nothing to do
+    assert current_revision(database) == "0007"
+    stored = at_0001.scheduled.get("sa-old")
+    assert (stored.enrollment_id, stored.step_id) == (None, None)
+    sequences, enrollments = at_0001.sequences, at_0001.enrollments
+    assert sequences is not None and enrollments is not None
+    first = sequences.stamp()
+    assert first == 1
+    sequences.add(make_sequence("s1"))
+    assert sequences.stamp() == first + 1
+    assert enrollments.enroll(make_enrollment("e1"))[1] is True
+    assert enrollments.enroll(make_enrollment("e2"))[1] is False
+    ended = enrollments.update(
+        enrollments.get("e1").model_copy(update={"state": EnrollmentState.ENDED})
+    )
+    assert ended.revision == 2
+    assert enrollments.enroll(make_enrollment("e2"))[1] is True

@@ -113,6 +113,8 @@ def activities(storage: SqlStorage) -> list[str]:
 def test_handle_commits_once_per_event(storage: SqlStorage) -> None:
     flow = flow_on(storage)
     flow.engine()  # the rules are read (and compiled) before counting
+    assert flow.sequencer is not None
+    flow.sequencer.programs.refresh()  # and the sequences (none): their stamp read once
     with counted(storage.database.engine) as counts:
         result = flow.handle(created("e1"))
         assert (counts.commits, counts.statements) <= (1, 7)
@@ -134,6 +136,8 @@ def test_handle_commits_once_per_event(storage: SqlStorage) -> None:
 def test_handle_many_reports_each_event_and_commits_once_per_chunk(storage: SqlStorage) -> None:
     flow = flow_on(storage)
     flow.engine()
+    assert flow.sequencer is not None
+    flow.sequencer.programs.refresh()
     batch: list[Any] = [created(f"e{n}", f"opp-{n % 4 + 1}") for n in range(10)]
     batch[5] = {"eventType": "opportunity.created"}  # refused: no id, no time
     batch[7] = created("e3", "opp-4")  # the same event as slot 3

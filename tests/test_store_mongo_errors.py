@@ -37,24 +37,30 @@ from leadflow.ports import (
     ActivityRepository,
     AuditLog,
     CounterStore,
+    EnrollmentStore,
     JobStore,
     RuleRepository,
     ScheduledActionStore,
+    SequenceRepository,
     Storage,
 )
 from leadflow.queries import ActivityFilter
 from leadflow.records import SlotState
+from leadflow.sequences import SequenceStatus
 from leadflow.stores.mongo import (
     MongoActivityRepository,
     MongoAuditLog,
     MongoCounterStore,
+    MongoEnrollmentStore,
     MongoJobStore,
     MongoRuleRepository,
     MongoScheduledActionStore,
+    MongoSequenceRepository,
     driver_errors,
     guard_literal,
     mongo_storage,
 )
+from leadflow.testing.contracts import make_enrollment, make_sequence
 
 from . import mongo_support
 from .mongo_support import (
@@ -196,6 +202,17 @@ _STORE_CALLS: dict[str, Callable[[Storage], Any]] = {
     "jobs.get_value": lambda s: s.jobs.get_value("k"),
     "jobs.set_value": lambda s: s.jobs.set_value("k", "v", expected=None),
     "jobs.purge_expired": lambda s: s.jobs.purge_expired(T0),
+    "sequences.add": lambda s: s.sequences.add(make_sequence("s1")),
+    "sequences.get": lambda s: s.sequences.get("s1"),
+    "sequences.versions": lambda s: s.sequences.versions("s1"),
+    "sequences.list": lambda s: s.sequences.list(),
+    "sequences.set_status": lambda s: s.sequences.set_status("s1", 1, SequenceStatus.ACTIVE),
+    "sequences.stamp": lambda s: s.sequences.stamp(),
+    "enrollments.enroll": lambda s: s.enrollments.enroll(make_enrollment("e1")),
+    "enrollments.get": lambda s: s.enrollments.get("e1"),
+    "enrollments.update": lambda s: s.enrollments.update(make_enrollment("e1")),
+    "enrollments.active_for": lambda s: s.enrollments.active_for("o"),
+    "enrollments.list": lambda s: s.enrollments.list(sequence_id="s1"),
 }
 
 _TRANSLATIONS: list[tuple[BaseException, type[LeadflowError]]] = [
@@ -224,6 +241,8 @@ def test_every_store_method_is_translated() -> None:
         MongoCounterStore: CounterStore,
         MongoAuditLog: AuditLog,
         MongoJobStore: JobStore,
+        MongoSequenceRepository: SequenceRepository,
+        MongoEnrollmentStore: EnrollmentStore,
     }
     for store, port in ports.items():
         methods = [name for name in dir(port) if not name.startswith("_")]
@@ -240,6 +259,8 @@ def test_every_store_method_is_translated() -> None:
             ("counters", CounterStore),
             ("audit", AuditLog),
             ("jobs", JobStore),
+            ("sequences", SequenceRepository),
+            ("enrollments", EnrollmentStore),
         )
         for name in dir(port)
         if not name.startswith("_")

@@ -22,11 +22,13 @@ from leadflow.ports import (
 )
 from leadflow.queries import ActivityFilter, ActivitySort
 from leadflow.records import ScheduledActionState, SlotState
+from leadflow.sequences import EnrollmentState, SequenceStatus
 from leadflow.stores.mongo import (
     DEFAULT_COLLECTIONS,
     MongoActivityRepository,
     mongo_storage,
 )
+from leadflow.testing.contracts import make_enrollment, make_sequence
 
 from . import mongo_support
 from .mongo_support import (
@@ -114,6 +116,21 @@ def test_the_other_collections_indexes(storage: Storage, raw_database: Any) -> N
         "ruleId_state_dueAt": [("ruleId", 1), ("state", 1), ("dueAt", 1), ("actionId", 1)],
         "state_finishedAt": [("state", 1), ("finishedAt", 1)],
     }
+    assert _keys(raw_database["sequences"].index_information()) == {
+        "sequenceId_version_unique": [("sequenceId", 1), ("version", 1)],
+    }
+    enrollment_indexes = raw_database["sequenceEnrollments"].index_information()
+    assert _keys(enrollment_indexes) == {
+        "enrollmentId_unique": [("enrollmentId", 1)],
+        "sequenceId_opportunityId_active_unique": [("sequenceId", 1), ("opportunityId", 1)],
+        "opportunityId_enrolledAt": [("opportunityId", 1), ("enrolledAt", 1), ("enrollmentId", 1)],
+        "sequenceId_enrolledAt": [("sequenceId", 1), ("enrolledAt", 1), ("enrollmentId", 1)],
+        "state_enrolledAt": [("state", 1), ("enrolledAt", 1), ("enrollmentId", 1)],
+        "enrolledAt": [("enrolledAt", 1), ("enrollmentId", 1)],
+    }
+    one_active = enrollment_indexes["sequenceId_opportunityId_active_unique"]
+    assert one_active["unique"] is True
+    assert one_active["partialFilterExpression"] == {"state": "active"}
     assert _keys(raw_database["leadflowAudit"].index_information()) == {
         "subject_at": [("subject", 1), ("at", 1), ("_id", 1)],
         "subjectId_at": [("subjectId", 1), ("at", 1), ("_id", 1)],
@@ -300,6 +317,31 @@ def _exercise_the_rest(storage: Storage) -> None:
     jobs.set_value("v", "2", expected="1")
     jobs.get_value("v")
 
+    sequences, enrollments = storage.sequences, storage.enrollments
+    assert sequences is not None and enrollments is not None
+    sequences.add(make_sequence("s1"))
+    sequences.add(make_sequence("s1", version=2))
+    sequences.get("s1")
+    sequences.get("s1", 1)
+    sequences.versions("s1")
+    sequences.list()
+    sequences.set_status("s1", 2, SequenceStatus.ACTIVE)
+    sequences.stamp()
+    first, _ = enrollments.enroll(make_enrollment("e1", sequence_id="s1"))
+    enrollments.enroll(make_enrollment("e1"))  # the id is taken
+    enrollments.enroll(make_enrollment("e2", sequence_id="s1"))  # the pair is taken
+    enrollments.get("e1")
+    ended = enrollments.update(first.model_copy(update={"state": EnrollmentState.ENDED}))
+    with pytest.raises(StaleWriteError):
+        enrollments.update(first)
+    enrollments.update(ended)
+    enrollments.active_for("opp-1")
+    enrollments.list()
+    enrollments.list(sequence_id="s1")
+    enrollments.list(opportunity_id="opp-1")
+    enrollments.list(state=EnrollmentState.ACTIVE)
+    enrollments.list(sequence_id="s1", opportunity_id="opp-1", state=EnrollmentState.ENDED)
+
 
 def test_every_query_is_served_by_an_index(database: RecordingDatabase) -> None:
     storage = mongo_storage(database, job_ttl=False)  # type: ignore[arg-type]
@@ -308,7 +350,8 @@ def test_every_query_is_served_by_an_index(database: RecordingDatabase) -> None:
     _exercise_the_rest(storage)
     indexes = {
         name: list(database.inner[name].index_information().values())
-        for name in [*DEFAULT_COLLECTIONS.values(), "followUpRulesStamp"]  # + the rule stamp
+        # + the rule and sequence stamps
+        for name in [*DEFAULT_COLLECTIONS.values(), "followUpRulesStamp", "sequencesStamp"]
     }
     operations = {op for _, op, _, _ in database.recorder.queries}
     assert {"find", "find_one", "find_one_and_update", "replace_one", "aggregate"} <= operations

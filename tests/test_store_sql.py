@@ -30,7 +30,15 @@ from leadflow.stores.sql import (
     sql_storage,
     upgrade,
 )
-from leadflow.testing.contracts import at, make_activity, make_rule, make_scheduled_action
+from leadflow.testing.contracts import (
+    at,
+    make_activity,
+    make_enrollment,
+    make_rule,
+    make_scheduled_action,
+    make_sequence,
+    make_step_action,
+)
 
 from .sql_support import (
     POSTGRES_URL,
@@ -51,6 +59,8 @@ TABLES = {
     "job_marks",
     "stamps",
     "job_values",
+    "sequences",
+    "enrollments",
     "alembic_version",
 }
 
@@ -245,6 +255,35 @@ def test_two_instances_scheduling_one_key_at_once_see_one_stored_action() -> Non
         errors = [r for r in results if isinstance(r, Exception)]
         assert errors == []
         assert sorted(results, key=bool) == [False] * 300 + [True] * 300  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", kind_params())
+def test_sequences_and_enrollments_join_the_unit_of_work(kind: str, tmp_path: Path) -> None:
+    with fresh_storage(kind, tmp_path) as storage:
+        sequences, enrollments = storage.sequences, storage.enrollments
+        assert sequences is not None and enrollments is not None
+        stamp = sequences.stamp()
+
+        class Boom(Exception):
+            pass
+
+        with pytest.raises(Boom), storage.unit_of_work():
+            sequences.add(make_sequence("s1"))
+            assert sequences.get("s1").version == 1  # reads inside see the unit's writes
+            enrollments.enroll(make_enrollment("e1", sequence_id="s1"))
+            storage.scheduled.schedule(make_step_action("k1", rule_id="s1", enrollment_id="e1"))
+            assert [e.enrollment_id for e in enrollments.active_for("opp-1")] == ["e1"]
+            raise Boom
+        assert sequences.list() == [] and sequences.stamp() == stamp
+        assert enrollments.list() == [] and storage.scheduled.list() == []
+        with storage.unit_of_work():
+            sequences.add(make_sequence("s1"))
+            first, _ = enrollments.enroll(make_enrollment("e1", sequence_id="s1"))
+            enrollments.update(first.model_copy(update={"visit": 1}))
+            storage.scheduled.schedule(make_step_action("k1", rule_id="s1", enrollment_id="e1"))
+        assert sequences.stamp() != stamp
+        assert enrollments.get("e1").revision == 2
+        assert storage.scheduled.get("sa-k1").enrollment_id == "e1"
 
 
 # --------------------------------------------------------------------------- migrations

@@ -14,17 +14,20 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, event
 
-from leadflow import OpenActivityExistsError
+from leadflow import OpenActivityExistsError, StaleWriteError
 from leadflow.models import ActivityState, ActivityType, Outcome
 from leadflow.queries import ActivityFilter, ActivitySort
 from leadflow.records import ScheduledActionState, SlotState
+from leadflow.sequences import EnrollmentState, SequenceStatus
 from leadflow.stores.sql import SqlStorage
 from leadflow.testing.contracts import (
     at,
     make_activity,
     make_audit_entry,
+    make_enrollment,
     make_rule,
     make_scheduled_action,
+    make_sequence,
 )
 
 from .sql_support import fresh_storage, kind_params
@@ -53,6 +56,19 @@ def _load(storage: SqlStorage) -> None:
     for n in range(200):
         storage.scheduled.schedule(
             make_scheduled_action(f"k{n:04d}", due_at=at(minutes=n), opportunity_id=f"opp-{n % 40}")
+        )
+    assert storage.sequences is not None and storage.enrollments is not None
+    for n in range(40):
+        for version in range(1, 4):
+            storage.sequences.add(make_sequence(f"s{n:02d}", version=version))
+    for n in range(300):
+        storage.enrollments.enroll(
+            make_enrollment(
+                f"e{n:04d}",
+                sequence_id=f"s{n % 40:02d}",
+                opportunity_id=f"opp-{n % 97}",
+                enrolled_at=at(minutes=n),
+            )
         )
 
 
@@ -161,6 +177,29 @@ def _workload(storage: SqlStorage) -> None:
     jobs.set_value("v", "1", expected=None)
     jobs.set_value("v", "2", expected="1")
     jobs.get_value("v")
+    sequences, enrollments = storage.sequences, storage.enrollments
+    assert sequences is not None and enrollments is not None
+    sequences.add(make_sequence("s-new"))
+    sequences.add(make_sequence("s-new", version=2))
+    sequences.get("s-new")
+    sequences.get("s-new", 1)
+    sequences.versions("s-new")
+    sequences.list()
+    sequences.set_status("s-new", 2, SequenceStatus.ACTIVE)
+    sequences.stamp()
+    first, _ = enrollments.enroll(make_enrollment("e-new", sequence_id="s-new"))
+    enrollments.enroll(make_enrollment("e-other", sequence_id="s-new"))  # the pair is taken
+    enrollments.get("e-new")
+    ended = enrollments.update(first.model_copy(update={"state": EnrollmentState.ENDED}))
+    with pytest.raises(StaleWriteError):
+        enrollments.update(first)
+    enrollments.update(ended)
+    enrollments.active_for("opp-3")
+    enrollments.list()
+    enrollments.list(sequence_id="s01")
+    enrollments.list(opportunity_id="opp-3")
+    enrollments.list(state=EnrollmentState.ACTIVE)
+    enrollments.list(sequence_id="s01", opportunity_id="opp-3", state=EnrollmentState.ENDED)
 
 
 @pytest.fixture(params=[p for p in kind_params() if "memory" not in str(p)])

@@ -1,6 +1,7 @@
 """The in-memory :class:`~leadflow.ports.SequenceRepository` and
 :class:`~leadflow.ports.EnrollmentStore`: plain dicts under one lock each, records kept as
-validated immutable copies."""
+validated private copies and handed out as copies (a definition is mutable, and an
+enrollment's documents are plain dicts and lists)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class InMemorySequenceRepository:
                 )
             versions[checked.version] = checked
             self._stamp += 1
-        return checked
+        return checked.model_copy(deep=True)
 
     def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
         sequence_id = plain(sequence_id)
@@ -70,18 +71,19 @@ class InMemorySequenceRepository:
             found = versions.get(max(versions) if version is None else version)
         if found is None:
             raise NotFoundError(f"sequence {sequence_id!r} has no version {version}")
-        return found
+        return found.model_copy(deep=True)
 
     def versions(self, sequence_id: str) -> builtins.list[SequenceDefinition]:
         sequence_id = plain(sequence_id)
         check_id(sequence_id, "sequence_id")
         with self._lock:
             versions = self._versions.get(sequence_id, {})
-            return [versions[v] for v in sorted(versions)]
+            return [versions[v].model_copy(deep=True) for v in sorted(versions)]
 
     def list(self) -> builtins.list[SequenceDefinition]:
         with self._lock:
-            return [self._versions[sid][max(self._versions[sid])] for sid in sorted(self._versions)]
+            current = [versions[max(versions)] for _, versions in sorted(self._versions.items())]
+        return [definition.model_copy(deep=True) for definition in current]
 
     def set_status(
         self, sequence_id: str, version: int, status: SequenceStatus
@@ -92,7 +94,7 @@ class InMemorySequenceRepository:
             changed = stored.model_copy(update={"status": status})
             self._versions[stored.sequence_id][stored.version] = changed
             self._stamp += 1
-        return changed
+        return changed.model_copy(deep=True)
 
     def stamp(self) -> int:
         with self._lock:
@@ -124,7 +126,7 @@ class InMemoryEnrollmentStore:
             self._by_id[stored.enrollment_id] = stored
             self._active[key] = stored.enrollment_id
             self._by_opportunity.setdefault(stored.opportunity_id, []).append(stored.enrollment_id)
-        return stored, True
+        return _out(stored), True
 
     def get(self, enrollment_id: str) -> Enrollment:
         enrollment_id = plain(enrollment_id)

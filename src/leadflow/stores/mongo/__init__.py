@@ -20,6 +20,7 @@ from .common import MongoTarget, guard_literal
 from .driver import driver_errors
 from .rules import MongoRuleRepository
 from .scheduled import MongoScheduledActionStore
+from .sequences import MongoEnrollmentStore, MongoSequenceRepository
 from .support import MongoAuditLog, MongoCounterStore, MongoJobStore
 
 __all__ = [
@@ -27,9 +28,11 @@ __all__ = [
     "MongoActivityRepository",
     "MongoAuditLog",
     "MongoCounterStore",
+    "MongoEnrollmentStore",
     "MongoJobStore",
     "MongoRuleRepository",
     "MongoScheduledActionStore",
+    "MongoSequenceRepository",
     "driver_errors",
     "guard_literal",
     "mongo_storage",
@@ -44,6 +47,8 @@ DEFAULT_COLLECTIONS: Final[Mapping[str, str]] = {
     "job_slots": MongoJobStore.DEFAULT_SLOTS,
     "job_marks": MongoJobStore.DEFAULT_MARKS,
     "job_values": MongoJobStore.DEFAULT_VALUES,
+    "sequences": MongoSequenceRepository.DEFAULT_COLLECTION,
+    "enrollments": MongoEnrollmentStore.DEFAULT_COLLECTION,
 }
 """The collection each store uses unless :func:`mongo_storage` is told otherwise."""
 
@@ -57,7 +62,8 @@ def mongo_storage(
     retention: timedelta | None = None,
     job_ttl: bool = True,
 ) -> Storage:
-    """All six Mongo stores on ``database`` (a pymongo ``Database``), as one :class:`Storage`.
+    """All the Mongo stores on ``database`` (a pymongo ``Database``): the six of every
+    storage, sequences and enrollments, as one :class:`Storage`.
 
     - ``prefix`` is put before every default collection name (``"crm_"`` ->
       ``crm_leadActivities``...); ``collections`` names some collections outright, by store:
@@ -103,8 +109,10 @@ def mongo_storage(
         marks_collection=names["job_marks"],
         values_collection=names["job_values"],
     )
+    sequences = MongoSequenceRepository(database, collection=names["sequences"])
+    enrollments = MongoEnrollmentStore(database, collection=names["enrollments"])
     if ensure_indexes:
-        for store in (activities, rules, scheduled, counters, audit):
+        for store in (activities, rules, scheduled, counters, audit, sequences, enrollments):
             store.ensure_indexes()
         jobs.ensure_indexes(ttl=job_ttl)
     return Storage(
@@ -114,4 +122,6 @@ def mongo_storage(
         counters=counters,
         audit=audit,
         jobs=jobs,
+        sequences=sequences,
+        enrollments=enrollments,
     )

@@ -23,6 +23,7 @@ from .errors import sql_errors
 from .rules import SqlRuleRepository
 from .scheduled import SqlScheduledActionStore
 from .schema import current_revision, head_revision, migrate, upgrade
+from .sequences import SqlEnrollmentStore, SqlSequenceRepository
 from .support import SqlAuditLog, SqlCounterStore, SqlJobStore
 from .tables import DEFAULT_PREFIX, Tables, build_tables
 
@@ -32,9 +33,11 @@ __all__ = [
     "SqlAuditLog",
     "SqlCounterStore",
     "SqlDatabase",
+    "SqlEnrollmentStore",
     "SqlJobStore",
     "SqlRuleRepository",
     "SqlScheduledActionStore",
+    "SqlSequenceRepository",
     "SqlStorage",
     "SqlUnitOfWork",
     "Tables",
@@ -69,7 +72,8 @@ def sql_storage(
     schema: str | None = None,
     create: bool = True,
 ) -> SqlStorage:
-    """All six SQL stores on one database, as one :class:`~leadflow.ports.Storage`.
+    """All the SQL stores on one database (the six of every storage, sequences and
+    enrollments), as one :class:`~leadflow.ports.Storage`.
 
     - ``engine_or_url``: the host's SQLAlchemy ``Engine`` (never disposed here), or a URL:
       ``sqlite:///leadflow.db`` (a file, WAL journaling, 30 s busy timeout), ``sqlite://``
@@ -103,4 +107,6 @@ def sql_storage(
         jobs=SqlJobStore(database),
         database=database,
         unit_of_work=SqlUnitOfWork(database),
+        sequences=SqlSequenceRepository(database),
+        enrollments=SqlEnrollmentStore(database),
     )

@@ -80,6 +80,8 @@ _COPIED: Final = (
     "action_index",
     "opportunity_id",
     "activity_id",
+    "enrollment_id",
+    "step_id",
     "partition",
     "planned_at",
     "depth",

@@ -71,6 +71,8 @@ class Tables:
     job_marks: Table
     stamps: Table
     job_values: Table
+    sequences: Table
+    enrollments: Table
 
     @property
     def version_table(self) -> str:
@@ -217,6 +219,8 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
         Column("action_index", BigInteger, nullable=False),
         _id("opportunity_id"),
         _id("activity_id"),
+        _id("enrollment_id"),  # a sequence step's (revision 0007)
+        Column("step_id", String(64)),
         Column("partition", Integer, nullable=False, server_default="0"),
         Column("planned_at", UtcDateTime, nullable=False),
         Column("depth", Integer, nullable=False),
@@ -323,7 +327,8 @@ def _counters(metadata: MetaData, name: str, schema: str | None) -> Table:
 
 def _stamps(metadata: MetaData, name: str, schema: str | None) -> Table:
     # Change stamps (revision 0003): one row per stamped set, ``rules`` bumped in the same
-    # transaction as every rule write; read by primary key.
+    # transaction as every rule write, ``sequences`` (revision 0007) with every sequence
+    # write; read by primary key.
     return Table(
         name,
         metadata,
@@ -384,11 +389,65 @@ def _job_values(metadata: MetaData, name: str, schema: str | None) -> Table:
     )
 
 
+def _sequences(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # Sequence definitions (revision 0007): every version of each, the definition as its
+    # document; the primary key serves get (one version, or the highest), versions and list.
+    return Table(
+        name,
+        metadata,
+        _id("sequence_id", nullable=False),
+        Column("version", BigInteger, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("definition", Document, nullable=False),
+        Column("created_at", UtcDateTime),
+        PrimaryKeyConstraint("sequence_id", "version", name=f"{name}_pkey"),
+        schema=schema,
+    )
+
+
+def _enrollments(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # Enrollments (revision 0007): the record as its document beside the columns the
+    # queries and the checked writes use (revision: compare-and-set).
+    table = Table(
+        name,
+        metadata,
+        _id("enrollment_id", nullable=False),
+        _id("sequence_id", nullable=False),
+        Column("sequence_version", BigInteger, nullable=False),
+        _id("opportunity_id", nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("revision", BigInteger, nullable=False),
+        Column("enrolled_at", UtcDateTime, nullable=False),
+        Column("updated_at", UtcDateTime),
+        Column("ended_at", UtcDateTime),
+        Column("document", Document, nullable=False),
+        PrimaryKeyConstraint("enrollment_id", name=f"{name}_pkey"),
+        schema=schema,
+    )
+    c = table.c
+    active = c.state == "active"
+    # At most one active enrollment per sequence and opportunity: the atomic check of enroll.
+    Index(
+        f"{name}_one_active",
+        c.sequence_id,
+        c.opportunity_id,
+        unique=True,
+        postgresql_where=active,
+        sqlite_where=active,
+    )
+    # active_for and list(opportunity_id=...), oldest first.
+    Index(f"{name}_opportunity_enrolled", c.opportunity_id, c.enrolled_at, c.enrollment_id)
+    Index(f"{name}_sequence_enrolled", c.sequence_id, c.enrolled_at, c.enrollment_id)
+    Index(f"{name}_state_enrolled", c.state, c.enrolled_at, c.enrollment_id)
+    Index(f"{name}_enrolled", c.enrolled_at, c.enrollment_id)  # list()
+    return table
+
+
 def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:
     """The backend's tables named ``<prefix>activities``, ``<prefix>rules``,
     ``<prefix>scheduled_actions``, ``<prefix>counters``, ``<prefix>audit``,
-    ``<prefix>job_slots``, ``<prefix>job_marks``, ``<prefix>stamps`` and ``<prefix>job_values``
-    (in ``schema`` when given)."""
+    ``<prefix>job_slots``, ``<prefix>job_marks``, ``<prefix>stamps``, ``<prefix>job_values``,
+    ``<prefix>sequences`` and ``<prefix>enrollments`` (in ``schema`` when given)."""
     prefix = checked_prefix(prefix)
     metadata = MetaData(schema=schema)
     return Tables(
@@ -404,4 +463,6 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         job_marks=_job_marks(metadata, f"{prefix}job_marks", schema),
         stamps=_stamps(metadata, f"{prefix}stamps", schema),
         job_values=_job_values(metadata, f"{prefix}job_values", schema),
+        sequences=_sequences(metadata, f"{prefix}sequences", schema),
+        enrollments=_enrollments(metadata, f"{prefix}enrollments", schema),
     )

@@ -15,6 +15,11 @@ One contract per storage port of :mod:`leadflow.ports`:
   writes together or none, reads inside see them; a unit that is not atomic groups nothing;
 - :class:`JobStoreContract` (:class:`~leadflow.ports.JobStore`): slot leases and tokens,
   finishing, marks, expiry;
+- :class:`SequenceRepositoryContract` (:class:`~leadflow.ports.SequenceRepository`):
+  consecutive versions, the current one, statuses, the change stamp;
+- :class:`EnrollmentStoreContract` (:class:`~leadflow.ports.EnrollmentStore`): one active
+  enrollment per sequence and opportunity under threads, idempotent entry, compare-and-set
+  updates, ended enrollments stay ended, listing;
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
   checked against a plain dict.
 
@@ -58,7 +63,8 @@ order. A backend uses them for its ``next_cursor`` and must accept any cursor th
 contract pages from a position no stored row has.
 
 **Data and reference semantics.** :func:`make_activity`, :func:`make_rule`,
-:func:`make_scheduled_action`, :func:`make_delivery` and :func:`make_audit_entry` build valid
+:func:`make_scheduled_action`, :func:`make_delivery`, :func:`make_step_action`,
+:func:`make_audit_entry`, :func:`make_sequence` and :func:`make_enrollment` build valid
 records; :func:`at` shifts :data:`BASE_TIME`; :func:`reference_statistics` computes what
 :meth:`~leadflow.ports.ActivityRepository.statistics` must return. A backend's own tests may
 use them too.
@@ -78,8 +84,11 @@ from .data import (
     make_activity,
     make_audit_entry,
     make_delivery,
+    make_enrollment,
     make_rule,
     make_scheduled_action,
+    make_sequence,
+    make_step_action,
 )
 from .integrations import (
     ClockContract,
@@ -96,6 +105,7 @@ from .reference import reference_statistics
 from .rules import RuleRepositoryContract
 from .scheduled import ScheduledActionStoreContract
 from .scheduled_cleanup import ScheduledActionCleanupTests
+from .sequences import EnrollmentStoreContract, SequenceRepositoryContract
 from .support import AuditLogContract, CounterStoreContract
 from .units import UnitOfWorkContract
 
@@ -107,6 +117,7 @@ __all__ = [
     "AuditLogContract",
     "ClockContract",
     "CounterStoreContract",
+    "EnrollmentStoreContract",
     "EventSinkContract",
     "JobStoreContract",
     "MessengerContract",
@@ -116,6 +127,7 @@ __all__ = [
     "ScheduledActionCleanupTests",
     "ScheduledActionStoreContract",
     "SchedulerContract",
+    "SequenceRepositoryContract",
     "TeamDirectoryContract",
     "UnitOfWorkContract",
     "activity_state_machine",
@@ -123,7 +135,10 @@ __all__ = [
     "make_activity",
     "make_audit_entry",
     "make_delivery",
+    "make_enrollment",
     "make_rule",
     "make_scheduled_action",
+    "make_sequence",
+    "make_step_action",
     "reference_statistics",
 ]

@@ -25,6 +25,7 @@ pytest.register_assert_rewrite(
             "scheduled_cleanup",
             "scheduled_partitions",
             "scheduled_types",
+            "sequences",
             "support",
             "units",
         )

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from ...models import Activity, ActivityType, FollowUpRule
 from ...queries import SortField
 from ...records import AuditEntry, ScheduledAction
+from ...sequences import Enrollment, SequenceDefinition
 
 __all__ = [
     "BASE_TIME",
@@ -25,8 +26,11 @@ __all__ = [
     "make_activity",
     "make_audit_entry",
     "make_delivery",
+    "make_enrollment",
     "make_rule",
     "make_scheduled_action",
+    "make_sequence",
+    "make_step_action",
     "race",
     "with_version",
 ]
@@ -123,6 +127,66 @@ def make_delivery(key: str, **fields: Any) -> ScheduledAction:
     }
     data.update(fields)
     return ScheduledAction.model_validate(data)
+
+
+def make_step_action(key: str, **fields: Any) -> ScheduledAction:
+    """A valid pending sequence step (kind ``step``) with key ``key`` and id ``sa-<key>``:
+    visit 1 (``action_index``) of enrollment ``enr-1`` at step ``welcome`` of sequence
+    ``seq-1`` version 1, running a notification, for opportunity ``opp-1``, due at
+    :data:`BASE_TIME`, unless ``fields`` (snake_case) say otherwise (``action=None``: a
+    timer)."""
+    opportunity_id = fields.get("opportunity_id", "opp-1")
+    data: dict[str, Any] = {
+        "action_id": f"sa-{key}",
+        "idempotency_key": key,
+        "kind": "step",
+        "event": _event(key, opportunity_id),
+        "rule_id": "seq-1",
+        "rule_name": "sequence seq-1",
+        "rule_version": 1,
+        "action_index": 1,
+        "action": {"action_type": "send_notification", "template": "welcome"},
+        "opportunity_id": opportunity_id,
+        "enrollment_id": "enr-1",
+        "step_id": "welcome",
+        "due_at": BASE_TIME,
+        "created_at": BASE_TIME,
+    }
+    data.update(fields)
+    return ScheduledAction.model_validate(data)
+
+
+def make_sequence(sequence_id: str, **fields: Any) -> SequenceDefinition:
+    """A valid sequence definition ``sequence_id`` (version 1, a draft) of one step, a
+    notification, unless ``fields`` (snake_case) say otherwise."""
+    data: dict[str, Any] = {
+        "sequence_id": sequence_id,
+        "name": f"sequence {sequence_id}",
+        "steps": [
+            {
+                "id": "welcome",
+                "kind": "action",
+                "action": {"action_type": "send_notification", "template": "welcome"},
+            }
+        ],
+    }
+    data.update(fields)
+    return SequenceDefinition.model_validate(data)
+
+
+def make_enrollment(enrollment_id: str, **fields: Any) -> Enrollment:
+    """A valid new (active, revision 1) enrollment ``enrollment_id`` of opportunity ``opp-1``
+    in version 1 of sequence ``seq-1``, enrolled at :data:`BASE_TIME`, unless ``fields``
+    (snake_case) say otherwise."""
+    data: dict[str, Any] = {
+        "enrollment_id": enrollment_id,
+        "sequence_id": "seq-1",
+        "sequence_version": 1,
+        "opportunity_id": "opp-1",
+        "enrolled_at": BASE_TIME,
+    }
+    data.update(fields)
+    return Enrollment.model_validate(data)
 
 
 def make_audit_entry(entry_id: str, **fields: Any) -> AuditEntry:

@@ -20,7 +20,14 @@ from ...errors import (
 )
 from ...ports import ScheduledActionStore
 from ...records import ActionKind, DuplicatePolicy, ScheduledActionState
-from .data import BASE_TIME, assert_utc, at, make_delivery, make_scheduled_action
+from .data import (
+    BASE_TIME,
+    assert_utc,
+    at,
+    make_delivery,
+    make_scheduled_action,
+    make_step_action,
+)
 from .scheduled_cleanup import ScheduledActionCleanupTests
 from .scheduled_partitions import ScheduledActionPartitionTests
 from .scheduled_types import ScheduledActionTypeFilterTests
@@ -96,6 +103,54 @@ class ScheduledActionStoreContract(
             assert got.model_dump(exclude=leased) == original.model_dump(exclude=leased)
             done = store.mark_done(got.action_id, worker="w1", now=at(hours=4))
             assert done.model_dump(exclude=finished) == original.model_dump(exclude=finished)
+            assert store.get(got.action_id) == done
+
+    def test_a_sequence_step_comes_back_equal(self, store: ScheduledActionStore) -> None:
+        """A step of a sequence enrollment (kind ``step``): its enrollment and step ids, the
+        sequence as ``rule_id`` and its version, the visit as ``action_index``; with the step's
+        action, or none (a timer)."""
+        step = make_step_action(
+            "k-step",
+            action={
+                "action_type": "create_activity",
+                "subject": "Call",
+                "params": {"n": ["x"]},
+            },
+            rule_version=3,
+            action_index=4,
+            step_id="call-1",
+            enrollment_id="enr-7",
+            due_at=at(hours=1),
+        )
+        timer = make_step_action(
+            "k-timer",
+            action=None,
+            action_index=5,
+            step_id="wait_2",
+            enrollment_id="enr-7",
+            due_at=at(hours=2),
+        )
+        assert (timer.kind, timer.action, timer.action_type) == (
+            ActionKind.STEP,
+            None,
+            "sequence_timer",
+        )
+        for action in (step, timer):
+            stored, created = store.schedule(action)
+            assert created is True
+            assert stored == action
+            assert store.get(action.action_id) == action
+            again, created = store.schedule(action)
+            assert (again, created) == (action, False)
+        assert store.list() == [step, timer]
+        leased = {"state", "attempts", "lease_owner", "lease_expires_at", "updated_at"}
+        claimed = store.claim_due(at(hours=2), worker="w1")
+        assert [a.action_id for a in claimed] == ["sa-k-step", "sa-k-timer"]
+        for got, original in zip(claimed, (step, timer), strict=True):
+            assert got.model_dump(exclude=leased) == original.model_dump(exclude=leased)
+            assert (got.kind, got.enrollment_id) == (ActionKind.STEP, "enr-7")
+            done = store.mark_done(got.action_id, worker="w1", now=at(hours=3))
+            assert (done.step_id, done.action_index) == (original.step_id, original.action_index)
             assert store.get(got.action_id) == done
 
     def test_planned_at_defaults_to_due_at(self, store: ScheduledActionStore) -> None:
