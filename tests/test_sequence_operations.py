@@ -235,6 +235,8 @@ BAD: list[tuple[str, Callable[[World], Any], type[Exception], str | None]] = [
         ADMIN, "nurture", {**SEQUENCE, "sequenceId": "other"}), InvalidInputError, "sequenceId"),
     ("publish: bad in_flight", lambda w: w.ops.sequences.publish(
         ADMIN, "nurture", in_flight="teleport"), InvalidInputError, "in_flight"),
+    ("publish: in_flight not a string", lambda w: w.ops.sequences.publish(
+        ADMIN, "nurture", in_flight=["keep"]), InvalidInputError, "in_flight"),  # type: ignore[arg-type]
     ("publish: bad id", lambda w: w.ops.sequences.publish(ADMIN, {"$ne": 1}),  # type: ignore[arg-type]
      InvalidInputError, "sequence_id"),
     ("resume: not paused", lambda w: w.ops.sequences.resume(ADMIN, "nurture"),

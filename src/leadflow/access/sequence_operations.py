@@ -146,8 +146,8 @@ class SequenceOperations:
 
     @staticmethod
     def _status(status: object) -> Status:
-        if status in (Status.ACTIVE, Status.DRAFT, "active", "draft"):
-            return Status(str(status))
+        if isinstance(status, str) and status in ("active", "draft"):
+            return Status(status)
         raise InvalidInputError("one of active, draft", field="status")
 
     def _active(self, sequence_id: str) -> builtins.list[Enrollment]:
@@ -212,7 +212,7 @@ class SequenceOperations:
         :class:`InvalidInputError` (``sequenceId``)."""
         self._require(principal, "sequence.write")
         checked = checked_id(sequence_id, "sequence_id")
-        if in_flight not in InFlight._value2member_map_ and not isinstance(in_flight, InFlight):
+        if not isinstance(in_flight, str) or in_flight not in InFlight._value2member_map_:
             raise InvalidInputError("one of keep, move, end", field="in_flight")
         policy = InFlight(in_flight)
         state = self._status(status)
