@@ -244,7 +244,7 @@ def test_every_route_is_in_the_matrix() -> None:
     names = {getattr(r, "name", "") for r in api.routes}
     from .test_contrib_fastapi_sequences import SEQUENCE_ROUTES  # their own matrix
 
-    assert names == set(ROUTES) | {"get_rule_schema"} | set(SEQUENCE_ROUTES)
+    assert names == set(ROUTES) | {"get_rule_schema", "get_sequence_schema"} | set(SEQUENCE_ROUTES)
     assert {op for op, _, _ in ROUTES.values()} <= set(OPERATIONS)
 
 

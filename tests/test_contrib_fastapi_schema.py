@@ -62,6 +62,7 @@ EXTRA_ENDPOINTS = {
 SEQUENCE_ENDPOINTS = {
     ("POST", "/api/sequences"),
     ("GET", "/api/sequences"),
+    ("GET", "/api/sequences/schema"),
     ("GET", "/api/sequences/{sequenceId}"),
     ("POST", "/api/sequences/{sequenceId}/publish"),
     ("POST", "/api/sequences/{sequenceId}/pause"),

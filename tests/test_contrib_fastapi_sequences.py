@@ -77,7 +77,8 @@ def test_every_sequence_route_is_in_the_matrix() -> None:
     api = router(world.ops, principal=principal_from_headers)
     names = {getattr(r, "name", "") for r in api.routes}
     assert set(SEQUENCE_ROUTES) <= names
-    assert not {n for n in names - set(SEQUENCE_ROUTES) if "sequence" in n or "enroll" in n}
+    others = {n for n in names - set(SEQUENCE_ROUTES) if "sequence" in n or "enroll" in n}
+    assert others == {"get_sequence_schema"}  # any signed-in caller, as the rule schema
 
 
 @pytest.mark.parametrize("role", list(Role), ids=str)
@@ -144,6 +145,16 @@ def test_bad_bodies_name_the_field() -> None:
     assert answer.status_code == 422 and answer.json()["field"] == "inFlight"
     answer = client.post("/api/sequences", json=SEQUENCE, headers=as_(ADMIN))
     assert answer.status_code == 409 and answer.json()["error"] == "DuplicateError"
+
+
+def test_the_sequence_schema_is_served_to_any_signed_in_user() -> None:
+    from leadflow.runtime.sequence_schema import sequence_schema
+
+    world = sequence_world()
+    client = served(world)
+    answer = client.get("/api/sequences/schema", headers=as_(ALICE))
+    assert answer.status_code == 200 and answer.json() == sequence_schema(world.flow)
+    assert client.get("/api/sequences/schema").status_code == 401
 
 
 # --------------------------------------------------------------------------- end to end
@@ -261,7 +272,7 @@ def test_arbitrary_json_into_the_routes(
     world = sequence_world()
     client = served(world)
     method, template = route
-    path = template.replace("{id}", quote(target, safe=""))
+    path = template.replace("{id}", quote(target.replace("/", "_"), safe=""))
     before = full_snapshot(world.flow)
     kwargs: dict[str, Any] = {"params": params, "headers": as_(who)}
     if body is not None and method == "POST":

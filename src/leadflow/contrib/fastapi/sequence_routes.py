@@ -10,6 +10,7 @@ method   path                                        operation
 =======  ==========================================  ===========================================
 POST     ``/sequences``                              create (version 1; ``?status=draft``)
 GET      ``/sequences``                              list (current versions)
+GET      ``/sequences/schema``                       the sequence format's JSON Schema
 GET      ``/sequences/{sequenceId}``                 get (``?version=``)
 POST     ``/sequences/{sequenceId}/publish``         a new version (body: the definition, or none
                                                      to publish the current one again);
@@ -36,6 +37,7 @@ from ...access import Operations, Principal
 from ...fields import Id
 from ...runtime.sequence_admin import EnrollmentReport, InFlight
 from ...runtime.sequence_report import SequenceReport
+from ...runtime.sequence_schema import sequence_schema
 from ...runtime.sequence_timeline import TimelineEntry
 from ...sequences import Enrollment, SequenceDefinition
 from .bodies import _Wire
@@ -137,6 +139,16 @@ def sequence_routes(api: APIRouter, ops: Operations, current: Callable[..., Prin
     @api.get(base, response_model=list[SequenceDefinition], summary="List sequences", **opts)
     def list_sequences(who: Principal = Depends(current)) -> Any:
         return ops.sequences.list(who)
+
+    @api.get(
+        f"{base}/schema",
+        response_model=dict[str, Any],
+        summary="JSON Schema of the sequence format",
+        description="Generated from this flow's operators, event types and action types. Any "
+        "authenticated caller may read it.",
+    )
+    def get_sequence_schema(who: Principal = Depends(current)) -> Any:
+        return sequence_schema(ops.flow)
 
     @api.get(f"{base}/{{sequenceId}}", response_model=SequenceDefinition,
              summary="One sequence (the current version, or ?version=)", **opts)  # fmt: skip
