@@ -38,6 +38,11 @@ PINNED = {
     "action.read_parked": {S, A},
     "action.retry": {S, A},
     "audit.read": {S, A},
+    "sequence.read": {S, A, D, R},
+    "sequence.write": {S, A},
+    "sequence.report": {S, A, D},
+    "enrollment.write": {S, A, D, R},
+    "enrollment.write_any": {S, A, D},
 }
 """The default matrix, written out: changing DEFAULT_POLICY must change this test too."""
 DAY = timedelta(days=1)

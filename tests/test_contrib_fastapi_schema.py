@@ -59,6 +59,21 @@ EXTRA_ENDPOINTS = {
     ("POST", "/api/scheduled-actions/{actionId}/retry"),
     ("GET", "/api/audit-trail"),
 }
+SEQUENCE_ENDPOINTS = {
+    ("POST", "/api/sequences"),
+    ("GET", "/api/sequences"),
+    ("GET", "/api/sequences/schema"),
+    ("GET", "/api/sequences/{sequenceId}"),
+    ("POST", "/api/sequences/{sequenceId}/publish"),
+    ("POST", "/api/sequences/{sequenceId}/pause"),
+    ("POST", "/api/sequences/{sequenceId}/resume"),
+    ("POST", "/api/sequences/{sequenceId}/archive"),
+    ("POST", "/api/sequences/{sequenceId}/enrollments"),
+    ("GET", "/api/sequences/{sequenceId}/report"),
+    ("DELETE", "/api/enrollments/{enrollmentId}"),
+    ("GET", "/api/opportunities/{opportunityId}/enrollments"),
+    ("GET", "/api/opportunities/{opportunityId}/timeline"),
+}
 
 
 class TicketParams(BaseModel):
@@ -203,7 +218,7 @@ def test_openapi_lists_the_seed_endpoints_with_models_and_errors(
         for path, operations in openapi["paths"].items()
         for method in operations
     }
-    assert found == SEED_ENDPOINTS | EXTRA_ENDPOINTS
+    assert found == SEED_ENDPOINTS | EXTRA_ENDPOINTS | SEQUENCE_ENDPOINTS
     assert len([e for e in SEED_ENDPOINTS if "lead-activities" in e[1]]) == 11
     assert len([e for e in SEED_ENDPOINTS if "follow-up-rules" in e[1]]) == 7
     for path, operations in openapi["paths"].items():
@@ -223,6 +238,7 @@ def test_openapi_lists_the_seed_endpoints_with_models_and_errors(
     assert set(schemas["ActivityEdit"]["properties"]) == {
         "subject", "description", "priority", "expectedVersion"
     }  # fmt: skip
+    assert {"SequenceDefinition-Input", "EnrollIn", "EnrollmentReportOut"} <= set(schemas)
 
 
 def test_request_models_follow_the_library_models() -> None:

@@ -159,11 +159,13 @@ class AuditEntry(_Model):
     and ``subject_id``), the kind of ``change``, and the document before and after.
 
     Subjects: ``rule`` (created / updated / deleted), ``activity`` (created / completed /
-    deleted, when done by a person) and ``action`` (retried / cancelled scheduled actions).
+    deleted, when done by a person), ``action`` (retried / cancelled scheduled actions),
+    ``sequence`` (created / published / paused / resumed / archived) and ``enrollment``
+    (enrolled / unenrolled / moved / ended, by a person's change).
     """
 
     entry_id: Id = Field(default_factory=new_id)
-    subject: Literal["rule", "activity", "action"]
+    subject: Literal["rule", "activity", "action", "sequence", "enrollment"]
     subject_id: Id
     change: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,39}$")]
     actor: Id

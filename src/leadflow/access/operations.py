@@ -61,6 +61,7 @@ from .inputs import (
     rule_changes,
 )
 from .policy import DEFAULT_POLICY, Policy, Principal
+from .sequence_operations import SequenceOperations
 
 __all__ = ["Operations"]
 
@@ -85,6 +86,7 @@ shape), so that a missing id costs what another user's activity costs."""
 _CLOCK_SKEW: Final = timedelta(minutes=5)
 """How far in the future a recorded completion may be dated (clocks disagree a little)."""
 
+_AUDIT_SUBJECTS: Final = ("rule", "activity", "action", "sequence", "enrollment")
 _AUDIT_FIELDS: Final = frozenset(
     {"createdBy", "updatedBy", "createdAt", "updatedAt", "version", "completedBy"}
     | {"cancelledAt", "cancelledBy", "cancelReason"}  # set by cancel_activity only
@@ -130,6 +132,7 @@ class Operations(ActivityChangeOperations):
         self._admin = flow.rules
         self._executor = flow.executor
         self._book = flow.rulebook
+        self.sequences = SequenceOperations(flow, lambda: self.policy)  # ops.sequences.*
 
     def _now(self) -> datetime:
         return ensure_utc(self._clock.now(), "clock.now()")
@@ -549,8 +552,8 @@ class Operations(ActivityChangeOperations):
         (``rule``, ``activity``, ``action``) and id."""
         self.policy.require(principal, "audit.read")
         subject = plain(subject)
-        if subject is not None and subject not in ("rule", "activity", "action"):
-            raise InvalidInputError("one of rule, activity, action", field="subject")
+        if subject is not None and subject not in _AUDIT_SUBJECTS:
+            raise InvalidInputError(f"one of {', '.join(_AUDIT_SUBJECTS)}", field="subject")
         if subject_id is not None:
             subject_id = checked_id(subject_id, "subject_id")
         return self._audit_log.list(subject, subject_id)

@@ -1,5 +1,16 @@
 """Who may do what: the seed's roles, the principal a host passes in, and the policy table
-(operation -> roles) a host can override."""
+(operation -> roles) a host can override.
+
+Sequences (:mod:`leadflow.access.sequence_operations`, ``Operations.sequences``):
+``sequence.read`` (everyone: get and list definitions, to pick one to enroll into),
+``sequence.write`` (admins: create, publish a new version, pause, resume, archive),
+``sequence.report`` (admins and dispatchers: the A/B results), ``enrollment.write`` (everyone:
+enroll, bulk enroll with a dry run, unenroll; sales only on opportunities they own, by the
+gateway's ``owner()``) and ``enrollment.write_any`` (admins and dispatchers: any
+opportunity). An opportunity's enrollments and its timeline with the sequence steps are read
+with ``activity.read``: everything with ``activity.read_all``, else only on opportunities the
+principal owns.
+"""
 
 from __future__ import annotations
 
@@ -72,6 +83,12 @@ _DEFAULT_TABLE: Final[dict[str, frozenset[Role]]] = {
     "action.read_parked": _ADMINS,
     "action.retry": _ADMINS,
     "audit.read": _ADMINS,
+    # sequences and enrollments (see the module docstring)
+    "sequence.read": _EVERYONE,
+    "sequence.write": _ADMINS,
+    "sequence.report": _STAFF,
+    "enrollment.write": _EVERYONE,  # sales: only on opportunities they own
+    "enrollment.write_any": _STAFF,
 }
 
 

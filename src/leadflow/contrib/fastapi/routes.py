@@ -48,6 +48,7 @@ from .bodies import (
     StatisticsQuery,
 )
 from .errors import ERROR_RESPONSES, LeadflowRoute, NotAuthenticatedError
+from .sequence_routes import sequence_routes
 
 __all__ = ["PrincipalDependency", "events_router", "router"]
 
@@ -97,7 +98,8 @@ def router(
 ) -> APIRouter:
     """An ``APIRouter`` with the seed's endpoints (11 under ``/lead-activities``, 7 under
     ``/follow-up-rules``), the changes of an open activity (reschedule, snooze, reassign,
-    cancel, edit), the rule schema, parked actions and the audit trail, under ``prefix``.
+    cancel, edit), the rule schema, parked actions, the audit trail and the sequence routes
+    (:mod:`~leadflow.contrib.fastapi.sequence_routes`), under ``prefix``.
 
     ``source`` is an :class:`~leadflow.access.Operations` (with the host's policy) or a
     :class:`~leadflow.LeadFlow` (the default policy). ``principal`` is the host's dependency
@@ -115,6 +117,7 @@ def router(
     _activity_routes(api, ops, current)
     _rule_routes(api, ops, current)
     _admin_routes(api, ops, current)
+    sequence_routes(api, ops, current)  # /sequences, /enrollments, /opportunities/...
     return api
 
 
