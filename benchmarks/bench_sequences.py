@@ -47,7 +47,11 @@ RULE = FollowUpRule.model_validate(
 
 def sequence(first_wait: bool) -> SequenceDefinition:
     steps: list[dict[str, Any]] = [
-        {"id": "send", "kind": "action", "action": {"actionType": "send_email", "template": "hello"}},
+        {
+            "id": "send",
+            "kind": "action",
+            "action": {"actionType": "send_email", "template": "hello"},
+        },
         {"id": "later", "kind": "wait", "delay": 24},
     ]
     if first_wait:
