@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from functools import partial
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,11 @@ def timed(run: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+def _each(call: Callable[[Any], object], docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        call(doc)
+
+
 def bench_handle(backend: str, n: int, reps: int, directory: Path) -> dict[str, float]:
     plain_t: list[float] = []
     seq_t: list[float] = []
@@ -115,9 +121,9 @@ def bench_handle(backend: str, n: int, reps: int, directory: Path) -> dict[str, 
         plain = build(backend, directory, f"hp{rep}", plain=True, first_wait=True, docs=docs)
         seq = build(backend, directory, f"hs{rep}", plain=False, first_wait=True, docs=docs)
         engine = plain.engine()
-        engine_t.append(timed(lambda: [engine.evaluate(d) for d in docs]) / n)
-        plain_t.append(timed(lambda: [plain.handle(d) for d in docs]) / n)
-        seq_t.append(timed(lambda: [seq.handle(d) for d in docs]) / n)
+        engine_t.append(timed(partial(_each, engine.evaluate, docs)) / n)
+        plain_t.append(timed(partial(_each, plain.handle, docs)) / n)
+        seq_t.append(timed(partial(_each, seq.handle, docs)) / n)
         assert len(plain.storage.scheduled.list(limit=n + 1)) == n
         stored = seq.storage.scheduled.list(limit=n + 1)
         assert len(stored) == n and all(a.kind is ActionKind.STEP for a in stored)
