@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from functools import partial
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
