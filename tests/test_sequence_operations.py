@@ -337,11 +337,14 @@ def test_the_timeline_shows_done_pending_and_skipped_steps_among_activities() ->
     mine = world.ops.sequences.timeline(ALICE, "opp-alice")
     assert {e.activity.assigned_to for e in mine if e.activity is not None} == {"alice"}
     assert [e.step for e in mine if e.step is not None] == [e.step for e in entries if e.step]
-    # A goal skips what is pending and ends the enrollment.
+    # A goal cancels what is pending and ends the enrollment.
     flow.handle({"type": "opportunity.status_changed", "id": "won-alice", "time": clock.now(),
                  "payload": {"opportunityId": "opp-alice", "newStatus": "won"}})  # fmt: skip
     entries = world.ops.sequences.timeline(ALICE, "opp-alice")
     states = [(e.step.step_id, e.step.state, e.step.outcome) for e in entries if e.step]
-    assert states[-2:] == [("later", "skipped", "goal_reached"), ("later", "ended", "goal_reached")]
+    assert states[-2:] == [
+        ("later", "cancelled", "goal_reached"),
+        ("later", "ended", "goal_reached"),
+    ]
     times = [e.at for e in entries if e.at is not None]
     assert times == sorted(times)

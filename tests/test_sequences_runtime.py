@@ -152,7 +152,7 @@ def test_a_goal_ends_the_enrollment_and_nothing_is_sent_after_it() -> None:
         for a in flow.storage.scheduled.list()
         if a.kind is ActionKind.STEP and a.step_id == "morning"
     ]
-    assert skipped.state is ScheduledActionState.DONE
+    assert skipped.state is ScheduledActionState.CANCELLED  # the goal cancelled it
 
 
 def test_an_entry_that_does_not_match_enrolls_nobody() -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "BatchScheduling",
     "CounterStore",
     "JobStore",
+    "PendingCancellation",
     "RuleRepository",
     "ScheduledActionStore",
     "SeparateSteps",
@@ -359,6 +360,23 @@ class BatchScheduling(Protocol):
         its ``action_id``) exists or comes earlier in ``actions``, in one atomic step. Returns,
         in the order given, whether each was newly created. Unlike :meth:`schedule`, an action
         whose id another key holds is reported not created, not raised."""
+        ...
+
+
+@runtime_checkable
+class PendingCancellation(Protocol):
+    """What a :class:`ScheduledActionStore` may add to cancel chosen actions (every shipped
+    store does; sequences use it to cancel an ended enrollment's pending visit at once rather
+    than skip it when it comes due)."""
+
+    def cancel_pending(
+        self, action_ids: Sequence[str], *, now: datetime
+    ) -> builtins.list[ScheduledAction]:
+        """Cancel those of ``action_ids`` (at most 1,000) that are still pending, in one
+        atomic step per action: state ``cancelled``, ``finished_at = now``. Claimed ones are
+        left to finish, finished and unknown ones are left as they are. Returns the cancelled
+        actions in the order given. :class:`InvalidInputError` for anything but a list or
+        tuple of ids."""
         ...
 
 

@@ -145,7 +145,10 @@ def _visit_entry(
                     "outcome": _came_after(nxt[0] if nxt else None) or "done"}
         )  # fmt: skip
     if action is not None and action.state is ScheduledActionState.CANCELLED:
-        return entry.model_copy(update={"state": "cancelled", "at": action.finished_at or due})
+        cancelled: dict[str, object] = {"state": "cancelled", "at": action.finished_at or due}
+        if not enrollment.active:  # cancelled by the end: a goal, an unenrollment...
+            cancelled.update(outcome=enrollment.state.value, why=enrollment.end_reason or entry.why)
+        return entry.model_copy(update=cancelled)
     if action is not None and action.state is ScheduledActionState.PARKED:
         return entry.model_copy(update={"state": "failed", "error": action.last_error})
     if enrollment.active:

@@ -39,6 +39,7 @@ from ..ports import (
     EnrollmentStore,
     OpportunityFields,
     OpportunityGateway,
+    PendingCancellation,
     ScheduledActionStore,
     SequenceRepository,
 )
@@ -292,9 +293,12 @@ class Sequencer:
                 return False
             try:
                 self._moved(current, program, stop, stored, visit, outcome, context, now)
-                return True
             except StaleWriteError:
                 current = self.enrollments.get(enrollment.enrollment_id)
+                continue
+            if outcome == "matched":  # the wait's timeout timer is not needed any more
+                self._cancel_visit(current, now)
+            return True
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
 
     def _store_visit(
@@ -414,6 +418,7 @@ class Sequencer:
             except StaleWriteError:
                 current = self.enrollments.get(enrollment.enrollment_id)
                 continue
+            self._cancel_visit(updated, now)
             extra: dict[str, Any] = {"reason": reason, "state": state.value}
             if goal is not None:
                 extra["goal"] = goal
@@ -422,6 +427,14 @@ class Sequencer:
             self._emit(f"sequence.{state.value}", _payload(updated, extra))
             return updated
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+    def _cancel_visit(self, enrollment: Enrollment, now: datetime) -> None:
+        """Cancel the ended enrollment's pending visit (where the store can; otherwise it is
+        skipped when it comes due). A visit already claimed finishes as skipped."""
+        if enrollment.visit == 0 or not isinstance(self.scheduled, PendingCancellation):
+            return
+        key = step_key(enrollment.enrollment_id, enrollment.visit)
+        self.scheduled.cancel_pending([action_id_for(key)], now=now)
 
     # ------------------------------------------------------------------ running a visit
 

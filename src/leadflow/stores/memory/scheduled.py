@@ -319,6 +319,20 @@ class InMemoryScheduledActionStore:
             cancelled = [self._cancel(action, now) for action in pending]
         return [_copy(action) for action in cancelled]
 
+    def cancel_pending(
+        self, action_ids: Sequence[str], *, now: datetime
+    ) -> builtins.list[ScheduledAction]:
+        ids = checked_ids(action_ids, "action_ids")
+        now = ensure_utc(now, "now")
+        with self._lock:
+            pending = [
+                action
+                for action in (self._live.get(i) for i in ids)
+                if action is not None and action.state is _State.PENDING
+            ]
+            cancelled = [self._cancel(action, now) for action in pending]
+        return [_copy(action) for action in cancelled]
+
     def purge_finished(self, before: datetime, *, limit: int = 10_000) -> int:
         before = ensure_utc(before, "before")
         check_limit(limit)

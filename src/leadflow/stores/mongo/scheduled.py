@@ -342,6 +342,26 @@ class MongoScheduledActionStore(MongoStore):
                 return cancelled
             cancelled.append(_load(document))
 
+    @translated("action_ids")
+    def cancel_pending(
+        self, action_ids: Sequence[str], *, now: datetime
+    ) -> builtins.list[ScheduledAction]:
+        """One ``find_one_and_update`` per id: each cancels the action if it is still pending
+        at that moment. Cost: one round trip per id."""
+        ids = checked_ids(action_ids, "action_ids")
+        now = when("now", now)
+        cancel = {"$set": {"state": _CANCELLED, "finishedAt": now, "updatedAt": now}}
+        cancelled: builtins.list[ScheduledAction] = []
+        for action_id in ids:
+            document = self._collection.find_one_and_update(
+                {"actionId": action_id, "state": _PENDING},
+                cancel,
+                return_document=ReturnDocument.AFTER,
+            )
+            if document is not None:
+                cancelled.append(_load(document))
+        return cancelled
+
     @translated("before")
     def purge_finished(self, before: datetime, *, limit: int = 10_000) -> int:
         """Finds up to ``limit`` finished actions (``state_finishedAt`` index), then deletes them

@@ -475,6 +475,20 @@ class SqlScheduledActionStore:
         cancelled.sort(key=lambda a: (a.due_at, a.action_id))
         return cancelled
 
+    @translated("action_ids")
+    def cancel_pending(
+        self, action_ids: Sequence[str], *, now: datetime
+    ) -> builtins.list[ScheduledAction]:
+        """One ``UPDATE ... RETURNING`` over the pending ones."""
+        ids = checked_ids(action_ids, "action_ids")
+        now = ensure_utc(now, "now")
+        if not ids:
+            return []
+        statement = self._cancel(self._t.c.action_id.in_(ids), now).returning(*self._t.c)
+        with self._db.write(atomic=False) as connection:
+            rows = connection.execute(statement).mappings().all()
+        return in_order([_load(row) for row in rows], ids)
+
     @translated("before")
     def purge_finished(self, before: datetime, *, limit: int = 10_000) -> int:
         cutoff = ensure_utc(before, "before")

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from ...errors import InvalidInputError, NotFoundError
-from ...ports import ScheduledActionStore
+from ...ports import PendingCancellation, ScheduledActionStore
 from ...records import ScheduledAction, ScheduledActionState
 from .data import at, make_delivery, make_scheduled_action
 
@@ -75,6 +75,38 @@ class ScheduledActionCleanupTests:
         assert store.cancel_for_opportunity("opp-404", now=at(hours=1)) == 0
         later = store.claim_due(at(days=3), worker="w2")
         assert _action_ids(later) == ["sa-claimed", "sa-other"]  # lease expired
+
+    def test_cancel_pending_cancels_only_what_is_still_pending(
+        self, store: ScheduledActionStore
+    ) -> None:
+        assert isinstance(store, PendingCancellation)
+        store.schedule(make_scheduled_action("a", due_at=at(hours=1)))
+        store.schedule(make_scheduled_action("b", due_at=at(hours=2)))
+        _claimed(store, "busy", at(minutes=-30))
+        _done(store, "finished", at(minutes=-20))
+        before = store.get("sa-b")
+        ids = ["sa-b", "sa-busy", "sa-finished", "sa-404", "sa-a"]
+        cancelled = store.cancel_pending(ids, now=at(minutes=1))
+        assert _action_ids(cancelled) == ["sa-b", "sa-a"]  # the order given
+        for action in cancelled:
+            assert (action.state, action.finished_at) == (CANCELLED, at(minutes=1))
+            assert store.get(action.action_id) == action
+        changes = {"state", "finished_at", "updated_at"}
+        assert cancelled[0].model_dump(exclude=changes) == before.model_dump(exclude=changes)
+        assert store.get("sa-busy").state is CLAIMED
+        assert store.get("sa-finished").state is DONE
+        assert store.cancel_pending(ids, now=at(minutes=2)) == []  # nothing pending is left
+        assert store.cancel_pending([], now=at(minutes=2)) == []
+
+    @pytest.mark.parametrize("bad", ["sa-a", {"sa-a": 1}, ["sa a"], [1], ["$where"]])
+    def test_cancel_pending_refuses_what_is_no_list_of_ids(
+        self, store: ScheduledActionStore, bad: object
+    ) -> None:
+        assert isinstance(store, PendingCancellation)
+        store.schedule(make_scheduled_action("a"))
+        with pytest.raises(InvalidInputError):
+            store.cancel_pending(bad, now=at())  # type: ignore[arg-type]
+        assert store.get("sa-a").state is PENDING
 
     def test_cancel_for_rule(self, store: ScheduledActionStore) -> None:
         store.schedule(make_scheduled_action("late", due_at=at(hours=2)))
