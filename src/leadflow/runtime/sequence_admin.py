@@ -298,7 +298,7 @@ class SequencesAdmin:
         return SequenceOutcome(sid, "", "would_enroll")
 
     def unenroll(self, enrollment_id: str, *, actor: str | None = None) -> Enrollment:
-        """End an enrollment by hand; its pending step is skipped when it comes due."""
+        """End an enrollment by hand; its pending step is cancelled."""
         enrollment = self._enrollments.get(enrollment_id)
         ended = self._sequencer.end(
             enrollment, EnrollmentState.UNENROLLED, f"unenrolled by {actor or 'the system'}"

@@ -399,7 +399,8 @@ class Sequencer:
         event: Event | None = None,
     ) -> Enrollment | None:
         """End an active enrollment (compare-and-set, retried on a stale read); None when it
-        had ended already. Its pending visit is skipped when it comes due."""
+        had ended already. Its pending visit is cancelled (one already claimed
+        finishes as skipped)."""
         current = enrollment
         now = self.now()
         for _ in range(_CAS_TRIES):
