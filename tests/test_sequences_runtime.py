@@ -264,3 +264,53 @@ def test_archive_ends_enrollments_and_stops_entries() -> None:
     assert flow.handle(lead("o2", clock.now())).sequences == []
     _run_until(flow, clock, MONDAY_10 + timedelta(hours=2))
     assert _calls(flow) == []
+
+
+def _mailer(sequence_id: str, **extra: object) -> dict[str, object]:
+    return {
+        "sequenceId": sequence_id,
+        "name": sequence_id,
+        "entry": {"eventType": "opportunity.created"},
+        "steps": [
+            {"id": "one", "kind": "action",
+             "action": {"actionType": "send_email", "template": f"{sequence_id}-one"}},
+            {"id": "two", "kind": "action",
+             "action": {"actionType": "send_email", "template": f"{sequence_id}-two"}},
+        ],
+        **extra,
+    }  # fmt: skip
+
+
+def test_a_sequence_daily_cap_defers_the_next_message_to_the_next_day() -> None:
+    flow, clock = sequence_flow()
+    opportunities(flow).add("o1", owner="alice", email="lead@example.com", timezone="Asia/Tokyo")
+    flow.sequences.publish(_mailer("capped", dailyCap=1, window={"start": "09:00", "end": "18:00"}))
+    flow.handle(lead("o1", clock.now()))
+    _run_until(flow, clock, MONDAY_10 + timedelta(minutes=5))
+    # Monday 10:00 UTC is 19:00 in Tokyo: outside the window, so the first e-mail waits for
+    # Tuesday 09:00 Tokyo (00:00 UTC); the second is over the cap that day: Wednesday 09:00.
+    assert _sent(flow) == []
+    _run_until(flow, clock, datetime(2026, 1, 6, 0, 5, tzinfo=UTC))
+    assert _sent(flow) == ["capped-one"]
+    enrollment = _enrollment(flow)
+    assert enrollment.step_id == "two" and "daily cap of 1" in enrollment.history[-1].why
+    _run_until(flow, clock, datetime(2026, 1, 6, 23, 55, tzinfo=UTC))
+    assert _sent(flow) == ["capped-one"]  # deferred, not dropped ...
+    _run_until(flow, clock, datetime(2026, 1, 7, 0, 5, tzinfo=UTC))
+    assert _sent(flow) == ["capped-one", "capped-two"]  # ... and sent the next day, once
+    assert _enrollment(flow).state is EnrollmentState.COMPLETED
+
+
+def test_the_contact_cap_counts_across_sequences() -> None:
+    from leadflow import FlowSettings
+
+    flow, clock = sequence_flow(settings=FlowSettings(contact_daily_cap=2))
+    opportunities(flow).add("o1", owner="alice", email="lead@example.com")
+    flow.sequences.publish(_mailer("first"))
+    flow.sequences.publish(_mailer("second"))
+    flow.handle(lead("o1", clock.now()))
+    _run_until(flow, clock, MONDAY_10 + timedelta(minutes=10))
+    assert len(_sent(flow)) == 2  # two of the four today
+    _run_until(flow, clock, datetime(2026, 1, 6, 0, 10, tzinfo=UTC))
+    assert sorted(_sent(flow)) == ["first-one", "first-two", "second-one", "second-two"]
+    assert all(e.state is EnrollmentState.COMPLETED for e in flow.sequences.enrollments("o1"))

@@ -297,6 +297,14 @@ class SequenceProgram:
             day += timedelta(days=1)
         raise InvalidInputError("no such day within ten years", field="until")
 
+    def deferred(self, step_id: str, now: datetime, zone: ZoneInfo, why: str) -> Stop:
+        """The same action step again, due at the send window's first opening on the next
+        local day in ``zone`` (a daily cap was reached)."""
+        tomorrow = now.astimezone(zone).date() + timedelta(days=1)
+        midnight = datetime.combine(tomorrow, datetime.min.time(), tzinfo=zone).astimezone(UTC)
+        due, when = self.send_time(midnight, zone)
+        return Stop("action", step_id, due, why=f"{why}: deferred to the next day ({when})")
+
     def send_time(self, now: datetime, zone: ZoneInfo) -> tuple[datetime, str]:
         """When an action step due ``now`` may act: ``now`` inside the send window (or
         without one), else the window's next opening in ``zone``."""

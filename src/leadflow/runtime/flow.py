@@ -154,6 +154,7 @@ class LeadFlow:
                 sequences=storage.sequences,
                 enrollments=storage.enrollments,
                 scheduled=storage.scheduled,
+                counters=storage.counters,
                 opportunities=integrations.opportunities,
                 vocabulary=lambda: self.vocabulary,
                 run=self.handlers.run,

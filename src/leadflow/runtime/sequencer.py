@@ -36,6 +36,7 @@ from ..errors import LeadflowError, NotFoundError, PermanentError, StaleWriteErr
 from ..models import Event
 from ..ports import (
     Clock,
+    CounterStore,
     EnrollmentStore,
     OpportunityFields,
     OpportunityGateway,
@@ -65,7 +66,10 @@ from .results import SequenceOutcome
 from .sequence_programs import Programs
 from .settings import FlowSettings
 
-__all__ = ["SequenceOutcome", "Sequencer", "enrollment_id_for"]
+__all__ = ["MESSAGE_TYPES", "SequenceOutcome", "Sequencer", "enrollment_id_for"]
+
+MESSAGE_TYPES: Final = frozenset({"send_email", "send_sms"})
+"""Action types that message the contact: what the daily caps count."""
 
 log = logging.getLogger("leadflow")
 
@@ -99,6 +103,7 @@ class Sequencer:
         sequences: SequenceRepository,
         enrollments: EnrollmentStore,
         scheduled: ScheduledActionStore,
+        counters: CounterStore,
         opportunities: OpportunityGateway,
         vocabulary: Callable[[], Vocabulary],
         run: Callable[[ActionContext[Any]], str | None],
@@ -109,6 +114,7 @@ class Sequencer:
         self.sequences = sequences
         self.enrollments = enrollments
         self.scheduled = scheduled
+        self._counters = counters
         self._opportunities = opportunities
         self._run_handler = run
         self._settings = settings
@@ -267,6 +273,7 @@ class Sequencer:
         *,
         cause: Event,
         outcome: str,
+        stop: Stop | None = None,
     ) -> bool:
         """Store the enrollment's next visit, then move the record to it (compare-and-set,
         retried on a stale read while the enrollment still stands where it did). False when
@@ -274,7 +281,9 @@ class Sequencer:
         now = self.now()
         context = self._context(enrollment, program, trigger)
         zone = self._zone(enrollment.opportunity_id, program)
-        if enrollment.visit == 0 or enrollment.step_id is None:
+        if stop is not None:
+            pass
+        elif enrollment.visit == 0 or enrollment.step_id is None:
             stop = program.start(
                 enrollment_id=enrollment.enrollment_id, now=now, context=context, zone=zone
             )
@@ -461,6 +470,13 @@ class Sequencer:
             return self._hold(enrollment)
         step = program.definition.step(action.step_id)
         if isinstance(step, ActionStep):
+            capped = self._capped(enrollment, program, step)
+            if capped is not None:
+                zone = self._zone(enrollment.opportunity_id, program)
+                stop = program.deferred(step.id, self.now(), zone, capped)
+                self._advance(enrollment, program, None, cause=action.event, outcome="deferred",
+                              stop=stop)  # fmt: skip
+                return f"deferred: {capped}"
             begun = self._begin_send(enrollment, action)
             if begun is None:
                 return "skipped: the enrollment ended before the send began"
@@ -470,6 +486,29 @@ class Sequencer:
         outcome = "timed_out" if isinstance(step, WaitForEventStep) else "done"
         moved = self._advance(enrollment, program, None, cause=action.event, outcome=outcome)
         return f"{step.kind} {step.id}: {outcome}" if moved else "skipped: moved on meanwhile"
+
+    def _capped(
+        self, enrollment: Enrollment, program: SequenceProgram, step: ActionStep
+    ) -> str | None:
+        """Count a message step against the contact's daily caps (the flow's across all
+        sequences, the sequence's own); the reason when one is reached, else None. A count is
+        taken per attempt: a rerun may count twice, which can only defer, never drop."""
+        if step.action.action_type not in MESSAGE_TYPES:
+            return None
+        caps = [("all", self._settings.contact_daily_cap),
+                (enrollment.sequence_id, program.definition.daily_cap)]  # fmt: skip
+        if all(cap is None for _, cap in caps):
+            return None
+        zone = self._zone(enrollment.opportunity_id, program)
+        day = self.now().astimezone(zone).date().isoformat()
+        for scope, cap in caps:
+            if cap is None:
+                continue
+            sent = self._counters.next(f"cap:{scope}:{enrollment.opportunity_id}:{day}")
+            if sent > cap:
+                which = "the contact's" if scope == "all" else "this sequence's"
+                return f"{which} daily cap of {cap} messages on {day} reached"
+        return None
 
     def _hold(self, enrollment: Enrollment) -> str:
         """The sequence is paused: mark the visit held (resuming stores it again, due then)."""

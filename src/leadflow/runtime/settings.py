@@ -69,6 +69,10 @@ class FlowSettings:
     so drain the old partitions with an unpinned ``run_due()`` after a change.
     ``system_user``: the id recorded as creator of automated activities.
     ``worker_id``: this instance's name in leases (default: host, pid and a random suffix).
+    ``contact_daily_cap``: at most that many automated messages (``send_email`` and
+    ``send_sms`` steps of sequences) per contact (opportunity) and local day, across all
+    sequences; one beyond it is deferred to the next day's send window, never dropped (None,
+    the default: no cap; a sequence's own ``daily_cap`` applies too).
     ``unknown_event_types``: what ``handle`` does with an event whose type the flow does not
     know (not a seed type, not registered with ``event_types``): ``refuse`` (the default:
     :class:`InvalidInputError` naming ``type`` with the closest known name, since a misspelled
@@ -87,8 +91,12 @@ class FlowSettings:
     system_user: str = "leadflow"
     worker_id: str | None = None
     unknown_event_types: UnknownEvents = "refuse"
+    contact_daily_cap: int | None = None
 
     def __post_init__(self) -> None:
+        cap = self.contact_daily_cap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise InvalidInputError("must be None or a positive integer", field="contact_daily_cap")
         if not isinstance(self.retry, RetryPolicy):
             raise InvalidInputError("expected a RetryPolicy", field="retry")
         if not isinstance(self.max_cascade_depth, int) or not 0 <= self.max_cascade_depth <= 50:

@@ -376,8 +376,10 @@ class SequenceDefinition(_Model):
     ``reenrollment`` says what a second entry of an opportunity does; ``window`` (optional)
     when steps may act; ``timezone`` is the sequence's own zone for recipients whose zone the
     gateway does not know (default: the working calendar's); ``daily_cap`` at most that many
-    of this sequence's action steps per contact and day (excess steps are deferred to the
-    next day, never dropped). Publishing an edit stores a new ``version``.
+    of this sequence's messages (``send_email``, ``send_sms`` steps) per contact and local day
+    (one beyond it is deferred to the next day's send window, never dropped; the flow's
+    ``FlowSettings.contact_daily_cap`` counts across all sequences). Publishing an edit
+    stores a new ``version``.
     """
 
     sequence_id: Id = Field(default_factory=new_id)
