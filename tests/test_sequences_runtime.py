@@ -314,3 +314,55 @@ def test_the_contact_cap_counts_across_sequences() -> None:
     _run_until(flow, clock, datetime(2026, 1, 6, 0, 10, tzinfo=UTC))
     assert sorted(_sent(flow)) == ["first-one", "first-two", "second-one", "second-two"]
     assert all(e.state is EnrollmentState.COMPLETED for e in flow.sequences.enrollments("o1"))
+
+
+def test_a_rule_enrolls_through_the_enroll_action() -> None:
+    from leadflow import FollowUpRule
+
+    flow, clock = sequence_flow()
+    opportunities(flow).add("o1", owner="alice", email="lead@example.com")
+    flow.sequences.publish(website_lead_sequence(entry=None))  # enrolled by rules only
+    flow.rules.create(
+        FollowUpRule.model_validate(
+            {
+                "ruleId": "quote-nurture",
+                "name": "Quotes enter the website sequence",
+                "trigger": {"eventType": "estimate.created"},
+                "actions": [{"actionType": "enroll", "params": {"sequenceId": "website-lead"}}],
+            }
+        )
+    )
+    quote = {"type": "estimate.created", "id": "q1", "time": clock.now(),
+             "payload": {"opportunityId": "o1"}}  # fmt: skip
+    result = flow.handle(quote)
+    assert [run.note for run in result.executed] == [
+        f"enrolled: {_enrollment(flow).enrollment_id} in website-lead"
+    ]
+    assert flow.handle(quote).duplicates  # handled again: nobody enrolled twice
+    assert len(flow.sequences.enrollments("o1")) == 1
+    # A rule may name a sequence published later, so it is stored; while the sequence is not
+    # active, its action is parked with the reason.
+    flow.rules.create(
+        FollowUpRule.model_validate(
+            {
+                "ruleId": "nowhere",
+                "name": "unknown sequence",
+                "trigger": {"eventType": "estimate.created"},
+                "actions": [{"actionType": "enroll", "params": {"sequenceId": "missing"}}],
+            }
+        )
+    )
+    second = {**quote, "id": "q2"}
+    [failed] = [run for run in flow.handle(second).executed if not run.ok]
+    assert failed.state is ScheduledActionState.PARKED and "not active" in (failed.note or "")
+    with pytest.raises(Exception, match="sequenceId"):
+        flow.rules.create(
+            FollowUpRule.model_validate(
+                {
+                    "ruleId": "bad",
+                    "name": "no sequence",
+                    "trigger": {"eventType": "estimate.created"},
+                    "actions": [{"actionType": "enroll"}],
+                }
+            )
+        )

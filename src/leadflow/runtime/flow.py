@@ -65,7 +65,7 @@ from .planner import Planner
 from .results import CompletionResult, DueRunReport, HandleResult
 from .rulebook import RuleBook
 from .sequence_admin import SequencesAdmin
-from .sequencer import Sequencer
+from .sequencer import EnrollParams, Sequencer
 from .settings import FlowSettings
 
 __all__ = ["LeadFlow"]
@@ -162,6 +162,8 @@ class LeadFlow:
                 clock=self.clock,
                 emit=self.emit,
             )
+            if "enroll" not in self.handlers:
+                self.handlers.register("enroll", self.sequencer.enroll_action, params=EnrollParams)
         self.planner = Planner(
             rulebook=self.rulebook,
             scheduled=storage.scheduled,

@@ -31,8 +31,12 @@ from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
 from ..clock import ensure_utc
 from ..errors import LeadflowError, NotFoundError, PermanentError, StaleWriteError
+from ..fields import Id
 from ..models import Event
 from ..ports import (
     Clock,
@@ -66,7 +70,13 @@ from .results import SequenceOutcome
 from .sequence_programs import Programs
 from .settings import FlowSettings
 
-__all__ = ["MESSAGE_TYPES", "SequenceOutcome", "Sequencer", "enrollment_id_for"]
+__all__ = [
+    "MESSAGE_TYPES",
+    "EnrollParams",
+    "SequenceOutcome",
+    "Sequencer",
+    "enrollment_id_for",
+]
 
 MESSAGE_TYPES: Final = frozenset({"send_email", "send_sms"})
 """Action types that message the contact: what the daily caps count."""
@@ -75,6 +85,19 @@ log = logging.getLogger("leadflow")
 
 _CAS_TRIES: Final = 20
 _RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
+
+
+class EnrollParams(BaseModel):
+    """The ``enroll`` rule action's settings: ``sequenceId``, the sequence to enroll the
+    event's opportunity in (its current version; the sequence's re-enrollment policy
+    applies)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
+        extra="forbid", frozen=True,
+    )  # fmt: skip
+
+    sequence_id: Id
 
 
 def enrollment_id_for(sequence_id: str, cause: str) -> str:
@@ -445,6 +468,26 @@ class Sequencer:
             return
         key = step_key(enrollment.enrollment_id, enrollment.visit)
         self.scheduled.cancel_pending([action_id_for(key)], now=now)
+
+    def enroll_action(self, ctx: ActionContext[EnrollParams]) -> str:
+        """The ``enroll`` rule action: enroll the event's opportunity in the sequence (once
+        per rule action: the enrollment is keyed on the action's idempotency key). An unknown
+        sequence, or one that is not active, is a :class:`PermanentError` (parked with the
+        reason)."""
+        sequence_id = ctx.params.sequence_id
+        self.programs.refresh()
+        program = self.programs.current.get(sequence_id)
+        if program is None or program.definition.status is not SequenceStatus.ACTIVE:
+            self.programs.invalidate()  # published a moment ago on another instance?
+            self.programs.refresh()
+            program = self.programs.current.get(sequence_id)
+        if program is None or program.definition.status is not SequenceStatus.ACTIVE:
+            raise PermanentError(f"sequence {sequence_id!r} is not active: nobody enrolled")
+        outcome = self.enroll(
+            program, ctx.opportunity_id(), ctx.event,
+            enrollment_id_for(sequence_id, ctx.idempotency_key),
+        )  # fmt: skip
+        return f"{outcome.what}: {outcome.enrollment_id} in {sequence_id}"
 
     # ------------------------------------------------------------------ running a visit
 
