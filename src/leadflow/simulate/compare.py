@@ -176,7 +176,8 @@ def differences(
     after: SimulationReport,
     examples: dict[str, list[tuple[str, int, int]]],
 ) -> list[RuleDifference]:
-    """The rules (of either report) whose figures differ, with their examples."""
+    """The rules (of either report) whose figures differ, with their examples (a sequence's
+    activities and notifications, counted under its id, are the sequences' differences)."""
     ids: set[str] = set()
     for report in (before, after):
         for table in (
@@ -186,6 +187,7 @@ def differences(
             report.pending_at_end,
         ):
             ids.update(table)
+    ids -= before.sequences.keys() | after.sequences.keys()
     out = []
     for rule_id in sorted(ids):
         diff = RuleDifference(
