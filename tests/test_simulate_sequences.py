@@ -339,3 +339,19 @@ def test_sequences_report_reads_a_store(tmp_path: Path) -> None:
     missing = runner.invoke(cli, ["sequences", "report", "ab", "--url", str(tmp_path / "x")])
     assert missing.exit_code == 1 and "no SQLite database" in missing.output
     assert runner.invoke(cli, ["sequences", "report", "ab"]).exit_code == 2  # no --url
+
+
+def test_the_history_gives_branches_the_status_and_owner_and_waits_the_customer_zone() -> None:
+    from leadflow.simulate import HistoryOpportunities
+
+    gateway = HistoryOpportunities()
+    created = {"opportunityId": "o", "assignedTo": "ann", "status": "new",
+               "timezone": "America/New_York"}  # fmt: skip
+    gateway.record("opportunity.created", created)
+    assert gateway.fields("o") == {"status": "new", "owner": "ann"}
+    assert gateway.fields("unknown") == {}
+    contact = gateway.contact("o")  # a placeholder address, the recorded zone
+    assert (contact.email, contact.timezone) == ("o@backtest.invalid", "America/New_York")
+    gateway.record("opportunity.updated", {"opportunityId": "o", "email": "o@example.com"})
+    assert gateway.contact("o").email == "o@example.com"
+    assert gateway.contact("o").timezone == "America/New_York"
