@@ -53,12 +53,32 @@ def _png_pixels(data: bytes) -> tuple[int, int, bytes]:
     return size[0], size[1], zlib.decompress(idat)
 
 
+WEB_EMAIL = {
+    "sequenceId": "web-email",
+    "name": "E-mail website leads",
+    "entry": {
+        "eventType": "opportunity.created",
+        "conditions": [{"field": "leadSource", "operator": "equals", "value": "website"}],
+    },
+    "steps": [
+        {"id": "wait", "kind": "wait", "delay": 2},
+        {"id": "email", "kind": "action", "action": {"actionType": "send_email", "template": "hi"}},
+    ],
+}
+
+
 def test_the_html_report_renders_in_a_headless_browser(tmp_path: Path) -> None:
     report = simulate(
-        default_rules(), _history(120), settings=SimulationSettings(reps=("ana", "ben", "cy"))
+        default_rules(),
+        _history(120),
+        sequences=[WEB_EMAIL],
+        settings=SimulationSettings(reps=("ana", "ben", "cy")),
     )
+    assert report.sequences["web-email"].sends == {"send_email": 40}
+    html = render_html(report)
+    assert "<h2>sequences</h2>" in html
     page = tmp_path / "report.html"
-    page.write_text(render_html(report), encoding="utf-8")
+    page.write_text(html, encoding="utf-8")
     shot = tmp_path / "shot.png"
     assert BROWSER is not None
     subprocess.run(

@@ -3,8 +3,10 @@
 =========================  ==============================================================
 ``leadflow demo``          a sales team over 30 simulated days, on a SQLite file
 ``leadflow rules ...``     ``validate FILE``, ``lint FILE``, ``test FILE --event JSON``, ``schema``
-``leadflow sequences ...`` ``validate FILE...``, ``lint FILE...``, ``schema``
-``leadflow simulate``      replay an event history through rules (``--compare`` two sets)
+``leadflow sequences ...`` ``validate FILE...``, ``lint FILE...``, ``test FILE --event JSON``,
+                           ``report ID --url URL``, ``schema``
+``leadflow simulate``      replay an event history through rules and sequences (``--compare``
+                           two rule sets, ``--compare-sequences`` two versions)
 ``leadflow db ...``        ``init`` / ``upgrade --url URL``: schema, indexes, default rules
 ``leadflow worker``        due actions and periodic jobs until SIGTERM
 ``leadflow jobs ...``      ``list``, ``run NAME --url URL``: one job once (cron)

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..models import FollowUpRule
 from ..rules import EventTypes, OperatorRegistry, WorkingCalendar
-from .compare import EXAMPLES, Comparison, RuleDifference, differences
-from .driver import SimulationSettings, Simulator
+from .compare import EXAMPLES, Comparison, RuleDifference, SequenceDifference, differences
+from .driver import SequenceInput, SimulationSettings, Simulator, load_sequences
 from .history import read_history
 from .html import render_html, workload_svg
-from .report import SimulationReport
+from .report import SequenceFigures, SimulationReport, StepFigures
 from .world import HistoryOpportunities, RecordedCall, RecordingHandler
 
 if TYPE_CHECKING:
@@ -28,10 +28,14 @@ __all__ = [
     "RecordedCall",
     "RecordingHandler",
     "RuleDifference",
+    "SequenceDifference",
+    "SequenceFigures",
     "SimulationReport",
     "SimulationSettings",
     "Simulator",
+    "StepFigures",
     "compare",
+    "load_sequences",
     "read_history",
     "render_html",
     "simulate",
@@ -39,6 +43,7 @@ __all__ = [
 ]
 
 Rules = Iterable[FollowUpRule | Mapping[str, Any]]
+Sequences = Iterable[SequenceInput]
 Progress = Callable[[int], object]
 PROGRESS_EVERY = 10_000
 
@@ -48,8 +53,9 @@ def _simulator(
     settings: SimulationSettings | None,
     handlers: HandlerRegistry | None,
     operators: OperatorRegistry | None,
-    event_types: EventTypes | None,
+    event_types: EventTypes | Iterable[str] | None,
     calendar: WorkingCalendar | None,
+    sequences: Sequences = (),
 ) -> Simulator:
     return Simulator(
         rules,
@@ -58,6 +64,7 @@ def _simulator(
         operators=operators,
         event_types=event_types,
         calendar=calendar,
+        sequences=sequences,
     )
 
 
@@ -65,10 +72,11 @@ def simulate(
     rules: Rules,
     history: Any,
     *,
+    sequences: Sequences = (),
     settings: SimulationSettings | None = None,
     handlers: HandlerRegistry | None = None,
     operators: OperatorRegistry | None = None,
-    event_types: EventTypes | None = None,
+    event_types: EventTypes | Iterable[str] | None = None,
     calendar: WorkingCalendar | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
@@ -84,8 +92,14 @@ def simulate(
     10,000 events. Deterministic. Raises :class:`~leadflow.RuleValidationError` for a rule
     that does not load and :class:`~leadflow.InvalidInputError` for a history line that is
     not JSON; an event that is not valid (or out of time order) is counted as refused.
+
+    ``sequences`` (definitions or documents, one version per ``sequenceId``) are published
+    into the flow before the first event; the report's ``sequences`` say what they did
+    (entries, sends, goals, time to goal, per split variant). Their event types beyond the
+    seed's (``email.replied``) go in ``event_types``; a sequence that does not load raises
+    :class:`~leadflow.InvalidInputError` naming the step and field.
     """
-    simulator = _simulator(rules, settings, handlers, operators, event_types, calendar)
+    simulator = _simulator(rules, settings, handlers, operators, event_types, calendar, sequences)
     feed = simulator.feed
     for count, document in enumerate(read_history(history), 1):
         feed(document)
@@ -99,19 +113,27 @@ def compare(
     other_rules: Rules,
     history: Any,
     *,
+    sequences: Sequences = (),
+    other_sequences: Sequences | None = None,
     settings: SimulationSettings | None = None,
     handlers: HandlerRegistry | None = None,
     operators: OperatorRegistry | None = None,
-    event_types: EventTypes | None = None,
+    event_types: EventTypes | Iterable[str] | None = None,
     calendar: WorkingCalendar | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
     """Replay ``history`` through ``rules`` (before) and ``other_rules`` (after) in lockstep
     and show the difference rule by rule, each with up to three example events that it matched
-    a different number of times (cascades included). Same arguments as :func:`simulate`."""
+    a different number of times (cascades included), and sequence by sequence
+    (``sequences`` before, ``other_sequences`` after: default, the same ones). To compare two
+    versions of a sequence alone, pass the same rules twice (``[]``, say). Same arguments as
+    :func:`simulate`."""
     options = (settings, handlers, operators, event_types, calendar)
-    before, after = _simulator(rules, *options), _simulator(other_rules, *options)
+    sequences = list(sequences)
+    others = sequences if other_sequences is None else list(other_sequences)
+    before = _simulator(rules, *options, sequences)
+    after = _simulator(other_rules, *options, others)
     examples: dict[str, list[tuple[str, int, int]]] = {}
     for count, document in enumerate(read_history(history), 1):
         before.feed(document)

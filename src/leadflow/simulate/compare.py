@@ -1,4 +1,5 @@
-"""Two rule sets over one history, side by side: the difference rule by rule, with examples."""
+"""Two rule sets (and sequence versions) over one history, side by side: the difference rule by
+rule, with examples, and sequence by sequence."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .report import SimulationReport
+from pydantic.alias_generators import to_camel
 
-__all__ = ["Comparison", "RuleDifference"]
+from .report import SequenceFigures, SimulationReport, StepFigures, hours
+
+__all__ = ["Comparison", "RuleDifference", "SequenceDifference"]
 
 EXAMPLES = 3
 """Example events kept per rule difference."""
@@ -43,19 +46,92 @@ class RuleDifference:
         }
 
 
+_FIGURES = ("entries", "sent", "goals_reached", "completed", "active", "ended")
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceDifference:
+    """One sequence's figures before and after (a side without it: ``None``): the versions
+    side by side over the same events."""
+
+    sequence_id: str
+    before: SequenceFigures | None
+    after: SequenceFigures | None
+
+    def pair(self, name: str) -> tuple[Any, Any]:
+        """``(before, after)`` of one figure (``entries``, ``sent``, ``goals_reached``,
+        ``completed``, ``active``, ``ended``, ``median_seconds_to_goal``); 0 / None for a
+        side without the sequence."""
+        empty = StepFigures()
+        return (
+            getattr(self.before if self.before is not None else empty, name),
+            getattr(self.after if self.after is not None else empty, name),
+        )
+
+    def steps(self) -> dict[str, tuple[int, int]]:
+        """Action steps run per step id, before and after (either side's steps)."""
+        left = self.before.steps if self.before is not None else {}
+        right = self.after.steps if self.after is not None else {}
+        return {k: (left.get(k, 0), right.get(k, 0)) for k in dict.fromkeys([*left, *right])}
+
+    @property
+    def changed(self) -> bool:
+        pairs = [self.pair(name) for name in (*_FIGURES, "median_seconds_to_goal")]
+        return any(a != b for a, b in pairs) or any(a != b for a, b in self.steps().values())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sequenceId": self.sequence_id}
+        for name in (*_FIGURES, "median_seconds_to_goal"):
+            key = "sends" if name == "sent" else name
+            out[to_camel(key)] = list(self.pair(name))
+        out["steps"] = {k: list(v) for k, v in self.steps().items()}
+        return out
+
+    def to_text(self) -> list[str]:
+        versions = " -> ".join(
+            f"v{f.version}" if f is not None else "(absent)" for f in (self.before, self.after)
+        )
+        parts = []
+        for name in _FIGURES:
+            a, b = self.pair(name)
+            label = "sends" if name == "sent" else name.replace("_", " ")
+            parts.append(f"{label} {a} -> {b}" + (f" ({b - a:+d})" if a != b else ""))
+        a, b = self.pair("median_seconds_to_goal")
+        parts.append(f"median time to goal {hours(a)} -> {hours(b)}")
+        lines = [f"sequence {self.sequence_id!r} ({versions}): " + ", ".join(parts)]
+        for step, (a, b) in self.steps().items():
+            if a != b:
+                lines.append(f"    step {step!r} ran {a} -> {b} time(s) ({b - a:+d})")
+        return lines
+
+
+def sequence_differences(
+    before: SimulationReport, after: SimulationReport
+) -> list[SequenceDifference]:
+    """Every sequence of either report (sorted by id), before and after."""
+    ids = sorted(before.sequences.keys() | after.sequences.keys())
+    return [SequenceDifference(i, before.sequences.get(i), after.sequences.get(i)) for i in ids]
+
+
 @dataclass(slots=True)
 class Comparison:
-    """``before`` and ``after`` reports and the rules whose figures differ (sorted by id)."""
+    """``before`` and ``after`` reports and the rules whose figures differ (sorted by id);
+    :attr:`sequences`: every sequence of either side, before and after."""
 
     before: SimulationReport
     after: SimulationReport
     rules: list[RuleDifference]
+
+    @property
+    def sequences(self) -> list[SequenceDifference]:
+        return sequence_differences(self.before, self.after)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "differences": [r.to_dict() for r in self.rules],
+            "sequences": [s.to_dict() for s in self.sequences],
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -74,6 +150,11 @@ class Comparison:
                 lines.append(f"  {count:>8}  {reason}")
         if b.busiest != a.busiest:
             lines.append(f"busiest rep-day: {b.busiest} -> {a.busiest}")
+        sequences = self.sequences
+        for sequence in sequences:
+            lines.extend(sequence.to_text())
+        if sequences and not any(s.changed for s in sequences):
+            lines.append("no sequence behaves differently")
         if not self.rules:
             lines.append("no rule behaves differently")
         for diff in self.rules:
@@ -95,7 +176,8 @@ def differences(
     after: SimulationReport,
     examples: dict[str, list[tuple[str, int, int]]],
 ) -> list[RuleDifference]:
-    """The rules (of either report) whose figures differ, with their examples."""
+    """The rules (of either report) whose figures differ, with their examples (a sequence's
+    activities and notifications, counted under its id, are the sequences' differences)."""
     ids: set[str] = set()
     for report in (before, after):
         for table in (
@@ -105,6 +187,7 @@ def differences(
             report.pending_at_end,
         ):
             ids.update(table)
+    ids -= before.sequences.keys() | after.sequences.keys()
     out = []
     for rule_id in sorted(ids):
         diff = RuleDifference(

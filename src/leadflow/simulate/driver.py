@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -33,15 +33,24 @@ from ..clock import ManualClock
 from ..errors import InvalidInputError, LeadflowError, NotFoundError
 from ..models import Activity, Event, FollowUpRule, Outcome
 from ..ports import Integrations
-from ..records import ScheduledActionState
+from ..records import ActionKind, ScheduledActionState
 from ..rules import EventTypes, OperatorRegistry, WorkingCalendar
 from ..runtime import FlowSettings, HandleResult, HandlerRegistry, LeadFlow, LeadflowJobs
 from ..runtime.jobs import JobSchedule, JobSettings
+from ..runtime.sequence_report import sequence_report
 from ..scheduling import JobRunner
-from .report import MAX_REFUSAL_REASONS, OTHER_REASONS, SimulationReport, refusal_reason
+from ..sequences import Enrollment, EnrollmentState, SequenceDefinition, SplitStep
+from .report import (
+    MAX_REFUSAL_REASONS,
+    OTHER_REASONS,
+    SequenceFigures,
+    SimulationReport,
+    StepFigures,
+    refusal_reason,
+)
 from .world import CountingEventSink, HistoryOpportunities, Observations, watched
 
-__all__ = ["SimulationSettings", "Simulator"]
+__all__ = ["SimulationSettings", "Simulator", "load_sequences"]
 
 WORKER: Final = "backtest"
 BATCH: Final = 500
@@ -78,6 +87,32 @@ def _cron(every: timedelta) -> str:
         "must be whole minutes dividing an hour or whole hours dividing a day",
         field="stale_every",
     )
+
+
+SequenceInput = SequenceDefinition | Mapping[str, Any]
+
+
+def load_sequences(sequences: Iterable[SequenceInput]) -> list[SequenceDefinition]:
+    """The definitions (documents are validated); :class:`~leadflow.InvalidInputError`
+    (field ``sequences``) when two share a ``sequenceId``: a backtest runs one version of
+    each sequence (compare two versions with :func:`~leadflow.simulate.compare`)."""
+    out: list[SequenceDefinition] = []
+    seen: set[str] = set()
+    for item in sequences:
+        definition = (
+            item
+            if isinstance(item, SequenceDefinition)
+            else SequenceDefinition.model_validate(item)
+        )
+        if definition.sequence_id in seen:
+            raise InvalidInputError(
+                f"sequence {definition.sequence_id!r} given twice: a backtest runs one version "
+                "of each sequence",
+                field="sequences",
+            )
+        seen.add(definition.sequence_id)
+        out.append(definition)
+    return out
 
 
 class _Quiet(logging.Filter):
@@ -134,8 +169,9 @@ class Simulator:
         settings: SimulationSettings | None = None,
         handlers: HandlerRegistry | None = None,
         operators: OperatorRegistry | None = None,
-        event_types: EventTypes | None = None,
+        event_types: EventTypes | Iterable[str] | None = None,
         calendar: WorkingCalendar | None = None,
+        sequences: Iterable[SequenceInput] = (),
     ) -> None:
         from ..stores.memory import memory_storage
 
@@ -176,6 +212,10 @@ class Simulator:
             flow.rules.create(
                 FollowUpRule.model_validate(rule) if isinstance(rule, Mapping) else rule
             )
+        self.sequences: list[SequenceDefinition] = [
+            flow.sequences.publish(definition.model_copy(update={"version": 1}))
+            for definition in load_sequences(sequences)
+        ]
         self.runner: JobRunner | None = None
         if settings.stale_every is not None:
             jobs = JobSettings(
@@ -193,6 +233,8 @@ class Simulator:
         self.now: datetime | None = None
         self.matched_now: dict[str, int] = {}
         """Rules matched for the last event fed (its cascades included): for comparisons."""
+        self.last_result: HandleResult | None = None
+        """What handling the last event fed did (None: it was refused)."""
 
     # ------------------------------------------------------------------ time
 
@@ -229,6 +271,7 @@ class Simulator:
         one that does not, or that is not a valid event, is counted as refused."""
         report = self.report
         self.matched_now = {}
+        self.last_result = None
         if isinstance(document, Mapping) and "eventId" not in document and "id" not in document:
             document = {**document, "id": f"event-{report.events + report.events_refused + 1}"}
         try:
@@ -256,7 +299,7 @@ class Simulator:
             self._complete(opportunity, event)
         current = self.seen.current = Counter()
         try:
-            self.flow.handle(event)
+            self.last_result = self.flow.handle(event)
         except (ValidationError, LeadflowError) as exc:
             self._refuse(document, exc)
         finally:
@@ -328,7 +371,7 @@ class Simulator:
         report.stale_detected = self.events.counts["opportunity.stale_detected"]
         scheduled = self.flow.storage.scheduled
         for action in _all(scheduled.list, ScheduledActionState.PENDING):
-            if action.rule_id is not None:
+            if action.rule_id is not None and action.kind is not ActionKind.STEP:
                 _count(report.pending_at_end, action.rule_id)
         for action in _all(scheduled.list, ScheduledActionState.PARKED):
             # The runtime's reason without the exception's class name, under the action type.
@@ -347,7 +390,47 @@ class Simulator:
         if cells:
             count, rep, day = min(cells)  # the most; ties: the first rep, then the first day
             report.busiest = (rep, day, -count)
+        self._read_sequences()
         return report
+
+    def _read_sequences(self) -> None:
+        """Per sequence (and split variant): the figures of its enrollments."""
+        if not self.sequences:
+            return
+        store = self.flow.storage.enrollments
+        assert store is not None
+        mine: dict[str, list[Enrollment]] = {d.sequence_id: [] for d in self.sequences}
+        for enrollment_id in dict.fromkeys(self.events.enrollments):
+            enrollment = store.get(enrollment_id)
+            mine.setdefault(enrollment.sequence_id, []).append(enrollment)
+        sends: dict[str, list[tuple[str, str, int]]] = {}
+        for (enrollment_id, step_id, action_type), runs in self.seen.sends.items():
+            sends.setdefault(enrollment_id, []).append((step_id, action_type, runs))
+        for definition in self.sequences:
+            group = mine[definition.sequence_id]
+            figures = SequenceFigures(
+                sequence_id=definition.sequence_id,
+                name=definition.name,
+                version=definition.version,
+            )
+            _tally_enrollments(figures, group, sends)
+            order = {step.id: index for index, step in enumerate(definition.steps)}
+            figures.steps = dict(sorted(figures.steps.items(), key=lambda kv: order[kv[0]]))
+            names = {
+                step.id: [v.name for v in step.variants]
+                for step in definition.steps
+                if isinstance(step, SplitStep)
+            }
+            for step_id, variants in names.items():
+                arms: dict[str, StepFigures] = {}
+                for variant in variants:
+                    took = [e for e in group if e.variants.get(step_id) == variant]
+                    arms[variant] = _tally_enrollments(StepFigures(), took, sends)
+                figures.splits[step_id] = arms
+            if names:
+                ab = sequence_report(definition, group)
+                figures.verdicts = {split.step_id: split.verdict for split in ab.splits}
+            self.report.sequences[definition.sequence_id] = figures
 
     def _read_activities(self) -> None:
         report = self.report
@@ -381,6 +464,43 @@ class Simulator:
         _count(report.activities_per_rep, rep)
         _count(report.activities_per_day, day)
         _count(report.workload.setdefault(rep, {}), day)
+
+
+def _tally_enrollments(
+    figures: StepFigures,
+    enrollments: Sequence[Enrollment],
+    sends: Mapping[str, list[tuple[str, str, int]]],
+) -> StepFigures:
+    """``figures`` with ``enrollments`` (and the action steps they ran) counted."""
+    for enrollment in enrollments:
+        figures.entries += 1
+        state = enrollment.state
+        if state is EnrollmentState.GOAL_REACHED:
+            figures.goals_reached += 1
+            _count(figures.goals, enrollment.goal or "(goal)")
+        elif state is EnrollmentState.COMPLETED:
+            figures.completed += 1
+        elif state is EnrollmentState.ACTIVE:
+            figures.active += 1
+        else:
+            figures.ended += 1
+        for step_id, action_type, runs in sends.get(enrollment.enrollment_id, ()):
+            _count(figures.sends, action_type, runs)
+            _count(figures.steps, step_id, runs)
+    figures.median_seconds_to_goal = _median_to_goal(enrollments)
+    return figures
+
+
+def _median_to_goal(enrollments: Sequence[Enrollment]) -> float | None:
+    times = sorted(
+        (e.ended_at - e.enrolled_at).total_seconds()
+        for e in enrollments
+        if e.state is EnrollmentState.GOAL_REACHED and e.ended_at is not None
+    )
+    if not times:
+        return None
+    middle = len(times) // 2
+    return times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2
 
 
 def _count(table: dict[str, int], key: str, n: int = 1) -> None:

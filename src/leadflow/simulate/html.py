@@ -1,15 +1,17 @@
-"""A self-contained HTML report: the figures, and the workload per rep per day as an inline SVG
-heat map (no scripts, no external assets: it opens from a file or an e-mail)."""
+"""A self-contained HTML report: the figures, the workload per rep per day as an inline SVG
+heat map, and the sequences' figures (per split variant; before and after in a comparison).
+No scripts, no external assets: it opens from a file or an e-mail."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from html import escape
 
 from .compare import Comparison
-from .report import SimulationReport
+from .report import SequenceFigures, SimulationReport, StepFigures, hours
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "sequences_html"]
 
 MAX_REPS = 40
 MAX_DAYS = 366
@@ -85,10 +87,79 @@ def _table(title: str, counts: dict[str, int], limit: int = 25) -> str:
     return f"<h2>{escape(title)}</h2><table>{body}</table>"
 
 
+_ROWS: tuple[tuple[str, Callable[[StepFigures], str]], ...] = (
+    ("entries", lambda f: str(f.entries)),
+    ("sends", lambda f: str(f.sent)),
+    ("goals reached", lambda f: str(f.goals_reached)),
+    ("completed", lambda f: str(f.completed)),
+    ("active at the end", lambda f: str(f.active)),
+    ("ended (unenrolled, re-entered)", lambda f: str(f.ended)),
+    ("median time to goal", lambda f: hours(f.median_seconds_to_goal)),
+)
+
+
+def _grid(caption: str, columns: Sequence[tuple[str, StepFigures | None]]) -> str:
+    """One table: a row per figure (and per action type and step run), a column each."""
+    head = "".join(f"<th>{escape(name)}</th>" for name, _ in columns)
+    rows = [f"<tr><th>{escape(caption)}</th>{head}</tr>"]
+    empty = StepFigures()
+
+    def row(label: str, values: list[str]) -> None:
+        cells = "".join(f"<td>{escape(v)}</td>" for v in values)
+        rows.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
+
+    figures = [f if f is not None else empty for _, f in columns]
+    for label, read in _ROWS:
+        row(label, [read(f) for f in figures])
+    for action_type in sorted({k for f in figures for k in f.sends}):
+        row(f"sends: {action_type}", [str(f.sends.get(action_type, 0)) for f in figures])
+    for step in dict.fromkeys(k for f in figures for k in f.steps):
+        row(f"step {step} ran", [str(f.steps.get(step, 0)) for f in figures])
+    return f"<table class='sequence'>{''.join(rows)}</table>"
+
+
+def sequences_html(report: SimulationReport, comparison: Comparison | None = None) -> str:
+    """The sequences section: per sequence, its figures and each split variant's in columns
+    (with the A/B verdict); in a comparison, the two versions side by side."""
+    if comparison is not None:
+        differences = comparison.sequences
+        if not differences:
+            return ""
+        parts = ["<h2>sequences, before and after</h2>"]
+        for diff in differences:
+            columns = [
+                (f"before (v{diff.before.version})" if diff.before else "before (absent)",
+                 diff.before),
+                (f"after (v{diff.after.version})" if diff.after else "after (absent)",
+                 diff.after),
+            ]  # fmt: skip
+            parts.append(_grid(f"sequence {diff.sequence_id}", columns))
+        return "".join(parts)
+    if not report.sequences:
+        return ""
+    parts = ["<h2>sequences</h2>"]
+    for figures in report.sequences.values():
+        parts.append(_one(figures))
+    return "".join(parts)
+
+
+def _one(figures: SequenceFigures) -> str:
+    title = f"{figures.sequence_id} ({figures.name}, v{figures.version})"
+    columns: list[tuple[str, StepFigures | None]] = [("all", figures)]
+    for step, arms in figures.splits.items():
+        columns.extend((f"{step}: {name}", arm) for name, arm in arms.items())
+    verdicts = "".join(
+        f"<p>split {escape(step)}: {escape(verdict)}</p>"
+        for step, verdict in figures.verdicts.items()
+    )
+    return _grid(title, columns) + verdicts
+
+
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#212529}"
     "table{border-collapse:collapse;margin-bottom:1em}"
-    "td{border:1px solid #dee2e6;padding:2px 8px}td:last-child{text-align:right}"
+    "td,th{border:1px solid #dee2e6;padding:2px 8px}td:last-child{text-align:right}"
+    "table.sequence td+td{text-align:right}th{background:#f1f3f5;text-align:left}"
     ".chart{overflow-x:auto}"
 )
 
@@ -107,10 +178,12 @@ def render_html(report: SimulationReport, comparison: Comparison | None = None) 
         _table("notifications per template", report.notifications_per_template),
         _table("pending at the end, per rule", report.pending_at_end),
         _table("parked, per reason", report.parked),
+        sequences_html(report) if comparison is None else "",
     ]
     if comparison is not None:
         text = escape(comparison.to_text()).replace("\n", "<br>")
         sections.append(f"<h2>compared with the other rule set</h2><p>{text}</p>")
+        sections.append(sequences_html(report, comparison))
         sections.append(f"<div class='chart'>{workload_svg(comparison.after)}</div>")
     sections.append("</body></html>")
     return "\n".join(s for s in sections if s)

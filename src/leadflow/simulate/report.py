@@ -9,7 +9,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-__all__ = ["SimulationReport", "refusal_reason"]
+__all__ = ["SequenceFigures", "SimulationReport", "StepFigures", "refusal_reason"]
 
 MAX_REFUSAL_REASONS: Final = 20
 """Distinct reasons a report counts refused events (or parked actions) under; later ones go to
@@ -27,6 +27,101 @@ def refusal_reason(exc: Exception) -> str:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return f"{where}: {first['msg']}{more}"[:200]
     return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def hours(seconds: float | None) -> str:
+    """A duration for people: ``26.5 h``, ``3.2 d`` from 72 hours on, ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds >= 72 * 3600:
+        return f"{seconds / 86400:.1f} d"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass(slots=True)
+class StepFigures:
+    """What a backtest's enrollments did: of one sequence, or of one split variant.
+
+    ``entries``: enrollments made; ``sends``: action steps run, per action type (a step that
+    failed and was retried counts once, when it ran; one skipped because the enrollment had
+    ended counts nothing); ``steps``: action steps run, per step id; ``goals_reached``,
+    ``completed`` (past the last step or an exit), ``active`` (still in the sequence at the
+    end), ``ended`` (unenrolled or ended by the system: a re-entry); ``goals``: goal reached,
+    per goal name; ``median_seconds_to_goal``: from entry to the goal, of the enrollments that
+    reached one (None: none did)."""
+
+    entries: int = 0
+    sends: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    goals_reached: int = 0
+    completed: int = 0
+    active: int = 0
+    ended: int = 0
+    goals: dict[str, int] = field(default_factory=dict)
+    median_seconds_to_goal: float | None = None
+
+    @property
+    def sent(self) -> int:
+        return sum(self.sends.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entries": self.entries,
+            "sends": dict(sorted(self.sends.items())),
+            "steps": dict(sorted(self.steps.items())),
+            "goalsReached": self.goals_reached,
+            "completed": self.completed,
+            "active": self.active,
+            "ended": self.ended,
+            "goals": dict(sorted(self.goals.items())),
+            "medianSecondsToGoal": self.median_seconds_to_goal,
+        }
+
+    def summary(self) -> str:
+        """One line: entries, sends by type, goals, completed, active, ended, time to goal."""
+        sends = ", ".join(f"{k} {v}" for k, v in sorted(self.sends.items())) or "none"
+        return (
+            f"{self.entries} entered; sends {self.sent} ({sends}); goals reached "
+            f"{self.goals_reached}, completed {self.completed}, active at the end "
+            f"{self.active}, ended {self.ended}; median time to goal "
+            f"{hours(self.median_seconds_to_goal)}"
+        )
+
+
+@dataclass(slots=True)
+class SequenceFigures(StepFigures):
+    """:class:`StepFigures` of one sequence in a backtest (every enrollment of the version
+    loaded), with ``splits``: per split step, per variant (in the split's order), the figures
+    of the enrollments that took it, and ``verdicts``: per split step, the A/B verdict of
+    :func:`~leadflow.runtime.sequence_report.sequence_report` (a pooled two-proportion z-test
+    of reaching a goal, 95%, at least 30 per arm)."""
+
+    sequence_id: str = ""
+    name: str = ""
+    version: int = 1
+    splits: dict[str, dict[str, StepFigures]] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"sequenceId": self.sequence_id, "name": self.name, "version": self.version}
+        data.update(StepFigures.to_dict(self))
+        data["splits"] = {
+            step: {"variants": {name: arm.to_dict() for name, arm in arms.items()},
+                   "verdict": self.verdicts.get(step)}
+            for step, arms in self.splits.items()
+        }  # fmt: skip
+        return data
+
+    def to_text(self) -> list[str]:
+        lines = [f"sequence {self.sequence_id!r} ({self.name}, v{self.version}): {self.summary()}"]
+        if self.steps:
+            steps = ", ".join(f"{k} {v}" for k, v in self.steps.items())
+            lines.append(f"  action steps run: {steps}")
+        for step, arms in self.splits.items():
+            lines.append(f"  split {step!r}: {self.verdicts.get(step, '')}")
+            for variant, arm in arms.items():
+                lines.append(f"    {variant}: {arm.summary()}")
+        return lines
 
 
 def _top(counts: dict[str, int], limit: int) -> list[tuple[str, int]]:
@@ -71,6 +166,7 @@ class SimulationReport:
     max_cascade_depth: int = 0
     cascades_stopped: int = 0
     busiest: tuple[str, str, int] | None = None
+    sequences: dict[str, SequenceFigures] = field(default_factory=dict)
 
     @property
     def activities(self) -> int:
@@ -97,6 +193,7 @@ class SimulationReport:
         )
         data["activities"] = self.activities
         data["notifications"] = self.notifications
+        data["sequences"] = {k: self.sequences[k].to_dict() for k in sorted(self.sequences)}
         return data
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -130,6 +227,10 @@ class SimulationReport:
             ("pending at the end, per rule", self.pending_at_end),
             ("parked, per reason", self.parked),
         ]
+        if self.sequences:
+            lines.append("sequences:")
+            for figures in self.sequences.values():
+                lines.extend(f"  {line}" for line in figures.to_text())
         for title, counts in tables:
             if not counts:
                 continue

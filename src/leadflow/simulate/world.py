@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from ..errors import CascadeDepthError
 from ..ports import Contact
+from ..records import ActionKind
 from ..runtime import ActionContext, HandlerRegistry
 
 __all__ = ["HistoryOpportunities", "RecordedCall", "RecordingHandler"]
@@ -29,9 +30,11 @@ class HistoryOpportunities:
 
     :meth:`record` takes the facts of each recorded event: ``assignedTo`` / ``ownerId`` of an
     ``opportunity.*`` event make that user the owner, its ``status`` / ``newStatus`` the status,
-    ``email`` / ``phone`` the contact. Every opportunity exists (an id the history never
-    introduced has no owner and no status); one without a recorded contact gets a placeholder
+    ``email`` / ``phone`` (and ``timezone``, the customer's IANA zone for sequences' local-time
+    waits) the contact. Every opportunity exists (an id the history never introduced has no
+    owner and no status); one without a recorded contact gets a placeholder
     (``<id>@backtest.invalid``) so that e-mail and SMS actions run and are counted.
+    :meth:`fields` gives sequence branches ``opportunity.status`` and ``opportunity.owner``.
     ``status_changes`` and ``assignments`` count what the runtime changed.
     """
 
@@ -54,21 +57,35 @@ class HistoryOpportunities:
             status = payload.get("newStatus", payload.get("status"))
             if isinstance(status, str):
                 self.statuses[opportunity] = status
-        email, phone = payload.get("email"), payload.get("phone")
-        if isinstance(email, str) or isinstance(phone, str):
+        email, phone, zone = payload.get("email"), payload.get("phone"), payload.get("timezone")
+        if isinstance(email, str) or isinstance(phone, str) or isinstance(zone, str):
+            known = self.contacts.get(opportunity, Contact())
             self.contacts[opportunity] = Contact(
-                email if isinstance(email, str) else None, phone if isinstance(phone, str) else None
+                email if isinstance(email, str) else known.email,
+                phone if isinstance(phone, str) else known.phone,
+                zone if isinstance(zone, str) else known.timezone,
             )
         return opportunity
+
+    def fields(self, opportunity_id: str) -> dict[str, Any]:
+        """What a sequence branch reads as ``opportunity.<field>``: the recorded status and
+        owner (those the history gave)."""
+        out: dict[str, Any] = {}
+        if opportunity_id in self.statuses:
+            out["status"] = self.statuses[opportunity_id]
+        if opportunity_id in self.owners:
+            out["owner"] = self.owners[opportunity_id]
+        return out
 
     def owner(self, opportunity_id: str) -> str | None:
         return self.owners.get(opportunity_id)
 
     def contact(self, opportunity_id: str) -> Contact:
         found = self.contacts.get(opportunity_id)
-        if found is not None:
+        if found is not None and (found.email is not None or found.phone is not None):
             return found
-        return Contact(f"{opportunity_id}@{PLACEHOLDER_DOMAIN}", PLACEHOLDER_PHONE)
+        zone = found.timezone if found is not None else None
+        return Contact(f"{opportunity_id}@{PLACEHOLDER_DOMAIN}", PLACEHOLDER_PHONE, zone)
 
     def update_status(self, opportunity_id: str, status: str, *, actor: str | None) -> str | None:
         previous = self.statuses.get(opportunity_id)
@@ -84,13 +101,20 @@ class HistoryOpportunities:
 
 class CountingEventSink:
     """An :class:`~leadflow.ports.EventSink` that counts leadflow's own events by name (a year
-    of history emits millions; their contents are in the stores and the recording adapters)."""
+    of history emits millions; their contents are in the stores and the recording adapters),
+    and keeps the ids of the enrollments made (``sequence.enrolled``), oldest first, for the
+    report's sequence figures."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.enrollments: list[str] = []
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         self.counts[name] += 1
+        if name == "sequence.enrolled":
+            enrollment_id = payload.get("enrollmentId")
+            if isinstance(enrollment_id, str):
+                self.enrollments.append(enrollment_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +156,8 @@ class Observations:
     matched: Counter[str] = field(default_factory=Counter)
     runs: Counter[str] = field(default_factory=Counter)  # successful runs per action type
     created_runs: Counter[str] = field(default_factory=Counter)  # create_activity runs per rule
+    sends: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """Sequence action steps run: (enrollment id, step id, action type) -> runs."""
     max_depth: int = 0
     cascades_stopped: int = 0
     current: Counter[str] | None = None  # matches of the event being fed (compare's examples)
@@ -177,6 +203,9 @@ def _wrap(
             if seen.max_depth < ctx.depth:
                 seen.max_depth = ctx.depth
         seen.runs[action_type] += 1
+        scheduled = ctx.scheduled
+        if scheduled.kind is ActionKind.STEP and scheduled.enrollment_id is not None:
+            seen.sends[(scheduled.enrollment_id, scheduled.step_id or "-", action_type)] += 1
         if action_type == "create_activity" and ctx.rule_id is not None:
             seen.created_runs[ctx.rule_id] += 1
         return note
