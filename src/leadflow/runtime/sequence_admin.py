@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..clock import ensure_utc
-from ..errors import InvalidInputError, InvalidStateError, NotFoundError
+from ..errors import InvalidInputError, InvalidStateError, StaleWriteError
 from ..models import Event
 from ..ports import Clock
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction, ScheduledActionState
@@ -151,14 +151,20 @@ class SequencesAdmin:
                 )
 
     def _move(self, enrollment: Enrollment, version: int) -> None:
-        try:
-            self._enrollments.update(
-                enrollment._evolve(sequence_version=version, updated_at=self._now())
-            )
-        except (InvalidStateError, NotFoundError):
-            return
-        except Exception:  # a stale read: the next publish or the step itself sorts it out
-            raise
+        """Move an active enrollment to ``version`` (compare-and-set, re-read and retried
+        while it moves on meanwhile; one that ended is left as it is)."""
+        current = enrollment
+        for _ in range(20):
+            if not current.active or current.sequence_version == version:
+                return
+            try:
+                self._enrollments.update(
+                    current._evolve(sequence_version=version, updated_at=self._now())
+                )
+                return
+            except StaleWriteError:
+                current = self._enrollments.get(enrollment.enrollment_id)
+        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
 
     def _active(self, sequence_id: str) -> builtins.list[Enrollment]:
         return self._enrollments.list(
