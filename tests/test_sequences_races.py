@@ -230,6 +230,8 @@ def test_a_timeout_racing_a_reply_goes_one_way(trial: int) -> None:
     for thread in threads:
         thread.join(30)
     assert not errors, errors
+    # A visit claimed in the same batch as the timer that stores it may run first, while the
+    # enrollment is still behind it: it is tried again after the retry backoff, not skipped.
     for _ in range(3):
         clock.advance(timedelta(minutes=1))
         flow.run_due()
@@ -240,6 +242,7 @@ def test_a_timeout_racing_a_reply_goes_one_way(trial: int) -> None:
     steps = [
         a
         for a in flow.storage.scheduled.list(limit=100)
-        if a.kind is ActionKind.STEP and a.state is not ScheduledActionState.DONE
+        if a.kind is ActionKind.STEP
+        and a.state not in (ScheduledActionState.DONE, ScheduledActionState.CANCELLED)
     ]
     assert steps == []

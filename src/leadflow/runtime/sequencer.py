@@ -35,7 +35,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from ..clock import ensure_utc
-from ..errors import LeadflowError, NotFoundError, PermanentError, StaleWriteError
+from ..errors import (
+    ConflictError,
+    LeadflowError,
+    NotFoundError,
+    PermanentError,
+    StaleWriteError,
+)
 from ..fields import Id
 from ..models import Event
 from ..ports import (
@@ -501,6 +507,14 @@ class Sequencer:
             return f"skipped: enrollment {action.enrollment_id} is gone"
         if not enrollment.active:
             return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
+        if enrollment.visit < action.action_index:
+            # Stored by a writer that has not moved the enrollment to it yet (its second
+            # write is on its way, or it crashed and its rerun will make it): not skipped,
+            # tried again after the retry backoff (parked with this reason if it never comes).
+            raise ConflictError(
+                f"enrollment {enrollment.enrollment_id} is at visit {enrollment.visit}, behind "
+                f"this visit {action.action_index}: the writer that stored it has not moved it"
+            )
         if enrollment.visit != action.action_index or enrollment.step_id != action.step_id:
             return f"skipped: enrollment moved on to visit {enrollment.visit}"
         try:
