@@ -161,6 +161,7 @@ class LeadFlow:
                 settings=self.settings,
                 clock=self.clock,
                 emit=self.emit,
+                units=storage.unit_of_work,
             )
             if "enroll" not in self.handlers:
                 self.handlers.register("enroll", self.sequencer.enroll_action, params=EnrollParams)

@@ -53,7 +53,9 @@ from ..ports import (
     PendingCancellation,
     ScheduledActionStore,
     SequenceRepository,
+    UnitOfWork,
 )
+from ..ports.storage import SeparateSteps
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction
 from ..rules.sequencing import Hop, SequenceProgram, Stop
 from ..rules.vocabulary import Vocabulary
@@ -139,6 +141,7 @@ class Sequencer:
         settings: FlowSettings,
         clock: Clock,
         emit: Emitter,
+        units: UnitOfWork | None = None,
     ) -> None:
         self.sequences = sequences
         self.enrollments = enrollments
@@ -150,6 +153,7 @@ class Sequencer:
         self._clock = clock
         self._emit = emit
         self.programs = Programs(sequences, vocabulary, settings.rules_refresh)
+        self._units: UnitOfWork = units if units is not None else SeparateSteps()
 
     def now(self) -> datetime:
         return ensure_utc(self._clock.now(), "clock.now()")
@@ -498,7 +502,18 @@ class Sequencer:
     # ------------------------------------------------------------------ running a visit
 
     def run_step(self, ctx: ActionContext[Any]) -> str | None:
-        """The executor's runner for ``step`` actions (see the module docstring)."""
+        """The executor's runner for ``step`` actions (see the module docstring). On a
+        storage with atomic units of work (SQL) one visit's writes (the send begun, the next
+        visit, the enrollment moved on) are one transaction: a goal arriving meanwhile waits
+        for it (the row, or on SQLite the database, is locked) and then ends the enrollment at
+        its next visit, as one stored after the send began does."""
+        units = self._units
+        if not units.atomic or units.active:
+            return self._run_step(ctx)
+        with self._emit.held(), units():
+            return self._run_step(ctx)
+
+    def _run_step(self, ctx: ActionContext[Any]) -> str | None:
         action = ctx.scheduled
         assert action.enrollment_id is not None and action.step_id is not None
         try:
