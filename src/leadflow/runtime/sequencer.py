@@ -18,8 +18,10 @@ expiry) finds again.
 record: an action step first marks the enrollment ``sending`` (a compare-and-set) and only
 then calls its handler; a goal ends the enrollment (a compare-and-set). If the goal's write
 comes first, the step finds the enrollment ended and sends nothing (and is never retried);
-if the step's comes first, its send began before the goal was stored, and it completes. On
-SQL the goal's write and the event are one unit of work, so "stored" means committed.
+if the step's comes first, its send began before the goal was stored, and it completes (a
+rerun after a crash or a failed attempt finds the send begun at the ended enrollment's visit
+and runs the handler again, same idempotency key, without moving on). On SQL the goal's
+write and the event are one unit of work, so "stored" means committed.
 """
 
 from __future__ import annotations
@@ -434,6 +436,12 @@ class Sequencer:
         except NotFoundError:
             return f"skipped: enrollment {action.enrollment_id} is gone"
         if not enrollment.active:
+            if (
+                enrollment.sending
+                and enrollment.visit == action.action_index
+                and enrollment.step_id == action.step_id
+            ):  # its send began before the end was stored: a rerun (crash, retry) completes it
+                return self._run_handler(ctx)
             return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
         if enrollment.visit != action.action_index or enrollment.step_id != action.step_id:
             return f"skipped: enrollment moved on to visit {enrollment.visit}"
