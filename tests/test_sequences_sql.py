@@ -486,3 +486,37 @@ def test_a_send_begun_after_the_goal_never_happens_after_a_crash(any_storage: An
 
 def _raise_crash() -> None:
     raise Crash
+
+
+def test_a_visit_claimed_before_the_record_moved_to_it_still_runs(any_storage: Any) -> None:
+    """Moving on stores the next visit first, then moves the record to it. A second worker
+    that claims the new visit in between (it is due at once: a wait's timeout leads to an
+    action) finds the record one visit behind: the visit is not to be skipped (the record is
+    about to reach it), it runs once the record is there. (Before the fix it was skipped as
+    "moved on" and marked done; the record then moved to a visit that never ran, and the
+    enrollment stayed active for ever.)"""
+    flow, clock, _ = sql_flow(any_storage)
+    other, _, _ = sql_flow(any_storage, clock=clock)
+    flow.handle(entry(clock))
+    flow.run_due()  # the first e-mail; the enrollment waits for a reply (timeout: a day)
+    assert flow.sequencer is not None
+    wire = Tripwire(flow.sequencer.enrollments)
+    crossed: list[Any] = []
+
+    def second_worker_first(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if args[0].visit == 3 and not crossed:
+            crossed.append(other.run_due())  # the new visit, stored and due, not reached yet
+
+    wire.before["update"] = second_worker_first
+    flow.sequencer.enrollments = wire
+    clock.advance(timedelta(hours=24, minutes=1))
+    flow.run_due()  # the timeout: stores visit 3 ("second"), then moves the record to it
+    assert crossed and crossed[0].claimed == 1
+    for _ in range(3):
+        clock.advance(timedelta(minutes=5))  # past any retry of the early claim
+        flow.run_due()
+        other.run_due()
+    assert sorted(sent(flow) + sent(other)) == ["first", "second"]
+    [enrollment] = flow.sequences.enrollments("o1")
+    assert enrollment.state is EnrollmentState.COMPLETED
+    assert all(a.state is ScheduledActionState.DONE for a in any_storage.scheduled.list(limit=50))
