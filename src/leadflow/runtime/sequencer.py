@@ -12,7 +12,8 @@ that visit's action is stored *first* and the enrollment record is then moved to
 compare-and-set on its ``revision``. The first stored action of a visit wins: a timer and a
 matching event racing for the same visit both find the one stored first, so the enrollment
 goes one way. A crash between the two writes leaves a stored visit that the rerun (lease
-expiry) finds again.
+expiry) finds again. A worker that claims the stored visit before the record reached it
+(it was due at once) fails the attempt, retried as any failure, and runs it once it has.
 
 **Goals against steps** are settled by the order of the compare-and-sets on the enrollment
 record: an action step first marks the enrollment ``sending`` (a compare-and-set) and only
@@ -34,7 +35,13 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..clock import ensure_utc
-from ..errors import LeadflowError, NotFoundError, PermanentError, StaleWriteError
+from ..errors import (
+    HandlerError,
+    LeadflowError,
+    NotFoundError,
+    PermanentError,
+    StaleWriteError,
+)
 from ..models import Event
 from ..ports import (
     Clock,
@@ -443,6 +450,13 @@ class Sequencer:
             ):  # its send began before the end was stored: a rerun (crash, retry) completes it
                 return self._run_handler(ctx)
             return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
+        if enrollment.visit < action.action_index:
+            # Stored first by the writer moving the record on, which has not moved it yet (or
+            # died in between: its rerun moves it): not to be skipped, retried until it has.
+            raise HandlerError(
+                f"enrollment {enrollment.enrollment_id!r} is at visit {enrollment.visit}, not "
+                f"yet at visit {action.action_index}: retried"
+            )
         if enrollment.visit != action.action_index or enrollment.step_id != action.step_id:
             return f"skipped: enrollment moved on to visit {enrollment.visit}"
         try:
