@@ -372,6 +372,9 @@ def check(
         "sent_after_goal_began_before": sum(
             1 for e in enrollments.values() if e.state is EnrollmentState.GOAL_REACHED and e.sending
         ),
+        "early_claims_retried": sum(
+            1 for a in actions if a.last_error and "not yet at visit" in a.last_error
+        ),
         "errors": len(errors),
         "feeder_retries": feeder.retries,
     }
