@@ -12,21 +12,25 @@ that visit's action is stored *first* and the enrollment record is then moved to
 compare-and-set on its ``revision``. The first stored action of a visit wins: a timer and a
 matching event racing for the same visit both find the one stored first, so the enrollment
 goes one way. A crash between the two writes leaves a stored visit that the rerun (lease
-expiry) finds again.
+expiry) finds again. A worker that claims the stored visit before the record reached it
+(it was due at once) fails the attempt, retried as any failure, and runs it once it has.
 
 **Goals against steps** are settled by the order of the compare-and-sets on the enrollment
 record: an action step first marks the enrollment ``sending`` (a compare-and-set) and only
 then calls its handler; a goal ends the enrollment (a compare-and-set). If the goal's write
 comes first, the step finds the enrollment ended and sends nothing (and is never retried);
-if the step's comes first, its send began before the goal was stored, and it completes. On
-SQL the goal's write and the event are one unit of work, so "stored" means committed.
+if the step's comes first, its send began before the goal was stored, and it completes (a
+rerun after a crash or a failed attempt finds the send begun at the ended enrollment's visit
+and runs the handler again, same idempotency key, without moving on). On SQL the goal's
+write and the event are one unit of work, so "stored" means committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -473,8 +477,11 @@ class Sequencer:
 
     def _cancel_visit(self, enrollment: Enrollment, now: datetime) -> None:
         """Cancel the ended enrollment's pending visit (where the store can; otherwise it is
-        skipped when it comes due). A visit already claimed finishes as skipped."""
+        skipped when it comes due). A visit already claimed finishes as skipped; one whose
+        send began (a failed attempt waiting for its retry) is left to complete."""
         if enrollment.visit == 0 or not isinstance(self.scheduled, PendingCancellation):
+            return
+        if enrollment.sending:  # its send began before the end: a retry completes it
             return
         key = step_key(enrollment.enrollment_id, enrollment.visit)
         self.scheduled.cancel_pending([action_id_for(key)], now=now)
@@ -502,16 +509,12 @@ class Sequencer:
     # ------------------------------------------------------------------ running a visit
 
     def run_step(self, ctx: ActionContext[Any]) -> str | None:
-        """The executor's runner for ``step`` actions (see the module docstring). On a
-        storage with atomic units of work (SQL) one visit's writes (the send begun, the next
-        visit, the enrollment moved on) are one transaction: a goal arriving meanwhile waits
-        for it (the row, or on SQLite the database, is locked) and then ends the enrollment at
-        its next visit, as one stored after the send began does."""
-        units = self._units
-        if not units.atomic or units.active:
-            return self._run_step(ctx)
-        with self._emit.held(), units():
-            return self._run_step(ctx)
+        """The executor's runner for ``step`` actions (see the module docstring). The "send
+        begun" mark is committed on its own before the handler runs (the goal-versus-send
+        rule needs it durable, and a SQLite unit would hold the database's write lock through
+        the handler); moving on (the next visit stored, the enrollment moved) is one unit of
+        work on SQL."""
+        return self._run_step(ctx)
 
     def _run_step(self, ctx: ActionContext[Any]) -> str | None:
         action = ctx.scheduled
@@ -521,6 +524,12 @@ class Sequencer:
         except NotFoundError:
             return f"skipped: enrollment {action.enrollment_id} is gone"
         if not enrollment.active:
+            if (
+                enrollment.sending
+                and enrollment.visit == action.action_index
+                and enrollment.step_id == action.step_id
+            ):  # its send began before the end was stored: a rerun (crash, retry) completes it
+                return self._run_handler(ctx)
             return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
         if enrollment.visit < action.action_index:
             # Stored by a writer that has not moved the enrollment to it yet (its second
@@ -553,11 +562,24 @@ class Sequencer:
             if begun is None:
                 return "skipped: the enrollment ended before the send began"
             note = self._run_handler(ctx)
-            self._advance(begun, program, None, cause=action.event, outcome="done")
+            with self._unit():
+                self._advance(begun, program, None, cause=action.event, outcome="done")
             return note
         outcome = "timed_out" if isinstance(step, WaitForEventStep) else "done"
-        moved = self._advance(enrollment, program, None, cause=action.event, outcome=outcome)
+        with self._unit():
+            moved = self._advance(enrollment, program, None, cause=action.event, outcome=outcome)
         return f"{step.kind} {step.id}: {outcome}" if moved else "skipped: moved on meanwhile"
+
+    @contextlib.contextmanager
+    def _unit(self) -> Iterator[None]:
+        """One unit of work for moving on (joined when one is open; none without atomic
+        units), with leadflow's own events held until it commits."""
+        units = self._units
+        if not units.atomic or units.active:
+            yield
+            return
+        with self._emit.held(), units():
+            yield
 
     def _capped(
         self, enrollment: Enrollment, program: SequenceProgram, step: ActionStep
