@@ -85,6 +85,7 @@ __all__ = [
     "NONE",
     "Analytics",
     "AutomationRow",
+    "Dashboard",
     "Funnel",
     "FunnelStep",
     "RankBy",
@@ -452,6 +453,22 @@ def automation_of(
     return rows
 
 
+# --------------------------------------------------------------------------- dashboard
+
+
+class Dashboard(_Figure):
+    """Every figure of one period, as the report shows them."""
+
+    start: datetime
+    end: datetime
+    as_of: datetime
+    speed_to_lead: SpeedToLeadReport
+    sources: list[SourceRow]
+    leaderboard: list[RepRow]
+    funnel: Funnel | None
+    automation: list[AutomationRow]
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -543,3 +560,26 @@ class Analytics:
     ) -> list[AutomationRow]:
         completions = self._store.completions(start, end, assigned_to=reps)
         return automation_of(completions, self._store.status_changes(start, end), self.won_status)
+
+    def dashboard(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        as_of: datetime,
+        rank_by: RankBy = "completed",
+        reps: Collection[str] | None = None,
+        stages: Sequence[str] | None = DEFAULT_STAGES,
+    ) -> Dashboard:
+        """Every figure of ``[start, end)`` (``reps`` as above; the funnel, which is not per
+        rep, is left out when ``stages`` is None)."""
+        return Dashboard(
+            start=start,
+            end=end,
+            as_of=as_of,
+            speed_to_lead=self.speed_to_lead(start, end, reps=reps),
+            sources=self.sources(start, end, reps=reps),
+            leaderboard=self.leaderboard(start, end, as_of=as_of, rank_by=rank_by, reps=reps),
+            funnel=None if stages is None else self.funnel(start, end, stages=stages),
+            automation=self.automation(start, end, reps=reps),
+        )
