@@ -179,22 +179,32 @@ def _rep(arrival: LeadArrival, contact: Completion | None) -> str:
     return NONE
 
 
-def _speed(
-    leads: Sequence[tuple[LeadArrival, Completion | None]], calendar: WorkingCalendar
-) -> SpeedToLead:
-    day = calendar.day_length.total_seconds() / 3600
-    seconds: list[float] = []
-    within = [0, 0, 0]
+_Lead = tuple[LeadArrival, Completion | None, float | None, bool]
+"""A lead, its first contact, the seconds to it and whether it came within a business day."""
+
+
+def _lead(
+    arrival: LeadArrival, contact: Completion | None, calendar: WorkingCalendar, day: timedelta
+) -> _Lead:
+    if contact is None:
+        return arrival, None, None, False
+    waited = max(timedelta(0), contact.completed_at - arrival.arrived_at)
+    # Working time never runs faster than the clock: a wait no longer than a working day is
+    # within one; only longer ones ask the calendar.
+    within = waited <= day or contact.completed_at <= calendar.add_business_hours(
+        arrival.arrived_at, day.total_seconds() / 3600
+    )
+    return arrival, contact, waited.total_seconds(), within
+
+
+_BOUNDS = [(name, None if bound is None else bound.total_seconds()) for name, bound in BUCKETS]
+
+
+def _speed(leads: Sequence[_Lead]) -> SpeedToLead:
+    seconds = [waited for _, _, waited, _ in leads if waited is not None]
     buckets = dict.fromkeys((name for name, _ in BUCKETS), 0)
-    for arrival, contact in leads:
-        if contact is None:
-            continue
-        waited = max(timedelta(0), contact.completed_at - arrival.arrived_at)
-        seconds.append(waited.total_seconds())
-        within[0] += waited <= timedelta(minutes=5)
-        within[1] += waited <= timedelta(hours=1)
-        within[2] += contact.completed_at <= calendar.add_business_hours(arrival.arrived_at, day)
-        for name, bound in BUCKETS:
+    for waited in seconds:
+        for name, bound in _BOUNDS:
             if bound is None or waited < bound:
                 buckets[name] += 1
                 break
@@ -204,20 +214,17 @@ def _speed(
         contacted=len(seconds),
         p50_seconds=percentile(seconds, 50),
         p90_seconds=percentile(seconds, 90),
-        within_5_minutes=_share(within[0], n),
-        within_1_hour=_share(within[1], n),
-        within_1_business_day=_share(within[2], n),
+        within_5_minutes=_share(sum(w <= 300 for w in seconds), n),
+        within_1_hour=_share(sum(w <= 3600 for w in seconds), n),
+        within_1_business_day=_share(sum(lead[3] for lead in leads), n),
         buckets=buckets,
     )
 
 
-def _grouped(
-    leads: Iterable[tuple[LeadArrival, Completion | None]],
-    key: Callable[[LeadArrival, Completion | None], str],
-) -> dict[str, list[tuple[LeadArrival, Completion | None]]]:
-    groups: dict[str, list[tuple[LeadArrival, Completion | None]]] = defaultdict(list)
-    for arrival, contact in leads:
-        groups[key(arrival, contact)].append((arrival, contact))
+def _grouped(leads: Iterable[_Lead], key: Callable[[_Lead], str]) -> dict[str, list[_Lead]]:
+    groups: dict[str, list[_Lead]] = defaultdict(list)
+    for lead in leads:
+        groups[key(lead)].append(lead)
     return dict(sorted(groups.items()))
 
 
@@ -228,15 +235,20 @@ def speed_of(
 ) -> SpeedToLeadReport:
     """Speed to lead of ``arrivals``, given the first contacts of their opportunities."""
     first = {contact.opportunity_id: contact for contact in contacts}
-    leads = [(arrival, first.get(arrival.opportunity_id)) for arrival in arrivals]
+    day = calendar.day_length
+    leads = [_lead(a, first.get(a.opportunity_id), calendar, day) for a in arrivals]
     return SpeedToLeadReport(
-        overall=_speed(leads, calendar),
-        by_rep={rep: _speed(group, calendar) for rep, group in _grouped(leads, _rep).items()},
+        overall=_speed(leads),
+        by_rep={rep: _speed(group) for rep, group in _grouped(leads, _lead_rep).items()},
         by_source={
-            source: _speed(group, calendar)
-            for source, group in _grouped(leads, lambda a, _: a.source or NONE).items()
+            source: _speed(group)
+            for source, group in _grouped(leads, lambda lead: lead[0].source or NONE).items()
         },
     )
+
+
+def _lead_rep(lead: _Lead) -> str:
+    return _rep(lead[0], lead[1])
 
 
 # --------------------------------------------------------------------------- sources
