@@ -43,6 +43,8 @@ PINNED = {
     "sequence.report": {S, A, D},
     "enrollment.write": {S, A, D, R},
     "enrollment.write_any": {S, A, D},
+    "analytics.read": {S, A, D, R},
+    "analytics.read_all": {S, A, D},
 }
 """The default matrix, written out: changing DEFAULT_POLICY must change this test too."""
 DAY = timedelta(days=1)

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "fields": 1,
     "models": 1,
     "queries": 1,
+    "facts": 1,
     "records": 1,
     "sequences": 1,
     "ports": 2,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from leadflow.ports import (
     ActivityRepository,
+    AnalyticsStore,
     AuditLog,
     CounterStore,
     EnrollmentStore,
@@ -15,6 +16,7 @@ from leadflow.ports import (
 )
 from leadflow.stores.memory import (
     InMemoryActivityRepository,
+    InMemoryAnalyticsStore,
     InMemoryAuditLog,
     InMemoryCounterStore,
     InMemoryEnrollmentStore,
@@ -26,6 +28,7 @@ from leadflow.stores.memory import (
 )
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
+    AnalyticsStoreContract,
     AuditLogContract,
     CounterStoreContract,
     EnrollmentStoreContract,
@@ -88,3 +91,8 @@ class TestInMemorySequenceRepository(SequenceRepositoryContract):
 class TestInMemoryEnrollmentStore(EnrollmentStoreContract):
     def make_store(self) -> EnrollmentStore:
         return InMemoryEnrollmentStore()
+
+
+class TestInMemoryAnalyticsStore(AnalyticsStoreContract):
+    def make_store(self) -> AnalyticsStore:
+        return InMemoryAnalyticsStore()

@@ -11,6 +11,7 @@ import pytest
 from leadflow.ports import RuleRepository, SequenceRepository, Storage
 from leadflow.stores.mongo import (
     MongoActivityRepository,
+    MongoAnalyticsStore,
     MongoAuditLog,
     MongoCounterStore,
     MongoEnrollmentStore,
@@ -22,6 +23,7 @@ from leadflow.stores.mongo import (
 )
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
+    AnalyticsStoreContract,
     AuditLogContract,
     CounterStoreContract,
     EnrollmentStoreContract,
@@ -205,3 +207,20 @@ def _machine_repository() -> MongoActivityRepository:
 
 
 TestActivityMachineOnFake = activity_state_machine(_machine_repository, max_examples=examples(100))
+
+
+class _Analytics:
+    database: RecordingDatabase
+
+    def make_store(self) -> MongoAnalyticsStore:
+        store = MongoAnalyticsStore(self.database)  # type: ignore[arg-type]
+        store.ensure_indexes()
+        return store
+
+
+class TestAnalyticsContractOnFake(_OnFake, _Analytics, AnalyticsStoreContract):
+    pass
+
+
+class TestAnalyticsContractOnServer(_OnServer, _Analytics, AnalyticsStoreContract):
+    pass

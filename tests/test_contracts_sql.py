@@ -10,6 +10,7 @@ import pytest
 
 from leadflow.ports import (
     ActivityRepository,
+    AnalyticsStore,
     AuditLog,
     CounterStore,
     EnrollmentStore,
@@ -27,6 +28,7 @@ from leadflow.stores.sql import (
 )
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
+    AnalyticsStoreContract,
     AuditLogContract,
     CounterStoreContract,
     EnrollmentStoreContract,
@@ -265,3 +267,23 @@ def _machine_repository() -> ActivityRepository:
 TestActivityMachineOnSqliteMemory = activity_state_machine(
     _machine_repository, max_examples=examples(40)
 )
+
+
+class _Analytics:
+    storage: SqlStorage
+
+    def make_store(self) -> AnalyticsStore:
+        assert self.storage.analytics is not None
+        return self.storage.analytics
+
+
+class TestAnalyticsContractOnSqliteMemory(_Memory, _Analytics, AnalyticsStoreContract):
+    pass
+
+
+class TestAnalyticsContractOnSqliteFile(_File, _Analytics, AnalyticsStoreContract):
+    pass
+
+
+class TestAnalyticsContractOnPostgres(_Postgres, _Analytics, AnalyticsStoreContract):
+    pass

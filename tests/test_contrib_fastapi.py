@@ -242,9 +242,11 @@ ROUTES: dict[str, tuple[str, int, Request]] = {
 def test_every_route_is_in_the_matrix() -> None:
     api = router(build_world(parked=False).ops, principal=principal_from_headers)
     names = {getattr(r, "name", "") for r in api.routes}
+    from .test_contrib_fastapi_analytics import ANALYTICS_ROUTES  # tested on their own
     from .test_contrib_fastapi_sequences import SEQUENCE_ROUTES  # their own matrix
 
-    assert names == set(ROUTES) | {"get_rule_schema", "get_sequence_schema"} | set(SEQUENCE_ROUTES)
+    schemas = {"get_rule_schema", "get_sequence_schema"}
+    assert names == set(ROUTES) | schemas | set(SEQUENCE_ROUTES) | ANALYTICS_ROUTES
     assert {op for op, _, _ in ROUTES.values()} <= set(OPERATIONS)
 
 

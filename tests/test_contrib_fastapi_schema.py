@@ -218,7 +218,9 @@ def test_openapi_lists_the_seed_endpoints_with_models_and_errors(
         for path, operations in openapi["paths"].items()
         for method in operations
     }
-    assert found == SEED_ENDPOINTS | EXTRA_ENDPOINTS | SEQUENCE_ENDPOINTS
+    from .test_contrib_fastapi_analytics import ANALYTICS_ENDPOINTS
+
+    assert found == SEED_ENDPOINTS | EXTRA_ENDPOINTS | SEQUENCE_ENDPOINTS | ANALYTICS_ENDPOINTS
     assert len([e for e in SEED_ENDPOINTS if "lead-activities" in e[1]]) == 11
     assert len([e for e in SEED_ENDPOINTS if "follow-up-rules" in e[1]]) == 7
     for path, operations in openapi["paths"].items():

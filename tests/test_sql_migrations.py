@@ -4,6 +4,7 @@ the column with 0 for every existing action, which a claim pinned to partition 0
 (claim filters) indexes existing pending actions by type, which filtered claims then take; 0005
 (job values) adds the table a job keeps its cursor in; 0006 (cancelled activities) adds the
 cancellation columns beside existing activities and lets a cancelled one free its open key;
+0008 (analytics) adds the fact tables (lead arrivals, status changes, completions).
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -37,6 +38,7 @@ from leadflow.stores.sql.scheduled import _values as action_values
 from leadflow.testing.contracts import (
     at,
     make_activity,
+    make_arrival,
     make_delivery,
     make_enrollment,
     make_rule,
@@ -189,7 +191,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0007"
+    assert migrate(database) == head_revision() == "0008"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -212,9 +214,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0007"
-    assert migrate(database) == "0007"  # again: nothing to do
-    assert current_revision(database) == "0007"
+    assert migrate(database) == head_revision() == "0008"
+    assert migrate(database) == "0008"  # again: nothing to do
+    assert current_revision(database) == "0008"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -230,3 +232,18 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     )
     assert ended.revision == 2
     assert enrollments.enroll(make_enrollment("e2"))[1] is True
+
+
+def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    tables = database.tables
+    fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
+    assert migrate(database) == head_revision() == "0008"
+    inspector = inspect(database.engine)
+    assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
+    indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
+    assert f"{tables.arrivals.name}_arrived" in indexes
+    analytics = at_0001.analytics
+    assert analytics is not None
+    assert analytics.record_arrival(make_arrival("o1")) is True
+    assert [a.opportunity_id for a in analytics.arrivals(at(hours=-1), at(hours=1))] == ["o1"]

@@ -28,7 +28,13 @@ from leadflow.stores.mongo import (
     MongoActivityRepository,
     mongo_storage,
 )
-from leadflow.testing.contracts import make_enrollment, make_sequence
+from leadflow.testing.contracts import (
+    make_arrival,
+    make_change,
+    make_completion,
+    make_enrollment,
+    make_sequence,
+)
 
 from . import mongo_support
 from .mongo_support import (
@@ -341,6 +347,20 @@ def _exercise_the_rest(storage: Storage) -> None:
     enrollments.list(opportunity_id="opp-1")
     enrollments.list(state=EnrollmentState.ACTIVE)
     enrollments.list(sequence_id="s1", opportunity_id="opp-1", state=EnrollmentState.ENDED)
+
+    analytics = storage.analytics
+    assert analytics is not None
+    analytics.record_arrival(make_arrival("opp-1", source="web", owner="alice"))
+    analytics.record_status_change(make_change("e1", "opp-1", "won"))
+    analytics.record_completion(make_completion("a1", "opp-1", assigned_to="alice"))
+    start, end = T0 - timedelta(days=400), T0 + timedelta(days=400)
+    analytics.arrivals(start, end)
+    analytics.arrivals(start, end, sources=["web"], owners=["alice"])
+    analytics.status_changes(start, end)
+    analytics.completions(start, end)
+    analytics.completions(start, end, assigned_to=["alice"])
+    analytics.first_contacts(start, end)
+    analytics.reached(start, end, "won")
 
 
 def test_every_query_is_served_by_an_index(database: RecordingDatabase) -> None:

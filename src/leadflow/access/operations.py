@@ -50,6 +50,7 @@ from ..runtime.planning import AUTOMATION_PREFIX
 from ..runtime.results import CompletionResult, RuleChange, RuleTestResult
 from ..runtime.settings import PendingPolicy
 from .activity_changes import ActivityChangeOperations
+from .analytics_operations import AnalyticsOperations
 from .inputs import (
     RULE_FIXED,
     as_model,
@@ -133,6 +134,7 @@ class Operations(ActivityChangeOperations):
         self._executor = flow.executor
         self._book = flow.rulebook
         self.sequences = SequenceOperations(flow, lambda: self.policy)  # ops.sequences.*
+        self.analytics = AnalyticsOperations(flow, lambda: self.policy)  # ops.analytics.*
 
     def _now(self) -> datetime:
         return ensure_utc(self._clock.now(), "clock.now()")

@@ -89,6 +89,9 @@ _DEFAULT_TABLE: Final[dict[str, frozenset[Role]]] = {
     "sequence.report": _STAFF,
     "enrollment.write": _EVERYONE,  # sales: only on opportunities they own
     "enrollment.write_any": _STAFF,
+    # analytics (leadflow.access.analytics_operations)
+    "analytics.read": _EVERYONE,  # sales: their own rows only
+    "analytics.read_all": _STAFF,
 }
 
 

@@ -27,6 +27,7 @@ import click
 from ._base import LeadflowGroup
 from .db import db
 from .demo import demo
+from .report import report_command
 from .rules import rules
 from .sequences import sequences
 from .simulate import simulate_command
@@ -49,7 +50,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (demo, rules, sequences, simulate_command, db, worker, jobs):
+for command in (demo, rules, sequences, simulate_command, db, worker, jobs, report_command):
     cli.add_command(command)
 
 

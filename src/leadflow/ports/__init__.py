@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from .analytics import AnalyticsStore
 from .integrations import (
     Contact,
     EventSink,
@@ -46,6 +47,7 @@ from .storage import (
 
 __all__ = [
     "ActivityRepository",
+    "AnalyticsStore",
     "AuditLog",
     "BatchScheduling",
     "Clock",
@@ -98,7 +100,9 @@ class Storage:
     ``with storage.unit_of_work():`` and commit once; the default, :class:`SeparateSteps`
     (memory, MongoDB), groups nothing. ``sequences`` and ``enrollments`` hold sequence
     definitions and enrollments; every shipped backend provides them (a hand-built storage
-    without them runs rules only)."""
+    without them runs rules only). ``analytics`` keeps the facts the analytics are computed
+    from (:mod:`leadflow.facts`), recorded as events arrive; every shipped backend provides it
+    (a storage without it records nothing and has no analytics)."""
 
     activities: ActivityRepository
     rules: RuleRepository
@@ -109,6 +113,7 @@ class Storage:
     unit_of_work: UnitOfWork = field(default_factory=SeparateSteps, kw_only=True)
     sequences: SequenceRepository | None = field(default=None, kw_only=True)
     enrollments: EnrollmentStore | None = field(default=None, kw_only=True)
+    analytics: AnalyticsStore | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

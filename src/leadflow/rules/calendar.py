@@ -69,6 +69,13 @@ class WorkingCalendar:
         self.holidays = frozenset(holidays)
         self._text: str | None = None
 
+    @property
+    def day_length(self) -> timedelta:
+        """The working time of one working day (``end - start``; a daylight-saving day's real
+        length may differ by the change)."""
+        day = date(2000, 1, 3)
+        return datetime.combine(day, self._end) - datetime.combine(day, self._start)
+
     def describe(self) -> str:
         """``Europe/Paris Mon,Tue,Wed,Thu,Fri 09:00-17:00, 2 holiday(s)``: what explanations
         say of the calendar (computed once)."""

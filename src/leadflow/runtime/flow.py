@@ -60,6 +60,7 @@ from .activity_writes import ActivityWrites
 from .admin import RulesAdmin
 from .emitter import Emitter
 from .executor import Executor
+from .fact_recorder import FactRecorder
 from .outbox import Outbox
 from .planner import Planner
 from .results import CompletionResult, DueRunReport, HandleResult
@@ -175,6 +176,7 @@ class LeadFlow:
             units=storage.unit_of_work,
             emit=self.emit,
             sequencer=self.sequencer,
+            facts=None if storage.analytics is None else FactRecorder(storage.analytics),
         )
         self.outbox = Outbox(
             activities=storage.activities,

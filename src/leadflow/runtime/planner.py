@@ -43,6 +43,7 @@ from .context import ActionContext
 from .emitter import Emitter
 from .executor import Executor
 from .explain import render_why
+from .fact_recorder import FactRecorder
 from .planning import rule_action
 from .results import ActionRun, HandleResult
 from .rulebook import RuleBook
@@ -95,6 +96,7 @@ class Planner:
         units: UnitOfWork,
         emit: Emitter,
         sequencer: Sequencer | None = None,
+        facts: FactRecorder | None = None,
     ) -> None:
         self._rulebook = rulebook
         self._scheduled = scheduled
@@ -106,6 +108,7 @@ class Planner:
         self._units = units
         self._emit = emit
         self._sequencer = sequencer
+        self._facts = facts
 
     # ------------------------------------------------------------------ one event
 
@@ -123,7 +126,7 @@ class Planner:
     def _commit(self, planned: _Planned) -> HandleResult:
         """Store and run ``planned`` in one unit of work where the storage has atomic ones."""
         units = self._units
-        if not planned.actions and not self._listens(planned):
+        if not planned.actions and not self._listens(planned) and not self._records(planned):
             return planned.result
         if not units.atomic:
             return self._store(planned, batched=False)
@@ -157,12 +160,17 @@ class Planner:
                 self._run(stored, planned.result, done if batched else None)
             else:
                 planned.result.scheduled.append(stored)
+        if self._facts is not None and self._facts.wants(planned.result.event):
+            self._facts.record(planned.result.event, planned.result.errors, batched=batched)
         self._sequence(planned, batched=batched)
         self._acknowledge(done)
         return planned.result
 
     def _listens(self, planned: _Planned) -> bool:
         return self._sequencer is not None and self._sequencer.listens(planned.result.event)
+
+    def _records(self, planned: _Planned) -> bool:
+        return self._facts is not None and self._facts.wants(planned.result.event)
 
     def _sequence(self, planned: _Planned, *, batched: bool) -> None:
         """What the event does to sequences (entries, goals, waits), after its rules' actions.
@@ -310,7 +318,7 @@ class Planner:
     def _chunk(self, events: Sequence[Event]) -> list[HandleResult | LeadflowError]:
         plans = [self._plan(event, 0) for event in events]
         units = self._units
-        if not any(plan.actions or self._listens(plan) for plan in plans):
+        if not any(plan.actions or self._listens(plan) or self._records(plan) for plan in plans):
             return [plan.result for plan in plans]
         if units.active:  # the host's own unit: joined, its owner commits
             return self._batched(plans)
@@ -352,6 +360,8 @@ class Planner:
                 else:
                     result.scheduled.append(action)
                 n += 1
+            if self._facts is not None and self._facts.wants(plan.result.event):
+                self._facts.record(plan.result.event, result.errors, batched=True)
             self._sequence(plan, batched=True)
         self._acknowledge(done)
         return [plan.result for plan in plans]

@@ -23,6 +23,7 @@ from ...queries import ActivityStatistics
 from ...records import AuditEntry, ScheduledAction
 from ...runtime.flow import LeadFlow
 from ...runtime.schema import rule_schema
+from .analytics_routes import analytics_routes
 from .bodies import (
     ActivityCreate,
     ActivityEdit,
@@ -98,8 +99,9 @@ def router(
 ) -> APIRouter:
     """An ``APIRouter`` with the seed's endpoints (11 under ``/lead-activities``, 7 under
     ``/follow-up-rules``), the changes of an open activity (reschedule, snooze, reassign,
-    cancel, edit), the rule schema, parked actions, the audit trail and the sequence routes
-    (:mod:`~leadflow.contrib.fastapi.sequence_routes`), under ``prefix``.
+    cancel, edit), the rule schema, parked actions, the audit trail, the sequence routes
+    (:mod:`~leadflow.contrib.fastapi.sequence_routes`) and the analytics routes
+    (:mod:`~leadflow.contrib.fastapi.analytics_routes`), under ``prefix``.
 
     ``source`` is an :class:`~leadflow.access.Operations` (with the host's policy) or a
     :class:`~leadflow.LeadFlow` (the default policy). ``principal`` is the host's dependency
@@ -118,6 +120,7 @@ def router(
     _rule_routes(api, ops, current)
     _admin_routes(api, ops, current)
     sequence_routes(api, ops, current)  # /sequences, /enrollments, /opportunities/...
+    analytics_routes(api, ops, current)  # /analytics/...
     return api
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ...ports import Storage
 from .activities import InMemoryActivityRepository
+from .analytics import InMemoryAnalyticsStore
 from .rules import InMemoryRuleRepository
 from .scheduled import InMemoryScheduledActionStore
 from .sequences import InMemoryEnrollmentStore, InMemorySequenceRepository
@@ -17,6 +18,7 @@ from .support import InMemoryAuditLog, InMemoryCounterStore, InMemoryJobStore
 
 __all__ = [
     "InMemoryActivityRepository",
+    "InMemoryAnalyticsStore",
     "InMemoryAuditLog",
     "InMemoryCounterStore",
     "InMemoryEnrollmentStore",
@@ -30,7 +32,8 @@ __all__ = [
 
 def memory_storage() -> Storage:
     """A :class:`~leadflow.ports.Storage` of new, empty in-memory stores (activities, rules,
-    scheduled actions, counters, audit log, job slots, sequences, enrollments)."""
+    scheduled actions, counters, audit log, job slots, sequences, enrollments, analytic
+    facts)."""
     return Storage(
         activities=InMemoryActivityRepository(),
         rules=InMemoryRuleRepository(),
@@ -40,4 +43,5 @@ def memory_storage() -> Storage:
         jobs=InMemoryJobStore(),
         sequences=InMemorySequenceRepository(),
         enrollments=InMemoryEnrollmentStore(),
+        analytics=InMemoryAnalyticsStore(),
     )

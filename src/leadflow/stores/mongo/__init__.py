@@ -16,6 +16,7 @@ from typing import Final
 from ...errors import InvalidInputError
 from ...ports import Storage
 from .activities import MongoActivityRepository
+from .analytics import MongoAnalyticsStore
 from .common import MongoTarget, guard_literal
 from .driver import driver_errors
 from .rules import MongoRuleRepository
@@ -26,6 +27,7 @@ from .support import MongoAuditLog, MongoCounterStore, MongoJobStore
 __all__ = [
     "DEFAULT_COLLECTIONS",
     "MongoActivityRepository",
+    "MongoAnalyticsStore",
     "MongoAuditLog",
     "MongoCounterStore",
     "MongoEnrollmentStore",
@@ -49,6 +51,9 @@ DEFAULT_COLLECTIONS: Final[Mapping[str, str]] = {
     "job_values": MongoJobStore.DEFAULT_VALUES,
     "sequences": MongoSequenceRepository.DEFAULT_COLLECTION,
     "enrollments": MongoEnrollmentStore.DEFAULT_COLLECTION,
+    "arrivals": MongoAnalyticsStore.DEFAULT_ARRIVALS,
+    "status_changes": MongoAnalyticsStore.DEFAULT_CHANGES,
+    "completions": MongoAnalyticsStore.DEFAULT_COMPLETIONS,
 }
 """The collection each store uses unless :func:`mongo_storage` is told otherwise."""
 
@@ -63,7 +68,7 @@ def mongo_storage(
     job_ttl: bool = True,
 ) -> Storage:
     """All the Mongo stores on ``database`` (a pymongo ``Database``): the six of every
-    storage, sequences and enrollments, as one :class:`Storage`.
+    storage, sequences, enrollments and the analytic facts, as one :class:`Storage`.
 
     - ``prefix`` is put before every default collection name (``"crm_"`` ->
       ``crm_leadActivities``...); ``collections`` names some collections outright, by store:
@@ -111,10 +116,17 @@ def mongo_storage(
     )
     sequences = MongoSequenceRepository(database, collection=names["sequences"])
     enrollments = MongoEnrollmentStore(database, collection=names["enrollments"])
+    analytics = MongoAnalyticsStore(
+        database,
+        arrivals=names["arrivals"],
+        changes=names["status_changes"],
+        completions=names["completions"],
+    )
     if ensure_indexes:
         for store in (activities, rules, scheduled, counters, audit, sequences, enrollments):
             store.ensure_indexes()
         jobs.ensure_indexes(ttl=job_ttl)
+        analytics.ensure_indexes()
     return Storage(
         activities=activities,
         rules=rules,
@@ -124,4 +136,5 @@ def mongo_storage(
         jobs=jobs,
         sequences=sequences,
         enrollments=enrollments,
+        analytics=analytics,
     )

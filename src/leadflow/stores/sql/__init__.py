@@ -18,6 +18,7 @@ from sqlalchemy import URL, Engine
 
 from ...ports import Storage
 from .activities import SqlActivityRepository
+from .analytics import SqlAnalyticsStore
 from .database import SqlDatabase, SqlUnitOfWork, engine_from_url
 from .errors import sql_errors
 from .rules import SqlRuleRepository
@@ -30,6 +31,7 @@ from .tables import DEFAULT_PREFIX, Tables, build_tables
 __all__ = [
     "DEFAULT_PREFIX",
     "SqlActivityRepository",
+    "SqlAnalyticsStore",
     "SqlAuditLog",
     "SqlCounterStore",
     "SqlDatabase",
@@ -72,8 +74,8 @@ def sql_storage(
     schema: str | None = None,
     create: bool = True,
 ) -> SqlStorage:
-    """All the SQL stores on one database (the six of every storage, sequences and
-    enrollments), as one :class:`~leadflow.ports.Storage`.
+    """All the SQL stores on one database (the six of every storage, sequences,
+    enrollments and analytic facts), as one :class:`~leadflow.ports.Storage`.
 
     - ``engine_or_url``: the host's SQLAlchemy ``Engine`` (never disposed here), or a URL:
       ``sqlite:///leadflow.db`` (a file, WAL journaling, 30 s busy timeout), ``sqlite://``
@@ -109,4 +111,5 @@ def sql_storage(
         unit_of_work=SqlUnitOfWork(database),
         sequences=SqlSequenceRepository(database),
         enrollments=SqlEnrollmentStore(database),
+        analytics=SqlAnalyticsStore(database),
     )

@@ -73,6 +73,9 @@ class Tables:
     job_values: Table
     sequences: Table
     enrollments: Table
+    arrivals: Table
+    status_changes: Table
+    completions: Table
 
     @property
     def version_table(self) -> str:
@@ -443,11 +446,82 @@ def _enrollments(metadata: MetaData, name: str, schema: str | None) -> Table:
     return table
 
 
+_LABEL = 128  # a lead source or a status
+
+
+def _arrivals(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # Lead arrivals (revision 0008): one per opportunity (the primary key: the first recorded
+    # wins); every period query starts from an arrived_at index.
+    table = Table(
+        name,
+        metadata,
+        _id("opportunity_id", nullable=False),
+        _id("event_id", nullable=False),
+        Column("arrived_at", UtcDateTime, nullable=False),
+        Column("source", String(_LABEL)),
+        _id("owner"),
+        PrimaryKeyConstraint("opportunity_id", name=f"{name}_pkey"),
+        schema=schema,
+    )
+    c = table.c
+    Index(f"{name}_arrived", c.arrived_at, c.opportunity_id)
+    Index(f"{name}_source_arrived", c.source, c.arrived_at)
+    Index(f"{name}_owner_arrived", c.owner, c.arrived_at)
+    return table
+
+
+def _status_changes(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # Status changes (revision 0008), keyed by event id: the period index for the funnel,
+    # and (opportunity, status, time) for the first time an arrival reached a status.
+    table = Table(
+        name,
+        metadata,
+        _id("event_id", nullable=False),
+        _id("opportunity_id", nullable=False),
+        Column("changed_at", UtcDateTime, nullable=False),
+        Column("from_status", String(_LABEL)),
+        Column("to_status", String(_LABEL), nullable=False),
+        PrimaryKeyConstraint("event_id", name=f"{name}_pkey"),
+        schema=schema,
+    )
+    c = table.c
+    Index(f"{name}_changed", c.changed_at, c.event_id)
+    Index(f"{name}_opportunity_status", c.opportunity_id, c.to_status, c.changed_at)
+    return table
+
+
+def _completions(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # Completed activities (revision 0008), keyed by activity id: the period index, the
+    # assignee's, and (opportunity, type, time) for an arrival's first contact.
+    table = Table(
+        name,
+        metadata,
+        _id("activity_id", nullable=False),
+        _id("opportunity_id", nullable=False),
+        Column("activity_type", String(32), nullable=False),
+        Column("completed_at", UtcDateTime, nullable=False),
+        _id("assigned_to"),
+        Column("created_at", UtcDateTime),
+        Column("due_at", UtcDateTime),
+        Column("outcome", String(32)),
+        _id("rule_id"),
+        PrimaryKeyConstraint("activity_id", name=f"{name}_pkey"),
+        schema=schema,
+    )
+    c = table.c
+    Index(f"{name}_completed", c.completed_at, c.activity_id)
+    Index(f"{name}_assignee_completed", c.assigned_to, c.completed_at)
+    Index(f"{name}_opportunity_type", c.opportunity_id, c.activity_type, c.completed_at)
+    return table
+
+
 def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:
     """The backend's tables named ``<prefix>activities``, ``<prefix>rules``,
     ``<prefix>scheduled_actions``, ``<prefix>counters``, ``<prefix>audit``,
     ``<prefix>job_slots``, ``<prefix>job_marks``, ``<prefix>stamps``, ``<prefix>job_values``,
-    ``<prefix>sequences`` and ``<prefix>enrollments`` (in ``schema`` when given)."""
+    ``<prefix>sequences``, ``<prefix>enrollments``, and the analytic facts
+    ``<prefix>lead_arrivals``, ``<prefix>status_changes`` and ``<prefix>completions`` (in
+    ``schema`` when given)."""
     prefix = checked_prefix(prefix)
     metadata = MetaData(schema=schema)
     return Tables(
@@ -465,4 +539,7 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         job_values=_job_values(metadata, f"{prefix}job_values", schema),
         sequences=_sequences(metadata, f"{prefix}sequences", schema),
         enrollments=_enrollments(metadata, f"{prefix}enrollments", schema),
+        arrivals=_arrivals(metadata, f"{prefix}lead_arrivals", schema),
+        status_changes=_status_changes(metadata, f"{prefix}status_changes", schema),
+        completions=_completions(metadata, f"{prefix}completions", schema),
     )

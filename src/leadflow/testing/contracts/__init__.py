@@ -20,6 +20,8 @@ One contract per storage port of :mod:`leadflow.ports`:
 - :class:`EnrollmentStoreContract` (:class:`~leadflow.ports.EnrollmentStore`): one active
   enrollment per sequence and opportunity under threads, idempotent entry, compare-and-set
   updates, ended enrollments stay ended, listing;
+- :class:`AnalyticsStoreContract` (:class:`~leadflow.ports.AnalyticsStore`): idempotent
+  facts, period queries, filters, first contacts, the first time a status was reached;
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
   checked against a plain dict.
 
@@ -78,6 +80,12 @@ from . import _rewrite  # noqa: F401  (first: registers the modules below for re
 from .activities import ActivityRepositoryContract
 from .activity_listing import ActivityListingTests
 from .activity_reports import ActivityReportTests
+from .analytics import (
+    AnalyticsStoreContract,
+    make_arrival,
+    make_change,
+    make_completion,
+)
 from .data import (
     BASE_TIME,
     at,
@@ -114,6 +122,7 @@ __all__ = [
     "ActivityListingTests",
     "ActivityReportTests",
     "ActivityRepositoryContract",
+    "AnalyticsStoreContract",
     "AuditLogContract",
     "ClockContract",
     "CounterStoreContract",
@@ -133,7 +142,10 @@ __all__ = [
     "activity_state_machine",
     "at",
     "make_activity",
+    "make_arrival",
     "make_audit_entry",
+    "make_change",
+    "make_completion",
     "make_delivery",
     "make_enrollment",
     "make_rule",

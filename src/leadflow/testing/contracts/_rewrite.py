@@ -13,6 +13,7 @@ pytest.register_assert_rewrite(
         f"{_PACKAGE}.{module}"
         for module in (
             "activities",
+            "analytics",
             "activity_listing",
             "activity_reports",
             "data",

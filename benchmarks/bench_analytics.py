@@ -1,0 +1,206 @@
+"""What the analytics cost on a generated dataset (issue 20's targets: every figure over a
+quarter in at most 500 ms on SQLite / PostgreSQL and 1 s in memory, on 1,000,000 activities and
+100,000 opportunities; the dashboard for a year in at most 5 s).
+
+The dataset: ``--opportunities`` leads (default 10,000) arriving evenly over 2026, each from one
+of 6 sources and owned by one of 20 reps; ``--per-lead`` completed activities each (default
+10: 10,000 opportunities -> 100,000 completions; the issue's scale is ``--opportunities 100000``),
+the first a contact 1 minute to 3 days after arrival, the others over the next weeks, a third
+of them created by one of 8 rules; 3 status changes per lead, a quarter of the leads won.
+The facts are written straight into the analytics store's tables (SQL: multi-row inserts;
+memory: the store's own writes), plus one open activity per lead in the activity store (for
+``overdue now``).
+
+Timed: each figure over the second quarter, the dashboard over the quarter and over the year,
+each interleaved with a baseline (``arrivals()`` of the quarter: the cheapest indexed read of
+the period) so that a noisy machine shows in both; the median of ``--rounds`` runs is printed.
+
+Run: python benchmarks/bench_analytics.py [--backend memory|sqlite|postgres] [--opportunities N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from leadflow import WorkingCalendar
+from leadflow.activity_models import ActivityType, Outcome
+from leadflow.facts import Completion, LeadArrival, StatusChange
+from leadflow.ports import Storage
+from leadflow.runtime.analytics import Analytics
+from leadflow.testing.contracts import make_activity
+
+YEAR = datetime(2026, 1, 1, tzinfo=UTC)
+QUARTER = (datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
+WHOLE_YEAR = (YEAR, datetime(2027, 1, 1, tzinfo=UTC))
+AS_OF = datetime(2027, 1, 1, tzinfo=UTC)
+SOURCES = ("website", "referral", "phone", "fair", "partner", "ads")
+KINDS = (ActivityType.CALL, ActivityType.EMAIL, ActivityType.MEETING, ActivityType.FOLLOW_UP)
+OUTCOMES = (Outcome.SUCCESSFUL, Outcome.NO_ANSWER, Outcome.CALLBACK_REQUESTED, None)
+
+
+def facts(opportunities: int, per_lead: int, seed: int = 7) -> tuple[list[Any], ...]:
+    rng = random.Random(seed)
+    step = timedelta(days=365) / opportunities
+    arrivals, changes, completions = [], [], []
+    for n in range(opportunities):
+        opportunity = f"opp-{n}"
+        rep = f"rep-{n % 20}"
+        arrived = YEAR + step * n
+        arrivals.append(
+            LeadArrival.model_construct(
+                event_id=f"arr-{n}",
+                opportunity_id=opportunity,
+                arrived_at=arrived,
+                source=SOURCES[n % len(SOURCES)],
+                owner=rep,
+            )
+        )
+        statuses = ["new", "contacted", "won" if n % 4 == 0 else "lost"]
+        for k, status in enumerate(statuses):
+            changes.append(
+                StatusChange.model_construct(
+                    event_id=f"st-{n}-{k}",
+                    opportunity_id=opportunity,
+                    changed_at=arrived + timedelta(days=7 * k),
+                    from_status=statuses[k - 1] if k else None,
+                    to_status=status,
+                )
+            )
+        done = arrived + timedelta(minutes=rng.randint(1, 3 * 24 * 60))
+        for k in range(per_lead):
+            created = done - timedelta(hours=rng.randint(1, 48))
+            completions.append(
+                Completion.model_construct(
+                    activity_id=f"act-{n}-{k}",
+                    opportunity_id=opportunity,
+                    activity_type=KINDS[0 if k == 0 else rng.randrange(len(KINDS))],
+                    completed_at=done,
+                    assigned_to=rep,
+                    created_at=created,
+                    due_at=created + timedelta(hours=rng.randint(1, 72)),
+                    outcome=OUTCOMES[rng.randrange(len(OUTCOMES))],
+                    rule_id=f"rule-{rng.randrange(8)}" if rng.random() < 0.33 else None,
+                )
+            )
+            done += timedelta(hours=rng.randint(2, 24 * 5))
+    return arrivals, changes, completions
+
+
+def load(storage: Storage, data: tuple[list[Any], ...]) -> None:
+    arrivals, changes, completions = data
+    database = getattr(storage, "database", None)
+    if database is None:
+        store = storage.analytics
+        assert store is not None
+        for arrival in arrivals:
+            store.record_arrival(arrival)
+        for change in changes:
+            store.record_status_change(change)
+        for completion in completions:
+            store.record_completion(completion)
+    else:
+        tables = database.tables
+        with database.engine.begin() as connection:
+            for table, rows in (
+                (tables.arrivals, arrivals),
+                (tables.status_changes, changes),
+                (tables.completions, completions),
+            ):
+                values = [row.model_dump() for row in rows]
+                for value in values:
+                    for name in ("activity_type", "outcome"):
+                        if value.get(name) is not None:
+                            value[name] = str(value[name])
+                for first in range(0, len(values), 5000):
+                    connection.execute(table.insert(), values[first : first + 5000])
+    for n, arrival in enumerate(arrivals):
+        storage.activities.add(
+            make_activity(
+                f"open-{n}",
+                opportunity_id=arrival.opportunity_id,
+                assigned_to=arrival.owner,
+                created_at=arrival.arrived_at,
+                due_date=arrival.arrived_at + timedelta(days=30),
+            )
+        )
+
+
+def timed(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def storage_for(backend: str, folder: Path) -> Storage:
+    if backend == "memory":
+        from leadflow.stores.memory import memory_storage
+
+        return memory_storage()
+    from leadflow.stores.sql import sql_storage
+
+    if backend == "sqlite":
+        return sql_storage(f"sqlite:///{folder / 'bench.db'}")
+    url = os.environ.get("LEADFLOW_TEST_POSTGRES_URL")
+    if not url:
+        raise SystemExit("set LEADFLOW_TEST_POSTGRES_URL for --backend postgres")
+    return sql_storage(url, prefix=f"bench{os.getpid()}_")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("memory", "sqlite", "postgres"), default="memory")
+    parser.add_argument("--opportunities", type=int, default=10_000)
+    parser.add_argument("--per-lead", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    data = facts(args.opportunities, args.per_lead)
+    with tempfile.TemporaryDirectory() as folder:
+        storage = storage_for(args.backend, Path(folder))
+        started = time.perf_counter()
+        load(storage, data)
+        loaded = time.perf_counter() - started
+        assert storage.analytics is not None
+        analytics = Analytics(storage.analytics, storage.activities, WorkingCalendar())
+        print(
+            f"{args.backend}: {args.opportunities:,} opportunities, {len(data[2]):,} completed "
+            f"activities, {len(data[1]):,} status changes (loaded in {loaded:.1f} s)"
+        )
+        quarter, year = QUARTER, WHOLE_YEAR
+        figures: dict[str, Callable[[], object]] = {
+            "speed to lead (quarter)": lambda: analytics.speed_to_lead(*quarter),
+            "lead sources (quarter)": lambda: analytics.sources(*quarter),
+            "leaderboard (quarter)": lambda: analytics.leaderboard(*quarter, as_of=AS_OF),
+            "funnel (quarter)": lambda: analytics.funnel(*quarter),
+            "automation (quarter)": lambda: analytics.automation(*quarter),
+            "dashboard (quarter)": lambda: analytics.dashboard(*quarter, as_of=AS_OF),
+            "dashboard (year)": lambda: analytics.dashboard(*year, as_of=AS_OF),
+        }
+        baseline: list[float] = []
+        runs: dict[str, list[float]] = {name: [] for name in figures}
+        for _ in range(args.rounds):
+            for name, call in figures.items():
+                baseline.append(timed(lambda: storage.analytics.arrivals(*quarter)))  # type: ignore[union-attr]
+                runs[name].append(timed(call))
+        base = statistics.median(baseline) * 1000
+        print(f"  {'baseline: arrivals() of the quarter':40s} {base:8.1f} ms")
+        for name, values in runs.items():
+            print(f"  {name:40s} {statistics.median(values) * 1000:8.1f} ms")
+        close = getattr(storage, "close", None)
+        if args.backend == "postgres":
+            database = storage.database  # type: ignore[attr-defined]
+            database.tables.metadata.drop_all(database.engine)
+        if close is not None:
+            close()
+
+
+if __name__ == "__main__":
+    main()

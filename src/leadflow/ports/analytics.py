@@ -1,0 +1,92 @@
+"""The analytics port: where the facts the analytics are computed from are kept (contract in
+the docstrings; the shipped suite is :class:`leadflow.testing.contracts.AnalyticsStoreContract`).
+
+The facts (:mod:`leadflow.facts`) are recorded by the runtime as events arrive, in the event's
+unit of work; the figures (:mod:`leadflow.runtime.analytics`) are computed from what the
+queries below return. Every query takes a half-open period ``[start, end)`` of aware
+datetimes and answers from an index on the period's column: its cost follows the facts in the
+period, not the store.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from ..facts import Completion, LeadArrival, StatusChange
+
+__all__ = ["AnalyticsStore"]
+
+
+@runtime_checkable
+class AnalyticsStore(Protocol):
+    """Stores lead arrivals, status changes and completions, and answers the period queries
+    the analytics take.
+
+    Writes are atomic and idempotent: recording a fact whose key is stored changes nothing and
+    returns False. Datetime arguments must be timezone-aware (else
+    :class:`~leadflow.InvalidInputError`, as for ``start`` not before ``end``); returned
+    datetimes are UTC and returned facts are copies. Each query answers at most ``limit``
+    facts (default 1,000,000) in its order; a backend may refuse a ``limit`` above that.
+    """
+
+    def record_arrival(self, arrival: LeadArrival) -> bool:
+        """Store ``arrival`` unless its opportunity has one (whatever its event id): True when
+        stored."""
+        ...
+
+    def record_status_change(self, change: StatusChange) -> bool:
+        """Store ``change`` unless one with its ``event_id`` is stored: True when stored."""
+        ...
+
+    def record_completion(self, completion: Completion) -> bool:
+        """Store ``completion`` unless one with its ``activity_id`` is stored: True when
+        stored."""
+        ...
+
+    def arrivals(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        sources: Collection[str] | None = None,
+        owners: Collection[str] | None = None,
+        limit: int = 1_000_000,
+    ) -> builtins.list[LeadArrival]:
+        """Arrivals with ``start <= arrived_at < end`` (of ``sources`` / ``owners`` when
+        given: an arrival without a source or owner matches no such filter), by
+        ``(arrived_at, opportunity_id)``."""
+        ...
+
+    def status_changes(
+        self, start: datetime, end: datetime, *, limit: int = 1_000_000
+    ) -> builtins.list[StatusChange]:
+        """Status changes with ``start <= changed_at < end``, by ``(changed_at, event_id)``."""
+        ...
+
+    def completions(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        assigned_to: Collection[str] | None = None,
+        limit: int = 1_000_000,
+    ) -> builtins.list[Completion]:
+        """Completions with ``start <= completed_at < end`` (assigned to one of
+        ``assigned_to`` when given), by ``(completed_at, activity_id)``."""
+        ...
+
+    def first_contacts(
+        self, start: datetime, end: datetime, *, limit: int = 1_000_000
+    ) -> builtins.list[Completion]:
+        """For each opportunity that arrived in ``[start, end)``, its earliest completion of a
+        contact type (:data:`~leadflow.facts.CONTACT_TYPES`; ties by ``activity_id``), whenever
+        it came; opportunities without one are absent. By ``(opportunity_id)``."""
+        ...
+
+    def reached(self, start: datetime, end: datetime, status: str) -> dict[str, datetime]:
+        """For each opportunity that arrived in ``[start, end)`` and has a status change to
+        ``status`` (whenever it came), the earliest such change's time."""
+        ...

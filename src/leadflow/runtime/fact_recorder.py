@@ -1,0 +1,57 @@
+"""Recording the analytic facts of each event (:mod:`leadflow.facts`) as it is handled.
+
+The :class:`~.planner.Planner` asks :meth:`FactRecorder.wants` whether an event yields facts
+and calls :meth:`FactRecorder.record` where it stores the event's actions: in the event's unit
+of work when the storage's is atomic (SQL: the facts commit with the actions, or neither does),
+else as separate steps. Every fact is keyed (:class:`~leadflow.ports.AnalyticsStore`), so an
+event handled twice records nothing twice. A flow whose storage has no analytics store has no
+recorder and records nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import LeadflowError, UnavailableError
+from ..facts import facts_of
+from ..models import Event
+from ..ports import AnalyticsStore
+
+__all__ = ["FactRecorder"]
+
+log = logging.getLogger("leadflow.analytics")
+
+_TYPES = frozenset({"opportunity.created", "opportunity.status_changed", "activity.completed"})
+
+
+class FactRecorder:
+    """Records the facts of the events it is handed into ``store``."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: AnalyticsStore) -> None:
+        self._store = store
+
+    def wants(self, event: Event) -> bool:
+        """Whether ``event`` is of a type that yields facts."""
+        return event.type in _TYPES
+
+    def record(self, event: Event, errors: list[LeadflowError], *, batched: bool) -> None:
+        """Record ``event``'s facts. In a unit of work (``batched``) a store failure is raised
+        (the unit rolls back and the event is handled again step by step); step by step it is
+        logged and appended to ``errors``, and the event's actions stand."""
+        arrival, change, completion = facts_of(event)
+        try:
+            if arrival is not None:
+                self._store.record_arrival(arrival)
+            if change is not None:
+                self._store.record_status_change(change)
+            if completion is not None:
+                self._store.record_completion(completion)
+        except UnavailableError:
+            raise
+        except LeadflowError as error:
+            if batched:
+                raise
+            log.error("the facts of event %s could not be recorded: %s", event.id, error)
+            errors.append(error)

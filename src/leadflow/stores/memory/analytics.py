@@ -1,0 +1,204 @@
+"""The analytic facts in memory: :class:`InMemoryAnalyticsStore`, the reference
+:class:`~leadflow.ports.AnalyticsStore`.
+
+One lock guards three maps keyed as the port says (arrivals by opportunity, status changes by
+event id, completions by activity id), each with a sorted index on its time, and two summaries
+kept as facts arrive: each opportunity's earliest contact completion and its earliest change to
+each status. A period query walks the index between its bounds: its cost follows the facts in
+the period.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Collection
+from datetime import datetime
+from itertools import islice
+from typing import Final
+
+from ...errors import InvalidInputError
+from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
+from ...fields import ensure_utc
+from .arguments import check_limit, check_model
+from .chunks import ChunkedIndex
+
+__all__ = ["MAX_FACTS", "InMemoryAnalyticsStore", "check_period", "check_values"]
+
+MAX_FACTS: Final = 1_000_000
+"""The largest ``limit`` a query takes."""
+
+_CONTACTS: Final = frozenset(CONTACT_TYPES)
+
+
+def check_period(start: object, end: object) -> tuple[datetime, datetime]:
+    """``(start, end)`` in UTC, else :class:`InvalidInputError`: both aware datetimes and
+    ``start < end``."""
+    for value, field in ((start, "start"), (end, "end")):
+        if not isinstance(value, datetime):
+            raise InvalidInputError(f"expected a datetime, got {value!r}", field=field)
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
+    if not start < end:
+        raise InvalidInputError("start must be before end", field="end")
+    return start, end
+
+
+def check_values(values: object, field: str) -> frozenset[str] | None:
+    """A filter's values as a set (None: no filter), else :class:`InvalidInputError`: a
+    collection (not a string) of at most 1,000 strings."""
+    if values is None:
+        return None
+    if isinstance(values, str | bytes) or not isinstance(values, Collection):
+        raise InvalidInputError("expected a collection of strings", field=field)
+    if len(values) > 1000 or not all(isinstance(value, str) for value in values):
+        raise InvalidInputError("expected at most 1,000 strings", field=field)
+    return frozenset(values)
+
+
+def _earlier(completion: Completion, than: Completion | None) -> bool:
+    return than is None or (completion.completed_at, completion.activity_id) < (
+        than.completed_at,
+        than.activity_id,
+    )
+
+
+class InMemoryAnalyticsStore:
+    """The facts in process memory (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._arrivals: dict[str, LeadArrival] = {}
+        self._arrival_index: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._changes: dict[str, StatusChange] = {}
+        self._change_index: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._reached: dict[tuple[str, str], datetime] = {}
+        self._completions: dict[str, Completion] = {}
+        self._completion_index: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._first_contacts: dict[str, Completion] = {}
+
+    # ------------------------------------------------------------------ writes
+
+    def record_arrival(self, arrival: LeadArrival) -> bool:
+        arrival = check_model(arrival, LeadArrival, "arrival")
+        with self._lock:
+            if arrival.opportunity_id in self._arrivals:
+                return False
+            self._arrivals[arrival.opportunity_id] = arrival
+            self._arrival_index.add((arrival.arrived_at, arrival.opportunity_id))
+            return True
+
+    def record_status_change(self, change: StatusChange) -> bool:
+        change = check_model(change, StatusChange, "change")
+        with self._lock:
+            if change.event_id in self._changes:
+                return False
+            self._changes[change.event_id] = change
+            self._change_index.add((change.changed_at, change.event_id))
+            key = (change.opportunity_id, change.to_status)
+            known = self._reached.get(key)
+            if known is None or change.changed_at < known:
+                self._reached[key] = change.changed_at
+            return True
+
+    def record_completion(self, completion: Completion) -> bool:
+        completion = check_model(completion, Completion, "completion")
+        with self._lock:
+            if completion.activity_id in self._completions:
+                return False
+            self._completions[completion.activity_id] = completion
+            self._completion_index.add((completion.completed_at, completion.activity_id))
+            if completion.activity_type in _CONTACTS:
+                opportunity = completion.opportunity_id
+                if _earlier(completion, self._first_contacts.get(opportunity)):
+                    self._first_contacts[opportunity] = completion
+            return True
+
+    # ------------------------------------------------------------------ queries
+
+    def arrivals(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        sources: Collection[str] | None = None,
+        owners: Collection[str] | None = None,
+        limit: int = MAX_FACTS,
+    ) -> builtins.list[LeadArrival]:
+        start, end = check_period(start, end)
+        wanted_sources = check_values(sources, "sources")
+        wanted_owners = check_values(owners, "owners")
+        limit = check_limit(limit, MAX_FACTS)
+        found: list[LeadArrival] = []
+        with self._lock:
+            for _, opportunity in self._arrival_index.irange((start,), (end,), (True, False)):
+                arrival = self._arrivals[opportunity]
+                if wanted_sources is not None and arrival.source not in wanted_sources:
+                    continue
+                if wanted_owners is not None and arrival.owner not in wanted_owners:
+                    continue
+                found.append(arrival)
+                if len(found) == limit:
+                    break
+        return found
+
+    def status_changes(
+        self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
+    ) -> builtins.list[StatusChange]:
+        start, end = check_period(start, end)
+        limit = check_limit(limit, MAX_FACTS)
+        with self._lock:
+            keys = self._change_index.irange((start,), (end,), (True, False))
+            return [self._changes[event_id] for _, event_id in islice(keys, limit)]
+
+    def completions(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        assigned_to: Collection[str] | None = None,
+        limit: int = MAX_FACTS,
+    ) -> builtins.list[Completion]:
+        start, end = check_period(start, end)
+        wanted = check_values(assigned_to, "assigned_to")
+        limit = check_limit(limit, MAX_FACTS)
+        found: list[Completion] = []
+        with self._lock:
+            for _, activity in self._completion_index.irange((start,), (end,), (True, False)):
+                completion = self._completions[activity]
+                if wanted is None or completion.assigned_to in wanted:
+                    found.append(completion)
+                    if len(found) == limit:
+                        break
+        return found
+
+    def first_contacts(
+        self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
+    ) -> builtins.list[Completion]:
+        start, end = check_period(start, end)
+        limit = check_limit(limit, MAX_FACTS)
+        with self._lock:
+            found = [
+                contact
+                for _, opportunity in self._arrival_index.irange((start,), (end,), (True, False))
+                if (contact := self._first_contacts.get(opportunity)) is not None
+            ]
+        found.sort(key=lambda contact: contact.opportunity_id)
+        return found[:limit]
+
+    def reached(self, start: datetime, end: datetime, status: str) -> dict[str, datetime]:
+        start, end = check_period(start, end)
+        if not isinstance(status, str):
+            raise InvalidInputError(f"expected a status, got {status!r}", field="status")
+        with self._lock:
+            return {
+                opportunity: at
+                for _, opportunity in self._arrival_index.irange((start,), (end,), (True, False))
+                if (at := self._reached.get((opportunity, status))) is not None
+            }
+
+    def __repr__(self) -> str:
+        return (
+            f"InMemoryAnalyticsStore(arrivals={len(self._arrivals)}, "
+            f"changes={len(self._changes)}, completions={len(self._completions)})"
+        )

@@ -1,0 +1,196 @@
+"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revision 0008).
+
+Three tables, one per kind of fact, each keyed as the port says (``lead_arrivals`` by
+opportunity, ``status_changes`` by event id, ``completions`` by activity id): a write is one
+``INSERT ... ON CONFLICT DO NOTHING`` (True when it inserted a row), in the storage's unit of
+work when there is one, so an event's facts commit with its actions.
+
+Every query is one statement answered from an index: the period queries from the
+``arrived_at`` / ``changed_at`` / ``completed_at`` indexes (their cost follows the rows in the
+period); :meth:`first_contacts` and :meth:`reached` join the period's arrivals to
+``(opportunity_id, activity_type, completed_at)`` / ``(opportunity_id, to_status,
+changed_at)`` and aggregate in the database (``row_number()`` / ``min``): one index probe per
+arrival.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, Select, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ...activity_models import ActivityType, Outcome
+from ...errors import InvalidInputError
+from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
+from ..memory.analytics import MAX_FACTS, check_period, check_values
+from ..memory.arguments import check_limit, check_model
+from .database import SqlDatabase
+from .errors import translated
+
+__all__ = ["SqlAnalyticsStore"]
+
+_CONTACTS = [str(kind) for kind in CONTACT_TYPES]
+
+
+class SqlAnalyticsStore:
+    """The facts in three tables of ``database``."""
+
+    def __init__(self, database: SqlDatabase) -> None:
+        self._db = database
+        tables = database.tables
+        self._arrivals = tables.arrivals
+        self._changes = tables.status_changes
+        self._completions = tables.completions
+        upsert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        self._inserts = {
+            table.name: upsert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+            for table in self._tables()
+        }
+
+    def _tables(self) -> tuple[Table, Table, Table]:
+        return self._arrivals, self._changes, self._completions
+
+    def _insert(self, table: Table, values: Mapping[str, Any]) -> bool:
+        with self._db.write() as connection:
+            return connection.execute(self._inserts[table.name], dict(values)).first() is not None
+
+    def _rows(self, statement: Select[Any]) -> Sequence[RowMapping]:
+        with self._db.read() as connection:
+            return connection.execute(statement).mappings().all()
+
+    # ------------------------------------------------------------------ writes
+
+    @translated("arrival")
+    def record_arrival(self, arrival: LeadArrival) -> bool:
+        arrival = check_model(arrival, LeadArrival, "arrival")
+        return self._insert(self._arrivals, arrival.model_dump())
+
+    @translated("change")
+    def record_status_change(self, change: StatusChange) -> bool:
+        change = check_model(change, StatusChange, "change")
+        return self._insert(self._changes, change.model_dump())
+
+    @translated("completion")
+    def record_completion(self, completion: Completion) -> bool:
+        completion = check_model(completion, Completion, "completion")
+        values = completion.model_dump()
+        for name in ("activity_type", "outcome"):
+            values[name] = None if values[name] is None else str(values[name])
+        return self._insert(self._completions, values)
+
+    # ------------------------------------------------------------------ queries
+
+    @translated("arrivals")
+    def arrivals(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        sources: Collection[str] | None = None,
+        owners: Collection[str] | None = None,
+        limit: int = MAX_FACTS,
+    ) -> builtins.list[LeadArrival]:
+        start, end = check_period(start, end)
+        wanted_sources = check_values(sources, "sources")
+        wanted_owners = check_values(owners, "owners")
+        limit = check_limit(limit, MAX_FACTS)
+        c = self._arrivals.c
+        query = select(c.event_id, c.opportunity_id, c.arrived_at, c.source, c.owner).where(
+            c.arrived_at >= start, c.arrived_at < end
+        )
+        if wanted_sources is not None:
+            query = query.where(c.source.in_(sorted(wanted_sources)))
+        if wanted_owners is not None:
+            query = query.where(c.owner.in_(sorted(wanted_owners)))
+        query = query.order_by(c.arrived_at, c.opportunity_id).limit(limit)
+        return [LeadArrival.model_construct(**row) for row in self._rows(query)]
+
+    @translated("status_changes")
+    def status_changes(
+        self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
+    ) -> builtins.list[StatusChange]:
+        start, end = check_period(start, end)
+        limit = check_limit(limit, MAX_FACTS)
+        c = self._changes.c
+        query = (
+            select(c.event_id, c.opportunity_id, c.changed_at, c.from_status, c.to_status)
+            .where(c.changed_at >= start, c.changed_at < end)
+            .order_by(c.changed_at, c.event_id)
+            .limit(limit)
+        )
+        return [StatusChange.model_construct(**row) for row in self._rows(query)]
+
+    @translated("completions")
+    def completions(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        assigned_to: Collection[str] | None = None,
+        limit: int = MAX_FACTS,
+    ) -> builtins.list[Completion]:
+        start, end = check_period(start, end)
+        wanted = check_values(assigned_to, "assigned_to")
+        limit = check_limit(limit, MAX_FACTS)
+        c = self._completions.c
+        query = select(*c).where(c.completed_at >= start, c.completed_at < end)
+        if wanted is not None:
+            query = query.where(c.assigned_to.in_(sorted(wanted)))
+        query = query.order_by(c.completed_at, c.activity_id).limit(limit)
+        return [_completion(row) for row in self._rows(query)]
+
+    @translated("first_contacts")
+    def first_contacts(
+        self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
+    ) -> builtins.list[Completion]:
+        start, end = check_period(start, end)
+        limit = check_limit(limit, MAX_FACTS)
+        a, c = self._arrivals.c, self._completions.c
+        rank = (
+            func.row_number()
+            .over(partition_by=c.opportunity_id, order_by=(c.completed_at, c.activity_id))
+            .label("rank")
+        )
+        ranked = (
+            select(*c, rank)
+            .join_from(self._arrivals, self._completions, c.opportunity_id == a.opportunity_id)
+            .where(a.arrived_at >= start, a.arrived_at < end, c.activity_type.in_(_CONTACTS))
+            .subquery()
+        )
+        r = ranked.c
+        query = (
+            select(*(r[column.name] for column in c))
+            .where(r.rank == 1)
+            .order_by(r.opportunity_id)
+            .limit(limit)
+        )
+        return [_completion(row) for row in self._rows(query)]
+
+    @translated("reached")
+    def reached(self, start: datetime, end: datetime, status: str) -> dict[str, datetime]:
+        start, end = check_period(start, end)
+        if not isinstance(status, str):
+            raise InvalidInputError(f"expected a status, got {status!r}", field="status")
+        a, s = self._arrivals.c, self._changes.c
+        query = (
+            select(s.opportunity_id, func.min(s.changed_at).label("at"))
+            .join_from(self._arrivals, self._changes, s.opportunity_id == a.opportunity_id)
+            .where(a.arrived_at >= start, a.arrived_at < end, s.to_status == status)
+            .group_by(s.opportunity_id)
+        )
+        return {row["opportunity_id"]: row["at"] for row in self._rows(query)}
+
+    def __repr__(self) -> str:
+        return f"SqlAnalyticsStore({self._db!r})"
+
+
+def _completion(row: RowMapping) -> Completion:
+    values = dict(row)
+    values["activity_type"] = ActivityType(values["activity_type"])
+    if values["outcome"] is not None:
+        values["outcome"] = Outcome(values["outcome"])
+    return Completion.model_construct(**values)

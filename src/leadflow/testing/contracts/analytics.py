@@ -1,0 +1,229 @@
+"""The contract of :class:`~leadflow.ports.AnalyticsStore`: idempotent facts, half-open period
+queries in their order, the filters, an arrival's first contact and the first time it reached
+a status."""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from ...activity_models import ActivityType, Outcome
+from ...errors import InvalidInputError
+from ...facts import Completion, LeadArrival, StatusChange
+from ...ports import AnalyticsStore
+from .data import assert_utc, at, race
+
+__all__ = ["AnalyticsStoreContract", "make_arrival", "make_change", "make_completion"]
+
+
+def make_arrival(opportunity: str, *, hours: float = 0, **fields: Any) -> LeadArrival:
+    """An arrival of ``opportunity`` at ``at(hours=hours)`` (event ``arr-<opportunity>``)."""
+    values: dict[str, Any] = {
+        "event_id": f"arr-{opportunity}",
+        "opportunity_id": opportunity,
+        "arrived_at": at(hours=hours),
+    }
+    return LeadArrival(**(values | fields))
+
+
+def make_change(
+    event: str, opportunity: str, to: str, *, hours: float = 0, **fields: Any
+) -> StatusChange:
+    """A change of ``opportunity`` to ``to`` at ``at(hours=hours)``."""
+    values: dict[str, Any] = {
+        "event_id": event,
+        "opportunity_id": opportunity,
+        "to_status": to,
+        "changed_at": at(hours=hours),
+    }
+    return StatusChange(**(values | fields))
+
+
+def make_completion(
+    activity: str, opportunity: str, *, hours: float = 0, **fields: Any
+) -> Completion:
+    """A completed call of ``opportunity`` at ``at(hours=hours)``."""
+    values: dict[str, Any] = {
+        "activity_id": activity,
+        "opportunity_id": opportunity,
+        "activity_type": ActivityType.CALL,
+        "completed_at": at(hours=hours),
+    }
+    return Completion(**(values | fields))
+
+
+_START, _END = at(hours=-1000), at(hours=1000)
+
+
+def _opportunities(found: list[LeadArrival]) -> list[str]:
+    return [arrival.opportunity_id for arrival in found]
+
+
+def _activities(found: list[Completion]) -> list[str]:
+    return [completion.activity_id for completion in found]
+
+
+class AnalyticsStoreContract(abc.ABC):
+    """Every test an :class:`~leadflow.ports.AnalyticsStore` must pass.
+
+    Subclass it (as ``Test...``) and implement :meth:`make_store`.
+    """
+
+    @abc.abstractmethod
+    def make_store(self) -> AnalyticsStore:
+        """A new, empty store."""
+
+    @pytest.fixture
+    def store(self) -> AnalyticsStore:
+        return self.make_store()
+
+    def test_is_an_analytics_store(self, store: AnalyticsStore) -> None:
+        assert isinstance(store, AnalyticsStore)
+
+    def test_an_empty_store_answers_nothing(self, store: AnalyticsStore) -> None:
+        assert store.arrivals(_START, _END) == []
+        assert store.status_changes(_START, _END) == []
+        assert store.completions(_START, _END) == []
+        assert store.first_contacts(_START, _END) == []
+        assert store.reached(_START, _END, "won") == {}
+
+    def test_an_opportunity_arrives_once(self, store: AnalyticsStore) -> None:
+        first = make_arrival("o1", source="website", owner="alice")
+        assert store.record_arrival(first) is True
+        assert store.record_arrival(first) is False
+        again = make_arrival("o1", hours=5, event_id="other", source="phone")
+        assert store.record_arrival(again) is False
+        [stored] = store.arrivals(_START, _END)
+        assert stored == first
+        assert_utc(stored.arrived_at)
+
+    def test_arrivals_in_the_period_in_order(self, store: AnalyticsStore) -> None:
+        for opportunity, hours in (("o3", 2), ("o1", 1), ("o2", 1), ("o0", 0), ("o4", 3)):
+            store.record_arrival(make_arrival(opportunity, hours=hours))
+        found = store.arrivals(at(hours=1), at(hours=3))
+        assert [a.opportunity_id for a in found] == ["o1", "o2", "o3"]  # start in, end out
+        assert [a.opportunity_id for a in store.arrivals(_START, _END, limit=2)] == ["o0", "o1"]
+
+    def test_arrivals_by_source_and_owner(self, store: AnalyticsStore) -> None:
+        store.record_arrival(make_arrival("o1", source="website", owner="alice"))
+        store.record_arrival(make_arrival("o2", hours=1, source="phone", owner="bob"))
+        store.record_arrival(make_arrival("o3", hours=2, source="website", owner="bob"))
+        store.record_arrival(make_arrival("o4", hours=3))  # neither
+        assert _opportunities(store.arrivals(_START, _END, sources=["website"])) == ["o1", "o3"]
+        assert _opportunities(store.arrivals(_START, _END, owners={"bob"})) == ["o2", "o3"]
+        both = store.arrivals(_START, _END, sources=("website",), owners=["bob"])
+        assert _opportunities(both) == ["o3"]
+        assert store.arrivals(_START, _END, sources=[]) == []
+        assert _opportunities(store.arrivals(_START, _END)) == ["o1", "o2", "o3", "o4"]
+
+    def test_status_changes_are_kept_by_event_in_order(self, store: AnalyticsStore) -> None:
+        change = make_change("e2", "o1", "contacted", hours=1, from_status="new")
+        assert store.record_status_change(change) is True
+        assert store.record_status_change(change) is False
+        store.record_status_change(make_change("e1", "o1", "new", hours=1))
+        store.record_status_change(make_change("e0", "o2", "won", hours=5))
+        found = store.status_changes(at(hours=1), at(hours=5))
+        assert [c.event_id for c in found] == ["e1", "e2"]
+        assert found[1] == change
+        assert store.status_changes(_START, _END, limit=1)[0].event_id == "e1"
+
+    def test_completions_round_trip_every_field(self, store: AnalyticsStore) -> None:
+        full = make_completion(
+            "a1",
+            "o1",
+            hours=2,
+            activity_type=ActivityType.MEETING,
+            assigned_to="alice",
+            created_at=at(hours=0),
+            due_at=at(hours=1),
+            outcome=Outcome.CALLBACK_REQUESTED,
+            rule_id="rule-1",
+        )
+        assert store.record_completion(full) is True
+        assert store.record_completion(full) is False
+        assert store.record_completion(make_completion("a1", "o9", hours=9)) is False
+        bare = make_completion("a0", "o2", hours=2)
+        store.record_completion(bare)
+        found = store.completions(_START, _END)
+        assert found == [bare, full]  # same time: by activity id
+        assert found[1].activity_type is ActivityType.MEETING
+        assert found[1].outcome is Outcome.CALLBACK_REQUESTED
+        for value in (found[1].completed_at, found[1].created_at, found[1].due_at):
+            assert_utc(value)
+
+    def test_completions_by_assignee_and_period(self, store: AnalyticsStore) -> None:
+        store.record_completion(make_completion("a1", "o1", hours=1, assigned_to="alice"))
+        store.record_completion(make_completion("a2", "o1", hours=2, assigned_to="bob"))
+        store.record_completion(make_completion("a3", "o2", hours=3))
+        assert _activities(store.completions(_START, _END, assigned_to=["bob"])) == ["a2"]
+        assert _activities(store.completions(at(hours=1), at(hours=3))) == ["a1", "a2"]
+        assert _activities(store.completions(_START, _END, limit=1)) == ["a1"]
+
+    def test_first_contacts_of_the_period_arrivals(self, store: AnalyticsStore) -> None:
+        store.record_arrival(make_arrival("o1"))
+        store.record_arrival(make_arrival("o2", hours=1))
+        store.record_arrival(make_arrival("o3", hours=50))  # outside the period below
+        store.record_arrival(make_arrival("o4", hours=2))  # no contact
+        note = {"activity_type": ActivityType.NOTE}
+        store.record_completion(make_completion("n1", "o1", hours=0.5, **note))  # not contact
+        store.record_completion(make_completion("c9", "o1", hours=3))
+        store.record_completion(make_completion("c2", "o1", hours=3))  # tie: lower id
+        store.record_completion(make_completion("c3", "o1", hours=4))
+        email = {"activity_type": ActivityType.EMAIL}
+        store.record_completion(make_completion("c4", "o2", hours=100, **email))  # after end
+        store.record_completion(make_completion("c5", "o3", hours=51))
+        store.record_completion(make_completion("c6", "o4", hours=1, **note))
+        found = store.first_contacts(at(hours=0), at(hours=10))
+        assert [(c.opportunity_id, c.activity_id) for c in found] == [("o1", "c2"), ("o2", "c4")]
+        assert found[1].activity_type is ActivityType.EMAIL
+        assert [c.activity_id for c in store.first_contacts(_START, _END)] == ["c2", "c4", "c5"]
+
+    def test_reached_is_the_first_change_to_a_status(self, store: AnalyticsStore) -> None:
+        store.record_arrival(make_arrival("o1"))
+        store.record_arrival(make_arrival("o2", hours=1))
+        store.record_arrival(make_arrival("o3", hours=50))
+        store.record_status_change(make_change("e1", "o1", "won", hours=30))
+        store.record_status_change(make_change("e2", "o1", "won", hours=20))
+        store.record_status_change(make_change("e3", "o2", "lost", hours=5))
+        store.record_status_change(make_change("e4", "o3", "won", hours=60))
+        store.record_status_change(make_change("e5", "o9", "won", hours=6))  # never arrived
+        assert store.reached(at(hours=0), at(hours=10), "won") == {"o1": at(hours=20)}
+        assert store.reached(at(hours=0), at(hours=10), "lost") == {"o2": at(hours=5)}
+        assert store.reached(_START, _END, "won") == {"o1": at(hours=20), "o3": at(hours=60)}
+
+    def test_times_in_other_zones_are_the_same_instants(self, store: AnalyticsStore) -> None:
+        zone = timezone(timedelta(hours=-5))
+        store.record_arrival(make_arrival("o1", arrived_at=at(hours=1).astimezone(zone)))
+        [found] = store.arrivals(at(hours=1).astimezone(zone), at(hours=2))
+        assert found.arrived_at == at(hours=1)
+        assert_utc(found.arrived_at)
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda s: s.arrivals(datetime(2026, 1, 1), _END),
+            lambda s: s.arrivals(_END, _START),
+            lambda s: s.arrivals(_START, _START),
+            lambda s: s.arrivals(_START, _END, sources="website"),
+            lambda s: s.arrivals(_START, _END, owners=[1]),
+            lambda s: s.arrivals(_START, _END, limit=0),
+            lambda s: s.status_changes("2026-01-01", _END),
+            lambda s: s.completions(_START, _END, assigned_to="alice"),
+            lambda s: s.first_contacts(_START, _END, limit=-1),
+            lambda s: s.reached(_START, _END, 3),
+            lambda s: s.record_arrival({"opportunityId": "o1"}),
+        ],
+    )
+    def test_bad_arguments_are_refused(self, store: AnalyticsStore, call: Any) -> None:
+        with pytest.raises(InvalidInputError):
+            call(store)
+
+    def test_one_of_concurrent_records_of_a_fact_stores_it(self, store: AnalyticsStore) -> None:
+        results = race(6, lambda n: store.record_arrival(make_arrival("o1", event_id=f"e{n}")))
+        assert sorted(results, key=str) == [False] * 5 + [True]
+        assert len(store.arrivals(_START, _END)) == 1
+        results = race(6, lambda n: store.record_completion(make_completion("a1", "o1")))
+        assert sorted(results, key=str) == [False] * 5 + [True]

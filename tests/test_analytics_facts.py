@@ -1,0 +1,192 @@
+"""The analytic facts: what an event yields (:func:`leadflow.facts.facts_of`) and how the
+runtime records them as events arrive (in the event's unit of work, once per key)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadflow import Event, LeadFlow, ManualClock, StorageError, default_rules
+from leadflow.facts import facts_of
+from leadflow.ports import Storage
+from leadflow.stores.memory import InMemoryAnalyticsStore, memory_storage
+from leadflow.stores.sql import sql_storage
+
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+PERIOD = (T0 - timedelta(days=1), T0 + timedelta(days=30))
+
+
+def event(event_id: str, kind: str, hours: float = 0, **payload: Any) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "type": kind,
+        "time": (T0 + timedelta(hours=hours)).isoformat(),
+        "payload": payload,
+    }
+
+
+def test_an_arrival_takes_the_source_and_owner_from_the_payload() -> None:
+    arrival, change, completion = facts_of(
+        Event.model_validate(
+            event("e1", "opportunity.created", opportunityId="o1", source="fair", ownerId="al")
+        )
+    )
+    assert arrival is not None and (arrival.source, arrival.owner) == ("fair", "al")
+    assert arrival.arrived_at == T0 and change is None and completion is None
+    arrival, change, _ = facts_of(
+        Event.model_validate(
+            event(
+                "e2",
+                "opportunity.created",
+                opportunityId="o2",
+                leadSource="website",
+                source="ignored",
+                assignedTo="bob",
+                status="new",
+            )
+        )
+    )
+    assert arrival is not None and (arrival.source, arrival.owner) == ("website", "bob")
+    assert change is not None and (change.from_status, change.to_status) == (None, "new")
+
+
+def test_values_of_the_wrong_shape_are_left_out() -> None:
+    arrival, _, _ = facts_of(
+        Event.model_validate(
+            event("e1", "opportunity.created", opportunityId="o1", leadSource=7, ownerId="a b")
+        )
+    )
+    assert arrival is not None and arrival.source is None and arrival.owner is None
+    no_status = Event.model_validate(event("e2", "opportunity.status_changed", opportunityId="o"))
+    assert facts_of(no_status) == (None, None, None)
+    broken = Event.model_validate(
+        event("e3", "activity.completed", opportunityId="o", activityType="call")
+    )
+    assert facts_of(broken) == (None, None, None)  # no activity id, no completion date
+    other = Event.model_validate(event("e4", "estimate.created", opportunityId="o"))
+    assert facts_of(other) == (None, None, None)
+
+
+def test_a_status_change_takes_old_and_new_status() -> None:
+    _, change, _ = facts_of(
+        Event.model_validate(
+            event(
+                "e1",
+                "opportunity.status_changed",
+                5,
+                opportunityId="o1",
+                oldStatus="new",
+                newStatus="won",
+            )
+        )
+    )
+    assert change is not None
+    assert (change.event_id, change.from_status, change.to_status) == ("e1", "new", "won")
+    assert change.changed_at == T0 + timedelta(hours=5)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param == "memory":
+        yield memory_storage()
+        return
+    sql = sql_storage(f"sqlite:///{tmp_path / 'facts.db'}")
+    try:
+        yield sql
+    finally:
+        sql.close()
+
+
+def _flow(storage: Storage) -> LeadFlow:
+    flow = LeadFlow.in_memory(
+        clock=ManualClock(T0), rules=default_rules(), reps=["alice"], storage=storage
+    )
+    opportunities: Any = flow.integrations.opportunities
+    for opportunity in ("o1", "o2"):
+        opportunities.add(opportunity, owner="alice")
+    return flow
+
+
+def test_the_flow_records_each_fact_once(storage: Storage) -> None:
+    flow = _flow(storage)
+    arrival = event(
+        "e1", "opportunity.created", opportunityId="o1", leadSource="website", assignedTo="alice"
+    )
+    assert flow.handle(arrival).errors == []
+    flow.handle(arrival)  # redelivered
+    flow.handle(event("e2", "opportunity.status_changed", 30, opportunityId="o1", newStatus="won"))
+    call = storage.activities.for_opportunity("o1")[0]  # the website lead's call
+    flow.clock.advance(timedelta(minutes=12))  # type: ignore[attr-defined]
+    flow.activity_writes.complete(call.activity_id, outcome="successful", completed_by="alice")
+    analytics = storage.analytics
+    assert analytics is not None
+    [stored] = analytics.arrivals(*PERIOD)
+    assert (stored.opportunity_id, stored.source, stored.owner) == ("o1", "website", "alice")
+    assert [c.to_status for c in analytics.status_changes(*PERIOD)] == ["won"]
+    [contact] = analytics.first_contacts(*PERIOD)
+    assert contact.activity_id == call.activity_id
+    assert contact.completed_at == T0 + timedelta(minutes=12)
+    assert contact.rule_id == call.metadata.automation_rule_id
+    assert contact.assigned_to == "alice"
+    assert analytics.reached(*PERIOD, "won") == {"o1": T0 + timedelta(hours=30)}
+
+
+def test_handle_many_records_the_facts_of_every_event(storage: Storage) -> None:
+    flow = _flow(storage)
+    events = [
+        event("e1", "opportunity.created", opportunityId="o1", source="fair"),
+        event("e2", "opportunity.created", 1, opportunityId="o2", source="web"),
+        event("e3", "opportunity.status_changed", 2, opportunityId="o2", newStatus="lost"),
+        event("e4", "opportunity.created", 3, opportunityId="o9"),  # no rule plans anything
+    ]
+    results = flow.handle_many(events + events)
+    assert all(not isinstance(result, Exception) for result in results)
+    analytics = storage.analytics
+    assert analytics is not None
+    assert [a.opportunity_id for a in analytics.arrivals(*PERIOD)] == ["o1", "o2", "o9"]
+    assert [c.event_id for c in analytics.status_changes(*PERIOD)] == ["e3"]
+
+
+def test_a_storage_without_analytics_records_nothing() -> None:
+    storage = replace(memory_storage(), analytics=None)
+    flow = _flow(storage)
+    result = flow.handle(
+        event("e1", "opportunity.created", opportunityId="o1", leadSource="website")
+    )
+    assert result.errors == [] and len(result.executed) == 1
+
+
+class _Failing(InMemoryAnalyticsStore):
+    def record_arrival(self, arrival: Any) -> bool:
+        raise StorageError("facts are down")
+
+
+def test_a_failed_recording_is_reported_and_the_actions_stand() -> None:
+    storage = replace(memory_storage(), analytics=_Failing())
+    flow = _flow(storage)
+    result = flow.handle(
+        event("e1", "opportunity.created", opportunityId="o1", leadSource="website")
+    )
+    assert [str(error) for error in result.errors] == ["facts are down"]
+    assert len(storage.activities.for_opportunity("o1")) == 1
+
+
+def test_on_sql_a_failed_recording_rolls_the_unit_back_then_goes_step_by_step(
+    tmp_path: Path,
+) -> None:
+    sql = sql_storage(f"sqlite:///{tmp_path / 'facts.db'}")
+    try:
+        storage = replace(sql, analytics=_Failing())
+        flow = _flow(storage)
+        result = flow.handle(
+            event("e1", "opportunity.created", opportunityId="o1", leadSource="website")
+        )
+        assert [str(error) for error in result.errors] == ["facts are down"]
+        assert len(storage.activities.for_opportunity("o1")) == 1
+    finally:
+        sql.close()

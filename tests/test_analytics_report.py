@@ -1,0 +1,103 @@
+"""``leadflow report``: the dashboard of a store as text, JSON and a self-contained HTML page,
+the page rendered by a real headless Chromium (skipped without one, as the backtest report's
+browser test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from leadflow.cli import cli
+from leadflow.stores.sql import sql_storage
+
+from .test_analytics_figures import END, START, load
+from .test_simulate_browser import BROWSER, _png_pixels
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    target = f"sqlite:///{tmp_path / 'facts.db'}"
+    storage = sql_storage(target)
+    try:
+        load(storage)
+    finally:
+        storage.close()
+    return target
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_report_prints_the_figures(url: str) -> None:
+    output = _run("report", "--url", url, "--since", START.isoformat(), "--until", END.isoformat())
+    assert "leads 5, contacted 4; speed to lead median 30.0 min" in output
+    assert "source web: 2 leads, 2 contacted, 1 won" in output
+    assert "1. alice: 3 completed, 2 wins" in output
+    assert "funnel: new 3 -> contacted 2 -> qualified 1 -> proposal 0 -> won 2" in output
+
+
+def test_the_report_as_json_and_html(url: str, tmp_path: Path) -> None:
+    page = tmp_path / "dashboard.html"
+    output = _run(
+        "report", "--url", url, "--since", "2026-01-05T09:00", "--until", END.isoformat(),
+        "--json", "--html", str(page), "--rank-by", "speed_to_lead_p50",
+    )  # fmt: skip
+    document = json.loads(output)
+    assert document["speedToLead"]["overall"]["p90Seconds"] == 244800
+    assert [r["rep"] for r in document["leaderboard"]] == ["alice", "bob", "carol", "dave"]
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html
+    for heading in ("funnel", "lead sources", "speed to lead", "leaderboard", "automation"):
+        assert f"<h2>{heading}" in html
+    assert html.count("<svg") == 3
+
+
+def test_bad_options_fail_with_one_line(url: str) -> None:
+    for args in (
+        ["--since", "yesterday"],
+        ["--since", END.isoformat(), "--until", START.isoformat()],
+        ["--rank-by", "charm"],
+        ["--timezone", "Mars/Base"],
+    ):
+        result = CliRunner().invoke(cli, ["report", "--url", url, *args])
+        assert result.exit_code != 0, args
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(BROWSER is None, reason="needs a headless Chromium")
+def test_the_dashboard_renders_in_a_headless_browser(url: str, tmp_path: Path) -> None:
+    page = tmp_path / "dashboard.html"
+    _run("report", "--url", url, "--since", START.isoformat(), "--until", END.isoformat(),
+         "--html", str(page))  # fmt: skip
+    shot = tmp_path / "shot.png"
+    assert BROWSER is not None
+    subprocess.run(
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,900",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    width, height, pixels = _png_pixels(shot.read_bytes())
+    assert (width, height) == (1200, 900)
+    assert len(set(pixels)) > 16, "the screenshot is blank"

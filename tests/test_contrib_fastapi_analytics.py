@@ -1,0 +1,91 @@
+"""The analytics routes over HTTP: the figures of the hand-computed dataset as JSON, each role
+seeing what its policy allows, bad periods answered 422."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from leadflow import LeadFlow, ManualClock, Principal, Role
+from leadflow.contrib.fastapi import router
+from leadflow.stores.memory import memory_storage
+
+from .test_analytics_figures import AS_OF, END, START, load
+from .test_contrib_fastapi import as_, principal_from_headers
+
+ADMIN = Principal("boss", Role.ADMIN)
+BOB = Principal("bob", Role.SALES)
+PERIOD = {"start": START.isoformat(), "end": END.isoformat()}
+ANALYTICS_ENDPOINTS = {
+    ("GET", f"/api/analytics/{path}")
+    for path in ("speed-to-lead", "sources", "leaderboard", "funnel", "automation", "dashboard")
+}
+ANALYTICS_ROUTES = {
+    f"analytics_{name}"
+    for name in ("speed_to_lead", "sources", "leaderboard", "funnel", "automation", "dashboard")
+}
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    storage = memory_storage()
+    load(storage)
+    app = FastAPI()
+    flow = LeadFlow.in_memory(clock=ManualClock(AS_OF), storage=storage)
+    app.include_router(router(flow, principal=principal_from_headers))
+    return TestClient(app)
+
+
+def test_speed_to_lead_and_sources(client: TestClient) -> None:
+    answer = client.get("/api/analytics/speed-to-lead", params=PERIOD, headers=as_(ADMIN))
+    assert answer.status_code == 200, answer.text
+    overall = answer.json()["overall"]
+    assert (overall["leads"], overall["p50Seconds"], overall["within1Hour"]) == (5, 1800, 0.4)
+    web = client.get(
+        "/api/analytics/speed-to-lead", params={**PERIOD, "sources": "web"}, headers=as_(ADMIN)
+    )
+    assert web.json()["overall"]["leads"] == 2
+    rows = client.get("/api/analytics/sources", params=PERIOD, headers=as_(ADMIN)).json()
+    assert [(r["source"], r["won"]) for r in rows] == [("(none)", 0), ("phone", 1), ("web", 1)]
+
+
+def test_leaderboard_funnel_automation_dashboard(client: TestClient) -> None:
+    params = {**PERIOD, "rankBy": "speed_to_lead_p50"}
+    rows = client.get("/api/analytics/leaderboard", params=params, headers=as_(ADMIN)).json()
+    assert [r["rep"] for r in rows] == ["alice", "bob", "carol", "dave"]
+    funnel = client.get(
+        "/api/analytics/funnel",
+        params={**PERIOD, "stages": ["new", "contacted", "qualified", "won"]},
+        headers=as_(ADMIN),
+    ).json()
+    assert funnel["reached"] == [3, 2, 1, 2]
+    automation = client.get("/api/analytics/automation", params=PERIOD, headers=as_(ADMIN))
+    assert [r["automationId"] for r in automation.json()] == ["(manual)", "r-seq", "r-web"]
+    dashboard = client.get("/api/analytics/dashboard", params=PERIOD, headers=as_(ADMIN))
+    assert dashboard.json()["funnel"]["stages"][0] == "new"
+
+
+def test_sales_see_their_own_rows(client: TestClient) -> None:
+    rows = client.get("/api/analytics/leaderboard", params=PERIOD, headers=as_(BOB)).json()
+    assert [r["rep"] for r in rows] == ["bob"]
+    other = client.get(
+        "/api/analytics/leaderboard", params={**PERIOD, "reps": "alice"}, headers=as_(BOB)
+    )
+    assert other.status_code == 403
+    assert client.get("/api/analytics/funnel", params=PERIOD, headers=as_(BOB)).status_code == 403
+    assert client.get("/api/analytics/funnel", params=PERIOD).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start": END.isoformat(), "end": START.isoformat()},
+        {"start": "2026-01-05T09:00:00", "end": END.isoformat()},
+        {"end": END.isoformat()},
+        {**PERIOD, "rankBy": "charm"},
+    ],
+)
+def test_bad_queries_are_422(client: TestClient, params: dict[str, str]) -> None:
+    answer = client.get("/api/analytics/leaderboard", params=params, headers=as_(ADMIN))
+    assert answer.status_code == 422, answer.text
