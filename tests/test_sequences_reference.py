@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from leadflow import LeadFlow, ManualClock
 from leadflow.ports import Message
-from leadflow.runtime.sequencer import enrollment_id_for
+from leadflow.runtime.sequence_parts import enrollment_id_for
 from leadflow.sequences import SequenceDefinition
 
 from . import suite

@@ -66,7 +66,8 @@ from .planner import Planner
 from .results import CompletionResult, DueRunReport, HandleResult
 from .rulebook import RuleBook
 from .sequence_admin import SequencesAdmin
-from .sequencer import EnrollParams, Sequencer
+from .sequence_parts import EnrollParams
+from .sequencer import Sequencer
 from .settings import FlowSettings
 
 __all__ = ["LeadFlow"]

@@ -31,7 +31,8 @@ from ..sequences import (
 from .actions import HandlerRegistry
 from .planning import action_id_for, partition_for
 from .results import SequenceOutcome
-from .sequencer import Sequencer, enrollment_id_for
+from .sequence_parts import enrollment_id_for
+from .sequencer import Sequencer
 from .settings import FlowSettings
 
 __all__ = ["EnrollmentReport", "InFlight", "SequencesAdmin"]

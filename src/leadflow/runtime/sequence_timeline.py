@@ -5,7 +5,7 @@ went, merged in time order.
 
 :func:`step_entries` is pure (enrollments and their stored visit actions in, entries out);
 :func:`read_step_entries` reads the visit actions: an enrollment's visit ``v`` is the stored
-action keyed ``seq:<enrollment>:<v>`` (:func:`~leadflow.runtime.sequencer.step_key`), so each
+action keyed ``seq:<enrollment>:<v>`` (:func:`~leadflow.runtime.sequence_parts.step_key`), so each
 is one :meth:`~leadflow.ports.ScheduledActionStore.get` by id, never a scan of the store.
 A visit stored again on resume (after a pause) has a key of its own, not read here: its
 step shows as held, then done or pending, from the enrollment's history.
@@ -26,7 +26,7 @@ from ..ports import ScheduledActionStore
 from ..records import ScheduledAction, ScheduledActionState
 from ..sequences import Enrollment, StepRecord
 from .planning import action_id_for, activity_id_for
-from .sequencer import step_key
+from .sequence_parts import step_key
 
 __all__ = [
     "StepEntry",

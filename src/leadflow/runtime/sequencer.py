@@ -28,31 +28,22 @@ write and the event are one unit of work, so "stored" means committed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 
 from ..clock import ensure_utc
 from ..errors import (
     ConflictError,
-    LeadflowError,
     NotFoundError,
     PermanentError,
     StaleWriteError,
 )
-from ..fields import Id
 from ..models import Event
 from ..ports import (
     Clock,
     CounterStore,
     EnrollmentStore,
-    OpportunityFields,
     OpportunityGateway,
     PendingCancellation,
     ScheduledActionStore,
@@ -61,67 +52,38 @@ from ..ports import (
 )
 from ..ports.storage import SeparateSteps
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction
-from ..rules.sequencing import Hop, SequenceProgram, Stop
+from ..rules.sequencing import SequenceProgram, Stop
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
     ActionStep,
-    BranchStep,
     Enrollment,
     EnrollmentState,
     Reenrollment,
-    SequenceDefinition,
     SequenceStatus,
     StepRecord,
     WaitForEventStep,
 )
-from ..sequences.enrollment import HISTORY_LIMIT
 from .context import ActionContext
 from .emitter import Emitter
 from .planning import action_id_for, partition_for
 from .results import SequenceOutcome
+from .sequence_parts import (
+    EnrollParams,
+    Recipients,
+    capped_history,
+    enrollment_id_for,
+    explanation,
+    hops,
+    payload,
+    step_key,
+)
 from .sequence_programs import Programs
 from .settings import FlowSettings
 
-__all__ = [
-    "MESSAGE_TYPES",
-    "EnrollParams",
-    "SequenceOutcome",
-    "Sequencer",
-    "enrollment_id_for",
-]
-
-MESSAGE_TYPES: Final = frozenset({"send_email", "send_sms"})
-"""Action types that message the contact: what the daily caps count."""
-
-log = logging.getLogger("leadflow")
+__all__ = ["SequenceOutcome", "Sequencer"]
 
 _CAS_TRIES: Final = 20
 _RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
-
-
-class EnrollParams(BaseModel):
-    """The ``enroll`` rule action's settings: ``sequenceId``, the sequence to enroll the
-    event's opportunity in (its current version; the sequence's re-enrollment policy
-    applies)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
-        extra="forbid", frozen=True,
-    )  # fmt: skip
-
-    sequence_id: Id
-
-
-def enrollment_id_for(sequence_id: str, cause: str) -> str:
-    """The enrollment an entry makes: one per sequence and entry event (``cause``), so
-    handling the event again enrolls nobody twice."""
-    digest = hashlib.sha256(f"{sequence_id}\x00{cause}".encode()).hexdigest()[:32]
-    return f"enr-{digest}"
-
-
-def step_key(enrollment_id: str, visit: int) -> str:
-    """The idempotency key of an enrollment's visit: one stored action per visit."""
-    return f"seq:{enrollment_id}:{visit}"
 
 
 class Sequencer:
@@ -150,8 +112,7 @@ class Sequencer:
         self.sequences = sequences
         self.enrollments = enrollments
         self.scheduled = scheduled
-        self._counters = counters
-        self._opportunities = opportunities
+        self._recipients = Recipients(opportunities, counters, settings.contact_daily_cap)
         self._run_handler = run
         self._settings = settings
         self._clock = clock
@@ -262,45 +223,11 @@ class Sequencer:
             if stored.visit == 0 and stored.active:
                 self._advance(stored, program, event, cause=event, outcome="enrolled")
             return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
-        self._emit("sequence.enrolled", _payload(stored, {"eventId": event.id, "by": actor}))
+        self._emit("sequence.enrolled", payload(stored, {"eventId": event.id, "by": actor}))
         self._advance(stored, program, event, cause=event, outcome="enrolled")
         return SequenceOutcome(sequence_id, stored.enrollment_id, what)
 
     # ------------------------------------------------------------------ moving on
-
-    def _zone(self, opportunity_id: str, program: SequenceProgram) -> ZoneInfo:
-        name: str | None = None
-        try:
-            name = self._opportunities.contact(opportunity_id).timezone
-        except (LeadflowError, AttributeError):
-            name = None
-        for candidate in (name, program.definition.timezone):
-            if candidate:
-                try:
-                    return ZoneInfo(candidate)
-                except (ZoneInfoNotFoundError, ValueError):
-                    log.warning("unknown time zone %r for %s", candidate, opportunity_id)
-        return program.vocabulary.calendar.zone
-
-    def _context(
-        self, enrollment: Enrollment, program: SequenceProgram, event: Event | None
-    ) -> dict[str, Any]:
-        context = dict(enrollment.context)
-        if event is not None and event.id != enrollment.entry_event_id:
-            context["event"] = dict(event.payload)
-        if any(isinstance(s, BranchStep) for s in program.definition.steps):
-            opportunity: dict[str, Any] = {}
-            gateway = self._opportunities
-            try:
-                if isinstance(gateway, OpportunityFields):
-                    opportunity.update(gateway.fields(enrollment.opportunity_id))
-                opportunity.setdefault(
-                    "owner", self._opportunities.owner(enrollment.opportunity_id)
-                )
-            except LeadflowError as exc:
-                log.warning("opportunity fields unavailable: %s", exc)
-            context["opportunity"] = opportunity
-        return context
 
     def _advance(
         self,
@@ -316,8 +243,8 @@ class Sequencer:
         retried on a stale read while the enrollment still stands where it did). False when
         another writer moved or ended it first."""
         now = self.now()
-        context = self._context(enrollment, program, trigger)
-        zone = self._zone(enrollment.opportunity_id, program)
+        context = self._recipients.context(enrollment, program, trigger)
+        zone = self._recipients.zone(enrollment.opportunity_id, program)
         if stop is not None:
             pass
         elif enrollment.visit == 0 or enrollment.step_id is None:
@@ -376,7 +303,7 @@ class Sequencer:
             partition=partition_for(enrollment.opportunity_id, settings.partitions),
             planned_at=stop.due_at,
             duplicates=DuplicatePolicy.ALLOW,
-            explanation=_explanation(program.definition, stop)[:20_000],
+            explanation=explanation(program.definition, stop)[:20_000],
             due_at=stop.due_at,
             max_attempts=settings.retry.max_attempts,
             created_at=now,
@@ -399,7 +326,7 @@ class Sequencer:
         records = [
             StepRecord(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
                        outcome=h.outcome, why=h.why[:2000], version=version)
-            for h in _hops(stop, stored)
+            for h in hops(stop, stored)
         ]  # fmt: skip
         new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
         if stored is None:
@@ -412,10 +339,10 @@ class Sequencer:
                 state=EnrollmentState.COMPLETED, end_reason=reason, visit=visit, step_id=None,
                 sending=False, waiting_for=None, ended_at=now, updated_at=now,
                 variants={**current.variants, **stop.variants}, context=new_context,
-                history=_capped(current.history, records),
+                history=capped_history(current.history, records),
             )  # fmt: skip
             updated = self.enrollments.update(changed)
-            self._emit("sequence.completed", _payload(updated, {"reason": reason}))
+            self._emit("sequence.completed", payload(updated, {"reason": reason}))
             return updated
         assert stored.step_id is not None
         step = program.definition.step(stored.step_id)
@@ -431,7 +358,7 @@ class Sequencer:
         changed = current._evolve(
             visit=visit, step_id=stored.step_id, sending=False, waiting_for=waiting,
             variants=variants, context=new_context, updated_at=now,
-            history=_capped(current.history, records),
+            history=capped_history(current.history, records),
         )  # fmt: skip
         return self.enrollments.update(changed)
 
@@ -458,7 +385,7 @@ class Sequencer:
             )  # fmt: skip
             changed = current._evolve(
                 state=state, end_reason=reason[:500], goal=goal, ended_at=now, updated_at=now,
-                waiting_for=None, history=_capped(current.history, [record]),
+                waiting_for=None, history=capped_history(current.history, [record]),
             )  # fmt: skip
             try:
                 updated = self.enrollments.update(changed)
@@ -471,7 +398,7 @@ class Sequencer:
                 extra["goal"] = goal
             if event is not None:
                 extra["eventId"] = event.id
-            self._emit(f"sequence.{state.value}", _payload(updated, extra))
+            self._emit(f"sequence.{state.value}", payload(updated, extra))
             return updated
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
 
@@ -551,9 +478,9 @@ class Sequencer:
             return self._hold(enrollment)
         step = program.definition.step(action.step_id)
         if isinstance(step, ActionStep):
-            capped = self._capped(enrollment, program, step)
+            capped = self._recipients.capped(enrollment, program, step, self.now())
             if capped is not None:
-                zone = self._zone(enrollment.opportunity_id, program)
+                zone = self._recipients.zone(enrollment.opportunity_id, program)
                 stop = program.deferred(step.id, self.now(), zone, capped)
                 self._advance(enrollment, program, None, cause=action.event, outcome="deferred",
                               stop=stop)  # fmt: skip
@@ -581,29 +508,6 @@ class Sequencer:
         with self._emit.held(), units():
             yield
 
-    def _capped(
-        self, enrollment: Enrollment, program: SequenceProgram, step: ActionStep
-    ) -> str | None:
-        """Count a message step against the contact's daily caps (the flow's across all
-        sequences, the sequence's own); the reason when one is reached, else None. A count is
-        taken per attempt: a rerun may count twice, which can only defer, never drop."""
-        if step.action.action_type not in MESSAGE_TYPES:
-            return None
-        caps = [("all", self._settings.contact_daily_cap),
-                (enrollment.sequence_id, program.definition.daily_cap)]  # fmt: skip
-        if all(cap is None for _, cap in caps):
-            return None
-        zone = self._zone(enrollment.opportunity_id, program)
-        day = self.now().astimezone(zone).date().isoformat()
-        for scope, cap in caps:
-            if cap is None:
-                continue
-            sent = self._counters.next(f"cap:{scope}:{enrollment.opportunity_id}:{day}")
-            if sent > cap:
-                which = "the contact's" if scope == "all" else "this sequence's"
-                return f"{which} daily cap of {cap} messages on {day} reached"
-        return None
-
     def _hold(self, enrollment: Enrollment) -> str:
         """The sequence is paused: mark the visit held (resuming stores it again, due then)."""
         try:
@@ -628,32 +532,3 @@ class Sequencer:
             except StaleWriteError:
                 current = self.enrollments.get(enrollment.enrollment_id)
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
-
-
-def _hops(stop: Stop, stored: ScheduledAction | None) -> Iterable[Hop]:
-    if stored is not None and stored.step_id != stop.step_id:
-        return ()  # another writer's walk won: its hops are not this one's to record
-    return [h for h in stop.hops if h.kind != "exit"]
-
-
-def _capped(history: list[StepRecord], more: list[StepRecord]) -> list[StepRecord]:
-    joined = [*history, *more]
-    return joined[-HISTORY_LIMIT:]
-
-
-def _explanation(definition: SequenceDefinition, stop: Stop) -> str:
-    path = " -> ".join(f"{h.step_id} ({h.why})" for h in stop.hops)
-    head = f"sequence {definition.name!r} v{definition.version}, step {stop.step_id}"
-    return f"{head}: {stop.why}" + (f"; via {path}" if path else "")
-
-
-def _payload(enrollment: Enrollment, extra: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "enrollmentId": enrollment.enrollment_id,
-        "sequenceId": enrollment.sequence_id,
-        "sequenceVersion": enrollment.sequence_version,
-        "opportunityId": enrollment.opportunity_id,
-        "visit": enrollment.visit,
-        "stepId": enrollment.step_id,
-        **{k: v for k, v in extra.items() if v is not None},
-    }

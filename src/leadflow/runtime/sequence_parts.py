@@ -1,0 +1,165 @@
+"""The parts of the sequencer that face the recipient and the records: the recipient's time
+zone and the context branches read (through the opportunity gateway), the daily caps on
+messages (through the counter store), the ``enroll`` action's settings, the keys of
+enrollments and visits, and the small record helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from ..errors import LeadflowError
+from ..fields import Id
+from ..models import Event
+from ..ports import CounterStore, OpportunityFields, OpportunityGateway
+from ..records import ScheduledAction
+from ..rules.sequencing import Hop, SequenceProgram, Stop
+from ..sequences import ActionStep, BranchStep, Enrollment, SequenceDefinition, StepRecord
+from ..sequences.enrollment import HISTORY_LIMIT
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "EnrollParams",
+    "Recipients",
+    "enrollment_id_for",
+    "step_key",
+]
+
+log = logging.getLogger("leadflow")
+
+MESSAGE_TYPES: Final = frozenset({"send_email", "send_sms"})
+"""Action types that message the contact: what the daily caps count."""
+
+log = logging.getLogger("leadflow")
+
+
+class EnrollParams(BaseModel):
+    """The ``enroll`` rule action's settings: ``sequenceId``, the sequence to enroll the
+    event's opportunity in (its current version; the sequence's re-enrollment policy
+    applies)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
+        extra="forbid", frozen=True,
+    )  # fmt: skip
+
+    sequence_id: Id
+
+
+def enrollment_id_for(sequence_id: str, cause: str) -> str:
+    """The enrollment an entry makes: one per sequence and entry event (``cause``), so
+    handling the event again enrolls nobody twice."""
+    digest = hashlib.sha256(f"{sequence_id}\x00{cause}".encode()).hexdigest()[:32]
+    return f"enr-{digest}"
+
+
+def step_key(enrollment_id: str, visit: int) -> str:
+    """The idempotency key of an enrollment's visit: one stored action per visit."""
+    return f"seq:{enrollment_id}:{visit}"
+
+
+class Recipients:
+    """The recipient as sequences see it: built from the opportunity gateway, the counter
+    store (for the caps) and the flow's cap across all sequences."""
+
+    def __init__(
+        self, gateway: OpportunityGateway, counters: CounterStore, cap: int | None
+    ) -> None:
+        self._gateway = gateway
+        self._counters = counters
+        self._cap = cap
+
+    def zone(self, opportunity_id: str, program: SequenceProgram) -> ZoneInfo:
+        """The recipient's time zone: the contact's (through the gateway), else the
+        sequence's, else the working calendar's."""
+        name: str | None = None
+        try:
+            name = self._gateway.contact(opportunity_id).timezone
+        except (LeadflowError, AttributeError):
+            name = None
+        for candidate in (name, program.definition.timezone):
+            if candidate:
+                try:
+                    return ZoneInfo(candidate)
+                except (ZoneInfoNotFoundError, ValueError):
+                    log.warning("unknown time zone %r for %s", candidate, opportunity_id)
+        return program.vocabulary.calendar.zone
+
+    def context(
+        self, enrollment: Enrollment, program: SequenceProgram, event: Event | None
+    ) -> dict[str, Any]:
+        """What branches read: the entry event, the latest matched event and (when the
+        sequence branches) the opportunity's fields from the gateway."""
+        context = dict(enrollment.context)
+        if event is not None and event.id != enrollment.entry_event_id:
+            context["event"] = dict(event.payload)
+        if any(isinstance(s, BranchStep) for s in program.definition.steps):
+            opportunity: dict[str, Any] = {}
+            gateway = self._gateway
+            try:
+                if isinstance(gateway, OpportunityFields):
+                    opportunity.update(gateway.fields(enrollment.opportunity_id))
+                opportunity.setdefault("owner", self._gateway.owner(enrollment.opportunity_id))
+            except LeadflowError as exc:
+                log.warning("opportunity fields unavailable: %s", exc)
+            context["opportunity"] = opportunity
+        return context
+
+    def capped(
+        self, enrollment: Enrollment, program: SequenceProgram, step: ActionStep, now: datetime
+    ) -> str | None:
+        """Count a message step against the contact's daily caps (the flow's across all
+        sequences, the sequence's own); the reason when one is reached, else None. A count is
+        taken per attempt: a rerun may count twice, which can only defer, never drop."""
+        if step.action.action_type not in MESSAGE_TYPES:
+            return None
+        caps = [("all", self._cap),
+                (enrollment.sequence_id, program.definition.daily_cap)]  # fmt: skip
+        if all(cap is None for _, cap in caps):
+            return None
+        zone = self.zone(enrollment.opportunity_id, program)
+        day = now.astimezone(zone).date().isoformat()
+        for scope, cap in caps:
+            if cap is None:
+                continue
+            sent = self._counters.next(f"cap:{scope}:{enrollment.opportunity_id}:{day}")
+            if sent > cap:
+                which = "the contact's" if scope == "all" else "this sequence's"
+                return f"{which} daily cap of {cap} messages on {day} reached"
+        return None
+
+
+def hops(stop: Stop, stored: ScheduledAction | None) -> Iterable[Hop]:
+    if stored is not None and stored.step_id != stop.step_id:
+        return ()  # another writer's walk won: its hops are not this one's to record
+    return [h for h in stop.hops if h.kind != "exit"]
+
+
+def capped_history(history: list[StepRecord], more: list[StepRecord]) -> list[StepRecord]:
+    joined = [*history, *more]
+    return joined[-HISTORY_LIMIT:]
+
+
+def explanation(definition: SequenceDefinition, stop: Stop) -> str:
+    path = " -> ".join(f"{h.step_id} ({h.why})" for h in stop.hops)
+    head = f"sequence {definition.name!r} v{definition.version}, step {stop.step_id}"
+    return f"{head}: {stop.why}" + (f"; via {path}" if path else "")
+
+
+def payload(enrollment: Enrollment, extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "enrollmentId": enrollment.enrollment_id,
+        "sequenceId": enrollment.sequence_id,
+        "sequenceVersion": enrollment.sequence_version,
+        "opportunityId": enrollment.opportunity_id,
+        "visit": enrollment.visit,
+        "stepId": enrollment.step_id,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
