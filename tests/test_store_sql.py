@@ -61,6 +61,9 @@ TABLES = {
     "job_values",
     "sequences",
     "enrollments",
+    "lead_arrivals",
+    "status_changes",
+    "completions",
     "alembic_version",
 }
 
