@@ -21,6 +21,7 @@ from leadflow.records import ActionKind, ScheduledActionState
 from leadflow.sequences import Enrollment, EnrollmentState, SequenceDefinition
 from leadflow.stores.memory import memory_storage
 
+from . import suite
 from .latency import Slow, Tripwire
 from .sequence_support import opportunities
 
@@ -117,7 +118,7 @@ def _check_goal_order(flow: LeadFlow, logged: Logged) -> None:
         assert sent == [] and not began, (sent, logged.log)
 
 
-@pytest.mark.parametrize("trial", range(25))
+@pytest.mark.parametrize("trial", range(suite.examples(25)))
 def test_a_goal_racing_a_send_from_threads(trial: int) -> None:
     flow, clock, logged = _flow(delay=0.001)
     flow.handle(_lead(clock))
@@ -199,7 +200,7 @@ def test_a_goal_landing_after_the_send_began_lets_it_finish_and_nothing_follows(
     assert _sent(flow) == ["first"]  # the timeout never sends the second
 
 
-@pytest.mark.parametrize("trial", range(25))
+@pytest.mark.parametrize("trial", range(suite.examples(25)))
 def test_a_timeout_racing_a_reply_goes_one_way(trial: int) -> None:
     """The wait's timeout comes due while the reply arrives: exactly one of "thanks" (the
     reply won the visit) and "second" (the timeout won) is ever sent, once."""
