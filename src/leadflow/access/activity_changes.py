@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic.alias_generators import to_camel
 
@@ -307,15 +307,15 @@ class ActivityChangeOperations:
     policy: Policy
     _writes: ActivityWrites
 
-    def _visible(self, principal: Principal, activity_id: object) -> Activity:
-        raise NotImplementedError  # Operations' own
+    if TYPE_CHECKING:  # Operations' own methods, which these operations call
 
-    def _audit(self, principal: Principal, subject: str, subject_id: str, change: str,
-               before: Any = None, after: Any = None, note: str | None = None) -> None:  # fmt: skip
-        raise NotImplementedError  # Operations' own
+        def _visible(self, principal: Principal, activity_id: object) -> Activity: ...
 
-    def _now(self) -> datetime:
-        raise NotImplementedError  # Operations' own
+        def _audit(self, principal: Principal, subject: str, subject_id: str, change: str,
+                   before: Any = None, after: Any = None,
+                   note: str | None = None) -> None: ...  # fmt: skip
+
+        def _now(self) -> datetime: ...
 
     def _changes(self) -> ActivityChanges:
         return ActivityChanges(
