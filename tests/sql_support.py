@@ -4,7 +4,11 @@ afterwards), and the skip mark for the server variants."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import StaticPool
 
 from leadflow.stores.sql import SqlStorage, sql_storage
 
@@ -47,13 +52,59 @@ def postgres_schema() -> Iterator[tuple[Engine, str]]:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
+_templates: dict[str, Path] = {}
+
+
+def _template_file() -> Path:
+    """A SQLite file this test process migrated to the newest revision once (closed, so its
+    write-ahead log is checkpointed into it): copying it is a fresh, migrated database without
+    running the migrations again for every test."""
+    if "file" not in _templates:
+        folder = Path(tempfile.mkdtemp(prefix="leadflow-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / "template.db"
+        sql_storage(f"sqlite:///{path}").close()
+        _templates["file"] = path
+    return _templates["file"]
+
+
+def _memory_engine() -> Engine:
+    """An in-memory SQLite database holding the migrated schema (copied from the template with
+    SQLite's backup API), as the one shared connection leadflow needs (``StaticPool``)."""
+    connection = sqlite3.connect(":memory:", check_same_thread=False)
+    template = sqlite3.connect(_template_file())
+    try:
+        template.backup(connection)
+    finally:
+        template.close()
+    return create_engine("sqlite://", poolclass=StaticPool, creator=lambda: connection)
+
+
 @contextmanager
 def fresh_storage(kind: str, tmp_path: Path, **options: object) -> Iterator[SqlStorage]:
-    """A new :class:`SqlStorage` on an empty database of ``kind`` (see :data:`KINDS`)."""
+    """A new :class:`SqlStorage` on an empty database of ``kind`` (see :data:`KINDS`).
+
+    With the default options, the SQLite kinds start from a copy of a database migrated once
+    per test process (what ``sql_storage`` would build, without running every migration per
+    test); ``sql_storage`` still checks the copy's revision. Migrations have tests of their
+    own (tests/test_sql_migrations.py)."""
+    if kind == "sqlite-memory" and not options:
+        engine = _memory_engine()
+        try:
+            storage = sql_storage(engine)
+            try:
+                yield storage
+            finally:
+                storage.close()
+        finally:
+            engine.dispose()
+        return
     if kind == "sqlite-memory":
         storage = sql_storage("sqlite://", **options)  # type: ignore[arg-type]
     elif kind == "sqlite-file":
         path = tmp_path / f"{uuid.uuid4().hex[:8]}.db"
+        if not options:
+            shutil.copyfile(_template_file(), path)
         storage = sql_storage(f"sqlite:///{path}", **options)  # type: ignore[arg-type]
     elif kind == "postgres":
         with postgres_schema() as (engine, schema):

@@ -22,13 +22,13 @@ def _days(out: str) -> str:
 
 
 def test_the_same_seed_on_a_fresh_store_prints_the_same_story(tmp_path: Path) -> None:
-    first = run_cli("demo", "--days", "8", "--seed", "3", cwd=tmp_path).stdout
-    again = run_cli("demo", "--days", "8", "--seed", "3", "--fresh", cwd=tmp_path).stdout
+    first = run_cli("demo", "--days", "3", "--seed", "3", cwd=tmp_path).stdout
+    again = run_cli("demo", "--days", "3", "--seed", "3", "--fresh", cwd=tmp_path).stdout
     assert first == again
-    other = run_cli("demo", "--days", "8", "--seed", "4", "--fresh", cwd=tmp_path).stdout
+    other = run_cli("demo", "--days", "3", "--seed", "4", "--fresh", cwd=tmp_path).stdout
     assert other != first
     assert (tmp_path / "leadflow-demo.sqlite").exists()
-    assert "A fresh store" in first and _days(first) == "1-8"
+    assert "A fresh store" in first and _days(first) == "1-3"
     for part in ("Per rep", "alice", "Outcomes", "Notifications sent", "daily_summary",
                  "Timeline of opp-", "Periodic jobs run", "Parked actions: none"):  # fmt: skip
         assert part in first, part
@@ -36,25 +36,27 @@ def test_the_same_seed_on_a_fresh_store_prints_the_same_story(tmp_path: Path) ->
 
 def test_a_second_run_keeps_the_data_and_continues(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
-    first = run_cli("demo", "--days", "5", "--url", url).stdout
+    first = run_cli("demo", "--days", "2", "--url", url).stdout
     total = re.search(r"The store now holds (\d+) activities", first)
     assert total is not None
-    second = run_cli("demo", "--days", "5", "--url", url).stdout
+    second = run_cli("demo", "--days", "2", "--url", url).stdout
     assert f"already holds {total.group(1)} activities from earlier runs" in second
-    assert _days(second) == "6-10"
-    assert "(Sat 2026-03-07 to Wed 2026-03-11)" in second
+    assert _days(second) == "3-4"
+    assert "(Wed 2026-03-04 to Thu 2026-03-05)" in second
     later = re.search(r"The store now holds (\d+) activities", second)
     assert later is not None and int(later.group(1)) > int(total.group(1))
 
 
 def test_the_memory_store_and_the_deterministic_story_agree(tmp_path: Path) -> None:
-    on_file = run_cli("demo", "--days", "4", "--url", str(tmp_path / "d.sqlite")).stdout
-    in_memory = run_cli("demo", "--days", "4", "--url", "memory").stdout
+    on_file = run_cli("demo", "--days", "2", "--url", str(tmp_path / "d.sqlite")).stdout
+    in_memory = run_cli("demo", "--days", "2", "--url", "memory").stdout
     assert "memory (nothing is kept)" in in_memory and "Run it again" not in in_memory
     story = on_file[on_file.index("\nDays ") :]
-    assert (
-        story.replace("Run it again to continue with day 5; --fresh starts over.\n", "")
-        == (in_memory[in_memory.index("\nDays ") :])
+    story = story.replace("Run it again to continue with day 3; --fresh starts over.\n", "")
+    # The same lines; activities of one timeline with equal times are ordered by their ids,
+    # which are random, so those rows may come in another order.
+    assert sorted(story.splitlines()) == sorted(
+        in_memory[in_memory.index("\nDays ") :].splitlines()
     )
 
 

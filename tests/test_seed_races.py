@@ -4,7 +4,10 @@ rules in a loop), and concurrent ``db init`` both ran the migration. Here real p
 call ``sql_storage(url)`` (which migrates) and ``flow.rules.ensure_defaults()`` at the same
 moment, on a fresh SQLite file and on a fresh PostgreSQL schema: none fails, the eight default
 rules are stored once, and exactly one process ran the migration (the one that logs
-``schema migrated``; the others found the newest revision once they had the lock)."""
+``schema migrated``; the others found the newest revision once they had the lock).
+
+``LEADFLOW_TEST_SEED_REPLICAS`` sets how many replicas start at once: 4 by default (the README's
+test command), 8 in CI (`.ci/run`)."""
 
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ import pytest
 from leadflow import DuplicateError, LeadFlow, default_rules
 from leadflow.stores.memory import memory_storage
 
+from .suite import count
+
 ROOT = Path(__file__).resolve().parent.parent
-PROCESSES = 8
+PROCESSES = count("LEADFLOW_TEST_SEED_REPLICAS", 4)
 
 _REPLICA = r"""
 import json, logging, sys, time
