@@ -5,6 +5,7 @@ request models held to the library's models so they cannot drift apart."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 import jsonschema  # type: ignore[import-untyped,unused-ignore]
@@ -20,13 +21,14 @@ from leadflow import (
     HandlerRegistry,
     LeadFlow,
     OperatorRegistry,
+    Outcome,
     Principal,
     Role,
     default_rules,
 )
 from leadflow.contrib.fastapi import router, rule_schema
-from leadflow.contrib.fastapi.bodies import ActivityCreate, RulePatch, SortName
-from leadflow.queries import SortField
+from leadflow.contrib.fastapi.bodies import ActivityCreate, ActivityListQuery, RulePatch, SortName
+from leadflow.queries import ActivityFilter, SortField
 
 SEED_ENDPOINTS = {
     ("POST", "/api/lead-activities"),
@@ -251,3 +253,28 @@ def test_request_models_follow_the_library_models() -> None:
     assert set(RulePatch.model_fields) == set(FollowUpRule.model_fields) - fixed
     attributes = set(get_args(SortField))
     assert set(get_args(SortName)) == attributes | {to_camel(a) for a in attributes}
+
+
+def test_the_filter_parameters_are_the_activity_filters_fields(
+    served: tuple[LeadFlow, FastAPI],
+) -> None:
+    """The list and statistics routes take exactly ActivityFilter's criteria (camelCase), the
+    list also its sort and page: the query is derived from the filter, so a criterion added
+    there is served here, with its constraints."""
+    openapi = served[1].openapi()
+
+    def parameters(path: str) -> dict[str, Any]:
+        operation = openapi["paths"][path]["get"]
+        return {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+
+    criteria = {to_camel(name) for name in ActivityFilter.model_fields}
+    assert set(parameters("/api/lead-activities/statistics")) == criteria
+    listed = parameters("/api/lead-activities")
+    assert set(listed) == criteria | {"sort", "descending", "limit", "cursor"}
+    types = listed["activityTypes"]["schema"]["anyOf"][0]
+    assert types["type"] == "array" and types["maxItems"] == 100
+    assert "judged" in listed["asOf"]["description"]
+    query = ActivityListQuery.model_validate({"outcomes": ["successful"], "state": "overdue"})
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    got = ActivityFilter.model_validate(query.filter(now))
+    assert got.outcomes == (Outcome.SUCCESSFUL,) and got.as_of == now
