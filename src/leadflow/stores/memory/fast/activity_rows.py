@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter, sub
 from typing import Any
 
-from ...models import Activity, ActivityMetadata, ActivityState
-from ...queries import ActivityFilter, ActivityStatistics
+from ....models import Activity, ActivityMetadata, ActivityState
+from ....queries import ActivityFilter, ActivityStatistics
 
 __all__ = [
     "COLUMNS",
