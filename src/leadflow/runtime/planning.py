@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 import zlib
-from datetime import datetime, timedelta
-from typing import Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from pydantic import ValidationError
 
+from .. import limits as _limits
 from ..errors import InvalidInputError, NotFoundError, PermanentError
+from ..fields import ID_RE
 from ..models import Activity, Event
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction, ScheduledActionState
 from ..rules.engine import PlannedAction
@@ -133,7 +135,7 @@ def rule_action(
     partition comes from the event's opportunity (or the event itself)."""
     rule = planned.rule
     key = planned.idempotency_key
-    return ScheduledAction(
+    fields: dict[str, Any] = dict(
         action_id=action_id_for(key),
         idempotency_key=key,
         kind=ActionKind.RULE,
@@ -157,6 +159,42 @@ def rule_action(
         lease_expires_at=now + lease if run_now else None,
         created_at=now,
         updated_at=now,
+    )
+    if _trusted(fields):
+        return ScheduledAction._trusted(**fields)
+    return ScheduledAction.model_validate(fields)  # refused (ValidationError), naming the field
+
+
+_TIMES: Final = ("planned_at", "due_at", "lease_expires_at", "created_at")
+
+
+def _trusted(fields: dict[str, Any]) -> bool:
+    """Whether the fields of a rule action the runtime just built (from a validated event, a
+    validated rule and its own clock) are known to pass :class:`ScheduledAction`'s checks
+    without running them: its times within the datetime limits in UTC, its texts within their
+    lengths, the event's opportunity an id. Anything else (a due time beyond the limits, a long
+    explanation) goes through the validating constructor, which refuses it as any input."""
+    limits = _limits.DEFAULT_LIMITS
+    for name in _TIMES:
+        value = fields[name]
+        if value is None:
+            continue
+        if not isinstance(value, datetime) or value.tzinfo is not UTC:
+            return False
+        if not limits.earliest <= value <= limits.latest:
+            return False
+    key, name, explanation = fields["idempotency_key"], fields["rule_name"], fields["explanation"]
+    depth, attempts, opportunity = fields["depth"], fields["max_attempts"], fields["opportunity_id"]
+    return (
+        (opportunity is None or (isinstance(opportunity, str) and bool(ID_RE.match(opportunity))))
+        and isinstance(key, str)
+        and 0 < len(key) <= 400
+        and (name is None or (isinstance(name, str) and len(name) <= 200))
+        and (explanation is None or (isinstance(explanation, str) and len(explanation) <= 20_000))
+        and isinstance(depth, int)
+        and 0 <= depth <= 100
+        and isinstance(attempts, int)
+        and 1 <= attempts <= 100
     )
 
 
