@@ -1,15 +1,16 @@
-"""The in-memory :class:`~leadflow.ports.ScheduledActionStore`.
+"""The fast variant's :class:`~leadflow.ports.ScheduledActionStore`.
 
-Actions that may still run (pending, claimed, parked) are kept as private, validated
-:class:`~leadflow.records.ScheduledAction` copies and changed by storing a new copy
-(``model_copy(update=...)``), never in place. Finished ones (done, cancelled) are kept only as
-bytes: the :mod:`pickle` of their plain ``model_dump()`` (the store's own values, never bytes
-from outside), next to their due and finished times. Why: the runtime finishes an action for
-nearly every handled event, and issue 9 measured about 4 KB per finished action kept as models
-(event payload included) and full garbage-collection passes growing with them; a bytes object
-is about a quarter of that and the collector never looks inside it. Pickle rather than JSON
-because it gives back exactly what was stored (a datetime in an event payload stays a
-datetime). :meth:`FastScheduledActionStore.purge_finished` bounds them.
+Actions that may still run (pending, claimed, parked) are kept as private
+:class:`~leadflow.records.ScheduledAction` copies and changed by storing a new copy (made
+unchecked, with values this module made), never in place. Finished ones (done, cancelled) are
+kept only as bytes: the :mod:`pickle` of their fields in JSON form and of their two documents
+(the store's own values, never bytes from outside), next to their due and finished times. Why:
+the runtime finishes an action for nearly every handled event, and issue 9 measured about 4 KB
+per finished action kept as models (event payload included) and full garbage-collection passes
+growing with them; a bytes object is about a quarter of that and the collector never looks
+inside it. The documents are pickled as they are rather than as JSON so that they come back
+exactly as stored (a datetime in an event payload stays a datetime).
+:meth:`FastScheduledActionStore.purge_finished` bounds them.
 
 One lock guards everything; every method is atomic, and returned actions are new objects.
 """
@@ -23,7 +24,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from heapq import merge, nsmallest
 from itertools import islice, takewhile
-from typing import Any
+from typing import Any, Final
 
 from ....clock import ensure_utc
 from ....documents import check_document, copy_document, plain
@@ -88,8 +89,25 @@ def _checked(action: object) -> ScheduledAction:
     return _copy(action, check=True)
 
 
+_DOCUMENTS: Final = {"event": {"payload"}, "action": {"params"}}
+
+
+def _freeze(action: ScheduledAction) -> bytes:
+    """A finished action as bytes: its fields in JSON form (texts, numbers, ISO times: cheap
+    to pickle) beside its two documents as they are (a datetime in an event payload stays a
+    datetime). Pickling the fields' own datetimes and enumerations costs several times more."""
+    planned = action.action
+    fields = action.model_dump(mode="json", exclude=_DOCUMENTS)
+    documents = (action.event.payload, None if planned is None else planned.params)
+    return pickle.dumps((fields, *documents), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _thaw(finished: _Finished) -> ScheduledAction:
-    return ScheduledAction.model_validate(pickle.loads(finished[3]))
+    fields, payload, params = pickle.loads(finished[3])
+    fields["event"]["payload"] = payload
+    if params is not None:
+        fields["action"]["params"] = params
+    return ScheduledAction.model_validate(fields)
 
 
 def _of_types(
@@ -434,12 +452,11 @@ class FastScheduledActionStore:
     def _put(self, action: ScheduledAction) -> None:
         action_id = action.action_id
         if action.state in FINISHED_STATES:
-            blob = pickle.dumps(action.model_dump(), protocol=pickle.HIGHEST_PROTOCOL)
             self._finished[action_id] = (
                 action.due_at,
                 action.state.value,
                 action.idempotency_key,
-                blob,
+                _freeze(action),
             )
             finished_at = action.finished_at or action.updated_at or action.created_at
             self._by_finish.add((finished_at, action_id))
