@@ -26,6 +26,8 @@ from heapq import merge, nsmallest
 from itertools import islice, takewhile
 from typing import Any, Final
 
+from sortedcontainers import SortedList
+
 from ....clock import ensure_utc
 from ....documents import check_document, copy_document, plain
 from ....errors import (
@@ -132,7 +134,8 @@ class FastScheduledActionStore:
     """A :class:`~leadflow.ports.ScheduledActionStore` held in process memory.
 
     Indexes: ``_pending`` (due_at, id) and ``_leases`` (lease_expires_at, id) as
-    ``ChunkedIndex``es, one of each per partition, so :meth:`claim_due` looks only at actions it
+    ``SortedList``s (they hold live actions only, models the collector walks anyway), one of
+    each per partition, so :meth:`claim_due` looks only at actions it
     can take (in the partition it was asked for; across all of them, merged in order, when it
     was asked for none); the pending action
     ids of each opportunity and of each rule (what the cancel methods touch); ``_by_finish``
@@ -144,8 +147,8 @@ class FastScheduledActionStore:
         self._live: dict[str, ScheduledAction] = {}
         self._finished: ChunkedMap[_Finished] = ChunkedMap()
         self._by_key: dict[str, str] = {}
-        self._pending: dict[int, ChunkedIndex[_Key]] = {}
-        self._leases: dict[int, ChunkedIndex[_Key]] = {}
+        self._pending: dict[int, SortedList[_Key]] = {}
+        self._leases: dict[int, SortedList[_Key]] = {}
         self._by_finish: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
         self._pending_by_opportunity: dict[str, set[str]] = {}
         self._pending_by_rule: dict[str, set[str]] = {}
@@ -395,23 +398,22 @@ class FastScheduledActionStore:
         with self._lock:
             pending = self._pending
             indexes = pending.values() if partition is None else [pending.get(partition)]
-            firsts = [key[0] for key in (i.first() for i in indexes if i is not None) if key]
-            return min(firsts, default=None)
+            return min((index[0][0] for index in indexes if index), default=None)
 
     # ------------------------------------------------------------------ internals
 
     @staticmethod
-    def _ordered(indexes: dict[int, ChunkedIndex[_Key]], partition: int | None) -> Iterator[_Key]:
+    def _ordered(indexes: dict[int, SortedList[_Key]], partition: int | None) -> Iterator[_Key]:
         """The keys of one partition's index, or of all of them merged, in order."""
         if partition is not None:
             return iter(indexes.get(partition, ()))
         return merge(*indexes.values())
 
     @staticmethod
-    def _index(indexes: dict[int, ChunkedIndex[_Key]], partition: int) -> ChunkedIndex[_Key]:
+    def _index(indexes: dict[int, SortedList[_Key]], partition: int) -> SortedList[_Key]:
         index = indexes.get(partition)
         if index is None:
-            index = indexes[partition] = ChunkedIndex()
+            index = indexes[partition] = SortedList()
         return index
 
     def _get(self, action_id: str) -> ScheduledAction:
