@@ -1,4 +1,6 @@
-"""Every shipped contract on the in-memory stores."""
+"""Every shipped contract on the in-memory stores: the reference stores of
+``leadflow.stores.memory`` and the fast variant's activity and scheduled-action stores
+(``leadflow.stores.memory.fast``), held to the same suites."""
 
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ from leadflow.stores.memory import (
     InMemorySequenceRepository,
     memory_storage,
 )
+from leadflow.stores.memory.fast import (
+    FastActivityRepository,
+    FastScheduledActionStore,
+    fast_memory_storage,
+)
 from leadflow.testing.contracts import (
     ActivityRepositoryContract,
     AnalyticsStoreContract,
@@ -48,6 +55,11 @@ class TestInMemoryActivityRepository(ActivityRepositoryContract):
         return InMemoryActivityRepository()
 
 
+class TestFastActivityRepository(ActivityRepositoryContract):
+    def make_store(self) -> ActivityRepository:
+        return FastActivityRepository()
+
+
 class TestInMemoryRuleRepository(RuleRepositoryContract):
     def make_store(self) -> RuleRepository:
         return InMemoryRuleRepository()
@@ -56,6 +68,11 @@ class TestInMemoryRuleRepository(RuleRepositoryContract):
 class TestInMemoryScheduledActionStore(ScheduledActionStoreContract):
     def make_store(self) -> ScheduledActionStore:
         return InMemoryScheduledActionStore()
+
+
+class TestFastScheduledActionStore(ScheduledActionStoreContract):
+    def make_store(self) -> ScheduledActionStore:
+        return FastScheduledActionStore()
 
 
 class TestInMemoryCounterStore(CounterStoreContract):
@@ -77,10 +94,19 @@ TestInMemoryActivityStateMachine = activity_state_machine(
     InMemoryActivityRepository, max_examples=examples(100)
 )
 
+TestFastActivityStateMachine = activity_state_machine(
+    FastActivityRepository, max_examples=examples(100)
+)
+
 
 class TestInMemoryUnitOfWork(UnitOfWorkContract):
     def make_storage(self) -> Storage:
         return memory_storage()
+
+
+class TestFastUnitOfWork(UnitOfWorkContract):
+    def make_storage(self) -> Storage:
+        return fast_memory_storage()
 
 
 class TestInMemorySequenceRepository(SequenceRepositoryContract):

@@ -145,6 +145,23 @@ class ScheduledAction(_Record):
             raise ValueError("a sequence step needs enrollmentId, stepId and ruleId (sequence)")
         return self
 
+    @classmethod
+    def _trusted(cls, **fields: Any) -> Self:
+        """A scheduled action built from fields the runtime made and checked itself (see
+        :func:`leadflow.runtime.planning.rule_action`), without validating them again: what
+        pydantic's ``model_construct`` does for this model (no extra fields, no private
+        attributes; unnamed fields take their static defaults), at a tenth of its cost."""
+        unknown = fields.keys() - _DEFAULTS.keys()
+        if unknown:
+            raise TypeError(f"unknown fields: {sorted(unknown)}")
+        state = {name: fields.get(name, default) for name, default in _DEFAULTS.items()}
+        new = cls.__new__(cls)
+        _set(new, "__dict__", state)
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_fields_set__", set(fields))
+        _set(new, "__pydantic_private__", None)
+        return new
+
     @property
     def action_type(self) -> str:
         """The action's type, ``deliver_event`` for a delivery, ``sequence_timer`` for a
@@ -152,6 +169,14 @@ class ScheduledAction(_Record):
         if self.action is not None:
             return self.action.action_type
         return "sequence_timer" if self.kind is ActionKind.STEP else "deliver_event"
+
+
+_set = object.__setattr__
+_DEFAULTS: dict[str, Any] = {
+    name: None if field.is_required() or field.default_factory else field.default
+    for name, field in ScheduledAction.model_fields.items()
+}
+"""Each field's static default, in field order (None for the fields the runtime always names)."""
 
 
 class AuditEntry(_Model):

@@ -1,9 +1,14 @@
 """The in-memory backend: every storage port, thread-safe, for tests, demos and one process.
 
-It is the reference implementation: each store is one class guarded by one lock, with sorted
-indexes (:class:`~.chunks.ChunkedIndex`, held to ``sortedcontainers.SortedList`` by a property
-test), and states the contract of its port by doing exactly what the docstrings in
-:mod:`leadflow.ports` say. :func:`memory_storage` builds all six.
+It is the reference implementation: each store is one class guarded by one lock, keeping
+plain structures (records in dicts, ``sortedcontainers.SortedList`` indexes), and states the
+contract of its port by doing exactly what the docstrings in :mod:`leadflow.ports` say.
+:func:`memory_storage` builds them all.
+
+:mod:`leadflow.stores.memory.fast` holds a variant of the activity and scheduled-action stores
+held to the same contracts, built for very large stores and long runs (rows as tuples of atomic
+values, indexes in immutable chunks the garbage collector does not walk, finished actions as
+bytes); :func:`~leadflow.stores.memory.fast.fast_memory_storage` wires it.
 """
 
 from __future__ import annotations

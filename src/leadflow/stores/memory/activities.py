@@ -1,13 +1,23 @@
 """The in-memory :class:`~leadflow.ports.ActivityRepository`: the reference implementation.
 
-Activities are kept as rows (plain tuples, see :mod:`.activity_rows`) by id (a
-:class:`~.chunks.ChunkedMap`), and every query is answered from an ordered index (a
-:class:`~.chunks.ChunkedIndex` of key tuples ending with the activity id) so it costs about the
-rows it returns, not the size of the store. This module keeps the indexes; which index answers
-a filter (the query plans) is in :mod:`.activity_queries`, a mixin of the repository.
-One lock guards everything: each method is atomic and, on error, writes nothing. Models are
-validated on the way in (a caller may have changed one since it was built) and built afresh on
-the way out, so a caller never shares an object with the store.
+Each activity is one :class:`~leadflow.Activity` in a dict by id, stored at its version.
+Activities are immutable, so a change stores a new one (``model_copy(update=...)``, validated
+like a new one) in place of the old. What may still change under a stored activity is a
+document in its extra metadata (a dict the caller may still hold): the store checks and copies
+metadata with extra keys on the way in; a write hands back the stored activity when it holds
+nothing mutable (else a copy), and every read hands out activities built afresh through
+pydantic.
+
+Queries read from plain indexes: the activity ids of each opportunity, customer and assignee
+(sets), and ``sortedcontainers.SortedList``s of ``(time, id)`` keys for what is asked by time:
+open activities by due date (``_open_due``; undated open ones in ``_open_undated``), completed
+ones by completion date (retention purges) and opportunities by their last activity time (stale
+opportunities). A filter is answered by taking the narrowest candidate set it pins and testing
+each candidate (:func:`matches`), then sorting what matched: simple, and fine for the stores
+this backend is for (tests, demos, one process); :mod:`leadflow.stores.memory.fast` keeps an
+ordered index per query shape for very large stores.
+
+One lock guards everything: each method is atomic and, on error, writes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +26,11 @@ import builtins
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from heapq import nlargest, nsmallest
 from itertools import chain, islice
+from typing import Any
+
+from sortedcontainers import SortedList
 
 from ...clock import ensure_utc
 from ...documents import check_document, plain
@@ -28,7 +42,7 @@ from ...errors import (
     OpenActivityExistsError,
     StaleWriteError,
 )
-from ...models import Activity, Outcome
+from ...models import Activity, ActivityMetadata, Outcome
 from ...queries import (
     ActivityFilter,
     ActivitySort,
@@ -38,109 +52,87 @@ from ...queries import (
     encode_cursor,
 )
 from ..checks import checked_after
-from .activity_queries import ActivityQueryPlans, Index, Key, key_after, with_prefix
-from .activity_rows import (
-    ASSIGNED,
-    CANCELLED,
-    COLUMNS,
-    COMPLETED,
-    COMPLETED_BY,
-    CREATED,
-    CUSTOMER,
-    DUE,
-    ID,
-    OPEN_KEY,
-    OPPORTUNITY,
-    OUTCOME,
-    RULE,
-    SCHEDULED,
-    UPDATED,
-    UPDATED_BY,
-    VERSION,
-    Row,
-    activity_from_row,
-    created_key,
-    row_from_activity,
-    statistics_of,
-    timeline_key,
-    when,
-)
+from .activity_stats import matches, statistics_of, when
 from .arguments import check_id, check_limit, check_type
-from .chunks import ChunkedIndex, ChunkedMap
 
 __all__ = ["InMemoryActivityRepository"]
 
 _LIST_MAX = 1000
+_Key = tuple[Any, ...]  # (time, id), or a bound: (time,)
+
+
+def _own(activity: Activity) -> Activity:
+    """``activity`` sharing no dict with anyone: its metadata rebuilt (extra keys copied) when
+    it has extra keys; an activity without them holds nothing mutable and is shared as is."""
+    if not activity.metadata.model_extra:
+        return activity
+    metadata = ActivityMetadata.model_validate(activity.metadata.model_dump(exclude_none=True))
+    return activity.model_copy(update={"metadata": metadata})
+
+
+def _fresh(activity: Activity) -> Activity:
+    """A new activity equal to the stored ``activity``, built through pydantic as any input
+    is: what every read hands out (the caller's object is its own, and a read costs the same
+    work whichever activity it returns)."""
+    return Activity.model_validate(activity.model_dump())
 
 
 def _checked(activity: object) -> Activity:
     """An activity from outside, checked: activities are immutable and were validated when
     built; what may have changed since is a document in their extra metadata (a dict the caller
-    still holds), so the metadata document is checked again. The store keeps a row of its own
-    (:func:`~.activity_rows.row_from_activity`), never the caller's object."""
+    still holds), so the metadata document is checked again before it is copied."""
     if not isinstance(activity, Activity):
         raise InvalidInputError(
             f"expected an Activity, got {type(activity).__name__}", field="activity"
         )
     if activity.metadata.model_extra:
         check_document(activity.metadata.model_dump(exclude_none=True), "metadata")
-    return activity
+    return _own(activity)
 
 
-class InMemoryActivityRepository(ActivityQueryPlans):
-    """An :class:`~leadflow.ports.ActivityRepository` held in process memory.
+def _timeline_key(a: Activity) -> tuple[bool, datetime, str]:
+    """Timeline order: the completed date when done, else the scheduled, due or creation date;
+    ties by id; an activity with none of these first."""
+    moment = a.completed_date or a.scheduled_date or a.due_date or a.created_at
+    return (*when(moment), a.activity_id)
 
-    Ordered indexes: keys are tuples that end with the activity id and then the row itself, so
-    a range of keys is a range of rows (ids are unique, so rows are never compared). A missing
-    date sorts first (see :func:`~.activity_rows.when`).
 
-    - ``_created``: (created, id), all activities; ``_by_assignee`` and ``_by_rule`` the same
-      prefixed by the assignee / automation rule id: pages in creation order, statistics.
-    - ``_by_opportunity`` / ``_by_customer``: (opportunity or customer, assignee or "",
-      created, id): an opportunity's activities, or one assignee's share of them, without
-      touching anyone else's.
-    - ``_open_due`` (due, id) and ``_open_undated`` (id,): open activities (neither completed
-      nor cancelled); the ``_by_assignee`` variants prefix the assignee: overdue, pending and
-      upcoming pages.
-    - ``_completed``: (completed, id): retention purges, completion ranges.
-    - ``_by_last``: (last activity time, opportunity), with ``_last`` by opportunity.
-    - ``_open_keys``: open key -> id of the open activity holding it (completing or cancelling
-      it frees the key).
-    """
+def _created_key(a: Activity) -> tuple[bool, datetime, str]:
+    return (*when(a.created_at), a.activity_id)
+
+
+class InMemoryActivityRepository:
+    """An :class:`~leadflow.ports.ActivityRepository` held in process memory (see the module
+    docstring for what it keeps)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: ChunkedMap[Row] = ChunkedMap()
-        self._open_keys: dict[str, str] = {}
-        self._created: Index = ChunkedIndex()
-        self._by_assignee: Index = ChunkedIndex()
-        self._by_rule: Index = ChunkedIndex()
-        self._by_opportunity: Index = ChunkedIndex()
-        self._by_customer: Index = ChunkedIndex()
-        self._open_due: Index = ChunkedIndex()
-        self._open_undated: Index = ChunkedIndex()
-        self._open_due_by_assignee: Index = ChunkedIndex()
-        self._open_undated_by_assignee: Index = ChunkedIndex()
-        self._completed: Index = ChunkedIndex()
-        self._last: dict[str, datetime] = {}
-        self._by_last: Index = ChunkedIndex()
+        self._activities: dict[str, Activity] = {}
+        self._open_keys: dict[str, str] = {}  # open key -> the open activity holding it
+        self._by_opportunity: dict[str, set[str]] = {}
+        self._by_customer: dict[str, set[str]] = {}
+        self._by_assignee: dict[str, set[str]] = {}
+        self._open_due: SortedList[_Key] = SortedList()
+        self._open_undated: SortedList[str] = SortedList()
+        self._completed: SortedList[_Key] = SortedList()
+        self._last: dict[str, datetime] = {}  # opportunity -> its last activity time
+        self._by_last: SortedList[_Key] = SortedList()
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._activities)
 
     # ------------------------------------------------------------------ writes
 
     def add(self, activity: Activity) -> Activity:
         checked = _checked(activity)
         with self._lock:
-            if checked.activity_id in self._rows:
+            if checked.activity_id in self._activities:
                 raise DuplicateError(f"activity {checked.activity_id!r} already exists")
             self._check_open_key(checked.open_key, checked.activity_id)
-            row = row_from_activity(checked, version=1, open_key=checked.open_key)
-            self._insert(row)
-        # The store keeps the row (atomic values), not ``checked``: a validated copy the caller
-        # never held, so it is handed out as is rather than built again from the row.
-        return checked if checked.version == 1 else checked._evolve(version=1)
+            if checked.version != 1:
+                checked = checked.model_copy(update={"version": 1})
+            self._insert(checked)
+        return _own(checked)
 
     def update(self, activity: Activity) -> Activity:
         """See the port. The stored ``open_key`` is kept whatever ``activity`` says; reopening
@@ -148,20 +140,17 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         an :class:`OpenActivityExistsError`."""
         checked = _checked(activity)
         with self._lock:
-            old = self._rows.get(checked.activity_id)
-            if old is None:
-                raise NotFoundError(f"no activity {checked.activity_id!r}")
-            if old[VERSION] != checked.version:
+            old = self._get(checked.activity_id)
+            if old.version != checked.version:
                 raise StaleWriteError(
-                    f"activity {checked.activity_id!r} is at version {old[VERSION]}, "
+                    f"activity {checked.activity_id!r} is at version {old.version}, "
                     f"not {checked.version}: re-read it and apply the change again"
                 )
-            was_open = old[COMPLETED] is None and old[CANCELLED] is None
-            if not was_open and checked.is_open:
-                self._check_open_key(old[OPEN_KEY], checked.activity_id)
-            row = row_from_activity(checked, version=old[VERSION] + 1, open_key=old[OPEN_KEY])
-            self._replace(old, row)
-        return activity_from_row(row)
+            if not old.is_open and checked.is_open:
+                self._check_open_key(old.open_key, checked.activity_id)
+            new = checked.model_copy(update={"version": old.version + 1, "open_key": old.open_key})
+            self._replace(old, new)
+        return _own(new)
 
     def complete(
         self,
@@ -184,44 +173,42 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         ):
             raise InvalidInputError("must be an integer", field="expected_version")
         with self._lock:
-            old = self._rows.get(activity_id)
-            if old is None:
-                raise NotFoundError(f"no activity {activity_id!r}")
-            if old[COMPLETED] is not None:
+            old = self._get(activity_id)
+            if old.completed_date is not None:
                 raise InvalidStateError(f"activity {activity_id!r} is already completed")
-            if old[CANCELLED] is not None:
+            if old.cancelled_at is not None:
                 raise InvalidStateError(f"activity {activity_id!r} is cancelled")
-            if expected_version is not None and old[VERSION] != expected_version:
+            if expected_version is not None and old.version != expected_version:
                 raise StaleWriteError(
-                    f"activity {activity_id!r} is at version {old[VERSION]}, not {expected_version}"
+                    f"activity {activity_id!r} is at version {old.version}, not {expected_version}"
                 )
-            changed = list(old)
-            changed[COMPLETED] = changed[UPDATED] = completed_at
-            changed[OUTCOME] = None if outcome is None else outcome.value
-            changed[COMPLETED_BY] = completed_by
+            changes: dict[str, object] = {
+                "completed_date": completed_at,
+                "updated_at": completed_at,
+                "outcome": outcome,
+                "completed_by": completed_by,
+                "version": old.version + 1,
+            }
             if completed_by is not None:
-                changed[UPDATED_BY] = completed_by
-            changed[VERSION] = old[VERSION] + 1
-            row = tuple(changed)
-            self._replace(old, row)
-        return activity_from_row(row)
+                changes["updated_by"] = completed_by
+            new = old.model_copy(update=changes)
+            self._replace(old, new)
+        return _own(new)
 
     def delete(self, activity_id: str) -> None:
         with self._lock:
-            row = self._rows.get(activity_id)
-            if row is None:
-                raise NotFoundError(f"no activity {activity_id!r}")
-            self._remove(row)
-            self._refresh_last(row[OPPORTUNITY])
+            activity = self._get(activity_id)
+            self._remove(activity)
+            self._refresh_last(activity.opportunity_id)
 
     def purge_completed(self, before: datetime) -> int:
         before = ensure_utc(before, "before")
         with self._lock:
-            keys = list(self._completed.irange(None, (before,), inclusive=(True, False)))
-            doomed = [key[-1] for key in keys]
-            for row in doomed:
-                self._remove(row)
-            for opportunity_id in {row[OPPORTUNITY] for row in doomed}:
+            keys = builtins.list(self._completed.irange(None, (before,), inclusive=(True, False)))
+            doomed = [self._activities[activity_id] for _, activity_id in keys]
+            for activity in doomed:
+                self._remove(activity)
+            for opportunity_id in {activity.opportunity_id for activity in doomed}:
                 self._refresh_last(opportunity_id)
         return len(doomed)
 
@@ -229,10 +216,7 @@ class InMemoryActivityRepository(ActivityQueryPlans):
 
     def get(self, activity_id: str) -> Activity:
         with self._lock:
-            row = self._rows.get(activity_id)
-        if row is None:
-            raise NotFoundError(f"no activity {activity_id!r}")
-        return activity_from_row(row)
+            return _fresh(self._get(activity_id))
 
     def list(
         self,
@@ -245,56 +229,66 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         f = check_type(filter, ActivityFilter, "filter", optional=True) or ActivityFilter()
         order = check_type(sort, ActivitySort, "sort", optional=True) or ActivitySort()
         check_limit(limit, _LIST_MAX)
+        field = order.field
+
+        def key(a: Activity) -> tuple[bool, datetime, str]:
+            return (*when(getattr(a, field)), a.activity_id)
+
         after = None
         if cursor is not None:
             value, activity_id = decode_cursor(cursor, order)
             after = (*when(value), activity_id)
         with self._lock:
-            rows = self._page(f, order, after, limit + 1)
-        items = [activity_from_row(row) for row in rows[:limit]]
+            found = self._select(f)
+        if after is not None:
+            if order.descending:
+                found = [a for a in found if key(a) < after]
+            else:
+                found = [a for a in found if key(a) > after]
+        pick = nlargest if order.descending else nsmallest
+        page = pick(limit + 1, found, key=key)
         next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(order, last[COLUMNS.index(order.field)], last[ID])
-        return Page[Activity](items=items, next_cursor=next_cursor)
+        if len(page) > limit:
+            last = page[limit - 1]
+            next_cursor = encode_cursor(order, getattr(last, field), last.activity_id)
+        return Page[Activity](items=[_fresh(a) for a in page[:limit]], next_cursor=next_cursor)
 
     def for_opportunity(
         self, opportunity_id: str, *, assigned_to: str | None = None
     ) -> builtins.list[Activity]:
-        rows = self._scoped(self._by_opportunity, opportunity_id, assigned_to, "opportunity_id")
-        return [activity_from_row(row) for row in sorted(rows, key=created_key)]
+        found = self._scoped(self._by_opportunity, opportunity_id, assigned_to, "opportunity_id")
+        return [_fresh(a) for a in sorted(found, key=_created_key)]
 
     def for_customer(
         self, customer_id: str, *, assigned_to: str | None = None
     ) -> builtins.list[Activity]:
-        rows = self._scoped(self._by_customer, customer_id, assigned_to, "customer_id")
-        return [activity_from_row(row) for row in sorted(rows, key=created_key)]
+        found = self._scoped(self._by_customer, customer_id, assigned_to, "customer_id")
+        return [_fresh(a) for a in sorted(found, key=_created_key)]
 
     def timeline(
         self, opportunity_id: str, *, assigned_to: str | None = None
     ) -> builtins.list[Activity]:
-        rows = self._scoped(self._by_opportunity, opportunity_id, assigned_to, "opportunity_id")
-        return [activity_from_row(row) for row in sorted(rows, key=timeline_key)]
+        found = self._scoped(self._by_opportunity, opportunity_id, assigned_to, "opportunity_id")
+        return [_fresh(a) for a in sorted(found, key=_timeline_key)]
 
     def pending(
         self, as_of: datetime, *, assigned_to: str | None = None, limit: int = 50
     ) -> builtins.list[Activity]:
+        """See the port: open activities due at or after ``as_of`` (by due date), then the
+        undated ones (by id), each only once its scheduled date (if any) has come."""
         as_of = ensure_utc(as_of, "as_of")
         check_limit(limit)
         check_type(assigned_to, str, "assigned_to", optional=True)
         with self._lock:
-            keys: Iterable[Key]
-            if assigned_to is None:
-                keys = chain(self._open_due.irange((as_of,)), self._open_undated)
-            else:
-                dated = self._open_due_by_assignee.irange(
-                    (assigned_to, as_of), key_after((assigned_to,)), inclusive=(True, False)
-                )
-                keys = chain(dated, with_prefix(self._open_undated_by_assignee, (assigned_to,)))
-            rows = (key[-1] for key in keys)
-            started = (row for row in rows if row[SCHEDULED] is None or row[SCHEDULED] <= as_of)
-            found = builtins.list(islice(started, limit))
-        return [activity_from_row(row) for row in found]
+            dated = (i for _, i in self._open_due.irange((as_of,)))
+            found = (self._activities[i] for i in chain(dated, self._open_undated))
+            started = (
+                a
+                for a in found
+                if (assigned_to is None or a.assigned_to == assigned_to)
+                and (a.scheduled_date is None or a.scheduled_date <= as_of)
+            )
+            return [_fresh(a) for a in islice(started, limit)]
 
     def overdue(
         self, as_of: datetime, *, assigned_to: str | None = None, limit: int = 50
@@ -303,14 +297,10 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         check_limit(limit)
         check_type(assigned_to, str, "assigned_to", optional=True)
         with self._lock:
-            if assigned_to is None:
-                keys = self._open_due.irange(None, (as_of,), inclusive=(True, False))
-            else:
-                keys = self._open_due_by_assignee.irange(
-                    (assigned_to,), (assigned_to, as_of), inclusive=(True, False)
-                )
-            found = [key[-1] for key in islice(keys, limit)]
-        return [activity_from_row(row) for row in found]
+            keys = self._open_due.irange(None, (as_of,), inclusive=(True, False))
+            found = (self._activities[i] for _, i in keys)
+            mine = (a for a in found if assigned_to is None or a.assigned_to == assigned_to)
+            return [_fresh(a) for a in islice(mine, limit)]
 
     def upcoming(
         self, as_of: datetime, within: timedelta, *, limit: int = 1000
@@ -324,17 +314,14 @@ class InMemoryActivityRepository(ActivityQueryPlans):
             raise InvalidInputError("as_of + within is out of range", field="within") from exc
         with self._lock:
             keys = self._open_due.irange((as_of,), (end,), inclusive=(True, False))
-            found = [key[-1] for key in islice(keys, limit)]
-        return [activity_from_row(row) for row in found]
+            return [_fresh(self._activities[i]) for _, i in islice(keys, limit)]
 
     def statistics(self, filter: ActivityFilter | None, *, as_of: datetime) -> ActivityStatistics:
         f = check_type(filter, ActivityFilter, "filter", optional=True) or ActivityFilter()
         as_of = ensure_utc(as_of, "as_of")
         with self._lock:
-            rows, created_order = self._select(f)
-        return statistics_of(
-            rows, as_of, created_order=created_order
-        )  # rows never change, so this runs outside the lock
+            found = self._select(f)
+        return statistics_of(found, as_of)  # stored activities never change: outside the lock
 
     def last_activity_times(
         self, opportunity_ids: Sequence[str] | None = None
@@ -358,37 +345,43 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         check_limit(limit)
         with self._lock:
             keys = self._by_last.irange(after, (since,), inclusive=(False, False))
-            return [(last, opportunity_id) for last, opportunity_id in islice(keys, limit)]
+            return builtins.list(islice(keys, limit))
 
-    # ------------------------------------------------------------------ indexes
+    # ------------------------------------------------------------------ internals
 
-    def _index_keys(self, row: Row) -> builtins.list[tuple[Index, Key]]:
-        """Every ordered index ``row`` belongs in, with its key there."""
-        activity_id, assignee = row[ID], row[ASSIGNED]
-        created = (*when(row[CREATED]), activity_id, row)
-        keys = [
-            (self._created, created),
-            (self._by_opportunity, (row[OPPORTUNITY], assignee or "", *created)),
+    def _get(self, activity_id: str) -> Activity:
+        activity = self._activities.get(plain(activity_id))
+        if activity is None:
+            raise NotFoundError(f"no activity {activity_id!r}")
+        return activity
+
+    def _select(self, f: ActivityFilter) -> builtins.list[Activity]:
+        """Every activity matching ``f``, tested from the narrowest id set the filter pins."""
+        scopes = [
+            index.get(owner, set())
+            for index, owner in (
+                (self._by_opportunity, f.opportunity_id),
+                (self._by_customer, f.customer_id),
+                (self._by_assignee, f.assigned_to),
+            )
+            if owner is not None
         ]
-        if row[CUSTOMER] is not None:
-            keys.append((self._by_customer, (row[CUSTOMER], assignee or "", *created)))
-        if assignee is not None:
-            keys.append((self._by_assignee, (assignee, *created)))
-        if row[RULE] is not None:
-            keys.append((self._by_rule, (row[RULE], *created)))
-        if row[COMPLETED] is not None:
-            keys.append((self._completed, (row[COMPLETED], activity_id, row)))
-        elif row[CANCELLED] is not None:
-            pass  # neither done nor to do: only in the indexes above
-        elif row[DUE] is not None:
-            keys.append((self._open_due, (row[DUE], activity_id, row)))
-            if assignee is not None:
-                keys.append((self._open_due_by_assignee, (assignee, row[DUE], activity_id, row)))
+        candidates: Iterable[Activity]
+        if scopes:
+            candidates = (self._activities[i] for i in min(scopes, key=len))
         else:
-            keys.append((self._open_undated, (activity_id, row)))
-            if assignee is not None:
-                keys.append((self._open_undated_by_assignee, (assignee, activity_id, row)))
-        return keys
+            candidates = self._activities.values()
+        return [a for a in candidates if matches(a, f)]
+
+    def _scoped(
+        self, index: dict[str, set[str]], owner_id: str, assigned_to: str | None, field: str
+    ) -> builtins.list[Activity]:
+        """The activities of one opportunity or customer (only ``assigned_to``'s when given)."""
+        check_type(owner_id, str, field)
+        check_type(assigned_to, str, "assigned_to", optional=True)
+        with self._lock:
+            found = (self._activities[i] for i in index.get(owner_id, ()))
+            return [a for a in found if assigned_to is None or a.assigned_to == assigned_to]
 
     def _check_open_key(self, open_key: str | None, activity_id: str) -> None:
         holder = None if open_key is None else self._open_keys.get(open_key)
@@ -397,35 +390,62 @@ class InMemoryActivityRepository(ActivityQueryPlans):
                 f"open activity {holder!r} already holds open key {open_key!r}"
             )
 
-    def _insert(self, row: Row) -> None:
-        self._rows[row[ID]] = row
-        for index, key in self._index_keys(row):
-            index.add(key)
-        if row[OPEN_KEY] is not None and row[COMPLETED] is None and row[CANCELLED] is None:
-            self._open_keys[row[OPEN_KEY]] = row[ID]
-        latest = max((t for t in (row[CREATED], row[COMPLETED]) if t is not None), default=None)
-        old = self._last.get(row[OPPORTUNITY])
+    def _sets(self, a: Activity) -> builtins.list[tuple[dict[str, set[str]], str]]:
+        """The id sets ``a`` belongs in, with its owner there."""
+        sets = [(self._by_opportunity, a.opportunity_id)]
+        if a.customer_id is not None:
+            sets.append((self._by_customer, a.customer_id))
+        if a.assigned_to is not None:
+            sets.append((self._by_assignee, a.assigned_to))
+        return sets
+
+    def _insert(self, a: Activity) -> None:
+        activity_id = a.activity_id
+        self._activities[activity_id] = a
+        for index, owner in self._sets(a):
+            index.setdefault(owner, set()).add(activity_id)
+        if a.completed_date is not None:
+            self._completed.add((a.completed_date, activity_id))
+        elif a.cancelled_at is None:  # open
+            if a.due_date is not None:
+                self._open_due.add((a.due_date, activity_id))
+            else:
+                self._open_undated.add(activity_id)
+            if a.open_key is not None:
+                self._open_keys[a.open_key] = activity_id
+        latest = max((t for t in (a.created_at, a.completed_date) if t is not None), default=None)
+        old = self._last.get(a.opportunity_id)
         if latest is not None and (old is None or latest > old):  # it can only move forward
-            self._set_last(row[OPPORTUNITY], latest)
+            self._set_last(a.opportunity_id, latest)
 
-    def _remove(self, row: Row) -> None:
-        del self._rows[row[ID]]
-        for index, key in self._index_keys(row):
-            index.remove(key)
-        if row[OPEN_KEY] is not None and self._open_keys.get(row[OPEN_KEY]) == row[ID]:
-            del self._open_keys[row[OPEN_KEY]]
+    def _remove(self, a: Activity) -> None:
+        activity_id = a.activity_id
+        del self._activities[activity_id]
+        for index, owner in self._sets(a):
+            index[owner].discard(activity_id)
+            if not index[owner]:
+                del index[owner]
+        if a.completed_date is not None:
+            self._completed.remove((a.completed_date, activity_id))
+        elif a.cancelled_at is None:
+            if a.due_date is not None:
+                self._open_due.remove((a.due_date, activity_id))
+            else:
+                self._open_undated.remove(activity_id)
+        if a.open_key is not None and self._open_keys.get(a.open_key) == activity_id:
+            del self._open_keys[a.open_key]
 
-    def _replace(self, old: Row, new: Row) -> None:
+    def _replace(self, old: Activity, new: Activity) -> None:
         self._remove(old)
         self._insert(new)
-        self._refresh_last(old[OPPORTUNITY])  # the old row's times may have been the latest
+        self._refresh_last(old.opportunity_id)  # the old version's times may have been latest
 
     def _refresh_last(self, opportunity_id: str) -> None:
-        """Recompute the opportunity's last activity time from its own rows."""
+        """Recompute the opportunity's last activity time from its own activities."""
         times = [
             moment
-            for key in with_prefix(self._by_opportunity, (opportunity_id,))
-            for moment in (key[-1][CREATED], key[-1][COMPLETED])
+            for i in self._by_opportunity.get(opportunity_id, ())
+            for moment in (self._activities[i].created_at, self._activities[i].completed_date)
             if moment is not None
         ]
         self._set_last(opportunity_id, max(times, default=None))
@@ -440,15 +460,3 @@ class InMemoryActivityRepository(ActivityQueryPlans):
         if new is not None:
             self._last[opportunity_id] = new
             self._by_last.add((new, opportunity_id))
-
-    # ------------------------------------------------------------------ scoped reads
-
-    def _scoped(
-        self, index: Index, owner_id: str, assigned_to: str | None, field: str
-    ) -> builtins.list[Row]:
-        """The rows of one opportunity or customer (only ``assigned_to``'s when given)."""
-        check_type(owner_id, str, field)
-        check_type(assigned_to, str, "assigned_to", optional=True)
-        prefix = (owner_id,) if assigned_to is None else (owner_id, assigned_to)
-        with self._lock:
-            return [key[-1] for key in with_prefix(index, prefix)]

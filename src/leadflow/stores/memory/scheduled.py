@@ -1,29 +1,32 @@
-"""The in-memory :class:`~leadflow.ports.ScheduledActionStore`.
+"""The in-memory :class:`~leadflow.ports.ScheduledActionStore`: the reference implementation.
 
-Actions that may still run (pending, claimed, parked) are kept as private, validated
-:class:`~leadflow.records.ScheduledAction` copies and changed by storing a new copy
-(``model_copy(update=...)``), never in place. Finished ones (done, cancelled) are kept only as
-bytes: the :mod:`pickle` of their plain ``model_dump()`` (the store's own values, never bytes
-from outside), next to their due and finished times. Why: the runtime finishes an action for
-nearly every handled event, and issue 9 measured about 4 KB per finished action kept as models
-(event payload included) and full garbage-collection passes growing with them; a bytes object
-is about a quarter of that and the collector never looks inside it. Pickle rather than JSON
-because it gives back exactly what was stored (a datetime in an event payload stays a
-datetime). :meth:`InMemoryScheduledActionStore.purge_finished` bounds them.
+Every action, whatever its state, is one :class:`~leadflow.records.ScheduledAction` in a dict by
+id. Records are immutable, so a state change stores a new record (``model_copy(update=...)``,
+validated like a new one) in place of the old. What may still change under a record is a
+free-form document inside it (the event's ``payload``, the action's ``params``, plain dicts the
+caller may still hold): the store checks and copies those on the way in and copies them on the
+way out, so a caller never shares a dict with the store.
 
-One lock guards everything; every method is atomic, and returned actions are new objects.
+Ordered indexes are ``sortedcontainers.SortedList``s of ``(time, action id)`` keys: pending
+actions by due time and claimed ones by lease expiry, one list of each per partition, and
+finished ones by finish time (for :meth:`~InMemoryScheduledActionStore.purge_finished`). The
+pending action ids of each opportunity and each rule are sets (what the cancel methods touch).
+
+One lock guards everything; every method is atomic and, on error, writes nothing.
+:mod:`leadflow.stores.memory.fast` has a variant built for very large stores.
 """
 
 from __future__ import annotations
 
 import builtins
-import pickle
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from heapq import merge, nsmallest
 from itertools import islice, takewhile
 from typing import Any
+
+from sortedcontainers import SortedList
 
 from ...clock import ensure_utc
 from ...documents import check_document, copy_document, plain
@@ -43,39 +46,31 @@ from ..checks import (
     checked_version,
 )
 from .arguments import check_limit, check_type
-from .chunks import ChunkedIndex, ChunkedMap
 
-__all__ = ["InMemoryScheduledActionStore"]
+__all__ = ["InMemoryScheduledActionStore", "copied_action"]
 
 _State = ScheduledActionState
 _MAX_ERROR = 2000  # ScheduledAction.last_error's limit
 
-
 _Key = tuple[datetime, str]
 """An index key: (time, action id)."""
 
-_Finished = tuple[datetime, str, str, bytes]
-"""A finished action: (due_at, state, idempotency key, pickled action). A plain tuple of atomic
-values, which the garbage collector stops tracking (a NamedTuple it would keep tracking)."""
 
-
-def _copy(action: ScheduledAction, *, check: bool = False) -> ScheduledAction:
-    """An action equal to ``action`` sharing nothing mutable with it. Actions, their events and
-    actions are immutable and were validated when built; what may still change under them is
-    the free-form documents (the event's payload, the action's params), which are copied (and,
-    with ``check``, for an action from outside, checked again first: a caller may have changed
-    them since)."""
+def copied_action(action: ScheduledAction, *, check: bool = False) -> ScheduledAction:
+    """An action equal to ``action`` that shares no dict with it: the event's payload and the
+    action's params copied (and, with ``check``, checked again first, for an action from
+    outside: its caller may have changed them since it was validated)."""
     event, planned = action.event, action.action
-    payload = event.payload
     if check:
-        check_document(payload, "event.payload")
-    update: dict[str, Any] = {"event": event._evolve(payload=copy_document(payload))}
+        check_document(event.payload, "event.payload")
+    update: dict[str, Any] = {
+        "event": event.model_copy(update={"payload": copy_document(event.payload)})
+    }
     if planned is not None:
-        params = planned.params
         if check:
-            check_document(params, "action.params")
-        update["action"] = planned._evolve(params=copy_document(params))
-    return action._evolve(**update)
+            check_document(planned.params, "action.params")
+        update["action"] = planned.model_copy(update={"params": copy_document(planned.params)})
+    return action.model_copy(update=update)
 
 
 def _checked(action: object) -> ScheduledAction:
@@ -85,11 +80,7 @@ def _checked(action: object) -> ScheduledAction:
         raise InvalidInputError(
             f"expected a ScheduledAction, got {type(action).__name__}", field="action"
         )
-    return _copy(action, check=True)
-
-
-def _thaw(finished: _Finished) -> ScheduledAction:
-    return ScheduledAction.model_validate(pickle.loads(finished[3]))
+    return copied_action(action, check=True)
 
 
 def _of_types(
@@ -111,29 +102,21 @@ def _check_worker(worker: object) -> str:
 
 
 class InMemoryScheduledActionStore:
-    """A :class:`~leadflow.ports.ScheduledActionStore` held in process memory.
-
-    Indexes: ``_pending`` (due_at, id) and ``_leases`` (lease_expires_at, id) as
-    ``ChunkedIndex``es, one of each per partition, so :meth:`claim_due` looks only at actions it
-    can take (in the partition it was asked for; across all of them, merged in order, when it
-    was asked for none); the pending action
-    ids of each opportunity and of each rule (what the cancel methods touch); ``_by_finish``
-    (finished_at, id) for :meth:`purge_finished`; the idempotency keys of every stored action.
-    """
+    """A :class:`~leadflow.ports.ScheduledActionStore` held in process memory (see the module
+    docstring for what it keeps)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._live: dict[str, ScheduledAction] = {}
-        self._finished: ChunkedMap[_Finished] = ChunkedMap()
+        self._actions: dict[str, ScheduledAction] = {}
         self._by_key: dict[str, str] = {}
-        self._pending: dict[int, ChunkedIndex[_Key]] = {}
-        self._leases: dict[int, ChunkedIndex[_Key]] = {}
-        self._by_finish: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._pending: dict[int, SortedList[_Key]] = {}
+        self._leases: dict[int, SortedList[_Key]] = {}
+        self._by_finish: SortedList[_Key] = SortedList()
         self._pending_by_opportunity: dict[str, set[str]] = {}
         self._pending_by_rule: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
-        return len(self._live) + len(self._finished)
+        return len(self._actions)
 
     # ------------------------------------------------------------------ port
 
@@ -142,18 +125,18 @@ class InMemoryScheduledActionStore:
         with self._lock:
             existing = self._by_key.get(checked.idempotency_key)
             if existing is not None:
-                return self._get(existing), False
-            if checked.action_id in self._live or checked.action_id in self._finished:
+                return copied_action(self._actions[existing]), False
+            if checked.action_id in self._actions:
                 raise DuplicateError(
                     f"action {checked.action_id!r} already exists with another idempotency key"
                 )
             self._by_key[checked.idempotency_key] = checked.action_id
             self._put(checked)
-        return _copy(checked), True
+        return copied_action(checked), True
 
     def get(self, action_id: str) -> ScheduledAction:
         with self._lock:
-            return self._get(plain(action_id))
+            return copied_action(self._find(plain(action_id)))
 
     def claim_due(
         self,
@@ -176,7 +159,7 @@ class InMemoryScheduledActionStore:
         with self._lock:
             candidates: list[ScheduledAction] = []
             leases = takewhile(lambda key: key[0] <= now, self._ordered(self._leases, partition))
-            expired = [*_of_types((self._live[action_id] for _, action_id in leases), types)]
+            expired = [*_of_types((self._actions[action_id] for _, action_id in leases), types)]
             for action in expired:
                 if action.attempts >= action.max_attempts:
                     self._change(
@@ -189,7 +172,7 @@ class InMemoryScheduledActionStore:
                 else:
                     candidates.append(action)
             due = takewhile(lambda key: key[0] <= now, self._ordered(self._pending, partition))
-            pending = _of_types((self._live[action_id] for _, action_id in due), types)
+            pending = _of_types((self._actions[action_id] for _, action_id in due), types)
             candidates += islice(pending, limit)
             chosen = nsmallest(limit, candidates, key=lambda a: (a.due_at, a.action_id))
             claimed = [
@@ -203,7 +186,7 @@ class InMemoryScheduledActionStore:
                 )
                 for action in chosen
             ]
-        return [_copy(action) for action in claimed]
+        return [copied_action(action) for action in claimed]
 
     def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
         now = ensure_utc(now, "now")
@@ -212,9 +195,7 @@ class InMemoryScheduledActionStore:
             done = self._change(
                 action, state=_State.DONE, lease_expires_at=None, updated_at=now, finished_at=now
             )
-        # A finished action is kept only as bytes: nothing in the store refers to ``done`` (or
-        # to the live copy it was made from), so it is the caller's own object already.
-        return done
+        return copied_action(done)
 
     def mark_done_many(
         self, action_ids: Sequence[str], *, worker: str, now: datetime
@@ -225,7 +206,7 @@ class InMemoryScheduledActionStore:
         done: list[ScheduledAction] = []
         with self._lock:
             for action_id in ids:
-                action = self._live.get(action_id)
+                action = self._actions.get(action_id)
                 if (
                     action is None
                     or action.state is not _State.CLAIMED
@@ -241,7 +222,7 @@ class InMemoryScheduledActionStore:
                         finished_at=now,
                     )
                 )
-        return done
+        return [copied_action(action) for action in done]
 
     def mark_failed(
         self,
@@ -270,18 +251,15 @@ class InMemoryScheduledActionStore:
             else:
                 changes.update(state=_State.PENDING, due_at=retry_at, lease_owner=None)
             failed = self._change(action, **changes)
-        return _copy(failed)
+        return copied_action(failed)
 
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
-        now, action_id = ensure_utc(now, "now"), plain(action_id)
+        now = ensure_utc(now, "now")
         with self._lock:
-            action = self._live.get(action_id)
-            if action is None or action.state is not _State.PARKED:
-                if action is None and action_id not in self._finished:
-                    raise NotFoundError(f"no scheduled action {action_id!r}")
-                state = action.state if action is not None else self._finished[action_id][1]
+            action = self._find(plain(action_id))
+            if action.state is not _State.PARKED:
                 raise InvalidStateError(
-                    f"action {action_id!r} is {state}; only parked ones are retried"
+                    f"action {action.action_id!r} is {action.state}; only parked ones are retried"
                 )
             retried = self._change(
                 action,
@@ -294,14 +272,14 @@ class InMemoryScheduledActionStore:
                 finished_at=None,
                 last_error=None,
             )
-        return _copy(retried)
+        return copied_action(retried)
 
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
         now = ensure_utc(now, "now")
         with self._lock:
             ids = builtins.list(self._pending_by_opportunity.get(plain(opportunity_id), ()))
             for action_id in ids:
-                self._cancel(self._live[action_id], now)
+                self._cancel(self._actions[action_id], now)
         return len(ids)
 
     def cancel_for_rule(
@@ -310,14 +288,15 @@ class InMemoryScheduledActionStore:
         now = ensure_utc(now, "now")
         below = checked_version(below_version, "below_version")
         with self._lock:
+            ids = self._pending_by_rule.get(plain(rule_id), ())
             pending = [
                 action
-                for action in (self._live[i] for i in self._pending_by_rule.get(plain(rule_id), ()))
+                for action in (self._actions[i] for i in ids)
                 if below is None or action.rule_version is None or action.rule_version < below
             ]
             pending.sort(key=lambda a: (a.due_at, a.action_id))
             cancelled = [self._cancel(action, now) for action in pending]
-        return [_copy(action) for action in cancelled]
+        return [copied_action(action) for action in cancelled]
 
     def cancel_pending(
         self, action_ids: Sequence[str], *, now: datetime
@@ -327,11 +306,11 @@ class InMemoryScheduledActionStore:
         with self._lock:
             pending = [
                 action
-                for action in (self._live.get(i) for i in ids)
+                for action in (self._actions.get(i) for i in ids)
                 if action is not None and action.state is _State.PENDING
             ]
             cancelled = [self._cancel(action, now) for action in pending]
-        return [_copy(action) for action in cancelled]
+        return [copied_action(action) for action in cancelled]
 
     def purge_finished(self, before: datetime, *, limit: int = 10_000) -> int:
         before = ensure_utc(before, "before")
@@ -339,9 +318,10 @@ class InMemoryScheduledActionStore:
         with self._lock:
             old = takewhile(lambda key: key[0] < before, self._by_finish)
             doomed = builtins.list(islice(old, limit))
-            for finished_at, action_id in doomed:
-                self._by_finish.remove((finished_at, action_id))
-                del self._by_key[self._finished.pop(action_id)[2]]
+            for key in doomed:
+                self._by_finish.remove(key)
+                action = self._actions.pop(key[1])
+                del self._by_key[action.idempotency_key]
         return len(doomed)
 
     def list(
@@ -355,67 +335,45 @@ class InMemoryScheduledActionStore:
                 raise InvalidInputError(f"unknown state {state!r}", field="state") from exc
         with self._lock:
             if state is _State.PENDING:
-                ids = [i for _, i in islice(self._ordered(self._pending, None), limit)]
-                return [_copy(self._live[i]) for i in ids]
-            keys: list[tuple[datetime, str]] = []
-            if state is None or state not in FINISHED_STATES:
-                keys += [
-                    (a.due_at, i)
-                    for i, a in self._live.items()
-                    if state is None or a.state is state
-                ]
-            if state is None or state in FINISHED_STATES:
-                keys += [
-                    (due_at, i)
-                    for i, (due_at, state_value, _, _) in self._finished.items()
-                    if state is None or state_value == state
-                ]
-            return [self._get(i) for _, i in nsmallest(limit, keys)]
+                keys = builtins.list(islice(self._ordered(self._pending, None), limit))
+            else:
+                keys = nsmallest(
+                    limit,
+                    (
+                        (a.due_at, i)
+                        for i, a in self._actions.items()
+                        if state is None or a.state is state
+                    ),
+                )
+            return [copied_action(self._actions[i]) for _, i in keys]
 
     def next_due(self, *, partition: int | None = None) -> datetime | None:
         partition = checked_partition(partition)
         with self._lock:
             pending = self._pending
             indexes = pending.values() if partition is None else [pending.get(partition)]
-            firsts = [key[0] for key in (i.first() for i in indexes if i is not None) if key]
-            return min(firsts, default=None)
+            return min((index[0][0] for index in indexes if index), default=None)
 
     # ------------------------------------------------------------------ internals
 
     @staticmethod
-    def _ordered(indexes: dict[int, ChunkedIndex[_Key]], partition: int | None) -> Iterator[_Key]:
+    def _ordered(indexes: dict[int, SortedList[_Key]], partition: int | None) -> Iterator[_Key]:
         """The keys of one partition's index, or of all of them merged, in order."""
         if partition is not None:
             return iter(indexes.get(partition, ()))
         return merge(*indexes.values())
 
-    @staticmethod
-    def _index(indexes: dict[int, ChunkedIndex[_Key]], partition: int) -> ChunkedIndex[_Key]:
-        index = indexes.get(partition)
-        if index is None:
-            index = indexes[partition] = ChunkedIndex()
-        return index
-
-    def _get(self, action_id: str) -> ScheduledAction:
-        live = self._live.get(action_id)
-        if live is not None:
-            return _copy(live)
-        finished = self._finished.get(action_id)
-        if finished is None:
+    def _find(self, action_id: str) -> ScheduledAction:
+        action = self._actions.get(action_id)
+        if action is None:
             raise NotFoundError(f"no scheduled action {action_id!r}")
-        return _thaw(finished)
+        return action
 
     def _held(self, action_id: str, worker: str) -> ScheduledAction:
-        action_id = plain(action_id)
-        action = self._live.get(action_id)
-        if action is None:
-            if action_id not in self._finished:
-                raise NotFoundError(f"no scheduled action {action_id!r}")
-            state = self._finished[action_id][1]
-            raise ConflictError(f"worker {worker!r} does not hold action {action_id!r} ({state})")
+        action = self._find(plain(action_id))
         if action.state is not _State.CLAIMED or action.lease_owner != worker:
             raise ConflictError(
-                f"worker {worker!r} does not hold action {action_id!r} "
+                f"worker {worker!r} does not hold action {action.action_id!r} "
                 f"(state {action.state.value}, lease owner {action.lease_owner!r})"
             )
         return action
@@ -424,29 +382,20 @@ class InMemoryScheduledActionStore:
         return self._change(action, state=_State.CANCELLED, updated_at=now, finished_at=now)
 
     def _change(self, action: ScheduledAction, **changes: Any) -> ScheduledAction:
-        """Store a changed copy of the live ``action``, keeping the indexes in step. The
-        changes are values this module made (checked times, states, counters)."""
+        """Store a changed copy of ``action`` in its place, keeping the indexes in step."""
         self._drop(action)
-        changed = action._evolve(**changes)
+        changed = action.model_copy(update=changes)
         self._put(changed)
         return changed
 
     def _put(self, action: ScheduledAction) -> None:
         action_id = action.action_id
+        self._actions[action_id] = action
         if action.state in FINISHED_STATES:
-            blob = pickle.dumps(action.model_dump(), protocol=pickle.HIGHEST_PROTOCOL)
-            self._finished[action_id] = (
-                action.due_at,
-                action.state.value,
-                action.idempotency_key,
-                blob,
-            )
             finished_at = action.finished_at or action.updated_at or action.created_at
             self._by_finish.add((finished_at, action_id))
-            return
-        self._live[action_id] = action
-        if action.state is _State.PENDING:
-            self._index(self._pending, action.partition).add((action.due_at, action_id))
+        elif action.state is _State.PENDING:
+            self._pending.setdefault(action.partition, SortedList()).add((action.due_at, action_id))
             for index, owner in (
                 (self._pending_by_opportunity, action.opportunity_id),
                 (self._pending_by_rule, action.rule_id),
@@ -455,12 +404,13 @@ class InMemoryScheduledActionStore:
                     index.setdefault(owner, set()).add(action_id)
         elif action.state is _State.CLAIMED:
             assert action.lease_expires_at is not None
-            self._index(self._leases, action.partition).add((action.lease_expires_at, action_id))
+            self._leases.setdefault(action.partition, SortedList()).add(
+                (action.lease_expires_at, action_id)
+            )
 
     def _drop(self, action: ScheduledAction) -> None:
-        """Take the live ``action`` out of every index (it is about to be replaced)."""
+        """Take ``action`` out of every index (it is about to be replaced)."""
         action_id = action.action_id
-        del self._live[action_id]
         if action.state is _State.PENDING:
             self._pending[action.partition].remove((action.due_at, action_id))
             for index, owner in (

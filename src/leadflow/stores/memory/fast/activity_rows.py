@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter, sub
 from typing import Any
 
-from ...models import Activity, ActivityMetadata, ActivityState
-from ...queries import ActivityFilter, ActivityStatistics
+from ....documents import copy_document
+from ....models import Activity, ActivityMetadata, ActivityState
+from ....queries import ActivityFilter, ActivityStatistics
 
 __all__ = [
     "COLUMNS",
@@ -100,7 +101,9 @@ COLUMNS = (
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 """Stands for a missing date in sort keys (which put missing values first)."""
 
-_KNOWN_METADATA = frozenset(ActivityMetadata.model_fields)
+_OTHER_METADATA = tuple(
+    name for name in ActivityMetadata.model_fields if name != "automation_rule_id"
+)
 
 
 def _shared(value: str | None) -> str | None:
@@ -110,9 +113,13 @@ def _shared(value: str | None) -> str | None:
 def row_from_activity(a: Activity, *, version: int, open_key: str | None) -> Row:
     """The row for ``a``, a validated copy the caller no longer holds (see
     :func:`~leadflow.stores.memory.arguments.check_model`), stored at ``version``."""
-    meta = a.metadata.model_dump()
-    rule_id = meta.pop("automation_rule_id")
-    other = {k: v for k, v in meta.items() if k not in _KNOWN_METADATA or v is not None}
+    meta = a.metadata
+    rule_id = meta.automation_rule_id
+    # The set seed fields, then every extra key (one given as null is data): what
+    # ``model_dump()`` gives, read without the serializer.
+    other = {k: v for k in _OTHER_METADATA if (v := getattr(meta, k)) is not None}
+    if meta.model_extra:
+        other.update(copy_document(meta.model_extra))
     return (
         a.activity_id,
         _shared(a.opportunity_id),

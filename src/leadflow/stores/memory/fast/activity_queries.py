@@ -1,6 +1,6 @@
 """Query planning for the in-memory activity repository: which ordered index answers a filter.
 
-:class:`ActivityQueryPlans` is a mixin of :class:`~.activities.InMemoryActivityRepository`,
+:class:`ActivityQueryPlans` is a mixin of :class:`~.activities.FastActivityRepository`,
 which creates and maintains the indexes it declares (see that class for their keys). Its
 methods only read them: each picks the narrowest index a filter pins, walks a key range of it
 and leaves the rest of the filter to :func:`~.activity_rows.predicate`. They take no lock: the
@@ -18,8 +18,8 @@ from heapq import nlargest, nsmallest
 from itertools import chain, islice
 from typing import Any, TypeAlias
 
-from ...models import ActivityState
-from ...queries import ActivityFilter, ActivitySort
+from ....models import ActivityState
+from ....queries import ActivityFilter, ActivitySort
 from .activity_rows import COLUMNS, Row, predicate, sort_key
 from .chunks import ChunkedIndex
 
