@@ -260,7 +260,9 @@ def run_due_pgqueuer(dsn: str, n: int, workers: int, batch: int) -> float:
     return float(n / got["active"])
 
 
-def part_run_due(url: str | None, n: int, reps: int, batch: int, tmp: Path) -> None:
+def part_run_due(
+    url: str | None, n: int, reps: int, batch: int, tmp: Path, sqlite: bool = True
+) -> None:
     print(f"\n1. run_due: {n:,} due actions, batch {batch}, median of {reps} run(s)")
     rates: dict[str, list[float]] = {}
     if url is None:
@@ -285,7 +287,7 @@ def part_run_due(url: str | None, n: int, reps: int, batch: int, tmp: Path) -> N
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{QUEUE_SCHEMA}" CASCADE')
     target = f"sqlite:///{tmp / 'run_due.db'}"
-    for _rep in range(reps):
+    for _rep in range(reps if sqlite else 0):
         for workers in (1, 4):
             rates.setdefault(f"leadflow sqlite x{workers}", []).append(
                 run_due_leadflow(target, None, n, workers, batch)
@@ -405,6 +407,7 @@ def main() -> int:
     parser.add_argument(
         "--actions", type=int, default=None, help="run_due: actions due (default 5,000)"
     )
+    parser.add_argument("--no-sqlite", action="store_true", help="run_due: PostgreSQL only")
     args = parser.parse_args()
     parts = set(args.only or ["run_due", "handle", "queries"])
     quick = args.quick
@@ -415,7 +418,9 @@ def main() -> int:
         try:
             if "run_due" in parts:
                 actions = args.actions or (2_000 if quick else 5_000)
-                part_run_due(args.url, actions, 1 if quick else 3, 100, Path(tmp))
+                part_run_due(
+                    args.url, actions, 1 if quick else 3, 100, Path(tmp), not args.no_sqlite
+                )
             if "handle" in parts:
                 part_handle(args.url, 300 if quick else 1_000, 1 if quick else 3, Path(tmp))
             if "queries" in parts:

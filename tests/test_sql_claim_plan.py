@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import String, cast, event, func, select, text, true
 
 from leadflow.stores.sql import SqlStorage, sql_storage
 from leadflow.stores.sql.scheduled import _values
@@ -36,12 +36,16 @@ def storage() -> Iterator[SqlStorage]:
 
 
 def _claim_plans(storage: SqlStorage, **claim: Any) -> list[str]:
-    """EXPLAIN ANALYZE of the store's claim statement, with the parameters the store used."""
+    """EXPLAIN ANALYZE of the store's claim statement, with the parameters the store used,
+    after the settings the store made in the claim's transaction (``set_config``)."""
     seen: list[tuple[str, Any]] = []
+    settings: list[tuple[str, Any]] = []
 
     def record(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
         if statement.lstrip().startswith("UPDATE") and "FOR UPDATE SKIP LOCKED" in statement:
             seen.append((statement, params))
+        elif "set_config" in statement and not seen:
+            settings.append((statement, params))
 
     engine = storage.database.engine
     event.listen(engine, "before_cursor_execute", record)
@@ -51,6 +55,8 @@ def _claim_plans(storage: SqlStorage, **claim: Any) -> list[str]:
         event.remove(engine, "before_cursor_execute", record)
     claim_statement, params = seen[-1]  # the second statement: the claim itself
     with engine.connect() as connection:
+        for setting, values in settings:
+            connection.exec_driver_sql(setting, values)
         plan = connection.exec_driver_sql("EXPLAIN ANALYZE " + claim_statement, params).all()
         connection.rollback()
     return [str(row[0]) for row in plan]
@@ -66,20 +72,7 @@ def test_a_long_drain_does_not_step_over_finished_rows(
     table = storage.database.tables.scheduled
     # With a filter, every other action is of a type the claims do not take (crm_sync): they
     # must not step over those either.
-    other = {"action_type": "crm_sync"} if claim is FILTERED else {}
-    rows = [
-        _values(
-            make_scheduled_action(
-                f"k{n:05d}",
-                due_at=at(),
-                partition=3,
-                **({"action": other} if other and n % 2 else {}),
-            )
-        )
-        for n in range(BACKLOG * (2 if other else 1))
-    ]
-    with storage.database.write() as connection:
-        connection.execute(table.insert(), rows)
+    _backlog(storage, claim)
     with storage.database.engine.connect().execution_options(
         isolation_level="AUTOCOMMIT"
     ) as connection:
@@ -98,3 +91,61 @@ def test_a_long_drain_does_not_step_over_finished_rows(
     assert max((int(m.group(1)) for m in removed if m), default=0) <= 100, "\n".join(plan)
     index = "type_pending_due" if claim is FILTERED else "pending_due"
     assert any(index in line for line in plan), "\n".join(plan)
+
+
+def _backlog(storage: SqlStorage, claim: dict[str, Any], size: int = BACKLOG) -> None:
+    """``size`` actions due (as many of another type besides for a filtered claim), all in
+    partition 3: one row of each kind built by the store's row function, copied in SQL."""
+    table = storage.database.tables.scheduled
+    templates = [_values(make_scheduled_action("k", due_at=at(), partition=3))]
+    if claim is FILTERED:  # as many of a type the claims do not take (crm_sync)
+        other = make_scheduled_action(
+            "o", due_at=at(), partition=3, action={"action_type": "crm_sync"}
+        )
+        templates.append(_values(other))
+    series = func.generate_series(1, size - 1).table_valued("n").render_derived(name="g")
+    n = series.c.n
+    copies = select(
+        *(
+            (column + "-" + cast(n, String)).label(column.name)
+            if column.name in ("action_id", "idempotency_key")
+            else column
+            for column in table.c
+        )
+    ).select_from(table.join(series, true()))
+    with storage.database.write() as connection:
+        connection.execute(table.insert(), templates)
+        connection.execute(table.insert().from_select([c.name for c in table.c], copies))
+
+
+@pytest.mark.parametrize("claim", [{}, {"partition": 3}, FILTERED])
+def test_the_claim_walks_the_pending_index_without_statistics(
+    storage: SqlStorage, claim: dict[str, Any]
+) -> None:
+    """Never analyzed (autovacuum off for the table, so no statistics at all): the planner
+    guesses a handful of pending rows, and left to itself reads every due one through a
+    bitmap of the pending index and sorts them all. The claim must walk the index in its
+    order and stop after the batch: no node of its plan handles more than the batch (100 per
+    arm of the union; 300 with the type filter's three arms)."""
+    table = storage.database.tables.scheduled
+    with storage.database.engine.connect().execution_options(
+        isolation_level="AUTOCOMMIT"
+    ) as connection:
+        connection.execute(
+            text(f"ALTER TABLE {table.schema}.{table.name} SET (autovacuum_enabled = false)")
+        )
+    _backlog(storage, claim, size=20_000)  # at 4,000 the guess still favours the walk
+    with storage.database.read() as connection:
+        analyzed = connection.execute(
+            text(
+                "SELECT last_analyze, last_autoanalyze FROM pg_stat_user_tables "
+                "WHERE schemaname = :schema AND relname = :name"
+            ),
+            {"schema": table.schema, "name": table.name},
+        ).one()
+    assert analyzed == (None, None)
+    plan = _claim_plans(storage, **claim)
+    handled = [int(m.group(1)) for m in re.finditer(r"actual time=\S+ rows=(\d+)", "\n".join(plan))]
+    assert handled and max(handled) <= 300, "\n".join(plan)
+    index = "type_pending_due" if claim is FILTERED else "pending_due"
+    assert any("Index Scan using" in line and index in line for line in plan), "\n".join(plan)

@@ -35,6 +35,7 @@ from .sequences import EnrollmentStore, SequenceRepository
 from .storage import (
     ActivityRepository,
     AuditLog,
+    BatchAcknowledgement,
     BatchScheduling,
     CounterStore,
     JobStore,
@@ -49,6 +50,7 @@ __all__ = [
     "ActivityRepository",
     "AnalyticsStore",
     "AuditLog",
+    "BatchAcknowledgement",
     "BatchScheduling",
     "Clock",
     "Contact",

@@ -23,6 +23,7 @@ from ..records import (
 __all__ = [
     "ActivityRepository",
     "AuditLog",
+    "BatchAcknowledgement",
     "BatchScheduling",
     "CounterStore",
     "JobStore",
@@ -360,6 +361,21 @@ class BatchScheduling(Protocol):
         its ``action_id``) exists or comes earlier in ``actions``, in one atomic step. Returns,
         in the order given, whether each was newly created. Unlike :meth:`schedule`, an action
         whose id another key holds is reported not created, not raised."""
+        ...
+
+
+@runtime_checkable
+class BatchAcknowledgement(Protocol):
+    """What a :class:`ScheduledActionStore` may add to acknowledge a batch without reading the
+    finished actions back (the SQL store does: ``UPDATE ... RETURNING action_id``). Optional:
+    the runtime calls :meth:`ScheduledActionStore.mark_done_many` on a store without it, and
+    reads only the ids of what it returns."""
+
+    def mark_done_ids(
+        self, action_ids: Sequence[str], *, worker: str, now: datetime
+    ) -> builtins.list[str]:
+        """What :meth:`ScheduledActionStore.mark_done_many` does, in one atomic step; returns
+        the ids of the actions marked done, in the order given."""
         ...
 
 

@@ -21,6 +21,7 @@ from ..errors import ConflictError, PermanentError
 from ..models import Event
 from ..ports import Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction, ScheduledActionState
+from .acknowledgement import mark_done
 from .context import ActionContext
 from .emitter import Emitter
 from .planning import is_permanent
@@ -215,9 +216,9 @@ class Executor:
         worker reruns it, and its effects are keyed on its idempotency key."""
         if not unacked:
             return
-        done = self._scheduled.mark_done_many(list(unacked), worker=self.worker_id, now=self.now())
-        for action in done:
-            del unacked[action.action_id]
+        done = mark_done(self._scheduled, list(unacked), worker=self.worker_id, now=self.now())
+        for action_id in done:
+            del unacked[action_id]
         for action_id, index in unacked.items():
             log.warning(
                 "lease lost before marking an action done",

@@ -38,6 +38,7 @@ from ..errors import CascadeDepthError, HandlerError, LeadflowError, Unavailable
 from ..models import Event
 from ..ports import BatchScheduling, Clock, ScheduledActionStore, UnitOfWork
 from ..records import ScheduledAction, ScheduledActionState
+from .acknowledgement import mark_done
 from .actions import HandlerRegistry
 from .context import ActionContext
 from .emitter import Emitter
@@ -273,12 +274,15 @@ class Planner:
         worker = self._executor.worker_id
         for start in range(0, len(done), _ACK_MAX):
             part = done[start : start + _ACK_MAX]
-            marked = self._scheduled.mark_done_many(
-                [action_id for action_id, _, _ in part], worker=worker, now=self._now()
+            marked = mark_done(
+                self._scheduled,
+                [action_id for action_id, _, _ in part],
+                worker=worker,
+                now=self._now(),
             )
             if len(marked) == len(part):
                 continue
-            kept = {action.action_id for action in marked}
+            kept = set(marked)
             for action_id, result, index in part:
                 if action_id not in kept:
                     log.warning(

@@ -69,6 +69,10 @@ _LIST_MAX: Final = 1000
 _EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
 
 
+def _at_first_version(activity: Activity) -> Activity:
+    return activity if activity.version == 1 else activity.model_copy(update={"version": 1})
+
+
 def _version(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError("must be an integer", field=field)
@@ -112,7 +116,9 @@ class SqlActivityRepository:
                             # one racing with it.
                             self._refuse_if_held(connection, checked.activity_id, held)
                         if connection.execute(self._add, values).first() is not None:
-                            return activity_from_row(values)
+                            # What was stored: the validated copy (frozen, the caller's no
+                            # longer) at version 1, not validated a third time from its row.
+                            return _at_first_version(checked)
                         if self._exists(connection, checked.activity_id):
                             raise DuplicateError(f"activity {checked.activity_id!r} already exists")
                         if checked.open_key is not None and self._held(

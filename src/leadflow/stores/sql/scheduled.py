@@ -4,12 +4,13 @@ The lifecycle fields (state, due time, attempts, lease, error, times) are column
 statements change; what never changes after scheduling (the event and the rule's action) is
 kept as JSON documents.
 
-**Claims.** :meth:`SqlScheduledActionStore.claim_due` is one transaction of two statements:
-the first parks expired leases of actions that used their last attempt, the second claims a
-batch, ``UPDATE ... WHERE action_id IN (SELECT ... ORDER BY due_at, action_id LIMIT n FOR
-UPDATE SKIP LOCKED) RETURNING ...``. On PostgreSQL ``SKIP LOCKED`` lets concurrent workers
-take disjoint batches without waiting for each other; on SQLite the write transaction
-(``BEGIN IMMEDIATE``) serializes claimers. Both read the partial index of live actions
+**Claims.** :meth:`SqlScheduledActionStore.claim_due` is one transaction of two statements
+(on PostgreSQL after a third that turns bitmap scans off for the transaction: see
+``_INDEX_WALK``): the first parks expired leases of actions that used their last attempt, the
+second claims a batch, ``UPDATE ... WHERE action_id IN (SELECT ... ORDER BY due_at, action_id
+LIMIT n FOR UPDATE SKIP LOCKED) RETURNING ...``. On PostgreSQL ``SKIP LOCKED`` lets
+concurrent workers take disjoint batches without waiting for each other; on SQLite the write
+transaction (``BEGIN IMMEDIATE``) serializes claimers. Both read the partial index of live actions
 (pending or claimed) in due order, so a claim costs about the batch it takes. A claim filtered
 on action types reads one range per type (and one for deliveries) of the pending actions'
 type index (revision 0004) instead, so other types' backlog costs it nothing.
@@ -25,6 +26,8 @@ from typing import Any, Final
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Executable,
+    Integer,
     Select,
     and_,
     bindparam,
@@ -34,6 +37,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     true,
     union_all,
     update,
@@ -67,10 +71,22 @@ __all__ = ["SqlScheduledActionStore"]
 _State = ScheduledActionState
 _MAX_ERROR: Final = 2000
 _MAX_BATCH: Final = 1000
+_SHAPES: Final = 64  # claim statements kept (see _claim_statements)
 _STATE: Final[dict[_State, ColumnElement[str]]] = {
     state: literal_column(f"'{state.value}'") for state in _State
 }
 """States as SQL literals: a partial index applies only when the query repeats its terms."""
+_INDEX_WALK: Final = text(
+    "SELECT current_setting('enable_bitmapscan'), set_config('enable_bitmapscan', 'off', true)"
+)
+"""Run before a claim on PostgreSQL, in the claim's transaction (``SET LOCAL``): the claim's
+plan must not depend on fresh statistics. Without them (a backlog that grew since the last
+``ANALYZE``: the planner then counts a handful of pending rows), PostgreSQL reads every due
+pending action through a bitmap of the pending index and sorts them all to keep the first
+100: 15-40 ms per claim at 20,000 pending, growing with the backlog. Without bitmap scans the
+cheapest plan for ``ORDER BY due_at, action_id LIMIT n`` is a walk of that index in its order,
+stopped after ``n`` rows, whatever the statistics say (``tests/test_sql_claim_plan.py``)."""
+_SETTING: Final = text("SELECT set_config('enable_bitmapscan', :value, true)")
 _COPIED: Final = (
     "action_id",
     "idempotency_key",
@@ -136,8 +152,9 @@ class SqlScheduledActionStore:
         self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
         c = self._t.c
         # Built once, run with parameters: SQLAlchemy caches their compiled form.
+        self._claims: dict[tuple[bool, frozenset[str] | None], tuple[Executable, Executable]] = {}
         self._add = self._insert(self._t).on_conflict_do_nothing().returning(c.action_id)
-        self._done_many = (
+        done_many = (
             update(self._t)
             .where(
                 c.action_id.in_(bindparam("ids", expanding=True)),
@@ -150,8 +167,9 @@ class SqlScheduledActionStore:
                 updated_at=bindparam("now", type_=UtcDateTime()),
                 lease_expires_at=None,
             )
-            .returning(*self._t.c)
         )
+        self._done_many = done_many.returning(*self._t.c)
+        self._done_ids = done_many.returning(c.action_id)
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
         return self._t.c.state == _STATE[state]
@@ -263,8 +281,43 @@ class SqlScheduledActionStore:
             until = now + checked_lease(lease)
         except OverflowError as error:
             raise InvalidInputError("now + lease is out of range", field="lease") from error
+        park, claim = self._claim_statements(partition is not None, types)
+        parameters = {
+            "claim_now": now,
+            "claim_until": until,
+            "claim_worker": worker,
+            "claim_limit": limit,
+            "claim_partition": partition,
+        }
+        postgres = not self._db.is_sqlite
+        with self._db.write() as connection:  # one transaction
+            if postgres:  # see _INDEX_WALK; in a transaction, whose end undoes it
+                before = connection.execute(_INDEX_WALK).scalar_one()
+            connection.execute(park, parameters)
+            rows = connection.execute(claim, parameters).mappings().all()
+            if postgres and self._db.in_unit:  # the unit goes on: put the setting back
+                connection.execute(_SETTING, {"value": before})
+        actions = [_load(row) for row in rows]
+        actions.sort(key=lambda a: (a.due_at, a.action_id))
+        return actions
+
+    def _claim_statements(
+        self, pinned: bool, types: frozenset[str] | None
+    ) -> tuple[Executable, Executable]:
+        """The two statements of a claim (see the module's docstring), with the parameters
+        ``claim_now``, ``claim_until``, ``claim_worker``, ``claim_limit`` and
+        ``claim_partition`` (no column's name, which an ``UPDATE`` would take for a value to
+        set): built once per shape
+        (pinned to a partition or not, the type filter) and kept, since building them costs
+        more than running them (about 4 ms, against a claim of 100 in 3)."""
+        key = (pinned, types)
+        built = self._claims.get(key)
+        if built is not None:
+            return built
         t, c = self._t, self._t.c
-        scope = true() if partition is None else c.partition == partition
+        now = bindparam("claim_now", type_=UtcDateTime())
+        scope = c.partition == bindparam("claim_partition", type_=Integer()) if pinned else true()
+        limit = bindparam("claim_limit", type_=Integer())
         claimed = self._state_is(_State.CLAIMED)
         expired = and_(scope, claimed, c.lease_expires_at <= now)
         if types is not None:
@@ -314,19 +367,17 @@ class SqlScheduledActionStore:
             .where(c.action_id.in_(due.scalar_subquery()))
             .values(
                 state=_State.CLAIMED.value,
-                lease_owner=worker,
-                lease_expires_at=until,
+                lease_owner=bindparam("claim_worker"),
+                lease_expires_at=bindparam("claim_until", type_=UtcDateTime()),
                 attempts=c.attempts + 1,
                 updated_at=now,
             )
             .returning(*t.c)
         )
-        with self._db.write(atomic=False) as connection:
-            connection.execute(park)
-            rows = connection.execute(claim).mappings().all()
-        actions = [_load(row) for row in rows]
-        actions.sort(key=lambda a: (a.due_at, a.action_id))
-        return actions
+        if len(self._claims) >= _SHAPES:  # type filters are the caller's: keep a few
+            self._claims.clear()
+        self._claims[key] = park, claim
+        return park, claim
 
     def _of_types(self, types: frozenset[str]) -> ColumnElement[bool]:
         """A delivery (no action type), or a rule action whose type is one of ``types``."""
@@ -381,6 +432,23 @@ class SqlScheduledActionStore:
             parameters = {"ids": ids, "worker": worker, "now": now}
             rows = connection.execute(self._done_many, parameters).mappings().all()
         return in_order(map(_load, rows), ids)
+
+    @translated("action_ids")
+    def mark_done_ids(
+        self, action_ids: Sequence[str], *, worker: str, now: datetime
+    ) -> builtins.list[str]:
+        """:class:`~leadflow.ports.BatchAcknowledgement`: the statement of
+        :meth:`mark_done_many`, ``RETURNING action_id`` only (what ``run_due`` reads: no row
+        decoded, no action validated)."""
+        ids = checked_ids(action_ids, "action_ids")
+        _check_worker(worker)
+        now = ensure_utc(now, "now")
+        if not ids:
+            return []
+        with self._db.write(atomic=False) as connection:
+            parameters = {"ids": ids, "worker": worker, "now": now}
+            done = set(connection.execute(self._done_ids, parameters).scalars())
+        return [action_id for action_id in ids if action_id in done]
 
     @translated("error")
     def mark_failed(
