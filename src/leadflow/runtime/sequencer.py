@@ -28,9 +28,11 @@ write and the event are one unit of work, so "stored" means committed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from ..clock import ensure_utc
 from ..errors import (
@@ -82,8 +84,29 @@ from .settings import FlowSettings
 
 __all__ = ["SequenceOutcome", "Sequencer"]
 
+log = logging.getLogger("leadflow")
+
 _CAS_TRIES: Final = 20
 _RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
+
+
+@dataclasses.dataclass(slots=True)
+class _Visit:
+    """A claimed visit of a batch on its way (:meth:`Sequencer.run_steps`): ``send`` (an
+    action step: mark the send begun, run the handler, move on), ``rerun`` (the send began
+    before the enrollment ended: run the handler again), ``timer`` or ``deferred`` (move on
+    with ``outcome``)."""
+
+    index: int
+    ctx: ActionContext[Any]
+    enrollment: Enrollment
+    program: SequenceProgram | None
+    kind: Literal["send", "rerun", "timer", "deferred"]
+    outcome: str | None = None
+    stop: Stop | None = None
+    note: str | None = None
+    failed: Exception | None = None
+    final: bool = False
 
 
 class Sequencer:
@@ -433,17 +456,51 @@ class Sequencer:
         )  # fmt: skip
         return f"{outcome.what}: {outcome.enrollment_id} in {sequence_id}"
 
-    # ------------------------------------------------------------------ running a visit
+    # ------------------------------------------------------------------ running visits
 
     def run_step(self, ctx: ActionContext[Any]) -> str | None:
-        """The executor's runner for ``step`` actions (see the module docstring). The "send
-        begun" mark is committed on its own before the handler runs (the goal-versus-send
-        rule needs it durable, and a SQLite unit would hold the database's write lock through
-        the handler); moving on (the next visit stored, the enrollment moved) is one unit of
-        work on SQL."""
-        return self._run_step(ctx)
+        """The executor's runner for one ``step`` action (see :meth:`run_steps`)."""
+        [outcome] = self.run_steps([ctx])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    def _run_step(self, ctx: ActionContext[Any]) -> str | None:
+    def run_steps(self, contexts: Sequence[ActionContext[Any]]) -> list[str | Exception | None]:
+        """The executor's batch runner for ``step`` actions: each one's note, or the exception
+        that fails its attempt (see the module docstring). The "send begun" marks of the
+        batch's action steps are committed together (one unit of work on SQL) before any of
+        their handlers runs (the goal-versus-send rule needs them durable; a SQLite unit
+        would hold the database's write lock through the handlers); then the handlers run;
+        then the moves on (each next visit stored, each enrollment moved) are one unit of
+        work. A unit that fails is done again one visit at a time, so that one visit's
+        failure fails only its own attempt."""
+        outcomes: list[str | Exception | None] = [None] * len(contexts)
+        visits: list[_Visit] = []
+        for index, ctx in enumerate(contexts):
+            try:
+                looked = self._look(ctx, index)
+            except Exception as exc:
+                outcomes[index] = exc
+                continue
+            if isinstance(looked, _Visit):
+                visits.append(looked)
+            else:
+                outcomes[index] = looked
+        self._together([v for v in visits if v.kind == "send"], self._mark)
+        for visit in visits:
+            if visit.kind in ("send", "rerun") and visit.failed is None and not visit.final:
+                try:
+                    visit.note = self._run_handler(visit.ctx)
+                except Exception as exc:
+                    visit.failed = exc
+                visit.final = visit.kind == "rerun"
+        self._together([v for v in visits if v.failed is None and not v.final], self._move)
+        for visit in visits:
+            outcomes[visit.index] = visit.failed if visit.failed is not None else visit.note
+        return outcomes
+
+    def _look(self, ctx: ActionContext[Any], index: int) -> str | _Visit:
+        """What a claimed visit does: a final note (skipped, held), or what is left to do."""
         action = ctx.scheduled
         assert action.enrollment_id is not None and action.step_id is not None
         try:
@@ -456,7 +513,7 @@ class Sequencer:
                 and enrollment.visit == action.action_index
                 and enrollment.step_id == action.step_id
             ):  # its send began before the end was stored: a rerun (crash, retry) completes it
-                return self._run_handler(ctx)
+                return _Visit(index, ctx, enrollment, None, "rerun")
             return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
         if enrollment.visit < action.action_index:
             # Stored by a writer that has not moved the enrollment to it yet (its second
@@ -479,23 +536,56 @@ class Sequencer:
         step = program.definition.step(action.step_id)
         if isinstance(step, ActionStep):
             capped = self._recipients.capped(enrollment, program, step, self.now())
-            if capped is not None:
-                zone = self._recipients.zone(enrollment.opportunity_id, program)
-                stop = program.deferred(step.id, self.now(), zone, capped)
-                self._advance(enrollment, program, None, cause=action.event, outcome="deferred",
-                              stop=stop)  # fmt: skip
-                return f"deferred: {capped}"
-            begun = self._begin_send(enrollment, action)
-            if begun is None:
-                return "skipped: the enrollment ended before the send began"
-            note = self._run_handler(ctx)
-            with self._unit():
-                self._advance(begun, program, None, cause=action.event, outcome="done")
-            return note
+            if capped is None:
+                return _Visit(index, ctx, enrollment, program, "send", outcome="done")
+            zone = self._recipients.zone(enrollment.opportunity_id, program)
+            stop = program.deferred(step.id, self.now(), zone, capped)
+            return _Visit(index, ctx, enrollment, program, "deferred", outcome="deferred",
+                          stop=stop, note=f"deferred: {capped}")  # fmt: skip
         outcome = "timed_out" if isinstance(step, WaitForEventStep) else "done"
-        with self._unit():
-            moved = self._advance(enrollment, program, None, cause=action.event, outcome=outcome)
-        return f"{step.kind} {step.id}: {outcome}" if moved else "skipped: moved on meanwhile"
+        return _Visit(index, ctx, enrollment, program, "timer", outcome=outcome,
+                      note=f"{step.kind} {step.id}: {outcome}")  # fmt: skip
+
+    def _together(self, visits: list[_Visit], work: Callable[[_Visit], None]) -> None:
+        """``work`` on each of ``visits`` in one unit of work (in the order of their
+        enrollments, as every worker takes them); if that unit fails, on each in its own,
+        a failure failing that visit alone. Without atomic units, each on its own."""
+        if not visits:
+            return
+        visits = sorted(visits, key=lambda v: v.enrollment.enrollment_id)
+        if len(visits) > 1 and self._units.atomic and not self._units.active:
+            try:
+                with self._unit():
+                    for visit in visits:
+                        work(visit)
+                return
+            except Exception:
+                log.warning("a batch of sequence steps failed together: one at a time now",
+                            exc_info=True)  # fmt: skip
+        for visit in visits:
+            try:
+                with self._unit():
+                    work(visit)
+            except Exception as exc:
+                visit.failed = exc
+
+    def _mark(self, visit: _Visit) -> None:
+        begun = self._begin_send(visit.enrollment, visit.ctx.scheduled)
+        if begun is None:
+            visit.note = "skipped: the enrollment ended before the send began"
+            visit.final = True
+        else:
+            visit.enrollment = begun
+            visit.final = False
+
+    def _move(self, visit: _Visit) -> None:
+        assert visit.program is not None and visit.outcome is not None
+        moved = self._advance(
+            visit.enrollment, visit.program, None, cause=visit.ctx.scheduled.event,
+            outcome=visit.outcome, stop=visit.stop,
+        )  # fmt: skip
+        if visit.kind == "timer" and not moved:
+            visit.note = "skipped: moved on meanwhile"
 
     @contextlib.contextmanager
     def _unit(self) -> Iterator[None]:
