@@ -267,7 +267,7 @@ class Sequencer:
         another writer moved or ended it first."""
         now = self.now()
         context = self._recipients.context(enrollment, program, trigger)
-        zone = self._recipients.zone(enrollment.opportunity_id, program)
+        zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
         if stop is not None:
             pass
         elif enrollment.visit == 0 or enrollment.step_id is None:
@@ -538,7 +538,7 @@ class Sequencer:
             capped = self._recipients.capped(enrollment, program, step, self.now())
             if capped is None:
                 return _Visit(index, ctx, enrollment, program, "send", outcome="done")
-            zone = self._recipients.zone(enrollment.opportunity_id, program)
+            zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
             stop = program.deferred(step.id, self.now(), zone, capped)
             return _Visit(index, ctx, enrollment, program, "deferred", outcome="deferred",
                           stop=stop, note=f"deferred: {capped}")  # fmt: skip
