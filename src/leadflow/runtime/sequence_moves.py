@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from ..clock import ensure_utc
@@ -66,6 +66,7 @@ class Moves:
         self._clock = clock
         self._emit = emit
         self._units = units
+        self._templates: dict[tuple[str, int], ScheduledAction] = {}
 
     def now(self) -> datetime:
         return ensure_utc(self._clock.now(), "clock.now()")
@@ -128,27 +129,42 @@ class Moves:
         step = program.definition.step(stop.step_id)
         key = step_key(enrollment.enrollment_id, visit)
         settings = self._settings
-        action = ScheduledAction(  # validated: cheaper than model_construct's defaults walk
-            action_id=action_id_for(key),
-            idempotency_key=key,
-            kind=ActionKind.STEP,
-            event=cause,
-            rule_id=enrollment.sequence_id,
-            rule_name=program.definition.name,
-            rule_version=enrollment.sequence_version,
-            action_index=visit,
-            action=step.action if isinstance(step, ActionStep) else None,
-            opportunity_id=enrollment.opportunity_id,
-            enrollment_id=enrollment.enrollment_id,
-            step_id=stop.step_id,
-            partition=partition_for(enrollment.opportunity_id, settings.partitions),
-            planned_at=stop.due_at,
-            duplicates=DuplicatePolicy.ALLOW,
-            explanation=explanation(program.definition, stop)[:20_000],
-            due_at=stop.due_at,
-            max_attempts=settings.retry.max_attempts,
-            created_at=now,
-        )
+        due = stop.due_at.astimezone(UTC)
+        visit_fields: dict[str, Any] = {
+            "action_id": action_id_for(key),
+            "idempotency_key": key,
+            "event": cause,
+            "action_index": visit,
+            "action": step.action if isinstance(step, ActionStep) else None,
+            "opportunity_id": enrollment.opportunity_id,
+            "enrollment_id": enrollment.enrollment_id,
+            "step_id": stop.step_id,
+            "partition": partition_for(enrollment.opportunity_id, settings.partitions),
+            "planned_at": due,
+            "explanation": explanation(program.definition, stop)[:20_000].strip(),
+            "due_at": due,
+            "created_at": now,
+        }
+        version = (enrollment.sequence_id, enrollment.sequence_version)
+        template = self._templates.get(version)
+        if template is not None:
+            # Every field from a validated source (the enrollment, the definition, the event,
+            # the interpreter's UTC due time): changed from the version's first visit, which
+            # was validated, rather than validated again.
+            action = template._evolve(**visit_fields)
+        else:
+            action = ScheduledAction(
+                kind=ActionKind.STEP,
+                rule_id=enrollment.sequence_id,
+                rule_name=program.definition.name,
+                rule_version=enrollment.sequence_version,
+                duplicates=DuplicatePolicy.ALLOW,
+                max_attempts=settings.retry.max_attempts,
+                **visit_fields,
+            )
+            if len(self._templates) >= 1000:
+                self._templates.clear()
+            self._templates[version] = action
         stored, _ = self._scheduled.schedule(action)
         return stored
 
