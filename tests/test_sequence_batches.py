@@ -2,11 +2,13 @@
 begun" marks of its action steps are committed together before the first handler runs, the
 moves on together after the handlers, before the batch is acknowledged; a unit that fails is
 written again one visit at a time, so a visit that cannot be written fails alone. In memory,
-on a SQLite file and on PostgreSQL (when ``LEADFLOW_TEST_POSTGRES_URL`` is set).
+on a SQLite file and on PostgreSQL (when ``LEADFLOW_TEST_POSTGRES_URL`` is set). And the
+entry's share of the cost: a new enrollment is written once, at its first stop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,11 +22,12 @@ from leadflow import LeadFlow, ManualClock, ScheduledActionState
 from leadflow.adapters import RecordingMessenger
 from leadflow.errors import StorageError
 from leadflow.ports import Message
+from leadflow.records import ActionKind
 from leadflow.sequences import EnrollmentState
 from leadflow.stores.memory import memory_storage
 from leadflow.stores.sql import SqlStorage
 
-from .latency import Tripwire
+from .latency import Crash, Tripwire
 from .sql_support import fresh_storage, on_postgres
 from .test_sequences_sql import entry, sent, sql_flow
 from .test_sql_units import counted
@@ -162,3 +165,37 @@ def test_a_move_that_cannot_be_written_fails_alone(storage: Any) -> None:
     pending = [a for a in flow.storage.scheduled.list(limit=100) if a.step_id == "reply"]
     assert sorted(a.opportunity_id or "" for a in pending) == OPPORTUNITIES
     assert all(a.state is ScheduledActionState.PENDING for a in pending)
+
+
+# --------------------------------------------------------------------------- entering
+
+
+def test_an_entry_is_stored_at_its_first_stop_and_a_lost_first_visit_is_stored_again() -> None:
+    """A new enrollment is written once, already at its first stop, then that visit's action
+    is stored. The process dies between the two (in memory, where they are no unit of work):
+    handling the entry event again stores the visit, which then runs once."""
+    storage = memory_storage()
+    dying: list[bool] = [True]
+
+    def die_once(_: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
+        if args[0].kind is ActionKind.STEP and dying:
+            dying.clear()
+            raise Crash
+
+    wired = dataclasses.replace(storage, scheduled=Tripwire(storage.scheduled,
+                                before={"schedule": die_once}))  # fmt: skip
+    flow, clock, logged = sql_flow(wired)
+    with pytest.raises(Crash):
+        flow.handle(entry(clock))
+    [enrollment] = flow.sequences.enrollments("o1")
+    assert (enrollment.visit, enrollment.step_id, enrollment.revision) == (1, "first", 1)
+    assert [h.outcome for h in enrollment.history] == ["scheduled"]
+    assert logged.log == []  # written once, by the entry: no update
+    assert flow.run_due().claimed == 0  # its first visit was never stored
+    again = flow.handle(entry(clock))
+    assert [o.what for o in again.sequences] == ["already_enrolled"]
+    assert flow.run_due().succeeded == 1
+    assert sent(flow) == ["first"]
+    flow.handle(entry(clock))  # the visit is there (done): handled again, nothing new
+    assert flow.run_due().claimed == 0 and sent(flow) == ["first"]
+    assert _where(flow, "o1") == (2, "reply", False, EnrollmentState.ACTIVE)

@@ -16,6 +16,7 @@ cancelled (one whose send began is left to complete).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -202,22 +203,75 @@ class Moves:
             self._emit("sequence.completed", payload(updated, {"reason": reason}))
             return updated
         assert stored.step_id is not None
-        step = program.definition.step(stored.step_id)
+        changed = self._moved_to(current, program, stop, stored.step_id, visit, outcome, context,
+                                 now, records)  # fmt: skip
+        return self.enrollments.update(changed)
+
+    def _moved_to(
+        self,
+        current: Enrollment,
+        program: SequenceProgram,
+        stop: Stop,
+        step_id: str,
+        visit: int,
+        outcome: str,
+        context: Mapping[str, Any],
+        now: datetime,
+        records: list[StepRecord],
+    ) -> Enrollment:
+        """``current`` at visit ``visit`` of step ``step_id`` (its records after ``records``)."""
+        version = current.sequence_version
+        new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
+        step = program.definition.step(step_id)
         waiting = step.event_type if isinstance(step, WaitForEventStep) else None
-        why = stop.why if stored.step_id == stop.step_id else "stored first by another writer"
+        why = stop.why if step_id == stop.step_id else "stored first by another writer"
         records.append(
-            StepRecord(visit=visit, step_id=stored.step_id or "-", kind=step.kind, at=now,
+            StepRecord(visit=visit, step_id=step_id, kind=step.kind, at=now,
                        outcome="scheduled", why=f"after {outcome}: {why}", version=version)
         )  # fmt: skip
         variants = current.variants
-        if stored.step_id == stop.step_id:
+        if step_id == stop.step_id:
             variants = {**variants, **stop.variants}
-        changed = current._evolve(
-            visit=visit, step_id=stored.step_id, sending=False, waiting_for=waiting,
+        return current._evolve(
+            visit=visit, step_id=step_id, sending=False, waiting_for=waiting,
             variants=variants, context=new_context, updated_at=now,
             history=capped_history(current.history, records),
         )  # fmt: skip
-        return self.enrollments.update(changed)
+
+    def first(
+        self, enrollment: Enrollment, program: SequenceProgram, event: Event, now: datetime
+    ) -> tuple[Enrollment, Stop] | None:
+        """A new enrollment (visit 0, not stored yet) at its first stop, and that stop; None
+        when the sequence ends at once."""
+        context = self._recipients.context(enrollment, program, event)
+        zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
+        stop = program.start(
+            enrollment_id=enrollment.enrollment_id, now=now, context=context, zone=zone
+        )
+        if stop.ended:
+            return None
+        assert stop.step_id is not None
+        records = [
+            StepRecord(visit=0, step_id=h.step_id, kind=h.kind, at=now, outcome=h.outcome,
+                       why=h.why[:2000], version=enrollment.sequence_version)
+            for h in hops(stop, None)
+        ]  # fmt: skip
+        moved = self._moved_to(enrollment, program, stop, stop.step_id, 1, "enrolled", context,
+                               now, records)  # fmt: skip
+        return moved, stop
+
+    def store_first(
+        self, enrollment: Enrollment, program: SequenceProgram, stop: Stop, cause: Event
+    ) -> None:
+        """Store the first visit of an enrollment stored at it (:meth:`first`); one stored
+        already (its key is the enrollment's and the visit's) is left as it is."""
+        assert enrollment.step_id is not None
+        if stop.step_id != enrollment.step_id:  # the walk went elsewhere this time: its step
+            stop = dataclasses.replace(
+                stop, step_id=enrollment.step_id, due_at=self.now(), hops=(), variants={},
+                why="its first stop, stored again",
+            )  # fmt: skip
+        self._store_visit(enrollment, program, stop, 1, cause, self.now())
 
     def end(
         self,

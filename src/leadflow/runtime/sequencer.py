@@ -251,20 +251,31 @@ class Sequencer:
             enrolled_at=now,
             updated_at=now,
         )
-        stored, created = self.enrollments.enroll(new)
+        # Stored at its first stop (one write; that visit's action is stored next), unless the
+        # sequence ends at once (stored at visit 0, then moved on to its end).
+        first = self.moves.first(new, program, event, now)
+        entering = new if first is None else first[0]
+        stored, created = self.enrollments.enroll(entering)
         what = "enrolled"
         if not created and stored.enrollment_id != enrollment_id:
             if policy is not Reenrollment.EVERY_ENTRY:
                 return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
             self.end(stored, EnrollmentState.ENDED, f"re-entered ({event.type} {event.id})")
-            stored, created = self.enrollments.enroll(new)
+            stored, created = self.enrollments.enroll(entering)
             what = "reentered"
         if not created:  # this event enrolled it before (handled again): carry on from there
-            if stored.visit == 0 and stored.active:
+            if stored.active and stored.visit == 0:
                 self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
+            elif stored.active and stored.visit == 1 and first is not None:
+                # Its first visit may not have been stored (a crash between the two writes
+                # where they are not one unit of work): stored now, or found stored.
+                self.moves.store_first(stored, program, first[1], event)
             return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
         self._emit("sequence.enrolled", payload(stored, {"eventId": event.id, "by": actor}))
-        self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
+        if first is None:
+            self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
+        else:
+            self.moves.store_first(stored, program, first[1], event)
         return SequenceOutcome(sequence_id, stored.enrollment_id, what)
 
     def enroll_action(self, ctx: ActionContext[EnrollParams]) -> str:
