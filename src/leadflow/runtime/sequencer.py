@@ -9,7 +9,9 @@ for the kind, :meth:`Sequencer.run_step`): an ``action`` step runs its handler; 
 **Moving on** (:class:`~leadflow.runtime.sequence_moves.Moves`): the next visit's action is
 stored first, then the enrollment record is moved to it by compare-and-set. A worker that
 claims the stored visit before the record reached it (it was due at once) fails the attempt,
-retried as any failure, and runs it once it has.
+retried as any failure, and runs it once it has. **Entering** writes the new enrollment once,
+already at its first stop, then stores that visit (handling the entry again stores a visit a
+crash lost in between).
 
 **Goals against steps** are settled by the order of the compare-and-sets on the enrollment
 record: an action step first marks the enrollment ``sending`` (a compare-and-set) and only
