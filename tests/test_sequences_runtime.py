@@ -366,3 +366,30 @@ def test_a_rule_enrolls_through_the_enroll_action() -> None:
                 }
             )
         )
+
+
+def test_a_step_held_while_paused_shows_on_the_timeline_due_at_the_resume() -> None:
+    from leadflow.runtime.sequence_timeline import read_step_entries
+
+    flow, clock = _setup()
+    flow.handle(lead("o1", clock.now()))
+    due = flow.storage.scheduled.list(limit=10)[0].due_at
+    flow.sequences.pause("website-lead")
+    _run_until(flow, clock, MONDAY_10 + timedelta(hours=3))
+
+    def current() -> tuple[str, datetime | None]:
+        enrollment = _enrollment(flow)
+        [entry] = [
+            e
+            for e in read_step_entries([enrollment], flow.storage.scheduled)
+            if e.visit == enrollment.visit
+        ]
+        return entry.state, entry.due_at
+
+    assert current() == ("held", due)
+    resumed_at = clock.now()
+    flow.sequences.resume("website-lead")
+    assert resumed_at > due
+    assert current() == ("pending", resumed_at)  # was: pending at its old due time
+    _run_until(flow, clock, resumed_at + timedelta(minutes=3))
+    assert _calls(flow) == ["Call the new website lead"]

@@ -233,7 +233,7 @@ def test_a_store_error_inside_the_unit_rolls_it_back_and_the_event_goes_step_by_
     assert not result.all_errors(), result.all_errors()
     assert [o.what for o in result.sequences] == ["enrolled"]
     [enrollment] = flow.sequences.enrollments("o1")
-    assert enrollment.visit == 1 and enrollment.revision == 2  # enrolled once, moved once
+    assert enrollment.visit == 1 and enrollment.revision == 1  # enrolled once, at its first visit
     assert steps(storage) == {f"seq:{enrollment.enrollment_id}:1": ("first", "pending")}
     states = sorted(a.state.value for a in storage.scheduled.list(limit=10))
     assert states == ["done", "pending", "pending"]

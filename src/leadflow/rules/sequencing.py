@@ -15,7 +15,7 @@ caller gives ``now``, the recipient's zone and the context branches read.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -37,7 +37,16 @@ from .calendar import WorkingCalendar
 from .compiler import CompiledCondition, combine, compile_condition, describe
 from .vocabulary import Vocabulary
 
-__all__ = ["Hop", "SequenceProgram", "Stop", "split_choice"]
+__all__ = ["Hop", "SequenceProgram", "Stop", "Zone", "resolved", "split_choice"]
+
+Zone = ZoneInfo | Callable[[], ZoneInfo]
+"""The recipient's time zone, or how to find it (asked only by a step that needs it: a send
+window, a wait until a local time, a deferral)."""
+
+
+def resolved(zone: Zone) -> ZoneInfo:
+    return zone if isinstance(zone, ZoneInfo) else zone()
+
 
 _MAX_HOPS: Final = 1000
 _SCAN_DAYS: Final = 3660
@@ -174,7 +183,7 @@ class SequenceProgram:
     # ------------------------------------------------------------------ walking
 
     def start(
-        self, *, enrollment_id: str, now: datetime, context: Mapping[str, Any], zone: ZoneInfo
+        self, *, enrollment_id: str, now: datetime, context: Mapping[str, Any], zone: Zone
     ) -> Stop:
         """Where a new enrollment stops first."""
         return self._walk(0, enrollment_id, now, context, zone, "enrolled")
@@ -187,7 +196,7 @@ class SequenceProgram:
         enrollment_id: str,
         now: datetime,
         context: Mapping[str, Any],
-        zone: ZoneInfo,
+        zone: Zone,
     ) -> Stop:
         """Where the enrollment stops after step ``step_id`` finished with ``outcome``
         (``done`` for an action or a wait; ``matched`` or ``timed_out`` for a wait for an
@@ -207,7 +216,7 @@ class SequenceProgram:
         enrollment_id: str,
         now: datetime,
         context: Mapping[str, Any],
-        zone: ZoneInfo,
+        zone: Zone,
         came: str,
     ) -> Stop:
         steps = self.definition.steps
@@ -278,12 +287,13 @@ class SequenceProgram:
         calendar = self._calendar
         return day.weekday() in calendar.workdays and day not in calendar.holidays
 
-    def _wait_end(self, step: WaitStep, now: datetime, zone: ZoneInfo) -> tuple[datetime, str]:
+    def _wait_end(self, step: WaitStep, now: datetime, lazy: Zone) -> tuple[datetime, str]:
         if step.delay is not None:
             end = self._after_delay(step.delay, now)
             return end, f"waits {_delay_text(step.delay)} until {end.isoformat()}"
         until = step.until
         assert until is not None
+        zone = resolved(lazy)
         day = now.astimezone(zone).date() + timedelta(days=1 if until.next_day else 0)
         for _ in range(_SCAN_DAYS):
             if not until.business_days or self._working_day(day):
@@ -297,20 +307,22 @@ class SequenceProgram:
             day += timedelta(days=1)
         raise InvalidInputError("no such day within ten years", field="until")
 
-    def deferred(self, step_id: str, now: datetime, zone: ZoneInfo, why: str) -> Stop:
+    def deferred(self, step_id: str, now: datetime, lazy: Zone, why: str) -> Stop:
         """The same action step again, due at the send window's first opening on the next
         local day in ``zone`` (a daily cap was reached)."""
+        zone = resolved(lazy)
         tomorrow = now.astimezone(zone).date() + timedelta(days=1)
         midnight = datetime.combine(tomorrow, datetime.min.time(), tzinfo=zone).astimezone(UTC)
         due, when = self.send_time(midnight, zone)
         return Stop("action", step_id, due, why=f"{why}: deferred to the next day ({when})")
 
-    def send_time(self, now: datetime, zone: ZoneInfo) -> tuple[datetime, str]:
+    def send_time(self, now: datetime, lazy: Zone) -> tuple[datetime, str]:
         """When an action step due ``now`` may act: ``now`` inside the send window (or
         without one), else the window's next opening in ``zone``."""
         window = self.definition.window
         if window is None:
             return now, "due at once (no send window)"
+        zone = resolved(lazy)
         calendar = self._zones.get(zone.key)
         if calendar is None:
             calendar = WorkingCalendar(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,12 +28,16 @@ from .planning import is_permanent
 from .results import ActionRun, DueRunReport
 from .settings import FlowSettings
 
-__all__ = ["Cascade", "Executor", "KindRunner"]
+__all__ = ["BatchRunner", "Cascade", "Executor", "KindRunner"]
 
 log = logging.getLogger("leadflow")
 
 KindRunner = Callable[[ActionContext[Any]], "str | None"]
 """Runs one claimed action of a kind; returns a short note, raises to fail the attempt."""
+
+BatchRunner = Callable[[Sequence[ActionContext[Any]]], "Sequence[str | Exception | None]"]
+"""Runs several claimed actions of a kind together (so that their writes can share commits);
+returns, in order, each one's note or the exception that failed its attempt."""
 
 Cascade = Callable[[Event, ActionContext[Any]], None]
 """Feeds an event an action caused back into the rules (see :meth:`ActionContext.cascade`)."""
@@ -70,11 +74,21 @@ class Executor:
         self.worker_id = worker_id
         self._emit = emit
         self._kinds: dict[ActionKind, KindRunner] = {}
+        self._batches: dict[ActionKind, BatchRunner] = {}
         self._cascade: Cascade = _no_cascade
 
-    def register_kind(self, kind: ActionKind, runner: KindRunner) -> None:
-        """Run the actions of ``kind`` with ``runner`` (replacing any runner before)."""
-        self._kinds[ActionKind(kind)] = runner
+    def register_kind(
+        self, kind: ActionKind, runner: KindRunner, *, batch: BatchRunner | None = None
+    ) -> None:
+        """Run the actions of ``kind`` with ``runner`` (replacing any runner before); with
+        ``batch``, :meth:`run_due` hands it the consecutive actions of the kind in a claimed
+        batch at once instead (their successes are acknowledged after it returns)."""
+        kind = ActionKind(kind)
+        self._kinds[kind] = runner
+        if batch is None:
+            self._batches.pop(kind, None)
+        else:
+            self._batches[kind] = batch
 
     def cascade_to(self, cascade: Cascade) -> None:
         """Where :meth:`ActionContext.cascade` sends the events actions cause."""
@@ -106,6 +120,11 @@ class Executor:
             note = runner(ctx)
         except Exception as exc:
             return self._failed(action, exc, now), ctx
+        return self._succeeded(action, note, defer_done=defer_done), ctx
+
+    def _succeeded(
+        self, action: ScheduledAction, note: str | None, *, defer_done: bool
+    ) -> ActionRun:
         state = ScheduledActionState.DONE
         if not defer_done:
             try:
@@ -117,7 +136,40 @@ class Executor:
                 state = ScheduledActionState.CLAIMED
         if log.isEnabledFor(logging.INFO):
             log.info("action done: %s", note, extra=_fields(action))
-        return ActionRun(action.idempotency_key, action.action_type, True, note, state), ctx
+        return ActionRun(action.idempotency_key, action.action_type, True, note, state)
+
+    def _runs(self, claimed: Sequence[ScheduledAction]) -> Iterator[ActionRun]:
+        """Run ``claimed`` in order, successes not marked done: one by one, or a kind's
+        consecutive actions together where the kind has a batch runner."""
+        start = 0
+        while start < len(claimed):
+            kind = claimed[start].kind
+            batch = self._batches.get(kind)
+            end = start + 1
+            if batch is not None:
+                while end < len(claimed) and claimed[end].kind is kind:
+                    end += 1
+            if batch is None or end - start == 1:
+                yield self.execute(claimed[start], defer_done=True)[0]
+            else:
+                yield from self._run_batch(batch, claimed[start:end])
+            start = end
+
+    def _run_batch(
+        self, batch: BatchRunner, actions: Sequence[ScheduledAction]
+    ) -> Iterator[ActionRun]:
+        now = self.now()
+        try:
+            outcomes = batch([self.context(action, now) for action in actions])
+            if len(outcomes) != len(actions):  # pragma: no cover - a runner's wiring error
+                raise RuntimeError(f"a batch runner returned {len(outcomes)} outcomes")
+        except Exception as exc:
+            outcomes = [exc] * len(actions)
+        for action, outcome in zip(actions, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                yield self._failed(action, outcome, now)
+            else:
+                yield self._succeeded(action, outcome, defer_done=True)
 
     def _failed(self, action: ScheduledAction, exc: Exception, now: datetime) -> ActionRun:
         permanent = is_permanent(exc)
@@ -186,9 +238,8 @@ class Executor:
         unacked: dict[str, int] = {}
         flush_at = when + lease / 2
         try:
-            for action in claimed:
-                report.claimed += 1
-                run, _ = self.execute(action, defer_done=True)
+            report.claimed = len(claimed)
+            for action, run in zip(claimed, self._runs(claimed), strict=True):
                 if run.ok:
                     unacked[action.action_id] = len(report.runs)
                     report.succeeded += 1

@@ -190,7 +190,9 @@ class LeadFlow:
         self.executor.register_kind(ActionKind.RULE, self.handlers.run)
         self.executor.register_kind(ActionKind.DELIVERY, self.outbox.deliver)
         if self.sequencer is not None:
-            self.executor.register_kind(ActionKind.STEP, self.sequencer.run_step)
+            self.executor.register_kind(
+                ActionKind.STEP, self.sequencer.run_step, batch=self.sequencer.run_steps
+            )
         self.executor.cascade_to(self.planner.cascade)
         self.activity_writes = ActivityWrites(
             activities=storage.activities, outbox=self.outbox, emit=self.emit, clock=self.clock

@@ -20,7 +20,7 @@ from ..fields import Id
 from ..models import Event
 from ..ports import CounterStore, OpportunityFields, OpportunityGateway
 from ..records import ScheduledAction
-from ..rules.sequencing import Hop, SequenceProgram, Stop
+from ..rules.sequencing import Hop, SequenceProgram, Stop, Zone
 from ..sequences import ActionStep, BranchStep, Enrollment, SequenceDefinition, StepRecord
 from ..sequences.enrollment import HISTORY_LIMIT
 
@@ -91,6 +91,17 @@ class Recipients:
                 except (ZoneInfoNotFoundError, ValueError):
                     log.warning("unknown time zone %r for %s", candidate, opportunity_id)
         return program.vocabulary.calendar.zone
+
+    def lazy_zone(self, opportunity_id: str, program: SequenceProgram) -> Zone:
+        """:meth:`zone`, looked up (once) only if a step asks for it."""
+        found: list[ZoneInfo] = []
+
+        def zone() -> ZoneInfo:
+            if not found:
+                found.append(self.zone(opportunity_id, program))
+            return found[0]
+
+        return zone
 
     def context(
         self, enrollment: Enrollment, program: SequenceProgram, event: Event | None

@@ -7,8 +7,9 @@ went, merged in time order.
 :func:`read_step_entries` reads the visit actions: an enrollment's visit ``v`` is the stored
 action keyed ``seq:<enrollment>:<v>`` (:func:`~leadflow.runtime.sequence_parts.step_key`), so each
 is one :meth:`~leadflow.ports.ScheduledActionStore.get` by id, never a scan of the store.
-A visit stored again on resume (after a pause) has a key of its own, not read here: its
-step shows as held, then done or pending, from the enrollment's history.
+A visit stored again on resume (after a pause) has a key of its own, not read here: its step
+shows as held, then pending due at the resume (the enrollment's last change: the resume
+clearing ``held``), then done, from the enrollment's history.
 """
 
 from __future__ import annotations
@@ -152,7 +153,18 @@ def _visit_entry(
     if action is not None and action.state is ScheduledActionState.PARKED:
         return entry.model_copy(update={"state": "failed", "error": action.last_error})
     if enrollment.active:
-        return entry.model_copy(update={"state": "held"}) if enrollment.held else entry
+        if enrollment.held:
+            return entry.model_copy(update={"state": "held"})
+        if action is not None and action.state is ScheduledActionState.DONE:
+            # Its run found the sequence paused (held); resuming stored the visit again, due
+            # at the resume, under a key of its own: that is when it is due now.
+            resumed = enrollment.updated_at or due
+            return entry.model_copy(
+                update={"at": resumed, "due_at": resumed,
+                        "why": f"held while the sequence was paused; due again when resumed "
+                               f"({resumed.isoformat() if resumed else '-'}): {entry.why}"}
+            )  # fmt: skip
+        return entry
     if enrollment.sending and action_type is not None:  # the send began before the end
         return entry.model_copy(update={"state": "done", "outcome": "done"})
     return entry.model_copy(

@@ -6,14 +6,12 @@ visit number: ``seq:<enrollment>:<visit>``. What it does when it runs (the execu
 for the kind, :meth:`Sequencer.run_step`): an ``action`` step runs its handler; a timer (a
 ``wait``'s end, a ``wait_for_event``'s timeout) moves the enrollment on.
 
-**Moving on** (:meth:`Sequencer._advance`): the pure interpreter
-(:class:`~leadflow.rules.sequencing.SequenceProgram`) says where the enrollment stops next;
-that visit's action is stored *first* and the enrollment record is then moved to it by
-compare-and-set on its ``revision``. The first stored action of a visit wins: a timer and a
-matching event racing for the same visit both find the one stored first, so the enrollment
-goes one way. A crash between the two writes leaves a stored visit that the rerun (lease
-expiry) finds again. A worker that claims the stored visit before the record reached it
-(it was due at once) fails the attempt, retried as any failure, and runs it once it has.
+**Moving on** (:class:`~leadflow.runtime.sequence_moves.Moves`): the next visit's action is
+stored first, then the enrollment record is moved to it by compare-and-set. A worker that
+claims the stored visit before the record reached it (it was due at once) fails the attempt,
+retried as any failure, and runs it once it has. **Entering** writes the new enrollment once,
+already at its first stop, then stores that visit (handling the entry again stores a visit a
+crash lost in between).
 
 **Goals against steps** are settled by the order of the compare-and-sets on the enrollment
 record: an action step first marks the enrollment ``sending`` (a compare-and-set) and only
@@ -23,14 +21,21 @@ if the step's comes first, its send began before the goal was stored, and it com
 rerun after a crash or a failed attempt finds the send begun at the ended enrollment's visit
 and runs the handler again, same idempotency key, without moving on). On SQL the goal's
 write and the event are one unit of work, so "stored" means committed.
+
+**A claimed batch** (:meth:`Sequencer.run_steps`, the executor's batch runner for the kind):
+the "send begun" marks of its action steps are one unit of work, committed before the first
+of their handlers runs: each send of the batch begins at that commit (a goal stored after it
+lets the send complete, one stored before it stops it). The moves on after the handlers are
+one unit of work too, committed before the executor acknowledges the batch.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from ..clock import ensure_utc
 from ..errors import (
@@ -45,13 +50,12 @@ from ..ports import (
     CounterStore,
     EnrollmentStore,
     OpportunityGateway,
-    PendingCancellation,
     ScheduledActionStore,
     SequenceRepository,
     UnitOfWork,
 )
 from ..ports.storage import SeparateSteps
-from ..records import ActionKind, DuplicatePolicy, ScheduledAction
+from ..records import ScheduledAction
 from ..rules.sequencing import SequenceProgram, Stop
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
@@ -60,30 +64,46 @@ from ..sequences import (
     EnrollmentState,
     Reenrollment,
     SequenceStatus,
-    StepRecord,
     WaitForEventStep,
 )
 from .context import ActionContext
 from .emitter import Emitter
-from .planning import action_id_for, partition_for
 from .results import SequenceOutcome
+from .sequence_moves import Moves
 from .sequence_parts import (
     EnrollParams,
     Recipients,
-    capped_history,
     enrollment_id_for,
-    explanation,
-    hops,
     payload,
-    step_key,
 )
 from .sequence_programs import Programs
 from .settings import FlowSettings
 
 __all__ = ["SequenceOutcome", "Sequencer"]
 
+log = logging.getLogger("leadflow")
+
 _CAS_TRIES: Final = 20
 _RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
+
+
+@dataclasses.dataclass(slots=True)
+class _Visit:
+    """A claimed visit of a batch on its way (:meth:`Sequencer.run_steps`): ``send`` (an
+    action step: mark the send begun, run the handler, move on), ``rerun`` (the send began
+    before the enrollment ended: run the handler again), ``timer`` or ``deferred`` (move on
+    with ``outcome``)."""
+
+    index: int
+    ctx: ActionContext[Any]
+    enrollment: Enrollment
+    program: SequenceProgram | None
+    kind: Literal["send", "rerun", "timer", "deferred"]
+    outcome: str | None = None
+    stop: Stop | None = None
+    note: str | None = None
+    failed: Exception | None = None
+    final: bool = False
 
 
 class Sequencer:
@@ -110,18 +130,40 @@ class Sequencer:
         units: UnitOfWork | None = None,
     ) -> None:
         self.sequences = sequences
-        self.enrollments = enrollments
         self.scheduled = scheduled
         self._recipients = Recipients(opportunities, counters, settings.contact_daily_cap)
         self._run_handler = run
-        self._settings = settings
         self._clock = clock
         self._emit = emit
         self.programs = Programs(sequences, vocabulary, settings.rules_refresh)
         self._units: UnitOfWork = units if units is not None else SeparateSteps()
+        self.moves = Moves(
+            enrollments=enrollments, scheduled=scheduled, recipients=self._recipients,
+            settings=settings, clock=clock, emit=emit, units=self._units,
+        )  # fmt: skip
+
+    @property
+    def enrollments(self) -> EnrollmentStore:
+        return self.moves.enrollments
+
+    @enrollments.setter
+    def enrollments(self, store: EnrollmentStore) -> None:
+        self.moves.enrollments = store
 
     def now(self) -> datetime:
         return ensure_utc(self._clock.now(), "clock.now()")
+
+    def end(
+        self,
+        enrollment: Enrollment,
+        state: EnrollmentState,
+        reason: str,
+        *,
+        goal: str | None = None,
+        event: Event | None = None,
+    ) -> Enrollment | None:
+        """End an active enrollment (see :meth:`Moves.end`)."""
+        return self.moves.end(enrollment, state, reason, goal=goal, event=event)
 
     # ------------------------------------------------------------------ events
 
@@ -164,7 +206,7 @@ class Sequencer:
             and step_id is not None
             and program.wait_matches(step_id, event)
         ):
-            moved = self._advance(enrollment, program, event, cause=event, outcome="matched")
+            moved = self.moves.advance(enrollment, program, event, cause=event, outcome="matched")
             if moved:
                 return SequenceOutcome(enrollment.sequence_id, enrollment.enrollment_id,
                                        "matched", step_id)  # fmt: skip
@@ -211,207 +253,32 @@ class Sequencer:
             enrolled_at=now,
             updated_at=now,
         )
-        stored, created = self.enrollments.enroll(new)
+        # Stored at its first stop (one write; that visit's action is stored next), unless the
+        # sequence ends at once (stored at visit 0, then moved on to its end).
+        first = self.moves.first(new, program, event, now)
+        entering = new if first is None else first[0]
+        stored, created = self.enrollments.enroll(entering)
         what = "enrolled"
         if not created and stored.enrollment_id != enrollment_id:
             if policy is not Reenrollment.EVERY_ENTRY:
                 return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
             self.end(stored, EnrollmentState.ENDED, f"re-entered ({event.type} {event.id})")
-            stored, created = self.enrollments.enroll(new)
+            stored, created = self.enrollments.enroll(entering)
             what = "reentered"
         if not created:  # this event enrolled it before (handled again): carry on from there
-            if stored.visit == 0 and stored.active:
-                self._advance(stored, program, event, cause=event, outcome="enrolled")
+            if stored.active and stored.visit == 0:
+                self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
+            elif stored.active and stored.visit == 1 and first is not None:
+                # Its first visit may not have been stored (a crash between the two writes
+                # where they are not one unit of work): stored now, or found stored.
+                self.moves.store_first(stored, program, first[1], event)
             return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
         self._emit("sequence.enrolled", payload(stored, {"eventId": event.id, "by": actor}))
-        self._advance(stored, program, event, cause=event, outcome="enrolled")
-        return SequenceOutcome(sequence_id, stored.enrollment_id, what)
-
-    # ------------------------------------------------------------------ moving on
-
-    def _advance(
-        self,
-        enrollment: Enrollment,
-        program: SequenceProgram,
-        trigger: Event | None,
-        *,
-        cause: Event,
-        outcome: str,
-        stop: Stop | None = None,
-    ) -> bool:
-        """Store the enrollment's next visit, then move the record to it (compare-and-set,
-        retried on a stale read while the enrollment still stands where it did). False when
-        another writer moved or ended it first."""
-        now = self.now()
-        context = self._recipients.context(enrollment, program, trigger)
-        zone = self._recipients.zone(enrollment.opportunity_id, program)
-        if stop is not None:
-            pass
-        elif enrollment.visit == 0 or enrollment.step_id is None:
-            stop = program.start(
-                enrollment_id=enrollment.enrollment_id, now=now, context=context, zone=zone
-            )
+        if first is None:
+            self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
         else:
-            stop = program.after(
-                enrollment.step_id, outcome, enrollment_id=enrollment.enrollment_id, now=now,
-                context=context, zone=zone,
-            )  # fmt: skip
-        visit = enrollment.visit + 1
-        stored: ScheduledAction | None = None
-        if not stop.ended:
-            stored = self._store_visit(enrollment, program, stop, visit, cause, now)
-        current = enrollment
-        for _ in range(_CAS_TRIES):
-            if not current.active or current.visit != enrollment.visit:
-                return False
-            try:
-                self._moved(current, program, stop, stored, visit, outcome, context, now)
-            except StaleWriteError:
-                current = self.enrollments.get(enrollment.enrollment_id)
-                continue
-            if outcome == "matched":  # the wait's timeout timer is not needed any more
-                self._cancel_visit(current, now)
-            return True
-        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
-
-    def _store_visit(
-        self,
-        enrollment: Enrollment,
-        program: SequenceProgram,
-        stop: Stop,
-        visit: int,
-        cause: Event,
-        now: datetime,
-    ) -> ScheduledAction:
-        assert stop.step_id is not None and stop.due_at is not None
-        step = program.definition.step(stop.step_id)
-        key = step_key(enrollment.enrollment_id, visit)
-        settings = self._settings
-        action = ScheduledAction(  # validated: cheaper than model_construct's defaults walk
-            action_id=action_id_for(key),
-            idempotency_key=key,
-            kind=ActionKind.STEP,
-            event=cause,
-            rule_id=enrollment.sequence_id,
-            rule_name=program.definition.name,
-            rule_version=enrollment.sequence_version,
-            action_index=visit,
-            action=step.action if isinstance(step, ActionStep) else None,
-            opportunity_id=enrollment.opportunity_id,
-            enrollment_id=enrollment.enrollment_id,
-            step_id=stop.step_id,
-            partition=partition_for(enrollment.opportunity_id, settings.partitions),
-            planned_at=stop.due_at,
-            duplicates=DuplicatePolicy.ALLOW,
-            explanation=explanation(program.definition, stop)[:20_000],
-            due_at=stop.due_at,
-            max_attempts=settings.retry.max_attempts,
-            created_at=now,
-        )
-        stored, _ = self.scheduled.schedule(action)
-        return stored
-
-    def _moved(
-        self,
-        current: Enrollment,
-        program: SequenceProgram,
-        stop: Stop,
-        stored: ScheduledAction | None,
-        visit: int,
-        outcome: str,
-        context: Mapping[str, Any],
-        now: datetime,
-    ) -> Enrollment:
-        version = current.sequence_version
-        records = [
-            StepRecord(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
-                       outcome=h.outcome, why=h.why[:2000], version=version)
-            for h in hops(stop, stored)
-        ]  # fmt: skip
-        new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
-        if stored is None:
-            reason = stop.end_reason or "completed"
-            records.append(
-                StepRecord(visit=visit, step_id=stop.hops[-1].step_id if stop.hops else "-",
-                           kind="end", at=now, outcome="completed", why=stop.why, version=version)
-            )  # fmt: skip
-            changed = current._evolve(
-                state=EnrollmentState.COMPLETED, end_reason=reason, visit=visit, step_id=None,
-                sending=False, waiting_for=None, ended_at=now, updated_at=now,
-                variants={**current.variants, **stop.variants}, context=new_context,
-                history=capped_history(current.history, records),
-            )  # fmt: skip
-            updated = self.enrollments.update(changed)
-            self._emit("sequence.completed", payload(updated, {"reason": reason}))
-            return updated
-        assert stored.step_id is not None
-        step = program.definition.step(stored.step_id)
-        waiting = step.event_type if isinstance(step, WaitForEventStep) else None
-        why = stop.why if stored.step_id == stop.step_id else "stored first by another writer"
-        records.append(
-            StepRecord(visit=visit, step_id=stored.step_id or "-", kind=step.kind, at=now,
-                       outcome="scheduled", why=f"after {outcome}: {why}", version=version)
-        )  # fmt: skip
-        variants = current.variants
-        if stored.step_id == stop.step_id:
-            variants = {**variants, **stop.variants}
-        changed = current._evolve(
-            visit=visit, step_id=stored.step_id, sending=False, waiting_for=waiting,
-            variants=variants, context=new_context, updated_at=now,
-            history=capped_history(current.history, records),
-        )  # fmt: skip
-        return self.enrollments.update(changed)
-
-    def end(
-        self,
-        enrollment: Enrollment,
-        state: EnrollmentState,
-        reason: str,
-        *,
-        goal: str | None = None,
-        event: Event | None = None,
-    ) -> Enrollment | None:
-        """End an active enrollment (compare-and-set, retried on a stale read); None when it
-        had ended already. Its pending visit is cancelled (one already claimed
-        finishes as skipped)."""
-        current = enrollment
-        now = self.now()
-        for _ in range(_CAS_TRIES):
-            if not current.active:
-                return None
-            record = StepRecord(
-                visit=current.visit, step_id=current.step_id or "-", kind="end", at=now,
-                outcome=state.value, why=reason[:2000], version=current.sequence_version,
-            )  # fmt: skip
-            changed = current._evolve(
-                state=state, end_reason=reason[:500], goal=goal, ended_at=now, updated_at=now,
-                waiting_for=None, history=capped_history(current.history, [record]),
-            )  # fmt: skip
-            try:
-                updated = self.enrollments.update(changed)
-            except StaleWriteError:
-                current = self.enrollments.get(enrollment.enrollment_id)
-                continue
-            self._cancel_visit(updated, now)
-            extra: dict[str, Any] = {"reason": reason, "state": state.value}
-            if goal is not None:
-                extra["goal"] = goal
-            if event is not None:
-                extra["eventId"] = event.id
-            self._emit(f"sequence.{state.value}", payload(updated, extra))
-            return updated
-        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
-
-    def _cancel_visit(self, enrollment: Enrollment, now: datetime) -> None:
-        """Cancel the ended enrollment's pending visit (where the store can; otherwise it is
-        skipped when it comes due). A visit already claimed finishes as skipped; one whose
-        send began (a failed attempt waiting for its retry) is left to complete."""
-        if enrollment.visit == 0 or not isinstance(self.scheduled, PendingCancellation):
-            return
-        if enrollment.sending:  # its send began before the end: a retry completes it
-            return
-        key = step_key(enrollment.enrollment_id, enrollment.visit)
-        self.scheduled.cancel_pending([action_id_for(key)], now=now)
+            self.moves.store_first(stored, program, first[1], event)
+        return SequenceOutcome(sequence_id, stored.enrollment_id, what)
 
     def enroll_action(self, ctx: ActionContext[EnrollParams]) -> str:
         """The ``enroll`` rule action: enroll the event's opportunity in the sequence (once
@@ -433,17 +300,51 @@ class Sequencer:
         )  # fmt: skip
         return f"{outcome.what}: {outcome.enrollment_id} in {sequence_id}"
 
-    # ------------------------------------------------------------------ running a visit
+    # ------------------------------------------------------------------ running visits
 
     def run_step(self, ctx: ActionContext[Any]) -> str | None:
-        """The executor's runner for ``step`` actions (see the module docstring). The "send
-        begun" mark is committed on its own before the handler runs (the goal-versus-send
-        rule needs it durable, and a SQLite unit would hold the database's write lock through
-        the handler); moving on (the next visit stored, the enrollment moved) is one unit of
-        work on SQL."""
-        return self._run_step(ctx)
+        """The executor's runner for one ``step`` action (see :meth:`run_steps`)."""
+        [outcome] = self.run_steps([ctx])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    def _run_step(self, ctx: ActionContext[Any]) -> str | None:
+    def run_steps(self, contexts: Sequence[ActionContext[Any]]) -> list[str | Exception | None]:
+        """The executor's batch runner for ``step`` actions: each one's note, or the exception
+        that fails its attempt (see the module docstring). The "send begun" marks of the
+        batch's action steps are committed together (one unit of work on SQL) before any of
+        their handlers runs (the goal-versus-send rule needs them durable; a SQLite unit
+        would hold the database's write lock through the handlers); then the handlers run;
+        then the moves on (each next visit stored, each enrollment moved) are one unit of
+        work. A unit that fails is done again one visit at a time, so that one visit's
+        failure fails only its own attempt."""
+        outcomes: list[str | Exception | None] = [None] * len(contexts)
+        visits: list[_Visit] = []
+        for index, ctx in enumerate(contexts):
+            try:
+                looked = self._look(ctx, index)
+            except Exception as exc:
+                outcomes[index] = exc
+                continue
+            if isinstance(looked, _Visit):
+                visits.append(looked)
+            else:
+                outcomes[index] = looked
+        self._together([v for v in visits if v.kind == "send"], self._mark)
+        for visit in visits:
+            if visit.kind in ("send", "rerun") and visit.failed is None and not visit.final:
+                try:
+                    visit.note = self._run_handler(visit.ctx)
+                except Exception as exc:
+                    visit.failed = exc
+                visit.final = visit.kind == "rerun"
+        self._together([v for v in visits if v.failed is None and not v.final], self._move)
+        for visit in visits:
+            outcomes[visit.index] = visit.failed if visit.failed is not None else visit.note
+        return outcomes
+
+    def _look(self, ctx: ActionContext[Any], index: int) -> str | _Visit:
+        """What a claimed visit does: a final note (skipped, held), or what is left to do."""
         action = ctx.scheduled
         assert action.enrollment_id is not None and action.step_id is not None
         try:
@@ -456,7 +357,7 @@ class Sequencer:
                 and enrollment.visit == action.action_index
                 and enrollment.step_id == action.step_id
             ):  # its send began before the end was stored: a rerun (crash, retry) completes it
-                return self._run_handler(ctx)
+                return _Visit(index, ctx, enrollment, None, "rerun")
             return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
         if enrollment.visit < action.action_index:
             # Stored by a writer that has not moved the enrollment to it yet (its second
@@ -479,34 +380,56 @@ class Sequencer:
         step = program.definition.step(action.step_id)
         if isinstance(step, ActionStep):
             capped = self._recipients.capped(enrollment, program, step, self.now())
-            if capped is not None:
-                zone = self._recipients.zone(enrollment.opportunity_id, program)
-                stop = program.deferred(step.id, self.now(), zone, capped)
-                self._advance(enrollment, program, None, cause=action.event, outcome="deferred",
-                              stop=stop)  # fmt: skip
-                return f"deferred: {capped}"
-            begun = self._begin_send(enrollment, action)
-            if begun is None:
-                return "skipped: the enrollment ended before the send began"
-            note = self._run_handler(ctx)
-            with self._unit():
-                self._advance(begun, program, None, cause=action.event, outcome="done")
-            return note
+            if capped is None:
+                return _Visit(index, ctx, enrollment, program, "send", outcome="done")
+            zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
+            stop = program.deferred(step.id, self.now(), zone, capped)
+            return _Visit(index, ctx, enrollment, program, "deferred", outcome="deferred",
+                          stop=stop, note=f"deferred: {capped}")  # fmt: skip
         outcome = "timed_out" if isinstance(step, WaitForEventStep) else "done"
-        with self._unit():
-            moved = self._advance(enrollment, program, None, cause=action.event, outcome=outcome)
-        return f"{step.kind} {step.id}: {outcome}" if moved else "skipped: moved on meanwhile"
+        return _Visit(index, ctx, enrollment, program, "timer", outcome=outcome,
+                      note=f"{step.kind} {step.id}: {outcome}")  # fmt: skip
 
-    @contextlib.contextmanager
-    def _unit(self) -> Iterator[None]:
-        """One unit of work for moving on (joined when one is open; none without atomic
-        units), with leadflow's own events held until it commits."""
-        units = self._units
-        if not units.atomic or units.active:
-            yield
+    def _together(self, visits: list[_Visit], work: Callable[[_Visit], None]) -> None:
+        """``work`` on each of ``visits`` in one unit of work (in the order of their
+        enrollments, as every worker takes them); if that unit fails, on each in its own,
+        a failure failing that visit alone. Without atomic units, each on its own."""
+        if not visits:
             return
-        with self._emit.held(), units():
-            yield
+        visits = sorted(visits, key=lambda v: v.enrollment.enrollment_id)
+        if len(visits) > 1 and self._units.atomic and not self._units.active:
+            try:
+                with self.moves.unit():
+                    for visit in visits:
+                        work(visit)
+                return
+            except Exception:
+                log.warning("a batch of sequence steps failed together: one at a time now",
+                            exc_info=True)  # fmt: skip
+        for visit in visits:
+            try:
+                with self.moves.unit():
+                    work(visit)
+            except Exception as exc:
+                visit.failed = exc
+
+    def _mark(self, visit: _Visit) -> None:
+        begun = self._begin_send(visit.enrollment, visit.ctx.scheduled)
+        if begun is None:
+            visit.note = "skipped: the enrollment ended before the send began"
+            visit.final = True
+        else:
+            visit.enrollment = begun
+            visit.final = False
+
+    def _move(self, visit: _Visit) -> None:
+        assert visit.program is not None and visit.outcome is not None
+        moved = self.moves.advance(
+            visit.enrollment, visit.program, None, cause=visit.ctx.scheduled.event,
+            outcome=visit.outcome, stop=visit.stop,
+        )  # fmt: skip
+        if visit.kind == "timer" and not moved:
+            visit.note = "skipped: moved on meanwhile"
 
     def _hold(self, enrollment: Enrollment) -> str:
         """The sequence is paused: mark the visit held (resuming stores it again, due then)."""

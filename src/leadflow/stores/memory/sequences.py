@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import builtins
 import threading
-from enum import StrEnum
-from typing import TypeVar
 
-from ...documents import check_document, copy_document, plain
+from ...documents import plain
 from ...errors import (
     DuplicateError,
     InvalidInputError,
-    InvalidStateError,
     NotFoundError,
     StaleWriteError,
 )
@@ -23,9 +20,8 @@ from ...sequences import (
     EnrollmentState,
     SequenceDefinition,
     SequenceStatus,
-    StepRecord,
 )
-from ...sequences.enrollment import HISTORY_LIMIT
+from ..sequence_checks import check_change, checked_enrollment, detached, enum_member
 from .arguments import check_id, check_limit, check_model
 
 __all__ = ["InMemoryEnrollmentStore", "InMemorySequenceRepository"]
@@ -88,7 +84,7 @@ class InMemorySequenceRepository:
     def set_status(
         self, sequence_id: str, version: int, status: SequenceStatus
     ) -> SequenceDefinition:
-        status = _enum(SequenceStatus, status, "status")
+        status = enum_member(SequenceStatus, status, "status")
         stored = self.get(sequence_id, version)
         with self._lock:
             changed = stored.model_copy(update={"status": status})
@@ -143,7 +139,7 @@ class InMemoryEnrollmentStore:
             old = self._by_id.get(checked.enrollment_id)
             if old is None:
                 raise NotFoundError(f"no enrollment {checked.enrollment_id!r}")
-            _check_change(old, checked)
+            check_change(old, checked)
             stored = checked._evolve(revision=old.revision + 1)
             self._by_id[stored.enrollment_id] = stored
             if not stored.active:
@@ -170,7 +166,7 @@ class InMemoryEnrollmentStore:
         sequence_id, opportunity_id = plain(sequence_id), plain(opportunity_id)
         check_id(sequence_id, "sequence_id", optional=True)
         check_id(opportunity_id, "opportunity_id", optional=True)
-        wanted = None if state is None else _enum(EnrollmentState, state, "state")
+        wanted = None if state is None else enum_member(EnrollmentState, state, "state")
         limit = check_limit(limit, 10_000)
         with self._lock:
             if opportunity_id is not None:
@@ -186,71 +182,13 @@ class InMemoryEnrollmentStore:
         return [_out(e) for e in sorted(found, key=_order)[:limit]]
 
 
-_E = TypeVar("_E", bound=StrEnum)
-
-
-def _enum(cls: type[_E], value: object, field: str) -> _E:
-    """``value`` as a member of ``cls``, else :class:`InvalidInputError` naming ``field``."""
-    if isinstance(value, str):
-        try:
-            return cls(plain(value))
-        except ValueError:
-            pass
-    allowed = ", ".join(m.value for m in cls)
-    raise InvalidInputError(f"expected one of {allowed}, got {value!r}", field=field)
-
-
 def _checked(enrollment: object) -> Enrollment:
-    """A private copy of an enrollment from outside. The record is immutable and was validated
-    when built; what a caller may have changed since is inside its containers (the context
-    document, the variants, the history list), which are checked and copied."""
-    if not isinstance(enrollment, Enrollment):
-        raise InvalidInputError(
-            f"expected an Enrollment, got {type(enrollment).__name__}", field="enrollment"
-        )
-    check_document(enrollment.context, "context")
-    variants = enrollment.variants
-    if (
-        not isinstance(variants, dict)
-        or len(variants) > 100
-        or not all(type(k) is str and type(v) is str for k, v in variants.items())
-    ):
-        raise InvalidInputError("split decisions: at most 100, step id -> name", field="variants")
-    history = enrollment.history
-    if (
-        not isinstance(history, list)
-        or len(history) > HISTORY_LIMIT
-        or not all(isinstance(record, StepRecord) for record in history)
-    ):
-        raise InvalidInputError(f"at most {HISTORY_LIMIT} step records", field="history")
-    return _out(enrollment)
+    """A private copy of an enrollment from outside (checked as on every backend)."""
+    return _out(checked_enrollment(enrollment))
 
 
-def _out(enrollment: Enrollment) -> Enrollment:
-    """A copy sharing no container with the stored record."""
-    return enrollment._evolve(
-        context=copy_document(enrollment.context),
-        variants=dict(enrollment.variants),
-        history=list(enrollment.history),
-    )
+_out = detached
 
 
 def _order(enrollment: Enrollment) -> tuple[object, str]:
     return (enrollment.enrolled_at, enrollment.enrollment_id)
-
-
-def _check_change(old: Enrollment, new: Enrollment) -> None:
-    """What no update may do (the same refusals on every backend)."""
-    if old.revision != new.revision:
-        raise StaleWriteError(
-            f"enrollment {old.enrollment_id!r} is at revision {old.revision}, not "
-            f"{new.revision}: re-read it"
-        )
-    for name in ("sequence_id", "opportunity_id"):
-        if getattr(old, name) != getattr(new, name):
-            raise InvalidStateError(f"an enrollment's {name} cannot change")
-    if not old.active and new.active:
-        raise InvalidStateError(
-            f"enrollment {old.enrollment_id!r} has ended ({old.state.value}): it cannot "
-            "become active again"
-        )

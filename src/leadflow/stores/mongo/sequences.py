@@ -34,7 +34,7 @@ from ...errors import (
     StaleWriteError,
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
-from ..memory.sequences import _check_change, _enum
+from ..sequence_checks import check_change, enum_member
 from .common import (
     Document,
     MongoStore,
@@ -167,7 +167,7 @@ class MongoSequenceRepository(MongoStore):
     def set_status(
         self, sequence_id: str, version: int, status: SequenceStatus
     ) -> SequenceDefinition:
-        status = _enum(SequenceStatus, status, "status")
+        status = enum_member(SequenceStatus, status, "status")
         sequence_id = valid_id("sequence_id", sequence_id)
         wanted = _version(version, optional=False)
         document = self._collection.find_one_and_update(
@@ -273,7 +273,7 @@ class MongoEnrollmentStore(MongoStore):
         stored = self._collection.find_one({"enrollmentId": enrollment_id})
         if stored is None:
             raise NotFoundError(f"no enrollment {enrollment_id!r}")
-        _check_change(
+        check_change(
             Enrollment.from_document(stored),
             Enrollment.from_document({**document, "revision": revision}),
         )
@@ -306,7 +306,7 @@ class MongoEnrollmentStore(MongoStore):
         if opportunity is not None:
             query["opportunityId"] = opportunity
         if state is not None:
-            query["state"] = _enum(EnrollmentState, state, "state").value
+            query["state"] = enum_member(EnrollmentState, state, "state").value
         limit = valid_limit(limit, _MAX_LIST)
         cursor = self._collection.find(query, sort=self._ORDER, limit=limit)
         return [Enrollment.from_document(d) for d in cursor]

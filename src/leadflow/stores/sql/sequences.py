@@ -25,7 +25,17 @@ import builtins
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, exc, func, insert, literal_column, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    exc,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...documents import plain
@@ -38,7 +48,7 @@ from ...errors import (
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
 from ..memory.arguments import check_id, check_limit, check_model
-from ..memory.sequences import _check_change, _enum
+from ..sequence_checks import check_change, checked_enrollment, detached, enum_member
 from .database import SqlDatabase
 from .errors import sql_errors, translated
 
@@ -190,7 +200,7 @@ class SqlSequenceRepository:
     def set_status(
         self, sequence_id: str, version: int, status: SequenceStatus
     ) -> SequenceDefinition:
-        status = _enum(SequenceStatus, status, "status")
+        status = enum_member(SequenceStatus, status, "status")
         sequence_id = _sequence_id(sequence_id)
         if _check_version(version) is None:
             raise InvalidInputError("expected an int, got None", field="version")
@@ -223,6 +233,11 @@ def _enrollment_values(enrollment: Enrollment) -> dict[str, Any]:
     }
 
 
+_UPDATED_COLUMNS: Final = (
+    "sequence_version", "state", "revision", "enrolled_at", "updated_at", "ended_at", "document",
+)  # fmt: skip
+
+
 def _load_enrollment(row: Mapping[Any, Any]) -> Enrollment:
     return Enrollment.from_document(
         {**row["document"], "revision": row["revision"], "state": row["state"]}
@@ -248,20 +263,27 @@ class SqlEnrollmentStore:
         # Any unique constraint: the id, or the one active enrollment of the pair.
         self._add = upsert(self._t).on_conflict_do_nothing().returning(c.enrollment_id)
         self._columns = (c.document, c.revision, c.state)
+        # Built once, parameters bound per call (the hot path: every step reads and moves one).
+        self._by_id = select(*self._columns).where(c.enrollment_id == bindparam("w_id"))
+        checked = (
+            c.enrollment_id == bindparam("w_id"),
+            c.revision == bindparam("w_revision"),
+            c.sequence_id == bindparam("w_sequence"),
+            c.opportunity_id == bindparam("w_opportunity"),
+        )
+        values = {c[name]: bindparam(f"v_{name}", type_=c[name].type) for name in _UPDATED_COLUMNS}
+        self._update_active = update(self._t).where(*checked, self._active_is()).values(values)
+        self._update_any = update(self._t).where(*checked).values(values)
 
     def _active_is(self) -> ColumnElement[bool]:
         return self._t.c.state == _ACTIVE
 
-    def _row(self, statement: Select[Any]) -> Mapping[Any, Any] | None:
-        with self._db.read() as connection:
-            return connection.execute(statement).mappings().first()
-
     @translated("enrollment")
     def enroll(self, enrollment: Enrollment) -> tuple[Enrollment, bool]:
-        checked = check_model(enrollment, Enrollment, "enrollment")
+        checked = checked_enrollment(enrollment)
         if checked.state is not EnrollmentState.ACTIVE:
             raise InvalidInputError("a new enrollment is active", field="state")
-        stored = checked._evolve(revision=1)
+        stored = detached(checked._evolve(revision=1))
         values = _enrollment_values(stored)
         c = self._t.c
         by_id = select(*self._columns).where(c.enrollment_id == stored.enrollment_id)
@@ -289,40 +311,33 @@ class SqlEnrollmentStore:
     def get(self, enrollment_id: str) -> Enrollment:
         enrollment_id = plain(enrollment_id)
         check_id(enrollment_id, "enrollment_id")
-        row = self._row(select(*self._columns).where(self._t.c.enrollment_id == enrollment_id))
+        with self._db.read() as connection:
+            row = connection.execute(self._by_id, {"w_id": enrollment_id}).mappings().first()
         if row is None:
             raise NotFoundError(f"no enrollment {enrollment_id!r}")
         return _load_enrollment(row)
 
     @translated("enrollment")
     def update(self, enrollment: Enrollment) -> Enrollment:
-        checked = check_model(enrollment, Enrollment, "enrollment")
+        checked = checked_enrollment(enrollment)
         new = checked._evolve(revision=checked.revision + 1)
         values = _enrollment_values(new)
-        del values["enrollment_id"]
-        c = self._t.c
-        conditions: builtins.list[ColumnElement[bool]] = [
-            c.enrollment_id == checked.enrollment_id,
-            c.revision == checked.revision,
-            c.sequence_id == checked.sequence_id,
-            c.opportunity_id == checked.opportunity_id,
-        ]
-        if new.active:  # an ended enrollment stays ended
-            conditions.append(self._active_is())
-        statement = update(self._t).where(*conditions).values(values)
+        parameters = {f"v_{name}": values[name] for name in _UPDATED_COLUMNS}
+        parameters.update(
+            w_id=checked.enrollment_id, w_revision=checked.revision,
+            w_sequence=checked.sequence_id, w_opportunity=checked.opportunity_id,
+        )  # fmt: skip
+        # An ended enrollment stays ended: an active one is written only over an active row.
+        statement = self._update_active if new.active else self._update_any
         with self._db.write(atomic=False) as connection:
-            if connection.execute(statement).rowcount == 1:
-                return new
+            if connection.execute(statement, parameters).rowcount == 1:
+                return detached(new)
             row = (
-                connection.execute(
-                    select(*self._columns).where(c.enrollment_id == checked.enrollment_id)
-                )
-                .mappings()
-                .first()
+                connection.execute(self._by_id, {"w_id": checked.enrollment_id}).mappings().first()
             )
         if row is None:
             raise NotFoundError(f"no enrollment {checked.enrollment_id!r}")
-        _check_change(_load_enrollment(row), checked)
+        check_change(_load_enrollment(row), checked)
         raise StaleWriteError(  # pragma: no cover - changed and read back in between
             f"enrollment {checked.enrollment_id!r} changed meanwhile: re-read it"
         )
@@ -353,7 +368,7 @@ class SqlEnrollmentStore:
     ) -> builtins.list[Enrollment]:
         sequence_id = _optional_id(sequence_id, "sequence_id")
         opportunity_id = _optional_id(opportunity_id, "opportunity_id")
-        wanted = None if state is None else _enum(EnrollmentState, state, "state")
+        wanted = None if state is None else enum_member(EnrollmentState, state, "state")
         limit = check_limit(limit, _MAX_LIST)
         c = self._t.c
         statement = self._ordered().limit(limit)

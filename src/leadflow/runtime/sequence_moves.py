@@ -1,0 +1,336 @@
+"""Moving an enrollment on and ending it (the sequencer's writes; see
+:mod:`leadflow.runtime.sequencer`).
+
+**Moving on** (:meth:`Moves.advance`): the pure interpreter
+(:class:`~leadflow.rules.sequencing.SequenceProgram`) says where the enrollment stops next;
+that visit's action is stored *first* and the enrollment record is then moved to it by
+compare-and-set on its ``revision``. The first stored action of a visit wins: a timer and a
+matching event racing for the same visit both find the one stored first, so the enrollment
+goes one way. A crash between the two writes leaves a stored visit that the rerun (lease
+expiry) finds again.
+
+**Ending** (:meth:`Moves.end`): a compare-and-set to an ended state; the pending visit is
+cancelled (one whose send began is left to complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from ..clock import ensure_utc
+from ..errors import StaleWriteError
+from ..models import Event
+from ..ports import Clock, EnrollmentStore, PendingCancellation, ScheduledActionStore, UnitOfWork
+from ..records import ActionKind, DuplicatePolicy, ScheduledAction
+from ..rules.sequencing import SequenceProgram, Stop
+from ..sequences import (
+    ActionStep,
+    Enrollment,
+    EnrollmentState,
+    StepRecord,
+    WaitForEventStep,
+)
+from .emitter import Emitter
+from .planning import action_id_for, partition_for
+from .sequence_parts import Recipients, capped_history, explanation, hops, payload, step_key
+from .settings import FlowSettings
+
+__all__ = ["Moves"]
+
+_CAS_TRIES: Final = 20
+
+
+class Moves:
+    """Stores an enrollment's next visit and moves the record to it, or ends it (see the
+    module docstring). Built from the enrollment and scheduled-action stores, the recipient
+    (time zone, branch context), settings, clock, emitter and the storage's units of work."""
+
+    def __init__(
+        self,
+        *,
+        enrollments: EnrollmentStore,
+        scheduled: ScheduledActionStore,
+        recipients: Recipients,
+        settings: FlowSettings,
+        clock: Clock,
+        emit: Emitter,
+        units: UnitOfWork,
+    ) -> None:
+        self.enrollments = enrollments
+        self._scheduled = scheduled
+        self._recipients = recipients
+        self._settings = settings
+        self._clock = clock
+        self._emit = emit
+        self._units = units
+        self._templates: dict[tuple[str, int], ScheduledAction] = {}
+
+    def now(self) -> datetime:
+        return ensure_utc(self._clock.now(), "clock.now()")
+
+    def advance(
+        self,
+        enrollment: Enrollment,
+        program: SequenceProgram,
+        trigger: Event | None,
+        *,
+        cause: Event,
+        outcome: str,
+        stop: Stop | None = None,
+    ) -> bool:
+        """Store the enrollment's next visit, then move the record to it (compare-and-set,
+        retried on a stale read while the enrollment still stands where it did). False when
+        another writer moved or ended it first."""
+        now = self.now()
+        context = self._recipients.context(enrollment, program, trigger)
+        zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
+        if stop is not None:
+            pass
+        elif enrollment.visit == 0 or enrollment.step_id is None:
+            stop = program.start(
+                enrollment_id=enrollment.enrollment_id, now=now, context=context, zone=zone
+            )
+        else:
+            stop = program.after(
+                enrollment.step_id, outcome, enrollment_id=enrollment.enrollment_id, now=now,
+                context=context, zone=zone,
+            )  # fmt: skip
+        visit = enrollment.visit + 1
+        stored: ScheduledAction | None = None
+        if not stop.ended:
+            stored = self._store_visit(enrollment, program, stop, visit, cause, now)
+        current = enrollment
+        for _ in range(_CAS_TRIES):
+            if not current.active or current.visit != enrollment.visit:
+                return False
+            try:
+                self._moved(current, program, stop, stored, visit, outcome, context, now)
+            except StaleWriteError:
+                current = self.enrollments.get(enrollment.enrollment_id)
+                continue
+            if outcome == "matched":  # the wait's timeout timer is not needed any more
+                self.cancel_visit(current, now)
+            return True
+        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+    def _store_visit(
+        self,
+        enrollment: Enrollment,
+        program: SequenceProgram,
+        stop: Stop,
+        visit: int,
+        cause: Event,
+        now: datetime,
+    ) -> ScheduledAction:
+        assert stop.step_id is not None and stop.due_at is not None
+        step = program.definition.step(stop.step_id)
+        key = step_key(enrollment.enrollment_id, visit)
+        settings = self._settings
+        due = stop.due_at.astimezone(UTC)
+        visit_fields: dict[str, Any] = {
+            "action_id": action_id_for(key),
+            "idempotency_key": key,
+            "event": cause,
+            "action_index": visit,
+            "action": step.action if isinstance(step, ActionStep) else None,
+            "opportunity_id": enrollment.opportunity_id,
+            "enrollment_id": enrollment.enrollment_id,
+            "step_id": stop.step_id,
+            "partition": partition_for(enrollment.opportunity_id, settings.partitions),
+            "planned_at": due,
+            "explanation": explanation(program.definition, stop)[:20_000].strip(),
+            "due_at": due,
+            "created_at": now,
+        }
+        version = (enrollment.sequence_id, enrollment.sequence_version)
+        template = self._templates.get(version)
+        if template is not None:
+            # Every field from a validated source (the enrollment, the definition, the event,
+            # the interpreter's UTC due time): changed from the version's first visit, which
+            # was validated, rather than validated again.
+            action = template._evolve(**visit_fields)
+        else:
+            action = ScheduledAction(
+                kind=ActionKind.STEP,
+                rule_id=enrollment.sequence_id,
+                rule_name=program.definition.name,
+                rule_version=enrollment.sequence_version,
+                duplicates=DuplicatePolicy.ALLOW,
+                max_attempts=settings.retry.max_attempts,
+                **visit_fields,
+            )
+            if len(self._templates) >= 1000:
+                self._templates.clear()
+            self._templates[version] = action
+        stored, _ = self._scheduled.schedule(action)
+        return stored
+
+    def _moved(
+        self,
+        current: Enrollment,
+        program: SequenceProgram,
+        stop: Stop,
+        stored: ScheduledAction | None,
+        visit: int,
+        outcome: str,
+        context: Mapping[str, Any],
+        now: datetime,
+    ) -> Enrollment:
+        version = current.sequence_version
+        records = [
+            StepRecord(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
+                       outcome=h.outcome, why=h.why[:2000], version=version)
+            for h in hops(stop, stored)
+        ]  # fmt: skip
+        new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
+        if stored is None:
+            reason = stop.end_reason or "completed"
+            records.append(
+                StepRecord(visit=visit, step_id=stop.hops[-1].step_id if stop.hops else "-",
+                           kind="end", at=now, outcome="completed", why=stop.why, version=version)
+            )  # fmt: skip
+            changed = current._evolve(
+                state=EnrollmentState.COMPLETED, end_reason=reason, visit=visit, step_id=None,
+                sending=False, waiting_for=None, ended_at=now, updated_at=now,
+                variants={**current.variants, **stop.variants}, context=new_context,
+                history=capped_history(current.history, records),
+            )  # fmt: skip
+            updated = self.enrollments.update(changed)
+            self._emit("sequence.completed", payload(updated, {"reason": reason}))
+            return updated
+        assert stored.step_id is not None
+        changed = self._moved_to(current, program, stop, stored.step_id, visit, outcome, context,
+                                 now, records)  # fmt: skip
+        return self.enrollments.update(changed)
+
+    def _moved_to(
+        self,
+        current: Enrollment,
+        program: SequenceProgram,
+        stop: Stop,
+        step_id: str,
+        visit: int,
+        outcome: str,
+        context: Mapping[str, Any],
+        now: datetime,
+        records: list[StepRecord],
+    ) -> Enrollment:
+        """``current`` at visit ``visit`` of step ``step_id`` (its records after ``records``)."""
+        version = current.sequence_version
+        new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
+        step = program.definition.step(step_id)
+        waiting = step.event_type if isinstance(step, WaitForEventStep) else None
+        why = stop.why if step_id == stop.step_id else "stored first by another writer"
+        records.append(
+            StepRecord(visit=visit, step_id=step_id, kind=step.kind, at=now,
+                       outcome="scheduled", why=f"after {outcome}: {why}", version=version)
+        )  # fmt: skip
+        variants = current.variants
+        if step_id == stop.step_id:
+            variants = {**variants, **stop.variants}
+        return current._evolve(
+            visit=visit, step_id=step_id, sending=False, waiting_for=waiting,
+            variants=variants, context=new_context, updated_at=now,
+            history=capped_history(current.history, records),
+        )  # fmt: skip
+
+    def first(
+        self, enrollment: Enrollment, program: SequenceProgram, event: Event, now: datetime
+    ) -> tuple[Enrollment, Stop] | None:
+        """A new enrollment (visit 0, not stored yet) at its first stop, and that stop; None
+        when the sequence ends at once."""
+        context = self._recipients.context(enrollment, program, event)
+        zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
+        stop = program.start(
+            enrollment_id=enrollment.enrollment_id, now=now, context=context, zone=zone
+        )
+        if stop.ended:
+            return None
+        assert stop.step_id is not None
+        records = [
+            StepRecord(visit=0, step_id=h.step_id, kind=h.kind, at=now, outcome=h.outcome,
+                       why=h.why[:2000], version=enrollment.sequence_version)
+            for h in hops(stop, None)
+        ]  # fmt: skip
+        moved = self._moved_to(enrollment, program, stop, stop.step_id, 1, "enrolled", context,
+                               now, records)  # fmt: skip
+        return moved, stop
+
+    def store_first(
+        self, enrollment: Enrollment, program: SequenceProgram, stop: Stop, cause: Event
+    ) -> None:
+        """Store the first visit of an enrollment stored at it (:meth:`first`); one stored
+        already (its key is the enrollment's and the visit's) is left as it is."""
+        assert enrollment.step_id is not None
+        if stop.step_id != enrollment.step_id:  # the walk went elsewhere this time: its step
+            stop = dataclasses.replace(
+                stop, step_id=enrollment.step_id, due_at=self.now(), hops=(), variants={},
+                why="its first stop, stored again",
+            )  # fmt: skip
+        self._store_visit(enrollment, program, stop, 1, cause, self.now())
+
+    def end(
+        self,
+        enrollment: Enrollment,
+        state: EnrollmentState,
+        reason: str,
+        *,
+        goal: str | None = None,
+        event: Event | None = None,
+    ) -> Enrollment | None:
+        """End an active enrollment (compare-and-set, retried on a stale read); None when it
+        had ended already. Its pending visit is cancelled (one already claimed
+        finishes as skipped)."""
+        current = enrollment
+        now = self.now()
+        for _ in range(_CAS_TRIES):
+            if not current.active:
+                return None
+            record = StepRecord(
+                visit=current.visit, step_id=current.step_id or "-", kind="end", at=now,
+                outcome=state.value, why=reason[:2000], version=current.sequence_version,
+            )  # fmt: skip
+            changed = current._evolve(
+                state=state, end_reason=reason[:500], goal=goal, ended_at=now, updated_at=now,
+                waiting_for=None, history=capped_history(current.history, [record]),
+            )  # fmt: skip
+            try:
+                updated = self.enrollments.update(changed)
+            except StaleWriteError:
+                current = self.enrollments.get(enrollment.enrollment_id)
+                continue
+            self.cancel_visit(updated, now)
+            extra: dict[str, Any] = {"reason": reason, "state": state.value}
+            if goal is not None:
+                extra["goal"] = goal
+            if event is not None:
+                extra["eventId"] = event.id
+            self._emit(f"sequence.{state.value}", payload(updated, extra))
+            return updated
+        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+    def cancel_visit(self, enrollment: Enrollment, now: datetime) -> None:
+        """Cancel the ended enrollment's pending visit (where the store can; otherwise it is
+        skipped when it comes due). A visit already claimed finishes as skipped; one whose
+        send began (a failed attempt waiting for its retry) is left to complete."""
+        if enrollment.visit == 0 or not isinstance(self._scheduled, PendingCancellation):
+            return
+        if enrollment.sending:  # its send began before the end: a retry completes it
+            return
+        key = step_key(enrollment.enrollment_id, enrollment.visit)
+        self._scheduled.cancel_pending([action_id_for(key)], now=now)
+
+    @contextlib.contextmanager
+    def unit(self) -> Iterator[None]:
+        """One unit of work for moving on (joined when one is open; none without atomic
+        units), with leadflow's own events held until it commits."""
+        units = self._units
+        if not units.atomic or units.active:
+            yield
+            return
+        with self._emit.held(), units():
+            yield

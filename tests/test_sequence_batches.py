@@ -1,0 +1,201 @@
+"""The visits one ``run_due`` call claims run as a batch (issue 18's cost target): the "send
+begun" marks of its action steps are committed together before the first handler runs, the
+moves on together after the handlers, before the batch is acknowledged; a unit that fails is
+written again one visit at a time, so a visit that cannot be written fails alone. In memory,
+on a SQLite file and on PostgreSQL (when ``LEADFLOW_TEST_POSTGRES_URL`` is set). And the
+entry's share of the cost: a new enrollment is written once, at its first stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
+
+from leadflow import LeadFlow, ManualClock, ScheduledActionState
+from leadflow.adapters import RecordingMessenger
+from leadflow.errors import StorageError
+from leadflow.ports import Message
+from leadflow.records import ActionKind
+from leadflow.sequences import EnrollmentState
+from leadflow.stores.memory import memory_storage
+from leadflow.stores.sql import SqlStorage
+
+from .latency import Crash, Tripwire
+from .sql_support import fresh_storage, on_postgres
+from .test_sequences_sql import entry, sent, sql_flow
+from .test_sql_units import counted
+
+OPPORTUNITIES = [f"o{n}" for n in range(1, 7)]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", id="memory"),
+        pytest.param("sqlite-file", id="sqlite-file"),
+        pytest.param("postgres", id="postgres", marks=on_postgres),
+    ]
+)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "memory":
+        yield memory_storage()
+        return
+    with fresh_storage(str(request.param), tmp_path) as found:
+        yield found
+
+
+def _entered(storage: Any) -> tuple[LeadFlow, RecordingMessenger]:
+    """Six opportunities entered in the race sequence: six "first" e-mails due at once."""
+    flow, clock, _ = sql_flow(storage)
+    for opp in OPPORTUNITIES:
+        flow.handle(entry(clock, opp))
+    messenger = flow.integrations.messenger
+    assert isinstance(messenger, RecordingMessenger)
+    return flow, messenger
+
+
+def _later(flow: LeadFlow) -> None:
+    """Past the retry backoff."""
+    assert isinstance(flow.clock, ManualClock)
+    flow.clock.advance(timedelta(minutes=30))
+
+
+def _where(flow: LeadFlow, opp: str) -> tuple[int, str | None, bool, EnrollmentState]:
+    [enrollment] = flow.sequences.enrollments(opp)
+    return enrollment.visit, enrollment.step_id, enrollment.sending, enrollment.state
+
+
+def test_every_send_of_a_batch_begins_before_its_first_handler_runs(storage: Any) -> None:
+    flow, messenger = _entered(storage)
+    seen: list[list[bool]] = []
+    original = messenger.send
+
+    def send(message: Message) -> None:
+        if not seen:  # the first handler of the batch: every mark is already stored
+            seen.append([_where(flow, opp)[2] for opp in OPPORTUNITIES])
+        original(message)
+
+    messenger.send = send  # type: ignore[method-assign]
+    report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6)
+    assert seen == [[True] * 6]
+    assert sorted(m.to for m in messenger.sent) == [f"{o}@example.com" for o in OPPORTUNITIES]
+    for opp in OPPORTUNITIES:  # moved on to the wait for a reply, the send mark cleared
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+    assert flow.run_due().claimed == 0
+
+
+def test_a_batch_of_steps_shares_its_commits(storage: Any) -> None:
+    if not isinstance(storage, SqlStorage):
+        pytest.skip("commits are counted on SQL")
+    flow, messenger = _entered(storage)
+    with counted(storage.database.engine) as counts:
+        report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6) and len(messenger.sent) == 6
+    # The claim (one commit, or two autocommitted statements on PostgreSQL), the six marks, the
+    # six moves, the acknowledgement: four or five commits (one step at a time made two per
+    # step of its own, fourteen or fifteen in all).
+    assert counts.commits <= 5, counts.commits
+
+
+def test_a_failing_handler_fails_its_visit_alone(storage: Any) -> None:
+    flow, messenger = _entered(storage)
+    original = messenger.send
+    failing = {"o3@example.com"}
+
+    def send(message: Message) -> None:
+        if message.to in failing:
+            raise ConnectionError("provider down")
+        original(message)
+
+    messenger.send = send  # type: ignore[method-assign]
+    report = flow.run_due()
+    assert (report.succeeded, report.failed) == (5, 1)
+    [failed] = [run for run in report.runs if not run.ok]
+    assert failed.state is ScheduledActionState.PENDING and "provider down" in str(failed.note)
+    assert _where(flow, "o3") == (1, "first", True, EnrollmentState.ACTIVE)  # its send began
+    for opp in OPPORTUNITIES:
+        if opp != "o3":
+            assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+    failing.clear()
+    _later(flow)
+    again = flow.run_due()
+    assert (again.claimed, again.succeeded) == (1, 1)
+    assert _where(flow, "o3") == (2, "reply", False, EnrollmentState.ACTIVE)
+    assert sorted(sent(flow)) == ["first"] * 6
+    assert len({m.key for m in messenger.sent}) == 6
+
+
+def test_a_move_that_cannot_be_written_fails_alone(storage: Any) -> None:
+    """The store refuses o3's move on (a storage error): on SQL the batch's unit rolls back and
+    its moves are written one at a time; o3's attempt fails (its send began, so the retry
+    sends again under the same key and moves on), the five others moved on once."""
+    flow, messenger = _entered(storage)
+    assert flow.sequencer is not None
+    broken = {"o3"}
+
+    def refuse(_: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
+        [enrollment] = args
+        if enrollment.opportunity_id in broken and enrollment.visit == 2:
+            raise StorageError("disk full")
+
+    real = flow.sequencer.enrollments
+    flow.sequencer.enrollments = Tripwire(real, before={"update": refuse})
+    report = flow.run_due()
+    assert (report.succeeded, report.failed) == (5, 1)
+    assert _where(flow, "o3") == (1, "first", True, EnrollmentState.ACTIVE)
+    for opp in OPPORTUNITIES:
+        if opp != "o3":
+            assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+    broken.clear()
+    _later(flow)
+    again = flow.run_due()
+    assert (again.claimed, again.succeeded) == (1, 1)
+    assert _where(flow, "o3") == (2, "reply", False, EnrollmentState.ACTIVE)
+    # o3's e-mail went out twice under one key (exactly once in effect); one each otherwise.
+    keys = [m.key for m in messenger.sent]
+    assert len(keys) == 7 and len(set(keys)) == 6
+    # Each enrollment's next visit stored once: the rolled-back unit left nothing behind.
+    pending = [a for a in flow.storage.scheduled.list(limit=100) if a.step_id == "reply"]
+    assert sorted(a.opportunity_id or "" for a in pending) == OPPORTUNITIES
+    assert all(a.state is ScheduledActionState.PENDING for a in pending)
+
+
+# --------------------------------------------------------------------------- entering
+
+
+def test_an_entry_is_stored_at_its_first_stop_and_a_lost_first_visit_is_stored_again() -> None:
+    """A new enrollment is written once, already at its first stop, then that visit's action
+    is stored. The process dies between the two (in memory, where they are no unit of work):
+    handling the entry event again stores the visit, which then runs once."""
+    storage = memory_storage()
+    dying: list[bool] = [True]
+
+    def die_once(_: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
+        if args[0].kind is ActionKind.STEP and dying:
+            dying.clear()
+            raise Crash
+
+    wired = dataclasses.replace(storage, scheduled=Tripwire(storage.scheduled,
+                                before={"schedule": die_once}))  # fmt: skip
+    flow, clock, logged = sql_flow(wired)
+    with pytest.raises(Crash):
+        flow.handle(entry(clock))
+    [enrollment] = flow.sequences.enrollments("o1")
+    assert (enrollment.visit, enrollment.step_id, enrollment.revision) == (1, "first", 1)
+    assert [h.outcome for h in enrollment.history] == ["scheduled"]
+    assert logged.log == []  # written once, by the entry: no update
+    assert flow.run_due().claimed == 0  # its first visit was never stored
+    again = flow.handle(entry(clock))
+    assert [o.what for o in again.sequences] == ["already_enrolled"]
+    assert flow.run_due().succeeded == 1
+    assert sent(flow) == ["first"]
+    flow.handle(entry(clock))  # the visit is there (done): handled again, nothing new
+    assert flow.run_due().claimed == 0 and sent(flow) == ["first"]
+    assert _where(flow, "o1") == (2, "reply", False, EnrollmentState.ACTIVE)
