@@ -42,6 +42,7 @@ from .sql_support import fresh_storage, on_postgres
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 START, END = T0, T0 + timedelta(days=7)
 AS_OF = END
+TEAMS = {"alice": "east", "carol": "east", "bob": "west"}  # dave: in no team
 
 
 def t(*, days: float = 0, hours: float = 0, minutes: float = 0) -> datetime:
@@ -124,7 +125,7 @@ def analytics(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Analyt
     def made(storage: Storage) -> Analytics:
         load(storage)
         assert storage.analytics is not None
-        return Analytics(storage.analytics, storage.activities, WorkingCalendar())
+        return Analytics(storage.analytics, storage.activities, WorkingCalendar(), teams=TEAMS)
 
     if request.param == "memory":
         yield made(memory_storage())

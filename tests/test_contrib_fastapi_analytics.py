@@ -50,6 +50,26 @@ def test_speed_to_lead_and_sources(client: TestClient) -> None:
     assert [(r["source"], r["won"]) for r in rows] == [("(none)", 0), ("phone", 1), ("web", 1)]
 
 
+def test_every_route_takes_the_filters(client: TestClient) -> None:
+    params = {**PERIOD, "automations": ["r-seq", "r-web"], "sources": "phone"}
+    speed = client.get("/api/analytics/speed-to-lead", params=params, headers=as_(ADMIN))
+    assert speed.json()["overall"]["leads"] == 2  # o3 (r-seq), o4 (r-web)
+    funnel = client.get(
+        "/api/analytics/funnel", params={**params, "stages": ["new", "won"]}, headers=as_(ADMIN)
+    )
+    assert funnel.json()["reached"] == [1, 1]  # o3
+    automation = client.get("/api/analytics/automation", params=params, headers=as_(ADMIN))
+    assert [r["automationId"] for r in automation.json()] == ["r-seq"]
+    board = client.get(
+        "/api/analytics/leaderboard", params={**PERIOD, "reps": "bob"}, headers=as_(ADMIN)
+    )
+    assert [r["rep"] for r in board.json()] == ["bob"]
+    teams = client.get(
+        "/api/analytics/dashboard", params={**PERIOD, "teams": "east"}, headers=as_(ADMIN)
+    )
+    assert teams.json()["speedToLead"]["overall"]["leads"] == 0  # this flow's team knows none
+
+
 def test_leaderboard_funnel_automation_dashboard(client: TestClient) -> None:
     params = {**PERIOD, "rankBy": "speed_to_lead_p50"}
     rows = client.get("/api/analytics/leaderboard", params=params, headers=as_(ADMIN)).json()

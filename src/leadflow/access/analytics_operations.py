@@ -12,6 +12,13 @@ operation                     methods
                               (which is not per rep)
 ============================  ==========================================================
 
+Every method takes the filters ``reps``, ``teams``, ``sources`` and ``automations`` (rule or
+sequence ids, ``"(manual)"`` for activities no automation created); a sales principal's
+``reps`` are their own whatever they ask. Teams come from the flow's team directory: a
+directory with a ``teams()`` method (rep id -> team name; ``StaticTeamDirectory(reps,
+teams=...)``) lets the ``teams`` filter pick its reps; without one, a ``teams`` filter takes no
+one.
+
 A flow whose storage keeps no analytic facts (``Storage.analytics`` is None) answers every
 method with :class:`~leadflow.InvalidStateError`. Periods are half-open, ``[start, end)``, of
 aware datetimes, at most 400 days long (:class:`~leadflow.InvalidInputError`).
@@ -35,6 +42,7 @@ from ..runtime.analytics import (
     RepRow,
     SourceRow,
     SpeedToLeadReport,
+    Teams,
 )
 from ..runtime.flow import LeadFlow
 from .policy import Policy, Principal
@@ -58,7 +66,12 @@ class AnalyticsOperations:
         self._analytics = (
             None
             if store is None
-            else Analytics(store, flow.storage.activities, flow.rulebook.calendar)
+            else Analytics(
+                store,
+                flow.storage.activities,
+                flow.rulebook.calendar,
+                teams=_directory_teams(flow.integrations.team),
+            )
         )
 
     def _ready(self, principal: Principal, start: datetime, end: datetime) -> Analytics:
@@ -84,6 +97,21 @@ class AnalyticsOperations:
             raise PermissionDeniedError("sales may only see their own analytics")
         return [principal.user_id]
 
+    def _filters(
+        self,
+        principal: Principal,
+        reps: Collection[str] | None,
+        teams: Collection[str] | None,
+        sources: Collection[str] | None,
+        automations: Collection[str] | None,
+    ) -> dict[str, list[str] | None]:
+        return {
+            "reps": self._reps(principal, reps),
+            "teams": _opt(teams, "teams"),
+            "sources": _opt(sources, "sources"),
+            "automations": _opt(automations, "automations"),
+        }
+
     def speed_to_lead(
         self,
         principal: Principal,
@@ -91,13 +119,14 @@ class AnalyticsOperations:
         end: datetime,
         *,
         reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
         sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
     ) -> SpeedToLeadReport:
         """Speed to lead of the leads that arrived in the period."""
         analytics = self._ready(principal, start, end)
-        return analytics.speed_to_lead(
-            start, end, reps=self._reps(principal, reps), sources=_opt(sources, "sources")
-        )
+        filters = self._filters(principal, reps, teams, sources, automations)
+        return analytics.speed_to_lead(start, end, **filters)
 
     def sources(
         self,
@@ -106,13 +135,14 @@ class AnalyticsOperations:
         end: datetime,
         *,
         reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
         sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
     ) -> list[SourceRow]:
         """Lead source performance of the leads that arrived in the period."""
         analytics = self._ready(principal, start, end)
-        return analytics.sources(
-            start, end, reps=self._reps(principal, reps), sources=_opt(sources, "sources")
-        )
+        filters = self._filters(principal, reps, teams, sources, automations)
+        return analytics.sources(start, end, **filters)
 
     def leaderboard(
         self,
@@ -122,15 +152,19 @@ class AnalyticsOperations:
         *,
         rank_by: str = "completed",
         reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
+        sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
     ) -> list[RepRow]:
         """The rep leaderboard of the period, ranked by ``rank_by``."""
         analytics = self._ready(principal, start, end)
+        filters = self._filters(principal, reps, teams, sources, automations)
         return analytics.leaderboard(
             start,
             end,
             as_of=ensure_utc(self._clock.now(), "clock.now()"),
             rank_by=_rank(rank_by),
-            reps=self._reps(principal, reps),
+            **filters,
         )
 
     def funnel(
@@ -140,11 +174,16 @@ class AnalyticsOperations:
         end: datetime,
         *,
         stages: Sequence[str] = DEFAULT_STAGES,
+        reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
+        sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
     ) -> Funnel:
         """The funnel of the period's status changes (the team's: ``analytics.read_all``)."""
         analytics = self._ready(principal, start, end)
         self._policy().require(principal, "analytics.read_all")
-        return analytics.funnel(start, end, stages=stages)
+        filters = self._filters(principal, reps, teams, sources, automations)
+        return analytics.funnel(start, end, stages=stages, **filters)
 
     def automation(
         self,
@@ -153,10 +192,14 @@ class AnalyticsOperations:
         end: datetime,
         *,
         reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
+        sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
     ) -> list[AutomationRow]:
         """What each automation earned in the period."""
         analytics = self._ready(principal, start, end)
-        return analytics.automation(start, end, reps=self._reps(principal, reps))
+        filters = self._filters(principal, reps, teams, sources, automations)
+        return analytics.automation(start, end, **filters)
 
     def dashboard(
         self,
@@ -166,18 +209,29 @@ class AnalyticsOperations:
         *,
         rank_by: str = "completed",
         stages: Sequence[str] = DEFAULT_STAGES,
+        reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
+        sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
     ) -> Dashboard:
         """Every figure of the period the principal may see (sales: their own, no funnel)."""
         analytics = self._ready(principal, start, end)
         team = self._policy().allows(principal, "analytics.read_all")
+        filters = self._filters(principal, reps, teams, sources, automations)
         return analytics.dashboard(
             start,
             end,
             as_of=ensure_utc(self._clock.now(), "clock.now()"),
             rank_by=_rank(rank_by),
-            reps=self._reps(principal, None),
             stages=stages if team else None,
+            **filters,
         )
+
+
+def _directory_teams(directory: object) -> Teams | None:
+    """The team directory's ``teams()`` (rep id -> team name), when it has one."""
+    teams = getattr(directory, "teams", None)
+    return teams if callable(teams) else None
 
 
 def _names(values: object, field: str) -> list[str]:

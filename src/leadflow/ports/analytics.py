@@ -60,6 +60,13 @@ class AnalyticsStore(Protocol):
         ``(arrived_at, opportunity_id)``."""
         ...
 
+    def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
+        """The arrivals of the given opportunities (at most 100,000 ids, else
+        :class:`~leadflow.InvalidInputError`), whenever they came, by opportunity id;
+        opportunities without one are absent. The filters of the figures over status changes
+        and completions (a lead's source and owner) read them."""
+        ...
+
     def status_changes(
         self, start: datetime, end: datetime, *, limit: int = 1_000_000
     ) -> builtins.list[StatusChange]:

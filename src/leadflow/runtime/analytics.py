@@ -55,6 +55,24 @@ automation id of its latest activity completed at or before the win (within the 
 activity before the win: no credit. ``win_rate = wins / opportunities touched`` (opportunities
 with a completed activity of that automation in the period).
 
+**Filters.** Every figure takes ``reps``, ``teams``, ``sources`` and ``automations`` (None:
+no filter; each at most 1,000 names; ``"(none)"`` / ``"(manual)"`` name the leads without a
+rep or source and the activities no automation created). ``teams`` pick the reps the host's
+team directory puts in them (rep id -> team name: ``Analytics(teams=...)``, or a team
+directory with a ``teams()`` method under ``Operations``); with ``reps`` too, a rep must be in
+both. How each kind of fact is judged:
+
+- a **lead** (speed to lead, lead sources, a rep's wins and speed): its rep (as above), its
+  source, and its first contact's automation (a lead not contacted matches no automation);
+- a **completion** (completed, on time, time to complete, automation rows): its assignee, its
+  automation, and the source of its opportunity's lead (whenever that arrived);
+- an **opportunity of the funnel**: its lead's owner and source (the owner only: the funnel
+  reads no contacts), and, with ``automations``, an activity of one of them completed on it in
+  the period;
+- ``overdue_now``: the assignee, and with ``automations`` the open activities they created
+  (one activity-statistics query each; ``"(manual)"`` counts none). It is not narrowed by
+  source: an open activity has no lead fact.
+
 **Cost.** Each figure reads the facts of its period through one or two indexed queries per
 store (:class:`~leadflow.ports.AnalyticsStore`) and reduces them here in one pass: time and
 memory grow with the facts in the period (arrivals, changes, completions), not with the store;
@@ -63,6 +81,7 @@ memory grow with the facts in the period (arrivals, changes, completions), not w
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
@@ -81,7 +100,6 @@ from .analytics_figures import (
     SourceRow,
     SpeedToLead,
     SpeedToLeadReport,
-    lead_rep,
     percentile,
     reps_of,
     sources_of,
@@ -95,6 +113,7 @@ from .analytics_outcomes import (
     automation_of,
     funnel_of,
 )
+from .analytics_scope import Scope, Teams, chunks, scope_of
 
 __all__ = [
     "BUCKETS",
@@ -108,9 +127,11 @@ __all__ = [
     "FunnelStep",
     "RankBy",
     "RepRow",
+    "Scope",
     "SourceRow",
     "SpeedToLead",
     "SpeedToLeadReport",
+    "Teams",
     "automation_of",
     "funnel_of",
     "percentile",
@@ -141,8 +162,9 @@ class Dashboard(Figure):
 class Analytics:
     """Reads the facts of a period from the stores and computes the figures above.
 
-    ``reps`` / ``sources`` filter the leads (and ``reps`` the completions) a figure takes:
-    None takes all."""
+    Every figure takes the filters ``reps``, ``teams``, ``sources`` and ``automations`` (see
+    "Filters" above; None takes all). ``teams`` is who is in which team (rep id -> team name,
+    or a callable answering it), for the ``teams`` filter."""
 
     def __init__(
         self,
@@ -151,47 +173,74 @@ class Analytics:
         calendar: WorkingCalendar,
         *,
         won_status: str = "won",
+        teams: Teams | None = None,
     ) -> None:
         self._store = store
         self._activities = activities
         self._calendar = calendar
+        self._teams = teams
         self.won_status = won_status
 
-    def _leads(
+    def scope(
         self,
-        start: datetime,
-        end: datetime,
-        reps: Collection[str] | None,
-        sources: Collection[str] | None,
-    ) -> tuple[list[LeadArrival], list[Completion]]:
-        arrivals = self._store.arrivals(start, end, sources=sources)
-        contacts = self._store.first_contacts(start, end)
-        if reps is not None:
-            wanted = set(reps)
-            first = {contact.opportunity_id: contact for contact in contacts}
-            arrivals = [a for a in arrivals if lead_rep(a, first.get(a.opportunity_id)) in wanted]
-        return arrivals, contacts
-
-    def speed_to_lead(
-        self,
-        start: datetime,
-        end: datetime,
         *,
         reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
         sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
+    ) -> Scope:
+        """The scope of the given filters, teams resolved to their reps."""
+        return scope_of(
+            reps=reps, teams=teams, sources=sources, automations=automations,
+            directory=self._teams,
+        )  # fmt: skip
+
+    def _leads(
+        self, start: datetime, end: datetime, scope: Scope
+    ) -> tuple[list[LeadArrival], list[Completion]]:
+        arrivals = self._store.arrivals(start, end, sources=scope.store_sources())
+        contacts = self._store.first_contacts(start, end)
+        if not scope.everything:
+            first = {contact.opportunity_id: contact for contact in contacts}
+            arrivals = [a for a in arrivals if scope.takes_lead(a, first.get(a.opportunity_id))]
+        return arrivals, contacts
+
+    def _arrivals_of(self, opportunities: Collection[str]) -> dict[str, LeadArrival]:
+        found: dict[str, LeadArrival] = {}
+        for chunk in chunks(opportunities):
+            found.update(self._store.arrivals_of(chunk))
+        return found
+
+    def _completions(self, start: datetime, end: datetime, scope: Scope) -> list[Completion]:
+        found = self._store.completions(start, end, assigned_to=scope.store_assignees())
+        if scope.everything:
+            return found
+        lead = self._arrivals_of({c.opportunity_id for c in found}) if scope.sources else {}
+        return [c for c in found if scope.takes_completion(c, lead.get(c.opportunity_id))]
+
+    def _overdue(self, as_of: datetime, scope: Scope) -> dict[str, int]:
+        kinds = (None,) if scope.automations is None else sorted(scope.automations - {MANUAL})
+        overdue: Counter[str] = Counter()
+        for automation in kinds:
+            statistics = self._activities.statistics(
+                ActivityFilter(
+                    state=ActivityState.OVERDUE, as_of=as_of, automation_rule_id=automation
+                ),
+                as_of=as_of,
+            )
+            overdue.update(statistics.by_assignee)
+        return {rep: n for rep, n in overdue.items() if scope.reps is None or rep in scope.reps}
+
+    def speed_to_lead(
+        self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> SpeedToLeadReport:
-        arrivals, contacts = self._leads(start, end, reps, sources)
+        arrivals, contacts = self._leads(start, end, self.scope(**filters))
         return speed_of(arrivals, contacts, self._calendar)
 
     def sources(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        reps: Collection[str] | None = None,
-        sources: Collection[str] | None = None,
+        self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[SourceRow]:
-        arrivals, contacts = self._leads(start, end, reps, sources)
+        arrivals, contacts = self._leads(start, end, self.scope(**filters))
         wins = self._store.reached(start, end, self.won_status)
         return sources_of(arrivals, contacts, wins)
 
@@ -202,29 +251,44 @@ class Analytics:
         *,
         as_of: datetime,
         rank_by: RankBy = "completed",
-        reps: Collection[str] | None = None,
-        sources: Collection[str] | None = None,
+        **filters: Collection[str] | None,
     ) -> list[RepRow]:
-        arrivals, contacts = self._leads(start, end, reps, sources)
-        completions = self._store.completions(start, end, assigned_to=reps)
-        overdue = self._activities.statistics(
-            ActivityFilter(state=ActivityState.OVERDUE, as_of=as_of), as_of=as_of
-        ).by_assignee
-        if reps is not None:
-            overdue = {rep: n for rep, n in overdue.items() if rep in reps}
+        scope = self.scope(**filters)
+        arrivals, contacts = self._leads(start, end, scope)
+        completions = self._completions(start, end, scope)
+        overdue = self._overdue(as_of, scope)
         wins = self._store.reached(start, end, self.won_status)
         speed = speed_of(arrivals, contacts, self._calendar)
         return reps_of(completions, speed, arrivals, contacts, wins, overdue, rank_by=rank_by)
 
     def funnel(
-        self, start: datetime, end: datetime, *, stages: Sequence[str] = DEFAULT_STAGES
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        stages: Sequence[str] = DEFAULT_STAGES,
+        **filters: Collection[str] | None,
     ) -> Funnel:
-        return funnel_of(self._store.status_changes(start, end), stages)
+        scope = self.scope(**filters)
+        changes = self._store.status_changes(start, end)
+        if not scope.everything:
+            touched = (
+                set()
+                if scope.automations is None
+                else {c.opportunity_id for c in self._completions(start, end, scope)}
+            )
+            lead = self._arrivals_of({c.opportunity_id for c in changes})
+            changes = [
+                c
+                for c in changes
+                if scope.takes_opportunity(lead.get(c.opportunity_id), c.opportunity_id in touched)
+            ]
+        return funnel_of(changes, stages)
 
     def automation(
-        self, start: datetime, end: datetime, *, reps: Collection[str] | None = None
+        self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[AutomationRow]:
-        completions = self._store.completions(start, end, assigned_to=reps)
+        completions = self._completions(start, end, self.scope(**filters))
         return automation_of(completions, self._store.status_changes(start, end), self.won_status)
 
     def dashboard(
@@ -234,18 +298,18 @@ class Analytics:
         *,
         as_of: datetime,
         rank_by: RankBy = "completed",
-        reps: Collection[str] | None = None,
         stages: Sequence[str] | None = DEFAULT_STAGES,
+        **filters: Collection[str] | None,
     ) -> Dashboard:
-        """Every figure of ``[start, end)`` (``reps`` as above; the funnel, which is not per
-        rep, is left out when ``stages`` is None)."""
+        """Every figure of ``[start, end)`` under the filters (the funnel is left out when
+        ``stages`` is None)."""
         return Dashboard(
             start=start,
             end=end,
             as_of=as_of,
-            speed_to_lead=self.speed_to_lead(start, end, reps=reps),
-            sources=self.sources(start, end, reps=reps),
-            leaderboard=self.leaderboard(start, end, as_of=as_of, rank_by=rank_by, reps=reps),
-            funnel=None if stages is None else self.funnel(start, end, stages=stages),
-            automation=self.automation(start, end, reps=reps),
+            speed_to_lead=self.speed_to_lead(start, end, **filters),
+            sources=self.sources(start, end, **filters),
+            leaderboard=self.leaderboard(start, end, as_of=as_of, rank_by=rank_by, **filters),
+            funnel=None if stages is None else self.funnel(start, end, stages=stages, **filters),
+            automation=self.automation(start, end, **filters),
         )

@@ -23,10 +23,20 @@ from ...fields import ensure_utc
 from .arguments import check_limit, check_model
 from .chunks import ChunkedIndex
 
-__all__ = ["MAX_FACTS", "InMemoryAnalyticsStore", "check_period", "check_values"]
+__all__ = [
+    "MAX_FACTS",
+    "MAX_IDS",
+    "InMemoryAnalyticsStore",
+    "check_ids",
+    "check_period",
+    "check_values",
+]
 
 MAX_FACTS: Final = 1_000_000
 """The largest ``limit`` a query takes."""
+
+MAX_IDS: Final = 100_000
+"""The most opportunity ids :meth:`~leadflow.ports.AnalyticsStore.arrivals_of` takes."""
 
 _CONTACTS: Final = frozenset(CONTACT_TYPES)
 
@@ -54,6 +64,16 @@ def check_values(values: object, field: str) -> frozenset[str] | None:
     if len(values) > 1000 or not all(isinstance(value, str) for value in values):
         raise InvalidInputError("expected at most 1,000 strings", field=field)
     return frozenset(values)
+
+
+def check_ids(values: object) -> builtins.list[str]:
+    """Opportunity ids, sorted and distinct, else :class:`InvalidInputError`: a collection (not
+    a string) of at most :data:`MAX_IDS` strings."""
+    if isinstance(values, str | bytes) or not isinstance(values, Collection):
+        raise InvalidInputError("expected a collection of ids", field="opportunity_ids")
+    if len(values) > MAX_IDS or not all(isinstance(value, str) for value in values):
+        raise InvalidInputError("expected at most 100,000 ids", field="opportunity_ids")
+    return sorted(set(values))
 
 
 def _earlier(completion: Completion, than: Completion | None) -> bool:
@@ -141,6 +161,15 @@ class InMemoryAnalyticsStore:
                 if len(found) == limit:
                     break
         return found
+
+    def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
+        wanted = check_ids(opportunity_ids)
+        with self._lock:
+            return {
+                opportunity: arrival
+                for opportunity in wanted
+                if (arrival := self._arrivals.get(opportunity)) is not None
+            }
 
     def status_changes(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS

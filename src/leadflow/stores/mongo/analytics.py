@@ -24,7 +24,7 @@ from pymongo import ASCENDING, IndexModel
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
 from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
-from ..memory.analytics import MAX_FACTS, check_period, check_values
+from ..memory.analytics import MAX_FACTS, check_ids, check_period, check_values
 from ..memory.arguments import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
 from .driver import driver_errors, translated
@@ -150,6 +150,17 @@ class MongoAnalyticsStore:
             query, sort=[("arrivedAt", ASCENDING), ("_id", ASCENDING)], limit=limit
         )
         return [_load(LeadArrival, document) for document in found]
+
+    @translated("arrivals_of")
+    def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
+        wanted = check_ids(opportunity_ids)
+        found: dict[str, LeadArrival] = {}
+        for first in range(0, len(wanted), _CHUNK):
+            query = {"_id": {"$in": wanted[first : first + _CHUNK]}}
+            for document in self._arrivals.find(query):
+                arrival = _load(LeadArrival, document)
+                found[arrival.opportunity_id] = arrival
+        return found
 
     @translated("status_changes")
     def status_changes(

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
 from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
-from ..memory.analytics import MAX_FACTS, check_period, check_values
+from ..memory.analytics import MAX_FACTS, check_ids, check_period, check_values
 from ..memory.arguments import check_limit, check_model
 from .database import SqlDatabase
 from .errors import translated
@@ -34,6 +34,7 @@ from .errors import translated
 __all__ = ["SqlAnalyticsStore"]
 
 _CONTACTS = [str(kind) for kind in CONTACT_TYPES]
+_CHUNK = 900  # ids per IN list: within SQLite's oldest bound-parameter limit (999)
 
 
 class SqlAnalyticsStore:
@@ -108,6 +109,18 @@ class SqlAnalyticsStore:
             query = query.where(c.owner.in_(sorted(wanted_owners)))
         query = query.order_by(c.arrived_at, c.opportunity_id).limit(limit)
         return [LeadArrival.model_construct(**row) for row in self._rows(query)]
+
+    @translated("arrivals_of")
+    def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
+        wanted = check_ids(opportunity_ids)
+        c = self._arrivals.c
+        columns = (c.event_id, c.opportunity_id, c.arrived_at, c.source, c.owner)
+        found: dict[str, LeadArrival] = {}
+        for first in range(0, len(wanted), _CHUNK):
+            query = select(*columns).where(c.opportunity_id.in_(wanted[first : first + _CHUNK]))
+            for row in self._rows(query):
+                found[row["opportunity_id"]] = LeadArrival.model_construct(**row)
+        return found
 
     @translated("status_changes")
     def status_changes(

@@ -119,6 +119,24 @@ class AnalyticsStoreContract(abc.ABC):
         assert store.arrivals(_START, _END, sources=[]) == []
         assert _opportunities(store.arrivals(_START, _END)) == ["o1", "o2", "o3", "o4"]
 
+    def test_arrivals_of_given_opportunities_whenever_they_came(
+        self, store: AnalyticsStore
+    ) -> None:
+        first = make_arrival("o1", source="website", owner="alice")
+        store.record_arrival(first)
+        store.record_arrival(make_arrival("o2", hours=24 * 400))  # long after any period
+        store.record_arrival(make_arrival("o3", hours=2))
+        found = store.arrivals_of(["o2", "o1", "o1", "nobody"])
+        assert sorted(found) == ["o1", "o2"]
+        assert found["o1"] == first
+        assert_utc(found["o2"].arrived_at)
+        assert store.arrivals_of([]) == {}
+        many = [f"x{n}" for n in range(2_000)] + ["o3"]  # more than one chunk of ids
+        assert list(store.arrivals_of(many)) == ["o3"]
+        for bad in ("o1", [1], ["o"] * 100_001):
+            with pytest.raises(InvalidInputError):
+                store.arrivals_of(bad)  # type: ignore[arg-type]
+
     def test_status_changes_are_kept_by_event_in_order(self, store: AnalyticsStore) -> None:
         change = make_change("e2", "o1", "contacted", hours=1, from_status="new")
         assert store.record_status_change(change) is True
