@@ -45,7 +45,12 @@ None last), ties by rep id.
 opportunities with a change to ``stages[i]`` in the period; between consecutive stages,
 ``advanced`` counts those that reached both, ``conversion = advanced / reached[i]`` (None when
 0) and ``drop_off = reached[i] - advanced``. An opportunity may skip a stage: it counts where
-it was seen.
+it was seen. **Time in stage**: an opportunity's changes in the period, in time order, make
+stays: a change to a stage starts one, the opportunity's next change to another status ends
+it; ``median_time_in_stage_seconds[i]`` is the median length of the ended stays in
+``stages[i]`` (a stay still open at the period's end has no length yet; a repeated change to
+the same status does not end a stay). ``still_in[i]`` counts the opportunities whose latest
+change in the period is to ``stages[i]``.
 
 **Automation effectiveness**, per automation id (an activity's ``metadata.automationRuleId``:
 the rule, or a sequence's steps, that created it; ``"(manual)"`` for activities no automation

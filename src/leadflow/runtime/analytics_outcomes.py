@@ -11,7 +11,7 @@ from itertools import pairwise
 
 from ..errors import InvalidInputError
 from ..facts import Completion, StatusChange
-from .analytics_figures import MANUAL, Figure, share
+from .analytics_figures import MANUAL, Figure, percentile, share
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -45,6 +45,8 @@ class Funnel(Figure):
     stages: list[str]
     reached: list[int]
     steps: list[FunnelStep]
+    median_time_in_stage_seconds: list[float | None]
+    still_in: list[int]
 
 
 def funnel_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> Funnel:
@@ -58,9 +60,23 @@ def funnel_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> Funnel:
     ):
         raise InvalidInputError("expected 1 to 50 distinct stage names", field="stages")
     seen: dict[str, set[str]] = {stage: set() for stage in stages}
+    paths: dict[str, list[StatusChange]] = defaultdict(list)
     for change in changes:
+        paths[change.opportunity_id].append(change)
         if change.to_status in seen:
             seen[change.to_status].add(change.opportunity_id)
+    stays: dict[str, list[float]] = {stage: [] for stage in stages}
+    still: Counter[str] = Counter()
+    for path in paths.values():
+        path.sort(key=lambda change: (change.changed_at, change.event_id))
+        stay = path[0]
+        for change in path[1:]:
+            if change.to_status != stay.to_status:
+                if stay.to_status in stays:
+                    waited = change.changed_at - stay.changed_at
+                    stays[stay.to_status].append(waited.total_seconds())
+                stay = change
+        still[stay.to_status] += 1
     steps = []
     for here, there in pairwise(stages):
         advanced = len(seen[here] & seen[there])
@@ -73,7 +89,13 @@ def funnel_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> Funnel:
                 drop_off=len(seen[here]) - advanced,
             )
         )
-    return Funnel(stages=list(stages), reached=[len(seen[s]) for s in stages], steps=steps)
+    return Funnel(
+        stages=list(stages),
+        reached=[len(seen[s]) for s in stages],
+        steps=steps,
+        median_time_in_stage_seconds=[percentile(stays[s], 50) for s in stages],
+        still_in=[still.get(s, 0) for s in stages],
+    )
 
 
 # --------------------------------------------------------------------------- automation
