@@ -128,3 +128,17 @@ def test_a_storage_without_facts_has_no_analytics() -> None:
     ops = Operations(LeadFlow.in_memory(clock=ManualClock(AS_OF), storage=storage))
     with pytest.raises(InvalidStateError):
         ops.analytics.dashboard(ADMIN, START, END)
+
+
+def test_automation_knows_the_flows_rules_and_sequences() -> None:
+    from .test_analytics_automation import load_automation
+
+    storage = memory_storage()
+    load_automation(storage)
+    ops = Operations(LeadFlow.in_memory(clock=ManualClock(AS_OF), storage=storage))
+    rows = {r.automation_id: r for r in ops.analytics.automation(DISPATCHER, START, END)}
+    assert (rows["r-idle"].kind, rows["r-idle"].no_effect) == ("rule", True)
+    assert (rows["r-seq"].kind, rows["r-seq"].enrolled) == ("sequence", 3)
+    # Bob sees the activities assigned to him: six of r-idle's twelve, too few to judge.
+    mine = {r.automation_id: r for r in ops.analytics.automation(BOB, START, END)}
+    assert (mine["r-idle"].created, mine["r-idle"].no_effect) == (6, False)

@@ -71,6 +71,9 @@ class AnalyticsOperations:
                 flow.storage.activities,
                 flow.rulebook.calendar,
                 teams=_directory_teams(flow.integrations.team),
+                rules=flow.storage.rules,
+                sequences=flow.storage.sequences,
+                enrollments=flow.storage.enrollments,
             )
         )
 

@@ -94,7 +94,14 @@ def report_command(
         storage = store.storage
         if storage.analytics is None:
             fail(f"the store at {store.target.shown} keeps no analytic facts")
-        analytics = Analytics(storage.analytics, storage.activities, calendar)
+        analytics = Analytics(
+            storage.analytics,
+            storage.activities,
+            calendar,
+            rules=storage.rules,
+            sequences=storage.sequences,
+            enrollments=storage.enrollments,
+        )
         try:
             dashboard = analytics.dashboard(start, end, as_of=min(now, end), rank_by=rank)
         except LeadflowError as exc:

@@ -92,9 +92,25 @@ from datetime import datetime
 
 from ..facts import Completion, LeadArrival
 from ..models import ActivityState
-from ..ports import ActivityRepository, AnalyticsStore
+from ..ports import (
+    ActivityRepository,
+    AnalyticsStore,
+    EnrollmentStore,
+    RuleRepository,
+    SequenceRepository,
+)
 from ..queries import ActivityFilter
 from ..rules.calendar import WorkingCalendar
+from ..sequences import Enrollment
+from .analytics_automation import (
+    NO_EFFECT_MAX_COMPLETION,
+    NO_EFFECT_MIN_ACTIVITIES,
+    AutomationRow,
+    BranchRow,
+    Created,
+    Kind,
+    automation_of,
+)
 from .analytics_figures import (
     BUCKETS,
     MANUAL,
@@ -110,23 +126,20 @@ from .analytics_figures import (
     sources_of,
     speed_of,
 )
-from .analytics_outcomes import (
-    DEFAULT_STAGES,
-    AutomationRow,
-    Funnel,
-    FunnelStep,
-    automation_of,
-    funnel_of,
-)
+from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of
 from .analytics_scope import Scope, Teams, chunks, scope_of
+from .sequence_report import ENROLLMENT_SCAN_LIMIT
 
 __all__ = [
     "BUCKETS",
     "DEFAULT_STAGES",
     "MANUAL",
     "NONE",
+    "NO_EFFECT_MAX_COMPLETION",
+    "NO_EFFECT_MIN_ACTIVITIES",
     "Analytics",
     "AutomationRow",
+    "BranchRow",
     "Dashboard",
     "Funnel",
     "FunnelStep",
@@ -169,7 +182,9 @@ class Analytics:
 
     Every figure takes the filters ``reps``, ``teams``, ``sources`` and ``automations`` (see
     "Filters" above; None takes all). ``teams`` is who is in which team (rep id -> team name,
-    or a callable answering it), for the ``teams`` filter."""
+    or a callable answering it), for the ``teams`` filter; ``rules`` and ``sequences`` name the
+    automations (their kind, and those that created activities nobody completed);
+    ``enrollments`` give the sequences' goals and A/B branches."""
 
     def __init__(
         self,
@@ -179,11 +194,17 @@ class Analytics:
         *,
         won_status: str = "won",
         teams: Teams | None = None,
+        rules: RuleRepository | None = None,
+        sequences: SequenceRepository | None = None,
+        enrollments: EnrollmentStore | None = None,
     ) -> None:
         self._store = store
         self._activities = activities
         self._calendar = calendar
         self._teams = teams
+        self._rules = rules
+        self._sequences = sequences
+        self._enrollments = enrollments
         self.won_status = won_status
 
     def scope(
@@ -290,11 +311,82 @@ class Analytics:
             ]
         return funnel_of(changes, stages)
 
+    def _kinds(self) -> dict[str, Kind]:
+        kinds: dict[str, Kind] = {MANUAL: "manual"}
+        if self._rules is not None:
+            kinds.update((rule.rule_id, "rule") for rule in self._rules.list())
+        if self._sequences is not None:
+            kinds.update((d.sequence_id, "sequence") for d in self._sequences.list())
+        return kinds
+
+    def _created(
+        self, start: datetime, end: datetime, ids: Collection[str], scope: Scope
+    ) -> dict[str, Created]:
+        """Per automation, the activities it created in the period (two activity-statistics
+        queries each: all, and the completed ones, by assignee for the rep filter)."""
+        created: dict[str, Created] = {}
+        for automation in sorted(set(ids) - {MANUAL}):
+            counts = []
+            for state in (None, ActivityState.COMPLETED):
+                found = self._activities.statistics(
+                    ActivityFilter(
+                        automation_rule_id=automation,
+                        created_from=start,
+                        created_to=end,
+                        state=state,
+                    ),
+                    as_of=end,
+                )
+                counts.append(
+                    found.total
+                    if scope.reps is None
+                    else sum(n for rep, n in found.by_assignee.items() if rep in scope.reps)
+                )
+            created[automation] = Created(counts[0], counts[1])
+        return created
+
+    def _enrolled(
+        self, start: datetime, end: datetime, sequences: Collection[str], scope: Scope
+    ) -> dict[str, list[Enrollment]]:
+        """Per sequence, its enrollments enrolled in the period (of the opportunities the
+        filters take, judged as the funnel's)."""
+        if self._enrollments is None:
+            return {}
+        enrolled: dict[str, list[Enrollment]] = {}
+        for sequence in sorted(sequences):
+            found = [
+                e
+                for e in self._enrollments.list(sequence_id=sequence, limit=ENROLLMENT_SCAN_LIMIT)
+                if start <= e.enrolled_at < end
+            ]
+            if found and (scope.reps is not None or scope.sources is not None):
+                lead = self._arrivals_of({e.opportunity_id for e in found})
+                found = [
+                    e for e in found if scope.takes_opportunity(lead.get(e.opportunity_id), True)
+                ]
+            if found:
+                enrolled[sequence] = found
+        return enrolled
+
     def automation(
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[AutomationRow]:
-        completions = self._completions(start, end, self.scope(**filters))
-        return automation_of(completions, self._store.status_changes(start, end), self.won_status)
+        scope = self.scope(**filters)
+        completions = self._completions(start, end, scope)
+        kinds = self._kinds()
+        ids = set(kinds) | {c.rule_id or MANUAL for c in completions}
+        if scope.automations is not None:
+            ids &= scope.automations
+        sequences = [i for i in ids if kinds.get(i) == "sequence"]
+        return automation_of(
+            completions,
+            self._store.status_changes(start, end),
+            self.won_status,
+            created=self._created(start, end, ids, scope),
+            enrollments=self._enrolled(start, end, sequences, scope),
+            kinds=kinds,
+            only=scope.automations,
+        )
 
     def dashboard(
         self,

@@ -115,7 +115,7 @@ def dashboard_html(dashboard: Dashboard, *, title: str = "leadflow analytics") -
         )
         parts.append(
             _table(
-                ["from", "to", "advanced", "conversion", "drop-off"],
+                ["from", "to", "advanced", "conversion", "drop-off", "median time in stage"],
                 [
                     [
                         s.from_stage,
@@ -123,8 +123,11 @@ def dashboard_html(dashboard: Dashboard, *, title: str = "leadflow analytics") -
                         str(s.advanced),
                         _rate(s.conversion),
                         str(s.drop_off),
+                        _seconds(stay),
                     ]
-                    for s in funnel.steps
+                    for s, stay in zip(
+                        funnel.steps, funnel.median_time_in_stage_seconds, strict=False
+                    )
                 ],
             )
         )
@@ -189,19 +192,61 @@ def dashboard_html(dashboard: Dashboard, *, title: str = "leadflow analytics") -
     parts.append("<h2>automation (last-touch wins)</h2>")
     parts.append(
         _table(
-            ["automation", "completed", "outcomes", "opportunities touched", "wins", "win rate"],
+            [
+                "automation",
+                "kind",
+                "activities created",
+                "of them done",
+                "completed in period",
+                "outcomes",
+                "opportunities touched",
+                "converted",
+                "wins",
+                "win rate",
+                "median to goal",
+                "effect",
+            ],
             [
                 [
                     r.automation_id,
+                    r.kind,
+                    str(r.created),
+                    _rate(r.completion_share),
                     str(r.completed),
                     ", ".join(f"{k} {v}" for k, v in r.outcomes.items()) or "-",
                     str(r.touched),
+                    str(r.converted),
                     str(r.wins),
                     _rate(r.win_rate),
+                    _seconds(r.median_time_to_goal_seconds),
+                    "NO EFFECT" if r.no_effect else "",
                 ]
                 for r in dashboard.automation
             ],
         )
     )
+    branches = [(r.automation_id, b) for r in dashboard.automation for b in r.branches]
+    if branches:
+        parts.append("<h2>sequence A/B branches</h2>")
+        parts.append(
+            _table(
+                ["sequence", "split", "variant", "enrolled", "goal reached", "conversion",
+                 "median to goal", "completed", "won"],
+                [
+                    [
+                        sequence,
+                        b.step_id,
+                        b.variant,
+                        str(b.enrolled),
+                        str(b.goal_reached),
+                        _rate(b.conversion_rate),
+                        _seconds(b.median_time_to_goal_seconds),
+                        str(b.completed),
+                        str(b.won),
+                    ]
+                    for sequence, b in branches
+                ],
+            )
+        )  # fmt: skip
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -1,4 +1,4 @@
-"""The funnel and automation figures of the analytics, as pure functions over the facts of
+"""The funnel of the analytics, as pure functions over the facts of
 :mod:`leadflow.facts`. Defined in :mod:`leadflow.runtime.analytics`'s docstring.
 """
 
@@ -6,21 +6,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from itertools import pairwise
 
 from ..errors import InvalidInputError
-from ..facts import Completion, StatusChange
-from .analytics_figures import MANUAL, Figure, percentile, share
+from ..facts import StatusChange
+from .analytics_figures import Figure, percentile, share
 
-__all__ = [
-    "DEFAULT_STAGES",
-    "AutomationRow",
-    "Funnel",
-    "FunnelStep",
-    "automation_of",
-    "funnel_of",
-]
+__all__ = ["DEFAULT_STAGES", "Funnel", "FunnelStep", "funnel_of"]
 
 DEFAULT_STAGES: tuple[str, ...] = ("new", "contacted", "qualified", "proposal", "won")
 """The funnel's stages unless told otherwise."""
@@ -96,54 +88,3 @@ def funnel_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> Funnel:
         median_time_in_stage_seconds=[percentile(stays[s], 50) for s in stages],
         still_in=[still.get(s, 0) for s in stages],
     )
-
-
-# --------------------------------------------------------------------------- automation
-
-
-class AutomationRow(Figure):
-    """What one automation (a rule, a sequence's steps, or none) earned in the period."""
-
-    automation_id: str
-    completed: int
-    outcomes: dict[str, int]
-    touched: int
-    wins: int
-    win_rate: float | None
-
-
-def automation_of(
-    completions: Sequence[Completion], changes: Iterable[StatusChange], won_status: str
-) -> list[AutomationRow]:
-    """Per automation id of ``completions``, with last-touch wins from ``changes``."""
-    by_opportunity: dict[str, list[Completion]] = defaultdict(list)
-    groups: dict[str, list[Completion]] = defaultdict(list)
-    for completion in completions:
-        by_opportunity[completion.opportunity_id].append(completion)
-        groups[completion.rule_id or MANUAL].append(completion)
-    won_at: dict[str, datetime] = {}
-    for change in changes:
-        if change.to_status == won_status:
-            known = won_at.get(change.opportunity_id)
-            won_at[change.opportunity_id] = min(known or change.changed_at, change.changed_at)
-    credit: Counter[str] = Counter()
-    for opportunity, at in won_at.items():
-        before = [c for c in by_opportunity.get(opportunity, ()) if c.completed_at <= at]
-        if before:
-            last = max(before, key=lambda c: (c.completed_at, c.activity_id))
-            credit[last.rule_id or MANUAL] += 1
-    rows = []
-    for automation, group in sorted(groups.items()):
-        touched = len({c.opportunity_id for c in group})
-        outcomes = Counter(str(c.outcome) for c in group if c.outcome is not None)
-        rows.append(
-            AutomationRow(
-                automation_id=automation,
-                completed=len(group),
-                outcomes=dict(sorted(outcomes.items())),
-                touched=touched,
-                wins=credit.get(automation, 0),
-                win_rate=share(credit.get(automation, 0), touched),
-            )
-        )
-    return rows
