@@ -100,6 +100,7 @@ def test_the_dashboard_holds_every_figure(ops: Operations) -> None:
         "leaderboard",
         "funnel",
         "automation",
+        "trend",
     }
 
 

@@ -54,9 +54,11 @@ def test_the_report_as_json_and_html(url: str, tmp_path: Path) -> None:
     assert [r["rep"] for r in document["leaderboard"]] == ["alice", "bob", "carol", "dave"]
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
-    for heading in ("funnel", "lead sources", "speed to lead", "leaderboard", "automation"):
+    headings = ("funnel", "lead sources", "speed to lead", "trend over weeks", "leaderboard")
+    for heading in (*headings, "automation"):
         assert f"<h2>{heading}" in html
-    assert html.count("<svg") == 3
+    assert html.count("<svg") == 4  # funnel, sources, speed to lead, trend
+    assert "2026-W02" in html
 
 
 def test_bad_options_fail_with_one_line(url: str) -> None:

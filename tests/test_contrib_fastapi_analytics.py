@@ -19,11 +19,27 @@ BOB = Principal("bob", Role.SALES)
 PERIOD = {"start": START.isoformat(), "end": END.isoformat()}
 ANALYTICS_ENDPOINTS = {
     ("GET", f"/api/analytics/{path}")
-    for path in ("speed-to-lead", "sources", "leaderboard", "funnel", "automation", "dashboard")
+    for path in (
+        "speed-to-lead",
+        "sources",
+        "leaderboard",
+        "funnel",
+        "automation",
+        "trend",
+        "dashboard",
+    )
 }
 ANALYTICS_ROUTES = {
     f"analytics_{name}"
-    for name in ("speed_to_lead", "sources", "leaderboard", "funnel", "automation", "dashboard")
+    for name in (
+        "speed_to_lead",
+        "sources",
+        "leaderboard",
+        "funnel",
+        "automation",
+        "trend",
+        "dashboard",
+    )
 }
 
 
@@ -84,6 +100,12 @@ def test_leaderboard_funnel_automation_dashboard(client: TestClient) -> None:
     assert [r["automationId"] for r in automation.json()] == ["(manual)", "r-seq", "r-web"]
     dashboard = client.get("/api/analytics/dashboard", params=PERIOD, headers=as_(ADMIN))
     assert dashboard.json()["funnel"]["stages"][0] == "new"
+    assert [w["week"] for w in dashboard.json()["trend"]] == ["2026-W02", "2026-W03"]
+    trend = client.get("/api/analytics/trend", params=PERIOD, headers=as_(BOB)).json()
+    assert [(w["week"], w["leads"], w["completed"]) for w in trend] == [
+        ("2026-W02", 2, 2),
+        ("2026-W03", 0, 0),
+    ]
 
 
 def test_sales_see_their_own_rows(client: TestClient) -> None:

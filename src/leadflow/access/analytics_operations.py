@@ -27,7 +27,7 @@ aware datetimes, at most 400 days long (:class:`~leadflow.InvalidInputError`).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 from ..clock import ensure_utc
@@ -43,14 +43,14 @@ from ..runtime.analytics import (
     SourceRow,
     SpeedToLeadReport,
     Teams,
+    WeekRow,
 )
+from ..runtime.analytics_period import MAX_PERIOD, check_period
 from ..runtime.flow import LeadFlow
 from .policy import Policy, Principal
 
 __all__ = ["MAX_PERIOD", "AnalyticsOperations"]
 
-MAX_PERIOD: Final = timedelta(days=400)
-"""The longest period a figure is asked for."""
 
 _RANKS: Final = frozenset(RankBy.__args__)  # type: ignore[attr-defined]
 
@@ -81,14 +81,7 @@ class AnalyticsOperations:
         self._policy().require(principal, "analytics.read")
         if self._analytics is None:
             raise InvalidStateError("this flow's storage keeps no analytic facts")
-        for value, field in ((start, "start"), (end, "end")):
-            if not isinstance(value, datetime):
-                raise InvalidInputError(f"expected a datetime, got {value!r}", field=field)
-            ensure_utc(value, field)
-        if not start < end:
-            raise InvalidInputError("start must be before end", field="end")
-        if end - start > MAX_PERIOD:
-            raise InvalidInputError("a period is at most 400 days", field="end")
+        check_period(start, end, longest=MAX_PERIOD)
         return self._analytics
 
     def _reps(self, principal: Principal, reps: Collection[str] | None) -> list[str] | None:
@@ -203,6 +196,22 @@ class AnalyticsOperations:
         analytics = self._ready(principal, start, end)
         filters = self._filters(principal, reps, teams, sources, automations)
         return analytics.automation(start, end, **filters)
+
+    def trend(
+        self,
+        principal: Principal,
+        start: datetime,
+        end: datetime,
+        *,
+        reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
+        sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
+    ) -> list[WeekRow]:
+        """The figures per ISO week of the period."""
+        analytics = self._ready(principal, start, end)
+        filters = self._filters(principal, reps, teams, sources, automations)
+        return analytics.trend(start, end, **filters)
 
     def dashboard(
         self,

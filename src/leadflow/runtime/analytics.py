@@ -78,6 +78,12 @@ both. How each kind of fact is judged:
   (one activity-statistics query each; ``"(manual)"`` counts none). It is not narrowed by
   source: an open activity has no lead fact.
 
+**Weekly trend**, per ISO week the period touches (UTC weeks, Monday 00:00 to Monday 00:00,
+labelled ``2026-W02``, the first and last clipped to the period): ``leads`` that arrived in
+the week, of them ``contacted`` and ``won`` (whenever), ``conversion_rate = won / leads``,
+``speed_to_lead_p50_seconds`` of the week's contacted leads; ``completed`` activities
+completed in the week and their ``on_time_rate``. The filters apply as to the figures above.
+
 **Cost.** Each figure reads the facts of its period through one or two indexed queries per
 store (:class:`~leadflow.ports.AnalyticsStore`) and reduces them here in one pass: time and
 memory grow with the facts in the period (arrivals, changes, completions), not with the store;
@@ -127,6 +133,7 @@ from .analytics_figures import (
     speed_of,
 )
 from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of
+from .analytics_period import WeekRow, trend_of, weeks_of
 from .analytics_scope import Scope, Teams, chunks, scope_of
 from .sequence_report import ENROLLMENT_SCAN_LIMIT
 
@@ -150,12 +157,15 @@ __all__ = [
     "SpeedToLead",
     "SpeedToLeadReport",
     "Teams",
+    "WeekRow",
     "automation_of",
     "funnel_of",
     "percentile",
     "reps_of",
     "sources_of",
     "speed_of",
+    "trend_of",
+    "weeks_of",
 ]
 
 # --------------------------------------------------------------------------- dashboard
@@ -172,6 +182,7 @@ class Dashboard(Figure):
     leaderboard: list[RepRow]
     funnel: Funnel | None
     automation: list[AutomationRow]
+    trend: list[WeekRow]
 
 
 # --------------------------------------------------------------------------- reading
@@ -388,6 +399,16 @@ class Analytics:
             only=scope.automations,
         )
 
+    def trend(
+        self, start: datetime, end: datetime, **filters: Collection[str] | None
+    ) -> list[WeekRow]:
+        """The figures per ISO week of the period."""
+        scope = self.scope(**filters)
+        arrivals, contacts = self._leads(start, end, scope)
+        wins = self._store.reached(start, end, self.won_status)
+        completions = self._completions(start, end, scope)
+        return trend_of(start, end, arrivals, contacts, wins, completions)
+
     def dashboard(
         self,
         start: datetime,
@@ -409,4 +430,5 @@ class Analytics:
             leaderboard=self.leaderboard(start, end, as_of=as_of, rank_by=rank_by, **filters),
             funnel=None if stages is None else self.funnel(start, end, stages=stages, **filters),
             automation=self.automation(start, end, **filters),
+            trend=self.trend(start, end, **filters),
         )

@@ -1,6 +1,7 @@
 """The analytics dashboard as one self-contained HTML page (:func:`dashboard_html`): the funnel,
-lead sources and the speed-to-lead distribution as inline SVG bar charts, the leaderboard and
-automation as tables. No scripts, no external assets: it opens from a file or an e-mail."""
+lead sources, the speed-to-lead distribution and the weekly trend as inline SVG bar charts, the
+leaderboard and automation as tables. No scripts, no external assets: it opens from a file or
+an e-mail."""
 
 from __future__ import annotations
 
@@ -161,6 +162,30 @@ def dashboard_html(dashboard: Dashboard, *, title: str = "leadflow analytics") -
             "contacted leads by response time",
             [(bucket, [n]) for bucket, n in speed.buckets.items()],
             ["leads"],
+        )
+    )
+    parts.append("<h2>trend over weeks</h2>")
+    parts.append(
+        bar_svg(
+            "leads, contacted and won per ISO week",
+            [(w.week, [w.leads, w.contacted, w.won]) for w in dashboard.trend],
+            ["leads", "contacted", "won"],
+        )
+    )
+    parts.append(
+        _table(
+            ["week", "leads", "won", "speed to lead (median)", "completed", "on time"],
+            [
+                [
+                    w.week,
+                    str(w.leads),
+                    str(w.won),
+                    _seconds(w.speed_to_lead_p50_seconds),
+                    str(w.completed),
+                    _rate(w.on_time_rate),
+                ]
+                for w in dashboard.trend
+            ],
         )
     )
     parts.append("<h2>leaderboard</h2>")

@@ -14,6 +14,7 @@ GET      ``/analytics/sources``               lead source performance
 GET      ``/analytics/leaderboard``           the rep leaderboard (``&rankBy=``)
 GET      ``/analytics/funnel``                the funnel (``&stages=new&stages=won...``)
 GET      ``/analytics/automation``            automation effectiveness
+GET      ``/analytics/trend``                 the figures per ISO week
 GET      ``/analytics/dashboard``             every figure at once (``&rankBy=``)
 =======  ===================================  ===============================================
 """
@@ -35,6 +36,7 @@ from ...runtime.analytics import (
     RepRow,
     SourceRow,
     SpeedToLeadReport,
+    WeekRow,
 )
 from .bodies import _Wire
 
@@ -114,6 +116,13 @@ def analytics_routes(api: APIRouter, ops: Operations, current: Callable[..., Pri
         query: Annotated[RankQuery, Query()], who: Principal = Depends(current)
     ) -> Any:
         return analytics.automation(who, query.start, query.end, **query.filters())
+
+    @api.get(f"{base}/trend", response_model=list[WeekRow],
+             summary="The figures per ISO week of the period")  # fmt: skip
+    def analytics_trend(
+        query: Annotated[LeadQuery, Query()], who: Principal = Depends(current)
+    ) -> Any:
+        return analytics.trend(who, query.start, query.end, **query.filters())
 
     @api.get(f"{base}/dashboard", response_model=Dashboard,
              summary="Every figure of the period")  # fmt: skip
