@@ -103,3 +103,19 @@ def test_the_dashboard_renders_in_a_headless_browser(url: str, tmp_path: Path) -
     width, height, pixels = _png_pixels(shot.read_bytes())
     assert (width, height) == (1200, 900)
     assert len(set(pixels)) > 16, "the screenshot is blank"
+
+
+def test_the_demo_ends_by_writing_the_dashboard_next_to_its_store(tmp_path: Path) -> None:
+    from .test_cli import run_cli
+
+    store = tmp_path / "store" / "d.sqlite"
+    store.parent.mkdir()
+    done = run_cli("demo", "--days", "3", "--url", str(store), cwd=tmp_path)
+    page = store.parent / "leadflow-demo-report.html"
+    assert f"analytics dashboard of days 1-3: {page}" in done.stderr.replace("\n", "")
+    html = page.read_text(encoding="utf-8")
+    assert "<h2>trend over weeks" in html and "<h2>leaderboard" in html
+    assert not (tmp_path / "leadflow-demo-report.html").exists()
+    memory = run_cli("demo", "--days", "2", "--url", "memory", cwd=tmp_path)
+    assert "leadflow-demo-report.html" in memory.stderr  # no file store: the current directory
+    assert (tmp_path / "leadflow-demo-report.html").exists()
