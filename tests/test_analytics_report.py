@@ -119,3 +119,30 @@ def test_the_demo_ends_by_writing_the_dashboard_next_to_its_store(tmp_path: Path
     memory = run_cli("demo", "--days", "2", "--url", "memory", cwd=tmp_path)
     assert "leadflow-demo-report.html" in memory.stderr  # no file store: the current directory
     assert (tmp_path / "leadflow-demo-report.html").exists()
+
+
+def test_the_backfill_command_is_idempotent(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from .test_analytics_backfill import history, run
+
+    target = f"sqlite:///{tmp_path / 'old.db'}"
+    storage = sql_storage(target)
+    try:
+        run(replace(storage, analytics=None))
+    finally:
+        storage.close()
+    lines = tmp_path / "history.jsonl"
+    lines.write_text("\n".join(json.dumps(event) for event in history()), encoding="utf-8")
+    first = _run("backfill", "--url", target, "--events", str(lines))
+    assert "read 1 completed activities and 3 events" in first
+    assert "recorded 2 lead arrivals, 2 status changes, 1 completions" in first
+    again = _run("backfill", "--url", target, "--events", str(lines))
+    assert "recorded 0 lead arrivals, 0 status changes, 0 completions" in again
+    array = tmp_path / "history.json"
+    array.write_text(json.dumps(history()), encoding="utf-8")
+    assert "and 3 events" in _run("backfill", "--url", target, "--events", str(array))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "type": "opportunity.created", "payload": {}}', encoding="utf-8")
+    failed = CliRunner().invoke(cli, ["backfill", "--url", target, "--events", str(bad)])
+    assert failed.exit_code == 1 and "events[0].time" in failed.output

@@ -10,6 +10,7 @@ operation                     methods
                               for another rep's is :class:`PermissionDeniedError`
 ``analytics.read_all``        the team's rows, and :meth:`~AnalyticsOperations.funnel`
                               (which is not per rep)
+``analytics.backfill``        :meth:`~AnalyticsOperations.backfill` (admins)
 ============================  ==========================================================
 
 Every method takes the filters ``reps``, ``teams``, ``sources`` and ``automations`` (rule or
@@ -26,12 +27,13 @@ aware datetimes, at most 400 days long (:class:`~leadflow.InvalidInputError`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from ..clock import ensure_utc
 from ..errors import InvalidInputError, InvalidStateError, PermissionDeniedError
+from ..models import Event
 from ..runtime.analytics import (
     DEFAULT_STAGES,
     Analytics,
@@ -45,6 +47,7 @@ from ..runtime.analytics import (
     Teams,
     WeekRow,
 )
+from ..runtime.analytics_backfill import BackfillResult, backfill
 from ..runtime.analytics_period import MAX_PERIOD, check_period
 from ..runtime.flow import LeadFlow
 from .policy import Policy, Principal
@@ -62,7 +65,8 @@ class AnalyticsOperations:
     def __init__(self, flow: LeadFlow, policy: Callable[[], Policy]) -> None:
         self._policy = policy
         self._clock = flow.clock
-        store = flow.storage.analytics
+        self._activities = flow.storage.activities
+        store = self._store = flow.storage.analytics
         self._analytics = (
             None
             if store is None
@@ -237,6 +241,32 @@ class AnalyticsOperations:
             rank_by=_rank(rank_by),
             stages=stages if team else None,
             **filters,
+        )
+
+    def backfill(
+        self,
+        principal: Principal,
+        *,
+        events: Iterable[Event | Mapping[str, Any]] = (),
+        from_activities: bool = True,
+        completed_from: datetime | None = None,
+        completed_to: datetime | None = None,
+    ) -> BackfillResult:
+        """Record the facts of the history before analytics (``analytics.backfill``: admins):
+        the completed activities of the store (unless ``from_activities`` is False; those
+        completed in ``[completed_from, completed_to)`` when given) and ``events``, a host's
+        event history. Idempotent (:mod:`leadflow.runtime.analytics_backfill`)."""
+        self._policy().require(principal, "analytics.backfill")
+        if self._store is None:
+            raise InvalidStateError("this flow's storage keeps no analytic facts")
+        if not isinstance(from_activities, bool):
+            raise InvalidInputError("expected true or false", field="from_activities")
+        return backfill(
+            self._store,
+            self._activities if from_activities else None,
+            events=events,
+            completed_from=completed_from,
+            completed_to=completed_to,
         )
 
 
