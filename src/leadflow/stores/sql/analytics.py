@@ -9,8 +9,8 @@ Every query is one statement answered from an index: the period queries from the
 ``arrived_at`` / ``changed_at`` / ``completed_at`` indexes (their cost follows the rows in the
 period); :meth:`first_contacts` and :meth:`reached` join the period's arrivals to
 ``(opportunity_id, activity_type, completed_at)`` / ``(opportunity_id, to_status,
-changed_at)`` and aggregate in the database (``row_number()`` / ``min``): one index probe per
-arrival.
+changed_at)`` and aggregate in the database (``row_number()`` / a correlated ``min``): one
+index probe per arrival (``tests/test_analytics_explain.py`` checks the plans).
 """
 
 from __future__ import annotations
@@ -189,13 +189,19 @@ class SqlAnalyticsStore:
         if not isinstance(status, str):
             raise InvalidInputError(f"expected a status, got {status!r}", field="status")
         a, s = self._arrivals.c, self._changes.c
-        query = (
-            select(s.opportunity_id, func.min(s.changed_at).label("at"))
-            .join_from(self._arrivals, self._changes, s.opportunity_id == a.opportunity_id)
-            .where(a.arrived_at >= start, a.arrived_at < end, s.to_status == status)
-            .group_by(s.opportunity_id)
+        # One probe of (opportunity_id, to_status, changed_at) per arrival of the period: a
+        # correlated minimum keeps the planner from scanning the whole index of changes.
+        first = (
+            select(func.min(s.changed_at))
+            .where(s.opportunity_id == a.opportunity_id, s.to_status == status)
+            .correlate(self._arrivals)
+            .scalar_subquery()
+            .label("at")
         )
-        return {row["opportunity_id"]: row["at"] for row in self._rows(query)}
+        query = select(a.opportunity_id, first).where(a.arrived_at >= start, a.arrived_at < end)
+        return {
+            row["opportunity_id"]: row["at"] for row in self._rows(query) if row["at"] is not None
+        }
 
     def __repr__(self) -> str:
         return f"SqlAnalyticsStore({self._db!r})"
