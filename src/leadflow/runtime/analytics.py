@@ -96,7 +96,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from ..facts import Completion, LeadArrival
+from ..facts import Completion, LeadArrival, groups_of
 from ..models import ActivityState
 from ..ports import (
     ActivityRepository,
@@ -292,11 +292,16 @@ class Analytics:
     ) -> list[RepRow]:
         scope = self.scope(**filters)
         arrivals, contacts = self._leads(start, end, scope)
-        completions = self._completions(start, end, scope)
+        if scope.sources is None and scope.automations is None:
+            # Summed up in the store (SQL: GROUP BY): one row per rep comes back.
+            keys = None if scope.reps is None else {None if r == NONE else r for r in scope.reps}
+            groups = self._store.completion_groups(start, end, by="assigned_to", keys=keys)
+        else:
+            groups = groups_of(self._completions(start, end, scope), "assigned_to")
         overdue = self._overdue(as_of, scope)
         wins = self._store.reached(start, end, self.won_status)
         speed = speed_of(arrivals, contacts, self._calendar)
-        return reps_of(completions, speed, arrivals, contacts, wins, overdue, rank_by=rank_by)
+        return reps_of(groups, speed, arrivals, contacts, wins, overdue, rank_by=rank_by)
 
     def funnel(
         self,

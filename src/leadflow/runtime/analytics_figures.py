@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from ..facts import Completion, LeadArrival
+from ..facts import Completion, CompletionGroup, LeadArrival
 from ..rules.calendar import WorkingCalendar
 
 __all__ = [
@@ -242,7 +242,7 @@ class RepRow(Figure):
 
 
 def reps_of(
-    completions: Sequence[Completion],
+    groups: Sequence[CompletionGroup],
     speed: SpeedToLeadReport,
     arrivals: Sequence[LeadArrival],
     contacts: Collection[Completion],
@@ -251,28 +251,25 @@ def reps_of(
     *,
     rank_by: RankBy = "completed",
 ) -> list[RepRow]:
-    """The leaderboard: every rep with a completion, a lead or an overdue activity."""
+    """The leaderboard: every rep with a completion (``groups``: the completions of the
+    period per assignee), a lead or an overdue activity."""
     first = {contact.opportunity_id: contact for contact in contacts}
     won: Counter[str] = Counter(
         lead_rep(a, first.get(a.opportunity_id)) for a in arrivals if a.opportunity_id in wins
     )
-    done: dict[str, list[Completion]] = defaultdict(list)
-    for completion in completions:
-        done[completion.assigned_to or NONE].append(completion)
+    done = {group.key or NONE: group for group in groups}
+    empty = CompletionGroup(None, 0, 0, 0, None)
     reps = set(done) | set(speed.by_rep) | set(overdue)
     rows = []
     for rep in reps:
-        mine = done.get(rep, [])
-        due = [c for c in mine if c.due_at is not None]
-        on_time = sum(c.due_at is not None and c.completed_at <= c.due_at for c in due)
-        times = [(c.completed_at - c.created_at).total_seconds() for c in mine if c.created_at]
+        mine = done.get(rep, empty)
         lead_speed = speed.by_rep.get(rep)
         rows.append(
             RepRow(
                 rep=rep,
-                completed=len(mine),
-                on_time_rate=share(on_time, len(due)),
-                median_time_to_complete_seconds=percentile(times, 50),
+                completed=mine.completed,
+                on_time_rate=share(mine.on_time, mine.with_due),
+                median_time_to_complete_seconds=mine.median_seconds_to_complete,
                 overdue_now=overdue.get(rep, 0),
                 speed_to_lead_p50_seconds=None if lead_speed is None else lead_speed.p50_seconds,
                 wins=won.get(rep, 0),

@@ -18,7 +18,14 @@ from itertools import islice
 from typing import Final
 
 from ...errors import InvalidInputError
-from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
+from ...facts import (
+    CONTACT_TYPES,
+    Completion,
+    CompletionGroup,
+    LeadArrival,
+    StatusChange,
+    groups_of,
+)
 from ...fields import ensure_utc
 from .arguments import check_limit, check_model
 from .chunks import ChunkedIndex
@@ -27,6 +34,7 @@ __all__ = [
     "MAX_FACTS",
     "MAX_IDS",
     "InMemoryAnalyticsStore",
+    "check_grouping",
     "check_ids",
     "check_period",
     "check_values",
@@ -74,6 +82,20 @@ def check_ids(values: object) -> builtins.list[str]:
     if len(values) > MAX_IDS or not all(isinstance(value, str) for value in values):
         raise InvalidInputError("expected at most 100,000 ids", field="opportunity_ids")
     return sorted(set(values))
+
+
+def check_grouping(by: object, keys: object) -> frozenset[str | None] | None:
+    """``keys`` as a set (None: all), after checking ``by`` and ``keys``
+    (:class:`InvalidInputError` naming the field)."""
+    if by not in ("assigned_to", "rule_id"):
+        raise InvalidInputError("expected assigned_to or rule_id", field="by")
+    if keys is None:
+        return None
+    if isinstance(keys, str | bytes) or not isinstance(keys, Collection):
+        raise InvalidInputError("expected a collection of names", field="keys")
+    if len(keys) > 1000 or not all(key is None or isinstance(key, str) for key in keys):
+        raise InvalidInputError("expected at most 1,000 names or None", field="keys")
+    return frozenset(keys)
 
 
 def _earlier(completion: Completion, than: Completion | None) -> bool:
@@ -200,6 +222,20 @@ class InMemoryAnalyticsStore:
                     if len(found) == limit:
                         break
         return found
+
+    def completion_groups(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        by: str,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[CompletionGroup]:
+        wanted = check_grouping(by, keys)
+        found = self.completions(start, end)
+        if wanted is not None:
+            found = [c for c in found if getattr(c, by) in wanted]
+        return groups_of(found, by)
 
     def first_contacts(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
