@@ -84,10 +84,16 @@ the week, of them ``contacted`` and ``won`` (whenever), ``conversion_rate = won 
 ``speed_to_lead_p50_seconds`` of the week's contacted leads; ``completed`` activities
 completed in the week and their ``on_time_rate``. The filters apply as to the figures above.
 
-**Cost.** Each figure reads the facts of its period through one or two indexed queries per
-store (:class:`~leadflow.ports.AnalyticsStore`) and reduces them here in one pass: time and
-memory grow with the facts in the period (arrivals, changes, completions), not with the store;
-``overdue_now`` is one activity-statistics query.
+**Cost.** Each figure reads the facts of its period through indexed queries
+(:class:`~leadflow.ports.AnalyticsStore`; on SQL ``tests/test_analytics_explain.py`` checks
+that none reads a facts table whole) and reduces them here in one pass: time and memory grow
+with the facts in the period (arrivals, changes, completions), not with the store. The
+leaderboard's completion figures are summed up in the store
+(:meth:`~leadflow.ports.AnalyticsStore.completion_groups`: SQL ``GROUP BY`` and a windowed
+median; one row per rep) unless a source or automation filter asks for the completions one
+by one. ``overdue_now`` is one activity-statistics query (one per automation with an
+automation filter); the automation figure asks the activity store two statistics queries per
+automation (created, and of them completed).
 """
 
 from __future__ import annotations
