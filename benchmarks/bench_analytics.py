@@ -11,9 +11,11 @@ The facts are written straight into the analytics store's tables (SQL: multi-row
 memory: the store's own writes), plus one open activity per lead in the activity store (for
 ``overdue now``).
 
-Timed: each figure over the second quarter, the dashboard over the quarter and over the year,
-each interleaved with a baseline (``arrivals()`` of the quarter: the cheapest indexed read of
-the period) so that a noisy machine shows in both; the median of ``--rounds`` runs is printed.
+Timed: each figure over the second quarter (the leaderboard also for one team of ten reps),
+the dashboard over the quarter and over the year, each answer checked (after its clock stops)
+against the dataset, each interleaved with a baseline (``arrivals()`` of the quarter: the
+cheapest indexed read of the period) so that a noisy machine shows in both; the median of
+``--rounds`` runs is printed.
 
 Run: python benchmarks/bench_analytics.py [--backend memory|sqlite|postgres] [--opportunities N]
 """
@@ -134,10 +136,14 @@ def load(storage: Storage, data: tuple[list[Any], ...]) -> None:
         )
 
 
-def timed(call: Callable[[], object]) -> float:
+def timed(call: Callable[[], object], check: Callable[[Any], bool] | None = None) -> float:
+    """Seconds ``call`` took; its answer must pass ``check`` (checked after the clock stops)."""
     started = time.perf_counter()
-    call()
-    return time.perf_counter() - started
+    answer = call()
+    took = time.perf_counter() - started
+    if check is not None and not check(answer):
+        raise SystemExit(f"wrong answer: {str(answer)[:200]}")
+    return took
 
 
 def storage_for(backend: str, folder: Path) -> Storage:
@@ -169,27 +175,56 @@ def main() -> None:
         load(storage, data)
         loaded = time.perf_counter() - started
         assert storage.analytics is not None
-        analytics = Analytics(storage.analytics, storage.activities, WorkingCalendar())
         print(
             f"{args.backend}: {args.opportunities:,} opportunities, {len(data[2]):,} completed "
             f"activities, {len(data[1]):,} status changes (loaded in {loaded:.1f} s)"
         )
         quarter, year = QUARTER, WHOLE_YEAR
-        figures: dict[str, Callable[[], object]] = {
-            "speed to lead (quarter)": lambda: analytics.speed_to_lead(*quarter),
-            "lead sources (quarter)": lambda: analytics.sources(*quarter),
-            "leaderboard (quarter)": lambda: analytics.leaderboard(*quarter, as_of=AS_OF),
-            "funnel (quarter)": lambda: analytics.funnel(*quarter),
-            "automation (quarter)": lambda: analytics.automation(*quarter),
-            "dashboard (quarter)": lambda: analytics.dashboard(*quarter, as_of=AS_OF),
-            "dashboard (year)": lambda: analytics.dashboard(*year, as_of=AS_OF),
+        leads = sum(QUARTER[0] <= a.arrived_at < QUARTER[1] for a in data[0])
+        done = sum(QUARTER[0] <= c.completed_at < QUARTER[1] for c in data[2])
+        team = {f"rep-{n}": "east" if n < 10 else "west" for n in range(20)}
+        analytics = Analytics(storage.analytics, storage.activities, WorkingCalendar(), teams=team)
+        figures: dict[str, tuple[Callable[[], Any], Callable[[Any], bool]]] = {
+            "speed to lead (quarter)": (
+                lambda: analytics.speed_to_lead(*quarter),
+                lambda r: r.overall.leads == leads,
+            ),
+            "lead sources (quarter)": (
+                lambda: analytics.sources(*quarter),
+                lambda r: sum(row.leads for row in r) == leads,
+            ),
+            "leaderboard (quarter)": (
+                lambda: analytics.leaderboard(*quarter, as_of=AS_OF),
+                lambda r: sum(row.completed for row in r) == done,
+            ),
+            "leaderboard (quarter, team east)": (
+                lambda: analytics.leaderboard(*quarter, as_of=AS_OF, teams=["east"]),
+                lambda r: len(r) == 10,
+            ),
+            "funnel (quarter)": (lambda: analytics.funnel(*quarter), lambda r: r.reached[0] > 0),
+            "automation (quarter)": (
+                lambda: analytics.automation(*quarter),
+                lambda r: sum(row.completed for row in r) == done,
+            ),
+            "trend (quarter)": (
+                lambda: analytics.trend(*quarter),
+                lambda r: sum(row.leads for row in r) == leads,
+            ),
+            "dashboard (quarter)": (
+                lambda: analytics.dashboard(*quarter, as_of=AS_OF),
+                lambda r: r.speed_to_lead.overall.leads == leads,
+            ),
+            "dashboard (year)": (
+                lambda: analytics.dashboard(*year, as_of=AS_OF),
+                lambda r: r.speed_to_lead.overall.leads == len(data[0]),
+            ),
         }
         baseline: list[float] = []
         runs: dict[str, list[float]] = {name: [] for name in figures}
         for _ in range(args.rounds):
-            for name, call in figures.items():
+            for name, (call, check) in figures.items():
                 baseline.append(timed(lambda: storage.analytics.arrivals(*quarter)))  # type: ignore[union-attr]
-                runs[name].append(timed(call))
+                runs[name].append(timed(call, check))
         base = statistics.median(baseline) * 1000
         print(f"  {'baseline: arrivals() of the quarter':40s} {base:8.1f} ms")
         for name, values in runs.items():

@@ -45,6 +45,7 @@ PINNED = {
     "enrollment.write_any": {S, A, D},
     "analytics.read": {S, A, D, R},
     "analytics.read_all": {S, A, D},
+    "analytics.backfill": {S, A},
 }
 """The default matrix, written out: changing DEFAULT_POLICY must change this test too."""
 DAY = timedelta(days=1)

@@ -42,6 +42,7 @@ from .sql_support import fresh_storage, on_postgres
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 START, END = T0, T0 + timedelta(days=7)
 AS_OF = END
+TEAMS = {"alice": "east", "carol": "east", "bob": "west"}  # dave: in no team
 
 
 def t(*, days: float = 0, hours: float = 0, minutes: float = 0) -> datetime:
@@ -124,7 +125,7 @@ def analytics(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Analyt
     def made(storage: Storage) -> Analytics:
         load(storage)
         assert storage.analytics is not None
-        return Analytics(storage.analytics, storage.activities, WorkingCalendar())
+        return Analytics(storage.analytics, storage.activities, WorkingCalendar(), teams=TEAMS)
 
     if request.param == "memory":
         yield made(memory_storage())
@@ -217,6 +218,10 @@ def test_funnel(analytics: Analytics) -> None:
         ("contacted", 0, 0.0, 2),
         ("qualified", 1, 1.0, 0),
     ]
+    # Stays (ended in the period): new o1 1 h, o2 1 h, o3 22 h; contacted o1 47 h, o2 118 h;
+    # qualified o3 48 h; won: none ended. Still in at the end: o1 and o3 won, o2 lost.
+    assert funnel.median_time_in_stage_seconds == [3600, 169200, 172800, None]
+    assert funnel.still_in == [0, 0, 0, 2]
 
 
 def test_automation_effectiveness_with_last_touch_wins(analytics: Analytics) -> None:
@@ -241,6 +246,21 @@ def test_figures_are_json_documents(analytics: Analytics) -> None:
         "proposal",
         "won",
     ]
+
+
+def test_time_in_stage_takes_ended_stays_in_time_order() -> None:
+    changes = [
+        make_change("b", "x", "contacted", hours=5),
+        make_change("a", "x", "new", hours=1),
+        make_change("c", "x", "contacted", hours=6),  # the same status again: the stay goes on
+        make_change("d", "x", "new", hours=9),  # back to new: contacted lasted 4 h
+        make_change("e", "y", "new", hours=0),
+        make_change("f", "y", "lost", hours=2),  # a stage left for a status not in the funnel
+    ]
+    funnel = funnel_of(changes, ("new", "contacted"))
+    assert funnel.median_time_in_stage_seconds == [7200, 14400]  # new: 4 h (x), 2 h (y)
+    assert funnel.still_in == [1, 0]  # x is new again; y is lost (not a stage)
+    assert funnel.reached == [2, 1]
 
 
 @pytest.mark.parametrize("stages", [(), "won", ("won", "won"), ("new", 3)])

@@ -18,9 +18,10 @@ from leadflow import (
     Principal,
     Role,
 )
+from leadflow.adapters import StaticTeamDirectory
 from leadflow.stores.memory import memory_storage
 
-from .test_analytics_figures import AS_OF, END, START, load
+from .test_analytics_figures import AS_OF, END, START, TEAMS, load
 
 ADMIN = Principal("boss", Role.ADMIN)
 DISPATCHER = Principal("desk", Role.DISPATCHER)
@@ -62,6 +63,27 @@ def test_sales_see_their_own_rows_only(ops: Operations) -> None:
     assert dashboard.funnel is None and [r.rep for r in dashboard.leaderboard] == ["bob"]
 
 
+def test_teams_come_from_the_flows_team_directory(ops: Operations) -> None:
+    # Without a directory that tells teams, a teams filter takes no one.
+    assert ops.analytics.speed_to_lead(ADMIN, START, END, teams=["east"]).overall.leads == 0
+    storage = memory_storage()
+    load(storage)
+    flow = LeadFlow.in_memory(clock=ManualClock(AS_OF), storage=storage)
+    directory = StaticTeamDirectory(["alice", "bob", "carol"], teams=TEAMS)
+    teamed = LeadFlow(storage, replace(flow.integrations, team=directory), clock=ManualClock(AS_OF))
+    ops = Operations(teamed)
+    east = ops.analytics.leaderboard(DISPATCHER, START, END, teams=["east"])
+    assert [r.rep for r in east] == ["alice", "carol"]
+    funnel = ops.analytics.funnel(ADMIN, START, END, teams=["west"], stages=["new", "lost"])
+    assert funnel.reached == [1, 1]
+    # Sales keep to their own rows under any filter: bob is not east.
+    assert ops.analytics.leaderboard(BOB, START, END, teams=["east"]) == []
+    assert [r.rep for r in ops.analytics.leaderboard(BOB, START, END, teams=["west"])] == ["bob"]
+    assert ops.analytics.automation(BOB, START, END, automations=["r-web"])[0].completed == 1
+    with pytest.raises(PermissionDeniedError):
+        ops.analytics.leaderboard(BOB, START, END, teams=["east"], reps=["alice"])
+
+
 def test_the_dashboard_holds_every_figure(ops: Operations) -> None:
     dashboard = ops.analytics.dashboard(ADMIN, START, END, rank_by="wins")
     assert dashboard.as_of == AS_OF
@@ -78,6 +100,7 @@ def test_the_dashboard_holds_every_figure(ops: Operations) -> None:
         "leaderboard",
         "funnel",
         "automation",
+        "trend",
     }
 
 
@@ -89,6 +112,9 @@ def test_the_dashboard_holds_every_figure(ops: Operations) -> None:
         (START.replace(tzinfo=None), END, {}),
         (START, END, {"rank_by": "charm"}),
         (START, END, {"reps": "bob"}),
+        (START, END, {"teams": [3]}),
+        (START, END, {"automations": "r-web"}),
+        (START, END, {"sources": None, "teams": ["x"] * 1001}),
     ],
 )
 def test_bad_periods_and_options_are_refused(
@@ -103,3 +129,17 @@ def test_a_storage_without_facts_has_no_analytics() -> None:
     ops = Operations(LeadFlow.in_memory(clock=ManualClock(AS_OF), storage=storage))
     with pytest.raises(InvalidStateError):
         ops.analytics.dashboard(ADMIN, START, END)
+
+
+def test_automation_knows_the_flows_rules_and_sequences() -> None:
+    from .test_analytics_automation import load_automation
+
+    storage = memory_storage()
+    load_automation(storage)
+    ops = Operations(LeadFlow.in_memory(clock=ManualClock(AS_OF), storage=storage))
+    rows = {r.automation_id: r for r in ops.analytics.automation(DISPATCHER, START, END)}
+    assert (rows["r-idle"].kind, rows["r-idle"].no_effect) == ("rule", True)
+    assert (rows["r-seq"].kind, rows["r-seq"].enrolled) == ("sequence", 3)
+    # Bob sees the activities assigned to him: six of r-idle's twelve, too few to judge.
+    mine = {r.automation_id: r for r in ops.analytics.automation(BOB, START, END)}
+    assert (mine["r-idle"].created, mine["r-idle"].no_effect) == (6, False)

@@ -54,9 +54,11 @@ def test_the_report_as_json_and_html(url: str, tmp_path: Path) -> None:
     assert [r["rep"] for r in document["leaderboard"]] == ["alice", "bob", "carol", "dave"]
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
-    for heading in ("funnel", "lead sources", "speed to lead", "leaderboard", "automation"):
+    headings = ("funnel", "lead sources", "speed to lead", "trend over weeks", "leaderboard")
+    for heading in (*headings, "automation"):
         assert f"<h2>{heading}" in html
-    assert html.count("<svg") == 3
+    assert html.count("<svg") == 4  # funnel, sources, speed to lead, trend
+    assert "2026-W02" in html
 
 
 def test_bad_options_fail_with_one_line(url: str) -> None:
@@ -101,3 +103,46 @@ def test_the_dashboard_renders_in_a_headless_browser(url: str, tmp_path: Path) -
     width, height, pixels = _png_pixels(shot.read_bytes())
     assert (width, height) == (1200, 900)
     assert len(set(pixels)) > 16, "the screenshot is blank"
+
+
+def test_the_demo_ends_by_writing_the_dashboard_next_to_its_store(tmp_path: Path) -> None:
+    from .test_cli import run_cli
+
+    store = tmp_path / "store" / "d.sqlite"
+    store.parent.mkdir()
+    done = run_cli("demo", "--days", "3", "--url", str(store), cwd=tmp_path)
+    page = store.parent / "leadflow-demo-report.html"
+    assert f"analytics dashboard of days 1-3: {page}" in done.stderr.replace("\n", "")
+    html = page.read_text(encoding="utf-8")
+    assert "<h2>trend over weeks" in html and "<h2>leaderboard" in html
+    assert not (tmp_path / "leadflow-demo-report.html").exists()
+    memory = run_cli("demo", "--days", "2", "--url", "memory", cwd=tmp_path)
+    assert "leadflow-demo-report.html" in memory.stderr  # no file store: the current directory
+    assert (tmp_path / "leadflow-demo-report.html").exists()
+
+
+def test_the_backfill_command_is_idempotent(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from .test_analytics_backfill import history, run
+
+    target = f"sqlite:///{tmp_path / 'old.db'}"
+    storage = sql_storage(target)
+    try:
+        run(replace(storage, analytics=None))
+    finally:
+        storage.close()
+    lines = tmp_path / "history.jsonl"
+    lines.write_text("\n".join(json.dumps(event) for event in history()), encoding="utf-8")
+    first = _run("backfill", "--url", target, "--events", str(lines))
+    assert "read 1 completed activities and 3 events" in first
+    assert "recorded 2 lead arrivals, 2 status changes, 1 completions" in first
+    again = _run("backfill", "--url", target, "--events", str(lines))
+    assert "recorded 0 lead arrivals, 0 status changes, 0 completions" in again
+    array = tmp_path / "history.json"
+    array.write_text(json.dumps(history()), encoding="utf-8")
+    assert "and 3 events" in _run("backfill", "--url", target, "--events", str(array))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "type": "opportunity.created", "payload": {}}', encoding="utf-8")
+    failed = CliRunner().invoke(cli, ["backfill", "--url", target, "--events", str(bad)])
+    assert failed.exit_code == 1 and "events[0].time" in failed.output

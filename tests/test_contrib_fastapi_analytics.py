@@ -19,11 +19,27 @@ BOB = Principal("bob", Role.SALES)
 PERIOD = {"start": START.isoformat(), "end": END.isoformat()}
 ANALYTICS_ENDPOINTS = {
     ("GET", f"/api/analytics/{path}")
-    for path in ("speed-to-lead", "sources", "leaderboard", "funnel", "automation", "dashboard")
+    for path in (
+        "speed-to-lead",
+        "sources",
+        "leaderboard",
+        "funnel",
+        "automation",
+        "trend",
+        "dashboard",
+    )
 }
 ANALYTICS_ROUTES = {
     f"analytics_{name}"
-    for name in ("speed_to_lead", "sources", "leaderboard", "funnel", "automation", "dashboard")
+    for name in (
+        "speed_to_lead",
+        "sources",
+        "leaderboard",
+        "funnel",
+        "automation",
+        "trend",
+        "dashboard",
+    )
 }
 
 
@@ -50,6 +66,26 @@ def test_speed_to_lead_and_sources(client: TestClient) -> None:
     assert [(r["source"], r["won"]) for r in rows] == [("(none)", 0), ("phone", 1), ("web", 1)]
 
 
+def test_every_route_takes_the_filters(client: TestClient) -> None:
+    params = {**PERIOD, "automations": ["r-seq", "r-web"], "sources": "phone"}
+    speed = client.get("/api/analytics/speed-to-lead", params=params, headers=as_(ADMIN))
+    assert speed.json()["overall"]["leads"] == 2  # o3 (r-seq), o4 (r-web)
+    funnel = client.get(
+        "/api/analytics/funnel", params={**params, "stages": ["new", "won"]}, headers=as_(ADMIN)
+    )
+    assert funnel.json()["reached"] == [1, 1]  # o3
+    automation = client.get("/api/analytics/automation", params=params, headers=as_(ADMIN))
+    assert [r["automationId"] for r in automation.json()] == ["r-seq"]
+    board = client.get(
+        "/api/analytics/leaderboard", params={**PERIOD, "reps": "bob"}, headers=as_(ADMIN)
+    )
+    assert [r["rep"] for r in board.json()] == ["bob"]
+    teams = client.get(
+        "/api/analytics/dashboard", params={**PERIOD, "teams": "east"}, headers=as_(ADMIN)
+    )
+    assert teams.json()["speedToLead"]["overall"]["leads"] == 0  # this flow's team knows none
+
+
 def test_leaderboard_funnel_automation_dashboard(client: TestClient) -> None:
     params = {**PERIOD, "rankBy": "speed_to_lead_p50"}
     rows = client.get("/api/analytics/leaderboard", params=params, headers=as_(ADMIN)).json()
@@ -64,6 +100,12 @@ def test_leaderboard_funnel_automation_dashboard(client: TestClient) -> None:
     assert [r["automationId"] for r in automation.json()] == ["(manual)", "r-seq", "r-web"]
     dashboard = client.get("/api/analytics/dashboard", params=PERIOD, headers=as_(ADMIN))
     assert dashboard.json()["funnel"]["stages"][0] == "new"
+    assert [w["week"] for w in dashboard.json()["trend"]] == ["2026-W02", "2026-W03"]
+    trend = client.get("/api/analytics/trend", params=PERIOD, headers=as_(BOB)).json()
+    assert [(w["week"], w["leads"], w["completed"]) for w in trend] == [
+        ("2026-W02", 2, 2),
+        ("2026-W03", 0, 0),
+    ]
 
 
 def test_sales_see_their_own_rows(client: TestClient) -> None:

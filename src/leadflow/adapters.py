@@ -5,7 +5,7 @@ in-memory opportunity table, a fixed team, and a sink that forwards to any callb
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,10 +137,16 @@ class InMemoryOpportunities:
 
 
 class StaticTeamDirectory:
-    """A fixed list of sales reps."""
+    """A fixed list of sales reps, and optionally who is in which team (rep id -> team name,
+    for the analytics' ``teams`` filter)."""
 
-    def __init__(self, reps: Sequence[str]) -> None:
+    def __init__(self, reps: Sequence[str], *, teams: Mapping[str, str] | None = None) -> None:
         self._reps = tuple(reps)
+        self._teams = dict(teams or {})
 
     def sales_reps(self) -> Sequence[str]:
         return self._reps
+
+    def teams(self) -> Mapping[str, str]:
+        """Rep id -> team name (a copy)."""
+        return dict(self._teams)

@@ -23,6 +23,8 @@ event itself was already admitted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -37,9 +39,11 @@ from .models import Event
 __all__ = [
     "CONTACT_TYPES",
     "Completion",
+    "CompletionGroup",
     "LeadArrival",
     "StatusChange",
     "facts_of",
+    "groups_of",
 ]
 
 Label = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
@@ -187,3 +191,42 @@ def _time(value: Any) -> datetime | None:
     except InvalidInputError:
         return None
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionGroup:
+    """The completions of one assignee (or one automation) in a period, summed up where they
+    are kept (:meth:`~leadflow.ports.AnalyticsStore.completion_groups`): ``key`` is the
+    assignee / rule id (None: none); ``with_due`` those with a due date, ``on_time`` those of
+    them completed at or before it; ``median_seconds_to_complete`` the nearest-rank median of
+    ``completed_at - created_at`` over those with a creation date."""
+
+    key: str | None
+    completed: int
+    with_due: int
+    on_time: int
+    median_seconds_to_complete: float | None
+
+
+def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGroup]:
+    """:class:`CompletionGroup` per ``by`` (``"assigned_to"`` or ``"rule_id"``) of
+    ``completions``, by key (None first)."""
+    groups: dict[str | None, list[Completion]] = {}
+    for completion in completions:
+        groups.setdefault(getattr(completion, by), []).append(completion)
+    found = []
+    for key, group in sorted(groups.items(), key=lambda item: (item[0] is not None, item[0] or "")):
+        times = sorted(
+            (c.completed_at - c.created_at).total_seconds() for c in group if c.created_at
+        )
+        due = [c for c in group if c.due_at is not None]
+        found.append(
+            CompletionGroup(
+                key=key,
+                completed=len(group),
+                with_due=len(due),
+                on_time=sum(c.due_at is not None and c.completed_at <= c.due_at for c in due),
+                median_seconds_to_complete=times[(len(times) + 1) // 2 - 1] if times else None,
+            )
+        )
+    return found

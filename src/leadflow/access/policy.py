@@ -92,6 +92,7 @@ _DEFAULT_TABLE: Final[dict[str, frozenset[Role]]] = {
     # analytics (leadflow.access.analytics_operations)
     "analytics.read": _EVERYONE,  # sales: their own rows only
     "analytics.read_all": _STAFF,
+    "analytics.backfill": _ADMINS,  # record the facts of earlier history
 }
 
 

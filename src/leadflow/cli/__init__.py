@@ -10,6 +10,8 @@
 ``leadflow db ...``        ``init`` / ``upgrade --url URL``: schema, indexes, default rules
 ``leadflow worker``        due actions and periodic jobs until SIGTERM
 ``leadflow jobs ...``      ``list``, ``run NAME --url URL``: one job once (cron)
+``leadflow report``        the analytics dashboard of a store (text, ``--json``, ``--html``)
+``leadflow backfill``      the analytic facts of the history before analytics (idempotent)
 =========================  ==============================================================
 
 Every command has ``--help``; an error is one line on stderr and a non-zero exit code (1: the
@@ -25,6 +27,7 @@ from typing import Any
 import click
 
 from ._base import LeadflowGroup
+from .backfill import backfill_command
 from .db import db
 from .demo import demo
 from .report import report_command
@@ -50,7 +53,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (demo, rules, sequences, simulate_command, db, worker, jobs, report_command):
+for command in (
+    demo,
+    rules,
+    sequences,
+    simulate_command,
+    db,
+    worker,
+    jobs,
+    report_command,
+    backfill_command,
+):
     cli.add_command(command)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +28,8 @@ __all__ = ["DEFAULT_STORE", "demo"]
 DEFAULT_STORE: Final = "leadflow-demo.sqlite"
 SQL_PREFIX: Final = "leadflow_demo_"  # the demo never touches a real deployment's tables
 MONGO_PREFIX: Final = "demo_"
+REPORT_FILE: Final = "leadflow-demo-report.html"
+"""The analytics dashboard the demo ends by writing (next to its SQLite file)."""
 
 
 def _remove_sqlite(path: str) -> None:
@@ -210,6 +213,9 @@ def render(report: DemoReport, store: str, seed: int, out: Console) -> None:
 def demo(seed: int, days: int, url: str | None, fresh: bool) -> None:
     """Simulate a small sales team for 30 days and show what leadflow did.
 
+    It ends by writing the analytics dashboard of the simulated days (an HTML page next to the
+    SQLite file, else in the current directory) and saying where.
+
     Four reps work leads that arrive over the days (website, referral, phone, trade show) on a
     simulated clock, with the default rules and the periodic jobs (reminders, overdue checks,
     stale leads, daily summaries). The data stays in the store: run it again and it continues
@@ -259,5 +265,28 @@ def _run(seed: int, days: int, url: str | None, fresh: bool, out: Console, err: 
                 out.print("A fresh store: the default rules are added.")
             report = simulation.run(days, on_day=advance)
         render(report, store.target.kind, seed, out)
+        _dashboard(simulation, report, store.target.sqlite_path, err)
     finally:
         store.close()
+
+
+def _dashboard(
+    simulation: Simulation, report: DemoReport, sqlite_path: str | None, err: Console
+) -> None:
+    """The demo ends by writing the analytics dashboard of the days it simulated: next to the
+    SQLite file, else in the current directory."""
+    from .report import write_dashboard
+
+    if report.days == 0:
+        return
+    folder = Path(sqlite_path).parent if sqlite_path else Path()
+    page = folder / REPORT_FILE
+    end = report.end + timedelta(days=1)
+    as_of = min(simulation.clock.now(), end)
+    # The simulated leads arrive without a status; reps move them to these.
+    stages = ("negotiating", "won")
+    if write_dashboard(
+        simulation.storage, report.start, end, as_of=as_of, page=page, stages=stages
+    ):
+        last = report.first_day + report.days - 1
+        err.print(f"analytics dashboard of days {report.first_day}-{last}: {page}")

@@ -3,16 +3,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 
 from ..errors import LeadflowError
+from ..ports import Storage
+from ..runtime.analytics_funnel import DEFAULT_STAGES
 from ._base import LeadflowCommand, fail, one_line
 from .options import store_options
 
-__all__ = ["report_command"]
+__all__ = ["report_command", "write_dashboard"]
+
+
+def write_dashboard(
+    storage: Storage,
+    start: datetime,
+    end: datetime,
+    *,
+    as_of: datetime,
+    page: Path,
+    stages: Sequence[str] = DEFAULT_STAGES,
+) -> bool:
+    """Write the HTML dashboard of ``storage`` over ``[start, end)`` (the default calendar and
+    ranking, the funnel over ``stages``) to ``page``; False when the storage keeps no analytic
+    facts."""
+    from ..rules.calendar import WorkingCalendar
+    from ..runtime.analytics import Analytics
+    from ..runtime.analytics_html import dashboard_html
+
+    if storage.analytics is None:
+        return False
+    analytics = Analytics(
+        storage.analytics,
+        storage.activities,
+        WorkingCalendar(),
+        rules=storage.rules,
+        sequences=storage.sequences,
+        enrollments=storage.enrollments,
+    )
+    dashboard = analytics.dashboard(start, end, as_of=as_of, stages=stages)
+    page.write_text(dashboard_html(dashboard), encoding="utf-8")
+    return True
 
 
 def _moment(text: str | None, option: str) -> datetime | None:
@@ -94,7 +128,14 @@ def report_command(
         storage = store.storage
         if storage.analytics is None:
             fail(f"the store at {store.target.shown} keeps no analytic facts")
-        analytics = Analytics(storage.analytics, storage.activities, calendar)
+        analytics = Analytics(
+            storage.analytics,
+            storage.activities,
+            calendar,
+            rules=storage.rules,
+            sequences=storage.sequences,
+            enrollments=storage.enrollments,
+        )
         try:
             dashboard = analytics.dashboard(start, end, as_of=min(now, end), rank_by=rank)
         except LeadflowError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from ..facts import Completion, LeadArrival, StatusChange
+from ..facts import Completion, CompletionGroup, LeadArrival, StatusChange
 
 __all__ = ["AnalyticsStore"]
 
@@ -60,6 +60,13 @@ class AnalyticsStore(Protocol):
         ``(arrived_at, opportunity_id)``."""
         ...
 
+    def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
+        """The arrivals of the given opportunities (at most 100,000 ids, else
+        :class:`~leadflow.InvalidInputError`), whenever they came, by opportunity id;
+        opportunities without one are absent. The filters of the figures over status changes
+        and completions (a lead's source and owner) read them."""
+        ...
+
     def status_changes(
         self, start: datetime, end: datetime, *, limit: int = 1_000_000
     ) -> builtins.list[StatusChange]:
@@ -76,6 +83,21 @@ class AnalyticsStore(Protocol):
     ) -> builtins.list[Completion]:
         """Completions with ``start <= completed_at < end`` (assigned to one of
         ``assigned_to`` when given), by ``(completed_at, activity_id)``."""
+        ...
+
+    def completion_groups(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        by: str,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[CompletionGroup]:
+        """The completions with ``start <= completed_at < end`` summed up per ``by``
+        (``"assigned_to"`` or ``"rule_id"``, else :class:`~leadflow.InvalidInputError`), of
+        those whose ``by`` is one of ``keys`` when given (None in ``keys``: none), by key
+        (None first). The sums are made where the facts are kept (SQL: ``GROUP BY`` and a
+        windowed median), so only one row per key comes back."""
         ...
 
     def first_contacts(

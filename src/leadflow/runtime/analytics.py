@@ -45,7 +45,12 @@ None last), ties by rep id.
 opportunities with a change to ``stages[i]`` in the period; between consecutive stages,
 ``advanced`` counts those that reached both, ``conversion = advanced / reached[i]`` (None when
 0) and ``drop_off = reached[i] - advanced``. An opportunity may skip a stage: it counts where
-it was seen.
+it was seen. **Time in stage**: an opportunity's changes in the period, in time order, make
+stays: a change to a stage starts one, the opportunity's next change to another status ends
+it; ``median_time_in_stage_seconds[i]`` is the median length of the ended stays in
+``stages[i]`` (a stay still open at the period's end has no length yet; a repeated change to
+the same status does not end a stay). ``still_in[i]`` counts the opportunities whose latest
+change in the period is to ``stages[i]``.
 
 **Automation effectiveness**, per automation id (an activity's ``metadata.automationRuleId``:
 the rule, or a sequence's steps, that created it; ``"(manual)"`` for activities no automation
@@ -55,420 +60,124 @@ automation id of its latest activity completed at or before the win (within the 
 activity before the win: no credit. ``win_rate = wins / opportunities touched`` (opportunities
 with a completed activity of that automation in the period).
 
-**Cost.** Each figure reads the facts of its period through one or two indexed queries per
-store (:class:`~leadflow.ports.AnalyticsStore`) and reduces them here in one pass: time and
-memory grow with the facts in the period (arrivals, changes, completions), not with the store;
-``overdue_now`` is one activity-statistics query.
+**Filters.** Every figure takes ``reps``, ``teams``, ``sources`` and ``automations`` (None:
+no filter; each at most 1,000 names; ``"(none)"`` / ``"(manual)"`` name the leads without a
+rep or source and the activities no automation created). ``teams`` pick the reps the host's
+team directory puts in them (rep id -> team name: ``Analytics(teams=...)``, or a team
+directory with a ``teams()`` method under ``Operations``); with ``reps`` too, a rep must be in
+both. How each kind of fact is judged:
+
+- a **lead** (speed to lead, lead sources, a rep's wins and speed): its rep (as above), its
+  source, and its first contact's automation (a lead not contacted matches no automation);
+- a **completion** (completed, on time, time to complete, automation rows): its assignee, its
+  automation, and the source of its opportunity's lead (whenever that arrived);
+- an **opportunity of the funnel**: its lead's owner and source (the owner only: the funnel
+  reads no contacts), and, with ``automations``, an activity of one of them completed on it in
+  the period;
+- ``overdue_now``: the assignee, and with ``automations`` the open activities they created
+  (one activity-statistics query each; ``"(manual)"`` counts none). It is not narrowed by
+  source: an open activity has no lead fact.
+
+**Weekly trend**, per ISO week the period touches (UTC weeks, Monday 00:00 to Monday 00:00,
+labelled ``2026-W02``, the first and last clipped to the period): ``leads`` that arrived in
+the week, of them ``contacted`` and ``won`` (whenever), ``conversion_rate = won / leads``,
+``speed_to_lead_p50_seconds`` of the week's contacted leads; ``completed`` activities
+completed in the week and their ``on_time_rate``. The filters apply as to the figures above.
+
+**Cost.** Each figure reads the facts of its period through indexed queries
+(:class:`~leadflow.ports.AnalyticsStore`; on SQL ``tests/test_analytics_explain.py`` checks
+that none reads a facts table whole) and reduces them here in one pass: time and memory grow
+with the facts in the period (arrivals, changes, completions), not with the store. The
+leaderboard's completion figures are summed up in the store
+(:meth:`~leadflow.ports.AnalyticsStore.completion_groups`: SQL ``GROUP BY`` and a windowed
+median; one row per rep) unless a source or automation filter asks for the completions one
+by one. ``overdue_now`` is one activity-statistics query (one per automation with an
+automation filter); the automation figure asks the activity store two statistics queries per
+automation (created, and of them completed).
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import datetime, timedelta
-from itertools import pairwise
-from typing import Literal
+from collections import Counter
+from collections.abc import Collection, Sequence
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
-from ..errors import InvalidInputError
-from ..facts import Completion, LeadArrival, StatusChange
+from ..facts import Completion, LeadArrival, groups_of
 from ..models import ActivityState
-from ..ports import ActivityRepository, AnalyticsStore
+from ..ports import (
+    ActivityRepository,
+    AnalyticsStore,
+    EnrollmentStore,
+    RuleRepository,
+    SequenceRepository,
+)
 from ..queries import ActivityFilter
 from ..rules.calendar import WorkingCalendar
+from ..sequences import Enrollment
+from .analytics_automation import (
+    NO_EFFECT_MAX_COMPLETION,
+    NO_EFFECT_MIN_ACTIVITIES,
+    AutomationRow,
+    BranchRow,
+    Created,
+    Kind,
+    automation_of,
+)
+from .analytics_figures import (
+    BUCKETS,
+    MANUAL,
+    NONE,
+    Figure,
+    RankBy,
+    RepRow,
+    SourceRow,
+    SpeedToLead,
+    SpeedToLeadReport,
+    percentile,
+    reps_of,
+    sources_of,
+    speed_of,
+)
+from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of
+from .analytics_period import WeekRow, trend_of, weeks_of
+from .analytics_scope import Scope, Teams, chunks, scope_of
+from .sequence_report import ENROLLMENT_SCAN_LIMIT
 
 __all__ = [
+    "BUCKETS",
     "DEFAULT_STAGES",
+    "MANUAL",
     "NONE",
+    "NO_EFFECT_MAX_COMPLETION",
+    "NO_EFFECT_MIN_ACTIVITIES",
     "Analytics",
     "AutomationRow",
+    "BranchRow",
     "Dashboard",
     "Funnel",
     "FunnelStep",
     "RankBy",
     "RepRow",
+    "Scope",
     "SourceRow",
     "SpeedToLead",
     "SpeedToLeadReport",
+    "Teams",
+    "WeekRow",
     "automation_of",
     "funnel_of",
     "percentile",
     "reps_of",
     "sources_of",
     "speed_of",
+    "trend_of",
+    "weeks_of",
 ]
-
-NONE = "(none)"
-MANUAL = "(manual)"
-DEFAULT_STAGES: tuple[str, ...] = ("new", "contacted", "qualified", "proposal", "won")
-"""The funnel's stages unless told otherwise."""
-
-BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
-    ("<5m", timedelta(minutes=5)),
-    ("5m-1h", timedelta(hours=1)),
-    ("1h-4h", timedelta(hours=4)),
-    ("4h-24h", timedelta(hours=24)),
-    ("1d-7d", timedelta(days=7)),
-    (">=7d", None),
-)
-"""The speed-to-lead distribution's buckets: each up to (not including) its bound."""
-
-RankBy = Literal[
-    "completed",
-    "on_time_rate",
-    "median_time_to_complete",
-    "overdue_now",
-    "speed_to_lead_p50",
-    "wins",
-]
-_LOWER_IS_BETTER = frozenset({"median_time_to_complete", "overdue_now", "speed_to_lead_p50"})
-
-
-class _Figure(BaseModel):
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, validate_by_name=True)
-
-    def to_document(self) -> dict[str, object]:
-        """The JSON document (camelCase keys)."""
-        return self.model_dump(mode="json", by_alias=True)
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """The nearest-rank ``p``-th percentile of ``values`` (None when empty)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def _share(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
-
-
-# --------------------------------------------------------------------------- speed to lead
-
-
-class SpeedToLead(_Figure):
-    """Speed to lead of one group of leads (see the module's docstring)."""
-
-    leads: int
-    contacted: int
-    p50_seconds: float | None
-    p90_seconds: float | None
-    within_5_minutes: float | None
-    within_1_hour: float | None
-    within_1_business_day: float | None
-    buckets: dict[str, int]
-
-
-class SpeedToLeadReport(_Figure):
-    """Speed to lead overall, per rep and per source."""
-
-    overall: SpeedToLead
-    by_rep: dict[str, SpeedToLead]
-    by_source: dict[str, SpeedToLead]
-
-
-def _rep(arrival: LeadArrival, contact: Completion | None) -> str:
-    if arrival.owner is not None:
-        return arrival.owner
-    if contact is not None and contact.assigned_to is not None:
-        return contact.assigned_to
-    return NONE
-
-
-_Lead = tuple[LeadArrival, Completion | None, float | None, bool]
-"""A lead, its first contact, the seconds to it and whether it came within a business day."""
-
-
-def _lead(
-    arrival: LeadArrival, contact: Completion | None, calendar: WorkingCalendar, day: timedelta
-) -> _Lead:
-    if contact is None:
-        return arrival, None, None, False
-    waited = max(timedelta(0), contact.completed_at - arrival.arrived_at)
-    # Working time never runs faster than the clock: a wait no longer than a working day is
-    # within one; only longer ones ask the calendar.
-    within = waited <= day or contact.completed_at <= calendar.add_business_hours(
-        arrival.arrived_at, day.total_seconds() / 3600
-    )
-    return arrival, contact, waited.total_seconds(), within
-
-
-_BOUNDS = [(name, None if bound is None else bound.total_seconds()) for name, bound in BUCKETS]
-
-
-def _speed(leads: Sequence[_Lead]) -> SpeedToLead:
-    seconds = [waited for _, _, waited, _ in leads if waited is not None]
-    buckets = dict.fromkeys((name for name, _ in BUCKETS), 0)
-    for waited in seconds:
-        for name, bound in _BOUNDS:
-            if bound is None or waited < bound:
-                buckets[name] += 1
-                break
-    n = len(leads)
-    return SpeedToLead(
-        leads=n,
-        contacted=len(seconds),
-        p50_seconds=percentile(seconds, 50),
-        p90_seconds=percentile(seconds, 90),
-        within_5_minutes=_share(sum(w <= 300 for w in seconds), n),
-        within_1_hour=_share(sum(w <= 3600 for w in seconds), n),
-        within_1_business_day=_share(sum(lead[3] for lead in leads), n),
-        buckets=buckets,
-    )
-
-
-def _grouped(leads: Iterable[_Lead], key: Callable[[_Lead], str]) -> dict[str, list[_Lead]]:
-    groups: dict[str, list[_Lead]] = defaultdict(list)
-    for lead in leads:
-        groups[key(lead)].append(lead)
-    return dict(sorted(groups.items()))
-
-
-def speed_of(
-    arrivals: Sequence[LeadArrival],
-    contacts: Collection[Completion],
-    calendar: WorkingCalendar,
-) -> SpeedToLeadReport:
-    """Speed to lead of ``arrivals``, given the first contacts of their opportunities."""
-    first = {contact.opportunity_id: contact for contact in contacts}
-    day = calendar.day_length
-    leads = [_lead(a, first.get(a.opportunity_id), calendar, day) for a in arrivals]
-    return SpeedToLeadReport(
-        overall=_speed(leads),
-        by_rep={rep: _speed(group) for rep, group in _grouped(leads, _lead_rep).items()},
-        by_source={
-            source: _speed(group)
-            for source, group in _grouped(leads, lambda lead: lead[0].source or NONE).items()
-        },
-    )
-
-
-def _lead_rep(lead: _Lead) -> str:
-    return _rep(lead[0], lead[1])
-
-
-# --------------------------------------------------------------------------- sources
-
-
-class SourceRow(_Figure):
-    """One lead source's performance (see the module's docstring)."""
-
-    source: str
-    leads: int
-    contacted: int
-    won: int
-    conversion_rate: float | None
-    median_time_to_win_seconds: float | None
-
-
-def sources_of(
-    arrivals: Sequence[LeadArrival],
-    contacts: Collection[Completion],
-    wins: dict[str, datetime],
-) -> list[SourceRow]:
-    """Per source of ``arrivals`` (by source name), given their first contacts and the first
-    time each was won."""
-    contacted = {contact.opportunity_id for contact in contacts}
-    groups: dict[str, list[LeadArrival]] = defaultdict(list)
-    for arrival in arrivals:
-        groups[arrival.source or NONE].append(arrival)
-    rows = []
-    for source, group in sorted(groups.items()):
-        to_win = [
-            (wins[a.opportunity_id] - a.arrived_at).total_seconds()
-            for a in group
-            if a.opportunity_id in wins
-        ]
-        rows.append(
-            SourceRow(
-                source=source,
-                leads=len(group),
-                contacted=sum(a.opportunity_id in contacted for a in group),
-                won=len(to_win),
-                conversion_rate=_share(len(to_win), len(group)),
-                median_time_to_win_seconds=percentile(to_win, 50),
-            )
-        )
-    return rows
-
-
-# --------------------------------------------------------------------------- reps
-
-
-class RepRow(_Figure):
-    """One rep on the leaderboard (see the module's docstring)."""
-
-    rep: str
-    completed: int
-    on_time_rate: float | None
-    median_time_to_complete_seconds: float | None
-    overdue_now: int
-    speed_to_lead_p50_seconds: float | None
-    wins: int
-
-
-def reps_of(
-    completions: Sequence[Completion],
-    speed: SpeedToLeadReport,
-    arrivals: Sequence[LeadArrival],
-    contacts: Collection[Completion],
-    wins: dict[str, datetime],
-    overdue: dict[str, int],
-    *,
-    rank_by: RankBy = "completed",
-) -> list[RepRow]:
-    """The leaderboard: every rep with a completion, a lead or an overdue activity."""
-    first = {contact.opportunity_id: contact for contact in contacts}
-    won: Counter[str] = Counter(
-        _rep(a, first.get(a.opportunity_id)) for a in arrivals if a.opportunity_id in wins
-    )
-    done: dict[str, list[Completion]] = defaultdict(list)
-    for completion in completions:
-        done[completion.assigned_to or NONE].append(completion)
-    reps = set(done) | set(speed.by_rep) | set(overdue)
-    rows = []
-    for rep in reps:
-        mine = done.get(rep, [])
-        due = [c for c in mine if c.due_at is not None]
-        on_time = sum(c.due_at is not None and c.completed_at <= c.due_at for c in due)
-        times = [(c.completed_at - c.created_at).total_seconds() for c in mine if c.created_at]
-        lead_speed = speed.by_rep.get(rep)
-        rows.append(
-            RepRow(
-                rep=rep,
-                completed=len(mine),
-                on_time_rate=_share(on_time, len(due)),
-                median_time_to_complete_seconds=percentile(times, 50),
-                overdue_now=overdue.get(rep, 0),
-                speed_to_lead_p50_seconds=None if lead_speed is None else lead_speed.p50_seconds,
-                wins=won.get(rep, 0),
-            )
-        )
-    return _ranked(rows, rank_by)
-
-
-def _ranked(rows: list[RepRow], rank_by: RankBy) -> list[RepRow]:
-    field = f"{rank_by}_seconds" if rank_by.endswith(("complete", "p50")) else rank_by
-    lower = rank_by in _LOWER_IS_BETTER
-
-    def key(row: RepRow) -> tuple[bool, float, str]:
-        value = getattr(row, field)
-        if value is None:
-            return True, 0.0, row.rep
-        return False, value if lower else -value, row.rep
-
-    return sorted(rows, key=key)
-
-
-# --------------------------------------------------------------------------- funnel
-
-
-class FunnelStep(_Figure):
-    """From one stage to the next."""
-
-    from_stage: str
-    to_stage: str
-    advanced: int
-    conversion: float | None
-    drop_off: int
-
-
-class Funnel(_Figure):
-    """Opportunities per stage and the steps between them (see the module's docstring)."""
-
-    stages: list[str]
-    reached: list[int]
-    steps: list[FunnelStep]
-
-
-def funnel_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> Funnel:
-    """The funnel of ``changes`` over ``stages``, in order (:class:`InvalidInputError` unless
-    they are 1 to 50 distinct strings)."""
-    if (
-        isinstance(stages, str)
-        or not 0 < len(stages) <= 50
-        or not all(isinstance(stage, str) for stage in stages)
-        or len(set(stages)) != len(stages)
-    ):
-        raise InvalidInputError("expected 1 to 50 distinct stage names", field="stages")
-    seen: dict[str, set[str]] = {stage: set() for stage in stages}
-    for change in changes:
-        if change.to_status in seen:
-            seen[change.to_status].add(change.opportunity_id)
-    steps = []
-    for here, there in pairwise(stages):
-        advanced = len(seen[here] & seen[there])
-        steps.append(
-            FunnelStep(
-                from_stage=here,
-                to_stage=there,
-                advanced=advanced,
-                conversion=_share(advanced, len(seen[here])),
-                drop_off=len(seen[here]) - advanced,
-            )
-        )
-    return Funnel(stages=list(stages), reached=[len(seen[s]) for s in stages], steps=steps)
-
-
-# --------------------------------------------------------------------------- automation
-
-
-class AutomationRow(_Figure):
-    """What one automation (a rule, a sequence's steps, or none) earned in the period."""
-
-    automation_id: str
-    completed: int
-    outcomes: dict[str, int]
-    touched: int
-    wins: int
-    win_rate: float | None
-
-
-def automation_of(
-    completions: Sequence[Completion], changes: Iterable[StatusChange], won_status: str
-) -> list[AutomationRow]:
-    """Per automation id of ``completions``, with last-touch wins from ``changes``."""
-    by_opportunity: dict[str, list[Completion]] = defaultdict(list)
-    groups: dict[str, list[Completion]] = defaultdict(list)
-    for completion in completions:
-        by_opportunity[completion.opportunity_id].append(completion)
-        groups[completion.rule_id or MANUAL].append(completion)
-    won_at: dict[str, datetime] = {}
-    for change in changes:
-        if change.to_status == won_status:
-            known = won_at.get(change.opportunity_id)
-            won_at[change.opportunity_id] = min(known or change.changed_at, change.changed_at)
-    credit: Counter[str] = Counter()
-    for opportunity, at in won_at.items():
-        before = [c for c in by_opportunity.get(opportunity, ()) if c.completed_at <= at]
-        if before:
-            last = max(before, key=lambda c: (c.completed_at, c.activity_id))
-            credit[last.rule_id or MANUAL] += 1
-    rows = []
-    for automation, group in sorted(groups.items()):
-        touched = len({c.opportunity_id for c in group})
-        outcomes = Counter(str(c.outcome) for c in group if c.outcome is not None)
-        rows.append(
-            AutomationRow(
-                automation_id=automation,
-                completed=len(group),
-                outcomes=dict(sorted(outcomes.items())),
-                touched=touched,
-                wins=credit.get(automation, 0),
-                win_rate=_share(credit.get(automation, 0), touched),
-            )
-        )
-    return rows
-
 
 # --------------------------------------------------------------------------- dashboard
 
 
-class Dashboard(_Figure):
+class Dashboard(Figure):
     """Every figure of one period, as the report shows them."""
 
     start: datetime
@@ -479,6 +188,7 @@ class Dashboard(_Figure):
     leaderboard: list[RepRow]
     funnel: Funnel | None
     automation: list[AutomationRow]
+    trend: list[WeekRow]
 
 
 # --------------------------------------------------------------------------- reading
@@ -487,8 +197,11 @@ class Dashboard(_Figure):
 class Analytics:
     """Reads the facts of a period from the stores and computes the figures above.
 
-    ``reps`` / ``sources`` filter the leads (and ``reps`` the completions) a figure takes:
-    None takes all."""
+    Every figure takes the filters ``reps``, ``teams``, ``sources`` and ``automations`` (see
+    "Filters" above; None takes all). ``teams`` is who is in which team (rep id -> team name,
+    or a callable answering it), for the ``teams`` filter; ``rules`` and ``sequences`` name the
+    automations (their kind, and those that created activities nobody completed);
+    ``enrollments`` give the sequences' goals and A/B branches."""
 
     def __init__(
         self,
@@ -497,47 +210,80 @@ class Analytics:
         calendar: WorkingCalendar,
         *,
         won_status: str = "won",
+        teams: Teams | None = None,
+        rules: RuleRepository | None = None,
+        sequences: SequenceRepository | None = None,
+        enrollments: EnrollmentStore | None = None,
     ) -> None:
         self._store = store
         self._activities = activities
         self._calendar = calendar
+        self._teams = teams
+        self._rules = rules
+        self._sequences = sequences
+        self._enrollments = enrollments
         self.won_status = won_status
 
-    def _leads(
+    def scope(
         self,
-        start: datetime,
-        end: datetime,
-        reps: Collection[str] | None,
-        sources: Collection[str] | None,
-    ) -> tuple[list[LeadArrival], list[Completion]]:
-        arrivals = self._store.arrivals(start, end, sources=sources)
-        contacts = self._store.first_contacts(start, end)
-        if reps is not None:
-            wanted = set(reps)
-            first = {contact.opportunity_id: contact for contact in contacts}
-            arrivals = [a for a in arrivals if _rep(a, first.get(a.opportunity_id)) in wanted]
-        return arrivals, contacts
-
-    def speed_to_lead(
-        self,
-        start: datetime,
-        end: datetime,
         *,
         reps: Collection[str] | None = None,
+        teams: Collection[str] | None = None,
         sources: Collection[str] | None = None,
+        automations: Collection[str] | None = None,
+    ) -> Scope:
+        """The scope of the given filters, teams resolved to their reps."""
+        return scope_of(
+            reps=reps, teams=teams, sources=sources, automations=automations,
+            directory=self._teams,
+        )  # fmt: skip
+
+    def _leads(
+        self, start: datetime, end: datetime, scope: Scope
+    ) -> tuple[list[LeadArrival], list[Completion]]:
+        arrivals = self._store.arrivals(start, end, sources=scope.store_sources())
+        contacts = self._store.first_contacts(start, end)
+        if not scope.everything:
+            first = {contact.opportunity_id: contact for contact in contacts}
+            arrivals = [a for a in arrivals if scope.takes_lead(a, first.get(a.opportunity_id))]
+        return arrivals, contacts
+
+    def _arrivals_of(self, opportunities: Collection[str]) -> dict[str, LeadArrival]:
+        found: dict[str, LeadArrival] = {}
+        for chunk in chunks(opportunities):
+            found.update(self._store.arrivals_of(chunk))
+        return found
+
+    def _completions(self, start: datetime, end: datetime, scope: Scope) -> list[Completion]:
+        found = self._store.completions(start, end, assigned_to=scope.store_assignees())
+        if scope.everything:
+            return found
+        lead = self._arrivals_of({c.opportunity_id for c in found}) if scope.sources else {}
+        return [c for c in found if scope.takes_completion(c, lead.get(c.opportunity_id))]
+
+    def _overdue(self, as_of: datetime, scope: Scope) -> dict[str, int]:
+        kinds = (None,) if scope.automations is None else sorted(scope.automations - {MANUAL})
+        overdue: Counter[str] = Counter()
+        for automation in kinds:
+            statistics = self._activities.statistics(
+                ActivityFilter(
+                    state=ActivityState.OVERDUE, as_of=as_of, automation_rule_id=automation
+                ),
+                as_of=as_of,
+            )
+            overdue.update(statistics.by_assignee)
+        return {rep: n for rep, n in overdue.items() if scope.reps is None or rep in scope.reps}
+
+    def speed_to_lead(
+        self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> SpeedToLeadReport:
-        arrivals, contacts = self._leads(start, end, reps, sources)
+        arrivals, contacts = self._leads(start, end, self.scope(**filters))
         return speed_of(arrivals, contacts, self._calendar)
 
     def sources(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        reps: Collection[str] | None = None,
-        sources: Collection[str] | None = None,
+        self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[SourceRow]:
-        arrivals, contacts = self._leads(start, end, reps, sources)
+        arrivals, contacts = self._leads(start, end, self.scope(**filters))
         wins = self._store.reached(start, end, self.won_status)
         return sources_of(arrivals, contacts, wins)
 
@@ -548,30 +294,131 @@ class Analytics:
         *,
         as_of: datetime,
         rank_by: RankBy = "completed",
-        reps: Collection[str] | None = None,
-        sources: Collection[str] | None = None,
+        **filters: Collection[str] | None,
     ) -> list[RepRow]:
-        arrivals, contacts = self._leads(start, end, reps, sources)
-        completions = self._store.completions(start, end, assigned_to=reps)
-        overdue = self._activities.statistics(
-            ActivityFilter(state=ActivityState.OVERDUE, as_of=as_of), as_of=as_of
-        ).by_assignee
-        if reps is not None:
-            overdue = {rep: n for rep, n in overdue.items() if rep in reps}
+        scope = self.scope(**filters)
+        arrivals, contacts = self._leads(start, end, scope)
+        if scope.sources is None and scope.automations is None:
+            # Summed up in the store (SQL: GROUP BY): one row per rep comes back.
+            keys = None if scope.reps is None else {None if r == NONE else r for r in scope.reps}
+            groups = self._store.completion_groups(start, end, by="assigned_to", keys=keys)
+        else:
+            groups = groups_of(self._completions(start, end, scope), "assigned_to")
+        overdue = self._overdue(as_of, scope)
         wins = self._store.reached(start, end, self.won_status)
         speed = speed_of(arrivals, contacts, self._calendar)
-        return reps_of(completions, speed, arrivals, contacts, wins, overdue, rank_by=rank_by)
+        return reps_of(groups, speed, arrivals, contacts, wins, overdue, rank_by=rank_by)
 
     def funnel(
-        self, start: datetime, end: datetime, *, stages: Sequence[str] = DEFAULT_STAGES
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        stages: Sequence[str] = DEFAULT_STAGES,
+        **filters: Collection[str] | None,
     ) -> Funnel:
-        return funnel_of(self._store.status_changes(start, end), stages)
+        scope = self.scope(**filters)
+        changes = self._store.status_changes(start, end)
+        if not scope.everything:
+            touched = (
+                set()
+                if scope.automations is None
+                else {c.opportunity_id for c in self._completions(start, end, scope)}
+            )
+            lead = self._arrivals_of({c.opportunity_id for c in changes})
+            changes = [
+                c
+                for c in changes
+                if scope.takes_opportunity(lead.get(c.opportunity_id), c.opportunity_id in touched)
+            ]
+        return funnel_of(changes, stages)
+
+    def _kinds(self) -> dict[str, Kind]:
+        kinds: dict[str, Kind] = {MANUAL: "manual"}
+        if self._rules is not None:
+            kinds.update((rule.rule_id, "rule") for rule in self._rules.list())
+        if self._sequences is not None:
+            kinds.update((d.sequence_id, "sequence") for d in self._sequences.list())
+        return kinds
+
+    def _created(
+        self, start: datetime, end: datetime, ids: Collection[str], scope: Scope
+    ) -> dict[str, Created]:
+        """Per automation, the activities it created in the period (two activity-statistics
+        queries each: all, and the completed ones, by assignee for the rep filter)."""
+        created: dict[str, Created] = {}
+        for automation in sorted(set(ids) - {MANUAL}):
+            counts = []
+            for state in (None, ActivityState.COMPLETED):
+                found = self._activities.statistics(
+                    ActivityFilter(
+                        automation_rule_id=automation,
+                        created_from=start,
+                        created_to=end,
+                        state=state,
+                    ),
+                    as_of=end,
+                )
+                counts.append(
+                    found.total
+                    if scope.reps is None
+                    else sum(n for rep, n in found.by_assignee.items() if rep in scope.reps)
+                )
+            created[automation] = Created(counts[0], counts[1])
+        return created
+
+    def _enrolled(
+        self, start: datetime, end: datetime, sequences: Collection[str], scope: Scope
+    ) -> dict[str, list[Enrollment]]:
+        """Per sequence, its enrollments enrolled in the period (of the opportunities the
+        filters take, judged as the funnel's)."""
+        if self._enrollments is None:
+            return {}
+        enrolled: dict[str, list[Enrollment]] = {}
+        for sequence in sorted(sequences):
+            found = [
+                e
+                for e in self._enrollments.list(sequence_id=sequence, limit=ENROLLMENT_SCAN_LIMIT)
+                if start <= e.enrolled_at < end
+            ]
+            if found and (scope.reps is not None or scope.sources is not None):
+                lead = self._arrivals_of({e.opportunity_id for e in found})
+                found = [
+                    e for e in found if scope.takes_opportunity(lead.get(e.opportunity_id), True)
+                ]
+            if found:
+                enrolled[sequence] = found
+        return enrolled
 
     def automation(
-        self, start: datetime, end: datetime, *, reps: Collection[str] | None = None
+        self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[AutomationRow]:
-        completions = self._store.completions(start, end, assigned_to=reps)
-        return automation_of(completions, self._store.status_changes(start, end), self.won_status)
+        scope = self.scope(**filters)
+        completions = self._completions(start, end, scope)
+        kinds = self._kinds()
+        ids = set(kinds) | {c.rule_id or MANUAL for c in completions}
+        if scope.automations is not None:
+            ids &= scope.automations
+        sequences = [i for i in ids if kinds.get(i) == "sequence"]
+        return automation_of(
+            completions,
+            self._store.status_changes(start, end),
+            self.won_status,
+            created=self._created(start, end, ids, scope),
+            enrollments=self._enrolled(start, end, sequences, scope),
+            kinds=kinds,
+            only=scope.automations,
+        )
+
+    def trend(
+        self, start: datetime, end: datetime, **filters: Collection[str] | None
+    ) -> list[WeekRow]:
+        """The figures per ISO week of the period."""
+        scope = self.scope(**filters)
+        arrivals, contacts = self._leads(start, end, scope)
+        wins = self._store.reached(start, end, self.won_status)
+        completions = self._completions(start, end, scope)
+        return trend_of(start, end, arrivals, contacts, wins, completions)
 
     def dashboard(
         self,
@@ -580,18 +427,19 @@ class Analytics:
         *,
         as_of: datetime,
         rank_by: RankBy = "completed",
-        reps: Collection[str] | None = None,
         stages: Sequence[str] | None = DEFAULT_STAGES,
+        **filters: Collection[str] | None,
     ) -> Dashboard:
-        """Every figure of ``[start, end)`` (``reps`` as above; the funnel, which is not per
-        rep, is left out when ``stages`` is None)."""
+        """Every figure of ``[start, end)`` under the filters (the funnel is left out when
+        ``stages`` is None)."""
         return Dashboard(
             start=start,
             end=end,
             as_of=as_of,
-            speed_to_lead=self.speed_to_lead(start, end, reps=reps),
-            sources=self.sources(start, end, reps=reps),
-            leaderboard=self.leaderboard(start, end, as_of=as_of, rank_by=rank_by, reps=reps),
-            funnel=None if stages is None else self.funnel(start, end, stages=stages),
-            automation=self.automation(start, end, reps=reps),
+            speed_to_lead=self.speed_to_lead(start, end, **filters),
+            sources=self.sources(start, end, **filters),
+            leaderboard=self.leaderboard(start, end, as_of=as_of, rank_by=rank_by, **filters),
+            funnel=None if stages is None else self.funnel(start, end, stages=stages, **filters),
+            automation=self.automation(start, end, **filters),
+            trend=self.trend(start, end, **filters),
         )

@@ -1,6 +1,7 @@
 """The analytics dashboard as one self-contained HTML page (:func:`dashboard_html`): the funnel,
-lead sources and the speed-to-lead distribution as inline SVG bar charts, the leaderboard and
-automation as tables. No scripts, no external assets: it opens from a file or an e-mail."""
+lead sources, the speed-to-lead distribution and the weekly trend as inline SVG bar charts, the
+leaderboard and automation as tables. No scripts, no external assets: it opens from a file or
+an e-mail."""
 
 from __future__ import annotations
 
@@ -115,7 +116,7 @@ def dashboard_html(dashboard: Dashboard, *, title: str = "leadflow analytics") -
         )
         parts.append(
             _table(
-                ["from", "to", "advanced", "conversion", "drop-off"],
+                ["from", "to", "advanced", "conversion", "drop-off", "median time in stage"],
                 [
                     [
                         s.from_stage,
@@ -123,8 +124,11 @@ def dashboard_html(dashboard: Dashboard, *, title: str = "leadflow analytics") -
                         str(s.advanced),
                         _rate(s.conversion),
                         str(s.drop_off),
+                        _seconds(stay),
                     ]
-                    for s in funnel.steps
+                    for s, stay in zip(
+                        funnel.steps, funnel.median_time_in_stage_seconds, strict=False
+                    )
                 ],
             )
         )
@@ -160,6 +164,30 @@ def dashboard_html(dashboard: Dashboard, *, title: str = "leadflow analytics") -
             ["leads"],
         )
     )
+    parts.append("<h2>trend over weeks</h2>")
+    parts.append(
+        bar_svg(
+            "leads, contacted and won per ISO week",
+            [(w.week, [w.leads, w.contacted, w.won]) for w in dashboard.trend],
+            ["leads", "contacted", "won"],
+        )
+    )
+    parts.append(
+        _table(
+            ["week", "leads", "won", "speed to lead (median)", "completed", "on time"],
+            [
+                [
+                    w.week,
+                    str(w.leads),
+                    str(w.won),
+                    _seconds(w.speed_to_lead_p50_seconds),
+                    str(w.completed),
+                    _rate(w.on_time_rate),
+                ]
+                for w in dashboard.trend
+            ],
+        )
+    )
     parts.append("<h2>leaderboard</h2>")
     parts.append(
         _table(
@@ -189,19 +217,61 @@ def dashboard_html(dashboard: Dashboard, *, title: str = "leadflow analytics") -
     parts.append("<h2>automation (last-touch wins)</h2>")
     parts.append(
         _table(
-            ["automation", "completed", "outcomes", "opportunities touched", "wins", "win rate"],
+            [
+                "automation",
+                "kind",
+                "activities created",
+                "of them done",
+                "completed in period",
+                "outcomes",
+                "opportunities touched",
+                "converted",
+                "wins",
+                "win rate",
+                "median to goal",
+                "effect",
+            ],
             [
                 [
                     r.automation_id,
+                    r.kind,
+                    str(r.created),
+                    _rate(r.completion_share),
                     str(r.completed),
                     ", ".join(f"{k} {v}" for k, v in r.outcomes.items()) or "-",
                     str(r.touched),
+                    str(r.converted),
                     str(r.wins),
                     _rate(r.win_rate),
+                    _seconds(r.median_time_to_goal_seconds),
+                    "NO EFFECT" if r.no_effect else "",
                 ]
                 for r in dashboard.automation
             ],
         )
     )
+    branches = [(r.automation_id, b) for r in dashboard.automation for b in r.branches]
+    if branches:
+        parts.append("<h2>sequence A/B branches</h2>")
+        parts.append(
+            _table(
+                ["sequence", "split", "variant", "enrolled", "goal reached", "conversion",
+                 "median to goal", "completed", "won"],
+                [
+                    [
+                        sequence,
+                        b.step_id,
+                        b.variant,
+                        str(b.enrolled),
+                        str(b.goal_reached),
+                        _rate(b.conversion_rate),
+                        _seconds(b.median_time_to_goal_seconds),
+                        str(b.completed),
+                        str(b.won),
+                    ]
+                    for sequence, b in branches
+                ],
+            )
+        )  # fmt: skip
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -18,15 +18,33 @@ from itertools import islice
 from typing import Final
 
 from ...errors import InvalidInputError
-from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
+from ...facts import (
+    CONTACT_TYPES,
+    Completion,
+    CompletionGroup,
+    LeadArrival,
+    StatusChange,
+    groups_of,
+)
 from ...fields import ensure_utc
 from .arguments import check_limit, check_model
 from .fast.chunks import ChunkedIndex
 
-__all__ = ["MAX_FACTS", "InMemoryAnalyticsStore", "check_period", "check_values"]
+__all__ = [
+    "MAX_FACTS",
+    "MAX_IDS",
+    "InMemoryAnalyticsStore",
+    "check_grouping",
+    "check_ids",
+    "check_period",
+    "check_values",
+]
 
 MAX_FACTS: Final = 1_000_000
 """The largest ``limit`` a query takes."""
+
+MAX_IDS: Final = 100_000
+"""The most opportunity ids :meth:`~leadflow.ports.AnalyticsStore.arrivals_of` takes."""
 
 _CONTACTS: Final = frozenset(CONTACT_TYPES)
 
@@ -54,6 +72,30 @@ def check_values(values: object, field: str) -> frozenset[str] | None:
     if len(values) > 1000 or not all(isinstance(value, str) for value in values):
         raise InvalidInputError("expected at most 1,000 strings", field=field)
     return frozenset(values)
+
+
+def check_ids(values: object) -> builtins.list[str]:
+    """Opportunity ids, sorted and distinct, else :class:`InvalidInputError`: a collection (not
+    a string) of at most :data:`MAX_IDS` strings."""
+    if isinstance(values, str | bytes) or not isinstance(values, Collection):
+        raise InvalidInputError("expected a collection of ids", field="opportunity_ids")
+    if len(values) > MAX_IDS or not all(isinstance(value, str) for value in values):
+        raise InvalidInputError("expected at most 100,000 ids", field="opportunity_ids")
+    return sorted(set(values))
+
+
+def check_grouping(by: object, keys: object) -> frozenset[str | None] | None:
+    """``keys`` as a set (None: all), after checking ``by`` and ``keys``
+    (:class:`InvalidInputError` naming the field)."""
+    if by not in ("assigned_to", "rule_id"):
+        raise InvalidInputError("expected assigned_to or rule_id", field="by")
+    if keys is None:
+        return None
+    if isinstance(keys, str | bytes) or not isinstance(keys, Collection):
+        raise InvalidInputError("expected a collection of names", field="keys")
+    if len(keys) > 1000 or not all(key is None or isinstance(key, str) for key in keys):
+        raise InvalidInputError("expected at most 1,000 names or None", field="keys")
+    return frozenset(keys)
 
 
 def _earlier(completion: Completion, than: Completion | None) -> bool:
@@ -142,6 +184,15 @@ class InMemoryAnalyticsStore:
                     break
         return found
 
+    def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
+        wanted = check_ids(opportunity_ids)
+        with self._lock:
+            return {
+                opportunity: arrival
+                for opportunity in wanted
+                if (arrival := self._arrivals.get(opportunity)) is not None
+            }
+
     def status_changes(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
     ) -> builtins.list[StatusChange]:
@@ -171,6 +222,20 @@ class InMemoryAnalyticsStore:
                     if len(found) == limit:
                         break
         return found
+
+    def completion_groups(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        by: str,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[CompletionGroup]:
+        wanted = check_grouping(by, keys)
+        found = self.completions(start, end)
+        if wanted is not None:
+            found = [c for c in found if getattr(c, by) in wanted]
+        return groups_of(found, by)
 
     def first_contacts(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS

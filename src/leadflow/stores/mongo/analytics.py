@@ -23,8 +23,21 @@ from pymongo import ASCENDING, IndexModel
 
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
-from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
-from ..memory.analytics import MAX_FACTS, check_period, check_values
+from ...facts import (
+    CONTACT_TYPES,
+    Completion,
+    CompletionGroup,
+    LeadArrival,
+    StatusChange,
+    groups_of,
+)
+from ..memory.analytics import (
+    MAX_FACTS,
+    check_grouping,
+    check_ids,
+    check_period,
+    check_values,
+)
 from ..memory.arguments import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
 from .driver import driver_errors, translated
@@ -151,6 +164,17 @@ class MongoAnalyticsStore:
         )
         return [_load(LeadArrival, document) for document in found]
 
+    @translated("arrivals_of")
+    def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
+        wanted = check_ids(opportunity_ids)
+        found: dict[str, LeadArrival] = {}
+        for first in range(0, len(wanted), _CHUNK):
+            query = {"_id": {"$in": wanted[first : first + _CHUNK]}}
+            for document in self._arrivals.find(query):
+                arrival = _load(LeadArrival, document)
+                found[arrival.opportunity_id] = arrival
+        return found
+
     @translated("status_changes")
     def status_changes(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
@@ -182,6 +206,21 @@ class MongoAnalyticsStore:
             query, sort=[("completedAt", ASCENDING), ("_id", ASCENDING)], limit=limit
         )
         return [_load(Completion, document) for document in found]
+
+    @translated("completion_groups")
+    def completion_groups(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        by: str,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[CompletionGroup]:
+        wanted = check_grouping(by, keys)
+        found = self.completions(start, end)
+        if wanted is not None:
+            found = [c for c in found if getattr(c, by) in wanted]
+        return groups_of(found, by)
 
     def _arrived(self, start: datetime, end: datetime) -> Iterator[builtins.list[str]]:
         query = {"arrivedAt": {"$gte": start, "$lt": end}}

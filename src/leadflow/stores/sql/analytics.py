@@ -9,8 +9,8 @@ Every query is one statement answered from an index: the period queries from the
 ``arrived_at`` / ``changed_at`` / ``completed_at`` indexes (their cost follows the rows in the
 period); :meth:`first_contacts` and :meth:`reached` join the period's arrivals to
 ``(opportunity_id, activity_type, completed_at)`` / ``(opportunity_id, to_status,
-changed_at)`` and aggregate in the database (``row_number()`` / ``min``): one index probe per
-arrival.
+changed_at)`` and aggregate in the database (``row_number()`` / a correlated ``min``): one
+index probe per arrival (``tests/test_analytics_explain.py`` checks the plans).
 """
 
 from __future__ import annotations
@@ -20,13 +20,31 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, Table, func, select
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    RowMapping,
+    Select,
+    Table,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
-from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
-from ..memory.analytics import MAX_FACTS, check_period, check_values
+from ...facts import CONTACT_TYPES, Completion, CompletionGroup, LeadArrival, StatusChange
+from ..memory.analytics import (
+    MAX_FACTS,
+    check_grouping,
+    check_ids,
+    check_period,
+    check_values,
+)
 from ..memory.arguments import check_limit, check_model
 from .database import SqlDatabase
 from .errors import translated
@@ -34,6 +52,7 @@ from .errors import translated
 __all__ = ["SqlAnalyticsStore"]
 
 _CONTACTS = [str(kind) for kind in CONTACT_TYPES]
+_CHUNK = 900  # ids per IN list: within SQLite's oldest bound-parameter limit (999)
 
 
 class SqlAnalyticsStore:
@@ -109,6 +128,18 @@ class SqlAnalyticsStore:
         query = query.order_by(c.arrived_at, c.opportunity_id).limit(limit)
         return [LeadArrival.model_construct(**row) for row in self._rows(query)]
 
+    @translated("arrivals_of")
+    def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
+        wanted = check_ids(opportunity_ids)
+        c = self._arrivals.c
+        columns = (c.event_id, c.opportunity_id, c.arrived_at, c.source, c.owner)
+        found: dict[str, LeadArrival] = {}
+        for first in range(0, len(wanted), _CHUNK):
+            query = select(*columns).where(c.opportunity_id.in_(wanted[first : first + _CHUNK]))
+            for row in self._rows(query):
+                found[row["opportunity_id"]] = LeadArrival.model_construct(**row)
+        return found
+
     @translated("status_changes")
     def status_changes(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
@@ -143,6 +174,71 @@ class SqlAnalyticsStore:
         query = query.order_by(c.completed_at, c.activity_id).limit(limit)
         return [_completion(row) for row in self._rows(query)]
 
+    @translated("completion_groups")
+    def completion_groups(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        by: str,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[CompletionGroup]:
+        start, end = check_period(start, end)
+        wanted = check_grouping(by, keys)
+        c = self._completions.c
+        key = c[by]
+        where: list[Any] = [c.completed_at >= start, c.completed_at < end]
+        if wanted is not None:
+            named = sorted(k for k in wanted if k is not None)
+            match = key.in_(named)
+            where.append(or_(match, key.is_(None)) if None in wanted else match)
+        on_time = case((and_(c.due_at.is_not(None), c.completed_at <= c.due_at), 1), else_=0)
+        sums = (
+            select(
+                key.label("key"),
+                func.count().label("completed"),
+                func.count(c.due_at).label("with_due"),
+                func.coalesce(func.sum(on_time), 0).label("on_time"),
+            )
+            .where(*where)
+            .group_by(key)
+        )
+        if self._db.dialect == "postgresql":
+            seconds: Any = type_coerce(
+                func.extract("epoch", c.completed_at - c.created_at), Float()
+            )
+        else:  # integer microseconds
+            micros = type_coerce(c.completed_at, BigInteger()) - type_coerce(
+                c.created_at, BigInteger()
+            )
+            seconds = type_coerce(micros / 1_000_000.0, Float())
+        ranked = (
+            select(
+                key.label("key"),
+                seconds.label("seconds"),
+                func.row_number().over(partition_by=key, order_by=seconds).label("rank"),
+                func.count().over(partition_by=key).label("n"),
+            )
+            .where(*where, c.created_at.is_not(None))
+            .subquery()
+        )
+        r = ranked.c
+        medians = {
+            row["key"]: float(row["seconds"])
+            for row in self._rows(select(r.key, r.seconds).where(r.rank == (r.n + 1) // 2))
+        }
+        rows = sorted(self._rows(sums), key=lambda row: (row["key"] is not None, row["key"] or ""))
+        return [
+            CompletionGroup(
+                key=row["key"],
+                completed=row["completed"],
+                with_due=row["with_due"],
+                on_time=int(row["on_time"]),
+                median_seconds_to_complete=medians.get(row["key"]),
+            )
+            for row in rows
+        ]
+
     @translated("first_contacts")
     def first_contacts(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
@@ -176,13 +272,19 @@ class SqlAnalyticsStore:
         if not isinstance(status, str):
             raise InvalidInputError(f"expected a status, got {status!r}", field="status")
         a, s = self._arrivals.c, self._changes.c
-        query = (
-            select(s.opportunity_id, func.min(s.changed_at).label("at"))
-            .join_from(self._arrivals, self._changes, s.opportunity_id == a.opportunity_id)
-            .where(a.arrived_at >= start, a.arrived_at < end, s.to_status == status)
-            .group_by(s.opportunity_id)
+        # One probe of (opportunity_id, to_status, changed_at) per arrival of the period: a
+        # correlated minimum keeps the planner from scanning the whole index of changes.
+        first = (
+            select(func.min(s.changed_at))
+            .where(s.opportunity_id == a.opportunity_id, s.to_status == status)
+            .correlate(self._arrivals)
+            .scalar_subquery()
+            .label("at")
         )
-        return {row["opportunity_id"]: row["at"] for row in self._rows(query)}
+        query = select(a.opportunity_id, first).where(a.arrived_at >= start, a.arrived_at < end)
+        return {
+            row["opportunity_id"]: row["at"] for row in self._rows(query) if row["at"] is not None
+        }
 
     def __repr__(self) -> str:
         return f"SqlAnalyticsStore({self._db!r})"

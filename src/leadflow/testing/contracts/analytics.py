@@ -119,6 +119,24 @@ class AnalyticsStoreContract(abc.ABC):
         assert store.arrivals(_START, _END, sources=[]) == []
         assert _opportunities(store.arrivals(_START, _END)) == ["o1", "o2", "o3", "o4"]
 
+    def test_arrivals_of_given_opportunities_whenever_they_came(
+        self, store: AnalyticsStore
+    ) -> None:
+        first = make_arrival("o1", source="website", owner="alice")
+        store.record_arrival(first)
+        store.record_arrival(make_arrival("o2", hours=24 * 400))  # long after any period
+        store.record_arrival(make_arrival("o3", hours=2))
+        found = store.arrivals_of(["o2", "o1", "o1", "nobody"])
+        assert sorted(found) == ["o1", "o2"]
+        assert found["o1"] == first
+        assert_utc(found["o2"].arrived_at)
+        assert store.arrivals_of([]) == {}
+        many = [f"x{n}" for n in range(2_000)] + ["o3"]  # more than one chunk of ids
+        assert list(store.arrivals_of(many)) == ["o3"]
+        for bad in ("o1", [1], ["o"] * 100_001):
+            with pytest.raises(InvalidInputError):
+                store.arrivals_of(bad)  # type: ignore[arg-type]
+
     def test_status_changes_are_kept_by_event_in_order(self, store: AnalyticsStore) -> None:
         change = make_change("e2", "o1", "contacted", hours=1, from_status="new")
         assert store.record_status_change(change) is True
@@ -193,6 +211,52 @@ class AnalyticsStoreContract(abc.ABC):
         assert store.reached(at(hours=0), at(hours=10), "won") == {"o1": at(hours=20)}
         assert store.reached(at(hours=0), at(hours=10), "lost") == {"o2": at(hours=5)}
         assert store.reached(_START, _END, "won") == {"o1": at(hours=20), "o3": at(hours=60)}
+
+    def test_completion_groups_are_summed_up_per_key(self, store: AnalyticsStore) -> None:
+        # alice: 4 in the period (created 1, 2, 3 and 4 h before; one of them without a
+        # creation date); 2 with a due date, 1 of them on time. bob: 1. nobody: 1. One of
+        # alice's is after the period.
+        for activity, hours, rep, ago, due, rule in (
+            ("a1", 10, "alice", 1, 11, "r1"),  # on time
+            ("a2", 11, "alice", 2, 10, "r1"),  # late
+            ("a3", 12, "alice", 4, None, None),
+            ("a4", 13, "alice", None, None, "r2"),
+            ("a5", 50, "alice", 1, None, None),  # after the period
+            ("b1", 14, "bob", 3, None, "r1"),
+            ("n1", 15, None, None, 16, None),
+        ):
+            store.record_completion(
+                make_completion(
+                    activity,
+                    "o1",
+                    hours=hours,
+                    assigned_to=rep,
+                    created_at=None if ago is None else at(hours=hours - ago),
+                    due_at=None if due is None else at(hours=due),
+                    rule_id=rule,
+                )
+            )
+        period = (at(hours=0), at(hours=20))
+        rows = [
+            (g.key, g.completed, g.with_due, g.on_time, g.median_seconds_to_complete)
+            for g in store.completion_groups(*period, by="assigned_to")
+        ]
+        assert rows == [
+            (None, 1, 1, 1, None),
+            ("alice", 4, 2, 1, 7200.0),  # 1 h, 2 h, 4 h: the middle one
+            ("bob", 1, 0, 0, 10800.0),
+        ]
+        by_rule = store.completion_groups(*period, by="rule_id", keys=["r1", None])
+        assert [(g.key, g.completed) for g in by_rule] == [(None, 2), ("r1", 3)]
+        [r1] = store.completion_groups(*period, by="rule_id", keys=["r1"])
+        assert r1.median_seconds_to_complete == 7200.0  # 1 h, 2 h, 3 h
+        even = store.completion_groups(*period, by="assigned_to", keys=["alice", "bob"])
+        assert [g.key for g in even] == ["alice", "bob"]
+        assert store.completion_groups(*period, by="assigned_to", keys=[]) == []
+        with pytest.raises(InvalidInputError):
+            store.completion_groups(*period, by="outcome")
+        with pytest.raises(InvalidInputError):
+            store.completion_groups(*period, by="rule_id", keys="r1")
 
     def test_times_in_other_zones_are_the_same_instants(self, store: AnalyticsStore) -> None:
         zone = timezone(timedelta(hours=-5))

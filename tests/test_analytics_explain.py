@@ -1,0 +1,129 @@
+"""The analytics' queries use their indexes: every SELECT the figures send (the dashboard,
+unfiltered and under every filter) is explained, and none reads an analytics table (lead
+arrivals, status changes, completions) whole.
+
+SQLite: ``EXPLAIN QUERY PLAN``, where a whole-table (or whole-index) read is a ``SCAN <table>``
+line (``SCAN`` of a subquery's rows is fine). PostgreSQL: ``EXPLAIN`` with sequential scans
+made as dear as the planner allows (``enable_seqscan = off``: on a small table the planner
+would rightly prefer one), where such a read is ``Seq Scan on <table>``, or an ``Index Scan`` /
+``Index Only Scan`` without any ``Index Cond`` (the whole index). The rules' and sequences'
+tables are read whole by design (a flow's configuration) and are left out. The activity table
+is read through ``ActivityRepository.statistics`` (overdue now, the activities each automation
+created), which belongs to the activity store and is not judged here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from leadflow import WorkingCalendar
+from leadflow.runtime.analytics import Analytics
+from leadflow.stores.sql import SqlStorage
+
+from .sql_support import fresh_storage, on_postgres
+from .test_analytics_figures import AS_OF, END, START, TEAMS, load
+
+WATCHED = ("lead_arrivals", "status_changes", "completions")
+
+
+def _statements(storage: SqlStorage) -> list[tuple[str, Any]]:
+    """Every SELECT the figures send, under no filter and under each."""
+    seen: list[tuple[str, Any]] = []
+    engine = storage.database.engine
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            seen.append((statement, parameters))
+
+    analytics = Analytics(
+        storage.analytics,  # type: ignore[arg-type]
+        storage.activities,
+        WorkingCalendar(),
+        teams=TEAMS,
+        rules=storage.rules,
+        sequences=storage.sequences,
+        enrollments=storage.enrollments,
+    )
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        for filters in (
+            {},
+            {"reps": ["alice", "(none)"]},
+            {"teams": ["east"]},
+            {"sources": ["web"]},
+            {"automations": ["r-web", "(manual)"]},
+        ):
+            analytics.dashboard(START, END, as_of=AS_OF, **filters)  # type: ignore[arg-type]
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    return seen
+
+
+def _watched(name: str) -> bool:
+    return any(name.endswith(table) for table in WATCHED)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=on_postgres)])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStorage]:
+    kind = "sqlite-file" if request.param == "sqlite" else "postgres"
+    with fresh_storage(kind, tmp_path) as made:
+        load(made)
+        yield made
+
+
+def test_no_figure_reads_an_analytics_table_whole(
+    storage: SqlStorage,
+) -> None:
+    statements = _statements(storage)
+    tables = {t for s, _ in statements for t in re.findall(r"\b(\w+)\b", s) if _watched(t)}
+    assert tables == {
+        "leadflow_lead_arrivals",
+        "leadflow_status_changes",
+        "leadflow_completions",
+    }
+    whole: list[str] = []
+    with storage.database.engine.connect() as connection:
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in statements:
+            if postgres:
+                plan = [row[0] for row in connection.exec_driver_sql(
+                    "EXPLAIN " + statement, parameters
+                )]  # fmt: skip
+                whole += _pg_whole_reads(plan)
+            else:
+                plan = [row[-1] for row in connection.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement, parameters
+                )]  # fmt: skip
+                whole += [
+                    line
+                    for line in plan
+                    if (found := re.match(r"SCAN (\w+)", line)) and _watched(found.group(1))
+                ]
+    assert whole == []
+
+
+def _pg_whole_reads(plan: list[str]) -> list[str]:
+    found = []
+    for n, line in enumerate(plan):
+        seq = re.search(r"Seq Scan on (\w+)", line)
+        if seq and _watched(seq.group(1)):
+            found.append(line.strip())
+        index = re.search(r"Index (?:Only )?Scan(?: Backward)? using \w+ on (\w+)", line)
+        if index and _watched(index.group(1)):
+            depth = len(line) - len(line.lstrip())
+            details = []
+            for more in plan[n + 1 :]:
+                if len(more) - len(more.lstrip()) <= depth or "->" in more:
+                    break
+                details.append(more)
+            if not any("Index Cond" in d for d in details):
+                found.append(line.strip())
+    return found
