@@ -20,7 +20,7 @@ from typing import Final
 from ...errors import InvalidInputError
 from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
 from ...fields import ensure_utc
-from .arguments import check_limit, check_model
+from ..checks import check_limit, check_model
 from .fast.chunks import ChunkedIndex
 
 __all__ = ["MAX_FACTS", "InMemoryAnalyticsStore", "check_period", "check_values"]

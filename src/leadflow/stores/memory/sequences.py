@@ -26,7 +26,7 @@ from ...sequences import (
     StepRecord,
 )
 from ...sequences.enrollment import HISTORY_LIMIT
-from .arguments import check_id, check_limit, check_model
+from ..checks import check_id, check_limit, check_model
 
 __all__ = ["InMemoryEnrollmentStore", "InMemorySequenceRepository"]
 

@@ -24,8 +24,8 @@ from pymongo import ASCENDING, IndexModel
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
 from ...facts import CONTACT_TYPES, Completion, LeadArrival, StatusChange
+from ..checks import check_limit, check_model
 from ..memory.analytics import MAX_FACTS, check_period, check_values
-from ..memory.arguments import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
 from .driver import driver_errors, translated
 

@@ -37,7 +37,7 @@ from ...errors import (
     StaleWriteError,
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
-from ..memory.arguments import check_id, check_limit, check_model
+from ..checks import check_id, check_limit, check_model
 from ..memory.sequences import _check_change, _enum
 from .database import SqlDatabase
 from .errors import sql_errors, translated
