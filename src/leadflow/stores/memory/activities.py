@@ -51,9 +51,8 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import checked_after
+from ..checks import check_id, check_limit, check_type, checked_after
 from .activity_stats import matches, statistics_of, when
-from .arguments import check_id, check_limit, check_type
 
 __all__ = ["InMemoryActivityRepository"]
 

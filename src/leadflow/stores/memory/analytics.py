@@ -27,7 +27,7 @@ from ...facts import (
     groups_of,
 )
 from ...fields import ensure_utc
-from .arguments import check_limit, check_model
+from ..checks import check_limit, check_model
 from .fast.chunks import ChunkedIndex
 
 __all__ = [

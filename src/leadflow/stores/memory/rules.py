@@ -9,7 +9,7 @@ import threading
 from ...documents import plain
 from ...errors import DuplicateError, NotFoundError, StaleWriteError
 from ...models import FollowUpRule
-from .arguments import check_model
+from ..checks import check_model
 
 __all__ = ["InMemoryRuleRepository"]
 

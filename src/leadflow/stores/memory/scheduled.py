@@ -39,13 +39,14 @@ from ...errors import (
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
 from ..checks import (
+    check_limit,
+    check_type,
     checked_action_types,
     checked_ids,
     checked_lease,
     checked_partition,
     checked_version,
 )
-from .arguments import check_limit, check_type
 
 __all__ = ["InMemoryScheduledActionStore", "copied_action"]
 

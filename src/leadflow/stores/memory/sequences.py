@@ -21,8 +21,8 @@ from ...sequences import (
     SequenceDefinition,
     SequenceStatus,
 )
+from ..checks import check_id, check_limit, check_model
 from ..sequence_checks import check_change, checked_enrollment, detached, enum_member
-from .arguments import check_id, check_limit, check_model
 
 __all__ = ["InMemoryEnrollmentStore", "InMemorySequenceRepository"]
 

@@ -12,8 +12,14 @@ from datetime import datetime, timedelta
 
 from ...clock import ensure_utc
 from ...records import AuditEntry, SlotClaim, SlotRecord, SlotState
-from ..checks import checked_counts, checked_final, checked_key, checked_lease, checked_value
-from .arguments import check_model
+from ..checks import (
+    check_model,
+    checked_counts,
+    checked_final,
+    checked_key,
+    checked_lease,
+    checked_value,
+)
 
 __all__ = ["InMemoryAuditLog", "InMemoryCounterStore", "InMemoryJobStore"]
 

@@ -31,6 +31,7 @@ from ...facts import (
     StatusChange,
     groups_of,
 )
+from ..checks import check_limit, check_model
 from ..memory.analytics import (
     MAX_FACTS,
     check_grouping,
@@ -38,7 +39,6 @@ from ..memory.analytics import (
     check_period,
     check_values,
 )
-from ..memory.arguments import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
 from .driver import driver_errors, translated
 

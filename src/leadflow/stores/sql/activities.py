@@ -49,8 +49,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import checked_after
-from ..memory.arguments import check_id, check_limit, check_model, check_type
+from ..checks import check_id, check_limit, check_model, check_type, checked_after
 from .activity_sql import (
     activity_from_row,
     activity_values,

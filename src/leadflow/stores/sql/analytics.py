@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
 from ...facts import CONTACT_TYPES, Completion, CompletionGroup, LeadArrival, StatusChange
+from ..checks import check_limit, check_model
 from ..memory.analytics import (
     MAX_FACTS,
     check_grouping,
@@ -45,7 +46,6 @@ from ..memory.analytics import (
     check_period,
     check_values,
 )
-from ..memory.arguments import check_limit, check_model
 from .database import SqlDatabase
 from .errors import translated
 

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...errors import DuplicateError, NotFoundError, StaleWriteError
 from ...models import FollowUpRule
-from ..memory.arguments import check_id, check_model
+from ..checks import check_id, check_model
 from .database import SqlDatabase
 from .errors import sql_errors, translated
 

@@ -54,6 +54,9 @@ from ...errors import (
 )
 from ...records import ScheduledAction, ScheduledActionState
 from ..checks import (
+    check_limit,
+    check_model,
+    check_type,
     checked_action_types,
     checked_ids,
     checked_lease,
@@ -61,7 +64,6 @@ from ..checks import (
     checked_version,
     in_order,
 )
-from ..memory.arguments import check_limit, check_model, check_type
 from .database import SqlDatabase
 from .errors import translated
 from .types import ActionTypeOf, UtcDateTime

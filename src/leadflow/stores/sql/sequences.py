@@ -47,7 +47,7 @@ from ...errors import (
     StaleWriteError,
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
-from ..memory.arguments import check_id, check_limit, check_model
+from ..checks import check_id, check_limit, check_model
 from ..sequence_checks import check_change, checked_enrollment, detached, enum_member
 from .database import SqlDatabase
 from .errors import sql_errors, translated

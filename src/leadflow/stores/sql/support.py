@@ -14,8 +14,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...clock import ensure_utc
 from ...errors import InvalidInputError, StorageError
 from ...records import AuditEntry, SlotClaim, SlotRecord, SlotState
-from ..checks import checked_counts, checked_final, checked_key, checked_lease, checked_value
-from ..memory.arguments import check_model
+from ..checks import (
+    check_model,
+    checked_counts,
+    checked_final,
+    checked_key,
+    checked_lease,
+    checked_value,
+)
 from .database import SqlDatabase
 from .errors import translated
 

@@ -37,8 +37,7 @@ from ....queries import (
     decode_cursor,
     encode_cursor,
 )
-from ...checks import checked_after
-from ..arguments import check_id, check_limit, check_type
+from ...checks import check_id, check_limit, check_type, checked_after
 from .activity_queries import ActivityQueryPlans, Index, Key, key_after, with_prefix
 from .activity_rows import (
     ASSIGNED,

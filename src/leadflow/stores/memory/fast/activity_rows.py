@@ -112,7 +112,7 @@ def _shared(value: str | None) -> str | None:
 
 def row_from_activity(a: Activity, *, version: int, open_key: str | None) -> Row:
     """The row for ``a``, a validated copy the caller no longer holds (see
-    :func:`~leadflow.stores.memory.arguments.check_model`), stored at ``version``."""
+    :func:`~leadflow.stores.checks.check_model`), stored at ``version``."""
     meta = a.metadata
     rule_id = meta.automation_rule_id
     # The set seed fields, then every extra key (one given as null is data): what
