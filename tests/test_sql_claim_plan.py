@@ -149,3 +149,22 @@ def test_the_claim_walks_the_pending_index_without_statistics(
     assert handled and max(handled) <= 300, "\n".join(plan)
     index = "type_pending_due" if claim is FILTERED else "pending_due"
     assert any("Index Scan using" in line and index in line for line in plan), "\n".join(plan)
+
+
+def test_a_claim_inside_a_unit_of_work_leaves_the_setting_as_it_found_it(
+    storage: SqlStorage,
+) -> None:
+    """The claim's ``set_config(..., true)`` lasts until its transaction ends; inside a unit of
+    work that is the unit's, so the claim puts the setting back for the unit's other
+    statements (and a host's own session setting is what it finds and restores)."""
+    _backlog(storage, {}, size=3)
+    show = text("SELECT current_setting('enable_bitmapscan')")
+    with storage.database.unit(), storage.database.read() as connection:
+        connection.execute(text("SELECT set_config('enable_bitmapscan', 'off', true)"))
+        assert len(storage.scheduled.claim_due(at(minutes=1), worker="w", limit=2)) == 2
+        assert connection.execute(show).scalar_one() == "off"
+        connection.execute(text("SELECT set_config('enable_bitmapscan', 'on', true)"))
+        assert len(storage.scheduled.claim_due(at(minutes=1), worker="w", limit=2)) == 1
+        assert connection.execute(show).scalar_one() == "on"
+    with storage.database.read() as connection:
+        assert connection.execute(show).scalar_one() == "on"
