@@ -289,7 +289,7 @@ def _opt(values: Collection[str] | None, field: str) -> list[str] | None:
 
 
 def _rank(rank_by: object) -> RankBy:
-    if rank_by not in _RANKS:
+    if not isinstance(rank_by, str) or rank_by not in _RANKS:
         raise InvalidInputError(
             f"rank_by must be one of {', '.join(sorted(_RANKS))}", field="rank_by"
         )

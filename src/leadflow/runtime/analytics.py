@@ -103,6 +103,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from ..facts import Completion, LeadArrival, groups_of
+from ..fields import ID_RE
 from ..models import ActivityState
 from ..ports import (
     ActivityRepository,
@@ -262,7 +263,12 @@ class Analytics:
         return [c for c in found if scope.takes_completion(c, lead.get(c.opportunity_id))]
 
     def _overdue(self, as_of: datetime, scope: Scope) -> dict[str, int]:
-        kinds = (None,) if scope.automations is None else sorted(scope.automations - {MANUAL})
+        # An automation id that is no id (the filter takes any name) created no activity.
+        kinds = (
+            (None,)
+            if scope.automations is None
+            else sorted(a for a in scope.automations if ID_RE.match(a))
+        )
         overdue: Counter[str] = Counter()
         for automation in kinds:
             statistics = self._activities.statistics(
@@ -347,7 +353,7 @@ class Analytics:
         """Per automation, the activities it created in the period (two activity-statistics
         queries each: all, and the completed ones, by assignee for the rep filter)."""
         created: dict[str, Created] = {}
-        for automation in sorted(set(ids) - {MANUAL}):
+        for automation in sorted(a for a in ids if ID_RE.match(a)):
             counts = []
             for state in (None, ActivityState.COMPLETED):
                 found = self._activities.statistics(
