@@ -92,8 +92,8 @@ leaderboard's completion figures are summed up in the store
 (:meth:`~leadflow.ports.AnalyticsStore.completion_groups`: SQL ``GROUP BY`` and a windowed
 median; one row per rep) unless a source or automation filter asks for the completions one
 by one. ``overdue_now`` is one activity-statistics query (one per automation with an
-automation filter); the automation figure asks the activity store two statistics queries per
-automation (created, and of them completed).
+automation filter); the automation figure asks the activity store one statistics query per
+automation (two under a rep filter).
 """
 
 from __future__ import annotations
@@ -350,12 +350,13 @@ class Analytics:
     def _created(
         self, start: datetime, end: datetime, ids: Collection[str], scope: Scope
     ) -> dict[str, Created]:
-        """Per automation, the activities it created in the period (two activity-statistics
-        queries each: all, and the completed ones, by assignee for the rep filter)."""
+        """Per automation, the activities it created in the period and how many of them are
+        completed: one activity-statistics query each (its ``by_state``), two under a rep
+        filter (all and the completed ones, each ``by_assignee``)."""
         created: dict[str, Created] = {}
         for automation in sorted(a for a in ids if ID_RE.match(a)):
             counts = []
-            for state in (None, ActivityState.COMPLETED):
+            for state in (None,) if scope.reps is None else (None, ActivityState.COMPLETED):
                 found = self._activities.statistics(
                     ActivityFilter(
                         automation_rule_id=automation,
@@ -365,11 +366,12 @@ class Analytics:
                     ),
                     as_of=end,
                 )
-                counts.append(
-                    found.total
-                    if scope.reps is None
-                    else sum(n for rep, n in found.by_assignee.items() if rep in scope.reps)
-                )
+                if scope.reps is None:
+                    counts = [found.total, found.by_state.get(ActivityState.COMPLETED.value, 0)]
+                else:
+                    counts.append(
+                        sum(n for rep, n in found.by_assignee.items() if rep in scope.reps)
+                    )
             created[automation] = Created(counts[0], counts[1])
         return created
 
