@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInputError
 from ..facts import Completion, LeadArrival
-from ..stores.memory.analytics import MAX_IDS, check_values
+from ..stores.analytics_checks import MAX_IDS, check_values
 from .analytics_figures import MANUAL, NONE, lead_rep
 
 __all__ = ["Scope", "Teams", "chunks", "scope_of"]

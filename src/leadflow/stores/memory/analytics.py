@@ -26,7 +26,14 @@ from ...facts import (
     StatusChange,
     groups_of,
 )
-from ...fields import ensure_utc
+from ..analytics_checks import (
+    MAX_FACTS,
+    MAX_IDS,
+    check_grouping,
+    check_ids,
+    check_period,
+    check_values,
+)
 from ..checks import check_limit, check_model
 from .fast.chunks import ChunkedIndex
 
@@ -40,62 +47,7 @@ __all__ = [
     "check_values",
 ]
 
-MAX_FACTS: Final = 1_000_000
-"""The largest ``limit`` a query takes."""
-
-MAX_IDS: Final = 100_000
-"""The most opportunity ids :meth:`~leadflow.ports.AnalyticsStore.arrivals_of` takes."""
-
 _CONTACTS: Final = frozenset(CONTACT_TYPES)
-
-
-def check_period(start: object, end: object) -> tuple[datetime, datetime]:
-    """``(start, end)`` in UTC, else :class:`InvalidInputError`: both aware datetimes and
-    ``start < end``."""
-    for value, field in ((start, "start"), (end, "end")):
-        if not isinstance(value, datetime):
-            raise InvalidInputError(f"expected a datetime, got {value!r}", field=field)
-    assert isinstance(start, datetime) and isinstance(end, datetime)
-    start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
-    if not start < end:
-        raise InvalidInputError("start must be before end", field="end")
-    return start, end
-
-
-def check_values(values: object, field: str) -> frozenset[str] | None:
-    """A filter's values as a set (None: no filter), else :class:`InvalidInputError`: a
-    collection (not a string) of at most 1,000 strings."""
-    if values is None:
-        return None
-    if isinstance(values, str | bytes) or not isinstance(values, Collection):
-        raise InvalidInputError("expected a collection of strings", field=field)
-    if len(values) > 1000 or not all(isinstance(value, str) for value in values):
-        raise InvalidInputError("expected at most 1,000 strings", field=field)
-    return frozenset(values)
-
-
-def check_ids(values: object) -> builtins.list[str]:
-    """Opportunity ids, sorted and distinct, else :class:`InvalidInputError`: a collection (not
-    a string) of at most :data:`MAX_IDS` strings."""
-    if isinstance(values, str | bytes) or not isinstance(values, Collection):
-        raise InvalidInputError("expected a collection of ids", field="opportunity_ids")
-    if len(values) > MAX_IDS or not all(isinstance(value, str) for value in values):
-        raise InvalidInputError("expected at most 100,000 ids", field="opportunity_ids")
-    return sorted(set(values))
-
-
-def check_grouping(by: object, keys: object) -> frozenset[str | None] | None:
-    """``keys`` as a set (None: all), after checking ``by`` and ``keys``
-    (:class:`InvalidInputError` naming the field)."""
-    if by not in ("assigned_to", "rule_id"):
-        raise InvalidInputError("expected assigned_to or rule_id", field="by")
-    if keys is None:
-        return None
-    if isinstance(keys, str | bytes) or not isinstance(keys, Collection):
-        raise InvalidInputError("expected a collection of names", field="keys")
-    if len(keys) > 1000 or not all(key is None or isinstance(key, str) for key in keys):
-        raise InvalidInputError("expected at most 1,000 names or None", field="keys")
-    return frozenset(keys)
 
 
 def _earlier(completion: Completion, than: Completion | None) -> bool:

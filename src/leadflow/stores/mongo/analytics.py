@@ -31,14 +31,14 @@ from ...facts import (
     StatusChange,
     groups_of,
 )
-from ..checks import check_limit, check_model
-from ..memory.analytics import (
+from ..analytics_checks import (
     MAX_FACTS,
     check_grouping,
     check_ids,
     check_period,
     check_values,
 )
+from ..checks import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
 from .driver import driver_errors, translated
 

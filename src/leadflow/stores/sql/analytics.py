@@ -38,14 +38,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
 from ...facts import CONTACT_TYPES, Completion, CompletionGroup, LeadArrival, StatusChange
-from ..checks import check_limit, check_model
-from ..memory.analytics import (
+from ..analytics_checks import (
     MAX_FACTS,
     check_grouping,
     check_ids,
     check_period,
     check_values,
 )
+from ..checks import check_limit, check_model
 from .database import SqlDatabase
 from .errors import translated
 
