@@ -9,7 +9,7 @@ entry's share of the cost: a new enrollment is written once, at its first stop.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,14 @@ from leadflow.adapters import RecordingMessenger
 from leadflow.errors import StorageError
 from leadflow.ports import Message
 from leadflow.records import ActionKind
+from leadflow.runtime.context import ActionContext
+from leadflow.runtime.executor import BATCH_SIZE
 from leadflow.sequences import EnrollmentState
 from leadflow.stores.memory import memory_storage
 from leadflow.stores.sql import SqlStorage
 
 from .latency import Crash, Tripwire
+from .sequence_support import opportunities
 from .sql_support import fresh_storage, on_postgres
 from .test_sequences_sql import entry, sent, sql_flow
 from .test_sql_units import counted
@@ -199,3 +202,24 @@ def test_an_entry_is_stored_at_its_first_stop_and_a_lost_first_visit_is_stored_a
     flow.handle(entry(clock))  # the visit is there (done): handled again, nothing new
     assert flow.run_due().claimed == 0 and sent(flow) == ["first"]
     assert _where(flow, "o1") == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
+def test_a_claimed_batch_reaches_the_runner_at_most_batch_size_at_a_time() -> None:
+    flow, clock, _ = sql_flow(memory_storage())
+    count = BATCH_SIZE + 10
+    for n in range(count):
+        opportunities(flow).add(f"m{n}", owner="alice", email=f"m{n}@example.com")
+        flow.handle(entry(clock, f"m{n}"))
+    assert flow.sequencer is not None
+    sizes: list[int] = []
+    run_steps = flow.sequencer.run_steps
+
+    def spy(contexts: Sequence[ActionContext[Any]]) -> list[str | Exception | None]:
+        sizes.append(len(contexts))
+        return run_steps(contexts)
+
+    flow.executor.register_kind(ActionKind.STEP, flow.sequencer.run_step, batch=spy)
+    report = flow.run_due(limit=count)
+    assert (report.claimed, report.succeeded) == (count, count)
+    assert sizes == [BATCH_SIZE, 10]
+    assert len(sent(flow)) == count

@@ -22,11 +22,12 @@ rerun after a crash or a failed attempt finds the send begun at the ended enroll
 and runs the handler again, same idempotency key, without moving on). On SQL the goal's
 write and the event are one unit of work, so "stored" means committed.
 
-**A claimed batch** (:meth:`Sequencer.run_steps`, the executor's batch runner for the kind):
-the "send begun" marks of its action steps are one unit of work, committed before the first
-of their handlers runs: each send of the batch begins at that commit (a goal stored after it
-lets the send complete, one stored before it stops it). The moves on after the handlers are
-one unit of work too, committed before the executor acknowledges the batch.
+**A claimed batch** (:meth:`Sequencer.run_steps`, the executor's batch runner for the kind,
+up to :data:`~leadflow.runtime.executor.BATCH_SIZE` visits): the "send begun" marks of its
+action steps are one unit of work, committed before the first of their handlers runs: each
+send of the batch begins at that commit (a goal stored after it lets the send complete, one
+stored before it stops it). The moves on after the handlers are one unit of work too,
+committed before the executor acknowledges the batch.
 """
 
 from __future__ import annotations
