@@ -223,3 +223,40 @@ def test_a_claimed_batch_reaches_the_runner_at_most_batch_size_at_a_time() -> No
     assert (report.claimed, report.succeeded) == (count, count)
     assert sizes == [BATCH_SIZE, 10]
     assert len(sent(flow)) == count
+
+
+def test_marks_of_a_failed_unit_are_written_again_before_their_sends(storage: Any) -> None:
+    """The unit of the batch's send marks fails at its fourth mark (a storage error): it rolls
+    back on SQL, and each send is marked again on its own; no handler runs before its own
+    mark is stored (one the rolled-back unit wrote does not count)."""
+    if not isinstance(storage, SqlStorage):
+        pytest.skip("in memory each mark is written on its own")
+    flow, messenger = _entered(storage)
+    assert flow.sequencer is not None
+    marks: list[str] = []
+
+    def fail_fourth(_: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
+        [enrollment] = args
+        if enrollment.sending and enrollment.visit == 1:
+            marks.append(enrollment.opportunity_id)
+            if len(marks) == 4:
+                raise StorageError("the database failed: injected")
+
+    flow.sequencer.enrollments = Tripwire(flow.sequencer.enrollments,
+                                          before={"update": fail_fourth})  # fmt: skip
+    unmarked: list[str] = []
+    original = messenger.send
+
+    def send(message: Message) -> None:
+        opp = message.to.split("@")[0]
+        if not _where(flow, opp)[2]:
+            unmarked.append(opp)
+        original(message)
+
+    messenger.send = send  # type: ignore[method-assign]
+    report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6)
+    assert len(marks) == 4 + 6  # four together, then each again on its own
+    assert unmarked == []
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)

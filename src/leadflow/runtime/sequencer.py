@@ -399,6 +399,7 @@ class Sequencer:
             return
         visits = sorted(visits, key=lambda v: v.enrollment.enrollment_id)
         if len(visits) > 1 and self._units.atomic and not self._units.active:
+            saved = [dataclasses.replace(visit) for visit in visits]
             try:
                 with self.moves.unit():
                     for visit in visits:
@@ -407,6 +408,11 @@ class Sequencer:
             except Exception:
                 log.warning("a batch of sequence steps failed together: one at a time now",
                             exc_info=True)  # fmt: skip
+                for visit, before in zip(visits, saved, strict=True):
+                    # What the rolled-back unit wrote is not there: each visit starts again
+                    # from the enrollment it read (a send mark of that unit was never stored).
+                    for name in ("enrollment", "note", "failed", "final"):
+                        setattr(visit, name, getattr(before, name))
         for visit in visits:
             try:
                 with self.moves.unit():
