@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from ..clock import ensure_utc
 from ..errors import ConflictError, PermanentError
@@ -38,6 +38,11 @@ KindRunner = Callable[[ActionContext[Any]], "str | None"]
 BatchRunner = Callable[[Sequence[ActionContext[Any]]], "Sequence[str | Exception | None]"]
 """Runs several claimed actions of a kind together (so that their writes can share commits);
 returns, in order, each one's note or the exception that failed its attempt."""
+
+BATCH_SIZE: Final = 50
+"""The most actions one call of a batch runner gets (what is acknowledged after it returns:
+a bound on the time a claimed action waits for its acknowledgement, and for the runner's
+own use of the batch)."""
 
 Cascade = Callable[[Event, ActionContext[Any]], None]
 """Feeds an event an action caused back into the rules (see :meth:`ActionContext.cascade`)."""
@@ -140,14 +145,16 @@ class Executor:
 
     def _runs(self, claimed: Sequence[ScheduledAction]) -> Iterator[ActionRun]:
         """Run ``claimed`` in order, successes not marked done: one by one, or a kind's
-        consecutive actions together where the kind has a batch runner."""
+        consecutive actions together (at most :data:`BATCH_SIZE`) where the kind has a batch
+        runner."""
         start = 0
         while start < len(claimed):
             kind = claimed[start].kind
             batch = self._batches.get(kind)
             end = start + 1
             if batch is not None:
-                while end < len(claimed) and claimed[end].kind is kind:
+                limit = min(len(claimed), start + BATCH_SIZE)
+                while end < limit and claimed[end].kind is kind:
                     end += 1
             if batch is None or end - start == 1:
                 yield self.execute(claimed[start], defer_done=True)[0]

@@ -22,11 +22,13 @@ rerun after a crash or a failed attempt finds the send begun at the ended enroll
 and runs the handler again, same idempotency key, without moving on). On SQL the goal's
 write and the event are one unit of work, so "stored" means committed.
 
-**A claimed batch** (:meth:`Sequencer.run_steps`, the executor's batch runner for the kind):
-the "send begun" marks of its action steps are one unit of work, committed before the first
-of their handlers runs: each send of the batch begins at that commit (a goal stored after it
-lets the send complete, one stored before it stops it). The moves on after the handlers are
-one unit of work too, committed before the executor acknowledges the batch.
+**A claimed batch** (:meth:`Sequencer.run_steps`, the executor's batch runner for the kind,
+up to :data:`~leadflow.runtime.executor.BATCH_SIZE` visits): the "send begun" marks of its
+action steps are one unit of work, committed before the first of their handlers runs: each
+send of the batch begins at that commit (a goal stored after it lets the send complete, one
+stored before it stops it). Each action step moves on right after its handler (its own unit
+of work: a crash later in the batch does not send it again); the timers of the batch move on
+in one unit of work; all before the executor acknowledges the batch.
 """
 
 from __future__ import annotations
@@ -314,10 +316,11 @@ class Sequencer:
         that fails its attempt (see the module docstring). The "send begun" marks of the
         batch's action steps are committed together (one unit of work on SQL) before any of
         their handlers runs (the goal-versus-send rule needs them durable; a SQLite unit
-        would hold the database's write lock through the handlers); then the handlers run;
-        then the moves on (each next visit stored, each enrollment moved) are one unit of
-        work. A unit that fails is done again one visit at a time, so that one visit's
-        failure fails only its own attempt."""
+        would hold the database's write lock through the handlers); then each handler runs and
+        its step moves on at once (next visit stored, enrollment moved: one unit of work), so
+        that a crash later in the batch sends it no second time; the timers' moves on are one
+        unit of work at the end. A unit that fails is done again one visit at a time, so that
+        one visit's failure fails only its own attempt."""
         outcomes: list[str | Exception | None] = [None] * len(contexts)
         visits: list[_Visit] = []
         for index, ctx in enumerate(contexts):
@@ -337,7 +340,11 @@ class Sequencer:
                     visit.note = self._run_handler(visit.ctx)
                 except Exception as exc:
                     visit.failed = exc
-                visit.final = visit.kind == "rerun"
+                if visit.kind == "send" and visit.failed is None:
+                    # Moved on at once, in a unit of its own: a crash later in the batch does
+                    # not send this one again (its rerun finds the enrollment moved on).
+                    self._together([visit], self._move)
+                visit.final = True
         self._together([v for v in visits if v.failed is None and not v.final], self._move)
         for visit in visits:
             outcomes[visit.index] = visit.failed if visit.failed is not None else visit.note
@@ -398,6 +405,7 @@ class Sequencer:
             return
         visits = sorted(visits, key=lambda v: v.enrollment.enrollment_id)
         if len(visits) > 1 and self._units.atomic and not self._units.active:
+            saved = [dataclasses.replace(visit) for visit in visits]
             try:
                 with self.moves.unit():
                     for visit in visits:
@@ -406,6 +414,11 @@ class Sequencer:
             except Exception:
                 log.warning("a batch of sequence steps failed together: one at a time now",
                             exc_info=True)  # fmt: skip
+                for visit, before in zip(visits, saved, strict=True):
+                    # What the rolled-back unit wrote is not there: each visit starts again
+                    # from the enrollment it read (a send mark of that unit was never stored).
+                    for name in ("enrollment", "note", "failed", "final"):
+                        setattr(visit, name, getattr(before, name))
         for visit in visits:
             try:
                 with self.moves.unit():
