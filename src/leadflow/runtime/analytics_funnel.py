@@ -45,7 +45,8 @@ def funnel_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> Funnel:
     """The funnel of ``changes`` over ``stages``, in order (:class:`InvalidInputError` unless
     they are 1 to 50 distinct strings)."""
     if (
-        isinstance(stages, str)
+        isinstance(stages, str | bytes)
+        or not isinstance(stages, Sequence)
         or not 0 < len(stages) <= 50
         or not all(isinstance(stage, str) for stage in stages)
         or len(set(stages)) != len(stages)
