@@ -17,6 +17,8 @@ from datetime import datetime
 from itertools import islice
 from typing import Final
 
+from sortedcontainers import SortedList
+
 from ...errors import InvalidInputError
 from ...facts import (
     CONTACT_TYPES,
@@ -35,7 +37,6 @@ from ..analytics_checks import (
     check_values,
 )
 from ..checks import check_limit, check_model
-from .fast.chunks import ChunkedIndex
 
 __all__ = [
     "MAX_FACTS",
@@ -48,6 +49,14 @@ __all__ = [
 ]
 
 _CONTACTS: Final = frozenset(CONTACT_TYPES)
+
+
+def _period(
+    start: datetime, end: datetime
+) -> tuple[tuple[datetime, str], tuple[datetime, str], tuple[bool, bool]]:
+    """An index range over ``(time, id)`` keys for times in ``[start, end)`` ("" sorts before
+    every id)."""
+    return (start, ""), (end, ""), (True, False)
 
 
 def _earlier(completion: Completion, than: Completion | None) -> bool:
@@ -63,12 +72,12 @@ class InMemoryAnalyticsStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._arrivals: dict[str, LeadArrival] = {}
-        self._arrival_index: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._arrival_index: SortedList[tuple[datetime, str]] = SortedList()
         self._changes: dict[str, StatusChange] = {}
-        self._change_index: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._change_index: SortedList[tuple[datetime, str]] = SortedList()
         self._reached: dict[tuple[str, str], datetime] = {}
         self._completions: dict[str, Completion] = {}
-        self._completion_index: ChunkedIndex[tuple[datetime, str]] = ChunkedIndex()
+        self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
         self._first_contacts: dict[str, Completion] = {}
 
     # ------------------------------------------------------------------ writes
@@ -125,7 +134,7 @@ class InMemoryAnalyticsStore:
         limit = check_limit(limit, MAX_FACTS)
         found: list[LeadArrival] = []
         with self._lock:
-            for _, opportunity in self._arrival_index.irange((start,), (end,), (True, False)):
+            for _, opportunity in self._arrival_index.irange(*_period(start, end)):
                 arrival = self._arrivals[opportunity]
                 if wanted_sources is not None and arrival.source not in wanted_sources:
                     continue
@@ -151,7 +160,7 @@ class InMemoryAnalyticsStore:
         start, end = check_period(start, end)
         limit = check_limit(limit, MAX_FACTS)
         with self._lock:
-            keys = self._change_index.irange((start,), (end,), (True, False))
+            keys = self._change_index.irange(*_period(start, end))
             return [self._changes[event_id] for _, event_id in islice(keys, limit)]
 
     def completions(
@@ -167,7 +176,7 @@ class InMemoryAnalyticsStore:
         limit = check_limit(limit, MAX_FACTS)
         found: list[Completion] = []
         with self._lock:
-            for _, activity in self._completion_index.irange((start,), (end,), (True, False)):
+            for _, activity in self._completion_index.irange(*_period(start, end)):
                 completion = self._completions[activity]
                 if wanted is None or completion.assigned_to in wanted:
                     found.append(completion)
@@ -197,7 +206,7 @@ class InMemoryAnalyticsStore:
         with self._lock:
             found = [
                 contact
-                for _, opportunity in self._arrival_index.irange((start,), (end,), (True, False))
+                for _, opportunity in self._arrival_index.irange(*_period(start, end))
                 if (contact := self._first_contacts.get(opportunity)) is not None
             ]
         found.sort(key=lambda contact: contact.opportunity_id)
@@ -210,7 +219,7 @@ class InMemoryAnalyticsStore:
         with self._lock:
             return {
                 opportunity: at
-                for _, opportunity in self._arrival_index.irange((start,), (end,), (True, False))
+                for _, opportunity in self._arrival_index.irange(*_period(start, end))
                 if (at := self._reached.get((opportunity, status))) is not None
             }
 
