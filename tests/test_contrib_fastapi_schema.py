@@ -27,7 +27,8 @@ from leadflow import (
     default_rules,
 )
 from leadflow.contrib.fastapi import router, rule_schema
-from leadflow.contrib.fastapi.bodies import ActivityCreate, ActivityListQuery, RulePatch, SortName
+from leadflow.contrib.fastapi.bodies import ActivityCreate, RulePatch
+from leadflow.contrib.fastapi.filters import ActivityListQuery, SortName
 from leadflow.queries import ActivityFilter, SortField
 
 SEED_ENDPOINTS = {

@@ -27,7 +27,6 @@ from .analytics_routes import analytics_routes
 from .bodies import (
     ActivityCreate,
     ActivityEdit,
-    ActivityListQuery,
     ActivityPage,
     AuditQuery,
     CancelIn,
@@ -46,9 +45,9 @@ from .bodies import (
     RuleTestOut,
     RuleWriteQuery,
     SnoozeIn,
-    StatisticsQuery,
 )
 from .errors import ERROR_RESPONSES, LeadflowRoute, NotAuthenticatedError
+from .filters import ActivityListQuery, StatisticsQuery
 from .sequence_routes import sequence_routes
 
 __all__ = ["PrincipalDependency", "events_router", "router"]
