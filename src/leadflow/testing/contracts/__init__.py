@@ -99,16 +99,15 @@ from .data import (
     make_step_action,
 )
 from .integrations import (
-    ClockContract,
     EventSinkContract,
     MessengerContract,
     NotifierContract,
     OpportunityGatewayContract,
-    SchedulerContract,
     TeamDirectoryContract,
 )
 from .jobs import JobStoreContract
 from .machine import activity_state_machine
+from .periodic import ClockContract, SchedulerContract
 from .reference import reference_statistics
 from .rules import RuleRepositoryContract
 from .scheduled import ScheduledActionStoreContract
