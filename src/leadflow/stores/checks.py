@@ -61,6 +61,16 @@ def checked_lease(value: object) -> timedelta:
     return value
 
 
+def lease_end(now: datetime, lease: object) -> datetime:
+    """``now + lease`` for a positive timedelta ``lease``; :class:`InvalidInputError` naming
+    ``lease`` when it is none or the sum passes the year 9999 (the same answer on every
+    backend)."""
+    try:
+        return now + checked_lease(lease)
+    except OverflowError as error:
+        raise InvalidInputError("now + lease is out of range", field="lease") from error
+
+
 def checked_partition(value: object) -> int | None:
     """``value`` if it is None (every partition) or an ``int`` partition number within
     :attr:`~leadflow.limits.Limits.partitions`; :class:`InvalidInputError` (``partition``)."""
@@ -102,6 +112,16 @@ def checked_version(value: object, field: str) -> int | None:
     return value
 
 
+def check_version(value: object, field: str) -> int:
+    """``value`` if it is a version a store can hold (an ``int`` from 1 to 2**63 - 1, the
+    64-bit range every backend stores), else :class:`InvalidInputError` naming ``field``: the
+    same answer on every backend, before any query (a larger one overflowed SQLite's
+    driver)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
+        raise InvalidInputError("expected an integer from 1 to 2**63 - 1", field=field)
+    return value
+
+
 def checked_ids(values: object, field: str) -> list[str]:
     """``values`` (a list or tuple of ids, at most :data:`MAX_BATCH`) without repeats, in
     order; else :class:`InvalidInputError` naming ``field``."""
@@ -138,10 +158,12 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 def check_limit(limit: object, maximum: int | None = None) -> int:
-    """``limit`` as an int of at least 1 (and at most ``maximum``), else
-    :class:`InvalidInputError` naming ``limit``."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInputError(f"must be a positive integer, got {limit!r}", field="limit")
+    """``limit`` as an int of at least 1 and below 2**63 (what every backend's ``LIMIT`` takes;
+    and at most ``maximum``), else :class:`InvalidInputError` naming ``limit``."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < 2**63:
+        raise InvalidInputError(
+            f"must be an integer from 1 to 2**63 - 1, got {limit!r}", field="limit"
+        )
     if maximum is not None and limit > maximum:
         raise InvalidInputError(f"must be at most {maximum}, got {limit}", field="limit")
     return limit

@@ -51,7 +51,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import check_id, check_limit, check_type, checked_after
+from ..checks import check_id, check_limit, check_type, check_version, checked_after
 from .activity_stats import matches, statistics_of, when
 
 __all__ = ["InMemoryActivityRepository"]
@@ -167,10 +167,8 @@ class InMemoryActivityRepository:
             except ValueError as exc:
                 raise InvalidInputError(f"unknown outcome {outcome!r}", field="outcome") from exc
         check_id(completed_by, "completed_by", optional=True)
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
-            raise InvalidInputError("must be an integer", field="expected_version")
+        if expected_version is not None:
+            check_version(expected_version, "expected_version")
         with self._lock:
             old = self._get(activity_id)
             if old.completed_date is not None:

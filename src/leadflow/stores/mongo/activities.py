@@ -35,7 +35,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import checked_after
+from ..checks import check_version, checked_after
 from .common import (
     Document,
     MongoStore,
@@ -48,7 +48,6 @@ from .common import (
     valid_id,
     valid_limit,
     valid_text,
-    valid_version,
     when,
 )
 from .driver import driver_errors, duplicate_fields, translated
@@ -228,7 +227,7 @@ class MongoActivityRepository(MongoStore):
 
     @translated("activity")
     def update(self, activity: Activity) -> Activity:
-        version = valid_version("version", getattr(activity, "version", None))
+        version = check_version(getattr(activity, "version", None), "version")
         document = _activity_document(activity, version=version + 1)
         activity_id = valid_id("activity_id", document["activityId"])
         # The stored open key stays whatever the caller sends; the filter repeats it, so the
@@ -277,7 +276,7 @@ class MongoActivityRepository(MongoStore):
             changes["completedBy"] = changes["updatedBy"] = valid_id("completed_by", completed_by)
         query: Document = {"activityId": activity_id, OPEN: True}
         if expected_version is not None:
-            query["version"] = valid_version("expected_version", expected_version)
+            query["version"] = check_version(expected_version, "expected_version")
         for _ in range(_WRITE_RETRIES):
             document = self._collection.find_one_and_update(
                 query,

@@ -25,6 +25,7 @@ from ...documents import plain
 from ...errors import InvalidInputError, UnsafeQueryError
 from ...fields import ID_RE, _Model
 from ...models import ActivityType, Outcome
+from ..checks import check_limit as valid_limit
 from .driver import driver_errors
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "valid_id",
     "valid_limit",
     "valid_text",
-    "valid_version",
     "when",
 ]
 
@@ -104,20 +104,6 @@ def later(field: str, start: datetime, delta: Any) -> datetime:
         return ms(start + delta)
     except OverflowError as exc:
         raise InvalidInputError("ends after the year 9999", field=field) from exc
-
-
-def valid_limit(value: Any, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"must be a positive integer, got {value!r}", field="limit")
-    if maximum is not None and value > maximum:
-        raise InvalidInputError(f"must be at most {maximum}, got {value}", field="limit")
-    return value
-
-
-def valid_version(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError("must be a positive integer", field=field)
-    return value
 
 
 def enum_values(field: str, values: Iterable[Any], kind: type[ActivityType | Outcome]) -> list[str]:

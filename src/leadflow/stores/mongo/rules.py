@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ...errors import DuplicateError, NotFoundError, StaleWriteError
 from ...models import FollowUpRule
+from ..checks import check_version
 from .common import (
     Document,
     MongoStore,
@@ -27,7 +28,6 @@ from .common import (
     bind,
     checked_document,
     valid_id,
-    valid_version,
 )
 from .driver import translated
 
@@ -110,7 +110,7 @@ class MongoRuleRepository(MongoStore):
 
     @translated("rule")
     def update(self, rule: FollowUpRule) -> FollowUpRule:
-        version = valid_version("version", getattr(rule, "version", None))
+        version = check_version(getattr(rule, "version", None), "version")
         document = checked_document(rule, FollowUpRule, "rule", version=version + 1)
         rule_id = valid_id("rule_id", document["ruleId"])
         result = self._collection.replace_one({"ruleId": rule_id, "version": version}, document)

@@ -49,7 +49,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import check_id, check_limit, check_model, check_type, checked_after
+from ..checks import check_id, check_limit, check_model, check_type, check_version, checked_after
 from .activity_sql import (
     activity_from_row,
     activity_values,
@@ -70,12 +70,6 @@ _EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
 
 def _at_first_version(activity: Activity) -> Activity:
     return activity if activity.version == 1 else activity.model_copy(update={"version": 1})
-
-
-def _version(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError("must be an integer", field=field)
-    return value
 
 
 class SqlActivityRepository:
@@ -226,7 +220,7 @@ class SqlActivityRepository:
                 raise InvalidInputError(f"unknown outcome {outcome!r}", field="outcome") from error
         check_id(completed_by, "completed_by", optional=True)
         if expected_version is not None:
-            _version(expected_version, "expected_version")
+            check_version(expected_version, "expected_version")
         c = self._t.c
         changes: dict[str, Any] = {
             "completed_date": at,

@@ -59,10 +59,10 @@ from ..checks import (
     check_type,
     checked_action_types,
     checked_ids,
-    checked_lease,
     checked_partition,
     checked_version,
     in_order,
+    lease_end,
 )
 from .database import SqlDatabase
 from .errors import translated
@@ -279,10 +279,7 @@ class SqlScheduledActionStore:
         _check_worker(worker)
         partition = checked_partition(partition)
         types = checked_action_types(action_types)
-        try:
-            until = now + checked_lease(lease)
-        except OverflowError as error:
-            raise InvalidInputError("now + lease is out of range", field="lease") from error
+        until = lease_end(now, lease)
         park, claim = self._claim_statements(partition is not None, types)
         parameters = {
             "claim_now": now,

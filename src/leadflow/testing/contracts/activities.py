@@ -370,11 +370,38 @@ class ActivityRepositoryContract(
             lambda: store.overdue(BASE_TIME, limit=0),
             lambda: store.upcoming(BASE_TIME, timedelta(hours=1), limit=0),
             lambda: store.stale_opportunities(BASE_TIME, limit=0),
+            # beyond the 64-bit range: refused alike everywhere (SQLite's driver overflowed)
+            lambda: store.pending(BASE_TIME, limit=2**63),
+            lambda: store.overdue(BASE_TIME, limit=2**63),
+            lambda: store.upcoming(BASE_TIME, timedelta(hours=1), limit=2**63),
+            lambda: store.stale_opportunities(BASE_TIME, limit=2**63),
         ]
         for call in calls:
             with pytest.raises(InvalidInputError):
                 call()
         assert store.list(limit=1000).items == []
+        assert store.overdue(BASE_TIME, limit=2**63 - 1) == []
+
+    def test_an_expected_version_outside_the_64_bit_range_is_refused(
+        self, store: ActivityRepository
+    ) -> None:
+        stored = store.add(make_activity("a1"))
+        for version in (0, -1, 2**63, 2**70, True, "1", 1.0):
+            with pytest.raises(InvalidInputError) as refused:
+                store.complete(
+                    "a1",
+                    outcome=None,
+                    completed_by=None,
+                    completed_at=at(hours=1),
+                    expected_version=version,  # type: ignore[arg-type]
+                )
+            assert refused.value.field == "expected_version"
+        assert store.get("a1") == stored
+        with pytest.raises(StaleWriteError):
+            store.complete(
+                "a1", outcome=None, completed_by=None, completed_at=at(hours=1),
+                expected_version=2**63 - 1,
+            )  # fmt: skip
 
     def test_a_stale_cursor_must_be_a_time_and_an_id(self, store: ActivityRepository) -> None:
         store.add(make_activity("a1", created_at=BASE_TIME))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -435,6 +435,14 @@ class ScheduledActionStoreContract(
             lambda: store.cancel_for_rule("rule-1", now=naive),
             lambda: store.purge_finished(naive),
             lambda: store.purge_finished(BASE_TIME, limit=0),
+            # beyond the 64-bit range, or a lease past the year 9999: refused alike everywhere
+            lambda: store.claim_due(BASE_TIME, worker="w1", limit=2**63),
+            lambda: store.list(limit=2**63),
+            lambda: store.purge_finished(BASE_TIME, limit=2**63),
+            lambda: store.claim_due(BASE_TIME, worker="w1", lease=timedelta(days=999_999_999)),
+            lambda: store.claim_due(
+                datetime.max.replace(tzinfo=UTC), worker="w1", lease=timedelta(seconds=1)
+            ),
         ]
         for call in calls:
             with pytest.raises(InvalidInputError):

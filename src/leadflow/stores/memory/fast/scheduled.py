@@ -43,9 +43,9 @@ from ...checks import (
     check_type,
     checked_action_types,
     checked_ids,
-    checked_lease,
     checked_partition,
     checked_version,
+    lease_end,
 )
 from .chunks import ChunkedIndex, ChunkedMap
 
@@ -192,7 +192,7 @@ class FastScheduledActionStore:
         now = ensure_utc(now, "now")
         check_limit(limit)
         _check_worker(worker)
-        expires = now + checked_lease(lease)
+        expires = lease_end(now, lease)
         partition = checked_partition(partition)
         types = checked_action_types(action_types)
         with self._lock:
