@@ -21,7 +21,7 @@ from ...sequences import (
     SequenceDefinition,
     SequenceStatus,
 )
-from ..checks import check_id, check_limit, check_model
+from ..checks import check_id, check_limit, check_model, check_version, checked_version
 from ..sequence_checks import check_change, checked_enrollment, detached, enum_member
 
 __all__ = ["InMemoryEnrollmentStore", "InMemorySequenceRepository"]
@@ -58,8 +58,7 @@ class InMemorySequenceRepository:
     def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
         sequence_id = plain(sequence_id)
         check_id(sequence_id, "sequence_id")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise InvalidInputError(f"expected an int, got {version!r}", field="version")
+        version = checked_version(version, "version")
         with self._lock:
             versions = self._versions.get(sequence_id)
             if not versions:
@@ -85,7 +84,7 @@ class InMemorySequenceRepository:
         self, sequence_id: str, version: int, status: SequenceStatus
     ) -> SequenceDefinition:
         status = enum_member(SequenceStatus, status, "status")
-        stored = self.get(sequence_id, version)
+        stored = self.get(sequence_id, check_version(version, "version"))
         with self._lock:
             changed = stored.model_copy(update={"status": status})
             self._versions[stored.sequence_id][stored.version] = changed

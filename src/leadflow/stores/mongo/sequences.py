@@ -34,6 +34,7 @@ from ...errors import (
     StaleWriteError,
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
+from ..checks import check_version, checked_version
 from ..sequence_checks import check_change, enum_member
 from .common import (
     Document,
@@ -51,14 +52,6 @@ __all__ = ["MongoEnrollmentStore", "MongoSequenceRepository"]
 _ACTIVE: Final = EnrollmentState.ACTIVE.value
 _MAX_LIST: Final = 10_000
 _ENROLL_ATTEMPTS: Final = 20
-
-
-def _version(value: object, *, optional: bool) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(f"expected an int, got {value!r}", field="version")
-    return value
 
 
 class MongoSequenceRepository(MongoStore):
@@ -132,7 +125,7 @@ class MongoSequenceRepository(MongoStore):
     @translated("sequence_id")
     def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
         sequence_id = valid_id("sequence_id", sequence_id)
-        wanted = _version(version, optional=True)
+        wanted = checked_version(version, "version")
         if wanted is None:
             document = self._collection.find_one(
                 {"sequenceId": sequence_id}, sort=[("sequenceId", ASCENDING), ("version", -1)]
@@ -169,7 +162,7 @@ class MongoSequenceRepository(MongoStore):
     ) -> SequenceDefinition:
         status = enum_member(SequenceStatus, status, "status")
         sequence_id = valid_id("sequence_id", sequence_id)
-        wanted = _version(version, optional=False)
+        wanted = check_version(version, "version")
         document = self._collection.find_one_and_update(
             {"sequenceId": sequence_id, "version": wanted},
             {"$set": {"status": status.value}},

@@ -47,7 +47,7 @@ from ...errors import (
     StaleWriteError,
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
-from ..checks import check_id, check_limit, check_model
+from ..checks import check_id, check_limit, check_model, check_version, checked_version
 from ..sequence_checks import check_change, checked_enrollment, detached, enum_member
 from .database import SqlDatabase
 from .errors import sql_errors, translated
@@ -59,14 +59,6 @@ _ACTIVE: Final[ColumnElement[str]] = literal_column(f"'{EnrollmentState.ACTIVE.v
 """As a SQL literal: the partial index applies only when a query repeats its term."""
 _MAX_LIST: Final = 10_000
 _ENROLL_ATTEMPTS: Final = 20
-
-
-def _check_version(version: object) -> int | None:
-    if version is None:
-        return None
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InvalidInputError(f"expected an int, got {version!r}", field="version")
-    return version
 
 
 def _sequence_id(value: object) -> str:
@@ -156,7 +148,7 @@ class SqlSequenceRepository:
     @translated("sequence_id")
     def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
         sequence_id = _sequence_id(sequence_id)
-        version = _check_version(version)
+        version = checked_version(version, "version")
         c = self._t.c
         statement = select(*self._columns).where(c.sequence_id == sequence_id)
         if version is None:
@@ -202,8 +194,7 @@ class SqlSequenceRepository:
     ) -> SequenceDefinition:
         status = enum_member(SequenceStatus, status, "status")
         sequence_id = _sequence_id(sequence_id)
-        if _check_version(version) is None:
-            raise InvalidInputError("expected an int, got None", field="version")
+        version = check_version(version, "version")
         c = self._t.c
         where = (c.sequence_id == sequence_id, c.version == version)
         statement = update(self._t).where(*where).values(status=status.value)

@@ -381,6 +381,12 @@ class SequenceRepositoryContract(abc.ABC):
             lambda: store.set_status("s1", 1, "bogus"),  # type: ignore[arg-type]
             lambda: store.set_status("s1", 1, {"$set": 1}),  # type: ignore[arg-type]
             lambda: store.set_status("s1", "1", SequenceStatus.ACTIVE),  # type: ignore[arg-type]
+            # versions run from 1 to 2**63 - 1 on every backend (SQLite's driver overflowed)
+            lambda: store.get("s1", 0),
+            lambda: store.get("s1", 2**63),
+            lambda: store.set_status("s1", 0, SequenceStatus.ACTIVE),
+            lambda: store.set_status("s1", 2**70, SequenceStatus.ACTIVE),
+            lambda: store.set_status("s1", None, SequenceStatus.ACTIVE),  # type: ignore[arg-type]
         ]
         for bad in bad_ids:
             calls.append(lambda bad=bad: store.get(bad))  # type: ignore[misc]
