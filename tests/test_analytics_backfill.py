@@ -30,6 +30,7 @@ from leadflow import (
     Role,
     default_rules,
 )
+from leadflow.limits import DEFAULT_LIMITS
 from leadflow.ports import Storage
 from leadflow.rules.calendar import WorkingCalendar
 from leadflow.runtime.analytics import Analytics
@@ -191,4 +192,4 @@ def test_arbitrary_json_history_is_refused_or_recorded(events: object) -> None:
         backfill(storage.analytics, None, events=events)  # type: ignore[arg-type]
     except InvalidInputError as error:
         assert error.field is not None and error.field.startswith("events")
-        assert storage.analytics.arrivals(datetime.min.replace(tzinfo=UTC), T0) == []
+        assert storage.analytics.arrivals(DEFAULT_LIMITS.earliest, T0) == []

@@ -225,7 +225,9 @@ FieldPath = Annotated[str, AfterValidator(check_field_path)]
 
 
 def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
-    """Return ``value`` converted to UTC; reject naive datetimes, which are ambiguous."""
+    """Return ``value`` converted to UTC; reject naive datetimes, which are ambiguous, and
+    those outside ``[DEFAULT_LIMITS.earliest, DEFAULT_LIMITS.latest]`` (what every model and
+    backend holds: a store given a later ``now`` would write a record no read could load)."""
     if not isinstance(value, datetime):
         raise InvalidInputError(f"expected a datetime, got {type(value).__name__}", field=field)
     if value.tzinfo is None or value.utcoffset() is None:
@@ -233,6 +235,13 @@ def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
             "naive datetime rejected: give a timezone (e.g. tzinfo=datetime.UTC)", field=field
         )
     try:
-        return value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:  # within hours of the calendar's ends: no UTC datetime exists
         raise InvalidInputError("datetime out of range", field=field) from None
+    limits = _limits.DEFAULT_LIMITS
+    if not limits.earliest <= utc <= limits.latest:
+        raise InvalidInputError(
+            f"must be between {limits.earliest.isoformat()} and {limits.latest.isoformat()}",
+            field=field,
+        )
+    return utc

@@ -150,7 +150,12 @@ def checked_final(state: object) -> SlotState:
 def checked_counts(counts: Mapping[str, int]) -> dict[str, int]:
     if not isinstance(counts, Mapping):
         raise InvalidInputError("expected a mapping of names to integers", field="counts")
-    return {checked_key(k, "counts"): int(v) for k, v in counts.items()}
+    checked = {}
+    for key, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+            raise InvalidInputError("expected 64-bit integer counts", field="counts")
+        checked[checked_key(key, "counts")] = value
+    return checked
 
 
 _T = TypeVar("_T")
@@ -167,6 +172,23 @@ def check_limit(limit: object, maximum: int | None = None) -> int:
     if maximum is not None and limit > maximum:
         raise InvalidInputError(f"must be at most {maximum}, got {limit}", field="limit")
     return limit
+
+
+def an_id(value: object, field: str) -> str:
+    """``value`` as a plain ``str`` if it is an id (1-128 of ``A-Z a-z 0-9 _ . : @ -``); else
+    :class:`InvalidInputError` naming ``field``: what every backend answers for a key that
+    cannot name a record (a list, a number beyond 64 bits, ``$where``), before any lookup."""
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise InvalidInputError(f"not a valid id: {value!r}", field=field)
+    return plain(value)
+
+
+def id_list(values: object, field: str) -> list[str]:
+    """``values`` (a list or tuple of ids, any length) as plain ``str`` ids without repeats, in
+    order; else :class:`InvalidInputError` naming ``field``."""
+    if not isinstance(values, list | tuple):
+        raise InvalidInputError("expected a list of ids", field=field)
+    return list(dict.fromkeys(an_id(value, field) for value in values))
 
 
 def check_id(value: object, field: str, *, optional: bool = False) -> None:

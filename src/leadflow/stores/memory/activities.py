@@ -33,7 +33,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from ...clock import ensure_utc
-from ...documents import check_document, plain
+from ...documents import check_document
 from ...errors import (
     DuplicateError,
     InvalidInputError,
@@ -51,7 +51,7 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import check_id, check_limit, check_type, check_version, checked_after
+from ..checks import an_id, check_id, check_limit, check_type, check_version, checked_after, id_list
 from .activity_stats import matches, statistics_of, when
 
 __all__ = ["InMemoryActivityRepository"]
@@ -328,7 +328,8 @@ class InMemoryActivityRepository:
         with self._lock:
             if opportunity_ids is None:
                 return dict(self._last)
-            return {o: self._last[o] for o in map(plain, opportunity_ids) if o in self._last}
+            wanted = id_list(opportunity_ids, "opportunity_ids")
+            return {o: self._last[o] for o in wanted if o in self._last}
 
     def stale_opportunities(
         self,
@@ -347,7 +348,7 @@ class InMemoryActivityRepository:
     # ------------------------------------------------------------------ internals
 
     def _get(self, activity_id: str) -> Activity:
-        activity = self._activities.get(plain(activity_id))
+        activity = self._activities.get(an_id(activity_id, "activity_id"))
         if activity is None:
             raise NotFoundError(f"no activity {activity_id!r}")
         return activity

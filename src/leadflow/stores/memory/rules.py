@@ -6,10 +6,9 @@ from __future__ import annotations
 import builtins
 import threading
 
-from ...documents import plain
 from ...errors import DuplicateError, NotFoundError, StaleWriteError
 from ...models import FollowUpRule
-from ..checks import check_model
+from ..checks import an_id, check_model
 
 __all__ = ["InMemoryRuleRepository"]
 
@@ -38,7 +37,7 @@ class InMemoryRuleRepository:
         return stored.model_copy(deep=True)
 
     def get(self, rule_id: str) -> FollowUpRule:
-        rule_id = plain(rule_id)
+        rule_id = an_id(rule_id, "rule_id")
         with self._lock:
             stored = self._rules.get(rule_id)
         if stored is None:
@@ -70,7 +69,7 @@ class InMemoryRuleRepository:
         return stored.model_copy(deep=True)
 
     def delete(self, rule_id: str) -> None:
-        rule_id = plain(rule_id)
+        rule_id = an_id(rule_id, "rule_id")
         with self._lock:
             if self._rules.pop(rule_id, None) is None:
                 raise NotFoundError(f"no rule {rule_id!r}")

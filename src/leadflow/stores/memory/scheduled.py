@@ -29,7 +29,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from ...clock import ensure_utc
-from ...documents import check_document, copy_document, plain
+from ...documents import check_document, copy_document
 from ...errors import (
     ConflictError,
     DuplicateError,
@@ -39,6 +39,7 @@ from ...errors import (
 )
 from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
 from ..checks import (
+    an_id,
     check_limit,
     check_type,
     checked_action_types,
@@ -137,7 +138,7 @@ class InMemoryScheduledActionStore:
 
     def get(self, action_id: str) -> ScheduledAction:
         with self._lock:
-            return copied_action(self._find(plain(action_id)))
+            return copied_action(self._find(an_id(action_id, "action_id")))
 
     def claim_due(
         self,
@@ -257,7 +258,7 @@ class InMemoryScheduledActionStore:
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
         now = ensure_utc(now, "now")
         with self._lock:
-            action = self._find(plain(action_id))
+            action = self._find(an_id(action_id, "action_id"))
             if action.state is not _State.PARKED:
                 raise InvalidStateError(
                     f"action {action.action_id!r} is {action.state}; only parked ones are retried"
@@ -278,7 +279,9 @@ class InMemoryScheduledActionStore:
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
         now = ensure_utc(now, "now")
         with self._lock:
-            ids = builtins.list(self._pending_by_opportunity.get(plain(opportunity_id), ()))
+            ids = builtins.list(
+                self._pending_by_opportunity.get(an_id(opportunity_id, "opportunity_id"), ())
+            )
             for action_id in ids:
                 self._cancel(self._actions[action_id], now)
         return len(ids)
@@ -289,7 +292,7 @@ class InMemoryScheduledActionStore:
         now = ensure_utc(now, "now")
         below = checked_version(below_version, "below_version")
         with self._lock:
-            ids = self._pending_by_rule.get(plain(rule_id), ())
+            ids = self._pending_by_rule.get(an_id(rule_id, "rule_id"), ())
             pending = [
                 action
                 for action in (self._actions[i] for i in ids)
@@ -371,7 +374,7 @@ class InMemoryScheduledActionStore:
         return action
 
     def _held(self, action_id: str, worker: str) -> ScheduledAction:
-        action = self._find(plain(action_id))
+        action = self._find(an_id(action_id, "action_id"))
         if action.state is not _State.CLAIMED or action.lease_owner != worker:
             raise ConflictError(
                 f"worker {worker!r} does not hold action {action.action_id!r} "

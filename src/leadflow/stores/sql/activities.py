@@ -49,7 +49,16 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import check_id, check_limit, check_model, check_type, check_version, checked_after
+from ..checks import (
+    an_id,
+    check_id,
+    check_limit,
+    check_model,
+    check_type,
+    check_version,
+    checked_after,
+    id_list,
+)
 from .activity_sql import (
     activity_from_row,
     activity_values,
@@ -221,6 +230,7 @@ class SqlActivityRepository:
         check_id(completed_by, "completed_by", optional=True)
         if expected_version is not None:
             check_version(expected_version, "expected_version")
+        activity_id = an_id(activity_id, "activity_id")
         c = self._t.c
         changes: dict[str, Any] = {
             "completed_date": at,
@@ -261,6 +271,7 @@ class SqlActivityRepository:
 
     @translated("activity_id")
     def delete(self, activity_id: str) -> None:
+        activity_id = an_id(activity_id, "activity_id")
         with self._db.write(atomic=False) as connection:
             result = connection.execute(delete(self._t).where(self._t.c.activity_id == activity_id))
         if result.rowcount == 0:
@@ -282,6 +293,7 @@ class SqlActivityRepository:
 
     @translated("activity_id")
     def get(self, activity_id: str) -> Activity:
+        activity_id = an_id(activity_id, "activity_id")
         found = self._fetch(select(self._t).where(self._t.c.activity_id == activity_id))
         if not found:
             raise NotFoundError(f"no activity {activity_id!r}")
@@ -468,7 +480,7 @@ class SqlActivityRepository:
                 raise InvalidInputError(
                     "expected a list of ids, not one id", field="opportunity_ids"
                 )
-            wanted = sorted({str(i) for i in opportunity_ids})
+            wanted = sorted(id_list(opportunity_ids, "opportunity_ids"))
             if not wanted:
                 return {}
             statement = statement.where(self._t.c.opportunity_id.in_(wanted))

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...errors import DuplicateError, NotFoundError, StaleWriteError
 from ...models import FollowUpRule
-from ..checks import check_id, check_model
+from ..checks import an_id, check_id, check_model
 from .database import SqlDatabase
 from .errors import sql_errors, translated
 
@@ -92,6 +92,7 @@ class SqlRuleRepository:
 
     @translated("rule_id")
     def get(self, rule_id: str) -> FollowUpRule:
+        rule_id = an_id(rule_id, "rule_id")
         c = self._t.c
         found = self._fetch(select(c.document, c.version).where(c.rule_id == rule_id))
         if not found:

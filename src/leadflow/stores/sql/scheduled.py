@@ -54,6 +54,7 @@ from ...errors import (
 )
 from ...records import ScheduledAction, ScheduledActionState
 from ..checks import (
+    an_id,
     check_limit,
     check_model,
     check_type,
@@ -254,6 +255,7 @@ class SqlScheduledActionStore:
 
     @translated("action_id")
     def get(self, action_id: str) -> ScheduledAction:
+        action_id = an_id(action_id, "action_id")
         with self._db.read() as connection:
             return _load(self._one(connection, action_id))
 
@@ -385,6 +387,7 @@ class SqlScheduledActionStore:
 
     def _finish(self, action_id: str, worker: str, changes: Mapping[str, Any]) -> ScheduledAction:
         """Apply ``changes`` if ``worker`` holds the action; :class:`ConflictError` if not."""
+        action_id = an_id(action_id, "action_id")
         c = self._t.c
         statement = (
             update(self._t)
@@ -483,7 +486,7 @@ class SqlScheduledActionStore:
 
     @translated("action_id")
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
-        now = ensure_utc(now, "now")
+        now, action_id = ensure_utc(now, "now"), an_id(action_id, "action_id")
         c = self._t.c
         statement = (
             update(self._t)
@@ -519,6 +522,7 @@ class SqlScheduledActionStore:
     @translated("opportunity_id")
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
         now = ensure_utc(now, "now")
+        opportunity_id = an_id(opportunity_id, "opportunity_id")
         statement = self._cancel(self._t.c.opportunity_id == opportunity_id, now)
         with self._db.write(atomic=False) as connection:
             return int(connection.execute(statement).rowcount)
@@ -531,6 +535,7 @@ class SqlScheduledActionStore:
         and never reported as cancelled."""
         now = ensure_utc(now, "now")
         below = checked_version(below_version, "below_version")
+        rule_id = an_id(rule_id, "rule_id")
         c = self._t.c
         owner = c.rule_id == rule_id
         if below is not None:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from itertools import chain, islice
 
 from ....clock import ensure_utc
-from ....documents import check_document, plain
+from ....documents import check_document
 from ....errors import (
     DuplicateError,
     InvalidInputError,
@@ -37,7 +37,15 @@ from ....queries import (
     decode_cursor,
     encode_cursor,
 )
-from ...checks import check_id, check_limit, check_type, check_version, checked_after
+from ...checks import (
+    an_id,
+    check_id,
+    check_limit,
+    check_type,
+    check_version,
+    checked_after,
+    id_list,
+)
 from .activity_queries import ActivityQueryPlans, Index, Key, key_after, with_prefix
 from .activity_rows import (
     ASSIGNED,
@@ -181,6 +189,7 @@ class FastActivityRepository(ActivityQueryPlans):
         check_id(completed_by, "completed_by", optional=True)
         if expected_version is not None:
             check_version(expected_version, "expected_version")
+        activity_id = an_id(activity_id, "activity_id")
         with self._lock:
             old = self._rows.get(activity_id)
             if old is None:
@@ -205,6 +214,7 @@ class FastActivityRepository(ActivityQueryPlans):
         return activity_from_row(row)
 
     def delete(self, activity_id: str) -> None:
+        activity_id = an_id(activity_id, "activity_id")
         with self._lock:
             row = self._rows.get(activity_id)
             if row is None:
@@ -226,6 +236,7 @@ class FastActivityRepository(ActivityQueryPlans):
     # ------------------------------------------------------------------ reads
 
     def get(self, activity_id: str) -> Activity:
+        activity_id = an_id(activity_id, "activity_id")
         with self._lock:
             row = self._rows.get(activity_id)
         if row is None:
@@ -342,7 +353,8 @@ class FastActivityRepository(ActivityQueryPlans):
         with self._lock:
             if opportunity_ids is None:
                 return dict(self._last)
-            return {o: self._last[o] for o in map(plain, opportunity_ids) if o in self._last}
+            wanted = id_list(opportunity_ids, "opportunity_ids")
+            return {o: self._last[o] for o in wanted if o in self._last}
 
     def stale_opportunities(
         self,

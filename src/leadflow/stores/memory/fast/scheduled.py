@@ -29,7 +29,7 @@ from typing import Any, Final
 from sortedcontainers import SortedList
 
 from ....clock import ensure_utc
-from ....documents import check_document, copy_document, plain
+from ....documents import check_document, copy_document
 from ....errors import (
     ConflictError,
     DuplicateError,
@@ -39,6 +39,7 @@ from ....errors import (
 )
 from ....records import FINISHED_STATES, ScheduledAction, ScheduledActionState
 from ...checks import (
+    an_id,
     check_limit,
     check_type,
     checked_action_types,
@@ -175,7 +176,7 @@ class FastScheduledActionStore:
 
     def get(self, action_id: str) -> ScheduledAction:
         with self._lock:
-            return self._get(plain(action_id))
+            return self._get(an_id(action_id, "action_id"))
 
     def claim_due(
         self,
@@ -295,7 +296,7 @@ class FastScheduledActionStore:
         return _copy(failed)
 
     def retry(self, action_id: str, *, now: datetime) -> ScheduledAction:
-        now, action_id = ensure_utc(now, "now"), plain(action_id)
+        now, action_id = ensure_utc(now, "now"), an_id(action_id, "action_id")
         with self._lock:
             action = self._live.get(action_id)
             if action is None or action.state is not _State.PARKED:
@@ -321,7 +322,9 @@ class FastScheduledActionStore:
     def cancel_for_opportunity(self, opportunity_id: str, *, now: datetime) -> int:
         now = ensure_utc(now, "now")
         with self._lock:
-            ids = builtins.list(self._pending_by_opportunity.get(plain(opportunity_id), ()))
+            ids = builtins.list(
+                self._pending_by_opportunity.get(an_id(opportunity_id, "opportunity_id"), ())
+            )
             for action_id in ids:
                 self._cancel(self._live[action_id], now)
         return len(ids)
@@ -331,10 +334,11 @@ class FastScheduledActionStore:
     ) -> builtins.list[ScheduledAction]:
         now = ensure_utc(now, "now")
         below = checked_version(below_version, "below_version")
+        rule_id = an_id(rule_id, "rule_id")
         with self._lock:
             pending = [
                 action
-                for action in (self._live[i] for i in self._pending_by_rule.get(plain(rule_id), ()))
+                for action in (self._live[i] for i in self._pending_by_rule.get(rule_id, ()))
                 if below is None or action.rule_version is None or action.rule_version < below
             ]
             pending.sort(key=lambda a: (a.due_at, a.action_id))
@@ -427,7 +431,7 @@ class FastScheduledActionStore:
         return _thaw(finished)
 
     def _held(self, action_id: str, worker: str) -> ScheduledAction:
-        action_id = plain(action_id)
+        action_id = an_id(action_id, "action_id")
         action = self._live.get(action_id)
         if action is None:
             if action_id not in self._finished:
