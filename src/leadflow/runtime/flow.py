@@ -47,6 +47,7 @@ from ..adapters import (
     StaticTeamDirectory,
 )
 from ..clock import SystemClock, ensure_utc
+from ..documents import as_document
 from ..errors import InvalidInputError, InvalidStateError, LeadflowError
 from ..models import Activity, Event, FollowUpRule, Outcome
 from ..ports import Clock, Integrations, Storage
@@ -95,6 +96,16 @@ def _timed(item: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
     if "time" in item or "occurredAt" in item:
         return item
     return {**item, "time": now}
+
+
+def _rechecked(event: Event) -> Event:
+    """A host's own :class:`Event`, its payload checked again: the event is immutable, but its
+    payload is a dict the host holds and may have changed since the event was built. The
+    actions planned for it are handed to the stores without their checks
+    (:func:`~leadflow.stores.checks.handed_over`), so this is where a changed payload is
+    refused (:class:`InvalidInputError` naming ``payload``)."""
+    payload = as_document(event.payload, "payload")
+    return event if payload is event.payload else event._evolve(payload=payload)
 
 
 class LeadFlow:
@@ -291,7 +302,9 @@ class LeadFlow:
         again does nothing twice. A rule whose actions cannot be planned for this event is
         reported in ``errors`` and the other rules still apply.
         """
-        if not isinstance(event, Event):
+        if isinstance(event, Event):
+            event = _rechecked(event)
+        else:
             if isinstance(event, Mapping):
                 event = _timed(event, self.now())
             event = Event.model_validate(event)
@@ -340,7 +353,8 @@ class LeadFlow:
         count = 0
         for count, item in enumerate(events, 1):
             try:
-                valid.append(self.admit(item if isinstance(item, Event) else _event(item, now)))
+                event = _rechecked(item) if isinstance(item, Event) else _event(item, now)
+                valid.append(self.admit(event))
             except InvalidInputError as error:
                 refused[count - 1] = error
         handled = iter(self.planner.handle_many(valid))

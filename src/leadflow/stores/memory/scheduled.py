@@ -46,6 +46,7 @@ from ..checks import (
     checked_lease,
     checked_partition,
     checked_version,
+    is_handed_over,
 )
 
 __all__ = ["InMemoryScheduledActionStore", "copied_action"]
@@ -76,12 +77,13 @@ def copied_action(action: ScheduledAction, *, check: bool = False) -> ScheduledA
 
 def _checked(action: object) -> ScheduledAction:
     """The store's own copy of an action from outside (:class:`InvalidInputError` if it is no
-    ``ScheduledAction``)."""
+    ``ScheduledAction``). The documents of one the runtime handed over (it built and checked
+    them) are not checked again; they are copied (and the copies validated) all the same."""
     if not isinstance(action, ScheduledAction):
         raise InvalidInputError(
             f"expected a ScheduledAction, got {type(action).__name__}", field="action"
         )
-    return copied_action(action, check=True)
+    return copied_action(action, check=not is_handed_over(action))
 
 
 def _of_types(

@@ -37,7 +37,7 @@ from ....queries import (
     decode_cursor,
     encode_cursor,
 )
-from ...checks import check_id, check_limit, check_type, checked_after
+from ...checks import check_id, check_limit, check_type, checked_after, is_handed_over
 from .activity_queries import ActivityQueryPlans, Index, Key, key_after, with_prefix
 from .activity_rows import (
     ASSIGNED,
@@ -82,8 +82,8 @@ def _checked(activity: object) -> Activity:
             f"expected an Activity, got {type(activity).__name__}", field="activity"
         )
     extra = activity.metadata.model_extra
-    if extra:  # the seed's metadata fields are immutable and were checked: the extra keys
-        check_document(extra, "metadata")
+    if extra and not is_handed_over(activity):  # the seed's fields are immutable and checked
+        check_document(extra, "metadata")  # (the row copies the extra keys all the same)
     return activity
 
 
