@@ -300,9 +300,10 @@ def test_a_memory_store_shares_no_document_with_the_host_after_a_hand_over(
 ) -> None:
     flow = _flow(make())
     payload: dict[str, Any] = {"opportunityId": "o1", "tags": ["a"]}
-    flow.handle({"eventId": "e1", "eventType": "opportunity.created", "payload": payload})
+    result = flow.handle({"eventId": "e1", "eventType": "opportunity.created", "payload": payload})
     payload["tags"].append("changed")  # the host's own document, changed afterwards
     payload["new"] = 1
+    result.scheduled[0].event.payload["more"] = 2  # and what the result hands back
     [pending] = flow.storage.scheduled.list(state=ScheduledActionState.PENDING, limit=10)
     assert pending.event.payload == {"opportunityId": "o1", "tags": ["a"]}
     [done] = flow.storage.scheduled.list(state=ScheduledActionState.DONE, limit=10)

@@ -135,6 +135,9 @@ class InMemoryScheduledActionStore:
                 )
             self._by_key[checked.idempotency_key] = checked.action_id
             self._put(checked)
+        if is_handed_over(action):
+            # The store keeps its own copy; the runtime's object, equal to it, is its own.
+            return action, True
         return copied_action(checked), True
 
     def get(self, action_id: str) -> ScheduledAction:

@@ -174,6 +174,9 @@ class FastScheduledActionStore:
                 )
             self._by_key[checked.idempotency_key] = checked.action_id
             self._put(checked)
+        if is_handed_over(action):
+            # The store keeps its own copy; the runtime's object, equal to it, is its own.
+            return action, True
         return _copy(checked), True
 
     def get(self, action_id: str) -> ScheduledAction:
