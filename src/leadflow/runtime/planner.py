@@ -154,20 +154,10 @@ class Planner:
         """Store ``planned``'s actions and run the run-now ones; with ``batched`` their
         successes are marked done together at the end."""
         done: list[tuple[str, HandleResult, int]] = []
-        if batched and self._batch is not None and len(planned.actions) > 1:
-            # In a unit of work the event's actions are stored with one statement, as
-            # handle_many stores a chunk's (what schedule would hand back is the action).
-            stored_forms = planned.actions
-            created = self._schedule_all(stored_forms)
-        else:
-            stored_forms, created = [], []
-            for action in planned.actions:
-                # Built and validated here (rule_action): handed over, not checked again.
-                stored, fresh = handed_over(self._scheduled.schedule, action)
-                stored_forms.append(stored)
-                created.append(fresh)
-        for stored, fresh, run_now in zip(stored_forms, created, planned.run_now, strict=True):
-            if not fresh:
+        for action, run_now in zip(planned.actions, planned.run_now, strict=True):
+            # Built and validated here (rule_action): handed over, not checked again.
+            stored, created = handed_over(self._scheduled.schedule, action)
+            if not created:
                 planned.result.duplicates.append(stored.idempotency_key)
             elif run_now:
                 self._run(stored, planned.result, done if batched else None)
