@@ -187,7 +187,8 @@ def check_model(value: object, cls: type[_M], field: str) -> _M:
     A pydantic model checks its fields when it is built, not when a field is assigned later,
     so a caller may hand over a model it changed since (a naive datetime, a bad id). Dumping and
     validating again refuses that (pydantic's ``ValidationError``) and gives the store a copy
-    that shares nothing with the caller's object.
+    that shares nothing with the caller's object. A model the runtime handed over for the call
+    under way (:func:`handed_over`; exactly a ``cls``, not a subclass) is returned as it is.
     """
     if type(value) is cls and is_handed_over(value):
         return value  # built and validated by the runtime, handed over for this call
