@@ -154,7 +154,7 @@ class ScheduledAction(_Record):
         unknown = fields.keys() - _DEFAULTS.keys()
         if unknown:
             raise TypeError(f"unknown fields: {sorted(unknown)}")
-        state = {name: fields.get(name, default) for name, default in _DEFAULTS.items()}
+        state = _DEFAULTS | fields  # in field order: every name is one of _DEFAULTS'
         new = cls.__new__(cls)
         _set(new, "__dict__", state)
         _set(new, "__pydantic_extra__", None)

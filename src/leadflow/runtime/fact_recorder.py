@@ -16,6 +16,7 @@ from ..errors import LeadflowError, UnavailableError
 from ..facts import facts_of
 from ..models import Event
 from ..ports import AnalyticsStore
+from ..stores.checks import handed_over
 
 __all__ = ["FactRecorder"]
 
@@ -42,12 +43,14 @@ class FactRecorder:
         logged and appended to ``errors``, and the event's actions stand."""
         arrival, change, completion = facts_of(event)
         try:
+            # Facts this module built from a validated event (see facts_of), held by nobody
+            # else: handed over, so the store does not check them again.
             if arrival is not None:
-                self._store.record_arrival(arrival)
+                handed_over(self._store.record_arrival, arrival)
             if change is not None:
-                self._store.record_status_change(change)
+                handed_over(self._store.record_status_change, change)
             if completion is not None:
-                self._store.record_completion(completion)
+                handed_over(self._store.record_completion, completion)
         except UnavailableError:
             raise
         except LeadflowError as error:

@@ -35,7 +35,7 @@ import socket
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -47,12 +47,15 @@ from ..adapters import (
     StaticTeamDirectory,
 )
 from ..clock import SystemClock, ensure_utc
+from ..documents import as_document
 from ..errors import InvalidInputError, InvalidStateError, LeadflowError
+from ..limits import DEFAULT_LIMITS
 from ..models import Activity, Event, FollowUpRule, Outcome
 from ..ports import Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction
 from ..rules import EventTypes, OperatorRegistry, RuleEngine
 from ..rules.calendar import WorkingCalendar
+from ..rules.intake import read_event
 from ..rules.vocabulary import Vocabulary
 from ..stores.checks import checked_action_types
 from .actions import HandlerRegistry
@@ -82,7 +85,7 @@ def _event(item: object, now: datetime) -> Event:
             f"expected an Event or a mapping, got {type(item).__name__}", field="event"
         )
     try:
-        return Event.model_validate(_timed(item, now))
+        return _read(_timed(item, now))
     except ValidationError as error:
         problem = error.errors()[0]
         where = ".".join(map(str, problem["loc"])) or "event"
@@ -95,6 +98,34 @@ def _timed(item: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
     if "time" in item or "occurredAt" in item:
         return item
     return {**item, "time": now}
+
+
+_TEMPLATE: Final = Event(id="template", type="template.event", time=DEFAULT_LIMITS.earliest)
+
+
+def _read(document: object) -> Event:
+    """``Event.model_validate(document)``, read by the engine's intake
+    (:func:`~leadflow.rules.intake.read_event`: the model's checks, the same values and the
+    same refusals, held to the model by property tests) and built from the fields it checked
+    without pydantic validating them a second time."""
+    fields = read_event(document)  # type: ignore[arg-type]  # anything else: the model refuses
+    if fields.model is not None:
+        return fields.model
+    event = _TEMPLATE._evolve(
+        id=fields.id, type=fields.type, time=fields.time, payload=fields.payload, actor=fields.actor
+    )
+    object.__setattr__(event, "__pydantic_fields_set__", set(fields.fields_set))
+    return event
+
+
+def _rechecked(event: Event) -> Event:
+    """A host's own :class:`Event`, its payload checked again: the event is immutable, but its
+    payload is a dict the host holds and may have changed since the event was built. The
+    actions planned for it are handed to the stores without their checks
+    (:func:`~leadflow.stores.checks.handed_over`), so this is where a changed payload is
+    refused (:class:`InvalidInputError` naming ``payload``)."""
+    payload = as_document(event.payload, "payload")
+    return event if payload is event.payload else event._evolve(payload=payload)
 
 
 class LeadFlow:
@@ -291,10 +322,12 @@ class LeadFlow:
         again does nothing twice. A rule whose actions cannot be planned for this event is
         reported in ``errors`` and the other rules still apply.
         """
-        if not isinstance(event, Event):
+        if isinstance(event, Event):
+            event = _rechecked(event)
+        else:
             if isinstance(event, Mapping):
                 event = _timed(event, self.now())
-            event = Event.model_validate(event)
+            event = _read(event)
         return self.planner.handle(self.admit(event))
 
     def admit(self, event: Event) -> Event:
@@ -340,7 +373,8 @@ class LeadFlow:
         count = 0
         for count, item in enumerate(events, 1):
             try:
-                valid.append(self.admit(item if isinstance(item, Event) else _event(item, now)))
+                event = _rechecked(item) if isinstance(item, Event) else _event(item, now)
+                valid.append(self.admit(event))
             except InvalidInputError as error:
                 refused[count - 1] = error
         handled = iter(self.planner.handle_many(valid))

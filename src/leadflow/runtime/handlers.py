@@ -27,6 +27,7 @@ from ..fields import Id
 from ..models import Activity, ActivityMetadata, ActivityType, Event
 from ..ports import Message, Notification
 from ..records import DuplicatePolicy
+from ..stores.checks import handed_over
 from .assignment import resolve_assignee
 from .context import ActionContext
 from .planning import activity_id_for, open_key_for
@@ -148,7 +149,8 @@ def create_activity(ctx: ActionContext[CreateActivityParams]) -> str:
         updated_at=ctx.now,
     )
     try:
-        stored = ctx.storage.activities.add(activity)
+        # Validated just above and held by nobody else: handed over, not checked again.
+        stored = handed_over(ctx.storage.activities.add, activity)
     except DuplicateError:
         return f"activity {activity_id} already created"
     except OpenActivityExistsError:

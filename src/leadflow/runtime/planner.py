@@ -38,6 +38,7 @@ from ..errors import CascadeDepthError, HandlerError, LeadflowError, Unavailable
 from ..models import Event
 from ..ports import BatchScheduling, Clock, ScheduledActionStore, UnitOfWork
 from ..records import ScheduledAction, ScheduledActionState
+from ..stores.checks import handed_over
 from .acknowledgement import mark_done
 from .actions import HandlerRegistry
 from .context import ActionContext
@@ -154,7 +155,8 @@ class Planner:
         successes are marked done together at the end."""
         done: list[tuple[str, HandleResult, int]] = []
         for action, run_now in zip(planned.actions, planned.run_now, strict=True):
-            stored, created = self._scheduled.schedule(action)
+            # Built and validated here (rule_action): handed over, not checked again.
+            stored, created = handed_over(self._scheduled.schedule, action)
             if not created:
                 planned.result.duplicates.append(stored.idempotency_key)
             elif run_now:
@@ -372,10 +374,11 @@ class Planner:
 
     def _schedule_all(self, actions: list[ScheduledAction]) -> list[bool]:
         if self._batch is None:
-            return [self._scheduled.schedule(action)[1] for action in actions]
+            return [handed_over(self._scheduled.schedule, action)[1] for action in actions]
         created: list[bool] = []
         for start in range(0, len(actions), _ACK_MAX):
-            created += self._batch.schedule_many(actions[start : start + _ACK_MAX])
+            part = actions[start : start + _ACK_MAX]
+            created += handed_over(self._batch.schedule_many, part, *part)
         return created
 
     # ------------------------------------------------------------------ cascades

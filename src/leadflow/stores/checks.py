@@ -3,13 +3,27 @@ public toolkit a backend's stores use, whatever they keep their data in.
 
 ``check_*`` functions refuse what they are given or return it unchanged (``check_model`` a
 validated copy); ``checked_*`` ones return the value in the form the stores keep. Each names the
-field it refuses in its :class:`~leadflow.errors.InvalidInputError`."""
+field it refuses in its :class:`~leadflow.errors.InvalidInputError`.
+
+**Models the runtime hands over.** A store checks the models it is given (:func:`check_model`)
+because a caller may have changed one since it was built. The runtime hands the stores models
+it has just built and validated itself (the actions it plans, the activities its handlers
+create, the analytic facts of an event) through :func:`handed_over`: for the length of that one
+call, :func:`check_model` returns such a model as it is, and a store that checks in its own way
+asks :func:`is_handed_over` first. Nothing else is trusted: the same model given to a store
+directly, a copy of it, or any other model is checked in full. The hand-over is the identity
+of the objects for one call in one thread (a context variable), not a flag a model carries
+(a copy would carry it) nor an argument a caller could pass by mistake. A store that keeps a
+handed-over model must still not share a mutable document in it with anyone: only the checks
+are skipped, not the copies."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
@@ -217,10 +231,46 @@ def check_model(value: object, cls: type[_M], field: str) -> _M:
     A pydantic model checks its fields when it is built, not when a field is assigned later,
     so a caller may hand over a model it changed since (a naive datetime, a bad id). Dumping and
     validating again refuses that (pydantic's ``ValidationError``) and gives the store a copy
-    that shares nothing with the caller's object.
+    that shares nothing with the caller's object. A model the runtime handed over for the call
+    under way (:func:`handed_over`; exactly a ``cls``, not a subclass) is returned as it is.
     """
+    if type(value) is cls and is_handed_over(value):
+        return value  # built and validated by the runtime, handed over for this call
     if not isinstance(value, cls):
         raise InvalidInputError(
             f"expected a {cls.__name__}, got {type(value).__name__}", field=field
         )
     return cls.model_validate(value.model_dump())
+
+
+# ---------------------------------------------------------------------- the runtime's hand-over
+
+_NONE_HANDED: Final[Mapping[int, object]] = MappingProxyType({})
+_HANDED: Final[ContextVar[Mapping[int, object]]] = ContextVar(
+    "leadflow_handed_over", default=_NONE_HANDED
+)
+"""The models handed over for the store call under way in this context, by their identity
+hash. Not a cache: it holds the models themselves, for one call, and a model is handed over
+only if it *is* the one held (a copy, equal or not, is not)."""
+
+_A = TypeVar("_A")
+
+
+def handed_over(call: Callable[[_A], _T], value: _A, *models: BaseModel) -> _T:
+    """``call(value)`` with ``models`` handed over (``value`` itself when no model is named):
+    models the runtime built and validated itself and holds alone, which the store may take
+    without checking them again (see the module docstring). For the runtime: a host's code
+    that calls a store directly never goes through here, and everything it passes is checked.
+
+    The hand-over ends with the call, whatever it raises."""
+    token = _HANDED.set({object.__hash__(model): model for model in models or (value,)})
+    try:
+        return call(value)
+    finally:
+        _HANDED.reset(token)
+
+
+def is_handed_over(value: object) -> bool:
+    """Whether ``value`` is one of the models the runtime handed over for the store call
+    under way (:func:`handed_over`); False for anything else, a copy of it included."""
+    return _HANDED.get().get(object.__hash__(value)) is value

@@ -51,7 +51,16 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import an_id, check_id, check_limit, check_type, check_version, checked_after, id_list
+from ..checks import (
+    an_id,
+    check_id,
+    check_limit,
+    check_type,
+    check_version,
+    checked_after,
+    id_list,
+    is_handed_over,
+)
 from .activity_stats import matches, statistics_of, when
 
 __all__ = ["InMemoryActivityRepository"]
@@ -79,12 +88,13 @@ def _fresh(activity: Activity) -> Activity:
 def _checked(activity: object) -> Activity:
     """An activity from outside, checked: activities are immutable and were validated when
     built; what may have changed since is a document in their extra metadata (a dict the caller
-    still holds), so the metadata document is checked again before it is copied."""
+    still holds), so the metadata document is checked again before it is copied (not the one
+    of an activity the runtime handed over: it built and checked it)."""
     if not isinstance(activity, Activity):
         raise InvalidInputError(
             f"expected an Activity, got {type(activity).__name__}", field="activity"
         )
-    if activity.metadata.model_extra:
+    if activity.metadata.model_extra and not is_handed_over(activity):
         check_document(activity.metadata.model_dump(exclude_none=True), "metadata")
     return _own(activity)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -35,11 +35,16 @@ from ...queries import (
     decode_cursor,
     encode_cursor,
 )
-from ..checks import check_version, checked_after
+from ..checks import (
+    check_version,
+    checked_after,
+    is_handed_over,
+)
 from .common import (
     Document,
     MongoStore,
     MongoTarget,
+    _bson_precision,
     checked_document,
     conjoin,
     enum_values,
@@ -75,7 +80,10 @@ _BY_DUE: Final = [("dueDate", ASCENDING), ("activityId", ASCENDING)]
 
 
 def _activity_document(activity: Any, version: int) -> Document:
-    document = checked_document(activity, Activity, "activity", version=version)
+    if is_handed_over(activity):  # built and checked by the runtime: its document as is
+        document = cast(Document, _bson_precision({**activity.to_document(), "version": version}))
+    else:
+        document = checked_document(activity, Activity, "activity", version=version)
     document[OPEN] = "completedDate" not in document and "cancelledAt" not in document
     if document[OPEN] and _OPEN_KEY in document:
         document[_HELD] = document[_OPEN_KEY]

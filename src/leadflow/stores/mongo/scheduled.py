@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -31,11 +31,13 @@ from ..checks import (
     checked_partition,
     checked_version,
     in_order,
+    is_handed_over,
 )
 from .common import (
     Document,
     MongoStore,
     MongoTarget,
+    _bson_precision,
     checked_document,
     guard_literal,
     later,
@@ -110,7 +112,10 @@ class MongoScheduledActionStore(MongoStore):
 
     @translated("action")
     def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
-        document = checked_document(action, ScheduledAction, "action")
+        if is_handed_over(action):  # built and checked by the runtime: its document as is
+            document = cast(Document, _bson_precision(action.to_document()))
+        else:
+            document = checked_document(action, ScheduledAction, "action")
         try:
             self._collection.insert_one(document)
         except DuplicateKeyError as exc:

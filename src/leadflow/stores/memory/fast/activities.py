@@ -45,6 +45,7 @@ from ...checks import (
     check_version,
     checked_after,
     id_list,
+    is_handed_over,
 )
 from .activity_queries import ActivityQueryPlans, Index, Key, key_after, with_prefix
 from .activity_rows import (
@@ -90,8 +91,8 @@ def _checked(activity: object) -> Activity:
             f"expected an Activity, got {type(activity).__name__}", field="activity"
         )
     extra = activity.metadata.model_extra
-    if extra:  # the seed's metadata fields are immutable and were checked: the extra keys
-        check_document(extra, "metadata")
+    if extra and not is_handed_over(activity):  # the seed's fields are immutable and checked
+        check_document(extra, "metadata")  # (the row copies the extra keys all the same)
     return activity
 
 

@@ -46,6 +46,7 @@ from ...checks import (
     checked_ids,
     checked_partition,
     checked_version,
+    is_handed_over,
     lease_end,
 )
 from .chunks import ChunkedIndex, ChunkedMap
@@ -85,12 +86,14 @@ def _copy(action: ScheduledAction, *, check: bool = False) -> ScheduledAction:
 
 def _checked(action: object) -> ScheduledAction:
     """The store's own copy of an action from outside (:class:`InvalidInputError` if it is no
-    ``ScheduledAction``)."""
+    ``ScheduledAction``). One the runtime handed over (built and checked by it) is copied
+    without checking its documents again: its event's payload may still be a dict its caller
+    holds, so it is copied all the same."""
     if not isinstance(action, ScheduledAction):
         raise InvalidInputError(
             f"expected a ScheduledAction, got {type(action).__name__}", field="action"
         )
-    return _copy(action, check=True)
+    return _copy(action, check=not is_handed_over(action))
 
 
 _DOCUMENTS: Final = {"event": {"payload"}, "action": {"params"}}
@@ -172,6 +175,9 @@ class FastScheduledActionStore:
                 )
             self._by_key[checked.idempotency_key] = checked.action_id
             self._put(checked)
+        if is_handed_over(action):
+            # The store keeps its own copy; the runtime's object, equal to it, is its own.
+            return action, True
         return _copy(checked), True
 
     def get(self, action_id: str) -> ScheduledAction:

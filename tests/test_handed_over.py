@@ -1,0 +1,310 @@
+"""The runtime's hand-over of the models it built to the stores
+(:func:`leadflow.stores.checks.handed_over`): a handed-over model is taken without the store's
+checks; the same model given by a host directly, or a copy of it, is checked in full, on every
+backend; a host's own event with a payload changed since it was built is refused where it
+comes in; and a memory store still shares no document with the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import mongomock_ng
+import pytest
+from pydantic import ValidationError
+
+from leadflow import Event, FollowUpRule, LeadFlow, ManualClock
+from leadflow.errors import InvalidInputError
+from leadflow.facts import LeadArrival
+from leadflow.models import Action, Activity
+from leadflow.ports import Storage
+from leadflow.records import ScheduledAction, ScheduledActionState
+from leadflow.stores.checks import check_model, handed_over, is_handed_over
+from leadflow.stores.memory import memory_storage
+from leadflow.stores.memory.fast import fast_memory_storage
+from leadflow.stores.mongo import mongo_storage
+
+from .sql_support import fresh_storage, on_postgres
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("fast", id="fast"),
+    pytest.param("sqlite-memory", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=on_postgres),
+    pytest.param("mongomock", id="mongomock"),
+]
+REFUSED = (InvalidInputError, ValidationError)
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    with _storage(request.param, tmp_path) as storage:
+        yield storage
+
+
+@contextmanager
+def _storage(kind: str, tmp_path: Path) -> Iterator[Storage]:
+    if kind == "memory":
+        yield memory_storage()
+    elif kind == "fast":
+        yield fast_memory_storage()
+    elif kind == "mongomock":
+        yield mongo_storage(mongomock_ng.MongoClient()["handed"])
+    else:
+        with fresh_storage(kind, tmp_path) as sql:
+            yield sql
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    """A document nested ``levels`` deep: beyond the document limits (32), storable anyway."""
+    document: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels):
+        document = {"a": document}
+    return document
+
+
+def _action(key: str, payload: dict[str, Any]) -> ScheduledAction:
+    event = Event(id=f"ev-{key}", type="test.event", time=T0, payload=payload)
+    return ScheduledAction(
+        idempotency_key=key,
+        event=event,
+        rule_id="r1",
+        action=Action.model_validate({"actionType": "send_notification", "template": "t"}),
+        opportunity_id="o1",
+        due_at=T0 + timedelta(hours=1),
+        created_at=T0,
+    )
+
+
+def _activity(activity_id: str) -> Activity:
+    return Activity.model_validate(
+        {
+            "activityId": activity_id,
+            "opportunityId": "o1",
+            "activityType": "call",
+            "subject": "Call",
+            "metadata": {"note": {}},
+            "createdBy": "u1",
+            "updatedBy": "u1",
+            "createdAt": T0,
+            "updatedAt": T0,
+        }
+    )
+
+
+# ---------------------------------------------------------------------- every backend
+
+
+def test_a_changed_action_from_a_host_is_refused_handed_over_or_not(storage: Storage) -> None:
+    """What a host gives a store itself is checked, even an action equal to one the runtime
+    handed over before, and a copy of a model is never handed over with it."""
+    fine = _action("k1", {"note": {}})
+    assert handed_over(storage.scheduled.schedule, fine)[1]
+    action = _action("k2", {"note": {}})
+    action.event.payload["note"] = _deep(40)  # changed after it was validated
+    with pytest.raises(REFUSED):
+        storage.scheduled.schedule(action)
+    with pytest.raises(REFUSED):  # a copy of a handed-over model is checked
+        handed_over(lambda copy: storage.scheduled.schedule(copy), action.model_copy(), fine)
+    activity = _activity("a1")
+    extra = activity.metadata.model_extra
+    assert extra is not None
+    extra["note"] = _deep(40)
+    with pytest.raises(REFUSED):
+        storage.activities.add(activity)
+    assert [a.idempotency_key for a in storage.scheduled.list(limit=10)] == ["k1"]
+    assert storage.activities.for_opportunity("o1") == []
+
+
+@pytest.mark.parametrize(
+    "kind", ["fast", "sqlite-memory", pytest.param("postgres", marks=on_postgres)]
+)
+def test_a_handed_over_model_is_taken_without_the_checks(kind: str, tmp_path: Path) -> None:
+    """The proof that the checks are skipped: a model that fails them is taken when handed
+    over (the runtime never hands over such a model; a host's is refused, above). The
+    reference memory store builds every copy through pydantic, and MongoDB's stores read what
+    they insert back through the model: they are counted instead (below)."""
+    with _storage(kind, tmp_path) as storage:
+        action = _action("k1", {"note": {}})
+        action.event.payload["note"] = _deep(40)
+        stored, created = handed_over(storage.scheduled.schedule, action)
+        assert created and stored.idempotency_key == "k1"
+        activity = _activity("a1")
+        extra = activity.metadata.model_extra
+        assert extra is not None
+        extra["note"] = _deep(40)
+        assert handed_over(storage.activities.add, activity).activity_id == "a1"
+        # The hand-over ended with the call: the same object given again is checked again.
+        with pytest.raises(REFUSED):
+            storage.scheduled.schedule(action.model_copy(update={"idempotency_key": "k2"}))
+
+
+def test_the_reference_memory_store_skips_its_document_checks_for_a_hand_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from leadflow.stores.memory import activities, scheduled
+
+    checked: list[str] = []
+    for module in (activities, scheduled):
+        original = module.check_document
+
+        def counting(value: Any, field: str, *, _original: Any = original, **kw: Any) -> int:
+            checked.append(field)
+            return int(_original(value, field, **kw))
+
+        monkeypatch.setattr(module, "check_document", counting)
+    storage = memory_storage()
+    handed_over(storage.scheduled.schedule, _action("k1", {"note": {}}))
+    handed_over(storage.activities.add, _activity("a1"))
+    assert checked == []
+    storage.scheduled.schedule(_action("k2", {"note": {}}))
+    storage.activities.add(_activity("a2"))
+    assert checked == ["event.payload", "action.params", "metadata"]
+
+
+def test_on_mongo_a_handed_over_model_is_validated_once_not_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    storage = mongo_storage(mongomock_ng.MongoClient()["handed"])
+    counts: dict[str, int] = {}
+    for cls in (ScheduledAction, Activity):
+        _counting(monkeypatch, cls, counts)
+    actions, activities = [_action("k1", {}), _action("k2", {})], [_activity("a1"), _activity("a2")]
+    counts.clear()
+    handed_over(storage.scheduled.schedule, actions[0])
+    handed_over(storage.activities.add, activities[0])
+    assert counts == {"ScheduledAction": 1, "Activity": 1}  # read back from the document
+    storage.scheduled.schedule(actions[1])
+    storage.activities.add(activities[1])
+    assert counts == {"ScheduledAction": 3, "Activity": 3}  # checked, then read back
+
+
+# ---------------------------------------------------------------------- the mechanism
+
+
+def test_check_model_trusts_only_the_objects_handed_over_for_the_call() -> None:
+    good = LeadArrival(event_id="e1", opportunity_id="o1", arrived_at=T0)
+    bad = LeadArrival(event_id="e2", opportunity_id="o2", arrived_at=T0)
+    object.__setattr__(bad, "opportunity_id", "not an id!")  # what a frozen model still allows
+    seen: list[bool] = []
+
+    def store(value: LeadArrival) -> LeadArrival:
+        seen.append(is_handed_over(value))
+        return check_model(value, LeadArrival, "arrival")
+
+    assert handed_over(store, bad) is bad  # taken as it is: no dump, no validation
+    with pytest.raises(ValidationError):
+        store(bad)
+    copy = check_model(good, LeadArrival, "arrival")
+    assert copy == good and copy is not good  # the full check hands back a copy
+    # Only the named models are handed over; a list passes as the call's one argument.
+    assert handed_over(lambda items: [is_handed_over(i) for i in items], [good, bad], good) == [
+        True,
+        False,
+    ]
+    assert seen == [True, False] and not is_handed_over(bad)
+    with pytest.raises(ValueError):  # the hand-over ends when the call raises, too
+        handed_over(_raise, good)
+    assert not is_handed_over(good)
+
+
+def _raise(value: object) -> None:
+    raise ValueError("the store failed")
+
+
+# ---------------------------------------------------------------------- the runtime's path
+
+
+def _rule() -> FollowUpRule:
+    return FollowUpRule.model_validate(
+        {
+            "ruleId": "r1",
+            "name": "call and remind",
+            "trigger": {"eventType": "opportunity.created", "conditions": []},
+            "actions": [
+                {"actionType": "create_activity", "subject": "Call", "activityType": "call"},
+                {"actionType": "send_notification", "template": "later", "delay": 2},
+            ],
+        }
+    )
+
+
+def _flow(storage: Storage) -> LeadFlow:
+    flow = LeadFlow.in_memory(clock=ManualClock(T0), rules=[_rule()], reps=["al"], storage=storage)
+    gateway: Any = flow.integrations.opportunities
+    gateway.add("o1", owner="al")
+    return flow
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, cls: type[Any], counts: dict[str, int]) -> None:
+    original: Callable[..., Any] = cls.model_validate
+
+    def model_validate(*args: Any, **kwargs: Any) -> Any:
+        counts[cls.__name__] = counts.get(cls.__name__, 0) + 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cls, "model_validate", model_validate)
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param("sqlite-memory"), pytest.param("postgres", marks=on_postgres)]
+)
+def test_on_sql_the_runtime_hands_its_models_over_unchecked(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime's own action, activity and fact are not validated again by the stores; a
+    host storing them itself pays one validation each."""
+    with fresh_storage(kind, tmp_path) as storage:
+        flow = _flow(storage)
+        flow.engine()
+        counts: dict[str, int] = {}
+        for cls in (ScheduledAction, Activity, LeadArrival):
+            _counting(monkeypatch, cls, counts)
+        event = {"eventId": "e1", "eventType": "opportunity.created", "occurredAt": T0}
+        result = flow.handle({**event, "payload": {"opportunityId": "o1"}})
+        assert [run.ok for run in result.executed] == [True] and len(result.scheduled) == 1
+        assert counts == {}, counts
+        action, activity = _action("host", {}), _activity("host-activity")
+        arrival = LeadArrival(event_id="e9", opportunity_id="o9", arrived_at=T0)
+        counts.clear()
+        storage.scheduled.schedule(action)
+        storage.activities.add(activity)
+        assert storage.analytics is not None
+        storage.analytics.record_arrival(arrival)
+        assert counts == {"ScheduledAction": 1, "Activity": 1, "LeadArrival": 1}
+
+
+@pytest.mark.parametrize("make", [memory_storage, fast_memory_storage])
+def test_a_host_event_changed_after_it_was_built_is_refused_where_it_comes_in(
+    make: Callable[[], Storage],
+) -> None:
+    flow = _flow(make())
+    event = Event(id="e1", type="opportunity.created", time=T0, payload={"opportunityId": "o1"})
+    event.payload["extra"] = _deep(40)
+    with pytest.raises(InvalidInputError) as refused:
+        flow.handle(event)
+    assert refused.value.field is not None and refused.value.field.startswith("payload")
+    [slot] = flow.handle_many([event])
+    assert isinstance(slot, InvalidInputError)
+    assert flow.storage.scheduled.list(limit=10) == []
+    assert flow.storage.activities.for_opportunity("o1") == []
+
+
+@pytest.mark.parametrize("make", [memory_storage, fast_memory_storage])
+def test_a_memory_store_shares_no_document_with_the_host_after_a_hand_over(
+    make: Callable[[], Storage],
+) -> None:
+    flow = _flow(make())
+    payload: dict[str, Any] = {"opportunityId": "o1", "tags": ["a"]}
+    result = flow.handle({"eventId": "e1", "eventType": "opportunity.created", "payload": payload})
+    payload["tags"].append("changed")  # the host's own document, changed afterwards
+    payload["new"] = 1
+    result.scheduled[0].event.payload["more"] = 2  # and what the result hands back
+    [pending] = flow.storage.scheduled.list(state=ScheduledActionState.PENDING, limit=10)
+    assert pending.event.payload == {"opportunityId": "o1", "tags": ["a"]}
+    [done] = flow.storage.scheduled.list(state=ScheduledActionState.DONE, limit=10)
+    assert done.event.payload == {"opportunityId": "o1", "tags": ["a"]}
