@@ -64,6 +64,7 @@ from ..checks import (
     checked_version,
     in_order,
 )
+from .claimed import claimed_actions
 from .database import SqlDatabase
 from .errors import translated
 from .types import ActionTypeOf, UtcDateTime
@@ -296,10 +297,11 @@ class SqlScheduledActionStore:
             if postgres:  # see _INDEX_WALK; in a transaction, whose end undoes it
                 before = connection.execute(_INDEX_WALK).scalar_one()
             connection.execute(park, parameters)
-            rows = connection.execute(claim, parameters).mappings().all()
+            result = connection.execute(claim, parameters)
+            columns, rows = tuple(result.keys()), result.all()
             if postgres and self._db.in_unit:  # the unit goes on: put the setting back
                 connection.execute(_SETTING, {"value": before})
-        actions = [_load(row) for row in rows]
+        actions = claimed_actions(columns, rows, _load)  # the store's own rows: trusted
         actions.sort(key=lambda a: (a.due_at, a.action_id))
         return actions
 
