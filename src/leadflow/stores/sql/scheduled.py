@@ -30,6 +30,7 @@ from sqlalchemy import (
     Integer,
     Select,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -157,10 +158,18 @@ class SqlScheduledActionStore:
         # Built once, run with parameters: SQLAlchemy caches their compiled form.
         self._claims: dict[tuple[bool, frozenset[str] | None], tuple[Executable, Executable]] = {}
         self._add = self._insert(self._t).on_conflict_do_nothing().returning(c.action_id)
+        # On PostgreSQL the ids are one array parameter (``= ANY(...)``): one statement text
+        # whatever the batch's size, which psycopg converts once and prepares on the server
+        # (an expanded ``IN`` of 100 ids is 100 parameters: converted again on every call).
+        of_ids = (
+            c.action_id == any_(bindparam("ids", type_=postgresql.ARRAY(c.action_id.type)))
+            if database.dialect == "postgresql"
+            else c.action_id.in_(bindparam("ids", expanding=True))
+        )
         done_many = (
             update(self._t)
             .where(
-                c.action_id.in_(bindparam("ids", expanding=True)),
+                of_ids,
                 self._state_is(_State.CLAIMED),
                 c.lease_owner == bindparam("worker"),
             )
