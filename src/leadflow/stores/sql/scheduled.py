@@ -159,8 +159,8 @@ class SqlScheduledActionStore:
         self._claims: dict[tuple[bool, frozenset[str] | None], tuple[Executable, Executable]] = {}
         self._add = self._insert(self._t).on_conflict_do_nothing().returning(c.action_id)
         # On PostgreSQL the ids are one array parameter (``= ANY(...)``): one statement text
-        # whatever the batch's size, which psycopg converts once and prepares on the server
-        # (an expanded ``IN`` of 100 ids is 100 parameters: converted again on every call).
+        # whatever the batch's size, which psycopg converts once (an expanded ``IN`` of 100
+        # ids is 100 parameters, beyond psycopg's cache: converted again on every call).
         of_ids = (
             c.action_id == any_(bindparam("ids", type_=postgresql.ARRAY(c.action_id.type)))
             if database.dialect == "postgresql"
