@@ -8,6 +8,7 @@ the memory stores, which add one by one."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import timedelta
@@ -27,11 +28,13 @@ from leadflow import (
     InvalidInputError,
     OpenActivityExistsError,
 )
+from leadflow.errors import StorageError
 from leadflow.ports import BatchActivities
 from leadflow.stores.sql import SqlStorage
 from leadflow.testing.contracts import at, make_activity
 
 from .helpers import T0
+from .latency import Tripwire
 from .service_support import build_flow, new_storage, payloads, rule
 from .sql_support import fresh_storage, kind_params
 
@@ -240,3 +243,32 @@ def _storage(kind: Any, path: Path) -> Any:
         return nullcontext(new_storage("memory"))
     path.mkdir(parents=True, exist_ok=True)
     return fresh_storage(kind, path)
+
+
+def test_a_failing_add_many_fails_its_actions_as_a_failing_add_would(
+    storage: SqlStorage,
+) -> None:
+    """The store failing a batch's ``add_many`` fails those actions as a failing ``add`` fails
+    one (retried later; on PostgreSQL, whose transaction the failure aborts, the chunk is
+    rolled back and handled one by one): nothing half-written, and once the retries ran every
+    activity is stored once and announced once."""
+    failures = [1]
+
+    def fail_once(*_: Any) -> None:
+        if failures:
+            failures.pop()
+            raise StorageError("the database failed: injected")
+
+    wired = Tripwire(storage.activities, before={"add_many": fail_once})
+    calls = [rule("call", "opportunity.created", [RULES[0].actions[0].to_document()])]
+    flow = build_flow(storage=dataclasses.replace(storage, activities=wired), rules=calls)
+    results = flow.handle_many([_created(f"e{n}", f"opp-{n + 1}") for n in range(3)])
+    assert not failures
+    for r in results:
+        assert isinstance(r, HandleResult)
+        (run,) = r.executed
+        assert run.ok or "injected" in (run.note or "")
+    flow.run_due(now=T0 + timedelta(hours=1))
+    total = sum(len(storage.activities.for_opportunity(f"opp-{n}")) for n in range(1, 4))
+    assert total == 3 == len(payloads(flow, "activity.created"))
+    assert {a.state.value for a in storage.scheduled.list(limit=10)} == {"done"}
