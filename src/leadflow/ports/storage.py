@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from ..errors import DuplicateError, OpenActivityExistsError
 from ..models import Activity, FollowUpRule, Outcome
 from ..queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
 from ..records import (
@@ -24,6 +25,7 @@ __all__ = [
     "ActivityRepository",
     "AuditLog",
     "BatchAcknowledgement",
+    "BatchActivities",
     "BatchScheduling",
     "CounterStore",
     "JobStore",
@@ -559,3 +561,28 @@ class SeparateSteps:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+# --------------------------------------------------------------------------- many activities
+
+
+@runtime_checkable
+class BatchActivities(Protocol):
+    """What an :class:`ActivityRepository` may add to store many new activities in one step
+    (the SQL store does: one multi-row ``INSERT ... ON CONFLICT DO NOTHING``; ``handle_many``
+    and ``run_due`` store the activities of a batch's ``create_activity`` actions with it).
+    Optional: the runtime calls :meth:`ActivityRepository.add` for each activity of a store
+    without it."""
+
+    def add_many(
+        self, activities: Sequence[Activity]
+    ) -> builtins.list[Activity | DuplicateError | OpenActivityExistsError]:
+        """Store each of ``activities`` (at most 1,000) as :meth:`ActivityRepository.add`
+        would, one after the other: returns, in the order given, what was stored (version 1)
+        or the refusal ``add`` would raise (:class:`DuplicateError` when the id exists or
+        comes earlier in ``activities``, then :class:`OpenActivityExistsError` when an open
+        activity, stored or earlier in ``activities``, holds its open key). A refusal writes
+        nothing for its activity and stops none of the others. Any other error (a bad
+        activity, the storage failing) is raised and nothing is written; in a unit of work
+        the activities are written with the unit."""
+        ...

@@ -80,20 +80,32 @@ class Executor:
         self._emit = emit
         self._kinds: dict[ActionKind, KindRunner] = {}
         self._batches: dict[ActionKind, BatchRunner] = {}
+        self._batched: dict[ActionKind, Callable[[ScheduledAction], bool]] = {}
         self._cascade: Cascade = _no_cascade
 
     def register_kind(
-        self, kind: ActionKind, runner: KindRunner, *, batch: BatchRunner | None = None
+        self,
+        kind: ActionKind,
+        runner: KindRunner,
+        *,
+        batch: BatchRunner | None = None,
+        batches: Callable[[ScheduledAction], bool] | None = None,
     ) -> None:
         """Run the actions of ``kind`` with ``runner`` (replacing any runner before); with
         ``batch``, :meth:`run_due` hands it the consecutive actions of the kind in a claimed
-        batch at once instead (their successes are acknowledged after it returns)."""
+        batch at once instead (their successes are acknowledged after it returns). With
+        ``batches`` too, only the consecutive actions it accepts (the others run one by one,
+        each success acknowledged at once once half the lease has passed); ``handle_many``
+        hands the batch runner every action of the kind (see :meth:`execute_many`)."""
         kind = ActionKind(kind)
         self._kinds[kind] = runner
+        self._batched.pop(kind, None)
         if batch is None:
             self._batches.pop(kind, None)
         else:
             self._batches[kind] = batch
+            if batches is not None:
+                self._batched[kind] = batches
 
     def cascade_to(self, cascade: Cascade) -> None:
         """Where :meth:`ActionContext.cascade` sends the events actions cause."""
@@ -147,36 +159,55 @@ class Executor:
         """Run ``claimed`` in order, successes not marked done: one by one, or a kind's
         consecutive actions together (at most :data:`BATCH_SIZE`) where the kind has a batch
         runner."""
+        for run, _ctx in self.execute_many(claimed):
+            yield run
+
+    def execute_many(
+        self, claimed: Sequence[ScheduledAction], *, size: int = BATCH_SIZE, every: bool = False
+    ) -> Iterator[tuple[ActionRun, ActionContext[Any]]]:
+        """Run claimed actions in order, successes not marked done (the caller acknowledges
+        them together): one by one, or a kind's consecutive actions together (at most
+        ``size``) where the kind has a batch runner (those it accepts, or with ``every`` all
+        of them); each one's run and the context it ran with, as :meth:`execute` gives
+        them."""
         start = 0
         while start < len(claimed):
             kind = claimed[start].kind
             batch = self._batches.get(kind)
+            accepts = None if every else self._batched.get(kind)
+            if batch is not None and accepts is not None and not accepts(claimed[start]):
+                batch = None
             end = start + 1
             if batch is not None:
-                limit = min(len(claimed), start + BATCH_SIZE)
-                while end < limit and claimed[end].kind is kind:
+                limit = min(len(claimed), start + size)
+                while (
+                    end < limit
+                    and claimed[end].kind is kind
+                    and (accepts is None or accepts(claimed[end]))
+                ):
                     end += 1
             if batch is None or end - start == 1:
-                yield self.execute(claimed[start], defer_done=True)[0]
+                yield self.execute(claimed[start], defer_done=True)
             else:
                 yield from self._run_batch(batch, claimed[start:end])
             start = end
 
     def _run_batch(
         self, batch: BatchRunner, actions: Sequence[ScheduledAction]
-    ) -> Iterator[ActionRun]:
+    ) -> Iterator[tuple[ActionRun, ActionContext[Any]]]:
         now = self.now()
+        contexts = [self.context(action, now) for action in actions]
         try:
-            outcomes = batch([self.context(action, now) for action in actions])
+            outcomes = batch(contexts)
             if len(outcomes) != len(actions):  # pragma: no cover - a runner's wiring error
                 raise RuntimeError(f"a batch runner returned {len(outcomes)} outcomes")
         except Exception as exc:
             outcomes = [exc] * len(actions)
-        for action, outcome in zip(actions, outcomes, strict=True):
+        for action, ctx, outcome in zip(actions, contexts, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                yield self._failed(action, outcome, now)
+                yield self._failed(action, outcome, now), ctx
             else:
-                yield self._succeeded(action, outcome, defer_done=True)
+                yield self._succeeded(action, outcome, defer_done=True), ctx
 
     def _failed(self, action: ScheduledAction, exc: Exception, now: datetime) -> ActionRun:
         permanent = is_permanent(exc)

@@ -218,7 +218,12 @@ class LeadFlow:
             settings=self.settings,
             clock=self.clock,
         )
-        self.executor.register_kind(ActionKind.RULE, self.handlers.run)
+        self.executor.register_kind(
+            ActionKind.RULE,
+            self.handlers.run,
+            batch=self.handlers.run_batch,
+            batches=self.handlers.batches,
+        )
         self.executor.register_kind(ActionKind.DELIVERY, self.outbox.deliver)
         if self.sequencer is not None:
             self.executor.register_kind(

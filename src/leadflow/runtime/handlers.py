@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
@@ -25,7 +26,7 @@ from pydantic.alias_generators import to_camel
 from ..errors import DuplicateError, InvalidInputError, OpenActivityExistsError
 from ..fields import Id
 from ..models import Activity, ActivityMetadata, ActivityType, Event
-from ..ports import Message, Notification
+from ..ports import BatchActivities, Message, Notification
 from ..records import DuplicatePolicy
 from ..stores.checks import handed_over
 from .assignment import resolve_assignee
@@ -39,6 +40,7 @@ __all__ = [
     "MessageParams",
     "NotificationParams",
     "UpdateStatusParams",
+    "create_activities",
 ]
 
 _CASCADES: Final = uuid.UUID("5d3c1f0e-7a51-4d1b-9b8e-1eadf1000001")
@@ -112,6 +114,49 @@ def create_activity(ctx: ActionContext[CreateActivityParams]) -> str:
     event's time, assigned by ``assignTo``. Skipped while this rule's previous automated activity
     for the opportunity is still open (unless the rule allows duplicates): the store refuses a
     second open activity with the same open key, atomically."""
+    activity = _activity(ctx)
+    return _created(ctx, activity, _added(ctx, activity))
+
+
+def create_activities(
+    contexts: Sequence[ActionContext[CreateActivityParams]],
+) -> list[str | Exception]:
+    """:func:`create_activity` for several actions at once (their params parsed): the
+    activities stored with one ``add_many`` where the activity store offers it
+    (:class:`~leadflow.ports.BatchActivities`; one ``add`` each otherwise), each one's note
+    or the exception that failed it, in order. A store failure fails them all."""
+    outcomes: list[str | Exception | None] = []
+    built: list[tuple[int, Activity]] = []
+    for ctx in contexts:
+        try:
+            built.append((len(outcomes), _activity(ctx)))
+            outcomes.append(None)
+        except Exception as exc:  # this action's own failure (no assignee...): the others go on
+            outcomes.append(exc)
+    store = contexts[0].storage.activities if contexts else None
+    if built and isinstance(store, BatchActivities):
+        activities = [activity for _, activity in built]
+        # Validated just above and held by nobody else: handed over, not checked again.
+        stored = handed_over(store.add_many, activities, *activities)
+    else:
+        stored = [_added(contexts[i], activity) for i, activity in built]
+    for (i, activity), result in zip(built, stored, strict=True):
+        outcomes[i] = _created(contexts[i], activity, result)
+    return [outcome if outcome is not None else "" for outcome in outcomes]
+
+
+def _added(
+    ctx: ActionContext[Any], activity: Activity
+) -> Activity | DuplicateError | OpenActivityExistsError:
+    try:
+        # Validated just above and held by nobody else: handed over, not checked again.
+        return handed_over(ctx.storage.activities.add, activity)
+    except (DuplicateError, OpenActivityExistsError) as refusal:
+        return refusal
+
+
+def _activity(ctx: ActionContext[CreateActivityParams]) -> Activity:
+    """The activity a ``create_activity`` action creates."""
     params = ctx.params
     opportunity_id = ctx.opportunity_id()
     activity_id = activity_id_for(ctx.idempotency_key)
@@ -124,7 +169,7 @@ def create_activity(ctx: ActionContext[CreateActivityParams]) -> str:
     customer = ctx.event.get("customerId", "customer_id")
     rule_id = ctx.rule_id
     exclusive = ctx.scheduled.duplicates is DuplicatePolicy.SKIP and rule_id is not None
-    activity = Activity(
+    return Activity(
         activity_id=activity_id,
         opportunity_id=opportunity_id,
         customer_id=customer if isinstance(customer, str) else None,
@@ -148,15 +193,20 @@ def create_activity(ctx: ActionContext[CreateActivityParams]) -> str:
         created_at=ctx.now,
         updated_at=ctx.now,
     )
-    try:
-        # Validated just above and held by nobody else: handed over, not checked again.
-        stored = handed_over(ctx.storage.activities.add, activity)
-    except DuplicateError:
-        return f"activity {activity_id} already created"
-    except OpenActivityExistsError:
+
+
+def _created(
+    ctx: ActionContext[Any],
+    activity: Activity,
+    stored: Activity | DuplicateError | OpenActivityExistsError,
+) -> str:
+    """The note of a ``create_activity`` (and ``activity.created`` when it was stored)."""
+    if isinstance(stored, DuplicateError):
+        return f"activity {activity.activity_id} already created"
+    if isinstance(stored, OpenActivityExistsError):
         return "skipped: an activity of this rule is still open for the opportunity"
-    ctx.emit("activity.created", {**stored.to_document(), "ruleId": rule_id})
-    return f"created activity {activity_id}"
+    ctx.emit("activity.created", {**stored.to_document(), "ruleId": ctx.rule_id})
+    return f"created activity {activity.activity_id}"
 
 
 def send_notification(ctx: ActionContext[NotificationParams]) -> str:

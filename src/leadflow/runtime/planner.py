@@ -262,6 +262,16 @@ class Planner:
         """Run a stored, claimed action; with ``done``, a success is marked done later with the
         others (``done`` gets its id, its result and its run's index)."""
         run, ctx = self._executor.execute(stored, defer_done=done is not None)
+        self._ran(stored, result, run, ctx, done)
+
+    @staticmethod
+    def _ran(
+        stored: ScheduledAction,
+        result: HandleResult,
+        run: ActionRun,
+        ctx: ActionContext[Any],
+        done: list[tuple[str, HandleResult, int]] | None,
+    ) -> None:
         result.executed.append(run)
         result.errors.extend(ctx.errors)
         result.cascades.extend(ctx.cascades)
@@ -352,9 +362,16 @@ class Planner:
         return results
 
     def _batched(self, plans: list[_Planned]) -> list[HandleResult | LeadflowError]:
+        """Store the chunk's actions together, then run the run-now ones in event order
+        through the executor's batch runners (a built-in ``create_activity``'s activities
+        stored together: :meth:`HandlerRegistry.run_batch`); each event's analytics and
+        sequences after its actions, and no later event's action before the sequences of an
+        event they listen to have taken it."""
         actions = [action for plan in plans for action in plan.actions]
         created = self._schedule_all(actions)
         done: list[tuple[str, HandleResult, int]] = []
+        runs: list[tuple[ScheduledAction, HandleResult]] = []
+        waiting: list[_Planned] = []
         n = 0
         for plan in plans:
             result = plan.result
@@ -362,15 +379,36 @@ class Planner:
                 if not created[n]:
                     result.duplicates.append(action.idempotency_key)
                 elif run_now:
-                    self._run(action, result, done)
+                    runs.append((action, result))
                 else:
                     result.scheduled.append(action)
                 n += 1
-            if self._facts is not None and self._facts.wants(plan.result.event):
-                self._facts.record(plan.result.event, result.errors, batched=True)
-            self._sequence(plan, batched=True)
+            waiting.append(plan)
+            if self._listens(plan):
+                self._run_all(runs, waiting, done)
+        self._run_all(runs, waiting, done)
         self._acknowledge(done)
         return [plan.result for plan in plans]
+
+    def _run_all(
+        self,
+        runs: list[tuple[ScheduledAction, HandleResult]],
+        waiting: list[_Planned],
+        done: list[tuple[str, HandleResult, int]],
+    ) -> None:
+        """Run ``runs`` (their successes into ``done``), then record and sequence the
+        ``waiting`` events; both lists are emptied."""
+        executed = self._executor.execute_many(
+            [action for action, _ in runs], size=_ACK_MAX, every=True
+        )
+        for (action, result), (run, ctx) in zip(runs, executed, strict=True):
+            self._ran(action, result, run, ctx, done)
+        for plan in waiting:
+            if self._facts is not None and self._facts.wants(plan.result.event):
+                self._facts.record(plan.result.event, plan.result.errors, batched=True)
+            self._sequence(plan, batched=True)
+        runs.clear()
+        waiting.clear()
 
     def _schedule_all(self, actions: list[ScheduledAction]) -> list[bool]:
         if self._batch is None:

@@ -64,7 +64,10 @@ from .activity_sql import (
     activity_values,
     after_position,
     ascending,
+    checked_batch,
     filter_clauses,
+    finished,
+    first_in_batch,
     later_of,
     statistics,
 )
@@ -134,6 +137,47 @@ class SqlActivityRepository:
             except exc.IntegrityError as error:  # a constraint ON CONFLICT does not cover
                 raise self._collision(checked.activity_id, error) from error
         raise DuplicateError(f"activity {checked.activity_id!r} kept colliding while added")
+
+    def add_many(
+        self, activities: Sequence[Activity]
+    ) -> builtins.list[Activity | DuplicateError | OpenActivityExistsError]:
+        """:class:`~leadflow.ports.BatchActivities`: the open activities (and those without
+        an open key) in one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING
+        activity_id`` (SQLAlchemy's "insertmanyvalues"), the reasons of those it did not
+        insert read in at most two more statements, all in one transaction (the unit of work's
+        inside one). A completed activity with an open key goes through :meth:`add`."""
+        checked = checked_batch(activities)
+        out, rows = first_in_batch(checked)
+        c = self._t.c
+        added: set[str] = set()
+        exists: set[str] = set()
+        held: set[Any] = set()
+        if rows:
+            with sql_errors("activities"), self._db.write() as connection:
+                added = set(connection.execute(self._add, rows).scalars())
+                sent = [row["activity_id"] for row in rows]
+                missing = [activity_id for activity_id in sent if activity_id not in added]
+                if missing:
+                    known = select(c.activity_id).where(c.activity_id.in_(missing))
+                    exists = set(connection.execute(known).scalars())
+                    keys = {row["open_key"] for row in rows if row["activity_id"] in missing}
+                    open_ = and_(c.completed_date.is_(None), c.cancelled_at.is_(None))
+                    holders = select(c.open_key).where(c.open_key.in_(keys - {None}), open_)
+                    held = set(connection.execute(holders).scalars())
+        for i, activity in enumerate(checked):
+            if out[i] is not None or (activity.open_key is not None and not activity.is_open):
+                continue
+            if activity.activity_id in added:
+                out[i] = _at_first_version(activity)
+            elif activity.activity_id in exists:
+                out[i] = DuplicateError(f"activity {activity.activity_id!r} already exists")
+            elif activity.open_key in held:
+                out[i] = OpenActivityExistsError(
+                    f"another open activity holds the open key of activity {activity.activity_id!r}"
+                )
+        # A completed activity with an open key, or one refused by what was deleted or
+        # completed in between: one by one.
+        return finished(out, checked, self.add)
 
     def _held(self, connection: Connection, key: str) -> bool:
         c = self._t.c

@@ -1,13 +1,13 @@
 """What the SQL activity repository builds its statements from: an activity's row values and
-back, filter criteria as SQL, date orders with missing dates first, keyset positions, and the
-statistics as aggregates computed by the database."""
+back, the parts of an ``add_many``, filter criteria as SQL, date orders with missing dates
+first, keyset positions, and the statistics as aggregates computed by the database."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
@@ -30,17 +30,21 @@ from sqlalchemy import (
     union_all,
 )
 
-from ...errors import InvalidInputError
+from ...errors import DuplicateError, InvalidInputError, OpenActivityExistsError
 from ...models import Activity, ActivityMetadata, ActivityState, ActivityType, Outcome
 from ...queries import ActivityFilter, ActivityStatistics
+from ..checks import check_model
 from .types import UtcDateTime
 
 __all__ = [
     "activity_from_row",
     "activity_values",
     "ascending",
+    "checked_batch",
     "descending",
     "filter_clauses",
+    "finished",
+    "first_in_batch",
     "later_of",
     "statistics",
 ]
@@ -87,6 +91,60 @@ def activity_from_row(row: Mapping[Any, Any]) -> Activity:
     data = {name: row[name] for name in _COLUMNS}
     data["metadata"] = ActivityMetadata.model_validate(row["meta"])
     return Activity.model_validate(data)
+
+
+# --------------------------------------------------------------------------- many at once
+
+_BATCH_MAX: Final = 1000
+Refusal = DuplicateError | OpenActivityExistsError
+
+
+def checked_batch(activities: object) -> list[Activity]:
+    """Validated copies of the activities of an ``add_many`` (at most 1,000), or
+    :class:`InvalidInputError` naming ``activities``."""
+    if isinstance(activities, str | bytes | Mapping) or not isinstance(activities, Sequence):
+        raise InvalidInputError("expected a list of activities", field="activities")
+    if len(activities) > _BATCH_MAX:
+        raise InvalidInputError(f"at most {_BATCH_MAX:,} activities at once", field="activities")
+    return [check_model(activity, Activity, "activities") for activity in activities]
+
+
+def first_in_batch(
+    checked: Sequence[Activity],
+) -> tuple[list[Activity | Refusal | None], list[dict[str, Any]]]:
+    """The slots of an ``add_many``'s answer (an id that came earlier in the batch already
+    refused; None: still to decide) and the rows its ``INSERT`` sends: every other activity,
+    but a completed one holding an open key, which goes through ``add``."""
+    out: list[Activity | Refusal | None] = []
+    rows: list[dict[str, Any]] = []
+    ids: set[str] = set()
+    for activity in checked:
+        if activity.activity_id in ids:
+            out.append(DuplicateError(f"activity {activity.activity_id!r} already exists"))
+            continue
+        ids.add(activity.activity_id)
+        out.append(None)
+        if activity.open_key is None or activity.is_open:
+            rows.append(activity_values(activity, version=1))
+    return out, rows
+
+
+def finished(
+    out: list[Activity | Refusal | None],
+    checked: Sequence[Activity],
+    add: Callable[[Activity], Activity],
+) -> list[Activity | Refusal]:
+    """``out`` with each slot still undecided filled by ``add`` (what it stored, or the
+    refusal it raised)."""
+    done: list[Activity | Refusal] = []
+    for slot, activity in zip(out, checked, strict=True):
+        if slot is None:
+            try:
+                slot = add(activity)
+            except (DuplicateError, OpenActivityExistsError) as refusal:
+                slot = refusal
+        done.append(slot)
+    return done
 
 
 # --------------------------------------------------------------------------- orders

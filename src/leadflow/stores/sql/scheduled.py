@@ -30,6 +30,7 @@ from sqlalchemy import (
     Integer,
     Select,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -65,6 +66,7 @@ from ..checks import (
     in_order,
     lease_end,
 )
+from .claimed import claimed_actions
 from .database import SqlDatabase
 from .errors import translated
 from .types import ActionTypeOf, UtcDateTime
@@ -157,10 +159,18 @@ class SqlScheduledActionStore:
         # Built once, run with parameters: SQLAlchemy caches their compiled form.
         self._claims: dict[tuple[bool, frozenset[str] | None], tuple[Executable, Executable]] = {}
         self._add = self._insert(self._t).on_conflict_do_nothing().returning(c.action_id)
+        # On PostgreSQL the ids are one array parameter (``= ANY(...)``): one statement text
+        # whatever the batch's size, which psycopg converts once (an expanded ``IN`` of 100
+        # ids is 100 parameters, beyond psycopg's cache: converted again on every call).
+        of_ids = (
+            c.action_id == any_(bindparam("ids", type_=postgresql.ARRAY(c.action_id.type)))
+            if database.dialect == "postgresql"
+            else c.action_id.in_(bindparam("ids", expanding=True))
+        )
         done_many = (
             update(self._t)
             .where(
-                c.action_id.in_(bindparam("ids", expanding=True)),
+                of_ids,
                 self._state_is(_State.CLAIMED),
                 c.lease_owner == bindparam("worker"),
             )
@@ -295,10 +305,11 @@ class SqlScheduledActionStore:
             if postgres:  # see _INDEX_WALK; in a transaction, whose end undoes it
                 before = connection.execute(_INDEX_WALK).scalar_one()
             connection.execute(park, parameters)
-            rows = connection.execute(claim, parameters).mappings().all()
+            result = connection.execute(claim, parameters)
+            columns, rows = tuple(result.keys()), result.all()
             if postgres and self._db.in_unit:  # the unit goes on: put the setting back
                 connection.execute(_SETTING, {"value": before})
-        actions = [_load(row) for row in rows]
+        actions = claimed_actions(columns, rows, _load)  # the store's own rows: trusted
         actions.sort(key=lambda a: (a.due_at, a.action_id))
         return actions
 

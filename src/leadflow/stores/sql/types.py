@@ -106,17 +106,25 @@ def _decoded(item: Any) -> Any:
 
 
 def decode_document(value: Any) -> Any:
-    """The inverse of :func:`encode_document`, in place on a freshly decoded JSON value."""
+    """The inverse of :func:`encode_document`, in place on a freshly decoded JSON value (whose
+    containers are plain dicts and lists: scalars are stepped over without a call each)."""
     value = _decoded(value)
     stack = [value] if isinstance(value, dict | list) else []
     while stack:
         node = stack.pop()
-        keys = list(node) if isinstance(node, dict) else range(len(node))
-        for key in keys:
-            item = _decoded(node[key])
-            node[key] = item
-            if isinstance(item, dict | list):
+        items = node.items() if type(node) is dict else enumerate(node)
+        tagged: list[tuple[Any, datetime]] = []
+        for key, item in items:
+            kind = type(item)
+            if kind is dict:
+                if len(item) == 1 and _TAG in item:
+                    tagged.append((key, datetime.fromisoformat(item[_TAG]).astimezone(UTC)))
+                else:
+                    stack.append(item)
+            elif kind is list:
                 stack.append(item)
+        for key, when in tagged:
+            node[key] = when
     return value
 
 
