@@ -64,9 +64,12 @@ _MODELS: dict[str, Callable[[], Any]] = {
         event_id="ev-9", opportunity_id="opp-9", changed_at=BASE_TIME, to_status="qualified"
     ),
     "completion": lambda: Completion(
-        activity_id="a9", opportunity_id="opp-9", activity_type="call", assigned_to="u1",
+        activity_id="a9",
+        opportunity_id="opp-9",
+        activity_type="call",
+        assigned_to="u1",
         completed_at=BASE_TIME,
-    ),  # fmt: skip
+    ),
 }
 """A valid model for each model argument (what the method stores when nothing else is off)."""
 
@@ -112,9 +115,16 @@ _VALID_BY_METHOD: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 _PORTS = (
-    "activities", "rules", "scheduled", "counters", "audit", "jobs", "sequences", "enrollments",
+    "activities",
+    "rules",
+    "scheduled",
+    "counters",
+    "audit",
+    "jobs",
+    "sequences",
+    "enrollments",
     "analytics",
-)  # fmt: skip
+)
 
 
 def _methods() -> list[tuple[str, str]]:
@@ -137,7 +147,9 @@ BACKENDS = ["memory", "fast", "sqlite", "mongo"] + (
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def storage(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
+def storage(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Storage]:
     kind = request.param
     if kind == "memory":
         yield memory_storage()
