@@ -21,7 +21,8 @@ pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
 from leadflow import LeadFlow, ManualClock, ScheduledActionState
 from leadflow.adapters import RecordingMessenger
 from leadflow.errors import StorageError
-from leadflow.ports import Message
+from leadflow.ports import EnrollmentStore, Message
+from leadflow.ports.sequences import EnrollmentBatches
 from leadflow.records import ActionKind
 from leadflow.runtime.context import ActionContext
 from leadflow.runtime.executor import BATCH_SIZE
@@ -204,6 +205,50 @@ def test_a_batch_is_read_and_marked_in_one_call_each_and_a_goal_in_between_wins(
     for opp in OPPORTUNITIES:
         if opp != "o3":
             assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
+class _PortOnly:
+    """An enrollment store with the port's methods only (no batch methods), counting calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls: dict[str, int] = {}
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return getattr(self._inner, name)(*args, **kwargs)
+
+    def enroll(self, enrollment: Any) -> Any:
+        return self._call("enroll", enrollment)
+
+    def get(self, enrollment_id: str) -> Any:
+        return self._call("get", enrollment_id)
+
+    def update(self, enrollment: Any) -> Any:
+        return self._call("update", enrollment)
+
+    def active_for(self, opportunity_id: str) -> Any:
+        return self._call("active_for", opportunity_id)
+
+    def list(self, **filters: Any) -> Any:
+        return self._call("list", **filters)
+
+
+def test_a_store_without_the_batch_methods_is_used_one_enrollment_at_a_time(
+    storage: Any,
+) -> None:
+    flow, messenger = _entered(storage)
+    assert flow.sequencer is not None
+    port_only = _PortOnly(flow.sequencer.enrollments)
+    assert isinstance(port_only, EnrollmentStore)
+    assert not isinstance(port_only, EnrollmentBatches)
+    flow.sequencer.enrollments = port_only  # type: ignore[assignment]
+    report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6)
+    assert sorted(m.to for m in messenger.sent) == [f"{o}@example.com" for o in OPPORTUNITIES]
+    assert port_only.calls == {"get": 6, "update": 12}  # a read, a mark and a move each
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
 
 
 # --------------------------------------------------------------------------- entering
