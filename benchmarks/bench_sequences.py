@@ -13,16 +13,19 @@ actions. Sequence: N enrollments at an ``action`` step (each run also moves the 
 the next visit stored, the enrollment updated by compare-and-set).
 
 What was done is checked after each timed run (counts of stored actions, enrollments and
-messages). Run: python benchmarks/bench_sequences.py [--quick] [--backend memory|sqlite]
-[--clock wall|cpu] [--n N] [--reps R]
+messages). Run: python benchmarks/bench_sequences.py [--quick]
+[--backend memory|sqlite|postgres] [--clock wall|cpu] [--n N] [--reps R]; ``postgres`` needs
+``LEADFLOW_TEST_POSTGRES_URL`` (each flow in a schema of its own, dropped at the end).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -76,6 +79,10 @@ def events(n: int, tag: str) -> list[dict[str, Any]]:
     ]
 
 
+OPENED: list[Any] = []
+"""The SQL storages made by this run (closed at the end; on PostgreSQL their schemas dropped)."""
+
+
 def storage_for(backend: str, directory: Path, name: str) -> Storage:
     if backend == "memory":
         from leadflow.stores.memory import memory_storage
@@ -83,7 +90,29 @@ def storage_for(backend: str, directory: Path, name: str) -> Storage:
         return memory_storage()
     from leadflow.stores.sql import sql_storage
 
-    return sql_storage(f"sqlite:///{directory / name}.db", create=True)
+    if backend == "postgres":
+        url = os.environ.get("LEADFLOW_TEST_POSTGRES_URL")
+        if not url:
+            raise SystemExit("set LEADFLOW_TEST_POSTGRES_URL for --backend postgres")
+        schema = f"bench_seq_{name}_{uuid.uuid4().hex[:12]}".lower()
+        storage = sql_storage(url, schema=schema, create=True)
+    else:
+        storage = sql_storage(f"sqlite:///{directory / name}.db", create=True)
+    OPENED.append(storage)
+    return storage
+
+
+def close_all() -> None:
+    from sqlalchemy import text
+
+    for storage in OPENED:
+        database = storage.database
+        schema = database.tables.schema
+        if schema is not None:
+            with database.engine.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        storage.close()
+    OPENED.clear()
 
 
 def build(
@@ -169,7 +198,7 @@ def bench_run_due(backend: str, n: int, reps: int, directory: Path) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--backend", choices=["memory", "sqlite"], default="memory")
+    parser.add_argument("--backend", choices=["memory", "sqlite", "postgres"], default="memory")
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="wall",
         help="wall time, or the process's CPU time (steadier on a loaded machine; leaves out "
@@ -183,8 +212,11 @@ def main() -> None:
     n, reps = (500, 3) if args.quick else (3000, 7)
     n, reps = args.n or n, args.reps or reps
     with tempfile.TemporaryDirectory() as tmp:
-        handle = bench_handle(args.backend, n, reps, Path(tmp))
-        due = bench_run_due(args.backend, n, reps, Path(tmp))
+        try:
+            handle = bench_handle(args.backend, n, reps, Path(tmp))
+            due = bench_run_due(args.backend, n, reps, Path(tmp))
+        finally:
+            close_all()
     print(
         f"backend {args.backend}, {n} events x {reps} interleaved runs (medians per event, "
         f"{args.clock} clock)"

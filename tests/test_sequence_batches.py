@@ -21,7 +21,8 @@ pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
 from leadflow import LeadFlow, ManualClock, ScheduledActionState
 from leadflow.adapters import RecordingMessenger
 from leadflow.errors import StorageError
-from leadflow.ports import Message
+from leadflow.ports import EnrollmentStore, Message
+from leadflow.ports.sequences import EnrollmentBatches
 from leadflow.records import ActionKind
 from leadflow.runtime.context import ActionContext
 from leadflow.runtime.executor import BATCH_SIZE
@@ -32,7 +33,7 @@ from leadflow.stores.sql import SqlStorage
 from .latency import Crash, Tripwire
 from .sequence_support import opportunities
 from .sql_support import fresh_storage, on_postgres
-from .test_sequences_sql import entry, sent, sql_flow
+from .test_sequences_sql import entry, sent, sql_flow, won
 from .test_sql_units import counted
 
 OPPORTUNITIES = [f"o{n}" for n in range(1, 7)]
@@ -171,6 +172,85 @@ def test_a_move_that_cannot_be_written_fails_alone(storage: Any) -> None:
     assert all(a.state is ScheduledActionState.PENDING for a in pending)
 
 
+def test_a_batch_is_read_and_marked_in_one_call_each_and_a_goal_in_between_wins(
+    storage: Any,
+) -> None:
+    """The batch's enrollments are read together and its send marks written together (one
+    store call each); o3's goal is stored after that read, before the marks: o3's
+    compare-and-set in the batch fails, o3 is read again and found ended, and its e-mail is
+    not sent; the five others are."""
+    flow, messenger = _entered(storage)
+    assert flow.sequencer is not None and isinstance(flow.clock, ManualClock)
+    clock = flow.clock
+
+    def goal(_: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
+        if not flow.storage.enrollments.list(state=EnrollmentState.GOAL_REACHED):  # type: ignore[union-attr]
+            flow.handle(won(clock, "o3"))
+
+    wired = Tripwire(flow.sequencer.enrollments, after={"get_many": goal})
+    flow.sequencer.enrollments = wired
+    report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6)
+    assert (wired.calls["get_many"], wired.calls["update_many"]) == (1, 1)
+    assert wired.calls["get"] == 1  # o3 read again alone, after its mark failed
+    [o3] = [run for run in report.runs if run.idempotency_key.startswith("seq:") and
+            "ended before the send began" in str(run.note)]  # fmt: skip
+    assert o3.ok
+    assert sorted(m.to for m in messenger.sent) == [
+        f"{o}@example.com" for o in OPPORTUNITIES if o != "o3"
+    ]
+    [ended] = flow.storage.enrollments.list(opportunity_id="o3")  # type: ignore[union-attr]
+    assert ended.state is EnrollmentState.GOAL_REACHED and not ended.sending
+    assert sent(flow, "o3") == []
+    for opp in OPPORTUNITIES:
+        if opp != "o3":
+            assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
+class _PortOnly:
+    """An enrollment store with the port's methods only (no batch methods), counting calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls: dict[str, int] = {}
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return getattr(self._inner, name)(*args, **kwargs)
+
+    def enroll(self, enrollment: Any) -> Any:
+        return self._call("enroll", enrollment)
+
+    def get(self, enrollment_id: str) -> Any:
+        return self._call("get", enrollment_id)
+
+    def update(self, enrollment: Any) -> Any:
+        return self._call("update", enrollment)
+
+    def active_for(self, opportunity_id: str) -> Any:
+        return self._call("active_for", opportunity_id)
+
+    def list(self, **filters: Any) -> Any:
+        return self._call("list", **filters)
+
+
+def test_a_store_without_the_batch_methods_is_used_one_enrollment_at_a_time(
+    storage: Any,
+) -> None:
+    flow, messenger = _entered(storage)
+    assert flow.sequencer is not None
+    port_only = _PortOnly(flow.sequencer.enrollments)
+    assert isinstance(port_only, EnrollmentStore)
+    assert not isinstance(port_only, EnrollmentBatches)
+    flow.sequencer.enrollments = port_only  # type: ignore[assignment]
+    report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6)
+    assert sorted(m.to for m in messenger.sent) == [f"{o}@example.com" for o in OPPORTUNITIES]
+    assert port_only.calls == {"get": 6, "update": 12}  # a read, a mark and a move each
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
 # --------------------------------------------------------------------------- entering
 
 
@@ -227,24 +307,26 @@ def test_a_claimed_batch_reaches_the_runner_at_most_batch_size_at_a_time() -> No
 
 
 def test_marks_of_a_failed_unit_are_written_again_before_their_sends(storage: Any) -> None:
-    """The unit of the batch's send marks fails at its fourth mark (a storage error): it rolls
-    back on SQL, and each send is marked again on its own; no handler runs before its own
+    """The unit of the batch's send marks fails at its fourth mark (a storage error, before
+    the store wrote any: in memory too): it rolls back on SQL, and each send is marked again
+    on its own; no handler runs before its own
     mark is stored (one the rolled-back unit wrote does not count)."""
-    if not isinstance(storage, SqlStorage):
-        pytest.skip("in memory each mark is written on its own")
     flow, messenger = _entered(storage)
     assert flow.sequencer is not None
     marks: list[str] = []
 
-    def fail_fourth(_: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
-        [enrollment] = args
-        if enrollment.sending and enrollment.visit == 1:
-            marks.append(enrollment.opportunity_id)
-            if len(marks) == 4:
-                raise StorageError("the database failed: injected")
+    def fail_fourth(name: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
+        # The marks together (update_many, one call), or one at a time (update).
+        [given] = args
+        for enrollment in given if name == "update_many" else [given]:
+            if enrollment.sending and enrollment.visit == 1:
+                marks.append(enrollment.opportunity_id)
+                if len(marks) == 4:
+                    raise StorageError("the database failed: injected")
 
-    flow.sequencer.enrollments = Tripwire(flow.sequencer.enrollments,
-                                          before={"update": fail_fourth})  # fmt: skip
+    flow.sequencer.enrollments = Tripwire(
+        flow.sequencer.enrollments, before={"update": fail_fourth, "update_many": fail_fourth}
+    )
     unmarked: list[str] = []
     original = messenger.send
 

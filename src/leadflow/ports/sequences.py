@@ -4,12 +4,13 @@ docstrings; the shipped suites are :mod:`leadflow.testing.contracts.sequences`).
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from ..sequences.definition import SequenceDefinition, SequenceStatus
 from ..sequences.enrollment import Enrollment, EnrollmentState
 
-__all__ = ["EnrollmentStore", "SequenceRepository"]
+__all__ = ["MAX_BATCH", "EnrollmentBatches", "EnrollmentStore", "SequenceRepository"]
 
 
 @runtime_checkable
@@ -96,4 +97,34 @@ class EnrollmentStore(Protocol):
     ) -> builtins.list[Enrollment]:
         """Enrollments matching every filter given, oldest first (``enrolled_at``, id), at
         most ``limit`` (1 .. 10,000, else :class:`~leadflow.InvalidInputError`)."""
+        ...
+
+
+# --------------------------------------------------------------------------- batches
+# Optional: a store that has these lets the sequencer read and mark a claimed batch of steps in
+# one statement each (``isinstance(store, EnrollmentBatches)``); one that has not is used one
+# enrollment at a time.
+
+MAX_BATCH = 1000
+"""The most enrollments one call of :class:`EnrollmentBatches` takes."""
+
+
+@runtime_checkable
+class EnrollmentBatches(Protocol):
+    """Many enrollments per call, one statement (or one lock) where the backend can: what
+    :meth:`EnrollmentStore.get` and :meth:`EnrollmentStore.update` do, for several at once."""
+
+    def get_many(self, enrollment_ids: Sequence[str]) -> dict[str, Enrollment]:
+        """The stored enrollments among ``enrollment_ids``, by id (an unknown id is left out;
+        one given twice is read once). At most :data:`MAX_BATCH` ids, else
+        :class:`~leadflow.InvalidInputError`."""
+        ...
+
+    def update_many(self, enrollments: Sequence[Enrollment]) -> builtins.list[Enrollment | None]:
+        """:meth:`EnrollmentStore.update` on each (a compare-and-set on its ``revision``), as
+        one write: in order, each one stored (``revision + 1``), or None where ``update`` would
+        have refused it (another write came first, none stored, an ended enrollment made
+        active again, its sequence or opportunity changed): that one is not written, the
+        others are. At most :data:`MAX_BATCH`, each id once, else
+        :class:`~leadflow.InvalidInputError` (nothing written)."""
         ...

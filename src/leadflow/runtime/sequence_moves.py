@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ from ..clock import ensure_utc
 from ..errors import StaleWriteError
 from ..models import Event
 from ..ports import Clock, EnrollmentStore, PendingCancellation, ScheduledActionStore, UnitOfWork
+from ..ports.sequences import EnrollmentBatches
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction
 from ..rules.sequencing import SequenceProgram, Stop
 from ..sequences import (
@@ -312,6 +313,52 @@ class Moves:
             self._emit(f"sequence.{state.value}", payload(updated, extra))
             return updated
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+    def begin_send(self, enrollment: Enrollment, action: ScheduledAction) -> Enrollment | None:
+        """Mark the visit's send begun (compare-and-set); None when the enrollment ended or
+        moved on first (a goal stored before the send began wins)."""
+        current = enrollment
+        for _ in range(_CAS_TRIES):
+            if not current.active or current.visit != action.action_index:
+                return None
+            if current.sending:
+                return current  # a rerun after a crash: the send began before
+            try:
+                return self.enrollments.update(current._evolve(sending=True, updated_at=self.now()))
+            except StaleWriteError:
+                current = self.enrollments.get(enrollment.enrollment_id)
+        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+    def begin_sends(
+        self, visits: Sequence[tuple[Enrollment, ScheduledAction]]
+    ) -> list[Enrollment | None]:
+        """:meth:`begin_send` on each (enrollment as read, its visit's action), the
+        compare-and-sets of those not begun yet in one store call where the store can
+        (:class:`~leadflow.ports.sequences.EnrollmentBatches`); one that fails there (its
+        enrollment changed since it was read) is done on its own, reading it again: a goal
+        stored first wins."""
+        store = self.enrollments
+        if not isinstance(store, EnrollmentBatches):
+            return [self.begin_send(enrollment, action) for enrollment, action in visits]
+        begun: list[Enrollment | None] = []
+        writes: list[int] = []
+        for index, (enrollment, action) in enumerate(visits):
+            if (
+                enrollment.sending
+                or not enrollment.active
+                or enrollment.visit != action.action_index
+            ):
+                begun.append(self.begin_send(enrollment, action))  # nothing to write
+            else:
+                begun.append(None)
+                writes.append(index)
+        if writes:
+            now = self.now()
+            marks = [visits[i][0]._evolve(sending=True, updated_at=now) for i in writes]
+            for index, stored in zip(writes, store.update_many(marks), strict=True):
+                enrollment, action = visits[index]
+                begun[index] = stored if stored is not None else self.begin_send(enrollment, action)
+        return begun
 
     def cancel_visit(self, enrollment: Enrollment, now: datetime) -> None:
         """Cancel the ended enrollment's pending visit (where the store can; otherwise it is

@@ -23,8 +23,11 @@ and runs the handler again, same idempotency key, without moving on). On SQL the
 write and the event are one unit of work, so "stored" means committed.
 
 **A claimed batch** (:meth:`Sequencer.run_steps`, the executor's batch runner for the kind,
-up to :data:`~leadflow.runtime.executor.BATCH_SIZE` visits): the "send begun" marks of its
-action steps are one unit of work, committed before the first of their handlers runs: each
+up to :data:`~leadflow.runtime.executor.BATCH_SIZE` visits): its enrollments are read in one
+store call and the "send begun" marks of its action steps written in one, where the store has
+:class:`~leadflow.ports.sequences.EnrollmentBatches` (a mark whose compare-and-set fails there
+is done again on its own, from a fresh read). The marks are one unit of work, committed before
+the first of their handlers runs: each
 send of the batch begins at that commit (a goal stored after it lets the send complete, one
 stored before it stops it). Each action step moves on right after its handler (its own unit
 of work: a crash later in the batch does not send it again); the timers of the batch move on
@@ -56,8 +59,8 @@ from ..ports import (
     SequenceRepository,
     UnitOfWork,
 )
+from ..ports.sequences import EnrollmentBatches
 from ..ports.storage import SeparateSteps
-from ..records import ScheduledAction
 from ..rules.sequencing import SequenceProgram, Stop
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
@@ -85,7 +88,6 @@ __all__ = ["SequenceOutcome", "Sequencer"]
 
 log = logging.getLogger("leadflow")
 
-_CAS_TRIES: Final = 20
 _RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
 
 
@@ -323,9 +325,10 @@ class Sequencer:
         one visit's failure fails only its own attempt."""
         outcomes: list[str | Exception | None] = [None] * len(contexts)
         visits: list[_Visit] = []
+        read = self._read(contexts)
         for index, ctx in enumerate(contexts):
             try:
-                looked = self._look(ctx, index)
+                looked = self._look(ctx, index, read)
             except Exception as exc:
                 outcomes[index] = exc
                 continue
@@ -333,7 +336,7 @@ class Sequencer:
                 visits.append(looked)
             else:
                 outcomes[index] = looked
-        self._together([v for v in visits if v.kind == "send"], self._mark)
+        self._together([v for v in visits if v.kind == "send"], self._mark, self._mark_many)
         for visit in visits:
             if visit.kind in ("send", "rerun") and visit.failed is None and not visit.final:
                 try:
@@ -350,14 +353,36 @@ class Sequencer:
             outcomes[visit.index] = visit.failed if visit.failed is not None else visit.note
         return outcomes
 
-    def _look(self, ctx: ActionContext[Any], index: int) -> str | _Visit:
-        """What a claimed visit does: a final note (skipped, held), or what is left to do."""
+    def _read(self, contexts: Sequence[ActionContext[Any]]) -> dict[str, Enrollment] | None:
+        """The enrollments of a batch's visits in one read where the store can (None: each
+        visit reads its own; so does every visit when that read fails)."""
+        store = self.enrollments
+        if len(contexts) < 2 or not isinstance(store, EnrollmentBatches):
+            return None
+        ids = [ctx.scheduled.enrollment_id for ctx in contexts]
+        try:
+            return store.get_many([i for i in ids if i is not None])
+        except Exception:
+            log.warning("reading a batch's enrollments failed: one at a time now", exc_info=True)
+            return None
+
+    def _look(
+        self, ctx: ActionContext[Any], index: int, read: dict[str, Enrollment] | None = None
+    ) -> str | _Visit:
+        """What a claimed visit does: a final note (skipped, held), or what is left to do.
+        ``read``: the batch's enrollments read together (:meth:`_read`)."""
         action = ctx.scheduled
         assert action.enrollment_id is not None and action.step_id is not None
-        try:
-            enrollment = self.enrollments.get(action.enrollment_id)
-        except NotFoundError:
+        found = None if read is None else read.get(action.enrollment_id)
+        if found is not None:
+            enrollment = found
+        elif read is not None:
             return f"skipped: enrollment {action.enrollment_id} is gone"
+        else:
+            try:
+                enrollment = self.enrollments.get(action.enrollment_id)
+            except NotFoundError:
+                return f"skipped: enrollment {action.enrollment_id} is gone"
         if not enrollment.active:
             if (
                 enrollment.sending
@@ -397,19 +422,29 @@ class Sequencer:
         return _Visit(index, ctx, enrollment, program, "timer", outcome=outcome,
                       note=f"{step.kind} {step.id}: {outcome}")  # fmt: skip
 
-    def _together(self, visits: list[_Visit], work: Callable[[_Visit], None]) -> None:
+    def _together(
+        self,
+        visits: list[_Visit],
+        work: Callable[[_Visit], None],
+        many: Callable[[list[_Visit]], None] | None = None,
+    ) -> None:
         """``work`` on each of ``visits`` in one unit of work (in the order of their
-        enrollments, as every worker takes them); if that unit fails, on each in its own,
-        a failure failing that visit alone. Without atomic units, each on its own."""
+        enrollments, as every worker takes them), or ``many`` on them all; if that unit fails,
+        ``work`` on each in its own, a failure failing that visit alone. Without atomic units,
+        ``many`` on them all (each of its writes stands on its own), else each on its own."""
         if not visits:
             return
         visits = sorted(visits, key=lambda v: v.enrollment.enrollment_id)
-        if len(visits) > 1 and self._units.atomic and not self._units.active:
+        units = self._units
+        if len(visits) > 1 and not units.active and (units.atomic or many is not None):
             saved = [dataclasses.replace(visit) for visit in visits]
             try:
                 with self.moves.unit():
-                    for visit in visits:
-                        work(visit)
+                    if many is not None:
+                        many(visits)
+                    else:
+                        for visit in visits:
+                            work(visit)
                 return
             except Exception:
                 log.warning("a batch of sequence steps failed together: one at a time now",
@@ -427,13 +462,22 @@ class Sequencer:
                 visit.failed = exc
 
     def _mark(self, visit: _Visit) -> None:
-        begun = self._begin_send(visit.enrollment, visit.ctx.scheduled)
+        self._marked(visit, self.moves.begin_send(visit.enrollment, visit.ctx.scheduled))
+
+    @staticmethod
+    def _marked(visit: _Visit, begun: Enrollment | None) -> None:
         if begun is None:
             visit.note = "skipped: the enrollment ended before the send began"
             visit.final = True
         else:
             visit.enrollment = begun
             visit.final = False
+
+    def _mark_many(self, visits: list[_Visit]) -> None:
+        """:meth:`_mark` on each of ``visits`` (see :meth:`Moves.begin_sends`)."""
+        begun = self.moves.begin_sends([(v.enrollment, v.ctx.scheduled) for v in visits])
+        for visit, enrollment in zip(visits, begun, strict=True):
+            self._marked(visit, enrollment)
 
     def _move(self, visit: _Visit) -> None:
         assert visit.program is not None and visit.outcome is not None
@@ -453,18 +497,3 @@ class Sequencer:
             if current.active and current.visit == enrollment.visit and not current.held:
                 raise
         return "held: the sequence is paused (it runs when the sequence is resumed)"
-
-    def _begin_send(self, enrollment: Enrollment, action: ScheduledAction) -> Enrollment | None:
-        """Mark the visit's send begun (compare-and-set); None when the enrollment ended or
-        moved on first (a goal stored before the send began wins)."""
-        current = enrollment
-        for _ in range(_CAS_TRIES):
-            if not current.active or current.visit != action.action_index:
-                return None
-            if current.sending:
-                return current  # a rerun after a crash: the send began before
-            try:
-                return self.enrollments.update(current._evolve(sending=True, updated_at=self.now()))
-            except StaleWriteError:
-                current = self.enrollments.get(enrollment.enrollment_id)
-        raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")

@@ -1,17 +1,28 @@
 """Checks the sequence stores of every backend share (the same refusals on every backend):
-an enrollment handed to a store, an update's change, an enum argument."""
+an enrollment handed to a store, an update's change, an enum argument, the arguments of the
+batch methods."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import TypeVar
 
 from ..documents import check_document, copy_document, plain
 from ..errors import InvalidInputError, InvalidStateError, StaleWriteError
+from ..ports.sequences import MAX_BATCH
 from ..sequences import Enrollment, StepRecord
 from ..sequences.enrollment import HISTORY_LIMIT
+from .checks import check_id
 
-__all__ = ["check_change", "checked_enrollment", "detached", "enum_member"]
+__all__ = [
+    "check_change",
+    "checked_batch",
+    "checked_enrollment",
+    "checked_ids",
+    "detached",
+    "enum_member",
+]
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -79,3 +90,39 @@ def detached(enrollment: Enrollment) -> Enrollment:
         variants=dict(enrollment.variants),
         history=list(enrollment.history),
     )
+
+
+def checked_ids(enrollment_ids: object) -> list[str]:
+    """The distinct ids of :meth:`~leadflow.ports.sequences.EnrollmentBatches.get_many`, in
+    order: a sequence (not a text) of at most ``MAX_BATCH`` ids, else
+    :class:`InvalidInputError` naming ``enrollment_ids``."""
+    if isinstance(enrollment_ids, str | bytes) or not isinstance(enrollment_ids, Sequence):
+        raise InvalidInputError(
+            f"expected a sequence of ids, got {type(enrollment_ids).__name__}",
+            field="enrollment_ids",
+        )
+    if len(enrollment_ids) > MAX_BATCH:
+        raise InvalidInputError(f"at most {MAX_BATCH} ids", field="enrollment_ids")
+    found: dict[str, None] = {}
+    for value in enrollment_ids:
+        value = plain(value)
+        check_id(value, "enrollment_ids")
+        found[value] = None
+    return list(found)
+
+
+def checked_batch(enrollments: object) -> list[Enrollment]:
+    """The enrollments of :meth:`~leadflow.ports.sequences.EnrollmentBatches.update_many`,
+    each checked (:func:`checked_enrollment`): a sequence of at most ``MAX_BATCH``, each id
+    once, else :class:`InvalidInputError` naming ``enrollments``."""
+    if not isinstance(enrollments, Sequence) or isinstance(enrollments, str | bytes):
+        raise InvalidInputError(
+            f"expected a sequence of enrollments, got {type(enrollments).__name__}",
+            field="enrollments",
+        )
+    if len(enrollments) > MAX_BATCH:
+        raise InvalidInputError(f"at most {MAX_BATCH} enrollments", field="enrollments")
+    checked = [checked_enrollment(enrollment) for enrollment in enrollments]
+    if len({enrollment.enrollment_id for enrollment in checked}) != len(checked):
+        raise InvalidInputError("an enrollment given twice", field="enrollments")
+    return checked

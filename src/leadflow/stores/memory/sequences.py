@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections.abc import Sequence
 
 from ...documents import plain
 from ...errors import (
     DuplicateError,
     InvalidInputError,
+    InvalidStateError,
     NotFoundError,
     StaleWriteError,
 )
@@ -22,7 +24,14 @@ from ...sequences import (
     SequenceStatus,
 )
 from ..checks import check_id, check_limit, check_model, check_version, checked_version
-from ..sequence_checks import check_change, checked_enrollment, detached, enum_member
+from ..sequence_checks import (
+    check_change,
+    checked_batch,
+    checked_enrollment,
+    checked_ids,
+    detached,
+    enum_member,
+)
 
 __all__ = ["InMemoryEnrollmentStore", "InMemorySequenceRepository"]
 
@@ -135,17 +144,22 @@ class InMemoryEnrollmentStore:
     def update(self, enrollment: Enrollment) -> Enrollment:
         checked = _checked(enrollment)
         with self._lock:
-            old = self._by_id.get(checked.enrollment_id)
-            if old is None:
-                raise NotFoundError(f"no enrollment {checked.enrollment_id!r}")
-            check_change(old, checked)
-            stored = checked._evolve(revision=old.revision + 1)
-            self._by_id[stored.enrollment_id] = stored
-            if not stored.active:
-                key = (stored.sequence_id, stored.opportunity_id)
-                if self._active.get(key) == stored.enrollment_id:
-                    del self._active[key]
+            stored = self._update(checked)
         return _out(stored)
+
+    def _update(self, checked: Enrollment) -> Enrollment:
+        """Store ``checked`` (a private copy) over its stored record; under the lock."""
+        old = self._by_id.get(checked.enrollment_id)
+        if old is None:
+            raise NotFoundError(f"no enrollment {checked.enrollment_id!r}")
+        check_change(old, checked)
+        stored = checked._evolve(revision=old.revision + 1)
+        self._by_id[stored.enrollment_id] = stored
+        if not stored.active:
+            key = (stored.sequence_id, stored.opportunity_id)
+            if self._active.get(key) == stored.enrollment_id:
+                del self._active[key]
+        return stored
 
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:
         opportunity_id = plain(opportunity_id)
@@ -179,6 +193,27 @@ class InMemoryEnrollmentStore:
             and (wanted is None or e.state is wanted)
         ]
         return [_out(e) for e in sorted(found, key=_order)[:limit]]
+
+    # ------------------------------------------------------------------ batches
+
+    def get_many(self, enrollment_ids: Sequence[str]) -> dict[str, Enrollment]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentBatches`: under one lock."""
+        ids = checked_ids(enrollment_ids)
+        with self._lock:
+            found = [self._by_id.get(enrollment_id) for enrollment_id in ids]
+        return {e.enrollment_id: _out(e) for e in found if e is not None}
+
+    def update_many(self, enrollments: Sequence[Enrollment]) -> builtins.list[Enrollment | None]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentBatches`: under one lock."""
+        checked = [_out(enrollment) for enrollment in checked_batch(enrollments)]
+        stored: builtins.list[Enrollment | None] = []
+        with self._lock:
+            for enrollment in checked:
+                try:
+                    stored.append(self._update(enrollment))
+                except (StaleWriteError, NotFoundError, InvalidStateError):
+                    stored.append(None)
+        return [None if e is None else _out(e) for e in stored]
 
 
 def _checked(enrollment: object) -> Enrollment:

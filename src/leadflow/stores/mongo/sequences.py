@@ -20,6 +20,7 @@ under MongoDB's 16 MB: an enrollment keeps at most 200 step records and bounded 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -35,7 +36,7 @@ from ...errors import (
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
 from ..checks import check_version, checked_version
-from ..sequence_checks import check_change, enum_member
+from ..sequence_checks import check_change, checked_batch, checked_ids, enum_member
 from .common import (
     Document,
     MongoStore,
@@ -247,22 +248,30 @@ class MongoEnrollmentStore(MongoStore):
             raise NotFoundError(f"no enrollment {enrollment_id!r}")
         return Enrollment.from_document(document)
 
-    @translated("enrollment")
-    def update(self, enrollment: Enrollment) -> Enrollment:
-        document = checked_document(enrollment, Enrollment, "enrollment")
+    def _replace(self, document: Document) -> tuple[Document, int, bool]:
+        """The compare-and-set of :meth:`update` with a checked document: the document
+        written (at ``revision + 1``), the revision it was read at, and whether it was
+        written."""
         revision = int(document["revision"])
         document["revision"] = revision + 1
-        enrollment_id = valid_id("enrollment_id", document["enrollmentId"])
         expected: dict[str, Any] = {
-            "enrollmentId": enrollment_id,
+            "enrollmentId": valid_id("enrollment_id", document["enrollmentId"]),
             "revision": revision,
             "sequenceId": valid_id("sequence_id", document["sequenceId"]),
             "opportunityId": valid_id("opportunity_id", document["opportunityId"]),
         }
         if document["state"] == _ACTIVE:  # an ended enrollment stays ended
             expected["state"] = _ACTIVE
-        if self._collection.replace_one(expected, document).matched_count == 1:
+        written = self._collection.replace_one(expected, document).matched_count == 1
+        return document, revision, written
+
+    @translated("enrollment")
+    def update(self, enrollment: Enrollment) -> Enrollment:
+        checked = checked_document(enrollment, Enrollment, "enrollment")
+        document, revision, written = self._replace(checked)
+        if written:
             return Enrollment.from_document(document)
+        enrollment_id = document["enrollmentId"]
         stored = self._collection.find_one({"enrollmentId": enrollment_id})
         if stored is None:
             raise NotFoundError(f"no enrollment {enrollment_id!r}")
@@ -273,6 +282,34 @@ class MongoEnrollmentStore(MongoStore):
         raise StaleWriteError(  # pragma: no cover - changed and read back in between
             f"enrollment {enrollment_id!r} changed meanwhile: re-read it"
         )
+
+    # ------------------------------------------------------------------ batches
+
+    @translated("enrollment_ids")
+    def get_many(self, enrollment_ids: Sequence[str]) -> dict[str, Enrollment]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentBatches`: one ``find`` with
+        ``$in``."""
+        ids = checked_ids(enrollment_ids)
+        if not ids:
+            return {}
+        cursor = self._collection.find({"enrollmentId": {"$in": ids}})
+        found = (Enrollment.from_document(document) for document in cursor)
+        return {enrollment.enrollment_id: enrollment for enrollment in found}
+
+    @translated("enrollments")
+    def update_many(self, enrollments: Sequence[Enrollment]) -> builtins.list[Enrollment | None]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentBatches`: the single-document
+        compare-and-set of :meth:`update` for each, one after the other (without a
+        transaction, a shared write could not say which of its documents it changed)."""
+        documents = [  # every one checked before the first is written
+            checked_document(enrollment, Enrollment, "enrollments")
+            for enrollment in checked_batch(enrollments)
+        ]
+        stored: builtins.list[Enrollment | None] = []
+        for checked in documents:
+            document, _, written = self._replace(checked)
+            stored.append(Enrollment.from_document(document) if written else None)
+        return stored
 
     @translated("opportunity_id")
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:

@@ -22,7 +22,7 @@ Both take part in the storage's unit of work (``with storage.unit_of_work():``).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -48,7 +48,14 @@ from ...errors import (
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
 from ..checks import check_id, check_limit, check_model, check_version, checked_version
-from ..sequence_checks import check_change, checked_enrollment, detached, enum_member
+from ..sequence_checks import (
+    check_change,
+    checked_batch,
+    checked_enrollment,
+    checked_ids,
+    detached,
+    enum_member,
+)
 from .database import SqlDatabase
 from .errors import sql_errors, translated
 
@@ -229,6 +236,18 @@ _UPDATED_COLUMNS: Final = (
 )  # fmt: skip
 
 
+def _update_parameters(old: Enrollment, new: Enrollment) -> dict[str, Any]:
+    """The parameters of the compare-and-set ``UPDATE``: ``old`` is what was read, ``new``
+    what replaces it."""
+    values = _enrollment_values(new)
+    parameters = {f"v_{name}": values[name] for name in _UPDATED_COLUMNS}
+    parameters.update(
+        w_id=old.enrollment_id, w_revision=old.revision,
+        w_sequence=old.sequence_id, w_opportunity=old.opportunity_id,
+    )  # fmt: skip
+    return parameters
+
+
 def _load_enrollment(row: Mapping[Any, Any]) -> Enrollment:
     return Enrollment.from_document(
         {**row["document"], "revision": row["revision"], "state": row["state"]}
@@ -265,6 +284,9 @@ class SqlEnrollmentStore:
         values = {c[name]: bindparam(f"v_{name}", type_=c[name].type) for name in _UPDATED_COLUMNS}
         self._update_active = update(self._t).where(*checked, self._active_is()).values(values)
         self._update_any = update(self._t).where(*checked).values(values)
+        self._by_ids = select(*self._columns, c.enrollment_id).where(
+            c.enrollment_id.in_(bindparam("w_ids", expanding=True))
+        )
 
     def _active_is(self) -> ColumnElement[bool]:
         return self._t.c.state == _ACTIVE
@@ -312,12 +334,7 @@ class SqlEnrollmentStore:
     def update(self, enrollment: Enrollment) -> Enrollment:
         checked = checked_enrollment(enrollment)
         new = checked._evolve(revision=checked.revision + 1)
-        values = _enrollment_values(new)
-        parameters = {f"v_{name}": values[name] for name in _UPDATED_COLUMNS}
-        parameters.update(
-            w_id=checked.enrollment_id, w_revision=checked.revision,
-            w_sequence=checked.sequence_id, w_opportunity=checked.opportunity_id,
-        )  # fmt: skip
+        parameters = _update_parameters(checked, new)
         # An ended enrollment stays ended: an active one is written only over an active row.
         statement = self._update_active if new.active else self._update_any
         with self._db.write(atomic=False) as connection:
@@ -332,6 +349,54 @@ class SqlEnrollmentStore:
         raise StaleWriteError(  # pragma: no cover - changed and read back in between
             f"enrollment {checked.enrollment_id!r} changed meanwhile: re-read it"
         )
+
+    # ------------------------------------------------------------------ batches
+
+    @translated("enrollment_ids")
+    def get_many(self, enrollment_ids: Sequence[str]) -> dict[str, Enrollment]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentBatches`: one ``SELECT ... WHERE
+        enrollment_id IN (...)``."""
+        ids = checked_ids(enrollment_ids)
+        if not ids:
+            return {}
+        with self._db.read() as connection:
+            rows = connection.execute(self._by_ids, {"w_ids": ids}).mappings().all()
+        return {row["enrollment_id"]: _load_enrollment(row) for row in rows}
+
+    @translated("enrollments")
+    def update_many(self, enrollments: Sequence[Enrollment]) -> builtins.list[Enrollment | None]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentBatches`: the compare-and-set
+        ``UPDATE`` of :meth:`update` executed for every enrollment at once (an ``executemany``
+        per run of active or ended ones, in the order of their ids, in one transaction). When fewer
+        rows changed than were given, the rows are read back in that transaction to say which
+        ones: a row this write changed is at ``revision + 1`` holding what was written (until
+        the transaction ends, no other write can change it)."""
+        checked = checked_batch(enrollments)
+        if not checked:
+            return []
+        new = [enrollment._evolve(revision=enrollment.revision + 1) for enrollment in checked]
+        # In the order of their ids (concurrent calls lock rows in one order: no deadlock),
+        # each run of active or ended ones one ``executemany``.
+        runs: builtins.list[tuple[bool, builtins.list[dict[str, Any]]]] = []
+        pairs = sorted(zip(checked, new, strict=True), key=lambda pair: pair[0].enrollment_id)
+        for old, changed in pairs:
+            if not runs or runs[-1][0] is not changed.active:
+                runs.append((changed.active, []))
+            runs[-1][1].append(_update_parameters(old, changed))
+        with self._db.write() as connection:
+            changed_rows = 0
+            for active, parameters in runs:
+                statement = self._update_active if active else self._update_any
+                changed_rows += connection.execute(statement, parameters).rowcount
+            if changed_rows == len(new):
+                return [detached(enrollment) for enrollment in new]
+            ids = [enrollment.enrollment_id for enrollment in new]
+            rows = connection.execute(self._by_ids, {"w_ids": ids}).mappings().all()
+        stored = {row["enrollment_id"]: _load_enrollment(row) for row in rows}
+        return [
+            detached(enrollment) if stored.get(enrollment.enrollment_id) == enrollment else None
+            for enrollment in new
+        ]
 
     def _ordered(self) -> Select[Any]:
         c = self._t.c

@@ -19,7 +19,9 @@ One contract per storage port of :mod:`leadflow.ports`:
   consecutive versions, the current one, statuses, the change stamp;
 - :class:`EnrollmentStoreContract` (:class:`~leadflow.ports.EnrollmentStore`): one active
   enrollment per sequence and opportunity under threads, idempotent entry, compare-and-set
-  updates, ended enrollments stay ended, listing;
+  updates, ended enrollments stay ended, listing; :class:`EnrollmentBatchesContract` for a
+  store that also has :class:`~leadflow.ports.sequences.EnrollmentBatches` (many read and
+  compare-and-set per call);
 - :class:`AnalyticsStoreContract` (:class:`~leadflow.ports.AnalyticsStore`): idempotent
   facts, period queries, filters, first contacts, the first time a status was reached;
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
@@ -112,6 +114,7 @@ from .reference import reference_statistics
 from .rules import RuleRepositoryContract
 from .scheduled import ScheduledActionStoreContract
 from .scheduled_cleanup import ScheduledActionCleanupTests
+from .sequence_batches import EnrollmentBatchesContract
 from .sequences import EnrollmentStoreContract, SequenceRepositoryContract
 from .support import AuditLogContract, CounterStoreContract
 from .units import UnitOfWorkContract
@@ -125,6 +128,7 @@ __all__ = [
     "AuditLogContract",
     "ClockContract",
     "CounterStoreContract",
+    "EnrollmentBatchesContract",
     "EnrollmentStoreContract",
     "EventSinkContract",
     "JobStoreContract",
