@@ -23,8 +23,9 @@ event itself was already admitted.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -44,6 +45,7 @@ __all__ = [
     "StatusChange",
     "facts_of",
     "groups_of",
+    "total_of",
 ]
 
 Label = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
@@ -199,13 +201,17 @@ class CompletionGroup:
     are kept (:meth:`~leadflow.ports.AnalyticsStore.completion_groups`): ``key`` is the
     assignee / rule id (None: none); ``with_due`` those with a due date, ``on_time`` those of
     them completed at or before it; ``median_seconds_to_complete`` the nearest-rank median of
-    ``completed_at - created_at`` over those with a creation date."""
+    ``completed_at - created_at`` over those with a creation date; ``opportunities`` the
+    distinct opportunities they were on; ``outcomes`` how many had each outcome (those
+    without one left out), by outcome."""
 
     key: str | None
     completed: int
     with_due: int
     on_time: int
     median_seconds_to_complete: float | None
+    opportunities: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGroup]:
@@ -220,6 +226,7 @@ def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGrou
             (c.completed_at - c.created_at).total_seconds() for c in group if c.created_at
         )
         due = [c for c in group if c.due_at is not None]
+        outcomes = Counter(str(c.outcome) for c in group if c.outcome is not None)
         found.append(
             CompletionGroup(
                 key=key,
@@ -227,6 +234,23 @@ def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGrou
                 with_due=len(due),
                 on_time=sum(c.due_at is not None and c.completed_at <= c.due_at for c in due),
                 median_seconds_to_complete=times[(len(times) + 1) // 2 - 1] if times else None,
+                opportunities=len({c.opportunity_id for c in group}),
+                outcomes=dict(sorted(outcomes.items())),
             )
         )
     return found
+
+
+def total_of(groups: Iterable[CompletionGroup]) -> CompletionGroup:
+    """The counts of ``groups`` added up (key None; no median, no distinct opportunities:
+    neither adds up)."""
+    completed = with_due = on_time = 0
+    outcomes: Counter[str] = Counter()
+    for group in groups:
+        completed += group.completed
+        with_due += group.with_due
+        on_time += group.on_time
+        outcomes.update(group.outcomes)
+    return CompletionGroup(
+        None, completed, with_due, on_time, None, 0, dict(sorted(outcomes.items()))
+    )

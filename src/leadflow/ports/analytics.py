@@ -112,3 +112,16 @@ class AnalyticsStore(Protocol):
         """For each opportunity that arrived in ``[start, end)`` and has a status change to
         ``status`` (whenever it came), the earliest such change's time."""
         ...
+
+    # ------------------------------------------------------------------ added for issue 20's
+    # scale targets: the automation figure's last-touch wins and A/B branches read the
+    # completions of a few opportunities (those won in the period, those enrolled) rather
+    # than all the period's.
+
+    def completions_of(
+        self, opportunity_ids: Collection[str], start: datetime, end: datetime
+    ) -> builtins.list[Completion]:
+        """The completions of the given opportunities (at most 100,000 ids, else
+        :class:`~leadflow.InvalidInputError`) with ``start <= completed_at < end``, by
+        ``(completed_at, activity_id)``."""
+        ...

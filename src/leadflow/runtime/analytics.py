@@ -102,7 +102,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from ..facts import Completion, LeadArrival, groups_of
+from ..facts import Completion, CompletionGroup, LeadArrival, groups_of, total_of
 from ..fields import ID_RE
 from ..models import ActivityState
 from ..ports import (
@@ -123,6 +123,8 @@ from .analytics_automation import (
     Created,
     Kind,
     automation_of,
+    automation_rows,
+    first_wins,
 )
 from .analytics_figures import (
     BUCKETS,
@@ -140,7 +142,7 @@ from .analytics_figures import (
     speed_of,
 )
 from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of
-from .analytics_period import WeekRow, trend_of, weeks_of
+from .analytics_period import WeekRow, trend_of, trend_rows, weeks_of
 from .analytics_scope import Scope, Teams, chunks, scope_of
 from .sequence_report import ENROLLMENT_SCAN_LIMIT
 
@@ -398,22 +400,66 @@ class Analytics:
                 enrolled[sequence] = found
         return enrolled
 
+    def _completions_of(
+        self, opportunities: Collection[str], start: datetime, end: datetime, scope: Scope
+    ) -> list[Completion]:
+        """The period's completions (under ``scope``) of ``opportunities``."""
+        found: list[Completion] = []
+        for chunk in chunks(opportunities):
+            found += self._store.completions_of(chunk, start, end)
+        if scope.everything:
+            return found
+        lead = self._arrivals_of({c.opportunity_id for c in found}) if scope.sources else {}
+        return [c for c in found if scope.takes_completion(c, lead.get(c.opportunity_id))]
+
+    def _summed(self, start: datetime, end: datetime, scope: Scope) -> list[CompletionGroup]:
+        """The period's completions under ``scope`` summed up in the store: per rep under a
+        rep filter, else per automation (a source filter, or reps and automations together,
+        ask for them one by one)."""
+        if scope.sources is not None or (scope.reps is not None and scope.automations is not None):
+            return groups_of(self._completions(start, end, scope), "rule_id")
+        if scope.reps is not None:
+            keys = {None if rep == NONE else rep for rep in scope.reps}
+            return self._store.completion_groups(start, end, by="assigned_to", keys=keys)
+        wanted = scope.automations
+        rules = None if wanted is None else {None if a == MANUAL else a for a in wanted}
+        return self._store.completion_groups(start, end, by="rule_id", keys=rules)
+
     def automation(
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[AutomationRow]:
         scope = self.scope(**filters)
-        completions = self._completions(start, end, scope)
+        won_at = first_wins(self._store.status_changes(start, end), self.won_status)
+        if scope.reps is None and scope.sources is None:
+            # Summed up in the store per automation; only the completions of the period's
+            # won opportunities come back one by one (last-touch wins).
+            groups = self._summed(start, end, scope)
+            won = self._completions_of(won_at.keys(), start, end, scope)
+        else:
+            completions = self._completions(start, end, scope)
+            groups = groups_of(completions, "rule_id")
+            won = [c for c in completions if c.opportunity_id in won_at]
         kinds = self._kinds()
-        ids = set(kinds) | {c.rule_id or MANUAL for c in completions}
+        ids = set(kinds) | {group.key or MANUAL for group in groups}
         if scope.automations is not None:
             ids &= scope.automations
         sequences = [i for i in ids if kinds.get(i) == "sequence"]
-        return automation_of(
-            completions,
-            self._store.status_changes(start, end),
-            self.won_status,
+        enrollments = self._enrolled(start, end, sequences, scope)
+        on_enrolled = {
+            sequence: [
+                c
+                for c in self._completions_of({e.opportunity_id for e in found}, start, end, scope)
+                if c.rule_id == sequence
+            ]
+            for sequence, found in enrollments.items()
+        }
+        return automation_rows(
+            groups,
+            won,
+            won_at,
             created=self._created(start, end, ids, scope),
-            enrollments=self._enrolled(start, end, sequences, scope),
+            enrollments=enrollments,
+            enrolled_completions=on_enrolled,
             kinds=kinds,
             only=scope.automations,
         )
@@ -425,6 +471,9 @@ class Analytics:
         scope = self.scope(**filters)
         arrivals, contacts = self._leads(start, end, scope)
         wins = self._store.reached(start, end, self.won_status)
+        if scope.sources is None and (scope.reps is None or scope.automations is None):
+            weekly = [total_of(self._summed(a, b, scope)) for _, a, b in weeks_of(start, end)]
+            return trend_rows(start, end, arrivals, contacts, wins, weekly)
         completions = self._completions(start, end, scope)
         return trend_of(start, end, arrivals, contacts, wins, completions)
 

@@ -79,6 +79,7 @@ class InMemoryAnalyticsStore:
         self._completions: dict[str, Completion] = {}
         self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
         self._first_contacts: dict[str, Completion] = {}
+        self._completions_on: dict[str, list[Completion]] = {}
 
     # ------------------------------------------------------------------ writes
 
@@ -111,6 +112,7 @@ class InMemoryAnalyticsStore:
                 return False
             self._completions[completion.activity_id] = completion
             self._completion_index.add((completion.completed_at, completion.activity_id))
+            self._completions_on.setdefault(completion.opportunity_id, []).append(completion)
             if completion.activity_type in _CONTACTS:
                 opportunity = completion.opportunity_id
                 if _earlier(completion, self._first_contacts.get(opportunity)):
@@ -197,6 +199,21 @@ class InMemoryAnalyticsStore:
         if wanted is not None:
             found = [c for c in found if getattr(c, by) in wanted]
         return groups_of(found, by)
+
+    def completions_of(
+        self, opportunity_ids: Collection[str], start: datetime, end: datetime
+    ) -> builtins.list[Completion]:
+        wanted = check_ids(opportunity_ids)
+        start, end = check_period(start, end)
+        with self._lock:
+            found = [
+                completion
+                for opportunity in wanted
+                for completion in self._completions_on.get(opportunity, ())
+                if start <= completion.completed_at < end
+            ]
+        found.sort(key=lambda c: (c.completed_at, c.activity_id))
+        return found
 
     def first_contacts(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS

@@ -222,6 +222,22 @@ class MongoAnalyticsStore:
             found = [c for c in found if getattr(c, by) in wanted]
         return groups_of(found, by)
 
+    @translated("completions_of")
+    def completions_of(
+        self, opportunity_ids: Collection[str], start: datetime, end: datetime
+    ) -> builtins.list[Completion]:
+        wanted = check_ids(opportunity_ids)
+        start, end = check_period(start, end)
+        found: list[Completion] = []
+        for first in range(0, len(wanted), _CHUNK):
+            query = {
+                "opportunityId": {"$in": wanted[first : first + _CHUNK]},
+                "completedAt": {"$gte": start, "$lt": end},
+            }
+            found += (_load(Completion, document) for document in self._completions.find(query))
+        found.sort(key=lambda completion: (completion.completed_at, completion.activity_id))
+        return found
+
     def _arrived(self, start: datetime, end: datetime) -> Iterator[builtins.list[str]]:
         query = {"arrivedAt": {"$gte": start, "$lt": end}}
         ids = [document["_id"] for document in self._arrivals.find(query, {"_id": 1})]

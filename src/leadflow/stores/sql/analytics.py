@@ -199,6 +199,7 @@ class SqlAnalyticsStore:
                 func.count().label("completed"),
                 func.count(c.due_at).label("with_due"),
                 func.coalesce(func.sum(on_time), 0).label("on_time"),
+                func.count(c.opportunity_id.distinct()).label("opportunities"),
             )
             .where(*where)
             .group_by(key)
@@ -227,6 +228,15 @@ class SqlAnalyticsStore:
             row["key"]: float(row["seconds"])
             for row in self._rows(select(r.key, r.seconds).where(r.rank == (r.n + 1) // 2))
         }
+        outcomes: dict[str | None, dict[str, int]] = {}
+        per_outcome = (
+            select(key.label("key"), c.outcome, func.count().label("n"))
+            .where(*where, c.outcome.is_not(None))
+            .group_by(key, c.outcome)
+            .order_by(key, c.outcome)
+        )
+        for row in self._rows(per_outcome):
+            outcomes.setdefault(row["key"], {})[row["outcome"]] = row["n"]
         rows = sorted(self._rows(sums), key=lambda row: (row["key"] is not None, row["key"] or ""))
         return [
             CompletionGroup(
@@ -235,9 +245,29 @@ class SqlAnalyticsStore:
                 with_due=row["with_due"],
                 on_time=int(row["on_time"]),
                 median_seconds_to_complete=medians.get(row["key"]),
+                opportunities=row["opportunities"],
+                outcomes=outcomes.get(row["key"], {}),
             )
             for row in rows
         ]
+
+    @translated("completions_of")
+    def completions_of(
+        self, opportunity_ids: Collection[str], start: datetime, end: datetime
+    ) -> builtins.list[Completion]:
+        wanted = check_ids(opportunity_ids)
+        start, end = check_period(start, end)
+        c = self._completions.c
+        found: list[Completion] = []
+        for first in range(0, len(wanted), _CHUNK):
+            query = select(*c).where(
+                c.opportunity_id.in_(wanted[first : first + _CHUNK]),
+                c.completed_at >= start,
+                c.completed_at < end,
+            )
+            found += (_completion(row) for row in self._rows(query))
+        found.sort(key=lambda completion: (completion.completed_at, completion.activity_id))
+        return found
 
     @translated("first_contacts")
     def first_contacts(

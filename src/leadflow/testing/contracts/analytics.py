@@ -258,6 +258,48 @@ class AnalyticsStoreContract(abc.ABC):
         with pytest.raises(InvalidInputError):
             store.completion_groups(*period, by="rule_id", keys="r1")
 
+    def test_completion_groups_count_opportunities_and_outcomes(
+        self, store: AnalyticsStore
+    ) -> None:
+        for activity, opportunity, hours, rule, outcome in (
+            ("a1", "o1", 1, "r1", Outcome.SUCCESSFUL),
+            ("a2", "o1", 2, "r1", Outcome.NO_ANSWER),
+            ("a3", "o2", 3, "r1", Outcome.SUCCESSFUL),
+            ("a4", "o2", 4, "r1", None),
+            ("a5", "o3", 5, None, Outcome.NO_ANSWER),
+            ("a6", "o4", 30, "r1", Outcome.SUCCESSFUL),  # after the period
+        ):
+            store.record_completion(
+                make_completion(activity, opportunity, hours=hours, rule_id=rule, outcome=outcome)
+            )
+        rows = [
+            (g.key, g.completed, g.opportunities, g.outcomes)
+            for g in store.completion_groups(at(hours=0), at(hours=20), by="rule_id")
+        ]
+        assert rows == [
+            (None, 1, 1, {"no_answer": 1}),
+            ("r1", 4, 2, {"no_answer": 1, "successful": 2}),
+        ]
+
+    def test_completions_of_opportunities_in_a_period(self, store: AnalyticsStore) -> None:
+        for activity, opportunity, hours in (
+            ("a1", "o1", 3),
+            ("a2", "o2", 1),
+            ("a3", "o1", 1),
+            ("a4", "o1", 20),  # at the period's end: out
+            ("a5", "o3", 2),  # not asked for
+            ("a0", "o2", 1),  # ties by activity id
+        ):
+            store.record_completion(make_completion(activity, opportunity, hours=hours))
+        found = store.completions_of(["o1", "o2", "o9"], at(hours=0), at(hours=20))
+        assert _activities(found) == ["a0", "a2", "a3", "a1"]
+        assert_utc(found[0].completed_at)
+        assert store.completions_of([], at(hours=0), at(hours=20)) == []
+        with pytest.raises(InvalidInputError):
+            store.completions_of("o1", at(hours=0), at(hours=20))
+        with pytest.raises(InvalidInputError):
+            store.completions_of(["o1"], at(hours=20), at(hours=0))
+
     def test_times_in_other_zones_are_the_same_instants(self, store: AnalyticsStore) -> None:
         zone = timezone(timedelta(hours=-5))
         store.record_arrival(make_arrival("o1", arrived_at=at(hours=1).astimezone(zone)))
