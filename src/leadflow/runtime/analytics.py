@@ -102,7 +102,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from ..facts import Completion, CompletionGroup, LeadArrival, groups_of, total_of
+from ..facts import groups_of
 from ..fields import ID_RE
 from ..models import ActivityState
 from ..ports import (
@@ -124,7 +124,6 @@ from .analytics_automation import (
     Kind,
     automation_of,
     automation_rows,
-    first_wins,
 )
 from .analytics_figures import (
     BUCKETS,
@@ -143,7 +142,8 @@ from .analytics_figures import (
 )
 from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of
 from .analytics_period import WeekRow, trend_of, trend_rows, weeks_of
-from .analytics_scope import Scope, Teams, chunks, scope_of
+from .analytics_reads import Reads
+from .analytics_scope import Scope, Teams, scope_of
 from .sequence_report import ENROLLMENT_SCAN_LIMIT
 
 __all__ = [
@@ -241,28 +241,12 @@ class Analytics:
             directory=self._teams,
         )  # fmt: skip
 
-    def _leads(
-        self, start: datetime, end: datetime, scope: Scope
-    ) -> tuple[list[LeadArrival], list[Completion]]:
-        arrivals = self._store.arrivals(start, end, sources=scope.store_sources())
-        contacts = self._store.first_contacts(start, end)
-        if not scope.everything:
-            first = {contact.opportunity_id: contact for contact in contacts}
-            arrivals = [a for a in arrivals if scope.takes_lead(a, first.get(a.opportunity_id))]
-        return arrivals, contacts
-
-    def _arrivals_of(self, opportunities: Collection[str]) -> dict[str, LeadArrival]:
-        found: dict[str, LeadArrival] = {}
-        for chunk in chunks(opportunities):
-            found.update(self._store.arrivals_of(chunk))
-        return found
-
-    def _completions(self, start: datetime, end: datetime, scope: Scope) -> list[Completion]:
-        found = self._store.completions(start, end, assigned_to=scope.store_assignees())
-        if scope.everything:
-            return found
-        lead = self._arrivals_of({c.opportunity_id for c in found}) if scope.sources else {}
-        return [c for c in found if scope.takes_completion(c, lead.get(c.opportunity_id))]
+    def _reads(
+        self, start: datetime, end: datetime, filters: dict[str, Collection[str] | None]
+    ) -> Reads:
+        return Reads(
+            self._store, self._calendar, self.won_status, start, end, self.scope(**filters)
+        )
 
     def _overdue(self, as_of: datetime, scope: Scope) -> dict[str, int]:
         # An automation id that is no id (the filter takes any name) created no activity.
@@ -285,15 +269,17 @@ class Analytics:
     def speed_to_lead(
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> SpeedToLeadReport:
-        arrivals, contacts = self._leads(start, end, self.scope(**filters))
-        return speed_of(arrivals, contacts, self._calendar)
+        return self._reads(start, end, filters).speed
 
     def sources(
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[SourceRow]:
-        arrivals, contacts = self._leads(start, end, self.scope(**filters))
-        wins = self._store.reached(start, end, self.won_status)
-        return sources_of(arrivals, contacts, wins)
+        return self._sources(self._reads(start, end, filters))
+
+    @staticmethod
+    def _sources(reads: Reads) -> list[SourceRow]:
+        arrivals, contacts = reads.leads
+        return sources_of(arrivals, contacts, reads.wins)
 
     def leaderboard(
         self,
@@ -304,18 +290,23 @@ class Analytics:
         rank_by: RankBy = "completed",
         **filters: Collection[str] | None,
     ) -> list[RepRow]:
-        scope = self.scope(**filters)
-        arrivals, contacts = self._leads(start, end, scope)
+        return self._leaderboard(self._reads(start, end, filters), as_of, rank_by)
+
+    def _leaderboard(self, reads: Reads, as_of: datetime, rank_by: RankBy) -> list[RepRow]:
+        scope = reads.scope
+        arrivals, contacts = reads.leads
         if scope.sources is None and scope.automations is None:
             # Summed up in the store (SQL: GROUP BY): one row per rep comes back.
             keys = None if scope.reps is None else {None if r == NONE else r for r in scope.reps}
-            groups = self._store.completion_groups(start, end, by="assigned_to", keys=keys)
+            groups = self._store.completion_groups(
+                reads.start, reads.end, by="assigned_to", keys=keys
+            )
         else:
-            groups = groups_of(self._completions(start, end, scope), "assigned_to")
+            groups = groups_of(reads.completions, "assigned_to")
         overdue = self._overdue(as_of, scope)
-        wins = self._store.reached(start, end, self.won_status)
-        speed = speed_of(arrivals, contacts, self._calendar)
-        return reps_of(groups, speed, arrivals, contacts, wins, overdue, rank_by=rank_by)
+        return reps_of(
+            groups, reads.speed, arrivals, contacts, reads.wins, overdue, rank_by=rank_by
+        )
 
     def funnel(
         self,
@@ -325,15 +316,19 @@ class Analytics:
         stages: Sequence[str] = DEFAULT_STAGES,
         **filters: Collection[str] | None,
     ) -> Funnel:
-        scope = self.scope(**filters)
-        changes = self._store.status_changes(start, end)
+        return self._funnel(self._reads(start, end, filters), stages)
+
+    @staticmethod
+    def _funnel(reads: Reads, stages: Sequence[str]) -> Funnel:
+        scope = reads.scope
+        changes = reads.changes
         if not scope.everything:
             touched = (
                 set()
                 if scope.automations is None
-                else {c.opportunity_id for c in self._completions(start, end, scope)}
+                else {c.opportunity_id for c in reads.completions}
             )
-            lead = self._arrivals_of({c.opportunity_id for c in changes})
+            lead = reads.arrivals_of({c.opportunity_id for c in changes})
             changes = [
                 c
                 for c in changes
@@ -377,13 +372,12 @@ class Analytics:
             created[automation] = Created(counts[0], counts[1])
         return created
 
-    def _enrolled(
-        self, start: datetime, end: datetime, sequences: Collection[str], scope: Scope
-    ) -> dict[str, list[Enrollment]]:
+    def _enrolled(self, reads: Reads, sequences: Collection[str]) -> dict[str, list[Enrollment]]:
         """Per sequence, its enrollments enrolled in the period (of the opportunities the
         filters take, judged as the funnel's)."""
         if self._enrollments is None:
             return {}
+        start, end, scope = reads.start, reads.end, reads.scope
         enrolled: dict[str, list[Enrollment]] = {}
         for sequence in sorted(sequences):
             found = [
@@ -392,7 +386,7 @@ class Analytics:
                 if start <= e.enrolled_at < end
             ]
             if found and (scope.reps is not None or scope.sources is not None):
-                lead = self._arrivals_of({e.opportunity_id for e in found})
+                lead = reads.arrivals_of({e.opportunity_id for e in found})
                 found = [
                     e for e in found if scope.takes_opportunity(lead.get(e.opportunity_id), True)
                 ]
@@ -400,55 +394,30 @@ class Analytics:
                 enrolled[sequence] = found
         return enrolled
 
-    def _completions_of(
-        self, opportunities: Collection[str], start: datetime, end: datetime, scope: Scope
-    ) -> list[Completion]:
-        """The period's completions (under ``scope``) of ``opportunities``."""
-        found: list[Completion] = []
-        for chunk in chunks(opportunities):
-            found += self._store.completions_of(chunk, start, end)
-        if scope.everything:
-            return found
-        lead = self._arrivals_of({c.opportunity_id for c in found}) if scope.sources else {}
-        return [c for c in found if scope.takes_completion(c, lead.get(c.opportunity_id))]
-
-    def _summed(self, start: datetime, end: datetime, scope: Scope) -> list[CompletionGroup]:
-        """The period's completions under ``scope`` summed up in the store: per rep under a
-        rep filter, else per automation (a source filter, or reps and automations together,
-        ask for them one by one)."""
-        if scope.sources is not None or (scope.reps is not None and scope.automations is not None):
-            return groups_of(self._completions(start, end, scope), "rule_id")
-        if scope.reps is not None:
-            keys = {None if rep == NONE else rep for rep in scope.reps}
-            return self._store.completion_groups(start, end, by="assigned_to", keys=keys)
-        wanted = scope.automations
-        rules = None if wanted is None else {None if a == MANUAL else a for a in wanted}
-        return self._store.completion_groups(start, end, by="rule_id", keys=rules)
-
     def automation(
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[AutomationRow]:
-        scope = self.scope(**filters)
-        won_at = first_wins(self._store.status_changes(start, end), self.won_status)
+        return self._automation(self._reads(start, end, filters))
+
+    def _automation(self, reads: Reads) -> list[AutomationRow]:
+        scope, won_at = reads.scope, reads.won_at
         if scope.reps is None and scope.sources is None:
             # Summed up in the store per automation; only the completions of the period's
             # won opportunities come back one by one (last-touch wins).
-            groups = self._summed(start, end, scope)
-            won = self._completions_of(won_at.keys(), start, end, scope)
+            groups = reads.summed(reads.start, reads.end)
+            won = reads.completions_of(won_at.keys())
         else:
-            completions = self._completions(start, end, scope)
-            groups = groups_of(completions, "rule_id")
-            won = [c for c in completions if c.opportunity_id in won_at]
+            groups = groups_of(reads.completions, "rule_id")
+            won = [c for c in reads.completions if c.opportunity_id in won_at]
         kinds = self._kinds()
         ids = set(kinds) | {group.key or MANUAL for group in groups}
         if scope.automations is not None:
             ids &= scope.automations
-        sequences = [i for i in ids if kinds.get(i) == "sequence"]
-        enrollments = self._enrolled(start, end, sequences, scope)
+        enrollments = self._enrolled(reads, [i for i in ids if kinds.get(i) == "sequence"])
         on_enrolled = {
             sequence: [
                 c
-                for c in self._completions_of({e.opportunity_id for e in found}, start, end, scope)
+                for c in reads.completions_of({e.opportunity_id for e in found})
                 if c.rule_id == sequence
             ]
             for sequence, found in enrollments.items()
@@ -457,7 +426,7 @@ class Analytics:
             groups,
             won,
             won_at,
-            created=self._created(start, end, ids, scope),
+            created=self._created(reads.start, reads.end, ids, scope),
             enrollments=enrollments,
             enrolled_completions=on_enrolled,
             kinds=kinds,
@@ -468,14 +437,13 @@ class Analytics:
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[WeekRow]:
         """The figures per ISO week of the period."""
-        scope = self.scope(**filters)
-        arrivals, contacts = self._leads(start, end, scope)
-        wins = self._store.reached(start, end, self.won_status)
-        if scope.sources is None and (scope.reps is None or scope.automations is None):
-            weekly = [total_of(self._summed(a, b, scope)) for _, a, b in weeks_of(start, end)]
-            return trend_rows(start, end, arrivals, contacts, wins, weekly)
-        completions = self._completions(start, end, scope)
-        return trend_of(start, end, arrivals, contacts, wins, completions)
+        return self._trend(self._reads(start, end, filters))
+
+    @staticmethod
+    def _trend(reads: Reads) -> list[WeekRow]:
+        arrivals, contacts = reads.leads
+        start, end = reads.start, reads.end
+        return trend_rows(start, end, arrivals, contacts, reads.wins, reads.weekly())
 
     def dashboard(
         self,
@@ -488,15 +456,16 @@ class Analytics:
         **filters: Collection[str] | None,
     ) -> Dashboard:
         """Every figure of ``[start, end)`` under the filters (the funnel is left out when
-        ``stages`` is None)."""
+        ``stages`` is None); the figures share their reads of the store."""
+        reads = self._reads(start, end, filters)
         return Dashboard(
             start=start,
             end=end,
             as_of=as_of,
-            speed_to_lead=self.speed_to_lead(start, end, **filters),
-            sources=self.sources(start, end, **filters),
-            leaderboard=self.leaderboard(start, end, as_of=as_of, rank_by=rank_by, **filters),
-            funnel=None if stages is None else self.funnel(start, end, stages=stages, **filters),
-            automation=self.automation(start, end, **filters),
-            trend=self.trend(start, end, **filters),
+            speed_to_lead=reads.speed,
+            sources=self._sources(reads),
+            leaderboard=self._leaderboard(reads, as_of, rank_by),
+            funnel=None if stages is None else self._funnel(reads, stages),
+            automation=self._automation(reads),
+            trend=self._trend(reads),
         )

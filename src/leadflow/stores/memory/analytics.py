@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Final
 
@@ -27,10 +27,12 @@ from ...facts import (
     LeadArrival,
     StatusChange,
     groups_of,
+    total_of,
 )
 from ..analytics_checks import (
     MAX_FACTS,
     MAX_IDS,
+    check_buckets,
     check_grouping,
     check_ids,
     check_period,
@@ -199,6 +201,26 @@ class InMemoryAnalyticsStore:
         if wanted is not None:
             found = [c for c in found if getattr(c, by) in wanted]
         return groups_of(found, by)
+
+    def completion_buckets(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        width: timedelta,
+        by: str | None = None,
+        keys: Collection[str | None] | None = None,
+    ) -> dict[int, CompletionGroup]:
+        width, by, wanted = check_buckets(width, by, keys)
+        found = self.completions(start, end)
+        start = check_period(start, end)[0]
+        buckets: dict[int, list[Completion]] = {}
+        for completion in found:
+            if by is None or wanted is None or getattr(completion, by) in wanted:
+                buckets.setdefault((completion.completed_at - start) // width, []).append(
+                    completion
+                )
+        return {n: total_of(groups_of(group, "rule_id")) for n, group in sorted(buckets.items())}
 
     def completions_of(
         self, opportunity_ids: Collection[str], start: datetime, end: datetime

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pymongo import ASCENDING, IndexModel
@@ -30,9 +30,11 @@ from ...facts import (
     LeadArrival,
     StatusChange,
     groups_of,
+    total_of,
 )
 from ..analytics_checks import (
     MAX_FACTS,
+    check_buckets,
     check_grouping,
     check_ids,
     check_period,
@@ -221,6 +223,27 @@ class MongoAnalyticsStore:
         if wanted is not None:
             found = [c for c in found if getattr(c, by) in wanted]
         return groups_of(found, by)
+
+    @translated("completion_buckets")
+    def completion_buckets(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        width: timedelta,
+        by: str | None = None,
+        keys: Collection[str | None] | None = None,
+    ) -> dict[int, CompletionGroup]:
+        width, by, wanted = check_buckets(width, by, keys)
+        found = self.completions(start, end)
+        start = check_period(start, end)[0]
+        buckets: dict[int, list[Completion]] = {}
+        for completion in found:
+            if by is None or wanted is None or getattr(completion, by) in wanted:
+                buckets.setdefault((completion.completed_at - start) // width, []).append(
+                    completion
+                )
+        return {n: total_of(groups_of(group, "rule_id")) for n, group in sorted(buckets.items())}
 
     @translated("completions_of")
     def completions_of(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +29,8 @@ from sqlalchemy import (
     and_,
     case,
     func,
+    literal,
+    literal_column,
     or_,
     select,
     type_coerce,
@@ -40,6 +42,7 @@ from ...errors import InvalidInputError
 from ...facts import CONTACT_TYPES, Completion, CompletionGroup, LeadArrival, StatusChange
 from ..analytics_checks import (
     MAX_FACTS,
+    check_buckets,
     check_grouping,
     check_ids,
     check_period,
@@ -48,6 +51,7 @@ from ..analytics_checks import (
 from ..checks import check_limit, check_model
 from .database import SqlDatabase
 from .errors import translated
+from .types import UtcDateTime, micros
 
 __all__ = ["SqlAnalyticsStore"]
 
@@ -250,6 +254,50 @@ class SqlAnalyticsStore:
             )
             for row in rows
         ]
+
+    @translated("completion_buckets")
+    def completion_buckets(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        width: timedelta,
+        by: str | None = None,
+        keys: Collection[str | None] | None = None,
+    ) -> dict[int, CompletionGroup]:
+        start, end = check_period(start, end)
+        width, by, wanted = check_buckets(width, by, keys)
+        c = self._completions.c
+        where: list[Any] = [c.completed_at >= start, c.completed_at < end]
+        if by is not None and wanted is not None:
+            key = c[by]
+            named = sorted(k for k in wanted if k is not None)
+            match = key.in_(named)
+            where.append(or_(match, key.is_(None)) if None in wanted else match)
+        if self._db.dialect == "postgresql":
+            since: Any = func.extract("epoch", c.completed_at - literal(start, UtcDateTime()))
+            bucket: Any = func.floor(since / width.total_seconds())
+        else:  # integer microseconds: integer division
+            since = type_coerce(c.completed_at, BigInteger()) - micros(start)
+            bucket = since // (width // timedelta(microseconds=1))
+        on_time = case((and_(c.due_at.is_not(None), c.completed_at <= c.due_at), 1), else_=0)
+        query = (
+            select(
+                type_coerce(bucket, BigInteger()).label("bucket"),
+                func.count().label("completed"),
+                func.count(c.due_at).label("with_due"),
+                func.coalesce(func.sum(on_time), 0).label("on_time"),
+            )
+            .where(*where)
+            .group_by(literal_column("bucket"))
+            .order_by(literal_column("bucket"))
+        )
+        return {
+            int(row["bucket"]): CompletionGroup(
+                None, row["completed"], row["with_due"], int(row["on_time"]), None
+            )
+            for row in self._rows(query)
+        }
 
     @translated("completions_of")
     def completions_of(

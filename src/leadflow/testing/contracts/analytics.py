@@ -281,6 +281,45 @@ class AnalyticsStoreContract(abc.ABC):
             ("r1", 4, 2, {"no_answer": 1, "successful": 2}),
         ]
 
+    def test_completion_buckets_count_per_width(self, store: AnalyticsStore) -> None:
+        # From hour 2, 5-hour buckets: [2, 7) a1 a2 a3, [7, 12) none, [12, 17) a4, a5 at the
+        # end (out), a0 before the start (out).
+        for activity, hours, due, rep in (
+            ("a0", 1, None, "alice"),
+            ("a1", 2, 3, "alice"),  # on time
+            ("a2", 6.5, 5, "bob"),  # late
+            ("a3", 4, None, None),
+            ("a4", 16.9, 17, "alice"),  # on time
+            ("a5", 17, 20, "alice"),
+        ):
+            store.record_completion(
+                make_completion(
+                    activity,
+                    "o1",
+                    hours=hours,
+                    assigned_to=rep,
+                    due_at=None if due is None else at(hours=due),
+                )
+            )
+        width = timedelta(hours=5)
+        found = store.completion_buckets(at(hours=2), at(hours=17), width=width)
+        assert {n: (g.key, g.completed, g.with_due, g.on_time) for n, g in found.items()} == {
+            0: (None, 3, 2, 1),
+            2: (None, 1, 1, 1),
+        }
+        mine = store.completion_buckets(
+            at(hours=2), at(hours=17), width=width, by="assigned_to", keys=["bob", None]
+        )
+        assert {n: g.completed for n, g in mine.items()} == {0: 2}
+        for bad in (
+            {"width": timedelta(0)},
+            {"width": 3600},
+            {"width": width, "keys": ["bob"]},
+            {"width": width, "by": "outcome"},
+        ):
+            with pytest.raises(InvalidInputError):
+                store.completion_buckets(at(hours=2), at(hours=17), **bad)
+
     def test_completions_of_opportunities_in_a_period(self, store: AnalyticsStore) -> None:
         for activity, opportunity, hours in (
             ("a1", "o1", 3),
