@@ -15,7 +15,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from ..facts import Completion, CompletionGroup, LeadArrival, StatusChange
+from ..facts import Completion, CompletionGroup, LeadArrival, StatusChange, Touches
 
 __all__ = ["AnalyticsStore"]
 
@@ -143,4 +143,19 @@ class AnalyticsStore(Protocol):
         ``with_due`` and ``on_time`` (no median, opportunities or outcomes). ``width`` is a
         timedelta of at least one second, else :class:`~leadflow.InvalidInputError`. One
         ``GROUP BY`` on SQL: the weekly trend costs what one period query does."""
+        ...
+
+    def won_touches(
+        self,
+        start: datetime,
+        end: datetime,
+        status: str,
+        *,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[Touches]:
+        """For the opportunities with a change to ``status`` in ``[start, end)`` (each at its
+        first such change in the period), what each automation earned
+        (:func:`~leadflow.facts.touches_of`: conversions and last-touch wins), counting only
+        the completions whose ``rule_id`` is one of ``keys`` when given; by key (None first).
+        Summed up where the facts are kept: one row per automation comes back."""
         ...

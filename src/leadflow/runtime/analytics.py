@@ -102,7 +102,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from ..facts import groups_of
+from ..facts import groups_of, touches_of
 from ..fields import ID_RE
 from ..models import ActivityState
 from ..ports import (
@@ -400,15 +400,16 @@ class Analytics:
         return self._automation(self._reads(start, end, filters))
 
     def _automation(self, reads: Reads) -> list[AutomationRow]:
-        scope, won_at = reads.scope, reads.won_at
+        scope = reads.scope
         if scope.reps is None and scope.sources is None:
-            # Summed up in the store per automation; only the completions of the period's
-            # won opportunities come back one by one (last-touch wins).
+            # Summed up in the store: one row per automation comes back.
             groups = reads.summed(reads.start, reads.end)
-            won = reads.completions_of(won_at.keys())
+            wanted = scope.automations
+            keys = None if wanted is None else {None if a == MANUAL else a for a in wanted}
+            touches = self._store.won_touches(reads.start, reads.end, self.won_status, keys=keys)
         else:
             groups = groups_of(reads.completions, "rule_id")
-            won = [c for c in reads.completions if c.opportunity_id in won_at]
+            touches = touches_of(reads.won_at, reads.completions)
         kinds = self._kinds()
         ids = set(kinds) | {group.key or MANUAL for group in groups}
         if scope.automations is not None:
@@ -424,8 +425,8 @@ class Analytics:
         }
         return automation_rows(
             groups,
-            won,
-            won_at,
+            touches,
+            reads.won_at if enrollments else {},  # the A/B branches' wins
             created=self._created(reads.start, reads.end, ids, scope),
             enrollments=enrollments,
             enrolled_completions=on_enrolled,

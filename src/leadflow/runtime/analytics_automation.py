@@ -6,13 +6,13 @@ the activities each automation created, and the sequences' enrollments. Defined 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
-from ..facts import Completion, CompletionGroup, StatusChange, groups_of
+from ..facts import Completion, CompletionGroup, StatusChange, Touches, groups_of, touches_of
 from ..sequences import Enrollment, EnrollmentState
 from .analytics_figures import MANUAL, Figure, percentile, share
 
@@ -147,7 +147,7 @@ def automation_of(
         by_rule[completion.rule_id or MANUAL].append(completion)
     return automation_rows(
         groups_of(completions, "rule_id"),
-        [c for c in completions if c.opportunity_id in won_at],
+        touches_of(won_at, completions),
         won_at,
         created=created,
         enrollments=enrollments,
@@ -159,7 +159,7 @@ def automation_of(
 
 def automation_rows(
     groups: Iterable[CompletionGroup],
-    won_completions: Iterable[Completion],
+    touches: Iterable[Touches],
     won_at: Mapping[str, datetime],
     *,
     created: Mapping[str, Created] | None = None,
@@ -169,33 +169,25 @@ def automation_rows(
     only: Collection[str] | None = None,
 ) -> list[AutomationRow]:
     """:func:`automation_of` from the period's completions summed up per automation
-    (``groups``: per ``rule_id``, None for ``"(manual)"``), the period's completions of the
-    opportunities won in it (``won_completions``; ``won_at``: each one's first win) and, per
-    sequence with enrollments, its completions in the period on their opportunities
-    (``enrolled_completions``, for the A/B branches)."""
+    (``groups``: per ``rule_id``, None for ``"(manual)"``), what the opportunities won in the
+    period owe each (``touches``, :func:`~leadflow.facts.touches_of`; ``won_at``: each one's
+    first win) and, per sequence with enrollments, its completions in the period on their
+    opportunities (``enrolled_completions``, for the A/B branches)."""
     created = created or {}
     enrollments = enrollments or {}
     enrolled_completions = enrolled_completions or {}
     kinds = kinds or {}
     summed = {group.key or MANUAL: group for group in groups}
-    by_opportunity: dict[str, list[Completion]] = defaultdict(list)
-    converted: dict[str, set[str]] = defaultdict(set)
-    for completion in won_completions:
-        by_opportunity[completion.opportunity_id].append(completion)
-        converted[completion.rule_id or MANUAL].add(completion.opportunity_id)
-    credit: Counter[str] = Counter()
-    for opportunity, at in won_at.items():
-        before = [c for c in by_opportunity.get(opportunity, ()) if c.completed_at <= at]
-        if before:
-            last = max(before, key=lambda c: (c.completed_at, c.activity_id))
-            credit[last.rule_id or MANUAL] += 1
+    owed = {touch.key or MANUAL: touch for touch in touches}
     ids = set(summed) | {a for a, n in created.items() if n.created} | set(enrollments)
     if only is not None:
         ids &= set(only)
     empty = CompletionGroup(None, 0, 0, 0, None)
+    nothing = Touches(None, 0, 0)
     rows = []
     for automation in sorted(ids):
         group = summed.get(automation, empty)
+        touch = owed.get(automation, nothing)
         made = created.get(automation, Created(0, 0))
         enrolled = enrollments.get(automation, ())
         goal = _to_goal(enrolled)
@@ -213,9 +205,9 @@ def automation_rows(
                 completed=group.completed,
                 outcomes=dict(sorted(group.outcomes.items())),
                 touched=group.opportunities,
-                converted=len(converted.get(automation, ())),
-                wins=credit.get(automation, 0),
-                win_rate=share(credit.get(automation, 0), group.opportunities),
+                converted=touch.converted,
+                wins=touch.wins,
+                win_rate=share(touch.wins, group.opportunities),
                 enrolled=len(enrolled),
                 goal_reached=len(goal),
                 median_time_to_goal_seconds=percentile(goal, 50),

@@ -26,8 +26,8 @@ from ...facts import (
     CompletionGroup,
     LeadArrival,
     StatusChange,
+    Touches,
     groups_of,
-    total_of,
 )
 from ..analytics_checks import (
     MAX_FACTS,
@@ -38,6 +38,7 @@ from ..analytics_checks import (
     check_period,
     check_values,
 )
+from ..analytics_sums import buckets_of, won_touches_of
 from ..checks import check_limit, check_model
 
 __all__ = [
@@ -214,13 +215,17 @@ class InMemoryAnalyticsStore:
         width, by, wanted = check_buckets(width, by, keys)
         found = self.completions(start, end)
         start = check_period(start, end)[0]
-        buckets: dict[int, list[Completion]] = {}
-        for completion in found:
-            if by is None or wanted is None or getattr(completion, by) in wanted:
-                buckets.setdefault((completion.completed_at - start) // width, []).append(
-                    completion
-                )
-        return {n: total_of(groups_of(group, "rule_id")) for n, group in sorted(buckets.items())}
+        return buckets_of(found, start, width, by, wanted)
+
+    def won_touches(
+        self,
+        start: datetime,
+        end: datetime,
+        status: str,
+        *,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[Touches]:
+        return won_touches_of(self, start, end, status, keys)
 
     def completions_of(
         self, opportunity_ids: Collection[str], start: datetime, end: datetime

@@ -39,7 +39,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
-from ...facts import CONTACT_TYPES, Completion, CompletionGroup, LeadArrival, StatusChange
+from ...facts import (
+    CONTACT_TYPES,
+    Completion,
+    CompletionGroup,
+    LeadArrival,
+    StatusChange,
+    Touches,
+    rebuilt,
+)
 from ..analytics_checks import (
     MAX_FACTS,
     check_buckets,
@@ -130,7 +138,7 @@ class SqlAnalyticsStore:
         if wanted_owners is not None:
             query = query.where(c.owner.in_(sorted(wanted_owners)))
         query = query.order_by(c.arrived_at, c.opportunity_id).limit(limit)
-        return [LeadArrival.model_construct(**row) for row in self._rows(query)]
+        return [rebuilt(LeadArrival, dict(row)) for row in self._rows(query)]
 
     @translated("arrivals_of")
     def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
@@ -141,7 +149,7 @@ class SqlAnalyticsStore:
         for first in range(0, len(wanted), _CHUNK):
             query = select(*columns).where(c.opportunity_id.in_(wanted[first : first + _CHUNK]))
             for row in self._rows(query):
-                found[row["opportunity_id"]] = LeadArrival.model_construct(**row)
+                found[row["opportunity_id"]] = rebuilt(LeadArrival, dict(row))
         return found
 
     @translated("status_changes")
@@ -157,7 +165,7 @@ class SqlAnalyticsStore:
             .order_by(c.changed_at, c.event_id)
             .limit(limit)
         )
-        return [StatusChange.model_construct(**row) for row in self._rows(query)]
+        return [rebuilt(StatusChange, dict(row)) for row in self._rows(query)]
 
     @translated("completions")
     def completions(
@@ -299,6 +307,65 @@ class SqlAnalyticsStore:
             for row in self._rows(query)
         }
 
+    @translated("won_touches")
+    def won_touches(
+        self,
+        start: datetime,
+        end: datetime,
+        status: str,
+        *,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[Touches]:
+        start, end = check_period(start, end)
+        if not isinstance(status, str):
+            raise InvalidInputError(f"expected a status, got {status!r}", field="status")
+        wanted = check_grouping("rule_id", keys)
+        s, c = self._changes.c, self._completions.c
+        # Each opportunity's first change to the status in the period: the period's range of
+        # the changed_at index.
+        won = (
+            select(s.opportunity_id.label("opportunity_id"), func.min(s.changed_at).label("at"))
+            .where(s.changed_at >= start, s.changed_at < end, s.to_status == status)
+            .group_by(s.opportunity_id)
+            .subquery("won")
+        )
+        where: list[Any] = [
+            c.opportunity_id == won.c.opportunity_id,
+            c.completed_at >= start,
+            c.completed_at < end,
+        ]
+        if wanted is not None:
+            named = sorted(k for k in wanted if k is not None)
+            match = c.rule_id.in_(named)
+            where.append(or_(match, c.rule_id.is_(None)) if None in wanted else match)
+        converted = (
+            select(c.rule_id.label("key"), func.count(c.opportunity_id.distinct()).label("n"))
+            .select_from(won)
+            .join(self._completions, and_(*where))
+            .group_by(c.rule_id)
+        )
+        # The last touch: one probe of (opportunity_id, ...) per won opportunity.
+        last = (
+            select(c.activity_id)
+            .where(*where, c.completed_at <= won.c.at)
+            .order_by(c.completed_at.desc(), c.activity_id.desc())
+            .limit(1)
+            .correlate(won)
+            .scalar_subquery()
+        )
+        touched = select(last.label("activity_id")).select_from(won).subquery("touched")
+        wins = (
+            select(c.rule_id.label("key"), func.count().label("n"))
+            .select_from(touched)
+            .join(self._completions, c.activity_id == touched.c.activity_id)
+            .group_by(c.rule_id)
+        )
+        counts = {row["key"]: row["n"] for row in self._rows(wins)}
+        rows = sorted(
+            self._rows(converted), key=lambda row: (row["key"] is not None, row["key"] or "")
+        )
+        return [Touches(row["key"], row["n"], counts.get(row["key"], 0)) for row in rows]
+
     @translated("completions_of")
     def completions_of(
         self, opportunity_ids: Collection[str], start: datetime, end: datetime
@@ -373,4 +440,4 @@ def _completion(row: RowMapping) -> Completion:
     values["activity_type"] = ActivityType(values["activity_type"])
     if values["outcome"] is not None:
         values["outcome"] = Outcome(values["outcome"])
-    return Completion.model_construct(**values)
+    return rebuilt(Completion, values)

@@ -320,6 +320,40 @@ class AnalyticsStoreContract(abc.ABC):
             with pytest.raises(InvalidInputError):
                 store.completion_buckets(at(hours=2), at(hours=17), **bad)
 
+    def test_won_touches_credit_the_last_touch_before_the_first_win(
+        self, store: AnalyticsStore
+    ) -> None:
+        for event, opportunity, to, hours in (
+            ("w1", "o1", "won", 10),
+            ("w2", "o2", "won", 6),
+            ("w3", "o3", "won", 3),
+            ("w4", "o3", "won", 9),  # not the first win
+            ("w5", "o4", "lost", 4),
+            ("w6", "o5", "won", 30),  # after the period
+        ):
+            store.record_status_change(make_change(event, opportunity, to, hours=hours))
+        for activity, opportunity, hours, rule in (
+            ("a0", "o1", -5, "r3"),  # before the period
+            ("a1", "o1", 5, "r1"),
+            ("a2", "o1", 8, "r2"),  # o1's last touch
+            ("a3", "o1", 12, "r1"),  # after its win
+            ("a4", "o2", 7, "r1"),  # after its win: converted, no win
+            ("a5", "o3", 2, None),  # o3's last touch (manual)
+            ("a6", "o3", 2, "r2"),  # same time, a5 < a6: a6 is the last
+            ("a7", "o4", 1, "r1"),  # not won
+        ):
+            store.record_completion(
+                make_completion(activity, opportunity, hours=hours, rule_id=rule)
+            )
+        period = (at(hours=0), at(hours=20))
+        rows = [(t.key, t.converted, t.wins) for t in store.won_touches(*period, "won")]
+        assert rows == [(None, 1, 0), ("r1", 2, 0), ("r2", 2, 2)]
+        only = store.won_touches(*period, "won", keys=[None, "r1"])
+        assert [(t.key, t.converted, t.wins) for t in only] == [(None, 1, 1), ("r1", 2, 1)]
+        assert store.won_touches(*period, "qualified") == []
+        with pytest.raises(InvalidInputError):
+            store.won_touches(*period, 3)  # type: ignore[arg-type]
+
     def test_completions_of_opportunities_in_a_period(self, store: AnalyticsStore) -> None:
         for activity, opportunity, hours in (
             ("a1", "o1", 3),
