@@ -24,7 +24,7 @@ event itself was already admitted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final, TypeVar
@@ -327,3 +327,57 @@ def touches_of(
         Touches(key, len(converted[key]), wins.get(key, 0))
         for key in sorted(converted, key=lambda key: (key is not None, key or ""))
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class StageSums:
+    """One stage of the funnel over a period's status changes
+    (:meth:`~leadflow.ports.AnalyticsStore.stage_sums`): ``reached`` the opportunities with a
+    change to it, ``advanced`` those of them with a change to the next stage too (0 for the
+    last), ``still_in`` those whose latest change is to it, ``median_stay_seconds`` the
+    nearest-rank median length of the ended stays in it. An opportunity's changes, in
+    ``(changed_at, event_id)`` order, make stays: a change to another status than the
+    current stay's ends it and starts the next."""
+
+    stage: str
+    reached: int
+    advanced: int
+    still_in: int
+    median_stay_seconds: float | None
+
+
+def stage_sums_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> list[StageSums]:
+    """:class:`StageSums` of each of ``stages`` (in order; checked by the caller) over
+    ``changes``."""
+    seen: dict[str, set[str]] = {stage: set() for stage in stages}
+    paths: dict[str, list[StatusChange]] = {}
+    for change in changes:
+        paths.setdefault(change.opportunity_id, []).append(change)
+        if change.to_status in seen:
+            seen[change.to_status].add(change.opportunity_id)
+    stays: dict[str, list[float]] = {stage: [] for stage in stages}
+    still: Counter[str] = Counter()
+    for path in paths.values():
+        path.sort(key=lambda change: (change.changed_at, change.event_id))
+        stay = path[0]
+        for change in path[1:]:
+            if change.to_status != stay.to_status:
+                if stay.to_status in stays:
+                    waited = change.changed_at - stay.changed_at
+                    stays[stay.to_status].append(waited.total_seconds())
+                stay = change
+        still[stay.to_status] += 1
+    found = []
+    for n, stage in enumerate(stages):
+        following = seen[stages[n + 1]] if n + 1 < len(stages) else set()
+        times = sorted(stays[stage])
+        found.append(
+            StageSums(
+                stage=stage,
+                reached=len(seen[stage]),
+                advanced=len(seen[stage] & following),
+                still_in=still.get(stage, 0),
+                median_stay_seconds=times[(len(times) + 1) // 2 - 1] if times else None,
+            )
+        )
+    return found

@@ -11,11 +11,18 @@ period, not the store.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from ..facts import Completion, CompletionGroup, LeadArrival, StatusChange, Touches
+from ..facts import (
+    Completion,
+    CompletionGroup,
+    LeadArrival,
+    StageSums,
+    StatusChange,
+    Touches,
+)
 
 __all__ = ["AnalyticsStore"]
 
@@ -158,4 +165,13 @@ class AnalyticsStore(Protocol):
         (:func:`~leadflow.facts.touches_of`: conversions and last-touch wins), counting only
         the completions whose ``rule_id`` is one of ``keys`` when given; by key (None first).
         Summed up where the facts are kept: one row per automation comes back."""
+        ...
+
+    def stage_sums(
+        self, start: datetime, end: datetime, stages: Sequence[str]
+    ) -> builtins.list[StageSums]:
+        """:func:`~leadflow.facts.stage_sums_of` of the status changes with ``start <=
+        changed_at < end`` over ``stages`` (1 to 50 distinct strings, else
+        :class:`~leadflow.InvalidInputError`), one per stage in order. Summed up where the
+        facts are kept (SQL: window functions over the period's changes)."""
         ...

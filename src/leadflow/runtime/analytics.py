@@ -142,7 +142,7 @@ from .analytics_figures import (
     sources_of,
     speed_of,
 )
-from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of
+from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of, funnel_rows
 from .analytics_period import WeekRow, trend_of, trend_rows, weeks_of
 from .analytics_reads import Reads
 from .analytics_scope import Scope, Teams, scope_of
@@ -323,19 +323,19 @@ class Analytics:
     @staticmethod
     def _funnel(reads: Reads, stages: Sequence[str]) -> Funnel:
         scope = reads.scope
+        if scope.everything:
+            # Summed up in the store: one row per stage comes back.
+            return funnel_rows(reads.store.stage_sums(reads.start, reads.end, stages))
         changes = reads.changes
-        if not scope.everything:
-            touched = (
-                set()
-                if scope.automations is None
-                else {c.opportunity_id for c in reads.completions}
-            )
-            lead = reads.arrivals_of({c.opportunity_id for c in changes})
-            changes = [
-                c
-                for c in changes
-                if scope.takes_opportunity(lead.get(c.opportunity_id), c.opportunity_id in touched)
-            ]
+        touched = (
+            set() if scope.automations is None else {c.opportunity_id for c in reads.completions}
+        )
+        lead = reads.arrivals_of({c.opportunity_id for c in changes})
+        changes = [
+            c
+            for c in changes
+            if scope.takes_opportunity(lead.get(c.opportunity_id), c.opportunity_id in touched)
+        ]
         return funnel_of(changes, stages)
 
     def _kinds(self) -> dict[str, Kind]:

@@ -5,7 +5,7 @@ groupings."""
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -19,6 +19,7 @@ __all__ = [
     "check_grouping",
     "check_ids",
     "check_period",
+    "check_stages",
     "check_values",
 ]
 
@@ -93,3 +94,17 @@ def check_buckets(
     wanted = check_grouping(by, keys)
     assert isinstance(by, str)
     return width, by, wanted
+
+
+def check_stages(stages: object) -> tuple[str, ...]:
+    """The funnel's ``stages``, else :class:`InvalidInputError`: 1 to 50 distinct strings in
+    a sequence (not a string)."""
+    if (
+        isinstance(stages, str | bytes)
+        or not isinstance(stages, Sequence)
+        or not 0 < len(stages) <= 50
+        or not all(isinstance(stage, str) for stage in stages)
+        or len(set(stages)) != len(stages)
+    ):
+        raise InvalidInputError("expected 1 to 50 distinct stage names", field="stages")
+    return tuple(stages)

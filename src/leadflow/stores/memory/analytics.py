@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Final
@@ -25,9 +25,11 @@ from ...facts import (
     Completion,
     CompletionGroup,
     LeadArrival,
+    StageSums,
     StatusChange,
     Touches,
     groups_of,
+    stage_sums_of,
 )
 from ..analytics_checks import (
     MAX_FACTS,
@@ -36,6 +38,7 @@ from ..analytics_checks import (
     check_grouping,
     check_ids,
     check_period,
+    check_stages,
     check_values,
 )
 from ..analytics_sums import buckets_of, won_touches_of
@@ -216,6 +219,12 @@ class InMemoryAnalyticsStore:
         found = self.completions(start, end)
         start = check_period(start, end)[0]
         return buckets_of(found, start, width, by, wanted)
+
+    def stage_sums(
+        self, start: datetime, end: datetime, stages: Sequence[str]
+    ) -> builtins.list[StageSums]:
+        wanted = check_stages(stages)
+        return stage_sums_of(self.status_changes(start, end), wanted)
 
     def won_touches(
         self,

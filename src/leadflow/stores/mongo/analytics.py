@@ -15,7 +15,7 @@ the earliest per opportunity: one index probe per arrival, the reduction in the 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -28,9 +28,11 @@ from ...facts import (
     Completion,
     CompletionGroup,
     LeadArrival,
+    StageSums,
     StatusChange,
     Touches,
     groups_of,
+    stage_sums_of,
 )
 from ..analytics_checks import (
     MAX_FACTS,
@@ -38,6 +40,7 @@ from ..analytics_checks import (
     check_grouping,
     check_ids,
     check_period,
+    check_stages,
     check_values,
 )
 from ..analytics_sums import buckets_of, won_touches_of
@@ -239,6 +242,13 @@ class MongoAnalyticsStore:
         found = self.completions(start, end)
         start = check_period(start, end)[0]
         return buckets_of(found, start, width, by, wanted)
+
+    @translated("stage_sums")
+    def stage_sums(
+        self, start: datetime, end: datetime, stages: Sequence[str]
+    ) -> builtins.list[StageSums]:
+        wanted = check_stages(stages)
+        return stage_sums_of(self.status_changes(start, end), wanted)
 
     @translated("won_touches")
     def won_touches(

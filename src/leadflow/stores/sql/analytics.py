@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -29,8 +29,6 @@ from sqlalchemy import (
     and_,
     case,
     func,
-    literal,
-    literal_column,
     or_,
     select,
     type_coerce,
@@ -45,21 +43,19 @@ from ...facts import (
     CompletionGroup,
     LeadArrival,
     StatusChange,
-    Touches,
     rebuilt,
 )
 from ..analytics_checks import (
     MAX_FACTS,
-    check_buckets,
     check_grouping,
     check_ids,
     check_period,
     check_values,
 )
 from ..checks import check_limit, check_model
+from .analytics_sums import SqlSums
 from .database import SqlDatabase
 from .errors import translated
-from .types import UtcDateTime, micros
 
 __all__ = ["SqlAnalyticsStore"]
 
@@ -67,7 +63,7 @@ _CONTACTS = [str(kind) for kind in CONTACT_TYPES]
 _CHUNK = 900  # ids per IN list: within SQLite's oldest bound-parameter limit (999)
 
 
-class SqlAnalyticsStore:
+class SqlAnalyticsStore(SqlSums):
     """The facts in three tables of ``database``."""
 
     def __init__(self, database: SqlDatabase) -> None:
@@ -262,109 +258,6 @@ class SqlAnalyticsStore:
             )
             for row in rows
         ]
-
-    @translated("completion_buckets")
-    def completion_buckets(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        width: timedelta,
-        by: str | None = None,
-        keys: Collection[str | None] | None = None,
-    ) -> dict[int, CompletionGroup]:
-        start, end = check_period(start, end)
-        width, by, wanted = check_buckets(width, by, keys)
-        c = self._completions.c
-        where: list[Any] = [c.completed_at >= start, c.completed_at < end]
-        if by is not None and wanted is not None:
-            key = c[by]
-            named = sorted(k for k in wanted if k is not None)
-            match = key.in_(named)
-            where.append(or_(match, key.is_(None)) if None in wanted else match)
-        if self._db.dialect == "postgresql":
-            since: Any = func.extract("epoch", c.completed_at - literal(start, UtcDateTime()))
-            bucket: Any = func.floor(since / width.total_seconds())
-        else:  # integer microseconds: integer division
-            since = type_coerce(c.completed_at, BigInteger()) - micros(start)
-            bucket = since // (width // timedelta(microseconds=1))
-        on_time = case((and_(c.due_at.is_not(None), c.completed_at <= c.due_at), 1), else_=0)
-        query = (
-            select(
-                type_coerce(bucket, BigInteger()).label("bucket"),
-                func.count().label("completed"),
-                func.count(c.due_at).label("with_due"),
-                func.coalesce(func.sum(on_time), 0).label("on_time"),
-            )
-            .where(*where)
-            .group_by(literal_column("bucket"))
-            .order_by(literal_column("bucket"))
-        )
-        return {
-            int(row["bucket"]): CompletionGroup(
-                None, row["completed"], row["with_due"], int(row["on_time"]), None
-            )
-            for row in self._rows(query)
-        }
-
-    @translated("won_touches")
-    def won_touches(
-        self,
-        start: datetime,
-        end: datetime,
-        status: str,
-        *,
-        keys: Collection[str | None] | None = None,
-    ) -> builtins.list[Touches]:
-        start, end = check_period(start, end)
-        if not isinstance(status, str):
-            raise InvalidInputError(f"expected a status, got {status!r}", field="status")
-        wanted = check_grouping("rule_id", keys)
-        s, c = self._changes.c, self._completions.c
-        # Each opportunity's first change to the status in the period: the period's range of
-        # the changed_at index.
-        won = (
-            select(s.opportunity_id.label("opportunity_id"), func.min(s.changed_at).label("at"))
-            .where(s.changed_at >= start, s.changed_at < end, s.to_status == status)
-            .group_by(s.opportunity_id)
-            .subquery("won")
-        )
-        where: list[Any] = [
-            c.opportunity_id == won.c.opportunity_id,
-            c.completed_at >= start,
-            c.completed_at < end,
-        ]
-        if wanted is not None:
-            named = sorted(k for k in wanted if k is not None)
-            match = c.rule_id.in_(named)
-            where.append(or_(match, c.rule_id.is_(None)) if None in wanted else match)
-        converted = (
-            select(c.rule_id.label("key"), func.count(c.opportunity_id.distinct()).label("n"))
-            .select_from(won)
-            .join(self._completions, and_(*where))
-            .group_by(c.rule_id)
-        )
-        # The last touch: one probe of (opportunity_id, ...) per won opportunity.
-        last = (
-            select(c.activity_id)
-            .where(*where, c.completed_at <= won.c.at)
-            .order_by(c.completed_at.desc(), c.activity_id.desc())
-            .limit(1)
-            .correlate(won)
-            .scalar_subquery()
-        )
-        touched = select(last.label("activity_id")).select_from(won).subquery("touched")
-        wins = (
-            select(c.rule_id.label("key"), func.count().label("n"))
-            .select_from(touched)
-            .join(self._completions, c.activity_id == touched.c.activity_id)
-            .group_by(c.rule_id)
-        )
-        counts = {row["key"]: row["n"] for row in self._rows(wins)}
-        rows = sorted(
-            self._rows(converted), key=lambda row: (row["key"] is not None, row["key"] or "")
-        )
-        return [Touches(row["key"], row["n"], counts.get(row["key"], 0)) for row in rows]
 
     @translated("completions_of")
     def completions_of(

@@ -354,6 +354,32 @@ class AnalyticsStoreContract(abc.ABC):
         with pytest.raises(InvalidInputError):
             store.won_touches(*period, 3)  # type: ignore[arg-type]
 
+    def test_stage_sums_follow_each_opportunitys_stays(self, store: AnalyticsStore) -> None:
+        for event, opportunity, to, hours in (
+            ("e1", "o1", "new", 1),
+            ("e2", "o1", "new", 2),  # a repeat: the stay goes on
+            ("e3", "o1", "won", 5),  # new: 4 h
+            ("e4", "o1", "new", 6),  # won: 1 h; o1 is still in new
+            ("e5", "o2", "new", 2),
+            ("e7", "o2", "lost", 4),  # same time as e6, after it
+            ("e6", "o2", "won", 4),  # new: 2 h; won: 0 h
+            ("e8", "o3", "won", 3),  # skips new
+            ("e9", "o4", "new", 30),  # after the period
+        ):
+            store.record_status_change(make_change(event, opportunity, to, hours=hours))
+        found = store.stage_sums(at(hours=0), at(hours=20), ["new", "won", "qualified"])
+        assert [
+            (s.stage, s.reached, s.advanced, s.still_in, s.median_stay_seconds) for s in found
+        ] == [
+            ("new", 2, 2, 1, 7200.0),  # stays of 4 h and 2 h: the lower middle
+            ("won", 3, 0, 1, 0.0),  # stays of 1 h and 0 h
+            ("qualified", 0, 0, 0, None),
+        ]
+        with pytest.raises(InvalidInputError):
+            store.stage_sums(at(hours=0), at(hours=20), ["new", "new"])
+        with pytest.raises(InvalidInputError):
+            store.stage_sums(at(hours=0), at(hours=20), "new")
+
     def test_completions_of_opportunities_in_a_period(self, store: AnalyticsStore) -> None:
         for activity, opportunity, hours in (
             ("a1", "o1", 3),
