@@ -239,7 +239,7 @@ def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGrou
     ``completions``, by key (None first)."""
     # One pass, a few running sums per key: the in-memory stores sum a period's completions
     # (50,000 a quarter at the issue's scale) here.
-    sums: dict[str | None, tuple[list[int], list[float], set[str], Counter[str]]] = {}
+    sums: dict[str | None, tuple[list[int], list[float], set[str], Counter[Outcome]]] = {}
     for completion in completions:
         key = getattr(completion, by)
         found = sums.get(key)
@@ -255,7 +255,7 @@ def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGrou
             times.append((completion.completed_at - completion.created_at).total_seconds())
         opportunities.add(completion.opportunity_id)
         if completion.outcome is not None:
-            outcomes[str(completion.outcome)] += 1
+            outcomes[completion.outcome] += 1
     found_groups = []
     for key, (counts, times, opportunities, outcomes) in sorted(
         sums.items(), key=lambda item: (item[0] is not None, item[0] or "")
@@ -269,7 +269,7 @@ def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGrou
                 on_time=counts[2],
                 median_seconds_to_complete=times[(len(times) + 1) // 2 - 1] if times else None,
                 opportunities=len(opportunities),
-                outcomes=dict(sorted(outcomes.items())),
+                outcomes=dict(sorted((str(k), n) for k, n in outcomes.items())),
             )
         )
     return found_groups
