@@ -190,3 +190,37 @@ def test_on_sql_a_failed_recording_rolls_the_unit_back_then_goes_step_by_step(
         assert len(storage.activities.for_opportunity("o1")) == 1
     finally:
         sql.close()
+
+
+def test_a_rebuilt_fact_is_the_constructed_one() -> None:
+    from leadflow.activity_models import ActivityType, Outcome
+    from leadflow.facts import Completion, LeadArrival, StatusChange, rebuilt
+
+    for kind, values in (
+        (
+            LeadArrival,
+            {"event_id": "e1", "opportunity_id": "o1", "arrived_at": T0, "source": "web",
+             "owner": None},
+        ),
+        (
+            StatusChange,
+            {"event_id": "e2", "opportunity_id": "o1", "changed_at": T0, "from_status": None,
+             "to_status": "won"},
+        ),
+        (
+            Completion,
+            {"activity_id": "a1", "opportunity_id": "o1", "activity_type": ActivityType.CALL,
+             "completed_at": T0, "assigned_to": "alice", "created_at": None, "due_at": T0,
+             "outcome": Outcome.SUCCESSFUL, "rule_id": None},
+        ),
+    ):  # fmt: skip
+        fact: Any = rebuilt(kind, dict(values))
+        made: Any = kind.model_construct(**values)
+        assert type(fact) is kind
+        assert fact == made
+        assert hash(fact) == hash(made)
+        assert fact.model_dump() == made.model_dump() == values
+        assert fact.to_document() == made.to_document()
+        assert fact.model_fields_set == made.model_fields_set
+        with pytest.raises(ValueError):
+            fact.opportunity_id = "o2"

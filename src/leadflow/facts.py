@@ -23,10 +23,11 @@ event itself was already admitted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import ConfigDict, StringConstraints, ValidationError
 
@@ -42,8 +43,12 @@ __all__ = [
     "CompletionGroup",
     "LeadArrival",
     "StatusChange",
+    "Touches",
     "facts_of",
     "groups_of",
+    "rebuilt",
+    "total_of",
+    "touches_of",
 ]
 
 Label = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
@@ -97,6 +102,23 @@ class Completion(_Fact):
 
 
 Facts = tuple[LeadArrival | None, StatusChange | None, Completion | None]
+
+_F = TypeVar("_F", LeadArrival, StatusChange, Completion)
+_set = object.__setattr__
+
+
+def rebuilt(kind: type[_F], values: dict[str, Any]) -> _F:
+    """A fact of ``kind`` from ``values`` a store read back (every field, of its type):
+    ``kind.model_construct(**values)`` without its walk over the fields, which made reading
+    a period's facts cost several times what the database took. ``values`` becomes the
+    fact's own."""
+    fact = kind.__new__(kind)
+    _set(fact, "__dict__", values)
+    _set(fact, "__pydantic_fields_set__", set(values))
+    _set(fact, "__pydantic_extra__", None)
+    _set(fact, "__pydantic_private__", None)
+    return fact
+
 
 _NONE: Final[Facts] = (None, None, None)
 
@@ -199,34 +221,163 @@ class CompletionGroup:
     are kept (:meth:`~leadflow.ports.AnalyticsStore.completion_groups`): ``key`` is the
     assignee / rule id (None: none); ``with_due`` those with a due date, ``on_time`` those of
     them completed at or before it; ``median_seconds_to_complete`` the nearest-rank median of
-    ``completed_at - created_at`` over those with a creation date."""
+    ``completed_at - created_at`` over those with a creation date; ``opportunities`` the
+    distinct opportunities they were on; ``outcomes`` how many had each outcome (those
+    without one left out), by outcome."""
 
     key: str | None
     completed: int
     with_due: int
     on_time: int
     median_seconds_to_complete: float | None
+    opportunities: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGroup]:
     """:class:`CompletionGroup` per ``by`` (``"assigned_to"`` or ``"rule_id"``) of
     ``completions``, by key (None first)."""
-    groups: dict[str | None, list[Completion]] = {}
+    # One pass, a few running sums per key: the in-memory stores sum a period's completions
+    # (50,000 a quarter at the issue's scale) here.
+    sums: dict[str | None, tuple[list[int], list[float], set[str], Counter[Outcome]]] = {}
     for completion in completions:
-        groups.setdefault(getattr(completion, by), []).append(completion)
-    found = []
-    for key, group in sorted(groups.items(), key=lambda item: (item[0] is not None, item[0] or "")):
-        times = sorted(
-            (c.completed_at - c.created_at).total_seconds() for c in group if c.created_at
-        )
-        due = [c for c in group if c.due_at is not None]
-        found.append(
+        key = getattr(completion, by)
+        found = sums.get(key)
+        if found is None:
+            found = sums[key] = ([0, 0, 0], [], set(), Counter())
+        counts, times, opportunities, outcomes = found
+        counts[0] += 1
+        due = completion.due_at
+        if due is not None:
+            counts[1] += 1
+            counts[2] += completion.completed_at <= due
+        if completion.created_at is not None:
+            times.append((completion.completed_at - completion.created_at).total_seconds())
+        opportunities.add(completion.opportunity_id)
+        if completion.outcome is not None:
+            outcomes[completion.outcome] += 1
+    found_groups = []
+    for key, (counts, times, opportunities, outcomes) in sorted(
+        sums.items(), key=lambda item: (item[0] is not None, item[0] or "")
+    ):
+        times.sort()
+        found_groups.append(
             CompletionGroup(
                 key=key,
-                completed=len(group),
-                with_due=len(due),
-                on_time=sum(c.due_at is not None and c.completed_at <= c.due_at for c in due),
+                completed=counts[0],
+                with_due=counts[1],
+                on_time=counts[2],
                 median_seconds_to_complete=times[(len(times) + 1) // 2 - 1] if times else None,
+                opportunities=len(opportunities),
+                outcomes=dict(sorted((str(k), n) for k, n in outcomes.items())),
+            )
+        )
+    return found_groups
+
+
+def total_of(groups: Iterable[CompletionGroup]) -> CompletionGroup:
+    """The counts of ``groups`` added up (key None; no median, no distinct opportunities:
+    neither adds up)."""
+    completed = with_due = on_time = 0
+    outcomes: Counter[str] = Counter()
+    for group in groups:
+        completed += group.completed
+        with_due += group.with_due
+        on_time += group.on_time
+        outcomes.update(group.outcomes)
+    return CompletionGroup(
+        None, completed, with_due, on_time, None, 0, dict(sorted(outcomes.items()))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Touches:
+    """What the opportunities won in a period owe one automation
+    (:meth:`~leadflow.ports.AnalyticsStore.won_touches`): ``key`` the rule id (None: no
+    automation); ``converted`` the won opportunities with a completion of it in the period;
+    ``wins`` those whose last touch is of it: the latest (by ``(completed_at, activity_id)``)
+    of their completions in the period at or before their first change to won in it."""
+
+    key: str | None
+    converted: int
+    wins: int
+
+
+def touches_of(
+    won_at: Mapping[str, datetime],
+    completions: Iterable[Completion],
+    keys: Collection[str | None] | None = None,
+) -> list[Touches]:
+    """:class:`Touches` per rule id, by key (None first), of the opportunities won at
+    ``won_at`` (each one's first change to won in the period) given their completions in the
+    period (others are ignored), of those whose rule id is one of ``keys`` when given."""
+    by_opportunity: dict[str, list[Completion]] = {}
+    for completion in completions:
+        if completion.opportunity_id in won_at and (keys is None or completion.rule_id in keys):
+            by_opportunity.setdefault(completion.opportunity_id, []).append(completion)
+    converted: dict[str | None, set[str]] = {}
+    wins: Counter[str | None] = Counter()
+    for opportunity, found in by_opportunity.items():
+        for completion in found:
+            converted.setdefault(completion.rule_id, set()).add(opportunity)
+        before = [c for c in found if c.completed_at <= won_at[opportunity]]
+        if before:
+            wins[max(before, key=lambda c: (c.completed_at, c.activity_id)).rule_id] += 1
+    return [
+        Touches(key, len(converted[key]), wins.get(key, 0))
+        for key in sorted(converted, key=lambda key: (key is not None, key or ""))
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class StageSums:
+    """One stage of the funnel over a period's status changes
+    (:meth:`~leadflow.ports.AnalyticsStore.stage_sums`): ``reached`` the opportunities with a
+    change to it, ``advanced`` those of them with a change to the next stage too (0 for the
+    last), ``still_in`` those whose latest change is to it, ``median_stay_seconds`` the
+    nearest-rank median length of the ended stays in it. An opportunity's changes, in
+    ``(changed_at, event_id)`` order, make stays: a change to another status than the
+    current stay's ends it and starts the next."""
+
+    stage: str
+    reached: int
+    advanced: int
+    still_in: int
+    median_stay_seconds: float | None
+
+
+def stage_sums_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> list[StageSums]:
+    """:class:`StageSums` of each of ``stages`` (in order; checked by the caller) over
+    ``changes``."""
+    seen: dict[str, set[str]] = {stage: set() for stage in stages}
+    paths: dict[str, list[StatusChange]] = {}
+    for change in changes:
+        paths.setdefault(change.opportunity_id, []).append(change)
+        if change.to_status in seen:
+            seen[change.to_status].add(change.opportunity_id)
+    stays: dict[str, list[float]] = {stage: [] for stage in stages}
+    still: Counter[str] = Counter()
+    for path in paths.values():
+        path.sort(key=lambda change: (change.changed_at, change.event_id))
+        stay = path[0]
+        for change in path[1:]:
+            if change.to_status != stay.to_status:
+                if stay.to_status in stays:
+                    waited = change.changed_at - stay.changed_at
+                    stays[stay.to_status].append(waited.total_seconds())
+                stay = change
+        still[stay.to_status] += 1
+    found = []
+    for n, stage in enumerate(stages):
+        following = seen[stages[n + 1]] if n + 1 < len(stages) else set()
+        times = sorted(stays[stage])
+        found.append(
+            StageSums(
+                stage=stage,
+                reached=len(seen[stage]),
+                advanced=len(seen[stage] & following),
+                still_in=still.get(stage, 0),
+                median_stay_seconds=times[(len(times) + 1) // 2 - 1] if times else None,
             )
         )
     return found

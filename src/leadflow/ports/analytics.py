@@ -11,11 +11,18 @@ period, not the store.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection
-from datetime import datetime
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from ..facts import Completion, CompletionGroup, LeadArrival, StatusChange
+from ..facts import (
+    Completion,
+    CompletionGroup,
+    LeadArrival,
+    StageSums,
+    StatusChange,
+    Touches,
+)
 
 __all__ = ["AnalyticsStore"]
 
@@ -111,4 +118,60 @@ class AnalyticsStore(Protocol):
     def reached(self, start: datetime, end: datetime, status: str) -> dict[str, datetime]:
         """For each opportunity that arrived in ``[start, end)`` and has a status change to
         ``status`` (whenever it came), the earliest such change's time."""
+        ...
+
+    # ------------------------------------------------------------------ added for issue 20's
+    # scale targets: the automation figure's last-touch wins and A/B branches read the
+    # completions of a few opportunities (those won in the period, those enrolled) rather
+    # than all the period's.
+
+    def completions_of(
+        self, opportunity_ids: Collection[str], start: datetime, end: datetime
+    ) -> builtins.list[Completion]:
+        """The completions of the given opportunities (at most 100,000 ids, else
+        :class:`~leadflow.InvalidInputError`) with ``start <= completed_at < end``, by
+        ``(completed_at, activity_id)``."""
+        ...
+
+    def completion_buckets(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        width: timedelta,
+        by: str | None = None,
+        keys: Collection[str | None] | None = None,
+    ) -> dict[int, CompletionGroup]:
+        """The completions with ``start <= completed_at < end`` counted per bucket of
+        ``width`` from ``start`` (bucket ``n``: ``start + n * width <= completed_at <
+        start + (n + 1) * width``), of those whose ``by`` (``"assigned_to"`` or
+        ``"rule_id"``) is one of ``keys`` when both are given (as :meth:`completion_groups`);
+        buckets without any are absent. Each group has key None and its ``completed``,
+        ``with_due`` and ``on_time`` (no median, opportunities or outcomes). ``width`` is a
+        timedelta of at least one second, else :class:`~leadflow.InvalidInputError`. One
+        ``GROUP BY`` on SQL: the weekly trend costs what one period query does."""
+        ...
+
+    def won_touches(
+        self,
+        start: datetime,
+        end: datetime,
+        status: str,
+        *,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[Touches]:
+        """For the opportunities with a change to ``status`` in ``[start, end)`` (each at its
+        first such change in the period), what each automation earned
+        (:func:`~leadflow.facts.touches_of`: conversions and last-touch wins), counting only
+        the completions whose ``rule_id`` is one of ``keys`` when given; by key (None first).
+        Summed up where the facts are kept: one row per automation comes back."""
+        ...
+
+    def stage_sums(
+        self, start: datetime, end: datetime, stages: Sequence[str]
+    ) -> builtins.list[StageSums]:
+        """:func:`~leadflow.facts.stage_sums_of` of the status changes with ``start <=
+        changed_at < end`` over ``stages`` (1 to 50 distinct strings, else
+        :class:`~leadflow.InvalidInputError`), one per stage in order. Summed up where the
+        facts are kept (SQL: window functions over the period's changes)."""
         ...

@@ -86,14 +86,16 @@ completed in the week and their ``on_time_rate``. The filters apply as to the fi
 
 **Cost.** Each figure reads the facts of its period through indexed queries
 (:class:`~leadflow.ports.AnalyticsStore`; on SQL ``tests/test_analytics_explain.py`` checks
-that none reads a facts table whole) and reduces them here in one pass: time and memory grow
-with the facts in the period (arrivals, changes, completions), not with the store. The
-leaderboard's completion figures are summed up in the store
-(:meth:`~leadflow.ports.AnalyticsStore.completion_groups`: SQL ``GROUP BY`` and a windowed
-median; one row per rep) unless a source or automation filter asks for the completions one
-by one. ``overdue_now`` is one activity-statistics query (one per automation with an
-automation filter); the automation figure asks the activity store one statistics query per
-automation (two under a rep filter).
+that none reads a facts table whole): time and memory grow with the facts in the period, not
+with the store. What only needs sums is summed up in the store (SQL: ``GROUP BY``): the
+completions per rep (leaderboard) and per automation (``completion_groups``), per week
+(``completion_buckets``) and the won opportunities' conversions and last touches
+(``won_touches``), unless a source filter (or reps and automations together) asks for the
+completions one by one. The leads of the period (arrivals, first contacts, wins) and its
+status changes come back one by one. A dashboard's figures share their reads.
+``overdue_now`` is one activity-statistics query (one per automation with an automation
+filter); the automation figure asks the activity store one statistics query per automation
+(two under a rep filter).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from ..facts import Completion, LeadArrival, groups_of
+from ..facts import groups_of, touches_of
 from ..fields import ID_RE
 from ..models import ActivityState
 from ..ports import (
@@ -123,6 +125,7 @@ from .analytics_automation import (
     Created,
     Kind,
     automation_of,
+    automation_rows,
 )
 from .analytics_figures import (
     BUCKETS,
@@ -139,9 +142,10 @@ from .analytics_figures import (
     sources_of,
     speed_of,
 )
-from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of
-from .analytics_period import WeekRow, trend_of, weeks_of
-from .analytics_scope import Scope, Teams, chunks, scope_of
+from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of, funnel_rows
+from .analytics_period import WeekRow, trend_of, trend_rows, weeks_of
+from .analytics_reads import Reads
+from .analytics_scope import Scope, Teams, scope_of
 from .sequence_report import ENROLLMENT_SCAN_LIMIT
 
 __all__ = [
@@ -239,28 +243,12 @@ class Analytics:
             directory=self._teams,
         )  # fmt: skip
 
-    def _leads(
-        self, start: datetime, end: datetime, scope: Scope
-    ) -> tuple[list[LeadArrival], list[Completion]]:
-        arrivals = self._store.arrivals(start, end, sources=scope.store_sources())
-        contacts = self._store.first_contacts(start, end)
-        if not scope.everything:
-            first = {contact.opportunity_id: contact for contact in contacts}
-            arrivals = [a for a in arrivals if scope.takes_lead(a, first.get(a.opportunity_id))]
-        return arrivals, contacts
-
-    def _arrivals_of(self, opportunities: Collection[str]) -> dict[str, LeadArrival]:
-        found: dict[str, LeadArrival] = {}
-        for chunk in chunks(opportunities):
-            found.update(self._store.arrivals_of(chunk))
-        return found
-
-    def _completions(self, start: datetime, end: datetime, scope: Scope) -> list[Completion]:
-        found = self._store.completions(start, end, assigned_to=scope.store_assignees())
-        if scope.everything:
-            return found
-        lead = self._arrivals_of({c.opportunity_id for c in found}) if scope.sources else {}
-        return [c for c in found if scope.takes_completion(c, lead.get(c.opportunity_id))]
+    def _reads(
+        self, start: datetime, end: datetime, filters: dict[str, Collection[str] | None]
+    ) -> Reads:
+        return Reads(
+            self._store, self._calendar, self.won_status, start, end, self.scope(**filters)
+        )
 
     def _overdue(self, as_of: datetime, scope: Scope) -> dict[str, int]:
         # An automation id that is no id (the filter takes any name) created no activity.
@@ -283,15 +271,17 @@ class Analytics:
     def speed_to_lead(
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> SpeedToLeadReport:
-        arrivals, contacts = self._leads(start, end, self.scope(**filters))
-        return speed_of(arrivals, contacts, self._calendar)
+        return self._reads(start, end, filters).speed
 
     def sources(
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[SourceRow]:
-        arrivals, contacts = self._leads(start, end, self.scope(**filters))
-        wins = self._store.reached(start, end, self.won_status)
-        return sources_of(arrivals, contacts, wins)
+        return self._sources(self._reads(start, end, filters))
+
+    @staticmethod
+    def _sources(reads: Reads) -> list[SourceRow]:
+        arrivals, contacts = reads.leads
+        return sources_of(arrivals, contacts, reads.wins)
 
     def leaderboard(
         self,
@@ -302,18 +292,23 @@ class Analytics:
         rank_by: RankBy = "completed",
         **filters: Collection[str] | None,
     ) -> list[RepRow]:
-        scope = self.scope(**filters)
-        arrivals, contacts = self._leads(start, end, scope)
+        return self._leaderboard(self._reads(start, end, filters), as_of, rank_by)
+
+    def _leaderboard(self, reads: Reads, as_of: datetime, rank_by: RankBy) -> list[RepRow]:
+        scope = reads.scope
+        arrivals, contacts = reads.leads
         if scope.sources is None and scope.automations is None:
             # Summed up in the store (SQL: GROUP BY): one row per rep comes back.
             keys = None if scope.reps is None else {None if r == NONE else r for r in scope.reps}
-            groups = self._store.completion_groups(start, end, by="assigned_to", keys=keys)
+            groups = self._store.completion_groups(
+                reads.start, reads.end, by="assigned_to", keys=keys
+            )
         else:
-            groups = groups_of(self._completions(start, end, scope), "assigned_to")
+            groups = groups_of(reads.completions, "assigned_to")
         overdue = self._overdue(as_of, scope)
-        wins = self._store.reached(start, end, self.won_status)
-        speed = speed_of(arrivals, contacts, self._calendar)
-        return reps_of(groups, speed, arrivals, contacts, wins, overdue, rank_by=rank_by)
+        return reps_of(
+            groups, reads.speed, arrivals, contacts, reads.wins, overdue, rank_by=rank_by
+        )
 
     def funnel(
         self,
@@ -323,20 +318,24 @@ class Analytics:
         stages: Sequence[str] = DEFAULT_STAGES,
         **filters: Collection[str] | None,
     ) -> Funnel:
-        scope = self.scope(**filters)
-        changes = self._store.status_changes(start, end)
-        if not scope.everything:
-            touched = (
-                set()
-                if scope.automations is None
-                else {c.opportunity_id for c in self._completions(start, end, scope)}
-            )
-            lead = self._arrivals_of({c.opportunity_id for c in changes})
-            changes = [
-                c
-                for c in changes
-                if scope.takes_opportunity(lead.get(c.opportunity_id), c.opportunity_id in touched)
-            ]
+        return self._funnel(self._reads(start, end, filters), stages)
+
+    @staticmethod
+    def _funnel(reads: Reads, stages: Sequence[str]) -> Funnel:
+        scope = reads.scope
+        if scope.everything:
+            # Summed up in the store: one row per stage comes back.
+            return funnel_rows(reads.store.stage_sums(reads.start, reads.end, stages))
+        changes = reads.changes
+        touched = (
+            set() if scope.automations is None else {c.opportunity_id for c in reads.completions}
+        )
+        lead = reads.arrivals_of({c.opportunity_id for c in changes})
+        changes = [
+            c
+            for c in changes
+            if scope.takes_opportunity(lead.get(c.opportunity_id), c.opportunity_id in touched)
+        ]
         return funnel_of(changes, stages)
 
     def _kinds(self) -> dict[str, Kind]:
@@ -375,13 +374,12 @@ class Analytics:
             created[automation] = Created(counts[0], counts[1])
         return created
 
-    def _enrolled(
-        self, start: datetime, end: datetime, sequences: Collection[str], scope: Scope
-    ) -> dict[str, list[Enrollment]]:
+    def _enrolled(self, reads: Reads, sequences: Collection[str]) -> dict[str, list[Enrollment]]:
         """Per sequence, its enrollments enrolled in the period (of the opportunities the
         filters take, judged as the funnel's)."""
         if self._enrollments is None:
             return {}
+        start, end, scope = reads.start, reads.end, reads.scope
         enrolled: dict[str, list[Enrollment]] = {}
         for sequence in sorted(sequences):
             found = [
@@ -390,7 +388,7 @@ class Analytics:
                 if start <= e.enrolled_at < end
             ]
             if found and (scope.reps is not None or scope.sources is not None):
-                lead = self._arrivals_of({e.opportunity_id for e in found})
+                lead = reads.arrivals_of({e.opportunity_id for e in found})
                 found = [
                     e for e in found if scope.takes_opportunity(lead.get(e.opportunity_id), True)
                 ]
@@ -401,19 +399,39 @@ class Analytics:
     def automation(
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[AutomationRow]:
-        scope = self.scope(**filters)
-        completions = self._completions(start, end, scope)
+        return self._automation(self._reads(start, end, filters))
+
+    def _automation(self, reads: Reads) -> list[AutomationRow]:
+        scope = reads.scope
+        if scope.reps is None and scope.sources is None:
+            # Summed up in the store: one row per automation comes back.
+            groups = reads.summed(reads.start, reads.end)
+            wanted = scope.automations
+            keys = None if wanted is None else {None if a == MANUAL else a for a in wanted}
+            touches = self._store.won_touches(reads.start, reads.end, self.won_status, keys=keys)
+        else:
+            groups = groups_of(reads.completions, "rule_id")
+            touches = touches_of(reads.won_at, reads.completions)
         kinds = self._kinds()
-        ids = set(kinds) | {c.rule_id or MANUAL for c in completions}
+        ids = set(kinds) | {group.key or MANUAL for group in groups}
         if scope.automations is not None:
             ids &= scope.automations
-        sequences = [i for i in ids if kinds.get(i) == "sequence"]
-        return automation_of(
-            completions,
-            self._store.status_changes(start, end),
-            self.won_status,
-            created=self._created(start, end, ids, scope),
-            enrollments=self._enrolled(start, end, sequences, scope),
+        enrollments = self._enrolled(reads, [i for i in ids if kinds.get(i) == "sequence"])
+        on_enrolled = {
+            sequence: [
+                c
+                for c in reads.completions_of({e.opportunity_id for e in found})
+                if c.rule_id == sequence
+            ]
+            for sequence, found in enrollments.items()
+        }
+        return automation_rows(
+            groups,
+            touches,
+            reads.won_at if enrollments else {},  # the A/B branches' wins
+            created=self._created(reads.start, reads.end, ids, scope),
+            enrollments=enrollments,
+            enrolled_completions=on_enrolled,
             kinds=kinds,
             only=scope.automations,
         )
@@ -422,11 +440,13 @@ class Analytics:
         self, start: datetime, end: datetime, **filters: Collection[str] | None
     ) -> list[WeekRow]:
         """The figures per ISO week of the period."""
-        scope = self.scope(**filters)
-        arrivals, contacts = self._leads(start, end, scope)
-        wins = self._store.reached(start, end, self.won_status)
-        completions = self._completions(start, end, scope)
-        return trend_of(start, end, arrivals, contacts, wins, completions)
+        return self._trend(self._reads(start, end, filters))
+
+    @staticmethod
+    def _trend(reads: Reads) -> list[WeekRow]:
+        arrivals, contacts = reads.leads
+        start, end = reads.start, reads.end
+        return trend_rows(start, end, arrivals, contacts, reads.wins, reads.weekly())
 
     def dashboard(
         self,
@@ -439,15 +459,16 @@ class Analytics:
         **filters: Collection[str] | None,
     ) -> Dashboard:
         """Every figure of ``[start, end)`` under the filters (the funnel is left out when
-        ``stages`` is None)."""
+        ``stages`` is None); the figures share their reads of the store."""
+        reads = self._reads(start, end, filters)
         return Dashboard(
             start=start,
             end=end,
             as_of=as_of,
-            speed_to_lead=self.speed_to_lead(start, end, **filters),
-            sources=self.sources(start, end, **filters),
-            leaderboard=self.leaderboard(start, end, as_of=as_of, rank_by=rank_by, **filters),
-            funnel=None if stages is None else self.funnel(start, end, stages=stages, **filters),
-            automation=self.automation(start, end, **filters),
-            trend=self.trend(start, end, **filters),
+            speed_to_lead=reads.speed,
+            sources=self._sources(reads),
+            leaderboard=self._leaderboard(reads, as_of, rank_by),
+            funnel=None if stages is None else self._funnel(reads, stages),
+            automation=self._automation(reads),
+            trend=self._trend(reads),
         )

@@ -6,13 +6,13 @@ the activities each automation created, and the sequences' enrollments. Defined 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
-from ..facts import Completion, StatusChange
+from ..facts import Completion, CompletionGroup, StatusChange, Touches, groups_of, touches_of
 from ..sequences import Enrollment, EnrollmentState
 from .analytics_figures import MANUAL, Figure, percentile, share
 
@@ -23,6 +23,7 @@ __all__ = [
     "BranchRow",
     "Created",
     "automation_of",
+    "automation_rows",
     "first_wins",
 ]
 
@@ -140,29 +141,53 @@ def automation_of(
     when given), with last-touch wins from ``changes``. ``created``: the activities each
     created in the period; ``enrollments``: each sequence's enrollments enrolled in the
     period; ``kinds``: what each id is (else ``"manual"`` for ``"(manual)"``, ``"unknown"``)."""
+    won_at = first_wins(changes, won_status)
+    by_rule: dict[str, list[Completion]] = defaultdict(list)
+    for completion in completions:
+        by_rule[completion.rule_id or MANUAL].append(completion)
+    return automation_rows(
+        groups_of(completions, "rule_id"),
+        touches_of(won_at, completions),
+        won_at,
+        created=created,
+        enrollments=enrollments,
+        enrolled_completions=by_rule,
+        kinds=kinds,
+        only=only,
+    )
+
+
+def automation_rows(
+    groups: Iterable[CompletionGroup],
+    touches: Iterable[Touches],
+    won_at: Mapping[str, datetime],
+    *,
+    created: Mapping[str, Created] | None = None,
+    enrollments: Mapping[str, Sequence[Enrollment]] | None = None,
+    enrolled_completions: Mapping[str, Sequence[Completion]] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
+    only: Collection[str] | None = None,
+) -> list[AutomationRow]:
+    """:func:`automation_of` from the period's completions summed up per automation
+    (``groups``: per ``rule_id``, None for ``"(manual)"``), what the opportunities won in the
+    period owe each (``touches``, :func:`~leadflow.facts.touches_of`; ``won_at``: each one's
+    first win) and, per sequence with enrollments, its completions in the period on their
+    opportunities (``enrolled_completions``, for the A/B branches)."""
     created = created or {}
     enrollments = enrollments or {}
+    enrolled_completions = enrolled_completions or {}
     kinds = kinds or {}
-    by_opportunity: dict[str, list[Completion]] = defaultdict(list)
-    groups: dict[str, list[Completion]] = defaultdict(list)
-    for completion in completions:
-        by_opportunity[completion.opportunity_id].append(completion)
-        groups[completion.rule_id or MANUAL].append(completion)
-    won_at = first_wins(changes, won_status)
-    credit: Counter[str] = Counter()
-    for opportunity, at in won_at.items():
-        before = [c for c in by_opportunity.get(opportunity, ()) if c.completed_at <= at]
-        if before:
-            last = max(before, key=lambda c: (c.completed_at, c.activity_id))
-            credit[last.rule_id or MANUAL] += 1
-    ids = set(groups) | {a for a, n in created.items() if n.created} | set(enrollments)
+    summed = {group.key or MANUAL: group for group in groups}
+    owed = {touch.key or MANUAL: touch for touch in touches}
+    ids = set(summed) | {a for a, n in created.items() if n.created} | set(enrollments)
     if only is not None:
         ids &= set(only)
+    empty = CompletionGroup(None, 0, 0, 0, None)
+    nothing = Touches(None, 0, 0)
     rows = []
     for automation in sorted(ids):
-        group = groups.get(automation, [])
-        touched = {c.opportunity_id for c in group}
-        outcomes = Counter(str(c.outcome) for c in group if c.outcome is not None)
+        group = summed.get(automation, empty)
+        touch = owed.get(automation, nothing)
         made = created.get(automation, Created(0, 0))
         enrolled = enrollments.get(automation, ())
         goal = _to_goal(enrolled)
@@ -177,16 +202,16 @@ def automation_of(
                 no_effect=made.created >= NO_EFFECT_MIN_ACTIVITIES
                 and completion_share is not None
                 and completion_share < NO_EFFECT_MAX_COMPLETION,
-                completed=len(group),
-                outcomes=dict(sorted(outcomes.items())),
-                touched=len(touched),
-                converted=len(touched & won_at.keys()),
-                wins=credit.get(automation, 0),
-                win_rate=share(credit.get(automation, 0), len(touched)),
+                completed=group.completed,
+                outcomes=dict(sorted(group.outcomes.items())),
+                touched=group.opportunities,
+                converted=touch.converted,
+                wins=touch.wins,
+                win_rate=share(touch.wins, group.opportunities),
                 enrolled=len(enrolled),
                 goal_reached=len(goal),
                 median_time_to_goal_seconds=percentile(goal, 50),
-                branches=_branches(enrolled, group, won_at),
+                branches=_branches(enrolled, enrolled_completions.get(automation, ()), won_at),
             )
         )
     return rows

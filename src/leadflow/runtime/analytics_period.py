@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from ..errors import InvalidInputError
-from ..facts import Completion, LeadArrival
+from ..facts import Completion, CompletionGroup, LeadArrival, groups_of, total_of
 from ..fields import ensure_utc
 from .analytics_figures import Figure, percentile, share
 
-__all__ = ["MAX_PERIOD", "WeekRow", "check_period", "trend_of", "weeks_of"]
+__all__ = ["MAX_PERIOD", "WeekRow", "check_period", "trend_of", "trend_rows", "weeks_of"]
 
 MAX_PERIOD: Final = timedelta(days=400)
 """The longest period a figure is asked for through ``Operations`` and the routes."""
@@ -89,7 +89,31 @@ def trend_of(
     """Per ISO week of ``[start, end)``: the leads that arrived in it (their first contacts,
     ``contacts``, and first wins, ``wins``, whenever they came) and the activities completed
     in it."""
+    first_monday = _monday(start)
+    done: dict[int, list[Completion]] = defaultdict(list)
+    for completion in completions:
+        n = _index(first_monday, start, end, completion.completed_at)
+        if n is not None:
+            done[n].append(completion)
+    weekly = [
+        total_of(groups_of(done.get(n, []), "rule_id")) for n in range(len(weeks_of(start, end)))
+    ]
+    return trend_rows(start, end, arrivals, contacts, wins, weekly)
+
+
+def trend_rows(
+    start: datetime,
+    end: datetime,
+    arrivals: Sequence[LeadArrival],
+    contacts: Collection[Completion],
+    wins: Mapping[str, datetime],
+    weekly: Sequence[CompletionGroup],
+) -> list[WeekRow]:
+    """:func:`trend_of` from the activities completed in each week of :func:`weeks_of` summed
+    up (``weekly``, one per week)."""
     weeks = weeks_of(start, end)
+    if len(weekly) != len(weeks):
+        raise ValueError(f"expected {len(weeks)} weekly sums, got {len(weekly)}")
     first_monday = _monday(start)
     first = {contact.opportunity_id: contact for contact in contacts}
     leads: dict[int, list[LeadArrival]] = defaultdict(list)
@@ -97,11 +121,6 @@ def trend_of(
         n = _index(first_monday, start, end, arrival.arrived_at)
         if n is not None:
             leads[n].append(arrival)
-    done: dict[int, list[Completion]] = defaultdict(list)
-    for completion in completions:
-        n = _index(first_monday, start, end, completion.completed_at)
-        if n is not None:
-            done[n].append(completion)
     rows = []
     for n, (label, week_start, week_end) in enumerate(weeks):
         cohort = leads.get(n, [])
@@ -111,9 +130,7 @@ def trend_of(
             if a.opportunity_id in first
         ]
         won = sum(a.opportunity_id in wins for a in cohort)
-        completed = done.get(n, [])
-        due = [c for c in completed if c.due_at is not None]
-        on_time = sum(c.due_at is not None and c.completed_at <= c.due_at for c in due)
+        done = weekly[n]
         rows.append(
             WeekRow(
                 week=label,
@@ -124,8 +141,8 @@ def trend_of(
                 won=won,
                 conversion_rate=share(won, len(cohort)),
                 speed_to_lead_p50_seconds=percentile(waits, 50),
-                completed=len(completed),
-                on_time_rate=share(on_time, len(due)),
+                completed=done.completed,
+                on_time_rate=share(done.on_time, done.with_due),
             )
         )
     return rows

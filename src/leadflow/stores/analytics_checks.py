@@ -5,8 +5,8 @@ groupings."""
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection
-from datetime import datetime
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
 from typing import Final
 
 from ..errors import InvalidInputError
@@ -15,9 +15,11 @@ from ..fields import ensure_utc
 __all__ = [
     "MAX_FACTS",
     "MAX_IDS",
+    "check_buckets",
     "check_grouping",
     "check_ids",
     "check_period",
+    "check_stages",
     "check_values",
 ]
 
@@ -75,3 +77,34 @@ def check_grouping(by: object, keys: object) -> frozenset[str | None] | None:
     if len(keys) > 1000 or not all(key is None or isinstance(key, str) for key in keys):
         raise InvalidInputError("expected at most 1,000 names or None", field="keys")
     return frozenset(keys)
+
+
+def check_buckets(
+    width: object, by: object, keys: object
+) -> tuple[timedelta, str | None, frozenset[str | None] | None]:
+    """``(width, by, keys)`` of a bucketed count, else :class:`InvalidInputError` naming the
+    field: ``width`` a timedelta of at least a second, ``by`` None or as
+    :func:`check_grouping` (``keys`` then too; without ``by``, ``keys`` must be None)."""
+    if not isinstance(width, timedelta) or width < timedelta(seconds=1):
+        raise InvalidInputError("expected a timedelta of at least a second", field="width")
+    if by is None:
+        if keys is not None:
+            raise InvalidInputError("keys need a grouping (by)", field="keys")
+        return width, None, None
+    wanted = check_grouping(by, keys)
+    assert isinstance(by, str)
+    return width, by, wanted
+
+
+def check_stages(stages: object) -> tuple[str, ...]:
+    """The funnel's ``stages``, else :class:`InvalidInputError`: 1 to 50 distinct strings in
+    a sequence (not a string)."""
+    if (
+        isinstance(stages, str | bytes)
+        or not isinstance(stages, Sequence)
+        or not 0 < len(stages) <= 50
+        or not all(isinstance(stage, str) for stage in stages)
+        or len(set(stages)) != len(stages)
+    ):
+        raise InvalidInputError("expected 1 to 50 distinct stage names", field="stages")
+    return tuple(stages)

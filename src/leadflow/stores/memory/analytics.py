@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Collection
-from datetime import datetime
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Final
 
@@ -25,17 +25,23 @@ from ...facts import (
     Completion,
     CompletionGroup,
     LeadArrival,
+    StageSums,
     StatusChange,
+    Touches,
     groups_of,
+    stage_sums_of,
 )
 from ..analytics_checks import (
     MAX_FACTS,
     MAX_IDS,
+    check_buckets,
     check_grouping,
     check_ids,
     check_period,
+    check_stages,
     check_values,
 )
+from ..analytics_sums import buckets_of, won_touches_of
 from ..checks import check_limit, check_model
 
 __all__ = [
@@ -79,6 +85,7 @@ class InMemoryAnalyticsStore:
         self._completions: dict[str, Completion] = {}
         self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
         self._first_contacts: dict[str, Completion] = {}
+        self._completions_on: dict[str, list[Completion]] = {}
 
     # ------------------------------------------------------------------ writes
 
@@ -111,6 +118,7 @@ class InMemoryAnalyticsStore:
                 return False
             self._completions[completion.activity_id] = completion
             self._completion_index.add((completion.completed_at, completion.activity_id))
+            self._completions_on.setdefault(completion.opportunity_id, []).append(completion)
             if completion.activity_type in _CONTACTS:
                 opportunity = completion.opportunity_id
                 if _earlier(completion, self._first_contacts.get(opportunity)):
@@ -197,6 +205,51 @@ class InMemoryAnalyticsStore:
         if wanted is not None:
             found = [c for c in found if getattr(c, by) in wanted]
         return groups_of(found, by)
+
+    def completion_buckets(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        width: timedelta,
+        by: str | None = None,
+        keys: Collection[str | None] | None = None,
+    ) -> dict[int, CompletionGroup]:
+        width, by, wanted = check_buckets(width, by, keys)
+        found = self.completions(start, end)
+        start = check_period(start, end)[0]
+        return buckets_of(found, start, width, by, wanted)
+
+    def stage_sums(
+        self, start: datetime, end: datetime, stages: Sequence[str]
+    ) -> builtins.list[StageSums]:
+        wanted = check_stages(stages)
+        return stage_sums_of(self.status_changes(start, end), wanted)
+
+    def won_touches(
+        self,
+        start: datetime,
+        end: datetime,
+        status: str,
+        *,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[Touches]:
+        return won_touches_of(self, start, end, status, keys)
+
+    def completions_of(
+        self, opportunity_ids: Collection[str], start: datetime, end: datetime
+    ) -> builtins.list[Completion]:
+        wanted = check_ids(opportunity_ids)
+        start, end = check_period(start, end)
+        with self._lock:
+            found = [
+                completion
+                for opportunity in wanted
+                for completion in self._completions_on.get(opportunity, ())
+                if start <= completion.completed_at < end
+            ]
+        found.sort(key=lambda c: (c.completed_at, c.activity_id))
+        return found
 
     def first_contacts(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS

@@ -15,8 +15,8 @@ the earliest per opportunity: one index probe per arrival, the reduction in the 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Iterator
-from datetime import datetime
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pymongo import ASCENDING, IndexModel
@@ -28,16 +28,22 @@ from ...facts import (
     Completion,
     CompletionGroup,
     LeadArrival,
+    StageSums,
     StatusChange,
+    Touches,
     groups_of,
+    stage_sums_of,
 )
 from ..analytics_checks import (
     MAX_FACTS,
+    check_buckets,
     check_grouping,
     check_ids,
     check_period,
+    check_stages,
     check_values,
 )
+from ..analytics_sums import buckets_of, won_touches_of
 from ..checks import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
 from .driver import driver_errors, translated
@@ -221,6 +227,55 @@ class MongoAnalyticsStore:
         if wanted is not None:
             found = [c for c in found if getattr(c, by) in wanted]
         return groups_of(found, by)
+
+    @translated("completion_buckets")
+    def completion_buckets(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        width: timedelta,
+        by: str | None = None,
+        keys: Collection[str | None] | None = None,
+    ) -> dict[int, CompletionGroup]:
+        width, by, wanted = check_buckets(width, by, keys)
+        found = self.completions(start, end)
+        start = check_period(start, end)[0]
+        return buckets_of(found, start, width, by, wanted)
+
+    @translated("stage_sums")
+    def stage_sums(
+        self, start: datetime, end: datetime, stages: Sequence[str]
+    ) -> builtins.list[StageSums]:
+        wanted = check_stages(stages)
+        return stage_sums_of(self.status_changes(start, end), wanted)
+
+    @translated("won_touches")
+    def won_touches(
+        self,
+        start: datetime,
+        end: datetime,
+        status: str,
+        *,
+        keys: Collection[str | None] | None = None,
+    ) -> builtins.list[Touches]:
+        return won_touches_of(self, start, end, status, keys)
+
+    @translated("completions_of")
+    def completions_of(
+        self, opportunity_ids: Collection[str], start: datetime, end: datetime
+    ) -> builtins.list[Completion]:
+        wanted = check_ids(opportunity_ids)
+        start, end = check_period(start, end)
+        found: list[Completion] = []
+        for first in range(0, len(wanted), _CHUNK):
+            query = {
+                "opportunityId": {"$in": wanted[first : first + _CHUNK]},
+                "completedAt": {"$gte": start, "$lt": end},
+            }
+            found += (_load(Completion, document) for document in self._completions.find(query))
+        found.sort(key=lambda completion: (completion.completed_at, completion.activity_id))
+        return found
 
     def _arrived(self, start: datetime, end: datetime) -> Iterator[builtins.list[str]]:
         query = {"arrivedAt": {"$gte": start, "$lt": end}}

@@ -295,13 +295,19 @@ def statistics(
         counts[str(kind)][str(key)] = int(number)
     done = and_(where, c.completed_date.is_not(None), c.created_at.is_not(None))
     dated = and_(where, c.created_at.is_not(None))
+    # SQLite would read the whole (opportunity_id, activity_type) index to group in its order
+    # rather than the filter's range (an automation's creation dates, the open activities
+    # past due); grouping by an expression no index holds makes it take the range and sort.
+    opportunity: Any = (
+        func.coalesce(c.opportunity_id, "") if dialect == "sqlite" else c.opportunity_id
+    )
     firsts = (
         select(
             func.min(c.created_at).label("created"),
             func.min(c.completed_date).label("completed"),
         )
         .where(dated)
-        .group_by(c.opportunity_id)
+        .group_by(opportunity)
         .subquery()
     )
     spans = select(

@@ -37,7 +37,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
-from ...facts import CONTACT_TYPES, Completion, CompletionGroup, LeadArrival, StatusChange
+from ...facts import (
+    CONTACT_TYPES,
+    Completion,
+    CompletionGroup,
+    LeadArrival,
+    StatusChange,
+    rebuilt,
+)
 from ..analytics_checks import (
     MAX_FACTS,
     check_grouping,
@@ -46,6 +53,7 @@ from ..analytics_checks import (
     check_values,
 )
 from ..checks import check_limit, check_model
+from .analytics_sums import SqlSums
 from .database import SqlDatabase
 from .errors import translated
 
@@ -55,7 +63,7 @@ _CONTACTS = [str(kind) for kind in CONTACT_TYPES]
 _CHUNK = 900  # ids per IN list: within SQLite's oldest bound-parameter limit (999)
 
 
-class SqlAnalyticsStore:
+class SqlAnalyticsStore(SqlSums):
     """The facts in three tables of ``database``."""
 
     def __init__(self, database: SqlDatabase) -> None:
@@ -126,7 +134,7 @@ class SqlAnalyticsStore:
         if wanted_owners is not None:
             query = query.where(c.owner.in_(sorted(wanted_owners)))
         query = query.order_by(c.arrived_at, c.opportunity_id).limit(limit)
-        return [LeadArrival.model_construct(**row) for row in self._rows(query)]
+        return [rebuilt(LeadArrival, dict(row)) for row in self._rows(query)]
 
     @translated("arrivals_of")
     def arrivals_of(self, opportunity_ids: Collection[str]) -> dict[str, LeadArrival]:
@@ -137,7 +145,7 @@ class SqlAnalyticsStore:
         for first in range(0, len(wanted), _CHUNK):
             query = select(*columns).where(c.opportunity_id.in_(wanted[first : first + _CHUNK]))
             for row in self._rows(query):
-                found[row["opportunity_id"]] = LeadArrival.model_construct(**row)
+                found[row["opportunity_id"]] = rebuilt(LeadArrival, dict(row))
         return found
 
     @translated("status_changes")
@@ -153,7 +161,7 @@ class SqlAnalyticsStore:
             .order_by(c.changed_at, c.event_id)
             .limit(limit)
         )
-        return [StatusChange.model_construct(**row) for row in self._rows(query)]
+        return [rebuilt(StatusChange, dict(row)) for row in self._rows(query)]
 
     @translated("completions")
     def completions(
@@ -199,6 +207,7 @@ class SqlAnalyticsStore:
                 func.count().label("completed"),
                 func.count(c.due_at).label("with_due"),
                 func.coalesce(func.sum(on_time), 0).label("on_time"),
+                func.count(c.opportunity_id.distinct()).label("opportunities"),
             )
             .where(*where)
             .group_by(key)
@@ -227,6 +236,15 @@ class SqlAnalyticsStore:
             row["key"]: float(row["seconds"])
             for row in self._rows(select(r.key, r.seconds).where(r.rank == (r.n + 1) // 2))
         }
+        outcomes: dict[str | None, dict[str, int]] = {}
+        per_outcome = (
+            select(key.label("key"), c.outcome, func.count().label("n"))
+            .where(*where, c.outcome.is_not(None))
+            .group_by(key, c.outcome)
+            .order_by(key, c.outcome)
+        )
+        for row in self._rows(per_outcome):
+            outcomes.setdefault(row["key"], {})[row["outcome"]] = row["n"]
         rows = sorted(self._rows(sums), key=lambda row: (row["key"] is not None, row["key"] or ""))
         return [
             CompletionGroup(
@@ -235,9 +253,29 @@ class SqlAnalyticsStore:
                 with_due=row["with_due"],
                 on_time=int(row["on_time"]),
                 median_seconds_to_complete=medians.get(row["key"]),
+                opportunities=row["opportunities"],
+                outcomes=outcomes.get(row["key"], {}),
             )
             for row in rows
         ]
+
+    @translated("completions_of")
+    def completions_of(
+        self, opportunity_ids: Collection[str], start: datetime, end: datetime
+    ) -> builtins.list[Completion]:
+        wanted = check_ids(opportunity_ids)
+        start, end = check_period(start, end)
+        c = self._completions.c
+        found: list[Completion] = []
+        for first in range(0, len(wanted), _CHUNK):
+            query = select(*c).where(
+                c.opportunity_id.in_(wanted[first : first + _CHUNK]),
+                c.completed_at >= start,
+                c.completed_at < end,
+            )
+            found += (_completion(row) for row in self._rows(query))
+        found.sort(key=lambda completion: (completion.completed_at, completion.activity_id))
+        return found
 
     @translated("first_contacts")
     def first_contacts(
@@ -295,4 +333,4 @@ def _completion(row: RowMapping) -> Completion:
     values["activity_type"] = ActivityType(values["activity_type"])
     if values["outcome"] is not None:
         values["outcome"] = Outcome(values["outcome"])
-    return Completion.model_construct(**values)
+    return rebuilt(Completion, values)

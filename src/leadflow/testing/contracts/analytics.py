@@ -258,6 +258,147 @@ class AnalyticsStoreContract(abc.ABC):
         with pytest.raises(InvalidInputError):
             store.completion_groups(*period, by="rule_id", keys="r1")
 
+    def test_completion_groups_count_opportunities_and_outcomes(
+        self, store: AnalyticsStore
+    ) -> None:
+        for activity, opportunity, hours, rule, outcome in (
+            ("a1", "o1", 1, "r1", Outcome.SUCCESSFUL),
+            ("a2", "o1", 2, "r1", Outcome.NO_ANSWER),
+            ("a3", "o2", 3, "r1", Outcome.SUCCESSFUL),
+            ("a4", "o2", 4, "r1", None),
+            ("a5", "o3", 5, None, Outcome.NO_ANSWER),
+            ("a6", "o4", 30, "r1", Outcome.SUCCESSFUL),  # after the period
+        ):
+            store.record_completion(
+                make_completion(activity, opportunity, hours=hours, rule_id=rule, outcome=outcome)
+            )
+        rows = [
+            (g.key, g.completed, g.opportunities, g.outcomes)
+            for g in store.completion_groups(at(hours=0), at(hours=20), by="rule_id")
+        ]
+        assert rows == [
+            (None, 1, 1, {"no_answer": 1}),
+            ("r1", 4, 2, {"no_answer": 1, "successful": 2}),
+        ]
+
+    def test_completion_buckets_count_per_width(self, store: AnalyticsStore) -> None:
+        # From hour 2, 5-hour buckets: [2, 7) a1 a2 a3, [7, 12) none, [12, 17) a4, a5 at the
+        # end (out), a0 before the start (out).
+        for activity, hours, due, rep in (
+            ("a0", 1, None, "alice"),
+            ("a1", 2, 3, "alice"),  # on time
+            ("a2", 6.5, 5, "bob"),  # late
+            ("a3", 4, None, None),
+            ("a4", 16.9, 17, "alice"),  # on time
+            ("a5", 17, 20, "alice"),
+        ):
+            store.record_completion(
+                make_completion(
+                    activity,
+                    "o1",
+                    hours=hours,
+                    assigned_to=rep,
+                    due_at=None if due is None else at(hours=due),
+                )
+            )
+        width = timedelta(hours=5)
+        found = store.completion_buckets(at(hours=2), at(hours=17), width=width)
+        assert {n: (g.key, g.completed, g.with_due, g.on_time) for n, g in found.items()} == {
+            0: (None, 3, 2, 1),
+            2: (None, 1, 1, 1),
+        }
+        mine = store.completion_buckets(
+            at(hours=2), at(hours=17), width=width, by="assigned_to", keys=["bob", None]
+        )
+        assert {n: g.completed for n, g in mine.items()} == {0: 2}
+        for bad in (
+            {"width": timedelta(0)},
+            {"width": 3600},
+            {"width": width, "keys": ["bob"]},
+            {"width": width, "by": "outcome"},
+        ):
+            with pytest.raises(InvalidInputError):
+                store.completion_buckets(at(hours=2), at(hours=17), **bad)
+
+    def test_won_touches_credit_the_last_touch_before_the_first_win(
+        self, store: AnalyticsStore
+    ) -> None:
+        for event, opportunity, to, hours in (
+            ("w1", "o1", "won", 10),
+            ("w2", "o2", "won", 6),
+            ("w3", "o3", "won", 3),
+            ("w4", "o3", "won", 9),  # not the first win
+            ("w5", "o4", "lost", 4),
+            ("w6", "o5", "won", 30),  # after the period
+        ):
+            store.record_status_change(make_change(event, opportunity, to, hours=hours))
+        for activity, opportunity, hours, rule in (
+            ("a0", "o1", -5, "r3"),  # before the period
+            ("a1", "o1", 5, "r1"),
+            ("a2", "o1", 8, "r2"),  # o1's last touch
+            ("a3", "o1", 12, "r1"),  # after its win
+            ("a4", "o2", 7, "r1"),  # after its win: converted, no win
+            ("a5", "o3", 2, None),  # o3's last touch (manual)
+            ("a6", "o3", 2, "r2"),  # same time, a5 < a6: a6 is the last
+            ("a7", "o4", 1, "r1"),  # not won
+        ):
+            store.record_completion(
+                make_completion(activity, opportunity, hours=hours, rule_id=rule)
+            )
+        period = (at(hours=0), at(hours=20))
+        rows = [(t.key, t.converted, t.wins) for t in store.won_touches(*period, "won")]
+        assert rows == [(None, 1, 0), ("r1", 2, 0), ("r2", 2, 2)]
+        only = store.won_touches(*period, "won", keys=[None, "r1"])
+        assert [(t.key, t.converted, t.wins) for t in only] == [(None, 1, 1), ("r1", 2, 1)]
+        assert store.won_touches(*period, "qualified") == []
+        with pytest.raises(InvalidInputError):
+            store.won_touches(*period, 3)  # type: ignore[arg-type]
+
+    def test_stage_sums_follow_each_opportunitys_stays(self, store: AnalyticsStore) -> None:
+        for event, opportunity, to, hours in (
+            ("e1", "o1", "new", 1),
+            ("e2", "o1", "new", 2),  # a repeat: the stay goes on
+            ("e3", "o1", "won", 5),  # new: 4 h
+            ("e4", "o1", "new", 6),  # won: 1 h; o1 is still in new
+            ("e5", "o2", "new", 2),
+            ("e7", "o2", "lost", 4),  # same time as e6, after it
+            ("e6", "o2", "won", 4),  # new: 2 h; won: 0 h
+            ("e8", "o3", "won", 3),  # skips new
+            ("e9", "o4", "new", 30),  # after the period
+        ):
+            store.record_status_change(make_change(event, opportunity, to, hours=hours))
+        found = store.stage_sums(at(hours=0), at(hours=20), ["new", "won", "qualified"])
+        assert [
+            (s.stage, s.reached, s.advanced, s.still_in, s.median_stay_seconds) for s in found
+        ] == [
+            ("new", 2, 2, 1, 7200.0),  # stays of 4 h and 2 h: the lower middle
+            ("won", 3, 0, 1, 0.0),  # stays of 1 h and 0 h
+            ("qualified", 0, 0, 0, None),
+        ]
+        with pytest.raises(InvalidInputError):
+            store.stage_sums(at(hours=0), at(hours=20), ["new", "new"])
+        with pytest.raises(InvalidInputError):
+            store.stage_sums(at(hours=0), at(hours=20), "new")
+
+    def test_completions_of_opportunities_in_a_period(self, store: AnalyticsStore) -> None:
+        for activity, opportunity, hours in (
+            ("a1", "o1", 3),
+            ("a2", "o2", 1),
+            ("a3", "o1", 1),
+            ("a4", "o1", 20),  # at the period's end: out
+            ("a5", "o3", 2),  # not asked for
+            ("a0", "o2", 1),  # ties by activity id
+        ):
+            store.record_completion(make_completion(activity, opportunity, hours=hours))
+        found = store.completions_of(["o1", "o2", "o9"], at(hours=0), at(hours=20))
+        assert _activities(found) == ["a0", "a2", "a3", "a1"]
+        assert_utc(found[0].completed_at)
+        assert store.completions_of([], at(hours=0), at(hours=20)) == []
+        with pytest.raises(InvalidInputError):
+            store.completions_of("o1", at(hours=0), at(hours=20))
+        with pytest.raises(InvalidInputError):
+            store.completions_of(["o1"], at(hours=20), at(hours=0))
+
     def test_times_in_other_zones_are_the_same_instants(self, store: AnalyticsStore) -> None:
         zone = timezone(timedelta(hours=-5))
         store.record_arrival(make_arrival("o1", arrived_at=at(hours=1).astimezone(zone)))
