@@ -186,6 +186,14 @@ def test_on_mongo_a_handed_over_model_is_validated_once_not_twice(
 # ---------------------------------------------------------------------- the mechanism
 
 
+def test_nothing_is_handed_over_outside_a_hand_over_not_even_none(storage: Storage) -> None:
+    # The store-level fuzz found it: a lookup without a default answered None for None.
+    assert not is_handed_over(None)
+    for call in (lambda: storage.activities.add(None), lambda: storage.scheduled.schedule(None)):
+        with pytest.raises(InvalidInputError):
+            call()  # type: ignore[arg-type]
+
+
 def test_check_model_trusts_only_the_objects_handed_over_for_the_call() -> None:
     good = LeadArrival(event_id="e1", opportunity_id="o1", arrived_at=T0)
     bad = LeadArrival(event_id="e2", opportunity_id="o2", arrived_at=T0)

@@ -57,6 +57,7 @@ _MODELS: dict[str, Callable[[], Any]] = {
     "entry": lambda: make_audit_entry("e9"),
     "definition": lambda: make_sequence("s9"),
     "enrollment": lambda: make_enrollment("enr-9", opportunity_id="opp-9"),
+    "enrollments": lambda: [make_enrollment("enr-1", opportunity_id="opp-1")],
     "arrival": lambda: LeadArrival(
         event_id="ev-8", opportunity_id="opp-9", arrived_at=BASE_TIME, source="web", owner="u1"
     ),
@@ -83,6 +84,7 @@ _VALID: dict[str, Any] = {
     "rule_id": "rule-1",
     "sequence_id": "s1",
     "enrollment_id": "enr-1",
+    "enrollment_ids": ["enr-1"],
     **dict.fromkeys(["completed_by", "assigned_to", "worker"], "u1"),
     **dict.fromkeys(
         ["now", "as_of", "before", "since", "start", "completed_at", "retry_at"], BASE_TIME
@@ -92,6 +94,8 @@ _VALID: dict[str, Any] = {
     "limit": 10,
     "lease": timedelta(minutes=5),
     "within": timedelta(hours=1),
+    "width": timedelta(days=7),
+    "stages": ["new", "won"],
     "error": "boom",
     "permanent": False,
     "version": 1,

@@ -246,6 +246,7 @@ def check_model(value: object, cls: type[_M], field: str) -> _M:
 # ---------------------------------------------------------------------- the runtime's hand-over
 
 _NONE_HANDED: Final[Mapping[int, object]] = MappingProxyType({})
+_ABSENT: Final = object()
 _HANDED: Final[ContextVar[Mapping[int, object]]] = ContextVar(
     "leadflow_handed_over", default=_NONE_HANDED
 )
@@ -273,4 +274,5 @@ def handed_over(call: Callable[[_A], _T], value: _A, *models: BaseModel) -> _T:
 def is_handed_over(value: object) -> bool:
     """Whether ``value`` is one of the models the runtime handed over for the store call
     under way (:func:`handed_over`); False for anything else, a copy of it included."""
-    return _HANDED.get().get(object.__hash__(value)) is value
+    # A default that nothing passed can be: with ``.get(key)`` alone, None was "handed over".
+    return _HANDED.get().get(object.__hash__(value), _ABSENT) is value
