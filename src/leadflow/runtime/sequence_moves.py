@@ -35,6 +35,7 @@ from ..sequences import (
     StepRecord,
     WaitForEventStep,
 )
+from ..stores.checks import handed_over
 from .emitter import Emitter
 from .planning import action_id_for, partition_for
 from .sequence_parts import Recipients, capped_history, explanation, hops, payload, step_key
@@ -167,7 +168,9 @@ class Moves:
             if len(self._templates) >= 1000:
                 self._templates.clear()
             self._templates[version] = action
-        stored, _ = self._scheduled.schedule(action)
+        # Built above from validated parts and held by nobody outside the runtime (the template
+        # cache keeps a frozen model no one changes): handed over, not checked again.
+        stored, _ = handed_over(self._scheduled.schedule, action)
         return stored
 
     def _moved(
