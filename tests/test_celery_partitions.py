@@ -279,7 +279,12 @@ def test_a_stopped_partition_waits_for_its_own_worker(
             pytest.fail(f"p0 ran no run_due after the leases expired:\n{workers.outputs()}")
         kick()
         time.sleep(0.5)
-    assert all(e["result"]["claimed"] == 0 for e in claimed_after_expiry())
+    took = [e for e in claimed_after_expiry() if e["result"]["claimed"] != 0]
+    # Seen once at a load average above 10: say what p0 took, and from which partition.
+    assert not took, (
+        f"p0 claimed after the leases expired: {took[:5]}\n"
+        f"partition 0 live: {live_in(storage, 0, count)[:5]}\n{workers.outputs()}"
+    )
     waiting = live_in(storage, 1, count)
     ran_by_p1 = {e["key"] for e in workers.log("p1") if e["ev"] == "done"}
     in_partition_1 = {k for k, p in keys.items() if p == 1}
