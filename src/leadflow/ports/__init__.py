@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from .analytics import AnalyticsStore
+from .analytics import AnalyticsStore, BatchFacts
 from .integrations import (
     Contact,
     EventSink,
@@ -53,6 +53,7 @@ __all__ = [
     "AuditLog",
     "BatchAcknowledgement",
     "BatchActivities",
+    "BatchFacts",
     "BatchScheduling",
     "Clock",
     "Contact",

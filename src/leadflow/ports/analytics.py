@@ -24,7 +24,7 @@ from ..facts import (
     Touches,
 )
 
-__all__ = ["AnalyticsStore"]
+__all__ = ["AnalyticsStore", "BatchFacts"]
 
 
 @runtime_checkable
@@ -174,4 +174,22 @@ class AnalyticsStore(Protocol):
         changed_at < end`` over ``stages`` (1 to 50 distinct strings, else
         :class:`~leadflow.InvalidInputError`), one per stage in order. Summed up where the
         facts are kept (SQL: window functions over the period's changes)."""
+        ...
+
+
+@runtime_checkable
+class BatchFacts(Protocol):
+    """What an :class:`AnalyticsStore` may add to record the facts of many events in one step
+    (the SQL store does: one multi-row ``INSERT ... ON CONFLICT DO NOTHING`` per kind of fact).
+    Optional: the runtime calls the ``record_*`` methods one by one on a store without it."""
+
+    def record_many(
+        self,
+        arrivals: Sequence[LeadArrival],
+        changes: Sequence[StatusChange],
+        completions: Sequence[Completion],
+    ) -> None:
+        """Record each fact as its ``record_*`` method would (a fact whose key is stored
+        already, or comes earlier in its list, is left alone), at most 1,000 of each kind
+        (else :class:`~leadflow.InvalidInputError`, nothing written), in one atomic step."""
         ...

@@ -403,9 +403,10 @@ class Planner:
         )
         for (action, result), (run, ctx) in zip(runs, executed, strict=True):
             self._ran(action, result, run, ctx, done)
+        if self._facts is not None:
+            facts = self._facts
+            facts.record_all([p.result.event for p in waiting if facts.wants(p.result.event)])
         for plan in waiting:
-            if self._facts is not None and self._facts.wants(plan.result.event):
-                self._facts.record(plan.result.event, plan.result.errors, batched=True)
             self._sequence(plan, batched=True)
         runs.clear()
         waiting.clear()

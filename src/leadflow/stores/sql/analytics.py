@@ -18,7 +18,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -60,6 +60,9 @@ from .errors import translated
 __all__ = ["SqlAnalyticsStore"]
 
 _CONTACTS = [str(kind) for kind in CONTACT_TYPES]
+MAX_FACTS_BATCH: Final = 1000
+"""The most facts of one kind :meth:`SqlAnalyticsStore.record_many` takes at once."""
+_F = TypeVar("_F", LeadArrival, StatusChange, Completion)
 _CHUNK = 900  # ids per IN list: within SQLite's oldest bound-parameter limit (999)
 
 
@@ -76,6 +79,10 @@ class SqlAnalyticsStore(SqlSums):
         self._inserts = {
             table.name: upsert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
             for table in self._tables()
+        }
+        # For many rows at once: no RETURNING, so the driver's executemany takes them together.
+        self._insert_many = {
+            table.name: upsert(table).on_conflict_do_nothing() for table in self._tables()
         }
 
     def _tables(self) -> tuple[Table, Table, Table]:
@@ -104,10 +111,29 @@ class SqlAnalyticsStore(SqlSums):
     @translated("completion")
     def record_completion(self, completion: Completion) -> bool:
         completion = check_model(completion, Completion, "completion")
-        values = completion.model_dump()
-        for name in ("activity_type", "outcome"):
-            values[name] = None if values[name] is None else str(values[name])
-        return self._insert(self._completions, values)
+        return self._insert(self._completions, _completion_values(completion))
+
+    @translated("facts")
+    def record_many(
+        self,
+        arrivals: Sequence[LeadArrival],
+        changes: Sequence[StatusChange],
+        completions: Sequence[Completion],
+    ) -> None:
+        """See :class:`~leadflow.ports.BatchFacts`: one ``executemany`` per kind of fact, in
+        one transaction."""
+        rows = [
+            (self._arrivals, [a.model_dump() for a in _checked(arrivals, LeadArrival, "arrivals")]),
+            (self._changes, [c.model_dump() for c in _checked(changes, StatusChange, "changes")]),
+            (
+                self._completions,
+                [_completion_values(c) for c in _checked(completions, Completion, "completions")],
+            ),
+        ]
+        with self._db.write() as connection:
+            for table, values in rows:
+                if values:
+                    connection.execute(self._insert_many[table.name], values)
 
     # ------------------------------------------------------------------ queries
 
@@ -334,3 +360,20 @@ def _completion(row: RowMapping) -> Completion:
     if values["outcome"] is not None:
         values["outcome"] = Outcome(values["outcome"])
     return rebuilt(Completion, values)
+
+
+def _completion_values(completion: Completion) -> dict[str, Any]:
+    values = completion.model_dump()
+    for name in ("activity_type", "outcome"):
+        values[name] = None if values[name] is None else str(values[name])
+    return values
+
+
+def _checked(facts: object, cls: type[_F], field: str) -> list[_F]:
+    """``facts`` (a list or tuple of at most :data:`MAX_FACTS_BATCH` ``cls``), each checked as
+    its ``record_*`` method checks it; else :class:`InvalidInputError` naming ``field``."""
+    if not isinstance(facts, list | tuple):
+        raise InvalidInputError("expected a list of facts", field=field)
+    if len(facts) > MAX_FACTS_BATCH:
+        raise InvalidInputError(f"at most {MAX_FACTS_BATCH:,} at once", field=field)
+    return [check_model(fact, cls, field) for fact in facts]
