@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from ..errors import InvalidInputError
-from ..facts import Completion, CompletionGroup, StatusChange, Touches, touches_of
+from ..facts import Completion, CompletionGroup, StatusChange, Touches, groups_of, touches_of
 from .analytics_checks import check_grouping, check_period
 
-__all__ = ["buckets_of", "won_touches_of"]
+__all__ = ["buckets_of", "groups_in", "won_touches_of"]
 
 
 class _Reads(Protocol):
@@ -23,6 +23,17 @@ class _Reads(Protocol):
     def completions_of(
         self, opportunity_ids: Collection[str], start: datetime, end: datetime
     ) -> list[Completion]: ...
+
+
+def groups_in(
+    completions: list[Completion], by: str, keys: Collection[str | None] | None
+) -> list[CompletionGroup]:
+    """The store's ``completion_groups`` from the period's ``completions``: those whose ``by``
+    is among ``keys`` (all when None), grouped (:func:`~leadflow.facts.groups_of`)."""
+    wanted = check_grouping(by, keys)
+    if wanted is not None:
+        completions = [c for c in completions if getattr(c, by) in wanted]
+    return groups_of(completions, by)
 
 
 def buckets_of(

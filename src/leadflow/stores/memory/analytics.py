@@ -28,7 +28,6 @@ from ...facts import (
     StageSums,
     StatusChange,
     Touches,
-    groups_of,
     stage_sums_of,
 )
 from ..analytics_checks import (
@@ -41,7 +40,7 @@ from ..analytics_checks import (
     check_stages,
     check_values,
 )
-from ..analytics_sums import buckets_of, won_touches_of
+from ..analytics_sums import buckets_of, groups_in, won_touches_of
 from ..checks import check_limit, check_model
 
 __all__ = [
@@ -200,11 +199,7 @@ class InMemoryAnalyticsStore:
         by: str,
         keys: Collection[str | None] | None = None,
     ) -> builtins.list[CompletionGroup]:
-        wanted = check_grouping(by, keys)
-        found = self.completions(start, end)
-        if wanted is not None:
-            found = [c for c in found if getattr(c, by) in wanted]
-        return groups_of(found, by)
+        return groups_in(self.completions(start, end), by, keys)
 
     def completion_buckets(
         self,

@@ -31,19 +31,17 @@ from ...facts import (
     StageSums,
     StatusChange,
     Touches,
-    groups_of,
     stage_sums_of,
 )
 from ..analytics_checks import (
     MAX_FACTS,
     check_buckets,
-    check_grouping,
     check_ids,
     check_period,
     check_stages,
     check_values,
 )
-from ..analytics_sums import buckets_of, won_touches_of
+from ..analytics_sums import buckets_of, groups_in, won_touches_of
 from ..checks import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
 from .driver import driver_errors, translated
@@ -222,11 +220,7 @@ class MongoAnalyticsStore:
         by: str,
         keys: Collection[str | None] | None = None,
     ) -> builtins.list[CompletionGroup]:
-        wanted = check_grouping(by, keys)
-        found = self.completions(start, end)
-        if wanted is not None:
-            found = [c for c in found if getattr(c, by) in wanted]
-        return groups_of(found, by)
+        return groups_in(self.completions(start, end), by, keys)
 
     @translated("completion_buckets")
     def completion_buckets(

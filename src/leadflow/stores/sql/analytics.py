@@ -24,7 +24,6 @@ from sqlalchemy import (
     BigInteger,
     Float,
     RowMapping,
-    Select,
     Table,
     and_,
     case,
@@ -91,10 +90,6 @@ class SqlAnalyticsStore(SqlSums):
     def _insert(self, table: Table, values: Mapping[str, Any]) -> bool:
         with self._db.write() as connection:
             return connection.execute(self._inserts[table.name], dict(values)).first() is not None
-
-    def _rows(self, statement: Select[Any]) -> Sequence[RowMapping]:
-        with self._db.read() as connection:
-            return connection.execute(statement).mappings().all()
 
     # ------------------------------------------------------------------ writes
 

@@ -46,7 +46,8 @@ class SqlSums:
     _completions: Table
 
     def _rows(self, statement: Select[Any]) -> Sequence[RowMapping]:
-        raise NotImplementedError
+        with self._db.read() as connection:
+            return connection.execute(statement).mappings().all()
 
     @translated("completion_buckets")
     def completion_buckets(
