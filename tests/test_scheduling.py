@@ -6,13 +6,16 @@ are held to JobStoreContract (tests/test_contracts_*.py)."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,6 +120,90 @@ def test_latest_and_next_bracket_any_instant_near_a_transition(
     following = job.next_after(latest)
     assert latest <= now < following
     assert job.next_after(now) == following
+
+
+def _fresh(job: Job, when: datetime, *, previous: bool) -> datetime:
+    """A lookup as a fresh croniter per call does it (the job keeps its parsed one)."""
+    zone = ZoneInfo(str(job.timezone))
+    if previous:
+        local = (when + timedelta(microseconds=1)).astimezone(zone)
+        found: datetime = croniter(job.cron, local).get_prev(datetime)
+    else:
+        found = croniter(job.cron, when.astimezone(zone)).get_next(datetime)
+    return found.astimezone(UTC)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    cron=st.sampled_from(
+        [
+            "0 8 * * *",
+            "*/15 * * * *",
+            "30 1 * * *",
+            "30 2 * * *",
+            "0 * * * *",
+            "5 4 * * 1-5",
+            "0 9 1 * *",
+            "0 0 29 2 *",
+            "*/7 3 * * *",
+        ]
+    ),
+    timezone=st.sampled_from(
+        [
+            "UTC",
+            "America/New_York",
+            "Europe/Berlin",
+            "Australia/Sydney",
+            "America/Santiago",
+            "Australia/Lord_Howe",
+            "Asia/Kolkata",
+        ]
+    ),
+    instants=st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2028, 12, 31)),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_job_keeps_its_parsed_cron_and_answers_as_a_fresh_parse_would(
+    cron: str, timezone: str, instants: list[tuple[datetime, bool]]
+) -> None:
+    job = noop_job("p", cron, timezone=timezone)
+    for naive, previous in instants:  # lookups of either kind, in any order, on one job
+        when = naive.replace(tzinfo=UTC)
+        found = job.latest_at_or_before(when) if previous else job.next_after(when)
+        assert found == _fresh(job, when, previous=previous)
+
+
+def test_threads_sharing_a_job_get_the_answers_of_a_fresh_parse() -> None:
+    job = noop_job("p", "*/15 * * * *", timezone="Europe/Berlin")
+    start = utc(2026, 3, 29, 0)
+    instants = [start + timedelta(minutes=7 * n, seconds=n) for n in range(400)]
+    expected = [_fresh(job, when, previous=n % 2 == 0) for n, when in enumerate(instants)]
+    wrong: list[int] = []
+
+    def look(offset: int) -> None:
+        for n in range(offset, len(instants), 2):
+            when = instants[n]
+            found = job.latest_at_or_before(when) if n % 2 == 0 else job.next_after(when)
+            if found != expected[n]:
+                wrong.append(n)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch inside a lookup, not only between them
+    try:
+        for _ in range(3):
+            threads = [threading.Thread(target=look, args=(k % 2,)) for k in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
 
 
 @pytest.mark.parametrize(

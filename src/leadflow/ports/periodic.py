@@ -19,8 +19,9 @@ From the bottom up:
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final, cast
@@ -118,6 +119,10 @@ class Job:
     grace: timedelta = timedelta(minutes=10)
     lease: timedelta = timedelta(minutes=15)
     description: str = ""
+    # The parsed expression, kept: parsing it (croniter's constructor) cost more than the
+    # rest of a due check. Moved to each lookup's start under the lock (croniter is stateful).
+    _iterator: croniter = field(init=False, repr=False, compare=False)
+    _iterating: threading.Lock = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
@@ -131,6 +136,8 @@ class Job:
         object.__setattr__(self, "timezone", _zone(self.timezone))
         _duration(self.grace, "grace", zero=True)
         _duration(self.lease, "lease")
+        object.__setattr__(self, "_iterator", croniter(self.cron))
+        object.__setattr__(self, "_iterating", threading.Lock())
 
     @property
     def zone(self) -> ZoneInfo:
@@ -145,13 +152,17 @@ class Job:
     def next_after(self, when: datetime) -> datetime:
         """The first scheduled time strictly after ``when``, in UTC."""
         local = ensure_utc(when, "when").astimezone(self.zone)
-        following: datetime = croniter(self.cron, local).get_next(datetime)
+        with self._iterating:
+            self._iterator.set_current(local)
+            following: datetime = self._iterator.get_next(datetime)
         return following.astimezone(UTC)
 
     def latest_at_or_before(self, when: datetime) -> datetime:
         """The last scheduled time at or before ``when``, in UTC."""
         local = (ensure_utc(when, "when") + timedelta(microseconds=1)).astimezone(self.zone)
-        previous: datetime = croniter(self.cron, local).get_prev(datetime)
+        with self._iterating:
+            self._iterator.set_current(local)
+            previous: datetime = self._iterator.get_prev(datetime)
         return previous.astimezone(UTC)
 
     def fire_times(self, start: datetime, end: datetime) -> list[datetime]:

@@ -173,7 +173,7 @@ class Simulator:
         calendar: WorkingCalendar | None = None,
         sequences: Iterable[SequenceInput] = (),
     ) -> None:
-        from ..stores.memory import memory_storage
+        from ..stores.memory.fast import fast_memory_storage
 
         self.settings = settings = settings or SimulationSettings()
         self.report = SimulationReport()
@@ -184,7 +184,7 @@ class Simulator:
         self.opportunities = HistoryOpportunities()
         self.events = CountingEventSink()
         flow = _Flow(
-            memory_storage(),
+            fast_memory_storage(),
             Integrations(
                 notifier=self.notifier,
                 messenger=self.messenger,
