@@ -85,7 +85,7 @@ def _event(item: object, now: datetime) -> Event:
             f"expected an Event or a mapping, got {type(item).__name__}", field="event"
         )
     try:
-        return _read(_timed(item, now))
+        return read_event_document(_timed(item, now))
     except ValidationError as error:
         problem = error.errors()[0]
         where = ".".join(map(str, problem["loc"])) or "event"
@@ -103,7 +103,7 @@ def _timed(item: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
 _TEMPLATE: Final = Event(id="template", type="template.event", time=DEFAULT_LIMITS.earliest)
 
 
-def _read(document: object) -> Event:
+def read_event_document(document: object) -> Event:
     """``Event.model_validate(document)``, read by the engine's intake
     (:func:`~leadflow.rules.intake.read_event`: the model's checks, the same values and the
     same refusals, held to the model by property tests) and built from the fields it checked
@@ -332,7 +332,12 @@ class LeadFlow:
         else:
             if isinstance(event, Mapping):
                 event = _timed(event, self.now())
-            event = _read(event)
+            event = read_event_document(event)
+        return self._handle_read(event)
+
+    def _handle_read(self, event: Event) -> HandleResult:
+        """:meth:`handle` for an event this flow's own reader built from a document (the
+        backtest's driver reads each recorded event once, here, and nobody else holds it)."""
         return self.planner.handle(self.admit(event))
 
     def admit(self, event: Event) -> Event:

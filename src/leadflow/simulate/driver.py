@@ -36,6 +36,7 @@ from ..ports import Integrations
 from ..records import ActionKind, ScheduledActionState
 from ..rules import EventTypes, OperatorRegistry, WorkingCalendar
 from ..runtime import FlowSettings, HandleResult, HandlerRegistry, LeadFlow, LeadflowJobs
+from ..runtime.flow import read_event_document
 from ..runtime.jobs import JobSchedule, JobSettings
 from ..runtime.sequence_report import sequence_report
 from ..scheduling import JobRunner
@@ -151,8 +152,8 @@ class _Flow(LeadFlow):
 
     seen: Observations
 
-    def handle(self, event: Event | Mapping[str, Any]) -> HandleResult:
-        result = super().handle(event)
+    def _handle_read(self, event: Event) -> HandleResult:
+        result = super()._handle_read(event)
         self.seen.matched_rules(result.matched_rules, 0)
         return result
 
@@ -275,7 +276,8 @@ class Simulator:
         if isinstance(document, Mapping) and "eventId" not in document and "id" not in document:
             document = {**document, "id": f"event-{report.events + report.events_refused + 1}"}
         try:
-            event = Event.model_validate(document)
+            # Read once, by the flow's own reader: handling it does not check it again.
+            event = read_event_document(document)
         except (ValidationError, LeadflowError, ValueError, TypeError) as exc:
             self._refuse(document, exc)
             return
@@ -299,7 +301,7 @@ class Simulator:
             self._complete(opportunity, event)
         current = self.seen.current = Counter()
         try:
-            self.last_result = self.flow.handle(event)
+            self.last_result = self.flow._handle_read(event)
         except (ValidationError, LeadflowError) as exc:
             self._refuse(document, exc)
         finally:
