@@ -27,6 +27,11 @@ from leadflow.stores.memory import (
     memory_storage,
 )
 from leadflow.stores.memory.fast import FastActivityRepository, FastScheduledActionStore
+from leadflow.stores.memory.fast.activity_rows import (
+    activity_from_row,
+    activity_from_row_validated,
+    row_from_activity,
+)
 from leadflow.testing.contracts import at, make_activity, make_scheduled_action
 
 from .suite import examples
@@ -339,6 +344,83 @@ def test_an_activity_round_trips_through_its_row() -> None:
         for repo in (InMemoryActivityRepository(), FastActivityRepository()):
             assert repo.add(activity) == activity
             assert repo.get("a1") == activity
+
+
+_WORDS = st.text(alphabet="abcXYZ _-é", min_size=1, max_size=4)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.just("") | _WORDS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_WORDS, inner, max_size=3),
+    max_leaves=6,
+)
+_METADATA = st.fixed_dictionaries(
+    {},
+    optional={
+        "automationRuleId": st.sampled_from(["r1", "rule-2"]),
+        "phoneDuration": st.integers(0, 900) | st.floats(0, 900),
+        "emailOpened": st.booleans(),
+        "quoteValue": st.none() | st.floats(0, 1e6),
+        "priority": st.sampled_from(["low", "high", "urgent"]),
+        "custom": _JSON,
+        "nothing": st.none(),
+    },
+)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    metadata=_METADATA,
+    outcome=st.none() | st.sampled_from(["successful", "converted", "no_answer"]),
+    kind=st.sampled_from(["call", "email", "quote_sent", "note"]),
+    customer=st.none() | st.just("c1"),
+    due=st.none() | st.integers(-48, 48),
+    cancelled=st.booleans(),
+    version=st.integers(1, 5),
+)
+def test_a_row_is_read_back_as_pydantic_would_build_it(
+    metadata: dict[str, Any],
+    outcome: str | None,
+    kind: str,
+    customer: str | None,
+    due: int | None,
+    cancelled: bool,
+    version: int,
+) -> None:
+    """The fast store reads rows back without validating them (they were validated on the way
+    in): the activity it builds is the one ``Activity.model_validate`` builds from the row, to
+    the fields set and the order of the fields, and shares nothing with the row."""
+    data: dict[str, Any] = {
+        "activity_id": "a1",
+        "opportunity_id": "o1",
+        "customer_id": customer,
+        "activity_type": kind,
+        "subject": "s",
+        "due_date": None if due is None else at(hours=due),
+        "metadata": metadata,
+        "created_at": at(),
+        "version": version,
+    }
+    if cancelled:
+        data |= {"cancelled_at": at(hours=1), "cancel_reason": "dropped"}
+    elif outcome is not None:
+        data |= {"outcome": outcome, "completed_date": at(hours=2), "completed_by": "u1"}
+    row = row_from_activity(Activity.model_validate(data), version=version, open_key=None)
+    trusted, validated = activity_from_row(row), activity_from_row_validated(row)
+    for built, expected in ((trusted, validated), (trusted.metadata, validated.metadata)):
+        assert list(built.__dict__.items()) == list(expected.__dict__.items())
+        assert built.__pydantic_extra__ == expected.__pydantic_extra__
+        assert built.model_fields_set == expected.model_fields_set
+    assert trusted == validated
+    assert repr(trusted) == repr(validated)
+    assert trusted.model_dump(mode="json", by_alias=True) == validated.model_dump(
+        mode="json", by_alias=True
+    )
+    assert trusted.model_dump(exclude_unset=True) == validated.model_dump(exclude_unset=True)
+    assert trusted.to_document() == validated.to_document()
+    extra = trusted.metadata.model_extra
+    if extra and isinstance(extra.get("custom"), dict | list):
+        before = activity_from_row(row).metadata.model_extra
+        extra["custom"].clear()  # the caller's own object: the row does not change
+        assert activity_from_row(row).metadata.model_extra == before
 
 
 # --------------------------------------------------------------------------- the chunked index
