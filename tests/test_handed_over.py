@@ -316,3 +316,23 @@ def test_a_memory_store_shares_no_document_with_the_host_after_a_hand_over(
     assert pending.event.payload == {"opportunityId": "o1", "tags": ["a"]}
     [done] = flow.storage.scheduled.list(state=ScheduledActionState.DONE, limit=10)
     assert done.event.payload == {"opportunityId": "o1", "tags": ["a"]}
+
+
+@pytest.mark.parametrize("ending", ["\n", " ", "\t\n"])
+def test_an_id_with_trailing_space_or_newline_is_read_as_the_models_read_it(
+    storage: Storage, ending: str
+) -> None:
+    """The runtime's own checks of what it hands over (an opportunity id from the payload)
+    agree with the models': ``$`` in Python's ``re`` also matches before a final newline, so
+    ``"o1\\n"`` once passed for an id where the models strip it to ``"o1"``. The stored
+    action then kept the raw id and cancelling the opportunity's follow-ups missed it."""
+    flow = _flow(storage)
+    result = flow.handle(
+        {"id": "e1", "type": "opportunity.created", "payload": {"opportunityId": "o1" + ending}}
+    )
+    assert not result.errors
+    (later,) = result.scheduled
+    assert later.opportunity_id == "o1"
+    (activity,) = storage.activities.for_opportunity("o1")
+    assert storage.scheduled.get(later.action_id).opportunity_id == activity.opportunity_id
+    assert storage.scheduled.cancel_for_opportunity("o1", now=T0) == 1

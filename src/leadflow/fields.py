@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
@@ -73,7 +73,12 @@ Id = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
 """An identifier: 1-128 characters of letters, digits and ``_ . : @ -``, not starting with a
 symbol. ObjectId hex strings, UUIDs and e-mail-style user ids all fit; ``$`` never does."""
 
-ID_RE = re.compile(_ID_PATTERN)
+ID_PATTERN: Final = _ID_PATTERN
+"""The id pattern as JSON Schema and pydantic read it (``$``: the end of the text)."""
+
+ID_RE = re.compile(_ID_PATTERN.removesuffix("$") + r"\Z")
+"""The id pattern for Python's ``re`` (``match``): ``\\Z``, since ``$`` there also matches
+before a final newline (``"opp-1\n"`` would pass for an id)."""
 
 
 def new_id() -> str:
@@ -174,7 +179,7 @@ _EVENT_ALIASES: dict[str, str] = {
     "stale_detected": EventType.OPPORTUNITY_STALE_DETECTED,
     "opportunity_stale_detected": EventType.OPPORTUNITY_STALE_DETECTED,
 }
-_EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+_EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 
 
 def canonical_event_type(name: str) -> str:
@@ -204,7 +209,7 @@ def canonical_event_type(name: str) -> str:
 EventTypeName = Annotated[str, AfterValidator(canonical_event_type)]
 
 
-_FIELD_SEGMENT_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})$")
+_FIELD_SEGMENT_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})\Z")
 
 
 def check_field_path(path: str) -> str:

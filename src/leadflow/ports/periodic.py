@@ -34,7 +34,7 @@ from ..fields import ensure_utc
 
 __all__ = ["Job", "JobContext", "JobFunc", "JobRun", "JobStatus"]
 
-_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
+_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_.-]{0,99}\Z")
 _MACROS: Final = {
     "@hourly": "0 * * * *",
     "@daily": "0 0 * * *",

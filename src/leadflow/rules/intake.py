@@ -35,8 +35,9 @@ from zoneinfo import ZoneInfo
 from .. import limits as _limits
 from ..documents import _lean_bound, check_document
 from ..errors import InvalidInputError
+from ..fields import ID_PATTERN
 from ..limits import DEFAULT_LIMITS
-from ..models import ID_RE, Event, new_id
+from ..models import Event, new_id
 
 __all__ = ["EventFields", "read_event"]
 
@@ -79,7 +80,7 @@ _SPELLINGS = {
 }
 _KEYS = frozenset(_SPELLINGS)
 _KNOWN_VALIDATORS = frozenset({"_json_like"})
-_id_match = re.compile(ID_RE.pattern.removeprefix("^").removesuffix("$")).fullmatch
+_id_match = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$")).fullmatch
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 _EARLIEST, _LATEST = DEFAULT_LIMITS.earliest, DEFAULT_LIMITS.latest
 _ZONES = (timezone, ZoneInfo)

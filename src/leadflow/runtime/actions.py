@@ -48,7 +48,7 @@ _BLIND: frozenset[Any] = frozenset({send_notification, send_email, send_sms})
 """Built-in handlers that neither read activities (unless they assign ``least_loaded``) nor
 cause events: :meth:`HandlerRegistry.run_batch` lets activities wait past them."""
 
-_ACTION_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ACTION_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 _M = TypeVar("_M", bound=BaseModel)
 

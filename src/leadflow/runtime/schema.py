@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from ..fields import ID_RE
+from ..fields import ID_PATTERN
 from ..rules import OperatorRegistry, Vocabulary
 from .flow import LeadFlow
 
@@ -23,7 +23,7 @@ SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
 # The Action fields that are settings (merged with ``params`` by ``Action.settings()``).
 _SEED_SETTINGS: Final = ("activityType", "subject", "description", "assignTo", "template")
-_ID: Final = {"type": "string", "pattern": ID_RE.pattern}
+_ID: Final = {"type": "string", "pattern": ID_PATTERN}
 _DATETIME: Final = {"type": "string", "format": "date-time"}
 _SEGMENT: Final = r"(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,6})"
 _FIELD_PATH: Final = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from ..fields import ID_RE
+from ..fields import ID_PATTERN
 from .schema import SCHEMA_DIALECT, _vocabulary_of, rule_schema
 
 __all__ = ["STEP_KINDS", "sequence_schema"]
@@ -22,7 +22,7 @@ __all__ = ["STEP_KINDS", "sequence_schema"]
 STEP_KINDS: Final = ("action", "wait", "wait_for_event", "branch", "split", "goto", "exit")
 
 _STEP_ID: Final = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]{0,63}$"}
-_ID: Final = {"type": "string", "pattern": ID_RE.pattern}
+_ID: Final = {"type": "string", "pattern": ID_PATTERN}
 _DATETIME: Final = {"type": "string", "format": "date-time"}
 _HHMM: Final = {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"}
 _DAY: Final = {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}

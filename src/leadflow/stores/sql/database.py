@@ -47,7 +47,7 @@ from .tables import DEFAULT_PREFIX, Tables, build_tables
 
 __all__ = ["SqlDatabase", "SqlUnitOfWork", "engine_from_url", "with_driver"]
 
-_SCHEMA: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SCHEMA: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 _DIALECTS: Final = ("sqlite", "postgresql")
 SQLITE_BUSY_TIMEOUT: Final = 30.0
 """Seconds a connection made here from a ``sqlite:`` URL waits for another writer."""

@@ -31,7 +31,7 @@ from ..types import Document, UtcDateTime
 __all__ = ["DEFAULT_PREFIX", "Tables", "build_tables", "checked_prefix"]
 
 DEFAULT_PREFIX: Final = "leadflow_"
-_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,29}$|^$")
+_PREFIX = re.compile(r"^(?:[a-z_][a-z0-9_]{0,29})?\Z")
 _ID = 128
 _KEY = 400
 
