@@ -7,14 +7,16 @@ its docstring states the input rules they share (spellings, limits, datetimes, d
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_serializer, model_validator
 
+from . import limits as _limits
 from .documents import as_document
-from .fields import Id, Int64, Text, UtcDatetime, _Record, new_id
+from .fields import ID_RE, Id, Int64, Text, UtcDatetime, _Record, new_id
 
 __all__ = [
     "Activity",
@@ -23,6 +25,7 @@ __all__ = [
     "ActivityState",
     "ActivityType",
     "Outcome",
+    "built_activity",
 ]
 
 
@@ -197,3 +200,117 @@ class Activity(_Record):
         if self.due_date is not None and self.due_date < now:
             return ActivityState.OVERDUE
         return ActivityState.PENDING
+
+
+# --------------------------------------------------------------------------- built by leadflow
+
+
+def built_activity(fields: dict[str, Any], metadata: dict[str, Any]) -> Activity:
+    """``Activity(**fields, metadata=ActivityMetadata.model_validate(metadata))`` for an
+    activity leadflow builds itself (``create_activity``): when every value is one the models
+    take as it is (ids that match, texts within their lengths with no NUL, no lone surrogate and
+    no space to strip at either end, UTC datetimes within the limits, the metadata's extra
+    values texts or None), the model is built without running pydantic's validation: the same
+    values, fields set and field order (``tests/test_activity_build.py`` holds it to the
+    validating constructor on random input). Anything else goes through the constructor, which
+    refuses it as any input (``ValidationError`` naming the field)."""
+    if _plain_fields(fields) and _plain_metadata(metadata):
+        extra = {key: value for key, value in metadata.items() if key != _RULE_KEY}
+        meta = _new(ActivityMetadata)
+        _set(meta, "__dict__", {**_METADATA_DEFAULTS, "automation_rule_id": metadata[_RULE_KEY]})
+        _set(meta, "__pydantic_extra__", extra)
+        _set(meta, "__pydantic_fields_set__", {"automation_rule_id", *extra})
+        _set(meta, "__pydantic_private__", None)
+        activity = _new(Activity)
+        state = {**_ACTIVITY_DEFAULTS, **fields, "metadata": meta}
+        _set(activity, "__dict__", state)
+        _set(activity, "__pydantic_extra__", None)
+        _set(activity, "__pydantic_fields_set__", {*fields, "metadata"})
+        _set(activity, "__pydantic_private__", None)
+        return activity
+    return Activity(**fields, metadata=ActivityMetadata.model_validate(metadata))
+
+
+_set = object.__setattr__
+_new = object.__new__
+_RULE_KEY = "automationRuleId"
+_BUILT = frozenset(
+    {"activity_id", "opportunity_id", "customer_id", "activity_type", "subject", "description"}
+    | {"scheduled_date", "due_date", "assigned_to", "open_key", "created_by", "updated_by"}
+    | {"created_at", "updated_at"}
+)
+_IDS = ("activity_id", "opportunity_id", "customer_id", "assigned_to", "created_by", "updated_by")
+_TIMES = ("scheduled_date", "due_date", "created_at", "updated_at")
+_TEXTS = (("subject", 1, 500), ("description", 0, 20_000), ("open_key", 1, 400))
+# In field order, as pydantic keeps them; none of these fields has a default factory but the
+# two always given (activity_id, metadata).
+_ACTIVITY_DEFAULTS = {
+    name: None if field.default_factory is not None else field.default
+    for name, field in Activity.model_fields.items()
+}
+_METADATA_DEFAULTS = {name: field.default for name, field in ActivityMetadata.model_fields.items()}
+
+
+def _plain_text(value: object, shortest: int, longest: int) -> bool:
+    if type(value) is not str or not shortest <= len(value) <= longest:
+        return False
+    if value and (value[0].isspace() or value[-1].isspace()):  # the models strip these
+        return False
+    return "\x00" not in value and (value.isascii() or _encodes(value))
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def _plain_fields(fields: dict[str, Any]) -> bool:
+    if fields.keys() != _BUILT or type(fields["activity_type"]) is not ActivityType:
+        return False
+    for name in _IDS:
+        value = fields[name]
+        if value is not None and (type(value) is not str or not ID_RE.match(value)):
+            return False
+    if fields["activity_id"] is None or fields["opportunity_id"] is None:
+        return False
+    for name, shortest, longest in _TEXTS:
+        value = fields[name]
+        if not (value is None and name == "open_key") and not _plain_text(value, shortest, longest):
+            return False
+    limits = _limits.DEFAULT_LIMITS
+    for name in _TIMES:
+        value = fields[name]
+        if value is not None and (
+            type(value) is not datetime
+            or value.tzinfo is not UTC
+            or not limits.earliest <= value <= limits.latest
+        ):
+            return False
+    scheduled, due = fields["scheduled_date"], fields["due_date"]
+    return scheduled is None or due is None or scheduled <= due
+
+
+def _plain_metadata(metadata: dict[str, Any]) -> bool:
+    if _RULE_KEY not in metadata:
+        return False
+    for key, value in metadata.items():
+        if key == _RULE_KEY:
+            if value is not None and (type(value) is not str or not ID_RE.match(value)):
+                return False
+        elif key in _METADATA_ALIASES or not _EXTRA_KEY.match(key):
+            return False  # a seed field by another spelling, or a key the checks judge
+        elif value is not None and not _plain_text(value, 0, 100_000):
+            return False
+    return True
+
+
+_METADATA_ALIASES = frozenset(
+    spelling
+    for name, field in ActivityMetadata.model_fields.items()
+    for spelling in (name, field.alias)
+    if spelling is not None
+)
+_EXTRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")

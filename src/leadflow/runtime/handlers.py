@@ -23,9 +23,10 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ..activity_models import built_activity
 from ..errors import DuplicateError, InvalidInputError, OpenActivityExistsError
 from ..fields import Id
-from ..models import Activity, ActivityMetadata, ActivityType, Event
+from ..models import Activity, ActivityType, Event
 from ..ports import BatchActivities, Message, Notification
 from ..records import DuplicatePolicy
 from ..stores.checks import handed_over
@@ -169,30 +170,29 @@ def _activity(ctx: ActionContext[CreateActivityParams]) -> Activity:
     customer = ctx.event.get("customerId", "customer_id")
     rule_id = ctx.rule_id
     exclusive = ctx.scheduled.duplicates is DuplicatePolicy.SKIP and rule_id is not None
-    return Activity(
-        activity_id=activity_id,
-        opportunity_id=opportunity_id,
-        customer_id=customer if isinstance(customer, str) else None,
-        activity_type=params.activity_type,
-        subject=params.subject,
-        description=params.description,
-        scheduled_date=min(ctx.event.time, due),
-        due_date=due,
-        assigned_to=resolve_assignee(ctx, params.assign_to),
-        metadata=ActivityMetadata.model_validate(
-            {
-                "automationRuleId": rule_id,
-                "automationRuleName": ctx.scheduled.rule_name,
-                "automationExplanation": ctx.scheduled.explanation,
-                "eventId": ctx.event.id,
-            }
-        ),
-        open_key=open_key_for(opportunity_id, rule_id) if exclusive and rule_id else None,
-        created_by=ctx.settings.system_user,
-        updated_by=ctx.settings.system_user,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-    )
+    fields = {
+        "activity_id": activity_id,
+        "opportunity_id": opportunity_id,
+        "customer_id": customer if isinstance(customer, str) else None,
+        "activity_type": params.activity_type,
+        "subject": params.subject,
+        "description": params.description,
+        "scheduled_date": min(ctx.event.time, due),
+        "due_date": due,
+        "assigned_to": resolve_assignee(ctx, params.assign_to),
+        "open_key": open_key_for(opportunity_id, rule_id) if exclusive and rule_id else None,
+        "created_by": ctx.settings.system_user,
+        "updated_by": ctx.settings.system_user,
+        "created_at": ctx.now,
+        "updated_at": ctx.now,
+    }
+    metadata = {
+        "automationRuleId": rule_id,
+        "automationRuleName": ctx.scheduled.rule_name,
+        "automationExplanation": ctx.scheduled.explanation,
+        "eventId": ctx.event.id,
+    }
+    return built_activity(fields, metadata)  # validated unless every value is plain
 
 
 def _created(

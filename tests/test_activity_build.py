@@ -1,0 +1,242 @@
+"""``built_activity`` (what ``create_activity`` builds) is the validating constructor, skipped
+only where it would change nothing: on random input, plain and odd (ids with a newline, texts
+to strip, NUL, lone surrogates, lengths at and past the limits, datetimes out of range or not in
+UTC, a due date before the scheduled one, metadata keys that spell a seed field), it gives the
+model the constructor gives, to its fields set and field order, or the constructor's refusal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from leadflow.activity_models import Activity, ActivityMetadata, ActivityType, built_activity
+
+from .suite import examples
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+ODD_IDS = ["o1", "a" * 128, "a" * 129, "o1\n", " o1", "o1 ", "$x", "", 7]
+ODD_TEXTS = [" padded", "tab\t", "\u2003em", "", "é", "nul\x00", "lone\ud800", "x" * 500, "y" * 501]
+ODD_TIMES = [
+    T0,
+    T0 - timedelta(days=1),
+    T0 + timedelta(days=1),
+    datetime(3000, 1, 1, tzinfo=UTC),
+    datetime(1899, 12, 31, tzinfo=UTC),
+    T0.astimezone(timezone(timedelta(hours=2))),
+    T0.replace(tzinfo=None),
+    "2026-03-02T09:00:00Z",
+]
+_IDS = st.sampled_from(ODD_IDS)
+_TEXTS = st.sampled_from(ODD_TEXTS) | st.text(max_size=8)
+_TIMES = st.sampled_from(ODD_TIMES)
+_EXTRA = st.none() | _TEXTS | st.just(["a"]) | st.just({"k": 1})
+
+
+_PLAIN: dict[str, st.SearchStrategy[Any]] = {
+    "activity_id": st.sampled_from(["auto-1f2e", "a1"]),
+    "opportunity_id": st.sampled_from(["o1", "opp-1", "a" * 128]),
+    "customer_id": st.none() | st.just("c1"),
+    "activity_type": st.sampled_from(list(ActivityType)),
+    "subject": st.sampled_from(["Call", "Call the lead", "é", "x" * 500]),
+    "description": st.sampled_from(["", "about it", "d" * 20_000]),
+    "scheduled_date": st.none() | st.just(T0),
+    "due_date": st.none() | st.sampled_from([T0, T0 + timedelta(hours=1)]),
+    "assigned_to": st.none() | st.just("al"),
+    "open_key": st.none() | st.just("open/o1/r1"),
+    "created_by": st.none() | st.just("leadflow"),
+    "updated_by": st.none() | st.just("leadflow"),
+    "created_at": st.none() | st.just(T0),
+    "updated_at": st.none() | st.just(T0),
+}
+_ODD: dict[str, st.SearchStrategy[Any]] = {
+    "activity_id": st.just("a1\n"),
+    "opportunity_id": _IDS,
+    "customer_id": _IDS,
+    "activity_type": st.just("call"),
+    "subject": _TEXTS,
+    "description": _TEXTS | st.just("d" * 20_001),
+    "scheduled_date": _TIMES,
+    "due_date": _TIMES,
+    "assigned_to": _IDS,
+    "open_key": _TEXTS | st.just("k" * 401),
+    "created_by": _IDS,
+    "updated_by": _IDS,
+    "created_at": _TIMES,
+    "updated_at": _TIMES,
+}
+
+
+def _fields(draw: st.DrawFn) -> dict[str, Any]:
+    """Plain values, then none, one or a few of them odd (so both paths are taken)."""
+    fields = {name: draw(plain) for name, plain in _PLAIN.items()}
+    for name in draw(st.lists(st.sampled_from(sorted(_ODD)), max_size=3, unique=True)):
+        fields[name] = draw(_ODD[name])
+    return fields
+
+
+@st.composite
+def _inputs(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    metadata: dict[str, Any] = {"automationRuleId": draw(st.none() | st.just("r1"))}
+    if draw(st.booleans()):
+        metadata["automationRuleId"] = draw(_IDS)
+    keys = ["automationRuleName", "automationExplanation", "eventId", "priority", "x.y", "$k"]
+    for key in draw(st.lists(st.sampled_from(keys), unique=True)):
+        plain = st.sampled_from(["Call", "why: it matched", "e1"]) | st.none()
+        metadata[key] = draw(plain | _EXTRA | st.sampled_from(["high", "urgent"]))
+    return _fields(draw), metadata
+
+
+def _said(error: ValidationError) -> list[tuple[object, ...]]:
+    return [(e["type"], e["loc"], e["msg"]) for e in error.errors()]
+
+
+def _validated(fields: dict[str, Any], metadata: dict[str, Any]) -> Activity:
+    return Activity(**fields, metadata=ActivityMetadata.model_validate(metadata))
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(_inputs())
+def test_built_is_what_the_validating_constructor_builds(
+    inputs: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    fields, metadata = inputs
+    try:
+        expected = _validated(fields, metadata)
+    except ValidationError as refusal:
+        try:
+            built_activity(fields, metadata)
+        except ValidationError as also:
+            assert _said(also) == _said(refusal)
+            return
+        raise AssertionError(f"built what the constructor refuses: {refusal}") from None
+    built = built_activity(fields, metadata)
+    for one, other in ((built, expected), (built.metadata, expected.metadata)):
+        assert list(one.__dict__.items()) == list(other.__dict__.items())
+        assert one.__pydantic_extra__ == other.__pydantic_extra__
+        assert one.model_fields_set == other.model_fields_set
+    assert repr(built) == repr(expected)
+    assert built.model_dump(mode="json", by_alias=True) == expected.model_dump(
+        mode="json", by_alias=True
+    )
+    assert built.model_dump(exclude_unset=True) == expected.model_dump(exclude_unset=True)
+
+
+def test_the_runtimes_own_activity_skips_validation() -> None:
+    """The common case is plain: built without the constructor (else this is no faster)."""
+    calls: list[object] = []
+    original = Activity.__init__
+
+    def counting(self: Activity, **data: Any) -> None:
+        calls.append(data)
+        original(self, **data)
+
+    fields = {
+        "activity_id": "auto-1f2e",
+        "opportunity_id": "o1",
+        "customer_id": None,
+        "activity_type": ActivityType.CALL,
+        "subject": "Call the lead",
+        "description": "",
+        "scheduled_date": T0,
+        "due_date": T0 + timedelta(hours=1),
+        "assigned_to": "al",
+        "open_key": "open/o1/r1",
+        "created_by": "leadflow",
+        "updated_by": "leadflow",
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    metadata = {"automationRuleId": "r1", "automationRuleName": "Call", "eventId": "e1"}
+    Activity.__init__ = counting  # type: ignore[method-assign]
+    try:
+        built = built_activity(fields, metadata)
+    finally:
+        Activity.__init__ = original  # type: ignore[method-assign]
+    assert calls == []
+    assert built == _validated(fields, metadata)
+
+
+_ONE_ODD = [
+    (name, value)
+    for name, values in {
+        "activity_id": ["a1\n", " a1", "auto-1f2e"],
+        "opportunity_id": ODD_IDS,
+        "customer_id": ODD_IDS,
+        "activity_type": ["call", "meeting", None],
+        "subject": ODD_TEXTS,
+        "description": [*ODD_TEXTS, "d" * 20_000, "d" * 20_001],
+        "scheduled_date": ODD_TIMES,
+        "due_date": ODD_TIMES,
+        "assigned_to": ODD_IDS,
+        "open_key": [*ODD_TEXTS, "k" * 400, "k" * 401],
+        "created_by": ODD_IDS,
+        "updated_by": ODD_IDS,
+        "created_at": ODD_TIMES,
+        "updated_at": ODD_TIMES,
+    }.items()
+    for value in values
+]
+_ODD_METADATA: list[tuple[str, object]] = [
+    ("automationRuleId", value) for value in [*ODD_IDS, None]
+] + [
+    (key, value)
+    for key in ["automationRuleName", "eventId", "priority", "automation_rule_id", "x.y", "$k", "k"]
+    for value in [*ODD_TEXTS, None, "high", ["a"], {"k": 1}]
+]
+
+
+def _plain() -> tuple[dict[str, Any], dict[str, Any]]:
+    fields = {
+        "activity_id": "auto-1f2e",
+        "opportunity_id": "o1",
+        "customer_id": "c1",
+        "activity_type": ActivityType.CALL,
+        "subject": "Call the lead",
+        "description": "",
+        "scheduled_date": T0,
+        "due_date": T0 + timedelta(hours=1),
+        "assigned_to": "al",
+        "open_key": "open/o1/r1",
+        "created_by": "leadflow",
+        "updated_by": "leadflow",
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return fields, {"automationRuleId": "r1", "automationRuleName": "Call", "eventId": "e1"}
+
+
+def _same(fields: dict[str, Any], metadata: dict[str, Any]) -> None:
+    try:
+        expected = _validated(fields, metadata)
+    except ValidationError as refusal:
+        try:
+            built_activity(fields, metadata)
+        except ValidationError as also:
+            assert _said(also) == _said(refusal)
+            return
+        raise AssertionError(f"built what the constructor refuses: {refusal}") from None
+    built = built_activity(fields, metadata)
+    for one, other in ((built, expected), (built.metadata, expected.metadata)):
+        assert list(one.__dict__.items()) == list(other.__dict__.items())
+        assert one.__pydantic_extra__ == other.__pydantic_extra__
+        assert one.model_fields_set == other.model_fields_set
+
+
+@pytest.mark.parametrize(("name", "value"), _ONE_ODD)
+def test_one_odd_field_is_judged_as_the_constructor_judges_it(name: str, value: object) -> None:
+    fields, metadata = _plain()
+    _same({**fields, name: value}, metadata)
+
+
+@pytest.mark.parametrize(("key", "value"), _ODD_METADATA)
+def test_one_odd_metadata_key_is_judged_as_the_constructor_judges_it(
+    key: str, value: object
+) -> None:
+    fields, metadata = _plain()
+    _same(fields, {**metadata, key: value})
