@@ -20,9 +20,19 @@ from .suite import examples
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
-ODD_IDS = ["o1", "a" * 128, "a" * 129, "o1\n", " o1", "o1 ", "$x", "", 7]
-ODD_TEXTS = [" padded", "tab\t", "\u2003em", "", "é", "nul\x00", "lone\ud800", "x" * 500, "y" * 501]
-ODD_TIMES = [
+ODD_IDS: list[object] = ["o1", "a" * 128, "a" * 129, "o1\n", " o1", "o1 ", "$x", "", 7]
+ODD_TEXTS: list[object] = [
+    " padded",
+    "tab\t",
+    "\u2003em",
+    "",
+    "é",
+    "nul\x00",
+    "lone\ud800",
+    "x" * 500,
+    "y" * 501,
+]
+ODD_TIMES: list[object] = [
     T0,
     T0 - timedelta(days=1),
     T0 + timedelta(days=1),
@@ -162,26 +172,23 @@ def test_the_runtimes_own_activity_skips_validation() -> None:
     assert built == _validated(fields, metadata)
 
 
-_ONE_ODD = [
-    (name, value)
-    for name, values in {
-        "activity_id": ["a1\n", " a1", "auto-1f2e"],
-        "opportunity_id": ODD_IDS,
-        "customer_id": ODD_IDS,
-        "activity_type": ["call", "meeting", None],
-        "subject": ODD_TEXTS,
-        "description": [*ODD_TEXTS, "d" * 20_000, "d" * 20_001],
-        "scheduled_date": ODD_TIMES,
-        "due_date": ODD_TIMES,
-        "assigned_to": ODD_IDS,
-        "open_key": [*ODD_TEXTS, "k" * 400, "k" * 401],
-        "created_by": ODD_IDS,
-        "updated_by": ODD_IDS,
-        "created_at": ODD_TIMES,
-        "updated_at": ODD_TIMES,
-    }.items()
-    for value in values
-]
+_ODD_FIELDS: dict[str, list[object]] = {
+    "activity_id": ["a1\n", " a1", "auto-1f2e"],
+    "opportunity_id": ODD_IDS,
+    "customer_id": ODD_IDS,
+    "activity_type": ["call", "meeting", None],
+    "subject": ODD_TEXTS,
+    "description": [*ODD_TEXTS, "d" * 20_000, "d" * 20_001],
+    "scheduled_date": ODD_TIMES,
+    "due_date": ODD_TIMES,
+    "assigned_to": ODD_IDS,
+    "open_key": [*ODD_TEXTS, "k" * 400, "k" * 401],
+    "created_by": ODD_IDS,
+    "updated_by": ODD_IDS,
+    "created_at": ODD_TIMES,
+    "updated_at": ODD_TIMES,
+}
+_ONE_ODD = [(name, value) for name, values in _ODD_FIELDS.items() for value in values]
 _ODD_METADATA: list[tuple[str, object]] = [
     ("automationRuleId", value) for value in [*ODD_IDS, None]
 ] + [
