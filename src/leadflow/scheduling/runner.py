@@ -253,9 +253,15 @@ class JobRunner:
         waiting = state.next_fire is not None and now < state.next_fire
         if waiting and (state.retry_at is None or now < state.retry_at):
             return None
-        fire = job.latest_at_or_before(now)
-        first_look = state.next_fire is None
-        state.next_fire = job.next_after(fire)
+        known = state.next_fire  # a scheduled time (next_after's), or None at the first look
+        following = job.next_after(known) if known is not None and known <= now else None
+        if known is not None and following is not None and now < following:
+            fire = known  # the slot that came due, the next one not yet: no search back
+        else:
+            fire = job.latest_at_or_before(now)
+            following = job.next_after(fire)
+        first_look = known is None
+        state.next_fire = following
         state.retry_at = None
         key = job.slot_key(fire)
         if key == state.done_key:
