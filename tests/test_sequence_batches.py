@@ -3,9 +3,9 @@ begun" marks of its action steps are committed together before the first handler
 batch's moves on (next visits, enrollments) together after the last handler, all before the
 batch is acknowledged; a unit that fails is written again one visit at a time, so a visit that
 cannot be written fails alone; a move whose compare-and-set fails in the batch is read again and
-decided as a single move is. In memory,
-on a SQLite file and on PostgreSQL (when ``LEADFLOW_TEST_POSTGRES_URL`` is set). And the
-entry's share of the cost: a new enrollment is written once, at its first stop.
+decided as a single move is. In memory, on MongoDB (mongomock-ng), on a SQLite file and on
+PostgreSQL (when ``LEADFLOW_TEST_POSTGRES_URL`` is set). And the entry's share of the cost: a
+new enrollment is written once, at its first stop.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ OPPORTUNITIES = [f"o{n}" for n in range(1, 7)]
 @pytest.fixture(
     params=[
         pytest.param("memory", id="memory"),
+        pytest.param("mongomock", id="mongomock"),
         pytest.param("sqlite-file", id="sqlite-file"),
         pytest.param("postgres", id="postgres", marks=on_postgres),
     ]
@@ -51,6 +52,15 @@ OPPORTUNITIES = [f"o{n}" for n in range(1, 7)]
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield memory_storage()
+        return
+    if request.param == "mongomock":
+        import mongomock_ng
+
+        from leadflow.stores.mongo import mongo_storage
+
+        from .mongo_support import RecordingDatabase
+
+        yield mongo_storage(RecordingDatabase(mongomock_ng.MongoClient()["leadflow"]))  # type: ignore[arg-type]
         return
     with fresh_storage(str(request.param), tmp_path) as found:
         yield found
