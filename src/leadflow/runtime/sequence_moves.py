@@ -149,7 +149,9 @@ class Moves:
                 )
             if move.enrollment.active:
                 changes.append(self._change(move.enrollment, move))
-        written = iter(store.update_many([changed for changed, _ in changes]))
+        # Built here from the records as read (held by nobody outside the runtime): handed over.
+        changed_list = [changed for changed, _ in changes]
+        written = iter(handed_over(store.update_many, changed_list, *changed_list))
         done = iter(changes)
         results: list[bool] = []
         for move in planned:
@@ -457,7 +459,8 @@ class Moves:
         if writes:
             now = self.now()
             marks = [visits[i][0]._evolve(sending=True, updated_at=now) for i in writes]
-            for index, stored in zip(writes, store.update_many(marks), strict=True):
+            written = handed_over(store.update_many, marks, *marks)  # as in advance_many
+            for index, stored in zip(writes, written, strict=True):
                 enrollment, action = visits[index]
                 begun[index] = stored if stored is not None else self.begin_send(enrollment, action)
         return begun
