@@ -121,6 +121,36 @@ def test_a_batch_of_steps_shares_its_commits(storage: Any) -> None:
     assert counts.commits <= 5, counts.commits
 
 
+def test_the_moves_are_written_early_once_half_the_lease_has_passed(storage: Any) -> None:
+    """As plain actions' acknowledgements: the batch's moves wait for its last handler, unless
+    half the lease (a minute here) has passed: then those of the handlers run so far are
+    written at once, and each later one right after its handler. The third handler takes 40
+    seconds: the first three steps have moved on when the fourth runs, the fourth when the
+    fifth runs, and so on."""
+    flow, messenger = _entered(storage)
+    assert isinstance(flow.clock, ManualClock)
+    clock = flow.clock
+    order: list[str] = []
+    seen: list[list[int]] = []
+    original = messenger.send
+
+    def send(message: Message) -> None:
+        opp = message.to.split("@")[0]
+        order.append(opp)
+        seen.append([_where(flow, o)[0] for o in order])
+        original(message)
+        if len(order) == 3:
+            clock.advance(timedelta(seconds=40))
+
+    messenger.send = send  # type: ignore[method-assign]
+    report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6)
+    assert seen[2] == [1, 1, 1]  # nothing written while the lease was young
+    assert seen[3] == [2, 2, 2, 1] and seen[5] == [2, 2, 2, 2, 2, 1]
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
 def test_a_failing_handler_fails_its_visit_alone(storage: Any) -> None:
     flow, messenger = _entered(storage)
     original = messenger.send
