@@ -14,8 +14,11 @@ the next visit stored, the enrollment updated by compare-and-set).
 
 What was done is checked after each timed run (counts of stored actions, enrollments and
 messages). Run: python benchmarks/bench_sequences.py [--quick]
-[--backend memory|sqlite|postgres] [--clock wall|cpu] [--n N] [--reps R]; ``postgres`` needs
-``LEADFLOW_TEST_POSTGRES_URL`` (each flow in a schema of its own, dropped at the end).
+[--backend memory|sqlite|postgres] [--clock wall|cpu] [--n N] [--reps R] [--only run_due];
+``postgres`` needs ``LEADFLOW_TEST_POSTGRES_URL`` (each flow in a schema of its own, dropped at
+the end). On SQL, one more drain of each kind, untimed, counts the statements and commits a
+drained action makes (SQLAlchemy's cursor and commit events; ``BEGIN`` left out, a write in
+autocommit counted as a commit).
 """
 
 from __future__ import annotations
@@ -167,27 +170,74 @@ def bench_handle(backend: str, n: int, reps: int, directory: Path) -> dict[str, 
     return {"plain_us": p, "sequence_us": s, "engine_us": e, "ratio": s / p}
 
 
+class Counts:
+    """Statements and commits on an engine while listened to (as tests/test_sql_units.py)."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.commits = 0
+
+    def statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        text = statement.lstrip().upper()
+        if text.startswith("BEGIN"):
+            return
+        self.statements += 1
+        raw = getattr(cursor, "connection", None)
+        if getattr(raw, "autocommit", False) is True and not text.startswith("SELECT"):
+            self.commits += 1
+
+    def commit(self, conn: Any) -> None:
+        self.commits += 1
+
+
+def drained(flow: LeadFlow) -> Callable[[], None]:
+    def run() -> None:
+        while flow.run_due(limit=500).claimed:
+            pass
+
+    return run
+
+
+def due_flows(backend: str, directory: Path, n: int, tag: str) -> tuple[LeadFlow, LeadFlow]:
+    docs = events(n, tag)
+    plain = build(backend, directory, f"{tag}p", plain=True, first_wait=False, docs=docs)
+    seq = build(backend, directory, f"{tag}s", plain=False, first_wait=False, docs=docs)
+    for flow in (plain, seq):
+        flow.handle_many(docs)
+        assert isinstance(flow.clock, ManualClock)
+        flow.clock.set(T0 + timedelta(hours=2))
+    return plain, seq
+
+
+def count_run_due(backend: str, n: int, directory: Path) -> dict[str, float]:
+    """Statements and commits per drained action (plain, sequence step), untimed."""
+    from sqlalchemy import event
+
+    found: dict[str, float] = {}
+    for name, flow in zip(("plain", "step"), due_flows(backend, directory, n, "c"), strict=True):
+        engine = flow.storage.database.engine  # type: ignore[attr-defined]
+        counts = Counts()
+        event.listen(engine, "before_cursor_execute", counts.statement)
+        event.listen(engine, "commit", counts.commit)
+        try:
+            drained(flow)()
+        finally:
+            event.remove(engine, "before_cursor_execute", counts.statement)
+            event.remove(engine, "commit", counts.commit)
+        messenger = flow.integrations.messenger
+        assert isinstance(messenger, RecordingMessenger) and len(messenger.sent) == n
+        found[f"{name}_statements"] = counts.statements / n
+        found[f"{name}_commits"] = counts.commits / n
+    return found
+
+
 def bench_run_due(backend: str, n: int, reps: int, directory: Path) -> dict[str, float]:
     plain_t: list[float] = []
     seq_t: list[float] = []
     for rep in range(reps):
-        docs = events(n, f"r{rep}")
-        plain = build(backend, directory, f"rp{rep}", plain=True, first_wait=False, docs=docs)
-        seq = build(backend, directory, f"rs{rep}", plain=False, first_wait=False, docs=docs)
-        for flow in (plain, seq):
-            flow.handle_many(docs)
-            assert isinstance(flow.clock, ManualClock)
-            flow.clock.set(T0 + timedelta(hours=2))
-
-        def drain(flow: LeadFlow) -> Callable[[], None]:
-            def run() -> None:
-                while flow.run_due(limit=500).claimed:
-                    pass
-
-            return run
-
-        plain_t.append(timed(drain(plain)) / n)
-        seq_t.append(timed(drain(seq)) / n)
+        plain, seq = due_flows(backend, directory, n, f"r{rep}")
+        plain_t.append(timed(drained(plain)) / n)
+        seq_t.append(timed(drained(seq)) / n)
         for flow in (plain, seq):
             messenger = flow.integrations.messenger
             assert isinstance(messenger, RecordingMessenger) and len(messenger.sent) == n
@@ -206,30 +256,44 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--n", type=int, default=None, help="events per run")
     parser.add_argument("--reps", type=int, default=None, help="interleaved runs")
+    parser.add_argument("--only", choices=["handle", "run_due"], default=None)
     args = parser.parse_args()
     global clock
     clock = CLOCKS[args.clock]
     n, reps = (500, 3) if args.quick else (3000, 7)
     n, reps = args.n or n, args.reps or reps
+    handle = due = counts = None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            handle = bench_handle(args.backend, n, reps, Path(tmp))
-            due = bench_run_due(args.backend, n, reps, Path(tmp))
+            if args.only != "run_due":
+                handle = bench_handle(args.backend, n, reps, Path(tmp))
+            if args.only != "handle":
+                due = bench_run_due(args.backend, n, reps, Path(tmp))
+                if args.backend != "memory":
+                    counts = count_run_due(args.backend, n, Path(tmp))
         finally:
             close_all()
     print(
         f"backend {args.backend}, {n} events x {reps} interleaved runs (medians per event, "
         f"{args.clock} clock)"
     )
-    print(
-        f"handle:  plain rule {handle['plain_us']:.0f} us, sequence entry "
-        f"{handle['sequence_us']:.0f} us, ratio {handle['ratio']:.2f} (target <= 2); "
-        f"engine alone {handle['engine_us']:.1f} us"
-    )
-    print(
-        f"run_due: plain action {due['plain_us']:.0f} us, sequence step "
-        f"{due['sequence_us']:.0f} us, ratio {due['ratio']:.2f} (target <= 1.2)"
-    )
+    if handle is not None:
+        print(
+            f"handle:  plain rule {handle['plain_us']:.0f} us, sequence entry "
+            f"{handle['sequence_us']:.0f} us, ratio {handle['ratio']:.2f} (target <= 2); "
+            f"engine alone {handle['engine_us']:.1f} us"
+        )
+    if due is not None:
+        print(
+            f"run_due: plain action {due['plain_us']:.0f} us, sequence step "
+            f"{due['sequence_us']:.0f} us, ratio {due['ratio']:.2f} (target <= 1.2)"
+        )
+    if counts is not None:
+        print(
+            f"per drained action: plain {counts['plain_statements']:.2f} statements / "
+            f"{counts['plain_commits']:.2f} commits, step {counts['step_statements']:.2f} / "
+            f"{counts['step_commits']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,13 @@ from typing import Any, Final
 from ..clock import ensure_utc
 from ..errors import StaleWriteError
 from ..models import Event
-from ..ports import Clock, EnrollmentStore, PendingCancellation, ScheduledActionStore, UnitOfWork
+from ..ports import (
+    Clock,
+    EnrollmentStore,
+    PendingCancellation,
+    ScheduledActionStore,
+    UnitOfWork,
+)
 from ..ports.sequences import EnrollmentBatches
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction
 from ..rules.sequencing import SequenceProgram, Stop
@@ -38,10 +44,20 @@ from ..sequences import (
 from ..stores.checks import handed_over
 from .emitter import Emitter
 from .planning import action_id_for, partition_for
-from .sequence_parts import Recipients, capped_history, explanation, hops, payload, step_key
+from .sequence_parts import (
+    Move,
+    Planned,
+    Recipients,
+    capped_history,
+    explanation,
+    hops,
+    payload,
+    step_key,
+    store_visits,
+)
 from .settings import FlowSettings
 
-__all__ = ["Moves"]
+__all__ = ["Move", "Moves"]
 
 _CAS_TRIES: Final = 20
 
@@ -88,11 +104,86 @@ class Moves:
         retried on a stale read while the enrollment still stands where it did). False when
         another writer moved or ended it first."""
         now = self.now()
+        context, stop = self._where(enrollment, program, trigger, outcome, stop, now)
+        visit = enrollment.visit + 1
+        stored: ScheduledAction | None = None
+        if not stop.ended:
+            stored = self._store_visit(enrollment, program, stop, visit, cause, now)
+        move = Planned(enrollment, program, stop, stored, visit, outcome, context, now)
+        return self._settle(move, enrollment)
+
+    def advance_many(self, moves: Sequence[Move]) -> list[bool]:
+        """:meth:`advance` on each of ``moves`` (at most one per enrollment) with their writes
+        batched: every next visit stored in one store call where the scheduled-action store
+        can (:class:`~leadflow.ports.BatchScheduling`), then every enrollment moved in one
+        (:class:`~leadflow.ports.sequences.EnrollmentBatches`). A compare-and-set that fails
+        there is settled as :meth:`advance` settles it: read again, moved if the enrollment
+        still stands where it did (else False). Without the batch methods, one at a time."""
+        store = self.enrollments
+        if len(moves) < 2 or not isinstance(store, EnrollmentBatches):
+            return [
+                self.advance(m.enrollment, m.program, m.trigger, cause=m.cause,
+                             outcome=m.outcome, stop=m.stop)
+                for m in moves
+            ]  # fmt: skip
+        now = self.now()
+        planned: list[Planned] = []
+        visits: list[ScheduledAction] = []
+        for m in moves:
+            context, stop = self._where(m.enrollment, m.program, m.trigger, m.outcome, m.stop, now)
+            visit = m.enrollment.visit + 1
+            action = None
+            if not stop.ended:
+                action = self._visit_action(m.enrollment, m.program, stop, visit, m.cause, now)
+                visits.append(action)
+            planned.append(Planned(m.enrollment, m.program, stop, action, visit, m.outcome,
+                                    context, now))  # fmt: skip
+        stored = dict(
+            zip((a.action_id for a in visits), store_visits(self._scheduled, visits), strict=True)
+        )
+        changes: list[tuple[Enrollment, str | None]] = []
+        for index, move in enumerate(planned):
+            if move.stored is not None:
+                move = planned[index] = dataclasses.replace(
+                    move, stored=stored[move.stored.action_id]
+                )
+            if move.enrollment.active:
+                changes.append(self._change(move.enrollment, move))
+        # Built here from the records as read (held by nobody outside the runtime): handed over.
+        changed_list = [changed for changed, _ in changes]
+        written = iter(handed_over(store.update_many, changed_list, *changed_list))
+        done = iter(changes)
+        results: list[bool] = []
+        for move in planned:
+            if not move.enrollment.active:
+                results.append(False)
+                continue
+            updated, (_, reason) = next(written), next(done)
+            if updated is None:  # changed since it was read: settled on its own
+                current = store.get(move.enrollment.enrollment_id)
+                results.append(self._settle(move, current))
+                continue
+            self._after(updated, reason)
+            if move.outcome == "matched":
+                self.cancel_visit(move.enrollment, move.now)
+            results.append(True)
+        return results
+
+    def _where(
+        self,
+        enrollment: Enrollment,
+        program: SequenceProgram,
+        trigger: Event | None,
+        outcome: str,
+        stop: Stop | None,
+        now: datetime,
+    ) -> tuple[Mapping[str, Any], Stop]:
+        """The enrollment's branch context and where it stops next (``stop`` when given)."""
         context = self._recipients.context(enrollment, program, trigger)
-        zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
         if stop is not None:
-            pass
-        elif enrollment.visit == 0 or enrollment.step_id is None:
+            return context, stop
+        zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
+        if enrollment.visit == 0 or enrollment.step_id is None:
             stop = program.start(
                 enrollment_id=enrollment.enrollment_id, now=now, context=context, zone=zone
             )
@@ -101,23 +192,29 @@ class Moves:
                 enrollment.step_id, outcome, enrollment_id=enrollment.enrollment_id, now=now,
                 context=context, zone=zone,
             )  # fmt: skip
-        visit = enrollment.visit + 1
-        stored: ScheduledAction | None = None
-        if not stop.ended:
-            stored = self._store_visit(enrollment, program, stop, visit, cause, now)
-        current = enrollment
+        return context, stop
+
+    def _settle(self, move: Planned, current: Enrollment) -> bool:
+        """Move ``current`` (``move.enrollment`` as read now) to the stored visit
+        (compare-and-set, retried on a stale read while it stands where it did)."""
+        enrollment = move.enrollment
         for _ in range(_CAS_TRIES):
             if not current.active or current.visit != enrollment.visit:
                 return False
             try:
-                self._moved(current, program, stop, stored, visit, outcome, context, now)
+                changed, reason = self._change(current, move)
+                self._after(self.enrollments.update(changed), reason)
             except StaleWriteError:
                 current = self.enrollments.get(enrollment.enrollment_id)
                 continue
-            if outcome == "matched":  # the wait's timeout timer is not needed any more
-                self.cancel_visit(current, now)
+            if move.outcome == "matched":  # the wait's timeout timer is not needed any more
+                self.cancel_visit(current, move.now)
             return True
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
+
+    def _after(self, updated: Enrollment, reason: str | None) -> None:
+        if reason is not None:
+            self._emit("sequence.completed", payload(updated, {"reason": reason}))
 
     def _store_visit(
         self,
@@ -128,6 +225,22 @@ class Moves:
         cause: Event,
         now: datetime,
     ) -> ScheduledAction:
+        action = self._visit_action(enrollment, program, stop, visit, cause, now)
+        # Built from validated parts and held by nobody outside the runtime (the template
+        # cache keeps a frozen model no one changes): handed over, not checked again.
+        stored, _ = handed_over(self._scheduled.schedule, action)
+        return stored
+
+    def _visit_action(
+        self,
+        enrollment: Enrollment,
+        program: SequenceProgram,
+        stop: Stop,
+        visit: int,
+        cause: Event,
+        now: datetime,
+    ) -> ScheduledAction:
+        """The stored action of the enrollment's visit ``visit`` at ``stop``."""
         assert stop.step_id is not None and stop.due_at is not None
         step = program.definition.step(stop.step_id)
         key = step_key(enrollment.enrollment_id, visit)
@@ -168,30 +281,20 @@ class Moves:
             if len(self._templates) >= 1000:
                 self._templates.clear()
             self._templates[version] = action
-        # Built above from validated parts and held by nobody outside the runtime (the template
-        # cache keeps a frozen model no one changes): handed over, not checked again.
-        stored, _ = handed_over(self._scheduled.schedule, action)
-        return stored
+        return action
 
-    def _moved(
-        self,
-        current: Enrollment,
-        program: SequenceProgram,
-        stop: Stop,
-        stored: ScheduledAction | None,
-        visit: int,
-        outcome: str,
-        context: Mapping[str, Any],
-        now: datetime,
-    ) -> Enrollment:
+    def _change(self, current: Enrollment, move: Planned) -> tuple[Enrollment, str | None]:
+        """``current`` moved as ``move`` says, and the reason it completed (None: it goes on
+        to the stored visit)."""
+        stop, stored, visit, now = move.stop, move.stored, move.visit, move.now
         version = current.sequence_version
         records = [
             StepRecord(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
                        outcome=h.outcome, why=h.why[:2000], version=version)
             for h in hops(stop, stored)
         ]  # fmt: skip
-        new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
         if stored is None:
+            new_context = {k: v for k, v in move.context.items() if k in ("entry", "event")}
             reason = stop.end_reason or "completed"
             records.append(
                 StepRecord(visit=visit, step_id=stop.hops[-1].step_id if stop.hops else "-",
@@ -203,13 +306,11 @@ class Moves:
                 variants={**current.variants, **stop.variants}, context=new_context,
                 history=capped_history(current.history, records),
             )  # fmt: skip
-            updated = self.enrollments.update(changed)
-            self._emit("sequence.completed", payload(updated, {"reason": reason}))
-            return updated
+            return changed, reason
         assert stored.step_id is not None
-        changed = self._moved_to(current, program, stop, stored.step_id, visit, outcome, context,
-                                 now, records)  # fmt: skip
-        return self.enrollments.update(changed)
+        changed = self._moved_to(current, move.program, stop, stored.step_id, visit,
+                                 move.outcome, move.context, now, records)  # fmt: skip
+        return changed, None
 
     def _moved_to(
         self,
@@ -358,7 +459,8 @@ class Moves:
         if writes:
             now = self.now()
             marks = [visits[i][0]._evolve(sending=True, updated_at=now) for i in writes]
-            for index, stored in zip(writes, store.update_many(marks), strict=True):
+            written = handed_over(store.update_many, marks, *marks)  # as in advance_many
+            for index, stored in zip(writes, written, strict=True):
                 enrollment, action = visits[index]
                 begun[index] = stored if stored is not None else self.begin_send(enrollment, action)
         return begun

@@ -1,15 +1,16 @@
 """The parts of the sequencer that face the recipient and the records: the recipient's time
 zone and the context branches read (through the opportunity gateway), the daily caps on
 messages (through the counter store), the ``enroll`` action's settings, the keys of
-enrollments and visits, and the small record helpers."""
+enrollments and visits, a batch's visits stored, and the small record helpers."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
@@ -18,18 +19,30 @@ from pydantic.alias_generators import to_camel
 from ..errors import LeadflowError
 from ..fields import Id
 from ..models import Event
-from ..ports import CounterStore, OpportunityFields, OpportunityGateway
+from ..ports import (
+    BatchScheduling,
+    CounterStore,
+    OpportunityFields,
+    OpportunityGateway,
+    ScheduledActionStore,
+)
 from ..records import ScheduledAction
 from ..rules.sequencing import Hop, SequenceProgram, Stop, Zone
 from ..sequences import ActionStep, BranchStep, Enrollment, SequenceDefinition, StepRecord
 from ..sequences.enrollment import HISTORY_LIMIT
+from ..stores.checks import handed_over
+from .context import ActionContext
 
 __all__ = [
     "MESSAGE_TYPES",
     "EnrollParams",
+    "Move",
+    "Planned",
     "Recipients",
+    "Visit",
     "enrollment_id_for",
     "step_key",
+    "store_visits",
 ]
 
 log = logging.getLogger("leadflow")
@@ -145,6 +158,70 @@ class Recipients:
                 which = "the contact's" if scope == "all" else "this sequence's"
                 return f"{which} daily cap of {cap} messages on {day} reached"
         return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Move:
+    """One enrollment to move on: the arguments of :meth:`Moves.advance`, for
+    :meth:`Moves.advance_many`."""
+
+    enrollment: Enrollment
+    program: SequenceProgram
+    cause: Event
+    outcome: str
+    stop: Stop | None = None
+    trigger: Event | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Planned:
+    """A move worked out: where the enrollment (as read) stops next and the visit stored for
+    it (None: it completes there)."""
+
+    enrollment: Enrollment
+    program: SequenceProgram
+    stop: Stop
+    stored: ScheduledAction | None
+    visit: int
+    outcome: str
+    context: Mapping[str, Any]
+    now: datetime
+
+
+@dataclasses.dataclass(slots=True)
+class Visit:
+    """A claimed visit of a batch on its way (the sequencer's ``run_steps``): ``send`` (an
+    action step: mark the send begun, run the handler, move on), ``rerun`` (the send began
+    before the enrollment ended: run the handler again), ``timer`` or ``deferred`` (move on
+    with ``outcome``)."""
+
+    index: int
+    ctx: ActionContext[Any]
+    enrollment: Enrollment
+    program: SequenceProgram | None
+    kind: Literal["send", "rerun", "timer", "deferred"]
+    outcome: str | None = None
+    stop: Stop | None = None
+    note: str | None = None
+    failed: Exception | None = None
+    final: bool = False
+
+
+def store_visits(
+    scheduled: ScheduledActionStore, actions: list[ScheduledAction]
+) -> list[ScheduledAction]:
+    """Each of ``actions`` (visits the runtime built: handed over, not checked again) stored,
+    or the one stored first with its key: in one store call where the store can
+    (:class:`~leadflow.ports.BatchScheduling`)."""
+    if len(actions) < 2 or not isinstance(scheduled, BatchScheduling):
+        return [handed_over(scheduled.schedule, action)[0] for action in actions]
+    created = handed_over(scheduled.schedule_many, actions, *actions)
+    stored: list[ScheduledAction] = []
+    for action, new in zip(actions, created, strict=True):
+        if not new:  # stored first by another writer (a timer and a match racing)
+            action = scheduled.get(action.action_id)
+        stored.append(action)
+    return stored
 
 
 def hops(stop: Stop, stored: ScheduledAction | None) -> Iterable[Hop]:

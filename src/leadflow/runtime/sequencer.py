@@ -26,12 +26,11 @@ write and the event are one unit of work, so "stored" means committed.
 up to :data:`~leadflow.runtime.executor.BATCH_SIZE` visits): its enrollments are read in one
 store call and the "send begun" marks of its action steps written in one, where the store has
 :class:`~leadflow.ports.sequences.EnrollmentBatches` (a mark whose compare-and-set fails there
-is done again on its own, from a fresh read). The marks are one unit of work, committed before
-the first of their handlers runs: each
-send of the batch begins at that commit (a goal stored after it lets the send complete, one
-stored before it stops it). Each action step moves on right after its handler (its own unit
-of work: a crash later in the batch does not send it again); the timers of the batch move on
-in one unit of work; all before the executor acknowledges the batch.
+is done again on its own, from a fresh read), committed before the first of their handlers
+runs: each send of the batch begins at that commit. After the handlers, the batch's moves on
+(next visits stored, enrollments moved) are one unit of work, before the executor
+acknowledges the batch: a step's guarantee is a plain action's, its effect once by its
+idempotency key (a crash before that commit runs the batch's steps again, same keys).
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from ..clock import ensure_utc
 from ..errors import (
@@ -61,7 +60,7 @@ from ..ports import (
 )
 from ..ports.sequences import EnrollmentBatches
 from ..ports.storage import SeparateSteps
-from ..rules.sequencing import SequenceProgram, Stop
+from ..rules.sequencing import SequenceProgram
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
     ActionStep,
@@ -74,10 +73,11 @@ from ..sequences import (
 from .context import ActionContext
 from .emitter import Emitter
 from .results import SequenceOutcome
-from .sequence_moves import Moves
+from .sequence_moves import Move, Moves
 from .sequence_parts import (
     EnrollParams,
     Recipients,
+    Visit,
     enrollment_id_for,
     payload,
 )
@@ -89,25 +89,6 @@ __all__ = ["SequenceOutcome", "Sequencer"]
 log = logging.getLogger("leadflow")
 
 _RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
-
-
-@dataclasses.dataclass(slots=True)
-class _Visit:
-    """A claimed visit of a batch on its way (:meth:`Sequencer.run_steps`): ``send`` (an
-    action step: mark the send begun, run the handler, move on), ``rerun`` (the send began
-    before the enrollment ended: run the handler again), ``timer`` or ``deferred`` (move on
-    with ``outcome``)."""
-
-    index: int
-    ctx: ActionContext[Any]
-    enrollment: Enrollment
-    program: SequenceProgram | None
-    kind: Literal["send", "rerun", "timer", "deferred"]
-    outcome: str | None = None
-    stop: Stop | None = None
-    note: str | None = None
-    failed: Exception | None = None
-    final: bool = False
 
 
 class Sequencer:
@@ -139,6 +120,7 @@ class Sequencer:
         self._run_handler = run
         self._clock = clock
         self._emit = emit
+        self._lease = settings.action_lease
         self.programs = Programs(sequences, vocabulary, settings.rules_refresh)
         self._units: UnitOfWork = units if units is not None else SeparateSteps()
         self.moves = Moves(
@@ -318,13 +300,13 @@ class Sequencer:
         that fails its attempt (see the module docstring). The "send begun" marks of the
         batch's action steps are committed together (one unit of work on SQL) before any of
         their handlers runs (the goal-versus-send rule needs them durable; a SQLite unit
-        would hold the database's write lock through the handlers); then each handler runs and
-        its step moves on at once (next visit stored, enrollment moved: one unit of work), so
-        that a crash later in the batch sends it no second time; the timers' moves on are one
-        unit of work at the end. A unit that fails is done again one visit at a time, so that
-        one visit's failure fails only its own attempt."""
+        would hold the database's write lock through the handlers); then the handlers run, and
+        the batch's moves (next visits stored, enrollments moved) are one unit of work after
+        the last of them, or earlier once half the lease has passed, as the executor
+        acknowledges plain actions. A unit that fails is done again one visit at a time, so
+        that one visit's failure fails only its own attempt."""
         outcomes: list[str | Exception | None] = [None] * len(contexts)
-        visits: list[_Visit] = []
+        visits: list[Visit] = []
         read = self._read(contexts)
         for index, ctx in enumerate(contexts):
             try:
@@ -332,23 +314,32 @@ class Sequencer:
             except Exception as exc:
                 outcomes[index] = exc
                 continue
-            if isinstance(looked, _Visit):
+            if isinstance(looked, Visit):
                 visits.append(looked)
             else:
                 outcomes[index] = looked
         self._together([v for v in visits if v.kind == "send"], self._mark, self._mark_many)
+        leases = [c.scheduled.lease_expires_at for c in contexts if c.scheduled.lease_expires_at]
+        flush_at = min(leases) - self._lease / 2 if leases else None
+        moving: list[Visit] = []
         for visit in visits:
-            if visit.kind in ("send", "rerun") and visit.failed is None and not visit.final:
+            if visit.failed is not None or visit.final:
+                continue
+            if visit.kind in ("send", "rerun"):
                 try:
                     visit.note = self._run_handler(visit.ctx)
                 except Exception as exc:
                     visit.failed = exc
-                if visit.kind == "send" and visit.failed is None:
-                    # Moved on at once, in a unit of its own: a crash later in the batch does
-                    # not send this one again (its rerun finds the enrollment moved on).
-                    self._together([visit], self._move)
-                visit.final = True
-        self._together([v for v in visits if v.failed is None and not v.final], self._move)
+                    continue
+            if visit.kind != "rerun":  # a rerun's enrollment ended: it does not move on
+                moving.append(visit)
+            if moving and flush_at is not None and self.now() >= flush_at:
+                self._together(moving, self._move, self._move_many)
+                moving = []
+        # Moved on after the handlers, all in one unit: a crash before it commits runs the
+        # batch's steps again (same idempotency keys), as a plain action whose
+        # acknowledgement was not stored yet.
+        self._together(moving, self._move, self._move_many)
         for visit in visits:
             outcomes[visit.index] = visit.failed if visit.failed is not None else visit.note
         return outcomes
@@ -368,7 +359,7 @@ class Sequencer:
 
     def _look(
         self, ctx: ActionContext[Any], index: int, read: dict[str, Enrollment] | None = None
-    ) -> str | _Visit:
+    ) -> str | Visit:
         """What a claimed visit does: a final note (skipped, held), or what is left to do.
         ``read``: the batch's enrollments read together (:meth:`_read`)."""
         action = ctx.scheduled
@@ -389,7 +380,7 @@ class Sequencer:
                 and enrollment.visit == action.action_index
                 and enrollment.step_id == action.step_id
             ):  # its send began before the end was stored: a rerun (crash, retry) completes it
-                return _Visit(index, ctx, enrollment, None, "rerun")
+                return Visit(index, ctx, enrollment, None, "rerun")
             return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
         if enrollment.visit < action.action_index:
             # Stored by a writer that has not moved the enrollment to it yet (its second
@@ -413,20 +404,20 @@ class Sequencer:
         if isinstance(step, ActionStep):
             capped = self._recipients.capped(enrollment, program, step, self.now())
             if capped is None:
-                return _Visit(index, ctx, enrollment, program, "send", outcome="done")
+                return Visit(index, ctx, enrollment, program, "send", outcome="done")
             zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
             stop = program.deferred(step.id, self.now(), zone, capped)
-            return _Visit(index, ctx, enrollment, program, "deferred", outcome="deferred",
+            return Visit(index, ctx, enrollment, program, "deferred", outcome="deferred",
                           stop=stop, note=f"deferred: {capped}")  # fmt: skip
         outcome = "timed_out" if isinstance(step, WaitForEventStep) else "done"
-        return _Visit(index, ctx, enrollment, program, "timer", outcome=outcome,
+        return Visit(index, ctx, enrollment, program, "timer", outcome=outcome,
                       note=f"{step.kind} {step.id}: {outcome}")  # fmt: skip
 
     def _together(
         self,
-        visits: list[_Visit],
-        work: Callable[[_Visit], None],
-        many: Callable[[list[_Visit]], None] | None = None,
+        visits: list[Visit],
+        work: Callable[[Visit], None],
+        many: Callable[[list[Visit]], None] | None = None,
     ) -> None:
         """``work`` on each of ``visits`` in one unit of work (in the order of their
         enrollments, as every worker takes them), or ``many`` on them all; if that unit fails,
@@ -461,11 +452,11 @@ class Sequencer:
             except Exception as exc:
                 visit.failed = exc
 
-    def _mark(self, visit: _Visit) -> None:
+    def _mark(self, visit: Visit) -> None:
         self._marked(visit, self.moves.begin_send(visit.enrollment, visit.ctx.scheduled))
 
     @staticmethod
-    def _marked(visit: _Visit, begun: Enrollment | None) -> None:
+    def _marked(visit: Visit, begun: Enrollment | None) -> None:
         if begun is None:
             visit.note = "skipped: the enrollment ended before the send began"
             visit.final = True
@@ -473,13 +464,13 @@ class Sequencer:
             visit.enrollment = begun
             visit.final = False
 
-    def _mark_many(self, visits: list[_Visit]) -> None:
+    def _mark_many(self, visits: list[Visit]) -> None:
         """:meth:`_mark` on each of ``visits`` (see :meth:`Moves.begin_sends`)."""
         begun = self.moves.begin_sends([(v.enrollment, v.ctx.scheduled) for v in visits])
         for visit, enrollment in zip(visits, begun, strict=True):
             self._marked(visit, enrollment)
 
-    def _move(self, visit: _Visit) -> None:
+    def _move(self, visit: Visit) -> None:
         assert visit.program is not None and visit.outcome is not None
         moved = self.moves.advance(
             visit.enrollment, visit.program, None, cause=visit.ctx.scheduled.event,
@@ -487,6 +478,16 @@ class Sequencer:
         )  # fmt: skip
         if visit.kind == "timer" and not moved:
             visit.note = "skipped: moved on meanwhile"
+
+    def _move_many(self, visits: list[Visit]) -> None:
+        """:meth:`_move` on each of ``visits`` (see :meth:`Moves.advance_many`)."""
+        moved = self.moves.advance_many(
+            [Move(v.enrollment, v.program, v.ctx.scheduled.event, v.outcome, v.stop)
+             for v in visits if v.program is not None and v.outcome is not None]
+        )  # fmt: skip
+        for visit, ok in zip(visits, moved, strict=True):
+            if visit.kind == "timer" and not ok:
+                visit.note = "skipped: moved on meanwhile"
 
     def _hold(self, enrollment: Enrollment) -> str:
         """The sequence is paused: mark the visit held (resuming stores it again, due then)."""

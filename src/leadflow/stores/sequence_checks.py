@@ -13,7 +13,7 @@ from ..errors import InvalidInputError, InvalidStateError, StaleWriteError
 from ..ports.sequences import MAX_BATCH
 from ..sequences import Enrollment, StepRecord
 from ..sequences.enrollment import HISTORY_LIMIT
-from .checks import check_id
+from .checks import check_id, is_handed_over
 
 __all__ = [
     "check_change",
@@ -42,7 +42,11 @@ def checked_enrollment(enrollment: object) -> Enrollment:
     """``enrollment`` once checked, not copied. The record is immutable and was validated when
     built (``model_copy(update=...)`` validates too); what a caller may have changed since is
     inside its containers (the context document, the variants, the history list), which are
-    checked here: no second validation of a record the runtime built."""
+    checked here: no second validation of a record the runtime built. One the runtime handed
+    over for the store call under way (:func:`~leadflow.stores.checks.handed_over`) is taken
+    as it is."""
+    if type(enrollment) is Enrollment and is_handed_over(enrollment):
+        return enrollment
     if not isinstance(enrollment, Enrollment):
         raise InvalidInputError(
             f"expected an Enrollment, got {type(enrollment).__name__}", field="enrollment"

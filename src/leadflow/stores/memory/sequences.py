@@ -23,7 +23,14 @@ from ...sequences import (
     SequenceDefinition,
     SequenceStatus,
 )
-from ..checks import check_id, check_limit, check_model, check_version, checked_version
+from ..checks import (
+    check_id,
+    check_limit,
+    check_model,
+    check_version,
+    checked_version,
+    is_handed_over,
+)
 from ..sequence_checks import (
     check_change,
     checked_batch,
@@ -204,8 +211,13 @@ class InMemoryEnrollmentStore:
         return {e.enrollment_id: _out(e) for e in found if e is not None}
 
     def update_many(self, enrollments: Sequence[Enrollment]) -> builtins.list[Enrollment | None]:
-        """See :class:`~leadflow.ports.sequences.EnrollmentBatches`: under one lock."""
-        checked = [_out(enrollment) for enrollment in checked_batch(enrollments)]
+        """See :class:`~leadflow.ports.sequences.EnrollmentBatches`: under one lock. What the
+        runtime handed over (:func:`~leadflow.stores.checks.handed_over`) is stored as it is,
+        anything else as a private copy."""
+        checked = [
+            enrollment if is_handed_over(enrollment) else _out(enrollment)
+            for enrollment in checked_batch(enrollments)
+        ]
         stored: builtins.list[Enrollment | None] = []
         with self._lock:
             for enrollment in checked:
