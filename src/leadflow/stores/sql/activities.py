@@ -72,6 +72,7 @@ from .activity_sql import (
     statistics,
 )
 from .database import SqlDatabase
+from .direct import DriverStatement
 from .errors import sql_errors, translated, violated
 
 __all__ = ["SqlActivityRepository"]
@@ -96,6 +97,8 @@ class SqlActivityRepository:
         self._add = (
             dialect_insert(self._t).on_conflict_do_nothing().returning(self._t.c.activity_id)
         )
+        # The statement every ``handle`` creating an activity runs: through the driver.
+        self._add_direct = DriverStatement(database.engine.dialect, self._add)
         self._open_key_names = {
             f"{self._t.name}_open_key",  # PostgreSQL names the index
             f"{self._t.name}.open_key",  # SQLite names the column
@@ -120,7 +123,7 @@ class SqlActivityRepository:
                             # activity holds; checking first orders this add before any open
                             # one racing with it.
                             self._refuse_if_held(connection, checked.activity_id, held)
-                        if connection.execute(self._add, values).first() is not None:
+                        if self._add_direct.run(connection, values):
                             # What was stored: the validated copy (frozen, the caller's no
                             # longer) at version 1, not validated a third time from its row.
                             return _at_first_version(checked)

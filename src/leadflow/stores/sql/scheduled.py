@@ -19,6 +19,7 @@ type index (revision 0004) instead, so other types' backlog costs it nothing.
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -29,11 +30,14 @@ from sqlalchemy import (
     Executable,
     Integer,
     Select,
+    String,
     and_,
     any_,
     bindparam,
     case,
+    column,
     delete,
+    func,
     literal,
     literal_column,
     or_,
@@ -68,6 +72,7 @@ from ..checks import (
 )
 from .claimed import claimed_actions
 from .database import SqlDatabase
+from .direct import DriverStatement
 from .errors import translated
 from .types import ActionTypeOf, UtcDateTime
 
@@ -167,10 +172,9 @@ class SqlScheduledActionStore:
             if database.dialect == "postgresql"
             else c.action_id.in_(bindparam("ids", expanding=True))
         )
-        done_many = (
+        done_of = (
             update(self._t)
             .where(
-                of_ids,
                 self._state_is(_State.CLAIMED),
                 c.lease_owner == bindparam("worker"),
             )
@@ -181,8 +185,25 @@ class SqlScheduledActionStore:
                 lease_expires_at=None,
             )
         )
+        done_many = done_of.where(of_ids)
         self._done_many = done_many.returning(*self._t.c)
         self._done_ids = done_many.returning(c.action_id)
+        # The two statements every ``handle`` runs, through the driver (see .direct). On
+        # SQLite the ids are one JSON array (``IN (SELECT value FROM json_each(?))``): a fixed
+        # statement text, where an expanded ``IN`` is rendered again for each batch size.
+        dialect = database.engine.dialect
+        self._add_direct = DriverStatement(dialect, self._add)
+        if database.dialect == "postgresql":
+            self._done_ids_direct = DriverStatement(dialect, self._done_ids)
+        else:
+            in_json = c.action_id.in_(
+                select(column("value")).select_from(
+                    func.json_each(bindparam("ids", type_=String()))
+                )
+            )
+            self._done_ids_direct = DriverStatement(
+                dialect, done_of.where(in_json).returning(c.action_id)
+            )
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
         return self._t.c.state == _STATE[state]
@@ -196,7 +217,7 @@ class SqlScheduledActionStore:
         c = self._t.c
         taken = None
         with self._db.write(atomic=False) as connection:
-            if connection.execute(self._add, _values(checked)).first() is not None:
+            if self._add_direct.run(connection, _values(checked)):
                 return checked, True  # an immutable value: what is stored
             existing = (
                 connection.execute(
@@ -459,8 +480,12 @@ class SqlScheduledActionStore:
         if not ids:
             return []
         with self._db.write(atomic=False) as connection:
-            parameters = {"ids": ids, "worker": worker, "now": now}
-            done = set(connection.execute(self._done_ids, parameters).scalars())
+            parameters = {
+                "ids": ids if self._db.dialect == "postgresql" else json.dumps(ids),
+                "worker": worker,
+                "now": now,
+            }
+            done = {row[0] for row in self._done_ids_direct.run(connection, parameters)}
         return [action_id for action_id in ids if action_id in done]
 
     @translated("error")
