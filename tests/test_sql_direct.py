@@ -18,7 +18,7 @@ from leadflow.stores.sql import SqlStorage
 from leadflow.stores.sql.direct import DriverStatement
 from leadflow.stores.sql.errors import sql_errors
 from leadflow.stores.sql.scheduled import SqlScheduledActionStore
-from leadflow.testing.contracts import at, make_scheduled_action
+from leadflow.testing.contracts import at, make_delivery, make_scheduled_action
 
 from .sql_support import fresh_storage, kind_params
 
@@ -131,3 +131,34 @@ def test_mark_done_ids_on_many_ids_is_one_statement(storage: SqlStorage) -> None
     assert len(statements) == 1
     assert store.get("sa-later").state.value == "pending"
     assert {store.get(i).state.value for i in done} == {"done"}
+
+
+def test_schedule_many_stores_what_schedule_stores(tmp_path: Path, storage: SqlStorage) -> None:
+    """Rows of every shape (a delivery without a rule or action, a document holding a
+    datetime, a claimed action with a lease) through ``schedule_many`` (on PostgreSQL one
+    ``unnest`` statement) read back as ``schedule`` one by one stores them; a key already
+    stored is not inserted again."""
+    when = datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=-5)))
+    plain = make_scheduled_action("p", due_at=at())
+    event = plain.event.model_copy(update={"payload": {"when": when, "n": [1, None, "x"]}})
+    actions = [
+        plain.model_copy(update={"event": event}),
+        make_delivery("d", due_at=at(minutes=3)),
+        make_scheduled_action(
+            "c",
+            due_at=at(),
+            state="claimed",
+            lease_owner="w",
+            lease_expires_at=at(hours=1),
+            explanation="why",
+        ),
+    ]
+    scheduled = storage.scheduled
+    assert isinstance(scheduled, SqlScheduledActionStore)
+    assert scheduled.schedule_many(actions) == [True, True, True]
+    with fresh_storage("sqlite-memory", tmp_path) as reference:
+        for action in actions:
+            reference.scheduled.schedule(action)
+        expected = [reference.scheduled.get(a.action_id) for a in actions]
+    assert [scheduled.get(a.action_id) for a in actions] == expected
+    assert scheduled.schedule_many([*actions[:1], make_scheduled_action("new")]) == [False, True]

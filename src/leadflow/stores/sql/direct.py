@@ -47,7 +47,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ...clock import ensure_utc
 from .types import Document, UtcDateTime, encode_document, micros
 
-__all__ = ["DriverStatement", "unnest_insert"]
+__all__ = ["DriverStatement", "UnnestInsert", "execute"]
 
 Encoder = Callable[[Any], Any]
 _NAMED: Final = re.compile(r"%\((\w+)\)s")
@@ -73,12 +73,6 @@ def _encoder(type_: Any, dialect: Dialect) -> Encoder | None:
         return _utc_micros if dialect.name == "sqlite" else _utc
     processor: Encoder | None = type_.dialect_impl(dialect).bind_processor(dialect)
     return processor
-
-
-def _arrays(encoder: Encoder | None) -> Encoder | None:
-    if encoder is None:
-        return None
-    return lambda values: [encoder(value) for value in values]
 
 
 class DriverStatement:
@@ -178,28 +172,42 @@ def execute(
         cursor.close()
 
 
-def unnest_insert(
-    dialect: Dialect, table: Table, returning: Sequence[str]
-) -> tuple[str, tuple[Encoder | None, ...], tuple[str, ...]]:
+class UnnestInsert:
     """PostgreSQL: ``INSERT INTO table (every column) SELECT * FROM unnest(%s::type[], ...) ON
     CONFLICT DO NOTHING RETURNING ...``: any number of rows in one statement of one parameter
-    per column (an array), whose text and conversion psycopg caches like any other (a
-    multi-row ``VALUES`` list is one parameter per value: a new text per batch size, never
-    cached beyond 50 parameters). The SQL, the encoders of each column's array and the column
-    names, in order."""
-    quote = dialect.identifier_preparer.quote
-    names = tuple(column.name for column in table.c)
-    casts = []
-    encoders: list[Encoder | None] = []
-    for column in table.c:
-        type_sql = dialect.type_compiler_instance.process(column.type)
-        casts.append(f"%s::{type_sql}[]")
-        encoders.append(_arrays(_encoder(column.type, dialect)))
-    target = dialect.identifier_preparer.format_table(table)
-    sql = (
-        f"INSERT INTO {target} ({', '.join(quote(n) for n in names)}) "
-        f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING"
-    )
-    if returning:
-        sql += " RETURNING " + ", ".join(quote(n) for n in returning)
-    return sql, tuple(encoders), names
+    per column (an array), whose text and conversion psycopg caches like any other statement's
+    (a multi-row ``VALUES`` list is one parameter per value: a new text for each number of
+    rows, and beyond 50 parameters converted again on every call). Each column's values are
+    encoded as :class:`DriverStatement` encodes them."""
+
+    __slots__ = ("_columns", "_encoders", "returns", "sql")
+
+    def __init__(self, dialect: Dialect, table: Table, returning: Sequence[str]) -> None:
+        quote = dialect.identifier_preparer.quote
+        self._columns: tuple[str, ...] = tuple(column.name for column in table.c)
+        self._encoders: tuple[Encoder | None, ...] = tuple(
+            _encoder(column.type, dialect) for column in table.c
+        )
+        casts = [f"%s::{dialect.type_compiler_instance.process(c.type)}[]" for c in table.c]
+        sql = (
+            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+            f"({', '.join(quote(name) for name in self._columns)}) "
+            f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING"
+        )
+        if returning:
+            sql += " RETURNING " + ", ".join(quote(name) for name in returning)
+        self.sql: str = sql
+        self.returns: bool = bool(returning)
+
+    def run(
+        self, connection: Connection, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (each with every column); the ``RETURNING`` rows."""
+        parameters = []
+        for name, encoder in zip(self._columns, self._encoders, strict=True):
+            if encoder is None:
+                parameters.append([row[name] for row in rows])
+            else:
+                column = [row[name] for row in rows]
+                parameters.append([None if v is None else encoder(v) for v in column])
+        return execute(connection, self.sql, parameters, returns=self.returns)

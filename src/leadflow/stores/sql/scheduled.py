@@ -72,7 +72,7 @@ from ..checks import (
 )
 from .claimed import claimed_actions
 from .database import SqlDatabase
-from .direct import DriverStatement
+from .direct import DriverStatement, UnnestInsert
 from .errors import translated
 from .types import ActionTypeOf, UtcDateTime
 
@@ -193,6 +193,11 @@ class SqlScheduledActionStore:
         # statement text, where an expanded ``IN`` is rendered again for each batch size.
         dialect = database.engine.dialect
         self._add_direct = DriverStatement(dialect, self._add)
+        self._add_rows = (
+            UnnestInsert(dialect, self._t, ["idempotency_key"])
+            if database.dialect == "postgresql"
+            else None
+        )
         if database.dialect == "postgresql":
             self._done_ids_direct = DriverStatement(dialect, self._done_ids)
         else:
@@ -240,9 +245,11 @@ class SqlScheduledActionStore:
 
     @translated("actions")
     def schedule_many(self, actions: Sequence[ScheduledAction]) -> builtins.list[bool]:
-        """:class:`~leadflow.ports.BatchScheduling`: one multi-row ``INSERT ... ON CONFLICT DO
-        NOTHING RETURNING idempotency_key`` (SQLAlchemy's "insertmanyvalues"), in one
-        transaction (the unit of work's inside one)."""
+        """:class:`~leadflow.ports.BatchScheduling`: one ``INSERT ... ON CONFLICT DO NOTHING
+        RETURNING idempotency_key`` of every row (on PostgreSQL ``SELECT * FROM unnest(...)``,
+        one array per column: see :class:`~.direct.UnnestInsert`; on SQLite a multi-row
+        ``VALUES``, SQLAlchemy's "insertmanyvalues"), in one transaction (the unit of work's
+        inside one)."""
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
@@ -268,7 +275,10 @@ class SqlScheduledActionStore:
             .returning(c.idempotency_key, sort_by_parameter_order=False)
         )
         with self._db.write() as connection:
-            created = {row[0] for row in connection.execute(statement, rows)}
+            if self._add_rows is not None:
+                created = {row[0] for row in self._add_rows.run(connection, rows)}
+            else:
+                created = {row[0] for row in connection.execute(statement, rows)}
         return [
             fresh and action.idempotency_key in created
             for fresh, action in zip(first, actions, strict=True)
