@@ -188,7 +188,8 @@ class UnnestInsert:
         self._encoders: tuple[Encoder | None, ...] = tuple(
             _encoder(column.type, dialect) for column in table.c
         )
-        casts = [f"%s::{dialect.type_compiler_instance.process(c.type)}[]" for c in table.c]
+        # ``%b``: psycopg sends the arrays in its binary format (no quoting of each element).
+        casts = [f"%b::{dialect.type_compiler_instance.process(c.type)}[]" for c in table.c]
         sql = (
             f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
             f"({', '.join(quote(name) for name in self._columns)}) "

@@ -81,6 +81,9 @@ __all__ = ["SqlScheduledActionStore"]
 _State = ScheduledActionState
 _MAX_ERROR: Final = 2000
 _MAX_BATCH: Final = 1000
+_ONE_BY_ONE: Final = 8
+"""SQLite: a ``schedule_many`` of at most this many rows runs the one-row ``INSERT`` per row
+(no round trip to save; cheaper than building a multi-row statement)."""
 _SHAPES: Final = 64  # claim statements kept (see _claim_statements)
 _STATE: Final[dict[_State, ColumnElement[str]]] = {
     state: literal_column(f"'{state.value}'") for state in _State
@@ -277,6 +280,10 @@ class SqlScheduledActionStore:
         with self._db.write() as connection:
             if self._add_rows is not None:
                 created = {row[0] for row in self._add_rows.run(connection, rows)}
+            elif len(rows) <= _ONE_BY_ONE:  # SQLite, no round trips: the compiled single row
+                created = {
+                    row["idempotency_key"] for row in rows if self._add_direct.run(connection, row)
+                }
             else:
                 created = {row[0] for row in connection.execute(statement, rows)}
         return [
