@@ -162,3 +162,45 @@ def test_schedule_many_stores_what_schedule_stores(tmp_path: Path, storage: SqlS
         expected = [reference.scheduled.get(a.action_id) for a in actions]
     assert [scheduled.get(a.action_id) for a in actions] == expected
     assert scheduled.schedule_many([*actions[:1], make_scheduled_action("new")]) == [False, True]
+
+
+def test_a_batch_of_123_actions_stores_each_once(storage: SqlStorage) -> None:
+    """123 actions, 5 of them stored before: ``schedule_many`` says which it created, in
+    statements of 100 and 23 rows on SQLite and one on PostgreSQL."""
+    scheduled = storage.scheduled
+    assert isinstance(scheduled, SqlScheduledActionStore)
+    actions = [make_scheduled_action(f"b{n:03}", due_at=at()) for n in range(123)]
+    for action in actions[:5]:
+        scheduled.schedule(action)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if sql != "BEGIN IMMEDIATE":
+            statements.append(sql)
+
+    engine = storage.database.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        created = scheduled.schedule_many(actions)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert created == [False] * 5 + [True] * 118
+    assert len(statements) == (2 if storage.database.is_sqlite else 1)
+    stored = scheduled.list(limit=200)
+    assert sorted(a.idempotency_key for a in stored) == [a.idempotency_key for a in actions]
+    assert all(scheduled.get(a.action_id) == a for a in actions[5:])
+
+
+def test_sqlite_acknowledges_by_primary_key(tmp_path: Path) -> None:
+    """SQLite's acknowledgement looks each id up by the primary key, not through the state
+    index (which would read every claimed action and probe the id list)."""
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        scheduled = storage.scheduled
+        assert isinstance(scheduled, SqlScheduledActionStore)
+        sql = scheduled._done_ids_direct.sql
+        with storage.database.engine.connect() as connection:
+            plan = connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + sql, ("done", None, 1, 1, '["a"]', "w")
+            ).all()
+    searches = [row[3] for row in plan if "leadflow_scheduled_actions" in row[3]]
+    assert searches and all("(action_id=?)" in step for step in searches), plan

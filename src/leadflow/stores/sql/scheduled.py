@@ -72,7 +72,7 @@ from ..checks import (
 )
 from .claimed import claimed_actions
 from .database import SqlDatabase
-from .direct import DriverStatement, UnnestInsert
+from .direct import DriverStatement, ManyRows, UnnestInsert
 from .errors import translated
 from .types import ActionTypeOf, UtcDateTime
 
@@ -175,20 +175,20 @@ class SqlScheduledActionStore:
             if database.dialect == "postgresql"
             else c.action_id.in_(bindparam("ids", expanding=True))
         )
-        done_of = (
-            update(self._t)
-            .where(
-                self._state_is(_State.CLAIMED),
-                c.lease_owner == bindparam("worker"),
+
+        def done_where(*terms: ColumnElement[bool]) -> Any:
+            return (
+                update(self._t)
+                .where(*terms, c.lease_owner == bindparam("worker"))
+                .values(
+                    state=_State.DONE.value,
+                    finished_at=bindparam("now", type_=UtcDateTime()),
+                    updated_at=bindparam("now", type_=UtcDateTime()),
+                    lease_expires_at=None,
+                )
             )
-            .values(
-                state=_State.DONE.value,
-                finished_at=bindparam("now", type_=UtcDateTime()),
-                updated_at=bindparam("now", type_=UtcDateTime()),
-                lease_expires_at=None,
-            )
-        )
-        done_many = done_of.where(of_ids)
+
+        done_many = done_where(of_ids, self._state_is(_State.CLAIMED))
         self._done_many = done_many.returning(*self._t.c)
         self._done_ids = done_many.returning(c.action_id)
         # The two statements every ``handle`` runs, through the driver (see .direct). On
@@ -196,10 +196,11 @@ class SqlScheduledActionStore:
         # statement text, where an expanded ``IN`` is rendered again for each batch size.
         dialect = database.engine.dialect
         self._add_direct = DriverStatement(dialect, self._add)
-        self._add_rows = (
+        one_row = self._insert(self._t).on_conflict_do_nothing().returning(c.idempotency_key)
+        self._add_rows: UnnestInsert | ManyRows = (
             UnnestInsert(dialect, self._t, ["idempotency_key"])
             if database.dialect == "postgresql"
-            else None
+            else ManyRows(DriverStatement(dialect, one_row))
         )
         if database.dialect == "postgresql":
             self._done_ids_direct = DriverStatement(dialect, self._done_ids)
@@ -209,8 +210,11 @@ class SqlScheduledActionStore:
                     func.json_each(bindparam("ids", type_=String()))
                 )
             )
+            # ``+state``: SQLite then looks each id up by the primary key (an index on state
+            # would read every claimed action and probe the list).
+            unindexed = literal_column(f"+{c.state.name}") == _STATE[_State.CLAIMED]
             self._done_ids_direct = DriverStatement(
-                dialect, done_of.where(in_json).returning(c.action_id)
+                dialect, done_where(in_json, unindexed).returning(c.action_id)
             )
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
@@ -250,9 +254,9 @@ class SqlScheduledActionStore:
     def schedule_many(self, actions: Sequence[ScheduledAction]) -> builtins.list[bool]:
         """:class:`~leadflow.ports.BatchScheduling`: one ``INSERT ... ON CONFLICT DO NOTHING
         RETURNING idempotency_key`` of every row (on PostgreSQL ``SELECT * FROM unnest(...)``,
-        one array per column: see :class:`~.direct.UnnestInsert`; on SQLite a multi-row
-        ``VALUES``, SQLAlchemy's "insertmanyvalues"), in one transaction (the unit of work's
-        inside one)."""
+        one array per column: see :class:`~.direct.UnnestInsert`; on SQLite multi-row
+        ``VALUES`` of at most 100 rows each, :class:`~.direct.ManyRows`, or the one-row
+        statement per row for a few), in one transaction (the unit of work's inside one)."""
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
@@ -271,21 +275,13 @@ class SqlScheduledActionStore:
                 rows.append(_values(checked))
         if not rows:
             return first
-        c = self._t.c
-        statement = (
-            self._insert(self._t)
-            .on_conflict_do_nothing()
-            .returning(c.idempotency_key, sort_by_parameter_order=False)
-        )
         with self._db.write() as connection:
-            if self._add_rows is not None:
-                created = {row[0] for row in self._add_rows.run(connection, rows)}
-            elif len(rows) <= _ONE_BY_ONE:  # SQLite, no round trips: the compiled single row
+            if len(rows) <= _ONE_BY_ONE and self._db.is_sqlite:  # the one-row statement
                 created = {
                     row["idempotency_key"] for row in rows if self._add_direct.run(connection, row)
                 }
             else:
-                created = {row[0] for row in connection.execute(statement, rows)}
+                created = {row[0] for row in self._add_rows.run(connection, rows)}
         return [
             fresh and action.idempotency_key in created
             for fresh, action in zip(first, actions, strict=True)
