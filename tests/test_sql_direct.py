@@ -165,8 +165,8 @@ def test_schedule_many_stores_what_schedule_stores(tmp_path: Path, storage: SqlS
 
 
 def test_a_batch_of_123_actions_stores_each_once(storage: SqlStorage) -> None:
-    """123 actions, 5 of them stored before: ``schedule_many`` says which it created, in
-    statements of 100 and 23 rows on SQLite and one on PostgreSQL."""
+    """123 actions, 5 of them stored before: ``schedule_many`` says which it created, in one
+    statement."""
     scheduled = storage.scheduled
     assert isinstance(scheduled, SqlScheduledActionStore)
     actions = [make_scheduled_action(f"b{n:03}", due_at=at()) for n in range(123)]
@@ -185,7 +185,7 @@ def test_a_batch_of_123_actions_stores_each_once(storage: SqlStorage) -> None:
     finally:
         sa.event.remove(engine, "before_cursor_execute", count)
     assert created == [False] * 5 + [True] * 118
-    assert len(statements) == (2 if storage.database.is_sqlite else 1)
+    assert len(statements) == 1
     stored = scheduled.list(limit=200)
     assert sorted(a.idempotency_key for a in stored) == [a.idempotency_key for a in actions]
     assert all(scheduled.get(a.action_id) == a for a in actions[5:])

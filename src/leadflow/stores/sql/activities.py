@@ -72,7 +72,7 @@ from .activity_sql import (
     statistics,
 )
 from .database import SqlDatabase
-from .direct import DriverStatement, ManyRows, UnnestInsert
+from .direct import DriverStatement, UnnestInsert
 from .errors import sql_errors, translated, violated
 
 __all__ = ["SqlActivityRepository"]
@@ -100,10 +100,10 @@ class SqlActivityRepository:
         # The statement every ``handle`` creating an activity runs: through the driver.
         self._add_direct = DriverStatement(database.engine.dialect, self._add)
         # A batch's rows on PostgreSQL: one array per column (see .direct.UnnestInsert).
-        self._add_rows: UnnestInsert | ManyRows = (
+        self._add_rows = (
             UnnestInsert(database.engine.dialect, self._t, ["activity_id"])
             if database.dialect == "postgresql"
-            else ManyRows(self._add_direct)
+            else None
         )
         self._open_key_names = {
             f"{self._t.name}_open_key",  # PostgreSQL names the index
@@ -151,12 +151,11 @@ class SqlActivityRepository:
         self, activities: Sequence[Activity]
     ) -> builtins.list[Activity | DuplicateError | OpenActivityExistsError]:
         """:class:`~leadflow.ports.BatchActivities`: the open activities (and those without
-        an open key) with ``INSERT ... ON CONFLICT DO NOTHING RETURNING activity_id`` (on
-        PostgreSQL one statement of ``unnest`` arrays, :class:`~.direct.UnnestInsert`; on
-        SQLite multi-row ``VALUES`` of at most 100 rows each, :class:`~.direct.ManyRows`), the
-        reasons of those it did not insert read in at most two more statements, all in one
-        transaction (the unit of work's inside one). A completed activity with an open key
-        goes through :meth:`add`."""
+        an open key) in one ``INSERT ... ON CONFLICT DO NOTHING RETURNING activity_id`` (on
+        PostgreSQL of ``unnest`` arrays, :class:`~.direct.UnnestInsert`; on SQLite a
+        multi-row ``VALUES``, SQLAlchemy's "insertmanyvalues"), the reasons of those it did
+        not insert read in at most two more statements, all in one transaction (the unit of
+        work's inside one). A completed activity with an open key goes through :meth:`add`."""
         checked = checked_batch(activities)
         out, rows = first_in_batch(checked)
         c = self._t.c
@@ -165,7 +164,10 @@ class SqlActivityRepository:
         held: set[Any] = set()
         if rows:
             with sql_errors("activities"), self._db.write() as connection:
-                added = {row[0] for row in self._add_rows.run(connection, rows)}
+                if self._add_rows is not None:
+                    added = {row[0] for row in self._add_rows.run(connection, rows)}
+                else:
+                    added = set(connection.execute(self._add, rows).scalars())
                 sent = [row["activity_id"] for row in rows]
                 missing = [activity_id for activity_id in sent if activity_id not in added]
                 if missing:

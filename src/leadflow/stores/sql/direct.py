@@ -47,7 +47,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ...clock import ensure_utc
 from .types import Document, UtcDateTime, encode_document, micros
 
-__all__ = ["DriverStatement", "ManyRows", "UnnestInsert", "execute"]
+__all__ = ["DriverStatement", "UnnestInsert", "execute"]
 
 Encoder = Callable[[Any], Any]
 _NAMED: Final = re.compile(r"%\((\w+)\)s")
@@ -217,44 +217,3 @@ class UnnestInsert:
                 column = [row[name] for row in rows]
                 parameters.append([None if v is None else encoder(v) for v in column])
         return execute(connection, self.sql, parameters, returns=self.returns)
-
-
-class ManyRows:
-    """SQLite: a one-row ``INSERT`` (a :class:`DriverStatement`) run for many rows as
-    multi-row ``VALUES`` statements of :attr:`CHUNK` rows and one of the rest (each text built
-    once, and kept prepared by sqlite3), the parameters encoded as the one-row statement
-    encodes them. No round trip to save on SQLite: what it saves is SQLAlchemy's per-row
-    parameter processing (about a third of ``handle_many``'s CPU there)."""
-
-    __slots__ = ("_group", "_head", "_one", "_sql", "_tail")
-
-    CHUNK: Final = 100
-    """Rows per statement (100 x 28 columns: well within SQLite's 32,766 parameters)."""
-
-    def __init__(self, one: DriverStatement) -> None:
-        head, found, rest = one.sql.partition(" VALUES (")
-        if not found:
-            raise ValueError("expected a one-row INSERT ... VALUES (...)")
-        end = rest.index(")")
-        self._one = one
-        self._head, self._group, self._tail = head, "(" + rest[: end + 1], rest[end + 1 :]
-        self._sql: dict[int, str] = {}
-
-    def _text(self, size: int) -> str:
-        sql = self._sql.get(size)
-        if sql is None:
-            values = ", ".join([self._group] * size)
-            sql = self._sql[size] = f"{self._head} VALUES {values}{self._tail}"
-        return sql
-
-    def run(
-        self, connection: Connection, rows: Sequence[Mapping[str, Any]]
-    ) -> list[tuple[Any, ...]]:
-        """Insert ``rows``; the ``RETURNING`` rows of every statement (in no set order)."""
-        encoded = [self._one.parameters(row) for row in rows]
-        out: list[tuple[Any, ...]] = []
-        for start in range(0, len(encoded), self.CHUNK):
-            part = encoded[start : start + self.CHUNK]
-            flat = tuple(value for row in part for value in row)
-            out += execute(connection, self._text(len(part)), flat, returns=self._one.returns)
-        return out

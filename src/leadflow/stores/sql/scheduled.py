@@ -72,7 +72,7 @@ from ..checks import (
 )
 from .claimed import claimed_actions
 from .database import SqlDatabase
-from .direct import DriverStatement, ManyRows, UnnestInsert
+from .direct import DriverStatement, UnnestInsert
 from .errors import translated
 from .types import ActionTypeOf, UtcDateTime
 
@@ -196,11 +196,10 @@ class SqlScheduledActionStore:
         # statement text, where an expanded ``IN`` is rendered again for each batch size.
         dialect = database.engine.dialect
         self._add_direct = DriverStatement(dialect, self._add)
-        one_row = self._insert(self._t).on_conflict_do_nothing().returning(c.idempotency_key)
-        self._add_rows: UnnestInsert | ManyRows = (
+        self._add_rows = (
             UnnestInsert(dialect, self._t, ["idempotency_key"])
             if database.dialect == "postgresql"
-            else ManyRows(DriverStatement(dialect, one_row))
+            else None
         )
         if database.dialect == "postgresql":
             self._done_ids_direct = DriverStatement(dialect, self._done_ids)
@@ -254,9 +253,9 @@ class SqlScheduledActionStore:
     def schedule_many(self, actions: Sequence[ScheduledAction]) -> builtins.list[bool]:
         """:class:`~leadflow.ports.BatchScheduling`: one ``INSERT ... ON CONFLICT DO NOTHING
         RETURNING idempotency_key`` of every row (on PostgreSQL ``SELECT * FROM unnest(...)``,
-        one array per column: see :class:`~.direct.UnnestInsert`; on SQLite multi-row
-        ``VALUES`` of at most 100 rows each, :class:`~.direct.ManyRows`, or the one-row
-        statement per row for a few), in one transaction (the unit of work's inside one)."""
+        one array per column: see :class:`~.direct.UnnestInsert`; on SQLite the one-row
+        statement per row for a few, else a multi-row ``VALUES``, SQLAlchemy's
+        "insertmanyvalues"), in one transaction (the unit of work's inside one)."""
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
@@ -276,12 +275,19 @@ class SqlScheduledActionStore:
         if not rows:
             return first
         with self._db.write() as connection:
-            if len(rows) <= _ONE_BY_ONE and self._db.is_sqlite:  # the one-row statement
+            if self._add_rows is not None:
+                created = {row[0] for row in self._add_rows.run(connection, rows)}
+            elif len(rows) <= _ONE_BY_ONE:  # SQLite, no round trips: the one-row statement
                 created = {
                     row["idempotency_key"] for row in rows if self._add_direct.run(connection, row)
                 }
             else:
-                created = {row[0] for row in self._add_rows.run(connection, rows)}
+                statement = (
+                    self._insert(self._t)
+                    .on_conflict_do_nothing()
+                    .returning(self._t.c.idempotency_key, sort_by_parameter_order=False)
+                )
+                created = {row[0] for row in connection.execute(statement, rows)}
         return [
             fresh and action.idempotency_key in created
             for fresh, action in zip(first, actions, strict=True)
