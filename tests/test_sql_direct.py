@@ -66,9 +66,15 @@ def test_the_cursor_events_see_the_statement(storage: SqlStorage) -> None:
 
     def before(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
         seen.append((sql, params))
+        context.span = sql  # what a tracer keeps on the context until after_cursor_execute
+
+    def after(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        ended.append(context.span)
 
     engine = storage.database.engine
+    ended: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
     try:
         with storage.database.write() as connection:
             rows = statement.run(
@@ -77,8 +83,10 @@ def test_the_cursor_events_see_the_statement(storage: SqlStorage) -> None:
             )
     finally:
         sa.event.remove(engine, "before_cursor_execute", before)
+        sa.event.remove(engine, "after_cursor_execute", after)
     assert rows == [("e",)]
     assert [sql for sql, _ in seen if sql != "BEGIN IMMEDIATE"] == [statement.sql]
+    assert ended[-1] == statement.sql
 
 
 def test_a_unique_violation_is_a_duplicate_error(storage: SqlStorage) -> None:

@@ -25,11 +25,13 @@ fixed statement text keeps that working (and, for statements over many rows, see
 50 parameters).
 
 What is kept from SQLAlchemy's path: the engine's ``before_cursor_execute`` and
-``after_cursor_execute`` listeners are called (with ``context=None``; a listener's
-``retval`` is ignored), so tracing and statement counting see these statements; a driver error
-becomes SQLAlchemy's ``DBAPIError`` subclass (``IntegrityError``...), a lost connection is
-invalidated as SQLAlchemy would, so :func:`~.errors.sql_errors` maps both as before. What is
-not: an engine's custom ``json_serializer`` (leadflow's documents are plain JSON).
+``after_cursor_execute`` listeners are called, so tracing and statement counting see these
+statements (their ``context`` is a bare object that only holds the attributes a listener sets
+on it, e.g. a tracer's span; a listener's ``retval`` is ignored); a driver error becomes
+SQLAlchemy's ``DBAPIError`` subclass (``IntegrityError``...), a lost connection is invalidated
+as SQLAlchemy would, so :func:`~.errors.sql_errors` maps both as before. What is not: an
+engine's custom ``json_serializer`` (leadflow's documents are plain JSON), and SQLAlchemy's own
+statement log (``echo=True``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, exc
@@ -141,15 +144,17 @@ def execute(
         # client CPU per action INSERT, of 155).
         cursor = proxied.info[_CURSOR] = proxied.cursor()
     dispatch = connection.dispatch
+    listened = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    context = SimpleNamespace() if listened else None
     try:
-        if dispatch.before_cursor_execute:
+        if listened:
             for listener in dispatch.before_cursor_execute:
-                listener(connection, cursor, sql, parameters, None, False)
+                listener(connection, cursor, sql, parameters, context, False)
         cursor.execute(sql, parameters)
         rows: list[tuple[Any, ...]] = list(cursor.fetchall()) if returns else []
-        if dispatch.after_cursor_execute:
+        if listened:
             for listener in dispatch.after_cursor_execute:
-                listener(connection, cursor, sql, parameters, None, False)
+                listener(connection, cursor, sql, parameters, context, False)
         return rows
     except Exception as error:
         dialect = connection.dialect
