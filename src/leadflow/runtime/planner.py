@@ -154,20 +154,9 @@ class Planner:
         """Store ``planned``'s actions and run the run-now ones; with ``batched`` their
         successes are marked done together at the end."""
         done: list[tuple[str, HandleResult, int]] = []
-        # In a unit of work the event's actions are stored with one schedule_many (where the
-        # store offers it) before any of them runs: one statement, each key deduplicated
-        # before any handler's effect, as one by one.
-        together = (
-            self._schedule_all(planned.actions)
-            if batched and self._batch is not None and len(planned.actions) > 1
-            else None
-        )
-        for n, (action, run_now) in enumerate(zip(planned.actions, planned.run_now, strict=True)):
+        for action, run_now in zip(planned.actions, planned.run_now, strict=True):
             # Built and validated here (rule_action): handed over, not checked again.
-            if together is not None:
-                stored, created = action, together[n]
-            else:
-                stored, created = handed_over(self._scheduled.schedule, action)
+            stored, created = handed_over(self._scheduled.schedule, action)
             if not created:
                 planned.result.duplicates.append(stored.idempotency_key)
             elif run_now:
