@@ -12,9 +12,11 @@ events as mappings, each for a new opportunity. Floors and leadflow alternate in
 repetition after repetition, and the medians are printed with wall and process (CPU) times,
 ratios, and per event and per action: statements, commits (SQLAlchemy's commit events plus the
 write statements run in autocommit on PostgreSQL) and PostgreSQL round trips (statements +
-BEGIN + COMMIT of each transaction). Checked while timing: every event's activity is stored,
-every action ran and is done, nothing failed (a wrong answer exits 2). Nothing is asserted on
-time.
+BEGIN + COMMIT of each transaction), counted before the check's own reads; and where the wall
+time of the last repetition went (in statements, between the engine's cursor events, which
+the stores' driver-level statements fire too; in commits; the rest). Checked while timing:
+every event's activity is stored, every action ran and is done, nothing failed (a wrong answer
+exits 2). Nothing is asserted on time.
 
 Run: python benchmarks/bench_handle_sql.py [--events 2000] [--reps 5] [--url postgresql+psycopg://...]
 (the URL may come from LEADFLOW_BENCH_POSTGRES_URL; without one PostgreSQL is skipped).
@@ -76,16 +78,33 @@ def events(tag: str, count: int) -> list[dict[str, Any]]:
 
 
 class Counts:
-    """Statements, commits and transactions on an engine (see the module's docstring)."""
+    """Statements, commits and transactions on an engine (see the module's docstring), and the
+    wall time spent in statements (between the cursor events) and in commits (the dialect's
+    ``do_commit``, wrapped while counting)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.statements = self.commits = self.transactions = 0
+        self.in_statements = self.in_commits = 0.0
+        self._started = 0.0
         sa.event.listen(engine, "before_cursor_execute", self._statement)
+        sa.event.listen(engine, "after_cursor_execute", self._executed)
         sa.event.listen(engine, "commit", self._commit)
+        dialect = engine.dialect
+        self._do_commit = dialect.do_commit
+
+        def timed_commit(connection: Any) -> None:
+            started = time.perf_counter()
+            try:
+                self._do_commit(connection)
+            finally:
+                self.in_commits += time.perf_counter() - started
+
+        setattr(dialect, "do_commit", timed_commit)  # noqa: B010 (wrapped while counting)
 
     def _statement(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         self.statements += 1
+        self._started = time.perf_counter()
         raw = getattr(cursor, "connection", None)
         if getattr(raw, "autocommit", False) is True:
             if not statement.lstrip().upper().startswith("SELECT"):
@@ -94,16 +113,31 @@ class Counts:
             conn.info["bench_tx"] = True
             self.transactions += 1
 
+    def _executed(self, *_: Any) -> None:
+        self.in_statements += time.perf_counter() - self._started
+
     def _commit(self, conn: Any) -> None:
         self.commits += 1
         conn.info["bench_tx"] = False
 
     def reset(self) -> None:
         self.statements = self.commits = self.transactions = 0
+        self.in_statements = self.in_commits = 0.0
+
+    def snapshot(self) -> tuple[int, int, int, float, float]:
+        return (
+            self.statements,
+            self.commits,
+            self.transactions,
+            self.in_statements,
+            self.in_commits,
+        )
 
     def close(self) -> None:
         sa.event.remove(self.engine, "before_cursor_execute", self._statement)
+        sa.event.remove(self.engine, "after_cursor_execute", self._executed)
         sa.event.remove(self.engine, "commit", self._commit)
+        setattr(self.engine.dialect, "do_commit", self._do_commit)  # noqa: B010
 
 
 def make_flow(storage: SqlStorage) -> LeadFlow:
@@ -218,30 +252,45 @@ def sqlite_floor(path: Path, rows: int, *, batch: int) -> Timing:
 # --------------------------------------------------------------------------- leadflow
 
 
-def run_handle(flow: LeadFlow, storage: SqlStorage, counts: Counts, batch: list[Any]) -> Timing:
+Snapshot = tuple[int, int, int, float, float]  # Counts.snapshot()
+
+
+def run_handle(
+    flow: LeadFlow, storage: SqlStorage, counts: Counts, batch: list[Any]
+) -> tuple[Timing, Snapshot]:
     counts.reset()
     results, timing = timed(lambda: [flow.handle(e) for e in batch])
+    seen = counts.snapshot()  # before the check's own statements
     check(storage, results, batch)
-    return timing
+    return timing, seen
 
 
-def run_many(flow: LeadFlow, storage: SqlStorage, counts: Counts, batch: list[Any]) -> Timing:
+def run_many(
+    flow: LeadFlow, storage: SqlStorage, counts: Counts, batch: list[Any]
+) -> tuple[Timing, Snapshot]:
     counts.reset()
     results, timing = timed(lambda: flow.handle_many(batch))
+    seen = counts.snapshot()
     check(storage, results, batch)
-    return timing
+    return timing, seen
 
 
-def per(counts: Counts, n: int, postgres: bool) -> str:
-    s, c, t = counts.statements / n, counts.commits / n, counts.transactions / n
+def per(seen: Snapshot, n: int, postgres: bool) -> str:
+    s, c, t = seen[0] / n, seen[1] / n, seen[2] / n
     text = f"{s:.3f} statements, {c:.3f} commits"
     if postgres:
         text += f", {s + 2 * t:.3f} round trips"
     return text
 
 
-def report(counts: Counts, n: int, postgres: bool) -> str:
-    return f"per event {per(counts, n, postgres)}; per action {per(counts, n * ACTIONS, postgres)}"
+def report(seen: Snapshot, wall: float, n: int, postgres: bool) -> str:
+    statements, commits = seen[3] / n, seen[4] / n
+    rest = wall / n - statements - commits
+    return (
+        f"per event {per(seen, n, postgres)}; per action {per(seen, n * ACTIONS, postgres)}\n"
+        f"    wall per event: statements {statements * 1e6:.0f} us, commits {commits * 1e6:.0f} "
+        f"us, the rest (leadflow, SQLAlchemy) {rest * 1e6:.0f} us"
+    )
 
 
 def compare(
@@ -260,11 +309,13 @@ def compare(
         last: dict[str, str] = {}
         for rep in range(reps):
             samples["f1"].append(floor(1))
-            samples["handle"].append(run_handle(flow, storage, counts, events(f"h{rep}", n)))
-            last["handle"] = report(counts, n, postgres)
+            timing, seen = run_handle(flow, storage, counts, events(f"h{rep}", n))
+            samples["handle"].append(timing)
+            last["handle"] = report(seen, timing[0], n, postgres)
             samples["f500"].append(floor(CHUNK))
-            samples["many"].append(run_many(flow, storage, counts, events(f"m{rep}", n)))
-            last["many"] = report(counts, n, postgres)
+            timing, seen = run_many(flow, storage, counts, events(f"m{rep}", n))
+            samples["many"].append(timing)
+            last["many"] = report(seen, timing[0], n, postgres)
     finally:
         counts.close()
 

@@ -72,6 +72,7 @@ from .activity_sql import (
     statistics,
 )
 from .database import SqlDatabase
+from .direct import DriverStatement, UnnestInsert
 from .errors import sql_errors, translated, violated
 
 __all__ = ["SqlActivityRepository"]
@@ -95,6 +96,14 @@ class SqlActivityRepository:
         # Built once, run with parameters: SQLAlchemy caches its compiled form.
         self._add = (
             dialect_insert(self._t).on_conflict_do_nothing().returning(self._t.c.activity_id)
+        )
+        # The statement every ``handle`` creating an activity runs: through the driver.
+        self._add_direct = DriverStatement(database.engine.dialect, self._add)
+        # A batch's rows on PostgreSQL: one array per column (see .direct.UnnestInsert).
+        self._add_rows = (
+            UnnestInsert(database.engine.dialect, self._t, ["activity_id"])
+            if database.dialect == "postgresql"
+            else None
         )
         self._open_key_names = {
             f"{self._t.name}_open_key",  # PostgreSQL names the index
@@ -120,7 +129,7 @@ class SqlActivityRepository:
                             # activity holds; checking first orders this add before any open
                             # one racing with it.
                             self._refuse_if_held(connection, checked.activity_id, held)
-                        if connection.execute(self._add, values).first() is not None:
+                        if self._add_direct.run(connection, values):
                             # What was stored: the validated copy (frozen, the caller's no
                             # longer) at version 1, not validated a third time from its row.
                             return _at_first_version(checked)
@@ -142,10 +151,11 @@ class SqlActivityRepository:
         self, activities: Sequence[Activity]
     ) -> builtins.list[Activity | DuplicateError | OpenActivityExistsError]:
         """:class:`~leadflow.ports.BatchActivities`: the open activities (and those without
-        an open key) in one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING
-        activity_id`` (SQLAlchemy's "insertmanyvalues"), the reasons of those it did not
-        insert read in at most two more statements, all in one transaction (the unit of work's
-        inside one). A completed activity with an open key goes through :meth:`add`."""
+        an open key) in one ``INSERT ... ON CONFLICT DO NOTHING RETURNING activity_id`` (on
+        PostgreSQL of ``unnest`` arrays, :class:`~.direct.UnnestInsert`; on SQLite a
+        multi-row ``VALUES``, SQLAlchemy's "insertmanyvalues"), the reasons of those it did
+        not insert read in at most two more statements, all in one transaction (the unit of
+        work's inside one). A completed activity with an open key goes through :meth:`add`."""
         checked = checked_batch(activities)
         out, rows = first_in_batch(checked)
         c = self._t.c
@@ -154,7 +164,10 @@ class SqlActivityRepository:
         held: set[Any] = set()
         if rows:
             with sql_errors("activities"), self._db.write() as connection:
-                added = set(connection.execute(self._add, rows).scalars())
+                if self._add_rows is not None:
+                    added = {row[0] for row in self._add_rows.run(connection, rows)}
+                else:
+                    added = set(connection.execute(self._add, rows).scalars())
                 sent = [row["activity_id"] for row in rows]
                 missing = [activity_id for activity_id in sent if activity_id not in added]
                 if missing:

@@ -54,6 +54,7 @@ from ..analytics_checks import (
 from ..checks import check_limit, check_model
 from .analytics_sums import SqlSums
 from .database import SqlDatabase
+from .direct import DriverStatement, UnnestInsert
 from .errors import translated
 
 __all__ = ["SqlAnalyticsStore"]
@@ -83,13 +84,19 @@ class SqlAnalyticsStore(SqlSums):
         self._insert_many = {
             table.name: upsert(table).on_conflict_do_nothing() for table in self._tables()
         }
+        # Through the driver (see .direct): compiled once; many rows as unnest arrays on PG.
+        dialect = database.engine.dialect
+        self._direct = {name: DriverStatement(dialect, s) for name, s in self._inserts.items()}
+        self._unnest = {
+            t.name: UnnestInsert(dialect, t, []) for t in self._tables() if dialect.name != "sqlite"
+        }
 
     def _tables(self) -> tuple[Table, Table, Table]:
         return self._arrivals, self._changes, self._completions
 
     def _insert(self, table: Table, values: Mapping[str, Any]) -> bool:
         with self._db.write() as connection:
-            return connection.execute(self._inserts[table.name], dict(values)).first() is not None
+            return bool(self._direct[table.name].run(connection, values))
 
     # ------------------------------------------------------------------ writes
 
@@ -127,7 +134,9 @@ class SqlAnalyticsStore(SqlSums):
         ]
         with self._db.write() as connection:
             for table, values in rows:
-                if values:
+                if values and table.name in self._unnest:
+                    self._unnest[table.name].run(connection, values)
+                elif values:
                     connection.execute(self._insert_many[table.name], values)
 
     # ------------------------------------------------------------------ queries

@@ -19,6 +19,7 @@ type index (revision 0004) instead, so other types' backlog costs it nothing.
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -29,11 +30,14 @@ from sqlalchemy import (
     Executable,
     Integer,
     Select,
+    String,
     and_,
     any_,
     bindparam,
     case,
+    column,
     delete,
+    func,
     literal,
     literal_column,
     or_,
@@ -68,6 +72,7 @@ from ..checks import (
 )
 from .claimed import claimed_actions
 from .database import SqlDatabase
+from .direct import DriverStatement, UnnestInsert
 from .errors import translated
 from .types import ActionTypeOf, UtcDateTime
 
@@ -76,6 +81,9 @@ __all__ = ["SqlScheduledActionStore"]
 _State = ScheduledActionState
 _MAX_ERROR: Final = 2000
 _MAX_BATCH: Final = 1000
+_ONE_BY_ONE: Final = 8
+"""SQLite: a ``schedule_many`` of at most this many rows runs the one-row ``INSERT`` per row
+(no round trip to save; cheaper than building a multi-row statement)."""
 _SHAPES: Final = 64  # claim statements kept (see _claim_statements)
 _STATE: Final[dict[_State, ColumnElement[str]]] = {
     state: literal_column(f"'{state.value}'") for state in _State
@@ -167,22 +175,46 @@ class SqlScheduledActionStore:
             if database.dialect == "postgresql"
             else c.action_id.in_(bindparam("ids", expanding=True))
         )
-        done_many = (
-            update(self._t)
-            .where(
-                of_ids,
-                self._state_is(_State.CLAIMED),
-                c.lease_owner == bindparam("worker"),
+
+        def done_where(*terms: ColumnElement[bool]) -> Any:
+            return (
+                update(self._t)
+                .where(*terms, c.lease_owner == bindparam("worker"))
+                .values(
+                    state=_State.DONE.value,
+                    finished_at=bindparam("now", type_=UtcDateTime()),
+                    updated_at=bindparam("now", type_=UtcDateTime()),
+                    lease_expires_at=None,
+                )
             )
-            .values(
-                state=_State.DONE.value,
-                finished_at=bindparam("now", type_=UtcDateTime()),
-                updated_at=bindparam("now", type_=UtcDateTime()),
-                lease_expires_at=None,
-            )
-        )
+
+        done_many = done_where(of_ids, self._state_is(_State.CLAIMED))
         self._done_many = done_many.returning(*self._t.c)
         self._done_ids = done_many.returning(c.action_id)
+        # The two statements every ``handle`` runs, through the driver (see .direct). On
+        # SQLite the ids are one JSON array (``IN (SELECT value FROM json_each(?))``): a fixed
+        # statement text, where an expanded ``IN`` is rendered again for each batch size.
+        dialect = database.engine.dialect
+        self._add_direct = DriverStatement(dialect, self._add)
+        self._add_rows = (
+            UnnestInsert(dialect, self._t, ["idempotency_key"])
+            if database.dialect == "postgresql"
+            else None
+        )
+        if database.dialect == "postgresql":
+            self._done_ids_direct = DriverStatement(dialect, self._done_ids)
+        else:
+            in_json = c.action_id.in_(
+                select(column("value")).select_from(
+                    func.json_each(bindparam("ids", type_=String()))
+                )
+            )
+            # ``+state``: SQLite then looks each id up by the primary key (an index on state
+            # would read every claimed action and probe the list).
+            unindexed = literal_column(f"+{c.state.name}") == _STATE[_State.CLAIMED]
+            self._done_ids_direct = DriverStatement(
+                dialect, done_where(in_json, unindexed).returning(c.action_id)
+            )
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
         return self._t.c.state == _STATE[state]
@@ -196,7 +228,7 @@ class SqlScheduledActionStore:
         c = self._t.c
         taken = None
         with self._db.write(atomic=False) as connection:
-            if connection.execute(self._add, _values(checked)).first() is not None:
+            if self._add_direct.run(connection, _values(checked)):
                 return checked, True  # an immutable value: what is stored
             existing = (
                 connection.execute(
@@ -219,9 +251,11 @@ class SqlScheduledActionStore:
 
     @translated("actions")
     def schedule_many(self, actions: Sequence[ScheduledAction]) -> builtins.list[bool]:
-        """:class:`~leadflow.ports.BatchScheduling`: one multi-row ``INSERT ... ON CONFLICT DO
-        NOTHING RETURNING idempotency_key`` (SQLAlchemy's "insertmanyvalues"), in one
-        transaction (the unit of work's inside one)."""
+        """:class:`~leadflow.ports.BatchScheduling`: one ``INSERT ... ON CONFLICT DO NOTHING
+        RETURNING idempotency_key`` of every row (on PostgreSQL ``SELECT * FROM unnest(...)``,
+        one array per column: see :class:`~.direct.UnnestInsert`; on SQLite the one-row
+        statement per row for a few, else a multi-row ``VALUES``, SQLAlchemy's
+        "insertmanyvalues"), in one transaction (the unit of work's inside one)."""
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
@@ -240,14 +274,20 @@ class SqlScheduledActionStore:
                 rows.append(_values(checked))
         if not rows:
             return first
-        c = self._t.c
-        statement = (
-            self._insert(self._t)
-            .on_conflict_do_nothing()
-            .returning(c.idempotency_key, sort_by_parameter_order=False)
-        )
         with self._db.write() as connection:
-            created = {row[0] for row in connection.execute(statement, rows)}
+            if self._add_rows is not None:
+                created = {row[0] for row in self._add_rows.run(connection, rows)}
+            elif len(rows) <= _ONE_BY_ONE:  # SQLite, no round trips: the one-row statement
+                created = {
+                    row["idempotency_key"] for row in rows if self._add_direct.run(connection, row)
+                }
+            else:
+                statement = (
+                    self._insert(self._t)
+                    .on_conflict_do_nothing()
+                    .returning(self._t.c.idempotency_key, sort_by_parameter_order=False)
+                )
+                created = {row[0] for row in connection.execute(statement, rows)}
         return [
             fresh and action.idempotency_key in created
             for fresh, action in zip(first, actions, strict=True)
@@ -459,8 +499,12 @@ class SqlScheduledActionStore:
         if not ids:
             return []
         with self._db.write(atomic=False) as connection:
-            parameters = {"ids": ids, "worker": worker, "now": now}
-            done = set(connection.execute(self._done_ids, parameters).scalars())
+            parameters = {
+                "ids": ids if self._db.dialect == "postgresql" else json.dumps(ids),
+                "worker": worker,
+                "now": now,
+            }
+            done = {row[0] for row in self._done_ids_direct.run(connection, parameters)}
         return [action_id for action_id in ids if action_id in done]
 
     @translated("error")

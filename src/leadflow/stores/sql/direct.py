@@ -1,0 +1,211 @@
+"""Hot statements run straight through the driver: compiled once, parameters encoded once.
+
+``handle`` runs the same few statements for every event (an action's ``INSERT``, an
+activity's ``INSERT``, the acknowledgement's ``UPDATE``). Through SQLAlchemy each execution
+builds an execution context, constructs the parameters, runs every column's bind processor
+and sets up a result: about as much client CPU as the driver's own work for the statement
+(``docs/benchmarks.md``, "`handle` and `handle_many` on SQL"). A :class:`DriverStatement`
+does that set-up once, when the store is built:
+
+- the SQLAlchemy statement is compiled for the engine's dialect, its parameters put in
+  positional order (``%s`` for psycopg, ``?`` for sqlite3), the values it fixes (a literal
+  state, a ``None``) kept already encoded;
+- each parameter gets the encoder of its column's type: a :class:`~.types.Document` becomes
+  its JSON text (``json.dumps`` of :func:`~.types.encode_document`, what the type's bind
+  processor and the engine's default serializer produce), a :class:`~.types.UtcDateTime` is
+  checked aware and becomes UTC (integer microseconds on SQLite), any other type runs the
+  dialect's own bind processor, if it has one;
+- :meth:`DriverStatement.run` takes a mapping of the named values, builds the tuple and runs
+  it on a cursor of the SQLAlchemy connection's driver connection (the same connection, so
+  the same transaction or autocommit mode), returning the ``RETURNING`` rows as tuples.
+
+psycopg prepares a statement on the server after it ran five times with the same text; a
+fixed statement text keeps that working (and, for statements over many rows, see
+:class:`UnnestInsert`, keeps its query conversion cached: psycopg caches it only for at most
+50 parameters).
+
+What is kept from SQLAlchemy's path: the engine's ``before_cursor_execute`` and
+``after_cursor_execute`` listeners are called, so tracing and statement counting see these
+statements (their ``context`` is a bare object that only holds the attributes a listener sets
+on it, e.g. a tracer's span; a listener's ``retval`` is ignored); a driver error becomes
+SQLAlchemy's ``DBAPIError`` subclass (``IntegrityError``...), a lost connection is invalidated
+as SQLAlchemy would, so :func:`~.errors.sql_errors` maps both as before. What is not: an
+engine's custom ``json_serializer`` (leadflow's documents are plain JSON), and SQLAlchemy's own
+statement log (``echo=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any, Final, cast
+
+from sqlalchemy import Connection, Table, exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from ...clock import ensure_utc
+from .types import Document, UtcDateTime, encode_document, micros
+
+__all__ = ["DriverStatement", "UnnestInsert", "execute"]
+
+Encoder = Callable[[Any], Any]
+_NAMED: Final = re.compile(r"%\((\w+)\)s")
+_CURSOR: Final = "leadflow_direct_cursor"
+
+
+def _document(value: Any) -> Any:
+    return None if value is None else json.dumps(encode_document(value))
+
+
+def _utc(value: Any) -> Any:
+    return None if value is None else ensure_utc(value)
+
+
+def _utc_micros(value: Any) -> Any:
+    return None if value is None else micros(ensure_utc(value))
+
+
+def _encoder(type_: Any, dialect: Dialect) -> Encoder | None:
+    """How a value of column type ``type_`` is sent (None: as it is)."""
+    if isinstance(type_, Document):
+        return _document
+    if isinstance(type_, UtcDateTime):
+        return _utc_micros if dialect.name == "sqlite" else _utc
+    processor: Encoder | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
+class DriverStatement:
+    """One SQLAlchemy ``statement``, compiled once for ``dialect``, run through the driver (see
+    the module's docstring)."""
+
+    __slots__ = ("_encoders", "_fixed", "_names", "returns", "sql")
+
+    def __init__(self, dialect: Dialect, statement: ClauseElement) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        if dialect.paramstyle == "qmark":
+            names = list(compiled.positiontup or ())
+            sql = compiled.string
+        elif dialect.paramstyle == "pyformat":
+            names = _NAMED.findall(compiled.string)
+            sql = _NAMED.sub("%s", compiled.string)
+        else:  # pragma: no cover - the two drivers leadflow supports
+            raise NotImplementedError(f"paramstyle {dialect.paramstyle!r}")
+        types: dict[str, Any] = {}
+        fixed: dict[str, Any] = {}
+        for name in names:
+            bind = compiled.binds[name]
+            types[name] = bind.type
+            if not bind.required:  # a value the statement sets (``.values(state=...)``)
+                fixed[name] = bind.effective_value
+        self.sql: str = sql
+        self.returns: bool = bool(compiled.returning)
+        self._names: tuple[str, ...] = tuple(names)
+        self._encoders: tuple[Encoder | None, ...] = tuple(
+            _encoder(types[name], dialect) for name in names
+        )
+        self._fixed: dict[str, Any] = {
+            name: (value if (enc := _encoder(types[name], dialect)) is None else enc(value))
+            for name, value in fixed.items()
+        }
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The driver's parameters for ``values`` (every name the statement does not fix)."""
+        fixed = self._fixed
+        out: list[Any] = []
+        for name, encoder in zip(self._names, self._encoders, strict=True):
+            if name in fixed:
+                out.append(fixed[name])
+                continue
+            value = values[name]
+            out.append(value if encoder is None or value is None else encoder(value))
+        return tuple(out)
+
+    def run(self, connection: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run on ``connection``'s driver connection; the ``RETURNING`` rows (else ``[]``)."""
+        return execute(connection, self.sql, self.parameters(values), returns=self.returns)
+
+
+def execute(
+    connection: Connection, sql: str, parameters: Sequence[Any], *, returns: bool
+) -> list[tuple[Any, ...]]:
+    """``sql`` with ``parameters`` on a cursor of ``connection``'s driver connection, with
+    the engine's cursor events and SQLAlchemy's error wrapping (see the module's docstring)."""
+    proxied = connection.connection
+    cursor = proxied.info.get(_CURSOR)
+    if cursor is None or getattr(cursor, "closed", False):
+        # One cursor per driver connection, kept with it (the pool clears ``info`` when the
+        # connection is replaced): psycopg's cursor caches the dumpers it found for each
+        # parameter type, which a new cursor per statement looks up again (about 20 us of
+        # client CPU per action INSERT, of 155).
+        cursor = proxied.info[_CURSOR] = proxied.cursor()
+    dispatch = connection.dispatch
+    listened = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    context = SimpleNamespace() if listened else None
+    try:
+        if listened:
+            for listener in dispatch.before_cursor_execute:
+                listener(connection, cursor, sql, parameters, context, False)
+        cursor.execute(sql, parameters)
+        rows: list[tuple[Any, ...]] = list(cursor.fetchall()) if returns else []
+        if listened:
+            for listener in dispatch.after_cursor_execute:
+                listener(connection, cursor, sql, parameters, context, False)
+        return rows
+    except Exception as error:
+        dialect = connection.dialect
+        dbapi = dialect.loaded_dbapi
+        if not isinstance(error, dbapi.Error):
+            raise
+        lost = dialect.is_disconnect(error, proxied.dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(error)
+        raise exc.DBAPIError.instance(
+            sql, parameters, error, dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from error
+
+
+class UnnestInsert:
+    """PostgreSQL: ``INSERT INTO table (every column) SELECT * FROM unnest(%b::type[], ...) ON
+    CONFLICT DO NOTHING RETURNING ...``: any number of rows in one statement of one parameter
+    per column (an array), whose text and conversion psycopg caches like any other statement's
+    (a multi-row ``VALUES`` list is one parameter per value: a new text for each number of
+    rows, and beyond 50 parameters converted again on every call). Each column's values are
+    encoded as :class:`DriverStatement` encodes them."""
+
+    __slots__ = ("_columns", "_encoders", "returns", "sql")
+
+    def __init__(self, dialect: Dialect, table: Table, returning: Sequence[str]) -> None:
+        quote = dialect.identifier_preparer.quote
+        self._columns: tuple[str, ...] = tuple(column.name for column in table.c)
+        self._encoders: tuple[Encoder | None, ...] = tuple(
+            _encoder(column.type, dialect) for column in table.c
+        )
+        # ``%b``: psycopg sends the arrays in its binary format (no quoting of each element).
+        casts = [f"%b::{dialect.type_compiler_instance.process(c.type)}[]" for c in table.c]
+        sql = (
+            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+            f"({', '.join(quote(name) for name in self._columns)}) "
+            f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING"
+        )
+        if returning:
+            sql += " RETURNING " + ", ".join(quote(name) for name in returning)
+        self.sql: str = sql
+        self.returns: bool = bool(returning)
+
+    def run(
+        self, connection: Connection, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (each with every column); the ``RETURNING`` rows."""
+        parameters = []
+        for name, encoder in zip(self._columns, self._encoders, strict=True):
+            if encoder is None:
+                parameters.append([row[name] for row in rows])
+            else:
+                column = [row[name] for row in rows]
+                parameters.append([None if v is None else encoder(v) for v in column])
+        return execute(connection, self.sql, parameters, returns=self.returns)

@@ -1,0 +1,214 @@
+"""Hot statements through the driver (``leadflow.stores.sql.direct``): what they store reads
+back as SQLAlchemy's path stores it, the engine's cursor events see them, a driver error is
+mapped to leadflow's errors as before, and the many-row ``unnest`` form stores what one by one
+stores. SQLite in memory and in a file, PostgreSQL when a server is set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from leadflow import DuplicateError, InvalidInputError
+from leadflow.stores.sql import SqlStorage
+from leadflow.stores.sql.direct import DriverStatement
+from leadflow.stores.sql.errors import sql_errors
+from leadflow.stores.sql.scheduled import SqlScheduledActionStore
+from leadflow.testing.contracts import at, make_delivery, make_scheduled_action
+
+from .sql_support import fresh_storage, kind_params
+
+
+@pytest.fixture(params=kind_params())
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStorage]:
+    with fresh_storage(request.param, tmp_path) as built:
+        yield built
+
+
+ARRIVAL: dict[str, Any] = {
+    "opportunity_id": "o",
+    "event_id": "e",
+    "arrived_at": at(),
+    "source": None,
+    "owner": None,
+}
+
+
+def _arrival_insert(storage: SqlStorage) -> tuple[sa.Table, DriverStatement]:
+    table = storage.database.tables.arrivals
+    engine = storage.database.engine
+    insert = sa.insert(table).returning(table.c.event_id)
+    return table, DriverStatement(engine.dialect, insert)
+
+
+def test_a_scheduled_action_reads_back_as_it_was_stored(storage: SqlStorage) -> None:
+    """The store's ``schedule`` runs through the driver: documents (with datetimes inside),
+    times and the rest read back equal, through SQLAlchemy's path."""
+    when = datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))
+    plain = make_scheduled_action("doc", due_at=at())
+    event = plain.event.model_copy(update={"payload": {"when": when, "n": [1, "x"]}})
+    action = plain.model_copy(update={"event": event})
+    stored, created = storage.scheduled.schedule(action)
+    assert created
+    back = storage.scheduled.get(stored.action_id)
+    assert back == stored
+    assert back.event.payload["when"] == when.astimezone(UTC)
+    assert storage.scheduled.schedule(action) == (back, False)
+
+
+def test_the_cursor_events_see_the_statement(storage: SqlStorage) -> None:
+    _, statement = _arrival_insert(storage)
+    seen: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        seen.append((sql, params))
+        context.span = sql  # what a tracer keeps on the context until after_cursor_execute
+
+    def after(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        ended.append(context.span)
+
+    engine = storage.database.engine
+    ended: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
+    try:
+        with storage.database.write() as connection:
+            rows = statement.run(
+                connection,
+                ARRIVAL,
+            )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+        sa.event.remove(engine, "after_cursor_execute", after)
+    assert rows == [("e",)]
+    assert [sql for sql, _ in seen if sql != "BEGIN IMMEDIATE"] == [statement.sql]
+    assert ended[-1] == statement.sql
+
+
+def test_a_unique_violation_is_a_duplicate_error(storage: SqlStorage) -> None:
+    table, statement = _arrival_insert(storage)
+    values = ARRIVAL
+    with storage.database.write() as connection:
+        statement.run(connection, values)
+    with (
+        pytest.raises(DuplicateError, match="unique constraint"),
+        sql_errors("arrival"),
+        storage.database.write() as connection,
+    ):
+        statement.run(connection, values)
+    with storage.database.read() as connection:
+        count = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+    assert count == 1
+
+
+def test_a_naive_datetime_is_refused_before_anything_is_sent(storage: SqlStorage) -> None:
+    _, statement = _arrival_insert(storage)
+    with pytest.raises(InvalidInputError, match="naive"):
+        statement.parameters(ARRIVAL | {"arrived_at": datetime(2026, 1, 1)})
+
+
+def test_mark_done_ids_on_many_ids_is_one_statement(storage: SqlStorage) -> None:
+    """The acknowledgement's ids travel as one parameter (an array on PostgreSQL, a JSON array
+    on SQLite): 150 ids, one statement, only the claimed ones marked."""
+    store = storage.scheduled
+    for n in range(150):
+        store.schedule(make_scheduled_action(f"m{n}", due_at=at()))
+    store.schedule(make_scheduled_action("later", due_at=at(hours=5)))
+    claimed = store.claim_due(at(), worker="w", limit=150, lease=timedelta(hours=1))
+    assert len(claimed) == 150
+    asked = [a.action_id for a in claimed] + ["sa-unknown", "sa-later"]
+    statements: list[str] = []
+    engine = storage.database.engine
+    scheduled = storage.scheduled
+    assert isinstance(scheduled, SqlScheduledActionStore)
+
+    def count(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if sql != "BEGIN IMMEDIATE":  # SQLite's write lock
+            statements.append(sql)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        done = scheduled.mark_done_ids(asked, worker="w", now=at(minutes=1))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert done == [a.action_id for a in claimed]
+    assert len(statements) == 1
+    assert store.get("sa-later").state.value == "pending"
+    assert {store.get(i).state.value for i in done} == {"done"}
+
+
+def test_schedule_many_stores_what_schedule_stores(tmp_path: Path, storage: SqlStorage) -> None:
+    """Rows of every shape (a delivery without a rule or action, a document holding a
+    datetime, a claimed action with a lease) through ``schedule_many`` (on PostgreSQL one
+    ``unnest`` statement) read back as ``schedule`` one by one stores them; a key already
+    stored is not inserted again."""
+    when = datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=-5)))
+    plain = make_scheduled_action("p", due_at=at())
+    event = plain.event.model_copy(update={"payload": {"when": when, "n": [1, None, "x"]}})
+    actions = [
+        plain.model_copy(update={"event": event}),
+        make_delivery("d", due_at=at(minutes=3)),
+        make_scheduled_action(
+            "c",
+            due_at=at(),
+            state="claimed",
+            lease_owner="w",
+            lease_expires_at=at(hours=1),
+            explanation="why",
+        ),
+    ]
+    scheduled = storage.scheduled
+    assert isinstance(scheduled, SqlScheduledActionStore)
+    assert scheduled.schedule_many(actions) == [True, True, True]
+    with fresh_storage("sqlite-memory", tmp_path) as reference:
+        for action in actions:
+            reference.scheduled.schedule(action)
+        expected = [reference.scheduled.get(a.action_id) for a in actions]
+    assert [scheduled.get(a.action_id) for a in actions] == expected
+    assert scheduled.schedule_many([*actions[:1], make_scheduled_action("new")]) == [False, True]
+
+
+def test_a_batch_of_123_actions_stores_each_once(storage: SqlStorage) -> None:
+    """123 actions, 5 of them stored before: ``schedule_many`` says which it created, in one
+    statement."""
+    scheduled = storage.scheduled
+    assert isinstance(scheduled, SqlScheduledActionStore)
+    actions = [make_scheduled_action(f"b{n:03}", due_at=at()) for n in range(123)]
+    for action in actions[:5]:
+        scheduled.schedule(action)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if sql != "BEGIN IMMEDIATE":
+            statements.append(sql)
+
+    engine = storage.database.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        created = scheduled.schedule_many(actions)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert created == [False] * 5 + [True] * 118
+    assert len(statements) == 1
+    stored = scheduled.list(limit=200)
+    assert sorted(a.idempotency_key for a in stored) == [a.idempotency_key for a in actions]
+    assert all(scheduled.get(a.action_id) == a for a in actions[5:])
+
+
+def test_sqlite_acknowledges_by_primary_key(tmp_path: Path) -> None:
+    """SQLite's acknowledgement looks each id up by the primary key, not through the state
+    index (which would read every claimed action and probe the id list)."""
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        scheduled = storage.scheduled
+        assert isinstance(scheduled, SqlScheduledActionStore)
+        sql = scheduled._done_ids_direct.sql
+        with storage.database.engine.connect() as connection:
+            plan = connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + sql, ("done", None, 1, 1, '["a"]', "w")
+            ).all()
+    searches = [row[3] for row in plan if "leadflow_scheduled_actions" in row[3]]
+    assert searches and all("(action_id=?)" in step for step in searches), plan
