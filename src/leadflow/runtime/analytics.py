@@ -138,12 +138,14 @@ from .analytics_figures import (
     SpeedToLead,
     SpeedToLeadReport,
     percentile,
+    reps_from,
     reps_of,
+    sources_from,
     sources_of,
     speed_of,
 )
 from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of, funnel_rows
-from .analytics_period import WeekRow, trend_of, trend_rows, weeks_of
+from .analytics_period import WeekRow, trend_from, trend_of, trend_rows, weeks_of
 from .analytics_reads import Reads
 from .analytics_scope import Scope, Teams, scope_of
 from .sequence_report import ENROLLMENT_SCAN_LIMIT
@@ -280,6 +282,9 @@ class Analytics:
 
     @staticmethod
     def _sources(reads: Reads) -> list[SourceRow]:
+        by_source = reads.by_key("source")
+        if by_source is not None:  # summed up in the store
+            return sources_from(by_source)
         arrivals, contacts = reads.leads
         return sources_of(arrivals, contacts, reads.wins)
 
@@ -296,7 +301,6 @@ class Analytics:
 
     def _leaderboard(self, reads: Reads, as_of: datetime, rank_by: RankBy) -> list[RepRow]:
         scope = reads.scope
-        arrivals, contacts = reads.leads
         if scope.sources is None and scope.automations is None:
             # Summed up in the store (SQL: GROUP BY): one row per rep comes back.
             keys = None if scope.reps is None else {None if r == NONE else r for r in scope.reps}
@@ -306,6 +310,10 @@ class Analytics:
         else:
             groups = groups_of(reads.completions, "assigned_to")
         overdue = self._overdue(as_of, scope)
+        by_rep = reads.by_key("rep")
+        if by_rep is not None:  # the leads summed up per rep in the store
+            return reps_from(groups, by_rep, overdue, rank_by=rank_by)
+        arrivals, contacts = reads.leads
         return reps_of(
             groups, reads.speed, arrivals, contacts, reads.wins, overdue, rank_by=rank_by
         )
@@ -444,8 +452,11 @@ class Analytics:
 
     @staticmethod
     def _trend(reads: Reads) -> list[WeekRow]:
-        arrivals, contacts = reads.leads
         start, end = reads.start, reads.end
+        if reads.pushed is not None:  # the leads summed up per week in the store
+            weeks = {sums.bucket: sums for sums in reads.lead_sums("bucket")}
+            return trend_from(start, end, weeks, reads.weekly())
+        arrivals, contacts = reads.leads
         return trend_rows(start, end, arrivals, contacts, reads.wins, reads.weekly())
 
     def dashboard(

@@ -24,7 +24,9 @@ from ...facts import (
     CONTACT_TYPES,
     Completion,
     CompletionGroup,
+    LateContact,
     LeadArrival,
+    LeadSums,
     StageSums,
     StatusChange,
     Touches,
@@ -40,6 +42,7 @@ from ..analytics_checks import (
     check_stages,
     check_values,
 )
+from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lead_sums_of
 from ..analytics_sums import buckets_of, groups_in, won_touches_of
 from ..checks import check_limit, check_model
 
@@ -270,6 +273,73 @@ class InMemoryAnalyticsStore:
                 for _, opportunity in self._arrival_index.irange(*_period(start, end))
                 if (at := self._reached.get((opportunity, status))) is not None
             }
+
+    # ------------------------------------------------------------------ the leads summed up
+
+    def _lead_rows(self, query: LeadQuery) -> list[LeadRow]:
+        """One row per lead of the period, from the summaries (first contacts, first time
+        each status was reached) kept as the facts arrived."""
+        status = query.status
+        rows: list[LeadRow] = []
+        with self._lock:
+            arrivals, contacts, reached = self._arrivals, self._first_contacts, self._reached
+            for _, opportunity in self._arrival_index.irange(*_period(query.start, query.end)):
+                arrival = arrivals[opportunity]
+                contact = contacts.get(opportunity)
+                won = reached.get((opportunity, status))
+                if contact is None:
+                    rows.append(
+                        (arrival.arrived_at, arrival.source, arrival.owner, None, None, won)
+                    )
+                    continue
+                owner = arrival.owner
+                rep = owner if owner is not None else contact.assigned_to
+                rows.append(
+                    (
+                        arrival.arrived_at,
+                        arrival.source,
+                        rep,
+                        contact.rule_id,
+                        contact.completed_at,
+                        won,
+                    )
+                )
+        return rows
+
+    def lead_sums(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        status: str,
+        day: timedelta,
+        by: str | None = None,
+        origin: datetime | None = None,
+        width: timedelta | None = None,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+    ) -> builtins.list[LeadSums]:
+        query = check_lead_query(
+            start, end, day=day, status=status, by=by, origin=origin, width=width,
+            reps=reps, sources=sources, automations=automations,
+        )  # fmt: skip
+        return lead_sums_of(self._lead_rows(query), query)
+
+    def late_contacts(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        day: timedelta,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+    ) -> builtins.list[LateContact]:
+        query = check_lead_query(
+            start, end, day=day, reps=reps, sources=sources, automations=automations
+        )
+        return late_of(self._lead_rows(query), query)
 
     def __repr__(self) -> str:
         return (

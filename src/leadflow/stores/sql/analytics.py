@@ -52,7 +52,7 @@ from ..analytics_checks import (
     check_values,
 )
 from ..checks import check_limit, check_model
-from .analytics_sums import SqlSums
+from .analytics_leads import SqlLeads
 from .database import SqlDatabase
 from .errors import translated
 
@@ -65,7 +65,7 @@ _F = TypeVar("_F", LeadArrival, StatusChange, Completion)
 _CHUNK = 900  # ids per IN list: within SQLite's oldest bound-parameter limit (999)
 
 
-class SqlAnalyticsStore(SqlSums):
+class SqlAnalyticsStore(SqlLeads):
     """The facts in three tables of ``database``."""
 
     def __init__(self, database: SqlDatabase) -> None:
@@ -74,6 +74,7 @@ class SqlAnalyticsStore(SqlSums):
         self._arrivals = tables.arrivals
         self._changes = tables.status_changes
         self._completions = tables.completions
+        self._contacts = tables.lead_contacts
         upsert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
         self._inserts = {
             table.name: upsert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
@@ -106,7 +107,13 @@ class SqlAnalyticsStore(SqlSums):
     @translated("completion")
     def record_completion(self, completion: Completion) -> bool:
         completion = check_model(completion, Completion, "completion")
-        return self._insert(self._completions, _completion_values(completion))
+        values = _completion_values(completion)
+        with self._db.write() as connection:
+            inserted = connection.execute(self._inserts[self._completions.name], values).first()
+            if inserted is None:
+                return False
+            self._keep_contact(connection, completion)
+            return True
 
     @translated("facts")
     def record_many(
@@ -117,18 +124,20 @@ class SqlAnalyticsStore(SqlSums):
     ) -> None:
         """See :class:`~leadflow.ports.BatchFacts`: one ``executemany`` per kind of fact, in
         one transaction."""
+        done = _checked(completions, Completion, "completions")
         rows = [
             (self._arrivals, [a.model_dump() for a in _checked(arrivals, LeadArrival, "arrivals")]),
             (self._changes, [c.model_dump() for c in _checked(changes, StatusChange, "changes")]),
             (
                 self._completions,
-                [_completion_values(c) for c in _checked(completions, Completion, "completions")],
+                [_completion_values(c) for c in done],
             ),
         ]
         with self._db.write() as connection:
             for table, values in rows:
                 if values:
                     connection.execute(self._insert_many[table.name], values)
+            self._keep_contacts(connection, done)
 
     # ------------------------------------------------------------------ queries
 
