@@ -87,15 +87,17 @@ completed in the week and their ``on_time_rate``. The filters apply as to the fi
 **Cost.** Each figure reads the facts of its period through indexed queries
 (:class:`~leadflow.ports.AnalyticsStore`; on SQL ``tests/test_analytics_explain.py`` checks
 that none reads a facts table whole): time and memory grow with the facts in the period, not
-with the store. What only needs sums is summed up in the store (SQL: ``GROUP BY``): the
-completions per rep (leaderboard) and per automation (``completion_groups``), per week
-(``completion_buckets``) and the won opportunities' conversions and last touches
-(``won_touches``), unless a source filter (or reps and automations together) asks for the
-completions one by one. The leads of the period (arrivals, first contacts, wins) and its
-status changes come back one by one. A dashboard's figures share their reads.
-``overdue_now`` is one activity-statistics query (one per automation with an automation
-filter); the automation figure asks the activity store one statistics query per automation
-(two under a rep filter).
+with the store. What only needs sums is summed up in the store (SQL: ``GROUP BY``): the leads
+of the period per rep, source or week (``lead_sums``: counts, response-time buckets,
+percentiles; only the leads contacted later than a working day's clock length come back, for
+the calendar's business-day deadline: ``late_contacts``), the completions per rep
+(leaderboard) and per automation (``completion_groups``), per week (``completion_buckets``)
+and the won opportunities' conversions and last touches (``won_touches``), unless a source
+filter (or reps and automations together) asks for the completions one by one. The status
+changes of the period come back one by one under a filter. A dashboard's figures share their
+reads. ``overdue_now`` is one activity-statistics query (one per automation with an
+automation filter); the automation figure asks the activity store one statistics query per
+automation (two under a rep filter).
 """
 
 from __future__ import annotations
