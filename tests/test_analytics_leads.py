@@ -17,13 +17,14 @@ import mongomock_ng
 import pytest
 
 from leadflow import InvalidInputError, WorkingCalendar
-from leadflow.activity_models import ActivityType
+from leadflow.activity_models import ActivityType, Outcome
 from leadflow.facts import Completion, LeadArrival, StatusChange
 from leadflow.ports import BatchFacts, Storage
 from leadflow.runtime.analytics import Analytics
 from leadflow.runtime.analytics_deadlines import Deadlines
 from leadflow.runtime.analytics_reads import Reads
 from leadflow.stores.analytics_leads import check_lead_query, late_of, lead_sums_of, rows_of
+from leadflow.stores.analytics_sums import buckets_of, groups_in
 from leadflow.stores.memory import memory_storage
 from leadflow.stores.mongo import mongo_storage
 
@@ -80,6 +81,7 @@ def dataset(seed: int, *, named_none: bool) -> tuple[list[Any], list[Any], list[
         for k in range(rng.randrange(5)):
             if rng.random() < 0.5:  # the same time as another: ties go by activity id
                 done += timedelta(seconds=rng.randrange(6 * 86400))
+            created = done - timedelta(seconds=rng.randrange(1, 3 * 86400))
             completions.append(
                 Completion(
                     activity_id=f"c{n}-{rng.randrange(1000)}-{k}",
@@ -88,6 +90,9 @@ def dataset(seed: int, *, named_none: bool) -> tuple[list[Any], list[Any], list[
                     completed_at=done,
                     assigned_to=rng.choice([*REPS, None]),
                     rule_id=rng.choice([*RULES, None]),
+                    created_at=rng.choice([created, None]),
+                    due_at=rng.choice([created + timedelta(hours=rng.randrange(48)), None]),
+                    outcome=rng.choice([*Outcome, None]),
                 )
             )
     return arrivals, changes, completions
@@ -213,6 +218,34 @@ def test_lead_sums_are_the_reference_sums(storage: Storage, seed: int) -> None:
                 late = store.late_contacts(START, END, day=day, **wanted)
                 expected = late_of(rows, query)
                 assert sorted(late, key=str) == sorted(expected, key=str)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_completion_sums_are_the_reference_sums(storage: Storage, seed: int) -> None:
+    """The completions summed up per rep, automation and week (the memory store from its
+    plain rows, SQL in the database) against the reference over the one-by-one reads."""
+    data = dataset(seed, named_none=False)
+    record(storage, data, seed)
+    store = storage.analytics
+    assert store is not None
+    found = store.completions(START, END)
+    assert len(found) > 20
+    for by, keys in (
+        ("assigned_to", None),
+        ("assigned_to", {"alice", None}),
+        ("rule_id", None),
+        ("rule_id", {"r1"}),
+    ):
+        assert store.completion_groups(START, END, by=by, keys=keys) == groups_in(
+            found, by, keys
+        ), (by, keys)
+        week = timedelta(days=7)
+        assert store.completion_buckets(START, END, width=week, by=by, keys=keys) == (
+            buckets_of(found, START, week, by, keys)
+        )
+    assert store.completion_buckets(START, END, width=timedelta(days=1)) == buckets_of(
+        found, START, timedelta(days=1), None, None
+    )
 
 
 @pytest.mark.parametrize(

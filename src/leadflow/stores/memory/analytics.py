@@ -43,8 +43,9 @@ from ..analytics_checks import (
     check_values,
 )
 from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lead_sums_of
-from ..analytics_sums import buckets_of, groups_in, won_touches_of
+from ..analytics_sums import won_touches_of
 from ..checks import check_limit, check_model
+from .analytics_rows import Row, buckets_of_rows, groups_of_rows, row_of
 
 __all__ = [
     "MAX_FACTS",
@@ -86,6 +87,7 @@ class InMemoryAnalyticsStore:
         self._reached: dict[tuple[str, str], datetime] = {}
         self._completions: dict[str, Completion] = {}
         self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
+        self._completion_rows: dict[str, Row] = {}
         self._first_contacts: dict[str, Completion] = {}
         self._completions_on: dict[str, list[Completion]] = {}
 
@@ -119,6 +121,7 @@ class InMemoryAnalyticsStore:
             if completion.activity_id in self._completions:
                 return False
             self._completions[completion.activity_id] = completion
+            self._completion_rows[completion.activity_id] = row_of(completion)
             self._completion_index.add((completion.completed_at, completion.activity_id))
             self._completions_on.setdefault(completion.opportunity_id, []).append(completion)
             if completion.activity_type in _CONTACTS:
@@ -194,6 +197,14 @@ class InMemoryAnalyticsStore:
                         break
         return found
 
+    def _rows_in(self, start: datetime, end: datetime) -> list[Row]:
+        with self._lock:
+            rows = self._completion_rows
+            return [
+                rows[activity]
+                for _, activity in self._completion_index.irange(*_period(start, end))
+            ]
+
     def completion_groups(
         self,
         start: datetime,
@@ -202,7 +213,9 @@ class InMemoryAnalyticsStore:
         by: str,
         keys: Collection[str | None] | None = None,
     ) -> builtins.list[CompletionGroup]:
-        return groups_in(self.completions(start, end), by, keys)
+        start, end = check_period(start, end)
+        wanted = check_grouping(by, keys)
+        return groups_of_rows(self._rows_in(start, end), by, wanted)
 
     def completion_buckets(
         self,
@@ -214,9 +227,8 @@ class InMemoryAnalyticsStore:
         keys: Collection[str | None] | None = None,
     ) -> dict[int, CompletionGroup]:
         width, by, wanted = check_buckets(width, by, keys)
-        found = self.completions(start, end)
-        start = check_period(start, end)[0]
-        return buckets_of(found, start, width, by, wanted)
+        start, end = check_period(start, end)
+        return buckets_of_rows(self._rows_in(start, end), start, width, by, wanted)
 
     def stage_sums(
         self, start: datetime, end: datetime, stages: Sequence[str]
