@@ -129,6 +129,7 @@ from .analytics_automation import (
     automation_of,
     automation_rows,
 )
+from .analytics_deadlines import Deadlines
 from .analytics_figures import (
     BUCKETS,
     MANUAL,
@@ -227,6 +228,7 @@ class Analytics:
         self._store = store
         self._activities = activities
         self._calendar = calendar
+        self._deadlines = Deadlines(calendar)  # its working windows, kept across queries
         self._teams = teams
         self._rules = rules
         self._sequences = sequences
@@ -251,7 +253,13 @@ class Analytics:
         self, start: datetime, end: datetime, filters: dict[str, Collection[str] | None]
     ) -> Reads:
         return Reads(
-            self._store, self._calendar, self.won_status, start, end, self.scope(**filters)
+            self._store,
+            self._calendar,
+            self.won_status,
+            start,
+            end,
+            self.scope(**filters),
+            self._deadlines,
         )
 
     def _overdue(self, as_of: datetime, scope: Scope) -> dict[str, int]:

@@ -17,7 +17,8 @@ _DAY = timedelta(days=1)
 
 class Deadlines:
     """``calendar.add_business_hours(arrived_at, day_length hours)`` for many arrivals: the
-    same walk over the days, each date's window computed once (not thread-safe)."""
+    same walk over the days, each date's window computed once and kept (a date's window never
+    changes: concurrent queries at worst compute one twice)."""
 
     def __init__(self, calendar: WorkingCalendar) -> None:
         self._calendar = calendar

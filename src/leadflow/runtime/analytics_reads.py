@@ -51,8 +51,10 @@ class Reads:
         start: datetime,
         end: datetime,
         scope: Scope,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.store = store
+        self.deadlines = Deadlines(calendar) if deadlines is None else deadlines
         self.calendar = calendar
         self.won_status = won_status
         self.start = start
@@ -123,7 +125,7 @@ class Reads:
         rep, source and whether it was within one business day on the calendar."""
         pushed = self.pushed
         assert pushed is not None
-        deadlines = Deadlines(self.calendar)
+        deadlines = self.deadlines
         return [
             (rep or NONE, source or NONE, contacted <= deadlines.of(arrived))
             for rep, source, arrived, contacted in self.store.late_contacts(
