@@ -289,3 +289,18 @@ def test_deadlines_are_the_calendars(calendar: WorkingCalendar) -> None:
     for _ in range(400):
         moment = T0 + timedelta(seconds=rng.randrange(40 * 86400))  # across the DST change
         assert deadlines.of(moment) == calendar.add_business_hours(moment, hours)
+
+
+def test_a_team_of_more_reps_than_a_store_filter_takes_is_read_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    storage = memory_storage()
+    record(storage, dataset(9, named_none=False), 9)
+    assert storage.analytics is not None
+    teams = {f"rep{n}": "big" for n in range(1500)} | {"alice": "big", "bob": "big"}
+    analytics = Analytics(storage.analytics, storage.activities, CALENDARS[0], teams=teams)
+    found = analytics.speed_to_lead(START, END, teams=["big"])
+    assert found.overall.leads > 0
+    _one_by_one(monkeypatch)
+    assert found == analytics.speed_to_lead(START, END, teams=["big"])
+    assert found == analytics.speed_to_lead(START, END, reps=["alice", "bob"])

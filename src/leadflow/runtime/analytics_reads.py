@@ -66,8 +66,11 @@ class Reads:
     def pushed(self) -> dict[str, frozenset[str | None] | None] | None:
         """The filters as the store's lead queries take them (``"(none)"`` / ``"(manual)"``
         as None; a source filter's ``"(none)"`` also takes a source of that name), or None
-        when they cannot (a source filter of 1,000 names with ``"(none)"``)."""
+        when they cannot (a source filter of 1,000 names with ``"(none)"``, teams of more than
+        1,000 reps)."""
         scope = self.scope
+        if scope.reps is not None and len(scope.reps) > 1000:
+            return None
         sources: frozenset[str | None] | None = None
         if scope.sources is not None:
             if NONE in scope.sources and len(scope.sources) >= 1000:
