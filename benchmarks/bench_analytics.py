@@ -7,9 +7,9 @@ of 6 sources and owned by one of 20 reps; ``--per-lead`` completed activities ea
 10: 10,000 opportunities -> 100,000 completions; the issue's scale is ``--opportunities 100000``),
 the first a contact 1 minute to 3 days after arrival, the others over the next weeks, a third
 of them created by one of 8 rules; 3 status changes per lead, a quarter of the leads won.
-The facts are written straight into the analytics store's tables (SQL: multi-row inserts;
-memory: the store's own writes), plus one open activity per lead in the activity store (for
-``overdue now``).
+The facts are written through the analytics store (SQL: ``record_many``, 1,000 facts of each
+kind per call; memory: one by one), plus one open activity per lead in the activity store (for
+``overdue now``; ``add_many`` where there is one).
 
 Timed: each figure over the second quarter (the leaderboard also for one team of ten reps),
 the dashboard over the quarter and over the year, each answer checked (after its clock stops)
@@ -36,7 +36,7 @@ from typing import Any
 from leadflow import WorkingCalendar
 from leadflow.activity_models import ActivityType, Outcome
 from leadflow.facts import Completion, LeadArrival, StatusChange
-from leadflow.ports import Storage
+from leadflow.ports import BatchFacts, Storage
 from leadflow.runtime.analytics import Analytics
 from leadflow.testing.contracts import make_activity
 
@@ -98,42 +98,43 @@ def facts(opportunities: int, per_lead: int, seed: int = 7) -> tuple[list[Any], 
 
 
 def load(storage: Storage, data: tuple[list[Any], ...]) -> None:
+    """Write the dataset through the stores: the facts in batches of 1,000 of each kind where
+    the store takes batches (``record_many``: SQL; it keeps the first contacts as the runtime's
+    writes do), else one by one; the open activities by ``add_many`` where there is one."""
     arrivals, changes, completions = data
-    database = getattr(storage, "database", None)
-    if database is None:
-        store = storage.analytics
-        assert store is not None
+    store = storage.analytics
+    assert store is not None
+    if isinstance(store, BatchFacts):
+        for first in range(0, max(len(arrivals), len(changes), len(completions)), 1000):
+            store.record_many(
+                arrivals[first : first + 1000],
+                changes[first : first + 1000],
+                completions[first : first + 1000],
+            )
+    else:
         for arrival in arrivals:
             store.record_arrival(arrival)
         for change in changes:
             store.record_status_change(change)
         for completion in completions:
             store.record_completion(completion)
-    else:
-        tables = database.tables
-        with database.engine.begin() as connection:
-            for table, rows in (
-                (tables.arrivals, arrivals),
-                (tables.status_changes, changes),
-                (tables.completions, completions),
-            ):
-                values = [row.model_dump() for row in rows]
-                for value in values:
-                    for name in ("activity_type", "outcome"):
-                        if value.get(name) is not None:
-                            value[name] = str(value[name])
-                for first in range(0, len(values), 5000):
-                    connection.execute(table.insert(), values[first : first + 5000])
-    for n, arrival in enumerate(arrivals):
-        storage.activities.add(
-            make_activity(
-                f"open-{n}",
-                opportunity_id=arrival.opportunity_id,
-                assigned_to=arrival.owner,
-                created_at=arrival.arrived_at,
-                due_date=arrival.arrived_at + timedelta(days=30),
-            )
+    opened = [
+        make_activity(
+            f"open-{n}",
+            opportunity_id=arrival.opportunity_id,
+            assigned_to=arrival.owner,
+            created_at=arrival.arrived_at,
+            due_date=arrival.arrived_at + timedelta(days=30),
         )
+        for n, arrival in enumerate(arrivals)
+    ]
+    add_many = getattr(storage.activities, "add_many", None)
+    if add_many is None:
+        for activity in opened:
+            storage.activities.add(activity)
+    else:
+        for first in range(0, len(opened), 1000):
+            add_many(opened[first : first + 1000])
 
 
 def timed(call: Callable[[], object], check: Callable[[Any], bool] | None = None) -> float:

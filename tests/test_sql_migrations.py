@@ -4,7 +4,8 @@ the column with 0 for every existing action, which a claim pinned to partition 0
 (claim filters) indexes existing pending actions by type, which filtered claims then take; 0005
 (job values) adds the table a job keeps its cursor in; 0006 (cancelled activities) adds the
 cancellation columns beside existing activities and lets a cancelled one free its open key;
-0008 (analytics) adds the fact tables (lead arrivals, status changes, completions).
+0008 (analytics) adds the fact tables (lead arrivals, status changes, completions); 0009
+(first contacts) adds each opportunity's first contact, filled from the completions there.
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -13,6 +14,7 @@ revision too: a test migrates to the newest revision before it uses them. On SQL
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,7 @@ from leadflow.testing.contracts import (
     at,
     make_activity,
     make_arrival,
+    make_completion,
     make_delivery,
     make_enrollment,
     make_rule,
@@ -191,7 +194,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0008"
+    assert migrate(database) == head_revision() == "0009"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -214,9 +217,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0008"
-    assert migrate(database) == "0008"  # again: nothing to do
-    assert current_revision(database) == "0008"
+    assert migrate(database) == head_revision() == "0009"
+    assert migrate(database) == "0009"  # again: nothing to do
+    assert current_revision(database) == "0009"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -238,7 +241,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0008"
+    assert migrate(database) == head_revision() == "0009"
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -247,3 +250,53 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     assert analytics is not None
     assert analytics.record_arrival(make_arrival("o1")) is True
     assert [a.opportunity_id for a in analytics.arrivals(at(hours=-1), at(hours=1))] == ["o1"]
+
+
+def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
+    at_0001: SqlStorage,
+) -> None:
+    database = at_0001.database
+    tables = database.tables
+    assert migrate(database, "0008") == "0008"
+    call, note = "call", "note"
+    completions = [  # (activity, opportunity, type, hours): o1's first contact is c2 (tie: id)
+        ("c3", "o1", call, 2),
+        ("c2", "o1", "email", 1),
+        ("c9", "o1", "meeting", 1),
+        ("n1", "o1", note, 0),
+        ("n2", "o2", note, 0),
+        ("c4", "o3", call, 5),
+    ]
+    with database.write() as connection:
+        connection.execute(
+            tables.arrivals.insert(),
+            [make_arrival(o, owner="alice").model_dump() for o in ("o1", "o2", "o3")],
+        )
+        connection.execute(
+            tables.completions.insert(),
+            [
+                {
+                    "activity_id": activity,
+                    "opportunity_id": opportunity,
+                    "activity_type": kind,
+                    "completed_at": at(hours=hours),
+                    "assigned_to": "bob",
+                }
+                for activity, opportunity, kind, hours in completions
+            ],
+        )
+    assert migrate(database) == head_revision() == "0009"
+    with database.read() as connection:
+        kept = connection.execute(
+            sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
+        ).all()
+    assert sorted(kept) == [("o1", "c2"), ("o3", "c4")]
+    analytics = at_0001.analytics
+    assert analytics is not None
+    [sums] = analytics.lead_sums(at(hours=-1), at(hours=1), status="won", day=timedelta(hours=8))
+    assert (sums.leads, sums.contacted, sums.p50_seconds) == (3, 2, 3600.0)
+    # A later contact recorded now leaves o1's first one; an earlier one replaces it.
+    analytics.record_completion(make_completion("c0", "o1", hours=0.5))
+    analytics.record_completion(make_completion("c8", "o1", hours=1.5))
+    [sums] = analytics.lead_sums(at(hours=-1), at(hours=1), status="won", day=timedelta(hours=8))
+    assert sums.p50_seconds == 1800.0

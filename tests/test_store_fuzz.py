@@ -95,6 +95,7 @@ _VALID: dict[str, Any] = {
     "lease": timedelta(minutes=5),
     "within": timedelta(hours=1),
     "width": timedelta(days=7),
+    "day": timedelta(hours=8),
     "stages": ["new", "won"],
     "error": "boom",
     "permanent": False,
@@ -112,6 +113,7 @@ _VALID: dict[str, Any] = {
 
 _VALID_BY_METHOD: dict[tuple[str, str], dict[str, Any]] = {
     ("sequences", "set_status"): {"status": SequenceStatus.ACTIVE},
+    ("analytics", "lead_sums"): {"width": None},  # a width goes with by="bucket"
     ("enrollments", "list"): {"state": EnrollmentState.ACTIVE},
     ("scheduled", "list"): {"state": ScheduledActionState.PENDING},
     ("jobs", "finish_slot"): {"state": SlotState.SUCCEEDED},

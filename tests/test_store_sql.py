@@ -62,6 +62,7 @@ TABLES = {
     "sequences",
     "enrollments",
     "lead_arrivals",
+    "lead_contacts",
     "status_changes",
     "completions",
     "alembic_version",

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, NamedTuple, TypeVar
 
 from pydantic import ConfigDict, StringConstraints, ValidationError
 
@@ -39,9 +39,12 @@ from .models import Event
 
 __all__ = [
     "CONTACT_TYPES",
+    "SPEED_BOUNDS",
     "Completion",
     "CompletionGroup",
+    "LateContact",
     "LeadArrival",
+    "LeadSums",
     "StatusChange",
     "Touches",
     "facts_of",
@@ -60,6 +63,11 @@ CONTACT_TYPES: Final[tuple[ActivityType, ...]] = (
     ActivityType.MEETING,
 )
 """The activity types that count as contacting a lead (speed to lead, ``contacted``)."""
+
+SPEED_BOUNDS: Final[tuple[float, ...]] = (300.0, 3600.0, 14400.0, 86400.0, 604800.0)
+"""The upper bounds (seconds, each not included) of the speed-to-lead distribution's buckets
+but the last, which has none: under 5 min, 5-60 min, 1-4 h, 4-24 h, 1-7 days, 7 days and more
+(named in :data:`leadflow.runtime.analytics.BUCKETS`)."""
 
 
 class _Fact(_Model):
@@ -381,3 +389,45 @@ def stage_sums_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> lis
             )
         )
     return found
+
+
+# ------------------------------------------------------------------ the leads of a period summed
+
+
+@dataclass(frozen=True, slots=True)
+class LeadSums:
+    """The leads that arrived in a period (one group of them), summed up where the facts are
+    kept (:meth:`~leadflow.ports.AnalyticsStore.lead_sums`). A lead's *wait* is from its
+    arrival to its first contact (its earliest completion of a :data:`CONTACT_TYPES`, whenever;
+    0 when that came first); its *win* the first change of its opportunity to the won status,
+    whenever.
+
+    ``key`` is the group's rep (the arrival's owner, else the first contact's assignee) or
+    source (None: none), None for all the leads or buckets of time; ``bucket`` the bucket's
+    number (0 otherwise). ``contacted`` counts the leads with a first contact, ``won`` those
+    with a win; ``within`` the contacted leads waiting at most 5 minutes, 1 hour and ``day``
+    (the clock length of a working day); ``buckets`` the contacted leads per bucket of
+    :data:`SPEED_BOUNDS`; ``p50_seconds`` / ``p90_seconds`` the nearest-rank percentiles of
+    the waits, ``median_seconds_to_win`` that of arrival to win (not clamped) over the won."""
+
+    key: str | None
+    bucket: int
+    leads: int
+    contacted: int
+    won: int
+    within: tuple[int, int, int]
+    buckets: tuple[int, ...]
+    p50_seconds: float | None
+    p90_seconds: float | None
+    median_seconds_to_win: float | None
+
+
+class LateContact(NamedTuple):
+    """A lead first contacted later than a working day's clock length after it arrived
+    (:meth:`~leadflow.ports.AnalyticsStore.late_contacts`): whether it was within one
+    business day is the working calendar's to say."""
+
+    rep: str | None
+    source: str | None
+    arrived_at: datetime
+    contacted_at: datetime

@@ -18,7 +18,9 @@ from typing import Protocol, runtime_checkable
 from ..facts import (
     Completion,
     CompletionGroup,
+    LateContact,
     LeadArrival,
+    LeadSums,
     StageSums,
     StatusChange,
     Touches,
@@ -174,6 +176,54 @@ class AnalyticsStore(Protocol):
         changed_at < end`` over ``stages`` (1 to 50 distinct strings, else
         :class:`~leadflow.InvalidInputError`), one per stage in order. Summed up where the
         facts are kept (SQL: window functions over the period's changes)."""
+        ...
+
+    # ------------------------------------------------------------------ added for issue 20's
+    # scale targets: the leads of a period (speed to lead, lead sources, the leaderboard's
+    # speed and wins, the trend's leads) summed up where the facts are kept, one row per group
+    # coming back, instead of the period's arrivals, first contacts and wins one by one.
+
+    def lead_sums(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        status: str,
+        day: timedelta,
+        by: str | None = None,
+        origin: datetime | None = None,
+        width: timedelta | None = None,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+    ) -> builtins.list[LeadSums]:
+        """:class:`~leadflow.facts.LeadSums` of the leads with ``start <= arrived_at < end``
+        (their first contact and first change to ``status`` whenever they came), of those
+        whose rep is one of ``reps``, whose source is one of ``sources`` and whose first
+        contact's rule id is one of ``automations`` (a lead not contacted matches no
+        automation) when given (None in a filter: none), grouped ``by`` None (one group),
+        ``"rep"``, ``"source"`` or ``"bucket"`` (``bucket n``: ``origin + n * width <=
+        arrived_at < origin + (n + 1) * width``; ``origin`` not after ``start``, ``width`` at
+        least a second). By ``(key, bucket)``, None first; no group without a lead. ``day`` (a
+        positive timedelta) is the third of ``within``. Bad arguments:
+        :class:`~leadflow.InvalidInputError` naming the field. Summed up where the facts are
+        kept (SQL: ``GROUP BY``, percentiles by ``percentile_disc`` or a windowed rank): its
+        cost follows the leads of the period, not the store."""
+        ...
+
+    def late_contacts(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        day: timedelta,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+    ) -> builtins.list[LateContact]:
+        """The leads with ``start <= arrived_at < end`` (filtered as :meth:`lead_sums`) first
+        contacted more than ``day`` after they arrived, in no given order: the only ones the
+        working calendar must judge for "within one business day"."""
         ...
 
 

@@ -87,15 +87,17 @@ completed in the week and their ``on_time_rate``. The filters apply as to the fi
 **Cost.** Each figure reads the facts of its period through indexed queries
 (:class:`~leadflow.ports.AnalyticsStore`; on SQL ``tests/test_analytics_explain.py`` checks
 that none reads a facts table whole): time and memory grow with the facts in the period, not
-with the store. What only needs sums is summed up in the store (SQL: ``GROUP BY``): the
-completions per rep (leaderboard) and per automation (``completion_groups``), per week
-(``completion_buckets``) and the won opportunities' conversions and last touches
-(``won_touches``), unless a source filter (or reps and automations together) asks for the
-completions one by one. The leads of the period (arrivals, first contacts, wins) and its
-status changes come back one by one. A dashboard's figures share their reads.
-``overdue_now`` is one activity-statistics query (one per automation with an automation
-filter); the automation figure asks the activity store one statistics query per automation
-(two under a rep filter).
+with the store. What only needs sums is summed up in the store (SQL: ``GROUP BY``): the leads
+of the period per rep, source or week (``lead_sums``: counts, response-time buckets,
+percentiles; only the leads contacted later than a working day's clock length come back, for
+the calendar's business-day deadline: ``late_contacts``), the completions per rep
+(leaderboard) and per automation (``completion_groups``), per week (``completion_buckets``)
+and the won opportunities' conversions and last touches (``won_touches``), unless a source
+filter (or reps and automations together) asks for the completions one by one. The status
+changes of the period come back one by one under a filter. A dashboard's figures share their
+reads. ``overdue_now`` is one activity-statistics query (one per automation with an
+automation filter); the automation figure asks the activity store one statistics query per
+automation (two under a rep filter).
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ from .analytics_automation import (
     automation_of,
     automation_rows,
 )
+from .analytics_deadlines import Deadlines
 from .analytics_figures import (
     BUCKETS,
     MANUAL,
@@ -138,12 +141,14 @@ from .analytics_figures import (
     SpeedToLead,
     SpeedToLeadReport,
     percentile,
+    reps_from,
     reps_of,
+    sources_from,
     sources_of,
     speed_of,
 )
 from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of, funnel_rows
-from .analytics_period import WeekRow, trend_of, trend_rows, weeks_of
+from .analytics_period import WeekRow, trend_from, trend_of, trend_rows, weeks_of
 from .analytics_reads import Reads
 from .analytics_scope import Scope, Teams, scope_of
 from .sequence_report import ENROLLMENT_SCAN_LIMIT
@@ -223,6 +228,7 @@ class Analytics:
         self._store = store
         self._activities = activities
         self._calendar = calendar
+        self._deadlines = Deadlines(calendar)  # its working windows, kept across queries
         self._teams = teams
         self._rules = rules
         self._sequences = sequences
@@ -247,7 +253,13 @@ class Analytics:
         self, start: datetime, end: datetime, filters: dict[str, Collection[str] | None]
     ) -> Reads:
         return Reads(
-            self._store, self._calendar, self.won_status, start, end, self.scope(**filters)
+            self._store,
+            self._calendar,
+            self.won_status,
+            start,
+            end,
+            self.scope(**filters),
+            self._deadlines,
         )
 
     def _overdue(self, as_of: datetime, scope: Scope) -> dict[str, int]:
@@ -280,6 +292,9 @@ class Analytics:
 
     @staticmethod
     def _sources(reads: Reads) -> list[SourceRow]:
+        by_source = reads.by_key("source")
+        if by_source is not None:  # summed up in the store
+            return sources_from(by_source)
         arrivals, contacts = reads.leads
         return sources_of(arrivals, contacts, reads.wins)
 
@@ -296,7 +311,6 @@ class Analytics:
 
     def _leaderboard(self, reads: Reads, as_of: datetime, rank_by: RankBy) -> list[RepRow]:
         scope = reads.scope
-        arrivals, contacts = reads.leads
         if scope.sources is None and scope.automations is None:
             # Summed up in the store (SQL: GROUP BY): one row per rep comes back.
             keys = None if scope.reps is None else {None if r == NONE else r for r in scope.reps}
@@ -306,6 +320,10 @@ class Analytics:
         else:
             groups = groups_of(reads.completions, "assigned_to")
         overdue = self._overdue(as_of, scope)
+        by_rep = reads.by_key("rep")
+        if by_rep is not None:  # the leads summed up per rep in the store
+            return reps_from(groups, by_rep, overdue, rank_by=rank_by)
+        arrivals, contacts = reads.leads
         return reps_of(
             groups, reads.speed, arrivals, contacts, reads.wins, overdue, rank_by=rank_by
         )
@@ -444,8 +462,11 @@ class Analytics:
 
     @staticmethod
     def _trend(reads: Reads) -> list[WeekRow]:
-        arrivals, contacts = reads.leads
         start, end = reads.start, reads.end
+        if reads.pushed is not None:  # the leads summed up per week in the store
+            weeks = {sums.bucket: sums for sums in reads.lead_sums("bucket")}
+            return trend_from(start, end, weeks, reads.weekly())
+        arrivals, contacts = reads.leads
         return trend_rows(start, end, arrivals, contacts, reads.wins, reads.weekly())
 
     def dashboard(

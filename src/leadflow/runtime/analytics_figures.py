@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from ..facts import Completion, CompletionGroup, LeadArrival
+from ..facts import SPEED_BOUNDS, Completion, CompletionGroup, LeadArrival, LeadSums
 from ..rules.calendar import WorkingCalendar
 
 __all__ = [
@@ -28,9 +28,12 @@ __all__ = [
     "SpeedToLeadReport",
     "lead_rep",
     "percentile",
+    "reps_from",
     "reps_of",
     "share",
+    "sources_from",
     "sources_of",
+    "speed_from",
     "speed_of",
 ]
 
@@ -45,6 +48,7 @@ BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
     (">=7d", None),
 )
 """The speed-to-lead distribution's buckets: each up to (not including) its bound."""
+assert [bound.total_seconds() for _, bound in BUCKETS if bound is not None] == list(SPEED_BOUNDS)
 
 RankBy = Literal[
     "completed",
@@ -181,6 +185,24 @@ def _lead_rep(lead: _Lead) -> str:
     return lead_rep(lead[0], lead[1])
 
 
+def speed_from(sums: LeadSums | None, within_day: int) -> SpeedToLead:
+    """:class:`SpeedToLead` of a group of leads summed up in the store (None: no lead), given
+    how many of them were contacted within one business day (``within_day``)."""
+    if sums is None:
+        return _speed([])
+    n = sums.leads
+    return SpeedToLead(
+        leads=n,
+        contacted=sums.contacted,
+        p50_seconds=sums.p50_seconds,
+        p90_seconds=sums.p90_seconds,
+        within_5_minutes=share(sums.within[0], n),
+        within_1_hour=share(sums.within[1], n),
+        within_1_business_day=share(within_day, n),
+        buckets={name: count for (name, _), count in zip(BUCKETS, sums.buckets, strict=True)},
+    )
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -224,6 +246,21 @@ def sources_of(
             )
         )
     return rows
+
+
+def sources_from(by_source: dict[str, LeadSums]) -> list[SourceRow]:
+    """:func:`sources_of` from the leads summed up per source in the store."""
+    return [
+        SourceRow(
+            source=source,
+            leads=sums.leads,
+            contacted=sums.contacted,
+            won=sums.won,
+            conversion_rate=share(sums.won, sums.leads),
+            median_time_to_win_seconds=sums.median_seconds_to_win,
+        )
+        for source, sums in sorted(by_source.items())
+    ]
 
 
 # --------------------------------------------------------------------------- reps
@@ -273,6 +310,34 @@ def reps_of(
                 overdue_now=overdue.get(rep, 0),
                 speed_to_lead_p50_seconds=None if lead_speed is None else lead_speed.p50_seconds,
                 wins=won.get(rep, 0),
+            )
+        )
+    return _ranked(rows, rank_by)
+
+
+def reps_from(
+    groups: Sequence[CompletionGroup],
+    by_rep: dict[str, LeadSums],
+    overdue: dict[str, int],
+    *,
+    rank_by: RankBy = "completed",
+) -> list[RepRow]:
+    """:func:`reps_of` from the leads summed up per rep in the store (``by_rep``)."""
+    done = {group.key or NONE: group for group in groups}
+    empty = CompletionGroup(None, 0, 0, 0, None)
+    rows = []
+    for rep in set(done) | set(by_rep) | set(overdue):
+        mine = done.get(rep, empty)
+        leads = by_rep.get(rep)
+        rows.append(
+            RepRow(
+                rep=rep,
+                completed=mine.completed,
+                on_time_rate=share(mine.on_time, mine.with_due),
+                median_time_to_complete_seconds=mine.median_seconds_to_complete,
+                overdue_now=overdue.get(rep, 0),
+                speed_to_lead_p50_seconds=None if leads is None else leads.p50_seconds,
+                wins=0 if leads is None else leads.won,
             )
         )
     return _ranked(rows, rank_by)

@@ -11,11 +11,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from ..errors import InvalidInputError
-from ..facts import Completion, CompletionGroup, LeadArrival, groups_of, total_of
+from ..facts import Completion, CompletionGroup, LeadArrival, LeadSums, groups_of, total_of
 from ..fields import ensure_utc
 from .analytics_figures import Figure, percentile, share
 
-__all__ = ["MAX_PERIOD", "WeekRow", "check_period", "trend_of", "trend_rows", "weeks_of"]
+__all__ = [
+    "MAX_PERIOD",
+    "WeekRow",
+    "check_period",
+    "first_monday",
+    "trend_from",
+    "trend_of",
+    "trend_rows",
+    "weeks_of",
+]
 
 MAX_PERIOD: Final = timedelta(days=400)
 """The longest period a figure is asked for through ``Operations`` and the routes."""
@@ -141,6 +150,46 @@ def trend_rows(
                 won=won,
                 conversion_rate=share(won, len(cohort)),
                 speed_to_lead_p50_seconds=percentile(waits, 50),
+                completed=done.completed,
+                on_time_rate=share(done.on_time, done.with_due),
+            )
+        )
+    return rows
+
+
+def first_monday(start: datetime) -> datetime:
+    """The Monday 00:00 UTC that starts the first week of a period from ``start``: week ``n``
+    of :func:`weeks_of` holds the times ``t`` with ``(t - first_monday) // 7 days == n``."""
+    return _monday(start)
+
+
+def trend_from(
+    start: datetime,
+    end: datetime,
+    leads: dict[int, LeadSums],
+    weekly: Sequence[CompletionGroup],
+) -> list[WeekRow]:
+    """:func:`trend_rows` from the leads summed up per week in the store (``leads``: by the
+    week's number from :func:`first_monday`)."""
+    weeks = weeks_of(start, end)
+    if len(weekly) != len(weeks):
+        raise ValueError(f"expected {len(weeks)} weekly sums, got {len(weekly)}")
+    rows = []
+    for n, (label, week_start, week_end) in enumerate(weeks):
+        cohort = leads.get(n)
+        count = 0 if cohort is None else cohort.leads
+        won = 0 if cohort is None else cohort.won
+        done = weekly[n]
+        rows.append(
+            WeekRow(
+                week=label,
+                start=week_start,
+                end=week_end,
+                leads=count,
+                contacted=0 if cohort is None else cohort.contacted,
+                won=won,
+                conversion_rate=share(won, count),
+                speed_to_lead_p50_seconds=None if cohort is None else cohort.p50_seconds,
                 completed=done.completed,
                 on_time_rate=share(done.on_time, done.with_due),
             )

@@ -1,11 +1,19 @@
 """What the figures of one period under one set of filters read from the analytic store, each
-read at most once: the figures of a dashboard share their reads (the period's leads, their
-first contacts and wins, the status changes, the completions when the filters need them one
-by one). Used by :class:`leadflow.runtime.analytics.Analytics`.
+read at most once: the figures of a dashboard share their reads (the period's leads summed up
+per group, the status changes, the completions when the filters need them one by one). Used
+by :class:`leadflow.runtime.analytics.Analytics`.
+
+The lead figures (speed to lead, lead sources, the leaderboard's speed and wins, the trend's
+leads) are summed up in the store (:meth:`~leadflow.ports.AnalyticsStore.lead_sums`), and only
+the leads contacted later than a working day's clock length come back one by one, for the
+working calendar to say whether they were within one business day. They are read one by one
+(arrivals, first contacts, wins) only where the sums cannot be told apart: a source named
+``"(none)"`` beside leads without one, or a source filter of 1,000 names with ``"(none)"``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -14,6 +22,7 @@ from ..facts import (
     Completion,
     CompletionGroup,
     LeadArrival,
+    LeadSums,
     StatusChange,
     groups_of,
     total_of,
@@ -21,8 +30,9 @@ from ..facts import (
 from ..ports import AnalyticsStore
 from ..rules.calendar import WorkingCalendar
 from .analytics_automation import first_wins
-from .analytics_figures import MANUAL, NONE, SpeedToLeadReport, speed_of
-from .analytics_period import weeks_of
+from .analytics_deadlines import Deadlines
+from .analytics_figures import MANUAL, NONE, SpeedToLeadReport, speed_from, speed_of
+from .analytics_period import first_monday, weeks_of
 from .analytics_scope import Scope, chunks
 
 __all__ = ["Reads"]
@@ -41,13 +51,95 @@ class Reads:
         start: datetime,
         end: datetime,
         scope: Scope,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.store = store
+        self.deadlines = Deadlines(calendar) if deadlines is None else deadlines
         self.calendar = calendar
         self.won_status = won_status
         self.start = start
         self.end = end
         self.scope = scope
+        self._lead_sums: dict[str | None, list[LeadSums]] = {}
+
+    @cached_property
+    def pushed(self) -> dict[str, frozenset[str | None] | None] | None:
+        """The filters as the store's lead queries take them (``"(none)"`` / ``"(manual)"``
+        as None; a source filter's ``"(none)"`` also takes a source of that name), or None
+        when they cannot (a source filter of 1,000 names with ``"(none)"``, teams of more than
+        1,000 reps)."""
+        scope = self.scope
+        if scope.reps is not None and len(scope.reps) > 1000:
+            return None
+        sources: frozenset[str | None] | None = None
+        if scope.sources is not None:
+            if NONE in scope.sources and len(scope.sources) >= 1000:
+                return None
+            sources = frozenset(scope.sources) | ({None} if NONE in scope.sources else set())
+        return {
+            "reps": None
+            if scope.reps is None
+            else frozenset(None if rep == NONE else rep for rep in scope.reps),
+            "sources": sources,
+            "automations": None
+            if scope.automations is None
+            else frozenset(None if a == MANUAL else a for a in scope.automations),
+        }
+
+    def lead_sums(self, by: str | None) -> list[LeadSums]:
+        """The leads of the period the filters take, summed up in the store ``by`` None,
+        ``"rep"``, ``"source"`` or ``"bucket"`` (the weeks of the trend)."""
+        found = self._lead_sums.get(by)
+        if found is None:
+            pushed = self.pushed
+            assert pushed is not None
+            bucket = by == "bucket"
+            found = self._lead_sums[by] = self.store.lead_sums(
+                self.start,
+                self.end,
+                status=self.won_status,
+                day=self.calendar.day_length,
+                by=by,
+                origin=first_monday(self.start) if bucket else None,
+                width=WEEK if bucket else None,
+                reps=pushed["reps"],
+                sources=pushed["sources"],
+                automations=pushed["automations"],
+            )
+        return found
+
+    def by_key(self, by: str) -> dict[str, LeadSums] | None:
+        """:meth:`lead_sums` per rep or source name (None: ``"(none)"``), or None when the
+        filters cannot go to the store or a source is named ``"(none)"`` beside leads
+        without one (their sums cannot be told apart)."""
+        if self.pushed is None:
+            return None
+        found: dict[str, LeadSums] = {}
+        for sums in self.lead_sums(by):
+            name = NONE if sums.key is None else sums.key
+            if name in found:
+                return None
+            found[name] = sums
+        return dict(sorted(found.items()))
+
+    @cached_property
+    def late(self) -> list[tuple[str, str, bool]]:
+        """The leads contacted later than a working day's clock length after they arrived:
+        rep, source and whether it was within one business day on the calendar."""
+        pushed = self.pushed
+        assert pushed is not None
+        deadlines = self.deadlines
+        return [
+            (rep or NONE, source or NONE, contacted <= deadlines.of(arrived))
+            for rep, source, arrived, contacted in self.store.late_contacts(
+                self.start,
+                self.end,
+                day=self.calendar.day_length,
+                reps=pushed["reps"],
+                sources=pushed["sources"],
+                automations=pushed["automations"],
+            )
+        ]
 
     @cached_property
     def leads(self) -> tuple[list[LeadArrival], list[Completion]]:
@@ -62,8 +154,32 @@ class Reads:
 
     @cached_property
     def speed(self) -> SpeedToLeadReport:
-        arrivals, contacts = self.leads
-        return speed_of(arrivals, contacts, self.calendar)
+        by_source = self.by_key("source")
+        by_rep = self.by_key("rep")
+        if by_source is None or by_rep is None:
+            arrivals, contacts = self.leads
+            return speed_of(arrivals, contacts, self.calendar)
+        overall = self.lead_sums(None)
+        late_all, late_rep, late_source = 0, Counter[str](), Counter[str]()
+        for rep, source, within in self.late:
+            if within:
+                late_all += 1
+                late_rep[rep] += 1
+                late_source[source] += 1
+        return SpeedToLeadReport(
+            overall=speed_from(
+                overall[0] if overall else None,
+                (overall[0].within[2] if overall else 0) + late_all,
+            ),
+            by_rep={
+                rep: speed_from(sums, sums.within[2] + late_rep[rep])
+                for rep, sums in by_rep.items()
+            },
+            by_source={
+                source: speed_from(sums, sums.within[2] + late_source[source])
+                for source, sums in by_source.items()
+            },
+        )
 
     @cached_property
     def wins(self) -> dict[str, datetime]:

@@ -24,7 +24,9 @@ from ...facts import (
     CONTACT_TYPES,
     Completion,
     CompletionGroup,
+    LateContact,
     LeadArrival,
+    LeadSums,
     StageSums,
     StatusChange,
     Touches,
@@ -40,8 +42,10 @@ from ..analytics_checks import (
     check_stages,
     check_values,
 )
-from ..analytics_sums import buckets_of, groups_in, won_touches_of
+from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lead_sums_of
+from ..analytics_sums import won_touches_of
 from ..checks import check_limit, check_model
+from .analytics_rows import Row, buckets_of_rows, groups_of_rows, row_of
 
 __all__ = [
     "MAX_FACTS",
@@ -83,6 +87,7 @@ class InMemoryAnalyticsStore:
         self._reached: dict[tuple[str, str], datetime] = {}
         self._completions: dict[str, Completion] = {}
         self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
+        self._completion_rows: dict[str, Row] = {}
         self._first_contacts: dict[str, Completion] = {}
         self._completions_on: dict[str, list[Completion]] = {}
 
@@ -116,6 +121,7 @@ class InMemoryAnalyticsStore:
             if completion.activity_id in self._completions:
                 return False
             self._completions[completion.activity_id] = completion
+            self._completion_rows[completion.activity_id] = row_of(completion)
             self._completion_index.add((completion.completed_at, completion.activity_id))
             self._completions_on.setdefault(completion.opportunity_id, []).append(completion)
             if completion.activity_type in _CONTACTS:
@@ -191,6 +197,14 @@ class InMemoryAnalyticsStore:
                         break
         return found
 
+    def _rows_in(self, start: datetime, end: datetime) -> list[Row]:
+        with self._lock:
+            rows = self._completion_rows
+            return [
+                rows[activity]
+                for _, activity in self._completion_index.irange(*_period(start, end))
+            ]
+
     def completion_groups(
         self,
         start: datetime,
@@ -199,7 +213,9 @@ class InMemoryAnalyticsStore:
         by: str,
         keys: Collection[str | None] | None = None,
     ) -> builtins.list[CompletionGroup]:
-        return groups_in(self.completions(start, end), by, keys)
+        start, end = check_period(start, end)
+        wanted = check_grouping(by, keys)
+        return groups_of_rows(self._rows_in(start, end), by, wanted)
 
     def completion_buckets(
         self,
@@ -211,9 +227,8 @@ class InMemoryAnalyticsStore:
         keys: Collection[str | None] | None = None,
     ) -> dict[int, CompletionGroup]:
         width, by, wanted = check_buckets(width, by, keys)
-        found = self.completions(start, end)
-        start = check_period(start, end)[0]
-        return buckets_of(found, start, width, by, wanted)
+        start, end = check_period(start, end)
+        return buckets_of_rows(self._rows_in(start, end), start, width, by, wanted)
 
     def stage_sums(
         self, start: datetime, end: datetime, stages: Sequence[str]
@@ -270,6 +285,73 @@ class InMemoryAnalyticsStore:
                 for _, opportunity in self._arrival_index.irange(*_period(start, end))
                 if (at := self._reached.get((opportunity, status))) is not None
             }
+
+    # ------------------------------------------------------------------ the leads summed up
+
+    def _lead_rows(self, query: LeadQuery) -> list[LeadRow]:
+        """One row per lead of the period, from the summaries (first contacts, first time
+        each status was reached) kept as the facts arrived."""
+        status = query.status
+        rows: list[LeadRow] = []
+        with self._lock:
+            arrivals, contacts, reached = self._arrivals, self._first_contacts, self._reached
+            for _, opportunity in self._arrival_index.irange(*_period(query.start, query.end)):
+                arrival = arrivals[opportunity]
+                contact = contacts.get(opportunity)
+                won = reached.get((opportunity, status))
+                if contact is None:
+                    rows.append(
+                        (arrival.arrived_at, arrival.source, arrival.owner, None, None, won)
+                    )
+                    continue
+                owner = arrival.owner
+                rep = owner if owner is not None else contact.assigned_to
+                rows.append(
+                    (
+                        arrival.arrived_at,
+                        arrival.source,
+                        rep,
+                        contact.rule_id,
+                        contact.completed_at,
+                        won,
+                    )
+                )
+        return rows
+
+    def lead_sums(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        status: str,
+        day: timedelta,
+        by: str | None = None,
+        origin: datetime | None = None,
+        width: timedelta | None = None,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+    ) -> builtins.list[LeadSums]:
+        query = check_lead_query(
+            start, end, day=day, status=status, by=by, origin=origin, width=width,
+            reps=reps, sources=sources, automations=automations,
+        )  # fmt: skip
+        return lead_sums_of(self._lead_rows(query), query)
+
+    def late_contacts(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        day: timedelta,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+    ) -> builtins.list[LateContact]:
+        query = check_lead_query(
+            start, end, day=day, reps=reps, sources=sources, automations=automations
+        )
+        return late_of(self._lead_rows(query), query)
 
     def __repr__(self) -> str:
         return (

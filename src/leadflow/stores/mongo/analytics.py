@@ -27,7 +27,9 @@ from ...facts import (
     CONTACT_TYPES,
     Completion,
     CompletionGroup,
+    LateContact,
     LeadArrival,
+    LeadSums,
     StageSums,
     StatusChange,
     Touches,
@@ -41,6 +43,7 @@ from ..analytics_checks import (
     check_stages,
     check_values,
 )
+from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lead_sums_of, rows_of
 from ..analytics_sums import buckets_of, groups_in, won_touches_of
 from ..checks import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
@@ -309,6 +312,52 @@ class MongoAnalyticsStore:
                 if opportunity not in reached or at < reached[opportunity]:
                     reached[opportunity] = at
         return reached
+
+    # ------------------------------------------------------------------ the leads summed up
+    # In the client for now (no $group pipeline yet), from the period's arrivals, their first
+    # contacts and wins.
+
+    def _lead_rows(self, query: LeadQuery) -> list[LeadRow]:
+        start, end = query.start, query.end
+        wins = self.reached(start, end, query.status) if query.status else {}
+        return rows_of(self.arrivals(start, end), self.first_contacts(start, end), wins)
+
+    @translated("lead_sums")
+    def lead_sums(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        status: str,
+        day: timedelta,
+        by: str | None = None,
+        origin: datetime | None = None,
+        width: timedelta | None = None,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+    ) -> builtins.list[LeadSums]:
+        query = check_lead_query(
+            start, end, day=day, status=status, by=by, origin=origin, width=width,
+            reps=reps, sources=sources, automations=automations,
+        )  # fmt: skip
+        return lead_sums_of(self._lead_rows(query), query)
+
+    @translated("late_contacts")
+    def late_contacts(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        day: timedelta,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+    ) -> builtins.list[LateContact]:
+        query = check_lead_query(
+            start, end, day=day, reps=reps, sources=sources, automations=automations
+        )
+        return late_of(self._lead_rows(query), query)
 
     def __repr__(self) -> str:
         return f"MongoAnalyticsStore({self._arrivals.full_name!r}, ...)"

@@ -1,9 +1,11 @@
-"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revision 0008).
+"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revisions 0008 and 0009).
 
 Three tables, one per kind of fact, each keyed as the port says (``lead_arrivals`` by
 opportunity, ``status_changes`` by event id, ``completions`` by activity id): a write is one
 ``INSERT ... ON CONFLICT DO NOTHING`` (True when it inserted a row), in the storage's unit of
-work when there is one, so an event's facts commit with its actions.
+work when there is one, so an event's facts commit with its actions. Each opportunity's first
+contact is kept beside them as completions are recorded (``lead_contacts``, in the same
+transaction: :mod:`.analytics_leads`).
 
 Every query is one statement answered from an index: the period queries from the
 ``arrived_at`` / ``changed_at`` / ``completed_at`` indexes (their cost follows the rows in the
@@ -52,7 +54,7 @@ from ..analytics_checks import (
     check_values,
 )
 from ..checks import check_limit, check_model
-from .analytics_sums import SqlSums
+from .analytics_leads import SqlLeads
 from .database import SqlDatabase
 from .direct import DriverStatement, UnnestInsert
 from .errors import translated
@@ -66,7 +68,7 @@ _F = TypeVar("_F", LeadArrival, StatusChange, Completion)
 _CHUNK = 900  # ids per IN list: within SQLite's oldest bound-parameter limit (999)
 
 
-class SqlAnalyticsStore(SqlSums):
+class SqlAnalyticsStore(SqlLeads):
     """The facts in three tables of ``database``."""
 
     def __init__(self, database: SqlDatabase) -> None:
@@ -75,6 +77,7 @@ class SqlAnalyticsStore(SqlSums):
         self._arrivals = tables.arrivals
         self._changes = tables.status_changes
         self._completions = tables.completions
+        self._contacts = tables.lead_contacts
         upsert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
         self._inserts = {
             table.name: upsert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
@@ -113,7 +116,13 @@ class SqlAnalyticsStore(SqlSums):
     @translated("completion")
     def record_completion(self, completion: Completion) -> bool:
         completion = check_model(completion, Completion, "completion")
-        return self._insert(self._completions, _completion_values(completion))
+        values = _completion_values(completion)
+        with self._db.write() as connection:
+            inserted = connection.execute(self._inserts[self._completions.name], values).first()
+            if inserted is None:
+                return False
+            self._keep_contact(connection, completion)
+            return True
 
     @translated("facts")
     def record_many(
@@ -124,12 +133,13 @@ class SqlAnalyticsStore(SqlSums):
     ) -> None:
         """See :class:`~leadflow.ports.BatchFacts`: one ``executemany`` per kind of fact, in
         one transaction."""
+        done = _checked(completions, Completion, "completions")
         rows = [
             (self._arrivals, [a.model_dump() for a in _checked(arrivals, LeadArrival, "arrivals")]),
             (self._changes, [c.model_dump() for c in _checked(changes, StatusChange, "changes")]),
             (
                 self._completions,
-                [_completion_values(c) for c in _checked(completions, Completion, "completions")],
+                [_completion_values(c) for c in done],
             ),
         ]
         with self._db.write() as connection:
@@ -138,6 +148,7 @@ class SqlAnalyticsStore(SqlSums):
                     self._unnest[table.name].run(connection, values)
                 elif values:
                     connection.execute(self._insert_many[table.name], values)
+            self._keep_contacts(connection, done)
 
     # ------------------------------------------------------------------ queries
 

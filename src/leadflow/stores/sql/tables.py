@@ -76,6 +76,7 @@ class Tables:
     arrivals: Table
     status_changes: Table
     completions: Table
+    lead_contacts: Table
 
     @property
     def version_table(self) -> str:
@@ -515,13 +516,30 @@ def _completions(metadata: MetaData, name: str, schema: str | None) -> Table:
     return table
 
 
+def _lead_contacts(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # Each opportunity's first contact (revision 0009): the earliest, by (completed_at,
+    # activity_id), of its completions of a contact type, kept as they are recorded; the lead
+    # figures join a period's arrivals to it by the primary key.
+    return Table(
+        name,
+        metadata,
+        _id("opportunity_id", nullable=False),
+        Column("contacted_at", UtcDateTime, nullable=False),
+        _id("activity_id", nullable=False),
+        _id("assigned_to"),
+        _id("rule_id"),
+        PrimaryKeyConstraint("opportunity_id", name=f"{name}_pkey"),
+        schema=schema,
+    )
+
+
 def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:
     """The backend's tables named ``<prefix>activities``, ``<prefix>rules``,
     ``<prefix>scheduled_actions``, ``<prefix>counters``, ``<prefix>audit``,
     ``<prefix>job_slots``, ``<prefix>job_marks``, ``<prefix>stamps``, ``<prefix>job_values``,
     ``<prefix>sequences``, ``<prefix>enrollments``, and the analytic facts
-    ``<prefix>lead_arrivals``, ``<prefix>status_changes`` and ``<prefix>completions`` (in
-    ``schema`` when given)."""
+    ``<prefix>lead_arrivals``, ``<prefix>status_changes``, ``<prefix>completions`` and
+    ``<prefix>lead_contacts`` (in ``schema`` when given)."""
     prefix = checked_prefix(prefix)
     metadata = MetaData(schema=schema)
     return Tables(
@@ -542,4 +560,5 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         arrivals=_arrivals(metadata, f"{prefix}lead_arrivals", schema),
         status_changes=_status_changes(metadata, f"{prefix}status_changes", schema),
         completions=_completions(metadata, f"{prefix}completions", schema),
+        lead_contacts=_lead_contacts(metadata, f"{prefix}lead_contacts", schema),
     )

@@ -432,3 +432,59 @@ class AnalyticsStoreContract(abc.ABC):
         assert len(store.arrivals(_START, _END)) == 1
         results = race(6, lambda n: store.record_completion(make_completion("a1", "o1")))
         assert sorted(results, key=str) == [False] * 5 + [True]
+
+    # ------------------------------------------------------------------ the leads summed up
+
+    def _leads(self, store: AnalyticsStore) -> None:
+        """o1 (alice, web) called after 3 minutes and won; o2 (no owner, phone) emailed by
+        bob after 2 hours, his earlier note not a contact, the call recorded before the lead
+        arrived; o3 (no owner or source) not contacted; o4 before the period."""
+        store.record_completion(make_completion("c2", "o2", hours=3, assigned_to="bob"))
+        store.record_arrival(make_arrival("o1", source="web", owner="alice"))
+        store.record_arrival(make_arrival("o2", hours=1, source="phone"))
+        store.record_arrival(make_arrival("o3", hours=2))
+        store.record_arrival(make_arrival("o4", hours=-5, owner="alice"))
+        note = ActivityType.NOTE
+        store.record_completion(make_completion("n2", "o2", hours=1.5, activity_type=note))
+        store.record_completion(make_completion("c9", "o1", hours=0.2, rule_id="r1"))
+        store.record_completion(make_completion("c1", "o1", hours=0.05, rule_id="r1"))
+        store.record_status_change(make_change("s1", "o1", "won", hours=10))
+        store.record_status_change(make_change("s2", "o1", "won", hours=12))
+
+    def test_lead_sums_of_a_period(self, store: AnalyticsStore) -> None:
+        self._leads(store)
+        day = timedelta(hours=1)
+        [total] = store.lead_sums(at(hours=0), at(hours=3), status="won", day=day)
+        assert (total.key, total.leads, total.contacted, total.won) == (None, 3, 2, 1)
+        assert total.within == (1, 1, 1)
+        assert total.buckets == (1, 0, 1, 0, 0, 0)
+        assert (total.p50_seconds, total.p90_seconds) == (180.0, 7200.0)
+        assert total.median_seconds_to_win == 36000.0
+        by_rep = store.lead_sums(at(hours=0), at(hours=3), status="won", day=day, by="rep")
+        assert [(s.key, s.leads, s.contacted) for s in by_rep] == [
+            (None, 1, 0),
+            ("alice", 1, 1),
+            ("bob", 1, 1),  # by his contact: o2 has no owner
+        ]
+        by_source = store.lead_sums(
+            at(hours=0), at(hours=3), status="won", day=day, by="source", sources=["web", None]
+        )
+        assert [(s.key, s.leads) for s in by_source] == [(None, 1), ("web", 1)]
+        weeks = store.lead_sums(
+            at(hours=0), at(hours=3), status="won", day=day, by="bucket",
+            origin=at(hours=-1), width=timedelta(hours=2),
+        )  # fmt: skip
+        assert [(s.bucket, s.leads) for s in weeks] == [(0, 1), (1, 2)]
+        ruled = store.lead_sums(at(hours=0), at(hours=3), status="won", day=day, automations=["r1"])
+        assert [(s.leads, s.contacted) for s in ruled] == [(1, 1)]
+        nobody = store.lead_sums(at(hours=0), at(hours=3), status="won", day=day, reps=["dave"])
+        assert nobody == []
+
+    def test_late_contacts_are_those_after_a_day(self, store: AnalyticsStore) -> None:
+        self._leads(store)
+        [late] = store.late_contacts(at(hours=0), at(hours=3), day=timedelta(hours=1))
+        assert tuple(late) == ("bob", "phone", at(hours=1), at(hours=3))
+        assert_utc(late.arrived_at)
+        assert store.late_contacts(at(hours=0), at(hours=3), day=timedelta(hours=2)) == []
+        with pytest.raises(InvalidInputError):
+            store.late_contacts(at(hours=0), at(hours=3), day=timedelta(0))

@@ -1,0 +1,114 @@
+"""The in-memory analytics store's completions as plain rows (issue 20, item 5): a tuple of
+atoms per completion (no references the garbage collector must follow), made once as the
+completion is recorded, with what the sums need already worked out (on time or not, seconds to
+complete), so that summing a period's completions (50,000 a quarter at the issue's scale) reads
+no model attributes. The sums are :func:`~leadflow.facts.groups_of` and
+:func:`~leadflow.stores.analytics_sums.buckets_of` over those rows: the same definitions
+(``tests/test_analytics_leads.py`` checks they agree)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable
+from datetime import datetime, timedelta
+from typing import Final
+
+from ...facts import Completion, CompletionGroup
+
+__all__ = ["BY", "Row", "buckets_of_rows", "groups_of_rows", "row_of"]
+
+Row = tuple[str | None, str | None, str, bool, bool, float | None, str | None, datetime]
+"""assigned to, rule id, opportunity, has a due date, completed at or before it, seconds from
+creation to completion (None without a creation date), outcome, completed at."""
+
+BY: Final = {"assigned_to": 0, "rule_id": 1}
+"""A grouping's place in a :data:`Row`."""
+
+
+def row_of(completion: Completion) -> Row:
+    due, done, created = completion.due_at, completion.completed_at, completion.created_at
+    return (
+        completion.assigned_to,
+        completion.rule_id,
+        completion.opportunity_id,
+        due is not None,
+        due is not None and done <= due,
+        None if created is None else (done - created).total_seconds(),
+        None if completion.outcome is None else str(completion.outcome),
+        done,
+    )
+
+
+def groups_of_rows(
+    rows: Iterable[Row], by: str, wanted: Collection[str | None] | None
+) -> list[CompletionGroup]:
+    """:func:`~leadflow.facts.groups_of` of the completions of ``rows`` whose ``by`` is in
+    ``wanted`` (all when None)."""
+    place = BY[by]
+    sums: dict[str | None, tuple[list[int], list[float], set[str], Counter[str]]] = {}
+    for row in rows:
+        key = row[0] if place == 0 else row[1]
+        if wanted is not None and key not in wanted:
+            continue
+        found = sums.get(key)
+        if found is None:
+            found = sums[key] = ([0, 0, 0], [], set(), Counter())
+        counts, times, opportunities, outcomes = found
+        counts[0] += 1
+        if row[3]:
+            counts[1] += 1
+            counts[2] += row[4]
+        if row[5] is not None:
+            times.append(row[5])
+        opportunities.add(row[2])
+        if row[6] is not None:
+            outcomes[row[6]] += 1
+    groups = []
+    for key, (counts, times, opportunities, outcomes) in sorted(
+        sums.items(), key=lambda item: (item[0] is not None, item[0] or "")
+    ):
+        times.sort()
+        groups.append(
+            CompletionGroup(
+                key=key,
+                completed=counts[0],
+                with_due=counts[1],
+                on_time=counts[2],
+                median_seconds_to_complete=times[(len(times) + 1) // 2 - 1] if times else None,
+                opportunities=len(opportunities),
+                outcomes=dict(sorted(outcomes.items())),
+            )
+        )
+    return groups
+
+
+def buckets_of_rows(
+    rows: Iterable[Row],
+    start: datetime,
+    width: timedelta,
+    by: str | None,
+    wanted: Collection[str | None] | None,
+) -> dict[int, CompletionGroup]:
+    """:func:`~leadflow.stores.analytics_sums.buckets_of` of the completions of ``rows`` (all
+    at or after ``start``)."""
+    place = None if by is None else BY[by]
+    counts: dict[int, list[int]] = {}
+    for row in rows:
+        if (
+            wanted is not None
+            and place is not None
+            and (row[0] if place == 0 else row[1]) not in wanted
+        ):
+            continue
+        n = (row[7] - start) // width
+        sums = counts.get(n)
+        if sums is None:
+            sums = counts[n] = [0, 0, 0]
+        sums[0] += 1
+        if row[3]:
+            sums[1] += 1
+            sums[2] += row[4]
+    return {
+        n: CompletionGroup(None, done, due, on_time, None)
+        for n, (done, due, on_time) in sorted(counts.items())
+    }
