@@ -4,16 +4,7 @@ The lifecycle fields (state, due time, attempts, lease, error, times) are column
 statements change; what never changes after scheduling (the event and the rule's action) is
 kept as JSON documents.
 
-**Claims.** :meth:`SqlScheduledActionStore.claim_due` is one transaction of two statements
-(on PostgreSQL after a third that turns bitmap scans off for the transaction: see
-``_INDEX_WALK``): the first parks expired leases of actions that used their last attempt, the
-second claims a batch, ``UPDATE ... WHERE action_id IN (SELECT ... ORDER BY due_at, action_id
-LIMIT n FOR UPDATE SKIP LOCKED) RETURNING ...``. On PostgreSQL ``SKIP LOCKED`` lets
-concurrent workers take disjoint batches without waiting for each other; on SQLite the write
-transaction (``BEGIN IMMEDIATE``) serializes claimers. Both read the partial index of live actions
-(pending or claimed) in due order, so a claim costs about the batch it takes. A claim filtered
-on action types reads one range per type (and one for deliveries) of the pending actions'
-type index (revision 0004) instead, so other types' backlog costs it nothing.
+**Claims** are two statements in one transaction, built in :mod:`.claim_sql`.
 """
 
 from __future__ import annotations
@@ -27,8 +18,6 @@ from typing import Any, Final
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Executable,
-    Integer,
     Select,
     String,
     and_,
@@ -42,9 +31,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     true,
-    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -70,11 +57,12 @@ from ..checks import (
     in_order,
     lease_end,
 )
+from .claim_sql import INDEX_WALK, SETTING, STATE, ClaimStatements, state_is
 from .claimed import claimed_actions
 from .database import SqlDatabase
 from .direct import DriverStatement, UnnestInsert
 from .errors import translated
-from .types import ActionTypeOf, UtcDateTime
+from .types import UtcDateTime
 
 __all__ = ["SqlScheduledActionStore"]
 
@@ -84,22 +72,6 @@ _MAX_BATCH: Final = 1000
 _ONE_BY_ONE: Final = 8
 """SQLite: a ``schedule_many`` of at most this many rows runs the one-row ``INSERT`` per row
 (no round trip to save; cheaper than building a multi-row statement)."""
-_SHAPES: Final = 64  # claim statements kept (see _claim_statements)
-_STATE: Final[dict[_State, ColumnElement[str]]] = {
-    state: literal_column(f"'{state.value}'") for state in _State
-}
-"""States as SQL literals: a partial index applies only when the query repeats its terms."""
-_INDEX_WALK: Final = text(
-    "SELECT current_setting('enable_bitmapscan'), set_config('enable_bitmapscan', 'off', true)"
-)
-"""Run before a claim on PostgreSQL, in the claim's transaction (``SET LOCAL``): the claim's
-plan must not depend on fresh statistics. Without them (a backlog that grew since the last
-``ANALYZE``: the planner then counts a handful of pending rows), PostgreSQL reads every due
-pending action through a bitmap of the pending index and sorts them all to keep the first
-100: 15-40 ms per claim at 20,000 pending, growing with the backlog. Without bitmap scans the
-cheapest plan for ``ORDER BY due_at, action_id LIMIT n`` is a walk of that index in its order,
-stopped after ``n`` rows, whatever the statistics say (``tests/test_sql_claim_plan.py``)."""
-_SETTING: Final = text("SELECT set_config('enable_bitmapscan', :value, true)")
 _COPIED: Final = (
     "action_id",
     "idempotency_key",
@@ -165,7 +137,7 @@ class SqlScheduledActionStore:
         self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
         c = self._t.c
         # Built once, run with parameters: SQLAlchemy caches their compiled form.
-        self._claims: dict[tuple[bool, frozenset[str] | None], tuple[Executable, Executable]] = {}
+        self._claims = ClaimStatements(self._t)
         self._add = self._insert(self._t).on_conflict_do_nothing().returning(c.action_id)
         # On PostgreSQL the ids are one array parameter (``= ANY(...)``): one statement text
         # whatever the batch's size, which psycopg converts once (an expanded ``IN`` of 100
@@ -211,13 +183,13 @@ class SqlScheduledActionStore:
             )
             # ``+state``: SQLite then looks each id up by the primary key (an index on state
             # would read every claimed action and probe the list).
-            unindexed = literal_column(f"+{c.state.name}") == _STATE[_State.CLAIMED]
+            unindexed = literal_column(f"+{c.state.name}") == STATE[_State.CLAIMED]
             self._done_ids_direct = DriverStatement(
                 dialect, done_where(in_json, unindexed).returning(c.action_id)
             )
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
-        return self._t.c.state == _STATE[state]
+        return state_is(self._t, state)
 
     @translated("action")
     def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
@@ -332,7 +304,7 @@ class SqlScheduledActionStore:
         partition = checked_partition(partition)
         types = checked_action_types(action_types)
         until = lease_end(now, lease)
-        park, claim = self._claim_statements(partition is not None, types)
+        park, claim = self._claims.shaped(partition is not None, types)
         parameters = {
             "claim_now": now,
             "claim_until": until,
@@ -342,99 +314,16 @@ class SqlScheduledActionStore:
         }
         postgres = not self._db.is_sqlite
         with self._db.write() as connection:  # one transaction
-            if postgres:  # see _INDEX_WALK; in a transaction, whose end undoes it
-                before = connection.execute(_INDEX_WALK).scalar_one()
+            if postgres:  # see INDEX_WALK; in a transaction, whose end undoes it
+                before = connection.execute(INDEX_WALK).scalar_one()
             connection.execute(park, parameters)
             result = connection.execute(claim, parameters)
             columns, rows = tuple(result.keys()), result.all()
             if postgres and self._db.in_unit:  # the unit goes on: put the setting back
-                connection.execute(_SETTING, {"value": before})
+                connection.execute(SETTING, {"value": before})
         actions = claimed_actions(columns, rows, _load)  # the store's own rows: trusted
         actions.sort(key=lambda a: (a.due_at, a.action_id))
         return actions
-
-    def _claim_statements(
-        self, pinned: bool, types: frozenset[str] | None
-    ) -> tuple[Executable, Executable]:
-        """The two statements of a claim (see the module's docstring), with the parameters
-        ``claim_now``, ``claim_until``, ``claim_worker``, ``claim_limit`` and
-        ``claim_partition`` (no column's name, which an ``UPDATE`` would take for a value to
-        set): built once per shape
-        (pinned to a partition or not, the type filter) and kept, since building them costs
-        more than running them (about 4 ms, against a claim of 100 in 3)."""
-        key = (pinned, types)
-        built = self._claims.get(key)
-        if built is not None:
-            return built
-        t, c = self._t, self._t.c
-        now = bindparam("claim_now", type_=UtcDateTime())
-        scope = c.partition == bindparam("claim_partition", type_=Integer()) if pinned else true()
-        limit = bindparam("claim_limit", type_=Integer())
-        claimed = self._state_is(_State.CLAIMED)
-        expired = and_(scope, claimed, c.lease_expires_at <= now)
-        if types is not None:
-            expired = and_(expired, self._of_types(types))
-        # An action whose worker died on its last attempt is parked, not handed out again.
-        exhausted = (
-            select(c.action_id)
-            .where(expired, c.attempts >= c.max_attempts)
-            .with_for_update(skip_locked=True)
-        )
-        park = (
-            update(t)
-            .where(c.action_id.in_(exhausted.scalar_subquery()))
-            .values(
-                state=_State.PARKED.value,
-                last_error=literal("lease of '") + c.lease_owner + "' ran out on the last attempt",
-                lease_expires_at=None,
-                updated_at=now,
-            )
-        )
-        # The oldest due pending actions and the oldest expired leases (each arm an index
-        # range in order, locked with SKIP LOCKED on PostgreSQL), then the oldest of all. With
-        # a type filter, the pending actions are one arm per type and one for the deliveries
-        # (a NULL type), each a range of the type index.
-        pending = and_(scope, self._state_is(_State.PENDING), c.due_at <= now)
-        if types is None:
-            pending_arms = [pending]
-        else:
-            action_type = ActionTypeOf(c.action)
-            pending_arms = [
-                and_(pending, action_type.is_(None)),
-                *(and_(pending, action_type == name) for name in sorted(types)),
-            ]
-        arms = [
-            select(c.action_id, c.due_at)
-            .where(condition)
-            .order_by(c.due_at, c.action_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .subquery()
-            for condition in (*pending_arms, and_(expired, c.attempts < c.max_attempts))
-        ]
-        both = union_all(*(select(arm.c.action_id, arm.c.due_at) for arm in arms)).subquery()
-        due = select(both.c.action_id).order_by(both.c.due_at, both.c.action_id).limit(limit)
-        claim = (
-            update(t)
-            .where(c.action_id.in_(due.scalar_subquery()))
-            .values(
-                state=_State.CLAIMED.value,
-                lease_owner=bindparam("claim_worker"),
-                lease_expires_at=bindparam("claim_until", type_=UtcDateTime()),
-                attempts=c.attempts + 1,
-                updated_at=now,
-            )
-            .returning(*t.c)
-        )
-        if len(self._claims) >= _SHAPES:  # type filters are the caller's: keep a few
-            self._claims.clear()
-        self._claims[key] = park, claim
-        return park, claim
-
-    def _of_types(self, types: frozenset[str]) -> ColumnElement[bool]:
-        """A delivery (no action type), or a rule action whose type is one of ``types``."""
-        action_type = ActionTypeOf(self._t.c.action)
-        return or_(action_type.is_(None), action_type.in_(sorted(types)))
 
     def _finish(self, action_id: str, worker: str, changes: Mapping[str, Any]) -> ScheduledAction:
         """Apply ``changes`` if ``worker`` holds the action; :class:`ConflictError` if not."""
@@ -621,7 +510,7 @@ class SqlScheduledActionStore:
         cutoff = ensure_utc(before, "before")
         check_limit(limit)
         c = self._t.c
-        finished = c.state.in_([_STATE[_State.DONE], _STATE[_State.CANCELLED]])
+        finished = c.state.in_([STATE[_State.DONE], STATE[_State.CANCELLED]])
         doomed = select(c.action_id).where(finished, c.finished_at < cutoff).limit(limit)
         statement = delete(self._t).where(c.action_id.in_(doomed.scalar_subquery()))
         with self._db.write(atomic=False) as connection:
