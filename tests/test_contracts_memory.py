@@ -30,6 +30,7 @@ from leadflow.stores.memory import (
 )
 from leadflow.stores.memory.fast import (
     FastActivityRepository,
+    FastAnalyticsStore,
     FastScheduledActionStore,
     fast_memory_storage,
 )
@@ -122,3 +123,8 @@ class TestInMemoryEnrollmentStore(EnrollmentStoreContract):
 class TestInMemoryAnalyticsStore(AnalyticsStoreContract):
     def make_store(self) -> AnalyticsStore:
         return InMemoryAnalyticsStore()
+
+
+class TestFastAnalyticsStore(AnalyticsStoreContract):
+    def make_store(self) -> AnalyticsStore:
+        return FastAnalyticsStore()

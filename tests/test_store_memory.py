@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from leadflow import Activity, InvalidInputError, OpenActivityExistsError, Outcome
+from leadflow.facts import LeadArrival, StatusChange
 from leadflow.ports import Storage
 from leadflow.queries import ActivityFilter
 from leadflow.records import ScheduledActionState
@@ -26,7 +27,11 @@ from leadflow.stores.memory import (
     InMemoryScheduledActionStore,
     memory_storage,
 )
-from leadflow.stores.memory.fast import FastActivityRepository, FastScheduledActionStore
+from leadflow.stores.memory.fast import (
+    FastActivityRepository,
+    FastAnalyticsStore,
+    FastScheduledActionStore,
+)
 from leadflow.stores.memory.fast.activity_rows import (
     activity_from_row,
     activity_from_row_validated,
@@ -512,3 +517,32 @@ def test_the_chunked_map_behaves_like_a_dict(ops: list[tuple[str, str, int]]) ->
             assert (key in chunked) == (key in reference)
         assert len(chunked) == len(reference)
         assert list(chunked.items()) == sorted(reference.items())
+
+
+def test_recorded_arrivals_and_changes_are_invisible_to_the_garbage_collector() -> None:
+    """In the fast variant: a lead's arrival and a status change are rows, not models (two
+    tracked objects each: the model and its set of fields set); read back equal."""
+    arrivals = [
+        LeadArrival(event_id=f"e{n}", opportunity_id=f"o{n}", arrived_at=at(minutes=n))
+        for n in range(500)
+    ]
+    changes = [
+        StatusChange(
+            event_id=f"s{n}", opportunity_id=f"o{n}", changed_at=at(minutes=n), to_status="won"
+        )
+        for n in range(500)
+    ]
+
+    def build() -> object:
+        store = FastAnalyticsStore()
+        for arrival, change in zip(arrivals, changes, strict=True):
+            store.record_arrival(arrival.model_copy())
+            store.record_status_change(change.model_copy())
+        return store
+
+    assert _tracked_after(build) < 100  # the indexes' own lists, not two objects per fact
+    store = build()
+    assert isinstance(store, FastAnalyticsStore)
+    assert store.arrivals(at(), at(days=1)) == arrivals
+    assert store.status_changes(at(), at(days=1)) == changes
+    assert store.arrivals_of(["o3"]) == {"o3": arrivals[3]}

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Final
+from typing import Any, Final, cast
 
 from sortedcontainers import SortedList
 
@@ -80,9 +80,9 @@ class InMemoryAnalyticsStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._arrivals: dict[str, LeadArrival] = {}
+        self._arrivals: dict[str, Any] = {}  # as _keep_arrival keeps them
         self._arrival_index: SortedList[tuple[datetime, str]] = SortedList()
-        self._changes: dict[str, StatusChange] = {}
+        self._changes: dict[str, Any] = {}  # as _keep_change keeps them
         self._change_index: SortedList[tuple[datetime, str]] = SortedList()
         self._reached: dict[tuple[str, str], datetime] = {}
         self._completions: dict[str, Completion] = {}
@@ -91,6 +91,21 @@ class InMemoryAnalyticsStore:
         self._first_contacts: dict[str, Completion] = {}
         self._completions_on: dict[str, list[Completion]] = {}
 
+    # How a fact is kept (the fast variant keeps arrivals and changes as rows): the reference
+    # store keeps the validated models themselves.
+
+    def _keep_arrival(self, arrival: LeadArrival) -> Any:
+        return arrival
+
+    def _arrival(self, kept: Any) -> LeadArrival:
+        return cast(LeadArrival, kept)
+
+    def _keep_change(self, change: StatusChange) -> Any:
+        return change
+
+    def _change(self, kept: Any) -> StatusChange:
+        return cast(StatusChange, kept)
+
     # ------------------------------------------------------------------ writes
 
     def record_arrival(self, arrival: LeadArrival) -> bool:
@@ -98,7 +113,7 @@ class InMemoryAnalyticsStore:
         with self._lock:
             if arrival.opportunity_id in self._arrivals:
                 return False
-            self._arrivals[arrival.opportunity_id] = arrival
+            self._arrivals[arrival.opportunity_id] = self._keep_arrival(arrival)
             self._arrival_index.add((arrival.arrived_at, arrival.opportunity_id))
             return True
 
@@ -107,7 +122,7 @@ class InMemoryAnalyticsStore:
         with self._lock:
             if change.event_id in self._changes:
                 return False
-            self._changes[change.event_id] = change
+            self._changes[change.event_id] = self._keep_change(change)
             self._change_index.add((change.changed_at, change.event_id))
             key = (change.opportunity_id, change.to_status)
             known = self._reached.get(key)
@@ -148,7 +163,7 @@ class InMemoryAnalyticsStore:
         found: list[LeadArrival] = []
         with self._lock:
             for _, opportunity in self._arrival_index.irange(*_period(start, end)):
-                arrival = self._arrivals[opportunity]
+                arrival = self._arrival(self._arrivals[opportunity])
                 if wanted_sources is not None and arrival.source not in wanted_sources:
                     continue
                 if wanted_owners is not None and arrival.owner not in wanted_owners:
@@ -162,9 +177,9 @@ class InMemoryAnalyticsStore:
         wanted = check_ids(opportunity_ids)
         with self._lock:
             return {
-                opportunity: arrival
+                opportunity: self._arrival(kept)
                 for opportunity in wanted
-                if (arrival := self._arrivals.get(opportunity)) is not None
+                if (kept := self._arrivals.get(opportunity)) is not None
             }
 
     def status_changes(
@@ -174,7 +189,7 @@ class InMemoryAnalyticsStore:
         limit = check_limit(limit, MAX_FACTS)
         with self._lock:
             keys = self._change_index.irange(*_period(start, end))
-            return [self._changes[event_id] for _, event_id in islice(keys, limit)]
+            return [self._change(self._changes[event_id]) for _, event_id in islice(keys, limit)]
 
     def completions(
         self,
@@ -296,7 +311,7 @@ class InMemoryAnalyticsStore:
         with self._lock:
             arrivals, contacts, reached = self._arrivals, self._first_contacts, self._reached
             for _, opportunity in self._arrival_index.irange(*_period(query.start, query.end)):
-                arrival = arrivals[opportunity]
+                arrival = self._arrival(arrivals[opportunity])
                 contact = contacts.get(opportunity)
                 won = reached.get((opportunity, status))
                 if contact is None:
@@ -355,6 +370,6 @@ class InMemoryAnalyticsStore:
 
     def __repr__(self) -> str:
         return (
-            f"InMemoryAnalyticsStore(arrivals={len(self._arrivals)}, "
+            f"{type(self).__name__}(arrivals={len(self._arrivals)}, "
             f"changes={len(self._changes)}, completions={len(self._completions)})"
         )

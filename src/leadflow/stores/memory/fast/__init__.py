@@ -17,17 +17,22 @@ from __future__ import annotations
 
 from ....ports import Storage
 from .activities import FastActivityRepository
+from .analytics import FastAnalyticsStore
 from .scheduled import FastScheduledActionStore
 
-__all__ = ["FastActivityRepository", "FastScheduledActionStore", "fast_memory_storage"]
+__all__ = [
+    "FastActivityRepository",
+    "FastAnalyticsStore",
+    "FastScheduledActionStore",
+    "fast_memory_storage",
+]
 
 
 def fast_memory_storage() -> Storage:
     """A :class:`~leadflow.ports.Storage` of new, empty in-memory stores: the activities and
-    scheduled actions of this package, the reference stores for the rest."""
+    scheduled actions and analytic facts of this package, the reference stores for the rest."""
     # Imported here: the reference package's analytics store imports this package's chunks.
     from .. import (
-        InMemoryAnalyticsStore,
         InMemoryAuditLog,
         InMemoryCounterStore,
         InMemoryEnrollmentStore,
@@ -45,5 +50,5 @@ def fast_memory_storage() -> Storage:
         jobs=InMemoryJobStore(),
         sequences=InMemorySequenceRepository(),
         enrollments=InMemoryEnrollmentStore(),
-        analytics=InMemoryAnalyticsStore(),
+        analytics=FastAnalyticsStore(),
     )
