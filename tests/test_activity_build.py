@@ -110,12 +110,9 @@ def _validated(fields: dict[str, Any], metadata: dict[str, Any]) -> Activity:
     return Activity(**fields, metadata=ActivityMetadata.model_validate(metadata))
 
 
-@settings(max_examples=examples(400), deadline=None)
-@given(_inputs())
-def test_built_is_what_the_validating_constructor_builds(
-    inputs: tuple[dict[str, Any], dict[str, Any]],
-) -> None:
-    fields, metadata = inputs
+def _same(fields: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """``built_activity`` gives what the constructor gives (to the fields set and the field
+    order), or the constructor's refusal."""
     try:
         expected = _validated(fields, metadata)
     except ValidationError as refusal:
@@ -135,6 +132,14 @@ def test_built_is_what_the_validating_constructor_builds(
         mode="json", by_alias=True
     )
     assert built.model_dump(exclude_unset=True) == expected.model_dump(exclude_unset=True)
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(_inputs())
+def test_built_is_what_the_validating_constructor_builds(
+    inputs: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    _same(*inputs)
 
 
 def test_the_runtimes_own_activity_skips_validation() -> None:
@@ -216,23 +221,6 @@ def _plain() -> tuple[dict[str, Any], dict[str, Any]]:
         "updated_at": T0,
     }
     return fields, {"automationRuleId": "r1", "automationRuleName": "Call", "eventId": "e1"}
-
-
-def _same(fields: dict[str, Any], metadata: dict[str, Any]) -> None:
-    try:
-        expected = _validated(fields, metadata)
-    except ValidationError as refusal:
-        try:
-            built_activity(fields, metadata)
-        except ValidationError as also:
-            assert _said(also) == _said(refusal)
-            return
-        raise AssertionError(f"built what the constructor refuses: {refusal}") from None
-    built = built_activity(fields, metadata)
-    for one, other in ((built, expected), (built.metadata, expected.metadata)):
-        assert list(one.__dict__.items()) == list(other.__dict__.items())
-        assert one.__pydantic_extra__ == other.__pydantic_extra__
-        assert one.model_fields_set == other.model_fields_set
 
 
 @pytest.mark.parametrize(("name", "value"), _ONE_ODD)

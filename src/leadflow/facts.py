@@ -247,7 +247,7 @@ def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGrou
     ``completions``, by key (None first)."""
     # One pass, a few running sums per key: the in-memory stores sum a period's completions
     # (50,000 a quarter at the issue's scale) here.
-    sums: dict[str | None, tuple[list[int], list[float], set[str], Counter[Outcome]]] = {}
+    sums: GroupSums = {}
     for completion in completions:
         key = getattr(completion, by)
         found = sums.get(key)
@@ -264,6 +264,17 @@ def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGrou
         opportunities.add(completion.opportunity_id)
         if completion.outcome is not None:
             outcomes[completion.outcome] += 1
+    return groups_from_sums(sums)
+
+
+GroupSums = dict[str | None, tuple[list[int], list[float], set[str], Counter[Any]]]
+"""Running sums per group key: ([completed, with a due date, on time], seconds to complete,
+opportunities, outcomes)."""
+
+
+def groups_from_sums(sums: GroupSums) -> list[CompletionGroup]:
+    """The :class:`CompletionGroup` of each key of ``sums``, by key (None first): the figures
+    :func:`groups_of` and the memory store's row sums share."""
     found_groups = []
     for key, (counts, times, opportunities, outcomes) in sorted(
         sums.items(), key=lambda item: (item[0] is not None, item[0] or "")

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Final
 
-from ...facts import Completion, CompletionGroup
+from ...facts import Completion, CompletionGroup, GroupSums, groups_from_sums
 
 __all__ = ["BY", "Row", "buckets_of_rows", "groups_of_rows", "row_of"]
 
@@ -45,7 +45,7 @@ def groups_of_rows(
     """:func:`~leadflow.facts.groups_of` of the completions of ``rows`` whose ``by`` is in
     ``wanted`` (all when None)."""
     place = BY[by]
-    sums: dict[str | None, tuple[list[int], list[float], set[str], Counter[str]]] = {}
+    sums: GroupSums = {}
     for row in rows:
         key = row[0] if place == 0 else row[1]
         if wanted is not None and key not in wanted:
@@ -63,23 +63,7 @@ def groups_of_rows(
         opportunities.add(row[2])
         if row[6] is not None:
             outcomes[row[6]] += 1
-    groups = []
-    for key, (counts, times, opportunities, outcomes) in sorted(
-        sums.items(), key=lambda item: (item[0] is not None, item[0] or "")
-    ):
-        times.sort()
-        groups.append(
-            CompletionGroup(
-                key=key,
-                completed=counts[0],
-                with_due=counts[1],
-                on_time=counts[2],
-                median_seconds_to_complete=times[(len(times) + 1) // 2 - 1] if times else None,
-                opportunities=len(opportunities),
-                outcomes=dict(sorted(outcomes.items())),
-            )
-        )
-    return groups
+    return groups_from_sums(sums)
 
 
 def buckets_of_rows(
