@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from leadflow import Activity, InvalidInputError, OpenActivityExistsError, Outco
 from leadflow.facts import LeadArrival, StatusChange
 from leadflow.ports import Storage
 from leadflow.queries import ActivityFilter
-from leadflow.records import ScheduledActionState
+from leadflow.records import ScheduledAction, ScheduledActionState
 from leadflow.stores import memory
 from leadflow.stores.memory import (
     InMemoryActivityRepository,
@@ -37,6 +37,7 @@ from leadflow.stores.memory.fast.activity_rows import (
     activity_from_row_validated,
     row_from_activity,
 )
+from leadflow.stores.memory.fast.finished import freeze, thaw
 from leadflow.testing.contracts import at, make_activity, make_scheduled_action
 
 from .suite import examples
@@ -313,6 +314,96 @@ def test_finished_scheduled_actions_are_compact(compact: bool) -> None:
     assert store.list(ScheduledActionState.DONE) == [done]
     assert store.purge_finished(at(minutes=2)) == 1
     assert len(store) == 0
+
+
+_TIMES = st.datetimes(
+    min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+)
+_TEXT = st.text(alphabet="abc xyz-_\u00e9\u4e2d", max_size=12)
+_DOCUMENT = st.dictionaries(
+    st.sampled_from(["opportunityId", "note", "when", "n", "tags"]),
+    st.one_of(st.none(), st.integers(-(2**40), 2**40), _TEXT, _TIMES, st.lists(_TEXT, max_size=3)),
+    max_size=4,
+)
+
+
+@st.composite
+def _finished_actions(draw: st.DrawFn) -> ScheduledAction:
+    """Any finished action: rule actions (every delay unit, activity type, params), deliveries
+    and timer steps, every optional field present or absent."""
+    kind = draw(st.sampled_from(["rule", "delivery", "step"]))
+    maybe = lambda value: draw(st.one_of(st.none(), st.just(value)))  # noqa: E731
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "event": {
+            "id": "e-1",
+            "type": draw(st.sampled_from(["opportunity.created", "call.answered"])),
+            "time": draw(_TIMES),
+            "payload": draw(_DOCUMENT),
+            "actor": maybe("u-1"),
+        },
+        "due_at": draw(_TIMES),
+        "planned_at": draw(_TIMES),
+        "created_at": draw(_TIMES),
+        "updated_at": maybe(draw(_TIMES)),
+        "finished_at": maybe(draw(_TIMES)),
+        "state": draw(st.sampled_from(["done", "cancelled"])),
+        "attempts": draw(st.integers(0, 2**62)),
+        "max_attempts": draw(st.integers(1, 100)),
+        "last_error": maybe(draw(_TEXT)),
+        "lease_owner": maybe("w-1"),
+        "partition": draw(st.integers(0, 3)),
+        "depth": draw(st.integers(0, 100)),
+        "duplicates": draw(st.sampled_from(["skip", "allow"])),
+        "explanation": maybe(draw(_TEXT)),
+        "opportunity_id": maybe("opp-1"),
+        "rule_id": None,
+        "action": None,
+    }
+    if kind == "rule" or (kind == "step" and draw(st.booleans())):
+        fields["action"] = {
+            "action_type": draw(st.sampled_from(["create_activity", "send_email"])),
+            "delay": draw(
+                st.one_of(
+                    st.builds(
+                        dict,
+                        amount=st.floats(0, 1000),
+                        unit=st.sampled_from(["minutes", "hours", "days"]),
+                    ),
+                    st.builds(dict, amount=st.integers(0, 30), unit=st.just("business_days")),
+                )
+            ),
+            "activity_type": maybe(draw(st.sampled_from(["call", "email", "note"]))),
+            "subject": maybe(draw(_TEXT.filter(str.strip))),
+            "assign_to": maybe("u-2"),
+            "params": draw(_DOCUMENT),
+        }
+    if kind != "delivery":
+        fields.update(rule_id="rule-1", rule_name=maybe("Rule"), rule_version=maybe(3))
+    if kind == "delivery":
+        fields["activity_id"] = "act-1"
+    if kind == "step":
+        fields.update(enrollment_id="en-1", step_id="call-1")
+    return make_scheduled_action(draw(st.sampled_from(["k", "k.2"])), **fields)
+
+
+@settings(max_examples=50, deadline=None)
+@given(_finished_actions())
+def test_a_finished_action_round_trips_through_its_row(action: ScheduledAction) -> None:
+    """The fast store keeps a finished action as a row of its own values: every field of the
+    action, its event and its rule action comes back (a field added to a model must reach the
+    row), and the row holds nothing the garbage collector keeps walking."""
+    row = freeze(action)
+    again = thaw(row)
+    assert again == action
+    assert again.event.payload == action.event.payload
+    assert again.action == action.action
+    assert _atoms(row), row
+
+
+def _atoms(row: tuple[object, ...]) -> bool:
+    """Whether ``row`` holds only atoms (nothing the collector must track)."""
+    return all(type(value) in (str, int, float, bool, bytes, datetime, type(None)) for value in row)
 
 
 def test_an_activity_round_trips_through_its_row() -> None:

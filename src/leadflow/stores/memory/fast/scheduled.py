@@ -3,13 +3,9 @@
 Actions that may still run (pending, claimed, parked) are kept as private
 :class:`~leadflow.records.ScheduledAction` copies and changed by storing a new copy (made
 unchecked, with values this module made), never in place. Finished ones (done, cancelled) are
-kept only as bytes: the :mod:`pickle` of their fields in JSON form and of their two documents
-(the store's own values, never bytes from outside), next to their due and finished times. Why:
-the runtime finishes an action for nearly every handled event, and issue 9 measured about 4 KB
-per finished action kept as models (event payload included) and full garbage-collection passes
-growing with them; a bytes object is about a quarter of that and the collector never looks
-inside it. The documents are pickled as they are rather than as JSON so that they come back
-exactly as stored (a datetime in an event payload stays a datetime).
+kept only as rows of atomic values (:mod:`.finished`: their two documents pickled, the store's
+own values, never bytes from outside), next to their due and finished times: the runtime
+finishes an action for nearly every handled event, and the collector stops walking such rows.
 :meth:`FastScheduledActionStore.purge_finished` bounds them.
 
 One lock guards everything; every method is atomic, and returned actions are new objects.
@@ -18,13 +14,12 @@ One lock guards everything; every method is atomic, and returned actions are new
 from __future__ import annotations
 
 import builtins
-import pickle
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from heapq import merge, nsmallest
 from itertools import islice, takewhile
-from typing import Any, Final
+from typing import Any
 
 from sortedcontainers import SortedList
 
@@ -50,6 +45,7 @@ from ...checks import (
     lease_end,
 )
 from .chunks import ChunkedIndex, ChunkedMap
+from .finished import DUE_AT, KEY, STATE, Row, freeze, thaw
 
 __all__ = ["FastScheduledActionStore"]
 
@@ -60,9 +56,9 @@ _MAX_ERROR = 2000  # ScheduledAction.last_error's limit
 _Key = tuple[datetime, str]
 """An index key: (time, action id)."""
 
-_Finished = tuple[datetime, str, str, bytes]
-"""A finished action: (due_at, state, idempotency key, pickled action). A plain tuple of atomic
-values, which the garbage collector stops tracking (a NamedTuple it would keep tracking)."""
+_Finished = Row
+"""A finished action as a row of atomic values (:mod:`.finished`), which the garbage collector
+stops tracking; its due time, state and idempotency key are read from the row."""
 
 
 def _copy(action: ScheduledAction, *, check: bool = False) -> ScheduledAction:
@@ -94,27 +90,6 @@ def _checked(action: object) -> ScheduledAction:
             f"expected a ScheduledAction, got {type(action).__name__}", field="action"
         )
     return _copy(action, check=not is_handed_over(action))
-
-
-_DOCUMENTS: Final = {"event": {"payload"}, "action": {"params"}}
-
-
-def _freeze(action: ScheduledAction) -> bytes:
-    """A finished action as bytes: its fields in JSON form (texts, numbers, ISO times: cheap
-    to pickle) beside its two documents as they are (a datetime in an event payload stays a
-    datetime). Pickling the fields' own datetimes and enumerations costs several times more."""
-    planned = action.action
-    fields = action.model_dump(mode="json", exclude=_DOCUMENTS)
-    documents = (action.event.payload, None if planned is None else planned.params)
-    return pickle.dumps((fields, *documents), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _thaw(finished: _Finished) -> ScheduledAction:
-    fields, payload, params = pickle.loads(finished[3])
-    fields["event"]["payload"] = payload
-    if params is not None:
-        fields["action"]["params"] = params
-    return ScheduledAction.model_validate(fields)
 
 
 def _of_types(
@@ -308,7 +283,7 @@ class FastScheduledActionStore:
             if action is None or action.state is not _State.PARKED:
                 if action is None and action_id not in self._finished:
                     raise NotFoundError(f"no scheduled action {action_id!r}")
-                state = action.state if action is not None else self._finished[action_id][1]
+                state = action.state if action is not None else self._finished[action_id][STATE]
                 raise InvalidStateError(
                     f"action {action_id!r} is {state}; only parked ones are retried"
                 )
@@ -373,7 +348,7 @@ class FastScheduledActionStore:
             doomed = builtins.list(islice(old, limit))
             for finished_at, action_id in doomed:
                 self._by_finish.remove((finished_at, action_id))
-                del self._by_key[self._finished.pop(action_id)[2]]
+                del self._by_key[self._finished.pop(action_id)[KEY]]
         return len(doomed)
 
     def list(
@@ -398,9 +373,9 @@ class FastScheduledActionStore:
                 ]
             if state is None or state in FINISHED_STATES:
                 keys += [
-                    (due_at, i)
-                    for i, (due_at, state_value, _, _) in self._finished.items()
-                    if state is None or state_value == state
+                    (row[DUE_AT], i)
+                    for i, row in self._finished.items()
+                    if state is None or row[STATE] == state
                 ]
             return [self._get(i) for _, i in nsmallest(limit, keys)]
 
@@ -434,7 +409,7 @@ class FastScheduledActionStore:
         finished = self._finished.get(action_id)
         if finished is None:
             raise NotFoundError(f"no scheduled action {action_id!r}")
-        return _thaw(finished)
+        return thaw(finished)
 
     def _held(self, action_id: str, worker: str) -> ScheduledAction:
         action_id = an_id(action_id, "action_id")
@@ -442,7 +417,7 @@ class FastScheduledActionStore:
         if action is None:
             if action_id not in self._finished:
                 raise NotFoundError(f"no scheduled action {action_id!r}")
-            state = self._finished[action_id][1]
+            state = self._finished[action_id][STATE]
             raise ConflictError(f"worker {worker!r} does not hold action {action_id!r} ({state})")
         if action.state is not _State.CLAIMED or action.lease_owner != worker:
             raise ConflictError(
@@ -465,12 +440,7 @@ class FastScheduledActionStore:
     def _put(self, action: ScheduledAction) -> None:
         action_id = action.action_id
         if action.state in FINISHED_STATES:
-            self._finished[action_id] = (
-                action.due_at,
-                action.state.value,
-                action.idempotency_key,
-                _freeze(action),
-            )
+            self._finished[action_id] = freeze(action)
             finished_at = action.finished_at or action.updated_at or action.created_at
             self._by_finish.add((finished_at, action_id))
             return

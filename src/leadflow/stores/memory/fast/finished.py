@@ -1,0 +1,125 @@
+"""Finished scheduled actions (done, cancelled) as rows the garbage collector stops walking.
+
+The runtime finishes an action for nearly every handled event, and the fast store keeps every
+finished action until :meth:`~.scheduled.FastScheduledActionStore.purge_finished` drops it.
+Kept as models (an action, its event, its rule action and their dicts) each would be about
+4 KB of objects the collector walks on every full collection (issue 9). Kept here as a *row*:
+one flat tuple of the action's field values in the model's field order, then its event's, its
+rule action's and that action's delay's, enumerations as their values, and the two free-form
+documents (the event's payload, the action's params) pickled (their own values as they are: a
+datetime in a payload stays a datetime). Every value in a row is then an atom (text, number,
+datetime, bytes, None), and CPython stops tracking such a tuple at the first collection that
+sees it.
+
+Made from the action's own field values (read in one step each, no serializer): the store
+finishes an action for nearly every event, and a JSON dump of its fields cost about 8x this.
+A row comes back as a model only when a finished action is read, through pydantic validation
+(the row's values are the model's own, so the model is equal to the one kept).
+"""
+
+from __future__ import annotations
+
+import pickle
+import types
+import typing
+from enum import Enum
+from operator import itemgetter
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from ....models import Action, Delay, Event
+from ....records import ScheduledAction
+
+__all__ = ["DUE_AT", "KEY", "STATE", "Row", "freeze", "thaw"]
+
+Row = tuple[Any, ...]
+"""A finished action's fields (see the module docstring)."""
+
+_PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
+
+
+def _enum_positions(model: type[BaseModel]) -> tuple[int, ...]:
+    """Where the fields of ``model`` that hold an enumeration (or None) are, in field order."""
+    positions = []
+    for position, field in enumerate(model.model_fields.values()):
+        annotation = field.annotation
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        kinds = typing.get_args(annotation) if union else (annotation,)
+        if any(isinstance(kind, type) and issubclass(kind, Enum) for kind in kinds):
+            positions.append(position)
+    return tuple(positions)
+
+
+class _Shape:
+    """How one model's fields go into a row and come back."""
+
+    def __init__(self, model: type[BaseModel], documents: tuple[str, ...] = ()) -> None:
+        names = tuple(model.model_fields)
+        self.model = model
+        self.names = names
+        self.values = itemgetter(*names)
+        self.enums = _enum_positions(model)
+        self.documents = tuple(names.index(name) for name in documents)
+
+    def row(self, instance: BaseModel) -> list[Any]:
+        values = list(self.values(instance.__dict__))
+        for position in self.enums:
+            value = values[position]
+            if value is not None:
+                values[position] = value.value
+        for position in self.documents:
+            document = values[position]
+            values[position] = pickle.dumps(document, _PROTOCOL) if document else None
+        return values
+
+    def fields(self, row: Row) -> dict[str, Any]:
+        fields = dict(zip(self.names, row, strict=True))
+        for position in self.documents:
+            packed = row[position]
+            fields[self.names[position]] = {} if packed is None else pickle.loads(packed)
+        return fields
+
+
+_ACTION: Final = _Shape(ScheduledAction)
+_EVENT: Final = _Shape(Event, ("payload",))
+_RULE_ACTION: Final = _Shape(Action, ("params",))
+_DELAY: Final = _Shape(Delay)
+_AT_EVENT: Final = _ACTION.names.index("event")
+_AT_ACTION: Final = _ACTION.names.index("action")
+_AT_DELAY: Final = _RULE_ACTION.names.index("delay")
+# The row's layout: the action's fields, then its event's, then its rule action's (delay in
+# place), then the delay's; one flat tuple, so one pass of the collector untracks it.
+_EVENT_AT: Final = len(_ACTION.names)
+_RULE_ACTION_AT: Final = _EVENT_AT + len(_EVENT.names)
+_DELAY_AT: Final = _RULE_ACTION_AT + len(_RULE_ACTION.names)
+_END: Final = _DELAY_AT + len(_DELAY.names)
+_NO_RULE_ACTION: Final = (None,) * (_END - _RULE_ACTION_AT)
+DUE_AT: Final = _ACTION.names.index("due_at")
+STATE: Final = _ACTION.names.index("state")
+"""Where a row holds its due time, its state (the value: ``"done"``) and its idempotency key."""
+KEY: Final = _ACTION.names.index("idempotency_key")
+
+
+def freeze(action: ScheduledAction) -> Row:
+    """``action`` as a row (see the module docstring)."""
+    values = _ACTION.row(action)
+    values[_AT_EVENT] = values[_AT_ACTION] = None  # kept after the action's own fields
+    values += _EVENT.row(action.event)
+    planned = action.action
+    if planned is None:
+        return (*values, *_NO_RULE_ACTION)
+    rule_action = _RULE_ACTION.row(planned)
+    rule_action[_AT_DELAY] = None
+    return (*values, *rule_action, *_DELAY.row(planned.delay))
+
+
+def thaw(row: Row) -> ScheduledAction:
+    """The action ``row`` was made from (equal to it), validated again."""
+    fields = _ACTION.fields(row[:_EVENT_AT])
+    fields["event"] = _EVENT.fields(row[_EVENT_AT:_RULE_ACTION_AT])
+    if row[_RULE_ACTION_AT] is not None:  # an action type: there is a rule action
+        rule_action = _RULE_ACTION.fields(row[_RULE_ACTION_AT:_DELAY_AT])
+        rule_action["delay"] = _DELAY.fields(row[_DELAY_AT:_END])
+        fields["action"] = rule_action
+    return ScheduledAction.model_validate(fields)
