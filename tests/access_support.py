@@ -188,7 +188,7 @@ def snapshot(flow: LeadFlow) -> dict[str, Any]:
     ):
         state[name] = copy.deepcopy(getattr(port, "events", getattr(port, "sent", None)))
     rows = getattr(integrations.opportunities, "_rows", {})
-    state["opportunities"] = {k: (r.owner, r.status) for k, r in rows.items()}
+    state["opportunities"] = {k: r[:2] for k, r in rows.items()}  # (owner, status)
     return state
 
 

@@ -94,10 +94,9 @@ class RacyOpportunities(InMemoryOpportunities):
 
     def update_status(self, opportunity_id: str, status: str, *, actor: str | None) -> str | None:
         with self._lock:
-            row = self._row(opportunity_id)
-        previous = row.status
+            owner, previous, *contact = self._row(opportunity_id)
         time.sleep(0.001)
-        row.status = status
+        self._rows[opportunity_id] = (owner, status, *contact)  # type: ignore[assignment]
         return previous
 
 

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from leadflow import Activity, InvalidInputError, OpenActivityExistsError, Outcome
+from leadflow.adapters import InMemoryOpportunities
 from leadflow.facts import LeadArrival, StatusChange
-from leadflow.ports import Storage
+from leadflow.ports import Contact, Storage
 from leadflow.queries import ActivityFilter
 from leadflow.records import ScheduledAction, ScheduledActionState
 from leadflow.stores import memory
@@ -278,6 +279,27 @@ def test_stored_activities_are_invisible_to_the_garbage_collector() -> None:
         return repo
 
     assert _tracked_after(build) < 200  # the indexes' own lists, not one object per activity
+
+
+def test_the_in_memory_gateway_is_invisible_to_the_garbage_collector() -> None:
+    """The opportunity table demos and benchmarks fill with tens of thousands of rows keeps
+    them as plain tuples, changed ones included."""
+
+    def build() -> object:
+        gateway = InMemoryOpportunities()
+        for n in range(1000):
+            gateway.add(f"opp-{n}", owner="u1", email=f"c{n}@example.com", timezone="UTC")
+        for n in range(0, 1000, 3):
+            gateway.update_status(f"opp-{n}", "won", actor=None)
+            gateway.assign_owner(f"opp-{n}", "u2", actor=None)
+        return gateway
+
+    assert _tracked_after(build) < 20
+    gateway = build()
+    assert isinstance(gateway, InMemoryOpportunities)
+    assert (gateway.owner("opp-3"), gateway.status("opp-3")) == ("u2", "won")
+    assert gateway.contact("opp-4") == Contact("c4@example.com", None, "UTC")
+    assert gateway.fields("opp-4") == {"status": "new", "owner": "u1"}
 
 
 @pytest.mark.parametrize("compact", [True, False], ids=["fast", "reference"])
