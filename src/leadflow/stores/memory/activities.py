@@ -42,7 +42,7 @@ from ...errors import (
     OpenActivityExistsError,
     StaleWriteError,
 )
-from ...models import Activity, ActivityMetadata, Outcome
+from ...models import Activity, ActivityMetadata, ActivityState, Outcome
 from ...queries import (
     ActivityFilter,
     ActivitySort,
@@ -374,6 +374,11 @@ class InMemoryActivityRepository:
             )
             if owner is not None
         ]
+        if f.state is ActivityState.OVERDUE and f.as_of is not None:
+            # The open activities due before as_of (the analytics' overdue now), when fewer.
+            due = self._open_due.bisect_left((f.as_of,))
+            if not scopes or due < min(len(scope) for scope in scopes):
+                scopes.append({i for _, i in islice(self._open_due, due)})
         candidates: Iterable[Activity]
         if scopes:
             candidates = (self._activities[i] for i in min(scopes, key=len))
