@@ -52,29 +52,26 @@ def groups_of_rows(
     rows: Iterable[Row], by: str, wanted: Collection[str | None] | None
 ) -> list[CompletionGroup]:
     """:func:`~leadflow.facts.groups_of` of the completions of ``rows`` whose ``by`` is in
-    ``wanted`` (all when None): the rows parted by key in one loop, then each group's columns
-    summed by builtins (``sum``, ``set``, ``Counter`` over a column), not row by row."""
+    ``wanted`` (all when None)."""
     place = BY[by]
-    parted: dict[str | None, list[Row]] = {}
+    sums: GroupSums = {}
     for row in rows:
         key = row[0] if place == 0 else row[1]
-        found = parted.get(key)
+        if wanted is not None and key not in wanted:
+            continue
+        found = sums.get(key)
         if found is None:
-            if wanted is not None and key not in wanted:
-                continue
-            found = parted[key] = []
-        found.append(row)
-    sums: GroupSums = {}
-    for key, group in parted.items():
-        _, _, opportunities, has_due, on_time, seconds, outcomes, *_ = zip(*group, strict=True)
-        counted = Counter(outcomes)
-        counted.pop(None, None)
-        sums[key] = (
-            [len(group), sum(has_due), sum(on_time)],
-            [t for t in seconds if t is not None],
-            set(opportunities),
-            counted,
-        )
+            found = sums[key] = ([0, 0, 0], [], set(), Counter())
+        counts, times, opportunities, outcomes = found
+        counts[0] += 1
+        if row[3]:
+            counts[1] += 1
+            counts[2] += row[4]
+        if row[5] is not None:
+            times.append(row[5])
+        opportunities.add(row[2])
+        if row[6] is not None:
+            outcomes[row[6]] += 1
     return groups_from_sums(sums)
 
 
