@@ -314,8 +314,8 @@ class Analytics:
         if scope.sources is None and scope.automations is None:
             # Summed up in the store (SQL: GROUP BY): one row per rep comes back.
             keys = None if scope.reps is None else {None if r == NONE else r for r in scope.reps}
-            groups = self._store.completion_groups(
-                reads.start, reads.end, by="assigned_to", keys=keys
+            groups = self._store.completion_groups(  # no distinct opportunities: unused here
+                reads.start, reads.end, by="assigned_to", keys=keys, opportunities=False
             )
         else:
             groups = groups_of(reads.completions, "assigned_to")

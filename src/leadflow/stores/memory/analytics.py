@@ -31,6 +31,7 @@ from ...facts import (
     StatusChange,
     Touches,
     stage_sums_of,
+    trimmed,
 )
 from ..analytics_checks import (
     MAX_FACTS,
@@ -38,6 +39,7 @@ from ..analytics_checks import (
     check_buckets,
     check_grouping,
     check_ids,
+    check_parts,
     check_period,
     check_stages,
     check_values,
@@ -226,10 +228,14 @@ class InMemoryAnalyticsStore:
         *,
         by: str,
         keys: Collection[str | None] | None = None,
+        median: bool = True,
+        opportunities: bool = True,
     ) -> builtins.list[CompletionGroup]:
         start, end = check_period(start, end)
         wanted = check_grouping(by, keys)
-        return groups_of_rows(self._rows_in(start, end), by, wanted)
+        median, opportunities = check_parts(median, opportunities)
+        groups = groups_of_rows(self._rows_in(start, end), by, wanted)
+        return trimmed(groups, median=median, opportunities=opportunities)
 
     def completion_buckets(
         self,

@@ -32,6 +32,7 @@ from sqlalchemy import (
     and_,
     case,
     func,
+    literal,
     or_,
     select,
     type_coerce,
@@ -39,7 +40,7 @@ from sqlalchemy import (
 
 from ...activity_models import Outcome
 from ...facts import CompletionGroup
-from ..analytics_checks import check_grouping, check_period
+from ..analytics_checks import check_grouping, check_parts, check_period
 from .database import SqlDatabase
 from .errors import translated
 
@@ -66,9 +67,12 @@ class SqlGroups:
         *,
         by: str,
         keys: Collection[str | None] | None = None,
+        median: bool = True,
+        opportunities: bool = True,
     ) -> builtins.list[CompletionGroup]:
         start, end = check_period(start, end)
         wanted = check_grouping(by, keys)
+        median, opportunities = check_parts(median, opportunities)
         c = self._completions.c
         key = c[by]
         where: list[Any] = [c.completed_at >= start, c.completed_at < end]
@@ -83,22 +87,26 @@ class SqlGroups:
             func.count().label("completed"),
             func.count(c.due_at).label("with_due"),
             func.coalesce(func.sum(on_time), 0).label("on_time"),
-            func.count(c.opportunity_id.distinct()).label("opportunities"),
+            (func.count(c.opportunity_id.distinct()) if opportunities else literal(0)).label(
+                "opportunities"
+            ),
             func.count(c.created_at).label("timed"),
             *(
                 func.coalesce(func.sum(case((c.outcome == outcome, 1), else_=0)), 0).label(f"o{n}")
                 for n, outcome in enumerate(_OUTCOMES)
             ),
         ]
-        if postgres:
+        if postgres and median:
             seconds = type_coerce(func.extract("epoch", c.completed_at - c.created_at), Float())
             columns.append(func.percentile_disc(0.5).within_group(seconds).label("median"))
         rows = self._rows(select(*columns).where(*where).group_by(key))
-        medians = (
-            {row["key"]: row["median"] for row in rows}
-            if postgres
-            else self._medians(key, where, rows)
-        )
+        medians: dict[str | None, Any] = {}
+        if median:
+            medians = (
+                {row["key"]: row["median"] for row in rows}
+                if postgres
+                else self._medians(key, where, rows)
+            )
         return [
             CompletionGroup(
                 key=row["key"],
