@@ -1,11 +1,12 @@
-"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revisions 0008 and 0009).
+"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revisions 0008 to 0010).
 
 Three tables, one per kind of fact, each keyed as the port says (``lead_arrivals`` by
 opportunity, ``status_changes`` by event id, ``completions`` by activity id): a write is one
 ``INSERT ... ON CONFLICT DO NOTHING`` (True when it inserted a row), in the storage's unit of
 work when there is one, so an event's facts commit with its actions. Each opportunity's first
 contact is kept beside them as completions are recorded (``lead_contacts``, in the same
-transaction: :mod:`.analytics_leads`).
+transaction: :mod:`.analytics_leads`). The completions' sums per rep or automation are
+:mod:`.analytics_groups` (revision 0010's indexes).
 
 Every query is one statement answered from an index: the period queries from the
 ``arrived_at`` / ``changed_at`` / ``completed_at`` indexes (their cost follows the rows in the
