@@ -17,6 +17,10 @@ against the dataset, each interleaved with a baseline (``arrivals()`` of the qua
 cheapest indexed read of the period) so that a noisy machine shows in both; the median of
 ``--rounds`` runs is printed.
 
+``--db FILE`` (SQLite) keeps the database in FILE: a file already there is reused as it is
+(brought to the newest schema revision, not loaded again; it must hold the same dataset), so a
+"before" and an "after" can be timed on copies of one load.
+
 Run: python benchmarks/bench_analytics.py [--backend memory|sqlite|postgres] [--opportunities N]
 """
 
@@ -147,7 +151,7 @@ def timed(call: Callable[[], object], check: Callable[[Any], bool] | None = None
     return took
 
 
-def storage_for(backend: str, folder: Path) -> Storage:
+def storage_for(backend: str, folder: Path, db: Path | None = None) -> Storage:
     if backend == "memory":
         from leadflow.stores.memory import memory_storage
 
@@ -155,7 +159,7 @@ def storage_for(backend: str, folder: Path) -> Storage:
     from leadflow.stores.sql import sql_storage
 
     if backend == "sqlite":
-        return sql_storage(f"sqlite:///{folder / 'bench.db'}")
+        return sql_storage(f"sqlite:///{db or folder / 'bench.db'}")
     url = os.environ.get("LEADFLOW_TEST_POSTGRES_URL")
     if not url:
         raise SystemExit("set LEADFLOW_TEST_POSTGRES_URL for --backend postgres")
@@ -168,17 +172,23 @@ def main() -> None:
     parser.add_argument("--opportunities", type=int, default=10_000)
     parser.add_argument("--per-lead", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--db", type=Path, help="SQLite: keep (or reuse) the database in FILE")
     args = parser.parse_args()
+    if args.db is not None and args.backend != "sqlite":
+        raise SystemExit("--db is for --backend sqlite")
+    reuse = args.db is not None and args.db.exists()
     data = facts(args.opportunities, args.per_lead)
     with tempfile.TemporaryDirectory() as folder:
-        storage = storage_for(args.backend, Path(folder))
         started = time.perf_counter()
-        load(storage, data)
+        storage = storage_for(args.backend, Path(folder), args.db)
+        if not reuse:
+            load(storage, data)
         loaded = time.perf_counter() - started
         assert storage.analytics is not None
         print(
             f"{args.backend}: {args.opportunities:,} opportunities, {len(data[2]):,} completed "
-            f"activities, {len(data[1]):,} status changes (loaded in {loaded:.1f} s)"
+            f"activities, {len(data[1]):,} status changes "
+            f"({'reused and opened' if reuse else 'loaded'} in {loaded:.1f} s)"
         )
         quarter, year = QUARTER, WHOLE_YEAR
         leads = sum(QUARTER[0] <= a.arrived_at < QUARTER[1] for a in data[0])

@@ -153,3 +153,42 @@ def test_activity_statistics_read_their_filter_range_on_sqlite(tmp_path: Path) -
                 if line.startswith("SCAN leadflow_activities")
             ]
     assert scans == []
+
+
+def test_completion_sums_read_indexes_alone_on_sqlite(tmp_path: Path) -> None:
+    """The completions summed per rep and per automation (revision 0010): unfiltered, the
+    counts read the period's range of the covering ``completed_sums`` index, no row of the
+    table; each key's median sorts that key's range of its ``(key, completed_at, created_at)``
+    index; nothing scans."""
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        load(storage)
+        store = storage.analytics
+        assert store is not None
+        seen: list[tuple[str, Any]] = []
+
+        def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            seen.append((statement, parameters))
+
+        engine = storage.database.engine
+        event.listen(engine, "before_cursor_execute", grab)
+        try:
+            by_rep = store.completion_groups(START, END, by="assigned_to")
+            by_rule = store.completion_groups(START, END, by="rule_id", keys=["r-web", None])
+        finally:
+            event.remove(engine, "before_cursor_execute", grab)
+        assert any(g.median_seconds_to_complete is not None for g in [*by_rep, *by_rule])
+        with engine.connect() as connection:
+            plans = [
+                [line for *_, line in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p)]
+                for s, p in seen
+            ]
+    sums = [plan for plan, (s, _) in zip(plans, seen, strict=True) if "GROUP BY" in s]
+    medians = [plan for plan, (s, _) in zip(plans, seen, strict=True) if "OFFSET" in s]
+    assert len(sums) == 2 and len(medians) >= 2
+    # Unfiltered: the covering index (under a keys filter the planner may take the keys'
+    # ranges of their own index instead: a search too).
+    assert any("COVERING INDEX leadflow_completions_completed_sums" in line for line in sums[0])
+    for plan in medians:
+        [search] = [line for line in plan if line.startswith("SEARCH leadflow_completions")]
+        assert re.search(r"INDEX leadflow_completions_(assignee|rule)_times \(\w+[=N]", search)
+    assert not any(line.startswith("SCAN") for plan in plans for line in plan)

@@ -5,7 +5,8 @@ the column with 0 for every existing action, which a claim pinned to partition 0
 (job values) adds the table a job keeps its cursor in; 0006 (cancelled activities) adds the
 cancellation columns beside existing activities and lets a cancelled one free its open key;
 0008 (analytics) adds the fact tables (lead arrivals, status changes, completions); 0009
-(first contacts) adds each opportunity's first contact, filled from the completions there.
+(first contacts) adds each opportunity's first contact, filled from the completions there;
+0010 (completion sums) indexes the completions there for their sums.
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -194,7 +195,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0009"
+    assert migrate(database) == head_revision() == "0010"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -217,9 +218,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0009"
-    assert migrate(database) == "0009"  # again: nothing to do
-    assert current_revision(database) == "0009"
+    assert migrate(database) == head_revision() == "0010"
+    assert migrate(database) == "0010"  # again: nothing to do
+    assert current_revision(database) == "0010"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -241,7 +242,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0009"
+    assert migrate(database) == head_revision() == "0010"
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -285,7 +286,7 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
                 for activity, opportunity, kind, hours in completions
             ],
         )
-    assert migrate(database) == head_revision() == "0009"
+    assert migrate(database) == head_revision() == "0010"
     with database.read() as connection:
         kept = connection.execute(
             sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
@@ -300,3 +301,31 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
     analytics.record_completion(make_completion("c8", "o1", hours=1.5))
     [sums] = analytics.lead_sums(at(hours=-1), at(hours=1), status="won", day=timedelta(hours=8))
     assert sums.p50_seconds == 1800.0
+
+
+def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    tables = database.tables
+    table = tables.completions.name
+    assert migrate(database, "0009") == "0009"
+    analytics = at_0001.analytics
+    assert analytics is not None
+    for n, hours in enumerate((1, 3, 2)):
+        analytics.record_completion(
+            make_completion(
+                f"c{n}",
+                f"o{n}",
+                hours=hours,
+                assigned_to="bob",
+                created_at=at(),
+                due_at=at(hours=2),
+            )
+        )
+    assert migrate(database) == head_revision() == "0010"
+    inspector = inspect(database.engine)
+    indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
+    assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
+    assert f"{table}_assignee_completed" not in indexes  # the new one covers its reads
+    [bob] = analytics.completion_groups(at(), at(hours=4), by="assigned_to")
+    assert (bob.completed, bob.with_due, bob.on_time, bob.opportunities) == (3, 3, 2, 3)
+    assert bob.median_seconds_to_complete == 2 * 3600.0

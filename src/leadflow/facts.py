@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Annotated, Any, Final, NamedTuple, TypeVar
 
@@ -52,6 +52,7 @@ __all__ = [
     "rebuilt",
     "total_of",
     "touches_of",
+    "trimmed",
 ]
 
 Label = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
@@ -240,6 +241,23 @@ class CompletionGroup:
     median_seconds_to_complete: float | None
     opportunities: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def trimmed(
+    groups: list[CompletionGroup], *, median: bool, opportunities: bool
+) -> list[CompletionGroup]:
+    """``groups`` without the parts a caller left out of ``completion_groups``: the median
+    (None) unless ``median``, the distinct opportunities (0) unless ``opportunities``."""
+    if median and opportunities:
+        return groups
+    return [
+        replace(
+            group,
+            median_seconds_to_complete=group.median_seconds_to_complete if median else None,
+            opportunities=group.opportunities if opportunities else 0,
+        )
+        for group in groups
+    ]
 
 
 def groups_of(completions: Iterable[Completion], by: str) -> list[CompletionGroup]:

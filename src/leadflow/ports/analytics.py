@@ -101,12 +101,17 @@ class AnalyticsStore(Protocol):
         *,
         by: str,
         keys: Collection[str | None] | None = None,
+        median: bool = True,
+        opportunities: bool = True,
     ) -> builtins.list[CompletionGroup]:
         """The completions with ``start <= completed_at < end`` summed up per ``by``
         (``"assigned_to"`` or ``"rule_id"``, else :class:`~leadflow.InvalidInputError`), of
         those whose ``by`` is one of ``keys`` when given (None in ``keys``: none), by key
-        (None first). The sums are made where the facts are kept (SQL: ``GROUP BY`` and a
-        windowed median), so only one row per key comes back."""
+        (None first). The sums are made where the facts are kept (SQL: ``GROUP BY`` over an
+        index, an exact median per key), so only one row per key comes back. ``median=False``
+        leaves the median time to complete out (None) and ``opportunities=False`` the count
+        of distinct opportunities (0), each of which sorts the period's completions once
+        more (neither True nor False: :class:`~leadflow.InvalidInputError`)."""
         ...
 
     def first_contacts(

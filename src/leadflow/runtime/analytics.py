@@ -91,7 +91,9 @@ with the store. What only needs sums is summed up in the store (SQL: ``GROUP BY`
 of the period per rep, source or week (``lead_sums``: counts, response-time buckets,
 percentiles; only the leads contacted later than a working day's clock length come back, for
 the calendar's business-day deadline: ``late_contacts``), the completions per rep
-(leaderboard) and per automation (``completion_groups``), per week (``completion_buckets``)
+(leaderboard) and per automation (``completion_groups``: on SQL from an index holding every
+summed column, an exact median per key; each figure asks only for the parts it shows), per
+week (``completion_buckets``)
 and the won opportunities' conversions and last touches (``won_touches``), unless a source
 filter (or reps and automations together) asks for the completions one by one. The status
 changes of the period come back one by one under a filter. A dashboard's figures share their
@@ -314,8 +316,8 @@ class Analytics:
         if scope.sources is None and scope.automations is None:
             # Summed up in the store (SQL: GROUP BY): one row per rep comes back.
             keys = None if scope.reps is None else {None if r == NONE else r for r in scope.reps}
-            groups = self._store.completion_groups(
-                reads.start, reads.end, by="assigned_to", keys=keys
+            groups = self._store.completion_groups(  # no distinct opportunities: unused here
+                reads.start, reads.end, by="assigned_to", keys=keys, opportunities=False
             )
         else:
             groups = groups_of(reads.completions, "assigned_to")

@@ -253,7 +253,8 @@ class Reads:
     def summed(self, start: datetime, end: datetime) -> list[CompletionGroup]:
         """The completions of ``[start, end)`` (within the period) the filters take, summed
         up in the store: per rep under a rep filter, else per automation (a source filter, or
-        reps and automations together, need them one by one: summed up here)."""
+        reps and automations together, need them one by one: summed up here). Without the
+        median time to complete: the automation figure and the weekly counts do not use it."""
         scope = self.scope
         if scope.sources is not None or (scope.reps is not None and scope.automations is not None):
             return groups_of(
@@ -261,7 +262,9 @@ class Reads:
             )
         if scope.reps is not None:
             keys = {None if rep == NONE else rep for rep in scope.reps}
-            return self.store.completion_groups(start, end, by="assigned_to", keys=keys)
+            return self.store.completion_groups(
+                start, end, by="assigned_to", keys=keys, median=False
+            )
         wanted = scope.automations
         rules = None if wanted is None else {None if a == MANUAL else a for a in wanted}
-        return self.store.completion_groups(start, end, by="rule_id", keys=rules)
+        return self.store.completion_groups(start, end, by="rule_id", keys=rules, median=False)

@@ -18,6 +18,7 @@ __all__ = [
     "check_buckets",
     "check_grouping",
     "check_ids",
+    "check_parts",
     "check_period",
     "check_stages",
     "check_values",
@@ -77,6 +78,15 @@ def check_grouping(by: object, keys: object) -> frozenset[str | None] | None:
     if len(keys) > 1000 or not all(key is None or isinstance(key, str) for key in keys):
         raise InvalidInputError("expected at most 1,000 names or None", field="keys")
     return frozenset(keys)
+
+
+def check_parts(median: object, opportunities: object) -> tuple[bool, bool]:
+    """``completion_groups``' ``median`` and ``opportunities`` (each a bool, else
+    :class:`InvalidInputError` naming it)."""
+    for field, value in (("median", median), ("opportunities", opportunities)):
+        if not isinstance(value, bool):
+            raise InvalidInputError("expected True or False", field=field)
+    return bool(median), bool(opportunities)
 
 
 def check_buckets(

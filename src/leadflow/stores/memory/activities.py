@@ -8,12 +8,13 @@ metadata with extra keys on the way in; a write hands back the stored activity w
 nothing mutable (else a copy), and every read hands out activities built afresh through
 pydantic.
 
-Queries read from plain indexes: the activity ids of each opportunity, customer and assignee
-(sets), and ``sortedcontainers.SortedList``s of ``(time, id)`` keys for what is asked by time:
-open activities by due date (``_open_due``; undated open ones in ``_open_undated``), completed
-ones by completion date (retention purges) and opportunities by their last activity time (stale
-opportunities). A filter is answered by taking the narrowest candidate set it pins and testing
-each candidate (:func:`matches`), then sorting what matched: simple, and fine for the stores
+Queries read from plain indexes: the activity ids of each opportunity, customer, assignee and
+automation (sets), and ``sortedcontainers.SortedList``s of ``(time, id)`` keys for what is
+asked by time: open activities by due date (``_open_due``; undated open ones in
+``_open_undated``; overdue-now statistics start there), completed ones by completion date
+(retention purges) and opportunities by their last activity time (stale opportunities). A
+filter is answered by taking the narrowest candidate set it pins and testing each candidate
+(:func:`matches`), then sorting what matched: simple, and fine for the stores
 this backend is for (tests, demos, one process); :mod:`leadflow.stores.memory.fast` keeps an
 ordered index per query shape for very large stores.
 
@@ -42,7 +43,7 @@ from ...errors import (
     OpenActivityExistsError,
     StaleWriteError,
 )
-from ...models import Activity, ActivityMetadata, Outcome
+from ...models import Activity, ActivityMetadata, ActivityState, Outcome
 from ...queries import (
     ActivityFilter,
     ActivitySort,
@@ -121,6 +122,7 @@ class InMemoryActivityRepository:
         self._by_opportunity: dict[str, set[str]] = {}
         self._by_customer: dict[str, set[str]] = {}
         self._by_assignee: dict[str, set[str]] = {}
+        self._by_rule: dict[str, set[str]] = {}  # by metadata.automation_rule_id
         self._open_due: SortedList[_Key] = SortedList()
         self._open_undated: SortedList[str] = SortedList()
         self._completed: SortedList[_Key] = SortedList()
@@ -371,9 +373,15 @@ class InMemoryActivityRepository:
                 (self._by_opportunity, f.opportunity_id),
                 (self._by_customer, f.customer_id),
                 (self._by_assignee, f.assigned_to),
+                (self._by_rule, f.automation_rule_id),
             )
             if owner is not None
         ]
+        if f.state is ActivityState.OVERDUE and f.as_of is not None:
+            # The open activities due before as_of (the analytics' overdue now), when fewer.
+            due = self._open_due.bisect_left((f.as_of,))
+            if not scopes or due < min(len(scope) for scope in scopes):
+                scopes.append({i for _, i in islice(self._open_due, due)})
         candidates: Iterable[Activity]
         if scopes:
             candidates = (self._activities[i] for i in min(scopes, key=len))
@@ -405,6 +413,8 @@ class InMemoryActivityRepository:
             sets.append((self._by_customer, a.customer_id))
         if a.assigned_to is not None:
             sets.append((self._by_assignee, a.assigned_to))
+        if a.metadata.automation_rule_id is not None:
+            sets.append((self._by_rule, a.metadata.automation_rule_id))
         return sets
 
     def _insert(self, a: Activity) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, Final, cast
 
-from sortedcontainers import SortedList
+from sortedcontainers import SortedKeyList, SortedList
 
 from ...errors import InvalidInputError
 from ...facts import (
@@ -31,6 +31,7 @@ from ...facts import (
     StatusChange,
     Touches,
     stage_sums_of,
+    trimmed,
 )
 from ..analytics_checks import (
     MAX_FACTS,
@@ -38,6 +39,7 @@ from ..analytics_checks import (
     check_buckets,
     check_grouping,
     check_ids,
+    check_parts,
     check_period,
     check_stages,
     check_values,
@@ -45,7 +47,7 @@ from ..analytics_checks import (
 from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lead_sums_of
 from ..analytics_sums import won_touches_of
 from ..checks import check_limit, check_model
-from .analytics_rows import Row, buckets_of_rows, groups_of_rows, row_of
+from .analytics_rows import Row, buckets_of_rows, groups_of_rows, row_key, row_of
 
 __all__ = [
     "MAX_FACTS",
@@ -87,7 +89,9 @@ class InMemoryAnalyticsStore:
         self._reached: dict[tuple[str, str], datetime] = {}
         self._completions: dict[str, Completion] = {}
         self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
-        self._completion_rows: dict[str, Row] = {}
+        # The completions again as rows (analytics_rows), in (completed_at, activity_id) order:
+        # a period's rows are one slice.
+        self._completion_rows: SortedKeyList[Row, tuple[datetime, str]] = SortedKeyList(key=row_key)
         self._first_contacts: dict[str, Completion] = {}
         self._completions_on: dict[str, list[Completion]] = {}
 
@@ -136,7 +140,7 @@ class InMemoryAnalyticsStore:
             if completion.activity_id in self._completions:
                 return False
             self._completions[completion.activity_id] = completion
-            self._completion_rows[completion.activity_id] = row_of(completion)
+            self._completion_rows.add(row_of(completion))
             self._completion_index.add((completion.completed_at, completion.activity_id))
             self._completions_on.setdefault(completion.opportunity_id, []).append(completion)
             if completion.activity_type in _CONTACTS:
@@ -215,10 +219,7 @@ class InMemoryAnalyticsStore:
     def _rows_in(self, start: datetime, end: datetime) -> list[Row]:
         with self._lock:
             rows = self._completion_rows
-            return [
-                rows[activity]
-                for _, activity in self._completion_index.irange(*_period(start, end))
-            ]
+            return rows[rows.bisect_key_left((start, "")) : rows.bisect_key_left((end, ""))]
 
     def completion_groups(
         self,
@@ -227,10 +228,14 @@ class InMemoryAnalyticsStore:
         *,
         by: str,
         keys: Collection[str | None] | None = None,
+        median: bool = True,
+        opportunities: bool = True,
     ) -> builtins.list[CompletionGroup]:
         start, end = check_period(start, end)
         wanted = check_grouping(by, keys)
-        return groups_of_rows(self._rows_in(start, end), by, wanted)
+        median, opportunities = check_parts(median, opportunities)
+        groups = groups_of_rows(self._rows_in(start, end), by, wanted)
+        return trimmed(groups, median=median, opportunities=opportunities)
 
     def completion_buckets(
         self,

@@ -34,11 +34,13 @@ from ...facts import (
     StatusChange,
     Touches,
     stage_sums_of,
+    trimmed,
 )
 from ..analytics_checks import (
     MAX_FACTS,
     check_buckets,
     check_ids,
+    check_parts,
     check_period,
     check_stages,
     check_values,
@@ -222,8 +224,12 @@ class MongoAnalyticsStore:
         *,
         by: str,
         keys: Collection[str | None] | None = None,
+        median: bool = True,
+        opportunities: bool = True,
     ) -> builtins.list[CompletionGroup]:
-        return groups_in(self.completions(start, end), by, keys)
+        median, opportunities = check_parts(median, opportunities)
+        groups = groups_in(self.completions(start, end), by, keys)
+        return trimmed(groups, median=median, opportunities=opportunities)
 
     @translated("completion_buckets")
     def completion_buckets(

@@ -1,11 +1,12 @@
-"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revisions 0008 and 0009).
+"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revisions 0008 to 0010).
 
 Three tables, one per kind of fact, each keyed as the port says (``lead_arrivals`` by
 opportunity, ``status_changes`` by event id, ``completions`` by activity id): a write is one
 ``INSERT ... ON CONFLICT DO NOTHING`` (True when it inserted a row), in the storage's unit of
 work when there is one, so an event's facts commit with its actions. Each opportunity's first
 contact is kept beside them as completions are recorded (``lead_contacts``, in the same
-transaction: :mod:`.analytics_leads`).
+transaction: :mod:`.analytics_leads`). The completions' sums per rep or automation are
+:mod:`.analytics_groups` (revision 0010's indexes).
 
 Every query is one statement answered from an index: the period queries from the
 ``arrived_at`` / ``changed_at`` / ``completed_at`` indexes (their cost follows the rows in the
@@ -23,16 +24,10 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
-    BigInteger,
-    Float,
     RowMapping,
     Table,
-    and_,
-    case,
     func,
-    or_,
     select,
-    type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -41,19 +36,18 @@ from ...errors import InvalidInputError
 from ...facts import (
     CONTACT_TYPES,
     Completion,
-    CompletionGroup,
     LeadArrival,
     StatusChange,
     rebuilt,
 )
 from ..analytics_checks import (
     MAX_FACTS,
-    check_grouping,
     check_ids,
     check_period,
     check_values,
 )
 from ..checks import check_limit, check_model
+from .analytics_groups import SqlGroups
 from .analytics_leads import SqlLeads
 from .database import SqlDatabase
 from .direct import DriverStatement, UnnestInsert
@@ -68,7 +62,7 @@ _F = TypeVar("_F", LeadArrival, StatusChange, Completion)
 _CHUNK = 900  # ids per IN list: within SQLite's oldest bound-parameter limit (999)
 
 
-class SqlAnalyticsStore(SqlLeads):
+class SqlAnalyticsStore(SqlLeads, SqlGroups):
     """The facts in three tables of ``database``."""
 
     def __init__(self, database: SqlDatabase) -> None:
@@ -222,83 +216,6 @@ class SqlAnalyticsStore(SqlLeads):
             query = query.where(c.assigned_to.in_(sorted(wanted)))
         query = query.order_by(c.completed_at, c.activity_id).limit(limit)
         return [_completion(row) for row in self._rows(query)]
-
-    @translated("completion_groups")
-    def completion_groups(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        by: str,
-        keys: Collection[str | None] | None = None,
-    ) -> builtins.list[CompletionGroup]:
-        start, end = check_period(start, end)
-        wanted = check_grouping(by, keys)
-        c = self._completions.c
-        key = c[by]
-        where: list[Any] = [c.completed_at >= start, c.completed_at < end]
-        if wanted is not None:
-            named = sorted(k for k in wanted if k is not None)
-            match = key.in_(named)
-            where.append(or_(match, key.is_(None)) if None in wanted else match)
-        on_time = case((and_(c.due_at.is_not(None), c.completed_at <= c.due_at), 1), else_=0)
-        sums = (
-            select(
-                key.label("key"),
-                func.count().label("completed"),
-                func.count(c.due_at).label("with_due"),
-                func.coalesce(func.sum(on_time), 0).label("on_time"),
-                func.count(c.opportunity_id.distinct()).label("opportunities"),
-            )
-            .where(*where)
-            .group_by(key)
-        )
-        if self._db.dialect == "postgresql":
-            seconds: Any = type_coerce(
-                func.extract("epoch", c.completed_at - c.created_at), Float()
-            )
-        else:  # integer microseconds
-            micros = type_coerce(c.completed_at, BigInteger()) - type_coerce(
-                c.created_at, BigInteger()
-            )
-            seconds = type_coerce(micros / 1_000_000.0, Float())
-        ranked = (
-            select(
-                key.label("key"),
-                seconds.label("seconds"),
-                func.row_number().over(partition_by=key, order_by=seconds).label("rank"),
-                func.count().over(partition_by=key).label("n"),
-            )
-            .where(*where, c.created_at.is_not(None))
-            .subquery()
-        )
-        r = ranked.c
-        medians = {
-            row["key"]: float(row["seconds"])
-            for row in self._rows(select(r.key, r.seconds).where(r.rank == (r.n + 1) // 2))
-        }
-        outcomes: dict[str | None, dict[str, int]] = {}
-        per_outcome = (
-            select(key.label("key"), c.outcome, func.count().label("n"))
-            .where(*where, c.outcome.is_not(None))
-            .group_by(key, c.outcome)
-            .order_by(key, c.outcome)
-        )
-        for row in self._rows(per_outcome):
-            outcomes.setdefault(row["key"], {})[row["outcome"]] = row["n"]
-        rows = sorted(self._rows(sums), key=lambda row: (row["key"] is not None, row["key"] or ""))
-        return [
-            CompletionGroup(
-                key=row["key"],
-                completed=row["completed"],
-                with_due=row["with_due"],
-                on_time=int(row["on_time"]),
-                median_seconds_to_complete=medians.get(row["key"]),
-                opportunities=row["opportunities"],
-                outcomes=outcomes.get(row["key"], {}),
-            )
-            for row in rows
-        ]
 
     @translated("completions_of")
     def completions_of(

@@ -511,8 +511,21 @@ def _completions(metadata: MetaData, name: str, schema: str | None) -> Table:
     )
     c = table.c
     Index(f"{name}_completed", c.completed_at, c.activity_id)
-    Index(f"{name}_assignee_completed", c.assigned_to, c.completed_at)
     Index(f"{name}_opportunity_type", c.opportunity_id, c.activity_type, c.completed_at)
+    # Revision 0010: the period's sums read from an index alone (every summed column), and
+    # each assignee's / automation's range of the period with its creation times (medians).
+    Index(
+        f"{name}_completed_sums",
+        c.completed_at,
+        c.assigned_to,
+        c.rule_id,
+        c.created_at,
+        c.due_at,
+        c.outcome,
+        c.opportunity_id,
+    )
+    Index(f"{name}_assignee_times", c.assigned_to, c.completed_at, c.created_at)
+    Index(f"{name}_rule_times", c.rule_id, c.completed_at, c.created_at)
     return table
 
 

@@ -5,6 +5,7 @@ a status."""
 from __future__ import annotations
 
 import abc
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -280,6 +281,33 @@ class AnalyticsStoreContract(abc.ABC):
             (None, 1, 1, {"no_answer": 1}),
             ("r1", 4, 2, {"no_answer": 1, "successful": 2}),
         ]
+
+    def test_completion_groups_leave_out_the_parts_not_asked_for(
+        self, store: AnalyticsStore
+    ) -> None:
+        for activity, opportunity, hours in (("a1", "o1", 1), ("a2", "o2", 2), ("a3", "o2", 3)):
+            store.record_completion(
+                make_completion(
+                    activity,
+                    opportunity,
+                    hours=hours,
+                    assigned_to="alice",
+                    created_at=at(),
+                    outcome=Outcome.SUCCESSFUL,
+                )
+            )
+        period = (at(hours=0), at(hours=20))
+        [whole] = store.completion_groups(*period, by="assigned_to")
+        assert (whole.median_seconds_to_complete, whole.opportunities) == (7200.0, 2)
+        [counts] = store.completion_groups(*period, by="assigned_to", median=False)
+        assert counts == replace(whole, median_seconds_to_complete=None)
+        [timed] = store.completion_groups(*period, by="assigned_to", opportunities=False)
+        assert timed == replace(whole, opportunities=0)
+        assert timed.outcomes == {"successful": 3}
+        for field in ("median", "opportunities"):
+            with pytest.raises(InvalidInputError) as refused:
+                store.completion_groups(*period, by="assigned_to", **{field: "no"})  # type: ignore[arg-type]
+            assert refused.value.field == field
 
     def test_completion_buckets_count_per_width(self, store: AnalyticsStore) -> None:
         # From hour 2, 5-hour buckets: [2, 7) a1 a2 a3, [7, 12) none, [12, 17) a4, a5 at the

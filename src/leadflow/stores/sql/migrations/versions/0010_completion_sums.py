@@ -1,0 +1,61 @@
+"""Analytics at scale (issue 20): the completions' sums read from indexes alone.
+
+``completed_sums`` leads with ``completed_at`` and holds every column the per-assignee and
+per-automation sums read (assignee, automation, created / due times, outcome, opportunity),
+so a period's sums read its range of the index and no row of the table; ``(assigned_to,
+completed_at, created_at)`` replaces ``(assigned_to, completed_at)`` and ``(rule_id,
+completed_at, created_at)`` joins it, so that each key's median time to complete sorts only
+that key's completions of the period.
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade(*, prefix: str, schema: str | None) -> None:
+    table = f"{prefix}completions"
+    op.create_index(
+        f"{table}_completed_sums",
+        table,
+        [
+            "completed_at",
+            "assigned_to",
+            "rule_id",
+            "created_at",
+            "due_at",
+            "outcome",
+            "opportunity_id",
+        ],
+        schema=schema,
+    )
+    op.create_index(
+        f"{table}_assignee_times",
+        table,
+        ["assigned_to", "completed_at", "created_at"],
+        schema=schema,
+    )
+    op.create_index(
+        f"{table}_rule_times",
+        table,
+        ["rule_id", "completed_at", "created_at"],
+        schema=schema,
+    )
+    op.drop_index(f"{table}_assignee_completed", table_name=table, schema=schema)
+
+
+def downgrade(*, prefix: str, schema: str | None) -> None:
+    table = f"{prefix}completions"
+    op.create_index(
+        f"{table}_assignee_completed", table, ["assigned_to", "completed_at"], schema=schema
+    )
+    for name in ("completed_sums", "assignee_times", "rule_times"):
+        op.drop_index(f"{table}_{name}", table_name=table, schema=schema)
