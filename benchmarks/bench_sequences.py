@@ -14,7 +14,9 @@ the next visit stored, the enrollment updated by compare-and-set).
 
 What was done is checked after each timed run (counts of stored actions, enrollments and
 messages). Run: python benchmarks/bench_sequences.py [--quick]
-[--backend memory|sqlite|postgres] [--clock wall|cpu] [--n N] [--reps R] [--only run_due];
+[--backend memory|memory-fast|sqlite|postgres] [--clock wall|cpu] [--n N] [--reps R]
+[--only run_due]; ``memory`` is the reference in-memory stores (``LeadFlow.in_memory``'s
+default), ``memory-fast`` :func:`~leadflow.stores.memory.fast.fast_memory_storage`;
 ``postgres`` needs ``LEADFLOW_TEST_POSTGRES_URL`` (each flow in a schema of its own, dropped at
 the end). On SQL, one more drain of each kind, untimed, counts the statements and commits a
 drained action makes (SQLAlchemy's cursor and commit events; ``BEGIN`` left out, a write in
@@ -91,6 +93,10 @@ def storage_for(backend: str, directory: Path, name: str) -> Storage:
         from leadflow.stores.memory import memory_storage
 
         return memory_storage()
+    if backend == "memory-fast":
+        from leadflow.stores.memory.fast import fast_memory_storage
+
+        return fast_memory_storage()
     from leadflow.stores.sql import sql_storage
 
     if backend == "postgres":
@@ -248,7 +254,9 @@ def bench_run_due(backend: str, n: int, reps: int, directory: Path) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--backend", choices=["memory", "sqlite", "postgres"], default="memory")
+    parser.add_argument(
+        "--backend", choices=["memory", "memory-fast", "sqlite", "postgres"], default="memory"
+    )
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="wall",
         help="wall time, or the process's CPU time (steadier on a loaded machine; leaves out "
@@ -269,7 +277,7 @@ def main() -> None:
                 handle = bench_handle(args.backend, n, reps, Path(tmp))
             if args.only != "handle":
                 due = bench_run_due(args.backend, n, reps, Path(tmp))
-                if args.backend != "memory":
+                if args.backend in ("sqlite", "postgres"):
                     counts = count_run_due(args.backend, n, Path(tmp))
         finally:
             close_all()
