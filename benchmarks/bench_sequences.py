@@ -14,9 +14,13 @@ the next visit stored, the enrollment updated by compare-and-set).
 
 What was done is checked after each timed run (counts of stored actions, enrollments and
 messages). Run: python benchmarks/bench_sequences.py [--quick]
-[--backend memory|sqlite|postgres] [--clock wall|cpu] [--n N] [--reps R] [--only run_due];
-``postgres`` needs ``LEADFLOW_TEST_POSTGRES_URL`` (each flow in a schema of its own, dropped at
-the end). On SQL, one more drain of each kind, untimed, counts the statements and commits a
+[--backend memory|memory-fast|sqlite|postgres] [--clock wall|cpu] [--n N] [--reps R]
+[--only run_due] [--history H]; ``memory`` is the reference in-memory stores
+(``LeadFlow.in_memory``'s default), ``memory-fast``
+:func:`~leadflow.stores.memory.fast.fast_memory_storage`; ``postgres`` needs
+``LEADFLOW_TEST_POSTGRES_URL`` (each flow in a schema of its own, dropped at the end);
+``--history H`` gives each enrollment H step records before its step runs (as a long-running
+enrollment has). On SQL, one more drain of each kind, untimed, counts the statements and commits a
 drained action makes (SQLAlchemy's cursor and commit events; ``BEGIN`` left out, a write in
 autocommit counted as a commit).
 """
@@ -39,7 +43,7 @@ from leadflow import FollowUpRule, LeadFlow, ManualClock
 from leadflow.adapters import InMemoryOpportunities, RecordingMessenger
 from leadflow.ports import Storage
 from leadflow.records import ActionKind
-from leadflow.sequences import SequenceDefinition
+from leadflow.sequences import SequenceDefinition, StepRecord
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
@@ -91,6 +95,10 @@ def storage_for(backend: str, directory: Path, name: str) -> Storage:
         from leadflow.stores.memory import memory_storage
 
         return memory_storage()
+    if backend == "memory-fast":
+        from leadflow.stores.memory.fast import fast_memory_storage
+
+        return fast_memory_storage()
     from leadflow.stores.sql import sql_storage
 
     if backend == "postgres":
@@ -198,6 +206,25 @@ def drained(flow: LeadFlow) -> Callable[[], None]:
     return run
 
 
+HISTORY = 0
+"""``--history``: step records each enrollment holds before its step runs (0: what entering
+wrote, two)."""
+
+
+def _with_history(flow: LeadFlow, n: int) -> None:
+    """Give each of the flow's ``n`` enrollments ``HISTORY`` step records (as a long-running
+    enrollment has: every write of the enrollment carries them), untimed."""
+    store = flow.storage.enrollments
+    assert store is not None
+    for enrollment in store.list(limit=n):
+        history = [
+            StepRecord(visit=0, step_id=f"earlier-{i % 7}", kind="wait", at=T0, outcome="done",
+                       why=f"after done: an earlier step of the sequence ({i})")
+            for i in range(HISTORY)
+        ]  # fmt: skip
+        store.update(enrollment.model_copy(update={"history": history}))
+
+
 def due_flows(backend: str, directory: Path, n: int, tag: str) -> tuple[LeadFlow, LeadFlow]:
     docs = events(n, tag)
     plain = build(backend, directory, f"{tag}p", plain=True, first_wait=False, docs=docs)
@@ -206,6 +233,8 @@ def due_flows(backend: str, directory: Path, n: int, tag: str) -> tuple[LeadFlow
         flow.handle_many(docs)
         assert isinstance(flow.clock, ManualClock)
         flow.clock.set(T0 + timedelta(hours=2))
+    if HISTORY:
+        _with_history(seq, n)
     return plain, seq
 
 
@@ -248,7 +277,9 @@ def bench_run_due(backend: str, n: int, reps: int, directory: Path) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--backend", choices=["memory", "sqlite", "postgres"], default="memory")
+    parser.add_argument(
+        "--backend", choices=["memory", "memory-fast", "sqlite", "postgres"], default="memory"
+    )
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="wall",
         help="wall time, or the process's CPU time (steadier on a loaded machine; leaves out "
@@ -257,9 +288,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="events per run")
     parser.add_argument("--reps", type=int, default=None, help="interleaved runs")
     parser.add_argument("--only", choices=["handle", "run_due"], default=None)
+    parser.add_argument(
+        "--history", type=int, default=0,
+        help="run_due: step records each enrollment holds before its step runs (at most 190)",
+    )  # fmt: skip
     args = parser.parse_args()
-    global clock
+    global clock, HISTORY
     clock = CLOCKS[args.clock]
+    HISTORY = args.history
     n, reps = (500, 3) if args.quick else (3000, 7)
     n, reps = args.n or n, args.reps or reps
     handle = due = counts = None
@@ -269,13 +305,13 @@ def main() -> None:
                 handle = bench_handle(args.backend, n, reps, Path(tmp))
             if args.only != "handle":
                 due = bench_run_due(args.backend, n, reps, Path(tmp))
-                if args.backend != "memory":
+                if args.backend in ("sqlite", "postgres"):
                     counts = count_run_due(args.backend, n, Path(tmp))
         finally:
             close_all()
     print(
         f"backend {args.backend}, {n} events x {reps} interleaved runs (medians per event, "
-        f"{args.clock} clock)"
+        f"{args.clock} clock" + (f", {HISTORY} step records per enrollment)" if HISTORY else ")")
     )
     if handle is not None:
         print(

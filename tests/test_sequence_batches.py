@@ -24,7 +24,7 @@ from leadflow import LeadFlow, ManualClock, ScheduledActionState
 from leadflow.adapters import RecordingMessenger
 from leadflow.errors import StorageError
 from leadflow.ports import EnrollmentStore, Message
-from leadflow.ports.sequences import EnrollmentBatches
+from leadflow.ports.sequences import EnrollmentBatches, EnrollmentSendMarks
 from leadflow.records import ActionKind
 from leadflow.runtime.context import ActionContext
 from leadflow.runtime.executor import BATCH_SIZE
@@ -234,8 +234,9 @@ def test_a_batch_is_read_and_marked_in_one_call_each_and_a_goal_in_between_wins(
     flow.sequencer.enrollments = wired
     report = flow.run_due()
     assert (report.claimed, report.succeeded) == (6, 6)
-    # One read; one write of the marks, one of the five moves on.
-    assert (wired.calls["get_many"], wired.calls["update_many"]) == (1, 2)
+    # One read; one write of the marks (the flag alone), one of the five moves on.
+    assert (wired.calls["get_many"], wired.calls["mark_sending"]) == (1, 1)
+    assert wired.calls["update_many"] == 1
     assert wired.calls["get"] == 1  # o3 read again alone, after its mark failed
     [o3] = [run for run in report.runs if run.idempotency_key.startswith("seq:") and
             "ended before the send began" in str(run.note)]  # fmt: skip
@@ -279,7 +280,8 @@ def test_a_move_whose_compare_and_set_fails_in_the_batch_is_read_again_and_decid
     report = flow.run_due()
     assert (report.claimed, report.succeeded) == (6, 6)
     # One read and one write for the marks, one write for the moves; o2 and o3 read again.
-    assert (wired.calls["get_many"], wired.calls["update_many"]) == (1, 2)
+    assert (wired.calls["get_many"], wired.calls["mark_sending"]) == (1, 1)
+    assert wired.calls["update_many"] == 1
     assert wired.calls["get"] == 2  # o2 and o3
     assert wired.calls["update"] == 2  # o3's goal, o2 moved alone
     for opp in OPPORTUNITIES:
@@ -334,6 +336,32 @@ def test_a_store_without_the_batch_methods_is_used_one_enrollment_at_a_time(
     assert (report.claimed, report.succeeded) == (6, 6)
     assert sorted(m.to for m in messenger.sent) == [f"{o}@example.com" for o in OPPORTUNITIES]
     assert port_only.calls == {"get": 6, "update": 12}  # a read, a mark and a move each
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
+class _BatchesOnly(_PortOnly):
+    """The port's methods and the batch methods, no narrow send mark."""
+
+    def get_many(self, enrollment_ids: Sequence[str]) -> Any:
+        return self._call("get_many", enrollment_ids)
+
+    def update_many(self, enrollments: Sequence[Any]) -> Any:
+        return self._call("update_many", enrollments)
+
+
+def test_a_store_without_the_narrow_mark_marks_with_update_many(storage: Any) -> None:
+    flow, messenger = _entered(storage)
+    assert flow.sequencer is not None
+    batches = _BatchesOnly(flow.sequencer.enrollments)
+    assert isinstance(batches, EnrollmentBatches)
+    assert not isinstance(batches, EnrollmentSendMarks)
+    assert isinstance(flow.sequencer.enrollments, EnrollmentSendMarks)
+    flow.sequencer.enrollments = batches  # type: ignore[assignment]
+    report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6)
+    assert sorted(m.to for m in messenger.sent) == [f"{o}@example.com" for o in OPPORTUNITIES]
+    assert batches.calls == {"get_many": 1, "update_many": 2}  # the read, the marks, the moves
     for opp in OPPORTUNITIES:
         assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
 
@@ -403,16 +431,19 @@ def test_marks_of_a_failed_unit_are_written_again_before_their_sends(storage: An
     marks: list[str] = []
 
     def fail_fourth(name: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
-        # The marks together (update_many, one call), or one at a time (update).
+        # The marks together (mark_sending, one call), or one at a time (update).
         [given] = args
-        for enrollment in given if name == "update_many" else [given]:
-            if enrollment.sending and enrollment.visit == 1:
-                marks.append(enrollment.opportunity_id)
-                if len(marks) == 4:
-                    raise StorageError("the database failed: injected")
+        if name == "mark_sending":
+            found = [enrollment_id for enrollment_id, _ in given]
+        else:
+            found = [e.enrollment_id for e in [given] if e.sending and e.visit == 1]
+        for enrollment_id in found:
+            marks.append(enrollment_id)
+            if len(marks) == 4:
+                raise StorageError("the database failed: injected")
 
     flow.sequencer.enrollments = Tripwire(
-        flow.sequencer.enrollments, before={"update": fail_fourth, "update_many": fail_fourth}
+        flow.sequencer.enrollments, before={"update": fail_fourth, "mark_sending": fail_fourth}
     )
     unmarked: list[str] = []
     original = messenger.send

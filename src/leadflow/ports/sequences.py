@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ..sequences.definition import SequenceDefinition, SequenceStatus
 from ..sequences.enrollment import Enrollment, EnrollmentState
 
-__all__ = ["MAX_BATCH", "EnrollmentBatches", "EnrollmentStore", "SequenceRepository"]
+__all__ = [
+    "MAX_BATCH",
+    "EnrollmentBatches",
+    "EnrollmentSendMarks",
+    "EnrollmentStore",
+    "SequenceRepository",
+]
 
 
 @runtime_checkable
@@ -127,4 +134,30 @@ class EnrollmentBatches(Protocol):
         active again, its sequence or opportunity changed): that one is not written, the
         others are. At most :data:`MAX_BATCH`, each id once, else
         :class:`~leadflow.InvalidInputError` (nothing written)."""
+        ...
+
+
+# --------------------------------------------------------------------------- send marks
+# Optional: a store that has this lets the sequencer mark a claimed batch's sends begun without
+# writing each enrollment's whole record again (``isinstance(store, EnrollmentSendMarks)``);
+# one that has not is marked with :meth:`EnrollmentBatches.update_many` or
+# :meth:`EnrollmentStore.update`.
+
+
+@runtime_checkable
+class EnrollmentSendMarks(Protocol):
+    """The "send begun" mark of an action step, narrow: only the flag, the change time and
+    the revision written, by compare-and-set, for several enrollments per call."""
+
+    def mark_sending(
+        self, marks: Sequence[tuple[str, int]], *, at: datetime
+    ) -> builtins.list[bool]:
+        """For each ``(enrollment_id, revision)``: if that enrollment is stored, ``active``
+        and at that ``revision``, set its ``sending`` flag, its ``updated_at`` to ``at`` and
+        its revision to ``revision + 1``, nothing else (what :meth:`EnrollmentStore.update`
+        with ``sending=True, updated_at=at`` would store, without the record given again);
+        in order, True where it was written, False where it was not (another write came
+        first, none stored, ended). At most :data:`MAX_BATCH`, each id once, revisions of at
+        least 1, ``at`` timezone-aware, else :class:`~leadflow.InvalidInputError` (nothing
+        written)."""
         ...

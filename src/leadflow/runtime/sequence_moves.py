@@ -31,7 +31,7 @@ from ..ports import (
     ScheduledActionStore,
     UnitOfWork,
 )
-from ..ports.sequences import EnrollmentBatches
+from ..ports.sequences import EnrollmentBatches, EnrollmentSendMarks
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction
 from ..rules.sequencing import SequenceProgram, Stop
 from ..sequences import (
@@ -52,6 +52,7 @@ from .sequence_parts import (
     explanation,
     hops,
     payload,
+    send_begun,
     step_key,
     store_visits,
 )
@@ -442,7 +443,8 @@ class Moves:
         enrollment changed since it was read) is done on its own, reading it again: a goal
         stored first wins."""
         store = self.enrollments
-        if not isinstance(store, EnrollmentBatches):
+        marks = isinstance(store, EnrollmentSendMarks)
+        if not marks and not isinstance(store, EnrollmentBatches):
             return [self.begin_send(enrollment, action) for enrollment, action in visits]
         begun: list[Enrollment | None] = []
         writes: list[int] = []
@@ -458,8 +460,17 @@ class Moves:
                 writes.append(index)
         if writes:
             now = self.now()
-            marks = [visits[i][0]._evolve(sending=True, updated_at=now) for i in writes]
-            written = handed_over(store.update_many, marks, *marks)  # as in advance_many
+            written: Sequence[Enrollment | None]
+            if isinstance(store, EnrollmentSendMarks):  # the flag alone, not the records
+                read = [visits[i][0] for i in writes]
+                done = store.mark_sending([(e.enrollment_id, e.revision) for e in read], at=now)
+                written = [
+                    send_begun(e, now) if ok else None for e, ok in zip(read, done, strict=True)
+                ]
+            else:
+                changed = [visits[i][0]._evolve(sending=True, updated_at=now) for i in writes]
+                assert isinstance(store, EnrollmentBatches)
+                written = handed_over(store.update_many, changed, *changed)  # as in advance_many
             for index, stored in zip(writes, written, strict=True):
                 enrollment, action = visits[index]
                 begun[index] = stored if stored is not None else self.begin_send(enrollment, action)

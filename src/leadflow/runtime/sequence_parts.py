@@ -41,6 +41,7 @@ __all__ = [
     "Recipients",
     "Visit",
     "enrollment_id_for",
+    "send_begun",
     "step_key",
     "store_visits",
 ]
@@ -222,6 +223,12 @@ def store_visits(
             action = scheduled.get(action.action_id)
         stored.append(action)
     return stored
+
+
+def send_begun(enrollment: Enrollment, at: datetime) -> Enrollment:
+    """``enrollment`` (as read) as :meth:`~leadflow.ports.sequences.EnrollmentSendMarks.
+    mark_sending` stores it: its send begun at ``at``, one revision on."""
+    return enrollment._evolve(sending=True, updated_at=at, revision=enrollment.revision + 1)
 
 
 def hops(stop: Stop, stored: ScheduledAction | None) -> Iterable[Hop]:

@@ -5,9 +5,11 @@ batch methods."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
 
+from ..clock import ensure_utc
 from ..documents import check_document, copy_document, plain
 from ..errors import InvalidInputError, InvalidStateError, StaleWriteError
 from ..ports.sequences import MAX_BATCH
@@ -20,6 +22,7 @@ __all__ = [
     "checked_batch",
     "checked_enrollment",
     "checked_ids",
+    "checked_marks",
     "detached",
     "enum_member",
 ]
@@ -130,3 +133,34 @@ def checked_batch(enrollments: object) -> list[Enrollment]:
     if len({enrollment.enrollment_id for enrollment in checked}) != len(checked):
         raise InvalidInputError("an enrollment given twice", field="enrollments")
     return checked
+
+
+def checked_marks(marks: object, at: object) -> tuple[list[tuple[str, int]], datetime]:
+    """The arguments of :meth:`~leadflow.ports.sequences.EnrollmentSendMarks.mark_sending`:
+    a sequence (not a text) of at most ``MAX_BATCH`` ``(enrollment_id, revision)`` pairs, each
+    id once, revisions of at least 1 (else :class:`InvalidInputError` naming ``marks``), and
+    ``at`` as an aware UTC datetime (else naming ``at``)."""
+    if isinstance(marks, str | bytes) or not isinstance(marks, Sequence):
+        raise InvalidInputError(
+            f"expected a sequence of (enrollment id, revision), got {type(marks).__name__}",
+            field="marks",
+        )
+    if len(marks) > MAX_BATCH:
+        raise InvalidInputError(f"at most {MAX_BATCH} marks", field="marks")
+    checked: dict[str, int] = {}
+    for mark in marks:
+        if isinstance(mark, str | bytes) or not isinstance(mark, Sequence) or len(mark) != 2:
+            raise InvalidInputError(
+                f"expected (enrollment id, revision), got {mark!r}", field="marks"
+            )
+        enrollment_id, revision = plain(mark[0]), mark[1]
+        check_id(enrollment_id, "marks")
+        if type(revision) is not int or revision < 1:
+            raise InvalidInputError(f"a revision is an int of at least 1: {revision!r}",
+                                    field="marks")  # fmt: skip
+        if enrollment_id in checked:
+            raise InvalidInputError(f"enrollment {enrollment_id!r} given twice", field="marks")
+        checked[enrollment_id] = revision
+    if not isinstance(at, datetime):
+        raise InvalidInputError(f"expected a datetime, got {type(at).__name__}", field="at")
+    return list(checked.items()), ensure_utc(at, "at")

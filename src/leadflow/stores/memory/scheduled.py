@@ -78,13 +78,26 @@ def copied_action(action: ScheduledAction, *, check: bool = False) -> ScheduledA
 
 def _checked(action: object) -> ScheduledAction:
     """The store's own copy of an action from outside (:class:`InvalidInputError` if it is no
-    ``ScheduledAction``). The documents of one the runtime handed over (it built and checked
-    them) are not checked again; they are copied (and the copies validated) all the same."""
+    ``ScheduledAction``). One the runtime handed over (it built and checked it) is not checked
+    or validated again: its documents are copied all the same (its event's payload may be a
+    dict its caller still holds)."""
     if not isinstance(action, ScheduledAction):
         raise InvalidInputError(
             f"expected a ScheduledAction, got {type(action).__name__}", field="action"
         )
-    return copied_action(action, check=not is_handed_over(action))
+    if is_handed_over(action):
+        return _handed_copy(action)
+    return copied_action(action, check=True)
+
+
+def _handed_copy(action: ScheduledAction) -> ScheduledAction:
+    """What :func:`copied_action` returns, for an action the runtime handed over: changed
+    copies (``_evolve``) instead of validated ones."""
+    event, planned = action.event, action.action
+    update: dict[str, Any] = {"event": event._evolve(payload=copy_document(event.payload))}
+    if planned is not None:
+        update["action"] = planned._evolve(params=copy_document(planned.params))
+    return action._evolve(**update)
 
 
 def _of_types(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 
 from ...documents import plain
 from ...errors import (
@@ -36,6 +37,7 @@ from ..sequence_checks import (
     checked_batch,
     checked_enrollment,
     checked_ids,
+    checked_marks,
     detached,
     enum_member,
 )
@@ -226,6 +228,28 @@ class InMemoryEnrollmentStore:
                 except (StaleWriteError, NotFoundError, InvalidStateError):
                     stored.append(None)
         return [None if e is None else _out(e) for e in stored]
+
+    # ------------------------------------------------------------------ send marks
+
+    def mark_sending(
+        self, marks: Sequence[tuple[str, int]], *, at: datetime
+    ) -> builtins.list[bool]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSendMarks`: under one lock, each
+        marked record a changed copy of the stored one (its containers shared with it: no
+        record the store keeps is ever changed in place)."""
+        checked, at = checked_marks(marks, at)
+        written: builtins.list[bool] = []
+        with self._lock:
+            for enrollment_id, revision in checked:
+                old = self._by_id.get(enrollment_id)
+                if old is None or not old.active or old.revision != revision:
+                    written.append(False)
+                    continue
+                self._by_id[enrollment_id] = old._evolve(
+                    sending=True, updated_at=at, revision=revision + 1
+                )
+                written.append(True)
+        return written
 
 
 def _checked(enrollment: object) -> Enrollment:

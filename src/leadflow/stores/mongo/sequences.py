@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar, Final
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -36,13 +37,20 @@ from ...errors import (
 )
 from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
 from ..checks import check_version, checked_version
-from ..sequence_checks import check_change, checked_batch, checked_ids, enum_member
+from ..sequence_checks import (
+    check_change,
+    checked_batch,
+    checked_ids,
+    checked_marks,
+    enum_member,
+)
 from .common import (
     Document,
     MongoStore,
     MongoTarget,
     bind,
     checked_document,
+    ms,
     valid_id,
     valid_limit,
 )
@@ -310,6 +318,27 @@ class MongoEnrollmentStore(MongoStore):
             document, _, written = self._replace(checked)
             stored.append(Enrollment.from_document(document) if written else None)
         return stored
+
+    # ------------------------------------------------------------------ send marks
+
+    @translated("marks")
+    def mark_sending(
+        self, marks: Sequence[tuple[str, int]], *, at: datetime
+    ) -> builtins.list[bool]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSendMarks`: for each, one
+        single-document ``update_one`` that ``$set``s the flag, the change time (at BSON's
+        millisecond precision) and the revision where the revision and the state still match,
+        one after the other (as :meth:`update_many`)."""
+        checked, at = checked_marks(marks, at)
+        when = ms(at)
+        return [
+            self._collection.update_one(
+                {"enrollmentId": enrollment_id, "revision": revision, "state": _ACTIVE},
+                {"$set": {"sending": True, "updatedAt": when, "revision": revision + 1}},
+            ).matched_count
+            == 1
+            for enrollment_id, revision in checked
+        ]
 
     @translated("opportunity_id")
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:

@@ -22,13 +22,17 @@ Both take part in the storage's unit of work (``with storage.unit_of_work():``).
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     bindparam,
+    cast,
     exc,
     func,
     insert,
@@ -37,6 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 
 from ...documents import plain
 from ...errors import (
@@ -53,11 +58,13 @@ from ..sequence_checks import (
     checked_batch,
     checked_enrollment,
     checked_ids,
+    checked_marks,
     detached,
     enum_member,
 )
 from .database import SqlDatabase
 from .errors import sql_errors, translated
+from .types import encode_document
 
 __all__ = ["SqlEnrollmentStore", "SqlSequenceRepository"]
 
@@ -287,6 +294,21 @@ class SqlEnrollmentStore:
         self._by_ids = select(*self._columns, c.enrollment_id).where(
             c.enrollment_id.in_(bindparam("w_ids", expanding=True))
         )
+        # The send mark: the flag and the change time set inside the stored document by the
+        # database (a JSON merge), not the document encoded again.
+        patch = bindparam("patch", type_=String)
+        merged = (
+            c.document.op("||")(cast(patch, JSONB))
+            if database.dialect == "postgresql"
+            else func.json_patch(c.document, patch)
+        )
+        self._mark = (
+            update(self._t)
+            .where(c.enrollment_id == bindparam("w_id"), c.revision == bindparam("w_revision"),
+                   self._active_is())
+            .values({c.document: merged, c.revision: c.revision + 1,
+                     c.updated_at: bindparam("at", type_=c.updated_at.type)})
+        )  # fmt: skip
 
     def _active_is(self) -> ColumnElement[bool]:
         return self._t.c.state == _ACTIVE
@@ -396,6 +418,41 @@ class SqlEnrollmentStore:
         return [
             detached(enrollment) if stored.get(enrollment.enrollment_id) == enrollment else None
             for enrollment in new
+        ]
+
+    # ------------------------------------------------------------------ send marks
+
+    @translated("marks")
+    def mark_sending(
+        self, marks: Sequence[tuple[str, int]], *, at: datetime
+    ) -> builtins.list[bool]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSendMarks`: one checked ``UPDATE``
+        executed for every mark at once (in the order of their ids, in one transaction),
+        setting ``revision``, ``updated_at`` and, inside the stored document, ``sending`` and
+        ``updatedAt`` (a JSON merge in the database: ``json_patch`` on SQLite, ``||`` on
+        PostgreSQL), the rest of the document left as it is. When fewer rows changed than
+        were given, the rows are read back in that transaction to say which ones."""
+        checked, at = checked_marks(marks, at)
+        if not checked:
+            return []
+        patch = json.dumps({"sending": True, "updatedAt": encode_document(at)})
+        parameters = [
+            {"w_id": enrollment_id, "w_revision": revision, "patch": patch, "at": at}
+            for enrollment_id, revision in sorted(checked)
+        ]
+        with self._db.write() as connection:
+            if connection.execute(self._mark, parameters).rowcount == len(checked):
+                return [True] * len(checked)
+            ids = [enrollment_id for enrollment_id, _ in checked]
+            rows = connection.execute(self._by_ids, {"w_ids": ids}).mappings().all()
+        stored = {row["enrollment_id"]: _load_enrollment(row) for row in rows}
+        return [
+            (found := stored.get(enrollment_id)) is not None
+            and found.active
+            and found.revision == revision + 1
+            and found.sending
+            and found.updated_at == at
+            for enrollment_id, revision in checked
         ]
 
     def _ordered(self) -> Select[Any]:

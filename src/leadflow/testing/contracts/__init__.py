@@ -21,7 +21,8 @@ One contract per storage port of :mod:`leadflow.ports`:
   enrollment per sequence and opportunity under threads, idempotent entry, compare-and-set
   updates, ended enrollments stay ended, listing; :class:`EnrollmentBatchesContract` for a
   store that also has :class:`~leadflow.ports.sequences.EnrollmentBatches` (many read and
-  compare-and-set per call);
+  compare-and-set per call) and :class:`EnrollmentSendMarksContract` for one with
+  :class:`~leadflow.ports.sequences.EnrollmentSendMarks` (the narrow "send begun" mark);
 - :class:`AnalyticsStoreContract` (:class:`~leadflow.ports.AnalyticsStore`): idempotent
   facts, period queries, filters, first contacts, the first time a status was reached;
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
@@ -115,6 +116,7 @@ from .rules import RuleRepositoryContract
 from .scheduled import ScheduledActionStoreContract
 from .scheduled_cleanup import ScheduledActionCleanupTests
 from .sequence_batches import EnrollmentBatchesContract
+from .sequence_marks import EnrollmentSendMarksContract
 from .sequences import EnrollmentStoreContract, SequenceRepositoryContract
 from .support import AuditLogContract, CounterStoreContract
 from .units import UnitOfWorkContract
@@ -129,6 +131,7 @@ __all__ = [
     "ClockContract",
     "CounterStoreContract",
     "EnrollmentBatchesContract",
+    "EnrollmentSendMarksContract",
     "EnrollmentStoreContract",
     "EventSinkContract",
     "JobStoreContract",

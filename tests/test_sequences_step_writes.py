@@ -1,0 +1,80 @@
+"""What a claimed batch of sequence steps writes (issue 18's cost target), beyond what it does:
+on SQL the send marks are one ``UPDATE`` of the flag (merged into the stored document by the
+database) that carries none of the enrollment's record, its history included; in memory a
+visit the runtime stores is handed over, not validated again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
+
+from sqlalchemy import event
+
+from leadflow.records import ScheduledAction
+from leadflow.sequences import EnrollmentState
+from leadflow.stores.memory import memory_storage
+
+from .sql_support import fresh_storage, on_postgres
+from .test_sequence_batches import OPPORTUNITIES, _entered, _where
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite-file", id="sqlite-file"),
+        pytest.param("postgres", id="postgres", marks=on_postgres),
+    ]
+)
+def sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    with fresh_storage(str(request.param), tmp_path) as found:
+        yield found
+
+
+def test_on_sql_the_marks_are_one_update_of_the_flag_without_the_records(sql: Any) -> None:
+    flow, messenger = _entered(sql)
+    seen: list[tuple[str, Any]] = []
+
+    def statement(conn: Any, cursor: Any, text: str, parameters: Any, *args: Any) -> None:
+        seen.append((text, parameters))
+
+    engine = sql.database.engine
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        report = flow.run_due()
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+    assert (report.claimed, report.succeeded) == (6, 6)
+    assert len(messenger.sent) == 6
+    marks = [(text, p) for text, p in seen if "enrollments" in text and "revision + " in text]
+    assert len(marks) == 1, seen  # one executemany for the six marks
+    text, parameters = marks[0]
+    assert "json_patch" in text or "||" in text
+    assert len(parameters) == 6
+    for row in parameters:  # the flag and the time, none of the record (no step history)
+        values = row.values() if isinstance(row, dict) else row
+        assert not any("first" in str(value) for value in values), row
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
+def test_in_memory_a_stored_visit_is_not_validated_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    flow, messenger = _entered(memory_storage())
+    validated: list[str] = []
+    original = ScheduledAction.model_validate.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        validated.append(str(value.get("step_id") if isinstance(value, dict) else value))
+        return original(cls, value, *args, **kwargs)
+
+    monkeypatch.setattr(ScheduledAction, "model_validate", classmethod(counting))
+    before = len(validated)
+    assert flow.run_due().succeeded == 6 and len(messenger.sent) == 6
+    # The claim and the acknowledgement copy (and validate) their records as for any action;
+    # the six next visits the runtime stored are not among them.
+    assert not any(step == "reply" for step in validated[before:]), validated
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
