@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -73,10 +74,12 @@ _COLUMNS = (
     "cancel_reason",
 )
 
+_COPY: Final = attrgetter(*_COLUMNS)
+
 
 def activity_values(a: Activity, *, version: int) -> dict[str, Any]:
     """The row of ``a`` (a validated copy the caller no longer holds), at ``version``."""
-    values = {name: getattr(a, name) for name in _COLUMNS}
+    values = dict(zip(_COLUMNS, _COPY(a), strict=True))
     values["activity_type"] = a.activity_type.value
     values["outcome"] = None if a.outcome is None else a.outcome.value
     values["version"] = version

@@ -11,8 +11,9 @@ does that set-up once, when the store is built:
   positional order (``%s`` for psycopg, ``?`` for sqlite3), the values it fixes (a literal
   state, a ``None``) kept already encoded;
 - each parameter gets the encoder of its column's type: a :class:`~.types.Document` becomes
-  its JSON text (``json.dumps`` of :func:`~.types.encode_document`, what the type's bind
-  processor and the engine's default serializer produce), a :class:`~.types.UtcDateTime` is
+  its JSON text (:func:`~.types.document_text`: the text ``json.dumps`` of
+  :func:`~.types.encode_document` gives, what the type's bind processor and the engine's
+  default serializer produce, in one pass of the C encoder), a :class:`~.types.UtcDateTime` is
   checked aware and becomes UTC (integer microseconds on SQLite), any other type runs the
   dialect's own bind processor, if it has one;
 - :meth:`DriverStatement.run` takes a mapping of the named values, builds the tuple and runs
@@ -36,7 +37,6 @@ statement log (``echo=True``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
@@ -48,7 +48,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ...clock import ensure_utc
-from .types import Document, UtcDateTime, encode_document, micros
+from .types import Document, UtcDateTime, document_text, micros
 
 __all__ = ["DriverStatement", "UnnestInsert", "execute"]
 
@@ -58,7 +58,7 @@ _CURSOR: Final = "leadflow_direct_cursor"
 
 
 def _document(value: Any) -> Any:
-    return None if value is None else json.dumps(encode_document(value))
+    return None if value is None else document_text(value)
 
 
 def _utc(value: Any) -> Any:
@@ -83,7 +83,7 @@ class DriverStatement:
     """One SQLAlchemy ``statement``, compiled once for ``dialect``, run through the driver (see
     the module's docstring)."""
 
-    __slots__ = ("_encoders", "_fixed", "_names", "returns", "sql")
+    __slots__ = ("_free", "_template", "returns", "sql")
 
     def __init__(self, dialect: Dialect, statement: ClauseElement) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
@@ -104,26 +104,28 @@ class DriverStatement:
                 fixed[name] = bind.effective_value
         self.sql: str = sql
         self.returns: bool = bool(compiled.returning)
-        self._names: tuple[str, ...] = tuple(names)
-        self._encoders: tuple[Encoder | None, ...] = tuple(
-            _encoder(types[name], dialect) for name in names
-        )
-        self._fixed: dict[str, Any] = {
-            name: (value if (enc := _encoder(types[name], dialect)) is None else enc(value))
-            for name, value in fixed.items()
-        }
-
-    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The driver's parameters for ``values`` (every name the statement does not fix)."""
-        fixed = self._fixed
-        out: list[Any] = []
-        for name, encoder in zip(self._names, self._encoders, strict=True):
+        # The parameters' list with the fixed values in place (encoded once), and where each
+        # named value goes: (position, name, encoder or None).
+        template: list[Any] = []
+        free: list[tuple[int, str, Encoder | None]] = []
+        for position, name in enumerate(names):
+            encoder = _encoder(types[name], dialect)
             if name in fixed:
-                out.append(fixed[name])
-                continue
+                value = fixed[name]
+                template.append(value if encoder is None or value is None else encoder(value))
+            else:
+                template.append(None)
+                free.append((position, name, encoder))
+        self._template: tuple[Any, ...] = tuple(template)
+        self._free: tuple[tuple[int, str, Encoder | None], ...] = tuple(free)
+
+    def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        """The driver's parameters for ``values`` (every name the statement does not fix)."""
+        out = list(self._template)
+        for position, name, encoder in self._free:
             value = values[name]
-            out.append(value if encoder is None or value is None else encoder(value))
-        return tuple(out)
+            out[position] = value if encoder is None or value is None else encoder(value)
+        return out
 
     def run(self, connection: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run on ``connection``'s driver connection; the ``RETURNING`` rows (else ``[]``)."""

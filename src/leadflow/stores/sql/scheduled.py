@@ -13,6 +13,7 @@ import builtins
 import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -99,8 +100,11 @@ _COPIED: Final = (
 )
 
 
+_COPY: Final = attrgetter(*_COPIED)
+
+
 def _values(action: ScheduledAction) -> dict[str, Any]:
-    values = {name: getattr(action, name) for name in _COPIED}
+    values = dict(zip(_COPIED, _COPY(action), strict=True))
     values["kind"] = action.kind.value
     values["duplicates"] = action.duplicates.value
     values["state"] = action.state.value
