@@ -20,6 +20,7 @@ from leadflow.queries import ActivityFilter, ActivitySort
 from leadflow.records import ScheduledActionState, SlotState
 from leadflow.sequences import EnrollmentState, SequenceStatus
 from leadflow.stores.sql import SqlStorage
+from leadflow.stores.sql.scheduled import SqlScheduledActionStore
 from leadflow.testing.contracts import (
     at,
     make_activity,
@@ -131,6 +132,10 @@ def _workload(storage: SqlStorage) -> None:
     sched.schedule(make_scheduled_action("k0001"))  # the key exists
     sched.schedule(make_scheduled_action("new", due_at=at(days=-1)))
     sched.get("sa-new")
+    assert isinstance(sched, SqlScheduledActionStore)
+    # A batch beyond the one-by-one size, two of its keys stored (SQLite reads what is held).
+    batch = [make_scheduled_action(f"k{n:04d}" if n < 2 else f"many-{n}") for n in range(12)]
+    assert sched.schedule_many(batch) == [False, False] + [True] * 10
     claimed = sched.claim_due(at(hours=1), worker="w1", limit=3, lease=timedelta(minutes=1))
     sched.claim_due(at(hours=1), worker="w9", limit=3, partition=0)  # pinned to one partition
     sched.mark_done(claimed[0].action_id, worker="w1", now=at(hours=1))

@@ -103,7 +103,9 @@ class DriverStatement:
             if not bind.required:  # a value the statement sets (``.values(state=...)``)
                 fixed[name] = bind.effective_value
         self.sql: str = sql
-        self.returns: bool = bool(compiled.returning)
+        # Rows back: a ``SELECT``, or a write with ``RETURNING``.
+        writes = compiled.isinsert or compiled.isupdate or compiled.isdelete
+        self.returns: bool = bool(compiled.returning) or not writes
         # The parameters' list with the fixed values in place (encoded once), and where each
         # named value goes: (position, name, encoder or None).
         template: list[Any] = []
@@ -119,24 +121,38 @@ class DriverStatement:
         self._template: tuple[Any, ...] = tuple(template)
         self._free: tuple[tuple[int, str, Encoder | None], ...] = tuple(free)
 
-    def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """The driver's parameters for ``values`` (every name the statement does not fix)."""
         out = list(self._template)
         for position, name, encoder in self._free:
             value = values[name]
             out[position] = value if encoder is None or value is None else encoder(value)
-        return out
+        return tuple(out)
 
     def run(self, connection: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run on ``connection``'s driver connection; the ``RETURNING`` rows (else ``[]``)."""
         return execute(connection, self.sql, self.parameters(values), returns=self.returns)
 
+    def run_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row of ``rows`` with the driver's ``executemany`` (one call: sqlite3
+        steps the one prepared statement through the rows). A statement with ``RETURNING``
+        is refused: ``executemany`` returns no rows."""
+        if self.returns:
+            raise ValueError("executemany returns no rows: a statement without RETURNING")
+        execute(connection, self.sql, [self.parameters(row) for row in rows], many=True)
+
 
 def execute(
-    connection: Connection, sql: str, parameters: Sequence[Any], *, returns: bool
+    connection: Connection,
+    sql: str,
+    parameters: Sequence[Any],
+    *,
+    returns: bool = False,
+    many: bool = False,
 ) -> list[tuple[Any, ...]]:
     """``sql`` with ``parameters`` on a cursor of ``connection``'s driver connection, with
-    the engine's cursor events and SQLAlchemy's error wrapping (see the module's docstring)."""
+    the engine's cursor events and SQLAlchemy's error wrapping (see the module's docstring).
+    ``many``: ``parameters`` is a sequence of parameter lists, run with ``executemany``."""
     proxied = connection.connection
     cursor = proxied.info.get(_CURSOR)
     if cursor is None or getattr(cursor, "closed", False):
@@ -151,12 +167,15 @@ def execute(
     try:
         if listened:
             for listener in dispatch.before_cursor_execute:
-                listener(connection, cursor, sql, parameters, context, False)
-        cursor.execute(sql, parameters)
+                listener(connection, cursor, sql, parameters, context, many)
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
         rows: list[tuple[Any, ...]] = list(cursor.fetchall()) if returns else []
         if listened:
             for listener in dispatch.after_cursor_execute:
-                listener(connection, cursor, sql, parameters, context, False)
+                listener(connection, cursor, sql, parameters, context, many)
         return rows
     except Exception as error:
         dialect = connection.dialect
@@ -210,4 +229,4 @@ class UnnestInsert:
             else:
                 column = [row[name] for row in rows]
                 parameters.append([None if v is None else encoder(v) for v in column])
-        return execute(connection, self.sql, parameters, returns=self.returns)
+        return execute(connection, self.sql, tuple(parameters), returns=self.returns)
