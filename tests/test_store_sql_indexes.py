@@ -20,6 +20,7 @@ from leadflow.queries import ActivityFilter, ActivitySort
 from leadflow.records import ScheduledActionState, SlotState
 from leadflow.sequences import EnrollmentState, SequenceStatus
 from leadflow.stores.sql import SqlStorage
+from leadflow.stores.sql.activities import SqlActivityRepository
 from leadflow.stores.sql.scheduled import SqlScheduledActionStore
 from leadflow.testing.contracts import (
     at,
@@ -80,6 +81,14 @@ def _workload(storage: SqlStorage) -> None:
     with pytest.raises(OpenActivityExistsError):  # the held-key check
         acts.add(make_activity("w2", open_key="k", completed_date=at(hours=1)))
     acts.add(make_activity("w2", completed_date=at(hours=1)))
+    assert isinstance(acts, SqlActivityRepository)
+    # A batch: an id stored, a key held (SQLite reads both first; PostgreSQL after its INSERT).
+    answers = acts.add_many([make_activity("w1"), make_activity("w3", open_key="k")])
+    assert [type(answer).__name__ for answer in answers] == [
+        "DuplicateError",
+        "OpenActivityExistsError",
+    ]
+    acts.add_many([make_activity(f"many-{n}", open_key=f"many-{n}") for n in range(3)])
     current = acts.get("w1")
     acts.update(current.model_copy(update={"subject": "edited"}))
     acts.complete("w1", outcome=None, completed_by="u1", completed_at=at(hours=6))
