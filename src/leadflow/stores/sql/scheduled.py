@@ -246,8 +246,9 @@ class SqlScheduledActionStore:
         """:class:`~leadflow.ports.BatchScheduling`: one ``INSERT ... ON CONFLICT DO NOTHING
         RETURNING idempotency_key`` of every row (on PostgreSQL ``SELECT * FROM unnest(...)``,
         one array per column: see :class:`~.direct.UnnestInsert`; on SQLite the one-row
-        statement per row for a few, else a multi-row ``VALUES``, SQLAlchemy's
-        "insertmanyvalues"), in one transaction (the unit of work's inside one)."""
+        statement per row for a few, else what is held read first and the others inserted
+        with one ``executemany``, :meth:`_add_unheld`), in one transaction (the unit of
+        work's inside one)."""
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
