@@ -5,6 +5,7 @@ stores. SQLite in memory and in a file, PostgreSQL when a server is set."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from leadflow.stores.sql import SqlStorage
 from leadflow.stores.sql.direct import DriverStatement
 from leadflow.stores.sql.errors import sql_errors
 from leadflow.stores.sql.scheduled import SqlScheduledActionStore
+from leadflow.stores.sql.types import decode_document, document_text, encode_document
 from leadflow.testing.contracts import at, make_delivery, make_scheduled_action
 
 from .sql_support import fresh_storage, kind_params
@@ -173,13 +175,17 @@ def test_schedule_many_stores_what_schedule_stores(tmp_path: Path, storage: SqlS
 
 
 def test_a_batch_of_123_actions_stores_each_once(storage: SqlStorage) -> None:
-    """123 actions, 5 of them stored before: ``schedule_many`` says which it created, in one
-    statement."""
+    """123 actions, 5 of them stored before and one whose id an action with another key
+    holds: ``schedule_many`` says which it created, in one statement on PostgreSQL; on SQLite
+    in two (the keys and ids already held, then one ``executemany`` of the others)."""
     scheduled = storage.scheduled
     assert isinstance(scheduled, SqlScheduledActionStore)
     actions = [make_scheduled_action(f"b{n:03}", due_at=at()) for n in range(123)]
     for action in actions[:5]:
         scheduled.schedule(action)
+    scheduled.schedule(
+        make_scheduled_action("holder", due_at=at(), action_id=actions[60].action_id)
+    )
     statements: list[str] = []
 
     def count(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
@@ -192,11 +198,12 @@ def test_a_batch_of_123_actions_stores_each_once(storage: SqlStorage) -> None:
         created = scheduled.schedule_many(actions)
     finally:
         sa.event.remove(engine, "before_cursor_execute", count)
-    assert created == [False] * 5 + [True] * 118
-    assert len(statements) == 1
+    assert created == [False] * 5 + [True] * 55 + [False] + [True] * 62
+    assert len(statements) == (1 if storage.database.dialect == "postgresql" else 2)
     stored = scheduled.list(limit=200)
-    assert sorted(a.idempotency_key for a in stored) == [a.idempotency_key for a in actions]
-    assert all(scheduled.get(a.action_id) == a for a in actions[5:])
+    expected = [a.idempotency_key for a in actions if a is not actions[60]] + ["holder"]
+    assert sorted(a.idempotency_key for a in stored) == sorted(expected)
+    assert all(scheduled.get(a.action_id) == a for a in actions[5:] if a is not actions[60])
 
 
 def test_sqlite_acknowledges_by_primary_key(tmp_path: Path) -> None:
@@ -212,3 +219,29 @@ def test_sqlite_acknowledges_by_primary_key(tmp_path: Path) -> None:
             ).all()
     searches = [row[3] for row in plan if "leadflow_scheduled_actions" in row[3]]
     assert searches and all("(action_id=?)" in step for step in searches), plan
+
+
+def test_document_text_is_the_text_of_the_encoded_document() -> None:
+    """The driver path's JSON text (one pass of the C encoder, datetimes tagged on the way)
+    is the text ``json.dumps`` gives of :func:`encode_document`, what SQLAlchemy's path sends;
+    anything else JSON cannot hold is still refused."""
+    east = timezone(timedelta(hours=-5))
+    documents: list[Any] = [
+        None,
+        "text",
+        3,
+        1.5,
+        [],
+        {},
+        datetime(2026, 3, 1, 7, tzinfo=east),
+        {"a": 1, "when": datetime(2026, 3, 1, 12, 30, 0, 17, tzinfo=UTC), "x": None},
+        {"nested": [{"at": datetime(2026, 3, 1, tzinfo=east)}, [at(), "é", True]], "k": {}},
+        [[[datetime(2030, 1, 1, tzinfo=UTC)]], {"$other": "kept", "n": -0.25}],
+    ]
+    for document in documents:
+        assert document_text(document) == json.dumps(encode_document(document))
+        assert decode_document(json.loads(document_text(document))) == (
+            document.astimezone(UTC) if isinstance(document, datetime) else document
+        )
+    with pytest.raises(TypeError):
+        document_text({"a": {1, 2}})

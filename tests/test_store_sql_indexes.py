@@ -20,6 +20,8 @@ from leadflow.queries import ActivityFilter, ActivitySort
 from leadflow.records import ScheduledActionState, SlotState
 from leadflow.sequences import EnrollmentState, SequenceStatus
 from leadflow.stores.sql import SqlStorage
+from leadflow.stores.sql.activities import SqlActivityRepository
+from leadflow.stores.sql.scheduled import SqlScheduledActionStore
 from leadflow.testing.contracts import (
     at,
     make_activity,
@@ -79,6 +81,14 @@ def _workload(storage: SqlStorage) -> None:
     with pytest.raises(OpenActivityExistsError):  # the held-key check
         acts.add(make_activity("w2", open_key="k", completed_date=at(hours=1)))
     acts.add(make_activity("w2", completed_date=at(hours=1)))
+    assert isinstance(acts, SqlActivityRepository)
+    # A batch: an id stored, a key held (SQLite reads both first; PostgreSQL after its INSERT).
+    answers = acts.add_many([make_activity("w1"), make_activity("w3", open_key="k")])
+    assert [type(answer).__name__ for answer in answers] == [
+        "DuplicateError",
+        "OpenActivityExistsError",
+    ]
+    acts.add_many([make_activity(f"many-{n}", open_key=f"many-{n}") for n in range(3)])
     current = acts.get("w1")
     acts.update(current.model_copy(update={"subject": "edited"}))
     acts.complete("w1", outcome=None, completed_by="u1", completed_at=at(hours=6))
@@ -131,6 +141,10 @@ def _workload(storage: SqlStorage) -> None:
     sched.schedule(make_scheduled_action("k0001"))  # the key exists
     sched.schedule(make_scheduled_action("new", due_at=at(days=-1)))
     sched.get("sa-new")
+    assert isinstance(sched, SqlScheduledActionStore)
+    # A batch beyond the one-by-one size, two of its keys stored (SQLite reads what is held).
+    batch = [make_scheduled_action(f"k{n:04d}" if n < 2 else f"many-{n}") for n in range(12)]
+    assert sched.schedule_many(batch) == [False, False] + [True] * 10
     claimed = sched.claim_due(at(hours=1), worker="w1", limit=3, lease=timedelta(minutes=1))
     sched.claim_due(at(hours=1), worker="w9", limit=3, partition=0)  # pinned to one partition
     sched.mark_done(claimed[0].action_id, worker="w1", now=at(hours=1))

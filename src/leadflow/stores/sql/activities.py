@@ -60,6 +60,7 @@ from ..checks import (
     id_list,
 )
 from .activity_sql import (
+    UnheldInsert,
     activity_from_row,
     activity_values,
     after_position,
@@ -104,6 +105,10 @@ class SqlActivityRepository:
             UnnestInsert(database.engine.dialect, self._t, ["activity_id"])
             if database.dialect == "postgresql"
             else None
+        )
+        # SQLite's batch: what is held read first, then one executemany.
+        self._add_unheld = (
+            None if self._add_rows is not None else UnheldInsert(database.engine.dialect, self._t)
         )
         self._open_key_names = {
             f"{self._t.name}_open_key",  # PostgreSQL names the index
@@ -151,11 +156,12 @@ class SqlActivityRepository:
         self, activities: Sequence[Activity]
     ) -> builtins.list[Activity | DuplicateError | OpenActivityExistsError]:
         """:class:`~leadflow.ports.BatchActivities`: the open activities (and those without
-        an open key) in one ``INSERT ... ON CONFLICT DO NOTHING RETURNING activity_id`` (on
-        PostgreSQL of ``unnest`` arrays, :class:`~.direct.UnnestInsert`; on SQLite a
-        multi-row ``VALUES``, SQLAlchemy's "insertmanyvalues"), the reasons of those it did
-        not insert read in at most two more statements, all in one transaction (the unit of
-        work's inside one). A completed activity with an open key goes through :meth:`add`."""
+        an open key) in one ``INSERT ... ON CONFLICT DO NOTHING RETURNING activity_id`` of
+        ``unnest`` arrays on PostgreSQL (:class:`~.direct.UnnestInsert`), the reasons of those
+        it did not insert read in at most two more statements; on SQLite the ids and keys
+        already held read first, then one ``executemany``
+        (:class:`~.activity_sql.UnheldInsert`); all in one transaction (the unit of work's
+        inside one). A completed activity with an open key goes through :meth:`add`."""
         checked = checked_batch(activities)
         out, rows = first_in_batch(checked)
         c = self._t.c
@@ -167,10 +173,11 @@ class SqlActivityRepository:
                 if self._add_rows is not None:
                     added = {row[0] for row in self._add_rows.run(connection, rows)}
                 else:
-                    added = set(connection.execute(self._add, rows).scalars())
+                    assert self._add_unheld is not None
+                    added, exists, held = self._add_unheld.run(connection, rows)
                 sent = [row["activity_id"] for row in rows]
                 missing = [activity_id for activity_id in sent if activity_id not in added]
-                if missing:
+                if missing and self._add_rows is not None:
                     known = select(c.activity_id).where(c.activity_id.in_(missing))
                     exists = set(connection.execute(known).scalars())
                     keys = {row["open_key"] for row in rows if row["activity_id"] in missing}

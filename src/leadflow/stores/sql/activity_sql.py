@@ -4,9 +4,11 @@ first, keyset positions, and the statistics as aggregates computed by the databa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -15,13 +17,16 @@ from sqlalchemy import (
     Integer,
     Numeric,
     Select,
+    String,
     Table,
     and_,
+    bindparam,
     case,
     cast,
     extract,
     false,
     func,
+    insert,
     literal_column,
     or_,
     select,
@@ -34,6 +39,7 @@ from ...errors import DuplicateError, InvalidInputError, OpenActivityExistsError
 from ...models import Activity, ActivityMetadata, ActivityState, ActivityType, Outcome
 from ...queries import ActivityFilter, ActivityStatistics
 from ..checks import check_model
+from .direct import DriverStatement
 from .types import UtcDateTime
 
 __all__ = [
@@ -73,10 +79,12 @@ _COLUMNS = (
     "cancel_reason",
 )
 
+_COPY: Final = attrgetter(*_COLUMNS)
+
 
 def activity_values(a: Activity, *, version: int) -> dict[str, Any]:
     """The row of ``a`` (a validated copy the caller no longer holds), at ``version``."""
-    values = {name: getattr(a, name) for name in _COLUMNS}
+    values = dict(zip(_COLUMNS, _COPY(a), strict=True))
     values["activity_type"] = a.activity_type.value
     values["outcome"] = None if a.outcome is None else a.outcome.value
     values["version"] = version
@@ -127,6 +135,63 @@ def first_in_batch(
         if activity.open_key is None or activity.is_open:
             rows.append(activity_values(activity, version=1))
     return out, rows
+
+
+class UnheldInsert:
+    """SQLite's ``add_many`` rows, inside the write transaction (its lock held, so nothing
+    else writes in between): the ids already stored and the open keys open activities hold,
+    read in one statement, then the rows neither refuses inserted with one ``executemany``
+    of the one-row ``INSERT`` through the driver (no ``ON CONFLICT``: a conflict now would be
+    a bug, and fails the transaction). A row whose open key an earlier row of the batch took
+    is refused as the key's conflict would refuse it. Cheaper than a multi-row ``VALUES``
+    built by SQLAlchemy, whose rows it reads back."""
+
+    __slots__ = ("_insert", "_taken")
+
+    def __init__(self, dialect: Any, table: Table) -> None:
+        c = table.c
+
+        def listed(name: str) -> Any:
+            return select(literal_column("value")).select_from(
+                func.json_each(bindparam(name, type_=String()))
+            )
+
+        self._taken = DriverStatement(
+            dialect,
+            union_all(
+                select(c.activity_id, literal_column("NULL")).where(
+                    c.activity_id.in_(listed("ids"))
+                ),
+                select(literal_column("NULL"), c.open_key).where(
+                    c.open_key.in_(listed("keys")),
+                    c.completed_date.is_(None),
+                    c.cancelled_at.is_(None),
+                ),
+            ),
+        )
+        self._insert = DriverStatement(dialect, insert(table))
+
+    def run(
+        self, connection: Any, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[set[str], set[str], set[str]]:
+        """The ids inserted, the ids that were stored, the open keys held (by a stored open
+        activity or an earlier row of ``rows``)."""
+        keys = sorted({row["open_key"] for row in rows if row["open_key"] is not None})
+        ids = [row["activity_id"] for row in rows]
+        taken = self._taken.run(connection, {"ids": json.dumps(ids), "keys": json.dumps(keys)})
+        exists = {activity_id for activity_id, _ in taken if activity_id is not None}
+        held = {key for _, key in taken if key is not None}
+        new: list[Mapping[str, Any]] = []
+        for row in rows:
+            key = row["open_key"]
+            if row["activity_id"] in exists or key in held:
+                continue
+            if key is not None:
+                held.add(key)
+            new.append(row)
+        if new:
+            self._insert.run_many(connection, new)
+        return {row["activity_id"] for row in new}, exists, held
 
 
 def finished(

@@ -11,8 +11,9 @@ does that set-up once, when the store is built:
   positional order (``%s`` for psycopg, ``?`` for sqlite3), the values it fixes (a literal
   state, a ``None``) kept already encoded;
 - each parameter gets the encoder of its column's type: a :class:`~.types.Document` becomes
-  its JSON text (``json.dumps`` of :func:`~.types.encode_document`, what the type's bind
-  processor and the engine's default serializer produce), a :class:`~.types.UtcDateTime` is
+  its JSON text (:func:`~.types.document_text`: the text ``json.dumps`` of
+  :func:`~.types.encode_document` gives, what the type's bind processor and the engine's
+  default serializer produce, in one pass of the C encoder), a :class:`~.types.UtcDateTime` is
   checked aware and becomes UTC (integer microseconds on SQLite), any other type runs the
   dialect's own bind processor, if it has one;
 - :meth:`DriverStatement.run` takes a mapping of the named values, builds the tuple and runs
@@ -36,7 +37,6 @@ statement log (``echo=True``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
@@ -48,7 +48,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ...clock import ensure_utc
-from .types import Document, UtcDateTime, encode_document, micros
+from .types import Document, UtcDateTime, document_text, micros
 
 __all__ = ["DriverStatement", "UnnestInsert", "execute"]
 
@@ -58,7 +58,7 @@ _CURSOR: Final = "leadflow_direct_cursor"
 
 
 def _document(value: Any) -> Any:
-    return None if value is None else json.dumps(encode_document(value))
+    return None if value is None else document_text(value)
 
 
 def _utc(value: Any) -> Any:
@@ -83,7 +83,7 @@ class DriverStatement:
     """One SQLAlchemy ``statement``, compiled once for ``dialect``, run through the driver (see
     the module's docstring)."""
 
-    __slots__ = ("_encoders", "_fixed", "_names", "returns", "sql")
+    __slots__ = ("_free", "_template", "returns", "sql")
 
     def __init__(self, dialect: Dialect, statement: ClauseElement) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
@@ -103,38 +103,56 @@ class DriverStatement:
             if not bind.required:  # a value the statement sets (``.values(state=...)``)
                 fixed[name] = bind.effective_value
         self.sql: str = sql
-        self.returns: bool = bool(compiled.returning)
-        self._names: tuple[str, ...] = tuple(names)
-        self._encoders: tuple[Encoder | None, ...] = tuple(
-            _encoder(types[name], dialect) for name in names
-        )
-        self._fixed: dict[str, Any] = {
-            name: (value if (enc := _encoder(types[name], dialect)) is None else enc(value))
-            for name, value in fixed.items()
-        }
+        # Rows back: a ``SELECT``, or a write with ``RETURNING``.
+        writes = compiled.isinsert or compiled.isupdate or compiled.isdelete
+        self.returns: bool = bool(compiled.returning) or not writes
+        # The parameters' list with the fixed values in place (encoded once), and where each
+        # named value goes: (position, name, encoder or None).
+        template: list[Any] = []
+        free: list[tuple[int, str, Encoder | None]] = []
+        for position, name in enumerate(names):
+            encoder = _encoder(types[name], dialect)
+            if name in fixed:
+                value = fixed[name]
+                template.append(value if encoder is None or value is None else encoder(value))
+            else:
+                template.append(None)
+                free.append((position, name, encoder))
+        self._template: tuple[Any, ...] = tuple(template)
+        self._free: tuple[tuple[int, str, Encoder | None], ...] = tuple(free)
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """The driver's parameters for ``values`` (every name the statement does not fix)."""
-        fixed = self._fixed
-        out: list[Any] = []
-        for name, encoder in zip(self._names, self._encoders, strict=True):
-            if name in fixed:
-                out.append(fixed[name])
-                continue
+        out = list(self._template)
+        for position, name, encoder in self._free:
             value = values[name]
-            out.append(value if encoder is None or value is None else encoder(value))
+            out[position] = value if encoder is None or value is None else encoder(value)
         return tuple(out)
 
     def run(self, connection: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run on ``connection``'s driver connection; the ``RETURNING`` rows (else ``[]``)."""
         return execute(connection, self.sql, self.parameters(values), returns=self.returns)
 
+    def run_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row of ``rows`` with the driver's ``executemany`` (one call: sqlite3
+        steps the one prepared statement through the rows). A statement with ``RETURNING``
+        is refused: ``executemany`` returns no rows."""
+        if self.returns:
+            raise ValueError("executemany returns no rows: a statement without RETURNING")
+        execute(connection, self.sql, [self.parameters(row) for row in rows], many=True)
+
 
 def execute(
-    connection: Connection, sql: str, parameters: Sequence[Any], *, returns: bool
+    connection: Connection,
+    sql: str,
+    parameters: Sequence[Any],
+    *,
+    returns: bool = False,
+    many: bool = False,
 ) -> list[tuple[Any, ...]]:
     """``sql`` with ``parameters`` on a cursor of ``connection``'s driver connection, with
-    the engine's cursor events and SQLAlchemy's error wrapping (see the module's docstring)."""
+    the engine's cursor events and SQLAlchemy's error wrapping (see the module's docstring).
+    ``many``: ``parameters`` is a sequence of parameter lists, run with ``executemany``."""
     proxied = connection.connection
     cursor = proxied.info.get(_CURSOR)
     if cursor is None or getattr(cursor, "closed", False):
@@ -149,12 +167,15 @@ def execute(
     try:
         if listened:
             for listener in dispatch.before_cursor_execute:
-                listener(connection, cursor, sql, parameters, context, False)
-        cursor.execute(sql, parameters)
+                listener(connection, cursor, sql, parameters, context, many)
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
         rows: list[tuple[Any, ...]] = list(cursor.fetchall()) if returns else []
         if listened:
             for listener in dispatch.after_cursor_execute:
-                listener(connection, cursor, sql, parameters, context, False)
+                listener(connection, cursor, sql, parameters, context, many)
         return rows
     except Exception as error:
         dialect = connection.dialect
@@ -208,4 +229,4 @@ class UnnestInsert:
             else:
                 column = [row[name] for row in rows]
                 parameters.append([None if v is None else encoder(v) for v in column])
-        return execute(connection, self.sql, parameters, returns=self.returns)
+        return execute(connection, self.sql, tuple(parameters), returns=self.returns)

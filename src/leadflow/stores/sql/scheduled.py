@@ -13,6 +13,7 @@ import builtins
 import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -32,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -99,8 +101,11 @@ _COPIED: Final = (
 )
 
 
+_COPY: Final = attrgetter(*_COPIED)
+
+
 def _values(action: ScheduledAction) -> dict[str, Any]:
-    values = {name: getattr(action, name) for name in _COPIED}
+    values = dict(zip(_COPIED, _COPY(action), strict=True))
     values["kind"] = action.kind.value
     values["duplicates"] = action.duplicates.value
     values["state"] = action.state.value
@@ -173,14 +178,29 @@ class SqlScheduledActionStore:
             if database.dialect == "postgresql"
             else None
         )
+        self._held_direct: DriverStatement | None = None
+        self._add_plain: DriverStatement | None = None
         if database.dialect == "postgresql":
             self._done_ids_direct = DriverStatement(dialect, self._done_ids)
         else:
-            in_json = c.action_id.in_(
-                select(column("value")).select_from(
-                    func.json_each(bindparam("ids", type_=String()))
+
+            def json_list(name: str) -> Any:
+                return select(column("value")).select_from(
+                    func.json_each(bindparam(name, type_=String()))
                 )
+
+            in_json = c.action_id.in_(json_list("ids"))
+            # A batch (schedule_many): the keys and ids already held, then one executemany.
+            self._held_direct = DriverStatement(
+                dialect,
+                union_all(
+                    select(c.idempotency_key, c.action_id).where(
+                        c.idempotency_key.in_(json_list("keys"))
+                    ),
+                    select(c.idempotency_key, c.action_id).where(in_json),
+                ),
             )
+            self._add_plain = DriverStatement(dialect, self._insert(self._t))
             # ``+state``: SQLite then looks each id up by the primary key (an index on state
             # would read every claimed action and probe the list).
             unindexed = literal_column(f"+{c.state.name}") == STATE[_State.CLAIMED]
@@ -226,8 +246,9 @@ class SqlScheduledActionStore:
         """:class:`~leadflow.ports.BatchScheduling`: one ``INSERT ... ON CONFLICT DO NOTHING
         RETURNING idempotency_key`` of every row (on PostgreSQL ``SELECT * FROM unnest(...)``,
         one array per column: see :class:`~.direct.UnnestInsert`; on SQLite the one-row
-        statement per row for a few, else a multi-row ``VALUES``, SQLAlchemy's
-        "insertmanyvalues"), in one transaction (the unit of work's inside one)."""
+        statement per row for a few, else what is held read first and the others inserted
+        with one ``executemany``, :meth:`_add_unheld`), in one transaction (the unit of
+        work's inside one)."""
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
@@ -254,16 +275,31 @@ class SqlScheduledActionStore:
                     row["idempotency_key"] for row in rows if self._add_direct.run(connection, row)
                 }
             else:
-                statement = (
-                    self._insert(self._t)
-                    .on_conflict_do_nothing()
-                    .returning(self._t.c.idempotency_key, sort_by_parameter_order=False)
-                )
-                created = {row[0] for row in connection.execute(statement, rows)}
+                created = self._add_unheld(connection, rows)
         return [
             fresh and action.idempotency_key in created
             for fresh, action in zip(first, actions, strict=True)
         ]
+
+    def _add_unheld(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        """SQLite, in the write transaction (its lock held: nothing else writes in between):
+        the keys and ids of ``rows`` (distinct) already stored, read in one statement, then
+        the other rows inserted with one ``executemany`` of the one-row ``INSERT`` (no
+        ``ON CONFLICT``: a conflict now would be a bug, and fails the transaction); the keys
+        inserted."""
+        assert self._held_direct is not None and self._add_plain is not None
+        held = self._held_direct.run(
+            connection,
+            {
+                "keys": json.dumps([row["idempotency_key"] for row in rows]),
+                "ids": json.dumps([row["action_id"] for row in rows]),
+            },
+        )
+        keys, ids = {key for key, _ in held}, {action_id for _, action_id in held}
+        new = [r for r in rows if r["idempotency_key"] not in keys and r["action_id"] not in ids]
+        if new:
+            self._add_plain.run_many(connection, new)
+        return {row["idempotency_key"] for row in new}
 
     def _one(self, connection: Connection, action_id: str) -> Mapping[Any, Any]:
         row = (
