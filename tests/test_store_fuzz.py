@@ -115,6 +115,7 @@ _VALID_BY_METHOD: dict[tuple[str, str], dict[str, Any]] = {
     ("sequences", "set_status"): {"status": SequenceStatus.ACTIVE},
     ("analytics", "lead_sums"): {"width": None},  # a width goes with by="bucket"
     ("enrollments", "list"): {"state": EnrollmentState.ACTIVE},
+    ("enrollments", "mark_sending"): {"marks": [("enr-1", 1)], "at": BASE_TIME},
     ("scheduled", "list"): {"state": ScheduledActionState.PENDING},
     ("jobs", "finish_slot"): {"state": SlotState.SUCCEEDED},
     ("analytics", "completion_groups"): {"by": "assigned_to"},

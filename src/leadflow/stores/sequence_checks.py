@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 _E = TypeVar("_E", bound=StrEnum)
+_MAX_REVISION = 2**63 - 1
+"""Revisions are 64-bit integers: a mark stores ``revision + 1``."""
 
 
 def enum_member(cls: type[_E], value: object, field: str) -> _E:
@@ -155,7 +157,7 @@ def checked_marks(marks: object, at: object) -> tuple[list[tuple[str, int]], dat
             )
         enrollment_id, revision = plain(mark[0]), mark[1]
         check_id(enrollment_id, "marks")
-        if type(revision) is not int or revision < 1:
+        if type(revision) is not int or not 1 <= revision < _MAX_REVISION:
             raise InvalidInputError(f"a revision is an int of at least 1: {revision!r}",
                                     field="marks")  # fmt: skip
         if enrollment_id in checked:

@@ -15,6 +15,8 @@ CONFLICT DO NOTHING`` (the id or the pair taken: nothing inserted, the holder is
 concurrent entries store one. :meth:`SqlEnrollmentStore.update` is one ``UPDATE ... WHERE
 enrollment_id = :id AND revision = :revision`` that also re-checks what may not change; when it
 changes nothing, the stored row says why (not found, stale, or refused).
+:meth:`SqlEnrollmentStore.mark_sending` is the same compare-and-set for the send mark alone: the
+flag merged into the stored document by the database, the document not sent again.
 
 Both take part in the storage's unit of work (``with storage.unit_of_work():``).
 """

@@ -116,6 +116,7 @@ class EnrollmentSendMarksContract(abc.ABC):
             [("e1", True)],
             [("", 1)],
             [("e1", None)],
+            [("e1", 2**63 - 1)],
             [good, good],
             [good] + [(f"x{n}", 1) for n in range(MAX_BATCH)],
         ]
