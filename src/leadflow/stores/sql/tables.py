@@ -488,6 +488,8 @@ def _status_changes(metadata: MetaData, name: str, schema: str | None) -> Table:
     c = table.c
     Index(f"{name}_changed", c.changed_at, c.event_id)
     Index(f"{name}_opportunity_status", c.opportunity_id, c.to_status, c.changed_at)
+    # Revision 0010: the funnel reads the period's changes from an index alone.
+    Index(f"{name}_changed_paths", c.changed_at, c.opportunity_id, c.to_status, c.event_id)
     return table
 
 

@@ -5,7 +5,8 @@ per-automation sums read (assignee, automation, created / due times, outcome, op
 so a period's sums read its range of the index and no row of the table; ``(assigned_to,
 completed_at, created_at)`` replaces ``(assigned_to, completed_at)`` and ``(rule_id,
 completed_at, created_at)`` joins it, so that each key's median time to complete sorts only
-that key's completions of the period.
+that key's completions of the period. ``status_changes_changed_paths`` holds what the funnel
+reads of a period's status changes (opportunity, status, event id after ``changed_at``).
 
 Revision ID: 0010
 Revises: 0009
@@ -50,9 +51,18 @@ def upgrade(*, prefix: str, schema: str | None) -> None:
         schema=schema,
     )
     op.drop_index(f"{table}_assignee_completed", table_name=table, schema=schema)
+    changes = f"{prefix}status_changes"
+    op.create_index(
+        f"{changes}_changed_paths",
+        changes,
+        ["changed_at", "opportunity_id", "to_status", "event_id"],
+        schema=schema,
+    )
 
 
 def downgrade(*, prefix: str, schema: str | None) -> None:
+    changes = f"{prefix}status_changes"
+    op.drop_index(f"{changes}_changed_paths", table_name=changes, schema=schema)
     table = f"{prefix}completions"
     op.create_index(
         f"{table}_assignee_completed", table, ["assigned_to", "completed_at"], schema=schema
