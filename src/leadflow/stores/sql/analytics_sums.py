@@ -121,7 +121,7 @@ class SqlSums:
             .order_by(s.opportunity_id, s.changed_at, s.event_id)
         )
         with self._db.read() as connection:
-            paths = connection.execute(query).tuples().all()
+            paths = connection.execute(query).all()
         return stage_sums_of_paths(paths, wanted, _micros_to_seconds)
 
     @translated("won_touches")
