@@ -386,9 +386,13 @@ class StageSums:
 def stage_sums_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> list[StageSums]:
     """:class:`StageSums` of each of ``stages`` (in order; checked by the caller) over
     ``changes``."""
-    ordered = sorted(changes, key=lambda c: (c.opportunity_id, c.changed_at, c.event_id))
+    paths: dict[str, list[StatusChange]] = {}
+    for change in changes:
+        paths.setdefault(change.opportunity_id, []).append(change)
+    for path in paths.values():
+        path.sort(key=lambda change: (change.changed_at, change.event_id))
     return stage_sums_of_paths(
-        ((c.opportunity_id, c.to_status, c.changed_at) for c in ordered),
+        ((c.opportunity_id, c.to_status, c.changed_at) for path in paths.values() for c in path),
         stages,
         timedelta.total_seconds,
     )
@@ -400,10 +404,10 @@ def stage_sums_of_paths(
     seconds: Callable[[Any], float],
 ) -> list[StageSums]:
     """:class:`StageSums` of each of ``stages`` (in order; checked by the caller) over a
-    period's status changes given as ``(opportunity_id, to_status, changed_at)`` in
-    ``(opportunity_id, changed_at, event_id)`` order: one pass, each opportunity's path
-    walked as it comes. ``seconds`` turns a difference of two ``changed_at`` into seconds
-    (the stores pass datetimes, or integer microseconds)."""
+    period's status changes given as ``(opportunity_id, to_status, changed_at)``, each
+    opportunity's together and in ``(changed_at, event_id)`` order: one pass, each
+    opportunity's path walked as it comes. ``seconds`` turns a difference of two
+    ``changed_at`` into seconds (the stores pass datetimes, or integer microseconds)."""
     seen: dict[str, set[str]] = {stage: set() for stage in stages}
     stays: dict[str, list[float]] = {stage: [] for stage in stages}
     still: Counter[str] = Counter()
