@@ -21,7 +21,11 @@ cheapest indexed read of the period) so that a noisy machine shows in both; the 
 (brought to the newest schema revision, not loaded again; it must hold the same dataset), so a
 "before" and an "after" can be timed on copies of one load.
 
-Run: python benchmarks/bench_analytics.py [--backend memory|sqlite|postgres] [--opportunities N]
+``--backend fast-memory`` is :func:`~leadflow.stores.memory.fast.fast_memory_storage` (the
+in-memory variant for large stores: its activity statistics read indexes, not every activity).
+
+Run: python benchmarks/bench_analytics.py [--backend memory|fast-memory|sqlite|postgres]
+[--opportunities N]
 """
 
 from __future__ import annotations
@@ -156,6 +160,10 @@ def storage_for(backend: str, folder: Path, db: Path | None = None) -> Storage:
         from leadflow.stores.memory import memory_storage
 
         return memory_storage()
+    if backend == "fast-memory":
+        from leadflow.stores.memory.fast import fast_memory_storage
+
+        return fast_memory_storage()
     from leadflow.stores.sql import sql_storage
 
     if backend == "sqlite":
@@ -168,7 +176,9 @@ def storage_for(backend: str, folder: Path, db: Path | None = None) -> Storage:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("memory", "sqlite", "postgres"), default="memory")
+    parser.add_argument(
+        "--backend", choices=("memory", "fast-memory", "sqlite", "postgres"), default="memory"
+    )
     parser.add_argument("--opportunities", type=int, default=10_000)
     parser.add_argument("--per-lead", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)

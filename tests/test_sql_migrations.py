@@ -326,6 +326,10 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
     indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
     assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
     assert f"{table}_assignee_completed" not in indexes  # the new one covers its reads
+    changes = tables.status_changes.name
+    assert f"{changes}_changed_paths" in {
+        i["name"] for i in inspector.get_indexes(changes, tables.schema)
+    }
     [bob] = analytics.completion_groups(at(), at(hours=4), by="assigned_to")
     assert (bob.completed, bob.with_due, bob.on_time, bob.opportunities) == (3, 3, 2, 3)
     assert bob.median_seconds_to_complete == 2 * 3600.0

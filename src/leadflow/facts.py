@@ -24,9 +24,9 @@ event itself was already admitted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, NamedTuple, TypeVar
 
 from pydantic import ConfigDict, StringConstraints, ValidationError
@@ -386,29 +386,52 @@ class StageSums:
 def stage_sums_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> list[StageSums]:
     """:class:`StageSums` of each of ``stages`` (in order; checked by the caller) over
     ``changes``."""
-    seen: dict[str, set[str]] = {stage: set() for stage in stages}
     paths: dict[str, list[StatusChange]] = {}
     for change in changes:
         paths.setdefault(change.opportunity_id, []).append(change)
-        if change.to_status in seen:
-            seen[change.to_status].add(change.opportunity_id)
-    stays: dict[str, list[float]] = {stage: [] for stage in stages}
-    still: Counter[str] = Counter()
     for path in paths.values():
         path.sort(key=lambda change: (change.changed_at, change.event_id))
-        stay = path[0]
-        for change in path[1:]:
-            if change.to_status != stay.to_status:
-                if stay.to_status in stays:
-                    waited = change.changed_at - stay.changed_at
-                    stays[stay.to_status].append(waited.total_seconds())
-                stay = change
-        still[stay.to_status] += 1
-    found = []
+    return stage_sums_of_paths(
+        ((c.opportunity_id, c.to_status, c.changed_at) for path in paths.values() for c in path),
+        stages,
+        timedelta.total_seconds,
+    )
+
+
+def stage_sums_of_paths(
+    paths: Iterable[tuple[str, str, Any]],
+    stages: Sequence[str],
+    seconds: Callable[[Any], float],
+) -> list[StageSums]:
+    """:class:`StageSums` of each of ``stages`` (in order; checked by the caller) over a
+    period's status changes given as ``(opportunity_id, to_status, changed_at)``, each
+    opportunity's together and in ``(changed_at, event_id)`` order: one pass, each
+    opportunity's path walked as it comes. ``seconds`` turns a difference of two
+    ``changed_at`` into seconds (the stores pass datetimes, or integer microseconds)."""
+    seen: dict[str, set[str]] = {stage: set() for stage in stages}
+    stays: dict[str, list[float]] = {stage: [] for stage in stages}
+    still: Counter[str] = Counter()
+    opportunity: str | None = None
+    status, since = "", None
+    for on, to, at in paths:
+        found = seen.get(to)
+        if found is not None:
+            found.add(on)
+        if on != opportunity:
+            if opportunity is not None:
+                still[status] += 1
+            opportunity, status, since = on, to, at
+        elif to != status:  # ends the stay in status
+            if status in stays:
+                stays[status].append(seconds(at - since))
+            status, since = to, at
+    if opportunity is not None:
+        still[status] += 1
+    found_stages = []
     for n, stage in enumerate(stages):
         following = seen[stages[n + 1]] if n + 1 < len(stages) else set()
         times = sorted(stays[stage])
-        found.append(
+        found_stages.append(
             StageSums(
                 stage=stage,
                 reached=len(seen[stage]),
@@ -417,7 +440,7 @@ def stage_sums_of(changes: Iterable[StatusChange], stages: Sequence[str]) -> lis
                 median_stay_seconds=times[(len(times) + 1) // 2 - 1] if times else None,
             )
         )
-    return found
+    return found_stages
 
 
 # ------------------------------------------------------------------ the leads of a period summed

@@ -31,7 +31,6 @@ from ...facts import (
     StatusChange,
     Touches,
     stage_sums_of,
-    trimmed,
 )
 from ..analytics_checks import (
     MAX_FACTS,
@@ -234,8 +233,9 @@ class InMemoryAnalyticsStore:
         start, end = check_period(start, end)
         wanted = check_grouping(by, keys)
         median, opportunities = check_parts(median, opportunities)
-        groups = groups_of_rows(self._rows_in(start, end), by, wanted)
-        return trimmed(groups, median=median, opportunities=opportunities)
+        return groups_of_rows(
+            self._rows_in(start, end), by, wanted, median=median, opportunities=opportunities
+        )
 
     def completion_buckets(
         self,

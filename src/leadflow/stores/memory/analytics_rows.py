@@ -49,10 +49,16 @@ def row_key(row: Row) -> tuple[datetime, str]:
 
 
 def groups_of_rows(
-    rows: Iterable[Row], by: str, wanted: Collection[str | None] | None
+    rows: Iterable[Row],
+    by: str,
+    wanted: Collection[str | None] | None,
+    *,
+    median: bool = True,
+    opportunities: bool = True,
 ) -> list[CompletionGroup]:
     """:func:`~leadflow.facts.groups_of` of the completions of ``rows`` whose ``by`` is in
-    ``wanted`` (all when None)."""
+    ``wanted`` (all when None); without the times to complete unless ``median`` (no median)
+    and the opportunities unless ``opportunities`` (0 of them)."""
     place = BY[by]
     sums: GroupSums = {}
     for row in rows:
@@ -62,14 +68,15 @@ def groups_of_rows(
         found = sums.get(key)
         if found is None:
             found = sums[key] = ([0, 0, 0], [], set(), Counter())
-        counts, times, opportunities, outcomes = found
+        counts, times, on, outcomes = found
         counts[0] += 1
         if row[3]:
             counts[1] += 1
             counts[2] += row[4]
-        if row[5] is not None:
+        if median and row[5] is not None:
             times.append(row[5])
-        opportunities.add(row[2])
+        if opportunities:
+            on.add(row[2])
         if row[6] is not None:
             outcomes[row[6]] += 1
     return groups_from_sums(sums)

@@ -2,18 +2,19 @@
 (:meth:`~leadflow.ports.AnalyticsStore.completion_groups`): a part of
 :class:`~leadflow.stores.sql.analytics.SqlAnalyticsStore`.
 
-One ``GROUP BY`` reads the period's range of the ``(completed_at, assigned_to, rule_id,
-created_at, due_at, outcome, opportunity_id)`` index alone (revision 0010: no row of the
-table is visited) for every count: completed, with a due date, on time, distinct
-opportunities, each outcome (a conditional sum per :class:`~leadflow.Outcome`, so one pass
-counts them all). The nearest-rank median of the time to complete is exact:
+Every count (completed, with a due date, on time, distinct opportunities, each outcome as a
+conditional sum per :class:`~leadflow.Outcome`, so one pass counts them all) and the exact
+nearest-rank median of the time to complete are read from indexes alone (revision 0010):
 
-- PostgreSQL: ``percentile_disc(0.5)`` in the same statement (its ``ceil(n / 2)``-th value
-  is the nearest-rank median);
-- SQLite: per key, the ``(n + 1) // 2``-th smallest value by ``ORDER BY ... LIMIT 1 OFFSET``
-  over the key's range of the ``(key, completed_at, created_at)`` index (``n`` from the
-  counts), so each key's completions of the period are sorted once and alone, instead of a
-  window over all of them.
+- PostgreSQL: one ``GROUP BY`` over the period's range of the ``(completed_at, assigned_to,
+  rule_id, created_at, due_at, outcome, opportunity_id)`` index, the median by
+  ``percentile_disc(0.5)`` in the same statement (its ``ceil(n / 2)``-th value is the
+  nearest-rank median);
+- SQLite: per key, one aggregate over the key's range of the period in its ``(key,
+  completed_at, created_at, due_at, outcome, opportunity_id)`` index, which streams (a
+  ``GROUP BY`` over the whole period sorts all of it first), and the ``(n + 1) // 2``-th
+  smallest time by ``ORDER BY ... LIMIT 1 OFFSET`` over the same range, so each key's
+  completions are sorted alone; the keys there are found by one index probe each.
 """
 
 from __future__ import annotations
@@ -76,14 +77,13 @@ class SqlGroups:
         c = self._completions.c
         key = c[by]
         where: list[Any] = [c.completed_at >= start, c.completed_at < end]
-        if wanted is not None:
+        postgres = self._db.dialect == "postgresql"
+        if wanted is not None and postgres:
             named = sorted(k for k in wanted if k is not None)
             match = key.in_(named)
             where.append(or_(match, key.is_(None)) if None in wanted else match)
         on_time = case((and_(c.due_at.is_not(None), c.completed_at <= c.due_at), 1), else_=0)
-        postgres = self._db.dialect == "postgresql"
         columns: list[Any] = [
-            key.label("key"),
             func.count().label("completed"),
             func.count(c.due_at).label("with_due"),
             func.coalesce(func.sum(on_time), 0).label("on_time"),
@@ -99,7 +99,11 @@ class SqlGroups:
         if postgres and median:
             seconds = type_coerce(func.extract("epoch", c.completed_at - c.created_at), Float())
             columns.append(func.percentile_disc(0.5).within_group(seconds).label("median"))
-        rows = self._rows(select(*columns).where(*where).group_by(key))
+        rows: Sequence[Any] = (
+            self._rows(select(key.label("key"), *columns).where(*where).group_by(key))
+            if postgres
+            else self._per_key(key, columns, where, wanted)
+        )
         medians: dict[str | None, Any] = {}
         if median:
             medians = (
@@ -126,9 +130,42 @@ class SqlGroups:
             for row in sorted(rows, key=lambda row: (row["key"] is not None, row["key"] or ""))
         ]
 
-    def _medians(
-        self, key: Any, where: list[Any], rows: Sequence[RowMapping]
-    ) -> dict[str | None, float]:
+    def _per_key(
+        self,
+        key: Any,
+        columns: list[Any],
+        where: list[Any],
+        wanted: Collection[str | None] | None,
+    ) -> builtins.list[dict[str, Any]]:
+        """SQLite: the sums of each key (those of ``wanted``, else every key there is, found
+        by one ``min(key) > the last one`` index probe each), each one statement over the
+        key's range of the period in its ``(key, completed_at, ...)`` index: an aggregate that
+        streams, where one ``GROUP BY`` over the period would sort all of it."""
+        found: list[dict[str, Any]] = []
+        with self._db.read() as connection:
+            if wanted is None:
+                names: list[str | None] = [None]
+                last = connection.execute(select(func.min(key))).scalar()
+                while last is not None:
+                    names.append(last)
+                    last = connection.execute(select(func.min(key)).where(key > last)).scalar()
+            else:
+                names = sorted(wanted, key=lambda name: (name is not None, name or ""))
+            for name in names:
+                row = (
+                    connection.execute(
+                        select(*columns).where(
+                            key.is_(None) if name is None else key == name, *where
+                        )
+                    )
+                    .mappings()
+                    .one()
+                )
+                if row["completed"]:
+                    found.append({**row, "key": name})
+        return found
+
+    def _medians(self, key: Any, where: list[Any], rows: Sequence[Any]) -> dict[str | None, float]:
         """SQLite: each key's nearest-rank median of the time to complete, one ``ORDER BY
         ... LIMIT 1 OFFSET`` over the key's range of its ``(key, completed_at, created_at)``
         index."""

@@ -488,6 +488,8 @@ def _status_changes(metadata: MetaData, name: str, schema: str | None) -> Table:
     c = table.c
     Index(f"{name}_changed", c.changed_at, c.event_id)
     Index(f"{name}_opportunity_status", c.opportunity_id, c.to_status, c.changed_at)
+    # Revision 0010: the funnel reads the period's changes from an index alone.
+    Index(f"{name}_changed_paths", c.changed_at, c.opportunity_id, c.to_status, c.event_id)
     return table
 
 
@@ -524,8 +526,16 @@ def _completions(metadata: MetaData, name: str, schema: str | None) -> Table:
         c.outcome,
         c.opportunity_id,
     )
-    Index(f"{name}_assignee_times", c.assigned_to, c.completed_at, c.created_at)
-    Index(f"{name}_rule_times", c.rule_id, c.completed_at, c.created_at)
+    for key in ("assigned_to", "rule_id"):
+        Index(
+            f"{name}_{'assignee' if key == 'assigned_to' else 'rule'}_times",
+            c[key],
+            c.completed_at,
+            c.created_at,
+            c.due_at,
+            c.outcome,
+            c.opportunity_id,
+        )
     return table
 
 

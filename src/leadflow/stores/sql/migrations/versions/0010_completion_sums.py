@@ -3,9 +3,11 @@
 ``completed_sums`` leads with ``completed_at`` and holds every column the per-assignee and
 per-automation sums read (assignee, automation, created / due times, outcome, opportunity),
 so a period's sums read its range of the index and no row of the table; ``(assigned_to,
-completed_at, created_at)`` replaces ``(assigned_to, completed_at)`` and ``(rule_id,
-completed_at, created_at)`` joins it, so that each key's median time to complete sorts only
-that key's completions of the period.
+completed_at, created_at, due_at, outcome, opportunity_id)`` replaces ``(assigned_to,
+completed_at)`` and the same led by ``rule_id`` joins it, so that one key's sums and median
+time to complete read that key's range of the period alone (SQLite sums per key).
+``status_changes_changed_paths`` holds what the funnel reads of a period's status changes
+(opportunity, status, event id after ``changed_at``).
 
 Revision ID: 0010
 Revises: 0009
@@ -37,22 +39,26 @@ def upgrade(*, prefix: str, schema: str | None) -> None:
         ],
         schema=schema,
     )
-    op.create_index(
-        f"{table}_assignee_times",
-        table,
-        ["assigned_to", "completed_at", "created_at"],
-        schema=schema,
-    )
-    op.create_index(
-        f"{table}_rule_times",
-        table,
-        ["rule_id", "completed_at", "created_at"],
-        schema=schema,
-    )
+    for name, key in (("assignee", "assigned_to"), ("rule", "rule_id")):
+        op.create_index(
+            f"{table}_{name}_times",
+            table,
+            [key, "completed_at", "created_at", "due_at", "outcome", "opportunity_id"],
+            schema=schema,
+        )
     op.drop_index(f"{table}_assignee_completed", table_name=table, schema=schema)
+    changes = f"{prefix}status_changes"
+    op.create_index(
+        f"{changes}_changed_paths",
+        changes,
+        ["changed_at", "opportunity_id", "to_status", "event_id"],
+        schema=schema,
+    )
 
 
 def downgrade(*, prefix: str, schema: str | None) -> None:
+    changes = f"{prefix}status_changes"
+    op.drop_index(f"{changes}_changed_paths", table_name=changes, schema=schema)
     table = f"{prefix}completions"
     op.create_index(
         f"{table}_assignee_completed", table, ["assigned_to", "completed_at"], schema=schema
