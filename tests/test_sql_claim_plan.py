@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import String, cast, event, func, select, text, true
 
 from leadflow.stores.sql import SqlStorage, sql_storage
-from leadflow.stores.sql.scheduled import _values
+from leadflow.stores.sql.scheduled_sql import action_values as _values
 from leadflow.testing.contracts import at, make_scheduled_action
 
 from .sql_support import on_postgres, postgres_schema

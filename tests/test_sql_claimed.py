@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 
 from leadflow.stores.sql import SqlStorage
-from leadflow.stores.sql.scheduled import _load
+from leadflow.stores.sql.scheduled_sql import action_from_row as _load
 from leadflow.testing.contracts import at, make_scheduled_action
 
 from .sql_support import fresh_storage, kind_params

@@ -212,7 +212,7 @@ def test_sqlite_acknowledges_by_primary_key(tmp_path: Path) -> None:
     with fresh_storage("sqlite-file", tmp_path) as storage:
         scheduled = storage.scheduled
         assert isinstance(scheduled, SqlScheduledActionStore)
-        sql = scheduled._done_ids_direct.sql
+        sql = scheduled._w.done_ids_direct.sql
         with storage.database.engine.connect() as connection:
             plan = connection.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + sql, ("done", None, 1, 1, '["a"]', "w")

@@ -37,7 +37,7 @@ from leadflow.stores.sql import (
 from leadflow.stores.sql.activity_sql import activity_values
 from leadflow.stores.sql.migrations.schema_0001 import build_tables as build_tables_0001
 from leadflow.stores.sql.rules import _values as rule_values
-from leadflow.stores.sql.scheduled import _values as action_values
+from leadflow.stores.sql.scheduled_sql import action_values
 from leadflow.testing.contracts import (
     at,
     make_activity,

@@ -13,30 +13,21 @@ import builtins
 import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    String,
     and_,
-    any_,
-    bindparam,
     case,
-    column,
     delete,
-    func,
     literal,
-    literal_column,
     or_,
     select,
     true,
-    union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ...clock import ensure_utc
 from ...errors import (
@@ -62,8 +53,8 @@ from ..checks import (
 from .claim_sql import INDEX_WALK, SETTING, STATE, ClaimStatements, state_is
 from .claimed import claimed_actions
 from .database import SqlDatabase
-from .direct import DriverStatement, UnnestInsert
 from .errors import translated
+from .scheduled_sql import WriteStatements, action_from_row, action_values
 from .types import UtcDateTime
 
 __all__ = ["SqlScheduledActionStore"]
@@ -74,56 +65,6 @@ _MAX_BATCH: Final = 1000
 _ONE_BY_ONE: Final = 8
 """SQLite: a ``schedule_many`` of at most this many rows runs the one-row ``INSERT`` per row
 (no round trip to save; cheaper than building a multi-row statement)."""
-_COPIED: Final = (
-    "action_id",
-    "idempotency_key",
-    "rule_id",
-    "rule_name",
-    "rule_version",
-    "action_index",
-    "opportunity_id",
-    "activity_id",
-    "enrollment_id",
-    "step_id",
-    "partition",
-    "planned_at",
-    "depth",
-    "explanation",
-    "due_at",
-    "attempts",
-    "max_attempts",
-    "last_error",
-    "lease_owner",
-    "lease_expires_at",
-    "created_at",
-    "updated_at",
-    "finished_at",
-)
-
-
-_COPY: Final = attrgetter(*_COPIED)
-
-
-def _values(action: ScheduledAction) -> dict[str, Any]:
-    values = dict(zip(_COPIED, _COPY(action), strict=True))
-    values["kind"] = action.kind.value
-    values["duplicates"] = action.duplicates.value
-    values["state"] = action.state.value
-    values["event"] = action.event.to_document()
-    values["action"] = None if action.action is None else action.action.to_document()
-    return values
-
-
-def _load(row: Mapping[Any, Any]) -> ScheduledAction:
-    data = {name: row[name] for name in _COPIED}
-    data.update(
-        kind=row["kind"],
-        duplicates=row["duplicates"],
-        state=row["state"],
-        event=row["event"],
-        action=row["action"],
-    )
-    return ScheduledAction.model_validate(data)
 
 
 def _check_worker(worker: object) -> str:
@@ -139,74 +80,8 @@ class SqlScheduledActionStore:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
         self._t = database.tables.scheduled
-        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
-        c = self._t.c
-        # Built once, run with parameters: SQLAlchemy caches their compiled form.
         self._claims = ClaimStatements(self._t)
-        self._add = self._insert(self._t).on_conflict_do_nothing().returning(c.action_id)
-        # On PostgreSQL the ids are one array parameter (``= ANY(...)``): one statement text
-        # whatever the batch's size, which psycopg converts once (an expanded ``IN`` of 100
-        # ids is 100 parameters, beyond psycopg's cache: converted again on every call).
-        of_ids = (
-            c.action_id == any_(bindparam("ids", type_=postgresql.ARRAY(c.action_id.type)))
-            if database.dialect == "postgresql"
-            else c.action_id.in_(bindparam("ids", expanding=True))
-        )
-
-        def done_where(*terms: ColumnElement[bool]) -> Any:
-            return (
-                update(self._t)
-                .where(*terms, c.lease_owner == bindparam("worker"))
-                .values(
-                    state=_State.DONE.value,
-                    finished_at=bindparam("now", type_=UtcDateTime()),
-                    updated_at=bindparam("now", type_=UtcDateTime()),
-                    lease_expires_at=None,
-                )
-            )
-
-        done_many = done_where(of_ids, self._state_is(_State.CLAIMED))
-        self._done_many = done_many.returning(*self._t.c)
-        self._done_ids = done_many.returning(c.action_id)
-        # The two statements every ``handle`` runs, through the driver (see .direct). On
-        # SQLite the ids are one JSON array (``IN (SELECT value FROM json_each(?))``): a fixed
-        # statement text, where an expanded ``IN`` is rendered again for each batch size.
-        dialect = database.engine.dialect
-        self._add_direct = DriverStatement(dialect, self._add)
-        self._add_rows = (
-            UnnestInsert(dialect, self._t, ["idempotency_key"])
-            if database.dialect == "postgresql"
-            else None
-        )
-        self._held_direct: DriverStatement | None = None
-        self._add_plain: DriverStatement | None = None
-        if database.dialect == "postgresql":
-            self._done_ids_direct = DriverStatement(dialect, self._done_ids)
-        else:
-
-            def json_list(name: str) -> Any:
-                return select(column("value")).select_from(
-                    func.json_each(bindparam(name, type_=String()))
-                )
-
-            in_json = c.action_id.in_(json_list("ids"))
-            # A batch (schedule_many): the keys and ids already held, then one executemany.
-            self._held_direct = DriverStatement(
-                dialect,
-                union_all(
-                    select(c.idempotency_key, c.action_id).where(
-                        c.idempotency_key.in_(json_list("keys"))
-                    ),
-                    select(c.idempotency_key, c.action_id).where(in_json),
-                ),
-            )
-            self._add_plain = DriverStatement(dialect, self._insert(self._t))
-            # ``+state``: SQLite then looks each id up by the primary key (an index on state
-            # would read every claimed action and probe the list).
-            unindexed = literal_column(f"+{c.state.name}") == STATE[_State.CLAIMED]
-            self._done_ids_direct = DriverStatement(
-                dialect, done_where(in_json, unindexed).returning(c.action_id)
-            )
+        self._w = WriteStatements(database)
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
         return state_is(self._t, state)
@@ -220,7 +95,7 @@ class SqlScheduledActionStore:
         c = self._t.c
         taken = None
         with self._db.write(atomic=False) as connection:
-            if self._add_direct.run(connection, _values(checked)):
+            if self._w.add_direct.run(connection, action_values(checked)):
                 return checked, True  # an immutable value: what is stored
             existing = (
                 connection.execute(
@@ -234,7 +109,7 @@ class SqlScheduledActionStore:
                     select(c.idempotency_key).where(c.action_id == checked.action_id)
                 ).first()
         if existing is not None:
-            return _load(existing), False
+            return action_from_row(existing), False
         if taken is not None:  # the id is held by an action with another key
             raise DuplicateError(
                 f"action {checked.action_id!r} already exists with another idempotency key"
@@ -264,15 +139,17 @@ class SqlScheduledActionStore:
             if fresh:
                 keys.add(checked.idempotency_key)
                 ids.add(checked.action_id)
-                rows.append(_values(checked))
+                rows.append(action_values(checked))
         if not rows:
             return first
         with self._db.write() as connection:
-            if self._add_rows is not None:
-                created = {row[0] for row in self._add_rows.run(connection, rows)}
+            if self._w.add_rows is not None:
+                created = {row[0] for row in self._w.add_rows.run(connection, rows)}
             elif len(rows) <= _ONE_BY_ONE:  # SQLite, no round trips: the one-row statement
                 created = {
-                    row["idempotency_key"] for row in rows if self._add_direct.run(connection, row)
+                    row["idempotency_key"]
+                    for row in rows
+                    if self._w.add_direct.run(connection, row)
                 }
             else:
                 created = self._add_unheld(connection, rows)
@@ -287,8 +164,8 @@ class SqlScheduledActionStore:
         the other rows inserted with one ``executemany`` of the one-row ``INSERT`` (no
         ``ON CONFLICT``: a conflict now would be a bug, and fails the transaction); the keys
         inserted."""
-        assert self._held_direct is not None and self._add_plain is not None
-        held = self._held_direct.run(
+        assert self._w.held_direct is not None and self._w.add_plain is not None
+        held = self._w.held_direct.run(
             connection,
             {
                 "keys": json.dumps([row["idempotency_key"] for row in rows]),
@@ -298,7 +175,7 @@ class SqlScheduledActionStore:
         keys, ids = {key for key, _ in held}, {action_id for _, action_id in held}
         new = [r for r in rows if r["idempotency_key"] not in keys and r["action_id"] not in ids]
         if new:
-            self._add_plain.run_many(connection, new)
+            self._w.add_plain.run_many(connection, new)
         return {row["idempotency_key"] for row in new}
 
     def _one(self, connection: Connection, action_id: str) -> Mapping[Any, Any]:
@@ -315,7 +192,7 @@ class SqlScheduledActionStore:
     def get(self, action_id: str) -> ScheduledAction:
         action_id = an_id(action_id, "action_id")
         with self._db.read() as connection:
-            return _load(self._one(connection, action_id))
+            return action_from_row(self._one(connection, action_id))
 
     @translated("now")
     def claim_due(
@@ -357,7 +234,7 @@ class SqlScheduledActionStore:
             columns, rows = tuple(result.keys()), result.all()
             if postgres and self._db.in_unit:  # the unit goes on: put the setting back
                 connection.execute(SETTING, {"value": before})
-        actions = claimed_actions(columns, rows, _load)  # the store's own rows: trusted
+        actions = claimed_actions(columns, rows, action_from_row)  # the store's own rows: trusted
         actions.sort(key=lambda a: (a.due_at, a.action_id))
         return actions
 
@@ -381,7 +258,7 @@ class SqlScheduledActionStore:
                     f"worker {worker!r} does not hold action {action_id!r} "
                     f"(state {current['state']}, lease owner {current['lease_owner']!r})"
                 )
-        return _load(row)
+        return action_from_row(row)
 
     @translated("action_id")
     def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
@@ -408,8 +285,8 @@ class SqlScheduledActionStore:
             return []
         with self._db.write(atomic=False) as connection:
             parameters = {"ids": ids, "worker": worker, "now": now}
-            rows = connection.execute(self._done_many, parameters).mappings().all()
-        return in_order(map(_load, rows), ids)
+            rows = connection.execute(self._w.done_many, parameters).mappings().all()
+        return in_order(map(action_from_row, rows), ids)
 
     @translated("action_ids")
     def mark_done_ids(
@@ -429,7 +306,7 @@ class SqlScheduledActionStore:
                 "worker": worker,
                 "now": now,
             }
-            done = {row[0] for row in self._done_ids_direct.run(connection, parameters)}
+            done = {row[0] for row in self._w.done_ids_direct.run(connection, parameters)}
         return [action_id for action_id in ids if action_id in done]
 
     @translated("error")
@@ -490,7 +367,7 @@ class SqlScheduledActionStore:
                 raise InvalidStateError(
                     f"action {action_id!r} is {state}; only parked ones are retried"
                 )
-        return _load(row)
+        return action_from_row(row)
 
     def _cancel(self, owner: ColumnElement[bool], now: datetime) -> Any:
         return (
@@ -523,7 +400,7 @@ class SqlScheduledActionStore:
         statement = self._cancel(owner, now).returning(*self._t.c)
         with self._db.write(atomic=False) as connection:
             rows = connection.execute(statement).mappings().all()
-        cancelled = [_load(row) for row in rows]
+        cancelled = [action_from_row(row) for row in rows]
         cancelled.sort(key=lambda a: (a.due_at, a.action_id))
         return cancelled
 
@@ -539,7 +416,7 @@ class SqlScheduledActionStore:
         statement = self._cancel(self._t.c.action_id.in_(ids), now).returning(*self._t.c)
         with self._db.write(atomic=False) as connection:
             rows = connection.execute(statement).mappings().all()
-        return in_order([_load(row) for row in rows], ids)
+        return in_order([action_from_row(row) for row in rows], ids)
 
     @translated("before")
     def purge_finished(self, before: datetime, *, limit: int = 10_000) -> int:
@@ -583,4 +460,4 @@ class SqlScheduledActionStore:
             statement = statement.where(self._state_is(wanted))
         with self._db.read() as connection:
             rows = connection.execute(statement).mappings().all()
-        return [_load(row) for row in rows]
+        return [action_from_row(row) for row in rows]

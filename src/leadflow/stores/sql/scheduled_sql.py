@@ -1,0 +1,164 @@
+"""The write statements of the SQL scheduled-action store
+(:class:`~leadflow.stores.sql.scheduled.SqlScheduledActionStore`) and an action's row.
+
+Built once per store, run with parameters. ``handle``'s hot statements (an action's
+``INSERT``, the acknowledgement) run straight through the driver (:mod:`.direct`); on
+PostgreSQL a batch is one ``INSERT ... SELECT * FROM unnest(...)`` (:class:`~.direct.UnnestInsert`),
+on SQLite what a batch holds already is read first and the others are inserted with one
+``executemany``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from operator import attrgetter
+from typing import Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    any_,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ...records import ScheduledAction, ScheduledActionState
+from .claim_sql import STATE, state_is
+from .database import SqlDatabase
+from .direct import DriverStatement, UnnestInsert
+from .types import UtcDateTime
+
+__all__ = ["WriteStatements", "action_from_row", "action_values"]
+
+_State = ScheduledActionState
+
+_COPIED: Final = (
+    "action_id",
+    "idempotency_key",
+    "rule_id",
+    "rule_name",
+    "rule_version",
+    "action_index",
+    "opportunity_id",
+    "activity_id",
+    "enrollment_id",
+    "step_id",
+    "partition",
+    "planned_at",
+    "depth",
+    "explanation",
+    "due_at",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "lease_owner",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+    "finished_at",
+)
+
+
+_COPY: Final = attrgetter(*_COPIED)
+
+
+def action_values(action: ScheduledAction) -> dict[str, Any]:
+    values = dict(zip(_COPIED, _COPY(action), strict=True))
+    values["kind"] = action.kind.value
+    values["duplicates"] = action.duplicates.value
+    values["state"] = action.state.value
+    values["event"] = action.event.to_document()
+    values["action"] = None if action.action is None else action.action.to_document()
+    return values
+
+
+def action_from_row(row: Mapping[Any, Any]) -> ScheduledAction:
+    data = {name: row[name] for name in _COPIED}
+    data.update(
+        kind=row["kind"],
+        duplicates=row["duplicates"],
+        state=row["state"],
+        event=row["event"],
+        action=row["action"],
+    )
+    return ScheduledAction.model_validate(data)
+
+
+class WriteStatements:
+    """The scheduled-action table's insert and acknowledgement statements for ``database``."""
+
+    def __init__(self, database: SqlDatabase) -> None:
+        table = database.tables.scheduled
+        insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        c = table.c
+        # Built once, run with parameters: SQLAlchemy caches their compiled form.
+        add = insert(table).on_conflict_do_nothing().returning(c.action_id)
+        # On PostgreSQL the ids are one array parameter (``= ANY(...)``): one statement text
+        # whatever the batch's size, which psycopg converts once (an expanded ``IN`` of 100
+        # ids is 100 parameters, beyond psycopg's cache: converted again on every call).
+        of_ids = (
+            c.action_id == any_(bindparam("ids", type_=postgresql.ARRAY(c.action_id.type)))
+            if database.dialect == "postgresql"
+            else c.action_id.in_(bindparam("ids", expanding=True))
+        )
+
+        def done_where(*terms: ColumnElement[bool]) -> Any:
+            return (
+                update(table)
+                .where(*terms, c.lease_owner == bindparam("worker"))
+                .values(
+                    state=_State.DONE.value,
+                    finished_at=bindparam("now", type_=UtcDateTime()),
+                    updated_at=bindparam("now", type_=UtcDateTime()),
+                    lease_expires_at=None,
+                )
+            )
+
+        done_many = done_where(of_ids, state_is(table, _State.CLAIMED))
+        self.done_many = done_many.returning(*table.c)
+        done_ids = done_many.returning(c.action_id)
+        # The two statements every ``handle`` runs, through the driver (see .direct). On
+        # SQLite the ids are one JSON array (``IN (SELECT value FROM json_each(?))``): a fixed
+        # statement text, where an expanded ``IN`` is rendered again for each batch size.
+        dialect = database.engine.dialect
+        self.add_direct = DriverStatement(dialect, add)
+        self.add_rows = (
+            UnnestInsert(dialect, table, ["idempotency_key"])
+            if database.dialect == "postgresql"
+            else None
+        )
+        self.held_direct: DriverStatement | None = None
+        self.add_plain: DriverStatement | None = None
+        if database.dialect == "postgresql":
+            self.done_ids_direct = DriverStatement(dialect, done_ids)
+        else:
+
+            def json_list(name: str) -> Any:
+                return select(column("value")).select_from(
+                    func.json_each(bindparam(name, type_=String()))
+                )
+
+            in_json = c.action_id.in_(json_list("ids"))
+            # A batch (schedule_many): the keys and ids already held, then one executemany.
+            self.held_direct = DriverStatement(
+                dialect,
+                union_all(
+                    select(c.idempotency_key, c.action_id).where(
+                        c.idempotency_key.in_(json_list("keys"))
+                    ),
+                    select(c.idempotency_key, c.action_id).where(in_json),
+                ),
+            )
+            self.add_plain = DriverStatement(dialect, insert(table))
+            # ``+state``: SQLite then looks each id up by the primary key (an index on state
+            # would read every claimed action and probe the list).
+            unindexed = literal_column(f"+{c.state.name}") == STATE[_State.CLAIMED]
+            self.done_ids_direct = DriverStatement(
+                dialect, done_where(in_json, unindexed).returning(c.action_id)
+            )
