@@ -22,6 +22,7 @@ __all__ = [
     "assert_activity_utc",
     "assert_utc",
     "at",
+    "enroll_many",
     "ids",
     "make_activity",
     "make_audit_entry",
@@ -187,6 +188,14 @@ def make_enrollment(enrollment_id: str, **fields: Any) -> Enrollment:
     }
     data.update(fields)
     return Enrollment.model_validate(data)
+
+
+def enroll_many(store: Any, count: int) -> list[Enrollment]:
+    """Enrollments ``e0`` ... of opportunities ``opp-0`` ..., enrolled in ``store``
+    (:func:`make_enrollment` otherwise), as stored."""
+    return [
+        store.enroll(make_enrollment(f"e{n}", opportunity_id=f"opp-{n}"))[0] for n in range(count)
+    ]
 
 
 def make_audit_entry(entry_id: str, **fields: Any) -> AuditEntry:

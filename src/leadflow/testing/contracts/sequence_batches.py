@@ -12,7 +12,7 @@ import pytest
 from ...errors import InvalidInputError
 from ...ports.sequences import MAX_BATCH, EnrollmentBatches
 from ...sequences import Enrollment, EnrollmentState
-from .data import at, make_enrollment, race
+from .data import at, enroll_many, make_enrollment, race
 
 __all__ = ["EnrollmentBatchesContract"]
 
@@ -32,18 +32,11 @@ class EnrollmentBatchesContract(abc.ABC):
     def store(self) -> Any:
         return self.make_store()
 
-    @staticmethod
-    def _enrolled(store: Any, count: int) -> list[Enrollment]:
-        return [
-            store.enroll(make_enrollment(f"e{n}", opportunity_id=f"opp-{n}"))[0]
-            for n in range(count)
-        ]
-
     def test_has_the_batch_methods(self, store: Any) -> None:
         assert isinstance(store, EnrollmentBatches)
 
     def test_get_many_by_id_unknown_left_out(self, store: Any) -> None:
-        e0, e1, e2 = self._enrolled(store, 3)
+        e0, e1, e2 = enroll_many(store, 3)
         found = store.get_many(["e2", "ghost", "e0", "e2"])
         assert found == {"e2": e2, "e0": e0}
         assert store.get_many([]) == {}
@@ -52,7 +45,7 @@ class EnrollmentBatchesContract(abc.ABC):
         assert store.get("e0") == e0
 
     def test_update_many_says_which_failed(self, store: Any) -> None:
-        e0, e1, e2, e3 = self._enrolled(store, 4)
+        e0, e1, e2, e3 = enroll_many(store, 4)
         store.update(e1.model_copy(update={"visit": 5}))  # e1 read before this: stale
         ended = store.update(
             e3.model_copy(update={"state": EnrollmentState.UNENROLLED, "ended_at": at(hours=1)})
@@ -78,7 +71,7 @@ class EnrollmentBatchesContract(abc.ABC):
         assert store.update_many([]) == []
 
     def test_update_many_all_written_and_ended_ones_free_their_pair(self, store: Any) -> None:
-        enrolled = self._enrolled(store, 3)
+        enrolled = enroll_many(store, 3)
         changed = [
             enrolled[0].model_copy(update={"visit": 1, "step_id": "a"}),
             enrolled[1].model_copy(
@@ -97,7 +90,7 @@ class EnrollmentBatchesContract(abc.ABC):
         assert "x" not in store.get("e0").context
 
     def test_bad_input_is_refused_and_nothing_written(self, store: Any) -> None:
-        (e0,) = self._enrolled(store, 1)
+        (e0,) = enroll_many(store, 1)
         good = e0.model_copy(update={"visit": 4})
         bad_calls: list[tuple[Any, str]] = [
             ("e0", "enrollments"),
@@ -120,7 +113,7 @@ class EnrollmentBatchesContract(abc.ABC):
             assert raised.value.field == "enrollment_ids", ids
 
     def test_concurrent_batches_one_wins_per_enrollment(self, store: Any) -> None:
-        enrolled = self._enrolled(store, 4)
+        enrolled = enroll_many(store, 4)
         threads = 6
 
         def write(n: int) -> list[Enrollment | None]:

@@ -12,7 +12,7 @@ import pytest
 from ...errors import InvalidInputError, StaleWriteError
 from ...ports.sequences import MAX_BATCH, EnrollmentSendMarks
 from ...sequences import Enrollment, EnrollmentState
-from .data import assert_utc, at, make_enrollment, race
+from .data import assert_utc, at, enroll_many, race
 
 __all__ = ["EnrollmentSendMarksContract"]
 
@@ -31,13 +31,6 @@ class EnrollmentSendMarksContract(abc.ABC):
     @pytest.fixture
     def store(self) -> Any:
         return self.make_store()
-
-    @staticmethod
-    def _enrolled(store: Any, count: int) -> list[Enrollment]:
-        return [
-            store.enroll(make_enrollment(f"e{n}", opportunity_id=f"opp-{n}"))[0]
-            for n in range(count)
-        ]
 
     @staticmethod
     def _full(store: Any, enrollment: Enrollment) -> Enrollment:
@@ -64,7 +57,7 @@ class EnrollmentSendMarksContract(abc.ABC):
         assert isinstance(store, EnrollmentSendMarks)
 
     def test_marks_the_flag_alone_and_says_which(self, store: Any) -> None:
-        e0, e1, e2 = self._enrolled(store, 3)
+        e0, e1, e2 = enroll_many(store, 3)
         full = self._full(store, e0)
         moved = store.update(e1.model_copy(update={"visit": 3}))  # e1 read before: stale
         when = at(hours=2)
@@ -85,7 +78,7 @@ class EnrollmentSendMarksContract(abc.ABC):
         assert store.mark_sending([], at=when) == []
 
     def test_a_mark_is_a_compare_and_set_with_update(self, store: Any) -> None:
-        (e0,) = self._enrolled(store, 1)
+        (e0,) = enroll_many(store, 1)
         assert store.mark_sending([("e0", 1)], at=at(hours=1)) == [True]
         with pytest.raises(StaleWriteError):  # read before the mark
             store.update(e0.model_copy(update={"visit": 2}))
@@ -96,7 +89,7 @@ class EnrollmentSendMarksContract(abc.ABC):
         assert store.get("e0") == moved
 
     def test_an_ended_enrollment_is_not_marked(self, store: Any) -> None:
-        (e0,) = self._enrolled(store, 1)
+        (e0,) = enroll_many(store, 1)
         ended = store.update(
             e0.model_copy(update={"state": EnrollmentState.GOAL_REACHED, "ended_at": at(hours=1)})
         )
@@ -104,7 +97,7 @@ class EnrollmentSendMarksContract(abc.ABC):
         assert store.get("e0") == ended
 
     def test_bad_input_is_refused_and_nothing_written(self, store: Any) -> None:
-        (e0,) = self._enrolled(store, 1)
+        (e0,) = enroll_many(store, 1)
         good = ("e0", 1)
         bad_marks: list[Any] = [
             "e0",
@@ -135,7 +128,7 @@ class EnrollmentSendMarksContract(abc.ABC):
         assert store.get("e0").updated_at == at(hours=1)
 
     def test_concurrent_marks_one_wins_per_enrollment(self, store: Any) -> None:
-        enrolled = self._enrolled(store, 4)
+        enrolled = enroll_many(store, 4)
         threads = 6
 
         def mark(n: int) -> list[tuple[str, bool]]:
