@@ -599,6 +599,41 @@ def test_a_big_index_adds_almost_nothing_for_the_collector_to_walk() -> None:
     assert added < 50_000 / 100  # the chunks are untracked tuples; only the two lists remain
 
 
+def test_one_young_collection_untracks_new_activities_and_the_chunks_holding_them() -> None:
+    """A new activity's row, its index keys (which hold the row) and the chunks holding them
+    are all untracked by the first young collection, so none reaches the oldest generation for
+    every full collection to walk (each young collection untracked one level of them before)."""
+    repo = FastActivityRepository()
+
+    def add(n: int) -> None:
+        repo.add(
+            make_activity(
+                f"a{n:05d}",
+                opportunity_id=f"opp-{n % 97}",
+                assigned_to=f"rep-{n % 7}",
+                due_date=at(hours=n % 40),
+                metadata={"automationRuleId": "rule-1"},
+            )
+        )
+
+    for n in range(1500):
+        add(n)
+    for _ in range(4):
+        gc.collect()  # the store and its first chunks settled in the oldest generation
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for n in range(1500, 1600):
+            add(n)
+        gc.collect(0)  # one young collection; its survivors are now in the middle generation
+        tuples = [o for o in gc.get_objects(generation=1) if type(o) is tuple]
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert len(tuples) < 10, len(tuples)  # before: about 750 (the keys and their chunks)
+    assert len(repo.list(ActivityFilter(opportunity_id="opp-3")).items) == 17
+
+
 @settings(max_examples=examples(100), deadline=None)
 @given(
     ops=st.lists(

@@ -15,17 +15,55 @@ to ``SortedList`` on random operations. Changing a chunk builds a new tuple (a c
 ``2 * load`` pointers, each one's reference count touched). The default load, 64, keeps that
 copy short (an insert costs about 1.4x ``SortedList.add``; with 512 it cost 3.5x) while a
 million keys still make only about 10,000 chunks for the collector to see.
+
+**New keys are held until the collector has seen them.** CPython untracks a tuple in a young
+collection only when its items are untracked already, and it looks at the young objects in an
+order where an object referenced only from inside the young generation (a new row, referenced
+by a new key; a new key, referenced by a new chunk) comes *after* what references it: each
+collection untracks one level (the row, then the key, then the chunk), while the survivors are
+promoted, so many chunks reached the oldest generation still tracked and each full collection
+read every key of each of them (``docs/benchmarks.md``, "Growth"). So the indexes keep a
+reference to every key and value they take in :data:`_NEW`, a list outside the young
+generation, until the next collection ends (a :data:`gc.callbacks` hook empties it): referenced
+from outside, new objects keep the order they were made in (a row before its keys, a key before
+its chunk), and one young collection untracks them all. The list holds at most
+:data:`_NEW_LIMIT` objects (a host that disables the collector or raises its thresholds only
+loses the effect, never memory).
 """
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 __all__ = ["ChunkedIndex", "ChunkedMap"]
 
 K = TypeVar("K")
+
+_NEW: Final[list[object]] = []
+"""Keys and values taken since the last collection (see the module docstring)."""
+_NEW_LIMIT: Final = 100_000
+
+
+def _collected(phase: str, info: dict[str, int]) -> None:
+    """A :data:`gc.callbacks` hook: a collection has seen the new objects; let them go."""
+    if phase == "stop":
+        _NEW.clear()
+
+
+def _watch_collections() -> None:
+    if _collected not in gc.callbacks:
+        gc.callbacks.append(_collected)
+
+
+def _hold(item: object) -> None:
+    """Keep ``item`` referenced until the next collection (see the module docstring)."""
+    new = _NEW
+    new.append(item)
+    if len(new) > _NEW_LIMIT:
+        new.clear()
 
 
 class ChunkedIndex(Generic[K]):
@@ -40,6 +78,7 @@ class ChunkedIndex(Generic[K]):
         self._chunks: list[tuple[K, ...]] = []
         self._maxes: list[K] = []  # the last key of each chunk
         self._len = 0
+        _watch_collections()
 
     def __len__(self) -> int:
         return self._len
@@ -54,6 +93,7 @@ class ChunkedIndex(Generic[K]):
 
     def add(self, key: K) -> None:
         """Insert ``key`` after any equal keys."""
+        _hold(key)
         chunks, maxes = self._chunks, self._maxes
         if not chunks:
             chunks.append((key,))
@@ -177,6 +217,7 @@ class ChunkedMap(Generic[V]):
         pair = self._pair(key)
         if pair is not None:
             self._index.remove(pair)
+        _hold(value)  # made before the pair that holds it, so untracked before it
         self._index.add((key, value))
 
     def pop(self, key: str) -> V:
