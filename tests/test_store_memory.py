@@ -550,6 +550,7 @@ _BOUND = st.none() | st.tuples(st.integers(-1, 41)) | _KEYS
 @settings(max_examples=examples(150), deadline=None)
 @given(
     load=st.integers(2, 6),
+    span=st.integers(2, 4),
     ops=st.lists(st.tuples(st.sampled_from(["add", "remove"]), _KEYS), max_size=150),
     ranges=st.lists(
         st.tuples(_BOUND, _BOUND, st.booleans(), st.booleans(), st.booleans()), max_size=6
@@ -557,6 +558,7 @@ _BOUND = st.none() | st.tuples(st.integers(-1, 41)) | _KEYS
 )
 def test_the_chunked_index_behaves_like_a_sorted_list(
     load: int,
+    span: int,
     ops: list[tuple[str, tuple[int, str]]],
     ranges: list[tuple[Any, Any, bool, bool, bool]],
 ) -> None:
@@ -565,7 +567,7 @@ def test_the_chunked_index_behaves_like_a_sorted_list(
     from leadflow.stores.memory.fast.chunks import ChunkedIndex
 
     reference: SortedList[tuple[int, str]] = SortedList()
-    index: ChunkedIndex[tuple[int, str]] = ChunkedIndex(load=load)
+    index: ChunkedIndex[tuple[int, str]] = ChunkedIndex(load=load, span=span)
     for op, key in ops:
         if op == "add":
             reference.add(key)
@@ -579,10 +581,14 @@ def test_the_chunked_index_behaves_like_a_sorted_list(
                 reference.remove(key)
                 index.remove(key)
         assert list(index) == list(reference) and len(index) == len(reference)
+        assert index.first() == (reference[0] if reference else None)
     for low, high, low_in, high_in, reverse in ranges:
         expected = reference.irange(low, high, inclusive=(low_in, high_in), reverse=reverse)
         got = index.irange(low, high, inclusive=(low_in, high_in), reverse=reverse)
         assert list(got) == list(expected)
+        if low is not None:
+            above = list(reference.irange(low, None))
+            assert index.ceiling(low) == (above[0] if above else None)
 
 
 def test_a_big_index_adds_almost_nothing_for_the_collector_to_walk() -> None:
@@ -596,7 +602,26 @@ def test_a_big_index_adds_almost_nothing_for_the_collector_to_walk() -> None:
         return index
 
     added = _tracked_after(build)
-    assert added < 50_000 / 100  # the chunks are untracked tuples; only the two lists remain
+    assert added < 50_000 / 100  # the chunks are untracked tuples; only the index's lists remain
+
+
+def test_a_full_collection_reads_a_few_pointers_per_thousand_keys_of_an_index() -> None:
+    """What a full collection walks of a big index: its three lists of blocks, one pointer per
+    block of chunks (two per chunk of about a hundred keys before)."""
+    from leadflow.stores.memory.fast.chunks import ChunkedIndex
+
+    gc.freeze()
+    try:
+        index: ChunkedIndex[tuple[int, str]] = ChunkedIndex()
+        for n in range(50_000):
+            index.add(((n * 7919) % 50_000, f"id-{n}"))
+        gc.collect()
+        gc.collect()
+        walked = sum(len(gc.get_referents(o)) for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert walked < 50_000 / 500, walked  # before the blocks: about 1,000
+    assert [key[0] for key in index.irange((10,), (12,))] == [10, 11]
 
 
 def test_one_young_collection_untracks_new_activities_and_the_chunks_holding_them() -> None:

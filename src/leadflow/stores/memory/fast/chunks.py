@@ -13,8 +13,15 @@ It offers the part of ``SortedList``'s interface the stores use (``add``, ``remo
 ``irange``, iteration, ``len``) with the same semantics; ``tests/test_store_memory.py`` holds it
 to ``SortedList`` on random operations. Changing a chunk builds a new tuple (a copy of at most
 ``2 * load`` pointers, each one's reference count touched). The default load, 64, keeps that
-copy short (an insert costs about 1.4x ``SortedList.add``; with 512 it cost 3.5x) while a
-million keys still make only about 10,000 chunks for the collector to see.
+copy short (an insert costs about 1.4x ``SortedList.add``; with 512 it cost 3.5x).
+
+**The chunks are kept in blocks**, tuples of up to ``2 * span`` chunks (with the last key of
+each chunk in a tuple beside it), so the lists the collector does walk hold one pointer per
+block: a million keys in chunks of about 96 are about 10,000 chunks, but about 230 blocks, and
+a full collection reads three pointers per block (the block, its chunks' last keys, its own
+last key) instead of two per chunk. An insert then rebuilds the block's tuple too (and the
+tuple of last keys when a chunk's last key changes): about 10% more per insert at random
+places, up to 1.8x when every key goes last (``docs/benchmarks.md``, "Growth").
 
 **New keys are held until the collector has seen them.** CPython untracks a tuple in a young
 collection only when its items are untracked already, and it looks at the young objects in an
@@ -67,16 +74,19 @@ def _hold(item: object) -> None:
 
 
 class ChunkedIndex(Generic[K]):
-    """A sorted multiset of keys in immutable chunks (see the module docstring)."""
+    """A sorted multiset of keys in immutable chunks, the chunks in immutable blocks (see the
+    module docstring)."""
 
-    __slots__ = ("_chunks", "_len", "_load", "_maxes")
+    __slots__ = ("_blocks", "_chunk_maxes", "_len", "_load", "_maxes", "_span")
 
-    def __init__(self, load: int = 64) -> None:
-        if load < 2:
-            raise ValueError("load must be at least 2")
+    def __init__(self, load: int = 64, span: int = 32) -> None:
+        if load < 2 or span < 2:
+            raise ValueError("load and span must be at least 2")
         self._load = load
-        self._chunks: list[tuple[K, ...]] = []
-        self._maxes: list[K] = []  # the last key of each chunk
+        self._span = span
+        self._blocks: list[tuple[tuple[K, ...], ...]] = []
+        self._chunk_maxes: list[tuple[K, ...]] = []  # per block: the last key of each chunk
+        self._maxes: list[K] = []  # the last key of each block
         self._len = 0
         _watch_collections()
 
@@ -84,69 +94,101 @@ class ChunkedIndex(Generic[K]):
         return self._len
 
     def __iter__(self) -> Iterator[K]:
-        for chunk in list(self._chunks):
-            yield from chunk
+        for block in list(self._blocks):
+            for chunk in block:
+                yield from chunk
 
     def first(self) -> K | None:
         """The smallest key, or None when empty."""
-        return self._chunks[0][0] if self._chunks else None
+        return self._blocks[0][0][0] if self._blocks else None
 
     def add(self, key: K) -> None:
         """Insert ``key`` after any equal keys."""
-        _hold(key)
-        chunks, maxes = self._chunks, self._maxes
-        if not chunks:
-            chunks.append((key,))
+        new = _NEW  # _hold(key), inline: this is the stores' most frequent call
+        new.append(key)
+        if len(new) > _NEW_LIMIT:
+            new.clear()
+        blocks, maxes = self._blocks, self._maxes
+        self._len += 1
+        if not blocks:
+            blocks.append(((key,),))
+            self._chunk_maxes.append((key,))
             maxes.append(key)
-            self._len = 1
             return
         i = bisect_right(maxes, key)  # type: ignore[call-overload]
         if i == len(maxes):
             i -= 1
-        chunk = chunks[i]
-        j = bisect_right(chunk, key)
-        chunk = (*chunk[:j], key, *chunk[j:])
+        block, chunk_maxes = blocks[i], self._chunk_maxes[i]
+        j = bisect_right(chunk_maxes, key)
+        if j == len(chunk_maxes):
+            j -= 1
+        chunk = block[j]
+        k = bisect_right(chunk, key)
+        chunk = (*chunk[:k], key, *chunk[k:])
         if len(chunk) > 2 * self._load:
             half = len(chunk) // 2
             first, second = chunk[:half], chunk[half:]
-            chunks[i : i + 1] = [first, second]
-            maxes[i : i + 1] = [first[-1], second[-1]]
+            block = (*block[:j], first, second, *block[j + 1 :])
+            chunk_maxes = (*chunk_maxes[:j], first[-1], second[-1], *chunk_maxes[j + 1 :])
+            if len(block) > 2 * self._span:
+                half = len(block) // 2
+                ends = chunk_maxes[:half], chunk_maxes[half:]
+                blocks[i : i + 1] = [block[:half], block[half:]]
+                self._chunk_maxes[i : i + 1] = ends
+                maxes[i : i + 1] = [ends[0][-1], ends[1][-1]]
+                return
         else:
-            chunks[i] = chunk
-            maxes[i] = chunk[-1]
-        self._len += 1
+            block = (*block[:j], chunk, *block[j + 1 :])
+            if k == len(chunk) - 1:  # the chunk's last key changed
+                chunk_maxes = (*chunk_maxes[:j], key, *chunk_maxes[j + 1 :])
+        blocks[i] = block
+        self._chunk_maxes[i] = chunk_maxes
+        maxes[i] = chunk_maxes[-1]
 
     def remove(self, key: K) -> None:
         """Remove one key equal to ``key``; ``ValueError`` if there is none."""
         maxes = self._maxes
         i = bisect_left(maxes, key)  # type: ignore[call-overload]
         if i < len(maxes):
-            chunk = self._chunks[i]
-            j = bisect_left(chunk, key)
-            if j < len(chunk) and chunk[j] == key:
-                rest = (*chunk[:j], *chunk[j + 1 :])
+            block, chunk_maxes = self._blocks[i], self._chunk_maxes[i]
+            j = bisect_left(chunk_maxes, key)
+            chunk = block[j]
+            k = bisect_left(chunk, key)
+            if chunk[k] == key:
+                rest = (*chunk[:k], *chunk[k + 1 :])
                 if rest:
-                    self._chunks[i] = rest
-                    maxes[i] = rest[-1]
+                    block = (*block[:j], rest, *block[j + 1 :])
+                    if k == len(rest):  # the chunk's last key went
+                        chunk_maxes = (*chunk_maxes[:j], rest[-1], *chunk_maxes[j + 1 :])
                 else:
-                    del self._chunks[i]
+                    block = (*block[:j], *block[j + 1 :])
+                    chunk_maxes = (*chunk_maxes[:j], *chunk_maxes[j + 1 :])
+                if block:
+                    self._blocks[i] = block
+                    self._chunk_maxes[i] = chunk_maxes
+                    maxes[i] = chunk_maxes[-1]
+                else:
+                    del self._blocks[i]
+                    del self._chunk_maxes[i]
                     del maxes[i]
                 self._len -= 1
                 return
         raise ValueError(f"{key!r} not in index")
 
-    def _position(self, key: Any, right: bool) -> tuple[int, int]:
-        """(chunk, offset) of the first key > ``key`` (``right``) or >= ``key``."""
+    def _position(self, key: Any, right: bool) -> tuple[int, int, int]:
+        """(block, chunk, offset) of the first key > ``key`` (``right``) or >= ``key``; the
+        block is ``len(self._blocks)`` when there is none."""
         search = bisect_right if right else bisect_left
         i = search(self._maxes, key)
         if i == len(self._maxes):
-            return i, 0
-        return i, search(self._chunks[i], key)
+            return i, 0, 0
+        j = search(self._chunk_maxes[i], key)  # the block's last key qualifies, so j is in it
+        return i, j, search(self._blocks[i][j], key)
 
     def ceiling(self, key: Any) -> K | None:
         """The smallest key >= ``key``, or None when there is none."""
-        i, j = self._position(key, False)
-        return None if i == len(self._chunks) else self._chunks[i][j]
+        i, j, k = self._position(key, False)
+        return None if i == len(self._blocks) else self._blocks[i][j][k]
 
     def irange(
         self,
@@ -158,20 +200,28 @@ class ChunkedIndex(Generic[K]):
         """The keys between ``minimum`` and ``maximum`` (None: unbounded), in order or
         ``reverse``d, as ``SortedList.irange``. The range is fixed when this is called: later
         changes to the index do not show in an iteration already begun."""
-        chunks = self._chunks
-        start = (0, 0) if minimum is None else self._position(minimum, not inclusive[0])
-        stop = (len(chunks), 0) if maximum is None else self._position(maximum, inclusive[1])
+        blocks = self._blocks
+        end = (len(blocks), 0, 0)
+        start = (0, 0, 0) if minimum is None else self._position(minimum, not inclusive[0])
+        stop = end if maximum is None else self._position(maximum, inclusive[1])
         if stop <= start:
             return iter(())
-        parts: list[tuple[K, ...]] = []
-        (i, j), (k, m) = start, stop
-        if i == k:
-            parts.append(chunks[i][j:m])
+        (i, j, k), (m, n, o) = start, stop
+        parts: list[tuple[K, ...]]
+        if (i, j) == (m, n):
+            parts = [blocks[i][j][k:o]]
         else:
-            parts.append(chunks[i][j:])
-            parts.extend(chunks[i + 1 : k])
-            if k < len(chunks) and m:
-                parts.append(chunks[k][:m])
+            parts = [blocks[i][j][k:]]
+            if i == m:
+                parts.extend(blocks[i][j + 1 : n])
+            else:
+                parts.extend(blocks[i][j + 1 :])
+                for block in blocks[i + 1 : m]:
+                    parts.extend(block)
+                if m < len(blocks):
+                    parts.extend(blocks[m][:n])
+            if m < len(blocks) and o:
+                parts.append(blocks[m][n][:o])
         if reverse:
             return (key for part in reversed(parts) for key in reversed(part))
         return (key for part in parts for key in part)
