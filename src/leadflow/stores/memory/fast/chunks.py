@@ -17,11 +17,11 @@ copy short (an insert costs about 1.4x ``SortedList.add``; with 512 it cost 3.5x
 
 **The chunks are kept in blocks**, tuples of up to ``2 * span`` chunks (with the last key of
 each chunk in a tuple beside it), so the lists the collector does walk hold one pointer per
-block: a million keys in chunks of about 96 are about 10,000 chunks, but about 230 blocks, and
-a full collection reads three pointers per block (the block, its chunks' last keys, its own
-last key) instead of two per chunk. An insert then rebuilds the block's tuple too (and the
-tuple of last keys when a chunk's last key changes): about 10% more per insert at random
-places, up to 1.8x when every key goes last (``docs/benchmarks.md``, "Growth").
+block: a million keys in chunks of about 96 are about 10,000 chunks but about 450 blocks
+(span 16), and a full collection reads three pointers per block (the block, its chunks' last
+keys, its own last key) instead of two per chunk. An insert then rebuilds the block's tuple
+too (and the tuple of last keys when a chunk's last key changes): at 200,000 keys about 10%
+more per insert at random places, about 1.7x (1.6 -> 2.7 us) when every key goes last.
 
 **New keys are held until the collector has seen them.** CPython untracks a tuple in a young
 collection only when its items are untracked already, and it looks at the young objects in an
@@ -79,7 +79,7 @@ class ChunkedIndex(Generic[K]):
 
     __slots__ = ("_blocks", "_chunk_maxes", "_len", "_load", "_maxes", "_span")
 
-    def __init__(self, load: int = 64, span: int = 32) -> None:
+    def __init__(self, load: int = 64, span: int = 16) -> None:
         if load < 2 or span < 2:
             raise ValueError("load and span must be at least 2")
         self._load = load
