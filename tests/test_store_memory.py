@@ -692,6 +692,44 @@ def test_the_chunked_map_behaves_like_a_dict(ops: list[tuple[str, str, int]]) ->
         assert list(chunked.items()) == sorted(reference.items())
 
 
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["put", "pop", "get"]),
+            st.sampled_from(["", "a", "b", "ab", "b\x00", "z"]),
+            st.integers(0, 9) | st.none(),
+        ),
+        max_size=80,
+    )
+)
+def test_the_chunked_rows_behave_like_a_dict_of_rows_by_their_first_value(
+    ops: list[tuple[str, str, int | None]],
+) -> None:
+    from leadflow.stores.memory.fast.chunks import ChunkedRows
+
+    reference: dict[str, tuple[str, int | None]] = {}
+    chunked: ChunkedRows[tuple[str, int | None]] = ChunkedRows()
+    for op, key, value in ops:
+        if op == "put":
+            reference[key] = (key, value)
+            chunked.put((key, value))  # a row of the same key, None or not, replaced
+        elif op == "pop":
+            if key in reference:
+                assert chunked.pop(key) == reference.pop(key)
+            else:
+                with pytest.raises(KeyError):
+                    chunked.pop(key)
+        else:
+            assert chunked.get(key) == reference.get(key)
+            assert (key in chunked) == (key in reference)
+            if key not in reference:
+                with pytest.raises(KeyError):
+                    chunked[key]
+        assert len(chunked) == len(reference)
+        assert list(chunked.items()) == sorted(reference.items())
+
+
 def test_recorded_arrivals_and_changes_are_invisible_to_the_garbage_collector() -> None:
     """In the fast variant: a lead's arrival and a status change are rows, not models (two
     tracked objects each: the model and its set of fields set); read back equal."""

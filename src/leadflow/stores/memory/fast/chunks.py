@@ -45,7 +45,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from typing import Any, Final, Generic, TypeVar
 
-__all__ = ["ChunkedIndex", "ChunkedMap"]
+__all__ = ["ChunkedIndex", "ChunkedMap", "ChunkedRows"]
 
 K = TypeVar("K")
 
@@ -285,3 +285,53 @@ class ChunkedMap(Generic[V]):
 
     def items(self) -> Iterator[tuple[str, V]]:
         return iter(self._index)
+
+
+R = TypeVar("R", bound=tuple[Any, ...])
+
+
+class ChunkedRows(Generic[R]):
+    """Rows (tuples) by their first value, a string, kept sorted in a :class:`ChunkedIndex`:
+    :class:`ChunkedMap` without a ``(key, value)`` pair per entry (56 bytes and one more object
+    per row), for rows that begin with their own key. The same dict operations: ``get``, ``in``,
+    ``[]``, ``pop``, ``del``, ``len``, ``items``; assignment is :meth:`put` (the key is the
+    row's first value)."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self) -> None:
+        self._index: ChunkedIndex[R] = ChunkedIndex()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self._index.ceiling((key,))  # (key,) sorts before every row beginning with key
+        return row if row is not None and row[0] == key else default
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __getitem__(self, key: str) -> R:
+        row = self.get(key)
+        if row is None:
+            raise KeyError(key)
+        return row  # type: ignore[no-any-return]
+
+    def put(self, row: R) -> None:
+        """Store ``row`` under its first value, replacing the row stored under it."""
+        old = self.get(row[0])
+        if old is not None:
+            self._index.remove(old)  # first: two rows of one key are never compared
+        self._index.add(row)
+
+    def pop(self, key: str) -> R:
+        row = self[key]
+        self._index.remove(row)
+        return row
+
+    def __delitem__(self, key: str) -> None:
+        self.pop(key)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def items(self) -> Iterator[tuple[str, R]]:
+        return ((row[0], row) for row in self._index)
