@@ -663,39 +663,6 @@ def test_one_young_collection_untracks_new_activities_and_the_chunks_holding_the
 @given(
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["set", "pop", "get"]),
-            st.sampled_from(["", "a", "b", "ab", "b\x00", "z"]),
-            st.integers(0, 9),
-        ),
-        max_size=80,
-    )
-)
-def test_the_chunked_map_behaves_like_a_dict(ops: list[tuple[str, str, int]]) -> None:
-    from leadflow.stores.memory.fast.chunks import ChunkedMap
-
-    reference: dict[str, tuple[int]] = {}
-    chunked: ChunkedMap[tuple[int]] = ChunkedMap()
-    for op, key, value in ops:
-        if op == "set":
-            reference[key] = (value,)
-            chunked[key] = (value,)
-        elif op == "pop":
-            if key in reference:
-                assert chunked.pop(key) == reference.pop(key)
-            else:
-                with pytest.raises(KeyError):
-                    chunked.pop(key)
-        else:
-            assert chunked.get(key) == reference.get(key)
-            assert (key in chunked) == (key in reference)
-        assert len(chunked) == len(reference)
-        assert list(chunked.items()) == sorted(reference.items())
-
-
-@settings(max_examples=examples(100), deadline=None)
-@given(
-    ops=st.lists(
-        st.tuples(
             st.sampled_from(["put", "pop", "get"]),
             st.sampled_from(["", "a", "b", "ab", "b\x00", "z"]),
             st.integers(0, 9) | st.none(),

@@ -30,12 +30,12 @@ by a new key; a new key, referenced by a new chunk) comes *after* what reference
 collection untracks one level (the row, then the key, then the chunk), while the survivors are
 promoted, so many chunks reached the oldest generation still tracked and each full collection
 read every key of each of them (``docs/benchmarks.md``, "Growth"). So the indexes keep a
-reference to every key and value they take in :data:`_NEW`, a list outside the young
-generation, until the next collection ends (a :data:`gc.callbacks` hook empties it): referenced
-from outside, new objects keep the order they were made in (a row before its keys, a key before
-its chunk), and one young collection untracks them all. The list holds at most
-:data:`_NEW_LIMIT` objects (a host that disables the collector or raises its thresholds only
-loses the effect, never memory).
+reference to every key they take (a row map's rows included) in :data:`_NEW`, a list outside
+the young generation, until the next collection ends (a :data:`gc.callbacks` hook empties
+it): referenced from outside, new objects keep the order they were made in (a row before its
+keys, a key before its chunk), and one young collection untracks them all. The list holds at
+most :data:`_NEW_LIMIT` objects (a host that disables the collector or raises its thresholds
+only loses the effect, never memory).
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from typing import Any, Final, Generic, TypeVar
 
-__all__ = ["ChunkedIndex", "ChunkedMap", "ChunkedRows"]
+__all__ = ["ChunkedIndex", "ChunkedRows"]
 
 K = TypeVar("K")
 
 _NEW: Final[list[object]] = []
-"""Keys and values taken since the last collection (see the module docstring)."""
+"""Keys taken since the last collection (see the module docstring)."""
 _NEW_LIMIT: Final = 100_000
 
 
@@ -63,14 +63,6 @@ def _collected(phase: str, info: dict[str, int]) -> None:
 def _watch_collections() -> None:
     if _collected not in gc.callbacks:
         gc.callbacks.append(_collected)
-
-
-def _hold(item: object) -> None:
-    """Keep ``item`` referenced until the next collection (see the module docstring)."""
-    new = _NEW
-    new.append(item)
-    if len(new) > _NEW_LIMIT:
-        new.clear()
 
 
 class ChunkedIndex(Generic[K]):
@@ -104,7 +96,7 @@ class ChunkedIndex(Generic[K]):
 
     def add(self, key: K) -> None:
         """Insert ``key`` after any equal keys."""
-        new = _NEW  # _hold(key), inline: this is the stores' most frequent call
+        new = _NEW  # held until the next collection (see the module docstring)
         new.append(key)
         if len(new) > _NEW_LIMIT:
             new.clear()
@@ -227,75 +219,19 @@ class ChunkedIndex(Generic[K]):
         return (key for part in parts for key in part)
 
 
-V = TypeVar("V")
-
-
-class ChunkedMap(Generic[V]):
-    """A map from string keys to values, kept as sorted ``(key, value)`` pairs in a
-    :class:`ChunkedIndex`: the collector does not walk it.
-
-    A plain dict of rows would do the same job in O(1), but CPython re-tracks a dict as soon as a
-    new (still tracked) tuple is stored in it and only untracks it again in a full collection, so
-    every full collection would walk a million entries. Lookups here cost a binary search.
-    Offers the dict operations the stores use: ``get``, ``in``, ``[]``, assignment, ``pop``,
-    ``del``, ``len``, ``items``.
-    """
-
-    __slots__ = ("_index",)
-
-    def __init__(self) -> None:
-        self._index: ChunkedIndex[tuple[str, V]] = ChunkedIndex()
-
-    def _pair(self, key: str) -> tuple[str, V] | None:
-        pair = self._index.ceiling((key,))  # (key,) sorts before every (key, value)
-        return pair if pair is not None and pair[0] == key else None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        pair = self._pair(key)
-        return default if pair is None else pair[1]
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._pair(key) is not None
-
-    def __getitem__(self, key: str) -> V:
-        pair = self._pair(key)
-        if pair is None:
-            raise KeyError(key)
-        return pair[1]
-
-    def __setitem__(self, key: str, value: V) -> None:
-        pair = self._pair(key)
-        if pair is not None:
-            self._index.remove(pair)
-        _hold(value)  # made before the pair that holds it, so untracked before it
-        self._index.add((key, value))
-
-    def pop(self, key: str) -> V:
-        pair = self._pair(key)
-        if pair is None:
-            raise KeyError(key)
-        self._index.remove(pair)
-        return pair[1]
-
-    def __delitem__(self, key: str) -> None:
-        self.pop(key)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def items(self) -> Iterator[tuple[str, V]]:
-        return iter(self._index)
-
-
 R = TypeVar("R", bound=tuple[Any, ...])
 
 
 class ChunkedRows(Generic[R]):
     """Rows (tuples) by their first value, a string, kept sorted in a :class:`ChunkedIndex`:
-    :class:`ChunkedMap` without a ``(key, value)`` pair per entry (56 bytes and one more object
-    per row), for rows that begin with their own key. The same dict operations: ``get``, ``in``,
-    ``[]``, ``pop``, ``del``, ``len``, ``items``; assignment is :meth:`put` (the key is the
-    row's first value)."""
+    a map without a ``(key, value)`` pair per entry (56 bytes and one more object per row), for
+    rows that begin with their own key.
+
+    A plain dict of rows would do the job in O(1), but CPython re-tracks a dict as soon as a new
+    (still tracked) tuple is stored in it and only untracks it again in a full collection, so
+    every full collection would walk a million entries. Lookups here cost a binary search.
+    Offers the dict operations the stores use: ``get``, ``in``, ``[]``, ``pop``, ``del``,
+    ``len``, ``items``; assignment is :meth:`put` (the key is the row's first value)."""
 
     __slots__ = ("_index",)
 

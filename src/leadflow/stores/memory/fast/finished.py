@@ -95,6 +95,8 @@ _RULE_ACTION_AT: Final = _EVENT_AT + len(_EVENT.names)
 _DELAY_AT: Final = _RULE_ACTION_AT + len(_RULE_ACTION.names)
 _END: Final = _DELAY_AT + len(_DELAY.names)
 _NO_RULE_ACTION: Final = (None,) * (_END - _RULE_ACTION_AT)
+if _ACTION.names[0] != "action_id":  # the store keeps the rows by their first value
+    raise AssertionError("a finished action's row must begin with its id")
 DUE_AT: Final = _ACTION.names.index("due_at")
 STATE: Final = _ACTION.names.index("state")
 """Where a row holds its due time, its state (the value: ``"done"``) and its idempotency key."""

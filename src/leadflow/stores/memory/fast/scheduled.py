@@ -44,7 +44,7 @@ from ...checks import (
     is_handed_over,
     lease_end,
 )
-from .chunks import ChunkedIndex, ChunkedMap
+from .chunks import ChunkedIndex, ChunkedRows
 from .finished import DUE_AT, KEY, STATE, Row, freeze, thaw
 
 __all__ = ["FastScheduledActionStore"]
@@ -125,7 +125,7 @@ class FastScheduledActionStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: dict[str, ScheduledAction] = {}
-        self._finished: ChunkedMap[_Finished] = ChunkedMap()
+        self._finished: ChunkedRows[_Finished] = ChunkedRows()  # by id, a row's first value
         self._by_key: dict[str, str] = {}
         self._pending: dict[int, SortedList[_Key]] = {}
         self._leases: dict[int, SortedList[_Key]] = {}
@@ -440,7 +440,7 @@ class FastScheduledActionStore:
     def _put(self, action: ScheduledAction) -> None:
         action_id = action.action_id
         if action.state in FINISHED_STATES:
-            self._finished[action_id] = freeze(action)
+            self._finished.put(freeze(action))
             finished_at = action.finished_at or action.updated_at or action.created_at
             self._by_finish.add((finished_at, action_id))
             return
