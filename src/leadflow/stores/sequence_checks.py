@@ -208,8 +208,9 @@ def _built(cls: type[_H], state: dict[str, object], fields_set: set[str]) -> _H:
 def checked_moves(moves: object) -> list[tuple[EnrollmentHead, list[StepRecord]]]:
     """The moves of :meth:`~leadflow.ports.sequences.EnrollmentSteps.move_many`: a sequence of
     at most ``MAX_BATCH`` ``(head, records)`` pairs, each id once, each head's containers
-    checked (as :func:`checked_enrollment`; not one the runtime handed over), at most
-    ``HISTORY_LIMIT`` step records each, else :class:`InvalidInputError` naming ``moves``."""
+    checked (as :func:`checked_enrollment`), at most ``HISTORY_LIMIT`` step records each, else
+    :class:`InvalidInputError` naming ``moves``. A head the runtime handed over is taken as it
+    is, and so is the list of records it built with it."""
     if not isinstance(moves, Sequence) or isinstance(moves, str | bytes):
         raise InvalidInputError(
             f"expected a sequence of (enrollment head, records), got {type(moves).__name__}",
@@ -227,7 +228,11 @@ def checked_moves(moves: object) -> list[tuple[EnrollmentHead, list[StepRecord]]
             raise InvalidInputError(
                 f"expected an EnrollmentHead, got {type(head).__name__}", field="moves"
             )
-        if not is_handed_over(head):
+        if is_handed_over(head):
+            if type(records) is list and len(records) <= HISTORY_LIMIT:
+                checked.append((head, records))  # the runtime's, built with its head
+                continue
+        else:
             _check_head(head, "moves")
         if (
             isinstance(records, str | bytes)

@@ -12,9 +12,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
+    String,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -61,7 +64,10 @@ class StepRows:
                 literal_column("'[]'::jsonb"),
             )
         else:
-            aggregated = func.json_group_array(func.json_array(s.position, func.json(s.record)))
+            # ``[[position, record], ...]`` from the stored texts as they are (no JSON
+            # function parses the records again).
+            pairs = func.group_concat(func.printf("[%d,%s]", s.position, s.record), ",")
+            aggregated = func.printf("[%s]", func.coalesce(pairs, ""))
         self.history = type_coerce(
             select(aggregated).where(mine).correlate(tables.enrollments).scalar_subquery(),
             Document,
@@ -69,7 +75,24 @@ class StepRows:
         self._steps_of = select(e.enrollment_id, e.steps).where(
             e.enrollment_id.in_(bindparam("w_ids", expanding=True))
         )
-        self._insert = insert(tables.enrollment_steps)
+        # An enrollment's new records as one JSON array, split into rows by the database (one
+        # parameter set an enrollment, its records encoded at once, as its document is).
+        records = bindparam("records", type_=Document)
+        first = bindparam("first", type_=BigInteger)
+        if dialect == "postgresql":
+            each = (
+                func.jsonb_array_elements(records)
+                .table_valued("value", with_ordinality="n")
+                .render_derived(name="each")
+            )
+            position = first + each.c.n
+        else:
+            each = func.json_each(records).table_valued("key", "value")
+            position = first + each.c.key + 1
+        self._insert = insert(tables.enrollment_steps).from_select(
+            ["enrollment_id", "position", "record"],
+            select(cast(bindparam("w_id"), String), position, each.c.value),
+        )
         self._delete = delete(tables.enrollment_steps).where(
             s.enrollment_id == bindparam("w_id"), s.position <= bindparam("upto")
         )
@@ -91,15 +114,15 @@ class StepRows:
 
     def write(self, connection: Connection, writes: Iterable[StepWrite]) -> None:
         """Each of ``writes`` (see :data:`StepWrite`): one ``DELETE`` executemany of the rows
-        behind, one multi-row ``INSERT`` of the new ones."""
+        behind, one ``INSERT ... SELECT`` executemany of the new ones (each enrollment's records
+        a JSON array the database splits: ``json_each`` on SQLite, ``jsonb_array_elements``
+        on PostgreSQL)."""
         rows: list[dict[str, Any]] = []
         behind: list[dict[str, Any]] = []
         for enrollment_id, steps, records, replace in writes:
-            first = steps - len(records)
-            rows += [
-                {"enrollment_id": enrollment_id, "position": first + n, "record": r.to_document()}
-                for n, r in enumerate(records, start=1)
-            ]
+            if records:
+                rows.append({"w_id": enrollment_id, "first": steps - len(records),
+                             "records": [record.to_document() for record in records]})  # fmt: skip
             upto = _ALL if replace else (steps - HISTORY_LIMIT if records else 0)
             if upto > 0:
                 behind.append({"w_id": enrollment_id, "upto": upto})
