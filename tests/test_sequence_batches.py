@@ -188,13 +188,13 @@ def test_a_move_that_cannot_be_written_fails_alone(storage: Any) -> None:
     broken = {"o3"}
 
     def refuse(name: str, args: tuple[Any, ...], __: dict[str, Any]) -> None:
-        [given] = args  # the moves together (update_many), or one at a time (update)
-        for enrollment in given if name == "update_many" else [given]:
+        [given] = args  # the moves together (move_many), or one at a time (update)
+        for enrollment in [head for head, _ in given] if name == "move_many" else [given]:
             if enrollment.opportunity_id in broken and enrollment.visit == 2:
                 raise StorageError("disk full")
 
     real = flow.sequencer.enrollments
-    flow.sequencer.enrollments = Tripwire(real, before={"update": refuse, "update_many": refuse})
+    flow.sequencer.enrollments = Tripwire(real, before={"update": refuse, "move_many": refuse})
     report = flow.run_due()
     assert (report.succeeded, report.failed) == (5, 1)
     assert _where(flow, "o3") == (1, "first", True, EnrollmentState.ACTIVE)
@@ -230,13 +230,13 @@ def test_a_batch_is_read_and_marked_in_one_call_each_and_a_goal_in_between_wins(
         if not flow.storage.enrollments.list(state=EnrollmentState.GOAL_REACHED):  # type: ignore[union-attr]
             flow.handle(won(clock, "o3"))
 
-    wired = Tripwire(flow.sequencer.enrollments, after={"get_many": goal})
+    wired = Tripwire(flow.sequencer.enrollments, after={"get_heads": goal})
     flow.sequencer.enrollments = wired
     report = flow.run_due()
     assert (report.claimed, report.succeeded) == (6, 6)
     # One read; one write of the marks (the flag alone), one of the five moves on.
-    assert (wired.calls["get_many"], wired.calls["mark_sending"]) == (1, 1)
-    assert wired.calls["update_many"] == 1
+    assert (wired.calls["get_heads"], wired.calls["mark_sending"]) == (1, 1)
+    assert wired.calls["move_many"] == 1
     assert wired.calls["get"] == 1  # o3 read again alone, after its mark failed
     [o3] = [run for run in report.runs if run.idempotency_key.startswith("seq:") and
             "ended before the send began" in str(run.note)]  # fmt: skip
@@ -257,7 +257,7 @@ def test_a_move_whose_compare_and_set_fails_in_the_batch_is_read_again_and_decid
 ) -> None:
     """While the batch's handlers run, o2's enrollment is written (its revision moves on, it
     stays at its visit) and o3 reaches its goal (its send had begun). The batch's moves are one
-    ``update_many``; o2's and o3's compare-and-sets fail there, each is read again: o2 still
+    ``move_many``; o2's and o3's compare-and-sets fail there, each is read again: o2 still
     stands at the visit and moves on, o3 ended and does not; the four others moved in the
     batch's write. o3's e-mail went out (its send began before the goal), nothing after."""
     flow, messenger = _entered(storage)
@@ -280,8 +280,8 @@ def test_a_move_whose_compare_and_set_fails_in_the_batch_is_read_again_and_decid
     report = flow.run_due()
     assert (report.claimed, report.succeeded) == (6, 6)
     # One read and one write for the marks, one write for the moves; o2 and o3 read again.
-    assert (wired.calls["get_many"], wired.calls["mark_sending"]) == (1, 1)
-    assert wired.calls["update_many"] == 1
+    assert (wired.calls["get_heads"], wired.calls["mark_sending"]) == (1, 1)
+    assert wired.calls["move_many"] == 1
     assert wired.calls["get"] == 2  # o2 and o3
     assert wired.calls["update"] == 2  # o3's goal, o2 moved alone
     for opp in OPPORTUNITIES:

@@ -6,7 +6,8 @@ the column with 0 for every existing action, which a claim pinned to partition 0
 cancellation columns beside existing activities and lets a cancelled one free its open key;
 0008 (analytics) adds the fact tables (lead arrivals, status changes, completions); 0009
 (first contacts) adds each opportunity's first contact, filled from the completions there;
-0010 (completion sums) indexes the completions there for their sums.
+0010 (completion sums) indexes the completions there for their sums; 0011 (enrollment steps)
+moves the step records out of the enrollments' documents into rows of their own.
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -24,7 +25,7 @@ from sqlalchemy import inspect, text
 
 from leadflow import ActivityState, OpenActivityExistsError
 from leadflow.records import ScheduledAction
-from leadflow.sequences import EnrollmentState
+from leadflow.sequences import EnrollmentHead, EnrollmentState, StepRecord
 from leadflow.stores.sql import (
     SqlDatabase,
     SqlRuleRepository,
@@ -195,7 +196,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0010"
+    assert migrate(database) == head_revision() == "0011"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -218,9 +219,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0010"
-    assert migrate(database) == "0010"  # again: nothing to do
-    assert current_revision(database) == "0010"
+    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == "0011"  # again: nothing to do
+    assert current_revision(database) == "0011"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -242,7 +243,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0010"
+    assert migrate(database) == head_revision() == "0011"
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -286,7 +287,7 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
                 for activity, opportunity, kind, hours in completions
             ],
         )
-    assert migrate(database) == head_revision() == "0010"
+    assert migrate(database) == head_revision() == "0011"
     with database.read() as connection:
         kept = connection.execute(
             sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
@@ -321,7 +322,7 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
                 due_at=at(hours=2),
             )
         )
-    assert migrate(database) == head_revision() == "0010"
+    assert migrate(database) == head_revision() == "0011"
     inspector = inspect(database.engine)
     indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
     assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
@@ -333,3 +334,54 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
     [bob] = analytics.completion_groups(at(), at(hours=4), by="assigned_to")
     assert (bob.completed, bob.with_due, bob.on_time, bob.opportunities) == (3, 3, 2, 3)
     assert bob.median_seconds_to_complete == 2 * 3600.0
+
+
+def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    tables = database.tables
+    assert migrate(database, "0010") == "0010"
+    records = [
+        StepRecord(visit=n, step_id=f"s{n}", kind="wait", at=at(minutes=n), outcome="waited")
+        for n in range(3)
+    ]
+    old = [
+        make_enrollment("e0", history=records, visit=3, step_id="s2", revision=4),
+        make_enrollment("e1", opportunity_id="o1"),  # no record
+    ]
+    old_table = sa.Table(  # the enrollments as 0007 made them (the history in the document)
+        tables.enrollments.name,
+        sa.MetaData(schema=tables.schema),
+        *(sa.Column(c.name, c.type) for c in tables.enrollments.c if c.name != "steps"),
+    )
+    with database.engine.begin() as connection:
+        connection.execute(
+            old_table.insert(),
+            [
+                {
+                    "enrollment_id": e.enrollment_id, "sequence_id": e.sequence_id,
+                    "sequence_version": e.sequence_version, "opportunity_id": e.opportunity_id,
+                    "state": e.state.value, "revision": e.revision, "enrolled_at": e.enrolled_at,
+                    "updated_at": None, "ended_at": None, "document": e.to_document(),
+                }
+                for e in old
+            ],
+        )  # fmt: skip
+    assert migrate(database) == head_revision() == "0011"
+    store = at_0001.enrollments
+    assert store is not None
+    assert store.get("e0") == old[0] and store.get("e1") == old[1]
+    with database.read() as connection:
+        documents = connection.execute(sa.select(tables.enrollments.c.document)).scalars().all()
+        steps = connection.execute(
+            sa.select(tables.enrollments.c.enrollment_id, tables.enrollments.c.steps)
+        ).all()
+    assert all("history" not in document for document in documents)
+    assert sorted(steps) == [("e0", 3), ("e1", 0)]
+    # A step appends after the records moved; the history reads back whole and in order.
+    head = EnrollmentHead.model_validate(
+        {k: v for k, v in store.get("e0").model_dump().items() if k != "history"}
+    )
+    more = StepRecord(visit=3, step_id="s3", kind="wait", at=at(hours=1), outcome="waited")
+    [moved] = store.move_many([(head, [more])])  # type: ignore[attr-defined]
+    assert moved is not None
+    assert store.get("e0").history == [*records, more]

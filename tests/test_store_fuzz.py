@@ -34,6 +34,7 @@ from leadflow.sequences import EnrollmentState, SequenceStatus
 from leadflow.stores.memory import memory_storage
 from leadflow.stores.memory.fast import fast_memory_storage
 from leadflow.stores.mongo import mongo_storage
+from leadflow.stores.sequence_checks import head_of
 from leadflow.testing.contracts import (
     BASE_TIME,
     at,
@@ -116,6 +117,9 @@ _VALID_BY_METHOD: dict[tuple[str, str], dict[str, Any]] = {
     ("analytics", "lead_sums"): {"width": None},  # a width goes with by="bucket"
     ("enrollments", "list"): {"state": EnrollmentState.ACTIVE},
     ("enrollments", "mark_sending"): {"marks": [("enr-1", 1)], "at": BASE_TIME},
+    ("enrollments", "move_many"): {
+        "moves": [(head_of(make_enrollment("enr-1", opportunity_id="opp-1")), [])]
+    },
     ("scheduled", "list"): {"state": ScheduledActionState.PENDING},
     ("jobs", "finish_slot"): {"state": SlotState.SUCCEEDED},
     ("analytics", "completion_groups"): {"by": "assigned_to"},

@@ -61,6 +61,7 @@ TABLES = {
     "job_values",
     "sequences",
     "enrollments",
+    "enrollment_steps",
     "lead_arrivals",
     "lead_contacts",
     "status_changes",

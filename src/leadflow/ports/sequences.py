@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ..sequences.definition import SequenceDefinition, SequenceStatus
-from ..sequences.enrollment import Enrollment, EnrollmentState
+from ..sequences.enrollment import Enrollment, EnrollmentHead, EnrollmentState, StepRecord
 
 __all__ = [
     "MAX_BATCH",
     "EnrollmentBatches",
     "EnrollmentSendMarks",
+    "EnrollmentSteps",
     "EnrollmentStore",
     "SequenceRepository",
 ]
@@ -160,4 +161,37 @@ class EnrollmentSendMarks(Protocol):
         first, none stored, ended). At most :data:`MAX_BATCH`, each id once, revisions of at
         least 1, ``at`` timezone-aware, else :class:`~leadflow.InvalidInputError` (nothing
         written)."""
+        ...
+
+
+# --------------------------------------------------------------------------- steps
+# Optional: a store that has this lets the sequencer read a claimed batch's enrollments and move
+# them on without their step history (``isinstance(store, EnrollmentSteps)``): a step then costs
+# the same whatever the history's length. One that has not is read with
+# :meth:`EnrollmentBatches.get_many` and moved with :meth:`EnrollmentBatches.update_many`.
+
+
+@runtime_checkable
+class EnrollmentSteps(Protocol):
+    """Enrollments read and moved on without their history: the moves *append* step records
+    (the store keeps the newest :data:`~leadflow.sequences.enrollment.HISTORY_LIMIT`)."""
+
+    def get_heads(self, enrollment_ids: Sequence[str]) -> dict[str, EnrollmentHead]:
+        """The stored enrollments among ``enrollment_ids`` as heads (every field but the
+        history, which is neither read nor returned), by id; as
+        :meth:`EnrollmentBatches.get_many` otherwise (an unknown id left out, one given twice
+        read once, at most :data:`MAX_BATCH` ids, else :class:`~leadflow.InvalidInputError`)."""
+        ...
+
+    def move_many(
+        self, moves: Sequence[tuple[EnrollmentHead, Sequence[StepRecord]]]
+    ) -> builtins.list[EnrollmentHead | None]:
+        """For each ``(head, records)``: the compare-and-set of :meth:`EnrollmentStore.update`
+        on ``head.revision`` (the same refusals), writing every field of ``head`` (a head's
+        history, when given an :class:`~leadflow.sequences.Enrollment`, is not looked at) and
+        appending ``records`` to the stored history, of which the newest 200 are kept (the
+        oldest dropped). In order: each one stored as a head (``revision + 1``), or None
+        where ``update`` would have refused it (that one not written, the others are). At
+        most :data:`MAX_BATCH`, each id once, at most 200 records each, else
+        :class:`~leadflow.InvalidInputError` (nothing written)."""
         ...

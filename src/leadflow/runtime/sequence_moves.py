@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from ..clock import ensure_utc
 from ..errors import StaleWriteError
@@ -31,15 +31,15 @@ from ..ports import (
     ScheduledActionStore,
     UnitOfWork,
 )
-from ..ports.sequences import EnrollmentBatches, EnrollmentSendMarks
+from ..ports.sequences import EnrollmentBatches, EnrollmentSendMarks, EnrollmentSteps
 from ..records import ActionKind, DuplicatePolicy, ScheduledAction
 from ..rules.sequencing import SequenceProgram, Stop
 from ..sequences import (
     ActionStep,
     Enrollment,
+    EnrollmentHead,
     EnrollmentState,
     StepRecord,
-    WaitForEventStep,
 )
 from ..stores.checks import handed_over
 from .emitter import Emitter
@@ -51,7 +51,10 @@ from .sequence_parts import (
     capped_history,
     explanation,
     hops,
+    moved,
+    moved_to,
     payload,
+    recorded,
     send_begun,
     step_key,
     store_visits,
@@ -61,6 +64,7 @@ from .settings import FlowSettings
 __all__ = ["Move", "Moves"]
 
 _CAS_TRIES: Final = 20
+_H = TypeVar("_H", bound=EnrollmentHead)
 
 
 class Moves:
@@ -93,7 +97,7 @@ class Moves:
 
     def advance(
         self,
-        enrollment: Enrollment,
+        enrollment: EnrollmentHead,
         program: SequenceProgram,
         trigger: Event | None,
         *,
@@ -116,12 +120,16 @@ class Moves:
     def advance_many(self, moves: Sequence[Move]) -> list[bool]:
         """:meth:`advance` on each of ``moves`` (at most one per enrollment) with their writes
         batched: every next visit stored in one store call where the scheduled-action store
-        can (:class:`~leadflow.ports.BatchScheduling`), then every enrollment moved in one
+        can (:class:`~leadflow.ports.BatchScheduling`), then every enrollment moved in one:
+        its step records appended where the store can
+        (:class:`~leadflow.ports.sequences.EnrollmentSteps`: the history neither read nor
+        written again), else its record replaced
         (:class:`~leadflow.ports.sequences.EnrollmentBatches`). A compare-and-set that fails
         there is settled as :meth:`advance` settles it: read again, moved if the enrollment
         still stands where it did (else False). Without the batch methods, one at a time."""
         store = self.enrollments
-        if len(moves) < 2 or not isinstance(store, EnrollmentBatches):
+        steps = isinstance(store, EnrollmentSteps)
+        if len(moves) < 2 or not (steps or isinstance(store, EnrollmentBatches)):
             return [
                 self.advance(m.enrollment, m.program, m.trigger, cause=m.cause,
                              outcome=m.outcome, stop=m.stop)
@@ -142,24 +150,31 @@ class Moves:
         stored = dict(
             zip((a.action_id for a in visits), store_visits(self._scheduled, visits), strict=True)
         )
-        changes: list[tuple[Enrollment, str | None]] = []
+        changes: list[tuple[EnrollmentHead, list[StepRecord], str | None]] = []
         for index, move in enumerate(planned):
             if move.stored is not None:
                 move = planned[index] = dataclasses.replace(
                     move, stored=stored[move.stored.action_id]
                 )
             if move.enrollment.active:
-                changes.append(self._change(move.enrollment, move))
+                changes.append(moved(move.enrollment, move))
         # Built here from the records as read (held by nobody outside the runtime): handed over.
-        changed_list = [changed for changed, _ in changes]
-        written = iter(handed_over(store.update_many, changed_list, *changed_list))
+        changed_list = [changed for changed, _, _ in changes]
+        written: Iterator[EnrollmentHead | None]
+        if isinstance(store, EnrollmentSteps):  # the records appended, the history left alone
+            pairs = [(changed, records) for changed, records, _ in changes]
+            written = iter(handed_over(store.move_many, pairs, *changed_list))
+        else:  # read whole (heads are read only from a store with EnrollmentSteps)
+            assert isinstance(store, EnrollmentBatches)
+            whole = [recorded(_whole(c), records) for c, records, _ in changes]
+            written = iter(handed_over(store.update_many, whole, *whole))
         done = iter(changes)
         results: list[bool] = []
         for move in planned:
             if not move.enrollment.active:
                 results.append(False)
                 continue
-            updated, (_, reason) = next(written), next(done)
+            updated, (_, _, reason) = next(written), next(done)
             if updated is None:  # changed since it was read: settled on its own
                 current = store.get(move.enrollment.enrollment_id)
                 results.append(self._settle(move, current))
@@ -172,7 +187,7 @@ class Moves:
 
     def _where(
         self,
-        enrollment: Enrollment,
+        enrollment: EnrollmentHead,
         program: SequenceProgram,
         trigger: Event | None,
         outcome: str,
@@ -195,16 +210,35 @@ class Moves:
             )  # fmt: skip
         return context, stop
 
-    def _settle(self, move: Planned, current: Enrollment) -> bool:
+    def _whole(self, enrollment: EnrollmentHead) -> Enrollment:
+        """``enrollment`` with its history: as it is if it has one, else read again (a head
+        read without it: :class:`~leadflow.ports.sequences.EnrollmentSteps`), which a
+        compare-and-set on the head's revision then settles."""
+        if isinstance(enrollment, Enrollment):
+            return enrollment
+        return self.enrollments.get(enrollment.enrollment_id)
+
+    def as_read(self, enrollment: EnrollmentHead) -> Enrollment:
+        """``enrollment`` with its history, as it was read (:class:`~leadflow.
+        StaleWriteError` if it changed since)."""
+        whole = self._whole(enrollment)
+        if whole.revision != enrollment.revision:
+            raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} changed: re-read it")
+        return whole
+
+    def _settle(self, move: Planned, current: EnrollmentHead) -> bool:
         """Move ``current`` (``move.enrollment`` as read now) to the stored visit
         (compare-and-set, retried on a stale read while it stands where it did)."""
         enrollment = move.enrollment
         for _ in range(_CAS_TRIES):
             if not current.active or current.visit != enrollment.visit:
                 return False
+            if not isinstance(current, Enrollment):  # a head: read whole, looked at again
+                current = self._whole(current)
+                continue
             try:
-                changed, reason = self._change(current, move)
-                self._after(self.enrollments.update(changed), reason)
+                changed, records, reason = moved(current, move)
+                self._after(self.enrollments.update(recorded(changed, records)), reason)
             except StaleWriteError:
                 current = self.enrollments.get(enrollment.enrollment_id)
                 continue
@@ -213,13 +247,13 @@ class Moves:
             return True
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
 
-    def _after(self, updated: Enrollment, reason: str | None) -> None:
+    def _after(self, updated: EnrollmentHead, reason: str | None) -> None:
         if reason is not None:
             self._emit("sequence.completed", payload(updated, {"reason": reason}))
 
     def _store_visit(
         self,
-        enrollment: Enrollment,
+        enrollment: EnrollmentHead,
         program: SequenceProgram,
         stop: Stop,
         visit: int,
@@ -234,7 +268,7 @@ class Moves:
 
     def _visit_action(
         self,
-        enrollment: Enrollment,
+        enrollment: EnrollmentHead,
         program: SequenceProgram,
         stop: Stop,
         visit: int,
@@ -284,66 +318,6 @@ class Moves:
             self._templates[version] = action
         return action
 
-    def _change(self, current: Enrollment, move: Planned) -> tuple[Enrollment, str | None]:
-        """``current`` moved as ``move`` says, and the reason it completed (None: it goes on
-        to the stored visit)."""
-        stop, stored, visit, now = move.stop, move.stored, move.visit, move.now
-        version = current.sequence_version
-        records = [
-            StepRecord(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
-                       outcome=h.outcome, why=h.why[:2000], version=version)
-            for h in hops(stop, stored)
-        ]  # fmt: skip
-        if stored is None:
-            new_context = {k: v for k, v in move.context.items() if k in ("entry", "event")}
-            reason = stop.end_reason or "completed"
-            records.append(
-                StepRecord(visit=visit, step_id=stop.hops[-1].step_id if stop.hops else "-",
-                           kind="end", at=now, outcome="completed", why=stop.why, version=version)
-            )  # fmt: skip
-            changed = current._evolve(
-                state=EnrollmentState.COMPLETED, end_reason=reason, visit=visit, step_id=None,
-                sending=False, waiting_for=None, ended_at=now, updated_at=now,
-                variants={**current.variants, **stop.variants}, context=new_context,
-                history=capped_history(current.history, records),
-            )  # fmt: skip
-            return changed, reason
-        assert stored.step_id is not None
-        changed = self._moved_to(current, move.program, stop, stored.step_id, visit,
-                                 move.outcome, move.context, now, records)  # fmt: skip
-        return changed, None
-
-    def _moved_to(
-        self,
-        current: Enrollment,
-        program: SequenceProgram,
-        stop: Stop,
-        step_id: str,
-        visit: int,
-        outcome: str,
-        context: Mapping[str, Any],
-        now: datetime,
-        records: list[StepRecord],
-    ) -> Enrollment:
-        """``current`` at visit ``visit`` of step ``step_id`` (its records after ``records``)."""
-        version = current.sequence_version
-        new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
-        step = program.definition.step(step_id)
-        waiting = step.event_type if isinstance(step, WaitForEventStep) else None
-        why = stop.why if step_id == stop.step_id else "stored first by another writer"
-        records.append(
-            StepRecord(visit=visit, step_id=step_id, kind=step.kind, at=now,
-                       outcome="scheduled", why=f"after {outcome}: {why}", version=version)
-        )  # fmt: skip
-        variants = current.variants
-        if step_id == stop.step_id:
-            variants = {**variants, **stop.variants}
-        return current._evolve(
-            visit=visit, step_id=step_id, sending=False, waiting_for=waiting,
-            variants=variants, context=new_context, updated_at=now,
-            history=capped_history(current.history, records),
-        )  # fmt: skip
-
     def first(
         self, enrollment: Enrollment, program: SequenceProgram, event: Event, now: datetime
     ) -> tuple[Enrollment, Stop] | None:
@@ -362,9 +336,9 @@ class Moves:
                        why=h.why[:2000], version=enrollment.sequence_version)
             for h in hops(stop, None)
         ]  # fmt: skip
-        moved = self._moved_to(enrollment, program, stop, stop.step_id, 1, "enrolled", context,
-                               now, records)  # fmt: skip
-        return moved, stop
+        at_first = moved_to(enrollment, program, stop, stop.step_id, 1, "enrolled", context,
+                            now, records)  # fmt: skip
+        return recorded(at_first, records), stop
 
     def store_first(
         self, enrollment: Enrollment, program: SequenceProgram, stop: Stop, cause: Event
@@ -381,7 +355,7 @@ class Moves:
 
     def end(
         self,
-        enrollment: Enrollment,
+        enrollment: EnrollmentHead,
         state: EnrollmentState,
         reason: str,
         *,
@@ -396,6 +370,9 @@ class Moves:
         for _ in range(_CAS_TRIES):
             if not current.active:
                 return None
+            if not isinstance(current, Enrollment):  # a head: read whole, looked at again
+                current = self._whole(current)
+                continue
             record = StepRecord(
                 visit=current.visit, step_id=current.step_id or "-", kind="end", at=now,
                 outcome=state.value, why=reason[:2000], version=current.sequence_version,
@@ -419,7 +396,9 @@ class Moves:
             return updated
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
 
-    def begin_send(self, enrollment: Enrollment, action: ScheduledAction) -> Enrollment | None:
+    def begin_send(
+        self, enrollment: EnrollmentHead, action: ScheduledAction
+    ) -> EnrollmentHead | None:
         """Mark the visit's send begun (compare-and-set); None when the enrollment ended or
         moved on first (a goal stored before the send began wins)."""
         current = enrollment
@@ -428,6 +407,9 @@ class Moves:
                 return None
             if current.sending:
                 return current  # a rerun after a crash: the send began before
+            if not isinstance(current, Enrollment):  # a head: read whole, looked at again
+                current = self._whole(current)
+                continue
             try:
                 return self.enrollments.update(current._evolve(sending=True, updated_at=self.now()))
             except StaleWriteError:
@@ -435,8 +417,8 @@ class Moves:
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
 
     def begin_sends(
-        self, visits: Sequence[tuple[Enrollment, ScheduledAction]]
-    ) -> list[Enrollment | None]:
+        self, visits: Sequence[tuple[EnrollmentHead, ScheduledAction]]
+    ) -> list[EnrollmentHead | None]:
         """:meth:`begin_send` on each (enrollment as read, its visit's action), the
         compare-and-sets of those not begun yet in one store call where the store can
         (:class:`~leadflow.ports.sequences.EnrollmentBatches`); one that fails there (its
@@ -446,7 +428,7 @@ class Moves:
         marks = isinstance(store, EnrollmentSendMarks)
         if not marks and not isinstance(store, EnrollmentBatches):
             return [self.begin_send(enrollment, action) for enrollment, action in visits]
-        begun: list[Enrollment | None] = []
+        begun: list[EnrollmentHead | None] = []
         writes: list[int] = []
         for index, (enrollment, action) in enumerate(visits):
             if (
@@ -460,7 +442,7 @@ class Moves:
                 writes.append(index)
         if writes:
             now = self.now()
-            written: Sequence[Enrollment | None]
+            written: Sequence[EnrollmentHead | None]
             if isinstance(store, EnrollmentSendMarks):  # the flag alone, not the records
                 read = [visits[i][0] for i in writes]
                 done = store.mark_sending([(e.enrollment_id, e.revision) for e in read], at=now)
@@ -468,15 +450,19 @@ class Moves:
                     send_begun(e, now) if ok else None for e, ok in zip(read, done, strict=True)
                 ]
             else:
-                changed = [visits[i][0]._evolve(sending=True, updated_at=now) for i in writes]
                 assert isinstance(store, EnrollmentBatches)
-                written = handed_over(store.update_many, changed, *changed)  # as in advance_many
+                read = [visits[i][0] for i in writes]
+                if all(isinstance(e, Enrollment) for e in read):
+                    changed = [_whole(e)._evolve(sending=True, updated_at=now) for e in read]
+                    written = handed_over(store.update_many, changed, *changed)  # as advance_many
+                else:  # heads: each marked on its own, read whole (see begin_send)
+                    written = [None] * len(read)
             for index, stored in zip(writes, written, strict=True):
                 enrollment, action = visits[index]
                 begun[index] = stored if stored is not None else self.begin_send(enrollment, action)
         return begun
 
-    def cancel_visit(self, enrollment: Enrollment, now: datetime) -> None:
+    def cancel_visit(self, enrollment: EnrollmentHead, now: datetime) -> None:
         """Cancel the ended enrollment's pending visit (where the store can; otherwise it is
         skipped when it comes due). A visit already claimed finishes as skipped; one whose
         send began (a failed attempt waiting for its retry) is left to complete."""
@@ -497,3 +483,9 @@ class Moves:
             return
         with self._emit.held(), units():
             yield
+
+
+def _whole(enrollment: EnrollmentHead) -> Enrollment:
+    """``enrollment``, which is whole where this is called (a head would lose its history)."""
+    assert isinstance(enrollment, Enrollment), "an enrollment read without its history"
+    return enrollment

@@ -1,7 +1,8 @@
 """The parts of the sequencer that face the recipient and the records: the recipient's time
 zone and the context branches read (through the opportunity gateway), the daily caps on
 messages (through the counter store), the ``enroll`` action's settings, the keys of
-enrollments and visits, a batch's visits stored, and the small record helpers."""
+enrollments and visits, a batch's visits stored, what a move changes in an enrollment and the
+step records it appends, and the small record helpers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
@@ -28,7 +29,16 @@ from ..ports import (
 )
 from ..records import ScheduledAction
 from ..rules.sequencing import Hop, SequenceProgram, Stop, Zone
-from ..sequences import ActionStep, BranchStep, Enrollment, SequenceDefinition, StepRecord
+from ..sequences import (
+    ActionStep,
+    BranchStep,
+    Enrollment,
+    EnrollmentHead,
+    EnrollmentState,
+    SequenceDefinition,
+    StepRecord,
+    WaitForEventStep,
+)
 from ..sequences.enrollment import HISTORY_LIMIT
 from ..stores.checks import handed_over
 from .context import ActionContext
@@ -47,6 +57,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("leadflow")
+
+_H = TypeVar("_H", bound=EnrollmentHead)
 
 MESSAGE_TYPES: Final = frozenset({"send_email", "send_sms"})
 """Action types that message the contact: what the daily caps count."""
@@ -118,7 +130,7 @@ class Recipients:
         return zone
 
     def context(
-        self, enrollment: Enrollment, program: SequenceProgram, event: Event | None
+        self, enrollment: EnrollmentHead, program: SequenceProgram, event: Event | None
     ) -> dict[str, Any]:
         """What branches read: the entry event, the latest matched event and (when the
         sequence branches) the opportunity's fields from the gateway."""
@@ -138,7 +150,11 @@ class Recipients:
         return context
 
     def capped(
-        self, enrollment: Enrollment, program: SequenceProgram, step: ActionStep, now: datetime
+        self,
+        enrollment: EnrollmentHead,
+        program: SequenceProgram,
+        step: ActionStep,
+        now: datetime,
     ) -> str | None:
         """Count a message step against the contact's daily caps (the flow's across all
         sequences, the sequence's own); the reason when one is reached, else None. A count is
@@ -166,7 +182,7 @@ class Move:
     """One enrollment to move on: the arguments of :meth:`Moves.advance`, for
     :meth:`Moves.advance_many`."""
 
-    enrollment: Enrollment
+    enrollment: EnrollmentHead
     program: SequenceProgram
     cause: Event
     outcome: str
@@ -179,7 +195,7 @@ class Planned:
     """A move worked out: where the enrollment (as read) stops next and the visit stored for
     it (None: it completes there)."""
 
-    enrollment: Enrollment
+    enrollment: EnrollmentHead
     program: SequenceProgram
     stop: Stop
     stored: ScheduledAction | None
@@ -198,7 +214,7 @@ class Visit:
 
     index: int
     ctx: ActionContext[Any]
-    enrollment: Enrollment
+    enrollment: EnrollmentHead
     program: SequenceProgram | None
     kind: Literal["send", "rerun", "timer", "deferred"]
     outcome: str | None = None
@@ -225,7 +241,7 @@ def store_visits(
     return stored
 
 
-def send_begun(enrollment: Enrollment, at: datetime) -> Enrollment:
+def send_begun(enrollment: _H, at: datetime) -> _H:
     """``enrollment`` (as read) as :meth:`~leadflow.ports.sequences.EnrollmentSendMarks.
     mark_sending` stores it: its send begun at ``at``, one revision on."""
     return enrollment._evolve(sending=True, updated_at=at, revision=enrollment.revision + 1)
@@ -242,13 +258,22 @@ def capped_history(history: list[StepRecord], more: list[StepRecord]) -> list[St
     return joined[-HISTORY_LIMIT:]
 
 
+def recorded(enrollment: _H, records: list[StepRecord]) -> _H:
+    """``enrollment`` with ``records`` appended to its history (the newest 200 kept) when it
+    is a whole :class:`~leadflow.sequences.Enrollment`; a head as it is (its store appends
+    them: :meth:`~leadflow.ports.sequences.EnrollmentSteps.move_many`)."""
+    if isinstance(enrollment, Enrollment):
+        return enrollment._evolve(history=capped_history(enrollment.history, records))
+    return enrollment
+
+
 def explanation(definition: SequenceDefinition, stop: Stop) -> str:
     path = " -> ".join(f"{h.step_id} ({h.why})" for h in stop.hops)
     head = f"sequence {definition.name!r} v{definition.version}, step {stop.step_id}"
     return f"{head}: {stop.why}" + (f"; via {path}" if path else "")
 
 
-def payload(enrollment: Enrollment, extra: Mapping[str, Any]) -> dict[str, Any]:
+def payload(enrollment: EnrollmentHead, extra: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "enrollmentId": enrollment.enrollment_id,
         "sequenceId": enrollment.sequence_id,
@@ -258,3 +283,64 @@ def payload(enrollment: Enrollment, extra: Mapping[str, Any]) -> dict[str, Any]:
         "stepId": enrollment.step_id,
         **{k: v for k, v in extra.items() if v is not None},
     }
+
+
+def moved(current: _H, move: Planned) -> tuple[_H, list[StepRecord], str | None]:
+    """``current`` moved as ``move`` says (its history as it was), the step records the
+    move appends to it (:func:`recorded`), and the reason it completed (None: it goes on
+    to the stored visit)."""
+    stop, stored, visit, now = move.stop, move.stored, move.visit, move.now
+    version = current.sequence_version
+    records = [
+        StepRecord(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
+                   outcome=h.outcome, why=h.why[:2000], version=version)
+        for h in hops(stop, stored)
+    ]  # fmt: skip
+    if stored is None:
+        new_context = {k: v for k, v in move.context.items() if k in ("entry", "event")}
+        reason = stop.end_reason or "completed"
+        records.append(
+            StepRecord(visit=visit, step_id=stop.hops[-1].step_id if stop.hops else "-",
+                       kind="end", at=now, outcome="completed", why=stop.why, version=version)
+        )  # fmt: skip
+        changed = current._evolve(
+            state=EnrollmentState.COMPLETED, end_reason=reason, visit=visit, step_id=None,
+            sending=False, waiting_for=None, ended_at=now, updated_at=now,
+            variants={**current.variants, **stop.variants}, context=new_context,
+        )  # fmt: skip
+        return changed, records, reason
+    assert stored.step_id is not None
+    changed = moved_to(current, move.program, stop, stored.step_id, visit,
+                             move.outcome, move.context, now, records)  # fmt: skip
+    return changed, records, None
+
+
+def moved_to(
+    current: _H,
+    program: SequenceProgram,
+    stop: Stop,
+    step_id: str,
+    visit: int,
+    outcome: str,
+    context: Mapping[str, Any],
+    now: datetime,
+    records: list[StepRecord],
+) -> _H:
+    """``current`` at visit ``visit`` of step ``step_id`` (its history as it was; the
+    record of that visit appended to ``records``)."""
+    version = current.sequence_version
+    new_context = {k: v for k, v in context.items() if k in ("entry", "event")}
+    step = program.definition.step(step_id)
+    waiting = step.event_type if isinstance(step, WaitForEventStep) else None
+    why = stop.why if step_id == stop.step_id else "stored first by another writer"
+    records.append(
+        StepRecord(visit=visit, step_id=step_id, kind=step.kind, at=now,
+                   outcome="scheduled", why=f"after {outcome}: {why}", version=version)
+    )  # fmt: skip
+    variants = current.variants
+    if step_id == stop.step_id:
+        variants = {**variants, **stop.variants}
+    return current._evolve(
+        visit=visit, step_id=step_id, sending=False, waiting_for=waiting,
+        variants=variants, context=new_context, updated_at=now,
+    )  # fmt: skip

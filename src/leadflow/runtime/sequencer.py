@@ -58,13 +58,14 @@ from ..ports import (
     SequenceRepository,
     UnitOfWork,
 )
-from ..ports.sequences import EnrollmentBatches
+from ..ports.sequences import EnrollmentBatches, EnrollmentSteps
 from ..ports.storage import SeparateSteps
 from ..rules.sequencing import SequenceProgram
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
     ActionStep,
     Enrollment,
+    EnrollmentHead,
     EnrollmentState,
     Reenrollment,
     SequenceStatus,
@@ -344,27 +345,32 @@ class Sequencer:
             outcomes[visit.index] = visit.failed if visit.failed is not None else visit.note
         return outcomes
 
-    def _read(self, contexts: Sequence[ActionContext[Any]]) -> dict[str, Enrollment] | None:
-        """The enrollments of a batch's visits in one read where the store can (None: each
-        visit reads its own; so does every visit when that read fails)."""
+    def _read(self, contexts: Sequence[ActionContext[Any]]) -> dict[str, EnrollmentHead] | None:
+        """The enrollments of a batch's visits in one read where the store can, without their
+        histories where it can (:class:`~leadflow.ports.sequences.EnrollmentSteps`: a step
+        then neither reads nor writes the history); None: each visit reads its own, and so
+        does every visit when that read fails."""
         store = self.enrollments
-        if len(contexts) < 2 or not isinstance(store, EnrollmentBatches):
-            return None
-        ids = [ctx.scheduled.enrollment_id for ctx in contexts]
+        ids = [i for i in (ctx.scheduled.enrollment_id for ctx in contexts) if i is not None]
         try:
-            return store.get_many([i for i in ids if i is not None])
+            if len(contexts) > 1 and isinstance(store, EnrollmentSteps):
+                return store.get_heads(ids)
+            if len(contexts) > 1 and isinstance(store, EnrollmentBatches):
+                return dict(store.get_many(ids))
+            return None
         except Exception:
             log.warning("reading a batch's enrollments failed: one at a time now", exc_info=True)
             return None
 
     def _look(
-        self, ctx: ActionContext[Any], index: int, read: dict[str, Enrollment] | None = None
+        self, ctx: ActionContext[Any], index: int, read: dict[str, EnrollmentHead] | None = None
     ) -> str | Visit:
         """What a claimed visit does: a final note (skipped, held), or what is left to do.
         ``read``: the batch's enrollments read together (:meth:`_read`)."""
         action = ctx.scheduled
         assert action.enrollment_id is not None and action.step_id is not None
         found = None if read is None else read.get(action.enrollment_id)
+        enrollment: EnrollmentHead
         if found is not None:
             enrollment = found
         elif read is not None:
@@ -456,7 +462,7 @@ class Sequencer:
         self._marked(visit, self.moves.begin_send(visit.enrollment, visit.ctx.scheduled))
 
     @staticmethod
-    def _marked(visit: Visit, begun: Enrollment | None) -> None:
+    def _marked(visit: Visit, begun: EnrollmentHead | None) -> None:
         if begun is None:
             visit.note = "skipped: the enrollment ended before the send began"
             visit.final = True
@@ -489,10 +495,11 @@ class Sequencer:
             if visit.kind == "timer" and not ok:
                 visit.note = "skipped: moved on meanwhile"
 
-    def _hold(self, enrollment: Enrollment) -> str:
+    def _hold(self, enrollment: EnrollmentHead) -> str:
         """The sequence is paused: mark the visit held (resuming stores it again, due then)."""
         try:
-            self.enrollments.update(enrollment._evolve(held=True, updated_at=self.now()))
+            whole = self.moves.as_read(enrollment)
+            self.enrollments.update(whole._evolve(held=True, updated_at=self.now()))
         except StaleWriteError:
             current = self.enrollments.get(enrollment.enrollment_id)
             if current.active and current.visit == enrollment.visit and not current.held:

@@ -24,7 +24,7 @@ from .definition import (
     WaitForEventStep,
     WaitStep,
 )
-from .enrollment import ENDED_STATES, Enrollment, EnrollmentState, StepRecord
+from .enrollment import ENDED_STATES, Enrollment, EnrollmentHead, EnrollmentState, StepRecord
 
 __all__ = [
     "ENDED_STATES",
@@ -32,6 +32,7 @@ __all__ = [
     "BranchCase",
     "BranchStep",
     "Enrollment",
+    "EnrollmentHead",
     "EnrollmentState",
     "Entry",
     "ExitStep",

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, field_validator
 from ..documents import as_document
 from ..fields import EventTypeName, Id, Int64, Text, UtcDatetime, _Model, _Record
 
-__all__ = ["ENDED_STATES", "Enrollment", "EnrollmentState", "StepRecord"]
+__all__ = ["ENDED_STATES", "Enrollment", "EnrollmentHead", "EnrollmentState", "StepRecord"]
 
 HISTORY_LIMIT = 200
 """Step records an enrollment keeps (the oldest are dropped past it; the scheduled-action
@@ -53,17 +53,12 @@ class StepRecord(_Model):
     version: Int64 = Field(default=1, ge=1)
 
 
-class Enrollment(_Record):
-    """One opportunity in one sequence (see the module docstring).
-
-    ``step_id``/``visit``: where it stands (visit 0, no step: just enrolled); ``sending``: the
-    action step of this visit has begun (a goal stored later does not stop it; one stored
-    before does); ``held``: its visit came due while the sequence was paused (it runs when the
-    sequence is resumed); ``waiting_for``: the event type a ``wait_for_event`` step waits for;
-    ``variants``: the split variants taken (split step id -> variant name); ``context``: the
-    entry event's payload (``entry``) and the latest matched event's (``event``), what branch
-    conditions read; ``history``: the step records, oldest first (at most 200).
-    """
+class EnrollmentHead(_Record):
+    """An enrollment without its step history: what the sequencer reads and moves on a step
+    (:class:`~leadflow.ports.sequences.EnrollmentSteps`), so that a step costs the same
+    whatever the history's length. Not an :class:`Enrollment` (``isinstance`` says so, and it
+    has no ``history``): a head is never taken for an enrollment whose history is empty. Every
+    :class:`Enrollment` is a head too (its fields are the head's and ``history``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -79,7 +74,6 @@ class Enrollment(_Record):
     waiting_for: EventTypeName | None = None
     variants: dict[str, str] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
-    history: list[StepRecord] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     entry_event_id: Id | None = None
     enrolled_by: Id | None = None
     goal: Text | None = Field(default=None, max_length=200)
@@ -104,3 +98,24 @@ class Enrollment(_Record):
     @property
     def active(self) -> bool:
         return self.state is EnrollmentState.ACTIVE
+
+
+HEAD_FIELDS = tuple(EnrollmentHead.model_fields)
+"""The fields of :class:`EnrollmentHead`: every field of :class:`Enrollment` but ``history``."""
+
+
+class Enrollment(EnrollmentHead):
+    """One opportunity in one sequence (see the module docstring).
+
+    ``step_id``/``visit``: where it stands (visit 0, no step: just enrolled); ``sending``: the
+    action step of this visit has begun (a goal stored later does not stop it; one stored
+    before does); ``held``: its visit came due while the sequence was paused (it runs when the
+    sequence is resumed); ``waiting_for``: the event type a ``wait_for_event`` step waits for;
+    ``variants``: the split variants taken (split step id -> variant name); ``context``: the
+    entry event's payload (``entry``) and the latest matched event's (``event``), what branch
+    conditions read; ``history``: the step records, oldest first (at most 200).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    history: list[StepRecord] = Field(default_factory=list, max_length=HISTORY_LIMIT)

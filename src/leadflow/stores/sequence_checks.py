@@ -13,8 +13,8 @@ from ..clock import ensure_utc
 from ..documents import check_document, copy_document, plain
 from ..errors import InvalidInputError, InvalidStateError, StaleWriteError
 from ..ports.sequences import MAX_BATCH
-from ..sequences import Enrollment, StepRecord
-from ..sequences.enrollment import HISTORY_LIMIT
+from ..sequences import Enrollment, EnrollmentHead, StepRecord
+from ..sequences.enrollment import HEAD_FIELDS, HISTORY_LIMIT
 from .checks import check_id, is_handed_over
 
 __all__ = [
@@ -23,8 +23,11 @@ __all__ = [
     "checked_enrollment",
     "checked_ids",
     "checked_marks",
+    "checked_moves",
     "detached",
     "enum_member",
+    "head_of",
+    "with_history",
 ]
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -43,6 +46,17 @@ def enum_member(cls: type[_E], value: object, field: str) -> _E:
     raise InvalidInputError(f"expected one of {allowed}, got {value!r}", field=field)
 
 
+def _check_head(head: EnrollmentHead, field: str) -> None:
+    check_document(head.context, "context")
+    variants = head.variants
+    if (
+        not isinstance(variants, dict)
+        or len(variants) > 100
+        or not all(type(k) is str and type(v) is str for k, v in variants.items())
+    ):
+        raise InvalidInputError("split decisions: at most 100, step id -> name", field=field)
+
+
 def checked_enrollment(enrollment: object) -> Enrollment:
     """``enrollment`` once checked, not copied. The record is immutable and was validated when
     built (``model_copy(update=...)`` validates too); what a caller may have changed since is
@@ -56,14 +70,7 @@ def checked_enrollment(enrollment: object) -> Enrollment:
         raise InvalidInputError(
             f"expected an Enrollment, got {type(enrollment).__name__}", field="enrollment"
         )
-    check_document(enrollment.context, "context")
-    variants = enrollment.variants
-    if (
-        not isinstance(variants, dict)
-        or len(variants) > 100
-        or not all(type(k) is str and type(v) is str for k, v in variants.items())
-    ):
-        raise InvalidInputError("split decisions: at most 100, step id -> name", field="variants")
+    _check_head(enrollment, "variants")
     history = enrollment.history
     if (
         not isinstance(history, list)
@@ -74,7 +81,7 @@ def checked_enrollment(enrollment: object) -> Enrollment:
     return enrollment
 
 
-def check_change(old: Enrollment, new: Enrollment) -> None:
+def check_change(old: EnrollmentHead, new: EnrollmentHead) -> None:
     """What no update may do: a stale revision, a changed sequence or opportunity, an ended
     enrollment made active again."""
     if old.revision != new.revision:
@@ -166,3 +173,75 @@ def checked_marks(marks: object, at: object) -> tuple[list[tuple[str, int]], dat
     if not isinstance(at, datetime):
         raise InvalidInputError(f"expected a datetime, got {type(at).__name__}", field="at")
     return list(checked.items()), ensure_utc(at, "at")
+
+
+def head_of(enrollment: EnrollmentHead) -> EnrollmentHead:
+    """``enrollment``'s head (every field but the history), sharing no container with it:
+    what :meth:`~leadflow.ports.sequences.EnrollmentSteps.get_heads` hands back."""
+    state = {name: enrollment.__dict__[name] for name in HEAD_FIELDS}
+    state["context"] = copy_document(enrollment.context)
+    state["variants"] = dict(enrollment.variants)
+    return _built(EnrollmentHead, state, enrollment.model_fields_set - {"history"})
+
+
+def with_history(head: EnrollmentHead, history: list[StepRecord]) -> Enrollment:
+    """The enrollment of ``head`` with ``history`` (both checked already): not validated
+    again."""
+    state = {name: head.__dict__[name] for name in HEAD_FIELDS}
+    state["history"] = history
+    return _built(Enrollment, state, head.model_fields_set | {"history"})
+
+
+_H = TypeVar("_H", bound=EnrollmentHead)
+
+
+def _built(cls: type[_H], state: dict[str, object], fields_set: set[str]) -> _H:
+    """A ``cls`` of ``state`` (every field, checked already), as ``_evolve`` builds one."""
+    new = cls.__new__(cls)
+    object.__setattr__(new, "__dict__", state)
+    object.__setattr__(new, "__pydantic_extra__", None)
+    object.__setattr__(new, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(new, "__pydantic_private__", None)
+    return new
+
+
+def checked_moves(moves: object) -> list[tuple[EnrollmentHead, list[StepRecord]]]:
+    """The moves of :meth:`~leadflow.ports.sequences.EnrollmentSteps.move_many`: a sequence of
+    at most ``MAX_BATCH`` ``(head, records)`` pairs, each id once, each head's containers
+    checked (as :func:`checked_enrollment`), at most ``HISTORY_LIMIT`` step records each, else
+    :class:`InvalidInputError` naming ``moves``. A head the runtime handed over is taken as it
+    is, and so is the list of records it built with it."""
+    if not isinstance(moves, Sequence) or isinstance(moves, str | bytes):
+        raise InvalidInputError(
+            f"expected a sequence of (enrollment head, records), got {type(moves).__name__}",
+            field="moves",
+        )
+    if len(moves) > MAX_BATCH:
+        raise InvalidInputError(f"at most {MAX_BATCH} moves", field="moves")
+    checked: list[tuple[EnrollmentHead, list[StepRecord]]] = []
+    for move in moves:
+        if isinstance(move, str | bytes) or not isinstance(move, Sequence) or len(move) != 2:
+            raise InvalidInputError(f"expected (enrollment head, records), got {move!r}",
+                                    field="moves")  # fmt: skip
+        head, records = move
+        if not isinstance(head, EnrollmentHead):
+            raise InvalidInputError(
+                f"expected an EnrollmentHead, got {type(head).__name__}", field="moves"
+            )
+        if is_handed_over(head):
+            if type(records) is list and len(records) <= HISTORY_LIMIT:
+                checked.append((head, records))  # the runtime's, built with its head
+                continue
+        else:
+            _check_head(head, "moves")
+        if (
+            isinstance(records, str | bytes)
+            or not isinstance(records, Sequence)
+            or len(records) > HISTORY_LIMIT
+            or not all(isinstance(record, StepRecord) for record in records)
+        ):
+            raise InvalidInputError(f"at most {HISTORY_LIMIT} step records a move", field="moves")
+        checked.append((head, list(records)))
+    if len({head.enrollment_id for head, _ in checked}) != len(checked):
+        raise InvalidInputError("an enrollment given twice", field="moves")
+    return checked

@@ -20,10 +20,13 @@ from ...errors import (
 )
 from ...sequences import (
     Enrollment,
+    EnrollmentHead,
     EnrollmentState,
     SequenceDefinition,
     SequenceStatus,
+    StepRecord,
 )
+from ...sequences.enrollment import HISTORY_LIMIT
 from ..checks import (
     check_id,
     check_limit,
@@ -38,8 +41,11 @@ from ..sequence_checks import (
     checked_enrollment,
     checked_ids,
     checked_marks,
+    checked_moves,
     detached,
     enum_member,
+    head_of,
+    with_history,
 )
 
 __all__ = ["InMemoryEnrollmentStore", "InMemorySequenceRepository"]
@@ -163,12 +169,16 @@ class InMemoryEnrollmentStore:
             raise NotFoundError(f"no enrollment {checked.enrollment_id!r}")
         check_change(old, checked)
         stored = checked._evolve(revision=old.revision + 1)
+        self._store(stored)
+        return stored
+
+    def _store(self, stored: Enrollment) -> None:
+        """Keep ``stored`` over its record (checked against it); under the lock."""
         self._by_id[stored.enrollment_id] = stored
         if not stored.active:
             key = (stored.sequence_id, stored.opportunity_id)
             if self._active.get(key) == stored.enrollment_id:
                 del self._active[key]
-        return stored
 
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:
         opportunity_id = plain(opportunity_id)
@@ -250,6 +260,46 @@ class InMemoryEnrollmentStore:
                 )
                 written.append(True)
         return written
+
+    # ------------------------------------------------------------------ steps
+
+    def get_heads(self, enrollment_ids: Sequence[str]) -> dict[str, EnrollmentHead]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSteps`: under one lock, the heads
+        copied from the stored records (their histories not copied)."""
+        ids = checked_ids(enrollment_ids)
+        with self._lock:
+            found = [self._by_id.get(enrollment_id) for enrollment_id in ids]
+        return {e.enrollment_id: head_of(e) for e in found if e is not None}
+
+    def move_many(
+        self, moves: Sequence[tuple[EnrollmentHead, Sequence[StepRecord]]]
+    ) -> builtins.list[EnrollmentHead | None]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSteps`: under one lock, each moved
+        record the head's fields (a head the runtime handed over kept as it is, any other
+        copied) with the stored history and the records appended to it (a new list: no record
+        the store keeps is changed in place)."""
+        checked = checked_moves(moves)
+        stored: builtins.list[EnrollmentHead | None] = []
+        with self._lock:
+            for head, records in checked:
+                old = self._by_id.get(head.enrollment_id)
+                try:
+                    if old is None:
+                        raise NotFoundError(head.enrollment_id)
+                    check_change(old, head)
+                except (StaleWriteError, NotFoundError, InvalidStateError):
+                    stored.append(None)
+                    continue
+                handed = is_handed_over(head)
+                moved = head._evolve(revision=old.revision + 1)
+                if not handed or type(head) is not EnrollmentHead:
+                    moved = head_of(moved)  # a private copy of what came from outside
+                history = old.history
+                if records:
+                    history = [*history, *records][-HISTORY_LIMIT:]
+                self._store(with_history(moved, history))
+                stored.append(moved if handed else head_of(moved))
+        return stored
 
 
 def _checked(enrollment: object) -> Enrollment:

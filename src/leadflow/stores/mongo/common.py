@@ -33,6 +33,7 @@ __all__ = [
     "MongoStore",
     "MongoTarget",
     "bind",
+    "bson_precision",
     "checked_document",
     "conjoin",
     "enum_values",
@@ -133,6 +134,10 @@ def _bson_precision(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_bson_precision(v) for v in value]
     return value
+
+
+bson_precision = _bson_precision
+"""A document (or value) with its datetimes at BSON's millisecond precision."""
 
 
 def checked_document(model: Any, kind: type[M], field: str, **changes: Any) -> Document:

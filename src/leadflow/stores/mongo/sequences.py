@@ -35,20 +35,31 @@ from ...errors import (
     NotFoundError,
     StaleWriteError,
 )
-from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
+from ...sequences import (
+    Enrollment,
+    EnrollmentHead,
+    EnrollmentState,
+    SequenceDefinition,
+    SequenceStatus,
+    StepRecord,
+)
+from ...sequences.enrollment import HISTORY_LIMIT
 from ..checks import check_version, checked_version
 from ..sequence_checks import (
     check_change,
     checked_batch,
     checked_ids,
     checked_marks,
+    checked_moves,
     enum_member,
+    head_of,
 )
 from .common import (
     Document,
     MongoStore,
     MongoTarget,
     bind,
+    bson_precision,
     checked_document,
     ms,
     valid_id,
@@ -61,6 +72,10 @@ __all__ = ["MongoEnrollmentStore", "MongoSequenceRepository"]
 _ACTIVE: Final = EnrollmentState.ACTIVE.value
 _MAX_LIST: Final = 10_000
 _ENROLL_ATTEMPTS: Final = 20
+_HEAD_KEYS: Final = tuple(
+    field.alias or name for name, field in EnrollmentHead.model_fields.items()
+)
+_NO_HISTORY: Final = {"history": 0}
 
 
 class MongoSequenceRepository(MongoStore):
@@ -339,6 +354,55 @@ class MongoEnrollmentStore(MongoStore):
             == 1
             for enrollment_id, revision in checked
         ]
+
+    # ------------------------------------------------------------------ steps
+
+    @translated("enrollment_ids")
+    def get_heads(self, enrollment_ids: Sequence[str]) -> dict[str, EnrollmentHead]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSteps`: one ``find`` with ``$in``
+        and a projection that leaves the history out."""
+        ids = checked_ids(enrollment_ids)
+        if not ids:
+            return {}
+        cursor = self._collection.find({"enrollmentId": {"$in": ids}}, _NO_HISTORY)
+        found = (EnrollmentHead.from_document(document) for document in cursor)
+        return {head.enrollment_id: head for head in found}
+
+    @translated("moves")
+    def move_many(
+        self, moves: Sequence[tuple[EnrollmentHead, Sequence[StepRecord]]]
+    ) -> builtins.list[EnrollmentHead | None]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSteps`: for each, one
+        single-document ``update_one`` where the revision (and the rest :meth:`update`
+        checks) still match, that ``$set``s the head's fields (``$unset`` those it has not)
+        and ``$push``es the records onto the history with ``$each`` and ``$slice: -200``,
+        one after the other (as :meth:`update_many`)."""
+        checked = [  # every one checked before the first is written
+            (checked_document(head_of(head), EnrollmentHead, "moves"),
+             [bson_precision(record.to_document()) for record in records])
+            for head, records in checked_moves(moves)
+        ]  # fmt: skip
+        stored: builtins.list[EnrollmentHead | None] = []
+        for document, records in checked:
+            revision = int(document["revision"])
+            document["revision"] = revision + 1
+            expected: dict[str, Any] = {
+                "enrollmentId": document["enrollmentId"],
+                "revision": revision,
+                "sequenceId": document["sequenceId"],
+                "opportunityId": document["opportunityId"],
+            }
+            if document["state"] == _ACTIVE:  # an ended enrollment stays ended
+                expected["state"] = _ACTIVE
+            change: Document = {"$set": document}
+            unset = {key: "" for key in _HEAD_KEYS if key not in document}
+            if unset:
+                change["$unset"] = unset
+            if records:
+                change["$push"] = {"history": {"$each": records, "$slice": -HISTORY_LIMIT}}
+            written = self._collection.update_one(expected, change).matched_count == 1
+            stored.append(EnrollmentHead.from_document(document) if written else None)
+        return stored
 
     @translated("opportunity_id")
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:

@@ -1,17 +1,13 @@
-"""Sequences in SQL: :class:`~leadflow.ports.SequenceRepository` and
-:class:`~leadflow.ports.EnrollmentStore`, one table each (revision 0007).
-
-**Definitions.** One row per version (primary key ``(sequence_id, version)``), the definition as
-its document (JSON / JSONB) beside its ``status`` (the column is the truth: :meth:`set_status`
-changes only it). :meth:`SqlSequenceRepository.add` reads the highest stored version and
-inserts the next one in one transaction; two publishers of one version meet on the primary key
-(the loser gets :class:`~leadflow.DuplicateError`). Every write bumps the ``sequences`` row of
-``<prefix>stamps`` in its transaction, as rule writes bump ``rules``.
+"""Sequences in SQL: :class:`~leadflow.ports.SequenceRepository` (its definitions in
+:mod:`.sequence_definitions`, revision 0007) and :class:`~leadflow.ports.EnrollmentStore`
+(revisions 0007 and 0011).
 
 **Enrollments.** The record as its document beside the columns the queries and the checked
-writes use. A partial unique index on ``(sequence_id, opportunity_id) WHERE state = 'active'``
-keeps one active enrollment per pair: :meth:`SqlEnrollmentStore.enroll` is one ``INSERT ... ON
-CONFLICT DO NOTHING`` (the id or the pair taken: nothing inserted, the holder is read back), so
+writes use; its step history as rows of their own (:mod:`.enrollment_steps`), which a step
+appends to without reading or writing the rest (:meth:`SqlEnrollmentStore.move_many`). A
+partial unique index on ``(sequence_id, opportunity_id) WHERE state = 'active'`` keeps one
+active enrollment per pair: :meth:`SqlEnrollmentStore.enroll` is one ``INSERT ... ON CONFLICT
+DO NOTHING`` (the id or the pair taken: nothing inserted, the holder is read back), so
 concurrent entries store one. :meth:`SqlEnrollmentStore.update` is one ``UPDATE ... WHERE
 enrollment_id = :id AND revision = :revision`` that also re-checks what may not change; when it
 changes nothing, the stored row says why (not found, stale, or refused).
@@ -35,9 +31,7 @@ from sqlalchemy import (
     String,
     bindparam,
     cast,
-    exc,
     func,
-    insert,
     literal_column,
     select,
     update,
@@ -48,184 +42,52 @@ from sqlalchemy.dialects.postgresql import JSONB
 from ...documents import plain
 from ...errors import (
     ConflictError,
-    DuplicateError,
     InvalidInputError,
     NotFoundError,
     StaleWriteError,
 )
-from ...sequences import Enrollment, EnrollmentState, SequenceDefinition, SequenceStatus
-from ..checks import check_id, check_limit, check_model, check_version, checked_version
+from ...sequences import (
+    Enrollment,
+    EnrollmentHead,
+    EnrollmentState,
+    StepRecord,
+)
+from ..checks import (
+    check_id,
+    check_limit,
+    is_handed_over,
+)
 from ..sequence_checks import (
     check_change,
     checked_batch,
     checked_enrollment,
     checked_ids,
     checked_marks,
+    checked_moves,
     detached,
     enum_member,
+    head_of,
 )
 from .database import SqlDatabase
-from .errors import sql_errors, translated
+from .enrollment_steps import StepRows, StepWrite
+from .errors import translated
+from .sequence_definitions import SqlSequenceRepository
 from .types import encode_document
 
 __all__ = ["SqlEnrollmentStore", "SqlSequenceRepository"]
 
-_STAMP: Final = "sequences"  # the row of <prefix>stamps the repository bumps
 _ACTIVE: Final[ColumnElement[str]] = literal_column(f"'{EnrollmentState.ACTIVE.value}'")
 """As a SQL literal: the partial index applies only when a query repeats its term."""
 _MAX_LIST: Final = 10_000
 _ENROLL_ATTEMPTS: Final = 20
 
 
-def _sequence_id(value: object) -> str:
-    value = plain(value)
-    check_id(value, "sequence_id")
-    assert isinstance(value, str)
-    return value
-
-
-# --------------------------------------------------------------------------- definitions
-
-
-def _definition_values(definition: SequenceDefinition) -> dict[str, Any]:
-    return {
-        "sequence_id": definition.sequence_id,
-        "version": definition.version,
-        "status": definition.status.value,
-        "definition": definition.to_document(),
-        "created_at": definition.created_at,
-    }
-
-
-def _load_definition(row: Mapping[Any, Any]) -> SequenceDefinition:
-    return SequenceDefinition.from_document(
-        {**row["definition"], "version": row["version"], "status": row["status"]}
-    )
-
-
-class SqlSequenceRepository:
-    """:class:`~leadflow.ports.SequenceRepository` on the ``<prefix>sequences`` table of
-    ``database``."""
-
-    def __init__(self, database: SqlDatabase) -> None:
-        self._db = database
-        self._t = database.tables.sequences
-        stamps = database.tables.stamps
-        upsert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
-        self._bump = (
-            upsert(stamps)
-            .values(name=_STAMP, value=1)
-            .on_conflict_do_update(
-                index_elements=[stamps.c.name], set_={"value": stamps.c.value + 1}
-            )
-        )
-        self._read_stamp = select(stamps.c.value).where(stamps.c.name == _STAMP)
-        c = self._t.c
-        self._columns = (c.definition, c.version, c.status)
-
-    def add(self, definition: SequenceDefinition) -> SequenceDefinition:
-        checked = check_model(definition, SequenceDefinition, "definition")
-        c = self._t.c
-        highest_of = select(func.max(c.version)).where(c.sequence_id == checked.sequence_id)
-        with sql_errors("definition"):
-            try:
-                with self._db.write() as connection:
-                    highest = int(connection.execute(highest_of).scalar() or 0)
-                    if checked.version <= highest:
-                        raise DuplicateError(
-                            f"sequence {checked.sequence_id!r} version {checked.version} "
-                            "already exists"
-                        )
-                    if checked.version != highest + 1:
-                        raise StaleWriteError(
-                            f"sequence {checked.sequence_id!r} is at version {highest}: the "
-                            f"next version is {highest + 1}, not {checked.version}"
-                        )
-                    connection.execute(insert(self._t).values(_definition_values(checked)))
-                    connection.execute(self._bump)
-            except exc.IntegrityError as error:  # another publisher stored it first
-                raise DuplicateError(
-                    f"sequence {checked.sequence_id!r} version {checked.version} already exists"
-                ) from error
-        return checked
-
-    @translated("sequences")
-    def stamp(self) -> int:
-        """The ``sequences`` row of ``<prefix>stamps`` (0 if missing): one primary-key read."""
-        with self._db.read() as connection:
-            value = connection.execute(self._read_stamp).scalar()
-        return 0 if value is None else int(value)
-
-    def _fetch(self, statement: Select[Any]) -> builtins.list[SequenceDefinition]:
-        with self._db.read() as connection:
-            rows = connection.execute(statement).mappings().all()
-        return [_load_definition(row) for row in rows]
-
-    @translated("sequence_id")
-    def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
-        sequence_id = _sequence_id(sequence_id)
-        version = checked_version(version, "version")
-        c = self._t.c
-        statement = select(*self._columns).where(c.sequence_id == sequence_id)
-        if version is None:
-            statement = statement.order_by(c.version.desc()).limit(1)
-        else:
-            statement = statement.where(c.version == version)
-        found = self._fetch(statement)
-        if not found:
-            if version is None:
-                raise NotFoundError(f"no sequence {sequence_id!r}")
-            raise NotFoundError(f"sequence {sequence_id!r} has no version {version}")
-        return found[0]
-
-    @translated("sequence_id")
-    def versions(self, sequence_id: str) -> builtins.list[SequenceDefinition]:
-        sequence_id = _sequence_id(sequence_id)
-        c = self._t.c
-        return self._fetch(
-            select(*self._columns).where(c.sequence_id == sequence_id).order_by(c.version)
-        )
-
-    @translated("sequences")
-    def list(self) -> builtins.list[SequenceDefinition]:
-        c = self._t.c
-        current = (
-            select(c.sequence_id, func.max(c.version).label("version"))
-            .group_by(c.sequence_id)
-            .subquery()
-        )
-        statement = (
-            select(*self._columns)
-            .join(
-                current,
-                (c.sequence_id == current.c.sequence_id) & (c.version == current.c.version),
-            )
-            .order_by(c.sequence_id)
-        )
-        return self._fetch(statement)
-
-    @translated("status")
-    def set_status(
-        self, sequence_id: str, version: int, status: SequenceStatus
-    ) -> SequenceDefinition:
-        status = enum_member(SequenceStatus, status, "status")
-        sequence_id = _sequence_id(sequence_id)
-        version = check_version(version, "version")
-        c = self._t.c
-        where = (c.sequence_id == sequence_id, c.version == version)
-        statement = update(self._t).where(*where).values(status=status.value)
-        with self._db.write() as connection:
-            if connection.execute(statement).rowcount == 0:
-                raise NotFoundError(f"sequence {sequence_id!r} has no version {version}")
-            connection.execute(self._bump)
-            row = connection.execute(select(*self._columns).where(*where)).mappings().one()
-        return _load_definition(row)
-
-
 # --------------------------------------------------------------------------- enrollments
 
 
-def _enrollment_values(enrollment: Enrollment) -> dict[str, Any]:
+def _enrollment_values(enrollment: EnrollmentHead) -> dict[str, Any]:
+    """The row of ``enrollment`` (its document without the history: the history's records
+    are rows of their own)."""
     return {
         "enrollment_id": enrollment.enrollment_id,
         "sequence_id": enrollment.sequence_id,
@@ -236,8 +98,11 @@ def _enrollment_values(enrollment: Enrollment) -> dict[str, Any]:
         "enrolled_at": enrollment.enrolled_at,
         "updated_at": enrollment.updated_at,
         "ended_at": enrollment.ended_at,
-        "document": enrollment.to_document(),
+        "document": enrollment.model_dump(by_alias=True, exclude_none=True, exclude=_HISTORY),
     }
+
+
+_HISTORY: Final = {"history"}
 
 
 _UPDATED_COLUMNS: Final = (
@@ -245,11 +110,13 @@ _UPDATED_COLUMNS: Final = (
 )  # fmt: skip
 
 
-def _update_parameters(old: Enrollment, new: Enrollment) -> dict[str, Any]:
+def _update_parameters(old: EnrollmentHead, new: EnrollmentHead, steps: int) -> dict[str, Any]:
     """The parameters of the compare-and-set ``UPDATE``: ``old`` is what was read, ``new``
-    what replaces it."""
+    what replaces it; ``steps``: the records it writes (the whole history of an update, the
+    records a move appends)."""
     values = _enrollment_values(new)
     parameters = {f"v_{name}": values[name] for name in _UPDATED_COLUMNS}
+    parameters["v_steps"] = steps
     parameters.update(
         w_id=old.enrollment_id, w_revision=old.revision,
         w_sequence=old.sequence_id, w_opportunity=old.opportunity_id,
@@ -257,10 +124,16 @@ def _update_parameters(old: Enrollment, new: Enrollment) -> dict[str, Any]:
     return parameters
 
 
-def _load_enrollment(row: Mapping[Any, Any]) -> Enrollment:
-    return Enrollment.from_document(
+def _load_head(row: Mapping[Any, Any]) -> EnrollmentHead:
+    return EnrollmentHead.from_document(
         {**row["document"], "revision": row["revision"], "state": row["state"]}
     )
+
+
+def _replaced(enrollment: Enrollment) -> StepWrite:
+    """An update's history write: the whole history again, at positions 1 .. n."""
+    history = enrollment.history
+    return (enrollment.enrollment_id, len(history), history, True)
 
 
 def _optional_id(value: object, field: str) -> str | None:
@@ -281,7 +154,9 @@ class SqlEnrollmentStore:
         c = self._t.c
         # Any unique constraint: the id, or the one active enrollment of the pair.
         self._add = upsert(self._t).on_conflict_do_nothing().returning(c.enrollment_id)
-        self._columns = (c.document, c.revision, c.state)
+        self._rows = StepRows(database.tables, database.dialect)
+        self._head = (c.document, c.revision, c.state)
+        self._columns = (*self._head, self._rows.history)
         # Built once, parameters bound per call (the hot path: every step reads and moves one).
         self._by_id = select(*self._columns).where(c.enrollment_id == bindparam("w_id"))
         checked = (
@@ -291,11 +166,17 @@ class SqlEnrollmentStore:
             c.opportunity_id == bindparam("w_opportunity"),
         )
         values = {c[name]: bindparam(f"v_{name}", type_=c[name].type) for name in _UPDATED_COLUMNS}
-        self._update_active = update(self._t).where(*checked, self._active_is()).values(values)
-        self._update_any = update(self._t).where(*checked).values(values)
-        self._by_ids = select(*self._columns, c.enrollment_id).where(
-            c.enrollment_id.in_(bindparam("w_ids", expanding=True))
-        )
+        # An update writes the whole history again (its records at positions 1 .. n); a move
+        # appends its records after the newest.
+        replaced = {**values, c.steps: bindparam("v_steps", type_=c.steps.type)}
+        moved = {**values, c.steps: c.steps + bindparam("v_steps", type_=c.steps.type)}
+        self._update_active = update(self._t).where(*checked, self._active_is()).values(replaced)
+        self._update_any = update(self._t).where(*checked).values(replaced)
+        self._move_active = update(self._t).where(*checked, self._active_is()).values(moved)
+        self._move_any = update(self._t).where(*checked).values(moved)
+        in_ids = c.enrollment_id.in_(bindparam("w_ids", expanding=True))
+        self._by_ids = select(*self._columns, c.enrollment_id).where(in_ids)
+        self._heads_by_ids = select(*self._head, c.enrollment_id).where(in_ids)
         # The send mark: the flag and the change time set inside the stored document by the
         # database (a JSON merge), not the document encoded again.
         patch = bindparam("patch", type_=String)
@@ -315,6 +196,13 @@ class SqlEnrollmentStore:
     def _active_is(self) -> ColumnElement[bool]:
         return self._t.c.state == _ACTIVE
 
+    def _load(self, row: Mapping[Any, Any]) -> Enrollment:
+        """An enrollment from a row of :attr:`_columns` (its document and history)."""
+        return Enrollment.from_document(
+            {**row["document"], "revision": row["revision"], "state": row["state"],
+             "history": self._rows.records(row["history"])}
+        )  # fmt: skip
+
     @translated("enrollment")
     def enroll(self, enrollment: Enrollment) -> tuple[Enrollment, bool]:
         checked = checked_enrollment(enrollment)
@@ -329,15 +217,20 @@ class SqlEnrollmentStore:
             c.opportunity_id == stored.opportunity_id,
             self._active_is(),
         )
+        values["steps"] = len(stored.history)
+        history: builtins.list[StepWrite] = [
+            (stored.enrollment_id, len(stored.history), stored.history, False)
+        ]
         for _ in range(_ENROLL_ATTEMPTS):
-            with self._db.write(atomic=False) as connection:
+            with self._db.write() as connection:  # the row and its history's rows together
                 if connection.execute(self._add, values).first() is not None:
+                    self._rows.write(connection, history)
                     return stored, True
                 row = connection.execute(by_id).mappings().first()
                 if row is None:
                     row = connection.execute(by_pair).mappings().first()
             if row is not None:
-                return _load_enrollment(row), False
+                return self._load(row), False
             # The active one ended between the two statements: enroll again.
         raise ConflictError(
             f"enrollment of {stored.opportunity_id!r} in {stored.sequence_id!r} kept colliding "
@@ -352,24 +245,25 @@ class SqlEnrollmentStore:
             row = connection.execute(self._by_id, {"w_id": enrollment_id}).mappings().first()
         if row is None:
             raise NotFoundError(f"no enrollment {enrollment_id!r}")
-        return _load_enrollment(row)
+        return self._load(row)
 
     @translated("enrollment")
     def update(self, enrollment: Enrollment) -> Enrollment:
         checked = checked_enrollment(enrollment)
         new = checked._evolve(revision=checked.revision + 1)
-        parameters = _update_parameters(checked, new)
+        parameters = _update_parameters(checked, new, len(new.history))
         # An ended enrollment stays ended: an active one is written only over an active row.
         statement = self._update_active if new.active else self._update_any
-        with self._db.write(atomic=False) as connection:
+        with self._db.write() as connection:  # the row and its history's rows together
             if connection.execute(statement, parameters).rowcount == 1:
+                self._rows.write(connection, [_replaced(new)])
                 return detached(new)
             row = (
                 connection.execute(self._by_id, {"w_id": checked.enrollment_id}).mappings().first()
             )
         if row is None:
             raise NotFoundError(f"no enrollment {checked.enrollment_id!r}")
-        check_change(_load_enrollment(row), checked)
+        check_change(self._load(row), checked)
         raise StaleWriteError(  # pragma: no cover - changed and read back in between
             f"enrollment {checked.enrollment_id!r} changed meanwhile: re-read it"
         )
@@ -385,7 +279,7 @@ class SqlEnrollmentStore:
             return {}
         with self._db.read() as connection:
             rows = connection.execute(self._by_ids, {"w_ids": ids}).mappings().all()
-        return {row["enrollment_id"]: _load_enrollment(row) for row in rows}
+        return {row["enrollment_id"]: self._load(row) for row in rows}
 
     @translated("enrollments")
     def update_many(self, enrollments: Sequence[Enrollment]) -> builtins.list[Enrollment | None]:
@@ -406,21 +300,20 @@ class SqlEnrollmentStore:
         for old, changed in pairs:
             if not runs or runs[-1][0] is not changed.active:
                 runs.append((changed.active, []))
-            runs[-1][1].append(_update_parameters(old, changed))
+            runs[-1][1].append(_update_parameters(old, changed, len(changed.history)))
         with self._db.write() as connection:
             changed_rows = 0
             for active, parameters in runs:
                 statement = self._update_active if active else self._update_any
                 changed_rows += connection.execute(statement, parameters).rowcount
-            if changed_rows == len(new):
-                return [detached(enrollment) for enrollment in new]
-            ids = [enrollment.enrollment_id for enrollment in new]
-            rows = connection.execute(self._by_ids, {"w_ids": ids}).mappings().all()
-        stored = {row["enrollment_id"]: _load_enrollment(row) for row in rows}
-        return [
-            detached(enrollment) if stored.get(enrollment.enrollment_id) == enrollment else None
-            for enrollment in new
-        ]
+            written: builtins.list[Enrollment | None] = builtins.list(new)
+            if changed_rows != len(new):
+                ids = [enrollment.enrollment_id for enrollment in new]
+                heads = connection.execute(self._heads_by_ids, {"w_ids": ids}).mappings().all()
+                stored = {row["enrollment_id"]: _load_head(row) for row in heads}
+                written = [e if stored.get(e.enrollment_id) == head_of(e) else None for e in new]
+            self._rows.write(connection, [_replaced(e) for e in written if e is not None])
+        return [None if e is None else detached(e) for e in written]
 
     # ------------------------------------------------------------------ send marks
 
@@ -446,8 +339,8 @@ class SqlEnrollmentStore:
             if connection.execute(self._mark, parameters).rowcount == len(checked):
                 return [True] * len(checked)
             ids = [enrollment_id for enrollment_id, _ in checked]
-            rows = connection.execute(self._by_ids, {"w_ids": ids}).mappings().all()
-        stored = {row["enrollment_id"]: _load_enrollment(row) for row in rows}
+            rows = connection.execute(self._heads_by_ids, {"w_ids": ids}).mappings().all()
+        stored = {row["enrollment_id"]: _load_head(row) for row in rows}
         return [
             (found := stored.get(enrollment_id)) is not None
             and found.active
@@ -455,6 +348,71 @@ class SqlEnrollmentStore:
             and found.sending
             and found.updated_at == at
             for enrollment_id, revision in checked
+        ]
+
+    # ------------------------------------------------------------------ steps
+
+    @translated("enrollment_ids")
+    def get_heads(self, enrollment_ids: Sequence[str]) -> dict[str, EnrollmentHead]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSteps`: one ``SELECT ... WHERE
+        enrollment_id IN (...)`` of the enrollments' rows, their histories' rows not read."""
+        ids = checked_ids(enrollment_ids)
+        if not ids:
+            return {}
+        with self._db.read() as connection:
+            rows = connection.execute(self._heads_by_ids, {"w_ids": ids}).mappings().all()
+        return {row["enrollment_id"]: _load_head(row) for row in rows}
+
+    @translated("moves")
+    def move_many(
+        self, moves: Sequence[tuple[EnrollmentHead, Sequence[StepRecord]]]
+    ) -> builtins.list[EnrollmentHead | None]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentSteps`: in one transaction, the
+        compare-and-set ``UPDATE`` of :meth:`update_many` with ``steps`` raised by the
+        records appended (an ``executemany`` per run of active or ended ones, in the order of
+        their ids; the rows read back when fewer changed than were given), then the moved
+        enrollments' ``steps`` read (one ``SELECT ... IN``), their records inserted (one
+        multi-row ``INSERT``) and the rows 200 or more behind the newest deleted (one
+        ``DELETE`` executemany, where there are such rows): none of the history read or
+        written again."""
+        checked = checked_moves(moves)
+        if not checked:
+            return []
+        new = [
+            (head if type(head) is EnrollmentHead else head_of(head))._evolve(
+                revision=head.revision + 1
+            )
+            for head, _ in checked
+        ]
+        runs: builtins.list[tuple[bool, builtins.list[dict[str, Any]]]] = []
+        order = sorted(range(len(checked)), key=lambda i: checked[i][0].enrollment_id)
+        for i in order:
+            (old, records), changed = checked[i], new[i]
+            if not runs or runs[-1][0] is not changed.active:
+                runs.append((changed.active, []))
+            runs[-1][1].append(_update_parameters(old, changed, len(records)))
+        with self._db.write() as connection:
+            changed_rows = 0
+            for active, parameters in runs:
+                statement = self._move_active if active else self._move_any
+                changed_rows += connection.execute(statement, parameters).rowcount
+            written: builtins.list[EnrollmentHead | None] = builtins.list(new)
+            if changed_rows != len(new):
+                ids = [head.enrollment_id for head in new]
+                rows = connection.execute(self._heads_by_ids, {"w_ids": ids}).mappings().all()
+                stored = {row["enrollment_id"]: _load_head(row) for row in rows}
+                written = [h if stored.get(h.enrollment_id) == h else None for h in new]
+            appended = [
+                (head.enrollment_id, records)
+                for head, (_, records) in zip(written, checked, strict=True)
+                if head is not None and records
+            ]
+            if appended:
+                steps = self._rows.steps_of(connection, [i for i, _ in appended])
+                self._rows.write(connection, [(i, steps[i], r, False) for i, r in appended])
+        return [
+            None if head is None else head if is_handed_over(old) else head_of(head)
+            for head, (old, _) in zip(written, checked, strict=True)
         ]
 
     def _ordered(self) -> Select[Any]:
@@ -470,7 +428,7 @@ class SqlEnrollmentStore:
         )
         with self._db.read() as connection:
             rows = connection.execute(statement).mappings().all()
-        return [_load_enrollment(row) for row in rows]
+        return [self._load(row) for row in rows]
 
     @translated("enrollments")
     def list(
@@ -495,4 +453,4 @@ class SqlEnrollmentStore:
             statement = statement.where(c.state == literal_column(f"'{wanted.value}'"))
         with self._db.read() as connection:
             rows = connection.execute(statement).mappings().all()
-        return [_load_enrollment(row) for row in rows]
+        return [self._load(row) for row in rows]

@@ -73,6 +73,7 @@ class Tables:
     job_values: Table
     sequences: Table
     enrollments: Table
+    enrollment_steps: Table
     arrivals: Table
     status_changes: Table
     completions: Table
@@ -425,6 +426,9 @@ def _enrollments(metadata: MetaData, name: str, schema: str | None) -> Table:
         Column("updated_at", UtcDateTime),
         Column("ended_at", UtcDateTime),
         Column("document", Document, nullable=False),
+        # The step records ever appended (revision 0011): the position of the newest in
+        # <prefix>enrollment_steps, which keeps the newest 200 (the document has no history).
+        Column("steps", BigInteger, nullable=False, server_default="0"),
         PrimaryKeyConstraint("enrollment_id", name=f"{name}_pkey"),
         schema=schema,
     )
@@ -445,6 +449,22 @@ def _enrollments(metadata: MetaData, name: str, schema: str | None) -> Table:
     Index(f"{name}_state_enrolled", c.state, c.enrolled_at, c.enrollment_id)
     Index(f"{name}_enrolled", c.enrolled_at, c.enrollment_id)  # list()
     return table
+
+
+def _enrollment_steps(metadata: MetaData, name: str, schema: str | None) -> Table:
+    # An enrollment's step records (revision 0011), one row each at its position (1 for its
+    # first record ever): a step appends its records and deletes those 200 or more behind the
+    # newest, whatever the history's length; a read of the history reads the enrollment's range
+    # of the primary key.
+    return Table(
+        name,
+        metadata,
+        _id("enrollment_id", nullable=False),
+        Column("position", BigInteger, nullable=False),
+        Column("record", Document, nullable=False),
+        PrimaryKeyConstraint("enrollment_id", "position", name=f"{name}_pkey"),
+        schema=schema,
+    )
 
 
 _LABEL = 128  # a lead source or a status
@@ -560,9 +580,9 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
     """The backend's tables named ``<prefix>activities``, ``<prefix>rules``,
     ``<prefix>scheduled_actions``, ``<prefix>counters``, ``<prefix>audit``,
     ``<prefix>job_slots``, ``<prefix>job_marks``, ``<prefix>stamps``, ``<prefix>job_values``,
-    ``<prefix>sequences``, ``<prefix>enrollments``, and the analytic facts
-    ``<prefix>lead_arrivals``, ``<prefix>status_changes``, ``<prefix>completions`` and
-    ``<prefix>lead_contacts`` (in ``schema`` when given)."""
+    ``<prefix>sequences``, ``<prefix>enrollments``, ``<prefix>enrollment_steps``, and the
+    analytic facts ``<prefix>lead_arrivals``, ``<prefix>status_changes``,
+    ``<prefix>completions`` and ``<prefix>lead_contacts`` (in ``schema`` when given)."""
     prefix = checked_prefix(prefix)
     metadata = MetaData(schema=schema)
     return Tables(
@@ -580,6 +600,7 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         job_values=_job_values(metadata, f"{prefix}job_values", schema),
         sequences=_sequences(metadata, f"{prefix}sequences", schema),
         enrollments=_enrollments(metadata, f"{prefix}enrollments", schema),
+        enrollment_steps=_enrollment_steps(metadata, f"{prefix}enrollment_steps", schema),
         arrivals=_arrivals(metadata, f"{prefix}lead_arrivals", schema),
         status_changes=_status_changes(metadata, f"{prefix}status_changes", schema),
         completions=_completions(metadata, f"{prefix}completions", schema),

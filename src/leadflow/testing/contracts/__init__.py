@@ -23,6 +23,9 @@ One contract per storage port of :mod:`leadflow.ports`:
   store that also has :class:`~leadflow.ports.sequences.EnrollmentBatches` (many read and
   compare-and-set per call) and :class:`EnrollmentSendMarksContract` for one with
   :class:`~leadflow.ports.sequences.EnrollmentSendMarks` (the narrow "send begun" mark);
+  :class:`EnrollmentStepsContract` for one with
+  :class:`~leadflow.ports.sequences.EnrollmentSteps` (read and moved on without the history,
+  the records appended, the newest 200 kept);
 - :class:`AnalyticsStoreContract` (:class:`~leadflow.ports.AnalyticsStore`): idempotent
   facts, period queries, filters, first contacts, the first time a status was reached;
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
@@ -117,6 +120,7 @@ from .scheduled import ScheduledActionStoreContract
 from .scheduled_cleanup import ScheduledActionCleanupTests
 from .sequence_batches import EnrollmentBatchesContract
 from .sequence_marks import EnrollmentSendMarksContract
+from .sequence_steps import EnrollmentStepsContract
 from .sequences import EnrollmentStoreContract, SequenceRepositoryContract
 from .support import AuditLogContract, CounterStoreContract
 from .units import UnitOfWorkContract
@@ -132,6 +136,7 @@ __all__ = [
     "CounterStoreContract",
     "EnrollmentBatchesContract",
     "EnrollmentSendMarksContract",
+    "EnrollmentStepsContract",
     "EnrollmentStoreContract",
     "EventSinkContract",
     "JobStoreContract",
