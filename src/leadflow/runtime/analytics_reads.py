@@ -6,7 +6,8 @@ by :class:`leadflow.runtime.analytics.Analytics`.
 The lead figures (speed to lead, lead sources, the leaderboard's speed and wins, the trend's
 leads) are summed up in the store (:meth:`~leadflow.ports.AnalyticsStore.lead_sums`), and only
 the leads contacted later than a working day's clock length come back one by one, for the
-working calendar to say whether they were within one business day. They are read one by one
+working calendar to say whether they were within one business day; a dashboard (and speed to
+lead) reads them once for all its groupings (:meth:`Reads.summarize`). They are read one by one
 (arrivals, first contacts, wins) only where the sums cannot be told apart: a source named
 ``"(none)"`` beside leads without one, or a source filter of 1,000 names with ``"(none)"``.
 """

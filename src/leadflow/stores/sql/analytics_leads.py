@@ -9,6 +9,8 @@ each arrival to its first contact by the primary key and finds its first win by 
 ``(opportunity_id, to_status, changed_at)``, and sums up in the database: ``GROUP BY`` for the
 counts, ``percentile_disc`` on PostgreSQL and a windowed ``row_number`` (the nearest rank) on
 SQLite for the percentiles. One statement per query; one row per group comes back.
+``lead_summary`` (every grouping a dashboard shows, and the late contacts) reads the same leads
+once instead: one small row per lead comes back, summed up in one pass in Python.
 """
 
 from __future__ import annotations
