@@ -115,6 +115,7 @@ _VALID: dict[str, Any] = {
 _VALID_BY_METHOD: dict[tuple[str, str], dict[str, Any]] = {
     ("sequences", "set_status"): {"status": SequenceStatus.ACTIVE},
     ("analytics", "lead_sums"): {"width": None},  # a width goes with by="bucket"
+    ("analytics", "lead_summary"): {"width": None, "groupings": [None, "rep"]},
     ("enrollments", "list"): {"state": EnrollmentState.ACTIVE},
     ("enrollments", "mark_sending"): {"marks": [("enr-1", 1)], "at": BASE_TIME},
     ("enrollments", "move_many"): {

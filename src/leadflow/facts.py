@@ -44,6 +44,7 @@ __all__ = [
     "CompletionGroup",
     "LateContact",
     "LeadArrival",
+    "LeadSummary",
     "LeadSums",
     "StatusChange",
     "Touches",
@@ -483,3 +484,14 @@ class LateContact(NamedTuple):
     source: str | None
     arrived_at: datetime
     contacted_at: datetime
+
+
+class LeadSummary(NamedTuple):
+    """Every grouping of a period's leads asked for, from one read of them
+    (:meth:`~leadflow.ports.AnalyticsStore.lead_summary`): ``sums`` per grouping (None,
+    ``"rep"``, ``"source"``, ``"bucket"``) as :meth:`~leadflow.ports.AnalyticsStore.lead_sums`
+    gives it, ``late`` as :meth:`~leadflow.ports.AnalyticsStore.late_contacts` (empty unless
+    asked for)."""
+
+    sums: dict[str | None, list[LeadSums]]
+    late: list[LateContact]

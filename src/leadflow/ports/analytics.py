@@ -20,6 +20,7 @@ from ..facts import (
     CompletionGroup,
     LateContact,
     LeadArrival,
+    LeadSummary,
     LeadSums,
     StageSums,
     StatusChange,
@@ -229,6 +230,32 @@ class AnalyticsStore(Protocol):
         """The leads with ``start <= arrived_at < end`` (filtered as :meth:`lead_sums`) first
         contacted more than ``day`` after they arrived, in no given order: the only ones the
         working calendar must judge for "within one business day"."""
+        ...
+
+    # ------------------------------------------------------------------ added for issue 20's
+    # year dashboard: every grouping of the period's leads from one read of them.
+
+    def lead_summary(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        status: str,
+        day: timedelta,
+        groupings: Collection[str | None],
+        origin: datetime | None = None,
+        width: timedelta | None = None,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+        late: bool = False,
+    ) -> LeadSummary:
+        """What :meth:`lead_sums` answers for each of ``groupings`` (1 to 4 distinct of None,
+        ``"rep"``, ``"source"``, ``"bucket"``; ``origin`` and ``width`` with ``"bucket"``
+        only) and, when ``late``, what :meth:`late_contacts` answers, for the same period and
+        filters, from one read of the period's leads (SQL: one statement, one row per lead
+        the filters take; summed up by :func:`leadflow.stores.analytics_summary.summary_of`).
+        Bad arguments: :class:`~leadflow.InvalidInputError` naming the field."""
         ...
 
 

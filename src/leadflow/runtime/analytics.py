@@ -90,7 +90,8 @@ that none reads a facts table whole): time and memory grow with the facts in the
 with the store. What only needs sums is summed up in the store (SQL: ``GROUP BY``): the leads
 of the period per rep, source or week (``lead_sums``: counts, response-time buckets,
 percentiles; only the leads contacted later than a working day's clock length come back, for
-the calendar's business-day deadline: ``late_contacts``), the completions per rep
+the calendar's business-day deadline: ``late_contacts``; a dashboard asks for every grouping
+and the late contacts in one read of the leads, ``lead_summary``), the completions per rep
 (leaderboard) and per automation (``completion_groups``: on SQL from an index holding every
 summed column, an exact median per key; each figure asks only for the parts it shows), per
 week (``completion_buckets``)
@@ -484,6 +485,7 @@ class Analytics:
         """Every figure of ``[start, end)`` under the filters (the funnel is left out when
         ``stages`` is None); the figures share their reads of the store."""
         reads = self._reads(start, end, filters)
+        reads.summarize((None, "rep", "source", "bucket"))  # the leads read once for all
         return Dashboard(
             start=start,
             end=end,

@@ -6,7 +6,8 @@ by :class:`leadflow.runtime.analytics.Analytics`.
 The lead figures (speed to lead, lead sources, the leaderboard's speed and wins, the trend's
 leads) are summed up in the store (:meth:`~leadflow.ports.AnalyticsStore.lead_sums`), and only
 the leads contacted later than a working day's clock length come back one by one, for the
-working calendar to say whether they were within one business day. They are read one by one
+working calendar to say whether they were within one business day; a dashboard (and speed to
+lead) reads them once for all its groupings (:meth:`Reads.summarize`). They are read one by one
 (arrivals, first contacts, wins) only where the sums cannot be told apart: a source named
 ``"(none)"`` beside leads without one, or a source filter of 1,000 names with ``"(none)"``.
 """
@@ -21,6 +22,7 @@ from functools import cached_property
 from ..facts import (
     Completion,
     CompletionGroup,
+    LateContact,
     LeadArrival,
     LeadSums,
     StatusChange,
@@ -61,6 +63,7 @@ class Reads:
         self.end = end
         self.scope = scope
         self._lead_sums: dict[str | None, list[LeadSums]] = {}
+        self._late: list[LateContact] | None = None
 
     @cached_property
     def pushed(self) -> dict[str, frozenset[str | None] | None] | None:
@@ -108,6 +111,32 @@ class Reads:
             )
         return found
 
+    def summarize(self, groupings: tuple[str | None, ...]) -> None:
+        """Read the period's leads once for all of ``groupings`` (and the late contacts): the
+        store's ``lead_summary``, which :meth:`lead_sums` and :attr:`late` then answer from,
+        instead of one read of the leads each. Nothing when the filters cannot go to the store
+        or the groupings were read."""
+        pushed = self.pushed
+        if pushed is None or all(by in self._lead_sums for by in groupings):
+            return
+        bucket = "bucket" in groupings
+        summary = self.store.lead_summary(
+            self.start,
+            self.end,
+            status=self.won_status,
+            day=self.calendar.day_length,
+            groupings=groupings,
+            origin=first_monday(self.start) if bucket else None,
+            width=WEEK if bucket else None,
+            reps=pushed["reps"],
+            sources=pushed["sources"],
+            automations=pushed["automations"],
+            late=self._late is None,
+        )
+        self._lead_sums.update(summary.sums)
+        if self._late is None:
+            self._late = summary.late
+
     def by_key(self, by: str) -> dict[str, LeadSums] | None:
         """:meth:`lead_sums` per rep or source name (None: ``"(none)"``), or None when the
         filters cannot go to the store or a source is named ``"(none)"`` beside leads
@@ -129,9 +158,9 @@ class Reads:
         pushed = self.pushed
         assert pushed is not None
         deadlines = self.deadlines
-        return [
-            (rep or NONE, source or NONE, contacted <= deadlines.of(arrived))
-            for rep, source, arrived, contacted in self.store.late_contacts(
+        found = self._late
+        if found is None:
+            found = self.store.late_contacts(
                 self.start,
                 self.end,
                 day=self.calendar.day_length,
@@ -139,6 +168,9 @@ class Reads:
                 sources=pushed["sources"],
                 automations=pushed["automations"],
             )
+        return [
+            (rep or NONE, source or NONE, contacted <= deadlines.of(arrived))
+            for rep, source, arrived, contacted in found
         ]
 
     @cached_property
@@ -154,6 +186,7 @@ class Reads:
 
     @cached_property
     def speed(self) -> SpeedToLeadReport:
+        self.summarize((None, "rep", "source"))
         by_source = self.by_key("source")
         by_rep = self.by_key("rep")
         if by_source is None or by_rep is None:

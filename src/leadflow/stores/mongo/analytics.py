@@ -29,6 +29,7 @@ from ...facts import (
     CompletionGroup,
     LateContact,
     LeadArrival,
+    LeadSummary,
     LeadSums,
     StageSums,
     StatusChange,
@@ -46,6 +47,7 @@ from ..analytics_checks import (
     check_values,
 )
 from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lead_sums_of, rows_of
+from ..analytics_summary import check_lead_summary, summary_of, taken
 from ..analytics_sums import buckets_of, groups_in, won_touches_of
 from ..checks import check_limit, check_model
 from .common import Document, MongoTarget, bind, ms
@@ -364,6 +366,28 @@ class MongoAnalyticsStore:
             start, end, day=day, reps=reps, sources=sources, automations=automations
         )
         return late_of(self._lead_rows(query), query)
+
+    @translated("lead_summary")
+    def lead_summary(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        status: str,
+        day: timedelta,
+        groupings: Collection[str | None],
+        origin: datetime | None = None,
+        width: timedelta | None = None,
+        reps: Collection[str | None] | None = None,
+        sources: Collection[str | None] | None = None,
+        automations: Collection[str | None] | None = None,
+        late: bool = False,
+    ) -> LeadSummary:
+        wanted, query = check_lead_summary(
+            start, end, day=day, status=status, groupings=groupings, origin=origin,
+            width=width, reps=reps, sources=sources, automations=automations, late=late,
+        )  # fmt: skip
+        return summary_of(taken(self._lead_rows(query), query), query, wanted, late=late)
 
     def __repr__(self) -> str:
         return f"MongoAnalyticsStore({self._arrivals.full_name!r}, ...)"

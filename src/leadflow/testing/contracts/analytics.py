@@ -15,6 +15,7 @@ from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
 from ...facts import Completion, LeadArrival, StatusChange
 from ...ports import AnalyticsStore
+from .analytics_summary import LeadSummaryContract
 from .data import assert_utc, at, race
 
 __all__ = ["AnalyticsStoreContract", "make_arrival", "make_change", "make_completion"]
@@ -67,7 +68,7 @@ def _activities(found: list[Completion]) -> list[str]:
     return [completion.activity_id for completion in found]
 
 
-class AnalyticsStoreContract(abc.ABC):
+class AnalyticsStoreContract(LeadSummaryContract, abc.ABC):
     """Every test an :class:`~leadflow.ports.AnalyticsStore` must pass.
 
     Subclass it (as ``Test...``) and implement :meth:`make_store`.
