@@ -45,6 +45,21 @@ class FactRecorder:
         try:
             # Facts this module built from a validated event (see facts_of), held by nobody
             # else: handed over, so the store does not check them again.
+            if batched and isinstance(self._store, BatchFacts):
+                # In a unit of work: as one step (a SQL store on PostgreSQL sends an arrival
+                # with the unit's acknowledgement, one round trip fewer).
+                facts = [f for f in (arrival, change, completion) if f is not None]
+                store = self._store
+                handed_over(
+                    lambda _: store.record_many(
+                        [arrival] if arrival is not None else [],
+                        [change] if change is not None else [],
+                        [completion] if completion is not None else [],
+                    ),
+                    None,
+                    *facts,
+                )
+                return
             if arrival is not None:
                 handed_over(self._store.record_arrival, arrival)
             if change is not None:

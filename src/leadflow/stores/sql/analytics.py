@@ -126,7 +126,10 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
         completions: Sequence[Completion],
     ) -> None:
         """See :class:`~leadflow.ports.BatchFacts`: one ``executemany`` per kind of fact, in
-        one transaction."""
+        one transaction. In a unit of work on PostgreSQL, one event's arrival or status change
+        (``handle``'s) is kept to go with the unit's next statement that carries it
+        (:meth:`~.database.SqlDatabase.later`: the acknowledgement, one round trip fewer); its
+        failure then fails that statement or the commit, and the unit is rolled back."""
         done = _checked(completions, Completion, "completions")
         rows = [
             (self._arrivals, [a.model_dump() for a in _checked(arrivals, LeadArrival, "arrivals")]),
@@ -136,6 +139,14 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
                 [_completion_values(c) for c in done],
             ),
         ]
+        if not done and self._db.in_unit and not self._db.is_sqlite:
+            # A single row of each goes later: every later store call of the unit sees it
+            # (write and read run what waits first), except the statement carrying it.
+            waiting = [(table, values) for table, values in rows if len(values) == 1]
+            if waiting and all(len(values) <= 1 for _, values in rows):
+                for table, values in waiting:
+                    self._db.later(self._direct[table.name], values[0])
+                return
         with self._db.write() as connection:
             for table, values in rows:
                 if values and table.name in self._unnest:

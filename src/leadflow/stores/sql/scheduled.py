@@ -305,13 +305,16 @@ class SqlScheduledActionStore:
         now = ensure_utc(now, "now")
         if not ids:
             return []
-        with self._db.write(atomic=False) as connection:
+        # ``carry``: in a unit of work on PostgreSQL the facts kept for later (``handle``'s
+        # arrival) go in the same statement (a table this one does not read).
+        with self._db.write(atomic=False, carry=True) as connection:
             parameters = {
                 "ids": ids if self._db.dialect == "postgresql" else json.dumps(ids),
                 "worker": worker,
                 "now": now,
             }
-            done = {row[0] for row in self._w.done_ids_direct.run(connection, parameters)}
+            done_ids = self._w.done_ids_direct.run(connection, parameters, carry=True)
+            done = {row[0] for row in done_ids}
         return [action_id for action_id in ids if action_id in done]
 
     @translated("error")
