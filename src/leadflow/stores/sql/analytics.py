@@ -139,14 +139,17 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
                 [_completion_values(c) for c in done],
             ),
         ]
-        if not done and self._db.in_unit and not self._db.is_sqlite:
-            # A single row of each goes later: every later store call of the unit sees it
-            # (write and read run what waits first), except the statement carrying it.
-            waiting = [(table, values) for table, values in rows if len(values) == 1]
-            if waiting and all(len(values) <= 1 for _, values in rows):
-                for table, values in waiting:
-                    self._db.later(self._direct[table.name], values[0])
+        if not done and all(len(values) <= 1 for _, values in rows):
+            # One event's (``handle``'s): the one-row statements; in a unit on PostgreSQL
+            # kept for later (every later store call of the unit sees the rows: write and
+            # read run what waits first; the statement carrying them does not read them).
+            single = [(table, values[0]) for table, values in rows if values]
+            if all(self._db.later(self._direct[table.name], row) for table, row in single):
                 return
+            with self._db.write() as connection:
+                for table, row in single:
+                    self._direct[table.name].run(connection, row)
+            return
         with self._db.write() as connection:
             for table, values in rows:
                 if values and table.name in self._unnest:

@@ -154,6 +154,7 @@ class SqlDatabase:
                 field="engine_or_url",
             )
         self._lock = threading.RLock()
+        self._waits = self.dialect == "postgresql"  # writes may wait in a unit (:meth:`later`)
         # One variable per database object (its name is only a label).
         self._unit: ContextVar[Connection | None] = ContextVar("leadflow_unit", default=None)
 
@@ -184,7 +185,8 @@ class SqlDatabase:
             token = self._unit.set(connection)
             try:
                 yield
-                flush_later(connection)
+                if self._waits:
+                    flush_later(connection)
             except BaseException:
                 self._unit.reset(token)
                 with suppress(exc.SQLAlchemyError):  # the connection is gone: so is the work
@@ -209,7 +211,7 @@ class SqlDatabase:
         fails the statement carrying it, or the commit: the unit is rolled back, as for any
         statement that fails in it."""
         unit = self._unit.get()
-        if unit is None or self.is_sqlite:
+        if unit is None or not self._waits:
             return False
         run_later(unit, statement.sql, statement.parameters(values))
         return True
@@ -225,7 +227,7 @@ class SqlDatabase:
         with ``carry=True``, which takes them along, or none that reads what they write)."""
         unit = self._unit.get()
         if unit is not None:
-            if not carry:
+            if self._waits and not carry:
                 flush_later(unit)
             yield unit
             return
@@ -253,7 +255,8 @@ class SqlDatabase:
         sees the unit's writes."""
         unit = self._unit.get()
         if unit is not None:
-            flush_later(unit)
+            if self._waits:
+                flush_later(unit)
             yield unit
             return
         if self.dialect != "sqlite":
