@@ -206,6 +206,49 @@ def test_a_batch_of_123_actions_stores_each_once(storage: SqlStorage) -> None:
     assert all(scheduled.get(a.action_id) == a for a in actions[5:] if a is not actions[60])
 
 
+@pytest.mark.parametrize("size", [1, 2, 8, 9])
+def test_a_few_actions_are_one_statement(storage: SqlStorage, size: int) -> None:
+    """``schedule_many`` of a few actions (one event's, in ``handle``), one stored before and
+    one whose id an action with another key holds: which it created, and on PostgreSQL one
+    statement, a multi-row ``VALUES`` with PostgreSQL's own placeholders up to 8 rows (the
+    cursor events see it as sent), ``unnest`` beyond; on SQLite the one-row ``INSERT`` per
+    row up to 8 (then what is held read first, and one ``executemany``)."""
+    scheduled = storage.scheduled
+    assert isinstance(scheduled, SqlScheduledActionStore)
+    actions = [
+        make_scheduled_action(f"f{n}", due_at=at(minutes=n), explanation=f"why {n}")
+        for n in range(size)
+    ]
+    scheduled.schedule(actions[0])
+    if size > 1:
+        holder = make_scheduled_action("holder", due_at=at(), action_id=actions[-1].action_id)
+        scheduled.schedule(holder)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if sql != "BEGIN IMMEDIATE":
+            statements.append(sql)
+
+    engine = storage.database.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        created = scheduled.schedule_many(actions)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    expected = [False] + [True] * (size - 2) + [False] * (size > 1)
+    assert created == expected
+    if storage.database.dialect == "postgresql":
+        assert len(statements) == 1
+        assert ("unnest" in statements[0]) == (size > 8)
+        assert ("$1::VARCHAR" in statements[0]) == (size <= 8)
+    else:
+        assert len(statements) == (size if size <= 8 else 2)
+    for action, fresh in zip(actions, created, strict=True):
+        if fresh:
+            assert scheduled.get(action.action_id) == action
+    assert scheduled.schedule_many(actions) == [False] * size
+
+
 def test_sqlite_acknowledges_by_primary_key(tmp_path: Path) -> None:
     """SQLite's acknowledgement looks each id up by the primary key, not through the state
     index (which would read every claimed action and probe the id list)."""

@@ -21,7 +21,7 @@ from leadflow.ports import BatchFacts, Storage
 from leadflow.stores.sql import SqlStorage
 
 from .helpers import T0
-from .service_support import build_flow
+from .service_support import build_flow, rule
 from .sql_support import fresh_storage, kind_params
 
 _START, _END = T0 - timedelta(days=30), T0 + timedelta(days=30)
@@ -163,3 +163,84 @@ def test_handle_many_records_what_handle_records(kind: Any, tmp_path: Path) -> N
             recorded.append(_facts(storage))
     assert recorded[0] == recorded[1]
     assert [len(kind) for kind in recorded[0]] == [6, 6, 0]
+
+
+def _refuse_arrivals_of(storage: SqlStorage, event_id: str) -> None:
+    """A rule of the database (not leadflow's) that refuses the arrival of ``event_id``."""
+    table = storage.database.tables.arrivals.fullname
+    with storage.database.engine.begin() as connection:
+        if storage.database.is_sqlite:
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse_arrival BEFORE INSERT ON {table} "
+                f"WHEN NEW.event_id = '{event_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        else:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {table} ADD CONSTRAINT refuse_arrival "
+                f"CHECK (event_id <> '{event_id}')"
+            )
+
+
+def test_a_fact_kept_for_later_in_a_unit_is_written_with_it_or_not_at_all(
+    storage: SqlStorage,
+) -> None:
+    """In a unit of work an arrival may wait (on PostgreSQL) for the unit's next statement:
+    a read in the unit sees it, the commit writes it, a rollback drops it, and a unit after
+    it on the same connection carries nothing of it."""
+    store = storage.analytics
+    assert isinstance(store, BatchFacts)
+    units = storage.unit_of_work
+    with units():
+        store.record_many([_arrival(1)], [_change(1)], [])
+        assert [a.event_id for a in store.arrivals(_START, _END)] == ["ev-a1"]  # seen
+        store.record_many([_arrival(2)], [], [])  # waits until the commit
+    with pytest.raises(RuntimeError), units():
+        store.record_many([_arrival(3)], [], [])
+        raise RuntimeError("the host gives up")
+    with units():
+        storage.scheduled.mark_done_ids(["sa-none"], worker="w", now=T0)  # would carry one
+    arrivals, changes, _ = _facts(storage)
+    assert [len(arrivals), len(changes)] == [2, 1]
+    assert "ev-a3" not in "".join(arrivals)
+
+
+def test_a_refused_fact_fails_the_unit_and_is_reported_step_by_step(
+    storage: SqlStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``handle``'s arrival, refused by the database: in the unit (on PostgreSQL it went with
+    the acknowledgement, whose statement fails) the unit is rolled back, the event handled
+    again step by step: its actions stand, the refusal is in the result's errors, nothing of
+    the fact is stored."""
+    flow = build_flow(
+        storage=storage,
+        rules=[
+            rule(
+                "call",
+                "opportunity.created",
+                [
+                    {"actionType": "create_activity", "subject": "Call", "assignTo": "u1"},
+                    {"actionType": "send_notification", "template": "new", "assignTo": "u1"},
+                ],
+                allowDuplicates=True,
+            )
+        ],
+    )
+    assert flow.sequencer is not None
+    flow.sequencer.programs.refresh()  # the sequences' stamp read now, not in the unit
+    _refuse_arrivals_of(storage, "bad")
+    result = flow.handle(
+        {
+            "eventId": "bad",
+            "eventType": "opportunity.created",
+            "occurredAt": T0.isoformat(),
+            "payload": {"opportunityId": "opp-bad"},
+        }
+    )
+    assert [run.ok for run in result.executed] == [True, True]
+    assert len(result.errors) == 1 and "refuse" in str(result.errors[0])
+    rolled_back = [r.getMessage() for r in caplog.records if "rolled back" in r.getMessage()]
+    failed_in = "action_ids" if storage.database.dialect == "postgresql" else "facts"
+    assert len(rolled_back) == 1 and f"({failed_in}:" in rolled_back[0]
+    assert _facts(storage) == ([], [], [])
+    assert {a.state.value for a in storage.scheduled.list(limit=10)} == {"done"}
+    assert len(storage.activities.for_opportunity("opp-bad")) == 1

@@ -27,7 +27,7 @@ event order, and the chunk is one unit of work.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -154,9 +154,8 @@ class Planner:
         """Store ``planned``'s actions and run the run-now ones; with ``batched`` their
         successes are marked done together at the end."""
         done: list[tuple[str, HandleResult, int]] = []
-        for action, run_now in zip(planned.actions, planned.run_now, strict=True):
-            # Built and validated here (rule_action): handed over, not checked again.
-            stored, created = handed_over(self._scheduled.schedule, action)
+        stored_forms = self._stored(planned.actions, together=batched)
+        for (stored, created), run_now in zip(stored_forms, planned.run_now, strict=True):
             if not created:
                 planned.result.duplicates.append(stored.idempotency_key)
             elif run_now:
@@ -168,6 +167,21 @@ class Planner:
         self._sequence(planned, batched=batched)
         self._acknowledge(done)
         return planned.result
+
+    def _stored(
+        self, actions: list[ScheduledAction], *, together: bool
+    ) -> Iterator[tuple[ScheduledAction, bool]]:
+        """Each of ``actions`` stored, with whether it was new, one at a time as the caller
+        goes (each stored just before it runs). ``together`` (in a unit of work) and a store
+        that takes a batch: all stored first with one ``schedule_many`` (on PostgreSQL one
+        statement, one round trip, for the event's actions), then run, as ``handle_many``
+        does; what is stored and run is the same."""
+        if together and self._batch is not None and len(actions) > 1:
+            yield from zip(actions, self._schedule_all(actions), strict=True)
+            return
+        for action in actions:
+            # Built and validated here (rule_action): handed over, not checked again.
+            yield handed_over(self._scheduled.schedule, action)
 
     def _listens(self, planned: _Planned) -> bool:
         return self._sequencer is not None and self._sequencer.listens(planned.result.event)

@@ -126,7 +126,10 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
         completions: Sequence[Completion],
     ) -> None:
         """See :class:`~leadflow.ports.BatchFacts`: one ``executemany`` per kind of fact, in
-        one transaction."""
+        one transaction. In a unit of work on PostgreSQL, one event's arrival or status change
+        (``handle``'s) is kept to go with the unit's next statement that carries it
+        (:meth:`~.database.SqlDatabase.later`: the acknowledgement, one round trip fewer); its
+        failure then fails that statement or the commit, and the unit is rolled back."""
         done = _checked(completions, Completion, "completions")
         rows = [
             (self._arrivals, [a.model_dump() for a in _checked(arrivals, LeadArrival, "arrivals")]),
@@ -136,6 +139,17 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
                 [_completion_values(c) for c in done],
             ),
         ]
+        if not done and all(len(values) <= 1 for _, values in rows):
+            # One event's (``handle``'s): the one-row statements; in a unit on PostgreSQL
+            # kept for later (every later store call of the unit sees the rows: write and
+            # read run what waits first; the statement carrying them does not read them).
+            single = [(table, values[0]) for table, values in rows if values]
+            if all(self._db.later(self._direct[table.name], row) for table, row in single):
+                return
+            with self._db.write() as connection:
+                for table, row in single:
+                    self._direct[table.name].run(connection, row)
+            return
         with self._db.write() as connection:
             for table, values in rows:
                 if values and table.name in self._unnest:

@@ -27,13 +27,16 @@ exception, rolled back otherwise. Inside it ``atomic=False`` changes nothing: th
 run in the unit's transaction. After a statement failed inside a unit, PostgreSQL can only
 roll the transaction back: a caller that catches a store error inside a unit must not expect
 to go on writing in it (the runtime's planner handles the event again step by step instead).
+On PostgreSQL a write whose result nobody reads may wait in a unit (:meth:`SqlDatabase.later`:
+``handle``'s analytic fact) and go with the next statement, or before the commit; its failure
+then fails that store call or the commit, and the unit is rolled back all the same.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from typing import Any, Final
@@ -42,7 +45,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, exc, make_
 from sqlalchemy.pool import StaticPool
 
 from ...errors import InvalidInputError
-from .direct import execute
+from .direct import DriverStatement, drop_later, execute, flush_later, run_later
 from .errors import sql_errors
 from .tables import DEFAULT_PREFIX, Tables, build_tables
 
@@ -151,6 +154,7 @@ class SqlDatabase:
                 field="engine_or_url",
             )
         self._lock = threading.RLock()
+        self._waits = self.dialect == "postgresql"  # writes may wait in a unit (:meth:`later`)
         # One variable per database object (its name is only a label).
         self._unit: ContextVar[Connection | None] = ContextVar("leadflow_unit", default=None)
 
@@ -181,9 +185,13 @@ class SqlDatabase:
             token = self._unit.set(connection)
             try:
                 yield
+                if self._waits:
+                    flush_later(connection)
             except BaseException:
                 self._unit.reset(token)
                 with suppress(exc.SQLAlchemyError):  # the connection is gone: so is the work
+                    drop_later(connection)
+                with suppress(exc.SQLAlchemyError):
                     connection.rollback()
                 raise
             self._unit.reset(token)
@@ -194,15 +202,33 @@ class SqlDatabase:
         if self.owns_engine:
             self.engine.dispose()
 
+    def later(self, statement: DriverStatement, values: Mapping[str, Any]) -> bool:
+        """PostgreSQL, inside a unit of work: keep the write ``statement`` (a
+        :class:`~.direct.DriverStatement` whose results nobody reads) to go in front of the
+        next statement that carries it (``write(carry=True)``: one that does not read the
+        table it writes), else before the unit's next statement or its commit: True.
+        Elsewhere nothing is kept: False, the caller runs it now. A failure of the write then
+        fails the statement carrying it, or the commit: the unit is rolled back, as for any
+        statement that fails in it."""
+        unit = self._unit.get()
+        if unit is None or not self._waits:
+            return False
+        run_later(unit, statement.sql, statement.parameters(values))
+        return True
+
     @contextmanager
-    def write(self, *, atomic: bool = True) -> Iterator[Connection]:
+    def write(self, *, atomic: bool = True, carry: bool = False) -> Iterator[Connection]:
         """A connection in a write transaction, committed when the block ends without error
         and rolled back otherwise. ``atomic=False``: the block's statements each stand on
         their own (each is atomic, none depends on another's being undone); on PostgreSQL
         they then run in autocommit. SQLite always takes its write lock (``BEGIN IMMEDIATE``).
-        Inside a unit of work: the unit's connection and transaction."""
+        Inside a unit of work: the unit's connection and transaction; the writes kept by
+        :meth:`later` are run first, unless ``carry`` (the block runs one driver statement
+        with ``carry=True``, which takes them along, or none that reads what they write)."""
         unit = self._unit.get()
         if unit is not None:
+            if self._waits and not carry:
+                flush_later(unit)
             yield unit
             return
         if self.dialect != "sqlite":
@@ -229,6 +255,8 @@ class SqlDatabase:
         sees the unit's writes."""
         unit = self._unit.get()
         if unit is not None:
+            if self._waits:
+                flush_later(unit)
             yield unit
             return
         if self.dialect != "sqlite":

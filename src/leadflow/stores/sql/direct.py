@@ -33,6 +33,12 @@ SQLAlchemy's ``DBAPIError`` subclass (``IntegrityError``...), a lost connection 
 as SQLAlchemy would, so :func:`~.errors.sql_errors` maps both as before. What is not: an
 engine's custom ``json_serializer`` (leadflow's documents are plain JSON), and SQLAlchemy's own
 statement log (``echo=True``).
+
+Round trips on PostgreSQL (``handle``'s unit of work): a few rows go in one multi-row
+``VALUES`` (:class:`ValuesInsert`), and a write whose result nobody reads (an event's analytic
+fact) can wait on the unit's connection (:func:`run_later`) to travel, as a ``WITH`` query, in
+front of the next statement that carries it (the acknowledgement's ``UPDATE``): the listeners
+see that one statement, its text holding both.
 """
 
 from __future__ import annotations
@@ -50,11 +56,21 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ...clock import ensure_utc
 from .types import Document, UtcDateTime, document_text, micros
 
-__all__ = ["DriverStatement", "UnnestInsert", "execute"]
+__all__ = [
+    "DriverStatement",
+    "UnnestInsert",
+    "ValuesInsert",
+    "drop_later",
+    "execute",
+    "flush_later",
+    "run_later",
+]
 
 Encoder = Callable[[Any], Any]
 _NAMED: Final = re.compile(r"%\((\w+)\)s")
 _CURSOR: Final = "leadflow_direct_cursor"
+_RAW_CURSOR: Final = "leadflow_direct_raw_cursor"
+_LATER: Final = "leadflow_direct_later"
 
 
 def _document(value: Any) -> Any:
@@ -129,9 +145,15 @@ class DriverStatement:
             out[position] = value if encoder is None or value is None else encoder(value)
         return tuple(out)
 
-    def run(self, connection: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Run on ``connection``'s driver connection; the ``RETURNING`` rows (else ``[]``)."""
-        return execute(connection, self.sql, self.parameters(values), returns=self.returns)
+    def run(
+        self, connection: Connection, values: Mapping[str, Any], *, carry: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run on ``connection``'s driver connection; the ``RETURNING`` rows (else ``[]``).
+        ``carry``: the writes waiting on the connection (:func:`run_later`) go in front of
+        this statement, in the same statement."""
+        return execute(
+            connection, self.sql, self.parameters(values), returns=self.returns, carry=carry
+        )
 
     def run_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per row of ``rows`` with the driver's ``executemany`` (one call: sqlite3
@@ -149,18 +171,40 @@ def execute(
     *,
     returns: bool = False,
     many: bool = False,
+    raw: bool = False,
+    carry: bool = False,
 ) -> list[tuple[Any, ...]]:
     """``sql`` with ``parameters`` on a cursor of ``connection``'s driver connection, with
     the engine's cursor events and SQLAlchemy's error wrapping (see the module's docstring).
-    ``many``: ``parameters`` is a sequence of parameter lists, run with ``executemany``."""
+    ``many``: ``parameters`` is a sequence of parameter lists, run with ``executemany``.
+    ``raw`` (psycopg): ``sql`` has PostgreSQL's own ``$1, $2...`` placeholders, run on a
+    ``psycopg.RawCursor``, which sends the text as it is (see :class:`ValuesInsert`).
+    Writes waiting on the connection (:func:`run_later`) are run first, as their own
+    statements, or with ``carry`` (a ``%s`` statement, not ``many``) in front of ``sql`` as
+    ``WITH`` queries of the same statement."""
     proxied = connection.connection
-    cursor = proxied.info.get(_CURSOR)
+    later = proxied.info.get(_LATER)
+    if later:
+        del proxied.info[_LATER]
+        if carry and not (many or raw):
+            sql, parameters = _carried(later, sql, parameters)
+        else:
+            for waiting_sql, waiting_parameters in later:
+                execute(connection, waiting_sql, waiting_parameters)
+    key = _RAW_CURSOR if raw else _CURSOR
+    cursor: Any = proxied.info.get(key)
     if cursor is None or getattr(cursor, "closed", False):
         # One cursor per driver connection, kept with it (the pool clears ``info`` when the
         # connection is replaced): psycopg's cursor caches the dumpers it found for each
         # parameter type, which a new cursor per statement looks up again (about 20 us of
         # client CPU per action INSERT, of 155).
-        cursor = proxied.info[_CURSOR] = proxied.cursor()
+        if raw:
+            import psycopg  # only on PostgreSQL, whose driver it is
+
+            cursor = psycopg.RawCursor(cast(Any, proxied.driver_connection))
+        else:
+            cursor = proxied.cursor()
+        proxied.info[key] = cursor
     dispatch = connection.dispatch
     listened = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
     context = SimpleNamespace() if listened else None
@@ -188,6 +232,44 @@ def execute(
         raise exc.DBAPIError.instance(
             sql, parameters, error, dbapi.Error, connection_invalidated=lost, dialect=dialect
         ) from error
+
+
+def run_later(connection: Connection, sql: str, parameters: Sequence[Any]) -> None:
+    """PostgreSQL, in a transaction (a unit of work): keep the write ``sql`` (``%s``
+    placeholders, none of its results wanted) on ``connection``, to be sent with the next
+    statement that carries it (``execute(..., carry=True)``: one statement, one round trip
+    fewer), else before the next statement run through :func:`execute` or
+    :func:`flush_later`. The statement carrying it does not see its rows (a ``WITH`` query
+    shares the statement's snapshot): only a statement that does not read what it writes
+    may carry it; every other sees it, having run it first."""
+    waiting: list[tuple[str, Sequence[Any]]] = connection.connection.info.setdefault(_LATER, [])
+    waiting.append((sql, parameters))
+
+
+def flush_later(connection: Connection) -> None:
+    """Run the writes waiting on ``connection`` (:func:`run_later`) now, one statement each
+    (before a statement that does not carry them, and before the commit)."""
+    later = connection.connection.info.pop(_LATER, None)
+    for sql, parameters in later or ():
+        execute(connection, sql, parameters)
+
+
+def drop_later(connection: Connection) -> None:
+    """Forget the writes waiting on ``connection`` (its transaction is rolled back)."""
+    connection.connection.info.pop(_LATER, None)
+
+
+def _carried(
+    later: Sequence[tuple[str, Sequence[Any]]], sql: str, parameters: Sequence[Any]
+) -> tuple[str, tuple[Any, ...]]:
+    """``sql`` with the waiting writes in front, as data-modifying ``WITH`` queries (each runs
+    once, whether read or not; all share the statement's snapshot)."""
+    queries = ", ".join(f"leadflow_later_{n} AS ({text})" for n, (text, _) in enumerate(later))
+    values: list[Any] = []
+    for _, waiting in later:
+        values.extend(waiting)
+    values.extend(parameters)
+    return f"WITH {queries} {sql}", tuple(values)
 
 
 class UnnestInsert:
@@ -230,3 +312,50 @@ class UnnestInsert:
                 column = [row[name] for row in rows]
                 parameters.append([None if v is None else encoder(v) for v in column])
         return execute(connection, self.sql, tuple(parameters), returns=self.returns)
+
+
+class ValuesInsert:
+    """PostgreSQL: a few rows in one ``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING
+    RETURNING ...``, the statement of ``one`` (a one-row :class:`DriverStatement` ``INSERT``)
+    with one ``VALUES`` group per row, each row's values encoded as ``one`` encodes them.
+
+    One statement text per number of rows, up to ``limit`` (so each is prepared on the server
+    like any other statement). The text carries PostgreSQL's own ``$n`` placeholders and runs
+    on a ``psycopg.RawCursor``: psycopg converts a ``%s`` statement of more than 50
+    parameters again on every call (about 130 us of client CPU for two rows of 28 columns,
+    as much as a round trip), a raw one never. For many rows :class:`UnnestInsert` is the
+    one statement (a ``VALUES`` list's parameters grow with its rows)."""
+
+    __slots__ = ("_one", "_texts", "limit", "returns")
+
+    def __init__(self, one: DriverStatement, limit: int) -> None:
+        head, found, rest = one.sql.partition(" VALUES (")
+        group, found_end, tail = rest.rpartition(") ON CONFLICT")
+        if not (found and found_end):  # pragma: no cover - built from leadflow's inserts
+            raise ValueError(f"not a one-row INSERT ... ON CONFLICT: {one.sql[:80]!r}")
+        self._one = one
+        self.returns: bool = one.returns
+        self.limit: int = limit
+        pieces = group.split("%s")
+        width = len(pieces) - 1
+        texts: dict[int, str] = {}
+        for rows in range(1, limit + 1):
+            groups = []
+            for row in range(rows):
+                numbered = [pieces[0]]
+                for n, piece in enumerate(pieces[1:], start=row * width + 1):
+                    numbered.append(f"${n}{piece}")
+                groups.append("(" + "".join(numbered) + ")")
+            text = f"{head} VALUES {', '.join(groups)} ON CONFLICT{tail}"
+            texts[rows] = text.replace("%%", "%")  # a literal % is itself in a raw text
+        self._texts = texts
+
+    def run(
+        self, connection: Connection, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (1 to ``limit``); the ``RETURNING`` rows."""
+        sql = self._texts[len(rows)]
+        parameters: list[Any] = []
+        for row in rows:
+            parameters.extend(self._one.parameters(row))
+        return execute(connection, sql, parameters, returns=self.returns, raw=True)

@@ -119,8 +119,9 @@ class SqlScheduledActionStore:
     @translated("actions")
     def schedule_many(self, actions: Sequence[ScheduledAction]) -> builtins.list[bool]:
         """:class:`~leadflow.ports.BatchScheduling`: one ``INSERT ... ON CONFLICT DO NOTHING
-        RETURNING idempotency_key`` of every row (on PostgreSQL ``SELECT * FROM unnest(...)``,
-        one array per column: see :class:`~.direct.UnnestInsert`; on SQLite the one-row
+        RETURNING idempotency_key`` of every row (on PostgreSQL a multi-row ``VALUES`` for up to
+        8 rows, :class:`~.direct.ValuesInsert`, else ``SELECT * FROM unnest(...)``, one array
+        per column: see :class:`~.direct.UnnestInsert`; on SQLite the one-row
         statement per row for a few, else what is held read first and the others inserted
         with one ``executemany``, :meth:`_add_unheld`), in one transaction (the unit of
         work's inside one)."""
@@ -143,7 +144,11 @@ class SqlScheduledActionStore:
         if not rows:
             return first
         with self._db.write() as connection:
-            if self._w.add_rows is not None:
+            few = self._w.add_few
+            if few is not None and len(rows) <= few.limit:  # PostgreSQL, a few rows
+                inserted = {row[0] for row in few.run(connection, rows)}
+                created = {row["idempotency_key"] for row in rows if row["action_id"] in inserted}
+            elif self._w.add_rows is not None:
                 created = {row[0] for row in self._w.add_rows.run(connection, rows)}
             elif len(rows) <= _ONE_BY_ONE:  # SQLite, no round trips: the one-row statement
                 created = {
@@ -300,13 +305,16 @@ class SqlScheduledActionStore:
         now = ensure_utc(now, "now")
         if not ids:
             return []
-        with self._db.write(atomic=False) as connection:
+        # ``carry``: in a unit of work on PostgreSQL the facts kept for later (``handle``'s
+        # arrival) go in the same statement (a table this one does not read).
+        with self._db.write(atomic=False, carry=True) as connection:
             parameters = {
                 "ids": ids if self._db.dialect == "postgresql" else json.dumps(ids),
                 "worker": worker,
                 "now": now,
             }
-            done = {row[0] for row in self._w.done_ids_direct.run(connection, parameters)}
+            done_ids = self._w.done_ids_direct.run(connection, parameters, carry=True)
+            done = {row[0] for row in done_ids}
         return [action_id for action_id in ids if action_id in done]
 
     @translated("error")

@@ -31,12 +31,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...records import ScheduledAction, ScheduledActionState
 from .claim_sql import STATE, state_is
 from .database import SqlDatabase
-from .direct import DriverStatement, UnnestInsert
+from .direct import DriverStatement, UnnestInsert, ValuesInsert
 from .types import UtcDateTime
 
 __all__ = ["WriteStatements", "action_from_row", "action_values"]
 
 _State = ScheduledActionState
+_FEW: Final = 8
+"""PostgreSQL: rows a ``schedule_many`` inserts with a multi-row ``VALUES`` (more: ``unnest``)."""
 
 _COPIED: Final = (
     "action_id",
@@ -132,6 +134,12 @@ class WriteStatements:
             UnnestInsert(dialect, table, ["idempotency_key"])
             if database.dialect == "postgresql"
             else None
+        )
+        # A few rows (one event's actions, in ``handle``): one multi-row ``VALUES``, whose
+        # plan is as cheap as the one-row statement's (an ``unnest`` of two rows took about
+        # as long as three one-row statements).
+        self.add_few = (
+            ValuesInsert(self.add_direct, _FEW) if database.dialect == "postgresql" else None
         )
         self.held_direct: DriverStatement | None = None
         self.add_plain: DriverStatement | None = None
