@@ -71,6 +71,7 @@ from ..sequences import (
     SequenceStatus,
     WaitForEventStep,
 )
+from ..stores.checks import handed_over
 from .context import ActionContext
 from .emitter import Emitter
 from .results import SequenceOutcome
@@ -244,13 +245,13 @@ class Sequencer:
         # sequence ends at once (stored at visit 0, then moved on to its end).
         first = self.moves.first(new, program, event, now)
         entering = new if first is None else first[0]
-        stored, created = self.enrollments.enroll(entering)
+        stored, created = handed_over(self.enrollments.enroll, entering)
         what = "enrolled"
         if not created and stored.enrollment_id != enrollment_id:
             if policy is not Reenrollment.EVERY_ENTRY:
                 return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
             self.end(stored, EnrollmentState.ENDED, f"re-entered ({event.type} {event.id})")
-            stored, created = self.enrollments.enroll(entering)
+            stored, created = handed_over(self.enrollments.enroll, entering)
             what = "reentered"
         if not created:  # this event enrolled it before (handled again): carry on from there
             if stored.active and stored.visit == 0:

@@ -131,7 +131,11 @@ class InMemoryEnrollmentStore:
         self._by_opportunity: dict[str, builtins.list[str]] = {}
 
     def enroll(self, enrollment: Enrollment) -> tuple[Enrollment, bool]:
-        checked = _checked(enrollment)
+        """See the port. A new enrollment the runtime handed over
+        (:func:`~leadflow.stores.checks.handed_over`) is stored and returned as it is (with
+        revision 1), anything else as a private copy."""
+        handed = is_handed_over(enrollment)
+        checked = checked_enrollment(enrollment) if handed else _checked(enrollment)
         if checked.state is not EnrollmentState.ACTIVE:
             raise InvalidInputError("a new enrollment is active", field="state")
         key = (checked.sequence_id, checked.opportunity_id)
@@ -145,7 +149,7 @@ class InMemoryEnrollmentStore:
             self._by_id[stored.enrollment_id] = stored
             self._active[key] = stored.enrollment_id
             self._by_opportunity.setdefault(stored.opportunity_id, []).append(stored.enrollment_id)
-        return _out(stored), True
+        return (stored if handed else _out(stored)), True
 
     def get(self, enrollment_id: str) -> Enrollment:
         enrollment_id = plain(enrollment_id)

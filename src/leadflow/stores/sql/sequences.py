@@ -159,6 +159,14 @@ class SqlEnrollmentStore:
         self._columns = (*self._head, self._rows.history)
         # Built once, parameters bound per call (the hot path: every step reads and moves one).
         self._by_id = select(*self._columns).where(c.enrollment_id == bindparam("w_id"))
+        self._by_pair = select(*self._columns).where(  # the pair's active one (enroll)
+            c.sequence_id == bindparam("w_sequence"),
+            c.opportunity_id == bindparam("w_opportunity"),
+            self._active_is(),
+        )
+        self._active_of = self._ordered().where(  # active_for: on every event sequences hear
+            c.opportunity_id == bindparam("w_opportunity"), self._active_is()
+        )
         checked = (
             c.enrollment_id == bindparam("w_id"),
             c.revision == bindparam("w_revision"),
@@ -208,15 +216,12 @@ class SqlEnrollmentStore:
         checked = checked_enrollment(enrollment)
         if checked.state is not EnrollmentState.ACTIVE:
             raise InvalidInputError("a new enrollment is active", field="state")
-        stored = detached(checked._evolve(revision=1))
+        stored = checked._evolve(revision=1)
+        if not is_handed_over(checked):  # else the runtime's, held by it alone: not copied
+            stored = detached(stored)
         values = _enrollment_values(stored)
-        c = self._t.c
-        by_id = select(*self._columns).where(c.enrollment_id == stored.enrollment_id)
-        by_pair = select(*self._columns).where(
-            c.sequence_id == stored.sequence_id,
-            c.opportunity_id == stored.opportunity_id,
-            self._active_is(),
-        )
+        by_id = {"w_id": stored.enrollment_id}
+        by_pair = {"w_sequence": stored.sequence_id, "w_opportunity": stored.opportunity_id}
         values["steps"] = len(stored.history)
         history: builtins.list[StepWrite] = [
             (stored.enrollment_id, len(stored.history), stored.history, False)
@@ -226,9 +231,9 @@ class SqlEnrollmentStore:
                 if connection.execute(self._add, values).first() is not None:
                     self._rows.write(connection, history)
                     return stored, True
-                row = connection.execute(by_id).mappings().first()
+                row = connection.execute(self._by_id, by_id).mappings().first()
                 if row is None:
-                    row = connection.execute(by_pair).mappings().first()
+                    row = connection.execute(self._by_pair, by_pair).mappings().first()
             if row is not None:
                 return self._load(row), False
             # The active one ended between the two statements: enroll again.
@@ -423,11 +428,9 @@ class SqlEnrollmentStore:
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:
         opportunity_id = plain(opportunity_id)
         check_id(opportunity_id, "opportunity_id")
-        statement = self._ordered().where(
-            self._t.c.opportunity_id == opportunity_id, self._active_is()
-        )
         with self._db.read() as connection:
-            rows = connection.execute(statement).mappings().all()
+            result = connection.execute(self._active_of, {"w_opportunity": opportunity_id})
+            rows = result.mappings().all()
         return [self._load(row) for row in rows]
 
     @translated("enrollments")
