@@ -17,11 +17,12 @@ import pytest
 from pydantic import ValidationError
 
 from leadflow import Event, FollowUpRule, LeadFlow, ManualClock
-from leadflow.errors import InvalidInputError
+from leadflow.errors import InvalidInputError, NotFoundError
 from leadflow.facts import LeadArrival
 from leadflow.models import Action, Activity
 from leadflow.ports import Storage
 from leadflow.records import ScheduledAction, ScheduledActionState
+from leadflow.sequences import Enrollment, SequenceDefinition
 from leadflow.stores.checks import check_model, handed_over, is_handed_over
 from leadflow.stores.memory import memory_storage
 from leadflow.stores.memory.fast import fast_memory_storage
@@ -336,3 +337,70 @@ def test_an_id_with_trailing_space_or_newline_is_read_as_the_models_read_it(
     (activity,) = storage.activities.for_opportunity("o1")
     assert storage.scheduled.get(later.action_id).opportunity_id == activity.opportunity_id
     assert storage.scheduled.cancel_for_opportunity("o1", now=T0) == 1
+
+
+# ---------------------------------------------------------------------- a sequence's entry
+
+
+def _new_enrollment(enrollment_id: str, opportunity_id: str) -> Enrollment:
+    return Enrollment(
+        enrollment_id=enrollment_id, sequence_id="s1", sequence_version=1,
+        opportunity_id=opportunity_id, enrolled_at=T0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kind", ["memory", "fast", "sqlite-memory", pytest.param("postgres", marks=on_postgres)]
+)
+def test_a_handed_over_new_enrollment_is_taken_without_the_checks(
+    kind: str, tmp_path: Path
+) -> None:
+    """The enrollment the sequencer builds at entry is handed over to ``enroll``: one that
+    fails the checks is taken when handed over (the runtime never builds such a one); the same
+    object given again after the call, or a host's, is refused and nothing is written."""
+    with _storage(kind, tmp_path) as storage:
+        store = storage.enrollments
+        assert store is not None
+        handed = _new_enrollment("e1", "o1")
+        handed.context["bad"] = {"$where": "1"}
+        stored, created = handed_over(store.enroll, handed)
+        assert created and stored.revision == 1 and stored.context == {"bad": {"$where": "1"}}
+        hosts = _new_enrollment("e2", "o2")
+        hosts.context["bad"] = {"$where": "1"}
+        for given in (hosts, handed):
+            with pytest.raises(InvalidInputError):
+                store.enroll(given)
+        with pytest.raises(NotFoundError):
+            store.get("e2")
+
+
+def test_the_sequencer_hands_its_new_enrollment_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entering a sequence does not check again the enrollment the sequencer just built (a
+    host's enroll call still does)."""
+    from leadflow.stores import sequence_checks
+
+    checked: list[str] = []
+    original = sequence_checks._check_head
+
+    def counting(head: Any, field: str) -> None:
+        checked.append(head.enrollment_id)
+        original(head, field)
+
+    monkeypatch.setattr(sequence_checks, "_check_head", counting)
+    flow = LeadFlow.in_memory(clock=ManualClock(T0))
+    gateway: Any = flow.integrations.opportunities
+    gateway.add("o1", owner="al")
+    definition = SequenceDefinition.model_validate(
+        {"sequenceId": "s1", "name": "s1", "entry": {"eventType": "opportunity.created"},
+         "steps": [{"id": "hour", "kind": "wait", "delay": 1}]}
+    )  # fmt: skip
+    flow.sequences.publish(definition)
+    result = flow.handle(
+        {"id": "e1", "type": "opportunity.created", "payload": {"opportunityId": "o1"}}
+    )
+    assert [o.what for o in result.sequences] == ["enrolled"]
+    assert checked == []
+    storage = flow.storage
+    assert storage.enrollments is not None
+    storage.enrollments.enroll(_new_enrollment("e2", "o2"))
+    assert checked == ["e2"]
