@@ -381,7 +381,10 @@ class InMemoryActivityRepository:
             # The open activities due before as_of (the analytics' overdue now), when fewer.
             due = self._open_due.bisect_left((f.as_of,))
             if not scopes or due < min(len(scope) for scope in scopes):
-                scopes.append({i for _, i in islice(self._open_due, due)})
+                overdue = [self._activities[i] for _, i in islice(self._open_due, due)]
+                if f == ActivityFilter(state=f.state, as_of=f.as_of):
+                    return overdue  # each of them matches: nothing else is asked
+                scopes.append({a.activity_id for a in overdue})
         candidates: Iterable[Activity]
         if scopes:
             candidates = (self._activities[i] for i in min(scopes, key=len))

@@ -56,28 +56,39 @@ def statistics_of(activities: Sequence[Activity], as_of: datetime) -> ActivitySt
     by_outcome = Counter(a.outcome.value for a in counted if a.outcome is not None)
     by_assignee = Counter(a.assigned_to for a in counted if a.assigned_to is not None)
     done = [a for a in counted if a.completed_date is not None]
-    overdue = sum(1 for a in counted if a.state(as_of) is ActivityState.OVERDUE)
+    # ``a.state(as_of) is OVERDUE`` for a counted (not cancelled) activity, without the call.
+    overdue = sum(
+        1
+        for a in counted
+        if a.completed_date is None and a.due_date is not None and a.due_date < as_of
+    )
     by_state = {
         ActivityState.PENDING.value: total - len(done) - overdue,
         ActivityState.OVERDUE.value: overdue,
         ActivityState.COMPLETED.value: len(done),
     }
-    # Time to complete, and per opportunity from its first creation to its first completion.
+    # Time to complete, and per opportunity from its first creation to its first completion:
+    # only completed activities are timed, and only the opportunities with one have a first
+    # creation that counts (open ones, e.g. every overdue one, are not walked for it).
     spent = timedelta()
     timed = 0
-    first_created: dict[str, datetime] = {}
     first_done: dict[str, datetime] = {}
-    for a in counted:
-        if a.created_at is None:
+    for a in done:
+        if a.created_at is None or a.completed_date is None:
             continue
         o = a.opportunity_id
-        if o not in first_created or a.created_at < first_created[o]:
-            first_created[o] = a.created_at
-        if a.completed_date is not None:
-            spent += a.completed_date - a.created_at
-            timed += 1
-            if o not in first_done or a.completed_date < first_done[o]:
-                first_done[o] = a.completed_date
+        spent += a.completed_date - a.created_at
+        timed += 1
+        if o not in first_done or a.completed_date < first_done[o]:
+            first_done[o] = a.completed_date
+    first_created: dict[str, datetime] = {}
+    if first_done:
+        for a in counted:
+            o = a.opportunity_id
+            if a.created_at is None or o not in first_done:
+                continue
+            if o not in first_created or a.created_at < first_created[o]:
+                first_created[o] = a.created_at
     waited = sum((t - first_created[o] for o, t in first_done.items()), timedelta())
     return ActivityStatistics(
         as_of=as_of,

@@ -347,8 +347,9 @@ def statistics_of(
     if timed:
         spent = sum(map(sub, map(_COMPLETED, timed), map(_CREATED, timed)), timedelta())
         mean_complete = spent / len(timed)
-    # Per opportunity: its earliest creation and its earliest completion (dated rows only).
-    dated = [row for row in rows if row[CREATED] is not None]
+    # Per opportunity: its earliest creation and its earliest completion (dated rows only;
+    # none to walk when nothing is timed, e.g. the open activities of overdue now).
+    dated = [row for row in rows if row[CREATED] is not None] if timed else []
     first_created: dict[str, datetime]
     if created_order:  # a dict keeps the last value given per key: feed it backwards
         backwards = dated[::-1]
