@@ -101,11 +101,11 @@ class ChunkedIndex(Generic[K]):
         if len(new) > _NEW_LIMIT:
             new.clear()
         blocks, maxes = self._blocks, self._maxes
-        self._len += 1
         if not blocks:
             blocks.append(((key,),))
             self._chunk_maxes.append((key,))
             maxes.append(key)
+            self._len = 1
             return
         i = bisect_right(maxes, key)  # type: ignore[call-overload]
         if i == len(maxes):
@@ -117,6 +117,7 @@ class ChunkedIndex(Generic[K]):
         chunk = block[j]
         k = bisect_right(chunk, key)
         chunk = (*chunk[:k], key, *chunk[k:])
+        self._len += 1  # after the comparisons, which may raise: nothing fails from here on
         if len(chunk) > 2 * self._load:
             half = len(chunk) // 2
             first, second = chunk[:half], chunk[half:]
