@@ -57,7 +57,7 @@ from leadflow import (
 from leadflow.adapters import InMemoryOpportunities, StaticTeamDirectory
 from leadflow.ports import Storage
 from leadflow.stores.sql import SqlStorage, sql_storage
-from leadflow.stores.sql.scheduled import _values as scheduled_row  # the store's own row
+from leadflow.stores.sql.scheduled_sql import action_values as scheduled_row  # the store's own row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_service import T0, Counting, Tally, check, make_events, twenty_rules

@@ -32,7 +32,7 @@ from tests.fault_worker import ACTION_TYPE, read_log  # noqa: E402
 
 from leadflow import Action, Event, ScheduledAction  # noqa: E402
 from leadflow.stores.sql import SqlStorage, sql_storage  # noqa: E402
-from leadflow.stores.sql.scheduled import _values as scheduled_row  # noqa: E402
+from leadflow.stores.sql.scheduled_sql import action_values as scheduled_row  # noqa: E402
 
 URL_ENVS = ("LEADFLOW_BENCH_POSTGRES_URL", "LEADFLOW_TEST_POSTGRES_URL")
 CHUNK = 5000  # rows per executemany
