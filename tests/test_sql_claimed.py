@@ -6,19 +6,20 @@ refused as before. SQLite in memory and in a file, PostgreSQL when a server is s
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
 
-from leadflow.stores.sql import SqlStorage
+from leadflow.stores.sql import SqlStorage, sql_storage
 from leadflow.stores.sql.scheduled_sql import action_from_row as _load
-from leadflow.testing.contracts import at, make_scheduled_action
+from leadflow.testing.contracts import at, make_delivery, make_scheduled_action
 
-from .sql_support import fresh_storage, kind_params
+from .sql_support import POSTGRES_URL, fresh_storage, kind_params, on_postgres
 
 LEASE = timedelta(hours=1)
 
@@ -108,3 +109,62 @@ def test_a_corrupted_row_is_refused_as_before(storage: SqlStorage) -> None:
         store.get("sa-bad")
     with pytest.raises(ValidationError):
         store.claim_due(at(), worker="w", lease=LEASE)
+
+
+def test_claims_of_every_shape_decode_rows_as_the_validating_loader(
+    storage: SqlStorage,
+) -> None:
+    """A claim runs through the driver and decodes its rows itself (``DirectClaim``): for
+    every shape (all types, a type filter, pinned to a partition) the claimed actions equal
+    what the validating loader builds from the rows, documents with datetimes at any depth,
+    big and negative numbers, text beyond ASCII and empty containers included."""
+    store = storage.scheduled
+    payload = {
+        "opportunityId": "opp-1",
+        "when": at(hours=2),
+        "deep": [{"at": [at(minutes=3), {"x": at(days=-400)}]}, [], {}],
+        "n": -(2**63),
+        "big": 2**63 - 1,
+        "f": -0.0,
+        "tiny": 5e-324,
+        "text": 'é ✓ \U0001f600 "quoted" back\\slash',
+        "none": None,
+    }
+    event = {"eventId": "ev-x", "eventType": "opportunity.created", "occurredAt": at(),
+             "payload": payload}  # fmt: skip
+    email = {"action_type": "send_email", "template": "t"}
+    store.schedule(make_scheduled_action("a1", event=event, partition=0))
+    store.schedule(make_scheduled_action("a2", event=event, action=email, partition=1))
+    store.schedule(make_delivery("d1", event=event, partition=1))
+    typed = store.claim_due(at(), worker="w", lease=LEASE, action_types=["send_email"])
+    assert {a.idempotency_key for a in typed} == {"a2", "d1"}
+    pinned = store.claim_due(at(), worker="w", lease=LEASE, partition=0)
+    assert [a.idempotency_key for a in pinned] == ["a1"]
+    assert store.claim_due(at(), worker="w", lease=LEASE) == []
+    expected = _validated(storage)
+    for action in [*typed, *pinned]:
+        again = expected[action.action_id]
+        assert action == again
+        assert action.model_fields_set == again.model_fields_set
+        assert action.event.model_fields_set == again.event.model_fields_set
+        assert action.event.payload == payload
+
+
+@on_postgres
+def test_claimed_times_are_utc_whatever_the_session_time_zone() -> None:
+    """PostgreSQL hands ``timestamptz`` values back in the session's time zone; a claimed
+    action's times are UTC all the same (as every model's), not a +05:30 offset."""
+    assert POSTGRES_URL is not None
+    engine = create_engine(POSTGRES_URL, connect_args={"options": "-c timezone=Asia/Kolkata"})
+    schema = f"lf_tz_{uuid.uuid4().hex[:8]}"
+    try:
+        store = sql_storage(engine, schema=schema).scheduled
+        store.schedule(make_scheduled_action("tz"))
+        [claimed] = store.claim_due(at(), worker="w", lease=LEASE)
+        times = [claimed.due_at, claimed.planned_at, claimed.created_at, claimed.updated_at,
+                 claimed.lease_expires_at, claimed.event.time]  # fmt: skip
+        assert all(t is not None and t.tzinfo is UTC for t in times), times
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()

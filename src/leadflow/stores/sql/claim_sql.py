@@ -15,15 +15,20 @@ type index (revision 0004) instead, so other types' backlog costs it nothing.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Mapping
+from datetime import UTC
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Executable,
     Integer,
     Table,
+    Text,
     and_,
     bindparam,
+    cast,
     literal,
     literal_column,
     or_,
@@ -33,11 +38,14 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import Update
 
 from ...records import ScheduledActionState
-from .types import ActionTypeOf, UtcDateTime
+from .direct import DriverStatement
+from .types import ActionTypeOf, Document, UtcDateTime, document_from_text, from_micros
 
-__all__ = ["INDEX_WALK", "SETTING", "STATE", "ClaimStatements", "state_is"]
+__all__ = ["INDEX_WALK", "SETTING", "STATE", "ClaimStatements", "DirectClaim", "state_is"]
 
 _State = ScheduledActionState
 _SHAPES: Final = 64  # claim statements kept per store (see ClaimStatements.shaped)
@@ -69,9 +77,11 @@ class ClaimStatements:
     """A store's claim statements, built once per shape (pinned to a partition or not, the
     type filter) and kept: building them costs more than running them."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, dialect: Dialect | None = None) -> None:
         self._t = table
+        self._dialect = dialect
         self._claims: dict[tuple[bool, frozenset[str] | None], tuple[Executable, Executable]] = {}
+        self._direct: dict[tuple[bool, frozenset[str] | None], DirectClaim] = {}
 
     def _is(self, state: ScheduledActionState) -> ColumnElement[bool]:
         return state_is(self._t, state)
@@ -145,14 +155,85 @@ class ClaimStatements:
                 attempts=c.attempts + 1,
                 updated_at=now,
             )
-            .returning(*t.c)
         )
         if len(self._claims) >= _SHAPES:  # type filters are the caller's: keep a few
             self._claims.clear()
-        self._claims[key] = park, claim
-        return park, claim
+            self._direct.clear()
+        self._claims[key] = park, claim.returning(*t.c)
+        if self._dialect is not None:
+            self._direct[key] = DirectClaim(self._dialect, self._t, claim)
+        return self._claims[key]
+
+    def direct(self, pinned: bool, types: frozenset[str] | None) -> DirectClaim | None:
+        """The claim of :meth:`shaped` for this shape, run through the driver (see
+        :class:`DirectClaim`); None until :meth:`shaped` built it, or without a dialect."""
+        return self._direct.get((pinned, types))
 
     def of_types(self, types: frozenset[str]) -> ColumnElement[bool]:
         """A delivery (no action type), or a rule action whose type is one of ``types``."""
-        action_type = ActionTypeOf(self._t.c.action)
-        return or_(action_type.is_(None), action_type.in_(sorted(types)))
+        action_type = ActionTypeOf(self._t.c.action)  # one term per type: no expanding list,
+        # whose text changes with its length (the claim is compiled once per shape)
+        return or_(action_type.is_(None), *(action_type == name for name in sorted(types)))
+
+
+Decoder = Callable[[Any], Any]
+
+
+def _utc(value: Any) -> Any:
+    return value.astimezone(UTC)
+
+
+def _from_micros(value: Any) -> Any:
+    return from_micros(int(value))
+
+
+class DirectClaim:
+    """The claim's ``UPDATE ... RETURNING`` (every column) run through the driver
+    (:class:`~.direct.DriverStatement`: compiled once, no SQLAlchemy result), its rows decoded
+    here column by column into what the column types give through SQLAlchemy: aware UTC
+    datetimes (PostgreSQL's as they come, moved to UTC; SQLite's integer microseconds), and
+    documents from their JSON text in one pass (:func:`~.types.document_from_text`; on
+    PostgreSQL the statement returns each ``jsonb`` column as ``text``, which psycopg hands
+    over without parsing it). Through SQLAlchemy a claimed row's values went through a
+    processor per column, and each document was parsed by the driver and then walked again
+    for its datetimes: most of the client's work per claimed action after the handler."""
+
+    __slots__ = ("_decoders", "_statement", "columns")
+
+    def __init__(self, dialect: Dialect, table: Table, claim: Update) -> None:
+        postgres = dialect.name == "postgresql"
+        returned = [
+            cast(column, Text).label(column.name)
+            if postgres and isinstance(column.type, Document)
+            else column
+            for column in table.c
+        ]
+        self._statement = DriverStatement(dialect, claim.returning(*returned))
+        self.columns: tuple[str, ...] = tuple(column.name for column in table.c)
+        decoders: list[tuple[int, Decoder]] = []
+        for position, column in enumerate(table.c):
+            type_ = column.type
+            decode: Decoder | None
+            if isinstance(type_, Document):
+                decode = document_from_text
+            elif isinstance(type_, UtcDateTime):
+                decode = _utc if postgres else _from_micros
+            else:
+                decode = type_.dialect_impl(dialect).result_processor(dialect, None)
+            if decode is not None:
+                decoders.append((position, decode))
+        self._decoders: tuple[tuple[int, Decoder], ...] = tuple(decoders)
+
+    def run(self, connection: Connection, values: Mapping[str, Any]) -> list[list[Any]]:
+        """The claimed rows, decoded, in :attr:`columns` order."""
+        rows = self._statement.run(connection, values)
+        decoders = self._decoders
+        decoded: list[list[Any]] = []
+        for row in rows:
+            items = list(row)
+            for position, decode in decoders:
+                value = items[position]
+                if value is not None:
+                    items[position] = decode(value)
+            decoded.append(items)
+        return decoded

@@ -80,7 +80,7 @@ class SqlScheduledActionStore:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
         self._t = database.tables.scheduled
-        self._claims = ClaimStatements(self._t)
+        self._claims = ClaimStatements(self._t, database.engine.dialect)
         self._w = WriteStatements(database)
 
     def _state_is(self, state: _State) -> ColumnElement[bool]:
@@ -235,8 +235,13 @@ class SqlScheduledActionStore:
             if postgres:  # see INDEX_WALK; in a transaction, whose end undoes it
                 before = connection.execute(INDEX_WALK).scalar_one()
             connection.execute(park, parameters)
-            result = connection.execute(claim, parameters)
-            columns, rows = tuple(result.keys()), result.all()
+            direct = self._claims.direct(partition is not None, types)
+            rows: Sequence[Sequence[Any]]
+            if direct is not None:  # through the driver, its rows decoded by the claim
+                columns, rows = direct.columns, direct.run(connection, parameters)
+            else:
+                result = connection.execute(claim, parameters)
+                columns, rows = tuple(result.keys()), result.all()
             if postgres and self._db.in_unit:  # the unit goes on: put the setting back
                 connection.execute(SETTING, {"value": before})
         actions = claimed_actions(columns, rows, action_from_row)  # the store's own rows: trusted
