@@ -5,6 +5,7 @@ workload's builders), and nothing else runs them in CI. A name moved inside ``le
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,9 +26,13 @@ def test_script_imports(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for module in [m for m in sys.modules if m in SCRIPTS]:
         monkeypatch.delitem(sys.modules, module)  # imported afresh, as a run does
     before = dict(os.environ)
+    loggers = [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]
+    levels = [(logger, logger.level) for logger in loggers]
     try:
         module = importlib.import_module(name)
-    finally:  # a script may set defaults for its children (bench_sql: the queue's schema)
-        os.environ.clear()
+    finally:  # a script may set up its process: the queue's schema for its children
+        os.environ.clear()  # (bench_sql), a logger's level (bench_rules_reload)
         os.environ.update(before)
+        for logger, level in levels:
+            logger.setLevel(level)
     assert module.__doc__, f"{name}.py says what it measures"
