@@ -29,18 +29,22 @@ from sqlalchemy import (
     cast,
     column,
     func,
+    insert,
     literal_column,
     or_,
+    select,
+    true,
     type_coerce,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
-from ...sequences import EnrollmentHead, EnrollmentState
+from ...sequences import EnrollmentHead, EnrollmentState, StepRecord
 from .tables import Tables
 from .types import Document, UtcDateTime, encode_document, micros
 
-__all__ = ["MoveRow", "MoveStatement"]
+__all__ = ["EnrollInsert", "MarkStatement", "MoveRow", "MoveStatement"]
 
 MoveRow = tuple[EnrollmentHead, EnrollmentHead, int]
 """One move: ``(old, new, records)``: the head as read (its revision is compared), the head
@@ -199,3 +203,49 @@ class MarkStatement:
         return {
             enrollment_id for (enrollment_id,) in connection.execute(self.statement, parameters)
         }
+
+
+class EnrollInsert:
+    """A new enrollment's row and its first step records in one statement on PostgreSQL
+    (:meth:`~leadflow.stores.sql.sequences.SqlEnrollmentStore.enroll`): the row's ``INSERT
+    ... ON CONFLICT DO NOTHING RETURNING`` in a ``WITH`` query that feeds the records'
+    ``INSERT ... SELECT`` (a data-modifying ``WITH``: the records go in only when the row
+    did), one round trip instead of two. None on SQLite, which has no such statement."""
+
+    def __init__(self, tables: Tables) -> None:
+        t, s = tables.enrollments, tables.enrollment_steps
+        values = {c: bindparam(f"c_{c.name}", type_=c.type) for c in t.c}
+        added = (
+            postgresql.insert(t)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(t.c.enrollment_id)
+            .cte("added")
+        )
+        records = (
+            func.jsonb_array_elements(cast(bindparam("records", type_=String), JSONB))
+            .table_valued("value", with_ordinality="n")
+            .render_derived(name="x")
+        )
+        rows = (
+            insert(s)
+            .from_select(
+                ["enrollment_id", "position", "record"],
+                select(added.c.enrollment_id, records.c.n, records.c.value).select_from(
+                    added.join(records, true())
+                ),
+            )
+            .cte("added_steps")
+        )
+        self.statement = select(added.c.enrollment_id).add_cte(rows)
+
+    def run(
+        self, connection: Connection, values: dict[str, Any], records: Sequence[StepRecord]
+    ) -> bool:
+        """Insert the row of ``values`` (its columns) and, if it went in, ``records`` at
+        positions 1 .. n; whether it went in (else an enrollment held its id or its pair)."""
+        parameters = {f"c_{name}": value for name, value in values.items()}
+        parameters["records"] = json.dumps(
+            encode_document([record.to_document() for record in records])
+        )
+        return connection.execute(self.statement, parameters).first() is not None

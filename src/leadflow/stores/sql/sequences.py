@@ -64,7 +64,7 @@ from ..sequence_checks import (
     head_of,
 )
 from .database import SqlDatabase
-from .enrollment_moves import MarkStatement, MoveStatement
+from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
 from .enrollment_steps import StepRows, StepWrite
 from .errors import translated
 from .sequence_definitions import SqlSequenceRepository
@@ -152,6 +152,7 @@ class SqlEnrollmentStore:
         self._rows = StepRows(database.tables, database.dialect)
         self._moves = MoveStatement(database.tables, database.dialect)
         self._marks = MarkStatement(database.tables, database.dialect)
+        self._enroll = EnrollInsert(database.tables) if database.dialect == "postgresql" else None
         self._head = (c.document, c.revision, c.state)
         self._columns = (*self._head, self._rows.history)
         # Built once, parameters bound per call (the hot path: every step reads and moves one).
@@ -207,7 +208,10 @@ class SqlEnrollmentStore:
         ]
         for _ in range(_ENROLL_ATTEMPTS):
             with self._db.write() as connection:  # the row and its history's rows together
-                if connection.execute(self._add, values).first() is not None:
+                if self._enroll is not None:  # PostgreSQL: the row and its records at once
+                    if self._enroll.run(connection, values, stored.history):
+                        return stored, True
+                elif connection.execute(self._add, values).first() is not None:
                     self._rows.write(connection, history)
                     return stored, True
                 row = connection.execute(self._by_id, by_id).mappings().first()
