@@ -43,7 +43,6 @@ transaction, by ``len(records)``); ``records`` are appended at the positions up 
 ``replace``: the rows before them are deleted (the whole history written again), else only
 those that fell 200 or more behind."""
 
-_CHUNK: Final = 1000
 _ALL: Final = 2**63 - 1  # past every position
 
 
@@ -74,9 +73,6 @@ class StepRows:
             select(aggregated).where(mine).correlate(tables.enrollments).scalar_subquery(),
             Document,
         ).label("history")
-        self._steps_of = select(e.enrollment_id, e.steps).where(
-            e.enrollment_id.in_(bindparam("w_ids", expanding=True))
-        )
         # Every enrollment's new records in one JSON array parameter, ``[[id, first, [record,
         # ...]], ...]``, split into rows by the database: one statement whatever the number
         # of enrollments (their records encoded at once).
@@ -113,15 +109,6 @@ class StepRows:
         if self._dialect == "postgresql":
             return list(history or ())
         return [record for _, record in sorted(history or (), key=lambda pair: pair[0])]
-
-    def steps_of(self, connection: Connection, ids: Sequence[str]) -> dict[str, int]:
-        """``steps`` of the enrollments among ``ids`` (as this transaction sees them)."""
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = list(ids[start : start + _CHUNK])
-            for enrollment_id, steps in connection.execute(self._steps_of, {"w_ids": chunk}):
-                found[enrollment_id] = int(steps)
-        return found
 
     def write(self, connection: Connection, writes: Iterable[StepWrite]) -> None:
         """Each of ``writes`` (see :data:`StepWrite`): one ``DELETE`` executemany of the rows
