@@ -1,10 +1,12 @@
 """What a claimed batch of sequence steps writes (issue 18's cost target), beyond what it does:
 on SQL the send marks are one ``UPDATE`` of the flag (merged into the stored document by the
-database) that carries none of the enrollment's record, its history included; in memory a
+database) that carries none of the enrollment's record, its history included, and the marks,
+the moves and their step records are one statement each for the batch; in memory a
 visit the runtime stores is handed over, not validated again."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,14 +51,11 @@ def test_on_sql_the_marks_are_one_update_of_the_flag_without_the_records(sql: An
         event.remove(engine, "before_cursor_execute", statement)
     assert (report.claimed, report.succeeded) == (6, 6)
     assert len(messenger.sent) == 6
-    marks = [(text, p) for text, p in seen if "enrollments" in text and "revision + " in text]
-    assert len(marks) == 1, seen  # one executemany for the six marks
-    text, parameters = marks[0]
-    assert "json_patch" in text or "||" in text
-    assert len(parameters) == 6
-    for row in parameters:  # the flag and the time, none of the record (no step history)
-        values = row.values() if isinstance(row, dict) else row
-        assert not any("first" in str(value) for value in values), row
+    marks = [(t, p) for t, p in seen if "enrollments" in t and ("json_patch" in t or "||" in t)]
+    assert len(marks) == 1, seen  # one statement for the six marks
+    sent = str(marks[0][1])
+    assert sent.count("enr-") == 6, sent  # the six ids (and revisions)
+    assert "first" not in sent  # the flag and the time, none of the record (no step history)
     for opp in OPPORTUNITIES:
         assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
 
@@ -78,3 +77,52 @@ def test_in_memory_a_stored_visit_is_not_validated_again(monkeypatch: pytest.Mon
     assert not any(step == "reply" for step in validated[before:]), validated
     for opp in OPPORTUNITIES:
         assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
+def test_on_sql_a_batch_writes_its_enrollments_with_one_statement_each(sql: Any) -> None:
+    """The marks, the moves and the moves' step records: each one statement for the batch
+    (no ``executemany``), and no read of ``steps`` (the moves' ``UPDATE`` returns it)."""
+    flow, messenger = _entered(sql)
+    seen: list[tuple[str, bool]] = []
+
+    def statement(conn: Any, cursor: Any, text: str, parameters: Any, context: Any,
+                  many: bool) -> None:  # fmt: skip
+        seen.append((" ".join(text.split()), many))
+
+    engine = sql.database.engine
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        report = flow.run_due()
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+    assert (report.claimed, report.succeeded) == (6, 6) and len(messenger.sent) == 6
+
+    def on(table: str, verb: str) -> list[tuple[str, bool]]:
+        pattern = re.compile(rf"^{verb} (\S+\.)?leadflow_{table}\b")
+        return [(text, many) for text, many in seen if pattern.match(text)]
+
+    updates = on("enrollments", "UPDATE")
+    assert len(updates) == 2 and not any(many for _, many in updates), updates
+    inserts = on("enrollment_steps", "INSERT INTO")
+    assert len(inserts) == 1 and not inserts[0][1], inserts
+    assert not [text for text, _ in seen if "leadflow_enrollments.steps" in text.split(" FROM ")[0]
+                and text.startswith("SELECT")]  # fmt: skip
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+
+
+def test_on_sqlite_the_batch_statements_find_each_enrollment_by_its_key(tmp_path: Path) -> None:
+    """SQLite's plan for the batch ``UPDATE``s: the array scanned once, each enrollment found
+    by its primary key (not every active enrollment walked through the index on state, the
+    array scanned for each)."""
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        store, engine = storage.enrollments, storage.database.engine
+        for batch in (store._moves.statement, store._marks.statement):
+            text = str(batch.compile(dialect=engine.dialect))
+            with engine.connect() as connection:
+                plan = connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {text}", (None,) * text.count("?")
+                ).all()
+            details = [str(row[-1]) for row in plan]
+            assert any("leadflow_enrollments" in d and "(enrollment_id=?)" in d for d in details)
+            assert not any("state" in d for d in details), details

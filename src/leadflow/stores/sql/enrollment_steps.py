@@ -8,6 +8,7 @@ row (one snapshot: a step committed in between cannot show in one and not the ot
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -23,14 +24,15 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    true,
     type_coerce,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from ...sequences import StepRecord
 from ...sequences.enrollment import HISTORY_LIMIT
 from .tables import Tables
-from .types import Document
+from .types import Document, encode_document
 
 __all__ = ["StepRows", "StepWrite"]
 
@@ -41,7 +43,6 @@ transaction, by ``len(records)``); ``records`` are appended at the positions up 
 ``replace``: the rows before them are deleted (the whole history written again), else only
 those that fell 200 or more behind."""
 
-_CHUNK: Final = 1000
 _ALL: Final = 2**63 - 1  # past every position
 
 
@@ -72,26 +73,32 @@ class StepRows:
             select(aggregated).where(mine).correlate(tables.enrollments).scalar_subquery(),
             Document,
         ).label("history")
-        self._steps_of = select(e.enrollment_id, e.steps).where(
-            e.enrollment_id.in_(bindparam("w_ids", expanding=True))
-        )
-        # An enrollment's new records as one JSON array, split into rows by the database (one
-        # parameter set an enrollment, its records encoded at once, as its document is).
-        records = bindparam("records", type_=Document)
-        first = bindparam("first", type_=BigInteger)
+        # Every enrollment's new records in one JSON array parameter, ``[[id, first, [record,
+        # ...]], ...]``, split into rows by the database: one statement whatever the number
+        # of enrollments (their records encoded at once).
+        rows = bindparam("rows", type_=String)
+        enrollment_id: ColumnElement[Any]
+        position: ColumnElement[Any]
+        record: ColumnElement[Any]
         if dialect == "postgresql":
-            each = (
-                func.jsonb_array_elements(records)
+            each = func.jsonb_array_elements(cast(rows, JSONB)).table_valued("value").alias("r")
+            records = (
+                func.jsonb_array_elements(each.c.value.op("->")(2))
                 .table_valued("value", with_ordinality="n")
-                .render_derived(name="each")
+                .render_derived(name="x")
             )
-            position = first + each.c.n
+            enrollment_id = each.c.value.op("->>")(0)
+            position = cast(each.c.value.op("->>")(1), BigInteger) + records.c.n
+            record = records.c.value
         else:
-            each = func.json_each(records).table_valued("key", "value")
-            position = first + each.c.key + 1
+            each = func.json_each(rows).table_valued("value").alias("r")
+            records = func.json_each(each.c.value, "$[2]").table_valued("key", "value").alias("x")
+            enrollment_id = func.json_extract(each.c.value, "$[0]")
+            position = func.json_extract(each.c.value, "$[1]") + records.c.key + 1
+            record = records.c.value
         self._insert = insert(tables.enrollment_steps).from_select(
             ["enrollment_id", "position", "record"],
-            select(cast(bindparam("w_id"), String), position, each.c.value),
+            select(enrollment_id, position, record).select_from(each.join(records, true())),
         )
         self._delete = delete(tables.enrollment_steps).where(
             s.enrollment_id == bindparam("w_id"), s.position <= bindparam("upto")
@@ -103,30 +110,21 @@ class StepRows:
             return list(history or ())
         return [record for _, record in sorted(history or (), key=lambda pair: pair[0])]
 
-    def steps_of(self, connection: Connection, ids: Sequence[str]) -> dict[str, int]:
-        """``steps`` of the enrollments among ``ids`` (as this transaction sees them)."""
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = list(ids[start : start + _CHUNK])
-            for enrollment_id, steps in connection.execute(self._steps_of, {"w_ids": chunk}):
-                found[enrollment_id] = int(steps)
-        return found
-
     def write(self, connection: Connection, writes: Iterable[StepWrite]) -> None:
         """Each of ``writes`` (see :data:`StepWrite`): one ``DELETE`` executemany of the rows
-        behind, one ``INSERT ... SELECT`` executemany of the new ones (each enrollment's records
-        a JSON array the database splits: ``json_each`` on SQLite, ``jsonb_array_elements``
-        on PostgreSQL)."""
-        rows: list[dict[str, Any]] = []
+        behind, one ``INSERT ... SELECT`` of the new ones (every enrollment's records in one
+        JSON array the database splits: ``json_each`` on SQLite, ``jsonb_array_elements`` on
+        PostgreSQL)."""
+        rows: list[list[Any]] = []
         behind: list[dict[str, Any]] = []
         for enrollment_id, steps, records, replace in writes:
             if records:
-                rows.append({"w_id": enrollment_id, "first": steps - len(records),
-                             "records": [record.to_document() for record in records]})  # fmt: skip
+                rows.append([enrollment_id, steps - len(records),
+                             [record.to_document() for record in records]])  # fmt: skip
             upto = _ALL if replace else (steps - HISTORY_LIMIT if records else 0)
             if upto > 0:
                 behind.append({"w_id": enrollment_id, "upto": upto})
         if behind:
             connection.execute(self._delete, behind)
         if rows:
-            connection.execute(self._insert, rows)
+            connection.execute(self._insert, {"rows": json.dumps(encode_document(rows))})

@@ -20,7 +20,6 @@ Both take part in the storage's unit of work (``with storage.unit_of_work():``).
 from __future__ import annotations
 
 import builtins
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -28,16 +27,12 @@ from typing import Any, Final
 from sqlalchemy import (
     ColumnElement,
     Select,
-    String,
     bindparam,
-    cast,
-    func,
     literal_column,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
 
 from ...documents import plain
 from ...errors import (
@@ -69,10 +64,10 @@ from ..sequence_checks import (
     head_of,
 )
 from .database import SqlDatabase
+from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
 from .enrollment_steps import StepRows, StepWrite
 from .errors import translated
 from .sequence_definitions import SqlSequenceRepository
-from .types import encode_document
 
 __all__ = ["SqlEnrollmentStore", "SqlSequenceRepository"]
 
@@ -155,6 +150,9 @@ class SqlEnrollmentStore:
         # Any unique constraint: the id, or the one active enrollment of the pair.
         self._add = upsert(self._t).on_conflict_do_nothing().returning(c.enrollment_id)
         self._rows = StepRows(database.tables, database.dialect)
+        self._moves = MoveStatement(database.tables, database.dialect)
+        self._marks = MarkStatement(database.tables, database.dialect)
+        self._enroll = EnrollInsert(database.tables) if database.dialect == "postgresql" else None
         self._head = (c.document, c.revision, c.state)
         self._columns = (*self._head, self._rows.history)
         # Built once, parameters bound per call (the hot path: every step reads and moves one).
@@ -175,31 +173,13 @@ class SqlEnrollmentStore:
         )
         values = {c[name]: bindparam(f"v_{name}", type_=c[name].type) for name in _UPDATED_COLUMNS}
         # An update writes the whole history again (its records at positions 1 .. n); a move
-        # appends its records after the newest.
+        # appends its records after the newest (:class:`.enrollment_moves.MoveStatement`).
         replaced = {**values, c.steps: bindparam("v_steps", type_=c.steps.type)}
-        moved = {**values, c.steps: c.steps + bindparam("v_steps", type_=c.steps.type)}
         self._update_active = update(self._t).where(*checked, self._active_is()).values(replaced)
         self._update_any = update(self._t).where(*checked).values(replaced)
-        self._move_active = update(self._t).where(*checked, self._active_is()).values(moved)
-        self._move_any = update(self._t).where(*checked).values(moved)
         in_ids = c.enrollment_id.in_(bindparam("w_ids", expanding=True))
         self._by_ids = select(*self._columns, c.enrollment_id).where(in_ids)
         self._heads_by_ids = select(*self._head, c.enrollment_id).where(in_ids)
-        # The send mark: the flag and the change time set inside the stored document by the
-        # database (a JSON merge), not the document encoded again.
-        patch = bindparam("patch", type_=String)
-        merged = (
-            c.document.op("||")(cast(patch, JSONB))
-            if database.dialect == "postgresql"
-            else func.json_patch(c.document, patch)
-        )
-        self._mark = (
-            update(self._t)
-            .where(c.enrollment_id == bindparam("w_id"), c.revision == bindparam("w_revision"),
-                   self._active_is())
-            .values({c.document: merged, c.revision: c.revision + 1,
-                     c.updated_at: bindparam("at", type_=c.updated_at.type)})
-        )  # fmt: skip
 
     def _active_is(self) -> ColumnElement[bool]:
         return self._t.c.state == _ACTIVE
@@ -228,7 +208,10 @@ class SqlEnrollmentStore:
         ]
         for _ in range(_ENROLL_ATTEMPTS):
             with self._db.write() as connection:  # the row and its history's rows together
-                if connection.execute(self._add, values).first() is not None:
+                if self._enroll is not None:  # PostgreSQL: the row and its records at once
+                    if self._enroll.run(connection, values, stored.history):
+                        return stored, True
+                elif connection.execute(self._add, values).first() is not None:
                     self._rows.write(connection, history)
                     return stored, True
                 row = connection.execute(self._by_id, by_id).mappings().first()
@@ -326,34 +309,18 @@ class SqlEnrollmentStore:
     def mark_sending(
         self, marks: Sequence[tuple[str, int]], *, at: datetime
     ) -> builtins.list[bool]:
-        """See :class:`~leadflow.ports.sequences.EnrollmentSendMarks`: one checked ``UPDATE``
-        executed for every mark at once (in the order of their ids, in one transaction),
+        """See :class:`~leadflow.ports.sequences.EnrollmentSendMarks`: one checked ``UPDATE
+        ... FROM`` over a JSON array of the marks (:class:`.enrollment_moves.MarkStatement`),
         setting ``revision``, ``updated_at`` and, inside the stored document, ``sending`` and
         ``updatedAt`` (a JSON merge in the database: ``json_patch`` on SQLite, ``||`` on
-        PostgreSQL), the rest of the document left as it is. When fewer rows changed than
-        were given, the rows are read back in that transaction to say which ones."""
+        PostgreSQL), the rest of the document left as it is; the ids it returns are those
+        marked."""
         checked, at = checked_marks(marks, at)
         if not checked:
             return []
-        patch = json.dumps({"sending": True, "updatedAt": encode_document(at)})
-        parameters = [
-            {"w_id": enrollment_id, "w_revision": revision, "patch": patch, "at": at}
-            for enrollment_id, revision in sorted(checked)
-        ]
         with self._db.write() as connection:
-            if connection.execute(self._mark, parameters).rowcount == len(checked):
-                return [True] * len(checked)
-            ids = [enrollment_id for enrollment_id, _ in checked]
-            rows = connection.execute(self._heads_by_ids, {"w_ids": ids}).mappings().all()
-        stored = {row["enrollment_id"]: _load_head(row) for row in rows}
-        return [
-            (found := stored.get(enrollment_id)) is not None
-            and found.active
-            and found.revision == revision + 1
-            and found.sending
-            and found.updated_at == at
-            for enrollment_id, revision in checked
-        ]
+            marked = self._marks.run(connection, checked, at)
+        return [enrollment_id in marked for enrollment_id, _ in checked]
 
     # ------------------------------------------------------------------ steps
 
@@ -372,14 +339,14 @@ class SqlEnrollmentStore:
     def move_many(
         self, moves: Sequence[tuple[EnrollmentHead, Sequence[StepRecord]]]
     ) -> builtins.list[EnrollmentHead | None]:
-        """See :class:`~leadflow.ports.sequences.EnrollmentSteps`: in one transaction, the
-        compare-and-set ``UPDATE`` of :meth:`update_many` with ``steps`` raised by the
-        records appended (an ``executemany`` per run of active or ended ones, in the order of
-        their ids; the rows read back when fewer changed than were given), then the moved
-        enrollments' ``steps`` read (one ``SELECT ... IN``), their records inserted (one
-        multi-row ``INSERT``) and the rows 200 or more behind the newest deleted (one
-        ``DELETE`` executemany, where there are such rows): none of the history read or
-        written again."""
+        """See :class:`~leadflow.ports.sequences.EnrollmentSteps`: in one transaction, every
+        move's compare-and-set (that of :meth:`update_many`, with ``steps`` raised by the
+        records appended) as one ``UPDATE ... FROM`` over a JSON array of the moves,
+        ``RETURNING`` the rows it changed and their new ``steps``
+        (:class:`.enrollment_moves.MoveStatement`), then the moved enrollments' records
+        inserted at those positions (one multi-row ``INSERT``) and the rows 200 or more behind
+        the newest deleted (one ``DELETE`` executemany, where there are such rows): none of
+        the history read or written again."""
         checked = checked_moves(moves)
         if not checked:
             return []
@@ -389,32 +356,23 @@ class SqlEnrollmentStore:
             )
             for head, _ in checked
         ]
-        runs: builtins.list[tuple[bool, builtins.list[dict[str, Any]]]] = []
-        order = sorted(range(len(checked)), key=lambda i: checked[i][0].enrollment_id)
-        for i in order:
-            (old, records), changed = checked[i], new[i]
-            if not runs or runs[-1][0] is not changed.active:
-                runs.append((changed.active, []))
-            runs[-1][1].append(_update_parameters(old, changed, len(records)))
         with self._db.write() as connection:
-            changed_rows = 0
-            for active, parameters in runs:
-                statement = self._move_active if active else self._move_any
-                changed_rows += connection.execute(statement, parameters).rowcount
-            written: builtins.list[EnrollmentHead | None] = builtins.list(new)
-            if changed_rows != len(new):
-                ids = [head.enrollment_id for head in new]
-                rows = connection.execute(self._heads_by_ids, {"w_ids": ids}).mappings().all()
-                stored = {row["enrollment_id"]: _load_head(row) for row in rows}
-                written = [h if stored.get(h.enrollment_id) == h else None for h in new]
-            appended = [
-                (head.enrollment_id, records)
-                for head, (_, records) in zip(written, checked, strict=True)
-                if head is not None and records
+            steps = self._moves.run(
+                connection,
+                [
+                    (old, changed, len(records))
+                    for (old, records), changed in zip(checked, new, strict=True)
+                ],
+            )
+            written: builtins.list[EnrollmentHead | None] = [
+                head if head.enrollment_id in steps else None for head in new
             ]
-            if appended:
-                steps = self._rows.steps_of(connection, [i for i, _ in appended])
-                self._rows.write(connection, [(i, steps[i], r, False) for i, r in appended])
+            self._rows.write(
+                connection,
+                [(head.enrollment_id, steps[head.enrollment_id], records, False)
+                 for head, (_, records) in zip(written, checked, strict=True)
+                 if head is not None and records],
+            )  # fmt: skip
         return [
             None if head is None else head if is_handed_over(old) else head_of(head)
             for head, (old, _) in zip(written, checked, strict=True)
