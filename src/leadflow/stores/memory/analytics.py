@@ -48,7 +48,8 @@ from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lea
 from ..analytics_summary import check_lead_summary, summary_of, taken
 from ..analytics_sums import won_touches_of
 from ..checks import check_limit, check_model
-from .analytics_rows import Row, buckets_of_rows, groups_of_rows, row_key, row_of
+from .analytics_days import Days
+from .analytics_rows import Row, buckets_of_rows, row_key, row_of
 
 __all__ = [
     "MAX_FACTS",
@@ -93,6 +94,8 @@ class InMemoryAnalyticsStore:
         # The completions again as rows (analytics_rows), in (completed_at, activity_id) order:
         # a period's rows are one slice.
         self._completion_rows: SortedKeyList[Row, tuple[datetime, str]] = SortedKeyList(key=row_key)
+        # And summed per day and key (analytics_days): a period's sums add up its whole days.
+        self._days = Days(self._rows_between)
         self._first_contacts: dict[str, Completion] = {}
         self._completions_on: dict[str, list[Completion]] = {}
 
@@ -141,7 +144,9 @@ class InMemoryAnalyticsStore:
             if completion.activity_id in self._completions:
                 return False
             self._completions[completion.activity_id] = completion
-            self._completion_rows.add(row_of(completion))
+            row = row_of(completion)
+            self._completion_rows.add(row)
+            self._days.add(row)
             self._completion_index.add((completion.completed_at, completion.activity_id))
             self._completions_on.setdefault(completion.opportunity_id, []).append(completion)
             if completion.activity_type in _CONTACTS:
@@ -217,10 +222,10 @@ class InMemoryAnalyticsStore:
                         break
         return found
 
-    def _rows_in(self, start: datetime, end: datetime) -> list[Row]:
-        with self._lock:
-            rows = self._completion_rows
-            return rows[rows.bisect_key_left((start, "")) : rows.bisect_key_left((end, ""))]
+    def _rows_between(self, start: datetime, end: datetime) -> list[Row]:
+        """The completion rows of ``[start, end)``, in order (the caller holds the lock)."""
+        rows = self._completion_rows
+        return rows[rows.bisect_key_left((start, "")) : rows.bisect_key_left((end, ""))]
 
     def completion_groups(
         self,
@@ -235,9 +240,10 @@ class InMemoryAnalyticsStore:
         start, end = check_period(start, end)
         wanted = check_grouping(by, keys)
         median, opportunities = check_parts(median, opportunities)
-        return groups_of_rows(
-            self._rows_in(start, end), by, wanted, median=median, opportunities=opportunities
-        )
+        with self._lock:
+            return self._days.groups(
+                start, end, by, wanted, median=median, opportunities=opportunities
+            )
 
     def completion_buckets(
         self,
@@ -250,7 +256,11 @@ class InMemoryAnalyticsStore:
     ) -> dict[int, CompletionGroup]:
         width, by, wanted = check_buckets(width, by, keys)
         start, end = check_period(start, end)
-        return buckets_of_rows(self._rows_in(start, end), start, width, by, wanted)
+        with self._lock:
+            found = self._days.buckets(start, end, width, by, wanted)
+            if found is None:  # buckets narrower than a day
+                found = buckets_of_rows(self._rows_between(start, end), start, width, by, wanted)
+            return found
 
     def stage_sums(
         self, start: datetime, end: datetime, stages: Sequence[str]

@@ -17,7 +17,7 @@ from typing import Final
 
 from ...facts import Completion, CompletionGroup, GroupSums, groups_from_sums
 
-__all__ = ["BY", "Row", "buckets_of_rows", "groups_of_rows", "row_key", "row_of"]
+__all__ = ["BY", "Row", "add_rows", "buckets_of_rows", "groups_of_rows", "row_key", "row_of"]
 
 Row = tuple[str | None, str | None, str, bool, bool, float | None, str | None, datetime, str]
 """assigned to, rule id, opportunity, has a due date, completed at or before it, seconds from
@@ -59,8 +59,22 @@ def groups_of_rows(
     """:func:`~leadflow.facts.groups_of` of the completions of ``rows`` whose ``by`` is in
     ``wanted`` (all when None); without the times to complete unless ``median`` (no median)
     and the opportunities unless ``opportunities`` (0 of them)."""
-    place = BY[by]
     sums: GroupSums = {}
+    add_rows(sums, rows, by, wanted, median, opportunities)
+    return groups_from_sums(sums)
+
+
+def add_rows(
+    sums: GroupSums,
+    rows: Iterable[Row],
+    by: str,
+    wanted: Collection[str | None] | None,
+    median: bool,
+    opportunities: bool,
+) -> None:
+    """Adds the completions of ``rows`` whose ``by`` is in ``wanted`` (all when None) to
+    ``sums`` (see :func:`groups_of_rows`)."""
+    place = BY[by]
     for row in rows:
         key = row[0] if place == 0 else row[1]
         if wanted is not None and key not in wanted:
@@ -79,7 +93,6 @@ def groups_of_rows(
             on.add(row[2])
         if row[6] is not None:
             outcomes[row[6]] += 1
-    return groups_from_sums(sums)
 
 
 def buckets_of_rows(
