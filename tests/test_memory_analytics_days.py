@@ -1,9 +1,11 @@
-"""The memory stores' completion sums per day against their definition: on random
-completions spread over a few days (times at any instant, some on midnight), the sums of a
-random period (bounds at midnight or anywhere, within a day or across many) added up from the
-days' sums and the partial days' rows must equal :func:`~leadflow.facts.groups_of` and
-:func:`~leadflow.stores.analytics_sums.buckets_of` over every completion of the period, under
-random keys and parts, on both memory stores."""
+"""The memory stores' sums of the analytic facts against their definitions, on random facts
+spread over a few days (times at any instant, some on midnight) and random periods (bounds at
+midnight or anywhere, within a day or across many), on both memory stores: the completions'
+groups and buckets added up from the days' sums and the partial days' rows must equal
+:func:`~leadflow.facts.groups_of` and :func:`~leadflow.stores.analytics_sums.buckets_of` over
+every completion of the period, under random keys and parts; the funnel's stages and the won
+touches, summed from the stores' rows, :func:`~leadflow.facts.stage_sums_of` and
+:func:`~leadflow.facts.touches_of` over the period's facts."""
 
 from __future__ import annotations
 
@@ -14,7 +16,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leadflow.activity_models import ActivityType, Outcome
-from leadflow.facts import Completion, groups_of, trimmed
+from leadflow.facts import (
+    Completion,
+    StatusChange,
+    groups_of,
+    stage_sums_of,
+    touches_of,
+    trimmed,
+)
 from leadflow.ports import AnalyticsStore
 from leadflow.stores.analytics_sums import buckets_of
 from leadflow.stores.memory import InMemoryAnalyticsStore
@@ -115,3 +124,51 @@ def test_day_sums_follow_later_records() -> None:
         if n % 30 == 29:
             found = store.completion_groups(*period, by="assigned_to")
             assert found == groups_of(completions[: n + 1], "assigned_to")
+
+
+STATUSES = ("new", "contacted", "won", "lost")
+
+
+def _changes(rng: random.Random, n: int, opportunities: int) -> list[StatusChange]:
+    return [
+        StatusChange(
+            event_id=f"e{rng.randrange(10**6)}-{k}",
+            opportunity_id=f"o{rng.randrange(opportunities)}",
+            changed_at=_instant(rng) if rng.random() < 0.9 else ORIGIN + DAY,  # some ties
+            from_status=None,
+            to_status=rng.choice(STATUSES),
+        )
+        for k in range(n)
+    ]
+
+
+@pytest.mark.parametrize("make", STORES, ids=["reference", "fast"])
+@pytest.mark.parametrize("seed", range(6))
+def test_stages_and_touches_equal_the_definition(
+    make: Callable[[], AnalyticsStore], seed: int
+) -> None:
+    rng = random.Random(seed)
+    completions = _completions(rng, rng.choice((30, 120, 300)))
+    opportunities = len({c.opportunity_id for c in completions})
+    changes = _changes(rng, rng.choice((20, 80, 250)), opportunities + 2)
+    store = make()
+    for completion in completions:
+        store.record_completion(completion)
+    for change in changes:
+        store.record_status_change(change)
+    for _ in range(20):
+        start, end = _period(rng)
+        inside = sorted(
+            (c for c in changes if start <= c.changed_at < end),
+            key=lambda c: (c.changed_at, c.event_id),
+        )
+        stages = rng.sample(STATUSES, rng.randrange(1, 5))
+        assert store.stage_sums(start, end, stages) == stage_sums_of(inside, stages)
+        status = rng.choice(STATUSES)
+        won_at: dict[str, datetime] = {}
+        for change in inside:
+            if change.to_status == status:
+                won_at.setdefault(change.opportunity_id, change.changed_at)
+        keys = None if rng.random() < 0.5 else set(rng.sample(RULES, rng.randrange(1, 3)))
+        done = [c for c in completions if start <= c.completed_at < end]
+        assert store.won_touches(start, end, status, keys=keys) == touches_of(won_at, done, keys)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
+from operator import itemgetter
 from typing import Any, Final, cast
 
 from sortedcontainers import SortedKeyList, SortedList
@@ -31,7 +32,7 @@ from ...facts import (
     StageSums,
     StatusChange,
     Touches,
-    stage_sums_of,
+    stage_sums_of_paths,
 )
 from ..analytics_checks import (
     MAX_FACTS,
@@ -46,10 +47,9 @@ from ..analytics_checks import (
 )
 from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lead_sums_of
 from ..analytics_summary import check_lead_summary, summary_of, taken
-from ..analytics_sums import won_touches_of
 from ..checks import check_limit, check_model
 from .analytics_days import Days
-from .analytics_rows import Row, buckets_of_rows, row_key, row_of
+from .analytics_rows import Row, buckets_of_rows, row_key, row_of, touches_of_rows
 
 __all__ = [
     "MAX_FACTS",
@@ -97,7 +97,7 @@ class InMemoryAnalyticsStore:
         # And summed per day and key (analytics_days): a period's sums add up its whole days.
         self._days = Days(self._rows_between)
         self._first_contacts: dict[str, Completion] = {}
-        self._completions_on: dict[str, list[Completion]] = {}
+        self._completions_on: dict[str, list[Row]] = {}  # each opportunity's rows
 
     # How a fact is kept (the fast variant keeps arrivals and changes as rows): the reference
     # store keeps the validated models themselves.
@@ -113,6 +113,11 @@ class InMemoryAnalyticsStore:
 
     def _change(self, kept: Any) -> StatusChange:
         return cast(StatusChange, kept)
+
+    def _path_of(self, kept: Any) -> tuple[str, str, datetime]:
+        """A kept change's ``(opportunity_id, to_status, changed_at)``."""
+        change = cast(StatusChange, kept)
+        return change.opportunity_id, change.to_status, change.changed_at
 
     # ------------------------------------------------------------------ writes
 
@@ -148,7 +153,7 @@ class InMemoryAnalyticsStore:
             self._completion_rows.add(row)
             self._days.add(row)
             self._completion_index.add((completion.completed_at, completion.activity_id))
-            self._completions_on.setdefault(completion.opportunity_id, []).append(completion)
+            self._completions_on.setdefault(completion.opportunity_id, []).append(row)
             if completion.activity_type in _CONTACTS:
                 opportunity = completion.opportunity_id
                 if _earlier(completion, self._first_contacts.get(opportunity)):
@@ -266,7 +271,16 @@ class InMemoryAnalyticsStore:
         self, start: datetime, end: datetime, stages: Sequence[str]
     ) -> builtins.list[StageSums]:
         wanted = check_stages(stages)
-        return stage_sums_of(self.status_changes(start, end), wanted)
+        start, end = check_period(start, end)
+        with self._lock:
+            changes, path_of = self._changes, self._path_of
+            paths = [
+                path_of(changes[event_id])
+                for _, event_id in self._change_index.irange(*_period(start, end))
+            ]
+        # A stable sort by opportunity keeps each one's changes in (changed_at, event_id) order.
+        paths.sort(key=itemgetter(0))
+        return stage_sums_of_paths(paths, wanted, timedelta.total_seconds)
 
     def won_touches(
         self,
@@ -276,7 +290,17 @@ class InMemoryAnalyticsStore:
         *,
         keys: Collection[str | None] | None = None,
     ) -> builtins.list[Touches]:
-        return won_touches_of(self, start, end, status, keys)
+        start, end = check_period(start, end)
+        if not isinstance(status, str):
+            raise InvalidInputError(f"expected a status, got {status!r}", field="status")
+        wanted = check_grouping("rule_id", keys)
+        with self._lock:
+            won_at: dict[str, datetime] = {}  # each opportunity's first change to status
+            for _, event_id in self._change_index.irange(*_period(start, end)):
+                opportunity, to, at = self._path_of(self._changes[event_id])
+                if to == status and opportunity not in won_at:
+                    won_at[opportunity] = at
+            return touches_of_rows(won_at, self._completions_on, start, end, wanted)
 
     def completions_of(
         self, opportunity_ids: Collection[str], start: datetime, end: datetime
@@ -284,11 +308,12 @@ class InMemoryAnalyticsStore:
         wanted = check_ids(opportunity_ids)
         start, end = check_period(start, end)
         with self._lock:
+            completions = self._completions
             found = [
-                completion
+                completions[row[8]]
                 for opportunity in wanted
-                for completion in self._completions_on.get(opportunity, ())
-                if start <= completion.completed_at < end
+                for row in self._completions_on.get(opportunity, ())
+                if start <= row[7] < end
             ]
         found.sort(key=lambda c: (c.completed_at, c.activity_id))
         return found
