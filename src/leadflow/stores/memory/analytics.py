@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
 from operator import itemgetter
@@ -63,6 +63,11 @@ __all__ = [
 
 _CONTACTS: Final = frozenset(CONTACT_TYPES)
 
+ChangeRow = tuple[str, str, datetime, str]
+"""A status change's opportunity id, status changed to, time and event id."""
+_CHANGE_ORDER: Final = itemgetter(2, 3)
+_PATH: Final = itemgetter(0, 1, 2)
+
 
 def _period(
     start: datetime, end: datetime
@@ -87,7 +92,10 @@ class InMemoryAnalyticsStore:
         self._arrivals: dict[str, Any] = {}  # as _keep_arrival keeps them
         self._arrival_index: SortedList[tuple[datetime, str]] = SortedList()
         self._changes: dict[str, Any] = {}  # as _keep_change keeps them
-        self._change_index: SortedList[tuple[datetime, str]] = SortedList()
+        # The changes as (opportunity_id, to_status, changed_at, event_id), in time order.
+        self._change_rows: SortedKeyList[ChangeRow, tuple[datetime, str]] = SortedKeyList(
+            key=_CHANGE_ORDER
+        )
         self._reached: dict[tuple[str, str], datetime] = {}
         self._completions: dict[str, Completion] = {}
         self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
@@ -114,11 +122,6 @@ class InMemoryAnalyticsStore:
     def _change(self, kept: Any) -> StatusChange:
         return cast(StatusChange, kept)
 
-    def _path_of(self, kept: Any) -> tuple[str, str, datetime]:
-        """A kept change's ``(opportunity_id, to_status, changed_at)``."""
-        change = cast(StatusChange, kept)
-        return change.opportunity_id, change.to_status, change.changed_at
-
     # ------------------------------------------------------------------ writes
 
     def record_arrival(self, arrival: LeadArrival) -> bool:
@@ -136,7 +139,9 @@ class InMemoryAnalyticsStore:
             if change.event_id in self._changes:
                 return False
             self._changes[change.event_id] = self._keep_change(change)
-            self._change_index.add((change.changed_at, change.event_id))
+            self._change_rows.add(
+                (change.opportunity_id, change.to_status, change.changed_at, change.event_id)
+            )
             key = (change.opportunity_id, change.to_status)
             known = self._reached.get(key)
             if known is None or change.changed_at < known:
@@ -203,8 +208,12 @@ class InMemoryAnalyticsStore:
         start, end = check_period(start, end)
         limit = check_limit(limit, MAX_FACTS)
         with self._lock:
-            keys = self._change_index.irange(*_period(start, end))
-            return [self._change(self._changes[event_id]) for _, event_id in islice(keys, limit)]
+            rows = islice(self._changes_in(start, end), limit)
+            return [self._change(self._changes[row[3]]) for row in rows]
+
+    def _changes_in(self, start: datetime, end: datetime) -> Iterator[ChangeRow]:
+        """The change rows of ``[start, end)`` in time order (the caller holds the lock)."""
+        return self._change_rows.irange_key(*_period(start, end))
 
     def completions(
         self,
@@ -273,14 +282,10 @@ class InMemoryAnalyticsStore:
         wanted = check_stages(stages)
         start, end = check_period(start, end)
         with self._lock:
-            changes, path_of = self._changes, self._path_of
-            paths = [
-                path_of(changes[event_id])
-                for _, event_id in self._change_index.irange(*_period(start, end))
-            ]
+            rows = list(self._changes_in(start, end))
         # A stable sort by opportunity keeps each one's changes in (changed_at, event_id) order.
-        paths.sort(key=itemgetter(0))
-        return stage_sums_of_paths(paths, wanted, timedelta.total_seconds)
+        rows.sort(key=itemgetter(0))
+        return stage_sums_of_paths(map(_PATH, rows), wanted, timedelta.total_seconds)
 
     def won_touches(
         self,
@@ -296,8 +301,7 @@ class InMemoryAnalyticsStore:
         wanted = check_grouping("rule_id", keys)
         with self._lock:
             won_at: dict[str, datetime] = {}  # each opportunity's first change to status
-            for _, event_id in self._change_index.irange(*_period(start, end)):
-                opportunity, to, at = self._path_of(self._changes[event_id])
+            for opportunity, to, at, _ in self._changes_in(start, end):
                 if to == status and opportunity not in won_at:
                     won_at[opportunity] = at
             return touches_of_rows(won_at, self._completions_on, start, end, wanted)

@@ -12,7 +12,6 @@ the way out (:func:`leadflow.facts.rebuilt`: the fields the store was given, che
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Final
 
 from ....facts import LeadArrival, StatusChange, rebuilt
@@ -22,9 +21,6 @@ __all__ = ["FastAnalyticsStore"]
 
 _ARRIVAL: Final = tuple(LeadArrival.model_fields)
 _CHANGE: Final = tuple(StatusChange.model_fields)
-_OPPORTUNITY, _TO, _CHANGED = (
-    _CHANGE.index(name) for name in ("opportunity_id", "to_status", "changed_at")
-)
 
 
 class FastAnalyticsStore(InMemoryAnalyticsStore):
@@ -44,6 +40,3 @@ class FastAnalyticsStore(InMemoryAnalyticsStore):
 
     def _change(self, kept: Any) -> StatusChange:
         return rebuilt(StatusChange, dict(zip(_CHANGE, kept, strict=True)))
-
-    def _path_of(self, kept: Any) -> tuple[str, str, datetime]:
-        return kept[_OPPORTUNITY], kept[_TO], kept[_CHANGED]
