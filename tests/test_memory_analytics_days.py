@@ -9,6 +9,7 @@ touches, summed from the stores' rows, :func:`~leadflow.facts.stage_sums_of` and
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -172,3 +173,26 @@ def test_stages_and_touches_equal_the_definition(
         keys = None if rng.random() < 0.5 else set(rng.sample(RULES, rng.randrange(1, 3)))
         done = [c for c in completions if start <= c.completed_at < end]
         assert store.won_touches(start, end, status, keys=keys) == touches_of(won_at, done, keys)
+
+
+def test_fast_store_keeps_completions_untracked() -> None:
+    """The fast store keeps its completions where a collection does not walk them (tuples of
+    atoms), and reads them back as the models it was given, enums and all."""
+    completions = _completions(random.Random(5), 60)
+    store = FastAnalyticsStore()
+    for completion in completions:
+        store.record_completion(completion)
+    gc.collect()
+    kept = store._completions.values()
+    assert kept and not any(gc.is_tracked(row) for row in kept)
+    period = (ORIGIN, ORIGIN + 6 * DAY)
+    found = store.completions(*period)
+    assert found == sorted(completions, key=lambda c: (c.completed_at, c.activity_id))
+    assert all(isinstance(c.activity_type, ActivityType) for c in found)
+    assert {type(c.outcome) for c in found} == {Outcome, type(None)}
+    reference = InMemoryAnalyticsStore()
+    for completion in completions:
+        reference.record_completion(completion)
+    ids = [f"o{n}" for n in range(0, 21, 2)]
+    assert store.completions_of(ids, *period) == reference.completions_of(ids, *period)
+    assert store.first_contacts(*period) == reference.first_contacts(*period)

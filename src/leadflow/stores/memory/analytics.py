@@ -67,6 +67,7 @@ ChangeRow = tuple[str, str, datetime, str]
 """A status change's opportunity id, status changed to, time and event id."""
 _CHANGE_ORDER: Final = itemgetter(2, 3)
 _PATH: Final = itemgetter(0, 1, 2)
+_OPPORTUNITY: Final = itemgetter(2)  # of a completion row
 
 
 def _period(
@@ -77,11 +78,9 @@ def _period(
     return (start, ""), (end, ""), (True, False)
 
 
-def _earlier(completion: Completion, than: Completion | None) -> bool:
-    return than is None or (completion.completed_at, completion.activity_id) < (
-        than.completed_at,
-        than.activity_id,
-    )
+def _earlier(row: Row, than: Row | None) -> bool:
+    """Whether completion ``row`` comes before ``than`` (None: no completion) in time order."""
+    return than is None or row_key(row) < row_key(than)
 
 
 class InMemoryAnalyticsStore:
@@ -97,18 +96,23 @@ class InMemoryAnalyticsStore:
             key=_CHANGE_ORDER
         )
         self._reached: dict[tuple[str, str], datetime] = {}
-        self._completions: dict[str, Completion] = {}
-        self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
-        # The completions again as rows (analytics_rows), in (completed_at, activity_id) order:
+        self._completions: dict[str, Any] = {}  # as _keep_completion keeps them
+        # The completions also as rows (analytics_rows), in (completed_at, activity_id) order:
         # a period's rows are one slice.
         self._completion_rows: SortedKeyList[Row, tuple[datetime, str]] = SortedKeyList(key=row_key)
         # And summed per day and key (analytics_days): a period's sums add up its whole days.
         self._days = Days(self._rows_between)
-        self._first_contacts: dict[str, Completion] = {}
+        self._first_contacts: dict[str, Row] = {}  # each opportunity's first contact
         self._completions_on: dict[str, list[Row]] = {}  # each opportunity's rows
 
-    # How a fact is kept (the fast variant keeps arrivals and changes as rows): the reference
-    # store keeps the validated models themselves.
+    # How a fact is kept (the fast variant keeps the facts as rows): the reference store
+    # keeps the validated models themselves.
+
+    def _keep_completion(self, completion: Completion) -> Any:
+        return completion
+
+    def _completion(self, kept: Any) -> Completion:
+        return cast(Completion, kept)
 
     def _keep_arrival(self, arrival: LeadArrival) -> Any:
         return arrival
@@ -153,16 +157,15 @@ class InMemoryAnalyticsStore:
         with self._lock:
             if completion.activity_id in self._completions:
                 return False
-            self._completions[completion.activity_id] = completion
+            self._completions[completion.activity_id] = self._keep_completion(completion)
             row = row_of(completion)
             self._completion_rows.add(row)
             self._days.add(row)
-            self._completion_index.add((completion.completed_at, completion.activity_id))
             self._completions_on.setdefault(completion.opportunity_id, []).append(row)
             if completion.activity_type in _CONTACTS:
                 opportunity = completion.opportunity_id
-                if _earlier(completion, self._first_contacts.get(opportunity)):
-                    self._first_contacts[opportunity] = completion
+                if _earlier(row, self._first_contacts.get(opportunity)):
+                    self._first_contacts[opportunity] = row
             return True
 
     # ------------------------------------------------------------------ queries
@@ -228,10 +231,9 @@ class InMemoryAnalyticsStore:
         limit = check_limit(limit, MAX_FACTS)
         found: list[Completion] = []
         with self._lock:
-            for _, activity in self._completion_index.irange(*_period(start, end)):
-                completion = self._completions[activity]
-                if wanted is None or completion.assigned_to in wanted:
-                    found.append(completion)
+            for row in self._completion_rows.irange_key(*_period(start, end)):
+                if wanted is None or row[0] in wanted:
+                    found.append(self._completion(self._completions[row[8]]))
                     if len(found) == limit:
                         break
         return found
@@ -312,15 +314,14 @@ class InMemoryAnalyticsStore:
         wanted = check_ids(opportunity_ids)
         start, end = check_period(start, end)
         with self._lock:
-            completions = self._completions
-            found = [
-                completions[row[8]]
+            rows = [
+                row
                 for opportunity in wanted
                 for row in self._completions_on.get(opportunity, ())
                 if start <= row[7] < end
             ]
-        found.sort(key=lambda c: (c.completed_at, c.activity_id))
-        return found
+            rows.sort(key=row_key)
+            return [self._completion(self._completions[row[8]]) for row in rows]
 
     def first_contacts(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
@@ -328,13 +329,13 @@ class InMemoryAnalyticsStore:
         start, end = check_period(start, end)
         limit = check_limit(limit, MAX_FACTS)
         with self._lock:
-            found = [
+            rows = [
                 contact
                 for _, opportunity in self._arrival_index.irange(*_period(start, end))
                 if (contact := self._first_contacts.get(opportunity)) is not None
             ]
-        found.sort(key=lambda contact: contact.opportunity_id)
-        return found[:limit]
+            rows.sort(key=_OPPORTUNITY)
+            return [self._completion(self._completions[row[8]]) for row in rows[:limit]]
 
     def reached(self, start: datetime, end: datetime, status: str) -> dict[str, datetime]:
         start, end = check_period(start, end)
@@ -366,14 +367,14 @@ class InMemoryAnalyticsStore:
                     )
                     continue
                 owner = arrival.owner
-                rep = owner if owner is not None else contact.assigned_to
+                rep = owner if owner is not None else contact[0]
                 rows.append(
                     (
                         arrival.arrived_at,
                         arrival.source,
                         rep,
-                        contact.rule_id,
-                        contact.completed_at,
+                        contact[1],
+                        contact[7],
                         won,
                     )
                 )
