@@ -63,6 +63,8 @@ __all__ = [
 
 _CONTACTS: Final = frozenset(CONTACT_TYPES)
 
+ArrivalRow = tuple[datetime, str, str | None, str | None]
+"""A lead's arrival time, opportunity id, source and owner."""
 ChangeRow = tuple[str, str, datetime, str]
 """A status change's opportunity id, status changed to, time and event id."""
 _CHANGE_ORDER: Final = itemgetter(2, 3)
@@ -89,7 +91,9 @@ class InMemoryAnalyticsStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._arrivals: dict[str, Any] = {}  # as _keep_arrival keeps them
-        self._arrival_index: SortedList[tuple[datetime, str]] = SortedList()
+        # The arrivals as (arrived_at, opportunity_id, source, owner), in that order (an
+        # opportunity arrives once: no two compare past the id).
+        self._arrival_index: SortedList[tuple[Any, ...]] = SortedList()
         self._changes: dict[str, Any] = {}  # as _keep_change keeps them
         # The changes as (opportunity_id, to_status, changed_at, event_id), in time order.
         self._change_rows: SortedKeyList[ChangeRow, tuple[datetime, str]] = SortedKeyList(
@@ -134,7 +138,9 @@ class InMemoryAnalyticsStore:
             if arrival.opportunity_id in self._arrivals:
                 return False
             self._arrivals[arrival.opportunity_id] = self._keep_arrival(arrival)
-            self._arrival_index.add((arrival.arrived_at, arrival.opportunity_id))
+            self._arrival_index.add(
+                (arrival.arrived_at, arrival.opportunity_id, arrival.source, arrival.owner)
+            )
             return True
 
     def record_status_change(self, change: StatusChange) -> bool:
@@ -185,13 +191,12 @@ class InMemoryAnalyticsStore:
         limit = check_limit(limit, MAX_FACTS)
         found: list[LeadArrival] = []
         with self._lock:
-            for _, opportunity in self._arrival_index.irange(*_period(start, end)):
-                arrival = self._arrival(self._arrivals[opportunity])
-                if wanted_sources is not None and arrival.source not in wanted_sources:
+            for _, opportunity, source, owner in self._arrivals_in(start, end):
+                if wanted_sources is not None and source not in wanted_sources:
                     continue
-                if wanted_owners is not None and arrival.owner not in wanted_owners:
+                if wanted_owners is not None and owner not in wanted_owners:
                     continue
-                found.append(arrival)
+                found.append(self._arrival(self._arrivals[opportunity]))
                 if len(found) == limit:
                     break
         return found
@@ -213,6 +218,10 @@ class InMemoryAnalyticsStore:
         with self._lock:
             rows = islice(self._changes_in(start, end), limit)
             return [self._change(self._changes[row[3]]) for row in rows]
+
+    def _arrivals_in(self, start: datetime, end: datetime) -> Iterator[ArrivalRow]:
+        """The arrival rows of ``[start, end)`` in time order (the caller holds the lock)."""
+        return cast(Iterator[ArrivalRow], self._arrival_index.irange(*_period(start, end)))
 
     def _changes_in(self, start: datetime, end: datetime) -> Iterator[ChangeRow]:
         """The change rows of ``[start, end)`` in time order (the caller holds the lock)."""
@@ -331,7 +340,7 @@ class InMemoryAnalyticsStore:
         with self._lock:
             rows = [
                 contact
-                for _, opportunity in self._arrival_index.irange(*_period(start, end))
+                for _, opportunity, *_ in self._arrivals_in(start, end)
                 if (contact := self._first_contacts.get(opportunity)) is not None
             ]
             rows.sort(key=_OPPORTUNITY)
@@ -344,7 +353,7 @@ class InMemoryAnalyticsStore:
         with self._lock:
             return {
                 opportunity: at
-                for _, opportunity in self._arrival_index.irange(*_period(start, end))
+                for _, opportunity, *_ in self._arrivals_in(start, end)
                 if (at := self._reached.get((opportunity, status))) is not None
             }
 
@@ -356,22 +365,18 @@ class InMemoryAnalyticsStore:
         status = query.status
         rows: list[LeadRow] = []
         with self._lock:
-            arrivals, contacts, reached = self._arrivals, self._first_contacts, self._reached
-            for _, opportunity in self._arrival_index.irange(*_period(query.start, query.end)):
-                arrival = self._arrival(arrivals[opportunity])
+            contacts, reached = self._first_contacts, self._reached
+            for arrived_at, opportunity, source, owner in self._arrivals_in(query.start, query.end):
                 contact = contacts.get(opportunity)
                 won = reached.get((opportunity, status))
                 if contact is None:
-                    rows.append(
-                        (arrival.arrived_at, arrival.source, arrival.owner, None, None, won)
-                    )
+                    rows.append((arrived_at, source, owner, None, None, won))
                     continue
-                owner = arrival.owner
                 rep = owner if owner is not None else contact[0]
                 rows.append(
                     (
-                        arrival.arrived_at,
-                        arrival.source,
+                        arrived_at,
+                        source,
                         rep,
                         contact[1],
                         contact[7],
