@@ -14,6 +14,7 @@ compares them on random completions and periods).
 
 from __future__ import annotations
 
+from array import array
 from bisect import insort
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -38,7 +39,7 @@ class DaySums:
 
     def __init__(self) -> None:
         self.counts = [0, 0, 0]  # completed, with a due date, on time
-        self.times: list[float] = []  # seconds to complete, in order
+        self.times = array("d")  # seconds to complete, in order (no references to walk)
         self.opportunities: set[str] = set()
         self.outcomes: dict[str, int] = {}
 
