@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
+from operator import itemgetter
 from typing import Any, Final, cast
 
 from sortedcontainers import SortedKeyList, SortedList
@@ -31,7 +32,7 @@ from ...facts import (
     StageSums,
     StatusChange,
     Touches,
-    stage_sums_of,
+    stage_sums_of_paths,
 )
 from ..analytics_checks import (
     MAX_FACTS,
@@ -46,9 +47,9 @@ from ..analytics_checks import (
 )
 from ..analytics_leads import LeadQuery, LeadRow, check_lead_query, late_of, lead_sums_of
 from ..analytics_summary import check_lead_summary, summary_of, taken
-from ..analytics_sums import won_touches_of
 from ..checks import check_limit, check_model
-from .analytics_rows import Row, buckets_of_rows, groups_of_rows, row_key, row_of
+from .analytics_days import Days
+from .analytics_rows import Row, buckets_of_rows, row_key, row_of, touches_of_rows
 
 __all__ = [
     "MAX_FACTS",
@@ -62,6 +63,14 @@ __all__ = [
 
 _CONTACTS: Final = frozenset(CONTACT_TYPES)
 
+ArrivalRow = tuple[datetime, str, str | None, str | None]
+"""A lead's arrival time, opportunity id, source and owner."""
+ChangeRow = tuple[str, str, datetime, str]
+"""A status change's opportunity id, status changed to, time and event id."""
+_CHANGE_ORDER: Final = itemgetter(2, 3)
+_PATH: Final = itemgetter(0, 1, 2)
+_OPPORTUNITY: Final = itemgetter(2)  # of a completion row
+
 
 def _period(
     start: datetime, end: datetime
@@ -71,11 +80,9 @@ def _period(
     return (start, ""), (end, ""), (True, False)
 
 
-def _earlier(completion: Completion, than: Completion | None) -> bool:
-    return than is None or (completion.completed_at, completion.activity_id) < (
-        than.completed_at,
-        than.activity_id,
-    )
+def _earlier(row: Row, than: Row | None) -> bool:
+    """Whether completion ``row`` comes before ``than`` (None: no completion) in time order."""
+    return than is None or row_key(row) < row_key(than)
 
 
 class InMemoryAnalyticsStore:
@@ -84,20 +91,32 @@ class InMemoryAnalyticsStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._arrivals: dict[str, Any] = {}  # as _keep_arrival keeps them
-        self._arrival_index: SortedList[tuple[datetime, str]] = SortedList()
+        # The arrivals as (arrived_at, opportunity_id, source, owner), in that order (an
+        # opportunity arrives once: no two compare past the id).
+        self._arrival_index: SortedList[tuple[Any, ...]] = SortedList()
         self._changes: dict[str, Any] = {}  # as _keep_change keeps them
-        self._change_index: SortedList[tuple[datetime, str]] = SortedList()
+        # The changes as (opportunity_id, to_status, changed_at, event_id), in time order.
+        self._change_rows: SortedKeyList[ChangeRow, tuple[datetime, str]] = SortedKeyList(
+            key=_CHANGE_ORDER
+        )
         self._reached: dict[tuple[str, str], datetime] = {}
-        self._completions: dict[str, Completion] = {}
-        self._completion_index: SortedList[tuple[datetime, str]] = SortedList()
-        # The completions again as rows (analytics_rows), in (completed_at, activity_id) order:
+        self._completions: dict[str, Any] = {}  # as _keep_completion keeps them
+        # The completions also as rows (analytics_rows), in (completed_at, activity_id) order:
         # a period's rows are one slice.
         self._completion_rows: SortedKeyList[Row, tuple[datetime, str]] = SortedKeyList(key=row_key)
-        self._first_contacts: dict[str, Completion] = {}
-        self._completions_on: dict[str, list[Completion]] = {}
+        # And summed per day and key (analytics_days): a period's sums add up its whole days.
+        self._days = Days(self._rows_between)
+        self._first_contacts: dict[str, Row] = {}  # each opportunity's first contact
+        self._completions_on: dict[str, list[Row]] = {}  # each opportunity's rows
 
-    # How a fact is kept (the fast variant keeps arrivals and changes as rows): the reference
-    # store keeps the validated models themselves.
+    # How a fact is kept (the fast variant keeps the facts as rows): the reference store
+    # keeps the validated models themselves.
+
+    def _keep_completion(self, completion: Completion) -> Any:
+        return completion
+
+    def _completion(self, kept: Any) -> Completion:
+        return cast(Completion, kept)
 
     def _keep_arrival(self, arrival: LeadArrival) -> Any:
         return arrival
@@ -119,7 +138,9 @@ class InMemoryAnalyticsStore:
             if arrival.opportunity_id in self._arrivals:
                 return False
             self._arrivals[arrival.opportunity_id] = self._keep_arrival(arrival)
-            self._arrival_index.add((arrival.arrived_at, arrival.opportunity_id))
+            self._arrival_index.add(
+                (arrival.arrived_at, arrival.opportunity_id, arrival.source, arrival.owner)
+            )
             return True
 
     def record_status_change(self, change: StatusChange) -> bool:
@@ -128,7 +149,9 @@ class InMemoryAnalyticsStore:
             if change.event_id in self._changes:
                 return False
             self._changes[change.event_id] = self._keep_change(change)
-            self._change_index.add((change.changed_at, change.event_id))
+            self._change_rows.add(
+                (change.opportunity_id, change.to_status, change.changed_at, change.event_id)
+            )
             key = (change.opportunity_id, change.to_status)
             known = self._reached.get(key)
             if known is None or change.changed_at < known:
@@ -140,14 +163,15 @@ class InMemoryAnalyticsStore:
         with self._lock:
             if completion.activity_id in self._completions:
                 return False
-            self._completions[completion.activity_id] = completion
-            self._completion_rows.add(row_of(completion))
-            self._completion_index.add((completion.completed_at, completion.activity_id))
-            self._completions_on.setdefault(completion.opportunity_id, []).append(completion)
+            self._completions[completion.activity_id] = self._keep_completion(completion)
+            row = row_of(completion)
+            self._completion_rows.add(row)
+            self._days.add(row)
+            self._completions_on.setdefault(completion.opportunity_id, []).append(row)
             if completion.activity_type in _CONTACTS:
                 opportunity = completion.opportunity_id
-                if _earlier(completion, self._first_contacts.get(opportunity)):
-                    self._first_contacts[opportunity] = completion
+                if _earlier(row, self._first_contacts.get(opportunity)):
+                    self._first_contacts[opportunity] = row
             return True
 
     # ------------------------------------------------------------------ queries
@@ -167,13 +191,12 @@ class InMemoryAnalyticsStore:
         limit = check_limit(limit, MAX_FACTS)
         found: list[LeadArrival] = []
         with self._lock:
-            for _, opportunity in self._arrival_index.irange(*_period(start, end)):
-                arrival = self._arrival(self._arrivals[opportunity])
-                if wanted_sources is not None and arrival.source not in wanted_sources:
+            for _, opportunity, source, owner in self._arrivals_in(start, end):
+                if wanted_sources is not None and source not in wanted_sources:
                     continue
-                if wanted_owners is not None and arrival.owner not in wanted_owners:
+                if wanted_owners is not None and owner not in wanted_owners:
                     continue
-                found.append(arrival)
+                found.append(self._arrival(self._arrivals[opportunity]))
                 if len(found) == limit:
                     break
         return found
@@ -193,8 +216,16 @@ class InMemoryAnalyticsStore:
         start, end = check_period(start, end)
         limit = check_limit(limit, MAX_FACTS)
         with self._lock:
-            keys = self._change_index.irange(*_period(start, end))
-            return [self._change(self._changes[event_id]) for _, event_id in islice(keys, limit)]
+            rows = islice(self._changes_in(start, end), limit)
+            return [self._change(self._changes[row[3]]) for row in rows]
+
+    def _arrivals_in(self, start: datetime, end: datetime) -> Iterator[ArrivalRow]:
+        """The arrival rows of ``[start, end)`` in time order (the caller holds the lock)."""
+        return cast(Iterator[ArrivalRow], self._arrival_index.irange(*_period(start, end)))
+
+    def _changes_in(self, start: datetime, end: datetime) -> Iterator[ChangeRow]:
+        """The change rows of ``[start, end)`` in time order (the caller holds the lock)."""
+        return self._change_rows.irange_key(*_period(start, end))
 
     def completions(
         self,
@@ -209,18 +240,17 @@ class InMemoryAnalyticsStore:
         limit = check_limit(limit, MAX_FACTS)
         found: list[Completion] = []
         with self._lock:
-            for _, activity in self._completion_index.irange(*_period(start, end)):
-                completion = self._completions[activity]
-                if wanted is None or completion.assigned_to in wanted:
-                    found.append(completion)
+            for row in self._completion_rows.irange_key(*_period(start, end)):
+                if wanted is None or row[0] in wanted:
+                    found.append(self._completion(self._completions[row[8]]))
                     if len(found) == limit:
                         break
         return found
 
-    def _rows_in(self, start: datetime, end: datetime) -> list[Row]:
-        with self._lock:
-            rows = self._completion_rows
-            return rows[rows.bisect_key_left((start, "")) : rows.bisect_key_left((end, ""))]
+    def _rows_between(self, start: datetime, end: datetime) -> list[Row]:
+        """The completion rows of ``[start, end)``, in order (the caller holds the lock)."""
+        rows = self._completion_rows
+        return rows[rows.bisect_key_left((start, "")) : rows.bisect_key_left((end, ""))]
 
     def completion_groups(
         self,
@@ -235,9 +265,10 @@ class InMemoryAnalyticsStore:
         start, end = check_period(start, end)
         wanted = check_grouping(by, keys)
         median, opportunities = check_parts(median, opportunities)
-        return groups_of_rows(
-            self._rows_in(start, end), by, wanted, median=median, opportunities=opportunities
-        )
+        with self._lock:
+            return self._days.groups(
+                start, end, by, wanted, median=median, opportunities=opportunities
+            )
 
     def completion_buckets(
         self,
@@ -250,13 +281,22 @@ class InMemoryAnalyticsStore:
     ) -> dict[int, CompletionGroup]:
         width, by, wanted = check_buckets(width, by, keys)
         start, end = check_period(start, end)
-        return buckets_of_rows(self._rows_in(start, end), start, width, by, wanted)
+        with self._lock:
+            found = self._days.buckets(start, end, width, by, wanted)
+            if found is None:  # buckets narrower than a day
+                found = buckets_of_rows(self._rows_between(start, end), start, width, by, wanted)
+            return found
 
     def stage_sums(
         self, start: datetime, end: datetime, stages: Sequence[str]
     ) -> builtins.list[StageSums]:
         wanted = check_stages(stages)
-        return stage_sums_of(self.status_changes(start, end), wanted)
+        start, end = check_period(start, end)
+        with self._lock:
+            rows = list(self._changes_in(start, end))
+        # A stable sort by opportunity keeps each one's changes in (changed_at, event_id) order.
+        rows.sort(key=itemgetter(0))
+        return stage_sums_of_paths(map(_PATH, rows), wanted, timedelta.total_seconds)
 
     def won_touches(
         self,
@@ -266,7 +306,16 @@ class InMemoryAnalyticsStore:
         *,
         keys: Collection[str | None] | None = None,
     ) -> builtins.list[Touches]:
-        return won_touches_of(self, start, end, status, keys)
+        start, end = check_period(start, end)
+        if not isinstance(status, str):
+            raise InvalidInputError(f"expected a status, got {status!r}", field="status")
+        wanted = check_grouping("rule_id", keys)
+        with self._lock:
+            won_at: dict[str, datetime] = {}  # each opportunity's first change to status
+            for opportunity, to, at, _ in self._changes_in(start, end):
+                if to == status and opportunity not in won_at:
+                    won_at[opportunity] = at
+            return touches_of_rows(won_at, self._completions_on, start, end, wanted)
 
     def completions_of(
         self, opportunity_ids: Collection[str], start: datetime, end: datetime
@@ -274,14 +323,14 @@ class InMemoryAnalyticsStore:
         wanted = check_ids(opportunity_ids)
         start, end = check_period(start, end)
         with self._lock:
-            found = [
-                completion
+            rows = [
+                row
                 for opportunity in wanted
-                for completion in self._completions_on.get(opportunity, ())
-                if start <= completion.completed_at < end
+                for row in self._completions_on.get(opportunity, ())
+                if start <= row[7] < end
             ]
-        found.sort(key=lambda c: (c.completed_at, c.activity_id))
-        return found
+            rows.sort(key=row_key)
+            return [self._completion(self._completions[row[8]]) for row in rows]
 
     def first_contacts(
         self, start: datetime, end: datetime, *, limit: int = MAX_FACTS
@@ -289,13 +338,13 @@ class InMemoryAnalyticsStore:
         start, end = check_period(start, end)
         limit = check_limit(limit, MAX_FACTS)
         with self._lock:
-            found = [
+            rows = [
                 contact
-                for _, opportunity in self._arrival_index.irange(*_period(start, end))
+                for _, opportunity, *_ in self._arrivals_in(start, end)
                 if (contact := self._first_contacts.get(opportunity)) is not None
             ]
-        found.sort(key=lambda contact: contact.opportunity_id)
-        return found[:limit]
+            rows.sort(key=_OPPORTUNITY)
+            return [self._completion(self._completions[row[8]]) for row in rows[:limit]]
 
     def reached(self, start: datetime, end: datetime, status: str) -> dict[str, datetime]:
         start, end = check_period(start, end)
@@ -304,7 +353,7 @@ class InMemoryAnalyticsStore:
         with self._lock:
             return {
                 opportunity: at
-                for _, opportunity in self._arrival_index.irange(*_period(start, end))
+                for _, opportunity, *_ in self._arrivals_in(start, end)
                 if (at := self._reached.get((opportunity, status))) is not None
             }
 
@@ -316,25 +365,21 @@ class InMemoryAnalyticsStore:
         status = query.status
         rows: list[LeadRow] = []
         with self._lock:
-            arrivals, contacts, reached = self._arrivals, self._first_contacts, self._reached
-            for _, opportunity in self._arrival_index.irange(*_period(query.start, query.end)):
-                arrival = self._arrival(arrivals[opportunity])
+            contacts, reached = self._first_contacts, self._reached
+            for arrived_at, opportunity, source, owner in self._arrivals_in(query.start, query.end):
                 contact = contacts.get(opportunity)
                 won = reached.get((opportunity, status))
                 if contact is None:
-                    rows.append(
-                        (arrival.arrived_at, arrival.source, arrival.owner, None, None, won)
-                    )
+                    rows.append((arrived_at, source, owner, None, None, won))
                     continue
-                owner = arrival.owner
-                rep = owner if owner is not None else contact.assigned_to
+                rep = owner if owner is not None else contact[0]
                 rows.append(
                     (
-                        arrival.arrived_at,
-                        arrival.source,
+                        arrived_at,
+                        source,
                         rep,
-                        contact.rule_id,
-                        contact.completed_at,
+                        contact[1],
+                        contact[7],
                         won,
                     )
                 )

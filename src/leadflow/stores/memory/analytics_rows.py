@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Final
 
-from ...facts import Completion, CompletionGroup, GroupSums, groups_from_sums
+from ...facts import Completion, CompletionGroup, GroupSums, Touches, groups_from_sums
 
-__all__ = ["BY", "Row", "buckets_of_rows", "groups_of_rows", "row_key", "row_of"]
+__all__ = [
+    "BY",
+    "Row",
+    "add_rows",
+    "buckets_of_rows",
+    "groups_of_rows",
+    "row_key",
+    "row_of",
+    "touches_of_rows",
+]
 
 Row = tuple[str | None, str | None, str, bool, bool, float | None, str | None, datetime, str]
 """assigned to, rule id, opportunity, has a due date, completed at or before it, seconds from
@@ -59,8 +68,22 @@ def groups_of_rows(
     """:func:`~leadflow.facts.groups_of` of the completions of ``rows`` whose ``by`` is in
     ``wanted`` (all when None); without the times to complete unless ``median`` (no median)
     and the opportunities unless ``opportunities`` (0 of them)."""
-    place = BY[by]
     sums: GroupSums = {}
+    add_rows(sums, rows, by, wanted, median, opportunities)
+    return groups_from_sums(sums)
+
+
+def add_rows(
+    sums: GroupSums,
+    rows: Iterable[Row],
+    by: str,
+    wanted: Collection[str | None] | None,
+    median: bool,
+    opportunities: bool,
+) -> None:
+    """Adds the completions of ``rows`` whose ``by`` is in ``wanted`` (all when None) to
+    ``sums`` (see :func:`groups_of_rows`)."""
+    place = BY[by]
     for row in rows:
         key = row[0] if place == 0 else row[1]
         if wanted is not None and key not in wanted:
@@ -79,7 +102,6 @@ def groups_of_rows(
             on.add(row[2])
         if row[6] is not None:
             outcomes[row[6]] += 1
-    return groups_from_sums(sums)
 
 
 def buckets_of_rows(
@@ -110,3 +132,35 @@ def buckets_of_rows(
 
 
 _DONE = itemgetter(7)
+
+
+def touches_of_rows(
+    won_at: Mapping[str, datetime],
+    rows_on: Mapping[str, Sequence[Row]],
+    start: datetime,
+    end: datetime,
+    wanted: Collection[str | None] | None,
+) -> list[Touches]:
+    """:func:`~leadflow.facts.touches_of` of the opportunities won at ``won_at``, given each
+    opportunity's rows (``rows_on``, any order): those in ``[start, end)`` whose rule id is in
+    ``wanted`` (all when None) count, each won opportunity's walked once."""
+    converted: dict[str | None, set[str]] = {}
+    wins: Counter[str | None] = Counter()
+    for opportunity, won in won_at.items():
+        last: Row | None = None
+        for row in rows_on.get(opportunity, ()):
+            done = row[7]
+            if not start <= done < end or (wanted is not None and row[1] not in wanted):
+                continue
+            found = converted.get(row[1])
+            if found is None:
+                found = converted[row[1]] = set()
+            found.add(opportunity)
+            if done <= won and (last is None or (done, row[8]) > (last[7], last[8])):
+                last = row
+        if last is not None:
+            wins[last[1]] += 1
+    return [
+        Touches(key, len(converted[key]), wins.get(key, 0))
+        for key in sorted(converted, key=lambda key: (key is not None, key or ""))
+    ]
