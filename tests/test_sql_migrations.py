@@ -196,7 +196,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -219,9 +219,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0011"
-    assert migrate(database) == "0011"  # again: nothing to do
-    assert current_revision(database) == "0011"
+    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == "0012"  # again: nothing to do
+    assert current_revision(database) == "0012"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -243,7 +243,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -287,7 +287,7 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
                 for activity, opportunity, kind, hours in completions
             ],
         )
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     with database.read() as connection:
         kept = connection.execute(
             sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
@@ -322,7 +322,7 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
                 due_at=at(hours=2),
             )
         )
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     inspector = inspect(database.engine)
     indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
     assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
@@ -366,7 +366,7 @@ def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: Sql
                 for e in old
             ],
         )  # fmt: skip
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     store = at_0001.enrollments
     assert store is not None
     assert store.get("e0") == old[0] and store.get("e1") == old[1]

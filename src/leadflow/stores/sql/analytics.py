@@ -72,6 +72,7 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
         self._changes = tables.status_changes
         self._completions = tables.completions
         self._contacts = tables.lead_contacts
+        self._days = tables.completion_days
         upsert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
         self._inserts = {
             table.name: upsert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
