@@ -81,11 +81,17 @@ class DaySumsContract:
                     found = store.completion_groups(start, end, by=by, keys=keys)
                     assert found == groups_in(inside, by, keys), (start, end, by, keys)
             for width in (_DAY, 2 * _DAY, timedelta(hours=5)):
-                for by, wanted in ((None, None), ("assigned_to", frozenset({"bob", None}))):
-                    buckets = store.completion_buckets(start, end, width=width, by=by, keys=wanted)
-                    assert buckets == buckets_of(inside, start, width, by, wanted), (
+                bucketed: list[tuple[str | None, frozenset[str | None] | None]] = [
+                    (None, None),
+                    ("assigned_to", frozenset({"bob", None})),
+                ]
+                for grouping, wanted in bucketed:
+                    buckets = store.completion_buckets(
+                        start, end, width=width, by=grouping, keys=wanted
+                    )
+                    assert buckets == buckets_of(inside, start, width, grouping, wanted), (
                         start,
                         end,
                         width,
-                        by,
+                        grouping,
                     )
