@@ -58,17 +58,16 @@ class DaySums:
         *,
         per_day: bool,
     ) -> list[Any]:
-        """``(day or None, key, outcome, completed, with_due, on_time, timed)`` of the whole
-        ``days``, summed per key and outcome (and per day when ``per_day``)."""
+        """The whole ``days``' counts: ``(day, completed, with_due, on_time, timed)`` per
+        day when ``per_day``, else ``(key, outcome, completed, with_due, on_time, timed)`` per
+        key and outcome."""
         d = self._days.c
         where: list[Any] = [d.kind == by, d.day >= days[0], d.day < days[1]]
         if wanted is not None:
             named = sorted(k for k in wanted if k is not None)
             match = and_(d.keyed == 1, d.name.in_(named))
             where.append(or_(match, d.keyed == 0) if None in wanted else match)
-        groups: list[Any] = [d.keyed, d.name, d.outcome]
-        if per_day:
-            groups.insert(0, d.day)
+        groups: list[Any] = [d.day] if per_day else [d.keyed, d.name, d.outcome]
         query = (
             select(
                 *groups,
@@ -77,14 +76,13 @@ class DaySums:
             .where(*where)
             .group_by(*groups)
         )
+        rows = connection.execute(query).all()
+        if per_day:
+            return [(row[0], *(int(n) for n in row[1:])) for row in rows]
         return [
-            (
-                row[0] if per_day else None,
-                row[-6] if row[-7] else None,
-                row[-5] or None,
-                *(int(n) for n in row[-4:]),
-            )
-            for row in connection.execute(query)
+            (name if keyed else None, outcome or None, *(int(n) for n in row[3:]))
+            for row in rows
+            for keyed, name, outcome in [row[:3]]
         ]
 
     def _edge_rows(
@@ -135,9 +133,7 @@ class DaySums:
             if days is None:
                 rows += self._edge_rows(connection, by, start, end, wanted)
             else:
-                rows += (
-                    row[1:] for row in self._day_rows(connection, by, days, wanted, per_day=False)
-                )
+                rows += self._day_rows(connection, by, days, wanted, per_day=False)
                 for lo, hi in ((start, day_start(days[0])), (day_start(days[1]), end)):
                     if lo < hi:
                         rows += self._edge_rows(connection, by, lo, hi, wanted)

@@ -77,7 +77,7 @@ class SqlSums(DaySums):
         per = width // DAY
         with self._db.read() as connection:
             rows = self._day_rows(connection, by or "assigned_to", days, wanted, per_day=True)
-        for day, _, _, *counts in rows:
+        for day, *counts in rows:
             n = (day - days[0]) // per
             sums = found.get(n)
             if sums is None:
