@@ -385,3 +385,48 @@ def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: Sql
     [moved] = store.move_many([(head, [more])])  # type: ignore[attr-defined]
     assert moved is not None
     assert store.get("e0").history == [*records, more]
+
+
+def test_0012_sums_the_completions_recorded_before_per_day(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    tables = database.tables
+    assert migrate(database, "0011") == "0011"
+    start = at().replace(hour=0)  # midnight: the period below is three whole days
+    old = [
+        make_completion(f"c{n}", f"o{n % 2}", hours=hours, assigned_to=rep, due_at=at(hours=5))
+        for n, (hours, rep) in enumerate(((1, "bob"), (4, "bob"), (30, None), (50, "bob")))
+    ]
+    with database.write() as connection:  # as a store at 0011 wrote them: no day sums
+        connection.execute(
+            tables.completions.insert(),
+            [{**c.model_dump(), "activity_type": str(c.activity_type)} for c in old],
+        )
+    assert migrate(database) == head_revision() == "0012"
+    days = tables.completion_days.c
+    with database.read() as connection:
+        rows = connection.execute(
+            sa.select(days.kind, days.keyed, days.name, days.completed, days.on_time).order_by(
+                days.kind, days.day, days.keyed, days.name
+            )
+        ).all()
+    assert rows == [  # at() is 09:00 on day 0: hours 1 and 4 on day 0, 30 on day 1, 50 on day 2
+        ("assigned_to", 1, "bob", 2, 2),
+        ("assigned_to", 0, "", 1, 0),
+        ("assigned_to", 1, "bob", 1, 0),
+        ("rule_id", 0, "", 2, 2),
+        ("rule_id", 0, "", 1, 0),
+        ("rule_id", 0, "", 1, 0),
+    ]
+    analytics = at_0001.analytics
+    assert analytics is not None
+    period = (start, start + timedelta(days=3))
+    [none, bob] = analytics.completion_groups(*period, by="assigned_to")
+    assert (none.completed, bob.completed, bob.on_time, bob.opportunities) == (1, 3, 2, 2)
+    # Recorded after: counted once (the trigger), a re-record not at all.
+    analytics.record_completion(make_completion("c9", "o3", hours=2, assigned_to="bob"))
+    assert analytics.record_completion(old[0]) is False
+    [_, bob] = analytics.completion_groups(*period, by="assigned_to")
+    assert bob.completed == 4
+    assert {n: g.completed for n, g in analytics.completion_buckets(
+        *period, width=timedelta(days=1)
+    ).items()} == {0: 3, 1: 1, 2: 1}  # fmt: skip
