@@ -80,9 +80,10 @@ def upgrade(*, prefix: str, schema: str | None) -> None:
     if postgres:
         function = _name(f"{prefix}completions_days", schema)
         selects = " UNION ALL ".join(_sums(True, key, "added") for key in _KEYS)
-        # Ordered by the primary key: concurrent writers lock the day rows in one order.
+        # Ordered by the primary key: concurrent writers lock the day rows in one order. OR
+        # REPLACE: dropping the tables (metadata.drop_all, the demo's --fresh) leaves it.
         op.execute(
-            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
             f"BEGIN INSERT INTO {days} AS d ({_COLUMNS}) "
             f"SELECT * FROM ({selects}) AS s ORDER BY 1, 2, 3, 4, 5 {_upsert('d')}; "
             "RETURN NULL; END $body$"
