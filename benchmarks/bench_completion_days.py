@@ -125,11 +125,9 @@ def main() -> None:
             f"({', '.join(f'{t:.2f}' for t in many[name])}); record_completion "
             f"{statistics.median(one[name]) * 1e3:.2f} ms"
         )
-    print(
-        f"  with / without: record_many "
-        f"{statistics.median(many['with']) / statistics.median(many['without']):.2f}, "
-        f"record_completion {statistics.median(one['with']) / statistics.median(one['without']):.2f}"
-    )
+    ratio_many = statistics.median(many["with"]) / statistics.median(many["without"])
+    ratio_one = statistics.median(one["with"]) / statistics.median(one["without"])
+    print(f"  with / without: record_many {ratio_many:.2f}, record_completion {ratio_one:.2f}")
 
 
 if __name__ == "__main__":
