@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from leadflow.stores.sql import SqlStorage
 from .sql_support import fresh_storage, on_postgres
 from .test_analytics_figures import AS_OF, END, START, TEAMS, load
 
-WATCHED = ("lead_arrivals", "status_changes", "completions", "lead_contacts")
+WATCHED = ("lead_arrivals", "status_changes", "completions", "lead_contacts", "completion_days")
 
 
 def _statements(storage: SqlStorage) -> list[tuple[str, Any]]:
@@ -90,6 +91,7 @@ def test_no_figure_reads_an_analytics_table_whole(
         "leadflow_status_changes",
         "leadflow_completions",
         "leadflow_lead_contacts",
+        "leadflow_completion_days",
     }
     whole: list[str] = []
     with storage.database.engine.connect() as connection:
@@ -156,10 +158,11 @@ def test_activity_statistics_read_their_filter_range_on_sqlite(tmp_path: Path) -
 
 
 def test_completion_sums_read_indexes_alone_on_sqlite(tmp_path: Path) -> None:
-    """The completions summed per rep and per automation (revision 0010): each key's sums and
-    median read that key's range of the period in its ``(key, completed_at, ...)`` index and
-    no row of the table (a covering index), the keys are found by index probes; nothing
-    scans."""
+    """The completions summed per rep and per automation: the counts of the period's whole
+    days from a range of the day sums' primary key (revision 0012), its ragged ends from their
+    range of the covering ``(completed_at, ...)`` index; each key's median and distinct
+    opportunities from that key's range of the period in its ``(key, completed_at, ...)``
+    index (revision 0010), no row of the table read; nothing scans."""
     with fresh_storage("sqlite-file", tmp_path) as storage:
         load(storage)
         store = storage.analytics
@@ -186,4 +189,60 @@ def test_completion_sums_read_indexes_alone_on_sqlite(tmp_path: Path) -> None:
     assert searches and all(line.startswith("SEARCH") for line in searches)
     assert all("COVERING INDEX" in line for line in searches)
     used = {found.group(1) for line in searches if (found := re.search(r"INDEX (\w+)", line))}
-    assert used == {"leadflow_completions_assignee_times", "leadflow_completions_rule_times"}
+    assert used == {
+        "leadflow_completions_assignee_times",
+        "leadflow_completions_rule_times",
+        "leadflow_completions_completed_sums",  # the period's ragged ends
+    }
+    days = [line for plan in plans for line in plan if "leadflow_completion_days" in line]
+    assert days and all(
+        line.startswith("SEARCH leadflow_completion_days USING PRIMARY KEY (kind=? AND day>? AND")
+        for line in days
+    )
+
+
+def test_the_day_sums_read_their_range(storage: SqlStorage) -> None:
+    """A period's whole days read a range of ``completion_days``' primary key (by grouping and
+    day) and nothing else of it, its counts per key and per week alike: SQLite's ``SEARCH
+    ... USING PRIMARY KEY (kind=? AND day>? AND day<?)``, PostgreSQL's index scan of the
+    primary key with both bounds in its ``Index Cond`` (sequential scans off)."""
+    store = storage.analytics
+    assert store is not None
+    seen: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "completion_days" in statement:
+            seen.append((statement, parameters))
+
+    engine = storage.database.engine
+    start = START.replace(hour=0)
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        store.completion_groups(start, END, by="assigned_to", keys=["alice", None])
+        store.completion_groups(start, END, by="rule_id")
+        store.completion_buckets(start, END, width=timedelta(days=7))
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    assert len(seen) == 3
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            for statement, parameters in seen:
+                plan = "\n".join(
+                    row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+                )
+                assert "Index Scan using leadflow_completion_days_pkey" in plan, plan
+                assert re.search(r"Index Cond: .*kind.*day >= .*day < ", plan), plan
+                assert "Seq Scan" not in plan, plan
+        else:
+            for statement, parameters in seen:
+                plan = [
+                    row[-1]
+                    for row in connection.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN " + statement, parameters
+                    )
+                ]
+                days = [line for line in plan if "completion_days" in line]
+                assert days == [
+                    "SEARCH leadflow_completion_days USING PRIMARY KEY (kind=? AND day>? AND day<?)"
+                ], plan

@@ -196,7 +196,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -219,9 +219,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0011"
-    assert migrate(database) == "0011"  # again: nothing to do
-    assert current_revision(database) == "0011"
+    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == "0012"  # again: nothing to do
+    assert current_revision(database) == "0012"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -243,7 +243,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -287,7 +287,7 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
                 for activity, opportunity, kind, hours in completions
             ],
         )
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     with database.read() as connection:
         kept = connection.execute(
             sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
@@ -322,7 +322,7 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
                 due_at=at(hours=2),
             )
         )
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     inspector = inspect(database.engine)
     indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
     assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
@@ -366,7 +366,7 @@ def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: Sql
                 for e in old
             ],
         )  # fmt: skip
-    assert migrate(database) == head_revision() == "0011"
+    assert migrate(database) == head_revision() == "0012"
     store = at_0001.enrollments
     assert store is not None
     assert store.get("e0") == old[0] and store.get("e1") == old[1]
@@ -385,3 +385,48 @@ def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: Sql
     [moved] = store.move_many([(head, [more])])  # type: ignore[attr-defined]
     assert moved is not None
     assert store.get("e0").history == [*records, more]
+
+
+def test_0012_sums_the_completions_recorded_before_per_day(at_0001: SqlStorage) -> None:
+    database = at_0001.database
+    tables = database.tables
+    assert migrate(database, "0011") == "0011"
+    start = at().replace(hour=0)  # midnight: the period below is three whole days
+    old = [
+        make_completion(f"c{n}", f"o{n % 2}", hours=hours, assigned_to=rep, due_at=at(hours=5))
+        for n, (hours, rep) in enumerate(((1, "bob"), (4, "bob"), (30, None), (50, "bob")))
+    ]
+    with database.write() as connection:  # as a store at 0011 wrote them: no day sums
+        connection.execute(
+            tables.completions.insert(),
+            [{**c.model_dump(), "activity_type": str(c.activity_type)} for c in old],
+        )
+    assert migrate(database) == head_revision() == "0012"
+    days = tables.completion_days.c
+    with database.read() as connection:
+        rows = connection.execute(
+            sa.select(days.kind, days.keyed, days.name, days.completed, days.on_time).order_by(
+                days.kind, days.day, days.keyed, days.name
+            )
+        ).all()
+    assert rows == [  # at() is 09:00 on day 0: hours 1 and 4 on day 0, 30 on day 1, 50 on day 2
+        ("assigned_to", 1, "bob", 2, 2),
+        ("assigned_to", 0, "", 1, 0),
+        ("assigned_to", 1, "bob", 1, 0),
+        ("rule_id", 0, "", 2, 2),
+        ("rule_id", 0, "", 1, 0),
+        ("rule_id", 0, "", 1, 0),
+    ]
+    analytics = at_0001.analytics
+    assert analytics is not None
+    period = (start, start + timedelta(days=3))
+    [none, bob] = analytics.completion_groups(*period, by="assigned_to")
+    assert (none.completed, bob.completed, bob.on_time, bob.opportunities) == (1, 3, 2, 2)
+    # Recorded after: counted once (the trigger), a re-record not at all.
+    analytics.record_completion(make_completion("c9", "o3", hours=2, assigned_to="bob"))
+    assert analytics.record_completion(old[0]) is False
+    [_, bob] = analytics.completion_groups(*period, by="assigned_to")
+    assert bob.completed == 4
+    assert {n: g.completed for n, g in analytics.completion_buckets(
+        *period, width=timedelta(days=1)
+    ).items()} == {0: 3, 1: 1, 2: 1}  # fmt: skip

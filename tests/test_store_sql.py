@@ -66,6 +66,7 @@ TABLES = {
     "lead_contacts",
     "status_changes",
     "completions",
+    "completion_days",
     "alembic_version",
 }
 

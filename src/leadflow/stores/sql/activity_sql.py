@@ -16,7 +16,6 @@ from sqlalchemy import (
     Connection,
     Integer,
     Numeric,
-    Select,
     String,
     Table,
     and_,
@@ -330,9 +329,11 @@ def _mean(total: Any, count: Any) -> timedelta | None:
 def statistics(
     connection: Connection, t: Table, clauses: list[ColumnElement[bool]], as_of: datetime
 ) -> ActivityStatistics:
-    """:class:`ActivityStatistics` of the rows matching ``clauses``, in two statements: the
-    counts (one ``GROUP BY`` per breakdown, as one ``UNION ALL``) and the two means. Cancelled
-    activities are left out: they are no work, done or to do."""
+    """:class:`ActivityStatistics` of the rows matching ``clauses``: the counts in one
+    ``GROUP BY`` over every breakdown at once (type, outcome, assignee, state: a few rows per
+    combination), the mean time to complete in one aggregate, and the mean time to first
+    completion, when any row is completed, in one more. Cancelled activities are left out:
+    they are no work, done or to do."""
     dialect = connection.dialect.name
     c = t.c
     where = and_(true(), *clauses, c.cancelled_at.is_(None))
@@ -342,53 +343,55 @@ def statistics(
         else_=literal_column("'pending'"),
     )
     # A subquery, so that the CASE (and its bound time) is written once for SELECT and GROUP BY.
-    states = select(state.label("state")).where(where).subquery()
-    parts: list[Select[Any]] = [
-        select(literal_column("'type'").label("kind"), c.activity_type.label("key"), func.count())
-        .where(where)
-        .group_by(c.activity_type),
-        select(literal_column("'outcome'"), c.outcome, func.count())
-        .where(where, c.outcome.is_not(None))
-        .group_by(c.outcome),
-        select(literal_column("'assignee'"), c.assigned_to, func.count())
-        .where(where, c.assigned_to.is_not(None))
-        .group_by(c.assigned_to),
-        select(literal_column("'state'"), states.c.state, func.count()).group_by(states.c.state),
-    ]
-    counts: dict[str, dict[str, int]] = {"type": {}, "outcome": {}, "assignee": {}, "state": {}}
-    for kind, key, number in connection.execute(union_all(*parts)):
-        counts[str(kind)][str(key)] = int(number)
-    done = and_(where, c.completed_date.is_not(None), c.created_at.is_not(None))
-    dated = and_(where, c.created_at.is_not(None))
-    # SQLite would read the whole (opportunity_id, activity_type) index to group in its order
-    # rather than the filter's range (an automation's creation dates, the open activities
-    # past due); grouping by an expression no index holds makes it take the range and sort.
-    opportunity: Any = (
-        func.coalesce(c.opportunity_id, "") if dialect == "sqlite" else c.opportunity_id
-    )
-    firsts = (
+    rows = (
         select(
-            func.min(c.created_at).label("created"),
-            func.min(c.completed_date).label("completed"),
+            c.activity_type.label("type"),
+            c.outcome.label("outcome"),
+            c.assigned_to.label("assignee"),
+            state.label("state"),
         )
-        .where(dated)
-        .group_by(opportunity)
+        .where(where)
         .subquery()
     )
-    spans = select(
-        select(func.sum(_span(c.completed_date, c.created_at, dialect)))
-        .where(done)
-        .scalar_subquery(),
-        select(func.count()).where(done).scalar_subquery(),
-        select(func.sum(_span(firsts.c.completed, firsts.c.created, dialect)))
-        .where(firsts.c.completed.is_not(None))
-        .scalar_subquery(),
-        select(func.count())
-        .select_from(firsts)
-        .where(firsts.c.completed.is_not(None))
-        .scalar_subquery(),
-    )
-    total_complete, n_complete, total_first, n_first = connection.execute(spans).one()
+    r = rows.c
+    breakdowns = (r.type, r.outcome, r.assignee, r.state)
+    counts: dict[str, dict[str, int]] = {"type": {}, "outcome": {}, "assignee": {}, "state": {}}
+    for *keys, number in connection.execute(
+        select(*breakdowns, func.count()).group_by(*breakdowns)
+    ):
+        for name, key in zip(("type", "outcome", "assignee", "state"), keys, strict=True):
+            if key is not None:
+                counted = counts[name]
+                counted[str(key)] = counted.get(str(key), 0) + int(number)
+    done = and_(where, c.completed_date.is_not(None), c.created_at.is_not(None))
+    total_complete, n_complete = connection.execute(
+        select(func.sum(_span(c.completed_date, c.created_at, dialect)), func.count()).where(done)
+    ).one()
+    total_first: Any = None
+    n_first = 0
+    if n_complete:  # an opportunity's first completion needs a completed row with a creation
+        dated = and_(where, c.created_at.is_not(None))
+        # SQLite would read the whole (opportunity_id, activity_type) index to group in its
+        # order rather than the filter's range (an automation's creation dates, the open
+        # activities past due); grouping by an expression no index holds makes it take the
+        # range and sort.
+        opportunity: Any = (
+            func.coalesce(c.opportunity_id, "") if dialect == "sqlite" else c.opportunity_id
+        )
+        firsts = (
+            select(
+                func.min(c.created_at).label("created"),
+                func.min(c.completed_date).label("completed"),
+            )
+            .where(dated)
+            .group_by(opportunity)
+            .subquery()
+        )
+        total_first, n_first = connection.execute(
+            select(func.sum(_span(firsts.c.completed, firsts.c.created, dialect)), func.count())
+            .select_from(firsts)
+            .where(firsts.c.completed.is_not(None))
+        ).one()
     total = sum(counts["type"].values())
     completed = counts["state"].get(ActivityState.COMPLETED.value, 0)
     return ActivityStatistics(

@@ -2,25 +2,25 @@
 (:meth:`~leadflow.ports.AnalyticsStore.completion_groups`): a part of
 :class:`~leadflow.stores.sql.analytics.SqlAnalyticsStore`.
 
-Every count (completed, with a due date, on time, distinct opportunities, each outcome as a
-conditional sum per :class:`~leadflow.Outcome`, so one pass counts them all) and the exact
-nearest-rank median of the time to complete are read from indexes alone (revision 0010):
+The counts (completed, with a due date, on time, with a creation time, each outcome) come
+from the per-day sums (revision 0012, :mod:`.analytics_days`: the period's whole days from
+``completion_days``, its ragged ends from the ``completed_at`` index); what is not additive
+over days, the distinct opportunities and the exact nearest-rank median of the time to
+complete, only when asked, from indexes alone (revision 0010):
 
 - PostgreSQL: one ``GROUP BY`` over the period's range of the ``(completed_at, assigned_to,
   rule_id, created_at, due_at, outcome, opportunity_id)`` index, the median by
-  ``percentile_disc(0.5)`` in the same statement (its ``ceil(n / 2)``-th value is the
-  nearest-rank median);
-- SQLite: per key, one aggregate over the key's range of the period in its ``(key,
-  completed_at, created_at, due_at, outcome, opportunity_id)`` index, which streams (a
-  ``GROUP BY`` over the whole period sorts all of it first), and the ``(n + 1) // 2``-th
-  smallest time by ``ORDER BY ... LIMIT 1 OFFSET`` over the same range, so each key's
-  completions are sorted alone; the keys there are found by one index probe each.
+  ``percentile_disc(0.5)`` (its ``ceil(n / 2)``-th value is the nearest-rank median);
+- SQLite: per key, over the key's range of the period in its ``(key, completed_at,
+  created_at, due_at, outcome, opportunity_id)`` index, one ``count(DISTINCT ...)`` and the
+  ``(n + 1) // 2``-th smallest time by ``ORDER BY ... LIMIT 1 OFFSET``, so each key's
+  completions are sorted alone (one ``GROUP BY`` over the period would sort all of it).
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,28 +30,23 @@ from sqlalchemy import (
     RowMapping,
     Select,
     Table,
-    and_,
-    case,
     func,
-    literal,
     or_,
     select,
     type_coerce,
 )
 
-from ...activity_models import Outcome
 from ...facts import CompletionGroup
 from ..analytics_checks import check_grouping, check_parts, check_period
+from .analytics_days import DaySums, Summed
 from .database import SqlDatabase
 from .errors import translated
 
 __all__ = ["SqlGroups"]
 
-_OUTCOMES = [str(outcome) for outcome in Outcome]
 
-
-class SqlGroups:
-    """``completion_groups`` over ``_completions`` of ``_db``."""
+class SqlGroups(DaySums):
+    """``completion_groups`` over ``_completions`` and ``_days`` of ``_db``."""
 
     _db: SqlDatabase
     _completions: Table
@@ -74,98 +69,68 @@ class SqlGroups:
         start, end = check_period(start, end)
         wanted = check_grouping(by, keys)
         median, opportunities = check_parts(median, opportunities)
+        sums = self._summed(by, start, end, wanted)
         c = self._completions.c
         key = c[by]
         where: list[Any] = [c.completed_at >= start, c.completed_at < end]
-        postgres = self._db.dialect == "postgresql"
-        if wanted is not None and postgres:
-            named = sorted(k for k in wanted if k is not None)
-            match = key.in_(named)
-            where.append(or_(match, key.is_(None)) if None in wanted else match)
-        on_time = case((and_(c.due_at.is_not(None), c.completed_at <= c.due_at), 1), else_=0)
-        columns: list[Any] = [
-            func.count().label("completed"),
-            func.count(c.due_at).label("with_due"),
-            func.coalesce(func.sum(on_time), 0).label("on_time"),
-            (func.count(c.opportunity_id.distinct()) if opportunities else literal(0)).label(
-                "opportunities"
-            ),
-            func.count(c.created_at).label("timed"),
-            *(
-                func.coalesce(func.sum(case((c.outcome == outcome, 1), else_=0)), 0).label(f"o{n}")
-                for n, outcome in enumerate(_OUTCOMES)
-            ),
-        ]
-        if postgres and median:
-            seconds = type_coerce(func.extract("epoch", c.completed_at - c.created_at), Float())
-            columns.append(func.percentile_disc(0.5).within_group(seconds).label("median"))
-        rows: Sequence[Any] = (
-            self._rows(select(key.label("key"), *columns).where(*where).group_by(key))
-            if postgres
-            else self._per_key(key, columns, where, wanted)
-        )
         medians: dict[str | None, Any] = {}
-        if median:
-            medians = (
-                {row["key"]: row["median"] for row in rows}
-                if postgres
-                else self._medians(key, where, rows)
-            )
+        distinct: dict[str | None, int] = {}
+        if self._db.dialect == "postgresql" and sums and (median or opportunities):
+            if wanted is not None:
+                named = sorted(k for k in wanted if k is not None)
+                match = key.in_(named)
+                where.append(or_(match, key.is_(None)) if None in wanted else match)
+            columns: list[Any] = []
+            if opportunities:
+                columns.append(func.count(c.opportunity_id.distinct()).label("opportunities"))
+            if median:
+                seconds = type_coerce(func.extract("epoch", c.completed_at - c.created_at), Float())
+                columns.append(func.percentile_disc(0.5).within_group(seconds).label("median"))
+            for row in self._rows(select(key.label("key"), *columns).where(*where).group_by(key)):
+                medians[row["key"]] = row.get("median")
+                distinct[row["key"]] = row.get("opportunities", 0)
+        elif sums:
+            if opportunities:
+                distinct = self._distinct(key, where, sums)
+            if median:
+                medians = self._medians(key, where, sums)
         return [
             CompletionGroup(
-                key=row["key"],
-                completed=row["completed"],
-                with_due=row["with_due"],
-                on_time=int(row["on_time"]),
+                key=name,
+                completed=summed.completed,
+                with_due=summed.with_due,
+                on_time=summed.on_time,
                 median_seconds_to_complete=None
-                if medians.get(row["key"]) is None
-                else float(medians[row["key"]]),
-                opportunities=row["opportunities"],
-                outcomes={
-                    outcome: int(row[f"o{n}"])
-                    for n, outcome in sorted(enumerate(_OUTCOMES), key=lambda item: item[1])
-                    if row[f"o{n}"]
-                },
+                if medians.get(name) is None
+                else float(medians[name]),
+                opportunities=distinct.get(name, 0),
+                outcomes=dict(sorted(summed.outcomes.items())),
             )
-            for row in sorted(rows, key=lambda row: (row["key"] is not None, row["key"] or ""))
+            for name, summed in sorted(
+                sums.items(), key=lambda item: (item[0] is not None, item[0] or "")
+            )
         ]
 
-    def _per_key(
-        self,
-        key: Any,
-        columns: list[Any],
-        where: list[Any],
-        wanted: Collection[str | None] | None,
-    ) -> builtins.list[dict[str, Any]]:
-        """SQLite: the sums of each key (those of ``wanted``, else every key there is, found
-        by one ``min(key) > the last one`` index probe each), each one statement over the
-        key's range of the period in its ``(key, completed_at, ...)`` index: an aggregate that
-        streams, where one ``GROUP BY`` over the period would sort all of it."""
-        found: list[dict[str, Any]] = []
+    def _distinct(
+        self, key: Any, where: list[Any], sums: Mapping[str | None, Summed]
+    ) -> dict[str | None, int]:
+        """SQLite: each key's distinct opportunities, one statement over the key's range of
+        the period in its ``(key, completed_at, ...)`` index (it streams, where one ``GROUP
+        BY`` over the period would sort all of it)."""
+        c = self._completions.c
+        found: dict[str | None, int] = {}
         with self._db.read() as connection:
-            if wanted is None:
-                names: list[str | None] = [None]
-                last = connection.execute(select(func.min(key))).scalar()
-                while last is not None:
-                    names.append(last)
-                    last = connection.execute(select(func.min(key)).where(key > last)).scalar()
-            else:
-                names = sorted(wanted, key=lambda name: (name is not None, name or ""))
-            for name in names:
-                row = (
-                    connection.execute(
-                        select(*columns).where(
-                            key.is_(None) if name is None else key == name, *where
-                        )
+            for name in sums:
+                found[name] = connection.execute(
+                    select(func.count(c.opportunity_id.distinct())).where(
+                        key.is_(None) if name is None else key == name, *where
                     )
-                    .mappings()
-                    .one()
-                )
-                if row["completed"]:
-                    found.append({**row, "key": name})
+                ).scalar_one()
         return found
 
-    def _medians(self, key: Any, where: list[Any], rows: Sequence[Any]) -> dict[str | None, float]:
+    def _medians(
+        self, key: Any, where: list[Any], sums: Mapping[str | None, Summed]
+    ) -> dict[str | None, float]:
         """SQLite: each key's nearest-rank median of the time to complete, one ``ORDER BY
         ... LIMIT 1 OFFSET`` over the key's range of its ``(key, completed_at, created_at)``
         index."""
@@ -173,10 +138,9 @@ class SqlGroups:
         spent = type_coerce(c.completed_at, BigInteger()) - type_coerce(c.created_at, BigInteger())
         medians: dict[str | None, float] = {}
         with self._db.read() as connection:
-            for row in rows:
-                if not row["timed"]:
+            for name, summed in sums.items():
+                if not summed.timed:
                     continue
-                name = row["key"]
                 query = (
                     select(spent)
                     .where(
@@ -186,7 +150,7 @@ class SqlGroups:
                     )
                     .order_by(spent)
                     .limit(1)
-                    .offset((row["timed"] + 1) // 2 - 1)
+                    .offset((summed.timed + 1) // 2 - 1)
                 )
                 medians[name] = int(connection.execute(query).scalar_one()) / 1_000_000
         return medians

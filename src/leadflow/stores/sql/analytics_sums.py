@@ -33,6 +33,8 @@ from sqlalchemy import (
 from ...errors import InvalidInputError
 from ...facts import CompletionGroup, StageSums, Touches, stage_sums_of_paths
 from ..analytics_checks import check_buckets, check_grouping, check_period, check_stages
+from .analytics_days import DaySums, Summed
+from .completion_days import DAY, day_start, whole_days
 from .database import SqlDatabase
 from .errors import translated
 from .types import UtcDateTime, micros
@@ -44,8 +46,8 @@ def _micros_to_seconds(micros: int) -> float:
     return micros / 1_000_000
 
 
-class SqlSums:
-    """The summed-up queries, over ``_changes`` and ``_completions`` of ``_db``."""
+class SqlSums(DaySums):
+    """The summed-up queries, over ``_changes``, ``_completions`` and ``_days`` of ``_db``."""
 
     _db: SqlDatabase
     _changes: Table
@@ -67,6 +69,45 @@ class SqlSums:
     ) -> dict[int, CompletionGroup]:
         start, end = check_period(start, end)
         width, by, wanted = check_buckets(width, by, keys)
+        days = whole_days(start, end)
+        if days is None or start != day_start(days[0]) or width % DAY:
+            return self._buckets(start, start, end, width, by, wanted)
+        # Buckets of whole days from a midnight: the days' sums, then the ragged end.
+        found: dict[int, Summed] = {}
+        per = width // DAY
+        with self._db.read() as connection:
+            rows = self._day_rows(connection, by or "assigned_to", days, wanted, per_day=True)
+        for day, *counts in rows:
+            n = (day - days[0]) // per
+            sums = found.get(n)
+            if sums is None:
+                sums = found[n] = Summed()
+            sums.add(None, *counts)
+        if day_start(days[1]) < end:
+            for n, group in self._buckets(
+                start, day_start(days[1]), end, width, by, wanted
+            ).items():
+                sums = found.get(n)
+                if sums is None:
+                    sums = found[n] = Summed()
+                sums.add(None, group.completed, group.with_due, group.on_time, 0)
+        return {
+            n: CompletionGroup(None, sums.completed, sums.with_due, sums.on_time, None)
+            for n, sums in sorted(found.items())
+            if sums.completed
+        }
+
+    def _buckets(
+        self,
+        origin: datetime,
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+        by: str | None,
+        wanted: Collection[str | None] | None,
+    ) -> dict[int, CompletionGroup]:
+        """The completions in ``[start, end)`` counted per bucket of ``width`` from ``origin``
+        in one ``GROUP BY`` over their range of the ``completed_at`` index."""
         c = self._completions.c
         where: list[Any] = [c.completed_at >= start, c.completed_at < end]
         if by is not None and wanted is not None:
@@ -75,10 +116,10 @@ class SqlSums:
             match = key.in_(named)
             where.append(or_(match, key.is_(None)) if None in wanted else match)
         if self._db.dialect == "postgresql":
-            since: Any = func.extract("epoch", c.completed_at - literal(start, UtcDateTime()))
+            since: Any = func.extract("epoch", c.completed_at - literal(origin, UtcDateTime()))
             bucket: Any = func.floor(since / width.total_seconds())
         else:  # integer microseconds: integer division
-            since = type_coerce(c.completed_at, BigInteger()) - micros(start)
+            since = type_coerce(c.completed_at, BigInteger()) - micros(origin)
             bucket = since // (width // timedelta(microseconds=1))
         on_time = case((and_(c.due_at.is_not(None), c.completed_at <= c.due_at), 1), else_=0)
         query = (

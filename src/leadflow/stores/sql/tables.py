@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 
 from ...errors import InvalidInputError
+from .completion_days import completion_days
 from .types import ActionTypeOf, Document, UtcDateTime
 
 __all__ = ["DEFAULT_PREFIX", "Tables", "build_tables", "checked_prefix"]
@@ -78,6 +79,7 @@ class Tables:
     status_changes: Table
     completions: Table
     lead_contacts: Table
+    completion_days: Table
 
     @property
     def version_table(self) -> str:
@@ -582,7 +584,8 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
     ``<prefix>job_slots``, ``<prefix>job_marks``, ``<prefix>stamps``, ``<prefix>job_values``,
     ``<prefix>sequences``, ``<prefix>enrollments``, ``<prefix>enrollment_steps``, and the
     analytic facts ``<prefix>lead_arrivals``, ``<prefix>status_changes``,
-    ``<prefix>completions`` and ``<prefix>lead_contacts`` (in ``schema`` when given)."""
+    ``<prefix>completions``, ``<prefix>lead_contacts`` and ``<prefix>completion_days`` (in
+    ``schema`` when given)."""
     prefix = checked_prefix(prefix)
     metadata = MetaData(schema=schema)
     return Tables(
@@ -605,4 +608,5 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         status_changes=_status_changes(metadata, f"{prefix}status_changes", schema),
         completions=_completions(metadata, f"{prefix}completions", schema),
         lead_contacts=_lead_contacts(metadata, f"{prefix}lead_contacts", schema),
+        completion_days=completion_days(metadata, f"{prefix}completion_days", schema),
     )

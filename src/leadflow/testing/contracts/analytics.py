@@ -15,6 +15,7 @@ from ...activity_models import ActivityType, Outcome
 from ...errors import InvalidInputError
 from ...facts import Completion, LeadArrival, StatusChange
 from ...ports import AnalyticsStore
+from .analytics_days import DaySumsContract
 from .analytics_summary import LeadSummaryContract
 from .data import assert_utc, at, race
 
@@ -68,7 +69,7 @@ def _activities(found: list[Completion]) -> list[str]:
     return [completion.activity_id for completion in found]
 
 
-class AnalyticsStoreContract(LeadSummaryContract, abc.ABC):
+class AnalyticsStoreContract(LeadSummaryContract, DaySumsContract, abc.ABC):
     """Every test an :class:`~leadflow.ports.AnalyticsStore` must pass.
 
     Subclass it (as ``Test...``) and implement :meth:`make_store`.
