@@ -77,17 +77,17 @@ class ClaimStatements:
     """A store's claim statements, built once per shape (pinned to a partition or not, the
     type filter) and kept: building them costs more than running them."""
 
-    def __init__(self, table: Table, dialect: Dialect | None = None) -> None:
+    def __init__(self, table: Table, dialect: Dialect) -> None:
         self._t = table
         self._dialect = dialect
-        self._claims: dict[tuple[bool, frozenset[str] | None], tuple[Executable, Executable]] = {}
-        self._direct: dict[tuple[bool, frozenset[str] | None], DirectClaim] = {}
+        self._claims: dict[tuple[bool, frozenset[str] | None], tuple[Executable, DirectClaim]] = {}
 
     def _is(self, state: ScheduledActionState) -> ColumnElement[bool]:
         return state_is(self._t, state)
 
-    def shaped(self, pinned: bool, types: frozenset[str] | None) -> tuple[Executable, Executable]:
-        """The two statements of a claim (see the module's docstring), with the parameters
+    def shaped(self, pinned: bool, types: frozenset[str] | None) -> tuple[Executable, DirectClaim]:
+        """The two statements of a claim (see the module's docstring; the second run through
+        the driver, :class:`DirectClaim`), with the parameters
         ``claim_now``, ``claim_until``, ``claim_worker``, ``claim_limit`` and
         ``claim_partition`` (no column's name, which an ``UPDATE`` would take for a value to
         set): built once per shape
@@ -158,16 +158,8 @@ class ClaimStatements:
         )
         if len(self._claims) >= _SHAPES:  # type filters are the caller's: keep a few
             self._claims.clear()
-            self._direct.clear()
-        self._claims[key] = park, claim.returning(*t.c)
-        if self._dialect is not None:
-            self._direct[key] = DirectClaim(self._dialect, self._t, claim)
-        return self._claims[key]
-
-    def direct(self, pinned: bool, types: frozenset[str] | None) -> DirectClaim | None:
-        """The claim of :meth:`shaped` for this shape, run through the driver (see
-        :class:`DirectClaim`); None until :meth:`shaped` built it, or without a dialect."""
-        return self._direct.get((pinned, types))
+        built = self._claims[key] = park, DirectClaim(self._dialect, t, claim)
+        return built
 
     def of_types(self, types: frozenset[str]) -> ColumnElement[bool]:
         """A delivery (no action type), or a rule action whose type is one of ``types``."""

@@ -235,16 +235,11 @@ class SqlScheduledActionStore:
             if postgres:  # see INDEX_WALK; in a transaction, whose end undoes it
                 before = connection.execute(INDEX_WALK).scalar_one()
             connection.execute(park, parameters)
-            direct = self._claims.direct(partition is not None, types)
-            rows: Sequence[Sequence[Any]]
-            if direct is not None:  # through the driver, its rows decoded by the claim
-                columns, rows = direct.columns, direct.run(connection, parameters)
-            else:
-                result = connection.execute(claim, parameters)
-                columns, rows = tuple(result.keys()), result.all()
+            rows = claim.run(connection, parameters)  # through the driver, rows decoded
             if postgres and self._db.in_unit:  # the unit goes on: put the setting back
                 connection.execute(SETTING, {"value": before})
-        actions = claimed_actions(columns, rows, action_from_row)  # the store's own rows: trusted
+        # The store's own rows: trusted (see .claimed).
+        actions = claimed_actions(claim.columns, rows, action_from_row)
         actions.sort(key=lambda a: (a.due_at, a.action_id))
         return actions
 
