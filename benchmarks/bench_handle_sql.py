@@ -55,7 +55,7 @@ from bench_service import T0, Counting
 from bench_sql_queries import URL_ENV, Bad
 
 CHUNK = 500
-ACTIONS = 2  # per event, both run now
+ACTIONS = 2  # per event, both run now (``--rule notify``; 1 with ``--rule activity``)
 RULE = FollowUpRule.model_validate(
     {
         "ruleId": "welcome",
@@ -68,6 +68,20 @@ RULE = FollowUpRule.model_validate(
         ],
     }
 )
+
+ACTIVITY_ONLY = FollowUpRule.model_validate(
+    {
+        "ruleId": "welcome",
+        "name": "welcome",
+        "allowDuplicates": True,
+        "trigger": {"eventType": "opportunity.created", "conditions": []},
+        "actions": [
+            {"actionType": "create_activity", "subject": "Call the lead", "assignTo": "alice"}
+        ],
+    }
+)
+"""``--rule activity``: the event's only run-now action creates an activity, a handler with
+no effect outside the store: on PostgreSQL ``handle`` stores it ahead, one statement."""
 
 
 def events(tag: str, count: int) -> list[dict[str, Any]]:
@@ -390,7 +404,16 @@ def main() -> int:
     parser.add_argument(
         "--calls", action="store_true", help="count Python function calls per event (cProfile)"
     )
+    parser.add_argument(
+        "--rule",
+        choices=["notify", "activity"],
+        default="notify",
+        help="the rule: an activity and a notification run now (default), or the activity alone",
+    )
     args = parser.parse_args()
+    if args.rule == "activity":
+        global RULE, ACTIONS
+        RULE, ACTIONS = ACTIVITY_ONLY, 1
     parts = set(args.only or ["postgresql", "sqlite"])
     n, reps = args.events, args.reps
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

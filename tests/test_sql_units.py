@@ -1,9 +1,10 @@
 """One commit per event on SQL (issue 17): ``handle`` runs an event's planning and its run-now
 actions in one unit of work, ``handle_many`` a whole chunk of events; what reaches the database
-is counted (statements, and commits: SQLAlchemy's commit events plus every write statement run
-in autocommit on PostgreSQL, each its own transaction). A crash inside a unit leaves nothing of
-it; a store error inside one rolls it back and the event is handled again step by step; a
-refused event in a batch is reported in its slot and half-writes nothing."""
+is counted (statements, and commits: SQLAlchemy's commit events of an open transaction plus
+every write statement that succeeded in autocommit on PostgreSQL, each its own transaction).
+A crash inside a unit leaves nothing of it; a store error inside one rolls it back and the
+event is handled again step by step; a refused event in a batch is reported in its slot and
+half-writes nothing."""
 
 from __future__ import annotations
 
@@ -52,12 +53,18 @@ class Counts:
 
     def statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.statements += 1
+
+    def ran(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        """A write that succeeded in autocommit: committed (a failed one wrote nothing)."""
         raw = getattr(cursor, "connection", None)
         write = not statement.lstrip().upper().startswith(("SELECT", "BEGIN"))
         if getattr(raw, "autocommit", False) is True and write:
             self.commits += 1
 
     def commit(self, conn: Any) -> None:
+        info = getattr(conn.connection.driver_connection, "info", None)
+        if getattr(info, "transaction_status", None) == 0:  # psycopg: none open, sends nothing
+            return
         self.commits += 1
 
     def reset(self) -> None:
@@ -68,11 +75,13 @@ class Counts:
 def counted(engine: Engine) -> Iterator[Counts]:
     counts = Counts()
     event.listen(engine, "before_cursor_execute", counts.statement)
+    event.listen(engine, "after_cursor_execute", counts.ran)
     event.listen(engine, "commit", counts.commit)
     try:
         yield counts
     finally:
         event.remove(engine, "before_cursor_execute", counts.statement)
+        event.remove(engine, "after_cursor_execute", counts.ran)
         event.remove(engine, "commit", counts.commit)
 
 
@@ -125,8 +134,9 @@ def test_handle_commits_once_per_event(storage: SqlStorage) -> None:
         assert counts.commits == 1
         # the 3 actions' INSERTs, 1 activity, the arrival fact, 1 mark_done_ids (+ BEGIN
         # IMMEDIATE on SQLite); on PostgreSQL the event's actions are stored together and the
-        # arrival fact goes with the acknowledgement (the statements that reach the server)
-        assert counts.statements == (7 if storage.database.is_sqlite else 3), counts.statements
+        # activity and the arrival fact go with the acknowledgement (a notification runs now:
+        # the actions are stored before their handlers run)
+        assert counts.statements == (7 if storage.database.is_sqlite else 2), counts.statements
         counts.reset()
         again = flow.handle(created("e1"))
         assert counts.commits <= 1

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from ..errors import DuplicateError, OpenActivityExistsError
+from ..errors import ConflictError, DuplicateError, OpenActivityExistsError
 from ..models import Activity, FollowUpRule, Outcome
 from ..queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
 from ..records import (
@@ -534,6 +534,35 @@ class UnitOfWork(Protocol):
 
     def __call__(self) -> AbstractContextManager[None]:
         """A block: ``with storage.unit_of_work(): ...``."""
+        ...
+
+
+class DeferredWriteError(ConflictError):
+    """A write a :class:`DeferredUnits` block answered before sending it did not go in (its
+    rows were there): the block is rolled back, nothing of it written."""
+
+
+@runtime_checkable
+class DeferredUnits(Protocol):
+    """Optional, beside :class:`UnitOfWork` (the SQL stores): a block whose writes may be
+    answered before they reach the database, so that they travel to it together (on
+    PostgreSQL the writes of a block that only writes go as one statement, one round trip).
+
+    In a ``with units.deferred():`` block a store may answer a write as if it succeeded (an
+    insert of rows it takes to be new, which nothing but a rare collision could refuse: an
+    activity without an open key) and check that it did when the writes are sent; with
+    ``ahead`` also the writes that a repeated event or a held key refuses in the normal course
+    (the runtime's planned actions, an activity holding an open key). If one did not go in,
+    the block fails with :class:`DeferredWriteError` (a :class:`~leadflow.ConflictError`) and
+    nothing of it is written. Only for a caller that can then do the work again in an
+    ordinary block (the runtime's planner), where each write is answered as it is made; and
+    ``ahead`` only when what ran in the block had no effect outside the stores (the writes of
+    :data:`~leadflow.runtime.handlers.CONTAINED` handlers). A host's own blocks are ordinary
+    ones (``units()``)."""
+
+    def deferred(self, *, ahead: bool = False) -> AbstractContextManager[None]:
+        """A block whose writes may be answered before they are sent (see above); a block
+        opened inside another joins it as what it is."""
         ...
 
 

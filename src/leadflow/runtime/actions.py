@@ -29,6 +29,7 @@ from ..records import ScheduledAction
 from .context import ActionContext, ActionHandler
 from .handlers import (
     BUILTINS,
+    CONTAINED,
     create_activities,
     create_activity,
     send_email,
@@ -191,6 +192,12 @@ class HandlerRegistry:
     def runs(self, action_type: str) -> bool:
         """Whether this registry runs ``action_type`` (registered and not held)."""
         return action_type in self._specs and action_type not in self._held
+
+    def contained(self, action_type: str) -> bool:
+        """Whether ``action_type``'s handler is a built-in whose every effect is a store write
+        (:data:`~leadflow.runtime.handlers.CONTAINED`; a replaced one is not)."""
+        spec = self._specs.get(action_type)
+        return spec is not None and spec.handler in CONTAINED
 
     def runnable(self) -> frozenset[str]:
         """The action types this registry runs: every registered type not held (see

@@ -36,6 +36,7 @@ from .planning import activity_id_for, open_key_for
 
 __all__ = [
     "BUILTINS",
+    "CONTAINED",
     "AssignParams",
     "CreateActivityParams",
     "MessageParams",
@@ -305,3 +306,9 @@ BUILTINS: Final[tuple[tuple[str, Any, type[BaseModel], bool, tuple[str, ...]], .
 :meth:`HandlerRegistry.default`. ``causes``: the event types running the handler may feed back
 into the rules (``activity.created`` goes to the event sink; a host that routes it back into
 :meth:`LeadFlow.handle` closes that loop)."""
+
+CONTAINED: Final[frozenset[Any]] = frozenset({create_activity})
+"""Built-in handlers whose every effect is a write through the context's stores (reads aside:
+the host's opportunities, the team directory): in a deferred unit of work
+(:class:`~leadflow.ports.DeferredUnits`) the planner may run them before the database has said
+their actions are new, the unit being rolled back and run again if one was not."""

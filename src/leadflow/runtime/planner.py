@@ -34,9 +34,21 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from ..clock import ensure_utc
-from ..errors import CascadeDepthError, HandlerError, LeadflowError, UnavailableError
+from ..errors import (
+    CascadeDepthError,
+    HandlerError,
+    LeadflowError,
+    UnavailableError,
+)
 from ..models import Event
-from ..ports import BatchScheduling, Clock, ScheduledActionStore, UnitOfWork
+from ..ports import (
+    BatchScheduling,
+    Clock,
+    DeferredUnits,
+    DeferredWriteError,
+    ScheduledActionStore,
+    UnitOfWork,
+)
 from ..records import ScheduledAction, ScheduledActionState
 from ..stores.checks import handed_over
 from .acknowledgement import mark_done
@@ -134,21 +146,56 @@ class Planner:
             return self._store(planned, batched=False)
         if units.active:  # a cascade, or the host's own unit: joined, its owner commits
             return self._store(planned, batched=True)
+        unit = (
+            units.deferred(ahead=self._contained(planned))
+            if isinstance(units, DeferredUnits)
+            else units()
+        )
         try:
-            with self._emit.held(), units():
+            with self._emit.held(), unit:
+                return self._store(planned, batched=True)
+        except UnavailableError:
+            raise
+        except DeferredWriteError:
+            # A write the deferred unit answered ahead did not go in (the event's actions
+            # were stored already: a duplicate; its activity's open key held): again in an
+            # ordinary unit, where each write is answered as it is made.
+            return self._ordinary(planned.again())
+        except LeadflowError as error:
+            return self._step_by_step(planned, error)
+
+    def _contained(self, planned: _Planned) -> bool:
+        """Whether every action ``planned`` runs now has a handler whose every effect is a
+        store write (:meth:`HandlerRegistry.contained`): its actions may then be stored
+        ahead, their handlers run before the database says they are new."""
+        contained = self._handlers.contained
+        return all(
+            contained(stored.action.action_type) if stored.action is not None else False
+            for stored, run_now in zip(planned.actions, planned.run_now, strict=True)
+            if run_now
+        )
+
+    def _ordinary(self, planned: _Planned) -> HandleResult:
+        """``planned`` stored and run in an ordinary unit of work (after a deferred one
+        found a conflict)."""
+        try:
+            with self._emit.held(), self._units():
                 return self._store(planned, batched=True)
         except UnavailableError:
             raise
         except LeadflowError as error:
-            # A store call failed in the unit, which was rolled back: store and run the plan
-            # again with each store call on its own (as a storage without units does).
-            event = planned.result.event
-            log.warning(
-                "unit of work rolled back (%s); handling the event step by step",
-                error,
-                extra={"event_id": event.id, "event_type": event.type},
-            )
-            return self._store(planned.again(), batched=False)
+            return self._step_by_step(planned, error)
+
+    def _step_by_step(self, planned: _Planned, error: LeadflowError) -> HandleResult:
+        """A store call failed in the unit, which was rolled back: ``planned`` stored and run
+        again with each store call on its own (as a storage without units does)."""
+        event = planned.result.event
+        log.warning(
+            "unit of work rolled back (%s); handling the event step by step",
+            error,
+            extra={"event_id": event.id, "event_type": event.type},
+        )
+        return self._store(planned.again(), batched=False)
 
     def _store(self, planned: _Planned, *, batched: bool) -> HandleResult:
         """Store ``planned``'s actions and run the run-now ones; with ``batched`` their

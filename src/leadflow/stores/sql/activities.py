@@ -11,7 +11,7 @@ key. Open means neither completed nor cancelled: the work lists leave cancelled 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -75,6 +75,7 @@ from .activity_sql import (
 from .database import SqlDatabase
 from .direct import DriverStatement, UnnestInsert
 from .errors import sql_errors, translated, violated
+from .later import Waiting
 
 __all__ = ["SqlActivityRepository"]
 
@@ -126,6 +127,13 @@ class SqlActivityRepository:
         values = activity_values(checked, version=1)
         with sql_errors("activity"):
             held = checked.open_key if not checked.is_open else None
+            if held is None and self._db.defer(
+                self._waiting(values), ahead=checked.open_key is not None
+            ):
+                # A deferred unit (handle's, PostgreSQL): answered as stored; the unit's
+                # statement checks that it went in, else nothing of the unit is written. An
+                # open key, which a held one refuses in the normal course: only ahead.
+                return _at_first_version(checked)
             try:
                 for _ in range(3):
                     with self._db.write(atomic=held is not None) as connection:
@@ -151,6 +159,9 @@ class SqlActivityRepository:
             except exc.IntegrityError as error:  # a constraint ON CONFLICT does not cover
                 raise self._collision(checked.activity_id, error) from error
         raise DuplicateError(f"activity {checked.activity_id!r} kept colliding while added")
+
+    def _waiting(self, values: Mapping[str, Any]) -> Waiting:
+        return Waiting(self._add_direct.sql, self._add_direct.parameters(values), expect=1)
 
     def add_many(
         self, activities: Sequence[Activity]

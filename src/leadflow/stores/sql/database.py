@@ -45,7 +45,8 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, exc, make_
 from sqlalchemy.pool import StaticPool
 
 from ...errors import InvalidInputError
-from .direct import DriverStatement, drop_later, execute, flush_later, run_later
+from . import later as waiting_writes
+from .direct import DriverStatement, drop_later, execute, finish_later, flush_later, run_later
 from .errors import sql_errors
 from .tables import DEFAULT_PREFIX, Tables, build_tables
 
@@ -157,6 +158,7 @@ class SqlDatabase:
         self._waits = self.dialect == "postgresql"  # writes may wait in a unit (:meth:`later`)
         # One variable per database object (its name is only a label).
         self._unit: ContextVar[Connection | None] = ContextVar("leadflow_unit", default=None)
+        self._defers: ContextVar[int] = ContextVar("leadflow_unit_defers", default=0)
 
     @property
     def is_sqlite(self) -> bool:
@@ -168,13 +170,24 @@ class SqlDatabase:
         return self._unit.get() is not None
 
     @contextmanager
-    def unit(self) -> Iterator[None]:
+    def unit(self, *, deferred: int = 0) -> Iterator[None]:
         """One transaction for every store call of the block (see the module's docstring);
-        a block inside another joins it. A failed commit is a :class:`~leadflow.StorageError`
+        a block inside another joins it. ``deferred``: the stores may answer writes before
+        sending them (:class:`~leadflow.ports.DeferredUnits`, :mod:`.later`; PostgreSQL): 1
+        those that only a rare collision refuses, 2 also those a repeated event refuses.
+        A failed commit is a :class:`~leadflow.StorageError`
         (:class:`~leadflow.UnavailableError` when the connection was lost: then whether it
         committed is unknown)."""
         if self._unit.get() is not None:
             yield
+            return
+        if deferred and self._waits:
+            defers = self._defers.set(deferred)
+            try:
+                with self.unit():
+                    yield
+            finally:
+                self._defers.reset(defers)
             return
         guard: AbstractContextManager[Any] = self._lock if self.is_sqlite else nullcontext()
         with guard, sql_errors("unit_of_work"), self.engine.connect() as connection:
@@ -186,7 +199,7 @@ class SqlDatabase:
             try:
                 yield
                 if self._waits:
-                    flush_later(connection)
+                    finish_later(connection)
             except BaseException:
                 self._unit.reset(token)
                 with suppress(exc.SQLAlchemyError):  # the connection is gone: so is the work
@@ -215,6 +228,23 @@ class SqlDatabase:
             return False
         run_later(unit, statement.sql, statement.parameters(values))
         return True
+
+    def defer(self, waiting: waiting_writes.Waiting, *, ahead: bool = False) -> bool:
+        """PostgreSQL, inside a deferred unit of work (:meth:`unit`; with ``ahead``, one that
+        allows it): keep ``waiting`` (a write the store answers without sending it,
+        :mod:`.later`) to travel with the unit's next statement or as its last: True.
+        Elsewhere nothing is kept: False, the caller runs it now."""
+        unit = self._unit.get()
+        if unit is None or self._defers.get() < (2 if ahead else 1):
+            return False
+        waiting_writes.put(unit, waiting)
+        return True
+
+    def waiting(self) -> list[waiting_writes.Waiting]:
+        """The writes waiting in the calling context's unit of work, oldest first (empty
+        outside one)."""
+        unit = self._unit.get()
+        return [] if unit is None else waiting_writes.peek(unit)
 
     @contextmanager
     def write(self, *, atomic: bool = True, carry: bool = False) -> Iterator[Connection]:
@@ -288,6 +318,11 @@ class SqlUnitOfWork:
 
     def __call__(self) -> AbstractContextManager[None]:
         return self.database.unit()
+
+    def deferred(self, *, ahead: bool = False) -> AbstractContextManager[None]:
+        """:class:`~leadflow.ports.DeferredUnits`: a unit whose writes the stores may answer
+        before sending them (on PostgreSQL; on SQLite an ordinary unit)."""
+        return self.database.unit(deferred=2 if ahead else 1)
 
     def __repr__(self) -> str:
         return f"SqlUnitOfWork({self.database.engine.url!r})"

@@ -54,6 +54,9 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ...clock import ensure_utc
+from ...errors import StorageError
+from ...ports.storage import DeferredWriteError
+from . import later
 from .types import Document, UtcDateTime, document_text, micros
 
 __all__ = [
@@ -62,15 +65,17 @@ __all__ = [
     "ValuesInsert",
     "drop_later",
     "execute",
+    "finish_later",
     "flush_later",
     "run_later",
+    "send_later",
 ]
 
 Encoder = Callable[[Any], Any]
 _NAMED: Final = re.compile(r"%\((\w+)\)s")
 _CURSOR: Final = "leadflow_direct_cursor"
 _RAW_CURSOR: Final = "leadflow_direct_raw_cursor"
-_LATER: Final = "leadflow_direct_later"
+_IDLE: Final = 0  # psycopg's pq.TransactionStatus.IDLE: no transaction open
 
 
 def _document(value: Any) -> Any:
@@ -183,14 +188,11 @@ def execute(
     statements, or with ``carry`` (a ``%s`` statement, not ``many``) in front of ``sql`` as
     ``WITH`` queries of the same statement."""
     proxied = connection.connection
-    later = proxied.info.get(_LATER)
-    if later:
-        del proxied.info[_LATER]
+    if proxied.info.get(later.KEY):
+        waiting = later.take(connection)
         if carry and not (many or raw):
-            sql, parameters = _carried(later, sql, parameters)
-        else:
-            for waiting_sql, waiting_parameters in later:
-                execute(connection, waiting_sql, waiting_parameters)
+            return _carrying(connection, waiting, sql, parameters, returns=returns)
+        send_later(connection, waiting)
     key = _RAW_CURSOR if raw else _CURSOR
     cursor: Any = proxied.info.get(key)
     if cursor is None or getattr(cursor, "closed", False):
@@ -235,41 +237,97 @@ def execute(
 
 
 def run_later(connection: Connection, sql: str, parameters: Sequence[Any]) -> None:
-    """PostgreSQL, in a transaction (a unit of work): keep the write ``sql`` (``%s``
-    placeholders, none of its results wanted) on ``connection``, to be sent with the next
-    statement that carries it (``execute(..., carry=True)``: one statement, one round trip
-    fewer), else before the next statement run through :func:`execute` or
-    :func:`flush_later`. The statement carrying it does not see its rows (a ``WITH`` query
-    shares the statement's snapshot): only a statement that does not read what it writes
-    may carry it; every other sees it, having run it first."""
-    waiting: list[tuple[str, Sequence[Any]]] = connection.connection.info.setdefault(_LATER, [])
-    waiting.append((sql, parameters))
+    """PostgreSQL, in a unit of work: keep the write ``sql`` (``%s`` placeholders, none of its
+    results wanted) on ``connection`` to travel with the next statement (:mod:`.later`)."""
+    later.put(connection, later.Waiting(sql, parameters))
+
+
+def send_later(connection: Connection, waiting: Sequence[later.Waiting]) -> None:
+    """Send ``waiting`` (taken off ``connection``) as one statement; when it fails the unit
+    is doomed (:func:`.later.doom`), and a row it expected but did not write is a
+    :class:`~leadflow.ConflictError` (nothing of the statement is written)."""
+    if not waiting:
+        return
+    sql, parameters = later.statement(waiting)
+    try:
+        execute(connection, sql, parameters, raw=True)
+    except exc.DBAPIError as error:
+        if later.MARK not in str(error.orig):
+            later.doom(connection, error)
+            raise
+        refused = DeferredWriteError(
+            "rows planned in this unit of work were already stored; it is rolled back"
+        )
+        later.doom(connection, refused)
+        raise refused from error
+
+
+def _carrying(
+    connection: Connection,
+    waiting: Sequence[later.Waiting],
+    sql: str,
+    parameters: Sequence[Any],
+    *,
+    returns: bool,
+) -> list[tuple[Any, ...]]:
+    """``sql`` with ``waiting`` in front, in one statement. Writes expected to insert rows
+    need ``sql`` to return rows (the check comes back as a last column of each row): the
+    statement's rows without it, or :class:`DeferredWriteError` (the unit doomed) when a
+    count fell short or no row came back to say. Else the waiting writes go first."""
+    checked = any(w.expect is not None for w in waiting)
+    if checked and not (returns and " RETURNING " in sql):
+        send_later(connection, waiting)
+        return execute(connection, sql, parameters, returns=returns)
+    text, combined = later.statement(waiting, sql)
+    combined.extend(parameters)
+    try:
+        rows = execute(connection, text, combined, returns=returns, raw=True)
+    except exc.DBAPIError as error:
+        later.doom(connection, error)
+        raise
+    if not checked:
+        return rows
+    if not rows or not all(row[-1] for row in rows):
+        refused = DeferredWriteError(
+            "rows planned in this unit of work were already stored; it is rolled back"
+        )
+        later.doom(connection, refused)
+        raise refused
+    return [row[:-1] for row in rows]
 
 
 def flush_later(connection: Connection) -> None:
-    """Run the writes waiting on ``connection`` (:func:`run_later`) now, one statement each
-    (before a statement that does not carry them, and before the commit)."""
-    later = connection.connection.info.pop(_LATER, None)
-    for sql, parameters in later or ():
-        execute(connection, sql, parameters)
+    """Send the writes waiting on ``connection`` now, as one statement (before a statement
+    that does not carry them)."""
+    send_later(connection, later.take(connection))
+
+
+def finish_later(connection: Connection) -> None:
+    """At the end of a unit of work, before its commit: send the waiting writes. When
+    nothing was sent in the unit (psycopg sent no ``BEGIN`` yet) the one statement runs in
+    autocommit, a transaction by itself, and the commit then has nothing to do: the unit is
+    one round trip. A unit doomed by a failed send fails here."""
+    failed = later.doomed(connection)
+    if failed is not None:
+        kind = DeferredWriteError if isinstance(failed, DeferredWriteError) else StorageError
+        raise kind(f"a statement of this unit of work failed: {failed}") from failed
+    waiting = later.take(connection)
+    if not waiting:
+        return
+    driver: Any = connection.connection.driver_connection
+    if driver.info.transaction_status != _IDLE:
+        send_later(connection, waiting)
+        return
+    driver.autocommit = True
+    try:
+        send_later(connection, waiting)
+    finally:
+        driver.autocommit = False
 
 
 def drop_later(connection: Connection) -> None:
     """Forget the writes waiting on ``connection`` (its transaction is rolled back)."""
-    connection.connection.info.pop(_LATER, None)
-
-
-def _carried(
-    later: Sequence[tuple[str, Sequence[Any]]], sql: str, parameters: Sequence[Any]
-) -> tuple[str, tuple[Any, ...]]:
-    """``sql`` with the waiting writes in front, as data-modifying ``WITH`` queries (each runs
-    once, whether read or not; all share the statement's snapshot)."""
-    queries = ", ".join(f"leadflow_later_{n} AS ({text})" for n, (text, _) in enumerate(later))
-    values: list[Any] = []
-    for _, waiting in later:
-        values.extend(waiting)
-    values.extend(parameters)
-    return f"WITH {queries} {sql}", tuple(values)
+    later.drop(connection)
 
 
 class UnnestInsert:
@@ -355,7 +413,24 @@ class ValuesInsert:
     ) -> list[tuple[Any, ...]]:
         """Insert ``rows`` (1 to ``limit``); the ``RETURNING`` rows."""
         sql = self._texts[len(rows)]
+        return execute(connection, sql, self._parameters(rows), returns=self.returns, raw=True)
+
+    def waiting(self, rows: Sequence[dict[str, Any]], key: str) -> later.Waiting:
+        """``rows`` (1 to ``limit``) as a write that waits (:mod:`.later`), expected to insert
+        every row (the statement must return rows); its :attr:`~.later.Waiting.rows` by
+        ``key``, encoded when it is sent."""
+        if not self.returns:  # pragma: no cover - built from leadflow's inserts
+            raise ValueError("an expected insert returns its rows")
+        return later.Waiting(
+            self._texts[len(rows)],
+            lambda: self._parameters(rows),
+            raw=True,
+            expect=len(rows),
+            rows={row[key]: row for row in rows},
+        )
+
+    def _parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         parameters: list[Any] = []
         for row in rows:
             parameters.extend(self._one.parameters(row))
-        return execute(connection, sql, parameters, returns=self.returns, raw=True)
+        return parameters

@@ -92,10 +92,16 @@ class SqlScheduledActionStore:
         derived from it, which two instances racing on one key both carry); the stored action
         is read only when nothing was inserted."""
         checked = check_model(action, ScheduledAction, "action")
+        few = self._w.add_few
+        values = action_values(checked)
+        if few is not None and self._db.defer(few.waiting([values], "action_id"), ahead=True):
+            # A deferred unit (handle's, PostgreSQL): answered as new; the unit's statement
+            # checks that it went in, else nothing of the unit is written.
+            return checked, True
         c = self._t.c
         taken = None
         with self._db.write(atomic=False) as connection:
-            if self._w.add_direct.run(connection, action_values(checked)):
+            if self._w.add_direct.run(connection, values):
                 return checked, True  # an immutable value: what is stored
             existing = (
                 connection.execute(
@@ -143,8 +149,16 @@ class SqlScheduledActionStore:
                 rows.append(action_values(checked))
         if not rows:
             return first
+        few = self._w.add_few
+        if (
+            few is not None
+            and len(rows) <= few.limit
+            and self._db.defer(few.waiting(rows, "action_id"), ahead=True)
+        ):
+            # A deferred unit (handle's, PostgreSQL): answered as new; the unit's statement
+            # checks that every row went in, else nothing of the unit is written.
+            return first
         with self._db.write() as connection:
-            few = self._w.add_few
             if few is not None and len(rows) <= few.limit:  # PostgreSQL, a few rows
                 inserted = {row[0] for row in few.run(connection, rows)}
                 created = {row["idempotency_key"] for row in rows if row["action_id"] in inserted}
@@ -305,6 +319,8 @@ class SqlScheduledActionStore:
         now = ensure_utc(now, "now")
         if not ids:
             return []
+        if self._done_waiting(ids, worker, now):
+            return list(ids)
         # ``carry``: in a unit of work on PostgreSQL the facts kept for later (``handle``'s
         # arrival) go in the same statement (a table this one does not read).
         with self._db.write(atomic=False, carry=True) as connection:
@@ -316,6 +332,31 @@ class SqlScheduledActionStore:
             done_ids = self._w.done_ids_direct.run(connection, parameters, carry=True)
             done = {row[0] for row in done_ids}
         return [action_id for action_id in ids if action_id in done]
+
+    def _done_waiting(self, ids: Sequence[str], worker: str, now: datetime) -> bool:
+        """In a deferred unit (PostgreSQL): when every one of ``ids`` is an action this unit
+        inserted claimed by ``worker`` and whose ``INSERT`` still waits (:mod:`.later`), mark
+        them done in that ``INSERT``'s rows (no other worker can see them, so no lease can
+        have been lost): True. Else nothing is changed: False."""
+        found: dict[str, dict[str, Any]] = {}
+        for waiting in self._db.waiting():
+            if waiting.rows is not None:
+                found.update(waiting.rows)
+        if not found:
+            return False
+        claimed = _State.CLAIMED.value
+        rows = [found.get(action_id) for action_id in ids]
+        if not all(
+            row is not None and row["state"] == claimed and row["lease_owner"] == worker
+            for row in rows
+        ):
+            return False
+        for row in rows:
+            assert row is not None
+            row.update(
+                state=_State.DONE.value, finished_at=now, updated_at=now, lease_expires_at=None
+            )
+        return True
 
     @translated("error")
     def mark_failed(
