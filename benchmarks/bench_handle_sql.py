@@ -136,8 +136,11 @@ class Counts:
         self.in_statements += time.perf_counter() - self._started
 
     def _commit(self, conn: Any) -> None:
-        self.commits += 1
         conn.info["bench_tx"] = False
+        info = getattr(conn.connection.driver_connection, "info", None)
+        if getattr(info, "transaction_status", None) == 0:  # psycopg: none open, sends nothing
+            return
+        self.commits += 1
 
     def reset(self) -> None:
         self.statements = self.commits = self.transactions = 0
