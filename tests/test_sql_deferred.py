@@ -29,7 +29,7 @@ from leadflow.runtime.planning import activity_id_for
 from leadflow.stores.sql import SqlStorage
 
 from .helpers import T0
-from .service_support import build_flow, notifier_of, rule
+from .service_support import build_flow, notifier_of, payloads, rule
 from .sql_support import fresh_storage, kind_params
 from .test_sql_units import counted
 
@@ -131,6 +131,9 @@ def test_repeats_and_held_keys_are_answered_as_in_an_ordinary_unit(storage: SqlS
         assert _said(got) == _said(expected), (event_id, opp)
     assert _stored(flow, ["opp-1", "opp-2"]) == _stored(reference, ["opp-1", "opp-2"])
     assert notifier_of(flow).sent == notifier_of(reference).sent
+    created = [p["activityId"] for p in payloads(flow, "activity.created")]
+    assert created == [p["activityId"] for p in payloads(reference, "activity.created")]
+    assert len(created) == 5  # e1's two, e2's note (its call skipped), e3's two: once each
 
 
 def test_an_activity_id_collision_is_reported_as_in_an_ordinary_unit(storage: SqlStorage) -> None:
