@@ -8,7 +8,10 @@ write. On SQLite a deferred unit is an ordinary one."""
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event as sa_event
 
 pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
 
@@ -273,3 +277,76 @@ def test_only_the_built_in_create_activity_is_contained() -> None:
 
     registry.register("create_activity", wrapped, replace=True)
     assert not registry.contained("create_activity")
+
+
+# ------------------------------------------------------------------ threads
+
+
+def _together(count: int, work: Any) -> list[Any]:
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            results[n] = work(n)
+        except Exception as exc:  # collected and checked by the test
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@contextmanager
+def _slowed(storage: SqlStorage) -> Iterator[None]:
+    """Every statement waits 2 ms before it is sent: the race windows widened (the engine
+    may be shared with other tests: the listener goes at the end)."""
+
+    def wait(*_: Any) -> None:
+        time.sleep(0.002)
+
+    engine = storage.database.engine
+    sa_event.listen(engine, "before_cursor_execute", wait)
+    try:
+        yield
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", wait)
+
+
+NOTIFY = rule(
+    "notify",
+    "opportunity.created",
+    [{"actionType": "send_notification", "template": "new_lead", "assignTo": "bob"}],
+    allowDuplicates=True,
+)
+
+
+@pytest.mark.parametrize("rules", [[CALL], [CALL, NOTIFY]], ids=["ahead", "notify"])
+def test_one_event_handled_by_many_threads_at_once_acts_once(
+    storage: SqlStorage, rules: list[Any]
+) -> None:
+    flow = _ready(build_flow(storage=storage, rules=rules))
+    with _slowed(storage):
+        results = _together(6, lambda n: flow.handle(_event("same", "opp-1")))
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(len(r.executed) for r in results) == len(rules)
+    assert sum(len(r.duplicates) for r in results) == len(rules) * 5
+    assert len(storage.activities.for_opportunity("opp-1")) == 1
+    assert len(payloads(flow, "activity.created")) == 1
+    assert len(notifier_of(flow).sent) == len(rules) - 1
+
+
+def test_lead_events_for_one_opportunity_at_once_open_one_call(storage: SqlStorage) -> None:
+    flow = _ready(build_flow(storage=storage, rules=[CALL]))
+    with _slowed(storage):
+        results = _together(6, lambda n: flow.handle(_event(f"lead-{n}", "opp-2")))
+    assert not [r for r in results if isinstance(r, Exception)], results
+    notes = [run.note or "" for r in results for run in r.executed]
+    assert sum(note.startswith("created") for note in notes) == 1
+    assert sum(note.startswith("skipped") for note in notes) == 5
+    assert len(storage.activities.for_opportunity("opp-2")) == 1
+    assert len(payloads(flow, "activity.created")) == 1
