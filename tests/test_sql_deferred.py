@@ -188,6 +188,8 @@ def test_any_stream_is_answered_as_the_memory_store_answers_it(
 ) -> None:
     """Random streams of lead events (repeats, several per opportunity, some completing the
     open call before the next event) give the memory store's answers and stored state."""
+    if storage.database.dialect != "postgresql":
+        pytest.skip("a deferred unit is an ordinary one on SQLite")
     tag = f"r{next(_RUNS)}"
     flow, reference = _pair(storage)
     opportunities = [f"opp-{n}" for n in range(1, 4)]
