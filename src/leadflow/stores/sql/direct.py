@@ -55,7 +55,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from ...clock import ensure_utc
 from ...errors import StorageError
-from ...ports.storage import DeferredWriteError
+from ...ports.units import DeferredWriteError
 from . import later
 from .types import Document, UtcDateTime, document_text, micros
 
