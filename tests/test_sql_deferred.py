@@ -226,10 +226,14 @@ def _pair(storage: SqlStorage) -> tuple[LeadFlow, LeadFlow]:
     return pair
 
 
-def _action(key: str) -> ScheduledAction:
+def _actions(*keys: str) -> list[ScheduledAction]:
+    """A pending action (the ``later`` rule's) for an event of each of ``keys``."""
     flow = build_flow(rules=[LATER])
-    result = flow.handle(_event(key, "opp-3"))
-    return result.scheduled[0]
+    return [flow.handle(_event(key, "opp-3")).scheduled[0] for key in keys]
+
+
+def _action(key: str) -> ScheduledAction:
+    return _actions(key)[0]
 
 
 def _deferred(storage: SqlStorage) -> Any:
@@ -248,7 +252,7 @@ def test_a_write_answered_ahead_that_did_not_go_in_fails_the_unit(
     if storage.database.dialect != "postgresql":
         pytest.skip("a deferred unit is an ordinary one on SQLite")
     scheduled = storage.scheduled
-    old, new = _action("old"), _action("new")
+    old, new = _actions("old", "new")
     assert scheduled.schedule(old)[1]
     with pytest.raises(DeferredWriteError), _deferred(storage):
         assert scheduled.schedule_many([old, new]) == [True, True]  # answered ahead
@@ -352,3 +356,15 @@ def test_lead_events_for_one_opportunity_at_once_open_one_call(storage: SqlStora
     assert sum(note.startswith("skipped") for note in notes) == 5
     assert len(storage.activities.for_opportunity("opp-2")) == 1
     assert len(payloads(flow, "activity.created")) == 1
+
+
+def test_many_waiting_writes_go_in_statements_of_at_most_32(storage: SqlStorage) -> None:
+    """A deferred unit that answers many writes ahead sends them 32 at a time (a statement's
+    parameters stay bounded): all stored, in ceil(n / 32) statements on PostgreSQL."""
+    actions = _actions(*(f"many{n}" for n in range(70)))
+    with counted(storage.database.engine) as counts, _deferred(storage):
+        for action in actions:
+            assert storage.scheduled.schedule(action)[1]
+    postgres = storage.database.dialect == "postgresql"
+    assert counts.statements == (3 if postgres else 71), counts.statements
+    assert len(storage.scheduled.list(limit=100)) == 70

@@ -54,6 +54,9 @@ __all__ = ["SqlDatabase", "SqlUnitOfWork", "engine_from_url", "with_driver"]
 
 _SCHEMA: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 _DIALECTS: Final = ("sqlite", "postgresql")
+_MOST_WAITING: Final = 32
+"""Writes that wait together in a deferred unit (:meth:`SqlDatabase.defer`); more go first.
+(A statement carries at most 65,535 parameters: 32 rows of a few dozen stay far below.)"""
 SQLITE_BUSY_TIMEOUT: Final = 30.0
 """Seconds a connection made here from a ``sqlite:`` URL waits for another writer."""
 
@@ -237,6 +240,8 @@ class SqlDatabase:
         unit = self._unit.get()
         if unit is None or self._defers.get() < (2 if ahead else 1):
             return False
+        if len(waiting_writes.peek(unit)) >= _MOST_WAITING:  # one statement stays small
+            flush_later(unit)
         waiting_writes.put(unit, waiting)
         return True
 
