@@ -275,7 +275,7 @@ def _carrying(
     statement's rows without it, or :class:`DeferredWriteError` (the unit doomed) when a
     count fell short or no row came back to say. Else the waiting writes go first."""
     checked = any(w.expect is not None for w in waiting)
-    if checked and not (returns and " RETURNING " in sql):
+    if checked and not (returns and later.returns_last(sql)):
         send_later(connection, waiting)
         return execute(connection, sql, parameters, returns=returns)
     text, combined = later.statement(waiting, sql)

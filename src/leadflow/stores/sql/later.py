@@ -32,7 +32,19 @@ from typing import Any, Final
 
 from sqlalchemy import Connection
 
-__all__ = ["KEY", "MARK", "Waiting", "doom", "doomed", "drop", "peek", "put", "statement", "take"]
+__all__ = [
+    "KEY",
+    "MARK",
+    "Waiting",
+    "doom",
+    "doomed",
+    "drop",
+    "peek",
+    "put",
+    "returns_last",
+    "statement",
+    "take",
+]
 
 KEY: Final = "leadflow_direct_later"
 _DOOMED: Final = "leadflow_direct_doomed"
@@ -148,7 +160,19 @@ def _text(shape: tuple[tuple[str, bool, int | None], ...], main: str | None) -> 
             condition = " AND ".join(checks)
             mark = MARK.replace("'", "''")
             main_text = f"SELECT CAST(CASE WHEN {condition} THEN '0' ELSE '{mark}' END AS integer)"
-    return f"WITH {', '.join(queries)} {main_text}" if queries else main_text
+    if not queries:
+        return main_text
+    if main_text[:5].upper() == "WITH " and not main_text[5:].upper().startswith("RECURSIVE"):
+        # The main query has ``WITH`` queries of its own: the waiting writes go among them.
+        return f"WITH {', '.join(queries)}, {main_text[5:]}"
+    return f"WITH {', '.join(queries)} {main_text}"
+
+
+def returns_last(sql: str) -> bool:
+    """Whether ``sql`` ends with its own ``RETURNING`` list (not one inside a ``WITH`` query,
+    after which a parenthesis closes that query): a column can be added to it."""
+    at = sql.upper().rfind(" RETURNING ")
+    return at >= 0 and ")" not in sql[at:]
 
 
 def _numbered(sql: str, raw: bool, offset: int) -> tuple[str, int]:
