@@ -267,6 +267,18 @@ class SqlDatabase:
         with guard, self.engine.connect() as connection:
             yield connection
 
+    @contextmanager
+    def read_beside(self) -> Iterator[Connection]:
+        """:meth:`read` for a read of tables no write kept by :meth:`later` touches (those
+        are an event's analytic facts): inside a unit of work the unit's connection, the
+        waiting writes left waiting for a statement that carries them."""
+        unit = self._unit.get()
+        if unit is not None:
+            yield unit
+            return
+        with self.read() as connection:
+            yield connection
+
 
 class SqlUnitOfWork:
     """The :class:`~leadflow.ports.storage.UnitOfWork` of the SQL stores (``atomic``): every

@@ -269,6 +269,9 @@ def _carried(
     for _, waiting in later:
         values.extend(waiting)
     values.extend(parameters)
+    if sql[:5].upper() == "WITH " and not sql[5:].upper().startswith("RECURSIVE"):
+        # ``sql`` has ``WITH`` queries of its own: the waiting writes go first among them.
+        return f"WITH {queries}, {sql[5:]}", tuple(values)
     return f"WITH {queries} {sql}", tuple(values)
 
 
