@@ -21,8 +21,9 @@ messages). Run: python benchmarks/bench_sequences.py [--quick]
 ``LEADFLOW_TEST_POSTGRES_URL`` (each flow in a schema of its own, dropped at the end);
 ``--history H`` gives each enrollment H step records before its step runs (as a long-running
 enrollment has). On SQL, one more drain of each kind, untimed, counts the statements and commits a
-drained action makes (SQLAlchemy's cursor and commit events; ``BEGIN`` left out, a write in
-autocommit counted as a commit).
+drained action makes, and 190 more events handled of each kind those an event makes
+(SQLAlchemy's cursor and commit events; ``BEGIN`` left out, a write in autocommit counted as a
+commit).
 """
 
 from __future__ import annotations
@@ -260,6 +261,31 @@ def count_run_due(backend: str, n: int, directory: Path) -> dict[str, float]:
     return found
 
 
+def count_handle(backend: str, n: int, directory: Path) -> dict[str, float]:
+    """Statements and commits per handled event (plain rule, sequence entry), untimed; the
+    first 10 events of each flow left out (their statements' first runs)."""
+    from sqlalchemy import event
+
+    docs = events(n, "ch")
+    found: dict[str, float] = {}
+    for name, plain in (("plain", True), ("entry", False)):
+        flow = build(backend, directory, f"ch{name}", plain=plain, first_wait=True, docs=docs)
+        _each(flow.handle, docs[:10])
+        engine = flow.storage.database.engine  # type: ignore[attr-defined]
+        counts = Counts()
+        event.listen(engine, "before_cursor_execute", counts.statement)
+        event.listen(engine, "commit", counts.commit)
+        try:
+            _each(flow.handle, docs[10:])
+        finally:
+            event.remove(engine, "before_cursor_execute", counts.statement)
+            event.remove(engine, "commit", counts.commit)
+        assert len(flow.storage.scheduled.list(limit=n + 1)) == n
+        found[f"{name}_statements"] = counts.statements / (n - 10)
+        found[f"{name}_commits"] = counts.commits / (n - 10)
+    return found
+
+
 def bench_run_due(backend: str, n: int, reps: int, directory: Path) -> dict[str, float]:
     plain_t: list[float] = []
     seq_t: list[float] = []
@@ -298,11 +324,13 @@ def main() -> None:
     HISTORY = args.history
     n, reps = (500, 3) if args.quick else (3000, 7)
     n, reps = args.n or n, args.reps or reps
-    handle = due = counts = None
+    handle = due = counts = handle_counts = None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             if args.only != "run_due":
                 handle = bench_handle(args.backend, n, reps, Path(tmp))
+                if args.backend in ("sqlite", "postgres"):
+                    handle_counts = count_handle(args.backend, min(n, 200), Path(tmp))
             if args.only != "handle":
                 due = bench_run_due(args.backend, n, reps, Path(tmp))
                 if args.backend in ("sqlite", "postgres"):
@@ -318,6 +346,12 @@ def main() -> None:
             f"handle:  plain rule {handle['plain_us']:.0f} us, sequence entry "
             f"{handle['sequence_us']:.0f} us, ratio {handle['ratio']:.2f} (target <= 2); "
             f"engine alone {handle['engine_us']:.1f} us"
+        )
+    if handle_counts is not None:
+        print(
+            f"per handled event: plain {handle_counts['plain_statements']:.2f} statements / "
+            f"{handle_counts['plain_commits']:.2f} commits, entry "
+            f"{handle_counts['entry_statements']:.2f} / {handle_counts['entry_commits']:.2f}"
         )
     if due is not None:
         print(

@@ -114,11 +114,77 @@ def test_a_batch_of_steps_shares_its_commits(storage: Any) -> None:
     with counted(storage.database.engine) as counts:
         report = flow.run_due()
     assert (report.claimed, report.succeeded) == (6, 6) and len(messenger.sent) == 6
-    # The claim (one commit, or two autocommitted statements on PostgreSQL), the six marks
-    # together, the six moves on together, the acknowledgement: four or five commits (one step
-    # at a time made two per step of its own, fourteen or fifteen in all; a move per step after
-    # its handler, nine or ten).
-    assert counts.commits <= 5, counts.commits
+    # The claim, the six marks together, the six moves on with the acknowledgement: three
+    # commits (the moves in a unit of their own before the acknowledgement, four; one step
+    # at a time made two per step of its own, fourteen in all; a move per step after its
+    # handler, nine).
+    assert counts.commits <= 3, counts.commits
+
+
+def _acknowledging(storage: Any, hook: Any) -> tuple[LeadFlow, RecordingMessenger]:
+    """:func:`_entered` on ``storage`` whose scheduled-action store runs ``hook`` before
+    every acknowledgement."""
+    if not isinstance(storage, SqlStorage):
+        pytest.skip("a batch's moves share its acknowledgement's unit of work on SQL")
+    scheduled = Tripwire(storage.scheduled, before={"mark_done_many": hook})
+    return _entered(dataclasses.replace(storage, scheduled=scheduled))
+
+
+def test_a_failed_acknowledgement_takes_the_moves_back_and_they_are_written_alone(
+    storage: Any,
+) -> None:
+    """The acknowledgement fails once inside the unit it shares with the batch's moves: the
+    unit rolls back (the moves too), the moves are written again one visit at a time, then
+    the batch is acknowledged. Every step moved on once, its next visit stored once."""
+    failures = [StorageError("connection reset")]
+
+    def fail_once(*_: Any) -> None:
+        if failures:
+            raise failures.pop()
+
+    flow, messenger = _acknowledging(storage, fail_once)
+    report = flow.run_due()
+    assert not failures and (report.claimed, report.succeeded) == (6, 6)
+    assert all(run.state is ScheduledActionState.DONE for run in report.runs)
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+    [enrollment] = flow.sequences.enrollments("o1")
+    # One record of the move (the rolled-back unit's is not there).
+    assert [(h.visit, h.step_id) for h in enrollment.history] == [(1, "first"), (2, "reply")]
+    pending = [a for a in flow.storage.scheduled.list(limit=100) if a.step_id == "reply"]
+    assert sorted(a.opportunity_id or "" for a in pending) == OPPORTUNITIES
+    assert flow.run_due().claimed == 0 and len(messenger.sent) == 6
+
+
+def test_a_crash_at_the_acknowledgement_leaves_no_move_and_the_batch_runs_again(
+    storage: Any,
+) -> None:
+    """The process dies as the batch is acknowledged: its moves were in the same unit, so
+    none is stored, and no step is acknowledged without its move. Once the leases expire the
+    six steps run again: sent again under their keys (once in effect), moved on once."""
+    dying = [True]
+
+    def die(*_: Any) -> None:
+        if dying:
+            raise Crash
+
+    flow, messenger = _acknowledging(storage, die)
+    with pytest.raises(Crash):
+        flow.run_due()
+    for opp in OPPORTUNITIES:  # sent, not moved on: the send marks alone were committed
+        assert _where(flow, opp) == (1, "first", True, EnrollmentState.ACTIVE)
+    assert not [a for a in flow.storage.scheduled.list(limit=100) if a.step_id == "reply"]
+    dying.clear()
+    assert isinstance(flow.clock, ManualClock)
+    flow.clock.advance(flow.settings.action_lease * 2)
+    report = flow.run_due()
+    assert (report.claimed, report.succeeded) == (6, 6)
+    for opp in OPPORTUNITIES:
+        assert _where(flow, opp) == (2, "reply", False, EnrollmentState.ACTIVE)
+    keys = [m.key for m in messenger.sent]
+    assert len(keys) == 12 and len(set(keys)) == 6
+    pending = [a for a in flow.storage.scheduled.list(limit=100) if a.step_id == "reply"]
+    assert sorted(a.opportunity_id or "" for a in pending) == OPPORTUNITIES
 
 
 def test_the_moves_are_written_early_once_half_the_lease_has_passed(storage: Any) -> None:

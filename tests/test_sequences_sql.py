@@ -193,6 +193,32 @@ def test_an_entry_enrolls_and_stores_its_first_visit_in_the_event_commit(
     assert sent(flow) == ["first"]
 
 
+def test_an_entry_carries_the_events_arrival_on_postgresql(storage: SqlStorage, kind: str) -> None:
+    """On PostgreSQL the event's arrival fact waits in the unit past the read of the
+    opportunity's active enrollments and goes with the enrollment's insert: an entry is three
+    statements and a commit (the read, the enrollment with its records and the arrival, the
+    first visit). The arrival is stored, once, and the entry handled again changes nothing."""
+    flow, clock, _ = sql_flow(storage)
+    flow.engine()
+    assert flow.sequencer is not None
+    flow.sequencer.programs.refresh()
+    flow.handle(entry(clock, "o2"))  # the statements' first run, uncounted
+    with counted(storage.database.engine) as counts:
+        result = flow.handle(entry(clock))
+        if kind == "postgres":
+            assert (counts.statements, counts.commits) == (3, 1)
+        else:  # BEGIN IMMEDIATE, the arrival, the read, the row, its records, the visit
+            assert (counts.statements, counts.commits) == (6, 1)
+    again = flow.handle(entry(clock))
+    assert [o.what for o in result.sequences] == ["enrolled"]
+    assert [o.what for o in again.sequences] == ["already_enrolled"]
+    arrivals = storage.analytics.arrivals(START - timedelta(days=1), START + timedelta(days=1))
+    assert sorted(a.opportunity_id for a in arrivals) == ["o1", "o2"]
+    [enrollment] = flow.sequences.enrollments("o1")
+    assert (enrollment.visit, enrollment.step_id, len(enrollment.history)) == (1, "first", 1)
+    assert steps(storage)[f"seq:{enrollment.enrollment_id}:1"] == ("first", "pending")
+
+
 def test_a_crash_inside_the_unit_leaves_nothing_of_the_event(storage: SqlStorage) -> None:
     """The process dies as the first visit is stored: the enrollment, the rule's actions and
     the notification's done mark were in the same uncommitted unit, so none of them is there;

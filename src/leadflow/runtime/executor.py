@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -28,7 +28,7 @@ from .planning import is_permanent
 from .results import ActionRun, DueRunReport
 from .settings import FlowSettings
 
-__all__ = ["BatchRunner", "Cascade", "Executor", "KindRunner"]
+__all__ = ["BatchRunner", "Cascade", "Executor", "Finishing", "KindRunner"]
 
 log = logging.getLogger("leadflow")
 
@@ -38,6 +38,39 @@ KindRunner = Callable[[ActionContext[Any]], "str | None"]
 BatchRunner = Callable[[Sequence[ActionContext[Any]]], "Sequence[str | Exception | None]"]
 """Runs several claimed actions of a kind together (so that their writes can share commits);
 returns, in order, each one's note or the exception that failed its attempt."""
+
+
+class Finishing(list["str | Exception | None"]):
+    """What a batch runner may return instead of a plain list: its outcomes, with the writes
+    that complete its successes still to do (``finish``). :meth:`Executor.run_due`, on a
+    storage whose units of work are atomic, runs them in the unit of work of the batch's
+    acknowledgement (one commit for both); elsewhere they run as soon as the runner returns.
+
+    ``finish(True)``: every write in the unit open around the call, raising if any fails (the
+    unit is rolled back: a later call starts again from the outcomes as the runner returned
+    them); ``finish(False)``: each action's writes in a unit of their own, a failure failing
+    that action alone. Both return every outcome again, in order (a note may change; a success
+    may become the exception that failed its attempt)."""
+
+    def __init__(
+        self,
+        outcomes: Iterable[str | Exception | None],
+        finish: Callable[[bool], Sequence[str | Exception | None]],
+    ) -> None:
+        super().__init__(outcomes)
+        self.finish = finish
+
+
+@dataclasses.dataclass(eq=False)
+class _Unfinished:
+    """A batch whose writes wait for the acknowledgement: its actions, at ``start`` .. ``end``
+    of the claimed list (and of the report's runs)."""
+
+    start: int
+    end: int
+    actions: Sequence[ScheduledAction]
+    finishing: Finishing
+
 
 BATCH_SIZE: Final = 50
 """The most actions one call of a batch runner gets (what is acknowledged after it returns:
@@ -155,21 +188,20 @@ class Executor:
             log.info("action done: %s", note, extra=_fields(action))
         return ActionRun(action.idempotency_key, action.action_type, True, note, state)
 
-    def _runs(self, claimed: Sequence[ScheduledAction]) -> Iterator[ActionRun]:
-        """Run ``claimed`` in order, successes not marked done: one by one, or a kind's
-        consecutive actions together (at most :data:`BATCH_SIZE`) where the kind has a batch
-        runner."""
-        for run, _ctx in self.execute_many(claimed):
-            yield run
-
     def execute_many(
-        self, claimed: Sequence[ScheduledAction], *, size: int = BATCH_SIZE, every: bool = False
+        self,
+        claimed: Sequence[ScheduledAction],
+        *,
+        size: int = BATCH_SIZE,
+        every: bool = False,
+        unfinished: list[_Unfinished] | None = None,
     ) -> Iterator[tuple[ActionRun, ActionContext[Any]]]:
         """Run claimed actions in order, successes not marked done (the caller acknowledges
         them together): one by one, or a kind's consecutive actions together (at most
         ``size``) where the kind has a batch runner (those it accepts, or with ``every`` all
         of them); each one's run and the context it ran with, as :meth:`execute` gives
-        them."""
+        them. ``unfinished``: where a batch's :class:`Finishing` writes are kept for the
+        caller's acknowledgement (:meth:`run_due`); without it they run at once."""
         start = 0
         while start < len(claimed):
             kind = claimed[start].kind
@@ -189,11 +221,16 @@ class Executor:
             if batch is None or end - start == 1:
                 yield self.execute(claimed[start], defer_done=True)
             else:
-                yield from self._run_batch(batch, claimed[start:end])
+                actions = claimed[start:end]
+                yield from self._run_batch(batch, actions, start, unfinished)
             start = end
 
     def _run_batch(
-        self, batch: BatchRunner, actions: Sequence[ScheduledAction]
+        self,
+        batch: BatchRunner,
+        actions: Sequence[ScheduledAction],
+        start: int = 0,
+        unfinished: list[_Unfinished] | None = None,
     ) -> Iterator[tuple[ActionRun, ActionContext[Any]]]:
         now = self.now()
         contexts = [self.context(action, now) for action in actions]
@@ -201,6 +238,12 @@ class Executor:
             outcomes = batch(contexts)
             if len(outcomes) != len(actions):  # pragma: no cover - a runner's wiring error
                 raise RuntimeError(f"a batch runner returned {len(outcomes)} outcomes")
+            if isinstance(outcomes, Finishing):
+                if unfinished is None:
+                    outcomes = list(outcomes.finish(False))
+                else:
+                    end = start + len(actions)
+                    unfinished.append(_Unfinished(start, end, actions, outcomes))
         except Exception as exc:
             outcomes = [exc] * len(actions)
         for action, ctx, outcome in zip(actions, contexts, outcomes, strict=True):
@@ -275,9 +318,13 @@ class Executor:
         # has passed (the claims all expire together), each one at once.
         unacked: dict[str, int] = {}
         flush_at = when + lease / 2
+        # On atomic units, a batch runner's remaining writes (a sequence's moves) go into the
+        # acknowledgement's unit (:class:`Finishing`).
+        unfinished: list[_Unfinished] | None = [] if self._storage.unit_of_work.atomic else None
+        runs = (run for run, _ in self.execute_many(claimed, unfinished=unfinished))
         try:
             report.claimed = len(claimed)
-            for action, run in zip(claimed, self._runs(claimed), strict=True):
+            for action, run in zip(claimed, runs, strict=True):
                 if run.ok:
                     unacked[action.action_id] = len(report.runs)
                     report.succeeded += 1
@@ -286,26 +333,51 @@ class Executor:
                 else:
                     report.failed += 1
                 report.runs.append(run)
-                if unacked and self.now() >= flush_at:
-                    self._acknowledge(unacked, report)
+                if (unacked or unfinished) and self.now() >= flush_at:
+                    self._acknowledge(unacked, report, unfinished)
         except BaseException:
             # Interrupted (a storage failure, KeyboardInterrupt...): what already succeeded is
             # still acknowledged if the store lets it, so that it does not run again.
             try:
-                self._acknowledge(unacked, report)
+                self._acknowledge(unacked, report, unfinished)
             except Exception:
                 log.warning("could not acknowledge the batch's successes", exc_info=True)
             raise
-        self._acknowledge(unacked, report)
+        self._acknowledge(unacked, report, unfinished)
         return report
 
-    def _acknowledge(self, unacked: dict[str, int], report: DueRunReport) -> None:
+    def _acknowledge(
+        self,
+        unacked: dict[str, int],
+        report: DueRunReport,
+        unfinished: list[_Unfinished] | None = None,
+    ) -> None:
         """Mark the actions in ``unacked`` (id -> index of their run in ``report``) done in
         one store call; one whose lease was lost meanwhile is reported ``claimed``: another
-        worker reruns it, and its effects are keyed on its idempotency key."""
-        if not unacked:
-            return
-        done = mark_done(self._scheduled, list(unacked), worker=self.worker_id, now=self.now())
+        worker reruns it, and its effects are keyed on its idempotency key. The writes of the
+        ``unfinished`` batches whose runs are all in ``report`` go first, in the same unit of
+        work (:meth:`_finish`); the successes of a batch whose writes are not done (not all
+        its runs are in ``report`` yet) stay in ``unacked``, never acknowledged without them
+        (if ``run_due`` stops there, they run again after their leases, by their keys)."""
+        waiting = [u for u in unfinished or () if u.end > len(report.runs)]
+        ready = [u for u in unfinished or () if u.end <= len(report.runs)]
+        held = {action.action_id for u in waiting for action in u.actions}
+        now_acked = {key: index for key, index in unacked.items() if key not in held}
+        if ready:
+            self._finish(ready, now_acked, report)
+            assert unfinished is not None
+            unfinished[:] = waiting  # only once their writes are done (or settled)
+        elif now_acked:
+            self._acknowledged(now_acked, report, self._mark_done(now_acked))
+        for key in [key for key in unacked if key not in held]:
+            del unacked[key]
+
+    def _mark_done(self, unacked: dict[str, int]) -> list[str]:
+        return mark_done(self._scheduled, list(unacked), worker=self.worker_id, now=self.now())
+
+    def _acknowledged(self, unacked: dict[str, int], report: DueRunReport, done: list[str]) -> None:
+        """What :meth:`_mark_done` marked (``done``) taken out of ``unacked``; the others
+        reported ``claimed`` (their leases were lost)."""
         for action_id in done:
             del unacked[action_id]
         for action_id, index in unacked.items():
@@ -320,6 +392,57 @@ class Executor:
                 report.runs[index], state=ScheduledActionState.CLAIMED
             )
         unacked.clear()
+
+    def _finish(
+        self, ready: list[_Unfinished], unacked: dict[str, int], report: DueRunReport
+    ) -> None:
+        """The ``ready`` batches' writes and the acknowledgement of ``unacked`` in one unit of
+        work (leadflow's events held until it commits). If that unit fails, the batches'
+        writes are done again one action at a time, each in its own unit (an action whose
+        writes fail there fails its attempt: retried, or parked, as any failure), then the
+        rest is acknowledged."""
+        try:
+            with self._emit.held(), self._storage.unit_of_work():
+                finished = [u.finishing.finish(True) for u in ready]
+                done = self._mark_done(unacked) if unacked else []
+        except Exception:
+            log.warning("a batch's writes failed with its acknowledgement: one action at a "
+                        "time now", exc_info=True)  # fmt: skip
+            finished = [u.finishing.finish(False) for u in ready]
+            self._settle(ready, finished, unacked, report)
+            done = self._mark_done(unacked) if unacked else []
+            self._acknowledged(unacked, report, done)
+            return
+        self._settle(ready, finished, unacked, report)
+        self._acknowledged(unacked, report, done)
+
+    def _settle(
+        self,
+        ready: list[_Unfinished],
+        finished: list[Sequence[str | Exception | None]],
+        unacked: dict[str, int],
+        report: DueRunReport,
+    ) -> None:
+        """The runs of ``ready`` as their writes left them: a changed note replaced, a
+        success whose writes failed recorded as a failed attempt (and not acknowledged)."""
+        now = self.now()
+        for batch, outcomes in zip(ready, finished, strict=True):
+            for index, action, outcome in zip(
+                range(batch.start, batch.end), batch.actions, outcomes, strict=True
+            ):
+                run = report.runs[index]
+                if not run.ok or action.action_id not in unacked:
+                    continue
+                if isinstance(outcome, Exception):
+                    del unacked[action.action_id]
+                    failed = report.runs[index] = self._failed(action, outcome, now)
+                    report.succeeded -= 1
+                    if failed.state is ScheduledActionState.PARKED:
+                        report.parked += 1
+                    else:
+                        report.failed += 1
+                elif outcome != run.note:
+                    report.runs[index] = dataclasses.replace(run, note=outcome)
 
     # ------------------------------------------------------------------ upkeep
 

@@ -227,7 +227,7 @@ class LeadFlow:
         self.executor.register_kind(ActionKind.DELIVERY, self.outbox.deliver)
         if self.sequencer is not None:
             self.executor.register_kind(
-                ActionKind.STEP, self.sequencer.run_step, batch=self.sequencer.run_steps
+                ActionKind.STEP, self.sequencer.run_step, batch=self.sequencer.start_steps
             )
         self.executor.cascade_to(self.planner.cascade)
         self.activity_writes = ActivityWrites(

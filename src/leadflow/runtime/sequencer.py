@@ -28,14 +28,15 @@ store call and the "send begun" marks of its action steps written in one, where 
 :class:`~leadflow.ports.sequences.EnrollmentBatches` (a mark whose compare-and-set fails there
 is done again on its own, from a fresh read), committed before the first of their handlers
 runs: each send of the batch begins at that commit. After the handlers, the batch's moves on
-(next visits stored, enrollments moved) are one unit of work, before the executor
-acknowledges the batch: a step's guarantee is a plain action's, its effect once by its
-idempotency key (a crash before that commit runs the batch's steps again, same keys).
+(next visits stored, enrollments moved) are one unit of work, never after the executor
+acknowledges the batch (with atomic units, the acknowledgement's unit: one commit for both, see
+:class:`~leadflow.runtime.executor.Finishing`): a step's guarantee is a plain action's, its
+effect once by its idempotency key (a crash before that commit runs the batch's steps again,
+same keys).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -74,7 +75,9 @@ from ..sequences import (
 from ..stores.checks import handed_over
 from .context import ActionContext
 from .emitter import Emitter
+from .executor import Finishing
 from .results import SequenceOutcome
+from .sequence_batch import finishing, together
 from .sequence_moves import Move, Moves
 from .sequence_parts import (
     EnrollParams,
@@ -298,6 +301,10 @@ class Sequencer:
         return outcome
 
     def run_steps(self, contexts: Sequence[ActionContext[Any]]) -> list[str | Exception | None]:
+        """:meth:`start_steps`, its moves written at once (in a unit of their own)."""
+        return list(self.start_steps(contexts).finish(False))
+
+    def start_steps(self, contexts: Sequence[ActionContext[Any]]) -> Finishing:
         """The executor's batch runner for ``step`` actions: each one's note, or the exception
         that fails its attempt (see the module docstring). The "send begun" marks of the
         batch's action steps are committed together (one unit of work on SQL) before any of
@@ -306,7 +313,9 @@ class Sequencer:
         the batch's moves (next visits stored, enrollments moved) are one unit of work after
         the last of them, or earlier once half the lease has passed, as the executor
         acknowledges plain actions. A unit that fails is done again one visit at a time, so
-        that one visit's failure fails only its own attempt."""
+        that one visit's failure fails only its own attempt. The last moves are left to the
+        returned :class:`~leadflow.runtime.executor.Finishing`: the executor writes them in
+        its acknowledgement's unit of work, where it can."""
         outcomes: list[str | Exception | None] = [None] * len(contexts)
         visits: list[Visit] = []
         read = self._read(contexts)
@@ -338,13 +347,11 @@ class Sequencer:
             if moving and flush_at is not None and self.now() >= flush_at:
                 self._together(moving, self._move, self._move_many)
                 moving = []
-        # Moved on after the handlers, all in one unit: a crash before it commits runs the
-        # batch's steps again (same idempotency keys), as a plain action whose
-        # acknowledgement was not stored yet.
-        self._together(moving, self._move, self._move_many)
-        for visit in visits:
-            outcomes[visit.index] = visit.failed if visit.failed is not None else visit.note
-        return outcomes
+        # Moved on after the handlers, all in one unit (the acknowledgement's, where the
+        # executor can): a crash before it commits runs the batch's steps again (same
+        # idempotency keys), as a plain action whose acknowledgement was not stored yet.
+        return finishing(outcomes, visits, moving, self._move, self._move_many,
+                         units=self._units, unit=self.moves.unit)  # fmt: skip
 
     def _read(self, contexts: Sequence[ActionContext[Any]]) -> dict[str, EnrollmentHead] | None:
         """The enrollments of a batch's visits in one read where the store can, without their
@@ -426,38 +433,7 @@ class Sequencer:
         work: Callable[[Visit], None],
         many: Callable[[list[Visit]], None] | None = None,
     ) -> None:
-        """``work`` on each of ``visits`` in one unit of work (in the order of their
-        enrollments, as every worker takes them), or ``many`` on them all; if that unit fails,
-        ``work`` on each in its own, a failure failing that visit alone. Without atomic units,
-        ``many`` on them all (each of its writes stands on its own), else each on its own."""
-        if not visits:
-            return
-        visits = sorted(visits, key=lambda v: v.enrollment.enrollment_id)
-        units = self._units
-        if len(visits) > 1 and not units.active and (units.atomic or many is not None):
-            saved = [dataclasses.replace(visit) for visit in visits]
-            try:
-                with self.moves.unit():
-                    if many is not None:
-                        many(visits)
-                    else:
-                        for visit in visits:
-                            work(visit)
-                return
-            except Exception:
-                log.warning("a batch of sequence steps failed together: one at a time now",
-                            exc_info=True)  # fmt: skip
-                for visit, before in zip(visits, saved, strict=True):
-                    # What the rolled-back unit wrote is not there: each visit starts again
-                    # from the enrollment it read (a send mark of that unit was never stored).
-                    for name in ("enrollment", "note", "failed", "final"):
-                        setattr(visit, name, getattr(before, name))
-        for visit in visits:
-            try:
-                with self.moves.unit():
-                    work(visit)
-            except Exception as exc:
-                visit.failed = exc
+        together(visits, work, many, units=self._units, unit=self.moves.unit)
 
     def _mark(self, visit: Visit) -> None:
         self._marked(visit, self.moves.begin_send(visit.enrollment, visit.ctx.scheduled))

@@ -302,6 +302,19 @@ class SqlDatabase:
         with guard, self.engine.connect() as connection:
             yield connection
 
+    @contextmanager
+    def read_beside(self) -> Iterator[Connection]:
+        """:meth:`read` for a read of tables no waiting write touches (:meth:`later`,
+        :meth:`defer`: an event's analytic facts, its planned actions, its activities):
+        inside a unit of work the unit's connection, the waiting writes left waiting for a
+        statement that carries them."""
+        unit = self._unit.get()
+        if unit is not None:
+            yield unit
+            return
+        with self.read() as connection:
+            yield connection
+
 
 class SqlUnitOfWork:
     """The :class:`~leadflow.ports.storage.UnitOfWork` of the SQL stores (``atomic``): every

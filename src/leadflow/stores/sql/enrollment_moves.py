@@ -39,8 +39,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 
 from ...sequences import EnrollmentHead, EnrollmentState, StepRecord
+from .direct import DriverStatement
 from .tables import Tables
 from .types import Document, UtcDateTime, encode_document, micros
 
@@ -210,9 +212,12 @@ class EnrollInsert:
     (:meth:`~leadflow.stores.sql.sequences.SqlEnrollmentStore.enroll`): the row's ``INSERT
     ... ON CONFLICT DO NOTHING RETURNING`` in a ``WITH`` query that feeds the records'
     ``INSERT ... SELECT`` (a data-modifying ``WITH``: the records go in only when the row
-    did), one round trip instead of two. None on SQLite, which has no such statement."""
+    did), one round trip instead of two. None on SQLite, which has no such statement. Run
+    through the driver (:class:`~.direct.DriverStatement`), carrying the writes waiting in
+    the unit of work (``handle``'s arrival fact: a table this statement does not read), so
+    that entering a sequence does not send them as a statement of their own."""
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, dialect: Dialect) -> None:
         t, s = tables.enrollments, tables.enrollment_steps
         values = {c: bindparam(f"c_{c.name}", type_=c.type) for c in t.c}
         added = (
@@ -237,7 +242,7 @@ class EnrollInsert:
             )
             .cte("added_steps")
         )
-        self.statement = select(added.c.enrollment_id).add_cte(rows)
+        self.statement = DriverStatement(dialect, select(added.c.enrollment_id).add_cte(rows))
 
     def run(
         self, connection: Connection, values: dict[str, Any], records: Sequence[StepRecord]
@@ -248,4 +253,4 @@ class EnrollInsert:
         parameters["records"] = json.dumps(
             encode_document([record.to_document() for record in records])
         )
-        return connection.execute(self.statement, parameters).first() is not None
+        return bool(self.statement.run(connection, parameters, carry=True))

@@ -152,7 +152,11 @@ class SqlEnrollmentStore:
         self._rows = StepRows(database.tables, database.dialect)
         self._moves = MoveStatement(database.tables, database.dialect)
         self._marks = MarkStatement(database.tables, database.dialect)
-        self._enroll = EnrollInsert(database.tables) if database.dialect == "postgresql" else None
+        self._enroll = (  # PostgreSQL: the row and its records in one statement
+            EnrollInsert(database.tables, database.engine.dialect)
+            if database.dialect == "postgresql"
+            else None
+        )
         self._head = (c.document, c.revision, c.state)
         self._columns = (*self._head, self._rows.history)
         # Built once, parameters bound per call (the hot path: every step reads and moves one).
@@ -207,7 +211,9 @@ class SqlEnrollmentStore:
             (stored.enrollment_id, len(stored.history), stored.history, False)
         ]
         for _ in range(_ENROLL_ATTEMPTS):
-            with self._db.write() as connection:  # the row and its history's rows together
+            # ``carry``: on PostgreSQL the writes waiting in the unit go with the insert
+            # (:class:`.enrollment_moves.EnrollInsert`); SQLite keeps none waiting.
+            with self._db.write(carry=True) as connection:  # the row and its history's rows
                 if self._enroll is not None:  # PostgreSQL: the row and its records at once
                     if self._enroll.run(connection, values, stored.history):
                         return stored, True
@@ -386,7 +392,9 @@ class SqlEnrollmentStore:
     def active_for(self, opportunity_id: str) -> builtins.list[Enrollment]:
         opportunity_id = plain(opportunity_id)
         check_id(opportunity_id, "opportunity_id")
-        with self._db.read() as connection:
+        # On every event sequences hear: it reads enrollments, which no write waiting in the
+        # unit (the event's analytic facts) touches; those wait for a statement to carry them.
+        with self._db.read_beside() as connection:
             result = connection.execute(self._active_of, {"w_opportunity": opportunity_id})
             rows = result.mappings().all()
         return [self._load(row) for row in rows]
