@@ -325,3 +325,54 @@ def test_the_median_per_rep_seeks_the_middle_of_its_time_order(storage: SqlStora
     assert alice.median_seconds_to_complete == 3600.0  # the same three completions
     short, by_rep = _median_plans(storage, START, START + timedelta(hours=6))
     assert {g.key: g for g in by_rep}["alice"].median_seconds_to_complete == 180.0  # c1
+
+
+def test_won_touches_probe_each_won_opportunity(storage: SqlStorage) -> None:
+    """The won opportunities' conversions and last touches: each won opportunity's range of
+    the ``(opportunity_id, completed_at, rule_id, activity_id)`` index (revision 0014), no
+    row of the table read, the period's other completions not read (SQLite). PostgreSQL: a
+    ``LATERAL`` probe per won opportunity, not a join hashing the period's completions (at
+    1,000,000 completions its plan probes that index: docs/benchmarks.md)."""
+    store = storage.analytics
+    assert store is not None
+    seen: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    engine = storage.database.engine
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        touches = store.won_touches(START, END, "won")
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    # o1 (won on day 2): c1 by r-web, f1 by hand, the last before the win; o3: c3 by r-seq.
+    assert [(t.key, t.converted, t.wins) for t in touches] == [
+        (None, 1, 1),
+        ("r-seq", 1, 1),
+        ("r-web", 1, 0),
+    ]
+    assert len(seen) == 2
+    with engine.connect() as connection:
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in seen:
+            plan = [
+                str(row[0] if postgres else row[-1])
+                for row in connection.exec_driver_sql(
+                    ("EXPLAIN " if postgres else "EXPLAIN QUERY PLAN ") + statement, parameters
+                )
+            ]
+            text = "\n".join(plan)
+            if postgres:  # which index: a matter of the table's size (see the top)
+                assert "Hash Join" not in text and "Seq Scan" not in text, text
+            else:
+                reads = [line for line in plan if "leadflow_completions" in line]
+                assert reads and all(
+                    line.startswith(
+                        "SEARCH leadflow_completions USING COVERING INDEX "
+                        "leadflow_completions_opportunity_touches (opportunity_id=?"
+                    )
+                    for line in reads
+                ), plan
