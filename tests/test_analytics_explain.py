@@ -161,12 +161,13 @@ def test_activity_statistics_read_their_filter_range_on_sqlite(tmp_path: Path) -
 def test_completion_sums_read_indexes_alone_on_sqlite(tmp_path: Path) -> None:
     """The completions summed per rep and per automation: the counts of the period's whole
     days from a range of the day sums' primary key (revision 0012), its ragged ends from their
-    range of the covering ``(completed_at, ...)`` index; each key's distinct opportunities
+    range of the covering ``(completed_at, ...)`` index; each rep's distinct opportunities
     and each automation's median from that key's range of the period in its ``(key,
-    completed_at, ...)`` index (revision 0010), each rep's median over a period this long
-    against the store's history from the rep's ``(assigned_to, completed_at - created_at,
-    ...)`` index (revision 0014; the store's first and last completion from the
-    ``completed_at`` index), no row of the table read; nothing scans."""
+    completed_at, ...)`` index (revision 0010); over a period this long against the store's
+    history, each rep's median from the rep's ``(assigned_to, completed_at - created_at,
+    ...)`` index and each automation's distinct opportunities from its ``(rule_id,
+    opportunity_id, completed_at)`` one (revision 0014; the store's first and last
+    completion from the ``completed_at`` index); no row of the table read; nothing scans."""
     with fresh_storage("sqlite-file", tmp_path) as storage:
         load(storage)
         store = storage.analytics
@@ -198,6 +199,7 @@ def test_completion_sums_read_indexes_alone_on_sqlite(tmp_path: Path) -> None:
         "leadflow_completions_rule_times",
         "leadflow_completions_completed_sums",  # the period's ragged ends
         "leadflow_completions_assignee_spent",  # the medians per rep
+        "leadflow_completions_rule_opportunities",  # the distinct opportunities per automation
         "leadflow_completions_completed",  # the store's first and last completion
     }
     days = [line for plan in plans for line in plan if "leadflow_completion_days" in line]
@@ -376,3 +378,59 @@ def test_won_touches_probe_each_won_opportunity(storage: SqlStorage) -> None:
                     )
                     for line in reads
                 ), plan
+
+
+def test_distinct_opportunities_per_automation_walk_in_opportunity_order_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    """Each automation's distinct opportunities over a period that is not short against the
+    store's history: its range of the ``(rule_id, opportunity_id, completed_at)`` index
+    (revision 0014) grouped in that order (no temporary B-tree); over a short one, its range
+    of the period in the ``(rule_id, completed_at, ...)`` index. The same counts."""
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        load(storage)
+        store = storage.analytics
+        assert store is not None
+        engine = storage.database.engine
+
+        def counted(start: Any, end: Any) -> tuple[dict[str | None, int], list[str]]:
+            seen: list[tuple[str, Any]] = []
+
+            def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+                if "opportunity_id" in statement:
+                    seen.append((statement, parameters))
+
+            event.listen(engine, "before_cursor_execute", grab)
+            try:
+                groups = store.completion_groups(start, end, by="rule_id", median=False)
+            finally:
+                event.remove(engine, "before_cursor_execute", grab)
+            with engine.connect() as connection:
+                plan = [
+                    line
+                    for statement, parameters in seen
+                    for *_, line in connection.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN " + statement, parameters
+                    )
+                ]
+            return {g.key: g.opportunities for g in groups}, plan
+
+        # r-web: c1 (o1), c2 (o2), c4 (o4; day 7), c6 (o6); r-seq: c3 (o3); by hand: n2, f1.
+        found, plan = counted(START - timedelta(days=2), END + timedelta(days=2))
+        assert found == {None: 2, "r-seq": 1, "r-web": 4}
+        reads = [line for line in plan if "leadflow_completions" in line]
+        assert reads and all(
+            line.startswith(
+                "SEARCH leadflow_completions USING COVERING INDEX "
+                "leadflow_completions_rule_opportunities (rule_id"
+            )
+            for line in reads
+        ), plan
+        assert not any("TEMP B-TREE" in line for line in plan), plan
+        store.record_completion(  # a completion a year on: a week is short now
+            make_completion("late", "o9", hours=24 * 400, rule_id="r-web")
+        )
+        found, plan = counted(START - timedelta(days=2), END + timedelta(days=2))
+        assert found == {None: 2, "r-seq": 1, "r-web": 4}
+        assert all("rule_opportunities" not in line for line in plan), plan
+        assert any("leadflow_completions_rule_times" in line for line in plan), plan

@@ -10,9 +10,12 @@ complete, only when asked, from indexes alone:
 
 - the distinct opportunities: PostgreSQL counts the period's distinct ``(key, opportunity)``
   pairs per key (one hashed ``DISTINCT`` over the period's range of the ``(completed_at,
-  assigned_to, rule_id, ...)`` index, revision 0010); SQLite one ``count(DISTINCT ...)`` per
-  key over the key's range of the period in its ``(key, completed_at, ..., opportunity_id)``
-  index (revision 0010), so each key's are sorted alone;
+  assigned_to, rule_id, ...)`` index, revision 0010); SQLite per key: per automation over a
+  period that is not short against the store's history, a walk of the automation's range of
+  the ``(rule_id, opportunity_id, completed_at)`` index (revision 0014) grouping in its order
+  (no sort), else one ``count(DISTINCT ...)`` over the key's range of the period in its
+  ``(key, completed_at, ..., opportunity_id)`` index (revision 0010), so each key's are sorted
+  alone;
 - the median: per key, the ``(n + 1) // 2``-th smallest time (``n`` from the day sums) by
   ``ORDER BY ... LIMIT 1 OFFSET``; per assignee over a period that is not short against the
   store's history, a walk of the key's ``(assigned_to, completed_at - created_at, ...)``
@@ -29,6 +32,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
     Float,
     RowMapping,
     Select,
@@ -46,14 +51,19 @@ from .analytics_days import DaySums, Summed
 from .completion_orders import spent
 from .database import SqlDatabase
 from .errors import translated
+from .types import micros
 
 __all__ = ["SqlGroups"]
 
-_SPAN_SHARE: Final = (1, 10)
+_MEDIAN_SHARE: Final = (1, 10)
 """The median per rep walks the ``(assigned_to, completed_at - created_at, ...)`` index when
 the period spans at least this share (numerator, denominator) of the store's completions'
-time span: the walk reads about half the key's completions of any time (a fifth as dear a
-row as a sorted one, measured at 1,000,000 completions), the sort the period's."""
+time span: the walk reads about half the key's completions of any time (each about a fifth
+as dear as a sorted one, measured at 1,000,000 completions), the sort the period's."""
+
+_DISTINCT_SHARE: Final = (1, 5)
+"""The distinct opportunities per automation walk the ``(rule_id, opportunity_id,
+completed_at)`` index from this share on: the walk reads all the key's completions."""
 
 
 class SqlGroups(DaySums):
@@ -109,15 +119,20 @@ class SqlGroups(DaySums):
     ) -> dict[str | None, int]:
         """Each key's distinct opportunities over the period's completions. PostgreSQL: the
         period's distinct ``(key, opportunity)`` pairs (hashed, from the period's range of the
-        ``(completed_at, ...)`` index) counted per key. SQLite: one ``count(DISTINCT ...)`` a
-        key over its range of the period in the ``(key, completed_at, ...)`` index (it
-        streams, where one ``GROUP BY`` over the period would sort all of it)."""
+        ``(completed_at, ...)`` index) counted per key. SQLite, a key at a time: per
+        automation over a period not short against the store's history, the automation's
+        completions grouped by opportunity in the order of its ``(rule_id, opportunity_id,
+        completed_at)`` index (revision 0014), counted; else one ``count(DISTINCT ...)`` over
+        the key's range of the period in its ``(key, completed_at, ...)`` index (one
+        ``GROUP BY`` over the period would sort all of it)."""
         c = self._completions.c
         key = c[by]
-        period = (c.completed_at >= start, c.completed_at < end)
+        period: tuple[ColumnElement[bool], ...] = (c.completed_at >= start, c.completed_at < end)
         found: dict[str | None, int] = {}
+        postgres = self._db.dialect == "postgresql"
+        walk = not postgres and by == "rule_id" and self._ordered(start, end, _DISTINCT_SHARE)
         with self._db.read() as connection:
-            if self._db.dialect == "postgresql":
+            if postgres:
                 named = sorted(k for k in sums if k is not None)
                 match = key.in_(named)
                 pairs = (
@@ -128,20 +143,31 @@ class SqlGroups(DaySums):
                 )
                 counted = select(pairs.c.key, func.count()).group_by(pairs.c.key)
                 return {name: int(n) for name, n in connection.execute(counted)}
+            if walk:
+                # Written so that the (rule_id, opportunity_id, completed_at) index (revision
+                # 0014) is the one to take: no index takes the period (the planner would take
+                # the (rule_id, completed_at, ...) one and sort), and every opportunity id
+                # (never empty) is past '': the key's range of it, grouped in its order.
+                at = type_coerce(c.completed_at, BigInteger()) + 0
+                period = (at >= micros(start), at < micros(end), c.opportunity_id >= "")
             for name in sums:
-                found[name] = connection.execute(
-                    select(func.count(c.opportunity_id.distinct())).where(
-                        key.is_(None) if name is None else key == name, *period
+                one: ColumnElement[bool] = key.is_(None) if name is None else key == name
+                if walk:
+                    each = select(c.opportunity_id).where(one, *period)
+                    query = select(func.count()).select_from(
+                        each.group_by(c.opportunity_id).subquery("each")
                     )
-                ).scalar_one()
+                else:
+                    query = select(func.count(c.opportunity_id.distinct())).where(one, *period)
+                found[name] = connection.execute(query).scalar_one()
         return found
 
-    def _ordered(self, start: datetime, end: datetime) -> bool:
-        """Whether the period spans at least :data:`_SPAN_SHARE` of the time between the store's
-        first and last completion, so that walking each assignee's completions by time to
-        complete (revision 0014), period or not, up to the middle of the period's costs less
-        than sorting the period's. Two seeks of the ``completed_at`` index; a guess on the
-        cost only, the answer is the same either way."""
+    def _ordered(self, start: datetime, end: datetime, share: tuple[int, int]) -> bool:
+        """Whether the period spans at least ``share`` of the time between the store's first
+        and last completion, so that walking a key's completions in an order of revision 0014,
+        period or not, costs less than sorting the period's. Two seeks of the
+        ``completed_at`` index; a guess on the cost only, the answer is the same either
+        way."""
         c = self._completions.c
         first = select(func.min(c.completed_at)).scalar_subquery()
         last = select(func.max(c.completed_at)).scalar_subquery()
@@ -152,7 +178,7 @@ class SqlGroups(DaySums):
         if lo is None or hi is None or hi <= lo:
             return True
         spanned = min(end, hi) - max(start, lo)
-        return bool(spanned * _SPAN_SHARE[1] >= (hi - lo) * _SPAN_SHARE[0])
+        return bool(spanned * share[1] >= (hi - lo) * share[0])
 
     def _medians(
         self, by: str, start: datetime, end: datetime, sums: Mapping[str | None, Summed]
@@ -168,7 +194,7 @@ class SqlGroups(DaySums):
         key = c[by]
         postgres = self._db.dialect == "postgresql"
         time_spent = spent(self._completions, self._db.dialect)
-        ordered = by == "assigned_to" and self._ordered(start, end)
+        ordered = by == "assigned_to" and self._ordered(start, end, _MEDIAN_SHARE)
         # SQLite picks an index whose order is the ORDER BY's: an expression that is not the
         # index's leaves it the period's range of the (key, completed_at, ...) index.
         order = time_spent if ordered or postgres else time_spent + 0
