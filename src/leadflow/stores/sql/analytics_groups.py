@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    Float,
     RowMapping,
     Select,
     Table,
@@ -194,18 +193,18 @@ class SqlGroups(DaySums):
         key = c[by]
         postgres = self._db.dialect == "postgresql"
         time_spent = spent(self._completions, self._db.dialect)
-        ordered = by == "assigned_to" and self._ordered(start, end, _MEDIAN_SHARE)
         # SQLite picks an index whose order is the ORDER BY's: an expression that is not the
         # index's leaves it the period's range of the (key, completed_at, ...) index.
-        order = time_spent if ordered or postgres else time_spent + 0
-        answer = type_coerce(func.extract("epoch", time_spent), Float()) if postgres else time_spent
+        # PostgreSQL's planner weighs them itself (it knows the offset: see below).
+        ordered = postgres or (by == "assigned_to" and self._ordered(start, end, _MEDIAN_SHARE))
+        order = time_spent if ordered else time_spent + 0
         medians: dict[str | None, float] = {}
         with self._db.read() as connection:
             for name, summed in sums.items():
                 if not summed.timed:
                     continue
                 query = (
-                    select(answer)
+                    select(time_spent)  # each row skipped is computed too: nothing more
                     .where(
                         key.is_(None) if name is None else key == name,
                         c.completed_at >= start,
@@ -218,6 +217,10 @@ class SqlGroups(DaySums):
                     # prepares one run often) knows no offset and sorts rather than walks.
                     .offset(literal_column(str((summed.timed + 1) // 2 - 1)))
                 )
-                value = connection.execute(query).scalar_one()
-                medians[name] = float(value) if postgres else int(value) / 1_000_000
+                value = connection.execute(query).scalar_one()  # an interval on PostgreSQL
+                medians[name] = (
+                    value.total_seconds()
+                    if isinstance(value, timedelta)
+                    else int(value) / 1_000_000
+                )
         return medians
