@@ -7,7 +7,9 @@ cancellation columns beside existing activities and lets a cancelled one free it
 0008 (analytics) adds the fact tables (lead arrivals, status changes, completions); 0009
 (first contacts) adds each opportunity's first contact, filled from the completions there;
 0010 (completion sums) indexes the completions there for their sums; 0011 (enrollment steps)
-moves the step records out of the enrollments' documents into rows of their own.
+moves the step records out of the enrollments' documents into rows of their own; 0012 sums
+the completions there per day; 0014 (completion orders) indexes them by rep and time to
+complete and by opportunity and time.
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -43,6 +45,7 @@ from leadflow.testing.contracts import (
     at,
     make_activity,
     make_arrival,
+    make_change,
     make_completion,
     make_delivery,
     make_enrollment,
@@ -196,7 +199,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0014"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -219,9 +222,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0012"
-    assert migrate(database) == "0012"  # again: nothing to do
-    assert current_revision(database) == "0012"
+    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == "0014"  # again: nothing to do
+    assert current_revision(database) == "0014"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -243,7 +246,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0014"
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -287,7 +290,7 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
                 for activity, opportunity, kind, hours in completions
             ],
         )
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0014"
     with database.read() as connection:
         kept = connection.execute(
             sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
@@ -322,7 +325,7 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
                 due_at=at(hours=2),
             )
         )
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0014"
     inspector = inspect(database.engine)
     indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
     assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
@@ -366,7 +369,7 @@ def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: Sql
                 for e in old
             ],
         )  # fmt: skip
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0014"
     store = at_0001.enrollments
     assert store is not None
     assert store.get("e0") == old[0] and store.get("e1") == old[1]
@@ -401,7 +404,7 @@ def test_0012_sums_the_completions_recorded_before_per_day(at_0001: SqlStorage) 
             tables.completions.insert(),
             [{**c.model_dump(), "activity_type": str(c.activity_type)} for c in old],
         )
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0014"
     days = tables.completion_days.c
     with database.read() as connection:
         rows = connection.execute(
@@ -430,3 +433,45 @@ def test_0012_sums_the_completions_recorded_before_per_day(at_0001: SqlStorage) 
     assert {n: g.completed for n, g in analytics.completion_buckets(
         *period, width=timedelta(days=1)
     ).items()} == {0: 3, 1: 1, 2: 1}  # fmt: skip
+
+
+def test_0014_orders_the_completions_recorded_before(at_0001: SqlStorage) -> None:
+    """Revision 0014 indexes the completions there by rep and time to complete and by
+    opportunity and time; the medians per rep and the won touches read them, with the same
+    answers for the completions recorded before and after."""
+    database = at_0001.database
+    tables = database.tables
+    table = tables.completions.name
+    assert migrate(database, "0012") == "0012"
+    analytics = at_0001.analytics
+    assert analytics is not None
+    for n, hours in enumerate((1, 5, 2)):  # bob's times to complete: 1, 5 and 2 hours
+        analytics.record_completion(
+            make_completion(
+                f"c{n}", f"o{n}", hours=hours, assigned_to="bob", created_at=at(), rule_id="r1"
+            )
+        )
+    assert migrate(database) == head_revision() == "0014"
+    with database.read() as connection:  # SQLAlchemy reflects no expression index on SQLite
+        indexes = set(
+            connection.exec_driver_sql(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %(s)s AND tablename = %(t)s",
+                {"s": tables.schema, "t": table},
+            ).scalars()
+            if database.dialect == "postgresql"
+            else connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE tbl_name = ?", (table,)
+            ).scalars()
+        )
+    assert {f"{table}_assignee_spent", f"{table}_opportunity_touches"} <= indexes
+    period = (at(), at(hours=24))
+    [bob] = analytics.completion_groups(*period, by="assigned_to")
+    assert bob.median_seconds_to_complete == 2 * 3600.0
+    analytics.record_completion(
+        make_completion("c3", "o3", hours=8, assigned_to="bob", created_at=at(hours=7))
+    )
+    [bob] = analytics.completion_groups(*period, by="assigned_to")
+    assert bob.median_seconds_to_complete == 3600.0  # 1, 1, 2, 5 hours: the 2nd
+    analytics.record_status_change(make_change("s1", "o1", "won", hours=6))
+    [touch] = analytics.won_touches(*period, "won")
+    assert (touch.key, touch.converted, touch.wins) == ("r1", 1, 1)

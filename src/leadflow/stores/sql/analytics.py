@@ -1,4 +1,4 @@
-"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revisions 0008 to 0010, 0012).
+"""The analytic facts in SQL: :class:`SqlAnalyticsStore` (revisions 0008 to 0010, 0012, 0014).
 
 Three tables, one per kind of fact, each keyed as the port says (``lead_arrivals`` by
 opportunity, ``status_changes`` by event id, ``completions`` by activity id): a write is one
@@ -6,7 +6,8 @@ opportunity, ``status_changes`` by event id, ``completions`` by activity id): a 
 work when there is one, so an event's facts commit with its actions. Each opportunity's first
 contact is kept beside them as completions are recorded (``lead_contacts``, in the same
 transaction: :mod:`.analytics_leads`). The completions' sums per rep or automation are
-:mod:`.analytics_groups` (revision 0010's indexes), their counts from the per-day sums the
+:mod:`.analytics_groups` (revision 0010's indexes; 0014's for the medians per rep and the
+distinct opportunities per automation), their counts from the per-day sums the
 database keeps as completions are inserted (``completion_days``, revision 0012:
 :mod:`.analytics_days`).
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     type_coerce,
 )
 
@@ -196,30 +197,46 @@ class SqlSums(DaySums):
             named = sorted(k for k in wanted if k is not None)
             match = c.rule_id.in_(named)
             where.append(or_(match, c.rule_id.is_(None)) if None in wanted else match)
-        converted = (
-            select(c.rule_id.label("key"), func.count(c.opportunity_id.distinct()).label("n"))
-            .select_from(won)
-            .join(self._completions, and_(*where))
-            .group_by(c.rule_id)
-        )
-        # The last touch: one probe of (opportunity_id, ...) per won opportunity.
+        # Each won opportunity's touches in the period: its range of the (opportunity_id,
+        # completed_at, rule_id, activity_id) index (revision 0014). The rule as a key: ''
+        # for none (no rule id is empty), so that a NULL is "no touch".
+        rule = func.coalesce(c.rule_id, "")
+        if self._db.dialect == "postgresql":
+            # LATERAL: a probe per won opportunity, where a join would hash the period's
+            # completions.
+            rules = select(rule.label("key")).where(*where).distinct().lateral("rules")
+            converted = (
+                select(rules.c.key, func.count().label("n"))
+                .select_from(won)
+                .join(rules, true())
+                .group_by(rules.c.key)
+            )
+        else:  # SQLite probes the index per won opportunity by itself
+            converted = (
+                select(rule.label("key"), func.count(c.opportunity_id.distinct()).label("n"))
+                .select_from(won)
+                .join(self._completions, and_(*where))
+                .group_by(rule)
+            )
+        # The last touch's rule, read from the same index (a NULL: no touch before the win).
         last = (
-            select(c.activity_id)
+            select(rule)
             .where(*where, c.completed_at <= won.c.at)
             .order_by(c.completed_at.desc(), c.activity_id.desc())
             .limit(1)
             .correlate(won)
             .scalar_subquery()
         )
-        touched = select(last.label("activity_id")).select_from(won).subquery("touched")
-        wins = (
-            select(c.rule_id.label("key"), func.count().label("n"))
-            .select_from(touched)
-            .join(self._completions, c.activity_id == touched.c.activity_id)
-            .group_by(c.rule_id)
-        )
-        counts = {row["key"]: row["n"] for row in self._rows(wins)}
+        # OFFSET 0: a subquery neither database merges into the grouping, which would run
+        # the probe twice (for the key and for the group); grouped with the NULLs (no touch),
+        # left out here, for the same reason.
+        touched = select(last.label("key")).select_from(won).offset(0).subquery("touched")
+        wins = select(touched.c.key, func.count().label("n")).group_by(touched.c.key)
+        counts = {
+            row["key"] or None: row["n"] for row in self._rows(wins) if row["key"] is not None
+        }
         rows = sorted(
-            self._rows(converted), key=lambda row: (row["key"] is not None, row["key"] or "")
+            ({"key": row["key"] or None, "n": row["n"]} for row in self._rows(converted)),
+            key=lambda row: (row["key"] is not None, row["key"] or ""),
         )
         return [Touches(row["key"], row["n"], counts.get(row["key"], 0)) for row in rows]

@@ -34,6 +34,7 @@ from sqlalchemy import (
 
 from ...errors import InvalidInputError
 from .completion_days import completion_days
+from .completion_orders import completion_orders
 from .types import ActionTypeOf, Document, UtcDateTime
 
 __all__ = ["DEFAULT_PREFIX", "Tables", "build_tables", "checked_prefix"]
@@ -558,6 +559,7 @@ def _completions(metadata: MetaData, name: str, schema: str | None) -> Table:
             c.outcome,
             c.opportunity_id,
         )
+    completion_orders(table)  # revision 0014
     return table
 
 
