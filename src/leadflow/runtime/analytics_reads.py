@@ -157,7 +157,7 @@ class Reads:
         rep, source and whether it was within one business day on the calendar."""
         pushed = self.pushed
         assert pushed is not None
-        deadlines = self.deadlines
+        within = self.deadlines.within
         found = self._late
         if found is None:
             found = self.store.late_contacts(
@@ -169,7 +169,7 @@ class Reads:
                 automations=pushed["automations"],
             )
         return [
-            (rep or NONE, source or NONE, contacted <= deadlines.of(arrived))
+            (rep or NONE, source or NONE, within(arrived, contacted))
             for rep, source, arrived, contacted in found
         ]
 
