@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    cast,
     func,
     literal,
     or_,
@@ -368,16 +369,15 @@ class SqlLeads(SqlSums):
             width=width, reps=reps, sources=sources, automations=automations, late=late,
         )  # fmt: skip
         a, k, s = self._arrivals.c, self._contacts.c, self._changes.c
-        micros = self._db.dialect != "postgresql"
         won: Any = (
             select(func.min(s.changed_at))
             .where(s.opportunity_id == a.opportunity_id, s.to_status == q.status)
             .correlate(self._arrivals)
             .scalar_subquery()
         )
-        times = [a.arrived_at, k.contacted_at, won]
-        if micros:  # as kept: no datetime made per value
-            times = [type_coerce(time, BigInteger()) for time in times]
+        # As integer microseconds since the epoch: no datetime made (nor converted to UTC)
+        # per value, three a lead (SQLite keeps them so; PostgreSQL works them out).
+        times = [self._micros(time) for time in (a.arrived_at, k.contacted_at, won)]
         query = (
             select(times[0], a.source, func.coalesce(a.owner, k.assigned_to), *times[1:])
             .select_from(
@@ -387,7 +387,15 @@ class SqlLeads(SqlSums):
         )
         with self._db.read() as connection:
             rows = connection.execute(query).all()
-        return summary_of(rows, q, wanted, late=late, micros=micros)
+        return summary_of(rows, q, wanted, late=late, micros=True)
+
+    def _micros(self, time: Any) -> Any:
+        """``time`` (a timestamp column or value) as integer microseconds since the epoch:
+        exact (``extract`` gives a numeric from PostgreSQL 14 on; a float before it, within
+        a microsecond of the value at these magnitudes, which the rounding takes back)."""
+        if self._db.dialect != "postgresql":
+            return type_coerce(time, BigInteger())
+        return cast(func.round(func.extract("epoch", time) * 1_000_000), BigInteger())
 
 
 def _seconds(value: Any) -> float | None:
