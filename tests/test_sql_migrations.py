@@ -7,7 +7,9 @@ cancellation columns beside existing activities and lets a cancelled one free it
 0008 (analytics) adds the fact tables (lead arrivals, status changes, completions); 0009
 (first contacts) adds each opportunity's first contact, filled from the completions there;
 0010 (completion sums) indexes the completions there for their sums; 0011 (enrollment steps)
-moves the step records out of the enrollments' documents into rows of their own.
+moves the step records out of the enrollments' documents into rows of their own; 0012
+(completion days) sums the completions there per day; 0013 (arrivals' leads) gives the
+arrivals' period index their source and owner.
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -196,7 +198,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0013"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -219,9 +221,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0012"
-    assert migrate(database) == "0012"  # again: nothing to do
-    assert current_revision(database) == "0012"
+    assert migrate(database) == head_revision() == "0013"
+    assert migrate(database) == "0013"  # again: nothing to do
+    assert current_revision(database) == "0013"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -243,7 +245,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0013"
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -287,7 +289,7 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
                 for activity, opportunity, kind, hours in completions
             ],
         )
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0013"
     with database.read() as connection:
         kept = connection.execute(
             sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
@@ -322,7 +324,7 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
                 due_at=at(hours=2),
             )
         )
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0013"
     inspector = inspect(database.engine)
     indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
     assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
@@ -366,7 +368,7 @@ def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: Sql
                 for e in old
             ],
         )  # fmt: skip
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0013"
     store = at_0001.enrollments
     assert store is not None
     assert store.get("e0") == old[0] and store.get("e1") == old[1]
@@ -401,7 +403,7 @@ def test_0012_sums_the_completions_recorded_before_per_day(at_0001: SqlStorage) 
             tables.completions.insert(),
             [{**c.model_dump(), "activity_type": str(c.activity_type)} for c in old],
         )
-    assert migrate(database) == head_revision() == "0012"
+    assert migrate(database) == head_revision() == "0013"
     days = tables.completion_days.c
     with database.read() as connection:
         rows = connection.execute(
@@ -430,3 +432,27 @@ def test_0012_sums_the_completions_recorded_before_per_day(at_0001: SqlStorage) 
     assert {n: g.completed for n, g in analytics.completion_buckets(
         *period, width=timedelta(days=1)
     ).items()} == {0: 3, 1: 1, 2: 1}  # fmt: skip
+
+
+def test_0013_indexes_the_arrivals_recorded_before_with_their_source_and_owner(
+    at_0001: SqlStorage,
+) -> None:
+    database = at_0001.database
+    tables = database.tables
+    name = tables.arrivals.name
+    assert migrate(database, "0012") == "0012"
+    analytics = at_0001.analytics
+    assert analytics is not None
+    for n, (source, owner) in enumerate((("web", "alice"), (None, None), ("fair", "bob"))):
+        analytics.record_arrival(make_arrival(f"o{n}", hours=n, source=source, owner=owner))
+    assert migrate(database) == head_revision() == "0013"
+    inspector = inspect(database.engine)
+    [index] = [
+        i for i in inspector.get_indexes(name, tables.schema) if i["name"] == f"{name}_arrived"
+    ]
+    assert index["column_names"] == ["arrived_at", "opportunity_id", "source", "owner"]
+    analytics.record_arrival(make_arrival("o3", hours=3, source="web", owner="alice"))
+    sums = analytics.lead_sums(
+        at(hours=-1), at(hours=4), status="won", day=timedelta(hours=8), by="source"
+    )
+    assert [(s.key, s.leads) for s in sums] == [(None, 1), ("fair", 1), ("web", 2)]
