@@ -90,32 +90,39 @@ class Deadlines:
 
     def within(self, arrived_at: datetime, contacted_at: datetime) -> bool:
         """Whether ``contacted_at`` is no later than :meth:`of` ``arrived_at`` (both aware)."""
-        arrived = (arrived_at - _EPOCH) // _MICRO
-        contacted = (contacted_at - _EPOCH) // _MICRO
+        return self.within_micros(
+            (arrived_at - _EPOCH) // _MICRO, (contacted_at - _EPOCH) // _MICRO
+        )
+
+    def within_micros(self, arrived: int, contacted: int) -> bool:
+        """:meth:`within` of two moments given as integer microseconds since the epoch."""
         length = self._micros
         if length <= 0:
             return contacted <= arrived
         index = self._index
         if index is None or arrived < index.start:
-            index = self._grown(index, arrived_at, None)
+            index = self._grown(index, _EPOCH + arrived * _MICRO, None)
         closes = index.closes
         here = bisect_right(closes, arrived)  # the first window closing after the arrival
         while here >= len(closes):
             if _days_after(index.last, arrived) > _NEAR_LIMIT:
-                return contacted_at <= self.of(arrived_at)  # no working time: the walk refuses
-            index = self._grown(index, arrived_at, index.last + _GROW * _DAY)
+                return self._walked(arrived, contacted)  # no working time: the walk refuses
+            index = self._grown(index, _EPOCH + arrived * _MICRO, index.last + _GROW * _DAY)
             closes = index.closes
         opened = index.opens[here]
-        target = index.before[here] + max(opened, arrived) - opened + length
+        target = index.before[here] + (arrived - opened if arrived > opened else 0) + length
         there = bisect_left(index.upto, target)  # the first window reaching it
         while there >= len(index.upto):
             if _days_after(index.last, arrived) > _NEAR_LIMIT:
-                return contacted_at <= self.of(arrived_at)  # years on: the walk's answer
-            index = self._grown(index, arrived_at, index.last + _GROW * _DAY)
+                return self._walked(arrived, contacted)  # years on: the walk's answer
+            index = self._grown(index, _EPOCH + arrived * _MICRO, index.last + _GROW * _DAY)
             there = bisect_left(index.upto, target)
         if index.ordinals[there] - index.ordinals[here] > _NEAR_LIMIT:
-            return contacted_at <= self.of(arrived_at)
+            return self._walked(arrived, contacted)
         return contacted <= index.opens[there] + target - index.before[there]
+
+    def _walked(self, arrived: int, contacted: int) -> bool:
+        return _EPOCH + contacted * _MICRO <= self.of(_EPOCH + arrived * _MICRO)
 
     def _grown(self, index: _Windows | None, arrived_at: datetime, last: date | None) -> _Windows:
         """``index`` covering ``arrived_at``'s date (from the day before) and up to ``last``."""
