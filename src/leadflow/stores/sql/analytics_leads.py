@@ -44,6 +44,7 @@ from ..analytics_leads import LeadQuery, check_lead_query
 from ..analytics_summary import check_lead_summary, summary_of
 from .analytics_sums import SqlSums
 from .errors import translated
+from .plain_rows import plain_rows
 from .types import micros
 
 __all__ = ["SqlLeads"]
@@ -386,7 +387,7 @@ class SqlLeads(SqlSums):
             .where(*self._where(q))
         )
         with self._db.read() as connection:
-            rows = connection.execute(query).all()
+            rows = plain_rows(connection, query)  # integers, strings and NULLs
         return summary_of(rows, q, wanted, late=late, micros=True)
 
     def _micros(self, time: Any) -> Any:
