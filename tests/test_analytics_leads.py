@@ -291,6 +291,29 @@ def test_deadlines_are_the_calendars(calendar: WorkingCalendar) -> None:
         assert deadlines.of(moment) == calendar.add_business_hours(moment, hours)
 
 
+@pytest.mark.parametrize("calendar", CALENDARS, ids=["utc", "new-york"])
+def test_within_a_business_day_is_the_walks_answer(calendar: WorkingCalendar) -> None:
+    # Arrivals in no order (earlier ones rebuild the index), across the DST change and the
+    # holidays, over more than the index's first reach; contacts at, just before and just
+    # after the walked deadline, and anywhere.
+    rng = random.Random(12)
+    deadlines = Deadlines(calendar)
+    walked = Deadlines(calendar)
+    tick = timedelta(microseconds=1)
+    for _ in range(600):
+        arrived = T0 + timedelta(seconds=rng.randrange(-20 * 86400, 200 * 86400))
+        arrived += tick * rng.randrange(1_000_000)
+        deadline = walked.of(arrived)
+        for contacted in (
+            deadline,
+            deadline - tick,
+            deadline + tick,
+            deadline + timedelta(hours=rng.randrange(1, 80)),
+            arrived + timedelta(minutes=rng.randrange(0, 5 * 24 * 60)),
+        ):
+            assert deadlines.within(arrived, contacted) == (contacted <= deadline)
+
+
 def test_a_team_of_more_reps_than_a_store_filter_takes_is_read_one_by_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

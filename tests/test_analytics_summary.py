@@ -98,6 +98,16 @@ def test_the_pass_in_microseconds_is_the_pass_in_datetimes(storage: Storage) -> 
         late=True,
         micros=True,
     )
+    # The late contacts kept in microseconds (made datetimes only when read as such) are
+    # those in datetimes, either way round.
+    assert (
+        as_integers.late_micros
+        == as_datetimes.late_micros
+        == [
+            (rep, source, micros(arrived), micros(contacted))
+            for rep, source, arrived, contacted in as_datetimes.late
+        ]
+    )
     assert as_integers == as_datetimes
     assert as_datetimes.sums["bucket"] == lead_sums_of(rows, query)
     assert as_datetimes.late

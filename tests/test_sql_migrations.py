@@ -7,9 +7,10 @@ cancellation columns beside existing activities and lets a cancelled one free it
 0008 (analytics) adds the fact tables (lead arrivals, status changes, completions); 0009
 (first contacts) adds each opportunity's first contact, filled from the completions there;
 0010 (completion sums) indexes the completions there for their sums; 0011 (enrollment steps)
-moves the step records out of the enrollments' documents into rows of their own; 0012 sums
-the completions there per day; 0014 (completion orders) indexes them by rep and time to
-complete and by opportunity and time.
+moves the step records out of the enrollments' documents into rows of their own; 0012
+(completion days) sums the completions there per day; 0013 (arrivals' leads) gives the
+arrivals' period index their source and owner; 0014 (completion orders) indexes the
+completions by rep and time to complete and by opportunity and time.
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -475,3 +476,27 @@ def test_0014_orders_the_completions_recorded_before(at_0001: SqlStorage) -> Non
     analytics.record_status_change(make_change("s1", "o1", "won", hours=6))
     [touch] = analytics.won_touches(*period, "won")
     assert (touch.key, touch.converted, touch.wins) == ("r1", 1, 1)
+
+
+def test_0013_indexes_the_arrivals_recorded_before_with_their_source_and_owner(
+    at_0001: SqlStorage,
+) -> None:
+    database = at_0001.database
+    tables = database.tables
+    name = tables.arrivals.name
+    assert migrate(database, "0012") == "0012"
+    analytics = at_0001.analytics
+    assert analytics is not None
+    for n, (source, owner) in enumerate((("web", "alice"), (None, None), ("fair", "bob"))):
+        analytics.record_arrival(make_arrival(f"o{n}", hours=n, source=source, owner=owner))
+    assert migrate(database) == head_revision() == "0014"
+    inspector = inspect(database.engine)
+    [index] = [
+        i for i in inspector.get_indexes(name, tables.schema) if i["name"] == f"{name}_arrived"
+    ]
+    assert index["column_names"] == ["arrived_at", "opportunity_id", "source", "owner"]
+    analytics.record_arrival(make_arrival("o3", hours=3, source="web", owner="alice"))
+    sums = analytics.lead_sums(
+        at(hours=-1), at(hours=4), status="won", day=timedelta(hours=8), by="source"
+    )
+    assert [(s.key, s.leads) for s in sums] == [(None, 1), ("fair", 1), ("web", 2)]

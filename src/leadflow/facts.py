@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, NamedTuple, TypeVar
 
 from pydantic import ConfigDict, StringConstraints, ValidationError
@@ -43,6 +43,7 @@ __all__ = [
     "Completion",
     "CompletionGroup",
     "LateContact",
+    "LateMicros",
     "LeadArrival",
     "LeadSummary",
     "LeadSums",
@@ -486,12 +487,64 @@ class LateContact(NamedTuple):
     contacted_at: datetime
 
 
-class LeadSummary(NamedTuple):
+LateMicros = tuple[str | None, str | None, int, int]
+"""A :class:`LateContact` with its times as integer microseconds since the Unix epoch."""
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO: Final = timedelta(microseconds=1)
+
+
+class LeadSummary:
     """Every grouping of a period's leads asked for, from one read of them
     (:meth:`~leadflow.ports.AnalyticsStore.lead_summary`): ``sums`` per grouping (None,
     ``"rep"``, ``"source"``, ``"bucket"``) as :meth:`~leadflow.ports.AnalyticsStore.lead_sums`
     gives it, ``late`` as :meth:`~leadflow.ports.AnalyticsStore.late_contacts` (empty unless
-    asked for)."""
+    asked for).
 
-    sums: dict[str | None, list[LeadSums]]
-    late: list[LateContact]
+    A store that reads the times as integer microseconds (SQL) gives the late contacts so
+    (``late_micros``): the datetimes of ``late`` are made only when it is read (tens of
+    thousands a year at issue 20's scale; the runtime judges them in microseconds)."""
+
+    __slots__ = ("_late", "_micros", "sums")
+
+    def __init__(
+        self,
+        sums: dict[str | None, list[LeadSums]],
+        late: list[LateContact] | None = None,
+        *,
+        late_micros: list[LateMicros] | None = None,
+    ) -> None:
+        self.sums = sums
+        self._late = late if late is not None or late_micros is not None else []
+        self._micros = late_micros
+
+    @property
+    def late(self) -> list[LateContact]:
+        found = self._late
+        if found is None:
+            found = self._late = [
+                LateContact(rep, source, _EPOCH + arrived * _MICRO, _EPOCH + contacted * _MICRO)
+                for rep, source, arrived, contacted in self._micros or ()
+            ]
+        return found
+
+    @property
+    def late_micros(self) -> list[LateMicros]:
+        """``late`` with the times as integer microseconds since the Unix epoch."""
+        found = self._micros
+        if found is None:
+            found = self._micros = [
+                (rep, source, (arrived - _EPOCH) // _MICRO, (contacted - _EPOCH) // _MICRO)
+                for rep, source, arrived, contacted in self._late or ()
+            ]
+        return found
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LeadSummary):
+            return NotImplemented
+        return self.sums == other.sums and self.late == other.late
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LeadSummary(sums={self.sums!r}, late={self.late!r})"

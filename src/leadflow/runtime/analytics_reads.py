@@ -22,8 +22,9 @@ from functools import cached_property
 from ..facts import (
     Completion,
     CompletionGroup,
-    LateContact,
+    LateMicros,
     LeadArrival,
+    LeadSummary,
     LeadSums,
     StatusChange,
     groups_of,
@@ -63,7 +64,7 @@ class Reads:
         self.end = end
         self.scope = scope
         self._lead_sums: dict[str | None, list[LeadSums]] = {}
-        self._late: list[LateContact] | None = None
+        self._late: list[LateMicros] | None = None
 
     @cached_property
     def pushed(self) -> dict[str, frozenset[str | None] | None] | None:
@@ -135,7 +136,7 @@ class Reads:
         )
         self._lead_sums.update(summary.sums)
         if self._late is None:
-            self._late = summary.late
+            self._late = summary.late_micros
 
     def by_key(self, by: str) -> dict[str, LeadSums] | None:
         """:meth:`lead_sums` per rep or source name (None: ``"(none)"``), or None when the
@@ -157,19 +158,22 @@ class Reads:
         rep, source and whether it was within one business day on the calendar."""
         pushed = self.pushed
         assert pushed is not None
-        deadlines = self.deadlines
+        within = self.deadlines.within_micros
         found = self._late
         if found is None:
-            found = self.store.late_contacts(
-                self.start,
-                self.end,
-                day=self.calendar.day_length,
-                reps=pushed["reps"],
-                sources=pushed["sources"],
-                automations=pushed["automations"],
-            )
+            found = LeadSummary(
+                {},
+                self.store.late_contacts(
+                    self.start,
+                    self.end,
+                    day=self.calendar.day_length,
+                    reps=pushed["reps"],
+                    sources=pushed["sources"],
+                    automations=pushed["automations"],
+                ),
+            ).late_micros
         return [
-            (rep or NONE, source or NONE, contacted <= deadlines.of(arrived))
+            (rep or NONE, source or NONE, within(arrived, contacted))
             for rep, source, arrived, contacted in found
         ]
 

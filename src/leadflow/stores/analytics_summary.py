@@ -172,12 +172,6 @@ def summary_of(
                     median_seconds_to_win=seconds(wins[rank(len(wins), 50) - 1]) if wins else None,
                 )
             )
-    if micros:
-        return LeadSummary(
-            sums,
-            [
-                LateContact(rep, source, _EPOCH + arrived * _MICRO, _EPOCH + contacted * _MICRO)
-                for rep, source, arrived, contacted in late_rows
-            ],
-        )
+    if micros:  # the datetimes made only if the late contacts are read as such
+        return LeadSummary(sums, late_micros=late_rows)
     return LeadSummary(sums, [LateContact(*row) for row in late_rows])

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    cast,
     func,
     literal,
     or_,
@@ -43,6 +44,7 @@ from ..analytics_leads import LeadQuery, check_lead_query
 from ..analytics_summary import check_lead_summary, summary_of
 from .analytics_sums import SqlSums
 from .errors import translated
+from .plain_rows import plain_rows
 from .types import micros
 
 __all__ = ["SqlLeads"]
@@ -201,7 +203,7 @@ class SqlLeads(SqlSums):
             ),
             else_=len(SPEED_BOUNDS),
         )
-        return (
+        leads = (
             select(
                 key.label("key"),
                 type_coerce(bucket, BigInteger()).label("bucket"),
@@ -216,6 +218,9 @@ class SqlLeads(SqlSums):
             .where(*self._where(q))
             .cte("leads")
         )
+        # PostgreSQL inlines a CTE read once, and the time to win, which two aggregates
+        # read, became two probes of the status changes per lead: evaluated once instead.
+        return leads.prefix_with("MATERIALIZED") if pg else leads
 
     @translated("lead_sums")
     def lead_sums(
@@ -368,16 +373,15 @@ class SqlLeads(SqlSums):
             width=width, reps=reps, sources=sources, automations=automations, late=late,
         )  # fmt: skip
         a, k, s = self._arrivals.c, self._contacts.c, self._changes.c
-        micros = self._db.dialect != "postgresql"
         won: Any = (
             select(func.min(s.changed_at))
             .where(s.opportunity_id == a.opportunity_id, s.to_status == q.status)
             .correlate(self._arrivals)
             .scalar_subquery()
         )
-        times = [a.arrived_at, k.contacted_at, won]
-        if micros:  # as kept: no datetime made per value
-            times = [type_coerce(time, BigInteger()) for time in times]
+        # As integer microseconds since the epoch: no datetime made (nor converted to UTC)
+        # per value, three a lead (SQLite keeps them so; PostgreSQL works them out).
+        times = [self._micros(time) for time in (a.arrived_at, k.contacted_at, won)]
         query = (
             select(times[0], a.source, func.coalesce(a.owner, k.assigned_to), *times[1:])
             .select_from(
@@ -386,8 +390,16 @@ class SqlLeads(SqlSums):
             .where(*self._where(q))
         )
         with self._db.read() as connection:
-            rows = connection.execute(query).all()
-        return summary_of(rows, q, wanted, late=late, micros=micros)
+            rows = plain_rows(connection, query)  # integers, strings and NULLs
+        return summary_of(rows, q, wanted, late=late, micros=True)
+
+    def _micros(self, time: Any) -> Any:
+        """``time`` (a timestamp column or value) as integer microseconds since the epoch:
+        exact (``extract`` gives a numeric from PostgreSQL 14 on; a float before it, within
+        a microsecond of the value at these magnitudes, which the rounding takes back)."""
+        if self._db.dialect != "postgresql":
+            return type_coerce(time, BigInteger())
+        return cast(func.round(func.extract("epoch", time) * 1_000_000), BigInteger())
 
 
 def _seconds(value: Any) -> float | None:

@@ -38,6 +38,7 @@ from .analytics_days import DaySums, Summed
 from .completion_days import DAY, day_start, whole_days
 from .database import SqlDatabase
 from .errors import translated
+from .plain_rows import plain_rows
 from .types import UtcDateTime, micros
 
 __all__ = ["SqlSums"]
@@ -163,7 +164,7 @@ class SqlSums(DaySums):
             .order_by(s.opportunity_id, s.changed_at, s.event_id)
         )
         with self._db.read() as connection:
-            paths = connection.execute(query).all()
+            paths = plain_rows(connection, query)  # strings and integers
         return stage_sums_of_paths(paths, wanted, _micros_to_seconds)
 
     @translated("won_touches")

@@ -488,7 +488,8 @@ def _arrivals(metadata: MetaData, name: str, schema: str | None) -> Table:
         schema=schema,
     )
     c = table.c
-    Index(f"{name}_arrived", c.arrived_at, c.opportunity_id)
+    # Revision 0013: with the source and owner, a period's arrivals are its range of the index.
+    Index(f"{name}_arrived", c.arrived_at, c.opportunity_id, c.source, c.owner)
     Index(f"{name}_source_arrived", c.source, c.arrived_at)
     Index(f"{name}_owner_arrived", c.owner, c.arrived_at)
     return table
