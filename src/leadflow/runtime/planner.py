@@ -17,7 +17,10 @@ they were called for nothing, and handling the event again calls them again with
 idempotency key, which they drop as a duplicate (the at-least-once of every foreign call,
 unchanged). When a store call fails inside the unit (PostgreSQL can then only roll it back),
 the event is handled again step by step, each store call committing on its own as before, so
-a failing action is still recorded (retried or parked) and reported.
+a failing action is still recorded (retried or parked) and reported. Where the storage
+offers it (:class:`~leadflow.ports.DeferredUnits`, PostgreSQL) the unit is a deferred one,
+whose writes travel together; a write it answered ahead that did not go in (a repeated event,
+an open key held) rolls it back, and the event is handled again in an ordinary unit.
 
 :meth:`Planner.handle_many` does the same for a batch: the events of a chunk are planned, their
 actions stored with one ``schedule_many`` (where the store offers it), the run-now ones run in
@@ -137,8 +140,9 @@ class Planner:
             )
         return self._commit(self._plan(event, depth))
 
-    def _commit(self, planned: _Planned) -> HandleResult:
-        """Store and run ``planned`` in one unit of work where the storage has atomic ones."""
+    def _commit(self, planned: _Planned, *, defer: bool = True) -> HandleResult:
+        """Store and run ``planned`` in one unit of work where the storage has atomic ones: a
+        deferred one (:class:`DeferredUnits`) unless ``defer`` is false."""
         units = self._units
         if not planned.actions and not self._listens(planned) and not self._records(planned):
             return planned.result
@@ -148,7 +152,7 @@ class Planner:
             return self._store(planned, batched=True)
         unit = (
             units.deferred(ahead=self._contained(planned))
-            if isinstance(units, DeferredUnits)
+            if defer and isinstance(units, DeferredUnits)
             else units()
         )
         try:
@@ -160,7 +164,7 @@ class Planner:
             # A write the deferred unit answered ahead did not go in (the event's actions
             # were stored already: a duplicate; its activity's open key held): again in an
             # ordinary unit, where each write is answered as it is made.
-            return self._ordinary(planned.again())
+            return self._commit(planned.again(), defer=False)
         except LeadflowError as error:
             return self._step_by_step(planned, error)
 
@@ -174,17 +178,6 @@ class Planner:
             for stored, run_now in zip(planned.actions, planned.run_now, strict=True)
             if run_now
         )
-
-    def _ordinary(self, planned: _Planned) -> HandleResult:
-        """``planned`` stored and run in an ordinary unit of work (after a deferred one
-        found a conflict)."""
-        try:
-            with self._emit.held(), self._units():
-                return self._store(planned, batched=True)
-        except UnavailableError:
-            raise
-        except LeadflowError as error:
-            return self._step_by_step(planned, error)
 
     def _step_by_step(self, planned: _Planned, error: LeadflowError) -> HandleResult:
         """A store call failed in the unit, which was rolled back: ``planned`` stored and run
