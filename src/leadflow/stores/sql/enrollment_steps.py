@@ -28,9 +28,11 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.engine import Dialect
 
 from ...sequences import StepRecord
 from ...sequences.enrollment import HISTORY_LIMIT
+from .direct import DriverStatement
 from .tables import Tables
 from .types import Document, encode_document
 
@@ -50,7 +52,7 @@ class StepRows:
     """The statements on ``<prefix>enrollment_steps`` for the enrollment store of ``tables``
     on ``dialect``."""
 
-    def __init__(self, tables: Tables, dialect: str) -> None:
+    def __init__(self, tables: Tables, dialect: str, *, driver: Dialect | None = None) -> None:
         self._dialect = dialect
         e, s = tables.enrollments.c, tables.enrollment_steps.c
         mine = s.enrollment_id == e.enrollment_id
@@ -100,6 +102,14 @@ class StepRows:
             ["enrollment_id", "position", "record"],
             select(enrollment_id, position, record).select_from(each.join(records, true())),
         )
+        # SQLite (``driver``: the engine's dialect): the insert straight through the driver
+        # (see .direct), as an entry's other statements are; PostgreSQL's entry inserts its
+        # records with the row (.enrollment_moves.EnrollInsert).
+        self._insert_direct = (
+            DriverStatement(driver, self._insert)
+            if driver is not None and dialect == "sqlite"
+            else None
+        )
         self._delete = delete(tables.enrollment_steps).where(
             s.enrollment_id == bindparam("w_id"), s.position <= bindparam("upto")
         )
@@ -127,4 +137,8 @@ class StepRows:
         if behind:
             connection.execute(self._delete, behind)
         if rows:
-            connection.execute(self._insert, {"rows": json.dumps(encode_document(rows))})
+            text = json.dumps(encode_document(rows))
+            if self._insert_direct is not None:
+                self._insert_direct.run(connection, {"rows": text})
+            else:
+                connection.execute(self._insert, {"rows": text})

@@ -64,6 +64,7 @@ from ..sequence_checks import (
     head_of,
 )
 from .database import SqlDatabase
+from .direct import DriverStatement
 from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
 from .enrollment_steps import StepRows, StepWrite
 from .errors import translated
@@ -149,7 +150,14 @@ class SqlEnrollmentStore:
         c = self._t.c
         # Any unique constraint: the id, or the one active enrollment of the pair.
         self._add = upsert(self._t).on_conflict_do_nothing().returning(c.enrollment_id)
-        self._rows = StepRows(database.tables, database.dialect)
+        # SQLite's entry (PostgreSQL's is one statement, below): the row and its records
+        # straight through the driver, as every ``handle`` statement is (see .direct).
+        self._add_direct = (
+            DriverStatement(database.engine.dialect, self._add)
+            if database.dialect == "sqlite"
+            else None
+        )
+        self._rows = StepRows(database.tables, database.dialect, driver=database.engine.dialect)
         self._moves = MoveStatement(database.tables, database.dialect)
         self._marks = MarkStatement(database.tables, database.dialect)
         self._enroll = (  # PostgreSQL: the row and its records in one statement
@@ -217,7 +225,7 @@ class SqlEnrollmentStore:
                 if self._enroll is not None:  # PostgreSQL: the row and its records at once
                     if self._enroll.run(connection, values, stored.history):
                         return stored, True
-                elif connection.execute(self._add, values).first() is not None:
+                elif self._add_direct is not None and self._add_direct.run(connection, values):
                     self._rows.write(connection, history)
                     return stored, True
                 row = connection.execute(self._by_id, by_id).mappings().first()
