@@ -69,17 +69,7 @@ RULE = FollowUpRule.model_validate(
     }
 )
 
-ACTIVITY_ONLY = FollowUpRule.model_validate(
-    {
-        "ruleId": "welcome",
-        "name": "welcome",
-        "allowDuplicates": True,
-        "trigger": {"eventType": "opportunity.created", "conditions": []},
-        "actions": [
-            {"actionType": "create_activity", "subject": "Call the lead", "assignTo": "alice"}
-        ],
-    }
-)
+ACTIVITY_ONLY = RULE.model_copy(update={"actions": RULE.actions[:1]})
 """``--rule activity``: the event's only run-now action creates an activity, a handler with
 no effect outside the store: on PostgreSQL ``handle`` stores it ahead, one statement."""
 

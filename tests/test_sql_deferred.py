@@ -8,7 +8,6 @@ write. On SQLite a deferred unit is an ordinary one."""
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from leadflow.stores.sql import SqlStorage
 from .helpers import T0
 from .service_support import build_flow, notifier_of, payloads, rule
 from .sql_support import fresh_storage, kind_params
+from .test_runtime_concurrency import together
 from .test_sql_units import counted
 
 CALL = rule(
@@ -288,25 +288,6 @@ def test_only_the_built_in_create_activity_is_contained() -> None:
 # ------------------------------------------------------------------ threads
 
 
-def _together(count: int, work: Any) -> list[Any]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(n: int) -> None:
-        barrier.wait()
-        try:
-            results[n] = work(n)
-        except Exception as exc:  # collected and checked by the test
-            results[n] = exc
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 @contextmanager
 def _slowed(storage: SqlStorage) -> Iterator[None]:
     """Every statement waits 2 ms before it is sent: the race windows widened (the engine
@@ -337,7 +318,7 @@ def test_one_event_handled_by_many_threads_at_once_acts_once(
 ) -> None:
     flow = _ready(build_flow(storage=storage, rules=rules))
     with _slowed(storage):
-        results = _together(6, lambda n: flow.handle(_event("same", "opp-1")))
+        results = together(6, lambda n: flow.handle(_event("same", "opp-1")))
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sum(len(r.executed) for r in results) == len(rules)
     assert sum(len(r.duplicates) for r in results) == len(rules) * 5
@@ -349,7 +330,7 @@ def test_one_event_handled_by_many_threads_at_once_acts_once(
 def test_lead_events_for_one_opportunity_at_once_open_one_call(storage: SqlStorage) -> None:
     flow = _ready(build_flow(storage=storage, rules=[CALL]))
     with _slowed(storage):
-        results = _together(6, lambda n: flow.handle(_event(f"lead-{n}", "opp-2")))
+        results = together(6, lambda n: flow.handle(_event(f"lead-{n}", "opp-2")))
     assert not [r for r in results if isinstance(r, Exception)], results
     notes = [run.note or "" for r in results for run in r.executed]
     assert sum(note.startswith("created") for note in notes) == 1

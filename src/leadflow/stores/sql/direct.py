@@ -255,11 +255,7 @@ def send_later(connection: Connection, waiting: Sequence[later.Waiting]) -> None
         if later.MARK not in str(error.orig):
             later.doom(connection, error)
             raise
-        refused = DeferredWriteError(
-            "rows planned in this unit of work were already stored; it is rolled back"
-        )
-        later.doom(connection, refused)
-        raise refused from error
+        raise _refused(connection) from error
 
 
 def _carrying(
@@ -288,12 +284,17 @@ def _carrying(
     if not checked:
         return rows
     if not rows or not all(row[-1] for row in rows):
-        refused = DeferredWriteError(
-            "rows planned in this unit of work were already stored; it is rolled back"
-        )
-        later.doom(connection, refused)
-        raise refused
+        raise _refused(connection)
     return [row[:-1] for row in rows]
+
+
+def _refused(connection: Connection) -> DeferredWriteError:
+    """The error of a waiting write that did not go in, the unit doomed by it."""
+    refused = DeferredWriteError(
+        "rows planned in this unit of work were already stored; it is rolled back"
+    )
+    later.doom(connection, refused)
+    return refused
 
 
 def flush_later(connection: Connection) -> None:
