@@ -37,7 +37,12 @@ from .completion_days import completion_days
 from .completion_orders import completion_orders
 from .types import ActionTypeOf, Document, UtcDateTime
 
-__all__ = ["DEFAULT_PREFIX", "Tables", "build_tables", "checked_prefix"]
+__all__ = ["DEFAULT_PREFIX", "FINISHED_STATES", "Tables", "build_tables", "checked_prefix"]
+
+FINISHED_STATES: Final = ("done", "cancelled")
+"""The states ``purge_finished`` deletes, in the order its query and the partial index it
+reads (``<prefix>scheduled_actions_finished``) both name them: SQLite uses a partial index only
+for a query that repeats the index's terms."""
 
 DEFAULT_PREFIX: Final = "leadflow_"
 _PREFIX = re.compile(r"^(?:[a-z_][a-z0-9_]{0,29})?\Z")
@@ -287,9 +292,26 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
     claimed = c.state == "claimed"
     Index(f"{name}_leases", c.lease_expires_at, postgresql_where=claimed, sqlite_where=claimed)
     Index(f"{name}_due", c.due_at, c.action_id)  # list()
-    Index(f"{name}_opportunity_state", c.opportunity_id, c.state)  # cancel_for_opportunity
-    Index(f"{name}_rule_state_due", c.rule_id, c.state, c.due_at, c.action_id)  # cancel_for_rule
-    Index(f"{name}_state_finished", c.state, c.finished_at)  # purge_finished
+    # cancel_for_opportunity, cancel_for_rule (pending actions only) and purge_finished (done
+    # or cancelled ones): partial (revision 0015), so that the two writes of every action's
+    # run (pending -> claimed -> done) add no entry to the first two and the claim none to the
+    # third. Each write of a row makes a new version of it, which enters every index whose
+    # predicate it meets: before 0015 these three indexes took both versions.
+    Index(
+        f"{name}_opportunity_pending",
+        c.opportunity_id,
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
+    Index(f"{name}_rule_pending", c.rule_id, postgresql_where=pending, sqlite_where=pending)
+    finished = c.state.in_(FINISHED_STATES)
+    Index(
+        f"{name}_finished",
+        c.state,
+        c.finished_at,
+        postgresql_where=finished,
+        sqlite_where=finished,
+    )
     return table
 
 
