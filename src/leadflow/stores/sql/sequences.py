@@ -20,6 +20,7 @@ Both take part in the storage's unit of work (``with storage.unit_of_work():``).
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -66,6 +67,7 @@ from ..sequence_checks import (
 from .database import SqlDatabase
 from .direct import DriverStatement
 from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
+from .enrollment_reads import ActiveRead, HeadsRead
 from .enrollment_steps import StepRows, StepWrite
 from .errors import translated
 from .sequence_definitions import SqlSequenceRepository
@@ -192,15 +194,27 @@ class SqlEnrollmentStore:
         in_ids = c.enrollment_id.in_(bindparam("w_ids", expanding=True))
         self._by_ids = select(*self._columns, c.enrollment_id).where(in_ids)
         self._heads_by_ids = select(*self._head, c.enrollment_id).where(in_ids)
+        # A batch's heads and (SQLite) an event's active enrollments: through the driver.
+        driver = database.engine.dialect
+        self._heads = HeadsRead(database.tables, driver)
+        self._active_direct = (
+            ActiveRead(database.tables, driver, self._rows.history)
+            if database.dialect == "sqlite"
+            else None
+        )
 
     def _active_is(self) -> ColumnElement[bool]:
         return self._t.c.state == _ACTIVE
 
     def _load(self, row: Mapping[Any, Any]) -> Enrollment:
         """An enrollment from a row of :attr:`_columns` (its document and history)."""
+        return self._loaded(row["document"], row["revision"], row["state"], row["history"])
+
+    def _loaded(self, document: Any, revision: Any, state: Any, history: Any) -> Enrollment:
+        """An enrollment from its row's document, columns and history (decoded)."""
         return Enrollment.from_document(
-            {**row["document"], "revision": row["revision"], "state": row["state"],
-             "history": self._rows.records(row["history"])}
+            {**document, "revision": revision, "state": state,
+             "history": self._rows.records(history)}
         )  # fmt: skip
 
     @translated("enrollment")
@@ -346,8 +360,13 @@ class SqlEnrollmentStore:
         if not ids:
             return {}
         with self._db.read() as connection:
-            rows = connection.execute(self._heads_by_ids, {"w_ids": ids}).mappings().all()
-        return {row["enrollment_id"]: _load_head(row) for row in rows}
+            rows = self._heads.run(connection, json.dumps(ids))
+        return {
+            enrollment_id: EnrollmentHead.from_document(
+                {**document, "revision": revision, "state": state}
+            )
+            for document, revision, state, enrollment_id in rows
+        }
 
     @translated("moves")
     def move_many(
@@ -403,6 +422,9 @@ class SqlEnrollmentStore:
         # On every event sequences hear: it reads enrollments, which no write waiting in the
         # unit (the event's analytic facts) touches; those wait for a statement to carry them.
         with self._db.read_beside() as connection:
+            if self._active_direct is not None:  # SQLite: straight through the driver
+                found = self._active_direct.run(connection, opportunity_id)
+                return [self._loaded(*row) for row in found]
             result = connection.execute(self._active_of, {"w_opportunity": opportunity_id})
             rows = result.mappings().all()
         return [self._load(row) for row in rows]

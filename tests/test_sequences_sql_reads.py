@@ -1,0 +1,105 @@
+"""The enrollment store's hot reads on SQL (``stores/sql/enrollment_reads.py``): a batch's
+heads and (SQLite) an event's active enrollments straight through the driver.
+
+- SQLite's plans: ``active_for`` reads the opportunity's own rows through the index on
+  ``(opportunity_id, enrolled_at)`` (not every active enrollment through the index on state,
+  whose order is the one asked for); ``get_heads`` finds each id by the primary key.
+- What they return is what the whole-record reads say, on both databases, with other
+  opportunities' and ended enrollments around, datetimes and nested documents included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
+
+from leadflow.sequences import Enrollment, EnrollmentState, StepRecord
+from leadflow.stores.sequence_checks import head_of
+
+from .sql_support import fresh_storage, on_postgres
+
+START = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite-file", id="sqlite-file"),
+        pytest.param("postgres", id="postgres", marks=on_postgres),
+    ]
+)
+def sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    with fresh_storage(str(request.param), tmp_path) as found:
+        yield found
+
+
+def _plan(storage: Any, sql: str, parameters: tuple[Any, ...]) -> list[str]:
+    with storage.database.engine.connect() as connection:
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters).all()
+    return [str(row[-1]) for row in plan]
+
+
+def test_on_sqlite_active_for_reads_the_opportunitys_own_rows(tmp_path: Path) -> None:
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        statement = storage.enrollments._active_direct._statement
+        details = _plan(storage, statement.sql, statement.parameters({"w_opportunity": "o"}))
+        reads = [d for d in details if "leadflow_enrollments " in d + " "]
+        assert reads and all("(opportunity_id=?)" in d for d in reads), details
+        assert not any("state" in d for d in details), details
+
+
+def test_on_sqlite_a_batchs_heads_are_found_by_their_key(tmp_path: Path) -> None:
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        statement = storage.enrollments._heads._statement
+        details = _plan(storage, statement.sql, statement.parameters({"ids": '["a", "b"]'}))
+        assert any("leadflow_enrollments" in d and "(enrollment_id=?)" in d for d in details)
+        assert not any(d.startswith("SCAN leadflow_enrollments") for d in details), details
+
+
+def _enrollment(number: int, opportunity: str) -> Enrollment:
+    at = START + timedelta(minutes=number)
+    return Enrollment(
+        enrollment_id=f"enr-{number:03d}",
+        sequence_id=f"seq-{number % 3}",
+        sequence_version=1,
+        opportunity_id=opportunity,
+        visit=1,
+        step_id="first",
+        variants={"split": "b"} if number % 2 else {},
+        context={"entry": {"opportunityId": opportunity, "at": at, "nested": [{"n": number}]}},
+        entry_event_id=f"ev-{number}",
+        enrolled_at=at,
+        updated_at=at,
+        history=[
+            StepRecord(visit=0, step_id="first", kind="wait", at=at, outcome="scheduled",
+                       why=f"record {i} of {number}")
+            for i in range(number % 4)
+        ],  # fmt: skip
+    )
+
+
+def test_the_reads_return_what_the_whole_record_reads_say(sql: Any) -> None:
+    store = sql.enrollments
+    made = []
+    for number in range(30):  # ten opportunities, three sequences each
+        stored, created = store.enroll(_enrollment(number, f"opp-{number % 10}"))
+        assert created
+        made.append(stored)
+    for ended in made[::4]:  # some ended: not active any more
+        store.update(ended._evolve(state=EnrollmentState.COMPLETED, ended_at=START))
+    whole = {e.enrollment_id: store.get(e.enrollment_id) for e in made}
+    for opportunity in [f"opp-{n}" for n in range(10)] + ["nobody"]:
+        expected = sorted(
+            (e for e in whole.values() if e.opportunity_id == opportunity and e.active),
+            key=lambda e: (e.enrolled_at, e.enrollment_id),
+        )
+        assert store.active_for(opportunity) == expected
+    ids = [e.enrollment_id for e in made[::3]] + ["enr-missing"]
+    heads = store.get_heads(ids)
+    assert heads == {i: head_of(whole[i]) for i in ids if i in whole}
+    assert heads["enr-003"].context["entry"]["at"] == START + timedelta(minutes=3)
