@@ -75,12 +75,12 @@ def _enrollment(number: int, opportunity: str) -> Enrollment:
         entry_event_id=f"ev-{number}",
         enrolled_at=at,
         updated_at=at,
-        history=[
-            StepRecord(visit=0, step_id="first", kind="wait", at=at, outcome="scheduled",
-                       why=f"record {i} of {number}")
-            for i in range(number % 4)
-        ],  # fmt: skip
+        history=[_record(at, f"record {i} of {number}") for i in range(number % 4)],
     )
+
+
+def _record(at: datetime, why: str) -> StepRecord:
+    return StepRecord(visit=0, step_id="first", kind="wait", at=at, outcome="scheduled", why=why)
 
 
 def test_the_reads_return_what_the_whole_record_reads_say(sql: Any) -> None:
@@ -103,3 +103,32 @@ def test_the_reads_return_what_the_whole_record_reads_say(sql: Any) -> None:
     heads = store.get_heads(ids)
     assert heads == {i: head_of(whole[i]) for i in ids if i in whole}
     assert heads["enr-003"].context["entry"]["at"] == START + timedelta(minutes=3)
+
+
+TRICKY: dict[str, Any] = {
+    "none": None,
+    "text": 'quotes " and \\ backslashes, ünïcödé, \u2028 and a tab\t',
+    "numbers": [0, -1, 2**62, 1.5, 1e-7, 12345.678901234567],
+    "nested": {"empty": {}, "list": [], "when": START, "flag": False},
+}
+
+
+def test_a_moved_head_is_stored_as_it_was_given(sql: Any) -> None:
+    """``move_many`` sends each head's document inside the batch's one JSON array: what a
+    read gives back afterwards is the head as moved, whatever its context holds."""
+    store = sql.enrollments
+    made = [store.enroll(_enrollment(number, f"opp-{number}"))[0] for number in range(3)]
+    moves = []
+    for number, enrollment in enumerate(made):
+        head = head_of(enrollment)._evolve(
+            visit=2, step_id="second", context={"entry": TRICKY, "event": {"n": number}},
+            variants={"split": "a", "other": "c"}, updated_at=START + timedelta(hours=1),
+        )  # fmt: skip
+        moves.append((head, [_record(START, f"moved {number}")]))
+    written = store.move_many(moves)
+    assert all(w is not None for w in written)
+    for (head, records), enrollment in zip(moves, made, strict=True):
+        again = store.get(head.enrollment_id)
+        assert head_of(again) == head._evolve(revision=enrollment.revision + 1)
+        assert again.history == [*enrollment.history, *records]
+        assert again.context["entry"] == TRICKY
