@@ -1,5 +1,5 @@
 """The enrollment store's hot reads on SQL (``stores/sql/enrollment_reads.py``): a batch's
-heads and (SQLite) an event's active enrollments straight through the driver.
+heads and an event's active enrollments straight through the driver.
 
 - SQLite's plans: ``active_for`` reads the opportunity's own rows through the index on
   ``(opportunity_id, enrolled_at)`` (not every active enrollment through the index on state,
@@ -46,7 +46,7 @@ def _plan(storage: Any, sql: str, parameters: tuple[Any, ...]) -> list[str]:
 
 def test_on_sqlite_active_for_reads_the_opportunitys_own_rows(tmp_path: Path) -> None:
     with fresh_storage("sqlite-file", tmp_path) as storage:
-        statement = storage.enrollments._active_direct._statement
+        statement = storage.enrollments._active._statement
         details = _plan(storage, statement.sql, statement.parameters({"w_opportunity": "o"}))
         reads = [d for d in details if "leadflow_enrollments " in d + " "]
         assert reads and all("(opportunity_id=?)" in d for d in reads), details

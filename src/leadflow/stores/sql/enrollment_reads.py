@@ -7,9 +7,7 @@
   text fixed whatever the number of ids, so it is compiled once.
 - :class:`ActiveRead`: an opportunity's active enrollments with their histories
   (:meth:`~leadflow.stores.sql.sequences.SqlEnrollmentStore.active_for`, on every event
-  sequences hear), on SQLite. PostgreSQL keeps SQLAlchemy's path there: that read runs beside
-  the writes waiting in ``handle``'s unit (:meth:`~.database.SqlDatabase.read_beside`), which a
-  driver statement would send first.
+  sequences hear).
 
 Through SQLAlchemy each read built an execution context and ran a result processor per
 column and per row (the JSON decoded, then walked again for its datetimes). Here the rows come
@@ -36,8 +34,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import Label
 
 from ...sequences import EnrollmentState
+from . import later
 from .direct import DriverStatement
 from .tables import Tables
 from .types import document_from_text
@@ -88,22 +88,33 @@ class HeadsRead:
 
 
 class ActiveRead:
-    """SQLite: ``SELECT document, revision, state, history`` of an opportunity's active
-    enrollments, oldest first (``history``: the store's correlated subquery of step rows,
-    :attr:`~.enrollment_steps.StepRows.history`)."""
+    """``SELECT document, revision, state, history`` of an opportunity's active enrollments,
+    oldest first (``history``: the store's correlated subquery of step rows,
+    :attr:`~.enrollment_steps.StepRows.history`). On PostgreSQL it runs beside the writes
+    waiting in the unit of work (:meth:`~.database.SqlDatabase.read_beside`: an event's
+    analytic facts, on tables it does not read): they are set aside for the read and left
+    waiting for the statement that carries them."""
 
-    __slots__ = ("_statement",)
+    __slots__ = ("_postgresql", "_statement")
 
     def __init__(self, tables: Tables, dialect: Dialect, history: ColumnElement[Any]) -> None:
         c = tables.enrollments.c
-        # A term no index serves (``state || ''``), as the send marks' (.enrollment_moves):
-        # else SQLite's planner, which has no statistics, walks the index on (state,
-        # enrolled_at), whose order is the one asked for, over every active enrollment of
-        # every opportunity, instead of the opportunity's own on (opportunity_id,
-        # enrolled_at).
-        active = c.state.op("||")(literal_column("''")) == literal_column(f"'{_ACTIVE}'")
+        self._postgresql = dialect.name == "postgresql"
+        document: ColumnElement[Any] = c.document
+        active: ColumnElement[bool]
+        if self._postgresql:
+            document = cast(c.document, Text)
+            history = cast(history.element if isinstance(history, Label) else history, Text)
+            active = c.state == literal_column(f"'{_ACTIVE}'")
+        else:
+            # A term no index serves (``state || ''``), as the send marks'
+            # (.enrollment_moves): else SQLite's planner, which has no statistics, walks the
+            # index on (state, enrolled_at), whose order is the one asked for, over every
+            # active enrollment of every opportunity, instead of the opportunity's own on
+            # (opportunity_id, enrolled_at).
+            active = c.state.op("||")(literal_column("''")) == literal_column(f"'{_ACTIVE}'")
         statement = (
-            select(c.document, c.revision, c.state, history)
+            select(document, c.revision, c.state, history)
             .where(c.opportunity_id == bindparam("w_opportunity"), active)
             .order_by(c.enrolled_at, c.enrollment_id)
         )
@@ -114,9 +125,13 @@ class ActiveRead:
     ) -> list[tuple[dict[str, Any], int, str, Sequence[Any]]]:
         """The rows, decoded: ``(document, revision, state, history)`` (the history as the
         subquery gives it, decoded)."""
+        waiting = later.take(connection) if self._postgresql else []
+        try:
+            rows = self._statement.run(connection, {"w_opportunity": opportunity_id})
+        finally:
+            for write in waiting:  # left waiting, in their order
+                later.put(connection, write)
         return [
             (_text(document), int(revision), state, _text(history) if history else [])
-            for document, revision, state, history in self._statement.run(
-                connection, {"w_opportunity": opportunity_id}
-            )
+            for document, revision, state, history in rows
         ]

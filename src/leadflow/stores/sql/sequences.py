@@ -176,9 +176,6 @@ class SqlEnrollmentStore:
             c.opportunity_id == bindparam("w_opportunity"),
             self._active_is(),
         )
-        self._active_of = self._ordered().where(  # active_for: on every event sequences hear
-            c.opportunity_id == bindparam("w_opportunity"), self._active_is()
-        )
         checked = (
             c.enrollment_id == bindparam("w_id"),
             c.revision == bindparam("w_revision"),
@@ -194,14 +191,10 @@ class SqlEnrollmentStore:
         in_ids = c.enrollment_id.in_(bindparam("w_ids", expanding=True))
         self._by_ids = select(*self._columns, c.enrollment_id).where(in_ids)
         self._heads_by_ids = select(*self._head, c.enrollment_id).where(in_ids)
-        # A batch's heads and (SQLite) an event's active enrollments: through the driver.
+        # A batch's heads and an event's active enrollments: straight through the driver.
         driver = database.engine.dialect
         self._heads = HeadsRead(database.tables, driver)
-        self._active_direct = (
-            ActiveRead(database.tables, driver, self._rows.history)
-            if database.dialect == "sqlite"
-            else None
-        )
+        self._active = ActiveRead(database.tables, driver, self._rows.history)
 
     def _active_is(self) -> ColumnElement[bool]:
         return self._t.c.state == _ACTIVE
@@ -421,13 +414,9 @@ class SqlEnrollmentStore:
         check_id(opportunity_id, "opportunity_id")
         # On every event sequences hear: it reads enrollments, which no write waiting in the
         # unit (the event's analytic facts) touches; those wait for a statement to carry them.
-        with self._db.read_beside() as connection:
-            if self._active_direct is not None:  # SQLite: straight through the driver
-                found = self._active_direct.run(connection, opportunity_id)
-                return [self._loaded(*row) for row in found]
-            result = connection.execute(self._active_of, {"w_opportunity": opportunity_id})
-            rows = result.mappings().all()
-        return [self._load(row) for row in rows]
+        with self._db.read_beside() as connection:  # straight through the driver
+            found = self._active.run(connection, opportunity_id)
+        return [self._loaded(*row) for row in found]
 
     @translated("enrollments")
     def list(
