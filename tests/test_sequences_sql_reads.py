@@ -19,6 +19,8 @@ import pytest
 
 pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
 
+from sqlalchemy import event
+
 from leadflow.sequences import Enrollment, EnrollmentState, StepRecord
 from leadflow.stores.sequence_checks import head_of
 
@@ -132,3 +134,42 @@ def test_a_moved_head_is_stored_as_it_was_given(sql: Any) -> None:
         assert head_of(again) == head._evolve(revision=enrollment.revision + 1)
         assert again.history == [*enrollment.history, *records]
         assert again.context["entry"] == TRICKY
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        ({"sequence_id": "seq-1", "opportunity_id": "opp-1"}, "opportunity_enrolled"),
+        ({"opportunity_id": "opp-1", "state": EnrollmentState.ACTIVE}, "opportunity_enrolled"),
+        ({"sequence_id": "seq-1", "state": EnrollmentState.ACTIVE}, "sequence_enrolled"),
+        ({"state": EnrollmentState.ACTIVE}, "state_enrolled"),
+    ],
+)
+def test_on_sqlite_a_listing_reads_the_narrowest_index(
+    tmp_path: Path, filters: dict[str, Any], index: str
+) -> None:
+    """``list`` (a sequence that never re-enrolls asks it on every entry: the opportunity's
+    enrollments in the sequence) walks the opportunity's index, not the sequence's every
+    enrollment; what it returns is what a filter of every enrollment says."""
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        store, engine = storage.enrollments, storage.database.engine
+        for number in range(30):
+            store.enroll(_enrollment(number, f"opp-{number % 10}"))
+        seen: list[tuple[str, Any]] = []
+
+        def statement(conn: Any, cursor: Any, text: str, parameters: Any, *args: Any) -> None:
+            seen.append((text, parameters))
+
+        event.listen(engine, "before_cursor_execute", statement)
+        try:
+            found = store.list(**filters)
+        finally:
+            event.remove(engine, "before_cursor_execute", statement)
+        [(text, parameters)] = seen
+        details = _plan(storage, text, tuple(parameters))
+        assert any(f"leadflow_enrollments_{index}" in d for d in details), details
+        everyone = store.list(limit=1000)
+        assert found == [
+            e for e in everyone
+            if all(getattr(e, k) == v for k, v in filters.items())
+        ]  # fmt: skip
