@@ -5,10 +5,10 @@ acknowledgement (:class:`~leadflow.runtime.executor.Finishing`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from operator import attrgetter
 
 from ..ports import UnitOfWork
 from .executor import Finishing
@@ -28,10 +28,20 @@ def _in_order(visits: list[Visit]) -> list[Visit]:
     return sorted(visits, key=lambda v: v.enrollment.enrollment_id)
 
 
-def _restore(visits: Sequence[Visit], saved: Sequence[Visit]) -> None:
+_state_of = attrgetter(*_STATE)
+_Saved = tuple[object, ...]
+"""A visit's :data:`_STATE`, in that order."""
+
+
+def _saved(visits: Sequence[Visit]) -> list[_Saved]:
+    """What :func:`_restore` puts back (the fields alone: no copy of each visit is made)."""
+    return [_state_of(v) for v in visits]
+
+
+def _restore(visits: Sequence[Visit], saved: Sequence[_Saved]) -> None:
     for visit, before in zip(visits, saved, strict=True):
-        for name in _STATE:
-            setattr(visit, name, getattr(before, name))
+        for name, value in zip(_STATE, before, strict=True):
+            setattr(visit, name, value)
 
 
 def together(
@@ -50,7 +60,7 @@ def together(
         return
     visits = _in_order(visits)
     if len(visits) > 1 and not units.active and (units.atomic or many is not None):
-        saved = [dataclasses.replace(visit) for visit in visits]
+        saved = _saved(visits)
         try:
             with unit():
                 if many is not None:
@@ -88,7 +98,7 @@ def finishing(
     fails; the executor's acknowledgement is in the same unit), ``finish(False)`` as
     :func:`together` does. Each call starts from the visits as they are now (a rolled-back
     unit leaves nothing of an earlier call)."""
-    saved = [dataclasses.replace(visit) for visit in moving]
+    saved = _saved(moving)
 
     def finish(at_once: bool) -> list[str | Exception | None]:
         _restore(moving, saved)

@@ -153,9 +153,9 @@ class Moves:
         changes: list[tuple[EnrollmentHead, list[StepRecord], str | None]] = []
         for index, move in enumerate(planned):
             if move.stored is not None:
-                move = planned[index] = dataclasses.replace(
-                    move, stored=stored[move.stored.action_id]
-                )
+                found = stored[move.stored.action_id]
+                if found is not move.stored:  # stored first by another writer: that one
+                    move = planned[index] = dataclasses.replace(move, stored=found)
             if move.enrollment.active:
                 changes.append(moved(move.enrollment, move))
         # Built here from the records as read (held by nobody outside the runtime): handed over.

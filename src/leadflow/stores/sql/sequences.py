@@ -20,6 +20,7 @@ Both take part in the storage's unit of work (``with storage.unit_of_work():``).
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -66,6 +67,7 @@ from ..sequence_checks import (
 from .database import SqlDatabase
 from .direct import DriverStatement
 from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
+from .enrollment_reads import ActiveRead, HeadsRead
 from .enrollment_steps import StepRows, StepWrite
 from .errors import translated
 from .sequence_definitions import SqlSequenceRepository
@@ -174,9 +176,6 @@ class SqlEnrollmentStore:
             c.opportunity_id == bindparam("w_opportunity"),
             self._active_is(),
         )
-        self._active_of = self._ordered().where(  # active_for: on every event sequences hear
-            c.opportunity_id == bindparam("w_opportunity"), self._active_is()
-        )
         checked = (
             c.enrollment_id == bindparam("w_id"),
             c.revision == bindparam("w_revision"),
@@ -192,15 +191,24 @@ class SqlEnrollmentStore:
         in_ids = c.enrollment_id.in_(bindparam("w_ids", expanding=True))
         self._by_ids = select(*self._columns, c.enrollment_id).where(in_ids)
         self._heads_by_ids = select(*self._head, c.enrollment_id).where(in_ids)
+        self._lists: dict[tuple[bool, bool, EnrollmentState | None], Select[Any]] = {}
+        # A batch's heads and an event's active enrollments: straight through the driver.
+        driver = database.engine.dialect
+        self._heads = HeadsRead(database.tables, driver)
+        self._active = ActiveRead(database.tables, driver, self._rows.history)
 
     def _active_is(self) -> ColumnElement[bool]:
         return self._t.c.state == _ACTIVE
 
     def _load(self, row: Mapping[Any, Any]) -> Enrollment:
         """An enrollment from a row of :attr:`_columns` (its document and history)."""
+        return self._loaded(row["document"], row["revision"], row["state"], row["history"])
+
+    def _loaded(self, document: Any, revision: Any, state: Any, history: Any) -> Enrollment:
+        """An enrollment from its row's document, columns and history (decoded)."""
         return Enrollment.from_document(
-            {**row["document"], "revision": row["revision"], "state": row["state"],
-             "history": self._rows.records(row["history"])}
+            {**document, "revision": revision, "state": state,
+             "history": self._rows.records(history)}
         )  # fmt: skip
 
     @translated("enrollment")
@@ -346,8 +354,13 @@ class SqlEnrollmentStore:
         if not ids:
             return {}
         with self._db.read() as connection:
-            rows = connection.execute(self._heads_by_ids, {"w_ids": ids}).mappings().all()
-        return {row["enrollment_id"]: _load_head(row) for row in rows}
+            rows = self._heads.run(connection, json.dumps(ids))
+        return {
+            enrollment_id: EnrollmentHead.from_document(
+                {**document, "revision": revision, "state": state}
+            )
+            for document, revision, state, enrollment_id in rows
+        }
 
     @translated("moves")
     def move_many(
@@ -402,10 +415,38 @@ class SqlEnrollmentStore:
         check_id(opportunity_id, "opportunity_id")
         # On every event sequences hear: it reads enrollments, which no write waiting in the
         # unit (the event's analytic facts) touches; those wait for a statement to carry them.
-        with self._db.read_beside() as connection:
-            result = connection.execute(self._active_of, {"w_opportunity": opportunity_id})
-            rows = result.mappings().all()
-        return [self._load(row) for row in rows]
+        with self._db.read_beside() as connection:  # straight through the driver
+            found = self._active.run(connection, opportunity_id)
+        return [self._loaded(*row) for row in found]
+
+    def _listing(
+        self, by_sequence: bool, by_opportunity: bool, state: EnrollmentState | None
+    ) -> Select[Any]:
+        """:meth:`list`'s statement for its filters (``w_sequence``, ``w_opportunity`` and
+        ``w_limit`` bound per call)."""
+        c = self._t.c
+        # SQLite's planner has no statistics: of two indexes in the order asked for, it may
+        # walk the wider one (a sequence's every enrollment, every one in a state) for a few
+        # rows of the narrower (an opportunity's). The terms of the wider are written so
+        # that no index serves them (``column || ''``): the opportunity's index, else the
+        # sequence's, is the one read.
+        sqlite = self._db.dialect == "sqlite"
+
+        def term(column: Any, wider: bool) -> Any:
+            return column.op("||")(literal_column("''")) if sqlite and wider else column
+
+        statement = self._ordered().limit(bindparam("w_limit"))
+        if by_sequence:
+            statement = statement.where(
+                term(c.sequence_id, by_opportunity) == bindparam("w_sequence")
+            )
+        if by_opportunity:
+            statement = statement.where(c.opportunity_id == bindparam("w_opportunity"))
+        if state is not None:
+            statement = statement.where(
+                term(c.state, by_opportunity or by_sequence) == literal_column(f"'{state.value}'")
+            )
+        return statement
 
     @translated("enrollments")
     def list(
@@ -420,14 +461,11 @@ class SqlEnrollmentStore:
         opportunity_id = _optional_id(opportunity_id, "opportunity_id")
         wanted = None if state is None else enum_member(EnrollmentState, state, "state")
         limit = check_limit(limit, _MAX_LIST)
-        c = self._t.c
-        statement = self._ordered().limit(limit)
-        if sequence_id is not None:
-            statement = statement.where(c.sequence_id == sequence_id)
-        if opportunity_id is not None:
-            statement = statement.where(c.opportunity_id == opportunity_id)
-        if wanted is not None:
-            statement = statement.where(c.state == literal_column(f"'{wanted.value}'"))
+        key = (sequence_id is not None, opportunity_id is not None, wanted)
+        statement = self._lists.get(key)
+        if statement is None:  # built once per kind of listing, parameters bound per call
+            statement = self._lists[key] = self._listing(*key)
+        parameters = {"w_sequence": sequence_id, "w_opportunity": opportunity_id, "w_limit": limit}
         with self._db.read() as connection:
-            rows = connection.execute(statement).mappings().all()
+            rows = connection.execute(statement, parameters).mappings().all()
         return [self._load(row) for row in rows]
