@@ -663,38 +663,83 @@ def test_one_young_collection_untracks_new_activities_and_the_chunks_holding_the
 @given(
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["put", "pop", "get"]),
-            st.sampled_from(["", "a", "b", "ab", "b\x00", "z"]),
+            st.sampled_from(["put", "put", "pop", "get"]),
+            st.sampled_from(["", "a", "b", "ab", "b\x00", "z", *(f"k{n}" for n in range(150))]),
             st.integers(0, 9) | st.none(),
         ),
-        max_size=80,
+        max_size=400,
     )
 )
-def test_the_chunked_rows_behave_like_a_dict_of_rows_by_their_first_value(
+def test_the_slot_rows_behave_like_a_dict_of_rows_by_their_first_value(
     ops: list[tuple[str, str, int | None]],
 ) -> None:
-    from leadflow.stores.memory.fast.chunks import ChunkedRows
+    """Enough keys for full chunks, replacements in them and repacking after removals."""
+    from leadflow.stores.memory.fast.slots import SlotRows
 
     reference: dict[str, tuple[str, int | None]] = {}
-    chunked: ChunkedRows[tuple[str, int | None]] = ChunkedRows()
+    rows: SlotRows[tuple[str, int | None]] = SlotRows()
     for op, key, value in ops:
         if op == "put":
             reference[key] = (key, value)
-            chunked.put((key, value))  # a row of the same key, None or not, replaced
+            rows.put((key, value))  # a row of the same key, None or not, replaced
         elif op == "pop":
             if key in reference:
-                assert chunked.pop(key) == reference.pop(key)
+                assert rows.pop(key) == reference.pop(key)
             else:
                 with pytest.raises(KeyError):
-                    chunked.pop(key)
+                    rows.pop(key)
         else:
-            assert chunked.get(key) == reference.get(key)
-            assert (key in chunked) == (key in reference)
+            assert rows.get(key) == reference.get(key)
+            assert (key in rows) == (key in reference)
             if key not in reference:
                 with pytest.raises(KeyError):
-                    chunked[key]
-        assert len(chunked) == len(reference)
-        assert list(chunked.items()) == sorted(reference.items())
+                    rows[key]
+            else:
+                assert rows[key] == reference[key]
+        assert len(rows) == len(reference)
+    assert sorted(rows.items()) == sorted(reference.items())
+    assert 1 not in rows
+
+
+def test_slot_rows_pack_their_slots_once_most_are_free() -> None:
+    from leadflow.stores.memory.fast.slots import SlotRows
+
+    rows: SlotRows[tuple[str, int]] = SlotRows()
+    for n in range(1000):
+        rows.put((f"k{n}", n))
+    for n in range(0, 1000, 4):
+        rows.put((f"k{n}", -n))  # replaced in place, in full chunks and the filling one
+    for n in range(900):
+        del rows[f"k{n}"]
+    assert rows._used < 300  # packed: not every slot ever handed out
+    assert dict(rows.items()) == {
+        f"k{n}": (f"k{n}", -n if n % 4 == 0 else n) for n in range(900, 1000)
+    }
+
+
+def test_a_big_slot_map_adds_almost_nothing_for_the_collector_to_walk() -> None:
+    """Its dict holds strings and integers (never tracked), its chunks untracked tuples."""
+    from enum import StrEnum
+
+    from leadflow.stores.memory.fast.slots import SlotRows
+
+    class Key(StrEnum):
+        A = "enum-key"
+
+    def build() -> object:
+        rows: SlotRows[tuple[str, int]] = SlotRows()
+        rows.put((Key.A, 0))  # a str subclass: kept as a plain str in the dict
+        for n in range(20_000):
+            rows.put((f"id-{n}", n))
+        return rows
+
+    assert _tracked_after(build) < 20_000 / 100
+    built = build()
+    assert isinstance(built, SlotRows)
+    assert not gc.is_tracked(built._slots)  # never walked, however many ids it holds
+    rows = SlotRows[tuple[str, int]]()
+    rows.put((Key.A, 1))
+    assert rows["enum-key"] == (Key.A, 1) and "enum-key" in rows
 
 
 def test_recorded_arrivals_and_changes_are_invisible_to_the_garbage_collector() -> None:

@@ -30,12 +30,12 @@ by a new key; a new key, referenced by a new chunk) comes *after* what reference
 collection untracks one level (the row, then the key, then the chunk), while the survivors are
 promoted, so many chunks reached the oldest generation still tracked and each full collection
 read every key of each of them (``docs/benchmarks.md``, "Growth"). So the indexes keep a
-reference to every key they take (a row map's rows included) in :data:`_NEW`, a list outside
-the young generation, until the next collection ends (a :data:`gc.callbacks` hook empties
-it): referenced from outside, new objects keep the order they were made in (a row before its
-keys, a key before its chunk), and one young collection untracks them all. The list holds at
-most :data:`_NEW_LIMIT` objects (a host that disables the collector or raises its thresholds
-only loses the effect, never memory).
+reference to every key they take (and the row maps of :mod:`.slots` to every row) in
+:data:`_NEW`, a list outside the young generation, until the next collection ends (a
+:data:`gc.callbacks` hook empties it): referenced from outside, new objects keep the order
+they were made in (a row before its keys, a key before its chunk), and one young collection
+untracks them all. The list holds at most :data:`_NEW_LIMIT` objects (a host that disables
+the collector or raises its thresholds only loses the effect, never memory).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from typing import Any, Final, Generic, TypeVar
 
-__all__ = ["ChunkedIndex", "ChunkedRows"]
+__all__ = ["ChunkedIndex", "hold_new", "watch_collections"]
 
 K = TypeVar("K")
 
@@ -60,7 +60,17 @@ def _collected(phase: str, info: dict[str, int]) -> None:
         _NEW.clear()
 
 
-def _watch_collections() -> None:
+def hold_new(item: object) -> None:
+    """Keep ``item`` (a new key, row or chunk) referenced until the next collection ends (see
+    the module docstring)."""
+    new = _NEW
+    new.append(item)
+    if len(new) > _NEW_LIMIT:
+        new.clear()
+
+
+def watch_collections() -> None:
+    """Have :func:`hold_new`'s objects let go at the end of each collection."""
     if _collected not in gc.callbacks:
         gc.callbacks.append(_collected)
 
@@ -80,7 +90,7 @@ class ChunkedIndex(Generic[K]):
         self._chunk_maxes: list[tuple[K, ...]] = []  # per block: the last key of each chunk
         self._maxes: list[K] = []  # the last key of each block
         self._len = 0
-        _watch_collections()
+        watch_collections()
 
     def __len__(self) -> int:
         return self._len
@@ -218,57 +228,3 @@ class ChunkedIndex(Generic[K]):
         if reverse:
             return (key for part in reversed(parts) for key in reversed(part))
         return (key for part in parts for key in part)
-
-
-R = TypeVar("R", bound=tuple[Any, ...])
-
-
-class ChunkedRows(Generic[R]):
-    """Rows (tuples) by their first value, a string, kept sorted in a :class:`ChunkedIndex`:
-    a map without a ``(key, value)`` pair per entry (56 bytes and one more object per row), for
-    rows that begin with their own key.
-
-    A plain dict of rows would do the job in O(1), but CPython re-tracks a dict as soon as a new
-    (still tracked) tuple is stored in it and only untracks it again in a full collection, so
-    every full collection would walk a million entries. Lookups here cost a binary search.
-    Offers the dict operations the stores use: ``get``, ``in``, ``[]``, ``pop``, ``del``,
-    ``len``, ``items``; assignment is :meth:`put` (the key is the row's first value)."""
-
-    __slots__ = ("_index",)
-
-    def __init__(self) -> None:
-        self._index: ChunkedIndex[R] = ChunkedIndex()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        row = self._index.ceiling((key,))  # (key,) sorts before every row beginning with key
-        return row if row is not None and row[0] == key else default
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key) is not None
-
-    def __getitem__(self, key: str) -> R:
-        row = self.get(key)
-        if row is None:
-            raise KeyError(key)
-        return row  # type: ignore[no-any-return]
-
-    def put(self, row: R) -> None:
-        """Store ``row`` under its first value, replacing the row stored under it."""
-        old = self.get(row[0])
-        if old is not None:
-            self._index.remove(old)  # first: two rows of one key are never compared
-        self._index.add(row)
-
-    def pop(self, key: str) -> R:
-        row = self[key]
-        self._index.remove(row)
-        return row
-
-    def __delitem__(self, key: str) -> None:
-        self.pop(key)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def items(self) -> Iterator[tuple[str, R]]:
-        return ((row[0], row) for row in self._index)

@@ -44,8 +44,9 @@ from ...checks import (
     is_handed_over,
     lease_end,
 )
-from .chunks import ChunkedIndex, ChunkedRows
+from .chunks import ChunkedIndex
 from .finished import DUE_AT, KEY, STATE, Row, freeze, thaw
+from .slots import SlotRows
 
 __all__ = ["FastScheduledActionStore"]
 
@@ -125,7 +126,7 @@ class FastScheduledActionStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: dict[str, ScheduledAction] = {}
-        self._finished: ChunkedRows[_Finished] = ChunkedRows()  # by id, a row's first value
+        self._finished: SlotRows[_Finished] = SlotRows()  # by id, a row's first value
         self._by_key: dict[str, str] = {}
         self._pending: dict[int, SortedList[_Key]] = {}
         self._leases: dict[int, SortedList[_Key]] = {}
