@@ -319,6 +319,70 @@ def test_a_memory_store_shares_no_document_with_the_host_after_a_hand_over(
     assert done.event.payload == {"opportunityId": "o1", "tags": ["a"]}
 
 
+def _claimed(key: str) -> ScheduledAction:
+    """A run-now action as the planner hands it over: stored already claimed by ``w1``."""
+    action = _action(key, {"tags": ["a"], "nested": {"n": 1}})
+    planned = action.action
+    assert planned is not None
+    return action._evolve(
+        action=planned._evolve(params={"template": "t", "extra": {"x": [1]}}),
+        state=ScheduledActionState.CLAIMED,
+        attempts=1,
+        lease_owner="w1",
+        lease_expires_at=T0 + timedelta(minutes=5),
+    )
+
+
+def _change_documents(action: ScheduledAction) -> None:
+    """What a handler could do to the runtime's own objects while the action runs."""
+    action.event.payload["tags"].append("changed")
+    action.event.payload["new"] = 1
+    assert action.action is not None
+    action.action.params["extra"]["x"].append(2)
+
+
+_AS_STORED = ({"tags": ["a"], "nested": {"n": 1}}, {"template": "t", "extra": {"x": [1]}})
+
+
+def _documents(action: ScheduledAction) -> tuple[dict[str, Any], dict[str, Any]]:
+    assert action.action is not None
+    return action.event.payload, action.action.params
+
+
+@pytest.mark.parametrize("make", [memory_storage, fast_memory_storage])
+@pytest.mark.parametrize("then", ["done", "done_many", "failed", "read", "expired"])
+def test_a_claimed_action_handed_over_keeps_its_documents_as_stored(
+    make: Callable[[], Storage], then: str
+) -> None:
+    """The fast store keeps a run-now action as the runtime's object beside a snapshot of its
+    documents: whatever happens to it next (done, failed and retried, read while claimed,
+    taken over after its lease ran out), the store shows the documents as they were stored,
+    as the reference store does with its copy."""
+    store = make().scheduled
+    action = _claimed("k1")
+    assert handed_over(store.schedule, action) == (action, True)  # the runtime's own object
+    _change_documents(action)
+    if then == "done":
+        store.mark_done(action.action_id, worker="w1", now=T0)
+    elif then == "done_many":
+        assert len(store.mark_done_many([action.action_id], worker="w1", now=T0)) == 1
+    elif then == "failed":
+        store.mark_failed(action.action_id, worker="w1", now=T0, error="x", retry_at=T0)
+        [again] = store.claim_due(T0, worker="w2")
+        assert _documents(again) == _AS_STORED
+        _documents(again)[0]["tags"].append("w2's change")  # a claimed copy is the caller's
+    elif then == "read":
+        assert _documents(store.get(action.action_id)) == _AS_STORED
+        assert [_documents(a) for a in store.list(limit=5)] == [_AS_STORED]
+        store.mark_done(action.action_id, worker="w1", now=T0)
+    else:
+        [again] = store.claim_due(T0 + timedelta(minutes=6), worker="w2")
+        assert _documents(again) == _AS_STORED
+        store.mark_done(action.action_id, worker="w2", now=T0 + timedelta(minutes=7))
+    assert _documents(store.get(action.action_id)) == _AS_STORED
+    assert [_documents(a) for a in store.list(limit=5)] == [_AS_STORED]
+
+
 @pytest.mark.parametrize("ending", ["\n", " ", "\t\n"])
 def test_an_id_with_trailing_space_or_newline_is_read_as_the_models_read_it(
     storage: Storage, ending: str

@@ -38,7 +38,7 @@ from leadflow.stores.memory.fast.activity_rows import (
     activity_from_row_validated,
     row_from_activity,
 )
-from leadflow.stores.memory.fast.finished import freeze, thaw
+from leadflow.stores.memory.fast.finished import documents, freeze, thaw
 from leadflow.testing.contracts import at, make_activity, make_scheduled_action
 
 from .suite import examples
@@ -421,6 +421,7 @@ def test_a_finished_action_round_trips_through_its_row(action: ScheduledAction) 
     assert again.event.payload == action.event.payload
     assert again.action == action.action
     assert _atoms(row), row
+    assert freeze(action, documents(action)) == row  # its documents taken ahead: the same row
 
 
 def _atoms(row: tuple[object, ...]) -> bool:

@@ -2,7 +2,12 @@
 
 Actions that may still run (pending, claimed, parked) are kept as private
 :class:`~leadflow.records.ScheduledAction` copies and changed by storing a new copy (made
-unchecked, with values this module made), never in place. Finished ones (done, cancelled) are
+unchecked, with values this module made), never in place. One exception: an action the runtime
+hands over already claimed (it runs it at once, then marks it done) is kept as the runtime's
+own object beside a snapshot of its two documents (pickled, as a finished row keeps them):
+finishing it then copies nothing, and the first read or change that keeps it live replaces it
+with a copy made from the snapshot, so the store never shows a document changed after it was
+stored. Finished ones (done, cancelled) are
 kept only as rows of atomic values (:mod:`.finished`: their two documents pickled, the store's
 own values, never bytes from outside), next to their due and finished times: the runtime
 finishes an action for nearly every handled event, and the collector stops walking such rows.
@@ -45,7 +50,17 @@ from ...checks import (
     lease_end,
 )
 from .chunks import ChunkedIndex
-from .finished import DUE_AT, KEY, STATE, Row, freeze, thaw
+from .finished import (
+    DUE_AT,
+    KEY,
+    STATE,
+    Documents,
+    Row,
+    documents,
+    documents_of,
+    freeze,
+    thaw,
+)
 from .slots import SlotRows
 
 __all__ = ["FastScheduledActionStore"]
@@ -126,6 +141,9 @@ class FastScheduledActionStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: dict[str, ScheduledAction] = {}
+        # Live actions kept as the runtime handed them over (claimed, run now): their
+        # documents as they were taken when stored (see schedule and _own).
+        self._taken: dict[str, Documents] = {}
         self._finished: SlotRows[_Finished] = SlotRows()  # by id, a row's first value
         self._by_key: dict[str, str] = {}
         self._pending: dict[int, SortedList[_Key]] = {}
@@ -140,7 +158,13 @@ class FastScheduledActionStore:
     # ------------------------------------------------------------------ port
 
     def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
-        checked = _checked(action)
+        taken: Documents | None = None
+        if is_handed_over(action) and action.state is _State.CLAIMED:
+            # The runtime's own action, run now: kept as it is, its documents taken as they
+            # are (the snapshot a copy would be; see _own), so that finishing it copies nothing.
+            checked, taken = action, documents(action)
+        else:
+            checked = _checked(action)
         with self._lock:
             existing = self._by_key.get(checked.idempotency_key)
             if existing is not None:
@@ -150,6 +174,8 @@ class FastScheduledActionStore:
                     f"action {checked.action_id!r} already exists with another idempotency key"
                 )
             self._by_key[checked.idempotency_key] = checked.action_id
+            if taken is not None:
+                self._taken[checked.action_id] = taken
             self._put(checked)
         if is_handed_over(action):
             # The store keeps its own copy; the runtime's object, equal to it, is its own.
@@ -406,7 +432,7 @@ class FastScheduledActionStore:
     def _get(self, action_id: str) -> ScheduledAction:
         live = self._live.get(action_id)
         if live is not None:
-            return _copy(live)
+            return _copy(self._own(live))
         finished = self._finished.get(action_id)
         if finished is None:
             raise NotFoundError(f"no scheduled action {action_id!r}")
@@ -432,16 +458,37 @@ class FastScheduledActionStore:
 
     def _change(self, action: ScheduledAction, **changes: Any) -> ScheduledAction:
         """Store a changed copy of the live ``action``, keeping the indexes in step. The
-        changes are values this module made (checked times, states, counters)."""
+        changes are values this module made (checked times, states, counters). A finished
+        action kept as handed over is frozen with its documents as taken; one that stays live
+        becomes the store's own copy first."""
+        taken = None
+        if changes.get("state") in FINISHED_STATES:
+            taken = self._taken.pop(action.action_id, None)
+        else:
+            action = self._own(action)
         self._drop(action)
         changed = action._evolve(**changes)
-        self._put(changed)
+        self._put(changed, taken)
         return changed
 
-    def _put(self, action: ScheduledAction) -> None:
+    def _own(self, action: ScheduledAction) -> ScheduledAction:
+        """The live ``action`` as the store's own copy: one kept as the runtime handed it over
+        (see :meth:`schedule`) is replaced by a copy with its documents as they were taken
+        (what the runtime's object holds now may have changed since)."""
+        taken = self._taken.pop(action.action_id, None)
+        if taken is None:
+            return action
+        payload, params = documents_of(taken)
+        update: dict[str, Any] = {"event": action.event._evolve(payload=payload)}
+        if action.action is not None:
+            update["action"] = action.action._evolve(params=params)
+        own = self._live[action.action_id] = action._evolve(**update)
+        return own
+
+    def _put(self, action: ScheduledAction, taken: Documents | None = None) -> None:
         action_id = action.action_id
         if action.state in FINISHED_STATES:
-            self._finished.put(freeze(action))
+            self._finished.put(freeze(action, taken))
             finished_at = action.finished_at or action.updated_at or action.created_at
             self._by_finish.add((finished_at, action_id))
             return
