@@ -552,7 +552,10 @@ _BOUND = st.none() | st.tuples(st.integers(-1, 41)) | _KEYS
 @given(
     load=st.integers(2, 6),
     span=st.integers(2, 4),
-    ops=st.lists(st.tuples(st.sampled_from(["add", "remove"]), _KEYS), max_size=150),
+    buffer=st.integers(1, 40),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["add", "add", "add", "remove", "read"]), _KEYS), max_size=300
+    ),
     ranges=st.lists(
         st.tuples(_BOUND, _BOUND, st.booleans(), st.booleans(), st.booleans()), max_size=6
     ),
@@ -560,19 +563,26 @@ _BOUND = st.none() | st.tuples(st.integers(-1, 41)) | _KEYS
 def test_the_chunked_index_behaves_like_a_sorted_list(
     load: int,
     span: int,
+    buffer: int,
     ops: list[tuple[str, tuple[int, str]]],
     ranges: list[tuple[Any, Any, bool, bool, bool]],
 ) -> None:
+    """Keys added wait in a buffer until a read, a removal or ``buffer`` of them: reads
+    between runs of adds see every key, in order, and the chunks and blocks stay in shape."""
     from sortedcontainers import SortedList
 
     from leadflow.stores.memory.fast.chunks import ChunkedIndex
 
     reference: SortedList[tuple[int, str]] = SortedList()
-    index: ChunkedIndex[tuple[int, str]] = ChunkedIndex(load=load, span=span)
+    index: ChunkedIndex[tuple[int, str]] = ChunkedIndex(load=load, span=span, buffer=buffer)
     for op, key in ops:
         if op == "add":
             reference.add(key)
             index.add(key)
+            assert len(index) == len(reference)
+            continue
+        if op == "read":
+            assert index.ceiling(key) == next(iter(reference.irange(key, None)), None)
         else:
             missing = key not in reference
             if missing:
@@ -590,6 +600,30 @@ def test_the_chunked_index_behaves_like_a_sorted_list(
         if low is not None:
             above = list(reference.irange(low, None))
             assert index.ceiling(low) == (above[0] if above else None)
+    blocks = index._blocks
+    assert all(0 < len(chunk) <= 2 * load for block in blocks for chunk in block)
+    assert all(0 < len(block) <= 2 * span for block in blocks)
+    assert index._chunk_maxes == [tuple(chunk[-1] for chunk in block) for block in blocks]
+    assert index._maxes == [block[-1][-1] for block in blocks]
+
+
+def test_a_long_wait_of_keys_spread_everywhere_goes_in_in_shape() -> None:
+    """One flush of keys that overfill many chunks and many blocks at once."""
+    from leadflow.stores.memory.fast.chunks import ChunkedIndex
+
+    index: ChunkedIndex[int] = ChunkedIndex(load=2, span=2, buffer=10_000)
+    for n in range(0, 400, 2):
+        index.add(n)
+    assert index.first() == 0
+    for n in range(1, 400, 2):
+        index.add(n)
+        index.add(n)
+    assert list(index) == sorted([*range(400), *range(1, 400, 2)])
+    blocks = index._blocks
+    assert len(blocks) > 10
+    assert all(0 < len(chunk) <= 4 for block in blocks for chunk in block)
+    assert all(0 < len(block) <= 4 for block in blocks)
+    assert index._maxes == [block[-1][-1] for block in blocks]
 
 
 def test_a_big_index_adds_almost_nothing_for_the_collector_to_walk() -> None:
@@ -616,6 +650,7 @@ def test_a_full_collection_reads_a_few_pointers_per_thousand_keys_of_an_index() 
         index: ChunkedIndex[tuple[int, str]] = ChunkedIndex()
         for n in range(50_000):
             index.add(((n * 7919) % 50_000, f"id-{n}"))
+        assert index.first() == (0, "id-0")  # the keys still waiting (at most 64) go in
         gc.collect()
         gc.collect()
         walked = sum(len(gc.get_referents(o)) for o in gc.get_objects())
