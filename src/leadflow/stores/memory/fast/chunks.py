@@ -147,7 +147,10 @@ class ChunkedIndex(Generic[K]):
         changed otherwise, and goes into the chunks with them (:meth:`_flush`), at the latest
         when ``buffer`` keys wait: keys that go to one chunk (in a time-ordered index, all of
         them) then rebuild it once, not once each. Every other method puts them in first."""
-        hold_new(key)  # held until the next collection (see the module docstring)
+        new = _NEW  # held until the next collection (see the module docstring)
+        new.append(key)
+        if len(new) > _NEW_LIMIT:
+            new.clear()
         self._len += 1
         if self._buffer == 1:
             self._insert(key)
