@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from leadflow import Event, FollowUpRule, LeadFlow, ManualClock
-from leadflow.errors import InvalidInputError, NotFoundError
+from leadflow.errors import ConflictError, InvalidInputError, NotFoundError
 from leadflow.facts import LeadArrival
 from leadflow.models import Action, Activity
 from leadflow.ports import Storage
@@ -381,6 +381,34 @@ def test_a_claimed_action_handed_over_keeps_its_documents_as_stored(
         store.mark_done(action.action_id, worker="w2", now=T0 + timedelta(minutes=7))
     assert _documents(store.get(action.action_id)) == _AS_STORED
     assert [_documents(a) for a in store.list(limit=5)] == [_AS_STORED]
+
+
+@pytest.mark.parametrize("make", [memory_storage, fast_memory_storage])
+def test_a_claimed_action_handed_over_is_taken_over_once_its_lease_runs_out(
+    make: Callable[[], Storage],
+) -> None:
+    """Kept out of the lease index by the fast store while it runs, a run-now action left
+    unfinished is still found by ``claim_due`` once its lease ran out, and only then, in its
+    own partition and for its own type; on its last attempt it is parked instead."""
+    store = make().scheduled
+    action = _claimed("k1")._evolve(partition=2)
+    last = _claimed("k2")._evolve(attempts=3, max_attempts=3)
+    for claimed in (action, last):
+        assert handed_over(store.schedule, claimed)[1]
+    expired = T0 + timedelta(minutes=5)
+    assert store.claim_due(expired - timedelta(microseconds=1), worker="w2") == []
+    assert store.claim_due(expired, worker="w2", partition=1) == []
+    assert store.claim_due(expired, worker="w2", action_types=["create_activity"]) == []
+    assert store.get(last.action_id).state is ScheduledActionState.CLAIMED
+    assert store.claim_due(expired, worker="w2", partition=0) == []  # on its last attempt
+    assert store.get(last.action_id).state is ScheduledActionState.PARKED
+    [again] = store.claim_due(expired, worker="w2", partition=2)
+    assert (again.action_id, again.lease_owner, again.attempts) == (action.action_id, "w2", 2)
+    assert _documents(again) == _AS_STORED
+    with pytest.raises(ConflictError):
+        store.mark_done(action.action_id, worker="w1", now=expired)
+    store.mark_done(action.action_id, worker="w2", now=expired)
+    assert store.claim_due(expired + timedelta(hours=1), worker="w3") == []
 
 
 @pytest.mark.parametrize("ending", ["\n", " ", "\t\n"])

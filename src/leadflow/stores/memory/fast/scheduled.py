@@ -208,6 +208,7 @@ class FastScheduledActionStore:
             candidates: list[ScheduledAction] = []
             leases = takewhile(lambda key: key[0] <= now, self._ordered(self._leases, partition))
             expired = [*_of_types((self._live[action_id] for _, action_id in leases), types)]
+            expired += _of_types(self._run_now_expired(now, partition), types)
             for action in expired:
                 if action.attempts >= action.max_attempts:
                     self._change(
@@ -461,15 +462,28 @@ class FastScheduledActionStore:
         changes are values this module made (checked times, states, counters). A finished
         action kept as handed over is frozen with its documents as taken; one that stays live
         becomes the store's own copy first."""
-        taken = None
-        if changes.get("state") in FINISHED_STATES:
-            taken = self._taken.pop(action.action_id, None)
-        else:
+        if changes.get("state") not in FINISHED_STATES:
             action = self._own(action)
-        self._drop(action)
+        self._drop(action)  # one kept as handed over: in no index (see _put)
+        taken = self._taken.pop(action.action_id, None)
         changed = action._evolve(**changes)
         self._put(changed, taken)
         return changed
+
+    def _run_now_expired(
+        self, now: datetime, partition: int | None
+    ) -> builtins.list[ScheduledAction]:
+        """The actions kept as handed over (claimed, run now: in no lease index) whose lease
+        ran out by ``now``, in ``partition`` (any without one): a worker that claimed one
+        never finished it. Few: only those a ``handle`` is running, or left unfinished."""
+        live = self._live
+        return [
+            action
+            for action in (live[action_id] for action_id in self._taken)
+            if action.lease_expires_at is not None
+            and action.lease_expires_at <= now
+            and (partition is None or action.partition == partition)
+        ]
 
     def _own(self, action: ScheduledAction) -> ScheduledAction:
         """The live ``action`` as the store's own copy: one kept as the runtime handed it over
@@ -483,6 +497,7 @@ class FastScheduledActionStore:
         if action.action is not None:
             update["action"] = action.action._evolve(params=params)
         own = self._live[action.action_id] = action._evolve(**update)
+        self._index_lease(own)  # an ordinary claim from now on
         return own
 
     def _put(self, action: ScheduledAction, taken: Documents | None = None) -> None:
@@ -501,9 +516,15 @@ class FastScheduledActionStore:
             ):
                 if owner is not None:
                     index.setdefault(owner, set()).add(action_id)
-        elif action.state is _State.CLAIMED:
-            assert action.lease_expires_at is not None
-            self._index(self._leases, action.partition).add((action.lease_expires_at, action_id))
+        elif action.state is _State.CLAIMED and action_id not in self._taken:
+            # One kept as handed over (run now, finished before long) stays out of the lease
+            # index: _run_now_expired finds it if it is left unfinished.
+            self._index_lease(action)
+
+    def _index_lease(self, action: ScheduledAction) -> None:
+        assert action.state is _State.CLAIMED and action.lease_expires_at is not None
+        key = (action.lease_expires_at, action.action_id)
+        self._index(self._leases, action.partition).add(key)
 
     def _drop(self, action: ScheduledAction) -> None:
         """Take the live ``action`` out of every index (it is about to be replaced)."""
@@ -519,6 +540,6 @@ class FastScheduledActionStore:
                     index[owner].discard(action_id)
                     if not index[owner]:
                         del index[owner]
-        elif action.state is _State.CLAIMED:
+        elif action.state is _State.CLAIMED and action_id not in self._taken:
             assert action.lease_expires_at is not None
             self._leases[action.partition].remove((action.lease_expires_at, action_id))
