@@ -67,7 +67,7 @@ def test_an_arrival_takes_the_source_and_owner_from_the_payload() -> None:
             ["leadSource", "source", "assignedTo", "ownerId", "status", "newStatus", "oldStatus"]
         ),
         st.none()
-        | st.integers()
+        | st.integers(-(2**63), 2**63 - 1)
         | st.text(
             st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=140
         )
