@@ -7,10 +7,11 @@ hands over already claimed (it runs it at once, then marks it done) is kept as t
 own object beside a snapshot of its two documents (pickled, as a finished row keeps them):
 finishing it then copies nothing, and the first read or change that keeps it live replaces it
 with a copy made from the snapshot, so the store never shows a document changed after it was
-stored. Finished ones (done, cancelled) are
-kept only as rows of atomic values (:mod:`.finished`: their two documents pickled, the store's
-own values, never bytes from outside), next to their due and finished times: the runtime
-finishes an action for nearly every handled event, and the collector stops walking such rows.
+stored; while it runs it is in no lease index (:meth:`FastScheduledActionStore.claim_due` looks
+at those few apart). Finished ones (done, cancelled) are kept only as rows of atomic values
+(:mod:`.finished`: their two documents pickled, the store's own values, never bytes from
+outside), next to their due and finished times: the runtime finishes an action for nearly
+every handled event, and the collector stops walking such rows.
 :meth:`FastScheduledActionStore.purge_finished` bounds them.
 
 One lock guards everything; every method is atomic, and returned actions are new objects.
@@ -129,7 +130,8 @@ def _check_worker(worker: object) -> str:
 class FastScheduledActionStore:
     """A :class:`~leadflow.ports.ScheduledActionStore` held in process memory.
 
-    Indexes: ``_pending`` (due_at, id) and ``_leases`` (lease_expires_at, id) as
+    Indexes: ``_pending`` (due_at, id) and ``_leases`` (lease_expires_at, id; not the run-now
+    claims kept as handed over, ``_taken``) as
     ``SortedList``s (they hold live actions only, models the collector walks anyway), one of
     each per partition, so :meth:`claim_due` looks only at actions it
     can take (in the partition it was asked for; across all of them, merged in order, when it
