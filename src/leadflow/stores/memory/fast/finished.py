@@ -22,7 +22,6 @@ from __future__ import annotations
 import pickle
 import types
 import typing
-import weakref
 from enum import Enum
 from operator import itemgetter
 from typing import Any, Final
@@ -146,31 +145,11 @@ def freeze(action: ScheduledAction, taken: Documents | None = None) -> Row:
     planned = action.action
     if planned is None:
         return (*values, *_NO_RULE_ACTION)
-    rule_action = _rule_action_row(planned)
-    params = taken[1] if taken is not None else _RULE_ACTION.row(planned)[_AT_PARAMS]
-    return (*values, *rule_action[:_AT_PARAMS], params, *rule_action[_AT_PARAMS + 1 :])
-
-
-_RULE_ACTIONS: Final[dict[int, tuple[weakref.ref[Action], tuple[Any, ...]]]] = {}
-_RULE_ACTIONS_MAX: Final = 1024
-
-
-def _rule_action_row(planned: Action) -> tuple[Any, ...]:
-    """The row's part for ``planned`` (its values, then its delay's; its params left for the
-    caller), kept while the object lives: a rule's actions are objects, frozen, that every
-    finished action of the rule refers to (the params, a dict, are never kept here)."""
-    key = id(planned)
-    kept = _RULE_ACTIONS.get(key)
-    if kept is not None and kept[0]() is planned:
-        return kept[1]
-    values = _RULE_ACTION.row(planned, False)
-    values[_AT_DELAY] = None
-    values[_AT_PARAMS] = None
-    part = (*values, *_DELAY.row(planned.delay))
-    if len(_RULE_ACTIONS) >= _RULE_ACTIONS_MAX:
-        _RULE_ACTIONS.clear()
-    _RULE_ACTIONS[key] = (weakref.ref(planned, lambda _: _RULE_ACTIONS.pop(key, None)), part)
-    return part
+    rule_action = _RULE_ACTION.row(planned, taken is None)
+    rule_action[_AT_DELAY] = None
+    if taken is not None:
+        rule_action[_AT_PARAMS] = taken[1]
+    return (*values, *rule_action, *_DELAY.row(planned.delay))
 
 
 def documents_of(taken: Documents) -> tuple[dict[str, Any], dict[str, Any]]:
