@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from leadflow import (
 )
 from leadflow.access import Operations, Policy
 from leadflow.fields import ensure_utc
+from leadflow.limits import DEFAULT_LIMITS
 from leadflow.rules import validate_rule
 
 from .access_support import (
@@ -125,6 +126,29 @@ def test_datetimes_without_a_utc_twin_are_invalid_input(when: datetime) -> None:
         ManualClock(when)
     with pytest.raises(InvalidInputError):
         _world().flow.storage.activities.pending(when)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    when=st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+    )
+)
+def test_ensure_utc_in_utc_or_not_gives_the_utc_time_within_the_limits(when: datetime) -> None:
+    """Its shortcut for a datetime in UTC already answers as the general path does."""
+    limits = DEFAULT_LIMITS
+    utc = when.astimezone(UTC)
+    for value in (when, utc):
+        if limits.earliest <= utc <= limits.latest:
+            assert ensure_utc(value) == utc and ensure_utc(value).tzinfo is UTC
+        else:
+            with pytest.raises(InvalidInputError):
+                ensure_utc(value)
+    for edge in (limits.earliest, limits.latest):
+        assert ensure_utc(edge) is edge
+    for beyond in (limits.earliest - timedelta(microseconds=1), limits.latest + timedelta(1)):
+        with pytest.raises(InvalidInputError):
+            ensure_utc(beyond)
 
 
 # --------------------------------------------------------------------------- str subclasses

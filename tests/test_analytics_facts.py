@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadflow import Event, LeadFlow, ManualClock, StorageError, default_rules
 from leadflow.facts import facts_of
 from leadflow.ports import Storage
 from leadflow.stores.memory import InMemoryAnalyticsStore, memory_storage
 from leadflow.stores.sql import sql_storage
+
+from .suite import examples
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 PERIOD = (T0 - timedelta(days=1), T0 + timedelta(days=30))
@@ -53,6 +57,36 @@ def test_an_arrival_takes_the_source_and_owner_from_the_payload() -> None:
     )
     assert arrival is not None and (arrival.source, arrival.owner) == ("website", "bob")
     assert change is not None and (change.from_status, change.to_status) == (None, "new")
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    kind=st.sampled_from(["opportunity.created", "opportunity.status_changed"]),
+    values=st.dictionaries(
+        st.sampled_from(
+            ["leadSource", "source", "assignedTo", "ownerId", "status", "newStatus", "oldStatus"]
+        ),
+        st.none()
+        | st.integers(-(2**63), 2**63 - 1)
+        | st.text(
+            st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=140
+        )
+        | st.sampled_from(["a b", " x ", "o1"]),
+    ),
+)
+def test_the_facts_are_built_as_the_models_would_build_them(
+    kind: str, values: dict[str, Any]
+) -> None:
+    """The arrival and the status change are made without pydantic's ``model_construct``:
+    the same values, fields set and field order, and values the models' checks take."""
+    made = facts_of(Event.model_validate(event("e1", kind, opportunityId="o1", **values)))
+    for fact in made[:2]:
+        if fact is None:
+            continue
+        constructed = type(fact).model_construct(**fact.__dict__)
+        assert list(fact.__dict__.items()) == list(constructed.__dict__.items())
+        assert fact.model_fields_set == constructed.model_fields_set
+        assert type(fact).model_validate(fact.model_dump()) == fact
 
 
 def test_values_of_the_wrong_shape_are_left_out() -> None:

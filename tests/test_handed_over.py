@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from leadflow import Event, FollowUpRule, LeadFlow, ManualClock
-from leadflow.errors import InvalidInputError, NotFoundError
+from leadflow.errors import ConflictError, InvalidInputError, NotFoundError
 from leadflow.facts import LeadArrival
 from leadflow.models import Action, Activity
 from leadflow.ports import Storage
@@ -317,6 +317,98 @@ def test_a_memory_store_shares_no_document_with_the_host_after_a_hand_over(
     assert pending.event.payload == {"opportunityId": "o1", "tags": ["a"]}
     [done] = flow.storage.scheduled.list(state=ScheduledActionState.DONE, limit=10)
     assert done.event.payload == {"opportunityId": "o1", "tags": ["a"]}
+
+
+def _claimed(key: str) -> ScheduledAction:
+    """A run-now action as the planner hands it over: stored already claimed by ``w1``."""
+    action = _action(key, {"tags": ["a"], "nested": {"n": 1}})
+    planned = action.action
+    assert planned is not None
+    return action._evolve(
+        action=planned._evolve(params={"template": "t", "extra": {"x": [1]}}),
+        state=ScheduledActionState.CLAIMED,
+        attempts=1,
+        lease_owner="w1",
+        lease_expires_at=T0 + timedelta(minutes=5),
+    )
+
+
+def _change_documents(action: ScheduledAction) -> None:
+    """What a handler could do to the runtime's own objects while the action runs."""
+    action.event.payload["tags"].append("changed")
+    action.event.payload["new"] = 1
+    assert action.action is not None
+    action.action.params["extra"]["x"].append(2)
+
+
+_AS_STORED = ({"tags": ["a"], "nested": {"n": 1}}, {"template": "t", "extra": {"x": [1]}})
+
+
+def _documents(action: ScheduledAction) -> tuple[dict[str, Any], dict[str, Any]]:
+    assert action.action is not None
+    return action.event.payload, action.action.params
+
+
+@pytest.mark.parametrize("make", [memory_storage, fast_memory_storage])
+@pytest.mark.parametrize("then", ["done", "done_many", "failed", "read", "expired"])
+def test_a_claimed_action_handed_over_keeps_its_documents_as_stored(
+    make: Callable[[], Storage], then: str
+) -> None:
+    """The fast store keeps a run-now action as the runtime's object beside a snapshot of its
+    documents: whatever happens to it next (done, failed and retried, read while claimed,
+    taken over after its lease ran out), the store shows the documents as they were stored,
+    as the reference store does with its copy."""
+    store = make().scheduled
+    action = _claimed("k1")
+    assert handed_over(store.schedule, action) == (action, True)  # the runtime's own object
+    _change_documents(action)
+    if then == "done":
+        store.mark_done(action.action_id, worker="w1", now=T0)
+    elif then == "done_many":
+        assert len(store.mark_done_many([action.action_id], worker="w1", now=T0)) == 1
+    elif then == "failed":
+        store.mark_failed(action.action_id, worker="w1", now=T0, error="x", retry_at=T0)
+        [again] = store.claim_due(T0, worker="w2")
+        assert _documents(again) == _AS_STORED
+        _documents(again)[0]["tags"].append("w2's change")  # a claimed copy is the caller's
+    elif then == "read":
+        assert _documents(store.get(action.action_id)) == _AS_STORED
+        assert [_documents(a) for a in store.list(limit=5)] == [_AS_STORED]
+        store.mark_done(action.action_id, worker="w1", now=T0)
+    else:
+        [again] = store.claim_due(T0 + timedelta(minutes=6), worker="w2")
+        assert _documents(again) == _AS_STORED
+        store.mark_done(action.action_id, worker="w2", now=T0 + timedelta(minutes=7))
+    assert _documents(store.get(action.action_id)) == _AS_STORED
+    assert [_documents(a) for a in store.list(limit=5)] == [_AS_STORED]
+
+
+@pytest.mark.parametrize("make", [memory_storage, fast_memory_storage])
+def test_a_claimed_action_handed_over_is_taken_over_once_its_lease_runs_out(
+    make: Callable[[], Storage],
+) -> None:
+    """Kept out of the lease index by the fast store while it runs, a run-now action left
+    unfinished is still found by ``claim_due`` once its lease ran out, and only then, in its
+    own partition and for its own type; on its last attempt it is parked instead."""
+    store = make().scheduled
+    action = _claimed("k1")._evolve(partition=2)
+    last = _claimed("k2")._evolve(attempts=3, max_attempts=3)
+    for claimed in (action, last):
+        assert handed_over(store.schedule, claimed)[1]
+    expired = T0 + timedelta(minutes=5)
+    assert store.claim_due(expired - timedelta(microseconds=1), worker="w2") == []
+    assert store.claim_due(expired, worker="w2", partition=1) == []
+    assert store.claim_due(expired, worker="w2", action_types=["create_activity"]) == []
+    assert store.get(last.action_id).state is ScheduledActionState.CLAIMED
+    assert store.claim_due(expired, worker="w2", partition=0) == []  # on its last attempt
+    assert store.get(last.action_id).state is ScheduledActionState.PARKED
+    [again] = store.claim_due(expired, worker="w2", partition=2)
+    assert (again.action_id, again.lease_owner, again.attempts) == (action.action_id, "w2", 2)
+    assert _documents(again) == _AS_STORED
+    with pytest.raises(ConflictError):
+        store.mark_done(action.action_id, worker="w1", now=expired)
+    store.mark_done(action.action_id, worker="w2", now=expired)
+    assert store.claim_due(expired + timedelta(hours=1), worker="w3") == []
 
 
 @pytest.mark.parametrize("ending", ["\n", " ", "\t\n"])

@@ -38,7 +38,7 @@ from leadflow.stores.memory.fast.activity_rows import (
     activity_from_row_validated,
     row_from_activity,
 )
-from leadflow.stores.memory.fast.finished import freeze, thaw
+from leadflow.stores.memory.fast.finished import documents, freeze, thaw
 from leadflow.testing.contracts import at, make_activity, make_scheduled_action
 
 from .suite import examples
@@ -421,6 +421,7 @@ def test_a_finished_action_round_trips_through_its_row(action: ScheduledAction) 
     assert again.event.payload == action.event.payload
     assert again.action == action.action
     assert _atoms(row), row
+    assert freeze(action, documents(action)) == row  # its documents taken ahead: the same row
 
 
 def _atoms(row: tuple[object, ...]) -> bool:
@@ -551,7 +552,10 @@ _BOUND = st.none() | st.tuples(st.integers(-1, 41)) | _KEYS
 @given(
     load=st.integers(2, 6),
     span=st.integers(2, 4),
-    ops=st.lists(st.tuples(st.sampled_from(["add", "remove"]), _KEYS), max_size=150),
+    buffer=st.integers(1, 40),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["add", "add", "add", "remove", "read"]), _KEYS), max_size=300
+    ),
     ranges=st.lists(
         st.tuples(_BOUND, _BOUND, st.booleans(), st.booleans(), st.booleans()), max_size=6
     ),
@@ -559,19 +563,26 @@ _BOUND = st.none() | st.tuples(st.integers(-1, 41)) | _KEYS
 def test_the_chunked_index_behaves_like_a_sorted_list(
     load: int,
     span: int,
+    buffer: int,
     ops: list[tuple[str, tuple[int, str]]],
     ranges: list[tuple[Any, Any, bool, bool, bool]],
 ) -> None:
+    """Keys added wait in a buffer until a read, a removal or ``buffer`` of them: reads
+    between runs of adds see every key, in order, and the chunks and blocks stay in shape."""
     from sortedcontainers import SortedList
 
     from leadflow.stores.memory.fast.chunks import ChunkedIndex
 
     reference: SortedList[tuple[int, str]] = SortedList()
-    index: ChunkedIndex[tuple[int, str]] = ChunkedIndex(load=load, span=span)
+    index: ChunkedIndex[tuple[int, str]] = ChunkedIndex(load=load, span=span, buffer=buffer)
     for op, key in ops:
         if op == "add":
             reference.add(key)
             index.add(key)
+            assert len(index) == len(reference)
+            continue
+        if op == "read":
+            assert index.ceiling(key) == next(iter(reference.irange(key, None)), None)
         else:
             missing = key not in reference
             if missing:
@@ -589,6 +600,30 @@ def test_the_chunked_index_behaves_like_a_sorted_list(
         if low is not None:
             above = list(reference.irange(low, None))
             assert index.ceiling(low) == (above[0] if above else None)
+    blocks = index._blocks
+    assert all(0 < len(chunk) <= 2 * load for block in blocks for chunk in block)
+    assert all(0 < len(block) <= 2 * span for block in blocks)
+    assert index._chunk_maxes == [tuple(chunk[-1] for chunk in block) for block in blocks]
+    assert index._maxes == [block[-1][-1] for block in blocks]
+
+
+def test_a_long_wait_of_keys_spread_everywhere_goes_in_in_shape() -> None:
+    """One flush of keys that overfill many chunks and many blocks at once."""
+    from leadflow.stores.memory.fast.chunks import ChunkedIndex
+
+    index: ChunkedIndex[int] = ChunkedIndex(load=2, span=2, buffer=10_000)
+    for n in range(0, 400, 2):
+        index.add(n)
+    assert index.first() == 0
+    for n in range(1, 400, 2):
+        index.add(n)
+        index.add(n)
+    assert list(index) == sorted([*range(400), *range(1, 400, 2)])
+    blocks = index._blocks
+    assert len(blocks) > 10
+    assert all(0 < len(chunk) <= 4 for block in blocks for chunk in block)
+    assert all(0 < len(block) <= 4 for block in blocks)
+    assert index._maxes == [block[-1][-1] for block in blocks]
 
 
 def test_a_big_index_adds_almost_nothing_for_the_collector_to_walk() -> None:
@@ -615,6 +650,7 @@ def test_a_full_collection_reads_a_few_pointers_per_thousand_keys_of_an_index() 
         index: ChunkedIndex[tuple[int, str]] = ChunkedIndex()
         for n in range(50_000):
             index.add(((n * 7919) % 50_000, f"id-{n}"))
+        assert index.first() == (0, "id-0")  # the keys still waiting (at most 64) go in
         gc.collect()
         gc.collect()
         walked = sum(len(gc.get_referents(o)) for o in gc.get_objects())
@@ -663,38 +699,83 @@ def test_one_young_collection_untracks_new_activities_and_the_chunks_holding_the
 @given(
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["put", "pop", "get"]),
-            st.sampled_from(["", "a", "b", "ab", "b\x00", "z"]),
+            st.sampled_from(["put", "put", "pop", "get"]),
+            st.sampled_from(["", "a", "b", "ab", "b\x00", "z", *(f"k{n}" for n in range(150))]),
             st.integers(0, 9) | st.none(),
         ),
-        max_size=80,
+        max_size=400,
     )
 )
-def test_the_chunked_rows_behave_like_a_dict_of_rows_by_their_first_value(
+def test_the_slot_rows_behave_like_a_dict_of_rows_by_their_first_value(
     ops: list[tuple[str, str, int | None]],
 ) -> None:
-    from leadflow.stores.memory.fast.chunks import ChunkedRows
+    """Enough keys for full chunks, replacements in them and repacking after removals."""
+    from leadflow.stores.memory.fast.slots import SlotRows
 
     reference: dict[str, tuple[str, int | None]] = {}
-    chunked: ChunkedRows[tuple[str, int | None]] = ChunkedRows()
+    rows: SlotRows[tuple[str, int | None]] = SlotRows()
     for op, key, value in ops:
         if op == "put":
             reference[key] = (key, value)
-            chunked.put((key, value))  # a row of the same key, None or not, replaced
+            rows.put((key, value))  # a row of the same key, None or not, replaced
         elif op == "pop":
             if key in reference:
-                assert chunked.pop(key) == reference.pop(key)
+                assert rows.pop(key) == reference.pop(key)
             else:
                 with pytest.raises(KeyError):
-                    chunked.pop(key)
+                    rows.pop(key)
         else:
-            assert chunked.get(key) == reference.get(key)
-            assert (key in chunked) == (key in reference)
+            assert rows.get(key) == reference.get(key)
+            assert (key in rows) == (key in reference)
             if key not in reference:
                 with pytest.raises(KeyError):
-                    chunked[key]
-        assert len(chunked) == len(reference)
-        assert list(chunked.items()) == sorted(reference.items())
+                    rows[key]
+            else:
+                assert rows[key] == reference[key]
+        assert len(rows) == len(reference)
+    assert sorted(rows.items()) == sorted(reference.items())
+    assert 1 not in rows
+
+
+def test_slot_rows_pack_their_slots_once_most_are_free() -> None:
+    from leadflow.stores.memory.fast.slots import SlotRows
+
+    rows: SlotRows[tuple[str, int]] = SlotRows()
+    for n in range(1000):
+        rows.put((f"k{n}", n))
+    for n in range(0, 1000, 4):
+        rows.put((f"k{n}", -n))  # replaced in place, in full chunks and the filling one
+    for n in range(900):
+        del rows[f"k{n}"]
+    assert rows._used < 300  # packed: not every slot ever handed out
+    assert dict(rows.items()) == {
+        f"k{n}": (f"k{n}", -n if n % 4 == 0 else n) for n in range(900, 1000)
+    }
+
+
+def test_a_big_slot_map_adds_almost_nothing_for_the_collector_to_walk() -> None:
+    """Its dict holds strings and integers (never tracked), its chunks untracked tuples."""
+    from enum import StrEnum
+
+    from leadflow.stores.memory.fast.slots import SlotRows
+
+    class Key(StrEnum):
+        A = "enum-key"
+
+    def build() -> object:
+        rows: SlotRows[tuple[str, int]] = SlotRows()
+        rows.put((Key.A, 0))  # a str subclass: kept as a plain str in the dict
+        for n in range(20_000):
+            rows.put((f"id-{n}", n))
+        return rows
+
+    assert _tracked_after(build) < 20_000 / 100
+    built = build()
+    assert isinstance(built, SlotRows)
+    assert not gc.is_tracked(built._slots)  # never walked, however many ids it holds
+    rows = SlotRows[tuple[str, int]]()
+    rows.put((Key.A, 1))
+    assert rows["enum-key"] == (Key.A, 1) and "enum-key" in rows
 
 
 def test_recorded_arrivals_and_changes_are_invisible_to_the_garbage_collector() -> None:

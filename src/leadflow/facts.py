@@ -141,12 +141,15 @@ def facts_of(event: Event) -> Facts:
     if opportunity is None or not ID_RE.match(opportunity):
         return _NONE
     if event.type == "opportunity.created":
-        arrival = LeadArrival.model_construct(
-            event_id=event.id,
-            opportunity_id=opportunity,
-            arrived_at=event.time,
-            source=_label(event.get("leadSource", "lead_source", "source")),
-            owner=_id(event.get("assignedTo", "assigned_to", "ownerId", "owner_id")),
+        arrival = rebuilt(
+            LeadArrival,
+            {
+                "event_id": event.id,
+                "opportunity_id": opportunity,
+                "arrived_at": event.time,
+                "source": _label(event.get("leadSource", "lead_source", "source")),
+                "owner": _id(event.get("assignedTo", "assigned_to", "ownerId", "owner_id")),
+            },
         )
         status = _label(event.get("status", "newStatus"))
         change = None if status is None else _change(event, opportunity, None, status)
@@ -163,12 +166,15 @@ def facts_of(event: Event) -> Facts:
 
 
 def _change(event: Event, opportunity: str, previous: str | None, status: str) -> StatusChange:
-    return StatusChange.model_construct(
-        event_id=event.id,
-        opportunity_id=opportunity,
-        changed_at=event.time,
-        from_status=previous,
-        to_status=status,
+    return rebuilt(
+        StatusChange,
+        {
+            "event_id": event.id,
+            "opportunity_id": opportunity,
+            "changed_at": event.time,
+            "from_status": previous,
+            "to_status": status,
+        },
     )
 
 

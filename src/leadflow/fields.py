@@ -233,6 +233,13 @@ def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
     """Return ``value`` converted to UTC; reject naive datetimes, which are ambiguous, and
     those outside ``[DEFAULT_LIMITS.earliest, DEFAULT_LIMITS.latest]`` (what every model and
     backend holds: a store given a later ``now`` would write a record no read could load)."""
+    limits = _limits.DEFAULT_LIMITS
+    if (  # in UTC already, within the limits: the usual case
+        type(value) is datetime
+        and value.tzinfo is UTC
+        and limits.earliest <= value <= limits.latest
+    ):
+        return value
     if not isinstance(value, datetime):
         raise InvalidInputError(f"expected a datetime, got {type(value).__name__}", field=field)
     if value.tzinfo is None or value.utcoffset() is None:
@@ -243,7 +250,6 @@ def ensure_utc(value: datetime, field: str = "datetime") -> datetime:
         utc = value.astimezone(UTC)
     except OverflowError:  # within hours of the calendar's ends: no UTC datetime exists
         raise InvalidInputError("datetime out of range", field=field) from None
-    limits = _limits.DEFAULT_LIMITS
     if not limits.earliest <= utc <= limits.latest:
         raise InvalidInputError(
             f"must be between {limits.earliest.isoformat()} and {limits.latest.isoformat()}",

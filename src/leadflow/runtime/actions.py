@@ -211,7 +211,7 @@ class HandlerRegistry:
         frozen = spec.params is not None and spec.params.model_config.get("frozen", False)
         slot = (key, spec.action_type)
         cached = self._parsed.get(slot) if frozen else None
-        if cached is not None and cached[0] == action:
+        if cached is not None and (cached[0] is action or cached[0] == action):
             return cached[1]
         params = spec.parse(action)
         if frozen:

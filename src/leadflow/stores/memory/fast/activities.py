@@ -1,7 +1,7 @@
 """The in-memory :class:`~leadflow.ports.ActivityRepository`: the reference implementation.
 
 Activities are kept as rows (plain tuples, see :mod:`.activity_rows`) by id (a
-:class:`~.chunks.ChunkedRows`), and every query is answered from an ordered index (a
+:class:`~.slots.SlotRows`), and every query is answered from an ordered index (a
 :class:`~.chunks.ChunkedIndex` of key tuples ending with the activity id) so it costs about the
 rows it returns, not the size of the store. This module keeps the indexes; which index answers
 a filter (the query plans) is in :mod:`.activity_queries`, a mixin of the repository.
@@ -74,7 +74,8 @@ from .activity_rows import (
     timeline_key,
     when,
 )
-from .chunks import ChunkedIndex, ChunkedRows
+from .chunks import ChunkedIndex
+from .slots import SlotRows
 
 __all__ = ["FastActivityRepository"]
 
@@ -119,7 +120,7 @@ class FastActivityRepository(ActivityQueryPlans):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: ChunkedRows[Row] = ChunkedRows()  # by id, the rows' first value
+        self._rows: SlotRows[Row] = SlotRows()  # by id, the rows' first value
         self._open_keys: dict[str, str] = {}
         self._created: Index = ChunkedIndex()
         self._by_assignee: Index = ChunkedIndex()

@@ -31,7 +31,17 @@ from pydantic import BaseModel
 from ....models import Action, Delay, Event
 from ....records import ScheduledAction
 
-__all__ = ["DUE_AT", "KEY", "STATE", "Row", "freeze", "thaw"]
+__all__ = [
+    "DUE_AT",
+    "KEY",
+    "STATE",
+    "Documents",
+    "Row",
+    "documents",
+    "documents_of",
+    "freeze",
+    "thaw",
+]
 
 Row = tuple[Any, ...]
 """A finished action's fields (see the module docstring)."""
@@ -62,12 +72,16 @@ class _Shape:
         self.enums = _enum_positions(model)
         self.documents = tuple(names.index(name) for name in documents)
 
-    def row(self, instance: BaseModel) -> list[Any]:
+    def row(self, instance: BaseModel, pickled: bool = True) -> list[Any]:
+        """``instance``'s values in a row's form; its documents as they are, or (not
+        ``pickled``) left for the caller to fill in."""
         values = list(self.values(instance.__dict__))
         for position in self.enums:
             value = values[position]
             if value is not None:
                 values[position] = value.value
+        if not pickled:
+            return values
         for position in self.documents:
             document = values[position]
             values[position] = pickle.dumps(document, _PROTOCOL) if document else None
@@ -88,6 +102,8 @@ _DELAY: Final = _Shape(Delay)
 _AT_EVENT: Final = _ACTION.names.index("event")
 _AT_ACTION: Final = _ACTION.names.index("action")
 _AT_DELAY: Final = _RULE_ACTION.names.index("delay")
+_AT_PAYLOAD: Final = _EVENT.names.index("payload")
+_AT_PARAMS: Final = _RULE_ACTION.names.index("params")
 # The row's layout: the action's fields, then its event's, then its rule action's (delay in
 # place), then the delay's; one flat tuple, so one pass of the collector untracks it.
 _EVENT_AT: Final = len(_ACTION.names)
@@ -103,17 +119,46 @@ STATE: Final = _ACTION.names.index("state")
 KEY: Final = _ACTION.names.index("idempotency_key")
 
 
-def freeze(action: ScheduledAction) -> Row:
-    """``action`` as a row (see the module docstring)."""
+Documents = tuple[bytes | None, bytes | None]
+"""An action's two documents as a row keeps them: its event's payload and its rule action's
+params, each pickled (None when empty or absent)."""
+
+
+def documents(action: ScheduledAction) -> Documents:
+    """``action``'s documents as :func:`freeze` would keep them now: a snapshot of them."""
+    payload, planned = action.event.payload, action.action
+    params = None if planned is None else planned.params
+    return (
+        pickle.dumps(payload, _PROTOCOL) if payload else None,
+        pickle.dumps(params, _PROTOCOL) if params else None,
+    )
+
+
+def freeze(action: ScheduledAction, taken: Documents | None = None) -> Row:
+    """``action`` as a row (see the module docstring); with ``taken``, its documents as
+    :func:`documents` took them earlier instead of as they are now."""
     values = _ACTION.row(action)
     values[_AT_EVENT] = values[_AT_ACTION] = None  # kept after the action's own fields
-    values += _EVENT.row(action.event)
+    values += _EVENT.row(action.event, taken is None)
+    if taken is not None:
+        values[_EVENT_AT + _AT_PAYLOAD] = taken[0]
     planned = action.action
     if planned is None:
         return (*values, *_NO_RULE_ACTION)
-    rule_action = _RULE_ACTION.row(planned)
+    rule_action = _RULE_ACTION.row(planned, taken is None)
     rule_action[_AT_DELAY] = None
+    if taken is not None:
+        rule_action[_AT_PARAMS] = taken[1]
     return (*values, *rule_action, *_DELAY.row(planned.delay))
+
+
+def documents_of(taken: Documents) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The documents ``taken`` holds, as new dicts (the payload, the params)."""
+    payload, params = taken
+    return (
+        {} if payload is None else pickle.loads(payload),
+        {} if params is None else pickle.loads(params),
+    )
 
 
 def thaw(row: Row) -> ScheduledAction:

@@ -2,10 +2,16 @@
 
 Actions that may still run (pending, claimed, parked) are kept as private
 :class:`~leadflow.records.ScheduledAction` copies and changed by storing a new copy (made
-unchecked, with values this module made), never in place. Finished ones (done, cancelled) are
-kept only as rows of atomic values (:mod:`.finished`: their two documents pickled, the store's
-own values, never bytes from outside), next to their due and finished times: the runtime
-finishes an action for nearly every handled event, and the collector stops walking such rows.
+unchecked, with values this module made), never in place. One exception: an action the runtime
+hands over already claimed (it runs it at once, then marks it done) is kept as the runtime's
+own object beside a snapshot of its two documents (pickled, as a finished row keeps them):
+finishing it then copies nothing, and the first read or change that keeps it live replaces it
+with a copy made from the snapshot, so the store never shows a document changed after it was
+stored; while it runs it is in no lease index (:meth:`FastScheduledActionStore.claim_due` looks
+at those few apart). Finished ones (done, cancelled) are kept only as rows of atomic values
+(:mod:`.finished`: their two documents pickled, the store's own values, never bytes from
+outside), next to their due and finished times: the runtime finishes an action for nearly
+every handled event, and the collector stops walking such rows.
 :meth:`FastScheduledActionStore.purge_finished` bounds them.
 
 One lock guards everything; every method is atomic, and returned actions are new objects.
@@ -44,8 +50,19 @@ from ...checks import (
     is_handed_over,
     lease_end,
 )
-from .chunks import ChunkedIndex, ChunkedRows
-from .finished import DUE_AT, KEY, STATE, Row, freeze, thaw
+from .chunks import ChunkedIndex
+from .finished import (
+    DUE_AT,
+    KEY,
+    STATE,
+    Documents,
+    Row,
+    documents,
+    documents_of,
+    freeze,
+    thaw,
+)
+from .slots import SlotRows
 
 __all__ = ["FastScheduledActionStore"]
 
@@ -113,7 +130,8 @@ def _check_worker(worker: object) -> str:
 class FastScheduledActionStore:
     """A :class:`~leadflow.ports.ScheduledActionStore` held in process memory.
 
-    Indexes: ``_pending`` (due_at, id) and ``_leases`` (lease_expires_at, id) as
+    Indexes: ``_pending`` (due_at, id) and ``_leases`` (lease_expires_at, id; not the run-now
+    claims kept as handed over, ``_taken``) as
     ``SortedList``s (they hold live actions only, models the collector walks anyway), one of
     each per partition, so :meth:`claim_due` looks only at actions it
     can take (in the partition it was asked for; across all of them, merged in order, when it
@@ -125,7 +143,10 @@ class FastScheduledActionStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: dict[str, ScheduledAction] = {}
-        self._finished: ChunkedRows[_Finished] = ChunkedRows()  # by id, a row's first value
+        # Live actions kept as the runtime handed them over (claimed, run now): their
+        # documents as they were taken when stored (see schedule and _own).
+        self._taken: dict[str, Documents] = {}
+        self._finished: SlotRows[_Finished] = SlotRows()  # by id, a row's first value
         self._by_key: dict[str, str] = {}
         self._pending: dict[int, SortedList[_Key]] = {}
         self._leases: dict[int, SortedList[_Key]] = {}
@@ -139,7 +160,13 @@ class FastScheduledActionStore:
     # ------------------------------------------------------------------ port
 
     def schedule(self, action: ScheduledAction) -> tuple[ScheduledAction, bool]:
-        checked = _checked(action)
+        taken: Documents | None = None
+        if is_handed_over(action) and action.state is _State.CLAIMED:
+            # The runtime's own action, run now: kept as it is, its documents taken as they
+            # are (the snapshot a copy would be; see _own), so that finishing it copies nothing.
+            checked, taken = action, documents(action)
+        else:
+            checked = _checked(action)
         with self._lock:
             existing = self._by_key.get(checked.idempotency_key)
             if existing is not None:
@@ -149,6 +176,8 @@ class FastScheduledActionStore:
                     f"action {checked.action_id!r} already exists with another idempotency key"
                 )
             self._by_key[checked.idempotency_key] = checked.action_id
+            if taken is not None:
+                self._taken[checked.action_id] = taken
             self._put(checked)
         if is_handed_over(action):
             # The store keeps its own copy; the runtime's object, equal to it, is its own.
@@ -181,6 +210,7 @@ class FastScheduledActionStore:
             candidates: list[ScheduledAction] = []
             leases = takewhile(lambda key: key[0] <= now, self._ordered(self._leases, partition))
             expired = [*_of_types((self._live[action_id] for _, action_id in leases), types)]
+            expired += _of_types(self._run_now_expired(now, partition), types)
             for action in expired:
                 if action.attempts >= action.max_attempts:
                     self._change(
@@ -405,7 +435,7 @@ class FastScheduledActionStore:
     def _get(self, action_id: str) -> ScheduledAction:
         live = self._live.get(action_id)
         if live is not None:
-            return _copy(live)
+            return _copy(self._own(live))
         finished = self._finished.get(action_id)
         if finished is None:
             raise NotFoundError(f"no scheduled action {action_id!r}")
@@ -431,16 +461,51 @@ class FastScheduledActionStore:
 
     def _change(self, action: ScheduledAction, **changes: Any) -> ScheduledAction:
         """Store a changed copy of the live ``action``, keeping the indexes in step. The
-        changes are values this module made (checked times, states, counters)."""
-        self._drop(action)
+        changes are values this module made (checked times, states, counters). A finished
+        action kept as handed over is frozen with its documents as taken; one that stays live
+        becomes the store's own copy first."""
+        if changes.get("state") not in FINISHED_STATES:
+            action = self._own(action)
+        self._drop(action)  # one kept as handed over: in no index (see _put)
+        taken = self._taken.pop(action.action_id, None)
         changed = action._evolve(**changes)
-        self._put(changed)
+        self._put(changed, taken)
         return changed
 
-    def _put(self, action: ScheduledAction) -> None:
+    def _run_now_expired(
+        self, now: datetime, partition: int | None
+    ) -> builtins.list[ScheduledAction]:
+        """The actions kept as handed over (claimed, run now: in no lease index) whose lease
+        ran out by ``now``, in ``partition`` (any without one): a worker that claimed one
+        never finished it. Few: only those a ``handle`` is running, or left unfinished."""
+        live = self._live
+        return [
+            action
+            for action in (live[action_id] for action_id in self._taken)
+            if action.lease_expires_at is not None
+            and action.lease_expires_at <= now
+            and (partition is None or action.partition == partition)
+        ]
+
+    def _own(self, action: ScheduledAction) -> ScheduledAction:
+        """The live ``action`` as the store's own copy: one kept as the runtime handed it over
+        (see :meth:`schedule`) is replaced by a copy with its documents as they were taken
+        (what the runtime's object holds now may have changed since)."""
+        taken = self._taken.pop(action.action_id, None)
+        if taken is None:
+            return action
+        payload, params = documents_of(taken)
+        update: dict[str, Any] = {"event": action.event._evolve(payload=payload)}
+        if action.action is not None:
+            update["action"] = action.action._evolve(params=params)
+        own = self._live[action.action_id] = action._evolve(**update)
+        self._index_lease(own)  # an ordinary claim from now on
+        return own
+
+    def _put(self, action: ScheduledAction, taken: Documents | None = None) -> None:
         action_id = action.action_id
         if action.state in FINISHED_STATES:
-            self._finished.put(freeze(action))
+            self._finished.put(freeze(action, taken))
             finished_at = action.finished_at or action.updated_at or action.created_at
             self._by_finish.add((finished_at, action_id))
             return
@@ -453,9 +518,15 @@ class FastScheduledActionStore:
             ):
                 if owner is not None:
                     index.setdefault(owner, set()).add(action_id)
-        elif action.state is _State.CLAIMED:
-            assert action.lease_expires_at is not None
-            self._index(self._leases, action.partition).add((action.lease_expires_at, action_id))
+        elif action.state is _State.CLAIMED and action_id not in self._taken:
+            # One kept as handed over (run now, finished before long) stays out of the lease
+            # index: _run_now_expired finds it if it is left unfinished.
+            self._index_lease(action)
+
+    def _index_lease(self, action: ScheduledAction) -> None:
+        assert action.state is _State.CLAIMED and action.lease_expires_at is not None
+        key = (action.lease_expires_at, action.action_id)
+        self._index(self._leases, action.partition).add(key)
 
     def _drop(self, action: ScheduledAction) -> None:
         """Take the live ``action`` out of every index (it is about to be replaced)."""
@@ -471,6 +542,6 @@ class FastScheduledActionStore:
                     index[owner].discard(action_id)
                     if not index[owner]:
                         del index[owner]
-        elif action.state is _State.CLAIMED:
+        elif action.state is _State.CLAIMED and action_id not in self._taken:
             assert action.lease_expires_at is not None
             self._leases[action.partition].remove((action.lease_expires_at, action_id))
