@@ -53,11 +53,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from ...clock import ensure_utc
 from ...errors import StorageError
 from ...ports.units import DeferredWriteError
 from . import later
-from .types import Document, UtcDateTime, document_text, micros
+from .types import Document, UtcDateTime, document_text, micros, utc_value
 
 __all__ = [
     "DriverStatement",
@@ -83,11 +82,11 @@ def _document(value: Any) -> Any:
 
 
 def _utc(value: Any) -> Any:
-    return None if value is None else ensure_utc(value)
+    return None if value is None else utc_value(value)
 
 
 def _utc_micros(value: Any) -> Any:
-    return None if value is None else micros(ensure_utc(value))
+    return None if value is None else micros(utc_value(value))
 
 
 def _encoder(type_: Any, dialect: Dialect) -> Encoder | None:
