@@ -165,7 +165,8 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
                 for table, row in single:
                     self._direct[table.name].run(connection, row)
             return
-        with self._db.write() as connection:
+        # ``beside``: the facts' tables only (a batch's actions held on SQLite wait).
+        with self._db.write(beside=True) as connection:
             for table, values in rows:
                 if not values:
                     continue

@@ -177,7 +177,7 @@ class SqlScheduledActionStore:
             for fresh, action in zip(first, actions, strict=True)
         ]
 
-    def _add_unheld(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    def _add_unheld(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
         """SQLite, in the write transaction (its lock held: nothing else writes in between):
         the keys and ids of ``rows`` (distinct) already stored, read in one statement, then
         the other rows inserted with one ``executemany`` of the one-row ``INSERT`` (no
@@ -193,7 +193,9 @@ class SqlScheduledActionStore:
         )
         keys, ids = {key for key, _ in held}, {action_id for _, action_id in held}
         new = [r for r in rows if r["idempotency_key"] not in keys and r["action_id"] not in ids]
-        if new:
+        # In a unit of work the rows are held (.held): they go in before anything reads them,
+        # in the state the unit leaves them in (a run-now action acknowledged: done).
+        if new and not self._db.hold(self._w.add_plain, new, "action_id"):
             self._w.add_plain.run_many(connection, new)
         return {row["idempotency_key"] for row in new}
 
@@ -334,10 +336,11 @@ class SqlScheduledActionStore:
         return [action_id for action_id in ids if action_id in done]
 
     def _done_waiting(self, ids: Sequence[str], worker: str, now: datetime) -> bool:
-        """In a deferred unit (PostgreSQL): when every one of ``ids`` is an action this unit
-        inserted claimed by ``worker`` and whose ``INSERT`` still waits (:mod:`.later`), mark
-        them done in that ``INSERT``'s rows (no other worker can see them, so no lease can
-        have been lost): True. Else nothing is changed: False."""
+        """In a deferred unit (PostgreSQL) or a unit holding rows (SQLite): when every one of
+        ``ids`` is an action this unit inserted claimed by ``worker`` and whose ``INSERT``
+        still waits (:mod:`.later`, :mod:`.held`), mark them done in that ``INSERT``'s rows
+        (no other worker can see them, so no lease can have been lost): True. Else nothing
+        is changed: False."""
         found: dict[str, dict[str, Any]] = {}
         for waiting in self._db.waiting():
             if waiting.rows is not None:

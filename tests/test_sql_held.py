@@ -1,0 +1,208 @@
+"""SQLite: a ``handle_many`` chunk's actions held until something could read them
+(``leadflow.stores.sql.held``), so the acknowledged ones go in done, without an ``UPDATE``.
+
+Held to the slow path: the stored rows (every column of every action, every activity) and the
+results are those of ``handle`` one event at a time (which holds nothing), with duplicates in
+and across batches, a handler that fails (its action retried: a store call on a held row),
+actions due later, and a batch overlapping earlier events; a unit's reads see its held rows, a
+rolled-back unit writes none of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
+from sqlalchemy import event, select
+
+from leadflow import FlowSettings, HandleResult, HandlerRegistry
+from leadflow.runtime.context import ActionContext
+from leadflow.stores.sql import SqlStorage
+from leadflow.testing.contracts import make_scheduled_action
+
+from .helpers import T0
+from .service_support import build_flow, rule
+from .sql_support import fresh_storage, kind_params
+
+RULES = [
+    rule(
+        "call",
+        "opportunity.created",
+        [
+            {"actionType": "create_activity", "subject": "Call", "assignTo": "lead_owner"},
+            {"actionType": "send_notification", "template": "new"},
+            {"actionType": "flaky", "params": {}},
+        ],
+        allowDuplicates=True,
+    ),
+    rule(
+        "later",
+        "opportunity.created",
+        [{"actionType": "send_email", "template": "hello", "delay": 1440}],
+    ),
+]
+
+
+def _flaky(ctx: ActionContext[Any]) -> str:
+    """Fails on opp-2's events (the action is then retried: a store call on its row)."""
+    if ctx.opportunity_id() == "opp-2":
+        raise RuntimeError("flaky failed")
+    return "fine"
+
+
+def _created(event_id: str, opportunity: str) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "eventType": "opportunity.created",
+        "occurredAt": T0.isoformat(),
+        "payload": {"opportunityId": opportunity},
+    }
+
+
+def _flow(storage: SqlStorage) -> Any:
+    handlers = HandlerRegistry.default()
+    handlers.register("flaky", _flaky)
+    settings = FlowSettings(worker_id="w1")  # the same leases on both stores
+    return build_flow(storage=storage, rules=RULES, handlers=handlers, settings=settings)
+
+
+def _rows(storage: SqlStorage) -> list[Any]:
+    tables = storage.database.tables
+    with storage.database.engine.connect() as connection:
+        actions = connection.execute(
+            select(tables.scheduled).order_by(tables.scheduled.c.action_id)
+        ).all()
+        activities = connection.execute(
+            select(tables.activities).order_by(tables.activities.c.activity_id)
+        ).all()
+    return [tuple(row) for row in actions] + [tuple(row) for row in activities]
+
+
+def _answers(results: list[Any]) -> list[Any]:
+    out = []
+    for r in results:
+        if not isinstance(r, HandleResult):
+            out.append(type(r).__name__)
+            continue
+        runs = [(run.ok, run.note, run.state) for run in r.executed]
+        out.append((runs, sorted(r.duplicates), len(r.scheduled), len(r.all_errors())))
+    return out
+
+
+def _updates(storage: SqlStorage) -> Any:
+    """From now on, the ``UPDATE``s of the actions' table: a function that counts them."""
+    table = storage.database.tables.scheduled.name
+    found: list[str] = []
+
+    def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if " ".join(sql.split()).startswith(f"UPDATE {table}"):
+            found.append(sql)
+
+    event.listen(storage.database.engine, "before_cursor_execute", statement)
+    return lambda: len(found)
+
+
+@pytest.fixture(params=kind_params())
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _storages(kind: str, tmp_path: Path) -> Iterator[tuple[SqlStorage, SqlStorage]]:
+    (tmp_path / "many").mkdir()
+    (tmp_path / "one").mkdir()
+    with (
+        fresh_storage(kind, tmp_path / "many") as many,
+        fresh_storage(kind, tmp_path / "one") as one,
+    ):
+        yield many, one
+
+
+def test_handle_many_stores_what_handle_stores(kind: str, tmp_path: Path) -> None:
+    """Every column of every stored action and activity, and every result, as ``handle``
+    gives one event at a time: a first batch with an event repeated in it, then a batch
+    overlapping it and events handled before it."""
+    first = [_created(f"e{n}", f"opp-{n % 4 + 1}") for n in range(12)]
+    first[9] = first[4]  # repeated within the batch
+    earlier = [_created("e20", "opp-3"), _created("e21", "opp-1")]
+    second = [*first[6:], *earlier, _created("e22", "opp-2"), _created("e23", "opp-4")]
+    for many, one in _storages(kind, tmp_path):
+        batched, single = _flow(many), _flow(one)
+        got = _answers(batched.handle_many(first))
+        want = _answers([single.handle(e) for e in first])
+        assert got == want
+        for e in earlier:
+            batched.handle(e)
+            single.handle(e)
+        assert _answers(batched.handle_many(second)) == _answers([single.handle(e) for e in second])
+        # No failure in the third: on SQLite its actions go in done (checked below).
+        third = [_created(f"e{n}", ("opp-1", "opp-3", "opp-4")[n % 3]) for n in range(30, 42)]
+        updates = _updates(many)
+        assert _answers(batched.handle_many(third)) == _answers([single.handle(e) for e in third])
+        if kind != "postgres":
+            assert updates() == 0
+        assert _rows(many) == _rows(one)
+        states = {a.state.value for a in many.scheduled.list(limit=500)}
+        assert states == {"done", "pending"}  # done, retried (pending), due later
+
+
+def test_a_batch_on_sqlite_inserts_its_actions_done(tmp_path: Path) -> None:
+    """The chunk's actions are inserted once, the acknowledged ones already done: no
+    ``UPDATE`` of the actions' table when every run-now action succeeds (the flow warmed
+    first: loading the sequences reads in the unit, which sends the held rows first)."""
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        flow = _flow(storage)
+        flow.handle_many([_created(f"w{n}", "opp-3") for n in range(10)])
+        seen: list[str] = []
+
+        def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+            seen.append(" ".join(sql.split()))
+
+        event.listen(storage.database.engine, "before_cursor_execute", statement)
+        try:
+            flow.handle_many([_created(f"e{n}", "opp-1") for n in range(10)])
+        finally:
+            event.remove(storage.database.engine, "before_cursor_execute", statement)
+        table = storage.database.tables.scheduled.name
+        assert sum(s.startswith(f"INSERT INTO {table}") for s in seen) == 1
+        assert not [s for s in seen if s.startswith(f"UPDATE {table}")]
+        mine = [a for a in storage.scheduled.list(limit=100) if a.opportunity_id == "opp-1"]
+        states = sorted(a.state.value for a in mine)
+        assert states == ["done"] * 30 + ["pending"] * 10
+
+
+def _actions(n: int, tag: str) -> list[Any]:
+    return [
+        make_scheduled_action(
+            f"{tag}-key-{i}",
+            action_id=f"{tag}-{i}",
+            state="claimed",
+            lease_owner="w1",
+            lease_expires_at=T0,
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_unit_reads_its_held_rows_and_a_rollback_drops_them(kind: str, tmp_path: Path) -> None:
+    """Inside a unit the rows a batch holds are read back (a read sends them first), an
+    acknowledgement of held and sent rows together marks both, and a unit that fails
+    writes none of them."""
+    with fresh_storage(kind, tmp_path) as storage:
+        store = storage.scheduled
+        with storage.unit_of_work():
+            assert store.schedule_many(_actions(10, "a")) == [True] * 10
+            assert store.get("a-3").action_id == "a-3"  # read: sent first
+            assert store.schedule_many(_actions(10, "b")) == [True] * 10
+            ids = ["a-1", "b-2", "b-5"]
+            assert store.mark_done_ids(ids, worker="w1", now=T0) == ids
+        assert store.get("b-5").state.value == "done" and store.get("a-2").state.value == "claimed"
+        with pytest.raises(RuntimeError), storage.unit_of_work():
+            store.schedule_many(_actions(10, "c"))
+            raise RuntimeError("the unit fails")
+        with storage.unit_of_work():  # on the same connection: nothing of the failed unit
+            store.schedule_many(_actions(10, "d"))
+        assert not [a for a in store.list(limit=100) if a.action_id.startswith("c-")]
+        assert len(store.list(limit=100)) == 30
