@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, Final, cast
 
@@ -159,13 +160,44 @@ class DriverStatement:
             connection, self.sql, self.parameters(values), returns=self.returns, carry=carry
         )
 
+    def parameters_many(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """:meth:`parameters` of each of ``rows``; a document several rows hold (the same
+        object: an event's, in each of its actions' rows) is encoded once."""
+        encode = _documents_once()
+        free = [(p, n, encode if e is _document else e) for p, n, e in self._free]
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            parameters = list(self._template)
+            for position, name, encoder in free:
+                value = row[name]
+                parameters[position] = value if encoder is None or value is None else encoder(value)
+            out.append(tuple(parameters))
+        return out
+
     def run_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per row of ``rows`` with the driver's ``executemany`` (one call: sqlite3
         steps the one prepared statement through the rows). A statement with ``RETURNING``
         is refused: ``executemany`` returns no rows."""
         if self.returns:
             raise ValueError("executemany returns no rows: a statement without RETURNING")
-        execute(connection, self.sql, [self.parameters(row) for row in rows], many=True)
+        execute(connection, self.sql, self.parameters_many(rows), many=True)
+
+
+def _documents_once() -> Encoder:
+    """:func:`_document` for the rows of one statement: a document object met again (the
+    same object: each is kept with its text, so no other can take its ``id``) gets the text
+    made for it."""
+    texts: dict[int, tuple[Any, str]] = {}
+
+    def encode(value: Any) -> Any:
+        known = texts.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        text = document_text(value)
+        texts[id(value)] = (value, text)
+        return text
+
+    return encode
 
 
 def execute(
@@ -363,11 +395,14 @@ class UnnestInsert:
     ) -> list[tuple[Any, ...]]:
         """Insert ``rows`` (each with every column); the ``RETURNING`` rows."""
         parameters = []
+        once = _documents_once()  # an event's document, held by each of its actions' rows
         for name, encoder in zip(self._columns, self._encoders, strict=True):
+            column = list(map(itemgetter(name), rows))
+            if encoder is _document:
+                encoder = once
             if encoder is None:
-                parameters.append([row[name] for row in rows])
+                parameters.append(column)
             else:
-                column = [row[name] for row in rows]
                 parameters.append([None if v is None else encoder(v) for v in column])
         return execute(connection, self.sql, tuple(parameters), returns=self.returns)
 
@@ -431,6 +466,6 @@ class ValuesInsert:
 
     def _parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         parameters: list[Any] = []
-        for row in rows:
-            parameters.extend(self._one.parameters(row))
+        for row in self._one.parameters_many(rows):
+            parameters.extend(row)
         return parameters

@@ -48,7 +48,7 @@ def hold(
     by_key: dict[str, dict[str, Any]] = {row[key]: row for row in rows}
 
     def parameters() -> list[tuple[Any, ...]]:
-        return [statement.parameters(row) for row in by_key.values()]
+        return statement.parameters_many(list(by_key.values()))
 
     connection.connection.info.setdefault(KEY, []).append(
         later.Waiting(statement.sql, parameters, rows=by_key)

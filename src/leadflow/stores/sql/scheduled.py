@@ -37,6 +37,7 @@ from ...errors import (
     InvalidStateError,
     NotFoundError,
 )
+from ...models import Event
 from ...records import ScheduledAction, ScheduledActionState
 from ..checks import (
     an_id,
@@ -139,6 +140,7 @@ class SqlScheduledActionStore:
         keys: set[str] = set()
         ids: set[str] = set()
         first: builtins.list[bool] = []
+        events: dict[int, tuple[Event, dict[str, Any]]] = {}  # the documents made
         for action in actions:
             checked = check_model(action, ScheduledAction, "actions")
             fresh = checked.idempotency_key not in keys and checked.action_id not in ids
@@ -146,7 +148,7 @@ class SqlScheduledActionStore:
             if fresh:
                 keys.add(checked.idempotency_key)
                 ids.add(checked.action_id)
-                rows.append(action_values(checked))
+                rows.append(action_values(checked, events))
         if not rows:
             return first
         few = self._w.add_few

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ...models import Event
 from ...records import ScheduledAction, ScheduledActionState
 from .claim_sql import STATE, state_is
 from .database import SqlDatabase
@@ -70,12 +71,24 @@ _COPIED: Final = (
 _COPY: Final = attrgetter(*_COPIED)
 
 
-def action_values(action: ScheduledAction) -> dict[str, Any]:
+def action_values(
+    action: ScheduledAction, events: dict[int, tuple[Event, dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """``action``'s row; with ``events`` (a batch's), the document of an event several
+    actions hold (the same object) is made once, and the rows share it (``events`` keeps
+    each event with its document, so no other object can take its ``id`` meanwhile)."""
     values = dict(zip(_COPIED, _COPY(action), strict=True))
     values["kind"] = action.kind.value
     values["duplicates"] = action.duplicates.value
     values["state"] = action.state.value
-    values["event"] = action.event.to_document()
+    event = action.event
+    if events is None:
+        values["event"] = event.to_document()
+    else:
+        known = events.get(id(event))
+        if known is None or known[0] is not event:
+            known = events[id(event)] = (event, event.to_document())
+        values["event"] = known[1]
     values["action"] = None if action.action is None else action.action.to_document()
     return values
 
