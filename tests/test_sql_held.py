@@ -9,6 +9,7 @@ rolled-back unit writes none of them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from leadflow.stores.sql import SqlStorage
 from leadflow.testing.contracts import make_scheduled_action
 
 from .helpers import T0
-from .service_support import build_flow, rule
+from .latency import Slow
+from .service_support import build_flow, notifier_of, rule
 from .sql_support import fresh_storage, kind_params
+from .test_runtime_concurrency import together
 
 RULES = [
     rule(
@@ -50,6 +53,10 @@ def _flaky(ctx: ActionContext[Any]) -> str:
     """Fails on opp-2's events (the action is then retried: a store call on its row)."""
     if ctx.opportunity_id() == "opp-2":
         raise RuntimeError("flaky failed")
+    return "fine"
+
+
+def _fine(ctx: ActionContext[Any]) -> str:
     return "fine"
 
 
@@ -206,3 +213,39 @@ def test_a_unit_reads_its_held_rows_and_a_rollback_drops_them(kind: str, tmp_pat
             store.schedule_many(_actions(10, "d"))
         assert not [a for a in store.list(limit=100) if a.action_id.startswith("c-")]
         assert len(store.list(limit=100)) == 30
+
+
+@pytest.mark.parametrize("kind", ["sqlite-file", *[p for p in kind_params() if p.id == "postgres"]])
+def test_overlapping_batches_on_threads_act_once(kind: str, tmp_path: Path) -> None:
+    """Four threads hand in overlapping batches at once, the stores slowed (a few ms per
+    call, widening every window between a check and its write): each event's actions run
+    once in all (the other threads report them as duplicates), one activity per event, one
+    notification per action, every action done."""
+    events = [_created(f"e{n}", ("opp-1", "opp-3", "opp-4")[n % 3]) for n in range(16)]
+    with fresh_storage(kind, tmp_path) as storage:
+        slow = dataclasses.replace(
+            storage,
+            scheduled=Slow(storage.scheduled, 0.003),
+            activities=Slow(storage.activities, 0.003),
+        )
+        handlers = HandlerRegistry.default()
+        handlers.register("flaky", _fine)
+        flow = build_flow(
+            storage=slow, rules=RULES[:1], handlers=handlers, settings=FlowSettings(worker_id="w1")
+        )
+        flow.engine()
+        batches = [events[n * 2 : n * 2 + 10] for n in range(4)]
+        answers = together(4, lambda n: flow.handle_many(batches[n]))
+        ran: dict[str, int] = {}
+        for results in answers:
+            assert isinstance(results, list), results
+            for result in results:
+                assert isinstance(result, HandleResult) and not result.all_errors()
+                ran[result.event.id] = ran.get(result.event.id, 0) + len(result.executed)
+        assert ran == {e["eventId"]: 3 for e in events}
+        stored = storage.activities.for_opportunity
+        assert sorted(len(stored(o)) for o in ("opp-1", "opp-3", "opp-4")) == [5, 5, 6]
+        keys = [n.key for n in notifier_of(flow).sent]
+        assert len(keys) == len(set(keys)) == len(events)
+        states = [a.state.value for a in storage.scheduled.list(limit=500)]
+        assert states == ["done"] * 3 * len(events)
