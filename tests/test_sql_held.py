@@ -215,6 +215,33 @@ def test_a_unit_reads_its_held_rows_and_a_rollback_drops_them(kind: str, tmp_pat
         assert len(store.list(limit=100)) == 30
 
 
+def test_a_second_batch_in_a_unit_keeps_the_first_held(kind: str, tmp_path: Path) -> None:
+    """Two ``schedule_many`` calls in one unit (a chunk of more than 1,000 actions): the
+    second tells a key or an id the first holds from a new one, both stay held (on SQLite:
+    no ``UPDATE`` for an acknowledgement over both), and what is stored is what separate
+    calls store."""
+    with fresh_storage(kind, tmp_path) as storage:
+        store = storage.scheduled
+        first = _actions(10, "a")
+        again = make_scheduled_action("a-key-3", action_id="other", state="claimed")
+        taken = make_scheduled_action("fresh-key", action_id="a-4", state="claimed")
+        second = [*_actions(9, "b"), again, taken]
+        updates = _updates(storage)
+        with storage.unit_of_work():
+            assert store.schedule_many(first) == [True] * 10
+            assert store.schedule_many(second) == [True] * 9 + [False, False]
+            ids = ["a-1", "b-2", "b-5", "a-9"]
+            assert store.mark_done_ids(ids, worker="w1", now=T0) == ids
+        if kind != "postgres":
+            assert updates() == 0
+        stored = {a.action_id: a for a in store.list(limit=100)}
+        assert len(stored) == 19 and "other" not in stored
+        assert stored["a-4"].idempotency_key == "a-key-4"
+        done = sorted(i for i, a in stored.items() if a.state.value == "done")
+        assert done == sorted(ids)
+        assert all(stored[i].finished_at == T0 for i in ids)
+
+
 @pytest.mark.parametrize("kind", ["sqlite-file", *[p for p in kind_params() if p.id == "postgres"]])
 def test_overlapping_batches_on_threads_act_once(kind: str, tmp_path: Path) -> None:
     """Four threads hand in overlapping batches at once, the stores slowed (a few ms per

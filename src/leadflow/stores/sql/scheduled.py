@@ -160,7 +160,10 @@ class SqlScheduledActionStore:
             # A deferred unit (handle's, PostgreSQL): answered as new; the unit's statement
             # checks that every row went in, else nothing of the unit is written.
             return first
-        with self._db.write() as connection:
+        # SQLite, many rows: the rows this unit holds are not sent first (_add_unheld counts
+        # them), so a chunk's second call keeps the first call's rows held as well.
+        beside = self._db.is_sqlite and len(rows) > _ONE_BY_ONE
+        with self._db.write(beside=beside) as connection:
             if few is not None and len(rows) <= few.limit:  # PostgreSQL, a few rows
                 inserted = {row[0] for row in few.run(connection, rows)}
                 created = {row["idempotency_key"] for row in rows if row["action_id"] in inserted}
@@ -181,10 +184,10 @@ class SqlScheduledActionStore:
 
     def _add_unheld(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
         """SQLite, in the write transaction (its lock held: nothing else writes in between):
-        the keys and ids of ``rows`` (distinct) already stored, read in one statement, then
-        the other rows inserted with one ``executemany`` of the one-row ``INSERT`` (no
-        ``ON CONFLICT``: a conflict now would be a bug, and fails the transaction); the keys
-        inserted."""
+        the keys and ids of ``rows`` (distinct) already stored, read in one statement, or held
+        by this unit to be inserted (:mod:`.held`), then the other rows inserted with one
+        ``executemany`` of the one-row ``INSERT`` (no ``ON CONFLICT``: a conflict now would
+        be a bug, and fails the transaction); the keys inserted."""
         assert self._w.held_direct is not None and self._w.add_plain is not None
         held = self._w.held_direct.run(
             connection,
@@ -194,6 +197,10 @@ class SqlScheduledActionStore:
             },
         )
         keys, ids = {key for key, _ in held}, {action_id for _, action_id in held}
+        for waiting in self._db.waiting():  # rows this unit holds, not in the table yet
+            if waiting.sql == self._w.add_plain.sql and waiting.rows is not None:
+                ids.update(waiting.rows)
+                keys.update(row["idempotency_key"] for row in waiting.rows.values())
         new = [r for r in rows if r["idempotency_key"] not in keys and r["action_id"] not in ids]
         # In a unit of work the rows are held (.held): they go in before anything reads them,
         # in the state the unit leaves them in (a run-now action acknowledged: done).
