@@ -161,10 +161,9 @@ class DriverStatement:
         )
 
     def parameters_many(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """:meth:`parameters` of each of ``rows``; a document several rows hold (the same
-        object: an event's, in each of its actions' rows) is encoded once."""
-        encode = _documents_once()
-        free = [(p, n, encode if e is _document else e) for p, n, e in self._free]
+        """:meth:`parameters` of each of ``rows``; a document that rows in a row hold (the
+        same object: an event's, in each of its actions' rows) is encoded once."""
+        free = [(p, n, _documents_in_turn() if e is _document else e) for p, n, e in self._free]
         out: list[tuple[Any, ...]] = []
         for row in rows:
             parameters = list(self._template)
@@ -183,19 +182,16 @@ class DriverStatement:
         execute(connection, self.sql, self.parameters_many(rows), many=True)
 
 
-def _documents_once() -> Encoder:
-    """:func:`_document` for the rows of one statement: a document object met again (the
-    same object: each is kept with its text, so no other can take its ``id``) gets the text
-    made for it."""
-    texts: dict[int, tuple[Any, str]] = {}
+def _documents_in_turn() -> Encoder:
+    """:func:`_document` for one column of a statement's rows, in turn: the same document
+    object as the row before (an event's, in each of its actions' rows, which come
+    together) gets the text made for it (the last one is kept, so it is the same object)."""
+    last: list[Any] = [None, None]  # the document and its text
 
     def encode(value: Any) -> Any:
-        known = texts.get(id(value))
-        if known is not None and known[0] is value:
-            return known[1]
-        text = document_text(value)
-        texts[id(value)] = (value, text)
-        return text
+        if value is not last[0]:
+            last[0], last[1] = value, document_text(value)
+        return last[1]
 
     return encode
 
@@ -395,11 +391,10 @@ class UnnestInsert:
     ) -> list[tuple[Any, ...]]:
         """Insert ``rows`` (each with every column); the ``RETURNING`` rows."""
         parameters = []
-        once = _documents_once()  # an event's document, held by each of its actions' rows
         for name, encoder in zip(self._columns, self._encoders, strict=True):
             column = list(map(itemgetter(name), rows))
-            if encoder is _document:
-                encoder = once
+            if encoder is _document:  # an event's document, in each of its actions' rows
+                encoder = _documents_in_turn()
             if encoder is None:
                 parameters.append(column)
             else:

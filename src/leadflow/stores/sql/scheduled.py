@@ -37,7 +37,6 @@ from ...errors import (
     InvalidStateError,
     NotFoundError,
 )
-from ...models import Event
 from ...records import ScheduledAction, ScheduledActionState
 from ..checks import (
     an_id,
@@ -55,7 +54,7 @@ from .claim_sql import INDEX_WALK, SETTING, STATE, ClaimStatements, state_is
 from .claimed import claimed_actions
 from .database import SqlDatabase
 from .errors import translated
-from .scheduled_sql import WriteStatements, action_from_row, action_values
+from .scheduled_sql import EventDocuments, WriteStatements, action_from_row, action_values
 from .types import UtcDateTime
 
 __all__ = ["SqlScheduledActionStore"]
@@ -140,7 +139,7 @@ class SqlScheduledActionStore:
         keys: set[str] = set()
         ids: set[str] = set()
         first: builtins.list[bool] = []
-        events: dict[int, tuple[Event, dict[str, Any]]] = {}  # the documents made
+        events = EventDocuments()
         for action in actions:
             checked = check_model(action, ScheduledAction, "actions")
             fresh = checked.idempotency_key not in keys and checked.action_id not in ids

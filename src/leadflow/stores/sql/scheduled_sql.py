@@ -35,7 +35,7 @@ from .database import SqlDatabase
 from .direct import DriverStatement, UnnestInsert, ValuesInsert
 from .types import UtcDateTime
 
-__all__ = ["WriteStatements", "action_from_row", "action_values"]
+__all__ = ["EventDocuments", "WriteStatements", "action_from_row", "action_values"]
 
 _State = ScheduledActionState
 _FEW: Final = 8
@@ -71,24 +71,32 @@ _COPIED: Final = (
 _COPY: Final = attrgetter(*_COPIED)
 
 
-def action_values(
-    action: ScheduledAction, events: dict[int, tuple[Event, dict[str, Any]]] | None = None
-) -> dict[str, Any]:
-    """``action``'s row; with ``events`` (a batch's), the document of an event several
-    actions hold (the same object) is made once, and the rows share it (``events`` keeps
-    each event with its document, so no other object can take its ``id`` meanwhile)."""
+class EventDocuments:
+    """The documents of a batch's events, in turn: an event's actions come together, so the
+    document of the event the row before was made for is kept (with the event, so it is
+    the same object) and made again only for another event."""
+
+    __slots__ = ("_document", "_event")
+
+    def __init__(self) -> None:
+        self._event: Event | None = None
+        self._document: dict[str, Any] = {}
+
+    def of(self, event: Event) -> dict[str, Any]:
+        if event is not self._event:
+            self._event, self._document = event, event.to_document()
+        return self._document
+
+
+def action_values(action: ScheduledAction, events: EventDocuments | None = None) -> dict[str, Any]:
+    """``action``'s row; with ``events`` (a batch's), the rows of one event's actions share
+    its document, made once."""
     values = dict(zip(_COPIED, _COPY(action), strict=True))
     values["kind"] = action.kind.value
     values["duplicates"] = action.duplicates.value
     values["state"] = action.state.value
     event = action.event
-    if events is None:
-        values["event"] = event.to_document()
-    else:
-        known = events.get(id(event))
-        if known is None or known[0] is not event:
-            known = events[id(event)] = (event, event.to_document())
-        values["event"] = known[1]
+    values["event"] = event.to_document() if events is None else events.of(event)
     values["action"] = None if action.action is None else action.action.to_document()
     return values
 
