@@ -129,8 +129,8 @@ class SqlScheduledActionStore:
         8 rows, :class:`~.direct.ValuesInsert`, else ``SELECT * FROM unnest(...)``, one array
         per column: see :class:`~.direct.UnnestInsert`; on SQLite the one-row
         statement per row for a few, else what is held read first and the others inserted
-        with one ``executemany``, :meth:`_add_unheld`), in one transaction (the unit of
-        work's inside one)."""
+        with one ``executemany``, :meth:`~.scheduled_sql.WriteStatements.add_unheld`), in one
+        transaction (the unit of work's inside one)."""
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
@@ -159,7 +159,7 @@ class SqlScheduledActionStore:
             # A deferred unit (handle's, PostgreSQL): answered as new; the unit's statement
             # checks that every row went in, else nothing of the unit is written.
             return first
-        # SQLite, many rows: the rows this unit holds are not sent first (_add_unheld counts
+        # SQLite, many rows: the rows this unit holds are not sent first (add_unheld counts
         # them), so a chunk's second call keeps the first call's rows held as well.
         beside = self._db.is_sqlite and len(rows) > _ONE_BY_ONE
         with self._db.write(beside=beside) as connection:
@@ -175,37 +175,11 @@ class SqlScheduledActionStore:
                     if self._w.add_direct.run(connection, row)
                 }
             else:
-                created = self._add_unheld(connection, rows)
+                created = self._w.add_unheld(self._db, connection, rows)
         return [
             fresh and action.idempotency_key in created
             for fresh, action in zip(first, actions, strict=True)
         ]
-
-    def _add_unheld(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
-        """SQLite, in the write transaction (its lock held: nothing else writes in between):
-        the keys and ids of ``rows`` (distinct) already stored, read in one statement, or held
-        by this unit to be inserted (:mod:`.held`), then the other rows inserted with one
-        ``executemany`` of the one-row ``INSERT`` (no ``ON CONFLICT``: a conflict now would
-        be a bug, and fails the transaction); the keys inserted."""
-        assert self._w.held_direct is not None and self._w.add_plain is not None
-        held = self._w.held_direct.run(
-            connection,
-            {
-                "keys": json.dumps([row["idempotency_key"] for row in rows]),
-                "ids": json.dumps([row["action_id"] for row in rows]),
-            },
-        )
-        keys, ids = {key for key, _ in held}, {action_id for _, action_id in held}
-        for waiting in self._db.waiting():  # rows this unit holds, not in the table yet
-            if waiting.sql == self._w.add_plain.sql and waiting.rows is not None:
-                ids.update(waiting.rows)
-                keys.update(row["idempotency_key"] for row in waiting.rows.values())
-        new = [r for r in rows if r["idempotency_key"] not in keys and r["action_id"] not in ids]
-        # In a unit of work the rows are held (.held): they go in before anything reads them,
-        # in the state the unit leaves them in (a run-now action acknowledged: done).
-        if new and not self._db.hold(self._w.add_plain, new, "action_id"):
-            self._w.add_plain.run_many(connection, new)
-        return {row["idempotency_key"] for row in new}
 
     def _one(self, connection: Connection, action_id: str) -> Mapping[Any, Any]:
         row = (

@@ -10,12 +10,14 @@ on SQLite what a batch holds already is read first and the others are inserted w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     String,
     any_,
     bindparam,
@@ -191,3 +193,31 @@ class WriteStatements:
             self.done_ids_direct = DriverStatement(
                 dialect, done_where(in_json, unindexed).returning(c.action_id)
             )
+
+    def add_unheld(
+        self, database: SqlDatabase, connection: Connection, rows: Sequence[dict[str, Any]]
+    ) -> set[str]:
+        """SQLite, in the write transaction (its lock held: nothing else writes in between):
+        the keys and ids of ``rows`` (distinct) already stored, read in one statement, or held
+        by this unit to be inserted (:mod:`.held`), then the other rows inserted with one
+        ``executemany`` of the one-row ``INSERT`` (no ``ON CONFLICT``: a conflict now would
+        be a bug, and fails the transaction); the keys inserted. In a unit of work the rows
+        are held: they go in before anything reads them, in the state the unit leaves them
+        in (a run-now action acknowledged: done)."""
+        assert self.held_direct is not None and self.add_plain is not None
+        held = self.held_direct.run(
+            connection,
+            {
+                "keys": json.dumps([row["idempotency_key"] for row in rows]),
+                "ids": json.dumps([row["action_id"] for row in rows]),
+            },
+        )
+        keys, ids = {key for key, _ in held}, {action_id for _, action_id in held}
+        for waiting in database.waiting():  # rows this unit holds, not in the table yet
+            if waiting.sql == self.add_plain.sql and waiting.rows is not None:
+                ids.update(waiting.rows)
+                keys.update(row["idempotency_key"] for row in waiting.rows.values())
+        new = [r for r in rows if r["idempotency_key"] not in keys and r["action_id"] not in ids]
+        if new and not database.hold(self.add_plain, new, "action_id"):
+            self.add_plain.run_many(connection, new)
+        return {row["idempotency_key"] for row in new}
