@@ -64,6 +64,8 @@ from bench_service import T0, Counting, Tally, check, make_events, twenty_rules
 from bench_sql_queries import URL_ENV, Bad, Trips, expect, part_queries, pg_schema
 
 NOOP = "bench_noop"
+CPU: dict[str, list[dict[str, Any]]] = {}
+"""The drains of ``run_due``, by what ran (for their CPU time per action)."""
 QUEUE_SCHEMA = f"pgq_bench_{uuid.uuid4().hex[:8]}"
 os.environ.setdefault("PGQUEUER_SCHEMA", QUEUE_SCHEMA)  # read by pgqueuer (and the children)
 
@@ -118,13 +120,15 @@ def lf_worker(target: str, schema: str | None, batch: int, ready: Any, go: Any, 
     trips.statements = trips.transactions = 0
     ready.wait()
     go.wait()
+    cpu = time.process_time()
     failed = 0
     while True:
         report = flow.run_due(limit=batch)
         failed += report.failed + report.parked
         if report.claimed == 0:
             break
-    out.put((dict(seen), time.monotonic(), failed, trips.statements, trips.transactions, last[0]))
+    end, cpu = time.monotonic(), time.process_time() - cpu
+    out.put((dict(seen), end, failed, trips.statements, trips.transactions, last[0], cpu))
     storage.close()
 
 
@@ -138,7 +142,7 @@ def pgq_worker(dsn: str, schema: str, batch: int, ready: Any, go: Any, out: Any)
     calls = [0]
     last = [0.0]
 
-    async def main() -> float:
+    async def main() -> tuple[float, float]:
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
         driver = PsycopgDriver(conn)
         for name in ("fetch", "execute"):  # count the queue's round trips
@@ -160,34 +164,110 @@ def pgq_worker(dsn: str, schema: str, batch: int, ready: Any, go: Any, out: Any)
         calls[0] = 0
         ready.wait()
         go.wait()
+        cpu = time.process_time()
         await qm.run(
             batch_size=batch, mode=QueueExecutionMode.drain, dequeue_timeout=timedelta(seconds=1)
         )
-        end = time.monotonic()
+        end, cpu = time.monotonic(), time.process_time() - cpu
         await conn.close()
-        return end
+        return end, cpu
 
-    end = asyncio.run(main())
-    out.put((dict(seen), end, 0, calls[0], 0, last[0]))
+    end, cpu = asyncio.run(main())
+    out.put((dict(seen), end, 0, calls[0], 0, last[0], cpu))
 
 
-def drain(worker: Callable[..., None], args: tuple[Any, ...], workers: int) -> dict[str, Any]:
-    """Start ``workers`` processes, release them together, and collect what they ran."""
+def _ticks(fields: list[str], first: int, count: int) -> int:
+    return sum(int(value) for value in fields[first : first + count])
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command's name, or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def server_seconds(postmaster: int | None) -> float | None:
+    """The CPU time (user + system) the PostgreSQL server at ``postmaster`` (its pid) has used:
+    the postmaster's own and its reaped children's (``/proc/<pid>/stat``: utime, stime,
+    cutime, cstime), plus its live children's (backends, WAL writer, checkpointer, autovacuum);
+    None where it cannot be read (another host, another user, no ``/proc``). A backend that
+    exits between two readings counts once its parent reaps it: read after the clients have
+    disconnected and the server has had a moment."""
+    if postmaster is None:
+        return None
+    own = _stat(postmaster)
+    if own is None:
+        return None
+    ticks = _ticks(own, 11, 4)  # fields 14-17 of stat(5), counted after the pid and the name
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and fields[1] == str(postmaster):
+                ticks += _ticks(fields, 11, 2)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid(dsn: str) -> int | None:
+    """The server's postmaster pid, read from its data directory when this process can (a
+    local server run by a superuser account, as the tests' throwaway cluster)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        first = (Path(str(row[0])) / "postmaster.pid").read_text().split()[0] if row else ""
+        return int(first)
+    except (OSError, ValueError, IndexError, psycopg.Error):
+        return None
+
+
+def cpu_line(got: dict[str, Any], n: int) -> str:
+    """The drain's CPU per action: the workers', the server's, both."""
+    workers = got["worker_cpu"] / n * 1e6
+    if got.get("server_cpu") is None:
+        return f"CPU per action: workers {workers:.0f} us (server: not readable)"
+    server = got["server_cpu"] / n * 1e6
+    both = workers + server
+    return f"CPU per action: workers {workers:.0f} us + server {server:.0f} us = {both:.0f} us"
+
+
+def drain(
+    worker: Callable[..., None],
+    args: tuple[Any, ...],
+    workers: int,
+    postmaster: int | None = None,
+) -> dict[str, Any]:
+    """Start ``workers`` processes, release them together, and collect what they ran, with the
+    CPU time the workers used from their release to their end (each its own process time:
+    their start-up and imports left out) and the server's (``postmaster``: its pid) from the
+    release to the workers' exit."""
     ctx = mp.get_context("spawn")
     ready, go, out = ctx.Barrier(workers + 1), ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=worker, args=(*args, ready, go, out)) for _ in range(workers)]
     for proc in procs:
         proc.start()
     ready.wait(timeout=120)
+    server = server_seconds(postmaster)
     start = time.monotonic()
     go.set()
     results = [out.get(timeout=600) for _ in procs]
     for proc in procs:
         proc.join()
+    worker_cpu = sum(r[6] for r in results)
+    server_cpu = None
+    if server is not None:
+        time.sleep(0.3)  # the workers' backends exit and are reaped: their time moves to cutime
+        after = server_seconds(postmaster)
+        server_cpu = None if after is None else after - server
     seen: Counter[Any] = Counter()
     for counts, *_ in results:
         seen.update(counts)
     return {
+        "worker_cpu": worker_cpu,
+        "server_cpu": server_cpu,
         "seconds": max(r[1] for r in results) - start,
         "active": max(r[5] for r in results) - start,
         "seen": seen,
@@ -203,12 +283,14 @@ def check_once(seen: Counter[Any], expected: set[Any], name: str) -> None:
     expect(set(seen) == expected, f"{name}: {len(expected - set(seen))} action(s) never ran")
 
 
-def run_due_leadflow(target: str, schema: str | None, n: int, workers: int, batch: int) -> float:
+def run_due_leadflow(
+    target: str, schema: str | None, n: int, workers: int, batch: int, postmaster: int | None
+) -> float:
     storage = sql_storage(
         sa.create_engine(target) if target.startswith("postgresql") else target, schema=schema
     )
     keys = schedule_rows(storage, n)
-    got = drain(lf_worker, (target, schema, batch), workers)
+    got = drain(lf_worker, (target, schema, batch), workers, postmaster)
     check_once(got["seen"], keys, "leadflow")
     expect(got["failed"] == 0, f"leadflow: {got['failed']} failed runs")
     table = storage.database.tables.scheduled
@@ -222,8 +304,11 @@ def run_due_leadflow(target: str, schema: str | None, n: int, workers: int, batc
     print(
         f"  leadflow  {workers} worker(s): {n / got['active']:>8,.0f} actions/s to the last effect "
         f"({n / got['seconds']:,.0f}/s until the workers returned; "
-        f"{per[0]:.2f} statements + {per[1]:.2f} transactions per action)"
+        f"{per[0]:.2f} statements + {per[1]:.2f} transactions per action)\n"
+        f"            {cpu_line(got, n)}"
     )
+    backend = "pg" if target.startswith("postgresql") else "sqlite"
+    CPU.setdefault(f"leadflow {backend} x{workers}", []).append(got)
     return float(n / got["active"])
 
 
@@ -243,11 +328,11 @@ async def pgq_enqueue(dsn: str, n: int) -> set[int]:
         return set(ids)
 
 
-def run_due_pgqueuer(dsn: str, n: int, workers: int, batch: int) -> float:
+def run_due_pgqueuer(dsn: str, n: int, workers: int, batch: int, postmaster: int | None) -> float:
     import psycopg
 
     ids = asyncio.run(pgq_enqueue(dsn, n))
-    got = drain(pgq_worker, (dsn, QUEUE_SCHEMA, batch), workers)
+    got = drain(pgq_worker, (dsn, QUEUE_SCHEMA, batch), workers, postmaster)
     check_once(got["seen"], ids, "PgQueuer")
     with psycopg.connect(dsn) as conn:
         left = conn.execute(f'SELECT count(*) FROM "{QUEUE_SCHEMA}".pgqueuer').fetchone()
@@ -255,8 +340,10 @@ def run_due_pgqueuer(dsn: str, n: int, workers: int, batch: int) -> float:
     print(
         f"  PgQueuer  {workers} worker(s): {n / got['active']:>8,.0f} jobs/s to the last effect    "
         f"({n / got['seconds']:,.0f}/s until the workers returned; "
-        f"{got['statements'] / n:.3f} driver calls per job)"
+        f"{got['statements'] / n:.3f} driver calls per job)\n"
+        f"            {cpu_line(got, n)}"
     )
+    CPU.setdefault(f"PgQueuer x{workers}", []).append(got)
     return float(n / got["active"])
 
 
@@ -271,6 +358,7 @@ def part_run_due(
         import psycopg
 
         dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+        postmaster = postmaster_pid(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{QUEUE_SCHEMA}"')
         try:
@@ -278,10 +366,10 @@ def part_run_due(
                 for _rep in range(reps):
                     for workers in (1, 4):
                         rates.setdefault(f"leadflow pg x{workers}", []).append(
-                            run_due_leadflow(url, schema, n, workers, batch)
+                            run_due_leadflow(url, schema, n, workers, batch, postmaster)
                         )
                         rates.setdefault(f"PgQueuer x{workers}", []).append(
-                            run_due_pgqueuer(dsn, n, workers, batch)
+                            run_due_pgqueuer(dsn, n, workers, batch, postmaster)
                         )
         finally:
             with psycopg.connect(dsn, autocommit=True) as conn:
@@ -290,7 +378,7 @@ def part_run_due(
     for _rep in range(reps if sqlite else 0):
         for workers in (1, 4):
             rates.setdefault(f"leadflow sqlite x{workers}", []).append(
-                run_due_leadflow(target, None, n, workers, batch)
+                run_due_leadflow(target, None, n, workers, batch, None)
             )
     print("  medians:")
     medians = {name: statistics.median(r) for name, r in rates.items()}
@@ -300,6 +388,16 @@ def part_run_due(
         ours, theirs = medians.get(f"leadflow pg x{workers}"), medians.get(f"PgQueuer x{workers}")
         if ours and theirs:
             print(f"    leadflow / PgQueuer, {workers} worker(s): {ours / theirs:.2f}x")
+    print("  CPU per action, medians (workers + server; the machine's 2 cores bound a drain's")
+    print("  rate by this sum when the workers and the server share them):")
+    for name, runs in CPU.items():
+        worker = statistics.median(r["worker_cpu"] for r in runs) / n * 1e6
+        servers = [r["server_cpu"] for r in runs if r["server_cpu"] is not None]
+        if servers:
+            server = statistics.median(servers) / n * 1e6
+            print(f"    {name:<22}{worker:>7.0f} + {server:>5.0f} = {worker + server:>6.0f} us")
+        else:
+            print(f"    {name:<22}{worker:>7.0f} us (workers)")
 
 
 # --------------------------------------------------------------------------- 2. handle

@@ -168,3 +168,31 @@ def test_a_claim_inside_a_unit_of_work_leaves_the_setting_as_it_found_it(
         assert connection.execute(show).scalar_one() == "on"
     with storage.database.read() as connection:
         assert connection.execute(show).scalar_one() == "on"
+
+
+@pytest.mark.parametrize("claim", [{}, {"partition": 3}, FILTERED])
+def test_the_claim_walks_the_pending_index_after_statistics_saw_nothing_pending(
+    storage: SqlStorage, claim: dict[str, Any]
+) -> None:
+    """A quiet hour, then a burst: ``ANALYZE`` saw every action finished, then a backlog
+    arrived. Had the statistics kept the states, the planner would believe no action is
+    pending, every partial index of the pending ones would look nearly empty, and a filtered
+    claim read every pending action through the smallest of them and sorted them, for each
+    type (about 100 ms a claim at 20,000). The state has no statistics (revision 0015): the
+    claim walks its index in order and stops after the batch."""
+    table = storage.database.tables.scheduled
+    name = f"{table.schema}.{table.name}"
+    _backlog(storage, claim, size=20_000)
+    with storage.database.write() as connection:  # everything finished, then analyzed
+        connection.execute(text(f"UPDATE {name} SET state = 'done', finished_at = due_at"))
+    with storage.database.engine.connect().execution_options(
+        isolation_level="AUTOCOMMIT"
+    ) as connection:
+        connection.execute(text(f"ANALYZE {name}"))
+        connection.execute(text(f"DELETE FROM {name}"))
+    _backlog(storage, claim, size=20_000)
+    plan = _claim_plans(storage, **claim)
+    handled = [int(m.group(1)) for m in re.finditer(r"actual time=\S+ rows=(\d+)", "\n".join(plan))]
+    assert handled and max(handled) <= 300, "\n".join(plan)
+    index = "type_pending_due" if claim is FILTERED else "pending_due"
+    assert any("Index Scan using" in line and index in line for line in plan), "\n".join(plan)

@@ -10,7 +10,9 @@ cancellation columns beside existing activities and lets a cancelled one free it
 moves the step records out of the enrollments' documents into rows of their own; 0012
 (completion days) sums the completions there per day; 0013 (arrivals' leads) gives the
 arrivals' period index their source and owner; 0014 (completion orders) indexes the
-completions by rep and time to complete and by opportunity and time.
+completions by rep and time to complete and by opportunity and time; 0015 (live indexes) makes
+the scheduled actions' cancellation indexes partial on the pending ones and the purge's on the
+finished ones, which the cancellations and the purge then read.
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -200,7 +202,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == head_revision() == "0015"
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -223,9 +225,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0014"
-    assert migrate(database) == "0014"  # again: nothing to do
-    assert current_revision(database) == "0014"
+    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == "0015"  # again: nothing to do
+    assert current_revision(database) == "0015"
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -247,7 +249,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == head_revision() == "0015"
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -291,7 +293,7 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
                 for activity, opportunity, kind, hours in completions
             ],
         )
-    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == head_revision() == "0015"
     with database.read() as connection:
         kept = connection.execute(
             sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
@@ -326,7 +328,7 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
                 due_at=at(hours=2),
             )
         )
-    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == head_revision() == "0015"
     inspector = inspect(database.engine)
     indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
     assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
@@ -370,7 +372,7 @@ def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: Sql
                 for e in old
             ],
         )  # fmt: skip
-    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == head_revision() == "0015"
     store = at_0001.enrollments
     assert store is not None
     assert store.get("e0") == old[0] and store.get("e1") == old[1]
@@ -405,7 +407,7 @@ def test_0012_sums_the_completions_recorded_before_per_day(at_0001: SqlStorage) 
             tables.completions.insert(),
             [{**c.model_dump(), "activity_type": str(c.activity_type)} for c in old],
         )
-    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == head_revision() == "0015"
     days = tables.completion_days.c
     with database.read() as connection:
         rows = connection.execute(
@@ -452,7 +454,7 @@ def test_0014_orders_the_completions_recorded_before(at_0001: SqlStorage) -> Non
                 f"c{n}", f"o{n}", hours=hours, assigned_to="bob", created_at=at(), rule_id="r1"
             )
         )
-    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == head_revision() == "0015"
     with database.read() as connection:  # SQLAlchemy reflects no expression index on SQLite
         indexes = set(
             connection.exec_driver_sql(
@@ -489,7 +491,7 @@ def test_0013_indexes_the_arrivals_recorded_before_with_their_source_and_owner(
     assert analytics is not None
     for n, (source, owner) in enumerate((("web", "alice"), (None, None), ("fair", "bob"))):
         analytics.record_arrival(make_arrival(f"o{n}", hours=n, source=source, owner=owner))
-    assert migrate(database) == head_revision() == "0014"
+    assert migrate(database) == head_revision() == "0015"
     inspector = inspect(database.engine)
     [index] = [
         i for i in inspector.get_indexes(name, tables.schema) if i["name"] == f"{name}_arrived"
@@ -500,3 +502,73 @@ def test_0013_indexes_the_arrivals_recorded_before_with_their_source_and_owner(
         at(hours=-1), at(hours=4), status="won", day=timedelta(hours=8), by="source"
     )
     assert [(s.key, s.leads) for s in sums] == [(None, 1), ("fair", 1), ("web", 2)]
+
+
+def _index_names(database: SqlDatabase, table: str) -> set[str]:
+    with database.read() as connection:  # SQLAlchemy reflects no partial predicate on SQLite
+        return set(
+            connection.exec_driver_sql(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %(s)s AND tablename = %(t)s",
+                {"s": database.tables.schema, "t": table},
+            ).scalars()
+            if database.dialect == "postgresql"
+            else connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE tbl_name = ?", (table,)
+            ).scalars()
+        )
+
+
+def test_0015_makes_the_cancellation_and_purge_indexes_partial(at_0001: SqlStorage) -> None:
+    """Revision 0015 replaces the scheduled actions' cancellation and purge indexes with
+    partial ones over the actions stored before; the cancellations and the purge give the
+    same answers, and on SQLite their plans read the new indexes."""
+    database = at_0001.database
+    table = database.tables.scheduled.name
+    assert migrate(database, "0014") == "0014"
+    scheduled = at_0001.scheduled
+    for n in range(3):
+        scheduled.schedule(make_scheduled_action(f"o1-{n}", opportunity_id="o1"))
+        scheduled.schedule(make_scheduled_action(f"r2-{n}", opportunity_id="o2", rule_id="r2"))
+    [first] = scheduled.claim_due(at(), worker="w", limit=1)
+    scheduled.mark_done(first.action_id, worker="w", now=at(minutes=1))
+    before = {
+        f"{table}_{name}" for name in ("opportunity_state", "rule_state_due", "state_finished")
+    }
+    after = {f"{table}_{name}" for name in ("opportunity_pending", "rule_pending", "finished")}
+    assert before <= _index_names(database, table) and not after & _index_names(database, table)
+
+    assert migrate(database) == head_revision() == "0015"
+    names = _index_names(database, table)
+    assert after <= names and not before & names
+    done = first.action_id
+    assert scheduled.cancel_for_opportunity("o1", now=at(minutes=2)) == (
+        2 if done.startswith("sa-o1") else 3
+    )
+    cancelled = scheduled.cancel_for_rule("r2", now=at(minutes=2))
+    assert {a.action_id for a in cancelled} == {f"sa-r2-{n}" for n in range(3)} - {done}
+    assert scheduled.purge_finished(at(minutes=1), limit=100) == 0  # finished at 1 and 2 min
+    assert scheduled.purge_finished(at(minutes=3), limit=100) == 6
+    assert scheduled.list() == []
+    if database.dialect == "sqlite":
+        with database.read() as connection:
+            for sql, index in (
+                (
+                    f"UPDATE {table} SET state = 'cancelled' WHERE opportunity_id = 'o1' "
+                    "AND state = 'pending'",
+                    "opportunity_pending",
+                ),
+                (
+                    f"UPDATE {table} SET state = 'cancelled' WHERE rule_id = 'r2' "
+                    "AND state = 'pending'",
+                    "rule_pending",
+                ),
+                (
+                    f"SELECT action_id FROM {table} WHERE state IN ('done', 'cancelled') "
+                    "AND finished_at < 0 LIMIT 10",
+                    "finished",
+                ),
+            ):
+                plan = " ".join(
+                    str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
+                )
+                assert f"INDEX {table}_{index}" in plan, plan

@@ -55,6 +55,7 @@ from .claimed import claimed_actions
 from .database import SqlDatabase
 from .errors import translated
 from .scheduled_sql import EventDocuments, WriteStatements, action_from_row, action_values
+from .tables import FINISHED_STATES
 from .types import UtcDateTime
 
 __all__ = ["SqlScheduledActionStore"]
@@ -457,7 +458,8 @@ class SqlScheduledActionStore:
         cutoff = ensure_utc(before, "before")
         check_limit(limit)
         c = self._t.c
-        finished = c.state.in_([STATE[_State.DONE], STATE[_State.CANCELLED]])
+        # the partial index's own terms, in its order (tables.FINISHED_STATES)
+        finished = c.state.in_([STATE[_State(state)] for state in FINISHED_STATES])
         doomed = select(c.action_id).where(finished, c.finished_at < cutoff).limit(limit)
         statement = delete(self._t).where(c.action_id.in_(doomed.scalar_subquery()))
         with self._db.write(atomic=False) as connection:

@@ -33,15 +33,20 @@ from sqlalchemy import (
 )
 
 from ...errors import InvalidInputError
+from .columns import id_column as _id
 from .completion_days import completion_days
-from .completion_orders import completion_orders
+from .fact_tables import arrivals, completions, lead_contacts, status_changes
 from .types import ActionTypeOf, Document, UtcDateTime
 
-__all__ = ["DEFAULT_PREFIX", "Tables", "build_tables", "checked_prefix"]
+__all__ = ["DEFAULT_PREFIX", "FINISHED_STATES", "Tables", "build_tables", "checked_prefix"]
+
+FINISHED_STATES: Final = ("done", "cancelled")
+"""The states ``purge_finished`` deletes, in the order its query and the partial index it
+reads (``<prefix>scheduled_actions_finished``) both name them: SQLite uses a partial index only
+for a query that repeats the index's terms."""
 
 DEFAULT_PREFIX: Final = "leadflow_"
 _PREFIX = re.compile(r"^(?:[a-z_][a-z0-9_]{0,29})?\Z")
-_ID = 128
 _KEY = 400
 
 
@@ -86,10 +91,6 @@ class Tables:
     def version_table(self) -> str:
         """Alembic's version table (prefixed like the others)."""
         return f"{self.prefix}alembic_version"
-
-
-def _id(name: str, *, nullable: bool = True) -> Column[str]:
-    return Column(name, String(_ID), nullable=nullable)
 
 
 def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
@@ -287,9 +288,30 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
     claimed = c.state == "claimed"
     Index(f"{name}_leases", c.lease_expires_at, postgresql_where=claimed, sqlite_where=claimed)
     Index(f"{name}_due", c.due_at, c.action_id)  # list()
-    Index(f"{name}_opportunity_state", c.opportunity_id, c.state)  # cancel_for_opportunity
-    Index(f"{name}_rule_state_due", c.rule_id, c.state, c.due_at, c.action_id)  # cancel_for_rule
-    Index(f"{name}_state_finished", c.state, c.finished_at)  # purge_finished
+    # cancel_for_opportunity, cancel_for_rule (pending actions only) and purge_finished (done
+    # or cancelled ones): partial (revision 0015), so that the two writes of every action's
+    # run (pending -> claimed -> done) add no entry to the first two and the claim none to the
+    # third. Each write of a row makes a new version of it, which enters every index whose
+    # predicate it meets: before 0015 these three indexes took both versions.
+    # ``IS NOT NULL`` keeps the claims, which name no opportunity or rule, off these two: a
+    # narrow index of every pending action is a tempting thing for the planner to read whole
+    # and sort (tests/test_sql_claim_plan.py).
+    for column in (c.opportunity_id, c.rule_id):
+        named = and_(pending, column.isnot(None))
+        Index(
+            f"{name}_{column.name.removesuffix('_id')}_pending",
+            column,
+            postgresql_where=named,
+            sqlite_where=named,
+        )
+    finished = c.state.in_(FINISHED_STATES)
+    Index(
+        f"{name}_finished",
+        c.state,
+        c.finished_at,
+        postgresql_where=finished,
+        sqlite_where=finished,
+    )
     return table
 
 
@@ -470,117 +492,6 @@ def _enrollment_steps(metadata: MetaData, name: str, schema: str | None) -> Tabl
     )
 
 
-_LABEL = 128  # a lead source or a status
-
-
-def _arrivals(metadata: MetaData, name: str, schema: str | None) -> Table:
-    # Lead arrivals (revision 0008): one per opportunity (the primary key: the first recorded
-    # wins); every period query starts from an arrived_at index.
-    table = Table(
-        name,
-        metadata,
-        _id("opportunity_id", nullable=False),
-        _id("event_id", nullable=False),
-        Column("arrived_at", UtcDateTime, nullable=False),
-        Column("source", String(_LABEL)),
-        _id("owner"),
-        PrimaryKeyConstraint("opportunity_id", name=f"{name}_pkey"),
-        schema=schema,
-    )
-    c = table.c
-    # Revision 0013: with the source and owner, a period's arrivals are its range of the index.
-    Index(f"{name}_arrived", c.arrived_at, c.opportunity_id, c.source, c.owner)
-    Index(f"{name}_source_arrived", c.source, c.arrived_at)
-    Index(f"{name}_owner_arrived", c.owner, c.arrived_at)
-    return table
-
-
-def _status_changes(metadata: MetaData, name: str, schema: str | None) -> Table:
-    # Status changes (revision 0008), keyed by event id: the period index for the funnel,
-    # and (opportunity, status, time) for the first time an arrival reached a status.
-    table = Table(
-        name,
-        metadata,
-        _id("event_id", nullable=False),
-        _id("opportunity_id", nullable=False),
-        Column("changed_at", UtcDateTime, nullable=False),
-        Column("from_status", String(_LABEL)),
-        Column("to_status", String(_LABEL), nullable=False),
-        PrimaryKeyConstraint("event_id", name=f"{name}_pkey"),
-        schema=schema,
-    )
-    c = table.c
-    Index(f"{name}_changed", c.changed_at, c.event_id)
-    Index(f"{name}_opportunity_status", c.opportunity_id, c.to_status, c.changed_at)
-    # Revision 0010: the funnel reads the period's changes from an index alone.
-    Index(f"{name}_changed_paths", c.changed_at, c.opportunity_id, c.to_status, c.event_id)
-    return table
-
-
-def _completions(metadata: MetaData, name: str, schema: str | None) -> Table:
-    # Completed activities (revision 0008), keyed by activity id: the period index, the
-    # assignee's, and (opportunity, type, time) for an arrival's first contact.
-    table = Table(
-        name,
-        metadata,
-        _id("activity_id", nullable=False),
-        _id("opportunity_id", nullable=False),
-        Column("activity_type", String(32), nullable=False),
-        Column("completed_at", UtcDateTime, nullable=False),
-        _id("assigned_to"),
-        Column("created_at", UtcDateTime),
-        Column("due_at", UtcDateTime),
-        Column("outcome", String(32)),
-        _id("rule_id"),
-        PrimaryKeyConstraint("activity_id", name=f"{name}_pkey"),
-        schema=schema,
-    )
-    c = table.c
-    Index(f"{name}_completed", c.completed_at, c.activity_id)
-    Index(f"{name}_opportunity_type", c.opportunity_id, c.activity_type, c.completed_at)
-    # Revision 0010: the period's sums read from an index alone (every summed column), and
-    # each assignee's / automation's range of the period with its creation times (medians).
-    Index(
-        f"{name}_completed_sums",
-        c.completed_at,
-        c.assigned_to,
-        c.rule_id,
-        c.created_at,
-        c.due_at,
-        c.outcome,
-        c.opportunity_id,
-    )
-    for key in ("assigned_to", "rule_id"):
-        Index(
-            f"{name}_{'assignee' if key == 'assigned_to' else 'rule'}_times",
-            c[key],
-            c.completed_at,
-            c.created_at,
-            c.due_at,
-            c.outcome,
-            c.opportunity_id,
-        )
-    completion_orders(table)  # revision 0014
-    return table
-
-
-def _lead_contacts(metadata: MetaData, name: str, schema: str | None) -> Table:
-    # Each opportunity's first contact (revision 0009): the earliest, by (completed_at,
-    # activity_id), of its completions of a contact type, kept as they are recorded; the lead
-    # figures join a period's arrivals to it by the primary key.
-    return Table(
-        name,
-        metadata,
-        _id("opportunity_id", nullable=False),
-        Column("contacted_at", UtcDateTime, nullable=False),
-        _id("activity_id", nullable=False),
-        _id("assigned_to"),
-        _id("rule_id"),
-        PrimaryKeyConstraint("opportunity_id", name=f"{name}_pkey"),
-        schema=schema,
-    )
-
-
 def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:
     """The backend's tables named ``<prefix>activities``, ``<prefix>rules``,
     ``<prefix>scheduled_actions``, ``<prefix>counters``, ``<prefix>audit``,
@@ -607,9 +518,9 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         sequences=_sequences(metadata, f"{prefix}sequences", schema),
         enrollments=_enrollments(metadata, f"{prefix}enrollments", schema),
         enrollment_steps=_enrollment_steps(metadata, f"{prefix}enrollment_steps", schema),
-        arrivals=_arrivals(metadata, f"{prefix}lead_arrivals", schema),
-        status_changes=_status_changes(metadata, f"{prefix}status_changes", schema),
-        completions=_completions(metadata, f"{prefix}completions", schema),
-        lead_contacts=_lead_contacts(metadata, f"{prefix}lead_contacts", schema),
+        arrivals=arrivals(metadata, f"{prefix}lead_arrivals", schema),
+        status_changes=status_changes(metadata, f"{prefix}status_changes", schema),
+        completions=completions(metadata, f"{prefix}completions", schema),
+        lead_contacts=lead_contacts(metadata, f"{prefix}lead_contacts", schema),
         completion_days=completion_days(metadata, f"{prefix}completion_days", schema),
     )
