@@ -19,8 +19,11 @@ every event's activity is stored, every action ran and is done, nothing failed (
 exits 2). Nothing is asserted on time.
 
 Run: python benchmarks/bench_handle_sql.py [--events 2000] [--reps 5] [--url postgresql+psycopg://...]
-[--calls] (``--calls``: also the Python function calls per event, counted with cProfile on one
-more batch of each)
+[--calls] [--freeze] (``--calls``: also the Python function calls per event, counted with
+cProfile on one more batch of each; ``--freeze``: ``gc.freeze()`` after the warm-up, as a host
+may do once it has started, so the collector's full collections no longer walk the heap the
+imports built). The process time the cyclic garbage collector took during the last repetition
+is printed per event (``collector``), with its full collections.
 (the URL may come from LEADFLOW_BENCH_POSTGRES_URL; without one PostgreSQL is skipped).
 """
 
@@ -193,10 +196,34 @@ def check(storage: SqlStorage, results: list[Any], batch: list[dict[str, Any]]) 
 
 
 Timing = tuple[float, float]  # wall, process seconds
+FREEZE = False  # ``--freeze``
+
+
+class Collector:
+    """The process time the cyclic garbage collector takes, and its full collections."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+            return
+        self.seconds += time.process_time() - self._started
+        self.full += info["generation"] == 2
+
+    def reset(self) -> None:
+        self.seconds, self.full = 0.0, 0
+
+
+COLLECTOR = Collector()
 
 
 def timed(work: Callable[[], Any]) -> tuple[Any, Timing]:
     gc.collect()
+    COLLECTOR.reset()  # what the collector does in ``work`` (not the collection above)
     wall, cpu = time.perf_counter(), time.process_time()
     out = work()
     return out, (time.perf_counter() - wall, time.process_time() - cpu)
@@ -301,7 +328,8 @@ def report(seen: Snapshot, wall: float, n: int, postgres: bool) -> str:
     return (
         f"per event {per(seen, n, postgres)}; per action {per(seen, n * ACTIONS, postgres)}\n"
         f"    wall per event: statements {statements * 1e6:.0f} us, commits {commits * 1e6:.0f} "
-        f"us, the rest (leadflow, SQLAlchemy) {rest * 1e6:.0f} us"
+        f"us, the rest (leadflow, SQLAlchemy) {rest * 1e6:.0f} us; collector "
+        f"{COLLECTOR.seconds / n * 1e6:.0f} us of CPU ({COLLECTOR.full} full collections)"
     )
 
 
@@ -335,6 +363,9 @@ def compare(
     counts = Counts(storage.database.engine)
     try:
         run_handle(flow, storage, counts, events("warm", 50))  # connect, compile, warm caches
+        if FREEZE:
+            gc.collect()
+            gc.freeze()
         samples: dict[str, list[Timing]] = {k: [] for k in ("f1", "handle", "f500", "many")}
         last: dict[str, str] = {}
         for rep in range(reps):
@@ -403,7 +434,13 @@ def main() -> int:
         default="notify",
         help="the rule: an activity and a notification run now (default), or the activity alone",
     )
+    parser.add_argument(
+        "--freeze", action="store_true", help="gc.freeze() after the warm-up (see the docstring)"
+    )
     args = parser.parse_args()
+    global FREEZE
+    FREEZE = args.freeze
+    gc.callbacks.append(COLLECTOR)
     if args.rule == "activity":
         global RULE, ACTIONS
         RULE, ACTIONS = ACTIVITY_ONLY, 1

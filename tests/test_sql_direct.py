@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadflow import DuplicateError, InvalidInputError
+from leadflow.clock import ensure_utc
 from leadflow.stores.sql import SqlStorage
 from leadflow.stores.sql.direct import DriverStatement
 from leadflow.stores.sql.errors import sql_errors
@@ -26,6 +27,8 @@ from leadflow.stores.sql.types import (
     document_from_text,
     document_text,
     encode_document,
+    micros,
+    utc_value,
 )
 from leadflow.testing.contracts import at, make_delivery, make_scheduled_action
 
@@ -325,3 +328,38 @@ def test_document_from_text_is_the_two_pass_decode(document: Any) -> None:
     expected = decode_document(json.loads(text))
     assert document_from_text(text) == expected == document
     assert document_from_text(text.encode()) == expected
+
+
+class _Moment(datetime):
+    """A datetime subclass (as some libraries hand out): the short way is for plain ones."""
+
+
+_zones = st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone(timedelta(0))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_zones | st.none()
+    ),
+    st.booleans(),
+)
+def test_utc_value_answers_as_ensure_utc(value: datetime, subclass: bool) -> None:
+    """The driver path's datetime check (a short way for plain UTC datetimes within the
+    limits) gives what :func:`~leadflow.clock.ensure_utc` gives: the same UTC datetime, the
+    same refusal (naive, beyond the limits) with the same message, and the same microseconds
+    on SQLite (:func:`micros`, now with its unit built once)."""
+    if subclass:
+        value = _Moment.fromisoformat(value.isoformat())
+    try:
+        expected: datetime | str = ensure_utc(value)
+    except InvalidInputError as error:
+        expected = str(error)
+    try:
+        got: datetime | str = utc_value(value)
+    except InvalidInputError as error:
+        got = str(error)
+    assert got == expected
+    if isinstance(got, datetime):
+        assert got.tzinfo is UTC
+        assert micros(got) == (got - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

@@ -180,7 +180,8 @@ class SqlActivityRepository:
         exists: set[str] = set()
         held: set[Any] = set()
         if rows:
-            with sql_errors("activities"), self._db.write() as connection:
+            # ``beside``: only the activities' table (a batch's actions held on SQLite wait).
+            with sql_errors("activities"), self._db.write(beside=True) as connection:
                 if self._add_rows is not None:
                     added = {row[0] for row in self._add_rows.run(connection, rows)}
                 else:

@@ -92,6 +92,12 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
         self._unnest = {
             t.name: UnnestInsert(dialect, t, []) for t in self._tables() if dialect.name != "sqlite"
         }
+        # SQLite: many rows with the driver's ``executemany`` of the one-row statement.
+        self._direct_many = {
+            name: DriverStatement(dialect, s)
+            for name, s in self._insert_many.items()
+            if dialect.name == "sqlite"
+        }
         if dialect.name == "sqlite":  # the completions' trigger (revision 0012): see _ManyRows
             self._many_rows = _ManyRows(self._completions, dialect)
 
@@ -132,11 +138,13 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
         changes: Sequence[StatusChange],
         completions: Sequence[Completion],
     ) -> None:
-        """See :class:`~leadflow.ports.BatchFacts`: one ``executemany`` per kind of fact, in
-        one transaction. In a unit of work on PostgreSQL, one event's arrival or status change
-        (``handle``'s) is kept to go with the unit's next statement that carries it
-        (:meth:`~.database.SqlDatabase.later`: the acknowledgement, one round trip fewer); its
-        failure then fails that statement or the commit, and the unit is rolled back."""
+        """See :class:`~leadflow.ports.BatchFacts`: one statement per kind of fact (PostgreSQL:
+        ``unnest`` arrays; SQLite: the driver's ``executemany``; the completions as
+        :class:`_ManyRows`), in one transaction. In a unit of work on PostgreSQL, one event's
+        arrival or status change (``handle``'s) is kept to go with the unit's next statement
+        that carries it (:meth:`~.database.SqlDatabase.later`: the acknowledgement, one round
+        trip fewer); its failure then fails that statement or the commit, and the unit is
+        rolled back."""
         done = _checked(completions, Completion, "completions")
         rows = [
             (self._arrivals, [a.model_dump() for a in _checked(arrivals, LeadArrival, "arrivals")]),
@@ -157,14 +165,17 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
                 for table, row in single:
                     self._direct[table.name].run(connection, row)
             return
-        with self._db.write() as connection:
+        # ``beside``: the facts' tables only (a batch's actions held on SQLite wait).
+        with self._db.write(beside=True) as connection:
             for table, values in rows:
-                if values and table.name in self._unnest:
+                if not values:
+                    continue
+                if table.name in self._unnest:
                     self._unnest[table.name].run(connection, values)
-                elif values and table is self._completions and self._db.dialect == "sqlite":
+                elif table is self._completions:  # SQLite
                     self._many_rows.run(connection, values)
-                elif values:
-                    connection.execute(self._insert_many[table.name], values)
+                else:  # SQLite
+                    self._direct_many[table.name].run_many(connection, values)
             self._keep_contacts(connection, done)
 
     # ------------------------------------------------------------------ queries

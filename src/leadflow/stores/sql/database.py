@@ -29,14 +29,16 @@ roll the transaction back: a caller that catches a store error inside a unit mus
 to go on writing in it (the runtime's planner handles the event again step by step instead).
 On PostgreSQL a write whose result nobody reads may wait in a unit (:meth:`SqlDatabase.later`:
 ``handle``'s analytic fact) and go with the next statement, or before the commit; its failure
-then fails that store call or the commit, and the unit is rolled back all the same.
+then fails that store call or the commit, and the unit is rolled back all the same. On
+SQLite the rows a batch inserts may be held in a unit (:meth:`SqlDatabase.hold`,
+:mod:`.held`) until a statement could read them, or the commit.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from typing import Any, Final
@@ -45,6 +47,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, exc, make_
 from sqlalchemy.pool import StaticPool
 
 from ...errors import InvalidInputError
+from . import held as held_rows
 from . import later as waiting_writes
 from .direct import DriverStatement, drop_later, execute, finish_later, flush_later, run_later
 from .errors import sql_errors
@@ -203,10 +206,13 @@ class SqlDatabase:
                 yield
                 if self._waits:
                     finish_later(connection)
+                else:
+                    held_rows.flush(connection)
             except BaseException:
                 self._unit.reset(token)
                 with suppress(exc.SQLAlchemyError):  # the connection is gone: so is the work
                     drop_later(connection)
+                    held_rows.drop(connection)
                 with suppress(exc.SQLAlchemyError):
                     connection.rollback()
                 raise
@@ -245,25 +251,44 @@ class SqlDatabase:
         waiting_writes.put(unit, waiting)
         return True
 
+    def hold(self, statement: DriverStatement, rows: Sequence[dict[str, Any]], key: str) -> bool:
+        """SQLite, inside a unit of work: hold ``rows`` to be inserted with ``statement``
+        when a statement could read them, or before the commit (:mod:`.held`): True.
+        Elsewhere nothing is held: False, the caller inserts them now."""
+        unit = self._unit.get()
+        if unit is None or not self.is_sqlite:
+            return False
+        held_rows.hold(unit, statement, rows, key)
+        return True
+
     def waiting(self) -> list[waiting_writes.Waiting]:
         """The writes waiting in the calling context's unit of work, oldest first (empty
-        outside one)."""
+        outside one): PostgreSQL's (:mod:`.later`), SQLite's held rows (:mod:`.held`)."""
         unit = self._unit.get()
-        return [] if unit is None else waiting_writes.peek(unit)
+        if unit is None:
+            return []
+        return held_rows.peek(unit) if self.is_sqlite else waiting_writes.peek(unit)
 
     @contextmanager
-    def write(self, *, atomic: bool = True, carry: bool = False) -> Iterator[Connection]:
+    def write(
+        self, *, atomic: bool = True, carry: bool = False, beside: bool = False
+    ) -> Iterator[Connection]:
         """A connection in a write transaction, committed when the block ends without error
         and rolled back otherwise. ``atomic=False``: the block's statements each stand on
         their own (each is atomic, none depends on another's being undone); on PostgreSQL
         they then run in autocommit. SQLite always takes its write lock (``BEGIN IMMEDIATE``).
         Inside a unit of work: the unit's connection and transaction; the writes kept by
         :meth:`later` are run first, unless ``carry`` (the block runs one driver statement
-        with ``carry=True``, which takes them along, or none that reads what they write)."""
+        with ``carry=True``, which takes them along, or none that reads what they write); on
+        SQLite the rows held by :meth:`hold` are inserted first, unless ``beside`` (the block
+        reads and writes none of the tables they go to)."""
         unit = self._unit.get()
         if unit is not None:
-            if self._waits and not carry:
-                flush_later(unit)
+            if self._waits:
+                if not carry:
+                    flush_later(unit)
+            elif not beside:
+                held_rows.flush(unit)
             yield unit
             return
         if self.dialect != "sqlite":
@@ -292,6 +317,8 @@ class SqlDatabase:
         if unit is not None:
             if self._waits:
                 flush_later(unit)
+            else:
+                held_rows.flush(unit)
             yield unit
             return
         if self.dialect != "sqlite":
@@ -305,7 +332,8 @@ class SqlDatabase:
     @contextmanager
     def read_beside(self) -> Iterator[Connection]:
         """:meth:`read` for a read of tables no waiting write touches (:meth:`later`,
-        :meth:`defer`: an event's analytic facts, its planned actions, its activities):
+        :meth:`defer`, :meth:`hold`: an event's analytic facts, its planned actions, its
+        activities):
         inside a unit of work the unit's connection, the waiting writes left waiting for a
         statement that carries them."""
         unit = self._unit.get()

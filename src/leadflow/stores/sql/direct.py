@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, Final, cast
 
@@ -53,11 +54,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from ...clock import ensure_utc
 from ...errors import StorageError
 from ...ports.units import DeferredWriteError
 from . import later
-from .types import Document, UtcDateTime, document_text, micros
+from .types import Document, UtcDateTime, document_text, micros, utc_value
 
 __all__ = [
     "DriverStatement",
@@ -83,11 +83,11 @@ def _document(value: Any) -> Any:
 
 
 def _utc(value: Any) -> Any:
-    return None if value is None else ensure_utc(value)
+    return None if value is None else utc_value(value)
 
 
 def _utc_micros(value: Any) -> Any:
-    return None if value is None else micros(ensure_utc(value))
+    return None if value is None else micros(utc_value(value))
 
 
 def _encoder(type_: Any, dialect: Dialect) -> Encoder | None:
@@ -160,13 +160,40 @@ class DriverStatement:
             connection, self.sql, self.parameters(values), returns=self.returns, carry=carry
         )
 
+    def parameters_many(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """:meth:`parameters` of each of ``rows``; a document that rows in a row hold (the
+        same object: an event's, in each of its actions' rows) is encoded once."""
+        free = [(p, n, _documents_in_turn() if e is _document else e) for p, n, e in self._free]
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            parameters = list(self._template)
+            for position, name, encoder in free:
+                value = row[name]
+                parameters[position] = value if encoder is None or value is None else encoder(value)
+            out.append(tuple(parameters))
+        return out
+
     def run_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per row of ``rows`` with the driver's ``executemany`` (one call: sqlite3
         steps the one prepared statement through the rows). A statement with ``RETURNING``
         is refused: ``executemany`` returns no rows."""
         if self.returns:
             raise ValueError("executemany returns no rows: a statement without RETURNING")
-        execute(connection, self.sql, [self.parameters(row) for row in rows], many=True)
+        execute(connection, self.sql, self.parameters_many(rows), many=True)
+
+
+def _documents_in_turn() -> Encoder:
+    """:func:`_document` for one column of a statement's rows, in turn: the same document
+    object as the row before (an event's, in each of its actions' rows, which come
+    together) gets the text made for it (the last one is kept, so it is the same object)."""
+    last: list[Any] = [None, None]  # the document and its text
+
+    def encode(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, document_text(value)
+        return last[1]
+
+    return encode
 
 
 def execute(
@@ -365,10 +392,12 @@ class UnnestInsert:
         """Insert ``rows`` (each with every column); the ``RETURNING`` rows."""
         parameters = []
         for name, encoder in zip(self._columns, self._encoders, strict=True):
+            column = list(map(itemgetter(name), rows))
+            if encoder is _document:  # an event's document, in each of its actions' rows
+                encoder = _documents_in_turn()
             if encoder is None:
-                parameters.append([row[name] for row in rows])
+                parameters.append(column)
             else:
-                column = [row[name] for row in rows]
                 parameters.append([None if v is None else encoder(v) for v in column])
         return execute(connection, self.sql, tuple(parameters), returns=self.returns)
 
@@ -432,6 +461,6 @@ class ValuesInsert:
 
     def _parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         parameters: list[Any] = []
-        for row in rows:
-            parameters.extend(self._one.parameters(row))
+        for row in self._one.parameters_many(rows):
+            parameters.extend(row)
         return parameters

@@ -54,7 +54,7 @@ from .claim_sql import INDEX_WALK, SETTING, STATE, ClaimStatements, state_is
 from .claimed import claimed_actions
 from .database import SqlDatabase
 from .errors import translated
-from .scheduled_sql import WriteStatements, action_from_row, action_values
+from .scheduled_sql import EventDocuments, WriteStatements, action_from_row, action_values
 from .tables import FINISHED_STATES
 from .types import UtcDateTime
 
@@ -130,8 +130,8 @@ class SqlScheduledActionStore:
         8 rows, :class:`~.direct.ValuesInsert`, else ``SELECT * FROM unnest(...)``, one array
         per column: see :class:`~.direct.UnnestInsert`; on SQLite the one-row
         statement per row for a few, else what is held read first and the others inserted
-        with one ``executemany``, :meth:`_add_unheld`), in one transaction (the unit of
-        work's inside one)."""
+        with one ``executemany``, :meth:`~.scheduled_sql.WriteStatements.add_unheld`), in one
+        transaction (the unit of work's inside one)."""
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
@@ -140,6 +140,7 @@ class SqlScheduledActionStore:
         keys: set[str] = set()
         ids: set[str] = set()
         first: builtins.list[bool] = []
+        events = EventDocuments()
         for action in actions:
             checked = check_model(action, ScheduledAction, "actions")
             fresh = checked.idempotency_key not in keys and checked.action_id not in ids
@@ -147,7 +148,7 @@ class SqlScheduledActionStore:
             if fresh:
                 keys.add(checked.idempotency_key)
                 ids.add(checked.action_id)
-                rows.append(action_values(checked))
+                rows.append(action_values(checked, events))
         if not rows:
             return first
         few = self._w.add_few
@@ -159,7 +160,10 @@ class SqlScheduledActionStore:
             # A deferred unit (handle's, PostgreSQL): answered as new; the unit's statement
             # checks that every row went in, else nothing of the unit is written.
             return first
-        with self._db.write() as connection:
+        # SQLite, many rows: the rows this unit holds are not sent first (add_unheld counts
+        # them), so a chunk's second call keeps the first call's rows held as well.
+        beside = self._db.is_sqlite and len(rows) > _ONE_BY_ONE
+        with self._db.write(beside=beside) as connection:
             if few is not None and len(rows) <= few.limit:  # PostgreSQL, a few rows
                 inserted = {row[0] for row in few.run(connection, rows)}
                 created = {row["idempotency_key"] for row in rows if row["action_id"] in inserted}
@@ -172,31 +176,11 @@ class SqlScheduledActionStore:
                     if self._w.add_direct.run(connection, row)
                 }
             else:
-                created = self._add_unheld(connection, rows)
+                created = self._w.add_unheld(self._db, connection, rows)
         return [
             fresh and action.idempotency_key in created
             for fresh, action in zip(first, actions, strict=True)
         ]
-
-    def _add_unheld(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-        """SQLite, in the write transaction (its lock held: nothing else writes in between):
-        the keys and ids of ``rows`` (distinct) already stored, read in one statement, then
-        the other rows inserted with one ``executemany`` of the one-row ``INSERT`` (no
-        ``ON CONFLICT``: a conflict now would be a bug, and fails the transaction); the keys
-        inserted."""
-        assert self._w.held_direct is not None and self._w.add_plain is not None
-        held = self._w.held_direct.run(
-            connection,
-            {
-                "keys": json.dumps([row["idempotency_key"] for row in rows]),
-                "ids": json.dumps([row["action_id"] for row in rows]),
-            },
-        )
-        keys, ids = {key for key, _ in held}, {action_id for _, action_id in held}
-        new = [r for r in rows if r["idempotency_key"] not in keys and r["action_id"] not in ids]
-        if new:
-            self._w.add_plain.run_many(connection, new)
-        return {row["idempotency_key"] for row in new}
 
     def _one(self, connection: Connection, action_id: str) -> Mapping[Any, Any]:
         row = (
@@ -335,10 +319,11 @@ class SqlScheduledActionStore:
         return [action_id for action_id in ids if action_id in done]
 
     def _done_waiting(self, ids: Sequence[str], worker: str, now: datetime) -> bool:
-        """In a deferred unit (PostgreSQL): when every one of ``ids`` is an action this unit
-        inserted claimed by ``worker`` and whose ``INSERT`` still waits (:mod:`.later`), mark
-        them done in that ``INSERT``'s rows (no other worker can see them, so no lease can
-        have been lost): True. Else nothing is changed: False."""
+        """In a deferred unit (PostgreSQL) or a unit holding rows (SQLite): when every one of
+        ``ids`` is an action this unit inserted claimed by ``worker`` and whose ``INSERT``
+        still waits (:mod:`.later`, :mod:`.held`), mark them done in that ``INSERT``'s rows
+        (no other worker can see them, so no lease can have been lost): True. Else nothing
+        is changed: False."""
         found: dict[str, dict[str, Any]] = {}
         for waiting in self._db.waiting():
             if waiting.rows is not None:

@@ -10,12 +10,14 @@ on SQLite what a batch holds already is read first and the others are inserted w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     String,
     any_,
     bindparam,
@@ -28,13 +30,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ...models import Event
 from ...records import ScheduledAction, ScheduledActionState
 from .claim_sql import STATE, state_is
 from .database import SqlDatabase
 from .direct import DriverStatement, UnnestInsert, ValuesInsert
 from .types import UtcDateTime
 
-__all__ = ["WriteStatements", "action_from_row", "action_values"]
+__all__ = ["EventDocuments", "WriteStatements", "action_from_row", "action_values"]
 
 _State = ScheduledActionState
 _FEW: Final = 8
@@ -70,12 +73,32 @@ _COPIED: Final = (
 _COPY: Final = attrgetter(*_COPIED)
 
 
-def action_values(action: ScheduledAction) -> dict[str, Any]:
+class EventDocuments:
+    """The documents of a batch's events, in turn: an event's actions come together, so the
+    document of the event the row before was made for is kept (with the event, so it is
+    the same object) and made again only for another event."""
+
+    __slots__ = ("_document", "_event")
+
+    def __init__(self) -> None:
+        self._event: Event | None = None
+        self._document: dict[str, Any] = {}
+
+    def of(self, event: Event) -> dict[str, Any]:
+        if event is not self._event:
+            self._event, self._document = event, event.to_document()
+        return self._document
+
+
+def action_values(action: ScheduledAction, events: EventDocuments | None = None) -> dict[str, Any]:
+    """``action``'s row; with ``events`` (a batch's), the rows of one event's actions share
+    its document, made once."""
     values = dict(zip(_COPIED, _COPY(action), strict=True))
     values["kind"] = action.kind.value
     values["duplicates"] = action.duplicates.value
     values["state"] = action.state.value
-    values["event"] = action.event.to_document()
+    event = action.event
+    values["event"] = event.to_document() if events is None else events.of(event)
     values["action"] = None if action.action is None else action.action.to_document()
     return values
 
@@ -170,3 +193,31 @@ class WriteStatements:
             self.done_ids_direct = DriverStatement(
                 dialect, done_where(in_json, unindexed).returning(c.action_id)
             )
+
+    def add_unheld(
+        self, database: SqlDatabase, connection: Connection, rows: Sequence[dict[str, Any]]
+    ) -> set[str]:
+        """SQLite, in the write transaction (its lock held: nothing else writes in between):
+        the keys and ids of ``rows`` (distinct) already stored, read in one statement, or held
+        by this unit to be inserted (:mod:`.held`), then the other rows inserted with one
+        ``executemany`` of the one-row ``INSERT`` (no ``ON CONFLICT``: a conflict now would
+        be a bug, and fails the transaction); the keys inserted. In a unit of work the rows
+        are held: they go in before anything reads them, in the state the unit leaves them
+        in (a run-now action acknowledged: done)."""
+        assert self.held_direct is not None and self.add_plain is not None
+        held = self.held_direct.run(
+            connection,
+            {
+                "keys": json.dumps([row["idempotency_key"] for row in rows]),
+                "ids": json.dumps([row["action_id"] for row in rows]),
+            },
+        )
+        keys, ids = {key for key, _ in held}, {action_id for _, action_id in held}
+        for waiting in database.waiting():  # rows this unit holds, not in the table yet
+            if waiting.sql == self.add_plain.sql and waiting.rows is not None:
+                ids.update(waiting.rows)
+                keys.update(row["idempotency_key"] for row in waiting.rows.values())
+        new = [r for r in rows if r["idempotency_key"] not in keys and r["action_id"] not in ids]
+        if new and not database.hold(self.add_plain, new, "action_id"):
+            self.add_plain.run_many(connection, new)
+        return {row["idempotency_key"] for row in new}

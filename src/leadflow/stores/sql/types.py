@@ -24,6 +24,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from ... import limits as _limits
 from ...clock import ensure_utc
 
 __all__ = [
@@ -36,15 +37,29 @@ __all__ = [
     "document_text",
     "encode_document",
     "micros",
+    "utc_value",
 ]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TAG: Final = "$dt"
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def micros(value: datetime) -> int:
     """Microseconds since the Unix epoch of an aware datetime (exact)."""
-    return (value - EPOCH) // timedelta(microseconds=1)
+    return (value - EPOCH) // _MICROSECOND
+
+
+def utc_value(value: datetime) -> datetime:
+    """:func:`~leadflow.clock.ensure_utc` of ``value``, the same answer and the same errors,
+    with a short way for what a store is mostly given: a plain datetime already in UTC
+    within the limits (a value a model validated), about a quarter of the general check's
+    cost; a row of a ``handle_many`` chunk carries a dozen of them."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        limits = _limits.DEFAULT_LIMITS
+        if limits.earliest <= value <= limits.latest:
+            return value
+    return ensure_utc(value)
 
 
 def from_micros(value: int) -> datetime:
@@ -65,7 +80,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        utc = ensure_utc(value, "datetime")
+        utc = utc_value(value)
         return micros(utc) if dialect.name == "sqlite" else utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
