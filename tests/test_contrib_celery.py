@@ -101,10 +101,12 @@ def test_events_through_four_workers_one_killed(
     )
     count = event_count(target)
     common: dict[str, Any] = {"batch": 20, "lease": 3.0, "visibility_timeout": 8.0}
-    # The victim is killed after a twentieth of the events: at the local scale (200 events
-    # over four workers) an eighth was sometimes more than it got before the others drained
-    # the queue, and the test failed waiting for its kill point.
-    workers.spawn("w0", kill_after=max(count // 20, 5), **common)
+    # The victim is killed after a hundredth of the events' effects (at least 5): at the
+    # local scale (200 events over four workers) an eighth was sometimes more than it got
+    # before the others drained the queue, and a twentieth still was once in CI (600 events
+    # on SQLite, beside the rest of the suite, after handle got faster): the test failed
+    # waiting for its kill point.
+    workers.spawn("w0", kill_after=max(count // 100, 5), **common)
     for n in range(1, 4):
         workers.spawn(f"w{n}", **common)
     workers.wait_ready()
