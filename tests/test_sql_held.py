@@ -180,6 +180,35 @@ def test_a_batch_on_sqlite_inserts_its_actions_done(tmp_path: Path) -> None:
         assert states == ["done"] * 30 + ["pending"] * 10
 
 
+def test_handle_on_sqlite_inserts_an_events_actions_done(tmp_path: Path) -> None:
+    """One event's unit of work holds its actions too: its activity and facts go beside
+    them, the acknowledgement marks them done in place, and they are inserted once, done,
+    with no ``UPDATE``; a repeated event inserts nothing and runs nothing again."""
+    with fresh_storage("sqlite-file", tmp_path) as storage:
+        flow = _flow(storage)
+        flow.handle(_created("w0", "opp-3"))  # warmed: loading the rules reads in the unit
+        seen: list[str] = []
+
+        def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+            seen.append(" ".join(sql.split()))
+
+        event.listen(storage.database.engine, "before_cursor_execute", statement)
+        try:
+            first = flow.handle(_created("e1", "opp-1"))
+            again = flow.handle(_created("e1", "opp-1"))
+        finally:
+            event.remove(storage.database.engine, "before_cursor_execute", statement)
+        table = storage.database.tables.scheduled.name
+        assert sum(s.startswith(f"INSERT INTO {table}") for s in seen) == 1
+        assert not [s for s in seen if s.startswith(f"UPDATE {table}")]
+        assert first.executed and all(run.ok for run in first.executed)
+        assert not again.executed and again.duplicates
+        mine = [a for a in storage.scheduled.list(limit=100) if a.opportunity_id == "opp-1"]
+        assert sorted(a.state.value for a in mine) == sorted(
+            "done" if run.ok else "pending" for run in first.executed
+        ) + ["pending"] * len(first.scheduled)
+
+
 def _actions(n: int, tag: str) -> list[Any]:
     return [
         make_scheduled_action(

@@ -136,7 +136,9 @@ class SqlActivityRepository:
                 return _at_first_version(checked)
             try:
                 for _ in range(3):
-                    with self._db.write(atomic=held is not None) as connection:
+                    # ``beside``: only the activities' table (an event's actions held on
+                    # SQLite wait for its acknowledgement, which marks them done in place).
+                    with self._db.write(atomic=held is not None, beside=True) as connection:
                         if held is not None:
                             # A completed activity holds no key but may not take one an open
                             # activity holds; checking first orders this add before any open

@@ -161,7 +161,7 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
             single = [(table, values[0]) for table, values in rows if values]
             if all(self._db.later(self._direct[table.name], row) for table, row in single):
                 return
-            with self._db.write() as connection:
+            with self._db.write(beside=True) as connection:  # the facts' tables only
                 for table, row in single:
                     self._direct[table.name].run(connection, row)
             return

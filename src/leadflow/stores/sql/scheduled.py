@@ -160,16 +160,19 @@ class SqlScheduledActionStore:
             # A deferred unit (handle's, PostgreSQL): answered as new; the unit's statement
             # checks that every row went in, else nothing of the unit is written.
             return first
-        # SQLite, many rows: the rows this unit holds are not sent first (add_unheld counts
-        # them), so a chunk's second call keeps the first call's rows held as well.
-        beside = self._db.is_sqlite and len(rows) > _ONE_BY_ONE
+        # SQLite, many rows or inside a unit of work (handle's): the rows this unit holds are
+        # not sent first (add_unheld counts them), so a chunk's second call keeps the first
+        # call's rows held as well, and an event's actions go in as its unit leaves them
+        # (acknowledged: done, no UPDATE).
+        held = self._db.is_sqlite and (len(rows) > _ONE_BY_ONE or self._db.in_unit)
+        beside = held
         with self._db.write(beside=beside) as connection:
             if few is not None and len(rows) <= few.limit:  # PostgreSQL, a few rows
                 inserted = {row[0] for row in few.run(connection, rows)}
                 created = {row["idempotency_key"] for row in rows if row["action_id"] in inserted}
             elif self._w.add_rows is not None:
                 created = {row[0] for row in self._w.add_rows.run(connection, rows)}
-            elif len(rows) <= _ONE_BY_ONE:  # SQLite, no round trips: the one-row statement
+            elif not held:  # SQLite, a few rows on their own: the one-row statement
                 created = {
                     row["idempotency_key"]
                     for row in rows
