@@ -165,8 +165,7 @@ class SqlScheduledActionStore:
         # call's rows held as well, and an event's actions go in as its unit leaves them
         # (acknowledged: done, no UPDATE).
         held = self._db.is_sqlite and (len(rows) > _ONE_BY_ONE or self._db.in_unit)
-        beside = held
-        with self._db.write(beside=beside) as connection:
+        with self._db.write(beside=held) as connection:
             if few is not None and len(rows) <= few.limit:  # PostgreSQL, a few rows
                 inserted = {row[0] for row in few.run(connection, rows)}
                 created = {row["idempotency_key"] for row in rows if row["action_id"] in inserted}
