@@ -64,6 +64,7 @@ from ..sequence_checks import (
     enum_member,
     head_of,
 )
+from ..sequence_heads import head_from_row
 from .database import SqlDatabase
 from .direct import DriverStatement
 from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
@@ -355,10 +356,10 @@ class SqlEnrollmentStore:
             return {}
         with self._db.read() as connection:
             rows = self._heads.run(connection, json.dumps(ids))
+        # The store's own rows: built without validating them again where every value is
+        # what the store writes (:mod:`..sequence_heads`).
         return {
-            enrollment_id: EnrollmentHead.from_document(
-                {**document, "revision": revision, "state": state}
-            )
+            enrollment_id: head_from_row(document, revision, state)
             for document, revision, state, enrollment_id in rows
         }
 
