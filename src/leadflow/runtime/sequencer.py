@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
 from ..clock import ensure_utc
@@ -59,9 +60,9 @@ from ..ports import (
     SequenceRepository,
     UnitOfWork,
 )
-from ..ports.sequences import EnrollmentBatches, EnrollmentSteps
+from ..ports.sequences import EnrollmentBatches, EnrollmentFirstVisits, EnrollmentSteps
 from ..ports.storage import SeparateSteps
-from ..rules.sequencing import SequenceProgram
+from ..rules.sequencing import SequenceProgram, Stop
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
     ActionStep,
@@ -248,13 +249,15 @@ class Sequencer:
         # sequence ends at once (stored at visit 0, then moved on to its end).
         first = self.moves.first(new, program, event, now)
         entering = new if first is None else first[0]
-        stored, created = handed_over(self.enrollments.enroll, entering)
+        # Where the store can, the first visit goes in with the enrollment (one write).
+        enter = self._entry(entering, program, event, None if first is None else first[1], now)
+        stored, created = enter()
         what = "enrolled"
         if not created and stored.enrollment_id != enrollment_id:
             if policy is not Reenrollment.EVERY_ENTRY:
                 return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
             self.end(stored, EnrollmentState.ENDED, f"re-entered ({event.type} {event.id})")
-            stored, created = handed_over(self.enrollments.enroll, entering)
+            stored, created = enter()
             what = "reentered"
         if not created:  # this event enrolled it before (handled again): carry on from there
             if stored.active and stored.visit == 0:
@@ -267,9 +270,30 @@ class Sequencer:
         self._emit("sequence.enrolled", payload(stored, {"eventId": event.id, "by": actor}))
         if first is None:
             self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
-        else:
+        elif not isinstance(self.enrollments, EnrollmentFirstVisits):  # else stored with it
             self.moves.store_first(stored, program, first[1], event)
         return SequenceOutcome(sequence_id, stored.enrollment_id, what)
+
+    def _entry(
+        self,
+        entering: Enrollment,
+        program: SequenceProgram,
+        event: Event,
+        stop: Stop | None,
+        now: datetime,
+    ) -> Callable[[], tuple[Enrollment, bool]]:
+        """Storing ``entering`` (at its first ``stop``, None when it ends at once): with the
+        first visit's action where the store can
+        (:class:`~leadflow.ports.sequences.EnrollmentFirstVisits`; both then go in or
+        neither), else the enrollment alone (its visit stored after it)."""
+        store = self.enrollments
+        if stop is None or not isinstance(store, EnrollmentFirstVisits):
+            return partial(handed_over, store.enroll, entering)
+        visit = self.moves.first_visit(entering, program, stop, event, now)
+        # Both built here from validated parts, held by nobody else: handed over.
+        return partial(
+            handed_over, partial(store.enroll_at_first, visit=visit), entering, entering, visit
+        )
 
     def enroll_action(self, ctx: ActionContext[EnrollParams]) -> str:
         """The ``enroll`` rule action: enroll the event's opportunity in the sequence (once
