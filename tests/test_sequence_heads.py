@@ -22,9 +22,9 @@ pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
 
 from sqlalchemy import text
 
-from leadflow.sequences import Enrollment, EnrollmentHead, EnrollmentState
+from leadflow.sequences import Enrollment, EnrollmentHead, EnrollmentState, StepRecord
 from leadflow.stores.sequence_checks import head_of
-from leadflow.stores.sequence_heads import head_from_row
+from leadflow.stores.sequence_heads import head_document, head_from_row
 from leadflow.stores.sql.types import document_from_text, document_text
 
 from .sql_support import fresh_storage, on_postgres
@@ -220,3 +220,19 @@ def test_get_heads_validates_a_row_another_writer_changed(sql: Any) -> None:
         connection.execute(table.update().values(document=text('\'{"enrollmentId": "enr-x"}\'')))
     with pytest.raises(Exception, match="sequenceId"):
         store.get_heads(["enr-x"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(heads(), st.booleans())
+def test_a_heads_document_is_what_pydantic_dumps(head: EnrollmentHead, whole: bool) -> None:
+    """``head_document``: the same keys in the same order and the same values as the model's
+    dump without its history (an enrollment's history left out), and the same stored text."""
+    record = StepRecord(visit=1, step_id="s", kind="wait", at=START, outcome="done")
+    model: EnrollmentHead = (
+        Enrollment.model_validate({**head.model_dump(), "history": [record]}) if whole else head
+    )
+    expected = model.model_dump(by_alias=True, exclude_none=True, exclude={"history"})
+    found = head_document(model)
+    assert found == expected and list(found) == list(expected)
+    assert document_text(found) == document_text(expected)
+    assert all(type(found[k]) is type(expected[k]) for k in expected)

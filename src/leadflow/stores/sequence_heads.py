@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from ..sequences import EnrollmentHead, EnrollmentState
 
-__all__ = ["head_from_row"]
+__all__ = ["head_document", "head_from_row"]
 
 _set = object.__setattr__
 _NAMES: Final = {(field.alias or name): name for name, field in EnrollmentHead.model_fields.items()}
@@ -143,3 +143,17 @@ def head_from_row(document: Any, revision: Any, state: Any) -> EnrollmentHead:
         if head is not None:
             return head
     return EnrollmentHead.from_document({**document, "revision": revision, "state": state})
+
+
+_ALIASES: Final = tuple(
+    (name, field.alias or name) for name, field in EnrollmentHead.model_fields.items()
+)
+
+
+def head_document(enrollment: EnrollmentHead) -> dict[str, Any]:
+    """The stored document of ``enrollment``'s head: what ``model_dump(by_alias=True,
+    exclude_none=True, exclude={"history"})`` gives (the same keys in the same order, the
+    same values; ``state`` the enum member), without pydantic's serializer walking the
+    fields (its containers are the model's own, not copies: for encoding at once)."""
+    values = enrollment.__dict__
+    return {alias: value for name, alias in _ALIASES if (value := values[name]) is not None}

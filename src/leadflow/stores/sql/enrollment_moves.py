@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
 from ...sequences import EnrollmentHead, EnrollmentState, StepRecord
+from ..sequence_heads import head_document
 from .direct import DriverStatement
 from .tables import Tables
 from .types import Document, UtcDateTime, document_text, encode_document, micros
@@ -52,7 +53,6 @@ MoveRow = tuple[EnrollmentHead, EnrollmentHead, int]
 """One move: ``(old, new, records)``: the head as read (its revision is compared), the head
 that replaces it, and how many step records the move appends (``steps`` raised by that)."""
 
-_HISTORY: Final = {"history"}
 _ACTIVE: Final = EnrollmentState.ACTIVE.value
 # The fields of a row of the array, in order (SQLite reads them by position).
 _FIELDS: Final = ("i", "r", "q", "o", "a", "s", "v", "n", "t", "u", "e", "d")
@@ -128,7 +128,7 @@ class MoveStatement:
                 old.enrollment_id, old.revision, old.sequence_id, old.opportunity_id,
                 new.active, new.state.value, new.sequence_version, records,
                 when(new.enrolled_at), when(new.updated_at), when(new.ended_at),
-                new.model_dump(by_alias=True, exclude_none=True, exclude=_HISTORY),
+                head_document(new),
             ])  # fmt: skip
         if self._postgresql:  # jsonb_to_recordset takes objects
             rows = [dict(zip(_FIELDS, row, strict=True)) for row in rows]

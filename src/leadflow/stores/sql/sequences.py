@@ -66,7 +66,7 @@ from ..sequence_checks import (
     enum_member,
     head_of,
 )
-from ..sequence_heads import head_from_row
+from ..sequence_heads import head_document, head_from_row
 from .database import SqlDatabase
 from .direct import DriverStatement
 from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
@@ -100,11 +100,8 @@ def _enrollment_values(enrollment: EnrollmentHead) -> dict[str, Any]:
         "enrolled_at": enrollment.enrolled_at,
         "updated_at": enrollment.updated_at,
         "ended_at": enrollment.ended_at,
-        "document": enrollment.model_dump(by_alias=True, exclude_none=True, exclude=_HISTORY),
+        "document": head_document(enrollment),
     }
-
-
-_HISTORY: Final = {"history"}
 
 
 _UPDATED_COLUMNS: Final = (
