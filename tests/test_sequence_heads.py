@@ -33,8 +33,9 @@ START = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 
 _ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:@-]{0,20}\Z")
 _times = st.integers(0, 10**8).map(lambda s: START + timedelta(seconds=s, microseconds=s % 997))
+_texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=8)
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.text(max_size=8), _times,
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), _texts, _times,
     st.floats(allow_nan=False, allow_infinity=False, width=32),
 )  # fmt: skip
 _keys = st.text("abcxyz_-é1", min_size=1, max_size=5)

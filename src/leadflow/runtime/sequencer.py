@@ -41,7 +41,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ..clock import ensure_utc
 from ..errors import (
@@ -250,7 +250,9 @@ class Sequencer:
         first = self.moves.first(new, program, event, now)
         entering = new if first is None else first[0]
         # Where the store can, the first visit goes in with the enrollment (one write).
-        enter = self._entry(entering, program, event, None if first is None else first[1], now)
+        enter, together = self._entry(
+            entering, program, event, None if first is None else first[1], now
+        )
         stored, created = enter()
         what = "enrolled"
         if not created and stored.enrollment_id != enrollment_id:
@@ -270,7 +272,7 @@ class Sequencer:
         self._emit("sequence.enrolled", payload(stored, {"eventId": event.id, "by": actor}))
         if first is None:
             self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
-        elif not isinstance(self.enrollments, EnrollmentFirstVisits):  # else stored with it
+        elif not together:  # else stored with it
             self.moves.store_first(stored, program, first[1], event)
         return SequenceOutcome(sequence_id, stored.enrollment_id, what)
 
@@ -281,19 +283,24 @@ class Sequencer:
         event: Event,
         stop: Stop | None,
         now: datetime,
-    ) -> Callable[[], tuple[Enrollment, bool]]:
-        """Storing ``entering`` (at its first ``stop``, None when it ends at once): with the
-        first visit's action where the store can
+    ) -> tuple[Callable[[], tuple[Enrollment, bool]], bool]:
+        """Storing ``entering`` (at its first ``stop``, None when it ends at once), and
+        whether that stores the first visit's action with it: where the store can
         (:class:`~leadflow.ports.sequences.EnrollmentFirstVisits`; both then go in or
         neither), else the enrollment alone (its visit stored after it)."""
         store = self.enrollments
-        if stop is None or not isinstance(store, EnrollmentFirstVisits):
-            return partial(handed_over, store.enroll, entering)
+        # The protocol's method looked up: an isinstance check of a runtime protocol costs
+        # dozens of calls an entry.
+        at_first = cast(
+            "EnrollmentFirstVisits | None",
+            store if getattr(store, "enroll_at_first", None) is not None else None,
+        )
+        if stop is None or at_first is None:
+            return partial(handed_over, store.enroll, entering), False
         visit = self.moves.first_visit(entering, program, stop, event, now)
         # Both built here from validated parts, held by nobody else: handed over.
-        return partial(
-            handed_over, partial(store.enroll_at_first, visit=visit), entering, entering, visit
-        )
+        enter = partial(at_first.enroll_at_first, visit=visit)
+        return partial(handed_over, enter, entering, entering, visit), True
 
     def enroll_action(self, ctx: ActionContext[EnrollParams]) -> str:
         """The ``enroll`` rule action: enroll the event's opportunity in the sequence (once
