@@ -57,7 +57,6 @@ from .sequence_parts import (
     recorded,
     send_begun,
     step_key,
-    step_record,
     store_visits,
 )
 from .settings import FlowSettings
@@ -333,8 +332,8 @@ class Moves:
             return None
         assert stop.step_id is not None
         records = [
-            step_record(visit=0, step_id=h.step_id, kind=h.kind, at=now, outcome=h.outcome,
-                        why=h.why[:2000], version=enrollment.sequence_version)
+            StepRecord(visit=0, step_id=h.step_id, kind=h.kind, at=now, outcome=h.outcome,
+                       why=h.why[:2000], version=enrollment.sequence_version)
             for h in hops(stop, None)
         ]  # fmt: skip
         at_first = moved_to(enrollment, program, stop, stop.step_id, 1, "enrolled", context,

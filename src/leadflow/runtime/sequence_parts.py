@@ -10,14 +10,13 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from .. import limits as _limits
 from ..errors import LeadflowError
 from ..fields import Id
 from ..models import Event
@@ -293,16 +292,16 @@ def moved(current: _H, move: Planned) -> tuple[_H, list[StepRecord], str | None]
     stop, stored, visit, now = move.stop, move.stored, move.visit, move.now
     version = current.sequence_version
     records = [
-        step_record(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
-                    outcome=h.outcome, why=h.why[:2000], version=version)
+        StepRecord(visit=current.visit, step_id=h.step_id, kind=h.kind, at=now,
+                   outcome=h.outcome, why=h.why[:2000], version=version)
         for h in hops(stop, stored)
     ]  # fmt: skip
     if stored is None:
         new_context = {k: v for k, v in move.context.items() if k in ("entry", "event")}
         reason = stop.end_reason or "completed"
         records.append(
-            step_record(visit=visit, step_id=stop.hops[-1].step_id if stop.hops else "-",
-                        kind="end", at=now, outcome="completed", why=stop.why, version=version)
+            StepRecord(visit=visit, step_id=stop.hops[-1].step_id if stop.hops else "-",
+                       kind="end", at=now, outcome="completed", why=stop.why, version=version)
         )  # fmt: skip
         changed = current._evolve(
             state=EnrollmentState.COMPLETED, end_reason=reason, visit=visit, step_id=None,
@@ -335,8 +334,8 @@ def moved_to(
     waiting = step.event_type if isinstance(step, WaitForEventStep) else None
     why = stop.why if step_id == stop.step_id else "stored first by another writer"
     records.append(
-        step_record(visit=visit, step_id=step_id, kind=step.kind, at=now,
-                    outcome="scheduled", why=f"after {outcome}: {why}", version=version)
+        StepRecord(visit=visit, step_id=step_id, kind=step.kind, at=now,
+                   outcome="scheduled", why=f"after {outcome}: {why}", version=version)
     )  # fmt: skip
     variants = current.variants
     if step_id == stop.step_id:
@@ -345,51 +344,3 @@ def moved_to(
         visit=visit, step_id=step_id, sending=False, waiting_for=waiting,
         variants=variants, context=new_context, updated_at=now,
     )  # fmt: skip
-
-
-_RECORD_FIELDS: Final = frozenset(StepRecord.model_fields)
-_set = object.__setattr__
-
-
-def step_record(
-    *, visit: int, step_id: str, kind: str, at: datetime, outcome: str, why: str, version: int
-) -> StepRecord:
-    """``StepRecord(...)`` of these fields, built without validating them again when each is
-    what validation would keep as it is (the runtime's own: ids and kinds from a loaded
-    definition, its clock's UTC time, its explanations): the same record, the same fields
-    set (a test holds the two to each other). Anything else is validated (and refused) as
-    ``StepRecord`` refuses it."""
-    if (
-        type(visit) is int
-        and visit >= 0
-        and type(version) is int
-        and version >= 1
-        and type(step_id) is str
-        and len(step_id) <= 64
-        and type(kind) is str
-        and len(kind) <= 32
-        and type(outcome) is str
-        and len(outcome) <= 64
-        and type(why) is str
-        and len(why) <= 2000
-        and why.isascii()
-        and "\x00" not in why
-        and type(at) is datetime
-        and at.tzinfo is UTC
-        and _limits.DEFAULT_LIMITS.earliest <= at <= _limits.DEFAULT_LIMITS.latest
-        and step_id == step_id.strip()
-        and kind == kind.strip()
-        and outcome == outcome.strip()
-        and why == why.strip()
-    ):
-        record = StepRecord.__new__(StepRecord)
-        state = {"visit": visit, "step_id": step_id, "kind": kind, "at": at, "outcome": outcome,
-                 "why": why, "version": version}  # fmt: skip
-        _set(record, "__dict__", state)
-        _set(record, "__pydantic_extra__", None)
-        _set(record, "__pydantic_fields_set__", set(_RECORD_FIELDS))
-        _set(record, "__pydantic_private__", None)
-        return record
-    return StepRecord(
-        visit=visit, step_id=step_id, kind=kind, at=at, outcome=outcome, why=why, version=version
-    )
