@@ -11,7 +11,8 @@ stored first, then the enrollment record is moved to it by compare-and-set. A wo
 claims the stored visit before the record reached it (it was due at once) fails the attempt,
 retried as any failure, and runs it once it has. **Entering** writes the new enrollment once,
 already at its first stop, then stores that visit (handling the entry again stores a visit a
-crash lost in between).
+crash lost in between); where the enrollment store can
+(:class:`~leadflow.ports.sequences.EnrollmentFirstVisits`), the visit goes in with it.
 
 **Goals against steps** are settled by the order of the compare-and-sets on the enrollment
 record: an action step first marks the enrollment ``sending`` (a compare-and-set) and only
