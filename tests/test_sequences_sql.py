@@ -195,9 +195,10 @@ def test_an_entry_enrolls_and_stores_its_first_visit_in_the_event_commit(
 
 def test_an_entry_carries_the_events_arrival_on_postgresql(storage: SqlStorage, kind: str) -> None:
     """On PostgreSQL the event's arrival fact waits in the unit past the read of the
-    opportunity's active enrollments and goes with the enrollment's insert: an entry is three
-    statements and a commit (the read, the enrollment with its records and the arrival, the
-    first visit). The arrival is stored, once, and the entry handled again changes nothing."""
+    opportunity's active enrollments and goes with the enrollment's insert, which carries the
+    first visit too (``enroll_at_first``): an entry is two statements and a commit (the read;
+    the enrollment with its records, its first visit and the arrival). The arrival and the
+    visit are stored, once, and the entry handled again changes nothing."""
     flow, clock, _ = sql_flow(storage)
     flow.engine()
     assert flow.sequencer is not None
@@ -206,7 +207,7 @@ def test_an_entry_carries_the_events_arrival_on_postgresql(storage: SqlStorage, 
     with counted(storage.database.engine) as counts:
         result = flow.handle(entry(clock))
         if kind == "postgres":
-            assert (counts.statements, counts.commits) == (3, 1)
+            assert (counts.statements, counts.commits) == (2, 1)
         else:  # BEGIN IMMEDIATE, the arrival, the read, the row, its records, the visit
             assert (counts.statements, counts.commits) == (6, 1)
     again = flow.handle(entry(clock))
@@ -220,21 +221,21 @@ def test_an_entry_carries_the_events_arrival_on_postgresql(storage: SqlStorage, 
 
 
 def test_a_crash_inside_the_unit_leaves_nothing_of_the_event(storage: SqlStorage) -> None:
-    """The process dies as the first visit is stored: the enrollment, the rule's actions and
-    the notification's done mark were in the same uncommitted unit, so none of them is there;
+    """The process dies once the enrollment and its first visit are written (one statement on
+    PostgreSQL, ``enroll_at_first``): the enrollment, its visit, the rule's actions and the
+    notification's done mark were in the same uncommitted unit, so none of them is there;
     the event handed in again does it all, once."""
 
-    def die_at_a_visit(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if args[0].kind is ActionKind.STEP:
-            raise Crash
+    def die(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        raise Crash
 
-    wired = Tripwire(storage.scheduled, before={"schedule": die_at_a_visit})
-    flow, clock, _ = sql_flow(dataclasses.replace(storage, scheduled=wired), rules=True)
+    wired = Tripwire(storage.enrollments, after={"enroll_at_first": die})
+    flow, clock, _ = sql_flow(dataclasses.replace(storage, enrollments=wired), rules=True)
     with pytest.raises(Crash):
         flow.handle(entry(clock))
     assert storage.enrollments.list(limit=10) == []
     assert storage.scheduled.list(limit=10) == []
-    wired.before.clear()
+    wired.after.clear()
     result = flow.handle(entry(clock))
     assert [o.what for o in result.sequences] == ["enrolled"]
     [enrollment] = flow.sequences.enrollments("o1")
@@ -268,25 +269,64 @@ def test_a_store_error_inside_the_unit_rolls_it_back_and_the_event_goes_step_by_
     assert len({n.key for n in notifier.sent}) == 1  # called again with the same key only
 
 
+class _EnrollmentsAlone(Tripwire):
+    """The SQL enrollment store without ``enroll_at_first``: its first visits stored by the
+    scheduled-action store after it (as with a store that cannot store both)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "enroll_at_first":
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
+
 def test_a_visit_that_cannot_be_stored_is_stored_by_the_event_handled_again(
     storage: SqlStorage,
 ) -> None:
     """Step by step (after the unit's rollback), each store call commits on its own: when the
-    visit still cannot be stored, the error is reported and the enrollment waits at visit 0;
-    the event handed in again stores the visit, and enrolls nobody twice."""
+    visit still cannot be stored (an enrollment store that stores its visits apart), the error
+    is reported and the enrollment waits at visit 0; the event handed in again stores the
+    visit, and enrolls nobody twice."""
 
     def fail(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if args[0].kind is ActionKind.STEP:
             raise StorageError("the database failed: injected")
 
     wired = Tripwire(storage.scheduled, before={"schedule": fail})
-    flow, clock, _ = sql_flow(dataclasses.replace(storage, scheduled=wired), rules=True)
+    alone = _EnrollmentsAlone(storage.enrollments)
+    flow, clock, _ = sql_flow(
+        dataclasses.replace(storage, scheduled=wired, enrollments=alone), rules=True
+    )
     result = flow.handle(entry(clock))
     assert [type(e) for e in result.errors] == [StorageError]
     assert steps(storage) == {}
     wired.before.clear()
     again = flow.handle(entry(clock))
     assert [o.what for o in again.sequences] == ["already_enrolled"]
+    [enrollment] = flow.sequences.enrollments("o1")
+    assert enrollment.visit == 1
+    assert steps(storage) == {f"seq:{enrollment.enrollment_id}:1": ("first", "pending")}
+    flow.run_due()
+    assert sent(flow) == ["first"]
+
+
+def test_an_entry_whose_write_fails_is_entered_by_the_event_handled_again(
+    storage: SqlStorage,
+) -> None:
+    """The enrollment and its first visit are one write (``enroll_at_first``): when it fails
+    step by step too, neither is stored and the error is reported; the event handed in again
+    enrolls once and stores the visit once."""
+
+    def fail(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        raise StorageError("the database failed: injected")
+
+    wired = Tripwire(storage.enrollments, before={"enroll_at_first": fail})
+    flow, clock, _ = sql_flow(dataclasses.replace(storage, enrollments=wired), rules=True)
+    result = flow.handle(entry(clock))
+    assert [type(e) for e in result.errors] == [StorageError]
+    assert steps(storage) == {} and storage.enrollments.list(limit=10) == []
+    wired.before.clear()
+    again = flow.handle(entry(clock))
+    assert [o.what for o in again.sequences] == ["enrolled"]
     [enrollment] = flow.sequences.enrollments("o1")
     assert enrollment.visit == 1
     assert steps(storage) == {f"seq:{enrollment.enrollment_id}:1": ("first", "pending")}

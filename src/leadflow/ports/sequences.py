@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from ..records import ScheduledAction
 from ..sequences.definition import SequenceDefinition, SequenceStatus
 from ..sequences.enrollment import Enrollment, EnrollmentHead, EnrollmentState, StepRecord
 
 __all__ = [
     "MAX_BATCH",
     "EnrollmentBatches",
+    "EnrollmentFirstVisits",
     "EnrollmentSendMarks",
     "EnrollmentSteps",
     "EnrollmentStore",
@@ -194,4 +196,29 @@ class EnrollmentSteps(Protocol):
         where ``update`` would have refused it (that one not written, the others are). At
         most :data:`MAX_BATCH`, each id once, at most 200 records each, else
         :class:`~leadflow.InvalidInputError` (nothing written)."""
+        ...
+
+
+# --------------------------------------------------------------------------- first visits
+# Optional: a store that has this stores a new enrollment and its first visit's action with one
+# write where the storage keeps both (``isinstance(store, EnrollmentFirstVisits)``); with one
+# that has not, the sequencer stores the visit in the scheduled-action store after the entry.
+
+
+@runtime_checkable
+class EnrollmentFirstVisits(Protocol):
+    """A new enrollment stored together with its first visit (the scheduled action of its
+    first stop), in the scheduled-action store of the same storage."""
+
+    def enroll_at_first(
+        self, enrollment: Enrollment, visit: ScheduledAction
+    ) -> tuple[Enrollment, bool]:
+        """:meth:`EnrollmentStore.enroll` (the same answer, the same refusals), and, when
+        ``enrollment`` went in, ``visit`` stored in the storage's scheduled-action store as
+        :meth:`~leadflow.ports.ScheduledActionStore.schedule` stores it, atomically with the
+        enrollment: both or neither. A visit whose idempotency key or id is held already is
+        left as it is (the enrollment goes in all the same); when the enrollment does not go
+        in, nothing of ``visit`` is written. ``visit`` must be a ``step`` action of that
+        enrollment (its ``enrollment_id``), else :class:`~leadflow.InvalidInputError`
+        (nothing written)."""
         ...

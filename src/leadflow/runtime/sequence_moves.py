@@ -340,6 +340,18 @@ class Moves:
                             now, records)  # fmt: skip
         return recorded(at_first, records), stop
 
+    def first_visit(
+        self,
+        enrollment: Enrollment,
+        program: SequenceProgram,
+        stop: Stop,
+        cause: Event,
+        now: datetime,
+    ) -> ScheduledAction:
+        """The action of a new enrollment's first visit, at its first ``stop``
+        (:meth:`first`), not stored: what :meth:`store_first` stores."""
+        return self._visit_action(enrollment, program, stop, 1, cause, now)
+
     def store_first(
         self, enrollment: Enrollment, program: SequenceProgram, stop: Stop, cause: Event
     ) -> None:

@@ -11,7 +11,8 @@ stored first, then the enrollment record is moved to it by compare-and-set. A wo
 claims the stored visit before the record reached it (it was due at once) fails the attempt,
 retried as any failure, and runs it once it has. **Entering** writes the new enrollment once,
 already at its first stop, then stores that visit (handling the entry again stores a visit a
-crash lost in between).
+crash lost in between); where the enrollment store can
+(:class:`~leadflow.ports.sequences.EnrollmentFirstVisits`), the visit goes in with it.
 
 **Goals against steps** are settled by the order of the compare-and-sets on the enrollment
 record: an action step first marks the enrollment ``sending`` (a compare-and-set) and only
@@ -40,7 +41,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, cast
 
 from ..clock import ensure_utc
 from ..errors import (
@@ -59,9 +61,9 @@ from ..ports import (
     SequenceRepository,
     UnitOfWork,
 )
-from ..ports.sequences import EnrollmentBatches, EnrollmentSteps
+from ..ports.sequences import EnrollmentBatches, EnrollmentFirstVisits, EnrollmentSteps
 from ..ports.storage import SeparateSteps
-from ..rules.sequencing import SequenceProgram
+from ..rules.sequencing import SequenceProgram, Stop
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
     ActionStep,
@@ -248,13 +250,17 @@ class Sequencer:
         # sequence ends at once (stored at visit 0, then moved on to its end).
         first = self.moves.first(new, program, event, now)
         entering = new if first is None else first[0]
-        stored, created = handed_over(self.enrollments.enroll, entering)
+        # Where the store can, the first visit goes in with the enrollment (one write).
+        enter, together = self._entry(
+            entering, program, event, None if first is None else first[1], now
+        )
+        stored, created = enter()
         what = "enrolled"
         if not created and stored.enrollment_id != enrollment_id:
             if policy is not Reenrollment.EVERY_ENTRY:
                 return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
             self.end(stored, EnrollmentState.ENDED, f"re-entered ({event.type} {event.id})")
-            stored, created = handed_over(self.enrollments.enroll, entering)
+            stored, created = enter()
             what = "reentered"
         if not created:  # this event enrolled it before (handled again): carry on from there
             if stored.active and stored.visit == 0:
@@ -267,9 +273,35 @@ class Sequencer:
         self._emit("sequence.enrolled", payload(stored, {"eventId": event.id, "by": actor}))
         if first is None:
             self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
-        else:
+        elif not together:  # else stored with it
             self.moves.store_first(stored, program, first[1], event)
         return SequenceOutcome(sequence_id, stored.enrollment_id, what)
+
+    def _entry(
+        self,
+        entering: Enrollment,
+        program: SequenceProgram,
+        event: Event,
+        stop: Stop | None,
+        now: datetime,
+    ) -> tuple[Callable[[], tuple[Enrollment, bool]], bool]:
+        """Storing ``entering`` (at its first ``stop``, None when it ends at once), and
+        whether that stores the first visit's action with it: where the store can
+        (:class:`~leadflow.ports.sequences.EnrollmentFirstVisits`; both then go in or
+        neither), else the enrollment alone (its visit stored after it)."""
+        store = self.enrollments
+        # The protocol's method looked up: an isinstance check of a runtime protocol costs
+        # dozens of calls an entry.
+        at_first = cast(
+            "EnrollmentFirstVisits | None",
+            store if getattr(store, "enroll_at_first", None) is not None else None,
+        )
+        if stop is None or at_first is None:
+            return partial(handed_over, store.enroll, entering), False
+        visit = self.moves.first_visit(entering, program, stop, event, now)
+        # Both built here from validated parts, held by nobody else: handed over.
+        enter = partial(at_first.enroll_at_first, visit=visit)
+        return partial(handed_over, enter, entering, entering, visit), True
 
     def enroll_action(self, ctx: ActionContext[EnrollParams]) -> str:
         """The ``enroll`` rule action: enroll the event's opportunity in the sequence (once

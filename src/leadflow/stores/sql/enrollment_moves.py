@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
 from ...sequences import EnrollmentHead, EnrollmentState, StepRecord
+from ..sequence_heads import head_document
 from .direct import DriverStatement
 from .tables import Tables
 from .types import Document, UtcDateTime, document_text, encode_document, micros
@@ -52,7 +53,6 @@ MoveRow = tuple[EnrollmentHead, EnrollmentHead, int]
 """One move: ``(old, new, records)``: the head as read (its revision is compared), the head
 that replaces it, and how many step records the move appends (``steps`` raised by that)."""
 
-_HISTORY: Final = {"history"}
 _ACTIVE: Final = EnrollmentState.ACTIVE.value
 # The fields of a row of the array, in order (SQLite reads them by position).
 _FIELDS: Final = ("i", "r", "q", "o", "a", "s", "v", "n", "t", "u", "e", "d")
@@ -128,7 +128,7 @@ class MoveStatement:
                 old.enrollment_id, old.revision, old.sequence_id, old.opportunity_id,
                 new.active, new.state.value, new.sequence_version, records,
                 when(new.enrolled_at), when(new.updated_at), when(new.ended_at),
-                new.model_dump(by_alias=True, exclude_none=True, exclude=_HISTORY),
+                head_document(new),
             ])  # fmt: skip
         if self._postgresql:  # jsonb_to_recordset takes objects
             rows = [dict(zip(_FIELDS, row, strict=True)) for row in rows]
@@ -214,9 +214,12 @@ class EnrollInsert:
     did), one round trip instead of two. None on SQLite, which has no such statement. Run
     through the driver (:class:`~.direct.DriverStatement`), carrying the writes waiting in
     the unit of work (``handle``'s arrival fact: a table this statement does not read), so
-    that entering a sequence does not send them as a statement of their own."""
+    that entering a sequence does not send them as a statement of their own. With ``visit``,
+    a third ``WITH`` query inserts the enrollment's first visit into the scheduled actions
+    (:meth:`~leadflow.stores.sql.sequences.SqlEnrollmentStore.enroll_at_first`), also only
+    when the row went in: an entry is then one statement, not two."""
 
-    def __init__(self, tables: Tables, dialect: Dialect) -> None:
+    def __init__(self, tables: Tables, dialect: Dialect, *, visit: bool = False) -> None:
         t, s = tables.enrollments, tables.enrollment_steps
         values = {c: bindparam(f"c_{c.name}", type_=c.type) for c in t.c}
         added = (
@@ -241,13 +244,35 @@ class EnrollInsert:
             )
             .cte("added_steps")
         )
-        self.statement = DriverStatement(dialect, select(added.c.enrollment_id).add_cte(rows))
+        statement = select(added.c.enrollment_id).add_cte(rows)
+        if visit:  # the first visit's action: one row for the enrollment's one, else none
+            a = tables.scheduled
+            visits = (
+                postgresql.insert(a)
+                .from_select(
+                    list(a.c.keys()),
+                    select(
+                        *(cast(bindparam(f"s_{c.name}", type_=c.type), c.type) for c in a.c)
+                    ).select_from(added),
+                )
+                .on_conflict_do_nothing()  # its key or id held: left as it is
+                .cte("added_visit")
+            )
+            statement = statement.add_cte(visits)
+        self.statement = DriverStatement(dialect, statement)
 
     def run(
-        self, connection: Connection, values: dict[str, Any], records: Sequence[StepRecord]
+        self,
+        connection: Connection,
+        values: dict[str, Any],
+        records: Sequence[StepRecord],
+        visit: dict[str, Any] | None = None,
     ) -> bool:
         """Insert the row of ``values`` (its columns) and, if it went in, ``records`` at
-        positions 1 .. n; whether it went in (else an enrollment held its id or its pair)."""
+        positions 1 .. n and (built with ``visit=True``) the scheduled action of ``visit``
+        (its columns); whether it went in (else an enrollment held its id or its pair)."""
         parameters = {f"c_{name}": value for name, value in values.items()}
         parameters["records"] = document_text([record.to_document() for record in records])
+        if visit is not None:
+            parameters.update({f"s_{name}": value for name, value in visit.items()})
         return bool(self.statement.run(connection, parameters, carry=True))

@@ -42,6 +42,7 @@ from ...errors import (
     NotFoundError,
     StaleWriteError,
 )
+from ...records import ActionKind, ScheduledAction
 from ...sequences import (
     Enrollment,
     EnrollmentHead,
@@ -51,6 +52,7 @@ from ...sequences import (
 from ..checks import (
     check_id,
     check_limit,
+    check_model,
     is_handed_over,
 )
 from ..sequence_checks import (
@@ -64,12 +66,14 @@ from ..sequence_checks import (
     enum_member,
     head_of,
 )
+from ..sequence_heads import head_document, head_from_row
 from .database import SqlDatabase
 from .direct import DriverStatement
 from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
 from .enrollment_reads import ActiveRead, HeadsRead
 from .enrollment_steps import StepRows, StepWrite
 from .errors import translated
+from .scheduled_sql import action_values
 from .sequence_definitions import SqlSequenceRepository
 
 __all__ = ["SqlEnrollmentStore", "SqlSequenceRepository"]
@@ -96,11 +100,8 @@ def _enrollment_values(enrollment: EnrollmentHead) -> dict[str, Any]:
         "enrolled_at": enrollment.enrolled_at,
         "updated_at": enrollment.updated_at,
         "ended_at": enrollment.ended_at,
-        "document": enrollment.model_dump(by_alias=True, exclude_none=True, exclude=_HISTORY),
+        "document": head_document(enrollment),
     }
-
-
-_HISTORY: Final = {"history"}
 
 
 _UPDATED_COLUMNS: Final = (
@@ -167,6 +168,21 @@ class SqlEnrollmentStore:
             if database.dialect == "postgresql"
             else None
         )
+        # enroll_at_first: on PostgreSQL the first visit in the same statement, on SQLite its
+        # row inserted after the enrollment's in the same transaction.
+        self._enroll_visit = (
+            EnrollInsert(database.tables, database.engine.dialect, visit=True)
+            if database.dialect == "postgresql"
+            else None
+        )
+        self._add_visit = (
+            DriverStatement(
+                database.engine.dialect,
+                sqlite.insert(database.tables.scheduled).on_conflict_do_nothing(),
+            )
+            if database.dialect == "sqlite"
+            else None
+        )
         self._head = (c.document, c.revision, c.state)
         self._columns = (*self._head, self._rows.history)
         # Built once, parameters bound per call (the hot path: every step reads and moves one).
@@ -213,6 +229,27 @@ class SqlEnrollmentStore:
 
     @translated("enrollment")
     def enroll(self, enrollment: Enrollment) -> tuple[Enrollment, bool]:
+        return self._enrolled(enrollment, None)
+
+    @translated("enrollment")
+    def enroll_at_first(
+        self, enrollment: Enrollment, visit: ScheduledAction
+    ) -> tuple[Enrollment, bool]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentFirstVisits`: on PostgreSQL one
+        statement (:class:`.enrollment_moves.EnrollInsert` with the visit's ``INSERT`` as one
+        more ``WITH`` query fed by the enrollment's), on SQLite the visit's row inserted after
+        the enrollment's, in its transaction."""
+        checked = check_model(visit, ScheduledAction, "visit")
+        owner = plain(getattr(enrollment, "enrollment_id", None))
+        if checked.kind is not ActionKind.STEP or checked.enrollment_id != owner:
+            raise InvalidInputError("expected the enrollment's own step action", field="visit")
+        return self._enrolled(enrollment, action_values(checked))
+
+    def _enrolled(
+        self, enrollment: Enrollment, visit: dict[str, Any] | None
+    ) -> tuple[Enrollment, bool]:
+        """:meth:`enroll`, with ``visit`` (a scheduled action's row) inserted when the
+        enrollment went in (:meth:`enroll_at_first`)."""
         checked = checked_enrollment(enrollment)
         if checked.state is not EnrollmentState.ACTIVE:
             raise InvalidInputError("a new enrollment is active", field="state")
@@ -231,10 +268,15 @@ class SqlEnrollmentStore:
             # (:class:`.enrollment_moves.EnrollInsert`); SQLite keeps none waiting.
             with self._db.write(carry=True) as connection:  # the row and its history's rows
                 if self._enroll is not None:  # PostgreSQL: the row and its records at once
-                    if self._enroll.run(connection, values, stored.history):
+                    entry = self._enroll if visit is None else self._enroll_visit
+                    assert entry is not None
+                    if entry.run(connection, values, stored.history, visit):
                         return stored, True
                 elif self._add_direct is not None and self._add_direct.run(connection, values):
                     self._rows.write(connection, history)
+                    if visit is not None:
+                        assert self._add_visit is not None
+                        self._add_visit.run(connection, visit)
                     return stored, True
                 row = connection.execute(self._by_id, by_id).mappings().first()
                 if row is None:
@@ -355,10 +397,10 @@ class SqlEnrollmentStore:
             return {}
         with self._db.read() as connection:
             rows = self._heads.run(connection, json.dumps(ids))
+        # The store's own rows: built without validating them again where every value is
+        # what the store writes (:mod:`..sequence_heads`).
         return {
-            enrollment_id: EnrollmentHead.from_document(
-                {**document, "revision": revision, "state": state}
-            )
+            enrollment_id: head_from_row(document, revision, state)
             for document, revision, state, enrollment_id in rows
         }
 

@@ -25,7 +25,9 @@ One contract per storage port of :mod:`leadflow.ports`:
   :class:`~leadflow.ports.sequences.EnrollmentSendMarks` (the narrow "send begun" mark);
   :class:`EnrollmentStepsContract` for one with
   :class:`~leadflow.ports.sequences.EnrollmentSteps` (read and moved on without the history,
-  the records appended, the newest 200 kept);
+  the records appended, the newest 200 kept); :class:`EnrollmentFirstVisitsContract` for one
+  with :class:`~leadflow.ports.sequences.EnrollmentFirstVisits` (a new enrollment stored with
+  its first visit, both or neither);
 - :class:`AnalyticsStoreContract` (:class:`~leadflow.ports.AnalyticsStore`): idempotent
   facts, period queries, filters, first contacts, the first time a status was reached;
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
@@ -119,6 +121,7 @@ from .rules import RuleRepositoryContract
 from .scheduled import ScheduledActionStoreContract
 from .scheduled_cleanup import ScheduledActionCleanupTests
 from .sequence_batches import EnrollmentBatchesContract
+from .sequence_first_visits import EnrollmentFirstVisitsContract
 from .sequence_marks import EnrollmentSendMarksContract
 from .sequence_steps import EnrollmentStepsContract
 from .sequences import EnrollmentStoreContract, SequenceRepositoryContract
@@ -135,6 +138,7 @@ __all__ = [
     "ClockContract",
     "CounterStoreContract",
     "EnrollmentBatchesContract",
+    "EnrollmentFirstVisitsContract",
     "EnrollmentSendMarksContract",
     "EnrollmentStepsContract",
     "EnrollmentStoreContract",
