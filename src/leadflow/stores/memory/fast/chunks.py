@@ -314,6 +314,33 @@ class ChunkedIndex(Generic[K]):
                 return
         raise ValueError(f"{key!r} not in index")
 
+    def replace(self, old: K, new: K) -> None:
+        """Put ``new`` in the place of one key equal to ``old`` (``ValueError`` if there is
+        none), in one chunk rebuilt instead of a removal and an insertion. ``new`` must sort
+        where ``old`` does: no key of the index between them (the stores' keys that differ
+        only in the row they end with, as a completed activity's in its creation index)."""
+        hold_new(new)
+        pending = self._pending
+        for n, waiting in enumerate(pending):
+            if waiting == old:
+                pending[n] = new
+                return
+        maxes = self._maxes
+        i = bisect_left(maxes, old)  # type: ignore[call-overload]
+        if i < len(maxes):
+            block, chunk_maxes = self._blocks[i], self._chunk_maxes[i]
+            j = bisect_left(chunk_maxes, old)
+            chunk = block[j]
+            k = bisect_left(chunk, old)
+            if chunk[k] == old:
+                self._blocks[i] = (*block[:j], (*chunk[:k], new, *chunk[k + 1 :]), *block[j + 1 :])
+                if k == len(chunk) - 1:  # the chunk's last key
+                    chunk_maxes = (*chunk_maxes[:j], new, *chunk_maxes[j + 1 :])
+                    self._chunk_maxes[i] = chunk_maxes
+                    maxes[i] = chunk_maxes[-1]
+                return
+        raise ValueError(f"{old!r} not in index")
+
     def _position(self, key: Any, right: bool) -> tuple[int, int, int]:
         """(block, chunk, offset) of the first key > ``key`` (``right``) or >= ``key``; the
         block is ``len(self._blocks)`` when there is none."""
