@@ -7,12 +7,14 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from typing import TYPE_CHECKING, Any, Final
 
+from .. import limits as _limits
 from ..clock import ensure_utc
 from ..errors import InvalidInputError
+from ..fields import ID_RE
 from ..models import Activity, ActivityState, Event
 from ..ports import JobStore, Scheduler
 from ..ports.periodic import Job, JobContext, JobFunc, JobRun
@@ -30,6 +32,7 @@ __all__ = [
     "JobSettings",
     "LeadflowJobs",
     "overdue_event_id",
+    "stale_event",
     "stale_event_id",
 ]
 
@@ -71,6 +74,57 @@ def stale_event_id(opportunity_id: str, last_activity_at: datetime) -> str:
     every detection until the opportunity has a newer activity, so the rules act once."""
     at = ensure_utc(last_activity_at, "last_activity_at").isoformat()
     return str(uuid.uuid5(_STALE_EVENTS, f"{opportunity_id}/{at}"))
+
+
+def stale_event(
+    opportunity_id: str,
+    last_activity_at: datetime,
+    now: datetime,
+    *,
+    stale_after: timedelta,
+    actor: str | None,
+) -> Event:
+    """The ``opportunity.stale_detected`` event of one stale period, as ``Event(...)`` builds
+    it. When every value is one the job took from the stores and the clock as they give it
+    (ids that match the id pattern, UTC datetimes within the limits) the model is made
+    without pydantic walking its fields and payload again (``tests/test_stale_event.py``
+    holds the two to each other); anything else goes through the validating constructor."""
+    payload = {
+        "opportunityId": opportunity_id,
+        "lastActivityAt": last_activity_at,
+        "staleSince": last_activity_at + stale_after,
+        "daysSinceLastActivity": (now - last_activity_at) // timedelta(days=1),
+    }
+    fields: dict[str, Any] = {
+        "id": stale_event_id(opportunity_id, last_activity_at),
+        "type": "opportunity.stale_detected",
+        "time": now,
+        "payload": payload,
+        "actor": actor,
+    }
+    limits = _limits.DEFAULT_LIMITS
+    plain = (
+        type(opportunity_id) is str
+        and ID_RE.match(opportunity_id) is not None
+        and (actor is None or (type(actor) is str and ID_RE.match(actor) is not None))
+        and all(
+            type(moment) is datetime
+            and moment.tzinfo is UTC
+            and limits.earliest <= moment <= limits.latest
+            for moment in (now, last_activity_at, payload["staleSince"])
+        )
+    )
+    if not plain:
+        return Event(**fields)
+    event = Event.__new__(Event)
+    _set(event, "__dict__", fields)
+    _set(event, "__pydantic_fields_set__", set(fields))
+    _set(event, "__pydantic_extra__", None)
+    _set(event, "__pydantic_private__", None)
+    return event
+
+
+_set = object.__setattr__
 
 
 class LeadflowJobs:
@@ -318,20 +372,14 @@ class LeadflowJobs:
         if self.store.is_marked(mark, now=ctx.now):
             counts["already_detected"] += 1
             return True
-        stale_after = self.settings.stale_after
-        payload = {
-            "opportunityId": opportunity_id,
-            "lastActivityAt": last,
-            "staleSince": last + stale_after,
-            "daysSinceLastActivity": (ctx.now - last) // timedelta(days=1),
-        }
-        event = Event(
-            id=stale_event_id(opportunity_id, last),
-            type="opportunity.stale_detected",
-            time=ctx.now,
-            payload=payload,
+        event = stale_event(
+            opportunity_id,
+            last,
+            ctx.now,
+            stale_after=self.settings.stale_after,
             actor=self.flow.settings.system_user,
         )
+        payload = event.payload
         try:
             result = self.flow.handle(event)
         except Exception:

@@ -20,8 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
@@ -132,18 +131,34 @@ _QUIET: Final = _Quiet()
 _QUIET_LOGGERS: Final = ("leadflow", "leadflow.scheduling")
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
+class _Quieted:
+    """The context in which this thread's runtime log records are dropped (re-entrant). The
+    filter is put on the loggers when a simulator is made (:func:`_install_quiet`), not on
+    every entry: an entry costs a thread-local counter, once per event fed."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        local = _QUIET.local
+        local.depth = getattr(local, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        _QUIET.local.depth -= 1
+
+
+def _install_quiet() -> None:
+    """Put the filter on the runtime's loggers (once; a logger keeps it)."""
     for name in _QUIET_LOGGERS:
         logger = logging.getLogger(name)
         if _QUIET not in logger.filters:
             logger.addFilter(_QUIET)
-    local = _QUIET.local
-    local.depth = getattr(local, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        local.depth -= 1
+
+
+_QUIETED: Final = _Quieted()
+
+
+def _quiet() -> _Quieted:
+    return _QUIETED
 
 
 class _Flow(LeadFlow):
@@ -177,6 +192,7 @@ class Simulator:
         from ..stores.memory.fast import fast_memory_storage
 
         self.settings = settings = settings or SimulationSettings()
+        _install_quiet()
         self.report = SimulationReport()
         self.seen = Observations()
         self.clock = ManualClock(_START)

@@ -82,6 +82,15 @@ __all__ = ["FastActivityRepository"]
 _LIST_MAX = 1000
 
 
+def _latest(row: Row) -> datetime | None:
+    """The row's latest time: its creation or completion (None: neither)."""
+    created: datetime | None = row[CREATED]
+    completed: datetime | None = row[COMPLETED]
+    if created is None:
+        return completed
+    return created if completed is None or completed < created else completed
+
+
 def _checked(activity: object) -> Activity:
     """An activity from outside, checked: activities are immutable and were validated when
     built; what may have changed since is a document in their extra metadata (a dict the caller
@@ -415,7 +424,7 @@ class FastActivityRepository(ActivityQueryPlans):
             index.add(key)
         if row[OPEN_KEY] is not None and row[COMPLETED] is None and row[CANCELLED] is None:
             self._open_keys[row[OPEN_KEY]] = row[ID]
-        latest = max((t for t in (row[CREATED], row[COMPLETED]) if t is not None), default=None)
+        latest = _latest(row)
         old = self._last.get(row[OPPORTUNITY])
         if latest is not None and (old is None or latest > old):  # it can only move forward
             self._set_last(row[OPPORTUNITY], latest)
@@ -428,9 +437,37 @@ class FastActivityRepository(ActivityQueryPlans):
             del self._open_keys[row[OPEN_KEY]]
 
     def _replace(self, old: Row, new: Row) -> None:
-        self._remove(old)
-        self._insert(new)
-        self._refresh_last(old[OPPORTUNITY])  # the old row's times may have been the latest
+        """``new`` in the place of ``old`` (the same activity). In an index where its key
+        differs only in the row it ends with (a completion changes no creation time, owner or
+        rule), the key is swapped where it is (:meth:`ChunkedIndex.replace`): one chunk
+        rebuilt instead of a removal and an insertion; elsewhere removed and added."""
+        added = dict(self._index_keys(new))
+        for index, key in self._index_keys(old):
+            fresh = added.pop(index, None)
+            if fresh is not None and fresh[:-1] == key[:-1]:
+                index.replace(key, fresh)
+                continue
+            index.remove(key)
+            if fresh is not None:
+                index.add(fresh)
+        for index, key in added.items():
+            index.add(key)
+        self._rows.put(new)  # the same id: its slot
+        if old[OPEN_KEY] is not None and self._open_keys.get(old[OPEN_KEY]) == old[ID]:
+            del self._open_keys[old[OPEN_KEY]]
+        if new[OPEN_KEY] is not None and new[COMPLETED] is None and new[CANCELLED] is None:
+            self._open_keys[new[OPEN_KEY]] = new[ID]
+        opportunity, before, after = new[OPPORTUNITY], _latest(old), _latest(new)
+        if old[OPPORTUNITY] != opportunity or (
+            before is not None and (after is None or after < before)
+        ):
+            # The old row's times may have been its opportunity's latest.
+            self._refresh_last(old[OPPORTUNITY])
+            before = None
+        if after is not None and (before is None or after > before):
+            last = self._last.get(opportunity)
+            if last is None or after > last:  # it can only move forward
+                self._set_last(opportunity, after)
 
     def _refresh_last(self, opportunity_id: str) -> None:
         """Recompute the opportunity's last activity time from its own rows."""

@@ -24,7 +24,7 @@ too (and the tuple of last keys when a chunk's last key changes): at 200,000 key
 more per insert at random places, about 1.7x (1.6 -> 2.7 us) when every key goes last.
 
 **Added keys wait, and go in together.** ``add`` puts a key in a short list (at most
-``buffer``, 64); the next read or removal of the index, or the key that fills the list, puts
+``buffer``, 64); the next read of the index, or the key that fills the list, puts
 them all into the chunks, sorted: the keys bound for one chunk rebuild it (and its block) once.
 Most indexes are time-ordered (creation, due and finish times), in full or per assignee or
 rule, so their new keys go to one chunk each: 100,000 keys, half of them added after the other
@@ -146,7 +146,8 @@ class ChunkedIndex(Generic[K]):
         The key waits in a short list with the others added since the index was last read or
         changed otherwise, and goes into the chunks with them (:meth:`_flush`), at the latest
         when ``buffer`` keys wait: keys that go to one chunk (in a time-ordered index, all of
-        them) then rebuild it once, not once each. Every other method puts them in first."""
+        them) then rebuild it once, not once each. Every read puts them in
+        first (a removal takes a waiting key out where it can: :meth:`remove`)."""
         new = _NEW  # held until the next collection (see the module docstring)
         new.append(key)
         if len(new) > _NEW_LIMIT:
@@ -269,8 +270,22 @@ class ChunkedIndex(Generic[K]):
         maxes[i] = chunk_maxes[-1]
 
     def remove(self, key: K) -> None:
-        """Remove one key equal to ``key``; ``ValueError`` if there is none."""
-        self._flush()
+        """Remove one key equal to ``key``; ``ValueError`` if there is none.
+
+        The keys still waiting are not put in first: one equal to ``key`` among them is taken
+        out of the waiting list (equal keys are interchangeable), else the key is taken out of
+        the chunks, and the waiting keys keep waiting (a removal between adds, as a completed
+        activity's or a finished action's keys between new ones, no longer rebuilds the
+        chunks for a handful of keys)."""
+        pending = self._pending
+        if pending:
+            try:
+                pending.remove(key)
+            except ValueError:
+                pass
+            else:
+                self._len -= 1
+                return
         maxes = self._maxes
         i = bisect_left(maxes, key)  # type: ignore[call-overload]
         if i < len(maxes):
@@ -298,6 +313,33 @@ class ChunkedIndex(Generic[K]):
                 self._len -= 1
                 return
         raise ValueError(f"{key!r} not in index")
+
+    def replace(self, old: K, new: K) -> None:
+        """Put ``new`` in the place of one key equal to ``old`` (``ValueError`` if there is
+        none), in one chunk rebuilt instead of a removal and an insertion. ``new`` must sort
+        where ``old`` does: no key of the index between them (the stores' keys that differ
+        only in the row they end with, as a completed activity's in its creation index)."""
+        hold_new(new)
+        pending = self._pending
+        for n, waiting in enumerate(pending):
+            if waiting == old:
+                pending[n] = new
+                return
+        maxes = self._maxes
+        i = bisect_left(maxes, old)  # type: ignore[call-overload]
+        if i < len(maxes):
+            block, chunk_maxes = self._blocks[i], self._chunk_maxes[i]
+            j = bisect_left(chunk_maxes, old)
+            chunk = block[j]
+            k = bisect_left(chunk, old)
+            if chunk[k] == old:
+                self._blocks[i] = (*block[:j], (*chunk[:k], new, *chunk[k + 1 :]), *block[j + 1 :])
+                if k == len(chunk) - 1:  # the chunk's last key
+                    chunk_maxes = (*chunk_maxes[:j], new, *chunk_maxes[j + 1 :])
+                    self._chunk_maxes[i] = chunk_maxes
+                    maxes[i] = chunk_maxes[-1]
+                return
+        raise ValueError(f"{old!r} not in index")
 
     def _position(self, key: Any, right: bool) -> tuple[int, int, int]:
         """(block, chunk, offset) of the first key > ``key`` (``right``) or >= ``key``; the
