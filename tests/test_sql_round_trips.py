@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import update
 
 pytest.importorskip("leadflow.stores.sql", reason="needs the sql extra")
 
 from leadflow import DuplicateError, HandleResult, LeadFlow
 from leadflow.adapters import RecordingNotifier
 from leadflow.ports.integrations import Notification
-from leadflow.stores.sql import SqlStorage
+from leadflow.stores.sql import SqlStorage, sql_storage
 
 from .helpers import T0
 from .service_support import build_flow, rule
@@ -221,3 +221,31 @@ def test_a_unit_whose_first_statement_fails_writes_nothing_and_the_next_one_work
         result = flow.handle(_event("good", "opp-1"))
     assert _round_trips(messages) == 2, messages
     assert [(r.ok, r.state.value) for r in result.executed] == [(True, "done")]
+
+
+def test_a_unit_keeps_the_engine_s_isolation_level(storage: SqlStorage) -> None:
+    """The ``BEGIN`` sent with the first statement opens the transaction psycopg's own would
+    (the engine's isolation level)."""
+    url = storage.database.engine.url
+    schema = storage.database.tables.scheduled.schema
+    for options, level in (
+        ({"isolation_level": "REPEATABLE READ"}, "repeatable read"),
+        ({"isolation_level": "SERIALIZABLE"}, "serializable"),
+        ({}, "read committed"),
+    ):
+        engine = create_engine(url, **options)  # type: ignore[arg-type]
+        try:
+            other = sql_storage(engine, schema=schema)
+            seen: list[str] = []
+            with other.unit_of_work():
+                other.scheduled.list(limit=1)  # a SQLAlchemy statement: psycopg's own BEGIN
+                with other.database.read() as connection:
+                    seen.append(connection.exec_driver_sql("SHOW transaction_isolation").scalar())
+            with other.unit_of_work():
+                # the first statement through the driver, with the unit's BEGIN
+                other.scheduled.mark_done_ids(["nothing"], worker="w", now=T0)
+                with other.database.read() as connection:
+                    seen.append(connection.exec_driver_sql("SHOW transaction_isolation").scalar())
+            assert seen == [level, level], (options, seen)
+        finally:
+            engine.dispose()
