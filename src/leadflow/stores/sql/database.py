@@ -202,7 +202,8 @@ class SqlDatabase:
                 _begin_immediate(connection)
             else:
                 connection.begin()
-                begin_first(connection)  # the BEGIN goes with the first driver statement
+                if self._defers.get():  # handle's: the BEGIN goes with its first statement
+                    begin_first(connection)
             token = self._unit.set(connection)
             try:
                 yield

@@ -10,7 +10,10 @@ the statement and ``COMMIT``, and waits once (the server skips what follows a fa
 up to the pipeline's end, so a failed statement commits nothing). Which statements go so is
 :mod:`.direct`'s choice (:func:`~.direct.execute`): the first one sent through it in a unit
 that allows it (:func:`begin_first`), and the statement that sends a deferred unit's waiting
-writes at its end (:func:`~.direct.finish_later`).
+writes at its end (:func:`~.direct.finish_later`). Only ``handle``'s (deferred) units allow
+the first: psycopg's pipeline mode has Python of its own (about twice psycopg's function
+calls per event), which a round trip saved pays for only when the server is not far away
+in time (docs/benchmarks.md).
 """
 
 from __future__ import annotations
