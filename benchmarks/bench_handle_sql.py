@@ -12,9 +12,7 @@ events as mappings, each for a new opportunity. Floors and leadflow alternate in
 repetition after repetition, and the medians are printed with wall and process (CPU) times,
 ratios, and per event and per action: statements, commits (SQLAlchemy's commit events plus the
 write statements run in autocommit on PostgreSQL) and PostgreSQL round trips (statements +
-BEGIN + COMMIT of each transaction, less the BEGIN or COMMIT a leadflow driver statement
-carried in its own round trip: its cursor event's context names them in ``leadflow_with``),
-counted before the check's own reads; and where the wall
+BEGIN + COMMIT of each transaction), counted before the check's own reads; and where the wall
 time of the last repetition went (in statements, between the engine's cursor events, which
 the stores' driver-level statements fire too; in commits; the rest). Checked while timing:
 every event's activity is stored, every action ran and is done, nothing failed (a wrong answer
@@ -100,7 +98,7 @@ class Counts:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.statements = self.commits = self.transactions = self.shared = 0
+        self.statements = self.commits = self.transactions = 0
         self.in_statements = self.in_commits = 0.0
         self._started = 0.0
         sa.event.listen(engine, "before_cursor_execute", self._statement)
@@ -118,29 +116,16 @@ class Counts:
 
         setattr(dialect, "do_commit", timed_commit)  # noqa: B010 (wrapped while counting)
 
-    def _statement(
-        self, conn: Any, cursor: Any, statement: str, _p: Any, context: Any, *_: Any
-    ) -> None:
+    def _statement(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         self.statements += 1
         self._started = time.perf_counter()
         raw = getattr(cursor, "connection", None)
-        # leadflow's driver statements name the BEGIN / COMMIT sent in their round trip.
-        sent_with = getattr(context, "leadflow_with", ())
-        status = getattr(getattr(raw, "info", None), "transaction_status", 0)
-        if "BEGIN" in sent_with:
-            conn.info["bench_tx"] = True
-            self.transactions += 1
-            self.shared += 1
-        elif getattr(raw, "autocommit", False) is True and status == 0:  # no transaction open
+        if getattr(raw, "autocommit", False) is True:
             if not statement.lstrip().upper().startswith("SELECT"):
                 self.commits += 1
-        elif getattr(raw, "autocommit", False) is not True and not conn.info.get("bench_tx"):
+        elif not conn.info.get("bench_tx"):
             conn.info["bench_tx"] = True
             self.transactions += 1
-        if "COMMIT" in sent_with:
-            conn.info["bench_tx"] = False
-            self.commits += 1
-            self.shared += 1
 
     def _executed(self, *_: Any) -> None:
         self.in_statements += time.perf_counter() - self._started
@@ -153,17 +138,16 @@ class Counts:
         self.commits += 1
 
     def reset(self) -> None:
-        self.statements = self.commits = self.transactions = self.shared = 0
+        self.statements = self.commits = self.transactions = 0
         self.in_statements = self.in_commits = 0.0
 
-    def snapshot(self) -> tuple[int, int, int, float, float, int]:
+    def snapshot(self) -> tuple[int, int, int, float, float]:
         return (
             self.statements,
             self.commits,
             self.transactions,
             self.in_statements,
             self.in_commits,
-            self.shared,
         )
 
     def close(self) -> None:
@@ -309,7 +293,7 @@ def sqlite_floor(path: Path, rows: int, *, batch: int) -> Timing:
 # --------------------------------------------------------------------------- leadflow
 
 
-Snapshot = tuple[int, int, int, float, float, int]  # Counts.snapshot()
+Snapshot = tuple[int, int, int, float, float]  # Counts.snapshot()
 
 
 def run_handle(
@@ -335,8 +319,8 @@ def run_many(
 def per(seen: Snapshot, n: int, postgres: bool) -> str:
     s, c, t = seen[0] / n, seen[1] / n, seen[2] / n
     text = f"{s:.3f} statements, {c:.3f} commits"
-    if postgres:  # each statement, each transaction's BEGIN and COMMIT, less those shared
-        text += f", {s + 2 * t - seen[5] / n:.3f} round trips"
+    if postgres:
+        text += f", {s + 2 * t:.3f} round trips"
     return text
 
 

@@ -208,9 +208,9 @@ def test_a_refused_fact_fails_the_unit_and_is_reported_step_by_step(
     storage: SqlStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``handle``'s arrival, refused by the database: in the unit (on PostgreSQL it went with
-    the acknowledgement and the commit, whose statement fails) the unit is rolled back, the
-    event handled again step by step: its actions stand, the refusal is in the result's
-    errors, nothing of the fact is stored."""
+    the acknowledgement, whose statement fails) the unit is rolled back, the event handled
+    again step by step: its actions stand, the refusal is in the result's errors, nothing of
+    the fact is stored."""
     flow = build_flow(
         storage=storage,
         rules=[
@@ -239,9 +239,7 @@ def test_a_refused_fact_fails_the_unit_and_is_reported_step_by_step(
     assert [run.ok for run in result.executed] == [True, True]
     assert len(result.errors) == 1 and "refuse" in str(result.errors[0])
     rolled_back = [r.getMessage() for r in caplog.records if "rolled back" in r.getMessage()]
-    # PostgreSQL: the fact waits with the acknowledgement for the unit's commit, whose
-    # statement fails; SQLite: the fact's own statement.
-    failed_in = "unit_of_work" if storage.database.dialect == "postgresql" else "facts"
+    failed_in = "action_ids" if storage.database.dialect == "postgresql" else "facts"
     assert len(rolled_back) == 1 and f"({failed_in}:" in rolled_back[0]
     assert _facts(storage) == ([], [], [])
     assert {a.state.value for a in storage.scheduled.list(limit=10)} == {"done"}

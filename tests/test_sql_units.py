@@ -54,14 +54,11 @@ class Counts:
     def statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.statements += 1
 
-    def ran(self, conn: Any, cursor: Any, statement: str, _p: Any, context: Any, *_: Any) -> None:
-        """A write that succeeded in autocommit: committed (a failed one wrote nothing); so
-        is a statement sent with its transaction's ``COMMIT`` (leadflow's driver statements
-        name it in their context's ``leadflow_with``)."""
+    def ran(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        """A write that succeeded in autocommit: committed (a failed one wrote nothing)."""
         raw = getattr(cursor, "connection", None)
         write = not statement.lstrip().upper().startswith(("SELECT", "BEGIN"))
-        autocommitted = getattr(raw, "autocommit", False) is True and write
-        if autocommitted or "COMMIT" in getattr(context, "leadflow_with", ()):
+        if getattr(raw, "autocommit", False) is True and write:
             self.commits += 1
 
     def commit(self, conn: Any) -> None:

@@ -51,7 +51,6 @@ from . import held as held_rows
 from . import later as waiting_writes
 from .direct import DriverStatement, drop_later, execute, finish_later, flush_later, run_later
 from .errors import sql_errors
-from .round_trips import begin_first, end_unit
 from .tables import DEFAULT_PREFIX, Tables, build_tables
 
 __all__ = ["SqlDatabase", "SqlUnitOfWork", "engine_from_url", "with_driver"]
@@ -202,8 +201,6 @@ class SqlDatabase:
                 _begin_immediate(connection)
             else:
                 connection.begin()
-                if self._defers.get():  # handle's: the BEGIN goes with its first statement
-                    begin_first(connection)
             token = self._unit.set(connection)
             try:
                 yield
@@ -218,15 +215,9 @@ class SqlDatabase:
                     held_rows.drop(connection)
                 with suppress(exc.SQLAlchemyError):
                     connection.rollback()
-                if self._waits:
-                    end_unit(connection)
                 raise
             self._unit.reset(token)
-            try:
-                connection.commit()
-            finally:
-                if self._waits:
-                    end_unit(connection)
+            connection.commit()
 
     def close(self) -> None:
         """Dispose the engine if it was made here from a URL; a host's engine is left alone."""
@@ -259,30 +250,6 @@ class SqlDatabase:
             flush_later(unit)
         waiting_writes.put(unit, waiting)
         return True
-
-    @property
-    def deferring(self) -> bool:
-        """Whether the calling context is inside a deferred unit of work (PostgreSQL)."""
-        return self._defers.get() >= 1 and self._unit.get() is not None
-
-    def sent(self, owners: dict[str, str | None]) -> None:
-        """PostgreSQL, inside a deferred unit of work: remember actions a statement of the
-        unit inserted (id -> the worker holding it claimed, or None), for :meth:`sent_by`.
-        Elsewhere nothing is kept."""
-        unit = self._unit.get()
-        if unit is not None and self._defers.get() >= 1:
-            waiting_writes.sent(unit, owners)
-
-    def sent_by(self, ids: Sequence[str], owner: str) -> bool:
-        """PostgreSQL, inside a deferred unit of work: whether every one of ``ids`` is an
-        action a statement of this unit inserted claimed by ``owner`` (:meth:`sent`): no
-        other transaction sees it before the commit, so a write of the unit's own on it may
-        wait (:meth:`defer`, its expected count checked when it is sent)."""
-        unit = self._unit.get()
-        if unit is None or self._defers.get() < 1:
-            return False
-        owners = waiting_writes.sent_owners(unit)
-        return bool(owners) and all(owners.get(i, "") == owner for i in ids)
 
     def hold(self, statement: DriverStatement, rows: Sequence[dict[str, Any]], key: str) -> bool:
         """SQLite, inside a unit of work: hold ``rows`` to be inserted with ``statement``

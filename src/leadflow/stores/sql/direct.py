@@ -57,7 +57,6 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ...errors import StorageError
 from ...ports.units import DeferredWriteError
 from . import later
-from .round_trips import IDLE, begin_to_send, pipelined
 from .types import Document, UtcDateTime, document_text, micros, utc_value
 
 __all__ = [
@@ -76,6 +75,7 @@ Encoder = Callable[[Any], Any]
 _NAMED: Final = re.compile(r"%\((\w+)\)s")
 _CURSOR: Final = "leadflow_direct_cursor"
 _RAW_CURSOR: Final = "leadflow_direct_raw_cursor"
+_IDLE: Final = 0  # psycopg's pq.TransactionStatus.IDLE: no transaction open
 
 
 def _document(value: Any) -> Any:
@@ -205,7 +205,6 @@ def execute(
     many: bool = False,
     raw: bool = False,
     carry: bool = False,
-    commit: bool = False,
 ) -> list[tuple[Any, ...]]:
     """``sql`` with ``parameters`` on a cursor of ``connection``'s driver connection, with
     the engine's cursor events and SQLAlchemy's error wrapping (see the module's docstring).
@@ -214,10 +213,7 @@ def execute(
     ``psycopg.RawCursor``, which sends the text as it is (see :class:`ValuesInsert`).
     Writes waiting on the connection (:func:`run_later`) are run first, as their own
     statements, or with ``carry`` (a ``%s`` statement, not ``many``) in front of ``sql`` as
-    ``WITH`` queries of the same statement. ``commit`` (PostgreSQL, in a transaction): the
-    transaction's ``COMMIT`` goes in the same round trip, after ``sql`` (skipped by the server
-    when ``sql`` fails). The first statement of a unit of work that allows it goes with the
-    unit's ``BEGIN`` (:func:`.round_trips.begin_first`)."""
+    ``WITH`` queries of the same statement."""
     proxied = connection.connection
     if proxied.info.get(later.KEY):
         waiting = later.take(connection)
@@ -238,23 +234,15 @@ def execute(
         else:
             cursor = proxied.cursor()
         proxied.info[key] = cursor
-    begin = None if many else begin_to_send(proxied)
     dispatch = connection.dispatch
     listened = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
     context = SimpleNamespace() if listened else None
     try:
         if listened:
-            if begin is not None or commit:
-                # Sent in the statement's round trip (:func:`.round_trips.begin_first`).
-                sent_with = ("BEGIN",) * (begin is not None) + ("COMMIT",) * commit
-                context.leadflow_with = sent_with  # type: ignore[union-attr]
             for listener in dispatch.before_cursor_execute:
                 listener(connection, cursor, sql, parameters, context, many)
         if many:
             cursor.executemany(sql, parameters)
-        elif begin is not None or commit:
-            errors = connection.dialect.loaded_dbapi.Error
-            pipelined(proxied, cursor, sql, parameters, begin=begin, commit=commit, errors=errors)
         else:
             cursor.execute(sql, parameters)
         rows: list[tuple[Any, ...]] = list(cursor.fetchall()) if returns else []
@@ -281,18 +269,15 @@ def run_later(connection: Connection, sql: str, parameters: Sequence[Any]) -> No
     later.put(connection, later.Waiting(sql, parameters))
 
 
-def send_later(
-    connection: Connection, waiting: Sequence[later.Waiting], *, commit: bool = False
-) -> None:
-    """Send ``waiting`` (taken off ``connection``) as one statement (``commit``: with the
-    transaction's ``COMMIT`` in the same round trip); when it fails the unit is doomed
-    (:func:`.later.doom`), and a row it expected but did not write is a
+def send_later(connection: Connection, waiting: Sequence[later.Waiting]) -> None:
+    """Send ``waiting`` (taken off ``connection``) as one statement; when it fails the unit
+    is doomed (:func:`.later.doom`), and a row it expected but did not write is a
     :class:`~leadflow.ConflictError` (nothing of the statement is written)."""
     if not waiting:
         return
     sql, parameters = later.statement(waiting)
     try:
-        execute(connection, sql, parameters, raw=True, commit=commit)
+        execute(connection, sql, parameters, raw=True)
     except exc.DBAPIError as error:
         if later.MARK not in str(error.orig):
             later.doom(connection, error)
@@ -349,21 +334,17 @@ def finish_later(connection: Connection) -> None:
     """At the end of a unit of work, before its commit: send the waiting writes. When
     nothing was sent in the unit (psycopg sent no ``BEGIN`` yet) the one statement runs in
     autocommit, a transaction by itself, and the commit then has nothing to do: the unit is
-    one round trip; else the statement and the ``COMMIT`` go in one round trip. A unit
-    doomed by a failed send fails here."""
+    one round trip. A unit doomed by a failed send fails here."""
     failed = later.doomed(connection)
     if failed is not None:
         kind = DeferredWriteError if isinstance(failed, DeferredWriteError) else StorageError
         raise kind(f"a statement of this unit of work failed: {failed}") from failed
-    later.forget_sent(connection)
     waiting = later.take(connection)
     if not waiting:
         return
     driver: Any = connection.connection.driver_connection
-    if driver.info.transaction_status != IDLE:
-        # The unit's transaction is open: its COMMIT goes in the same round trip (the
-        # unit's own commit then has nothing left to do).
-        send_later(connection, waiting, commit=True)
+    if driver.info.transaction_status != _IDLE:
+        send_later(connection, waiting)
         return
     driver.autocommit = True
     try:

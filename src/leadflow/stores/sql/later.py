@@ -39,19 +39,15 @@ __all__ = [
     "doom",
     "doomed",
     "drop",
-    "forget_sent",
     "peek",
     "put",
     "returns_last",
-    "sent",
-    "sent_owners",
     "statement",
     "take",
 ]
 
 KEY: Final = "leadflow_direct_later"
 _DOOMED: Final = "leadflow_direct_doomed"
-_SENT: Final = "leadflow_direct_sent"
 MARK: Final = "leadflow: rows this unit of work planned were already stored"
 """The text the combined statement casts to an integer when an expected row is missing (the
 driver's error quotes it)."""
@@ -106,32 +102,11 @@ def take(connection: Connection) -> list[Waiting]:
 
 
 def drop(connection: Connection) -> None:
-    """Forget the waiting writes, the rows sent (:func:`sent`) and the doom of
-    ``connection`` (its transaction is rolled back)."""
+    """Forget the waiting writes and the doom of ``connection`` (its transaction is rolled
+    back)."""
     info = connection.connection.info
     info.pop(KEY, None)
     info.pop(_DOOMED, None)
-    info.pop(_SENT, None)
-
-
-def sent(connection: Connection, owners: dict[str, str | None]) -> None:
-    """Remember rows this unit of work's statements inserted on ``connection``: ``owners``
-    maps each action's id to the worker holding it claimed (None: not claimed). Nothing
-    outside the unit's transaction sees those rows until it commits, so a write of the
-    unit's own on them may be answered ahead and checked when it is sent (an
-    acknowledgement: its ``UPDATE`` waits, expecting every row)."""
-    connection.connection.info.setdefault(_SENT, {}).update(owners)
-
-
-def sent_owners(connection: Connection) -> dict[str, str | None]:
-    """The rows :func:`sent` remembers on ``connection`` (id -> claiming worker)."""
-    found: dict[str, str | None] = connection.connection.info.get(_SENT, {})
-    return found
-
-
-def forget_sent(connection: Connection) -> None:
-    """Forget what :func:`sent` remembers (the unit ends)."""
-    connection.connection.info.pop(_SENT, None)
 
 
 def doom(connection: Connection, error: Exception) -> None:

@@ -54,7 +54,6 @@ from .claim_sql import INDEX_WALK, SETTING, STATE, ClaimStatements, state_is
 from .claimed import claimed_actions
 from .database import SqlDatabase
 from .errors import translated
-from .later import Waiting
 from .scheduled_sql import EventDocuments, WriteStatements, action_from_row, action_values
 from .tables import FINISHED_STATES
 from .types import UtcDateTime
@@ -104,7 +103,6 @@ class SqlScheduledActionStore:
         taken = None
         with self._db.write(atomic=False) as connection:
             if self._w.add_direct.run(connection, values):
-                self._sent([values])
                 return checked, True  # an immutable value: what is stored
             existing = (
                 connection.execute(
@@ -171,7 +169,6 @@ class SqlScheduledActionStore:
             if few is not None and len(rows) <= few.limit:  # PostgreSQL, a few rows
                 inserted = {row[0] for row in few.run(connection, rows)}
                 created = {row["idempotency_key"] for row in rows if row["action_id"] in inserted}
-                self._sent([row for row in rows if row["action_id"] in inserted])
             elif self._w.add_rows is not None:
                 created = {row[0] for row in self._w.add_rows.run(connection, rows)}
             elif not held:  # SQLite, a few rows on their own: the one-row statement
@@ -309,7 +306,7 @@ class SqlScheduledActionStore:
         now = ensure_utc(now, "now")
         if not ids:
             return []
-        if self._done_waiting(ids, worker, now) or self._done_sent(ids, worker, now):
+        if self._done_waiting(ids, worker, now):
             return list(ids)
         # ``carry``: in a unit of work on PostgreSQL the facts kept for later (``handle``'s
         # arrival) go in the same statement (a table this one does not read).
@@ -322,35 +319,6 @@ class SqlScheduledActionStore:
             done_ids = self._w.done_ids_direct.run(connection, parameters, carry=True)
             done = {row[0] for row in done_ids}
         return [action_id for action_id in ids if action_id in done]
-
-    def _sent(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """In a deferred unit (PostgreSQL): remember the actions this unit just inserted
-        (:meth:`SqlDatabase.sent`), whose acknowledgement may then wait for the commit."""
-        if not self._db.deferring:
-            return
-        claimed = _State.CLAIMED.value
-        self._db.sent(
-            {
-                row["action_id"]: row["lease_owner"] if row["state"] == claimed else None
-                for row in rows
-            }
-        )
-
-    def _done_sent(self, ids: Sequence[str], worker: str, now: datetime) -> bool:
-        """In a deferred unit (PostgreSQL): when every one of ``ids`` is an action this unit
-        inserted claimed by ``worker`` (sent already; no other worker sees it before the
-        commit), the acknowledgement's ``UPDATE`` waits to go with the unit's commit, in
-        the same round trip, expecting every row (else nothing of the unit is written and the
-        event is handled again in an ordinary unit): True. Else nothing is kept: False."""
-        if not self._db.sent_by(ids, worker):
-            return False
-        statement = self._w.done_ids_direct
-        waiting = Waiting(
-            statement.sql,
-            statement.parameters({"ids": ids, "worker": worker, "now": now}),
-            expect=len(set(ids)),
-        )
-        return self._db.defer(waiting)
 
     def _done_waiting(self, ids: Sequence[str], worker: str, now: datetime) -> bool:
         """In a deferred unit (PostgreSQL) or a unit holding rows (SQLite): when every one of
