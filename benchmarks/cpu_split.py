@@ -5,7 +5,8 @@ the runtime's and the stores' own Python. Used by ``bench_handle_sql.py --split`
 
 The layers: the driver on PostgreSQL (psycopg's ``waiting.wait``, every exchange with the
 server: building and sending the messages, waiting, reading the results; sqlite3's calls are
-C methods that cannot be wrapped, so on SQLite the driver is in the rest); SQLAlchemy's
+C methods that cannot be wrapped, so on SQLite the driver's statements are in the rest and
+its commit, the file's sync included, in SQLAlchemy's ``commit``); SQLAlchemy's
 connections and transactions (``Engine.connect``; ``Connection.begin``, ``commit``,
 ``rollback``, ``close``); SQLAlchemy statements (``Connection.execute``: compiling, binding,
 results); the planner's ``_plan`` (the rules and the stored form of each action: the
@@ -24,13 +25,18 @@ __all__ = ["layer_split"]
 
 
 def _layers() -> list[tuple[Any, str, str]]:
-    import psycopg.waiting
     from sqlalchemy.engine import base
 
     from leadflow.runtime.planner import Planner
 
+    try:
+        import psycopg.waiting
+    except ImportError:  # SQLite only
+        driver = []
+    else:
+        driver = [(psycopg.waiting, "wait", "driver (psycopg: messages, waits, results)")]
     return [
-        (psycopg.waiting, "wait", "driver (psycopg: messages, waits, results)"),
+        *driver,
         (base.Engine, "connect", "SQLAlchemy: connections and transactions"),
         (base.Connection, "begin", "SQLAlchemy: connections and transactions"),
         (base.Connection, "commit", "SQLAlchemy: connections and transactions"),
