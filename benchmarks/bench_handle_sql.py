@@ -19,7 +19,8 @@ every event's activity is stored, every action ran and is done, nothing failed (
 exits 2). Nothing is asserted on time.
 
 Run: python benchmarks/bench_handle_sql.py [--events 2000] [--reps 5] [--url postgresql+psycopg://...]
-[--calls] [--freeze] (``--calls``: also the Python function calls per event, counted with
+[--calls] [--freeze] [--split] (``--split``: the CPU per event by layer, :mod:`cpu_split`, on one
+more batch of each; ``--calls``: also the Python function calls per event, counted with
 cProfile on one more batch of each; ``--freeze``: ``gc.freeze()`` after the warm-up, as a host
 may do once it has started, so the collector's full collections no longer walk the heap the
 imports built). The process time the cyclic garbage collector took during the last repetition
@@ -56,6 +57,7 @@ from leadflow.stores.sql import SqlStorage, sql_storage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_service import T0, Counting
 from bench_sql_queries import URL_ENV, Bad
+from cpu_split import layer_split
 
 CHUNK = 500
 ACTIONS = 2  # per event, both run now (``--rule notify``; 1 with ``--rule activity``)
@@ -350,6 +352,26 @@ def python_calls(flow: LeadFlow, storage: SqlStorage, counts: Counts, n: int) ->
     return "Python function calls per event: " + ", ".join(found)
 
 
+def layers(flow: LeadFlow, storage: SqlStorage, n: int) -> str:
+    """``--split``: the CPU per event of each layer (:mod:`cpu_split`) in one more batch of
+    ``handle`` and of ``handle_many``."""
+    lines = []
+    for label in ("handle", "handle_many"):
+        batch = events(f"split-{label}", n)
+        with layer_split() as spent:
+            if label == "handle":
+                results, (_, cpu) = timed(lambda b=batch: [flow.handle(e) for e in b])
+            else:
+                results, (_, cpu) = timed(lambda b=batch: flow.handle_many(b))
+        check(storage, results, batch)
+        parts = sorted(spent.items(), key=lambda item: -item[1])
+        rest = cpu - sum(spent.values())
+        lines.append(f"  CPU per event, {label}: {cpu / n * 1e6:.0f} us")
+        lines += [f"    {part:<48}{seconds / n * 1e6:>7.1f} us" for part, seconds in parts]
+        lines.append(f"    {'the rest (runtime, stores, encoding)':<48}{rest / n * 1e6:>7.1f} us")
+    return "\n".join(lines)
+
+
 def compare(
     name: str,
     floor: Callable[[int], Timing],
@@ -358,6 +380,7 @@ def compare(
     reps: int,
     postgres: bool,
     calls: bool = False,
+    split: bool = False,
 ) -> None:
     flow = make_flow(storage)
     counts = Counts(storage.database.engine)
@@ -379,6 +402,8 @@ def compare(
             last["many"] = report(seen, timing[0], n, postgres)
         if calls:
             last["calls"] = python_calls(flow, storage, counts, min(n, 500))
+        if split:
+            last["split"] = layers(flow, storage, n)
     finally:
         counts.close()
 
@@ -404,6 +429,8 @@ def compare(
             print(f"    {last[key]}")
     if "calls" in last:
         print(f"  {last['calls']}")
+    if "split" in last:
+        print(last["split"])
 
 
 @contextmanager
@@ -437,6 +464,9 @@ def main() -> int:
     parser.add_argument(
         "--freeze", action="store_true", help="gc.freeze() after the warm-up (see the docstring)"
     )
+    parser.add_argument(
+        "--split", action="store_true", help="CPU per event by layer, one more batch (cpu_split)"
+    )
     args = parser.parse_args()
     global FREEZE
     FREEZE = args.freeze
@@ -463,6 +493,7 @@ def main() -> int:
                         reps,
                         True,
                         args.calls,
+                        args.split,
                     )
         if "sqlite" in parts:
             with tempfile.TemporaryDirectory() as tmp:
@@ -478,6 +509,7 @@ def main() -> int:
                         reps,
                         False,
                         args.calls,
+                        args.split,
                     )
                 finally:
                     storage.close()
