@@ -60,6 +60,7 @@ from leadflow.stores.sql import SqlStorage, sql_storage
 from leadflow.stores.sql.scheduled_sql import action_values as scheduled_row  # the store's own row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import proc_cpu
 from bench_service import T0, Counting, Tally, check, make_events, twenty_rules
 from bench_sql_queries import URL_ENV, Bad, Trips, expect, part_queries, pg_schema
 
@@ -176,19 +177,6 @@ def pgq_worker(dsn: str, schema: str, batch: int, ready: Any, go: Any, out: Any)
     out.put((dict(seen), end, 0, calls[0], 0, last[0], cpu))
 
 
-def _ticks(fields: list[str], first: int, count: int) -> int:
-    return sum(int(value) for value in fields[first : first + count])
-
-
-def _stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command's name, or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()
-
-
 def server_seconds(postmaster: int | None) -> float | None:
     """The CPU time (user + system) the PostgreSQL server at ``postmaster`` (its pid) has used:
     the postmaster's own and its reaped children's (``/proc/<pid>/stat``: utime, stime,
@@ -198,16 +186,12 @@ def server_seconds(postmaster: int | None) -> float | None:
     disconnected and the server has had a moment."""
     if postmaster is None:
         return None
-    own = _stat(postmaster)
+    own = proc_cpu.stat(postmaster)
     if own is None:
         return None
-    ticks = _ticks(own, 11, 4)  # fields 14-17 of stat(5), counted after the pid and the name
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None and fields[1] == str(postmaster):
-                ticks += _ticks(fields, 11, 2)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    ticks = own.ticks(children=True)
+    ticks += sum(s.ticks() for _, s in proc_cpu.processes() if s.parent == postmaster)
+    return proc_cpu.ticks_to_seconds(ticks)
 
 
 def postmaster_pid(dsn: str) -> int | None:

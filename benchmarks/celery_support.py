@@ -27,6 +27,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import proc_cpu  # noqa: E402  (beside this module, as the benchmarks import each other)
 from tests.celery_worker_app import CONFIG_ENV  # noqa: E402
 from tests.fault_worker import ACTION_TYPE, read_log  # noqa: E402
 
@@ -376,25 +377,19 @@ def cpu_seconds() -> dict[str, float]:
     """CPU time (user + system, seconds) used so far by PostgreSQL's processes (``postgres``),
     by Celery worker processes and by Redis, read from /proc (Linux); processes that ended
     meanwhile are not counted, so read it around a phase during which they all live."""
-    tick = os.sysconf("SC_CLK_TCK")
     totals = {"postgres": 0.0, "workers": 0.0, "redis": 0.0}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid, found in proc_cpu.processes():
         try:
-            stat = (entry / "stat").read_text()
-            raw = (entry / "cmdline").read_bytes()
-            command = raw.replace(b"\0", b" ").decode(errors="replace")
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        used = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        if name == "postgres":
+        command = raw.replace(b"\0", b" ").decode(errors="replace")
+        used = proc_cpu.ticks_to_seconds(found.ticks())
+        if found.name == "postgres":
             totals["postgres"] += used
         elif "celery" in command and " worker " in command:
             totals["workers"] += used
-        elif name.startswith("redis-server"):
+        elif found.name.startswith("redis-server"):
             totals["redis"] += used
     return totals
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import inspect, text
 
 from leadflow import ActivityState, OpenActivityExistsError
-from leadflow.records import ScheduledAction
+from leadflow.records import ScheduledAction, ScheduledActionState
 from leadflow.sequences import EnrollmentHead, EnrollmentState, StepRecord
 from leadflow.stores.sql import (
     SqlDatabase,
@@ -58,6 +58,9 @@ from leadflow.testing.contracts import (
 )
 
 from .sql_support import on_postgres, postgres_schema
+
+HEAD = "0016"
+"""The newest revision."""
 
 
 def _values(action: ScheduledAction) -> dict[str, object]:
@@ -202,7 +205,7 @@ def test_0006_adds_cancellation_to_existing_activities(at_0001: SqlStorage) -> N
         connection.execute(old.insert().values(values))
         columns = {c["name"] for c in inspect(connection).get_columns(old.name, old.schema)}
     assert "cancelled_at" not in columns
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     activities = at_0001.activities
     found = activities.get("old")
     assert found.cancelled_at is None and found.state(at()) is ActivityState.PENDING
@@ -225,9 +228,9 @@ def test_0007_adds_sequences_beside_existing_actions(at_0001: SqlStorage) -> Non
     with database.write() as connection:
         connection.execute(old.insert(), [_values(make_scheduled_action("old"))])
 
-    assert migrate(database) == head_revision() == "0015"
-    assert migrate(database) == "0015"  # again: nothing to do
-    assert current_revision(database) == "0015"
+    assert migrate(database) == head_revision() == HEAD
+    assert migrate(database) == HEAD  # again: nothing to do
+    assert current_revision(database) == HEAD
     stored = at_0001.scheduled.get("sa-old")
     assert (stored.enrollment_id, stored.step_id) == (None, None)
     sequences, enrollments = at_0001.sequences, at_0001.enrollments
@@ -249,7 +252,7 @@ def test_0008_adds_the_fact_tables(at_0001: SqlStorage) -> None:
     database = at_0001.database
     tables = database.tables
     fact_tables = {tables.arrivals.name, tables.status_changes.name, tables.completions.name}
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     inspector = inspect(database.engine)
     assert fact_tables <= set(inspector.get_table_names(schema=tables.schema))
     indexes = {i["name"] for i in inspector.get_indexes(tables.arrivals.name, tables.schema)}
@@ -293,7 +296,7 @@ def test_0009_keeps_the_first_contacts_of_the_completions_recorded_before(
                 for activity, opportunity, kind, hours in completions
             ],
         )
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     with database.read() as connection:
         kept = connection.execute(
             sa.select(tables.lead_contacts.c.opportunity_id, tables.lead_contacts.c.activity_id)
@@ -328,7 +331,7 @@ def test_0010_indexes_the_completions_recorded_before(at_0001: SqlStorage) -> No
                 due_at=at(hours=2),
             )
         )
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     inspector = inspect(database.engine)
     indexes = {i["name"] for i in inspector.get_indexes(table, tables.schema)}
     assert {f"{table}_completed_sums", f"{table}_assignee_times", f"{table}_rule_times"} <= indexes
@@ -372,7 +375,7 @@ def test_0011_moves_the_histories_of_existing_enrollments_into_rows(at_0001: Sql
                 for e in old
             ],
         )  # fmt: skip
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     store = at_0001.enrollments
     assert store is not None
     assert store.get("e0") == old[0] and store.get("e1") == old[1]
@@ -407,7 +410,7 @@ def test_0012_sums_the_completions_recorded_before_per_day(at_0001: SqlStorage) 
             tables.completions.insert(),
             [{**c.model_dump(), "activity_type": str(c.activity_type)} for c in old],
         )
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     days = tables.completion_days.c
     with database.read() as connection:
         rows = connection.execute(
@@ -454,7 +457,7 @@ def test_0014_orders_the_completions_recorded_before(at_0001: SqlStorage) -> Non
                 f"c{n}", f"o{n}", hours=hours, assigned_to="bob", created_at=at(), rule_id="r1"
             )
         )
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     with database.read() as connection:  # SQLAlchemy reflects no expression index on SQLite
         indexes = set(
             connection.exec_driver_sql(
@@ -491,7 +494,7 @@ def test_0013_indexes_the_arrivals_recorded_before_with_their_source_and_owner(
     assert analytics is not None
     for n, (source, owner) in enumerate((("web", "alice"), (None, None), ("fair", "bob"))):
         analytics.record_arrival(make_arrival(f"o{n}", hours=n, source=source, owner=owner))
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     inspector = inspect(database.engine)
     [index] = [
         i for i in inspector.get_indexes(name, tables.schema) if i["name"] == f"{name}_arrived"
@@ -537,7 +540,7 @@ def test_0015_makes_the_cancellation_and_purge_indexes_partial(at_0001: SqlStora
     after = {f"{table}_{name}" for name in ("opportunity_pending", "rule_pending", "finished")}
     assert before <= _index_names(database, table) and not after & _index_names(database, table)
 
-    assert migrate(database) == head_revision() == "0015"
+    assert migrate(database) == head_revision() == HEAD
     names = _index_names(database, table)
     assert after <= names and not before & names
     done = first.action_id
@@ -572,3 +575,37 @@ def test_0015_makes_the_cancellation_and_purge_indexes_partial(at_0001: SqlStora
                     str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
                 )
                 assert f"INDEX {table}_{index}" in plan, plan
+
+
+def test_0016_drops_the_due_index_and_lists_every_state_in_due_order(at_0001: SqlStorage) -> None:
+    """Revision 0016 drops the scheduled actions' due-time index over every row; ``list()``
+    of every state still gives them all in due order (then id), across states, and honours
+    its limit; on SQLite each state's part reads ``_state_due`` and nothing scans the table."""
+    database = at_0001.database
+    table = database.tables.scheduled.name
+    assert migrate(database, "0015") == "0015"
+    assert f"{table}_due" in _index_names(database, table)
+    scheduled = at_0001.scheduled
+    for n in range(6):
+        scheduled.schedule(make_scheduled_action(f"a{n}", due_at=at(minutes=10 - n)))
+    claimed = scheduled.claim_due(at(minutes=20), worker="w", limit=3)  # due at 5, 6 and 7 min
+    scheduled.mark_done(claimed[0].action_id, worker="w", now=at(minutes=21))
+
+    assert migrate(database) == head_revision() == HEAD
+    assert f"{table}_due" not in _index_names(database, table)
+    listed = scheduled.list()
+    assert [a.action_id for a in listed] == [f"sa-a{n}" for n in range(5, -1, -1)]
+    assert [a.state.value for a in listed[:3]] == ["done", "claimed", "claimed"]
+    assert [a.action_id for a in scheduled.list(limit=2)] == ["sa-a5", "sa-a4"]
+    assert [a.action_id for a in scheduled.list(ScheduledActionState.PENDING, limit=2)] == [
+        "sa-a2",
+        "sa-a1",
+    ]
+    if database.dialect == "sqlite":
+        store = scheduled
+        statement = store._list_statement(None, 10)  # type: ignore[attr-defined]
+        sql = str(statement.compile(database.engine, compile_kwargs={"literal_binds": True}))
+        with database.read() as connection:
+            plan = [str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+        reads = [d for d in plan if table + " " in d + " "]
+        assert reads and all(f"INDEX {table}_state_due" in d for d in reads), plan

@@ -56,9 +56,9 @@ from .activity_models import (
     ActivityType,
     Outcome,
 )
+from .condition_tree import check_condition_tree
 from .documents import (
     as_document,
-    check_condition_tree,
     check_document,
     json_size,
     plain_document,

@@ -42,26 +42,24 @@ from ..errors import (
     PermissionDeniedError,
     StaleWriteError,
 )
-from ..models import Activity, FollowUpRule, Outcome
+from ..models import Activity, Outcome
 from ..queries import ActivityFilter, ActivitySort, ActivityStatistics, Page
 from ..records import AuditEntry, ScheduledAction, ScheduledActionState
 from ..runtime.flow import LeadFlow
 from ..runtime.planning import AUTOMATION_PREFIX
-from ..runtime.results import CompletionResult, RuleChange, RuleTestResult
-from ..runtime.settings import PendingPolicy
+from ..runtime.results import CompletionResult
 from .activity_changes import ActivityChangeOperations
 from .analytics_operations import AnalyticsOperations
 from .inputs import (
-    RULE_FIXED,
     as_model,
     checked_id,
     document_of,
     limit_of,
     metadata_of,
     outcome_of,
-    rule_changes,
 )
 from .policy import DEFAULT_POLICY, Policy, Principal
+from .rule_operations import RuleOperations
 from .sequence_operations import SequenceOperations
 
 __all__ = ["Operations"]
@@ -94,7 +92,7 @@ _AUDIT_FIELDS: Final = frozenset(
 )
 
 
-class Operations(ActivityChangeOperations):
+class Operations(RuleOperations, ActivityChangeOperations):
     """The operations people call, each checked against the principal's role. The changes of
     an open activity (reschedule, snooze, reassign, edit, cancel) come from
     :class:`~.activity_changes.ActivityChangeOperations`.
@@ -410,122 +408,6 @@ class Operations(ActivityChangeOperations):
             checked_id(activity_id, "activity_id"), actor=principal.user_id
         )
         self._audit(principal, "activity", deleted.activity_id, "deleted", before=deleted)
-
-    # ------------------------------------------------------------------ rules
-
-    def create_rule(
-        self, principal: Principal, data: FollowUpRule | Mapping[str, Any], *, force: bool = False
-    ) -> FollowUpRule:
-        """Store a new rule after checking that it loads here (operators, values, handlers).
-        An active rule is also linted with the stored ones (:mod:`leadflow.lint`): a lint
-        error concerning it raises :class:`RuleValidationError` (the first one) unless
-        ``force``."""
-        self.policy.require(principal, "rule.write")
-        raw = document_of(data, "rule")
-        now = self._now()
-        raw = {k: v for k, v in raw.items() if k not in RULE_FIXED - {"ruleId"}}
-        rule = FollowUpRule.model_validate(
-            {**raw, "createdBy": principal.user_id, "updatedBy": principal.user_id,
-             "createdAt": now, "updatedAt": now}
-        )  # fmt: skip
-        if not force:
-            self._lint_gate(rule)
-        stored = self._admin.create(rule)
-        self._audit(principal, "rule", stored.rule_id, "created", after=stored)
-        return stored
-
-    def update_rule(
-        self,
-        principal: Principal,
-        rule_id: str,
-        changes: Mapping[str, Any],
-        *,
-        expected_version: int | None = None,
-        pending: PendingPolicy | None = None,
-        force: bool = False,
-    ) -> RuleChange:
-        """Apply ``changes`` (camelCase or snake_case fields) to a rule. With
-        ``expected_version``, a rule changed meanwhile raises :class:`StaleWriteError`.
-        ``pending`` (default ``cancel``) decides what happens to the rule's pending delayed
-        actions; the result lists the cancelled ones. A lint error concerning the changed rule
-        (if active) raises :class:`RuleValidationError` unless ``force``, as in
-        :meth:`create_rule`."""
-        self.policy.require(principal, "rule.write")
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
-            raise InvalidInputError("expected an integer", field="expected_version")
-        current = self._rule_store.get(checked_id(rule_id, "rule_id"))
-        merged = {**current.to_document(), **rule_changes(changes)}
-        merged.update(
-            version=expected_version if expected_version is not None else current.version,
-            updatedBy=principal.user_id,
-            updatedAt=self._now(),
-        )
-        candidate = FollowUpRule.model_validate(merged)
-        if not force:
-            self._lint_gate(candidate)
-        change = self._admin.replace(candidate, pending=pending)
-        self._audit_rule_change(principal, "updated", current, change)
-        return change
-
-    def _lint_gate(self, rule: FollowUpRule) -> None:
-        from ..lint import check_activation, raise_on_errors
-
-        self._admin.check(rule)  # what cannot load at all is reported as before
-        raise_on_errors(
-            check_activation(rule, self._rule_store.list(), vocabulary=self._book.vocabulary)
-        )
-
-    def delete_rule(
-        self, principal: Principal, rule_id: str, *, pending: PendingPolicy | None = None
-    ) -> RuleChange:
-        """Delete a rule; ``pending`` as in :meth:`update_rule`."""
-        self.policy.require(principal, "rule.write")
-        current = self._rule_store.get(checked_id(rule_id, "rule_id"))
-        change = self._admin.delete(current.rule_id, actor=principal.user_id, pending=pending)
-        self._audit_rule_change(principal, "deleted", current, change)
-        return change
-
-    def _audit_rule_change(
-        self, principal: Principal, what: str, before: FollowUpRule, change: RuleChange
-    ) -> None:
-        note = None
-        if change.cancelled:
-            ids = ", ".join(a.action_id for a in change.cancelled[:50])
-            note = f"cancelled {len(change.cancelled)} pending action(s): {ids}"
-        self._audit(principal, "rule", before.rule_id, what, before, change.rule, note)
-        for action in change.cancelled:
-            self._audit(principal, "action", action.action_id, "cancelled", after=action)
-
-    def get_rule(self, principal: Principal, rule_id: str) -> FollowUpRule:
-        self.policy.require(principal, "rule.read")
-        return self._rule_store.get(checked_id(rule_id, "rule_id"))
-
-    def list_rules(self, principal: Principal) -> list[FollowUpRule]:
-        self.policy.require(principal, "rule.read")
-        return self._rule_store.list()
-
-    def list_active_rules(self, principal: Principal) -> list[FollowUpRule]:
-        self.policy.require(principal, "rule.read")
-        return self._rule_store.list_active()
-
-    def test_rule(
-        self,
-        principal: Principal,
-        rule: str | FollowUpRule | Mapping[str, Any],
-        sample: Any,
-    ) -> RuleTestResult:
-        """Dry run (the seed's test mode): would this rule (stored, or given) match ``sample``,
-        what would it plan, and why. Writes nothing and runs no action."""
-        self.policy.require(principal, "rule.test")
-        if isinstance(rule, str):
-            candidate = self._rule_store.get(checked_id(rule, "rule_id"))
-        elif isinstance(rule, FollowUpRule):
-            candidate = rule
-        else:
-            candidate = FollowUpRule.model_validate(document_of(rule, "rule"))
-        return self._admin.dry_run(candidate, sample)
 
     # ------------------------------------------------------------------ actions and audit
 

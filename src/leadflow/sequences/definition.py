@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..documents import check_condition_tree
+from ..condition_tree import check_condition_tree
 from ..fields import EventTypeName, Id, Int64, Text, UtcDatetime, _Model, new_id
 from ..models import Action, ConditionNode, Delay
 

@@ -26,20 +26,19 @@ from ...errors import (
     OpenActivityExistsError,
     StaleWriteError,
 )
-from ...models import Activity, ActivityState, Outcome
+from ...models import Activity, Outcome
 from ...queries import (
     ActivityFilter,
     ActivitySort,
-    ActivityStatistics,
     Page,
     decode_cursor,
     encode_cursor,
 )
 from ..checks import (
     check_version,
-    checked_after,
     is_handed_over,
 )
+from .activity_aggregates import ActivityAggregates
 from .common import (
     Document,
     MongoStore,
@@ -48,7 +47,6 @@ from .common import (
     checked_document,
     conjoin,
     enum_values,
-    guard_literal,
     ms,
     valid_id,
     valid_limit,
@@ -60,11 +58,7 @@ from .queries import (
     OPEN,
     SORT_FIELDS,
     activity_clauses,
-    counts,
     keyset,
-    last_times_pipeline,
-    mean,
-    statistics_pipeline,
 )
 
 __all__ = ["MongoActivityRepository"]
@@ -94,7 +88,7 @@ def _load(document: Mapping[str, Any]) -> Activity:
     return Activity.from_document({k: v for k, v in document.items() if k not in _DERIVED})
 
 
-class MongoActivityRepository(MongoStore):
+class MongoActivityRepository(ActivityAggregates, MongoStore):
     """:class:`~leadflow.ports.ActivityRepository` on a MongoDB collection.
 
     ``retention`` (off by default) adds a TTL index so the server deletes completed activities
@@ -449,95 +443,3 @@ class MongoActivityRepository(MongoStore):
 
         query = self._scoped("opportunityId", "opportunity_id", opportunity_id, assigned_to)
         return sorted(self._find(query, _CHRONOLOGICAL), key=key)
-
-    # -- aggregates (pipelines run in the database)
-
-    @translated("filter")
-    def statistics(self, filter: ActivityFilter | None, *, as_of: datetime) -> ActivityStatistics:
-        as_of = when("as_of", as_of)
-        # Cancelled activities are left out: they are no work, done or to do.
-        clauses = [*activity_clauses(filter), {"cancelledAt": None}]
-        pipeline = statistics_pipeline(conjoin(clauses), as_of)
-        facets = next(iter(self._collection.aggregate(pipeline)))
-        by_state = counts(facets["byState"])
-        by_type = counts(facets["byType"])
-        total = sum(by_type.values())
-        completed = by_state.get(ActivityState.COMPLETED.value, 0)
-        return ActivityStatistics(
-            as_of=as_of,
-            total=total,
-            by_type=by_type,
-            by_outcome=counts(facets["byOutcome"]),
-            by_state=by_state,
-            by_assignee=counts(facets["byAssignee"]),
-            completion_rate=completed / total if total else 0.0,
-            mean_time_to_complete=mean(facets["toComplete"]),
-            mean_time_to_first_completion=mean(facets["toFirstCompletion"]),
-        )
-
-    @translated("opportunity_ids")
-    def last_activity_times(
-        self, opportunity_ids: Sequence[str] | None = None
-    ) -> dict[str, datetime]:
-        match: Document = {}
-        if opportunity_ids is not None:
-            if isinstance(opportunity_ids, str) or not isinstance(opportunity_ids, Sequence):
-                raise InvalidInputError("expected a sequence of ids", field="opportunity_ids")
-            ids = sorted(
-                {
-                    valid_id("opportunity_ids", i)
-                    for i in guard_literal("opportunity_ids", opportunity_ids)
-                }
-            )
-            if not ids:
-                return {}
-            match = {"opportunityId": {"$in": ids}}
-        rows = self._collection.aggregate(last_times_pipeline(match))
-        return {str(row["_id"]): row["at"].astimezone(UTC) for row in rows}
-
-    @translated("since")
-    def stale_opportunities(
-        self,
-        since: datetime,
-        *,
-        after: tuple[datetime, str] | None = None,
-        limit: int = 1000,
-    ) -> builtins.list[tuple[datetime, str]]:
-        """Grouped per opportunity; with ``after``, only the opportunities with an activity
-        created or completed from ``after``'s time up to ``since`` (found by the two date
-        indexes) are grouped: an opportunity whose last time lies there has such an
-        activity."""
-        until = when("since", since)
-        cursor = checked_after(after)
-        limit = valid_limit(limit)
-        match: Document = {}
-        stale: Document = {"at": {"$lt": until}}
-        if cursor is not None:
-            start, opportunity = when("after", cursor[0]), cursor[1]
-            window = {"$gte": start, "$lt": until}
-            candidates = self._collection.aggregate(
-                [
-                    {"$match": {"$or": [{"createdAt": window}, {"completedDate": window}]}},
-                    {"$group": {"_id": "$opportunityId"}},
-                ]
-            )
-            ids = sorted(str(row["_id"]) for row in candidates)
-            if not ids:
-                return []
-            match = {"opportunityId": {"$in": ids}}
-            stale = {
-                "$and": [
-                    stale,
-                    {"$or": [{"at": {"$gt": start}}, {"at": start, "_id": {"$gt": opportunity}}]},
-                ]
-            }
-        pipeline = [
-            *last_times_pipeline(match),
-            {"$match": stale},
-            {"$sort": {"at": ASCENDING, "_id": ASCENDING}},
-            {"$limit": limit},
-        ]
-        return [
-            (row["at"].astimezone(UTC), str(row["_id"]))
-            for row in self._collection.aggregate(pipeline)
-        ]

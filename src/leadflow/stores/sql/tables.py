@@ -287,7 +287,8 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
     # claim_due: expired leases (to reclaim, or to park after the last attempt).
     claimed = c.state == "claimed"
     Index(f"{name}_leases", c.lease_expires_at, postgresql_where=claimed, sqlite_where=claimed)
-    Index(f"{name}_due", c.due_at, c.action_id)  # list()
+    # list() of every state merges each state's first actions from `_state_due` (revision
+    # 0016 dropped the due-time index over every row: each of an action's writes paid for it).
     # cancel_for_opportunity, cancel_for_rule (pending actions only) and purge_finished (done
     # or cancelled ones): partial (revision 0015), so that the two writes of every action's
     # run (pending -> claimed -> done) add no entry to the first two and the claim none to the
