@@ -162,9 +162,9 @@ def test_a_sqlite_file_url_gets_wal_temporary_data_in_memory_and_full_sync(
     tmp_path: Path,
 ) -> None:
     """An engine made from a file URL: WAL, temporary data (statement journals) in memory
-    instead of a new temporary file per ``handle`` (its activity insert's journal), and
-    SQLite's default ``synchronous=FULL`` kept: every connection of the pool, not just the
-    first."""
+    instead of a new temporary file per ``handle`` (its activity insert's journal), a
+    checkpoint every 4,000 pages of log instead of 1,000, and SQLite's default
+    ``synchronous=FULL`` kept: every connection of the pool, not just the first."""
     storage = sql_storage(f"sqlite:///{tmp_path / 'pragmas.db'}")
     engine = storage.database.engine
     try:
@@ -174,6 +174,7 @@ def test_a_sqlite_file_url_gets_wal_temporary_data_in_memory_and_full_sync(
                 assert pragma("PRAGMA journal_mode").scalar() == "wal"
                 assert pragma("PRAGMA temp_store").scalar() == 2  # MEMORY
                 assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
+                assert pragma("PRAGMA wal_autocheckpoint").scalar() == 4000
     finally:
         storage.close()
 
