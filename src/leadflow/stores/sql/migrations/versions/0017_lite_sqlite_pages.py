@@ -15,7 +15,9 @@ a query reads:
   their key, what SQLite recommends such a table be. The secondary indexes keep their
   columns (their entries point at the key instead of a rowid).
 
-About 1.5 frames fewer per ``handle`` event with the benchmark's rule (docs/benchmarks.md).
+About one frame fewer per ``handle`` event with the benchmark's rule (40.2 -> 39.1, or 41.0 ->
+39.9 on a larger database; docs/benchmarks.md); ``handle_many``, which writes each page once
+for a chunk of 500 events, gains nothing measurable (1.7 or 2.6 an event, both sides).
 PostgreSQL is unchanged (nothing runs there): an index entry there is not a page of the WAL.
 
 The arrivals' table is copied (a new table, its rows, the old one dropped, the new one renamed):
