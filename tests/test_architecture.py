@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "limits": 0,
     "activity_models": 1,
     "documents": 1,
+    "condition_tree": 1,
     "fields": 1,
     "models": 1,
     "queries": 1,

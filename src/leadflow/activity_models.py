@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_serializer, mod
 
 from . import limits as _limits
 from .documents import as_document
-from .fields import ID_RE, Id, Int64, Text, UtcDatetime, _Record, new_id
+from .fields import ID_RE, Id, PositiveInt64, Text, UtcDatetime, _Record, new_id
 
 __all__ = [
     "Activity",
@@ -153,7 +153,7 @@ class Activity(_Record):
     updated_by: Id | None = None
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
-    version: Int64 = Field(default=1, ge=1, description="optimistic-concurrency counter")
+    version: PositiveInt64 = Field(default=1, description="optimistic-concurrency counter")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -65,8 +65,20 @@ def _valid_unicode(value: str) -> str:
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 """Text every backend stores as is: valid Unicode, no lone surrogates, no NUL character."""
 
-Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-"""An integer that fits in a signed 64-bit integer (what MongoDB and SQL store)."""
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+"""An integer that fits in a signed 64-bit integer (what MongoDB and SQL store). Give a field
+a narrower lower bound with :data:`NonNegativeInt64` or :data:`PositiveInt64`, not with
+``Field(ge=...)`` beside this type: pydantic keeps the last bound it reads for each side, and
+this type's own bound comes after the field's (``version: Int64 = Field(ge=1)`` took 0)."""
+
+NonNegativeInt64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""A 64-bit integer of at least 0 (counters, indexes, visits)."""
+
+PositiveInt64 = Annotated[int, Field(ge=1, le=INT64_MAX)]
+"""A 64-bit integer of at least 1 (versions, revisions)."""
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$"
 Id = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]

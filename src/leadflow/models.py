@@ -69,7 +69,7 @@ from .fields import (
     EventTypeName,
     FieldPath,
     Id,
-    Int64,
+    PositiveInt64,
     Text,
     UtcDatetime,
     _Model,
@@ -346,7 +346,7 @@ class FollowUpRule(_Model):
     updated_by: Id | None = None
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
-    version: Int64 = Field(default=1, ge=1)
+    version: PositiveInt64 = 1
 
     @model_validator(mode="after")
     def _total_size(self) -> Self:

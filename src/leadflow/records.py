@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from .documents import as_document
-from .fields import Id, Int64, UtcDatetime, _Model, _Record
+from .fields import Id, NonNegativeInt64, PositiveInt64, UtcDatetime, _Model, _Record
 from .limits import DEFAULT_LIMITS
 from .models import Action, Event, new_id
 
@@ -101,8 +101,8 @@ class ScheduledAction(_Record):
     event: Event
     rule_id: Id | None = None
     rule_name: str | None = Field(default=None, max_length=200)
-    rule_version: Int64 | None = Field(default=None, ge=1)
-    action_index: Int64 = Field(default=0, ge=0)
+    rule_version: PositiveInt64 | None = None
+    action_index: NonNegativeInt64 = 0
     action: Action | None = None
     opportunity_id: Id | None = None
     activity_id: Id | None = None
@@ -115,7 +115,7 @@ class ScheduledAction(_Record):
     explanation: str | None = Field(default=None, max_length=20_000)
     due_at: UtcDatetime
     state: ScheduledActionState = ScheduledActionState.PENDING
-    attempts: Int64 = Field(default=0, ge=0)
+    attempts: NonNegativeInt64 = 0
     max_attempts: int = Field(default=5, ge=1, le=100)
     last_error: str | None = Field(default=None, max_length=2000)
     lease_owner: str | None = None

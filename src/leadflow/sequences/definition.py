@@ -41,7 +41,7 @@ from pydantic import (
 )
 
 from ..condition_tree import check_condition_tree
-from ..fields import EventTypeName, Id, Int64, Text, UtcDatetime, _Model, new_id
+from ..fields import EventTypeName, Id, PositiveInt64, Text, UtcDatetime, _Model, new_id
 from ..models import Action, ConditionNode, Delay
 
 __all__ = [
@@ -385,7 +385,7 @@ class SequenceDefinition(_Model):
     sequence_id: Id = Field(default_factory=new_id)
     name: Text = Field(min_length=1, max_length=200)
     description: Text = Field(default="", max_length=2000)
-    version: Int64 = Field(default=1, ge=1)
+    version: PositiveInt64 = 1
     status: SequenceStatus = SequenceStatus.DRAFT
     entry: Entry | None = None
     reenrollment: Reenrollment = Reenrollment.AFTER_END

@@ -15,7 +15,16 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator
 
 from ..documents import as_document
-from ..fields import EventTypeName, Id, Int64, Text, UtcDatetime, _Model, _Record
+from ..fields import (
+    EventTypeName,
+    Id,
+    NonNegativeInt64,
+    PositiveInt64,
+    Text,
+    UtcDatetime,
+    _Model,
+    _Record,
+)
 
 __all__ = ["ENDED_STATES", "Enrollment", "EnrollmentHead", "EnrollmentState", "StepRecord"]
 
@@ -44,13 +53,13 @@ class StepRecord(_Model):
 
     model_config = ConfigDict(frozen=True)
 
-    visit: Int64 = Field(ge=0)
+    visit: NonNegativeInt64
     step_id: str = Field(max_length=64)
     kind: str = Field(max_length=32)
     at: UtcDatetime
     outcome: str = Field(max_length=64)
     why: Text = Field(default="", max_length=2000)
-    version: Int64 = Field(default=1, ge=1)
+    version: PositiveInt64 = 1
 
 
 class EnrollmentHead(_Record):
@@ -64,10 +73,10 @@ class EnrollmentHead(_Record):
 
     enrollment_id: Id
     sequence_id: Id
-    sequence_version: Int64 = Field(ge=1)
+    sequence_version: PositiveInt64
     opportunity_id: Id
     state: EnrollmentState = EnrollmentState.ACTIVE
-    visit: Int64 = Field(default=0, ge=0)
+    visit: NonNegativeInt64 = 0
     step_id: str | None = Field(default=None, max_length=64)
     sending: bool = False
     held: bool = False
@@ -78,7 +87,7 @@ class EnrollmentHead(_Record):
     enrolled_by: Id | None = None
     goal: Text | None = Field(default=None, max_length=200)
     end_reason: Text | None = Field(default=None, max_length=500)
-    revision: Int64 = Field(default=1, ge=1)
+    revision: PositiveInt64 = 1
     enrolled_at: UtcDatetime
     updated_at: UtcDatetime | None = None
     ended_at: UtcDatetime | None = None
