@@ -23,8 +23,10 @@ Run: python benchmarks/bench_handle_sql.py [--events 2000] [--reps 5] [--url pos
 more batch of each; ``--calls``: also the Python function calls per event, counted with
 cProfile on one more batch of each; ``--freeze``: ``gc.freeze()`` after the warm-up, as a host
 may do once it has started, so the collector's full collections no longer walk the heap the
-imports built). The process time the cyclic garbage collector took during the last repetition
-is printed per event (``collector``), with its full collections.
+imports built). On a SQLite file the WAL frames (pages written) per event are counted on one
+more batch of each, the log emptied first and its automatic checkpoint off. The process time
+the cyclic garbage collector took during the last repetition is printed per event
+(``collector``), with its full collections.
 (the URL may come from LEADFLOW_BENCH_POSTGRES_URL; without one PostgreSQL is skipped).
 """
 
@@ -372,6 +374,33 @@ def layers(flow: LeadFlow, storage: SqlStorage, n: int) -> str:
     return "\n".join(lines)
 
 
+def wal_frames(flow: LeadFlow, storage: SqlStorage, counts: Counts, n: int) -> str:
+    """SQLite file: the WAL frames (pages written, one frame each) per event of ``handle`` (one
+    commit an event) and of ``handle_many``, on ``n`` more events each: the log emptied first
+    and the automatic checkpoint off meanwhile (a count the machine's load does not move)."""
+    engine = storage.database.engine
+    wal = Path(f"{engine.url.database}-wal")
+
+    def no_checkpoints(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+    engine.dispose()  # every connection made again, with the pragma
+    sa.event.listen(engine, "connect", no_checkpoints)
+    found = []
+    try:
+        for label, run in (("handle", run_handle), ("handle_many", run_many)):
+            with engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                page = connection.exec_driver_sql("PRAGMA page_size").scalar_one()
+            run(flow, storage, counts, events(f"frames-{label}", n))
+            frames = max(wal.stat().st_size - 32, 0) / (page + 24)  # the log's header, frames
+            found.append(f"{label} {frames / n:.2f}")
+    finally:
+        sa.event.remove(engine, "connect", no_checkpoints)
+        engine.dispose()
+    return f"WAL frames ({page} bytes each) per event: " + ", ".join(found)
+
+
 def compare(
     name: str,
     floor: Callable[[int], Timing],
@@ -404,6 +433,8 @@ def compare(
             last["calls"] = python_calls(flow, storage, counts, min(n, 500))
         if split:
             last["split"] = layers(flow, storage, n)
+        if not postgres and storage.database.engine.url.database:
+            last["frames"] = wal_frames(flow, storage, counts, min(n, 500))
     finally:
         counts.close()
 
@@ -431,6 +462,8 @@ def compare(
         print(f"  {last['calls']}")
     if "split" in last:
         print(last["split"])
+    if "frames" in last:
+        print(f"  {last['frames']}")
 
 
 @contextmanager

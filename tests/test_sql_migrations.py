@@ -12,7 +12,9 @@ moves the step records out of the enrollments' documents into rows of their own;
 arrivals' period index their source and owner; 0014 (completion orders) indexes the
 completions by rep and time to complete and by opportunity and time; 0015 (live indexes) makes
 the scheduled actions' cancellation indexes partial on the pending ones and the purge's on the
-finished ones, which the cancellations and the purge then read.
+finished ones, which the cancellations and the purge then read; 0017 (SQLite pages) leaves the
+activities without an open key out of the open keys' index and stores the arrivals in their
+key's b-tree (SQLite only), which keep their answers and plans.
 0007 (sequences) adds the sequence and enrollment tables, their stamp, and the step columns of
 existing actions (NULL). The stores are today's, which read the columns of every later
 revision too: a test migrates to the newest revision before it uses them. On SQLite and, with
@@ -59,7 +61,7 @@ from leadflow.testing.contracts import (
 
 from .sql_support import on_postgres, postgres_schema
 
-HEAD = "0016"
+HEAD = "0017"
 """The newest revision."""
 
 
@@ -609,3 +611,68 @@ def test_0016_drops_the_due_index_and_lists_every_state_in_due_order(at_0001: Sq
             plan = [str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
         reads = [d for d in plan if table + " " in d + " "]
         assert reads and all(f"INDEX {table}_state_due" in d for d in reads), plan
+
+
+def _plan(database: SqlDatabase, sql: str, *parameters: object) -> str:
+    with database.read() as connection:
+        rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(parameters))
+        return " ".join(str(row[-1]) for row in rows)
+
+
+def test_0017_leaves_keyless_activities_out_of_the_key_index_and_arrivals_in_their_key(
+    at_0001: SqlStorage,
+) -> None:
+    """Revision 0017 (SQLite; nothing on PostgreSQL): the open keys' unique index takes only
+    the open activities with a key, the arrivals become a ``WITHOUT ROWID`` table; the rows
+    stored before keep their answers, an open key is still held once (and freed by a
+    completion), and the reads of a key and of the arrivals use the indexes."""
+    database = at_0001.database
+    activities, arrivals = database.tables.activities.name, database.tables.arrivals.name
+    assert migrate(database, "0016") == "0016"
+    store, analytics = at_0001.activities, at_0001.analytics
+    assert analytics is not None
+    store.add(make_activity("keyed", open_key="k1"))
+    store.add(make_activity("plain"))
+    for n, source in enumerate(("web", "fair", None)):
+        analytics.record_arrival(make_arrival(f"o{n}", hours=n, source=source, owner="alice"))
+
+    assert migrate(database) == head_revision() == HEAD
+    with pytest.raises(OpenActivityExistsError):
+        store.add(make_activity("again", open_key="k1"))
+    store.add(make_activity("plain-2"))  # keyless activities never conflict
+    assert {a.activity_id for a in store.list().items} == {"keyed", "plain", "plain-2"}
+    [refused] = store.add_many([make_activity("batch", open_key="k1")])
+    assert isinstance(refused, OpenActivityExistsError)
+    store.complete("keyed", outcome=None, completed_by="alice", completed_at=at(hours=1))
+    store.add(make_activity("next", open_key="k1"))  # the completion freed the key
+    assert analytics.record_arrival(make_arrival("o1", hours=9)) is False  # the first one wins
+    assert [(a.opportunity_id, a.source) for a in analytics.arrivals(at(), at(hours=3))] == [
+        ("o0", "web"),
+        ("o1", "fair"),
+        ("o2", None),
+    ]
+    assert set(analytics.arrivals_of(["o1", "o9"])) == {"o1"}
+    if database.dialect != "sqlite":
+        return
+    with database.read() as connection:
+        table_sql = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = ?", (arrivals,)
+        ).scalar_one()
+        key_sql = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = ?", (f"{activities}_open_key",)
+        ).scalar_one()
+    assert "WITHOUT ROWID" in table_sql
+    assert "open_key IS NOT NULL" in key_sql
+    assert {f"{arrivals}_{n}" for n in ("arrived", "source_arrived", "owner_arrived")} <= (
+        _index_names(database, arrivals)
+    )
+    key_reads = (  # as the stores read a key (add, add_many): they imply the NOT NULL
+        f"SELECT activity_id FROM {activities} WHERE open_key = ? "
+        "AND completed_date IS NULL AND cancelled_at IS NULL LIMIT 1",
+        f"SELECT open_key FROM {activities} WHERE open_key IN (SELECT value FROM json_each(?)) "
+        "AND completed_date IS NULL AND cancelled_at IS NULL",
+    )
+    for sql in key_reads:
+        assert f"INDEX {activities}_open_key" in _plan(database, sql, "k1"), sql
+    by_key = f"SELECT source FROM {arrivals} WHERE opportunity_id = ?"
+    assert "PRIMARY KEY" in _plan(database, by_key, "o1")

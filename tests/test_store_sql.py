@@ -158,6 +158,27 @@ def test_plain_postgres_urls_use_the_psycopg_driver(url: str, driver: str) -> No
         engine.dispose()
 
 
+def test_a_sqlite_file_url_gets_wal_temporary_data_in_memory_and_full_sync(
+    tmp_path: Path,
+) -> None:
+    """An engine made from a file URL: WAL, temporary data (statement journals) in memory
+    instead of a new temporary file per ``handle`` (its activity insert's journal), a
+    checkpoint every 4,000 pages of log instead of 1,000, and SQLite's default
+    ``synchronous=FULL`` kept: every connection of the pool, not just the first."""
+    storage = sql_storage(f"sqlite:///{tmp_path / 'pragmas.db'}")
+    engine = storage.database.engine
+    try:
+        with engine.connect() as first, engine.connect() as second:
+            for connection in (first, second):
+                pragma = connection.exec_driver_sql
+                assert pragma("PRAGMA journal_mode").scalar() == "wal"
+                assert pragma("PRAGMA temp_store").scalar() == 2  # MEMORY
+                assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
+                assert pragma("PRAGMA wal_autocheckpoint").scalar() == 4000
+    finally:
+        storage.close()
+
+
 @on_postgres
 def test_sql_storage_opens_a_postgres_url() -> None:
     from sqlalchemy import make_url

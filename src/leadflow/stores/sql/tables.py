@@ -128,12 +128,14 @@ def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
     # At most one open activity per open key: the atomic duplicate protection of `add`.
     # Completing or cancelling the holder frees the key.
     holds_key = and_(c.completed_date.is_(None), c.cancelled_at.is_(None))
+    # On SQLite only the activities with a key (revision 0017): a NULL never conflicts, and
+    # each entry is a page of the WAL at the commit. A read of a key (=, IN) implies it.
     Index(
         f"{name}_open_key",
         c.open_key,
         unique=True,
         postgresql_where=holds_key,
-        sqlite_where=holds_key,
+        sqlite_where=and_(c.open_key.is_not(None), holds_key),
     )
     # The seed's compound index: one opportunity's activities by type (statistics).
     Index(f"{name}_opportunity_type", c.opportunity_id, c.activity_type)
