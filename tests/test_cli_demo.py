@@ -49,7 +49,7 @@ def test_a_second_run_keeps_the_data_and_continues(tmp_path: Path) -> None:
 
 def test_the_memory_store_and_the_deterministic_story_agree(tmp_path: Path) -> None:
     on_file = run_cli("demo", "--days", "2", "--url", str(tmp_path / "d.sqlite")).stdout
-    in_memory = run_cli("demo", "--days", "2", "--url", "memory").stdout
+    in_memory = run_cli("demo", "--days", "2", "--url", "memory", cwd=tmp_path).stdout
     assert "memory (nothing is kept)" in in_memory and "Run it again" not in in_memory
     story = on_file[on_file.index("\nDays ") :]
     story = story.replace("Run it again to continue with day 3; --fresh starts over.\n", "")
@@ -89,7 +89,7 @@ def _postgres_database() -> Iterator[str]:
 
 
 @on_postgres
-def test_fresh_on_postgresql_drops_only_the_demos_tables() -> None:
+def test_fresh_on_postgresql_drops_only_the_demos_tables(tmp_path: Path) -> None:
     from sqlalchemy import create_engine, inspect, text
 
     with _postgres_database() as url:
@@ -98,11 +98,15 @@ def test_fresh_on_postgresql_drops_only_the_demos_tables() -> None:
         try:
             with engine.begin() as connection:
                 connection.execute(text("CREATE TABLE crm_contacts (id int)"))
-            first = run_cli("demo", "--days", "3", "--seed", "3", "--url", url).stdout
+            first = run_cli("demo", "--days", "3", "--seed", "3", "--url", url, cwd=tmp_path).stdout
             assert "A fresh store" in first
-            second = run_cli("demo", "--days", "3", "--seed", "3", "--url", url).stdout
+            second = run_cli(
+                "demo", "--days", "3", "--seed", "3", "--url", url, cwd=tmp_path
+            ).stdout
             assert _days(second) == "4-6"  # without --fresh it goes on
-            again = run_cli("demo", "--days", "3", "--seed", "3", "--url", url, "--fresh").stdout
+            again = run_cli(
+                "demo", "--days", "3", "--seed", "3", "--url", url, "--fresh", cwd=tmp_path
+            ).stdout
             assert "A fresh store" in again and _days(again) == "1-3"  # started over
             assert _held(again) == _held(first)
             names = set(inspect(engine).get_table_names())
