@@ -125,9 +125,17 @@ class Counts:
         if getattr(raw, "autocommit", False) is True:
             if not statement.lstrip().upper().startswith("SELECT"):
                 self.commits += 1
-        elif not conn.info.get("bench_tx"):
-            conn.info["bench_tx"] = True
-            self.transactions += 1
+        else:
+            status = getattr(getattr(raw, "info", None), "transaction_status", None)
+            if status is not None:
+                # psycopg: idle before a statement means it sends BEGIN first (a round trip).
+                # Asked of the driver: a flag kept across statements missed the BEGIN of a
+                # transaction that followed one ended without a commit event (a rollback).
+                if status == 0:
+                    self.transactions += 1
+            elif not conn.info.get("bench_tx"):
+                conn.info["bench_tx"] = True
+                self.transactions += 1
 
     def _executed(self, *_: Any) -> None:
         self.in_statements += time.perf_counter() - self._started
