@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from annotated_types import Ge, Gt, Le, Lt
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel, ValidationError
 
 import leadflow
@@ -86,14 +86,16 @@ def _models() -> list[type[BaseModel]]:
 
 
 def test_no_field_of_any_model_declares_a_bound_twice() -> None:
-    """A field with two lower (or two upper) bounds keeps only one of them: which one depends
-    on their order, not on which is narrower."""
+    """A field with two lower (or two upper) bounds, or two length limits, keeps only one of
+    them: which one depends on their order, not on which is narrower."""
     twice = []
     for model in _models():
         for name, info in model.model_fields.items():
             lower = [m for m in info.metadata if isinstance(m, Ge | Gt)]
             upper = [m for m in info.metadata if isinstance(m, Le | Lt)]
-            if len(lower) > 1 or len(upper) > 1:
+            shortest = [m for m in info.metadata if isinstance(m, MinLen)]
+            longest = [m for m in info.metadata if isinstance(m, MaxLen)]
+            if max(len(lower), len(upper), len(shortest), len(longest)) > 1:
                 twice.append(f"{model.__name__}.{name}: {info.metadata}")
     assert not twice, twice
     assert len(_models()) > 20  # the walk found the models
