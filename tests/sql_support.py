@@ -129,3 +129,17 @@ def kind_params() -> list[object]:
         pytest.param("sqlite-file", id="sqlite-file"),
         pytest.param("postgres", id="postgres", marks=on_postgres),
     ]
+
+
+@pytest.fixture(
+    name="sql",
+    params=[
+        pytest.param("sqlite-file", id="sqlite-file"),
+        pytest.param("postgres", id="postgres", marks=on_postgres),
+    ],
+)
+def sql_file_or_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStorage]:
+    """The fixture ``sql``: fresh storage on a SQLite file, and on the test server when there
+    is one. A test module takes it by importing this function."""
+    with fresh_storage(str(request.param), tmp_path) as found:
+        yield found

@@ -8,9 +8,7 @@ validated read says."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +25,7 @@ from leadflow.stores.sequence_checks import head_of
 from leadflow.stores.sequence_heads import head_document, head_from_row
 from leadflow.stores.sql.types import document_from_text, document_text
 
-from .sql_support import fresh_storage, on_postgres
+from .sql_support import sql_file_or_server  # noqa: F401 (the fixture `sql`)
 
 START = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 
@@ -171,17 +169,6 @@ def test_a_missing_required_key_is_refused_as_before() -> None:
     del document["enrolledAt"]
     with pytest.raises(ValidationError, match="enrolledAt"):
         head_from_row(document, 1, "active")
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite-file", id="sqlite-file"),
-        pytest.param("postgres", id="postgres", marks=on_postgres),
-    ]
-)
-def sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    with fresh_storage(str(request.param), tmp_path) as found:
-        yield found
 
 
 def test_get_heads_returns_the_validated_heads(sql: Any) -> None:

@@ -10,7 +10,6 @@ heads and an event's active enrollments straight through the driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,12 @@ from sqlalchemy import event
 from leadflow.sequences import Enrollment, EnrollmentState, StepRecord
 from leadflow.stores.sequence_checks import head_of
 
-from .sql_support import fresh_storage, on_postgres
+from .sql_support import (
+    fresh_storage,
+    sql_file_or_server,  # noqa: F401 (the fixture `sql`)
+)
 
 START = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite-file", id="sqlite-file"),
-        pytest.param("postgres", id="postgres", marks=on_postgres),
-    ]
-)
-def sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    with fresh_storage(str(request.param), tmp_path) as found:
-        yield found
 
 
 def _plan(storage: Any, sql: str, parameters: tuple[Any, ...]) -> list[str]:

@@ -7,7 +7,6 @@ visit the runtime stores is handed over, not validated again."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,11 @@ from leadflow.records import ScheduledAction
 from leadflow.sequences import EnrollmentState
 from leadflow.stores.memory import memory_storage
 
-from .sql_support import fresh_storage, on_postgres
-from .test_sequence_batches import OPPORTUNITIES, _entered, _where
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite-file", id="sqlite-file"),
-        pytest.param("postgres", id="postgres", marks=on_postgres),
-    ]
+from .sql_support import (
+    fresh_storage,
+    sql_file_or_server,  # noqa: F401 (the fixture `sql`)
 )
-def sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    with fresh_storage(str(request.param), tmp_path) as found:
-        yield found
+from .test_sequence_batches import OPPORTUNITIES, _entered, _where
 
 
 def test_on_sql_the_marks_are_one_update_of_the_flag_without_the_records(sql: Any) -> None:
