@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import gc
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from typing import Any, Final, Generic, TypeVar
 
@@ -287,12 +287,10 @@ class ChunkedIndex(Generic[K]):
                 self._len -= 1
                 return
         maxes = self._maxes
-        i = bisect_left(maxes, key)  # type: ignore[call-overload]
+        i, j, k = self._place(key, bisect_left)
         if i < len(maxes):
             block, chunk_maxes = self._blocks[i], self._chunk_maxes[i]
-            j = bisect_left(chunk_maxes, key)
             chunk = block[j]
-            k = bisect_left(chunk, key)
             if chunk[k] == key:
                 rest = (*chunk[:k], *chunk[k + 1 :])
                 if rest:
@@ -326,12 +324,10 @@ class ChunkedIndex(Generic[K]):
                 pending[n] = new
                 return
         maxes = self._maxes
-        i = bisect_left(maxes, old)  # type: ignore[call-overload]
+        i, j, k = self._place(old, bisect_left)
         if i < len(maxes):
             block, chunk_maxes = self._blocks[i], self._chunk_maxes[i]
-            j = bisect_left(chunk_maxes, old)
             chunk = block[j]
-            k = bisect_left(chunk, old)
             if chunk[k] == old:
                 self._blocks[i] = (*block[:j], (*chunk[:k], new, *chunk[k + 1 :]), *block[j + 1 :])
                 if k == len(chunk) - 1:  # the chunk's last key
@@ -345,7 +341,11 @@ class ChunkedIndex(Generic[K]):
         """(block, chunk, offset) of the first key > ``key`` (``right``) or >= ``key``; the
         block is ``len(self._blocks)`` when there is none."""
         self._flush()
-        search = bisect_right if right else bisect_left
+        return self._place(key, bisect_right if right else bisect_left)
+
+    def _place(self, key: Any, search: Callable[..., int]) -> tuple[int, int, int]:
+        """:meth:`_position` in the chunks only, the waiting keys left waiting (``search``:
+        ``bisect_left`` or ``bisect_right``)."""
         i = search(self._maxes, key)
         if i == len(self._maxes):
             return i, 0, 0
