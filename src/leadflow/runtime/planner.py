@@ -59,7 +59,7 @@ from .actions import HandlerRegistry
 from .context import ActionContext
 from .emitter import Emitter
 from .executor import Executor
-from .explain import render_why
+from .explain import why
 from .fact_recorder import FactRecorder
 from .planning import rule_actions
 from .results import ActionRun, HandleResult
@@ -280,6 +280,7 @@ class Planner:
             partitions=settings.partitions,
         )
         explanations: dict[str, str] = {}
+        at: str | None = None  # the event's time in ISO form, for the explanations
         for action in evaluation.planned:
             spec = self._handlers.get(action.action.action_type)
             eager = spec is not None and spec.eager
@@ -290,8 +291,10 @@ class Planner:
             rule = action.rule
             if eager and rule.rule_id not in explanations:
                 # Only handlers that keep an explanation (eager ones: created activities) pay.
-                explained = self._rulebook.engine().explain_match(evaluation, rule)
-                explanations[rule.rule_id] = render_why(event, explained)
+                if at is None:
+                    at = event.time.isoformat()
+                rendered = self._rulebook.engine().render_match(evaluation, rule, start=at)
+                explanations[rule.rule_id] = why(event, rendered, at)
             try:
                 stored = stored_form(
                     action,
