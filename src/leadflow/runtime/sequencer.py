@@ -173,10 +173,13 @@ class Sequencer:
         opportunity_id = event.opportunity_id
         assert opportunity_id is not None
         outcomes: list[SequenceOutcome] = []
-        for enrollment in self.enrollments.active_for(opportunity_id):
-            outcome = self._react(enrollment, event)
-            if outcome is not None:
-                outcomes.append(outcome)
+        # Read only when some version's goal or wait reacts to this type of event: an entry
+        # event nothing else listens to (a new lead) costs no read.
+        if event.type in self.programs.reacting:
+            for enrollment in self.enrollments.active_for(opportunity_id):
+                outcome = self._react(enrollment, event)
+                if outcome is not None:
+                    outcomes.append(outcome)
         for program in list(self.programs.current.values()):
             if program.definition.status is SequenceStatus.ACTIVE and program.enters(event):
                 outcomes.append(self._enter(program, event, opportunity_id))

@@ -1,0 +1,210 @@
+"""Enrollments left on an older version of their sequence still hear their own goals and
+waits, and an event no goal or wait of any version listens to does not read the
+opportunity's enrollments.
+
+A new version published with ``in_flight="keep"`` (the default), or a draft stored on top of
+the running version, leaves enrollments on the version they started. The flow used to listen
+only to the event types of each sequence's current version: once the new version's goals or
+waits named other types, an older enrollment's goal was never reached and its steps went on
+(a message sent after the goal event was stored), and its ``wait_for_event`` only timed out.
+Every backend: the reference and fast memory stores, mongomock, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import mongomock_ng
+import pytest
+
+from leadflow import LeadFlow, ManualClock
+from leadflow.adapters import InMemoryOpportunities, RecordingMessenger
+from leadflow.ports import Storage
+from leadflow.sequences import EnrollmentState, SequenceDefinition, SequenceStatus
+
+from .sql_support import fresh_storage, on_postgres
+
+MONDAY_10 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "memory-fast",
+        "mongomock",
+        "sqlite-file",
+        pytest.param("postgres", marks=on_postgres),
+    ]
+)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    kind = str(request.param)
+    if kind == "memory":
+        from leadflow.stores.memory import memory_storage
+
+        yield memory_storage()
+    elif kind == "memory-fast":
+        from leadflow.stores.memory.fast import fast_memory_storage
+
+        yield fast_memory_storage()
+    elif kind == "mongomock":
+        from leadflow.stores.mongo import mongo_storage
+
+        yield mongo_storage(mongomock_ng.MongoClient(tz_aware=True)["old_versions"])
+    else:
+        with fresh_storage(kind, tmp_path) as sql:
+            yield sql
+
+
+def _flow(storage: Storage) -> tuple[LeadFlow, ManualClock]:
+    clock = ManualClock(MONDAY_10)
+    flow = LeadFlow.in_memory(clock=clock, storage=storage, event_types=["email.replied"])
+    gateway = flow.integrations.opportunities
+    assert isinstance(gateway, InMemoryOpportunities)
+    for opportunity_id in ("o1", "o2"):
+        gateway.add(opportunity_id, owner="alice", email="lead@example.com")
+    return flow, clock
+
+
+def _sequence(
+    goal_type: str = "opportunity.status_changed", wait_type: str | None = None
+) -> SequenceDefinition:
+    """Enter on a new lead; wait a day (or for ``wait_type``, up to a day); send an e-mail;
+    the goal: status ``won`` on a ``goal_type`` event."""
+    first: dict[str, Any] = {"id": "pause", "kind": "wait", "delay": 24}
+    if wait_type is not None:
+        first = {"id": "pause", "kind": "wait_for_event", "eventType": wait_type,
+                 "timeout": {"amount": 24, "unit": "hours"}, "then": "matched"}  # fmt: skip
+    steps: list[dict[str, Any]] = [
+        first,
+        {"id": "send", "kind": "action",
+         "action": {"actionType": "send_email", "template": "follow-up"}},
+        {"id": "stop", "kind": "exit"},
+        {"id": "matched", "kind": "action",
+         "action": {"actionType": "send_email", "template": "thanks"}},
+    ]  # fmt: skip
+    won = [{"field": "status", "operator": "equals", "value": "won"}]
+    return SequenceDefinition.model_validate(
+        {
+            "sequenceId": "nurture",
+            "name": "Nurture",
+            "entry": {"eventType": "opportunity.created"},
+            "steps": steps,
+            "goals": [{"name": "won", "eventType": goal_type, "conditions": won}],
+        }
+    )
+
+
+def _event(kind: str, event_id: str, at: datetime, **payload: Any) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "id": event_id,
+        "time": at,
+        "payload": {"opportunityId": "o1", **payload},
+    }
+
+
+def _sent(flow: LeadFlow) -> list[str]:
+    messenger = flow.integrations.messenger
+    assert isinstance(messenger, RecordingMessenger)
+    return [message.template for message in messenger.sent]
+
+
+def _drain_for(flow: LeadFlow, clock: ManualClock, hours: int) -> None:
+    for _ in range(hours * 4):
+        clock.advance(timedelta(minutes=15))
+        flow.run_due()
+
+
+def _enrollments(flow: LeadFlow) -> list[tuple[int, EnrollmentState]]:
+    store = flow.storage.enrollments
+    assert store is not None
+    return [(e.sequence_version, e.state) for e in store.list(opportunity_id="o1")]
+
+
+NEWER: dict[str, Callable[[LeadFlow], object]] = {
+    # A new active version whose goal listens to another event type, enrollments kept.
+    "published": lambda flow: flow.sequences.publish(_sequence("estimate.created")),
+    # A draft on top of the running version (no entries until it is published).
+    "draft": lambda flow: flow.sequences.publish(
+        _sequence("estimate.created"), status=SequenceStatus.DRAFT
+    ),
+}
+
+
+@pytest.mark.parametrize("newer", sorted(NEWER))
+def test_an_enrollment_on_an_older_version_reaches_its_goal(storage: Storage, newer: str) -> None:
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence())
+    flow.handle(_event("opportunity.created", "lead-1", clock.now()))
+    NEWER[newer](flow)
+    assert flow.sequences.get("nurture").version == 2
+    won = flow.handle(_event("opportunity.status_changed", "won-1", clock.now(), status="won"))
+    assert [(o.what, o.detail) for o in won.sequences] == [("goal_reached", "won")]
+    assert _enrollments(flow) == [(1, EnrollmentState.GOAL_REACHED)]
+    _drain_for(flow, clock, 30)
+    assert _sent(flow) == []  # nothing after the goal
+
+
+def test_an_enrollment_on_an_older_version_still_matches_its_wait(storage: Storage) -> None:
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence(wait_type="email.replied"))
+    flow.handle(_event("opportunity.created", "lead-1", clock.now()))
+    flow.sequences.publish(_sequence())  # version 2 waits for nothing
+    clock.advance(timedelta(hours=1))
+    replied = flow.handle(_event("email.replied", "reply-1", clock.now()))
+    assert [o.what for o in replied.sequences] == ["matched"]
+    _drain_for(flow, clock, 2)
+    assert _sent(flow) == ["thanks"]  # the matched branch, not the timeout's
+
+
+class _Reads:
+    """Counts the enrollment store's ``active_for`` calls (the read of an opportunity's active
+    enrollments, a round trip on SQL)."""
+
+    def __init__(self, flow: LeadFlow) -> None:
+        store = flow.storage.enrollments
+        assert store is not None
+        self.count = 0
+        read = store.active_for
+
+        def counted(opportunity_id: str) -> Any:
+            self.count += 1
+            return read(opportunity_id)
+
+        sequencer = flow.sequencer
+        assert sequencer is not None
+        sequencer.enrollments = _Proxy(store, counted)
+
+
+class _Proxy:
+    def __init__(self, inner: Any, active_for: Callable[[str], Any]) -> None:
+        self._inner = inner
+        self.active_for = active_for
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_an_event_no_goal_or_wait_listens_to_reads_no_enrollment() -> None:
+    flow, clock = _flow(_memory())
+    flow.sequences.publish(_sequence())
+    reads = _Reads(flow)
+    entered = flow.handle(_event("opportunity.created", "lead-1", clock.now()))
+    assert [o.what for o in entered.sequences] == ["enrolled"]
+    assert reads.count == 0  # the entry's type: no goal or wait of any version reacts to it
+    flow.handle(_event("opportunity.status_changed", "lost-1", clock.now(), status="lost"))
+    assert reads.count == 1  # the goal's type: the opportunity's enrollments are read
+    # Once a version's goal reacts to the entry's type, the entry reads them too (the
+    # enrollment is on version 1, whose goal is not that one: it carries on).
+    flow.sequences.publish(_sequence(goal_type="opportunity.created"))
+    again = flow.handle(_event("opportunity.created", "lead-2", clock.now(), status="won"))
+    assert reads.count == 2
+    assert [o.what for o in again.sequences] == ["already_enrolled"]
+
+
+def _memory() -> Storage:
+    from leadflow.stores.memory import memory_storage
+
+    return memory_storage()
