@@ -1,13 +1,16 @@
 """Enrollments left on an older version of their sequence still hear their own goals and
-waits, and an event no goal or wait of any version listens to does not read the
-opportunity's enrollments.
+waits; a draft stored on top of a running version leaves it running (entries, pause, resume,
+manual enrollment, archive, the report); and an event no goal or wait of any version listens
+to does not read the opportunity's enrollments.
 
 A new version published with ``in_flight="keep"`` (the default), or a draft stored on top of
 the running version, leaves enrollments on the version they started. The flow used to listen
 only to the event types of each sequence's current version: once the new version's goals or
 waits named other types, an older enrollment's goal was never reached and its steps went on
 (a message sent after the goal event was stored), and its ``wait_for_event`` only timed out.
-Every backend: the reference and fast memory stores, mongomock, SQLite and PostgreSQL."""
+A draft on top also stopped the running version's entries and refused to pause it ("is
+draft"): saving an edit took the live sequence down. Every backend: the reference and fast
+memory stores, mongomock, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ import pytest
 
 from leadflow import LeadFlow, ManualClock
 from leadflow.adapters import InMemoryOpportunities, RecordingMessenger
+from leadflow.errors import InvalidStateError
 from leadflow.ports import Storage
+from leadflow.runtime.sequence_report import report_for
 from leadflow.sequences import EnrollmentState, SequenceDefinition, SequenceStatus
 
 from .sql_support import fresh_storage, on_postgres
@@ -62,7 +67,7 @@ def _flow(storage: Storage) -> tuple[LeadFlow, ManualClock]:
     flow = LeadFlow.in_memory(clock=clock, storage=storage, event_types=["email.replied"])
     gateway = flow.integrations.opportunities
     assert isinstance(gateway, InMemoryOpportunities)
-    for opportunity_id in ("o1", "o2"):
+    for opportunity_id in ("o1", "o2", "o3", "o4"):
         gateway.add(opportunity_id, owner="alice", email="lead@example.com")
     return flow, clock
 
@@ -96,12 +101,14 @@ def _sequence(
     )
 
 
-def _event(kind: str, event_id: str, at: datetime, **payload: Any) -> dict[str, Any]:
+def _event(
+    kind: str, event_id: str, at: datetime, opportunity_id: str = "o1", **payload: Any
+) -> dict[str, Any]:
     return {
         "type": kind,
         "id": event_id,
         "time": at,
-        "payload": {"opportunityId": "o1", **payload},
+        "payload": {"opportunityId": opportunity_id, **payload},
     }
 
 
@@ -208,3 +215,55 @@ def _memory() -> Storage:
     from leadflow.stores.memory import memory_storage
 
     return memory_storage()
+
+
+def _entered(flow: LeadFlow, clock: ManualClock, opportunity_id: str) -> list[tuple[str, int]]:
+    """The new lead ``opportunity_id`` handled: each outcome and its enrollment's version."""
+    result = flow.handle(
+        _event("opportunity.created", f"lead-{opportunity_id}", clock.now(), opportunity_id)
+    )
+    store = flow.storage.enrollments
+    assert store is not None
+    return [(o.what, store.get(o.enrollment_id).sequence_version) for o in result.sequences]
+
+
+def test_a_draft_on_top_leaves_the_running_version_running(storage: Storage) -> None:
+    flow, clock = _flow(storage)
+    admin = flow.sequences
+    admin.publish(_sequence())
+    assert _entered(flow, clock, "o1") == [("enrolled", 1)]
+    draft = admin.publish(_sequence("estimate.created"), status=SequenceStatus.DRAFT)
+    assert (draft.version, admin.get("nurture").status) == (2, SequenceStatus.DRAFT)
+    assert (admin.running("nurture").version, admin.running("nurture").status) == (
+        1,
+        SequenceStatus.ACTIVE,
+    )
+    assert _entered(flow, clock, "o2") == [("enrolled", 1)]  # entries go on, on version 1
+    paused = admin.pause("nurture")
+    assert (paused.version, paused.status) == (1, SequenceStatus.PAUSED)
+    assert _entered(flow, clock, "o3") == []  # paused: nobody enters
+    assert admin.resume("nurture").version == 1
+    report = admin.enroll("nurture", ["o3"], actor="admin")
+    assert report.outcomes["o3"].what == "enrolled"
+    sequences, enrollments = flow.storage.sequences, flow.storage.enrollments
+    assert sequences is not None and enrollments is not None
+    assert report_for(sequences, enrollments, "nurture").version == 1  # the running version's
+    # Publishing the draft's content makes version 3 the running one.
+    live = admin.publish(admin.get("nurture"))
+    assert (live.version, admin.running("nurture").version) == (3, 3)
+    assert _entered(flow, clock, "o4") == [("enrolled", 3)]
+    assert admin.archive("nurture").version == 3
+    store = flow.storage.enrollments
+    assert store is not None
+    assert {e.state for e in store.list(sequence_id="nurture")} == {EnrollmentState.ENDED}
+
+
+def test_a_sequence_with_only_drafts_does_not_run(storage: Storage) -> None:
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence(), status=SequenceStatus.DRAFT)
+    assert flow.sequences.running("nurture").status is SequenceStatus.DRAFT
+    assert _entered(flow, clock, "o1") == []
+    with pytest.raises(InvalidStateError, match="draft"):
+        flow.sequences.pause("nurture")
+    with pytest.raises(InvalidStateError, match="draft"):
+        flow.sequences.enroll("nurture", ["o1"])

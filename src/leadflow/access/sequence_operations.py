@@ -230,7 +230,7 @@ class SequenceOperations:
         self._require(principal, "sequence.write")
         checked = checked_id(sequence_id, "sequence_id")
         admin = self._admin
-        current = admin.get(checked)
+        current = admin.running(checked)
         before = self._active(checked) if change == "archived" else []
         action = {"paused": admin.pause, "resumed": admin.resume, "archived": admin.archive}
         changed = action[change](checked)
@@ -336,7 +336,7 @@ class SequenceOperations:
         if not isinstance(dry_run, bool):
             raise InvalidInputError("expected a boolean", field="dry_run")
         admin = self._admin
-        definition = admin.get(checked)
+        definition = admin.running(checked)
         self._may_write(principal, ids)
         if dry_run:
             return admin.enroll(checked, ids, actor=principal.user_id, dry_run=True)

@@ -1,4 +1,5 @@
-"""The compiled sequences a flow runs: the current version of each active or paused sequence
+"""The compiled sequences a flow runs: the running version of each active or paused sequence
+(its latest version that is not a draft)
 (reloaded when the repository's change stamp moves, read at most every ``refresh`` of wall
 time, as the rule book does) and older versions on demand, for enrollments still on them; and
 the event types any stored version's goals and waits react to, so that an enrollment left on
@@ -17,9 +18,24 @@ from ..rules.sequencing import SequenceProgram, reacting_event_types
 from ..rules.vocabulary import Vocabulary
 from ..sequences import SequenceDefinition, SequenceStatus
 
-__all__ = ["Programs"]
+__all__ = ["Programs", "running_version"]
 
 _RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
+
+
+def running_version(
+    repository: SequenceRepository, latest: SequenceDefinition
+) -> SequenceDefinition:
+    """The version of ``latest``'s sequence that runs: the latest one that is not a draft (a
+    draft stored on top of a running version is an edit not yet published: the running
+    version goes on entering, running, pausing and archiving). ``latest`` itself when every
+    version is a draft."""
+    if latest.status is not SequenceStatus.DRAFT:
+        return latest
+    for version in reversed(repository.versions(latest.sequence_id)):
+        if version.status is not SequenceStatus.DRAFT:
+            return version
+    return latest
 
 
 class Programs:
@@ -61,8 +77,9 @@ class Programs:
         current: dict[str, SequenceProgram] = {}
         definitions = self._repository.list()
         for definition in definitions:
-            if definition.status in _RUNNING:
-                current[definition.sequence_id] = self._compile(definition, vocabulary)
+            running = running_version(self._repository, definition)
+            if running.status in _RUNNING:
+                current[running.sequence_id] = self._compile(running, vocabulary)
         self._reacting_of = {d.sequence_id: self._reacting(d) for d in definitions}
         self.current = current
         self.reacting = frozenset(t for _, types in self._reacting_of.values() for t in types)
