@@ -275,12 +275,13 @@ class ScheduledActionStore(Protocol):
         ``0 .. DEFAULT_LIMITS.partitions - 1``.
 
         ``action_types``: None claims actions of any type; a collection (list, tuple, set) of
-        action type names claims only rule actions of those types, plus every delivery (an
-        outbox entry has no action type, and any runtime runs it): a worker claims only what
-        its handlers can run, and actions of other types stay pending, in due order, for a
-        worker that has them. Expired leases of other types are neither reclaimed nor parked.
-        :class:`InvalidInputError` (``action_types``) unless it is None or such a collection
-        of at most 200 lower_snake_case names; an empty one claims deliveries only."""
+        action type names claims only the actions of those types, plus every action without
+        one (an outbox delivery, a sequence's timer visit: any runtime runs them): a worker
+        claims only what its handlers can run, and actions of other types stay pending, in due
+        order, for a worker that has them. Expired leases of other types are neither reclaimed
+        nor parked. :class:`InvalidInputError` (``action_types``) unless it is None or such a
+        collection of at most 200 lower_snake_case names; an empty one claims only the actions
+        without a type."""
         ...
 
     def mark_done(self, action_id: str, *, worker: str, now: datetime) -> ScheduledAction:
