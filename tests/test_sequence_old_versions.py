@@ -267,3 +267,44 @@ def test_a_sequence_with_only_drafts_does_not_run(storage: Storage) -> None:
         flow.sequences.pause("nurture")
     with pytest.raises(InvalidStateError, match="draft"):
         flow.sequences.enroll("nurture", ["o1"])
+
+
+@pytest.mark.parametrize("in_flight", ["keep", "move"])
+def test_a_version_published_over_a_paused_one_releases_what_the_pause_held(
+    storage: Storage, in_flight: str
+) -> None:
+    """The pause held the e-mail due a day after the entry; a new active version (the paused
+    one can no longer be resumed: resume acts on the running version, now active) runs it,
+    once. Before, it stayed held for good."""
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence())
+    flow.handle(_event("opportunity.created", "lead-1", clock.now()))
+    flow.sequences.pause("nurture")
+    _drain_for(flow, clock, 30)  # the wait ends, the e-mail comes due: held
+    store = flow.storage.enrollments
+    assert store is not None
+    [held] = store.list(opportunity_id="o1")
+    assert held.held and _sent(flow) == []
+    flow.sequences.publish(_sequence(), in_flight=in_flight)
+    with pytest.raises(InvalidStateError):
+        flow.sequences.resume("nurture")
+    _drain_for(flow, clock, 1)
+    _drain_for(flow, clock, 30)
+    assert _sent(flow) == ["follow-up"]
+    [done] = store.list(opportunity_id="o1")
+    assert (done.state, done.held) == (EnrollmentState.COMPLETED, False)
+    assert done.sequence_version == (2 if in_flight == "move" else 1)
+
+
+def test_a_draft_over_a_paused_version_leaves_it_paused(storage: Storage) -> None:
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence())
+    flow.handle(_event("opportunity.created", "lead-1", clock.now()))
+    flow.sequences.pause("nurture")
+    _drain_for(flow, clock, 30)
+    flow.sequences.publish(_sequence(), status=SequenceStatus.DRAFT)
+    _drain_for(flow, clock, 2)
+    assert _sent(flow) == []  # still paused
+    assert flow.sequences.resume("nurture").version == 1
+    _drain_for(flow, clock, 1)
+    assert _sent(flow) == ["follow-up"]

@@ -7,7 +7,10 @@ not a draft; a new lead enters iff it is active, on it; pause / resume act on it
 :class:`InvalidStateError` unless it is active / paused) and archive ends every active
 enrollment; publishing an active version moves (``move``) or ends (``end``) the enrollments
 on older versions, a draft touches none; an enrollment reaches its goal when an event of its
-own version's goal type says ``won``, whatever the newer versions listen to."""
+own version's goal type says ``won``, whatever the newer versions listen to. Time passes
+too (``run_due`` drains what is due): an enrollment's one e-mail, a day after it entered, goes
+out only while it is active and its sequence not paused, once, and then it completes; one
+whose day has passed has sent it unless the sequence is paused."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from leadflow import LeadFlow, ManualClock
-from leadflow.adapters import InMemoryOpportunities
+from leadflow.adapters import InMemoryOpportunities, RecordingMessenger
 from leadflow.errors import InvalidStateError
 from leadflow.sequences import EnrollmentState, SequenceDefinition, SequenceStatus
 
@@ -60,6 +63,7 @@ class Model:
     versions: list[Version] = field(default_factory=list)
     # opportunity -> (version, state) of its one enrollment
     enrollments: dict[str, tuple[int, EnrollmentState]] = field(default_factory=dict)
+    entered: dict[str, datetime] = field(default_factory=dict)
 
     def running(self) -> tuple[int, Version] | None:
         if not self.versions:
@@ -83,6 +87,7 @@ class Versions(RuleBasedStateMachine):
         self.model = Model()
         self.leads = 0
         self.events = 0
+        self.sent = 0
 
     def _gateway(self) -> InMemoryOpportunities:
         gateway = self.flow.integrations.opportunities
@@ -160,6 +165,7 @@ class Versions(RuleBasedStateMachine):
         if running is not None and running[1].status is SequenceStatus.ACTIVE:
             assert [o.what for o in result.sequences] == ["enrolled"]
             self.model.enrollments[opportunity] = (running[0], EnrollmentState.ACTIVE)
+            self.model.entered[opportunity] = self.clock.now()
         else:
             assert result.sequences == []
 
@@ -183,6 +189,34 @@ class Versions(RuleBasedStateMachine):
                 self.model.enrollments[opportunity] = (found[0], EnrollmentState.GOAL_REACHED)
         self.clock.advance(timedelta(seconds=1))
 
+    @rule(hours=st.sampled_from([1, 6, 25]))
+    def later(self, hours: int) -> None:
+        self.clock.advance(timedelta(hours=hours))
+        while self.flow.run_due(limit=1000).claimed:  # a wait's end stores the send, due now
+            pass
+        messenger = self.flow.integrations.messenger
+        assert isinstance(messenger, RecordingMessenger)
+        new, self.sent = messenger.sent[self.sent :], len(messenger.sent)
+        running = self.model.running()
+        paused = running is not None and running[1].status is SequenceStatus.PAUSED
+        for message in new:
+            opportunity = message.to.split("@")[0]
+            version, state = self.model.enrollments[opportunity]
+            assert state is EnrollmentState.ACTIVE and not paused, (opportunity, state)
+            self.model.enrollments[opportunity] = (version, EnrollmentState.COMPLETED)
+        if paused:
+            return
+        now = self.clock.now()
+        late = [
+            opportunity
+            for opportunity, (_, state) in self.model.enrollments.items()
+            if state is EnrollmentState.ACTIVE
+            and self.model.entered[opportunity] + timedelta(hours=24) <= now
+        ]
+        # Not paused: whatever came due has run, a visit a pause held included (a resume, or
+        # an active version published over the paused one, released it, due at once).
+        assert late == [], (late, now)
+
     @invariant()
     def enrollments_match(self) -> None:
         store = self.flow.storage.enrollments
@@ -194,5 +228,5 @@ class Versions(RuleBasedStateMachine):
         assert held == self.model.enrollments
 
 
-Versions.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+Versions.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 TestVersions = Versions.TestCase

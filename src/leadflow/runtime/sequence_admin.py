@@ -114,7 +114,9 @@ class SequencesAdmin:
     ) -> SequenceDefinition:
         """Store ``definition`` as its sequence's next version (1 for a new one), ``active``
         unless ``status`` says otherwise (``draft``), and apply ``in_flight`` to enrollments on
-        older versions. Returns the stored version."""
+        older versions. An active version published over a paused one runs the sequence again:
+        the visits the pause held are released, due now, as :meth:`resume` does. Returns the
+        stored version."""
         if isinstance(definition, Mapping):
             definition = SequenceDefinition.model_validate(definition)
         policy = InFlight(in_flight)
@@ -131,10 +133,16 @@ class SequencesAdmin:
             }
         )
         self.check(candidate)
+        before = running_version(self._repository, existing[-1]) if existing else None
         stored = self._repository.add(candidate)
         self._sequencer.programs.invalidate()
-        if existing and stored.status is SequenceStatus.ACTIVE and policy is not InFlight.KEEP:
-            self._in_flight(stored, policy)
+        if before is not None and stored.status is SequenceStatus.ACTIVE:
+            if policy is not InFlight.KEEP:
+                self._in_flight(stored, policy)
+            if before.status is SequenceStatus.PAUSED:
+                # The sequence runs again, on the new version: what the pause held is
+                # released as a resume would (the paused version can no longer be resumed).
+                self._release_held(stored.sequence_id)
         return stored
 
     def _in_flight(self, new: SequenceDefinition, policy: InFlight) -> None:
@@ -204,11 +212,14 @@ class SequencesAdmin:
         if current.status is not SequenceStatus.PAUSED:
             raise InvalidStateError(f"sequence {sequence_id!r} is {current.status.value}")
         changed = self._set(current, SequenceStatus.ACTIVE)
+        self._release_held(sequence_id)
+        return changed
+
+    def _release_held(self, sequence_id: str) -> None:
         now = self._now()
         for enrollment in self._active(sequence_id):
             if enrollment.held:
                 self._release(enrollment, now)
-        return changed
 
     def _release(self, enrollment: Enrollment, now: datetime) -> None:
         """Store the held visit again, due now (keyed on the revision that held it, so two
