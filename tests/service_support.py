@@ -11,6 +11,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from leadflow import (
     FlowSettings,
     FollowUpRule,
@@ -33,6 +35,7 @@ from leadflow.ports import EventSink, Integrations, Notifier, Storage
 from leadflow.stores.memory import memory_storage
 
 from .helpers import T0
+from .sql_support import NEEDS_SERVER, POSTGRES_URL
 
 ADMIN = Principal("admin-1", Role.ADMIN)
 SUPER = Principal("root", Role.SUPER_ADMIN)
@@ -46,6 +49,12 @@ OPPORTUNITIES = (("opp-1", "alice"), ("opp-2", "bob"), ("opp-3", "alice"), ("opp
 
 
 SQL_KINDS = ("sqlite-file", "postgres")
+EVERY_BACKEND = [
+    *BACKENDS,
+    "sqlite-file",
+    pytest.param("postgres", marks=pytest.mark.skipif(POSTGRES_URL is None, reason=NEEDS_SERVER)),
+]
+"""A runtime suite's ``backend`` parameters on every backend (close with :func:`close_sql`)."""
 """Backends ``new_storage`` also takes: a fresh SQLite file, a fresh schema on the test
 server (``tests/sql_support.py``); :func:`close_sql` closes them (and drops the schemas)."""
 

@@ -22,13 +22,12 @@ from leadflow.runtime.jobs import JobSettings, LeadflowJobs
 from leadflow.scheduling import JobRun, JobRunner
 
 from .scheduling_support import drive
-from .service_support import ALICE, BACKENDS, BOB, build_flow, close_sql, ops, payloads, rule
-from .sql_support import on_postgres
+from .service_support import ALICE, BOB, EVERY_BACKEND, build_flow, close_sql, ops, payloads, rule
 
 MONDAY = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
 
-@pytest.fixture(params=[*BACKENDS, "sqlite-file", pytest.param("postgres", marks=on_postgres)])
+@pytest.fixture(params=EVERY_BACKEND)
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """The examples on every backend: memory, mongomock, a SQLite file, the test server."""
     yield str(request.param)
