@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow import InvalidInputError
-from leadflow.models import Action
+from leadflow.models import Action, Activity
 from leadflow.records import ScheduledAction
+from leadflow.stores.sql.activity_sql import activity_values
 from leadflow.stores.sql.direct import DriverStatement, Encoded
 from leadflow.stores.sql.scheduled_sql import EventDocuments, action_values
 from leadflow.stores.sql.tables import build_tables
-from leadflow.testing.contracts import at, make_delivery, make_scheduled_action
+from leadflow.testing.contracts import at, make_activity, make_delivery, make_scheduled_action
 
 _TABLE = build_tables().scheduled
 _DIALECTS = [sqlite.dialect(), postgresql.psycopg.dialect()]  # type: ignore[attr-defined]
@@ -155,3 +156,57 @@ def test_a_batchs_documents_made_once_are_each_rows_own(dialect: sa.Dialect) -> 
     assert batched[4]["action"] is batched[6]["action"]
     assert batched[0]["event"] is batched[1]["event"]
     assert all(isinstance(row["event"], Encoded) for row in batched)
+
+
+def test_an_actions_row_holds_each_field_as_the_model_reads() -> None:
+    """:func:`action_values` copies the model's fields whole: every column's value is the
+    model's attribute (an enum's text, a document as the model dumps it), nothing else."""
+    for action in [*_batch(), make_scheduled_action("c", state="claimed", lease_owner="w")]:
+        row = action_values(action)
+        expected = {
+            name: getattr(action, name)
+            for name in ScheduledAction.model_fields
+            if name not in ("kind", "duplicates", "state", "event", "action")
+        }
+        expected.update(
+            kind=action.kind.value,
+            duplicates=action.duplicates.value,
+            state=action.state.value,
+            event=action.event.to_document(),
+            action=None if action.action is None else action.action.to_document(),
+        )
+        assert row == expected
+        assert {type(row[name]) for name in ("kind", "duplicates", "state")} == {str}
+        assert set(row) == {column.name for column in _TABLE.c}
+
+
+def test_an_activitys_row_holds_each_field_as_the_model_reads() -> None:
+    """:func:`activity_values` copies the model's fields whole: every column's value is the
+    model's attribute (an enum's text, the metadata as it dumps), nothing else."""
+    activities = [
+        make_activity("a"),
+        make_activity(
+            "b",
+            outcome="successful",
+            completed_by="alice",
+            completed_date=at(hours=1),
+            open_key="rule/opp-1/r",
+            metadata={"automationRuleId": "r", "extra": None, "when": at()},
+        ),
+    ]
+    table = build_tables().activities
+    for activity in activities:
+        row = activity_values(activity, version=3)
+        expected = {
+            name: getattr(activity, name) for name in Activity.model_fields if name != "metadata"
+        }
+        expected.update(
+            activity_type=activity.activity_type.value,
+            outcome=None if activity.outcome is None else activity.outcome.value,
+            version=3,
+            automation_rule_id=activity.metadata.automation_rule_id,
+            meta=activity.metadata.to_document(),
+        )
+        assert row == expected
+        assert type(row["activity_type"]) is str
+        assert set(row) == {column.name for column in table.c}
