@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow import InvalidInputError
+from leadflow.facts import LeadArrival, StatusChange
 from leadflow.models import Action, Activity
 from leadflow.records import ScheduledAction
 from leadflow.stores.sql.activity_sql import activity_values
@@ -210,3 +211,14 @@ def test_an_activitys_row_holds_each_field_as_the_model_reads() -> None:
         assert row == expected
         assert type(row["activity_type"]) is str
         assert set(row) == {column.name for column in table.c}
+
+
+def test_a_facts_row_is_its_dump() -> None:
+    """``record_many`` sends a fact's ``__dict__`` as its row: what ``model_dump`` gives,
+    every column of its table."""
+    tables = build_tables()
+    arrival = LeadArrival(event_id="e", opportunity_id="o", arrived_at=at(), source="web")
+    change = StatusChange(event_id="e", opportunity_id="o", changed_at=at(), to_status="won")
+    for fact, table in ((arrival, tables.arrivals), (change, tables.status_changes)):
+        assert dict(fact.__dict__) == fact.model_dump()
+        assert set(fact.__dict__) == {column.name for column in table.c}

@@ -173,25 +173,30 @@ class DriverStatement:
 
     def parameters_many(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """:meth:`parameters` of each of ``rows``: the named values taken with one
-        ``itemgetter`` call per row, and only the columns with an encoder encoded, each
-        through :func:`_in_turn` (a value that is the same object as the row before's, an
-        event's document or the clock's ``now`` in each of an event's actions' rows, is
-        encoded once)."""
+        ``itemgetter`` call per row, and only the columns with an encoder encoded; a value
+        that is the same object as the row before's in its column (an event's document, the
+        clock's ``now`` in each of an event's actions' rows) gets the encoding made for it
+        (the last value is kept, so it is the same object, never another at its address)."""
         free = self._free
         names = [name for _, name, _ in free]
         if len(names) < 2:  # itemgetter of one name gives the value alone
             return [self.parameters(row) for row in rows]
         take = itemgetter(*names)
-        encoded = [(n, _in_turn(e)) for n, (_, _, e) in enumerate(free) if e is not None]
+        encoders = [(n, e) for n, (_, _, e) in enumerate(free) if e is not None]
+        last: list[Any] = [None] * len(free)  # each encoded column's last value...
+        made: list[Any] = [None] * len(free)  # ...and its encoding
         positions = [position for position, _, _ in free]
         whole = positions == list(range(len(self._template)))
         out: list[tuple[Any, ...]] = []
         for row in rows:
             values = list(take(row))
-            for n, encode in encoded:
+            for n, encode in encoders:
                 value = values[n]
-                if value is not None:
-                    values[n] = encode(value)
+                if value is None:
+                    continue
+                if value is not last[n]:
+                    last[n], made[n] = value, encode(value)
+                values[n] = made[n]
             if not whole:
                 parameters = list(self._template)
                 for position, value in zip(positions, values, strict=True):
