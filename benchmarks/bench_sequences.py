@@ -12,6 +12,14 @@ stored. The floor: the rule engine alone on the same events.
 actions. Sequence: N enrollments at an ``action`` step (each run also moves the enrollment on:
 the next visit stored, the enrollment updated by compare-and-set).
 
+The floor under a step (``run_due``, same run, interleaved): the scheduled store alone, no
+runtime and no handler, batches of 500 claimed and acknowledged in one unit of work, then the
+same with one next visit per action stored in the acknowledgement's unit (the least a step
+adds while each visit is a stored action of its own); a plain action plus that visit's cost,
+over a plain action, is the lowest ratio such a step can reach. On SQL, the floor of another
+design too (not leadflow's): the claimed row re-armed as the next visit by one ``UPDATE`` a
+batch in place of its acknowledgement.
+
 Each timed run starts after a full collection of what its set-up allocated (untimed).
 What was done is checked after each timed run (counts of stored actions, enrollments and
 messages). Run: python benchmarks/bench_sequences.py [--quick]
@@ -44,8 +52,8 @@ from typing import Any
 
 from leadflow import FollowUpRule, LeadFlow, ManualClock
 from leadflow.adapters import InMemoryOpportunities, RecordingMessenger
-from leadflow.ports import Storage
-from leadflow.records import ActionKind
+from leadflow.ports import BatchAcknowledgement, BatchScheduling, Storage
+from leadflow.records import ActionKind, ScheduledAction, ScheduledActionState
 from leadflow.sequences import SequenceDefinition, StepRecord
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -234,15 +242,19 @@ def _with_history(flow: LeadFlow, n: int) -> None:
         store.update(enrollment.model_copy(update={"history": history}))
 
 
-def due_flows(backend: str, directory: Path, n: int, tag: str) -> tuple[LeadFlow, LeadFlow]:
+def due_flows(
+    backend: str, directory: Path, n: int, tag: str, *, both_plain: bool = False
+) -> tuple[LeadFlow, LeadFlow]:
+    """Two flows with ``n`` due actions each: a plain rule's, then a sequence's steps (or a
+    second plain rule's, ``both_plain``)."""
     docs = events(n, tag)
     plain = build(backend, directory, f"{tag}p", plain=True, first_wait=False, docs=docs)
-    seq = build(backend, directory, f"{tag}s", plain=False, first_wait=False, docs=docs)
+    seq = build(backend, directory, f"{tag}s", plain=both_plain, first_wait=False, docs=docs)
     for flow in (plain, seq):
         flow.handle_many(docs)
         assert isinstance(flow.clock, ManualClock)
         flow.clock.set(T0 + timedelta(hours=2))
-    if HISTORY:
+    if HISTORY and not both_plain:
         _with_history(seq, n)
     return plain, seq
 
@@ -294,18 +306,133 @@ def count_handle(backend: str, n: int, directory: Path) -> dict[str, float]:
     return found
 
 
+def next_visit(action: ScheduledAction, now: datetime) -> ScheduledAction:
+    """What a step that moves on must store at least: another pending action (the next
+    visit), here a copy of the claimed one under a new id and key, due a day later."""
+    return action.model_copy(
+        update={
+            "action_id": str(uuid.uuid4()),
+            "idempotency_key": action.idempotency_key + "#next",
+            "due_at": now + timedelta(days=1),
+            "state": ScheduledActionState.PENDING,
+            "attempts": 0,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+    )
+
+
+def store_drain(flow: LeadFlow, n: int, *, moves_on: bool) -> Callable[[], None]:
+    """The floor under ``run_due``: the scheduled store alone, no runtime and no handler. Each
+    batch of 500 claimed, then acknowledged in one unit of work; with ``moves_on`` the same
+    unit also stores one next visit per action (:func:`next_visit`), the least a sequence
+    step adds to a plain action's writes while each visit is a stored action of its own."""
+    storage = flow.storage
+    scheduled = storage.scheduled
+    now = flow.now()
+
+    def run() -> None:
+        finished = 0
+        while claimed := scheduled.claim_due(now, worker="floor", limit=500):
+            ids = [action.action_id for action in claimed]
+            with storage.unit_of_work():
+                if isinstance(scheduled, BatchAcknowledgement):
+                    done = len(scheduled.mark_done_ids(ids, worker="floor", now=now))
+                else:
+                    done = len(scheduled.mark_done_many(ids, worker="floor", now=now))
+                if moves_on:
+                    visits = [next_visit(action, now) for action in claimed]
+                    if isinstance(scheduled, BatchScheduling):
+                        created = scheduled.schedule_many(visits)
+                    else:
+                        created = [scheduled.schedule(visit)[1] for visit in visits]
+                    assert all(created)
+            assert done == len(ids)
+            finished += done
+        assert finished == n, (finished, n)
+
+    return run
+
+
+def rearm_drain(flow: LeadFlow, n: int) -> Callable[[], None]:
+    """The floor of another design (SQL only, not leadflow's): a step that moves on re-arms
+    its own row as the next visit (pending again, a new key, due a day later) in place of
+    the acknowledgement, one ``UPDATE`` for the batch: no row inserted, none left done."""
+    from sqlalchemy import bindparam, update
+
+    storage = flow.storage
+    database = storage.database  # type: ignore[attr-defined]
+    table = database.tables.scheduled
+    c = table.c
+    now = flow.now()
+    rearm = (
+        update(table)
+        .where(
+            c.action_id.in_(bindparam("ids", expanding=True)),
+            c.lease_owner == "floor",
+            c.state == ScheduledActionState.CLAIMED.value,
+        )
+        .values(
+            state=ScheduledActionState.PENDING.value,
+            idempotency_key=c.idempotency_key + "#next",
+            due_at=bindparam("due", type_=c.due_at.type),
+            attempts=0,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=bindparam("now", type_=c.updated_at.type),
+        )
+    )
+
+    def run() -> None:
+        finished = 0
+        while claimed := storage.scheduled.claim_due(now, worker="floor", limit=500):
+            ids = [action.action_id for action in claimed]
+            with database.write() as connection:
+                done = connection.execute(
+                    rearm, {"ids": ids, "due": now + timedelta(days=1), "now": now}
+                ).rowcount
+            assert done == len(ids), (done, len(ids))
+            finished += done
+        assert finished == n, (finished, n)
+
+    return run
+
+
 def bench_run_due(backend: str, n: int, reps: int, directory: Path) -> dict[str, float]:
     plain_t: list[float] = []
     seq_t: list[float] = []
+    floor_t: list[float] = []
+    moving_t: list[float] = []
+    rearm_t: list[float] = []
+    sql = backend in ("sqlite", "postgres")
     for rep in range(reps):
         plain, seq = due_flows(backend, directory, n, f"r{rep}")
+        floor, moving = due_flows(backend, directory, n, f"f{rep}", both_plain=True)
         plain_t.append(timed(drained(plain)) / n)
         seq_t.append(timed(drained(seq)) / n)
+        floor_t.append(timed(store_drain(floor, n, moves_on=False)) / n)
+        moving_t.append(timed(store_drain(moving, n, moves_on=True)) / n)
+        if sql:
+            rearmed, _ = due_flows(backend, directory, n, f"a{rep}", both_plain=True)
+            rearm_t.append(timed(rearm_drain(rearmed, n)) / n)
         for flow in (plain, seq):
             messenger = flow.integrations.messenger
             assert isinstance(messenger, RecordingMessenger) and len(messenger.sent) == n
-    p, s = (statistics.median(x) * 1e6 for x in (plain_t, seq_t))
-    return {"plain_us": p, "sequence_us": s, "ratio": s / p}
+        assert len(moving.storage.scheduled.list(state=ScheduledActionState.PENDING,
+                                                 limit=n + 1)) == n  # fmt: skip
+    p, s, f, m = (statistics.median(x) * 1e6 for x in (plain_t, seq_t, floor_t, moving_t))
+    found = {
+        "plain_us": p,
+        "sequence_us": s,
+        "ratio": s / p,
+        "store_us": f,
+        "store_next_us": m,
+        "floor_ratio": (p + m - f) / p,
+    }
+    if rearm_t:
+        a = statistics.median(rearm_t) * 1e6
+        found.update(rearm_us=a, rearm_ratio=(p + a - f) / p)
+    return found
 
 
 def main() -> None:
@@ -366,6 +493,19 @@ def main() -> None:
             f"run_due: plain action {due['plain_us']:.0f} us, sequence step "
             f"{due['sequence_us']:.0f} us, ratio {due['ratio']:.2f} (target <= 1.2)"
         )
+        print(
+            f"run_due floor, the scheduled store alone: claim + acknowledge "
+            f"{due['store_us']:.0f} us, and storing a next visit in the acknowledgement's unit "
+            f"{due['store_next_us']:.0f} us (+{due['store_next_us'] - due['store_us']:.0f}); "
+            f"a plain action plus that visit: ratio {due['floor_ratio']:.2f}, the least a step "
+            f"that stores its next visit as an action of its own can cost"
+        )
+        if "rearm_us" in due:
+            print(
+                f"another design's floor, the claimed row re-armed as the next visit in place of "
+                f"its acknowledgement (one UPDATE a batch): {due['rearm_us']:.0f} us; a plain "
+                f"action plus the difference: ratio {due['rearm_ratio']:.2f}"
+            )
     if counts is not None:
         print(
             f"per drained action: plain {counts['plain_statements']:.2f} statements / "

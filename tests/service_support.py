@@ -1,11 +1,17 @@
-"""Builders for runtime tests: a LeadFlow on in-memory or mongomock stores with recording
+"""Builders for runtime tests: a LeadFlow on in-memory, mongomock or SQL stores with recording
 integrations and a controlled clock, typed accessors for what the fakes recorded, principals."""
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 from collections.abc import Iterable
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from leadflow import (
     FlowSettings,
@@ -29,6 +35,7 @@ from leadflow.ports import EventSink, Integrations, Notifier, Storage
 from leadflow.stores.memory import memory_storage
 
 from .helpers import T0
+from .sql_support import NEEDS_SERVER, POSTGRES_URL
 
 ADMIN = Principal("admin-1", Role.ADMIN)
 SUPER = Principal("root", Role.SUPER_ADMIN)
@@ -41,11 +48,35 @@ REPS = ("alice", "bob", "carol")
 OPPORTUNITIES = (("opp-1", "alice"), ("opp-2", "bob"), ("opp-3", "alice"), ("opp-4", "bob"))
 
 
+SQL_KINDS = ("sqlite-file", "postgres")
+EVERY_BACKEND = [
+    *BACKENDS,
+    "sqlite-file",
+    pytest.param("postgres", marks=pytest.mark.skipif(POSTGRES_URL is None, reason=NEEDS_SERVER)),
+]
+"""A runtime suite's ``backend`` parameters on every backend (close with :func:`close_sql`)."""
+"""Backends ``new_storage`` also takes: a fresh SQLite file, a fresh schema on the test
+server (``tests/sql_support.py``); :func:`close_sql` closes them (and drops the schemas)."""
+
+_sql = ExitStack()
+
+
+def close_sql() -> None:
+    """Close the SQL storages :func:`new_storage` opened (their files and schemas go)."""
+    _sql.close()
+
+
 def new_storage(backend: str) -> Storage:
-    """Fresh, empty stores: in memory, or on a new mongomock database (job TTL indexes off:
-    the simulated clock is not the server's)."""
+    """Fresh, empty stores: in memory, on a new mongomock database (job TTL indexes off:
+    the simulated clock is not the server's), or one of :data:`SQL_KINDS`."""
     if backend == "memory":
         return memory_storage()
+    if backend in SQL_KINDS:
+        from .sql_support import fresh_storage
+
+        directory = Path(tempfile.mkdtemp(prefix="leadflow-service-"))
+        _sql.callback(shutil.rmtree, directory, ignore_errors=True)
+        return _sql.enter_context(fresh_storage(backend, directory))
     if backend != "mongo":
         raise ValueError(f"unknown backend {backend!r}")
     import mongomock_ng

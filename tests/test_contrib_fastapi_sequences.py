@@ -148,6 +148,28 @@ def test_bad_bodies_name_the_field() -> None:
     assert answer.status_code == 409 and answer.json()["error"] == "DuplicateError"
 
 
+def test_the_running_version_under_a_draft() -> None:
+    """A draft published on top of the running version: ``GET`` answers the latest (the
+    draft), ``?running=true`` the version that runs; with ``?version=`` too, a 422."""
+    world = sequence_world()
+    client = served(world)
+    live = client.get("/api/sequences/nurture", headers=as_(ADMIN)).json()
+    answer = client.post(
+        "/api/sequences/nurture/publish", params={"status": "draft"}, headers=as_(ADMIN)
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "draft"
+    latest = client.get("/api/sequences/nurture", headers=as_(ADMIN)).json()
+    assert (latest["version"], latest["status"]) == (live["version"] + 1, "draft")
+    running = client.get(
+        "/api/sequences/nurture", params={"running": "true"}, headers=as_(ADMIN)
+    ).json()
+    assert (running["version"], running["status"]) == (live["version"], "active")
+    both = client.get(
+        "/api/sequences/nurture", params={"running": "true", "version": 1}, headers=as_(ADMIN)
+    )
+    assert both.status_code == 422 and both.json()["field"] == "running"
+
+
 def test_the_sequence_schema_is_served_to_any_signed_in_user() -> None:
     from leadflow.runtime.sequence_schema import sequence_schema
 

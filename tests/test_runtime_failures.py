@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,14 +25,15 @@ from leadflow import (
 from leadflow.runtime.jobs import JobSettings, LeadflowJobs
 
 from .helpers import T0
-from .service_support import BACKENDS, build_flow, clock_of, payloads, rule
+from .service_support import EVERY_BACKEND, build_flow, clock_of, close_sql, payloads, rule
 
 State = ScheduledActionState
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=EVERY_BACKEND)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield str(request.param)
+    close_sql()
 
 
 def created(event_id: str = "e-1", opportunity: str = "opp-1", **payload: Any) -> Event:

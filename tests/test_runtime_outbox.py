@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +40,15 @@ from leadflow.records import ActionKind
 
 from .helpers import T0
 from .latency import Crash, Dying, Slow, Tripwire
-from .service_support import BACKENDS, build_flow, clock_of, payloads, restarted, rule
+from .service_support import (
+    EVERY_BACKEND,
+    build_flow,
+    clock_of,
+    close_sql,
+    payloads,
+    restarted,
+    rule,
+)
 
 CALL = rule(
     "call",
@@ -72,9 +81,10 @@ class Tally:
         return "counted"
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=EVERY_BACKEND)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield str(request.param)
+    close_sql()
 
 
 def setup(backend: str = "memory", **parts: Any) -> tuple[LeadFlow, Tally, Activity]:
@@ -229,12 +239,13 @@ def test_a_delivery_failing_transiently_is_retried_by_run_due(backend: str) -> N
     failures = {"left": 1}
 
     def outage(name: str, args: Any, kwargs: Any) -> None:
-        action = args[0]
-        if action.kind is ActionKind.RULE and failures["left"]:
+        # One action (schedule) or a batch (schedule_many, the SQL stores' path).
+        actions = args[0] if isinstance(args[0], list | tuple) else [args[0]]
+        if any(a.kind is ActionKind.RULE for a in actions) and failures["left"]:
             failures["left"] -= 1
             raise UnavailableError("scheduled store unreachable")
 
-    flaky = Tripwire(flow.storage.scheduled, before={"schedule": outage})
+    flaky = Tripwire(flow.storage.scheduled, before={"schedule": outage, "schedule_many": outage})
     broken = restarted(flow, storage=dataclasses.replace(flow.storage, scheduled=flaky))
     result = complete(broken, call.activity_id)
     assert result.activity.completed_date is not None

@@ -5,6 +5,7 @@ validated when the rule is loaded (issue 8)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -30,9 +31,10 @@ from leadflow.lint import lint
 from .helpers import T0
 from .service_support import (
     ADMIN,
-    BACKENDS,
+    EVERY_BACKEND,
     build_flow,
     clock_of,
+    close_sql,
     notifier_of,
     ops,
     payloads,
@@ -43,9 +45,10 @@ from .service_support import (
 State = ScheduledActionState
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=EVERY_BACKEND)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield str(request.param)
+    close_sql()
 
 
 def created(event_id: str = "e-1", opportunity: str = "opp-1", *, at: datetime = T0) -> Event:

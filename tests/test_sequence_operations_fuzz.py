@@ -61,7 +61,9 @@ ENTRIES: dict[str, Entry] = {
     "pause": lambda w, p, d: w.ops.sequences.pause(p, d(IDS)),
     "resume": lambda w, p, d: w.ops.sequences.resume(p, d(IDS)),
     "archive": lambda w, p, d: w.ops.sequences.archive(p, d(IDS)),
-    "get": lambda w, p, d: w.ops.sequences.get(p, d(IDS), d(mostly(st.none() | st.integers()))),
+    "get": lambda w, p, d: w.ops.sequences.get(
+        p, d(IDS), d(mostly(st.none() | st.integers())), running=d(mostly(st.booleans()))
+    ),
     "list": lambda w, p, d: w.ops.sequences.list(p),
     "report": lambda w, p, d: w.ops.sequences.report(
         p, d(IDS), min_per_arm=d(mostly(st.integers(-1, 200_000)))

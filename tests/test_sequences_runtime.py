@@ -1,19 +1,29 @@
-"""Sequences end to end on the in-memory runtime with a controlled clock: the reference design's
+"""Sequences end to end with a controlled clock, on every backend: the reference design's
 website-lead sequence step by step (waits, a call, its outcome, a branch, 09:00 local time the
 next business morning, an e-mail, a reply or its timeout, a second call), goals, re-enrollment,
 pause and resume, versions, manual enrollment."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 
+import mongomock_ng
 import pytest
 
 from leadflow import LeadFlow, ManualClock
 from leadflow.adapters import RecordingMessenger
 from leadflow.errors import InvalidInputError, InvalidStateError, NotFoundError
+from leadflow.ports import Storage
 from leadflow.records import ActionKind, ScheduledActionState
 from leadflow.sequences import EnrollmentState, Reenrollment, SequenceStatus
+from leadflow.stores.memory import memory_storage
+from leadflow.stores.memory.fast import fast_memory_storage
+from leadflow.stores.mongo import mongo_storage
 
 from .sequence_support import (
     MONDAY_10,
@@ -22,6 +32,40 @@ from .sequence_support import (
     sequence_flow,
     website_lead_sequence,
 )
+from .sql_support import fresh_storage, on_postgres
+
+_sequence_flow = sequence_flow
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        "memory",
+        "memory-fast",
+        "mongomock",
+        "sqlite-file",
+        pytest.param("postgres", marks=on_postgres),
+    ],
+)
+def _backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every test here on every backend: the module's ``sequence_flow`` builds its flow on
+    fresh storage of the parameter's kind (the reference design's scenarios end to end)."""
+    kind = str(request.param)
+    with ExitStack() as stack:
+        if kind == "memory":
+            storage: Storage = memory_storage()
+        elif kind == "memory-fast":
+            storage = fast_memory_storage()
+        elif kind == "mongomock":
+            storage = mongo_storage(mongomock_ng.MongoClient(tz_aware=True)["sequences"])
+        else:
+            storage = stack.enter_context(fresh_storage(kind, tmp_path))
+        monkeypatch.setattr(
+            sys.modules[__name__], "sequence_flow", partial(_sequence_flow, storage=storage)
+        )
+        yield
 
 
 def _setup(
@@ -49,9 +93,16 @@ def _sent(flow: LeadFlow) -> list[str]:
 
 
 def _run_until(flow: LeadFlow, clock: ManualClock, when: datetime) -> None:
-    """Advance minute by minute to ``when`` with a worker draining what is due."""
+    """Advance minute by minute to ``when`` with a worker draining what is due each minute.
+    The minutes with nothing due are skipped (the store's ``next_due``): the same runs at the
+    same minutes as a worker polling every minute, without a claim per idle minute."""
+    minute = timedelta(minutes=1)
     while clock.now() < when:
-        clock.advance(timedelta(minutes=1))
+        due = flow.storage.scheduled.next_due()
+        ticks = 1 if due is None else max(1, -((clock.now() - due) // minute))
+        if due is None or clock.now() + ticks * minute >= when:
+            ticks = max(1, -((clock.now() - when) // minute))
+        clock.advance(ticks * minute)
         flow.run_due()
 
 

@@ -34,7 +34,7 @@ from leadflow import FlowSettings, FollowUpRule, HandleResult, LeadFlow, ManualC
 from leadflow.adapters import RecordingMessenger, RecordingNotifier
 from leadflow.errors import StorageError
 from leadflow.records import ActionKind, ScheduledActionState
-from leadflow.sequences import Enrollment, EnrollmentState
+from leadflow.sequences import Enrollment, EnrollmentState, SequenceDefinition
 from leadflow.stores.sql import SqlStorage
 
 from .latency import Crash, Slow, Tripwire
@@ -102,6 +102,15 @@ def sql_flow(
     if rules:
         flow.rules.create(TELL)
     return flow, clock, logged
+
+
+def watcher_sequence() -> SequenceDefinition:
+    """A sequence entered on a reply, whose goal is a new lead (of the same opportunity)."""
+    return SequenceDefinition.model_validate(
+        {"sequenceId": "watcher", "name": "watcher", "entry": {"eventType": "email.replied"},
+         "steps": [{"id": "pause", "kind": "wait", "delay": 1}],
+         "goals": [{"name": "relisted", "eventType": "opportunity.created"}]}
+    )  # fmt: skip
 
 
 def entry(clock: ManualClock, opp: str = "o1") -> dict[str, Any]:
@@ -193,13 +202,19 @@ def test_an_entry_enrolls_and_stores_its_first_visit_in_the_event_commit(
     assert sent(flow) == ["first"]
 
 
-def test_an_entry_carries_the_events_arrival_on_postgresql(storage: SqlStorage, kind: str) -> None:
-    """On PostgreSQL the event's arrival fact waits in the unit past the read of the
-    opportunity's active enrollments and goes with the enrollment's insert, which carries the
-    first visit too (``enroll_at_first``): an entry is two statements and a commit (the read;
-    the enrollment with its records, its first visit and the arrival). The arrival and the
-    visit are stored, once, and the entry handled again changes nothing."""
+@pytest.mark.parametrize("read", [False, True], ids=["no-read", "read"])
+def test_an_entry_carries_the_events_arrival_on_postgresql(
+    storage: SqlStorage, kind: str, read: bool
+) -> None:
+    """On PostgreSQL the event's arrival fact waits in the unit (past the read of the
+    opportunity's active enrollments, when some sequence's goal or wait listens to the entry's
+    event type) and goes with the enrollment's insert, which carries the first visit too
+    (``enroll_at_first``): an entry is one statement and a commit (the enrollment with its
+    records, its first visit and the arrival), two with the read. The arrival and the visit
+    are stored, once, and the entry handled again changes nothing."""
     flow, clock, _ = sql_flow(storage)
+    if read:  # another sequence ends its enrollments on a new lead: the entry reads them
+        flow.sequences.publish(watcher_sequence())
     flow.engine()
     assert flow.sequencer is not None
     flow.sequencer.programs.refresh()
@@ -207,9 +222,9 @@ def test_an_entry_carries_the_events_arrival_on_postgresql(storage: SqlStorage, 
     with counted(storage.database.engine) as counts:
         result = flow.handle(entry(clock))
         if kind == "postgres":
-            assert (counts.statements, counts.commits) == (2, 1)
-        else:  # BEGIN IMMEDIATE, the arrival, the read, the row, its records, the visit
-            assert (counts.statements, counts.commits) == (6, 1)
+            assert (counts.statements, counts.commits) == (1 + read, 1)
+        else:  # BEGIN IMMEDIATE, the arrival, [the read,] the row, its records, the visit
+            assert (counts.statements, counts.commits) == (5 + read, 1)
     again = flow.handle(entry(clock))
     assert [o.what for o in result.sequences] == ["enrolled"]
     assert [o.what for o in again.sequences] == ["already_enrolled"]

@@ -230,7 +230,7 @@ class SequenceOperations:
         self._require(principal, "sequence.write")
         checked = checked_id(sequence_id, "sequence_id")
         admin = self._admin
-        current = admin.get(checked)
+        current = admin.running(checked)
         before = self._active(checked) if change == "archived" else []
         action = {"paused": admin.pause, "resumed": admin.resume, "archived": admin.archive}
         changed = action[change](checked)
@@ -253,15 +253,29 @@ class SequenceOperations:
         return self._set(principal, sequence_id, "archived")
 
     def get(
-        self, principal: Principal, sequence_id: str, version: int | None = None
+        self,
+        principal: Principal,
+        sequence_id: str,
+        version: int | None = None,
+        *,
+        running: bool = False,
     ) -> SequenceDefinition:
-        """One version of a sequence (the current one by default)."""
+        """One version of a sequence: the current (latest) one by default, ``version``, or
+        with ``running`` the one that runs (the latest that is not a draft; the latest when
+        all are drafts). ``version`` and ``running`` together are an
+        :class:`InvalidInputError` (``running``)."""
         self._require(principal, "sequence.read")
         checked = checked_id(sequence_id, "sequence_id")
         if version is not None and (
             isinstance(version, bool) or not isinstance(version, int) or version < 1
         ):
             raise InvalidInputError("expected a positive integer", field="version")
+        if not isinstance(running, bool):
+            raise InvalidInputError("expected a boolean", field="running")
+        if running:
+            if version is not None:
+                raise InvalidInputError("give version or running, not both", field="running")
+            return self._admin.running(checked)
         return self._admin.get(checked, version)
 
     def list(self, principal: Principal) -> builtins.list[SequenceDefinition]:
@@ -336,7 +350,7 @@ class SequenceOperations:
         if not isinstance(dry_run, bool):
             raise InvalidInputError("expected a boolean", field="dry_run")
         admin = self._admin
-        definition = admin.get(checked)
+        definition = admin.running(checked)
         self._may_write(principal, ids)
         if dry_run:
             return admin.enroll(checked, ids, actor=principal.user_id, dry_run=True)

@@ -31,21 +31,23 @@ from .integrations import (
     Scheduler,
     TeamDirectory,
 )
+from .scheduled import (
+    BatchAcknowledgement,
+    BatchScheduling,
+    PendingCancellation,
+    ScheduledActionStore,
+)
 from .sequences import EnrollmentStore, SequenceRepository
 from .storage import (
     ActivityRepository,
     AuditLog,
-    BatchAcknowledgement,
     BatchActivities,
-    BatchScheduling,
     CounterStore,
     DeferredUnits,
     DeferredWriteError,
     JobStore,
-    PendingCancellation,
     PlainActivities,
     RuleRepository,
-    ScheduledActionStore,
     SeparateSteps,
     UnitOfWork,
 )

@@ -1,5 +1,6 @@
 """The sequence ports: where sequence definitions and enrollments are kept (contracts in the
-docstrings; the shipped suites are :mod:`leadflow.testing.contracts.sequences`)."""
+docstrings; the shipped suites are :mod:`leadflow.testing.contracts.sequences` and
+:mod:`leadflow.testing.contracts.enrollments`)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,15 @@ from .calendar import WorkingCalendar
 from .compiler import CompiledCondition, combine, compile_condition, describe
 from .vocabulary import Vocabulary
 
-__all__ = ["Hop", "SequenceProgram", "Stop", "Zone", "resolved", "split_choice"]
+__all__ = [
+    "Hop",
+    "SequenceProgram",
+    "Stop",
+    "Zone",
+    "reacting_event_types",
+    "resolved",
+    "split_choice",
+]
 
 Zone = ZoneInfo | Callable[[], ZoneInfo]
 """The recipient's time zone, or how to find it (asked only by a step that needs it: a send
@@ -97,6 +105,14 @@ def split_choice(enrollment_id: str, step: SplitStep) -> str:
             return variant.name
         point -= variant.weight
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def reacting_event_types(definition: SequenceDefinition) -> frozenset[str]:
+    """The event types that can change an enrollment already on ``definition``: its goals'
+    and its ``wait_for_event`` steps' (its entry's only enrolls)."""
+    types = {goal.event_type for goal in definition.goals}
+    types.update(s.event_type for s in definition.steps if isinstance(s, WaitForEventStep))
+    return frozenset(types)
 
 
 def _all(nodes: list[ConditionNode], vocabulary: Vocabulary, location: str) -> CompiledCondition:
@@ -174,11 +190,9 @@ class SequenceProgram:
 
     def event_types(self) -> frozenset[str]:
         """Every event type this sequence listens to (entry, goals, waits)."""
-        types = {goal.event_type for goal in self.definition.goals}
-        if self.definition.entry is not None:
-            types.add(self.definition.entry.event_type)
-        types.update(s.event_type for s in self.definition.steps if isinstance(s, WaitForEventStep))
-        return frozenset(types)
+        entry = self.definition.entry
+        reacting = reacting_event_types(self.definition)
+        return reacting if entry is None else reacting | {entry.event_type}
 
     # ------------------------------------------------------------------ walking
 

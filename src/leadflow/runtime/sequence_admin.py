@@ -32,6 +32,7 @@ from .actions import HandlerRegistry
 from .planning import action_id_for, partition_for
 from .results import SequenceOutcome
 from .sequence_parts import enrollment_id_for
+from .sequence_programs import running_version
 from .sequencer import Sequencer
 from .settings import FlowSettings
 
@@ -113,7 +114,9 @@ class SequencesAdmin:
     ) -> SequenceDefinition:
         """Store ``definition`` as its sequence's next version (1 for a new one), ``active``
         unless ``status`` says otherwise (``draft``), and apply ``in_flight`` to enrollments on
-        older versions. Returns the stored version."""
+        older versions. An active version published over a paused one runs the sequence again:
+        the visits the pause held are released, due now, as :meth:`resume` does. Returns the
+        stored version."""
         if isinstance(definition, Mapping):
             definition = SequenceDefinition.model_validate(definition)
         policy = InFlight(in_flight)
@@ -130,10 +133,16 @@ class SequencesAdmin:
             }
         )
         self.check(candidate)
+        before = running_version(self._repository, existing[-1]) if existing else None
         stored = self._repository.add(candidate)
         self._sequencer.programs.invalidate()
-        if existing and stored.status is SequenceStatus.ACTIVE and policy is not InFlight.KEEP:
-            self._in_flight(stored, policy)
+        if before is not None and stored.status is SequenceStatus.ACTIVE:
+            if policy is not InFlight.KEEP:
+                self._in_flight(stored, policy)
+            if before.status is SequenceStatus.PAUSED:
+                # The sequence runs again, on the new version: what the pause held is
+                # released as a resume would (the paused version can no longer be resumed).
+                self._release_held(stored.sequence_id)
         return stored
 
     def _in_flight(self, new: SequenceDefinition, policy: InFlight) -> None:
@@ -178,30 +187,39 @@ class SequencesAdmin:
     def list(self) -> builtins.list[SequenceDefinition]:
         return self._repository.list()
 
-    def _set(self, sequence_id: str, status: SequenceStatus) -> SequenceDefinition:
-        current = self._repository.get(sequence_id)
-        changed = self._repository.set_status(sequence_id, current.version, status)
+    def running(self, sequence_id: str) -> SequenceDefinition:
+        """The version that runs: the latest one that is not a draft (a draft stored on top
+        of it is an edit not yet published), or the latest when all are drafts.
+        :class:`NotFoundError` for an unknown sequence."""
+        return running_version(self._repository, self._repository.get(sequence_id))
+
+    def _set(self, current: SequenceDefinition, status: SequenceStatus) -> SequenceDefinition:
+        changed = self._repository.set_status(current.sequence_id, current.version, status)
         self._sequencer.programs.invalidate()
         return changed
 
     def pause(self, sequence_id: str) -> SequenceDefinition:
-        """No new entries; due steps are held (they run, late and once, after :meth:`resume`)."""
-        current = self._repository.get(sequence_id)
+        """No new entries; due steps are held (they run, late and once, after :meth:`resume`).
+        Acts on the running version (:meth:`running`)."""
+        current = self.running(sequence_id)
         if current.status is not SequenceStatus.ACTIVE:
             raise InvalidStateError(f"sequence {sequence_id!r} is {current.status.value}")
-        return self._set(sequence_id, SequenceStatus.PAUSED)
+        return self._set(current, SequenceStatus.PAUSED)
 
     def resume(self, sequence_id: str) -> SequenceDefinition:
         """Entries again, and every step held while paused is due now."""
-        current = self._repository.get(sequence_id)
+        current = self.running(sequence_id)
         if current.status is not SequenceStatus.PAUSED:
             raise InvalidStateError(f"sequence {sequence_id!r} is {current.status.value}")
-        changed = self._set(sequence_id, SequenceStatus.ACTIVE)
+        changed = self._set(current, SequenceStatus.ACTIVE)
+        self._release_held(sequence_id)
+        return changed
+
+    def _release_held(self, sequence_id: str) -> None:
         now = self._now()
         for enrollment in self._active(sequence_id):
             if enrollment.held:
                 self._release(enrollment, now)
-        return changed
 
     def _release(self, enrollment: Enrollment, now: datetime) -> None:
         """Store the held visit again, due now (keyed on the revision that held it, so two
@@ -246,7 +264,7 @@ class SequencesAdmin:
 
     def archive(self, sequence_id: str) -> SequenceDefinition:
         """Retire the sequence: no entries, and its active enrollments end."""
-        changed = self._set(sequence_id, SequenceStatus.ARCHIVED)
+        changed = self._set(self.running(sequence_id), SequenceStatus.ARCHIVED)
         for enrollment in self._active(sequence_id):
             self._sequencer.end(enrollment, EnrollmentState.ENDED, "sequence archived")
         return changed
@@ -263,7 +281,7 @@ class SequencesAdmin:
     ) -> EnrollmentReport:
         """Enroll existing opportunities by hand (the re-enrollment policy applies); with
         ``dry_run`` nothing is written and the report says who would enter."""
-        definition = self._repository.get(sequence_id)
+        definition = self.running(sequence_id)
         if definition.status is not SequenceStatus.ACTIVE:
             raise InvalidStateError(
                 f"sequence {sequence_id!r} is {definition.status.value}: it enrolls nobody"

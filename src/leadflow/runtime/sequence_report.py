@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 
 from ..ports import EnrollmentStore, SequenceRepository
 from ..sequences import Enrollment, EnrollmentState, SequenceDefinition, SplitStep
+from .sequence_programs import running_version
 
 __all__ = [
     "ENROLLMENT_SCAN_LIMIT",
@@ -247,10 +248,11 @@ def report_for(
     min_per_arm: int = 30,
     confidence: float = 0.95,
 ) -> SequenceReport:
-    """:func:`sequence_report` of the sequence's current version over its enrollments (at most
-    :data:`ENROLLMENT_SCAN_LIMIT`, the oldest; ``complete`` says whether that was all).
-    :class:`~leadflow.NotFoundError` for an unknown sequence."""
-    definition = sequences.get(sequence_id)
+    """:func:`sequence_report` of the sequence's running version (its latest that is not a
+    draft) over its enrollments (at most :data:`ENROLLMENT_SCAN_LIMIT`, the oldest;
+    ``complete`` says whether that was all). :class:`~leadflow.NotFoundError` for an unknown
+    sequence."""
+    definition = running_version(sequences, sequences.get(sequence_id))
     found = enrollments.list(sequence_id=sequence_id, limit=ENROLLMENT_SCAN_LIMIT)
     return sequence_report(
         definition,

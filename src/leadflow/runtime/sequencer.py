@@ -41,8 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import partial
-from typing import Any, Final, cast
+from typing import Any
 
 from ..clock import ensure_utc
 from ..errors import (
@@ -61,32 +60,30 @@ from ..ports import (
     SequenceRepository,
     UnitOfWork,
 )
-from ..ports.sequences import EnrollmentBatches, EnrollmentFirstVisits, EnrollmentSteps
+from ..ports.sequences import EnrollmentBatches, EnrollmentSteps
 from ..ports.storage import SeparateSteps
-from ..rules.sequencing import SequenceProgram, Stop
+from ..rules.sequencing import SequenceProgram
 from ..rules.vocabulary import Vocabulary
 from ..sequences import (
     ActionStep,
     Enrollment,
     EnrollmentHead,
     EnrollmentState,
-    Reenrollment,
     SequenceStatus,
     WaitForEventStep,
 )
-from ..stores.checks import handed_over
 from .context import ActionContext
 from .emitter import Emitter
 from .executor import Finishing
 from .results import SequenceOutcome
 from .sequence_batch import finishing, together
+from .sequence_entry import Entries
 from .sequence_moves import Move, Moves
 from .sequence_parts import (
     EnrollParams,
     Recipients,
     Visit,
     enrollment_id_for,
-    payload,
 )
 from .sequence_programs import Programs
 from .settings import FlowSettings
@@ -94,8 +91,6 @@ from .settings import FlowSettings
 __all__ = ["SequenceOutcome", "Sequencer"]
 
 log = logging.getLogger("leadflow")
-
-_RUNNING: Final = frozenset({SequenceStatus.ACTIVE, SequenceStatus.PAUSED})
 
 
 class Sequencer:
@@ -134,6 +129,7 @@ class Sequencer:
             enrollments=enrollments, scheduled=scheduled, recipients=self._recipients,
             settings=settings, clock=clock, emit=emit, units=self._units,
         )  # fmt: skip
+        self.entries = Entries(self.moves, emit, self.now)
 
     @property
     def enrollments(self) -> EnrollmentStore:
@@ -173,10 +169,13 @@ class Sequencer:
         opportunity_id = event.opportunity_id
         assert opportunity_id is not None
         outcomes: list[SequenceOutcome] = []
-        for enrollment in self.enrollments.active_for(opportunity_id):
-            outcome = self._react(enrollment, event)
-            if outcome is not None:
-                outcomes.append(outcome)
+        # Read only when some version's goal or wait reacts to this type of event: an entry
+        # event nothing else listens to (a new lead) costs no read.
+        if event.type in self.programs.reacting:
+            for enrollment in self.enrollments.active_for(opportunity_id):
+                outcome = self._react(enrollment, event)
+                if outcome is not None:
+                    outcomes.append(outcome)
         for program in list(self.programs.current.values()):
             if program.definition.status is SequenceStatus.ACTIVE and program.enters(event):
                 outcomes.append(self._enter(program, event, opportunity_id))
@@ -223,85 +222,8 @@ class Sequencer:
         actor: str | None = None,
     ) -> SequenceOutcome:
         """Enroll ``opportunity_id`` as the sequence's re-enrollment policy allows, and store
-        its first visit."""
-        definition = program.definition
-        sequence_id = definition.sequence_id
-        policy = definition.reenrollment
-        if policy is Reenrollment.NEVER:
-            earlier = self.enrollments.list(
-                sequence_id=sequence_id, opportunity_id=opportunity_id, limit=1
-            )
-            if earlier and earlier[0].enrollment_id != enrollment_id:
-                what = "already_enrolled" if earlier[0].active else "not_reenrolled"
-                return SequenceOutcome(sequence_id, earlier[0].enrollment_id, what)
-        now = self.now()
-        new = Enrollment(
-            enrollment_id=enrollment_id,
-            sequence_id=sequence_id,
-            sequence_version=definition.version,
-            opportunity_id=opportunity_id,
-            context={"entry": dict(event.payload)},
-            entry_event_id=event.id,
-            enrolled_by=actor,
-            enrolled_at=now,
-            updated_at=now,
-        )
-        # Stored at its first stop (one write; that visit's action is stored next), unless the
-        # sequence ends at once (stored at visit 0, then moved on to its end).
-        first = self.moves.first(new, program, event, now)
-        entering = new if first is None else first[0]
-        # Where the store can, the first visit goes in with the enrollment (one write).
-        enter, together = self._entry(
-            entering, program, event, None if first is None else first[1], now
-        )
-        stored, created = enter()
-        what = "enrolled"
-        if not created and stored.enrollment_id != enrollment_id:
-            if policy is not Reenrollment.EVERY_ENTRY:
-                return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
-            self.end(stored, EnrollmentState.ENDED, f"re-entered ({event.type} {event.id})")
-            stored, created = enter()
-            what = "reentered"
-        if not created:  # this event enrolled it before (handled again): carry on from there
-            if stored.active and stored.visit == 0:
-                self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
-            elif stored.active and stored.visit == 1 and first is not None:
-                # Its first visit may not have been stored (a crash between the two writes
-                # where they are not one unit of work): stored now, or found stored.
-                self.moves.store_first(stored, program, first[1], event)
-            return SequenceOutcome(sequence_id, stored.enrollment_id, "already_enrolled")
-        self._emit("sequence.enrolled", payload(stored, {"eventId": event.id, "by": actor}))
-        if first is None:
-            self.moves.advance(stored, program, event, cause=event, outcome="enrolled")
-        elif not together:  # else stored with it
-            self.moves.store_first(stored, program, first[1], event)
-        return SequenceOutcome(sequence_id, stored.enrollment_id, what)
-
-    def _entry(
-        self,
-        entering: Enrollment,
-        program: SequenceProgram,
-        event: Event,
-        stop: Stop | None,
-        now: datetime,
-    ) -> tuple[Callable[[], tuple[Enrollment, bool]], bool]:
-        """Storing ``entering`` (at its first ``stop``, None when it ends at once), and
-        whether that stores the first visit's action with it: where the store can
-        (:class:`~leadflow.ports.sequences.EnrollmentFirstVisits`; both then go in or
-        neither), else the enrollment alone (its visit stored after it)."""
-        store = self.enrollments
-        # The protocol's method looked up: an isinstance check of a runtime protocol costs
-        # dozens of calls an entry.
-        at_first = cast(
-            "EnrollmentFirstVisits | None",
-            store if getattr(store, "enroll_at_first", None) is not None else None,
-        )
-        if stop is None or at_first is None:
-            return partial(handed_over, store.enroll, entering), False
-        visit = self.moves.first_visit(entering, program, stop, event, now)
-        # Both built here from validated parts, held by nobody else: handed over.
-        enter = partial(at_first.enroll_at_first, visit=visit)
-        return partial(handed_over, enter, entering, entering, visit), True
+        its first visit (:meth:`Entries.enroll`)."""
+        return self.entries.enroll(program, opportunity_id, event, enrollment_id, actor=actor)
 
     def enroll_action(self, ctx: ActionContext[EnrollParams]) -> str:
         """The ``enroll`` rule action: enroll the event's opportunity in the sequence (once

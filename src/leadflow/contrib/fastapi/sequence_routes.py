@@ -72,7 +72,10 @@ class PublishQuery(SequenceCreateQuery):
 
 
 class VersionQuery(_Wire):
+    """``version``: that one; ``running``: the version that runs (the latest not a draft)."""
+
     version: int | None = Field(default=None, ge=1)
+    running: bool = False
 
 
 class ReportQuery(_Wire):
@@ -151,13 +154,14 @@ def sequence_routes(api: APIRouter, ops: Operations, current: Callable[..., Prin
         return sequence_schema(ops.flow)
 
     @api.get(f"{base}/{{sequenceId}}", response_model=SequenceDefinition,
-             summary="One sequence (the current version, or ?version=)", **opts)  # fmt: skip
+             summary="One sequence (the current version, ?version= or ?running=true)",
+             **opts)  # fmt: skip
     def get_sequence(
         sequence_id: SequenceIdPath,
         query: Annotated[VersionQuery, Query()],
         who: Principal = Depends(current),
     ) -> Any:
-        return ops.sequences.get(who, sequence_id, query.version)
+        return ops.sequences.get(who, sequence_id, query.version, running=query.running)
 
     @api.post(f"{base}/{{sequenceId}}/publish", response_model=SequenceDefinition,
               summary="Publish a new version", **opts)  # fmt: skip

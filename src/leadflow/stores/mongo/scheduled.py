@@ -24,7 +24,7 @@ from ...errors import (
     InvalidStateError,
     NotFoundError,
 )
-from ...records import FINISHED_STATES, ActionKind, ScheduledAction, ScheduledActionState
+from ...records import FINISHED_STATES, ScheduledAction, ScheduledActionState
 from ..checks import (
     checked_action_types,
     checked_ids,
@@ -154,8 +154,9 @@ class MongoScheduledActionStore(MongoStore):
     ) -> builtins.list[ScheduledAction]:
         """See the port. With a ``partition``, every filter carries ``partition`` (documents
         stored before the field existed count as partition 0). With ``action_types``, every
-        filter also asks for a delivery or one of those ``action.actionType``s (the server
-        walks the due-order index and steps over the due actions of other types)."""
+        filter also asks for an action without one (``action`` missing: a delivery, a
+        sequence's timer visit) or one of those ``action.actionType``s (the server walks the
+        due-order index and steps over the due actions of other types)."""
         now = when("now", now)
         worker = valid_text("worker", worker)
         limit = valid_limit(limit)
@@ -169,7 +170,7 @@ class MongoScheduledActionStore(MongoStore):
             scope["$and"] = [
                 {
                     "$or": [
-                        {"kind": ActionKind.DELIVERY.value},
+                        {"action": None},  # missing (or null): no type
                         {"action.actionType": {"$in": sorted(types)}},
                     ]
                 }

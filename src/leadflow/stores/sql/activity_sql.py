@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -78,17 +77,19 @@ _COLUMNS = (
     "cancel_reason",
 )
 
-_COPY: Final = attrgetter(*_COLUMNS)
-
 
 def activity_values(a: Activity, *, version: int) -> dict[str, Any]:
     """The row of ``a`` (a validated copy the caller no longer holds), at ``version``."""
-    values = dict(zip(_COLUMNS, _COPY(a), strict=True))
-    values["activity_type"] = a.activity_type.value
-    values["outcome"] = None if a.outcome is None else a.outcome.value
+    # A model keeps its fields in its ``__dict__`` (pydantic): copied whole, in C, but the
+    # ``metadata`` (the ``meta`` column); an enum's text read as ``_value_`` (``.value`` is a
+    # Python-level property).
+    values = dict(a.__dict__)
+    metadata = values.pop("metadata")
+    values["activity_type"] = a.activity_type._value_
+    values["outcome"] = None if a.outcome is None else a.outcome._value_
     values["version"] = version
-    values["automation_rule_id"] = a.metadata.automation_rule_id
-    values["meta"] = a.metadata.to_document()
+    values["automation_rule_id"] = metadata.automation_rule_id
+    values["meta"] = metadata.to_document()
     return values
 
 

@@ -146,9 +146,14 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
         trip fewer); its failure then fails that statement or the commit, and the unit is
         rolled back."""
         done = _checked(completions, Completion, "completions")
+        # A fact's fields are its row (plain values, kept by pydantic in its ``__dict__``):
+        # copied in C, not dumped.
         rows = [
-            (self._arrivals, [a.model_dump() for a in _checked(arrivals, LeadArrival, "arrivals")]),
-            (self._changes, [c.model_dump() for c in _checked(changes, StatusChange, "changes")]),
+            (
+                self._arrivals,
+                [dict(a.__dict__) for a in _checked(arrivals, LeadArrival, "arrivals")],
+            ),
+            (self._changes, [dict(c.__dict__) for c in _checked(changes, StatusChange, "changes")]),
             (
                 self._completions,
                 [_completion_values(c) for c in done],

@@ -61,6 +61,7 @@ from .types import Document, UtcDateTime, document_text, micros, utc_value
 
 __all__ = [
     "DriverStatement",
+    "Encoded",
     "UnnestInsert",
     "ValuesInsert",
     "drop_later",
@@ -78,8 +79,18 @@ _RAW_CURSOR: Final = "leadflow_direct_raw_cursor"
 _IDLE: Final = 0  # psycopg's pq.TransactionStatus.IDLE: no transaction open
 
 
+class Encoded(str):
+    """A document's JSON text made already (:func:`~.types.document_text`): a row may carry
+    one in a document column, sent as it is (a batch's rows that share a document, a rule
+    action's, encode it once)."""
+
+    __slots__ = ()
+
+
 def _document(value: Any) -> Any:
-    return None if value is None else document_text(value)
+    if value is None:
+        return None
+    return value if type(value) is Encoded else document_text(value)
 
 
 def _utc(value: Any) -> Any:
@@ -161,16 +172,37 @@ class DriverStatement:
         )
 
     def parameters_many(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """:meth:`parameters` of each of ``rows``; a document that rows in a row hold (the
-        same object: an event's, in each of its actions' rows) is encoded once."""
-        free = [(p, n, _documents_in_turn() if e is _document else e) for p, n, e in self._free]
+        """:meth:`parameters` of each of ``rows``: the named values taken with one
+        ``itemgetter`` call per row, and only the columns with an encoder encoded; a value
+        that is the same object as the row before's in its column (an event's document, the
+        clock's ``now`` in each of an event's actions' rows) gets the encoding made for it
+        (the last value is kept, so it is the same object, never another at its address)."""
+        free = self._free
+        names = [name for _, name, _ in free]
+        if len(names) < 2:  # itemgetter of one name gives the value alone
+            return [self.parameters(row) for row in rows]
+        take = itemgetter(*names)
+        encoders = [(n, e) for n, (_, _, e) in enumerate(free) if e is not None]
+        last: list[Any] = [None] * len(free)  # each encoded column's last value...
+        made: list[Any] = [None] * len(free)  # ...and its encoding
+        positions = [position for position, _, _ in free]
+        whole = positions == list(range(len(self._template)))
         out: list[tuple[Any, ...]] = []
         for row in rows:
-            parameters = list(self._template)
-            for position, name, encoder in free:
-                value = row[name]
-                parameters[position] = value if encoder is None or value is None else encoder(value)
-            out.append(tuple(parameters))
+            values = list(take(row))
+            for n, encode in encoders:
+                value = values[n]
+                if value is None:
+                    continue
+                if value is not last[n]:
+                    last[n], made[n] = value, encode(value)
+                values[n] = made[n]
+            if not whole:
+                parameters = list(self._template)
+                for position, value in zip(positions, values, strict=True):
+                    parameters[position] = value
+                values = parameters
+            out.append(tuple(values))
         return out
 
     def run_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -182,15 +214,16 @@ class DriverStatement:
         execute(connection, self.sql, self.parameters_many(rows), many=True)
 
 
-def _documents_in_turn() -> Encoder:
-    """:func:`_document` for one column of a statement's rows, in turn: the same document
-    object as the row before (an event's, in each of its actions' rows, which come
-    together) gets the text made for it (the last one is kept, so it is the same object)."""
-    last: list[Any] = [None, None]  # the document and its text
+def _in_turn(encoder: Encoder) -> Encoder:
+    """``encoder`` for one column of a statement's rows, in turn: a value that is the same
+    object as the row before's (an event's document in each of its actions' rows, which come
+    together; the clock's ``now`` in an event's times) gets the encoding made for it (the
+    last value is kept, so it is the same object, never another at the same address)."""
+    last: list[Any] = [None, None]  # the value and its encoding
 
     def encode(value: Any) -> Any:
         if value is not last[0]:
-            last[0], last[1] = value, document_text(value)
+            last[0], last[1] = value, encoder(value)
         return last[1]
 
     return encode
@@ -393,12 +426,11 @@ class UnnestInsert:
         parameters = []
         for name, encoder in zip(self._columns, self._encoders, strict=True):
             column = list(map(itemgetter(name), rows))
-            if encoder is _document:  # an event's document, in each of its actions' rows
-                encoder = _documents_in_turn()
             if encoder is None:
                 parameters.append(column)
             else:
-                parameters.append([None if v is None else encoder(v) for v in column])
+                encode = _in_turn(encoder)  # an event's document or times, in each action's row
+                parameters.append([None if v is None else encode(v) for v in column])
         return execute(connection, self.sql, tuple(parameters), returns=self.returns)
 
 

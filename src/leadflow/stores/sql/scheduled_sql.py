@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -30,12 +29,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ...models import Event
+from ...models import Action, Event
 from ...records import ScheduledAction, ScheduledActionState
 from .claim_sql import STATE, state_is
 from .database import SqlDatabase
-from .direct import DriverStatement, UnnestInsert, ValuesInsert
-from .types import UtcDateTime
+from .direct import DriverStatement, Encoded, UnnestInsert, ValuesInsert
+from .types import UtcDateTime, document_text
 
 __all__ = ["EventDocuments", "WriteStatements", "action_from_row", "action_values"]
 
@@ -70,36 +69,54 @@ _COPIED: Final = (
 )
 
 
-_COPY: Final = attrgetter(*_COPIED)
-
-
 class EventDocuments:
-    """The documents of a batch's events, in turn: an event's actions come together, so the
-    document of the event the row before was made for is kept (with the event, so it is
-    the same object) and made again only for another event."""
+    """The documents of a batch's rows, each made and encoded (:class:`~.direct.Encoded`)
+    once: an event's, in turn (an event's actions come together, so the text of the event the
+    row before was made for is kept, with the event, and made again only for another event);
+    a rule action's, once per rule action in the batch (the rows of every event a rule
+    matched hold the same :class:`~leadflow.models.Action` object, the compiled rule's: its
+    text is kept by the rule's id and the action's index, with the object, and made again
+    for another object)."""
 
-    __slots__ = ("_document", "_event")
+    __slots__ = ("_actions", "_event", "_text")
 
     def __init__(self) -> None:
         self._event: Event | None = None
-        self._document: dict[str, Any] = {}
+        self._text = Encoded()
+        self._actions: dict[tuple[str | None, int | None], tuple[Action, Encoded]] = {}
 
-    def of(self, event: Event) -> dict[str, Any]:
+    def of(self, event: Event) -> Encoded:
         if event is not self._event:
-            self._event, self._document = event, event.to_document()
-        return self._document
+            self._event, self._text = event, Encoded(document_text(event.to_document()))
+        return self._text
+
+    def action(self, stored: ScheduledAction) -> Encoded | None:
+        """The text of ``stored``'s rule action (None: it has none)."""
+        action = stored.action
+        if action is None:
+            return None
+        slot = (stored.rule_id, stored.action_index)
+        kept = self._actions.get(slot)
+        if kept is None or kept[0] is not action:
+            kept = self._actions[slot] = (action, Encoded(document_text(action.to_document())))
+        return kept[1]
 
 
 def action_values(action: ScheduledAction, events: EventDocuments | None = None) -> dict[str, Any]:
     """``action``'s row; with ``events`` (a batch's), the rows of one event's actions share
-    its document, made once."""
-    values = dict(zip(_COPIED, _COPY(action), strict=True))
-    values["kind"] = action.kind.value
-    values["duplicates"] = action.duplicates.value
-    values["state"] = action.state.value
-    event = action.event
-    values["event"] = event.to_document() if events is None else events.of(event)
-    values["action"] = None if action.action is None else action.action.to_document()
+    its document's text, and the rows of one rule action its action's, each made once."""
+    # A model keeps its fields in its ``__dict__`` (pydantic): copied whole, in C; an enum's
+    # text read as ``_value_`` (``.value`` is a Python-level property, three per row).
+    values = dict(action.__dict__)
+    values["kind"] = action.kind._value_
+    values["duplicates"] = action.duplicates._value_
+    values["state"] = action.state._value_
+    if events is None:
+        values["event"] = action.event.to_document()
+        values["action"] = None if action.action is None else action.action.to_document()
+    else:
+        values["event"] = events.of(action.event)
+        values["action"] = events.action(action)
     return values
 
 

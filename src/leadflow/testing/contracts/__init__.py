@@ -106,6 +106,7 @@ from .data import (
     make_sequence,
     make_step_action,
 )
+from .enrollments import EnrollmentStoreContract
 from .integrations import (
     EventSinkContract,
     MessengerContract,
@@ -124,7 +125,7 @@ from .sequence_batches import EnrollmentBatchesContract
 from .sequence_first_visits import EnrollmentFirstVisitsContract
 from .sequence_marks import EnrollmentSendMarksContract
 from .sequence_steps import EnrollmentStepsContract
-from .sequences import EnrollmentStoreContract, SequenceRepositoryContract
+from .sequences import SequenceRepositoryContract
 from .support import AuditLogContract, CounterStoreContract
 from .units import UnitOfWorkContract
 

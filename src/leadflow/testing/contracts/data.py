@@ -19,6 +19,7 @@ from ...sequences import Enrollment, SequenceDefinition
 __all__ = [
     "BASE_TIME",
     "SORT_FIELDS",
+    "TextSubclass",
     "assert_activity_utc",
     "assert_utc",
     "at",
@@ -37,6 +38,14 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class TextSubclass(str):
+    """A ``str`` subclass: stores keep only its text (a contract hands one in where a string
+    goes and expects plain ``str`` back)."""
+
+    __slots__ = ()
+
 
 BASE_TIME = datetime(2026, 1, 5, 9, tzinfo=UTC)
 """A Monday morning, UTC: the origin of every time in the contract tests."""

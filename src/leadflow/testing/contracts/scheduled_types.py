@@ -1,7 +1,7 @@
 """The scheduled-action contract for claim filters (issue 19): a claim given ``action_types``
-takes only rule actions of those types, and every delivery, in due order, and neither takes
-nor parks the others; two workers with disjoint filters never take each other's actions; an
-unfiltered claim takes every type."""
+takes only the actions of those types, and every action without a type (a delivery, a
+sequence's timer visit), in due order, and neither takes nor parks the others; two workers
+with disjoint filters never take each other's actions; an unfiltered claim takes every type."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from ...errors import InvalidInputError
 from ...ports import ScheduledActionStore
 from ...records import ScheduledAction, ScheduledActionState
-from .data import at, make_delivery, make_scheduled_action
+from .data import at, make_delivery, make_scheduled_action, make_step_action
 
 __all__ = ["ScheduledActionTypeFilterTests"]
 
@@ -51,6 +51,23 @@ class ScheduledActionTypeFilterTests:
         store.schedule(_typed("k1", "send_email"))
         store.schedule(make_delivery("d1", due_at=at(minutes=1)))
         assert _ids(store.claim_due(at(minutes=1), worker="w1", action_types=[])) == ["sa-d1"]
+        assert store.get("sa-k1").state is ScheduledActionState.PENDING
+
+    def test_filtered_claims_take_a_sequences_timer_visits(
+        self, store: ScheduledActionStore
+    ) -> None:
+        """A visit without an action (a wait's end, a ``wait_for_event``'s timeout) has no
+        type: any worker runs it, as a delivery; a visit of an action step is its action's
+        type. A flow's ``run_due`` always filters on the types it runs: a store that took
+        only deliveries among the untyped never moved a sequence past a wait."""
+        store.schedule(make_step_action("timer", action=None, due_at=at(minutes=-2)))
+        store.schedule(make_step_action("send", action_index=2, due_at=at(minutes=-1)))
+        store.schedule(_typed("k1", "crm_sync"))
+        first = store.claim_due(at(), worker="w1", action_types=["send_email"])
+        assert _ids(first) == ["sa-timer"]
+        second = store.claim_due(at(), worker="w1", action_types=["send_notification"])
+        assert _ids(second) == ["sa-send"]
+        assert _ids(store.claim_due(at(), worker="w1", action_types=[])) == []
         assert store.get("sa-k1").state is ScheduledActionState.PENDING
 
     def test_unfiltered_claims_take_every_type(self, store: ScheduledActionStore) -> None:
