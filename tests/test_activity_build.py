@@ -14,7 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from leadflow.activity_models import Activity, ActivityMetadata, ActivityType, built_activity
+from leadflow.activity_models import (
+    Activity,
+    ActivityMetadata,
+    ActivityType,
+    activity_document,
+    built_activity,
+    plain_activity,
+)
 
 from .suite import examples
 
@@ -235,3 +242,54 @@ def test_one_odd_metadata_key_is_judged_as_the_constructor_judges_it(
 ) -> None:
     fields, metadata = _plain()
     _same(fields, {**metadata, key: value})
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(_inputs())
+def test_a_plain_activitys_document_is_the_models(
+    inputs: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """What ``create_activity`` hands a store that takes plain values (and emits as
+    ``activity.created``) is what the model it would have built says: ``plain_activity``
+    holds exactly where the model is built without validation, and ``activity_document`` is
+    that model's ``to_document()``, to the order of its keys."""
+    fields, metadata = inputs
+    try:
+        expected = _validated(fields, metadata)
+    except ValidationError:
+        assert not plain_activity(fields, metadata)
+        return
+    if not plain_activity(fields, metadata):
+        return  # built through the constructor: the store is given the model
+    document = activity_document(fields, metadata)
+    wanted = expected.to_document()
+    assert document == wanted
+    assert list(document) == list(wanted)
+    assert list(document["metadata"]) == list(wanted["metadata"])
+    assert [type(v) for v in document.values()] == [type(v) for v in wanted.values()]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"automationRuleId": "r1", "automationRuleName": None, "automationExplanation": "why"},
+        {"automationRuleId": None, "eventId": "e1", "automationRuleName": None, "x": "y"},
+        {"automationRuleId": None},
+        {"automationRuleId": "r1", "a": None, "b": None, "c": ""},
+    ],
+)
+def test_a_plain_activitys_document_keeps_null_extras_last(metadata: dict[str, Any]) -> None:
+    fields = {
+        **{name: None for name in _PLAIN},
+        "activity_id": "a1",
+        "opportunity_id": "o1",
+        "activity_type": ActivityType.CALL,
+        "subject": "Call",
+        "description": "",
+        "created_at": T0,
+    }
+    assert plain_activity(fields, metadata)
+    wanted = built_activity(fields, metadata).to_document()
+    document = activity_document(fields, metadata)
+    assert document == wanted and list(document["metadata"]) == list(wanted["metadata"])
+    assert list(document) == list(wanted)

@@ -221,6 +221,30 @@ def test_check_model_trusts_only_the_objects_handed_over_for_the_call() -> None:
     assert not is_handed_over(good)
 
 
+def test_one_or_several_models_are_handed_over_by_identity_alone() -> None:
+    first = LeadArrival(event_id="e1", opportunity_id="o1", arrived_at=T0)
+    second = LeadArrival(event_id="e2", opportunity_id="o2", arrived_at=T0)
+    twin = first.model_copy()  # equal to ``first``, another object
+    assert twin == first and twin is not first
+
+    def seen(items: list[object]) -> list[bool]:
+        return [is_handed_over(item) for item in items]
+
+    items: list[object] = [first, second, twin, None]
+    # one model named, several named, the value itself: only those objects, no copy of them
+    assert handed_over(seen, items, first) == [True, False, False, False]
+    assert handed_over(seen, items, first, second) == [True, True, False, False]
+    assert handed_over(lambda v: [is_handed_over(v), *seen(items)], first) == [
+        True, True, False, False, False,
+    ]  # fmt: skip
+    # a hand-over inside another (a store calling another store) is its own; the outer is back
+    outer = handed_over(
+        lambda _: (handed_over(seen, items, second), seen(items)), items, first, twin
+    )
+    assert outer == ([False, True, False, False], [True, False, True, False])
+    assert seen(items) == [False, False, False, False]
+
+
 def _raise(value: object) -> None:
     raise ValueError("the store failed")
 

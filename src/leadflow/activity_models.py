@@ -25,7 +25,9 @@ __all__ = [
     "ActivityState",
     "ActivityType",
     "Outcome",
+    "activity_document",
     "built_activity",
+    "plain_activity",
 ]
 
 
@@ -231,6 +233,46 @@ def built_activity(fields: dict[str, Any], metadata: dict[str, Any]) -> Activity
     return Activity(**fields, metadata=ActivityMetadata.model_validate(metadata))
 
 
+def plain_activity(fields: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """Whether :func:`built_activity` builds the activity of ``fields`` and ``metadata``
+    without validating it (every value is one the models take as it is): then
+    :func:`activity_document` is its document, and a store that offers it may take the two
+    dicts instead of the model (:class:`~leadflow.ports.PlainActivities`)."""
+    return _plain_fields(fields) and _plain_metadata(metadata)
+
+
+def activity_document(fields: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """``built_activity(fields, metadata).to_document()`` for plain values
+    (:func:`plain_activity`), written out: the fields in the model's order by their camelCase
+    names, those that are None left out, the metadata's rule id (unless None), then its extra
+    keys as given, those given as null last (the model's serializer adds them back at its
+    end). Held to the model's own dump by ``tests/test_activity_build.py``."""
+    document: dict[str, Any] = {}
+    for name, alias in _ALIASES:
+        value = fields[name] if name in fields else _ACTIVITY_DEFAULTS[name]
+        if value is not None:
+            document[alias] = value
+        elif name == "metadata":
+            document[alias] = _metadata_document(metadata)
+    return document
+
+
+def _metadata_document(metadata: dict[str, Any]) -> dict[str, Any]:
+    rule_id = metadata[_RULE_KEY]
+    document: dict[str, Any] = {} if rule_id is None else {_RULE_KEY: rule_id}
+    nulls = []
+    for key, value in metadata.items():
+        if key == _RULE_KEY:
+            continue
+        if value is None:
+            nulls.append(key)
+        else:
+            document[key] = value
+    for key in nulls:
+        document[key] = None
+    return document
+
+
 _set = object.__setattr__
 _new = object.__new__
 _RULE_KEY = "automationRuleId"
@@ -249,6 +291,7 @@ _ACTIVITY_DEFAULTS = {
     for name, field in Activity.model_fields.items()
 }
 _METADATA_DEFAULTS = {name: field.default for name, field in ActivityMetadata.model_fields.items()}
+_ALIASES = tuple((name, field.alias or name) for name, field in Activity.model_fields.items())
 
 
 def _plain_text(value: object, shortest: int, longest: int) -> bool:

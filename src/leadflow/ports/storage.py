@@ -7,7 +7,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import DuplicateError, OpenActivityExistsError
 from ..models import Activity, FollowUpRule, Outcome
@@ -328,6 +328,30 @@ class JobStore(Protocol):
     def purge_expired(self, now: datetime) -> int:
         """Forget slots and marks that expired at or before ``now``; returns how many (values
         are kept)."""
+        ...
+
+
+# --------------------------------------------------------------------------- plain activities
+
+
+@runtime_checkable
+class PlainActivities(Protocol):
+    """What an :class:`ActivityRepository` may add to store an activity leadflow builds
+    itself (``create_activity``) from its values, without the model being built only to be
+    taken apart again (the fast memory store does). Optional: the runtime builds the model and
+    calls :meth:`ActivityRepository.add` with a store without it, or when a value is not plain.
+    """
+
+    def add_plain(
+        self, fields: dict[str, Any], metadata: dict[str, Any]
+    ) -> DuplicateError | OpenActivityExistsError | None:
+        """Store the activity ``built_activity(fields, metadata)`` (see
+        :mod:`leadflow.activity_models`) as :meth:`ActivityRepository.add` would (version 1),
+        for values the caller found plain (``plain_activity(fields, metadata)``; the store
+        trusts that and checks none of them): None when it was stored, else the refusal
+        ``add`` would raise, returned instead (:class:`DuplicateError` when the id exists,
+        then :class:`OpenActivityExistsError` when an open activity holds its open key);
+        nothing is written then. The dicts are the caller's: the store keeps none of them."""
         ...
 
 

@@ -387,6 +387,22 @@ class RuleEngine:
             rule.stop_processing,
         )
 
+    def render_match(
+        self, evaluation: Evaluation, rule: FollowUpRule, *, start: str | None = None
+    ) -> str:
+        """``render_rule(self.explain_match(evaluation, rule))``, the same text, written in one
+        pass (:meth:`RuleExplainer.render_matched`): the runtime keeps it on every activity
+        it creates. ``start``: the event's time in ISO form, when the caller has it."""
+        event = evaluation.event
+        dues = tuple(
+            explain_due(p.action_index, p.action, event.time, p.due_at, self.calendar)
+            for p in evaluation.planned
+            if p.rule.rule_id == rule.rule_id
+        )
+        if start is None and dues:
+            start = event.time.isoformat()
+        return self._explainer(rule).render_matched(event.payload, event.time, dues, start)
+
     def _explainer(self, rule: FollowUpRule) -> RuleExplainer:
         explainer = self._explainers.get(rule.rule_id)
         if explainer is None or explainer.rule is not rule:

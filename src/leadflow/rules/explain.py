@@ -76,10 +76,12 @@ class DueExplanation(NamedTuple):
     holidays: tuple[date, ...]
     dst_shift: timedelta
 
-    def text(self) -> str:
+    def text(self, start: str | None = None) -> str:
         """``actions[0] create_activity due 2026-01-07T09:00:00+00:00 = event time + 48
-        hours``, with the calendar, skipped days and DST shift when they matter."""
-        start = self.start.isoformat()
+        hours``, with the calendar, skipped days and DST shift when they matter. ``start``:
+        ``self.start.isoformat()``, when the caller has it already."""
+        if start is None:
+            start = self.start.isoformat()
         when = self.due_at.isoformat()
         if self.delay == "none":
             out = f"actions[{self.action_index}] {self.action_type} due {when} (no delay)"
@@ -232,7 +234,7 @@ class RuleExplainer:
     """One rule's condition tree compiled for explaining: every node evaluated (no
     short-circuit), each leaf with the value it compared. Built once per rule and engine."""
 
-    __slots__ = ("_nodes", "rule")
+    __slots__ = ("_head", "_lines", "_nodes", "_tail", "rule")
 
     def __init__(self, rule: FollowUpRule, operators: OperatorRegistry, limits: Limits) -> None:
         self.rule = rule
@@ -240,6 +242,41 @@ class RuleExplainer:
             _compile_node(node, operators, limits, f"trigger.conditions[{i}]")
             for i, node in enumerate(rule.trigger.conditions)
         )
+        # What render_rule writes for this rule when it applied, whatever the event: the verdict
+        # line, each node's line but its mark and value, the stop line.
+        reason = "matched" if rule.trigger.conditions else "matched (no conditions)"
+        self._head = (
+            f"rule {rule.rule_id!r} ({rule.name}, priority {rule.priority}): applied: {reason}"
+        )
+        self._lines = tuple(_line_parts(node) for node in self._nodes)
+        self._tail = (
+            f"{_INDENT}stops processing: lower-priority rules do not apply"
+            if rule.stop_processing
+            else None
+        )
+
+    def render_matched(
+        self,
+        payload: Mapping[str, Any],
+        now: datetime,
+        due: tuple[DueExplanation, ...],
+        start: str | None = None,
+    ) -> str:
+        """``render_rule`` of this rule's explanation as :meth:`RuleEngine.explain_match`
+        makes it (applied; the tree as :meth:`run` gives it, none when an operator fails;
+        ``due``), written in one pass: no outcome or explanation built to be rendered.
+        ``start``: the dues' start (the event's time) in ISO form, when the caller has it."""
+        lines = [self._head]
+        try:
+            for node, parts in zip(self._nodes, self._lines, strict=True):
+                _render(node, parts, payload, now, lines)
+        except ValueError:
+            del lines[1:]  # as explain_match: the conditions without values
+        for item in due:
+            lines.append(f"{_INDENT}due: {item.text(start)}")
+        if self._tail is not None:
+            lines.append(self._tail)
+        return "\n".join(lines)
 
     def run(
         self, payload: Mapping[str, Any], now: datetime
@@ -296,6 +333,48 @@ def _run(
     results = [_run(child, payload, now, tree, leaves) for child in children]
     passed = not results[0] if kind == "not" else any(results) if kind == "any" else all(results)
     tree[slot] = ConditionOutcome(location, text, "", MISSING, passed, kind, None)
+    return passed
+
+
+_INDENT = "  "
+# A node's line in render_rule's default form, split around what the event decides:
+# (the line's start when it held, when it did not; for a leaf the text before its value,
+# else None; the children's parts).
+_LineParts = tuple[str, str, str | None, tuple[Any, ...]]
+
+
+def _line_parts(node: _Node) -> _LineParts:
+    location, kind, text, _, _, _, test, children = node
+    pad = _INDENT * location.count(".")
+    if test is not None:
+        return f"{pad}[yes] {location}: ", f"{pad}[no ] {location}: ", f"{text} (actual: ", ()
+    return (
+        f"{pad}[yes] {location}: {kind} group",
+        f"{pad}[no ] {location}: {kind} group",
+        None,
+        tuple(_line_parts(child) for child in children),
+    )
+
+
+def _render(
+    node: _Node, parts: _LineParts, payload: Mapping[str, Any], now: datetime, lines: list[str]
+) -> bool:
+    """:func:`_run` writing ``node``'s lines (pre-order) instead of its outcomes."""
+    _, kind, _, _, _, getter, test, children = node
+    yes, no, text, child_parts = parts
+    if test is not None:
+        assert getter is not None and text is not None
+        passed = test(payload, now)
+        lines.append(f"{yes if passed else no}{text}{show(getter(payload))})")
+        return passed
+    slot = len(lines)
+    lines.append("")  # filled once the children are known
+    results = [
+        _render(child, part, payload, now, lines)
+        for child, part in zip(children, child_parts, strict=True)
+    ]
+    passed = not results[0] if kind == "not" else any(results) if kind == "any" else all(results)
+    lines[slot] = yes if passed else no
     return passed
 
 

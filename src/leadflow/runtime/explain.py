@@ -10,7 +10,7 @@ from ..models import Event
 from ..rules import render_rule
 from ..rules.explain import RuleExplanation
 
-__all__ = ["render_why"]
+__all__ = ["render_why", "why"]
 
 _MAX_CHARS = 20_000  # ScheduledAction.explanation's limit
 
@@ -18,6 +18,14 @@ _MAX_CHARS = 20_000  # ScheduledAction.explanation's limit
 def render_why(event: Event, explanation: RuleExplanation) -> str:
     """The text stored as ``automationExplanation``: ``event <type> <id> at <time>`` then
     :func:`~leadflow.rules.render_rule` of the explanation, at most 20,000 characters."""
-    text = f"event {event.type} {event.id} at {event.time.isoformat()}\n"
-    text += render_rule(explanation)
+    return why(event, render_rule(explanation))
+
+
+def why(event: Event, rendered: str, at: str | None = None) -> str:
+    """:func:`render_why` of an explanation already rendered (``rendered``, what
+    :func:`~leadflow.rules.render_rule` made of it, e.g. :meth:`RuleEngine.render_match`);
+    ``at``: ``event.time.isoformat()``, when the caller has it."""
+    if at is None:
+        at = event.time.isoformat()
+    text = f"event {event.type} {event.id} at {at}\n{rendered}"
     return text if len(text) <= _MAX_CHARS else text[: _MAX_CHARS - 1] + "…"

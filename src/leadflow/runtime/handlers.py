@@ -23,7 +23,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from ..activity_models import built_activity
+from ..activity_models import activity_document, built_activity, plain_activity
 from ..errors import DuplicateError, InvalidInputError, OpenActivityExistsError
 from ..fields import Id
 from ..models import Activity, ActivityType, Event
@@ -116,7 +116,14 @@ def create_activity(ctx: ActionContext[CreateActivityParams]) -> str:
     event's time, assigned by ``assignTo``. Skipped while this rule's previous automated activity
     for the opportunity is still open (unless the rule allows duplicates): the store refuses a
     second open activity with the same open key, atomically."""
-    activity = _activity(ctx)
+    fields, metadata = _values(ctx)
+    store = ctx.storage.activities
+    # A store whose class takes the values (PlainActivities; not a wrapper that passes other
+    # calls on, which may mean its own add to be called): no model built to be taken apart.
+    add_plain = getattr(type(store), "add_plain", None)
+    if add_plain is not None and plain_activity(fields, metadata):
+        return _created_plain(ctx, fields, metadata, add_plain(store, fields, metadata))
+    activity = built_activity(fields, metadata)  # validated unless every value is plain
     return _created(ctx, activity, _added(ctx, activity))
 
 
@@ -159,6 +166,14 @@ def _added(
 
 def _activity(ctx: ActionContext[CreateActivityParams]) -> Activity:
     """The activity a ``create_activity`` action creates."""
+    return built_activity(*_values(ctx))  # validated unless every value is plain
+
+
+def _values(
+    ctx: ActionContext[CreateActivityParams],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields and metadata of the activity a ``create_activity`` action creates (see
+    :func:`~leadflow.activity_models.built_activity`)."""
     params = ctx.params
     opportunity_id = ctx.opportunity_id()
     activity_id = activity_id_for(ctx.idempotency_key)
@@ -193,7 +208,7 @@ def _activity(ctx: ActionContext[CreateActivityParams]) -> Activity:
         "automationExplanation": ctx.scheduled.explanation,
         "eventId": ctx.event.id,
     }
-    return built_activity(fields, metadata)  # validated unless every value is plain
+    return fields, metadata
 
 
 def _created(
@@ -208,6 +223,22 @@ def _created(
         return "skipped: an activity of this rule is still open for the opportunity"
     ctx.emit("activity.created", {**stored.to_document(), "ruleId": ctx.rule_id})
     return f"created activity {activity.activity_id}"
+
+
+def _created_plain(
+    ctx: ActionContext[Any],
+    fields: dict[str, Any],
+    metadata: dict[str, Any],
+    refusal: DuplicateError | OpenActivityExistsError | None,
+) -> str:
+    """:func:`_created` for an activity a store took as its values (``refusal``: what it
+    returned): the same note, and the same ``activity.created`` document."""
+    if isinstance(refusal, DuplicateError):
+        return f"activity {fields['activity_id']} already created"
+    if isinstance(refusal, OpenActivityExistsError):
+        return "skipped: an activity of this rule is still open for the opportunity"
+    ctx.emit("activity.created", {**activity_document(fields, metadata), "ruleId": ctx.rule_id})
+    return f"created activity {fields['activity_id']}"
 
 
 def send_notification(ctx: ActionContext[NotificationParams]) -> str:

@@ -59,9 +59,9 @@ from .actions import HandlerRegistry
 from .context import ActionContext
 from .emitter import Emitter
 from .executor import Executor
-from .explain import render_why
+from .explain import why
 from .fact_recorder import FactRecorder
-from .planning import rule_action
+from .planning import rule_actions
 from .results import ActionRun, HandleResult
 from .rulebook import RuleBook
 from .sequencer import Sequencer
@@ -266,8 +266,21 @@ class Planner:
                     "depth": depth,
                 },
             )
+        if not evaluation.planned:
+            planned._planning_errors = list(errors)
+            return planned
         settings = self._settings
+        stored_form = rule_actions(
+            event,
+            depth=depth,
+            now=now,
+            worker=self._executor.worker_id,
+            lease=settings.action_lease,
+            max_attempts=settings.retry.max_attempts,
+            partitions=settings.partitions,
+        )
         explanations: dict[str, str] = {}
+        at: str | None = None  # the event's time in ISO form, for the explanations
         for action in evaluation.planned:
             spec = self._handlers.get(action.action.action_type)
             eager = spec is not None and spec.eager
@@ -278,20 +291,15 @@ class Planner:
             rule = action.rule
             if eager and rule.rule_id not in explanations:
                 # Only handlers that keep an explanation (eager ones: created activities) pay.
-                explained = self._rulebook.engine().explain_match(evaluation, rule)
-                explanations[rule.rule_id] = render_why(event, explained)
+                if at is None:
+                    at = event.time.isoformat()
+                rendered = self._rulebook.engine().render_match(evaluation, rule, start=at)
+                explanations[rule.rule_id] = why(event, rendered, at)
             try:
-                stored_form = rule_action(
+                stored = stored_form(
                     action,
-                    event,
-                    depth=depth,
                     explanation=explanations.get(rule.rule_id) if eager else None,
                     run_now=run_now,
-                    now=now,
-                    worker=self._executor.worker_id,
-                    lease=settings.action_lease,
-                    max_attempts=settings.retry.max_attempts,
-                    partitions=settings.partitions,
                 )
             except ValidationError as exc:  # e.g. a due time beyond the datetime limits
                 problem = exc.errors()[0]
@@ -302,7 +310,7 @@ class Planner:
                     )
                 )
                 continue
-            planned.actions.append(stored_form)
+            planned.actions.append(stored)
             planned.run_now.append(run_now)
         planned._planning_errors = list(planned.result.errors)
         return planned

@@ -29,6 +29,7 @@ __all__ = [
     "open_key_for",
     "partition_for",
     "rule_action",
+    "rule_actions",
 ]
 
 _KEYS: Final = uuid.UUID("0c5b8f36-61a4-4e0a-b3f2-6f0c0ffee000").bytes
@@ -204,6 +205,119 @@ def _trusted(fields: dict[str, Any]) -> bool:
         and 0 <= depth <= 100
         and isinstance(attempts, int)
         and 1 <= attempts <= 100
+    )
+
+
+class rule_actions:
+    """:func:`rule_action` for the actions planned for one ``event``: ``rule_actions(event,
+    ...)(planned, explanation=..., run_now=...)`` is ``rule_action(planned, event,
+    explanation=..., run_now=..., ...)`` with the same other arguments, the same model (values,
+    fields set, field order) or the same refusal. What is the same for every action of the
+    event (its opportunity and partition, the times and lease a run-now claim takes, the
+    checks of those values) is worked out once, when it is made; anything the checks do not
+    pass goes through :func:`rule_action` itself (``tests/test_rule_actions.py`` holds the two
+    together on random input)."""
+
+    __slots__ = ("_args", "_claimed", "_event", "_pending", "_trusted")
+
+    def __init__(
+        self,
+        event: Event,
+        *,
+        depth: int,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        max_attempts: int,
+        partitions: int = 1,
+    ) -> None:
+        self._event = event
+        self._args: dict[str, Any] = dict(
+            depth=depth, now=now, worker=worker, lease=lease, max_attempts=max_attempts,
+            partitions=partitions,
+        )  # fmt: skip
+        opportunity = event.opportunity_id
+        try:
+            expires: datetime | None = now + lease
+        except OverflowError:  # rule_action raises it for a run-now action, as before
+            expires = None
+        shared = {
+            "kind": ActionKind.RULE,
+            "event": event,
+            "opportunity_id": opportunity,
+            "partition": partition_for(opportunity or event.id, partitions),
+            "depth": depth,
+            "max_attempts": max_attempts,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._claimed = {
+            **shared,
+            "due_at": now,
+            "state": ScheduledActionState.CLAIMED,
+            "attempts": 1,
+            "lease_owner": worker,
+            "lease_expires_at": expires,
+        }
+        self._pending = {
+            **shared,
+            "state": ScheduledActionState.PENDING,
+            "attempts": 0,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        self._trusted = (
+            _trusted_time(now)
+            and _trusted_time(expires)
+            and (opportunity is None or bool(ID_RE.match(opportunity)))
+            and type(depth) is int
+            and 0 <= depth <= 100
+            and type(max_attempts) is int
+            and 1 <= max_attempts <= 100
+        )
+
+    def __call__(
+        self, planned: PlannedAction, *, explanation: str | None, run_now: bool
+    ) -> ScheduledAction:
+        rule = planned.rule
+        key = planned.idempotency_key
+        name = rule.name
+        due = planned.due_at
+        if not (
+            self._trusted
+            and _trusted_time(due)
+            and len(key) <= 400
+            and (name is None or len(name) <= 200)
+            and (explanation is None or len(explanation) <= 20_000)
+        ):
+            return rule_action(
+                planned, self._event, explanation=explanation, run_now=run_now, **self._args
+            )
+        fields = self._claimed.copy() if run_now else self._pending.copy()
+        if not run_now:
+            fields["due_at"] = due
+        fields["action_id"] = action_id_for(key)
+        fields["idempotency_key"] = key
+        fields["rule_id"] = rule.rule_id
+        fields["rule_name"] = name
+        fields["rule_version"] = rule.version
+        fields["action_index"] = planned.action_index
+        fields["action"] = planned.action
+        fields["planned_at"] = due
+        fields["duplicates"] = (
+            DuplicatePolicy.ALLOW if rule.allow_duplicates else DuplicatePolicy.SKIP
+        )
+        fields["explanation"] = explanation
+        return ScheduledAction._trusted(**fields)
+
+
+def _trusted_time(value: object) -> bool:
+    """A UTC datetime within the datetime limits (what :func:`_trusted` asks of a time)."""
+    limits = _limits.DEFAULT_LIMITS
+    return (
+        isinstance(value, datetime)
+        and value.tzinfo is UTC
+        and limits.earliest <= value <= limits.latest
     )
 
 

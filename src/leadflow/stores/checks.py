@@ -23,7 +23,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
@@ -245,14 +244,20 @@ def check_model(value: object, cls: type[_M], field: str) -> _M:
 
 # ---------------------------------------------------------------------- the runtime's hand-over
 
-_NONE_HANDED: Final[Mapping[int, object]] = MappingProxyType({})
+
+class _Several(dict[int, object]):
+    """Several models handed over for one call, by their identity hash."""
+
+    __slots__ = ()
+
+
 _ABSENT: Final = object()
-_HANDED: Final[ContextVar[Mapping[int, object]]] = ContextVar(
-    "leadflow_handed_over", default=_NONE_HANDED
-)
-"""The models handed over for the store call under way in this context, by their identity
-hash. Not a cache: it holds the models themselves, for one call, and a model is handed over
-only if it *is* the one held (a copy, equal or not, is not)."""
+_NOTHING: Final = object()  # handed over when nothing is: private, so no store is given it
+_HANDED: Final[ContextVar[object]] = ContextVar("leadflow_handed_over", default=_NOTHING)
+"""What is handed over for the store call under way in this context: the one model itself
+(most calls hand one over), or several in a :class:`_Several`. Not a cache: it holds the
+models themselves, for one call, and a model is handed over only if it *is* one held (a
+copy, equal or not, is not)."""
 
 _A = TypeVar("_A")
 
@@ -264,7 +269,11 @@ def handed_over(call: Callable[[_A], _T], value: _A, *models: BaseModel) -> _T:
     that calls a store directly never goes through here, and everything it passes is checked.
 
     The hand-over ends with the call, whatever it raises."""
-    token = _HANDED.set({object.__hash__(model): model for model in models or (value,)})
+    if len(models) > 1:
+        held: object = _Several({object.__hash__(model): model for model in models})
+    else:
+        held = models[0] if models else value
+    token = _HANDED.set(held)
     try:
         return call(value)
     finally:
@@ -274,5 +283,8 @@ def handed_over(call: Callable[[_A], _T], value: _A, *models: BaseModel) -> _T:
 def is_handed_over(value: object) -> bool:
     """Whether ``value`` is one of the models the runtime handed over for the store call
     under way (:func:`handed_over`); False for anything else, a copy of it included."""
-    # A default that nothing passed can be: with ``.get(key)`` alone, None was "handed over".
-    return _HANDED.get().get(object.__hash__(value), _ABSENT) is value
+    held = _HANDED.get()
+    if type(held) is _Several:
+        # A default that nothing passed can be: with ``.get(key)`` alone, None was "handed over".
+        return held.get(object.__hash__(value), _ABSENT) is value
+    return held is value

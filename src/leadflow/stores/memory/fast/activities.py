@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from itertools import chain, islice
+from typing import Any
 
 from ....clock import ensure_utc
 from ....documents import check_document
@@ -70,6 +71,7 @@ from .activity_rows import (
     activity_from_row,
     created_key,
     row_from_activity,
+    row_from_plain,
     statistics_of,
     timeline_key,
     when,
@@ -160,6 +162,21 @@ class FastActivityRepository(ActivityQueryPlans):
         # The store keeps the row (atomic values), not ``checked``: a validated copy the caller
         # never held, so it is handed out as is rather than built again from the row.
         return checked if checked.version == 1 else checked._evolve(version=1)
+
+    def add_plain(
+        self, fields: dict[str, Any], metadata: dict[str, Any]
+    ) -> DuplicateError | OpenActivityExistsError | None:
+        """See :class:`~leadflow.ports.PlainActivities`: :meth:`add` of the activity the two
+        dicts make, the row read from them (:func:`~.activity_rows.row_from_plain`)."""
+        activity_id, open_key = fields["activity_id"], fields["open_key"]
+        with self._lock:
+            if activity_id in self._rows:
+                return DuplicateError(f"activity {activity_id!r} already exists")
+            refusal = self._open_key_refusal(open_key, activity_id)
+            if refusal is not None:
+                return refusal
+            self._insert(row_from_plain(fields, metadata))
+        return None
 
     def update(self, activity: Activity) -> Activity:
         """See the port. The stored ``open_key`` is kept whatever ``activity`` says; reopening
@@ -412,11 +429,19 @@ class FastActivityRepository(ActivityQueryPlans):
         return keys
 
     def _check_open_key(self, open_key: str | None, activity_id: str) -> None:
+        refusal = self._open_key_refusal(open_key, activity_id)
+        if refusal is not None:
+            raise refusal
+
+    def _open_key_refusal(
+        self, open_key: str | None, activity_id: str
+    ) -> OpenActivityExistsError | None:
         holder = None if open_key is None else self._open_keys.get(open_key)
-        if holder is not None and holder != activity_id:
-            raise OpenActivityExistsError(
-                f"open activity {holder!r} already holds open key {open_key!r}"
-            )
+        if holder is None or holder == activity_id:
+            return None
+        return OpenActivityExistsError(
+            f"open activity {holder!r} already holds open key {open_key!r}"
+        )
 
     def _insert(self, row: Row) -> None:
         self._rows.put(row)

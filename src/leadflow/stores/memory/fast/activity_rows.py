@@ -39,6 +39,7 @@ __all__ = [
     "created_key",
     "predicate",
     "row_from_activity",
+    "row_from_plain",
     "sort_key",
     "statistics_of",
     "timeline_key",
@@ -146,6 +147,42 @@ def row_from_activity(a: Activity, *, version: int, open_key: str | None) -> Row
         _shared(rule_id),
         pickle.dumps(other, protocol=pickle.HIGHEST_PROTOCOL) if other else None,
     )
+
+
+def row_from_plain(fields: dict[str, Any], metadata: dict[str, Any]) -> Row:
+    """:func:`row_from_activity` of ``built_activity(fields, metadata)`` at version 1, for
+    values ``plain_activity`` passed (see :mod:`leadflow.activity_models`), read from the two
+    dicts: no model built to be taken apart. Such metadata has no seed field but the rule id,
+    and its extra values are texts or None."""
+    other = {key: value for key, value in metadata.items() if key != _RULE_KEY}
+    return (
+        fields["activity_id"],
+        _shared(fields["opportunity_id"]),
+        _shared(fields["customer_id"]),
+        fields["activity_type"].value,
+        _shared(fields["subject"]),
+        fields["description"],
+        fields["scheduled_date"],
+        fields["due_date"],
+        None,
+        _shared(fields["assigned_to"]),
+        None,
+        None,
+        fields["open_key"],
+        _shared(fields["created_by"]),
+        _shared(fields["updated_by"]),
+        fields["created_at"],
+        fields["updated_at"],
+        1,
+        None,
+        None,
+        None,
+        _shared(metadata[_RULE_KEY]),
+        pickle.dumps(other, protocol=pickle.HIGHEST_PROTOCOL) if other else None,
+    )
+
+
+_RULE_KEY = "automationRuleId"
 
 
 def activity_from_row(row: Row) -> Activity:
