@@ -101,6 +101,17 @@ class SqlActivityRepository:
         )
         # The statement every ``handle`` creating an activity runs: through the driver.
         self._add_direct = DriverStatement(database.engine.dialect, self._add)
+        # SQLite: the same without RETURNING, the rows it changed counted instead. SQLite runs
+        # a RETURNING statement as several writes, so that inside a transaction (a unit of
+        # work) it keeps the first version of every page it changes, the table's and its
+        # indexes' (14 b-trees), in a statement journal: about 13 of an insert's 45 us of CPU.
+        self._add_counted = (
+            DriverStatement(
+                database.engine.dialect, sqlite.insert(self._t).on_conflict_do_nothing()
+            )
+            if database.dialect == "sqlite"
+            else None
+        )
         # A batch's rows on PostgreSQL: one array per column (see .direct.UnnestInsert).
         self._add_rows = (
             UnnestInsert(database.engine.dialect, self._t, ["activity_id"])
@@ -144,7 +155,7 @@ class SqlActivityRepository:
                             # activity holds; checking first orders this add before any open
                             # one racing with it.
                             self._refuse_if_held(connection, checked.activity_id, held)
-                        if self._add_direct.run(connection, values):
+                        if self._inserted(connection, values):
                             # What was stored: the validated copy (frozen, the caller's no
                             # longer) at version 1, not validated a third time from its row.
                             return _at_first_version(checked)
@@ -161,6 +172,16 @@ class SqlActivityRepository:
             except exc.IntegrityError as error:  # a constraint ON CONFLICT does not cover
                 raise self._collision(checked.activity_id, error) from error
         raise DuplicateError(f"activity {checked.activity_id!r} kept colliding while added")
+
+    def _inserted(self, connection: Connection, values: Mapping[str, Any]) -> bool:
+        """Whether :meth:`add`'s ``INSERT ... ON CONFLICT DO NOTHING`` stored the row (on
+        SQLite told by the connection's count of changed rows, without ``RETURNING``)."""
+        if self._add_counted is None:
+            return bool(self._add_direct.run(connection, values))
+        driver: Any = connection.connection.dbapi_connection
+        before = driver.total_changes
+        self._add_counted.run(connection, values)
+        return bool(driver.total_changes != before)
 
     def _waiting(self, values: Mapping[str, Any]) -> Waiting:
         return Waiting(self._add_direct.sql, self._add_direct.parameters(values), expect=1)

@@ -166,9 +166,12 @@ class SqlAnalyticsStore(SqlLeads, SqlGroups):
             single = [(table, values[0]) for table, values in rows if values]
             if all(self._db.later(self._direct[table.name], row) for table, row in single):
                 return
+            # SQLite: without RETURNING (nothing reads it here, and with it SQLite keeps the
+            # first version of each page the insert changes in a statement journal).
+            direct = self._direct_many if self._db.is_sqlite else self._direct
             with self._db.write(beside=True) as connection:  # the facts' tables only
                 for table, row in single:
-                    self._direct[table.name].run(connection, row)
+                    direct[table.name].run(connection, row)
             return
         # ``beside``: the facts' tables only (a batch's actions held on SQLite wait).
         with self._db.write(beside=True) as connection:

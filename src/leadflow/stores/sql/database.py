@@ -192,7 +192,7 @@ class SqlDatabase:
                 raise InvalidInputError(
                     "expected at most 63 lower-case letters, digits or '_'", field="schema"
                 )
-        self.tables: Tables = build_tables(prefix, schema)
+        self.tables: Tables = build_tables(prefix, schema, dialect=self.dialect)
         self.shared = self.dialect == "sqlite" and _in_memory(engine.url)
         if self.shared and not isinstance(engine.pool, StaticPool):
             raise InvalidInputError(

@@ -1,7 +1,7 @@
-"""The analytic facts' tables (revisions 0008 to 0010, 0013, 0014): lead arrivals, status
-changes, completed activities and each opportunity's first contact, with the indexes the
-analytics read them through (:mod:`.analytics` and its modules). Part of
-:func:`~.tables.build_tables`."""
+"""The analytic facts' tables (revisions 0008 to 0010, 0013, 0014; on SQLite also 0017 and
+0018): lead arrivals, status changes, completed activities and each opportunity's first
+contact, with the indexes the analytics read them through (:mod:`.analytics` and its
+modules). Part of :func:`~.tables.build_tables`."""
 
 from __future__ import annotations
 
@@ -36,8 +36,16 @@ def arrivals(metadata: MetaData, name: str, schema: str | None) -> Table:
     c = table.c
     # Revision 0013: with the source and owner, a period's arrivals are its range of the index.
     Index(f"{name}_arrived", c.arrived_at, c.opportunity_id, c.source, c.owner)
-    Index(f"{name}_source_arrived", c.source, c.arrived_at)
-    Index(f"{name}_owner_arrived", c.owner, c.arrived_at)
+    # A source's or an owner's arrivals (``arrivals(sources=..., owners=...)``: IN, which
+    # implies IS NOT NULL). On SQLite only the arrivals that have one (revision 0018): one
+    # without (an event naming neither) enters two b-trees fewer, a page of the WAL each.
+    for column in (c.source, c.owner):
+        Index(
+            f"{name}_{column.name}_arrived",
+            column,
+            c.arrived_at,
+            sqlite_where=column.is_not(None),
+        )
     return table
 
 

@@ -93,7 +93,7 @@ class Tables:
         return f"{self.prefix}alembic_version"
 
 
-def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
+def _activities(metadata: MetaData, name: str, schema: str | None, sqlite: bool) -> Table:
     table = Table(
         name,
         metadata,
@@ -137,8 +137,12 @@ def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
         postgresql_where=holds_key,
         sqlite_where=and_(c.open_key.is_not(None), holds_key),
     )
-    # The seed's compound index: one opportunity's activities by type (statistics).
-    Index(f"{name}_opportunity_type", c.opportunity_id, c.activity_type)
+    # The seed's compound index: one opportunity's activities by type (statistics). Not on
+    # SQLite (revision 0018): the opportunity's range of `_opportunity_created` serves the
+    # same reads, an opportunity having a few activities, and each b-tree an activity enters
+    # is a page of the WAL at every commit.
+    if not sqlite:
+        Index(f"{name}_opportunity_type", c.opportunity_id, c.activity_type)
     # for_opportunity / timeline / list(opportunity_id); completed_date makes it cover
     # last_activity_times and stale_opportunities.
     Index(
@@ -148,13 +152,16 @@ def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
         c.activity_id,
         c.completed_date,
     )
-    Index(
-        f"{name}_opportunity_assignee",
-        c.opportunity_id,
-        c.assigned_to,
-        c.created_at,
-        c.activity_id,
-    )
+    # One rep's part of an opportunity; not on SQLite either (revision 0018): there the
+    # opportunity's range of `_opportunity_created`, each row's assignee checked.
+    if not sqlite:
+        Index(
+            f"{name}_opportunity_assignee",
+            c.opportunity_id,
+            c.assigned_to,
+            c.created_at,
+            c.activity_id,
+        )
     Index(f"{name}_customer_created", c.customer_id, c.created_at, c.activity_id)
     Index(f"{name}_customer_assignee", c.customer_id, c.assigned_to, c.created_at, c.activity_id)
     # The seed's partial index: open activities by due date (overdue, pending, upcoming).
@@ -176,7 +183,16 @@ def _activities(metadata: MetaData, name: str, schema: str | None) -> Table:
     )
     # list(assigned_to=...) and list(automation_rule_id=...) in creation order.
     Index(f"{name}_assignee_created", c.assigned_to, c.created_at, c.activity_id)
-    Index(f"{name}_rule_created", c.automation_rule_id, c.created_at, c.activity_id)
+    # On SQLite only the automated activities (revision 0018): a read of a rule's (=)
+    # implies it, and an activity created by hand enters one b-tree fewer.
+    automated = c.automation_rule_id.is_not(None)
+    Index(
+        f"{name}_rule_created",
+        c.automation_rule_id,
+        c.created_at,
+        c.activity_id,
+        sqlite_where=automated,
+    )
     # list() sorted by each date. SQLite's planner knows no index sizes (until ANALYZE) and
     # prefers an equality to a range: were `completed_date IS NULL` an equality on a full index,
     # or the due-date index as good an order as the partial one above, it would read those
@@ -495,21 +511,24 @@ def _enrollment_steps(metadata: MetaData, name: str, schema: str | None) -> Tabl
     )
 
 
-def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:
+def build_tables(
+    prefix: str = DEFAULT_PREFIX, schema: str | None = None, *, dialect: str | None = None
+) -> Tables:
     """The backend's tables named ``<prefix>activities``, ``<prefix>rules``,
     ``<prefix>scheduled_actions``, ``<prefix>counters``, ``<prefix>audit``,
     ``<prefix>job_slots``, ``<prefix>job_marks``, ``<prefix>stamps``, ``<prefix>job_values``,
     ``<prefix>sequences``, ``<prefix>enrollments``, ``<prefix>enrollment_steps``, and the
     analytic facts ``<prefix>lead_arrivals``, ``<prefix>status_changes``,
     ``<prefix>completions``, ``<prefix>lead_contacts`` and ``<prefix>completion_days`` (in
-    ``schema`` when given)."""
+    ``schema`` when given). ``dialect`` (``"sqlite"``): the indexes of that database only
+    (revision 0018 dropped two of the activities' on SQLite); by default PostgreSQL's."""
     prefix = checked_prefix(prefix)
     metadata = MetaData(schema=schema)
     return Tables(
         metadata=metadata,
         prefix=prefix,
         schema=schema,
-        activities=_activities(metadata, f"{prefix}activities", schema),
+        activities=_activities(metadata, f"{prefix}activities", schema, dialect == "sqlite"),
         rules=_rules(metadata, f"{prefix}rules", schema),
         scheduled=_scheduled(metadata, f"{prefix}scheduled_actions", schema),
         counters=_counters(metadata, f"{prefix}counters", schema),
