@@ -61,7 +61,7 @@ from leadflow.testing.contracts import (
 
 from .sql_support import on_postgres, postgres_schema
 
-HEAD = "0017"
+HEAD = "0018"
 """The newest revision."""
 
 
