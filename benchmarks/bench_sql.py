@@ -94,7 +94,13 @@ def schedule_rows(storage: SqlStorage, n: int) -> set[str]:
         rows.append(scheduled_row(action))
     table = storage.database.tables.scheduled
     with storage.database.write() as connection:
-        connection.execute(table.delete())
+        # Emptied as PgQueuer's queue is (TRUNCATE): a DELETE left the last repetition's rows
+        # dead in the table and its indexes (the same keys again in the unique index), which
+        # the next drain walked over, and PgQueuer's table had none of that.
+        if storage.database.is_sqlite:
+            connection.execute(table.delete())
+        else:
+            connection.execute(sa.text(f"TRUNCATE {table.fullname}"))
         for start in range(0, n, 2000):
             connection.execute(table.insert(), rows[start : start + 2000])
     return {str(r["idempotency_key"]) for r in rows}
@@ -208,14 +214,31 @@ def postmaster_pid(dsn: str) -> int | None:
         return None
 
 
+def wal_position(dsn: str | None) -> int | None:
+    """The server's WAL insert position in bytes (None without a server): the difference
+    around a load or a drain is the WAL it wrote (everyone's: run nothing else on it)."""
+    if dsn is None:
+        return None
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')").fetchone()
+    return None if row is None else int(row[0])
+
+
 def cpu_line(got: dict[str, Any], n: int) -> str:
-    """The drain's CPU per action: the workers', the server's, both."""
+    """The drain's CPU per action: the workers', the server's, both; and the WAL per action
+    of the load and of the drain, where the server's position could be read."""
     workers = got["worker_cpu"] / n * 1e6
+    wal = ""
+    if got.get("wal_drain") is not None and got.get("wal_load") is not None:
+        load, drained = got["wal_load"] / n, got["wal_drain"] / n
+        wal = f"; WAL per action: load {load:,.0f} B, drain {drained:,.0f} B"
     if got.get("server_cpu") is None:
-        return f"CPU per action: workers {workers:.0f} us (server: not readable)"
+        return f"CPU per action: workers {workers:.0f} us (server: not readable){wal}"
     server = got["server_cpu"] / n * 1e6
     both = workers + server
-    return f"CPU per action: workers {workers:.0f} us + server {server:.0f} us = {both:.0f} us"
+    return f"CPU per action: workers {workers:.0f} us + server {server:.0f} us = {both:.0f} us{wal}"
 
 
 def drain(
@@ -223,6 +246,7 @@ def drain(
     args: tuple[Any, ...],
     workers: int,
     postmaster: int | None = None,
+    dsn: str | None = None,
 ) -> dict[str, Any]:
     """Start ``workers`` processes, release them together, and collect what they ran, with the
     CPU time the workers used from their release to their end (each its own process time:
@@ -235,11 +259,13 @@ def drain(
         proc.start()
     ready.wait(timeout=120)
     server = server_seconds(postmaster)
+    wal = wal_position(dsn)
     start = time.monotonic()
     go.set()
     results = [out.get(timeout=600) for _ in procs]
     for proc in procs:
         proc.join()
+    wal_after = wal_position(dsn)
     worker_cpu = sum(r[6] for r in results)
     server_cpu = None
     if server is not None:
@@ -252,6 +278,7 @@ def drain(
     return {
         "worker_cpu": worker_cpu,
         "server_cpu": server_cpu,
+        "wal_drain": None if wal is None or wal_after is None else wal_after - wal,
         "seconds": max(r[1] for r in results) - start,
         "active": max(r[5] for r in results) - start,
         "seen": seen,
@@ -259,6 +286,11 @@ def drain(
         "statements": sum(r[3] for r in results),
         "transactions": sum(r[4] for r in results),
     }
+
+
+def pg_dsn(url: str) -> str:
+    """A libpq connection string for a SQLAlchemy PostgreSQL URL."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(False)
 
 
 def check_once(seen: Counter[Any], expected: set[Any], name: str) -> None:
@@ -273,8 +305,12 @@ def run_due_leadflow(
     storage = sql_storage(
         sa.create_engine(target) if target.startswith("postgresql") else target, schema=schema
     )
+    dsn = pg_dsn(target) if target.startswith("postgresql") else None
+    before = wal_position(dsn)
     keys = schedule_rows(storage, n)
-    got = drain(lf_worker, (target, schema, batch), workers, postmaster)
+    loaded = wal_position(dsn)
+    got = drain(lf_worker, (target, schema, batch), workers, postmaster, dsn)
+    got["wal_load"] = None if before is None or loaded is None else loaded - before
     check_once(got["seen"], keys, "leadflow")
     expect(got["failed"] == 0, f"leadflow: {got['failed']} failed runs")
     table = storage.database.tables.scheduled
@@ -315,8 +351,11 @@ async def pgq_enqueue(dsn: str, n: int) -> set[int]:
 def run_due_pgqueuer(dsn: str, n: int, workers: int, batch: int, postmaster: int | None) -> float:
     import psycopg
 
+    before = wal_position(dsn)
     ids = asyncio.run(pgq_enqueue(dsn, n))
-    got = drain(pgq_worker, (dsn, QUEUE_SCHEMA, batch), workers, postmaster)
+    loaded = wal_position(dsn)
+    got = drain(pgq_worker, (dsn, QUEUE_SCHEMA, batch), workers, postmaster, dsn)
+    got["wal_load"] = None if before is None or loaded is None else loaded - before
     check_once(got["seen"], ids, "PgQueuer")
     with psycopg.connect(dsn) as conn:
         left = conn.execute(f'SELECT count(*) FROM "{QUEUE_SCHEMA}".pgqueuer').fetchone()
@@ -341,7 +380,7 @@ def part_run_due(
     else:
         import psycopg
 
-        dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+        dsn = pg_dsn(url)
         postmaster = postmaster_pid(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{QUEUE_SCHEMA}"')
@@ -382,6 +421,13 @@ def part_run_due(
             print(f"    {name:<22}{worker:>7.0f} + {server:>5.0f} = {worker + server:>6.0f} us")
         else:
             print(f"    {name:<22}{worker:>7.0f} us (workers)")
+    walled = {name: runs for name, runs in CPU.items() if all(r.get("wal_drain") for r in runs)}
+    if walled:
+        print("  WAL per action, medians (load, drain):")
+    for name, runs in walled.items():
+        load = statistics.median(r["wal_load"] for r in runs) / n
+        drained = statistics.median(r["wal_drain"] for r in runs) / n
+        print(f"    {name:<22}{load:>7,.0f} B {drained:>7,.0f} B")
 
 
 # --------------------------------------------------------------------------- 2. handle

@@ -61,8 +61,8 @@ from leadflow.testing.contracts import (
 
 from .sql_support import on_postgres, postgres_schema
 
-HEAD = "0018"
-"""The newest revision (0018: tests/test_sql_migration_0018.py)."""
+HEAD = "0019"
+"""The newest revision (0018: tests/test_sql_migration_0018.py; 0019: tests/test_sql_migration_0019.py)."""
 
 
 def _values(action: ScheduledAction) -> dict[str, object]:

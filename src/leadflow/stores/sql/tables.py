@@ -270,8 +270,16 @@ def _scheduled(metadata: MetaData, name: str, schema: str | None) -> Table:
         schema=schema,
     )
     c = table.c
-    # The seed's state/due index: list(state).
-    Index(f"{name}_state_due", c.state, c.due_at, c.action_id)
+    # The seed's state/due index: list(state). On PostgreSQL without the claimed actions
+    # (revision 0019): the claim's row version of every action entered it for list(claimed)
+    # alone, which reads the few claimed actions from `_leases` below and sorts them.
+    Index(
+        f"{name}_state_due",
+        c.state,
+        c.due_at,
+        c.action_id,
+        postgresql_where=c.state != "claimed",
+    )
     # claim_due: the pending actions in due order, and within one partition (revision 0002).
     # Partial, so that a claim never steps over finished rows: after ANALYZE has seen a backlog
     # all pending, PostgreSQL would otherwise read the due-order index below and filter on the
