@@ -62,7 +62,7 @@ from leadflow.testing.contracts import (
 from .sql_support import on_postgres, postgres_schema
 
 HEAD = "0019"
-"""The newest revision (0018: tests/test_sql_migration_0018.py; 0019: tests/test_sql_migration_0019.py)."""
+"""The newest revision (tests/test_sql_migration_0018.py and _0019.py test the last two)."""
 
 
 def _values(action: ScheduledAction) -> dict[str, object]:
