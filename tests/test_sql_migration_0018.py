@@ -17,7 +17,7 @@ from .test_sql_migrations import HEAD, _index_names, _plan, at_0001
 
 __all__ = ["at_0001"]  # the fixture, shared with the other revisions' tests
 
-_DROPPED = ("opportunity_type", "opportunity_assignee")
+_DROPPED = ("opportunity_type",)
 
 
 def _activity(activity_id: str, hours: int, rule: str | None, **fields: object) -> Activity:
@@ -77,17 +77,18 @@ def test_0018_drops_two_activity_indexes_and_leaves_rows_without_a_value_out(
     assert "source IS NOT NULL" in definitions[f"{arrivals}_source_arrived"]
     assert "owner IS NOT NULL" in definitions[f"{arrivals}_owner_arrived"]
     reads = (
-        (  # one rep's part of an opportunity, in creation order
+        (  # one rep's part of an opportunity, in creation order (its index kept)
             f"SELECT activity_id FROM {activities} WHERE opportunity_id = ? AND assigned_to = ? "
             "ORDER BY created_at, activity_id",
             ("o1", "alice"),
-            f"{activities}_opportunity_created",
+            f"{activities}_opportunity_assignee",
         ),
-        (  # one opportunity's activities by type (statistics)
+        (  # one opportunity's activities by type (statistics): the opportunity's range of
+            # either opportunity-led index (SQLite picks by the data; both are a few rows)
             f"SELECT activity_type, count(*) FROM {activities} WHERE opportunity_id = ? "
             "GROUP BY activity_type",
             ("o1",),
-            f"{activities}_opportunity_created",
+            (f"{activities}_opportunity_created", f"{activities}_opportunity_assignee"),
         ),
         (
             f"SELECT activity_id FROM {activities} WHERE automation_rule_id = ? "
@@ -108,4 +109,6 @@ def test_0018_drops_two_activity_indexes_and_leaves_rows_without_a_value_out(
     )
     for sql, parameters, index in reads:
         plan = _plan(database, sql, *parameters)
-        assert f"INDEX {index} " in plan + " " and "SCAN" not in plan, (sql, plan)
+        accepted = (index,) if isinstance(index, str) else index
+        assert any(f"INDEX {name} " in plan + " " for name in accepted), (sql, plan)
+        assert "SCAN" not in plan, (sql, plan)

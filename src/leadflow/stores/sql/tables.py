@@ -152,16 +152,16 @@ def _activities(metadata: MetaData, name: str, schema: str | None, sqlite: bool)
         c.activity_id,
         c.completed_date,
     )
-    # One rep's part of an opportunity; not on SQLite either (revision 0018): there the
-    # opportunity's range of `_opportunity_created`, each row's assignee checked.
-    if not sqlite:
-        Index(
-            f"{name}_opportunity_assignee",
-            c.opportunity_id,
-            c.assigned_to,
-            c.created_at,
-            c.activity_id,
-        )
+    # One rep's part of an opportunity. Kept on SQLite too: without it SQLite's planner may
+    # take `_assignee_created` for this read (every activity of the rep) rather than the
+    # opportunity's range of `_opportunity_created`, depending on the data.
+    Index(
+        f"{name}_opportunity_assignee",
+        c.opportunity_id,
+        c.assigned_to,
+        c.created_at,
+        c.activity_id,
+    )
     Index(f"{name}_customer_created", c.customer_id, c.created_at, c.activity_id)
     Index(f"{name}_customer_assignee", c.customer_id, c.assigned_to, c.created_at, c.activity_id)
     # The seed's partial index: open activities by due date (overdue, pending, upcoming).
