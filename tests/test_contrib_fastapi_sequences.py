@@ -168,6 +168,17 @@ def test_the_running_version_under_a_draft() -> None:
         "/api/sequences/nurture", params={"running": "true", "version": 1}, headers=as_(ADMIN)
     )
     assert both.status_code == 422 and both.json()["field"] == "running"
+    # The list says the same: each sequence's latest, or with ?running=true the one that runs.
+    listed = client.get("/api/sequences", headers=as_(ALICE)).json()
+    assert [(d["sequenceId"], d["version"], d["status"]) for d in listed] == [
+        ("nurture", live["version"] + 1, "draft")
+    ]
+    listed = client.get("/api/sequences", params={"running": "true"}, headers=as_(ALICE)).json()
+    assert [(d["sequenceId"], d["version"], d["status"]) for d in listed] == [
+        ("nurture", live["version"], "active")
+    ]
+    bad = client.get("/api/sequences", params={"running": "maybe"}, headers=as_(ADMIN))
+    assert bad.status_code == 422 and bad.json()["field"] == "running"
 
 
 def test_the_sequence_schema_is_served_to_any_signed_in_user() -> None:

@@ -239,6 +239,8 @@ def test_a_draft_on_top_leaves_the_running_version_running(storage: Storage) -> 
         SequenceStatus.ACTIVE,
     )
     assert _entered(flow, clock, "o2") == [("enrolled", 1)]  # entries go on, on version 1
+    assert [(d.version, d.status) for d in admin.list()] == [(2, SequenceStatus.DRAFT)]
+    assert [(d.version, d.status) for d in admin.list(running=True)] == [(1, SequenceStatus.ACTIVE)]
     paused = admin.pause("nurture")
     assert (paused.version, paused.status) == (1, SequenceStatus.PAUSED)
     assert _entered(flow, clock, "o3") == []  # paused: nobody enters
@@ -262,6 +264,7 @@ def test_a_sequence_with_only_drafts_does_not_run(storage: Storage) -> None:
     flow, clock = _flow(storage)
     flow.sequences.publish(_sequence(), status=SequenceStatus.DRAFT)
     assert flow.sequences.running("nurture").status is SequenceStatus.DRAFT
+    assert [d.version for d in flow.sequences.list(running=True)] == [1]  # the latest draft
     assert _entered(flow, clock, "o1") == []
     with pytest.raises(InvalidStateError, match="draft"):
         flow.sequences.pause("nurture")

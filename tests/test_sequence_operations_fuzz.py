@@ -64,7 +64,7 @@ ENTRIES: dict[str, Entry] = {
     "get": lambda w, p, d: w.ops.sequences.get(
         p, d(IDS), d(mostly(st.none() | st.integers())), running=d(mostly(st.booleans()))
     ),
-    "list": lambda w, p, d: w.ops.sequences.list(p),
+    "list": lambda w, p, d: w.ops.sequences.list(p, running=d(mostly(st.booleans()))),
     "report": lambda w, p, d: w.ops.sequences.report(
         p, d(IDS), min_per_arm=d(mostly(st.integers(-1, 200_000)))
     ),

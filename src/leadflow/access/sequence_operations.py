@@ -278,10 +278,17 @@ class SequenceOperations:
             return self._admin.running(checked)
         return self._admin.get(checked, version)
 
-    def list(self, principal: Principal) -> builtins.list[SequenceDefinition]:
-        """The current version of every sequence."""
+    def list(
+        self, principal: Principal, *, running: bool = False
+    ) -> builtins.list[SequenceDefinition]:
+        """The current (latest) version of every sequence, or with ``running`` the version of
+        each that runs (the latest that is not a draft; the latest when all are drafts): a
+        draft stored on top of a live sequence shows as the draft in the first list and as
+        the live version in the second."""
         self._require(principal, "sequence.read")
-        return self._admin.list()
+        if not isinstance(running, bool):
+            raise InvalidInputError("expected a boolean", field="running")
+        return self._admin.list(running=running)
 
     def report(
         self, principal: Principal, sequence_id: str, *, min_per_arm: int = 30

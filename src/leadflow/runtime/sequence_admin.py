@@ -184,8 +184,13 @@ class SequencesAdmin:
     def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
         return self._repository.get(sequence_id, version)
 
-    def list(self) -> builtins.list[SequenceDefinition]:
-        return self._repository.list()
+    def list(self, *, running: bool = False) -> builtins.list[SequenceDefinition]:
+        """The current (latest) version of every sequence, or with ``running`` the version of
+        each that runs (:meth:`running`)."""
+        latest = self._repository.list()
+        if not running:
+            return latest
+        return [running_version(self._repository, definition) for definition in latest]
 
     def running(self, sequence_id: str) -> SequenceDefinition:
         """The version that runs: the latest one that is not a draft (a draft stored on top

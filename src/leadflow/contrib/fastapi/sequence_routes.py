@@ -71,6 +71,13 @@ class PublishQuery(SequenceCreateQuery):
     in_flight: InFlight = InFlight.KEEP
 
 
+class ListQuery(_Wire):
+    """``running``: each sequence's version that runs (the latest not a draft) instead of its
+    latest."""
+
+    running: bool = False
+
+
 class VersionQuery(_Wire):
     """``version``: that one; ``running``: the version that runs (the latest not a draft)."""
 
@@ -139,9 +146,13 @@ def sequence_routes(api: APIRouter, ops: Operations, current: Callable[..., Prin
     ) -> Any:
         return ops.sequences.create(who, body, status=query.status)
 
-    @api.get(base, response_model=list[SequenceDefinition], summary="List sequences", **opts)
-    def list_sequences(who: Principal = Depends(current)) -> Any:
-        return ops.sequences.list(who)
+    @api.get(base, response_model=list[SequenceDefinition],
+             summary="List sequences (each one's current version, or ?running=true)",
+             **opts)  # fmt: skip
+    def list_sequences(
+        query: Annotated[ListQuery, Query()], who: Principal = Depends(current)
+    ) -> Any:
+        return ops.sequences.list(who, running=query.running)
 
     @api.get(
         f"{base}/schema",
