@@ -171,6 +171,17 @@ def test_the_model_refuses_structure_with_the_step_named() -> None:
     assert "steps[2] (no-answer).otherwise: no step has id 'nowhere'" in str(caught.value)
 
 
+@pytest.mark.parametrize("kind", ["teleport", None, 7])
+def test_an_unknown_step_kind_is_named_with_the_kinds_there_are(kind: Any) -> None:
+    doc = example()
+    doc["steps"][1] = {"id": "odd", "kind": kind} if kind is not None else {"id": "odd"}
+    with pytest.raises(ValidationError) as caught:
+        definition(doc)
+    [error] = caught.value.errors()
+    assert error["loc"] == ("steps", 1) and error["type"] == "step_kind"
+    assert error["msg"] == "unknown step kind: expected one of " + ", ".join(STEP_KINDS)
+
+
 # ---------------------------------------------------------------------------- arbitrary input
 
 steps = st.one_of(

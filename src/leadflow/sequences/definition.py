@@ -325,7 +325,14 @@ Step = Annotated[
     | Annotated[SplitStep, Tag("split")]
     | Annotated[GotoStep, Tag("goto")]
     | Annotated[ExitStep, Tag("exit")],
-    Discriminator(_step_kind),
+    Discriminator(
+        _step_kind,
+        custom_error_type="step_kind",
+        custom_error_message=(
+            "unknown step kind: expected one of action, wait, wait_for_event, branch, split,"
+            " goto, exit"
+        ),
+    ),
 ]
 
 WAITING_KINDS = frozenset({"wait", "wait_for_event"})
