@@ -4,7 +4,6 @@ opportunities by hand. No role checks here (see :mod:`leadflow.access`)."""
 from __future__ import annotations
 
 import builtins
-import contextlib
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
@@ -17,11 +16,9 @@ from ..clock import ensure_utc
 from ..errors import InvalidInputError, InvalidStateError, StaleWriteError
 from ..models import Event
 from ..ports import Clock
-from ..records import ActionKind, DuplicatePolicy, ScheduledAction, ScheduledActionState
 from ..rules.sequence_checks import check_sequence
 from ..rules.sequencing import SequenceProgram
 from ..sequences import (
-    ActionStep,
     Enrollment,
     EnrollmentState,
     Reenrollment,
@@ -29,8 +26,8 @@ from ..sequences import (
     SequenceStatus,
 )
 from .actions import HandlerRegistry
-from .planning import action_id_for, partition_for
 from .results import SequenceOutcome
+from .sequence_hold import release
 from .sequence_parts import enrollment_id_for
 from .sequence_programs import running_version
 from .sequencer import Sequencer
@@ -227,45 +224,17 @@ class SequencesAdmin:
                 self._release(enrollment, now)
 
     def _release(self, enrollment: Enrollment, now: datetime) -> None:
-        """Store the held visit again, due now (keyed on the revision that held it, so two
-        resumes store it once), then clear ``held``."""
+        """Store the held visit again, due now, then clear ``held`` (see
+        :mod:`~leadflow.runtime.sequence_hold`)."""
         sequencer = self._sequencer
-        program = sequencer.programs.get(enrollment.sequence_id, enrollment.sequence_version)
-        assert enrollment.step_id is not None
-        step = program.definition.step(enrollment.step_id)
-        key = f"seq:{enrollment.enrollment_id}:{enrollment.visit}:r{enrollment.revision}"
-        event = Event(
-            type="sequence.resumed",
-            id=f"resume-{hashlib.sha256(key.encode()).hexdigest()[:32]}",
-            time=now,
-            payload={"opportunityId": enrollment.opportunity_id},
+        release(
+            enrollment,
+            program=sequencer.programs.get(enrollment.sequence_id, enrollment.sequence_version),
+            scheduled=sequencer.scheduled,
+            enrollments=self._enrollments,
+            settings=self._settings,
+            now=now,
         )
-        sequencer.scheduled.schedule(
-            ScheduledAction(
-                action_id=action_id_for(key),
-                idempotency_key=key,
-                kind=ActionKind.STEP,
-                event=event,
-                rule_id=enrollment.sequence_id,
-                rule_name=program.definition.name,
-                rule_version=enrollment.sequence_version,
-                action_index=enrollment.visit,
-                action=step.action if isinstance(step, ActionStep) else None,
-                opportunity_id=enrollment.opportunity_id,
-                enrollment_id=enrollment.enrollment_id,
-                step_id=enrollment.step_id,
-                partition=partition_for(enrollment.opportunity_id, self._settings.partitions),
-                duplicates=DuplicatePolicy.ALLOW,
-                explanation=f"held while the sequence was paused; resumed at {now.isoformat()}",
-                planned_at=now,
-                due_at=now,
-                state=ScheduledActionState.PENDING,
-                max_attempts=self._settings.retry.max_attempts,
-                created_at=now,
-            )
-        )
-        with contextlib.suppress(InvalidStateError):
-            self._enrollments.update(enrollment._evolve(held=False, updated_at=now))
 
     def archive(self, sequence_id: str) -> SequenceDefinition:
         """Retire the sequence: no entries, and its active enrollments end."""

@@ -78,6 +78,7 @@ from .executor import Finishing
 from .results import SequenceOutcome
 from .sequence_batch import finishing, together
 from .sequence_entry import Entries
+from .sequence_hold import HELD, RELEASED, release, still_paused
 from .sequence_moves import Move, Moves
 from .sequence_parts import (
     EnrollParams,
@@ -123,6 +124,7 @@ class Sequencer:
         self._clock = clock
         self._emit = emit
         self._lease = settings.action_lease
+        self._settings = settings
         self.programs = Programs(sequences, vocabulary, settings.rules_refresh)
         self._units: UnitOfWork = units if units is not None else SeparateSteps()
         self.moves = Moves(
@@ -364,9 +366,7 @@ class Sequencer:
             program = self.programs.get(enrollment.sequence_id, enrollment.sequence_version)
         except NotFoundError as exc:
             raise PermanentError(f"sequence version not found: {exc}") from None
-        self.programs.refresh()
-        current = self.programs.current.get(enrollment.sequence_id)
-        if current is not None and current.definition.status is SequenceStatus.PAUSED:
+        if self._paused(enrollment.sequence_id):
             return self._hold(enrollment)
         step = program.definition.step(action.step_id)
         if isinstance(step, ActionStep):
@@ -426,13 +426,40 @@ class Sequencer:
             if visit.kind == "timer" and not ok:
                 visit.note = "skipped: moved on meanwhile"
 
+    def _paused(self, sequence_id: str) -> bool:
+        """Whether the sequence is paused: the cached programs say so and a fresh look agrees
+        (another instance may have resumed it within the cache's lifetime)."""
+        self.programs.refresh()
+        current = self.programs.current.get(sequence_id)
+        if current is None or current.definition.status is not SequenceStatus.PAUSED:
+            return False
+        self.programs.invalidate()
+        self.programs.refresh()
+        current = self.programs.current.get(sequence_id)
+        return current is not None and current.definition.status is SequenceStatus.PAUSED
+
     def _hold(self, enrollment: EnrollmentHead) -> str:
-        """The sequence is paused: mark the visit held (resuming stores it again, due then)."""
+        """The sequence is paused: mark the visit held (resuming stores it again, due then).
+        Then the sequence's status is read afresh: a resume whose status write came first
+        found no hold to release, so the holder releases its own
+        (:mod:`~leadflow.runtime.sequence_hold`)."""
         try:
             whole = self.moves.as_read(enrollment)
-            self.enrollments.update(whole._evolve(held=True, updated_at=self.now()))
+            held = self.enrollments.update(whole._evolve(held=True, updated_at=self.now()))
         except StaleWriteError:
             current = self.enrollments.get(enrollment.enrollment_id)
             if current.active and current.visit == enrollment.visit and not current.held:
                 raise
-        return "held: the sequence is paused (it runs when the sequence is resumed)"
+            return HELD
+        if still_paused(self.sequences, enrollment.sequence_id):
+            return HELD
+        self.programs.invalidate()
+        release(
+            held,
+            program=self.programs.get(held.sequence_id, held.sequence_version),
+            scheduled=self.scheduled,
+            enrollments=self.enrollments,
+            settings=self._settings,
+            now=self.now(),
+        )
+        return RELEASED
