@@ -92,7 +92,8 @@ def test_an_instance_that_has_not_seen_the_resume_holds_nothing(storage: Storage
     b, clock_b = _flow(storage)
     a.sequences.publish(_sequence())
     a.handle(_event("opportunity.created", "lead-1", clock_a.now(), "o1"))
-    a.handle(_event("opportunity.created", "lead-2", clock_a.now() + timedelta(hours=2), "o2"))
+    clock_a.advance(timedelta(hours=2))
+    a.handle(_event("opportunity.created", "lead-2", clock_a.now(), "o2"))
     a.sequences.pause("nurture")
     clock_a.set(MONDAY_10 + timedelta(hours=24, minutes=15))
     _sync(clock_a, clock_b)
@@ -108,6 +109,33 @@ def test_an_instance_that_has_not_seen_the_resume_holds_nothing(storage: Storage
         ("o1", EnrollmentState.COMPLETED, False),
         ("o2", EnrollmentState.COMPLETED, False),
     ]
+
+
+def test_a_pause_through_another_instance_holds_the_next_visits_at_once(
+    storage: Storage,
+) -> None:
+    """Instance B ran o1's e-mail (it caches "active"); A pauses; o2's e-mail comes due on B
+    a moment later, well within B's cache lifetime: held, sent after the resume."""
+    a, clock_a = _flow(storage)
+    b, clock_b = _flow(storage)
+    a.sequences.publish(_sequence())
+    a.handle(_event("opportunity.created", "lead-1", clock_a.now(), "o1"))
+    clock_a.advance(timedelta(hours=2))
+    a.handle(_event("opportunity.created", "lead-2", clock_a.now(), "o2"))
+    clock_a.set(MONDAY_10 + timedelta(hours=24, minutes=15))
+    _sync(clock_a, clock_b)
+    while b.run_due().claimed:
+        pass
+    assert _sent(b) == ["follow-up"]  # o1's
+    a.sequences.pause("nurture")
+    clock_a.set(MONDAY_10 + timedelta(hours=26, minutes=15))
+    _sync(clock_a, clock_b)
+    while b.run_due().claimed:
+        pass
+    assert _sent(b) == ["follow-up"] and _states(storage)[1] == ("o2", EnrollmentState.ACTIVE, True)
+    a.sequences.resume("nurture")
+    _run([b], [clock_a, clock_b], 1)
+    assert _sent(a) + _sent(b) == ["follow-up", "follow-up"]
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-the-hold", "after-the-hold"])

@@ -274,6 +274,10 @@ class Sequencer:
         its acknowledgement's unit of work, where it can."""
         outcomes: list[str | Exception | None] = [None] * len(contexts)
         visits: list[Visit] = []
+        # The sequences' statuses as of this batch, not of the cache: a pause made through
+        # another instance holds the batch's visits at once (one read of the store's stamp a
+        # batch; programs compiled again only when it moved).
+        self.programs.invalidate()
         read = self._read(contexts)
         for index, ctx in enumerate(contexts):
             try:
