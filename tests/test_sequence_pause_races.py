@@ -22,7 +22,7 @@ import pytest
 
 from leadflow import LeadFlow, ManualClock
 from leadflow.ports import EnrollmentStore, Storage
-from leadflow.sequences import Enrollment, EnrollmentState
+from leadflow.sequences import Enrollment, EnrollmentState, SequenceStatus
 
 from . import test_sequence_old_versions as versions
 from .test_sequence_old_versions import MONDAY_10, _event, _flow, _sent, _sequence
@@ -200,3 +200,22 @@ def test_a_resume_releases_every_hold_when_one_enrollment_changes_meanwhile(
         ("o3", EnrollmentState.COMPLETED),
     ]
     assert [held for o, _, held in _states(storage) if o != "o1"] == [False, False]
+
+
+def test_a_visit_of_an_archived_sequence_ends_its_enrollment(storage: Storage) -> None:
+    """Archiving writes the status, then ends the active enrollments; one it has not ended
+    (archiving interrupted there, or a visit due in between) sends nothing: its visit ends
+    it. Before, the visit ran its step (the archived sequence is no longer among the running
+    programs, so it was taken for "not paused")."""
+    flow, clock = _flow(storage)
+    definition = flow.sequences.publish(_sequence())
+    flow.handle(_event("opportunity.created", "lead-1", clock.now(), "o1"))
+    sequences = storage.sequences
+    assert sequences is not None
+    sequences.set_status("nurture", definition.version, SequenceStatus.ARCHIVED)  # no more
+    _run([flow], [clock], 30)
+    assert _sent(flow) == []
+    store = storage.enrollments
+    assert store is not None
+    [ended] = store.list(opportunity_id="o1")
+    assert (ended.state, ended.end_reason) == (EnrollmentState.ENDED, "sequence archived")

@@ -43,10 +43,15 @@ from ..clock import ensure_utc
 from ..errors import DuplicateError, InvalidInputError, NotFoundError, PermissionDeniedError
 from ..records import AuditEntry
 from ..runtime.flow import LeadFlow
-from ..runtime.sequence_admin import EnrollmentReport, InFlight, SequencesAdmin
+from ..runtime.sequence_admin import (
+    EnrollmentReport,
+    InFlight,
+    SequencesAdmin,
+    active_enrollments,
+)
 from ..runtime.sequence_report import SequenceReport, report_for
 from ..runtime.sequence_timeline import TimelineEntry, merge_timeline, read_step_entries
-from ..sequences import Enrollment, EnrollmentState, Reenrollment, SequenceDefinition
+from ..sequences import Enrollment, Reenrollment, SequenceDefinition
 from ..sequences import SequenceStatus as Status
 from .inputs import checked_id, document_of
 from .policy import Policy, Principal
@@ -153,9 +158,7 @@ class SequenceOperations:
     def _active(self, sequence_id: str) -> builtins.list[Enrollment]:
         if self._enrollments is None:
             return []
-        return self._enrollments.list(
-            sequence_id=sequence_id, state=EnrollmentState.ACTIVE, limit=_SCAN
-        )
+        return builtins.list(active_enrollments(self._enrollments, sequence_id))
 
     def _audit_changed(self, principal: Principal, before: Iterable[Enrollment], note: str) -> None:
         """Audit the enrollments of ``before`` that a change ended or moved."""

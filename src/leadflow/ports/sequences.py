@@ -105,9 +105,13 @@ class EnrollmentStore(Protocol):
         opportunity_id: str | None = None,
         state: EnrollmentState | None = None,
         limit: int = 100,
+        after: str | None = None,
     ) -> builtins.list[Enrollment]:
         """Enrollments matching every filter given, oldest first (``enrolled_at``, id), at
-        most ``limit`` (1 .. 10,000, else :class:`~leadflow.InvalidInputError`)."""
+        most ``limit`` (1 .. 10,000, else :class:`~leadflow.InvalidInputError`); with
+        ``after`` (an enrollment's id: the last of the previous page) only those after that
+        enrollment in this order, so that a listing of any length is read page by page
+        (:class:`~leadflow.NotFoundError` for an unknown id)."""
         ...
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -15,7 +15,7 @@ from typing import Any
 from ..clock import ensure_utc
 from ..errors import InvalidInputError, InvalidStateError, StaleWriteError
 from ..models import Event
-from ..ports import Clock
+from ..ports import Clock, EnrollmentStore
 from ..rules.sequence_checks import check_sequence
 from ..rules.sequencing import SequenceProgram
 from ..sequences import (
@@ -33,7 +33,28 @@ from .sequence_programs import running_version
 from .sequencer import Sequencer
 from .settings import FlowSettings
 
-__all__ = ["EnrollmentReport", "InFlight", "SequencesAdmin"]
+__all__ = ["EnrollmentReport", "InFlight", "SequencesAdmin", "active_enrollments"]
+
+
+PAGE = 1_000
+"""Enrollments read per page when every active enrollment of a sequence is gone through
+(archiving, releasing a pause's holds, moving or ending those on older versions)."""
+
+
+def active_enrollments(store: EnrollmentStore, sequence_id: str) -> Iterator[Enrollment]:
+    """Every active enrollment of ``sequence_id``, oldest first, read a page at a time (one
+    listing holds at most 10,000; a sequence may have any number). What the caller does to
+    an enrollment (ends, moves, releases it) does not make the pages skip or repeat one: each
+    page starts after the last enrollment of the one before."""
+    after: str | None = None
+    while True:
+        page = store.list(
+            sequence_id=sequence_id, state=EnrollmentState.ACTIVE, limit=PAGE, after=after
+        )
+        yield from page
+        if len(page) < PAGE:
+            return
+        after = page[-1].enrollment_id
 
 
 class InFlight(StrEnum):
@@ -173,10 +194,8 @@ class SequencesAdmin:
                 current = self._enrollments.get(enrollment.enrollment_id)
         raise StaleWriteError(f"enrollment {enrollment.enrollment_id!r} kept changing")
 
-    def _active(self, sequence_id: str) -> builtins.list[Enrollment]:
-        return self._enrollments.list(
-            sequence_id=sequence_id, state=EnrollmentState.ACTIVE, limit=10_000
-        )
+    def _active(self, sequence_id: str) -> Iterator[Enrollment]:
+        return active_enrollments(self._enrollments, sequence_id)
 
     def get(self, sequence_id: str, version: int | None = None) -> SequenceDefinition:
         return self._repository.get(sequence_id, version)

@@ -86,7 +86,7 @@ from .sequence_parts import (
     Visit,
     enrollment_id_for,
 )
-from .sequence_programs import Programs
+from .sequence_programs import Programs, running_version
 from .settings import FlowSettings
 
 __all__ = ["SequenceOutcome", "Sequencer"]
@@ -370,8 +370,12 @@ class Sequencer:
             program = self.programs.get(enrollment.sequence_id, enrollment.sequence_version)
         except NotFoundError as exc:
             raise PermanentError(f"sequence version not found: {exc}") from None
-        if self._paused(enrollment.sequence_id):
+        stopped = self._stopped(enrollment.sequence_id)
+        if stopped is SequenceStatus.PAUSED:
             return self._hold(enrollment)
+        if stopped is not None:  # archived: its enrollments end, whatever ended them not yet
+            ended = self.moves.end(enrollment, EnrollmentState.ENDED, "sequence archived")
+            return "skipped: the sequence is archived" + (" (enrollment ended)" if ended else "")
         step = program.definition.step(action.step_id)
         if isinstance(step, ActionStep):
             capped = self._recipients.capped(enrollment, program, step, self.now())
@@ -430,17 +434,22 @@ class Sequencer:
             if visit.kind == "timer" and not ok:
                 visit.note = "skipped: moved on meanwhile"
 
-    def _paused(self, sequence_id: str) -> bool:
-        """Whether the sequence is paused: the cached programs say so and a fresh look agrees
-        (another instance may have resumed it within the cache's lifetime)."""
+    def _stopped(self, sequence_id: str) -> SequenceStatus | None:
+        """None while the sequence runs; else the status that stops its visits (paused,
+        archived), as the cached programs say it and a fresh look agrees (another instance
+        may have resumed it within the cache's lifetime)."""
         self.programs.refresh()
         current = self.programs.current.get(sequence_id)
-        if current is None or current.definition.status is not SequenceStatus.PAUSED:
-            return False
+        if current is not None and current.definition.status is SequenceStatus.ACTIVE:
+            return None
         self.programs.invalidate()
         self.programs.refresh()
         current = self.programs.current.get(sequence_id)
-        return current is not None and current.definition.status is SequenceStatus.PAUSED
+        if current is not None:
+            status = current.definition.status
+        else:  # not running: archived (its enrollments end as archiving goes through them)
+            status = running_version(self.sequences, self.sequences.get(sequence_id)).status
+        return None if status is SequenceStatus.ACTIVE else status
 
     def _hold(self, enrollment: EnrollmentHead) -> str:
         """The sequence is paused: mark the visit held (resuming stores it again, due then).

@@ -198,10 +198,12 @@ class InMemoryEnrollmentStore:
         opportunity_id: str | None = None,
         state: EnrollmentState | None = None,
         limit: int = 100,
+        after: str | None = None,
     ) -> builtins.list[Enrollment]:
-        sequence_id, opportunity_id = plain(sequence_id), plain(opportunity_id)
+        sequence_id, opportunity_id, after = plain(sequence_id), plain(opportunity_id), plain(after)
         check_id(sequence_id, "sequence_id", optional=True)
         check_id(opportunity_id, "opportunity_id", optional=True)
+        check_id(after, "after", optional=True)
         wanted = None if state is None else enum_member(EnrollmentState, state, "state")
         limit = check_limit(limit, 10_000)
         with self._lock:
@@ -209,11 +211,16 @@ class InMemoryEnrollmentStore:
                 pool = [self._by_id[i] for i in self._by_opportunity.get(opportunity_id, ())]
             else:
                 pool = builtins.list(self._by_id.values())
+            start = None if after is None else self._by_id.get(after)
+        if after is not None and start is None:
+            raise NotFoundError(f"no enrollment {after!r}")
+        since = None if start is None else _order(start)
         found = [
             e
             for e in pool
             if (sequence_id is None or e.sequence_id == sequence_id)
             and (wanted is None or e.state is wanted)
+            and (since is None or _order(e) > since)
         ]
         return [_out(e) for e in sorted(found, key=_order)[:limit]]
 
@@ -314,5 +321,5 @@ def _checked(enrollment: object) -> Enrollment:
 _out = detached
 
 
-def _order(enrollment: Enrollment) -> tuple[object, str]:
+def _order(enrollment: Enrollment) -> tuple[datetime, str]:
     return (enrollment.enrolled_at, enrollment.enrollment_id)

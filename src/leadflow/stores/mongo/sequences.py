@@ -420,8 +420,19 @@ class MongoEnrollmentStore(MongoStore):
         opportunity_id: str | None = None,
         state: EnrollmentState | None = None,
         limit: int = 100,
+        after: str | None = None,
     ) -> builtins.list[Enrollment]:
         query: Document = {}
+        start = _optional_id("after", after)
+        if start is not None:  # the page after that enrollment, in the listing's order
+            found = self._collection.find_one({"enrollmentId": start}, {"enrolledAt": 1})
+            if found is None:
+                raise NotFoundError(f"no enrollment {start!r}")
+            since = found["enrolledAt"]
+            query["$or"] = [
+                {"enrolledAt": {"$gt": since}},
+                {"enrolledAt": since, "enrollmentId": {"$gt": start}},
+            ]
         sequence = _optional_id("sequence_id", sequence_id)
         if sequence is not None:
             query["sequenceId"] = sequence

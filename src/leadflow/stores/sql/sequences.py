@@ -28,8 +28,10 @@ from typing import Any, Final
 from sqlalchemy import (
     ColumnElement,
     Select,
+    and_,
     bindparam,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -207,7 +209,7 @@ class SqlEnrollmentStore:
         in_ids = c.enrollment_id.in_(bindparam("w_ids", expanding=True))
         self._by_ids = select(*self._columns, c.enrollment_id).where(in_ids)
         self._heads_by_ids = select(*self._head, c.enrollment_id).where(in_ids)
-        self._lists: dict[tuple[bool, bool, EnrollmentState | None], Select[Any]] = {}
+        self._lists: dict[tuple[bool, bool, EnrollmentState | None, bool], Select[Any]] = {}
         # A batch's heads and an event's active enrollments: straight through the driver.
         driver = database.engine.dialect
         self._heads = HeadsRead(database.tables, driver)
@@ -462,10 +464,14 @@ class SqlEnrollmentStore:
         return [self._loaded(*row) for row in found]
 
     def _listing(
-        self, by_sequence: bool, by_opportunity: bool, state: EnrollmentState | None
+        self,
+        by_sequence: bool,
+        by_opportunity: bool,
+        state: EnrollmentState | None,
+        paged: bool = False,
     ) -> Select[Any]:
-        """:meth:`list`'s statement for its filters (``w_sequence``, ``w_opportunity`` and
-        ``w_limit`` bound per call)."""
+        """:meth:`list`'s statement for its filters (``w_sequence``, ``w_opportunity``,
+        ``w_limit`` and, ``paged``, ``w_after`` / ``w_after_at`` bound per call)."""
         c = self._t.c
         # SQLite's planner has no statistics: of two indexes in the order asked for, it may
         # walk the wider one (a sequence's every enrollment, every one in a state) for a few
@@ -488,6 +494,14 @@ class SqlEnrollmentStore:
             statement = statement.where(
                 term(c.state, by_opportunity or by_sequence) == literal_column(f"'{state.value}'")
             )
+        if paged:
+            since = bindparam("w_after_at", type_=c.enrolled_at.type)
+            statement = statement.where(
+                or_(
+                    c.enrolled_at > since,
+                    and_(c.enrolled_at == since, c.enrollment_id > bindparam("w_after")),
+                )
+            )
         return statement
 
     @translated("enrollments")
@@ -498,16 +512,26 @@ class SqlEnrollmentStore:
         opportunity_id: str | None = None,
         state: EnrollmentState | None = None,
         limit: int = 100,
+        after: str | None = None,
     ) -> builtins.list[Enrollment]:
         sequence_id = _optional_id(sequence_id, "sequence_id")
         opportunity_id = _optional_id(opportunity_id, "opportunity_id")
+        start = _optional_id(after, "after")
         wanted = None if state is None else enum_member(EnrollmentState, state, "state")
         limit = check_limit(limit, _MAX_LIST)
-        key = (sequence_id is not None, opportunity_id is not None, wanted)
+        key = (sequence_id is not None, opportunity_id is not None, wanted, start is not None)
         statement = self._lists.get(key)
         if statement is None:  # built once per kind of listing, parameters bound per call
             statement = self._lists[key] = self._listing(*key)
         parameters = {"w_sequence": sequence_id, "w_opportunity": opportunity_id, "w_limit": limit}
+        c = self._t.c
         with self._db.read() as connection:
+            if start is not None:  # the page after that enrollment, in the listing's order
+                since = connection.execute(
+                    select(c.enrolled_at).where(c.enrollment_id == start)
+                ).scalar()
+                if since is None:
+                    raise NotFoundError(f"no enrollment {start!r}")
+                parameters.update(w_after=start, w_after_at=since)
             rows = connection.execute(statement, parameters).mappings().all()
         return [self._load(row) for row in rows]

@@ -340,6 +340,21 @@ class EnrollmentStoreContract(abc.ABC):
         assert listed(opportunity_id="o1", state=EnrollmentState.COMPLETED, limit=1) == ["e3"]
         assert listed(sequence_id="s1", opportunity_id="o1", state="completed") == []
         assert listed(sequence_id="nope") == []
+        # Page by page: ``after`` the last of the previous page (e1 and e2 share a time).
+        for filters, every in (({}, listed()), ({"state": "active"}, ["e0", "e2", "e4", "e5"])):
+            for size in (1, 2, 4):
+                pages: list[str] = []
+                page = listed(limit=size, **filters)
+                while page:
+                    pages += page
+                    page = listed(limit=size, after=page[-1], **filters)
+                assert pages == every
+        assert listed(after="e1") == ["e2", "e3", "e4", "e5"]
+        assert listed(after="e2", sequence_id="s1") == ["e4", "e5"]
+        assert listed(after="e3", opportunity_id="o1", state="active", limit=1) == ["e5"]
+        assert listed(after="e5") == []
+        with pytest.raises(NotFoundError):
+            store.list(after="no-such-enrollment")
 
     @pytest.mark.parametrize("limit", [0, -1, 10_001, True, 2.5, "5", None])
     def test_list_limit_is_1_to_10000(self, store: EnrollmentStore, limit: object) -> None:
@@ -365,6 +380,7 @@ class EnrollmentStoreContract(abc.ABC):
             calls.append(lambda bad=bad: store.active_for(bad))  # type: ignore[misc]
             calls.append(lambda bad=bad: store.list(sequence_id=bad))  # type: ignore[misc]
             calls.append(lambda bad=bad: store.list(opportunity_id=bad))  # type: ignore[misc]
+            calls.append(lambda bad=bad: store.list(after=bad))  # type: ignore[misc]
         for call in calls:
             with pytest.raises(InvalidInputError):
                 call()
