@@ -94,3 +94,23 @@ def test_a_new_version_moves_or_ends_every_enrollment(storage: Storage, in_fligh
     assert _states(storage) == [expected] * 5
     audited = operations.audit_trail(ADMIN, "enrollment")
     assert sorted(e.change for e in audited) == ["moved" if moved else "ended"] * 5
+
+
+def test_the_report_reads_every_enrollment(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The A/B report read one listing (the oldest 10,000 enrollments); it reads page by page,
+    up to ``ENROLLMENT_SCAN_LIMIT``, and says whether it saw them all."""
+    from leadflow.runtime import sequence_report
+
+    flow, _ = _enrolled(storage)
+    flow.sequences.unenroll(flow.sequences.enrollments("o3")[0].enrollment_id)
+    monkeypatch.setattr(sequence_report, "_PAGE", 2)
+    sequences, enrollments = storage.sequences, storage.enrollments
+    assert sequences is not None and enrollments is not None
+    report = sequence_report.report_for(sequences, enrollments, "nurture")
+    assert (report.totals.enrolled, report.totals.active, report.totals.unenrolled) == (5, 4, 1)
+    assert report.complete
+    monkeypatch.setattr(sequence_report, "ENROLLMENT_SCAN_LIMIT", 3)
+    capped = sequence_report.report_for(sequences, enrollments, "nurture")
+    assert (capped.totals.enrolled, capped.complete) == (3, False)

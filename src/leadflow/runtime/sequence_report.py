@@ -18,16 +18,19 @@ verdict is ``"<best> converts better, 95% confidence"`` when every arm has at le
 ``min_per_arm`` enrollments and the best one's p-value against every other arm is below
 ``1 - confidence``; otherwise ``"not enough data yet"``.
 
-**Totals** count the enrollments of every version by state. The stores list at most 10,000
-enrollments of a sequence (the oldest); :attr:`SequenceReport.complete` says whether the
-report saw them all.
+**Totals** count the enrollments of every version by state. :func:`report_for` reads a
+sequence's enrollments page by page (10,000 a page), each kept as the few fields the report
+needs, up to :data:`ENROLLMENT_SCAN_LIMIT` (the oldest); :attr:`SequenceReport.complete`
+says whether the report saw them all.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -47,8 +50,46 @@ __all__ = [
     "two_proportion_z_test",
 ]
 
-ENROLLMENT_SCAN_LIMIT = 10_000
-"""The most enrollments :func:`report_for` reads (the enrollment store's largest page)."""
+ENROLLMENT_SCAN_LIMIT = 1_000_000
+"""The most enrollments :func:`report_for` reads (the oldest first)."""
+
+_PAGE = 10_000  # the enrollment store's largest page
+
+
+class _Reported(Protocol):
+    """What the report reads of an enrollment."""
+
+    @property
+    def sequence_id(self) -> str: ...
+    @property
+    def state(self) -> EnrollmentState: ...
+    @property
+    def variants(self) -> Mapping[str, str]: ...
+    @property
+    def enrolled_at(self) -> datetime: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """An enrollment as the report keeps it (its history and context left behind)."""
+
+    sequence_id: str
+    state: EnrollmentState
+    variants: Mapping[str, str]
+    enrolled_at: datetime
+    ended_at: datetime | None
+
+    @classmethod
+    def of(cls, enrollment: Enrollment) -> _Seen:
+        return cls(
+            enrollment.sequence_id,
+            enrollment.state,
+            enrollment.variants,
+            enrollment.enrolled_at,
+            enrollment.ended_at,
+        )
 
 
 class _Out(BaseModel):
@@ -129,8 +170,8 @@ def _median(values: Sequence[timedelta]) -> float | None:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def _arms(step_id: str, names: list[str], enrollments: Sequence[Enrollment]) -> list[VariantReport]:
-    took: dict[str, list[Enrollment]] = {name: [] for name in names}
+def _arms(step_id: str, names: list[str], enrollments: Sequence[_Reported]) -> list[VariantReport]:
+    took: dict[str, list[_Reported]] = {name: [] for name in names}
     for enrollment in enrollments:
         name = enrollment.variants.get(step_id)
         if name is not None:
@@ -154,7 +195,7 @@ def _arms(step_id: str, names: list[str], enrollments: Sequence[Enrollment]) -> 
 def _split(
     step_id: str,
     names: list[str],
-    enrollments: Sequence[Enrollment],
+    enrollments: Sequence[_Reported],
     min_per_arm: int,
     confidence: float,
 ) -> SplitReport:
@@ -187,7 +228,7 @@ def _split(
 _NOT_YET = "not enough data yet"
 
 
-def _totals(enrollments: Iterable[Enrollment]) -> SequenceTotals:
+def _totals(enrollments: Iterable[_Reported]) -> SequenceTotals:
     counts = dict.fromkeys(EnrollmentState, 0)
     total = 0
     for enrollment in enrollments:
@@ -205,7 +246,7 @@ def _totals(enrollments: Iterable[Enrollment]) -> SequenceTotals:
 
 def sequence_report(
     definition: SequenceDefinition,
-    enrollments: Iterable[Enrollment],
+    enrollments: Iterable[Enrollment] | Iterable[_Reported],
     *,
     min_per_arm: int = 30,
     confidence: float = 0.95,
@@ -253,11 +294,17 @@ def report_for(
     ``complete`` says whether that was all). :class:`~leadflow.NotFoundError` for an unknown
     sequence."""
     definition = running_version(sequences, sequences.get(sequence_id))
-    found = enrollments.list(sequence_id=sequence_id, limit=ENROLLMENT_SCAN_LIMIT)
+    found: list[_Seen] = []
+    after: str | None = None
+    complete = False
+    while len(found) < ENROLLMENT_SCAN_LIMIT:
+        asked = min(_PAGE, ENROLLMENT_SCAN_LIMIT - len(found))
+        page = enrollments.list(sequence_id=sequence_id, limit=asked, after=after)
+        found.extend(_Seen.of(enrollment) for enrollment in page)
+        if len(page) < asked:
+            complete = True
+            break
+        after = page[-1].enrollment_id
     return sequence_report(
-        definition,
-        found,
-        min_per_arm=min_per_arm,
-        confidence=confidence,
-        complete=len(found) < ENROLLMENT_SCAN_LIMIT,
+        definition, found, min_per_arm=min_per_arm, confidence=confidence, complete=complete
     )
