@@ -219,3 +219,36 @@ def test_a_visit_of_an_archived_sequence_ends_its_enrollment(storage: Storage) -
     assert store is not None
     [ended] = store.list(opportunity_id="o1")
     assert (ended.state, ended.end_reason) == (EnrollmentState.ENDED, "sequence archived")
+
+
+def test_a_release_cut_short_leaves_no_hold_behind_the_visit(storage: Storage) -> None:
+    """A resume stores the held visit again, then clears ``held``; cut between the two (a
+    crash), the flag stayed set as the released visit ran and the enrollment moved on, and the
+    next pause-and-resume "released" the next visit too: stored twice (its own action and the
+    release's), the e-mail sent twice. Moving on to another visit now clears the flag."""
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence())
+    flow.handle(_event("opportunity.created", "lead-1", clock.now(), "o1"))
+    flow.sequences.pause("nurture")
+    clock.set(MONDAY_10 + timedelta(hours=24, minutes=15))
+    while flow.run_due().claimed:
+        pass
+    assert _states(storage) == [("o1", EnrollmentState.ACTIVE, True)]
+    sequencer = flow.sequencer
+    assert sequencer is not None
+
+    def crash() -> None:
+        raise RuntimeError("the resume's process died here")
+
+    admin = flow.sequences
+    interleaved = Interleaved(admin._enrollments, lambda e: not e.held, crash)
+    admin._enrollments = interleaved  # type: ignore[assignment]
+    with pytest.raises(RuntimeError):
+        admin.resume("nurture")  # the visit stored again; the flag not cleared
+    admin._enrollments = interleaved._inner  # type: ignore[assignment]
+    assert flow.run_due(limit=1).claimed == 1  # the released wait's end: on to the e-mail
+    flow.sequences.pause("nurture")
+    flow.sequences.resume("nurture")
+    _run([flow], [clock], 2)
+    assert _sent(flow) == ["follow-up"]
+    assert _states(storage) == [("o1", EnrollmentState.COMPLETED, False)]

@@ -305,7 +305,7 @@ def moved(current: _H, move: Planned) -> tuple[_H, list[StepRecord], str | None]
         )  # fmt: skip
         changed = current._evolve(
             state=EnrollmentState.COMPLETED, end_reason=reason, visit=visit, step_id=None,
-            sending=False, waiting_for=None, ended_at=now, updated_at=now,
+            sending=False, held=False, waiting_for=None, ended_at=now, updated_at=now,
             variants={**current.variants, **stop.variants}, context=new_context,
         )  # fmt: skip
         return changed, records, reason
@@ -340,7 +340,9 @@ def moved_to(
     variants = current.variants
     if step_id == stop.step_id:
         variants = {**variants, **stop.variants}
+    # ``held`` cleared: a visit held by a pause ran (released), and a release cut short
+    # before clearing it must not "release" this next visit too.
     return current._evolve(
-        visit=visit, step_id=step_id, sending=False, waiting_for=waiting,
+        visit=visit, step_id=step_id, sending=False, held=False, waiting_for=waiting,
         variants=variants, context=new_context, updated_at=now,
     )  # fmt: skip
