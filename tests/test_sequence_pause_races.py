@@ -252,3 +252,24 @@ def test_a_release_cut_short_leaves_no_hold_behind_the_visit(storage: Storage) -
     _run([flow], [clock], 2)
     assert _sent(flow) == ["follow-up"]
     assert _states(storage) == [("o1", EnrollmentState.COMPLETED, False)]
+
+
+def test_a_wait_matched_while_its_timeout_is_held_runs_the_next_step_once(
+    storage: Storage,
+) -> None:
+    """The wait's timeout came due while paused (held); the reply arrives (the wait matched:
+    on to the "thanks" e-mail, due at once); the sequence is resumed before that visit runs.
+    The flag of the timeout's hold used to stay set, and the resume stored the "thanks" visit
+    a second time: sent twice."""
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence(wait_type="email.replied"))
+    flow.handle(_event("opportunity.created", "lead-1", clock.now(), "o1"))
+    flow.sequences.pause("nurture")
+    clock.set(MONDAY_10 + timedelta(hours=24, minutes=15))
+    while flow.run_due().claimed:
+        pass
+    assert _states(storage) == [("o1", EnrollmentState.ACTIVE, True)]
+    flow.handle(_event("email.replied", "reply-1", clock.now(), "o1"))
+    flow.sequences.resume("nurture")
+    _run([flow], [clock], 2)
+    assert _sent(flow) == ["thanks"]
