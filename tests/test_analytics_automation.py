@@ -151,3 +151,16 @@ def test_the_filters_narrow_created_and_enrolled(analytics: Analytics) -> None:
         r.automation_id: r.enrolled for r in analytics.automation(START, END, sources=["phone"])
     }
     assert phone["r-seq"] == 1  # o3
+
+
+def test_a_sequences_enrollments_are_read_page_by_page(
+    analytics: Analytics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One enrollment a page: every enrollment of the period still counted (the listing used
+    to be one page of at most 10,000)."""
+    from leadflow.runtime import enrollment_pages
+
+    monkeypatch.setattr(enrollment_pages, "PAGE", 1)
+    seq = {r.automation_id: r for r in analytics.automation(START, END)}["r-seq"]
+    assert (seq.enrolled, seq.goal_reached, seq.median_time_to_goal_seconds) == (3, 2, 86400)
+    assert [(b.variant, b.enrolled) for b in seq.branches] == [("a", 2), ("b", 1)]

@@ -18,7 +18,7 @@ from leadflow import LeadFlow, ManualClock
 from leadflow.access import Operations
 from leadflow.adapters import InMemoryOpportunities
 from leadflow.ports import Storage
-from leadflow.runtime import sequence_admin
+from leadflow.runtime import enrollment_pages
 from leadflow.sequences import EnrollmentState
 
 from . import test_sequence_old_versions as versions
@@ -31,7 +31,7 @@ OPPORTUNITIES = ["o1", "o2", "o3", "o4", "o5"]
 
 @pytest.fixture(autouse=True)
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sequence_admin, "PAGE", 2)
+    monkeypatch.setattr(enrollment_pages, "PAGE", 2)
 
 
 def _enrolled(storage: Storage) -> tuple[LeadFlow, ManualClock]:

@@ -154,7 +154,7 @@ from .analytics_funnel import DEFAULT_STAGES, Funnel, FunnelStep, funnel_of, fun
 from .analytics_period import WeekRow, trend_from, trend_of, trend_rows, weeks_of
 from .analytics_reads import Reads
 from .analytics_scope import Scope, Teams, scope_of
-from .sequence_report import ENROLLMENT_SCAN_LIMIT
+from .enrollment_pages import enrollments_of
 
 __all__ = [
     "BUCKETS",
@@ -403,11 +403,12 @@ class Analytics:
         start, end, scope = reads.start, reads.end, reads.scope
         enrolled: dict[str, list[Enrollment]] = {}
         for sequence in sorted(sequences):
-            found = [
-                e
-                for e in self._enrollments.list(sequence_id=sequence, limit=ENROLLMENT_SCAN_LIMIT)
-                if start <= e.enrolled_at < end
-            ]
+            found = []
+            for e in enrollments_of(self._enrollments, sequence):  # oldest first
+                if e.enrolled_at >= end:
+                    break
+                if start <= e.enrolled_at:
+                    found.append(e)
             if found and (scope.reps is not None or scope.sources is not None):
                 lead = reads.arrivals_of({e.opportunity_id for e in found})
                 found = [

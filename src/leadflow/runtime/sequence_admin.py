@@ -26,6 +26,7 @@ from ..sequences import (
     SequenceStatus,
 )
 from .actions import HandlerRegistry
+from .enrollment_pages import enrollments_of
 from .results import SequenceOutcome
 from .sequence_hold import release
 from .sequence_parts import enrollment_id_for
@@ -36,25 +37,10 @@ from .settings import FlowSettings
 __all__ = ["EnrollmentReport", "InFlight", "SequencesAdmin", "active_enrollments"]
 
 
-PAGE = 1_000
-"""Enrollments read per page when every active enrollment of a sequence is gone through
-(archiving, releasing a pause's holds, moving or ending those on older versions)."""
-
-
 def active_enrollments(store: EnrollmentStore, sequence_id: str) -> Iterator[Enrollment]:
-    """Every active enrollment of ``sequence_id``, oldest first, read a page at a time (one
-    listing holds at most 10,000; a sequence may have any number). What the caller does to
-    an enrollment (ends, moves, releases it) does not make the pages skip or repeat one: each
-    page starts after the last enrollment of the one before."""
-    after: str | None = None
-    while True:
-        page = store.list(
-            sequence_id=sequence_id, state=EnrollmentState.ACTIVE, limit=PAGE, after=after
-        )
-        yield from page
-        if len(page) < PAGE:
-            return
-        after = page[-1].enrollment_id
+    """Every active enrollment of ``sequence_id``, oldest first, a page at a time
+    (:func:`~leadflow.runtime.enrollment_pages.enrollments_of`)."""
+    return enrollments_of(store, sequence_id, EnrollmentState.ACTIVE)
 
 
 class InFlight(StrEnum):
