@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from leadflow import LeadFlow, ManualClock
+from leadflow.adapters import RecordingMessenger
 from leadflow.ports import EnrollmentStore, Storage
 from leadflow.sequences import Enrollment, EnrollmentState, SequenceStatus
 
@@ -273,3 +274,22 @@ def test_a_wait_matched_while_its_timeout_is_held_runs_the_next_step_once(
     flow.sequences.resume("nurture")
     _run([flow], [clock], 2)
     assert _sent(flow) == ["thanks"]
+
+
+def test_a_released_visit_sends_with_the_data_of_the_event_it_came_from(
+    storage: Storage,
+) -> None:
+    """A visit carries the payload of the event it came from (a message's data reads it as
+    ``event``); a visit stored again by a resume carried only the opportunity's id, so the
+    e-mail went out without the lead's fields."""
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence())
+    flow.handle(_event("opportunity.created", "lead-1", clock.now(), "o1", firstName="Ada"))
+    flow.sequences.pause("nurture")
+    _run([flow], [clock], 25)  # the wait ends while paused: held
+    flow.sequences.resume("nurture")
+    _run([flow], [clock], 1)
+    messenger = flow.integrations.messenger
+    assert isinstance(messenger, RecordingMessenger)
+    [message] = messenger.sent
+    assert message.data["event"]["firstName"] == "Ada"

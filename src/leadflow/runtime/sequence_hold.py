@@ -5,7 +5,9 @@ A visit that comes due while its sequence is paused is **held**: its enrollment 
 resume, an active version published over the paused one, or the holder itself, below) stores
 the visit again as a new action, due at once, keyed on the enrollment, its visit and the
 revision that held it (``seq:<enrollment>:<visit>:r<revision>``: whoever releases a hold, the
-visit is stored once), then clears ``held``.
+visit is stored once), its event a ``sequence.resumed`` carrying the payload of the event the
+held visit came from (as every visit carries its cause's: a message's data reads it), then
+clears ``held``.
 
 **A resume against a hold in progress** is settled by the order of their writes and reads:
 a resume writes the sequence's status, then reads the held enrollments; a holder writes
@@ -64,11 +66,17 @@ def release(
     assert enrollment.step_id is not None
     step = program.definition.step(enrollment.step_id)
     key = f"seq:{enrollment.enrollment_id}:{enrollment.visit}:r{enrollment.revision}"
+    # The payload of the event the held visit came from (the latest matched one, else the
+    # entry's), as any visit carries its cause's: a message's data reads it.
+    cause = enrollment.context.get("event", enrollment.context.get("entry"))
     event = Event(
         type="sequence.resumed",
         id=f"resume-{hashlib.sha256(key.encode()).hexdigest()[:32]}",
         time=now,
-        payload={"opportunityId": enrollment.opportunity_id},
+        payload={
+            **(cause if isinstance(cause, dict) else {}),
+            "opportunityId": enrollment.opportunity_id,
+        },
     )
     scheduled.schedule(
         ScheduledAction(
