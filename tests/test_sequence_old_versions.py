@@ -311,3 +311,37 @@ def test_a_draft_over_a_paused_version_leaves_it_paused(storage: Storage) -> Non
     assert flow.sequences.resume("nurture").version == 1
     _drain_for(flow, clock, 1)
     assert _sent(flow) == ["follow-up"]
+
+
+def _windowed(template: str) -> SequenceDefinition:
+    """E-mail at once on entry, within 09:00-17:00 on weekdays."""
+    return SequenceDefinition.model_validate(
+        {
+            "sequenceId": "nurture",
+            "name": "Nurture",
+            "entry": {"eventType": "opportunity.created"},
+            "window": {"start": "09:00", "end": "17:00"},
+            "steps": [
+                {"id": "send", "kind": "action",
+                 "action": {"actionType": "send_email", "template": template}},
+            ],
+        }
+    )  # fmt: skip
+
+
+def test_a_visit_moved_to_a_new_version_runs_the_new_versions_step(storage: Storage) -> None:
+    """A lead at 20:00 waits for the next morning's window; meanwhile the admin fixes the
+    e-mail's template and publishes with ``in_flight="move"``: the morning's e-mail is the new
+    version's. The visit stored under version 1 ran version 1's action (the enrollment said
+    version 2)."""
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_windowed("follow-up-typo"))
+    clock.set(MONDAY_10 + timedelta(hours=10))  # 20:00, the window closed
+    flow.handle(_event("opportunity.created", "lead-1", clock.now(), "o1"))
+    flow.sequences.publish(_windowed("follow-up"), in_flight="move")
+    _drain_for(flow, clock, 14)  # to Tuesday 10:00
+    assert _sent(flow) == ["follow-up"]
+    store = storage.enrollments
+    assert store is not None
+    [done] = store.list(opportunity_id="o1")
+    assert (done.state, done.sequence_version) == (EnrollmentState.COMPLETED, 2)

@@ -224,6 +224,27 @@ class Visit:
     final: bool = False
 
 
+def as_version(
+    ctx: ActionContext[Any], enrollment: EnrollmentHead, program: SequenceProgram
+) -> ActionContext[Any]:
+    """``ctx`` of an action step's visit, with the step as the enrollment's version has it: a
+    visit stored under another version (its enrollment moved on to a new one by a publish
+    with ``in_flight="move"``, or the step a timer there) runs the new version's action, and
+    says so in its ``rule_version``."""
+    stored = ctx.scheduled
+    if stored.rule_version == enrollment.sequence_version or stored.step_id is None:
+        return ctx
+    step = program.definition.step(stored.step_id)
+    if not isinstance(step, ActionStep):
+        return ctx
+    return dataclasses.replace(
+        ctx,
+        scheduled=stored.model_copy(
+            update={"action": step.action, "rule_version": enrollment.sequence_version}
+        ),
+    )
+
+
 def store_visits(
     scheduled: ScheduledActionStore, actions: list[ScheduledAction]
 ) -> list[ScheduledAction]:

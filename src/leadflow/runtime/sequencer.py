@@ -84,6 +84,7 @@ from .sequence_parts import (
     EnrollParams,
     Recipients,
     Visit,
+    as_version,
     enrollment_id_for,
 )
 from .sequence_programs import Programs, running_version
@@ -354,7 +355,11 @@ class Sequencer:
                 and enrollment.visit == action.action_index
                 and enrollment.step_id == action.step_id
             ):  # its send began before the end was stored: a rerun (crash, retry) completes it
-                return Visit(index, ctx, enrollment, None, "rerun")
+                try:
+                    ran = self.programs.get(enrollment.sequence_id, enrollment.sequence_version)
+                except NotFoundError as exc:
+                    raise PermanentError(f"sequence version not found: {exc}") from None
+                return Visit(index, as_version(ctx, enrollment, ran), enrollment, None, "rerun")
             return f"skipped: enrollment {enrollment.state.value} ({enrollment.end_reason})"
         if enrollment.visit < action.action_index:
             # Stored by a writer that has not moved the enrollment to it yet (its second
@@ -380,6 +385,7 @@ class Sequencer:
         if isinstance(step, ActionStep):
             capped = self._recipients.capped(enrollment, program, step, self.now())
             if capped is None:
+                ctx = as_version(ctx, enrollment, program)
                 return Visit(index, ctx, enrollment, program, "send", outcome="done")
             zone = self._recipients.lazy_zone(enrollment.opportunity_id, program)
             stop = program.deferred(step.id, self.now(), zone, capped)
