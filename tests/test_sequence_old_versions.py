@@ -345,3 +345,23 @@ def test_a_visit_moved_to_a_new_version_runs_the_new_versions_step(storage: Stor
     assert store is not None
     [done] = store.list(opportunity_id="o1")
     assert (done.state, done.sequence_version) == (EnrollmentState.COMPLETED, 2)
+
+
+def test_a_wait_moved_to_a_new_version_waits_for_the_new_versions_event(
+    storage: Storage,
+) -> None:
+    """Version 2 waits for an estimate instead of a reply; an enrollment moved to it at the
+    wait (``in_flight="move"``) is matched by the estimate. It kept waiting for a reply (its
+    ``waiting_for`` was version 1's), which version 2 no longer matches: only the timeout."""
+    flow, clock = _flow(storage)
+    flow.sequences.publish(_sequence(wait_type="email.replied"))
+    flow.handle(_event("opportunity.created", "lead-1", clock.now()))
+    flow.sequences.publish(_sequence(wait_type="estimate.created"), in_flight="move")
+    store = storage.enrollments
+    assert store is not None
+    [moved] = store.list(opportunity_id="o1")
+    assert (moved.sequence_version, moved.waiting_for) == (2, "estimate.created")
+    clock.advance(timedelta(hours=2))
+    flow.handle(_event("estimate.created", "estimate-1", clock.now()))
+    _drain_for(flow, clock, 30)
+    assert _sent(flow) == ["thanks"]

@@ -24,6 +24,7 @@ from ..sequences import (
     Reenrollment,
     SequenceDefinition,
     SequenceStatus,
+    WaitForEventStep,
 )
 from .actions import HandlerRegistry
 from .enrollment_pages import enrollments_of
@@ -157,23 +158,30 @@ class SequencesAdmin:
             if policy is InFlight.MOVE and (
                 enrollment.step_id is None or enrollment.step_id in step_ids
             ):
-                self._move(enrollment, new.version)
+                self._move(enrollment, new)
             else:
                 why = "moved to" if policy is InFlight.MOVE else "ended by"
                 self._sequencer.end(
                     enrollment, EnrollmentState.ENDED, f"version {new.version} published ({why})"
                 )
 
-    def _move(self, enrollment: Enrollment, version: int) -> None:
-        """Move an active enrollment to ``version`` (compare-and-set, re-read and retried
-        while it moves on meanwhile; one that ended is left as it is)."""
+    def _move(self, enrollment: Enrollment, new: SequenceDefinition) -> None:
+        """Move an active enrollment to version ``new`` at its step (compare-and-set, re-read
+        and retried while it moves on meanwhile; one that ended is left as it is). What it
+        waits for is the new version's step's: a ``wait_for_event`` there may wait for
+        another event type than the old one did."""
         current = enrollment
+        version = new.version
         for _ in range(20):
             if not current.active or current.sequence_version == version:
                 return
+            step = None if current.step_id is None else new.step(current.step_id)
+            waiting = step.event_type if isinstance(step, WaitForEventStep) else None
             try:
                 self._enrollments.update(
-                    current._evolve(sequence_version=version, updated_at=self._now())
+                    current._evolve(
+                        sequence_version=version, waiting_for=waiting, updated_at=self._now()
+                    )
                 )
                 return
             except StaleWriteError:
