@@ -81,7 +81,7 @@ class _Shape:
         for position in self.enums:
             value = values[position]
             if value is not None:
-                values[position] = value.value
+                values[position] = value._value_  # .value: a descriptor's call each
         if not pickled:
             return values
         for position in self.documents:
