@@ -268,13 +268,14 @@ def test_a_rebuilt_fact_is_the_constructed_one() -> None:
             fact.opportunity_id = "o2"
 
 
-_ODD_IDS = st.sampled_from(["a" * 129, "a1\n", " a1", "$x", ""]) | st.integers()
+_ODD_IDS = st.sampled_from(["a" * 129, "a1\n", " a1", "$x", "", None]) | st.integers()
 _COMPLETION_IDS = st.sampled_from(["a1", "o1", "a" * 128])
 _ODD_TIMES = st.sampled_from(
     [
         T0.astimezone(timezone(timedelta(hours=-5))).isoformat(),
         T0.replace(tzinfo=None).isoformat(),
         "2026-13-01",
+        None,
         datetime(1899, 12, 31, tzinfo=UTC).isoformat(),
         T0.astimezone(timezone(timedelta(hours=2))),
     ]
@@ -295,7 +296,7 @@ def _mostly(plain: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> Any:
             "opportunityId": _mostly(_COMPLETION_IDS, _ODD_IDS),
             "activityType": _mostly(
                 st.sampled_from(["call", "email", "meeting"]),
-                st.sampled_from(["fax", "CALL", " call", 3, *ActivityType]),
+                st.sampled_from(["fax", "CALL", " call", 3, None, *ActivityType]),
             ),
             "completedDate": _mostly(_COMPLETION_TIMES, _ODD_TIMES),
         },
@@ -333,12 +334,14 @@ def _mostly(plain: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> Any:
 )
 def test_a_completion_is_the_one_the_model_validates(payload: dict[str, Any]) -> None:
     """A completion made directly from plain values is the one ``Completion.model_validate``
-    makes (values, fields set, field order), and a payload it refuses yields none."""
+    makes (values, fields set, field order), and a payload it refuses (a required value
+    missing included) yields none."""
     import leadflow.facts as facts
 
     made = facts._completion(payload)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(facts, "_plain_completion", lambda values: False)
+        patch.setattr(facts, "_REQUIRED", ())  # the model judges a missing value too
         validated = facts._completion(payload)
     assert (made is None) == (validated is None)
     if made is not None and validated is not None:

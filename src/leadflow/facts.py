@@ -193,6 +193,8 @@ def _completion(payload: dict[str, Any]) -> Completion | None:
         "outcome": outcome if type(outcome) is str and outcome in _OUTCOMES else None,
         "rule_id": _id(rule),
     }
+    if any(values[name] is None for name in _REQUIRED):
+        return None  # what the model says, refusing it: no payload of a completion
     if _plain_completion(values):
         # Every value one the model takes as it is (its enumerations by their values): made
         # directly, as model_validate would make it (tests/test_analytics_facts.py).
@@ -227,6 +229,9 @@ _OUTCOME_OF: Final[dict[str | None, Outcome | None]] = {None: None} | {
 }
 _ACTIVITY_TYPES: Final = {str(kind): kind for kind in ActivityType}
 _OPTIONAL_TIMES: Final = ("created_at", "due_at")
+_REQUIRED: Final = tuple(
+    name for name, field in Completion.model_fields.items() if field.is_required()
+)
 
 
 def _label(value: Any) -> str | None:
