@@ -108,7 +108,11 @@ class Executor:
         self._scheduled = storage.scheduled
         # As acknowledgement.mark_done: only a method the store's class defines (a wrapper
         # passing other calls on through __getattr__ keeps seeing each mark_done).
-        self._done_ids = callable(getattr(type(storage.scheduled), "mark_done_ids", None))
+        self._done_ids: Callable[..., list[str]] | None = (
+            cast(BatchAcknowledgement, storage.scheduled).mark_done_ids
+            if callable(getattr(type(storage.scheduled), "mark_done_ids", None))
+            else None
+        )
         self._integrations = integrations
         self._settings = settings
         self._clock = clock
@@ -193,13 +197,11 @@ class Executor:
         :meth:`~leadflow.ports.BatchAcknowledgement.mark_done_ids` where its class defines it
         (nobody reads the done action ``mark_done`` returns: the fast memory store then builds
         none), else ``mark_done``."""
-        scheduled, now = self._scheduled, self.now()
-        if self._done_ids:
-            ids = [action.action_id]
-            marked = cast(BatchAcknowledgement, scheduled).mark_done_ids
-            return bool(marked(ids, worker=self.worker_id, now=now))
+        now, done_ids = self.now(), self._done_ids
+        if done_ids is not None:
+            return bool(done_ids([action.action_id], worker=self.worker_id, now=now))
         try:
-            scheduled.mark_done(action.action_id, worker=self.worker_id, now=now)
+            self._scheduled.mark_done(action.action_id, worker=self.worker_id, now=now)
         except ConflictError:
             return False
         return True

@@ -83,7 +83,8 @@ class CreateActivityParams(_Params):
         are values the models take as they are (:func:`~.activity_models.plain_shared`, checked
         when they were parsed, and still these: a copy with other values is not plain): then
         only what each event gives is checked (:func:`~.activity_models.plain_rest`)."""
-        checked = self._plain
+        private = self.__pydantic_private__  # self._plain, without pydantic's __getattr__
+        checked = private["_plain"] if private is not None else None
         return checked is not None and checked == (
             self.activity_type,
             self.subject,
