@@ -230,3 +230,23 @@ def test_a_lease_lost_while_the_handler_ran_is_reported_claimed(make: Any) -> No
     assert run.ok and run.state is ScheduledActionState.CLAIMED
     [action] = store.list(limit=5)
     assert (action.state, action.lease_owner) == (ScheduledActionState.CLAIMED, "other")
+
+
+def test_a_method_patched_onto_the_store_class_later_sees_every_mark(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The executor looks ``mark_done_ids`` up on each call: what is patched onto the class
+    after the flow was built (metrics, the benchmark's recorder) sees every run-now action."""
+    store = FastScheduledActionStore()
+    flow, _ = _flow(store)
+    seen: list[str] = []
+    original = FastScheduledActionStore.mark_done_ids
+
+    def counted(self: FastScheduledActionStore, ids: Any, **kwargs: Any) -> Any:
+        seen.extend(ids)
+        return original(self, ids, **kwargs)
+
+    monkeypatch.setattr(FastScheduledActionStore, "mark_done_ids", counted)
+    runs = [flow.handle(_event(n)).executed[0] for n in range(3)]
+    assert sorted(seen) == sorted(a.action_id for a in store.list(limit=5))
+    assert len(seen) == 3 and all(run.state is ScheduledActionState.DONE for run in runs)

@@ -108,8 +108,10 @@ class Executor:
         self._scheduled = storage.scheduled
         # As acknowledgement.mark_done: only a method the store's class defines (a wrapper
         # passing other calls on through __getattr__ keeps seeing each mark_done).
-        self._done_ids: Callable[..., list[str]] | None = (
-            cast(BatchAcknowledgement, storage.scheduled).mark_done_ids
+        # Looked up on each call, not bound here: what is patched onto the class later
+        # (metrics, a recorder) sees every call.
+        self._acknowledging: BatchAcknowledgement | None = (
+            cast(BatchAcknowledgement, storage.scheduled)
             if callable(getattr(type(storage.scheduled), "mark_done_ids", None))
             else None
         )
@@ -197,9 +199,10 @@ class Executor:
         :meth:`~leadflow.ports.BatchAcknowledgement.mark_done_ids` where its class defines it
         (nobody reads the done action ``mark_done`` returns: the fast memory store then builds
         none), else ``mark_done``."""
-        now, done_ids = self.now(), self._done_ids
-        if done_ids is not None:
-            return bool(done_ids([action.action_id], worker=self.worker_id, now=now))
+        now, acknowledging = self.now(), self._acknowledging
+        if acknowledging is not None:
+            ids = [action.action_id]
+            return bool(acknowledging.mark_done_ids(ids, worker=self.worker_id, now=now))
         try:
             self._scheduled.mark_done(action.action_id, worker=self.worker_id, now=now)
         except ConflictError:
