@@ -21,7 +21,10 @@ from leadflow.activity_models import (
     activity_document,
     built_activity,
     plain_activity,
+    plain_rest,
+    plain_shared,
 )
+from leadflow.runtime.handlers import CreateActivityParams
 
 from .suite import examples
 
@@ -267,6 +270,43 @@ def test_a_plain_activitys_document_is_the_models(
     assert list(document) == list(wanted)
     assert list(document["metadata"]) == list(wanted["metadata"])
     assert [type(v) for v in document.values()] == [type(v) for v in wanted.values()]
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(_inputs())
+def test_the_shared_values_checked_once_and_the_rest_per_event_are_plain_activity(
+    inputs: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """``create_activity`` checks the type, subject and description of a rule action's
+    activities once (``plain_shared``, held by its parsed settings) and the rest per event
+    (``plain_rest``): together, exactly ``plain_activity``."""
+    fields, metadata = inputs
+    shared = plain_shared(fields["activity_type"], fields["subject"], fields["description"])
+    assert plain_activity(fields, metadata) == (shared and plain_rest(fields, metadata))
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    st.sampled_from(list(ActivityType)) | st.just("call"),
+    st.sampled_from(ODD_TEXTS) | st.text(max_size=8),
+    st.sampled_from(ODD_TEXTS) | st.just("d" * 20_001),
+)
+def test_create_activitys_settings_hold_whether_their_shared_values_are_plain(
+    activity_type: object, subject: object, description: object
+) -> None:
+    """The parsed settings of a ``create_activity`` rule action say ``plain`` exactly when
+    ``plain_shared`` passes their values; a copy with other values is never taken as plain
+    unchecked."""
+    try:
+        params = CreateActivityParams.model_validate(
+            {"subject": subject, "activityType": activity_type, "description": description}
+        )
+    except ValidationError:
+        return
+    shared = (params.activity_type, params.subject, params.description)
+    assert params.plain == plain_shared(*shared)
+    assert params.model_copy(update={"subject": " padded"}).plain is False
+    assert params.model_copy(update={"description": "nul\x00"}).plain is False
 
 
 @pytest.mark.parametrize(

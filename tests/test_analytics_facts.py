@@ -5,15 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from leadflow import Event, LeadFlow, ManualClock, StorageError, default_rules
+from leadflow import (
+    ActivityType,
+    Event,
+    LeadFlow,
+    ManualClock,
+    Outcome,
+    StorageError,
+    default_rules,
+)
 from leadflow.facts import facts_of
 from leadflow.ports import Storage
 from leadflow.stores.memory import InMemoryAnalyticsStore, memory_storage
@@ -258,3 +266,87 @@ def test_a_rebuilt_fact_is_the_constructed_one() -> None:
         assert fact.model_fields_set == made.model_fields_set
         with pytest.raises(ValueError):
             fact.opportunity_id = "o2"
+
+
+_ODD_IDS = st.sampled_from(["a" * 129, "a1\n", " a1", "$x", "", None]) | st.integers()
+_COMPLETION_IDS = st.sampled_from(["a1", "o1", "a" * 128])
+_ODD_TIMES = st.sampled_from(
+    [
+        T0.astimezone(timezone(timedelta(hours=-5))).isoformat(),
+        T0.replace(tzinfo=None).isoformat(),
+        "2026-13-01",
+        None,
+        datetime(1899, 12, 31, tzinfo=UTC).isoformat(),
+        T0.astimezone(timezone(timedelta(hours=2))),
+    ]
+)
+_COMPLETION_TIMES = st.sampled_from([T0, T0.isoformat(), "2026-01-05T09:00:00Z"])
+
+
+def _mostly(plain: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> Any:
+    """Plain values three times in four, so that both paths are taken often."""
+    return st.sampled_from([plain, plain, plain, odd]).flatmap(lambda chosen: chosen)
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "activityId": _mostly(_COMPLETION_IDS, _ODD_IDS),
+            "opportunityId": _mostly(_COMPLETION_IDS, _ODD_IDS),
+            "activityType": _mostly(
+                st.sampled_from(["call", "email", "meeting"]),
+                st.sampled_from(["fax", "CALL", " call", 3, None, *ActivityType]),
+            ),
+            "completedDate": _mostly(_COMPLETION_TIMES, _ODD_TIMES),
+        },
+        optional={
+            "createdAt": _mostly(_COMPLETION_TIMES, _ODD_TIMES),
+            "dueDate": _mostly(_COMPLETION_TIMES, _ODD_TIMES),
+            "assignedTo": _mostly(_COMPLETION_IDS, _ODD_IDS),
+            "outcome": st.sampled_from([*map(str, Outcome), "maybe", None, 3, ["x"]]),
+            "metadata": st.fixed_dictionaries(
+                {}, optional={"automationRuleId": _mostly(_COMPLETION_IDS, _ODD_IDS)}
+            )
+            | st.just("m"),
+        },
+    )
+)
+@example({"activityId": "a1", "opportunityId": "o1", "activityType": "fax", "completedDate": T0})
+@example({"activityId": " a1", "opportunityId": "o1", "activityType": "call", "completedDate": T0})
+@example(
+    {
+        "activityId": "a1",
+        "opportunityId": "o1",
+        "activityType": "call",
+        "completedDate": T0,
+        "dueDate": T0.astimezone(timezone(timedelta(hours=2))).isoformat(),
+        "outcome": "successful",
+    }
+)
+@example(
+    {
+        "activityId": "a1",
+        "opportunityId": "o1",
+        "activityType": "call",
+        "completedDate": T0.astimezone(timezone(timedelta(hours=-5))),
+    }
+)
+def test_a_completion_is_the_one_the_model_validates(payload: dict[str, Any]) -> None:
+    """A completion made directly from plain values is the one ``Completion.model_validate``
+    makes (values, fields set, field order), and a payload it refuses (a required value
+    missing included) yields none."""
+    import leadflow.facts as facts
+
+    made = facts._completion(payload)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(facts, "_plain_completion", lambda values: False)
+        patch.setattr(facts, "_REQUIRED", ())  # the model judges a missing value too
+        validated = facts._completion(payload)
+    assert (made is None) == (validated is None)
+    if made is not None and validated is not None:
+        assert list(made.__dict__.items()) == list(validated.__dict__.items())
+        assert made.model_fields_set == validated.model_fields_set
+        assert [(type(v), getattr(v, "tzinfo", None)) for v in made.__dict__.values()] == [
+            (type(v), getattr(v, "tzinfo", None)) for v in validated.__dict__.values()
+        ]

@@ -22,6 +22,7 @@ from leadflow.facts import LeadArrival
 from leadflow.models import Action, Activity
 from leadflow.ports import Storage
 from leadflow.records import ScheduledAction, ScheduledActionState
+from leadflow.runtime.acknowledgement import mark_done
 from leadflow.sequences import Enrollment, SequenceDefinition
 from leadflow.stores.checks import check_model, handed_over, is_handed_over
 from leadflow.stores.memory import memory_storage
@@ -374,7 +375,7 @@ def _documents(action: ScheduledAction) -> tuple[dict[str, Any], dict[str, Any]]
 
 
 @pytest.mark.parametrize("make", [memory_storage, fast_memory_storage])
-@pytest.mark.parametrize("then", ["done", "done_many", "failed", "read", "expired"])
+@pytest.mark.parametrize("then", ["done", "done_many", "done_ids", "failed", "read", "expired"])
 def test_a_claimed_action_handed_over_keeps_its_documents_as_stored(
     make: Callable[[], Storage], then: str
 ) -> None:
@@ -390,6 +391,9 @@ def test_a_claimed_action_handed_over_keeps_its_documents_as_stored(
         store.mark_done(action.action_id, worker="w1", now=T0)
     elif then == "done_many":
         assert len(store.mark_done_many([action.action_id], worker="w1", now=T0)) == 1
+    elif then == "done_ids":  # the fast store's mark_done_ids, mark_done_many elsewhere
+        ids = [action.action_id]
+        assert mark_done(store, ids, worker="w1", now=T0) == ids
     elif then == "failed":
         store.mark_failed(action.action_id, worker="w1", now=T0, error="x", retry_at=T0)
         [again] = store.claim_due(T0, worker="w2")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadflow import FlowSettings, ManualClock, default_rules
+from leadflow import FlowSettings, FollowUpRule, ManualClock, default_rules
 from leadflow.activity_models import Activity, ActivityType, built_activity, plain_activity
 from leadflow.errors import DuplicateError, OpenActivityExistsError
 from leadflow.ports import PlainActivities
@@ -149,7 +149,7 @@ def _events(count: int, seed: int) -> Iterator[dict[str, Any]]:
 def _run(*, fused: bool, seed: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     with monkeypatch.context() as patch:
         if not fused:  # the model built and added, as before
-            patch.setattr(handlers, "plain_activity", lambda fields, metadata: False)
+            patch.setattr(handlers, "plain_rest", lambda fields, metadata: False)
         clock = ManualClock(T0)
         flow = build_flow(
             storage=fast_memory_storage(), clock=clock, settings=FlowSettings(worker_id="w1")
@@ -215,3 +215,42 @@ def test_the_plain_add_is_taken_only_where_the_store_class_offers_it(
         flow.handle(next(_events(1, 7)) | {"eventType": "opportunity.created"})
         assert flow.storage.activities.list(limit=10).items
     assert calls == ["plain"]  # the reference store has no add_plain: the model is added
+
+
+@pytest.mark.parametrize(
+    ("subject", "description"),
+    [("Call the lead ", ""), ("Call", " about it"), ("\u2003Call", "fine"), ("Call", "fine")],
+)
+def test_settings_the_models_would_change_go_through_the_model_on_every_store(
+    subject: str, description: str
+) -> None:
+    """A rule action whose subject or description the activity's model strips (given in its
+    params) is built through the validating model (its settings are not plain): the fast
+    store stores and emits what the reference store does, however many events it takes."""
+    rule = FollowUpRule.model_validate(
+        {
+            "ruleId": "odd-texts",
+            "name": "odd texts",
+            "allowDuplicates": True,
+            "trigger": {"eventType": "opportunity.created", "conditions": []},
+            "actions": [  # in params: the seed's fields are stripped by the rule's model
+                {
+                    "actionType": "create_activity",
+                    "params": {"subject": subject, "description": description},
+                }
+            ],
+        }
+    )
+    seen = []
+    for storage in (fast_memory_storage(), memory_storage()):
+        flow = build_flow(storage=storage, rules=[rule])
+        for n in range(3):
+            event = next(_events(1, n)) | {"eventId": f"e{n}", "eventType": "opportunity.created"}
+            [run] = flow.handle(event).executed
+            assert run.ok, run.note
+        stored = flow.storage.activities.list(limit=10).items
+        assert {(a.subject, a.description) for a in stored} == {
+            (subject.strip(), description.strip())
+        }
+        seen.append(([a.model_dump() for a in stored], payloads(flow, "activity.created")))
+    assert seen[0] == seen[1]

@@ -35,7 +35,7 @@ from leadflow.stores.memory.fast.activity_rows import (
     activity_from_row_validated,
     row_from_activity,
 )
-from leadflow.stores.memory.fast.finished import documents, freeze, thaw
+from leadflow.stores.memory.fast.finished import documents, freeze, freeze_done, thaw
 from leadflow.testing.contracts import at, make_activity, make_scheduled_action
 
 from .gc_support import tracked_after
@@ -403,6 +403,20 @@ def test_a_finished_action_round_trips_through_its_row(action: ScheduledAction) 
     assert again.action == action.action
     assert _atoms(row), row
     assert freeze(action, documents(action)) == row  # its documents taken ahead: the same row
+
+
+@settings(max_examples=50, deadline=None)
+@given(_finished_actions(), _TIMES, st.booleans())
+def test_a_row_frozen_done_is_the_row_of_the_done_action(
+    action: ScheduledAction, now: datetime, taken: bool
+) -> None:
+    """``freeze_done`` (the fast store's ``mark_done_ids``: no done action built) writes the
+    row ``freeze`` writes for the action changed as ``mark_done`` changes it."""
+    snapshot = documents(action) if taken else None
+    done = action._evolve(
+        state=ScheduledActionState.DONE, lease_expires_at=None, updated_at=now, finished_at=now
+    )
+    assert freeze_done(action, now, snapshot) == freeze(done, snapshot)
 
 
 def _atoms(row: tuple[object, ...]) -> bool:

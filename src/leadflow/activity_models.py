@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_serializer, model_validator
 
@@ -241,6 +241,25 @@ def plain_activity(fields: dict[str, Any], metadata: dict[str, Any]) -> bool:
     return _plain_fields(fields) and _plain_metadata(metadata)
 
 
+def plain_shared(activity_type: object, subject: object, description: object) -> bool:
+    """Whether the values every activity of one ``create_activity`` rule action shares (its
+    type, subject and description: the rule action's settings) are ones the models take as
+    they are. Checked once per rule action (the parsed settings hold the answer), then
+    :func:`plain_rest` for what each event gives: ``plain_activity(fields, metadata)`` is
+    ``plain_shared(...)`` of the three fields ``and plain_rest(fields, metadata)``."""
+    return (
+        type(activity_type) is ActivityType
+        and _plain_text(subject, 1, 500)
+        and _plain_text(description, 0, 20_000)
+    )
+
+
+def plain_rest(fields: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """:func:`plain_activity` for ``fields`` whose type, subject and description passed
+    :func:`plain_shared` (not checked again here)."""
+    return fields.keys() == _BUILT and _plain_own(fields) and _plain_metadata(metadata)
+
+
 def activity_document(fields: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     """``built_activity(fields, metadata).to_document()`` for plain values
     (:func:`plain_activity`), written out: the fields in the model's order by their camelCase
@@ -248,8 +267,8 @@ def activity_document(fields: dict[str, Any], metadata: dict[str, Any]) -> dict[
     keys as given, those given as null last (the model's serializer adds them back at its
     end). Held to the model's own dump by ``tests/test_activity_build.py``."""
     document: dict[str, Any] = {}
-    for name, alias in _ALIASES:
-        value = fields[name] if name in fields else _ACTIVITY_DEFAULTS[name]
+    for name, alias, default in _DOCUMENTED:
+        value = fields.get(name, default)
         if value is not None:
             document[alias] = value
         elif name == "metadata":
@@ -283,7 +302,6 @@ _BUILT = frozenset(
 )
 _IDS = ("activity_id", "opportunity_id", "customer_id", "assigned_to", "created_by", "updated_by")
 _TIMES = ("scheduled_date", "due_date", "created_at", "updated_at")
-_TEXTS = (("subject", 1, 500), ("description", 0, 20_000), ("open_key", 1, 400))
 # In field order, as pydantic keeps them; none of these fields has a default factory but the
 # two always given (activity_id, metadata).
 _ACTIVITY_DEFAULTS = {
@@ -292,6 +310,13 @@ _ACTIVITY_DEFAULTS = {
 }
 _METADATA_DEFAULTS = {name: field.default for name, field in ActivityMetadata.model_fields.items()}
 _ALIASES = tuple((name, field.alias or name) for name, field in Activity.model_fields.items())
+# What activity_document writes, in field order: a field create_activity gives, the metadata,
+# or one whose default is not None (the others are left out of the document, being None).
+_DOCUMENTED = tuple(
+    (name, alias, _ACTIVITY_DEFAULTS[name])
+    for name, alias in _ALIASES
+    if name in _BUILT or name == "metadata" or _ACTIVITY_DEFAULTS[name] is not None
+)
 
 
 def _plain_text(value: object, shortest: int, longest: int) -> bool:
@@ -311,18 +336,25 @@ def _encodes(value: str) -> bool:
 
 
 def _plain_fields(fields: dict[str, Any]) -> bool:
-    if fields.keys() != _BUILT or type(fields["activity_type"]) is not ActivityType:
-        return False
+    return (
+        fields.keys() == _BUILT
+        and plain_shared(fields["activity_type"], fields["subject"], fields["description"])
+        and _plain_own(fields)
+    )
+
+
+def _plain_own(fields: dict[str, Any]) -> bool:
+    """The checks of :func:`_plain_fields` but the shared values' (see :func:`plain_shared`),
+    for ``fields`` with the keys ``built_activity`` takes."""
     for name in _IDS:
         value = fields[name]
         if value is not None and (type(value) is not str or not ID_RE.match(value)):
             return False
     if fields["activity_id"] is None or fields["opportunity_id"] is None:
         return False
-    for name, shortest, longest in _TEXTS:
-        value = fields[name]
-        if not (value is None and name == "open_key") and not _plain_text(value, shortest, longest):
-            return False
+    open_key = fields["open_key"]
+    if open_key is not None and not _plain_text(open_key, 1, 400):
+        return False
     limits = _limits.DEFAULT_LIMITS
     for name in _TIMES:
         value = fields[name]
@@ -339,11 +371,12 @@ def _plain_fields(fields: dict[str, Any]) -> bool:
 def _plain_metadata(metadata: dict[str, Any]) -> bool:
     if _RULE_KEY not in metadata:
         return False
+    known = metadata.keys() <= _PLAIN_KEYS  # create_activity's: their values alone checked
     for key, value in metadata.items():
         if key == _RULE_KEY:
             if value is not None and (type(value) is not str or not ID_RE.match(value)):
                 return False
-        elif key in _METADATA_ALIASES or not _EXTRA_KEY.match(key):
+        elif not known and (key in _METADATA_ALIASES or not _EXTRA_KEY.match(key)):
             return False  # a seed field by another spelling, or a key the checks judge
         elif value is not None and not _plain_text(value, 0, 100_000):
             return False
@@ -357,3 +390,11 @@ _METADATA_ALIASES = frozenset(
     if spelling is not None
 )
 _EXTRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_PLAIN_KEYS: Final = frozenset(
+    key
+    for key in (_RULE_KEY, "automationRuleName", "automationExplanation", "eventId")
+    if key == _RULE_KEY or (key not in _METADATA_ALIASES and _EXTRA_KEY.match(key))
+)
+"""The metadata keys ``create_activity`` writes, each one :func:`_plain_metadata` passes as
+a key (the rule id as the seed's field, the others as extra keys): then only their values are
+checked."""

@@ -181,25 +181,57 @@ def _change(event: Event, opportunity: str, previous: str | None, status: str) -
 def _completion(payload: dict[str, Any]) -> Completion | None:
     metadata = payload.get("metadata")
     rule = metadata.get("automationRuleId") if isinstance(metadata, dict) else None
+    outcome = payload.get("outcome")
+    values: dict[str, Any] = {
+        "activity_id": payload.get("activityId"),
+        "opportunity_id": payload.get("opportunityId"),
+        "activity_type": payload.get("activityType"),
+        "completed_at": _time(payload.get("completedDate")),
+        "assigned_to": _id(payload.get("assignedTo")),
+        "created_at": _time(payload.get("createdAt")),
+        "due_at": _time(payload.get("dueDate")),
+        "outcome": outcome if type(outcome) is str and outcome in _OUTCOMES else None,
+        "rule_id": _id(rule),
+    }
+    if any(values[name] is None for name in _REQUIRED):
+        return None  # what the model says, refusing it: no payload of a completion
+    if _plain_completion(values):
+        # Every value one the model takes as it is (its enumerations by their values): made
+        # directly, as model_validate would make it (tests/test_analytics_facts.py).
+        values["activity_type"] = _ACTIVITY_TYPES[values["activity_type"]]
+        values["outcome"] = _OUTCOME_OF[values["outcome"]]
+        return rebuilt(Completion, values)
     try:
-        return Completion.model_validate(
-            {
-                "activity_id": payload.get("activityId"),
-                "opportunity_id": payload.get("opportunityId"),
-                "activity_type": payload.get("activityType"),
-                "completed_at": _time(payload.get("completedDate")),
-                "assigned_to": _id(payload.get("assignedTo")),
-                "created_at": _time(payload.get("createdAt")),
-                "due_at": _time(payload.get("dueDate")),
-                "outcome": payload.get("outcome") if payload.get("outcome") in _OUTCOMES else None,
-                "rule_id": _id(rule),
-            }
-        )
+        return Completion.model_validate(values)
     except ValidationError:
         return None
 
 
+def _plain_completion(values: dict[str, Any]) -> bool:
+    """Whether :func:`_completion`'s ``values`` are ones :class:`Completion` takes as they are
+    (the ids of the id pattern, the type and outcome known values as text, the times in UTC:
+    ``_time`` checked their limits; the assignee and rule went through ``_id``)."""
+    for name in ("activity_id", "opportunity_id"):
+        value = values[name]
+        if type(value) is not str or not ID_RE.match(value):
+            return False
+    if type(values["activity_type"]) is not str or values["activity_type"] not in _ACTIVITY_TYPES:
+        return False
+    completed = values["completed_at"]
+    if completed is None or completed.tzinfo is not UTC:
+        return False
+    return all(values[name] is None or values[name].tzinfo is UTC for name in _OPTIONAL_TIMES)
+
+
 _OUTCOMES: Final = frozenset(str(outcome) for outcome in Outcome)
+_OUTCOME_OF: Final[dict[str | None, Outcome | None]] = {None: None} | {
+    str(outcome): outcome for outcome in Outcome
+}
+_ACTIVITY_TYPES: Final = {str(kind): kind for kind in ActivityType}
+_OPTIONAL_TIMES: Final = ("created_at", "due_at")
+_REQUIRED: Final = tuple(
+    name for name, field in Completion.model_fields.items() if field.is_required()
+)
 
 
 def _label(value: Any) -> str | None:

@@ -14,12 +14,12 @@ import dataclasses
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ..clock import ensure_utc
 from ..errors import ConflictError, PermanentError
 from ..models import Event
-from ..ports import Clock, Integrations, Storage
+from ..ports import BatchAcknowledgement, Clock, Integrations, Storage
 from ..records import ActionKind, ScheduledAction, ScheduledActionState
 from .acknowledgement import mark_done
 from .context import ActionContext
@@ -106,6 +106,15 @@ class Executor:
     ) -> None:
         self._storage = storage
         self._scheduled = storage.scheduled
+        # As acknowledgement.mark_done: only a method the store's class defines (a wrapper
+        # passing other calls on through __getattr__ keeps seeing each mark_done).
+        # Looked up on each call, not bound here: what is patched onto the class later
+        # (metrics, a recorder) sees every call.
+        self._acknowledging: BatchAcknowledgement | None = (
+            cast(BatchAcknowledgement, storage.scheduled)
+            if callable(getattr(type(storage.scheduled), "mark_done_ids", None))
+            else None
+        )
         self._integrations = integrations
         self._settings = settings
         self._clock = clock
@@ -176,17 +185,29 @@ class Executor:
         self, action: ScheduledAction, note: str | None, *, defer_done: bool
     ) -> ActionRun:
         state = ScheduledActionState.DONE
-        if not defer_done:
-            try:
-                self._scheduled.mark_done(action.action_id, worker=self.worker_id, now=self.now())
-            except ConflictError:
-                # Took longer than the lease and another worker took over; the handler's effect
-                # is keyed on the idempotency key, so the other run changes nothing.
-                log.warning("lease lost before marking an action done", extra=_fields(action))
-                state = ScheduledActionState.CLAIMED
+        if not defer_done and not self._marked_done(action):
+            # Took longer than the lease and another worker took over; the handler's effect
+            # is keyed on the idempotency key, so the other run changes nothing.
+            log.warning("lease lost before marking an action done", extra=_fields(action))
+            state = ScheduledActionState.CLAIMED
         if log.isEnabledFor(logging.INFO):
             log.info("action done: %s", note, extra=_fields(action))
         return ActionRun(action.idempotency_key, action.action_type, True, note, state)
+
+    def _marked_done(self, action: ScheduledAction) -> bool:
+        """Mark ``action`` done; False if this worker no longer holds it. Through the store's
+        :meth:`~leadflow.ports.BatchAcknowledgement.mark_done_ids` where its class defines it
+        (nobody reads the done action ``mark_done`` returns: the fast memory store then builds
+        none), else ``mark_done``."""
+        now, acknowledging = self.now(), self._acknowledging
+        if acknowledging is not None:
+            ids = [action.action_id]
+            return bool(acknowledging.mark_done_ids(ids, worker=self.worker_id, now=now))
+        try:
+            self._scheduled.mark_done(action.action_id, worker=self.worker_id, now=now)
+        except ConflictError:
+            return False
+        return True
 
     def execute_many(
         self,

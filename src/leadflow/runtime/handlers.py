@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
 
-from ..activity_models import activity_document, built_activity, plain_activity
+from ..activity_models import activity_document, built_activity, plain_rest, plain_shared
 from ..errors import DuplicateError, InvalidInputError, OpenActivityExistsError
 from ..fields import Id
 from ..models import Activity, ActivityType, Event
@@ -69,6 +69,27 @@ class CreateActivityParams(_Params):
     description: str = Field(default="", max_length=20_000)
     assign_to: Id | None = None
     due_within_hours: float | None = Field(default=None, ge=0, le=24 * 366)
+    _plain: tuple[object, ...] | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # What every activity of the rule action shares, checked once: parsed once per rule
+        # action (HandlerRegistry.parse), this value is what create_activity reads per event.
+        shared = (self.activity_type, self.subject, self.description)
+        self._plain = shared if plain_shared(*shared) else None
+
+    @property
+    def plain(self) -> bool:
+        """Whether the type, subject and description the activities take from these settings
+        are values the models take as they are (:func:`~.activity_models.plain_shared`, checked
+        when they were parsed, and still these: a copy with other values is not plain): then
+        only what each event gives is checked (:func:`~.activity_models.plain_rest`)."""
+        private = self.__pydantic_private__  # self._plain, without pydantic's __getattr__
+        checked = private["_plain"] if private is not None else None
+        return checked is not None and checked == (
+            self.activity_type,
+            self.subject,
+            self.description,
+        )
 
 
 class NotificationParams(_Params):
@@ -121,7 +142,7 @@ def create_activity(ctx: ActionContext[CreateActivityParams]) -> str:
     # A store whose class takes the values (PlainActivities; not a wrapper that passes other
     # calls on, which may mean its own add to be called): no model built to be taken apart.
     add_plain = getattr(type(store), "add_plain", None)
-    if add_plain is not None and plain_activity(fields, metadata):
+    if add_plain is not None and ctx.params.plain and plain_rest(fields, metadata):
         return _created_plain(ctx, fields, metadata, add_plain(store, fields, metadata))
     activity = built_activity(fields, metadata)  # validated unless every value is plain
     return _created(ctx, activity, _added(ctx, activity))

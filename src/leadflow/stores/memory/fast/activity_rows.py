@@ -159,7 +159,7 @@ def row_from_plain(fields: dict[str, Any], metadata: dict[str, Any]) -> Row:
         fields["activity_id"],
         _shared(fields["opportunity_id"]),
         _shared(fields["customer_id"]),
-        fields["activity_type"].value,
+        fields["activity_type"]._value_,
         _shared(fields["subject"]),
         fields["description"],
         fields["scheduled_date"],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import pickle
 import types
 import typing
+from datetime import datetime
 from enum import Enum
 from operator import itemgetter
 from typing import Any, Final
@@ -29,7 +30,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from ....models import Action, Delay, Event
-from ....records import ScheduledAction
+from ....records import ScheduledAction, ScheduledActionState
 
 __all__ = [
     "DUE_AT",
@@ -40,6 +41,7 @@ __all__ = [
     "documents",
     "documents_of",
     "freeze",
+    "freeze_done",
     "thaw",
 ]
 
@@ -79,7 +81,7 @@ class _Shape:
         for position in self.enums:
             value = values[position]
             if value is not None:
-                values[position] = value.value
+                values[position] = value._value_  # .value: a descriptor's call each
         if not pickled:
             return values
         for position in self.documents:
@@ -117,6 +119,10 @@ DUE_AT: Final = _ACTION.names.index("due_at")
 STATE: Final = _ACTION.names.index("state")
 """Where a row holds its due time, its state (the value: ``"done"``) and its idempotency key."""
 KEY: Final = _ACTION.names.index("idempotency_key")
+_LEASE_EXPIRES_AT: Final = _ACTION.names.index("lease_expires_at")
+_UPDATED_AT: Final = _ACTION.names.index("updated_at")
+_FINISHED_AT: Final = _ACTION.names.index("finished_at")
+_DONE: Final = ScheduledActionState.DONE.value  # as a row keeps a state
 
 
 Documents = tuple[bytes | None, bytes | None]
@@ -137,7 +143,23 @@ def documents(action: ScheduledAction) -> Documents:
 def freeze(action: ScheduledAction, taken: Documents | None = None) -> Row:
     """``action`` as a row (see the module docstring); with ``taken``, its documents as
     :func:`documents` took them earlier instead of as they are now."""
+    return _frozen(_ACTION.row(action), action, taken)
+
+
+def freeze_done(action: ScheduledAction, now: datetime, taken: Documents | None = None) -> Row:
+    """The row of ``action`` marked done at ``now`` (state ``done``, no lease expiry,
+    updated and finished at ``now``): ``freeze(action._evolve(state=DONE,
+    lease_expires_at=None, updated_at=now, finished_at=now), taken)`` without the changed
+    copy, which nobody would read (a store finishing a claimed action)."""
     values = _ACTION.row(action)
+    values[STATE] = _DONE
+    values[_LEASE_EXPIRES_AT] = None
+    values[_UPDATED_AT] = values[_FINISHED_AT] = now
+    return _frozen(values, action, taken)
+
+
+def _frozen(values: list[Any], action: ScheduledAction, taken: Documents | None) -> Row:
+    """The row of ``action`` whose own fields are ``values`` (in a row's form)."""
     values[_AT_EVENT] = values[_AT_ACTION] = None  # kept after the action's own fields
     values += _EVENT.row(action.event, taken is None)
     if taken is not None:

@@ -60,6 +60,7 @@ from .finished import (
     documents,
     documents_of,
     freeze,
+    freeze_done,
     thaw,
 )
 from .slots import SlotRows
@@ -248,6 +249,32 @@ class FastScheduledActionStore:
             )
         # A finished action is kept only as bytes: nothing in the store refers to ``done`` (or
         # to the live copy it was made from), so it is the caller's own object already.
+        return done
+
+    def mark_done_ids(
+        self, action_ids: Sequence[str], *, worker: str, now: datetime
+    ) -> builtins.list[str]:
+        """:class:`~leadflow.ports.BatchAcknowledgement`: :meth:`mark_done_many` returning
+        the ids alone, so that no done action is built (each is frozen into its row from the
+        live one with the done changes put in: :func:`.finished.freeze_done`)."""
+        ids = checked_ids(action_ids, "action_ids")
+        _check_worker(worker)
+        now = ensure_utc(now, "now")
+        done: list[str] = []
+        with self._lock:
+            for action_id in ids:
+                action = self._live.get(action_id)
+                if (
+                    action is None
+                    or action.state is not _State.CLAIMED
+                    or action.lease_owner != worker
+                ):
+                    continue
+                self._drop(action)  # one kept as handed over: in no index (see _put)
+                taken = self._taken.pop(action_id, None)
+                self._finished.put(freeze_done(action, now, taken))
+                self._by_finish.add((now, action_id))
+                done.append(action_id)
         return done
 
     def mark_done_many(
