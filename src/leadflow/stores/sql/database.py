@@ -278,6 +278,13 @@ class SqlDatabase:
         run_later(unit, statement.sql, statement.parameters(values))
         return True
 
+    def defers(self, *, ahead: bool = False) -> bool:
+        """Whether :meth:`defer` would keep a write now (with ``ahead``: one it may answer
+        ahead): a caller asks first when building the write costs something (an activity's
+        parameters, about 10 us), so that nothing is built to be thrown away on SQLite, or
+        outside a deferred unit."""
+        return self._defers.get() >= (2 if ahead else 1) and self._unit.get() is not None
+
     def defer(self, waiting: waiting_writes.Waiting, *, ahead: bool = False) -> bool:
         """PostgreSQL, inside a deferred unit of work (:meth:`unit`; with ``ahead``, one that
         allows it): keep ``waiting`` (a write the store answers without sending it,
