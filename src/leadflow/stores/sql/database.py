@@ -99,7 +99,10 @@ changes; nothing temporary is durable, so ``synchronous`` (FULL, SQLite's defaul
 commit guarantees are unchanged. The price: a statement's temporary data (that journal, a
 sort no index serves) takes memory instead of a file; leadflow's writes change a bounded
 number of rows per statement (a batch of at most 1,000 actions). ``wal_autocheckpoint``: see
-:data:`SQLITE_CHECKPOINT_PAGES`."""
+:data:`SQLITE_CHECKPOINT_PAGES`. The rest is left at SQLite's defaults on purpose
+(``synchronous=FULL``, no ``journal_size_limit``: the log is overwritten in place, which
+flushes cheaper than a longer file; the page size, cache and ``mmap_size``, which measured no
+better): docs/sql.md, "SQLite settings"."""
 
 
 def _in_memory(url: URL) -> bool:
