@@ -30,6 +30,7 @@ from leadflow.runtime.actions import HandlerRegistry
 from leadflow.runtime.handlers import create_activity
 from leadflow.runtime.planning import activity_id_for
 from leadflow.stores.sql import SqlStorage
+from leadflow.stores.sql.direct import DriverStatement
 
 from .helpers import T0
 from .service_support import build_flow, notifier_of, payloads, rule
@@ -122,6 +123,44 @@ def test_an_event_that_only_creates_activities_is_one_statement(
     assert _said(result) == _said(reference.handle(_event("e1", "opp-1")))
     assert _stored(flow, ["opp-1"]) == _stored(reference, ["opp-1"])
     assert [a.state.value for a in storage.scheduled.list(limit=10)].count("done") == 1
+
+
+def test_an_added_activity_is_encoded_once(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The activity's row becomes the driver's parameters once per ``add``: the waiting write
+    of a deferred unit is built only where one keeps it (PostgreSQL's ``handle``), never to
+    be thrown away (SQLite's units, an add outside a unit)."""
+    activities: Any = storage.activities
+    ours = {id(s) for s in (activities._add_direct, activities._add_counted) if s is not None}
+    encoded: list[str] = []
+    plain = DriverStatement.parameters
+
+    def parameters(self: DriverStatement, values: Any) -> tuple[Any, ...]:
+        if id(self) in ours:
+            encoded.append(values["activity_id"])
+        return plain(self, values)
+
+    monkeypatch.setattr(DriverStatement, "parameters", parameters)
+    flow = _ready(build_flow(storage=storage, rules=[CALL]))
+    result = flow.handle(_event("e1", "opp-1"))
+    assert result.executed and all(run.ok for run in result.executed)
+    assert encoded == [activity_id_for("e1/call/0")]
+    encoded.clear()
+    storage.activities.add(Activity.model_validate(_ACTIVITY))
+    assert encoded == ["a-by-hand"]
+    with storage.unit_of_work():
+        storage.activities.add(Activity.model_validate({**_ACTIVITY, "activityId": "a-2"}))
+    assert encoded == ["a-by-hand", "a-2"]
+
+
+_ACTIVITY: dict[str, Any] = {
+    "activityId": "a-by-hand",
+    "opportunityId": "opp-2",
+    "activityType": "call",
+    "subject": "Call",
+    "createdAt": T0.isoformat(),
+}
 
 
 def test_repeats_and_held_keys_are_answered_as_in_an_ordinary_unit(storage: SqlStorage) -> None:

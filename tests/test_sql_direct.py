@@ -101,6 +101,31 @@ def test_the_cursor_events_see_the_statement(storage: SqlStorage) -> None:
     assert ended[-1] == statement.sql
 
 
+@pytest.mark.parametrize("where", ["class", "connection"])
+def test_cursor_listeners_anywhere_see_the_statement(
+    storage: SqlStorage, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cursor hook listened to on the ``Engine`` class (as a tracer may) or on one
+    connection sees the statements sent through the driver, as one on the engine does
+    (the test above): the statements look for listeners where SQLAlchemy does."""
+    _, statement = _arrival_insert(storage)
+    seen: list[str] = []
+
+    def before(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        seen.append(sql)
+
+    # Listening on the class marks every engine as listened to: put back at the end.
+    monkeypatch.setattr(sa.Engine, "_has_events", sa.Engine._has_events)
+    with storage.database.write() as connection:
+        target: Any = sa.Engine if where == "class" else connection
+        sa.event.listen(target, "before_cursor_execute", before)
+        try:
+            statement.run(connection, ARRIVAL)
+        finally:
+            sa.event.remove(target, "before_cursor_execute", before)
+    assert statement.sql in seen
+
+
 def test_a_unique_violation_is_a_duplicate_error(storage: SqlStorage) -> None:
     table, statement = _arrival_insert(storage)
     values = ARRIVAL

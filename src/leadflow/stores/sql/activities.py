@@ -138,8 +138,13 @@ class SqlActivityRepository:
         values = activity_values(checked, version=1)
         with sql_errors("activity"):
             held = checked.open_key if not checked.is_open else None
-            if held is None and self._db.defer(
-                self._waiting(values), ahead=checked.open_key is not None
+            ahead = checked.open_key is not None
+            # The waiting write (the row's parameters encoded) is built only when a deferred
+            # unit would keep it: on SQLite never, and the insert below encodes them itself.
+            if (
+                held is None
+                and self._db.defers(ahead=ahead)
+                and self._db.defer(self._waiting(values), ahead=ahead)
             ):
                 # A deferred unit (handle's, PostgreSQL): answered as stored; the unit's
                 # statement checks that it went in, else nothing of the unit is written. An

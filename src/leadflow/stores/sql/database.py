@@ -99,7 +99,10 @@ changes; nothing temporary is durable, so ``synchronous`` (FULL, SQLite's defaul
 commit guarantees are unchanged. The price: a statement's temporary data (that journal, a
 sort no index serves) takes memory instead of a file; leadflow's writes change a bounded
 number of rows per statement (a batch of at most 1,000 actions). ``wal_autocheckpoint``: see
-:data:`SQLITE_CHECKPOINT_PAGES`."""
+:data:`SQLITE_CHECKPOINT_PAGES`. The rest is left at SQLite's defaults on purpose
+(``synchronous=FULL``, no ``journal_size_limit``: the log is overwritten in place, which
+flushes cheaper than a longer file; the page size, cache and ``mmap_size``, which measured no
+better): docs/sql.md, "SQLite settings"."""
 
 
 def _in_memory(url: URL) -> bool:
@@ -277,6 +280,13 @@ class SqlDatabase:
             return False
         run_later(unit, statement.sql, statement.parameters(values))
         return True
+
+    def defers(self, *, ahead: bool = False) -> bool:
+        """Whether :meth:`defer` would keep a write now (with ``ahead``: one it may answer
+        ahead): a caller asks first when building the write costs something (an activity's
+        parameters, about 10 us), so that nothing is built to be thrown away on SQLite, or
+        outside a deferred unit."""
+        return self._defers.get() >= (2 if ahead else 1) and self._unit.get() is not None
 
     def defer(self, waiting: waiting_writes.Waiting, *, ahead: bool = False) -> bool:
         """PostgreSQL, inside a deferred unit of work (:meth:`unit`; with ``ahead``, one that

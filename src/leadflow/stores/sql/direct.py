@@ -268,7 +268,13 @@ def execute(
             cursor = proxied.cursor()
         proxied.info[key] = cursor
     dispatch = connection.dispatch
-    listened = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    # SQLAlchemy's own test first (``_has_events``: set once any connection event is listened
+    # to on this connection, its engine or their class): asking the joined dispatch whether a
+    # cursor hook has listeners cost up to 2.7 us a hook, twice a statement, five statements
+    # in every ``handle`` on SQLite.
+    listened = (connection._has_events or connection.engine._has_events) and bool(
+        dispatch.before_cursor_execute or dispatch.after_cursor_execute
+    )
     context = SimpleNamespace() if listened else None
     try:
         if listened:
