@@ -389,7 +389,8 @@ def design_drain(flow: LeadFlow, n: int, *, read: bool) -> Callable[[], None]:
     of its own, as the goal-versus-send rule needs before a handler runs); then, in the
     acknowledgement's unit, the batch acknowledged, one next visit per action stored
     (``schedule_many``) and each enrollment moved there by its store's batch write with the
-    step's records (``move_many``): what ``Moves.advance_many`` asks of the stores. The heads
+    step's records (``move_many``), or both in one call where the enrollment store can
+    (``move_to_visits``): what ``Moves.advance_many`` asks of the stores. The heads
     are read before, untimed (``read``: read in the timed run too, one ``get_heads`` a chunk,
     as the sequencer reads them)."""
     storage = flow.storage
@@ -424,14 +425,24 @@ def design_drain(flow: LeadFlow, n: int, *, read: bool) -> Callable[[], None]:
                     done = len(scheduled.mark_done_many(ids, worker="floor", now=now))
                 for chunk, heads in zip(chunks, marked, strict=True):
                     visits = [next_visit(action, now) for action in chunk]
-                    assert all(stored_visits(scheduled, visits))
                     moves = [
                         (h._evolve(visit=h.visit + 1, step_id="later", sending=False,
                                    updated_at=now), step_records(h, now))
                         for h in heads
                     ]  # fmt: skip
-                    # Built here from the heads as read: handed over, as the runtime's moves.
-                    written = handed_over(store.move_many, moves, *(m for m, _ in moves))
+                    # Built here from the heads as read: handed over, as the runtime's moves;
+                    # with their visits in one call where the store can, as the runtime does.
+                    handed = [m for m, _ in moves]
+                    # Looked up, not imported: the script runs on trees without it too.
+                    visiting = getattr(store, "move_to_visits", None)
+                    if visiting is not None:
+                        triples = [(m, r, v) for (m, r), v in zip(moves, visits, strict=True)]
+                        both = handed_over(visiting, triples, *handed, *visits)
+                        assert all(went_in for _, went_in in both)
+                        written = [head for head, _ in both]
+                    else:
+                        assert all(stored_visits(scheduled, visits))
+                        written = handed_over(store.move_many, moves, *handed)
                     assert all(w is not None for w in written)
                     moved += len(written)
             assert done == len(ids)
