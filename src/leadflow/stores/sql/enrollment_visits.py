@@ -71,6 +71,8 @@ class VisitInsert:
         for index, column in enumerate(table.c):
             if isinstance(column.type, Document):  # a JSON null: no document (SQL NULL)
                 values.append(f"NULLIF(r.value -> {index}, 'null'::jsonb)")
+            elif isinstance(column.type, String):  # text as it is: the column checks its
+                values.append(f"(r.value ->> {index})")  # length (a cast would cut it)
             else:
                 typed = dialect.type_compiler_instance.process(column.type.dialect_impl(dialect))
                 values.append(f"CAST(r.value ->> {index} AS {typed})")
@@ -163,6 +165,8 @@ class VisitWrites:
 
     def __init__(self, database: SqlDatabase, moves: MoveStatement, rows: StepRows) -> None:
         self._db = database
+        self._moves = moves
+        self._rows = rows
         dialect = database.engine.dialect
         postgresql = database.dialect == "postgresql"
         self._together = VisitMoves(database.tables, dialect) if postgresql else None
@@ -171,6 +175,10 @@ class VisitWrites:
         # with one ``executemany`` of the one-row ``INSERT`` through the driver (an array's
         # ``json_extract`` of each column parses the row's text once per column: more of
         # SQLite's CPU than the ``executemany``).
+        self._held: DriverStatement | None = None
+        self._insert: DriverStatement | None = None
+        if postgresql:
+            return
         c = database.tables.scheduled.c
         keys, ids = (
             select(
@@ -185,8 +193,6 @@ class VisitWrites:
             ),
         )
         self._insert = DriverStatement(dialect, insert(database.tables.scheduled))
-        self._moves = moves
-        self._rows = rows
 
     def __call__(self, moves: object) -> Moved:
         given = _triples(moves)
@@ -224,6 +230,7 @@ class VisitWrites:
         """The keys of ``rows`` inserted (those whose key and id are not held already)."""
         if not rows:
             return set()
+        assert self._held is not None and self._insert is not None
         held = self._held.run(
             connection,
             {"keys": json.dumps([row["idempotency_key"] for row in rows]),
