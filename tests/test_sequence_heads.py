@@ -78,12 +78,13 @@ def heads(draw: st.DrawFn) -> EnrollmentHead:
     return EnrollmentHead.model_validate(fields)
 
 
-def _row(head: EnrollmentHead) -> tuple[dict[str, Any], int, str]:
+def _row(head: EnrollmentHead, marks: int = 0) -> tuple[dict[str, Any], int, str]:
     """The head's row as the SQL store writes and reads it: the document through the store's
-    encoding and back, the revision and state as columns."""
-    document = head.model_dump(by_alias=True, exclude_none=True)
-    del document["revision"], document["state"]
-    return document_from_text(document_text(document)), head.revision, head.state.value
+    encoding and back (its own ``revision`` and ``state`` in it, as :func:`head_document`
+    writes them), the revision and state as columns; ``marks``: send marks since the document
+    was written, each raising the column's revision, not the document's."""
+    document = head_document(head)
+    return document_from_text(document_text(document)), head.revision + marks, head.state.value
 
 
 def _validated(document: dict[str, Any], revision: Any, state: Any) -> EnrollmentHead:
@@ -102,13 +103,26 @@ def _same(found: EnrollmentHead, expected: EnrollmentHead) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(heads())
-def test_a_trusted_head_is_the_validated_one(head: EnrollmentHead) -> None:
-    document, revision, state = _row(head)
+@given(heads(), st.integers(0, 3))
+def test_a_trusted_head_is_the_validated_one(head: EnrollmentHead, marks: int) -> None:
+    document, revision, state = _row(head, marks)
     expected = _validated(document, revision, state)
-    found = head_from_row(*_row(head))
+    found = _trusted_only(*_row(head, marks))
     _same(found, expected)
-    assert found == head  # what was written, read back
+    if not marks:
+        assert found == head  # what was written, read back
+
+
+def _trusted_only(document: dict[str, Any], revision: Any, state: Any) -> EnrollmentHead:
+    """``head_from_row`` where falling back to validation fails the test: the store's own
+    rows take the trusted path."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EnrollmentHead, "from_document", _no_validation)
+        return head_from_row(document, revision, state)
+
+
+def _no_validation(*_: Any) -> EnrollmentHead:
+    raise AssertionError("validated: a row the store wrote did not take the trusted path")
 
 
 def _stored_document() -> dict[str, Any]:
@@ -194,6 +208,16 @@ def test_get_heads_returns_the_validated_heads(sql: Any) -> None:
         _same(heads[enrollment_id], _validated(document, revision, state))
     for enrollment in stored:
         assert heads[enrollment.enrollment_id] == head_of(enrollment)
+    # The rows the store wrote (entered, updated, marked, moved) take the trusted path.
+    store.mark_sending([(stored[1].enrollment_id, stored[1].revision)], at=START)
+    moved = heads[ids[2]]._evolve(visit=3, step_id="t", updated_at=START)
+    assert store.move_many([(moved, [])])[0] is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EnrollmentHead, "from_document", _no_validation)
+        again = store.get_heads(ids)
+    assert again[ids[1]].sending and again[ids[1]].revision == stored[1].revision + 1
+    assert again[ids[2]].visit == 3 and again[ids[2]].revision == stored[2].revision + 1
+    assert again[ids[0]] == heads[ids[0]] and again[ids[3]] == heads[ids[3]]
 
 
 def test_get_heads_validates_a_row_another_writer_changed(sql: Any) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "EnrollmentSendMarks",
     "EnrollmentSteps",
     "EnrollmentStore",
+    "EnrollmentVisitMoves",
     "SequenceRepository",
 ]
 
@@ -226,4 +227,34 @@ class EnrollmentFirstVisits(Protocol):
         in, nothing of ``visit`` is written. ``visit`` must be a ``step`` action of that
         enrollment (its ``enrollment_id``), else :class:`~leadflow.InvalidInputError`
         (nothing written)."""
+        ...
+
+
+# --------------------------------------------------------------------------- moves with visits
+# Optional: a store that has this writes a batch's moves on together with the next visits they
+# go to where the storage keeps both (on SQL one statement on PostgreSQL); with one that has
+# not, the sequencer stores the visits in the scheduled-action store, then moves the batch with
+# :meth:`EnrollmentSteps.move_many`.
+
+
+@runtime_checkable
+class EnrollmentVisitMoves(Protocol):
+    """A batch of moves on (:meth:`EnrollmentSteps.move_many`) written together with the
+    next visits they go to, in the scheduled-action store of the same storage."""
+
+    def move_to_visits(
+        self,
+        moves: Sequence[tuple[EnrollmentHead, Sequence[StepRecord], ScheduledAction | None]],
+    ) -> builtins.list[tuple[EnrollmentHead | None, bool]]:
+        """For each ``(head, records, visit)``: ``visit`` (when given) stored as
+        :meth:`~leadflow.ports.ScheduledActionStore.schedule` stores it, unless an action
+        with its idempotency key or id is stored already (that one is left as it is); then
+        the move of :meth:`EnrollmentSteps.move_many` (the same compare-and-set, the records
+        appended), written only if its visit went in or it has none. In order: ``(head,
+        stored)``, ``head`` the enrollment as stored (``revision + 1``) or None where the
+        move was not written (its compare-and-set failed, or its visit did not go in), and
+        ``stored`` whether its visit went in (True without one). All in one transaction (the
+        unit of work's, when one is open). ``move_many``'s refusals, and a visit that is not a
+        ``step`` action of its head's enrollment, or a visit key or id given twice, are
+        :class:`~leadflow.InvalidInputError` (nothing written)."""
         ...

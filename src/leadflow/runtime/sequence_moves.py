@@ -57,8 +57,8 @@ from .sequence_parts import (
     recorded,
     send_begun,
     step_key,
-    store_visits,
 )
+from .sequence_writes import then_moved, with_visits
 from .settings import FlowSettings
 
 __all__ = ["Move", "Moves"]
@@ -124,7 +124,10 @@ class Moves:
         its step records appended where the store can
         (:class:`~leadflow.ports.sequences.EnrollmentSteps`: the history neither read nor
         written again), else its record replaced
-        (:class:`~leadflow.ports.sequences.EnrollmentBatches`). A compare-and-set that fails
+        (:class:`~leadflow.ports.sequences.EnrollmentBatches`); or both in one call where
+        the store can (:class:`~leadflow.ports.sequences.EnrollmentVisitMoves`, which writes
+        the visits into the scheduled actions of its own storage; see
+        :mod:`.sequence_writes`). A compare-and-set that fails
         there is settled as :meth:`advance` settles it: read again, moved if the enrollment
         still stands where it did (else False). Without the batch methods, one at a time."""
         store = self.enrollments
@@ -147,34 +150,20 @@ class Moves:
                 visits.append(action)
             planned.append(Planned(m.enrollment, m.program, stop, action, visit, m.outcome,
                                     context, now))  # fmt: skip
-        stored = dict(
-            zip((a.action_id for a in visits), store_visits(self._scheduled, visits), strict=True)
-        )
-        changes: list[tuple[EnrollmentHead, list[StepRecord], str | None]] = []
-        for index, move in enumerate(planned):
-            if move.stored is not None:
-                found = stored[move.stored.action_id]
-                if found is not move.stored:  # stored first by another writer: that one
-                    move = planned[index] = dataclasses.replace(move, stored=found)
-            if move.enrollment.active:
-                changes.append(moved(move.enrollment, move))
-        # Built here from the records as read (held by nobody outside the runtime): handed over.
-        changed_list = [changed for changed, _, _ in changes]
-        written: Iterator[EnrollmentHead | None]
-        if isinstance(store, EnrollmentSteps):  # the records appended, the history left alone
-            pairs = [(changed, records) for changed, records, _ in changes]
-            written = iter(handed_over(store.move_many, pairs, *changed_list))
-        else:  # read whole (heads are read only from a store with EnrollmentSteps)
-            assert isinstance(store, EnrollmentBatches)
-            whole = [recorded(_whole(c), records) for c, records, _ in changes]
-            written = iter(handed_over(store.update_many, whole, *whole))
-        done = iter(changes)
+        # The store's method looked up (an isinstance check of a runtime protocol costs
+        # dozens of calls); it writes into the scheduled actions of its own storage.
+        visiting = getattr(store, "move_to_visits", None) if steps else None
+        outcomes: Iterator[tuple[EnrollmentHead | None, str | None]]
+        if visiting is not None and all(move.enrollment.active for move in planned):
+            outcomes = iter(with_visits(self._scheduled, visiting, planned))
+        else:
+            outcomes = iter(then_moved(store, self._scheduled, planned, visits))
         results: list[bool] = []
         for move in planned:
             if not move.enrollment.active:
                 results.append(False)
                 continue
-            updated, (_, _, reason) = next(written), next(done)
+            updated, reason = next(outcomes)
             if updated is None:  # changed since it was read: settled on its own
                 current = store.get(move.enrollment.enrollment_id)
                 results.append(self._settle(move, current))

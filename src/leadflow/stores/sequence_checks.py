@@ -220,7 +220,9 @@ def checked_moves(moves: object) -> list[tuple[EnrollmentHead, list[StepRecord]]
         raise InvalidInputError(f"at most {MAX_BATCH} moves", field="moves")
     checked: list[tuple[EnrollmentHead, list[StepRecord]]] = []
     for move in moves:
-        if isinstance(move, str | bytes) or not isinstance(move, Sequence) or len(move) != 2:
+        if not (type(move) is tuple and len(move) == 2) and (  # a tuple: no ABC check
+            isinstance(move, str | bytes) or not isinstance(move, Sequence) or len(move) != 2
+        ):
             raise InvalidInputError(f"expected (enrollment head, records), got {move!r}",
                                     field="moves")  # fmt: skip
         head, records = move

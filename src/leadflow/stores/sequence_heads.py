@@ -70,10 +70,13 @@ def _trusted(document: Mapping[str, Any], revision: Any, state: Any) -> Enrollme
     names = _NAMES
     try:
         fields = {names[key]: value for key, value in document.items()}
+        # The document's own ``revision`` and ``state`` (written with it, stale once the send
+        # mark raises the column's) give way to the columns, as ``{**document, "revision":
+        # revision, "state": state}`` has them.
+        fields.pop("revision", None)
+        fields.pop("state", None)
         if (
             member is None
-            or "revision" in fields
-            or "state" in fields
             or type(fields["enrollment_id"]) is not str
             or type(fields["sequence_id"]) is not str
             or type(fields["opportunity_id"]) is not str

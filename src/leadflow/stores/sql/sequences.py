@@ -74,6 +74,7 @@ from .direct import DriverStatement
 from .enrollment_moves import EnrollInsert, MarkStatement, MoveStatement
 from .enrollment_reads import ActiveRead, HeadsRead
 from .enrollment_steps import StepRows, StepWrite
+from .enrollment_visits import VisitWrites
 from .errors import translated
 from .scheduled_sql import action_values
 from .sequence_definitions import SqlSequenceRepository
@@ -164,6 +165,7 @@ class SqlEnrollmentStore:
         )
         self._rows = StepRows(database.tables, database.dialect, driver=database.engine.dialect)
         self._moves = MoveStatement(database.tables, database.dialect)
+        self._visit_moves = VisitWrites(database, self._moves, self._rows)
         self._marks = MarkStatement(database.tables, database.dialect)
         self._enroll = (  # PostgreSQL: the row and its records in one statement
             EnrollInsert(database.tables, database.engine.dialect)
@@ -448,6 +450,15 @@ class SqlEnrollmentStore:
             None if head is None else head if is_handed_over(old) else head_of(head)
             for head, (old, _) in zip(written, checked, strict=True)
         ]
+
+    @translated("moves")
+    def move_to_visits(
+        self, moves: Sequence[tuple[EnrollmentHead, Sequence[StepRecord], ScheduledAction | None]]
+    ) -> builtins.list[tuple[EnrollmentHead | None, bool]]:
+        """See :class:`~leadflow.ports.sequences.EnrollmentVisitMoves`: on PostgreSQL one
+        statement, on SQLite the visits' ``INSERT`` then :meth:`move_many`'s statements for
+        the moves whose visit went in (:mod:`.enrollment_visits`)."""
+        return self._visit_moves(moves)
 
     def _ordered(self) -> Select[Any]:
         c = self._t.c

@@ -27,7 +27,9 @@ One contract per storage port of :mod:`leadflow.ports`:
   :class:`~leadflow.ports.sequences.EnrollmentSteps` (read and moved on without the history,
   the records appended, the newest 200 kept); :class:`EnrollmentFirstVisitsContract` for one
   with :class:`~leadflow.ports.sequences.EnrollmentFirstVisits` (a new enrollment stored with
-  its first visit, both or neither);
+  its first visit, both or neither); :class:`EnrollmentVisitMovesContract` for one with
+  :class:`~leadflow.ports.sequences.EnrollmentVisitMoves` (a batch's moves written with their
+  next visits, a move whose visit was stored first not written);
 - :class:`AnalyticsStoreContract` (:class:`~leadflow.ports.AnalyticsStore`): idempotent
   facts, period queries, filters, first contacts, the first time a status was reached;
 - :func:`activity_state_machine`: random operations on an activity repository, every answer
@@ -125,6 +127,7 @@ from .sequence_batches import EnrollmentBatchesContract
 from .sequence_first_visits import EnrollmentFirstVisitsContract
 from .sequence_marks import EnrollmentSendMarksContract
 from .sequence_steps import EnrollmentStepsContract
+from .sequence_visit_moves import EnrollmentVisitMovesContract
 from .sequences import SequenceRepositoryContract
 from .support import AuditLogContract, CounterStoreContract
 from .units import UnitOfWorkContract
@@ -143,6 +146,7 @@ __all__ = [
     "EnrollmentSendMarksContract",
     "EnrollmentStepsContract",
     "EnrollmentStoreContract",
+    "EnrollmentVisitMovesContract",
     "EventSinkContract",
     "JobStoreContract",
     "MessengerContract",
