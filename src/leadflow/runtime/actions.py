@@ -204,6 +204,18 @@ class HandlerRegistry:
         spec = self._specs.get(action_type)
         return spec is not None and spec.handler in CONTAINED
 
+    def leaves_actions(self, action_type: str) -> bool:
+        """Whether ``action_type``'s handler reads no stored action and feeds no event back
+        into the rules: a built-in message or ``create_activity`` (a replaced one is not), run
+        here. ``handle_many`` stores a chunk whose run-now actions all are so with them
+        already acknowledged (:class:`~leadflow.ports.AcknowledgedScheduling`)."""
+        spec = self._specs.get(action_type)
+        return (
+            spec is not None
+            and action_type not in self._held
+            and (spec.handler in _BLIND or spec.handler is create_activity)
+        )
+
     def runnable(self) -> frozenset[str]:
         """The action types this registry runs: every registered type not held (see
         :meth:`hold`). What a flow's :meth:`~leadflow.LeadFlow.run_due` claims by default."""
