@@ -11,6 +11,7 @@ ordinary path (the handler sees it claimed); what a unit remembers ends with it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from leadflow.stores.sql import SqlStorage
 from leadflow.testing.contracts import make_scheduled_action
 
 from .helpers import T0
+from .latency import Crash, Tripwire
 from .service_support import build_flow, rule
 from .sql_support import fresh_storage, kind_params, on_postgres
 from .test_sql_held import _answers, _created, _rows
@@ -236,3 +238,38 @@ def test_schedule_done_on_sqlite_is_none(tmp_path: Path) -> None:
         with storage.unit_of_work():
             assert storage.scheduled.schedule_done(_claimed("a", 2), now=T0) is None
         assert storage.scheduled.list(limit=10) == []
+
+
+def _crash(*_: Any) -> None:
+    raise Crash
+
+
+@pytest.mark.parametrize("kind", kind_params())
+def test_a_crash_in_a_chunk_stored_acknowledged_leaves_nothing(kind: str, tmp_path: Path) -> None:
+    """The process dies after the chunk's actions and activities were sent: nothing of the
+    chunk is stored; handed in again, each event is handled once."""
+    with fresh_storage(kind, tmp_path) as storage:
+        added = Tripwire(storage.activities, after={"add_many": _crash})
+        flow = _flow(dataclasses.replace(storage, activities=added))
+        events = [_created(f"e{n}", ("opp-1", "opp-3")[n % 2]) for n in range(6)]
+        with pytest.raises(Crash):
+            flow.handle_many(events)
+        assert added.calls.get("add_many") == 1
+        assert storage.scheduled.list(limit=100) == []
+        added.after.clear()
+        results = flow.handle_many(events)
+        assert all(isinstance(r, HandleResult) and not r.all_errors() for r in results)
+        states = sorted(a.state.value for a in storage.scheduled.list(limit=100))
+        assert states == ["done"] * 12 + ["pending"] * 6
+
+
+@on_postgres
+def test_a_wrapper_that_passes_it_on_keeps_the_acknowledgement(tmp_path: Path) -> None:
+    """A store wrapped by a class that watches the acknowledgements and passes the rest on
+    (``__getattr__``): its chunks are stored claimed and acknowledged after, as before."""
+    with fresh_storage("postgres", tmp_path) as storage:
+        watched = Tripwire(storage.scheduled)
+        flow = _flow(dataclasses.replace(storage, scheduled=watched))
+        flow.handle_many([_created(f"e{n}", "opp-1") for n in range(3)])
+        assert "schedule_done" not in watched.calls
+        assert watched.calls.get("mark_done_many", 0) + watched.calls.get("mark_done_ids", 0) == 1

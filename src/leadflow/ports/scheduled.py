@@ -163,8 +163,10 @@ class AcknowledgedScheduling(Protocol):
     """What a :class:`ScheduledActionStore` may add so that the claimed actions a unit of work
     stores and runs need no acknowledgement of their own (the SQL store on PostgreSQL: they go
     in done, no ``UPDATE`` of the rows just inserted). Optional: ``handle_many`` uses it for a
-    chunk whose run-now handlers read no stored action; elsewhere it stores with
-    :meth:`BatchScheduling.schedule_many` and acknowledges the successes after they ran."""
+    chunk whose run-now handlers read no stored action, where the store's class defines it (a
+    wrapper that passes calls on keeps seeing the acknowledgements it may watch); elsewhere it
+    stores with :meth:`BatchScheduling.schedule_many` and acknowledges the successes after
+    they ran."""
 
     def schedule_done(
         self, actions: Sequence[ScheduledAction], *, now: datetime

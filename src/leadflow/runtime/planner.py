@@ -120,7 +120,14 @@ class Planner:
         self._rulebook = rulebook
         self._scheduled = scheduled
         self._batch = scheduled if isinstance(scheduled, BatchScheduling) else None
-        self._ahead = scheduled if isinstance(scheduled, AcknowledgedScheduling) else None
+        # Only a schedule_done the store's class defines: a wrapper that watches the
+        # acknowledgements (mark_done_many) and passes the rest on keeps seeing them.
+        self._ahead = (
+            scheduled
+            if isinstance(scheduled, AcknowledgedScheduling)
+            and callable(getattr(type(scheduled), "schedule_done", None))
+            else None
+        )
         self._handlers = handlers
         self._executor = executor
         self._settings = settings
