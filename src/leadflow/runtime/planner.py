@@ -440,13 +440,15 @@ class Planner:
         sequences after its actions, and no later event's action before the sequences of an
         event they listen to have taken it."""
         actions = [action for plan in plans for action in plan.actions]
+        listening = [self._listens(plan) for plan in plans]
         acknowledged: set[str] = set()
-        created = self._schedule_all(actions, acknowledged if self._leaves(plans) else None)
+        leaves = self._ahead is not None and not any(listening) and self._leaves(plans)
+        created = self._schedule_all(actions, acknowledged if leaves else None)
         done: list[tuple[str, HandleResult, int]] = []
         runs: list[tuple[ScheduledAction, HandleResult]] = []
         waiting: list[_Planned] = []
         n = 0
-        for plan in plans:
+        for plan, listens in zip(plans, listening, strict=True):
             result = plan.result
             for action, run_now in zip(plan.actions, plan.run_now, strict=True):
                 if not created[n]:
@@ -457,7 +459,7 @@ class Planner:
                     result.scheduled.append(action)
                 n += 1
             waiting.append(plan)
-            if self._listens(plan):
+            if listens:
                 self._run_all(runs, waiting, done)
         self._run_all(runs, waiting, done)
         if acknowledged:  # stored done already (a failure's mark undid its own)
@@ -466,16 +468,18 @@ class Planner:
         return [plan.result for plan in plans]
 
     def _leaves(self, plans: list[_Planned]) -> bool:
-        """Whether nothing in the chunk reads a stored action before its commit: every
-        run-now action's handler leaves them alone (:meth:`HandlerRegistry.leaves_actions`)
-        and no event goes to sequences. Its actions may then be stored acknowledged."""
-        leaves = self._handlers.leaves_actions
-        return not any(self._listens(plan) for plan in plans) and all(
-            stored.action is not None and leaves(stored.action.action_type)
+        """Whether every run-now action of the chunk has a handler that leaves stored actions
+        alone (:meth:`HandlerRegistry.leaves_actions`): with no event for sequences, nothing
+        in the chunk reads a stored action before its commit, and its actions may be stored
+        acknowledged."""
+        types = {
+            stored.action.action_type if stored.action is not None else None
             for plan in plans
             for stored, run_now in zip(plan.actions, plan.run_now, strict=True)
             if run_now
-        )
+        }
+        leaves = self._handlers.leaves_actions
+        return all(kind is not None and leaves(kind) for kind in types)
 
     def _run_all(
         self,
