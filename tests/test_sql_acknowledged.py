@@ -273,3 +273,33 @@ def test_a_wrapper_that_passes_it_on_keeps_the_acknowledgement(tmp_path: Path) -
         flow.handle_many([_created(f"e{n}", "opp-1") for n in range(3)])
         assert "schedule_done" not in watched.calls
         assert watched.calls.get("mark_done_many", 0) + watched.calls.get("mark_done_ids", 0) == 1
+
+
+@on_postgres
+def test_a_chunk_with_an_event_for_sequences_keeps_the_acknowledgement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event a sequence listens to (its entry): the sequencer takes it inside the chunk,
+    so the chunk's actions are stored claimed and acknowledged after, as before."""
+    from .test_sequences_sql import entry, sql_flow
+
+    calls: list[int] = []
+    with fresh_storage("postgres", tmp_path) as storage:
+        store_class = type(storage.scheduled)
+        original = store_class.schedule_done
+
+        def schedule_done(self: Any, actions: Any, *, now: Any) -> Any:
+            calls.append(len(actions))
+            return original(self, actions, now=now)
+
+        monkeypatch.setattr(store_class, "schedule_done", schedule_done)
+        flow, clock, _ = sql_flow(storage)
+        flow.rules.create(RULES[0])
+        flow.engine()
+        with _statements(storage) as seen:
+            results = flow.handle_many([entry(clock, "o1"), entry(clock, "o2")])
+        assert all(isinstance(r, HandleResult) and r.sequences for r in results)
+        assert calls == []
+        assert _updates(storage, seen) >= 1  # the acknowledgement
+        runs = [run for r in results if isinstance(r, HandleResult) for run in r.executed]
+        assert runs and all(run.ok for run in runs)
