@@ -10,7 +10,12 @@ its commit, the file's sync included, in SQLAlchemy's ``commit``); SQLAlchemy's
 connections and transactions (``Engine.connect``; ``Connection.begin``, ``commit``,
 ``rollback``, ``close``); SQLAlchemy statements (``Connection.execute``: compiling, binding,
 results); the planner's ``_plan`` (the rules and the stored form of each action: the
-runtime's generic part).
+runtime's generic part); then ``handle_many``'s parts: the batch stores' own Python
+(``schedule_many`` / ``schedule_done``, ``add_many``, ``record_all``, the acknowledgement; on
+SQLite the held rows' ``executemany`` runs in the unit's end, in the rest), building the
+activities, ``activity.created``, the executor's contexts and runs, the events sent after the
+commit (the batch runner and the other handlers, bound when the flow was built, are in the
+rest).
 """
 
 from __future__ import annotations
@@ -27,7 +32,13 @@ __all__ = ["layer_split"]
 def _layers() -> list[tuple[Any, str, str]]:
     from sqlalchemy.engine import base
 
+    from leadflow.runtime import handlers
+    from leadflow.runtime.emitter import Emitter
+    from leadflow.runtime.executor import Executor
+    from leadflow.runtime.fact_recorder import FactRecorder
     from leadflow.runtime.planner import Planner
+    from leadflow.stores.sql.activities import SqlActivityRepository
+    from leadflow.stores.sql.scheduled import SqlScheduledActionStore
 
     try:
         import psycopg.waiting
@@ -44,6 +55,17 @@ def _layers() -> list[tuple[Any, str, str]]:
         (base.Connection, "close", "SQLAlchemy: connections and transactions"),
         (base.Connection, "execute", "SQLAlchemy: statements (Core)"),
         (Planner, "_plan", "planning (rules, stored forms)"),
+        # handle_many's parts (each exclusive of the layers above it calls).
+        (SqlScheduledActionStore, "schedule_many", "storing the actions (the stores' Python)"),
+        (SqlScheduledActionStore, "schedule_done", "storing the actions (the stores' Python)"),
+        (SqlActivityRepository, "add_many", "storing the activities (the stores' Python)"),
+        (handlers, "_activity", "building the activities (create_activity's values)"),
+        (handlers, "_created", "activity.created (its document, the note)"),
+        (Executor, "context", "the executor: contexts and runs"),
+        (Executor, "_succeeded", "the executor: contexts and runs"),
+        (FactRecorder, "record_all", "the facts (the stores' Python)"),
+        (Planner, "_acknowledge", "the acknowledgement (the stores' Python)"),
+        (Emitter, "_send", "leadflow's events to the sink (after the commit)"),
     ]
 
 

@@ -32,6 +32,7 @@ from .integrations import (
     TeamDirectory,
 )
 from .scheduled import (
+    AcknowledgedScheduling,
     BatchAcknowledgement,
     BatchScheduling,
     PendingCancellation,
@@ -53,6 +54,7 @@ from .storage import (
 )
 
 __all__ = [
+    "AcknowledgedScheduling",
     "ActivityRepository",
     "AnalyticsStore",
     "AuditLog",

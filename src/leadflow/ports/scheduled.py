@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 from ..records import ScheduledAction, ScheduledActionState
 
 __all__ = [
+    "AcknowledgedScheduling",
     "BatchAcknowledgement",
     "BatchScheduling",
     "PendingCancellation",
@@ -154,6 +155,28 @@ class BatchScheduling(Protocol):
         its ``action_id``) exists or comes earlier in ``actions``, in one atomic step. Returns,
         in the order given, whether each was newly created. Unlike :meth:`schedule`, an action
         whose id another key holds is reported not created, not raised."""
+        ...
+
+
+@runtime_checkable
+class AcknowledgedScheduling(Protocol):
+    """What a :class:`ScheduledActionStore` may add so that the claimed actions a unit of work
+    stores and runs need no acknowledgement of their own (the SQL store on PostgreSQL: they go
+    in done, no ``UPDATE`` of the rows just inserted). Optional: ``handle_many`` uses it for a
+    chunk whose run-now handlers read no stored action, where the store's class defines it (a
+    wrapper that passes calls on keeps seeing the acknowledgements it may watch); elsewhere it
+    stores with :meth:`BatchScheduling.schedule_many` and acknowledges the successes after
+    they ran."""
+
+    def schedule_done(
+        self, actions: Sequence[ScheduledAction], *, now: datetime
+    ) -> builtins.list[bool] | None:
+        """Inside an atomic unit of work: :meth:`BatchScheduling.schedule_many`, except that
+        each new action in the ``claimed`` state is stored as marking it done by its lease
+        owner at ``now`` would leave it; until the unit ends,
+        :meth:`ScheduledActionStore.mark_failed` by that worker finds it as claimed. Where
+        the store cannot (outside a unit of work, or a backend that needs none of it): None,
+        and nothing is stored."""
         ...
 
 

@@ -49,6 +49,11 @@ _BLIND: frozenset[Any] = frozenset({send_notification, send_email, send_sms})
 """Built-in handlers that neither read activities (unless they assign ``least_loaded``) nor
 cause events: :meth:`HandlerRegistry.run_batch` lets activities wait past them."""
 
+_Prepared = tuple[ActionHandler, Any, bool, bool]
+"""What :meth:`HandlerRegistry.run_batch` keeps of a prepared rule action: its handler, its
+params, whether its activity waits (a built-in ``create_activity``), whether its handler is
+blind (see :data:`_BLIND`)."""
+
 _ACTION_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -199,6 +204,18 @@ class HandlerRegistry:
         spec = self._specs.get(action_type)
         return spec is not None and spec.handler in CONTAINED
 
+    def leaves_actions(self, action_type: str) -> bool:
+        """Whether ``action_type``'s handler reads no stored action and feeds no event back
+        into the rules: a built-in message or ``create_activity`` (a replaced one is not), run
+        here. ``handle_many`` stores a chunk whose run-now actions all are so with them
+        already acknowledged (:class:`~leadflow.ports.AcknowledgedScheduling`)."""
+        spec = self._specs.get(action_type)
+        return (
+            spec is not None
+            and action_type not in self._held
+            and (spec.handler in _BLIND or spec.handler is create_activity)
+        )
+
     def runnable(self) -> frozenset[str]:
         """The action types this registry runs: every registered type not held (see
         :meth:`hold`). What a flow's :meth:`~leadflow.LeadFlow.run_due` claims by default."""
@@ -273,24 +290,44 @@ class HandlerRegistry:
                 outcomes[i] = note
             waiting.clear()
 
+        # A rule action's spec and parsed params, prepared once for the batch: every event a
+        # rule matched holds the same Action object (the compiled rule's).
+        prepared: dict[tuple[str | None, int | None], tuple[Action, _Prepared]] = {}
         for i, ctx in enumerate(contexts):
-            try:
-                spec = self._prepared(ctx)
-            except Exception as exc:
-                outcomes[i] = exc
-                continue
-            loaded = getattr(ctx.params, "assign_to", None) == "least_loaded"
-            if spec.handler is create_activity and not loaded:
+            scheduled = ctx.scheduled
+            slot = (scheduled.rule_id, scheduled.action_index)
+            kept = prepared.get(slot)
+            if kept is not None and kept[0] is scheduled.action:
+                handler, ctx.params, waits, blind = kept[1]
+            else:
+                try:
+                    spec = self._prepared(ctx)
+                except Exception as exc:
+                    outcomes[i] = exc
+                    continue
+                handler = spec.handler
+                loaded = getattr(ctx.params, "assign_to", None) == "least_loaded"
+                waits = handler is create_activity and not loaded
+                blind = not loaded and handler in _BLIND
+                if self._reused(spec) and scheduled.action is not None:
+                    prepared[slot] = (scheduled.action, (handler, ctx.params, waits, blind))
+            if waits:
                 waiting.append(i)
                 continue
-            if loaded or spec.handler not in _BLIND:
+            if not blind:
                 store_waiting()
             try:
-                outcomes[i] = spec.handler(ctx)
+                outcomes[i] = handler(ctx)
             except Exception as exc:
                 outcomes[i] = exc
         store_waiting()
         return outcomes
+
+    @staticmethod
+    def _reused(spec: HandlerSpec) -> bool:
+        """Whether :meth:`parse` gives one params value to every run of a rule action
+        (a frozen params model, or none): then :meth:`run_batch` prepares it once."""
+        return spec.params is None or bool(spec.params.model_config.get("frozen", False))
 
     def __contains__(self, action_type: object) -> bool:
         return action_type in self._specs

@@ -370,9 +370,10 @@ class LeadFlow:
         second finds its keys (``duplicates``).
 
         On SQL the events go 500 per unit of work: their actions stored with one multi-row
-        ``INSERT ... ON CONFLICT DO NOTHING``, the successes marked done with one ``UPDATE``,
-        one commit; a store failure rolls the chunk back and its events are handled one by one
-        (see :class:`~.planner.Planner`). A storage that is unreachable
+        ``INSERT ... ON CONFLICT DO NOTHING``, the successes marked done with one ``UPDATE``
+        (none where they go in done already: see ``docs/sql.md``), one commit; a store
+        failure rolls the chunk back and its events are handled one by one (see
+        :class:`~.planner.Planner`). A storage that is unreachable
         (:class:`~leadflow.UnavailableError`) stops the call: the chunks before it are
         committed, and handling the whole batch again is harmless."""
         if isinstance(events, str | bytes | Mapping):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -45,6 +46,7 @@ from ..errors import (
 )
 from ..models import Event
 from ..ports import (
+    AcknowledgedScheduling,
     BatchScheduling,
     Clock,
     DeferredUnits,
@@ -118,6 +120,14 @@ class Planner:
         self._rulebook = rulebook
         self._scheduled = scheduled
         self._batch = scheduled if isinstance(scheduled, BatchScheduling) else None
+        # Only a schedule_done the store's class defines: a wrapper that watches the
+        # acknowledgements (mark_done_many) and passes the rest on keeps seeing them.
+        self._ahead = (
+            scheduled
+            if isinstance(scheduled, AcknowledgedScheduling)
+            and callable(getattr(type(scheduled), "schedule_done", None))
+            else None
+        )
         self._handlers = handlers
         self._executor = executor
         self._settings = settings
@@ -430,12 +440,15 @@ class Planner:
         sequences after its actions, and no later event's action before the sequences of an
         event they listen to have taken it."""
         actions = [action for plan in plans for action in plan.actions]
-        created = self._schedule_all(actions)
+        listening = [self._listens(plan) for plan in plans]
+        acknowledged: set[str] = set()
+        leaves = self._ahead is not None and not any(listening) and self._leaves(plans)
+        created = self._schedule_all(actions, acknowledged if leaves else None)
         done: list[tuple[str, HandleResult, int]] = []
         runs: list[tuple[ScheduledAction, HandleResult]] = []
         waiting: list[_Planned] = []
         n = 0
-        for plan in plans:
+        for plan, listens in zip(plans, listening, strict=True):
             result = plan.result
             for action, run_now in zip(plan.actions, plan.run_now, strict=True):
                 if not created[n]:
@@ -446,11 +459,27 @@ class Planner:
                     result.scheduled.append(action)
                 n += 1
             waiting.append(plan)
-            if self._listens(plan):
+            if listens:
                 self._run_all(runs, waiting, done)
         self._run_all(runs, waiting, done)
+        if acknowledged:  # stored done already (a failure's mark undid its own)
+            done = [entry for entry in done if entry[0] not in acknowledged]
         self._acknowledge(done)
         return [plan.result for plan in plans]
+
+    def _leaves(self, plans: list[_Planned]) -> bool:
+        """Whether every run-now action of the chunk has a handler that leaves stored actions
+        alone (:meth:`HandlerRegistry.leaves_actions`): with no event for sequences, nothing
+        in the chunk reads a stored action before its commit, and its actions may be stored
+        acknowledged."""
+        types = {
+            stored.action.action_type if stored.action is not None else None
+            for plan in plans
+            for stored, run_now in zip(plan.actions, plan.run_now, strict=True)
+            if run_now
+        }
+        leaves = self._handlers.leaves_actions
+        return all(kind is not None and leaves(kind) for kind in types)
 
     def _run_all(
         self,
@@ -473,13 +502,31 @@ class Planner:
         runs.clear()
         waiting.clear()
 
-    def _schedule_all(self, actions: list[ScheduledAction]) -> list[bool]:
+    def _schedule_all(
+        self, actions: list[ScheduledAction], acknowledged: set[str] | None = None
+    ) -> list[bool]:
+        """Whether each of ``actions`` was stored anew. With ``acknowledged`` (a set), where
+        the store offers it (:class:`AcknowledgedScheduling`), the claimed ones go in done
+        already: the ids of those stored so are added to the set (their successes need no
+        acknowledgement)."""
         if self._batch is None:
             return [handed_over(self._scheduled.schedule, action)[1] for action in actions]
+        ahead = self._ahead if acknowledged is not None else None
         created: list[bool] = []
         for start in range(0, len(actions), _ACK_MAX):
             part = actions[start : start + _ACK_MAX]
-            created += handed_over(self._batch.schedule_many, part, *part)
+            stored = None
+            if ahead is not None and acknowledged is not None:
+                stored = handed_over(partial(ahead.schedule_done, now=self._now()), part, *part)
+                if stored is not None:
+                    acknowledged.update(
+                        action.action_id
+                        for action, new in zip(part, stored, strict=True)
+                        if new and action.state is ScheduledActionState.CLAIMED
+                    )
+            if stored is None:
+                stored = handed_over(self._batch.schedule_many, part, *part)
+            created += stored
         return created
 
     # ------------------------------------------------------------------ cascades

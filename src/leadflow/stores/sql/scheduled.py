@@ -51,6 +51,7 @@ from ..checks import (
     in_order,
     lease_end,
 )
+from . import acknowledged as ahead
 from .claim_sql import INDEX_WALK, SETTING, STATE, ClaimStatements, state_is
 from .claimed import claimed_actions
 from .database import SqlDatabase
@@ -133,6 +134,25 @@ class SqlScheduledActionStore:
         statement per row for a few, else what is held read first and the others inserted
         with one ``executemany``, :meth:`~.scheduled_sql.WriteStatements.add_unheld`), in one
         transaction (the unit of work's inside one)."""
+        return self._schedule_rows(actions, None)
+
+    @translated("actions")
+    def schedule_done(
+        self, actions: Sequence[ScheduledAction], *, now: datetime
+    ) -> builtins.list[bool] | None:
+        """:class:`~leadflow.ports.AcknowledgedScheduling`: on PostgreSQL, inside a unit of
+        work, :meth:`schedule_many`'s statement with each new claimed action stored as
+        :meth:`mark_done_ids` by its lease owner at ``now`` would leave it (no ``UPDATE``
+        later: see :mod:`.acknowledged`); until the unit ends :meth:`mark_failed` by that
+        worker finds it as claimed. Elsewhere (SQLite, whose held rows go in done already;
+        outside a unit) nothing is done: None."""
+        if self._db.is_sqlite or not self._db.in_unit:
+            return None
+        return self._schedule_rows(actions, ensure_utc(now, "now"))
+
+    def _schedule_rows(
+        self, actions: Sequence[ScheduledAction], done_at: datetime | None
+    ) -> builtins.list[bool]:
         if isinstance(actions, str | Mapping) or not isinstance(actions, Sequence):
             raise InvalidInputError("expected a list of scheduled actions", field="actions")
         if len(actions) > _MAX_BATCH:
@@ -152,9 +172,22 @@ class SqlScheduledActionStore:
                 rows.append(action_values(checked, events))
         if not rows:
             return first
+        acknowledged: dict[str, str] = {}
+        if done_at is not None:
+            claimed = _State.CLAIMED.value
+            for row in rows:
+                if row["state"] == claimed:
+                    acknowledged[row["action_id"]] = row["lease_owner"]
+                    row.update(
+                        state=_State.DONE.value,
+                        finished_at=done_at,
+                        updated_at=done_at,
+                        lease_expires_at=None,
+                    )
         few = self._w.add_few
         if (
-            few is not None
+            done_at is None
+            and few is not None
             and len(rows) <= few.limit
             and self._db.defer(few.waiting(rows, "action_id"), ahead=True)
         ):
@@ -180,6 +213,15 @@ class SqlScheduledActionStore:
                 }
             else:
                 created = self._w.add_unheld(self._db, connection, rows)
+            if acknowledged:
+                ahead.note(
+                    connection,
+                    {
+                        row["action_id"]: acknowledged[row["action_id"]]
+                        for row in rows
+                        if row["action_id"] in acknowledged and row["idempotency_key"] in created
+                    },
+                )
         return [
             fresh and action.idempotency_key in created
             for fresh, action in zip(first, actions, strict=True)
@@ -246,18 +288,23 @@ class SqlScheduledActionStore:
         return actions
 
     def _finish(self, action_id: str, worker: str, changes: Mapping[str, Any]) -> ScheduledAction:
-        """Apply ``changes`` if ``worker`` holds the action; :class:`ConflictError` if not."""
+        """Apply ``changes`` if ``worker`` holds the action; :class:`ConflictError` if not.
+        An action this unit of work stored acknowledged (:meth:`schedule_done`) for
+        ``worker`` is held as if still claimed: its mark changes it from claimed, not from
+        done (``finished_at`` as ``changes`` say, else empty again)."""
         action_id = an_id(action_id, "action_id")
         c = self._t.c
-        statement = (
-            update(self._t)
-            .where(
-                c.action_id == action_id, self._state_is(_State.CLAIMED), c.lease_owner == worker
-            )
-            .values(changes)
-            .returning(*self._t.c)
-        )
         with self._db.write(atomic=False) as connection:
+            state = _State.CLAIMED
+            if self._db.in_unit and ahead.owner(connection, action_id) == worker:
+                state, changes = _State.DONE, {"finished_at": None, **changes}
+                ahead.forget(connection, action_id)
+            statement = (
+                update(self._t)
+                .where(c.action_id == action_id, self._state_is(state), c.lease_owner == worker)
+                .values(changes)
+                .returning(*self._t.c)
+            )
             row = connection.execute(statement).mappings().first()
             if row is None:
                 current = self._one(connection, action_id)
@@ -307,7 +354,7 @@ class SqlScheduledActionStore:
         now = ensure_utc(now, "now")
         if not ids:
             return []
-        if self._done_waiting(ids, worker, now):
+        if self._done_waiting(ids, worker, now) or self._done_ahead(ids, worker):
             return list(ids)
         # ``carry``: in a unit of work on PostgreSQL the facts kept for later (``handle``'s
         # arrival) go in the same statement (a table this one does not read).
@@ -320,6 +367,14 @@ class SqlScheduledActionStore:
             done_ids = self._w.done_ids_direct.run(connection, parameters, carry=True)
             done = {row[0] for row in done_ids}
         return [action_id for action_id in ids if action_id in done]
+
+    def _done_ahead(self, ids: Sequence[str], worker: str) -> bool:
+        """Whether every one of ``ids`` is an action this unit of work stored acknowledged
+        for ``worker`` (:meth:`schedule_done`): done already, nothing to send."""
+        if self._db.is_sqlite or not self._db.in_unit:
+            return False
+        with self._db.write(atomic=False, carry=True) as connection:
+            return ahead.held_by(connection, ids, worker)
 
     def _done_waiting(self, ids: Sequence[str], worker: str, now: datetime) -> bool:
         """In a deferred unit (PostgreSQL) or a unit holding rows (SQLite): when every one of
