@@ -72,6 +72,7 @@ SEQUENCE_ENDPOINTS = {
     ("POST", "/api/sequences/{sequenceId}/resume"),
     ("POST", "/api/sequences/{sequenceId}/archive"),
     ("POST", "/api/sequences/{sequenceId}/enrollments"),
+    ("POST", "/api/sequences/{sequenceId}/enrollments/matching"),
     ("GET", "/api/sequences/{sequenceId}/report"),
     ("DELETE", "/api/enrollments/{enrollmentId}"),
     ("GET", "/api/opportunities/{opportunityId}/enrollments"),

@@ -20,7 +20,7 @@ from leadflow import Operations, Principal, Role
 from leadflow.access import DEFAULT_POLICY
 from leadflow.contrib.fastapi import events_router, router
 
-from .access_support import ADMIN, ALICE, BY_ROLE, SUPER, World
+from .access_support import ADMIN, ALICE, BOB, BY_ROLE, SUPER, World
 from .sequence_ops_support import SEQUENCE, enrollment_of, full_snapshot, sequence_world
 from .sequence_support import lead, opportunities, sequence_flow, website_lead_sequence
 from .suite import examples
@@ -44,6 +44,26 @@ def served(world: World) -> TestClient:
 
 
 Request = Callable[[World, Principal], tuple[str, str, dict[str, Any]]]
+
+
+def arrived(world: World, principal: Principal) -> dict[str, Any]:
+    """Record that ``new-<user>`` (the principal's) arrived as a lead a moment ago; a filter
+    that takes it (the principal's own leads of the last day)."""
+    from leadflow.facts import LeadArrival
+
+    analytics = world.flow.storage.analytics
+    assert analytics is not None
+    now = world.clock.now()
+    user = principal.user_id
+    analytics.record_arrival(
+        LeadArrival(event_id=f"arrival-{user}", opportunity_id=f"new-{user}", arrived_at=now,
+                    source="website", owner=user)
+    )  # fmt: skip
+    since, until = now.replace(hour=0), now.replace(hour=23)
+    return {"arrivedFrom": since.isoformat(), "arrivedBefore": until.isoformat(),
+            "owners": [principal.user_id]}  # fmt: skip
+
+
 SEQUENCE_ROUTES: dict[str, tuple[str, int, Request]] = {
     # route name: (the operation that decides it, success status, a request on own things)
     "create_sequence": ("sequence.write", 201, lambda w, p: (
@@ -61,6 +81,8 @@ SEQUENCE_ROUTES: dict[str, tuple[str, int, Request]] = {
     "enroll": ("enrollment.write", 200, lambda w, p: (
         "POST", "/api/sequences/nurture/enrollments",
         {"json": {"opportunityIds": [f"new-{p.user_id}"], "dryRun": False}})),
+    "enroll_matching": ("enrollment.write", 200, lambda w, p: (
+        "POST", "/api/sequences/nurture/enrollments/matching", {"json": arrived(w, p)})),
     "sequence_report": ("sequence.report", 200, lambda w, p: (
         "GET", "/api/sequences/nurture/report", {})),
     "unenroll": ("enrollment.write", 200, lambda w, p: (
@@ -330,3 +352,40 @@ def test_a_real_enrollment_id_reaches_the_unenroll_route() -> None:
         f"/api/enrollments/{enrollment_of(world.flow, 'opp-root')}", headers=as_(SUPER)
     )
     assert answer.status_code == 200 and answer.json()["state"] == "unenrolled"
+
+
+def test_enrolling_the_leads_a_filter_takes() -> None:
+    """``POST .../enrollments/matching``: the leads that arrived in the period, of the
+    sources and owners given; a dry run writes nothing; a malformed filter is a 422 naming
+    its field and changes nothing."""
+    world = sequence_world()
+    client = served(world)
+    body = arrived(world, ALICE)
+    arrived(world, BOB)
+    url = "/api/sequences/nurture/enrollments/matching"
+    before = full_snapshot(world.flow)
+    dry = client.post(url, json={**body, "owners": None, "dryRun": True}, headers=as_(ADMIN))
+    assert dry.status_code == 200, dry.text
+    assert (dry.json()["entering"], dry.json()["dryRun"]) == (2, True)
+    assert full_snapshot(world.flow) == before
+    for bad, field in (
+        ({**body, "arrivedBefore": body["arrivedFrom"]}, None),
+        ({**body, "arrivedFrom": "2026-01-05T09:00:00"}, "arrivedFrom"),
+        ({**body, "sources": []}, "sources"),
+        ({**body, "owners": ["not an id"]}, "owners"),
+        ({**body, "extra": 1}, "extra"),
+    ):
+        answer = client.post(url, json=bad, headers=as_(ADMIN))
+        assert answer.status_code == 422, answer.text
+        if field is not None:
+            assert answer.json()["field"].startswith(field)
+    assert full_snapshot(world.flow) == before
+    done = client.post(url, json=body, headers=as_(ALICE))
+    assert done.status_code == 200, done.text
+    assert [(o["opportunityId"], o["what"]) for o in done.json()["outcomes"]] == [
+        ("new-alice", "enrolled")
+    ]
+    taken = client.post(url, json={**body, "owners": None}, headers=as_(ALICE))
+    assert taken.status_code == 403  # bob's lead is not hers: nothing written
+    again = client.post(url, json={**body, "sources": ["phone"]}, headers=as_(ADMIN))
+    assert again.status_code == 200 and again.json()["outcomes"] == []

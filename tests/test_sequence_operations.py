@@ -53,9 +53,27 @@ SEQUENCE_CALLS: dict[str, tuple[str, Call]] = {
 }
 
 Scoped = Callable[[World, Principal, str], Any]
+
+
+def _matching(world: World, principal: Principal, user: str) -> Any:
+    """Enroll by filter the lead ``new-<user>`` (``user``'s), seen arriving a moment ago."""
+    from leadflow.facts import LeadArrival
+
+    analytics = world.flow.storage.analytics
+    assert analytics is not None
+    now = world.clock.now()
+    analytics.record_arrival(
+        LeadArrival(event_id=f"arrival-{user}", opportunity_id=f"new-{user}", arrived_at=now,
+                    owner=user)
+    )  # fmt: skip
+    where = {"arrivedFrom": now, "arrivedBefore": now + timedelta(seconds=1), "owners": [user]}
+    return world.ops.sequences.enroll_matching(principal, "nurture", where)
+
+
 OPPORTUNITY_CALLS: dict[str, Scoped] = {
     # method: a call on ``user``'s things (the principal's own, or bob's)
     "enroll": lambda w, p, user: w.ops.sequences.enroll(p, "nurture", [f"new-{user}"]),
+    "enroll_matching": _matching,
     "unenroll": lambda w, p, user: w.ops.sequences.unenroll(
         p, enrollment_of(w.flow, f"opp-{user}")
     ),
@@ -95,12 +113,12 @@ def test_sequence_operations_follow_the_table(policy_name: str, role: Role, meth
 def _expected(policy: Policy, role: Role, method: str, own: bool) -> Any:
     """What the table says: an exception type, or "ok" / "empty" / "no steps"."""
     has = {op for op, roles in policy.table.items() if role in roles}
-    if method in ("enroll", "unenroll"):
+    if method in ("enroll", "enroll_matching", "unenroll"):
         if "enrollment.write" not in has:
             return PermissionDeniedError
         if own or "enrollment.write_any" in has:
             return "ok"
-        return PermissionDeniedError if method == "enroll" else NotFoundError
+        return NotFoundError if method == "unenroll" else PermissionDeniedError
     if "activity.read" not in has:
         return PermissionDeniedError
     if own or "activity.read_all" in has:
@@ -129,7 +147,7 @@ def test_opportunity_operations_follow_the_table_and_ownership(
         assert full_snapshot(world.flow) == before
         return
     result = OPPORTUNITY_CALLS[method](world, principal, user)
-    if method == "enroll":
+    if method in ("enroll", "enroll_matching"):
         assert result.entering == 1
         assert world.flow.sequences.enrollments(f"new-{user}")[0].enrolled_by == principal.user_id
     elif method == "unenroll":

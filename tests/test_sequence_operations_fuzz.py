@@ -48,6 +48,18 @@ DEFINITION = mostly(
 )
 OPPORTUNITIES = mostly(st.lists(IDS, max_size=4)) | VALUE
 IN_FLIGHT = mostly(st.sampled_from(["keep", "move", "end"]))
+TIMES = mostly(st.sampled_from(["2026-01-01T00:00:00Z", "2027-01-01T00:00:00+00:00",
+                                "2026-01-05T09:00:00", "never"])) | VALUE  # fmt: skip
+LEAD_FILTER = mostly(
+    st.fixed_dictionaries(
+        {"arrivedFrom": TIMES, "arrivedBefore": TIMES},
+        optional={
+            "sources": mostly(st.lists(st.sampled_from(["website", "", "x" * 200]), max_size=3)),
+            "owners": mostly(st.lists(IDS, max_size=3)),
+            "extra": VALUE,
+        },
+    )
+)
 STATUS = mostly(st.sampled_from(["active", "draft"]))
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
@@ -70,6 +82,9 @@ ENTRIES: dict[str, Entry] = {
     ),
     "enroll": lambda w, p, d: w.ops.sequences.enroll(
         p, d(IDS), d(OPPORTUNITIES), dry_run=d(mostly(st.booleans()))
+    ),
+    "enroll_matching": lambda w, p, d: w.ops.sequences.enroll_matching(
+        p, d(IDS), d(LEAD_FILTER), dry_run=d(mostly(st.booleans()))
     ),
     "unenroll": lambda w, p, d: w.ops.sequences.unenroll(p, d(IDS)),
     "enrollments": lambda w, p, d: w.ops.sequences.enrollments(p, d(IDS)),

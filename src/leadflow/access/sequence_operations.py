@@ -40,7 +40,13 @@ from datetime import datetime
 from typing import Any, Final
 
 from ..clock import ensure_utc
-from ..errors import DuplicateError, InvalidInputError, NotFoundError, PermissionDeniedError
+from ..errors import (
+    DuplicateError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from ..records import AuditEntry
 from ..runtime.flow import LeadFlow
 from ..runtime.sequence_admin import (
@@ -49,6 +55,7 @@ from ..runtime.sequence_admin import (
     SequencesAdmin,
     active_enrollments,
 )
+from ..runtime.sequence_matching import LeadFilter, leads_matching
 from ..runtime.sequence_report import SequenceReport, report_for
 from ..runtime.sequence_timeline import TimelineEntry, merge_timeline, read_step_entries
 from ..sequences import Enrollment, Reenrollment, SequenceDefinition
@@ -376,6 +383,40 @@ class SequenceOperations:
                 self._audit(principal, "enrollment", enrollment.enrollment_id, "enrolled",
                             after=enrollment, note=f"{opportunity_id} into {checked}")  # fmt: skip
         return report
+
+    def enroll_matching(
+        self,
+        principal: Principal,
+        sequence_id: str,
+        where: LeadFilter | Mapping[str, Any],
+        *,
+        dry_run: bool = False,
+    ) -> EnrollmentReport:
+        """Enroll the leads ``where`` takes (:class:`~leadflow.runtime.sequence_matching.
+        LeadFilter`: those leadflow saw arrive in a period, of given sources and owners; at
+        most 10,000) exactly as :meth:`enroll` enrolls a list of ids: the same checks (a
+        principal who may enroll only their own is refused the whole filter when it takes
+        another's lead: filter by ``owners``), dry run and audit. A filter that takes nobody
+        is an empty report. pydantic's ``ValidationError`` for a malformed filter;
+        :class:`InvalidStateError` without an analytics store or unless the sequence is
+        active."""
+        self._require(principal, "enrollment.write")
+        checked = checked_id(sequence_id, "sequence_id")
+        if not isinstance(dry_run, bool):
+            raise InvalidInputError("expected a boolean", field="dry_run")
+        if not isinstance(where, LeadFilter | Mapping):
+            raise InvalidInputError("expected a lead filter", field="where")
+        lead_filter = where if isinstance(where, LeadFilter) else LeadFilter.model_validate(where)
+        admin = self._admin
+        definition = admin.running(checked)
+        if definition.status is not Status.ACTIVE:
+            raise InvalidStateError(
+                f"sequence {checked!r} is {definition.status.value}: it enrolls nobody"
+            )
+        ids = leads_matching(self._flow.storage.analytics, lead_filter)
+        if not ids:
+            return EnrollmentReport(checked, dry_run)
+        return self.enroll(principal, checked, ids, dry_run=dry_run)
 
     def unenroll(self, principal: Principal, enrollment_id: str) -> Enrollment:
         """End an enrollment by hand. An enrollment on an opportunity the principal may not

@@ -258,6 +258,7 @@ class LeadFlow:
                 handlers=self.handlers,
                 settings=self.settings,
                 clock=self.clock,
+                analytics=self.storage.analytics,
             )
         return self._sequences_admin
 

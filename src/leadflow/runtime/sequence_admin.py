@@ -15,7 +15,7 @@ from typing import Any
 from ..clock import ensure_utc
 from ..errors import InvalidInputError, InvalidStateError, StaleWriteError
 from ..models import Event
-from ..ports import Clock, EnrollmentStore
+from ..ports import AnalyticsStore, Clock, EnrollmentStore
 from ..rules.sequence_checks import check_sequence
 from ..rules.sequencing import SequenceProgram
 from ..sequences import (
@@ -30,6 +30,7 @@ from .actions import HandlerRegistry
 from .enrollment_pages import enrollments_of
 from .results import SequenceOutcome
 from .sequence_hold import release
+from .sequence_matching import LeadFilter, leads_matching
 from .sequence_parts import enrollment_id_for
 from .sequence_programs import running_version
 from .sequencer import Sequencer
@@ -84,8 +85,10 @@ class SequencesAdmin:
         handlers: HandlerRegistry,
         settings: FlowSettings,
         clock: Clock,
+        analytics: AnalyticsStore | None = None,
     ) -> None:
         self._sequencer = sequencer
+        self._analytics = analytics
         self._repository = sequencer.sequences
         self._enrollments = sequencer.enrollments
         self._handlers = handlers
@@ -296,6 +299,27 @@ class SequencesAdmin:
                 actor=actor,
             )  # fmt: skip
         return report
+
+    def enroll_matching(
+        self,
+        sequence_id: str,
+        where: LeadFilter | Mapping[str, Any],
+        *,
+        actor: str | None = None,
+        dry_run: bool = False,
+    ) -> EnrollmentReport:
+        """Enroll the leads ``where`` takes (:mod:`~leadflow.runtime.sequence_matching`: those
+        leadflow saw arrive in a period, of given sources and owners) as :meth:`enroll` would
+        enroll their ids; with ``dry_run`` nothing is written and the report says who would
+        enter. :class:`InvalidStateError` without an analytics store."""
+        lead_filter = where if isinstance(where, LeadFilter) else LeadFilter.model_validate(where)
+        definition = self.running(sequence_id)
+        if definition.status is not SequenceStatus.ACTIVE:
+            raise InvalidStateError(
+                f"sequence {sequence_id!r} is {definition.status.value}: it enrolls nobody"
+            )
+        ids = leads_matching(self._analytics, lead_filter)
+        return self.enroll(sequence_id, ids, actor=actor, dry_run=dry_run)
 
     def _would(self, definition: SequenceDefinition, opportunity_id: str) -> SequenceOutcome:
         sid = definition.sequence_id

@@ -17,6 +17,7 @@ POST     ``/sequences/{sequenceId}/publish``         a new version (body: the de
                                                      ``?inFlight=keep|move|end&status=``
 POST     ``/sequences/{sequenceId}/pause``           pause (also ``resume``, ``archive``)
 POST     ``/sequences/{sequenceId}/enrollments``     enroll, in bulk, ``dryRun`` writes nothing
+POST     ``/sequences/{sequenceId}/enrollments/matching``  the leads a filter takes, ``dryRun``
 DELETE   ``/enrollments/{enrollmentId}``             unenroll (answers the ended enrollment)
 GET      ``/opportunities/{opportunityId}/enrollments``  the opportunity's enrollments, with
                                                      each step's history
@@ -36,6 +37,7 @@ from pydantic import Field
 from ...access import Operations, Principal
 from ...fields import Id
 from ...runtime.sequence_admin import EnrollmentReport, InFlight
+from ...runtime.sequence_matching import LeadFilter
 from ...runtime.sequence_report import SequenceReport
 from ...runtime.sequence_schema import sequence_schema
 from ...runtime.sequence_timeline import TimelineEntry
@@ -95,6 +97,14 @@ class EnrollIn(_Wire):
     """Opportunities to enroll (1 to 10,000); ``dryRun``: write nothing, say who would enter."""
 
     opportunity_ids: list[Id] = Field(min_length=1, max_length=10_000)
+    dry_run: bool = False
+
+
+class EnrollMatchingIn(LeadFilter):
+    """The leads to enroll by filter (those leadflow saw arrive in ``[arrivedFrom,
+    arrivedBefore)``, of ``sources`` / ``owners`` when given; at most 10,000); ``dryRun``:
+    write nothing, say who would enter."""
+
     dry_run: bool = False
 
 
@@ -202,6 +212,15 @@ def sequence_routes(api: APIRouter, ops: Operations, current: Callable[..., Prin
         sequence_id: SequenceIdPath, body: EnrollIn, who: Principal = Depends(current)
     ) -> Any:
         report = ops.sequences.enroll(who, sequence_id, body.opportunity_ids, dry_run=body.dry_run)
+        return EnrollmentReportOut.of(report)
+
+    @api.post(f"{base}/{{sequenceId}}/enrollments/matching", response_model=EnrollmentReportOut,
+              summary="Enroll the leads a filter takes (bulk, with a dry run)", **opts)  # fmt: skip
+    def enroll_matching(
+        sequence_id: SequenceIdPath, body: EnrollMatchingIn, who: Principal = Depends(current)
+    ) -> Any:
+        where = LeadFilter.model_validate(body.model_dump(exclude={"dry_run"}))
+        report = ops.sequences.enroll_matching(who, sequence_id, where, dry_run=body.dry_run)
         return EnrollmentReportOut.of(report)
 
     @api.get(f"{base}/{{sequenceId}}/report", response_model=SequenceReport,
