@@ -86,15 +86,22 @@ def _states(storage: Storage) -> list[tuple[str, EnrollmentState, bool]]:
     return sorted((e.opportunity_id, e.state, e.held) for e in store.list())
 
 
-def test_an_instance_that_has_not_seen_the_resume_holds_nothing(storage: Storage) -> None:
-    """Instance B cached "paused" (it held o1's visit); A resumes; within B's cache lifetime
-    o1's released visit and o2's come due on B: both run, once."""
+def _two_instances(storage: Storage) -> tuple[LeadFlow, ManualClock, LeadFlow, ManualClock]:
+    """Instances A and B on ``storage``; the sequence published and two leads entered on A,
+    o1 at 10:00 and o2 at 12:00 (their e-mails due a day later)."""
     a, clock_a = _flow(storage)
     b, clock_b = _flow(storage)
     a.sequences.publish(_sequence())
     a.handle(_event("opportunity.created", "lead-1", clock_a.now(), "o1"))
     clock_a.advance(timedelta(hours=2))
     a.handle(_event("opportunity.created", "lead-2", clock_a.now(), "o2"))
+    return a, clock_a, b, clock_b
+
+
+def test_an_instance_that_has_not_seen_the_resume_holds_nothing(storage: Storage) -> None:
+    """Instance B cached "paused" (it held o1's visit); A resumes; within B's cache lifetime
+    o1's released visit and o2's come due on B: both run, once."""
+    a, clock_a, b, clock_b = _two_instances(storage)
     a.sequences.pause("nurture")
     clock_a.set(MONDAY_10 + timedelta(hours=24, minutes=15))
     _sync(clock_a, clock_b)
@@ -117,12 +124,7 @@ def test_a_pause_through_another_instance_holds_the_next_visits_at_once(
 ) -> None:
     """Instance B ran o1's e-mail (it caches "active"); A pauses; o2's e-mail comes due on B
     a moment later, well within B's cache lifetime: held, sent after the resume."""
-    a, clock_a = _flow(storage)
-    b, clock_b = _flow(storage)
-    a.sequences.publish(_sequence())
-    a.handle(_event("opportunity.created", "lead-1", clock_a.now(), "o1"))
-    clock_a.advance(timedelta(hours=2))
-    a.handle(_event("opportunity.created", "lead-2", clock_a.now(), "o2"))
+    a, clock_a, b, clock_b = _two_instances(storage)
     clock_a.set(MONDAY_10 + timedelta(hours=24, minutes=15))
     _sync(clock_a, clock_b)
     while b.run_due().claimed:

@@ -262,14 +262,8 @@ class FastScheduledActionStore:
         now = ensure_utc(now, "now")
         done: list[str] = []
         with self._lock:
-            for action_id in ids:
-                action = self._live.get(action_id)
-                if (
-                    action is None
-                    or action.state is not _State.CLAIMED
-                    or action.lease_owner != worker
-                ):
-                    continue
+            for action in self._claimed_by(ids, worker):
+                action_id = action.action_id
                 self._drop(action)  # one kept as handed over: in no index (see _put)
                 taken = self._taken.pop(action_id, None)
                 self._finished.put(freeze_done(action, now, taken))
@@ -285,14 +279,7 @@ class FastScheduledActionStore:
         now = ensure_utc(now, "now")
         done: list[ScheduledAction] = []
         with self._lock:
-            for action_id in ids:
-                action = self._live.get(action_id)
-                if (
-                    action is None
-                    or action.state is not _State.CLAIMED
-                    or action.lease_owner != worker
-                ):
-                    continue
+            for action in self._claimed_by(ids, worker):
                 done.append(
                     self._change(
                         action,
@@ -303,6 +290,16 @@ class FastScheduledActionStore:
                     )
                 )
         return done
+
+    def _claimed_by(self, action_ids: Sequence[str], worker: str) -> Iterator[ScheduledAction]:
+        """The live actions of ``action_ids`` that ``worker`` holds claimed (under the lock;
+        a caller may drop each one as it comes)."""
+        for action_id in action_ids:
+            action = self._live.get(action_id)
+            if action is None or action.lease_owner != worker:
+                continue
+            if action.state is _State.CLAIMED:
+                yield action
 
     def mark_failed(
         self,
